@@ -1,0 +1,68 @@
+/*
+ * Routes: "route METHODS PATTERN auth=SCHEMES [upstream=NAME]".
+ * PCRE2 patterns are compiled (and JIT-compiled where the library supports
+ * it) once per configuration load; matching walks the array in order and
+ * the first route whose method set contains the request's method and whose
+ * pattern matches the path (query excluded) wins.
+ */
+#ifndef KEYGATE_ROUTE_H
+#define KEYGATE_ROUTE_H
+
+#include <stddef.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+/* Authentication schemes a route may list in auth=. */
+enum route_auth {
+	ROUTE_AUTH_ANONYMOUS = 1,
+	ROUTE_AUTH_DENY
+};
+#define ROUTE_MAX_AUTH	4
+
+struct upstream;
+
+struct route {
+	int		 r_methods;	/* HTTP_M_* bits */
+	char		*r_pattern;	/* as written in the configuration */
+	pcre2_code	*r_code;
+	int		 r_jit;		/* r_code was JIT-compiled */
+	enum route_auth	 r_auth[ROUTE_MAX_AUTH];
+	int		 r_nauth;
+	struct upstream	*r_upstream;	/* NULL for deny-only routes */
+	int		 r_line;	/* configuration line, for messages */
+	int		 r_index;	/* 1-based position, for the access log */
+};
+
+struct route_table {
+	struct route	*rt_routes;
+	size_t		 rt_nroutes;
+	pcre2_match_data *rt_md;	/* one per process, routes match serially */
+};
+
+/*
+ * Compile pattern into r (r_pattern is set to a copy).  Returns 0, or -1 with
+ * a message in err ("bad regex at offset N: reason").
+ */
+int	 route_compile(struct route *, const char *, char *, size_t);
+
+/* Parse "GET,HEAD" or "*" into HTTP_M_* bits; -1 with err on a bad name. */
+int	 route_parse_methods(const char *, int *, char *, size_t);
+
+/* Parse "anonymous,deny" into r_auth; -1 with err on an unknown scheme. */
+int	 route_parse_auth(struct route *, const char *, char *, size_t);
+
+/* Name of a scheme as written in the configuration. */
+const char *route_auth_name(enum route_auth);
+
+/* Allocate the table's match data; -1 on allocation failure. */
+int	 route_table_init(struct route_table *);
+
+/* First route matching method bit mbit and path; NULL when none does. */
+const struct route *route_match(const struct route_table *, int,
+	    const char *, size_t);
+
+/* Free compiled patterns and the array. */
+void	 route_table_free(struct route_table *);
+
+#endif /* KEYGATE_ROUTE_H */

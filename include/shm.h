@@ -1,0 +1,60 @@
+/*
+ * The shared-memory segment: created by the master before it forks any
+ * worker (mmap MAP_SHARED|MAP_ANONYMOUS), inherited by every worker and kept
+ * across reloads.  Free of libevent so that the master, the workers and the
+ * unit tests can all include it.
+ *
+ * Layout version 1: a header, then per-worker statistics.  Later layouts
+ * add the key table and the rate counters behind them; sh_size covers the
+ * whole segment.
+ *
+ * Every counter is written only by the worker that owns the slot, with
+ * relaxed atomic adds, and read by anyone with relaxed atomic loads: a
+ * reader may see a slightly old value but never a torn one.  A slot is
+ * handed out (sw_pid set) and taken back (sw_pid cleared) only by the master,
+ * which is single-threaded.
+ */
+#ifndef KEYGATE_SHM_H
+#define KEYGATE_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
+#define SHM_VERSION	1
+#define SHM_SLOTS	128	/* worker slots: two generations during reload */
+
+struct shm_worker {
+	int32_t		 sw_pid;	/* 0: free slot */
+	uint32_t	 sw_generation;	/* configuration generation */
+	int64_t		 sw_started;	/* unix time */
+	uint64_t	 sw_accepted;	/* connections accepted */
+	uint64_t	 sw_active;	/* connections open now */
+	uint64_t	 sw_requests;	/* requests answered */
+	uint64_t	 sw_status[6];	/* by class: [1] 1xx ... [5] 5xx */
+	uint64_t	 sw_bytes_out;
+} __attribute__((aligned(64)));
+
+struct shm_header {
+	uint64_t	 sh_magic;
+	uint32_t	 sh_version;
+	uint32_t	 sh_slots;
+	uint64_t	 sh_size;
+	uint64_t	 sh_created;	/* unix time */
+	struct shm_worker sh_workers[SHM_SLOTS];
+};
+
+/* Map a new segment; NULL with errno set on failure. */
+struct shm_header *shm_create(void);
+void		 shm_destroy(struct shm_header *);
+
+/* Master: a free slot for pid (index), or -1 if none. */
+int		 shm_worker_attach(struct shm_header *, int32_t, uint32_t, int64_t);
+/* Master: give back the slot of pid; returns its index or -1. */
+int		 shm_worker_detach(struct shm_header *, int32_t);
+
+#define SHM_ADD(p, n)	__atomic_fetch_add((p), (n), __ATOMIC_RELAXED)
+#define SHM_SUB(p, n)	__atomic_fetch_sub((p), (n), __ATOMIC_RELAXED)
+#define SHM_LOAD(p)	__atomic_load_n((p), __ATOMIC_RELAXED)
+
+#endif /* KEYGATE_SHM_H */

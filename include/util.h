@@ -1,0 +1,32 @@
+/*
+ * Small helpers with no dependency on libevent: paths, clocks, CPU count,
+ * JSON string escaping and time formatting.
+ */
+#ifndef KEYGATE_UTIL_H
+#define KEYGATE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Absolute version of path (against the current directory); malloc'ed. */
+char	*util_abspath(const char *);
+
+/* Number of online CPUs, at least 1. */
+int	 util_ncpus(void);
+
+/* Wall clock and monotonic clock in milliseconds / microseconds. */
+int64_t	 util_now_ms(void);
+int64_t	 util_mono_us(void);
+
+/*
+ * Escape src as the inside of a JSON string into dst (not NUL-terminated).
+ * Returns the number of bytes the escaped form needs; writes only if that is
+ * at most dstlen.  Bytes >= 0x80 are copied as they are when they form valid
+ * UTF-8 and written as \u00XX otherwise, so the output is always valid JSON.
+ */
+size_t	 util_json_escape(char *, size_t, const char *, size_t);
+
+/* RFC 3339 UTC with milliseconds, e.g. 2026-11-23T11:26:42.123Z; buf >= 32. */
+void	 util_rfc3339_ms(char *, size_t, int64_t);
+
+#endif /* KEYGATE_UTIL_H */

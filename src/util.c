@@ -1,0 +1,147 @@
+/* Small helpers shared by every module; see util.h. */
+
+#include <sys/types.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Absolute version of path against the current directory. */
+char *
+util_abspath(const char *path)
+{
+	char	 cwd[PATH_MAX], *out;
+	size_t	 n;
+
+	if (path[0] == '/')
+		return (strdup(path));
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return (NULL);
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
+	n = strlen(cwd) + 1 + strlen(path) + 1;
+	if ((out = malloc(n)) == NULL)
+		return (NULL);
+	if (strcmp(path, ".") == 0 || path[0] == '\0')
+		snprintf(out, n, "%s", cwd);
+	else
+		snprintf(out, n, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, path);
+	return (out);
+}
+
+/* Number of online CPUs, at least 1. */
+int
+util_ncpus(void)
+{
+	long	 n;
+
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		return (1);
+	if (n > 64)
+		return (64);
+	return ((int)n);
+}
+
+/* Wall-clock time in milliseconds since the epoch. */
+int64_t
+util_now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Monotonic time in microseconds. */
+int64_t
+util_mono_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+}
+
+/* Length of a valid UTF-8 sequence starting at s (at most n bytes), or 0. */
+static size_t
+utf8_seqlen(const unsigned char *s, size_t n)
+{
+	size_t		 len, i;
+	uint32_t	 cp;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return (0);
+	if (len > n)
+		return (0);
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return (0);
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates and code points past U+10FFFF. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return (0);
+	return (len);
+}
+
+/* Escape src as the inside of a JSON string; see util.h. */
+size_t
+util_json_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*s = (const unsigned char *)src;
+	char			 tmp[6];
+	const char		*add;
+	size_t			 i, need = 0, addlen, seq;
+
+	for (i = 0; i < srclen; i += seq) {
+		seq = 1;
+		add = tmp;
+		if (s[i] == '"' || s[i] == '\\') {
+			tmp[0] = '\\';
+			tmp[1] = (char)s[i];
+			addlen = 2;
+		} else if (s[i] < 0x20 || s[i] == 0x7f ||
+		    (s[i] >= 0x80 && (seq = utf8_seqlen(s + i, srclen - i)) == 0)) {
+			seq = 1;
+			memcpy(tmp, "\\u00", 4);
+			tmp[4] = hex[s[i] >> 4];
+			tmp[5] = hex[s[i] & 0xf];
+			addlen = 6;
+		} else {
+			add = (const char *)s + i;
+			addlen = seq;
+		}
+		if (need + addlen <= dstlen)
+			memcpy(dst + need, add, addlen);
+		need += addlen;
+	}
+	return (need);
+}
+
+/* RFC 3339 UTC time with milliseconds. */
+void
+util_rfc3339_ms(char *buf, size_t len, int64_t ms)
+{
+	struct tm	 tm;
+	time_t		 t = (time_t)(ms / 1000);
+
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
