@@ -48,10 +48,15 @@ struct shm_header {
 struct shm_header *shm_create(void);
 void		 shm_destroy(struct shm_header *);
 
-/* Master: a free slot for pid (index), or -1 if none. */
-int		 shm_worker_attach(struct shm_header *, int32_t, uint32_t, int64_t);
-/* Master: give back the slot of pid; returns its index or -1. */
+/*
+ * Master: reserve a free slot before fork() (so the child knows its index),
+ * name its pid after fork(), give it back when the worker is reaped (by pid)
+ * or when fork() failed (by index).
+ */
+int		 shm_worker_attach(struct shm_header *, uint32_t, int64_t);
+void		 shm_worker_setpid(struct shm_header *, int, int32_t);
 int		 shm_worker_detach(struct shm_header *, int32_t);
+void		 shm_worker_release(struct shm_header *, int);
 
 #define SHM_ADD(p, n)	__atomic_fetch_add((p), (n), __ATOMIC_RELAXED)
 #define SHM_SUB(p, n)	__atomic_fetch_sub((p), (n), __ATOMIC_RELAXED)

@@ -1,0 +1,40 @@
+/*
+ * Access log: one JSON object per line, written with one write(2) to a
+ * file opened O_APPEND, so lines from several workers never interleave.
+ * Only the path is logged, never the query string or a header: either may
+ * carry a credential.
+ */
+#ifndef KEYGATE_ACCESSLOG_H
+#define KEYGATE_ACCESSLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct accesslog_entry {
+	int64_t		 ae_time_ms;	/* when the request started, wall clock */
+	const char	*ae_client;
+	const char	*ae_method;
+	size_t		 ae_methodlen;
+	const char	*ae_path;
+	size_t		 ae_pathlen;
+	int		 ae_route;	/* 1-based route index, 0 = none */
+	int		 ae_status;
+	uint64_t	 ae_bytes;	/* response bytes, headers included */
+	int64_t		 ae_duration_us;
+	const char	*ae_reqid;
+	size_t		 ae_reqidlen;
+};
+
+struct accesslog;
+
+/* Open path for appending (mode 0640); NULL with a reason in err. */
+struct accesslog *accesslog_open(const char *, char *, size_t);
+/* Open the path again (after rotation); 0 or -1. */
+int		 accesslog_reopen(struct accesslog *);
+void		 accesslog_write(struct accesslog *, const struct accesslog_entry *);
+void		 accesslog_close(struct accesslog *);
+
+/* Format an entry as one line (with '\n'); returns its length or 0. */
+size_t		 accesslog_format(char *, size_t, const struct accesslog_entry *);
+
+#endif /* KEYGATE_ACCESSLOG_H */

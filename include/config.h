@@ -1,0 +1,102 @@
+/*
+ * Configuration: one directive per line, parsed through a table of
+ * directives (name, argument kinds, bounds, default) into a fresh struct
+ * config.  Nothing is changed in a running daemon until a whole file has
+ * parsed and validated; errors are "FILE:LINE: message".
+ */
+#ifndef KEYGATE_CONFIG_H
+#define KEYGATE_CONFIG_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "route.h"
+
+#define CONFIG_ERRLEN		512
+#define CONFIG_MAX_WORKERS	64
+
+struct listen_addr {
+	char			 la_name[128];	/* as written, e.g. "[::1]:8080" */
+	struct sockaddr_storage	 la_ss;
+	socklen_t		 la_sslen;
+	int			 la_line;
+};
+
+enum upstream_type {
+	UPSTREAM_ECHO = 1
+};
+
+struct upstream {
+	char			*u_name;
+	enum upstream_type	 u_type;
+	int			 u_line;
+};
+
+enum log_level {
+	LOGLEVEL_ERROR = 0,
+	LOGLEVEL_WARN,
+	LOGLEVEL_INFO,
+	LOGLEVEL_DEBUG
+};
+
+struct config {
+	char			*c_path;	/* file it was read from */
+
+	struct listen_addr	*c_listen;
+	size_t			 c_nlisten;
+
+	int			 c_workers;	/* resolved: "auto" = number of CPUs */
+	char			*c_user;	/* NULL: do not change user */
+	uid_t			 c_uid;
+	gid_t			 c_gid;
+	char			*c_pidfile;	/* absolute */
+	char			*c_state_dir;	/* absolute */
+	char			*c_error_log;	/* "syslog", "stderr" or an absolute path */
+	char			*c_access_log;	/* NULL when "off"; else absolute */
+	enum log_level		 c_log_level;
+
+	/* Timeouts in milliseconds. */
+	int			 c_header_timeout;
+	int			 c_body_timeout;
+	int			 c_keepalive_timeout;
+	int			 c_send_timeout;
+	int			 c_shutdown_timeout;
+
+	/* Limits. */
+	size_t			 c_max_request_line;
+	size_t			 c_max_header_size;
+	uint64_t		 c_max_body_size;
+	int			 c_max_connections;	/* per worker */
+	int			 c_keepalive_requests;	/* per connection */
+
+	struct upstream		*c_upstreams;
+	size_t			 c_nupstreams;
+
+	struct route_table	 c_routes;
+};
+
+/*
+ * Read and validate path.  Relative paths in it are made absolute against
+ * the current directory.  Returns a new config, or NULL with
+ * "FILE:LINE: message" (or "FILE: message") in err.
+ */
+struct config	*config_load(const char *, char *, size_t);
+
+/* Same, from a string (for tests); name is used in messages. */
+struct config	*config_parse(const char *, const char *, char *, size_t);
+
+void		 config_free(struct config *);
+
+/* Upstream by name, or NULL. */
+struct upstream	*config_upstream(const struct config *, const char *);
+
+/* Parsers shared with other modules: 0 on success, -1 if malformed. */
+int		 config_parse_duration_ms(const char *, int *);	/* 10s 500ms 2m 1h, bare = s */
+int		 config_parse_size(const char *, uint64_t *);	/* 512 8k 1m 1g */
+int		 config_parse_addr(const char *, struct sockaddr_storage *,
+		    socklen_t *);	/* 127.0.0.1:80 [::1]:80 *:80 80 */
+
+#endif /* KEYGATE_CONFIG_H */

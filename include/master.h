@@ -1,0 +1,33 @@
+/*
+ * The master process: owns the listeners and the shared-memory segment,
+ * forks the workers, reaps and respawns them with back-off, reloads the
+ * configuration on SIGHUP and stops on SIGTERM/SIGINT (graceful) or SIGQUIT
+ * (fast).  It never serves a request.
+ */
+#ifndef KEYGATE_MASTER_H
+#define KEYGATE_MASTER_H
+
+#include <stddef.h>
+
+struct config;
+struct listen_addr;
+
+#define MASTER_MAX_LISTEN	16
+
+struct master_opts {
+	const char	*mo_path;	/* configuration file, for reloads */
+	int		 mo_foreground;
+	int		 mo_pidfd;	/* locked pidfile, closed in workers */
+	int		 mo_readyfd;	/* written once workers run, or -1 */
+};
+
+/* Bind and listen on addr; the fd, or -1 with a reason in err. */
+int	 master_bind(const struct listen_addr *, char *, size_t);
+
+/* Create log files a worker must be able to reopen as the configured user. */
+void	 master_prepare_logs(const struct config *);
+
+/* Run with conf and its bound listeners until stopped; exit status. */
+int	 master_run(const struct master_opts *, struct config *, int *, size_t);
+
+#endif /* KEYGATE_MASTER_H */

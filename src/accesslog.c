@@ -1,0 +1,133 @@
+/* Access log: JSON lines; see accesslog.h. */
+
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "accesslog.h"
+#include "log.h"
+#include "util.h"
+
+#define ACCESSLOG_LINE	4096
+#define ACCESSLOG_PATH	1536	/* longest path logged, bytes before escaping */
+
+struct accesslog {
+	int	 al_fd;
+	char	*al_path;
+};
+
+/* Open the access log for appending. */
+struct accesslog *
+accesslog_open(const char *path, char *err, size_t errlen)
+{
+	struct accesslog	*al;
+
+	if ((al = calloc(1, sizeof(*al))) == NULL ||
+	    (al->al_path = strdup(path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(al);
+		return (NULL);
+	}
+	al->al_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (al->al_fd == -1) {
+		snprintf(err, errlen, "cannot open access log %s: %s", path,
+		    strerror(errno));
+		free(al->al_path);
+		free(al);
+		return (NULL);
+	}
+	return (al);
+}
+
+/* Open the same path again, keeping the old file if that fails. */
+int
+accesslog_reopen(struct accesslog *al)
+{
+	int	 fd;
+
+	fd = open(al->al_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd == -1) {
+		log_warn("cannot reopen access log %s", al->al_path);
+		return (-1);
+	}
+	close(al->al_fd);
+	al->al_fd = fd;
+	return (0);
+}
+
+/* Append escaped JSON string contents to buf at *off. */
+static void
+accesslog_str(char *buf, size_t len, size_t *off, const char *s, size_t n)
+{
+	size_t	 need;
+
+	need = util_json_escape(buf + *off, len - *off, s, n);
+	if (need <= len - *off)
+		*off += need;
+}
+
+/* Format one entry; 0 if it did not fit. */
+size_t
+accesslog_format(char *buf, size_t len, const struct accesslog_entry *e)
+{
+	char	 ts[40];
+	size_t	 off;
+	int	 n;
+
+	util_rfc3339_ms(ts, sizeof(ts), e->ae_time_ms);
+	n = snprintf(buf, len, "{\"time\":\"%s\",\"pid\":%ld,\"client\":\"%s\","
+	    "\"method\":\"", ts, (long)getpid(), e->ae_client);
+	if (n < 0 || (size_t)n >= len)
+		return (0);
+	off = (size_t)n;
+	accesslog_str(buf, len, &off, e->ae_method, e->ae_methodlen);
+	if (off + 10 >= len)
+		return (0);
+	memcpy(buf + off, "\",\"path\":\"", 10);
+	off += 10;
+	accesslog_str(buf, len, &off, e->ae_path, e->ae_pathlen >
+	    ACCESSLOG_PATH ? ACCESSLOG_PATH : e->ae_pathlen);
+	if (e->ae_route > 0)
+		n = snprintf(buf + off, len - off, "\",\"route\":%d", e->ae_route);
+	else
+		n = snprintf(buf + off, len - off, "\",\"route\":null");
+	if (n < 0 || (size_t)n >= len - off)
+		return (0);
+	off += (size_t)n;
+	n = snprintf(buf + off, len - off, ",\"status\":%d,\"bytes\":%" PRIu64
+	    ",\"duration_us\":%" PRId64 ",\"request_id\":\"%.*s\"}\n",
+	    e->ae_status, e->ae_bytes, e->ae_duration_us,
+	    (int)e->ae_reqidlen, e->ae_reqid);
+	if (n < 0 || (size_t)n >= len - off)
+		return (0);
+	return (off + (size_t)n);
+}
+
+/* Write one entry as one line. */
+void
+accesslog_write(struct accesslog *al, const struct accesslog_entry *e)
+{
+	char	 line[ACCESSLOG_LINE];
+	size_t	 n;
+
+	if (al == NULL || (n = accesslog_format(line, sizeof(line), e)) == 0)
+		return;
+	if (write(al->al_fd, line, n) == -1 && errno != EAGAIN)
+		log_warn("access log write");
+}
+
+void
+accesslog_close(struct accesslog *al)
+{
+	if (al == NULL)
+		return;
+	close(al->al_fd);
+	free(al->al_path);
+	free(al);
+}

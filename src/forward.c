@@ -1,0 +1,86 @@
+/* Request header forwarding policy; see forward.h. */
+
+#include <sys/types.h>
+
+#include <string.h>
+
+#include "forward.h"
+#include "http.h"
+
+static const char *const forward_drop[] = {
+	"connection", "keep-alive", "te", "trailer", "transfer-encoding",
+	"upgrade", "x-consumer-id", "x-key-id", "x-app-id", "x-scopes",
+	"x-auth-scheme", "x-forwarded-for", "x-forwarded-proto",
+	"x-request-id", NULL
+};
+
+/* Is name one of the comma-separated tokens of a Connection header value? */
+static int
+forward_in_connection(const struct http_header *conn, const char *name,
+    size_t namelen)
+{
+	const char	*p = conn->h_value, *end = p + conn->h_valuelen, *tok;
+
+	while (p < end) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+			p++;
+		tok = p;
+		while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+			p++;
+		if ((size_t)(p - tok) == namelen &&
+		    strncasecmp(tok, name, namelen) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/* Should header h be forwarded as it is? */
+int
+forward_keep_header(const struct http_msg *msg, const struct http_header *h)
+{
+	size_t	 i;
+
+	if (h->h_namelen > 6 && strncasecmp(h->h_name, "proxy-", 6) == 0)
+		return (0);
+	for (i = 0; forward_drop[i] != NULL; i++)
+		if (http_strcaseeq(h->h_name, h->h_namelen, forward_drop[i]))
+			return (0);
+	for (i = 0; i < msg->hm_nheaders; i++) {
+		if (http_strcaseeq(msg->hm_headers[i].h_name,
+		    msg->hm_headers[i].h_namelen, "connection") &&
+		    forward_in_connection(&msg->hm_headers[i], h->h_name,
+		    h->h_namelen))
+			return (0);
+	}
+	return (1);
+}
+
+/* The client's X-Request-Id, if it is reasonable to pass on. */
+int
+forward_client_reqid(const struct http_msg *msg, const char **id, size_t *len)
+{
+	const struct http_header	*h;
+	size_t				 i;
+	unsigned char			 ch;
+
+	if ((h = http_header_find(msg, "x-request-id")) == NULL ||
+	    h->h_valuelen == 0 || h->h_valuelen > FORWARD_REQID_MAX)
+		return (0);
+	for (i = 0; i < h->h_valuelen; i++) {
+		ch = (unsigned char)h->h_value[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+		    ch == ':' || ch == '-'))
+			return (0);
+	}
+	*id = h->h_value;
+	*len = h->h_valuelen;
+	return (1);
+}
+
+/* The incoming X-Forwarded-For header, or NULL. */
+const struct http_header *
+forward_xff(const struct http_msg *msg)
+{
+	return (http_header_find(msg, "x-forwarded-for"));
+}

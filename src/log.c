@@ -1,0 +1,208 @@
+/*
+ * Error log in the style of OpenBSD log.c: to stderr, syslog or a file.
+ * A file is opened O_APPEND so that the master and every worker can write
+ * whole lines to it without coordination; log_reopen() opens the path again
+ * (SIGUSR1, after logrotate has moved the old file away).
+ */
+
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+static int	 log_fd = STDERR_FILENO;
+static int	 log_syslog;
+static int	 log_level = LOGLEVEL_INFO;
+static char	 log_path[1024];
+static char	 log_ident[32] = "keygated";
+static char	 log_prefix[16] = "main";
+
+/* Open the destination; 0, or -1 with the reason in err. */
+int
+log_init(const char *dest, int level, const char *ident, char *err,
+    size_t errlen)
+{
+	int	 fd;
+
+	log_level = level;
+	if (ident != NULL)
+		snprintf(log_ident, sizeof(log_ident), "%s", ident);
+	if (strcmp(dest, LOG_TO_STDERR) == 0) {
+		log_syslog = 0;
+		log_path[0] = '\0';
+		log_fd = STDERR_FILENO;
+		return (0);
+	}
+	if (strcmp(dest, LOG_TO_SYSLOG) == 0) {
+		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		log_syslog = 1;
+		log_path[0] = '\0';
+		return (0);
+	}
+	fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd == -1) {
+		snprintf(err, errlen, "cannot open error log %s: %s", dest,
+		    strerror(errno));
+		return (-1);
+	}
+	if (log_fd > STDERR_FILENO)
+		close(log_fd);
+	log_fd = fd;
+	log_syslog = 0;
+	snprintf(log_path, sizeof(log_path), "%s", dest);
+	return (0);
+}
+
+/* Reopen a file destination (after rotation); 0 or -1. */
+int
+log_reopen(void)
+{
+	int	 fd;
+
+	if (log_path[0] == '\0')
+		return (0);
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd == -1) {
+		log_warn("cannot reopen %s", log_path);
+		return (-1);
+	}
+	if (log_fd > STDERR_FILENO)
+		close(log_fd);
+	log_fd = fd;
+	return (0);
+}
+
+void
+log_setlevel(int level)
+{
+	log_level = level;
+}
+
+/* Name of the process kind, shown in every line. */
+void
+log_setprefix(const char *prefix)
+{
+	snprintf(log_prefix, sizeof(log_prefix), "%s", prefix);
+}
+
+/* "syslog", "stderr" or the path of the log file. */
+const char *
+log_dest(void)
+{
+	if (log_syslog)
+		return (LOG_TO_SYSLOG);
+	return (log_path[0] != '\0' ? log_path : LOG_TO_STDERR);
+}
+
+/* Format one line and write it with a single write(2). */
+static void
+log_emit(int level, int prio, const char *emsg, const char *fmt, va_list ap)
+{
+	char		 msg[2048], line[2300], ts[32];
+	struct tm	 tm;
+	time_t		 now;
+	int		 n;
+
+	if (level > log_level)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_syslog) {
+		if (emsg != NULL)
+			syslog(prio, "%s: %s: %s", log_prefix, msg, emsg);
+		else
+			syslog(prio, "%s: %s", log_prefix, msg);
+		return;
+	}
+	now = time(NULL);
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	n = snprintf(line, sizeof(line), "%s %s[%ld] %s: %s%s%s\n", ts,
+	    log_ident, (long)getpid(), log_prefix, msg,
+	    emsg != NULL ? ": " : "", emsg != NULL ? emsg : "");
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	(void)write(log_fd, line, (size_t)n);
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 ebuf[128];
+	int	 saved = errno;
+
+	va_start(ap, fmt);
+	log_emit(LOGLEVEL_WARN, LOG_WARNING, strerror_r(saved, ebuf,
+	    sizeof(ebuf)) == 0 ? ebuf : "unknown error", fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_emit(LOGLEVEL_WARN, LOG_WARNING, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_emit(LOGLEVEL_INFO, LOG_INFO, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_emit(LOGLEVEL_DEBUG, LOG_DEBUG, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 ebuf[128];
+	int	 saved = errno;
+
+	va_start(ap, fmt);
+	log_emit(LOGLEVEL_ERROR, LOG_CRIT, strerror_r(saved, ebuf,
+	    sizeof(ebuf)) == 0 ? ebuf : "unknown error", fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_emit(LOGLEVEL_ERROR, LOG_CRIT, NULL, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

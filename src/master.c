@@ -1,0 +1,564 @@
+/*
+ * The master process; see master.h.
+ *
+ * Signals reach the master as libevent signal events, so every handler
+ * below runs inside the event loop, not in signal context, and may do
+ * anything.  Around fork() all signals are blocked: the child first gives
+ * its inherited copy of the master's event_base a backend of its own
+ * (event_reinit, so that nothing it does touches the master's epoll
+ * instance or signal pipe), frees it, and only then unblocks signals and
+ * becomes a worker.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+#include "server.h"
+#include "shm.h"
+#include "util.h"
+
+#define MASTER_BACKOFF_MIN_MS	100
+#define MASTER_BACKOFF_MAX_MS	10000
+#define MASTER_STABLE_MS	2000	/* a worker that lived this long was fine */
+#define MASTER_KILL_GRACE_MS	2000	/* after shutdown_timeout, SIGKILL */
+#define MASTER_NSIGS		6
+
+struct child {
+	pid_t		 ch_pid;	/* 0: unused entry */
+	uint32_t	 ch_gen;
+	int		 ch_slot;
+	int		 ch_stopping;
+	int64_t		 ch_started_ms;
+	int64_t		 ch_deadline_ms;	/* SIGKILL after, when stopping */
+};
+
+struct master {
+	struct event_base	*m_base;
+	const struct master_opts *m_opts;
+	struct config		*m_conf;
+	int			 m_lfds[MASTER_MAX_LISTEN];
+	size_t			 m_nlfds;
+	struct shm_header	*m_shm;
+	uint32_t		 m_gen;
+	struct child		 m_children[SHM_SLOTS];
+	struct event		*m_sigs[MASTER_NSIGS];
+	struct event		*m_tick;
+	struct event		*m_respawn;
+	int			 m_backoff_ms;
+	int64_t			 m_spawn_after_ms;
+	int			 m_stopping;	/* 1 graceful, 2 fast */
+};
+
+static const int master_signals[MASTER_NSIGS] = {
+	SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGCHLD
+};
+
+static void	 master_spawn(struct master *);
+
+/* Bind and listen on one address. */
+int
+master_bind(const struct listen_addr *la, char *err, size_t errlen)
+{
+	int	 fd, one = 1;
+
+	fd = socket(la->la_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+		goto fail;
+	if (la->la_ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof(one)) == -1)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&la->la_ss, la->la_sslen) == -1 ||
+	    listen(fd, 511) == -1)
+		goto fail;
+	return (fd);
+fail:
+	snprintf(err, errlen, "listen %s: %s", la->la_name, strerror(errno));
+	if (fd != -1)
+		close(fd);
+	return (-1);
+}
+
+/* Create (and hand to the worker user) a log file workers will reopen. */
+static void
+master_prepare_file(const char *path, const struct config *conf)
+{
+	int	 fd;
+
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0640)) == -1) {
+		log_warn("cannot create %s", path);
+		return;
+	}
+	if (conf->c_user != NULL && geteuid() == 0 &&
+	    fchown(fd, conf->c_uid, conf->c_gid) == -1)
+		log_warn("cannot chown %s to %s", path, conf->c_user);
+	close(fd);
+}
+
+/* Create log files a worker must be able to reopen as the configured user. */
+void
+master_prepare_logs(const struct config *conf)
+{
+	if (conf->c_access_log != NULL)
+		master_prepare_file(conf->c_access_log, conf);
+	if (conf->c_error_log[0] == '/')
+		master_prepare_file(conf->c_error_log, conf);
+}
+
+/* In a new child: drop the master's event machinery without touching it. */
+static void
+master_child_detach(struct master *m)
+{
+	int	 i;
+
+	event_reinit(m->m_base);
+	for (i = 0; i < MASTER_NSIGS; i++)
+		event_free(m->m_sigs[i]);
+	event_free(m->m_tick);
+	event_free(m->m_respawn);
+	event_base_free(m->m_base);
+	m->m_base = NULL;
+	for (i = 0; i < MASTER_NSIGS; i++)
+		signal(master_signals[i], SIG_DFL);
+	if (m->m_opts->mo_pidfd != -1)
+		close(m->m_opts->mo_pidfd);
+	if (m->m_opts->mo_readyfd != -1)
+		close(m->m_opts->mo_readyfd);
+}
+
+/* Fork one worker of the current generation; -1 if that failed. */
+static int
+master_fork(struct master *m, struct child *ch)
+{
+	struct server_env	 env;
+	sigset_t		 all, old;
+	pid_t			 pid;
+	int			 slot;
+
+	slot = shm_worker_attach(m->m_shm, m->m_gen, util_now_ms() / 1000);
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	if ((pid = fork()) == -1) {
+		log_warn("fork");
+		if (slot != -1)
+			shm_worker_release(m->m_shm, slot);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		return (-1);
+	}
+	if (pid == 0) {
+		master_child_detach(m);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		env.se_conf = m->m_conf;
+		env.se_lfds = m->m_lfds;
+		env.se_nlfds = m->m_nlfds;
+		env.se_shm = m->m_shm;
+		env.se_slot = slot;
+		env.se_master = getppid();
+		exit(server_run(&env));
+	}
+	shm_worker_setpid(m->m_shm, slot, pid);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	memset(ch, 0, sizeof(*ch));
+	ch->ch_pid = pid;
+	ch->ch_gen = m->m_gen;
+	ch->ch_slot = slot;
+	ch->ch_started_ms = util_now_ms();
+	log_debug("%s: worker %ld started (generation %u)", __func__,
+	    (long)pid, m->m_gen);
+	return (0);
+}
+
+/* Workers of the current generation that are running and not stopping. */
+static int
+master_live(const struct master *m)
+{
+	int	 i, n = 0;
+
+	for (i = 0; i < SHM_SLOTS; i++)
+		if (m->m_children[i].ch_pid != 0 &&
+		    !m->m_children[i].ch_stopping &&
+		    m->m_children[i].ch_gen == m->m_gen)
+			n++;
+	return (n);
+}
+
+/* Start workers until the configured number runs, honouring back-off. */
+static void
+master_spawn(struct master *m)
+{
+	struct timeval	 tv;
+	int64_t		 now = util_now_ms(), wait;
+	int		 i;
+
+	if (m->m_stopping)
+		return;
+	if (now < m->m_spawn_after_ms) {
+		wait = m->m_spawn_after_ms - now;
+		tv.tv_sec = wait / 1000;
+		tv.tv_usec = (wait % 1000) * 1000;
+		evtimer_add(m->m_respawn, &tv);
+		return;
+	}
+	while (master_live(m) < m->m_conf->c_workers) {
+		for (i = 0; i < SHM_SLOTS && m->m_children[i].ch_pid != 0; i++)
+			;
+		if (i == SHM_SLOTS) {
+			log_warnx("too many worker processes; not starting more");
+			return;
+		}
+		if (master_fork(m, &m->m_children[i]) == -1) {
+			tv.tv_sec = 0;
+			tv.tv_usec = MASTER_BACKOFF_MIN_MS * 1000;
+			m->m_spawn_after_ms = now + MASTER_BACKOFF_MIN_MS;
+			evtimer_add(m->m_respawn, &tv);
+			return;
+		}
+	}
+}
+
+static void
+master_respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	master_spawn(arg);
+}
+
+/* Say how a worker ended, in the words an operator wants. */
+static void
+master_report(const struct master *m, const struct child *ch, int status,
+    uint64_t requests)
+{
+	int	 expected = ch->ch_stopping || m->m_stopping;
+
+	if (WIFEXITED(status) && (WEXITSTATUS(status) == 0 || !expected) &&
+	    expected)
+		log_info("worker %ld exited after %" PRIu64 " requests",
+		    (long)ch->ch_pid, requests);
+	else if (WIFEXITED(status))
+		log_warnx("worker %ld exited with status %d after %" PRIu64
+		    " requests", (long)ch->ch_pid, WEXITSTATUS(status),
+		    requests);
+	else if (WIFSIGNALED(status))
+		log_warnx("worker %ld killed by signal %d (%s)%s after %" PRIu64
+		    " requests", (long)ch->ch_pid, WTERMSIG(status),
+		    strsignal(WTERMSIG(status)),
+		    WCOREDUMP(status) ? ", core dumped" : "", requests);
+}
+
+/*
+ * A worker ended.  One that died on its own is replaced; if it lived less
+ * than MASTER_STABLE_MS the replacement waits, doubling from 100 ms up to
+ * 10 s, so a worker that crashes at once cannot make the master spin.
+ */
+static void
+master_reaped(struct master *m, struct child *ch, int status)
+{
+	uint64_t	 requests = 0;
+	int64_t		 now = util_now_ms();
+
+	if (ch->ch_slot >= 0)
+		requests = SHM_LOAD(&m->m_shm->sh_workers[ch->ch_slot].sw_requests);
+	shm_worker_detach(m->m_shm, ch->ch_pid);
+	master_report(m, ch, status, requests);
+	if (!ch->ch_stopping && !m->m_stopping && ch->ch_gen == m->m_gen) {
+		if (now - ch->ch_started_ms < MASTER_STABLE_MS) {
+			m->m_backoff_ms = m->m_backoff_ms == 0 ?
+			    MASTER_BACKOFF_MIN_MS : m->m_backoff_ms * 2;
+			if (m->m_backoff_ms > MASTER_BACKOFF_MAX_MS)
+				m->m_backoff_ms = MASTER_BACKOFF_MAX_MS;
+			m->m_spawn_after_ms = now + m->m_backoff_ms;
+			log_warnx("worker died %" PRId64 " ms after it started; "
+			    "next start in %d ms", now - ch->ch_started_ms,
+			    m->m_backoff_ms);
+		} else
+			m->m_backoff_ms = 0;
+	}
+	ch->ch_pid = 0;
+}
+
+/* Collect every ended child. */
+static void
+master_reap(struct master *m)
+{
+	pid_t	 pid;
+	int	 status, i, left = 0;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (i = 0; i < SHM_SLOTS; i++)
+			if (m->m_children[i].ch_pid == pid) {
+				master_reaped(m, &m->m_children[i], status);
+				break;
+			}
+	}
+	for (i = 0; i < SHM_SLOTS; i++)
+		if (m->m_children[i].ch_pid != 0)
+			left++;
+	if (m->m_stopping && left == 0)
+		event_base_loopexit(m->m_base, NULL);
+	else
+		master_spawn(m);
+}
+
+/* Tell children to stop (sig), with a deadline for SIGKILL. */
+static void
+master_signal_children(struct master *m, int sig, int all, int64_t deadline)
+{
+	struct child	*ch;
+	int		 i;
+
+	for (i = 0; i < SHM_SLOTS; i++) {
+		ch = &m->m_children[i];
+		if (ch->ch_pid == 0 || (!all && ch->ch_gen == m->m_gen))
+			continue;
+		if (sig == SIGTERM || sig == SIGQUIT) {
+			if (ch->ch_stopping && sig == SIGTERM)
+				continue;
+			ch->ch_stopping = 1;
+			ch->ch_deadline_ms = deadline;
+		}
+		if (kill(ch->ch_pid, sig) == -1 && errno != ESRCH)
+			log_warn("kill %ld", (long)ch->ch_pid);
+	}
+}
+
+/* Once a second: kill stopping workers past their deadline. */
+static void
+master_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct master	*m = arg;
+	struct child	*ch;
+	int64_t		 now = util_now_ms();
+	int		 i;
+
+	for (i = 0; i < SHM_SLOTS; i++) {
+		ch = &m->m_children[i];
+		if (ch->ch_pid != 0 && ch->ch_stopping &&
+		    now > ch->ch_deadline_ms) {
+			log_warnx("worker %ld did not stop in time; killing it",
+			    (long)ch->ch_pid);
+			kill(ch->ch_pid, SIGKILL);
+			ch->ch_deadline_ms = INT64_MAX;
+		}
+	}
+}
+
+/* Listeners for a new configuration, reusing the sockets already bound. */
+static int
+master_relisten(struct master *m, const struct config *conf, int *lfds,
+    char *err, size_t errlen)
+{
+	const struct listen_addr	*la, *old;
+	size_t				 i, j;
+
+	for (i = 0; i < conf->c_nlisten; i++) {
+		la = &conf->c_listen[i];
+		lfds[i] = -1;
+		for (j = 0; j < m->m_nlfds; j++) {
+			old = &m->m_conf->c_listen[j];
+			if (old->la_sslen == la->la_sslen &&
+			    memcmp(&old->la_ss, &la->la_ss, la->la_sslen) == 0)
+				lfds[i] = m->m_lfds[j];
+		}
+		if (lfds[i] == -1 &&
+		    (lfds[i] = master_bind(la, err, errlen)) == -1)
+			goto fail;
+	}
+	return (0);
+fail:
+	/* Close only what this attempt bound. */
+	while (i-- > 0) {
+		for (j = 0; j < m->m_nlfds && m->m_lfds[j] != lfds[i]; j++)
+			;
+		if (j == m->m_nlfds)
+			close(lfds[i]);
+	}
+	return (-1);
+}
+
+/* Close the old listeners the new set does not reuse, and adopt it. */
+static void
+master_adopt_listeners(struct master *m, const int *lfds, size_t n)
+{
+	size_t	 i, j;
+
+	for (j = 0; j < m->m_nlfds; j++) {
+		for (i = 0; i < n && lfds[i] != m->m_lfds[j]; i++)
+			;
+		if (i == n)
+			close(m->m_lfds[j]);
+	}
+	memcpy(m->m_lfds, lfds, n * sizeof(*lfds));
+	m->m_nlfds = n;
+}
+
+/*
+ * SIGHUP.  Like nginx: the new file is parsed and validated completely (and
+ * its new listeners bound) before anything changes; on any error the old
+ * configuration keeps serving.  Then workers of the new generation start
+ * and the old ones are told to stop accepting and finish what they have.
+ * The listening sockets stay open in the master throughout, so the kernel
+ * keeps queueing connections and none is refused.
+ */
+static void
+master_reload(struct master *m)
+{
+	struct config	*conf, *old = m->m_conf;
+	int		 lfds[MASTER_MAX_LISTEN];
+	char		 err[CONFIG_ERRLEN];
+	int64_t		 deadline;
+
+	if ((conf = config_load(m->m_opts->mo_path, err, sizeof(err))) == NULL) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		return;
+	}
+	if (conf->c_nlisten > MASTER_MAX_LISTEN ||
+	    master_relisten(m, conf, lfds, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", conf->c_nlisten > MASTER_MAX_LISTEN ?
+		    "too many listen directives" : err);
+		config_free(conf);
+		return;
+	}
+	if (strcmp(old->c_pidfile, conf->c_pidfile) != 0)
+		log_warnx("pidfile changes take effect at the next restart");
+	if (!m->m_opts->mo_foreground && strcmp(old->c_error_log,
+	    conf->c_error_log) != 0 && log_init(conf->c_error_log,
+	    conf->c_log_level, NULL, err, sizeof(err)) == -1)
+		log_warnx("%s", err);
+	log_setlevel(conf->c_log_level);
+	master_prepare_logs(conf);
+	master_adopt_listeners(m, lfds, conf->c_nlisten);
+	m->m_conf = conf;
+	m->m_gen++;
+	m->m_backoff_ms = 0;
+	m->m_spawn_after_ms = 0;
+	master_spawn(m);
+	deadline = util_now_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
+	master_signal_children(m, SIGTERM, 0, deadline);
+	config_free(old);
+	log_info("configuration reloaded from %s (generation %u, %d workers)",
+	    m->m_opts->mo_path, m->m_gen, conf->c_workers);
+}
+
+/* Stop: graceful (SIGTERM to workers) or fast (SIGQUIT). */
+static void
+master_stop(struct master *m, int fast)
+{
+	int64_t	 deadline;
+	size_t	 i;
+
+	if (m->m_stopping >= (fast ? 2 : 1))
+		return;
+	m->m_stopping = fast ? 2 : 1;
+	log_info("%s stop", fast ? "fast" : "graceful");
+	for (i = 0; i < m->m_nlfds; i++)
+		close(m->m_lfds[i]);
+	m->m_nlfds = 0;
+	deadline = util_now_ms() + (fast ? 0 : m->m_conf->c_shutdown_timeout) +
+	    MASTER_KILL_GRACE_MS;
+	master_signal_children(m, fast ? SIGQUIT : SIGTERM, 1, deadline);
+	master_reap(m);
+}
+
+/* Signals, delivered by libevent in the loop (not in signal context). */
+static void
+master_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct master	*m = arg;
+
+	switch (sig) {
+	case SIGHUP:
+		if (!m->m_stopping)
+			master_reload(m);
+		break;
+	case SIGTERM:
+	case SIGINT:
+		master_stop(m, 0);
+		break;
+	case SIGQUIT:
+		master_stop(m, 1);
+		break;
+	case SIGUSR1:
+		log_reopen();
+		master_prepare_logs(m->m_conf);
+		master_signal_children(m, SIGUSR1, 1, 0);
+		log_info("log files reopened");
+		break;
+	case SIGCHLD:
+		master_reap(m);
+		break;
+	}
+}
+
+/* Set up the loop, start the workers and run until stopped. */
+int
+master_run(const struct master_opts *opts, struct config *conf, int *lfds,
+    size_t nlfds)
+{
+	static struct master	 m;	/* static: reachable from workers too */
+	struct timeval		 one = { 1, 0 };
+	int			 i;
+
+	memset(&m, 0, sizeof(m));
+	m.m_opts = opts;
+	m.m_conf = conf;
+	memcpy(m.m_lfds, lfds, nlfds * sizeof(*lfds));
+	m.m_nlfds = nlfds;
+	log_setprefix("master");
+	signal(SIGPIPE, SIG_IGN);
+	if ((m.m_shm = shm_create()) == NULL)
+		fatal("cannot create the shared memory segment");
+	if ((m.m_base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	for (i = 0; i < MASTER_NSIGS; i++) {
+		m.m_sigs[i] = evsignal_new(m.m_base, master_signals[i],
+		    master_signal_cb, &m);
+		if (m.m_sigs[i] == NULL || evsignal_add(m.m_sigs[i], NULL) == -1)
+			fatalx("cannot install signal handlers");
+	}
+	m.m_tick = event_new(m.m_base, -1, EV_PERSIST, master_tick_cb, &m);
+	m.m_respawn = evtimer_new(m.m_base, master_respawn_cb, &m);
+	if (m.m_tick == NULL || m.m_respawn == NULL)
+		fatalx("cannot create timers");
+	evtimer_add(m.m_tick, &one);
+	master_spawn(&m);
+	log_info("keygated %s started: %zu listener(s), %d worker(s)",
+	    PACKAGE_VERSION, m.m_nlfds, m.m_conf->c_workers);
+	if (opts->mo_readyfd != -1) {
+		(void)write(opts->mo_readyfd, "1", 1);
+		close(opts->mo_readyfd);
+	}
+	event_base_dispatch(m.m_base);
+
+	for (i = 0; i < MASTER_NSIGS; i++)
+		event_free(m.m_sigs[i]);
+	event_free(m.m_tick);
+	event_free(m.m_respawn);
+	event_base_free(m.m_base);
+	for (i = 0; i < (int)m.m_nlfds; i++)
+		close(m.m_lfds[i]);
+	shm_destroy(m.m_shm);
+	config_free(m.m_conf);
+	log_info("stopped");
+	return (0);
+}

@@ -1,0 +1,1149 @@
+/*
+ * The worker: accepts connections on the inherited listeners and serves
+ * HTTP/1.1 on libevent events and evbuffers.  See server.h.
+ *
+ * Not bufferevents: measured here, a bufferevent costs per request an
+ * ioctl(FIONREAD) before each read, an epoll_ctl() to arm the write event
+ * when a response is queued, another to disarm it, and a loop iteration
+ * between queueing and writing.  Instead each connection reads with one
+ * recv() into reserved evbuffer space, writes its responses with one
+ * writev() at the end of the callback that produced them, and arms its
+ * write event only when the socket would block.  That is epoll_wait, recv,
+ * writev per keep-alive request, as in nginx.
+ *
+ * A connection moves through the states of enum conn_state.  Requests on a
+ * connection are served one at a time, in order (pipelined requests wait in
+ * the input buffer until the previous response is queued), and reading
+ * stops while more than SERVER_MAX_OUTPUT bytes of responses wait for a slow
+ * client, so that a client that does not read cannot make the worker
+ * buffer without bound.
+ *
+ * Connections are only ever freed at the end of a libevent callback
+ * (read, write, event, timer), never from inside conn_process(), so no code
+ * below it has to wonder whether its struct conn still exists.
+ */
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#ifdef HAVE_SYS_PRCTL_H
+#include <sys/prctl.h>
+#endif
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/rand.h>
+
+#include "accesslog.h"
+#include "config.h"
+#include "echo.h"
+#include "forward.h"
+#include "http.h"
+#include "log.h"
+#include "route.h"
+#include "server.h"
+#include "shm.h"
+#include "util.h"
+
+#define SERVER_MAX_OUTPUT	(256 * 1024)	/* pause reading past this */
+#define SERVER_DISCARD_MAX	(1024 * 1024)	/* refused body dropped up to this */
+#define SERVER_LINGER_MS	2000		/* drain input after the last response */
+#define SERVER_STOP_IDLE_MS	1000		/* idle keep-alive grace when stopping */
+#define SERVER_MAX_LISTENERS	16
+#define SERVER_READ_SIZE	16384		/* bytes asked of one recv() */
+
+enum conn_state {
+	CONN_IDLE,	/* between requests */
+	CONN_HEADERS,	/* reading a request's header section */
+	CONN_BODY,	/* reading the body of a request being served */
+	CONN_DISCARD,	/* reading and dropping the body of a refused request */
+	CONN_CLOSING,	/* writing the last response, then close */
+	CONN_LINGER,	/* write side shut, draining input until EOF */
+	CONN_DEAD	/* to be freed at the end of the callback */
+};
+
+struct worker;
+
+struct conn {
+	TAILQ_ENTRY(conn)	 c_entry;
+	struct worker		*c_w;
+	int			 c_fd;
+	struct event		*c_ev_read;
+	struct event		*c_ev_write;
+	struct evbuffer		*c_in;
+	struct evbuffer		*c_out;
+	int			 c_reading;	/* c_ev_read is added */
+	int			 c_writing;	/* c_ev_write is added */
+	struct event		*c_timer;
+	enum conn_state		 c_state;
+	int			 c_paused;	/* reading off: output back-pressure */
+	int			 c_eof;		/* client shut its write side */
+	unsigned int		 c_nrequests;
+	char			 c_client[INET6_ADDRSTRLEN];
+
+	struct http_msg		 c_msg;
+
+	/* The request being served. */
+	int64_t			 c_start_us;
+	int64_t			 c_start_ms;
+	int			 c_minor;
+	int			 c_head;
+	int			 c_keepalive;
+	int			 c_route;
+	enum http_body		 c_body;
+	uint64_t		 c_body_left;
+	uint64_t		 c_body_bytes;
+	struct http_chunked	 c_chunked;
+	struct evbuffer		*c_pending;	/* echo body awaiting the request body */
+	size_t			 c_methodlen;
+	size_t			 c_pathlen;
+	size_t			 c_reqidlen;
+	char			 c_method[32];
+	char			 c_path[1536];
+	char			 c_reqid[FORWARD_REQID_MAX + 1];
+};
+
+struct worker {
+	struct event_base	*w_base;
+	const struct server_env	*w_env;
+	struct config		*w_conf;
+	struct http_limits	 w_limits;
+	size_t			 w_scanmax;
+	struct evconnlistener	*w_listeners[SERVER_MAX_LISTENERS];
+	size_t			 w_nlisteners;
+	int			 w_accepting;
+	struct accesslog	*w_alog;
+	struct shm_worker	*w_stats;
+	struct shm_worker	 w_nostats;
+	TAILQ_HEAD(, conn)	 w_conns;
+	int			 w_nconns;
+	int			 w_stopping;
+	struct event		*w_sigs[3];
+	struct event		*w_stop_timer;
+	struct event		*w_parent_timer;
+	const struct timeval	*w_tv_idle;
+	const struct timeval	*w_tv_header;
+	const struct timeval	*w_tv_body;
+	const struct timeval	*w_tv_send;
+	const struct timeval	*w_tv_linger;
+	const struct timeval	*w_tv_stopidle;
+	time_t			 w_date_sec;
+	char			 w_date[40];
+	uint64_t		 w_reqid_seed;
+	uint64_t		 w_reqid_seq;
+};
+
+static void	 conn_process(struct conn *);
+static void	 conn_reading(struct conn *, int);
+static void	 conn_next(struct conn *);
+static void	 conn_free(struct conn *);
+static void	 server_stop(struct worker *);
+
+/* splitmix64: a cheap, well-mixed 64-bit step for request ids. */
+static uint64_t
+server_mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return (x ^ (x >> 31));
+}
+
+/* The Date header value, formatted once a second. */
+static const char *
+server_date(struct worker *w)
+{
+	struct timeval	 tv;
+	struct tm	 tm;
+
+	event_base_gettimeofday_cached(w->w_base, &tv);
+	if (tv.tv_sec != w->w_date_sec) {
+		w->w_date_sec = tv.tv_sec;
+		gmtime_r(&w->w_date_sec, &tm);
+		strftime(w->w_date, sizeof(w->w_date),
+		    "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	}
+	return (w->w_date);
+}
+
+/* (Re)arm the connection's single timer with a common timeout. */
+static void
+conn_timer(struct conn *c, const struct timeval *tv)
+{
+	evtimer_add(c->c_timer, tv);
+}
+
+/*
+ * Queue the status line and headers.  Connection: close goes out whenever
+ * the connection will not be reused, keep-alive for HTTP/1.0 clients that
+ * asked for it.
+ */
+static void
+conn_head(struct conn *c, int status, uint64_t clen)
+{
+	struct evbuffer	*out = c->c_out;
+	char		 buf[512];
+	const char	*conn_hdr = "";
+	int		 n;
+
+	if (!c->c_keepalive)
+		conn_hdr = "Connection: close\r\n";
+	else if (c->c_minor == 0)
+		conn_hdr = "Connection: keep-alive\r\n";
+	n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nServer: keygate\r\n"
+	    "Date: %s\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %" PRIu64 "\r\nX-Request-Id: %.*s\r\n%s\r\n",
+	    status, http_reason(status), server_date(c->c_w), clen,
+	    (int)c->c_reqidlen, c->c_reqid, conn_hdr);
+	if (n > 0 && (size_t)n < sizeof(buf))
+		evbuffer_add(out, buf, (size_t)n);
+}
+
+/* Account for a queued response: statistics and the access log. */
+static void
+conn_log(struct conn *c, int status, uint64_t bytes)
+{
+	struct worker		*w = c->c_w;
+	struct accesslog_entry	 e;
+
+	SHM_ADD(&w->w_stats->sw_requests, 1);
+	SHM_ADD(&w->w_stats->sw_status[status / 100 % 6], 1);
+	SHM_ADD(&w->w_stats->sw_bytes_out, bytes);
+	c->c_nrequests++;
+	if (w->w_alog == NULL)
+		return;
+	e.ae_time_ms = c->c_start_ms;
+	e.ae_client = c->c_client;
+	e.ae_method = c->c_method;
+	e.ae_methodlen = c->c_methodlen;
+	e.ae_path = c->c_path;
+	e.ae_pathlen = c->c_pathlen;
+	e.ae_route = c->c_route;
+	e.ae_status = status;
+	e.ae_bytes = bytes;
+	e.ae_duration_us = util_mono_us() - c->c_start_us;
+	e.ae_reqid = c->c_reqid;
+	e.ae_reqidlen = c->c_reqidlen;
+	accesslog_write(w->w_alog, &e);
+}
+
+/* Queue a JSON refusal {"error": code, "message": message}. */
+static void
+conn_refuse(struct conn *c, int status, const char *code, const char *message)
+{
+	struct evbuffer	*out = c->c_out;
+	char		 body[1024];
+	size_t		 off, need, before;
+	int		 n;
+
+	n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"",
+	    code);
+	off = (size_t)n;
+	need = util_json_escape(body + off, sizeof(body) - off - 4, message,
+	    strlen(message));
+	if (need <= sizeof(body) - off - 4)
+		off += need;
+	memcpy(body + off, "\"}\n", 3);
+	off += 3;
+	before = evbuffer_get_length(out);
+	conn_head(c, status, off);
+	if (!c->c_head)
+		evbuffer_add(out, body, off);
+	conn_log(c, status, evbuffer_get_length(out) - before);
+}
+
+/* Refuse with a status of the HTTP layer and close the connection. */
+static void
+conn_fail(struct conn *c, int status, const char *cause)
+{
+	const char	*code;
+
+	switch (status) {
+	case 408:
+		code = "request_timeout";
+		break;
+	case 413:
+		code = "body_too_large";
+		break;
+	case 414:
+		code = "uri_too_long";
+		break;
+	case 417:
+		code = "expectation_failed";
+		break;
+	case 431:
+		code = "headers_too_large";
+		break;
+	case 501:
+		code = "not_implemented";
+		break;
+	case 505:
+		code = "http_version_not_supported";
+		break;
+	default:
+		status = 400;
+		code = "bad_request";
+		break;
+	}
+	c->c_keepalive = 0;
+	if (c->c_pending != NULL)
+		evbuffer_drain(c->c_pending, evbuffer_get_length(c->c_pending));
+	conn_refuse(c, status, code, cause);
+	c->c_state = CONN_CLOSING;
+	conn_timer(c, c->c_w->w_tv_send);
+}
+
+/* Queue the echo response built in c_pending. */
+static void
+conn_echo_respond(struct conn *c)
+{
+	struct evbuffer	*out = c->c_out;
+	size_t		 before = evbuffer_get_length(out);
+
+	echo_finish(c->c_pending, c->c_body_bytes);
+	conn_head(c, 200, evbuffer_get_length(c->c_pending));
+	if (c->c_head)
+		evbuffer_drain(c->c_pending, evbuffer_get_length(c->c_pending));
+	else
+		evbuffer_add_buffer(out, c->c_pending);
+	conn_log(c, 200, evbuffer_get_length(out) - before);
+}
+
+/* Copy what the access log needs before the header bytes are drained. */
+static void
+conn_remember(struct conn *c)
+{
+	struct worker		*w = c->c_w;
+	const struct http_msg	*m = &c->c_msg;
+	const char		*id;
+	size_t			 len;
+
+	c->c_methodlen = m->hm_methodlen < sizeof(c->c_method) ?
+	    m->hm_methodlen : sizeof(c->c_method);
+	memcpy(c->c_method, m->hm_method, c->c_methodlen);
+	c->c_pathlen = m->hm_pathlen < sizeof(c->c_path) ?
+	    m->hm_pathlen : sizeof(c->c_path);
+	memcpy(c->c_path, m->hm_path, c->c_pathlen);
+	if (forward_client_reqid(m, &id, &len)) {
+		memcpy(c->c_reqid, id, len);
+		c->c_reqidlen = len;
+	} else {
+		w->w_reqid_seq++;
+		snprintf(c->c_reqid, sizeof(c->c_reqid), "%016" PRIx64 "%016"
+		    PRIx64, server_mix(w->w_reqid_seed ^ w->w_reqid_seq),
+		    server_mix(w->w_reqid_seed + w->w_reqid_seq));
+		c->c_reqidlen = 32;
+	}
+}
+
+/*
+ * Can the body of a refused request be read and dropped, keeping the
+ * connection?  Not when the client waits for 100-continue (it may never
+ * send the body), and not for bodies larger than SERVER_DISCARD_MAX.
+ */
+static int
+conn_can_discard(const struct conn *c)
+{
+	if (c->c_body == HTTP_BODY_NONE)
+		return (1);
+	if (c->c_msg.hm_flags & HTTP_F_EXPECT100)
+		return (0);
+	return (c->c_body == HTTP_BODY_CHUNKED ||
+	    c->c_body_left <= SERVER_DISCARD_MAX);
+}
+
+/* Refuse a complete request (route level) and drop its body. */
+static void
+conn_refuse_request(struct conn *c, int status, const char *code,
+    const char *message)
+{
+	if (!conn_can_discard(c))
+		c->c_keepalive = 0;
+	conn_refuse(c, status, code, message);
+	if (c->c_body == HTTP_BODY_NONE || !c->c_keepalive) {
+		c->c_body = HTTP_BODY_NONE;
+		conn_next(c);
+		return;
+	}
+	c->c_state = CONN_DISCARD;
+	conn_timer(c, c->c_w->w_tv_body);
+}
+
+/* Serve a request through its route's upstream (echo for now). */
+static void
+conn_serve(struct conn *c, const struct route *r)
+{
+	struct evbuffer	*in = c->c_in;
+	struct worker	*w = c->c_w;
+
+	if (c->c_pending == NULL && (c->c_pending = evbuffer_new()) == NULL) {
+		evbuffer_drain(in, c->c_msg.hm_hdrlen);
+		conn_fail(c, 500, "out of memory");
+		return;
+	}
+	echo_begin(c->c_pending, &c->c_msg, c->c_client, c->c_reqid,
+	    c->c_reqidlen);
+	evbuffer_drain(in, c->c_msg.hm_hdrlen);
+	if (c->c_body == HTTP_BODY_NONE) {
+		conn_echo_respond(c);
+		conn_next(c);
+		return;
+	}
+	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
+	    evbuffer_get_length(in) == 0)
+		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	c->c_state = CONN_BODY;
+	conn_timer(c, w->w_tv_body);
+}
+
+/* A complete header section: choose the route and act on it. */
+static void
+conn_dispatch(struct conn *c)
+{
+	struct worker		*w = c->c_w;
+	struct config		*conf = w->w_conf;
+	struct http_msg		*m = &c->c_msg;
+	struct evbuffer		*in = c->c_in;
+	const struct route	*r;
+	int			 i;
+
+	conn_remember(c);
+	c->c_minor = m->hm_minor;
+	c->c_head = m->hm_mbit == HTTP_M_HEAD;
+	c->c_keepalive = (m->hm_flags & HTTP_F_KEEPALIVE) && !w->w_stopping &&
+	    conf->c_keepalive_timeout > 0 &&
+	    c->c_nrequests + 1 < (unsigned int)conf->c_keepalive_requests;
+	c->c_body = m->hm_body;
+	c->c_body_left = m->hm_content_length;
+	c->c_body_bytes = 0;
+	if (c->c_body == HTTP_BODY_LENGTH && c->c_body_left == 0)
+		c->c_body = HTTP_BODY_NONE;
+	http_chunked_init(&c->c_chunked);
+
+	if (c->c_body == HTTP_BODY_LENGTH && conf->c_max_body_size > 0 &&
+	    c->c_body_left > conf->c_max_body_size) {
+		evbuffer_drain(in, m->hm_hdrlen);
+		conn_fail(c, 413, "the request body is larger than "
+		    "max_body_size");
+		return;
+	}
+	r = route_match(&conf->c_routes, m->hm_mbit, m->hm_path, m->hm_pathlen);
+	if (r == NULL) {
+		c->c_route = 0;
+		conn_refuse_request(c, 404, "no_route",
+		    "no route matches this method and path");
+		evbuffer_drain(in, m->hm_hdrlen);
+		return;
+	}
+	c->c_route = r->r_index;
+	for (i = 0; i < r->r_nauth; i++) {
+		if (r->r_auth[i] == ROUTE_AUTH_ANONYMOUS) {
+			conn_serve(c, r);
+			return;
+		}
+	}
+	conn_refuse_request(c, 403, "forbidden",
+	    "this route does not accept requests");
+	evbuffer_drain(in, m->hm_hdrlen);
+}
+
+/* Read the header section; 1 if the state moved on, 0 to wait for bytes. */
+static int
+conn_headers(struct conn *c)
+{
+	struct evbuffer	*in = c->c_in;
+	size_t		 len = evbuffer_get_length(in);
+	unsigned char	*p;
+	int		 rc;
+
+	if (len > c->c_w->w_scanmax)
+		len = c->c_w->w_scanmax;
+	if ((p = evbuffer_pullup(in, (ssize_t)len)) == NULL)
+		return (0);
+	rc = http_parse_request(&c->c_msg, (const char *)p, len,
+	    &c->c_w->w_limits);
+	if (rc == 0)
+		return (0);
+	if (rc < 0) {
+		c->c_route = 0;
+		c->c_head = 0;
+		evbuffer_drain(in, evbuffer_get_length(in));
+		conn_fail(c, c->c_msg.hm_error, c->c_msg.hm_cause);
+		return (1);
+	}
+	conn_dispatch(c);
+	return (1);
+}
+
+/* Count chunked body bytes from the input; -1 malformed, else consumed. */
+static ssize_t
+conn_chunked(struct conn *c, struct evbuffer *in)
+{
+	struct evbuffer_iovec	 v[8];
+	ssize_t			 r, total = 0;
+	int			 i, n;
+
+	n = evbuffer_peek(in, -1, NULL, v, 8);
+	for (i = 0; i < n && i < 8; i++) {
+		r = http_chunked_feed(&c->c_chunked, v[i].iov_base,
+		    v[i].iov_len, NULL, NULL);
+		if (r < 0)
+			return (-1);
+		total += r;
+		if ((size_t)r < v[i].iov_len || http_chunked_done(&c->c_chunked))
+			break;
+	}
+	evbuffer_drain(in, (size_t)total);
+	c->c_body_bytes = c->c_chunked.hc_payload;
+	return (total);
+}
+
+/* Stop reading a body that cannot be finished: close after the response. */
+static void
+conn_abandon_body(struct conn *c, int status, const char *cause)
+{
+	if (c->c_state == CONN_BODY) {
+		conn_fail(c, status, cause);
+		return;
+	}
+	c->c_keepalive = 0;
+	c->c_body = HTTP_BODY_NONE;
+	conn_next(c);
+}
+
+/* Read (and count or drop) body bytes; 1 if the state moved on. */
+static int
+conn_body(struct conn *c)
+{
+	struct evbuffer	*in = c->c_in;
+	struct config	*conf = c->c_w->w_conf;
+	size_t		 len = evbuffer_get_length(in);
+	uint64_t	 limit;
+	int		 done;
+
+	if (len == 0)
+		return (0);
+	if (c->c_body == HTTP_BODY_LENGTH) {
+		if (len > c->c_body_left)
+			len = (size_t)c->c_body_left;
+		evbuffer_drain(in, len);
+		c->c_body_left -= len;
+		c->c_body_bytes += len;
+		done = c->c_body_left == 0;
+	} else {
+		if (conn_chunked(c, in) < 0) {
+			conn_abandon_body(c, 400, c->c_chunked.hc_cause);
+			return (1);
+		}
+		limit = c->c_state == CONN_DISCARD ? SERVER_DISCARD_MAX :
+		    conf->c_max_body_size;
+		if (limit > 0 && c->c_body_bytes > limit) {
+			conn_abandon_body(c, 413, "the request body is larger "
+			    "than max_body_size");
+			return (1);
+		}
+		done = http_chunked_done(&c->c_chunked);
+	}
+	if (!done) {
+		conn_timer(c, c->c_w->w_tv_body);
+		return (0);
+	}
+	if (c->c_state == CONN_BODY)
+		conn_echo_respond(c);
+	c->c_body = HTTP_BODY_NONE;
+	conn_next(c);
+	return (1);
+}
+
+/*
+ * The request is answered and its body consumed: wait for the next one, or
+ * close once the response is written.  Reading pauses while too much output
+ * waits for the client.
+ */
+static void
+conn_next(struct conn *c)
+{
+	struct worker	*w = c->c_w;
+
+	if (!c->c_keepalive || w->w_stopping || c->c_eof) {
+		c->c_state = CONN_CLOSING;
+		conn_timer(c, w->w_tv_send);
+		return;
+	}
+	c->c_state = CONN_IDLE;
+	conn_timer(c, w->w_tv_idle);
+	if (evbuffer_get_length(c->c_out) > SERVER_MAX_OUTPUT) {
+		c->c_paused = 1;
+		conn_reading(c, 0);
+	}
+}
+
+/* Begin a new request on the connection. */
+static void
+conn_begin(struct conn *c)
+{
+	c->c_state = CONN_HEADERS;
+	c->c_start_us = util_mono_us();
+	c->c_start_ms = util_now_ms();
+	c->c_route = 0;
+	c->c_head = 0;
+	c->c_minor = 1;
+	c->c_keepalive = 0;
+	c->c_methodlen = 0;
+	c->c_pathlen = 0;
+	c->c_reqidlen = 0;
+	http_msg_init(&c->c_msg);
+	conn_timer(c, c->c_w->w_tv_header);
+}
+
+/* Work through the input as far as it goes. */
+static void
+conn_process(struct conn *c)
+{
+	struct evbuffer	*in = c->c_in;
+
+	while (!c->c_paused) {
+		switch (c->c_state) {
+		case CONN_IDLE:
+			if (evbuffer_get_length(in) == 0)
+				return;
+			conn_begin(c);
+			break;
+		case CONN_HEADERS:
+			if (!conn_headers(c))
+				return;
+			break;
+		case CONN_BODY:
+		case CONN_DISCARD:
+			if (!conn_body(c))
+				return;
+			break;
+		case CONN_CLOSING:
+		case CONN_LINGER:
+		case CONN_DEAD:
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return;
+		}
+	}
+}
+
+/* Start or stop watching the socket for reading. */
+static void
+conn_reading(struct conn *c, int on)
+{
+	if (on && !c->c_reading && !c->c_eof)
+		event_add(c->c_ev_read, NULL);
+	else if (!on && c->c_reading)
+		event_del(c->c_ev_read);
+	c->c_reading = on && !c->c_eof;
+}
+
+/*
+ * The last response is written: shut the write side and read (dropping
+ * everything) until the client closes, so that unread request bytes do
+ * not make the kernel answer with a RST that could destroy the response
+ * before the client has read it (nginx's lingering close).
+ */
+static void
+conn_linger(struct conn *c)
+{
+	shutdown(c->c_fd, SHUT_WR);
+	if (c->c_eof) {
+		c->c_state = CONN_DEAD;
+		return;
+	}
+	c->c_state = CONN_LINGER;
+	c->c_paused = 0;
+	conn_reading(c, 1);
+	conn_timer(c, c->c_w->w_tv_linger);
+}
+
+/*
+ * Write queued responses now.  What the socket does not take waits for the
+ * write event (with send_timeout as the time allowed without progress).
+ * Once everything is out, a closing connection lingers and a paused one
+ * reads again, which may queue more responses: hence the loop.
+ */
+static void
+conn_flush(struct conn *c)
+{
+	int	 n;
+
+	while (c->c_state != CONN_DEAD) {
+		while (evbuffer_get_length(c->c_out) > 0) {
+			n = evbuffer_write(c->c_out, c->c_fd);
+			if (n > 0)
+				continue;
+			if (n == -1 && (errno == EAGAIN || errno == EINTR))
+				break;
+			c->c_state = CONN_DEAD;		/* EPIPE, ECONNRESET */
+			return;
+		}
+		if (evbuffer_get_length(c->c_out) > 0) {
+			if (!c->c_writing)
+				event_add(c->c_ev_write, c->c_w->w_tv_send);
+			c->c_writing = 1;
+			return;
+		}
+		if (c->c_writing)
+			event_del(c->c_ev_write);
+		c->c_writing = 0;
+		if (c->c_state == CONN_CLOSING) {
+			conn_linger(c);
+			return;
+		}
+		if (!c->c_paused)
+			return;
+		c->c_paused = 0;
+		conn_reading(c, 1);
+		conn_process(c);
+	}
+}
+
+/* The client shut its write side: finish what can be finished. */
+static void
+conn_eof(struct conn *c)
+{
+	conn_reading(c, 0);
+	c->c_eof = 1;
+	switch (c->c_state) {
+	case CONN_CLOSING:
+		break;
+	case CONN_IDLE:
+	case CONN_HEADERS:
+	case CONN_BODY:
+	case CONN_DISCARD:
+		/* Answers already queued still go out. */
+		if (evbuffer_get_length(c->c_out) > 0) {
+			c->c_keepalive = 0;
+			c->c_state = CONN_CLOSING;
+			conn_timer(c, c->c_w->w_tv_send);
+			break;
+		}
+		/* FALLTHROUGH */
+	default:
+		c->c_state = CONN_DEAD;
+		break;
+	}
+}
+
+/* Readable: one recv(), then serve what it completed. */
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn		*c = arg;
+	struct evbuffer_iovec	 v;
+	ssize_t			 n;
+
+	if (evbuffer_reserve_space(c->c_in, SERVER_READ_SIZE, &v, 1) < 1) {
+		conn_free(c);
+		return;
+	}
+	n = recv(fd, v.iov_base, v.iov_len < SERVER_READ_SIZE ? v.iov_len :
+	    SERVER_READ_SIZE, 0);
+	if (n > 0) {
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(c->c_in, &v, 1);
+		conn_process(c);
+	} else if (n == 0)
+		conn_eof(c);
+	else if (errno != EAGAIN && errno != EINTR)
+		c->c_state = CONN_DEAD;
+	if (c->c_state != CONN_DEAD)
+		conn_flush(c);
+	if (c->c_state == CONN_DEAD)
+		conn_free(c);
+}
+
+/* Writable again, or no progress for send_timeout. */
+static void
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn	*c = arg;
+
+	if (what & EV_TIMEOUT)
+		c->c_state = CONN_DEAD;
+	else
+		conn_flush(c);
+	if (c->c_state == CONN_DEAD)
+		conn_free(c);
+}
+
+/* The connection's timer: what it means depends on the state. */
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn	*c = arg;
+
+	switch (c->c_state) {
+	case CONN_HEADERS:
+		conn_fail(c, 408, "the request header was not received in "
+		    "time");
+		conn_flush(c);
+		break;
+	case CONN_BODY:
+		conn_fail(c, 408, "the request body was not received in time");
+		conn_flush(c);
+		break;
+	default:
+		/* Idle keep-alive, stuck write, linger or discard: close. */
+		c->c_state = CONN_DEAD;
+		break;
+	}
+	if (c->c_state == CONN_DEAD)
+		conn_free(c);
+}
+
+/* Close and free a connection; the worker may now accept again or exit. */
+static void
+conn_free(struct conn *c)
+{
+	struct worker	*w = c->c_w;
+	size_t		 i;
+
+	TAILQ_REMOVE(&w->w_conns, c, c_entry);
+	w->w_nconns--;
+	SHM_SUB(&w->w_stats->sw_active, 1);
+	event_free(c->c_timer);
+	event_free(c->c_ev_read);
+	event_free(c->c_ev_write);
+	evbuffer_free(c->c_in);
+	evbuffer_free(c->c_out);
+	close(c->c_fd);
+	if (c->c_pending != NULL)
+		evbuffer_free(c->c_pending);
+	free(c);
+	if (w->w_stopping) {
+		if (w->w_nconns == 0)
+			event_base_loopexit(w->w_base, NULL);
+		return;
+	}
+	if (!w->w_accepting && w->w_nconns < w->w_conf->c_max_connections) {
+		for (i = 0; i < w->w_nlisteners; i++)
+			evconnlistener_enable(w->w_listeners[i]);
+		w->w_accepting = 1;
+	}
+}
+
+/* The connection's memory, events and buffers; NULL if out of memory. */
+static struct conn *
+conn_alloc(struct worker *w, int fd)
+{
+	struct conn	*c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return (NULL);
+	c->c_w = w;
+	c->c_fd = fd;
+	c->c_timer = evtimer_new(w->w_base, conn_timer_cb, c);
+	c->c_ev_read = event_new(w->w_base, fd, EV_READ | EV_PERSIST,
+	    conn_read_cb, c);
+	c->c_ev_write = event_new(w->w_base, fd, EV_WRITE | EV_PERSIST,
+	    conn_write_cb, c);
+	c->c_in = evbuffer_new();
+	c->c_out = evbuffer_new();
+	if (c->c_timer == NULL || c->c_ev_read == NULL ||
+	    c->c_ev_write == NULL || c->c_in == NULL || c->c_out == NULL) {
+		if (c->c_timer != NULL)
+			event_free(c->c_timer);
+		if (c->c_ev_read != NULL)
+			event_free(c->c_ev_read);
+		if (c->c_ev_write != NULL)
+			event_free(c->c_ev_write);
+		if (c->c_in != NULL)
+			evbuffer_free(c->c_in);
+		if (c->c_out != NULL)
+			evbuffer_free(c->c_out);
+		free(c);
+		return (NULL);
+	}
+	return (c);
+}
+
+/* A new connection from a listener. */
+static void
+server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct worker	*w = arg;
+	struct conn	*c;
+	int		 one = 1;
+	size_t		 i;
+	const void	*addr;
+
+	if ((c = conn_alloc(w, fd)) == NULL) {
+		log_warnx("out of memory accepting a connection");
+		close(fd);
+		return;
+	}
+	addr = sa->sa_family == AF_INET6 ?
+	    (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr :
+	    (const void *)&((struct sockaddr_in *)sa)->sin_addr;
+	if (inet_ntop(sa->sa_family, addr, c->c_client,
+	    sizeof(c->c_client)) == NULL)
+		snprintf(c->c_client, sizeof(c->c_client), "unknown");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
+	w->w_nconns++;
+	SHM_ADD(&w->w_stats->sw_accepted, 1);
+	SHM_ADD(&w->w_stats->sw_active, 1);
+
+	conn_reading(c, 1);
+	c->c_state = CONN_IDLE;
+	conn_timer(c, w->w_tv_idle);
+
+	if (w->w_nconns >= w->w_conf->c_max_connections && w->w_accepting) {
+		for (i = 0; i < w->w_nlisteners; i++)
+			evconnlistener_disable(w->w_listeners[i]);
+		w->w_accepting = 0;
+	}
+}
+
+/* accept(2) failed: log it; EMFILE and the like must not spin the loop. */
+static void
+server_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	int	 err = EVUTIL_SOCKET_ERROR();
+
+	log_warnx("accept: %s", evutil_socket_error_to_string(err));
+}
+
+/*
+ * Graceful stop: stop accepting, let in-flight requests finish (their
+ * responses go out with Connection: close), close idle keep-alive
+ * connections after a short grace, and exit when no connection is left or
+ * shutdown_timeout has passed.
+ */
+static void
+server_stop(struct worker *w)
+{
+	struct timeval	 tv;
+	struct conn	*c;
+	size_t		 i;
+
+	if (w->w_stopping)
+		return;
+	w->w_stopping = 1;
+	for (i = 0; i < w->w_nlisteners; i++)
+		evconnlistener_free(w->w_listeners[i]);
+	w->w_nlisteners = 0;
+	w->w_accepting = 0;
+	TAILQ_FOREACH(c, &w->w_conns, c_entry)
+		if (c->c_state == CONN_IDLE)
+			conn_timer(c, w->w_tv_stopidle);
+	if (w->w_nconns == 0) {
+		event_base_loopexit(w->w_base, NULL);
+		return;
+	}
+	tv.tv_sec = w->w_conf->c_shutdown_timeout / 1000;
+	tv.tv_usec = (w->w_conf->c_shutdown_timeout % 1000) * 1000;
+	evtimer_add(w->w_stop_timer, &tv);
+}
+
+static void
+server_stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*w = arg;
+
+	log_warnx("shutdown_timeout passed with %d connection(s) open; "
+	    "closing them", w->w_nconns);
+	event_base_loopexit(w->w_base, NULL);
+}
+
+/* Signals, delivered by libevent inside the loop. */
+static void
+server_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker	*w = arg;
+
+	switch (sig) {
+	case SIGTERM:
+		server_stop(w);
+		break;
+	case SIGQUIT:
+		event_base_loopbreak(w->w_base);
+		break;
+	case SIGUSR1:
+		log_reopen();
+		if (w->w_alog != NULL)
+			accesslog_reopen(w->w_alog);
+		break;
+	}
+}
+
+/* Stop gracefully if the master has gone away. */
+static void
+server_parent_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*w = arg;
+
+	if (getppid() != w->w_env->se_master) {
+		log_warnx("master process is gone; stopping");
+		server_stop(w);
+	}
+}
+
+/* Give up root for the configured user; the listeners are already bound. */
+static void
+server_drop_privileges(const struct config *conf)
+{
+	if (conf->c_user == NULL || geteuid() != 0)
+		return;
+	if (setgroups(1, &conf->c_gid) == -1 || setgid(conf->c_gid) == -1 ||
+	    setuid(conf->c_uid) == -1)
+		fatal("cannot change to user %s", conf->c_user);
+#ifdef HAVE_SYS_PRCTL_H
+	/* setuid() cleared it; a worker's core must stay possible to debug. */
+	prctl(PR_SET_DUMPABLE, 1);
+#endif
+}
+
+/* A common timeout (O(1) add/remove) of ms milliseconds. */
+static const struct timeval *
+server_common_timeout(struct worker *w, int ms)
+{
+	struct timeval	 tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	return (event_base_init_common_timeout(w->w_base, &tv));
+}
+
+/* Create the loop, timers, signals and listeners. */
+static int
+server_setup(struct worker *w)
+{
+	static const int	 sigs[] = { SIGTERM, SIGQUIT, SIGUSR1 };
+	struct config		*conf = w->w_conf;
+	char			 err[256];
+	size_t			 i;
+	int			 idle;
+
+	if ((w->w_base = event_base_new()) == NULL)
+		return (-1);
+	idle = conf->c_keepalive_timeout > 0 ? conf->c_keepalive_timeout : 1;
+	w->w_tv_idle = server_common_timeout(w, idle);
+	w->w_tv_header = server_common_timeout(w, conf->c_header_timeout);
+	w->w_tv_body = server_common_timeout(w, conf->c_body_timeout);
+	w->w_tv_send = server_common_timeout(w, conf->c_send_timeout);
+	w->w_tv_linger = server_common_timeout(w, SERVER_LINGER_MS);
+	w->w_tv_stopidle = server_common_timeout(w, idle < SERVER_STOP_IDLE_MS ?
+	    idle : SERVER_STOP_IDLE_MS);
+	if (w->w_tv_idle == NULL || w->w_tv_header == NULL ||
+	    w->w_tv_body == NULL || w->w_tv_send == NULL ||
+	    w->w_tv_linger == NULL || w->w_tv_stopidle == NULL)
+		return (-1);
+	for (i = 0; i < 3; i++) {
+		w->w_sigs[i] = evsignal_new(w->w_base, sigs[i],
+		    server_signal_cb, w);
+		if (w->w_sigs[i] == NULL || evsignal_add(w->w_sigs[i], NULL) == -1)
+			return (-1);
+	}
+	w->w_stop_timer = evtimer_new(w->w_base, server_stop_timeout_cb, w);
+	w->w_parent_timer = event_new(w->w_base, -1, EV_PERSIST,
+	    server_parent_cb, w);
+	if (w->w_stop_timer == NULL || w->w_parent_timer == NULL)
+		return (-1);
+	if (conf->c_access_log != NULL && (w->w_alog =
+	    accesslog_open(conf->c_access_log, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return (-1);
+	}
+	for (i = 0; i < w->w_env->se_nlfds && i < SERVER_MAX_LISTENERS; i++) {
+		w->w_listeners[i] = evconnlistener_new(w->w_base,
+		    server_accept_cb, w, LEV_OPT_CLOSE_ON_FREE, 0,
+		    w->w_env->se_lfds[i]);
+		if (w->w_listeners[i] == NULL)
+			return (-1);
+		evconnlistener_set_error_cb(w->w_listeners[i],
+		    server_accept_error_cb);
+		w->w_nlisteners++;
+	}
+	w->w_accepting = 1;
+	return (0);
+}
+
+/* Free everything the worker owns (connections included). */
+static void
+server_teardown(struct worker *w)
+{
+	struct conn	*c;
+	size_t		 i;
+
+	while ((c = TAILQ_FIRST(&w->w_conns)) != NULL) {
+		w->w_stopping = 1;	/* no loopexit bookkeeping needed */
+		conn_free(c);
+	}
+	for (i = 0; i < w->w_nlisteners; i++)
+		evconnlistener_free(w->w_listeners[i]);
+	for (i = 0; i < 3; i++)
+		if (w->w_sigs[i] != NULL)
+			event_free(w->w_sigs[i]);
+	if (w->w_stop_timer != NULL)
+		event_free(w->w_stop_timer);
+	if (w->w_parent_timer != NULL)
+		event_free(w->w_parent_timer);
+	accesslog_close(w->w_alog);
+	if (w->w_base != NULL)
+		event_base_free(w->w_base);
+}
+
+/* Serve until stopped. */
+int
+server_run(const struct server_env *env)
+{
+	struct worker	 w;
+	struct timeval	 one = { 1, 0 };
+	int		 rc = 0;
+
+	memset(&w, 0, sizeof(w));
+	TAILQ_INIT(&w.w_conns);
+	w.w_env = env;
+	w.w_conf = env->se_conf;
+	w.w_stats = env->se_slot >= 0 ? &env->se_shm->sh_workers[env->se_slot] :
+	    &w.w_nostats;
+	w.w_limits.hl_max_line = w.w_conf->c_max_request_line;
+	w.w_limits.hl_max_header = w.w_conf->c_max_header_size;
+	/* Room for a few skipped empty lines past the header limit. */
+	w.w_scanmax = w.w_conf->c_max_header_size + 16;
+	w.w_date_sec = -1;
+	if (RAND_bytes((unsigned char *)&w.w_reqid_seed,
+	    sizeof(w.w_reqid_seed)) != 1)
+		w.w_reqid_seed = (uint64_t)util_mono_us() ^ (uint64_t)getpid();
+
+	log_setprefix("worker");
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+#ifdef HAVE_SYS_PRCTL_H
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+#endif
+	server_drop_privileges(w.w_conf);
+	if (server_setup(&w) == -1) {
+		log_warnx("worker setup failed");
+		rc = 1;
+		goto done;
+	}
+	evtimer_add(w.w_parent_timer, &one);
+	if (getppid() != env->se_master)
+		server_stop(&w);
+	log_debug("%s: worker ready", __func__);
+	event_base_dispatch(w.w_base);
+done:
+	server_teardown(&w);
+	return (rc);
+}

@@ -1,0 +1,96 @@
+/* Unit tests for the shared-memory segment (shm.c). */
+
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "shm.h"
+
+/* The header says what it is, and its size covers the whole segment. */
+static void
+test_header(void **state)
+{
+	struct shm_header	*sh = shm_create();
+
+	assert_non_null(sh);
+	assert_int_equal(sh->sh_magic, SHM_MAGIC);
+	assert_int_equal(sh->sh_version, SHM_VERSION);
+	assert_int_equal(sh->sh_slots, SHM_SLOTS);
+	assert_true(sh->sh_size >= sizeof(*sh));
+	assert_int_equal((uintptr_t)&sh->sh_workers[1] % 64, 0);
+	shm_destroy(sh);
+}
+
+/* Slots are reserved, named, released and reused; none is handed out twice. */
+static void
+test_slots(void **state)
+{
+	struct shm_header	*sh = shm_create();
+	int			 a, b, i;
+
+	a = shm_worker_attach(sh, 1, 100);
+	b = shm_worker_attach(sh, 1, 100);
+	assert_true(a >= 0 && b >= 0 && a != b);
+	assert_int_equal(sh->sh_workers[a].sw_pid, -1);
+	shm_worker_setpid(sh, a, 4242);
+	shm_worker_setpid(sh, b, 4343);
+	sh->sh_workers[a].sw_requests = 7;
+	assert_int_equal(shm_worker_detach(sh, 4242), a);
+	assert_int_equal(shm_worker_detach(sh, 4242), -1);
+	/* The freed slot comes back zeroed, with the new generation. */
+	assert_int_equal(shm_worker_attach(sh, 2, 200), a);
+	assert_int_equal(sh->sh_workers[a].sw_requests, 0);
+	assert_int_equal(sh->sh_workers[a].sw_generation, 2);
+	shm_worker_release(sh, a);
+	assert_int_equal(sh->sh_workers[a].sw_pid, 0);
+	/* Fill every slot: the next reservation fails. */
+	for (i = 0; i < SHM_SLOTS - 1; i++)
+		assert_true(shm_worker_attach(sh, 3, 300) >= 0);
+	assert_int_equal(shm_worker_attach(sh, 3, 300), -1);
+	shm_destroy(sh);
+}
+
+/* Counters written by forked children are seen by the parent, none lost. */
+static void
+test_shared_across_fork(void **state)
+{
+	struct shm_header	*sh = shm_create();
+	uint64_t		*ctr = &sh->sh_workers[0].sw_requests;
+	pid_t			 pids[4];
+	int			 i, j, status;
+
+	for (i = 0; i < 4; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] != -1);
+		if (pids[i] == 0) {
+			for (j = 0; j < 100000; j++)
+				SHM_ADD(ctr, 1);
+			_exit(0);
+		}
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	assert_int_equal(SHM_LOAD(ctr), 400000);
+	shm_destroy(sh);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_slots),
+		cmocka_unit_test(test_shared_across_fork),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
