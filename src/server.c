@@ -942,9 +942,12 @@ server_stop(struct worker *w)
 		evconnlistener_free(w->w_listeners[i]);
 	w->w_nlisteners = 0;
 	w->w_accepting = 0;
-	TAILQ_FOREACH(c, &w->w_conns, c_entry)
+	TAILQ_FOREACH(c, &w->w_conns, c_entry) {
 		if (c->c_state == CONN_IDLE)
 			conn_timer(c, w->w_tv_stopidle);
+		else if (c->c_state == CONN_BODY)
+			c->c_keepalive = 0;	/* its answer says so */
+	}
 	if (w->w_nconns == 0) {
 		event_base_loopexit(w->w_base, NULL);
 		return;
@@ -1006,10 +1009,6 @@ server_drop_privileges(const struct config *conf)
 	if (setgroups(1, &conf->c_gid) == -1 || setgid(conf->c_gid) == -1 ||
 	    setuid(conf->c_uid) == -1)
 		fatal("cannot change to user %s", conf->c_user);
-#ifdef HAVE_SYS_PRCTL_H
-	/* setuid() cleared it; a worker's core must stay possible to debug. */
-	prctl(PR_SET_DUMPABLE, 1);
-#endif
 }
 
 /* A common timeout (O(1) add/remove) of ms milliseconds. */
