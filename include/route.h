@@ -42,7 +42,7 @@ struct route_table {
 
 /*
  * Compile pattern into r (r_pattern is set to a copy).  Returns 0, or -1 with
- * a message in err ("bad regex at offset N: reason").
+ * a message in err ("bad regex \"PAT\": reason at offset N").
  */
 int	 route_compile(struct route *, const char *, char *, size_t);
 

@@ -1,0 +1,1103 @@
+/*
+ * Configuration file parser.  See config.h and keygate.conf(5).
+ *
+ * A file is read whole, split into lines and each line into words; the
+ * first word names a directive, looked up in the directives[] table, which
+ * says how many arguments it takes, how to parse them (a kind, or a handler
+ * for the directives that need one), where the value goes in struct config,
+ * its bounds and its default.  Defaults are applied from the same table to a
+ * fresh struct config before the file is read, so a default and a value
+ * written in the file go through the same code.  Checks that involve more
+ * than one line (routes naming upstreams defined further down, header size
+ * against request line size) run once the whole file has been read.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "route.h"
+#include "util.h"
+
+#define CONFIG_MAX_FILE		(4 * 1024 * 1024)
+#define CONFIG_MAX_WORDS	64	/* per line */
+#define CONFIG_MAX_LISTEN	16
+#define CONFIG_MAX_UPSTREAMS	64
+#define CONFIG_MAX_ROUTES	4096
+#define CONFIG_MAX_NAME		64	/* upstream names */
+
+#define KB	(1024ULL)
+#define MB	(1024ULL * KB)
+#define GB	(1024ULL * MB)
+#define TB	(1024ULL * GB)
+#define SEC	(1000ULL)
+#define MIN	(60 * SEC)
+#define HOUR	(60 * MIN)
+
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+
+struct parser;
+struct directive;
+
+typedef int (*dir_fn)(struct parser *, const struct directive *, char **,
+    int);
+
+enum dir_kind {
+	DK_FUNC = 0,	/* d_fn parses the arguments */
+	DK_PATH,	/* char *, made absolute */
+	DK_DURATION,	/* int, milliseconds */
+	DK_SIZE,	/* size_t or uint64_t, bytes */
+	DK_INT,		/* int */
+	DK_ENUM		/* enum, index of the word in d_enum */
+};
+
+struct directive {
+	const char		*d_name;
+	int			 d_minargs;
+	int			 d_maxargs;	/* -1: no upper limit */
+	enum dir_kind		 d_kind;
+	dir_fn			 d_fn;		/* DK_FUNC only */
+	size_t			 d_off;		/* member of struct config */
+	size_t			 d_width;	/* sizeof that member */
+	uint64_t		 d_lo;		/* bounds of numeric kinds */
+	uint64_t		 d_hi;
+	const char *const	*d_enum;	/* DK_ENUM words, NULL at end */
+	const char		*d_default;	/* applied first, or NULL */
+	int			 d_flags;
+#define D_REPEAT	0x01	/* may appear more than once; the default is
+				   applied only if it never does */
+};
+
+/* A number's unit suffix and what it multiplies by. */
+struct unit {
+	const char	*u_name;
+	uint64_t	 u_mult;
+};
+
+static int	 dir_listen(struct parser *, const struct directive *, char **,
+		    int);
+static int	 dir_workers(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_user(struct parser *, const struct directive *, char **,
+		    int);
+static int	 dir_error_log(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_access_log(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_upstream(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_route(struct parser *, const struct directive *, char **,
+		    int);
+static int	 perr(struct parser *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+static const char *const log_levels[] = {
+	"error", "warn", "info", "debug", NULL
+};
+
+/* Largest unit first: the formatters pick the first that divides. */
+static const struct unit duration_units[] = {
+	{ "h", HOUR }, { "m", MIN }, { "s", SEC }, { "ms", 1 }, { "", SEC },
+	{ NULL, 0 }
+};
+static const struct unit size_units[] = {
+	{ "t", TB }, { "g", GB }, { "m", MB }, { "k", KB }, { "", 1 },
+	{ "T", TB }, { "G", GB }, { "M", MB }, { "K", KB }, { NULL, 0 }
+};
+static const struct unit int_units[] = {
+	{ "", 1 }, { NULL, 0 }
+};
+
+#define M(m)	offsetof(struct config, m), sizeof(((struct config *)0)->m)
+#define FUNC(name, min, max, fn, lo, hi, def, fl)			\
+	{ name, min, max, DK_FUNC, fn, 0, 0, lo, hi, NULL, def, fl }
+#define PATH(name, m, def)						\
+	{ name, 1, 1, DK_PATH, NULL, M(m), 0, 0, NULL, def, 0 }
+#define NUM(name, kind, m, lo, hi, def)					\
+	{ name, 1, 1, kind, NULL, M(m), lo, hi, NULL, def, 0 }
+#define ENUM(name, m, words, def)					\
+	{ name, 1, 1, DK_ENUM, NULL, M(m), 0, 0, words, def, 0 }
+
+static const struct directive directives[] = {
+	FUNC("listen", 1, 2, dir_listen, 0, 0, "127.0.0.1:8080", D_REPEAT),
+	FUNC("workers", 1, 1, dir_workers, 1, CONFIG_MAX_WORKERS, "auto", 0),
+	FUNC("user", 1, 1, dir_user, 0, 0, NULL, 0),
+	PATH("pidfile", c_pidfile, KEYGATE_RUNSTATEDIR "/keygated.pid"),
+	PATH("state_dir", c_state_dir, KEYGATE_LOCALSTATEDIR "/lib/keygate"),
+	FUNC("error_log", 1, 1, dir_error_log, 0, 0, "syslog", 0),
+	FUNC("access_log", 1, 1, dir_access_log, 0, 0, "off", 0),
+	ENUM("log_level", c_log_level, log_levels, "info"),
+	NUM("header_timeout", DK_DURATION, c_header_timeout, 1, HOUR, "10s"),
+	NUM("body_timeout", DK_DURATION, c_body_timeout, 1, HOUR, "30s"),
+	NUM("keepalive_timeout", DK_DURATION, c_keepalive_timeout, 0, HOUR,
+	    "75s"),
+	NUM("send_timeout", DK_DURATION, c_send_timeout, 1, HOUR, "30s"),
+	NUM("shutdown_timeout", DK_DURATION, c_shutdown_timeout, 0, HOUR,
+	    "10s"),
+	NUM("max_request_line", DK_SIZE, c_max_request_line, 256, 64 * KB,
+	    "8k"),
+	NUM("max_header_size", DK_SIZE, c_max_header_size, KB, MB, "16k"),
+	NUM("max_body_size", DK_SIZE, c_max_body_size, 0, TB, "1m"),
+	NUM("max_connections", DK_INT, c_max_connections, 1, 1000000, "4096"),
+	NUM("keepalive_requests", DK_INT, c_keepalive_requests, 1, 100000000,
+	    "10000"),
+	FUNC("upstream", 2, 2, dir_upstream, 0, 0, NULL, D_REPEAT),
+	FUNC("route", 3, -1, dir_route, 0, 0, NULL, D_REPEAT),
+};
+
+struct parser {
+	const char	*p_name;	/* file name for messages */
+	int		 p_line;	/* current line, 0 outside the file */
+	struct config	*p_conf;
+	int		 p_first[nitems(directives)];	/* line of first use */
+	char		**p_rup;	/* upstream= of each route, or NULL */
+	size_t		 p_nrup;
+	size_t		 p_rcap;	/* routes and p_rup allocated */
+	char		*p_err;
+	size_t		 p_errlen;
+};
+
+/* Write "NAME:LINE: message" (or "NAME: message") to the error buffer. */
+static int
+perr(struct parser *p, const char *fmt, ...)
+{
+	char	 msg[CONFIG_ERRLEN];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (p->p_line > 0)
+		snprintf(p->p_err, p->p_errlen, "%s:%d: %s", p->p_name,
+		    p->p_line, msg);
+	else
+		snprintf(p->p_err, p->p_errlen, "%s: %s", p->p_name, msg);
+	return (-1);
+}
+
+/*
+ * Parse digits followed by one of the unit suffixes into *v (digits times
+ * the unit).  Returns 0, -1 if s is not of that form, -2 if it is but the
+ * value does not fit in 64 bits.  The digits are accumulated with a check
+ * before each step, so no intermediate result wraps.
+ */
+static int
+parse_number(const char *s, const struct unit *units, uint64_t *v)
+{
+	uint64_t	 n = 0;
+	int		 over = 0, i;
+
+	if (*s < '0' || *s > '9')
+		return (-1);
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (n > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			over = 1;
+		else
+			n = n * 10 + (uint64_t)(*s - '0');
+	}
+	for (i = 0; units[i].u_name != NULL; i++)
+		if (strcmp(s, units[i].u_name) == 0)
+			break;
+	if (units[i].u_name == NULL)
+		return (-1);
+	if (over || n > UINT64_MAX / units[i].u_mult)
+		return (-2);
+	*v = n * units[i].u_mult;
+	return (0);
+}
+
+/* Write v in the largest unit that divides it exactly, e.g. "16k". */
+static const char *
+format_number(char *buf, size_t len, uint64_t v, const struct unit *units)
+{
+	int	 i;
+
+	if (v == 0) {
+		snprintf(buf, len, "0");
+		return (buf);
+	}
+	for (i = 0; units[i].u_name != NULL; i++)
+		if (v % units[i].u_mult == 0)
+			break;
+	if (units[i].u_name == NULL)
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, len, "%llu%s",
+		    (unsigned long long)(v / units[i].u_mult), units[i].u_name);
+	return (buf);
+}
+
+/* Parse a duration ("10s", "500ms", "2m", "1h", bare = seconds) in ms. */
+int
+config_parse_duration_ms(const char *s, int *ms)
+{
+	uint64_t	 v;
+
+	if (parse_number(s, duration_units, &v) != 0 || v > INT_MAX)
+		return (-1);
+	*ms = (int)v;
+	return (0);
+}
+
+/* Parse a size ("512", "8k", "1m", "1g", "1t") in bytes. */
+int
+config_parse_size(const char *s, uint64_t *bytes)
+{
+	return (parse_number(s, size_units, bytes) == 0 ? 0 : -1);
+}
+
+/* Parse a port number, 0 to 65535. */
+static int
+parse_port(const char *s, in_port_t *port)
+{
+	uint64_t	 v;
+
+	if (strlen(s) > 5 || parse_number(s, int_units, &v) != 0 ||
+	    v > 65535)
+		return (-1);
+	*port = htons((uint16_t)v);
+	return (0);
+}
+
+/* Parse "[IPv6]:PORT" into ss. */
+static int
+parse_addr6(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in6	 sin6;
+	char			 host[INET6_ADDRSTRLEN];
+	const char		*end;
+
+	memset(&sin6, 0, sizeof(sin6));
+	if ((end = strchr(s, ']')) == NULL || end[1] != ':' ||
+	    (size_t)(end - s - 1) >= sizeof(host))
+		return (-1);
+	memcpy(host, s + 1, end - s - 1);
+	host[end - s - 1] = '\0';
+	if (inet_pton(AF_INET6, host, &sin6.sin6_addr) != 1 ||
+	    parse_port(end + 2, &sin6.sin6_port) == -1)
+		return (-1);
+	sin6.sin6_family = AF_INET6;
+	memcpy(ss, &sin6, sizeof(sin6));
+	*len = sizeof(sin6);
+	return (0);
+}
+
+/* Parse "IPv4:PORT", "*:PORT" or "PORT" into ss. */
+static int
+parse_addr4(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in	 sin;
+	char			 host[INET_ADDRSTRLEN];
+	const char		*colon;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_addr.s_addr = htonl(INADDR_ANY);
+	if ((colon = strchr(s, ':')) != NULL) {
+		if ((size_t)(colon - s) >= sizeof(host))
+			return (-1);
+		memcpy(host, s, colon - s);
+		host[colon - s] = '\0';
+		if (strcmp(host, "*") != 0 &&
+		    inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+			return (-1);
+		s = colon + 1;
+	}
+	if (parse_port(s, &sin.sin_port) == -1)
+		return (-1);
+	sin.sin_family = AF_INET;
+	memcpy(ss, &sin, sizeof(sin));
+	*len = sizeof(sin);
+	return (0);
+}
+
+/* Parse a listen address: 127.0.0.1:80, [::1]:80, *:80 or 80. */
+int
+config_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[')
+		return (parse_addr6(s, ss, len));
+	return (parse_addr4(s, ss, len));
+}
+
+/* Same address family, address and port? */
+static int
+addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	struct sockaddr_in	 a4, b4;
+	struct sockaddr_in6	 a6, b6;
+
+	if (a->ss_family != b->ss_family)
+		return (0);
+	if (a->ss_family == AF_INET) {
+		memcpy(&a4, a, sizeof(a4));
+		memcpy(&b4, b, sizeof(b4));
+		return (a4.sin_port == b4.sin_port &&
+		    a4.sin_addr.s_addr == b4.sin_addr.s_addr);
+	}
+	memcpy(&a6, a, sizeof(a6));
+	memcpy(&b6, b, sizeof(b6));
+	return (a6.sin6_port == b6.sin6_port &&
+	    memcmp(&a6.sin6_addr, &b6.sin6_addr, sizeof(a6.sin6_addr)) == 0);
+}
+
+/* store_number() writes enums as 32-bit integers. */
+_Static_assert(sizeof(enum log_level) == sizeof(uint32_t),
+    "enum log_level is not 32 bits wide");
+
+/* Store v into the directive's member, an unsigned or int of its width. */
+static void
+store_number(struct parser *p, const struct directive *d, uint64_t v)
+{
+	char		*dst = (char *)p->p_conf + d->d_off;
+	uint64_t	 v64 = v;
+	uint32_t	 v32 = (uint32_t)v;
+
+	if (d->d_width == sizeof(v64))
+		memcpy(dst, &v64, sizeof(v64));
+	else
+		memcpy(dst, &v32, sizeof(v32));
+}
+
+/* "listen ADDR": add a listener. */
+static int
+dir_listen(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct config		*c = p->p_conf;
+	struct listen_addr	 la, *nl;
+	size_t			 i;
+
+	if (argc == 2 && strcmp(argv[1], "tls") == 0)
+		return (perr(p, "TLS listeners are not available in this "
+		    "version"));
+	if (argc == 2)
+		return (perr(p, "\"listen\": unknown parameter \"%s\"",
+		    argv[1]));
+	if (c->c_nlisten == CONFIG_MAX_LISTEN)
+		return (perr(p, "too many listen directives (max %d)",
+		    CONFIG_MAX_LISTEN));
+	memset(&la, 0, sizeof(la));
+	if (strlen(argv[0]) >= sizeof(la.la_name) ||
+	    config_parse_addr(argv[0], &la.la_ss, &la.la_sslen) == -1)
+		return (perr(p, "\"listen\": invalid address \"%s\" (expected "
+		    "IP:PORT, [IPv6]:PORT, *:PORT or PORT)", argv[0]));
+	for (i = 0; i < c->c_nlisten; i++)
+		if (addr_equal(&c->c_listen[i].la_ss, &la.la_ss))
+			return (perr(p, "duplicate listen address \"%s\" "
+			    "(first at line %d)", argv[0],
+			    c->c_listen[i].la_line));
+	snprintf(la.la_name, sizeof(la.la_name), "%s", argv[0]);
+	la.la_line = p->p_line;
+	nl = reallocarray(c->c_listen, c->c_nlisten + 1, sizeof(*nl));
+	if (nl == NULL)
+		return (perr(p, "out of memory"));
+	c->c_listen = nl;
+	c->c_listen[c->c_nlisten++] = la;
+	return (0);
+}
+
+/* "workers N|auto"; auto is stored as 0 and resolved after the file. */
+static int
+dir_workers(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	uint64_t	 v;
+
+	if (strcmp(argv[0], "auto") == 0) {
+		p->p_conf->c_workers = 0;
+		return (0);
+	}
+	if (parse_number(argv[0], int_units, &v) != 0 || v < d->d_lo ||
+	    v > d->d_hi)
+		return (perr(p, "\"%s\": invalid value \"%s\" (expected auto "
+		    "or %llu..%llu)", d->d_name, argv[0],
+		    (unsigned long long)d->d_lo, (unsigned long long)d->d_hi));
+	p->p_conf->c_workers = (int)v;
+	return (0);
+}
+
+/* "user NAME": look the user up now, so -t reports an unknown one. */
+static int
+dir_user(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct config	*c = p->p_conf;
+	struct passwd	*pw;
+
+	if ((pw = getpwnam(argv[0])) == NULL)
+		return (perr(p, "unknown user \"%s\"", argv[0]));
+	free(c->c_user);
+	if ((c->c_user = strdup(argv[0])) == NULL)
+		return (perr(p, "out of memory"));
+	c->c_uid = pw->pw_uid;
+	c->c_gid = pw->pw_gid;
+	return (0);
+}
+
+/* Replace *dst by the absolute form of path. */
+static int
+set_path(struct parser *p, const char *name, char **dst, const char *path)
+{
+	char	*abs;
+
+	if (path[0] == '\0')
+		return (perr(p, "\"%s\": empty path", name));
+	if ((abs = util_abspath(path)) == NULL)
+		return (perr(p, "\"%s\": cannot make \"%s\" absolute: %s",
+		    name, path, strerror(errno)));
+	free(*dst);
+	*dst = abs;
+	return (0);
+}
+
+/* "error_log syslog|stderr|PATH". */
+static int
+dir_error_log(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct config	*c = p->p_conf;
+	char		*s;
+
+	if (strcmp(argv[0], "syslog") != 0 && strcmp(argv[0], "stderr") != 0)
+		return (set_path(p, d->d_name, &c->c_error_log, argv[0]));
+	if ((s = strdup(argv[0])) == NULL)
+		return (perr(p, "out of memory"));
+	free(c->c_error_log);
+	c->c_error_log = s;
+	return (0);
+}
+
+/* "access_log off|PATH". */
+static int
+dir_access_log(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct config	*c = p->p_conf;
+
+	if (strcmp(argv[0], "off") != 0)
+		return (set_path(p, d->d_name, &c->c_access_log, argv[0]));
+	free(c->c_access_log);
+	c->c_access_log = NULL;
+	return (0);
+}
+
+/* Is s a valid upstream name: [A-Za-z0-9_.-]{1,64}? */
+static int
+valid_name(const char *s)
+{
+	size_t	 n = strlen(s);
+
+	if (n == 0 || n > CONFIG_MAX_NAME)
+		return (0);
+	return (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789_.-") == n);
+}
+
+/* Check the TYPE of "upstream NAME TYPE"; only echo exists so far. */
+static int
+upstream_type(struct parser *p, const char *name, const char *type,
+    enum upstream_type *t)
+{
+	if (strcmp(type, "echo") == 0) {
+		*t = UPSTREAM_ECHO;
+		return (0);
+	}
+	if (strncmp(type, "http://", 7) == 0 ||
+	    strncmp(type, "https://", 8) == 0)
+		return (perr(p, "upstream \"%s\": proxying to %.*s upstreams "
+		    "is not available in this version (only \"echo\")", name,
+		    type[4] == 's' ? 8 : 7, type));
+	return (perr(p, "upstream \"%s\": unknown type \"%s\" (expected "
+	    "\"echo\")", name, type));
+}
+
+/* "upstream NAME TYPE". */
+static int
+dir_upstream(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct config		*c = p->p_conf;
+	struct upstream		*u, *nu;
+	enum upstream_type	 t;
+	char			*name;
+
+	if (c->c_nupstreams == CONFIG_MAX_UPSTREAMS)
+		return (perr(p, "too many upstreams (max %d)",
+		    CONFIG_MAX_UPSTREAMS));
+	if (!valid_name(argv[0]))
+		return (perr(p, "invalid upstream name \"%s\" (expected 1 to "
+		    "%d letters, digits, '_', '.' or '-')", argv[0],
+		    CONFIG_MAX_NAME));
+	if ((u = config_upstream(c, argv[0])) != NULL)
+		return (perr(p, "duplicate upstream \"%s\" (first at line %d)",
+		    argv[0], u->u_line));
+	if (upstream_type(p, argv[0], argv[1], &t) == -1)
+		return (-1);
+	nu = reallocarray(c->c_upstreams, c->c_nupstreams + 1, sizeof(*nu));
+	if (nu == NULL)
+		return (perr(p, "out of memory"));
+	c->c_upstreams = nu;
+	if ((name = strdup(argv[0])) == NULL)
+		return (perr(p, "out of memory"));
+	u = &c->c_upstreams[c->c_nupstreams++];
+	u->u_name = name;
+	u->u_type = t;
+	u->u_line = p->p_line;
+	return (0);
+}
+
+/*
+ * Append a zeroed route to the table (so that config_free() frees whatever
+ * is put into it, even if this line turns out to be bad) and a NULL slot to
+ * p_rup.  Both arrays grow by doubling.
+ */
+static int
+route_new(struct parser *p, struct route **rp)
+{
+	struct route_table	*rt = &p->p_conf->c_routes;
+	struct route		*nr;
+	char			**nu;
+	size_t			 cap;
+
+	if (rt->rt_nroutes == CONFIG_MAX_ROUTES)
+		return (perr(p, "too many routes (max %d)", CONFIG_MAX_ROUTES));
+	if (rt->rt_nroutes == p->p_rcap) {
+		cap = p->p_rcap == 0 ? 16 : p->p_rcap * 2;
+		if ((nr = reallocarray(rt->rt_routes, cap, sizeof(*nr))) ==
+		    NULL)
+			return (perr(p, "out of memory"));
+		rt->rt_routes = nr;
+		if ((nu = reallocarray(p->p_rup, cap, sizeof(*nu))) == NULL)
+			return (perr(p, "out of memory"));
+		p->p_rup = nu;
+		p->p_rcap = cap;
+	}
+	*rp = &rt->rt_routes[rt->rt_nroutes];
+	memset(*rp, 0, sizeof(**rp));
+	p->p_rup[p->p_nrup++] = NULL;
+	rt->rt_nroutes++;
+	(*rp)->r_line = p->p_line;
+	(*rp)->r_index = (int)rt->rt_nroutes;
+	return (0);
+}
+
+/* Is the len bytes at s equal to the string word? */
+static int
+word_is(const char *s, size_t len, const char *word)
+{
+	return (strlen(word) == len && memcmp(s, word, len) == 0);
+}
+
+/* One "key=value" option of a route; upstream= is resolved later. */
+static int
+route_option(struct parser *p, struct route *r, const char *opt)
+{
+	char		 msg[CONFIG_ERRLEN], **up;
+	const char	*val;
+	size_t		 klen;
+	int		 auth;
+
+	klen = strcspn(opt, "=");
+	val = opt[klen] == '=' ? opt + klen + 1 : "";
+	auth = word_is(opt, klen, "auth");
+	up = &p->p_rup[p->p_nrup - 1];
+	if (word_is(opt, klen, "scope") || word_is(opt, klen, "rate"))
+		return (perr(p, "option \"%.*s\" is not available in this "
+		    "version", (int)klen, opt));
+	if (!auth && !word_is(opt, klen, "upstream"))
+		return (perr(p, "unknown route option \"%.*s\"", (int)klen,
+		    opt));
+	if (auth ? r->r_nauth > 0 : *up != NULL)
+		return (perr(p, "duplicate route option \"%.*s\"", (int)klen,
+		    opt));
+	if (*val == '\0')
+		return (perr(p, "route option \"%.*s\" needs a value",
+		    (int)klen, opt));
+	if (auth) {
+		if (route_parse_auth(r, val, msg, sizeof(msg)) == -1)
+			return (perr(p, "%s", msg));
+		return (0);
+	}
+	if ((*up = strdup(val)) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/* "route METHODS PATTERN OPTION...". */
+static int
+dir_route(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct route	*r = NULL;
+	char		 msg[CONFIG_ERRLEN];
+	int		 i;
+
+	if (route_new(p, &r) == -1)
+		return (-1);
+	if (route_parse_methods(argv[0], &r->r_methods, msg,
+	    sizeof(msg)) == -1 ||
+	    route_compile(r, argv[1], msg, sizeof(msg)) == -1)
+		return (perr(p, "%s", msg));
+	for (i = 2; i < argc; i++)
+		if (route_option(p, r, argv[i]) == -1)
+			return (-1);
+	if (r->r_nauth == 0)
+		return (perr(p, "route needs auth="));
+	return (0);
+}
+
+/* Parse a number of the directive's kind and check its bounds. */
+static int
+set_number(struct parser *p, const struct directive *d, const char *s)
+{
+	const struct unit	*units = int_units;
+	const char		*what = "number";
+	char			 lo[32], hi[32];
+	uint64_t		 v;
+	int			 rc;
+
+	if (d->d_kind == DK_DURATION) {
+		units = duration_units;
+		what = "duration";
+	} else if (d->d_kind == DK_SIZE) {
+		units = size_units;
+		what = "size";
+	}
+	if ((rc = parse_number(s, units, &v)) == -1)
+		return (perr(p, "\"%s\": invalid %s \"%s\"", d->d_name, what,
+		    s));
+	if (rc == -2 || v < d->d_lo || v > d->d_hi)
+		return (perr(p, "\"%s\": \"%s\" is out of range (%s..%s)",
+		    d->d_name, s, format_number(lo, sizeof(lo), d->d_lo, units),
+		    format_number(hi, sizeof(hi), d->d_hi, units)));
+	store_number(p, d, v);
+	return (0);
+}
+
+/* Store the index of s in d_enum, or say which words are allowed. */
+static int
+set_enum(struct parser *p, const struct directive *d, const char *s)
+{
+	char	 list[256];
+	size_t	 i, n = 0;
+
+	for (i = 0; d->d_enum[i] != NULL; i++)
+		if (strcmp(s, d->d_enum[i]) == 0) {
+			store_number(p, d, i);
+			return (0);
+		}
+	list[0] = '\0';
+	for (i = 0; d->d_enum[i] != NULL && n < sizeof(list); i++)
+		n += snprintf(list + n, sizeof(list) - n, "%s%s",
+		    i == 0 ? "" : d->d_enum[i + 1] == NULL ? " or " : ", ",
+		    d->d_enum[i]);
+	return (perr(p, "\"%s\": invalid value \"%s\" (expected %s)",
+	    d->d_name, s, list));
+}
+
+/* Apply a directive's arguments, by kind. */
+static int
+dir_apply(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	switch (d->d_kind) {
+	case DK_FUNC:
+		return (d->d_fn(p, d, argv, argc));
+	case DK_PATH:
+		return (set_path(p, d->d_name,
+		    (char **)((char *)p->p_conf + d->d_off), argv[0]));
+	case DK_DURATION:
+	case DK_SIZE:
+	case DK_INT:
+		return (set_number(p, d, argv[0]));
+	case DK_ENUM:
+		return (set_enum(p, d, argv[0]));
+	}
+	return (perr(p, "\"%s\": bad directive kind", d->d_name));
+}
+
+/* Apply the default of d as if it were written in the file. */
+static int
+dir_default(struct parser *p, const struct directive *d)
+{
+	char	 buf[256], *argv[1];
+
+	p->p_line = 0;
+	snprintf(buf, sizeof(buf), "%s", d->d_default);
+	argv[0] = buf;
+	return (dir_apply(p, d, argv, 1));
+}
+
+/* Say how many arguments d takes. */
+static int
+perr_nargs(struct parser *p, const struct directive *d)
+{
+	if (d->d_maxargs == -1)
+		return (perr(p, "\"%s\" takes at least %d argument%s",
+		    d->d_name, d->d_minargs, d->d_minargs == 1 ? "" : "s"));
+	if (d->d_minargs == d->d_maxargs)
+		return (perr(p, "\"%s\" takes %d argument%s", d->d_name,
+		    d->d_minargs, d->d_minargs == 1 ? "" : "s"));
+	return (perr(p, "\"%s\" takes %d %s %d arguments", d->d_name,
+	    d->d_minargs, d->d_maxargs == d->d_minargs + 1 ? "or" : "to",
+	    d->d_maxargs));
+}
+
+/* Look the directive up, check it may appear here, and apply it. */
+static int
+parse_directive(struct parser *p, char **argv, int argc)
+{
+	const struct directive	*d = NULL;
+	size_t			 i;
+
+	for (i = 0; i < nitems(directives); i++)
+		if (strcmp(argv[0], directives[i].d_name) == 0) {
+			d = &directives[i];
+			break;
+		}
+	if (d == NULL)
+		return (perr(p, "unknown directive \"%s\"", argv[0]));
+	if ((d->d_flags & D_REPEAT) == 0 && p->p_first[i] != 0)
+		return (perr(p, "duplicate directive \"%s\" (first at line %d)",
+		    d->d_name, p->p_first[i]));
+	argc--;
+	if (argc < d->d_minargs || (d->d_maxargs != -1 && argc > d->d_maxargs))
+		return (perr_nargs(p, d));
+	if (p->p_first[i] == 0)
+		p->p_first[i] = p->p_line;
+	return (dir_apply(p, d, argv + 1, argc));
+}
+
+/*
+ * Split line into words, in place.  A word is a run of bytes other than
+ * space and tab, or a double-quoted string in which \" and \\ stand for "
+ * and \; any other backslash is kept as it is, so that a quoted regular
+ * expression is written as it would be unquoted.  A # that begins a word
+ * starts a comment; elsewhere it is an ordinary byte.
+ */
+static int
+split_words(struct parser *p, char *s, char **argv, int *argcp)
+{
+	char	*d;
+	int	 argc = 0;
+
+	for (;;) {
+		s += strspn(s, " \t");
+		if (*s == '\0' || *s == '#')
+			break;
+		if (argc == CONFIG_MAX_WORDS)
+			return (perr(p, "too many words on one line (max %d)",
+			    CONFIG_MAX_WORDS));
+		if (*s != '"') {
+			argv[argc++] = s;
+			s += strcspn(s, " \t");
+			if (*s != '\0')
+				*s++ = '\0';
+			continue;
+		}
+		argv[argc++] = d = ++s;
+		for (; *s != '"'; s++) {
+			if (*s == '\0')
+				return (perr(p, "unterminated quoted string"));
+			if (*s == '\\' && (s[1] == '"' || s[1] == '\\'))
+				s++;
+			*d++ = *s;
+		}
+		*d = '\0';
+		if (*++s != '\0' && *s != ' ' && *s != '\t')
+			return (perr(p, "missing space after closing quote"));
+	}
+	*argcp = argc;
+	return (0);
+}
+
+/* Parse every line of text (modified in place). */
+static int
+parse_lines(struct parser *p, char *text)
+{
+	char	*line, *next, *argv[CONFIG_MAX_WORDS];
+	size_t	 len;
+	int	 argc = 0;
+
+	p->p_line = 0;
+	for (line = text; line != NULL; line = next) {
+		p->p_line++;
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		len = strlen(line);
+		if (len > 0 && line[len - 1] == '\r')
+			line[len - 1] = '\0';
+		if (split_words(p, line, argv, &argc) == -1)
+			return (-1);
+		if (argc > 0 && parse_directive(p, argv, argc) == -1)
+			return (-1);
+	}
+	return (0);
+}
+
+/* Does r list a scheme that lets requests through to an upstream? */
+static int
+route_needs_upstream(const struct route *r)
+{
+	int	 i;
+
+	for (i = 0; i < r->r_nauth; i++)
+		if (r->r_auth[i] != ROUTE_AUTH_DENY)
+			return (1);
+	return (0);
+}
+
+/* Point each route at its upstream, now that all of them are known. */
+static int
+check_routes(struct parser *p)
+{
+	struct config	*c = p->p_conf;
+	struct route	*r;
+	size_t		 i;
+
+	for (i = 0; i < c->c_routes.rt_nroutes; i++) {
+		r = &c->c_routes.rt_routes[i];
+		p->p_line = r->r_line;
+		if (p->p_rup[i] != NULL) {
+			r->r_upstream = config_upstream(c, p->p_rup[i]);
+			if (r->r_upstream == NULL)
+				return (perr(p, "unknown upstream \"%s\"",
+				    p->p_rup[i]));
+		} else if (route_needs_upstream(r)) {
+			if (c->c_nupstreams == 0)
+				return (perr(p, "route needs an upstream but "
+				    "none is defined"));
+			r->r_upstream = &c->c_upstreams[0];
+		}
+	}
+	return (0);
+}
+
+/* Line of the first use of the directive called name, 0 if unused. */
+static int
+first_line(struct parser *p, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(directives); i++)
+		if (strcmp(directives[i].d_name, name) == 0)
+			return (p->p_first[i]);
+	return (0);
+}
+
+/* The header section includes the request line, so must be as large. */
+static int
+check_sizes(struct parser *p)
+{
+	struct config	*c = p->p_conf;
+	char		 hs[32], rl[32];
+	int		 l1, l2;
+
+	if (c->c_max_header_size >= c->c_max_request_line)
+		return (0);
+	l1 = first_line(p, "max_request_line");
+	l2 = first_line(p, "max_header_size");
+	p->p_line = l1 > l2 ? l1 : l2;
+	return (perr(p, "max_header_size (%s) must not be less than "
+	    "max_request_line (%s)",
+	    format_number(hs, sizeof(hs), c->c_max_header_size, size_units),
+	    format_number(rl, sizeof(rl), c->c_max_request_line, size_units)));
+}
+
+/* Checks and settings that need the whole file. */
+static int
+config_finish(struct parser *p)
+{
+	struct config	*c = p->p_conf;
+
+	if (c->c_nlisten == 0 && dir_default(p, &directives[0]) == -1)
+		return (-1);
+	if (check_routes(p) == -1 || check_sizes(p) == -1)
+		return (-1);
+	if (c->c_workers == 0) {
+		c->c_workers = util_ncpus();
+		if (c->c_workers > CONFIG_MAX_WORKERS)
+			c->c_workers = CONFIG_MAX_WORKERS;
+	}
+	p->p_line = 0;
+	if (route_table_init(&c->c_routes) == -1)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/* Apply the defaults of every directive that is not repeatable. */
+static int
+config_defaults(struct parser *p)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(directives); i++)
+		if (directives[i].d_default != NULL &&
+		    (directives[i].d_flags & D_REPEAT) == 0 &&
+		    dir_default(p, &directives[i]) == -1)
+			return (-1);
+	return (0);
+}
+
+/* Parse text into a new config; name is used in messages. */
+struct config *
+config_parse(const char *text, const char *name, char *err, size_t errlen)
+{
+	struct parser	 p;
+	struct config	*c;
+	char		*buf = NULL;
+	size_t		 i;
+
+	memset(&p, 0, sizeof(p));
+	p.p_name = name;
+	p.p_err = err;
+	p.p_errlen = errlen;
+	if ((c = p.p_conf = calloc(1, sizeof(*c))) == NULL ||
+	    (c->c_path = strdup(name)) == NULL ||
+	    (buf = strdup(text)) == NULL) {
+		perr(&p, "out of memory");
+		goto fail;
+	}
+	if (config_defaults(&p) == -1 || parse_lines(&p, buf) == -1 ||
+	    config_finish(&p) == -1)
+		goto fail;
+	for (i = 0; i < p.p_nrup; i++)
+		free(p.p_rup[i]);
+	free(p.p_rup);
+	free(buf);
+	return (c);
+fail:
+	for (i = 0; i < p.p_nrup; i++)
+		free(p.p_rup[i]);
+	free(p.p_rup);
+	free(buf);
+	config_free(c);
+	return (NULL);
+}
+
+/* Read a whole file of at most CONFIG_MAX_FILE bytes, NUL-terminated. */
+static char *
+config_read(const char *path, size_t *lenp, char *err, size_t errlen)
+{
+	FILE	*f;
+	char	*buf = NULL, *nb;
+	size_t	 len = 0, cap = 0, n;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", path,
+		    strerror(errno));
+		return (NULL);
+	}
+	for (;;) {
+		if (len == cap) {
+			if (cap == CONFIG_MAX_FILE + 1) {
+				snprintf(err, errlen, "%s: file is larger than "
+				    "%d bytes", path, CONFIG_MAX_FILE);
+				goto fail;
+			}
+			cap = cap == 0 ? 65536 : cap * 2;
+			if (cap > CONFIG_MAX_FILE + 1)
+				cap = CONFIG_MAX_FILE + 1;
+			if ((nb = realloc(buf, cap + 1)) == NULL) {
+				snprintf(err, errlen, "%s: out of memory",
+				    path);
+				goto fail;
+			}
+			buf = nb;
+		}
+		if ((n = fread(buf + len, 1, cap - len, f)) == 0)
+			break;
+		len += n;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: cannot read: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	fclose(f);
+	buf[len] = '\0';
+	*lenp = len;
+	return (buf);
+fail:
+	fclose(f);
+	free(buf);
+	return (NULL);
+}
+
+/* Read and parse the file at path. */
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	struct config	*c = NULL;
+	char		*buf, *nul, *abs;
+	size_t		 len, i;
+	int		 line = 1;
+
+	if ((buf = config_read(path, &len, err, errlen)) == NULL)
+		return (NULL);
+	if ((nul = memchr(buf, '\0', len)) != NULL) {
+		for (i = 0; buf + i < nul; i++)
+			if (buf[i] == '\n')
+				line++;
+		snprintf(err, errlen, "%s:%d: NUL byte", path, line);
+		goto fail;
+	}
+	if ((c = config_parse(buf, path, err, errlen)) == NULL)
+		goto fail;
+	/* Absolute, so that a reload after chdir("/") reads the same file. */
+	if ((abs = util_abspath(path)) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	free(c->c_path);
+	c->c_path = abs;
+	free(buf);
+	return (c);
+fail:
+	config_free(c);
+	free(buf);
+	return (NULL);
+}
+
+/* Free c and everything it owns. */
+void
+config_free(struct config *c)
+{
+	size_t	 i;
+
+	if (c == NULL)
+		return;
+	free(c->c_path);
+	free(c->c_listen);
+	free(c->c_user);
+	free(c->c_pidfile);
+	free(c->c_state_dir);
+	free(c->c_error_log);
+	free(c->c_access_log);
+	for (i = 0; i < c->c_nupstreams; i++)
+		free(c->c_upstreams[i].u_name);
+	free(c->c_upstreams);
+	route_table_free(&c->c_routes);
+	free(c);
+}
+
+/* Upstream called name, or NULL. */
+struct upstream *
+config_upstream(const struct config *c, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < c->c_nupstreams; i++)
+		if (strcmp(c->c_upstreams[i].u_name, name) == 0)
+			return (&c->c_upstreams[i]);
+	return (NULL);
+}

@@ -1,0 +1,234 @@
+/*
+ * Routes: method sets, PCRE2 patterns and auth= lists, and the first-match
+ * search over the route array.  See route.h.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "route.h"
+
+/* Method names accepted in a route, as written (case-sensitive). */
+static const char *const route_methods[] = {
+	"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+	"CONNECT", NULL
+};
+
+/* Auth schemes of the design that this version does not implement. */
+static const char *const route_auth_later[] = {
+	"api-key", "app-key", "jwt", NULL
+};
+
+/* Index of the len bytes at s in the NULL-terminated list, or -1. */
+static int
+route_lookup(const char *const *list, const char *s, size_t len)
+{
+	int	 i;
+
+	for (i = 0; list[i] != NULL; i++)
+		if (strlen(list[i]) == len && memcmp(list[i], s, len) == 0)
+			return (i);
+	return (-1);
+}
+
+/* Compile pattern into r; see route.h. */
+int
+route_compile(struct route *r, const char *pattern, char *err, size_t errlen)
+{
+	PCRE2_UCHAR	 msg[256];
+	PCRE2_SIZE	 off;
+	int		 code;
+
+	r->r_code = NULL;
+	r->r_jit = 0;
+	if ((r->r_pattern = strdup(pattern)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	r->r_code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+	    0, &code, &off, NULL);
+	if (r->r_code == NULL) {
+		if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
+			snprintf((char *)msg, sizeof(msg), "error %d", code);
+		snprintf(err, errlen, "bad regex \"%s\": %s at offset %zu",
+		    pattern, (char *)msg, (size_t)off);
+		free(r->r_pattern);
+		r->r_pattern = NULL;
+		return (-1);
+	}
+	/*
+	 * JIT is an optimisation: a library built without it, or a pattern it
+	 * cannot handle, leaves the interpreter, which gives the same answers.
+	 */
+	if (pcre2_jit_compile(r->r_code, PCRE2_JIT_COMPLETE) == 0)
+		r->r_jit = 1;
+	return (0);
+}
+
+/* Parse a comma list of method names, or "*", into HTTP_M_* bits. */
+int
+route_parse_methods(const char *s, int *methods, char *err, size_t errlen)
+{
+	const char	*p, *end;
+	size_t		 len;
+	int		 bit;
+
+	*methods = 0;
+	if (strcmp(s, "*") == 0) {
+		*methods = HTTP_M_ANY;
+		return (0);
+	}
+	for (p = s;; p = end + 1) {
+		end = strchr(p, ',');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		if (len == 0) {
+			snprintf(err, errlen, "empty method in \"%s\"", s);
+			return (-1);
+		}
+		if (route_lookup(route_methods, p, len) == -1 ||
+		    (bit = http_method_bit(p, len)) == 0 ||
+		    bit == HTTP_M_OTHER) {
+			snprintf(err, errlen, "unknown method \"%.*s\"",
+			    (int)len, p);
+			return (-1);
+		}
+		if (*methods & bit) {
+			snprintf(err, errlen, "duplicate method \"%.*s\"",
+			    (int)len, p);
+			return (-1);
+		}
+		*methods |= bit;
+		if (end == NULL)
+			return (0);
+	}
+}
+
+/* Scheme named by the len bytes at s, 0 if none; err says why. */
+static int
+route_auth_scheme(const char *s, size_t len, char *err, size_t errlen)
+{
+	if (len == 9 && memcmp(s, "anonymous", len) == 0)
+		return (ROUTE_AUTH_ANONYMOUS);
+	if (len == 4 && memcmp(s, "deny", len) == 0)
+		return (ROUTE_AUTH_DENY);
+	if (route_lookup(route_auth_later, s, len) != -1)
+		snprintf(err, errlen, "auth scheme \"%.*s\" is not available "
+		    "in this version", (int)len, s);
+	else
+		snprintf(err, errlen, "unknown auth scheme \"%.*s\"",
+		    (int)len, s);
+	return (0);
+}
+
+/* Parse a comma list of auth schemes into r_auth/r_nauth. */
+int
+route_parse_auth(struct route *r, const char *s, char *err, size_t errlen)
+{
+	const char	*p, *end;
+	size_t		 len;
+	int		 a, i;
+
+	r->r_nauth = 0;
+	for (p = s;; p = end + 1) {
+		end = strchr(p, ',');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		if (len == 0) {
+			snprintf(err, errlen, "empty auth scheme in \"%s\"", s);
+			return (-1);
+		}
+		if ((a = route_auth_scheme(p, len, err, errlen)) == 0)
+			return (-1);
+		for (i = 0; i < r->r_nauth; i++)
+			if ((int)r->r_auth[i] == a) {
+				snprintf(err, errlen, "duplicate auth scheme "
+				    "\"%.*s\"", (int)len, p);
+				return (-1);
+			}
+		if (r->r_nauth == ROUTE_MAX_AUTH) {
+			snprintf(err, errlen, "too many auth schemes in \"%s\"",
+			    s);
+			return (-1);
+		}
+		r->r_auth[r->r_nauth++] = a;
+		if (end == NULL)
+			return (0);
+	}
+}
+
+/* Name of a scheme as written in the configuration. */
+const char *
+route_auth_name(enum route_auth a)
+{
+	switch (a) {
+	case ROUTE_AUTH_ANONYMOUS:
+		return ("anonymous");
+	case ROUTE_AUTH_DENY:
+		return ("deny");
+	}
+	return ("unknown");
+}
+
+/* Allocate the match data shared by every route of the table. */
+int
+route_table_init(struct route_table *rt)
+{
+	if (rt->rt_md != NULL)
+		return (0);
+	if ((rt->rt_md = pcre2_match_data_create(1, NULL)) == NULL)
+		return (-1);
+	return (0);
+}
+
+/*
+ * First route whose method set contains mbit and whose pattern matches the
+ * len bytes of path.  Patterns are unanchored unless written with ^ or $,
+ * like grep.  Matching errors (a JIT stack or match limit reached by a
+ * pathological pattern) count as "no match" for that route rather than
+ * failing the request, so a later catch-all route still applies.
+ */
+const struct route *
+route_match(const struct route_table *rt, int mbit, const char *path,
+    size_t len)
+{
+	const struct route	*r;
+	PCRE2_SPTR		 subj;
+	size_t			 i;
+	int			 rc;
+
+	if (rt->rt_md == NULL)
+		return (NULL);
+	subj = (PCRE2_SPTR)(path != NULL ? path : "");
+	for (i = 0; i < rt->rt_nroutes; i++) {
+		r = &rt->rt_routes[i];
+		if ((r->r_methods & mbit) == 0 || r->r_code == NULL)
+			continue;
+		if (r->r_jit)
+			rc = pcre2_jit_match(r->r_code, subj, len, 0, 0,
+			    rt->rt_md, NULL);
+		else
+			rc = pcre2_match(r->r_code, subj, len, 0, 0,
+			    rt->rt_md, NULL);
+		if (rc >= 0)
+			return (r);
+	}
+	return (NULL);
+}
+
+/* Free compiled patterns, the array and the match data. */
+void
+route_table_free(struct route_table *rt)
+{
+	size_t	 i;
+
+	for (i = 0; i < rt->rt_nroutes; i++) {
+		pcre2_code_free(rt->rt_routes[i].r_code);
+		free(rt->rt_routes[i].r_pattern);
+	}
+	free(rt->rt_routes);
+	pcre2_match_data_free(rt->rt_md);
+	rt->rt_routes = NULL;
+	rt->rt_nroutes = 0;
+	rt->rt_md = NULL;
+}

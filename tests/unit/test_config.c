@@ -1,0 +1,831 @@
+/*
+ * Unit tests for the configuration parser: every directive's default and a
+ * value set in the file, and every error with its exact message and line.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <limits.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "http.h"
+#include "route.h"
+#include "util.h"
+
+#define NAME	"test.conf"
+
+/* Parse text as NAME; fail the test, showing the error, if it does not. */
+static struct config *
+parse_ok(const char *text)
+{
+	struct config	*c;
+	char		 err[CONFIG_ERRLEN] = "";
+
+	c = config_parse(text, NAME, err, sizeof(err));
+	if (c == NULL)
+		fail_msg("config did not parse: %s\n--- config ---\n%s", err,
+		    text);
+	return (c);
+}
+
+/* Parse text that must fail; return the error in err. */
+static void
+parse_fail(const char *text, char *err, size_t errlen)
+{
+	struct config	*c;
+
+	err[0] = '\0';
+	if ((c = config_parse(text, NAME, err, errlen)) != NULL) {
+		config_free(c);
+		fail_msg("config parsed but should not have:\n%s", text);
+	}
+}
+
+/* cwd + "/" + rel, the way the parser makes a relative path absolute. */
+static void
+abs_of(char *buf, size_t len, const char *rel)
+{
+	char	 cwd[PATH_MAX];
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(buf, len, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, rel);
+}
+
+/* Port of a listen address, host order. */
+static int
+la_port(const struct listen_addr *la)
+{
+	const struct sockaddr_in6	*sin6;
+	const struct sockaddr_in	*sin;
+
+	sin6 = (const struct sockaddr_in6 *)&la->la_ss;
+	sin = (const struct sockaddr_in *)&la->la_ss;
+	if (la->la_ss.ss_family == AF_INET6)
+		return (ntohs(sin6->sin6_port));
+	return (ntohs(sin->sin_port));
+}
+
+/* An empty file gives every default of the table. */
+static void
+test_defaults(void **state)
+{
+	struct config		*c = parse_ok("");
+	const struct sockaddr_in *sin;
+	int			 ncpu = util_ncpus();
+
+	assert_string_equal(c->c_path, NAME);
+	assert_int_equal(c->c_nlisten, 1);
+	assert_string_equal(c->c_listen[0].la_name, "127.0.0.1:8080");
+	assert_int_equal(c->c_listen[0].la_line, 0);
+	sin = (const struct sockaddr_in *)&c->c_listen[0].la_ss;
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+	assert_int_equal(ntohs(sin->sin_port), 8080);
+	assert_int_equal(c->c_listen[0].la_sslen, sizeof(struct sockaddr_in));
+	assert_int_equal(c->c_workers,
+	    ncpu > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : ncpu);
+	assert_null(c->c_user);
+	assert_string_equal(c->c_pidfile, KEYGATE_RUNSTATEDIR "/keygated.pid");
+	assert_string_equal(c->c_state_dir,
+	    KEYGATE_LOCALSTATEDIR "/lib/keygate");
+	assert_string_equal(c->c_error_log, "syslog");
+	assert_null(c->c_access_log);
+	assert_int_equal(c->c_log_level, LOGLEVEL_INFO);
+	assert_int_equal(c->c_header_timeout, 10000);
+	assert_int_equal(c->c_body_timeout, 30000);
+	assert_int_equal(c->c_keepalive_timeout, 75000);
+	assert_int_equal(c->c_send_timeout, 30000);
+	assert_int_equal(c->c_shutdown_timeout, 10000);
+	assert_int_equal(c->c_max_request_line, 8192);
+	assert_int_equal(c->c_max_header_size, 16384);
+	assert_int_equal(c->c_max_body_size, 1048576);
+	assert_int_equal(c->c_max_connections, 4096);
+	assert_int_equal(c->c_keepalive_requests, 10000);
+	assert_int_equal(c->c_nupstreams, 0);
+	assert_null(c->c_upstreams);
+	assert_int_equal(c->c_routes.rt_nroutes, 0);
+	assert_non_null(c->c_routes.rt_md);
+	config_free(c);
+}
+
+/* Every scalar directive set to a value other than its default. */
+static void
+test_values(void **state)
+{
+	struct config	*c;
+	struct passwd	*pw;
+	char		 text[2048];
+
+	assert_non_null(pw = getpwuid(getuid()));
+	snprintf(text, sizeof(text),
+	    "workers 3\n"
+	    "user %s\n"
+	    "pidfile /tmp/kg.pid\n"
+	    "state_dir /srv/kg\n"
+	    "error_log /var/log/kg.err\n"
+	    "access_log /var/log/kg.json\n"
+	    "log_level debug\n"
+	    "header_timeout 500ms\n"
+	    "body_timeout 2m\n"
+	    "keepalive_timeout 0\n"
+	    "send_timeout 1h\n"
+	    "shutdown_timeout 7\n"
+	    "max_request_line 64k\n"
+	    "max_header_size 1m\n"
+	    "max_body_size 1t\n"
+	    "max_connections 1000000\n"
+	    "keepalive_requests 1\n", pw->pw_name);
+	c = parse_ok(text);
+	assert_int_equal(c->c_workers, 3);
+	assert_string_equal(c->c_user, pw->pw_name);
+	assert_int_equal(c->c_uid, pw->pw_uid);
+	assert_int_equal(c->c_gid, pw->pw_gid);
+	assert_string_equal(c->c_pidfile, "/tmp/kg.pid");
+	assert_string_equal(c->c_state_dir, "/srv/kg");
+	assert_string_equal(c->c_error_log, "/var/log/kg.err");
+	assert_string_equal(c->c_access_log, "/var/log/kg.json");
+	assert_int_equal(c->c_log_level, LOGLEVEL_DEBUG);
+	assert_int_equal(c->c_header_timeout, 500);
+	assert_int_equal(c->c_body_timeout, 120000);
+	assert_int_equal(c->c_keepalive_timeout, 0);
+	assert_int_equal(c->c_send_timeout, 3600000);
+	assert_int_equal(c->c_shutdown_timeout, 7000);
+	assert_int_equal(c->c_max_request_line, 65536);
+	assert_int_equal(c->c_max_header_size, 1048576);
+	assert_int_equal(c->c_max_body_size, 1099511627776ULL);
+	assert_int_equal(c->c_max_connections, 1000000);
+	assert_int_equal(c->c_keepalive_requests, 1);
+	assert_int_equal(c->c_nlisten, 1);	/* the default listener */
+	config_free(c);
+}
+
+/* Keywords of the directives that take one, and the log levels. */
+static void
+test_keywords(void **state)
+{
+	static const char *const lv[] = { "error", "warn", "info", "debug" };
+	struct config	*c;
+	char		 text[128];
+	int		 i;
+
+	c = parse_ok("error_log stderr\naccess_log off\nworkers auto\n");
+	assert_string_equal(c->c_error_log, "stderr");
+	assert_null(c->c_access_log);
+	assert_true(c->c_workers >= 1 && c->c_workers <= CONFIG_MAX_WORKERS);
+	config_free(c);
+	c = parse_ok("error_log syslog\nworkers 64\n");
+	assert_string_equal(c->c_error_log, "syslog");
+	assert_int_equal(c->c_workers, 64);
+	config_free(c);
+	for (i = 0; i < 4; i++) {
+		snprintf(text, sizeof(text), "log_level %s\n", lv[i]);
+		c = parse_ok(text);
+		assert_int_equal(c->c_log_level, LOGLEVEL_ERROR + i);
+		config_free(c);
+	}
+}
+
+/* Relative paths are made absolute against the current directory. */
+static void
+test_relative_paths(void **state)
+{
+	struct config	*c;
+	char		 want[PATH_MAX + 64];
+
+	c = parse_ok("pidfile run/kg.pid\nstate_dir ./state\n"
+	    "error_log logs/err\naccess_log access.json\n");
+	abs_of(want, sizeof(want), "run/kg.pid");
+	assert_string_equal(c->c_pidfile, want);
+	abs_of(want, sizeof(want), "state");
+	assert_string_equal(c->c_state_dir, want);
+	abs_of(want, sizeof(want), "logs/err");
+	assert_string_equal(c->c_error_log, want);
+	abs_of(want, sizeof(want), "access.json");
+	assert_string_equal(c->c_access_log, want);
+	assert_true(c->c_pidfile[0] == '/');
+	config_free(c);
+}
+
+/* The four forms of a listen address, port 0, and several listeners. */
+static void
+test_listen(void **state)
+{
+	struct config			*c;
+	const struct sockaddr_in	*sin;
+	const struct sockaddr_in6	*sin6;
+
+	c = parse_ok("listen 127.0.0.1:8080\nlisten [::1]:8080\n"
+	    "listen *:9000\nlisten 9001\nlisten 10.1.2.3:0\n");
+	assert_int_equal(c->c_nlisten, 5);
+	assert_string_equal(c->c_listen[0].la_name, "127.0.0.1:8080");
+	assert_string_equal(c->c_listen[1].la_name, "[::1]:8080");
+	assert_string_equal(c->c_listen[2].la_name, "*:9000");
+	assert_string_equal(c->c_listen[3].la_name, "9001");
+	assert_int_equal(c->c_listen[4].la_line, 5);
+	sin6 = (const struct sockaddr_in6 *)&c->c_listen[1].la_ss;
+	assert_int_equal(sin6->sin6_family, AF_INET6);
+	assert_true(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+	assert_int_equal(c->c_listen[1].la_sslen, sizeof(*sin6));
+	assert_int_equal(la_port(&c->c_listen[1]), 8080);
+	sin = (const struct sockaddr_in *)&c->c_listen[2].la_ss;
+	assert_int_equal(sin->sin_addr.s_addr, htonl(INADDR_ANY));
+	assert_int_equal(la_port(&c->c_listen[2]), 9000);
+	sin = (const struct sockaddr_in *)&c->c_listen[3].la_ss;
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(sin->sin_addr.s_addr, htonl(INADDR_ANY));
+	assert_int_equal(la_port(&c->c_listen[3]), 9001);
+	sin = (const struct sockaddr_in *)&c->c_listen[4].la_ss;
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x0a010203);
+	assert_int_equal(la_port(&c->c_listen[4]), 0);
+	config_free(c);
+}
+
+/* config_parse_addr on its own, good and bad. */
+static void
+test_parse_addr(void **state)
+{
+	static const struct {
+		const char	*s;
+		int		 ok, family, port;
+	} t[] = {
+		{ "127.0.0.1:80", 1, AF_INET, 80 },
+		{ "[::]:65535", 1, AF_INET6, 65535 },
+		{ "[2001:db8::1]:443", 1, AF_INET6, 443 },
+		{ "*:1", 1, AF_INET, 1 },
+		{ "0", 1, AF_INET, 0 },
+		{ "65536", 0, 0, 0 },
+		{ "123456", 0, 0, 0 },
+		{ "", 0, 0, 0 },
+		{ ":80", 0, 0, 0 },
+		{ "1.2.3.4:", 0, 0, 0 },
+		{ "1.2.3.4", 0, 0, 0 },
+		{ "::1:80", 0, 0, 0 },
+		{ "[::1]", 0, 0, 0 },
+		{ "[::1]80", 0, 0, 0 },
+		{ "[1.2.3.4]:80", 0, 0, 0 },
+		{ "[]:80", 0, 0, 0 },
+		{ "localhost:80", 0, 0, 0 },
+		{ "1.2.3.4:8o", 0, 0, 0 },
+		{ "1.2.3.4:-1", 0, 0, 0 },
+		{ "1.2.3.4:+80", 0, 0, 0 },
+		{ "*:80:80", 0, 0, 0 },
+	};
+	struct sockaddr_storage	 ss;
+	struct listen_addr	 la;
+	socklen_t		 len;
+	size_t			 i;
+	int			 rc;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		rc = config_parse_addr(t[i].s, &ss, &len);
+		if (rc != (t[i].ok ? 0 : -1))
+			fail_msg("config_parse_addr(\"%s\") = %d", t[i].s, rc);
+		if (!t[i].ok)
+			continue;
+		assert_int_equal(ss.ss_family, t[i].family);
+		memcpy(&la.la_ss, &ss, sizeof(ss));
+		assert_int_equal(la_port(&la), t[i].port);
+	}
+}
+
+/* Durations and sizes: units, bare numbers, garbage and overflow. */
+static void
+test_parse_numbers(void **state)
+{
+	static const struct {
+		const char	*s;
+		int		 ok;
+		int		 ms;
+	} d[] = {
+		{ "10s", 1, 10000 }, { "500ms", 1, 500 }, { "2m", 1, 120000 },
+		{ "1h", 1, 3600000 }, { "7", 1, 7000 }, { "0", 1, 0 },
+		{ "0ms", 1, 0 }, { "596h", 1, 2145600000 },
+		{ "597h", 0, 0 }, { "2147483647ms", 1, 2147483647 },
+		{ "2147483648ms", 0, 0 }, { "99999999999999999999999s", 0, 0 },
+		{ "", 0, 0 }, { "s", 0, 0 }, { "10x", 0, 0 }, { "-1s", 0, 0 },
+		{ " 1s", 0, 0 }, { "1s ", 0, 0 }, { "1.5s", 0, 0 },
+		{ "1S", 0, 0 }, { "1d", 0, 0 }, { "1mss", 0, 0 },
+	};
+	static const struct {
+		const char	*s;
+		int		 ok;
+		uint64_t	 v;
+	} z[] = {
+		{ "512", 1, 512 }, { "8k", 1, 8192 }, { "8K", 1, 8192 },
+		{ "1m", 1, 1048576 }, { "1M", 1, 1048576 },
+		{ "1g", 1, 1073741824 }, { "2T", 1, 2199023255552ULL },
+		{ "0", 1, 0 }, { "18446744073709551615", 1, UINT64_MAX },
+		{ "18446744073709551616", 0, 0 }, { "16777216t", 0, 0 },
+		{ "16777215t", 1, 16777215ULL << 40 },
+		{ "8kb", 0, 0 }, { "k", 0, 0 }, { "", 0, 0 }, { "-1", 0, 0 },
+		{ "1 k", 0, 0 }, { "0x10", 0, 0 },
+	};
+	uint64_t	 v;
+	size_t		 i;
+	int		 ms, rc;
+
+	for (i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		ms = -1;
+		rc = config_parse_duration_ms(d[i].s, &ms);
+		if (rc != (d[i].ok ? 0 : -1) || (d[i].ok && ms != d[i].ms))
+			fail_msg("duration \"%s\": rc %d ms %d", d[i].s, rc,
+			    ms);
+	}
+	for (i = 0; i < sizeof(z) / sizeof(z[0]); i++) {
+		v = 1;
+		rc = config_parse_size(z[i].s, &v);
+		if (rc != (z[i].ok ? 0 : -1) || (z[i].ok && v != z[i].v))
+			fail_msg("size \"%s\": rc %d v %llu", z[i].s, rc,
+			    (unsigned long long)v);
+	}
+}
+
+/* Comments, quoting, blank lines, tabs and CRLF line endings. */
+static void
+test_lexing(void **state)
+{
+	struct config	*c;
+	const struct route *r;
+
+	c = parse_ok(
+	    "# a comment line\r\n"
+	    "\r\n"
+	    "   \t  \r\n"
+	    "upstream\tapi   echo   # trailing comment\r\n"
+	    "route GET \"^/a b#c$\" auth=anonymous\r\n"
+	    "route GET \"^/q\\\"\\\\\\d$\" auth=deny\r\n"
+	    "route GET ^/x#y auth=deny # comment\r\n"
+	    "workers \"5\"\r\n"
+	    "pidfile \"/tmp/with space.pid\"\r\n"
+	    "state_dir \"/tmp/#hash\"");	/* no final newline */
+	assert_int_equal(c->c_workers, 5);
+	assert_string_equal(c->c_pidfile, "/tmp/with space.pid");
+	assert_string_equal(c->c_state_dir, "/tmp/#hash");
+	assert_int_equal(c->c_routes.rt_nroutes, 3);
+	assert_int_equal(c->c_routes.rt_routes[2].r_line, 7);
+	config_free(c);
+
+	c = parse_ok("upstream api echo\n"
+	    "route GET \"^/a b#c$\" auth=anonymous\n"
+	    "route GET \"^/q\\\"\\\\\\\\d$\" auth=deny\n"
+	    "route GET ^/x#y auth=deny # comment\n"
+	    "route GET \"^/n\\d$\" auth=deny\n");
+	r = &c->c_routes.rt_routes[0];
+	assert_string_equal(r->r_pattern, "^/a b#c$");
+	assert_int_equal(r->r_line, 2);
+	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/a b#c", 6),
+	    r);
+	/* In quotes, \" is " and \\ is \ ... */
+	r = &c->c_routes.rt_routes[1];
+	assert_string_equal(r->r_pattern, "^/q\"\\\\d$");
+	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/q\"\\d", 5),
+	    r);
+	r = &c->c_routes.rt_routes[2];
+	assert_string_equal(r->r_pattern, "^/x#y");
+	/* ... and any other backslash is kept for the regex. */
+	r = &c->c_routes.rt_routes[3];
+	assert_string_equal(r->r_pattern, "^/n\\d$");
+	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/n7", 3), r);
+	config_free(c);
+}
+
+/* An auth= value with a # in the middle of the word is not a comment. */
+static void
+test_hash_inside_word(void **state)
+{
+	char	 err[CONFIG_ERRLEN];
+
+	parse_fail("route GET ^/ auth=deny#x\n", err, sizeof(err));
+	assert_string_equal(err, NAME ":1: unknown auth scheme \"deny#x\"");
+}
+
+/* Upstreams, default upstream, upstream= naming one defined later. */
+static void
+test_upstreams_and_routes(void **state)
+{
+	struct config		*c;
+	const struct route	*r;
+
+	c = parse_ok(
+	    "route GET,HEAD ^/store(/|$) auth=anonymous upstream=late\n"
+	    "upstream first echo\n"
+	    "route * ^/open auth=anonymous,deny\n"
+	    "route * .* auth=deny\n"
+	    "route POST ^/d auth=deny upstream=late\n"
+	    "upstream late echo\n"
+	    "upstream A-z_0.9 echo\n");
+	assert_int_equal(c->c_nupstreams, 3);
+	assert_string_equal(c->c_upstreams[0].u_name, "first");
+	assert_int_equal(c->c_upstreams[0].u_type, UPSTREAM_ECHO);
+	assert_int_equal(c->c_upstreams[0].u_line, 2);
+	assert_ptr_equal(config_upstream(c, "late"), &c->c_upstreams[1]);
+	assert_ptr_equal(config_upstream(c, "A-z_0.9"), &c->c_upstreams[2]);
+	assert_null(config_upstream(c, "LATE"));
+	assert_int_equal(c->c_routes.rt_nroutes, 4);
+
+	r = &c->c_routes.rt_routes[0];
+	assert_int_equal(r->r_methods, HTTP_M_GET | HTTP_M_HEAD);
+	assert_ptr_equal(r->r_upstream, &c->c_upstreams[1]);
+	assert_int_equal(r->r_nauth, 1);
+	assert_int_equal(r->r_auth[0], ROUTE_AUTH_ANONYMOUS);
+	assert_int_equal(r->r_line, 1);
+	assert_int_equal(r->r_index, 1);
+
+	r = &c->c_routes.rt_routes[1];
+	assert_int_equal(r->r_methods, HTTP_M_ANY);
+	assert_ptr_equal(r->r_upstream, &c->c_upstreams[0]);
+	assert_int_equal(r->r_nauth, 2);
+	assert_int_equal(r->r_auth[1], ROUTE_AUTH_DENY);
+	assert_int_equal(r->r_index, 2);
+
+	r = &c->c_routes.rt_routes[2];		/* deny only: no upstream */
+	assert_null(r->r_upstream);
+	assert_int_equal(r->r_line, 4);
+	r = &c->c_routes.rt_routes[3];		/* unless one is named */
+	assert_ptr_equal(r->r_upstream, &c->c_upstreams[1]);
+	assert_int_equal(r->r_index, 4);
+
+	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/store", 6),
+	    &c->c_routes.rt_routes[0]);
+	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_POST, "/store", 6),
+	    &c->c_routes.rt_routes[2]);
+	config_free(c);
+
+	/* Deny-only routes need no upstream at all. */
+	c = parse_ok("route * .* auth=deny\n");
+	assert_null(c->c_routes.rt_routes[0].r_upstream);
+	config_free(c);
+}
+
+/* Limits on how many listeners, upstreams and routes there may be. */
+static void
+test_counts(void **state)
+{
+	struct config	*c;
+	char		*text, err[CONFIG_ERRLEN];
+	size_t		 len = 300000, n;
+	int		 i;
+
+	assert_non_null(text = malloc(len));
+	for (n = 0, i = 0; i < 16; i++)
+		n += snprintf(text + n, len - n, "listen %d\n", 1000 + i);
+	c = parse_ok(text);
+	assert_int_equal(c->c_nlisten, 16);
+	config_free(c);
+	snprintf(text + n, len - n, "listen 2000\n");
+	parse_fail(text, err, sizeof(err));
+	assert_string_equal(err, NAME ":17: too many listen directives "
+	    "(max 16)");
+
+	for (n = 0, i = 0; i < 64; i++)
+		n += snprintf(text + n, len - n, "upstream u%d echo\n", i);
+	c = parse_ok(text);
+	assert_int_equal(c->c_nupstreams, 64);
+	config_free(c);
+	snprintf(text + n, len - n, "upstream u64 echo\n");
+	parse_fail(text, err, sizeof(err));
+	assert_string_equal(err, NAME ":65: too many upstreams (max 64)");
+
+	for (n = 0, i = 0; i < 4096; i++)
+		n += snprintf(text + n, len - n, "route GET ^/%d$ auth=deny\n",
+		    i);
+	c = parse_ok(text);
+	assert_int_equal(c->c_routes.rt_nroutes, 4096);
+	assert_int_equal(c->c_routes.rt_routes[4095].r_index, 4096);
+	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/4000", 5),
+	    &c->c_routes.rt_routes[4000]);
+	config_free(c);
+	snprintf(text + n, len - n, "route GET ^/x auth=deny\n");
+	parse_fail(text, err, sizeof(err));
+	assert_string_equal(err, NAME ":4097: too many routes (max 4096)");
+	free(text);
+}
+
+/* Text that must be refused, and exactly what the user is told. */
+static const struct {
+	const char	*text;
+	const char	*err;
+} bad[] = {
+	/* Unknown directives, argument counts, duplicates. */
+	{ "bogus 1\n", NAME ":1: unknown directive \"bogus\"" },
+	{ "\"\" x\n", NAME ":1: unknown directive \"\"" },
+	{ "Workers 2\n", NAME ":1: unknown directive \"Workers\"" },
+	{ "\n# c\n\nworkers\n", NAME ":4: \"workers\" takes 1 argument" },
+	{ "workers 1 2\n", NAME ":1: \"workers\" takes 1 argument" },
+	{ "upstream a\n", NAME ":1: \"upstream\" takes 2 arguments" },
+	{ "upstream a echo x\n", NAME ":1: \"upstream\" takes 2 arguments" },
+	{ "route GET ^/\n", NAME ":1: \"route\" takes at least 3 arguments" },
+	{ "listen\n", NAME ":1: \"listen\" takes 1 or 2 arguments" },
+	{ "listen 1 tls x\n", NAME ":1: \"listen\" takes 1 or 2 arguments" },
+	{ "workers 2\n\nworkers 3\n",
+	    NAME ":3: duplicate directive \"workers\" (first at line 1)" },
+	{ "max_body_size 1\n#\nmax_body_size 1\n",
+	    NAME ":3: duplicate directive \"max_body_size\" (first at line 1)" },
+	{ "log_level info\nlog_level info\n",
+	    NAME ":2: duplicate directive \"log_level\" (first at line 1)" },
+	/* Lexical errors. */
+	{ "workers \"2\n", NAME ":1: unterminated quoted string" },
+	{ "route GET \"^/a\\\" auth=deny\n",
+	    NAME ":1: unterminated quoted string" },
+	{ "pidfile \"/a\"b\n", NAME ":1: missing space after closing quote" },
+	{ "workers 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 "
+	    "23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 "
+	    "44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64\n",
+	    NAME ":1: too many words on one line (max 64)" },
+	{ "# x\r\nworkers 2\r\nbogus\r\n", NAME ":3: unknown directive \"bogus\"" },
+	/* listen */
+	{ "listen 127.0.0.1:8080 tls\n",
+	    NAME ":1: TLS listeners are not available in this version" },
+	{ "listen 8080 ssl\n", NAME ":1: \"listen\": unknown parameter \"ssl\"" },
+	{ "listen 1.2.3:80\n", NAME ":1: \"listen\": invalid address "
+	    "\"1.2.3:80\" (expected IP:PORT, [IPv6]:PORT, *:PORT or PORT)" },
+	{ "listen 65536\n", NAME ":1: \"listen\": invalid address \"65536\" "
+	    "(expected IP:PORT, [IPv6]:PORT, *:PORT or PORT)" },
+	{ "listen [::1]8080\n", NAME ":1: \"listen\": invalid address "
+	    "\"[::1]8080\" (expected IP:PORT, [IPv6]:PORT, *:PORT or PORT)" },
+	{ "listen *:80\nlisten 0.0.0.0:80\n", NAME ":2: duplicate listen "
+	    "address \"0.0.0.0:80\" (first at line 1)" },
+	{ "listen [::1]:80\nlisten [0:0::1]:80\n", NAME ":2: duplicate listen "
+	    "address \"[0:0::1]:80\" (first at line 1)" },
+	/* workers, user, paths, log_level */
+	{ "workers abc\n",
+	    NAME ":1: \"workers\": invalid value \"abc\" (expected auto or 1..64)" },
+	{ "workers 0\n",
+	    NAME ":1: \"workers\": invalid value \"0\" (expected auto or 1..64)" },
+	{ "workers 65\n",
+	    NAME ":1: \"workers\": invalid value \"65\" (expected auto or 1..64)" },
+	{ "user no_such_user_kg\n", NAME ":1: unknown user \"no_such_user_kg\"" },
+	{ "pidfile \"\"\n", NAME ":1: \"pidfile\": empty path" },
+	{ "access_log \"\"\n", NAME ":1: \"access_log\": empty path" },
+	{ "log_level verbose\n", NAME ":1: \"log_level\": invalid value "
+	    "\"verbose\" (expected error, warn, info or debug)" },
+	/* Durations. */
+	{ "header_timeout 10x\n",
+	    NAME ":1: \"header_timeout\": invalid duration \"10x\"" },
+	{ "header_timeout 1.5s\n",
+	    NAME ":1: \"header_timeout\": invalid duration \"1.5s\"" },
+	{ "shutdown_timeout -1\n",
+	    NAME ":1: \"shutdown_timeout\": invalid duration \"-1\"" },
+	{ "header_timeout 0\n", NAME ":1: \"header_timeout\": \"0\" is out "
+	    "of range (1ms..1h)" },
+	{ "body_timeout 2h\n", NAME ":1: \"body_timeout\": \"2h\" is out of "
+	    "range (1ms..1h)" },
+	{ "keepalive_timeout 3601s\n", NAME ":1: \"keepalive_timeout\": "
+	    "\"3601s\" is out of range (0..1h)" },
+	{ "send_timeout 99999999999999999999999h\n", NAME ":1: "
+	    "\"send_timeout\": \"99999999999999999999999h\" is out of range "
+	    "(1ms..1h)" },
+	/* Sizes and integers. */
+	{ "max_request_line 100\n", NAME ":1: \"max_request_line\": \"100\" "
+	    "is out of range (256..64k)" },
+	{ "max_header_size 2m\n", NAME ":1: \"max_header_size\": \"2m\" is "
+	    "out of range (1k..1m)" },
+	{ "max_body_size 2t\n", NAME ":1: \"max_body_size\": \"2t\" is out of "
+	    "range (0..1t)" },
+	{ "max_body_size 10kb\n",
+	    NAME ":1: \"max_body_size\": invalid size \"10kb\"" },
+	{ "max_body_size 99999999999999999999\n", NAME ":1: \"max_body_size\": "
+	    "\"99999999999999999999\" is out of range (0..1t)" },
+	{ "max_connections 0\n", NAME ":1: \"max_connections\": \"0\" is out "
+	    "of range (1..1000000)" },
+	{ "keepalive_requests 100000001\n", NAME ":1: \"keepalive_requests\": "
+	    "\"100000001\" is out of range (1..100000000)" },
+	{ "keepalive_requests x\n",
+	    NAME ":1: \"keepalive_requests\": invalid number \"x\"" },
+	{ "max_connections 10k\n",
+	    NAME ":1: \"max_connections\": invalid number \"10k\"" },
+	/* max_header_size against max_request_line, after the whole file. */
+	{ "max_request_line 32k\n", NAME ":1: max_header_size (16k) must not "
+	    "be less than max_request_line (32k)" },
+	{ "\nmax_header_size 4k\n", NAME ":2: max_header_size (4k) must not "
+	    "be less than max_request_line (8k)" },
+	{ "max_header_size 4k\nmax_request_line 8k\n", NAME ":2: "
+	    "max_header_size (4k) must not be less than max_request_line (8k)" },
+	{ "max_request_line 16k\n\nmax_header_size 1025\n", NAME ":3: "
+	    "max_header_size (1025) must not be less than max_request_line "
+	    "(16k)" },
+	/* upstream */
+	{ "upstream a echo\nupstream a echo\n",
+	    NAME ":2: duplicate upstream \"a\" (first at line 1)" },
+	{ "upstream api http://127.0.0.1:9000\n", NAME ":1: upstream \"api\": "
+	    "proxying to http:// upstreams is not available in this version "
+	    "(only \"echo\")" },
+	{ "upstream api tcp\n", NAME ":1: upstream \"api\": unknown type "
+	    "\"tcp\" (expected \"echo\")" },
+	{ "upstream a/b echo\n", NAME ":1: invalid upstream name \"a/b\" "
+	    "(expected 1 to 64 letters, digits, '_', '.' or '-')" },
+	{ "upstream \"\" echo\n", NAME ":1: invalid upstream name \"\" "
+	    "(expected 1 to 64 letters, digits, '_', '.' or '-')" },
+	{ "upstream aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaa echo\n", NAME ":1: invalid upstream name \"aaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" (expected 1 to "
+	    "64 letters, digits, '_', '.' or '-')" },
+	/* route */
+	{ "upstream a echo\nroute GET ^/ auth=anonymous upstream=b\n",
+	    NAME ":2: unknown upstream \"b\"" },
+	{ "route GET ^/x auth=deny upstream=nope\nupstream a echo\n",
+	    NAME ":1: unknown upstream \"nope\"" },
+	{ "\nroute GET ^/ auth=anonymous\n",
+	    NAME ":2: route needs an upstream but none is defined" },
+	{ "route * .* auth=deny,anonymous\n",
+	    NAME ":1: route needs an upstream but none is defined" },
+	{ "route GET ^/( auth=deny\n",
+	    NAME ":1: bad regex \"^/(\": missing closing parenthesis at offset 3" },
+	{ "route GET \"a{2,1}\" auth=deny\n", NAME ":1: bad regex \"a{2,1}\": "
+	    "numbers out of order in {} quantifier at offset 5" },
+	{ "route get ^/ auth=deny\n", NAME ":1: unknown method \"get\"" },
+	{ "route GET,FOO ^/ auth=deny\n", NAME ":1: unknown method \"FOO\"" },
+	{ "route GET,,HEAD ^/ auth=deny\n",
+	    NAME ":1: empty method in \"GET,,HEAD\"" },
+	{ "route GET, ^/ auth=deny\n", NAME ":1: empty method in \"GET,\"" },
+	{ "route GET,GET ^/ auth=deny\n", NAME ":1: duplicate method \"GET\"" },
+	{ "route GET ^/ auth=api-key\n", NAME ":1: auth scheme \"api-key\" is "
+	    "not available in this version" },
+	{ "route GET ^/ auth=deny,app-key\n", NAME ":1: auth scheme \"app-key\" "
+	    "is not available in this version" },
+	{ "route GET ^/ auth=jwt\n",
+	    NAME ":1: auth scheme \"jwt\" is not available in this version" },
+	{ "route GET ^/ auth=Deny\n", NAME ":1: unknown auth scheme \"Deny\"" },
+	{ "route GET ^/ auth=deny,,anonymous\n",
+	    NAME ":1: empty auth scheme in \"deny,,anonymous\"" },
+	{ "route GET ^/ auth=deny,deny\n",
+	    NAME ":1: duplicate auth scheme \"deny\"" },
+	{ "route GET ^/ auth=\n",
+	    NAME ":1: route option \"auth\" needs a value" },
+	{ "route GET ^/ auth=deny upstream=\n",
+	    NAME ":1: route option \"upstream\" needs a value" },
+	{ "route GET ^/ auth=deny auth=deny\n",
+	    NAME ":1: duplicate route option \"auth\"" },
+	{ "upstream a echo\nroute GET ^/ auth=deny upstream=a upstream=a\n",
+	    NAME ":2: duplicate route option \"upstream\"" },
+	{ "route GET ^/ auth=deny scope=contacts:read\n",
+	    NAME ":1: option \"scope\" is not available in this version" },
+	{ "route GET ^/ rate=5/1s auth=deny\n",
+	    NAME ":1: option \"rate\" is not available in this version" },
+	{ "route GET ^/ auth=deny foo=bar\n",
+	    NAME ":1: unknown route option \"foo\"" },
+	{ "route GET ^/ deny\n", NAME ":1: unknown route option \"deny\"" },
+	{ "upstream a echo\nroute GET ^/ upstream=a\n",
+	    NAME ":2: route needs auth=" },
+};
+
+/* Every entry of bad[] fails with exactly its message. */
+static void
+test_errors(void **state)
+{
+	char	 err[CONFIG_ERRLEN];
+	size_t	 i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		parse_fail(bad[i].text, err, sizeof(err));
+		if (strcmp(err, bad[i].err) != 0)
+			fail_msg("case %zu:\n--- config ---\n%s--- got ---\n%s"
+			    "\n--- want ---\n%s", i, bad[i].text, err,
+			    bad[i].err);
+	}
+	assert_true(i >= 40);
+}
+
+/* A short error buffer is filled, truncated and NUL-terminated. */
+static void
+test_short_errbuf(void **state)
+{
+	char	 err[12];
+
+	memset(err, 'x', sizeof(err));
+	assert_null(config_parse("bogus\n", NAME, err, sizeof(err)));
+	assert_string_equal(err, NAME ":1");
+}
+
+/* Write len bytes of data to a new temporary file, name in path. */
+static void
+write_temp(char *path, size_t pathlen, const char *data, size_t len)
+{
+	const char	*dir = getenv("TMPDIR");
+	FILE		*f;
+	int		 fd;
+
+	snprintf(path, pathlen, "%s/test_config.XXXXXX",
+	    dir != NULL ? dir : "/tmp");
+	assert_true((fd = mkstemp(path)) != -1);
+	assert_non_null(f = fdopen(fd, "w"));
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* config_load: a good file, a NUL byte, a missing file, a huge file. */
+static void
+test_load(void **state)
+{
+	static const char	 good[] = "upstream a echo\r\n"
+	    "route GET ^/ auth=anonymous\r\n";
+	static const char	 nul[] = "workers 2\n# x\nworkers\0 3\n";
+	struct config		*c;
+	char			 path[PATH_MAX], want[PATH_MAX + 64];
+	char			 err[CONFIG_ERRLEN], *big;
+	size_t			 bigsz = 4 * 1024 * 1024 + 1;
+
+	write_temp(path, sizeof(path), good, sizeof(good) - 1);
+	c = config_load(path, err, sizeof(err));
+	assert_non_null(c);
+	assert_string_equal(c->c_path, path);
+	assert_int_equal(c->c_routes.rt_nroutes, 1);
+	config_free(c);
+	unlink(path);
+
+	write_temp(path, sizeof(path), nul, sizeof(nul) - 1);
+	assert_null(config_load(path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s:3: NUL byte", path);
+	assert_string_equal(err, want);
+	unlink(path);
+
+	assert_null(config_load(path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s: cannot open: No such file or "
+	    "directory", path);
+	assert_string_equal(err, want);
+
+	/* Over 4 MiB of comments is refused before it is parsed. */
+	assert_non_null(big = malloc(bigsz));
+	memset(big, '#', bigsz);
+	write_temp(path, sizeof(path), big, bigsz);
+	assert_null(config_load(path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s: file is larger than 4194304 bytes",
+	    path);
+	assert_string_equal(err, want);
+	unlink(path);
+	/* Exactly 4 MiB is fine. */
+	write_temp(path, sizeof(path), big, bigsz - 1);
+	c = config_load(path, err, sizeof(err));
+	assert_non_null(c);
+	config_free(c);
+	unlink(path);
+	free(big);
+
+	/* A parse error names the file as given, with the line. */
+	write_temp(path, sizeof(path), "\n\nworkers x\n", 12);
+	assert_null(config_load(path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s:3: \"workers\": invalid value \"x\" "
+	    "(expected auto or 1..64)", path);
+	assert_string_equal(err, want);
+	unlink(path);
+}
+
+/* config_load with a relative path stores the absolute one. */
+static void
+test_load_relative(void **state)
+{
+	struct config	*c;
+	char		 old[PATH_MAX], path[PATH_MAX], want[PATH_MAX + 64];
+	char		 err[CONFIG_ERRLEN], *base;
+
+	write_temp(path, sizeof(path), "workers 1\n", 10);
+	assert_non_null(getcwd(old, sizeof(old)));
+	base = strrchr(path, '/');
+	*base = '\0';
+	assert_int_equal(chdir(path), 0);
+	c = config_load(base + 1, err, sizeof(err));
+	assert_non_null(c);
+	abs_of(want, sizeof(want), base + 1);
+	assert_string_equal(c->c_path, want);
+	config_free(c);
+	unlink(base + 1);
+	assert_int_equal(chdir(old), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_keywords),
+		cmocka_unit_test(test_relative_paths),
+		cmocka_unit_test(test_listen),
+		cmocka_unit_test(test_parse_addr),
+		cmocka_unit_test(test_parse_numbers),
+		cmocka_unit_test(test_lexing),
+		cmocka_unit_test(test_hash_inside_word),
+		cmocka_unit_test(test_upstreams_and_routes),
+		cmocka_unit_test(test_counts),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_short_errbuf),
+		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_load_relative),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
