@@ -26,6 +26,12 @@ int64_t	 util_mono_us(void);
  */
 size_t	 util_json_escape(char *, size_t, const char *, size_t);
 
+/* Decimal digits of v into buf (at least 20 bytes, no NUL); the length. */
+size_t	 util_u64toa(char *, uint64_t);
+
+/* v as 16 lowercase hex digits into buf (no NUL). */
+void	 util_hex64(char *, uint64_t);
+
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-23T11:26:42.123Z; buf >= 32. */
 void	 util_rfc3339_ms(char *, size_t, int64_t);
 

@@ -164,9 +164,10 @@ int
 echo_finish(struct evbuffer *out, uint64_t body_bytes)
 {
 	char	 tmp[48];
-	int	 n;
+	size_t	 n;
 
-	n = snprintf(tmp, sizeof(tmp), ",\"body_bytes\":%" PRIu64 "}\n",
-	    body_bytes);
-	return (evbuffer_add(out, tmp, (size_t)n));
+	memcpy(tmp, ",\"body_bytes\":", 14);
+	n = 14 + util_u64toa(tmp + 14, body_bytes);
+	memcpy(tmp + n, "}\n", 2);
+	return (evbuffer_add(out, tmp, n + 2));
 }

@@ -142,7 +142,8 @@ struct worker {
 	const struct timeval	*w_tv_linger;
 	const struct timeval	*w_tv_stopidle;
 	time_t			 w_date_sec;
-	char			 w_date[40];
+	char			 w_common[160];	/* see server_common_headers() */
+	size_t			 w_commonlen;
 	uint64_t		 w_reqid_seed;
 	uint64_t		 w_reqid_seq;
 };
@@ -163,21 +164,28 @@ server_mix(uint64_t x)
 	return (x ^ (x >> 31));
 }
 
-/* The Date header value, formatted once a second. */
-static const char *
-server_date(struct worker *w)
+/*
+ * The headers every response shares, up to the Content-Length value:
+ * rebuilt once a second, when the Date changes.
+ */
+static void
+server_common_headers(struct worker *w)
 {
 	struct timeval	 tv;
 	struct tm	 tm;
+	char		 date[40];
+	int		 n;
 
 	event_base_gettimeofday_cached(w->w_base, &tv);
-	if (tv.tv_sec != w->w_date_sec) {
-		w->w_date_sec = tv.tv_sec;
-		gmtime_r(&w->w_date_sec, &tm);
-		strftime(w->w_date, sizeof(w->w_date),
-		    "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	}
-	return (w->w_date);
+	if (tv.tv_sec == w->w_date_sec)
+		return;
+	w->w_date_sec = tv.tv_sec;
+	gmtime_r(&w->w_date_sec, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	n = snprintf(w->w_common, sizeof(w->w_common), "Server: keygate\r\n"
+	    "Date: %s\r\nContent-Type: application/json\r\nContent-Length: ",
+	    date);
+	w->w_commonlen = n > 0 && (size_t)n < sizeof(w->w_common) ? (size_t)n : 0;
 }
 
 /* (Re)arm the connection's single timer with a common timeout. */
@@ -188,29 +196,48 @@ conn_timer(struct conn *c, const struct timeval *tv)
 }
 
 /*
- * Queue the status line and headers.  Connection: close goes out whenever
- * the connection will not be reused, keep-alive for HTTP/1.0 clients that
- * asked for it.
+ * Queue the status line and headers, assembled with memcpy (this runs for
+ * every response).  Connection: close goes out whenever the connection will
+ * not be reused, keep-alive for HTTP/1.0 clients that asked for it.
  */
 static void
 conn_head(struct conn *c, int status, uint64_t clen)
 {
-	struct evbuffer	*out = c->c_out;
-	char		 buf[512];
-	const char	*conn_hdr = "";
-	int		 n;
+	struct worker	*w = c->c_w;
+	char		 buf[512], *p = buf;
+	const char	*reason = http_reason(status);
+	size_t		 len = strlen(reason);
 
-	if (!c->c_keepalive)
-		conn_hdr = "Connection: close\r\n";
-	else if (c->c_minor == 0)
-		conn_hdr = "Connection: keep-alive\r\n";
-	n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\nServer: keygate\r\n"
-	    "Date: %s\r\nContent-Type: application/json\r\n"
-	    "Content-Length: %" PRIu64 "\r\nX-Request-Id: %.*s\r\n%s\r\n",
-	    status, http_reason(status), server_date(c->c_w), clen,
-	    (int)c->c_reqidlen, c->c_reqid, conn_hdr);
-	if (n > 0 && (size_t)n < sizeof(buf))
-		evbuffer_add(out, buf, (size_t)n);
+	server_common_headers(w);
+	memcpy(p, "HTTP/1.1 ", 9);
+	p[9] = (char)('0' + status / 100 % 10);
+	p[10] = (char)('0' + status / 10 % 10);
+	p[11] = (char)('0' + status % 10);
+	p[12] = ' ';
+	p += 13;
+	if (len > 64)
+		len = 64;
+	memcpy(p, reason, len);
+	p += len;
+	memcpy(p, "\r\n", 2);
+	p += 2;
+	memcpy(p, w->w_common, w->w_commonlen);
+	p += w->w_commonlen;
+	p += util_u64toa(p, clen);
+	memcpy(p, "\r\nX-Request-Id: ", 16);
+	p += 16;
+	memcpy(p, c->c_reqid, c->c_reqidlen);
+	p += c->c_reqidlen;
+	if (!c->c_keepalive) {
+		memcpy(p, "\r\nConnection: close", 19);
+		p += 19;
+	} else if (c->c_minor == 0) {
+		memcpy(p, "\r\nConnection: keep-alive", 24);
+		p += 24;
+	}
+	memcpy(p, "\r\n\r\n", 4);
+	p += 4;
+	evbuffer_add(c->c_out, buf, (size_t)(p - buf));
 }
 
 /* Account for a queued response: statistics and the access log. */
@@ -331,6 +358,7 @@ conn_remember(struct conn *c)
 	const struct http_msg	*m = &c->c_msg;
 	const char		*id;
 	size_t			 len;
+	uint64_t		 h;
 
 	c->c_methodlen = m->hm_methodlen < sizeof(c->c_method) ?
 	    m->hm_methodlen : sizeof(c->c_method);
@@ -342,10 +370,10 @@ conn_remember(struct conn *c)
 		memcpy(c->c_reqid, id, len);
 		c->c_reqidlen = len;
 	} else {
-		w->w_reqid_seq++;
-		snprintf(c->c_reqid, sizeof(c->c_reqid), "%016" PRIx64 "%016"
-		    PRIx64, server_mix(w->w_reqid_seed ^ w->w_reqid_seq),
-		    server_mix(w->w_reqid_seed + w->w_reqid_seq));
+		/* Unique per worker by the counter, across workers by the seed. */
+		h = server_mix(w->w_reqid_seed + ++w->w_reqid_seq);
+		util_hex64(c->c_reqid, h);
+		util_hex64(c->c_reqid + 16, server_mix(h));
 		c->c_reqidlen = 32;
 	}
 }

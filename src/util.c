@@ -133,6 +133,33 @@ util_json_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
 	return (need);
 }
 
+/* Decimal digits of v, without printf's parsing on the request path. */
+size_t
+util_u64toa(char *buf, uint64_t v)
+{
+	char	 tmp[20];
+	size_t	 n = 0, i;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	return (n);
+}
+
+/* v as 16 lowercase hex digits. */
+void
+util_hex64(char *buf, uint64_t v)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	int			 i;
+
+	for (i = 15; i >= 0; i--, v >>= 4)
+		buf[i] = hex[v & 0xf];
+}
+
 /* RFC 3339 UTC time with milliseconds. */
 void
 util_rfc3339_ms(char *buf, size_t len, int64_t ms)
