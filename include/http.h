@@ -90,12 +90,13 @@ struct http_msg {
 #define HTTP_F_EXPECT100	0x02	/* request has Expect: 100-continue */
 #define HTTP_F_UPGRADE		0x04	/* Upgrade header present */
 #define HTTP_F_CONN_CLOSE	0x08	/* Connection: close present */
-	const char	*hm_host;	/* Host header value, NULL if absent */
+	const char	*hm_host;	/* Host header value, or the authority of */
+					/* an absolute-form target (RFC 9112 3.2.2) */
 	size_t		 hm_hostlen;
 
 	/* Set when a parse function returns -1. */
 	int		 hm_error;	/* status to answer with: 400, 414, 417, 431,
-					   501, 505 (requests); 502 (responses) */
+					   505 (requests); 502 (responses) */
 	const char	*hm_cause;	/* static sentence saying what was wrong */
 
 	/* Incremental scan state: private to http.c. */
