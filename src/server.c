@@ -268,6 +268,19 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	accesslog_write(w->w_alog, &e);
 }
 
+/* A new request id: unique per worker by a counter, across workers by a seed. */
+static void
+conn_new_reqid(struct conn *c)
+{
+	struct worker	*w = c->c_w;
+	uint64_t	 h;
+
+	h = server_mix(w->w_reqid_seed + ++w->w_reqid_seq);
+	util_hex64(c->c_reqid, h);
+	util_hex64(c->c_reqid + 16, server_mix(h));
+	c->c_reqidlen = 32;
+}
+
 /* Queue a JSON refusal {"error": code, "message": message}. */
 static void
 conn_refuse(struct conn *c, int status, const char *code, const char *message)
@@ -327,6 +340,8 @@ conn_fail(struct conn *c, int status, const char *cause)
 		break;
 	}
 	c->c_keepalive = 0;
+	if (c->c_reqidlen == 0)		/* refused before it was parsed */
+		conn_new_reqid(c);
 	if (c->c_pending != NULL)
 		evbuffer_drain(c->c_pending, evbuffer_get_length(c->c_pending));
 	conn_refuse(c, status, code, cause);
@@ -354,11 +369,9 @@ conn_echo_respond(struct conn *c)
 static void
 conn_remember(struct conn *c)
 {
-	struct worker		*w = c->c_w;
 	const struct http_msg	*m = &c->c_msg;
 	const char		*id;
 	size_t			 len;
-	uint64_t		 h;
 
 	c->c_methodlen = m->hm_methodlen < sizeof(c->c_method) ?
 	    m->hm_methodlen : sizeof(c->c_method);
@@ -369,13 +382,8 @@ conn_remember(struct conn *c)
 	if (forward_client_reqid(m, &id, &len)) {
 		memcpy(c->c_reqid, id, len);
 		c->c_reqidlen = len;
-	} else {
-		/* Unique per worker by the counter, across workers by the seed. */
-		h = server_mix(w->w_reqid_seed + ++w->w_reqid_seq);
-		util_hex64(c->c_reqid, h);
-		util_hex64(c->c_reqid + 16, server_mix(h));
-		c->c_reqidlen = 32;
-	}
+	} else
+		conn_new_reqid(c);
 }
 
 /*
