@@ -28,6 +28,13 @@ int	 forward_keep_header(const struct http_msg *, const struct http_header *);
  */
 int	 forward_client_reqid(const struct http_msg *, const char **, size_t *);
 
+/*
+ * Does the path have a "." or ".." segment, written plainly or as %2e?  Routes
+ * match the path as sent; an upstream that resolved "/public/../admin"
+ * would serve a path no route allowed, so such paths are refused.
+ */
+int	 forward_dot_segment(const char *, size_t);
+
 /* Value of the incoming X-Forwarded-For (NULL if none). */
 const struct http_header *forward_xff(const struct http_msg *);
 

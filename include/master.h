@@ -18,14 +18,15 @@ struct master_opts {
 	const char	*mo_path;	/* configuration file, for reloads */
 	int		 mo_foreground;
 	int		 mo_pidfd;	/* locked pidfile, closed in workers */
-	int		 mo_readyfd;	/* written once workers run, or -1 */
+	int		 mo_readyfd;	/* "1" once workers run, else why not; or -1 */
+	const char	*mo_startdir;	/* relative paths in reloads resolve here */
 };
 
 /* Bind and listen on addr; the fd, or -1 with a reason in err. */
 int	 master_bind(const struct listen_addr *, char *, size_t);
 
 /* Create log files a worker must be able to reopen as the configured user. */
-void	 master_prepare_logs(const struct config *);
+int	 master_prepare_logs(const struct config *, char *, size_t);
 
 /* Run with conf and its bound listeners until stopped; exit status. */
 int	 master_run(const struct master_opts *, struct config *, int *, size_t);

@@ -33,6 +33,7 @@ struct shm_worker {
 	uint64_t	 sw_requests;	/* requests answered */
 	uint64_t	 sw_status[6];	/* by class: [1] 1xx ... [5] 5xx */
 	uint64_t	 sw_bytes_out;
+	uint32_t	 sw_ready;	/* set by the worker once it accepts */
 } __attribute__((aligned(64)));
 
 struct shm_header {

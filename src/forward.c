@@ -78,6 +78,31 @@ forward_client_reqid(const struct http_msg *msg, const char **id, size_t *len)
 	return (1);
 }
 
+/* Does the path have a "." or ".." segment (also as %2e)? */
+int
+forward_dot_segment(const char *p, size_t len)
+{
+	size_t	 i = 0, dots, other;
+
+	while (i < len) {
+		dots = other = 0;
+		for (; i < len && p[i] != '/'; i++) {
+			if (p[i] == '.')
+				dots++;
+			else if (p[i] == '%' && i + 2 < len && p[i + 1] == '2' &&
+			    (p[i + 2] == 'e' || p[i + 2] == 'E')) {
+				dots++;
+				i += 2;
+			} else
+				other++;
+		}
+		if (other == 0 && (dots == 1 || dots == 2))
+			return (1);
+		i++;	/* the '/' */
+	}
+	return (0);
+}
+
 /* The incoming X-Forwarded-For header, or NULL. */
 const struct http_header *
 forward_xff(const struct http_msg *msg)

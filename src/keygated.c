@@ -110,19 +110,21 @@ static int
 daemonize(void)
 {
 	int	 p[2], fd;
-	char	 c;
+	char	 why[512];
+	ssize_t	 n;
 	pid_t	 pid;
 
 	if (pipe(p) == -1 || (pid = fork()) == -1)
 		fatal("daemonize");
 	if (pid > 0) {
 		close(p[1]);
-		if (read(p[0], &c, 1) != 1) {
-			fprintf(stderr, "keygated: failed to start, see the "
-			    "error log (%s)\n", log_dest());
-			_exit(1);
-		}
-		_exit(0);
+		n = read(p[0], why, sizeof(why) - 1);
+		if (n == 1 && why[0] == '1')
+			_exit(0);
+		why[n > 0 ? n : 0] = '\0';
+		fprintf(stderr, "keygated: failed to start%s%s (error log: %s)\n",
+		    n > 0 ? ": " : "", why, log_dest());
+		_exit(1);
 	}
 	close(p[0]);
 	if (setsid() == -1)
@@ -145,7 +147,7 @@ main(int argc, char *argv[])
 	struct master_opts	 opts;
 	struct config		*conf;
 	const char		*path = KEYGATE_DEFAULT_CONFIG;
-	char			*abspath, *pidfile;
+	char			*abspath, *pidfile, *startdir;
 	char			 err[CONFIG_ERRLEN];
 	int			 ch, foreground = 0, test = 0, lfds[MASTER_MAX_LISTEN];
 	size_t			 i;
@@ -199,7 +201,10 @@ main(int argc, char *argv[])
 			return (1);
 		}
 	}
-	master_prepare_logs(conf);
+	if (master_prepare_logs(conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "keygated: %s\n", err);
+		return (1);
+	}
 	if (conf->c_user == NULL && geteuid() == 0)
 		log_warnx("no \"user\" is configured: workers run as root");
 
@@ -210,6 +215,10 @@ main(int argc, char *argv[])
 		return (1);
 	}
 	opts.mo_foreground = foreground;
+	if ((opts.mo_startdir = startdir = getcwd(NULL, 0)) == NULL) {
+		fprintf(stderr, "keygated: getcwd: %s\n", strerror(errno));
+		return (1);
+	}
 	opts.mo_readyfd = foreground ? -1 : daemonize();
 	pidfile_write(opts.mo_pidfd);
 	ch = master_run(&opts, conf, lfds, conf->c_nlisten);
@@ -217,5 +226,6 @@ main(int argc, char *argv[])
 	close(opts.mo_pidfd);
 	free(pidfile);
 	free(abspath);
+	free(startdir);
 	return (ch);
 }

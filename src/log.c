@@ -138,6 +138,19 @@ log_emit(int level, int prio, const char *emsg, const char *fmt, va_list ap)
 	(void)write(log_fd, line, (size_t)n);
 }
 
+/* strerror_r() in whichever flavour libc gives (GNU returns a pointer). */
+static const char *
+log_strerror(int err, char *buf, size_t len)
+{
+#if defined(_GNU_SOURCE) && defined(__GLIBC__)
+	return (strerror_r(err, buf, len));
+#else
+	if (strerror_r(err, buf, len) != 0)
+		snprintf(buf, len, "error %d", err);
+	return (buf);
+#endif
+}
+
 void
 log_warn(const char *fmt, ...)
 {
@@ -146,8 +159,8 @@ log_warn(const char *fmt, ...)
 	int	 saved = errno;
 
 	va_start(ap, fmt);
-	log_emit(LOGLEVEL_WARN, LOG_WARNING, strerror_r(saved, ebuf,
-	    sizeof(ebuf)) == 0 ? ebuf : "unknown error", fmt, ap);
+	log_emit(LOGLEVEL_WARN, LOG_WARNING, log_strerror(saved, ebuf,
+	    sizeof(ebuf)), fmt, ap);
 	va_end(ap);
 	errno = saved;
 }
@@ -190,8 +203,8 @@ fatal(const char *fmt, ...)
 	int	 saved = errno;
 
 	va_start(ap, fmt);
-	log_emit(LOGLEVEL_ERROR, LOG_CRIT, strerror_r(saved, ebuf,
-	    sizeof(ebuf)) == 0 ? ebuf : "unknown error", fmt, ap);
+	log_emit(LOGLEVEL_ERROR, LOG_CRIT, log_strerror(saved, ebuf,
+	    sizeof(ebuf)), fmt, ap);
 	va_end(ap);
 	exit(1);
 }

@@ -39,6 +39,13 @@
 #define MASTER_STABLE_MS	2000	/* a worker that lived this long was fine */
 #define MASTER_KILL_GRACE_MS	2000	/* after shutdown_timeout, SIGKILL */
 #define MASTER_NSIGS		6
+#define MASTER_READY_MS		10000	/* new workers must be serving by then */
+#define MASTER_CONFIRM_MS	50	/* how often to look whether they are */
+
+/* Which children master_signal_children() signals. */
+#define MASTER_ALL		0
+#define MASTER_OLD		1	/* generations other than m_gen */
+#define MASTER_CURRENT		2	/* generation m_gen */
 
 struct child {
 	pid_t		 ch_pid;	/* 0: unused entry */
@@ -56,8 +63,26 @@ struct master {
 	int			 m_lfds[MASTER_MAX_LISTEN];
 	size_t			 m_nlfds;
 	struct shm_header	*m_shm;
-	uint32_t		 m_gen;
+	uint32_t		 m_gen;		/* generation of new workers */
+	uint32_t		 m_gencount;	/* last generation handed out */
 	struct child		 m_children[SHM_SLOTS];
+
+	/*
+	 * A start or reload waiting for its workers to be ready.  Until they
+	 * are, the previous configuration, generation and listeners are kept
+	 * so that a failed reload can go back to them.
+	 */
+	int			 m_pending;
+	int			 m_pending_failed;
+	int			 m_proven;	/* a new worker was seen serving */
+	int			 m_reload_queued;	/* SIGHUP while pending */
+	int64_t			 m_pending_deadline;
+	struct event		*m_confirm;
+	struct config		*m_prev_conf;	/* NULL at the first start */
+	uint32_t		 m_prev_gen;
+	int			 m_prev_lfds[MASTER_MAX_LISTEN];
+	size_t			 m_prev_nlfds;
+	int			 m_exitcode;
 	struct event		*m_sigs[MASTER_NSIGS];
 	struct event		*m_tick;
 	struct event		*m_respawn;
@@ -71,6 +96,11 @@ static const int master_signals[MASTER_NSIGS] = {
 };
 
 static void	 master_spawn(struct master *);
+static void	 master_rollback(struct master *, const char *);
+static void	 master_stop(struct master *, int);
+static void	 master_reload(struct master *);
+static void	 master_settled(struct master *);
+static int	 master_gen_ready(struct master *);
 
 /* Bind and listen on one address. */
 int
@@ -99,30 +129,40 @@ fail:
 }
 
 /* Create (and hand to the worker user) a log file workers will reopen. */
-static void
-master_prepare_file(const char *path, const struct config *conf)
+static int
+master_prepare_file(const char *path, const struct config *conf, char *err,
+    size_t errlen)
 {
 	int	 fd;
 
 	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
 	    0640)) == -1) {
-		log_warn("cannot create %s", path);
-		return;
+		snprintf(err, errlen, "cannot create %s: %s", path,
+		    strerror(errno));
+		return (-1);
 	}
 	if (conf->c_user != NULL && geteuid() == 0 &&
-	    fchown(fd, conf->c_uid, conf->c_gid) == -1)
-		log_warn("cannot chown %s to %s", path, conf->c_user);
+	    fchown(fd, conf->c_uid, conf->c_gid) == -1) {
+		snprintf(err, errlen, "cannot chown %s to %s: %s", path,
+		    conf->c_user, strerror(errno));
+		close(fd);
+		return (-1);
+	}
 	close(fd);
+	return (0);
 }
 
 /* Create log files a worker must be able to reopen as the configured user. */
-void
-master_prepare_logs(const struct config *conf)
+int
+master_prepare_logs(const struct config *conf, char *err, size_t errlen)
 {
-	if (conf->c_access_log != NULL)
-		master_prepare_file(conf->c_access_log, conf);
-	if (conf->c_error_log[0] == '/')
-		master_prepare_file(conf->c_error_log, conf);
+	if (conf->c_access_log != NULL &&
+	    master_prepare_file(conf->c_access_log, conf, err, errlen) == -1)
+		return (-1);
+	if (conf->c_error_log[0] == '/' &&
+	    master_prepare_file(conf->c_error_log, conf, err, errlen) == -1)
+		return (-1);
+	return (0);
 }
 
 /* In a new child: drop the master's event machinery without touching it. */
@@ -136,6 +176,7 @@ master_child_detach(struct master *m)
 		event_free(m->m_sigs[i]);
 	event_free(m->m_tick);
 	event_free(m->m_respawn);
+	event_free(m->m_confirm);
 	event_base_free(m->m_base);
 	m->m_base = NULL;
 	for (i = 0; i < MASTER_NSIGS; i++)
@@ -274,11 +315,29 @@ master_reaped(struct master *m, struct child *ch, int status)
 {
 	uint64_t	 requests = 0;
 	int64_t		 now = util_now_ms();
+	int		 ready = 1;
 
-	if (ch->ch_slot >= 0)
+	if (ch->ch_slot >= 0) {
 		requests = SHM_LOAD(&m->m_shm->sh_workers[ch->ch_slot].sw_requests);
+		ready = SHM_LOAD(&m->m_shm->sh_workers[ch->ch_slot].sw_ready);
+	}
 	shm_worker_detach(m->m_shm, ch->ch_pid);
 	master_report(m, ch, status, requests);
+	if (ready && ch->ch_gen == m->m_gen)
+		m->m_proven = 1;
+	ch->ch_pid = 0;
+	if (m->m_pending)
+		(void)master_gen_ready(m);	/* a sibling may be serving */
+	if (m->m_pending && !m->m_proven && !ch->ch_stopping &&
+	    ch->ch_gen == m->m_gen) {
+		/*
+		 * A start or reload none of whose workers ever served fails
+		 * whole; once one has, the configuration works and a death is
+		 * an ordinary crash.
+		 */
+		m->m_pending_failed = 1;
+		return;
+	}
 	if (!ch->ch_stopping && !m->m_stopping && ch->ch_gen == m->m_gen) {
 		if (now - ch->ch_started_ms < MASTER_STABLE_MS) {
 			m->m_backoff_ms = m->m_backoff_ms == 0 ?
@@ -292,7 +351,6 @@ master_reaped(struct master *m, struct child *ch, int status)
 		} else
 			m->m_backoff_ms = 0;
 	}
-	ch->ch_pid = 0;
 }
 
 /* Collect every ended child. */
@@ -309,6 +367,10 @@ master_reap(struct master *m)
 				break;
 			}
 	}
+	if (m->m_pending && m->m_pending_failed) {
+		master_rollback(m, "a new worker exited before it was ready");
+		master_settled(m);
+	}
 	for (i = 0; i < SHM_SLOTS; i++)
 		if (m->m_children[i].ch_pid != 0)
 			left++;
@@ -318,16 +380,18 @@ master_reap(struct master *m)
 		master_spawn(m);
 }
 
-/* Tell children to stop (sig), with a deadline for SIGKILL. */
+/* Signal children (MASTER_ALL/_OLD/_CURRENT); stop signals set a deadline. */
 static void
-master_signal_children(struct master *m, int sig, int all, int64_t deadline)
+master_signal_children(struct master *m, int sig, int which, int64_t deadline)
 {
 	struct child	*ch;
 	int		 i;
 
 	for (i = 0; i < SHM_SLOTS; i++) {
 		ch = &m->m_children[i];
-		if (ch->ch_pid == 0 || (!all && ch->ch_gen == m->m_gen))
+		if (ch->ch_pid == 0 ||
+		    (which == MASTER_OLD && ch->ch_gen == m->m_gen) ||
+		    (which == MASTER_CURRENT && ch->ch_gen != m->m_gen))
 			continue;
 		if (sig == SIGTERM || sig == SIGQUIT) {
 			if (ch->ch_stopping && sig == SIGTERM)
@@ -394,39 +458,199 @@ fail:
 	return (-1);
 }
 
-/* Close the old listeners the new set does not reuse, and adopt it. */
+/* Close the listeners of set a that set b does not share. */
 static void
-master_adopt_listeners(struct master *m, const int *lfds, size_t n)
+master_close_unshared(const int *a, size_t na, const int *b, size_t nb)
 {
 	size_t	 i, j;
 
-	for (j = 0; j < m->m_nlfds; j++) {
-		for (i = 0; i < n && lfds[i] != m->m_lfds[j]; i++)
+	for (i = 0; i < na; i++) {
+		for (j = 0; j < nb && b[j] != a[i]; j++)
 			;
-		if (i == n)
-			close(m->m_lfds[j]);
+		if (j == nb)
+			close(a[i]);
 	}
-	memcpy(m->m_lfds, lfds, n * sizeof(*lfds));
-	m->m_nlfds = n;
+}
+
+/* Are all workers of the current generation serving?  Notes any that is. */
+static int
+master_gen_ready(struct master *m)
+{
+	const struct child	*ch;
+	int			 i, n = 0, all = 1;
+
+	for (i = 0; i < SHM_SLOTS; i++) {
+		ch = &m->m_children[i];
+		if (ch->ch_pid == 0 || ch->ch_stopping || ch->ch_gen != m->m_gen)
+			continue;
+		if (ch->ch_slot >= 0 &&
+		    !SHM_LOAD(&m->m_shm->sh_workers[ch->ch_slot].sw_ready))
+			all = 0;
+		else
+			m->m_proven = 1;
+		n++;
+	}
+	return (all && n >= m->m_conf->c_workers);
+}
+
+/* Wait for the workers of a start or reload (see master_confirm_cb). */
+static void
+master_pending(struct master *m)
+{
+	struct timeval	 tv = { 0, MASTER_CONFIRM_MS * 1000 };
+
+	m->m_pending = 1;
+	m->m_pending_failed = 0;
+	m->m_proven = 0;
+	m->m_pending_deadline = util_now_ms() + MASTER_READY_MS;
+	evtimer_add(m->m_confirm, &tv);
+}
+
+/*
+ * The new workers are serving: now, and only now, the old generation is
+ * told to stop accepting and finish what it has, and the listeners the new
+ * configuration dropped are closed.
+ */
+static void
+master_commit(struct master *m)
+{
+	struct config	*old = m->m_prev_conf;
+	char		 err[CONFIG_ERRLEN];
+	int64_t		 deadline;
+
+	m->m_pending = 0;
+	if (old == NULL) {
+		log_info("keygated %s started: %zu listener(s), %d worker(s)",
+		    PACKAGE_VERSION, m->m_nlfds, m->m_conf->c_workers);
+		if (m->m_opts->mo_readyfd != -1) {
+			(void)write(m->m_opts->mo_readyfd, "1", 1);
+			close(m->m_opts->mo_readyfd);
+		}
+		return;
+	}
+	if (!m->m_opts->mo_foreground && strcmp(old->c_error_log,
+	    m->m_conf->c_error_log) != 0 && log_init(m->m_conf->c_error_log,
+	    m->m_conf->c_log_level, NULL, err, sizeof(err)) == -1)
+		log_warnx("%s", err);
+	log_setlevel(m->m_conf->c_log_level);
+	deadline = util_now_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
+	master_signal_children(m, SIGTERM, MASTER_OLD, deadline);
+	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
+	    m->m_nlfds);
+	config_free(old);
+	m->m_prev_conf = NULL;
+	log_info("configuration reloaded from %s (generation %u, %d workers)",
+	    m->m_opts->mo_path, m->m_gen, m->m_conf->c_workers);
+}
+
+/*
+ * The new workers did not start: stop them and go back to the previous
+ * configuration, whose workers never stopped serving.  At the first start
+ * there is nothing to go back to, and the daemon exits.
+ */
+static void
+master_rollback(struct master *m, const char *why)
+{
+	struct config	*conf = m->m_conf;
+
+	m->m_pending = 0;
+	m->m_pending_failed = 0;
+	if (m->m_prev_conf == NULL) {
+		log_warnx("workers failed to start: %s", why);
+		/* The parent waiting in daemonize() prints the reason. */
+		if (m->m_opts->mo_readyfd != -1) {
+			(void)write(m->m_opts->mo_readyfd, why, strlen(why));
+			close(m->m_opts->mo_readyfd);
+		}
+		m->m_exitcode = 1;
+		master_stop(m, 1);
+		return;
+	}
+	log_warnx("reload failed, keeping the running configuration: %s", why);
+	master_signal_children(m, SIGQUIT, MASTER_CURRENT, util_now_ms() +
+	    MASTER_KILL_GRACE_MS);
+	master_close_unshared(m->m_lfds, m->m_nlfds, m->m_prev_lfds,
+	    m->m_prev_nlfds);
+	memcpy(m->m_lfds, m->m_prev_lfds, m->m_prev_nlfds * sizeof(int));
+	m->m_nlfds = m->m_prev_nlfds;
+	m->m_conf = m->m_prev_conf;
+	m->m_prev_conf = NULL;
+	m->m_gen = m->m_prev_gen;
+	m->m_backoff_ms = 0;
+	m->m_spawn_after_ms = 0;
+	config_free(conf);
+	master_spawn(m);
+}
+
+/* A start or reload has settled: run a SIGHUP that came in meanwhile. */
+static void
+master_settled(struct master *m)
+{
+	if (!m->m_pending && m->m_reload_queued && !m->m_stopping) {
+		m->m_reload_queued = 0;
+		master_reload(m);
+	}
+}
+
+/* Every MASTER_CONFIRM_MS while a start or reload is pending. */
+static void
+master_confirm_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct master	*m = arg;
+	struct timeval	 tv = { 0, MASTER_CONFIRM_MS * 1000 };
+
+	if (!m->m_pending || m->m_stopping)
+		return;
+	if (master_gen_ready(m) ||
+	    (m->m_proven && util_now_ms() > m->m_pending_deadline))
+		master_commit(m);
+	else if (util_now_ms() > m->m_pending_deadline)
+		master_rollback(m, "the new workers were not ready within 10 s");
+	else
+		evtimer_add(m->m_confirm, &tv);
+	master_settled(m);
+}
+
+/* Load the configuration file, resolving relative paths from the start. */
+static struct config *
+master_load(struct master *m, char *err, size_t errlen)
+{
+	struct config	*conf;
+
+	if (!m->m_opts->mo_foreground && chdir(m->m_opts->mo_startdir) == -1) {
+		snprintf(err, errlen, "cannot enter %s: %s",
+		    m->m_opts->mo_startdir, strerror(errno));
+		return (NULL);
+	}
+	conf = config_load(m->m_opts->mo_path, err, errlen);
+	if (!m->m_opts->mo_foreground && chdir("/") == -1)
+		log_warn("chdir /");
+	return (conf);
 }
 
 /*
  * SIGHUP.  Like nginx: the new file is parsed and validated completely (and
  * its new listeners bound) before anything changes; on any error the old
- * configuration keeps serving.  Then workers of the new generation start
- * and the old ones are told to stop accepting and finish what they have.
- * The listening sockets stay open in the master throughout, so the kernel
- * keeps queueing connections and none is refused.
+ * configuration keeps serving.  Then workers of a new generation start, and
+ * once they are all serving the old ones are told to stop accepting and
+ * finish what they have (master_commit); if they fail to start, the reload
+ * is undone (master_rollback).  The listening sockets stay open in the
+ * master throughout, so the kernel keeps queueing connections and none is
+ * refused.
  */
 static void
 master_reload(struct master *m)
 {
-	struct config	*conf, *old = m->m_conf;
+	struct config	*conf;
 	int		 lfds[MASTER_MAX_LISTEN];
 	char		 err[CONFIG_ERRLEN];
-	int64_t		 deadline;
 
-	if ((conf = config_load(m->m_opts->mo_path, err, sizeof(err))) == NULL) {
+	if (m->m_pending) {
+		/* Done once the workers of the previous one are serving. */
+		m->m_reload_queued = 1;
+		return;
+	}
+	if ((conf = master_load(m, err, sizeof(err))) == NULL) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", err);
 		return;
@@ -439,25 +663,28 @@ master_reload(struct master *m)
 		config_free(conf);
 		return;
 	}
-	if (strcmp(old->c_pidfile, conf->c_pidfile) != 0)
+	if (master_prepare_logs(conf, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		master_close_unshared(lfds, conf->c_nlisten, m->m_lfds,
+		    m->m_nlfds);
+		config_free(conf);
+		return;
+	}
+	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
-	if (!m->m_opts->mo_foreground && strcmp(old->c_error_log,
-	    conf->c_error_log) != 0 && log_init(conf->c_error_log,
-	    conf->c_log_level, NULL, err, sizeof(err)) == -1)
-		log_warnx("%s", err);
-	log_setlevel(conf->c_log_level);
-	master_prepare_logs(conf);
-	master_adopt_listeners(m, lfds, conf->c_nlisten);
+	m->m_prev_conf = m->m_conf;
+	m->m_prev_gen = m->m_gen;
+	memcpy(m->m_prev_lfds, m->m_lfds, m->m_nlfds * sizeof(int));
+	m->m_prev_nlfds = m->m_nlfds;
+	memcpy(m->m_lfds, lfds, conf->c_nlisten * sizeof(int));
+	m->m_nlfds = conf->c_nlisten;
 	m->m_conf = conf;
-	m->m_gen++;
+	m->m_gen = ++m->m_gencount;
 	m->m_backoff_ms = 0;
 	m->m_spawn_after_ms = 0;
+	master_pending(m);
 	master_spawn(m);
-	deadline = util_now_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
-	master_signal_children(m, SIGTERM, 0, deadline);
-	config_free(old);
-	log_info("configuration reloaded from %s (generation %u, %d workers)",
-	    m->m_opts->mo_path, m->m_gen, conf->c_workers);
 }
 
 /* Stop: graceful (SIGTERM to workers) or fast (SIGQUIT). */
@@ -471,12 +698,15 @@ master_stop(struct master *m, int fast)
 		return;
 	m->m_stopping = fast ? 2 : 1;
 	log_info("%s stop", fast ? "fast" : "graceful");
+	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
+	    m->m_nlfds);
+	m->m_prev_nlfds = 0;
 	for (i = 0; i < m->m_nlfds; i++)
 		close(m->m_lfds[i]);
 	m->m_nlfds = 0;
 	deadline = util_now_ms() + (fast ? 0 : m->m_conf->c_shutdown_timeout) +
 	    MASTER_KILL_GRACE_MS;
-	master_signal_children(m, fast ? SIGQUIT : SIGTERM, 1, deadline);
+	master_signal_children(m, fast ? SIGQUIT : SIGTERM, MASTER_ALL, deadline);
 	master_reap(m);
 }
 
@@ -485,6 +715,7 @@ static void
 master_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct master	*m = arg;
+	char		 err[CONFIG_ERRLEN];
 
 	switch (sig) {
 	case SIGHUP:
@@ -500,8 +731,9 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGUSR1:
 		log_reopen();
-		master_prepare_logs(m->m_conf);
-		master_signal_children(m, SIGUSR1, 1, 0);
+		if (master_prepare_logs(m->m_conf, err, sizeof(err)) == -1)
+			log_warnx("%s", err);
+		master_signal_children(m, SIGUSR1, MASTER_ALL, 0);
 		log_info("log files reopened");
 		break;
 	case SIGCHLD:
@@ -538,27 +770,30 @@ master_run(const struct master_opts *opts, struct config *conf, int *lfds,
 	}
 	m.m_tick = event_new(m.m_base, -1, EV_PERSIST, master_tick_cb, &m);
 	m.m_respawn = evtimer_new(m.m_base, master_respawn_cb, &m);
-	if (m.m_tick == NULL || m.m_respawn == NULL)
+	m.m_confirm = evtimer_new(m.m_base, master_confirm_cb, &m);
+	if (m.m_tick == NULL || m.m_respawn == NULL || m.m_confirm == NULL)
 		fatalx("cannot create timers");
 	evtimer_add(m.m_tick, &one);
+	m.m_gen = m.m_gencount = 1;
+	master_pending(&m);
 	master_spawn(&m);
-	log_info("keygated %s started: %zu listener(s), %d worker(s)",
-	    PACKAGE_VERSION, m.m_nlfds, m.m_conf->c_workers);
-	if (opts->mo_readyfd != -1) {
-		(void)write(opts->mo_readyfd, "1", 1);
-		close(opts->mo_readyfd);
-	}
 	event_base_dispatch(m.m_base);
 
 	for (i = 0; i < MASTER_NSIGS; i++)
 		event_free(m.m_sigs[i]);
 	event_free(m.m_tick);
 	event_free(m.m_respawn);
+	event_free(m.m_confirm);
 	event_base_free(m.m_base);
 	for (i = 0; i < (int)m.m_nlfds; i++)
 		close(m.m_lfds[i]);
 	shm_destroy(m.m_shm);
+	if (m.m_prev_conf != NULL) {
+		master_close_unshared(m.m_prev_lfds, m.m_prev_nlfds, m.m_lfds,
+		    m.m_nlfds);
+		config_free(m.m_prev_conf);
+	}
 	config_free(m.m_conf);
 	log_info("stopped");
-	return (0);
+	return (m.m_exitcode);
 }

@@ -328,8 +328,8 @@ conn_fail(struct conn *c, int status, const char *cause)
 	case 431:
 		code = "headers_too_large";
 		break;
-	case 501:
-		code = "not_implemented";
+	case 500:
+		code = "internal_error";
 		break;
 	case 505:
 		code = "http_version_not_supported";
@@ -475,6 +475,13 @@ conn_dispatch(struct conn *c)
 		evbuffer_drain(in, m->hm_hdrlen);
 		conn_fail(c, 413, "the request body is larger than "
 		    "max_body_size");
+		return;
+	}
+	if (forward_dot_segment(m->hm_path, m->hm_pathlen)) {
+		c->c_route = 0;
+		conn_refuse_request(c, 400, "bad_request",
+		    "the path contains a \".\" or \"..\" segment");
+		evbuffer_drain(in, m->hm_hdrlen);
 		return;
 	}
 	r = route_match(&conf->c_routes, m->hm_mbit, m->hm_path, m->hm_pathlen);
@@ -940,7 +947,8 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 	conn_reading(c, 1);
 	c->c_state = CONN_IDLE;
-	conn_timer(c, w->w_tv_idle);
+	/* The first request gets header_timeout, as in nginx. */
+	conn_timer(c, w->w_tv_header);
 
 	if (w->w_nconns >= w->w_conf->c_max_connections && w->w_accepting) {
 		for (i = 0; i < w->w_nlisteners; i++)
@@ -1174,6 +1182,8 @@ server_run(const struct server_env *env)
 		goto done;
 	}
 	evtimer_add(w.w_parent_timer, &one);
+	/* Tell the master this worker is serving (it confirms reloads by it). */
+	__atomic_store_n(&w.w_stats->sw_ready, 1, __ATOMIC_RELEASE);
 	if (getppid() != env->se_master)
 		server_stop(&w);
 	log_debug("%s: worker ready", __func__);
