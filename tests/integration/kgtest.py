@@ -1,0 +1,979 @@
+"""
+kgtest: the harness shared by keygate's integration tests (Python 3
+standard library only).
+
+Every test starts the real keygated (the binary named by $KEYGATED) on the
+loopback interface, in a fresh temporary directory holding its config,
+pidfile, state_dir and logs, drives it with a real client and looks at what
+a user would see: statuses, headers, bodies, log lines, processes.
+
+Rules this module enforces so that a test can never hang or leak:
+- every socket has a timeout (DEFAULT_TIMEOUT), every wait a deadline;
+- every daemon is registered when it is started and killed (SIGKILL, the
+  master stopped first so that it cannot respawn workers) when its test
+  ends, whatever the outcome, and again at exit (atexit, SIGTERM, ^C);
+- processes are only ever killed by pid, and only pids whose command line
+  names the daemon's own temporary directory (so never a process of
+  someone else, nor a pid that was reused).
+
+A test file is a list of functions handed to run(); each prints
+"ok N - name" or "not ok N - name" plus the failure and the tail of the
+daemon's error log, and the file ends with "N passed, N failed" and exits
+1 if anything failed (77 if the daemon binary is missing).
+"""
+
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+KEYGATED = os.environ.get("KEYGATED", "")
+SRCDIR = os.environ.get("KEYGATE_SRCDIR", "")
+
+DEFAULT_TIMEOUT = 5.0		# seconds, for every socket operation
+START_TIMEOUT = 10.0		# seconds for a daemon to serve its first GET
+BIND_RETRIES = 3		# fresh ports tried when a port was taken
+SKIP_EXIT = 77
+
+REQID_RE = re.compile(r"^[0-9a-f]{32}$")
+RFC3339_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here (not a failure)."""
+
+
+class NoResponse(Exception):
+    """The connection ended before a single byte of a response arrived."""
+
+
+class ProtocolError(Exception):
+    """The daemon sent something that is not a well-formed response."""
+
+
+def skip(reason):
+    raise Skip(reason)
+
+
+# --- assertions ------------------------------------------------------------
+# Explicit functions rather than `assert`, so that python -O cannot turn the
+# checks off, and so that every failure says what was expected.
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def eq(actual, expected, what):
+    if actual != expected:
+        raise AssertionError("%s: expected %r, got %r" % (what, expected,
+                                                         actual))
+
+
+def wait_for(pred, timeout, what, interval=0.02):
+    """Poll pred() until it returns a true value; fail after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" %
+                                 (timeout, what))
+        time.sleep(interval)
+
+
+# --- ports -----------------------------------------------------------------
+
+def free_port(host="127.0.0.1"):
+    """A port the kernel considers free right now (bound to 0, closed)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def have_ipv6():
+    try:
+        free_port("::1")
+        return True
+    except OSError:
+        return False
+
+
+# --- /proc -----------------------------------------------------------------
+
+def proc_stat(pid):
+    """(state, ppid, utime+stime in clock ticks) of pid, or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # comm is in parentheses and may contain anything: split at the last ')'.
+    rest = data[data.rfind(")") + 2:].split()
+    return rest[0], int(rest[1]), int(rest[11]) + int(rest[12])
+
+
+def proc_alive(pid):
+    """Exists and is not a zombie."""
+    st = proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def proc_cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return []
+
+
+def proc_uids(pid):
+    """The four uids (real, effective, saved, fs) of pid, or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return [int(x) for x in line.split()[1:5]]
+    except OSError:
+        pass
+    return None
+
+
+def pids_of_dir(dir):
+    """Live processes (not us) whose command line names dir."""
+    out = []
+    me = os.getpid()
+    for pid in all_pids():
+        if pid != me and any(dir in a for a in proc_cmdline(pid)):
+            st = proc_stat(pid)
+            if st is not None and st[0] not in ("Z", "X"):
+                out.append(pid)
+    return out
+
+
+def kill_dir_processes(dir, timeout=5.0):
+    """SIGKILL whatever still runs from dir (a run of keygated -c DIR/...)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = pids_of_dir(dir)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.01)
+
+
+def all_pids():
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def children_of(ppid):
+    """Live (non-zombie) children of ppid."""
+    out = []
+    for pid in all_pids():
+        st = proc_stat(pid)
+        if st is not None and st[1] == ppid and st[0] not in ("Z", "X"):
+            out.append(pid)
+    return sorted(out)
+
+
+# --- HTTP responses and a raw client ------------------------------------------
+
+class Response:
+    """A parsed HTTP response."""
+
+    def __init__(self, version, status, reason, headers, body, head=False):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers		# [(name, value)] as received
+        self.body = body
+        self.head = head
+
+    def header(self, name, default=None):
+        """First value of header name (case-insensitive)."""
+        name = name.lower()
+        for n, v in self.headers:
+            if n.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for n, v in self.headers if n.lower() == name]
+
+    def closes(self):
+        """Does the response say the connection will close?"""
+        v = self.header("connection", "")
+        return "close" in [t.strip().lower() for t in v.split(",")]
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except ValueError as e:
+            raise AssertionError("response body is not JSON (%s): %r" %
+                                 (e, self.body[:300]))
+
+    def __repr__(self):
+        return "<Response %d %r %r>" % (self.status, self.headers,
+                                         self.body[:200])
+
+
+class Conn:
+    """
+    A raw HTTP client connection: send exact bytes, read whole responses
+    (status line, headers, then a Content-Length body, or everything up to
+    EOF when there is no length), or wait for the peer to close.
+    """
+
+    def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect((host, port))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.buf = b""
+        self.eof = False
+        self.received = 0		# bytes received in total
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        self.sock.sendall(data)
+
+    def shutdown_wr(self):
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _fill(self):
+        """Receive more bytes; False at EOF (or a reset)."""
+        if self.eof:
+            return False
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        self.received += len(chunk)
+        return True
+
+    def read_response(self, head=False, max_header=1 << 20):
+        """
+        Read one response.  head: the request was HEAD (no body follows).
+        Raises NoResponse if the connection ended before any byte of it,
+        ProtocolError if it ended in the middle or the bytes are not HTTP,
+        socket.timeout if the daemon went quiet for the socket timeout.
+        """
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > max_header:
+                raise ProtocolError("response header section too large")
+            if not self._fill():
+                if not self.buf:
+                    raise NoResponse("connection closed before a response")
+                raise ProtocolError("connection closed inside a response "
+                                    "header: %r" % self.buf[:300])
+        end = self.buf.index(b"\r\n\r\n")
+        head_bytes, self.buf = self.buf[:end], self.buf[end + 4:]
+        lines = head_bytes.decode("latin-1").split("\r\n")
+        m = re.match(r"^(HTTP/\d\.\d) (\d{3}) ?(.*)$", lines[0])
+        if not m:
+            raise ProtocolError("bad status line %r" % lines[0])
+        headers = []
+        for line in lines[1:]:
+            if ":" not in line:
+                raise ProtocolError("bad header line %r" % line)
+            n, v = line.split(":", 1)
+            headers.append((n, v.strip()))
+        r = Response(m.group(1), int(m.group(2)), m.group(3), headers, b"",
+                     head)
+        if head or r.status < 200 or r.status in (204, 304):
+            return r
+        te = r.header("transfer-encoding")
+        cl = r.header("content-length")
+        if te is not None and "chunked" in te.lower():
+            r.body = self._read_chunked()
+        elif cl is not None:
+            n = int(cl)
+            while len(self.buf) < n:
+                if not self._fill():
+                    raise ProtocolError("connection closed after %d of %d "
+                                        "body bytes" % (len(self.buf), n))
+            r.body, self.buf = self.buf[:n], self.buf[n:]
+        else:
+            while self._fill():
+                pass
+            r.body, self.buf = self.buf, b""
+        return r
+
+    def _read_chunked(self):
+        body = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                if not self._fill():
+                    raise ProtocolError("EOF in chunked body")
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            size = int(line.split(b";")[0], 16)
+            if size == 0:
+                while b"\r\n\r\n" not in b"\r\n" + self.buf:
+                    if not self._fill():
+                        raise ProtocolError("EOF in trailer")
+                i = (b"\r\n" + self.buf).index(b"\r\n\r\n")
+                self.buf = self.buf[i + 2:]
+                return body
+            while len(self.buf) < size + 2:
+                if not self._fill():
+                    raise ProtocolError("EOF in chunk")
+            body += self.buf[:size]
+            self.buf = self.buf[size + 2:]
+
+    def read_final(self, head=False):
+        """Read responses until a final (non-1xx) one; return it."""
+        while True:
+            r = self.read_response(head)
+            if r.status >= 200:
+                return r
+
+    def wait_closed(self, timeout=DEFAULT_TIMEOUT):
+        """
+        Wait until the daemon closes the connection.  Returns the bytes
+        that arrived before the EOF; fails if it stays open for timeout s.
+        """
+        old = self.sock.gettimeout()
+        deadline = time.monotonic() + timeout
+        got = self.buf
+        self.buf = b""
+        try:
+            while not self.eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("connection still open after "
+                                         "%.1f s" % timeout)
+                self.sock.settimeout(left)
+                try:
+                    if self._fill():
+                        got += self.buf
+                        self.buf = b""
+                except socket.timeout:
+                    raise AssertionError("connection still open after "
+                                         "%.1f s" % timeout)
+        finally:
+            self.sock.settimeout(old)
+        return got
+
+    def is_open_after(self, seconds):
+        """True if nothing (not even EOF) arrives for seconds."""
+        old = self.sock.gettimeout()
+        self.sock.settimeout(seconds)
+        try:
+            self._fill()	# data or EOF: either way, not quiet
+            return False
+        except socket.timeout:
+            return True
+        finally:
+            self.sock.settimeout(old)
+
+
+def raw_request(method, path, host="x", headers=(), body=b"",
+                version="HTTP/1.1"):
+    """The bytes of a request; Content-Length is added for a body."""
+    lines = ["%s %s %s" % (method, path, version)]
+    if host is not None:
+        lines.append("Host: %s" % host)
+    for n, v in headers:
+        lines.append("%s: %s" % (n, v))
+    if body and not any(n.lower() in ("content-length", "transfer-encoding")
+                        for n, _ in headers):
+        lines.append("Content-Length: %d" % len(body))
+    if isinstance(body, str):
+        body = body.encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def request(port, method, path, headers=None, body=None, host="127.0.0.1",
+            timeout=DEFAULT_TIMEOUT):
+    """One request through http.client on a new connection."""
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        body = r.read()
+        return Response("HTTP/1.%d" % (r.version - 10), r.status, r.reason,
+                        r.getheaders(), body, method == "HEAD")
+    finally:
+        c.close()
+
+
+def get(port, path, headers=None, host="127.0.0.1"):
+    return request(port, "GET", path, headers=headers, host=host)
+
+
+# --- checks of what every response must carry ---------------------------------
+
+def check_common(r, what="response"):
+    """X-Request-Id, Date, Server: keygate, Content-Length on every answer."""
+    rid = r.header("x-request-id")
+    check(rid is not None and re.match(r"^[A-Za-z0-9._:-]{1,128}$", rid),
+          "%s: bad or missing X-Request-Id %r" % (what, rid))
+    check(r.header("date") is not None, "%s: no Date header" % what)
+    eq(r.header("server"), "keygate", "%s: Server header" % what)
+    cl = r.header("content-length")
+    check(cl is not None, "%s: no Content-Length header" % what)
+    if not r.head:
+        eq(int(cl), len(r.body), "%s: Content-Length vs body length" % what)
+
+
+def check_refusal(r, status, code, what="response"):
+    """A JSON refusal {"error": code, "message": sentence}."""
+    eq(r.status, status, "%s: status (body %r)" % (what, r.body[:200]))
+    ct = r.header("content-type", "")
+    check(ct.split(";")[0].strip() == "application/json",
+          "%s: Content-Type %r, expected application/json" % (what, ct))
+    j = r.json()
+    check(isinstance(j, dict), "%s: body is not an object: %r" % (what, j))
+    eq(j.get("error"), code, "%s: error code" % what)
+    msg = j.get("message")
+    check(isinstance(msg, str) and len(msg) > 0,
+          "%s: message missing or empty: %r" % (what, j))
+    check_common(r, what)
+    return j
+
+
+def check_echo(r, method, path, query=None, body_bytes=0, what="echo"):
+    """A 200 echo response for the given request; returns the JSON."""
+    eq(r.status, 200, "%s: status (body %r)" % (what, r.body[:300]))
+    check_common(r, what)
+    ct = r.header("content-type", "")
+    check(ct.split(";")[0].strip() == "application/json",
+          "%s: Content-Type %r" % (what, ct))
+    j = r.json()
+    eq(j.get("method"), method, "%s: echoed method" % what)
+    eq(j.get("path"), path, "%s: echoed path" % what)
+    eq(j.get("query"), query, "%s: echoed query" % what)
+    eq(j.get("body_bytes"), body_bytes, "%s: echoed body_bytes" % what)
+    check(isinstance(j.get("headers"), dict),
+          "%s: headers is not an object: %r" % (what, j))
+    return j
+
+
+# --- configuration ---------------------------------------------------------------
+
+def config(*lines, workers=1, listen=("127.0.0.1:{port}",), access_log=True,
+           log_level="info", upstream=True, **settings):
+    """
+    A config template: the usual header (listen, workers, pidfile,
+    state_dir, error and access log in the temp dir, an echo upstream), any
+    extra directives given as keyword arguments (header_timeout="500ms"),
+    then the lines given (routes, mostly).  {port}, {port2}, {port3} and
+    {dir} are filled in by start().
+    """
+    out = ["# written by kgtest"]
+    out += ["listen %s" % a for a in listen]
+    out += ["workers %s" % workers,
+            "pidfile {dir}/keygated.pid",
+            "state_dir {dir}/state",
+            "error_log {dir}/error.log",
+            "access_log %s" % ("{dir}/access.log" if access_log else "off"),
+            "log_level %s" % log_level]
+    for k, v in settings.items():
+        out.append("%s %s" % (k, v))
+    if upstream:
+        out.append("upstream echo echo")
+    out += list(lines)
+    return "\n".join(out) + "\n"
+
+
+def fill(template, dir, ports):
+    """Substitute {dir} and {port}/{port2}/{port3} (and nothing else)."""
+    text = template.replace("{dir}", dir)
+    for i, p in enumerate(ports):
+        text = text.replace("{port}" if i == 0 else "{port%d}" % (i + 1),
+                            str(p))
+    return text
+
+
+# --- daemons -------------------------------------------------------------------------
+
+_lock = threading.RLock()
+_daemons = []		# every Daemon not yet killed
+_tempdirs = []		# every temp dir not yet removed
+_test_daemons = None	# daemons started by the running test (killed after it)
+_test_used = None	# daemons the running test used (error log reported)
+
+
+def tempdir():
+    """A fresh temporary directory, removed when the test file ends."""
+    d = tempfile.mkdtemp(prefix="kgtest-%d-" % os.getpid())
+    with _lock:
+        _tempdirs.append(d)
+    return d
+
+
+def binary():
+    if not KEYGATED or not os.access(KEYGATED, os.X_OK):
+        raise Skip("KEYGATED (%r) is not an executable" % KEYGATED)
+    return KEYGATED
+
+
+def keygated(*args, timeout=10, cwd=None):
+    """Run keygated with args; returns CompletedProcess (text output)."""
+    return subprocess.run([binary()] + list(args), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, universal_newlines=True, cwd=cwd)
+
+
+class StartError(Exception):
+    pass
+
+
+class Daemon:
+    """One keygated instance in its own temporary directory."""
+
+    def __init__(self, template, foreground=True, nports=1, shared=False):
+        self.template = template
+        self.foreground = foreground
+        self.nports = nports
+        self.shared = shared
+        self.dir = tempdir()
+        os.chmod(self.dir, 0o755)	# workers may run as another user
+        self.conf_path = os.path.join(self.dir, "keygate.conf")
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.errlog_path = os.path.join(self.dir, "error.log")
+        self.access_path = os.path.join(self.dir, "access.log")
+        self.pidfile = os.path.join(self.dir, "keygated.pid")
+        self.proc = None
+        self.master_pid = None
+        self.ports = []
+        self.port = None
+        self.host = "127.0.0.1"
+        self.killed = False
+        self.exit_code = None
+        self.start_rc = None	# exit status of a daemonizing start
+        self.health_mark = 0	# error log already checked by check_healthy
+        # Worker deaths are failures unless the test causes them.
+        self.allow_worker_deaths = False
+        with _lock:
+            _daemons.append(self)
+            if _test_daemons is not None and not shared:
+                _test_daemons.append(self)
+
+    # -- starting --
+
+    def write_conf(self, template=None, ports=None):
+        """(Re)write the config file from a template."""
+        if template is not None:
+            self.template = template
+        if ports is not None:
+            self.ports = list(ports)
+        text = fill(self.template, self.dir, self.ports)
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+        # wait_ready() talks to the first listen address.
+        m = re.search(r"^\s*listen\s+(\[([0-9a-fA-F:.]+)\]|[0-9.]+):\d+",
+                      text, re.M)
+        if m:
+            self.host = m.group(2) or m.group(1)
+
+    def _launch(self):
+        args = [binary()]
+        if self.foreground:
+            args.append("-f")
+        args += ["-c", self.conf_path]
+        out = open(self.stderr_path, "ab")
+        try:
+            if self.foreground:
+                # A session of its own: a ^C at the terminal reaches only
+                # the harness, which then kills the daemon itself.
+                self.proc = subprocess.Popen(
+                    args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                    cwd=self.dir, start_new_session=True)
+                self.master_pid = self.proc.pid
+                return
+            p = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=out,
+                               stderr=out, cwd=self.dir, timeout=START_TIMEOUT)
+            self.exit_code = p.returncode
+            self.start_rc = p.returncode
+            if p.returncode != 0:
+                raise StartError("keygated exited with %d" % p.returncode)
+            self.master_pid = self.read_pidfile()
+        finally:
+            out.close()
+
+    def start(self):
+        """Start on fresh ports; retry if one of them was taken meanwhile."""
+        for attempt in range(BIND_RETRIES):
+            self.write_conf(ports=[free_port() for _ in range(self.nports)])
+            self.port = self.ports[0] if self.ports else None
+            mark = len(self.errlog_text())
+            try:
+                self._launch()
+                self.wait_ready()
+                return self
+            except StartError as e:
+                text = self.errlog_text()[mark:]
+                self._kill_processes()
+                if "Address already in use" in text and \
+                        attempt + 1 < BIND_RETRIES:
+                    continue
+                raise AssertionError("keygated did not start (%s); its "
+                                     "output:\n%s" % (e, text[-3000:]))
+        raise AssertionError("keygated did not start")
+
+    def read_pidfile(self):
+        try:
+            with open(self.pidfile) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def wait_ready(self, port=None, timeout=START_TIMEOUT):
+        """Until port accepts a connection and answers a GET."""
+        port = port or self.port
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.foreground and self.proc.poll() is not None:
+                self.exit_code = self.proc.returncode
+                raise StartError("keygated exited with %d" % self.exit_code)
+            if not self.foreground and (self.master_pid is None or
+                                        not proc_alive(self.master_pid)):
+                raise StartError("the master (pid %s) is not running" %
+                                 self.master_pid)
+            try:
+                with Conn(port, host=self.host if port == self.port else
+                          "127.0.0.1", timeout=1.0) as c:
+                    c.send(raw_request("GET", "/", headers=[
+                        ("Connection", "close")]))
+                    c.read_response()
+                    return
+            except (OSError, NoResponse, ProtocolError):
+                time.sleep(0.02)
+        raise StartError("not serving on port %s after %.0f s" %
+                         (port, timeout))
+
+    # -- looking at it --
+
+    def errlog_text(self):
+        """Everything the daemon logged (stderr, and the error_log file)."""
+        text = ""
+        for p in (self.stderr_path, self.errlog_path):
+            try:
+                with open(p, "rb") as f:
+                    text += f.read().decode("utf-8", "replace")
+            except OSError:
+                pass
+        return text
+
+    def errlog_tail(self, n=25):
+        lines = self.errlog_text().splitlines()
+        return "\n".join(lines[-n:])
+
+    def wait_log(self, pattern, timeout=DEFAULT_TIMEOUT, what=None):
+        """Until the error log matches the regex; returns the match."""
+        rx = re.compile(pattern)
+        return wait_for(lambda: rx.search(self.errlog_text()), timeout,
+                        what or "error log line /%s/" % pattern)
+
+    def access_lines(self, path=None):
+        """The access log, each line parsed as JSON (a bad line fails)."""
+        out = []
+        try:
+            with open(path or self.access_path, "rb") as f:
+                data = f.read().decode("utf-8")
+        except OSError:
+            return out
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise AssertionError("access log line is not JSON: %r" %
+                                     line)
+        return out
+
+    def access_by_id(self, rid, timeout=2.0):
+        """The access log entry with request_id rid (waits for it)."""
+        def find():
+            for e in self.access_lines():
+                if e.get("request_id") == rid:
+                    return e
+            return None
+        return wait_for(find, timeout, "access log line for %s" % rid)
+
+    def worker_pids(self):
+        """Live children of the master."""
+        if self.master_pid is None:
+            return []
+        return children_of(self.master_pid)
+
+    def wait_workers(self, n, timeout=DEFAULT_TIMEOUT, exclude=()):
+        """Until exactly n workers run, none of them in exclude."""
+        ex = set(exclude)
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.worker_pids()
+            if len(p) == n and not ex.intersection(p):
+                return p
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    "timed out after %.1f s waiting for %d worker(s)%s; "
+                    "have %s" % (timeout, n, " other than %s" % sorted(ex)
+                                 if ex else "", p))
+            time.sleep(0.02)
+
+    def master_alive(self):
+        if self.foreground and self.proc is not None:
+            return self.proc.poll() is None
+        return self.master_pid is not None and proc_alive(self.master_pid)
+
+    def signal(self, sig):
+        check(self.master_pid is not None, "no master pid")
+        os.kill(self.master_pid, sig)
+
+    def wait_exit(self, timeout=DEFAULT_TIMEOUT):
+        """Wait for the master to exit; its status if it was our child."""
+        if self.foreground and self.proc is not None:
+            try:
+                self.exit_code = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("master still running after %.1f s" %
+                                     timeout)
+            return self.exit_code
+        wait_for(lambda: not proc_alive(self.master_pid), timeout,
+                 "master %s to exit" % self.master_pid)
+        return None
+
+    def stop(self, timeout=DEFAULT_TIMEOUT):
+        """Graceful stop (SIGTERM); returns the exit status, then cleans."""
+        try:
+            self.signal(signal.SIGTERM)
+            return self.wait_exit(timeout)
+        finally:
+            self.kill()
+
+    def check_healthy(self):
+        """Fail if a worker died (not caused by the test) or memory errors."""
+        full = self.errlog_text()
+        text = full[self.health_mark:]
+        self.health_mark = len(full)
+        if not self.allow_worker_deaths:
+            m = re.search(r".*(killed by signal|exited with status).*", text)
+            check(m is None, "a worker died during the test: %s" %
+                  (m.group(0) if m else ""))
+        m = re.search(r".*(AddressSanitizer|runtime error:|LeakSanitizer)"
+                      r".*", text)
+        check(m is None, "sanitizer report: %s" % (m.group(0) if m else ""))
+
+    # -- cleaning up --
+
+    def our_pids(self):
+        """Live processes whose command line names this daemon's dir."""
+        return pids_of_dir(self.dir)
+
+    def _kill_processes(self):
+        # Stop the master first, so that it cannot start replacements for
+        # the workers killed next; then kill whatever runs from our dir.
+        m = self.master_pid
+        if m is not None and m in self.our_pids():
+            try:
+                os.kill(m, signal.SIGSTOP)
+            except OSError:
+                pass
+        kill_dir_processes(self.dir)
+        if self.proc is not None:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            self.proc = None
+
+    def kill(self):
+        """SIGKILL everything of this daemon and forget it."""
+        if self.killed:
+            return
+        self.killed = True
+        self._kill_processes()
+        with _lock:
+            if self in _daemons:
+                _daemons.remove(self)
+
+
+def start(template, foreground=True, nports=1, shared=False):
+    """Start a daemon from a config template (see config()); it serves."""
+    d = Daemon(template, foreground=foreground, nports=nports, shared=shared)
+    use(d)
+    return d.start()
+
+
+_shared = {}
+
+
+def shared(name, template, nports=1):
+    """A daemon shared by a group of read-only tests (started once)."""
+    d = _shared.get(name)
+    if d is None or d.killed:
+        d = start(template, nports=nports, shared=True)
+        _shared[name] = d
+    use(d)
+    return d
+
+
+def use(d):
+    """Report d's error log if the running test fails."""
+    with _lock:
+        if _test_used is not None and d not in _test_used:
+            _test_used.append(d)
+
+
+def cleanup():
+    """Kill every daemon and remove every temporary directory."""
+    with _lock:
+        ds = list(_daemons)
+    for d in ds:
+        try:
+            d.kill()
+        except Exception:
+            pass
+    with _lock:
+        dirs = list(_tempdirs)
+        del _tempdirs[:]
+    for p in dirs:
+        try:
+            kill_dir_processes(p)
+        except Exception:
+            pass
+        shutil.rmtree(p, ignore_errors=True)
+
+
+atexit.register(cleanup)
+
+
+def _on_signal(sig, frame):
+    # SIGTERM (make check's timeout, say): unwind so finally blocks run.
+    raise SystemExit(128 + sig)
+
+
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGHUP, _on_signal)
+
+
+# --- the runner --------------------------------------------------------------------
+
+def _indent(text, prefix="#   "):
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+def run(tests):
+    """Run each test function; print TAP-like lines; exit 0, 1 or 77."""
+    global _test_daemons, _test_used
+    if not KEYGATED or not os.access(KEYGATED, os.X_OK):
+        print("1..0 # SKIP KEYGATED is not set to an executable keygated")
+        sys.exit(SKIP_EXIT)
+    passed = failed = skipped = 0
+    t0 = time.monotonic()
+    print("1..%d" % len(tests))
+    sys.stdout.flush()
+    try:
+        for i, t in enumerate(tests, 1):
+            name = t.__name__
+            with _lock:
+                _test_daemons = []
+                _test_used = []
+            started = time.monotonic()
+            err = skip_reason = None
+            try:
+                t()
+                for d in list(_test_used):
+                    d.check_healthy()
+            except Skip as e:
+                skip_reason = str(e)
+            except Exception as e:
+                err = e
+            finally:
+                used = list(_test_used)
+                for d in list(_test_daemons):
+                    d.kill()
+                with _lock:
+                    _test_daemons = None
+                    _test_used = None
+            if skip_reason is not None:
+                skipped += 1
+                print("ok %d - %s # SKIP %s" % (i, name, skip_reason))
+            elif err is None:
+                passed += 1
+                print("ok %d - %s # %.2f s" % (i, name,
+                                               time.monotonic() - started))
+            else:
+                failed += 1
+                print("not ok %d - %s" % (i, name))
+                _report(err, used)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("# interrupted")
+        cleanup()
+        sys.exit(130)
+    finally:
+        cleanup()
+    print("# %s: %.1f s" % (os.path.basename(sys.argv[0]),
+                           time.monotonic() - t0))
+    print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % skipped
+                                      if skipped else ""))
+    sys.stdout.flush()
+    if failed:
+        sys.exit(1)
+    if skipped and not passed:
+        sys.exit(SKIP_EXIT)
+    sys.exit(0)
+
+
+def _report(err, used):
+    """The failure: where, what, and the tail of each daemon's log."""
+    tb = traceback.extract_tb(err.__traceback__)
+    here = os.path.abspath(__file__)
+    mine = [f for f in tb if os.path.abspath(f.filename) != here]
+    for f in (mine or tb)[-2:]:
+        print("#   at %s:%d in %s" % (os.path.basename(f.filename),
+                                      f.lineno, f.name))
+    print(_indent("%s: %s" % (type(err).__name__, err)))
+    for d in used:
+        print("#   --- error log of the daemon in %s (last lines) ---" %
+              d.dir)
+        print(_indent(d.errlog_tail() or "(empty)", "#   | "))

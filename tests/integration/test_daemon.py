@@ -1,0 +1,385 @@
+"""
+keygated as a Unix daemon: the command line (-t, -v), daemonizing and the
+pidfile, the worker processes (count, user, respawn after a crash, crash
+loop back-off) and the signals (SIGTERM/SIGINT graceful, SIGQUIT fast,
+SIGUSR1 log reopen).
+"""
+
+import fcntl
+import os
+import pwd
+import re
+import signal
+import socket
+import time
+
+import kgtest as kg
+
+ECHO = "route * ^/echo(/|$) auth=anonymous"
+
+
+# --- the command line --------------------------------------------------------------
+
+def write(dir, name, text):
+    path = os.path.join(dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def good_conf_text(dir):
+    return kg.fill(kg.config(ECHO), dir, [kg.free_port()])
+
+
+def test_check_good_config():
+    dir = kg.tempdir()
+    path = write(dir, "good.conf", good_conf_text(dir))
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 0, "exit status of -t on a good file (stderr %r)" %
+          p.stderr)
+    kg.check("configuration is valid" in p.stdout,
+             "-t output %r lacks 'configuration is valid'" % p.stdout)
+    kg.check(not os.path.exists(os.path.join(dir, "keygated.pid")),
+             "-t created the pidfile")
+
+
+# (name, bad line appended to a good file, expected message after FILE:LINE: )
+BAD = [
+    ("unknown_directive", "foo bar", r'unknown directive "foo"'),
+    ("bad_regex", "route GET ^/(unclosed auth=anonymous", r"bad regex"),
+    ("unknown_upstream", "route GET ^/x auth=anonymous upstream=x",
+     r'unknown upstream "x"'),
+    ("duplicate_upstream", "upstream echo echo", r'duplicate upstream'),
+    ("bad_duration", "header_timeout soon", r"header_timeout"),
+    ("bad_listen", "listen 127.0.0.1:notaport", r"listen"),
+    ("unknown_auth", "route GET ^/y auth=magic", r"magic"),
+    ("bad_size", "max_body_size lots", r"max_body_size"),
+]
+
+
+def make_bad_config_test(name, line, message):
+    def t():
+        dir = kg.tempdir()
+        text = good_conf_text(dir) + "# a comment\n\n" + line + "\n"
+        lineno = text.count("\n")
+        path = write(dir, name + ".conf", text)
+        p = kg.keygated("-t", "-c", path)
+        kg.eq(p.returncode, 1, "exit status of -t (stdout %r, stderr %r)" %
+              (p.stdout, p.stderr))
+        want = "keygated: %s:%d: " % (path, lineno)
+        kg.check(p.stderr.startswith(want),
+                 "stderr %r does not start with %r" % (p.stderr, want))
+        kg.check(re.search(message, p.stderr),
+                 "stderr %r does not say /%s/" % (p.stderr, message))
+        kg.check("configuration is valid" not in p.stdout,
+                 "a bad file reported valid")
+    t.__name__ = "test_check_bad_" + name
+    return t
+
+
+def test_check_missing_file():
+    dir = kg.tempdir()
+    path = os.path.join(dir, "missing.conf")
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 1, "exit status of -t on a missing file")
+    kg.check(path in p.stderr, "stderr %r does not name %s" % (p.stderr,
+                                                               path))
+
+
+def test_version():
+    p = kg.keygated("-v")
+    kg.eq(p.returncode, 0, "exit status of -v")
+    kg.check(re.match(r"^keygated \d+\.\d+(\.\d+)?\S*\n?$", p.stdout),
+             "-v printed %r" % p.stdout)
+
+
+def test_bad_config_refuses_to_start():
+    dir = kg.tempdir()
+    text = good_conf_text(dir) + "workers many\n"
+    path = write(dir, "bad.conf", text)
+    p = kg.keygated("-c", path)
+    kg.eq(p.returncode, 1, "exit status when starting on a bad file")
+    kg.check(p.stderr.startswith("keygated: %s:%d: " % (path,
+                                                         text.count("\n"))),
+             "stderr %r lacks FILE:LINE" % p.stderr)
+    kg.check(not os.path.exists(os.path.join(dir, "keygated.pid")),
+             "pidfile left behind")
+
+
+def test_port_in_use_refuses_to_start():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        dir = kg.tempdir()
+        path = write(dir, "k.conf", kg.fill(kg.config(ECHO), dir, [port]))
+        p = kg.keygated("-f", "-c", path)
+        kg.eq(p.returncode, 1, "exit status when the port is taken")
+        kg.check("Address already in use" in p.stderr and
+                 "listen" in p.stderr, "stderr %r" % p.stderr)
+    finally:
+        s.close()
+
+
+# --- daemonizing and the pidfile ---------------------------------------------------
+
+def test_daemonize_pidfile_single_instance():
+    d = kg.start(kg.config(ECHO, workers=2), foreground=False)
+    kg.eq(d.start_rc, 0, "exit status of keygated (daemonizing)")
+    pid = d.read_pidfile()
+    kg.check(pid is not None and kg.proc_alive(pid),
+             "pidfile %s does not hold a live pid" % d.pidfile)
+    kg.check(any(d.conf_path in a for a in kg.proc_cmdline(pid)),
+             "pid %d in the pidfile is not our keygated" % pid)
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    kg.eq(int(fields[3]), pid, "session id of the master (setsid)")
+    kg.check(int(fields[1]) != os.getpid(), "master is still our child")
+    workers = d.wait_workers(2)
+    kg.check(pid not in workers, "the master serves as a worker")
+    kg.check_echo(kg.get(d.port, "/echo/d"), "GET", "/echo/d")
+    # The pidfile is locked.
+    with open(d.pidfile) as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = False
+        except BlockingIOError:
+            locked = True
+    kg.check(locked, "the pidfile is not locked")
+    # A second instance with the same pidfile refuses to start.
+    port2 = kg.free_port()
+    conf2 = write(d.dir, "second.conf", kg.fill(d.template, d.dir, [port2]))
+    for args in (("-c", conf2), ("-f", "-c", conf2)):
+        p = kg.keygated(*args)
+        kg.eq(p.returncode, 1, "exit status of a second instance %s" %
+              " ".join(args))
+        kg.check("another keygated is running (pid %d)" % pid in p.stderr,
+                 "second instance said %r" % p.stderr)
+    kg.eq(d.read_pidfile(), pid, "pidfile after the second instance")
+    kg.eq(d.worker_pids(), workers, "workers after the second instance")
+    # SIGTERM: everything stops and the pidfile goes away.
+    d.signal(signal.SIGTERM)
+    d.wait_exit(10)
+    kg.wait_for(lambda: not d.our_pids(), 5, "all processes to exit")
+    kg.check(not os.path.exists(d.pidfile), "pidfile left after SIGTERM")
+
+
+def test_workers_count():
+    d = kg.start(kg.config(ECHO, workers=3))
+    w = d.wait_workers(3)
+    time.sleep(0.3)
+    kg.eq(d.worker_pids(), w, "workers after 0.3 s")
+    for i in range(6):
+        kg.check_echo(kg.get(d.port, "/echo/%d" % i), "GET", "/echo/%d" % i)
+
+
+def test_user_nobody_privilege_drop():
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        kg.skip("no user nobody")
+    d = kg.start(kg.config(ECHO, workers=2, user="nobody"))
+    workers = d.wait_workers(2)
+    kg.check_echo(kg.get(d.port, "/echo/nobody"), "GET", "/echo/nobody")
+    for w in workers:
+        # A worker changes user first thing after fork(): allow it a moment.
+        try:
+            kg.wait_for(lambda: kg.proc_uids(w) == [pw.pw_uid] * 4, 3,
+                        "worker %d to run as nobody" % w)
+        except AssertionError:
+            kg.eq(kg.proc_uids(w), [pw.pw_uid] * 4, "uids of worker %d" % w)
+        with open("/proc/%d/status" % w) as f:
+            status = f.read()
+        gid = re.search(r"^Gid:\s+(.*)$", status, re.M).group(1).split()
+        kg.eq([int(g) for g in gid], [pw.pw_gid] * 4, "gids of worker %d" % w)
+        groups = re.search(r"^Groups:\s*(.*)$", status, re.M).group(1).split()
+        kg.check(all(int(g) == pw.pw_gid for g in groups),
+                 "supplementary groups of worker %d: %s" % (w, groups))
+    kg.eq(kg.proc_uids(d.master_pid), [0, 0, 0, 0], "uids of the master")
+    kg.check(d.access_by_id(kg.get(d.port, "/echo/n2").header(
+        "x-request-id")), "no access log line from a nobody worker")
+
+
+# --- workers dying -----------------------------------------------------------------
+
+def test_killed_worker_respawned():
+    d = kg.start(kg.config(ECHO, workers=2))
+    d.allow_worker_deaths = True
+    before = d.wait_workers(2)
+    victim = before[0]
+    os.kill(victim, signal.SIGKILL)
+    d.wait_log(r"worker %d killed by signal 9" % victim)
+    after = d.wait_workers(2, exclude=[victim])
+    kg.check(before[1] in after, "the other worker was replaced too")
+    for i in range(20):
+        kg.check_echo(kg.get(d.port, "/echo/r%d" % i), "GET", "/echo/r%d" % i,
+                      what="request %d after the respawn" % i)
+
+
+def new_worker(d, seen, timeout=5.0):
+    """Wait for a worker pid not in seen; (pid, time it was seen)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in d.worker_pids():
+            if p not in seen:
+                return p, time.monotonic()
+        time.sleep(0.005)
+    raise AssertionError("no new worker within %.1f s (workers %s)" %
+                         (timeout, d.worker_pids()))
+
+
+def test_crash_loop_backoff():
+    d = kg.start(kg.config(ECHO, workers=1))
+    d.allow_worker_deaths = True
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu0 = kg.proc_stat(d.master_pid)[2]
+    seen, kills, appeared = set(), [], []
+    kills_wanted = 5
+    for i in range(kills_wanted):
+        pid, t = new_worker(d, seen)
+        appeared.append(t)
+        seen.add(pid)
+        os.kill(pid, signal.SIGKILL)
+        kills.append(time.monotonic())
+    d.wait_log(r"(?s)(next start in \d+ ms.*){%d}" % kills_wanted,
+               what="%d back-off log lines" % kills_wanted)
+    delays = [int(x) for x in re.findall(r"next start in (\d+) ms",
+                                         d.errlog_text())]
+    kg.eq(delays[:kills_wanted], [100 * 2 ** i for i in range(kills_wanted)],
+          "logged back-off delays")
+    # The replacements really waited that long.
+    pid, t = new_worker(d, seen)
+    appeared.append(t)
+    for i in range(kills_wanted):
+        gap = appeared[i + 1] - kills[i]
+        kg.check(gap >= 0.9 * delays[i] / 1000.0,
+                 "worker %d restarted %.3f s after the kill, back-off said "
+                 "%d ms" % (i + 2, gap, delays[i]))
+    cpu = (kg.proc_stat(d.master_pid)[2] - cpu0) / float(tick)
+    kg.check(cpu < 0.5, "master used %.2f s of CPU during the crash loop" %
+             cpu)
+    # The last one is left alone and serves.
+    d.wait_ready()
+    kg.check_echo(kg.get(d.port, "/echo/after"), "GET", "/echo/after")
+
+
+# --- signals -------------------------------------------------------------------------
+
+def start_slow_request(d):
+    """A POST whose body is half sent: a request in flight."""
+    c = kg.Conn(d.port)
+    c.send(b"POST /echo/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+           b"\r\n01234")
+    time.sleep(0.2)		# let the worker read the headers
+    return c
+
+
+def graceful_stop(sig, wait):
+    d = kg.start(kg.config(ECHO, workers=2, shutdown_timeout="10s"))
+    c = start_slow_request(d)
+    try:
+        d.signal(sig)
+        time.sleep(wait)
+        kg.check(d.master_alive(), "master exited with a request in flight")
+        c.send(b"56789")
+        r = c.read_response()
+        kg.check_echo(r, "POST", "/echo/slow", None, 10,
+                      "the in-flight request")
+        kg.check(r.closes(), "the in-flight answer lacks Connection: close")
+        c.wait_closed(3.0)
+    finally:
+        c.close()
+    rc = d.wait_exit(5)
+    kg.eq(rc, 0, "exit status after a graceful stop")
+    kg.check(not os.path.exists(d.pidfile), "pidfile left behind")
+    kg.wait_for(lambda: not d.our_pids(), 5, "workers to exit")
+
+
+def test_sigterm_finishes_inflight_request():
+    graceful_stop(signal.SIGTERM, 1.0)
+
+
+def test_sigint_graceful_stop():
+    graceful_stop(signal.SIGINT, 0.5)
+
+
+def test_sigquit_fast_stop():
+    d = kg.start(kg.config(ECHO, workers=2, shutdown_timeout="10s"))
+    c = start_slow_request(d)
+    try:
+        t0 = time.monotonic()
+        d.signal(signal.SIGQUIT)
+        rc = d.wait_exit(5)
+        took = time.monotonic() - t0
+        kg.eq(rc, 0, "exit status after SIGQUIT")
+        kg.check(took < 3, "fast stop took %.1f s" % took)
+        try:
+            c.read_response()
+            answered = True
+        except (kg.NoResponse, kg.ProtocolError, OSError):
+            answered = False
+        kg.check(not answered, "the in-flight request was answered")
+    finally:
+        c.close()
+    kg.check(not os.path.exists(d.pidfile), "pidfile left behind")
+    kg.wait_for(lambda: not d.our_pids(), 5, "workers to exit")
+
+
+def test_sigusr1_reopens_access_log():
+    d = kg.start(kg.config(ECHO, workers=2))
+    old = []
+    for i in range(4):
+        r = kg.get(d.port, "/echo/before", headers={"X-Request-Id":
+                                                    "before-%d" % i})
+        old.append(r.header("x-request-id"))
+        d.access_by_id(old[-1])
+    rotated = d.access_path + ".1"
+    os.rename(d.access_path, rotated)
+    d.signal(signal.SIGUSR1)
+    d.wait_log(r"reopen", what="the master to log the reopen")
+
+    def in_new_file():
+        r = kg.get(d.port, "/echo/after")
+        rid = r.header("x-request-id")
+        return any(e["request_id"] == rid for e in d.access_lines())
+    kg.wait_for(in_new_file, 5, "requests to reach a new %s" %
+                d.access_path, interval=0.05)
+    after = []
+    for i in range(10):
+        r = kg.get(d.port, "/echo/after", headers={"X-Request-Id":
+                                                   "after-%d" % i})
+        after.append(r.header("x-request-id"))
+    time.sleep(0.1)
+    new_ids = set(e["request_id"] for e in d.access_lines())
+    old_ids = set(e["request_id"] for e in d.access_lines(rotated))
+    kg.check(set(after) <= new_ids, "requests after the reopen missing from "
+             "the new file: %s" % sorted(set(after) - new_ids))
+    kg.check(not set(after) & old_ids, "requests after the reopen went to "
+             "the renamed file: %s" % sorted(set(after) & old_ids))
+    kg.check(set(old) <= old_ids and not set(old) & new_ids,
+             "requests before the rename are not (only) in the old file")
+
+
+TESTS = [
+    test_check_good_config,
+] + [make_bad_config_test(*b) for b in BAD] + [
+    test_check_missing_file,
+    test_version,
+    test_bad_config_refuses_to_start,
+    test_port_in_use_refuses_to_start,
+    test_daemonize_pidfile_single_instance,
+    test_workers_count,
+    test_user_nobody_privilege_drop,
+    test_killed_worker_respawned,
+    test_crash_loop_backoff,
+    test_sigterm_finishes_inflight_request,
+    test_sigint_graceful_stop,
+    test_sigquit_fast_stop,
+    test_sigusr1_reopens_access_log,
+]
+
+if __name__ == "__main__":
+    kg.run(TESTS)
