@@ -18,7 +18,8 @@ struct master_opts {
 	const char	*mo_path;	/* configuration file, for reloads */
 	int		 mo_foreground;
 	int		 mo_pidfd;	/* locked pidfile, closed in workers */
-	int		 mo_readyfd;	/* "1" once workers run, else why not; or -1 */
+	int		 mo_readyfd;	/* "1" once workers run (then -1), or -1 */
+	char		 mo_why[256];	/* why the first start failed */
 	const char	*mo_startdir;	/* relative paths in reloads resolve here */
 };
 
@@ -29,6 +30,6 @@ int	 master_bind(const struct listen_addr *, char *, size_t);
 int	 master_prepare_logs(const struct config *, char *, size_t);
 
 /* Run with conf and its bound listeners until stopped; exit status. */
-int	 master_run(const struct master_opts *, struct config *, int *, size_t);
+int	 master_run(struct master_opts *, struct config *, int *, size_t);
 
 #endif /* KEYGATE_MASTER_H */

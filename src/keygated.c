@@ -221,9 +221,15 @@ main(int argc, char *argv[])
 	}
 	opts.mo_readyfd = foreground ? -1 : daemonize();
 	pidfile_write(opts.mo_pidfd);
+	opts.mo_why[0] = '\0';
 	ch = master_run(&opts, conf, lfds, conf->c_nlisten);
 	unlink(pidfile);
 	close(opts.mo_pidfd);
+	/* A failed first start: the parent in daemonize() says why, and exits. */
+	if (opts.mo_readyfd != -1) {
+		(void)write(opts.mo_readyfd, opts.mo_why, strlen(opts.mo_why));
+		close(opts.mo_readyfd);
+	}
 	free(pidfile);
 	free(abspath);
 	free(startdir);

@@ -58,7 +58,7 @@ struct child {
 
 struct master {
 	struct event_base	*m_base;
-	const struct master_opts *m_opts;
+	struct master_opts	*m_opts;
 	struct config		*m_conf;
 	int			 m_lfds[MASTER_MAX_LISTEN];
 	size_t			 m_nlfds;
@@ -525,6 +525,7 @@ master_commit(struct master *m)
 		if (m->m_opts->mo_readyfd != -1) {
 			(void)write(m->m_opts->mo_readyfd, "1", 1);
 			close(m->m_opts->mo_readyfd);
+			m->m_opts->mo_readyfd = -1;
 		}
 		return;
 	}
@@ -557,11 +558,8 @@ master_rollback(struct master *m, const char *why)
 	m->m_pending_failed = 0;
 	if (m->m_prev_conf == NULL) {
 		log_warnx("workers failed to start: %s", why);
-		/* The parent waiting in daemonize() prints the reason. */
-		if (m->m_opts->mo_readyfd != -1) {
-			(void)write(m->m_opts->mo_readyfd, why, strlen(why));
-			close(m->m_opts->mo_readyfd);
-		}
+		/* main() hands it to the parent waiting in daemonize(). */
+		snprintf(m->m_opts->mo_why, sizeof(m->m_opts->mo_why), "%s", why);
 		m->m_exitcode = 1;
 		master_stop(m, 1);
 		return;
@@ -744,7 +742,7 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* Set up the loop, start the workers and run until stopped. */
 int
-master_run(const struct master_opts *opts, struct config *conf, int *lfds,
+master_run(struct master_opts *opts, struct config *conf, int *lfds,
     size_t nlfds)
 {
 	static struct master	 m;	/* static: reachable from workers too */

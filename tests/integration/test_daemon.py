@@ -203,6 +203,38 @@ def test_user_nobody_privilege_drop():
         "x-request-id")), "no access log line from a nobody worker")
 
 
+def test_start_fails_when_workers_cannot_start():
+    """Workers that die before serving make the start fail, and the
+    daemonizing parent says why (here: as nobody they cannot reach an
+    access log in a root-only directory)."""
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    d = kg.tempdir()
+    os.chmod(d, 0o755)
+    os.mkdir(os.path.join(d, "private"), 0o700)
+    conf = os.path.join(d, "keygate.conf")
+    text = kg.fill(kg.config(ECHO, workers=2, user="nobody"), d,
+                   [kg.free_port()]).replace(
+        "access_log %s/access.log" % d, "access_log %s/private/access.log" % d)
+    with open(conf, "w") as f:
+        f.write(text)
+    r = kg.keygated("-c", conf, timeout=20)
+    kg.eq(r.returncode, 1, "exit status of a start whose workers fail")
+    kg.check("failed to start: a new worker exited before it was ready"
+             in r.stderr, "reason on stderr: %r" % r.stderr)
+    kg.check(not os.path.exists(os.path.join(d, "keygated.pid")),
+             "pidfile left behind")
+    kg.eq(kg.pids_of_dir(d), [], "processes left running")
+    # An access log directory that does not exist fails before forking.
+    with open(conf, "w") as f:
+        f.write(text.replace("%s/private/access.log" % d,
+                             "%s/missing/access.log" % d))
+    r = kg.keygated("-f", "-c", conf, timeout=20)
+    kg.eq(r.returncode, 1, "exit status with a missing log directory")
+    kg.check("cannot create %s/missing/access.log" % d in r.stderr,
+             "reason on stderr: %r" % r.stderr)
+
+
 # --- workers dying -----------------------------------------------------------------
 
 def test_killed_worker_respawned():
@@ -373,6 +405,7 @@ TESTS = [
     test_daemonize_pidfile_single_instance,
     test_workers_count,
     test_user_nobody_privilege_drop,
+    test_start_fails_when_workers_cannot_start,
     test_killed_worker_respawned,
     test_crash_loop_backoff,
     test_sigterm_finishes_inflight_request,

@@ -430,6 +430,20 @@ def test_keepalive_idle_timeout():
                  "(keepalive_timeout 300ms)" % took)
 
 
+def test_keepalive_timeout_zero():
+    """keepalive_timeout 0: a new connection still gets header_timeout for
+    its first request; every answer closes the connection."""
+    d = kg.start(kg.config("route * ^/echo(/|$) auth=anonymous",
+                           keepalive_timeout="0", header_timeout="2s"))
+    with kg.Conn(d.port) as c:
+        time.sleep(0.3)
+        c.send(kg.raw_request("GET", "/echo/late"))
+        r = c.read_response()
+        kg.check_echo(r, "GET", "/echo/late", what="first request after 0.3 s")
+        kg.check(r.closes(), "keepalive_timeout 0 without Connection: close")
+        kg.eq(c.wait_closed(3.0), b"", "bytes after the answer")
+
+
 def test_body_timeout_408():
     d = timeouts()
     with kg.Conn(d.port) as c:
@@ -498,6 +512,7 @@ TESTS = [
     test_header_timeout_408,
     test_header_timeout_is_total_not_per_read,
     test_keepalive_idle_timeout,
+    test_keepalive_timeout_zero,
     test_body_timeout_408,
     test_max_connections_queue,
 ]

@@ -5,6 +5,7 @@ good one brings new routes, new workers (old ones leave), a new worker
 count and new listeners.
 """
 
+import os
 import re
 import signal
 import threading
@@ -261,12 +262,66 @@ def test_reload_adds_listen_address():
                   what="the first address")
 
 
+def test_reload_missing_log_dir_refused():
+    d = kg.start(kg.config(ECHO, workers=2))
+    before = d.wait_workers(2)
+    d.write_conf(kg.config(ECHO, "route GET ^/new$ auth=anonymous",
+                           workers=2).replace(
+        "access_log {dir}/access.log",
+        "access_log {dir}/no/such/dir/access.log"))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload failed, keeping the running configuration: cannot "
+               r"create .*/no/such/dir/access\.log")
+    kg.eq(d.worker_pids(), before, "workers after the refused reload")
+    kg.check_refusal(kg.get(d.port, "/new"), 404, "no_route",
+                     "route of the refused file")
+
+
+def test_reload_workers_that_cannot_start_roll_back():
+    """
+    New workers that die before serving (here: as "nobody" they cannot
+    reach an access log in a root-only directory) undo the reload; the old
+    workers never stop.
+    """
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    d = kg.start(kg.config(ECHO, workers=2))
+    before = d.wait_workers(2)
+    d.allow_worker_deaths = True
+    private = os.path.join(d.dir, "private")
+    os.mkdir(private, 0o700)
+    d.write_conf(kg.config(ECHO, "route GET ^/new$ auth=anonymous", workers=2,
+                           user="nobody").replace(
+        "access_log {dir}/access.log",
+        "access_log {dir}/private/access.log"))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload failed, keeping the running configuration: a new "
+               r"worker exited before it was ready")
+    kg.wait_for(lambda: d.worker_pids() == before, 5,
+                "only the old workers %s to remain" % before)
+    for i in range(5):
+        kg.check_echo(kg.get(d.port, "/echo/%d" % i), "GET", "/echo/%d" % i,
+                      what="old configuration after the rollback")
+    kg.check_refusal(kg.get(d.port, "/new"), 404, "no_route",
+                     "route of the rolled-back file")
+    kg.check("configuration reloaded" not in d.errlog_text(),
+             "the failed reload was reported as done")
+    # A good file afterwards reloads normally.
+    d.write_conf(kg.config(ECHO, "route GET ^/new$ auth=anonymous", workers=2))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"configuration reloaded")
+    kg.wait_for(lambda: kg.get(d.port, "/new").status == 200, 5,
+                "the new route after a good reload")
+
+
 TESTS = [
     test_reload_under_load,
     test_reload_bad_config_keeps_serving,
     test_reload_fixed_config_new_route,
     test_reload_workers_1_to_3,
     test_reload_adds_listen_address,
+    test_reload_missing_log_dir_refused,
+    test_reload_workers_that_cannot_start_roll_back,
 ]
 
 if __name__ == "__main__":

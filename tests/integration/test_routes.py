@@ -374,7 +374,24 @@ def test_access_log():
              "a query string reached the access log")
 
 
+def test_dot_segments_refused():
+    d = daemon()
+    for path in ("/echo/../admin", "/echo/%2e%2E/admin", "/echo/./x",
+                 "/echo/x/..", "/echo/%2e/x"):
+        with kg.Conn(d.port) as c:
+            c.send(kg.raw_request("GET", path))
+            r = c.read_response()
+            kg.check_refusal(r, 400, "bad_request", path)
+            # Not an HTTP framing error: the connection stays usable.
+            c.send(kg.raw_request("GET", "/echo/after"))
+            kg.check_echo(c.read_response(), "GET", "/echo/after",
+                          what="after %s" % path)
+    for path in ("/echo/.x", "/echo/...", "/echo/a..b", "/echo/%2ex"):
+        kg.check_echo(kg.get(d.port, path), "GET", path, what=path)
+
+
 TESTS = [
+    test_dot_segments_refused,
     test_anonymous_route_echoes_get,
     test_anonymous_route_echoes_post_body,
     test_deny_route_403_keeps_connection,
