@@ -860,10 +860,13 @@ http_frame_response(struct http_msg *m, struct http_frame *f, int req_mbit)
 	return (0);
 }
 
-/* Parse a request whose first len bytes are in buf; see http.h. */
-int
-http_parse_request(struct http_msg *m, const char *buf, size_t len,
-    const struct http_limits *hl)
+/*
+ * Scan, then parse the complete head of a request (resp 0) or a response
+ * (resp 1, to a request with method bit req_mbit).
+ */
+static int
+http_parse(struct http_msg *m, const char *buf, size_t len,
+    const struct http_limits *hl, int resp, int req_mbit)
 {
 	struct http_frame	 f;
 	int			 rv;
@@ -876,10 +879,19 @@ http_parse_request(struct http_msg *m, const char *buf, size_t len,
 	    != 1)
 		return (rv);
 	memset(&f, 0, sizeof(f));
-	if (http_head(m, buf, 0) == -1 || http_fields(m, &f, 0) == -1 ||
-	    http_frame_request(m, &f) == -1)
+	if (http_head(m, buf, resp) == -1 || http_fields(m, &f, resp) == -1)
 		return (-1);
-	return (1);
+	if (resp)
+		return (http_frame_response(m, &f, req_mbit) == -1 ? -1 : 1);
+	return (http_frame_request(m, &f) == -1 ? -1 : 1);
+}
+
+/* Parse a request whose first len bytes are in buf; see http.h. */
+int
+http_parse_request(struct http_msg *m, const char *buf, size_t len,
+    const struct http_limits *hl)
+{
+	return (http_parse(m, buf, len, hl, 0, 0));
 }
 
 /* Parse a response to a request with method bit req_mbit; see http.h. */
@@ -887,22 +899,9 @@ int
 http_parse_response(struct http_msg *m, const char *buf, size_t len,
     const struct http_limits *hl, int req_mbit)
 {
-	struct http_frame	 f;
-	int			 rv;
+	int	 rv;
 
-	if (m->hm_sstate == S_DONE)
-		return (1);
-	if (m->hm_sstate == S_ERROR)
-		return (-1);
-	rv = http_scan(m, buf, len, hl != NULL ? hl : &http_deflimits);
-	if (rv == 1) {
-		memset(&f, 0, sizeof(f));
-		if (http_head(m, buf, 1) == -1 ||
-		    http_fields(m, &f, 1) == -1 ||
-		    http_frame_response(m, &f, req_mbit) == -1)
-			rv = -1;
-	}
-	if (rv == -1) {
+	if ((rv = http_parse(m, buf, len, hl, 1, req_mbit)) == -1) {
 		if (m->hm_error == 414)
 			m->hm_cause = "status line too long";
 		m->hm_error = 502;
