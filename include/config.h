@@ -26,14 +26,27 @@ struct listen_addr {
 };
 
 enum upstream_type {
-	UPSTREAM_ECHO = 1
+	UPSTREAM_ECHO = 1,
+	UPSTREAM_HTTP
 };
 
 struct upstream {
 	char			*u_name;
 	enum upstream_type	 u_type;
 	int			 u_line;
+	int			 u_index;	/* position in c_upstreams */
+	/* UPSTREAM_HTTP: address (resolved at load) and pool settings. */
+	char			*u_url;
+	struct sockaddr_storage	 u_ss;
+	socklen_t		 u_sslen;
+	int			 u_max_idle;		/* idle connections kept per worker */
+	int			 u_connect_timeout;	/* ms */
+	int			 u_read_timeout;	/* ms, between reads */
 };
+
+#define UPSTREAM_MAX_IDLE		32
+#define UPSTREAM_CONNECT_TIMEOUT	5000
+#define UPSTREAM_READ_TIMEOUT		60000
 
 enum log_level {
 	LOGLEVEL_ERROR = 0,
@@ -71,6 +84,9 @@ struct config {
 	uint64_t		 c_max_body_size;
 	int			 c_max_connections;	/* per worker */
 	int			 c_keepalive_requests;	/* per connection */
+
+	int			 c_forward_credentials;	/* pass X-API-KEY, Authorization */
+	char			*c_verify_path;		/* auth_request endpoint, or NULL */
 
 	struct upstream		*c_upstreams;
 	size_t			 c_nupstreams;

@@ -18,9 +18,11 @@ struct evbuffer;
 /*
  * Append the JSON object up to (not including) the body size to out: the
  * body is only known once it has been read, and msg only lives until then.
+ * Arguments: client address, request id, and whether credentials are
+ * forwarded (forward_credentials).
  */
 int	 echo_begin(struct evbuffer *, const struct http_msg *, const char *,
-	    const char *, size_t);
+	    const char *, size_t, int);
 
 /* Append the body size and close the object. */
 int	 echo_finish(struct evbuffer *, uint64_t);

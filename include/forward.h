@@ -5,9 +5,12 @@
  * Dropped: hop-by-hop headers (Connection and every header it names,
  * Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*), the
  * identity headers keygate itself sets (X-Consumer-Id, X-Key-Id, X-App-Id,
- * X-Scopes, X-Auth-Scheme: a client must never be able to spoof them), and
- * the X-Forwarded-For / X-Forwarded-Proto / X-Request-Id headers, which are
- * written anew by the caller (X-Forwarded-For with the client appended).
+ * X-Scopes, X-Auth-Scheme: a client must never be able to spoof them), the
+ * X-Forwarded-For / X-Forwarded-Proto / X-Request-Id headers, which are
+ * written anew by the caller (X-Forwarded-For with the client appended),
+ * Expect (keygate answers 100-continue itself), and the credentials
+ * (Authorization, X-API-KEY) unless forward_credentials is on.  Responses
+ * lose only their hop-by-hop headers.
  */
 #ifndef KEYGATE_FORWARD_H
 #define KEYGATE_FORWARD_H
@@ -18,8 +21,13 @@
 
 #define FORWARD_REQID_MAX	128	/* longest X-Request-Id kept from a client */
 
-/* Should header h of msg be forwarded as it is? */
-int	 forward_keep_header(const struct http_msg *, const struct http_header *);
+/* Should request header h of msg be forwarded (creds: credentials too)? */
+int	 forward_keep_header(const struct http_msg *, const struct http_header *,
+	    int);
+
+/* Should response header h of msg reach the client as it is? */
+int	 forward_keep_response_header(const struct http_msg *,
+	    const struct http_header *);
 
 /*
  * The X-Request-Id to use: the client's if it is 1..FORWARD_REQID_MAX

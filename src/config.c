@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,10 +99,14 @@ static int	 dir_access_log(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_upstream(struct parser *, const struct directive *,
 		    char **, int);
+static int	 dir_verify_path(struct parser *, const struct directive *,
+		    char **, int);
 static int	 dir_route(struct parser *, const struct directive *, char **,
 		    int);
 static int	 perr(struct parser *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
+
+static const char *const off_on[] = { "off", "on", NULL };
 
 static const char *const log_levels[] = {
 	"error", "warn", "info", "debug", NULL
@@ -153,7 +158,9 @@ static const struct directive directives[] = {
 	NUM("max_connections", DK_INT, c_max_connections, 1, 1000000, "4096"),
 	NUM("keepalive_requests", DK_INT, c_keepalive_requests, 1, 100000000,
 	    "10000"),
-	FUNC("upstream", 2, 2, dir_upstream, 0, 0, NULL, D_REPEAT),
+	ENUM("forward_credentials", c_forward_credentials, off_on, "off"),
+	FUNC("verify_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
+	FUNC("upstream", 2, 5, dir_upstream, 0, 0, NULL, D_REPEAT),
 	FUNC("route", 3, -1, dir_route, 0, 0, NULL, D_REPEAT),
 };
 
@@ -513,13 +520,110 @@ upstream_type(struct parser *p, const char *name, const char *type,
 		*t = UPSTREAM_ECHO;
 		return (0);
 	}
-	if (strncmp(type, "http://", 7) == 0 ||
-	    strncmp(type, "https://", 8) == 0)
-		return (perr(p, "upstream \"%s\": proxying to %.*s upstreams "
-		    "is not available in this version (only \"echo\")", name,
-		    type[4] == 's' ? 8 : 7, type));
+	if (strncmp(type, "http://", 7) == 0) {
+		*t = UPSTREAM_HTTP;
+		return (0);
+	}
+	if (strncmp(type, "https://", 8) == 0)
+		return (perr(p, "upstream \"%s\": https:// upstreams are not "
+		    "available in this version", name));
 	return (perr(p, "upstream \"%s\": unknown type \"%s\" (expected "
-	    "\"echo\")", name, type));
+	    "\"echo\" or http://HOST:PORT)", name, type));
+}
+
+/* Is the len bytes at s equal to the string word? */
+static int
+word_is(const char *s, size_t len, const char *word)
+{
+	return (strlen(word) == len && memcmp(s, word, len) == 0);
+}
+
+/*
+ * "http://HOST[:PORT][/]": HOST is an IPv4 address, [IPv6] or a name
+ * resolved now (the first address getaddrinfo gives).
+ */
+static int
+upstream_url(struct parser *p, struct upstream *u, const char *url)
+{
+	struct addrinfo	 hints, *res;
+	char		 host[256], pbuf[8];
+	const char	*h = url + 7, *end, *port = "80";
+	size_t		 hlen, plen;
+	int		 rc;
+
+	end = h + strcspn(h, "/");
+	if (*end == '/' && end[1] != '\0')
+		return (perr(p, "upstream \"%s\": a path in the URL is not "
+		    "supported (\"%s\")", u->u_name, url));
+	if (*h == '[') {
+		if ((hlen = strcspn(h, "]")) >= (size_t)(end - h))
+			return (perr(p, "upstream \"%s\": bad address in \"%s\"",
+			    u->u_name, url));
+		h++;
+		hlen--;
+		if (h[hlen + 1] == ':')
+			port = h + hlen + 2;
+	} else {
+		hlen = strcspn(h, ":/");
+		if (h[hlen] == ':')
+			port = h + hlen + 1;
+	}
+	if (hlen == 0 || hlen >= sizeof(host) || *port == '\0' || *port == '/')
+		return (perr(p, "upstream \"%s\": bad address in \"%s\"",
+		    u->u_name, url));
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if ((plen = strcspn(port, "/")) == 0 || plen >= sizeof(pbuf))
+		return (perr(p, "upstream \"%s\": bad port in \"%s\"",
+		    u->u_name, url));
+	memcpy(pbuf, port, plen);
+	pbuf[plen] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host, pbuf, &hints, &res)) != 0)
+		return (perr(p, "upstream \"%s\": cannot resolve \"%s\": %s",
+		    u->u_name, url, gai_strerror(rc)));
+	memcpy(&u->u_ss, res->ai_addr, res->ai_addrlen);
+	u->u_sslen = res->ai_addrlen;
+	freeaddrinfo(res);
+	if ((u->u_url = strdup(url)) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/* "max_idle=N", "connect_timeout=DUR", "read_timeout=DUR". */
+static int
+upstream_option(struct parser *p, struct upstream *u, const char *opt)
+{
+	uint64_t	 v;
+	size_t		 klen = strcspn(opt, "=");
+	const char	*val = opt[klen] == '=' ? opt + klen + 1 : "";
+	int		 ms;
+
+	if (u->u_type != UPSTREAM_HTTP)
+		return (perr(p, "upstream \"%s\": an echo upstream takes no "
+		    "options", u->u_name));
+	if (word_is(opt, klen, "max_idle")) {
+		if (parse_number(val, int_units, &v) != 0 || v > 10000)
+			return (perr(p, "upstream \"%s\": invalid max_idle \"%s\" "
+			    "(expected 0..10000)", u->u_name, val));
+		u->u_max_idle = (int)v;
+		return (0);
+	}
+	if (!word_is(opt, klen, "connect_timeout") &&
+	    !word_is(opt, klen, "read_timeout"))
+		return (perr(p, "upstream \"%s\": unknown option \"%.*s\"",
+		    u->u_name, (int)klen, opt));
+	if (config_parse_duration_ms(val, &ms) == -1 || ms < 1 ||
+	    (uint64_t)ms > HOUR)
+		return (perr(p, "upstream \"%s\": invalid %.*s \"%s\" "
+		    "(expected 1ms..1h)", u->u_name, (int)klen, opt, val));
+	if (opt[0] == 'c')
+		u->u_connect_timeout = ms;
+	else
+		u->u_read_timeout = ms;
+	return (0);
 }
 
 /* "upstream NAME TYPE". */
@@ -529,8 +633,9 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 {
 	struct config		*c = p->p_conf;
 	struct upstream		*u, *nu;
-	enum upstream_type	 t;
+	enum upstream_type	 t = UPSTREAM_ECHO;
 	char			*name;
+	int			 i;
 
 	if (c->c_nupstreams == CONFIG_MAX_UPSTREAMS)
 		return (perr(p, "too many upstreams (max %d)",
@@ -550,10 +655,20 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	c->c_upstreams = nu;
 	if ((name = strdup(argv[0])) == NULL)
 		return (perr(p, "out of memory"));
-	u = &c->c_upstreams[c->c_nupstreams++];
+	u = &c->c_upstreams[c->c_nupstreams];
+	memset(u, 0, sizeof(*u));
 	u->u_name = name;
 	u->u_type = t;
 	u->u_line = p->p_line;
+	u->u_index = (int)c->c_nupstreams++;
+	u->u_max_idle = UPSTREAM_MAX_IDLE;
+	u->u_connect_timeout = UPSTREAM_CONNECT_TIMEOUT;
+	u->u_read_timeout = UPSTREAM_READ_TIMEOUT;
+	if (t == UPSTREAM_HTTP && upstream_url(p, u, argv[1]) == -1)
+		return (-1);
+	for (i = 2; i < argc; i++)
+		if (upstream_option(p, u, argv[i]) == -1)
+			return (-1);
 	return (0);
 }
 
@@ -592,12 +707,6 @@ route_new(struct parser *p, struct route **rp)
 	return (0);
 }
 
-/* Is the len bytes at s equal to the string word? */
-static int
-word_is(const char *s, size_t len, const char *word)
-{
-	return (strlen(word) == len && memcmp(s, word, len) == 0);
-}
 
 /* One "key=value" option of a route; upstream= is resolved later. */
 static int
@@ -630,6 +739,27 @@ route_option(struct parser *p, struct route *r, const char *opt)
 		return (0);
 	}
 	if ((*up = strdup(val)) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/* "verify_path /PATH": where nginx auth_request sub-requests arrive. */
+static int
+dir_verify_path(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	size_t	 i;
+
+	if (argv[0][0] != '/')
+		return (perr(p, "\"verify_path\": \"%s\" must start with '/'",
+		    argv[0]));
+	for (i = 0; argv[0][i] != '\0'; i++)
+		if ((unsigned char)argv[0][i] <= ' ' || argv[0][i] == '?' ||
+		    argv[0][i] == '#' || argv[0][i] == 0x7f)
+			return (perr(p, "\"verify_path\": \"%s\" is not a plain "
+			    "path", argv[0]));
+	free(p->p_conf->c_verify_path);
+	if ((p->p_conf->c_verify_path = strdup(argv[0])) == NULL)
 		return (perr(p, "out of memory"));
 	return (0);
 }
@@ -1083,8 +1213,11 @@ config_free(struct config *c)
 	free(c->c_state_dir);
 	free(c->c_error_log);
 	free(c->c_access_log);
-	for (i = 0; i < c->c_nupstreams; i++)
+	for (i = 0; i < c->c_nupstreams; i++) {
 		free(c->c_upstreams[i].u_name);
+		free(c->c_upstreams[i].u_url);
+	}
+	free(c->c_verify_path);
 	free(c->c_upstreams);
 	route_table_free(&c->c_routes);
 	free(c);

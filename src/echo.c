@@ -107,7 +107,7 @@ echo_seen(const struct http_msg *msg, size_t i)
 /* Emit the forwarded headers as a JSON object. */
 static void
 echo_headers(struct echo_out *eo, const struct http_msg *msg,
-    const char *client, const char *reqid, size_t reqidlen)
+    const char *client, const char *reqid, size_t reqidlen, int creds)
 {
 	const struct http_header	*h, *xff;
 	size_t				 i;
@@ -115,7 +115,7 @@ echo_headers(struct echo_out *eo, const struct http_msg *msg,
 	ECHO_LIT(eo, "{");
 	for (i = 0; i < msg->hm_nheaders; i++) {
 		h = &msg->hm_headers[i];
-		if (!forward_keep_header(msg, h) || echo_seen(msg, i))
+		if (!forward_keep_header(msg, h, creds) || echo_seen(msg, i))
 			continue;
 		ECHO_LIT(eo, "\"");
 		echo_str(eo, h->h_name, h->h_namelen, 1);
@@ -137,7 +137,7 @@ echo_headers(struct echo_out *eo, const struct http_msg *msg,
 /* Append the echo object for msg, all but the body size. */
 int
 echo_begin(struct evbuffer *out, const struct http_msg *msg,
-    const char *client, const char *reqid, size_t reqidlen)
+    const char *client, const char *reqid, size_t reqidlen, int creds)
 {
 	struct echo_out	 eo;
 
@@ -154,7 +154,7 @@ echo_begin(struct evbuffer *out, const struct http_msg *msg,
 		ECHO_LIT(&eo, "\",\"headers\":");
 	} else
 		ECHO_LIT(&eo, "\",\"query\":null,\"headers\":");
-	echo_headers(&eo, msg, client, reqid, reqidlen);
+	echo_headers(&eo, msg, client, reqid, reqidlen, creds);
 	echo_flush(&eo);
 	return (eo.eo_error ? -1 : 0);
 }

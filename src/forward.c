@@ -7,12 +7,34 @@
 #include "forward.h"
 #include "http.h"
 
-static const char *const forward_drop[] = {
+/* Hop-by-hop headers (RFC 9110 7.6.1), both directions; Proxy-* too. */
+static const char *const forward_hop[] = {
 	"connection", "keep-alive", "te", "trailer", "transfer-encoding",
-	"upgrade", "x-consumer-id", "x-key-id", "x-app-id", "x-scopes",
-	"x-auth-scheme", "x-forwarded-for", "x-forwarded-proto",
-	"x-request-id", NULL
+	"upgrade", NULL
 };
+
+/* Request headers keygate writes itself, or handles itself (Expect). */
+static const char *const forward_own[] = {
+	"x-consumer-id", "x-key-id", "x-app-id", "x-scopes", "x-auth-scheme",
+	"x-forwarded-for", "x-forwarded-proto", "x-request-id", "expect", NULL
+};
+
+/* Credentials: kept from the upstream unless forward_credentials is on. */
+static const char *const forward_creds[] = {
+	"authorization", "x-api-key", NULL
+};
+
+/* Is the header's name in the NULL-terminated list? */
+static int
+forward_listed(const struct http_header *h, const char *const *list)
+{
+	size_t	 i;
+
+	for (i = 0; list[i] != NULL; i++)
+		if (http_strcaseeq(h->h_name, h->h_namelen, list[i]))
+			return (1);
+	return (0);
+}
 
 /* Is name one of the comma-separated tokens of a Connection header value? */
 static int
@@ -34,25 +56,41 @@ forward_in_connection(const struct http_header *conn, const char *name,
 	return (0);
 }
 
-/* Should header h be forwarded as it is? */
-int
-forward_keep_header(const struct http_msg *msg, const struct http_header *h)
+/* Is h hop-by-hop in msg: listed above, Proxy-*, or named by Connection? */
+static int
+forward_is_hop(const struct http_msg *msg, const struct http_header *h)
 {
 	size_t	 i;
 
 	if (h->h_namelen > 6 && strncasecmp(h->h_name, "proxy-", 6) == 0)
-		return (0);
-	for (i = 0; forward_drop[i] != NULL; i++)
-		if (http_strcaseeq(h->h_name, h->h_namelen, forward_drop[i]))
-			return (0);
+		return (1);
+	if (forward_listed(h, forward_hop))
+		return (1);
 	for (i = 0; i < msg->hm_nheaders; i++) {
 		if (http_strcaseeq(msg->hm_headers[i].h_name,
 		    msg->hm_headers[i].h_namelen, "connection") &&
 		    forward_in_connection(&msg->hm_headers[i], h->h_name,
 		    h->h_namelen))
-			return (0);
+			return (1);
 	}
-	return (1);
+	return (0);
+}
+
+/* Should request header h be forwarded as it is? */
+int
+forward_keep_header(const struct http_msg *msg, const struct http_header *h,
+    int creds)
+{
+	return (!forward_is_hop(msg, h) && !forward_listed(h, forward_own) &&
+	    (creds || !forward_listed(h, forward_creds)));
+}
+
+/* Should response header h be passed to the client as it is? */
+int
+forward_keep_response_header(const struct http_msg *msg,
+    const struct http_header *h)
+{
+	return (!forward_is_hop(msg, h));
 }
 
 /* The client's X-Request-Id, if it is reasonable to pass on. */

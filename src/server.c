@@ -50,108 +50,22 @@
 
 #include "accesslog.h"
 #include "config.h"
+#include "conn.h"
 #include "echo.h"
 #include "forward.h"
 #include "http.h"
 #include "log.h"
+#include "proxy.h"
 #include "route.h"
 #include "server.h"
 #include "shm.h"
 #include "util.h"
 
-#define SERVER_MAX_OUTPUT	(256 * 1024)	/* pause reading past this */
 #define SERVER_DISCARD_MAX	(1024 * 1024)	/* refused body dropped up to this */
 #define SERVER_LINGER_MS	2000		/* drain input after the last response */
 #define SERVER_STOP_IDLE_MS	1000		/* idle keep-alive grace when stopping */
-#define SERVER_MAX_LISTENERS	16
 #define SERVER_READ_SIZE	16384		/* bytes asked of one recv() */
 
-enum conn_state {
-	CONN_IDLE,	/* between requests */
-	CONN_HEADERS,	/* reading a request's header section */
-	CONN_BODY,	/* reading the body of a request being served */
-	CONN_DISCARD,	/* reading and dropping the body of a refused request */
-	CONN_CLOSING,	/* writing the last response, then close */
-	CONN_LINGER,	/* write side shut, draining input until EOF */
-	CONN_DEAD	/* to be freed at the end of the callback */
-};
-
-struct worker;
-
-struct conn {
-	TAILQ_ENTRY(conn)	 c_entry;
-	struct worker		*c_w;
-	int			 c_fd;
-	struct event		*c_ev_read;
-	struct event		*c_ev_write;
-	struct evbuffer		*c_in;
-	struct evbuffer		*c_out;
-	int			 c_reading;	/* c_ev_read is added */
-	int			 c_writing;	/* c_ev_write is added */
-	struct event		*c_timer;
-	enum conn_state		 c_state;
-	int			 c_paused;	/* reading off: output back-pressure */
-	int			 c_eof;		/* client shut its write side */
-	unsigned int		 c_nrequests;
-	char			 c_client[INET6_ADDRSTRLEN];
-
-	struct http_msg		 c_msg;
-
-	/* The request being served. */
-	int64_t			 c_start_us;
-	int64_t			 c_start_ms;
-	int			 c_minor;
-	int			 c_head;
-	int			 c_keepalive;
-	int			 c_route;
-	enum http_body		 c_body;
-	uint64_t		 c_body_left;
-	uint64_t		 c_body_bytes;
-	struct http_chunked	 c_chunked;
-	struct evbuffer		*c_pending;	/* echo body awaiting the request body */
-	size_t			 c_methodlen;
-	size_t			 c_pathlen;
-	size_t			 c_reqidlen;
-	char			 c_method[32];
-	char			 c_path[1536];
-	char			 c_reqid[FORWARD_REQID_MAX + 1];
-};
-
-struct worker {
-	struct event_base	*w_base;
-	const struct server_env	*w_env;
-	struct config		*w_conf;
-	struct http_limits	 w_limits;
-	size_t			 w_scanmax;
-	struct evconnlistener	*w_listeners[SERVER_MAX_LISTENERS];
-	size_t			 w_nlisteners;
-	int			 w_accepting;
-	struct accesslog	*w_alog;
-	struct shm_worker	*w_stats;
-	struct shm_worker	 w_nostats;
-	TAILQ_HEAD(, conn)	 w_conns;
-	int			 w_nconns;
-	int			 w_stopping;
-	struct event		*w_sigs[3];
-	struct event		*w_stop_timer;
-	struct event		*w_parent_timer;
-	const struct timeval	*w_tv_idle;
-	const struct timeval	*w_tv_header;
-	const struct timeval	*w_tv_body;
-	const struct timeval	*w_tv_send;
-	const struct timeval	*w_tv_linger;
-	const struct timeval	*w_tv_stopidle;
-	time_t			 w_date_sec;
-	char			 w_common[160];	/* see server_common_headers() */
-	size_t			 w_commonlen;
-	uint64_t		 w_reqid_seed;
-	uint64_t		 w_reqid_seq;
-};
-
-static void	 conn_process(struct conn *);
-static void	 conn_reading(struct conn *, int);
-static void	 conn_next(struct conn *);
-static void	 conn_free(struct conn *);
 static void	 server_stop(struct worker *);
 
 /* splitmix64: a cheap, well-mixed 64-bit step for request ids. */
@@ -165,7 +79,7 @@ server_mix(uint64_t x)
 }
 
 /*
- * The headers every response shares, up to the Content-Length value:
+ * The headers every response of keygate's own shares (Server, Date):
  * rebuilt once a second, when the Date changes.
  */
 static void
@@ -183,8 +97,7 @@ server_common_headers(struct worker *w)
 	gmtime_r(&w->w_date_sec, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
 	n = snprintf(w->w_common, sizeof(w->w_common), "Server: keygate\r\n"
-	    "Date: %s\r\nContent-Type: application/json\r\nContent-Length: ",
-	    date);
+	    "Date: %s\r\n", date);
 	w->w_commonlen = n > 0 && (size_t)n < sizeof(w->w_common) ? (size_t)n : 0;
 }
 
@@ -223,9 +136,16 @@ conn_head(struct conn *c, int status, uint64_t clen)
 	p += 2;
 	memcpy(p, w->w_common, w->w_commonlen);
 	p += w->w_commonlen;
-	p += util_u64toa(p, clen);
-	memcpy(p, "\r\nX-Request-Id: ", 16);
-	p += 16;
+	if (status != 204) {		/* which has neither */
+		memcpy(p, "Content-Type: application/json\r\nContent-Length: ",
+		    48);
+		p += 48;
+		p += util_u64toa(p, clen);
+		memcpy(p, "\r\n", 2);
+		p += 2;
+	}
+	memcpy(p, "X-Request-Id: ", 14);
+	p += 14;
 	memcpy(p, c->c_reqid, c->c_reqidlen);
 	p += c->c_reqidlen;
 	if (!c->c_keepalive) {
@@ -241,7 +161,7 @@ conn_head(struct conn *c, int status, uint64_t clen)
 }
 
 /* Account for a queued response: statistics and the access log. */
-static void
+void
 conn_log(struct conn *c, int status, uint64_t bytes)
 {
 	struct worker		*w = c->c_w;
@@ -282,7 +202,7 @@ conn_new_reqid(struct conn *c)
 }
 
 /* Queue a JSON refusal {"error": code, "message": message}. */
-static void
+void
 conn_refuse(struct conn *c, int status, const char *code, const char *message)
 {
 	struct evbuffer	*out = c->c_out;
@@ -311,6 +231,7 @@ static void
 conn_fail(struct conn *c, int status, const char *cause)
 {
 	const char	*code;
+	int		 started;
 
 	switch (status) {
 	case 408:
@@ -340,6 +261,15 @@ conn_fail(struct conn *c, int status, const char *cause)
 		break;
 	}
 	c->c_keepalive = 0;
+	if (c->c_up != NULL) {
+		started = proxy_response_started(c);
+		proxy_detach(c);
+		if (started) {		/* too late to answer: just close */
+			c->c_state = CONN_CLOSING;
+			conn_timer(c, c->c_w->w_tv_send);
+			return;
+		}
+	}
 	if (c->c_reqidlen == 0)		/* refused before it was parsed */
 		conn_new_reqid(c);
 	if (c->c_pending != NULL)
@@ -402,14 +332,23 @@ conn_can_discard(const struct conn *c)
 	    c->c_body_left <= SERVER_DISCARD_MAX);
 }
 
-/* Refuse a complete request (route level) and drop its body. */
+/*
+ * Answer a complete request ourselves (a refusal, or a verify_path 204)
+ * and drop its body.
+ */
 static void
 conn_refuse_request(struct conn *c, int status, const char *code,
     const char *message)
 {
+	size_t	 before = evbuffer_get_length(c->c_out);
+
 	if (!conn_can_discard(c))
 		c->c_keepalive = 0;
-	conn_refuse(c, status, code, message);
+	if (status == 204) {
+		conn_head(c, 204, 0);
+		conn_log(c, 204, evbuffer_get_length(c->c_out) - before);
+	} else
+		conn_refuse(c, status, code, message);
 	if (c->c_body == HTTP_BODY_NONE || !c->c_keepalive) {
 		c->c_body = HTTP_BODY_NONE;
 		conn_next(c);
@@ -426,13 +365,21 @@ conn_serve(struct conn *c, const struct route *r)
 	struct evbuffer	*in = c->c_in;
 	struct worker	*w = c->c_w;
 
+	if (r->r_upstream->u_type == UPSTREAM_HTTP) {
+		proxy_start(c, r->r_upstream);
+		if (c->c_state == CONN_PROXY)
+			evtimer_del(c->c_timer);	/* the upstream's timers rule */
+		else if (c->c_state == CONN_BODY)
+			conn_timer(c, w->w_tv_body);
+		return;
+	}
 	if (c->c_pending == NULL && (c->c_pending = evbuffer_new()) == NULL) {
 		evbuffer_drain(in, c->c_msg.hm_hdrlen);
 		conn_fail(c, 500, "out of memory");
 		return;
 	}
 	echo_begin(c->c_pending, &c->c_msg, c->c_client, c->c_reqid,
-	    c->c_reqidlen);
+	    c->c_reqidlen, w->w_conf->c_forward_credentials);
 	evbuffer_drain(in, c->c_msg.hm_hdrlen);
 	if (c->c_body == HTTP_BODY_NONE) {
 		conn_echo_respond(c);
@@ -444,6 +391,55 @@ conn_serve(struct conn *c, const struct route *r)
 		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	c->c_state = CONN_BODY;
 	conn_timer(c, w->w_tv_body);
+}
+
+/*
+ * nginx auth_request mode: the route is chosen from X-Original-Method and
+ * X-Original-URI; an allowed request is answered 204, a refused one with
+ * its refusal.  Nothing is forwarded.
+ */
+static void
+conn_verify(struct conn *c)
+{
+	struct http_msg			*m = &c->c_msg;
+	const struct http_header	*uri, *meth;
+	const struct route		*r;
+	size_t				 len;
+	int				 mbit = HTTP_M_GET, i;
+
+	uri = http_header_find(m, "x-original-uri");
+	meth = http_header_find(m, "x-original-method");
+	if (meth != NULL)
+		mbit = http_method_bit(meth->h_value, meth->h_valuelen);
+	if (uri == NULL || uri->h_valuelen == 0 || uri->h_value[0] != '/' ||
+	    mbit == 0) {
+		conn_refuse_request(c, 400, "bad_request", "a verify request "
+		    "needs X-Original-URI (a path) and a valid "
+		    "X-Original-Method");
+		return;
+	}
+	len = strcspn(uri->h_value, "?");
+	if (len > uri->h_valuelen)
+		len = uri->h_valuelen;
+	if (forward_dot_segment(uri->h_value, len)) {
+		conn_refuse_request(c, 400, "bad_request",
+		    "the path contains a \".\" or \"..\" segment");
+		return;
+	}
+	r = route_match(&c->c_w->w_conf->c_routes, mbit, uri->h_value, len);
+	if (r == NULL) {
+		conn_refuse_request(c, 404, "no_route",
+		    "no route matches this method and path");
+		return;
+	}
+	c->c_route = r->r_index;
+	for (i = 0; i < r->r_nauth; i++)
+		if (r->r_auth[i] == ROUTE_AUTH_ANONYMOUS) {
+			conn_refuse_request(c, 204, NULL, NULL);
+			return;
+		}
+	conn_refuse_request(c, 403, "forbidden",
+	    "this route does not accept requests");
 }
 
 /* A complete header section: choose the route and act on it. */
@@ -475,6 +471,13 @@ conn_dispatch(struct conn *c)
 		evbuffer_drain(in, m->hm_hdrlen);
 		conn_fail(c, 413, "the request body is larger than "
 		    "max_body_size");
+		return;
+	}
+	if (conf->c_verify_path != NULL &&
+	    m->hm_pathlen == strlen(conf->c_verify_path) &&
+	    memcmp(m->hm_path, conf->c_verify_path, m->hm_pathlen) == 0) {
+		conn_verify(c);
+		evbuffer_drain(in, m->hm_hdrlen);
 		return;
 	}
 	if (forward_dot_segment(m->hm_path, m->hm_pathlen)) {
@@ -532,6 +535,16 @@ conn_headers(struct conn *c)
 	return (1);
 }
 
+/* Body bytes read: on to the upstream if proxied, else dropped. */
+static void
+conn_consume(struct conn *c, size_t n)
+{
+	if (c->c_up != NULL && c->c_state == CONN_BODY)
+		proxy_body(c, n);
+	else
+		evbuffer_drain(c->c_in, n);
+}
+
 /* Count chunked body bytes from the input; -1 malformed, else consumed. */
 static ssize_t
 conn_chunked(struct conn *c, struct evbuffer *in)
@@ -550,7 +563,7 @@ conn_chunked(struct conn *c, struct evbuffer *in)
 		if ((size_t)r < v[i].iov_len || http_chunked_done(&c->c_chunked))
 			break;
 	}
-	evbuffer_drain(in, (size_t)total);
+	conn_consume(c, (size_t)total);
 	c->c_body_bytes = c->c_chunked.hc_payload;
 	return (total);
 }
@@ -583,7 +596,7 @@ conn_body(struct conn *c)
 	if (c->c_body == HTTP_BODY_LENGTH) {
 		if (len > c->c_body_left)
 			len = (size_t)c->c_body_left;
-		evbuffer_drain(in, len);
+		conn_consume(c, len);
 		c->c_body_left -= len;
 		c->c_body_bytes += len;
 		done = c->c_body_left == 0;
@@ -605,9 +618,15 @@ conn_body(struct conn *c)
 		conn_timer(c, c->c_w->w_tv_body);
 		return (0);
 	}
+	c->c_body = HTTP_BODY_NONE;
+	if (c->c_up != NULL && c->c_state == CONN_BODY) {
+		/* The upstream's answer finishes the request (proxy.c). */
+		proxy_body_done(c);
+		evtimer_del(c->c_timer);
+		return (1);
+	}
 	if (c->c_state == CONN_BODY)
 		conn_echo_respond(c);
-	c->c_body = HTTP_BODY_NONE;
 	conn_next(c);
 	return (1);
 }
@@ -617,7 +636,7 @@ conn_body(struct conn *c)
  * close once the response is written.  Reading pauses while too much output
  * waits for the client.
  */
-static void
+void
 conn_next(struct conn *c)
 {
 	struct worker	*w = c->c_w;
@@ -654,12 +673,12 @@ conn_begin(struct conn *c)
 }
 
 /* Work through the input as far as it goes. */
-static void
+void
 conn_process(struct conn *c)
 {
 	struct evbuffer	*in = c->c_in;
 
-	while (!c->c_paused) {
+	while (!c->c_paused && !c->c_upwait) {
 		switch (c->c_state) {
 		case CONN_IDLE:
 			if (evbuffer_get_length(in) == 0)
@@ -675,6 +694,8 @@ conn_process(struct conn *c)
 			if (!conn_body(c))
 				return;
 			break;
+		case CONN_PROXY:
+			return;		/* pipelined requests wait their turn */
 		case CONN_CLOSING:
 		case CONN_LINGER:
 		case CONN_DEAD:
@@ -685,7 +706,7 @@ conn_process(struct conn *c)
 }
 
 /* Start or stop watching the socket for reading. */
-static void
+void
 conn_reading(struct conn *c, int on)
 {
 	if (on && !c->c_reading && !c->c_eof)
@@ -721,7 +742,7 @@ conn_linger(struct conn *c)
  * Once everything is out, a closing connection lingers and a paused one
  * reads again, which may queue more responses: hence the loop.
  */
-static void
+void
 conn_flush(struct conn *c)
 {
 	int	 n;
@@ -749,10 +770,19 @@ conn_flush(struct conn *c)
 			conn_linger(c);
 			return;
 		}
-		if (!c->c_paused)
+		if (c->c_up != NULL) {
+			/* A proxied response goes on once the client reads. */
+			if (!proxy_client_drained(c))
+				return;
+			continue;
+		}
+		if (c->c_paused) {
+			c->c_paused = 0;
+			conn_reading(c, 1);
+		} else if (c->c_state != CONN_IDLE ||
+		    evbuffer_get_length(c->c_in) == 0)
 			return;
-		c->c_paused = 0;
-		conn_reading(c, 1);
+		/* Requests that waited behind a response, or past a pause. */
 		conn_process(c);
 	}
 }
@@ -782,6 +812,23 @@ conn_eof(struct conn *c)
 		c->c_state = CONN_DEAD;
 		break;
 	}
+}
+
+/*
+ * Another party (the upstream side) changed the connection's state: serve
+ * what can be served, write what is queued, free it if it is done.
+ */
+void
+conn_kick(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->c_state != CONN_DEAD) {
+		conn_process(c);
+		conn_flush(c);
+	}
+	if (c->c_state == CONN_DEAD)
+		conn_free(c);
 }
 
 /* Readable: one recv(), then serve what it completed. */
@@ -842,6 +889,8 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_fail(c, 408, "the request body was not received in time");
 		conn_flush(c);
 		break;
+	case CONN_PROXY:
+		break;		/* the upstream's timers rule */
 	default:
 		/* Idle keep-alive, stuck write, linger or discard: close. */
 		c->c_state = CONN_DEAD;
@@ -852,12 +901,13 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Close and free a connection; the worker may now accept again or exit. */
-static void
+void
 conn_free(struct conn *c)
 {
 	struct worker	*w = c->c_w;
 	size_t		 i;
 
+	proxy_detach(c);
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
 	w->w_nconns--;
 	SHM_SUB(&w->w_stats->sw_active, 1);
@@ -1101,6 +1151,8 @@ server_setup(struct worker *w)
 	    server_parent_cb, w);
 	if (w->w_stop_timer == NULL || w->w_parent_timer == NULL)
 		return (-1);
+	if (proxy_init(w) == -1)
+		return (-1);
 	if (conf->c_access_log != NULL && (w->w_alog =
 	    accesslog_open(conf->c_access_log, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
@@ -1140,6 +1192,7 @@ server_teardown(struct worker *w)
 		event_free(w->w_stop_timer);
 	if (w->w_parent_timer != NULL)
 		event_free(w->w_parent_timer);
+	proxy_teardown(w);
 	accesslog_close(w->w_alog);
 	if (w->w_base != NULL)
 		event_base_free(w->w_base);

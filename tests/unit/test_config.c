@@ -413,6 +413,52 @@ test_hash_inside_word(void **state)
 	assert_string_equal(err, NAME ":1: unknown auth scheme \"deny#x\"");
 }
 
+/* http:// upstreams: address, defaults and options; proxy directives. */
+static void
+test_http_upstreams(void **state)
+{
+	struct config		*c;
+	struct sockaddr_in	*sin;
+	struct sockaddr_in6	*sin6;
+
+	c = parse_ok("upstream a http://127.0.0.1:9000\n"
+	    "upstream b http://[::1]:81/ max_idle=0 connect_timeout=250ms "
+	    "read_timeout=2s\n"
+	    "upstream c http://localhost\n"
+	    "verify_path /_keygate/verify\n"
+	    "forward_credentials on\n"
+	    "route * ^/ auth=anonymous upstream=b\n");
+	assert_int_equal(c->c_nupstreams, 3);
+	assert_int_equal(c->c_upstreams[0].u_type, UPSTREAM_HTTP);
+	sin = (struct sockaddr_in *)&c->c_upstreams[0].u_ss;
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohs(sin->sin_port), 9000);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	assert_int_equal(c->c_upstreams[0].u_max_idle, UPSTREAM_MAX_IDLE);
+	assert_int_equal(c->c_upstreams[0].u_connect_timeout, 5000);
+	assert_int_equal(c->c_upstreams[0].u_read_timeout, 60000);
+	sin6 = (struct sockaddr_in6 *)&c->c_upstreams[1].u_ss;
+	assert_int_equal(sin6->sin6_family, AF_INET6);
+	assert_int_equal(ntohs(sin6->sin6_port), 81);
+	assert_int_equal(c->c_upstreams[1].u_max_idle, 0);
+	assert_int_equal(c->c_upstreams[1].u_connect_timeout, 250);
+	assert_int_equal(c->c_upstreams[1].u_read_timeout, 2000);
+	assert_int_equal(c->c_upstreams[1].u_index, 1);
+	sin = (struct sockaddr_in *)&c->c_upstreams[2].u_ss;
+	assert_int_equal(ntohs(sin->sin_port), 80);	/* default port */
+	assert_ptr_equal(c->c_routes.rt_routes[0].r_upstream,
+	    &c->c_upstreams[1]);
+	assert_string_equal(c->c_verify_path, "/_keygate/verify");
+	assert_int_equal(c->c_forward_credentials, 1);
+	config_free(c);
+
+	c = parse_ok("upstream e echo\n");
+	assert_null(c->c_verify_path);
+	assert_int_equal(c->c_forward_credentials, 0);
+	assert_int_equal(c->c_upstreams[0].u_type, UPSTREAM_ECHO);
+	config_free(c);
+}
+
 /* Upstreams, default upstream, upstream= naming one defined later. */
 static void
 test_upstreams_and_routes(void **state)
@@ -526,8 +572,9 @@ static const struct {
 	{ "Workers 2\n", NAME ":1: unknown directive \"Workers\"" },
 	{ "\n# c\n\nworkers\n", NAME ":4: \"workers\" takes 1 argument" },
 	{ "workers 1 2\n", NAME ":1: \"workers\" takes 1 argument" },
-	{ "upstream a\n", NAME ":1: \"upstream\" takes 2 arguments" },
-	{ "upstream a echo x\n", NAME ":1: \"upstream\" takes 2 arguments" },
+	{ "upstream a\n", NAME ":1: \"upstream\" takes 2 to 5 arguments" },
+	{ "upstream a echo x\n", NAME ":1: upstream \"a\": an echo upstream "
+	    "takes no options" },
 	{ "route GET ^/\n", NAME ":1: \"route\" takes at least 3 arguments" },
 	{ "listen\n", NAME ":1: \"listen\" takes 1 or 2 arguments" },
 	{ "listen 1 tls x\n", NAME ":1: \"listen\" takes 1 or 2 arguments" },
@@ -621,11 +668,36 @@ static const struct {
 	/* upstream */
 	{ "upstream a echo\nupstream a echo\n",
 	    NAME ":2: duplicate upstream \"a\" (first at line 1)" },
-	{ "upstream api http://127.0.0.1:9000\n", NAME ":1: upstream \"api\": "
-	    "proxying to http:// upstreams is not available in this version "
-	    "(only \"echo\")" },
+	{ "upstream api https://127.0.0.1:9000\n", NAME ":1: upstream \"api\": "
+	    "https:// upstreams are not available in this version" },
 	{ "upstream api tcp\n", NAME ":1: upstream \"api\": unknown type "
-	    "\"tcp\" (expected \"echo\")" },
+	    "\"tcp\" (expected \"echo\" or http://HOST:PORT)" },
+	{ "upstream api http://127.0.0.1:9000/v1\n", NAME ":1: upstream "
+	    "\"api\": a path in the URL is not supported "
+	    "(\"http://127.0.0.1:9000/v1\")" },
+	{ "upstream api http://:9000\n", NAME ":1: upstream \"api\": bad "
+	    "address in \"http://:9000\"" },
+	{ "upstream api http://[::1\n", NAME ":1: upstream \"api\": bad "
+	    "address in \"http://[::1\"" },
+	{ "upstream api http://1.2.3.4:\n", NAME ":1: upstream \"api\": bad "
+	    "address in \"http://1.2.3.4:\"" },
+	{ "upstream api http://1.2.3.4:99999999\n", NAME ":1: upstream "
+	    "\"api\": bad port in \"http://1.2.3.4:99999999\"" },
+	{ "upstream api http://1.2.3.4:80 max_idle=x\n", NAME ":1: upstream "
+	    "\"api\": invalid max_idle \"x\" (expected 0..10000)" },
+	{ "upstream api http://1.2.3.4:80 read_timeout=2h\n", NAME ":1: "
+	    "upstream \"api\": invalid read_timeout \"2h\" (expected 1ms..1h)" },
+	{ "upstream api http://1.2.3.4:80 connect_timeout=0\n", NAME ":1: "
+	    "upstream \"api\": invalid connect_timeout \"0\" (expected "
+	    "1ms..1h)" },
+	{ "upstream api http://1.2.3.4:80 keepalive=3\n", NAME ":1: upstream "
+	    "\"api\": unknown option \"keepalive\"" },
+	{ "verify_path x\n", NAME ":1: \"verify_path\": \"x\" must start with "
+	    "'/'" },
+	{ "verify_path /a?b\n", NAME ":1: \"verify_path\": \"/a?b\" is not a "
+	    "plain path" },
+	{ "forward_credentials yes\n", NAME ":1: \"forward_credentials\": "
+	    "invalid value \"yes\" (expected off or on)" },
 	{ "upstream a/b echo\n", NAME ":1: invalid upstream name \"a/b\" "
 	    "(expected 1 to 64 letters, digits, '_', '.' or '-')" },
 	{ "upstream \"\" echo\n", NAME ":1: invalid upstream name \"\" "
@@ -820,6 +892,7 @@ main(void)
 		cmocka_unit_test(test_lexing),
 		cmocka_unit_test(test_hash_inside_word),
 		cmocka_unit_test(test_upstreams_and_routes),
+		cmocka_unit_test(test_http_upstreams),
 		cmocka_unit_test(test_counts),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_short_errbuf),

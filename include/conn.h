@@ -1,0 +1,127 @@
+/*
+ * The worker's connection and worker structures, shared by server.c (the
+ * client side) and proxy.c (the upstream side).  Internal to the worker
+ * process: nothing outside those two files includes this.
+ */
+#ifndef KEYGATE_CONN_H
+#define KEYGATE_CONN_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <netinet/in.h>
+
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "forward.h"
+#include "http.h"
+#include "shm.h"
+
+#define SERVER_MAX_OUTPUT	(256 * 1024)	/* pause the producer past this */
+#define SERVER_MAX_LISTENERS	16
+
+struct upconn;
+struct upool;
+struct server_env;
+struct config;
+struct accesslog;
+
+enum conn_state {
+	CONN_IDLE,	/* between requests */
+	CONN_HEADERS,	/* reading a request's header section */
+	CONN_BODY,	/* reading the body of a request being served */
+	CONN_DISCARD,	/* reading and dropping the body of a refused request */
+	CONN_PROXY,	/* request read; the upstream's answer is on its way */
+	CONN_CLOSING,	/* writing the last response, then close */
+	CONN_LINGER,	/* write side shut, draining input until EOF */
+	CONN_DEAD	/* to be freed at the end of the callback */
+};
+
+struct worker;
+
+struct conn {
+	TAILQ_ENTRY(conn)	 c_entry;
+	struct worker		*c_w;
+	int			 c_fd;
+	struct event		*c_ev_read;
+	struct event		*c_ev_write;
+	struct evbuffer		*c_in;
+	struct evbuffer		*c_out;
+	int			 c_reading;	/* c_ev_read is added */
+	int			 c_writing;	/* c_ev_write is added */
+	struct event		*c_timer;
+	enum conn_state		 c_state;
+	int			 c_paused;	/* reading off: output back-pressure */
+	int			 c_eof;		/* client shut its write side */
+	unsigned int		 c_nrequests;
+	char			 c_client[INET6_ADDRSTRLEN];
+
+	struct http_msg		 c_msg;
+
+	/* The request being served. */
+	int64_t			 c_start_us;
+	int64_t			 c_start_ms;
+	int			 c_minor;
+	int			 c_head;
+	int			 c_keepalive;
+	int			 c_route;
+	enum http_body		 c_body;
+	uint64_t		 c_body_left;
+	uint64_t		 c_body_bytes;
+	struct http_chunked	 c_chunked;
+	struct evbuffer		*c_pending;	/* echo body awaiting the request body */
+	struct upconn		*c_up;		/* upstream exchange, if proxied */
+	int			 c_upwait;	/* reading off: upstream not keeping up */
+	size_t			 c_methodlen;
+	size_t			 c_pathlen;
+	size_t			 c_reqidlen;
+	char			 c_method[32];
+	char			 c_path[1536];
+	char			 c_reqid[FORWARD_REQID_MAX + 1];
+};
+
+struct worker {
+	struct event_base	*w_base;
+	const struct server_env	*w_env;
+	struct config		*w_conf;
+	struct http_limits	 w_limits;
+	size_t			 w_scanmax;
+	struct evconnlistener	*w_listeners[SERVER_MAX_LISTENERS];
+	size_t			 w_nlisteners;
+	int			 w_accepting;
+	struct accesslog	*w_alog;
+	struct shm_worker	*w_stats;
+	struct shm_worker	 w_nostats;
+	TAILQ_HEAD(, conn)	 w_conns;
+	int			 w_nconns;
+	int			 w_stopping;
+	struct event		*w_sigs[3];
+	struct event		*w_stop_timer;
+	struct event		*w_parent_timer;
+	const struct timeval	*w_tv_idle;
+	const struct timeval	*w_tv_header;
+	const struct timeval	*w_tv_body;
+	const struct timeval	*w_tv_send;
+	const struct timeval	*w_tv_linger;
+	const struct timeval	*w_tv_stopidle;
+	time_t			 w_date_sec;
+	char			 w_common[160];	/* see server_common_headers() */
+	size_t			 w_commonlen;
+	struct upool		*w_pools;	/* one per upstream (proxy.c) */
+	uint64_t		 w_reqid_seed;
+	uint64_t		 w_reqid_seq;
+};
+
+/* server.c, for proxy.c. */
+void	 conn_reading(struct conn *, int);
+void	 conn_flush(struct conn *);
+void	 conn_next(struct conn *);
+void	 conn_process(struct conn *);
+void	 conn_free(struct conn *);
+void	 conn_log(struct conn *, int, uint64_t);
+void	 conn_refuse(struct conn *, int, const char *, const char *);
+void	 conn_kick(struct conn *);
+
+#endif /* KEYGATE_CONN_H */
