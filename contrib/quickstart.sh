@@ -21,18 +21,30 @@ jobs=$(nproc 2>/dev/null || echo 2)
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
 libpcre2-dev libjansson-dev libssl-dev libcmocka-dev python3 curl clang \
 libclang-rt-dev"
+# The nginx auth_request integration test runs a private nginx.
+TEST_PACKAGES="nginx-light"
 
+# deps PACKAGE...: install what is missing.
 deps() {
 	if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
 	missing=
-	for p in $PACKAGES; do
+	for p in "$@"; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 	done
 	[ -z "$missing" ] && return 0
 	echo "quickstart: installing$missing"
 	$sudo apt-get update -qq
+	# Installing nginx must not start a system nginx on port 80.
+	norc=
+	if [ "$(id -u)" -eq 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		norc=1
+	fi
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing \
 	    >/dev/null
+	[ -n "$norc" ] && rm -f /usr/sbin/policy-rc.d
+	return 0
 }
 
 # build DIR [configure arguments...]
@@ -57,13 +69,13 @@ summary() {
 
 case "${1:-}" in
 demo)
-	deps
+	deps $PACKAGES
 	build _build
 	echo "quickstart: keygated listens on http://127.0.0.1:8080 (^C stops it)"
 	exec ./_build/src/keygated -f -c contrib/keygate-demo.conf
 	;;
 test)
-	deps
+	deps $PACKAGES $TEST_PACKAGES
 	autoreconf -fi
 	status=0
 	echo "== strict build (-Werror) and make check"

@@ -796,6 +796,10 @@ conn_eof(struct conn *c)
 	switch (c->c_state) {
 	case CONN_CLOSING:
 		break;
+	case CONN_PROXY:
+		/* A half-closed client still gets its answer, then the end. */
+		c->c_keepalive = 0;
+		break;
 	case CONN_IDLE:
 	case CONN_HEADERS:
 	case CONN_BODY:
