@@ -212,6 +212,20 @@ upconn_timer(struct upconn *uc, int ms)
 }
 
 /*
+ * Time the upstream's answer: read_timeout runs once the whole request is
+ * on its way (until then the client's body_timeout rules, as nginx's
+ * proxy_read_timeout does), and again after each read.
+ */
+static void
+upconn_wait(struct upconn *uc)
+{
+	if (uc->uc_req_done || uc->uc_got)
+		upconn_timer(uc, uc->uc_pool->up_u->u_read_timeout);
+	else
+		evtimer_del(uc->uc_timer);
+}
+
+/*
  * Write what uc_out holds.  Once it is empty, a client that was paused
  * because the upstream could not keep up with its body is read again.
  * Returns -1 when the connection is broken.
@@ -420,7 +434,7 @@ proxy_attach(struct conn *c, struct upconn *uc)
 		upconn_timer(uc, u->u_connect_timeout);
 		return (0);
 	}
-	upconn_timer(uc, u->u_read_timeout);
+	upconn_wait(uc);
 	return (upconn_flush(uc));
 }
 
@@ -482,6 +496,8 @@ void
 proxy_body_done(struct conn *c)
 {
 	c->c_up->uc_req_done = 1;
+	if (c->c_up->uc_state != UC_CONNECTING)
+		upconn_wait(c->c_up);
 	if (c->c_state == CONN_BODY)
 		c->c_state = CONN_PROXY;
 }
@@ -777,7 +793,7 @@ upconn_write_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		uc->uc_state = UC_HEAD;
-		upconn_timer(uc, uc->uc_pool->up_u->u_read_timeout);
+		upconn_wait(uc);
 	}
 	if (upconn_flush(uc) == -1)
 		proxy_closed(uc, 0);
