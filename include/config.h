@@ -44,7 +44,7 @@ struct upstream {
 	int			 u_read_timeout;	/* ms, between reads */
 };
 
-#define UPSTREAM_MAX_IDLE		32
+#define UPSTREAM_MAX_IDLE		64
 #define UPSTREAM_CONNECT_TIMEOUT	5000
 #define UPSTREAM_READ_TIMEOUT		60000
 
