@@ -31,6 +31,12 @@ void	 proxy_start(struct conn *, struct upstream *);
 /* Move n body bytes from the front of c->c_in to the upstream. */
 void	 proxy_body(struct conn *, size_t);
 
+/* http_data_cb for a chunked request body (arg: the conn): re-chunked. */
+void	 proxy_body_chunk(void *, const char *, size_t);
+
+/* Send what proxy_body_chunk() queued. */
+void	 proxy_body_flush(struct conn *);
+
 /* The request body has been read whole. */
 void	 proxy_body_done(struct conn *);
 

@@ -549,6 +549,7 @@ upstream_url(struct parser *p, struct upstream *u, const char *url)
 	char		 host[256], pbuf[8];
 	const char	*h = url + 7, *end, *port = "80";
 	size_t		 hlen, plen;
+	uint64_t	 v;
 	int		 rc;
 
 	end = h + strcspn(h, "/");
@@ -563,6 +564,9 @@ upstream_url(struct parser *p, struct upstream *u, const char *url)
 		hlen--;
 		if (h[hlen + 1] == ':')
 			port = h + hlen + 2;
+		else if (h + hlen + 1 != end)
+			return (perr(p, "upstream \"%s\": bad address in \"%s\"",
+			    u->u_name, url));
 	} else {
 		hlen = strcspn(h, ":/");
 		if (h[hlen] == ':')
@@ -578,6 +582,9 @@ upstream_url(struct parser *p, struct upstream *u, const char *url)
 		    u->u_name, url));
 	memcpy(pbuf, port, plen);
 	pbuf[plen] = '\0';
+	if (parse_number(pbuf, int_units, &v) != 0 || v < 1 || v > 65535)
+		return (perr(p, "upstream \"%s\": bad port in \"%s\"",
+		    u->u_name, url));
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
@@ -635,7 +642,7 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	struct upstream		*u, *nu;
 	enum upstream_type	 t = UPSTREAM_ECHO;
 	char			*name;
-	int			 i;
+	int			 i, j;
 
 	if (c->c_nupstreams == CONFIG_MAX_UPSTREAMS)
 		return (perr(p, "too many upstreams (max %d)",
@@ -666,9 +673,16 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	u->u_read_timeout = UPSTREAM_READ_TIMEOUT;
 	if (t == UPSTREAM_HTTP && upstream_url(p, u, argv[1]) == -1)
 		return (-1);
-	for (i = 2; i < argc; i++)
+	for (i = 2; i < argc; i++) {
+		for (j = 2; j < i; j++)
+			if (strcspn(argv[i], "=") == strcspn(argv[j], "=") &&
+			    strncmp(argv[i], argv[j], strcspn(argv[i], "=")) == 0)
+				return (perr(p, "upstream \"%s\": duplicate option "
+				    "\"%.*s\"", u->u_name,
+				    (int)strcspn(argv[i], "="), argv[i]));
 		if (upstream_option(p, u, argv[i]) == -1)
 			return (-1);
+	}
 	return (0);
 }
 

@@ -66,6 +66,10 @@ forward_is_hop(const struct http_msg *msg, const struct http_header *h)
 		return (1);
 	if (forward_listed(h, forward_hop))
 		return (1);
+	/* Connection may not name away how the message is framed or routed. */
+	if (http_strcaseeq(h->h_name, h->h_namelen, "content-length") ||
+	    http_strcaseeq(h->h_name, h->h_namelen, "host"))
+		return (0);
 	for (i = 0; i < msg->hm_nheaders; i++) {
 		if (http_strcaseeq(msg->hm_headers[i].h_name,
 		    msg->hm_headers[i].h_namelen, "connection") &&

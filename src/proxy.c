@@ -344,9 +344,10 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 	const struct http_msg		*m = &c->c_msg;
 	const struct http_header	*h;
 	const char			*hostport;
-	size_t				 i;
+	size_t				 i, n;
+	char				 num[24];
 	int				 creds = c->c_w->w_conf->c_forward_credentials;
-	int				 host = 0, xff = 0;
+	int				 host = 0, absolute;
 
 	evbuffer_add(out, m->hm_method, m->hm_methodlen);
 	evbuffer_add(out, " ", 1);
@@ -360,18 +361,33 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 		}
 	}
 	evbuffer_add(out, " HTTP/1.1\r\n", 11);
+	/* An absolute-form target's authority is the Host (RFC 9112 3.2.2). */
+	absolute = m->hm_targetlen == 0 || m->hm_target[0] != '/';
 	for (i = 0; i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
-		if (!forward_keep_header(m, h, creds))
+		if (!forward_keep_header(m, h, creds) ||
+		    http_strcaseeq(h->h_name, h->h_namelen, "content-length"))
 			continue;
-		if (http_strcaseeq(h->h_name, h->h_namelen, "host"))
+		if (http_strcaseeq(h->h_name, h->h_namelen, "host")) {
+			if (absolute)
+				continue;
 			host = 1;
+		}
 		proxy_field(out, h->h_name, h->h_namelen, h->h_value,
 		    h->h_valuelen);
+	}
+	if (absolute && m->hm_host != NULL) {
+		proxy_field(out, "Host", 4, m->hm_host, m->hm_hostlen);
+		host = 1;
 	}
 	if (!host) {
 		hostport = u->u_url + 7;
 		proxy_field(out, "Host", 4, hostport, strcspn(hostport, "/"));
+	}
+	/* Framing is keygate's own: never what a header list says. */
+	if (m->hm_body == HTTP_BODY_LENGTH) {
+		n = util_u64toa(num, m->hm_content_length);
+		proxy_field(out, "Content-Length", 14, num, n);
 	}
 	evbuffer_add(out, "X-Forwarded-For: ", 17);
 	for (i = 0; i < m->hm_nheaders; i++) {
@@ -381,9 +397,7 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 			continue;
 		evbuffer_add(out, h->h_value, h->h_valuelen);
 		evbuffer_add(out, ", ", 2);
-		xff = 1;
 	}
-	(void)xff;
 	evbuffer_add(out, c->c_client, strlen(c->c_client));
 	evbuffer_add(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
 	proxy_field(out, "X-Request-Id", 12, c->c_reqid, c->c_reqidlen);
@@ -477,9 +491,41 @@ proxy_start(struct conn *c, struct upstream *u)
 void
 proxy_body(struct conn *c, size_t n)
 {
+	evbuffer_remove_buffer(c->c_in, c->c_up->uc_out, n);
+	proxy_body_flush(c);
+}
+
+/*
+ * Payload of a chunked request body, chunked anew by keygate: chunk
+ * extensions and the trailer section (which would carry headers past the
+ * forwarding policy) never reach the upstream.
+ */
+void
+proxy_body_chunk(void *arg, const char *data, size_t n)
+{
+	struct conn	*c = arg;
+	char		 hex[24];
+	size_t		 len = 0;
+	size_t		 v = n;
+
+	if (n == 0)
+		return;
+	do {
+		hex[sizeof(hex) - 1 - len++] = "0123456789abcdef"[v & 0xf];
+		v >>= 4;
+	} while (v != 0);
+	evbuffer_add(c->c_up->uc_out, hex + sizeof(hex) - len, len);
+	evbuffer_add(c->c_up->uc_out, "\r\n", 2);
+	evbuffer_add(c->c_up->uc_out, data, n);
+	evbuffer_add(c->c_up->uc_out, "\r\n", 2);
+}
+
+/* Send what the body added; pause the client if the upstream lags. */
+void
+proxy_body_flush(struct conn *c)
+{
 	struct upconn	*uc = c->c_up;
 
-	evbuffer_remove_buffer(c->c_in, uc->uc_out, n);
 	if (upconn_flush(uc) == -1) {
 		/* Whatever the upstream says (if anything) comes on read. */
 		upconn_reading(uc, 1);
@@ -495,6 +541,12 @@ proxy_body(struct conn *c, size_t n)
 void
 proxy_body_done(struct conn *c)
 {
+	if (c->c_msg.hm_body == HTTP_BODY_CHUNKED) {
+		evbuffer_add(c->c_up->uc_out, "0\r\n\r\n", 5);
+		proxy_body_flush(c);
+		if (c->c_up == NULL)
+			return;
+	}
 	c->c_up->uc_req_done = 1;
 	if (c->c_up->uc_state != UC_CONNECTING)
 		upconn_wait(c->c_up);
@@ -516,8 +568,8 @@ proxy_response_head(struct upconn *uc)
 	const struct http_msg		*m = &uc->uc_msg;
 	const struct http_header	*h;
 	struct evbuffer			*out = c->c_out;
-	size_t				 i, before = evbuffer_get_length(out);
-	char				 st[16];
+	size_t				 i, n, before = evbuffer_get_length(out);
+	char				 st[16], num[24];
 	int				 reqid = 0;
 
 	uc->uc_status = m->hm_status;
@@ -525,7 +577,9 @@ proxy_response_head(struct upconn *uc)
 	uc->uc_left = m->hm_content_length;
 	uc->uc_dechunk = m->hm_body == HTTP_BODY_CHUNKED && c->c_minor == 0;
 	http_chunked_init(&uc->uc_chunked);
-	if (m->hm_body == HTTP_BODY_EOF || uc->uc_dechunk)
+	/* The connection will close: say so (stop, unread body, framing). */
+	if (m->hm_body == HTTP_BODY_EOF || uc->uc_dechunk ||
+	    c->c_w->w_stopping || c->c_state != CONN_PROXY)
 		c->c_keepalive = 0;
 	memcpy(st, "HTTP/1.1 ", 9);
 	st[9] = (char)('0' + m->hm_status / 100);
@@ -541,7 +595,9 @@ proxy_response_head(struct upconn *uc)
 	evbuffer_add(out, "\r\n", 2);
 	for (i = 0; i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
-		if (!forward_keep_response_header(m, h))
+		if (!forward_keep_response_header(m, h) ||
+		    (m->hm_body != HTTP_BODY_NONE &&
+		    http_strcaseeq(h->h_name, h->h_namelen, "content-length")))
 			continue;
 		if (http_strcaseeq(h->h_name, h->h_namelen, "x-request-id"))
 			reqid = 1;
@@ -550,6 +606,10 @@ proxy_response_head(struct upconn *uc)
 	}
 	if (!reqid)
 		proxy_field(out, "X-Request-Id", 12, c->c_reqid, c->c_reqidlen);
+	if (m->hm_body == HTTP_BODY_LENGTH) {
+		n = util_u64toa(num, m->hm_content_length);
+		proxy_field(out, "Content-Length", 14, num, n);
+	}
 	if (m->hm_body == HTTP_BODY_CHUNKED && !uc->uc_dechunk)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 	if (!c->c_keepalive)
@@ -577,6 +637,7 @@ proxy_body_move(struct upconn *uc)
 	struct evbuffer		*out = uc->uc_client->c_out;
 	struct evbuffer_iovec	 v[8];
 	size_t			 len = evbuffer_get_length(uc->uc_in), n;
+	uint64_t		 payload = uc->uc_chunked.hc_payload;
 	ssize_t			 r, used = 0;
 	int			 i, nv;
 
@@ -608,11 +669,13 @@ proxy_body_move(struct upconn *uc)
 		    http_chunked_done(&uc->uc_chunked))
 			break;
 	}
-	if (uc->uc_dechunk)
+	if (uc->uc_dechunk) {
 		evbuffer_drain(uc->uc_in, (size_t)used);
-	else
+		uc->uc_bytes += uc->uc_chunked.hc_payload - payload;
+	} else {
 		evbuffer_remove_buffer(uc->uc_in, out, (size_t)used);
-	uc->uc_bytes += (size_t)used;
+		uc->uc_bytes += (size_t)used;
+	}
 	return (http_chunked_done(&uc->uc_chunked));
 }
 
@@ -656,6 +719,27 @@ proxy_done(struct upconn *uc)
 	conn_next(c);
 }
 
+/*
+ * Transfer codings other than chunked cannot be passed on (keygate would
+ * have to tell the client about a coding it does not decode); by the same
+ * policy as for requests, such a response is refused.
+ */
+static int
+proxy_codings_ok(const struct http_msg *m)
+{
+	const struct http_header	*h;
+	size_t				 i;
+
+	for (i = 0; i < m->hm_nheaders; i++) {
+		h = &m->hm_headers[i];
+		if (http_strcaseeq(h->h_name, h->h_namelen,
+		    "transfer-encoding") &&
+		    !http_strcaseeq(h->h_value, h->h_valuelen, "chunked"))
+			return (0);
+	}
+	return (1);
+}
+
 /* Parse and pass on what the upstream sent, as far as it goes. */
 static void
 proxy_advance(struct upconn *uc)
@@ -675,9 +759,12 @@ proxy_advance(struct upconn *uc)
 		    &c->c_w->w_limits, c->c_msg.hm_mbit);
 		if (rc == 0)
 			return;
+		if (rc > 0 && !proxy_codings_ok(&uc->uc_msg))
+			rc = -2;
 		if (rc < 0 || uc->uc_msg.hm_status == 101) {
 			log_warnx("upstream %s: %s", uc->uc_pool->up_u->u_name,
-			    rc < 0 ? uc->uc_msg.hm_cause : "unexpected 101");
+			    rc == -2 ? "unsupported transfer coding" : rc < 0 ?
+			    uc->uc_msg.hm_cause : "unexpected 101");
 			proxy_fail(uc, 502, "upstream_unavailable",
 			    "the upstream sent a malformed response");
 			return;
@@ -738,6 +825,8 @@ proxy_closed(struct upconn *uc, int eof)
 			    "the connection to the upstream failed");
 		return;
 	}
+	log_warnx("upstream %s: connection %s before the response",
+	    uc->uc_pool->up_u->u_name, eof ? "closed" : "failed");
 	proxy_fail(uc, 502, "upstream_unavailable",
 	    "the upstream closed the connection without answering");
 }

@@ -551,19 +551,22 @@ conn_chunked(struct conn *c, struct evbuffer *in)
 {
 	struct evbuffer_iovec	 v[8];
 	ssize_t			 r, total = 0;
-	int			 i, n;
+	int			 i, n, proxied;
 
+	proxied = c->c_up != NULL && c->c_state == CONN_BODY;
 	n = evbuffer_peek(in, -1, NULL, v, 8);
 	for (i = 0; i < n && i < 8; i++) {
 		r = http_chunked_feed(&c->c_chunked, v[i].iov_base,
-		    v[i].iov_len, NULL, NULL);
+		    v[i].iov_len, proxied ? proxy_body_chunk : NULL, c);
 		if (r < 0)
 			return (-1);
 		total += r;
 		if ((size_t)r < v[i].iov_len || http_chunked_done(&c->c_chunked))
 			break;
 	}
-	conn_consume(c, (size_t)total);
+	evbuffer_drain(in, (size_t)total);
+	if (proxied)
+		proxy_body_flush(c);
 	c->c_body_bytes = c->c_chunked.hc_payload;
 	return (total);
 }

@@ -690,6 +690,14 @@ static const struct {
 	{ "upstream api http://1.2.3.4:80 connect_timeout=0\n", NAME ":1: "
 	    "upstream \"api\": invalid connect_timeout \"0\" (expected "
 	    "1ms..1h)" },
+	{ "upstream api http://1.2.3.4:99999\n", NAME ":1: upstream \"api\": "
+	    "bad port in \"http://1.2.3.4:99999\"" },
+	{ "upstream api http://1.2.3.4:0\n", NAME ":1: upstream \"api\": "
+	    "bad port in \"http://1.2.3.4:0\"" },
+	{ "upstream api http://[::1]junk\n", NAME ":1: upstream \"api\": bad "
+	    "address in \"http://[::1]junk\"" },
+	{ "upstream api http://1.2.3.4 max_idle=1 max_idle=2\n", NAME ":1: "
+	    "upstream \"api\": duplicate option \"max_idle\"" },
 	{ "upstream api http://1.2.3.4:80 keepalive=3\n", NAME ":1: upstream "
 	    "\"api\": unknown option \"keepalive\"" },
 	{ "verify_path x\n", NAME ":1: \"verify_path\": \"x\" must start with "

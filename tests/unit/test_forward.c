@@ -74,6 +74,20 @@ test_request_headers(void **state)
 	assert_true(kept(&m, "x-api-key", 1));
 }
 
+/* Connection cannot name away the framing (smuggling) or the Host. */
+static void
+test_connection_cannot_drop_framing(void **state)
+{
+	struct http_msg	 m;
+
+	parse(&m, "POST /x HTTP/1.1\r\nHost: h\r\n"
+	    "Connection: content-length, host, x-other\r\nX-Other: 1\r\n"
+	    "Content-Length: 42\r\n\r\n");
+	assert_true(kept(&m, "content-length", 0));
+	assert_true(kept(&m, "host", 0));
+	assert_false(kept(&m, "x-other", 0));
+}
+
 /* Responses lose only hop-by-hop headers. */
 static void
 test_response_headers(void **state)
@@ -154,6 +168,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_headers),
+		cmocka_unit_test(test_connection_cannot_drop_framing),
 		cmocka_unit_test(test_response_headers),
 		cmocka_unit_test(test_dot_segments),
 		cmocka_unit_test(test_client_reqid),
