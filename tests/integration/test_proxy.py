@@ -22,6 +22,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -680,6 +681,14 @@ def test_head_204_304_no_body():
         r = c.read_response(head=True)
         kg.eq(r.status, 200, "HEAD status")
         kg.eq(r.header("content-length"), "5000", "HEAD Content-Length")
+        c.send(kg.raw_request("HEAD", "/chunked?n=3&size=10"))
+        kg.eq(c.read_response(head=True).status, 200, "HEAD of a chunked "
+              "resource")
+        c.send(kg.raw_request("HEAD", "/echo-head"))
+        r = c.read_response(head=True)
+        kg.eq(r.status, 200, "HEAD of an echo")
+        kg.check(int(r.header("content-length", "0")) > 0,
+                 "HEAD Content-Length %r" % r.header("content-length"))
         c.send(kg.raw_request("GET", "/status/204"))
         r = c.read_response()
         kg.eq(r.status, 204, "204 status")
@@ -693,7 +702,7 @@ def test_head_204_304_no_body():
         kg.eq(c.read_response().status, 304, "304 with a Content-Length")
         c.send(kg.raw_request("GET", "/after-304"))
         r = c.read_response()
-        kg.eq(echo_of(r, "request after HEAD, 204 and 304s")["target"],
+        kg.eq(echo_of(r, "request after HEADs, 204 and 304s")["target"],
               "/after-304", "target (no stray body bytes before it)")
         kg.check(not c.buf, "stray bytes after the responses: %r" % c.buf)
 
@@ -761,6 +770,103 @@ def test_upstream_connection_close_not_reused():
           "upstream connections when each one is closed by the upstream")
 
 
+def test_interim_responses_skipped():
+    up = start_up()
+    d = proxy(up)
+    with kg.Conn(d.port) as c:
+        c.send(kg.raw_request("GET", "/interim?interim=1"))
+        r = c.read_final()	# 1xx may be passed on or not
+        kg.eq(echo_of(r, "final response after 100 and 103")["target"],
+              "/interim?interim=1", "target")
+        c.send(kg.raw_request("GET", "/after-interim"))
+        kg.eq(echo_of(c.read_response())["target"], "/after-interim",
+              "next request")
+
+
+def test_client_connection_close():
+    up = start_up()
+    d = proxy(up)
+    with kg.Conn(d.port) as c:
+        c.send(kg.raw_request("GET", "/bye", headers=[("Connection",
+                                                        "close")]))
+        r = c.read_response()
+        j = echo_of(r, "request with Connection: close")
+        kg.check(r.closes(), "response without Connection: close")
+        c.wait_closed(2.0)
+    kg.check(not [v for v in up_headers(j, "connection")
+                  if "close" in v.lower()],
+             "the client's Connection: close reached the upstream")
+    echo_of(kg.get(d.port, "/next"), "next client")
+    kg.eq(up.stats()["connections"], 1, "upstream connections (the client's "
+          "Connection: close does not end the upstream one)")
+
+
+def test_client_half_close_gets_answer():
+    up = start_up()
+    d = proxy(up)
+    with kg.Conn(d.port) as c:
+        c.send(kg.raw_request("GET", "/half?ms=200"))
+        c.shutdown_wr()
+        kg.eq(echo_of(c.read_response(), "half-closed client")["target"],
+              "/half?ms=200", "target")
+
+
+def test_slow_request_body_is_not_a_read_timeout():
+    up = start_up()
+    d = proxy(up, opts="read_timeout=500ms")
+    body = U.pattern(3000)
+    with kg.Conn(d.port) as c:
+        c.send(kg.raw_request("POST", "/slow-body", headers=[
+            ("Content-Length", str(len(body)))]))
+        for i in range(0, 3000, 1000):
+            time.sleep(0.6)
+            c.send(body[i:i + 1000])
+        j = echo_of(c.read_response(), "body sent in 1.8 s, read_timeout "
+                    "500ms")
+    kg.eq(j["body_sha256"], hashlib.sha256(body).hexdigest(), "body")
+    t0 = time.monotonic()
+    r = kg.request(d.port, "POST", "/silent", body=b"abc")
+    kg.check_refusal(r, 504, "upstream_timeout", "silent upstream, POST")
+    kg.check(time.monotonic() - t0 < 3.0, "504 took %.1f s" %
+             (time.monotonic() - t0))
+
+
+def test_concurrent_clients_share_the_pool():
+    up = start_up()
+    d = proxy(up, workers=2)
+    errors = []
+
+    def client(k):
+        try:
+            with kg.Conn(d.port, timeout=10) as c:
+                for i in range(10):
+                    t = "/conc/%d/%d?ms=%d" % (k, i, (k * 7 + i) % 20)
+                    if i % 3 == 0:
+                        body = b"%d-%d" % (k, i) * 100
+                        c.send(kg.raw_request("POST", t, body=body))
+                    else:
+                        body = b""
+                        c.send(kg.raw_request("GET", t))
+                    j = echo_of(c.read_response(), "client %d request %d" %
+                                (k, i))
+                    kg.eq(j["target"], t, "target")
+                    kg.eq(j["body_sha256"], hashlib.sha256(body).hexdigest(),
+                          "body of %s" % t)
+        except Exception as e:
+            errors.append("client %d: %s: %s" % (k, type(e).__name__, e))
+
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(16)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    kg.check(not errors, "; ".join(errors[:5]))
+    s = up.stats()
+    kg.eq(s["requests"], 160, "requests at the upstream")
+    kg.check(s["connections"] <= 32, "%d upstream connections for 16 "
+             "clients on 2 workers" % s["connections"])
+
+
 # === failures ================================================================
 
 def test_upstream_refused_502():
@@ -819,25 +925,24 @@ def test_upstream_closes_before_answer_502():
 def test_failure_after_response_started_closes_client():
     up = start_up()
     d = proxy(up)
-    with kg.Conn(d.port) as c:
-        c.send(kg.raw_request("GET", "/short?promise=1000&send=500"))
-        try:
-            r = c.read_response()
-        except kg.ProtocolError:
-            pass
-        else:
-            raise AssertionError("a complete response arrived although the "
-                                 "upstream sent 500 of 1000 bytes: %r" % r)
-        kg.check(c.eof, "connection not closed")
-    with kg.Conn(d.port) as c:
-        c.send(kg.raw_request("GET", "/chunked?n=3&size=100&cut=1"))
-        try:
-            r = c.read_response()
-        except kg.ProtocolError:
-            pass
-        else:
-            raise AssertionError("a complete response arrived although the "
-                                 "upstream's chunked body was cut: %r" % r)
+    for target, what in (("/short?promise=1000&send=500",
+                          "the upstream sent 500 of 1000 bytes and closed"),
+                         ("/chunked?n=3&size=100&cut=1",
+                          "the upstream's chunked body was cut")):
+        with kg.Conn(d.port, timeout=3) as c:
+            c.send(kg.raw_request("GET", target))
+            try:
+                r = c.read_response()
+            except kg.ProtocolError:
+                pass
+            except socket.timeout:
+                raise AssertionError("%s: the client connection stayed open "
+                                     "(waiting for the rest for 3 s): %d "
+                                     "bytes received" % (what, c.received))
+            else:
+                raise AssertionError("%s, yet a complete response arrived: "
+                                     "%r" % (what, r))
+            kg.check(c.eof, "%s: connection not closed" % what)
     r = get_raw(d.port, "/after")
     kg.eq(echo_of(r)["target"], "/after", "request after two cut responses")
 
@@ -1030,6 +1135,8 @@ def verify(d, uri, method="GET", vmethod="GET", target="/_keygate/verify",
     with kg.Conn(d.port) as c:
         c.send(kg.raw_request(method, target, headers=hdrs))
         r = c.read_response()
+        if r.closes():
+            return r
         # The connection is still in step: a second verify gets its answer.
         c.send(kg.raw_request("GET", "/_keygate/verify", headers=[
             ("X-Original-Method", "GET"), ("X-Original-URI", "/closed")]))
@@ -1062,6 +1169,11 @@ def test_verify_path():
                      "query of X-Original-URI matched")
     kg.check_refusal(verify(d, None), 400, "bad_request",
                      "no X-Original-URI")
+    # Documented (README, doc/differences.md 10): no X-Original-Method means
+    # GET; a malformed one is a bad request.
+    check_204(verify(d, "/open/y", vmethod=None), "no X-Original-Method")
+    kg.check_refusal(verify(d, "/open/y", vmethod="G@T"), 400, "bad_request",
+                     "malformed X-Original-Method")
     for uri in ("/open/../closed", "/open/%2e%2e/closed", "/open/./x"):
         kg.check_refusal(verify(d, uri), 400, "bad_request",
                          "dot segments in %r" % uri)
@@ -1111,6 +1223,11 @@ TESTS = [with_upstreams(t) for t in [
     test_pool_shared_by_client_connections,
     test_pool_max_idle_zero,
     test_upstream_connection_close_not_reused,
+    test_interim_responses_skipped,
+    test_client_connection_close,
+    test_client_half_close_gets_answer,
+    test_concurrent_clients_share_the_pool,
+    test_slow_request_body_is_not_a_read_timeout,
     test_upstream_refused_502,
     test_upstream_silent_504,
     test_upstream_slow_within_read_timeout,
@@ -1131,7 +1248,7 @@ TESTS = [with_upstreams(t) for t in [
 
 
 if __name__ == "__main__":
-    if len(__import__("sys").argv) > 1:		# run only the tests named
-        names = __import__("sys").argv[1:]
+    if len(sys.argv) > 1:		# run only the tests named
+        names = sys.argv[1:]
         TESTS = [t for t in TESTS if t.__name__ in names]
     kg.run(TESTS)

@@ -40,6 +40,7 @@ Modifiers any request may carry in its query:
   ms=M             wait M ms before answering (/slow?ms=M is just an echo)
   stall_ms=M       wait M ms before reading the request body
   reqid=ID         answer with X-Request-Id: ID
+  interim=1        send 100 Continue and 103 Early Hints before the answer
   h=Name:Value     add that response header (repeatable, in order)
   close=1          answer with Connection: close, then close
   idle_close_ms=M  answer with keep-alive, then close the connection M ms
@@ -140,7 +141,9 @@ class Stats:
         self.log = []		# last requests: [conn, method, target]
         self.peer_closed = 0	# connections the peer closed
         self.send_failed = 0	# responses cut because the peer went away
-        self.open = 0		# connections open now
+        if not hasattr(self, "open"):
+            self.open = 0	# open now (a gauge, kept by reset), not
+				# counting /_stats and /_reset connections
 
     def snapshot(self):
         with self.lock:
@@ -300,6 +303,10 @@ class Out:
         if reason is None:
             reason = q(r, "reason") if q(r, "reason") is not None else \
                 REASONS.get(status, "Status")
+        if q(r, "interim") == "1":
+            self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n"
+                              b"HTTP/1.1 103 Early Hints\r\n"
+                              b"Link: </style.css>; rel=preload\r\n\r\n")
         lines = ["HTTP/1.1 %d %s" % (status, reason)]
         lines.append("X-Upstream-Name: %s" % NAME)
         lines.append("X-Upstream-Conn: %d" % self.cid)
@@ -336,7 +343,6 @@ def respond(sock, rd, r, cid, k):
     if p == "/_reset":
         with STATS.lock:
             STATS.reset()
-            STATS.open = 1
         sock.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
         return True
     if qint(r, "ms"):
@@ -445,6 +451,7 @@ def serve_conn(sock):
         cid = _conn_seq[0]
     rd = Reader(sock)
     counted_gen = None
+    is_internal = False
     drop_next = False
     k = 0
     try:
@@ -455,6 +462,10 @@ def serve_conn(sock):
                     STATS.peer_closed += 1
                 return
             internal = r.path in ("/_stats", "/_reset")
+            if internal and k == 0 and not is_internal:
+                is_internal = True	# a test asking, not keygated
+                with STATS.lock:
+                    STATS.open -= 1
             if not internal:
                 k += 1
                 counted_gen = record(r, cid, counted_gen)
@@ -480,8 +491,9 @@ def serve_conn(sock):
     except (EOFError, ValueError, OSError):
         pass
     finally:
-        with STATS.lock:
-            STATS.open -= 1
+        if not is_internal:
+            with STATS.lock:
+                STATS.open -= 1
         try:
             sock.close()
         except OSError:
