@@ -179,8 +179,15 @@ master_child_detach(struct master *m)
 	event_free(m->m_confirm);
 	event_base_free(m->m_base);
 	m->m_base = NULL;
+	/*
+	 * Until the worker installs its own handlers, a SIGUSR1 the master
+	 * forwards (log reopening) must not kill it, and SIGHUP/SIGINT are
+	 * the master's anyway; SIGTERM/SIGQUIT keep their default, ending it.
+	 */
 	for (i = 0; i < MASTER_NSIGS; i++)
-		signal(master_signals[i], SIG_DFL);
+		signal(master_signals[i], master_signals[i] == SIGUSR1 ||
+		    master_signals[i] == SIGHUP || master_signals[i] == SIGINT ?
+		    SIG_IGN : SIG_DFL);
 	if (m->m_opts->mo_pidfd != -1)
 		close(m->m_opts->mo_pidfd);
 	if (m->m_opts->mo_readyfd != -1)
