@@ -1,27 +1,47 @@
 #!/bin/sh
 # keygate benchmark harness (POSIX sh: runs under dash and bash alike).
 #
-# Starts keygated and the comparison servers on free loopback ports, in a
-# private temporary directory, and measures each workload with wrk, taking
-# the systems in turn for several rounds (A/B/A/B...) so that noise from a
-# shared machine falls on all of them alike.  Prints, per workload and
-# system, the median over the rounds of requests/s and of the p50 and p99
-# latency, the ratios of the first system (keygated) to each other one, and
-# the peak RSS of each server (VmHWM summed over master and workers).
+# For each workload, starts keygated and the comparison servers on free
+# loopback ports, in a private temporary directory, and measures them with
+# wrk, taking the systems in turn for several rounds (A/B/A/B...) so that
+# noise from a shared machine falls on all of them alike.  Prints, per
+# workload and system, the median over the rounds of requests/s and of the
+# p50 and p99 latency, the ratios of the first system (keygated) to each
+# other one, and the peak RSS of each server (VmHWM summed over master and
+# workers).
 #
 #   sh contrib/bench/run.sh
 #   KEYGATED=/tmp/bench-build/src/keygated ROUNDS=3 DURATION=5 sh contrib/bench/run.sh
+#   WORKLOADS=proxy PROFILE=1 sh contrib/bench/run.sh
+#
+# Workloads (see workload_info()):
+#   proxy   GET /bench through the gateway to one shared upstream (an nginx
+#           answering 200 '{"ok":true}'): keygated vs nginx proxy_pass vs
+#           HAProxy, all with keep-alive connections to the upstream.
+#   verify  GET /_keygate/verify with X-Original-Method/X-Original-URI (the
+#           nginx auth_request sub-request), answered 204, nothing forwarded:
+#           keygated verify_path vs nginx "return 204" vs HAProxy
+#           "http-request return status 204".
+#   echo    GET /bench: keygated's built-in echo upstream vs nginx return 200.
+# Each workload gets its own fresh servers, stopped after it.  Before a
+# workload starts, its keygated config is checked with "keygated -t": if the
+# binary rejects it (for example one without http:// upstreams or
+# verify_path), the workload is skipped with the reason and the others run.
 #
 # Environment (defaults in brackets):
 #   KEYGATED   keygated binary [_build/src/keygated, then src/keygated, from
 #              the top of the source tree]
 #   NGINX      nginx binary [nginx from PATH]
-#   WORKLOADS  space-separated workloads to run [echo]; see workload_info()
+#   HAPROXY    haproxy binary [haproxy from PATH], for proxy and verify
+#   WORKLOADS  space-separated workloads to run [proxy verify echo]
 #   ROUNDS     rounds per workload [5]
 #   DURATION   seconds per wrk run [10]
 #   CONNS      wrk connections (-c) [64]
 #   THREADS    wrk threads (-t) [1]
-#   WORKERS    worker processes of every server [2]
+#   WORKERS    worker processes of every gateway; HAProxy: nbthread [2]
+#   UPSTREAM_WORKERS  worker processes of the upstream nginx (proxy) [1]
+#   POOL       idle keep-alive connections to the upstream per gateway
+#              worker: keygated max_idle=, nginx keepalive [64]
 #   WARMUP     seconds of untimed wrk load per system before the rounds [2]
 #   PROFILE    1: after the rounds, measure CPU time and context switches per
 #              request (perf stat) and syscalls per request (strace -c -f)
@@ -29,12 +49,13 @@
 #   PROFILE_DURATION  seconds of wrk load per profile run [5]
 #   KEEP_TMP   1: keep the temporary directory (configs, logs, wrk output)
 #
-# Adding a workload: give it a case in workload_info() (description and
-# systems, the first being the one compared with the others), in
-# workload_url() (one URL per system) and in workload_expect() (a string the
-# response must contain), and serve its path in the start_SYSTEM functions.
-# Adding a system: write start_SYSTEM (start it, set SYSTEM_PID to the pid
-# of its master process, return non-zero if it would not start).
+# Adding a workload: give it a case in workload_info() (description,
+# systems with the compared one first, path, extra request headers,
+# expected status) and in workload_expect() (a string the response must
+# contain), and serve its path in the SYSTEM_conf functions.
+# Adding a system: write start_SYSTEM WORKLOAD (start it, set SYSTEM_PID to
+# the pid of its master process, set SYSTEM_PORT, return non-zero if it
+# would not start) and, if its config can be checked, check_SYSTEM.
 set -eu
 
 ROUNDS=${ROUNDS:-5}
@@ -42,8 +63,10 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-2}
+UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
+POOL=${POOL:-64}
 WARMUP=${WARMUP:-2}
-WORKLOADS=${WORKLOADS:-echo}
+WORKLOADS=${WORKLOADS:-proxy verify echo}
 PROFILE=${PROFILE:-0}
 PROFILE_DURATION=${PROFILE_DURATION:-5}
 KEEP_TMP=${KEEP_TMP:-0}
@@ -55,48 +78,61 @@ warn() { printf 'bench: %s\n' "$*" >&2; }
 die() { warn "$*"; exit 1; }
 
 val=
-for v in ROUNDS DURATION CONNS THREADS WORKERS WARMUP PROFILE_DURATION; do
+for v in ROUNDS DURATION CONNS THREADS WORKERS UPSTREAM_WORKERS POOL WARMUP \
+    PROFILE_DURATION; do
 	eval "val=\$$v"
 	case $val in
 	'' | *[!0-9]*) die "$v must be a whole number, not \"$val\"" ;;
 	esac
 done
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] &&
-    [ "$THREADS" -ge 1 ] && [ "$WORKERS" -ge 1 ] ||
-    die "ROUNDS, DURATION, CONNS, THREADS and WORKERS must be at least 1"
+    [ "$THREADS" -ge 1 ] && [ "$WORKERS" -ge 1 ] &&
+    [ "$UPSTREAM_WORKERS" -ge 1 ] && [ "$POOL" -ge 1 ] ||
+    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS and POOL must be at least 1"
 
 # ---------------------------------------------------------------- workloads
 
-# workload_info NAME: set W_DESC and W_SYSTEMS (the first system is the one
-# the ratios compare with each of the others).
+# workload_info NAME: set
+#   W_DESC      one line of description;
+#   W_SYSTEMS   the systems (the first is the one the ratios compare with
+#               each of the others);
+#   W_PATH      the path wrk requests (GET);
+#   W_HEADERS   extra request headers, one per line (wrk -H, curl -H);
+#   W_STATUS    the status a good response has;
+#   W_UPSTREAM  1 if the workload needs the upstream server.
 workload_info() {
+	W_HEADERS=
+	W_UPSTREAM=0
+	W_STATUS=200
 	case $1 in
+	proxy)
+		W_DESC="gateway -> keep-alive upstream (nginx return 200)"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		;;
+	verify)
+		W_DESC="auth_request answer: keygated verify_path vs return 204"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/_keygate/verify
+		W_HEADERS="X-Original-Method: GET
+X-Original-URI: /bench"
+		W_STATUS=204
+		;;
 	echo)
 		W_DESC="keygated echo upstream vs nginx return 200"
 		W_SYSTEMS="keygated nginx"
+		W_PATH=/bench
 		;;
-	# Next milestone, for example:
-	# proxy)
-	#	W_DESC="keygated -> backend vs nginx proxy_pass vs haproxy"
-	#	W_SYSTEMS="keygated nginx haproxy"
-	#	;;
-	# verify)
-	#	W_DESC="keygated verify_path vs nginx return 204"
-	#	W_SYSTEMS="keygated nginx"
-	#	;;
 	*)
-		die "unknown workload \"$1\" (known: echo)"
+		die "unknown workload \"$1\" (known: proxy verify echo)"
 		;;
 	esac
 }
 
 # workload_url NAME SYSTEM: the URL wrk loads.
 workload_url() {
-	case $1:$2 in
-	echo:keygated) say "http://127.0.0.1:$keygated_port/bench" ;;
-	echo:nginx) say "http://127.0.0.1:$nginx_port/bench" ;;
-	*) die "workload $1 has no URL for $2" ;;
-	esac
+	eval "say \"http://127.0.0.1:\${port_$2}$W_PATH\""
 }
 
 # workload_expect NAME SYSTEM: a string a good response (headers and body)
@@ -104,9 +140,24 @@ workload_url() {
 workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
-	echo:nginx) say '{"ok":true}' ;;
-	*) say 'HTTP/1.1 200' ;;
+	echo:* | proxy:*) say '{"ok":true}' ;;
+	*) say "HTTP/1.1 $W_STATUS" ;;
 	esac
+}
+
+# with_headers URL CMD ARGS...: run CMD ARGS... -H LINE... URL, with one
+# -H per line of W_HEADERS (wrk and curl both take -H).
+with_headers() {
+	url=$1
+	shift
+	set -f
+	old_ifs=$IFS
+	IFS='
+'
+	for h in $W_HEADERS; do set -- "$@" -H "$h"; done
+	IFS=$old_ifs
+	set +f
+	"$@" "$url"
 }
 
 # ------------------------------------------------------------------ helpers
@@ -211,90 +262,207 @@ stop_pid() {
 	wait "$1" 2>/dev/null || true
 }
 
-# ------------------------------------------------------------------ systems
 
-# start_keygated: keygated in the foreground (-f) as a background job, with
-# its config, state and pidfile in $tmp/keygated.  No access_log directive
-# (the default is off).
+# ------------------------------------------------------------------ systems
+#
+# Every system of a workload runs from $wdir/SYSTEM ($wdir is the
+# workload's directory under $tmp) and listens on 127.0.0.1:$port_SYSTEM.
+
+# keygated_conf WORKLOAD: keygated's config for the workload, in $d.  No
+# access_log directive (the default is off).
 keygated_conf() {
 	cat <<EOF
-# generated by contrib/bench/run.sh
-listen			127.0.0.1:$keygated_port
+# generated by contrib/bench/run.sh, workload $1
+listen			127.0.0.1:$port_keygated
 workers			$WORKERS
 state_dir		$d/state
 pidfile			$d/keygated.pid
 log_level		warn
 keepalive_requests	100000
-upstream		echo echo
-route GET ^/bench\$	auth=anonymous
 EOF
+	case $1 in
+	proxy)
+		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
+		say "route GET ^/bench\$	auth=anonymous upstream=up"
+		;;
+	verify)
+		say "upstream		echo echo"
+		say "verify_path		/_keygate/verify"
+		say "route GET ^/bench\$	auth=anonymous"
+		;;
+	echo)
+		say "upstream		echo echo"
+		say "route GET ^/bench\$	auth=anonymous"
+		;;
+	esac
+	n=0
+	keygated_optional | while IFS= read -r line; do
+		n=$((n + 1))
+		case " $keygated_opt_ok " in *" $n "*) say "$line" ;; esac
+	done
 }
 
 # Directives a later keygated may know, kept only if "keygated -t" accepts
-# them: the admin listener on a free port (not the default 8081), and no
-# per-IP limit on anonymous routes (wrk comes from one address).
+# them (see keygated_probe): the admin listener on a free port (not the
+# default 8081), and no per-IP limit on anonymous routes (wrk comes from
+# one address).
 keygated_optional() {
 	say "admin_listen 127.0.0.1:$keygated_admin_port"
 	say "anonymous_rate_limit off"
 }
 
+# keygated_probe: set keygated_opt_ok to the numbers of the lines of
+# keygated_optional that "keygated -t" accepts after the echo config.
+keygated_probe() {
+	d=$tmp/probe
+	mkdir -p "$d/state"
+	port_keygated=1
+	keygated_admin_port=2
+	keygated_opt_ok=
+	base=$(keygated_conf echo)
+	n=0
+	keygated_optional >"$d/optional"
+	while IFS= read -r line; do
+		n=$((n + 1))
+		{ say "$base"; say "$line"; } >"$d/try.conf"
+		"$KEYGATED" -t -c "$d/try.conf" >/dev/null 2>&1 &&
+		    keygated_opt_ok="$keygated_opt_ok $n"
+	done <"$d/optional"
+	rm -rf "$d"
+}
+keygated_opt_ok=
+
+# check_keygated WORKLOAD: "keygated -t" on the workload's config, its
+# output in $wdir/keygated/check.log.
+check_keygated() {
+	d=$wdir/keygated
+	mkdir -p "$d/state"
+	port_keygated=${port_keygated:-1}
+	port_upstream=${port_upstream:-1}
+	keygated_admin_port=${keygated_admin_port:-2}
+	keygated_conf "$1" >"$d/keygated.conf"
+	"$KEYGATED" -t -c "$d/keygated.conf" >"$d/check.log" 2>&1
+}
+
+# start_keygated WORKLOAD: keygated in the foreground (-f) as a background
+# job, with its config, state and pidfile in $wdir/keygated.
 start_keygated() {
-	d=$tmp/keygated
+	d=$wdir/keygated
 	mkdir -p "$d/state"
 	free_port
-	keygated_port=$PORT
+	port_keygated=$PORT
 	free_port
 	keygated_admin_port=$PORT
-	keygated_conf >"$d/keygated.conf"
-	keygated_optional | while IFS= read -r line; do
-		{ keygated_conf; say "$line"; } >"$d/try.conf"
-		"$KEYGATED" -t -c "$d/try.conf" >/dev/null 2>&1 &&
-		    say "$line" >>"$d/extra.conf"
-	done
-	[ -f "$d/extra.conf" ] && cat "$d/extra.conf" >>"$d/keygated.conf"
-	rm -f "$d/try.conf" "$d/extra.conf"
+	keygated_conf "$1" >"$d/keygated.conf"
 	"$KEYGATED" -t -c "$d/keygated.conf" >"$d/check.log" 2>&1 || {
 		cat "$d/check.log" >&2
-		return 1
+		return 2
 	}
 	"$KEYGATED" -f -c "$d/keygated.conf" >"$d/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
-	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$keygated_port/" || {
+	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$port_keygated/" || {
 		stop_pid "$SYSTEM_PID"
 		tail -n 5 "$d/stderr.log" >&2
 		return 1
 	}
 }
 
-# start_nginx: a private nginx (-p prefix, -c config, -e error log, daemon
-# off) that never touches the system nginx's files.
-start_nginx() {
-	d=$tmp/nginx
-	mkdir -p "$d/logs" "$d/tmp"
-	free_port
-	nginx_port=$PORT
-	temps="client_body proxy"
-	for m in fastcgi uwsgi scgi; do
-		"$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module" ||
-		    temps="$temps $m"
-	done
-	{
-		cat <<EOF
-# generated by contrib/bench/run.sh
-worker_processes $WORKERS;
-pid $d/nginx.pid;
-error_log $d/logs/error.log error;
+# nginx_head DIR WORKERS: the start of a private nginx's config, up to the
+# open "http {" block.
+nginx_head() {
+	cat <<EOF
+# generated by contrib/bench/run.sh, workload $w
+worker_processes $2;
+pid $1/nginx.pid;
+error_log $1/logs/error.log error;
 events { worker_connections 4096; }
 http {
 	access_log off;
 	keepalive_requests 100000;
 EOF
-		for m in $temps; do
-			say "	${m}_temp_path $d/tmp/$m;"
-		done
+	for m in $nginx_temps; do
+		say "	${m}_temp_path $1/tmp/$m;"
+	done
+}
+
+# nginx_run DIR PORT: a private nginx (-p prefix, -c config, -e error log,
+# daemon off) that never touches the system nginx's files.
+nginx_run() {
+	"$NGINX" -p "$1/" -c "$1/nginx.conf" -e "$1/logs/error.log" \
+	    -g 'daemon off;' >"$1/stderr.log" 2>&1 &
+	SYSTEM_PID=$!
+	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$2/" || {
+		stop_pid "$SYSTEM_PID"
+		tail -n 5 "$1/stderr.log" "$1/logs/error.log" >&2
+		return 1
+	}
+}
+
+# start_nginx WORKLOAD: nginx as the gateway.
+start_nginx() {
+	d=$wdir/nginx
+	mkdir -p "$d/logs" "$d/tmp"
+	free_port
+	port_nginx=$PORT
+	{
+		nginx_head "$d" "$WORKERS"
+		case $1 in
+		proxy)
+			cat <<EOF
+	upstream up {
+		server 127.0.0.1:$port_upstream;
+		keepalive $POOL;
+		keepalive_requests 100000;
+	}
+EOF
+			;;
+		esac
+		say "	server {"
+		say "		listen 127.0.0.1:$port_nginx;"
+		case $1 in
+		proxy)
+			cat <<EOF
+		location = /bench {
+			proxy_pass http://up;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+EOF
+			;;
+		verify)
+			cat <<EOF
+		location = /_keygate/verify {
+			return 204;
+		}
+EOF
+			;;
+		echo)
+			cat <<EOF
+		location = /bench {
+			default_type application/json;
+			return 200 '{"ok":true}';
+		}
+EOF
+			;;
+		esac
+		say "	}"
+		say "}"
+	} >"$d/nginx.conf"
+	nginx_run "$d" "$port_nginx"
+}
+
+# start_upstream WORKLOAD: the upstream every gateway of the proxy workload
+# forwards to: nginx answering GET /bench with 200 '{"ok":true}'.
+start_upstream() {
+	d=$wdir/upstream
+	mkdir -p "$d/logs" "$d/tmp"
+	free_port
+	port_upstream=$PORT
+	{
+		nginx_head "$d" "$UPSTREAM_WORKERS"
 		cat <<EOF
 	server {
-		listen 127.0.0.1:$nginx_port;
+		listen 127.0.0.1:$port_upstream;
 		location = /bench {
 			default_type application/json;
 			return 200 '{"ok":true}';
@@ -303,47 +471,131 @@ EOF
 }
 EOF
 	} >"$d/nginx.conf"
-	"$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/logs/error.log" \
-	    -g 'daemon off;' >"$d/stderr.log" 2>&1 &
+	nginx_run "$d" "$port_upstream"
+}
+
+# start_haproxy WORKLOAD: HAProxy in the foreground (-db) as a background
+# job, never the system service; one process with $WORKERS threads.
+start_haproxy() {
+	d=$wdir/haproxy
+	mkdir -p "$d"
+	free_port
+	port_haproxy=$PORT
+	{
+		cat <<EOF
+# generated by contrib/bench/run.sh, workload $1
+global
+	nbthread $WORKERS
+	maxconn 4096
+	pidfile $d/haproxy.pid
+
+defaults
+	mode http
+	option http-keep-alive
+	http-reuse always
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+	timeout http-keep-alive 75s
+
+frontend gateway
+	bind 127.0.0.1:$port_haproxy
+EOF
+		case $1 in
+		proxy)
+			cat <<EOF
+	use_backend up if { path /bench }
+
+backend up
+	server up 127.0.0.1:$port_upstream
+EOF
+			;;
+		verify)
+			say "	http-request return status 204 if { path /_keygate/verify }"
+			;;
+		echo)
+			say "	http-request return status 200 content-type application/json string '{\"ok\":true}' if { path /bench }"
+			;;
+		esac
+	} >"$d/haproxy.cfg"
+	"$HAPROXY" -c -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 || {
+		cat "$d/check.log" >&2
+		return 2
+	}
+	"$HAPROXY" -f "$d/haproxy.cfg" -db -p "$d/haproxy.pid" \
+	    >"$d/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
-	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$nginx_port/" || {
+	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$port_haproxy/" || {
 		stop_pid "$SYSTEM_PID"
-		tail -n 5 "$d/stderr.log" "$d/logs/error.log" >&2
+		tail -n 5 "$d/stderr.log" >&2
 		return 1
 	}
 }
 
-# start_haproxy: next milestone.
+# system_logs NAME: the files a system logs to.
+system_logs() {
+	case $1 in
+	keygated | haproxy) say "$wdir/$1/stderr.log" ;;
+	*) say "$wdir/$1/stderr.log"; say "$wdir/$1/logs/error.log" ;;
+	esac
+}
 
-# start_system NAME: start it (three tries, in case another program takes
-# the port first), remember its pid in $tmp/NAME.pid.
+# log_lines NAME: how many lines the system has logged so far.
+log_lines() {
+	cat $(system_logs "$1") 2>/dev/null | wc -l | tr -d ' '
+}
+
+# start_system NAME: start it for workload $w (three tries, in case another
+# program takes the port first; none if its config is rejected), remember
+# its pid in $wdir/NAME.pid.
 start_system() {
-	n=0
-	while [ $n -lt 3 ]; do
-		n=$((n + 1))
+	try=0
+	while [ $try -lt 3 ]; do
+		try=$((try + 1))
 		SYSTEM_PID=
-		if "start_$1"; then
-			say "$SYSTEM_PID" >"$tmp/$1.pid"
-			started="$started $1"
+		rc=0
+		"start_$1" "$w" 2>"$wdir/$1.start.log" || rc=$?
+		if [ $rc -eq 0 ]; then
+			say "$SYSTEM_PID" >"$wdir/$1.pid"
+			started="$started $SYSTEM_PID"
+			wsystems="$wsystems $1"
 			return 0
 		fi
-		warn "$1 did not start (try $n of 3)"
+		cat "$wdir/$1.start.log" >&2
+		[ $rc -eq 2 ] && return 1
+		warn "$1 did not start (try $try of 3)"
 	done
-	die "cannot start $1"
+	return 1
 }
 started=
 
-system_pid() { cat "$tmp/$1.pid"; }
+system_pid() { cat "$wdir/$1.pid"; }
+
+# stop_systems: stop the systems of the current workload.
+stop_systems() {
+	for s in $wsystems; do
+		p=$(system_pid "$s")
+		stop_pid "$p"
+		started=$(say "$started" | tr ' ' '\n' | grep -vx "$p" |
+		    tr '\n' ' ' || true)
+	done
+	wsystems=
+}
+wsystems=
 
 # -------------------------------------------------------------------- wrk
 
 # run_wrk OUTFILE SECONDS URL: wrk in the background, so that a signal
-# reaches the trap at once.
+# reaches the trap at once, with the workload's headers.  Non-zero if wrk
+# failed (its output is in OUTFILE).
 run_wrk() {
-	wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency "$3" >"$1" 2>&1 &
+	with_headers "$3" wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency \
+	    >"$1" 2>&1 &
 	wrk_pid=$!
-	wait "$wrk_pid" || { wrk_pid=; cat "$1" >&2; die "wrk failed"; }
+	rc=0
+	wait "$wrk_pid" || rc=$?
 	wrk_pid=
+	return $rc
 }
 wrk_pid=
 
@@ -382,63 +634,176 @@ field() { awk -v n="$2" '{ print $n }' "$1"; }
 
 # --------------------------------------------------------------- workloads
 
-check_workload() {
-	for s in $W_SYSTEMS; do
-		url=$(workload_url "$1" "$s")
-		resp=$(curl -s -i --max-time 5 "$url" || true)
-		case $resp in
-		"HTTP/1.1 200"*) ;;
-		*) die "$s: $url answered: $(say "$resp" | head -n 1)" ;;
-		esac
-		case $resp in
-		*"$(workload_expect "$1" "$s")"*) ;;
-		*) die "$s: $url: unexpected response: $resp" ;;
-		esac
-	done
+# fail WORKLOAD REASON [FILE]: give up on the workload: its table shows
+# REASON and the last lines of FILE.
+fail() {
+	say "$2" >"$tmp/$1/failed"
+	if [ -n "${3:-}" ] && [ -s "$3" ]; then
+		tail -n 8 "$3" | sed 's/^/    /' >>"$tmp/$1/failed"
+	fi
+	warn "workload $1: $(cat "$tmp/$1/failed")"
+	return 0
 }
 
+# check_workload: fetch each system's URL once (with curl, the workload's
+# headers); it must answer W_STATUS with the expected content.
+check_workload() {
+	for s in $W_SYSTEMS; do
+		url=$(workload_url "$w" "$s")
+		resp=$(with_headers "$url" curl -s -i --max-time 5 || true)
+		say "$resp" >"$wdir/$s.check"
+		case $resp in
+		"HTTP/1.1 $W_STATUS"*) ;;
+		*)
+			fail "$w" "$s: GET $url answered \"$(say "$resp" |
+			    head -n 1 | tr -d '\r')\", not $W_STATUS" \
+			    "$wdir/$s.check"
+			return 1
+			;;
+		esac
+		case $resp in
+		*"$(workload_expect "$w" "$s")"*) ;;
+		*)
+			fail "$w" "$s: GET $url: unexpected response" \
+			    "$wdir/$s.check"
+			return 1
+			;;
+		esac
+	done
+	# verify: a URI that no route matches must not be allowed, or
+	# keygated would not be looking the route up.
+	if [ "$w" = verify ]; then
+		url=$(workload_url "$w" keygated)
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+		    -H 'X-Original-Method: GET' -H 'X-Original-URI: /nope' \
+		    "$url" || true)
+		case $code in
+		2*)
+			fail "$w" "keygated: $url allowed X-Original-URI /nope ($code)"
+			return 1
+			;;
+		esac
+		say "keygated answers $code for X-Original-URI /nope (no route)" \
+		    >>"$wdir/notes"
+	fi
+	return 0
+}
+
+# run_workload NAME: start the workload's systems, check them, warm them
+# up, run the rounds, record peak RSS, profile (PROFILE=1), stop them.
+# Results in $tmp/NAME; $tmp/NAME/failed says why there are none.
 run_workload() {
 	w=$1
 	workload_info "$w"
-	check_workload "$w"
-	mkdir -p "$tmp/out"
+	wdir=$tmp/$w
+	mkdir -p "$wdir/out"
+	: >"$wdir/notes"
+	if ! check_keygated "$w"; then
+		fail "$w" "skipped: keygated -t rejects its config ($KEYGATED):" \
+		    "$wdir/keygated/check.log"
+		return 0
+	fi
+	systems=$W_SYSTEMS
+	[ "$W_UPSTREAM" = 1 ] && systems="upstream $systems"
+	for s in $systems; do
+		start_system "$s" || {
+			fail "$w" "skipped: $s would not start" \
+			    "$wdir/$s.start.log"
+			stop_systems
+			return 0
+		}
+	done
+	if ! check_workload; then
+		stop_systems
+		return 0
+	fi
+	for s in $wsystems; do
+		children "$(system_pid "$s")" | sort >"$wdir/$s.kids"
+		log_lines "$s" >"$wdir/$s.loglines"
+	done
 	if [ "$WARMUP" -gt 0 ]; then
 		for s in $W_SYSTEMS; do
-			run_wrk "$tmp/out/$w.$s.warmup" "$WARMUP" \
-			    "$(workload_url "$w" "$s")"
+			run_wrk "$wdir/out/$s.warmup" "$WARMUP" \
+			    "$(workload_url "$w" "$s")" || {
+				fail "$w" "wrk failed (warm-up, $s)" \
+				    "$wdir/out/$s.warmup"
+				stop_systems
+				return 0
+			}
 		done
 	fi
-	for s in $W_SYSTEMS; do : >"$tmp/res.$w.$s"; done
+	for s in $W_SYSTEMS; do : >"$wdir/res.$s"; done
 	r=0
 	while [ $r -lt "$ROUNDS" ]; do
 		r=$((r + 1))
 		for s in $W_SYSTEMS; do
-			out=$tmp/out/$w.$s.$r
-			run_wrk "$out" "$DURATION" "$(workload_url "$w" "$s")"
-			parse_wrk "$out" >>"$tmp/res.$w.$s"
+			out=$wdir/out/$s.$r
+			if ! run_wrk "$out" "$DURATION" \
+			    "$(workload_url "$w" "$s")"; then
+				fail "$w" "wrk failed (round $r, $s)" "$out"
+				stop_systems
+				return 0
+			fi
+			parse_wrk "$out" >>"$wdir/res.$s"
 			warn "$w round $r/$ROUNDS $s: $(tail -n 1 \
-			    "$tmp/res.$w.$s" | awk '{ printf "%.0f req/s, p99 %.3fms", $1, $3 / 1000 }')"
+			    "$wdir/res.$s" | awk '{ printf "%.0f req/s, p99 %.3fms", $1, $3 / 1000;
+			    if ($4 || $5) printf ", %d non-2xx, %d socket errors", $4, $5 }')"
+			for t in $wsystems; do
+				alive "$(system_pid "$t")" && continue
+				say "$t DIED during round $r; last lines of its log:" \
+				    >"$wdir/died"
+				tail -q -n 8 $(system_logs "$t") 2>/dev/null |
+				    sed 's/^/    /' >>"$wdir/died"
+				fail "$w" "$(cat "$wdir/died")"
+				stop_systems
+				return 0
+			done
 		done
 	done
+	: >"$wdir/rss"
+	for s in $wsystems; do
+		p=$(system_pid "$s")
+		say "$s $(peak_rss "$p")" >>"$wdir/rss"
+		children "$p" | sort >"$wdir/$s.kids.after"
+		cmp -s "$wdir/$s.kids" "$wdir/$s.kids.after" ||
+		    say "WARNING: $s: worker processes changed during the rounds (died and respawned?): before $(tr '\n' ' ' <"$wdir/$s.kids")/ after $(tr '\n' ' ' <"$wdir/$s.kids.after")" >>"$wdir/notes"
+		n0=$(cat "$wdir/$s.loglines")
+		n1=$(log_lines "$s")
+		if [ "$n1" -gt "$n0" ]; then
+			say "NOTE: $s logged $((n1 - n0)) lines during the rounds; the last ones:"
+			cat $(system_logs "$s") 2>/dev/null | tail -n +"$((n0 + 1))" |
+			    tail -n 5 | sed 's/^/    /'
+		fi >>"$wdir/notes"
+	done
+	if [ "$PROFILE" = 1 ]; then
+		for s in $W_SYSTEMS; do
+			profile_system "$s" "$w" || warn "profile of $s failed"
+		done
+	fi
+	stop_systems
 }
 
 # print_table NAME: the results of one workload.
 print_table() {
 	w=$1
 	workload_info "$w"
-	nsys=0
-	for s in $W_SYSTEMS; do nsys=$((nsys + 1)); done
+	wdir=$tmp/$w
 	say "workload: $w ($W_DESC), wrk -t$THREADS -c$CONNS, $ROUNDS x ${DURATION}s"
-	printf '%-10s %8s %9s %9s\n' system req/s p50 p99
+	if [ -f "$wdir/failed" ]; then
+		cat "$wdir/failed"
+		return 0
+	fi
+	printf '%-10s %8s %9s %9s %10s\n' system req/s p50 p99 "peak RSS"
 	for s in $W_SYSTEMS; do
-		f=$tmp/res.$w.$s
+		f=$wdir/res.$s
 		rps=$(field "$f" 1 | median)
 		p50=$(field "$f" 2 | median)
 		p99=$(field "$f" 3 | median)
+		rss=$(awk -v s="$s" '$1 == s { print $2 }' "$wdir/rss")
 		say "$rps $p99" >"$f.median"
-		printf '%-10s %8.0f %7.3fms %7.3fms\n' "$s" "$rps" \
+		printf '%-10s %8.0f %7.3fms %7.3fms %7s KiB\n' "$s" "$rps" \
 		    "$(awk -v v="$p50" 'BEGIN { print v / 1000 }')" \
-		    "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')"
+		    "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" "$rss"
 	done
 	set -- $W_SYSTEMS
 	a=$1
@@ -448,15 +813,18 @@ print_table() {
 		    NR == FNR { ar = $1; ap = $2; next }
 		    { printf "ratio %s/%s: req/s %.2fx, p99 %.2fx\n", a, b,
 			$1 ? ar / $1 : 0, $2 ? ap / $2 : 0 }' \
-		    "$tmp/res.$w.$a.median" "$tmp/res.$w.$b.median"
+		    "$wdir/res.$a.median" "$wdir/res.$b.median"
 	done
 	for s in $W_SYSTEMS; do
 		printf 'req/s per round, %s:' "$s"
-		awk '{ printf " %.0f", $1 }' "$tmp/res.$w.$s"
+		awk '{ printf " %.0f", $1 }' "$wdir/res.$s"
 		say
 		awk -v s="$s" '$4 || $5 { printf "WARNING: %s round %d: %d non-2xx responses, %d socket errors\n", s, NR, $4, $5 }' \
-		    "$tmp/res.$w.$s"
+		    "$wdir/res.$s"
 	done
+	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
+	    w="$UPSTREAM_WORKERS" "$wdir/rss"
+	cat "$wdir/notes"
 }
 
 # ---------------------------------------------------------------- profiles
@@ -605,8 +973,8 @@ cleanup() {
 	trap - EXIT INT TERM
 	[ -n "$wrk_pid" ] && alive "$wrk_pid" && kill -TERM "$wrk_pid"
 	[ -n "$strace_pid" ] && alive "$strace_pid" && kill -INT "$strace_pid"
-	for s in $started; do
-		stop_pid "$(system_pid "$s")"
+	for p in $started; do
+		stop_pid "$p"
 	done
 	if [ "$KEEP_TMP" = 1 ]; then
 		warn "kept $tmp"
@@ -625,45 +993,61 @@ fi
     die "no keygated binary: build it, or set KEYGATED=/path/to/keygated"
 case $KEYGATED in /*) ;; *) KEYGATED=$(pwd)/$KEYGATED ;; esac
 
+all=
+for w in $WORKLOADS; do
+	workload_info "$w"
+	for s in $W_SYSTEMS; do
+		case " $all " in *" $s "*) ;; *) all="$all $s" ;; esac
+	done
+done
+[ -n "$all" ] || die "WORKLOADS is empty"
+
 need wrk wrk
 need curl curl
+[ "$(id -u)" -eq 0 ] && PATH=$PATH:/usr/sbin:/sbin
 if [ -z "${NGINX:-}" ]; then
-	[ "$(id -u)" -eq 0 ] && PATH=$PATH:/usr/sbin:/sbin
 	need nginx nginx-light
 	NGINX=$(command -v nginx)
 fi
-for w in $WORKLOADS; do workload_info "$w"; done
+case " $all " in
+*" haproxy "*)
+	if [ -z "${HAPROXY:-}" ]; then
+		need haproxy haproxy
+		HAPROXY=$(command -v haproxy)
+	fi
+	;;
+esac
+nginx_temps="client_body proxy"
+for m in fastcgi uwsgi scgi; do
+	"$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module" ||
+	    nginx_temps="$nginx_temps $m"
+done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/keygate-bench.XXXXXX")
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-systems=
-for w in $WORKLOADS; do
-	workload_info "$w"
-	for s in $W_SYSTEMS; do
-		case " $systems " in *" $s "*) ;; *) systems="$systems $s" ;; esac
-	done
-done
-for s in $systems; do start_system "$s"; done
+keygated_probe
 
-say "# keygate bench $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc 2>/dev/null || echo ?) CPUs, $WORKERS workers per server"
-say "# $("$KEYGATED" -v 2>&1 | head -n 1) ($KEYGATED); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'); $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }')"
+versions="$("$KEYGATED" -v 2>&1 | head -n 1) ($KEYGATED); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+case " $all " in
+*" haproxy "*)
+	versions="$versions; $("$HAPROXY" -v 2>&1 | head -n 1 |
+	    awk '{ print "haproxy/" $3 }')"
+	;;
+esac
+say "# keygate bench $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc 2>/dev/null || echo ?) CPUs, $WORKERS workers (HAProxy: threads) per gateway, upstream $UPSTREAM_WORKERS worker(s), pool $POOL"
+say "# $versions; $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }')"
 for w in $WORKLOADS; do run_workload "$w"; done
 for w in $WORKLOADS; do
 	say
 	print_table "$w"
 done
-say
-for s in $systems; do
-	say "$s peak RSS (master+workers): $(peak_rss "$(system_pid "$s")") KiB"
-done
 
 if [ "$PROFILE" = 1 ]; then
 	for w in $WORKLOADS; do
-		workload_info "$w"
-		for s in $W_SYSTEMS; do profile_system "$s" "$w"; done
+		[ -f "$tmp/$w/failed" ] && continue
 		say
 		print_profile "$w"
 	done
