@@ -393,6 +393,18 @@ conn_serve(struct conn *c, const struct route *r)
 	conn_timer(c, w->w_tv_body);
 }
 
+/* Does the route let a request through (for now: is anonymous listed)? */
+static int
+server_route_open(const struct route *r)
+{
+	int	 i;
+
+	for (i = 0; i < r->r_nauth; i++)
+		if (r->r_auth[i] == ROUTE_AUTH_ANONYMOUS)
+			return (1);
+	return (0);
+}
+
 /*
  * nginx auth_request mode: the route is chosen from X-Original-Method and
  * X-Original-URI; an allowed request is answered 204, a refused one with
@@ -405,7 +417,7 @@ conn_verify(struct conn *c)
 	const struct http_header	*uri, *meth;
 	const struct route		*r;
 	size_t				 len;
-	int				 mbit = HTTP_M_GET, i;
+	int				 mbit = HTTP_M_GET;
 
 	uri = http_header_find(m, "x-original-uri");
 	meth = http_header_find(m, "x-original-method");
@@ -433,13 +445,11 @@ conn_verify(struct conn *c)
 		return;
 	}
 	c->c_route = r->r_index;
-	for (i = 0; i < r->r_nauth; i++)
-		if (r->r_auth[i] == ROUTE_AUTH_ANONYMOUS) {
-			conn_refuse_request(c, 204, NULL, NULL);
-			return;
-		}
-	conn_refuse_request(c, 403, "forbidden",
-	    "this route does not accept requests");
+	if (server_route_open(r))
+		conn_refuse_request(c, 204, NULL, NULL);
+	else
+		conn_refuse_request(c, 403, "forbidden",
+		    "this route does not accept requests");
 }
 
 /* A complete header section: choose the route and act on it. */
@@ -451,7 +461,6 @@ conn_dispatch(struct conn *c)
 	struct http_msg		*m = &c->c_msg;
 	struct evbuffer		*in = c->c_in;
 	const struct route	*r;
-	int			 i;
 
 	conn_remember(c);
 	c->c_minor = m->hm_minor;
@@ -496,11 +505,9 @@ conn_dispatch(struct conn *c)
 		return;
 	}
 	c->c_route = r->r_index;
-	for (i = 0; i < r->r_nauth; i++) {
-		if (r->r_auth[i] == ROUTE_AUTH_ANONYMOUS) {
-			conn_serve(c, r);
-			return;
-		}
+	if (server_route_open(r)) {
+		conn_serve(c, r);	/* drains the header itself */
+		return;
 	}
 	conn_refuse_request(c, 403, "forbidden",
 	    "this route does not accept requests");
