@@ -17,6 +17,7 @@
 
 #define CONFIG_ERRLEN		512
 #define CONFIG_MAX_WORKERS	64
+#define CONFIG_MAX_KEYS		100000000
 
 struct listen_addr {
 	char			 la_name[128];	/* as written, e.g. "[::1]:8080" */
@@ -85,6 +86,15 @@ struct config {
 	int			 c_max_connections;	/* per worker */
 	int			 c_keepalive_requests;	/* per connection */
 
+	/* Keys and the admin API. */
+	uint32_t		 c_max_keys;
+	char			*c_api_key_header;	/* lower case, "x-api-key" */
+	uint32_t		 c_rate[3];		/* rate_limit per 1s 10s 60s */
+	int			 c_admin;		/* admin API enabled */
+	struct listen_addr	 c_admin_listen;
+	char			*c_admin_token_file;	/* absolute, or NULL */
+	uint8_t			 c_admin_token_digest[32];	/* SHA-256 */
+
 	int			 c_forward_credentials;	/* pass X-API-KEY, Authorization */
 	char			*c_verify_path;		/* auth_request endpoint, or NULL */
 
@@ -105,6 +115,15 @@ struct config	*config_load(const char *, char *, size_t);
 struct config	*config_parse(const char *, const char *, char *, size_t);
 
 void		 config_free(struct config *);
+
+/*
+ * Read an admin token file: one line of 16 to 1024 visible ASCII
+ * characters (a trailing newline is ignored).  0, or -1 with a reason that
+ * never contains the file's contents.
+ */
+int		 config_read_token(const char *, char *, size_t, char *, size_t);
+
+#define CONFIG_TOKEN_MAX	1024
 
 /* Upstream by name, or NULL. */
 struct upstream	*config_upstream(const struct config *, const char *);

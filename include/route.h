@@ -1,5 +1,5 @@
 /*
- * Routes: "route METHODS PATTERN auth=SCHEMES [upstream=NAME]".
+ * Routes: "route METHODS PATTERN auth=SCHEMES [scope=A,B] [upstream=NAME]".
  * PCRE2 patterns are compiled (and JIT-compiled where the library supports
  * it) once per configuration load; matching walks the array in order and
  * the first route whose method set contains the request's method and whose
@@ -16,9 +16,13 @@
 /* Authentication schemes a route may list in auth=. */
 enum route_auth {
 	ROUTE_AUTH_ANONYMOUS = 1,
-	ROUTE_AUTH_DENY
+	ROUTE_AUTH_DENY,
+	ROUTE_AUTH_API_KEY,
+	ROUTE_AUTH_APP_KEY,
+	ROUTE_AUTH_JWT
 };
-#define ROUTE_MAX_AUTH	4
+#define ROUTE_MAX_AUTH	5
+#define ROUTE_MAX_SCOPES 16
 
 struct upstream;
 
@@ -29,6 +33,8 @@ struct route {
 	int		 r_jit;		/* r_code was JIT-compiled */
 	enum route_auth	 r_auth[ROUTE_MAX_AUTH];
 	int		 r_nauth;
+	char		*r_scopes[ROUTE_MAX_SCOPES];	/* scope=: all required */
+	int		 r_nscopes;
 	struct upstream	*r_upstream;	/* NULL for deny-only routes */
 	int		 r_line;	/* configuration line, for messages */
 	int		 r_index;	/* 1-based position, for the access log */

@@ -17,7 +17,9 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <pwd.h>
@@ -27,8 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
 
 #include "config.h"
+#include "http.h"
 #include "route.h"
 #include "util.h"
 
@@ -103,6 +109,13 @@ static int	 dir_verify_path(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_route(struct parser *, const struct directive *, char **,
 		    int);
+static int	 dir_admin_listen(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_admin_token_file(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_api_key_header(struct parser *, const struct directive *,
+		    char **, int);
+static int	 route_scopes(struct parser *, struct route *, const char *);
 static int	 perr(struct parser *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
@@ -159,6 +172,10 @@ static const struct directive directives[] = {
 	NUM("keepalive_requests", DK_INT, c_keepalive_requests, 1, 100000000,
 	    "10000"),
 	ENUM("forward_credentials", c_forward_credentials, off_on, "off"),
+	NUM("max_keys", DK_INT, c_max_keys, 1, CONFIG_MAX_KEYS, "1000000"),
+	FUNC("api_key_header", 1, 1, dir_api_key_header, 0, 0, "X-API-KEY", 0),
+	FUNC("admin_listen", 1, 1, dir_admin_listen, 0, 0, "127.0.0.1:8081", 0),
+	FUNC("admin_token_file", 1, 1, dir_admin_token_file, 0, 0, NULL, 0),
 	FUNC("verify_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
 	FUNC("upstream", 2, 5, dir_upstream, 0, 0, NULL, D_REPEAT),
 	FUNC("route", 3, -1, dir_route, 0, 0, NULL, D_REPEAT),
@@ -729,19 +746,20 @@ route_option(struct parser *p, struct route *r, const char *opt)
 	char		 msg[CONFIG_ERRLEN], **up;
 	const char	*val;
 	size_t		 klen;
-	int		 auth;
+	int		 auth, scope;
 
 	klen = strcspn(opt, "=");
 	val = opt[klen] == '=' ? opt + klen + 1 : "";
 	auth = word_is(opt, klen, "auth");
+	scope = word_is(opt, klen, "scope");
 	up = &p->p_rup[p->p_nrup - 1];
-	if (word_is(opt, klen, "scope") || word_is(opt, klen, "rate"))
+	if (word_is(opt, klen, "rate"))
 		return (perr(p, "option \"%.*s\" is not available in this "
 		    "version", (int)klen, opt));
-	if (!auth && !word_is(opt, klen, "upstream"))
+	if (!auth && !scope && !word_is(opt, klen, "upstream"))
 		return (perr(p, "unknown route option \"%.*s\"", (int)klen,
 		    opt));
-	if (auth ? r->r_nauth > 0 : *up != NULL)
+	if (auth ? r->r_nauth > 0 : scope ? r->r_nscopes > 0 : *up != NULL)
 		return (perr(p, "duplicate route option \"%.*s\"", (int)klen,
 		    opt));
 	if (*val == '\0')
@@ -752,6 +770,8 @@ route_option(struct parser *p, struct route *r, const char *opt)
 			return (perr(p, "%s", msg));
 		return (0);
 	}
+	if (scope)
+		return (route_scopes(p, r, val));
 	if ((*up = strdup(val)) == NULL)
 		return (perr(p, "out of memory"));
 	return (0);
@@ -776,6 +796,115 @@ dir_verify_path(struct parser *p, const struct directive *d, char **argv,
 	if ((p->p_conf->c_verify_path = strdup(argv[0])) == NULL)
 		return (perr(p, "out of memory"));
 	return (0);
+}
+
+/* "admin_listen ADDR": where the admin API listens. */
+static int
+dir_admin_listen(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct listen_addr	*la = &p->p_conf->c_admin_listen;
+
+	memset(la, 0, sizeof(*la));
+	if (strlen(argv[0]) >= sizeof(la->la_name) ||
+	    config_parse_addr(argv[0], &la->la_ss, &la->la_sslen) == -1)
+		return (perr(p, "\"admin_listen\": invalid address \"%s\" "
+		    "(expected IP:PORT, [IPv6]:PORT, *:PORT or PORT)", argv[0]));
+	snprintf(la->la_name, sizeof(la->la_name), "%s", argv[0]);
+	la->la_line = p->p_line;
+	return (0);
+}
+
+/*
+ * "admin_token_file PATH": read the token now (the master reads it as root
+ * before the workers drop privileges) and keep only its SHA-256, which the
+ * admin API compares in constant time.  Setting it enables the admin API.
+ */
+static int
+dir_admin_token_file(struct parser *p, const struct directive *d,
+    char **argv, int argc)
+{
+	struct config	*c = p->p_conf;
+	char		 token[CONFIG_TOKEN_MAX + 1], why[CONFIG_ERRLEN];
+
+	if (set_path(p, d->d_name, &c->c_admin_token_file, argv[0]) == -1)
+		return (-1);
+	if (config_read_token(c->c_admin_token_file, token, sizeof(token),
+	    why, sizeof(why)) == -1)
+		return (perr(p, "\"admin_token_file\": %s", why));
+	SHA256((const unsigned char *)token, strlen(token),
+	    c->c_admin_token_digest);
+	explicit_bzero(token, sizeof(token));
+	c->c_admin = 1;
+	return (0);
+}
+
+/* "api_key_header NAME": the header carrying API keys, kept lower case. */
+static int
+dir_api_key_header(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct config	*c = p->p_conf;
+	size_t		 i, len = strlen(argv[0]);
+
+	if (len == 0 || len > 64)
+		return (perr(p, "\"api_key_header\": \"%s\" is not a header "
+		    "name", argv[0]));
+	for (i = 0; i < len; i++)
+		if (!http_is_tchar((unsigned char)argv[0][i]))
+			return (perr(p, "\"api_key_header\": \"%s\" is not a "
+			    "header name", argv[0]));
+	free(c->c_api_key_header);
+	if ((c->c_api_key_header = strdup(argv[0])) == NULL)
+		return (perr(p, "out of memory"));
+	for (i = 0; i < len; i++)
+		c->c_api_key_header[i] = tolower((unsigned char)argv[0][i]);
+	return (0);
+}
+
+/* A scope name: 1 to 64 letters, digits or any of "._:/-*". */
+static int
+valid_scope(const char *s, size_t len)
+{
+	size_t	 i;
+
+	if (len == 0 || len > 64)
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) &&
+		    strchr("._:/*-", s[i]) == NULL)
+			return (0);
+	return (1);
+}
+
+/* "scope=a,b": scopes a key must all have to use the route. */
+static int
+route_scopes(struct parser *p, struct route *r, const char *val)
+{
+	const char	*s, *end;
+	size_t		 len;
+	int		 i;
+
+	for (s = val;; s = end + 1) {
+		end = strchr(s, ',');
+		len = end != NULL ? (size_t)(end - s) : strlen(s);
+		if (!valid_scope(s, len))
+			return (perr(p, "invalid scope \"%.*s\" (1 to 64 "
+			    "letters, digits or ._:/*-)", (int)len, s));
+		for (i = 0; i < r->r_nscopes; i++)
+			if (strlen(r->r_scopes[i]) == len &&
+			    memcmp(r->r_scopes[i], s, len) == 0)
+				return (perr(p, "duplicate scope \"%.*s\"",
+				    (int)len, s));
+		if (r->r_nscopes == ROUTE_MAX_SCOPES)
+			return (perr(p, "too many scopes (max %d)",
+			    ROUTE_MAX_SCOPES));
+		if ((r->r_scopes[r->r_nscopes] = strndup(s, len)) == NULL)
+			return (perr(p, "out of memory"));
+		r->r_nscopes++;
+		if (end == NULL)
+			return (0);
+	}
 }
 
 /* "route METHODS PATTERN OPTION...". */
@@ -1057,6 +1186,25 @@ check_sizes(struct parser *p)
 	    format_number(rl, sizeof(rl), c->c_max_request_line, size_units)));
 }
 
+/* The admin API needs an address of its own. */
+static int
+check_admin(struct parser *p)
+{
+	struct config	*c = p->p_conf;
+	size_t		 i;
+
+	if (!c->c_admin)
+		return (0);
+	for (i = 0; i < c->c_nlisten; i++)
+		if (addr_equal(&c->c_listen[i].la_ss, &c->c_admin_listen.la_ss)) {
+			p->p_line = c->c_admin_listen.la_line != 0 ?
+			    c->c_admin_listen.la_line : c->c_listen[i].la_line;
+			return (perr(p, "admin_listen %s is also a listen "
+			    "address", c->c_admin_listen.la_name));
+		}
+	return (0);
+}
+
 /* Checks and settings that need the whole file. */
 static int
 config_finish(struct parser *p)
@@ -1065,7 +1213,8 @@ config_finish(struct parser *p)
 
 	if (c->c_nlisten == 0 && dir_default(p, &directives[0]) == -1)
 		return (-1);
-	if (check_routes(p) == -1 || check_sizes(p) == -1)
+	if (check_routes(p) == -1 || check_sizes(p) == -1 ||
+	    check_admin(p) == -1)
 		return (-1);
 	if (c->c_workers == 0) {
 		c->c_workers = util_ncpus();
@@ -1232,6 +1381,8 @@ config_free(struct config *c)
 		free(c->c_upstreams[i].u_url);
 	}
 	free(c->c_verify_path);
+	free(c->c_api_key_header);
+	free(c->c_admin_token_file);
 	free(c->c_upstreams);
 	route_table_free(&c->c_routes);
 	free(c);
@@ -1247,4 +1398,53 @@ config_upstream(const struct config *c, const char *name)
 		if (strcmp(c->c_upstreams[i].u_name, name) == 0)
 			return (&c->c_upstreams[i]);
 	return (NULL);
+}
+
+/*
+ * Read an admin token: the file's first line, 16 to CONFIG_TOKEN_MAX visible
+ * ASCII characters.  Messages describe the file, never its contents.
+ */
+int
+config_read_token(const char *path, char *buf, size_t buflen, char *err,
+    size_t errlen)
+{
+	ssize_t	 n;
+	size_t	 len, i;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "cannot open %s: %s", path,
+		    strerror(errno));
+		return (-1);
+	}
+	n = read(fd, buf, buflen - 1);
+	close(fd);
+	if (n == -1) {
+		snprintf(err, errlen, "cannot read %s: %s", path,
+		    strerror(errno));
+		return (-1);
+	}
+	buf[n] = '\0';
+	len = strcspn(buf, "\r\n");
+	if (len == (size_t)n && (size_t)n == buflen - 1) {
+		snprintf(err, errlen, "%s: the token is longer than %d "
+		    "characters", path, CONFIG_TOKEN_MAX);
+		goto fail;
+	}
+	buf[len] = '\0';
+	for (i = 0; i < len; i++)
+		if (buf[i] <= ' ' || buf[i] >= 0x7f) {
+			snprintf(err, errlen, "%s: the token must be one line "
+			    "of visible ASCII characters", path);
+			goto fail;
+		}
+	if (len < 16) {
+		snprintf(err, errlen, "%s: the token is shorter than 16 "
+		    "characters", path);
+		goto fail;
+	}
+	return (0);
+fail:
+	explicit_bzero(buf, buflen);
+	return (-1);
 }

@@ -18,7 +18,7 @@ static const char *const route_methods[] = {
 
 /* Auth schemes of the design that this version does not implement. */
 static const char *const route_auth_later[] = {
-	"api-key", "app-key", "jwt", NULL
+	"jwt", NULL
 };
 
 /* Index of the len bytes at s in the NULL-terminated list, or -1. */
@@ -113,6 +113,10 @@ route_auth_scheme(const char *s, size_t len, char *err, size_t errlen)
 		return (ROUTE_AUTH_ANONYMOUS);
 	if (len == 4 && memcmp(s, "deny", len) == 0)
 		return (ROUTE_AUTH_DENY);
+	if (len == 7 && memcmp(s, "api-key", len) == 0)
+		return (ROUTE_AUTH_API_KEY);
+	if (len == 7 && memcmp(s, "app-key", len) == 0)
+		return (ROUTE_AUTH_APP_KEY);
 	if (route_lookup(route_auth_later, s, len) != -1)
 		snprintf(err, errlen, "auth scheme \"%.*s\" is not available "
 		    "in this version", (int)len, s);
@@ -166,6 +170,12 @@ route_auth_name(enum route_auth a)
 		return ("anonymous");
 	case ROUTE_AUTH_DENY:
 		return ("deny");
+	case ROUTE_AUTH_API_KEY:
+		return ("api-key");
+	case ROUTE_AUTH_APP_KEY:
+		return ("app-key");
+	case ROUTE_AUTH_JWT:
+		return ("jwt");
 	}
 	return ("unknown");
 }
@@ -221,10 +231,13 @@ void
 route_table_free(struct route_table *rt)
 {
 	size_t	 i;
+	int	 j;
 
 	for (i = 0; i < rt->rt_nroutes; i++) {
 		pcre2_code_free(rt->rt_routes[i].r_code);
 		free(rt->rt_routes[i].r_pattern);
+		for (j = 0; j < rt->rt_routes[i].r_nscopes; j++)
+			free(rt->rt_routes[i].r_scopes[j]);
 	}
 	free(rt->rt_routes);
 	pcre2_match_data_free(rt->rt_md);

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <setjmp.h>
@@ -20,6 +21,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <openssl/sha.h>
 
 #include "config.h"
 #include "http.h"
@@ -733,10 +736,10 @@ static const struct {
 	    NAME ":1: empty method in \"GET,,HEAD\"" },
 	{ "route GET, ^/ auth=deny\n", NAME ":1: empty method in \"GET,\"" },
 	{ "route GET,GET ^/ auth=deny\n", NAME ":1: duplicate method \"GET\"" },
-	{ "route GET ^/ auth=api-key\n", NAME ":1: auth scheme \"api-key\" is "
-	    "not available in this version" },
-	{ "route GET ^/ auth=deny,app-key\n", NAME ":1: auth scheme \"app-key\" "
-	    "is not available in this version" },
+	{ "route GET ^/ auth=api-key\n",
+	    NAME ":1: route needs an upstream but none is defined" },
+	{ "route GET ^/ auth=deny,app-key,api-key,app-key\n",
+	    NAME ":1: duplicate auth scheme \"app-key\"" },
 	{ "route GET ^/ auth=jwt\n",
 	    NAME ":1: auth scheme \"jwt\" is not available in this version" },
 	{ "route GET ^/ auth=Deny\n", NAME ":1: unknown auth scheme \"Deny\"" },
@@ -752,8 +755,28 @@ static const struct {
 	    NAME ":1: duplicate route option \"auth\"" },
 	{ "upstream a echo\nroute GET ^/ auth=deny upstream=a upstream=a\n",
 	    NAME ":2: duplicate route option \"upstream\"" },
-	{ "route GET ^/ auth=deny scope=contacts:read\n",
-	    NAME ":1: option \"scope\" is not available in this version" },
+	{ "route GET ^/ auth=deny scope=\n",
+	    NAME ":1: route option \"scope\" needs a value" },
+	{ "route GET ^/ auth=deny scope=a,,b\n",
+	    NAME ":1: invalid scope \"\" (1 to 64 letters, digits or ._:/*-)" },
+	{ "route GET ^/ auth=deny scope=a\"b\n",
+	    NAME ":1: invalid scope \"a\"b\" (1 to 64 letters, digits or ._:/*-)" },
+	{ "route GET ^/ auth=deny scope=a,b,a\n",
+	    NAME ":1: duplicate scope \"a\"" },
+	{ "route GET ^/ auth=deny scope=a scope=b\n",
+	    NAME ":1: duplicate route option \"scope\"" },
+	{ "route GET ^/ auth=deny scope=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n",
+	    NAME ":1: too many scopes (max 16)" },
+	{ "max_keys 0\n",
+	    NAME ":1: \"max_keys\": \"0\" is out of range (1..100000000)" },
+	{ "api_key_header X:Y\n",
+	    NAME ":1: \"api_key_header\": \"X:Y\" is not a header name" },
+	{ "admin_listen nowhere\n",
+	    NAME ":1: \"admin_listen\": invalid address \"nowhere\" (expected "
+	    "IP:PORT, [IPv6]:PORT, *:PORT or PORT)" },
+	{ "admin_token_file /nonexistent/token\n",
+	    NAME ":1: \"admin_token_file\": cannot open /nonexistent/token: "
+	    "No such file or directory" },
 	{ "route GET ^/ rate=5/1s auth=deny\n",
 	    NAME ":1: option \"rate\" is not available in this version" },
 	{ "route GET ^/ auth=deny foo=bar\n",
@@ -762,6 +785,75 @@ static const struct {
 	{ "upstream a echo\nroute GET ^/ upstream=a\n",
 	    NAME ":2: route needs auth=" },
 };
+
+/* Keys and admin settings: defaults, values, the token read and digested. */
+static void
+test_keys_admin(void **state)
+{
+	struct config	*c;
+	const struct route *r;
+	char		 path[] = "/tmp/kgtokenXXXXXX", text[512], err[CONFIG_ERRLEN];
+	char		 tok[CONFIG_TOKEN_MAX + 1];
+	uint8_t		 want[32];
+	int		 fd;
+
+	c = parse_ok("upstream e echo\n");
+	assert_int_equal(c->c_max_keys, 1000000);
+	assert_string_equal(c->c_api_key_header, "x-api-key");
+	assert_int_equal(c->c_admin, 0);
+	assert_string_equal(c->c_admin_listen.la_name, "127.0.0.1:8081");
+	config_free(c);
+
+	fd = mkstemp(path);
+	assert_true(fd != -1);
+	assert_int_equal(write(fd, "0123456789abcdefXYZ\n", 20), 20);
+	close(fd);
+	snprintf(text, sizeof(text), "max_keys 5000\napi_key_header X-Key\n"
+	    "admin_listen 127.0.0.1:9999\nadmin_token_file %s\n"
+	    "upstream e echo\n"
+	    "route GET ^/c auth=app-key,api-key scope=contacts:read,a/b*\n",
+	    path);
+	c = parse_ok(text);
+	assert_int_equal(c->c_max_keys, 5000);
+	assert_string_equal(c->c_api_key_header, "x-key");
+	assert_int_equal(c->c_admin, 1);
+	assert_string_equal(c->c_admin_listen.la_name, "127.0.0.1:9999");
+	SHA256((const unsigned char *)"0123456789abcdefXYZ", 19, want);
+	assert_memory_equal(c->c_admin_token_digest, want, 32);
+	r = &c->c_routes.rt_routes[0];
+	assert_int_equal(r->r_nauth, 2);
+	assert_int_equal(r->r_auth[0], ROUTE_AUTH_APP_KEY);
+	assert_int_equal(r->r_nscopes, 2);
+	assert_string_equal(r->r_scopes[1], "a/b*");
+	config_free(c);
+
+	/* The admin address may not be a gateway address. */
+	snprintf(text, sizeof(text), "listen 127.0.0.1:9999\n"
+	    "admin_listen 127.0.0.1:9999\nadmin_token_file %s\n", path);
+	assert_null(config_parse(text, NAME, err, sizeof(err)));
+	assert_string_equal(err, NAME ":2: admin_listen 127.0.0.1:9999 is "
+	    "also a listen address");
+
+	/* Token files: too short, two words, never quoted in messages. */
+	assert_int_equal(config_read_token(path, tok, sizeof(tok), err,
+	    sizeof(err)), 0);
+	assert_string_equal(tok, "0123456789abcdefXYZ");
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "short-secret\n", 13), 13);
+	close(fd);
+	assert_int_equal(config_read_token(path, tok, sizeof(tok), err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "shorter than 16"));
+	assert_null(strstr(err, "short-secret"));
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "0123456789 abcdefghij\n", 22), 22);
+	close(fd);
+	assert_int_equal(config_read_token(path, tok, sizeof(tok), err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "visible ASCII"));
+	assert_null(strstr(err, "abcdefghij"));
+	unlink(path);
+}
 
 /* Every entry of bad[] fails with exactly its message. */
 static void
@@ -891,6 +983,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_keys_admin),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_keywords),
 		cmocka_unit_test(test_relative_paths),
