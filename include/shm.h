@@ -4,9 +4,11 @@
  * across reloads.  Free of libevent so that the master, the workers and the
  * unit tests can all include it.
  *
- * Layout version 1: a header, then per-worker statistics.  Later layouts
- * add the key table and the rate counters behind them; sh_size covers the
- * whole segment.
+ * Layout version 2: a header with per-worker statistics, then the key store
+ * (keystore.h) at sh_ks_off; sh_size covers the whole segment.  The mapping
+ * is MAP_NORESERVE: pages of the key store are only backed by memory once
+ * keys are written to them, so max_keys sizes the address space, not the
+ * resident memory.
  *
  * Every counter is written only by the worker that owns the slot, with
  * relaxed atomic adds, and read by anyone with relaxed atomic loads: a
@@ -21,7 +23,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	1
+#define SHM_VERSION	2
 #define SHM_SLOTS	128	/* worker slots: two generations during reload */
 
 struct shm_worker {
@@ -42,11 +44,18 @@ struct shm_header {
 	uint32_t	 sh_slots;
 	uint64_t	 sh_size;
 	uint64_t	 sh_created;	/* unix time */
+	uint64_t	 sh_ks_off;	/* key store region, 64-byte aligned */
+	uint32_t	 sh_max_keys;
 	struct shm_worker sh_workers[SHM_SLOTS];
 };
 
-/* Map a new segment; NULL with errno set on failure. */
-struct shm_header *shm_create(void);
+struct keystore;
+
+/* Map a new segment with a key store for max_keys; NULL with errno set. */
+struct shm_header *shm_create(uint32_t);
+
+/* Attach ks to the segment's key store. */
+void		 shm_keystore(struct shm_header *, struct keystore *);
 void		 shm_destroy(struct shm_header *);
 
 /*

@@ -11,25 +11,46 @@
 #include <stddef.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
+#include "keystore.h"
 #include "shm.h"
 
-/* Map and initialise a new segment. */
+/*
+ * Map and initialise a new segment.  A fresh anonymous mapping is zeroed by
+ * the kernel, which is what keystore_init() expects.
+ */
 struct shm_header *
-shm_create(void)
+shm_create(uint32_t max_keys)
 {
 	struct shm_header	*sh;
-	size_t			 size = sizeof(*sh);
+	struct keystore		 ks;
+	size_t			 off, size;
+	uint64_t		 seed;
 
-	sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-	    -1, 0);
+	off = (sizeof(*sh) + 63) & ~(size_t)63;
+	size = off + keystore_size(max_keys);
+	sh = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (sh == MAP_FAILED)
 		return (NULL);
-	memset(sh, 0, size);
+	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
+		seed = (uint64_t)(uintptr_t)sh ^ (uint64_t)size;
 	sh->sh_magic = SHM_MAGIC;
 	sh->sh_version = SHM_VERSION;
 	sh->sh_slots = SHM_SLOTS;
 	sh->sh_size = size;
+	sh->sh_ks_off = off;
+	sh->sh_max_keys = max_keys;
+	keystore_init(&ks, (char *)sh + off, max_keys, seed);
 	return (sh);
+}
+
+/* Attach ks to the key store of sh. */
+void
+shm_keystore(struct shm_header *sh, struct keystore *ks)
+{
+	keystore_attach(ks, (char *)sh + sh->sh_ks_off);
 }
 
 void

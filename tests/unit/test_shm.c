@@ -17,7 +17,7 @@
 static void
 test_header(void **state)
 {
-	struct shm_header	*sh = shm_create();
+	struct shm_header	*sh = shm_create(16);
 
 	assert_non_null(sh);
 	assert_int_equal(sh->sh_magic, SHM_MAGIC);
@@ -32,7 +32,7 @@ test_header(void **state)
 static void
 test_slots(void **state)
 {
-	struct shm_header	*sh = shm_create();
+	struct shm_header	*sh = shm_create(16);
 	int			 a, b, i;
 
 	a = shm_worker_attach(sh, 1, 100);
@@ -61,7 +61,7 @@ test_slots(void **state)
 static void
 test_shared_across_fork(void **state)
 {
-	struct shm_header	*sh = shm_create();
+	struct shm_header	*sh = shm_create(16);
 	uint64_t		*ctr = &sh->sh_workers[0].sw_requests;
 	pid_t			 pids[4];
 	int			 i, j, status;
