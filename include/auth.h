@@ -1,0 +1,86 @@
+/*
+ * Authentication on the request path: which credential a request carries
+ * for the schemes its route lists, and whether the key store accepts it.
+ *
+ * A route's auth= list is walked in order and the first scheme whose
+ * credential is present decides (design: "the first that is present
+ * wins"):
+ *	api-key		X-API-KEY (header name configurable), or
+ *			Authorization: Basic base64(":" secret)
+ *	app-key		X-APP-ID and X-API-KEY, or
+ *			Authorization: Basic base64(app_id ":" secret)
+ *	anonymous	always present: the request goes through unidentified
+ *	deny		always present: 403 forbidden
+ *	jwt		Authorization: Bearer (not available in this version;
+ *			the configuration refuses it)
+ * When no scheme's credential is present: 401 missing_credentials, with
+ * WWW-Authenticate naming the schemes.
+ *
+ * Checks, in this order, each with its refusal code: malformed credential
+ * (empty, whitespace or control characters inside, a repeated header, bad
+ * Basic syntax or base64), unknown digest or a previous secret past its
+ * grace period (invalid_credentials), app mismatch for app-key
+ * (invalid_credentials), disabled (disabled_key), past expires_at
+ * (expired_credentials), missing route scope (403 insufficient_scope naming
+ * the first missing scope).  Secrets are never copied into messages.
+ */
+#ifndef KEYGATE_AUTH_H
+#define KEYGATE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keystore.h"
+#include "route.h"
+
+struct http_msg;
+
+#define AUTH_MSGLEN	192
+
+struct auth_result {
+	/* Outcome: status 0 = allowed; else 401, 403 or 503. */
+	int		 ar_status;
+	const char	*ar_code;	/* refusal code, NULL when allowed */
+	char		 ar_message[AUTH_MSGLEN];
+	const char	*ar_challenge;	/* WWW-Authenticate value for 401, or NULL */
+
+	/* Identity: set when allowed (ar_scheme) or when a key was found. */
+	enum route_auth	 ar_scheme;	/* scheme that decided */
+	int		 ar_found;	/* ar_key/ar_slot hold a key */
+	uint32_t	 ar_slot;
+	struct ks_key	 ar_key;
+};
+
+/*
+ * Decide for request m on route r at time now (ms).  key_header is the
+ * lower-case name of the API key header ("x-api-key").  ks may be NULL
+ * when no key store exists (then every key is invalid).  Counts the use
+ * (allowed or refused) on the key's slot when a key was found.  Returns
+ * ar_status.
+ */
+int	 auth_check(const struct route *, const struct http_msg *,
+	    struct keystore *, const char *, int64_t, struct auth_result *);
+
+/*
+ * Check a bare secret (admin POST /v1/verify): fills ar as auth_check
+ * would for an api-key route without scopes, without counting a use.
+ * app may be NULL (any app) or the app id the key must belong to.
+ */
+int	 auth_check_secret(const struct keystore *, const char *, size_t,
+	    const char *, int64_t, struct auth_result *);
+
+/*
+ * Is every scope of r in the space-separated list scopes?  NULL when yes,
+ * else the first missing scope.
+ */
+const char *auth_missing_scope(const struct route *, const char *);
+
+/*
+ * The identity headers for the upstream, written into buf as
+ * "X-Consumer-Id: ...\r\nX-Key-Id: ...\r\n..." (X-Consumer-Id, X-Key-Id,
+ * X-App-Id when the key has an app, X-Scopes when it has scopes,
+ * X-Auth-Scheme always).  Returns the length, or 0 if buf is too small.
+ */
+size_t	 auth_identity_headers(const struct auth_result *, char *, size_t);
+
+#endif /* KEYGATE_AUTH_H */

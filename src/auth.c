@@ -1,0 +1,651 @@
+/*
+ * Authentication on the request path: finding the credential a request
+ * carries for its route's schemes, checking its syntax, and looking its
+ * secret up in the key store.  See auth.h.
+ *
+ * Nothing here copies a secret anywhere but into a local buffer that is
+ * wiped before returning: refusal messages only say what is wrong.
+ */
+
+#include <sys/types.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "auth.h"
+#include "http.h"
+#include "keystore.h"
+#include "route.h"
+#include "secret.h"
+
+#define AUTH_SECRET_MAX		256	/* longer secrets are malformed */
+#define AUTH_BASIC_MAX		512	/* decoded Basic credentials */
+#define AUTH_BASIC_B64MAX	(4 * ((AUTH_BASIC_MAX + 2) / 3))
+#define AUTH_APP_HEADER		"x-app-id"
+#define AUTH_REALM		"keygate"
+
+/* The credentials a request carries, gathered in one pass. */
+struct auth_creds {
+	const char	*ac_key;	/* first key header value */
+	size_t		 ac_keylen;
+	int		 ac_nkey;	/* key headers */
+	const char	*ac_app;	/* first X-APP-ID value */
+	size_t		 ac_applen;
+	int		 ac_napp;
+	int		 ac_nauthz;	/* Authorization headers */
+	int		 ac_basic;	/* one of them is Basic */
+	int		 ac_bearer;	/* one of them is Bearer */
+	const char	*ac_bcause;	/* why Basic is malformed, or NULL */
+	const char	*ac_user;	/* decoded Basic, in ac_buf */
+	size_t		 ac_userlen;
+	const char	*ac_pass;
+	size_t		 ac_passlen;
+	uint8_t		 ac_buf[AUTH_BASIC_MAX];
+};
+
+/* The credential the deciding scheme uses: a secret and maybe an app id. */
+struct auth_cred {
+	const char	*c_secret;
+	size_t		 c_secretlen;
+	const char	*c_app;		/* NULL: any app (api-key) */
+	size_t		 c_applen;
+};
+
+static int	 auth_refuse(struct auth_result *, int, const char *,
+		    const char *, ...) __attribute__((format(printf, 4, 5)));
+
+/* Value 0..63 of base64 character c, -1 if c is not one. */
+static int
+auth_b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return (c - 'A');
+	if (c >= 'a' && c <= 'z')
+		return (c - 'a' + 26);
+	if (c >= '0' && c <= '9')
+		return (c - '0' + 52);
+	if (c == '+')
+		return (62);
+	if (c == '/')
+		return (63);
+	return (-1);
+}
+
+/*
+ * Strict base64 (RFC 4648 section 4) of s[0..n) into out, which has room
+ * for n / 4 * 3 bytes.  Accepted are exactly the strings an encoder
+ * produces: length a multiple of 4, only the 64 characters, '=' only as
+ * the last one or two, and the bits the padding leaves over all zero.
+ * Each character adds 6 bits to acc; every time 8 or more are pending the
+ * top 8 become a byte, so at most 7 bits are ever left in acc, and what
+ * is left at the end must be the zero filler.  EVP_DecodeBlock is not
+ * used because it accepts some of what this refuses and pads the output.
+ * Returns the decoded length, or -1.
+ */
+static ssize_t
+auth_b64decode(const char *s, size_t n, uint8_t *out)
+{
+	uint32_t	 acc = 0;
+	size_t		 i, o = 0, pad = 0;
+	int		 v, bits = 0;
+
+	if (n == 0 || n % 4 != 0)
+		return (-1);
+	if (s[n - 1] == '=') {
+		pad = 1;
+		if (s[n - 2] == '=')
+			pad = 2;
+	}
+	for (i = 0; i < n - pad; i++) {
+		if ((v = auth_b64val((unsigned char)s[i])) == -1)
+			return (-1);
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (uint8_t)(acc >> bits);
+			acc &= (1U << bits) - 1;
+		}
+	}
+	if (acc != 0)
+		return (-1);
+	return ((ssize_t)o);
+}
+
+/*
+ * If the Authorization value v[0..n) uses scheme name (case-insensitive,
+ * then end or blanks), point rest past the blanks and return 1.
+ */
+static int
+auth_scheme_is(const char *v, size_t n, const char *name, const char **rest,
+    size_t *restlen)
+{
+	size_t	 len = strlen(name);
+
+	if (n < len || !http_strcaseeq(v, len, name))
+		return (0);
+	if (n > len && v[len] != ' ' && v[len] != '\t')
+		return (0);
+	while (len < n && (v[len] == ' ' || v[len] == '\t'))
+		len++;
+	*rest = v + len;
+	*restlen = n - len;
+	return (1);
+}
+
+/* Decode the Basic token t[0..n) into ac (user, password or ac_bcause). */
+static void
+auth_basic(struct auth_creds *ac, const char *t, size_t n)
+{
+	const uint8_t	*colon;
+	ssize_t		 len;
+
+	if (n == 0) {
+		ac->ac_bcause = "the Basic credentials are empty";
+		return;
+	}
+	if (n > AUTH_BASIC_B64MAX) {
+		ac->ac_bcause = "the Basic credentials are too long";
+		return;
+	}
+	if ((len = auth_b64decode(t, n, ac->ac_buf)) == -1) {
+		ac->ac_bcause = "the Basic credentials are not valid base64";
+		return;
+	}
+	if ((colon = memchr(ac->ac_buf, ':', (size_t)len)) == NULL) {
+		ac->ac_bcause = "the Basic credentials have no ':'";
+		return;
+	}
+	ac->ac_user = (const char *)ac->ac_buf;
+	ac->ac_userlen = colon - ac->ac_buf;
+	ac->ac_pass = (const char *)colon + 1;
+	ac->ac_passlen = (size_t)len - ac->ac_userlen - 1;
+}
+
+/* Classify one Authorization header value into ac. */
+static void
+auth_authorization(struct auth_creds *ac, const char *v, size_t n)
+{
+	const char	*rest;
+	size_t		 restlen;
+
+	ac->ac_nauthz++;
+	if (auth_scheme_is(v, n, "Basic", &rest, &restlen)) {
+		if (!ac->ac_basic) {
+			ac->ac_basic = 1;
+			auth_basic(ac, rest, restlen);
+		}
+	} else if (auth_scheme_is(v, n, "Bearer", &rest, &restlen))
+		ac->ac_bearer = 1;
+}
+
+/* Gather the key header, X-APP-ID and Authorization of m into ac. */
+static void
+auth_gather(struct auth_creds *ac, const struct http_msg *m,
+    const char *key_header)
+{
+	const struct http_header	*h;
+	size_t				 i;
+
+	memset(ac, 0, sizeof(*ac));
+	for (i = 0; i < m->hm_nheaders; i++) {
+		h = &m->hm_headers[i];
+		if (http_strcaseeq(h->h_name, h->h_namelen, key_header)) {
+			if (ac->ac_nkey++ == 0) {
+				ac->ac_key = h->h_value;
+				ac->ac_keylen = h->h_valuelen;
+			}
+		} else if (http_strcaseeq(h->h_name, h->h_namelen,
+		    AUTH_APP_HEADER)) {
+			if (ac->ac_napp++ == 0) {
+				ac->ac_app = h->h_value;
+				ac->ac_applen = h->h_valuelen;
+			}
+		} else if (http_strcaseeq(h->h_name, h->h_namelen,
+		    "authorization"))
+			auth_authorization(ac, h->h_value, h->h_valuelen);
+	}
+}
+
+/* Does route r list scheme a? */
+static int
+auth_route_has(const struct route *r, enum route_auth a)
+{
+	int	 i;
+
+	for (i = 0; i < r->r_nauth; i++)
+		if (r->r_auth[i] == a)
+			return (1);
+	return (0);
+}
+
+/*
+ * Is the credential of scheme a present in ac?  Basic serves api-key when
+ * its user name is empty, app-key when it is not; when the route lists
+ * only api-key, any Basic is an api-key credential (and a non-empty user
+ * is then refused as malformed).  Basic that does not decode counts for
+ * both, so that it is refused rather than ignored.  The key headers, when
+ * present, take precedence over Basic (see auth_credential).
+ */
+static int
+auth_present(const struct route *r, enum route_auth a,
+    const struct auth_creds *ac)
+{
+	int	 user = ac->ac_basic && ac->ac_bcause == NULL &&
+		    ac->ac_userlen > 0;
+
+	switch (a) {
+	case ROUTE_AUTH_ANONYMOUS:
+	case ROUTE_AUTH_DENY:
+		return (1);
+	case ROUTE_AUTH_API_KEY:
+		if (ac->ac_nkey > 0)
+			return (1);
+		return (ac->ac_basic &&
+		    !(user && auth_route_has(r, ROUTE_AUTH_APP_KEY)));
+	case ROUTE_AUTH_APP_KEY:
+		if (ac->ac_nkey > 0 && ac->ac_napp > 0)
+			return (1);
+		return (ac->ac_basic && (ac->ac_bcause != NULL || user));
+	case ROUTE_AUTH_JWT:	/* not available in this version */
+	default:
+		return (0);
+	}
+}
+
+/* Fill ar with a refusal; returns status. */
+static int
+auth_refuse(struct auth_result *ar, int status, const char *code,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+
+	ar->ar_status = status;
+	ar->ar_code = code;
+	va_start(ap, fmt);
+	vsnprintf(ar->ar_message, sizeof(ar->ar_message), fmt, ap);
+	va_end(ap);
+	return (status);
+}
+
+/* Upper-case copy of the lower-case header name h into buf. */
+static const char *
+auth_header_display(const char *h, char *buf, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; h[i] != '\0' && i + 1 < len; i++)
+		buf[i] = (h[i] >= 'a' && h[i] <= 'z') ? h[i] - 'a' + 'A' : h[i];
+	buf[i] = '\0';
+	return (buf);
+}
+
+/* Does s[0..n) hold a byte <= 0x20 or 0x7f (whitespace, control)? */
+static int
+auth_has_ctl(const char *s, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] == 0x7f)
+			return (1);
+	return (0);
+}
+
+/* Syntax of a secret and an app id (if any): 0, or a 401 in ar. */
+static int
+auth_syntax(const struct auth_cred *c, struct auth_result *ar)
+{
+	const char	*m = "malformed_credentials";
+
+	if (c->c_secretlen == 0)
+		return (auth_refuse(ar, 401, m, "the API key is empty"));
+	if (c->c_secretlen > AUTH_SECRET_MAX)
+		return (auth_refuse(ar, 401, m, "the API key is too long"));
+	if (auth_has_ctl(c->c_secret, c->c_secretlen))
+		return (auth_refuse(ar, 401, m, "the API key contains "
+		    "whitespace or a control character"));
+	if (c->c_app == NULL)
+		return (0);
+	if (c->c_applen == 0)
+		return (auth_refuse(ar, 401, m, "the app id is empty"));
+	if (auth_has_ctl(c->c_app, c->c_applen))
+		return (auth_refuse(ar, 401, m, "the app id contains "
+		    "whitespace or a control character"));
+	return (0);
+}
+
+/*
+ * The credential of scheme a (api-key or app-key, present in ac) into c:
+ * from the key header (and X-APP-ID), which win over Basic when both are
+ * sent, so that an Authorization header meant for the upstream can ride
+ * along; else from Basic.  A repeated header, undecodable Basic, or (api-
+ * key) a Basic user name are malformed.  Then the syntax checks.  0, or
+ * a 401 in ar.
+ */
+static int
+auth_credential(const struct auth_creds *ac, enum route_auth a,
+    const char *key_header, struct auth_cred *c, struct auth_result *ar)
+{
+	const char	*m = "malformed_credentials";
+	char		 name[80];
+
+	memset(c, 0, sizeof(*c));
+	if (ac->ac_nkey > 0 && (a == ROUTE_AUTH_API_KEY || ac->ac_napp > 0)) {
+		if (ac->ac_nkey > 1)
+			return (auth_refuse(ar, 401, m, "%s appears more than "
+			    "once", auth_header_display(key_header, name,
+			    sizeof(name))));
+		if (a == ROUTE_AUTH_APP_KEY && ac->ac_napp > 1)
+			return (auth_refuse(ar, 401, m, "X-APP-ID appears "
+			    "more than once"));
+		c->c_secret = ac->ac_key;
+		c->c_secretlen = ac->ac_keylen;
+		if (a == ROUTE_AUTH_APP_KEY) {
+			c->c_app = ac->ac_app;
+			c->c_applen = ac->ac_applen;
+		}
+		return (auth_syntax(c, ar));
+	}
+	if (ac->ac_nauthz > 1)
+		return (auth_refuse(ar, 401, m, "the Authorization header "
+		    "appears more than once"));
+	if (ac->ac_bcause != NULL)
+		return (auth_refuse(ar, 401, m, "%s", ac->ac_bcause));
+	if (a == ROUTE_AUTH_API_KEY && ac->ac_userlen > 0)
+		return (auth_refuse(ar, 401, m, "the Basic user name must be "
+		    "empty for an API key"));
+	c->c_secret = ac->ac_pass;
+	c->c_secretlen = ac->ac_passlen;
+	if (a == ROUTE_AUTH_APP_KEY) {
+		c->c_app = ac->ac_user;
+		c->c_applen = ac->ac_userlen;
+	}
+	return (auth_syntax(c, ar));
+}
+
+/*
+ * Look c up and check the key: unknown, previous secret past its grace
+ * period, other app (invalid_credentials), disabled, expired.  Sets
+ * ar_found/ar_slot/ar_key when a record was found.  0 or the status.
+ */
+static int
+auth_lookup(const struct keystore *ks, const struct auth_cred *c,
+    int64_t now, struct auth_result *ar)
+{
+	struct ks_key	*k = &ar->ar_key;
+	uint8_t		 d[KS_DIGEST_LEN];
+	int		 old = 0, rv;
+
+	if (ks == NULL)
+		return (auth_refuse(ar, 401, "invalid_credentials",
+		    "the API key is not valid"));
+	secret_digest(c->c_secret, c->c_secretlen, d);
+	rv = keystore_find_digest(ks, d, k, &ar->ar_slot, &old);
+	OPENSSL_cleanse(d, sizeof(d));
+	if (rv == KS_BUSY)
+		return (auth_refuse(ar, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	if (rv != KS_OK)
+		return (auth_refuse(ar, 401, "invalid_credentials",
+		    "the API key is not valid"));
+	ar->ar_found = 1;
+	k->k_app[sizeof(k->k_app) - 1] = '\0';
+	k->k_scopes[sizeof(k->k_scopes) - 1] = '\0';
+	if (old && now >= k->k_grace_until)
+		return (auth_refuse(ar, 401, "invalid_credentials",
+		    "the API key is not valid"));
+	if (c->c_app != NULL && (strlen(k->k_app) != c->c_applen ||
+	    memcmp(k->k_app, c->c_app, c->c_applen) != 0))
+		return (auth_refuse(ar, 401, "invalid_credentials",
+		    "the API key does not belong to this app"));
+	if (k->k_flags & KS_F_DISABLED)
+		return (auth_refuse(ar, 401, "disabled_key",
+		    "this API key is disabled"));
+	if (k->k_expires != 0 && now >= k->k_expires)
+		return (auth_refuse(ar, 401, "expired_credentials",
+		    "this API key has expired"));
+	return (0);
+}
+
+/* Append s to the challenge being built in buf (", " between). */
+static void
+auth_challenge_add(char *buf, size_t len, const char *s)
+{
+	size_t	 off = strlen(buf);
+
+	snprintf(buf + off, len - off, "%s%s", off > 0 ? ", " : "", s);
+}
+
+/*
+ * WWW-Authenticate for route r, naming its key schemes in route order,
+ * then Basic (which carries either) and Bearer.  Built in a static buffer:
+ * a worker is single-threaded and the caller uses the value before the
+ * next request is checked.  Header names are at most 64 characters
+ * (configuration), so the buffer always holds the whole value.
+ */
+static const char *
+auth_challenge(const struct route *r, const char *key_header)
+{
+	static char	 buf[512];
+	char		 part[160], name[80];
+	int		 i, keys = 0;
+
+	buf[0] = '\0';
+	auth_header_display(key_header, name, sizeof(name));
+	for (i = 0; i < r->r_nauth; i++) {
+		if (r->r_auth[i] == ROUTE_AUTH_API_KEY)
+			snprintf(part, sizeof(part), "ApiKey header=\"%s\"",
+			    name);
+		else if (r->r_auth[i] == ROUTE_AUTH_APP_KEY)
+			snprintf(part, sizeof(part), "AppKey header=\"%s\", "
+			    "app_header=\"X-APP-ID\"", name);
+		else
+			continue;
+		auth_challenge_add(buf, sizeof(buf), part);
+		keys = 1;
+	}
+	if (keys)
+		auth_challenge_add(buf, sizeof(buf),
+		    "Basic realm=\"" AUTH_REALM "\"");
+	if (auth_route_has(r, ROUTE_AUTH_JWT))
+		auth_challenge_add(buf, sizeof(buf),
+		    "Bearer realm=\"" AUTH_REALM "\"");
+	return (buf[0] != '\0' ? buf : NULL);
+}
+
+/* 401 missing_credentials naming what route r would accept. */
+static int
+auth_missing(const struct route *r, struct auth_result *ar)
+{
+	static const struct {
+		enum route_auth	 a;
+		const char	*what;
+	} t[] = {
+		{ ROUTE_AUTH_API_KEY, "an API key" },
+		{ ROUTE_AUTH_APP_KEY, "an app id and API key" },
+		{ ROUTE_AUTH_JWT, "a bearer token" }
+	};
+	size_t	 i, off, n = 0;
+
+	off = (size_t)snprintf(ar->ar_message, sizeof(ar->ar_message),
+	    "this route needs ");
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if (!auth_route_has(r, t[i].a))
+			continue;
+		off += (size_t)snprintf(ar->ar_message + off,
+		    sizeof(ar->ar_message) - off, "%s%s", n++ > 0 ? ", or " :
+		    "", t[i].what);
+	}
+	ar->ar_status = 401;
+	ar->ar_code = "missing_credentials";
+	return (401);
+}
+
+/*
+ * Decide for m on r: the first scheme whose credential is present
+ * decides; see auth.h.  The decoded Basic credentials are wiped before
+ * returning.
+ */
+int
+auth_check(const struct route *r, const struct http_msg *m,
+    struct keystore *ks, const char *key_header, int64_t now,
+    struct auth_result *ar)
+{
+	struct auth_creds	 ac;
+	struct auth_cred	 c;
+	const char		*scope;
+	int			 i;
+
+	memset(ar, 0, sizeof(*ar));
+	auth_gather(&ac, m, key_header);
+	for (i = 0; i < r->r_nauth; i++)
+		if (auth_present(r, r->r_auth[i], &ac))
+			break;
+	if (i == r->r_nauth) {
+		if (r->r_nauth == 0)
+			auth_refuse(ar, 403, "forbidden",
+			    "this route does not accept requests");
+		else
+			auth_missing(r, ar);
+		goto done;
+	}
+	ar->ar_scheme = r->r_auth[i];
+	if (ar->ar_scheme == ROUTE_AUTH_DENY) {
+		auth_refuse(ar, 403, "forbidden",
+		    "this route does not accept requests");
+		goto done;
+	}
+	if (ar->ar_scheme == ROUTE_AUTH_ANONYMOUS ||
+	    auth_credential(&ac, ar->ar_scheme, key_header, &c, ar) != 0 ||
+	    auth_lookup(ks, &c, now, ar) != 0)
+		goto done;
+	if ((scope = auth_missing_scope(r, ar->ar_key.k_scopes)) != NULL)
+		auth_refuse(ar, 403, "insufficient_scope",
+		    "this route needs the scope \"%s\"", scope);
+done:
+	OPENSSL_cleanse(ac.ac_buf, sizeof(ac.ac_buf));
+	if (ar->ar_status == 401)
+		ar->ar_challenge = auth_challenge(r, key_header);
+	if (ar->ar_found && ks != NULL)
+		keystore_count_use(ks, ar->ar_slot, ar->ar_status == 0, now);
+	return (ar->ar_status);
+}
+
+/* Check a bare secret (admin verify); see auth.h. */
+int
+auth_check_secret(const struct keystore *ks, const char *secret, size_t len,
+    const char *app, int64_t now, struct auth_result *ar)
+{
+	struct auth_cred	 c;
+
+	memset(ar, 0, sizeof(*ar));
+	ar->ar_scheme = app != NULL ? ROUTE_AUTH_APP_KEY : ROUTE_AUTH_API_KEY;
+	c.c_secret = secret;
+	c.c_secretlen = len;
+	c.c_app = app;
+	c.c_applen = app != NULL ? strlen(app) : 0;
+	if (auth_syntax(&c, ar) == 0)
+		auth_lookup(ks, &c, now, ar);
+	return (ar->ar_status);
+}
+
+/* Is the word w in the space-separated list? */
+static int
+auth_has_word(const char *list, const char *w)
+{
+	const char	*p = list, *e;
+	size_t		 wlen = strlen(w);
+
+	while (*p != '\0') {
+		while (*p == ' ')
+			p++;
+		if ((e = strchr(p, ' ')) == NULL)
+			e = p + strlen(p);
+		if ((size_t)(e - p) == wlen && wlen > 0 &&
+		    memcmp(p, w, wlen) == 0)
+			return (1);
+		p = e;
+	}
+	return (0);
+}
+
+/* First scope of r missing from scopes, or NULL when it has them all. */
+const char *
+auth_missing_scope(const struct route *r, const char *scopes)
+{
+	int	 i;
+
+	for (i = 0; i < r->r_nscopes; i++)
+		if (!auth_has_word(scopes, r->r_scopes[i]))
+			return (r->r_scopes[i]);
+	return (NULL);
+}
+
+/* A header being written into a caller's buffer. */
+struct auth_buf {
+	char	*b_buf;
+	size_t	 b_len;
+	size_t	 b_off;
+	int	 b_bad;		/* too small or a control character */
+};
+
+/*
+ * Append "name: value\r\n" for the value in field[0..size) (up to its
+ * NUL).  A value with a byte < 0x20 or 0x7f would split or corrupt the
+ * header section, so it marks b bad instead of being written.
+ */
+static void
+auth_put(struct auth_buf *b, const char *name, const char *field, size_t size)
+{
+	size_t	 i, vlen = strnlen(field, size), nlen = strlen(name);
+
+	for (i = 0; i < vlen; i++)
+		if ((unsigned char)field[i] < 0x20 ||
+		    (unsigned char)field[i] == 0x7f)
+			b->b_bad = 1;
+	if (b->b_bad || b->b_len - b->b_off <= nlen + 2 + vlen + 2) {
+		b->b_bad = 1;
+		return;
+	}
+	memcpy(b->b_buf + b->b_off, name, nlen);
+	memcpy(b->b_buf + b->b_off + nlen, ": ", 2);
+	memcpy(b->b_buf + b->b_off + nlen + 2, field, vlen);
+	memcpy(b->b_buf + b->b_off + nlen + 2 + vlen, "\r\n", 2);
+	b->b_off += nlen + 2 + vlen + 2;
+	b->b_buf[b->b_off] = '\0';
+}
+
+/* Identity headers for the upstream into buf; see auth.h. */
+size_t
+auth_identity_headers(const struct auth_result *ar, char *buf, size_t len)
+{
+	const struct ks_key	*k = &ar->ar_key;
+	struct auth_buf		 b = { buf, len, 0, 0 };
+	const char		*scheme;
+
+	if (ar->ar_status != 0)
+		return (0);
+	if (ar->ar_scheme == ROUTE_AUTH_ANONYMOUS)
+		scheme = "anonymous";
+	else if (!ar->ar_found)
+		return (0);
+	else {
+		scheme = ar->ar_scheme == ROUTE_AUTH_APP_KEY ? "app-key" :
+		    "api-key";
+		auth_put(&b, "X-Consumer-Id", k->k_owner, sizeof(k->k_owner));
+		auth_put(&b, "X-Key-Id", k->k_id, sizeof(k->k_id));
+		if (k->k_app[0] != '\0')
+			auth_put(&b, "X-App-Id", k->k_app, sizeof(k->k_app));
+		if (k->k_scopes[0] != '\0')
+			auth_put(&b, "X-Scopes", k->k_scopes,
+			    sizeof(k->k_scopes));
+	}
+	auth_put(&b, "X-Auth-Scheme", scheme, strlen(scheme) + 1);
+	return (b.b_bad ? 0 : b.b_off);
+}

@@ -1,0 +1,858 @@
+/*
+ * Unit tests for request authentication (src/auth.c) against a real key
+ * store (src/keystore.c) in a private region and requests parsed by the
+ * real HTTP parser.  One table covers every outcome a client can see:
+ * status, code, message, WWW-Authenticate, and which key (if any) the
+ * access log would name; further tests cover usage counters, the bare
+ * secret check of the admin API, scopes and the identity headers.
+ */
+
+#include <sys/types.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+
+#include "auth.h"
+#include "http.h"
+#include "keystore.h"
+#include "route.h"
+#include "secret.h"
+
+#define NOW		INT64_C(1700000000000)
+#define T_EXP		(NOW + 1000)	/* expiring key's expires_at */
+#define T_GRACE		(NOW + 5000)	/* regenerated key's grace_until */
+
+#define S_PLAIN		"live_Pq3Zt8Lw0Xv2Nc6Hb9Rk1Ym4Sd7Gf5Ja"
+#define S_APP		"test_Ap0Ap1Ap2Ap3Ap4Ap5Ap6Ap7Ap8Ap9AB"
+#define S_DIS		"live_Di5abLeD0000000000000000000000"
+#define S_EXP		"live_Ex9iRes11111111111111111111111"
+#define S_NEW		"live_NewNewNew22222222222222222222"
+#define S_OLD		"live_OldOldOld33333333333333333333"
+#define S_UNKNOWN	"live_Unkn0wn44444444444444444444444"
+
+#define ID_PLAIN	"key_plain00000000000"
+#define ID_APP		"key_app0000000000000"
+#define ID_DIS		"key_dis0000000000000"
+#define ID_EXP		"key_exp0000000000000"
+#define ID_REGEN	"key_regen00000000000"
+
+#define MSG_EMPTY	"the API key is empty"
+#define MSG_WS		"the API key contains whitespace or a control character"
+#define MSG_LONG	"the API key is too long"
+#define MSG_B64		"the Basic credentials are not valid base64"
+#define MSG_COLON	"the Basic credentials have no ':'"
+#define MSG_INVALID	"the API key is not valid"
+#define MSG_OTHERAPP	"the API key does not belong to this app"
+#define MSG_DENY	"this route does not accept requests"
+
+#define CH_API		"ApiKey header=\"X-API-KEY\", Basic realm=\"keygate\""
+#define CH_APP		"AppKey header=\"X-API-KEY\", " \
+			"app_header=\"X-APP-ID\", Basic realm=\"keygate\""
+#define CH_BOTH		"ApiKey header=\"X-API-KEY\", " \
+			"AppKey header=\"X-API-KEY\", " \
+			"app_header=\"X-APP-ID\", Basic realm=\"keygate\""
+
+#define MAXKEYS		16
+
+static void		*region;
+static struct keystore	 ks;
+
+/* One key of the test store. */
+struct tkey {
+	const char	*id;
+	const char	*secret;
+	const char	*old;		/* previous secret, or NULL */
+	int64_t		 grace;
+	const char	*owner;
+	const char	*app;
+	const char	*scopes;
+	uint32_t	 flags;
+	int64_t		 expires;
+};
+
+static const struct tkey tkeys[] = {
+	{ ID_PLAIN, S_PLAIN, NULL, 0, "alice", "", "read write", 0, 0 },
+	{ ID_APP, S_APP, NULL, 0, "bob", "shop", "read", 0, 0 },
+	{ ID_DIS, S_DIS, NULL, 0, "carol", "", "", KS_F_DISABLED, 0 },
+	{ ID_EXP, S_EXP, NULL, 0, "erin", "", "", 0, T_EXP },
+	{ ID_REGEN, S_NEW, S_OLD, T_GRACE, "dave", "", "read", 0, 0 },
+};
+
+/* Create the key store and put the test keys in it. */
+static int
+setup(void **state)
+{
+	struct ks_key	 k;
+	size_t		 i, size = keystore_size(MAXKEYS);
+
+	(void)state;
+	if (posix_memalign(&region, 64, size) != 0)
+		return (-1);
+	memset(region, 0, size);
+	keystore_init(&ks, region, MAXKEYS, UINT64_C(0x1234567890abcdef));
+	if (keystore_lock(&ks, getpid(), 1000) != KS_OK)
+		return (-1);
+	for (i = 0; i < sizeof(tkeys) / sizeof(tkeys[0]); i++) {
+		memset(&k, 0, sizeof(k));
+		snprintf(k.k_id, sizeof(k.k_id), "%s", tkeys[i].id);
+		secret_digest(tkeys[i].secret, strlen(tkeys[i].secret),
+		    k.k_digest);
+		if (tkeys[i].old != NULL) {
+			secret_digest(tkeys[i].old, strlen(tkeys[i].old),
+			    k.k_old_digest);
+			k.k_grace_until = tkeys[i].grace;
+		}
+		snprintf(k.k_prefix, sizeof(k.k_prefix), "live");
+		secret_hint(tkeys[i].secret, k.k_hint, sizeof(k.k_hint));
+		snprintf(k.k_name, sizeof(k.k_name), "test key %zu", i);
+		snprintf(k.k_owner, sizeof(k.k_owner), "%s", tkeys[i].owner);
+		snprintf(k.k_app, sizeof(k.k_app), "%s", tkeys[i].app);
+		snprintf(k.k_scopes, sizeof(k.k_scopes), "%s",
+		    tkeys[i].scopes);
+		k.k_flags = tkeys[i].flags;
+		k.k_expires = tkeys[i].expires;
+		k.k_created = k.k_updated = NOW - 100000;
+		if (keystore_put(&ks, &k, i + 1) != KS_OK)
+			return (-1);
+	}
+	keystore_unlock(&ks, getpid());
+	return (0);
+}
+
+/* Free the region. */
+static int
+teardown(void **state)
+{
+	(void)state;
+	free(region);
+	return (0);
+}
+
+/*
+ * A route with the schemes in auth ("api-key,anonymous") and the scopes
+ * in scopes ("read,admin", NULL for none).  Scope strings point into
+ * store, which must outlive r.
+ */
+static void
+route_make(struct route *r, const char *auth, const char *scopes,
+    char *store, size_t storelen)
+{
+	static const struct {
+		const char	*name;
+		enum route_auth	 a;
+	} names[] = {
+		{ "anonymous", ROUTE_AUTH_ANONYMOUS },
+		{ "deny", ROUTE_AUTH_DENY },
+		{ "api-key", ROUTE_AUTH_API_KEY },
+		{ "app-key", ROUTE_AUTH_APP_KEY }, { "jwt", ROUTE_AUTH_JWT }
+	};
+	char	 buf[128], *p, *save;
+	size_t	 i;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(buf, sizeof(buf), "%s", auth);
+	for (p = strtok_r(buf, ",", &save); p != NULL;
+	    p = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strcmp(p, names[i].name) == 0)
+				break;
+		assert_true(i < sizeof(names) / sizeof(names[0]));
+		r->r_auth[r->r_nauth++] = names[i].a;
+	}
+	if (scopes == NULL)
+		return;
+	snprintf(store, storelen, "%s", scopes);
+	for (p = strtok_r(store, ",", &save); p != NULL;
+	    p = strtok_r(NULL, ",", &save))
+		r->r_scopes[r->r_nscopes++] = p;
+}
+
+/* "Authorization: Basic base64(cred[0..len))\r\n" appended to buf. */
+static void
+add_basic(char *buf, size_t size, const char *cred, size_t len)
+{
+	unsigned char	 b64[1024];
+
+	assert_true(len * 4 / 3 + 4 < sizeof(b64));
+	EVP_EncodeBlock(b64, (const unsigned char *)cred, (int)len);
+	snprintf(buf + strlen(buf), size - strlen(buf),
+	    "Authorization: Basic %s\r\n", (char *)b64);
+}
+
+/* Parse "GET / HTTP/1.1", Host, headers and the optional Basic into m. */
+static void
+request(struct http_msg *m, char *buf, size_t size, const char *headers,
+    const char *basic, size_t basiclen)
+{
+	snprintf(buf, size, "GET /x HTTP/1.1\r\nHost: a\r\n%s", headers);
+	if (basic != NULL)
+		add_basic(buf, size, basic,
+		    basiclen ? basiclen : strlen(basic));
+	snprintf(buf + strlen(buf), size - strlen(buf), "\r\n");
+	http_msg_init(m);
+	assert_int_equal(http_parse_request(m, buf, strlen(buf), NULL), 1);
+}
+
+/* One request and what the client (and the access log) must see. */
+struct acase {
+	const char	*name;
+	const char	*auth;		/* route auth= */
+	const char	*scopes;	/* route scope=, NULL: none */
+	const char	*headers;	/* header lines, CRLF-ended */
+	const char	*basic;		/* Basic credentials, or NULL */
+	size_t		 basiclen;	/* 0: strlen(basic) */
+	const char	*keyhdr;	/* NULL: "x-api-key" */
+	int64_t		 now;		/* 0: NOW */
+	int		 status;
+	const char	*code;
+	const char	*message;
+	const char	*challenge;	/* 401: exact WWW-Authenticate */
+	enum route_auth	 scheme;	/* 0: not checked */
+	const char	*key;		/* id of the key found, NULL: none */
+};
+
+#define API	ROUTE_AUTH_API_KEY
+#define APP	ROUTE_AUTH_APP_KEY
+#define ANON	ROUTE_AUTH_ANONYMOUS
+#define XKEY(s)	"X-API-KEY: " s "\r\n"
+#define XAPP(s)	"X-APP-ID: " s "\r\n"
+#define B64_32	"QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB"
+#define B64_256	B64_32 B64_32 B64_32 B64_32 B64_32 B64_32 B64_32 B64_32
+#define B64_1K	B64_256 B64_256 B64_256 B64_256	/* 768 bytes decoded */
+#define A32	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define A64	A32 A32
+#define A256	A64 A64 A64 A64
+
+/* Allowed by key. */
+#define OKK(n, au, sc, hd, sch, id)					\
+	{ .name = n, .auth = au, .scopes = sc, .headers = hd,		\
+	  .status = 0, .scheme = sch, .key = id }
+/* Refused (hd: headers; bas: Basic credentials). */
+#define NO(n, au, hd, bas, st, co, msg, ch, id)				\
+	{ .name = n, .auth = au, .headers = hd, .basic = bas,		\
+	  .status = st, .code = co, .message = msg, .challenge = ch,	\
+	  .key = id }
+#define MAL(n, au, hd, bas, msg, ch)					\
+	NO(n, au, hd, bas, 401, "malformed_credentials", msg, ch, NULL)
+
+static const struct acase cases[] = {
+	/* Missing: each combination of key schemes, and what is not one. */
+	NO("missing api-key", "api-key", "", NULL, 401, "missing_credentials",
+	    "this route needs an API key", CH_API, NULL),
+	NO("missing app-key", "app-key", "", NULL, 401, "missing_credentials",
+	    "this route needs an app id and API key", CH_APP, NULL),
+	NO("missing both", "api-key,app-key", "", NULL, 401,
+	    "missing_credentials",
+	    "this route needs an API key, or an app id and API key", CH_BOTH,
+	    NULL),
+	NO("missing both, app first", "app-key,api-key", "", NULL, 401,
+	    "missing_credentials",
+	    "this route needs an API key, or an app id and API key",
+	    "AppKey header=\"X-API-KEY\", app_header=\"X-APP-ID\", "
+	    "ApiKey header=\"X-API-KEY\", Basic realm=\"keygate\"", NULL),
+	NO("missing with jwt listed", "api-key,jwt",
+	    "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln\r\n", NULL,
+	    401, "missing_credentials",
+	    "this route needs an API key, or a bearer token",
+	    "ApiKey header=\"X-API-KEY\", Basic realm=\"keygate\", "
+	    "Bearer realm=\"keygate\"", NULL),
+	NO("bearer is not an api key", "api-key",
+	    "Authorization: Bearer " S_PLAIN "\r\n", NULL, 401,
+	    "missing_credentials", "this route needs an API key", CH_API,
+	    NULL),
+	NO("other scheme is not an api key", "api-key",
+	    "Authorization: Digest username=\"a\"\r\n", NULL, 401,
+	    "missing_credentials", "this route needs an API key", CH_API,
+	    NULL),
+	NO("basicx is not basic", "api-key",
+	    "Authorization: BasicOmxpdmU=\r\n", NULL, 401,
+	    "missing_credentials", "this route needs an API key", CH_API,
+	    NULL),
+	NO("app-key needs x-app-id", "app-key", XKEY(S_APP), NULL, 401,
+	    "missing_credentials", "this route needs an app id and API key",
+	    CH_APP, NULL),
+	NO("app-key needs the key", "app-key", XAPP("shop"), NULL, 401,
+	    "missing_credentials", "this route needs an app id and API key",
+	    CH_APP, NULL),
+	NO("app-key needs a basic user", "app-key", "", ":" S_APP, 401,
+	    "missing_credentials", "this route needs an app id and API key",
+	    CH_APP, NULL),
+	{ .name = "custom header missing", .auth = "api-key",
+	  .headers = XKEY(S_PLAIN), .keyhdr = "x-my-key", .status = 401,
+	  .code = "missing_credentials",
+	  .message = "this route needs an API key",
+	  .challenge = "ApiKey header=\"X-MY-KEY\", Basic realm=\"keygate\"" },
+
+	/* Malformed: the message says what, never the value. */
+	MAL("empty key", "api-key", "X-API-KEY:\r\n", NULL, MSG_EMPTY, CH_API),
+	MAL("empty key after OWS", "api-key", "X-API-KEY:   \r\n", NULL,
+	    MSG_EMPTY, CH_API),
+	MAL("space inside", "api-key", XKEY("live_Pq3Zt8Lw 0Xv2"), NULL,
+	    MSG_WS, CH_API),
+	MAL("tab inside", "api-key", XKEY("live_Pq3Zt8Lw\t0Xv2"), NULL,
+	    MSG_WS, CH_API),
+	{ .name = "control char in basic", .auth = "api-key", .headers = "",
+	  .basic = ":live_Pq3\001Zt8", .status = 401,
+	  .code = "malformed_credentials", .message = MSG_WS,
+	  .challenge = CH_API },
+	{ .name = "DEL in basic", .auth = "api-key", .headers = "",
+	  .basic = ":live_Pq3\177Zt8", .status = 401,
+	  .code = "malformed_credentials", .message = MSG_WS,
+	  .challenge = CH_API },
+	{ .name = "NUL in basic", .auth = "api-key", .headers = "",
+	  .basic = ":live\0Pq3", .basiclen = 9, .status = 401,
+	  .code = "malformed_credentials", .message = MSG_WS,
+	  .challenge = CH_API },
+	MAL("key header twice", "api-key", XKEY(S_PLAIN) XKEY(S_PLAIN), NULL,
+	    "X-API-KEY appears more than once", CH_API),
+	MAL("key header twice, mixed case", "api-key",
+	    "x-api-key: " S_PLAIN "\r\nX-Api-Key: " S_UNKNOWN "\r\n", NULL,
+	    "X-API-KEY appears more than once", CH_API),
+	{ .name = "custom header twice", .auth = "api-key",
+	  .headers = "X-My-Key: a\r\nx-my-key: b\r\n", .keyhdr = "x-my-key",
+	  .status = 401, .code = "malformed_credentials",
+	  .message = "X-MY-KEY appears more than once",
+	  .challenge = "ApiKey header=\"X-MY-KEY\", Basic realm=\"keygate\"" },
+	MAL("x-app-id twice", "app-key", XAPP("shop") XAPP("shop") XKEY(S_APP),
+	    NULL, "X-APP-ID appears more than once", CH_APP),
+	MAL("x-app-id empty", "app-key", "X-APP-ID:\r\n" XKEY(S_APP), NULL,
+	    "the app id is empty", CH_APP),
+	MAL("x-app-id with space", "app-key", XAPP("sh op") XKEY(S_APP), NULL,
+	    "the app id contains whitespace or a control character", CH_APP),
+	{ .name = "basic app id with control char", .auth = "app-key",
+	  .headers = "", .basic = "sh\033op:" S_APP, .status = 401,
+	  .code = "malformed_credentials",
+	  .message = "the app id contains whitespace or a control character",
+	  .challenge = CH_APP },
+	MAL("key too long", "api-key", XKEY(A256 "a"), NULL, MSG_LONG, CH_API),
+	NO("key of 256 bytes is not malformed", "api-key", XKEY(A256), NULL,
+	    401, "invalid_credentials", MSG_INVALID, CH_API, NULL),
+	MAL("basic not base64", "api-key", "Authorization: Basic !!!!\r\n",
+	    NULL, MSG_B64, CH_API),
+	MAL("basic unpadded", "api-key", "Authorization: Basic OmFiYw\r\n",
+	    NULL, MSG_B64, CH_API),
+	MAL("basic short padding", "api-key",
+	    "Authorization: Basic OmFiYw=\r\n", NULL, MSG_B64, CH_API),
+	MAL("basic padding inside", "api-key",
+	    "Authorization: Basic Om=iYw==\r\n", NULL, MSG_B64, CH_API),
+	MAL("basic three pads", "api-key",
+	    "Authorization: Basic OmFi====\r\n", NULL, MSG_B64, CH_API),
+	MAL("basic nonzero pad bits", "api-key",
+	    "Authorization: Basic OmFiYx==\r\n", NULL, MSG_B64, CH_API),
+	MAL("basic url-safe alphabet", "api-key",
+	    "Authorization: Basic Om-_Yw==\r\n", NULL, MSG_B64, CH_API),
+	MAL("basic space inside token", "api-key",
+	    "Authorization: Basic OmFi Yw==\r\n", NULL, MSG_B64, CH_API),
+	MAL("basic empty", "api-key", "Authorization: Basic\r\n", NULL,
+	    "the Basic credentials are empty", CH_API),
+	MAL("basic no colon", "api-key", "", "abc", MSG_COLON, CH_API),
+	MAL("basic too long", "api-key", "Authorization: Basic " B64_1K "\r\n",
+	    NULL, "the Basic credentials are too long", CH_API),
+	MAL("basic bad base64 on app-key", "app-key",
+	    "Authorization: Basic !!!!\r\n", NULL, MSG_B64, CH_APP),
+	MAL("basic user on api-key only", "api-key", "", "shop:" S_APP,
+	    "the Basic user name must be empty for an API key", CH_API),
+	MAL("basic empty password", "api-key", "", ":", MSG_EMPTY, CH_API),
+	MAL("basic password too long", "api-key", "", ":" A256 "a", MSG_LONG,
+	    CH_API),
+	MAL("two authorization headers", "api-key",
+	    "Authorization: Bearer x\r\n", ":" S_PLAIN,
+	    "the Authorization header appears more than once", CH_API),
+
+	/* Invalid. */
+	NO("unknown key", "api-key", XKEY(S_UNKNOWN), NULL, 401,
+	    "invalid_credentials", MSG_INVALID, CH_API, NULL),
+	NO("other app", "app-key", XAPP("other") XKEY(S_APP), NULL, 401,
+	    "invalid_credentials", MSG_OTHERAPP, CH_APP, ID_APP),
+	NO("app id differs in case", "app-key", XAPP("Shop") XKEY(S_APP), NULL,
+	    401, "invalid_credentials", MSG_OTHERAPP, CH_APP, ID_APP),
+	NO("app id prefix", "app-key", XAPP("sho") XKEY(S_APP), NULL,
+	    401, "invalid_credentials", MSG_OTHERAPP, CH_APP, ID_APP),
+	NO("key without app on app-key", "app-key", XAPP("shop") XKEY(S_PLAIN),
+	    NULL, 401, "invalid_credentials", MSG_OTHERAPP, CH_APP, ID_PLAIN),
+	NO("other app by basic", "app-key", "", "other:" S_APP, 401,
+	    "invalid_credentials", MSG_OTHERAPP, CH_APP, ID_APP),
+	{ .name = "old secret at end of grace", .auth = "api-key",
+	  .headers = XKEY(S_OLD), .now = T_GRACE, .status = 401,
+	  .code = "invalid_credentials", .message = MSG_INVALID,
+	  .challenge = CH_API, .key = ID_REGEN },
+	{ .name = "old secret during grace", .auth = "api-key",
+	  .headers = XKEY(S_OLD), .now = T_GRACE - 1, .status = 0,
+	  .scheme = API, .key = ID_REGEN },
+	{ .name = "new secret after grace", .auth = "api-key",
+	  .headers = XKEY(S_NEW), .now = T_GRACE + 1, .status = 0,
+	  .scheme = API, .key = ID_REGEN },
+
+	/* Disabled, expired. */
+	NO("disabled", "api-key", XKEY(S_DIS), NULL, 401, "disabled_key",
+	    "this API key is disabled", CH_API, ID_DIS),
+	{ .name = "expired at expires_at", .auth = "api-key",
+	  .headers = XKEY(S_EXP), .now = T_EXP, .status = 401,
+	  .code = "expired_credentials", .message = "this API key has expired",
+	  .challenge = CH_API, .key = ID_EXP },
+	{ .name = "valid just before expires_at", .auth = "api-key",
+	  .headers = XKEY(S_EXP), .now = T_EXP - 1, .status = 0,
+	  .scheme = API, .key = ID_EXP },
+
+	/* Scopes: all required; the first missing one is named. */
+	{ .name = "scope missing", .auth = "api-key", .scopes = "read,admin",
+	  .headers = XKEY(S_PLAIN), .status = 403, .code = "insufficient_scope",
+	  .message = "this route needs the scope \"admin\"", .key = ID_PLAIN },
+	{ .name = "first missing scope named", .auth = "api-key",
+	  .scopes = "read,delete,admin", .headers = XKEY(S_PLAIN),
+	  .status = 403, .code = "insufficient_scope",
+	  .message = "this route needs the scope \"delete\"", .key = ID_PLAIN },
+	{ .name = "scope is a whole word", .auth = "api-key", .scopes = "rea",
+	  .headers = XKEY(S_PLAIN), .status = 403, .code = "insufficient_scope",
+	  .message = "this route needs the scope \"rea\"", .key = ID_PLAIN },
+	{ .name = "key without scopes", .auth = "api-key", .scopes = "read",
+	  .headers = XKEY(S_EXP), .status = 403, .code = "insufficient_scope",
+	  .message = "this route needs the scope \"read\"", .key = ID_EXP },
+	OKK("all scopes present", "api-key", "write,read", XKEY(S_PLAIN), API,
+	    ID_PLAIN),
+	OKK("one scope present", "api-key", "write", XKEY(S_PLAIN), API,
+	    ID_PLAIN),
+
+	/* Anonymous and deny. */
+	OKK("anonymous fallback", "api-key,anonymous", NULL, "", ANON, NULL),
+	NO("bad key is not anonymous", "api-key,anonymous", XKEY(S_UNKNOWN),
+	    NULL, 401, "invalid_credentials", MSG_INVALID, CH_API, NULL),
+	NO("malformed key is not anonymous", "api-key,anonymous",
+	    "X-API-KEY:\r\n", NULL, 401, "malformed_credentials", MSG_EMPTY,
+	    CH_API, NULL),
+	NO("disabled key is not anonymous", "api-key,anonymous", XKEY(S_DIS),
+	    NULL, 401, "disabled_key", "this API key is disabled", CH_API,
+	    ID_DIS),
+	OKK("key on api-key,anonymous", "api-key,anonymous", NULL,
+	    XKEY(S_PLAIN), API, ID_PLAIN),
+	OKK("anonymous first wins", "anonymous,api-key", NULL, XKEY(S_UNKNOWN),
+	    ANON, NULL),
+	NO("deny", "deny", XKEY(S_PLAIN), NULL, 403, "forbidden", MSG_DENY,
+	    NULL, NULL),
+	NO("deny after api-key without key", "api-key,deny", "", NULL, 403,
+	    "forbidden", MSG_DENY, NULL, NULL),
+	OKK("api-key before deny", "api-key,deny", NULL, XKEY(S_PLAIN), API,
+	    ID_PLAIN),
+	NO("no schemes at all", "", "", NULL, 403, "forbidden", MSG_DENY,
+	    NULL, NULL),
+
+	/* Header names, custom header, Basic. */
+	OKK("lower-case header", "api-key", NULL, "x-api-key: " S_PLAIN "\r\n",
+	    API, ID_PLAIN),
+	OKK("mixed-case header", "api-key", NULL, "X-Api-Key:  " S_PLAIN
+	    "  \r\n", API, ID_PLAIN),
+	{ .name = "custom header", .auth = "api-key", .headers = "X-My-Key: "
+	  S_PLAIN "\r\n", .keyhdr = "x-my-key", .status = 0, .scheme = API,
+	  .key = ID_PLAIN },
+	{ .name = "basic empty user", .auth = "api-key", .headers = "",
+	  .basic = ":" S_PLAIN, .status = 0, .scheme = API, .key = ID_PLAIN },
+	{ .name = "basic app", .auth = "app-key", .headers = "",
+	  .basic = "shop:" S_APP, .status = 0, .scheme = APP, .key = ID_APP },
+	{ .name = "basic app on api-key,app-key", .auth = "api-key,app-key",
+	  .headers = "", .basic = "shop:" S_APP, .status = 0, .scheme = APP,
+	  .key = ID_APP },
+	{ .name = "basic empty user on api-key,app-key",
+	  .auth = "api-key,app-key", .headers = "", .basic = ":" S_PLAIN,
+	  .status = 0, .scheme = API, .key = ID_PLAIN },
+	{ .name = "basic empty user on app-key,api-key",
+	  .auth = "app-key,api-key", .headers = "", .basic = ":" S_PLAIN,
+	  .status = 0, .scheme = API, .key = ID_PLAIN },
+	OKK("basic scheme name case-insensitive", "api-key", NULL,
+	    "Authorization: bASIC   OmxpdmVfUHEzWnQ4THcwWHYyTmM2SGI5UmsxWW00U2"
+	    "Q3R2Y1SmE=\r\n", API, ID_PLAIN),
+	{ .name = "key header wins over basic for the upstream",
+	  .auth = "api-key", .headers = XKEY(S_PLAIN), .basic = "user:pw",
+	  .status = 0, .scheme = API, .key = ID_PLAIN },
+	OKK("x-app-id and key", "app-key", NULL, XAPP("shop") XKEY(S_APP), APP,
+	    ID_APP),
+	OKK("app key on api-key route ignores x-app-id", "api-key,app-key",
+	    NULL, XAPP("other") XKEY(S_APP), API, ID_APP),
+	OKK("app key on app-key,api-key route", "app-key,api-key", NULL,
+	    XAPP("shop") XKEY(S_APP), APP, ID_APP),
+	OKK("app key without x-app-id on api-key", "api-key", NULL, XKEY(S_APP),
+	    API, ID_APP),
+};
+
+/* Does the message contain any test secret or a long key value? */
+static int
+message_leaks(const char *msg)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(tkeys) / sizeof(tkeys[0]); i++) {
+		if (strstr(msg, tkeys[i].secret + 5) != NULL)
+			return (1);
+		if (tkeys[i].old != NULL && strstr(msg, tkeys[i].old + 5))
+			return (1);
+	}
+	return (strstr(msg, "Pq3Zt8") != NULL || strstr(msg, "aaaa") != NULL ||
+	    strstr(msg, "Unkn0wn") != NULL || strstr(msg, "OmF") != NULL);
+}
+
+/* Run one case and compare everything a client and the log would see. */
+static void
+run_case(const struct acase *t)
+{
+	struct auth_result	 ar;
+	struct http_msg		 m;
+	struct route		 r;
+	char			 buf[4096], scopes[128];
+	int			 rv;
+
+	route_make(&r, t->auth, t->scopes, scopes, sizeof(scopes));
+	request(&m, buf, sizeof(buf), t->headers, t->basic, t->basiclen);
+	memset(&ar, 0xa5, sizeof(ar));
+	rv = auth_check(&r, &m, &ks, t->keyhdr ? t->keyhdr : "x-api-key",
+	    t->now ? t->now : NOW, &ar);
+	if (rv != t->status || ar.ar_status != t->status)
+		fail_msg("%s: status %d (%s: %s), want %d", t->name, rv,
+		    ar.ar_code ? ar.ar_code : "-", ar.ar_message, t->status);
+	if (t->status == 0) {
+		if (ar.ar_code != NULL)
+			fail_msg("%s: code set when allowed", t->name);
+		if (t->scheme != 0 && ar.ar_scheme != t->scheme)
+			fail_msg("%s: scheme %d, want %d", t->name,
+			    ar.ar_scheme, t->scheme);
+	} else {
+		if (ar.ar_code == NULL || strcmp(ar.ar_code, t->code) != 0)
+			fail_msg("%s: code %s, want %s", t->name,
+			    ar.ar_code ? ar.ar_code : "NULL", t->code);
+		if (strcmp(ar.ar_message, t->message) != 0)
+			fail_msg("%s: message \"%s\", want \"%s\"", t->name,
+			    ar.ar_message, t->message);
+		if (message_leaks(ar.ar_message))
+			fail_msg("%s: message leaks the key", t->name);
+	}
+	if (t->status != 401 && ar.ar_challenge != NULL)
+		fail_msg("%s: challenge on a %d", t->name, t->status);
+	if (t->status == 401 && (ar.ar_challenge == NULL ||
+	    strcmp(ar.ar_challenge, t->challenge) != 0))
+		fail_msg("%s: challenge \"%s\", want \"%s\"", t->name,
+		    ar.ar_challenge ? ar.ar_challenge : "NULL", t->challenge);
+	if (t->key == NULL && ar.ar_found != 0)
+		fail_msg("%s: found key %s", t->name, ar.ar_key.k_id);
+	if (t->key != NULL && (ar.ar_found != 1 ||
+	    strcmp(ar.ar_key.k_id, t->key) != 0))
+		fail_msg("%s: key %s, want %s", t->name,
+		    ar.ar_found == 1 ? ar.ar_key.k_id : "none", t->key);
+}
+
+/* Every row of the table. */
+static void
+test_table(void **state)
+{
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		run_case(&cases[i]);
+}
+
+/* Slot number of key id (looked up through its secret). */
+static uint32_t
+slot_of(const char *secret)
+{
+	struct ks_key	 k;
+	uint8_t		 d[KS_DIGEST_LEN];
+	uint32_t	 slot;
+	int		 old;
+
+	secret_digest(secret, strlen(secret), d);
+	assert_int_equal(keystore_find_digest(&ks, d, &k, &slot, &old), KS_OK);
+	return (slot);
+}
+
+/* Sum of all slots' counters. */
+static void
+usage_total(uint64_t *allowed, uint64_t *refused)
+{
+	uint64_t	 a, r;
+	int64_t		 last;
+	uint32_t	 i;
+
+	*allowed = *refused = 0;
+	for (i = 0; i < MAXKEYS; i++) {
+		keystore_usage(&ks, i, &a, &r, &last);
+		*allowed += a;
+		*refused += r;
+	}
+}
+
+/* auth_check on route auth/scopes with headers at now; returns status. */
+static int
+check(const char *auth, const char *scopes, const char *headers,
+    int64_t now)
+{
+	struct auth_result	 ar;
+	struct http_msg		 m;
+	struct route		 r;
+	char			 buf[1024], sc[64];
+
+	route_make(&r, auth, scopes, sc, sizeof(sc));
+	request(&m, buf, sizeof(buf), headers, NULL, 0);
+	return (auth_check(&r, &m, &ks, "x-api-key", now, &ar));
+}
+
+/*
+ * A use is counted on the key's slot, allowed or refused, whenever a key
+ * was found; requests without a key found count nothing anywhere.
+ */
+static void
+test_usage(void **state)
+{
+	struct auth_result	 ar;
+	uint64_t		 a0, r0, a1, r1, ta0, tr0, ta1, tr1;
+	int64_t			 last;
+	uint32_t		 plain = slot_of(S_PLAIN), app = slot_of(S_APP);
+
+	(void)state;
+	keystore_usage(&ks, plain, &a0, &r0, &last);
+	assert_int_equal(check("api-key", NULL, XKEY(S_PLAIN), NOW + 10), 0);
+	assert_int_equal(check("api-key", NULL, XKEY(S_PLAIN), NOW + 20), 0);
+	assert_int_equal(check("api-key", "admin", XKEY(S_PLAIN), NOW + 30),
+	    403);
+	keystore_usage(&ks, plain, &a1, &r1, &last);
+	assert_int_equal(a1 - a0, 2);
+	assert_int_equal(r1 - r0, 1);
+	assert_int_equal(last, NOW + 30);
+
+	keystore_usage(&ks, app, &a0, &r0, &last);
+	assert_int_equal(check("app-key", NULL, XAPP("other") XKEY(S_APP),
+	    NOW + 40), 401);
+	keystore_usage(&ks, app, &a1, &r1, &last);
+	assert_int_equal(a1 - a0, 0);
+	assert_int_equal(r1 - r0, 1);
+
+	usage_total(&ta0, &tr0);
+	assert_int_equal(check("api-key", NULL, XKEY(S_UNKNOWN), NOW), 401);
+	assert_int_equal(check("api-key", NULL, "X-API-KEY: a b\r\n", NOW),
+	    401);
+	assert_int_equal(check("api-key", NULL, "", NOW), 401);
+	assert_int_equal(check("api-key,anonymous", NULL, "", NOW), 0);
+	assert_int_equal(auth_check_secret(&ks, S_PLAIN, strlen(S_PLAIN),
+	    NULL, NOW, &ar), 0);
+	assert_int_equal(auth_check_secret(&ks, S_DIS, strlen(S_DIS),
+	    NULL, NOW, &ar), 401);
+	usage_total(&ta1, &tr1);
+	assert_int_equal(ta1, ta0);
+	assert_int_equal(tr1, tr0);
+}
+
+/* No key store: every key is invalid, anonymous still works. */
+static void
+test_no_keystore(void **state)
+{
+	struct auth_result	 ar;
+	struct http_msg		 m;
+	struct route		 r;
+	char			 buf[512];
+
+	(void)state;
+	route_make(&r, "api-key,anonymous", NULL, NULL, 0);
+	request(&m, buf, sizeof(buf), XKEY(S_PLAIN), NULL, 0);
+	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, &ar), 401);
+	assert_string_equal(ar.ar_code, "invalid_credentials");
+	assert_int_equal(ar.ar_found, 0);
+	request(&m, buf, sizeof(buf), "", NULL, 0);
+	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, &ar), 0);
+	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_ANONYMOUS);
+	assert_int_equal(auth_check_secret(NULL, S_PLAIN, strlen(S_PLAIN),
+	    NULL, NOW, &ar), 401);
+	assert_string_equal(ar.ar_code, "invalid_credentials");
+}
+
+/*
+ * A slot left mid-write (odd seqlock, its writer dead) makes lookups of
+ * that key answer 503 key_store_busy instead of guessing.
+ */
+static void
+test_busy(void **state)
+{
+	struct auth_result	 ar;
+	uint32_t		 slot = slot_of(S_PLAIN);
+
+	(void)state;
+	ks.ks_slots[slot].s_seq++;
+	assert_int_equal(check("api-key", NULL, XKEY(S_PLAIN), NOW), 503);
+	assert_int_equal(auth_check_secret(&ks, S_PLAIN, strlen(S_PLAIN),
+	    NULL, NOW, &ar), 503);
+	assert_string_equal(ar.ar_code, "key_store_busy");
+	assert_string_equal(ar.ar_message,
+	    "the key store is being repaired; retry");
+	assert_null(ar.ar_challenge);
+	assert_int_equal(ar.ar_found, 0);
+	ks.ks_slots[slot].s_seq++;
+	assert_int_equal(check("api-key", NULL, XKEY(S_PLAIN), NOW), 0);
+}
+
+/* auth_check_secret: the api-key checks on a bare secret. */
+static void
+test_check_secret(void **state)
+{
+	static const struct {
+		const char	*secret;
+		const char	*app;
+		int64_t		 now;
+		int		 status;
+		const char	*code;
+		const char	*key;
+	} t[] = {
+		{ S_PLAIN, NULL, NOW, 0, NULL, ID_PLAIN },
+		{ S_APP, NULL, NOW, 0, NULL, ID_APP },
+		{ S_APP, "shop", NOW, 0, NULL, ID_APP },
+		{ S_APP, "other", NOW, 401, "invalid_credentials", ID_APP },
+		{ S_PLAIN, "shop", NOW, 401, "invalid_credentials", ID_PLAIN },
+		{ S_UNKNOWN, NULL, NOW, 401, "invalid_credentials", NULL },
+		{ S_DIS, NULL, NOW, 401, "disabled_key", ID_DIS },
+		{ S_EXP, NULL, T_EXP - 1, 0, NULL, ID_EXP },
+		{ S_EXP, NULL, T_EXP, 401, "expired_credentials", ID_EXP },
+		{ S_OLD, NULL, T_GRACE - 1, 0, NULL, ID_REGEN },
+		{ S_OLD, NULL, T_GRACE, 401, "invalid_credentials", ID_REGEN },
+		{ "", NULL, NOW, 401, "malformed_credentials", NULL },
+		{ " " S_PLAIN, NULL, NOW, 401, "malformed_credentials", NULL },
+		{ S_PLAIN "\n", NULL, NOW, 401, "malformed_credentials", NULL },
+		{ A256 "a", NULL, NOW, 401, "malformed_credentials", NULL },
+		{ S_APP, "", NOW, 401, "malformed_credentials", NULL },
+		{ S_APP, "sh op", NOW, 401, "malformed_credentials", NULL },
+	};
+	struct auth_result	 ar;
+	size_t			 i;
+	int			 rv;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		rv = auth_check_secret(&ks, t[i].secret, strlen(t[i].secret),
+		    t[i].app, t[i].now, &ar);
+		if (rv != t[i].status || ar.ar_status != t[i].status)
+			fail_msg("row %zu: status %d, want %d", i, rv,
+			    t[i].status);
+		if (t[i].code == NULL ? ar.ar_code != NULL :
+		    ar.ar_code == NULL || strcmp(ar.ar_code, t[i].code) != 0)
+			fail_msg("row %zu: code %s", i, ar.ar_code);
+		if (t[i].key == NULL ? ar.ar_found != 0 : ar.ar_found != 1 ||
+		    strcmp(ar.ar_key.k_id, t[i].key) != 0)
+			fail_msg("row %zu: wrong key found", i);
+		if (message_leaks(ar.ar_message))
+			fail_msg("row %zu: message leaks the key", i);
+	}
+	/* Only the given length counts. */
+	assert_int_equal(auth_check_secret(&ks, S_PLAIN "junk",
+	    strlen(S_PLAIN), NULL, NOW, &ar), 0);
+}
+
+/* auth_missing_scope over lists with odd spacing. */
+static void
+test_missing_scope(void **state)
+{
+	struct route	 r;
+	char		 sc[64];
+
+	(void)state;
+	route_make(&r, "api-key", "read,write", sc, sizeof(sc));
+	assert_null(auth_missing_scope(&r, "read write"));
+	assert_null(auth_missing_scope(&r, "write read admin"));
+	assert_null(auth_missing_scope(&r, "  write   read  "));
+	assert_string_equal(auth_missing_scope(&r, ""), "read");
+	assert_string_equal(auth_missing_scope(&r, "read"), "write");
+	assert_string_equal(auth_missing_scope(&r, "reader writer"), "read");
+	assert_string_equal(auth_missing_scope(&r, "rea write"), "read");
+	route_make(&r, "api-key", NULL, NULL, 0);
+	assert_null(auth_missing_scope(&r, ""));
+}
+
+/* Allowed results of auth_check for headers on route auth. */
+static void
+allowed(const char *auth, const char *headers, struct auth_result *ar)
+{
+	struct http_msg		 m;
+	struct route		 r;
+	char			 buf[1024];
+
+	route_make(&r, auth, NULL, NULL, 0);
+	request(&m, buf, sizeof(buf), headers, NULL, 0);
+	assert_int_equal(auth_check(&r, &m, &ks, "x-api-key", NOW, ar), 0);
+}
+
+/* Identity headers: exact text, optional lines, size and byte checks. */
+static void
+test_identity_headers(void **state)
+{
+	static const char plain[] = "X-Consumer-Id: alice\r\n"
+	    "X-Key-Id: " ID_PLAIN "\r\nX-Scopes: read write\r\n"
+	    "X-Auth-Scheme: api-key\r\n";
+	static const char app[] = "X-Consumer-Id: bob\r\n"
+	    "X-Key-Id: " ID_APP "\r\nX-App-Id: shop\r\nX-Scopes: read\r\n"
+	    "X-Auth-Scheme: app-key\r\n";
+	static const char bare[] = "X-Consumer-Id: erin\r\n"
+	    "X-Key-Id: " ID_EXP "\r\nX-Auth-Scheme: api-key\r\n";
+	struct auth_result	 ar;
+	char			 buf[1024];
+
+	(void)state;
+	allowed("api-key", XKEY(S_PLAIN), &ar);
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)),
+	    sizeof(plain) - 1);
+	assert_string_equal(buf, plain);
+	/* Room for the text and its NUL, and not one byte less. */
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(plain)),
+	    sizeof(plain) - 1);
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(plain) - 1),
+	    0);
+	assert_int_equal(auth_identity_headers(&ar, buf, 0), 0);
+
+	allowed("app-key", XAPP("shop") XKEY(S_APP), &ar);
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)),
+	    sizeof(app) - 1);
+	assert_string_equal(buf, app);
+
+	allowed("api-key", XKEY(S_EXP), &ar);
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)),
+	    sizeof(bare) - 1);
+	assert_string_equal(buf, bare);
+
+	allowed("api-key,anonymous", "", &ar);
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)), 26);
+	assert_string_equal(buf, "X-Auth-Scheme: anonymous\r\n");
+
+	/* A control character anywhere refuses the whole block. */
+	allowed("api-key", XKEY(S_PLAIN), &ar);
+	memcpy(ar.ar_key.k_owner, "al\r\nX-Evil: 1", 14);
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)), 0);
+	allowed("api-key", XKEY(S_PLAIN), &ar);
+	ar.ar_key.k_scopes[2] = 0x7f;
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)), 0);
+	allowed("app-key", XAPP("shop") XKEY(S_APP), &ar);
+	ar.ar_key.k_app[1] = '\t';
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)), 0);
+
+	/* Refused requests have no identity. */
+	assert_int_equal(check("api-key", "admin", XKEY(S_PLAIN), NOW), 403);
+	ar.ar_status = 403;
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_usage),
+		cmocka_unit_test(test_no_keystore),
+		cmocka_unit_test(test_busy),
+		cmocka_unit_test(test_check_secret),
+		cmocka_unit_test(test_missing_scope),
+		cmocka_unit_test(test_identity_headers),
+	};
+
+	return (cmocka_run_group_tests(tests, setup, teardown));
+}
