@@ -1,0 +1,112 @@
+/*
+ * Persistence of the key store in state_dir:
+ *
+ *	keys.snapshot	the whole store as of sequence S, written to a temporary
+ *			file, fsync'ed, renamed over the old one, directory
+ *			fsync'ed
+ *	keys.journal	append-only JSON lines, one mutation each, every line
+ *			fsync'ed before the admin API answers
+ *	keys.usage	usage counters, rewritten periodically (not fsync'ed:
+ *			losing a few seconds of counts is acceptable)
+ *
+ * Lines (one JSON object each, no secrets, only digests):
+ *	journal:  {"seq":N,"op":"put","key":{KEY}}
+ *	          {"seq":N,"op":"del","id":"key_..."}
+ *	snapshot: {"keygate_snapshot":1,"seq":S,"keys":COUNT}
+ *	          {KEY}   (COUNT lines)
+ *	          {"end":COUNT}
+ *	usage:    {"id":"key_...","allowed":N,"refused":N,"last_used":MS}
+ * where KEY is {"id","digest" (64 hex),"old_digest" (hex or null),
+ * "grace_until" (ms or null),"name","owner","app_id" ("" for none),
+ * "prefix","hint","scopes" (array),"created","updated","expires" (ms;
+ * expires null for never),"disabled" (bool),"rate" ([per_1s, per_10s,
+ * per_60s], 0 = default)}.
+ *
+ * A "put" carries the whole record, so replay is idempotent: replaying a
+ * line whose effect is already in the snapshot changes nothing.  Journal
+ * lines with seq <= the snapshot's S are skipped (a compaction that died
+ * between the snapshot's rename and the journal's truncation leaves them).
+ *
+ * Damage: a last line without its newline (a torn append) is dropped with a
+ * warning; anything else that does not parse or apply (bad JSON, a missing
+ * field, a seq that goes backwards, a snapshot whose end line is missing)
+ * stops the load with "FILE:LINE: reason".
+ *
+ * Writers: any worker appends under the key store lock, so lines are in
+ * seq order.  Compaction (master, at start and when the journal grows)
+ * holds the lock while it writes the snapshot and then truncates the
+ * journal in place: workers keep their O_APPEND descriptors.
+ */
+#ifndef KEYGATE_JOURNAL_H
+#define KEYGATE_JOURNAL_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keystore.h"
+
+#define JOURNAL_FILE	"keys.journal"
+#define SNAPSHOT_FILE	"keys.snapshot"
+#define USAGE_FILE	"keys.usage"
+
+/* Compact when the journal is at least this large and larger than the snapshot. */
+#define JOURNAL_COMPACT_MIN	(1024 * 1024)
+
+struct journal {
+	char		*j_dir;		/* state_dir */
+	int		 j_fd;		/* keys.journal, O_WRONLY|O_APPEND, or -1 */
+	uid_t		 j_uid;		/* owner for files the master creates */
+	gid_t		 j_gid;		/* (-1: leave as is) */
+};
+
+/* Prepare a handle for state_dir (no file is opened yet); 0 or -1. */
+int	 journal_init(struct journal *, const char *, uid_t, gid_t);
+void	 journal_close(struct journal *);
+
+/*
+ * Append a put (key) or a del (id) line with sequence seq and fsync it,
+ * opening the journal on first use.  On any failure (ENOSPC, EIO, fsync)
+ * the file is truncated back to its previous length and -1 is returned with
+ * errno set and a reason in err; nothing already stored is damaged.
+ */
+int	 journal_put(struct journal *, uint64_t, const struct ks_key *,
+	    char *, size_t);
+int	 journal_del(struct journal *, uint64_t, const char *, char *, size_t);
+
+/*
+ * Start-up: load keys.snapshot (if any) and replay keys.journal into an
+ * empty store (the caller holds its lock as pid).  A torn last journal line
+ * is dropped (and truncated away) with a warning through log_warnx.
+ * 0, or -1 with "FILE:LINE: reason" (or "FILE: reason") in err.
+ */
+int	 journal_load(struct journal *, struct keystore *, char *, size_t);
+
+/*
+ * Repair after a writer died (caller holds the lock): cut a torn last line
+ * off the journal and apply the lines with seq > kh_applied.  0 or -1.
+ */
+int	 journal_replay_tail(struct journal *, struct keystore *, char *,
+	    size_t);
+
+/*
+ * Write a snapshot of the store and truncate the journal; the caller holds
+ * the lock (no writer runs).  0, or -1 with err (the previous snapshot and
+ * the journal are then untouched and still describe the store).
+ */
+int	 journal_compact(struct journal *, struct keystore *, char *, size_t);
+
+/* Bytes in keys.journal now (0 if absent), and in keys.snapshot. */
+off_t	 journal_size(const struct journal *);
+off_t	 journal_snapshot_size(const struct journal *);
+
+/* Rewrite keys.usage from the store (temp + rename); 0 or -1 with err. */
+int	 journal_save_usage(struct journal *, const struct keystore *, char *,
+	    size_t);
+
+/* Load keys.usage into the store (unknown ids are skipped); 0 or -1. */
+int	 journal_load_usage(struct journal *, struct keystore *, char *,
+	    size_t);
+
+#endif /* KEYGATE_JOURNAL_H */

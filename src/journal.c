@@ -1,0 +1,1391 @@
+/*
+ * Persistence of the key store: keys.snapshot, keys.journal and keys.usage
+ * in state_dir, as JSON lines (see journal.h for the formats and the rules
+ * about damage).  Only digests are written, never a secret.
+ *
+ * Every line is checked field by field when it is read, and every line is
+ * checked the same way before it is written, so that the daemon never
+ * writes a file it would then refuse to start from.
+ */
+
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "journal.h"
+#include "keystore.h"
+#include "log.h"
+
+#define SNAPSHOT_TMP		SNAPSHOT_FILE ".tmp"
+#define USAGE_TMP		USAGE_FILE ".tmp"
+#define SNAPSHOT_VERSION	1
+
+/* A file read line by line; errors name FILE:LINE. */
+struct jreader {
+	FILE		*r_fp;
+	const char	*r_name;	/* JOURNAL_FILE, SNAPSHOT_FILE, ... */
+	char		*r_line;	/* getline() buffer */
+	size_t		 r_cap;
+	size_t		 r_len;		/* bytes of the line, without "\n" */
+	size_t		 r_lineno;	/* 1-based; 0: no line yet */
+	off_t		 r_off;		/* offset of the current line */
+	off_t		 r_next;	/* offset of the next line */
+	int		 r_torn;	/* the line has no "\n" (at EOF) */
+	char		*r_err;
+	size_t		 r_errlen;
+};
+
+/* Journal replay state: the skip threshold and the order check. */
+struct jreplay {
+	uint64_t	 p_skip;	/* lines with seq <= this are done */
+	uint64_t	 p_prev;	/* seq of the line before, 0: none */
+	uint64_t	 p_last;	/* last seq applied (or p_skip) */
+};
+
+static const char *const key_fields[] = {
+	"id", "digest", "old_digest", "grace_until", "name", "owner",
+	"app_id", "prefix", "hint", "scopes", "created", "updated", "expires",
+	"disabled", "rate", NULL
+};
+static const char *const put_fields[] = { "seq", "op", "key", NULL };
+static const char *const del_fields[] = { "seq", "op", "id", NULL };
+static const char *const head_fields[] = {
+	"keygate_snapshot", "seq", "keys", NULL
+};
+static const char *const end_fields[] = { "end", NULL };
+static const char *const usage_fields[] = {
+	"id", "allowed", "refused", "last_used", NULL
+};
+
+/* "FILE:LINE: message" (or "FILE: message" before the first line). */
+static void __attribute__((format(printf, 2, 3)))
+rd_error(struct jreader *r, const char *fmt, ...)
+{
+	char	 msg[512];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (r->r_lineno == 0)
+		snprintf(r->r_err, r->r_errlen, "%s: %s", r->r_name, msg);
+	else
+		snprintf(r->r_err, r->r_errlen, "%s:%zu: %s", r->r_name,
+		    r->r_lineno, msg);
+}
+
+/* "FILE: strerror(errnum)" into err; errno is left as errnum. */
+static void
+file_error(char *err, size_t errlen, const char *name, int errnum)
+{
+	snprintf(err, errlen, "%s: %s", name, strerror(errnum));
+	errno = errnum;
+}
+
+/* state_dir/name into buf; 0, or -1 with ENAMETOOLONG. */
+static int
+jpath(const struct journal *j, const char *name, char *buf, size_t len)
+{
+	int	 n;
+
+	n = snprintf(buf, len, "%s/%s", j->j_dir, name);
+	if (n < 0 || (size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return (-1);
+	}
+	return (0);
+}
+
+/* Give a file the master creates to the configured user; 0 or -1. */
+static int
+file_own(const struct journal *j, int fd)
+{
+	struct stat	 st;
+	uid_t		 uid = j->j_uid;
+	gid_t		 gid = j->j_gid;
+
+	if (uid == (uid_t)-1 && gid == (gid_t)-1)
+		return (0);
+	if (fstat(fd, &st) == -1)
+		return (-1);
+	if ((uid == (uid_t)-1 || st.st_uid == uid) &&
+	    (gid == (gid_t)-1 || st.st_gid == gid))
+		return (0);
+	return (fchown(fd, uid, gid));
+}
+
+/* All of buf to fd, across short writes and EINTR; 0 or -1. */
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t	 n;
+
+	while (len > 0) {
+		n = write(fd, buf, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return (-1);
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return (0);
+}
+
+/* fsync the directory, so that a rename in it is durable; 0 or -1. */
+static int
+dir_sync(const struct journal *j)
+{
+	int	 fd, saved;
+
+	if ((fd = open(j->j_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return (-1);
+	if (fsync(fd) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return (-1);
+	}
+	return (close(fd));
+}
+
+/* Is s a key id: "key_" and 16 base62 characters? */
+static int
+valid_id(const char *s)
+{
+	size_t	 i;
+
+	if (strlen(s) != KS_ID_LEN || strncmp(s, "key_", 4) != 0)
+		return (0);
+	for (i = 4; i < KS_ID_LEN; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z')))
+			return (0);
+	return (1);
+}
+
+/* Is s a key prefix: [a-z0-9]{1,KS_PREFIX_MAX}? */
+static int
+valid_prefix(const char *s)
+{
+	size_t	 len = strlen(s), i;
+
+	if (len == 0 || len > KS_PREFIX_MAX)
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'z')))
+			return (0);
+	return (1);
+}
+
+/* Value of a hex digit, or -1. */
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	if (c >= 'A' && c <= 'F')
+		return (c - 'A' + 10);
+	return (-1);
+}
+
+/* KS_DIGEST_LEN bytes as lowercase hex into out (2 * KS_DIGEST_LEN + 1). */
+static void
+hex_encode(const uint8_t *d, char *out)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	size_t			 i;
+
+	for (i = 0; i < KS_DIGEST_LEN; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 0xf];
+	}
+	out[2 * KS_DIGEST_LEN] = '\0';
+}
+
+/* Is every byte of d zero? */
+static int
+digest_zero(const uint8_t *d)
+{
+	size_t	 i;
+
+	for (i = 0; i < KS_DIGEST_LEN; i++)
+		if (d[i] != 0)
+			return (0);
+	return (1);
+}
+
+/* Check that o has only the members in names; 0, or -1 naming another. */
+static int
+fields_known(struct jreader *r, json_t *o, const char *const *names)
+{
+	const char	*name;
+	json_t		*v;
+	size_t		 i;
+
+	json_object_foreach(o, name, v) {
+		for (i = 0; names[i] != NULL; i++)
+			if (strcmp(names[i], name) == 0)
+				break;
+		if (names[i] == NULL) {
+			rd_error(r, "unknown field \"%.64s\"", name);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/*
+ * Member name of o, which must exist and have type (JSON_TRUE stands for
+ * either boolean); a JSON null is accepted (and returned) when nullable.
+ */
+static json_t *
+field_get(struct jreader *r, json_t *o, const char *name, json_type type,
+    int nullable)
+{
+	static const char *const what[] = {
+		[JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array",
+		[JSON_STRING] = "a string", [JSON_INTEGER] = "an integer",
+		[JSON_REAL] = "a number", [JSON_TRUE] = "true or false",
+		[JSON_FALSE] = "true or false", [JSON_NULL] = "null"
+	};
+	json_t	*v;
+
+	if ((v = json_object_get(o, name)) == NULL) {
+		rd_error(r, "field \"%s\" is missing", name);
+		return (NULL);
+	}
+	if (json_is_null(v) && nullable)
+		return (v);
+	if (json_typeof(v) == type ||
+	    (type == JSON_TRUE && json_is_boolean(v)))
+		return (v);
+	rd_error(r, "field \"%s\" is not %s%s", name, what[type],
+	    nullable ? " or null" : "");
+	return (NULL);
+}
+
+/* String member name into dst (at most max bytes); 0 or -1. */
+static int
+field_str(struct jreader *r, json_t *o, const char *name, char *dst,
+    size_t max)
+{
+	json_t	*v;
+	size_t	 len;
+
+	if ((v = field_get(r, o, name, JSON_STRING, 0)) == NULL)
+		return (-1);
+	len = json_string_length(v);
+	if (len > max) {
+		rd_error(r, "field \"%s\" is too long (%zu bytes, at most %zu)",
+		    name, len, max);
+		return (-1);
+	}
+	memcpy(dst, json_string_value(v), len);
+	dst[len] = '\0';
+	return (0);
+}
+
+/* Integer member name >= min into out (null gives 0 when nullable); 0 or -1. */
+static int
+field_int(struct jreader *r, json_t *o, const char *name, int nullable,
+    int64_t min, int64_t *out)
+{
+	json_t	*v;
+
+	if ((v = field_get(r, o, name, JSON_INTEGER, nullable)) == NULL)
+		return (-1);
+	if (json_is_null(v)) {
+		*out = 0;
+		return (0);
+	}
+	if (json_integer_value(v) < min) {
+		rd_error(r, "field \"%s\" is below %lld", name, (long long)min);
+		return (-1);
+	}
+	*out = json_integer_value(v);
+	return (0);
+}
+
+/* 64-hex-digit member name into d (null gives zeros when nullable); 0 or -1. */
+static int
+field_digest(struct jreader *r, json_t *o, const char *name, int nullable,
+    uint8_t *d)
+{
+	const char	*s;
+	json_t		*v;
+	size_t		 i;
+	int		 hi, lo;
+
+	if ((v = field_get(r, o, name, JSON_STRING, nullable)) == NULL)
+		return (-1);
+	memset(d, 0, KS_DIGEST_LEN);
+	if (json_is_null(v))
+		return (0);
+	s = json_string_value(v);
+	if (json_string_length(v) != 2 * KS_DIGEST_LEN)
+		goto fail;
+	for (i = 0; i < KS_DIGEST_LEN; i++) {
+		if ((hi = hexval(s[2 * i])) == -1 ||
+		    (lo = hexval(s[2 * i + 1])) == -1)
+			goto fail;
+		d[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return (0);
+fail:
+	rd_error(r, "field \"%s\" is not %d hex digits", name,
+	    2 * KS_DIGEST_LEN);
+	return (-1);
+}
+
+/* The "scopes" array joined by single spaces into k_scopes; 0 or -1. */
+static int
+key_scopes(struct jreader *r, json_t *o, struct ks_key *k)
+{
+	const char	*s;
+	json_t		*a, *v;
+	size_t		 i, len, used = 0;
+
+	if ((a = field_get(r, o, "scopes", JSON_ARRAY, 0)) == NULL)
+		return (-1);
+	json_array_foreach(a, i, v) {
+		if (!json_is_string(v)) {
+			rd_error(r, "field \"scopes\" holds a non-string");
+			return (-1);
+		}
+		s = json_string_value(v);
+		len = json_string_length(v);
+		if (len == 0 || strlen(s) != len || strchr(s, ' ') != NULL) {
+			rd_error(r, "field \"scopes\" holds an empty scope or "
+			    "one with a space");
+			return (-1);
+		}
+		if (used + (used > 0) + len > KS_SCOPES_MAX) {
+			rd_error(r, "field \"scopes\" is too long (at most %d "
+			    "bytes joined)", KS_SCOPES_MAX);
+			return (-1);
+		}
+		if (used > 0)
+			k->k_scopes[used++] = ' ';
+		memcpy(k->k_scopes + used, s, len);
+		used += len;
+	}
+	k->k_scopes[used] = '\0';
+	return (0);
+}
+
+/* The "rate" array of KS_NWINDOWS limits into k_rate; 0 or -1. */
+static int
+key_rate(struct jreader *r, json_t *o, struct ks_key *k)
+{
+	json_t		*a, *v;
+	json_int_t	 n;
+	size_t		 i;
+
+	if ((a = field_get(r, o, "rate", JSON_ARRAY, 0)) == NULL)
+		return (-1);
+	if (json_array_size(a) != KS_NWINDOWS)
+		goto fail;
+	json_array_foreach(a, i, v) {
+		if (!json_is_integer(v))
+			goto fail;
+		n = json_integer_value(v);
+		if (n < 0 || n > UINT32_MAX)
+			goto fail;
+		k->k_rate[i] = (uint32_t)n;
+	}
+	return (0);
+fail:
+	rd_error(r, "field \"rate\" is not an array of %d integers from 0 to "
+	    "%u", KS_NWINDOWS, UINT32_MAX);
+	return (-1);
+}
+
+/* The string members of a KEY object into k; 0 or -1. */
+static int
+key_strings(struct jreader *r, json_t *o, struct ks_key *k)
+{
+	if (field_str(r, o, "id", k->k_id, KS_ID_LEN) == -1)
+		return (-1);
+	if (!valid_id(k->k_id)) {
+		rd_error(r, "field \"id\" is not a key id");
+		return (-1);
+	}
+	if (field_str(r, o, "name", k->k_name, KS_NAME_MAX) == -1 ||
+	    field_str(r, o, "owner", k->k_owner, KS_OWNER_MAX) == -1 ||
+	    field_str(r, o, "app_id", k->k_app, KS_APP_MAX) == -1 ||
+	    field_str(r, o, "prefix", k->k_prefix, KS_PREFIX_MAX) == -1 ||
+	    field_str(r, o, "hint", k->k_hint, KS_HINT_MAX) == -1)
+		return (-1);
+	if (!valid_prefix(k->k_prefix)) {
+		rd_error(r, "field \"prefix\" is not [a-z0-9]{1,%d}",
+		    KS_PREFIX_MAX);
+		return (-1);
+	}
+	if (field_digest(r, o, "digest", 0, k->k_digest) == -1 ||
+	    field_digest(r, o, "old_digest", 1, k->k_old_digest) == -1)
+		return (-1);
+	return (key_scopes(r, o, k));
+}
+
+/* A KEY object into k, every field checked; 0, or -1 naming the first bad. */
+static int
+key_from_json(struct jreader *r, json_t *o, struct ks_key *k)
+{
+	json_t	*v;
+
+	memset(k, 0, sizeof(*k));
+	if (fields_known(r, o, key_fields) == -1 ||
+	    key_strings(r, o, k) == -1 || key_rate(r, o, k) == -1)
+		return (-1);
+	if (field_int(r, o, "grace_until", 1, 1, &k->k_grace_until) == -1 ||
+	    field_int(r, o, "created", 0, 0, &k->k_created) == -1 ||
+	    field_int(r, o, "updated", 0, 0, &k->k_updated) == -1 ||
+	    field_int(r, o, "expires", 1, 1, &k->k_expires) == -1)
+		return (-1);
+	if (k->k_grace_until != 0 && digest_zero(k->k_old_digest)) {
+		rd_error(r, "field \"grace_until\" is set but \"old_digest\" "
+		    "is null");
+		return (-1);
+	}
+	if ((v = field_get(r, o, "disabled", JSON_TRUE, 0)) == NULL)
+		return (-1);
+	if (json_is_true(v))
+		k->k_flags |= KS_F_DISABLED;
+	return (0);
+}
+
+/* The space-separated scopes s as a JSON array of strings, or NULL. */
+static json_t *
+scopes_to_json(const char *s, size_t len)
+{
+	json_t		*a;
+	size_t		 i = 0, n;
+
+	if ((a = json_array()) == NULL)
+		return (NULL);
+	while (i < len) {
+		if (s[i] == ' ') {
+			i++;
+			continue;
+		}
+		for (n = 0; i + n < len && s[i + n] != ' '; n++)
+			;
+		if (json_array_append_new(a, json_stringn(s + i, n)) == -1) {
+			json_decref(a);
+			return (NULL);
+		}
+		i += n;
+	}
+	return (a);
+}
+
+/* Integer ms, or JSON null for 0 ("none", "never"). */
+static json_t *
+time_or_null(int64_t ms)
+{
+	return (ms == 0 ? json_null() : json_integer(ms));
+}
+
+#define SN(f)	(f), strnlen((f), sizeof(f))	/* bounded "s%" argument */
+
+/* k as a KEY object, or NULL (out of memory, or a field not UTF-8). */
+static json_t *
+key_to_json(const struct ks_key *k)
+{
+	char	 digest[2 * KS_DIGEST_LEN + 1], old[2 * KS_DIGEST_LEN + 1];
+
+	hex_encode(k->k_digest, digest);
+	hex_encode(k->k_old_digest, old);
+	return (json_pack("{s:s%,s:s,s:o,s:o,s:s%,s:s%,s:s%,s:s%,s:s%,s:o,"
+	    "s:I,s:I,s:o,s:b,s:[I,I,I]}",
+	    "id", SN(k->k_id), "digest", digest,
+	    "old_digest", digest_zero(k->k_old_digest) ? json_null() :
+	    json_string(old),
+	    "grace_until", time_or_null(k->k_grace_until),
+	    "name", SN(k->k_name), "owner", SN(k->k_owner),
+	    "app_id", SN(k->k_app), "prefix", SN(k->k_prefix),
+	    "hint", SN(k->k_hint),
+	    "scopes", scopes_to_json(k->k_scopes, strnlen(k->k_scopes,
+	    sizeof(k->k_scopes))),
+	    "created", (json_int_t)k->k_created,
+	    "updated", (json_int_t)k->k_updated,
+	    "expires", time_or_null(k->k_expires),
+	    "disabled", (k->k_flags & KS_F_DISABLED) != 0,
+	    "rate", (json_int_t)k->k_rate[KS_W1S],
+	    (json_int_t)k->k_rate[KS_W10S], (json_int_t)k->k_rate[KS_W60S]));
+}
+
+/*
+ * k as a KEY object that key_from_json() accepts back, or NULL with the
+ * reason in err (naming file).  Checking before writing keeps a bad record
+ * from the admin API out of the files the daemon must start from.
+ */
+static json_t *
+key_encode(const struct ks_key *k, const char *file, char *err, size_t errlen)
+{
+	struct jreader	 r;
+	struct ks_key	 back;
+	json_t		*o;
+
+	memset(&r, 0, sizeof(r));
+	r.r_name = file;
+	r.r_err = err;
+	r.r_errlen = errlen;
+	if ((o = key_to_json(k)) == NULL) {
+		rd_error(&r, "key %.*s cannot be encoded (out of memory or "
+		    "not UTF-8)", KS_ID_LEN, k->k_id);
+		errno = EINVAL;
+		return (NULL);
+	}
+	if (key_from_json(&r, o, &back) == -1) {
+		json_decref(o);
+		errno = EINVAL;
+		return (NULL);
+	}
+	return (o);
+}
+
+/* Prepare a handle for dir; no file is opened yet. */
+int
+journal_init(struct journal *j, const char *dir, uid_t uid, gid_t gid)
+{
+	j->j_fd = -1;
+	j->j_uid = uid;
+	j->j_gid = gid;
+	if ((j->j_dir = strdup(dir)) == NULL)
+		return (-1);
+	return (0);
+}
+
+/* Close the journal and free the handle's memory. */
+void
+journal_close(struct journal *j)
+{
+	if (j->j_fd != -1)
+		close(j->j_fd);
+	j->j_fd = -1;
+	free(j->j_dir);
+	j->j_dir = NULL;
+}
+
+/* Open keys.journal for appending if it is not open yet; 0 or -1. */
+static int
+journal_open(struct journal *j, char *err, size_t errlen)
+{
+	char	 path[PATH_MAX];
+	int	 fd, saved;
+
+	if (j->j_fd != -1)
+		return (0);
+	if (jpath(j, JOURNAL_FILE, path, sizeof(path)) == -1 ||
+	    (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0600)) == -1) {
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		return (-1);
+	}
+	if (file_own(j, fd) == -1) {
+		saved = errno;
+		close(fd);
+		file_error(err, errlen, JOURNAL_FILE, saved);
+		return (-1);
+	}
+	j->j_fd = fd;
+	return (0);
+}
+
+/*
+ * Append line (a reference we own) to the journal and make it durable.
+ *
+ * The writers are serialised by the key store lock, so nobody else moves
+ * the end of the file between our fstat() and our write: the size taken
+ * first is exactly where this line starts.  If the write is short, fails,
+ * or fdatasync() fails, cutting the file back to that size removes every
+ * byte of this line, so a failed append leaves the file as it was and the
+ * next append does not glue a fragment in front of a good line.  Only
+ * after fdatasync() returns is the line reported as stored.
+ */
+static int
+journal_append(struct journal *j, json_t *line, char *err, size_t errlen)
+{
+	struct stat	 st;
+	char		*buf = NULL;
+	size_t		 len;
+	int		 saved;
+
+	if (journal_open(j, err, errlen) == -1)
+		goto fail;
+	len = json_dumpb(line, NULL, 0, JSON_COMPACT);
+	if (len == 0 || (buf = malloc(len + 1)) == NULL) {
+		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
+		goto fail;
+	}
+	if (json_dumpb(line, buf, len, JSON_COMPACT) != len) {
+		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
+		goto fail;
+	}
+	buf[len] = '\n';
+	if (fstat(j->j_fd, &st) == -1) {
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		goto fail;
+	}
+	if (write_all(j->j_fd, buf, len + 1) == -1 ||
+	    fdatasync(j->j_fd) == -1) {
+		saved = errno;
+		if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1)
+			snprintf(err, errlen, "%s: %s (and the line could not "
+			    "be cut off: %s)", JOURNAL_FILE, strerror(saved),
+			    strerror(errno));
+		else
+			snprintf(err, errlen, "%s: %s", JOURNAL_FILE,
+			    strerror(saved));
+		errno = saved;
+		goto fail;
+	}
+	free(buf);
+	json_decref(line);
+	return (0);
+fail:
+	saved = errno;
+	free(buf);
+	json_decref(line);
+	errno = saved;
+	return (-1);
+}
+
+/* Is seq one the loader accepts (1 to INT64_MAX)?  If not, say so in err. */
+static int
+seq_valid(uint64_t seq, char *err, size_t errlen)
+{
+	if (seq >= 1 && seq <= INT64_MAX)
+		return (1);
+	snprintf(err, errlen, "%s: seq %llu is out of range", JOURNAL_FILE,
+	    (unsigned long long)seq);
+	errno = EINVAL;
+	return (0);
+}
+
+/* Append {"seq":N,"op":"put","key":{KEY}} and fsync it; 0 or -1. */
+int
+journal_put(struct journal *j, uint64_t seq, const struct ks_key *k,
+    char *err, size_t errlen)
+{
+	json_t	*key, *line;
+
+	if (!seq_valid(seq, err, errlen) ||
+	    (key = key_encode(k, JOURNAL_FILE, err, errlen)) == NULL)
+		return (-1);
+	line = json_pack("{s:I,s:s,s:o}", "seq", (json_int_t)seq, "op", "put",
+	    "key", key);
+	if (line == NULL) {
+		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
+		return (-1);
+	}
+	return (journal_append(j, line, err, errlen));
+}
+
+/* Append {"seq":N,"op":"del","id":ID} and fsync it; 0 or -1. */
+int
+journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
+    size_t errlen)
+{
+	json_t	*line;
+
+	if (!seq_valid(seq, err, errlen))
+		return (-1);
+	if (!valid_id(id)) {
+		snprintf(err, errlen, "%s: not a key id", JOURNAL_FILE);
+		errno = EINVAL;
+		return (-1);
+	}
+	line = json_pack("{s:I,s:s,s:s}", "seq", (json_int_t)seq, "op", "del",
+	    "id", id);
+	if (line == NULL) {
+		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
+		return (-1);
+	}
+	return (journal_append(j, line, err, errlen));
+}
+
+/* Open state_dir/name for reading: 1, 0 if it does not exist, or -1. */
+static int
+reader_open(struct jreader *r, const struct journal *j, const char *name,
+    char *err, size_t errlen)
+{
+	char	 path[PATH_MAX];
+
+	memset(r, 0, sizeof(*r));
+	r->r_name = name;
+	r->r_err = err;
+	r->r_errlen = errlen;
+	if (jpath(j, name, path, sizeof(path)) == -1 ||
+	    (r->r_fp = fopen(path, "re")) == NULL) {
+		if (errno == ENOENT)
+			return (0);
+		file_error(err, errlen, name, errno);
+		return (-1);
+	}
+	return (1);
+}
+
+/* Close the file and free the line buffer. */
+static void
+reader_close(struct jreader *r)
+{
+	if (r->r_fp != NULL)
+		fclose(r->r_fp);
+	free(r->r_line);
+	r->r_fp = NULL;
+	r->r_line = NULL;
+}
+
+/* Read the next line: 1, 0 at the end of the file, or -1 (read error). */
+static int
+reader_next(struct jreader *r)
+{
+	ssize_t	 n;
+
+	errno = 0;
+	if ((n = getline(&r->r_line, &r->r_cap, r->r_fp)) == -1) {
+		if (ferror(r->r_fp)) {
+			rd_error(r, "read error: %s", strerror(errno != 0 ?
+			    errno : EIO));
+			return (-1);
+		}
+		return (0);
+	}
+	r->r_lineno++;
+	r->r_off = r->r_next;
+	r->r_next += n;
+	r->r_torn = r->r_line[n - 1] != '\n';
+	r->r_len = (size_t)n - !r->r_torn;
+	return (1);
+}
+
+/* The current line as a JSON object, or NULL with the reason. */
+static json_t *
+reader_json(struct jreader *r)
+{
+	json_error_t	 jerr;
+	json_t		*o;
+
+	o = json_loadb(r->r_line, r->r_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (o == NULL) {
+		rd_error(r, "bad JSON: %s (column %d)", jerr.text, jerr.column);
+		return (NULL);
+	}
+	if (!json_is_object(o)) {
+		rd_error(r, "not a JSON object");
+		json_decref(o);
+		return (NULL);
+	}
+	return (o);
+}
+
+/* Store k (read from the current line) with seq; 0 or -1 with the reason. */
+static int
+store_put(struct jreader *r, struct keystore *ks, const struct ks_key *k,
+    uint64_t seq)
+{
+	switch (keystore_put(ks, k, seq)) {
+	case KS_OK:
+		return (0);
+	case KS_FULL:
+		rd_error(r, "key %s does not fit: max_keys (%u) is too small "
+		    "for the stored keys", k->k_id, ks->ks_hdr->kh_max_keys);
+		return (-1);
+	case KS_EXISTS:
+		rd_error(r, "key %s has the digest of another key", k->k_id);
+		return (-1);
+	default:
+		rd_error(r, "key %s cannot be stored", k->k_id);
+		return (-1);
+	}
+}
+
+/* Check the "seq" of a journal line and the order of lines; 0 or -1. */
+static int
+replay_seq(struct jreader *r, json_t *o, struct jreplay *p, uint64_t *seq)
+{
+	int64_t	 v;
+
+	if (field_int(r, o, "seq", 0, 1, &v) == -1)
+		return (-1);
+	*seq = (uint64_t)v;
+	if (p->p_prev != 0 && *seq <= p->p_prev) {
+		rd_error(r, "seq %llu goes backwards (the line before has "
+		    "%llu)", (unsigned long long)*seq,
+		    (unsigned long long)p->p_prev);
+		return (-1);
+	}
+	p->p_prev = *seq;
+	return (0);
+}
+
+/* Check one journal line and apply it unless its seq is done; 0 or -1. */
+static int
+replay_line(struct jreader *r, struct keystore *ks, struct jreplay *p)
+{
+	struct ks_key	 k;
+	char		 op[8];
+	uint64_t	 seq;
+	json_t		*o, *v;
+	int		 rc = -1;
+
+	if ((o = reader_json(r)) == NULL)
+		return (-1);
+	if (field_str(r, o, "op", op, sizeof(op) - 1) == -1)
+		goto fail;
+	if (strcmp(op, "put") == 0) {
+		if (fields_known(r, o, put_fields) == -1 ||
+		    replay_seq(r, o, p, &seq) == -1 ||
+		    (v = field_get(r, o, "key", JSON_OBJECT, 0)) == NULL ||
+		    key_from_json(r, v, &k) == -1)
+			goto fail;
+		if (seq > p->p_skip && store_put(r, ks, &k, seq) == -1)
+			goto fail;
+	} else if (strcmp(op, "del") == 0) {
+		if (fields_known(r, o, del_fields) == -1 ||
+		    replay_seq(r, o, p, &seq) == -1 ||
+		    field_str(r, o, "id", k.k_id, KS_ID_LEN) == -1)
+			goto fail;
+		if (!valid_id(k.k_id)) {
+			rd_error(r, "field \"id\" is not a key id");
+			goto fail;
+		}
+		/* An unknown id is fine: the line may be a replay. */
+		if (seq > p->p_skip)
+			(void)keystore_del(ks, k.k_id, seq);
+	} else {
+		rd_error(r, "field \"op\" is not \"put\" or \"del\"");
+		goto fail;
+	}
+	if (seq > p->p_skip)
+		p->p_last = seq;
+	rc = 0;
+fail:
+	json_decref(o);
+	return (rc);
+}
+
+/* Cut state_dir/name to off bytes and fsync it; 0 or -1 with err. */
+static int
+file_cut(const struct journal *j, const char *name, off_t off, char *err,
+    size_t errlen)
+{
+	char	 path[PATH_MAX];
+	int	 fd, saved;
+
+	if (jpath(j, name, path, sizeof(path)) == -1 ||
+	    (fd = open(path, O_WRONLY | O_CLOEXEC)) == -1) {
+		file_error(err, errlen, name, errno);
+		return (-1);
+	}
+	if (ftruncate(fd, off) == -1 || fsync(fd) == -1) {
+		saved = errno;
+		close(fd);
+		file_error(err, errlen, name, saved);
+		return (-1);
+	}
+	close(fd);
+	return (0);
+}
+
+/*
+ * Replay keys.journal into ks, applying the lines with seq > skip.
+ *
+ * Every line is checked, applied or not, and the seqs must increase
+ * strictly through the whole file: writers append under the store lock with
+ * kh_applied + 1, so anything else is damage.  Lines at or below skip are
+ * already in the store (in the snapshot, or applied before a writer died);
+ * a "put" carries the whole record, so even applying one twice would change
+ * nothing.  Only a last line without its newline is an interrupted append
+ * (the writer never reported it stored): it is dropped and cut away, and
+ * only once the rest of the file has loaded, so that a failed load changes
+ * nothing on disk.  kh_applied ends at the last seq applied (or skip).
+ */
+static int
+journal_replay(struct journal *j, struct keystore *ks, uint64_t skip,
+    char *err, size_t errlen)
+{
+	struct jreader	 r;
+	struct jreplay	 p;
+	int		 rc;
+
+	memset(&p, 0, sizeof(p));
+	p.p_skip = p.p_last = skip;
+	if ((rc = reader_open(&r, j, JOURNAL_FILE, err, errlen)) <= 0)
+		return (rc);
+	while ((rc = reader_next(&r)) == 1 && !r.r_torn)
+		if ((rc = replay_line(&r, ks, &p)) == -1)
+			break;
+	if (rc == 1) {
+		log_warnx("%s:%zu: dropping a torn last line (an interrupted "
+		    "write)", JOURNAL_FILE, r.r_lineno);
+		rc = file_cut(j, JOURNAL_FILE, r.r_off, err, errlen);
+	}
+	reader_close(&r);
+	if (rc == -1)
+		return (-1);
+	ks->ks_hdr->kh_applied = p.p_last;
+	return (0);
+}
+
+/* The next snapshot line, which must exist and be complete, or NULL. */
+static json_t *
+snap_line(struct jreader *r, const char *what)
+{
+	int	 rc;
+
+	if ((rc = reader_next(r)) == -1)
+		return (NULL);
+	if (rc == 0) {
+		r->r_lineno++;
+		rd_error(r, "missing %s (the file is cut short)", what);
+		return (NULL);
+	}
+	if (r->r_torn) {
+		rd_error(r, "no newline at the end (the file is cut short)");
+		return (NULL);
+	}
+	return (reader_json(r));
+}
+
+/* Check the snapshot header line: seq and key count; 0 or -1. */
+static int
+snap_header(struct jreader *r, const struct keystore *ks, uint64_t *seq,
+    uint64_t *count)
+{
+	json_t	*o;
+	int64_t	 version, s, n;
+	int	 rc = -1;
+
+	if ((o = snap_line(r, "the header line")) == NULL)
+		return (-1);
+	if (fields_known(r, o, head_fields) == -1 ||
+	    field_int(r, o, "keygate_snapshot", 0, 1, &version) == -1 ||
+	    field_int(r, o, "seq", 0, 0, &s) == -1 ||
+	    field_int(r, o, "keys", 0, 0, &n) == -1)
+		goto fail;
+	if (version != SNAPSHOT_VERSION) {
+		rd_error(r, "snapshot version %lld is not supported",
+		    (long long)version);
+		goto fail;
+	}
+	if ((uint64_t)n > ks->ks_hdr->kh_max_keys) {
+		rd_error(r, "the snapshot holds %lld keys: max_keys (%u) is "
+		    "too small for the stored keys", (long long)n,
+		    ks->ks_hdr->kh_max_keys);
+		goto fail;
+	}
+	*seq = (uint64_t)s;
+	*count = (uint64_t)n;
+	rc = 0;
+fail:
+	json_decref(o);
+	return (rc);
+}
+
+/* Read and store key line i of count; 0 or -1. */
+static int
+snap_key(struct jreader *r, struct keystore *ks, uint64_t i, uint64_t count,
+    uint64_t seq)
+{
+	struct ks_key	 k;
+	json_t		*o;
+	uint32_t	 before;
+	int		 rc = -1;
+
+	if ((o = snap_line(r, "key lines and the end line")) == NULL)
+		return (-1);
+	if (json_object_get(o, "end") != NULL) {
+		rd_error(r, "end line after %llu keys, the header says %llu",
+		    (unsigned long long)i, (unsigned long long)count);
+		goto fail;
+	}
+	before = keystore_count(ks);
+	if (key_from_json(r, o, &k) == -1 || store_put(r, ks, &k, seq) == -1)
+		goto fail;
+	if (keystore_count(ks) == before) {
+		rd_error(r, "key %s appears twice", k.k_id);
+		goto fail;
+	}
+	rc = 0;
+fail:
+	json_decref(o);
+	return (rc);
+}
+
+/* Check the end line {"end":COUNT} and that nothing follows; 0 or -1. */
+static int
+snap_end(struct jreader *r, uint64_t count)
+{
+	json_t	*o;
+	int64_t	 n;
+	int	 rc = -1;
+
+	if ((o = snap_line(r, "the end line")) == NULL)
+		return (-1);
+	if (json_object_get(o, "end") == NULL) {
+		rd_error(r, "a key line where the end line should be (the "
+		    "header says %llu keys)", (unsigned long long)count);
+		goto fail;
+	}
+	if (fields_known(r, o, end_fields) == -1 ||
+	    field_int(r, o, "end", 0, 0, &n) == -1)
+		goto fail;
+	if ((uint64_t)n != count) {
+		rd_error(r, "the end line says %lld keys, the header %llu",
+		    (long long)n, (unsigned long long)count);
+		goto fail;
+	}
+	if ((rc = reader_next(r)) == 1) {
+		rd_error(r, "data after the end line");
+		rc = -1;
+	}
+fail:
+	json_decref(o);
+	return (rc);
+}
+
+/* Load keys.snapshot (if any) into ks; its seq into seq (0 if none). */
+static int
+snapshot_load(struct journal *j, struct keystore *ks, uint64_t *seq,
+    char *err, size_t errlen)
+{
+	struct jreader	 r;
+	uint64_t	 count, i;
+	int		 rc;
+
+	*seq = 0;
+	if ((rc = reader_open(&r, j, SNAPSHOT_FILE, err, errlen)) <= 0)
+		return (rc);
+	rc = -1;
+	if (snap_header(&r, ks, seq, &count) == -1)
+		goto fail;
+	for (i = 0; i < count; i++)
+		if (snap_key(&r, ks, i, count, *seq) == -1)
+			goto fail;
+	rc = snap_end(&r, count);
+fail:
+	reader_close(&r);
+	return (rc);
+}
+
+/* Start-up: snapshot, then the journal past the snapshot's seq. */
+int
+journal_load(struct journal *j, struct keystore *ks, char *err,
+    size_t errlen)
+{
+	uint64_t	 seq;
+
+	if (snapshot_load(j, ks, &seq, err, errlen) == -1)
+		return (-1);
+	ks->ks_hdr->kh_applied = seq;
+	return (journal_replay(j, ks, seq, err, errlen));
+}
+
+/* After a writer died: cut a torn tail, apply the lines past kh_applied. */
+int
+journal_replay_tail(struct journal *j, struct keystore *ks, char *err,
+    size_t errlen)
+{
+	return (journal_replay(j, ks, ks->ks_hdr->kh_applied, err, errlen));
+}
+
+/* Create state_dir/name afresh (0600, owned for the workers) for writing. */
+static FILE *
+tmp_create(const struct journal *j, const char *name, char *err,
+    size_t errlen)
+{
+	char	 path[PATH_MAX];
+	FILE	*fp;
+	int	 fd, saved;
+
+	if (jpath(j, name, path, sizeof(path)) == -1 ||
+	    (unlink(path) == -1 && errno != ENOENT) ||
+	    (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) == -1) {
+		file_error(err, errlen, name, errno);
+		return (NULL);
+	}
+	if (file_own(j, fd) == -1 || (fp = fdopen(fd, "w")) == NULL) {
+		saved = errno;
+		close(fd);
+		file_error(err, errlen, name, saved);
+		return (NULL);
+	}
+	return (fp);
+}
+
+/* One JSON line (o is consumed) to fp; 0, or -1 with err naming name. */
+static int
+put_line(FILE *fp, json_t *o, const char *name, char *err, size_t errlen)
+{
+	int	 rc;
+
+	if (o == NULL) {
+		file_error(err, errlen, name, ENOMEM);
+		return (-1);
+	}
+	errno = 0;
+	rc = json_dumpf(o, fp, JSON_COMPACT);
+	json_decref(o);
+	if (rc == -1 || fputc('\n', fp) == EOF) {
+		file_error(err, errlen, name, errno != 0 ? errno : EIO);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Flush fp, fsync it if sync, close it; 0, or -1 with err naming name. */
+static int
+tmp_finish(FILE *fp, const char *name, int sync, char *err, size_t errlen)
+{
+	int	 saved;
+
+	if (fflush(fp) == EOF || ferror(fp) ||
+	    (sync && fsync(fileno(fp)) == -1)) {
+		saved = errno != 0 ? errno : EIO;
+		fclose(fp);
+		file_error(err, errlen, name, saved);
+		return (-1);
+	}
+	if (fclose(fp) == EOF) {
+		file_error(err, errlen, name, errno);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Write every live key of ks into SNAPSHOT_TMP and fsync it; 0 or -1. */
+static int
+snapshot_write(struct journal *j, const struct keystore *ks, char *err,
+    size_t errlen)
+{
+	struct ks_key	 k;
+	FILE		*fp;
+	json_t		*o;
+	uint32_t	 cursor = 0, slot, count = keystore_count(ks), n = 0;
+	uint64_t	 seq = ks->ks_hdr->kh_applied;
+
+	if ((fp = tmp_create(j, SNAPSHOT_TMP, err, errlen)) == NULL)
+		return (-1);
+	o = json_pack("{s:i,s:I,s:I}", "keygate_snapshot", SNAPSHOT_VERSION,
+	    "seq", (json_int_t)seq, "keys", (json_int_t)count);
+	if (put_line(fp, o, SNAPSHOT_TMP, err, errlen) == -1)
+		goto fail;
+	while (keystore_next(ks, &cursor, &k, &slot) == KS_OK) {
+		if ((o = key_encode(&k, SNAPSHOT_FILE, err, errlen)) == NULL ||
+		    put_line(fp, o, SNAPSHOT_TMP, err, errlen) == -1)
+			goto fail;
+		n++;
+	}
+	if (n != count) {
+		snprintf(err, errlen, "%s: the store changed while it was "
+		    "written (%u keys, then %u)", SNAPSHOT_TMP, count, n);
+		goto fail;
+	}
+	o = json_pack("{s:I}", "end", (json_int_t)count);
+	if (put_line(fp, o, SNAPSHOT_TMP, err, errlen) == -1)
+		goto fail;
+	return (tmp_finish(fp, SNAPSHOT_TMP, 1, err, errlen));
+fail:
+	fclose(fp);
+	return (-1);
+}
+
+/*
+ * Snapshot the store, then empty the journal.
+ *
+ * The steps are ordered so that a crash after any of them leaves a
+ * snapshot and a journal that together still describe the store: the
+ * temporary file is complete and fsync'ed before rename() puts it in place
+ * atomically (a crash before leaves the old snapshot; a stale temporary
+ * file is never read and is replaced next time); the directory is fsync'ed
+ * so the rename is durable before the journal loses anything; and a crash
+ * before the journal is truncated leaves lines with seq <= the new
+ * snapshot's seq, which the load skips.  The caller holds the store lock,
+ * so no line is appended meanwhile and every line in the journal is at or
+ * below kh_applied.
+ */
+int
+journal_compact(struct journal *j, struct keystore *ks, char *err,
+    size_t errlen)
+{
+	char	 tmp[PATH_MAX], path[PATH_MAX];
+
+	if (jpath(j, SNAPSHOT_TMP, tmp, sizeof(tmp)) == -1 ||
+	    jpath(j, SNAPSHOT_FILE, path, sizeof(path)) == -1) {
+		file_error(err, errlen, SNAPSHOT_FILE, errno);
+		return (-1);
+	}
+	if (snapshot_write(j, ks, err, errlen) == -1)
+		goto fail;
+	if (rename(tmp, path) == -1) {
+		file_error(err, errlen, SNAPSHOT_FILE, errno);
+		goto fail;
+	}
+	if (dir_sync(j) == -1) {
+		snprintf(err, errlen, "%s: %s", j->j_dir, strerror(errno));
+		return (-1);
+	}
+	if (journal_open(j, err, errlen) == -1)
+		return (-1);
+	if (ftruncate(j->j_fd, 0) == -1 || fsync(j->j_fd) == -1) {
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		return (-1);
+	}
+	return (0);
+fail:
+	(void)unlink(tmp);
+	return (-1);
+}
+
+/* Size of state_dir/name, 0 if absent or unreadable. */
+static off_t
+file_size(const struct journal *j, const char *name)
+{
+	struct stat	 st;
+	char		 path[PATH_MAX];
+
+	if (jpath(j, name, path, sizeof(path)) == -1 || stat(path, &st) == -1)
+		return (0);
+	return (st.st_size);
+}
+
+/* Bytes in keys.journal now (0 if absent). */
+off_t
+journal_size(const struct journal *j)
+{
+	struct stat	 st;
+
+	if (j->j_fd != -1 && fstat(j->j_fd, &st) == 0)
+		return (st.st_size);
+	return (file_size(j, JOURNAL_FILE));
+}
+
+/* Bytes in keys.snapshot (0 if absent). */
+off_t
+journal_snapshot_size(const struct journal *j)
+{
+	return (file_size(j, SNAPSHOT_FILE));
+}
+
+/* Rewrite keys.usage: one line per key with non-zero usage. */
+int
+journal_save_usage(struct journal *j, const struct keystore *ks, char *err,
+    size_t errlen)
+{
+	struct ks_key	 k;
+	char		 tmp[PATH_MAX], path[PATH_MAX];
+	FILE		*fp;
+	json_t		*o;
+	uint64_t	 allowed, refused;
+	int64_t		 last;
+	uint32_t	 cursor = 0, slot;
+
+	if (jpath(j, USAGE_TMP, tmp, sizeof(tmp)) == -1 ||
+	    jpath(j, USAGE_FILE, path, sizeof(path)) == -1) {
+		file_error(err, errlen, USAGE_FILE, errno);
+		return (-1);
+	}
+	if ((fp = tmp_create(j, USAGE_TMP, err, errlen)) == NULL)
+		return (-1);
+	while (keystore_next(ks, &cursor, &k, &slot) == KS_OK) {
+		keystore_usage(ks, slot, &allowed, &refused, &last);
+		if (allowed == 0 && refused == 0 && last == 0)
+			continue;
+		o = json_pack("{s:s%,s:I,s:I,s:I}", "id", SN(k.k_id),
+		    "allowed", (json_int_t)allowed, "refused",
+		    (json_int_t)refused, "last_used", (json_int_t)last);
+		if (put_line(fp, o, USAGE_TMP, err, errlen) == -1) {
+			fclose(fp);
+			goto fail;
+		}
+	}
+	if (tmp_finish(fp, USAGE_TMP, 0, err, errlen) == -1)
+		goto fail;
+	if (rename(tmp, path) == -1) {
+		file_error(err, errlen, USAGE_FILE, errno);
+		goto fail;
+	}
+	return (0);
+fail:
+	(void)unlink(tmp);
+	return (-1);
+}
+
+/* Apply one usage line to the key it names, if it exists; 0 or -1. */
+static int
+usage_line(struct jreader *r, struct keystore *ks)
+{
+	struct ks_key	 k;
+	char		 id[KS_ID_LEN + 1];
+	json_t		*o;
+	int64_t		 allowed, refused, last;
+	uint32_t	 slot;
+	int		 rc = -1;
+
+	if ((o = reader_json(r)) == NULL)
+		return (-1);
+	if (fields_known(r, o, usage_fields) == -1 ||
+	    field_str(r, o, "id", id, KS_ID_LEN) == -1 ||
+	    field_int(r, o, "allowed", 0, 0, &allowed) == -1 ||
+	    field_int(r, o, "refused", 0, 0, &refused) == -1 ||
+	    field_int(r, o, "last_used", 0, 0, &last) == -1)
+		goto fail;
+	rc = 0;
+	if (keystore_find_id(ks, id, &k, &slot) == KS_OK)
+		keystore_set_usage(ks, slot, (uint64_t)allowed,
+		    (uint64_t)refused, last);
+	else
+		log_debug("%s: %s:%zu: key %s is gone", __func__, r->r_name,
+		    r->r_lineno, id);
+fail:
+	json_decref(o);
+	return (rc);
+}
+
+/*
+ * Load keys.usage into ks.  Usage is advisory: a bad line is logged and
+ * skipped, and only failing to read the file at all returns -1.
+ */
+int
+journal_load_usage(struct journal *j, struct keystore *ks, char *err,
+    size_t errlen)
+{
+	struct jreader	 r;
+	char		 why[600];
+	int		 rc;
+
+	if ((rc = reader_open(&r, j, USAGE_FILE, err, errlen)) <= 0)
+		return (rc);
+	r.r_err = why;
+	r.r_errlen = sizeof(why);
+	while ((rc = reader_next(&r)) == 1) {
+		if (r.r_torn)
+			rd_error(&r, "no newline at the end");
+		if (r.r_torn || usage_line(&r, ks) == -1)
+			log_warnx("%s (line skipped)", why);
+	}
+	if (rc == -1)
+		snprintf(err, errlen, "%s", why);
+	reader_close(&r);
+	return (rc);
+}

@@ -1,0 +1,1182 @@
+/*
+ * Unit tests for key persistence (journal.c): journal appends and replay,
+ * snapshots and compaction, every kind of damage, write failures, and the
+ * usage file.  Each test works in its own mkdtemp() state directory and
+ * loads into a real key store (keystore.c) in ordinary memory.
+ */
+
+#include <sys/types.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "config.h"
+#include "journal.h"
+#include "keystore.h"
+#include "log.h"
+
+#define T_ERRLEN	1024
+
+/* A state directory, a journal handle on it and a store to write through. */
+struct fix {
+	char		 f_dir[64];
+	struct journal	 f_j;
+	struct keystore	 f_ks;
+	void		*f_mem;
+};
+
+/* A zeroed, 64-byte aligned region with a store for max keys, locked by us. */
+static void *
+store_new(struct keystore *ks, uint32_t max)
+{
+	size_t	 size = (keystore_size(max) + 63) & ~(size_t)63;
+	void	*mem;
+
+	assert_non_null(mem = aligned_alloc(64, size));
+	memset(mem, 0, size);
+	keystore_init(ks, mem, max, 0x5eed);
+	assert_int_equal(keystore_lock(ks, getpid(), 1000), KS_OK);
+	return (mem);
+}
+
+/* New state directory and store (max_keys 16). */
+static int
+setup(void **state)
+{
+	struct fix	*f;
+
+	assert_non_null(f = calloc(1, sizeof(*f)));
+	snprintf(f->f_dir, sizeof(f->f_dir), "/tmp/test_journal.XXXXXX");
+	assert_non_null(mkdtemp(f->f_dir));
+	assert_int_equal(journal_init(&f->f_j, f->f_dir, (uid_t)-1,
+	    (gid_t)-1), 0);
+	assert_int_equal(f->f_j.j_fd, -1);
+	f->f_mem = store_new(&f->f_ks, 16);
+	*state = f;
+	return (0);
+}
+
+/* Remove the state directory and everything in it. */
+static int
+teardown(void **state)
+{
+	struct fix	*f = *state;
+	struct dirent	*de;
+	DIR		*d;
+
+	journal_close(&f->f_j);
+	assert_non_null(d = opendir(f->f_dir));
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			assert_int_equal(unlinkat(dirfd(d), de->d_name, 0), 0);
+	closedir(d);
+	assert_int_equal(rmdir(f->f_dir), 0);
+	free(f->f_mem);
+	free(f);
+	return (0);
+}
+
+/* dir/name into buf. */
+static const char *
+path_of(const struct fix *f, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", f->f_dir, name);
+	return (buf);
+}
+
+/* Whole contents of dir/name (NUL-terminated), its size in *len. */
+static char *
+file_read(const struct fix *f, const char *name, size_t *len)
+{
+	char	 path[256], *buf;
+	FILE	*fp;
+	long	 n;
+
+	assert_non_null(fp = fopen(path_of(f, name, path, sizeof(path)), "r"));
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	assert_true((n = ftell(fp)) >= 0);
+	rewind(fp);
+	assert_non_null(buf = malloc((size_t)n + 1));
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	if (len != NULL)
+		*len = (size_t)n;
+	return (buf);
+}
+
+/* Write (or append) s to dir/name. */
+static void
+file_write(const struct fix *f, const char *name, const char *s, int append)
+{
+	char	 path[256];
+	FILE	*fp;
+
+	assert_non_null(fp = fopen(path_of(f, name, path, sizeof(path)),
+	    append ? "a" : "w"));
+	assert_int_equal(fwrite(s, 1, strlen(s), fp), strlen(s));
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Permission bits of dir/name. */
+static mode_t
+file_mode(const struct fix *f, const char *name)
+{
+	struct stat	 st;
+	char		 path[256];
+
+	assert_int_equal(stat(path_of(f, name, path, sizeof(path)), &st), 0);
+	return (st.st_mode & 07777);
+}
+
+/*
+ * Test key number i; the numbers vary every field: odd keys have an app,
+ * scopes, an expiry, their own rate limits and are disabled; every third
+ * key is in a regeneration grace period.
+ */
+static void
+key_make(struct ks_key *k, int i)
+{
+	size_t	 n;
+
+	memset(k, 0, sizeof(*k));
+	snprintf(k->k_id, sizeof(k->k_id), "key_Test%012d", i);
+	for (n = 0; n < KS_DIGEST_LEN; n++)
+		k->k_digest[n] = (uint8_t)(i * 31 + n + 1);
+	snprintf(k->k_name, sizeof(k->k_name), "Key \"number\" %d \xc3\xa9", i);
+	snprintf(k->k_owner, sizeof(k->k_owner), "user-%d", i);
+	snprintf(k->k_prefix, sizeof(k->k_prefix), "%s", i % 2 ? "live" :
+	    "test0");
+	snprintf(k->k_hint, sizeof(k->k_hint), "%s_...%04d", k->k_prefix, i);
+	k->k_created = 1700000000000LL + i;
+	k->k_updated = k->k_created + 5;
+	if (i % 2) {
+		snprintf(k->k_app, sizeof(k->k_app), "app-%d", i);
+		snprintf(k->k_scopes, sizeof(k->k_scopes),
+		    "contacts:read contacts:write");
+		k->k_expires = k->k_created + 86400000;
+		k->k_flags = KS_F_DISABLED;
+		k->k_rate[KS_W1S] = 5;
+		k->k_rate[KS_W10S] = 50;
+		k->k_rate[KS_W60S] = 4000000000U;
+	}
+	if (i % 3 == 0) {
+		for (n = 0; n < KS_DIGEST_LEN; n++)
+			k->k_old_digest[n] = (uint8_t)(0xff - n - i);
+		k->k_grace_until = k->k_created + 60000;
+	}
+}
+
+/* Every field of a and b is the same. */
+static void
+key_equal(const struct ks_key *a, const struct ks_key *b)
+{
+	assert_memory_equal(a->k_digest, b->k_digest, KS_DIGEST_LEN);
+	assert_memory_equal(a->k_old_digest, b->k_old_digest, KS_DIGEST_LEN);
+	assert_int_equal(a->k_grace_until, b->k_grace_until);
+	assert_int_equal(a->k_created, b->k_created);
+	assert_int_equal(a->k_updated, b->k_updated);
+	assert_int_equal(a->k_expires, b->k_expires);
+	assert_int_equal(a->k_flags, b->k_flags);
+	assert_memory_equal(a->k_rate, b->k_rate, sizeof(a->k_rate));
+	assert_string_equal(a->k_id, b->k_id);
+	assert_string_equal(a->k_prefix, b->k_prefix);
+	assert_string_equal(a->k_hint, b->k_hint);
+	assert_string_equal(a->k_name, b->k_name);
+	assert_string_equal(a->k_owner, b->k_owner);
+	assert_string_equal(a->k_app, b->k_app);
+	assert_string_equal(a->k_scopes, b->k_scopes);
+}
+
+/* The store holds a key equal to want. */
+static void
+store_has(const struct keystore *ks, const struct ks_key *want)
+{
+	struct ks_key	 k;
+	uint32_t	 slot;
+
+	if (keystore_find_id(ks, want->k_id, &k, &slot) != KS_OK)
+		fail_msg("key %s is missing", want->k_id);
+	key_equal(&k, want);
+}
+
+/* Journal key i with seq, and store it the way the admin API does. */
+static void
+put_key(struct fix *f, uint64_t seq, int i, struct ks_key *k)
+{
+	struct ks_key	 tmp;
+	char		 err[T_ERRLEN];
+
+	if (k == NULL)
+		k = &tmp;
+	key_make(k, i);
+	if (journal_put(&f->f_j, seq, k, err, sizeof(err)) == -1)
+		fail_msg("journal_put: %s", err);
+	assert_int_equal(keystore_put(&f->f_ks, k, seq), KS_OK);
+}
+
+/* Journal and apply the deletion of key i. */
+static void
+del_key(struct fix *f, uint64_t seq, int i)
+{
+	struct ks_key	 k;
+	char		 err[T_ERRLEN];
+
+	key_make(&k, i);
+	if (journal_del(&f->f_j, seq, k.k_id, err, sizeof(err)) == -1)
+		fail_msg("journal_del: %s", err);
+	assert_int_equal(keystore_del(&f->f_ks, k.k_id, seq), KS_OK);
+}
+
+/* Load the state directory, as a fresh start would, into a new store. */
+static int
+reload(struct fix *f, uint32_t max, struct keystore *ks, void **mem,
+    char *err)
+{
+	struct journal	 j;
+	int		 rc;
+
+	*mem = store_new(ks, max);
+	assert_int_equal(journal_init(&j, f->f_dir, (uid_t)-1, (gid_t)-1), 0);
+	err[0] = '\0';
+	rc = journal_load(&j, ks, err, T_ERRLEN);
+	journal_close(&j);
+	return (rc);
+}
+
+/* The state directory loads into a store that matches f's store exactly. */
+static void
+reload_same(struct fix *f)
+{
+	struct keystore	 ks;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN];
+	void		*mem;
+	uint32_t	 cursor = 0, slot;
+
+	if (reload(f, 16, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(keystore_count(&ks), keystore_count(&f->f_ks));
+	while (keystore_next(&f->f_ks, &cursor, &k, &slot) == KS_OK)
+		store_has(&ks, &k);
+	assert_int_equal(ks.ks_hdr->kh_applied, f->f_ks.ks_hdr->kh_applied);
+	free(mem);
+}
+
+/* Loading the state directory fails with exactly want. */
+static void
+reload_fails(struct fix *f, uint32_t max, const char *want)
+{
+	struct keystore	 ks;
+	char		 err[T_ERRLEN];
+	void		*mem;
+
+	if (reload(f, max, &ks, &mem, err) != -1)
+		fail_msg("loaded, expected \"%s\"", want);
+	if (strcmp(err, want) != 0)
+		fail_msg("error \"%s\", expected \"%s\"", err, want);
+	free(mem);
+}
+
+/* Puts, replacements and deletions replay into identical records. */
+static void
+test_round_trip(void **state)
+{
+	struct fix	*f = *state;
+	struct ks_key	 k;
+	char		*text;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	put_key(f, 3, 3, NULL);
+	put_key(f, 4, 6, NULL);
+	del_key(f, 5, 2);
+	/* A replacement of key 1: same id, everything else new. */
+	key_make(&k, 9);
+	memcpy(k.k_id, "key_Test000000000001", KS_ID_LEN);
+	k.k_scopes[0] = '\0';
+	assert_int_equal(journal_put(&f->f_j, 6, &k, (char[T_ERRLEN]){ 0 },
+	    T_ERRLEN), 0);
+	assert_int_equal(keystore_put(&f->f_ks, &k, 6), KS_OK);
+	assert_int_equal(keystore_count(&f->f_ks), 3);
+	reload_same(f);
+	assert_int_equal(file_mode(f, JOURNAL_FILE), 0600);
+
+	/* Nulls for "none", digests in hex, scopes as an array, no secrets. */
+	text = file_read(f, JOURNAL_FILE, NULL);
+	assert_non_null(strstr(text, "{\"seq\":1,\"op\":\"put\",\"key\":{"
+	    "\"id\":\"key_Test000000000001\",\"digest\":\"20212223"));
+	assert_non_null(strstr(text, "\"old_digest\":null,\"grace_until\":"
+	    "null"));
+	assert_non_null(strstr(text, "\"expires\":null,\"disabled\":false,"
+	    "\"rate\":[0,0,0]}}\n"));
+	assert_non_null(strstr(text, "\"scopes\":[\"contacts:read\","
+	    "\"contacts:write\"]"));
+	assert_non_null(strstr(text, "\"scopes\":[]"));
+	assert_non_null(strstr(text,
+	    "{\"seq\":5,\"op\":\"del\",\"id\":\"key_Test000000000002\"}\n"));
+	free(text);
+}
+
+/* A compaction writes the store to the snapshot and empties the journal. */
+static void
+test_compact(void **state)
+{
+	struct fix	*f = *state;
+	char		 err[T_ERRLEN], path[256];
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	put_key(f, 3, 3, NULL);
+	del_key(f, 4, 1);
+	assert_true(journal_size(&f->f_j) > 0);
+	assert_int_equal(journal_snapshot_size(&f->f_j), 0);
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	assert_int_equal(journal_size(&f->f_j), 0);
+	assert_true(journal_snapshot_size(&f->f_j) > 0);
+	assert_int_equal(file_mode(f, SNAPSHOT_FILE), 0600);
+	assert_int_equal(access(path_of(f, SNAPSHOT_FILE ".tmp", path,
+	    sizeof(path)), F_OK), -1);
+	reload_same(f);
+
+	/* Appends after the compaction go on from the snapshot. */
+	put_key(f, 5, 4, NULL);
+	del_key(f, 6, 2);
+	reload_same(f);
+
+	/* A second compaction replaces the first snapshot. */
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	assert_int_equal(journal_size(&f->f_j), 0);
+	reload_same(f);
+}
+
+/*
+ * A compaction that died between the snapshot's rename and the journal's
+ * truncation leaves the old lines: they are skipped.  With max_keys 2 the
+ * old lines would not even fit on top of the snapshot's key.
+ */
+static void
+test_compact_crash(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], *old;
+	void		*mem;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	del_key(f, 3, 1);
+	del_key(f, 4, 2);
+	put_key(f, 5, 3, NULL);
+	old = file_read(f, JOURNAL_FILE, NULL);
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	file_write(f, JOURNAL_FILE, old, 1);
+	free(old);
+	put_key(f, 6, 4, &k);
+
+	if (reload(f, 2, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(keystore_count(&ks), 2);
+	store_has(&ks, &k);
+	key_make(&k, 3);
+	store_has(&ks, &k);
+	assert_int_equal(ks.ks_hdr->kh_applied, 6);
+	free(mem);
+
+	/* Only skipped lines: kh_applied is the snapshot's seq. */
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	file_write(f, JOURNAL_FILE, "{\"seq\":6,\"op\":\"del\",\"id\":"
+	    "\"key_Test000000000003\"}\n", 0);
+	if (reload(f, 2, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(keystore_count(&ks), 2);
+	assert_int_equal(ks.ks_hdr->kh_applied, 6);
+	free(mem);
+}
+
+/*
+ * A compaction that fails (the temporary file cannot be written; a record
+ * the loader would refuse) removes its temporary file and leaves the
+ * snapshot and the journal exactly as they were.
+ */
+static void
+test_compact_fails(void **state)
+{
+	struct fix	*f = *state;
+	struct rlimit	 old, lim;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], path[256], *snap, *jnl, *s2, *j2;
+	int		 rc;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	put_key(f, 3, 3, NULL);
+	del_key(f, 4, 1);
+	snap = file_read(f, SNAPSHOT_FILE, NULL);
+	jnl = file_read(f, JOURNAL_FILE, NULL);
+
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 100;
+	assert_true(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rc = journal_compact(&f->f_j, &f->f_ks, err, sizeof(err));
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(rc, -1);
+	assert_string_equal(err, "keys.snapshot.tmp: File too large");
+
+	/* A record that bypassed the journal and would not load back. */
+	key_make(&k, 5);
+	memcpy(k.k_prefix, "UP", 3);
+	assert_int_equal(keystore_put(&f->f_ks, &k, 5), KS_OK);
+	assert_int_equal(journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)),
+	    -1);
+	assert_string_equal(err, "keys.snapshot: field \"prefix\" is not "
+	    "[a-z0-9]{1,12}");
+	assert_int_equal(keystore_del(&f->f_ks, k.k_id, 4), KS_OK);
+
+	assert_int_equal(access(path_of(f, SNAPSHOT_FILE ".tmp", path,
+	    sizeof(path)), F_OK), -1);
+	s2 = file_read(f, SNAPSHOT_FILE, NULL);
+	j2 = file_read(f, JOURNAL_FILE, NULL);
+	assert_string_equal(s2, snap);
+	assert_string_equal(j2, jnl);
+	free(snap);
+	free(jnl);
+	free(s2);
+	free(j2);
+	reload_same(f);
+}
+
+/* A torn last line is dropped with a warning, cut off, and appends go on. */
+static void
+test_torn_tail(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	char		 err[T_ERRLEN], path[256], *log, *before;
+	size_t		 len, size;
+	void		*mem;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	before = file_read(f, JOURNAL_FILE, &size);
+	file_write(f, JOURNAL_FILE, "{\"seq\":3,\"op\":\"put\",\"key\":{\"id\"",
+	    1);
+	assert_int_equal(log_init(path_of(f, "log", path, sizeof(path)),
+	    LOGLEVEL_WARN, "test", err, sizeof(err)), 0);
+	if (reload(f, 16, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(log_init(LOG_TO_STDERR, LOGLEVEL_WARN, "test", err,
+	    sizeof(err)), 0);
+	assert_int_equal(keystore_count(&ks), 2);
+	assert_int_equal(ks.ks_hdr->kh_applied, 2);
+	free(mem);
+	log = file_read(f, "log", NULL);
+	assert_non_null(strstr(log, "keys.journal:3: dropping a torn last "
+	    "line (an interrupted write)\n"));
+	free(log);
+	log = file_read(f, JOURNAL_FILE, &len);
+	assert_int_equal(len, size);
+	assert_string_equal(log, before);
+	free(log);
+	free(before);
+
+	/* The next append starts a clean line. */
+	put_key(f, 3, 3, NULL);
+	reload_same(f);
+
+	/* A complete JSON object without its newline is torn all the same. */
+	size = (size_t)journal_size(&f->f_j);
+	file_write(f, JOURNAL_FILE, "{\"seq\":4,\"op\":\"del\",\"id\":"
+	    "\"key_Test000000000001\"}", 1);
+	reload_same(f);
+	assert_int_equal(journal_size(&f->f_j), size);
+}
+
+/* Repair after a writer died: cut a torn tail, apply lines past kh_applied. */
+static void
+test_replay_tail(void **state)
+{
+	struct fix	*f = *state;
+	struct ks_key	 k1, k3, mod;
+	char		 err[T_ERRLEN];
+	off_t		 size;
+
+	put_key(f, 1, 1, &k1);
+	put_key(f, 2, 2, NULL);
+	/* Memory now differs from line 1, which replay must not apply again. */
+	mod = k1;
+	snprintf(mod.k_name, sizeof(mod.k_name), "changed in memory");
+	assert_int_equal(keystore_put(&f->f_ks, &mod, 2), KS_OK);
+	/* A writer journaled seq 3 and died before storing it ... */
+	key_make(&k3, 3);
+	assert_int_equal(journal_put(&f->f_j, 3, &k3, err, sizeof(err)), 0);
+	size = journal_size(&f->f_j);
+	/* ... and the next one died in the middle of its line. */
+	file_write(f, JOURNAL_FILE, "{\"seq\":4,\"op\":\"d", 1);
+	if (journal_replay_tail(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_replay_tail: %s", err);
+	assert_int_equal(journal_size(&f->f_j), size);
+	assert_int_equal(f->f_ks.ks_hdr->kh_applied, 3);
+	assert_int_equal(keystore_count(&f->f_ks), 3);
+	store_has(&f->f_ks, &k3);
+	store_has(&f->f_ks, &mod);
+
+	/* Nothing new: nothing changes. */
+	assert_int_equal(journal_replay_tail(&f->f_j, &f->f_ks, err,
+	    sizeof(err)), 0);
+	assert_int_equal(f->f_ks.ks_hdr->kh_applied, 3);
+	assert_int_equal(keystore_count(&f->f_ks), 3);
+}
+
+/* Replace line n (1-based) of the journal with s (no newline). */
+static void
+journal_set_line(struct fix *f, int n, const char *s)
+{
+	char	*text, *p, *e, *out;
+	size_t	 len;
+	int	 i;
+
+	text = file_read(f, JOURNAL_FILE, &len);
+	for (p = text, i = 1; i < n; i++) {
+		assert_non_null(p = strchr(p, '\n'));
+		p++;
+	}
+	assert_non_null(e = strchr(p, '\n'));
+	assert_non_null(out = malloc(len + strlen(s) + 1));
+	memcpy(out, text, (size_t)(p - text));
+	strcpy(out + (p - text), s);
+	strcat(out, e);
+	file_write(f, JOURNAL_FILE, out, 0);
+	free(out);
+	free(text);
+}
+
+/* A complete line that is not JSON stops the load, naming the line. */
+static void
+test_bad_json(void **state)
+{
+	struct fix	*f = *state;
+	char		*before, *after;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	put_key(f, 3, 3, NULL);
+	journal_set_line(f, 2, "{\"seq\":2,\"op\":\"put\",\"key\":{");
+	before = file_read(f, JOURNAL_FILE, NULL);
+	reload_fails(f, 16, "keys.journal:2: bad JSON: string or '}' "
+	    "expected near end of file (column 27)");
+	/* A failed load changes nothing on disk. */
+	after = file_read(f, JOURNAL_FILE, NULL);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+
+	/* At the end, with its newline, it is damage too, not a torn line. */
+	journal_set_line(f, 2, "{\"seq\":2,\"op\":\"del\",\"id\":"
+	    "\"key_Test000000000001\"}");
+	journal_set_line(f, 3, "{\"seq\":3,,}");
+	reload_fails(f, 16, "keys.journal:3: bad JSON: string or '}' expected "
+	    "near ',' (column 10)");
+	journal_set_line(f, 3, "");
+	reload_fails(f, 16, "keys.journal:3: bad JSON: '[' or '{' expected "
+	    "near end of file (column 0)");
+	journal_set_line(f, 3, "[3]");
+	reload_fails(f, 16, "keys.journal:3: not a JSON object");
+	journal_set_line(f, 3, "{\"seq\":3,\"seq\":4}");
+	reload_fails(f, 16, "keys.journal:3: bad JSON: duplicate object key "
+	    "near '\"seq\"' (column 14)");
+}
+
+/* Journal line 2 of three with one member changed; the error it gives. */
+static void
+bad_field(struct fix *f, const char *member, const char *value,
+    const char *want)
+{
+	json_error_t	 jerr;
+	json_t		*line, *obj;
+	char		*text, *s, msg[T_ERRLEN];
+	const char	*name = member;
+
+	text = file_read(f, JOURNAL_FILE, NULL);
+	*strchr(strchr(text, '\n') + 1, '\n') = '\0';
+	line = json_loads(strchr(text, '\n') + 1, 0, &jerr);
+	assert_non_null(line);
+	obj = line;
+	if (strncmp(member, "key.", 4) == 0) {
+		obj = json_object_get(line, "key");
+		name = member + 4;
+	}
+	if (value == NULL)
+		assert_int_equal(json_object_del(obj, name), 0);
+	else
+		assert_int_equal(json_object_set_new(obj, name,
+		    json_loads(value, JSON_DECODE_ANY, &jerr)), 0);
+	assert_non_null(s = json_dumps(line, JSON_COMPACT));
+	journal_set_line(f, 2, s);
+	snprintf(msg, sizeof(msg), "keys.journal:2: %s", want);
+	reload_fails(f, 16, msg);
+	/* Put the original line back for the next case. */
+	journal_set_line(f, 2, strchr(text, '\n') + 1);
+	free(s);
+	free(text);
+	json_decref(line);
+}
+
+/* Every field is checked; the error names the first bad one. */
+static void
+test_bad_field(void **state)
+{
+	static const struct {
+		const char	*member, *value, *want;
+	} t[] = {
+		{ "key.owner", "5", "field \"owner\" is not a string" },
+		{ "key.name", "\"" "0123456789012345678901234567890123456789"
+		    "01234567890123456789012345678901234567890123456789"
+		    "0123456789x\"",
+		    "field \"name\" is too long (101 bytes, at most 100)" },
+		{ "key.app_id", "null", "field \"app_id\" is not a string" },
+		{ "key.hint", "\"live_...0123456789abc\"",
+		    "field \"hint\" is too long (21 bytes, at most 20)" },
+		{ "key.id", "\"key_short\"", "field \"id\" is not a key id" },
+		{ "key.id", "\"key_0123456789abcde!\"",
+		    "field \"id\" is not a key id" },
+		{ "key.id", "\"kez_0123456789abcdef\"",
+		    "field \"id\" is not a key id" },
+		{ "key.prefix", "\"Live\"",
+		    "field \"prefix\" is not [a-z0-9]{1,12}" },
+		{ "key.prefix", "\"\"",
+		    "field \"prefix\" is not [a-z0-9]{1,12}" },
+		{ "key.digest", "\"abc\"",
+		    "field \"digest\" is not 64 hex digits" },
+		{ "key.digest", "\"0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef0123456789abcdeg\"",
+		    "field \"digest\" is not 64 hex digits" },
+		{ "key.digest", "null", "field \"digest\" is not a string" },
+		{ "key.old_digest", "5",
+		    "field \"old_digest\" is not a string or null" },
+		{ "key.grace_until", "\"soon\"",
+		    "field \"grace_until\" is not an integer or null" },
+		{ "key.grace_until", "1700000000000",
+		    "field \"grace_until\" is set but \"old_digest\" is null" },
+		{ "key.scopes", "\"a b\"", "field \"scopes\" is not an array" },
+		{ "key.scopes", "[\"a\",1]",
+		    "field \"scopes\" holds a non-string" },
+		{ "key.scopes", "[\"a b\"]",
+		    "field \"scopes\" holds an empty scope or one with a "
+		    "space" },
+		{ "key.scopes", "[\"\"]",
+		    "field \"scopes\" holds an empty scope or one with a "
+		    "space" },
+		{ "key.rate", "[1,2]", "field \"rate\" is not an array of 3 "
+		    "integers from 0 to 4294967295" },
+		{ "key.rate", "[1,2,-1]", "field \"rate\" is not an array of 3 "
+		    "integers from 0 to 4294967295" },
+		{ "key.rate", "[1,2,4294967296]", "field \"rate\" is not an "
+		    "array of 3 integers from 0 to 4294967295" },
+		{ "key.disabled", "\"no\"",
+		    "field \"disabled\" is not true or false" },
+		{ "key.created", NULL, "field \"created\" is missing" },
+		{ "key.created", "-1", "field \"created\" is below 0" },
+		{ "key.updated", "1.5", "field \"updated\" is not an integer" },
+		{ "key.expires", "0", "field \"expires\" is below 1" },
+		{ "key.color", "\"red\"", "unknown field \"color\"" },
+		{ "seq", "0", "field \"seq\" is below 1" },
+		{ "seq", "\"2\"", "field \"seq\" is not an integer" },
+		{ "op", "\"upd\"", "field \"op\" is not \"put\" or \"del\"" },
+		{ "op", NULL, "field \"op\" is missing" },
+		{ "key", NULL, "field \"key\" is missing" },
+		{ "key", "[]", "field \"key\" is not an object" },
+		{ "id", "\"key_Test000000000001\"", "unknown field \"id\"" },
+	};
+	struct fix	*f = *state;
+	char		 scopes[300];
+	size_t		 i;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	put_key(f, 3, 3, NULL);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		bad_field(f, t[i].member, t[i].value, t[i].want);
+	/* Scopes longer than KS_SCOPES_MAX once joined. */
+	snprintf(scopes, sizeof(scopes), "[\"%0200d\",\"%055d\"]", 0, 0);
+	bad_field(f, "key.scopes", scopes, "field \"scopes\" is too long (at "
+	    "most 255 bytes joined)");
+	reload_same(f);
+
+	/* A del line: an id and nothing else. */
+	del_key(f, 4, 1);
+	journal_set_line(f, 4, "{\"seq\":4,\"op\":\"del\",\"id\":\"key_1\"}");
+	reload_fails(f, 16, "keys.journal:4: field \"id\" is not a key id");
+	journal_set_line(f, 4, "{\"seq\":4,\"op\":\"del\"}");
+	reload_fails(f, 16, "keys.journal:4: field \"id\" is missing");
+}
+
+/* Seqs must increase strictly, through the whole file. */
+static void
+test_seq_order(void **state)
+{
+	struct fix	*f = *state;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 3, 2, NULL);
+	put_key(f, 4, 3, NULL);
+	reload_same(f);
+	journal_set_line(f, 3, "{\"seq\":2,\"op\":\"del\",\"id\":"
+	    "\"key_Test000000000001\"}");
+	reload_fails(f, 16, "keys.journal:3: seq 2 goes backwards (the line "
+	    "before has 3)");
+	journal_set_line(f, 3, "{\"seq\":3,\"op\":\"del\",\"id\":"
+	    "\"key_Test000000000001\"}");
+	reload_fails(f, 16, "keys.journal:3: seq 3 goes backwards (the line "
+	    "before has 3)");
+}
+
+/* Deleting an id the store does not have is a replay, not an error. */
+static void
+test_del_unknown(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	char		 err[T_ERRLEN];
+	void		*mem;
+
+	put_key(f, 1, 1, NULL);
+	file_write(f, JOURNAL_FILE, "{\"seq\":2,\"op\":\"del\",\"id\":"
+	    "\"key_Test000000000099\"}\n", 1);
+	if (reload(f, 16, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(keystore_count(&ks), 1);
+	assert_int_equal(ks.ks_hdr->kh_applied, 2);
+	free(mem);
+}
+
+/* No files, an empty journal, a snapshot of an empty store: all fine. */
+static void
+test_empty(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	char		 err[T_ERRLEN], *text;
+	void		*mem;
+
+	reload_same(f);
+	assert_int_equal(journal_size(&f->f_j), 0);
+	file_write(f, JOURNAL_FILE, "", 0);
+	reload_same(f);
+
+	/* An empty store with seq 7 (everything deleted). */
+	f->f_ks.ks_hdr->kh_applied = 7;
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	text = file_read(f, SNAPSHOT_FILE, NULL);
+	assert_string_equal(text, "{\"keygate_snapshot\":1,\"seq\":7,"
+	    "\"keys\":0}\n{\"end\":0}\n");
+	free(text);
+	if (reload(f, 16, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(keystore_count(&ks), 0);
+	assert_int_equal(ks.ks_hdr->kh_applied, 7);
+	free(mem);
+
+	/* A zero-byte snapshot is damage: the writer always ends with "end". */
+	file_write(f, SNAPSHOT_FILE, "", 0);
+	reload_fails(f, 16, "keys.snapshot:1: missing the header line (the "
+	    "file is cut short)");
+}
+
+/* Header of the snapshot snapshot_made() writes. */
+static const char *const snap_head =
+    "{\"keygate_snapshot\":1,\"seq\":2,\"keys\":2}\n";
+
+/*
+ * A snapshot of keys 1 and 2 at seq 2 (and an empty journal); its text,
+ * with k1 and k2 pointing at the two key lines.
+ */
+static char *
+snapshot_made(struct fix *f, char **k1, char **k2)
+{
+	char	 err[T_ERRLEN], *text;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	text = file_read(f, SNAPSHOT_FILE, NULL);
+	assert_int_equal(strncmp(text, snap_head, strlen(snap_head)), 0);
+	*k1 = text + strlen(snap_head);
+	*k2 = strchr(*k1, '\n') + 1;
+	assert_string_equal(strchr(*k2, '\n') + 1, "{\"end\":2}\n");
+	reload_same(f);
+	return (text);
+}
+
+/* A snapshot cut short, or with lines missing or extra, names the line. */
+static void
+test_snapshot_damage(void **state)
+{
+	struct fix	*f = *state;
+	char		*text, *k1, *k2, buf[4096];
+
+	text = snapshot_made(f, &k1, &k2);
+
+	/* The end line is missing. */
+	snprintf(buf, sizeof(buf), "%.*s", (int)(strchr(k2, '\n') + 1 - text),
+	    text);
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:4: missing the end line (the file "
+	    "is cut short)");
+	/* A key line is missing. */
+	snprintf(buf, sizeof(buf), "%.*s", (int)(k2 - text), text);
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:3: missing key lines and the end "
+	    "line (the file is cut short)");
+	/* The last newline is missing. */
+	snprintf(buf, sizeof(buf), "%s", text);
+	buf[strlen(buf) - 1] = '\0';
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:4: no newline at the end (the file "
+	    "is cut short)");
+	/* Something after the end line. */
+	snprintf(buf, sizeof(buf), "%s\n", text);
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:5: data after the end line");
+	/* The header promises more keys, or fewer, than there are. */
+	snprintf(buf, sizeof(buf), "{\"keygate_snapshot\":1,\"seq\":2,"
+	    "\"keys\":3}\n%s", k1);
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:4: end line after 2 keys, the "
+	    "header says 3");
+	snprintf(buf, sizeof(buf), "{\"keygate_snapshot\":1,\"seq\":2,"
+	    "\"keys\":1}\n%s", k1);
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:3: a key line where the end line "
+	    "should be (the header says 1 keys)");
+	free(text);
+}
+
+/* A snapshot with a duplicate key, a bad header or a bad field. */
+static void
+test_snapshot_bad_content(void **state)
+{
+	struct fix	*f = *state;
+	char		*text, *k1, *k2, buf[4096];
+
+	text = snapshot_made(f, &k1, &k2);
+	/* The same key twice. */
+	snprintf(buf, sizeof(buf), "%s%.*s%.*s{\"end\":2}\n", snap_head,
+	    (int)(k2 - k1), k1, (int)(k2 - k1), k1);
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:3: key key_Test000000000001 appears "
+	    "twice");
+	/* A bad header; a bad field in a key. */
+	snprintf(buf, sizeof(buf), "{\"keygate_snapshot\":2,\"seq\":2,"
+	    "\"keys\":2}\n%s", k1);
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:1: snapshot version 2 is not "
+	    "supported");
+	file_write(f, SNAPSHOT_FILE, "{\"seq\":2,\"keys\":2}\n", 0);
+	reload_fails(f, 16, "keys.snapshot:1: field \"keygate_snapshot\" is "
+	    "missing");
+	snprintf(buf, sizeof(buf), "%s%s", snap_head, k1);
+	*strstr(buf, "\"owner\":\"user-1\"") = '\0';
+	snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
+	    "\"owner\":1%s", strstr(k1, "\"owner\":\"user-1\"") + 16);
+	file_write(f, SNAPSHOT_FILE, buf, 0);
+	reload_fails(f, 16, "keys.snapshot:2: field \"owner\" is not a string");
+	free(text);
+}
+
+/* A store too small for the stored keys says which setting to raise. */
+static void
+test_store_full(void **state)
+{
+	struct fix	*f = *state;
+	char		 err[T_ERRLEN];
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	put_key(f, 3, 3, NULL);
+	reload_fails(f, 2, "keys.journal:3: key key_Test000000000003 does not "
+	    "fit: max_keys (2) is too small for the stored keys");
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	reload_fails(f, 2, "keys.snapshot:1: the snapshot holds 3 keys: "
+	    "max_keys (2) is too small for the stored keys");
+}
+
+/* /dev/full: ENOSPC, and err names the file. */
+static void
+test_write_dev_full(void **state)
+{
+	struct fix	*f = *state;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN];
+
+	assert_true((f->f_j.j_fd = open("/dev/full", O_WRONLY)) >= 0);
+	key_make(&k, 1);
+	errno = 0;
+	assert_int_equal(journal_put(&f->f_j, 1, &k, err, sizeof(err)), -1);
+	assert_int_equal(errno, ENOSPC);
+	assert_string_equal(err, "keys.journal: No space left on device");
+	errno = 0;
+	assert_int_equal(journal_del(&f->f_j, 2, k.k_id, err, sizeof(err)), -1);
+	assert_int_equal(errno, ENOSPC);
+	assert_string_equal(err, "keys.journal: No space left on device");
+}
+
+/*
+ * A write cut short on a real file (RLIMIT_FSIZE a few bytes past the end,
+ * SIGXFSZ ignored, so part of the line is written and then EFBIG): the
+ * partial line is cut off, the file is as before and still loads.
+ */
+static void
+test_write_short(void **state)
+{
+	struct fix	*f = *state;
+	struct rlimit	 old, lim;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], *before, *after;
+	size_t		 size, len;
+	int		 rc, saved;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	before = file_read(f, JOURNAL_FILE, &size);
+	key_make(&k, 3);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = size + 10;
+	assert_true(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	rc = journal_put(&f->f_j, 3, &k, err, sizeof(err));
+	saved = errno;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(rc, -1);
+	assert_int_equal(saved, EFBIG);
+	assert_string_equal(err, "keys.journal: File too large");
+	after = file_read(f, JOURNAL_FILE, &len);
+	assert_int_equal(len, size);
+	assert_string_equal(after, before);
+	free(before);
+	free(after);
+	reload_same(f);
+
+	/* The same descriptor appends fine afterwards. */
+	put_key(f, 3, 3, NULL);
+	reload_same(f);
+}
+
+/* Records the loader would refuse are never written. */
+static void
+test_put_refuses_bad_record(void **state)
+{
+	struct fix	*f = *state;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN];
+
+	key_make(&k, 1);
+	memcpy(k.k_prefix, "Live", 5);
+	errno = 0;
+	assert_int_equal(journal_put(&f->f_j, 1, &k, err, sizeof(err)), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_string_equal(err, "keys.journal: field \"prefix\" is not "
+	    "[a-z0-9]{1,12}");
+	key_make(&k, 1);
+	memcpy(k.k_name, "bad \xff", 6);
+	assert_int_equal(journal_put(&f->f_j, 1, &k, err, sizeof(err)), -1);
+	assert_string_equal(err, "keys.journal: key key_Test000000000001 "
+	    "cannot be encoded (out of memory or not UTF-8)");
+	key_make(&k, 1);
+	memset(k.k_owner, 'o', sizeof(k.k_owner));
+	assert_int_equal(journal_put(&f->f_j, 1, &k, err, sizeof(err)), -1);
+	assert_string_equal(err, "keys.journal: field \"owner\" is too long "
+	    "(68 bytes, at most 64)");
+	assert_int_equal(journal_del(&f->f_j, 1, "key_x", err, sizeof(err)),
+	    -1);
+	assert_int_equal(errno, EINVAL);
+	key_make(&k, 1);
+	assert_int_equal(journal_put(&f->f_j, 0, &k, err, sizeof(err)), -1);
+	assert_string_equal(err, "keys.journal: seq 0 is out of range");
+	assert_int_equal(journal_del(&f->f_j, (uint64_t)INT64_MAX + 1, k.k_id,
+	    err, sizeof(err)), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(journal_size(&f->f_j), 0);
+}
+
+/* Usage counters of key i in ks. */
+static void
+usage_of(const struct keystore *ks, int i, uint64_t *allowed,
+    uint64_t *refused, int64_t *last)
+{
+	struct ks_key	 k, want;
+	uint32_t	 slot;
+
+	key_make(&want, i);
+	assert_int_equal(keystore_find_id(ks, want.k_id, &k, &slot), KS_OK);
+	keystore_usage(ks, slot, allowed, refused, last);
+}
+
+/* Keys 1, 2 and 3 with usage on 1 and 3, saved to keys.usage. */
+static void
+usage_saved(struct fix *f)
+{
+	struct ks_key	 k;
+	char		 err[T_ERRLEN];
+	uint32_t	 slot;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	put_key(f, 3, 3, NULL);
+	assert_int_equal(keystore_find_id(&f->f_ks, "key_Test000000000001", &k,
+	    &slot), KS_OK);
+	keystore_set_usage(&f->f_ks, slot, 10, 3, 1700000000123LL);
+	assert_int_equal(keystore_find_id(&f->f_ks, "key_Test000000000003", &k,
+	    &slot), KS_OK);
+	keystore_set_usage(&f->f_ks, slot, 0, 1, 0);
+	if (journal_save_usage(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_save_usage: %s", err);
+}
+
+/* The usage file has a line per key with usage, and nothing else. */
+static void
+test_usage_save(void **state)
+{
+	struct fix	*f = *state;
+	char		 err[T_ERRLEN], *text;
+	size_t		 len;
+
+	/* Nothing saved yet: nothing to load. */
+	assert_int_equal(journal_load_usage(&f->f_j, &f->f_ks, err,
+	    sizeof(err)), 0);
+	usage_saved(f);
+	assert_int_equal(file_mode(f, USAGE_FILE), 0600);
+	/* Two lines: key 2 has no usage. */
+	text = file_read(f, USAGE_FILE, &len);
+	assert_non_null(strstr(text,
+	    "{\"id\":\"key_Test000000000001\",\"allowed\":10,\"refused\":3,"
+	    "\"last_used\":1700000000123}\n"));
+	assert_non_null(strstr(text,
+	    "{\"id\":\"key_Test000000000003\",\"allowed\":0,\"refused\":1,"
+	    "\"last_used\":0}\n"));
+	assert_int_equal(len, 2 * strlen("{\"id\":\"key_Test000000000001\","
+	    "\"allowed\":0,\"refused\":1,\"last_used\":0}\n") + 13);
+	free(text);
+}
+
+/* Usage counters survive a restart; bad lines are logged and skipped. */
+static void
+test_usage_load(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	char		 err[T_ERRLEN], path[256], *text;
+	uint64_t	 allowed, refused;
+	int64_t		 last;
+	void		*mem;
+	int		 rc;
+
+	usage_saved(f);
+	file_write(f, USAGE_FILE, "not json\n"
+	    "{\"id\":\"key_Test000000000099\",\"allowed\":5,\"refused\":0,"
+	    "\"last_used\":0}\n"
+	    "{\"id\":\"key_Test000000000002\",\"allowed\":-5,\"refused\":0,"
+	    "\"last_used\":0}\n"
+	    "{\"id\":\"key_Test000000000002\",\"allowed\":5", 1);
+	if (reload(f, 16, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(log_init(path_of(f, "log", path, sizeof(path)),
+	    LOGLEVEL_WARN, "test", err, sizeof(err)), 0);
+	rc = journal_load_usage(&f->f_j, &ks, err, sizeof(err));
+	assert_int_equal(log_init(LOG_TO_STDERR, LOGLEVEL_WARN, "test", err,
+	    sizeof(err)), 0);
+	assert_int_equal(rc, 0);
+	text = file_read(f, "log", NULL);
+	assert_non_null(strstr(text, "keys.usage:3: bad JSON: "));
+	assert_null(strstr(text, "keys.usage:4:"));
+	assert_non_null(strstr(text, "keys.usage:5: field \"allowed\" is "
+	    "below 0 (line skipped)\n"));
+	assert_non_null(strstr(text, "keys.usage:6: no newline at the end "
+	    "(line skipped)\n"));
+	free(text);
+	usage_of(&ks, 1, &allowed, &refused, &last);
+	assert_int_equal(allowed, 10);
+	assert_int_equal(refused, 3);
+	assert_int_equal(last, 1700000000123LL);
+	usage_of(&ks, 2, &allowed, &refused, &last);
+	assert_int_equal(allowed + refused + (uint64_t)last, 0);
+	usage_of(&ks, 3, &allowed, &refused, &last);
+	assert_int_equal(allowed, 0);
+	assert_int_equal(refused, 1);
+	free(mem);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trip, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_compact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compact_crash, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_compact_fails, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_torn_tail, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_replay_tail, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_bad_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_field, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_seq_order, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_del_unknown, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_damage, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_bad_content,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_full, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_write_dev_full, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_write_short, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_put_refuses_bad_record,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage_save, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_usage_load, setup,
+		    teardown),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
