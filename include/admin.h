@@ -1,0 +1,85 @@
+/*
+ * The admin API, served on admin_listen by the workers.  The HTTP layer
+ * (server.c) reads a whole request (body at most ADMIN_MAX_BODY bytes) and
+ * hands it to admin_handle(), which knows nothing about sockets: it returns
+ * a status, a body and a content type.  JSON in and out through jansson.
+ *
+ *	GET    /v1/health			no token needed
+ *	GET    /v1/openapi.json			OpenAPI 3.1 of this API
+ *	POST   /v1/keys				201 + key + "secret"
+ *	GET    /v1/keys?owner=&app_id=&limit=&cursor=
+ *	GET    /v1/keys/{id}
+ *	PATCH  /v1/keys/{id}			name scopes expires_at disabled rate_limit
+ *	DELETE /v1/keys/{id}			204
+ *	POST   /v1/keys/{id}/regenerate		{"grace_seconds": N} optional
+ *	GET    /v1/keys/{id}/usage
+ *	POST   /v1/verify			{"key": SECRET, "app_id": optional}
+ *
+ * Every other request needs "Authorization: Bearer TOKEN", compared in
+ * constant time with the token read from admin_token_file.
+ *
+ * A write takes the key store lock, appends and fsyncs the journal line,
+ * then changes the shared memory, then answers: when the answer is 201/200/
+ * 204 the change is on disk and visible to every worker.  A journal write
+ * that fails answers 503 storage_unavailable and leaves memory unchanged.
+ */
+#ifndef KEYGATE_ADMIN_H
+#define KEYGATE_ADMIN_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ADMIN_MAX_BODY		(64 * 1024)
+#define ADMIN_LOCK_TIMEOUT	5000	/* ms to wait for the key store lock */
+#define ADMIN_LIST_DEFAULT	100
+#define ADMIN_LIST_MAX		1000
+
+struct keystore;
+struct journal;
+
+struct admin_env {
+	struct keystore		*ae_ks;
+	struct journal		*ae_journal;
+	pid_t			 ae_pid;		/* lock owner */
+	const uint8_t		*ae_token_digest;	/* SHA-256 of the token, */
+							/* NULL: every request 401 */
+	uint32_t		 ae_rate[3];		/* default rate_limit */
+	const char		*ae_version;		/* PACKAGE_VERSION */
+};
+
+struct admin_request {
+	int			 aq_mbit;	/* HTTP_M_* */
+	const char		*aq_path;	/* path, without the query */
+	size_t			 aq_pathlen;
+	const char		*aq_query;	/* after '?', or NULL */
+	size_t			 aq_querylen;
+	const char		*aq_auth;	/* Authorization value, or NULL */
+	size_t			 aq_authlen;
+	const char		*aq_body;
+	size_t			 aq_bodylen;
+	int64_t			 aq_now;	/* ms */
+};
+
+struct admin_response {
+	int			 as_status;
+	char			*as_body;	/* malloc'ed; NULL for none (204) */
+	size_t			 as_bodylen;
+	const char		*as_type;	/* Content-Type, static */
+	const char		*as_allow;	/* Allow (405), static, or NULL */
+	const char		*as_challenge;	/* WWW-Authenticate (401), or NULL */
+	const char		*as_code;	/* error code for the access log, or NULL */
+};
+
+/* Answer one request (never fails: errors become responses). */
+void	 admin_handle(const struct admin_env *, const struct admin_request *,
+	    struct admin_response *);
+
+/* Free what admin_handle() allocated. */
+void	 admin_response_free(struct admin_response *);
+
+/* The OpenAPI document (doc/openapi.json, compiled in). */
+extern const char	admin_openapi_json[];
+
+#endif /* KEYGATE_ADMIN_H */

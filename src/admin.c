@@ -1,0 +1,1610 @@
+/*
+ * The admin API: routing, the bearer token, JSON bodies in and out, and
+ * the key operations on the shared key store and its journal.  See admin.h
+ * for the endpoints and doc/openapi.json for every body.
+ *
+ * Secrets: a new secret lives in a stack buffer that is cleansed before the
+ * handler returns, and it is spliced into the response text by hand rather
+ * than through a jansson object, so the only other copy is the response
+ * body, which admin_response_free() cleanses too.  No message, log line or
+ * error body ever contains a secret or the admin token.
+ */
+
+#include <sys/types.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "admin.h"
+#include "auth.h"
+#include "http.h"
+#include "journal.h"
+#include "keystore.h"
+#include "log.h"
+#include "secret.h"
+#include "util.h"
+
+#define ADMIN_JSON		"application/json"
+#define ADMIN_CHALLENGE		"Bearer realm=\"keygate-admin\""
+#define ADMIN_MSGLEN		256
+#define ADMIN_FIELDLEN		96
+#define ADMIN_TRIES		8	/* fresh ids/secrets drawn on a clash */
+#define ADMIN_GRACE_MAX		2592000	/* s: 30 days */
+#define ADMIN_RATE_MAX		1000000000
+#define ADMIN_SCOPES_N		32
+#define ADMIN_SCOPE_LEN		64
+#define ADMIN_QVAL_MAX		255	/* decoded query value, bytes */
+
+/* Endpoints, by path. */
+enum admin_ep {
+	EP_HEALTH,
+	EP_OPENAPI,
+	EP_KEYS,
+	EP_KEY,
+	EP_REGENERATE,
+	EP_USAGE,
+	EP_VERIFY
+};
+
+/* Methods each endpoint answers, as bits and as an Allow header. */
+static const struct {
+	int		 m_bits;
+	const char	*m_allow;
+} admin_methods[] = {
+	[EP_HEALTH] =		{ HTTP_M_GET, "GET" },
+	[EP_OPENAPI] =		{ HTTP_M_GET, "GET" },
+	[EP_KEYS] =		{ HTTP_M_GET | HTTP_M_POST, "GET, POST" },
+	[EP_KEY] =		{ HTTP_M_GET | HTTP_M_PATCH | HTTP_M_DELETE,
+				  "GET, PATCH, DELETE" },
+	[EP_REGENERATE] =	{ HTTP_M_POST, "POST" },
+	[EP_USAGE] =		{ HTTP_M_GET, "GET" },
+	[EP_VERIFY] =		{ HTTP_M_POST, "POST" },
+};
+
+/* One request being answered. */
+struct admin_ctx {
+	const struct admin_env		*c_env;
+	const struct admin_request	*c_rq;
+	struct admin_response		*c_rs;
+	struct keystore			*c_ks;
+	enum admin_ep			 c_ep;
+	char				 c_id[KS_ID_LEN + 1];	/* {id} */
+	int				 c_idok;	/* {id} fits c_id */
+};
+
+/* Body fields of a key: which operation may set them, and how. */
+#define AF_CREATE	0x01
+#define AF_PATCH	0x02
+
+#define AB_NAME		0x001
+#define AB_OWNER	0x002
+#define AB_APP		0x004
+#define AB_SCOPES	0x008
+#define AB_PREFIX	0x010
+#define AB_EXPIRES	0x020
+#define AB_DISABLED	0x040
+#define AB_RATE		0x080
+
+typedef int	(*admin_setter)(struct admin_ctx *, json_t *, struct ks_key *);
+
+static int	admin_set_name(struct admin_ctx *, json_t *, struct ks_key *);
+static int	admin_set_owner(struct admin_ctx *, json_t *, struct ks_key *);
+static int	admin_set_app(struct admin_ctx *, json_t *, struct ks_key *);
+static int	admin_set_scopes(struct admin_ctx *, json_t *, struct ks_key *);
+static int	admin_set_prefix(struct admin_ctx *, json_t *, struct ks_key *);
+static int	admin_set_expires(struct admin_ctx *, json_t *,
+		    struct ks_key *);
+static int	admin_set_disabled(struct admin_ctx *, json_t *,
+		    struct ks_key *);
+static int	admin_set_rate(struct admin_ctx *, json_t *, struct ks_key *);
+
+static const struct admin_field {
+	const char	*f_name;
+	admin_setter	 f_set;		/* NULL: the server sets it */
+	int		 f_ops;		/* AF_*: operations that may set it */
+	int		 f_bit;		/* AB_*: set in the caller's mask */
+} admin_fields[] = {
+	{ "name", admin_set_name, AF_CREATE | AF_PATCH, AB_NAME },
+	{ "owner", admin_set_owner, AF_CREATE, AB_OWNER },
+	{ "app_id", admin_set_app, AF_CREATE, AB_APP },
+	{ "scopes", admin_set_scopes, AF_CREATE | AF_PATCH, AB_SCOPES },
+	{ "prefix", admin_set_prefix, AF_CREATE, AB_PREFIX },
+	{ "expires_at", admin_set_expires, AF_CREATE | AF_PATCH, AB_EXPIRES },
+	{ "disabled", admin_set_disabled, AF_CREATE | AF_PATCH, AB_DISABLED },
+	{ "rate_limit", admin_set_rate, AF_CREATE | AF_PATCH, AB_RATE },
+	{ "id",		  NULL, 0, 0 },
+	{ "hint",	  NULL, 0, 0 },
+	{ "created_at",	  NULL, 0, 0 },
+	{ "updated_at",	  NULL, 0, 0 },
+	{ "grace_until",  NULL, 0, 0 },
+	{ "last_used_at", NULL, 0, 0 },
+	{ "secret",	  NULL, 0, 0 },
+	{ NULL,		  NULL, 0, 0 }
+};
+
+/* Rate limit windows as named in JSON, in KS_W* order. */
+static const char *const admin_windows[KS_NWINDOWS] = {
+	"per_1s", "per_10s", "per_60s"
+};
+
+/* Query parameters of GET /v1/keys. */
+enum admin_qp { QP_OWNER, QP_APP, QP_LIMIT, QP_CURSOR, QP_N };
+static const char *const admin_qparams[QP_N] = {
+	"owner", "app_id", "limit", "cursor"
+};
+
+struct admin_query {
+	char		 q_owner[KS_OWNER_MAX + 1];	/* "": any */
+	char		 q_app[KS_APP_MAX + 1];		/* "": any */
+	uint32_t	 q_limit;
+	uint32_t	 q_cursor;	/* first slot to look at */
+};
+
+/* Cut s at its first byte that does not start a valid UTF-8 sequence. */
+static void
+admin_utf8_cut(char *s)
+{
+	unsigned char	*p = (unsigned char *)s;
+	size_t		 len, i;
+
+	while (*p != '\0') {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if (*p >= 0xc2 && *p <= 0xdf)
+			len = 2;
+		else if (*p >= 0xe0 && *p <= 0xef)
+			len = 3;
+		else if (*p >= 0xf0 && *p <= 0xf4)
+			len = 4;
+		else
+			break;
+		for (i = 1; i < len; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				break;
+		if (i < len)
+			break;
+		p += len;
+	}
+	*p = '\0';
+}
+
+/* Answer 500 with a fixed body: what is left when memory runs out. */
+static int
+admin_oom(struct admin_response *rs)
+{
+	static const char body[] =
+	    "{\"error\":\"internal_error\",\"message\":\"out of memory\"}";
+
+	free(rs->as_body);
+	rs->as_status = 500;
+	rs->as_code = "internal_error";
+	rs->as_type = ADMIN_JSON;
+	rs->as_body = strdup(body);
+	rs->as_bodylen = rs->as_body != NULL ? strlen(body) : 0;
+	return (-1);
+}
+
+/* Answer status with the JSON text of o (a reference that is taken). */
+static int
+admin_reply(struct admin_response *rs, int status, json_t *o)
+{
+	char	*s;
+
+	if (o == NULL)
+		return (admin_oom(rs));
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL)
+		return (admin_oom(rs));
+	free(rs->as_body);
+	rs->as_status = status;
+	rs->as_body = s;
+	rs->as_bodylen = strlen(s);
+	rs->as_type = ADMIN_JSON;
+	return (0);
+}
+
+/* Answer an error {"error","message"[,"field"]}; returns -1. */
+static int
+admin_verror(struct admin_response *rs, int status, const char *code,
+    const char *field, const char *fmt, va_list ap)
+{
+	char	 msg[ADMIN_MSGLEN], fld[ADMIN_FIELDLEN];
+	json_t	*o;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	admin_utf8_cut(msg);
+	o = json_pack("{s:s, s:s}", "error", code, "message", msg);
+	if (o != NULL && field != NULL) {
+		snprintf(fld, sizeof(fld), "%s", field);
+		admin_utf8_cut(fld);
+		if (json_object_set_new(o, "field", json_string(fld)) == -1) {
+			json_decref(o);
+			o = NULL;
+		}
+	}
+	if (admin_reply(rs, status, o) == 0)
+		rs->as_code = code;
+	return (-1);
+}
+
+/* Answer an error; returns -1. */
+static int
+admin_error(struct admin_ctx *c, int status, const char *code,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	admin_verror(c->c_rs, status, code, NULL, fmt, ap);
+	va_end(ap);
+	return (-1);
+}
+
+/* Answer 422 invalid_field naming field; returns -1. */
+static int
+admin_invalid(struct admin_ctx *c, const char *field, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	admin_verror(c->c_rs, 422, "invalid_field", field, fmt, ap);
+	va_end(ap);
+	return (-1);
+}
+
+/* Time ms as RFC 3339 into buf (32 bytes); NULL for 0 (none). */
+static const char *
+admin_time(char *buf, int64_t ms)
+{
+	if (ms == 0)
+		return (NULL);
+	util_rfc3339_ms(buf, 32, ms);
+	return (buf);
+}
+
+/* Days from 1970-01-01 to the proleptic Gregorian date y-m-d. */
+static int64_t
+admin_days(int64_t y, int m, int d)
+{
+	int64_t	 era, yoe, doy, doe;
+
+	/*
+	 * H. Hinnant's days_from_civil: counting years from March makes the
+	 * leap day the last day of a year, so the day of the year is a
+	 * closed formula (153 days per 5 months) and the leap rule applies
+	 * to whole 400-year eras of 146097 days.  719468 is the day number
+	 * of 1970-01-01 from 0000-03-01.
+	 */
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (era * 146097 + doe - 719468);
+}
+
+/* n decimal digits at s as a number, or -1 if one is not a digit. */
+static int
+admin_digits(const char *s, int n)
+{
+	int	 v = 0, i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return (-1);
+		v = v * 10 + (s[i] - '0');
+	}
+	return (v);
+}
+
+/*
+ * Parse a strict RFC 3339 date-time (section 5.6) into ms since the epoch:
+ * "YYYY-MM-DDTHH:MM:SS", an optional fraction of one or more digits
+ * (truncated to milliseconds), then "Z" or an offset "+hh:mm"/"-hh:mm".
+ * "T" and "Z" may be lower case as the RFC allows.  Every field is range
+ * checked, including the day against the month's length in that year; a
+ * leap second (":60") is refused since Unix time cannot name it.  0 or -1.
+ */
+static int
+admin_parse_time(const char *s, int64_t *ms)
+{
+	int	 y, mo, d, h, mi, sec, frac = 0, scale = 100, oh, om, sign;
+	int	 mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int64_t	 t;
+
+	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' ||
+	    (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
+		return (-1);
+	y = admin_digits(s, 4);
+	mo = admin_digits(s + 5, 2);
+	d = admin_digits(s + 8, 2);
+	h = admin_digits(s + 11, 2);
+	mi = admin_digits(s + 14, 2);
+	sec = admin_digits(s + 17, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 ||
+	    mi < 0 || mi > 59 || sec < 0 || sec > 59)
+		return (-1);
+	if (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
+		mdays[1] = 29;
+	if (d > mdays[mo - 1])
+		return (-1);
+	s += 19;
+	if (*s == '.') {
+		if (s[1] < '0' || s[1] > '9')
+			return (-1);
+		for (s++; *s >= '0' && *s <= '9'; s++, scale /= 10)
+			frac += (*s - '0') * scale;
+	}
+	t = admin_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+	if ((*s == 'Z' || *s == 'z') && s[1] == '\0') {
+		*ms = t * 1000 + frac;
+		return (0);
+	}
+	if ((*s != '+' && *s != '-') || strlen(s) != 6 || s[3] != ':')
+		return (-1);
+	sign = *s == '-' ? -1 : 1;
+	oh = admin_digits(s + 1, 2);
+	om = admin_digits(s + 4, 2);
+	if (oh < 0 || oh > 23 || om < 0 || om > 59)
+		return (-1);
+	*ms = (t - sign * (oh * 3600 + om * 60)) * 1000 + frac;
+	return (0);
+}
+
+/* name: 0..100 bytes of UTF-8 (jansson checked it) without controls. */
+static int
+admin_set_name(struct admin_ctx *c, json_t *v, struct ks_key *k)
+{
+	const unsigned char	*s;
+	size_t			 n, i;
+
+	if (!json_is_string(v))
+		return (admin_invalid(c, "name", "name must be a string"));
+	s = (const unsigned char *)json_string_value(v);
+	n = json_string_length(v);
+	if (n > KS_NAME_MAX)
+		return (admin_invalid(c, "name",
+		    "name must be at most %d bytes long", KS_NAME_MAX));
+	/* C0, DEL, and C1 (U+0080..U+009F, encoded 0xc2 0x80..0x9f). */
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] == 0x7f || (s[i] == 0xc2 &&
+		    i + 1 < n && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f))
+			return (admin_invalid(c, "name",
+			    "name must not contain control characters"));
+	memcpy(k->k_name, s, n);
+	k->k_name[n] = '\0';
+	return (0);
+}
+
+/* owner: 1..64 visible ASCII characters, inner spaces allowed. */
+static int
+admin_set_owner(struct admin_ctx *c, json_t *v, struct ks_key *k)
+{
+	const char	*s;
+	size_t		 n, i;
+
+	if (!json_is_string(v))
+		return (admin_invalid(c, "owner", "owner must be a string"));
+	s = json_string_value(v);
+	n = json_string_length(v);
+	if (n < 1 || n > KS_OWNER_MAX)
+		return (admin_invalid(c, "owner",
+		    "owner must be 1 to %d characters long", KS_OWNER_MAX));
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return (admin_invalid(c, "owner", "owner must be "
+			    "visible ASCII characters and spaces"));
+	if (s[0] == ' ' || s[n - 1] == ' ')
+		return (admin_invalid(c, "owner",
+		    "owner must not begin or end with a space"));
+	memcpy(k->k_owner, s, n + 1);
+	return (0);
+}
+
+/* Is s n characters of the set [A-Za-z0-9] plus the bytes in extra? */
+static int
+admin_charset(const char *s, size_t n, const char *extra)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] != '\0' && strchr(extra, s[i]) != NULL)))
+			return (0);
+	return (1);
+}
+
+/* app_id: null (no app) or 1..64 of [A-Za-z0-9._:-]. */
+static int
+admin_set_app(struct admin_ctx *c, json_t *v, struct ks_key *k)
+{
+	size_t	 n;
+
+	if (json_is_null(v)) {
+		k->k_app[0] = '\0';
+		return (0);
+	}
+	if (!json_is_string(v))
+		return (admin_invalid(c, "app_id",
+		    "app_id must be a string or null"));
+	n = json_string_length(v);
+	if (n < 1 || n > KS_APP_MAX ||
+	    !admin_charset(json_string_value(v), n, "._:-"))
+		return (admin_invalid(c, "app_id", "app_id must be 1 to %d "
+		    "characters of A-Z a-z 0-9 . _ : -", KS_APP_MAX));
+	memcpy(k->k_app, json_string_value(v), n + 1);
+	return (0);
+}
+
+/*
+ * scopes: an array of at most 32 distinct scope names, each 1..64 of
+ * A-Z a-z 0-9 . _ : / * -, stored joined by single spaces in at most 255
+ * bytes.
+ */
+static int
+admin_set_scopes(struct admin_ctx *c, json_t *v, struct ks_key *k)
+{
+	char	 buf[KS_SCOPES_MAX + 1];
+	size_t	 i, j, n, len = 0;
+	json_t	*e;
+
+	if (!json_is_array(v) || json_array_size(v) > ADMIN_SCOPES_N)
+		return (admin_invalid(c, "scopes", "scopes must be an array "
+		    "of at most %d strings", ADMIN_SCOPES_N));
+	json_array_foreach(v, i, e) {
+		if (!json_is_string(e) || (n = json_string_length(e)) < 1 ||
+		    n > ADMIN_SCOPE_LEN ||
+		    !admin_charset(json_string_value(e), n, "._:/*-"))
+			return (admin_invalid(c, "scopes", "scope %zu must be "
+			    "1 to %d characters of A-Z a-z 0-9 . _ : / * -",
+			    i + 1, ADMIN_SCOPE_LEN));
+		for (j = 0; j < i; j++)
+			if (json_equal(json_array_get(v, j), e))
+				return (admin_invalid(c, "scopes",
+				    "scope \"%s\" is listed twice",
+				    json_string_value(e)));
+		if (len + (i > 0) + n > KS_SCOPES_MAX)
+			return (admin_invalid(c, "scopes", "the scopes "
+			    "joined by spaces must fit in %d bytes",
+			    KS_SCOPES_MAX));
+		if (i > 0)
+			buf[len++] = ' ';
+		memcpy(buf + len, json_string_value(e), n);
+		len += n;
+	}
+	buf[len] = '\0';
+	memcpy(k->k_scopes, buf, len + 1);
+	return (0);
+}
+
+/* prefix: [a-z0-9]{1,12}, the start of every secret of the key. */
+static int
+admin_set_prefix(struct admin_ctx *c, json_t *v, struct ks_key *k)
+{
+	if (!json_is_string(v) || !secret_valid_prefix(json_string_value(v)))
+		return (admin_invalid(c, "prefix", "prefix must be 1 to %d "
+		    "characters of a-z 0-9", KS_PREFIX_MAX));
+	snprintf(k->k_prefix, sizeof(k->k_prefix), "%s",
+	    json_string_value(v));
+	return (0);
+}
+
+/* expires_at: null (never) or an RFC 3339 time in the future. */
+static int
+admin_set_expires(struct admin_ctx *c, json_t *v, struct ks_key *k)
+{
+	int64_t	 t;
+
+	if (json_is_null(v)) {
+		k->k_expires = 0;
+		return (0);
+	}
+	if (!json_is_string(v) || admin_parse_time(json_string_value(v),
+	    &t) == -1)
+		return (admin_invalid(c, "expires_at", "expires_at must be "
+		    "null or an RFC 3339 time such as 2030-01-31T12:00:00Z"));
+	if (t <= c->c_rq->aq_now)
+		return (admin_invalid(c, "expires_at",
+		    "expires_at must be in the future"));
+	k->k_expires = t;
+	return (0);
+}
+
+/* disabled: a boolean. */
+static int
+admin_set_disabled(struct admin_ctx *c, json_t *v, struct ks_key *k)
+{
+	if (!json_is_boolean(v))
+		return (admin_invalid(c, "disabled",
+		    "disabled must be true or false"));
+	if (json_is_true(v))
+		k->k_flags |= KS_F_DISABLED;
+	else
+		k->k_flags &= ~KS_F_DISABLED;
+	return (0);
+}
+
+/*
+ * rate_limit: null (the configured defaults) or an object with any of
+ * per_1s, per_10s, per_60s, each null (default) or 1..1000000000.  The
+ * object replaces all three windows: an omitted one becomes the default.
+ */
+static int
+admin_set_rate(struct admin_ctx *c, json_t *v, struct ks_key *k)
+{
+	char		 fld[ADMIN_FIELDLEN];
+	const char	*name;
+	json_t		*w;
+	json_int_t	 n;
+	int		 i;
+
+	memset(k->k_rate, 0, sizeof(k->k_rate));
+	if (json_is_null(v))
+		return (0);
+	if (!json_is_object(v))
+		return (admin_invalid(c, "rate_limit",
+		    "rate_limit must be an object or null"));
+	json_object_foreach(v, name, w) {
+		snprintf(fld, sizeof(fld), "rate_limit.%s", name);
+		for (i = 0; i < KS_NWINDOWS; i++)
+			if (strcmp(name, admin_windows[i]) == 0)
+				break;
+		if (i == KS_NWINDOWS)
+			return (admin_invalid(c, fld, "unknown field \"%s\"; "
+			    "the windows are per_1s, per_10s and per_60s",
+			    fld));
+		if (json_is_null(w))
+			continue;
+		if (!json_is_integer(w) || (n = json_integer_value(w)) < 1 ||
+		    n > ADMIN_RATE_MAX)
+			return (admin_invalid(c, fld, "%s must be null or an "
+			    "integer from 1 to %d", fld, ADMIN_RATE_MAX));
+		k->k_rate[i] = (uint32_t)n;
+	}
+	return (0);
+}
+
+/*
+ * Apply the members of body to k through the field table for operation op
+ * (AF_CREATE or AF_PATCH), setting the AB_* bit of each in *mask.  The
+ * first bad member, in the order written, decides the 422.
+ */
+static int
+admin_apply(struct admin_ctx *c, json_t *body, int op, struct ks_key *k,
+    int *mask)
+{
+	const struct admin_field	*f;
+	const char			*name;
+	json_t				*v;
+
+	*mask = 0;
+	json_object_foreach(body, name, v) {
+		for (f = admin_fields; f->f_name != NULL; f++)
+			if (strcmp(f->f_name, name) == 0)
+				break;
+		if (f->f_name == NULL)
+			return (admin_invalid(c, name, "unknown field \"%s\"",
+			    name));
+		if ((f->f_ops & op) == 0)
+			return (admin_invalid(c, name, "field \"%s\" cannot "
+			    "be %s", name, op == AF_CREATE ? "set" :
+			    "changed"));
+		if (f->f_set(c, v, k) == -1)
+			return (-1);
+		*mask |= f->f_bit;
+	}
+	return (0);
+}
+
+/* jansson's error text, printable, without the token it quotes. */
+static void
+admin_json_cause(char *out, size_t len, const char *text)
+{
+	const char	*near;
+	size_t		 n, i;
+
+	/* The quoted token could be part of a secret: never echo it. */
+	near = strstr(text, " near '");
+	n = near != NULL ? (size_t)(near - text) : strlen(text);
+	if (n >= len)
+		n = len - 1;
+	for (i = 0; i < n; i++)
+		out[i] = text[i] >= 0x20 && text[i] < 0x7f ? text[i] : '?';
+	out[n] = '\0';
+}
+
+/* Parse the body as a JSON object into *obj (a new reference); 0 or -1. */
+static int
+admin_body(struct admin_ctx *c, json_t **obj)
+{
+	const struct admin_request	*rq = c->c_rq;
+	json_error_t			 je;
+	char				 cause[JSON_ERROR_TEXT_LENGTH];
+
+	*obj = json_loadb(rq->aq_body != NULL ? rq->aq_body : "",
+	    rq->aq_body != NULL ? rq->aq_bodylen : 0,
+	    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+	if (*obj == NULL) {
+		admin_json_cause(cause, sizeof(cause), je.text);
+		return (admin_error(c, 400, "bad_json",
+		    "invalid JSON at line %d, column %d: %s", je.line,
+		    je.column, cause));
+	}
+	if (!json_is_object(*obj)) {
+		json_decref(*obj);
+		*obj = NULL;
+		return (admin_error(c, 400, "bad_json",
+		    "the body must be a JSON object"));
+	}
+	return (0);
+}
+
+/* The space-separated scopes as a JSON array (NULL if out of memory). */
+static json_t *
+admin_scopes_json(const char *scopes)
+{
+	const char	*p, *sp;
+	json_t		*a;
+
+	if ((a = json_array()) == NULL)
+		return (NULL);
+	for (p = scopes; *p != '\0'; p = *sp != '\0' ? sp + 1 : sp) {
+		if ((sp = strchr(p, ' ')) == NULL)
+			sp = p + strlen(p);
+		if (sp > p && json_array_append_new(a,
+		    json_stringn(p, (size_t)(sp - p))) == -1) {
+			json_decref(a);
+			return (NULL);
+		}
+	}
+	return (a);
+}
+
+/* k_rate as {"per_1s",...} with null for defaults, or null when all are. */
+static json_t *
+admin_rate_json(const struct ks_key *k)
+{
+	json_t	*o;
+	int	 i;
+
+	if (k->k_rate[0] == 0 && k->k_rate[1] == 0 && k->k_rate[2] == 0)
+		return (json_null());
+	if ((o = json_object()) == NULL)
+		return (NULL);
+	for (i = 0; i < KS_NWINDOWS; i++)
+		if (json_object_set_new(o, admin_windows[i], k->k_rate[i] != 0 ?
+		    json_integer(k->k_rate[i]) : json_null()) == -1) {
+			json_decref(o);
+			return (NULL);
+		}
+	return (o);
+}
+
+/* The key object of the API for k, used last at last_used (0: never). */
+static json_t *
+admin_key_json(const struct ks_key *k, int64_t last_used, int64_t now)
+{
+	char	 cr[32], up[32], ex[32], gr[32], lu[32];
+	int	 grace;
+
+	/* The old secret is accepted while now < k_grace_until only. */
+	grace = k->k_grace_until != 0 && now < k->k_grace_until;
+	util_rfc3339_ms(cr, sizeof(cr), k->k_created);
+	util_rfc3339_ms(up, sizeof(up), k->k_updated);
+	return (json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:o, s:s, s:s, "
+	    "s:s?, s:b, s:o, s:s?, s:s?}",
+	    "id", k->k_id, "name", k->k_name, "owner", k->k_owner,
+	    "app_id", k->k_app[0] != '\0' ? k->k_app : NULL,
+	    "prefix", k->k_prefix, "hint", k->k_hint,
+	    "scopes", admin_scopes_json(k->k_scopes),
+	    "created_at", cr, "updated_at", up,
+	    "expires_at", admin_time(ex, k->k_expires),
+	    "disabled", (k->k_flags & KS_F_DISABLED) != 0,
+	    "rate_limit", admin_rate_json(k),
+	    "grace_until", grace ? admin_time(gr, k->k_grace_until) : NULL,
+	    "last_used_at", admin_time(lu, last_used)));
+}
+
+/* When the key in slot was last used (0: never). */
+static int64_t
+admin_last_used(struct admin_ctx *c, uint32_t slot)
+{
+	uint64_t	 allowed, refused;
+	int64_t		 last;
+
+	keystore_usage(c->c_ks, slot, &allowed, &refused, &last);
+	return (last);
+}
+
+/* Answer status with the key object of k. */
+static int
+admin_reply_key(struct admin_ctx *c, int status, const struct ks_key *k,
+    int64_t last_used)
+{
+	return (admin_reply(c->c_rs, status,
+	    admin_key_json(k, last_used, c->c_rq->aq_now)));
+}
+
+/*
+ * Answer status with the key object of k plus "secret".  The secret is
+ * base62 with a [a-z0-9] prefix, so it needs no JSON escaping: it is put
+ * in before the object's closing brace without going through jansson.
+ */
+static int
+admin_reply_secret(struct admin_ctx *c, int status, const struct ks_key *k,
+    int64_t last_used, const char *secret)
+{
+	struct admin_response	*rs = c->c_rs;
+	char			*obj, *body;
+	size_t			 olen, len;
+
+	if (admin_reply_key(c, status, k, last_used) == -1)
+		return (-1);
+	obj = rs->as_body;
+	olen = rs->as_bodylen;
+	len = olen + strlen(",\"secret\":\"\"") + strlen(secret);
+	if ((body = malloc(len + 1)) == NULL)
+		return (admin_oom(rs));
+	snprintf(body, len + 1, "%.*s,\"secret\":\"%s\"}", (int)(olen - 1),
+	    obj, secret);
+	free(obj);
+	rs->as_body = body;
+	rs->as_bodylen = len;
+	return (0);
+}
+
+/* Find the key named by the path's {id}; 0, or -1 with 404/503. */
+static int
+admin_find(struct admin_ctx *c, struct ks_key *k, uint32_t *slot)
+{
+	int	 rc = KS_NOTFOUND;
+
+	if (c->c_idok)
+		rc = keystore_find_id(c->c_ks, c->c_id, k, slot);
+	if (rc == KS_OK)
+		return (0);
+	if (rc == KS_BUSY)
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	/* Only a well-formed id is echoed: the path could hold anything. */
+	if (c->c_idok && secret_valid_id(c->c_id, strlen(c->c_id)))
+		return (admin_error(c, 404, "key_not_found",
+		    "no key with id %s", c->c_id));
+	return (admin_error(c, 404, "key_not_found", "no key with that id"));
+}
+
+/* Take the key store's writer lock; 0, or -1 with 503. */
+static int
+admin_lock(struct admin_ctx *c)
+{
+	if (keystore_lock(c->c_ks, c->c_env->ae_pid, ADMIN_LOCK_TIMEOUT) ==
+	    KS_OK)
+		return (0);
+	return (admin_error(c, 503, "key_store_busy", "the key store is "
+	    "locked by another writer; retry"));
+}
+
+/* Release the writer lock. */
+static void
+admin_unlock(struct admin_ctx *c)
+{
+	keystore_unlock(c->c_ks, c->c_env->ae_pid);
+}
+
+/*
+ * Under the lock: write k as the next change, journal first.  A journal
+ * failure leaves memory as it was (503).  The callers checked capacity
+ * and uniqueness under this same lock, so keystore_put cannot refuse; if
+ * it does anyway, disk holds a line memory lacks, which is logged.
+ */
+static int
+admin_store(struct admin_ctx *c, const struct ks_key *k)
+{
+	char		 err[256];
+	uint64_t	 seq;
+	int		 rc;
+
+	seq = c->c_ks->ks_hdr->kh_applied + 1;
+	if (journal_put(c->c_env->ae_journal, seq, k, err, sizeof(err)) == -1) {
+		log_warnx("key %s: journal: %s", k->k_id, err);
+		return (admin_error(c, 503, "storage_unavailable",
+		    "the key could not be stored: %s", err));
+	}
+	if ((rc = keystore_put(c->c_ks, k, seq)) == KS_OK)
+		return (0);
+	log_warnx("key %s: journal line %llu written but the store refused "
+	    "it (%d)", k->k_id, (unsigned long long)seq, rc);
+	if (rc == KS_FULL)
+		return (admin_error(c, 507, "key_store_full",
+		    "the key store is full (max_keys %u); delete keys or "
+		    "raise max_keys", c->c_ks->ks_hdr->kh_max_keys));
+	return (admin_error(c, 500, "internal_error",
+	    "the key store refused the key"));
+}
+
+/*
+ * A fresh secret for k with prefix k_prefix into secret; k_digest and
+ * k_hint follow.  A digest the store already holds (2^-190 per pair, but
+ * the store would refuse it) is drawn again.  Under the lock; 0 or -1.
+ */
+static int
+admin_new_secret(struct admin_ctx *c, struct ks_key *k, char *secret,
+    size_t len)
+{
+	struct ks_key	 other;
+	uint32_t	 slot;
+	int		 i, old;
+
+	for (i = 0; i < ADMIN_TRIES; i++) {
+		if (secret_generate(k->k_prefix, secret, len) == -1)
+			break;
+		secret_digest(secret, strlen(secret), k->k_digest);
+		if (keystore_find_digest(c->c_ks, k->k_digest, &other, &slot,
+		    &old) == KS_NOTFOUND) {
+			secret_hint(secret, k->k_hint, sizeof(k->k_hint));
+			return (0);
+		}
+	}
+	return (admin_error(c, 500, "internal_error",
+	    "no new secret could be generated"));
+}
+
+/* A fresh id for k, not used by any key.  Under the lock; 0 or -1. */
+static int
+admin_new_id(struct admin_ctx *c, struct ks_key *k)
+{
+	struct ks_key	 other;
+	uint32_t	 slot;
+	int		 i;
+
+	for (i = 0; i < ADMIN_TRIES; i++) {
+		if (secret_make_id(k->k_id, sizeof(k->k_id)) == -1)
+			break;
+		if (keystore_find_id(c->c_ks, k->k_id, &other, &slot) ==
+		    KS_NOTFOUND)
+			return (0);
+	}
+	return (admin_error(c, 500, "internal_error",
+	    "no new key id could be generated"));
+}
+
+/* Under the lock: the create steps that touch the store. */
+static int
+admin_create_locked(struct admin_ctx *c, struct ks_key *k, char *secret,
+    size_t len)
+{
+	uint32_t	 max = c->c_ks->ks_hdr->kh_max_keys;
+
+	/* Checked before the journal: a refused put would leave a line. */
+	if (keystore_count(c->c_ks) >= max)
+		return (admin_error(c, 507, "key_store_full", "the key store "
+		    "is full (max_keys %u); delete keys or raise max_keys",
+		    max));
+	if (admin_new_id(c, k) == -1 ||
+	    admin_new_secret(c, k, secret, len) == -1 ||
+	    admin_store(c, k) == -1)
+		return (-1);
+	return (0);
+}
+
+/* POST /v1/keys: a new key; 201 with its secret, shown this once. */
+static int
+admin_create(struct admin_ctx *c)
+{
+	struct ks_key	 k;
+	char		 secret[SECRET_MAX + 1];
+	json_t		*body;
+	int		 rc, mask;
+
+	memset(&k, 0, sizeof(k));
+	snprintf(k.k_prefix, sizeof(k.k_prefix), "%s", SECRET_DEFAULT_PREFIX);
+	if (admin_body(c, &body) == -1)
+		return (-1);
+	rc = admin_apply(c, body, AF_CREATE, &k, &mask);
+	json_decref(body);
+	if (rc == -1)
+		return (-1);
+	if ((mask & AB_OWNER) == 0)
+		return (admin_invalid(c, "owner", "owner is required"));
+	k.k_created = k.k_updated = c->c_rq->aq_now;
+	if (admin_lock(c) == -1)
+		return (-1);
+	rc = admin_create_locked(c, &k, secret, sizeof(secret));
+	admin_unlock(c);
+	if (rc == 0) {
+		log_info("key %s created for owner \"%s\"", k.k_id, k.k_owner);
+		rc = admin_reply_secret(c, 201, &k, 0, secret);
+	}
+	OPENSSL_cleanse(secret, sizeof(secret));
+	OPENSSL_cleanse(&k, sizeof(k));
+	return (rc);
+}
+
+/* Value of the hex digit ch, or -1. */
+static int
+admin_hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return (ch - '0');
+	if (ch >= 'a' && ch <= 'f')
+		return (ch - 'a' + 10);
+	if (ch >= 'A' && ch <= 'F')
+		return (ch - 'A' + 10);
+	return (-1);
+}
+
+/*
+ * Decode the len bytes of a query component at s into out (NUL-terminated):
+ * %XX escapes and "+" for a space.  -1 on a bad escape or an encoded NUL,
+ * -2 when the result does not fit.
+ */
+static int
+admin_pct_decode(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t	 i, n = 0;
+	int	 hi, lo;
+
+	for (i = 0; i < len; i++) {
+		if (n + 1 >= outlen)
+			return (-2);
+		if (s[i] == '+')
+			out[n++] = ' ';
+		else if (s[i] != '%')
+			out[n++] = s[i];
+		else {
+			if (len - i < 3 ||
+			    (hi = admin_hexval(s[i + 1])) == -1 ||
+			    (lo = admin_hexval(s[i + 2])) == -1 ||
+			    (hi == 0 && lo == 0))
+				return (-1);
+			out[n++] = (char)(hi << 4 | lo);
+			i += 2;
+		}
+	}
+	out[n] = '\0';
+	return (0);
+}
+
+/* A decimal number of 1..10 digits at s, at most max; 0 or -1. */
+static int
+admin_decimal(const char *s, uint32_t max, uint32_t *v)
+{
+	uint64_t	 n = 0;
+	size_t		 i, len = strlen(s);
+
+	if (len < 1 || len > 10)
+		return (-1);
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return (-1);
+		n = n * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (n > max)
+		return (-1);
+	*v = (uint32_t)n;
+	return (0);
+}
+
+/* Store the decoded value val of parameter p into q; 0 or -1 with 422. */
+static int
+admin_query_set(struct admin_ctx *c, struct admin_query *q, int p,
+    const char *val)
+{
+	const char	*name = admin_qparams[p];
+	size_t		 len, max;
+
+	switch (p) {
+	case QP_OWNER:
+	case QP_APP:
+		max = p == QP_OWNER ? KS_OWNER_MAX : KS_APP_MAX;
+		if ((len = strlen(val)) > max)
+			return (admin_invalid(c, name, "%s must be at most %zu "
+			    "characters long", name, max));
+		memcpy(p == QP_OWNER ? q->q_owner : q->q_app, val, len + 1);
+		return (0);
+	case QP_LIMIT:
+		if (val[0] != '\0' && (admin_decimal(val, ADMIN_LIST_MAX,
+		    &q->q_limit) == -1 || q->q_limit < 1))
+			return (admin_invalid(c, name, "limit must be an "
+			    "integer from 1 to %d", ADMIN_LIST_MAX));
+		return (0);
+	default:
+		if (val[0] != '\0' && admin_decimal(val,
+		    c->c_ks->ks_hdr->kh_max_keys, &q->q_cursor) == -1)
+			return (admin_invalid(c, name, "cursor is not a "
+			    "next_cursor returned by this server"));
+		return (0);
+	}
+}
+
+/* One "name=value" of the query (len bytes at s) into q; 0 or -1. */
+static int
+admin_query_param(struct admin_ctx *c, struct admin_query *q,
+    const char *s, size_t len, int *seen)
+{
+	char		 name[32], val[ADMIN_QVAL_MAX + 1];
+	const char	*eq;
+	size_t		 i, nlen;
+	int		 p, rc;
+
+	eq = memchr(s, '=', len);
+	nlen = eq != NULL ? (size_t)(eq - s) : len;
+	p = QP_N;
+	if (admin_pct_decode(s, nlen, name, sizeof(name)) == 0)
+		for (p = 0; p < QP_N; p++)
+			if (strcmp(name, admin_qparams[p]) == 0)
+				break;
+	if (p == QP_N) {
+		/* Named as sent, made printable. */
+		snprintf(name, sizeof(name), "%.*s", (int)nlen, s);
+		for (i = 0; name[i] != '\0'; i++)
+			if (name[i] < 0x21 || name[i] > 0x7e)
+				name[i] = '?';
+		return (admin_invalid(c, name, "unknown query parameter "
+		    "\"%s\"", name));
+	}
+	if (*seen & (1 << p))
+		return (admin_invalid(c, admin_qparams[p], "query parameter "
+		    "\"%s\" is given twice", admin_qparams[p]));
+	*seen |= 1 << p;
+	rc = eq != NULL ? admin_pct_decode(eq + 1, len - nlen - 1, val,
+	    sizeof(val)) : admin_pct_decode("", 0, val, sizeof(val));
+	if (rc != 0)
+		return (admin_invalid(c, admin_qparams[p], "%s %s",
+		    admin_qparams[p], rc == -2 ? "is too long" :
+		    "has a bad percent-encoding"));
+	return (admin_query_set(c, q, p, val));
+}
+
+/* Parse the query of GET /v1/keys into q; 0 or -1 with 422. */
+static int
+admin_query(struct admin_ctx *c, struct admin_query *q)
+{
+	const char	*p, *end, *amp;
+	int		 seen = 0;
+
+	memset(q, 0, sizeof(*q));
+	q->q_limit = ADMIN_LIST_DEFAULT;
+	if (c->c_rq->aq_query == NULL)
+		return (0);
+	p = c->c_rq->aq_query;
+	end = p + c->c_rq->aq_querylen;
+	while (p < end) {
+		if ((amp = memchr(p, '&', (size_t)(end - p))) == NULL)
+			amp = end;
+		if (amp > p && admin_query_param(c, q, p, (size_t)(amp - p),
+		    &seen) == -1)
+			return (-1);
+		if (amp == end)
+			break;
+		p = amp + 1;
+	}
+	return (0);
+}
+
+/*
+ * GET /v1/keys: the keys matching the filters, in slot order, from the
+ * cursor's slot on.  The cursor handed out is the slot of the first match
+ * not returned, so the next page starts exactly there: while the store does
+ * not change, walking the pages returns every matching key exactly once.
+ * A key created meanwhile in a slot already passed is not seen.
+ */
+static int
+admin_list(struct admin_ctx *c)
+{
+	struct admin_query	 q;
+	struct ks_key		 k;
+	uint32_t		 cur, slot, n = 0;
+	char			 next[16];
+	json_t			*keys, *o;
+
+	if (admin_query(c, &q) == -1)
+		return (-1);
+	if ((keys = json_array()) == NULL)
+		return (admin_oom(c->c_rs));
+	next[0] = '\0';
+	for (cur = q.q_cursor; keystore_next(c->c_ks, &cur, &k, &slot) ==
+	    KS_OK;) {
+		if ((q.q_owner[0] != '\0' && strcmp(q.q_owner, k.k_owner)) ||
+		    (q.q_app[0] != '\0' && strcmp(q.q_app, k.k_app)))
+			continue;
+		if (n == q.q_limit) {
+			next[util_u64toa(next, slot)] = '\0';
+			break;
+		}
+		if (json_array_append_new(keys, admin_key_json(&k,
+		    admin_last_used(c, slot), c->c_rq->aq_now)) == -1) {
+			json_decref(keys);
+			return (admin_oom(c->c_rs));
+		}
+		n++;
+	}
+	o = json_pack("{s:o, s:s?}", "keys", keys, "next_cursor",
+	    next[0] != '\0' ? next : NULL);
+	return (admin_reply(c->c_rs, 200, o));
+}
+
+/* GET /v1/keys/{id}. */
+static int
+admin_show(struct admin_ctx *c)
+{
+	struct ks_key	 k;
+	uint32_t	 slot;
+
+	if (admin_find(c, &k, &slot) == -1)
+		return (-1);
+	return (admin_reply_key(c, 200, &k, admin_last_used(c, slot)));
+}
+
+/* Copy the fields named in mask from p into k. */
+static void
+admin_patch_copy(struct ks_key *k, const struct ks_key *p, int mask)
+{
+	if (mask & AB_NAME)
+		memcpy(k->k_name, p->k_name, sizeof(k->k_name));
+	if (mask & AB_SCOPES)
+		memcpy(k->k_scopes, p->k_scopes, sizeof(k->k_scopes));
+	if (mask & AB_EXPIRES)
+		k->k_expires = p->k_expires;
+	if (mask & AB_DISABLED)
+		k->k_flags = (k->k_flags & ~KS_F_DISABLED) |
+		    (p->k_flags & KS_F_DISABLED);
+	if (mask & AB_RATE)
+		memcpy(k->k_rate, p->k_rate, sizeof(k->k_rate));
+}
+
+/* A grace period that has ended is cleared, so its digest leaves the index. */
+static void
+admin_grace_expire(struct ks_key *k, int64_t now)
+{
+	if (k->k_grace_until != 0 && now >= k->k_grace_until) {
+		k->k_grace_until = 0;
+		memset(k->k_old_digest, 0, sizeof(k->k_old_digest));
+	}
+}
+
+/*
+ * PATCH /v1/keys/{id}: the body is checked completely first, then the key
+ * is read again under the lock (it may have changed or gone meanwhile),
+ * changed, journalled and stored.  An empty object changes nothing.
+ */
+static int
+admin_patch(struct admin_ctx *c)
+{
+	struct ks_key	 k, p;
+	uint32_t	 slot;
+	json_t		*body;
+	int		 rc, mask;
+
+	if (admin_find(c, &k, &slot) == -1 || admin_body(c, &body) == -1)
+		return (-1);
+	memset(&p, 0, sizeof(p));
+	rc = admin_apply(c, body, AF_PATCH, &p, &mask);
+	json_decref(body);
+	if (rc == -1)
+		return (-1);
+	if (mask == 0)
+		return (admin_reply_key(c, 200, &k, admin_last_used(c, slot)));
+	if (admin_lock(c) == -1)
+		return (-1);
+	if ((rc = admin_find(c, &k, &slot)) == 0) {
+		admin_patch_copy(&k, &p, mask);
+		k.k_updated = c->c_rq->aq_now;
+		admin_grace_expire(&k, c->c_rq->aq_now);
+		rc = admin_store(c, &k);
+	}
+	admin_unlock(c);
+	if (rc == -1)
+		return (-1);
+	log_info("key %s updated", k.k_id);
+	return (admin_reply_key(c, 200, &k, admin_last_used(c, slot)));
+}
+
+/* DELETE /v1/keys/{id}: journal, then the store; 204. */
+static int
+admin_delete(struct admin_ctx *c)
+{
+	struct ks_key	 k;
+	char		 err[256];
+	uint32_t	 slot;
+	uint64_t	 seq;
+	int		 rc;
+
+	if (admin_lock(c) == -1)
+		return (-1);
+	if ((rc = admin_find(c, &k, &slot)) == 0) {
+		seq = c->c_ks->ks_hdr->kh_applied + 1;
+		if (journal_del(c->c_env->ae_journal, seq, k.k_id, err,
+		    sizeof(err)) == -1) {
+			log_warnx("key %s: journal: %s", k.k_id, err);
+			rc = admin_error(c, 503, "storage_unavailable",
+			    "the key could not be deleted: %s", err);
+		} else if (keystore_del(c->c_ks, k.k_id, seq) != KS_OK) {
+			/* Cannot happen: found under this same lock. */
+			log_warnx("key %s: journal line %llu written but not "
+			    "applied", k.k_id, (unsigned long long)seq);
+			rc = admin_error(c, 500, "internal_error",
+			    "the key store refused the deletion");
+		}
+	}
+	admin_unlock(c);
+	if (rc == -1)
+		return (-1);
+	log_info("key %s deleted", k.k_id);
+	c->c_rs->as_status = 204;
+	c->c_rs->as_type = NULL;
+	return (0);
+}
+
+/* The optional body of regenerate: {"grace_seconds": 0..2592000}. */
+static int
+admin_grace_body(struct admin_ctx *c, int64_t *grace)
+{
+	const char	*name;
+	json_t		*body, *v;
+	json_int_t	 n;
+	int		 rc = 0;
+
+	*grace = 0;
+	if (c->c_rq->aq_body == NULL || c->c_rq->aq_bodylen == 0)
+		return (0);
+	if (admin_body(c, &body) == -1)
+		return (-1);
+	json_object_foreach(body, name, v) {
+		if (strcmp(name, "grace_seconds") != 0) {
+			rc = admin_invalid(c, name, "unknown field \"%s\"",
+			    name);
+			break;
+		}
+		if (!json_is_integer(v) || (n = json_integer_value(v)) < 0 ||
+		    n > ADMIN_GRACE_MAX) {
+			rc = admin_invalid(c, name, "grace_seconds must be an "
+			    "integer from 0 to %d", ADMIN_GRACE_MAX);
+			break;
+		}
+		*grace = n;
+	}
+	json_decref(body);
+	return (rc);
+}
+
+/*
+ * POST /v1/keys/{id}/regenerate: a new secret with the same prefix.  With
+ * a grace period the current digest becomes the old one, accepted until
+ * now + grace; without, the current secret stops at once.  A previous
+ * secret still in an earlier grace period stops either way: a key has at
+ * most two digests.
+ */
+static int
+admin_regenerate(struct admin_ctx *c)
+{
+	struct ks_key	 k;
+	char		 secret[SECRET_MAX + 1];
+	uint32_t	 slot;
+	int64_t		 grace, now = c->c_rq->aq_now;
+	int		 rc;
+
+	if (admin_find(c, &k, &slot) == -1 || admin_grace_body(c, &grace) ==
+	    -1 || admin_lock(c) == -1)
+		return (-1);
+	if ((rc = admin_find(c, &k, &slot)) == 0) {
+		if (grace > 0) {
+			memcpy(k.k_old_digest, k.k_digest, KS_DIGEST_LEN);
+			k.k_grace_until = now + grace * 1000;
+		} else {
+			memset(k.k_old_digest, 0, KS_DIGEST_LEN);
+			k.k_grace_until = 0;
+		}
+		k.k_updated = now;
+		if ((rc = admin_new_secret(c, &k, secret, sizeof(secret))) == 0)
+			rc = admin_store(c, &k);
+	}
+	admin_unlock(c);
+	if (rc == 0) {
+		log_info("key %s regenerated (grace %llds)", k.k_id,
+		    (long long)grace);
+		rc = admin_reply_secret(c, 200, &k, admin_last_used(c, slot),
+		    secret);
+	}
+	OPENSSL_cleanse(secret, sizeof(secret));
+	OPENSSL_cleanse(&k, sizeof(k));
+	return (rc);
+}
+
+/* GET /v1/keys/{id}/usage: the counters kept across workers. */
+static int
+admin_usage(struct admin_ctx *c)
+{
+	struct ks_key	 k;
+	char		 lu[32];
+	uint32_t	 slot;
+	uint64_t	 allowed, refused;
+	int64_t		 last;
+
+	if (admin_find(c, &k, &slot) == -1)
+		return (-1);
+	keystore_usage(c->c_ks, slot, &allowed, &refused, &last);
+	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:I, s:I, s:s?}",
+	    "id", k.k_id, "requests_allowed", (json_int_t)allowed,
+	    "requests_refused", (json_int_t)refused,
+	    "last_used_at", admin_time(lu, last))));
+}
+
+/* The members of a verify body: "key" (required), "app_id" (optional). */
+static int
+admin_verify_body(struct admin_ctx *c, json_t *body, json_t **key,
+    const char **app)
+{
+	const char	*name;
+	json_t		*v;
+
+	*key = NULL;
+	*app = NULL;
+	json_object_foreach(body, name, v) {
+		if (strcmp(name, "key") == 0) {
+			if (!json_is_string(v))
+				return (admin_invalid(c, name,
+				    "key must be a string"));
+			*key = v;
+		} else if (strcmp(name, "app_id") == 0) {
+			if (!json_is_null(v) && (!json_is_string(v) ||
+			    json_string_length(v) == 0))
+				return (admin_invalid(c, name, "app_id must be "
+				    "a non-empty string or null"));
+			*app = json_is_null(v) ? NULL : json_string_value(v);
+		} else
+			return (admin_invalid(c, name, "unknown field \"%s\"",
+			    name));
+	}
+	if (*key == NULL)
+		return (admin_invalid(c, "key", "key is required"));
+	return (0);
+}
+
+/*
+ * POST /v1/verify: would this secret be accepted (for app_id, if given)
+ * now?  The key's identity is returned whenever the store has a record
+ * for it, also when it is refused.  No use is counted.
+ */
+static int
+admin_verify(struct admin_ctx *c)
+{
+	struct auth_result	 ar;
+	const struct ks_key	*k = &ar.ar_key;
+	const char		*app;
+	char			 ex[32];
+	json_t			*body, *key, *o;
+	int			 found;
+
+	if (admin_body(c, &body) == -1)
+		return (-1);
+	if (admin_verify_body(c, body, &key, &app) == -1) {
+		json_decref(body);
+		return (-1);
+	}
+	memset(&ar, 0, sizeof(ar));
+	auth_check_secret(c->c_ks, json_string_value(key),
+	    json_string_length(key), app, c->c_rq->aq_now, &ar);
+	json_decref(body);
+	if (ar.ar_status == 503)
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	found = ar.ar_found;
+	o = json_pack("{s:b, s:s?, s:s?, s:s?, s:o, s:s?}",
+	    "valid", ar.ar_status == 0,
+	    "code", ar.ar_status != 0 ? ar.ar_code : NULL,
+	    "key_id", found ? k->k_id : NULL,
+	    "owner", found ? k->k_owner : NULL,
+	    "scopes", found ? admin_scopes_json(k->k_scopes) : json_null(),
+	    "expires_at", found ? admin_time(ex, k->k_expires) : NULL);
+	return (admin_reply(c->c_rs, 200, o));
+}
+
+/* GET /v1/health: answered without a token, for load balancers. */
+static int
+admin_health(struct admin_ctx *c)
+{
+	const char	*v = c->c_env->ae_version;
+
+	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:s, s:I, s:I}",
+	    "status", "ok", "version", v != NULL ? v : PACKAGE_VERSION,
+	    "keys", (json_int_t)keystore_count(c->c_ks),
+	    "max_keys", (json_int_t)c->c_ks->ks_hdr->kh_max_keys)));
+}
+
+/* GET /v1/openapi.json: the compiled-in document. */
+static int
+admin_openapi(struct admin_ctx *c)
+{
+	struct admin_response	*rs = c->c_rs;
+
+	if ((rs->as_body = strdup(admin_openapi_json)) == NULL)
+		return (admin_oom(rs));
+	rs->as_bodylen = strlen(rs->as_body);
+	rs->as_status = 200;
+	rs->as_type = ADMIN_JSON;
+	return (0);
+}
+
+/*
+ * Which endpoint the len bytes of path name; the {id} segment is copied
+ * into c_id when it fits (a longer one cannot name a key).  0 or -1.
+ */
+static int
+admin_route(struct admin_ctx *c, const char *path, size_t len)
+{
+	static const struct {
+		const char	*r_path;
+		enum admin_ep	 r_ep;
+	} fixed[] = {
+		{ "/v1/health", EP_HEALTH },
+		{ "/v1/openapi.json", EP_OPENAPI },
+		{ "/v1/keys", EP_KEYS },
+		{ "/v1/verify", EP_VERIFY },
+	};
+	const char	*id, *slash;
+	size_t		 i, idlen, rest;
+
+	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (len == strlen(fixed[i].r_path) &&
+		    memcmp(path, fixed[i].r_path, len) == 0) {
+			c->c_ep = fixed[i].r_ep;
+			return (0);
+		}
+	if (len <= 9 || memcmp(path, "/v1/keys/", 9) != 0)
+		return (-1);
+	id = path + 9;
+	slash = memchr(id, '/', len - 9);
+	idlen = slash != NULL ? (size_t)(slash - id) : len - 9;
+	rest = len - 9 - idlen;
+	if (idlen == 0)
+		return (-1);
+	if (slash == NULL)
+		c->c_ep = EP_KEY;
+	else if (rest == 11 && memcmp(slash, "/regenerate", 11) == 0)
+		c->c_ep = EP_REGENERATE;
+	else if (rest == 6 && memcmp(slash, "/usage", 6) == 0)
+		c->c_ep = EP_USAGE;
+	else
+		return (-1);
+	if (idlen <= KS_ID_LEN && memchr(id, '\0', idlen) == NULL) {
+		memcpy(c->c_id, id, idlen);
+		c->c_id[idlen] = '\0';
+		c->c_idok = 1;
+	}
+	return (0);
+}
+
+/*
+ * Check "Authorization: Bearer TOKEN" against the configured token.  The
+ * SHA-256 of what was presented is compared with CRYPTO_memcmp, so the
+ * time taken says nothing about the token, not even its length.  0, or -1
+ * with 401 and a challenge.
+ */
+static int
+admin_auth(struct admin_ctx *c)
+{
+	const struct admin_request	*rq = c->c_rq;
+	const char			*p = rq->aq_auth, *why;
+	size_t				 n = rq->aq_authlen;
+	uint8_t				 d[KS_DIGEST_LEN];
+	int				 ok;
+
+	if (c->c_env->ae_token_digest == NULL)
+		why = "the admin API has no token configured";
+	else if (p == NULL || n < 7 || !http_strcaseeq(p, 6, "bearer") ||
+	    p[6] != ' ')
+		why = "this request needs \"Authorization: Bearer\" with the "
+		    "admin token";
+	else {
+		for (p += 7, n -= 7; n > 0 && *p == ' '; p++, n--)
+			;
+		secret_digest(p, n, d);
+		ok = CRYPTO_memcmp(d, c->c_env->ae_token_digest,
+		    KS_DIGEST_LEN) == 0;
+		OPENSSL_cleanse(d, sizeof(d));
+		if (ok && n > 0)
+			return (0);
+		why = "the admin token is not valid";
+	}
+	admin_error(c, 401, "unauthorized", "%s", why);
+	c->c_rs->as_challenge = ADMIN_CHALLENGE;
+	return (-1);
+}
+
+/* Run the handler of the endpoint and method (both checked). */
+static void
+admin_dispatch(struct admin_ctx *c)
+{
+	int	 m = c->c_rq->aq_mbit;
+
+	switch (c->c_ep) {
+	case EP_HEALTH:
+		admin_health(c);
+		break;
+	case EP_OPENAPI:
+		admin_openapi(c);
+		break;
+	case EP_KEYS:
+		if (m == HTTP_M_GET)
+			admin_list(c);
+		else
+			admin_create(c);
+		break;
+	case EP_KEY:
+		if (m == HTTP_M_GET)
+			admin_show(c);
+		else if (m == HTTP_M_PATCH)
+			admin_patch(c);
+		else
+			admin_delete(c);
+		break;
+	case EP_REGENERATE:
+		admin_regenerate(c);
+		break;
+	case EP_USAGE:
+		admin_usage(c);
+		break;
+	case EP_VERIFY:
+		admin_verify(c);
+		break;
+	}
+}
+
+/*
+ * Answer one request.  The token is checked before the path is looked
+ * at (except for the health check), so without it nothing is learnt
+ * about which paths or keys exist.
+ */
+void
+admin_handle(const struct admin_env *env, const struct admin_request *rq,
+    struct admin_response *rs)
+{
+	struct admin_ctx	 c;
+	int			 found;
+
+	memset(rs, 0, sizeof(*rs));
+	memset(&c, 0, sizeof(c));
+	c.c_env = env;
+	c.c_rq = rq;
+	c.c_rs = rs;
+	c.c_ks = env->ae_ks;
+	found = rq->aq_path != NULL &&
+	    admin_route(&c, rq->aq_path, rq->aq_pathlen) == 0;
+	if ((!found || c.c_ep != EP_HEALTH) && admin_auth(&c) == -1)
+		return;
+	if (!found) {
+		admin_error(&c, 404, "not_found", "there is no such endpoint; "
+		    "see /v1/openapi.json");
+		return;
+	}
+	if ((rq->aq_mbit & admin_methods[c.c_ep].m_bits) == 0) {
+		admin_error(&c, 405, "method_not_allowed", "this endpoint "
+		    "allows %s", admin_methods[c.c_ep].m_allow);
+		rs->as_allow = admin_methods[c.c_ep].m_allow;
+		return;
+	}
+	admin_dispatch(&c);
+}
+
+/* Free (and wipe: it may hold a new secret) the response body. */
+void
+admin_response_free(struct admin_response *rs)
+{
+	if (rs->as_body != NULL) {
+		OPENSSL_cleanse(rs->as_body, rs->as_bodylen);
+		free(rs->as_body);
+	}
+	rs->as_body = NULL;
+	rs->as_bodylen = 0;
+}

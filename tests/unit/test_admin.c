@@ -1,0 +1,1918 @@
+/*
+ * Unit tests for the admin API (admin.c), run against the real key store,
+ * journal, secrets and auth modules: a key store region in a MAP_SHARED
+ * mapping and a journal in a temporary directory.
+ *
+ * Every response goes through req(), which checks what holds for all of
+ * them: JSON with the right Content-Type (or no body for 204), the access
+ * log code, WWW-Authenticate only on 401, Allow only on 405, no secret
+ * handed out earlier anywhere in the body, "secret" only from create and
+ * regenerate, and conformance with the compiled-in OpenAPI document (the
+ * schema of the operation's response for that status, walked by a small
+ * JSON Schema checker).
+ */
+
+#include <sys/types.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "admin.h"
+#include "auth.h"
+#include "config.h"
+#include "http.h"
+#include "journal.h"
+#include "keystore.h"
+#include "log.h"
+#include "secret.h"
+#include "util.h"
+
+#define T_NOW		1795000000000LL		/* 2026-11-18T11:06:40Z */
+#define T_NOW_TEXT	"2026-11-18T11:06:40.000Z"
+#define T_TOKEN		"t0ken-for-the-admin-api"
+#define T_AUTH		"Bearer " T_TOKEN
+#define T_MAXKEYS	64
+#define T_SECRETS	256
+
+struct fx {
+	char			 dir[64];
+	void			*region;
+	size_t			 size;
+	struct keystore		 ks;
+	struct journal		 j;
+	uint8_t			 token[KS_DIGEST_LEN];
+	struct admin_env	 env;
+	const char		*auth;		/* Authorization, NULL: none */
+	struct admin_response	 rs;		/* the last answer */
+	json_t			*body;		/* ... parsed */
+	char			 secrets[T_SECRETS][SECRET_MAX + 1];
+	int			 nsecrets;
+};
+
+static json_t	*doc;	/* admin_openapi_json, parsed */
+static int	 quiet;	/* the walker does not print what it finds */
+
+/* Say what the walker found, unless it is being tested itself. */
+#define say(...)	do { if (!quiet) print_error(__VA_ARGS__); } while (0)
+
+/* --- a small JSON Schema walker for the OpenAPI document --------------- */
+
+/* The value at JSON pointer ref ("#/a/b") in doc, or NULL. */
+static json_t *
+pointer(const char *ref)
+{
+	char	 buf[256], *p, *tok;
+	json_t	*v = doc;
+
+	if (strncmp(ref, "#/", 2) != 0 ||
+	    (size_t)snprintf(buf, sizeof(buf), "%s", ref + 2) >= sizeof(buf))
+		return (NULL);
+	for (p = buf; v != NULL && (tok = strsep(&p, "/")) != NULL;)
+		v = json_object_get(v, tok);
+	return (v);
+}
+
+/* s with $refs followed. */
+static json_t *
+resolve(json_t *s)
+{
+	json_t	*r;
+	int	 n;
+
+	for (n = 0; s != NULL && (r = json_object_get(s, "$ref")) != NULL;
+	    n++) {
+		if (n == 16 || !json_is_string(r))
+			return (NULL);
+		s = pointer(json_string_value(r));
+	}
+	return (s);
+}
+
+/* Is v of the JSON Schema type named t? */
+static int
+type_is(json_t *v, const char *t)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return (strcmp(t, "object") == 0);
+	case JSON_ARRAY:
+		return (strcmp(t, "array") == 0);
+	case JSON_STRING:
+		return (strcmp(t, "string") == 0);
+	case JSON_INTEGER:
+		return (strcmp(t, "integer") == 0 || strcmp(t, "number") == 0);
+	case JSON_REAL:
+		return (strcmp(t, "number") == 0);
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return (strcmp(t, "boolean") == 0);
+	case JSON_NULL:
+		return (strcmp(t, "null") == 0);
+	}
+	return (0);
+}
+
+/* Does v match "type" (a name or a list of names) of schema s? */
+static int
+type_ok(json_t *s, json_t *v)
+{
+	json_t	*t = json_object_get(s, "type"), *e;
+	size_t	 i;
+
+	if (t == NULL)
+		return (1);
+	if (json_is_string(t))
+		return (type_is(v, json_string_value(t)));
+	json_array_foreach(t, i, e)
+		if (json_is_string(e) && type_is(v, json_string_value(e)))
+			return (1);
+	return (0);
+}
+
+/* Is s exactly the shape of util_rfc3339_ms()? */
+static int
+is_time(const char *s)
+{
+	static const char	 shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+	size_t			 i;
+
+	if (strlen(s) != strlen(shape))
+		return (0);
+	for (i = 0; shape[i] != '\0'; i++)
+		if (shape[i] == 'd' ? s[i] < '0' || s[i] > '9' :
+		    s[i] != shape[i])
+			return (0);
+	return (1);
+}
+
+static int	 schema_check(json_t *, json_t *, const char *);
+
+/* Object rules of schema s for v: required, properties, additional. */
+static int
+schema_object(json_t *s, json_t *v, const char *where)
+{
+	json_t		*props = json_object_get(s, "properties");
+	json_t		*req = json_object_get(s, "required"), *e, *sub;
+	json_t		*add = json_object_get(s, "additionalProperties");
+	const char	*name;
+	char		 w[256];
+	size_t		 i;
+	int		 bad = 0;
+
+	json_array_foreach(req, i, e)
+		if (json_object_get(v, json_string_value(e)) == NULL) {
+			say("%s: \"%s\" is missing\n", where,
+			    json_string_value(e));
+			bad++;
+		}
+	json_object_foreach(v, name, e) {
+		snprintf(w, sizeof(w), "%s.%s", where, name);
+		if ((sub = json_object_get(props, name)) != NULL)
+			bad += schema_check(sub, e, w);
+		else if (json_is_false(add)) {
+			say("%s: not in the schema\n", w);
+			bad++;
+		}
+	}
+	return (bad);
+}
+
+/*
+ * Errors found checking v against schema s: type (one or a list), enum,
+ * format date-time (our exact shape), properties, required,
+ * additionalProperties false, items and $ref.  Each is printed.
+ */
+static int
+schema_check(json_t *s, json_t *v, const char *where)
+{
+	json_t	*en, *items, *e;
+	char	 w[256];
+	size_t	 i;
+	int	 bad = 0, found = 0;
+
+	if ((s = resolve(s)) == NULL) {
+		say("%s: unresolvable $ref\n", where);
+		return (1);
+	}
+	if (!type_ok(s, v)) {
+		say("%s: wrong JSON type\n", where);
+		return (1);
+	}
+	if ((en = json_object_get(s, "enum")) != NULL) {
+		json_array_foreach(en, i, e)
+			found |= json_equal(e, v);
+		if (!found) {
+			say("%s: not one of the enum\n", where);
+			bad++;
+		}
+	}
+	if (json_is_string(v) && json_object_get(s, "format") != NULL &&
+	    strcmp(json_string_value(json_object_get(s, "format")),
+	    "date-time") == 0 && !is_time(json_string_value(v))) {
+		say("%s: \"%s\" is not our date-time\n", where,
+		    json_string_value(v));
+		bad++;
+	}
+	if (json_is_object(v))
+		bad += schema_object(s, v, where);
+	if (json_is_array(v) && (items = json_object_get(s, "items")) != NULL)
+		json_array_foreach(v, i, e) {
+			snprintf(w, sizeof(w), "%s[%zu]", where, i);
+			bad += schema_check(items, e, w);
+		}
+	return (bad);
+}
+
+/* The OpenAPI path template of path ("/v1/keys/{id}/usage"). */
+static const char *
+template_of(const char *path, char *buf, size_t len)
+{
+	const char	*id, *slash;
+
+	if (strncmp(path, "/v1/keys/", 9) != 0)
+		return (path);
+	id = path + 9;
+	if ((slash = strchr(id, '/')) == NULL)
+		return ("/v1/keys/{id}");
+	snprintf(buf, len, "/v1/keys/{id}%s", slash);
+	return (buf);
+}
+
+/* OpenAPI name of a method bit. */
+static const char *
+method_name(int mbit)
+{
+	switch (mbit) {
+	case HTTP_M_GET:
+		return ("get");
+	case HTTP_M_POST:
+		return ("post");
+	case HTTP_M_PATCH:
+		return ("patch");
+	case HTTP_M_DELETE:
+		return ("delete");
+	case HTTP_M_PUT:
+		return ("put");
+	case HTTP_M_HEAD:
+		return ("head");
+	}
+	return ("other");
+}
+
+/*
+ * Check the answer to mbit on path against the document: the operation's
+ * response for the status (no "default" fallback), its schema; an unknown
+ * path or method answers with the Error schema.
+ */
+static void
+conform(struct fx *f, int mbit, const char *path)
+{
+	char		 tbuf[128], sbuf[16];
+	json_t		*op, *r, *schema;
+	int		 st = f->rs.as_status;
+
+	op = json_object_get(json_object_get(json_object_get(doc, "paths"),
+	    template_of(path, tbuf, sizeof(tbuf))), method_name(mbit));
+	snprintf(sbuf, sizeof(sbuf), "%d", st);
+	if (op == NULL || st == 405) {
+		assert_true(st == 404 || st == 405 || st == 401);
+		schema = pointer("#/components/schemas/Error");
+	} else {
+		r = resolve(json_object_get(json_object_get(op, "responses"),
+		    sbuf));
+		if (r == NULL)
+			fail_msg("%s %s: status %d is not documented",
+			    method_name(mbit), path, st);
+		schema = json_object_get(json_object_get(json_object_get(r,
+		    "content"), "application/json"), "schema");
+		if (st == 204) {
+			assert_null(schema);
+			return;
+		}
+		assert_non_null(schema);
+	}
+	if (schema_check(schema, f->body, path) != 0)
+		fail_msg("%s %s (%d) does not match the OpenAPI document",
+		    method_name(mbit), path, st);
+}
+
+/* --- fixture ------------------------------------------------------------ */
+
+/* A fresh store of max keys, journal dir, token and error log. */
+static int
+fx_setup_max(void **state, uint32_t max)
+{
+	struct fx	*f;
+	char		 err[256], path[128];
+
+	assert_non_null(f = calloc(1, sizeof(*f)));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_admin.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->size = keystore_size(max);
+	f->region = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(f->region != MAP_FAILED);
+	keystore_init(&f->ks, f->region, max, 0x5eed);
+	assert_int_equal(journal_init(&f->j, f->dir, (uid_t)-1, (gid_t)-1),
+	    0);
+	secret_digest(T_TOKEN, strlen(T_TOKEN), f->token);
+	f->env.ae_ks = &f->ks;
+	f->env.ae_journal = &f->j;
+	f->env.ae_pid = getpid();
+	f->env.ae_token_digest = f->token;
+	f->env.ae_rate[0] = 20;
+	f->env.ae_rate[1] = 200;
+	f->env.ae_rate[2] = 1000;
+	f->env.ae_version = "9.8.7";
+	f->auth = T_AUTH;
+	quiet = 0;
+	snprintf(path, sizeof(path), "%s/error.log", f->dir);
+	assert_int_equal(log_init(path, LOGLEVEL_DEBUG, "test_admin", err,
+	    sizeof(err)), 0);
+	*state = f;
+	return (0);
+}
+
+static int
+fx_setup(void **state)
+{
+	return (fx_setup_max(state, T_MAXKEYS));
+}
+
+static int
+fx_setup_tiny(void **state)
+{
+	return (fx_setup_max(state, 3));
+}
+
+/* Contents of dir/name (NUL-terminated, malloc'ed), or NULL. */
+static char *
+slurp(const struct fx *f, const char *name)
+{
+	char	 path[128], *buf;
+	FILE	*fp;
+	long	 n;
+
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	if ((fp = fopen(path, "r")) == NULL)
+		return (NULL);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	assert_non_null(buf = calloc(1, (size_t)n + 1));
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	return (buf);
+}
+
+/*
+ * After each test: no secret and not the token in the error log or the
+ * journal; then remove everything.
+ */
+static int
+fx_teardown(void **state)
+{
+	struct fx	*f = *state;
+	const char	*files[] = { "error.log", JOURNAL_FILE, NULL };
+	char		*text, path[384], err[64];
+	DIR		*d;
+	struct dirent	*de;
+	int		 i, k;
+
+	log_init(LOG_TO_STDERR, LOGLEVEL_WARN, "test_admin", err, sizeof(err));
+	for (i = 0; files[i] != NULL; i++) {
+		if ((text = slurp(f, files[i])) == NULL)
+			continue;
+		assert_null(strstr(text, T_TOKEN));
+		for (k = 0; k < f->nsecrets; k++)
+			assert_null(strstr(text, f->secrets[k]));
+		free(text);
+	}
+	admin_response_free(&f->rs);
+	json_decref(f->body);
+	journal_close(&f->j);
+	assert_non_null(d = opendir(f->dir));
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.') {
+			snprintf(path, sizeof(path), "%s/%s", f->dir,
+			    de->d_name);
+			unlink(path);
+		}
+	closedir(d);
+	rmdir(f->dir);
+	munmap(f->region, f->size);
+	free(f);
+	return (0);
+}
+
+/* Checks every answer must pass, then remember a new secret. */
+static void
+check_answer(struct fx *f, int mbit, const char *path)
+{
+	struct admin_response	*rs = &f->rs;
+	json_t			*sec;
+	int			 k, gives;
+
+	for (k = 0; k < f->nsecrets; k++)
+		assert_true(rs->as_body == NULL ||
+		    strstr(rs->as_body, f->secrets[k]) == NULL);
+	assert_true((rs->as_status == 401) == (rs->as_challenge != NULL));
+	if (rs->as_challenge != NULL)
+		assert_string_equal(rs->as_challenge,
+		    "Bearer realm=\"keygate-admin\"");
+	assert_true((rs->as_status == 405) == (rs->as_allow != NULL));
+	if (rs->as_status == 204) {
+		assert_null(rs->as_body);
+		assert_int_equal(rs->as_bodylen, 0);
+		conform(f, mbit, path);
+		return;
+	}
+	assert_non_null(rs->as_body);
+	assert_string_equal(rs->as_type, "application/json");
+	assert_int_equal(strlen(rs->as_body), rs->as_bodylen);
+	assert_non_null(f->body = json_loadb(rs->as_body, rs->as_bodylen, 0,
+	    NULL));
+	if (rs->as_status >= 400)
+		assert_string_equal(rs->as_code, json_string_value(
+		    json_object_get(f->body, "error")));
+	else
+		assert_null(rs->as_code);
+	conform(f, mbit, path);
+	/* Only create and regenerate show a secret. */
+	gives = (mbit == HTTP_M_POST && strcmp(path, "/v1/keys") == 0 &&
+	    rs->as_status == 201) || (mbit == HTTP_M_POST &&
+	    strstr(path, "/regenerate") != NULL && rs->as_status == 200);
+	sec = json_object_get(f->body, "secret");
+	assert_true(gives == (sec != NULL));
+	if (sec != NULL) {
+		assert_true(f->nsecrets < T_SECRETS);
+		snprintf(f->secrets[f->nsecrets++], SECRET_MAX + 1, "%s",
+		    json_string_value(sec));
+	}
+}
+
+/*
+ * Send method mbit to target ("/path?query") with body (NULL: none) at
+ * time now; the parsed answer (NULL for 204), valid until the next call.
+ */
+static json_t *
+req_at(struct fx *f, int mbit, const char *target, const char *body,
+    int64_t now)
+{
+	struct admin_request	 rq;
+	const char		*q = strchr(target, '?');
+	char			 path[256];
+
+	admin_response_free(&f->rs);
+	json_decref(f->body);
+	f->body = NULL;
+	memset(&rq, 0, sizeof(rq));
+	rq.aq_mbit = mbit;
+	rq.aq_path = target;
+	rq.aq_pathlen = q != NULL ? (size_t)(q - target) : strlen(target);
+	rq.aq_query = q != NULL ? q + 1 : NULL;
+	rq.aq_querylen = q != NULL ? strlen(q + 1) : 0;
+	rq.aq_auth = f->auth;
+	rq.aq_authlen = f->auth != NULL ? strlen(f->auth) : 0;
+	rq.aq_body = body;
+	rq.aq_bodylen = body != NULL ? strlen(body) : 0;
+	rq.aq_now = now;
+	admin_handle(&f->env, &rq, &f->rs);
+	snprintf(path, sizeof(path), "%.*s", (int)rq.aq_pathlen, target);
+	check_answer(f, mbit, path);
+	return (f->body);
+}
+
+static json_t *
+req(struct fx *f, int mbit, const char *target, const char *body)
+{
+	return (req_at(f, mbit, target, body, T_NOW));
+}
+
+/* Member name of o as a string ("" for a missing or non-string one). */
+static const char *
+str(json_t *o, const char *name)
+{
+	const char	*s = json_string_value(json_object_get(o, name));
+
+	return (s != NULL ? s : "");
+}
+
+/* Assert the last answer was an error status/code (and field, if given). */
+static void
+expect_error(struct fx *f, int status, const char *code, const char *field)
+{
+	if (f->rs.as_status != status || strcmp(str(f->body, "error"), code))
+		fail_msg("expected %d %s, got %d %s", status, code,
+		    f->rs.as_status, f->rs.as_body);
+	assert_true(strlen(str(f->body, "message")) > 0);
+	if (field != NULL)
+		assert_string_equal(str(f->body, "field"), field);
+	else
+		assert_null(json_object_get(f->body, "field"));
+}
+
+/* Create a key from body (201 expected); its id into id, secret into sec. */
+static json_t *
+create(struct fx *f, const char *body, char *id, char *sec)
+{
+	json_t	*k = req(f, HTTP_M_POST, "/v1/keys", body);
+
+	if (f->rs.as_status != 201)
+		fail_msg("create %s: %d %s", body, f->rs.as_status,
+		    f->rs.as_body);
+	if (id != NULL)
+		snprintf(id, KS_ID_LEN + 1, "%s", str(k, "id"));
+	if (sec != NULL)
+		snprintf(sec, SECRET_MAX + 1, "%s", str(k, "secret"));
+	return (k);
+}
+
+/* Target "fmt" with the id put in place of its "%s". */
+static const char *
+path_for(char *buf, size_t len, const char *fmt, const char *id)
+{
+	const char	*p = strstr(fmt, "%s");
+
+	assert_non_null(p);
+	snprintf(buf, len, "%.*s%s%s", (int)(p - fmt), fmt, id, p + 2);
+	return (buf);
+}
+
+/* POST /v1/verify of secret (app: NULL for none); the answer. */
+static json_t *
+verify_at(struct fx *f, const char *secret, const char *app, int64_t now)
+{
+	char	 body[256];
+
+	if (app != NULL)
+		snprintf(body, sizeof(body), "{\"key\":\"%s\",\"app_id\":"
+		    "\"%s\"}", secret, app);
+	else
+		snprintf(body, sizeof(body), "{\"key\":\"%s\"}", secret);
+	req_at(f, HTTP_M_POST, "/v1/verify", body, now);
+	assert_int_equal(f->rs.as_status, 200);
+	return (f->body);
+}
+
+/* Is c base62? */
+static int
+is_alnum(char c)
+{
+	return ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	    (c >= 'A' && c <= 'Z'));
+}
+
+/* Lines in the journal (0 if it does not exist). */
+static int
+journal_lines(struct fx *f)
+{
+	char	*text = slurp(f, JOURNAL_FILE), *p;
+	int	 n = 0;
+
+	if (text == NULL)
+		return (0);
+	for (p = text; (p = strchr(p, '\n')) != NULL; p++)
+		n++;
+	free(text);
+	return (n);
+}
+
+/*
+ * Load the journal into a fresh store, as the master does at start, and
+ * check that it holds exactly the keys of the live store, field by field.
+ */
+static void
+check_replay(struct fx *f)
+{
+	struct keystore	 ks2;
+	struct journal	 j2;
+	struct ks_key	 a, b;
+	uint32_t	 cur = 0, slot, slot2, max = f->ks.ks_hdr->kh_max_keys;
+	void		*r2;
+	char		 err[256];
+
+	r2 = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(r2 != MAP_FAILED);
+	keystore_init(&ks2, r2, max, 0x5eed);
+	assert_int_equal(journal_init(&j2, f->dir, (uid_t)-1, (gid_t)-1), 0);
+	assert_int_equal(keystore_lock(&ks2, getpid(), 0), KS_OK);
+	if (journal_load(&j2, &ks2, err, sizeof(err)) != 0)
+		fail_msg("journal_load: %s", err);
+	keystore_unlock(&ks2, getpid());
+	assert_int_equal(keystore_count(&ks2), keystore_count(&f->ks));
+	assert_int_equal(ks2.ks_hdr->kh_applied, f->ks.ks_hdr->kh_applied);
+	while (keystore_next(&f->ks, &cur, &a, &slot) == KS_OK) {
+		assert_int_equal(keystore_find_id(&ks2, a.k_id, &b, &slot2),
+		    KS_OK);
+		assert_memory_equal(a.k_digest, b.k_digest, KS_DIGEST_LEN);
+		assert_int_equal(a.k_grace_until, b.k_grace_until);
+		if (a.k_grace_until != 0)
+			assert_memory_equal(a.k_old_digest, b.k_old_digest,
+			    KS_DIGEST_LEN);
+		assert_int_equal(a.k_created, b.k_created);
+		assert_int_equal(a.k_updated, b.k_updated);
+		assert_int_equal(a.k_expires, b.k_expires);
+		assert_int_equal(a.k_flags, b.k_flags);
+		assert_memory_equal(a.k_rate, b.k_rate, sizeof(a.k_rate));
+		assert_string_equal(a.k_name, b.k_name);
+		assert_string_equal(a.k_owner, b.k_owner);
+		assert_string_equal(a.k_app, b.k_app);
+		assert_string_equal(a.k_prefix, b.k_prefix);
+		assert_string_equal(a.k_hint, b.k_hint);
+		assert_string_equal(a.k_scopes, b.k_scopes);
+	}
+	journal_close(&j2);
+	munmap(r2, f->size);
+}
+
+/* --- tests ------------------------------------------------------------ */
+
+/* The document lists exactly the endpoints and methods the server has. */
+static void
+test_openapi_document(void **state)
+{
+	static const struct {
+		const char	*path;
+		const char	*methods[4];
+	} eps[] = {
+		{ "/v1/health", { "get" } },
+		{ "/v1/openapi.json", { "get" } },
+		{ "/v1/keys", { "get", "post" } },
+		{ "/v1/keys/{id}", { "get", "patch", "delete" } },
+		{ "/v1/keys/{id}/regenerate", { "post" } },
+		{ "/v1/keys/{id}/usage", { "get" } },
+		{ "/v1/verify", { "post" } },
+	};
+	struct fx	*f = *state;
+	json_t		*paths, *item, *v;
+	const char	*name;
+	size_t		 i, j, n;
+
+	assert_string_equal(str(doc, "openapi"), "3.1.0");
+	assert_non_null(pointer("#/components/securitySchemes/bearer"));
+	assert_string_equal(str(pointer("#/components/securitySchemes/bearer"),
+	    "scheme"), "bearer");
+	paths = json_object_get(doc, "paths");
+	assert_int_equal(json_object_size(paths), sizeof(eps) / sizeof(eps[0]));
+	for (i = 0; i < sizeof(eps) / sizeof(eps[0]); i++) {
+		assert_non_null(item = json_object_get(paths, eps[i].path));
+		for (j = 0; eps[i].methods[j] != NULL; j++)
+			assert_non_null(json_object_get(item,
+			    eps[i].methods[j]));
+		n = 0;
+		json_object_foreach(item, name, v)
+			n += strcmp(name, "parameters") != 0;
+		assert_int_equal(n, j);
+	}
+	/* Served as is, with a token. */
+	req(f, HTTP_M_GET, "/v1/openapi.json", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_string_equal(f->rs.as_body, admin_openapi_json);
+	f->auth = NULL;
+	req(f, HTTP_M_GET, "/v1/openapi.json", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+}
+
+/* The walker used for conformance catches what it must. */
+static void
+test_schema_walker(void **state)
+{
+	struct fx	*f = *state;
+	json_t		*key, *k2, *schema;
+
+	schema = pointer("#/components/schemas/Key");
+	key = json_deep_copy(create(f, "{\"owner\":\"o\"}", NULL, NULL));
+	quiet = 1;
+	json_object_del(key, "secret");
+	assert_int_equal(schema_check(schema, key, "key"), 0);
+	assert_true(schema_check(pointer("#/components/schemas/KeyWithSecret"),
+	    key, "key") > 0);
+	k2 = json_deep_copy(key);
+	json_object_set_new(k2, "extra", json_true());
+	assert_true(schema_check(schema, k2, "extra") > 0);
+	json_decref(k2);
+	k2 = json_deep_copy(key);
+	json_object_del(k2, "hint");
+	assert_true(schema_check(schema, k2, "missing") > 0);
+	json_object_set_new(k2, "hint", json_integer(1));
+	assert_true(schema_check(schema, k2, "type") > 0);
+	json_decref(k2);
+	k2 = json_deep_copy(key);
+	json_object_set_new(k2, "scopes", json_pack("[i]", 1));
+	assert_true(schema_check(schema, k2, "items") > 0);
+	json_object_set_new(k2, "scopes", json_array());
+	json_object_set_new(k2, "rate_limit", json_pack("{s:i}", "per_1s", 1));
+	assert_true(schema_check(schema, k2, "rate") > 0);
+	json_object_set_new(k2, "rate_limit", json_pack("{s:i,s:n,s:n}",
+	    "per_1s", 1, "per_10s", "per_60s"));
+	assert_int_equal(schema_check(schema, k2, "rate"), 0);
+	json_object_set_new(k2, "created_at", json_string("2026-11-18"));
+	assert_true(schema_check(schema, k2, "time") > 0);
+	quiet = 0;
+	json_decref(k2);
+	json_decref(key);
+}
+
+/* Health needs no token and counts keys; other methods get 405. */
+static void
+test_health(void **state)
+{
+	struct fx	*f = *state;
+	json_t		*h;
+
+	f->auth = NULL;
+	h = req(f, HTTP_M_GET, "/v1/health", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_string_equal(str(h, "status"), "ok");
+	assert_string_equal(str(h, "version"), "9.8.7");
+	assert_int_equal(json_integer_value(json_object_get(h, "keys")), 0);
+	assert_int_equal(json_integer_value(json_object_get(h, "max_keys")),
+	    T_MAXKEYS);
+	req(f, HTTP_M_POST, "/v1/health", "{}");
+	expect_error(f, 405, "method_not_allowed", NULL);
+	assert_string_equal(f->rs.as_allow, "GET");
+	f->auth = T_AUTH;
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+	h = req(f, HTTP_M_GET, "/v1/health", NULL);
+	assert_int_equal(json_integer_value(json_object_get(h, "keys")), 1);
+}
+
+/* The bearer token: missing, other schemes, wrong, unconfigured, right. */
+static void
+test_auth(void **state)
+{
+	static const char *const bad[] = {
+		NULL, "", "Bearer", "Bearer ", "Basic " T_TOKEN, T_TOKEN,
+		"Bearer " T_TOKEN "x", "Bearer t0ken", "Bearer  x" T_TOKEN,
+		"Bearer" T_TOKEN,
+	};
+	struct fx	*f = *state;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f->auth = bad[i];
+		req(f, HTTP_M_GET, "/v1/keys", NULL);
+		expect_error(f, 401, "unauthorized", NULL);
+		assert_null(strstr(f->rs.as_body, T_TOKEN));
+		/* Nothing is learnt about paths without the token. */
+		req(f, HTTP_M_GET, "/v1/nothing-here", NULL);
+		expect_error(f, 401, "unauthorized", NULL);
+		req(f, HTTP_M_PUT, "/v1/keys", NULL);
+		expect_error(f, 401, "unauthorized", NULL);
+		req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\"}");
+		expect_error(f, 401, "unauthorized", NULL);
+	}
+	assert_int_equal(keystore_count(&f->ks), 0);
+	f->auth = "bearer   " T_TOKEN;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	f->auth = "BEARER " T_TOKEN;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	/* No token configured: every request is refused. */
+	f->env.ae_token_digest = NULL;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	req(f, HTTP_M_GET, "/v1/health", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+}
+
+/* Unknown paths 404, wrong methods 405 with Allow, unknown ids 404. */
+static void
+test_routing(void **state)
+{
+	static const char *const nopath[] = {
+		"/", "/v1", "/v1/", "/v1/keys/", "/v1/keys//usage",
+		"/v1/keys/key_0000000000000000/", "/v1/keys/x/usage/",
+		"/v1/keys/x/regen", "/v1/health/", "/v2/keys", "/V1/KEYS",
+		"/v1/keysx", "/v1/verify/x", "/metrics/x",
+	};
+	static const struct {
+		int		 m;
+		const char	*path, *allow;
+	} wrong[] = {
+		{ HTTP_M_PUT, "/v1/keys", "GET, POST" },
+		{ HTTP_M_DELETE, "/v1/keys", "GET, POST" },
+		{ HTTP_M_POST, "/v1/keys/key_0000000000000000",
+		    "GET, PATCH, DELETE" },
+		{ HTTP_M_PUT, "/v1/keys/whatever", "GET, PATCH, DELETE" },
+		{ HTTP_M_GET, "/v1/keys/x/regenerate", "POST" },
+		{ HTTP_M_POST, "/v1/keys/x/usage", "GET" },
+		{ HTTP_M_GET, "/v1/verify", "POST" },
+		{ HTTP_M_POST, "/v1/openapi.json", "GET" },
+		{ HTTP_M_HEAD, "/v1/health", "GET" },
+	};
+	static const char *const ids[] = {
+		"key_0000000000000000", "nope", "key_000000000000000%21",
+		"key_00000000000000000000000000000000000000000000000000",
+	};
+	struct fx	*f = *state;
+	char		 p[128];
+	size_t		 i;
+
+	for (i = 0; i < sizeof(nopath) / sizeof(nopath[0]); i++) {
+		req(f, HTTP_M_GET, nopath[i], NULL);
+		expect_error(f, 404, "not_found", NULL);
+	}
+	for (i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+		req(f, wrong[i].m, wrong[i].path, "{}");
+		expect_error(f, 405, "method_not_allowed", NULL);
+		assert_string_equal(f->rs.as_allow, wrong[i].allow);
+	}
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s",
+		    ids[i]), NULL);
+		expect_error(f, 404, "key_not_found", NULL);
+		req(f, HTTP_M_PATCH, p, "{\"name\":\"x\"}");
+		expect_error(f, 404, "key_not_found", NULL);
+		req(f, HTTP_M_DELETE, p, NULL);
+		expect_error(f, 404, "key_not_found", NULL);
+		req(f, HTTP_M_POST, path_for(p, sizeof(p),
+		    "/v1/keys/%s/regenerate", ids[i]), NULL);
+		expect_error(f, 404, "key_not_found", NULL);
+		req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s/usage",
+		    ids[i]), NULL);
+		expect_error(f, 404, "key_not_found", NULL);
+	}
+	/* A well-formed id is named; anything else is not echoed. */
+	req(f, HTTP_M_GET, "/v1/keys/key_0000000000000000", NULL);
+	assert_non_null(strstr(str(f->body, "message"),
+	    "key_0000000000000000"));
+	req(f, HTTP_M_GET, "/v1/keys/nope", NULL);
+	assert_null(strstr(str(f->body, "message"), "nope"));
+	assert_int_equal(keystore_count(&f->ks), 1);
+	assert_int_equal(journal_lines(f), 1);
+}
+
+/* Create with defaults: 201, the key object, its secret once, on disk. */
+static void
+test_create_defaults(void **state)
+{
+	struct fx	*f = *state;
+	struct ks_key	 k;
+	uint8_t		 d[KS_DIGEST_LEN];
+	char		 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], hint[32];
+	char		 p[64];
+	uint32_t	 slot;
+	json_t		*o;
+	size_t		 i;
+
+	o = create(f, "{\"owner\":\"acme corp\"}", id, sec);
+	assert_true(secret_valid_id(id, strlen(id)));
+	assert_string_equal(str(o, "owner"), "acme corp");
+	assert_string_equal(str(o, "name"), "");
+	assert_true(json_is_null(json_object_get(o, "app_id")));
+	assert_string_equal(str(o, "prefix"), "live");
+	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 0);
+	assert_string_equal(str(o, "created_at"), T_NOW_TEXT);
+	assert_string_equal(str(o, "updated_at"), T_NOW_TEXT);
+	assert_true(json_is_null(json_object_get(o, "expires_at")));
+	assert_true(json_is_false(json_object_get(o, "disabled")));
+	assert_true(json_is_null(json_object_get(o, "rate_limit")));
+	assert_true(json_is_null(json_object_get(o, "grace_until")));
+	assert_true(json_is_null(json_object_get(o, "last_used_at")));
+	/* live_ + 32 base62. */
+	assert_int_equal(strlen(sec), 5 + SECRET_BODY_LEN);
+	assert_memory_equal(sec, "live_", 5);
+	for (i = 5; sec[i] != '\0'; i++)
+		assert_true(is_alnum(sec[i]));
+	secret_hint(sec, hint, sizeof(hint));
+	assert_string_equal(str(o, "hint"), hint);
+	/* The store has it under the digest of the secret. */
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	secret_digest(sec, strlen(sec), d);
+	assert_memory_equal(k.k_digest, d, KS_DIGEST_LEN);
+	assert_int_equal(k.k_created, T_NOW);
+	assert_int_equal(journal_lines(f), 1);
+	check_replay(f);
+	/* Shown once: GET has no secret (req() checks the body for it). */
+	o = req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s", id),
+	    NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_null(json_object_get(o, "secret"));
+	assert_string_equal(str(o, "id"), id);
+	assert_string_equal(str(o, "hint"), hint);
+	o = verify_at(f, sec, NULL, T_NOW);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+}
+
+/* Create with every field: each is stored and shown as given. */
+static void
+test_create_full(void **state)
+{
+	struct fx	*f = *state;
+	struct ks_key	 k;
+	char		 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1];
+	uint32_t	 slot;
+	json_t		*o, *rl, *sc;
+
+	o = create(f, "{\"name\": \"Caf\\u00e9 \\u2603 billing\", "
+	    "\"owner\": \"ops@example.com\", \"app_id\": \"app.01:x-y_z\", "
+	    "\"scopes\": [\"contacts:read\", \"admin/*\", \"a.b-c_d\"], "
+	    "\"prefix\": \"test9\", "
+	    "\"expires_at\": \"2030-01-31T14:00:00.5+02:00\", "
+	    "\"disabled\": true, "
+	    "\"rate_limit\": {\"per_10s\": 50, \"per_1s\": null, "
+	    "\"per_60s\": 1000000000}}", id, sec);
+	assert_string_equal(str(o, "name"), "Caf\xc3\xa9 \xe2\x98\x83 billing");
+	assert_string_equal(str(o, "owner"), "ops@example.com");
+	assert_string_equal(str(o, "app_id"), "app.01:x-y_z");
+	assert_string_equal(str(o, "prefix"), "test9");
+	assert_memory_equal(sec, "test9_", 6);
+	assert_int_equal(strlen(sec), 6 + SECRET_BODY_LEN);
+	assert_memory_equal(str(o, "hint"), "test9_...", 9);
+	sc = json_object_get(o, "scopes");
+	assert_int_equal(json_array_size(sc), 3);
+	assert_string_equal(json_string_value(json_array_get(sc, 1)),
+	    "admin/*");
+	assert_string_equal(str(o, "expires_at"), "2030-01-31T12:00:00.500Z");
+	assert_true(json_is_true(json_object_get(o, "disabled")));
+	rl = json_object_get(o, "rate_limit");
+	assert_true(json_is_null(json_object_get(rl, "per_1s")));
+	assert_int_equal(json_integer_value(json_object_get(rl, "per_10s")),
+	    50);
+	assert_int_equal(json_integer_value(json_object_get(rl, "per_60s")),
+	    1000000000);
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	assert_string_equal(k.k_scopes, "contacts:read admin/* a.b-c_d");
+	assert_int_equal(k.k_rate[KS_W1S], 0);
+	assert_int_equal(k.k_rate[KS_W10S], 50);
+	assert_int_equal(k.k_expires, 1896091200500LL);
+	assert_true(k.k_flags & KS_F_DISABLED);
+	/* Disabled: the secret is refused, the key named. */
+	o = verify_at(f, sec, NULL, T_NOW);
+	assert_true(json_is_false(json_object_get(o, "valid")));
+	assert_string_equal(str(o, "code"), "disabled_key");
+	assert_string_equal(str(o, "key_id"), id);
+	/* Limits: a name of 100 bytes, 32 scopes, an owner of 64. */
+	create(f, "{\"owner\":\"x234567890123456789012345678901234567890123456"
+	    "789012345678901234\",\"name\":\"1234567890123456789012345678901234"
+	    "567890123456789012345678901234567890123456789012345678901234567890"
+	    "\",\"scopes\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\","
+	    "\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\",\"16\",\"17\","
+	    "\"18\",\"19\",\"20\",\"21\",\"22\",\"23\",\"24\",\"25\",\"26\","
+	    "\"27\",\"28\",\"29\",\"30\",\"31\",\"32\"],\"app_id\":null,"
+	    "\"expires_at\":null,\"rate_limit\":null,\"disabled\":false}",
+	    NULL, NULL);
+	assert_int_equal(journal_lines(f), 2);
+	check_replay(f);
+}
+
+/* Every bad field of a create: 422 naming it, nothing stored. */
+static void
+test_create_invalid(void **state)
+{
+	static const struct {
+		const char	*body, *field;
+	} cases[] = {
+		{ "{}", "owner" },
+		{ "{\"name\":\"x\"}", "owner" },
+		{ "{\"owner\":\"o\",\"foo\":1}", "foo" },
+		{ "{\"owner\":\"o\",\"Owner\":\"p\"}", "Owner" },
+		{ "{\"owner\":\"o\",\"id\":\"key_0000000000000000\"}", "id" },
+		{ "{\"owner\":\"o\",\"secret\":\"live_x\"}", "secret" },
+		{ "{\"owner\":\"o\",\"hint\":\"x\"}", "hint" },
+		{ "{\"owner\":\"o\",\"created_at\":null}", "created_at" },
+		{ "{\"owner\":\"o\",\"last_used_at\":null}", "last_used_at" },
+		{ "{\"owner\":\"o\",\"grace_until\":null}", "grace_until" },
+		{ "{\"owner\":\"\"}", "owner" },
+		{ "{\"owner\":null}", "owner" },
+		{ "{\"owner\":5}", "owner" },
+		{ "{\"owner\":\" lead\"}", "owner" },
+		{ "{\"owner\":\"trail \"}", "owner" },
+		{ "{\"owner\":\"tab\\there\"}", "owner" },
+		{ "{\"owner\":\"caf\\u00e9\"}", "owner" },
+		{ "{\"owner\":\"x2345678901234567890123456789012345678901234567"
+		    "8901234567890123456\"}", "owner" },
+		{ "{\"owner\":\"o\",\"name\":7}", "name" },
+		{ "{\"owner\":\"o\",\"name\":\"a\\u0001b\"}", "name" },
+		{ "{\"owner\":\"o\",\"name\":\"a\\nb\"}", "name" },
+		{ "{\"owner\":\"o\",\"name\":\"a\\u007fb\"}", "name" },
+		{ "{\"owner\":\"o\",\"name\":\"a\\u0085b\"}", "name" },
+		{ "{\"owner\":\"o\",\"name\":\"1234567890123456789012345678901"
+		    "234567890123456789012345678901234567890123456789012345678"
+		    "9012345678901234\"}", "name" },
+		{ "{\"owner\":\"o\",\"app_id\":\"\"}", "app_id" },
+		{ "{\"owner\":\"o\",\"app_id\":\"a b\"}", "app_id" },
+		{ "{\"owner\":\"o\",\"app_id\":\"a/b\"}", "app_id" },
+		{ "{\"owner\":\"o\",\"app_id\":1}", "app_id" },
+		{ "{\"owner\":\"o\",\"app_id\":\"x2345678901234567890123456789"
+		    "012345678901234567890123456789012345\"}", "app_id" },
+		{ "{\"owner\":\"o\",\"scopes\":\"a\"}", "scopes" },
+		{ "{\"owner\":\"o\",\"scopes\":null}", "scopes" },
+		{ "{\"owner\":\"o\",\"scopes\":[\"\"]}", "scopes" },
+		{ "{\"owner\":\"o\",\"scopes\":[\"a b\"]}", "scopes" },
+		{ "{\"owner\":\"o\",\"scopes\":[\"a,b\"]}", "scopes" },
+		{ "{\"owner\":\"o\",\"scopes\":[1]}", "scopes" },
+		{ "{\"owner\":\"o\",\"scopes\":[\"a\",\"b\",\"a\"]}",
+		    "scopes" },
+		{ "{\"owner\":\"o\",\"scopes\":[\"12345678901234567890123456789"
+		    "01234567890123456789012345678901234567\"]}", "scopes" },
+		{ "{\"owner\":\"o\",\"scopes\":[\"1\",\"2\",\"3\",\"4\",\"5\","
+		    "\"6\",\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\","
+		    "\"14\",\"15\",\"16\",\"17\",\"18\",\"19\",\"20\",\"21\","
+		    "\"22\",\"23\",\"24\",\"25\",\"26\",\"27\",\"28\",\"29\","
+		    "\"30\",\"31\",\"32\",\"33\"]}", "scopes" },
+		/* 5 scopes of 50 and one of 1: 256 bytes joined. */
+		{ "{\"owner\":\"o\",\"scopes\":["
+		    "\"a2345678901234567890123456789012345678901234567890\","
+		    "\"b2345678901234567890123456789012345678901234567890\","
+		    "\"c2345678901234567890123456789012345678901234567890\","
+		    "\"d2345678901234567890123456789012345678901234567890\","
+		    "\"e2345678901234567890123456789012345678901234567890\","
+		    "\"f\"]}", "scopes" },
+		{ "{\"owner\":\"o\",\"prefix\":\"LIVE\"}", "prefix" },
+		{ "{\"owner\":\"o\",\"prefix\":\"\"}", "prefix" },
+		{ "{\"owner\":\"o\",\"prefix\":\"live_\"}", "prefix" },
+		{ "{\"owner\":\"o\",\"prefix\":\"abcdefghijklm\"}", "prefix" },
+		{ "{\"owner\":\"o\",\"prefix\":null}", "prefix" },
+		{ "{\"owner\":\"o\",\"expires_at\":\"2026-11-18T11:06:40Z\"}",
+		    "expires_at" },
+		{ "{\"owner\":\"o\",\"expires_at\":\"2020-01-01T00:00:00Z\"}",
+		    "expires_at" },
+		{ "{\"owner\":\"o\",\"expires_at\":1896177600}", "expires_at" },
+		{ "{\"owner\":\"o\",\"expires_at\":\"tomorrow\"}",
+		    "expires_at" },
+		{ "{\"owner\":\"o\",\"disabled\":\"yes\"}", "disabled" },
+		{ "{\"owner\":\"o\",\"disabled\":1}", "disabled" },
+		{ "{\"owner\":\"o\",\"disabled\":null}", "disabled" },
+		{ "{\"owner\":\"o\",\"rate_limit\":5}", "rate_limit" },
+		{ "{\"owner\":\"o\",\"rate_limit\":[1,2,3]}", "rate_limit" },
+		{ "{\"owner\":\"o\",\"rate_limit\":{\"per_2s\":1}}",
+		    "rate_limit.per_2s" },
+		{ "{\"owner\":\"o\",\"rate_limit\":{\"per_1s\":0}}",
+		    "rate_limit.per_1s" },
+		{ "{\"owner\":\"o\",\"rate_limit\":{\"per_10s\":-3}}",
+		    "rate_limit.per_10s" },
+		{ "{\"owner\":\"o\",\"rate_limit\":{\"per_60s\":1000000001}}",
+		    "rate_limit.per_60s" },
+		{ "{\"owner\":\"o\",\"rate_limit\":{\"per_1s\":1.5}}",
+		    "rate_limit.per_1s" },
+		{ "{\"owner\":\"o\",\"rate_limit\":{\"per_1s\":\"5\"}}",
+		    "rate_limit.per_1s" },
+	};
+	struct fx	*f = *state;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		req(f, HTTP_M_POST, "/v1/keys", cases[i].body);
+		if (f->rs.as_status != 422)
+			fail_msg("case %zu %s: %d %s", i, cases[i].body,
+			    f->rs.as_status, f->rs.as_body);
+		expect_error(f, 422, "invalid_field", cases[i].field);
+	}
+	/* The messages say what is wrong. */
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\",\"foo\":1}");
+	assert_string_equal(str(f->body, "message"), "unknown field \"foo\"");
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\",\"rate_limit\":"
+	    "{\"per_2s\":1}}");
+	assert_non_null(strstr(str(f->body, "message"), "rate_limit.per_2s"));
+	assert_int_equal(keystore_count(&f->ks), 0);
+	assert_int_equal(journal_lines(f), 0);
+}
+
+/* Bodies that are not JSON objects: 400 with line and column. */
+static void
+test_bad_json(void **state)
+{
+	static const char *const notobj[] = {
+		"[1]", "5", "\"owner\"", "null", "true", " [ ] ",
+	};
+	static const char *const secretish[] = {
+		"{\"key\": live_Zq3Xw9}", "{\"key\": \"live_Zq3\x01Xw9\"}",
+		"{\"key\": \"live_Zq3Xw9\\q\"}",
+		"{\"key\": \"live_Zq3Xw9ABCDEF",
+	};
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], p[64];
+	const char	*m;
+	size_t		 i;
+
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\": \"o\",");
+	expect_error(f, 400, "bad_json", NULL);
+	assert_non_null(strstr(str(f->body, "message"),
+	    "invalid JSON at line 1, column "));
+	req(f, HTTP_M_POST, "/v1/keys", "{\n  \"owner\": \"o\",\n  \"name\": "
+	    "x\n}");
+	expect_error(f, 400, "bad_json", NULL);
+	m = str(f->body, "message");
+	assert_non_null(strstr(m, "invalid JSON at line 3, column 11: "));
+	req(f, HTTP_M_POST, "/v1/keys", "");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/v1/keys", NULL);
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\"} x");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\",\"owner\":\"p\"}");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"a\\u0000b\"}");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"\xff\"}");
+	expect_error(f, 400, "bad_json", NULL);
+	for (i = 0; i < sizeof(notobj) / sizeof(notobj[0]); i++) {
+		req(f, HTTP_M_POST, "/v1/keys", notobj[i]);
+		expect_error(f, 400, "bad_json", NULL);
+		assert_string_equal(str(f->body, "message"),
+		    "the body must be a JSON object");
+	}
+	/* jansson quotes the bad token: not here, it may be a secret. */
+	for (i = 0; i < sizeof(secretish) / sizeof(secretish[0]); i++) {
+		req(f, HTTP_M_POST, "/v1/verify", secretish[i]);
+		expect_error(f, 400, "bad_json", NULL);
+		assert_null(strstr(f->rs.as_body, "Zq3"));
+	}
+	assert_string_equal(str(f->body, "message"), "invalid JSON at line 1, "
+	    "column 26: premature end of input");
+	create(f, "{\"owner\":\"o\"}", id, NULL);
+	req(f, HTTP_M_PATCH, path_for(p, sizeof(p), "/v1/keys/%s", id), "[]");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_PATCH, p, "");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, path_for(p, sizeof(p), "/v1/keys/%s/regenerate",
+	    id), "{");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/v1/verify", "[\"live_x\"]");
+	expect_error(f, 400, "bad_json", NULL);
+	assert_int_equal(journal_lines(f), 1);
+}
+
+/* RFC 3339 times in: the accepted forms and the refused ones. */
+static void
+test_times(void **state)
+{
+	static const struct {
+		const char	*in, *out;
+	} good[] = {
+		{ "2030-01-31T12:00:00Z", "2030-01-31T12:00:00.000Z" },
+		{ "2030-01-31t12:00:00z", "2030-01-31T12:00:00.000Z" },
+		{ "2030-01-31T12:00:00.1Z", "2030-01-31T12:00:00.100Z" },
+		{ "2030-01-31T12:00:00.123456789Z",
+		    "2030-01-31T12:00:00.123Z" },
+		{ "2030-01-31T14:30:00+02:30", "2030-01-31T12:00:00.000Z" },
+		{ "2030-01-31T00:30:00-01:00", "2030-01-31T01:30:00.000Z" },
+		{ "2030-01-01T00:30:00+01:00", "2029-12-31T23:30:00.000Z" },
+		{ "2030-01-31T12:00:00-00:00", "2030-01-31T12:00:00.000Z" },
+		{ "2028-02-29T23:59:59.999Z", "2028-02-29T23:59:59.999Z" },
+		{ "2400-02-29T00:00:00Z", "2400-02-29T00:00:00.000Z" },
+		{ "9999-12-31T23:59:59Z", "9999-12-31T23:59:59.000Z" },
+		{ "2026-11-18T11:06:40.001Z", "2026-11-18T11:06:40.001Z" },
+	};
+	static const char *const bad[] = {
+		"", "2030-01-31", "2030-01-31T12:00:00", "2030-01-31T12:00Z",
+		"2030-01-31 12:00:00Z", "2030-01-31T12:00:00.Z",
+		"2030-01-31T12:00:00,5Z", "2030-01-31T12:00:00+0200",
+		"2030-01-31T12:00:00+02", "2030-01-31T12:00:00+24:00",
+		"2030-01-31T12:00:00+02:60", "2030-01-31T12:00:00ZZ",
+		"2030-01-31T12:00:00Z ", " 2030-01-31T12:00:00Z",
+		"2030-1-31T12:00:00Z", "2030-01-31T1:00:00Z",
+		"2030-13-01T00:00:00Z", "2030-00-01T00:00:00Z",
+		"2030-01-00T00:00:00Z", "2030-01-32T00:00:00Z",
+		"2030-04-31T00:00:00Z", "2030-02-29T00:00:00Z",
+		"2100-02-29T00:00:00Z", "2030-01-31T24:00:00Z",
+		"2030-01-31T12:60:00Z", "2030-01-31T12:00:60Z",
+		"2030-01-31T12:00:00UTC", "+2030-01-31T12:00:00Z",
+		"2030-01-31T12:00:00.5+02:00x", "2030/01/31T12:00:00Z",
+		"20300131T120000Z", "2030-01-31T12:00:00.-5Z",
+		"2026-11-18T11:06:40.000Z", "1969-12-31T23:59:59Z",
+	};
+	struct fx	*f = *state;
+	char		 body[160];
+	json_t		*o;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(body, sizeof(body), "{\"owner\":\"o\",\"expires_at\":"
+		    "\"%s\"}", good[i].in);
+		o = create(f, body, NULL, NULL);
+		assert_string_equal(str(o, "expires_at"), good[i].out);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(body, sizeof(body), "{\"owner\":\"o\",\"expires_at\":"
+		    "\"%s\"}", bad[i]);
+		req(f, HTTP_M_POST, "/v1/keys", body);
+		if (f->rs.as_status != 422)
+			fail_msg("\"%s\" was accepted", bad[i]);
+		expect_error(f, 422, "invalid_field", "expires_at");
+	}
+}
+
+/* Is id among the n ids? Its index, or -1. */
+static int
+find_id(char ids[][KS_ID_LEN + 1], int n, const char *id)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(ids[i], id) == 0)
+			return (i);
+	return (-1);
+}
+
+/*
+ * Walk every page of "/v1/keys?QUERY" with limit: each key listed once,
+ * each page non-empty and at most limit long.  Marks seen[] by index into
+ * ids; returns the number of keys listed.
+ */
+static int
+walk(struct fx *f, const char *query, int limit, char ids[][KS_ID_LEN + 1],
+    int n, int *seen)
+{
+	char		 t[256], cursor[32] = "";
+	json_t		*o, *keys, *k;
+	size_t		 i;
+	int		 total = 0, at;
+
+	memset(seen, 0, sizeof(int) * (size_t)n);
+	do {
+		snprintf(t, sizeof(t), "/v1/keys?%s&limit=%d%s%s", query, limit,
+		    cursor[0] != '\0' ? "&cursor=" : "", cursor);
+		o = req(f, HTTP_M_GET, t, NULL);
+		assert_int_equal(f->rs.as_status, 200);
+		keys = json_object_get(o, "keys");
+		assert_true(json_array_size(keys) >= 1);
+		assert_true(json_array_size(keys) <= (size_t)limit);
+		json_array_foreach(keys, i, k) {
+			assert_true((at = find_id(ids, n, str(k, "id"))) >= 0);
+			assert_int_equal(seen[at]++, 0);
+			total++;
+		}
+		if (json_is_null(json_object_get(o, "next_cursor")))
+			break;
+		assert_int_equal(json_array_size(keys), limit);
+		snprintf(cursor, sizeof(cursor), "%s", str(o, "next_cursor"));
+	} while (1);
+	return (total);
+}
+
+/* Pages walk all matching keys exactly once, with and without filters. */
+static void
+test_list(void **state)
+{
+	static const char *const owners[] = { "alpha", "beta", "gamma team" };
+	struct fx	*f = *state;
+	char		 ids[25][KS_ID_LEN + 1], body[128], p[64];
+	int		 seen[25], i, n;
+	json_t		*o;
+
+	for (i = 0; i < 25; i++) {
+		snprintf(body, sizeof(body), "{\"owner\":\"%s\"%s}",
+		    owners[i % 3], i % 2 == 0 ? ",\"app_id\":\"app:1\"" : "");
+		create(f, body, ids[i], NULL);
+	}
+	/* Holes in the slots. */
+	req(f, HTTP_M_DELETE, path_for(p, sizeof(p), "/v1/keys/%s", ids[3]),
+	    NULL);
+	assert_int_equal(f->rs.as_status, 204);
+	req(f, HTTP_M_DELETE, path_for(p, sizeof(p), "/v1/keys/%s", ids[10]),
+	    NULL);
+	for (n = 1; n <= 24; n += 5) {
+		assert_int_equal(walk(f, "", n, ids, 25, seen), 23);
+		for (i = 0; i < 25; i++)
+			assert_int_equal(seen[i], i != 3 && i != 10);
+	}
+	/* Owner with a space, encoded both ways. */
+	assert_int_equal(walk(f, "owner=gamma+team", 2, ids, 25, seen), 8);
+	for (i = 0; i < 25; i++)
+		assert_int_equal(seen[i], i % 3 == 2);
+	assert_int_equal(walk(f, "owner=gamma%20team", 3, ids, 25, seen), 8);
+	/* Two filters: owner alpha (0,3,6,...), app (even) minus 3. */
+	assert_int_equal(walk(f, "owner=alpha&app_id=app%3a1", 2, ids, 25,
+	    seen), 5);
+	for (i = 0; i < 25; i++)
+		assert_int_equal(seen[i], i % 6 == 0);
+	assert_int_equal(walk(f, "app_id=app:1&owner=", 4, ids, 25, seen), 12);
+	/* Default limit: everything, no cursor. */
+	o = req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(json_array_size(json_object_get(o, "keys")), 23);
+	assert_true(json_is_null(json_object_get(o, "next_cursor")));
+	o = req(f, HTTP_M_GET, "/v1/keys?owner=nobody", NULL);
+	assert_int_equal(json_array_size(json_object_get(o, "keys")), 0);
+	assert_true(json_is_null(json_object_get(o, "next_cursor")));
+	o = req(f, HTTP_M_GET, "/v1/keys?&&limit=5&", NULL);
+	assert_int_equal(json_array_size(json_object_get(o, "keys")), 5);
+	o = req(f, HTTP_M_GET, "/v1/keys?limit=1000&cursor=64", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_int_equal(json_array_size(json_object_get(o, "keys")), 0);
+}
+
+/* Bad query parameters: 422 naming the parameter. */
+static void
+test_list_invalid(void **state)
+{
+	static const struct {
+		const char	*query, *field;
+	} cases[] = {
+		{ "limit=0", "limit" }, { "limit=1001", "limit" },
+		{ "limit=abc", "limit" }, { "limit=-1", "limit" },
+		{ "limit=1.5", "limit" }, { "limit=10000000000", "limit" },
+		{ "limit=+5", "limit" }, { "limit=5%00", "limit" },
+		{ "limit=5&limit=6", "limit" },
+		{ "cursor=x", "cursor" }, { "cursor=-1", "cursor" },
+		{ "cursor=65", "cursor" }, { "cursor=99999999999", "cursor" },
+		{ "cursor=1%2", "cursor" },
+		{ "owner=%zz", "owner" }, { "owner=%0", "owner" },
+		{ "owner=a%00b", "owner" }, { "owner=a&owner=b", "owner" },
+		{ "owner=x2345678901234567890123456789012345678901234567890123"
+		    "456789012345", "owner" },
+		{ "app_id=%", "app_id" },
+		{ "foo=1", "foo" }, { "limit=5&Owner=x", "Owner" },
+		{ "own%65r=x&bar", "bar" },
+	};
+	struct fx	*f = *state;
+	char		 t[256];
+	size_t		 i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(t, sizeof(t), "/v1/keys?%s", cases[i].query);
+		req(f, HTTP_M_GET, t, NULL);
+		if (f->rs.as_status != 422)
+			fail_msg("%s: %d", t, f->rs.as_status);
+		expect_error(f, 422, "invalid_field", cases[i].field);
+	}
+	/* A parameter name with odd bytes is named printably. */
+	req(f, HTTP_M_GET, "/v1/keys?a%0Ab=1", NULL);
+	expect_error(f, 422, "invalid_field", "a%0Ab");
+}
+
+/* PATCH: each field; {} changes nothing; rate_limit replaces all three. */
+static void
+test_patch(void **state)
+{
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], p[64];
+	char		*before;
+	json_t		*o, *rl;
+	int		 lines;
+
+	create(f, "{\"owner\":\"o\",\"name\":\"first\",\"scopes\":[\"a\"],"
+	    "\"rate_limit\":{\"per_1s\":5,\"per_60s\":7}}", id, sec);
+	path_for(p, sizeof(p), "/v1/keys/%s", id);
+	lines = journal_lines(f);
+	o = req_at(f, HTTP_M_PATCH, p, "{}", T_NOW + 1000);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_string_equal(str(o, "updated_at"), T_NOW_TEXT);
+	assert_string_equal(str(o, "name"), "first");
+	assert_int_equal(journal_lines(f), lines);
+	o = req_at(f, HTTP_M_PATCH, p, "{\"name\":\"second\",\"scopes\":[\"x\","
+	    "\"y\"],\"disabled\":true,\"expires_at\":\"2031-01-01T00:00:00Z\","
+	    "\"rate_limit\":{\"per_10s\":9}}", T_NOW + 1000);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_string_equal(str(o, "id"), id);
+	assert_string_equal(str(o, "owner"), "o");
+	assert_string_equal(str(o, "name"), "second");
+	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 2);
+	assert_true(json_is_true(json_object_get(o, "disabled")));
+	assert_string_equal(str(o, "expires_at"), "2031-01-01T00:00:00.000Z");
+	rl = json_object_get(o, "rate_limit");
+	assert_true(json_is_null(json_object_get(rl, "per_1s")));
+	assert_int_equal(json_integer_value(json_object_get(rl, "per_10s")), 9);
+	assert_true(json_is_null(json_object_get(rl, "per_60s")));
+	assert_string_equal(str(o, "created_at"), T_NOW_TEXT);
+	assert_string_equal(str(o, "updated_at"), "2026-11-18T11:06:41.000Z");
+	assert_int_equal(journal_lines(f), lines + 1);
+	o = verify_at(f, sec, NULL, T_NOW + 1000);
+	assert_string_equal(str(o, "code"), "disabled_key");
+	/* Clearing. */
+	o = req_at(f, HTTP_M_PATCH, p, "{\"rate_limit\":null,\"expires_at\":"
+	    "null,\"disabled\":false,\"scopes\":[],\"name\":\"\"}",
+	    T_NOW + 2000);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_true(json_is_null(json_object_get(o, "rate_limit")));
+	assert_true(json_is_null(json_object_get(o, "expires_at")));
+	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 0);
+	assert_string_equal(str(o, "name"), "");
+	o = verify_at(f, sec, NULL, T_NOW + 2000);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	/* GET shows what the PATCH answered. */
+	req_at(f, HTTP_M_PATCH, p, "{\"disabled\":false}", T_NOW + 3000);
+	assert_non_null(before = strdup(f->rs.as_body));
+	req_at(f, HTTP_M_GET, p, NULL, T_NOW + 3000);
+	assert_string_equal(f->rs.as_body, before);
+	assert_string_equal(str(f->body, "updated_at"),
+	    "2026-11-18T11:06:43.000Z");
+	free(before);
+	check_replay(f);
+}
+
+/* PATCH refusals: other fields cannot change, bad values; no change. */
+static void
+test_patch_invalid(void **state)
+{
+	static const char *const fixed[] = {
+		"id", "owner", "app_id", "prefix", "secret", "hint",
+		"created_at", "updated_at", "grace_until", "last_used_at",
+	};
+	static const struct {
+		const char	*body, *field;
+	} cases[] = {
+		{ "{\"foo\":1}", "foo" },
+		{ "{\"name\":\"ok\",\"bar\":1}", "bar" },
+		{ "{\"name\":5}", "name" },
+		{ "{\"scopes\":\"x\"}", "scopes" },
+		{ "{\"scopes\":[\"x\",\"x\"]}", "scopes" },
+		{ "{\"expires_at\":\"2020-01-01T00:00:00Z\"}", "expires_at" },
+		{ "{\"expires_at\":\"2031-01-01\"}", "expires_at" },
+		{ "{\"disabled\":\"no\"}", "disabled" },
+		{ "{\"rate_limit\":{\"per_5s\":1}}", "rate_limit.per_5s" },
+		{ "{\"rate_limit\":{\"per_1s\":0}}", "rate_limit.per_1s" },
+		{ "{\"rate_limit\":true}", "rate_limit" },
+	};
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], p[64], body[64], msg[64], *before;
+	size_t		 i;
+	int		 lines;
+
+	create(f, "{\"owner\":\"o\",\"app_id\":\"a\"}", id, NULL);
+	path_for(p, sizeof(p), "/v1/keys/%s", id);
+	req(f, HTTP_M_GET, p, NULL);
+	assert_non_null(before = strdup(f->rs.as_body));
+	lines = journal_lines(f);
+	for (i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		snprintf(body, sizeof(body), "{\"name\":\"n\",\"%s\":\"x\"}",
+		    fixed[i]);
+		req(f, HTTP_M_PATCH, p, body);
+		expect_error(f, 422, "invalid_field", fixed[i]);
+		snprintf(msg, sizeof(msg), "field \"%s\" cannot be changed",
+		    fixed[i]);
+		assert_string_equal(str(f->body, "message"), msg);
+	}
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		req(f, HTTP_M_PATCH, p, cases[i].body);
+		expect_error(f, 422, "invalid_field", cases[i].field);
+	}
+	req(f, HTTP_M_PATCH, p, "{\"foo\":1}");
+	assert_string_equal(str(f->body, "message"), "unknown field \"foo\"");
+	req_at(f, HTTP_M_GET, p, NULL, T_NOW);
+	assert_string_equal(f->rs.as_body, before);
+	assert_int_equal(journal_lines(f), lines);
+	free(before);
+}
+
+/* DELETE: 204 without a body; the key and its secret are gone. */
+static void
+test_delete(void **state)
+{
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], id2[KS_ID_LEN + 1];
+	char		 sec[SECRET_MAX + 1], p[64];
+	json_t		*o;
+
+	create(f, "{\"owner\":\"o\"}", id, sec);
+	create(f, "{\"owner\":\"o\"}", id2, NULL);
+	req(f, HTTP_M_DELETE, path_for(p, sizeof(p), "/v1/keys/%s", id), NULL);
+	assert_int_equal(f->rs.as_status, 204);
+	assert_null(f->rs.as_type);
+	assert_null(f->rs.as_code);
+	assert_null(f->body);
+	req(f, HTTP_M_GET, p, NULL);
+	expect_error(f, 404, "key_not_found", NULL);
+	req(f, HTTP_M_DELETE, p, NULL);
+	expect_error(f, 404, "key_not_found", NULL);
+	o = verify_at(f, sec, NULL, T_NOW);
+	assert_true(json_is_false(json_object_get(o, "valid")));
+	assert_string_equal(str(o, "code"), "invalid_credentials");
+	assert_true(json_is_null(json_object_get(o, "key_id")));
+	o = req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(json_array_size(json_object_get(o, "keys")), 1);
+	assert_string_equal(str(json_array_get(json_object_get(o, "keys"), 0),
+	    "id"), id2);
+	assert_int_equal(journal_lines(f), 3);
+	check_replay(f);
+}
+
+/* Regenerate without grace: new secret, same key; the old one stops. */
+static void
+test_regenerate(void **state)
+{
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], old[SECRET_MAX + 1];
+	char		 sec[SECRET_MAX + 1], p[96], hint[32];
+	struct ks_key	 k;
+	uint32_t	 slot;
+	json_t		*o;
+
+	create(f, "{\"owner\":\"o\",\"prefix\":\"test\",\"app_id\":\"shop\","
+	    "\"scopes\":[\"r\"]}", id, old);
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", id);
+	o = req_at(f, HTTP_M_POST, p, NULL, T_NOW + 5000);
+	assert_int_equal(f->rs.as_status, 200);
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	assert_string_not_equal(sec, old);
+	assert_memory_equal(sec, "test_", 5);
+	assert_int_equal(strlen(sec), 5 + SECRET_BODY_LEN);
+	assert_string_equal(str(o, "id"), id);
+	assert_string_equal(str(o, "app_id"), "shop");
+	assert_string_equal(str(o, "prefix"), "test");
+	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 1);
+	secret_hint(sec, hint, sizeof(hint));
+	assert_string_equal(str(o, "hint"), hint);
+	assert_true(json_is_null(json_object_get(o, "grace_until")));
+	assert_string_equal(str(o, "created_at"), T_NOW_TEXT);
+	assert_string_equal(str(o, "updated_at"), "2026-11-18T11:06:45.000Z");
+	o = verify_at(f, old, NULL, T_NOW + 5000);
+	assert_string_equal(str(o, "code"), "invalid_credentials");
+	o = verify_at(f, sec, "shop", T_NOW + 5000);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	assert_int_equal(k.k_grace_until, 0);
+	/* {"grace_seconds":0} is the same. */
+	snprintf(old, sizeof(old), "%s", sec);
+	o = req_at(f, HTTP_M_POST, p, "{\"grace_seconds\":0}", T_NOW + 6000);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_true(json_is_null(json_object_get(o, "grace_until")));
+	o = verify_at(f, old, NULL, T_NOW + 6000);
+	assert_string_equal(str(o, "code"), "invalid_credentials");
+	assert_int_equal(journal_lines(f), 3);
+	check_replay(f);
+}
+
+/*
+ * Regenerate with grace: the previous secret works until exactly
+ * now + grace; the grace shows until then; a later write drops it.
+ */
+static void
+test_regenerate_grace(void **state)
+{
+	struct fx	*f = *state;
+	const int64_t	 t1 = T_NOW + 10000, end = t1 + 60000;
+	char		 id[KS_ID_LEN + 1], old[SECRET_MAX + 1];
+	char		 sec[SECRET_MAX + 1], p[96], g[32];
+	uint8_t		 d[KS_DIGEST_LEN];
+	struct ks_key	 k;
+	uint32_t	 slot;
+	json_t		*o;
+
+	create(f, "{\"owner\":\"o\"}", id, old);
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", id);
+	o = req_at(f, HTTP_M_POST, p, "{\"grace_seconds\": 60}", t1);
+	assert_int_equal(f->rs.as_status, 200);
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	util_rfc3339_ms(g, sizeof(g), end);
+	assert_string_equal(str(o, "grace_until"), g);
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	assert_int_equal(k.k_grace_until, end);
+	secret_digest(old, strlen(old), d);
+	assert_memory_equal(k.k_old_digest, d, KS_DIGEST_LEN);
+	/* Both work during the grace period; the old one not after it. */
+	o = verify_at(f, old, NULL, end - 1);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	assert_string_equal(str(o, "key_id"), id);
+	o = verify_at(f, sec, NULL, end - 1);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	o = verify_at(f, old, NULL, end);
+	assert_true(json_is_false(json_object_get(o, "valid")));
+	assert_string_equal(str(o, "code"), "invalid_credentials");
+	o = verify_at(f, sec, NULL, end);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	snprintf(p, sizeof(p), "/v1/keys/%s", id);
+	o = req_at(f, HTTP_M_GET, p, NULL, end - 1);
+	assert_string_equal(str(o, "grace_until"), g);
+	o = req_at(f, HTTP_M_GET, p, NULL, end);
+	assert_true(json_is_null(json_object_get(o, "grace_until")));
+	check_replay(f);
+	/* A write after the end clears the old digest from the record. */
+	req_at(f, HTTP_M_PATCH, p, "{\"name\":\"n\"}", end + 1);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	assert_int_equal(k.k_grace_until, 0);
+	memset(d, 0, sizeof(d));
+	assert_memory_equal(k.k_old_digest, d, KS_DIGEST_LEN);
+	o = verify_at(f, old, NULL, end - 1);
+	assert_true(json_is_false(json_object_get(o, "valid")));
+	/* A write during the grace period keeps it. */
+	snprintf(old, sizeof(old), "%s", sec);
+	snprintf(p, sizeof(p), "/v1/keys/%s/regenerate", id);
+	o = req_at(f, HTTP_M_POST, p, "{\"grace_seconds\":2592000}", end + 2);
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	snprintf(p, sizeof(p), "/v1/keys/%s", id);
+	req_at(f, HTTP_M_PATCH, p, "{\"name\":\"m\"}", end + 3);
+	o = verify_at(f, old, NULL, end + 2592000000LL + 1);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	/* Regenerating again without grace stops both earlier secrets. */
+	snprintf(p, sizeof(p), "/v1/keys/%s/regenerate", id);
+	req_at(f, HTTP_M_POST, p, "", end + 4);
+	assert_int_equal(f->rs.as_status, 200);
+	o = verify_at(f, old, NULL, end + 4);
+	assert_true(json_is_false(json_object_get(o, "valid")));
+	o = verify_at(f, sec, NULL, end + 4);
+	assert_true(json_is_false(json_object_get(o, "valid")));
+	check_replay(f);
+}
+
+/* Regenerate refusals. */
+static void
+test_regenerate_invalid(void **state)
+{
+	static const struct {
+		const char	*body, *field;
+	} cases[] = {
+		{ "{\"grace_seconds\":-1}", "grace_seconds" },
+		{ "{\"grace_seconds\":2592001}", "grace_seconds" },
+		{ "{\"grace_seconds\":\"10\"}", "grace_seconds" },
+		{ "{\"grace_seconds\":1.5}", "grace_seconds" },
+		{ "{\"grace_seconds\":null}", "grace_seconds" },
+		{ "{\"foo\":1}", "foo" },
+		{ "{\"grace_seconds\":1,\"prefix\":\"x\"}", "prefix" },
+	};
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], p[96];
+	json_t		*o;
+	size_t		 i;
+
+	create(f, "{\"owner\":\"o\"}", id, sec);
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", id);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		req(f, HTTP_M_POST, p, cases[i].body);
+		expect_error(f, 422, "invalid_field", cases[i].field);
+	}
+	req(f, HTTP_M_POST, p, "[]");
+	expect_error(f, 400, "bad_json", NULL);
+	o = verify_at(f, sec, NULL, T_NOW);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	assert_int_equal(journal_lines(f), 1);
+}
+
+/* Usage counters and last_used_at, in usage, show and list. */
+static void
+test_usage(void **state)
+{
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], p[96];
+	struct ks_key	 k;
+	uint32_t	 slot;
+	json_t		*o;
+
+	create(f, "{\"owner\":\"o\"}", id, sec);
+	o = req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s/usage", id),
+	    NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_string_equal(str(o, "id"), id);
+	assert_int_equal(json_integer_value(json_object_get(o,
+	    "requests_allowed")), 0);
+	assert_int_equal(json_integer_value(json_object_get(o,
+	    "requests_refused")), 0);
+	assert_true(json_is_null(json_object_get(o, "last_used_at")));
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	keystore_count_use(&f->ks, slot, 1, T_NOW + 1);
+	keystore_count_use(&f->ks, slot, 1, T_NOW + 2);
+	keystore_count_use(&f->ks, slot, 0, T_NOW + 3);
+	/* verify counts nothing. */
+	verify_at(f, sec, NULL, T_NOW + 4);
+	o = req(f, HTTP_M_GET, p, NULL);
+	assert_int_equal(json_integer_value(json_object_get(o,
+	    "requests_allowed")), 2);
+	assert_int_equal(json_integer_value(json_object_get(o,
+	    "requests_refused")), 1);
+	assert_string_equal(str(o, "last_used_at"), "2026-11-18T11:06:40.003Z");
+	o = req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s", id), NULL);
+	assert_string_equal(str(o, "last_used_at"), "2026-11-18T11:06:40.003Z");
+	o = req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_string_equal(str(json_array_get(json_object_get(o, "keys"), 0),
+	    "last_used_at"), "2026-11-18T11:06:40.003Z");
+	/* Kept across a regenerate (same id). */
+	o = req(f, HTTP_M_POST, path_for(p, sizeof(p),
+	    "/v1/keys/%s/regenerate", id), NULL);
+	assert_string_equal(str(o, "last_used_at"), "2026-11-18T11:06:40.003Z");
+}
+
+/* Verify: valid, each refusal, the key's identity when found. */
+static void
+test_verify(void **state)
+{
+	struct fx	*f = *state;
+	char		 a[KS_ID_LEN + 1], sa[SECRET_MAX + 1];
+	char		 sb[SECRET_MAX + 1];
+	const int64_t	 exp = 1896091200000LL;	/* 2030-01-31T12:00:00Z */
+	json_t		*o, *sc;
+
+	create(f, "{\"owner\":\"acme\",\"app_id\":\"shop\",\"scopes\":[\"r\","
+	    "\"w\"],\"expires_at\":\"2030-01-31T12:00:00Z\"}", a, sa);
+	create(f, "{\"owner\":\"b\"}", NULL, sb);
+	o = verify_at(f, sa, NULL, T_NOW);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	assert_true(json_is_null(json_object_get(o, "code")));
+	assert_string_equal(str(o, "key_id"), a);
+	assert_string_equal(str(o, "owner"), "acme");
+	sc = json_object_get(o, "scopes");
+	assert_int_equal(json_array_size(sc), 2);
+	assert_string_equal(json_string_value(json_array_get(sc, 1)), "w");
+	assert_string_equal(str(o, "expires_at"), "2030-01-31T12:00:00.000Z");
+	o = verify_at(f, sa, "shop", T_NOW);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	o = verify_at(f, sa, "other", T_NOW);
+	assert_string_equal(str(o, "code"), "invalid_credentials");
+	assert_string_equal(str(o, "key_id"), a);
+	o = verify_at(f, sb, "shop", T_NOW);
+	assert_string_equal(str(o, "code"), "invalid_credentials");
+	o = verify_at(f, sa, NULL, exp - 1);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	o = verify_at(f, sa, NULL, exp);
+	assert_string_equal(str(o, "code"), "expired_credentials");
+	assert_string_equal(str(o, "owner"), "acme");
+	o = verify_at(f, "live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL, T_NOW);
+	assert_true(json_is_false(json_object_get(o, "valid")));
+	assert_string_equal(str(o, "code"), "invalid_credentials");
+	assert_true(json_is_null(json_object_get(o, "key_id")));
+	assert_true(json_is_null(json_object_get(o, "owner")));
+	assert_true(json_is_null(json_object_get(o, "scopes")));
+	assert_true(json_is_null(json_object_get(o, "expires_at")));
+	o = verify_at(f, "", NULL, T_NOW);
+	assert_string_equal(str(o, "code"), "malformed_credentials");
+	o = verify_at(f, "live_ab cd", NULL, T_NOW);
+	assert_string_equal(str(o, "code"), "malformed_credentials");
+	req(f, HTTP_M_POST, "/v1/verify", "{\"key\":\"x\",\"app_id\":null}");
+	assert_int_equal(f->rs.as_status, 200);
+	/* Bodies. */
+	req(f, HTTP_M_POST, "/v1/verify", "{}");
+	expect_error(f, 422, "invalid_field", "key");
+	req(f, HTTP_M_POST, "/v1/verify", "{\"key\":5}");
+	expect_error(f, 422, "invalid_field", "key");
+	req(f, HTTP_M_POST, "/v1/verify", "{\"key\":null}");
+	expect_error(f, 422, "invalid_field", "key");
+	req(f, HTTP_M_POST, "/v1/verify", "{\"key\":\"x\",\"foo\":1}");
+	expect_error(f, 422, "invalid_field", "foo");
+	req(f, HTTP_M_POST, "/v1/verify", "{\"key\":\"x\",\"app_id\":5}");
+	expect_error(f, 422, "invalid_field", "app_id");
+	req(f, HTTP_M_POST, "/v1/verify", "{\"key\":\"x\",\"app_id\":\"\"}");
+	expect_error(f, 422, "invalid_field", "app_id");
+	assert_int_equal(journal_lines(f), 2);
+}
+
+/*
+ * A journal that cannot be written (/dev/full): 503, and neither memory
+ * nor the file changes; writes work again once the disk does.
+ */
+static void
+test_storage_unavailable(void **state)
+{
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], p[96];
+	char		*before;
+	uint64_t	 applied;
+	json_t		*o;
+	int		 fd;
+
+	create(f, "{\"owner\":\"o\",\"name\":\"kept\"}", id, sec);
+	path_for(p, sizeof(p), "/v1/keys/%s", id);
+	req(f, HTTP_M_GET, p, NULL);
+	assert_non_null(before = strdup(f->rs.as_body));
+	applied = f->ks.ks_hdr->kh_applied;
+	assert_true((fd = open("/dev/full", O_WRONLY | O_APPEND)) != -1);
+	journal_close(&f->j);
+	assert_int_equal(journal_init(&f->j, f->dir, (uid_t)-1, (gid_t)-1), 0);
+	f->j.j_fd = fd;
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\"}");
+	expect_error(f, 503, "storage_unavailable", NULL);
+	assert_non_null(strstr(str(f->body, "message"),
+	    "the key could not be stored: "));
+	assert_int_equal(keystore_count(&f->ks), 1);
+	req(f, HTTP_M_PATCH, p, "{\"name\":\"changed\"}");
+	expect_error(f, 503, "storage_unavailable", NULL);
+	req(f, HTTP_M_DELETE, p, NULL);
+	expect_error(f, 503, "storage_unavailable", NULL);
+	req(f, HTTP_M_POST, path_for(p, sizeof(p), "/v1/keys/%s/regenerate",
+	    id), "{\"grace_seconds\":10}");
+	expect_error(f, 503, "storage_unavailable", NULL);
+	/* Unchanged: same record, same secret, same sequence. */
+	req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s", id), NULL);
+	assert_string_equal(f->rs.as_body, before);
+	o = verify_at(f, sec, NULL, T_NOW);
+	assert_true(json_is_true(json_object_get(o, "valid")));
+	assert_int_equal(f->ks.ks_hdr->kh_applied, applied);
+	assert_int_equal(journal_lines(f), 1);
+	/* The disk is back: the journal is reopened. */
+	close(f->j.j_fd);
+	f->j.j_fd = -1;
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+	req(f, HTTP_M_PATCH, p, "{\"name\":\"changed\"}");
+	assert_int_equal(f->rs.as_status, 200);
+	assert_int_equal(journal_lines(f), 3);
+	check_replay(f);
+	free(before);
+}
+
+/* A full store: 507 before anything is written. */
+static void
+test_full(void **state)
+{
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], p[96];
+	json_t		*h;
+
+	create(f, "{\"owner\":\"o\"}", id, NULL);
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\"}");
+	expect_error(f, 507, "key_store_full", NULL);
+	assert_string_equal(str(f->body, "message"), "the key store is full "
+	    "(max_keys 3); delete keys or raise max_keys");
+	assert_int_equal(journal_lines(f), 3);
+	h = req(f, HTTP_M_GET, "/v1/health", NULL);
+	assert_int_equal(json_integer_value(json_object_get(h, "keys")), 3);
+	assert_int_equal(json_integer_value(json_object_get(h, "max_keys")), 3);
+	req(f, HTTP_M_DELETE, path_for(p, sizeof(p), "/v1/keys/%s", id), NULL);
+	assert_int_equal(f->rs.as_status, 204);
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+	check_replay(f);
+}
+
+/* A slot left mid-write (its writer died): 503 key_store_busy. */
+static void
+test_busy_slot(void **state)
+{
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], p[96];
+	struct ks_key	 k;
+	uint32_t	 slot;
+
+	create(f, "{\"owner\":\"o\"}", id, sec);
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	f->ks.ks_slots[slot].s_seq++;
+	req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s", id), NULL);
+	expect_error(f, 503, "key_store_busy", NULL);
+	req(f, HTTP_M_POST, "/v1/verify", "{\"key\":\"x\"}");
+	req(f, HTTP_M_POST, "/v1/verify", "{\"key\":\"live_AAAAAAAAAAAAAAAAAAA"
+	    "AAAAAAAAAAAAA\"}");
+	assert_true(f->rs.as_status == 200 || f->rs.as_status == 503);
+	verify_at(f, "", NULL, T_NOW);
+	f->ks.ks_slots[slot].s_seq++;
+	req(f, HTTP_M_GET, p, NULL);
+	assert_int_equal(f->rs.as_status, 200);
+}
+
+/*
+ * The writer lock held by another process past ADMIN_LOCK_TIMEOUT: 503
+ * key_store_busy and nothing written.  (This test waits for the timeout,
+ * 5 s, inside keystore_lock.)
+ */
+static void
+test_busy_lock(void **state)
+{
+	struct fx	*f = *state;
+
+	f->ks.ks_hdr->kh_lock = (int32_t)getpid() + 1;
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\"}");
+	expect_error(f, 503, "key_store_busy", NULL);
+	assert_int_equal(keystore_count(&f->ks), 0);
+	assert_int_equal(journal_lines(f), 0);
+	f->ks.ks_hdr->kh_lock = 0;
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(name)	cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
+		T(test_openapi_document),
+		T(test_schema_walker),
+		T(test_health),
+		T(test_auth),
+		T(test_routing),
+		T(test_create_defaults),
+		T(test_create_full),
+		T(test_create_invalid),
+		T(test_bad_json),
+		T(test_times),
+		T(test_list),
+		T(test_list_invalid),
+		T(test_patch),
+		T(test_patch_invalid),
+		T(test_delete),
+		T(test_regenerate),
+		T(test_regenerate_grace),
+		T(test_regenerate_invalid),
+		T(test_usage),
+		T(test_verify),
+		T(test_storage_unavailable),
+		cmocka_unit_test_setup_teardown(test_full, fx_setup_tiny,
+		    fx_teardown),
+		T(test_busy_slot),
+		T(test_busy_lock),
+#undef T
+	};
+	json_error_t	 je;
+
+	if ((doc = json_loads(admin_openapi_json, 0, &je)) == NULL) {
+		fprintf(stderr, "admin_openapi_json: line %d: %s\n", je.line,
+		    je.text);
+		return (1);
+	}
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
