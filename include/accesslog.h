@@ -2,7 +2,7 @@
  * Access log: one JSON object per line, written with one write(2) to a
  * file opened O_APPEND, so lines from several workers never interleave.
  * Only the path is logged, never the query string or a header: either may
- * carry a credential.
+ * carry a credential.  A request made with a known key logs its public id.
  */
 #ifndef KEYGATE_ACCESSLOG_H
 #define KEYGATE_ACCESSLOG_H
@@ -23,6 +23,7 @@ struct accesslog_entry {
 	int64_t		 ae_duration_us;
 	const char	*ae_reqid;
 	size_t		 ae_reqidlen;
+	const char	*ae_key;	/* key id ([A-Za-z0-9_] only), "" or NULL */
 };
 
 struct accesslog;

@@ -125,6 +125,13 @@ int		 config_read_token(const char *, char *, size_t, char *, size_t);
 
 #define CONFIG_TOKEN_MAX	1024
 
+/*
+ * Every address to bind: c_listen[0 .. c_nlisten), then the admin address
+ * when the admin API is enabled (index c_nlisten).
+ */
+size_t		 config_nlisten(const struct config *);
+const struct listen_addr *config_listen(const struct config *, size_t);
+
 /* Upstream by name, or NULL. */
 struct upstream	*config_upstream(const struct config *, const char *);
 

@@ -15,12 +15,17 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "admin.h"
 #include "forward.h"
 #include "http.h"
+#include "journal.h"
+#include "keystore.h"
 #include "shm.h"
 
 #define SERVER_MAX_OUTPUT	(256 * 1024)	/* pause the producer past this */
 #define SERVER_MAX_LISTENERS	16
+#define CONN_EXTRA_MAX		768	/* extra response header bytes */
+#define CONN_IDENT_MAX		768	/* identity header bytes */
 
 struct upconn;
 struct upool;
@@ -59,6 +64,8 @@ struct conn {
 	char			 c_client[INET6_ADDRSTRLEN];
 
 	struct http_msg		 c_msg;
+	int			 c_admin;	/* accepted on the admin listener */
+	struct conn_admin	*c_adm;		/* admin request awaiting its body */
 
 	/* The request being served. */
 	int64_t			 c_start_us;
@@ -80,6 +87,11 @@ struct conn {
 	char			 c_method[32];
 	char			 c_path[1536];
 	char			 c_reqid[FORWARD_REQID_MAX + 1];
+	size_t			 c_extralen;	/* extra response headers, */
+	char			 c_extra[CONN_EXTRA_MAX];	/* CRLF-ended */
+	size_t			 c_identlen;	/* identity headers for the */
+	char			 c_ident[CONN_IDENT_MAX];	/* upstream */
+	char			 c_keyid[KS_ID_LEN + 4];	/* for the log */
 };
 
 struct worker {
@@ -90,6 +102,10 @@ struct worker {
 	size_t			 w_scanmax;
 	struct evconnlistener	*w_listeners[SERVER_MAX_LISTENERS];
 	size_t			 w_nlisteners;
+	struct evconnlistener	*w_admin_listener;	/* one of w_listeners */
+	struct keystore		 w_ks;
+	struct journal		 w_journal;
+	struct admin_env	 w_admin;
 	int			 w_accepting;
 	struct accesslog	*w_alog;
 	struct shm_worker	*w_stats;

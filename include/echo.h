@@ -2,7 +2,7 @@
  * The built-in "echo" upstream: it answers 200 with a JSON object saying
  * what a real upstream would have received: method, path, query, the
  * headers keygate would forward (X-Forwarded-For, X-Forwarded-Proto,
- * X-Request-Id and, later, the identity headers included), and the size of
+ * X-Request-Id and the identity headers included), and the size of
  * the body.
  */
 #ifndef KEYGATE_ECHO_H
@@ -18,11 +18,13 @@ struct evbuffer;
 /*
  * Append the JSON object up to (not including) the body size to out: the
  * body is only known once it has been read, and msg only lives until then.
- * Arguments: client address, request id, and whether credentials are
- * forwarded (forward_credentials).
+ * Arguments: client address, request id, the API key header to drop with
+ * Authorization (NULL: forward_credentials on, keep both), and the
+ * identity headers keygate adds
+ * ("Name: value\r\n" lines, see auth_identity_headers()).
  */
 int	 echo_begin(struct evbuffer *, const struct http_msg *, const char *,
-	    const char *, size_t, int);
+	    const char *, size_t, const char *, const char *, size_t);
 
 /* Append the body size and close the object. */
 int	 echo_finish(struct evbuffer *, uint64_t);

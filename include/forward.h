@@ -9,7 +9,8 @@
  * X-Forwarded-For / X-Forwarded-Proto / X-Request-Id headers, which are
  * written anew by the caller (X-Forwarded-For with the client appended),
  * Expect (keygate answers 100-continue itself), and the credentials
- * (Authorization, X-API-KEY) unless forward_credentials is on.  Responses
+ * (Authorization and the api_key_header, X-API-KEY by default) unless
+ * forward_credentials is on.  Responses
  * lose only their hop-by-hop headers.
  */
 #ifndef KEYGATE_FORWARD_H
@@ -21,9 +22,13 @@
 
 #define FORWARD_REQID_MAX	128	/* longest X-Request-Id kept from a client */
 
-/* Should request header h of msg be forwarded (creds: credentials too)? */
+/*
+ * Should request header h of msg be forwarded?  The last argument is the
+ * lower-case API key header name, dropped with Authorization; NULL keeps
+ * both (forward_credentials on).
+ */
 int	 forward_keep_header(const struct http_msg *, const struct http_header *,
-	    int);
+	    const char *);
 
 /* Should response header h of msg reach the client as it is? */
 int	 forward_keep_response_header(const struct http_msg *,

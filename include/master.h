@@ -11,6 +11,7 @@
 
 struct config;
 struct listen_addr;
+struct shm_header;
 
 #define MASTER_MAX_LISTEN	16
 
@@ -29,7 +30,15 @@ int	 master_bind(const struct listen_addr *, char *, size_t);
 /* Create log files a worker must be able to reopen as the configured user. */
 int	 master_prepare_logs(const struct config *, char *, size_t);
 
-/* Run with conf and its bound listeners until stopped; exit status. */
-int	 master_run(struct master_opts *, struct config *, int *, size_t);
+/* Load the key store from state_dir into the segment; 0, or -1 with err. */
+int	 master_keys_load(const struct config *, struct shm_header *, char *,
+	    size_t);
+
+/*
+ * Run with conf, its bound listeners (config_nlisten() of them) and the
+ * segment until stopped; exit status.
+ */
+int	 master_run(struct master_opts *, struct config *, int *, size_t,
+	    struct shm_header *);
 
 #endif /* KEYGATE_MASTER_H */

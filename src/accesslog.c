@@ -78,7 +78,7 @@ accesslog_format(char *buf, size_t len, const struct accesslog_entry *e)
 {
 	char	 ts[40];
 	size_t	 off;
-	int	 n;
+	int	 n, key = e->ae_key != NULL && e->ae_key[0] != '\0';
 
 	util_rfc3339_ms(ts, sizeof(ts), e->ae_time_ms);
 	n = snprintf(buf, len, "{\"time\":\"%s\",\"pid\":%ld,\"client\":\"%s\","
@@ -101,9 +101,11 @@ accesslog_format(char *buf, size_t len, const struct accesslog_entry *e)
 		return (0);
 	off += (size_t)n;
 	n = snprintf(buf + off, len - off, ",\"status\":%d,\"bytes\":%" PRIu64
-	    ",\"duration_us\":%" PRId64 ",\"request_id\":\"%.*s\"}\n",
+	    ",\"duration_us\":%" PRId64 ",\"request_id\":\"%.*s\","
+	    "\"key_id\":%s%s%s}\n",
 	    e->ae_status, e->ae_bytes, e->ae_duration_us,
-	    (int)e->ae_reqidlen, e->ae_reqid);
+	    (int)e->ae_reqidlen, e->ae_reqid, key ? "\"" : "",
+	    key ? e->ae_key : "null", key ? "\"" : "");
 	if (n < 0 || (size_t)n >= len - off)
 		return (0);
 	return (off + (size_t)n);

@@ -1388,6 +1388,20 @@ config_free(struct config *c)
 	free(c);
 }
 
+/* Number of addresses to bind, the admin API's included. */
+size_t
+config_nlisten(const struct config *c)
+{
+	return (c->c_nlisten + (c->c_admin ? 1 : 0));
+}
+
+/* Address i of config_nlisten(): a gateway listener, or the admin one last. */
+const struct listen_addr *
+config_listen(const struct config *c, size_t i)
+{
+	return (i < c->c_nlisten ? &c->c_listen[i] : &c->c_admin_listen);
+}
+
 /* Upstream called name, or NULL. */
 struct upstream *
 config_upstream(const struct config *c, const char *name)

@@ -104,10 +104,32 @@ echo_seen(const struct http_msg *msg, size_t i)
 	return (0);
 }
 
+/* The identity headers ("Name: value\r\n" lines) as JSON members. */
+static void
+echo_ident(struct echo_out *eo, const char *p, size_t len)
+{
+	const char	*end = p + len, *colon, *eol;
+
+	while (p < end) {
+		if ((eol = memchr(p, '\r', (size_t)(end - p))) == NULL)
+			eol = end;
+		if ((colon = memchr(p, ':', (size_t)(eol - p))) != NULL) {
+			ECHO_LIT(eo, ",\"");
+			echo_str(eo, p, (size_t)(colon - p), 1);
+			ECHO_LIT(eo, "\":\"");
+			colon += colon + 1 < eol && colon[1] == ' ' ? 2 : 1;
+			echo_str(eo, colon, (size_t)(eol - colon), 0);
+			ECHO_LIT(eo, "\"");
+		}
+		p = eol + 2;
+	}
+}
+
 /* Emit the forwarded headers as a JSON object. */
 static void
 echo_headers(struct echo_out *eo, const struct http_msg *msg,
-    const char *client, const char *reqid, size_t reqidlen, int creds)
+    const char *client, const char *reqid, size_t reqidlen, const char *strip,
+    const char *ident, size_t identlen)
 {
 	const struct http_header	*h, *xff;
 	size_t				 i;
@@ -115,7 +137,7 @@ echo_headers(struct echo_out *eo, const struct http_msg *msg,
 	ECHO_LIT(eo, "{");
 	for (i = 0; i < msg->hm_nheaders; i++) {
 		h = &msg->hm_headers[i];
-		if (!forward_keep_header(msg, h, creds) || echo_seen(msg, i))
+		if (!forward_keep_header(msg, h, strip) || echo_seen(msg, i))
 			continue;
 		ECHO_LIT(eo, "\"");
 		echo_str(eo, h->h_name, h->h_namelen, 1);
@@ -131,13 +153,16 @@ echo_headers(struct echo_out *eo, const struct http_msg *msg,
 	echo_str(eo, client, strlen(client), 0);
 	ECHO_LIT(eo, "\",\"x-forwarded-proto\":\"http\",\"x-request-id\":\"");
 	echo_str(eo, reqid, reqidlen, 0);
-	ECHO_LIT(eo, "\"}");
+	ECHO_LIT(eo, "\"");
+	echo_ident(eo, ident, identlen);
+	ECHO_LIT(eo, "}");
 }
 
 /* Append the echo object for msg, all but the body size. */
 int
 echo_begin(struct evbuffer *out, const struct http_msg *msg,
-    const char *client, const char *reqid, size_t reqidlen, int creds)
+    const char *client, const char *reqid, size_t reqidlen, const char *strip,
+    const char *ident, size_t identlen)
 {
 	struct echo_out	 eo;
 
@@ -154,7 +179,8 @@ echo_begin(struct evbuffer *out, const struct http_msg *msg,
 		ECHO_LIT(&eo, "\",\"headers\":");
 	} else
 		ECHO_LIT(&eo, "\",\"query\":null,\"headers\":");
-	echo_headers(&eo, msg, client, reqid, reqidlen, creds);
+	echo_headers(&eo, msg, client, reqid, reqidlen, strip, ident,
+	    identlen);
 	echo_flush(&eo);
 	return (eo.eo_error ? -1 : 0);
 }

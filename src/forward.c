@@ -19,10 +19,6 @@ static const char *const forward_own[] = {
 	"x-forwarded-for", "x-forwarded-proto", "x-request-id", "expect", NULL
 };
 
-/* Credentials: kept from the upstream unless forward_credentials is on. */
-static const char *const forward_creds[] = {
-	"authorization", "x-api-key", NULL
-};
 
 /* Is the header's name in the NULL-terminated list? */
 static int
@@ -80,13 +76,20 @@ forward_is_hop(const struct http_msg *msg, const struct http_header *h)
 	return (0);
 }
 
-/* Should request header h be forwarded as it is? */
+/*
+ * Should request header h be forwarded as it is?  keyhdr names the API key
+ * header (lower case); it and Authorization are credentials, dropped unless
+ * keyhdr is NULL (forward_credentials on).
+ */
 int
 forward_keep_header(const struct http_msg *msg, const struct http_header *h,
-    int creds)
+    const char *keyhdr)
 {
-	return (!forward_is_hop(msg, h) && !forward_listed(h, forward_own) &&
-	    (creds || !forward_listed(h, forward_creds)));
+	if (forward_is_hop(msg, h) || forward_listed(h, forward_own))
+		return (0);
+	return (keyhdr == NULL ||
+	    (!http_strcaseeq(h->h_name, h->h_namelen, "authorization") &&
+	    !http_strcaseeq(h->h_name, h->h_namelen, keyhdr)));
 }
 
 /* Should response header h be passed to the client as it is? */

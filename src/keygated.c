@@ -22,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "shm.h"
 #include "util.h"
 
 #ifndef KEYGATE_SYSCONFDIR
@@ -146,6 +147,7 @@ main(int argc, char *argv[])
 {
 	struct master_opts	 opts;
 	struct config		*conf;
+	struct shm_header	*shm;
 	const char		*path = KEYGATE_DEFAULT_CONFIG;
 	char			*abspath, *pidfile, *startdir;
 	char			 err[CONFIG_ERRLEN];
@@ -182,7 +184,7 @@ main(int argc, char *argv[])
 		config_free(conf);
 		return (0);
 	}
-	if (conf->c_nlisten > MASTER_MAX_LISTEN) {
+	if (config_nlisten(conf) > MASTER_MAX_LISTEN) {
 		fprintf(stderr, "keygated: too many listen directives\n");
 		return (1);
 	}
@@ -194,12 +196,21 @@ main(int argc, char *argv[])
 		fprintf(stderr, "keygated: %s\n", err);
 		return (1);
 	}
-	for (i = 0; i < conf->c_nlisten; i++) {
-		if ((lfds[i] = master_bind(&conf->c_listen[i], err,
+	for (i = 0; i < config_nlisten(conf); i++) {
+		if ((lfds[i] = master_bind(config_listen(conf, i), err,
 		    sizeof(err))) == -1) {
 			fprintf(stderr, "keygated: %s\n", err);
 			return (1);
 		}
+	}
+	if ((shm = shm_create(conf->c_max_keys)) == NULL) {
+		fprintf(stderr, "keygated: cannot map the shared memory segment "
+		    "for max_keys %u: %s\n", conf->c_max_keys, strerror(errno));
+		return (1);
+	}
+	if (master_keys_load(conf, shm, err, sizeof(err)) == -1) {
+		fprintf(stderr, "keygated: %s\n", err);
+		return (1);
 	}
 	if (master_prepare_logs(conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "keygated: %s\n", err);
@@ -222,7 +233,7 @@ main(int argc, char *argv[])
 	opts.mo_readyfd = foreground ? -1 : daemonize();
 	pidfile_write(opts.mo_pidfd);
 	opts.mo_why[0] = '\0';
-	ch = master_run(&opts, conf, lfds, conf->c_nlisten);
+	ch = master_run(&opts, conf, lfds, config_nlisten(conf), shm);
 	unlink(pidfile);
 	close(opts.mo_pidfd);
 	/* A failed first start: the parent in daemonize() says why, and exits. */

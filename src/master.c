@@ -31,6 +31,8 @@
 #include "log.h"
 #include "master.h"
 #include "server.h"
+#include "journal.h"
+#include "keystore.h"
 #include "shm.h"
 #include "util.h"
 
@@ -41,6 +43,7 @@
 #define MASTER_NSIGS		6
 #define MASTER_READY_MS		10000	/* new workers must be serving by then */
 #define MASTER_CONFIRM_MS	50	/* how often to look whether they are */
+#define MASTER_USAGE_MS		10000	/* how often usage counters are saved */
 
 /* Which children master_signal_children() signals. */
 #define MASTER_ALL		0
@@ -63,6 +66,9 @@ struct master {
 	int			 m_lfds[MASTER_MAX_LISTEN];
 	size_t			 m_nlfds;
 	struct shm_header	*m_shm;
+	struct keystore		 m_ks;
+	struct journal		 m_journal;
+	int64_t			 m_usage_ms;	/* usage last saved */
 	uint32_t		 m_gen;		/* generation of new workers */
 	uint32_t		 m_gencount;	/* last generation handed out */
 	struct child		 m_children[SHM_SLOTS];
@@ -163,6 +169,111 @@ master_prepare_logs(const struct config *conf, char *err, size_t errlen)
 	    master_prepare_file(conf->c_error_log, conf, err, errlen) == -1)
 		return (-1);
 	return (0);
+}
+
+/* The uid and gid files in state_dir should belong to (-1: unchanged). */
+static void
+master_owner(const struct config *conf, uid_t *uid, gid_t *gid)
+{
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (conf->c_user != NULL && geteuid() == 0) {
+		*uid = conf->c_uid;
+		*gid = conf->c_gid;
+	}
+}
+
+/*
+ * Start-up: load keys.snapshot and keys.journal into the segment's key
+ * store, then the usage counters, then compact (so the journal starts
+ * empty and a torn line found now is gone).  Any damage other than a torn
+ * last line stops the start with the file and line.
+ */
+int
+master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
+    size_t errlen)
+{
+	struct keystore	 ks;
+	struct journal	 j;
+	char		 why[CONFIG_ERRLEN];
+	uid_t		 uid;
+	gid_t		 gid;
+	int		 rc = -1;
+
+	master_owner(conf, &uid, &gid);
+	shm_keystore(shm, &ks);
+	if (journal_init(&j, conf->c_state_dir, uid, gid) == -1) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	if (keystore_lock(&ks, getpid(), 0) != KS_OK) {
+		snprintf(err, errlen, "the key store is locked");
+		goto done;
+	}
+	if (journal_load(&j, &ks, err, errlen) == -1)
+		goto unlock;
+	if (journal_load_usage(&j, &ks, why, sizeof(why)) == -1)
+		log_warnx("usage counters not restored: %s", why);
+	if (journal_compact(&j, &ks, why, sizeof(why)) == -1)
+		log_warnx("key store compaction failed: %s", why);
+	log_info("key store: %u keys (max_keys %u)", keystore_count(&ks),
+	    conf->c_max_keys);
+	rc = 0;
+unlock:
+	keystore_unlock(&ks, getpid());
+done:
+	journal_close(&j);
+	return (rc);
+}
+
+/*
+ * A worker died holding the key store lock (kill -9 in the middle of an
+ * admin write): undo its half-made change, then apply the journal lines it
+ * or anyone wrote but memory has not seen, so memory and disk agree again.
+ */
+static void
+master_keys_repair(struct master *m, pid_t pid)
+{
+	char	 err[CONFIG_ERRLEN];
+
+	if (!keystore_repair(&m->m_ks, pid, getpid()))
+		return;
+	if (journal_replay_tail(&m->m_journal, &m->m_ks, err,
+	    sizeof(err)) == -1)
+		log_warnx("worker %ld died during a key store write; the "
+		    "journal could not be replayed: %s", (long)pid, err);
+	else
+		log_warnx("worker %ld died during a key store write; the key "
+		    "store was repaired", (long)pid);
+	keystore_unlock(&m->m_ks, getpid());
+}
+
+/*
+ * Once a second: compact the journal when it has grown past the snapshot
+ * (only if no admin write holds the lock right now: the next tick tries
+ * again), and save the usage counters every MASTER_USAGE_MS.
+ */
+static void
+master_keys_tick(struct master *m, int64_t now)
+{
+	char	 err[CONFIG_ERRLEN];
+	off_t	 size;
+
+	size = journal_size(&m->m_journal);
+	if (size >= JOURNAL_COMPACT_MIN &&
+	    size > journal_snapshot_size(&m->m_journal) &&
+	    keystore_lock(&m->m_ks, getpid(), 0) == KS_OK) {
+		if (journal_compact(&m->m_journal, &m->m_ks, err,
+		    sizeof(err)) == -1)
+			log_warnx("key store compaction failed: %s", err);
+		keystore_unlock(&m->m_ks, getpid());
+	}
+	if (now - m->m_usage_ms >= MASTER_USAGE_MS) {
+		m->m_usage_ms = now;
+		if (journal_save_usage(&m->m_journal, &m->m_ks, err,
+		    sizeof(err)) == -1)
+			log_warnx("usage counters not saved: %s", err);
+	}
 }
 
 /* In a new child: drop the master's event machinery without touching it. */
@@ -330,6 +441,7 @@ master_reaped(struct master *m, struct child *ch, int status)
 	}
 	shm_worker_detach(m->m_shm, ch->ch_pid);
 	master_report(m, ch, status, requests);
+	master_keys_repair(m, ch->ch_pid);
 	if (ready && ch->ch_gen == m->m_gen)
 		m->m_proven = 1;
 	ch->ch_pid = 0;
@@ -430,6 +542,7 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 			ch->ch_deadline_ms = INT64_MAX;
 		}
 	}
+	master_keys_tick(m, now);
 }
 
 /* Listeners for a new configuration, reusing the sockets already bound. */
@@ -440,11 +553,11 @@ master_relisten(struct master *m, const struct config *conf, int *lfds,
 	const struct listen_addr	*la, *old;
 	size_t				 i, j;
 
-	for (i = 0; i < conf->c_nlisten; i++) {
-		la = &conf->c_listen[i];
+	for (i = 0; i < config_nlisten(conf); i++) {
+		la = config_listen(conf, i);
 		lfds[i] = -1;
 		for (j = 0; j < m->m_nlfds; j++) {
-			old = &m->m_conf->c_listen[j];
+			old = config_listen(m->m_conf, j);
 			if (old->la_sslen == la->la_sslen &&
 			    memcmp(&old->la_ss, &la->la_ss, la->la_sslen) == 0)
 				lfds[i] = m->m_lfds[j];
@@ -660,10 +773,10 @@ master_reload(struct master *m)
 		    "%s", err);
 		return;
 	}
-	if (conf->c_nlisten > MASTER_MAX_LISTEN ||
+	if (config_nlisten(conf) > MASTER_MAX_LISTEN ||
 	    master_relisten(m, conf, lfds, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running configuration: "
-		    "%s", conf->c_nlisten > MASTER_MAX_LISTEN ?
+		    "%s", config_nlisten(conf) > MASTER_MAX_LISTEN ?
 		    "too many listen directives" : err);
 		config_free(conf);
 		return;
@@ -671,19 +784,23 @@ master_reload(struct master *m)
 	if (master_prepare_logs(conf, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", err);
-		master_close_unshared(lfds, conf->c_nlisten, m->m_lfds,
+		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,
 		    m->m_nlfds);
 		config_free(conf);
 		return;
 	}
 	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
+	if (strcmp(m->m_conf->c_state_dir, conf->c_state_dir) != 0 ||
+	    m->m_shm->sh_max_keys != conf->c_max_keys)
+		log_warnx("state_dir and max_keys changes take effect at the "
+		    "next restart; the key store is kept as it is");
 	m->m_prev_conf = m->m_conf;
 	m->m_prev_gen = m->m_gen;
 	memcpy(m->m_prev_lfds, m->m_lfds, m->m_nlfds * sizeof(int));
 	m->m_prev_nlfds = m->m_nlfds;
-	memcpy(m->m_lfds, lfds, conf->c_nlisten * sizeof(int));
-	m->m_nlfds = conf->c_nlisten;
+	memcpy(m->m_lfds, lfds, config_nlisten(conf) * sizeof(int));
+	m->m_nlfds = config_nlisten(conf);
 	m->m_conf = conf;
 	m->m_gen = ++m->m_gencount;
 	m->m_backoff_ms = 0;
@@ -750,10 +867,13 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 /* Set up the loop, start the workers and run until stopped. */
 int
 master_run(struct master_opts *opts, struct config *conf, int *lfds,
-    size_t nlfds)
+    size_t nlfds, struct shm_header *shm)
 {
 	static struct master	 m;	/* static: reachable from workers too */
 	struct timeval		 one = { 1, 0 };
+	char			 err[CONFIG_ERRLEN];
+	uid_t			 uid;
+	gid_t			 gid;
 	int			 i;
 
 	memset(&m, 0, sizeof(m));
@@ -763,8 +883,12 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	m.m_nlfds = nlfds;
 	log_setprefix("master");
 	signal(SIGPIPE, SIG_IGN);
-	if ((m.m_shm = shm_create()) == NULL)
-		fatal("cannot create the shared memory segment");
+	m.m_shm = shm;
+	shm_keystore(shm, &m.m_ks);
+	master_owner(conf, &uid, &gid);
+	if (journal_init(&m.m_journal, conf->c_state_dir, uid, gid) == -1)
+		fatalx("out of memory");
+	m.m_usage_ms = util_now_ms();
 	if ((m.m_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	for (i = 0; i < MASTER_NSIGS; i++) {
@@ -792,6 +916,9 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	event_base_free(m.m_base);
 	for (i = 0; i < (int)m.m_nlfds; i++)
 		close(m.m_lfds[i]);
+	if (journal_save_usage(&m.m_journal, &m.m_ks, err, sizeof(err)) == -1)
+		log_warnx("usage counters not saved: %s", err);
+	journal_close(&m.m_journal);
 	shm_destroy(m.m_shm);
 	if (m.m_prev_conf != NULL) {
 		master_close_unshared(m.m_prev_lfds, m.m_prev_nlfds, m.m_lfds,

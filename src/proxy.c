@@ -336,7 +336,8 @@ proxy_field(struct evbuffer *out, const char *name, size_t namelen,
  * The request head for the upstream: origin-form target, the end-to-end
  * headers the forwarding policy keeps (forward.c), a Host if the client
  * sent none, X-Forwarded-For with the client appended, X-Forwarded-Proto,
- * X-Request-Id, and the body's framing.
+ * X-Request-Id, the caller's identity (X-Consumer-Id and the rest, from
+ * auth.c), and the body's framing.
  */
 static void
 proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
@@ -346,7 +347,9 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 	const char			*hostport;
 	size_t				 i, n;
 	char				 num[24];
-	int				 creds = c->c_w->w_conf->c_forward_credentials;
+	const struct config		*conf = c->c_w->w_conf;
+	const char			*strip = conf->c_forward_credentials ?
+					    NULL : conf->c_api_key_header;
 	int				 host = 0, absolute;
 
 	evbuffer_add(out, m->hm_method, m->hm_methodlen);
@@ -365,7 +368,7 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 	absolute = m->hm_targetlen == 0 || m->hm_target[0] != '/';
 	for (i = 0; i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
-		if (!forward_keep_header(m, h, creds) ||
+		if (!forward_keep_header(m, h, strip) ||
 		    http_strcaseeq(h->h_name, h->h_namelen, "content-length"))
 			continue;
 		if (http_strcaseeq(h->h_name, h->h_namelen, "host")) {
@@ -401,6 +404,7 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 	evbuffer_add(out, c->c_client, strlen(c->c_client));
 	evbuffer_add(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
 	proxy_field(out, "X-Request-Id", 12, c->c_reqid, c->c_reqidlen);
+	evbuffer_add(out, c->c_ident, c->c_identlen);	/* auth.c, CRLF-ended */
 	if (c->c_body == HTTP_BODY_CHUNKED)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 	evbuffer_add(out, "\r\n", 2);

@@ -49,11 +49,15 @@
 #include <openssl/rand.h>
 
 #include "accesslog.h"
+#include "admin.h"
+#include "auth.h"
 #include "config.h"
 #include "conn.h"
 #include "echo.h"
 #include "forward.h"
 #include "http.h"
+#include "journal.h"
+#include "keystore.h"
 #include "log.h"
 #include "proxy.h"
 #include "route.h"
@@ -66,7 +70,15 @@
 #define SERVER_STOP_IDLE_MS	1000		/* idle keep-alive grace when stopping */
 #define SERVER_READ_SIZE	16384		/* bytes asked of one recv() */
 
+/* An admin request whose body is being read (the header is gone by then). */
+struct conn_admin {
+	int	 ca_mbit;
+	char	*ca_target;	/* path and query */
+	char	*ca_auth;	/* Authorization value, or NULL */
+};
+
 static void	 server_stop(struct worker *);
+static void	 conn_admin_free(struct conn *);
 
 /* splitmix64: a cheap, well-mixed 64-bit step for request ids. */
 static uint64_t
@@ -117,7 +129,7 @@ static void
 conn_head(struct conn *c, int status, uint64_t clen)
 {
 	struct worker	*w = c->c_w;
-	char		 buf[512], *p = buf;
+	char		 buf[1024 + CONN_EXTRA_MAX], *p = buf;
 	const char	*reason = http_reason(status);
 	size_t		 len = strlen(reason);
 
@@ -155,8 +167,12 @@ conn_head(struct conn *c, int status, uint64_t clen)
 		memcpy(p, "\r\nConnection: keep-alive", 24);
 		p += 24;
 	}
-	memcpy(p, "\r\n\r\n", 4);
-	p += 4;
+	memcpy(p, "\r\n", 2);
+	p += 2;
+	memcpy(p, c->c_extra, c->c_extralen);
+	p += c->c_extralen;
+	memcpy(p, "\r\n", 2);
+	p += 2;
 	evbuffer_add(c->c_out, buf, (size_t)(p - buf));
 }
 
@@ -185,6 +201,7 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	e.ae_duration_us = util_mono_us() - c->c_start_us;
 	e.ae_reqid = c->c_reqid;
 	e.ae_reqidlen = c->c_reqidlen;
+	e.ae_key = c->c_keyid;
 	accesslog_write(w->w_alog, &e);
 }
 
@@ -274,6 +291,7 @@ conn_fail(struct conn *c, int status, const char *cause)
 		conn_new_reqid(c);
 	if (c->c_pending != NULL)
 		evbuffer_drain(c->c_pending, evbuffer_get_length(c->c_pending));
+	conn_admin_free(c);
 	conn_refuse(c, status, code, cause);
 	c->c_state = CONN_CLOSING;
 	conn_timer(c, c->c_w->w_tv_send);
@@ -379,7 +397,8 @@ conn_serve(struct conn *c, const struct route *r)
 		return;
 	}
 	echo_begin(c->c_pending, &c->c_msg, c->c_client, c->c_reqid,
-	    c->c_reqidlen, w->w_conf->c_forward_credentials);
+	    c->c_reqidlen, w->w_conf->c_forward_credentials ? NULL :
+	    w->w_conf->c_api_key_header, c->c_ident, c->c_identlen);
 	evbuffer_drain(in, c->c_msg.hm_hdrlen);
 	if (c->c_body == HTTP_BODY_NONE) {
 		conn_echo_respond(c);
@@ -393,16 +412,163 @@ conn_serve(struct conn *c, const struct route *r)
 	conn_timer(c, w->w_tv_body);
 }
 
-/* Does the route let a request through (for now: is anonymous listed)? */
+/*
+ * Authenticate the request for route r (auth.c).  Allowed: the identity
+ * headers for the upstream are kept in c_ident and 1 is returned.  Refused:
+ * the refusal is queued (with WWW-Authenticate for a 401) and 0 returned.
+ * The key id, never the secret, is kept for the access log either way.
+ */
 static int
-server_route_open(const struct route *r)
+conn_authorize(struct conn *c, const struct route *r)
 {
-	int	 i;
+	struct worker		*w = c->c_w;
+	struct auth_result	 ar;
+	int			 n;
 
-	for (i = 0; i < r->r_nauth; i++)
-		if (r->r_auth[i] == ROUTE_AUTH_ANONYMOUS)
+	auth_check(r, &c->c_msg, &w->w_ks, w->w_conf->c_api_key_header,
+	    c->c_start_ms, &ar);
+	if (ar.ar_found)
+		memcpy(c->c_keyid, ar.ar_key.k_id, sizeof(c->c_keyid));
+	if (ar.ar_status == 0) {
+		c->c_identlen = auth_identity_headers(&ar, c->c_ident,
+		    sizeof(c->c_ident));
+		if (c->c_identlen > 0)
 			return (1);
+		conn_refuse_request(c, 500, "internal_error",
+		    "the key's identity cannot be sent in headers");
+		return (0);
+	}
+	if (ar.ar_challenge != NULL) {
+		n = snprintf(c->c_extra, sizeof(c->c_extra),
+		    "WWW-Authenticate: %s\r\n", ar.ar_challenge);
+		if (n > 0 && (size_t)n < sizeof(c->c_extra))
+			c->c_extralen = (size_t)n;
+	}
+	conn_refuse_request(c, ar.ar_status, ar.ar_code, ar.ar_message);
 	return (0);
+}
+
+/* Free the pending admin request, if any. */
+static void
+conn_admin_free(struct conn *c)
+{
+	if (c->c_adm == NULL)
+		return;
+	free(c->c_adm->ca_target);
+	free(c->c_adm->ca_auth);
+	free(c->c_adm);
+	c->c_adm = NULL;
+}
+
+/* Copy what admin_handle() needs out of the header section; -1: no memory. */
+static int
+conn_admin_begin(struct conn *c)
+{
+	const struct http_msg		*m = &c->c_msg;
+	const struct http_header	*h;
+	struct conn_admin		*ca;
+	size_t				 len;
+
+	if ((ca = c->c_adm = calloc(1, sizeof(*ca))) == NULL)
+		return (-1);
+	ca->ca_mbit = m->hm_mbit;
+	len = m->hm_pathlen + (m->hm_query != NULL ? m->hm_querylen + 1 : 0);
+	if ((ca->ca_target = malloc(len + 1)) == NULL)
+		return (-1);
+	memcpy(ca->ca_target, m->hm_path, m->hm_pathlen);
+	if (m->hm_query != NULL) {
+		ca->ca_target[m->hm_pathlen] = '?';
+		memcpy(ca->ca_target + m->hm_pathlen + 1, m->hm_query,
+		    m->hm_querylen);
+	}
+	ca->ca_target[len] = '\0';
+	if ((h = http_header_find(m, "authorization")) != NULL &&
+	    (ca->ca_auth = strndup(h->h_value, h->h_valuelen)) == NULL)
+		return (-1);
+	return (0);
+}
+
+/* Append "Name: value\r\n" to the extra response headers if it fits. */
+static void
+conn_extra(struct conn *c, const char *name, const char *value)
+{
+	size_t	 room = sizeof(c->c_extra) - c->c_extralen;
+	int	 n;
+
+	n = snprintf(c->c_extra + c->c_extralen, room, "%s: %s\r\n", name,
+	    value);
+	if (n > 0 && (size_t)n < room)
+		c->c_extralen += (size_t)n;
+}
+
+/* The whole admin request is here: answer it (admin.c). */
+static void
+conn_admin_respond(struct conn *c)
+{
+	struct conn_admin	*ca = c->c_adm;
+	struct admin_request	 aq;
+	struct admin_response	 as;
+	size_t			 before = evbuffer_get_length(c->c_out);
+	const char		*q;
+
+	memset(&aq, 0, sizeof(aq));
+	aq.aq_mbit = ca->ca_mbit;
+	aq.aq_path = ca->ca_target;
+	aq.aq_pathlen = strcspn(ca->ca_target, "?");
+	if ((q = strchr(ca->ca_target, '?')) != NULL) {
+		aq.aq_query = q + 1;
+		aq.aq_querylen = strlen(q + 1);
+	}
+	aq.aq_auth = ca->ca_auth;
+	aq.aq_authlen = ca->ca_auth != NULL ? strlen(ca->ca_auth) : 0;
+	aq.aq_bodylen = evbuffer_get_length(c->c_pending);
+	aq.aq_body = aq.aq_bodylen == 0 ? "" :
+	    (const char *)evbuffer_pullup(c->c_pending, -1);
+	aq.aq_now = util_now_ms();
+	admin_handle(&c->c_w->w_admin, &aq, &as);
+	if (as.as_allow != NULL)
+		conn_extra(c, "Allow", as.as_allow);
+	if (as.as_challenge != NULL)
+		conn_extra(c, "WWW-Authenticate", as.as_challenge);
+	conn_head(c, as.as_status, as.as_bodylen);
+	if (!c->c_head && as.as_body != NULL)
+		evbuffer_add(c->c_out, as.as_body, as.as_bodylen);
+	conn_log(c, as.as_status, evbuffer_get_length(c->c_out) - before);
+	admin_response_free(&as);
+	evbuffer_drain(c->c_pending, evbuffer_get_length(c->c_pending));
+	conn_admin_free(c);
+}
+
+/* A request on the admin listener: read its body (if any), then answer. */
+static void
+conn_admin(struct conn *c)
+{
+	struct evbuffer	*in = c->c_in;
+	size_t		 hdrlen = c->c_msg.hm_hdrlen;
+
+	if (c->c_body == HTTP_BODY_LENGTH && c->c_body_left > ADMIN_MAX_BODY) {
+		evbuffer_drain(in, hdrlen);
+		conn_fail(c, 413, "admin request bodies are limited to 64 KiB");
+		return;
+	}
+	if ((c->c_pending == NULL && (c->c_pending = evbuffer_new()) == NULL) ||
+	    conn_admin_begin(c) == -1) {
+		conn_admin_free(c);
+		evbuffer_drain(in, hdrlen);
+		conn_fail(c, 500, "out of memory");
+		return;
+	}
+	evbuffer_drain(in, hdrlen);
+	if (c->c_body == HTTP_BODY_NONE) {
+		conn_admin_respond(c);
+		conn_next(c);
+		return;
+	}
+	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
+	    evbuffer_get_length(in) == 0)
+		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	c->c_state = CONN_BODY;
+	conn_timer(c, c->c_w->w_tv_body);
 }
 
 /*
@@ -445,11 +611,12 @@ conn_verify(struct conn *c)
 		return;
 	}
 	c->c_route = r->r_index;
-	if (server_route_open(r))
+	if (conn_authorize(c, r)) {
+		/* nginx takes the identity from the 204 (auth_request_set). */
+		memcpy(c->c_extra, c->c_ident, c->c_identlen);
+		c->c_extralen = c->c_identlen;
 		conn_refuse_request(c, 204, NULL, NULL);
-	else
-		conn_refuse_request(c, 403, "forbidden",
-		    "this route does not accept requests");
+	}
 }
 
 /* A complete header section: choose the route and act on it. */
@@ -475,6 +642,10 @@ conn_dispatch(struct conn *c)
 		c->c_body = HTTP_BODY_NONE;
 	http_chunked_init(&c->c_chunked);
 
+	if (c->c_admin) {
+		conn_admin(c);
+		return;
+	}
 	if (c->c_body == HTTP_BODY_LENGTH && conf->c_max_body_size > 0 &&
 	    c->c_body_left > conf->c_max_body_size) {
 		evbuffer_drain(in, m->hm_hdrlen);
@@ -505,12 +676,10 @@ conn_dispatch(struct conn *c)
 		return;
 	}
 	c->c_route = r->r_index;
-	if (server_route_open(r)) {
+	if (conn_authorize(c, r)) {
 		conn_serve(c, r);	/* drains the header itself */
 		return;
 	}
-	conn_refuse_request(c, 403, "forbidden",
-	    "this route does not accept requests");
 	evbuffer_drain(in, m->hm_hdrlen);
 }
 
@@ -548,8 +717,19 @@ conn_consume(struct conn *c, size_t n)
 {
 	if (c->c_up != NULL && c->c_state == CONN_BODY)
 		proxy_body(c, n);
+	else if (c->c_adm != NULL && c->c_state == CONN_BODY)
+		evbuffer_remove_buffer(c->c_in, c->c_pending, n);
 	else
 		evbuffer_drain(c->c_in, n);
+}
+
+/* Payload of a chunked admin request body: keep it for admin_handle(). */
+static void
+conn_admin_chunk(void *arg, const char *data, size_t n)
+{
+	struct conn	*c = arg;
+
+	evbuffer_add(c->c_pending, data, n);
 }
 
 /* Count chunked body bytes from the input; -1 malformed, else consumed. */
@@ -557,14 +737,19 @@ static ssize_t
 conn_chunked(struct conn *c, struct evbuffer *in)
 {
 	struct evbuffer_iovec	 v[8];
+	http_data_cb		 cb = NULL;
 	ssize_t			 r, total = 0;
 	int			 i, n, proxied;
 
 	proxied = c->c_up != NULL && c->c_state == CONN_BODY;
+	if (proxied)
+		cb = proxy_body_chunk;
+	else if (c->c_adm != NULL && c->c_state == CONN_BODY)
+		cb = conn_admin_chunk;
 	n = evbuffer_peek(in, -1, NULL, v, 8);
 	for (i = 0; i < n && i < 8; i++) {
 		r = http_chunked_feed(&c->c_chunked, v[i].iov_base,
-		    v[i].iov_len, proxied ? proxy_body_chunk : NULL, c);
+		    v[i].iov_len, cb, c);
 		if (r < 0)
 			return (-1);
 		total += r;
@@ -616,7 +801,7 @@ conn_body(struct conn *c)
 			return (1);
 		}
 		limit = c->c_state == CONN_DISCARD ? SERVER_DISCARD_MAX :
-		    conf->c_max_body_size;
+		    c->c_adm != NULL ? ADMIN_MAX_BODY : conf->c_max_body_size;
 		if (limit > 0 && c->c_body_bytes > limit) {
 			conn_abandon_body(c, 413, "the request body is larger "
 			    "than max_body_size");
@@ -635,7 +820,9 @@ conn_body(struct conn *c)
 		evtimer_del(c->c_timer);
 		return (1);
 	}
-	if (c->c_state == CONN_BODY)
+	if (c->c_state == CONN_BODY && c->c_adm != NULL)
+		conn_admin_respond(c);
+	else if (c->c_state == CONN_BODY)
 		conn_echo_respond(c);
 	conn_next(c);
 	return (1);
@@ -678,6 +865,9 @@ conn_begin(struct conn *c)
 	c->c_methodlen = 0;
 	c->c_pathlen = 0;
 	c->c_reqidlen = 0;
+	c->c_extralen = 0;
+	c->c_identlen = 0;
+	c->c_keyid[0] = '\0';
 	http_msg_init(&c->c_msg);
 	conn_timer(c, c->c_w->w_tv_header);
 }
@@ -933,6 +1123,7 @@ conn_free(struct conn *c)
 	close(c->c_fd);
 	if (c->c_pending != NULL)
 		evbuffer_free(c->c_pending);
+	conn_admin_free(c);
 	free(c);
 	if (w->w_stopping) {
 		if (w->w_nconns == 0)
@@ -1004,6 +1195,7 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	    sizeof(c->c_client)) == NULL)
 		snprintf(c->c_client, sizeof(c->c_client), "unknown");
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->c_admin = l == w->w_admin_listener;
 	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
 	w->w_nconns++;
 	SHM_ADD(&w->w_stats->sw_accepted, 1);
@@ -1130,6 +1322,31 @@ server_common_timeout(struct worker *w, int ms)
 	return (event_base_init_common_timeout(w->w_base, &tv));
 }
 
+/*
+ * The key store in the shared segment, and what the admin API needs: the
+ * journal (opened on the first write, as the worker's user) and the token.
+ */
+static int
+server_keys_setup(struct worker *w)
+{
+	struct config		*conf = w->w_conf;
+	struct admin_env	*ae = &w->w_admin;
+
+	shm_keystore(w->w_env->se_shm, &w->w_ks);
+	if (journal_init(&w->w_journal, conf->c_state_dir, (uid_t)-1,
+	    (gid_t)-1) == -1)
+		return (-1);
+	ae->ae_ks = &w->w_ks;
+	ae->ae_journal = &w->w_journal;
+	ae->ae_pid = getpid();
+	ae->ae_token_digest = conf->c_admin ? conf->c_admin_token_digest : NULL;
+	ae->ae_rate[0] = 20;
+	ae->ae_rate[1] = 200;
+	ae->ae_rate[2] = 1000;
+	ae->ae_version = PACKAGE_VERSION;
+	return (0);
+}
+
 /* Create the loop, timers, signals and listeners. */
 static int
 server_setup(struct worker *w)
@@ -1167,6 +1384,8 @@ server_setup(struct worker *w)
 		return (-1);
 	if (proxy_init(w) == -1)
 		return (-1);
+	if (server_keys_setup(w) == -1)
+		return (-1);
 	if (conf->c_access_log != NULL && (w->w_alog =
 	    accesslog_open(conf->c_access_log, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
@@ -1181,6 +1400,8 @@ server_setup(struct worker *w)
 		evconnlistener_set_error_cb(w->w_listeners[i],
 		    server_accept_error_cb);
 		w->w_nlisteners++;
+		if (conf->c_admin && i == conf->c_nlisten)
+			w->w_admin_listener = w->w_listeners[i];
 	}
 	w->w_accepting = 1;
 	return (0);
@@ -1207,6 +1428,7 @@ server_teardown(struct worker *w)
 	if (w->w_parent_timer != NULL)
 		event_free(w->w_parent_timer);
 	proxy_teardown(w);
+	journal_close(&w->w_journal);
 	accesslog_close(w->w_alog);
 	if (w->w_base != NULL)
 		event_base_free(w->w_base);

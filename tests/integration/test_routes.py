@@ -209,7 +209,9 @@ def test_hop_by_hop_headers_removed():
     h = j["headers"]
     kg.eq(sorted(h), sorted(["host", "x-keep", "x-mixed-case", "x-dup",
                              "x-forwarded-for", "x-forwarded-proto",
-                             "x-request-id"]), "forwarded header names")
+                             "x-request-id", "x-auth-scheme"]),
+          "forwarded header names")
+    kg.eq(h["x-auth-scheme"], "anonymous", "x-auth-scheme")
     kg.eq(h["x-keep"], "yes", "x-keep")
     kg.eq(h["x-mixed-case"], "Value Kept As Is", "value case kept")
     kg.eq(h["x-dup"], "a, b", "duplicate headers joined")
@@ -251,9 +253,10 @@ def test_spoofed_identity_headers_removed():
             ("X-Other", "kept")]))
         j = kg.check_echo(c.read_response(), "GET", "/echo/id")
     h = j["headers"]
-    for n in ("x-consumer-id", "x-key-id", "x-app-id", "x-scopes",
-              "x-auth-scheme"):
+    for n in ("x-consumer-id", "x-key-id", "x-app-id", "x-scopes"):
         kg.check(n not in h, "client's %s was forwarded: %r" % (n, h))
+    # keygate's own value replaces the client's (an anonymous route).
+    kg.eq(h.get("x-auth-scheme"), "anonymous", "x-auth-scheme")
     kg.eq(h.get("x-other"), "kept", "ordinary header")
 
 

@@ -29,7 +29,7 @@ kept(const struct http_msg *m, const char *name, int creds)
 	const struct http_header	*h = http_header_find(m, name);
 
 	assert_non_null(h);
-	return (forward_keep_header(m, h, creds));
+	return (forward_keep_header(m, h, creds ? NULL : "x-api-key"));
 }
 
 /* Request headers: end-to-end kept, hop-by-hop and keygate's own dropped. */
@@ -72,6 +72,11 @@ test_request_headers(void **state)
 	assert_false(kept(&m, "x-api-key", 0));
 	assert_true(kept(&m, "authorization", 1));
 	assert_true(kept(&m, "x-api-key", 1));
+	/* A configured api_key_header is the credential dropped instead. */
+	assert_false(forward_keep_header(&m, http_header_find(&m, "cookie"),
+	    "cookie"));
+	assert_true(forward_keep_header(&m, http_header_find(&m, "x-api-key"),
+	    "cookie"));
 }
 
 /* Connection cannot name away the framing (smuggling) or the Host. */
