@@ -45,6 +45,9 @@ START_TIMEOUT = 10.0		# seconds for a daemon to serve its first GET
 BIND_RETRIES = 3		# fresh ports tried when a port was taken
 SKIP_EXIT = 77
 
+ADMIN_TOKEN = "kgtest-admin-token-0123456789abcdefXYZ"
+ADMIN_TOKEN_FILE = "{dir}/admin.token"
+
 REQID_RE = re.compile(r"^[0-9a-f]{32}$")
 RFC3339_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -448,6 +451,30 @@ def get(port, path, headers=None, host="127.0.0.1"):
 
 # --- checks of what every response must carry ---------------------------------
 
+def admin(d, method, path, body=None, token=ADMIN_TOKEN, headers=None):
+    """
+    A request to d's admin API; body (a dict/list) is sent as JSON.  Returns
+    the Response; r.json() is its body.
+    """
+    h = {"Authorization": "Bearer " + token} if token is not None else {}
+    if headers:
+        h.update(headers)
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        h.setdefault("Content-Type", "application/json")
+    return request(d.admin_port, method, path, headers=h, body=data)
+
+
+def create_key(d, owner="acme", **fields):
+    """Create a key through the admin API; returns (key object, secret)."""
+    fields["owner"] = owner
+    r = admin(d, "POST", "/v1/keys", fields)
+    eq(r.status, 201, "create status (%s)" % r.body[:200])
+    j = r.json()
+    return j, j["secret"]
+
+
 def check_common(r, what="response"):
     """X-Request-Id, Date, Server: keygate, Content-Length on every answer."""
     rid = r.header("x-request-id")
@@ -497,7 +524,7 @@ def check_echo(r, method, path, query=None, body_bytes=0, what="echo"):
 # --- configuration ---------------------------------------------------------------
 
 def config(*lines, workers=1, listen=("127.0.0.1:{port}",), access_log=True,
-           log_level="info", upstream=True, **settings):
+           log_level="info", upstream=True, admin=None, **settings):
     """
     A config template: the usual header (listen, workers, pidfile,
     state_dir, error and access log in the temp dir, an echo upstream), any
@@ -513,6 +540,11 @@ def config(*lines, workers=1, listen=("127.0.0.1:{port}",), access_log=True,
             "error_log {dir}/error.log",
             "access_log %s" % ("{dir}/access.log" if access_log else "off"),
             "log_level %s" % log_level]
+    if admin is not None:
+        # admin: the placeholder of its port, e.g. "{port2}" (start the
+        # daemon with nports=2); the token file is written by write_conf().
+        out += ["admin_listen 127.0.0.1:%s" % admin,
+                "admin_token_file " + ADMIN_TOKEN_FILE]
     for k, v in settings.items():
         out.append("%s %s" % (k, v))
     if upstream:
@@ -588,6 +620,7 @@ class Daemon:
         self.exit_code = None
         self.start_rc = None	# exit status of a daemonizing start
         self.health_mark = 0	# error log already checked by check_healthy
+        self.admin_port = None	# set by write_conf() from admin_listen
         # Worker deaths are failures unless the test causes them.
         self.allow_worker_deaths = False
         with _lock:
@@ -606,6 +639,13 @@ class Daemon:
         text = fill(self.template, self.dir, self.ports)
         with open(self.conf_path, "w") as f:
             f.write(text)
+        token = fill(ADMIN_TOKEN_FILE, self.dir, self.ports)
+        if token in text and not os.path.exists(token):
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, (ADMIN_TOKEN + "\n").encode())
+            os.close(fd)
+        m = re.search(r"^\s*admin_listen\s+[0-9.]+:(\d+)", text, re.M)
+        self.admin_port = int(m.group(1)) if m else None
         # wait_ready() talks to the first listen address.
         m = re.search(r"^\s*listen\s+(\[([0-9a-fA-F:.]+)\]|[0-9.]+):\d+",
                       text, re.M)

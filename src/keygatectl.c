@@ -1,0 +1,1834 @@
+/*
+ * keygatectl: manage keygate's API keys through the admin API.  Each
+ * command is one HTTP request to admin_listen (list may follow cursors over
+ * several), made with libevent's evhttp client and
+ * "Authorization: Bearer TOKEN".  Answers are printed as tables and
+ * "field: value" lists for people, or as the server's JSON (--json) for
+ * scripts.
+ *
+ * The admin URL and the token come from the command line, the environment
+ * or the daemon's configuration file, in that order.  The token goes into
+ * the Authorization header and nowhere else: it is never printed, not even
+ * in an error message.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "admin.h"
+#include "config.h"
+#include "util.h"
+
+#ifndef KEYGATE_SYSCONFDIR
+#define KEYGATE_SYSCONFDIR "/etc"
+#endif
+#define CTL_DEFAULT_CONFIG	KEYGATE_SYSCONFDIR "/keygate/keygate.conf"
+
+#define CTL_TIMEOUT		30	/* seconds, per request */
+#define CTL_MAX_ANSWER		(256 * 1024 * 1024)	/* bytes */
+#define CTL_ERRLEN		1024
+#define CTL_SECRET_MAX		4096	/* bytes read by "verify -" */
+#define CTL_LABEL_WIDTH		18	/* "requests_allowed: " */
+#define CTL_MAX_ADDRS		8	/* addresses tried per host */
+
+#define EXIT_FAIL		1
+#define EXIT_USAGE		2
+
+struct ctl {
+	/* Global options, given before the command. */
+	const char		*c_conf_path;
+	const char		*c_url_arg;
+	const char		*c_token_arg;
+	const char		*c_token_file;
+	int			 c_json;
+	const char		*c_cmd;		/* command, or NULL */
+
+	/*
+	 * The admin API, once ctl_open() has run: the URL for messages, HOST
+	 * (without []) and PORT, "HOST:PORT" as written for the Host header,
+	 * HOST's addresses and the one in use, "Bearer TOKEN".
+	 */
+	char			 c_url[300];
+	char			 c_host[256];
+	char			 c_port[6];
+	char			 c_hosthdr[280];
+	struct sockaddr_storage	 c_addrs[CTL_MAX_ADDRS];
+	socklen_t		 c_addrlens[CTL_MAX_ADDRS];
+	int			 c_naddrs;
+	int			 c_cur;
+	char			 c_auth[7 + CONFIG_TOKEN_MAX + 1];
+	struct event_base	*c_base;
+	struct evhttp_connection *c_conn;
+};
+
+/* What one request brought back; filled by the evhttp callbacks. */
+struct reply {
+	struct event_base	*r_base;
+	int			 r_done;
+	int			 r_status;	/* 0: no answer */
+	int			 r_failed;	/* evhttp said r_error */
+	enum evhttp_request_error r_error;
+	char			*r_body;	/* NUL-terminated */
+	size_t			 r_bodylen;
+};
+
+struct command {
+	const char		*cmd_name;
+	int			(*cmd_run)(struct ctl *, int, char **);
+	const char		*cmd_usage;
+};
+
+static int	 cmd_create(struct ctl *, int, char **);
+static int	 cmd_list(struct ctl *, int, char **);
+static int	 cmd_show(struct ctl *, int, char **);
+static int	 cmd_update(struct ctl *, int, char **);
+static int	 cmd_delete(struct ctl *, int, char **);
+static int	 cmd_regenerate(struct ctl *, int, char **);
+static int	 cmd_usage(struct ctl *, int, char **);
+static int	 cmd_verify(struct ctl *, int, char **);
+
+/* The rate limit windows, as --rate names them and as the API does. */
+static const char *const rate_windows[] = { "1s", "10s", "60s" };
+static const char *const rate_members[] = { "per_1s", "per_10s", "per_60s" };
+
+static const struct command commands[] = {
+	{ "create", cmd_create,
+	    "create --owner O [--name N] [--app ID] [--scope S]... "
+	    "[--prefix P]\n"
+	    "\t\t[--expires TIME|never] [--disabled] "
+	    "[--rate 1s=N,10s=N,60s=N]" },
+	{ "list", cmd_list,
+	    "list [--owner O] [--app ID] [--limit N] [--cursor C]" },
+	{ "show", cmd_show, "show ID" },
+	{ "update", cmd_update,
+	    "update ID [--name N] [--scope S]... [--no-scopes] "
+	    "[--expires TIME|never]\n"
+	    "\t\t[--disable|--enable] [--rate 1s=N,10s=N,60s=N|default]" },
+	{ "delete", cmd_delete, "delete ID" },
+	{ "regenerate", cmd_regenerate, "regenerate ID [--grace SECONDS]" },
+	{ "usage", cmd_usage, "usage ID" },
+	{ "verify", cmd_verify, "verify SECRET|- [--app ID]" },
+	{ NULL, NULL, NULL }
+};
+
+/* The full usage text, to f. */
+static void
+usage(FILE *f)
+{
+	const struct command	*c;
+
+	fprintf(f, "usage: keygatectl [-c file] [-u url] [-t token] "
+	    "[-T tokenfile] [--json] command ...\n"
+	    "commands:\n");
+	for (c = commands; c->cmd_name != NULL; c++)
+		fprintf(f, "\t%s\n", c->cmd_usage);
+	fprintf(f, "options:\n"
+	    "\t-c, --config FILE      configuration file (default %s)\n"
+	    "\t-u, --url URL          admin API, http://HOST:PORT "
+	    "(or $KEYGATE_ADMIN_URL)\n"
+	    "\t-t, --token TOKEN      admin token (or $KEYGATE_ADMIN_TOKEN)\n"
+	    "\t-T, --token-file FILE  read the admin token from FILE\n"
+	    "\t    --json             print the API's JSON answers\n"
+	    "\t-h, --help             print this text\n"
+	    "\t-v, --version          print the version\n",
+	    CTL_DEFAULT_CONFIG);
+}
+
+/* "keygatectl: message" on stderr. */
+static void __attribute__((format(printf, 1, 2)))
+warnmsg(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	fputs("keygatectl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* A usage error in a command: the reason and the command's synopsis. */
+static int __attribute__((format(printf, 2, 3)))
+usage_error(const struct ctl *ctl, const char *fmt, ...)
+{
+	const struct command	*c;
+	va_list			 ap;
+
+	va_start(ap, fmt);
+	fputs("keygatectl: ", stderr);
+	if (ctl->c_cmd != NULL)
+		fprintf(stderr, "%s: ", ctl->c_cmd);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	if (ctl->c_cmd == NULL)
+		fprintf(stderr, "usage: keygatectl [-c file] [-u url] "
+		    "[-t token] [-T tokenfile] [--json] command ...\n"
+		    "(see keygatectl -h)\n");
+	for (c = commands; ctl->c_cmd != NULL && c->cmd_name != NULL; c++)
+		if (strcmp(c->cmd_name, ctl->c_cmd) == 0)
+			fprintf(stderr, "usage: keygatectl %s\n", c->cmd_usage);
+	return (EXIT_USAGE);
+}
+
+/*
+ * getopt_long's answers that every command handles alike: --json, a
+ * missing value, an unknown option.  opterr is 0 so that every message has
+ * our format.
+ */
+static int
+opt_common(struct ctl *ctl, int ch, char **argv)
+{
+	const char	*arg = argv[optind - 1];
+
+	switch (ch) {
+	case 'j':
+		ctl->c_json = 1;
+		return (0);
+	case ':':
+		return (usage_error(ctl, "option %s needs a value", arg));
+	default:
+		if (strncmp(arg, "--", 2) != 0 && optopt > ' ' && optopt < 0x7f)
+			return (usage_error(ctl, "unknown option -%c", optopt));
+		if (strchr(arg, '=') != NULL && optopt != 0)
+			return (usage_error(ctl, "option %.*s takes no value",
+			    (int)strcspn(arg, "="), arg));
+		return (usage_error(ctl, "unknown option %s", arg));
+	}
+}
+
+/* Copy s for the terminal: control characters become '?'. */
+static void
+put_clean(FILE *f, const char *s)
+{
+	for (; *s != '\0'; s++)
+		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+}
+
+/* Characters on screen of UTF-8 text: bytes that start a sequence. */
+static size_t
+text_width(const char *s)
+{
+	size_t	 n = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return (n);
+}
+
+/* Parse a decimal number 0..max; 0, or -1 if it is not one. */
+static int
+parse_uint(const char *s, uint64_t max, uint64_t *v)
+{
+	char	*end;
+
+	if (*s < '0' || *s > '9')
+		return (-1);
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || *v > max)
+		return (-1);
+	return (0);
+}
+
+/*
+ * Parse an RFC 3339 UTC time as the API writes it, "2026-11-23T10:00:00Z"
+ * with an optional fraction, into milliseconds since the epoch.
+ */
+static int
+parse_time_ms(const char *s, int64_t *ms)
+{
+	struct tm	 tm;
+	int		 n = 0, frac = 0, digits = 0;
+	time_t		 t;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+	    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+	    n != 19)
+		return (-1);
+	s += n;
+	if (*s == '.')
+		for (s++; *s >= '0' && *s <= '9'; s++)
+			if (digits++ < 3)
+				frac = frac * 10 + (*s - '0');
+	for (; digits < 3; digits++)
+		frac *= 10;
+	if (strcmp(s, "Z") != 0)
+		return (-1);
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	if ((t = timegm(&tm)) == (time_t)-1)
+		return (-1);
+	*ms = (int64_t)t * 1000 + frac;
+	return (0);
+}
+
+/* --- the admin URL and token ------------------------------------------- */
+
+/*
+ * Split an admin URL, "http://HOST:PORT" with an optional "/" after it
+ * (HOST a name, an IPv4 address or an IPv6 address in []), into ctl.
+ * Nothing else is accepted: there is no path prefix and no TLS.
+ */
+static int
+url_parse(struct ctl *ctl, const char *url, const char *from, char *err,
+    size_t errlen)
+{
+	struct in6_addr	 a6;
+	const char	*h, *p, *end;
+	size_t		 hlen;
+	uint64_t	 port;
+
+	if (strncmp(url, "http://", 7) != 0)
+		goto bad;
+	h = url + 7;
+	if (*h == '[') {
+		if ((end = strchr(h, ']')) == NULL)
+			goto bad;
+		h++;
+		p = end + 1;
+	} else {
+		end = p = h + strspn(h, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+	}
+	hlen = (size_t)(end - h);
+	if (hlen == 0 || hlen >= sizeof(ctl->c_host) || *p != ':')
+		goto bad;
+	memcpy(ctl->c_host, h, hlen);
+	ctl->c_host[hlen] = '\0';
+	if (h[-1] == '[' && inet_pton(AF_INET6, ctl->c_host, &a6) != 1)
+		goto bad;
+	p++;
+	hlen = strspn(p, "0123456789");
+	if (hlen == 0 || hlen > 5 || (p[hlen] != '\0' && strcmp(p + hlen,
+	    "/") != 0))
+		goto bad;
+	memcpy(ctl->c_port, p, hlen);
+	ctl->c_port[hlen] = '\0';
+	if (parse_uint(ctl->c_port, 65535, &port) == -1 || port == 0)
+		goto bad;
+	/* HOST:PORT as written: at most 255 + 2 + 1 + 5 bytes. */
+	hlen = (size_t)(p + hlen - (url + 7));
+	memcpy(ctl->c_hosthdr, url + 7, hlen);
+	ctl->c_hosthdr[hlen] = '\0';
+	snprintf(ctl->c_url, sizeof(ctl->c_url), "http://%s",
+	    ctl->c_hosthdr);
+	return (0);
+bad:
+	/* Do not echo a URL that may carry credentials. */
+	if (strchr(url, '@') != NULL)
+		snprintf(err, errlen, "the admin URL from %s is invalid "
+		    "(expected http://HOST:PORT, without credentials)", from);
+	else
+		snprintf(err, errlen, "the admin URL \"%s\" from %s is "
+		    "invalid (expected http://HOST:PORT)", url, from);
+	return (-1);
+}
+
+/*
+ * The admin URL of a configuration: admin_listen, with a wildcard address
+ * replaced by the loopback address of its family (a client cannot connect
+ * to 0.0.0.0 or ::).
+ */
+static int
+url_from_config(const struct config *conf, char *url, size_t len,
+    char *err, size_t errlen)
+{
+	const struct listen_addr	*la = &conf->c_admin_listen;
+	struct sockaddr_in		 sin;
+	struct sockaddr_in6		 sin6;
+	char				 host[INET6_ADDRSTRLEN];
+
+	if (!conf->c_admin) {
+		snprintf(err, errlen, "%s does not enable the admin API (no "
+		    "admin_token_file); use -u", conf->c_path);
+		return (-1);
+	}
+	if (la->la_ss.ss_family == AF_INET6) {
+		memcpy(&sin6, &la->la_ss, sizeof(sin6));
+		if (IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr))
+			sin6.sin6_addr = in6addr_loopback;
+		inet_ntop(AF_INET6, &sin6.sin6_addr, host, sizeof(host));
+		snprintf(url, len, "http://[%s]:%u", host,
+		    ntohs(sin6.sin6_port));
+	} else {
+		memcpy(&sin, &la->la_ss, sizeof(sin));
+		if (sin.sin_addr.s_addr == htonl(INADDR_ANY))
+			sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		inet_ntop(AF_INET, &sin.sin_addr, host, sizeof(host));
+		snprintf(url, len, "http://%s:%u", host, ntohs(sin.sin_port));
+	}
+	return (0);
+}
+
+/* Is a token usable in a header: 1 to CONFIG_TOKEN_MAX visible ASCII? */
+static int
+token_valid(const char *t)
+{
+	size_t	 i;
+
+	for (i = 0; t[i] != '\0'; i++)
+		if (t[i] <= ' ' || t[i] >= 0x7f)
+			return (0);
+	return (i > 0 && i <= CONFIG_TOKEN_MAX);
+}
+
+/*
+ * Find the token: -t, -T FILE, $KEYGATE_ADMIN_TOKEN, then the
+ * configuration's admin_token_file.  Messages name where the token came
+ * from, never what it is.
+ */
+static int
+token_find(const struct ctl *ctl, const struct config *conf, char *tok,
+    size_t toklen, char *err, size_t errlen)
+{
+	const char	*env = getenv("KEYGATE_ADMIN_TOKEN"), *from;
+
+	if (ctl->c_token_arg != NULL || (ctl->c_token_file == NULL &&
+	    env != NULL && *env != '\0')) {
+		from = ctl->c_token_arg != NULL ? "-t" : "KEYGATE_ADMIN_TOKEN";
+		if (!token_valid(ctl->c_token_arg != NULL ?
+		    ctl->c_token_arg : env)) {
+			snprintf(err, errlen, "the admin token from %s must be "
+			    "1 to %d visible ASCII characters", from,
+			    CONFIG_TOKEN_MAX);
+			return (-1);
+		}
+		snprintf(tok, toklen, "%s",
+		    ctl->c_token_arg != NULL ? ctl->c_token_arg : env);
+		return (0);
+	}
+	if (ctl->c_token_file != NULL)
+		return (config_read_token(ctl->c_token_file, tok, toklen, err,
+		    errlen));
+	if (conf == NULL || conf->c_admin_token_file == NULL) {
+		snprintf(err, errlen, "no admin token: use -t, -T, "
+		    "KEYGATE_ADMIN_TOKEN, or admin_token_file in %s",
+		    conf != NULL ? conf->c_path : ctl->c_conf_path);
+		return (-1);
+	}
+	return (config_read_token(conf->c_admin_token_file, tok, toklen, err,
+	    errlen));
+}
+
+/*
+ * Resolve the URL's host once, keeping its first CTL_MAX_ADDRS addresses
+ * in getaddrinfo's order ("localhost" may give ::1 then 127.0.0.1).
+ */
+static int
+url_resolve(struct ctl *ctl, char *err, size_t errlen)
+{
+	struct addrinfo	 hints, *res, *ai;
+	int		 rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((rc = getaddrinfo(ctl->c_host, ctl->c_port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot reach the admin API at %s: %s",
+		    ctl->c_url, rc == EAI_SYSTEM ? strerror(errno) :
+		    gai_strerror(rc));
+		return (-1);
+	}
+	for (ai = res; ai != NULL && ctl->c_naddrs < CTL_MAX_ADDRS;
+	    ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(ctl->c_addrs[0]))
+			continue;
+		memcpy(&ctl->c_addrs[ctl->c_naddrs], ai->ai_addr,
+		    ai->ai_addrlen);
+		ctl->c_addrlens[ctl->c_naddrs++] = ai->ai_addrlen;
+	}
+	freeaddrinfo(res);
+	if (ctl->c_naddrs == 0) {
+		snprintf(err, errlen, "cannot reach the admin API at %s: no "
+		    "usable address", ctl->c_url);
+		return (-1);
+	}
+	return (0);
+}
+
+/* A fresh evhttp connection to the address c_cur. */
+static int
+conn_new(struct ctl *ctl, char *err, size_t errlen)
+{
+	char	 addr[INET6_ADDRSTRLEN];
+	int	 rc;
+
+	if (ctl->c_conn != NULL)
+		evhttp_connection_free(ctl->c_conn);
+	ctl->c_conn = NULL;
+	if ((rc = getnameinfo((struct sockaddr *)&ctl->c_addrs[ctl->c_cur],
+	    ctl->c_addrlens[ctl->c_cur], addr, sizeof(addr), NULL, 0,
+	    NI_NUMERICHOST)) != 0) {
+		snprintf(err, errlen, "%s: %s", ctl->c_host, gai_strerror(rc));
+		return (-1);
+	}
+	if ((ctl->c_conn = evhttp_connection_base_new(ctl->c_base, NULL, addr,
+	    (uint16_t)atoi(ctl->c_port))) == NULL) {
+		snprintf(err, errlen, "cannot set up an HTTP connection");
+		return (-1);
+	}
+	evhttp_connection_set_timeout(ctl->c_conn, CTL_TIMEOUT);
+	evhttp_connection_set_max_body_size(ctl->c_conn, CTL_MAX_ANSWER);
+	return (0);
+}
+
+/*
+ * Work out the admin URL and token, and set up the connection.  The
+ * configuration file is read only when the URL or the token must come
+ * from it, so that -u and -t work without one.
+ */
+static int
+ctl_open(struct ctl *ctl, char *err, size_t errlen)
+{
+	struct config	*conf = NULL;
+	const char	*url = ctl->c_url_arg, *from = "-u", *envtok;
+	char		 confurl[300], token[CONFIG_TOKEN_MAX + 1];
+	int		 rc = -1, tokconf;
+
+	if (url == NULL && (url = getenv("KEYGATE_ADMIN_URL")) != NULL) {
+		from = "KEYGATE_ADMIN_URL";
+		if (*url == '\0')
+			url = NULL;
+	}
+	envtok = getenv("KEYGATE_ADMIN_TOKEN");
+	tokconf = ctl->c_token_arg == NULL && ctl->c_token_file == NULL &&
+	    (envtok == NULL || *envtok == '\0');
+	if ((url == NULL || tokconf) &&
+	    (conf = config_load(ctl->c_conf_path, err, errlen)) == NULL)
+		return (-1);
+	if (url == NULL) {
+		if (url_from_config(conf, confurl, sizeof(confurl), err,
+		    errlen) == -1)
+			goto fail;
+		url = confurl;
+		from = conf->c_path;
+	}
+	if (url_parse(ctl, url, from, err, errlen) == -1 ||
+	    token_find(ctl, conf, token, sizeof(token), err, errlen) == -1)
+		goto fail;
+	snprintf(ctl->c_auth, sizeof(ctl->c_auth), "Bearer %s", token);
+	explicit_bzero(token, sizeof(token));
+	if (url_resolve(ctl, err, errlen) == -1)
+		goto fail;
+	if ((ctl->c_base = event_base_new()) == NULL) {
+		snprintf(err, errlen, "cannot set up an event loop");
+		goto fail;
+	}
+	if (conn_new(ctl, err, errlen) == -1)
+		goto fail;
+	rc = 0;
+fail:
+	if (conf != NULL)
+		config_free(conf);
+	return (rc);
+}
+
+/* Close the connection and forget the token. */
+static void
+ctl_close(struct ctl *ctl)
+{
+	if (ctl->c_conn != NULL)
+		evhttp_connection_free(ctl->c_conn);
+	if (ctl->c_base != NULL)
+		event_base_free(ctl->c_base);
+	ctl->c_conn = NULL;
+	ctl->c_base = NULL;
+	explicit_bzero(ctl->c_auth, sizeof(ctl->c_auth));
+}
+
+/* --- HTTP ---------------------------------------------------------------- */
+
+/* evhttp's error callback: remember why the request failed. */
+static void
+reply_error(enum evhttp_request_error error, void *arg)
+{
+	struct reply	*rp = arg;
+
+	rp->r_failed = 1;
+	rp->r_error = error;
+}
+
+/*
+ * evhttp's completion callback.  req is NULL after an error (reply_error
+ * ran first), and has response code 0 when the connection could not be
+ * made.  The body is copied out: evhttp frees req when this returns.
+ */
+static void
+reply_done(struct evhttp_request *req, void *arg)
+{
+	struct reply	*rp = arg;
+	struct evbuffer	*buf;
+	size_t		 n;
+
+	rp->r_done = 1;
+	event_base_loopbreak(rp->r_base);
+	if (req == NULL || evhttp_request_get_response_code(req) == 0)
+		return;
+	buf = evhttp_request_get_input_buffer(req);
+	n = evbuffer_get_length(buf);
+	if ((rp->r_body = malloc(n + 1)) == NULL) {
+		rp->r_failed = 1;
+		rp->r_error = EVREQ_HTTP_BUFFER_ERROR;
+		return;
+	}
+	if (evbuffer_remove(buf, rp->r_body, n) != (int)n) {
+		free(rp->r_body);
+		rp->r_body = NULL;
+		rp->r_failed = 1;
+		rp->r_error = EVREQ_HTTP_BUFFER_ERROR;
+		return;
+	}
+	rp->r_body[n] = '\0';
+	rp->r_bodylen = n;
+	rp->r_status = evhttp_request_get_response_code(req);
+}
+
+/*
+ * Why a connection could not be made.  evhttp reports a failed connect
+ * only as a request without an answer (it closes the socket, and errno
+ * with it, before calling back), so connect once more, alone, to learn
+ * the reason.  NULL if this attempt succeeds.
+ */
+static const char *
+probe_connect(const struct ctl *ctl)
+{
+	const struct sockaddr_storage	*ss = &ctl->c_addrs[ctl->c_cur];
+	struct pollfd			 pfd;
+	socklen_t			 len = sizeof(int);
+	int				 fd, e = 0;
+
+	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1)
+		return (strerror(errno));
+	if (connect(fd, (const struct sockaddr *)ss,
+	    ctl->c_addrlens[ctl->c_cur]) == -1) {
+		e = errno;
+		if (e == EINPROGRESS) {
+			pfd.fd = fd;
+			pfd.events = POLLOUT;
+			e = 0;
+			if (poll(&pfd, 1, CTL_TIMEOUT * 1000) == 0)
+				e = ETIMEDOUT;
+			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e,
+			    &len) == -1)
+				e = errno;
+		}
+	}
+	close(fd);
+	return (e != 0 ? strerror(e) : NULL);
+}
+
+/* The reason a request brought no answer. */
+static void
+reply_failure(const struct ctl *ctl, const struct reply *rp, char *err,
+    size_t errlen)
+{
+	const char	*why;
+	char		 buf[64];
+
+	if (!rp->r_failed) {
+		if ((why = probe_connect(ctl)) == NULL)
+			why = "the connection closed before an answer";
+	} else if (rp->r_error == EVREQ_HTTP_TIMEOUT) {
+		snprintf(buf, sizeof(buf), "no answer within %d s",
+		    CTL_TIMEOUT);
+		why = buf;
+	} else if (rp->r_error == EVREQ_HTTP_EOF)
+		why = "the connection closed before an answer";
+	else if (rp->r_error == EVREQ_HTTP_DATA_TOO_LONG)
+		why = "the answer is too large";
+	else
+		why = "the answer is not valid HTTP";
+	snprintf(err, errlen, "cannot reach the admin API at %s: %s",
+	    ctl->c_url, why);
+}
+
+/*
+ * Send one request (body: JSON text or NULL) on the current connection
+ * and run the event loop until it ends; the outcome is in rp.  -1 only if
+ * it could not be sent.
+ */
+static int
+http_send(struct ctl *ctl, enum evhttp_cmd_type type, const char *uri,
+    const char *body, struct reply *rp, char *err, size_t errlen)
+{
+	struct evhttp_request	*req;
+	struct evkeyvalq	*h;
+	char			 len[24];
+
+	memset(rp, 0, sizeof(*rp));
+	rp->r_base = ctl->c_base;
+	if ((req = evhttp_request_new(reply_done, rp)) == NULL)
+		goto nomem;
+	evhttp_request_set_error_cb(req, reply_error);
+	h = evhttp_request_get_output_headers(req);
+	snprintf(len, sizeof(len), "%zu", body != NULL ? strlen(body) : 0);
+	if (evhttp_add_header(h, "Host", ctl->c_hosthdr) == -1 ||
+	    evhttp_add_header(h, "Authorization", ctl->c_auth) == -1 ||
+	    evhttp_add_header(h, "Accept", "application/json") == -1 ||
+	    evhttp_add_header(h, "User-Agent", "keygatectl/"
+	    PACKAGE_VERSION) == -1 ||
+	    (body != NULL && (evhttp_add_header(h, "Content-Type",
+	    "application/json") == -1 ||
+	    evhttp_add_header(h, "Content-Length", len) == -1 ||
+	    evbuffer_add(evhttp_request_get_output_buffer(req), body,
+	    strlen(body)) == -1))) {
+		evhttp_request_free(req);
+		goto nomem;
+	}
+	/* On failure evhttp_make_request() has freed req. */
+	if (evhttp_make_request(ctl->c_conn, req, type, uri) == -1) {
+		snprintf(err, errlen, "cannot send a request to %s",
+		    ctl->c_url);
+		return (-1);
+	}
+	if (!rp->r_done)
+		event_base_dispatch(ctl->c_base);
+	return (0);
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return (-1);
+}
+
+/*
+ * One request and its answer: 0 with the status and body in rp, or -1
+ * with a reason.  When the connection cannot be made (an answer with
+ * status 0 and no evhttp error), nothing was sent, so the request is
+ * safely tried again on the host's next address.
+ */
+static int
+http_exchange(struct ctl *ctl, enum evhttp_cmd_type type, const char *uri,
+    const char *body, struct reply *rp, char *err, size_t errlen)
+{
+	for (;;) {
+		if (http_send(ctl, type, uri, body, rp, err, errlen) == -1)
+			return (-1);
+		if (rp->r_status != 0)
+			return (0);
+		if (rp->r_failed || ctl->c_cur + 1 >= ctl->c_naddrs)
+			break;
+		ctl->c_cur++;
+		if (conn_new(ctl, err, errlen) == -1)
+			return (-1);
+	}
+	reply_failure(ctl, rp, err, errlen);
+	return (-1);
+}
+
+/*
+ * "CODE: message" from an API error body {"error": ..., "message": ...},
+ * on one line; or the bare status when the body is not one.
+ */
+static void
+api_error(const struct ctl *ctl, const struct reply *rp, char *err,
+    size_t errlen)
+{
+	json_t		*j;
+	const char	*code = NULL, *msg = NULL;
+	char		*p;
+
+	j = json_loadb(rp->r_body, rp->r_bodylen, 0, NULL);
+	if (json_is_object(j)) {
+		code = json_string_value(json_object_get(j, "error"));
+		msg = json_string_value(json_object_get(j, "message"));
+	}
+	if (code != NULL)
+		snprintf(err, errlen, "%s: %s", code, msg != NULL ? msg :
+		    "(no message)");
+	else
+		snprintf(err, errlen, "unexpected answer from the admin API "
+		    "at %s: HTTP %d", ctl->c_url, rp->r_status);
+	json_decref(j);
+	for (p = err; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+}
+
+/*
+ * One API call.  The body, if any, is sent as JSON.  When the answer has
+ * the expected status, 0 with its JSON object in *out (NULL for 204);
+ * otherwise -1 with the API's "CODE: message" or why no answer came.
+ */
+static int
+api_call(struct ctl *ctl, enum evhttp_cmd_type type, const char *uri,
+    const json_t *body, int want, json_t **out, char *err, size_t errlen)
+{
+	struct reply	 r;
+	json_error_t	 jerr;
+	char		*text = NULL;
+	int		 rc = -1;
+
+	*out = NULL;
+	if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	rc = http_exchange(ctl, type, uri, text, &r, err, errlen);
+	free(text);
+	if (rc == -1)
+		return (-1);
+	rc = -1;
+	if (r.r_status != want)
+		api_error(ctl, &r, err, errlen);
+	else if (want == 204)
+		rc = 0;
+	else if ((*out = json_loadb(r.r_body, r.r_bodylen, 0, &jerr)) == NULL ||
+	    !json_is_object(*out)) {
+		snprintf(err, errlen, "the admin API at %s answered with "
+		    "invalid JSON", ctl->c_url);
+		json_decref(*out);
+		*out = NULL;
+	} else
+		rc = 0;
+	free(r.r_body);
+	return (rc);
+}
+
+/* "/v1/keys/ID" plus suffix, with ID percent-encoded; malloc'ed. */
+static char *
+key_uri(const char *id, const char *suffix)
+{
+	char	*enc, *uri;
+
+	if ((enc = evhttp_uriencode(id, -1, 0)) == NULL)
+		return (NULL);
+	if (asprintf(&uri, "/v1/keys/%s%s", enc, suffix) == -1)
+		uri = NULL;
+	free(enc);
+	return (uri);
+}
+
+/* --- output --------------------------------------------------------------- */
+
+/* The JSON as the API sent it, indented, on stdout. */
+static void
+print_json(const json_t *j)
+{
+	char	*s;
+
+	if ((s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) ==
+	    NULL) {
+		warnmsg("out of memory");
+		return;
+	}
+	puts(s);
+	free(s);
+}
+
+/* One "name: value" line, values aligned. */
+static void
+print_field(const char *name, const char *value)
+{
+	int	 pad = CTL_LABEL_WIDTH - 1 - (int)strlen(name);
+
+	printf("%s:%*s", name, pad > 1 ? pad : 1, "");
+	put_clean(stdout, value);
+	putchar('\n');
+}
+
+/* A string member, or dflt when it is missing, null or empty. */
+static const char *
+key_str(const json_t *key, const char *name, const char *dflt)
+{
+	const char	*s = json_string_value(json_object_get(key, name));
+
+	return (s != NULL && *s != '\0' ? s : dflt);
+}
+
+/* The scopes joined with commas, as --scope takes them, or "-". */
+static void
+key_scopes(const json_t *key, char *buf, size_t len)
+{
+	const json_t	*v;
+	size_t		 i, off = 0;
+	int		 n;
+
+	buf[0] = '\0';
+	json_array_foreach(json_object_get(key, "scopes"), i, v) {
+		n = snprintf(buf + off, len - off, "%s%s", off > 0 ? "," : "",
+		    json_string_value(v) != NULL ? json_string_value(v) : "?");
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+	if (buf[0] == '\0')
+		snprintf(buf, len, "-");
+}
+
+/* active, disabled or expired (expires_at at or before now). */
+static const char *
+key_state(const json_t *key, int64_t now)
+{
+	const char	*exp;
+	int64_t		 t;
+
+	if (json_is_true(json_object_get(key, "disabled")))
+		return ("disabled");
+	exp = json_string_value(json_object_get(key, "expires_at"));
+	if (exp != NULL && parse_time_ms(exp, &t) == 0 && t <= now)
+		return ("expired");
+	return ("active");
+}
+
+/* rate_limit as --rate takes it: "1s=N,10s=default,60s=N", or "default". */
+static void
+key_rate(const json_t *key, char *buf, size_t len)
+{
+	const json_t	*rl = json_object_get(key, "rate_limit"), *v;
+	size_t		 off = 0;
+	int		 i, n;
+	char		 num[24];
+
+	if (!json_is_object(rl)) {
+		snprintf(buf, len, "default");
+		return;
+	}
+	for (i = 0; i < 3; i++) {
+		v = json_object_get(rl, rate_members[i]);
+		if (json_is_integer(v))
+			snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+			    json_integer_value(v));
+		else
+			snprintf(num, sizeof(num), "default");
+		n = snprintf(buf + off, len - off, "%s%s=%s", i > 0 ? "," : "",
+		    rate_windows[i], num);
+		if (n < 0 || (size_t)n >= len - off)
+			break;
+		off += (size_t)n;
+	}
+}
+
+/* A key object as a "field: value" list. */
+static void
+print_key(const json_t *key, int64_t now)
+{
+	char	 buf[2048];
+
+	print_field("id", key_str(key, "id", "?"));
+	print_field("name", key_str(key, "name", "-"));
+	print_field("owner", key_str(key, "owner", "?"));
+	print_field("app_id", key_str(key, "app_id", "-"));
+	print_field("prefix", key_str(key, "prefix", "?"));
+	print_field("hint", key_str(key, "hint", "?"));
+	key_scopes(key, buf, sizeof(buf));
+	print_field("scopes", buf);
+	print_field("state", key_state(key, now));
+	print_field("created_at", key_str(key, "created_at", "?"));
+	print_field("updated_at", key_str(key, "updated_at", "?"));
+	print_field("expires_at", key_str(key, "expires_at", "never"));
+	key_rate(key, buf, sizeof(buf));
+	print_field("rate_limit", buf);
+	if (json_string_value(json_object_get(key, "grace_until")) != NULL)
+		print_field("grace_until", key_str(key, "grace_until", "?"));
+	print_field("last_used_at", key_str(key, "last_used_at", "never"));
+}
+
+/*
+ * A key with its new secret (create, regenerate), then the warning.  The
+ * secret comes last, on a line of its own, "secret: live_...", for people
+ * to copy and for scripts to grep.
+ */
+static void
+print_key_secret(const struct ctl *ctl, const json_t *key)
+{
+	if (ctl->c_json)
+		print_json(key);
+	else {
+		print_key(key, util_now_ms());
+		printf("secret: ");
+		put_clean(stdout, key_str(key, "secret", "?"));
+		putchar('\n');
+	}
+	fflush(stdout);
+	warnmsg("store this secret now: it will not be shown again");
+}
+
+/* --- building request bodies ---------------------------------------- */
+
+/* Add each name of a comma list to the scopes array, spaces trimmed. */
+static int
+add_scopes(struct ctl *ctl, json_t *scopes, const char *list)
+{
+	const char	*p = list, *end;
+	size_t		 len;
+
+	for (;;) {
+		p += strspn(p, " ");
+		end = p + strcspn(p, ",");
+		len = (size_t)(end - p);
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		if (len == 0)
+			return (usage_error(ctl, "empty scope name in \"%s\"",
+			    list));
+		if (json_array_append_new(scopes, json_stringn(p, len)) == -1)
+			return (usage_error(ctl, "the scope \"%s\" is not "
+			    "valid UTF-8", list));
+		if (*end == '\0')
+			return (0);
+		p = end + 1;
+	}
+}
+
+/*
+ * --expires: "never" (null), "+N" with a unit s, m, h or d (that long
+ * from now), or an RFC 3339 time, which the API checks.
+ */
+static int
+parse_expires(struct ctl *ctl, const char *s, json_t **out)
+{
+	static const struct { char u; int64_t ms; } units[] = {
+		{ 's', 1000 }, { 'm', 60000 }, { 'h', 3600000 },
+		{ 'd', 86400000 }, { 0, 0 }
+	};
+	char		 num[24], buf[40];
+	size_t		 len;
+	uint64_t	 n;
+	int		 i;
+
+	if (strcmp(s, "never") == 0) {
+		*out = json_null();
+		return (0);
+	}
+	if (s[0] != '+' && (*out = json_string(s)) != NULL)
+		return (0);
+	len = strlen(s + 1);
+	for (i = 0; len > 1 && len < sizeof(num) && units[i].u != 0; i++)
+		if (s[len] == units[i].u) {
+			memcpy(num, s + 1, len - 1);
+			num[len - 1] = '\0';
+			if (parse_uint(num, (uint64_t)INT64_MAX /
+			    units[i].ms / 2, &n) == -1 || n == 0)
+				break;
+			util_rfc3339_ms(buf, sizeof(buf), util_now_ms() +
+			    (int64_t)n * units[i].ms);
+			*out = json_string(buf);
+			return (0);
+		}
+	return (usage_error(ctl, "bad --expires \"%s\" (expected an RFC 3339 "
+	    "time, +N followed by s, m, h or d, or never)", s));
+}
+
+/*
+ * --rate: "default" (null), or windows "1s=N,10s=N,60s=N" in any order
+ * and number; a window not given is null (the daemon's default).
+ */
+static int
+parse_rate(struct ctl *ctl, const char *s, json_t **out)
+{
+	json_t		*rl;
+	char		 item[64], *eq;
+	const char	*p = s;
+	size_t		 len;
+	uint64_t	 n;
+	int		 i;
+
+	*out = NULL;
+	if (strcmp(s, "default") == 0) {
+		*out = json_null();
+		return (0);
+	}
+	rl = json_pack("{s:n,s:n,s:n}", rate_members[0],
+	    rate_members[1], rate_members[2]);
+	for (;;) {
+		len = strcspn(p, ",");
+		if (len >= sizeof(item))
+			goto bad;
+		memcpy(item, p, len);
+		item[len] = '\0';
+		if ((eq = strchr(item, '=')) == NULL)
+			goto bad;
+		*eq++ = '\0';
+		for (i = 0; i < 3 && strcmp(item, rate_windows[i]) != 0; i++)
+			;
+		if (i == 3 ||
+		    !json_is_null(json_object_get(rl, rate_members[i])) ||
+		    parse_uint(eq, (uint64_t)1 << 53, &n) == -1)
+			goto bad;
+		json_object_set_new(rl, rate_members[i],
+		    json_integer((json_int_t)n));
+		if (p[len] == '\0')
+			break;
+		p += len + 1;
+	}
+	*out = rl;
+	return (0);
+bad:
+	json_decref(rl);
+	return (usage_error(ctl, "bad --rate \"%s\" (expected 1s=N,10s=N,60s=N "
+	    "with any of the windows, or default)", s));
+}
+
+/* body[member] = value, which must be valid UTF-8 for JSON. */
+static int
+set_string(struct ctl *ctl, json_t *body, const char *member,
+    const char *value)
+{
+	json_t	*v;
+
+	if ((v = json_string(value)) == NULL)
+		return (usage_error(ctl, "the value for %s is not valid UTF-8",
+		    member));
+	json_object_set_new(body, member, v);
+	return (0);
+}
+
+/* The one ID argument left after the options, or NULL after a message. */
+static const char *
+one_arg(struct ctl *ctl, int argc, char **argv, const char *what)
+{
+	if (optind >= argc) {
+		usage_error(ctl, "missing %s", what);
+		return (NULL);
+	}
+	if (optind + 1 < argc) {
+		usage_error(ctl, "unexpected argument \"%s\"",
+		    argv[optind + 1]);
+		return (NULL);
+	}
+	return (argv[optind]);
+}
+
+/* Open the connection, then make one call; prints the error itself. */
+static int
+run_call(struct ctl *ctl, enum evhttp_cmd_type type, const char *uri,
+    const json_t *body, int want, json_t **out)
+{
+	char	 err[CTL_ERRLEN];
+
+	*out = NULL;
+	if (uri == NULL) {
+		warnmsg("out of memory");
+		return (-1);
+	}
+	if ((ctl->c_base == NULL && ctl_open(ctl, err, sizeof(err)) == -1) ||
+	    api_call(ctl, type, uri, body, want, out, err, sizeof(err)) ==
+	    -1) {
+		warnmsg("%s", err);
+		return (-1);
+	}
+	return (0);
+}
+
+/* --- commands ---------------------------------------------------------- */
+
+/* create: POST /v1/keys; prints the key and its secret. */
+static int
+cmd_create(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option	 lo[] = {
+		{ "owner", required_argument, NULL, 'o' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "app", required_argument, NULL, 'a' },
+		{ "scope", required_argument, NULL, 's' },
+		{ "prefix", required_argument, NULL, 'p' },
+		{ "expires", required_argument, NULL, 'e' },
+		{ "disabled", no_argument, NULL, 'd' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	static const char *const	 member[128] = { ['o'] = "owner",
+		['n'] = "name", ['a'] = "app_id", ['p'] = "prefix" };
+	json_t				*body, *scopes, *v, *key = NULL;
+	int				 ch, rc = EXIT_USAGE;
+
+	body = json_object();
+	scopes = json_array();
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		v = NULL;
+		if (ch > 0 && ch < 128 && member[ch] != NULL) {
+			if (set_string(ctl, body, member[ch], optarg) != 0)
+				goto done;
+		} else if (ch == 's') {
+			if (add_scopes(ctl, scopes, optarg) != 0)
+				goto done;
+		} else if (ch == 'd')
+			json_object_set_new(body, "disabled", json_true());
+		else if (ch == 'e' || ch == 'r') {
+			if ((ch == 'e' ? parse_expires(ctl, optarg, &v) :
+			    parse_rate(ctl, optarg, &v)) != 0)
+				goto done;
+			json_object_set_new(body, ch == 'e' ? "expires_at" :
+			    "rate_limit", v);
+		} else if (opt_common(ctl, ch, argv) != 0)
+			goto done;
+	}
+	if (optind < argc) {
+		rc = usage_error(ctl, "unexpected argument \"%s\"",
+		    argv[optind]);
+		goto done;
+	}
+	if (json_object_get(body, "owner") == NULL) {
+		rc = usage_error(ctl, "--owner is required");
+		goto done;
+	}
+	if (json_array_size(scopes) > 0)
+		json_object_set(body, "scopes", scopes);
+	rc = EXIT_FAIL;
+	if (run_call(ctl, EVHTTP_REQ_POST, "/v1/keys", body, 201, &key) == 0) {
+		print_key_secret(ctl, key);
+		rc = 0;
+	}
+done:
+	json_decref(key);
+	json_decref(scopes);
+	json_decref(body);
+	return (rc);
+}
+
+/*
+ * Fetch one page of GET /v1/keys into *page.  cursor may be NULL (the
+ * start); owner and app are exact filters or NULL.
+ */
+static int
+list_page(struct ctl *ctl, const char *owner, const char *app,
+    const char *limit, const char *cursor, json_t **page)
+{
+	struct evbuffer	*b;
+	const char	*names[] = { "owner", "app_id", "limit", "cursor" };
+	const char	*values[] = { owner, app, limit, cursor };
+	char		*enc, *uri = NULL;
+	size_t		 i;
+	int		 rc, sep = '?';
+
+	*page = NULL;
+	if ((b = evbuffer_new()) == NULL) {
+		warnmsg("out of memory");
+		return (-1);
+	}
+	evbuffer_add_printf(b, "/v1/keys");
+	for (i = 0; i < 4; i++) {
+		if (values[i] == NULL)
+			continue;
+		if ((enc = evhttp_uriencode(values[i], -1, 0)) == NULL)
+			goto done;
+		evbuffer_add_printf(b, "%c%s=%s", sep, names[i], enc);
+		free(enc);
+		sep = '&';
+	}
+	if ((uri = malloc(evbuffer_get_length(b) + 1)) != NULL) {
+		evbuffer_copyout(b, uri, evbuffer_get_length(b));
+		uri[evbuffer_get_length(b)] = '\0';
+	}
+done:
+	evbuffer_free(b);
+	rc = run_call(ctl, EVHTTP_REQ_GET, uri, NULL, 200, page);
+	free(uri);
+	if (rc == 0 && !json_is_array(json_object_get(*page, "keys"))) {
+		warnmsg("the admin API at %s answered without a key list",
+		    ctl->c_url);
+		json_decref(*page);
+		*page = NULL;
+		rc = -1;
+	}
+	return (rc);
+}
+
+#define TABLE_NCOL	8
+
+/* The cells of one key's row of the list table, malloc'ed. */
+static void
+table_row(const json_t *key, int64_t now, char **cells)
+{
+	char		 scopes[2048];
+	const char	*row[TABLE_NCOL];
+	size_t		 c;
+
+	key_scopes(key, scopes, sizeof(scopes));
+	row[0] = key_str(key, "id", "?");
+	row[1] = key_str(key, "owner", "?");
+	row[2] = key_str(key, "app_id", "-");
+	row[3] = key_str(key, "name", "-");
+	row[4] = scopes;
+	row[5] = key_str(key, "hint", "?");
+	row[6] = key_state(key, now);
+	row[7] = key_str(key, "last_used_at", "never");
+	for (c = 0; c < TABLE_NCOL; c++)
+		cells[c] = strdup(row[c]);
+}
+
+/*
+ * The table of list: a header and one row per key, each column as wide as
+ * its widest cell (in characters, not bytes) plus two spaces.
+ */
+static void
+print_key_table(const json_t *keys, int64_t now)
+{
+	static const char *const	 head[TABLE_NCOL] = { "ID", "OWNER",
+		"APP", "NAME", "SCOPES", "HINT", "STATE", "LAST USED" };
+	size_t				 width[TABLE_NCOL], n, i, c;
+	char				**cells, *cell;
+
+	n = json_array_size(keys) + 1;
+	if ((cells = calloc(n * TABLE_NCOL, sizeof(*cells))) == NULL) {
+		warnmsg("out of memory");
+		return;
+	}
+	for (c = 0; c < TABLE_NCOL; c++)
+		cells[c] = strdup(head[c]);
+	for (i = 1; i < n; i++)
+		table_row(json_array_get(keys, i - 1), now,
+		    cells + i * TABLE_NCOL);
+	memset(width, 0, sizeof(width));
+	for (i = 0; i < n * TABLE_NCOL; i++)
+		if (cells[i] != NULL && text_width(cells[i]) >
+		    width[i % TABLE_NCOL])
+			width[i % TABLE_NCOL] = text_width(cells[i]);
+	for (i = 0; i < n * TABLE_NCOL; i++) {
+		cell = cells[i] != NULL ? cells[i] : "?";
+		put_clean(stdout, cell);
+		if (i % TABLE_NCOL + 1 < TABLE_NCOL)
+			printf("%*s", (int)(width[i % TABLE_NCOL] -
+			    text_width(cell) + 2), "");
+		else
+			putchar('\n');
+		free(cells[i]);
+	}
+	free(cells);
+}
+
+/*
+ * Follow next_cursor from cursor (NULL: the start) until the end, adding
+ * every page's keys to all.  A cursor that repeats would loop forever, so
+ * it is an error.
+ */
+static int
+list_all(struct ctl *ctl, const char *owner, const char *app,
+    const char *cursor, json_t *all)
+{
+	json_t		*page = NULL;
+	const char	*next;
+	char		*cur = cursor != NULL ? strdup(cursor) : NULL;
+	char		 max[16];
+	int		 rc = -1;
+
+	snprintf(max, sizeof(max), "%d", ADMIN_LIST_MAX);
+	for (;;) {
+		if (list_page(ctl, owner, app, max, cur, &page) == -1)
+			break;
+		json_array_extend(all, json_object_get(page, "keys"));
+		next = json_string_value(json_object_get(page, "next_cursor"));
+		if (next == NULL) {
+			rc = 0;
+			break;
+		}
+		if (cur != NULL && strcmp(next, cur) == 0) {
+			warnmsg("the admin API at %s repeated the cursor "
+			    "\"%s\"", ctl->c_url, next);
+			break;
+		}
+		free(cur);
+		if ((cur = strdup(next)) == NULL)
+			break;
+		json_decref(page);
+		page = NULL;
+	}
+	json_decref(page);
+	free(cur);
+	return (rc);
+}
+
+/* Print what list got: the JSON, or the table (and how to go on). */
+static void
+list_print(const struct ctl *ctl, const json_t *page)
+{
+	const char	*next;
+
+	if (ctl->c_json) {
+		print_json(page);
+		return;
+	}
+	print_key_table(json_object_get(page, "keys"), util_now_ms());
+	next = json_string_value(json_object_get(page, "next_cursor"));
+	if (next != NULL) {
+		fflush(stdout);
+		warnmsg("more keys follow: continue with --cursor %s", next);
+	}
+}
+
+/*
+ * list: GET /v1/keys.  With --limit, one page of that many keys; without,
+ * every page until next_cursor is null, printed as one list.
+ */
+static int
+cmd_list(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option	 lo[] = {
+		{ "owner", required_argument, NULL, 'o' },
+		{ "app", required_argument, NULL, 'a' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "cursor", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char			*owner = NULL, *app = NULL;
+	const char			*limit = NULL, *cursor = NULL;
+	json_t				*page = NULL;
+	uint64_t			 n;
+	int				 ch, rc;
+
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		if (ch == 'o')
+			owner = optarg;
+		else if (ch == 'a')
+			app = optarg;
+		else if (ch == 'l') {
+			if (parse_uint(optarg, ADMIN_LIST_MAX, &n) == -1 ||
+			    n == 0)
+				return (usage_error(ctl, "bad --limit \"%s\" "
+				    "(expected a number from 1 to %d)", optarg,
+				    ADMIN_LIST_MAX));
+			limit = optarg;
+		} else if (ch == 'c')
+			cursor = optarg;
+		else if ((rc = opt_common(ctl, ch, argv)) != 0)
+			return (rc);
+	}
+	if (optind < argc)
+		return (usage_error(ctl, "unexpected argument \"%s\"",
+		    argv[optind]));
+	if (limit != NULL)
+		rc = list_page(ctl, owner, app, limit, cursor, &page);
+	else {
+		page = json_pack("{s:[],s:n}", "keys", "next_cursor");
+		rc = list_all(ctl, owner, app, cursor,
+		    json_object_get(page, "keys"));
+	}
+	if (rc == 0)
+		list_print(ctl, page);
+	json_decref(page);
+	return (rc == 0 ? 0 : EXIT_FAIL);
+}
+
+/*
+ * The commands that take only an ID (and --json): show, delete, usage.
+ * Parses the arguments; the ID, or NULL with *rc set.
+ */
+static const char *
+id_only(struct ctl *ctl, int argc, char **argv, int *rc)
+{
+	static const struct option	 lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int				 ch;
+
+	*rc = EXIT_USAGE;
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1)
+		if (opt_common(ctl, ch, argv) != 0)
+			return (NULL);
+	return (one_arg(ctl, argc, argv, "key id"));
+}
+
+/* show: GET /v1/keys/ID. */
+static int
+cmd_show(struct ctl *ctl, int argc, char **argv)
+{
+	const char	*id;
+	char		*uri;
+	json_t		*key;
+	int		 rc;
+
+	if ((id = id_only(ctl, argc, argv, &rc)) == NULL)
+		return (rc);
+	uri = key_uri(id, "");
+	rc = run_call(ctl, EVHTTP_REQ_GET, uri, NULL, 200, &key);
+	free(uri);
+	if (rc == -1)
+		return (EXIT_FAIL);
+	if (ctl->c_json)
+		print_json(key);
+	else
+		print_key(key, util_now_ms());
+	json_decref(key);
+	return (0);
+}
+
+/* update's options into a PATCH body; 0, or the exit status. */
+static int
+update_body(struct ctl *ctl, int argc, char **argv, json_t *body)
+{
+	static const struct option	 lo[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "scope", required_argument, NULL, 's' },
+		{ "no-scopes", no_argument, NULL, 'S' },
+		{ "expires", required_argument, NULL, 'e' },
+		{ "disable", no_argument, NULL, 'd' },
+		{ "enable", no_argument, NULL, 'E' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t				*v, *scopes = NULL, *dis = NULL;
+	int				 ch, noscopes = 0, rc = 0;
+
+	while (rc == 0 && (ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		v = NULL;
+		if (ch == 'n')
+			rc = set_string(ctl, body, "name", optarg);
+		else if (ch == 's') {
+			if (scopes == NULL)
+				scopes = json_array();
+			rc = add_scopes(ctl, scopes, optarg);
+		} else if (ch == 'S')
+			noscopes = 1;
+		else if (ch == 'd' || ch == 'E') {
+			if (dis != NULL && json_is_true(dis) != (ch == 'd'))
+				rc = usage_error(ctl, "--disable and --enable "
+				    "contradict each other");
+			dis = ch == 'd' ? json_true() : json_false();
+		} else if (ch == 'e' || ch == 'r') {
+			if ((rc = ch == 'e' ? parse_expires(ctl, optarg, &v) :
+			    parse_rate(ctl, optarg, &v)) == 0)
+				json_object_set_new(body, ch == 'e' ?
+				    "expires_at" : "rate_limit", v);
+		} else
+			rc = opt_common(ctl, ch, argv);
+	}
+	if (rc == 0 && scopes != NULL && noscopes)
+		rc = usage_error(ctl, "--scope and --no-scopes contradict "
+		    "each other");
+	if (rc == 0 && (scopes != NULL || noscopes))
+		json_object_set_new(body, "scopes", noscopes ? json_array() :
+		    json_incref(scopes));
+	if (rc == 0 && dis != NULL)
+		json_object_set(body, "disabled", dis);
+	json_decref(scopes);
+	return (rc);
+}
+
+/* update: PATCH /v1/keys/ID with the fields given. */
+static int
+cmd_update(struct ctl *ctl, int argc, char **argv)
+{
+	json_t		*body = json_object(), *key = NULL;
+	const char	*id;
+	char		*uri = NULL;
+	int		 rc;
+
+	if ((rc = update_body(ctl, argc, argv, body)) != 0)
+		goto done;
+	rc = EXIT_USAGE;
+	if ((id = one_arg(ctl, argc, argv, "key id")) == NULL)
+		goto done;
+	if (json_object_size(body) == 0) {
+		usage_error(ctl, "nothing to change");
+		goto done;
+	}
+	uri = key_uri(id, "");
+	rc = EXIT_FAIL;
+	if (run_call(ctl, EVHTTP_REQ_PATCH, uri, body, 200, &key) == 0) {
+		if (ctl->c_json)
+			print_json(key);
+		else
+			print_key(key, util_now_ms());
+		rc = 0;
+	}
+done:
+	free(uri);
+	json_decref(key);
+	json_decref(body);
+	return (rc);
+}
+
+/* delete: DELETE /v1/keys/ID (204). */
+static int
+cmd_delete(struct ctl *ctl, int argc, char **argv)
+{
+	const char	*id;
+	char		*uri;
+	json_t		*none;
+	int		 rc;
+
+	if ((id = id_only(ctl, argc, argv, &rc)) == NULL)
+		return (rc);
+	uri = key_uri(id, "");
+	rc = run_call(ctl, EVHTTP_REQ_DELETE, uri, NULL, 204, &none);
+	free(uri);
+	if (rc == -1)
+		return (EXIT_FAIL);
+	if (!ctl->c_json) {
+		put_clean(stdout, id);
+		printf(" deleted\n");
+	}
+	return (0);
+}
+
+/* regenerate: POST /v1/keys/ID/regenerate, optionally with a grace period. */
+static int
+cmd_regenerate(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option	 lo[] = {
+		{ "grace", required_argument, NULL, 'g' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t				*body, *key = NULL;
+	const char			*id;
+	char				*uri = NULL;
+	uint64_t			 grace;
+	int				 ch, rc = EXIT_USAGE;
+
+	body = json_object();
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		if (ch == 'g') {
+			if (parse_uint(optarg, UINT32_MAX, &grace) == -1) {
+				usage_error(ctl, "bad --grace \"%s\" (expected "
+				    "a number of seconds)", optarg);
+				goto done;
+			}
+			json_object_set_new(body, "grace_seconds",
+			    json_integer((json_int_t)grace));
+		} else if (opt_common(ctl, ch, argv) != 0)
+			goto done;
+	}
+	if ((id = one_arg(ctl, argc, argv, "key id")) == NULL)
+		goto done;
+	uri = key_uri(id, "/regenerate");
+	rc = EXIT_FAIL;
+	if (run_call(ctl, EVHTTP_REQ_POST, uri, body, 200, &key) == 0) {
+		print_key_secret(ctl, key);
+		rc = 0;
+	}
+done:
+	free(uri);
+	json_decref(key);
+	json_decref(body);
+	return (rc);
+}
+
+/* usage: GET /v1/keys/ID/usage. */
+static int
+cmd_usage(struct ctl *ctl, int argc, char **argv)
+{
+	const char	*id;
+	char		*uri, num[24];
+	json_t		*u;
+	int		 rc;
+
+	if ((id = id_only(ctl, argc, argv, &rc)) == NULL)
+		return (rc);
+	uri = key_uri(id, "/usage");
+	rc = run_call(ctl, EVHTTP_REQ_GET, uri, NULL, 200, &u);
+	free(uri);
+	if (rc == -1)
+		return (EXIT_FAIL);
+	if (ctl->c_json)
+		print_json(u);
+	else {
+		print_field("id", key_str(u, "id", "?"));
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+		    json_integer_value(json_object_get(u, "requests_allowed")));
+		print_field("requests_allowed", num);
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+		    json_integer_value(json_object_get(u, "requests_refused")));
+		print_field("requests_refused", num);
+		print_field("last_used_at", key_str(u, "last_used_at",
+		    "never"));
+	}
+	json_decref(u);
+	return (0);
+}
+
+/* The secret from the first line of standard input, newline removed. */
+static int
+read_secret(char *buf, size_t len)
+{
+	size_t	 n;
+
+	if (fgets(buf, (int)len, stdin) == NULL) {
+		warnmsg("verify: no secret on standard input");
+		return (-1);
+	}
+	n = strcspn(buf, "\n");
+	if (buf[n] != '\n' && !feof(stdin)) {
+		warnmsg("verify: the secret on standard input is longer than "
+		    "%d bytes", CTL_SECRET_MAX);
+		return (-1);
+	}
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	return (0);
+}
+
+/* What verify found, for people. */
+static void
+print_verify(const json_t *v)
+{
+	char	 buf[2048];
+
+	print_field("valid", json_is_true(json_object_get(v, "valid")) ?
+	    "yes" : "no");
+	print_field("code", key_str(v, "code", "-"));
+	print_field("key_id", key_str(v, "key_id", "-"));
+	print_field("owner", key_str(v, "owner", "-"));
+	key_scopes(v, buf, sizeof(buf));
+	print_field("scopes", buf);
+	print_field("expires_at", key_str(v, "expires_at",
+	    json_string_value(json_object_get(v, "key_id")) != NULL ?
+	    "never" : "-"));
+}
+
+/*
+ * verify: POST /v1/verify.  The secret is an argument, or "-" to read it
+ * from standard input (so that it does not show in ps).  Exits 1 when the
+ * key is not valid.
+ */
+static int
+cmd_verify(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option	 lo[] = {
+		{ "app", required_argument, NULL, 'a' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t				*body = json_object(), *v = NULL;
+	const char			*arg;
+	char				 secret[CTL_SECRET_MAX + 2];
+	int				 ch, rc = EXIT_USAGE;
+
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		if (ch == 'a') {
+			if (set_string(ctl, body, "app_id", optarg) != 0)
+				goto done;
+		} else if (opt_common(ctl, ch, argv) != 0)
+			goto done;
+	}
+	if ((arg = one_arg(ctl, argc, argv, "secret (or - to read it from "
+	    "standard input)")) == NULL)
+		goto done;
+	rc = EXIT_FAIL;
+	if (strcmp(arg, "-") == 0 && read_secret(secret, sizeof(secret)) == -1)
+		goto done;
+	json_object_set_new(body, "key", json_string(strcmp(arg, "-") == 0 ?
+	    secret : arg));
+	explicit_bzero(secret, sizeof(secret));
+	if (json_object_get(body, "key") == NULL) {
+		warnmsg("verify: the secret is not valid UTF-8");
+		goto done;
+	}
+	if (run_call(ctl, EVHTTP_REQ_POST, "/v1/verify", body, 200, &v) == -1)
+		goto done;
+	if (ctl->c_json)
+		print_json(v);
+	else
+		print_verify(v);
+	if (json_is_true(json_object_get(v, "valid")))
+		rc = 0;
+	else {
+		fflush(stdout);
+		warnmsg("the key is not valid: %s", key_str(v, "code", "?"));
+	}
+done:
+	json_decref(v);
+	json_decref(body);
+	return (rc);
+}
+
+/* Global options; the index of the command in argv, or -1 with *rc set. */
+static int
+global_options(struct ctl *ctl, int argc, char **argv, int *rc)
+{
+	static const struct option	 lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "url", required_argument, NULL, 'u' },
+		{ "token", required_argument, NULL, 't' },
+		{ "token-file", required_argument, NULL, 'T' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int				 ch;
+
+	*rc = EXIT_USAGE;
+	while ((ch = getopt_long(argc, argv, "+:c:u:t:T:hv", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			ctl->c_conf_path = optarg;
+			break;
+		case 'u':
+			ctl->c_url_arg = optarg;
+			break;
+		case 't':
+			ctl->c_token_arg = optarg;
+			break;
+		case 'T':
+			ctl->c_token_file = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			*rc = 0;
+			return (-1);
+		case 'v':
+			printf("keygatectl %s\n", PACKAGE_VERSION);
+			*rc = 0;
+			return (-1);
+		default:
+			if (opt_common(ctl, ch, argv) != 0)
+				return (-1);
+		}
+	}
+	return (optind);
+}
+
+/* Global options, then the command; its exit status (0, 1 or 2). */
+int
+main(int argc, char *argv[])
+{
+	struct ctl		 ctl;
+	const struct command	*c;
+	int			 i, rc;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.c_conf_path = CTL_DEFAULT_CONFIG;
+	opterr = 0;
+	if ((i = global_options(&ctl, argc, argv, &rc)) == -1)
+		return (rc);
+	if (i >= argc) {
+		usage(stderr);
+		return (EXIT_USAGE);
+	}
+	for (c = commands; c->cmd_name != NULL; c++)
+		if (strcmp(c->cmd_name, argv[i]) == 0)
+			break;
+	if (c->cmd_name == NULL) {
+		warnmsg("unknown command \"%s\" (see keygatectl -h)", argv[i]);
+		return (EXIT_USAGE);
+	}
+	ctl.c_cmd = c->cmd_name;
+	optind = 0;	/* glibc: start afresh on the command's arguments */
+	rc = c->cmd_run(&ctl, argc - i, argv + i);
+	ctl_close(&ctl);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		warnmsg("cannot write the output: %s", strerror(errno));
+		rc = EXIT_FAIL;
+	}
+	return (rc);
+}

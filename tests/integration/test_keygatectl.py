@@ -1,0 +1,764 @@
+"""
+keygatectl against the real daemon's admin API: every command (create,
+list, show, update, delete, regenerate, usage, verify) in its table / list
+form and with --json, where the admin URL and token come from (-u, -t, -T,
+the environment, the configuration file), and the failures a user meets
+(wrong token, daemon not running, bad options), with their exit statuses.
+
+Every run of keygatectl goes through ctl(), which also checks that the
+admin token never appears in its output, and that no sanitizer reported
+anything.  keygatectl is found next to $KEYGATED.
+"""
+
+import calendar
+import datetime
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+
+import kgtest as kg
+
+TOKEN = secrets.token_hex(16)		# 32 characters
+
+# (mode 0600, outside the daemon's dir so it exists before the start)
+_token_dir = None
+
+
+def token_file():
+    """The path of a file holding TOKEN, created once."""
+    global _token_dir
+    if _token_dir is None:
+        _token_dir = kg.tempdir()
+        path = os.path.join(_token_dir, "admin.token")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(TOKEN + "\n")
+    return os.path.join(_token_dir, "admin.token")
+
+
+def template():
+    return kg.config("route * .* auth=deny",
+                     admin_listen="127.0.0.1:{port2}",
+                     admin_token_file=token_file(),
+                     max_keys=5000)
+
+
+def daemon():
+    return kg.shared("ctl", template(), nports=2)
+
+
+def admin_port(d):
+    return d.ports[1]
+
+
+def admin_url(d):
+    return "http://127.0.0.1:%d" % admin_port(d)
+
+
+def binary():
+    kg.binary()
+    path = os.path.join(os.path.dirname(os.environ["KEYGATED"]),
+                        "keygatectl")
+    if not os.access(path, os.X_OK):
+        raise kg.Skip("no keygatectl next to %s" % os.environ["KEYGATED"])
+    return path
+
+
+def owner():
+    """A fresh owner name, so that tests on the shared daemon stay apart."""
+    return "owner-" + secrets.token_hex(4)
+
+
+# --- running keygatectl ----------------------------------------------------------
+
+SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
+
+
+def ctl(*args, d=None, env=None, stdin=None, url=True, token=True):
+    """
+    Run keygatectl with args.  With d, KEYGATE_ADMIN_URL and
+    KEYGATE_ADMIN_TOKEN point at that daemon (unless url/token is False);
+    env adds or overrides variables (None removes one).  Returns the
+    CompletedProcess; fails if the token shows in its output.
+    """
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith("KEYGATE_ADMIN_")}
+    if d is not None and url:
+        e["KEYGATE_ADMIN_URL"] = admin_url(d)
+    if d is not None and token:
+        e["KEYGATE_ADMIN_TOKEN"] = TOKEN
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    p = subprocess.run([binary()] + list(args), env=e, input=stdin,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60, universal_newlines=True)
+    for name, text in (("stdout", p.stdout), ("stderr", p.stderr)):
+        kg.check(TOKEN not in text, "the admin token appears in the %s "
+                 "of keygatectl %s" % (name, " ".join(args)))
+        m = SANITIZER_RE.search(text)
+        kg.check(m is None, "sanitizer report from keygatectl %s: %s" %
+                 (" ".join(args), text[-2000:]))
+    return p
+
+
+def ok(p, what):
+    """p exited 0; returns its stdout."""
+    kg.eq(p.returncode, 0, "%s: exit status (stderr %r)" % (what, p.stderr))
+    return p.stdout
+
+
+def fails(p, status, pattern, what):
+    """p exited with status and one stderr line matching pattern."""
+    kg.eq(p.returncode, status, "%s: exit status (stdout %r, stderr %r)" %
+          (what, p.stdout, p.stderr))
+    first = p.stderr.splitlines()[0] if p.stderr else ""
+    kg.check(re.search(pattern, first), "%s: stderr %r does not match %r" %
+             (what, p.stderr, pattern))
+    kg.check(first.startswith("keygatectl: "), "%s: stderr %r does not "
+             "start with 'keygatectl: '" % (what, first))
+    return first
+
+
+def fields(text):
+    """The "name: value" lines of a list, as a dict."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        kg.check(sep and re.match(r"^[a-z_]+$", name),
+                 "not a 'field: value' line: %r" % line)
+        kg.check(name not in out, "field %s printed twice" % name)
+        out[name] = value.strip()
+    return out
+
+
+TABLE_HEAD = ["ID", "OWNER", "APP", "NAME", "SCOPES", "HINT", "STATE",
+              "LAST USED"]
+
+
+def table(text):
+    """The rows of list's table as dicts; checks the header and alignment."""
+    lines = text.splitlines()
+    kg.check(lines, "empty table")
+    head = lines[0]
+    starts = [head.index(h) for h in TABLE_HEAD]
+    kg.eq(starts, sorted(starts), "header column order in %r" % head)
+    kg.eq(re.split(r"  +", head.strip()), TABLE_HEAD, "table header")
+    rows = []
+    for line in lines[1:]:
+        row = {}
+        for i, h in enumerate(TABLE_HEAD):
+            end = starts[i + 1] if i + 1 < len(starts) else len(line)
+            cell = line[starts[i]:end]
+            if i + 1 < len(starts):
+                kg.check(cell.endswith("  "), "cell %r of %r is not "
+                         "followed by two spaces" % (cell, line))
+            kg.check(i == 0 or line[starts[i] - 1] == " ",
+                     "column %s not aligned in %r" % (h, line))
+            row[h] = cell.strip()
+        rows.append(row)
+    return rows
+
+
+def iso_ms(t):
+    """Milliseconds since the epoch of an API time (UTC, "Z")."""
+    dt = datetime.datetime.strptime(t[:19], "%Y-%m-%dT%H:%M:%S")
+    frac = re.match(r"^\.(\d+)", t[19:])
+    ms = int((frac.group(1) + "00")[:3]) if frac else 0
+    return calendar.timegm(dt.timetuple()) * 1000 + ms
+
+
+def api(d, method, path, body=None):
+    """A direct admin API request; (status, parsed JSON or None)."""
+    headers = {"Authorization": "Bearer " + TOKEN}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    r = kg.request(admin_port(d), method, path, headers=headers, body=data)
+    return r.status, (r.json() if r.body else None)
+
+
+def create(d, *args):
+    """keygatectl --json create ARGS; the key object with its secret."""
+    p = ctl("--json", "create", *args, d=d)
+    return json.loads(ok(p, "create %s" % " ".join(args)))
+
+
+def show_json(d, key_id):
+    return json.loads(ok(ctl("--json", "show", key_id, d=d), "show"))
+
+
+SECRET_RE = r"^live_[0-9A-Za-z]{32}$"
+
+
+def check_hint(hint, secret):
+    """The hint shows the prefix and the last 4 characters of the secret."""
+    prefix = secret.split("_")[0] + "_"
+    kg.check(hint.startswith(prefix) and hint.endswith(secret[-4:]) and
+             secret not in hint and len(hint) < len(secret),
+             "hint %r for a secret ending in %r" % (hint, secret[-4:]))
+WARNING = "keygatectl: store this secret now: it will not be shown again"
+
+
+# --- create ------------------------------------------------------------------------
+
+def test_create_prints_key_and_secret_once():
+    d = daemon()
+    o = owner()
+    p = ctl("create", "--owner", o, "--name", "CRM sync",
+            "--scope", "contacts:read,contacts:write", "--scope", "orders:read",
+            "--app", "crm-app", "--rate", "1s=5,60s=100", "--expires", "+30d",
+            d=d)
+    out = ok(p, "create")
+    f = fields(out)
+    kg.check(re.match(r"^key_[0-9A-Za-z]{16}$", f["id"]), "id %r" % f["id"])
+    kg.eq(f["owner"], o, "owner")
+    kg.eq(f["name"], "CRM sync", "name")
+    kg.eq(f["app_id"], "crm-app", "app_id")
+    kg.eq(f["scopes"], "contacts:read,contacts:write,orders:read", "scopes")
+    kg.eq(f["rate_limit"], "1s=5,10s=default,60s=100", "rate_limit")
+    kg.eq(f["state"], "active", "state")
+    kg.eq(f["last_used_at"], "never", "last_used_at")
+    kg.check(re.match(kg.RFC3339_RE, f["expires_at"]), "expires_at %r" %
+             f["expires_at"])
+    kg.check(re.match(SECRET_RE, f["secret"]), "secret %r" % f["secret"])
+    kg.eq(out.splitlines()[-1], "secret: " + f["secret"],
+          "the secret on its own last line")
+    kg.eq(out.count(f["secret"]), 1, "times the secret is printed")
+    check_hint(f["hint"], f["secret"])
+    kg.eq(p.stderr.strip(), WARNING, "warning on stderr")
+    # Never again: neither show, list nor the API return it.
+    for args in (("show", f["id"]), ("--json", "show", f["id"]),
+                 ("list", "--owner", o), ("--json", "list", "--owner", o)):
+        q = ok(ctl(*args, d=d), " ".join(args))
+        kg.check(f["secret"] not in q, "%s shows the secret" % " ".join(args))
+    status, j = api(d, "GET", "/v1/keys/" + f["id"])
+    kg.eq(status, 200, "GET the key")
+    kg.check("secret" not in j, "GET has a secret: %r" % j)
+
+
+def test_create_json_has_secret():
+    d = daemon()
+    o = owner()
+    p = ctl("--json", "create", "--owner", o, "--prefix", "test",
+            "--disabled", d=d)
+    j = json.loads(ok(p, "--json create"))
+    kg.check(re.match(r"^test_[0-9A-Za-z]{32}$", j.get("secret", "")),
+             "--json create: secret %r" % j.get("secret"))
+    kg.eq(j["owner"], o, "owner")
+    kg.eq(j["prefix"], "test", "prefix")
+    kg.eq(j["disabled"], True, "disabled")
+    kg.eq(j["scopes"], [], "scopes")
+    kg.eq(j["app_id"], None, "app_id")
+    kg.eq(j["expires_at"], None, "expires_at")
+    kg.eq(p.stderr.strip(), WARNING, "warning on stderr with --json")
+    # The JSON is the server's: same object as GET, plus the secret.
+    del j["secret"]
+    status, g = api(d, "GET", "/v1/keys/" + j["id"])
+    kg.eq(g, j, "--json create vs GET /v1/keys/ID")
+    # --json also works after the command.
+    j2 = json.loads(ok(ctl("create", "--owner", o, "--json", d=d),
+                       "create ... --json"))
+    kg.check("secret" in j2, "create --json has no secret")
+
+
+def test_create_rejected_by_api():
+    d = daemon()
+    p = ctl("create", "--owner", owner(), "--scope", "bad scope!", d=d)
+    fails(p, 1, r"^keygatectl: invalid_field: .*scope", "invalid scope")
+    kg.eq(p.stdout, "", "stdout of a refused create")
+    p = ctl("create", "--owner", owner(), "--expires",
+            "2001-01-01T00:00:00Z", d=d)
+    fails(p, 1, r"^keygatectl: \w+: .*expires_at", "expiry in the past")
+
+
+# --- list ------------------------------------------------------------------------------
+
+def test_list_table_filters_and_states():
+    d = daemon()
+    a, b = owner(), owner()
+    k1 = create(d, "--owner", a, "--app", "app-x", "--name", "Büro key",
+                "--scope", "s1,s2")
+    k2 = create(d, "--owner", a, "--app", "app-y", "--disabled")
+    k3 = create(d, "--owner", b, "--app", "app-x", "--expires", "+2s")
+    rows = table(ok(ctl("list", "--owner", a, d=d), "list --owner"))
+    kg.eq(sorted(r["ID"] for r in rows), sorted([k1["id"], k2["id"]]),
+          "ids listed for owner %s" % a)
+    r1 = [r for r in rows if r["ID"] == k1["id"]][0]
+    kg.eq(r1, {"ID": k1["id"], "OWNER": a, "APP": "app-x",
+               "NAME": "Büro key", "SCOPES": "s1,s2", "HINT": k1["hint"],
+               "STATE": "active", "LAST USED": "never"}, "row of key 1")
+    r2 = [r for r in rows if r["ID"] == k2["id"]][0]
+    kg.eq((r2["STATE"], r2["NAME"], r2["SCOPES"]), ("disabled", "-", "-"),
+          "row of the disabled key")
+    rows = table(ok(ctl("list", "--app", "app-x", d=d), "list --app"))
+    ids = [r["ID"] for r in rows]
+    kg.check(k1["id"] in ids and k3["id"] in ids and k2["id"] not in ids,
+             "list --app app-x: %r" % ids)
+    rows = table(ok(ctl("list", "--owner", b, "--app", "app-x", d=d),
+                    "list --owner --app"))
+    kg.eq([r["ID"] for r in rows], [k3["id"]], "both filters")
+    j = json.loads(ok(ctl("--json", "list", "--owner", a, "--app", "app-y",
+                          d=d), "--json list"))
+    kg.eq([k["id"] for k in j["keys"]], [k2["id"]], "--json list filtered")
+    kg.eq(j["next_cursor"], None, "--json list next_cursor")
+    # Nothing matches: only the header.
+    out = ok(ctl("list", "--owner", owner(), d=d), "list, no match")
+    kg.eq(table(out), [], "rows when nothing matches")
+    kg.eq(table(ok(ctl("list", "--owner", b, d=d), "list"))[0]["STATE"],
+          "active", "state before expires_at")
+    # Once expires_at has passed, the key shows as expired.
+    time.sleep(max(0.0, (iso_ms(k3["expires_at"]) - time.time() * 1000) /
+                   1000.0) + 0.05)
+    rows = table(ok(ctl("list", "--owner", b, d=d), "list after expiry"))
+    kg.eq(rows[0]["STATE"], "expired", "state of an expired key")
+    kg.eq(fields(ok(ctl("show", k3["id"], d=d), "show"))["state"],
+          "expired", "show: state of an expired key")
+
+
+def test_list_pagination():
+    d = daemon()
+    o = owner()
+    n = 1003		# more than one page of 1000 (the most the API gives)
+    made = set()
+    for i in range(n):
+        status, j = api(d, "POST", "/v1/keys", {"owner": o,
+                                                "name": "bulk %d" % i})
+        kg.eq(status, 201, "POST /v1/keys #%d" % i)
+        made.add(j["id"])
+    other = create(d, "--owner", owner())
+    # Without --limit: every page, one table, each key once.
+    p = ctl("list", "--owner", o, d=d)
+    rows = table(ok(p, "list over several pages"))
+    ids = [r["ID"] for r in rows]
+    kg.eq(len(ids), n, "rows of list --owner (%d keys)" % n)
+    kg.eq(set(ids), made, "ids of list --owner")
+    kg.eq(p.stderr, "", "stderr of a complete list")
+    j = json.loads(ok(ctl("--json", "list", "--owner", o, d=d),
+                      "--json list over several pages"))
+    kg.eq(len(j["keys"]), n, "--json list: keys")
+    kg.eq({k["id"] for k in j["keys"]}, made, "--json list: ids")
+    kg.eq(j["next_cursor"], None, "--json list: next_cursor")
+    all_ids = {r["ID"] for r in table(ok(ctl("list", d=d), "list"))}
+    kg.check(made <= all_ids and other["id"] in all_ids,
+             "unfiltered list misses keys")
+    # --limit: one page, and the cursor that continues it.
+    p = ctl("list", "--owner", o, "--limit", "2", d=d)
+    rows = table(ok(p, "list --limit 2"))
+    kg.eq(len(rows), 2, "rows of list --limit 2")
+    m = re.match(r"^keygatectl: more keys follow: continue with --cursor "
+                 r"(\S+)$", p.stderr.strip())
+    kg.check(m, "list --limit: stderr %r" % p.stderr)
+    rows2 = table(ok(ctl("list", "--owner", o, "--limit", "2", "--cursor",
+                         m.group(1), d=d), "list --cursor"))
+    kg.eq(len(rows2), 2, "rows of the second page")
+    kg.check(not {r["ID"] for r in rows} & {r["ID"] for r in rows2},
+             "the second page repeats keys of the first")
+    # Walking with --json --limit --cursor sees every key exactly once.
+    seen, cursor, pages = [], None, 0
+    while True:
+        args = ["--json", "list", "--owner", o, "--limit", "300"]
+        if cursor is not None:
+            args += ["--cursor", cursor]
+        j = json.loads(ok(ctl(*args, d=d), "page %d" % pages))
+        kg.check(len(j["keys"]) <= 300, "page larger than --limit")
+        seen += [k["id"] for k in j["keys"]]
+        cursor = j["next_cursor"]
+        pages += 1
+        if cursor is None:
+            break
+        kg.check(pages < 20, "too many pages")
+    kg.eq(len(seen), n, "keys seen walking the pages")
+    kg.eq(set(seen), made, "ids seen walking the pages")
+    # --cursor without --limit follows the rest of the pages.
+    rest = table(ok(ctl("list", "--owner", o, "--cursor", m.group(1), d=d),
+                    "list --cursor without --limit"))
+    kg.eq(len(rest), n - 2, "rows after the first page of 2")
+
+
+# --- show, update, delete --------------------------------------------------------------
+
+def test_show_list_and_json():
+    d = daemon()
+    k = create(d, "--owner", owner(), "--scope", "a", "--rate", "10s=7")
+    f = fields(ok(ctl("show", k["id"], d=d), "show"))
+    kg.eq(set(f), {"id", "name", "owner", "app_id", "prefix", "hint",
+                   "scopes", "state", "created_at", "updated_at",
+                   "expires_at", "rate_limit", "last_used_at"},
+          "fields of show")
+    kg.eq(f["id"], k["id"], "id")
+    kg.eq(f["owner"], k["owner"], "owner")
+    kg.eq(f["prefix"], "live", "prefix")
+    kg.eq(f["hint"], k["hint"], "hint")
+    kg.eq(f["scopes"], "a", "scopes")
+    kg.eq(f["created_at"], k["created_at"], "created_at")
+    kg.eq(f["expires_at"], "never", "expires_at")
+    kg.eq(f["rate_limit"], "1s=default,10s=7,60s=default", "rate_limit")
+    j = show_json(d, k["id"])
+    status, g = api(d, "GET", "/v1/keys/" + k["id"])
+    kg.eq(j, g, "--json show vs GET")
+
+
+def test_update_each_field():
+    d = daemon()
+    k = create(d, "--owner", owner(), "--name", "old", "--scope", "a,b")
+    kid = k["id"]
+
+    def update(*args):
+        f = fields(ok(ctl("update", kid, *args, d=d), "update %s" % (args,)))
+        kg.eq(f["id"], kid, "update prints the key")
+        return f, show_json(d, kid)
+
+    f, j = update("--name", "new name")
+    kg.eq((f["name"], j["name"]), ("new name", "new name"), "name")
+    kg.eq(j["scopes"], ["a", "b"], "scopes unchanged by --name")
+    f, j = update("--scope", "x:read", "--scope", "y,z")
+    kg.eq(j["scopes"], ["x:read", "y", "z"], "scopes replaced")
+    kg.eq(f["scopes"], "x:read,y,z", "scopes printed")
+    f, j = update("--no-scopes")
+    kg.eq((j["scopes"], f["scopes"]), ([], "-"), "--no-scopes")
+    f, j = update("--expires", "+1d")
+    kg.check(j["expires_at"] is not None and
+             re.match(kg.RFC3339_RE, j["expires_at"]), "expires_at set")
+    f, j = update("--expires", "2999-01-01T00:00:00Z")
+    kg.check(j["expires_at"].startswith("2999-01-01T00:00:00"),
+             "expires_at %r" % j["expires_at"])
+    f, j = update("--expires", "never")
+    kg.eq((j["expires_at"], f["expires_at"]), (None, "never"), "never")
+    f, j = update("--disable")
+    kg.eq((j["disabled"], f["state"]), (True, "disabled"), "--disable")
+    f, j = update("--enable")
+    kg.eq((j["disabled"], f["state"]), (False, "active"), "--enable")
+    f, j = update("--rate", "1s=3,10s=20,60s=90")
+    kg.eq(j["rate_limit"], {"per_1s": 3, "per_10s": 20, "per_60s": 90},
+          "rate_limit")
+    f, j = update("--rate", "60s=50")
+    kg.eq(j["rate_limit"], {"per_1s": None, "per_10s": None, "per_60s": 50},
+          "rate_limit: omitted windows become null")
+    kg.eq(f["rate_limit"], "1s=default,10s=default,60s=50", "printed")
+    f, j = update("--rate", "default")
+    kg.eq((j["rate_limit"], f["rate_limit"]), (None, "default"),
+          "--rate default")
+    kg.eq(j["name"], "new name", "name kept through the other updates")
+    kg.check(j["updated_at"] >= k["updated_at"], "updated_at moved back")
+    j = json.loads(ok(ctl("--json", "update", kid, "--name", "n2", d=d),
+                      "--json update"))
+    kg.eq(j["name"], "n2", "--json update")
+
+
+def test_delete_then_show():
+    d = daemon()
+    k = create(d, "--owner", owner())
+    out = ok(ctl("delete", k["id"], d=d), "delete")
+    kg.eq(out, "%s deleted\n" % k["id"], "delete output")
+    p = ctl("show", k["id"], d=d)
+    first = fails(p, 1, r"^keygatectl: key_not_found: .*" + k["id"],
+                  "show after delete")
+    kg.eq(p.stderr, first + "\n", "one line on stderr")
+    kg.eq(p.stdout, "", "stdout of a failed show")
+    fails(ctl("delete", k["id"], d=d), 1, r"key_not_found",
+          "delete twice")
+    fails(ctl("update", k["id"], "--name", "x", d=d), 1, r"key_not_found",
+          "update a deleted key")
+    fails(ctl("show", "key_doesnotexist", d=d), 1, r"key_not_found",
+          "show an unknown id")
+    fails(ctl("show", "not/an id", d=d), 1, r"key_not_found",
+          "show a malformed id")
+    kg.eq(ok(ctl("--json", "delete", create(d, "--owner", owner())["id"],
+                 d=d), "--json delete"), "", "--json delete prints nothing")
+
+
+# --- regenerate, usage, verify -------------------------------------------------------
+
+def verify(d, secret, *args):
+    return ctl("verify", secret, *args, d=d)
+
+
+def test_regenerate_with_grace():
+    d = daemon()
+    k = create(d, "--owner", owner(), "--scope", "s")
+    old = k["secret"]
+    p = ctl("regenerate", k["id"], "--grace", "600", d=d)
+    f = fields(ok(p, "regenerate --grace"))
+    kg.eq(p.stderr.strip(), WARNING, "warning after regenerate")
+    new = f["secret"]
+    kg.check(re.match(SECRET_RE, new) and new != old, "new secret %r" % new)
+    kg.eq(f["id"], k["id"], "same id")
+    kg.eq(f["scopes"], "s", "same scopes")
+    check_hint(f["hint"], new)
+    kg.check(re.match(kg.RFC3339_RE, f.get("grace_until", "")),
+             "grace_until %r" % f.get("grace_until"))
+    ok(verify(d, old), "the old secret during the grace period")
+    ok(verify(d, new), "the new secret")
+    kg.check("grace_until" in fields(ok(ctl("show", k["id"], d=d), "show")),
+             "show: no grace_until during the grace period")
+    # Without --grace the previous secret stops at once.
+    j = json.loads(ok(ctl("--json", "regenerate", k["id"], d=d),
+                      "--json regenerate"))
+    kg.check(re.match(SECRET_RE, j["secret"]), "--json regenerate secret")
+    kg.eq(j["grace_until"], None, "grace_until without --grace")
+    fails(verify(d, new), 1, r"not valid: invalid_credentials",
+          "the previous secret after a regenerate without grace")
+    ok(verify(d, j["secret"]), "the newest secret")
+    fails(ctl("regenerate", "key_doesnotexist", d=d), 1, r"key_not_found",
+          "regenerate an unknown id")
+
+
+def test_usage():
+    d = daemon()
+    k = create(d, "--owner", owner())
+    f = fields(ok(ctl("usage", k["id"], d=d), "usage"))
+    kg.eq(f, {"id": k["id"], "requests_allowed": "0",
+              "requests_refused": "0", "last_used_at": "never"},
+          "usage of a fresh key")
+    j = json.loads(ok(ctl("--json", "usage", k["id"], d=d), "--json usage"))
+    kg.eq(j, {"id": k["id"], "requests_allowed": 0, "requests_refused": 0,
+              "last_used_at": None}, "--json usage")
+    fails(ctl("usage", "key_doesnotexist", d=d), 1, r"key_not_found",
+          "usage of an unknown id")
+
+
+def test_verify():
+    d = daemon()
+    o = owner()
+    k = create(d, "--owner", o, "--app", "app-1", "--scope", "r,w")
+    f = fields(ok(verify(d, k["secret"]), "verify a valid secret"))
+    kg.eq(f, {"valid": "yes", "code": "-", "key_id": k["id"], "owner": o,
+              "scopes": "r,w", "expires_at": "never"}, "verify output")
+    p = verify(d, "live_" + "x" * 32)
+    fails(p, 1, r"^keygatectl: the key is not valid: invalid_credentials$",
+          "verify an unknown secret")
+    kg.eq(fields(p.stdout)["valid"], "no", "valid: no")
+    # From standard input (with a newline, as echo writes it).
+    f = fields(ok(ctl("verify", "-", d=d, stdin=k["secret"] + "\n"),
+                  "verify -"))
+    kg.eq((f["valid"], f["key_id"]), ("yes", k["id"]), "verify - result")
+    fails(ctl("verify", "-", d=d, stdin="live_nope\n"), 1, r"not valid",
+          "verify - with a bad secret")
+    # Bound to its application.
+    ok(verify(d, k["secret"], "--app", "app-1"), "verify --app (its app)")
+    fails(verify(d, k["secret"], "--app", "app-2"), 1, r"not valid",
+          "verify --app (another app)")
+    # Disabled, and malformed.
+    ok(ctl("update", k["id"], "--disable", d=d), "disable")
+    p = verify(d, k["secret"])
+    fails(p, 1, r"not valid: disabled_key", "verify a disabled key")
+    kg.eq(fields(p.stdout)["key_id"], k["id"], "key_id of a refused key")
+    fails(verify(d, "live_ab cd"), 1, r"not valid: malformed_credentials",
+          "verify a malformed secret")
+    j = json.loads(ctl("--json", "verify", k["secret"], d=d).stdout)
+    kg.eq((j["valid"], j["code"]), (False, "disabled_key"), "--json verify")
+
+
+# --- where the URL and token come from ------------------------------------------------
+
+def test_token_sources():
+    d = daemon()
+    o = owner()
+    k = create(d, "--owner", o)
+    u = admin_url(d)
+    ok(ctl("-u", u, "-t", TOKEN, "show", k["id"], d=d, token=False), "-t")
+    ok(ctl("-u", u, "--token", TOKEN, "show", k["id"], d=d, token=False),
+       "--token")
+    ok(ctl("-u", u, "-T", token_file(), "show", k["id"], d=d, token=False),
+       "-T")
+    ok(ctl("-u", u, "show", k["id"], d=d), "KEYGATE_ADMIN_TOKEN")
+    ok(ctl("-u", u, "-c", d.conf_path, "show", k["id"], d=d, token=False),
+       "admin_token_file of the configuration")
+    # Precedence: -t over -T over the environment over the config.
+    wrong = os.path.join(kg.tempdir(), "wrong.token")
+    with open(wrong, "w") as f:
+        f.write("w" * 32 + "\n")
+    fails(ctl("-t", "w" * 32, "-T", token_file(), "show", k["id"], d=d), 1,
+          r"^keygatectl: unauthorized", "-t before -T")
+    fails(ctl("-T", wrong, "show", k["id"], d=d), 1, r"unauthorized",
+          "-T before KEYGATE_ADMIN_TOKEN")
+    fails(ctl("-c", d.conf_path, "show", k["id"], d=d,
+              env={"KEYGATE_ADMIN_TOKEN": "w" * 32}), 1, r"unauthorized",
+          "KEYGATE_ADMIN_TOKEN before the config")
+    # No token anywhere.
+    bare = os.path.join(kg.tempdir(), "bare.conf")
+    with open(bare, "w") as f:
+        f.write("listen 127.0.0.1:1\nroute * .* auth=deny\n")
+    fails(ctl("-c", bare, "-u", u, "show", k["id"], d=d, token=False), 1,
+          r"no admin token", "no token")
+    fails(ctl("-T", "/nonexistent/token", "show", k["id"], d=d), 1,
+          r"cannot open /nonexistent/token", "-T missing file")
+
+
+def test_url_sources():
+    d = daemon()
+    k = create(d, "--owner", owner())
+    dead = "http://127.0.0.1:%d" % kg.free_port()
+    ok(ctl("-u", admin_url(d), "show", k["id"], d=d, url=False), "-u")
+    ok(ctl("--url", admin_url(d) + "/", "show", k["id"], d=d, url=False),
+       "--url with a trailing slash")
+    ok(ctl("-u", "http://localhost:%d" % admin_port(d), "show", k["id"],
+           d=d, url=False), "-u with a host name")
+    ok(ctl("show", k["id"], d=d), "KEYGATE_ADMIN_URL")
+    ok(ctl("-c", d.conf_path, "show", k["id"], d=d, url=False),
+       "admin_listen of the configuration")
+    ok(ctl("-c", d.conf_path, "show", k["id"], url=False, token=False, d=d),
+       "URL and token both from the configuration")
+    # -u before the environment before the config.
+    ok(ctl("-u", admin_url(d), "-c", "/nonexistent.conf", "show", k["id"],
+           d=d, env={"KEYGATE_ADMIN_URL": dead}), "-u before the environment")
+    fails(ctl("-c", d.conf_path, "show", k["id"], d=d,
+              env={"KEYGATE_ADMIN_URL": dead}), 1, r"cannot reach",
+          "the environment before the config")
+    # A wildcard admin_listen means the loopback address.
+    wild = os.path.join(kg.tempdir(), "wild.conf")
+    with open(wild, "w") as f:
+        f.write("listen 127.0.0.1:1\nadmin_listen *:%d\n"
+                "admin_token_file %s\nroute * .* auth=deny\n" %
+                (admin_port(d), token_file()))
+    ok(ctl("-c", wild, "show", k["id"], url=False, token=False, d=d),
+       "admin_listen *:PORT")
+    # A config without the admin API, and URLs that are not accepted.
+    bare = os.path.join(kg.tempdir(), "bare.conf")
+    with open(bare, "w") as f:
+        f.write("listen 127.0.0.1:1\nroute * .* auth=deny\n")
+    fails(ctl("-c", bare, "show", k["id"], d=d, url=False), 1,
+          r"does not enable the admin API", "config without admin API")
+    fails(ctl("-c", "/nonexistent.conf", "show", k["id"], d=d, url=False),
+          1, r"/nonexistent.conf", "missing config file")
+    for bad in ("https://127.0.0.1:1", "http://127.0.0.1", "127.0.0.1:80",
+                "http://127.0.0.1:80/v1", "http://[::1:80",
+                "http://127.0.0.1:99999"):
+        fails(ctl("-u", bad, "show", k["id"], d=d, url=False), 1,
+              r"admin URL .* is invalid", "-u %s" % bad)
+
+
+def test_wrong_token_unauthorized():
+    d = daemon()
+    k = create(d, "--owner", owner())
+    for args in (("show", k["id"]), ("list",), ("delete", k["id"]),
+                 ("create", "--owner", "x"), ("verify", k["secret"])):
+        p = ctl("-t", "not-the-token-0123456789", *args, d=d)
+        first = fails(p, 1, r"^keygatectl: unauthorized: ", " ".join(args))
+        kg.eq(p.stderr, first + "\n", "one stderr line")
+        kg.eq(p.stdout, "", "stdout when unauthorized")
+    ok(ctl("show", k["id"], d=d), "the key survived the refused delete")
+
+
+def test_unreachable_admin_api():
+    port = kg.free_port()
+    p = ctl("-u", "http://127.0.0.1:%d" % port, "-t", TOKEN, "list")
+    first = fails(p, 1, r"^keygatectl: cannot reach the admin API at "
+                  r"http://127\.0\.0\.1:%d: Connection refused$" % port,
+                  "no daemon")
+    kg.eq(p.stderr, first + "\n", "one stderr line")
+    if kg.have_ipv6():
+        fails(ctl("-u", "http://[::1]:%d" % kg.free_port("::1"), "-t",
+                  TOKEN, "show", "key_x"), 1,
+              r"cannot reach the admin API at http://\[::1\]:\d+: "
+              r"Connection refused$", "no daemon on [::1]")
+
+
+# --- the command line ----------------------------------------------------------
+
+def test_usage_errors_exit_2():
+    d = daemon()
+    k = create(d, "--owner", owner())
+    cases = [
+        (("--frobnicate", "list"), r"unknown option --frobnicate"),
+        (("-x", "list"), r"unknown option -x"),
+        (("frob",), r'unknown command "frob"'),
+        (("list", "--frob"), r"list: unknown option --frob"),
+        (("list", "extra"), r'unexpected argument "extra"'),
+        (("list", "--limit", "many"), r"bad --limit"),
+        (("list", "--limit", "1001"), r"bad --limit"),
+        (("list", "--limit", "0"), r"bad --limit"),
+        (("update", k["id"], "--disable=yes"), r"--disable takes no value"),
+        (("create",), r"--owner is required"),
+        (("create", "--owner"), r"option --owner needs a value"),
+        (("create", "--owner", "o", "--rate", "2s=5"), r"bad --rate"),
+        (("create", "--owner", "o", "--rate", "1s=5,1s=6"), r"bad --rate"),
+        (("create", "--owner", "o", "--expires", "+5y"), r"bad --expires"),
+        (("create", "--owner", "o", "--scope", "a,,b"), r"empty scope"),
+        (("show",), r"missing key id"),
+        (("show", k["id"], "other"), r'unexpected argument "other"'),
+        (("update", k["id"]), r"nothing to change"),
+        (("update", k["id"], "--enable", "--disable"), r"contradict"),
+        (("update", k["id"], "--scope", "a", "--no-scopes"), r"contradict"),
+        (("regenerate", k["id"], "--grace", "soon"), r"bad --grace"),
+        (("verify",), r"missing secret"),
+    ]
+    for args, pattern in cases:
+        p = ctl(*args, d=d)
+        fails(p, 2, pattern, "keygatectl %s" % " ".join(args))
+        kg.eq(p.stdout, "", "stdout of a usage error")
+    # Nothing was changed by the refused update.
+    kg.eq(show_json(d, k["id"])["disabled"], False, "key after usage errors")
+
+
+def test_help_and_version():
+    p = ctl("-h")
+    out = ok(p, "-h")
+    kg.check(out.startswith("usage: keygatectl "), "-h output %r" % out[:80])
+    for cmd in ("create", "list", "show", "update", "delete", "regenerate",
+                "usage", "verify"):
+        kg.check(re.search(r"^\t%s\b" % cmd, out, re.M),
+                 "-h does not describe %s" % cmd)
+    p = ctl()
+    kg.eq(p.returncode, 2, "exit status without arguments")
+    kg.check(p.stderr.startswith("usage: keygatectl "), "usage on stderr")
+    out = ok(ctl("-v"), "-v")
+    kg.check(re.match(r"^keygatectl \d+\.\d+\.\d+\n$", out), "-v: %r" % out)
+    out2 = kg.keygated("-v").stdout
+    kg.eq(out.split()[1], out2.split()[1], "same version as keygated")
+
+
+def test_token_never_printed():
+    """The token stays out of every message, even about the token itself."""
+    d = daemon()
+    # ctl() checks every run; these are the runs most likely to leak it.
+    ctl("-u", "http://127.0.0.1:%d" % kg.free_port(), "-t", TOKEN, "list")
+    ctl("-u", "http://" + TOKEN + "@127.0.0.1:1", "-t", TOKEN, "list")
+    ctl("-u", "ftp://127.0.0.1:1", "-t", TOKEN, "list")
+    ctl("-t", TOKEN + " x", "list", d=d, token=False)
+    short = os.path.join(kg.tempdir(), "short.token")
+    with open(short, "w") as f:
+        f.write(TOKEN[:8] + "\n")
+    p = ctl("-T", short, "list", d=d, token=False)
+    fails(p, 1, r"shorter than 16", "short token file")
+    kg.check(TOKEN[:8] not in p.stderr, "the short token is printed")
+    ctl("--json", "list", d=d)
+    # And it is in the daemon's logs neither.
+    kg.check(TOKEN not in d.errlog_text(), "the token is in the error log")
+    try:
+        with open(d.access_path) as f:
+            kg.check(TOKEN not in f.read(), "the token is in the access log")
+    except OSError:
+        pass
+
+
+TESTS = [
+    test_create_prints_key_and_secret_once,
+    test_create_json_has_secret,
+    test_create_rejected_by_api,
+    test_list_table_filters_and_states,
+    test_list_pagination,
+    test_show_list_and_json,
+    test_update_each_field,
+    test_delete_then_show,
+    test_regenerate_with_grace,
+    test_usage,
+    test_verify,
+    test_token_sources,
+    test_url_sources,
+    test_wrong_token_unauthorized,
+    test_unreachable_admin_api,
+    test_usage_errors_exit_2,
+    test_help_and_version,
+    test_token_never_printed,
+]
+
+if __name__ == "__main__":
+    kg.run(TESTS)
