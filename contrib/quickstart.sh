@@ -71,7 +71,14 @@ case "${1:-}" in
 demo)
 	deps $PACKAGES
 	build _build
+	# The demo's admin API token: made once, kept with the demo's keys.
+	mkdir -p demo-state && chmod 700 demo-state
+	if [ ! -s demo-state/admin.token ]; then
+		(umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' \
+		    > demo-state/admin.token)
+	fi
 	echo "quickstart: keygated listens on http://127.0.0.1:8080 (^C stops it)"
+	echo "quickstart: admin API on http://127.0.0.1:8081, token in demo-state/admin.token"
 	exec ./_build/src/keygated -f -c contrib/keygate-demo.conf
 	;;
 test)
