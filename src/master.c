@@ -293,7 +293,10 @@ master_child_detach(struct master *m)
 	/*
 	 * Until the worker installs its own handlers, a SIGUSR1 the master
 	 * forwards (log reopening) must not kill it, and SIGHUP/SIGINT are
-	 * the master's anyway; SIGTERM/SIGQUIT keep their default, ending it.
+	 * the master's anyway.  SIGTERM/SIGQUIT get their default action back
+	 * but stay blocked (master_fork) until server_run() has handlers for
+	 * them, so a stop sent to a worker still starting is a clean stop,
+	 * not a death by signal.
 	 */
 	for (i = 0; i < MASTER_NSIGS; i++)
 		signal(master_signals[i], master_signals[i] == SIGUSR1 ||
@@ -326,6 +329,8 @@ master_fork(struct master *m, struct child *ch)
 	}
 	if (pid == 0) {
 		master_child_detach(m);
+		sigaddset(&old, SIGTERM);	/* server_run() unblocks them */
+		sigaddset(&old, SIGQUIT);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		env.se_conf = m->m_conf;
 		env.se_lfds = m->m_lfds;

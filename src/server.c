@@ -1440,6 +1440,7 @@ server_run(const struct server_env *env)
 {
 	struct worker	 w;
 	struct timeval	 one = { 1, 0 };
+	sigset_t	 stops;
 	int		 rc = 0;
 
 	memset(&w, 0, sizeof(w));
@@ -1471,6 +1472,11 @@ server_run(const struct server_env *env)
 		goto done;
 	}
 	evtimer_add(w.w_parent_timer, &one);
+	/* Handlers exist now: a stop that arrived while starting is delivered. */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGQUIT);
+	sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	/* Tell the master this worker is serving (it confirms reloads by it). */
 	__atomic_store_n(&w.w_stats->sw_ready, 1, __ATOMIC_RELEASE);
 	if (getppid() != env->se_master)

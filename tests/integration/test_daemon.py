@@ -340,6 +340,21 @@ def test_sigint_graceful_stop():
     graceful_stop(signal.SIGINT, 0.5)
 
 
+def test_sigterm_while_workers_start():
+    """
+    A stop that reaches workers still starting is a clean stop: no worker
+    is "killed by signal 15" (their SIGTERM is blocked until handled).
+    """
+    for attempt in range(5):
+        d = kg.start(kg.config(ECHO, workers=4))
+        d.signal(signal.SIGTERM)
+        kg.eq(d.wait_exit(10), 0, "exit status after an early SIGTERM")
+        text = d.errlog_text()
+        kg.check("killed by signal" not in text,
+                 "a worker was killed by the stop (attempt %d):\n%s" %
+                 (attempt + 1, text[-1500:]))
+
+
 def test_sigquit_fast_stop():
     d = kg.start(kg.config(ECHO, workers=2, shutdown_timeout="10s"))
     c = start_slow_request(d)
@@ -411,6 +426,7 @@ TESTS = [
     test_killed_worker_respawned,
     test_crash_loop_backoff,
     test_sigterm_finishes_inflight_request,
+    test_sigterm_while_workers_start,
     test_sigint_graceful_stop,
     test_sigquit_fast_stop,
     test_sigusr1_reopens_access_log,
