@@ -69,6 +69,7 @@ struct master {
 	struct keystore		 m_ks;
 	struct journal		 m_journal;
 	int64_t			 m_usage_ms;	/* usage last saved */
+	uint64_t		 m_usage_requests;	/* requests served then */
 	uint32_t		 m_gen;		/* generation of new workers */
 	uint32_t		 m_gencount;	/* last generation handed out */
 	struct child		 m_children[SHM_SLOTS];
@@ -249,15 +250,33 @@ master_keys_repair(struct master *m, pid_t pid)
 }
 
 /*
+ * Requests answered by the workers alive now (a worker that exits takes its
+ * count with it, so this can go down: only a change matters).
+ */
+static uint64_t
+master_requests(const struct master *m)
+{
+	uint64_t	 n = 0;
+	int		 i;
+
+	for (i = 0; i < SHM_SLOTS; i++)
+		if (SHM_LOAD(&m->m_shm->sh_workers[i].sw_pid) != 0)
+			n += SHM_LOAD(&m->m_shm->sh_workers[i].sw_requests);
+	return (n);
+}
+
+/*
  * Once a second: compact the journal when it has grown past the snapshot
  * (only if no admin write holds the lock right now: the next tick tries
- * again), and save the usage counters every MASTER_USAGE_MS.
+ * again), and save the usage counters every MASTER_USAGE_MS if requests
+ * were served since the last save.
  */
 static void
 master_keys_tick(struct master *m, int64_t now)
 {
-	char	 err[CONFIG_ERRLEN];
-	off_t	 size;
+	char		 err[CONFIG_ERRLEN];
+	off_t		 size;
+	uint64_t	 requests;
 
 	size = journal_size(&m->m_journal);
 	if (size >= JOURNAL_COMPACT_MIN &&
@@ -270,6 +289,10 @@ master_keys_tick(struct master *m, int64_t now)
 	}
 	if (now - m->m_usage_ms >= MASTER_USAGE_MS) {
 		m->m_usage_ms = now;
+		requests = master_requests(m);
+		if (requests == m->m_usage_requests)
+			return;		/* no request, no new usage */
+		m->m_usage_requests = requests;
 		if (journal_save_usage(&m->m_journal, &m->m_ks, err,
 		    sizeof(err)) == -1)
 			log_warnx("usage counters not saved: %s", err);

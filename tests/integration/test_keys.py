@@ -913,6 +913,35 @@ def test_sighup_keeps_keys():
     no_secret_leak(d)
 
 
+def test_usage_counted_and_kept():
+    """
+    Requests allowed and refused are counted per key across workers, shown
+    by the usage endpoint, and saved when the daemon stops: a restart shows
+    the same counts.
+    """
+    d = start()
+    k, s = mk(d, "usage", scopes=["orders:read"])
+    for i in range(6):		# fresh connections: both workers count
+        r = call(d, "/echo/u%d" % i, xkey(s))
+        kg.eq(r.status, 200, "allowed request %d" % i)
+    for i in range(2):
+        refused(call(d, "/scoped/u%d" % i, xkey(s)), 403,
+                "insufficient_scope", "refused request %d" % i, (s,))
+    u = adm(d, "GET", "/v1/keys/%s/usage" % k["id"])
+    kg.eq((u["requests_allowed"], u["requests_refused"]), (6, 2),
+          "usage (allowed, refused)")
+    kg.check(kg.RFC3339_RE.match(u["last_used_at"] or ""),
+             "last_used_at %r" % u["last_used_at"])
+    stop(d)
+    n = reopen(d)
+    u2 = adm(n, "GET", "/v1/keys/%s/usage" % k["id"])
+    kg.eq((u2["requests_allowed"], u2["requests_refused"]), (6, 2),
+          "usage after a restart")
+    kg.eq(u2["last_used_at"], u["last_used_at"], "last_used_at after a "
+          "restart")
+    no_secret_leak(d, n)
+
+
 def test_worker_killed_during_creates():
     d = start()
     d.allow_worker_deaths = True
@@ -1310,6 +1339,7 @@ TESTS = [
     test_access_log_key_ids,
     test_restart_keeps_every_key,
     test_sighup_keeps_keys,
+    test_usage_counted_and_kept,
     test_worker_killed_during_creates,
     test_storage_full,
     test_journal_damage,
