@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1295,7 +1296,6 @@ journal_save_usage(struct journal *j, const struct keystore *ks, char *err,
 	struct ks_key	 k;
 	char		 tmp[PATH_MAX], path[PATH_MAX];
 	FILE		*fp;
-	json_t		*o;
 	uint64_t	 allowed, refused;
 	int64_t		 last;
 	uint32_t	 cursor = 0, slot;
@@ -1311,10 +1311,18 @@ journal_save_usage(struct journal *j, const struct keystore *ks, char *err,
 		keystore_usage(ks, slot, &allowed, &refused, &last);
 		if (allowed == 0 && refused == 0 && last == 0)
 			continue;
-		o = json_pack("{s:s%,s:I,s:I,s:I}", "id", SN(k.k_id),
-		    "allowed", (json_int_t)allowed, "refused",
-		    (json_int_t)refused, "last_used", (json_int_t)last);
-		if (put_line(fp, o, USAGE_TMP, err, errlen) == -1) {
+		/*
+		 * Written with fprintf, not jansson: this runs for every used
+		 * key every few seconds, and a valid id ([A-Za-z0-9_]) and
+		 * three integers need no escaping.
+		 */
+		if (!valid_id(k.k_id))
+			continue;
+		if (fprintf(fp, "{\"id\":\"%s\",\"allowed\":%" PRIu64
+		    ",\"refused\":%" PRIu64 ",\"last_used\":%" PRId64 "}\n",
+		    k.k_id, allowed, refused, last) < 0) {
+			file_error(err, errlen, USAGE_TMP, errno != 0 ? errno :
+			    EIO);
 			fclose(fp);
 			goto fail;
 		}

@@ -186,8 +186,8 @@ master_owner(const struct config *conf, uid_t *uid, gid_t *gid)
 
 /*
  * Start-up: load keys.snapshot and keys.journal into the segment's key
- * store, then the usage counters, then compact (so the journal starts
- * empty and a torn line found now is gone).  Any damage other than a torn
+ * store, then the usage counters, then compact if the journal holds
+ * anything (so it starts empty and a torn line found now is gone).  Any damage other than a torn
  * last line stops the start with the file and line.
  */
 int
@@ -215,7 +215,9 @@ master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
 		goto unlock;
 	if (journal_load_usage(&j, &ks, why, sizeof(why)) == -1)
 		log_warnx("usage counters not restored: %s", why);
-	if (journal_compact(&j, &ks, why, sizeof(why)) == -1)
+	/* An empty journal adds nothing the snapshot does not already hold. */
+	if (journal_size(&j) > 0 &&
+	    journal_compact(&j, &ks, why, sizeof(why)) == -1)
 		log_warnx("key store compaction failed: %s", why);
 	log_info("key store: %u keys (max_keys %u)", keystore_count(&ks),
 	    conf->c_max_keys);
