@@ -211,6 +211,10 @@ admin_reply(struct admin_response *rs, int status, json_t *o)
 	return (0);
 }
 
+static int	 admin_verror(struct admin_response *, int, const char *,
+		    const char *, const char *, va_list)
+		    __attribute__((format(printf, 5, 0)));
+
 /* Answer an error {"error","message"[,"field"]}; returns -1. */
 static int
 admin_verror(struct admin_response *rs, int status, const char *code,
@@ -234,6 +238,11 @@ admin_verror(struct admin_response *rs, int status, const char *code,
 		rs->as_code = code;
 	return (-1);
 }
+
+static int	 admin_error(struct admin_ctx *, int, const char *,
+		    const char *, ...) __attribute__((format(printf, 4, 5)));
+static int	 admin_invalid(struct admin_ctx *, const char *,
+		    const char *, ...) __attribute__((format(printf, 3, 4)));
 
 /* Answer an error; returns -1. */
 static int

@@ -104,6 +104,9 @@ log_dest(void)
 	return (log_path[0] != '\0' ? log_path : LOG_TO_STDERR);
 }
 
+static void	 log_emit(int, int, const char *, const char *, va_list)
+		    __attribute__((format(printf, 4, 0)));
+
 /* Format one line and write it with a single write(2). */
 static void
 log_emit(int level, int prio, const char *emsg, const char *fmt, va_list ap)

@@ -1,0 +1,239 @@
+/*
+ * libFuzzer target for the journal and snapshot loader (src/journal.c).
+ *
+ * The first input byte is a mode; the rest is written into a fresh
+ * mkdtemp() state directory (on tmpfs when there is one):
+ *
+ *	mode & 1 == 0	the rest is keys.journal
+ *	mode & 1 == 1	the rest up to and including the first "\n" of its
+ *			first "\n\n" is keys.snapshot, what follows the
+ *			"\n\n" is keys.journal (no "\n\n": all snapshot)
+ *	mode & 2	a store of 4 keys instead of 64, to reach "does not
+ *			fit" as well
+ *
+ * and journal_load() reads it into a fresh store.  A failure must say why,
+ * as "keys.journal:..." or "keys.snapshot:...".  A success must be
+ * stable: loading the directory again (the torn last line, if any, is cut
+ * off by the first load) gives the same store, and so does compacting the
+ * store (journal_compact) and loading the snapshot it wrote.  Stores are
+ * compared key by key, through the id and the digest indexes.  The
+ * directory is removed after each input; AddressSanitizer's leak check
+ * covers every error path.
+ */
+
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "journal.h"
+#include "keystore.h"
+#include "log.h"
+
+int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+#define FUZZ_ASSERT(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
+		    __FILE__, __LINE__, #cond);				\
+		abort();						\
+	}								\
+} while (0)
+
+#define FZ_MAXKEYS	64
+#define FZ_SMALL	4
+#define FZ_NSTORES	3	/* first load, second load, after compaction */
+
+/* Regions for the stores, made once, zeroed before each use. */
+static void	*fz_mem[FZ_NSTORES];
+static size_t	 fz_size;
+
+/* Write n bytes of p as dir/name; abort on failure (the disk is ours). */
+static void
+fz_write(const char *dir, const char *name, const uint8_t *p, size_t n)
+{
+	char	 path[128];
+	ssize_t	 w;
+	int	 fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	FUZZ_ASSERT(fd != -1);
+	while (n > 0) {
+		w = write(fd, p, n);
+		FUZZ_ASSERT(w > 0);
+		p += w;
+		n -= (size_t)w;
+	}
+	FUZZ_ASSERT(close(fd) == 0);
+}
+
+/* Remove every file of dir and dir itself. */
+static void
+fz_rmdir(const char *dir)
+{
+	struct dirent	*de;
+	DIR		*d;
+
+	d = opendir(dir);
+	FUZZ_ASSERT(d != NULL);
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			FUZZ_ASSERT(unlinkat(dirfd(d), de->d_name, 0) == 0);
+	closedir(d);
+	FUZZ_ASSERT(rmdir(dir) == 0);
+}
+
+/* Store i: zeroed, formatted for max keys and locked by us, as at start-up. */
+static struct keystore *
+fz_store(struct keystore *ks, int i, uint32_t max)
+{
+	memset(fz_mem[i], 0, fz_size);
+	keystore_init(ks, fz_mem[i], max, 0x5eed + (uint64_t)i);
+	FUZZ_ASSERT(keystore_lock(ks, getpid(), 1000) == KS_OK);
+	return (ks);
+}
+
+/* Does a failed load say why, naming the file? */
+static void
+fz_check_error(const char *err)
+{
+	if (strncmp(err, "keys.journal:", 13) == 0 ||
+	    strncmp(err, "keys.snapshot:", 14) == 0)
+		return;
+	fprintf(stderr, "bad error text: \"%s\"\n", err);
+	abort();
+}
+
+/* Two records of the same key must agree in every field. */
+static void
+fz_same_key(const struct ks_key *a, const struct ks_key *b)
+{
+	FUZZ_ASSERT(memcmp(a->k_digest, b->k_digest, KS_DIGEST_LEN) == 0);
+	FUZZ_ASSERT(memcmp(a->k_old_digest, b->k_old_digest,
+	    KS_DIGEST_LEN) == 0);
+	FUZZ_ASSERT(a->k_grace_until == b->k_grace_until);
+	FUZZ_ASSERT(a->k_created == b->k_created);
+	FUZZ_ASSERT(a->k_updated == b->k_updated);
+	FUZZ_ASSERT(a->k_expires == b->k_expires);
+	FUZZ_ASSERT(a->k_flags == b->k_flags);
+	FUZZ_ASSERT(memcmp(a->k_rate, b->k_rate, sizeof(a->k_rate)) == 0);
+	FUZZ_ASSERT(strcmp(a->k_id, b->k_id) == 0);
+	FUZZ_ASSERT(strcmp(a->k_prefix, b->k_prefix) == 0);
+	FUZZ_ASSERT(strcmp(a->k_hint, b->k_hint) == 0);
+	FUZZ_ASSERT(strcmp(a->k_name, b->k_name) == 0);
+	FUZZ_ASSERT(strcmp(a->k_owner, b->k_owner) == 0);
+	FUZZ_ASSERT(strcmp(a->k_app, b->k_app) == 0);
+	FUZZ_ASSERT(strcmp(a->k_scopes, b->k_scopes) == 0);
+}
+
+/*
+ * b must hold exactly the keys of a, equal field by field, found in b by
+ * id and by current digest, with the same journal sequence.
+ */
+static void
+fz_same_store(const struct keystore *a, const struct keystore *b)
+{
+	struct ks_key	 ka, kb;
+	uint32_t	 cur = 0, slot, n = 0;
+	int		 old;
+
+	FUZZ_ASSERT(a->ks_hdr->kh_applied == b->ks_hdr->kh_applied);
+	FUZZ_ASSERT(keystore_count(a) == keystore_count(b));
+	while (keystore_next(a, &cur, &ka, &slot) == KS_OK) {
+		n++;
+		FUZZ_ASSERT(keystore_find_id(b, ka.k_id, &kb, &slot) == KS_OK);
+		fz_same_key(&ka, &kb);
+		FUZZ_ASSERT(keystore_find_digest(b, ka.k_digest, &kb, &slot,
+		    &old) == KS_OK);
+		FUZZ_ASSERT(strcmp(ka.k_id, kb.k_id) == 0);
+	}
+	FUZZ_ASSERT(n == keystore_count(a));
+}
+
+/* After a good load into a: load again, compact, load again; all equal. */
+static void
+fz_check_loaded(struct journal *j, struct keystore *a, uint32_t max)
+{
+	struct keystore	 b;
+	char		 err[512];
+	int		 rc;
+
+	FUZZ_ASSERT(keystore_count(a) <= max);
+	if ((rc = journal_load(j, fz_store(&b, 1, max), err,
+	    sizeof(err))) == -1)
+		fprintf(stderr, "second load: %s\n", err);
+	FUZZ_ASSERT(rc == 0);
+	fz_same_store(a, &b);
+	if ((rc = journal_compact(j, a, err, sizeof(err))) == -1)
+		fprintf(stderr, "compaction: %s\n", err);
+	FUZZ_ASSERT(rc == 0);
+	FUZZ_ASSERT(journal_size(j) == 0);
+	if ((rc = journal_load(j, fz_store(&b, 2, max), err,
+	    sizeof(err))) == -1)
+		fprintf(stderr, "load after compaction: %s\n", err);
+	FUZZ_ASSERT(rc == 0);
+	fz_same_store(a, &b);
+}
+
+/* Once: the store regions, and warnings (torn lines) silenced. */
+static void
+fz_setup(void)
+{
+	char	 err[256];
+	int	 i;
+
+	FUZZ_ASSERT(log_init(LOG_TO_STDERR, LOGLEVEL_ERROR, "fuzz_journal",
+	    err, sizeof(err)) == 0);
+	fz_size = (keystore_size(FZ_MAXKEYS) + 63) & ~(size_t)63;
+	for (i = 0; i < FZ_NSTORES; i++)
+		FUZZ_ASSERT((fz_mem[i] = aligned_alloc(64, fz_size)) != NULL);
+}
+
+/* One input: write the files, load them, check the outcome. */
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct journal	 j;
+	struct keystore	 a;
+	const uint8_t	*p, *cut;
+	char		 dir[64], err[512];
+	uint32_t	 max;
+	size_t		 n;
+
+	if (size == 0)
+		return (0);
+	if (fz_mem[0] == NULL)
+		fz_setup();
+	snprintf(dir, sizeof(dir), "%s/fuzz_journal.XXXXXX",
+	    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	FUZZ_ASSERT(mkdtemp(dir) != NULL);
+	p = data + 1;
+	n = size - 1;
+	if (data[0] & 1) {
+		cut = memmem(p, n, "\n\n", 2);
+		fz_write(dir, SNAPSHOT_FILE, p, cut != NULL ?
+		    (size_t)(cut - p) + 1 : n);
+		if (cut != NULL)
+			fz_write(dir, JOURNAL_FILE, cut + 2,
+			    n - (size_t)(cut - p) - 2);
+	} else
+		fz_write(dir, JOURNAL_FILE, p, n);
+	max = (data[0] & 2) ? FZ_SMALL : FZ_MAXKEYS;
+	FUZZ_ASSERT(journal_init(&j, dir, (uid_t)-1, (gid_t)-1) == 0);
+	err[0] = '\0';
+	if (journal_load(&j, fz_store(&a, 0, max), err, sizeof(err)) == -1)
+		fz_check_error(err);
+	else
+		fz_check_loaded(&j, &a, max);
+	journal_close(&j);
+	fz_rmdir(dir);
+	return (0);
+}
