@@ -23,6 +23,20 @@
 #           keygated verify_path vs nginx "return 204" vs HAProxy
 #           "http-request return status 204".
 #   echo    GET /bench: keygated's built-in echo upstream vs nginx return 200.
+#   keys-verify  like verify, with $KEYS API keys loaded and a random one of
+#           them in X-API-KEY on every request (wrk script keys.lua):
+#           keygated route auth=api-key vs nginx "map $http_x_api_key" vs
+#           an HAProxy map file; 204 with X-Consumer-Id, 401 without a key.
+#   keys-proxy   like proxy, with the same keys: the gateway sends the key's
+#           owner upstream in X-Consumer-Id and drops X-API-KEY.
+#   keys-create  keygated only: $CREATES x POST /v1/keys (admin API, each
+#           create fsync'ed to the journal) over one keep-alive connection
+#           from a Python client (create.py), on top of the $KEYS keys.
+# The keys (secrets, keygated's keys.snapshot, nginx and HAProxy map files)
+# are made once per run by keys.py.  For keys-verify and keys-proxy every
+# system is also started once with no keys, to measure its memory at rest
+# with 0 and with $KEYS keys (PSS summed over its processes) and its
+# start-up time.
 # Each workload gets its own fresh servers, stopped after it.  Before a
 # workload starts, its keygated config is checked with "keygated -t": if the
 # binary rejects it (for example one without http:// upstreams or
@@ -33,7 +47,10 @@
 #              the top of the source tree]
 #   NGINX      nginx binary [nginx from PATH]
 #   HAPROXY    haproxy binary [haproxy from PATH], for proxy and verify
-#   WORKLOADS  space-separated workloads to run [proxy verify echo]
+#   WORKLOADS  space-separated workloads to run [proxy verify echo
+#              keys-verify keys-proxy keys-create]
+#   KEYS       API keys loaded for the keys-* workloads [100000]
+#   CREATES    keys created through the admin API in keys-create [2000]
 #   ROUNDS     rounds per workload [5]
 #   DURATION   seconds per wrk run [10]
 #   CONNS      wrk connections (-c) [64]
@@ -66,12 +83,15 @@ WORKERS=${WORKERS:-2}
 UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
 POOL=${POOL:-64}
 WARMUP=${WARMUP:-2}
-WORKLOADS=${WORKLOADS:-proxy verify echo}
+WORKLOADS=${WORKLOADS:-proxy verify echo keys-verify keys-proxy keys-create}
+KEYS=${KEYS:-100000}
+CREATES=${CREATES:-2000}
 PROFILE=${PROFILE:-0}
 PROFILE_DURATION=${PROFILE_DURATION:-5}
 KEEP_TMP=${KEEP_TMP:-0}
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
 
 say() { printf '%s\n' "$*"; }
 warn() { printf 'bench: %s\n' "$*" >&2; }
@@ -79,7 +99,7 @@ die() { warn "$*"; exit 1; }
 
 val=
 for v in ROUNDS DURATION CONNS THREADS WORKERS UPSTREAM_WORKERS POOL WARMUP \
-    PROFILE_DURATION; do
+    PROFILE_DURATION KEYS CREATES; do
 	eval "val=\$$v"
 	case $val in
 	'' | *[!0-9]*) die "$v must be a whole number, not \"$val\"" ;;
@@ -87,8 +107,12 @@ for v in ROUNDS DURATION CONNS THREADS WORKERS UPSTREAM_WORKERS POOL WARMUP \
 done
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] &&
     [ "$THREADS" -ge 1 ] && [ "$WORKERS" -ge 1 ] &&
-    [ "$UPSTREAM_WORKERS" -ge 1 ] && [ "$POOL" -ge 1 ] ||
-    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS and POOL must be at least 1"
+    [ "$UPSTREAM_WORKERS" -ge 1 ] && [ "$POOL" -ge 1 ] && [ "$KEYS" -ge 1 ] &&
+    [ "$CREATES" -ge 1 ] ||
+    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS and CREATES must be at least 1"
+W_KEYS=0
+W_CREATE=0
+W_MAX_KEYS=0
 
 # ---------------------------------------------------------------- workloads
 
@@ -99,11 +123,19 @@ done
 #   W_PATH      the path wrk requests (GET);
 #   W_HEADERS   extra request headers, one per line (wrk -H, curl -H);
 #   W_STATUS    the status a good response has;
-#   W_UPSTREAM  1 if the workload needs the upstream server.
+#   W_UPSTREAM  1 if the workload needs the upstream server;
+#   W_KEYS      1 if the systems hold the $KEYS API keys and every request
+#               carries one (wrk -s keys.lua);
+#   W_CREATE    1 for keys-create: no wrk rounds, the admin API client;
+#   W_MAX_KEYS  keygated's max_keys: $KEYS (a full store), and room for the
+#               creates in keys-create.
 workload_info() {
 	W_HEADERS=
 	W_UPSTREAM=0
 	W_STATUS=200
+	W_KEYS=0
+	W_CREATE=0
+	W_MAX_KEYS=$KEYS
 	case $1 in
 	proxy)
 		W_DESC="gateway -> keep-alive upstream (nginx return 200)"
@@ -124,8 +156,35 @@ X-Original-URI: /bench"
 		W_SYSTEMS="keygated nginx"
 		W_PATH=/bench
 		;;
+	keys-verify)
+		W_DESC="verify with $KEYS API keys, a random one per request: keygated api-key vs nginx map vs HAProxy map"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/_keygate/verify
+		W_HEADERS="X-Original-Method: GET
+X-Original-URI: /bench"
+		W_STATUS=204
+		W_KEYS=1
+		;;
+	keys-proxy)
+		W_DESC="proxy with $KEYS API keys, a random one per request, owner sent upstream"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_KEYS=1
+		;;
+	keys-create)
+		W_DESC="admin API: $CREATES x POST /v1/keys, one keep-alive connection, $KEYS keys loaded"
+		W_SYSTEMS="keygated"
+		W_PATH=/_keygate/verify
+		W_HEADERS="X-Original-Method: GET
+X-Original-URI: /bench"
+		W_STATUS=204
+		W_KEYS=1
+		W_CREATE=1
+		W_MAX_KEYS=$((KEYS + CREATES))
+		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy verify echo)"
+		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create)"
 		;;
 	esac
 }
@@ -140,7 +199,7 @@ workload_url() {
 workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
-	echo:* | proxy:*) say '{"ok":true}' ;;
+	echo:* | proxy:* | keys-proxy:*) say '{"ok":true}' ;;
 	*) say "HTTP/1.1 $W_STATUS" ;;
 	esac
 }
@@ -233,16 +292,44 @@ peak_rss() {
 	say "$total"
 }
 
-# wait_ready PID URL: wait until URL answers while PID lives (10 s at most).
+# wait_ready PID URL: wait until URL answers while PID lives (10 s at most;
+# 60 s when the workload loads the keys).
 wait_ready() {
 	n=0
-	while [ $n -lt 100 ]; do
+	lim=100
+	[ "$W_KEYS" = 1 ] && lim=600
+	while [ $n -lt $lim ]; do
 		alive "$1" || return 1
 		curl -s -o /dev/null --max-time 1 "$2" && return 0
 		sleep 0.1
 		n=$((n + 1))
 	done
 	return 1
+}
+
+# mem_now PID: "RSS PSS" in KiB, each summed over PID and its children
+# (VmRSS from status, Pss from smaps_rollup: PSS divides each shared page
+# among the processes that map it, so the sum counts it once).
+mem_now() {
+	m_pids=$(tree "$1")
+	set --
+	for p in $m_pids; do
+		for f in "/proc/$p/status" "/proc/$p/smaps_rollup"; do
+			[ -r "$f" ] && set -- "$@" "$f"
+		done
+	done
+	[ $# -gt 0 ] || { say "0 0"; return 0; }
+	awk '$1 == "VmRSS:" { r += $2 } $1 == "Pss:" { p += $2 }
+	    END { print r + 0, p + 0 }' "$@" 2>/dev/null || say "0 0"
+}
+
+# now_ms: milliseconds since the epoch (whole seconds if date lacks %N).
+now_ms() {
+	t=$(date +%s%N 2>/dev/null || true)
+	case $t in
+	'' | *[!0-9]*) say "$(($(date +%s) * 1000))" ;;
+	*) say "$((t / 1000000))" ;;
+	esac
 }
 
 # stop_pid PID: graceful stop (SIGTERM), then SIGKILL to what is left of
@@ -294,10 +381,31 @@ EOF
 		say "upstream		echo echo"
 		say "route GET ^/bench\$	auth=anonymous"
 		;;
+	keys-verify)
+		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
+		say "upstream		echo echo"
+		say "verify_path		/_keygate/verify"
+		say "route GET ^/bench\$	auth=api-key"
+		;;
+	keys-proxy)
+		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
+		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
+		say "route GET ^/bench\$	auth=api-key upstream=up"
+		;;
+	keys-create)
+		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
+		say "upstream		echo echo"
+		say "verify_path		/_keygate/verify"
+		say "route GET ^/bench\$	auth=api-key"
+		# The admin API is what this workload measures: not optional.
+		say "admin_listen		127.0.0.1:$keygated_admin_port"
+		say "admin_token_file	$keysdir/admin.token"
+		;;
 	esac
 	n=0
 	keygated_optional | while IFS= read -r line; do
 		n=$((n + 1))
+		[ "$1" = keys-create ] && [ $n -eq 1 ] && continue
 		case " $keygated_opt_ok " in *" $n "*) say "$line" ;; esac
 	done
 }
@@ -358,6 +466,14 @@ start_keygated() {
 		cat "$d/check.log" >&2
 		return 2
 	}
+	# The key store: the prebuilt snapshot, unless the state is already
+	# there (keys-create restarts keygated on its own state).
+	if [ "$W_KEYS" = 1 ] && [ -s "$keys_src/keys.snapshot" ] &&
+	    [ ! -e "$d/state/keys.snapshot" ] &&
+	    [ ! -e "$d/state/keys.journal" ]; then
+		cp "$keys_src/keys.snapshot" "$d/state/keys.snapshot"
+	fi
+	launch_ms=$(now_ms)
 	"$KEYGATED" -f -c "$d/keygated.conf" >"$d/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
 	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$port_keygated/" || {
@@ -388,6 +504,7 @@ EOF
 # nginx_run DIR PORT: a private nginx (-p prefix, -c config, -e error log,
 # daemon off) that never touches the system nginx's files.
 nginx_run() {
+	launch_ms=$(now_ms)
 	"$NGINX" -p "$1/" -c "$1/nginx.conf" -e "$1/logs/error.log" \
 	    -g 'daemon off;' >"$1/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
@@ -407,7 +524,7 @@ start_nginx() {
 	{
 		nginx_head "$d" "$WORKERS"
 		case $1 in
-		proxy)
+		proxy | keys-proxy)
 			cat <<EOF
 	upstream up {
 		server 127.0.0.1:$port_upstream;
@@ -417,9 +534,35 @@ start_nginx() {
 EOF
 			;;
 		esac
+		[ "$W_KEYS" = 1 ] && nginx_map
 		say "	server {"
 		say "		listen 127.0.0.1:$port_nginx;"
 		case $1 in
+		keys-proxy)
+			cat <<EOF
+		location = /bench {
+			if (\$kg_owner = "") {
+				return 401;
+			}
+			proxy_pass http://up;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header X-Consumer-Id \$kg_owner;
+			proxy_set_header X-API-KEY "";
+		}
+EOF
+			;;
+		keys-verify)
+			cat <<EOF
+		location = /_keygate/verify {
+			if (\$kg_owner = "") {
+				return 401;
+			}
+			add_header X-Consumer-Id \$kg_owner;
+			return 204;
+		}
+EOF
+			;;
 		proxy)
 			cat <<EOF
 		location = /bench {
@@ -451,6 +594,25 @@ EOF
 	nginx_run "$d" "$port_nginx"
 }
 
+# nginx_map: the map from X-API-KEY to the key's owner ("" for no key or
+# an unknown one), its entries included from $keys_src/nginx.map.  The
+# hash must hold every key in buckets of at most map_hash_bucket_size
+# bytes: 512 holds 10 entries of 48 bytes (a 37-character secret), and
+# with at least twice as many buckets as keys (a power of two) the first
+# sizes nginx tries (from map_hash_max_size - 1000 up) already fit.
+nginx_map() {
+	m=1024
+	while [ $m -lt $((2 * KEYS)) ]; do m=$((m * 2)); done
+	cat <<EOF
+	map_hash_max_size $m;
+	map_hash_bucket_size 512;
+	map \$http_x_api_key \$kg_owner {
+		default "";
+		include $keys_src/nginx.map;
+	}
+EOF
+}
+
 # start_upstream WORKLOAD: the upstream every gateway of the proxy workload
 # forwards to: nginx answering GET /bench with 200 '{"ok":true}'.
 start_upstream() {
@@ -460,11 +622,29 @@ start_upstream() {
 	port_upstream=$PORT
 	{
 		nginx_head "$d" "$UPSTREAM_WORKERS"
+		if [ "$W_KEYS" = 1 ]; then
+			# The check request shows which owner the gateway sent
+			# and whether it forwarded the secret.
+			cat <<EOF
+	map \$http_x_api_key \$saw_key {
+		"" no;
+		default yes;
+	}
+EOF
+		fi
 		cat <<EOF
 	server {
 		listen 127.0.0.1:$port_upstream;
 		location = /bench {
 			default_type application/json;
+EOF
+		if [ "$W_KEYS" = 1 ]; then
+			cat <<EOF
+			add_header X-Upstream-Consumer \$http_x_consumer_id;
+			add_header X-Upstream-Saw-Key \$saw_key;
+EOF
+		fi
+		cat <<EOF
 			return 200 '{"ok":true}';
 		}
 	}
@@ -501,6 +681,14 @@ defaults
 frontend gateway
 	bind 127.0.0.1:$port_haproxy
 EOF
+		if [ "$W_KEYS" = 1 ]; then
+			# One map look-up per request: the owner goes into a
+			# variable, refused when absent, sent upstream from it.
+			cat <<EOF
+	http-request set-var(txn.owner) req.hdr(x-api-key),map($keys_src/haproxy.map)
+	http-request deny deny_status 401 unless { var(txn.owner) -m found }
+EOF
+		fi
 		case $1 in
 		proxy)
 			cat <<EOF
@@ -509,6 +697,19 @@ EOF
 backend up
 	server up 127.0.0.1:$port_upstream
 EOF
+			;;
+		keys-proxy)
+			cat <<EOF
+	http-request set-header X-Consumer-Id %[var(txn.owner)]
+	http-request del-header X-API-KEY
+	use_backend up if { path /bench }
+
+backend up
+	server up 127.0.0.1:$port_upstream
+EOF
+			;;
+		keys-verify)
+			say "	http-request return status 204 hdr X-Consumer-Id %[var(txn.owner)] if { path /_keygate/verify }"
 			;;
 		verify)
 			say "	http-request return status 204 if { path /_keygate/verify }"
@@ -522,6 +723,7 @@ EOF
 		cat "$d/check.log" >&2
 		return 2
 	}
+	launch_ms=$(now_ms)
 	"$HAPROXY" -f "$d/haproxy.cfg" -db -p "$d/haproxy.pid" \
 	    >"$d/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
@@ -547,15 +749,18 @@ log_lines() {
 
 # start_system NAME: start it for workload $w (three tries, in case another
 # program takes the port first; none if its config is rejected), remember
-# its pid in $wdir/NAME.pid.
+# its pid in $wdir/NAME.pid and the milliseconds from its launch to its
+# first answer in $wdir/NAME.startms.
 start_system() {
 	try=0
 	while [ $try -lt 3 ]; do
 		try=$((try + 1))
 		SYSTEM_PID=
+		launch_ms=
 		rc=0
 		"start_$1" "$w" 2>"$wdir/$1.start.log" || rc=$?
 		if [ $rc -eq 0 ]; then
+			say "$(($(now_ms) - ${launch_ms:-0}))" >"$wdir/$1.startms"
 			say "$SYSTEM_PID" >"$wdir/$1.pid"
 			started="$started $SYSTEM_PID"
 			wsystems="$wsystems $1"
@@ -586,11 +791,14 @@ wsystems=
 # -------------------------------------------------------------------- wrk
 
 # run_wrk OUTFILE SECONDS URL: wrk in the background, so that a signal
-# reaches the trap at once, with the workload's headers.  Non-zero if wrk
-# failed (its output is in OUTFILE).
+# reaches the trap at once, with the workload's headers (and keys.lua,
+# which adds a random key from $KEYS_FILE, for the keys-* workloads).
+# Non-zero if wrk failed (its output is in OUTFILE).
 run_wrk() {
-	with_headers "$3" wrk -t"$THREADS" -c"$CONNS" -d"$2s" --latency \
-	    >"$1" 2>&1 &
+	script=
+	[ "$W_KEYS" = 1 ] && script=$here/keys.lua
+	with_headers "$3" wrk ${script:+-s "$script"} -t"$THREADS" -c"$CONNS" \
+	    -d"$2s" --latency >"$1" 2>&1 &
 	wrk_pid=$!
 	rc=0
 	wait "$wrk_pid" || rc=$?
@@ -648,9 +856,12 @@ fail() {
 # check_workload: fetch each system's URL once (with curl, the workload's
 # headers); it must answer W_STATUS with the expected content.
 check_workload() {
+	check_curl=curl
+	[ "$W_KEYS" = 1 ] && check_curl=curl_key
 	for s in $W_SYSTEMS; do
 		url=$(workload_url "$w" "$s")
-		resp=$(with_headers "$url" curl -s -i --max-time 5 || true)
+		resp=$(with_headers "$url" "$check_curl" -s -i --max-time 5 ||
+		    true)
 		say "$resp" >"$wdir/$s.check"
 		case $resp in
 		"HTTP/1.1 $W_STATUS"*) ;;
@@ -686,7 +897,160 @@ check_workload() {
 		say "keygated answers $code for X-Original-URI /nope (no route)" \
 		    >>"$wdir/notes"
 	fi
+	[ "$W_KEYS" = 1 ] && ! check_keys && return 1
 	return 0
+}
+
+# curl_key ARGS...: curl with the first key's X-API-KEY header (read from a
+# file: the secret stays off the command line).
+curl_key() { curl -H "@$keysdir/check.hdr" "$@"; }
+
+# curl_badkey ARGS...: curl with an X-API-KEY that is no key.
+curl_badkey() { curl -H "X-API-KEY: live_00000000000000000000000000000000" "$@"; }
+
+# check_keys: for the keys-* workloads, every system must refuse a request
+# without a key and one with an unknown key (401), and its answer with the
+# first key must carry that key's owner: in X-Consumer-Id (verify), or as
+# the upstream saw it, with the secret removed (proxy).
+check_keys() {
+	owner=$(cat "$keysdir/first.owner")
+	for s in $W_SYSTEMS; do
+		url=$(workload_url "$w" "$s")
+		for how in curl curl_badkey; do
+			code=$(with_headers "$url" "$how" -s -o /dev/null \
+			    -w '%{http_code}' --max-time 5 || true)
+			[ "$code" = 401 ] && continue
+			fail "$w" "$s: GET $url with $(test $how = curl &&
+			    echo no key || echo an unknown key) answered $code, not 401"
+			return 1
+		done
+		case $w in
+		keys-proxy)
+			want="x-upstream-consumer: $owner
+x-upstream-saw-key: no"
+			;;
+		*)	want="x-consumer-id: $owner" ;;
+		esac
+		got=$(tr -d '\r' <"$wdir/$s.check" | tr 'A-Z' 'a-z')
+		old_ifs=$IFS
+		IFS='
+'
+		for h in $want; do
+			case $got in
+			*"$h"*) ;;
+			*)
+				IFS=$old_ifs
+				fail "$w" "$s: the answer for the first key lacks \"$h\"" \
+				    "$wdir/$s.check"
+				return 1
+				;;
+			esac
+		done
+		IFS=$old_ifs
+	done
+	say "every system answered 401 without a key and with an unknown one" \
+	    >>"$wdir/notes"
+	return 0
+}
+
+# mem_empty NAME: start system NAME for workload $w with no keys (its files
+# from $keys_empty, in $wdir/empty.mem0), and write "RSS PSS STARTMS" (KiB,
+# KiB, ms) of it at rest, 1 s after its first answer, to $wdir/NAME.mem0.
+# keygated then has the smallest key store (max_keys 1), since its store
+# is sized by max_keys, not by the keys in it; it is started a second time
+# with max_keys $W_MAX_KEYS and no keys, for $wdir/keygated.mem0max.
+mem_empty() {
+	mem_empty_run "$1" mem0 || return 1
+	[ "$1" = keygated ] || return 0
+	mem_empty_run keygated mem0max
+}
+
+# mem_empty_run NAME TAG: one such start, in $wdir/empty.TAG, results in
+# $wdir/NAME.TAG; keygated gets max_keys 1 for TAG mem0.
+mem_empty_run() {
+	m_wdir=$wdir
+	m_ws=$wsystems
+	wdir=$wdir/empty.$2
+	wsystems=
+	keys_src=$keys_empty
+	KG_MAX_KEYS=
+	[ "$2" = mem0 ] && KG_MAX_KEYS=1
+	mkdir -p "$wdir"
+	m_rc=0
+	if start_system "$1"; then
+		sleep 1
+		say "$(mem_now "$(system_pid "$1")") $(cat "$wdir/$1.startms")" \
+		    >"$m_wdir/$1.$2"
+	else
+		m_rc=1
+	fi
+	stop_systems
+	wdir=$m_wdir
+	wsystems=$m_ws
+	keys_src=$keysdir
+	KG_MAX_KEYS=
+	return $m_rc
+}
+
+# health_keys URL: the "keys" count of GET URL/v1/health (empty if none).
+health_keys() {
+	curl -s --max-time 5 "$1/v1/health" >"$wdir/health" 2>&1 || true
+	sed -n 's/.*"keys": *\([0-9][0-9]*\).*/\1/p' "$wdir/health"
+}
+
+# run_create: keys-create, with keygated started and checked: $CREATES
+# creates through the admin API (create.py), the store's key count before
+# and after, the journal's growth, then a restart of keygated on the same
+# state_dir, which must come back with every key.  Results in
+# $wdir/create.res (printed by print_create).
+run_create() {
+	d=$wdir/keygated
+	admin=http://127.0.0.1:$keygated_admin_port
+	n0=$(health_keys "$admin")
+	if [ "$n0" != "$KEYS" ]; then
+		fail "$w" "keygated: GET $admin/v1/health: ${n0:-no} keys, not $KEYS" \
+		    "$wdir/health"
+		return 0
+	fi
+	j0=$(wc -c <"$d/state/keys.journal" 2>/dev/null || say 0)
+	log_lines keygated >"$wdir/keygated.loglines"
+	warn "$w: $CREATES creates through $admin/v1/keys"
+	if ! python3 "$here/create.py" "$admin" "$keysdir/admin.token" \
+	    "$CREATES" "$(workload_url "$w" keygated)" >"$wdir/create.out" \
+	    2>"$wdir/create.err"; then
+		fail "$w" "the admin client failed" "$wdir/create.err"
+		return 0
+	fi
+	n1=$(health_keys "$admin")
+	j1=$(wc -c <"$d/state/keys.journal" 2>/dev/null || say 0)
+	# For comparison: synchronous 512-byte appends (O_DSYNC) on the same
+	# filesystem, one at a time, as many as the creates.
+	dd if=/dev/zero of="$d/dsync.test" bs=512 count="$CREATES" \
+	    oflag=dsync 2>"$wdir/dsync.out" >/dev/null || true
+	rm -f "$d/dsync.test"
+	dsync=$(awk -v n="$CREATES" '/copied/ { for (i = 1; i < NF; i++)
+	    if ($(i + 1) ~ /^s,?$/ && $i + 0 > 0) { printf "%.1f %.3f", n / $i, $i; exit } }' \
+	    "$wdir/dsync.out")
+	rss=$(peak_rss "$(system_pid keygated)")
+	n=$(cat "$wdir/keygated.loglines")
+	logged=$(($(log_lines keygated) - n))
+	{
+		say "create $(cat "$wdir/create.out")"
+		say "keys $n0 $n1"
+		say "journal $j0 $j1"
+		say "fs $(stat -f -c %T "$d/state") $(df -P "$d/state" |
+		    awk 'NR == 2 { print $1, $6 }')"
+		say "rss $rss"
+		say "logged $logged"
+		[ -n "$dsync" ] && say "dsync $dsync"
+	} >"$wdir/create.res"
+	stop_systems
+	if start_system keygated; then
+		say "restart $(health_keys "http://127.0.0.1:$keygated_admin_port") $(cat \
+		    "$wdir/keygated.startms")" >>"$wdir/create.res"
+	else
+		say "restart failed" >>"$wdir/create.res"
+	fi
 }
 
 # run_workload NAME: start the workload's systems, check them, warm them
@@ -706,14 +1070,31 @@ run_workload() {
 	systems=$W_SYSTEMS
 	[ "$W_UPSTREAM" = 1 ] && systems="upstream $systems"
 	for s in $systems; do
+		if [ "$W_KEYS" = 1 ] && [ "$W_CREATE" = 0 ] &&
+		    [ "$s" != upstream ] && ! mem_empty "$s"; then
+			fail "$w" "skipped: $s would not start without keys" \
+			    "$(ls -t "$wdir"/empty.*/"$s".start.log | head -n 1)"
+			stop_systems
+			return 0
+		fi
 		start_system "$s" || {
 			fail "$w" "skipped: $s would not start" \
 			    "$wdir/$s.start.log"
 			stop_systems
 			return 0
 		}
+		if [ "$W_KEYS" = 1 ] && [ "$s" != upstream ]; then
+			sleep 1
+			say "$(mem_now "$(system_pid "$s")") $(cat \
+			    "$wdir/$s.startms")" >"$wdir/$s.mem1"
+		fi
 	done
 	if ! check_workload; then
+		stop_systems
+		return 0
+	fi
+	if [ "$W_CREATE" = 1 ]; then
+		run_create
 		stop_systems
 		return 0
 	fi
@@ -764,6 +1145,7 @@ run_workload() {
 	for s in $wsystems; do
 		p=$(system_pid "$s")
 		say "$s $(peak_rss "$p")" >>"$wdir/rss"
+		say "$(mem_now "$p")" >"$wdir/$s.mem2"
 		children "$p" | sort >"$wdir/$s.kids.after"
 		cmp -s "$wdir/$s.kids" "$wdir/$s.kids.after" ||
 		    say "WARNING: $s: worker processes changed during the rounds (died and respawned?): before $(tr '\n' ' ' <"$wdir/$s.kids")/ after $(tr '\n' ' ' <"$wdir/$s.kids.after")" >>"$wdir/notes"
@@ -775,7 +1157,7 @@ run_workload() {
 			    tail -n 5 | sed 's/^/    /'
 		fi >>"$wdir/notes"
 	done
-	if [ "$PROFILE" = 1 ]; then
+	if [ "$PROFILE" = 1 ] && [ "$W_CREATE" = 0 ]; then
 		for s in $W_SYSTEMS; do
 			profile_system "$s" "$w" || warn "profile of $s failed"
 		done
@@ -788,9 +1170,17 @@ print_table() {
 	w=$1
 	workload_info "$w"
 	wdir=$tmp/$w
-	say "workload: $w ($W_DESC), wrk -t$THREADS -c$CONNS, $ROUNDS x ${DURATION}s"
+	if [ "$W_CREATE" = 1 ]; then
+		say "workload: $w ($W_DESC)"
+	else
+		say "workload: $w ($W_DESC), wrk -t$THREADS -c$CONNS, $ROUNDS x ${DURATION}s"
+	fi
 	if [ -f "$wdir/failed" ]; then
 		cat "$wdir/failed"
+		return 0
+	fi
+	if [ "$W_CREATE" = 1 ]; then
+		print_create
 		return 0
 	fi
 	printf '%-10s %8s %9s %9s %10s\n' system req/s p50 p99 "peak RSS"
@@ -824,6 +1214,55 @@ print_table() {
 	done
 	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
+	[ "$W_KEYS" = 1 ] && print_memory
+	cat "$wdir/notes"
+}
+
+# print_memory: the keys-* memory table, from $wdir/SYSTEM.mem0, .mem1 and
+# .mem2 ("RSS PSS [STARTMS]": no keys at rest, $KEYS keys at rest, $KEYS
+# keys after the rounds).
+print_memory() {
+	say "memory (PSS summed over the processes, KiB): no keys, $KEYS keys at rest (1 s after the first answer), after the rounds"
+	printf '%-10s %9s %9s %9s %9s %9s %13s\n' system "no keys" \
+	    "$KEYS" "after" "per key" "RSS after" "start-up"
+	for s in $W_SYSTEMS; do
+		[ -s "$wdir/$s.mem0" ] && [ -s "$wdir/$s.mem1" ] &&
+		    [ -s "$wdir/$s.mem2" ] || continue
+		awk -v s="$s" -v n="$KEYS" '
+		    FILENAME ~ /mem0$/ { p0 = $2; t0 = $3; next }
+		    FILENAME ~ /mem1$/ { p1 = $2; t1 = $3; next }
+		    { printf "%-10s %9d %9d %9d %7.0f B %9d %5.2fs/%.2fs\n", s,
+			p0, p1, $2, (p1 - p0) * 1024 / n, $1, t0 / 1000, t1 / 1000 }' \
+		    "$wdir/$s.mem0" "$wdir/$s.mem1" "$wdir/$s.mem2"
+	done
+	say "per key: (PSS with $KEYS keys at rest - PSS without) / $KEYS; RSS after: summed VmRSS, a shared page once per process; start-up: launch to first answer, without keys/with $KEYS"
+	[ -s "$wdir/keygated.mem0max" ] && awk -v m="$W_MAX_KEYS" '{
+	    printf "keygated without keys is measured with max_keys 1; with max_keys %d and no keys: %d KiB PSS\n", m, $2 }' \
+	    "$wdir/keygated.mem0max"
+	return 0
+}
+
+# print_create: the keys-create results, from $wdir/create.res.
+print_create() {
+	awk -v keys="$KEYS" -v w="$WORKERS" '
+	$1 == "create" {
+		printf "creates: %d in %.2f s over one keep-alive connection: %.1f creates/s\n", $2, $3, $4
+		printf "create latency: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", $5, $6, $7
+		printf "last created key through verify_path right after its 201: %s\n", $8
+	}
+	$1 == "keys" { printf "keys in the store (GET /v1/health): %s before, %s after\n", $2, $3 }
+	$1 == "journal" {
+		per = nc ? ($3 - $2) / nc : 0
+		printf "keys.journal: %d -> %d bytes (%.0f bytes per create)\n", $2, $3, per
+	}
+	$1 == "create" { nc = $2 }
+	$1 == "fs" { printf "state_dir filesystem: %s, %s mounted on %s\n", $2, $3, $4 }
+	$1 == "dsync" { printf "same filesystem, dd bs=512 oflag=dsync (one synchronous append at a time): %.1f writes/s\n", $2 }
+	$1 == "rss" { printf "keygated peak RSS (master + %d workers, summed): %d KiB\n", w, $2 }
+	$1 == "logged" && $2 > 0 { printf "NOTE: keygated logged %d lines during the creates\n", $2 }
+	$1 == "restart" && $2 == "failed" { print "WARNING: keygated did not start again on the same state_dir" ; next }
+	$1 == "restart" { printf "after a restart on the same state_dir: %s keys, first answer after %.2f s\n", $2, $3 / 1000 }
+	' "$wdir/create.res"
 	cat "$wdir/notes"
 }
 
@@ -994,8 +1433,10 @@ fi
 case $KEYGATED in /*) ;; *) KEYGATED=$(pwd)/$KEYGATED ;; esac
 
 all=
+any_keys=0
 for w in $WORKLOADS; do
 	workload_info "$w"
+	[ "$W_KEYS" = 1 ] && any_keys=1
 	for s in $W_SYSTEMS; do
 		case " $all " in *" $s "*) ;; *) all="$all $s" ;; esac
 	done
@@ -1004,6 +1445,7 @@ done
 
 need wrk wrk
 need curl curl
+[ "$any_keys" = 1 ] && need python3 python3
 [ "$(id -u)" -eq 0 ] && PATH=$PATH:/usr/sbin:/sbin
 if [ -z "${NGINX:-}" ]; then
 	need nginx nginx-light
@@ -1028,6 +1470,34 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# The keys of the keys-* workloads: secrets for wrk, keygated's snapshot,
+# the nginx and HAProxy maps (keys.py); empty maps for the runs without
+# keys; the first key's header for the checks; the admin token.
+keysdir=
+keys_empty=
+keys_src=
+if [ "$any_keys" = 1 ]; then
+	keysdir=$tmp/keys
+	keys_empty=$tmp/keys-empty
+	mkdir -p "$keys_empty"
+	: >"$keys_empty/nginx.map"
+	: >"$keys_empty/haproxy.map"
+	warn "making $KEYS API keys (keys.py)"
+	t0=$(now_ms)
+	python3 "$here/keys.py" "$KEYS" "$keysdir" || die "keys.py failed"
+	keys_ms=$(($(now_ms) - t0))
+	(
+		umask 077
+		printf 'X-API-KEY: %s\n' "$(head -n 1 "$keysdir/secrets.txt")" \
+		    >"$keysdir/check.hdr"
+		od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$keysdir/admin.token"
+		say >>"$keysdir/admin.token"
+	)
+	KEYS_FILE=$keysdir/secrets.txt
+	export KEYS_FILE
+	keys_src=$keysdir
+fi
+
 keygated_probe
 
 versions="$("$KEYGATED" -v 2>&1 | head -n 1) ($KEYGATED); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
@@ -1039,6 +1509,8 @@ case " $all " in
 esac
 say "# keygate bench $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc 2>/dev/null || echo ?) CPUs, $WORKERS workers (HAProxy: threads) per gateway, upstream $UPSTREAM_WORKERS worker(s), pool $POOL"
 say "# $versions; $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }')"
+[ "$any_keys" = 1 ] &&
+    say "# keys-*: $KEYS keys made by keys.py in $(awk -v t="$keys_ms" 'BEGIN { printf "%.1f", t / 1000 }') s, keygated max_keys $KEYS ($((KEYS + CREATES)) in keys-create), wrk picks one at random per request (keys.lua)"
 for w in $WORKLOADS; do run_workload "$w"; done
 for w in $WORKLOADS; do
 	say
@@ -1048,6 +1520,8 @@ done
 if [ "$PROFILE" = 1 ]; then
 	for w in $WORKLOADS; do
 		[ -f "$tmp/$w/failed" ] && continue
+		workload_info "$w"
+		[ "$W_CREATE" = 1 ] && continue
 		say
 		print_profile "$w"
 	done
