@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -810,6 +811,28 @@ admin_unlock(struct admin_ctx *c)
 	keystore_unlock(c->c_ks, c->c_env->ae_pid);
 }
 
+#ifdef KEYGATE_DEBUG
+/*
+ * Fault injection for the integration tests, in debug builds only: if the
+ * file named by $KEYGATE_TEST_STALL_WRITE exists, the first writer to get
+ * here removes it, says so in the error log and stops, holding the key
+ * store lock with its journal line written but memory not yet changed,
+ * the worst moment to die.  The test then kills it and checks that the
+ * master repairs the store and replays the line.
+ */
+static void
+admin_test_stall(void)
+{
+	const char	*path = getenv("KEYGATE_TEST_STALL_WRITE");
+
+	if (path == NULL || unlink(path) == -1)
+		return;
+	log_warnx("test: stalled in a key store write, lock held");
+	for (;;)
+		pause();
+}
+#endif
+
 /*
  * Under the lock: write k as the next change, journal first.  A journal
  * failure leaves memory as it was (503).  The callers checked capacity
@@ -829,6 +852,9 @@ admin_store(struct admin_ctx *c, const struct ks_key *k)
 		return (admin_error(c, 503, "storage_unavailable",
 		    "the key could not be stored: %s", err));
 	}
+#ifdef KEYGATE_DEBUG
+	admin_test_stall();
+#endif
 	if ((rc = keystore_put(c->c_ks, k, seq)) == KS_OK)
 		return (0);
 	log_warnx("key %s: journal line %llu written but the store refused "

@@ -1006,6 +1006,70 @@ def test_worker_killed_during_creates():
     no_secret_leak(d, d2)
 
 
+def test_worker_killed_holding_the_lock():
+    """
+    A worker killed at the worst moment of a create (lock held, journal line
+    written, memory not yet changed; debug builds stop there on request):
+    the master repairs the store, replays the line, frees the lock, and
+    memory, disk and a restart all agree.
+    """
+    stall = os.path.join(kg.tempdir(), "stall")
+    os.environ["KEYGATE_TEST_STALL_WRITE"] = stall
+    try:
+        d = start()
+    finally:
+        del os.environ["KEYGATE_TEST_STALL_WRITE"]
+    d.allow_worker_deaths = True
+    k1, s1 = mk(d, "before")
+    open(stall, "w").close()
+    answers = []
+
+    def create():
+        try:
+            answers.append(kg.admin(d, "POST", "/v1/keys",
+                                    {"owner": "stalled",
+                                     "rate_limit": BIG_RATE}))
+        except (OSError, http.client.HTTPException) as e:
+            answers.append(e)
+    t = threading.Thread(target=create)
+    t.start()
+    try:
+        m = d.wait_log(r"keygated\[(\d+)\] worker: test: stalled in a key "
+                       r"store write", timeout=3)
+    except AssertionError:
+        t.join(10)
+        if answers and getattr(answers[0], "status", None) == 201:
+            remember(answers[0].json()["secret"])
+            raise kg.Skip("this keygated is not a debug build "
+                          "(--enable-debug): no fault injection")
+        raise
+    victim = int(m.group(1))
+    os.kill(victim, signal.SIGKILL)
+    t.join(10)
+    kg.check(not t.is_alive(), "the stalled create never ended")
+    kg.check(isinstance(answers[0], Exception),
+             "the killed worker answered: %r" % (answers[0],))
+    d.wait_log(r"worker %d died during a key store write; the key store "
+               r"was repaired" % victim, what="the repair")
+    # The lock is free: the next write goes through at once.
+    t0 = time.monotonic()
+    k3, s3 = mk(d, "after")
+    kg.check(time.monotonic() - t0 < 2, "a create after the repair waited "
+             "%.1f s for the lock" % (time.monotonic() - t0))
+    # The journal line the dead worker wrote was replayed into memory.
+    keys = list_all(d)
+    owners = sorted(k["owner"] for k in keys)
+    kg.eq(owners, ["after", "before", "stalled"], "owners after the repair")
+    for k, s in ((k1, s1), (k3, s3)):
+        kg.eq(call(d, "/echo/r", xkey(s)).status, 200,
+              "key %s after the repair" % k["id"])
+    stop(d)
+    d2 = reopen(d)
+    kg.eq(sorted(k["id"] for k in list_all(d2)),
+          sorted(k["id"] for k in keys), "keys after a restart")
+    no_secret_leak(d, d2)
+
+
 def check_store_subset(d, created, what):
     with kg.Conn(d.port) as c:
         for kid, (k, s) in sorted(created.items()):
@@ -1341,6 +1405,7 @@ TESTS = [
     test_sighup_keeps_keys,
     test_usage_counted_and_kept,
     test_worker_killed_during_creates,
+    test_worker_killed_holding_the_lock,
     test_storage_full,
     test_journal_damage,
     test_admin_http,
