@@ -947,6 +947,16 @@ print_key(const json_t *key, int64_t now)
 	print_field("last_used_at", key_str(key, "last_used_at", "never"));
 }
 
+/* A key: the API's JSON with --json, else the field list. */
+static void
+print_key_any(const struct ctl *ctl, const json_t *key)
+{
+	if (ctl->c_json)
+		print_json(key);
+	else
+		print_key(key, util_now_ms());
+}
+
 /*
  * A key with its new secret (create, regenerate), then the warning.  The
  * secret comes last, on a line of its own, "secret: live_...", for people
@@ -955,10 +965,8 @@ print_key(const json_t *key, int64_t now)
 static void
 print_key_secret(const struct ctl *ctl, const json_t *key)
 {
-	if (ctl->c_json)
-		print_json(key);
-	else {
-		print_key(key, util_now_ms());
+	print_key_any(ctl, key);
+	if (!ctl->c_json) {
 		printf("secret: ");
 		put_clean(stdout, key_str(key, "secret", "?"));
 		putchar('\n');
@@ -1132,6 +1140,19 @@ run_call(struct ctl *ctl, enum evhttp_cmd_type type, const char *uri,
 		return (-1);
 	}
 	return (0);
+}
+
+/* One call about key id (uri "/v1/keys/ID" + suffix); as run_call(). */
+static int
+key_call(struct ctl *ctl, enum evhttp_cmd_type type, const char *id,
+    const char *suffix, const json_t *body, int want, json_t **out)
+{
+	char	*uri = key_uri(id, suffix);
+	int	 rc;
+
+	rc = run_call(ctl, type, uri, body, want, out);
+	free(uri);
+	return (rc);
 }
 
 /* --- commands ---------------------------------------------------------- */
@@ -1450,21 +1471,14 @@ static int
 cmd_show(struct ctl *ctl, int argc, char **argv)
 {
 	const char	*id;
-	char		*uri;
 	json_t		*key;
 	int		 rc;
 
 	if ((id = id_only(ctl, argc, argv, &rc)) == NULL)
 		return (rc);
-	uri = key_uri(id, "");
-	rc = run_call(ctl, EVHTTP_REQ_GET, uri, NULL, 200, &key);
-	free(uri);
-	if (rc == -1)
+	if (key_call(ctl, EVHTTP_REQ_GET, id, "", NULL, 200, &key) == -1)
 		return (EXIT_FAIL);
-	if (ctl->c_json)
-		print_json(key);
-	else
-		print_key(key, util_now_ms());
+	print_key_any(ctl, key);
 	json_decref(key);
 	return (0);
 }
@@ -1528,7 +1542,6 @@ cmd_update(struct ctl *ctl, int argc, char **argv)
 {
 	json_t		*body = json_object(), *key = NULL;
 	const char	*id;
-	char		*uri = NULL;
 	int		 rc;
 
 	if ((rc = update_body(ctl, argc, argv, body)) != 0)
@@ -1540,17 +1553,12 @@ cmd_update(struct ctl *ctl, int argc, char **argv)
 		usage_error(ctl, "nothing to change");
 		goto done;
 	}
-	uri = key_uri(id, "");
 	rc = EXIT_FAIL;
-	if (run_call(ctl, EVHTTP_REQ_PATCH, uri, body, 200, &key) == 0) {
-		if (ctl->c_json)
-			print_json(key);
-		else
-			print_key(key, util_now_ms());
+	if (key_call(ctl, EVHTTP_REQ_PATCH, id, "", body, 200, &key) == 0) {
+		print_key_any(ctl, key);
 		rc = 0;
 	}
 done:
-	free(uri);
 	json_decref(key);
 	json_decref(body);
 	return (rc);
@@ -1561,16 +1569,12 @@ static int
 cmd_delete(struct ctl *ctl, int argc, char **argv)
 {
 	const char	*id;
-	char		*uri;
 	json_t		*none;
 	int		 rc;
 
 	if ((id = id_only(ctl, argc, argv, &rc)) == NULL)
 		return (rc);
-	uri = key_uri(id, "");
-	rc = run_call(ctl, EVHTTP_REQ_DELETE, uri, NULL, 204, &none);
-	free(uri);
-	if (rc == -1)
+	if (key_call(ctl, EVHTTP_REQ_DELETE, id, "", NULL, 204, &none) == -1)
 		return (EXIT_FAIL);
 	if (!ctl->c_json) {
 		put_clean(stdout, id);
@@ -1590,7 +1594,6 @@ cmd_regenerate(struct ctl *ctl, int argc, char **argv)
 	};
 	json_t				*body, *key = NULL;
 	const char			*id;
-	char				*uri = NULL;
 	uint64_t			 grace;
 	int				 ch, rc = EXIT_USAGE;
 
@@ -1609,14 +1612,13 @@ cmd_regenerate(struct ctl *ctl, int argc, char **argv)
 	}
 	if ((id = one_arg(ctl, argc, argv, "key id")) == NULL)
 		goto done;
-	uri = key_uri(id, "/regenerate");
 	rc = EXIT_FAIL;
-	if (run_call(ctl, EVHTTP_REQ_POST, uri, body, 200, &key) == 0) {
+	if (key_call(ctl, EVHTTP_REQ_POST, id, "/regenerate", body, 200,
+	    &key) == 0) {
 		print_key_secret(ctl, key);
 		rc = 0;
 	}
 done:
-	free(uri);
 	json_decref(key);
 	json_decref(body);
 	return (rc);
@@ -1627,16 +1629,13 @@ static int
 cmd_usage(struct ctl *ctl, int argc, char **argv)
 {
 	const char	*id;
-	char		*uri, num[24];
+	char		 num[24];
 	json_t		*u;
 	int		 rc;
 
 	if ((id = id_only(ctl, argc, argv, &rc)) == NULL)
 		return (rc);
-	uri = key_uri(id, "/usage");
-	rc = run_call(ctl, EVHTTP_REQ_GET, uri, NULL, 200, &u);
-	free(uri);
-	if (rc == -1)
+	if (key_call(ctl, EVHTTP_REQ_GET, id, "/usage", NULL, 200, &u) == -1)
 		return (EXIT_FAIL);
 	if (ctl->c_json)
 		print_json(u);

@@ -376,7 +376,28 @@ conn_refuse_request(struct conn *c, int status, const char *code,
 	conn_timer(c, c->c_w->w_tv_body);
 }
 
-/* Serve a request through its route's upstream (echo for now). */
+/*
+ * A request keygate answers itself once its body is read (echo, admin),
+ * its header section consumed: without a body, answer through respond at
+ * once; else send 100 Continue if the client waits for it and read the
+ * body (conn_body() calls respond at its end).
+ */
+static void
+conn_await_body(struct conn *c, void (*respond)(struct conn *))
+{
+	if (c->c_body == HTTP_BODY_NONE) {
+		respond(c);
+		conn_next(c);
+		return;
+	}
+	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
+	    evbuffer_get_length(c->c_in) == 0)
+		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	c->c_state = CONN_BODY;
+	conn_timer(c, c->c_w->w_tv_body);
+}
+
+/* Serve a request through its route's upstream. */
 static void
 conn_serve(struct conn *c, const struct route *r)
 {
@@ -400,16 +421,7 @@ conn_serve(struct conn *c, const struct route *r)
 	    c->c_reqidlen, w->w_conf->c_forward_credentials ? NULL :
 	    w->w_conf->c_api_key_header, c->c_ident, c->c_identlen);
 	evbuffer_drain(in, c->c_msg.hm_hdrlen);
-	if (c->c_body == HTTP_BODY_NONE) {
-		conn_echo_respond(c);
-		conn_next(c);
-		return;
-	}
-	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
-	    evbuffer_get_length(in) == 0)
-		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	c->c_state = CONN_BODY;
-	conn_timer(c, w->w_tv_body);
+	conn_await_body(c, conn_echo_respond);
 }
 
 /*
@@ -559,16 +571,7 @@ conn_admin(struct conn *c)
 		return;
 	}
 	evbuffer_drain(in, hdrlen);
-	if (c->c_body == HTTP_BODY_NONE) {
-		conn_admin_respond(c);
-		conn_next(c);
-		return;
-	}
-	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
-	    evbuffer_get_length(in) == 0)
-		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	c->c_state = CONN_BODY;
-	conn_timer(c, c->c_w->w_tv_body);
+	conn_await_body(c, conn_admin_respond);
 }
 
 /*
