@@ -1,0 +1,105 @@
+/*
+ * Rate limiter: three sliding windows per key (default 20/1s, 200/10s,
+ * 1000/60s), counted in fixed-size state that lives in the shared-memory
+ * segment and is updated by every worker process with atomics only.  Free
+ * of libevent so that the master, the workers and the unit tests can all
+ * include it.
+ *
+ * Time is always passed in as now, in milliseconds (any clock, as long as
+ * all processes use the same one, e.g. CLOCK_MONOTONIC or the wall clock);
+ * nothing here reads a clock.  Zeroed memory is a valid empty state.
+ *
+ * Guarantee (see ratelimit.c for why it holds): for one state, in no
+ * interval of a window's length are more requests admitted than that
+ * window's limit, whatever the number of processes; a client that sends at
+ * most 90 % of every limit is never refused; a refused request counts in
+ * no window.  The callers' clocks must agree to within a bucket (a
+ * fifteenth of the window; 66 ms for 1 s), which one clock read per request
+ * easily does.
+ */
+#ifndef KEYGATE_RATELIMIT_H
+#define KEYGATE_RATELIMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RL_WINDOWS	3	/* windows per key, shortest first by convention */
+#define RL_SLOTS	16	/* buckets per window (one more than the span) */
+#define RL_MAXLIMIT	1000000	/* larger limits are clamped to this */
+#define RL_WAYS		8	/* IP table: entries per set */
+
+/*
+ * Per-key state: 3 x 16 words = 384 bytes, six cache lines.  Each word is
+ * (bucket epoch << 20) | count, written only by compare-and-swap.
+ */
+struct rl_state {
+	uint64_t	 rl_slot[RL_WINDOWS][RL_SLOTS];
+} __attribute__((aligned(64)));
+
+/*
+ * Limits of one key or route.  A window with rl_limit 0 or rl_window_ms 0
+ * is not enforced (and not counted).
+ */
+struct rl_limits {
+	uint32_t	 rl_limit[RL_WINDOWS];
+	uint32_t	 rl_window_ms[RL_WINDOWS];
+};
+
+/*
+ * Outcome of ratelimit_admit(), ready for the headers.  rr_window is the
+ * window nearest exhaustion (fewest remaining; on refusal, the refusing
+ * window that is free last), -1 if no window is enforced.  rr_reset is
+ * seconds (rounded up) until that window is empty again; rr_retry_after is
+ * 0 when admitted, else whole seconds (>= 1) after which a request is
+ * admitted if nothing else is admitted meanwhile.
+ */
+struct rl_result {
+	int		 rr_window;
+	uint32_t	 rr_limit;
+	uint32_t	 rr_remaining;
+	uint32_t	 rr_reset;
+	uint32_t	 rr_retry_after;
+};
+
+/* Anonymous per-client-IP table (bounded, set-associative); opaque. */
+struct rl_iptable;
+
+/* Fill l with the defaults 20/1s, 200/10s, 1000/60s. */
+void	 ratelimit_defaults(struct rl_limits *);
+
+/*
+ * Admit one request at now (ms) against st: 1 admitted (counted in every
+ * enforced window), 0 refused (counted in none).  res may be NULL.
+ */
+int	 ratelimit_admit(struct rl_state *, const struct rl_limits *, int64_t,
+	    struct rl_result *);
+
+/*
+ * Read-only usage at now: requests counted in each window and ms until that
+ * window is empty again (0 when empty or not enforced).
+ */
+void	 ratelimit_usage(const struct rl_state *, const struct rl_limits *,
+	    int64_t, uint32_t[RL_WINDOWS], int64_t[RL_WINDOWS]);
+
+/*
+ * RateLimit-Policy value, e.g. "20;w=1, 200;w=10, 1000;w=60" (window in
+ * seconds, rounded up).  Returns the length it needs, like snprintf.
+ */
+int	 ratelimit_policy(char *, size_t, const struct rl_limits *);
+
+/*
+ * IP table in a caller-provided region (e.g. in the shared segment):
+ * _size gives the bytes needed for n entries (rounded up to whole sets of
+ * RL_WAYS), _init formats a zeroed region (seed keys the hash), _admit is
+ * ratelimit_admit for the client address ip (4 or 16 bytes).  Never
+ * allocates, never blocks, never grows: a new address takes an empty entry
+ * or evicts the least recently used one of its set.
+ */
+size_t	 ratelimit_iptable_size(uint32_t);
+struct rl_iptable *ratelimit_iptable_init(void *, uint32_t, uint64_t);
+int	 ratelimit_iptable_admit(struct rl_iptable *, const void *, size_t,
+	    const struct rl_limits *, int64_t, struct rl_result *);
+/* Entries in use now (for tests and /metrics). */
+uint32_t ratelimit_iptable_count(const struct rl_iptable *);
+
+#endif /* KEYGATE_RATELIMIT_H */

@@ -1,0 +1,501 @@
+/*
+ * Rate limiter (see ratelimit.h): sliding windows counted in rings of
+ * buckets in shared memory, updated with compare-and-swap only.
+ *
+ * Algorithm.  A window of W ms with limit L is cut into buckets of
+ * g = ceil(W / 15) ms; bucket number i covers [i*g, (i+1)*g).  The state
+ * keeps RL_SLOTS = 16 words per window, slot i % 16 holding
+ * (i << 20) | count for the bucket it last counted.  At time now a window
+ * counts every bucket from first = floor((now - W + 1) / g) to
+ * cur = floor(now / g): at most 16 buckets because W <= 15 g, so the ring
+ * never has to drop one that is still needed.  A word whose epoch is older
+ * than first is empty; one with an epoch newer than cur (a process whose
+ * clock is slightly ahead) is counted.
+ *
+ * Admission is reserve-then-check: the request first adds 1 to its bucket
+ * in every enforced window (CAS), then reads the whole ring of every window
+ * (the reservation included).  If some window sums to more than L, it takes
+ * its reservations back (CAS on the same words, skipped if the bucket was
+ * recycled meanwhile) and is refused, so a refused request counts in none.
+ *
+ * Why no interval of W ms ever admits more than L.  Take admitted requests
+ * whose times lie in some interval of length W and let r be the one whose
+ * check came last (all atomics are sequentially consistent, so there is a
+ * single order).  Every other one, q, made its increment before its own
+ * check, hence before r's check, and never took it back; its time is
+ * > t_r - W, so its bucket is >= first(t_r) and r's reads saw it (or saw it
+ * in a newer bucket, also counted).  r was admitted, so all of them,
+ * r included, are <= L.  The counting is conservative (up to g ms older than
+ * W is counted), and two concurrent requests may both see the other's
+ * reservation and both be refused although one would have fitted: both
+ * err on the safe side.  A process killed between reserve and roll-back
+ * leaks one unit in one bucket, which expires with the bucket, W + g ms at
+ * most: nothing is ever stuck and no lock exists.  The argument needs the
+ * callers' clocks to agree within g; otherwise a far-ahead process could
+ * recycle a slot a far-behind one still counts.
+ *
+ * Why a client at 90 % is never refused.  At most W + g - 2 ms of past are
+ * counted, and 1.067 W < W / 0.9, so a client spaced W / (0.9 L) apart has
+ * at most L - 1 earlier requests counted when it sends the next one.
+ *
+ * Retry-After.  Without new admissions, bucket i stops being counted at
+ * (i + 1) g + W - 1.  The earliest time the refused window has room is the
+ * first of those drop times after which the remaining buckets hold at most
+ * L - 1; the latest over all full windows, rounded up to whole seconds, is
+ * Retry-After: counts only fall with time, so a request then fits.
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ratelimit.h"
+
+#define RL_CBITS	20
+#define RL_CMASK	((UINT64_C(1) << RL_CBITS) - 1)
+#define RL_EMASK	((UINT64_C(1) << (64 - RL_CBITS)) - 1)
+#define RL_SPAN		(RL_SLOTS - 1)	/* buckets per window length */
+
+#define RL_LOAD(p)	__atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define RL_STORE(p, v)	__atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define RL_CAS(p, o, n)	__atomic_compare_exchange_n((p), (o), (n), 0, \
+			    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
+
+/* One window, as seen at now: bucket geometry and counts by age. */
+struct rl_view {
+	uint32_t	 v_limit;
+	int64_t		 v_window;	/* W, ms */
+	int64_t		 v_gran;	/* g, ms */
+	int64_t		 v_cur;		/* bucket of now */
+	uint32_t	 v_total;
+	uint32_t	 v_count[RL_SLOTS];	/* by age: cur - bucket */
+};
+
+/* Set up v for window w of l at now; 0 if the window is not enforced. */
+static int
+rl_view_init(struct rl_view *v, const struct rl_limits *l, int w,
+    int64_t now)
+{
+	if (l->rl_limit[w] == 0 || l->rl_window_ms[w] == 0)
+		return (0);
+	v->v_limit = l->rl_limit[w] > RL_MAXLIMIT ? RL_MAXLIMIT :
+	    l->rl_limit[w];
+	v->v_window = l->rl_window_ms[w];
+	v->v_gran = (v->v_window + RL_SPAN - 1) / RL_SPAN;
+	v->v_cur = (now < 0 ? 0 : now) / v->v_gran;
+	v->v_total = 0;
+	memset(v->v_count, 0, sizeof(v->v_count));
+	return (1);
+}
+
+/*
+ * Read the ring of one window into v.  A word counts when its bucket lies
+ * in [first, cur]; a newer bucket (clock ahead) counts as age 0.
+ */
+static void
+rl_view_read(struct rl_view *v, const uint64_t *ring, int64_t now)
+{
+	uint64_t	 word, cur, age, oldest;
+	int64_t		 first;
+	uint32_t	 n;
+	int		 i;
+
+	first = now - v->v_window + 1;
+	first = first < 0 ? 0 : first / v->v_gran;
+	oldest = (uint64_t)(v->v_cur - first);
+	cur = (uint64_t)v->v_cur & RL_EMASK;
+	for (i = 0; i < RL_SLOTS; i++) {
+		word = RL_LOAD(&ring[i]);
+		if ((n = word & RL_CMASK) == 0)
+			continue;
+		age = (cur - (word >> RL_CBITS)) & RL_EMASK;
+		if (age > RL_EMASK / 2)
+			age = 0;		/* newer than cur */
+		else if (age > oldest)
+			continue;		/* expired */
+		v->v_count[age] += n;
+		v->v_total += n;
+	}
+}
+
+/* Time (ms) at which the bucket of age a stops being counted. */
+static int64_t
+rl_view_drop(const struct rl_view *v, int a)
+{
+	return ((v->v_cur - a + 1) * v->v_gran + v->v_window - 1);
+}
+
+/* Earliest time the window holds at most keep requests (now if it does). */
+static int64_t
+rl_view_room(const struct rl_view *v, uint32_t keep, int64_t now)
+{
+	uint32_t	 left = v->v_total;
+	int		 a;
+
+	if (left <= keep)
+		return (now);
+	for (a = RL_SLOTS - 1; a >= 0; a--) {
+		left -= v->v_count[a];
+		if (left <= keep)
+			return (rl_view_drop(v, a));
+	}
+	return (now);		/* not reached: left is 0 after age 0 */
+}
+
+/*
+ * Add one to the bucket cur in ring; the epoch actually incremented goes
+ * to *epoch.  A slot holding an older bucket is recycled, one holding a
+ * newer bucket (clock ahead) is incremented as it is.  -1 if saturated.
+ */
+static int
+rl_reserve(uint64_t *ring, int64_t cur, uint64_t *epoch)
+{
+	uint64_t	*slot = &ring[cur % RL_SLOTS];
+	uint64_t	 old, new, e, we;
+
+	e = (uint64_t)cur & RL_EMASK;
+	old = RL_LOAD(slot);
+	for (;;) {
+		we = old >> RL_CBITS;
+		if (we == e || ((e - we) & RL_EMASK) > RL_EMASK / 2) {
+			if ((old & RL_CMASK) >= RL_CMASK - 1)
+				return (-1);
+			new = old + 1;
+		} else {
+			we = e;
+			new = (e << RL_CBITS) | 1;
+		}
+		if (RL_CAS(slot, &old, new)) {
+			*epoch = we;
+			return (0);
+		}
+	}
+}
+
+/* Take back one reservation of epoch in ring, unless it was recycled. */
+static void
+rl_unreserve(uint64_t *ring, int64_t cur, uint64_t epoch)
+{
+	uint64_t	*slot = &ring[cur % RL_SLOTS];
+	uint64_t	 old;
+
+	old = RL_LOAD(slot);
+	while ((old >> RL_CBITS) == epoch && (old & RL_CMASK) != 0)
+		if (RL_CAS(slot, &old, old - 1))
+			break;
+}
+
+/* Fill l with the defaults of the design: 20/1s, 200/10s, 1000/60s. */
+void
+ratelimit_defaults(struct rl_limits *l)
+{
+	static const uint32_t	 lim[RL_WINDOWS] = { 20, 200, 1000 };
+	static const uint32_t	 win[RL_WINDOWS] = { 1000, 10000, 60000 };
+
+	memcpy(l->rl_limit, lim, sizeof(lim));
+	memcpy(l->rl_window_ms, win, sizeof(win));
+}
+
+/* Seconds, rounded up, from now until t (at least min). */
+static uint32_t
+rl_seconds(int64_t t, int64_t now, uint32_t min)
+{
+	int64_t		 s = t > now ? (t - now + 999) / 1000 : 0;
+
+	return (s < min ? min : (uint32_t)s);
+}
+
+/* Fill res for an admitted request from the views (reservation counted). */
+static void
+rl_result_admit(struct rl_result *res, const struct rl_view *v,
+    const int *on, int64_t now)
+{
+	uint32_t	 rem;
+	int		 w, a;
+
+	memset(res, 0, sizeof(*res));
+	res->rr_window = -1;
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (!on[w])
+			continue;
+		rem = v[w].v_total >= v[w].v_limit ? 0 :
+		    v[w].v_limit - v[w].v_total;
+		if (res->rr_window != -1 && rem >= res->rr_remaining)
+			continue;
+		res->rr_window = w;
+		res->rr_limit = v[w].v_limit;
+		res->rr_remaining = rem;
+		for (a = 0; a < RL_SLOTS && v[w].v_count[a] == 0; a++)
+			;
+		res->rr_reset = a == RL_SLOTS ? 0 :
+		    rl_seconds(rl_view_drop(&v[w], a), now, 0);
+	}
+}
+
+/*
+ * Fill res for a refused request.  The views include the request's own
+ * (rolled back) reservation at age 0, which is removed first.
+ */
+static void
+rl_result_refuse(struct rl_result *res, struct rl_view *v, const int *on,
+    int64_t now)
+{
+	int64_t		 t, latest = now;
+	int		 w, a;
+
+	memset(res, 0, sizeof(*res));
+	res->rr_window = -1;
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (!on[w])
+			continue;
+		if (v[w].v_count[0] > 0) {
+			v[w].v_count[0]--;
+			v[w].v_total--;
+		}
+		if (v[w].v_total < v[w].v_limit)
+			continue;
+		t = rl_view_room(&v[w], v[w].v_limit - 1, now);
+		if (res->rr_window != -1 && t <= latest)
+			continue;
+		latest = t;
+		res->rr_window = w;
+		res->rr_limit = v[w].v_limit;
+		for (a = 0; a < RL_SLOTS && v[w].v_count[a] == 0; a++)
+			;
+		res->rr_reset = a == RL_SLOTS ? 0 :
+		    rl_seconds(rl_view_drop(&v[w], a), now, 1);
+	}
+	res->rr_retry_after = rl_seconds(latest, now, 1);
+}
+
+/*
+ * Admit one request (see the paragraph at the top for why it is correct):
+ * reserve in every enforced window, check every window, roll back all
+ * reservations if any window is over its limit.
+ */
+int
+ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
+    struct rl_result *res)
+{
+	struct rl_view	 v[RL_WINDOWS];
+	struct rl_result tmp;
+	uint64_t	 epoch[RL_WINDOWS];
+	int		 on[RL_WINDOWS], held[RL_WINDOWS], w, ok = 1;
+
+	for (w = 0; w < RL_WINDOWS; w++) {
+		held[w] = 0;
+		if (!(on[w] = rl_view_init(&v[w], l, w, now)))
+			continue;
+		if (rl_reserve(st->rl_slot[w], v[w].v_cur, &epoch[w]) == 0)
+			held[w] = 1;
+		else
+			ok = 0;
+	}
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (!on[w])
+			continue;
+		rl_view_read(&v[w], st->rl_slot[w], now);
+		if (v[w].v_total > v[w].v_limit)
+			ok = 0;
+	}
+	if (res == NULL)
+		res = &tmp;
+	if (ok) {
+		rl_result_admit(res, v, on, now);
+		return (1);
+	}
+	for (w = 0; w < RL_WINDOWS; w++)
+		if (held[w])
+			rl_unreserve(st->rl_slot[w], v[w].v_cur, epoch[w]);
+	rl_result_refuse(res, v, on, now);
+	return (0);
+}
+
+/* Usage of every window at now, without changing anything. */
+void
+ratelimit_usage(const struct rl_state *st, const struct rl_limits *l,
+    int64_t now, uint32_t used[RL_WINDOWS], int64_t reset_ms[RL_WINDOWS])
+{
+	struct rl_view	 v;
+	int		 w, a;
+
+	for (w = 0; w < RL_WINDOWS; w++) {
+		used[w] = 0;
+		reset_ms[w] = 0;
+		if (!rl_view_init(&v, l, w, now))
+			continue;
+		rl_view_read(&v, st->rl_slot[w], now);
+		used[w] = v.v_total;
+		for (a = 0; a < RL_SLOTS && v.v_count[a] == 0; a++)
+			;
+		if (a < RL_SLOTS)
+			reset_ms[w] = rl_view_drop(&v, a) - now;
+	}
+}
+
+/* RateLimit-Policy header value for l; length needed, like snprintf. */
+int
+ratelimit_policy(char *buf, size_t len, const struct rl_limits *l)
+{
+	size_t		 off = 0;
+	int		 w, n;
+
+	if (len > 0)
+		buf[0] = '\0';
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (l->rl_limit[w] == 0 || l->rl_window_ms[w] == 0)
+			continue;
+		n = snprintf(off < len ? buf + off : NULL,
+		    off < len ? len - off : 0, "%s%u;w=%u", off ? ", " : "",
+		    l->rl_limit[w] > RL_MAXLIMIT ? RL_MAXLIMIT : l->rl_limit[w],
+		    (l->rl_window_ms[w] + 999) / 1000);
+		if (n < 0)
+			return (-1);
+		off += (size_t)n;
+	}
+	return ((int)off);
+}
+
+/*
+ * The anonymous per-client-IP table.  nsets sets of RL_WAYS entries; an
+ * address hashes (seeded, so a client cannot aim at one set) to a set and a
+ * tag, the hash with its low bit set so that 0 means free.  Lookup scans
+ * the set's RL_WAYS tags, nothing more: no probing chain, no lock.  A new
+ * address claims a free entry, else the one least recently used, by CAS on
+ * its tag, then clears the old owner's counters with CAS from the values it
+ * read before the claim: a counter changed meanwhile (by the old owner
+ * finishing a request, or the new one starting) is kept, which can only
+ * over-count.  If the claim keeps losing races (RL_CLAIMS tries), the
+ * request is counted in one shared overflow state, so the caller never
+ * waits.  Two processes claiming two entries for the same new address at
+ * once split its first requests between them; later lookups always take
+ * the first match, the other ages out.  Damage is bounded to those
+ * requests.  Two addresses sharing a 64-bit hash share counters.
+ */
+#define RL_CLAIMS	4
+
+struct rl_ipentry {
+	uint64_t	 re_tag;	/* 0: free */
+	int64_t		 re_used;	/* now of the last request, ms */
+	struct rl_state	 re_state;
+} __attribute__((aligned(64)));
+
+struct rl_iptable {
+	uint64_t	 rt_seed;
+	uint32_t	 rt_nsets;
+	struct rl_state	 rt_overflow;
+	struct rl_ipentry rt_entry[];
+} __attribute__((aligned(64)));
+
+/* Bytes for a table of at least n entries (whole sets, at least one). */
+size_t
+ratelimit_iptable_size(uint32_t n)
+{
+	size_t		 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
+
+	if (sets == 0)
+		sets = 1;
+	return (sizeof(struct rl_iptable) +
+	    sets * RL_WAYS * sizeof(struct rl_ipentry));
+}
+
+/* Format the zeroed region (ratelimit_iptable_size(n) bytes) as a table. */
+struct rl_iptable *
+ratelimit_iptable_init(void *region, uint32_t n, uint64_t seed)
+{
+	struct rl_iptable	*t = region;
+	size_t			 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
+
+	t->rt_seed = seed;
+	t->rt_nsets = sets == 0 ? 1 : (uint32_t)sets;
+	return (t);
+}
+
+/* Seeded FNV-1a over the address, then the splitmix64 finaliser. */
+static uint64_t
+rl_iphash(uint64_t seed, const void *ip, size_t len)
+{
+	const unsigned char	*p = ip;
+	uint64_t		 h = 0xcbf29ce484222325ULL ^ seed;
+	size_t			 i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	return (h);
+}
+
+/* Claim the LRU (or a free) entry of set for tag; NULL if the CAS lost. */
+static struct rl_ipentry *
+rl_ipclaim(struct rl_ipentry *set, uint64_t tag, int64_t now)
+{
+	struct rl_ipentry	*e = NULL;
+	uint64_t		 snap[RL_WINDOWS][RL_SLOTS], old, vt = 0, t;
+	int64_t			 used, best = INT64_MAX;
+	int			 i, w;
+
+	for (i = 0; i < RL_WAYS; i++) {
+		t = RL_LOAD(&set[i].re_tag);
+		used = t == 0 ? INT64_MIN : RL_LOAD(&set[i].re_used);
+		if (e == NULL || used < best) {
+			e = &set[i];
+			best = used;
+			vt = t;
+		}
+	}
+	for (w = 0; w < RL_WINDOWS; w++)
+		for (i = 0; i < RL_SLOTS; i++)
+			snap[w][i] = RL_LOAD(&e->re_state.rl_slot[w][i]);
+	if (!RL_CAS(&e->re_tag, &vt, tag))
+		return (NULL);
+	RL_STORE(&e->re_used, now);
+	for (w = 0; w < RL_WINDOWS; w++)
+		for (i = 0; i < RL_SLOTS; i++) {
+			old = snap[w][i];
+			if (old != 0)
+				RL_CAS(&e->re_state.rl_slot[w][i], &old, 0);
+		}
+	return (e);
+}
+
+/* Admit a request from the client address ip (see the paragraph above). */
+int
+ratelimit_iptable_admit(struct rl_iptable *t, const void *ip, size_t len,
+    const struct rl_limits *l, int64_t now, struct rl_result *res)
+{
+	struct rl_ipentry	*set, *e;
+	uint64_t		 h, tag;
+	int			 i, try;
+
+	h = rl_iphash(t->rt_seed, ip, len);
+	tag = h | 1;
+	set = &t->rt_entry[(h >> 32) % t->rt_nsets * RL_WAYS];
+	for (try = 0; try < RL_CLAIMS; try++) {
+		for (i = 0; i < RL_WAYS; i++)
+			if (RL_LOAD(&set[i].re_tag) == tag) {
+				e = &set[i];
+				if (RL_LOAD(&e->re_used) < now)
+					RL_STORE(&e->re_used, now);
+				return (ratelimit_admit(&e->re_state, l, now,
+				    res));
+			}
+		if ((e = rl_ipclaim(set, tag, now)) != NULL)
+			return (ratelimit_admit(&e->re_state, l, now, res));
+	}
+	return (ratelimit_admit(&t->rt_overflow, l, now, res));
+}
+
+/* Entries in use now. */
+uint32_t
+ratelimit_iptable_count(const struct rl_iptable *t)
+{
+	uint32_t	 i, n = 0;
+
+	for (i = 0; i < t->rt_nsets * RL_WAYS; i++)
+		if (RL_LOAD(&t->rt_entry[i].re_tag) != 0)
+			n++;
+	return (n);
+}

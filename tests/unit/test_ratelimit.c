@@ -1,0 +1,729 @@
+/* Unit tests for the rate limiter (ratelimit.c); time is injected. */
+
+#include <sys/types.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ratelimit.h"
+
+#define T0	1700000000000LL		/* a wall-clock-like start, ms */
+
+/* Deterministic generator (xorshift64*), so failures reproduce. */
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t
+rnd(void)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return (rng * 0x2545f4914f6cdd1dULL);
+}
+
+/* Uniform in [lo, hi]. */
+static int64_t
+rnd_range(int64_t lo, int64_t hi)
+{
+	return (lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)));
+}
+
+/* Bucket width of a window, as documented in ratelimit.c. */
+static int64_t
+gran(uint32_t w)
+{
+	return ((w + 14) / 15);
+}
+
+static void
+set_limits(struct rl_limits *l, uint32_t l0, uint32_t w0, uint32_t l1,
+    uint32_t w1, uint32_t l2, uint32_t w2)
+{
+	l->rl_limit[0] = l0;
+	l->rl_window_ms[0] = w0;
+	l->rl_limit[1] = l1;
+	l->rl_window_ms[1] = w1;
+	l->rl_limit[2] = l2;
+	l->rl_window_ms[2] = w2;
+}
+
+/*
+ * Largest number of times (sorted) in any interval [t, t + w - 1]: the
+ * sliding count at every offset (the maximum is reached at some t[i]).
+ */
+static uint32_t
+max_in_window(const int64_t *t, size_t n, int64_t w)
+{
+	size_t		 i, j = 0;
+	uint32_t	 best = 0;
+
+	for (i = 0; i < n; i++) {
+		if (j < i)
+			j = i;
+		while (j < n && t[j] <= t[i] + w - 1)
+			j++;
+		if (j - i > best)
+			best = (uint32_t)(j - i);
+	}
+	return (best);
+}
+
+/* Admitted times in [from, to] (sorted array). */
+static uint32_t
+count_between(const int64_t *t, size_t n, int64_t from, int64_t to)
+{
+	uint32_t	 c = 0;
+	size_t		 i;
+
+	for (i = 0; i < n; i++)
+		if (t[i] >= from && t[i] <= to)
+			c++;
+	return (c);
+}
+
+/*
+ * a and b count the same in every window, now and later (a refusal may
+ * leave an expired word rewritten as an empty one: same meaning).
+ */
+static void
+assert_same_usage(const struct rl_state *a, const struct rl_state *b,
+    const struct rl_limits *l, int64_t now)
+{
+	uint32_t	 ua[RL_WINDOWS], ub[RL_WINDOWS];
+	int64_t		 ra[RL_WINDOWS], rb[RL_WINDOWS], at[6];
+	int		 i, w;
+
+	at[0] = now;
+	for (w = 0; w < RL_WINDOWS; w++) {
+		at[1 + w] = now + l->rl_window_ms[w] / 2;
+		at[4 + (w % 2)] = now + l->rl_window_ms[w];
+	}
+	for (i = 0; i < 6; i++) {
+		ratelimit_usage(a, l, at[i], ua, ra);
+		ratelimit_usage(b, l, at[i], ub, rb);
+		for (w = 0; w < RL_WINDOWS; w++) {
+			assert_int_equal(ua[w], ub[w]);
+			assert_int_equal(ra[w], rb[w]);
+		}
+	}
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+	int64_t		 x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x < y ? -1 : x > y);
+}
+
+/* Zeroed memory is an empty state: nothing used, the first request fits. */
+static void
+test_zeroed(void **state)
+{
+	struct rl_state		 st;
+	struct rl_limits	 l;
+	struct rl_result	 r;
+	uint32_t		 used[RL_WINDOWS];
+	int64_t			 reset[RL_WINDOWS];
+	int			 w;
+
+	memset(&st, 0, sizeof(st));
+	ratelimit_defaults(&l);
+	ratelimit_usage(&st, &l, T0, used, reset);
+	for (w = 0; w < RL_WINDOWS; w++) {
+		assert_int_equal(used[w], 0);
+		assert_int_equal(reset[w], 0);
+	}
+	assert_int_equal(ratelimit_admit(&st, &l, T0, &r), 1);
+	assert_int_equal(r.rr_window, 0);
+	assert_int_equal(r.rr_limit, 20);
+	assert_int_equal(r.rr_remaining, 19);
+	assert_int_equal(r.rr_reset, 2);	/* 1 s + a bucket, rounded up */
+	assert_int_equal(r.rr_retry_after, 0);
+	assert_true(sizeof(struct rl_state) <= 384);
+	/* Time 0 and a zeroed state also work (no negative buckets). */
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(ratelimit_admit(&st, &l, 0, &r), 1);
+}
+
+/* Defaults and the RateLimit-Policy header. */
+static void
+test_policy(void **state)
+{
+	struct rl_limits	 l;
+	char			 buf[64];
+
+	ratelimit_defaults(&l);
+	assert_int_equal(ratelimit_policy(buf, sizeof(buf), &l), 27);
+	assert_string_equal(buf, "20;w=1, 200;w=10, 1000;w=60");
+	/* Too small: truncated, still the full length returned. */
+	assert_int_equal(ratelimit_policy(buf, 5, &l), 27);
+	assert_string_equal(buf, "20;w");
+	l.rl_limit[1] = 0;
+	assert_int_equal(ratelimit_policy(buf, sizeof(buf), &l), 17);
+	assert_string_equal(buf, "20;w=1, 1000;w=60");
+}
+
+/*
+ * Each window alone: L requests fit, the next is refused naming it, still
+ * refused one ms before a window has passed, admitted once the bucket has
+ * gone (at most a bucket later) and exactly at Retry-After.
+ */
+static void
+test_window_boundaries(void **state)
+{
+	static const uint32_t	 lim[] = { 20, 200, 1000 };
+	static const uint32_t	 win[] = { 1000, 10000, 60000 };
+	struct rl_state		 st, copy;
+	struct rl_limits	 l;
+	struct rl_result	 r;
+	int64_t			 t;
+	uint32_t		 i;
+	int			 w;
+
+	for (w = 0; w < RL_WINDOWS; w++) {
+		memset(&st, 0, sizeof(st));
+		memset(&l, 0, sizeof(l));
+		l.rl_limit[w] = lim[w];
+		l.rl_window_ms[w] = win[w];
+		t = T0 + 12345;
+		for (i = 0; i < lim[w]; i++)
+			assert_int_equal(ratelimit_admit(&st, &l, t, &r), 1);
+		assert_int_equal(r.rr_remaining, 0);
+		assert_int_equal(ratelimit_admit(&st, &l, t, &r), 0);
+		assert_int_equal(r.rr_window, w);
+		assert_int_equal(r.rr_limit, lim[w]);
+		assert_int_equal(r.rr_remaining, 0);
+		assert_true(r.rr_retry_after >= win[w] / 1000);
+		assert_true(r.rr_retry_after <= (win[w] + gran(win[w])) /
+		    1000 + 1);
+		copy = st;
+		assert_int_equal(ratelimit_admit(&copy, &l,
+		    t + r.rr_retry_after * 1000, NULL), 1);
+		assert_int_equal(ratelimit_admit(&st, &l, t + win[w] - 1,
+		    NULL), 0);
+		assert_int_equal(ratelimit_admit(&st, &l,
+		    t + win[w] + gran(win[w]), NULL), 1);
+	}
+}
+
+/* With all three windows, the middle one refuses and is named. */
+static void
+test_middle_window(void **state)
+{
+	struct rl_state		 st;
+	struct rl_limits	 l;
+	struct rl_result	 r;
+	int			 i;
+
+	memset(&st, 0, sizeof(st));
+	set_limits(&l, 5, 1000, 8, 10000, 100, 60000);
+	for (i = 0; i < 5; i++)
+		assert_int_equal(ratelimit_admit(&st, &l, T0, &r), 1);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(ratelimit_admit(&st, &l, T0 + 1100, &r), 1);
+	assert_int_equal(r.rr_window, 1);	/* 0 left of 8 */
+	assert_int_equal(ratelimit_admit(&st, &l, T0 + 2200, &r), 0);
+	assert_int_equal(r.rr_window, 1);
+	assert_int_equal(r.rr_limit, 8);
+	/* Room again when T0's bucket leaves the 10 s window. */
+	assert_int_equal(ratelimit_admit(&st, &l,
+	    T0 + 2200 + r.rr_retry_after * 1000, &r), 1);
+}
+
+/* A refused request counts in no window, even those that had room. */
+static void
+test_refused_counts_nowhere(void **state)
+{
+	struct rl_state		 st, before;
+	struct rl_limits	 l;
+	uint32_t		 u0[RL_WINDOWS], u1[RL_WINDOWS];
+	int64_t			 r0[RL_WINDOWS], r1[RL_WINDOWS];
+	int			 i, w;
+
+	memset(&st, 0, sizeof(st));
+	ratelimit_defaults(&l);
+	for (i = 0; i < 20; i++)
+		assert_int_equal(ratelimit_admit(&st, &l, T0, NULL), 1);
+	ratelimit_usage(&st, &l, T0, u0, r0);
+	assert_int_equal(u0[0], 20);
+	assert_int_equal(u0[1], 20);
+	assert_int_equal(u0[2], 20);
+	before = st;
+	for (i = 0; i < 1000; i++)
+		assert_int_equal(ratelimit_admit(&st, &l, T0 + i % 900, NULL),
+		    0);
+	ratelimit_usage(&st, &l, T0, u1, r1);
+	for (w = 0; w < RL_WINDOWS; w++) {
+		assert_int_equal(u1[w], u0[w]);
+		assert_int_equal(r1[w], r0[w]);
+	}
+	assert_same_usage(&st, &before, &l, T0);
+}
+
+/* Keys with different limits are independent. */
+static void
+test_per_key_limits(void **state)
+{
+	struct rl_state		 a, b;
+	struct rl_limits	 la, lb;
+	int			 i;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	set_limits(&la, 2, 1000, 0, 0, 0, 0);
+	set_limits(&lb, 5, 1000, 50, 10000, 0, 0);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(ratelimit_admit(&a, &la, T0, NULL), 1);
+	assert_int_equal(ratelimit_admit(&a, &la, T0, NULL), 0);
+	for (i = 0; i < 5; i++)
+		assert_int_equal(ratelimit_admit(&b, &lb, T0, NULL), 1);
+	assert_int_equal(ratelimit_admit(&b, &lb, T0, NULL), 0);
+	/* No window enforced: always admitted, no window named. */
+	memset(&la, 0, sizeof(la));
+	for (i = 0; i < 100; i++)
+		assert_int_equal(ratelimit_admit(&a, &la, T0, NULL), 1);
+}
+
+/*
+ * Property: over thousands of random arrival sequences (bursts, gaps, random
+ * limits and windows), no interval of a window's length ever holds more
+ * admitted requests than the limit; every refusal is justified by a window
+ * holding >= L admitted requests within W + g ms; a refusal changes nothing.
+ */
+static void
+test_sliding_property(void **state)
+{
+	enum { SEQS = 3000, REQS = 300 };
+	static int64_t		 adm[REQS];
+	struct rl_state		 st, before;
+	struct rl_limits	 l;
+	int64_t			 t, w;
+	size_t			 n;
+	int			 s, i, k, why;
+
+	for (s = 0; s < SEQS; s++) {
+		memset(&st, 0, sizeof(st));
+		set_limits(&l, rnd_range(1, 8), rnd_range(15, 1500), 0, 0,
+		    0, 0);
+		l.rl_limit[1] = l.rl_limit[0] + rnd_range(0, 12);
+		l.rl_window_ms[1] = l.rl_window_ms[0] * rnd_range(2, 5);
+		l.rl_limit[2] = l.rl_limit[1] + rnd_range(0, 30);
+		l.rl_window_ms[2] = l.rl_window_ms[1] * rnd_range(2, 5);
+		t = rnd_range(0, 1) ? rnd_range(0, 100000) : T0;
+		n = 0;
+		for (i = 0; i < REQS; i++) {
+			switch (rnd() % 4) {
+			case 0:		/* burst */
+				break;
+			case 1:
+				t += rnd_range(1, 20);
+				break;
+			case 2:
+				t += rnd_range(1, l.rl_window_ms[0]);
+				break;
+			default:
+				t += rnd_range(0, l.rl_window_ms[1] / 3);
+			}
+			before = st;
+			if (ratelimit_admit(&st, &l, t, NULL)) {
+				adm[n++] = t;
+				continue;
+			}
+			assert_same_usage(&st, &before, &l, t);
+			why = 0;
+			for (k = 0; k < RL_WINDOWS; k++) {
+				w = l.rl_window_ms[k];
+				if (count_between(adm, n, t - w - gran(w) + 1,
+				    t) >= l.rl_limit[k])
+					why = 1;
+			}
+			assert_true(why);
+		}
+		for (k = 0; k < RL_WINDOWS; k++)
+			assert_true(max_in_window(adm, n,
+			    l.rl_window_ms[k]) <= l.rl_limit[k]);
+	}
+}
+
+/* Spacing (ms) of a client at 90 % of every enforced limit, rounded up. */
+static int64_t
+pace(const struct rl_limits *l)
+{
+	int64_t		 s, best = 1;
+	int		 w;
+
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (l->rl_limit[w] == 0)
+			continue;
+		s = ((int64_t)l->rl_window_ms[w] * 10 + 9 * l->rl_limit[w] -
+		    1) / (9 * (int64_t)l->rl_limit[w]);
+		if (s > best)
+			best = s;
+	}
+	return (best);
+}
+
+/* A client at 90 % of its limits is never refused over 5 simulated minutes. */
+static void
+test_pacing_90(void **state)
+{
+	static const uint32_t	 sets[][6] = {
+		{ 20, 1000, 200, 10000, 1000, 60000 },
+		{ 20, 1000, 0, 0, 0, 0 },
+		{ 0, 0, 200, 10000, 0, 0 },
+		{ 0, 0, 0, 0, 1000, 60000 },
+		{ 2, 1000, 0, 0, 0, 0 },
+		{ 1, 1000, 5, 10000, 10, 60000 },
+		{ 3, 1000, 7, 10000, 0, 0 },
+		{ 5000, 1000, 20000, 10000, 90000, 60000 },
+		{ 100, 1000, 1000, 10000, 6000, 60000 },
+	};
+	struct rl_state		 st;
+	struct rl_limits	 l;
+	struct rl_result	 r;
+	int64_t			 t, step, start;
+	size_t			 i;
+	int			 phase;
+
+	for (i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		set_limits(&l, sets[i][0], sets[i][1], sets[i][2], sets[i][3],
+		    sets[i][4], sets[i][5]);
+		step = pace(&l);
+		for (phase = 0; phase < 3; phase++) {
+			memset(&st, 0, sizeof(st));
+			start = T0 + phase * 37;
+			for (t = start; t < start + 300000; t += step) {
+				if (ratelimit_admit(&st, &l, t, &r) != 1)
+					fail_msg("set %zu refused at +%lld ms",
+					    i, (long long)(t - start));
+			}
+		}
+	}
+}
+
+/* Faster than the limit is refused within the first window. */
+static void
+test_pacing_over(void **state)
+{
+	struct rl_state		 st;
+	struct rl_limits	 l;
+	int64_t			 t;
+	int			 refused = 0;
+
+	memset(&st, 0, sizeof(st));
+	set_limits(&l, 20, 1000, 0, 0, 0, 0);
+	for (t = T0; t < T0 + 1100; t += 45)	/* 22.2/s */
+		if (!ratelimit_admit(&st, &l, t, NULL))
+			refused++;
+	assert_true(refused > 0);
+}
+
+/*
+ * Retry-After is exact: refused at t with Retry-After s, a request at
+ * t + s * 1000 is admitted, one at t + (s - 1) * 1000 is refused.
+ */
+static void
+test_retry_after_exact(void **state)
+{
+	struct rl_state		 st, copy;
+	struct rl_limits	 l;
+	struct rl_result	 r;
+	int64_t			 t;
+	int			 s, i, checked = 0, multi = 0;
+
+	for (s = 0; s < 400; s++) {
+		memset(&st, 0, sizeof(st));
+		if (s % 2)
+			ratelimit_defaults(&l);
+		else
+			set_limits(&l, rnd_range(1, 6), rnd_range(1, 5) * 1000,
+			    rnd_range(6, 20), rnd_range(6, 30) * 1000,
+			    rnd_range(20, 60), rnd_range(31, 90) * 1000);
+		t = T0 + rnd_range(0, 5000);
+		for (i = 0; i < 2000; i++) {
+			t += rnd() % 3 == 0 ? rnd_range(0, 3000) : 0;
+			if (ratelimit_admit(&st, &l, t, &r))
+				continue;
+			assert_true(r.rr_retry_after >= 1);
+			assert_true(r.rr_window >= 0);
+			copy = st;
+			assert_int_equal(ratelimit_admit(&copy, &l,
+			    t + (int64_t)r.rr_retry_after * 1000, NULL), 1);
+			if (r.rr_retry_after > 1) {
+				copy = st;
+				assert_int_equal(ratelimit_admit(&copy, &l,
+				    t + (int64_t)(r.rr_retry_after - 1) * 1000,
+				    NULL), 0);
+				multi++;
+			}
+			checked++;
+		}
+	}
+	assert_true(checked > 1000);
+	assert_true(multi > 100);
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Shared between the forked processes of the concurrency tests. */
+struct shared {
+	struct rl_state	 st;
+	uint64_t	 n;
+	uint64_t	 late;
+	int64_t		 t[1 << 16];
+};
+
+/*
+ * Four processes hammer one shared state in real time; every admission is
+ * recorded; no interval of any window length holds more than its limit.
+ */
+static void
+test_processes(void **state)
+{
+	struct shared		*sh;
+	struct rl_limits	 l;
+	pid_t			 pid[4];
+	int64_t			 now, end;
+	uint64_t		 k;
+	size_t			 n;
+	int			 i, w, status;
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(sh != MAP_FAILED);
+	set_limits(&l, 25, 500, 40, 1000, 60, 2000);
+	end = mono_ms() + 2300;
+	for (i = 0; i < 4; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] != -1);
+		if (pid[i] != 0)
+			continue;
+		while ((now = mono_ms()) < end) {
+			if (!ratelimit_admit(&sh->st, &l, now, NULL))
+				continue;
+			/*
+			 * Preempted between the clock read and the CAS: now
+			 * is stale, outside the documented precondition
+			 * (clocks agree within a bucket, 34 ms here).  Such
+			 * a request only adds counts, so the others must
+			 * still hold the guarantee among themselves.
+			 */
+			if (mono_ms() - now >= 10) {
+				__atomic_fetch_add(&sh->late, 1,
+				    __ATOMIC_SEQ_CST);
+				continue;
+			}
+			k = __atomic_fetch_add(&sh->n, 1, __ATOMIC_SEQ_CST);
+			if (k < sizeof(sh->t) / sizeof(sh->t[0]))
+				sh->t[k] = now;
+		}
+		_exit(0);
+	}
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	n = sh->n;
+	assert_true(n < sizeof(sh->t) / sizeof(sh->t[0]));
+	assert_true(n >= 60);		/* the limiter did admit */
+	assert_true(sh->late < n / 4);
+	qsort(sh->t, n, sizeof(sh->t[0]), cmp_i64);
+	for (w = 0; w < RL_WINDOWS; w++)
+		assert_true(max_in_window(sh->t, n, l.rl_window_ms[w]) <=
+		    l.rl_limit[w]);
+	munmap(sh, sizeof(*sh));
+}
+
+/*
+ * A process killed at a random instruction of admit/roll-back leaves at
+ * most one unit per window behind, gone once a window and a bucket passed.
+ */
+static void
+test_killed_midway(void **state)
+{
+	struct shared		*sh;
+	struct rl_limits	 l;
+	uint32_t		 used[RL_WINDOWS];
+	int64_t			 reset[RL_WINDOWS], later;
+	pid_t			 pid;
+	int			 round, i, status;
+	struct timespec		 ts = { 0, 1000000 };
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(sh != MAP_FAILED);
+	set_limits(&l, 10, 1000, 1000000, 10000, 1000000, 60000);
+	for (round = 0; round < 5; round++) {
+		memset(&sh->st, 0, sizeof(sh->st));
+		sh->n = 0;
+		pid = fork();
+		assert_true(pid != -1);
+		if (pid == 0)
+			for (;;) {
+				ratelimit_admit(&sh->st, &l, T0, NULL);
+				__atomic_fetch_add(&sh->n, 1, __ATOMIC_SEQ_CST);
+			}
+		/* Wait (bounded) until it is well into refusals. */
+		for (i = 0; i < 10000 && __atomic_load_n(&sh->n,
+		    __ATOMIC_SEQ_CST) < 2000; i++)
+			nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		ratelimit_usage(&sh->st, &l, T0, used, reset);
+		assert_true(used[0] <= 11);
+		assert_true(used[1] <= 11 && used[1] >= 10);
+		later = T0 + 60000 + gran(60000);
+		ratelimit_usage(&sh->st, &l, later, used, reset);
+		for (i = 0; i < RL_WINDOWS; i++)
+			assert_int_equal(used[i], 0);
+		for (i = 0; i < 10; i++)
+			assert_int_equal(ratelimit_admit(&sh->st, &l, later,
+			    NULL), 1);
+	}
+	munmap(sh, sizeof(*sh));
+}
+
+/* An IPv4 address from a number. */
+static void
+ip4(unsigned char ip[4], uint32_t n)
+{
+	ip[0] = n >> 24;
+	ip[1] = n >> 16;
+	ip[2] = n >> 8;
+	ip[3] = n;
+}
+
+/* One set: the least recently used entry is evicted, the others kept. */
+static void
+test_iptable_lru(void **state)
+{
+	struct rl_iptable	*t;
+	struct rl_limits	 l;
+	struct rl_result	 r;
+	unsigned char		 ip[4];
+	void			*mem;
+	uint32_t		 i;
+
+	assert_int_equal(ratelimit_iptable_size(8),
+	    ratelimit_iptable_size(1));
+	mem = calloc(1, ratelimit_iptable_size(RL_WAYS));
+	assert_non_null(mem);
+	t = ratelimit_iptable_init(mem, RL_WAYS, 42);
+	set_limits(&l, 100, 1000, 0, 0, 0, 0);
+	for (i = 1; i <= RL_WAYS; i++) {
+		ip4(ip, i);
+		assert_int_equal(ratelimit_iptable_admit(t, ip, 4, &l,
+		    T0 + i, &r), 1);
+		assert_int_equal(r.rr_remaining, 99);
+	}
+	assert_int_equal(ratelimit_iptable_count(t), RL_WAYS);
+	/* A ninth address evicts address 1 and starts from zero. */
+	ip4(ip, 100);
+	assert_int_equal(ratelimit_iptable_admit(t, ip, 4, &l, T0 + 20, &r), 1);
+	assert_int_equal(r.rr_remaining, 99);
+	assert_int_equal(ratelimit_iptable_count(t), RL_WAYS);
+	/* Address 2 kept its count. */
+	ip4(ip, 2);
+	assert_int_equal(ratelimit_iptable_admit(t, ip, 4, &l, T0 + 21, &r), 1);
+	assert_int_equal(r.rr_remaining, 98);
+	/* Address 1 was evicted: fresh, and it evicts 3 (now the oldest). */
+	ip4(ip, 1);
+	assert_int_equal(ratelimit_iptable_admit(t, ip, 4, &l, T0 + 22, &r), 1);
+	assert_int_equal(r.rr_remaining, 99);
+	ip4(ip, 4);
+	assert_int_equal(ratelimit_iptable_admit(t, ip, 4, &l, T0 + 23, &r), 1);
+	assert_int_equal(r.rr_remaining, 98);
+	ip4(ip, 3);
+	assert_int_equal(ratelimit_iptable_admit(t, ip, 4, &l, T0 + 24, &r), 1);
+	assert_int_equal(r.rr_remaining, 99);
+	free(mem);
+}
+
+/*
+ * A flood of distinct addresses never grows the table past its size, and
+ * a hot address used throughout keeps its counters (and stays limited).
+ */
+static void
+test_iptable_flood(void **state)
+{
+	struct rl_iptable	*t;
+	struct rl_limits	 l, hl;
+	struct rl_result	 r;
+	unsigned char		 hot[16], ip[16];
+	void			*mem;
+	size_t			 size;
+	uint32_t		 i, hot_admits = 0;
+	int64_t			 now = T0;
+
+	size = ratelimit_iptable_size(64);
+	mem = calloc(1, size);
+	assert_non_null(mem);
+	t = ratelimit_iptable_init(mem, 64, 7);
+	set_limits(&l, 100000, 60000, 0, 0, 0, 0);
+	memset(hot, 0x20, sizeof(hot));
+	memset(ip, 0, sizeof(ip));
+	for (i = 0; i < 20000; i++) {
+		memcpy(ip, &i, sizeof(i));
+		ip[15] = 1;
+		now++;
+		assert_int_equal(ratelimit_iptable_admit(t, ip, 16, &l, now,
+		    &r), 1);
+		assert_int_equal(r.rr_remaining, 99999);	/* fresh */
+		if (i % 4 == 0) {
+			assert_int_equal(ratelimit_iptable_admit(t, hot, 16,
+			    &l, now, &r), 1);
+			hot_admits++;
+			assert_int_equal(r.rr_remaining, 100000 - hot_admits);
+		}
+		assert_true(ratelimit_iptable_count(t) <= 64);
+	}
+	assert_int_equal(ratelimit_iptable_count(t), 64);
+	assert_int_equal(ratelimit_iptable_size(64), size);
+	/* The hot address is limited by its own, kept, counters. */
+	set_limits(&hl, hot_admits + 1, 60000, 0, 0, 0, 0);
+	assert_int_equal(ratelimit_iptable_admit(t, hot, 16, &hl, now, &r), 1);
+	assert_int_equal(ratelimit_iptable_admit(t, hot, 16, &hl, now, &r), 0);
+	free(mem);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_zeroed),
+		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_window_boundaries),
+		cmocka_unit_test(test_middle_window),
+		cmocka_unit_test(test_refused_counts_nowhere),
+		cmocka_unit_test(test_per_key_limits),
+		cmocka_unit_test(test_sliding_property),
+		cmocka_unit_test(test_pacing_90),
+		cmocka_unit_test(test_pacing_over),
+		cmocka_unit_test(test_retry_after_exact),
+		cmocka_unit_test(test_processes),
+		cmocka_unit_test(test_killed_midway),
+		cmocka_unit_test(test_iptable_lru),
+		cmocka_unit_test(test_iptable_flood),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
