@@ -14,7 +14,7 @@
  * window's limit, whatever the number of processes; a client that sends at
  * most 90 % of every limit is never refused; a refused request counts in
  * no window.  The callers' clocks must agree to within a bucket (a
- * fifteenth of the window; 66 ms for 1 s), which one clock read per request
+ * 31st of the window; 33 ms for 1 s), which one clock read per request
  * easily does.
  */
 #ifndef KEYGATE_RATELIMIT_H
@@ -24,13 +24,14 @@
 #include <stdint.h>
 
 #define RL_WINDOWS	3	/* windows per key, shortest first by convention */
-#define RL_SLOTS	16	/* buckets per window (one more than the span) */
+#define RL_SLOTS	32	/* buckets per window (one more than the span) */
 #define RL_MAXLIMIT	1000000	/* larger limits are clamped to this */
 #define RL_WAYS		8	/* IP table: entries per set */
 
 /*
- * Per-key state: 3 x 16 words = 384 bytes, six cache lines.  Each word is
- * (bucket epoch << 20) | count, written only by compare-and-swap.
+ * Per-key state: 3 x 32 words = 768 bytes, twelve cache lines.  Each word is
+ * (bucket epoch << 28) | (latest arrival << 20) | count, written only by
+ * compare-and-swap.
  */
 struct rl_state {
 	uint64_t	 rl_slot[RL_WINDOWS][RL_SLOTS];
@@ -64,8 +65,24 @@ struct rl_result {
 /* Anonymous per-client-IP table (bounded, set-associative); opaque. */
 struct rl_iptable;
 
+/*
+ * keygate's three windows: 1 s, 10 s and 60 s (index 0, 1, 2, the same as
+ * KS_W1S ... in keystore.h), named "1s", "10s" and "60s".
+ */
+#define RL_DEFAULT_1S	20
+#define RL_DEFAULT_10S	200
+#define RL_DEFAULT_60S	1000
+extern const uint32_t	 ratelimit_window_ms[RL_WINDOWS];
+extern const char *const ratelimit_window_name[RL_WINDOWS];
+
 /* Fill l with the defaults 20/1s, 200/10s, 1000/60s. */
 void	 ratelimit_defaults(struct rl_limits *);
+
+/*
+ * Fill l with limit[w] per window of ratelimit_window_ms (0: window not
+ * enforced).
+ */
+void	 ratelimit_set(struct rl_limits *, const uint32_t[RL_WINDOWS]);
 
 /*
  * Admit one request at now (ms) against st: 1 admitted (counted in every

@@ -3,46 +3,62 @@
  * buckets in shared memory, updated with compare-and-swap only.
  *
  * Algorithm.  A window of W ms with limit L is cut into buckets of
- * g = ceil(W / 15) ms; bucket number i covers [i*g, (i+1)*g).  The state
- * keeps RL_SLOTS = 16 words per window, slot i % 16 holding
- * (i << 20) | count for the bucket it last counted.  At time now a window
- * counts every bucket from first = floor((now - W + 1) / g) to
- * cur = floor(now / g): at most 16 buckets because W <= 15 g, so the ring
- * never has to drop one that is still needed.  A word whose epoch is older
- * than first is empty; one with an epoch newer than cur (a process whose
- * clock is slightly ahead) is counted.
+ * g = ceil(W / 31) ms; bucket number i covers [i*g, (i+1)*g).  The state
+ * keeps RL_SLOTS = 32 words per window, slot i % 32 holding
+ * (i << 28) | (latest << 20) | count for the bucket it last counted, where
+ * latest is the latest arrival in the bucket in 256ths of g, rounded down.
+ * The bucket's units are counted until its drop time
+ * i*g + ceil((latest + 1) g / 256) - 1 + W: no arrival in the bucket was
+ * later than that minus W, so every unit is counted for at least W ms, and
+ * at most g + g / 256 + 1 ms longer (the earliest unit of a bucket waits
+ * for its latest).  Counting every bucket to its end instead would cost a
+ * client hammering a key g / W of its limit; with the latest arrival, units
+ * admitted together as a window frees up also expire together, and the
+ * loss falls to what the spread of arrivals inside a bucket costs (at most
+ * 1/31, about 3 %).  Buckets that can still be counted lie within W + g of
+ * now: at most 32, so the ring never recycles a word that is still needed.
+ * A word with an epoch newer than now's (a process whose clock is slightly
+ * ahead) is counted.
  *
  * Admission is reserve-then-check: the request first adds 1 to its bucket
- * in every enforced window (CAS), then reads the whole ring of every window
- * (the reservation included).  If some window sums to more than L, it takes
- * its reservations back (CAS on the same words, skipped if the bucket was
- * recycled meanwhile) and is refused, so a refused request counts in none.
+ * in every enforced window and raises the bucket's latest arrival to its
+ * own (one CAS per window), then reads the whole ring of every window (the
+ * reservation included).  If some window sums to more than L, it takes its
+ * reservations back (CAS on the same words, skipped if the bucket was
+ * recycled meanwhile; the latest arrival stays, which only errs on the safe
+ * side) and is refused, so a refused request counts in none.
  *
  * Why no interval of W ms ever admits more than L.  Take admitted requests
  * whose times lie in some interval of length W and let r be the one whose
  * check came last (all atomics are sequentially consistent, so there is a
  * single order).  Every other one, q, made its increment before its own
  * check, hence before r's check, and never took it back; its time is
- * > t_r - W, so its bucket is >= first(t_r) and r's reads saw it (or saw it
- * in a newer bucket, also counted).  r was admitted, so all of them,
- * r included, are <= L.  The counting is conservative (up to g ms older than
- * W is counted), and two concurrent requests may both see the other's
- * reservation and both be refused although one would have fitted: both
- * err on the safe side.  A process killed between reserve and roll-back
- * leaks one unit in one bucket, which expires with the bucket, W + g ms at
- * most: nothing is ever stuck and no lock exists.  The argument needs the
- * callers' clocks to agree within g; otherwise a far-ahead process could
- * recycle a slot a far-behind one still counts.
+ * > t_r - W, and its bucket's drop time is >= t_q + W > t_r, so r's reads
+ * counted it (in its bucket, or in the newer bucket the slot moved on to,
+ * also counted).  r was admitted, so all of them, r included, are <= L.
+ * Two concurrent requests may both see the other's reservation and both be
+ * refused although one would have fitted: that errs on the safe side.  A
+ * process killed between reserve and roll-back leaks one unit in one
+ * bucket, which expires with the bucket, W + g ms at most: nothing is ever
+ * stuck and no lock exists.  The argument needs the callers' clocks to
+ * agree within g; otherwise a far-ahead process could recycle a slot a
+ * far-behind one still counts.
  *
- * Why a client at 90 % is never refused.  At most W + g - 2 ms of past are
- * counted, and 1.067 W < W / 0.9, so a client spaced W / (0.9 L) apart has
- * at most L - 1 earlier requests counted when it sends the next one.
+ * Why a client at 90 % is never refused.  A unit is counted for less than
+ * W + g + g / 256 + 1 ms, about 1.033 W, below W / 0.9, so a client spaced
+ * W / (0.9 L) apart has at most L - 1 earlier requests counted when it
+ * sends the next.
  *
- * Retry-After.  Without new admissions, bucket i stops being counted at
- * (i + 1) g + W - 1.  The earliest time the refused window has room is the
- * first of those drop times after which the remaining buckets hold at most
- * L - 1; the latest over all full windows, rounded up to whole seconds, is
- * Retry-After: counts only fall with time, so a request then fits.
+ * Retry-After.  Without new admissions, the counted units of each age drop
+ * out at that age's drop time.  The earliest time the refused window has
+ * room is the first of those drop times after which the remaining units
+ * number at most L - 1; the latest over all full windows, rounded up to
+ * whole seconds, is Retry-After: counts only fall with time, so a request
+ * then fits.
+ *
+ * The 36-bit epoch wraps after 2^36 buckets (over 70 years at g = 33 ms);
+ * ages are taken modulo that, so only a word left untouched for half of it
+ * could be misread.
  */
 
 #include <stdio.h>
@@ -50,10 +66,20 @@
 
 #include "ratelimit.h"
 
-#define RL_CBITS	20
+#define RL_CBITS	20	/* count */
 #define RL_CMASK	((UINT64_C(1) << RL_CBITS) - 1)
-#define RL_EMASK	((UINT64_C(1) << (64 - RL_CBITS)) - 1)
+#define RL_OBITS	8	/* latest arrival, in 256ths of the bucket */
+#define RL_OMASK	((UINT64_C(1) << RL_OBITS) - 1)
+#define RL_ESHIFT	(RL_CBITS + RL_OBITS)
+#define RL_EMASK	((UINT64_C(1) << (64 - RL_ESHIFT)) - 1)	/* epoch */
 #define RL_SPAN		(RL_SLOTS - 1)	/* buckets per window length */
+
+const uint32_t		 ratelimit_window_ms[RL_WINDOWS] = {
+	1000, 10000, 60000
+};
+const char *const	 ratelimit_window_name[RL_WINDOWS] = {
+	"1s", "10s", "60s"
+};
 
 #define RL_LOAD(p)	__atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define RL_STORE(p, v)	__atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
@@ -66,8 +92,11 @@ struct rl_view {
 	int64_t		 v_window;	/* W, ms */
 	int64_t		 v_gran;	/* g, ms */
 	int64_t		 v_cur;		/* bucket of now */
+	uint64_t	 v_off;		/* now within its bucket, 256ths */
 	uint32_t	 v_total;
 	uint32_t	 v_count[RL_SLOTS];	/* by age: cur - bucket */
+	int64_t		 v_drop[RL_SLOTS];	/* by age: first time not */
+						/* counted any more */
 };
 
 /* Set up v for window w of l at now; 0 if the window is not enforced. */
@@ -81,47 +110,73 @@ rl_view_init(struct rl_view *v, const struct rl_limits *l, int w,
 	    l->rl_limit[w];
 	v->v_window = l->rl_window_ms[w];
 	v->v_gran = (v->v_window + RL_SPAN - 1) / RL_SPAN;
-	v->v_cur = (now < 0 ? 0 : now) / v->v_gran;
+	if (now < 0)
+		now = 0;
+	v->v_cur = now / v->v_gran;
+	v->v_off = (uint64_t)(now - v->v_cur * v->v_gran) * (RL_OMASK + 1) /
+	    (uint64_t)v->v_gran;
 	v->v_total = 0;
 	memset(v->v_count, 0, sizeof(v->v_count));
+	memset(v->v_drop, 0, sizeof(v->v_drop));
 	return (1);
 }
 
 /*
- * Read the ring of one window into v.  A word counts when its bucket lies
- * in [first, cur]; a newer bucket (clock ahead) counts as age 0.
+ * When the units of a word stop being counted: its bucket's start, plus
+ * the latest arrival in it rounded up to the next 256th, plus W.
+ */
+static int64_t
+rl_word_drop(const struct rl_view *v, uint64_t epoch, uint64_t off)
+{
+	uint64_t	 d = ((uint64_t)v->v_cur - epoch) & RL_EMASK;
+	int64_t		 age, start, late;
+
+	/* Ages past half the epoch range are buckets ahead of cur. */
+	age = d > RL_EMASK / 2 ? -(int64_t)(RL_EMASK + 1 - d) : (int64_t)d;
+	start = (v->v_cur - age) * v->v_gran;
+	late = ((int64_t)off + 1) * v->v_gran;
+
+	return (start + (late + RL_OMASK) / (RL_OMASK + 1) - 1 + v->v_window);
+}
+
+/*
+ * Read the ring of one window into v.  A word counts until its drop time;
+ * one from a newer bucket than cur (a clock ahead) counts at age 0.
  */
 static void
 rl_view_read(struct rl_view *v, const uint64_t *ring, int64_t now)
 {
-	uint64_t	 word, cur, age, oldest;
-	int64_t		 first;
+	uint64_t	 word, cur, age, epoch;
+	int64_t		 drop;
 	uint32_t	 n;
 	int		 i;
 
-	first = now - v->v_window + 1;
-	first = first < 0 ? 0 : first / v->v_gran;
-	oldest = (uint64_t)(v->v_cur - first);
 	cur = (uint64_t)v->v_cur & RL_EMASK;
 	for (i = 0; i < RL_SLOTS; i++) {
 		word = RL_LOAD(&ring[i]);
 		if ((n = word & RL_CMASK) == 0)
 			continue;
-		age = (cur - (word >> RL_CBITS)) & RL_EMASK;
+		epoch = word >> RL_ESHIFT;
+		age = (cur - epoch) & RL_EMASK;
 		if (age > RL_EMASK / 2)
 			age = 0;		/* newer than cur */
-		else if (age > oldest)
+		else if (age > RL_SPAN)
+			continue;		/* long expired */
+		drop = rl_word_drop(v, epoch, (word >> RL_CBITS) & RL_OMASK);
+		if (drop <= now)
 			continue;		/* expired */
 		v->v_count[age] += n;
 		v->v_total += n;
+		if (drop > v->v_drop[age])
+			v->v_drop[age] = drop;
 	}
 }
 
-/* Time (ms) at which the bucket of age a stops being counted. */
+/* Time (ms) at which the units of age a stop being counted. */
 static int64_t
 rl_view_drop(const struct rl_view *v, int a)
 {
-	return ((v->v_cur - a + 1) * v->v_gran + v->v_window - 1);
+	return (v->v_drop[a]);
 }
 
 /* Earliest time the window holds at most keep requests (now if it does). */
@@ -142,27 +197,34 @@ rl_view_room(const struct rl_view *v, uint32_t keep, int64_t now)
 }
 
 /*
- * Add one to the bucket cur in ring; the epoch actually incremented goes
- * to *epoch.  A slot holding an older bucket is recycled, one holding a
- * newer bucket (clock ahead) is incremented as it is.  -1 if saturated.
+ * Add one to the bucket of v_cur in ring and raise its latest arrival to
+ * v_off; the epoch actually incremented goes to *epoch.  A slot holding an
+ * older bucket is recycled, one holding a newer bucket (clock ahead) is
+ * incremented as it is (its arrivals are later than ours).  -1 if
+ * saturated.
  */
 static int
-rl_reserve(uint64_t *ring, int64_t cur, uint64_t *epoch)
+rl_reserve(uint64_t *ring, const struct rl_view *v, uint64_t *epoch)
 {
-	uint64_t	*slot = &ring[cur % RL_SLOTS];
-	uint64_t	 old, new, e, we;
+	uint64_t	*slot = &ring[v->v_cur % RL_SLOTS];
+	uint64_t	 old, new, e, we, off;
 
-	e = (uint64_t)cur & RL_EMASK;
+	e = (uint64_t)v->v_cur & RL_EMASK;
 	old = RL_LOAD(slot);
 	for (;;) {
-		we = old >> RL_CBITS;
-		if (we == e || ((e - we) & RL_EMASK) > RL_EMASK / 2) {
+		we = old >> RL_ESHIFT;
+		/* An empty word is free, whatever its epoch (zeroed memory). */
+		if ((old & RL_CMASK) != 0 &&
+		    (we == e || ((e - we) & RL_EMASK) > RL_EMASK / 2)) {
 			if ((old & RL_CMASK) >= RL_CMASK - 1)
 				return (-1);
 			new = old + 1;
+			off = (old >> RL_CBITS) & RL_OMASK;
+			if (we == e && v->v_off > off)
+				new += (v->v_off - off) << RL_CBITS;
 		} else {
 			we = e;
-			new = (e << RL_CBITS) | 1;
+			new = (e << RL_ESHIFT) | (v->v_off << RL_CBITS) | 1;
 		}
 		if (RL_CAS(slot, &old, new)) {
 			*epoch = we;
@@ -171,7 +233,10 @@ rl_reserve(uint64_t *ring, int64_t cur, uint64_t *epoch)
 	}
 }
 
-/* Take back one reservation of epoch in ring, unless it was recycled. */
+/*
+ * Take back one reservation of epoch in ring, unless it was recycled.  The
+ * latest arrival stays: a later drop time only errs on the safe side.
+ */
 static void
 rl_unreserve(uint64_t *ring, int64_t cur, uint64_t epoch)
 {
@@ -179,7 +244,7 @@ rl_unreserve(uint64_t *ring, int64_t cur, uint64_t epoch)
 	uint64_t	 old;
 
 	old = RL_LOAD(slot);
-	while ((old >> RL_CBITS) == epoch && (old & RL_CMASK) != 0)
+	while ((old >> RL_ESHIFT) == epoch && (old & RL_CMASK) != 0)
 		if (RL_CAS(slot, &old, old - 1))
 			break;
 }
@@ -188,11 +253,23 @@ rl_unreserve(uint64_t *ring, int64_t cur, uint64_t epoch)
 void
 ratelimit_defaults(struct rl_limits *l)
 {
-	static const uint32_t	 lim[RL_WINDOWS] = { 20, 200, 1000 };
-	static const uint32_t	 win[RL_WINDOWS] = { 1000, 10000, 60000 };
+	static const uint32_t	 lim[RL_WINDOWS] = {
+		RL_DEFAULT_1S, RL_DEFAULT_10S, RL_DEFAULT_60S
+	};
 
-	memcpy(l->rl_limit, lim, sizeof(lim));
-	memcpy(l->rl_window_ms, win, sizeof(win));
+	ratelimit_set(l, lim);
+}
+
+/* l from one limit per window of ratelimit_window_ms; 0 turns a window off. */
+void
+ratelimit_set(struct rl_limits *l, const uint32_t limit[RL_WINDOWS])
+{
+	int	 w;
+
+	for (w = 0; w < RL_WINDOWS; w++) {
+		l->rl_limit[w] = limit[w];
+		l->rl_window_ms[w] = limit[w] != 0 ? ratelimit_window_ms[w] : 0;
+	}
 }
 
 /* Seconds, rounded up, from now until t (at least min). */
@@ -232,12 +309,12 @@ rl_result_admit(struct rl_result *res, const struct rl_view *v,
 }
 
 /*
- * Fill res for a refused request.  The views include the request's own
- * (rolled back) reservation at age 0, which is removed first.
+ * Fill res for a refused request.  If own is set, the views include the
+ * request's own (rolled back) reservation at age 0, which is removed first.
  */
 static void
 rl_result_refuse(struct rl_result *res, struct rl_view *v, const int *on,
-    int64_t now)
+    int64_t now, int own)
 {
 	int64_t		 t, latest = now;
 	int		 w, a;
@@ -247,7 +324,7 @@ rl_result_refuse(struct rl_result *res, struct rl_view *v, const int *on,
 	for (w = 0; w < RL_WINDOWS; w++) {
 		if (!on[w])
 			continue;
-		if (v[w].v_count[0] > 0) {
+		if (own && v[w].v_count[0] > 0) {
 			v[w].v_count[0]--;
 			v[w].v_total--;
 		}
@@ -281,11 +358,28 @@ ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
 	uint64_t	 epoch[RL_WINDOWS];
 	int		 on[RL_WINDOWS], held[RL_WINDOWS], w, ok = 1;
 
+	if (res == NULL)
+		res = &tmp;
+	/*
+	 * A window already full refuses without touching anything, so a
+	 * flood of refused requests cannot push drop times later.
+	 */
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (!(on[w] = rl_view_init(&v[w], l, w, now)))
+			continue;
+		rl_view_read(&v[w], st->rl_slot[w], now);
+		if (v[w].v_total >= v[w].v_limit)
+			ok = 0;
+	}
+	if (!ok) {
+		rl_result_refuse(res, v, on, now, 0);
+		return (0);
+	}
 	for (w = 0; w < RL_WINDOWS; w++) {
 		held[w] = 0;
 		if (!(on[w] = rl_view_init(&v[w], l, w, now)))
 			continue;
-		if (rl_reserve(st->rl_slot[w], v[w].v_cur, &epoch[w]) == 0)
+		if (rl_reserve(st->rl_slot[w], &v[w], &epoch[w]) == 0)
 			held[w] = 1;
 		else
 			ok = 0;
@@ -297,8 +391,6 @@ ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
 		if (v[w].v_total > v[w].v_limit)
 			ok = 0;
 	}
-	if (res == NULL)
-		res = &tmp;
 	if (ok) {
 		rl_result_admit(res, v, on, now);
 		return (1);
@@ -306,7 +398,7 @@ ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
 	for (w = 0; w < RL_WINDOWS; w++)
 		if (held[w])
 			rl_unreserve(st->rl_slot[w], v[w].v_cur, epoch[w]);
-	rl_result_refuse(res, v, on, now);
+	rl_result_refuse(res, v, on, now, 1);
 	return (0);
 }
 

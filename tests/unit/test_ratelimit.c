@@ -43,7 +43,17 @@ rnd_range(int64_t lo, int64_t hi)
 static int64_t
 gran(uint32_t w)
 {
-	return ((w + 14) / 15);
+	return ((w + 30) / 31);
+}
+
+/*
+ * How much longer than W a unit may stay counted: until its bucket's
+ * latest arrival, kept in 256ths of the bucket rounded up, is W old.
+ */
+static int64_t
+slack(uint32_t w)
+{
+	return (gran(w) + gran(w) / 256 + 1);
 }
 
 static void
@@ -149,9 +159,9 @@ test_zeroed(void **state)
 	assert_int_equal(r.rr_window, 0);
 	assert_int_equal(r.rr_limit, 20);
 	assert_int_equal(r.rr_remaining, 19);
-	assert_int_equal(r.rr_reset, 2);	/* 1 s + a bucket, rounded up */
+	assert_int_equal(r.rr_reset, 1);	/* 1 s after this request */
 	assert_int_equal(r.rr_retry_after, 0);
-	assert_true(sizeof(struct rl_state) <= 384);
+	assert_true(sizeof(struct rl_state) <= 768);
 	/* Time 0 and a zeroed state also work (no negative buckets). */
 	memset(&st, 0, sizeof(st));
 	assert_int_equal(ratelimit_admit(&st, &l, 0, &r), 1);
@@ -206,7 +216,7 @@ test_window_boundaries(void **state)
 		assert_int_equal(r.rr_limit, lim[w]);
 		assert_int_equal(r.rr_remaining, 0);
 		assert_true(r.rr_retry_after >= win[w] / 1000);
-		assert_true(r.rr_retry_after <= (win[w] + gran(win[w])) /
+		assert_true(r.rr_retry_after <= (win[w] + slack(win[w])) /
 		    1000 + 1);
 		copy = st;
 		assert_int_equal(ratelimit_admit(&copy, &l,
@@ -214,7 +224,78 @@ test_window_boundaries(void **state)
 		assert_int_equal(ratelimit_admit(&st, &l, t + win[w] - 1,
 		    NULL), 0);
 		assert_int_equal(ratelimit_admit(&st, &l,
-		    t + win[w] + gran(win[w]), NULL), 1);
+		    t + win[w] + slack(win[w]), NULL), 1);
+	}
+}
+
+/*
+ * Exact sliding log (the reference): admit at t[i] if fewer than l's
+ * limit were admitted in (t[i] - W, t[i]] for every window.  Returns the
+ * number admitted; t sorted.
+ */
+static size_t
+ideal_admits(const int64_t *t, size_t n, const struct rl_limits *l)
+{
+	int64_t		*adm;
+	size_t		 i, k = 0, first[RL_WINDOWS] = { 0, 0, 0 };
+	int		 w, ok;
+
+	adm = calloc(n, sizeof(*adm));
+	assert_non_null(adm);
+	for (i = 0; i < n; i++) {
+		ok = 1;
+		for (w = 0; w < RL_WINDOWS; w++) {
+			if (l->rl_limit[w] == 0)
+				continue;
+			while (first[w] < k &&
+			    adm[first[w]] <= t[i] - l->rl_window_ms[w])
+				first[w]++;
+			if (k - first[w] >= l->rl_limit[w])
+				ok = 0;
+		}
+		if (ok)
+			adm[k++] = t[i];
+	}
+	free(adm);
+	return (k);
+}
+
+/*
+ * A steady overload (a request every 0 to 12 ms) gets at least 96 % of what
+ * an exact sliding log admits on the same arrivals.  Measured: 97 % for 20/1s
+ * (arrivals spread inside a bucket cost the rest), 100 % for 100/1s with
+ * 200/10s and for the defaults.  Counting whole buckets to their end gave
+ * 93 % for the second case; 16 buckets per window gave 94 %.
+ */
+static void
+test_steady_overload(void **state)
+{
+	enum { N = 20000 };
+	static int64_t		 t[N];
+	struct rl_state		 st;
+	struct rl_limits	 l;
+	size_t			 i, got, want;
+	int			 round;
+
+	for (round = 0; round < 3; round++) {
+		memset(&st, 0, sizeof(st));
+		memset(&l, 0, sizeof(l));
+		if (round == 0)
+			set_limits(&l, 20, 1000, 0, 0, 0, 0);
+		else if (round == 1)
+			set_limits(&l, 100, 1000, 200, 10000, 0, 0);
+		else
+			ratelimit_defaults(&l);
+		t[0] = T0 + 7;
+		for (i = 1; i < N; i++)
+			t[i] = t[i - 1] + (rnd() % 8 == 0 ? 0 :
+			    rnd_range(1, round == 2 ? 12 : 5));
+		for (i = 0, got = 0; i < N; i++)
+			got += ratelimit_admit(&st, &l, t[i], NULL);
+		want = ideal_admits(t, N, &l);
+		if (got * 100 < want * 96)
+			fail_msg("round %d: %zu admitted, the exact log %zu",
+			    round, got, want);
 	}
 }
 
@@ -300,7 +381,8 @@ test_per_key_limits(void **state)
  * Property: over thousands of random arrival sequences (bursts, gaps, random
  * limits and windows), no interval of a window's length ever holds more
  * admitted requests than the limit; every refusal is justified by a window
- * holding >= L admitted requests within W + g ms; a refusal changes nothing.
+ * holding >= L admitted requests within W + slack ms; a refusal changes
+ * nothing.
  */
 static void
 test_sliding_property(void **state)
@@ -345,7 +427,7 @@ test_sliding_property(void **state)
 			why = 0;
 			for (k = 0; k < RL_WINDOWS; k++) {
 				w = l.rl_window_ms[k];
-				if (count_between(adm, n, t - w - gran(w) + 1,
+				if (count_between(adm, n, t - w - slack(w) + 1,
 				    t) >= l.rl_limit[k])
 					why = 1;
 			}
@@ -716,6 +798,7 @@ main(void)
 		cmocka_unit_test(test_refused_counts_nowhere),
 		cmocka_unit_test(test_per_key_limits),
 		cmocka_unit_test(test_sliding_property),
+		cmocka_unit_test(test_steady_overload),
 		cmocka_unit_test(test_pacing_90),
 		cmocka_unit_test(test_pacing_over),
 		cmocka_unit_test(test_retry_after_exact),
