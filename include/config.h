@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
 #include "route.h"
 
 #define CONFIG_ERRLEN		512
@@ -89,7 +90,13 @@ struct config {
 	/* Keys and the admin API. */
 	uint32_t		 c_max_keys;
 	char			*c_api_key_header;	/* lower case, "x-api-key" */
-	uint32_t		 c_rate[3];		/* rate_limit per 1s 10s 60s */
+	/*
+	 * rate_limit (keys) and anonymous_rate_limit (client addresses on
+	 * anonymous routes): requests per window of ratelimit_window_ms,
+	 * 0 = window not enforced.  Defaults 20/200/1000 and all off.
+	 */
+	uint32_t		 c_rate[RL_WINDOWS];
+	uint32_t		 c_anon_rate[RL_WINDOWS];
 	int			 c_admin;		/* admin API enabled */
 	struct listen_addr	 c_admin_listen;
 	char			*c_admin_token_file;	/* absolute, or NULL */

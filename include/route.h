@@ -1,5 +1,6 @@
 /*
- * Routes: "route METHODS PATTERN auth=SCHEMES [scope=A,B] [upstream=NAME]".
+ * Routes: "route METHODS PATTERN auth=SCHEMES [scope=A,B] [rate=LIMITS]
+ * [upstream=NAME]".
  * PCRE2 patterns are compiled (and JIT-compiled where the library supports
  * it) once per configuration load; matching walks the array in order and
  * the first route whose method set contains the request's method and whose
@@ -9,6 +10,7 @@
 #define KEYGATE_ROUTE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -35,6 +37,13 @@ struct route {
 	int		 r_nauth;
 	char		*r_scopes[ROUTE_MAX_SCOPES];	/* scope=: all required */
 	int		 r_nscopes;
+	/*
+	 * rate=: per window, 0 inherits (rate_limit, or anonymous_rate_limit
+	 * for anonymous requests); a key's own limit beats both.  rate=off
+	 * sets r_rate_off: nothing on the route is limited.
+	 */
+	uint32_t	 r_rate[3];	/* 1s 10s 60s (RL_WINDOWS) */
+	int		 r_rate_off;
 	struct upstream	*r_upstream;	/* NULL for deny-only routes */
 	int		 r_line;	/* configuration line, for messages */
 	int		 r_index;	/* 1-based position, for the access log */

@@ -35,6 +35,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "ratelimit.h"
 #include "route.h"
 #include "util.h"
 
@@ -115,7 +116,10 @@ static int	 dir_admin_token_file(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_api_key_header(struct parser *, const struct directive *,
 		    char **, int);
+static int	 dir_rate_limit(struct parser *, const struct directive *,
+		    char **, int);
 static int	 route_scopes(struct parser *, struct route *, const char *);
+static int	 split_words(struct parser *, char *, char **, int *);
 static int	 perr(struct parser *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
@@ -147,6 +151,16 @@ static const struct unit int_units[] = {
 	{ name, 1, 1, kind, NULL, M(m), lo, hi, NULL, def, 0 }
 #define ENUM(name, m, words, def)					\
 	{ name, 1, 1, DK_ENUM, NULL, M(m), 0, 0, words, def, 0 }
+#define RATE(name, m, def)						\
+	{ name, 1, RL_WINDOWS, DK_FUNC, dir_rate_limit, M(m), 0, 0, NULL, \
+	    def, 0 }
+
+#define STR(x)		#x
+#define XSTR(x)		STR(x)
+/* "20/1s 200/10s 1000/60s", from ratelimit.h. */
+#define RATE_DEFAULT							\
+	XSTR(RL_DEFAULT_1S) "/1s " XSTR(RL_DEFAULT_10S) "/10s "		\
+	XSTR(RL_DEFAULT_60S) "/60s"
 
 static const struct directive directives[] = {
 	FUNC("listen", 1, 2, dir_listen, 0, 0, "127.0.0.1:8080", D_REPEAT),
@@ -174,6 +188,8 @@ static const struct directive directives[] = {
 	ENUM("forward_credentials", c_forward_credentials, off_on, "off"),
 	NUM("max_keys", DK_INT, c_max_keys, 1, CONFIG_MAX_KEYS, "1000000"),
 	FUNC("api_key_header", 1, 1, dir_api_key_header, 0, 0, "X-API-KEY", 0),
+	RATE("rate_limit", c_rate, RATE_DEFAULT),
+	RATE("anonymous_rate_limit", c_anon_rate, "off"),
 	FUNC("admin_listen", 1, 1, dir_admin_listen, 0, 0, "127.0.0.1:8081", 0),
 	FUNC("admin_token_file", 1, 1, dir_admin_token_file, 0, 0, NULL, 0),
 	FUNC("verify_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
@@ -738,6 +754,141 @@ route_new(struct parser *p, struct route **rp)
 	return (0);
 }
 
+/*
+ * Rate limits: rate_limit, anonymous_rate_limit and a route's rate= are
+ * read by the same code into the same shape, one limit per window of
+ * ratelimit_window_ms (0: not given).
+ */
+_Static_assert(sizeof(((struct route *)0)->r_rate) ==
+    RL_WINDOWS * sizeof(uint32_t), "r_rate is not one limit per window");
+_Static_assert(sizeof(((struct config *)0)->c_rate) ==
+    RL_WINDOWS * sizeof(uint32_t), "c_rate is not one limit per window");
+_Static_assert(sizeof(((struct config *)0)->c_anon_rate) ==
+    RL_WINDOWS * sizeof(uint32_t), "c_anon_rate is not one limit per window");
+
+/* Limits read so far from the words of one directive or rate= option. */
+struct rate_spec {
+	uint32_t	 rs_rate[RL_WINDOWS];	/* 0: window not given */
+	int		 rs_off;		/* "off" was given */
+	int		 rs_nwords;
+};
+
+/*
+ * Window named by the len bytes at s: one of ratelimit_window_name, or
+ * "1m" for the 60-second window; -1 if none.
+ */
+static int
+rate_window(const char *s, size_t len)
+{
+	int	 w;
+
+	for (w = 0; w < RL_WINDOWS; w++)
+		if (word_is(s, len, ratelimit_window_name[w]) ||
+		    (word_is(s, len, "1m") && ratelimit_window_ms[w] == MIN))
+			return (w);
+	return (-1);
+}
+
+/*
+ * Add the word at s (len bytes, not NUL-terminated: rate= words end at a
+ * comma), "off" or "N/WINDOW", to rs.  N is plain digits, 1 to
+ * RL_MAXLIMIT; each window may be given once, and "off" only alone.
+ * what names the directive or option in messages.
+ */
+static int
+rate_word(struct parser *p, const char *what, struct rate_spec *rs,
+    const char *s, size_t len)
+{
+	const char	*slash;
+	uint64_t	 n = 0;
+	size_t		 i, nlen;
+	int		 w, off = word_is(s, len, "off");
+
+	if (off ? rs->rs_nwords > 0 : rs->rs_off)
+		return (perr(p, "%s: \"off\" cannot be combined with limits",
+		    what));
+	rs->rs_nwords++;
+	if (off) {
+		rs->rs_off = 1;
+		return (0);
+	}
+	slash = memchr(s, '/', len);
+	nlen = slash != NULL ? (size_t)(slash - s) : 0;
+	for (i = 0; i < nlen && s[i] >= '0' && s[i] <= '9'; i++)
+		/* Saturate: any number past the bound is equally wrong. */
+		if ((n = n * 10 + (uint64_t)(s[i] - '0')) > RL_MAXLIMIT)
+			n = RL_MAXLIMIT + 1;
+	if (nlen == 0 || i != nlen ||
+	    (w = rate_window(slash + 1, len - nlen - 1)) == -1)
+		return (perr(p, "%s: \"%.*s\" is not N/WINDOW (WINDOW is 1s, "
+		    "10s or 60s)", what, (int)len, s));
+	if (n < 1 || n > RL_MAXLIMIT)
+		return (perr(p, "%s: %.*s is not a limit from 1 to %d", what,
+		    (int)nlen, s, RL_MAXLIMIT));
+	if (rs->rs_rate[w] != 0)
+		return (perr(p, "%s: the %s window is given twice", what,
+		    ratelimit_window_name[w]));
+	rs->rs_rate[w] = (uint32_t)n;
+	return (0);
+}
+
+/*
+ * "rate_limit" and "anonymous_rate_limit": "off", or one limit N/WINDOW
+ * per window in any order, into the uint32_t[RL_WINDOWS] at d_off.  A
+ * window not given is not enforced, so "off" is all zeros.
+ */
+static int
+dir_rate_limit(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct rate_spec	 rs;
+	char			 what[64];
+	int			 i;
+
+	memset(&rs, 0, sizeof(rs));
+	snprintf(what, sizeof(what), "\"%s\"", d->d_name);
+	for (i = 0; i < argc; i++)
+		if (rate_word(p, what, &rs, argv[i], strlen(argv[i])) == -1)
+			return (-1);
+	memcpy((char *)p->p_conf + d->d_off, rs.rs_rate, sizeof(rs.rs_rate));
+	return (0);
+}
+
+/*
+ * "rate=off" or "rate=N/W[,N/W...]": the route's own limits, which win over
+ * rate_limit and anonymous_rate_limit window by window.
+ */
+static int
+route_rate(struct parser *p, struct route *r, const char *val)
+{
+	struct rate_spec	 rs;
+	const char		*s, *end;
+
+	memset(&rs, 0, sizeof(rs));
+	for (s = val;; s = end + 1) {
+		end = s + strcspn(s, ",");
+		if (rate_word(p, "route option \"rate\"", &rs, s,
+		    (size_t)(end - s)) == -1)
+			return (-1);
+		if (*end == '\0')
+			break;
+	}
+	memcpy(r->r_rate, rs.rs_rate, sizeof(r->r_rate));
+	r->r_rate_off = rs.rs_off;
+	return (0);
+}
+
+/* Has rate= been given?  A valid one always sets off or some window. */
+static int
+route_has_rate(const struct route *r)
+{
+	int	 w;
+
+	for (w = 0; w < RL_WINDOWS; w++)
+		if (r->r_rate[w] != 0)
+			return (1);
+	return (r->r_rate_off);
+}
 
 /* One "key=value" option of a route; upstream= is resolved later. */
 static int
@@ -746,20 +897,26 @@ route_option(struct parser *p, struct route *r, const char *opt)
 	char		 msg[CONFIG_ERRLEN], **up;
 	const char	*val;
 	size_t		 klen;
-	int		 auth, scope;
+	int		 auth, scope, rate, given;
 
 	klen = strcspn(opt, "=");
 	val = opt[klen] == '=' ? opt + klen + 1 : "";
 	auth = word_is(opt, klen, "auth");
 	scope = word_is(opt, klen, "scope");
+	rate = word_is(opt, klen, "rate");
 	up = &p->p_rup[p->p_nrup - 1];
-	if (word_is(opt, klen, "rate"))
-		return (perr(p, "option \"%.*s\" is not available in this "
-		    "version", (int)klen, opt));
-	if (!auth && !scope && !word_is(opt, klen, "upstream"))
+	if (!auth && !scope && !rate && !word_is(opt, klen, "upstream"))
 		return (perr(p, "unknown route option \"%.*s\"", (int)klen,
 		    opt));
-	if (auth ? r->r_nauth > 0 : scope ? r->r_nscopes > 0 : *up != NULL)
+	if (auth)
+		given = r->r_nauth > 0;
+	else if (scope)
+		given = r->r_nscopes > 0;
+	else if (rate)
+		given = route_has_rate(r);
+	else
+		given = *up != NULL;
+	if (given)
 		return (perr(p, "duplicate route option \"%.*s\"", (int)klen,
 		    opt));
 	if (*val == '\0')
@@ -772,6 +929,8 @@ route_option(struct parser *p, struct route *r, const char *opt)
 	}
 	if (scope)
 		return (route_scopes(p, r, val));
+	if (rate)
+		return (route_rate(p, r, val));
 	if ((*up = strdup(val)) == NULL)
 		return (perr(p, "out of memory"));
 	return (0);
@@ -998,16 +1157,24 @@ dir_apply(struct parser *p, const struct directive *d, char **argv, int argc)
 	return (perr(p, "\"%s\": bad directive kind", d->d_name));
 }
 
-/* Apply the default of d as if it were written in the file. */
+/*
+ * Apply the default of d as if it were written in the file.  The default of
+ * a directive that takes several arguments is split into words, as a line
+ * would be ("20/1s 200/10s 1000/60s"); any other is one word, so that a
+ * default path with a space in it stays whole.
+ */
 static int
 dir_default(struct parser *p, const struct directive *d)
 {
-	char	 buf[256], *argv[1];
+	char	 buf[256], *argv[CONFIG_MAX_WORDS];
+	int	 argc = 1;
 
 	p->p_line = 0;
 	snprintf(buf, sizeof(buf), "%s", d->d_default);
 	argv[0] = buf;
-	return (dir_apply(p, d, argv, 1));
+	if (d->d_maxargs != 1 && split_words(p, buf, argv, &argc) == -1)
+		return (-1);
+	return (dir_apply(p, d, argv, argc));
 }
 
 /* Say how many arguments d takes. */

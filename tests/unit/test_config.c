@@ -777,8 +777,140 @@ static const struct {
 	{ "admin_token_file /nonexistent/token\n",
 	    NAME ":1: \"admin_token_file\": cannot open /nonexistent/token: "
 	    "No such file or directory" },
-	{ "route GET ^/ rate=5/1s auth=deny\n",
-	    NAME ":1: option \"rate\" is not available in this version" },
+	/* rate_limit, anonymous_rate_limit: malformed words. */
+	{ "rate_limit 20/2s\n", NAME ":1: \"rate_limit\": \"20/2s\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20\n", NAME ":1: \"rate_limit\": \"20\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit /1s\n", NAME ":1: \"rate_limit\": \"/1s\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20/\n", NAME ":1: \"rate_limit\": \"20/\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit +20/1s\n", NAME ":1: \"rate_limit\": \"+20/1s\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit -1/1s\n", NAME ":1: \"rate_limit\": \"-1/1s\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 1.5/1s\n", NAME ":1: \"rate_limit\": \"1.5/1s\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 2k/1s\n", NAME ":1: \"rate_limit\": \"2k/1s\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20/1S\n", NAME ":1: \"rate_limit\": \"20/1S\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20/1\n", NAME ":1: \"rate_limit\": \"20/1\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20/1000ms\n", NAME ":1: \"rate_limit\": \"20/1000ms\" "
+	    "is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20/1h\n", NAME ":1: \"rate_limit\": \"20/1h\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20/1s/1s\n", NAME ":1: \"rate_limit\": \"20/1s/1s\" is "
+	    "not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20/10s,5/1s\n", NAME ":1: \"rate_limit\": "
+	    "\"20/10s,5/1s\" is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit \"20 /1s\"\n", NAME ":1: \"rate_limit\": \"20 /1s\" is "
+	    "not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 20/ 1s\n", NAME ":1: \"rate_limit\": \"20/\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit 5/1s OFF\n", NAME ":1: \"rate_limit\": \"OFF\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit offs\n", NAME ":1: \"rate_limit\": \"offs\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "rate_limit \"\"\n", NAME ":1: \"rate_limit\": \"\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	/* The window is checked before the number. */
+	{ "rate_limit 0/2s\n", NAME ":1: \"rate_limit\": \"0/2s\" is not "
+	    "N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	/* Limits out of range. */
+	{ "rate_limit 0/1s\n",
+	    NAME ":1: \"rate_limit\": 0 is not a limit from 1 to 1000000" },
+	{ "rate_limit 5/1s 000/60s\n",
+	    NAME ":1: \"rate_limit\": 000 is not a limit from 1 to 1000000" },
+	{ "rate_limit 1000001/10s\n", NAME ":1: \"rate_limit\": 1000001 is "
+	    "not a limit from 1 to 1000000" },
+	{ "rate_limit 99999999999999999999999/1m\n", NAME ":1: \"rate_limit\": "
+	    "99999999999999999999999 is not a limit from 1 to 1000000" },
+	{ "rate_limit 18446744073709551617/1s\n", NAME ":1: \"rate_limit\": "
+	    "18446744073709551617 is not a limit from 1 to 1000000" },
+	/* Windows given twice, "off" with limits, argument counts. */
+	{ "rate_limit 1/1s 2/1s\n",
+	    NAME ":1: \"rate_limit\": the 1s window is given twice" },
+	{ "rate_limit 1/10s 2/60s 3/10s\n",
+	    NAME ":1: \"rate_limit\": the 10s window is given twice" },
+	{ "rate_limit 1/60s 2/1m\n",
+	    NAME ":1: \"rate_limit\": the 60s window is given twice" },
+	{ "rate_limit 1/1m 2/60s\n",
+	    NAME ":1: \"rate_limit\": the 60s window is given twice" },
+	{ "rate_limit 1/1m 2/1m\n",
+	    NAME ":1: \"rate_limit\": the 60s window is given twice" },
+	{ "rate_limit off 5/1s\n",
+	    NAME ":1: \"rate_limit\": \"off\" cannot be combined with limits" },
+	{ "rate_limit 5/1s 6/10s off\n",
+	    NAME ":1: \"rate_limit\": \"off\" cannot be combined with limits" },
+	{ "rate_limit off off\n",
+	    NAME ":1: \"rate_limit\": \"off\" cannot be combined with limits" },
+	{ "rate_limit\n", NAME ":1: \"rate_limit\" takes 1 to 3 arguments" },
+	{ "rate_limit 1/1s 2/10s 3/60s 4/1m\n",
+	    NAME ":1: \"rate_limit\" takes 1 to 3 arguments" },
+	{ "rate_limit off\n\nrate_limit 5/1s\n", NAME ":3: duplicate "
+	    "directive \"rate_limit\" (first at line 1)" },
+	{ "\n\nrate_limit 5/1s 5/2s\n", NAME ":3: \"rate_limit\": \"5/2s\" is "
+	    "not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "anonymous_rate_limit 20/2s\n", NAME ":1: \"anonymous_rate_limit\": "
+	    "\"20/2s\" is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "anonymous_rate_limit 0/60s\n", NAME ":1: \"anonymous_rate_limit\": "
+	    "0 is not a limit from 1 to 1000000" },
+	{ "anonymous_rate_limit 1/10s 1/10s\n", NAME ":1: "
+	    "\"anonymous_rate_limit\": the 10s window is given twice" },
+	{ "anonymous_rate_limit 1/10s off\n", NAME ":1: "
+	    "\"anonymous_rate_limit\": \"off\" cannot be combined with "
+	    "limits" },
+	{ "anonymous_rate_limit\n",
+	    NAME ":1: \"anonymous_rate_limit\" takes 1 to 3 arguments" },
+	{ "anonymous_rate_limit off\nrate_limit off\nanonymous_rate_limit "
+	    "off\n", NAME ":3: duplicate directive \"anonymous_rate_limit\" "
+	    "(first at line 1)" },
+	/* Route option rate=. */
+	{ "route GET ^/ auth=deny rate=\n",
+	    NAME ":1: route option \"rate\" needs a value" },
+	{ "route GET ^/ auth=deny rate\n",
+	    NAME ":1: route option \"rate\" needs a value" },
+	{ "route GET ^/ rate=off auth=deny rate=off\n",
+	    NAME ":1: duplicate route option \"rate\"" },
+	{ "route GET ^/ auth=deny rate=5/1s rate=6/10s\n",
+	    NAME ":1: duplicate route option \"rate\"" },
+	{ "route GET ^/ auth=deny rate=5/2s\n", NAME ":1: route option "
+	    "\"rate\": \"5/2s\" is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "route GET ^/ auth=deny rate=5/1s,\n", NAME ":1: route option "
+	    "\"rate\": \"\" is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "route GET ^/ auth=deny rate=,5/1s\n", NAME ":1: route option "
+	    "\"rate\": \"\" is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "route GET ^/ auth=deny rate=5/1s,,6/10s\n", NAME ":1: route option "
+	    "\"rate\": \"\" is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "route GET ^/ auth=deny rate=5/1s,6/1x,7/60s\n", NAME ":1: route "
+	    "option \"rate\": \"6/1x\" is not N/WINDOW (WINDOW is 1s, 10s or "
+	    "60s)" },
+	{ "route GET ^/ auth=deny rate=5/1s;6/10s\n", NAME ":1: route option "
+	    "\"rate\": \"5/1s;6/10s\" is not N/WINDOW (WINDOW is 1s, 10s or "
+	    "60s)" },
+	{ "route GET ^/ auth=deny rate=Off\n", NAME ":1: route option "
+	    "\"rate\": \"Off\" is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ "route GET ^/ auth=deny rate=0/10s\n", NAME ":1: route option "
+	    "\"rate\": 0 is not a limit from 1 to 1000000" },
+	{ "route GET ^/ auth=deny rate=1/1s,2000000/60s\n", NAME ":1: route "
+	    "option \"rate\": 2000000 is not a limit from 1 to 1000000" },
+	{ "route GET ^/ auth=deny rate=5/1s,5/1s\n", NAME ":1: route option "
+	    "\"rate\": the 1s window is given twice" },
+	{ "route GET ^/ auth=deny rate=1/1s,2/10s,3/60s,4/1m\n", NAME ":1: "
+	    "route option \"rate\": the 60s window is given twice" },
+	{ "route GET ^/ auth=deny rate=off,5/1s\n", NAME ":1: route option "
+	    "\"rate\": \"off\" cannot be combined with limits" },
+	{ "route GET ^/ auth=deny rate=5/1s,off\n", NAME ":1: route option "
+	    "\"rate\": \"off\" cannot be combined with limits" },
+	{ "route GET ^/ auth=deny rate=off,off\n", NAME ":1: route option "
+	    "\"rate\": \"off\" cannot be combined with limits" },
+	{ "route GET ^/a auth=deny\nroute GET ^/b auth=deny rate=5/1s "
+	    "rate=off\n", NAME ":2: duplicate route option \"rate\"" },
+	{ "route GET ^/ rates=5/1s auth=deny\n",
+	    NAME ":1: unknown route option \"rates\"" },
 	{ "route GET ^/ auth=deny foo=bar\n",
 	    NAME ":1: unknown route option \"foo\"" },
 	{ "route GET ^/ deny\n", NAME ":1: unknown route option \"deny\"" },
@@ -853,6 +985,152 @@ test_keys_admin(void **state)
 	assert_non_null(strstr(err, "visible ASCII"));
 	assert_null(strstr(err, "abcdefghij"));
 	unlink(path);
+}
+
+/* Assert the three limits of a rate array: 1s, 10s, 60s. */
+static void
+assert_rate(const uint32_t *got, uint32_t w1, uint32_t w10, uint32_t w60,
+    const char *what)
+{
+	if (got[0] != w1 || got[1] != w10 || got[2] != w60)
+		fail_msg("%s: got %u/1s %u/10s %u/60s, want %u/1s %u/10s "
+		    "%u/60s", what, got[0], got[1], got[2], w1, w10, w60);
+}
+
+/* Defaults: 20/1s 200/10s 1000/60s for keys, nothing for anonymous. */
+static void
+test_rate_defaults(void **state)
+{
+	struct config		*c;
+	const struct route	*r;
+
+	c = parse_ok("upstream e echo\nroute GET ^/ auth=anonymous\n");
+	assert_rate(c->c_rate, 20, 200, 1000, "rate_limit");
+	assert_rate(c->c_anon_rate, 0, 0, 0, "anonymous_rate_limit");
+	r = &c->c_routes.rt_routes[0];
+	assert_rate(r->r_rate, 0, 0, 0, "rate= not given");
+	assert_int_equal(r->r_rate_off, 0);
+	config_free(c);
+	/* Setting one of the directives leaves the other at its default. */
+	c = parse_ok("anonymous_rate_limit 3/1s\n");
+	assert_rate(c->c_rate, 20, 200, 1000, "rate_limit");
+	assert_rate(c->c_anon_rate, 3, 0, 0, "anonymous_rate_limit");
+	config_free(c);
+	c = parse_ok("rate_limit 4/10s\n");
+	assert_rate(c->c_rate, 0, 4, 0, "rate_limit");
+	assert_rate(c->c_anon_rate, 0, 0, 0, "anonymous_rate_limit");
+	config_free(c);
+}
+
+/*
+ * Every accepted form: the words as written on a directive line (rate=
+ * takes the same words joined by commas) and the limits they give.  A
+ * window not written is 0 (not enforced), not its default.
+ */
+static const struct {
+	const char	*words;
+	uint32_t	 w1, w10, w60;
+} rate_good[] = {
+	{ "5/1s 50/10s 500/60s", 5, 50, 500 },
+	{ "5/1s 500/60s 50/10s", 5, 50, 500 },
+	{ "50/10s 5/1s 500/60s", 5, 50, 500 },
+	{ "50/10s 500/60s 5/1s", 5, 50, 500 },
+	{ "500/60s 5/1s 50/10s", 5, 50, 500 },
+	{ "500/60s 50/10s 5/1s", 5, 50, 500 },
+	{ "5/1s 50/10s 500/1m", 5, 50, 500 },
+	{ "500/1m 5/1s", 5, 0, 500 },
+	{ "7/1m", 0, 0, 7 },
+	{ "1/1s", 1, 0, 0 },
+	{ "1000000/10s", 0, 1000000, 0 },
+	{ "3/60s", 0, 0, 3 },
+	{ "9/60s 8/10s", 0, 8, 9 },
+	{ "8/10s 9/60s", 0, 8, 9 },
+	{ "2/1s 9/60s", 2, 0, 9 },
+	{ "1000000/1s 1000000/10s 1000000/60s", 1000000, 1000000, 1000000 },
+	{ "010/1s", 10, 0, 0 },
+	{ "20/1s 200/10s 1000/60s", 20, 200, 1000 },
+	{ "off", 0, 0, 0 },
+};
+
+/* rate_limit, anonymous_rate_limit and rate= accept every rate_good[]. */
+static void
+test_rate_forms(void **state)
+{
+	struct config		*c;
+	const struct route	*r;
+	char			 text[256], opt[64], *sp;
+	size_t			 i;
+
+	for (i = 0; i < sizeof(rate_good) / sizeof(rate_good[0]); i++) {
+		snprintf(text, sizeof(text), "rate_limit %s\n",
+		    rate_good[i].words);
+		c = parse_ok(text);
+		assert_rate(c->c_rate, rate_good[i].w1, rate_good[i].w10,
+		    rate_good[i].w60, text);
+		assert_rate(c->c_anon_rate, 0, 0, 0, text);
+		config_free(c);
+
+		snprintf(text, sizeof(text), "anonymous_rate_limit %s\n",
+		    rate_good[i].words);
+		c = parse_ok(text);
+		assert_rate(c->c_anon_rate, rate_good[i].w1, rate_good[i].w10,
+		    rate_good[i].w60, text);
+		assert_rate(c->c_rate, 20, 200, 1000, text);
+		config_free(c);
+
+		snprintf(opt, sizeof(opt), "%s", rate_good[i].words);
+		while ((sp = strchr(opt, ' ')) != NULL)
+			*sp = ',';
+		snprintf(text, sizeof(text), "route GET ^/ auth=deny rate=%s\n",
+		    opt);
+		c = parse_ok(text);
+		r = &c->c_routes.rt_routes[0];
+		assert_rate(r->r_rate, rate_good[i].w1, rate_good[i].w10,
+		    rate_good[i].w60, text);
+		assert_int_equal(r->r_rate_off,
+		    strcmp(rate_good[i].words, "off") == 0);
+		assert_rate(c->c_rate, 20, 200, 1000, text);
+		config_free(c);
+	}
+}
+
+/* rate= per route: off, overrides, inherits; independent of rate_limit. */
+static void
+test_route_rate(void **state)
+{
+	struct config		*c;
+	const struct route	*r;
+
+	c = parse_ok("rate_limit off\n"
+	    "anonymous_rate_limit 1/1s 2/10s\n"
+	    "upstream e echo\n"
+	    "route GET ^/off rate=off auth=api-key\n"
+	    "route GET ^/one auth=api-key rate=100/10s scope=x\n"
+	    "route GET ^/all auth=anonymous rate=1/1s,2/10s,3/1m\n"
+	    "route GET ^/none auth=anonymous\n"
+	    "route GET ^/deny auth=deny rate=9/60s\n");
+	assert_rate(c->c_rate, 0, 0, 0, "rate_limit off");
+	assert_rate(c->c_anon_rate, 1, 2, 0, "anonymous_rate_limit");
+	assert_int_equal(c->c_routes.rt_nroutes, 5);
+	r = &c->c_routes.rt_routes[0];
+	assert_int_equal(r->r_rate_off, 1);
+	assert_rate(r->r_rate, 0, 0, 0, "/off");
+	assert_int_equal(r->r_nauth, 1);
+	r = &c->c_routes.rt_routes[1];
+	assert_int_equal(r->r_rate_off, 0);
+	assert_rate(r->r_rate, 0, 100, 0, "/one");
+	assert_int_equal(r->r_nscopes, 1);
+	r = &c->c_routes.rt_routes[2];
+	assert_int_equal(r->r_rate_off, 0);
+	assert_rate(r->r_rate, 1, 2, 3, "/all");
+	r = &c->c_routes.rt_routes[3];
+	assert_int_equal(r->r_rate_off, 0);
+	assert_rate(r->r_rate, 0, 0, 0, "/none");
+	r = &c->c_routes.rt_routes[4];
+	assert_rate(r->r_rate, 0, 0, 9, "/deny");
+	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/one", 4),
+	    &c->c_routes.rt_routes[1]);
+	config_free(c);
 }
 
 /* Every entry of bad[] fails with exactly its message. */
@@ -984,6 +1262,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_keys_admin),
+		cmocka_unit_test(test_rate_defaults),
+		cmocka_unit_test(test_rate_forms),
+		cmocka_unit_test(test_route_rate),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_keywords),
 		cmocka_unit_test(test_relative_paths),
