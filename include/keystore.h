@@ -63,6 +63,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
+
 #define KS_DIGEST_LEN	32	/* SHA-256 */
 #define KS_ID_LEN	20	/* "key_" + 16 base62 characters */
 #define KS_PREFIX_MAX	12	/* [a-z0-9]{1,12} */
@@ -72,7 +74,7 @@
 #define KS_APP_MAX	64
 #define KS_SCOPES_MAX	255	/* scopes joined by single spaces */
 
-/* Rate limit windows: index into k_rate[] (issue 5 enforces them). */
+/* Rate limit windows: index into k_rate[], the same as ratelimit.h's. */
 #define KS_W1S		0
 #define KS_W10S		1
 #define KS_W60S		2
@@ -135,6 +137,7 @@ struct keystore {
 	uint32_t		*ks_free;
 	uint64_t		*ks_dindex;	/* 2 * kh_ndindex entries */
 	uint64_t		*ks_iindex;	/* 2 * kh_niindex entries */
+	struct rl_state		*ks_rate;	/* kh_max_keys, by slot */
 };
 
 /* Results of lookups and writes. */
@@ -208,6 +211,13 @@ int	 keystore_del(struct keystore *, const char *, uint64_t);
  * Returns 1 if it repaired, 0 if pid did not hold the lock.
  */
 int	 keystore_repair(struct keystore *, pid_t, pid_t);
+
+/*
+ * The rate limiter's state of slot (ratelimit.h), in the same region.
+ * keystore_put() zeroes it, like the usage counters, when a new id takes
+ * the slot; the store itself never reads it.
+ */
+struct rl_state *keystore_rate(const struct keystore *, uint32_t);
 
 /* Usage, relaxed atomics (no lock).  allowed: 1 allowed, 0 refused. */
 void	 keystore_count_use(struct keystore *, uint32_t, int, int64_t);

@@ -4,8 +4,11 @@
  * across reloads.  Free of libevent so that the master, the workers and the
  * unit tests can all include it.
  *
- * Layout version 2: a header with per-worker statistics, then the key store
- * (keystore.h) at sh_ks_off; sh_size covers the whole segment.  The mapping
+ * Layout version 3: a header with per-worker statistics and rate-limit
+ * refusal counters, then the key store (keystore.h, with one rate state
+ * per key slot) at sh_ks_off, then the rate table of client addresses
+ * (SHM_IP_ENTRIES, ratelimit.h) at sh_ip_off; sh_size covers the whole
+ * segment.  The mapping
  * is MAP_NORESERVE: pages of the key store are only backed by memory once
  * keys are written to them, so max_keys sizes the address space, not the
  * resident memory.
@@ -22,8 +25,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
+
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	2
+#define SHM_VERSION	3
+#define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_SLOTS	128	/* worker slots: two generations during reload */
 
 struct shm_worker {
@@ -46,6 +52,9 @@ struct shm_header {
 	uint64_t	 sh_created;	/* unix time */
 	uint64_t	 sh_ks_off;	/* key store region, 64-byte aligned */
 	uint32_t	 sh_max_keys;
+	uint64_t	 sh_ip_off;	/* rate table of client addresses */
+	/* Rate-limit refusals by window: [0] keys, [1] client addresses. */
+	uint64_t	 sh_rate_refused[2][RL_WINDOWS];
 	struct shm_worker sh_workers[SHM_SLOTS];
 };
 
@@ -54,8 +63,11 @@ struct keystore;
 /* Map a new segment with a key store for max_keys; NULL with errno set. */
 struct shm_header *shm_create(uint32_t);
 
-/* Attach ks to the segment's key store. */
+/* Attach ks to the segment's key store (with the per-key rate states). */
 void		 shm_keystore(struct shm_header *, struct keystore *);
+
+/* The rate table of client addresses (anonymous_rate_limit). */
+struct rl_iptable *shm_iptable(struct shm_header *);
 void		 shm_destroy(struct shm_header *);
 
 /*

@@ -47,6 +47,7 @@ struct ks_layout {
 	size_t	 l_free;
 	size_t	 l_dindex;
 	size_t	 l_iindex;
+	size_t	 l_rate;
 	size_t	 l_size;
 };
 
@@ -77,7 +78,8 @@ ks_layout(uint32_t max_keys, uint32_t nd, uint32_t ni, struct ks_layout *l)
 	    sizeof(struct ks_slot));
 	l->l_dindex = l->l_free + align64((size_t)max_keys * sizeof(uint32_t));
 	l->l_iindex = l->l_dindex + align64((size_t)2 * nd * sizeof(uint64_t));
-	l->l_size = l->l_iindex + align64((size_t)2 * ni * sizeof(uint64_t));
+	l->l_rate = l->l_iindex + align64((size_t)2 * ni * sizeof(uint64_t));
+	l->l_size = l->l_rate + (size_t)max_keys * sizeof(struct rl_state);
 }
 
 /* Bytes of region needed for max_keys keys. */
@@ -105,6 +107,7 @@ keystore_attach(struct keystore *ks, void *region)
 	ks->ks_free = (uint32_t *)(base + l.l_free);
 	ks->ks_dindex = (uint64_t *)(base + l.l_dindex);
 	ks->ks_iindex = (uint64_t *)(base + l.l_iindex);
+	ks->ks_rate = (struct rl_state *)(base + l.l_rate);
 }
 
 /*
@@ -702,6 +705,23 @@ key_copy(struct ks_key *dst, const struct ks_key *src)
 }
 
 /*
+ * Zero a new key's rate state before the key becomes visible.  Requests
+ * of the slot's previous key that were looked up before its deletion may
+ * still add a unit or two; those expire with their bucket (60 s at most)
+ * and can only make the new key's limit stricter, never looser.
+ */
+static void
+rate_clear(struct rl_state *st)
+{
+	int	 w, i;
+
+	for (w = 0; w < RL_WINDOWS; w++)
+		for (i = 0; i < RL_SLOTS; i++)
+			__atomic_store_n(&st->rl_slot[w][i], 0,
+			    __ATOMIC_RELAXED);
+}
+
+/*
  * Insert or replace a key (lock held).  Order, for readers and for a death
  * at any point: all checks and any rebuild first (nothing changed yet);
  * the undo copy; the record under its seqlock; then the new index entries
@@ -741,6 +761,7 @@ keystore_put(struct keystore *ks, const struct ks_key *key, uint64_t seq)
 		__atomic_store_n(&s->s_allowed, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->s_refused, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->s_last_used, 0, __ATOMIC_RELAXED);
+		rate_clear(&ks->ks_rate[slot]);
 	}
 	slot_write(s, 1, &k);
 	index_add_key(ks, hdr->kh_area, slot, &k, &hdr->kh_dused,
@@ -754,6 +775,13 @@ keystore_put(struct keystore *ks, const struct ks_key *key, uint64_t seq)
 	__atomic_store_n(&hdr->kh_undo_slot, 0, __ATOMIC_RELEASE);
 	hdr->kh_applied = seq;
 	return (KS_OK);
+}
+
+/* The rate state of slot. */
+struct rl_state *
+keystore_rate(const struct keystore *ks, uint32_t slot)
+{
+	return (&ks->ks_rate[slot]);
 }
 
 /*

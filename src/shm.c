@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "keystore.h"
+#include "ratelimit.h"
 #include "shm.h"
 
 /*
@@ -25,11 +26,12 @@ shm_create(uint32_t max_keys)
 {
 	struct shm_header	*sh;
 	struct keystore		 ks;
-	size_t			 off, size;
+	size_t			 off, ipoff, size;
 	uint64_t		 seed;
 
 	off = (sizeof(*sh) + 63) & ~(size_t)63;
-	size = off + keystore_size(max_keys);
+	ipoff = off + ((keystore_size(max_keys) + 63) & ~(size_t)63);
+	size = ipoff + ratelimit_iptable_size(SHM_IP_ENTRIES);
 	sh = mmap(NULL, size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (sh == MAP_FAILED)
@@ -42,7 +44,10 @@ shm_create(uint32_t max_keys)
 	sh->sh_size = size;
 	sh->sh_ks_off = off;
 	sh->sh_max_keys = max_keys;
+	sh->sh_ip_off = ipoff;
 	keystore_init(&ks, (char *)sh + off, max_keys, seed);
+	ratelimit_iptable_init((char *)sh + ipoff, SHM_IP_ENTRIES,
+	    seed * 0x9e3779b97f4a7c15ULL + 1);
 	return (sh);
 }
 
@@ -51,6 +56,13 @@ void
 shm_keystore(struct shm_header *sh, struct keystore *ks)
 {
 	keystore_attach(ks, (char *)sh + sh->sh_ks_off);
+}
+
+/* The rate table of client addresses. */
+struct rl_iptable *
+shm_iptable(struct shm_header *sh)
+{
+	return ((struct rl_iptable *)((char *)sh + sh->sh_ip_off));
 }
 
 void
