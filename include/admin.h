@@ -45,7 +45,8 @@ struct admin_env {
 	pid_t			 ae_pid;		/* lock owner */
 	const uint8_t		*ae_token_digest;	/* SHA-256 of the token, */
 							/* NULL: every request 401 */
-	uint32_t		 ae_rate[3];		/* default rate_limit */
+	uint32_t		 ae_rate[3];		/* rate_limit per window, */
+							/* 0: not enforced */
 	const char		*ae_version;		/* PACKAGE_VERSION */
 };
 
@@ -59,7 +60,8 @@ struct admin_request {
 	size_t			 aq_authlen;
 	const char		*aq_body;
 	size_t			 aq_bodylen;
-	int64_t			 aq_now;	/* ms */
+	int64_t			 aq_now;	/* ms, wall clock */
+	int64_t			 aq_mono;	/* ms, CLOCK_MONOTONIC (rate windows) */
 };
 
 struct admin_response {

@@ -22,7 +22,15 @@
  * grace period (invalid_credentials), app mismatch for app-key
  * (invalid_credentials), disabled (disabled_key), past expires_at
  * (expired_credentials), missing route scope (403 insufficient_scope naming
- * the first missing scope).  Secrets are never copied into messages.
+ * the first missing scope), then the rate limit (429 rate_limited naming
+ * the window).  Secrets are never copied into messages.
+ *
+ * Rate limits (ratelimit.h) apply to key requests, per key slot, and to
+ * anonymous requests, per client address.  A key's limits, per window:
+ * the key's own rate_limit if set, else the route's rate= if set, else
+ * the configured rate_limit; a route with rate=off is not limited.  An
+ * anonymous request's: the route's rate= if set, else
+ * anonymous_rate_limit.  A window limited nowhere is not enforced.
  */
 #ifndef KEYGATE_AUTH_H
 #define KEYGATE_AUTH_H
@@ -31,14 +39,28 @@
 #include <stdint.h>
 
 #include "keystore.h"
+#include "ratelimit.h"
 #include "route.h"
 
 struct http_msg;
 
 #define AUTH_MSGLEN	192
 
+/* The rate limiter as one request sees it; see auth_check(). */
+struct auth_rate {
+	const uint32_t		*ra_keys;	/* rate_limit [RL_WINDOWS], 0 = off */
+	const uint32_t		*ra_anonymous;	/* anonymous_rate_limit, same */
+	struct rl_iptable	*ra_ips;	/* NULL: anonymous not limited */
+	uint64_t		*ra_refused;	/* [2][RL_WINDOWS] refusals by */
+						/* window, keys then addresses; */
+						/* or NULL */
+	const void		*ra_ip;		/* client address, 4 or 16 bytes */
+	size_t			 ra_iplen;
+	int64_t			 ra_now;	/* ms, CLOCK_MONOTONIC, read now */
+};
+
 struct auth_result {
-	/* Outcome: status 0 = allowed; else 401, 403 or 503. */
+	/* Outcome: status 0 = allowed; else 401, 403, 429 or 503. */
 	int		 ar_status;
 	const char	*ar_code;	/* refusal code, NULL when allowed */
 	char		 ar_message[AUTH_MSGLEN];
@@ -49,17 +71,36 @@ struct auth_result {
 	int		 ar_found;	/* ar_key/ar_slot hold a key */
 	uint32_t	 ar_slot;
 	struct ks_key	 ar_key;
+
+	/* Rate limit: set when the request met a limit (admitted or not). */
+	int		 ar_limited;
+	struct rl_limits ar_limits;
+	struct rl_result ar_rate;
 };
 
+#define AUTH_RATE_HEADERS_MAX	256	/* longest auth_rate_headers() */
+
 /*
- * Decide for request m on route r at time now (ms).  key_header is the
- * lower-case name of the API key header ("x-api-key").  ks may be NULL
- * when no key store exists (then every key is invalid).  Counts the use
- * (allowed or refused) on the key's slot when a key was found.  Returns
- * ar_status.
+ * Decide for request m on route r at time now (ms, wall clock).
+ * key_header is the lower-case name of the API key header ("x-api-key").
+ * ks may be NULL when no key store exists (then every key is invalid).
+ * rate may be NULL (nothing is rate limited); else a request that passed
+ * every other check is admitted or refused by the limiter, and refusals
+ * are counted in ra_refused.  Counts the use (allowed or refused, a 429
+ * included) on the key's slot when a key was found.  Returns ar_status.
  */
 int	 auth_check(const struct route *, const struct http_msg *,
-	    struct keystore *, const char *, int64_t, struct auth_result *);
+	    struct keystore *, const char *, int64_t, const struct auth_rate *,
+	    struct auth_result *);
+
+/*
+ * The rate-limit response headers of ar, CRLF-ended, into buf:
+ * RateLimit-Policy (every enforced window), RateLimit-Limit,
+ * RateLimit-Remaining and RateLimit-Reset (the window nearest exhaustion),
+ * and Retry-After on a 429.  Returns the length; 0 when no limit applied
+ * or buf is smaller than AUTH_RATE_HEADERS_MAX.
+ */
+size_t	 auth_rate_headers(const struct auth_result *, char *, size_t);
 
 /*
  * Check a bare secret (admin POST /v1/verify): fills ar as auth_check

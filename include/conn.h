@@ -16,6 +16,7 @@
 #include <event2/listener.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "forward.h"
 #include "http.h"
 #include "journal.h"
@@ -24,7 +25,8 @@
 
 #define SERVER_MAX_OUTPUT	(256 * 1024)	/* pause the producer past this */
 #define SERVER_MAX_LISTENERS	16
-#define CONN_EXTRA_MAX		768	/* extra response header bytes */
+#define CONN_EXTRA_MAX		1280	/* extra response header bytes: */
+					/* rate headers + identity (verify) */
 #define CONN_IDENT_MAX		768	/* identity header bytes */
 
 struct upconn;
@@ -62,6 +64,8 @@ struct conn {
 	int			 c_eof;		/* client shut its write side */
 	unsigned int		 c_nrequests;
 	char			 c_client[INET6_ADDRSTRLEN];
+	uint8_t			 c_ip[16];	/* client address, binary */
+	size_t			 c_iplen;	/* 4, 16, or 0: unknown */
 
 	struct http_msg		 c_msg;
 	int			 c_admin;	/* accepted on the admin listener */
@@ -70,6 +74,7 @@ struct conn {
 	/* The request being served. */
 	int64_t			 c_start_us;
 	int64_t			 c_start_ms;
+	int64_t			 c_rate_ms;	/* a rate limit decided; 0: none */
 	int			 c_minor;
 	int			 c_head;
 	int			 c_keepalive;
@@ -106,6 +111,7 @@ struct worker {
 	struct keystore		 w_ks;
 	struct journal		 w_journal;
 	struct admin_env	 w_admin;
+	struct auth_rate	 w_rate;	/* per request: ra_ip, ra_now */
 	int			 w_accepting;
 	struct accesslog	*w_alog;
 	struct shm_worker	*w_stats;

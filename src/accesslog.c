@@ -76,7 +76,7 @@ accesslog_str(char *buf, size_t len, size_t *off, const char *s, size_t n)
 size_t
 accesslog_format(char *buf, size_t len, const struct accesslog_entry *e)
 {
-	char	 ts[40];
+	char	 ts[40], rts[48];
 	size_t	 off;
 	int	 n, key = e->ae_key != NULL && e->ae_key[0] != '\0';
 
@@ -100,12 +100,18 @@ accesslog_format(char *buf, size_t len, const struct accesslog_entry *e)
 	if (n < 0 || (size_t)n >= len - off)
 		return (0);
 	off += (size_t)n;
+	rts[0] = '\0';
+	if (e->ae_rate_ms != 0) {
+		memcpy(rts, ",\"rate_time\":\"", 14);
+		util_rfc3339_ms(rts + 14, sizeof(rts) - 16, e->ae_rate_ms);
+		memcpy(rts + strlen(rts), "\"", 2);
+	}
 	n = snprintf(buf + off, len - off, ",\"status\":%d,\"bytes\":%" PRIu64
 	    ",\"duration_us\":%" PRId64 ",\"request_id\":\"%.*s\","
-	    "\"key_id\":%s%s%s}\n",
+	    "\"key_id\":%s%s%s%s}\n",
 	    e->ae_status, e->ae_bytes, e->ae_duration_us,
 	    (int)e->ae_reqidlen, e->ae_reqid, key ? "\"" : "",
-	    key ? e->ae_key : "null", key ? "\"" : "");
+	    key ? e->ae_key : "null", key ? "\"" : "", rts);
 	if (n < 0 || (size_t)n >= len - off)
 		return (0);
 	return (off + (size_t)n);

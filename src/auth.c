@@ -22,6 +22,7 @@
 #include "keystore.h"
 #include "route.h"
 #include "secret.h"
+#include "util.h"
 
 #define AUTH_SECRET_MAX		256	/* longer secrets are malformed */
 #define AUTH_BASIC_MAX		512	/* decoded Basic credentials */
@@ -488,6 +489,93 @@ auth_missing(const struct route *r, struct auth_result *ar)
 }
 
 /*
+ * The rate limit for a request that passed every other check (see auth.h
+ * for whose limits apply).  Refused: 429 naming the window that frees
+ * last, counted in ra_refused.
+ */
+static void
+auth_limit(const struct route *r, const struct auth_rate *ra,
+    struct keystore *ks, struct auth_result *ar)
+{
+	const uint32_t	*base;
+	uint32_t	 lim[RL_WINDOWS], on = 0;
+	int		 anon, w, ok;
+
+	if (r->r_rate_off)
+		return;
+	anon = ar->ar_scheme == ROUTE_AUTH_ANONYMOUS;
+	if (anon ? ra->ra_ips == NULL || ra->ra_ip == NULL : !ar->ar_found ||
+	    ks == NULL)
+		return;
+	base = anon ? ra->ra_anonymous : ra->ra_keys;
+	for (w = 0; w < RL_WINDOWS; w++) {
+		lim[w] = !anon && ar->ar_key.k_rate[w] != 0 ?
+		    ar->ar_key.k_rate[w] : r->r_rate[w] != 0 ? r->r_rate[w] :
+		    base[w];
+		on |= lim[w];
+	}
+	if (on == 0)
+		return;
+	ratelimit_set(&ar->ar_limits, lim);
+	ar->ar_limited = 1;
+	if (anon)
+		ok = ratelimit_iptable_admit(ra->ra_ips, ra->ra_ip,
+		    ra->ra_iplen, &ar->ar_limits, ra->ra_now, &ar->ar_rate);
+	else
+		ok = ratelimit_admit(keystore_rate(ks, ar->ar_slot),
+		    &ar->ar_limits, ra->ra_now, &ar->ar_rate);
+	if (ok)
+		return;
+	w = ar->ar_rate.rr_window;
+	if (ra->ra_refused != NULL)
+		__atomic_fetch_add(&ra->ra_refused[anon * RL_WINDOWS + w], 1,
+		    __ATOMIC_RELAXED);
+	auth_refuse(ar, 429, "rate_limited", "rate limit of %u requests per "
+	    "%s reached; retry in %u s", ar->ar_rate.rr_limit,
+	    ratelimit_window_name[w], ar->ar_rate.rr_retry_after);
+}
+
+/* Append "Name: n\r\n" at p; returns the end. */
+static char *
+auth_header_num(char *p, const char *name, size_t len, uint32_t n)
+{
+	memcpy(p, name, len);
+	p += len;
+	p += util_u64toa(p, n);
+	memcpy(p, "\r\n", 2);
+	return (p + 2);
+}
+
+/* The RateLimit-* headers (and Retry-After) of ar; see auth.h. */
+size_t
+auth_rate_headers(const struct auth_result *ar, char *buf, size_t len)
+{
+	const struct rl_result	*rr = &ar->ar_rate;
+	char			*p = buf;
+	int			 n;
+
+	if (!ar->ar_limited || rr->rr_window < 0 ||
+	    len < AUTH_RATE_HEADERS_MAX)
+		return (0);
+	memcpy(p, "RateLimit-Policy: ", 18);
+	p += 18;
+	/* At most 3 * strlen("1000000;w=60, "): always fits. */
+	n = ratelimit_policy(p, 64, &ar->ar_limits);
+	if (n < 0 || n >= 64)
+		return (0);
+	p += n;
+	memcpy(p, "\r\n", 2);
+	p += 2;
+	p = auth_header_num(p, "RateLimit-Limit: ", 17, rr->rr_limit);
+	p = auth_header_num(p, "RateLimit-Remaining: ", 21, rr->rr_remaining);
+	p = auth_header_num(p, "RateLimit-Reset: ", 17, rr->rr_reset);
+	if (ar->ar_status == 429)
+		p = auth_header_num(p, "Retry-After: ", 13,
+		    rr->rr_retry_after);
+	return ((size_t)(p - buf));
+}
+
+/*
  * Decide for m on r: the first scheme whose credential is present
  * decides; see auth.h.  The decoded Basic credentials are wiped before
  * returning.
@@ -495,7 +583,7 @@ auth_missing(const struct route *r, struct auth_result *ar)
 int
 auth_check(const struct route *r, const struct http_msg *m,
     struct keystore *ks, const char *key_header, int64_t now,
-    struct auth_result *ar)
+    const struct auth_rate *rate, struct auth_result *ar)
 {
 	struct auth_creds	 ac;
 	struct auth_cred	 c;
@@ -521,13 +609,19 @@ auth_check(const struct route *r, const struct http_msg *m,
 		    "this route does not accept requests");
 		goto done;
 	}
-	if (ar->ar_scheme == ROUTE_AUTH_ANONYMOUS ||
-	    auth_credential(&ac, ar->ar_scheme, key_header, &c, ar) != 0 ||
-	    auth_lookup(ks, &c, now, ar) != 0)
-		goto done;
-	if ((scope = auth_missing_scope(r, ar->ar_key.k_scopes)) != NULL)
-		auth_refuse(ar, 403, "insufficient_scope",
-		    "this route needs the scope \"%s\"", scope);
+	if (ar->ar_scheme != ROUTE_AUTH_ANONYMOUS) {
+		if (auth_credential(&ac, ar->ar_scheme, key_header, &c,
+		    ar) != 0 || auth_lookup(ks, &c, now, ar) != 0)
+			goto done;
+		if ((scope = auth_missing_scope(r, ar->ar_key.k_scopes)) !=
+		    NULL) {
+			auth_refuse(ar, 403, "insufficient_scope",
+			    "this route needs the scope \"%s\"", scope);
+			goto done;
+		}
+	}
+	if (rate != NULL)
+		auth_limit(r, rate, ks, ar);
 done:
 	OPENSSL_cleanse(ac.ac_buf, sizeof(ac.ac_buf));
 	if (ar->ar_status == 401)

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -603,6 +604,10 @@ proxy_response_head(struct upconn *uc)
 		    (m->hm_body != HTTP_BODY_NONE &&
 		    http_strcaseeq(h->h_name, h->h_namelen, "content-length")))
 			continue;
+		/* Ours win: two sets of RateLimit-* would contradict. */
+		if (c->c_rate_ms != 0 && h->h_namelen > 10 &&
+		    strncasecmp(h->h_name, "ratelimit-", 10) == 0)
+			continue;
 		if (http_strcaseeq(h->h_name, h->h_namelen, "x-request-id"))
 			reqid = 1;
 		proxy_field(out, h->h_name, h->h_namelen, h->h_value,
@@ -610,6 +615,7 @@ proxy_response_head(struct upconn *uc)
 	}
 	if (!reqid)
 		proxy_field(out, "X-Request-Id", 12, c->c_reqid, c->c_reqidlen);
+	evbuffer_add(out, c->c_extra, c->c_extralen);	/* RateLimit-* */
 	if (m->hm_body == HTTP_BODY_LENGTH) {
 		n = util_u64toa(num, m->hm_content_length);
 		proxy_field(out, "Content-Length", 14, num, n);

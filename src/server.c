@@ -202,6 +202,7 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	e.ae_reqid = c->c_reqid;
 	e.ae_reqidlen = c->c_reqidlen;
 	e.ae_key = c->c_keyid;
+	e.ae_rate_ms = c->c_rate_ms;
 	accesslog_write(w->w_alog, &e);
 }
 
@@ -434,13 +435,22 @@ static int
 conn_authorize(struct conn *c, const struct route *r)
 {
 	struct worker		*w = c->c_w;
+	struct auth_rate	 ra = w->w_rate;
 	struct auth_result	 ar;
 	int			 n;
 
+	ra.ra_ip = c->c_iplen > 0 ? c->c_ip : NULL;
+	ra.ra_iplen = c->c_iplen;
+	ra.ra_now = util_mono_us() / 1000;
 	auth_check(r, &c->c_msg, &w->w_ks, w->w_conf->c_api_key_header,
-	    c->c_start_ms, &ar);
+	    c->c_start_ms, &ra, &ar);
 	if (ar.ar_found)
 		memcpy(c->c_keyid, ar.ar_key.k_id, sizeof(c->c_keyid));
+	if (ar.ar_limited) {
+		c->c_rate_ms = util_now_ms();
+		c->c_extralen += auth_rate_headers(&ar, c->c_extra +
+		    c->c_extralen, sizeof(c->c_extra) - c->c_extralen);
+	}
 	if (ar.ar_status == 0) {
 		c->c_identlen = auth_identity_headers(&ar, c->c_ident,
 		    sizeof(c->c_ident));
@@ -451,10 +461,11 @@ conn_authorize(struct conn *c, const struct route *r)
 		return (0);
 	}
 	if (ar.ar_challenge != NULL) {
-		n = snprintf(c->c_extra, sizeof(c->c_extra),
+		n = snprintf(c->c_extra + c->c_extralen,
+		    sizeof(c->c_extra) - c->c_extralen,
 		    "WWW-Authenticate: %s\r\n", ar.ar_challenge);
-		if (n > 0 && (size_t)n < sizeof(c->c_extra))
-			c->c_extralen = (size_t)n;
+		if (n > 0 && (size_t)n < sizeof(c->c_extra) - c->c_extralen)
+			c->c_extralen += (size_t)n;
 	}
 	conn_refuse_request(c, ar.ar_status, ar.ar_code, ar.ar_message);
 	return (0);
@@ -537,6 +548,7 @@ conn_admin_respond(struct conn *c)
 	aq.aq_body = aq.aq_bodylen == 0 ? "" :
 	    (const char *)evbuffer_pullup(c->c_pending, -1);
 	aq.aq_now = util_now_ms();
+	aq.aq_mono = util_mono_us() / 1000;
 	admin_handle(&c->c_w->w_admin, &aq, &as);
 	if (as.as_allow != NULL)
 		conn_extra(c, "Allow", as.as_allow);
@@ -615,9 +627,12 @@ conn_verify(struct conn *c)
 	}
 	c->c_route = r->r_index;
 	if (conn_authorize(c, r)) {
-		/* nginx takes the identity from the 204 (auth_request_set). */
-		memcpy(c->c_extra, c->c_ident, c->c_identlen);
-		c->c_extralen = c->c_identlen;
+		/*
+		 * nginx takes the identity from the 204 (auth_request_set),
+		 * after the rate headers (CONN_EXTRA_MAX holds both).
+		 */
+		memcpy(c->c_extra + c->c_extralen, c->c_ident, c->c_identlen);
+		c->c_extralen += c->c_identlen;
 		conn_refuse_request(c, 204, NULL, NULL);
 	}
 }
@@ -861,6 +876,7 @@ conn_begin(struct conn *c)
 	c->c_state = CONN_HEADERS;
 	c->c_start_us = util_mono_us();
 	c->c_start_ms = util_now_ms();
+	c->c_rate_ms = 0;
 	c->c_route = 0;
 	c->c_head = 0;
 	c->c_minor = 1;
@@ -1197,6 +1213,14 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	if (inet_ntop(sa->sa_family, addr, c->c_client,
 	    sizeof(c->c_client)) == NULL)
 		snprintf(c->c_client, sizeof(c->c_client), "unknown");
+	c->c_iplen = sa->sa_family == AF_INET6 ? 16 :
+	    sa->sa_family == AF_INET ? 4 : 0;
+	if (c->c_iplen == 16 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)
+	    addr)) {
+		addr = (const char *)addr + 12;	/* one counter per IPv4 */
+		c->c_iplen = 4;
+	}
+	memcpy(c->c_ip, addr, c->c_iplen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->c_admin = l == w->w_admin_listener;
 	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
@@ -1343,9 +1367,11 @@ server_keys_setup(struct worker *w)
 	ae->ae_journal = &w->w_journal;
 	ae->ae_pid = getpid();
 	ae->ae_token_digest = conf->c_admin ? conf->c_admin_token_digest : NULL;
-	ae->ae_rate[0] = 20;
-	ae->ae_rate[1] = 200;
-	ae->ae_rate[2] = 1000;
+	memcpy(ae->ae_rate, conf->c_rate, sizeof(ae->ae_rate));
+	w->w_rate.ra_keys = conf->c_rate;
+	w->w_rate.ra_anonymous = conf->c_anon_rate;
+	w->w_rate.ra_ips = shm_iptable(w->w_env->se_shm);
+	w->w_rate.ra_refused = &w->w_env->se_shm->sh_rate_refused[0][0];
 	ae->ae_version = PACKAGE_VERSION;
 	return (0);
 }

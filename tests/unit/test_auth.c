@@ -45,6 +45,8 @@
 #define ID_DIS		"key_dis0000000000000"
 #define ID_EXP		"key_exp0000000000000"
 #define ID_REGEN	"key_regen00000000000"
+#define ID_RATE		"key_rate000000000000"
+#define S_RATE		"live_RateRateRate5555555555555555555"
 
 #define MSG_EMPTY	"the API key is empty"
 #define MSG_WS		"the API key contains whitespace or a control character"
@@ -66,6 +68,7 @@
 
 static void		*region;
 static struct keystore	 ks;
+static void		*rate_ipregion;	/* client address table */
 
 /* One key of the test store. */
 struct tkey {
@@ -78,14 +81,16 @@ struct tkey {
 	const char	*scopes;
 	uint32_t	 flags;
 	int64_t		 expires;
+	uint32_t	 rate1s;	/* the key's own 1 s limit, 0: none */
 };
 
 static const struct tkey tkeys[] = {
-	{ ID_PLAIN, S_PLAIN, NULL, 0, "alice", "", "read write", 0, 0 },
-	{ ID_APP, S_APP, NULL, 0, "bob", "shop", "read", 0, 0 },
-	{ ID_DIS, S_DIS, NULL, 0, "carol", "", "", KS_F_DISABLED, 0 },
-	{ ID_EXP, S_EXP, NULL, 0, "erin", "", "", 0, T_EXP },
-	{ ID_REGEN, S_NEW, S_OLD, T_GRACE, "dave", "", "read", 0, 0 },
+	{ ID_PLAIN, S_PLAIN, NULL, 0, "alice", "", "read write", 0, 0, 0 },
+	{ ID_APP, S_APP, NULL, 0, "bob", "shop", "read", 0, 0, 0 },
+	{ ID_DIS, S_DIS, NULL, 0, "carol", "", "", KS_F_DISABLED, 0, 0 },
+	{ ID_EXP, S_EXP, NULL, 0, "erin", "", "", 0, T_EXP, 0 },
+	{ ID_REGEN, S_NEW, S_OLD, T_GRACE, "dave", "", "read", 0, 0, 0 },
+	{ ID_RATE, S_RATE, NULL, 0, "frank", "", "read", 0, 0, 5 },
 };
 
 /* Create the key store and put the test keys in it. */
@@ -121,6 +126,7 @@ setup(void **state)
 		    tkeys[i].scopes);
 		k.k_flags = tkeys[i].flags;
 		k.k_expires = tkeys[i].expires;
+		k.k_rate[KS_W1S] = tkeys[i].rate1s;
 		k.k_created = k.k_updated = NOW - 100000;
 		if (keystore_put(&ks, &k, i + 1) != KS_OK)
 			return (-1);
@@ -135,6 +141,7 @@ teardown(void **state)
 {
 	(void)state;
 	free(region);
+	free(rate_ipregion);
 	return (0);
 }
 
@@ -513,7 +520,7 @@ run_case(const struct acase *t)
 	request(&m, buf, sizeof(buf), t->headers, t->basic, t->basiclen);
 	memset(&ar, 0xa5, sizeof(ar));
 	rv = auth_check(&r, &m, &ks, t->keyhdr ? t->keyhdr : "x-api-key",
-	    t->now ? t->now : NOW, &ar);
+	    t->now ? t->now : NOW, NULL, &ar);
 	if (rv != t->status || ar.ar_status != t->status)
 		fail_msg("%s: status %d (%s: %s), want %d", t->name, rv,
 		    ar.ar_code ? ar.ar_code : "-", ar.ar_message, t->status);
@@ -600,7 +607,7 @@ check(const char *auth, const char *scopes, const char *headers,
 
 	route_make(&r, auth, scopes, sc, sizeof(sc));
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	return (auth_check(&r, &m, &ks, "x-api-key", now, &ar));
+	return (auth_check(&r, &m, &ks, "x-api-key", now, NULL, &ar));
 }
 
 /*
@@ -660,11 +667,11 @@ test_no_keystore(void **state)
 	(void)state;
 	route_make(&r, "api-key,anonymous", NULL, NULL, 0);
 	request(&m, buf, sizeof(buf), XKEY(S_PLAIN), NULL, 0);
-	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, &ar), 401);
+	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, NULL, &ar), 401);
 	assert_string_equal(ar.ar_code, "invalid_credentials");
 	assert_int_equal(ar.ar_found, 0);
 	request(&m, buf, sizeof(buf), "", NULL, 0);
-	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, &ar), 0);
+	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, NULL, &ar), 0);
 	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_ANONYMOUS);
 	assert_int_equal(auth_check_secret(NULL, S_PLAIN, strlen(S_PLAIN),
 	    NULL, NOW, &ar), 401);
@@ -780,7 +787,7 @@ allowed(const char *auth, const char *headers, struct auth_result *ar)
 
 	route_make(&r, auth, NULL, NULL, 0);
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	assert_int_equal(auth_check(&r, &m, &ks, "x-api-key", NOW, ar), 0);
+	assert_int_equal(auth_check(&r, &m, &ks, "x-api-key", NOW, NULL, ar), 0);
 }
 
 /* Identity headers: exact text, optional lines, size and byte checks. */
@@ -841,6 +848,232 @@ test_identity_headers(void **state)
 	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)), 0);
 }
 
+/*
+ * Rate limits.  Each test uses its own stretch of time (T_RATE + n * 10
+ * minutes), so the per-slot states left by one never matter to another.
+ */
+#define T_RATE		(NOW + 3600000)
+
+static uint32_t		 rate_keys[RL_WINDOWS];
+static uint32_t		 rate_anon[RL_WINDOWS];
+static uint64_t		 rate_refused[2][RL_WINDOWS];
+
+/* The limiter environment at now (monotonic ms) for client address ip. */
+static void
+rate_env(struct auth_rate *ra, int64_t now, const char *ip)
+{
+	size_t	 size = ratelimit_iptable_size(64);
+
+	if (rate_ipregion == NULL) {
+		assert_int_equal(posix_memalign(&rate_ipregion, 64, size), 0);
+		memset(rate_ipregion, 0, size);
+		ratelimit_iptable_init(rate_ipregion, 64, 42);
+	}
+	memset(ra, 0, sizeof(*ra));
+	ra->ra_keys = rate_keys;
+	ra->ra_anonymous = rate_anon;
+	ra->ra_ips = rate_ipregion;
+	ra->ra_refused = &rate_refused[0][0];
+	ra->ra_ip = ip;
+	ra->ra_iplen = 4;
+	ra->ra_now = now;
+}
+
+/* auth_check on route r with headers, limited, at now from ip. */
+static int
+rated(const struct route *r, const char *headers, int64_t now,
+    const char *ip, struct auth_result *ar)
+{
+	struct auth_rate	 ra;
+	struct http_msg		 m;
+	char			 buf[1024];
+
+	rate_env(&ra, now, ip);
+	request(&m, buf, sizeof(buf), headers, NULL, 0);
+	return (auth_check(r, &m, &ks, "x-api-key", NOW, &ra, ar));
+}
+
+/* The headers of ar as a string (static buffer). */
+static const char *
+rate_headers(const struct auth_result *ar)
+{
+	static char	 buf[AUTH_RATE_HEADERS_MAX + 1];
+	size_t		 n;
+
+	n = auth_rate_headers(ar, buf, sizeof(buf) - 1);
+	buf[n] = '\0';
+	return (buf);
+}
+
+/*
+ * Keys: the configured limit, its headers, the 429 with Retry-After that
+ * is exact, refusals counted per window and on the key, other keys and
+ * non-key refusals untouched.
+ */
+static void
+test_rate_keys(void **state)
+{
+	struct auth_result	 ar;
+	struct route		 r;
+	char			 sc[64];
+	uint64_t		 a0, r0, a1, r1;
+	int64_t			 t = T_RATE, last;
+	uint32_t		 plain = slot_of(S_PLAIN);
+	int			 i;
+
+	(void)state;
+	rate_keys[0] = 3;
+	rate_keys[1] = 10;
+	rate_keys[2] = 100;
+	memset(rate_refused, 0, sizeof(rate_refused));
+	route_make(&r, "api-key", NULL, sc, sizeof(sc));
+	keystore_usage(&ks, plain, &a0, &r0, &last);
+	assert_int_equal(rated(&r, XKEY(S_PLAIN), t, "AAAA", &ar), 0);
+	assert_true(ar.ar_limited);
+	assert_string_equal(rate_headers(&ar),
+	    "RateLimit-Policy: 3;w=1, 10;w=10, 100;w=60\r\n"
+	    "RateLimit-Limit: 3\r\nRateLimit-Remaining: 2\r\n"
+	    "RateLimit-Reset: 1\r\n");
+	for (i = 0; i < 2; i++)
+		assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 10, "AAAA", &ar), 0);
+	assert_int_equal(ar.ar_rate.rr_remaining, 0);
+	assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 20, "AAAA", &ar), 429);
+	assert_string_equal(ar.ar_code, "rate_limited");
+	assert_string_equal(ar.ar_message,
+	    "rate limit of 3 requests per 1s reached; retry in 1 s");
+	assert_string_equal(rate_headers(&ar),
+	    "RateLimit-Policy: 3;w=1, 10;w=10, 100;w=60\r\n"
+	    "RateLimit-Limit: 3\r\nRateLimit-Remaining: 0\r\n"
+	    "RateLimit-Reset: 1\r\nRetry-After: 1\r\n");
+	assert_int_equal(rate_refused[0][0], 1);
+	assert_int_equal(rate_refused[0][1] + rate_refused[0][2] +
+	    rate_refused[1][0], 0);
+	keystore_usage(&ks, plain, &a1, &r1, &last);
+	assert_int_equal(a1 - a0, 3);
+	assert_int_equal(r1 - r0, 1);
+	/* Another key has its own counters. */
+	assert_int_equal(rated(&r, XKEY(S_NEW), t + 30, "AAAA", &ar), 0);
+	assert_int_equal(ar.ar_rate.rr_remaining, 2);
+	/* Refusals before the limiter neither count nor carry headers. */
+	assert_int_equal(rated(&r, XKEY(S_UNKNOWN), t + 30, "AAAA", &ar), 401);
+	assert_false(ar.ar_limited);
+	assert_string_equal(rate_headers(&ar), "");
+	route_make(&r, "api-key", "admin", sc, sizeof(sc));
+	assert_int_equal(rated(&r, XKEY(S_NEW), t + 30, "AAAA", &ar), 403);
+	assert_false(ar.ar_limited);
+	route_make(&r, "api-key", NULL, sc, sizeof(sc));
+	assert_int_equal(rated(&r, XKEY(S_NEW), t + 40, "AAAA", &ar), 0);
+	assert_int_equal(ar.ar_rate.rr_remaining, 1);
+	/* Retry-After (1 s) is exact: still refused just before it. */
+	assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 998, "AAAA", &ar), 429);
+	assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 20 + 1000, "AAAA", &ar), 0);
+	/* The 10 s window: 10 in all, then it names itself. */
+	for (i = 0; i < 6; i++)
+		assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 2000 + i * 400,
+		    "AAAA", &ar), 0);
+	assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 5000, "AAAA", &ar), 429);
+	assert_int_equal(ar.ar_rate.rr_window, 1);
+	assert_string_equal(ar.ar_message,
+	    "rate limit of 10 requests per 10s reached; retry in 6 s");
+	assert_int_equal(rate_refused[0][1], 1);
+	/* No limit configured anywhere: not limited, no headers. */
+	memset(rate_keys, 0, sizeof(rate_keys));
+	assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 5000, "AAAA", &ar), 0);
+	assert_false(ar.ar_limited);
+	/* No limiter at all (rate NULL). */
+	assert_int_equal(check("api-key", NULL, XKEY(S_PLAIN), NOW), 0);
+}
+
+/*
+ * Precedence per window: the key's own limit, then the route's rate=,
+ * then rate_limit; rate=off turns everything off on the route.
+ */
+static void
+test_rate_overrides(void **state)
+{
+	struct auth_result	 ar;
+	struct route		 r;
+	char			 sc[64];
+	int64_t			 t = T_RATE + 600000;
+	int			 i;
+
+	(void)state;
+	rate_keys[0] = 2;
+	rate_keys[1] = 0;
+	rate_keys[2] = 50;
+	route_make(&r, "api-key", NULL, sc, sizeof(sc));
+	/* The key's own 5/1s beats the configured 2/1s. */
+	for (i = 0; i < 5; i++)
+		assert_int_equal(rated(&r, XKEY(S_RATE), t, "AAAA", &ar), 0);
+	assert_int_equal(rated(&r, XKEY(S_RATE), t, "AAAA", &ar), 429);
+	assert_int_equal(ar.ar_rate.rr_limit, 5);
+	/* A route's rate= beats rate_limit, not the key's own limit. */
+	r.r_rate[0] = 4;
+	r.r_rate[1] = 7;
+	for (i = 0; i < 4; i++)
+		assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 1, "AAAA", &ar), 0);
+	assert_string_equal(rate_headers(&ar),
+	    "RateLimit-Policy: 4;w=1, 7;w=10, 50;w=60\r\n"
+	    "RateLimit-Limit: 4\r\nRateLimit-Remaining: 0\r\n"
+	    "RateLimit-Reset: 1\r\n");
+	assert_int_equal(rated(&r, XKEY(S_PLAIN), t + 1, "AAAA", &ar), 429);
+	assert_int_equal(rated(&r, XKEY(S_RATE), t + 2000, "AAAA", &ar), 0);
+	assert_int_equal(ar.ar_limits.rl_limit[0], 5);
+	assert_int_equal(ar.ar_limits.rl_limit[1], 7);
+	/* rate=off: nothing limited, not even the key's own limit. */
+	r.r_rate_off = 1;
+	for (i = 0; i < 20; i++) {
+		assert_int_equal(rated(&r, XKEY(S_RATE), t + 2000, "AAAA", &ar),
+		    0);
+		assert_false(ar.ar_limited);
+	}
+}
+
+/*
+ * Anonymous requests: per client address, anonymous_rate_limit or the
+ * route's rate=; unlimited when neither is set or no address is known.
+ */
+static void
+test_rate_anonymous(void **state)
+{
+	struct auth_result	 ar;
+	struct route		 r;
+	char			 sc[64];
+	int64_t			 t = T_RATE + 1200000;
+
+	(void)state;
+	rate_keys[0] = 1;
+	memset(rate_anon, 0, sizeof(rate_anon));
+	memset(rate_refused, 0, sizeof(rate_refused));
+	route_make(&r, "anonymous", NULL, sc, sizeof(sc));
+	assert_int_equal(rated(&r, "", t, "AAAA", &ar), 0);
+	assert_false(ar.ar_limited);
+	rate_anon[0] = 2;
+	assert_int_equal(rated(&r, "", t, "AAAA", &ar), 0);
+	assert_int_equal(rated(&r, "", t, "AAAA", &ar), 0);
+	assert_int_equal(rated(&r, "", t, "AAAA", &ar), 429);
+	assert_string_equal(ar.ar_message,
+	    "rate limit of 2 requests per 1s reached; retry in 1 s");
+	assert_int_equal(rate_refused[1][0], 1);
+	assert_int_equal(rate_refused[0][0], 0);
+	assert_int_equal(rated(&r, "", t, "BBBB", &ar), 0);	/* own counter */
+	assert_int_equal(ar.ar_rate.rr_remaining, 1);
+	/* A key on an api-key,anonymous route is limited as the key. */
+	route_make(&r, "api-key,anonymous", NULL, sc, sizeof(sc));
+	assert_int_equal(rated(&r, XKEY(S_NEW), t, "AAAA", &ar), 0);
+	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_API_KEY);
+	assert_int_equal(ar.ar_rate.rr_limit, 1);
+	/* rate= on an anonymous route, without anonymous_rate_limit. */
+	memset(rate_anon, 0, sizeof(rate_anon));
+	route_make(&r, "anonymous", NULL, sc, sizeof(sc));
+	r.r_rate[0] = 1;
+	assert_int_equal(rated(&r, "", t + 5000, "CCCC", &ar), 0);
+	assert_int_equal(rated(&r, "", t + 5000, "CCCC", &ar), 429);
+	/* No address (ra_ip NULL): not limited. */
+	assert_int_equal(rated(&r, "", t + 5000, NULL, &ar), 0);
+	assert_false(ar.ar_limited);
+}
+
 int
 main(void)
 {
@@ -852,6 +1085,9 @@ main(void)
 		cmocka_unit_test(test_check_secret),
 		cmocka_unit_test(test_missing_scope),
 		cmocka_unit_test(test_identity_headers),
+		cmocka_unit_test(test_rate_keys),
+		cmocka_unit_test(test_rate_overrides),
+		cmocka_unit_test(test_rate_anonymous),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
