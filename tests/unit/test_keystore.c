@@ -286,6 +286,40 @@ test_insert_lookup(void **state)
 	store_close(&st);
 }
 
+/*
+ * The rate state of a slot: kept when its key is replaced (same id),
+ * zeroed when a new key takes the slot after a delete; the states lie
+ * inside the region, one per slot, past the indexes.
+ */
+static void
+test_rate_state(void **state)
+{
+	struct store	 st;
+	struct rl_state	*rs;
+	uint32_t	 slot;
+
+	(void)state;
+	store_open(&st, 8);
+	assert_true((char *)keystore_rate(&st.ks, 7) + sizeof(*rs) <=
+	    (char *)st.mem + st.size);
+	assert_true((char *)keystore_rate(&st.ks, 0) >=
+	    (char *)(st.ks.ks_iindex + 2 * st.ks.ks_hdr->kh_niindex));
+	assert_int_equal((uintptr_t)keystore_rate(&st.ks, 1) % 64, 0);
+	assert_int_equal(put(&st.ks, 1, 1, 1), KS_OK);
+	slot = assert_found(&st.ks, 1, 1);
+	rs = keystore_rate(&st.ks, slot);
+	rs->rl_slot[0][3] = 77;
+	rs->rl_slot[2][31] = 78;
+	assert_int_equal(put(&st.ks, 1, 2, 2), KS_OK);	/* same id */
+	assert_int_equal(rs->rl_slot[0][3], 77);
+	assert_int_equal(del(&st.ks, 1, 3), KS_OK);
+	assert_int_equal(put(&st.ks, 2, 1, 4), KS_OK);	/* reuses the slot */
+	assert_int_equal(assert_found(&st.ks, 2, 1), slot);
+	assert_int_equal(rs->rl_slot[0][3], 0);
+	assert_int_equal(rs->rl_slot[2][31], 0);
+	store_close(&st);
+}
+
 /* Replacement: rename keeps the slot, a new digest hides the old one. */
 static void
 test_replace(void **state)
@@ -1208,6 +1242,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_size),
 		cmocka_unit_test(test_insert_lookup),
+		cmocka_unit_test(test_rate_state),
 		cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_delete),
 		cmocka_unit_test(test_churn),

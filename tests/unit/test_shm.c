@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "keystore.h"
+#include "ratelimit.h"
 #include "shm.h"
 
 /* The header says what it is, and its size covers the whole segment. */
@@ -25,6 +27,42 @@ test_header(void **state)
 	assert_int_equal(sh->sh_slots, SHM_SLOTS);
 	assert_true(sh->sh_size >= sizeof(*sh));
 	assert_int_equal((uintptr_t)&sh->sh_workers[1] % 64, 0);
+	shm_destroy(sh);
+}
+
+/*
+ * Layout 3: the key store (its per-slot rate states last) and the address
+ * table follow each other inside the segment without overlapping.
+ */
+static void
+test_regions(void **state)
+{
+	struct shm_header	*sh = shm_create(1000);
+	struct keystore		 ks;
+	struct rl_limits	 l;
+	char			*end;
+	int			 i;
+
+	assert_non_null(sh);
+	end = (char *)sh + sh->sh_size;
+	shm_keystore(sh, &ks);
+	assert_true((char *)ks.ks_slots >= (char *)(sh + 1));
+	assert_true((char *)keystore_rate(&ks, 999) + sizeof(struct rl_state) <=
+	    (char *)shm_iptable(sh));
+	assert_int_equal((uintptr_t)shm_iptable(sh) % 64, 0);
+	assert_true((char *)shm_iptable(sh) +
+	    ratelimit_iptable_size(SHM_IP_ENTRIES) <= end);
+	/* Both are formatted and usable. */
+	ratelimit_defaults(&l);
+	for (i = 0; i < 20; i++)
+		assert_int_equal(ratelimit_admit(keystore_rate(&ks, 999), &l,
+		    1000, NULL), 1);
+	assert_int_equal(ratelimit_admit(keystore_rate(&ks, 999), &l, 1000,
+	    NULL), 0);
+	assert_int_equal(ratelimit_iptable_admit(shm_iptable(sh), "\x7f\0\0\1",
+	    4, &l, 1000, NULL), 1);
+	assert_int_equal(ratelimit_iptable_count(shm_iptable(sh)), 1);
+	assert_int_equal(sh->sh_rate_refused[0][0], 0);
 	shm_destroy(sh);
 }
 
@@ -88,6 +126,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_regions),
 		cmocka_unit_test(test_slots),
 		cmocka_unit_test(test_shared_across_fork),
 	};
