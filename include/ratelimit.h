@@ -91,6 +91,9 @@ void	 ratelimit_set(struct rl_limits *, const uint32_t[RL_WINDOWS]);
 int	 ratelimit_admit(struct rl_state *, const struct rl_limits *, int64_t,
 	    struct rl_result *);
 
+/* Start loading st into the cache (the request path calls it early). */
+void	 ratelimit_prefetch(const struct rl_state *);
+
 /*
  * Read-only usage at now: requests counted in each window and ms until that
  * window is empty again (0 when empty or not enforced).

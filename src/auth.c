@@ -526,7 +526,8 @@ auth_limit(const struct route *r, const struct auth_rate *ra,
 		    &ar->ar_limits, ra->ra_now, &ar->ar_rate);
 	if (ok)
 		return;
-	w = ar->ar_rate.rr_window;
+	if ((w = ar->ar_rate.rr_window) < 0)	/* cannot be: some window */
+		w = 0;				/* is enforced */
 	if (ra->ra_refused != NULL)
 		__atomic_fetch_add(&ra->ra_refused[anon * RL_WINDOWS + w], 1,
 		    __ATOMIC_RELAXED);
@@ -613,6 +614,8 @@ auth_check(const struct route *r, const struct http_msg *m,
 		if (auth_credential(&ac, ar->ar_scheme, key_header, &c,
 		    ar) != 0 || auth_lookup(ks, &c, now, ar) != 0)
 			goto done;
+		if (rate != NULL)	/* its lines load while scopes are checked */
+			ratelimit_prefetch(keystore_rate(ks, ar->ar_slot));
 		if ((scope = auth_missing_scope(r, ar->ar_key.k_scopes)) !=
 		    NULL) {
 			auth_refuse(ar, 403, "insufficient_scope",

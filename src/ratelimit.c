@@ -93,11 +93,23 @@ struct rl_view {
 	int64_t		 v_gran;	/* g, ms */
 	int64_t		 v_cur;		/* bucket of now */
 	uint64_t	 v_off;		/* now within its bucket, 256ths */
+	uint32_t	 v_sure;	/* ages below are counted, whatever */
+					/* their latest arrival */
 	uint32_t	 v_total;
 	uint32_t	 v_count[RL_SLOTS];	/* by age: cur - bucket */
-	int64_t		 v_drop[RL_SLOTS];	/* by age: first time not */
-						/* counted any more */
+	uint8_t		 v_late[RL_SLOTS];	/* by age: latest arrival */
+	int64_t		 v_ahead;	/* drop time of words ahead of cur */
 };
+
+/* Forget what v has read. */
+static void
+rl_view_clear(struct rl_view *v)
+{
+	v->v_total = 0;
+	v->v_ahead = 0;
+	memset(v->v_count, 0, sizeof(v->v_count));
+	memset(v->v_late, 0, sizeof(v->v_late));
+}
 
 /* Set up v for window w of l at now; 0 if the window is not enforced. */
 static int
@@ -109,46 +121,43 @@ rl_view_init(struct rl_view *v, const struct rl_limits *l, int w,
 	v->v_limit = l->rl_limit[w] > RL_MAXLIMIT ? RL_MAXLIMIT :
 	    l->rl_limit[w];
 	v->v_window = l->rl_window_ms[w];
-	v->v_gran = (v->v_window + RL_SPAN - 1) / RL_SPAN;
+	v->v_gran = (l->rl_window_ms[w] + RL_SPAN - 1) / RL_SPAN;
+	/* Bucket a starts at (cur - a) g > now - W when (a + 1) g <= W. */
+	v->v_sure = l->rl_window_ms[w] / (uint32_t)v->v_gran;
 	if (now < 0)
 		now = 0;
 	v->v_cur = now / v->v_gran;
 	v->v_off = (uint64_t)(now - v->v_cur * v->v_gran) * (RL_OMASK + 1) /
 	    (uint64_t)v->v_gran;
-	v->v_total = 0;
-	memset(v->v_count, 0, sizeof(v->v_count));
-	memset(v->v_drop, 0, sizeof(v->v_drop));
+	rl_view_clear(v);
 	return (1);
 }
 
 /*
- * When the units of a word stop being counted: its bucket's start, plus
- * the latest arrival in it rounded up to the next 256th, plus W.
+ * When the units of the bucket of age a (negative: ahead of cur) stop being
+ * counted: its start, plus its latest arrival rounded up to the next
+ * 256th, plus W.
  */
 static int64_t
-rl_word_drop(const struct rl_view *v, uint64_t epoch, uint64_t off)
+rl_age_drop(const struct rl_view *v, int64_t a, uint64_t late)
 {
-	uint64_t	 d = ((uint64_t)v->v_cur - epoch) & RL_EMASK;
-	int64_t		 age, start, late;
+	int64_t		 start = (v->v_cur - a) * v->v_gran;
+	int64_t		 upto = ((int64_t)late + 1) * v->v_gran;
 
-	/* Ages past half the epoch range are buckets ahead of cur. */
-	age = d > RL_EMASK / 2 ? -(int64_t)(RL_EMASK + 1 - d) : (int64_t)d;
-	start = (v->v_cur - age) * v->v_gran;
-	late = ((int64_t)off + 1) * v->v_gran;
-
-	return (start + (late + RL_OMASK) / (RL_OMASK + 1) - 1 + v->v_window);
+	return (start + (upto + RL_OMASK) / (RL_OMASK + 1) - 1 + v->v_window);
 }
 
 /*
  * Read the ring of one window into v.  A word counts until its drop time;
- * one from a newer bucket than cur (a clock ahead) counts at age 0.
+ * one from a newer bucket than cur (a clock ahead) counts at age 0.  Only
+ * the oldest ages need their drop time computed.
  */
 static void
 rl_view_read(struct rl_view *v, const uint64_t *ring, int64_t now)
 {
-	uint64_t	 word, cur, age, epoch;
+	uint64_t	 word, cur, age, late;
 	int64_t		 drop;
-	uint32_t	 n;
+	uint32_t	 n, total = 0;
 	int		 i;
 
 	cur = (uint64_t)v->v_cur & RL_EMASK;
@@ -156,27 +165,66 @@ rl_view_read(struct rl_view *v, const uint64_t *ring, int64_t now)
 		word = RL_LOAD(&ring[i]);
 		if ((n = word & RL_CMASK) == 0)
 			continue;
-		epoch = word >> RL_ESHIFT;
-		age = (cur - epoch) & RL_EMASK;
-		if (age > RL_EMASK / 2)
-			age = 0;		/* newer than cur */
-		else if (age > RL_SPAN)
+		age = (cur - (word >> RL_ESHIFT)) & RL_EMASK;
+		late = (word >> RL_CBITS) & RL_OMASK;
+		if (age > RL_EMASK / 2) {	/* newer than cur */
+			drop = rl_age_drop(v, -(int64_t)(RL_EMASK + 1 - age),
+			    late);
+			if (drop > v->v_ahead)
+				v->v_ahead = drop;
+			age = 0;
+		} else if (age > RL_SPAN)
 			continue;		/* long expired */
-		drop = rl_word_drop(v, epoch, (word >> RL_CBITS) & RL_OMASK);
-		if (drop <= now)
+		else if (age >= v->v_sure &&
+		    rl_age_drop(v, (int64_t)age, late) <= now)
 			continue;		/* expired */
 		v->v_count[age] += n;
-		v->v_total += n;
-		if (drop > v->v_drop[age])
-			v->v_drop[age] = drop;
+		total += n;
+		if (late > v->v_late[age])
+			v->v_late[age] = (uint8_t)late;
 	}
+	v->v_total += total;
+}
+
+/*
+ * Requests counted in ring at now, nothing more: the fast path of a check
+ * that changes nothing.  The same rules as rl_view_read().
+ */
+static uint32_t
+rl_view_total(struct rl_view *v, const uint64_t *ring, int64_t now)
+{
+	uint64_t	 word, cur, age;
+	uint32_t	 total = 0;
+	int64_t		 drop;
+	int		 i;
+
+	cur = (uint64_t)v->v_cur & RL_EMASK;
+	for (i = 0; i < RL_SLOTS; i++) {
+		word = RL_LOAD(&ring[i]);
+		age = (cur - (word >> RL_ESHIFT)) & RL_EMASK;
+		if (age < v->v_sure || (age <= RL_SPAN && rl_age_drop(v,
+		    (int64_t)age, (word >> RL_CBITS) & RL_OMASK) > now))
+			total += word & RL_CMASK;
+		else if (age > RL_EMASK / 2 && (word & RL_CMASK) != 0) {
+			/* Ahead of cur: rare, the slow way. */
+			total += word & RL_CMASK;
+			drop = rl_age_drop(v, -(int64_t)(RL_EMASK + 1 - age),
+			    (word >> RL_CBITS) & RL_OMASK);
+			if (drop > v->v_ahead)
+				v->v_ahead = drop;
+		}
+	}
+	v->v_total = total;
+	return (total);
 }
 
 /* Time (ms) at which the units of age a stop being counted. */
 static int64_t
 rl_view_drop(const struct rl_view *v, int a)
 {
-	return (v->v_drop[a]);
+	int64_t		 drop = rl_age_drop(v, a, v->v_late[a]);
+
+	return (a == 0 && v->v_ahead > drop ? v->v_ahead : drop);
 }
 
 /* Earliest time the window holds at most keep requests (now if it does). */
@@ -204,7 +252,7 @@ rl_view_room(const struct rl_view *v, uint32_t keep, int64_t now)
  * saturated.
  */
 static int
-rl_reserve(uint64_t *ring, const struct rl_view *v, uint64_t *epoch)
+rl_reserve(uint64_t *ring, struct rl_view *v, uint64_t *epoch)
 {
 	uint64_t	*slot = &ring[v->v_cur % RL_SLOTS];
 	uint64_t	 old, new, e, we, off;
@@ -228,6 +276,9 @@ rl_reserve(uint64_t *ring, const struct rl_view *v, uint64_t *epoch)
 		}
 		if (RL_CAS(slot, &old, new)) {
 			*epoch = we;
+			if (we == e)
+				v->v_late[0] = (uint8_t)((new >> RL_CBITS) &
+				    RL_OMASK);
 			return (0);
 		}
 	}
@@ -287,7 +338,7 @@ rl_result_admit(struct rl_result *res, const struct rl_view *v,
     const int *on, int64_t now)
 {
 	uint32_t	 rem;
-	int		 w, a;
+	int		 w;
 
 	memset(res, 0, sizeof(*res));
 	res->rr_window = -1;
@@ -301,20 +352,15 @@ rl_result_admit(struct rl_result *res, const struct rl_view *v,
 		res->rr_window = w;
 		res->rr_limit = v[w].v_limit;
 		res->rr_remaining = rem;
-		for (a = 0; a < RL_SLOTS && v[w].v_count[a] == 0; a++)
-			;
-		res->rr_reset = a == RL_SLOTS ? 0 :
-		    rl_seconds(rl_view_drop(&v[w], a), now, 0);
+		/* The request itself is the youngest: age 0 (or ahead). */
+		res->rr_reset = rl_seconds(rl_view_drop(&v[w], 0), now, 0);
 	}
 }
 
-/*
- * Fill res for a refused request.  If own is set, the views include the
- * request's own (rolled back) reservation at age 0, which is removed first.
- */
+/* Fill res for a refused request from views read after it was refused. */
 static void
 rl_result_refuse(struct rl_result *res, struct rl_view *v, const int *on,
-    int64_t now, int own)
+    int64_t now)
 {
 	int64_t		 t, latest = now;
 	int		 w, a;
@@ -324,10 +370,6 @@ rl_result_refuse(struct rl_result *res, struct rl_view *v, const int *on,
 	for (w = 0; w < RL_WINDOWS; w++) {
 		if (!on[w])
 			continue;
-		if (own && v[w].v_count[0] > 0) {
-			v[w].v_count[0]--;
-			v[w].v_total--;
-		}
 		if (v[w].v_total < v[w].v_limit)
 			continue;
 		t = rl_view_room(&v[w], v[w].v_limit - 1, now);
@@ -340,6 +382,24 @@ rl_result_refuse(struct rl_result *res, struct rl_view *v, const int *on,
 			;
 		res->rr_reset = a == RL_SLOTS ? 0 :
 		    rl_seconds(rl_view_drop(&v[w], a), now, 1);
+	}
+	/*
+	 * Every window has room again: a concurrent request was refused too
+	 * and took its reservation back meanwhile.  Name the fullest window.
+	 */
+	for (w = 0; res->rr_window == -1 && w < RL_WINDOWS; w++) {
+		if (!on[w])
+			continue;
+		for (a = w + 1; a < RL_WINDOWS; a++)
+			if (on[a] && v[a].v_limit - v[a].v_total <
+			    v[w].v_limit - v[w].v_total)
+				break;
+		if (a < RL_WINDOWS)
+			continue;
+		res->rr_window = w;
+		res->rr_limit = v[w].v_limit;
+		res->rr_remaining = v[w].v_limit - v[w].v_total;
+		res->rr_reset = 1;
 	}
 	res->rr_retry_after = rl_seconds(latest, now, 1);
 }
@@ -360,46 +420,63 @@ ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
 
 	if (res == NULL)
 		res = &tmp;
+	ratelimit_prefetch(st);
 	/*
 	 * A window already full refuses without touching anything, so a
 	 * flood of refused requests cannot push drop times later.
 	 */
-	for (w = 0; w < RL_WINDOWS; w++) {
-		if (!(on[w] = rl_view_init(&v[w], l, w, now)))
-			continue;
-		rl_view_read(&v[w], st->rl_slot[w], now);
-		if (v[w].v_total >= v[w].v_limit)
+	for (w = 0; w < RL_WINDOWS; w++)
+		if ((on[w] = rl_view_init(&v[w], l, w, now)) &&
+		    rl_view_total(&v[w], st->rl_slot[w], now) >= v[w].v_limit)
 			ok = 0;
+	if (ok) {
+		for (w = 0; w < RL_WINDOWS; w++) {
+			held[w] = 0;
+			if (!on[w])
+				continue;
+			rl_view_clear(&v[w]);
+			if (rl_reserve(st->rl_slot[w], &v[w], &epoch[w]) == 0)
+				held[w] = 1;
+			else
+				ok = 0;
+		}
+		for (w = 0; w < RL_WINDOWS; w++)
+			if (on[w] && rl_view_total(&v[w], st->rl_slot[w],
+			    now) > v[w].v_limit)
+				ok = 0;
+		if (ok) {
+			rl_result_admit(res, v, on, now);
+			return (1);
+		}
+		for (w = 0; w < RL_WINDOWS; w++)
+			if (held[w])
+				rl_unreserve(st->rl_slot[w], v[w].v_cur,
+				    epoch[w]);
 	}
-	if (!ok) {
-		rl_result_refuse(res, v, on, now, 0);
-		return (0);
-	}
-	for (w = 0; w < RL_WINDOWS; w++) {
-		held[w] = 0;
-		if (!(on[w] = rl_view_init(&v[w], l, w, now)))
-			continue;
-		if (rl_reserve(st->rl_slot[w], &v[w], &epoch[w]) == 0)
-			held[w] = 1;
-		else
-			ok = 0;
-	}
+	/* Refused: the whole picture, for Retry-After. */
 	for (w = 0; w < RL_WINDOWS; w++) {
 		if (!on[w])
 			continue;
+		rl_view_clear(&v[w]);
 		rl_view_read(&v[w], st->rl_slot[w], now);
-		if (v[w].v_total > v[w].v_limit)
-			ok = 0;
 	}
-	if (ok) {
-		rl_result_admit(res, v, on, now);
-		return (1);
-	}
-	for (w = 0; w < RL_WINDOWS; w++)
-		if (held[w])
-			rl_unreserve(st->rl_slot[w], v[w].v_cur, epoch[w]);
-	rl_result_refuse(res, v, on, now, 1);
+	rl_result_refuse(res, v, on, now);
 	return (0);
+}
+
+/*
+ * Start loading every cache line of st at once: a key that has not been
+ * used for a while is in no cache, and twelve misses in parallel cost
+ * about what one does.
+ */
+void
+ratelimit_prefetch(const struct rl_state *st)
+{
+	const char	*p = (const char *)st;
+	size_t		 off;
+
+	for (off = 0; off < sizeof(*st); off += 64)
+		__builtin_prefetch(p + off, 1, 3);
 }
 
 /* Usage of every window at now, without changing anything. */
@@ -424,25 +501,50 @@ ratelimit_usage(const struct rl_state *st, const struct rl_limits *l,
 	}
 }
 
-/* RateLimit-Policy header value for l; length needed, like snprintf. */
+/* Decimal n at p (which has room for 10 digits); returns the length. */
+static size_t
+rl_utoa(char *p, uint32_t n)
+{
+	char		 tmp[10];
+	size_t		 len = 0, i;
+
+	do {
+		tmp[len++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n != 0);
+	for (i = 0; i < len; i++)
+		p[i] = tmp[len - 1 - i];
+	return (len);
+}
+
+/*
+ * RateLimit-Policy header value for l; length needed, like snprintf.  This
+ * runs for every limited response, hence no stdio.
+ */
 int
 ratelimit_policy(char *buf, size_t len, const struct rl_limits *l)
 {
+	char		 tmp[RL_WINDOWS * 28];
 	size_t		 off = 0;
-	int		 w, n;
+	int		 w;
 
-	if (len > 0)
-		buf[0] = '\0';
 	for (w = 0; w < RL_WINDOWS; w++) {
 		if (l->rl_limit[w] == 0 || l->rl_window_ms[w] == 0)
 			continue;
-		n = snprintf(off < len ? buf + off : NULL,
-		    off < len ? len - off : 0, "%s%u;w=%u", off ? ", " : "",
-		    l->rl_limit[w] > RL_MAXLIMIT ? RL_MAXLIMIT : l->rl_limit[w],
-		    (l->rl_window_ms[w] + 999) / 1000);
-		if (n < 0)
-			return (-1);
-		off += (size_t)n;
+		if (off > 0) {
+			memcpy(tmp + off, ", ", 2);
+			off += 2;
+		}
+		off += rl_utoa(tmp + off, l->rl_limit[w] > RL_MAXLIMIT ?
+		    RL_MAXLIMIT : l->rl_limit[w]);
+		memcpy(tmp + off, ";w=", 3);
+		off += 3;
+		off += rl_utoa(tmp + off, l->rl_window_ms[w] / 1000 +
+		    (l->rl_window_ms[w] % 1000 != 0));
+	}
+	if (len > 0) {
+		memcpy(buf, tmp, off < len ? off : len - 1);
+		buf[off < len ? off : len - 1] = '\0';
 	}
 	return ((int)off);
 }
