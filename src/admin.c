@@ -27,6 +27,7 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "secret.h"
 #include "util.h"
 
@@ -36,7 +37,7 @@
 #define ADMIN_FIELDLEN		96
 #define ADMIN_TRIES		8	/* fresh ids/secrets drawn on a clash */
 #define ADMIN_GRACE_MAX		2592000	/* s: 30 days */
-#define ADMIN_RATE_MAX		1000000000
+#define ADMIN_RATE_MAX		RL_MAXLIMIT	/* what the limiter enforces */
 #define ADMIN_SCOPES_N		32
 #define ADMIN_SCOPE_LEN		64
 #define ADMIN_QVAL_MAX		255	/* decoded query value, bytes */
@@ -1356,7 +1357,56 @@ admin_regenerate(struct admin_ctx *c)
 	return (rc);
 }
 
-/* GET /v1/keys/{id}/usage: the counters kept across workers. */
+/*
+ * The "windows" of a usage answer for k in slot: for each window, the limit
+ * the request path applies to a key request without a route override (the
+ * key's own k_rate[w], else the configured rate_limit; a route's rate= is
+ * not known here), clamped to RL_MAXLIMIT as the limiter clamps it, and
+ * what the limiter's state holds at aq_mono (the monotonic clock the
+ * workers count with, so the numbers agree with their decisions).  The
+ * ring is read without changing it.  A window enforced by neither is left
+ * out.  NULL if out of memory.
+ */
+static json_t *
+admin_windows_json(struct admin_ctx *c, const struct ks_key *k,
+    uint32_t slot)
+{
+	struct rl_limits l;
+	uint32_t	 lim[RL_WINDOWS], used[RL_WINDOWS], n;
+	int64_t		 reset[RL_WINDOWS];
+	json_t		*a;
+	int		 w;
+
+	for (w = 0; w < RL_WINDOWS; w++)
+		lim[w] = k->k_rate[w] != 0 ? k->k_rate[w] :
+		    c->c_env->ae_rate[w];
+	ratelimit_set(&l, lim);
+	ratelimit_usage(keystore_rate(c->c_ks, slot), &l, c->c_rq->aq_mono,
+	    used, reset);
+	if ((a = json_array()) == NULL)
+		return (NULL);
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (lim[w] == 0)
+			continue;
+		n = lim[w] > RL_MAXLIMIT ? RL_MAXLIMIT : lim[w];
+		if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I, "
+		    "s:I, s:s}", "window", ratelimit_window_name[w],
+		    "limit", (json_int_t)n, "used", (json_int_t)used[w],
+		    "remaining", (json_int_t)(used[w] >= n ? 0 : n - used[w]),
+		    "reset", (json_int_t)(reset[w] > 0 ?
+		    (reset[w] + 999) / 1000 : 0),
+		    "source", k->k_rate[w] != 0 ? "key" : "default")) == -1) {
+			json_decref(a);
+			return (NULL);
+		}
+	}
+	return (a);
+}
+
+/*
+ * GET /v1/keys/{id}/usage: the counters kept across workers and the
+ * current state of each rate limit window.
+ */
 static int
 admin_usage(struct admin_ctx *c)
 {
@@ -1369,10 +1419,11 @@ admin_usage(struct admin_ctx *c)
 	if (admin_find(c, &k, &slot) == -1)
 		return (-1);
 	keystore_usage(c->c_ks, slot, &allowed, &refused, &last);
-	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:I, s:I, s:s?}",
-	    "id", k.k_id, "requests_allowed", (json_int_t)allowed,
+	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:I, s:I, s:s?, "
+	    "s:o}", "id", k.k_id, "requests_allowed", (json_int_t)allowed,
 	    "requests_refused", (json_int_t)refused,
-	    "last_used_at", admin_time(lu, last))));
+	    "last_used_at", admin_time(lu, last),
+	    "windows", admin_windows_json(c, &k, slot))));
 }
 
 /* The members of a verify body: "key" (required), "app_id" (optional). */

@@ -37,6 +37,7 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "secret.h"
 #include "util.h"
 
@@ -44,6 +45,7 @@
 #define T_NOW_TEXT	"2026-11-18T11:06:40.000Z"
 #define T_TOKEN		"t0ken-for-the-admin-api"
 #define T_AUTH		"Bearer " T_TOKEN
+#define T_MONO		5000000123LL		/* ms, aq_mono of requests */
 #define T_MAXKEYS	64
 #define T_SECRETS	256
 
@@ -56,6 +58,7 @@ struct fx {
 	uint8_t			 token[KS_DIGEST_LEN];
 	struct admin_env	 env;
 	const char		*auth;		/* Authorization, NULL: none */
+	int64_t			 mono;		/* aq_mono of requests */
 	struct admin_response	 rs;		/* the last answer */
 	json_t			*body;		/* ... parsed */
 	char			 secrets[T_SECRETS][SECRET_MAX + 1];
@@ -338,6 +341,7 @@ fx_setup_max(void **state, uint32_t max)
 	f->env.ae_rate[2] = 1000;
 	f->env.ae_version = "9.8.7";
 	f->auth = T_AUTH;
+	f->mono = T_MONO;
 	quiet = 0;
 	snprintf(path, sizeof(path), "%s/error.log", f->dir);
 	assert_int_equal(log_init(path, LOGLEVEL_DEBUG, "test_admin", err,
@@ -490,6 +494,7 @@ req_at(struct fx *f, int mbit, const char *target, const char *body,
 	rq.aq_body = body;
 	rq.aq_bodylen = body != NULL ? strlen(body) : 0;
 	rq.aq_now = now;
+	rq.aq_mono = f->mono;
 	admin_handle(&f->env, &rq, &f->rs);
 	snprintf(path, sizeof(path), "%.*s", (int)rq.aq_pathlen, target);
 	check_answer(f, mbit, path);
@@ -929,7 +934,7 @@ test_create_full(void **state)
 	    "\"expires_at\": \"2030-01-31T14:00:00.5+02:00\", "
 	    "\"disabled\": true, "
 	    "\"rate_limit\": {\"per_10s\": 50, \"per_1s\": null, "
-	    "\"per_60s\": 1000000000}}", id, sec);
+	    "\"per_60s\": 1000000}}", id, sec);
 	assert_string_equal(str(o, "name"), "Caf\xc3\xa9 \xe2\x98\x83 billing");
 	assert_string_equal(str(o, "owner"), "ops@example.com");
 	assert_string_equal(str(o, "app_id"), "app.01:x-y_z");
@@ -948,7 +953,7 @@ test_create_full(void **state)
 	assert_int_equal(json_integer_value(json_object_get(rl, "per_10s")),
 	    50);
 	assert_int_equal(json_integer_value(json_object_get(rl, "per_60s")),
-	    1000000000);
+	    1000000);
 	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
 	assert_string_equal(k.k_scopes, "contacts:read admin/* a.b-c_d");
 	assert_int_equal(k.k_rate[KS_W1S], 0);
@@ -1691,6 +1696,196 @@ test_usage(void **state)
 	assert_string_equal(str(o, "last_used_at"), "2026-11-18T11:06:40.003Z");
 }
 
+/*
+ * The windows of the last usage answer, as "WINDOW:LIMIT/USED/REMAINING/
+ * RESET/SOURCE ..." text.  RESET is checked against the limiter itself
+ * (when the key's requests in that window stop counting, read at the same
+ * time from its state, in seconds rounded up) and shown as "R" when it
+ * agrees and is not 0, as "0" when it agrees and is 0, as "!N" otherwise.
+ * So the expected text need not know the limiter's bucket sizes, which
+ * decide how much longer than the window a request is counted.
+ */
+static const char *
+windows_text(struct fx *f, uint32_t slot, char *buf, size_t len)
+{
+	static const uint32_t	 all[RL_WINDOWS] = { 1, 1, 1 };
+	struct rl_limits	 l;
+	uint32_t		 used[RL_WINDOWS];
+	int64_t			 ms[RL_WINDOWS], want;
+	json_t			*a = json_object_get(f->body, "windows"), *w;
+	json_int_t		 reset;
+	char			 rs[24];
+	size_t			 i, off = 0;
+	int			 k;
+
+	ratelimit_set(&l, all);
+	ratelimit_usage(keystore_rate(&f->ks, slot), &l, f->mono, used, ms);
+	assert_true(json_is_array(a));
+	buf[0] = '\0';
+	json_array_foreach(a, i, w) {
+		for (k = 0; k < RL_WINDOWS; k++)
+			if (strcmp(str(w, "window"),
+			    ratelimit_window_name[k]) == 0)
+				break;
+		assert_true(k < RL_WINDOWS);
+		want = (ms[k] + 999) / 1000;
+		reset = json_integer_value(json_object_get(w, "reset"));
+		if (reset == want)
+			snprintf(rs, sizeof(rs), "%s", want != 0 ? "R" : "0");
+		else
+			snprintf(rs, sizeof(rs), "!%" JSON_INTEGER_FORMAT,
+			    reset);
+		off += (size_t)snprintf(buf + off, len - off, "%s%s:%"
+		    JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT "/%"
+		    JSON_INTEGER_FORMAT "/%s/%s", i > 0 ? " " : "",
+		    str(w, "window"),
+		    json_integer_value(json_object_get(w, "limit")),
+		    json_integer_value(json_object_get(w, "used")),
+		    json_integer_value(json_object_get(w, "remaining")), rs,
+		    str(w, "source"));
+		assert_true(off < len);
+	}
+	return (buf);
+}
+
+/*
+ * GET usage of id at monotonic time mono; assert its windows, written as
+ * windows_text() writes them ("" for none).
+ */
+static void
+expect_windows(struct fx *f, const char *id, int64_t mono, const char *want)
+{
+	struct ks_key	 k;
+	uint32_t	 slot;
+	char		 p[96], got[512];
+
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	f->mono = mono;
+	req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s/usage", id),
+	    NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	windows_text(f, slot, got, sizeof(got));
+	f->mono = T_MONO;
+	if (strcmp(got, want) != 0)
+		fail_msg("usage windows at T_MONO%+lld:\n got  %s\n want %s",
+		    (long long)(mono - T_MONO), got, want);
+}
+
+/* The reset (s) of window name in the last usage answer (-1: none). */
+static json_int_t
+window_reset(struct fx *f, const char *name)
+{
+	json_t	*w;
+	size_t	 i;
+
+	json_array_foreach(json_object_get(f->body, "windows"), i, w)
+		if (strcmp(str(w, "window"), name) == 0)
+			return (json_integer_value(json_object_get(w,
+			    "reset")));
+	return (-1);
+}
+
+/*
+ * Admit n requests of the key id at mono through the limiter's state of
+ * its slot, as the request path does, with the limits lim; returns how
+ * many were admitted.
+ */
+static int
+admit(struct fx *f, const char *id, int n, const uint32_t *lim, int64_t mono)
+{
+	struct ks_key	 k;
+	struct rl_limits l;
+	uint32_t	 slot;
+	int		 i, ok = 0;
+
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	ratelimit_set(&l, lim);
+	for (i = 0; i < n; i++)
+		ok += ratelimit_admit(keystore_rate(&f->ks, slot), &l, mono,
+		    NULL);
+	return (ok);
+}
+
+/*
+ * Usage windows: limits and their source, used, remaining, reset.  The
+ * limiter counts a request for at least W and (its buckets being at most
+ * W / 15 long) less than W + W / 15 + 1 ms: the times below are chosen so
+ * that used does not depend on more than that.
+ */
+static void
+test_usage_windows(void **state)
+{
+	static const uint32_t	 dflt[RL_WINDOWS] = { 20, 200, 1000 };
+	static const uint32_t	 own[RL_WINDOWS] = { 5, 200, 5000 };
+	struct fx		*f = *state;
+	char			 a[KS_ID_LEN + 1], b[KS_ID_LEN + 1];
+	char			 p[96];
+	int64_t			 t;
+
+	create(f, "{\"owner\":\"o\"}", a, NULL);
+	create(f, "{\"owner\":\"o\",\"rate_limit\":{\"per_1s\":5,"
+	    "\"per_60s\":5000}}", b, NULL);
+	/* Nothing counted yet: reset 0. */
+	expect_windows(f, a, T_MONO, "1s:20/0/20/0/default "
+	    "10s:200/0/200/0/default 60s:1000/0/1000/0/default");
+	expect_windows(f, b, T_MONO, "1s:5/0/5/0/key 10s:200/0/200/0/default "
+	    "60s:5000/0/5000/0/key");
+	assert_int_equal(admit(f, a, 3, dflt, T_MONO), 3);
+	expect_windows(f, a, T_MONO, "1s:20/3/17/R/default "
+	    "10s:200/3/197/R/default 60s:1000/3/997/R/default");
+	/* Counted for at least the window: reset is at least its length. */
+	assert_true(window_reset(f, "1s") >= 1);
+	assert_true(window_reset(f, "10s") >= 10);
+	assert_true(window_reset(f, "60s") >= 60);
+	/* The other key's windows are its own. */
+	expect_windows(f, b, T_MONO, "1s:5/0/5/0/key 10s:200/0/200/0/default "
+	    "60s:5000/0/5000/0/key");
+	/* The override is the limit: 5 admitted, the refused not counted. */
+	assert_int_equal(admit(f, b, 7, own, T_MONO - 300), 5);
+	expect_windows(f, b, T_MONO, "1s:5/5/0/R/key 10s:200/5/195/R/default "
+	    "60s:5000/5/4995/R/key");
+	/* Part of a second left rounds up. */
+	expect_windows(f, a, T_MONO + 250, "1s:20/3/17/R/default "
+	    "10s:200/3/197/R/default 60s:1000/3/997/R/default");
+	assert_int_equal(window_reset(f, "1s"), 1);
+	/* Once a window has passed, its requests no longer count. */
+	expect_windows(f, a, T_MONO + 1068, "1s:20/0/20/0/default "
+	    "10s:200/3/197/R/default 60s:1000/3/997/R/default");
+	expect_windows(f, a, T_MONO + 10668, "1s:20/0/20/0/default "
+	    "10s:200/0/200/0/default 60s:1000/3/997/R/default");
+	expect_windows(f, a, T_MONO + 64001, "1s:20/0/20/0/default "
+	    "10s:200/0/200/0/default 60s:1000/0/1000/0/default");
+	/* New requests then count alone. */
+	t = T_MONO + 64001;
+	assert_int_equal(admit(f, a, 3, dflt, t), 3);
+	expect_windows(f, a, t + 500, "1s:20/3/17/R/default "
+	    "10s:200/3/197/R/default 60s:1000/3/997/R/default");
+	/*
+	 * A PATCH of the key's rate_limit shows at once, counts kept; a limit
+	 * lowered below what is used leaves 0 remaining.
+	 */
+	req(f, HTTP_M_PATCH, path_for(p, sizeof(p), "/v1/keys/%s", a),
+	    "{\"rate_limit\":{\"per_10s\":2}}");
+	assert_int_equal(f->rs.as_status, 200);
+	expect_windows(f, a, t + 500, "1s:20/3/17/R/default "
+	    "10s:2/3/0/R/key 60s:1000/3/997/R/default");
+	/* The largest limit the limiter enforces; one more is refused. */
+	req(f, HTTP_M_PATCH, p, "{\"rate_limit\":{\"per_1s\":1000001}}");
+	assert_int_equal(f->rs.as_status, 422);
+	req(f, HTTP_M_PATCH, p, "{\"rate_limit\":{\"per_1s\":1000000}}");
+	assert_int_equal(f->rs.as_status, 200);
+	expect_windows(f, a, t, "1s:1000000/3/999997/R/key "
+	    "10s:200/3/197/R/default 60s:1000/3/997/R/default");
+	/* Windows enforced nowhere are left out: [] with rate_limit off. */
+	memset(f->env.ae_rate, 0, sizeof(f->env.ae_rate));
+	expect_windows(f, b, T_MONO, "1s:5/5/0/R/key 60s:5000/5/4995/R/key");
+	req(f, HTTP_M_PATCH, p, "{\"rate_limit\":null}");
+	assert_int_equal(f->rs.as_status, 200);
+	expect_windows(f, a, t, "");
+	f->env.ae_rate[1] = 50;
+	expect_windows(f, a, t, "10s:50/3/47/R/default");
+}
+
 /* Verify: valid, each refusal, the key's identity when found. */
 static void
 test_verify(void **state)
@@ -1899,6 +2094,7 @@ main(void)
 		T(test_regenerate_grace),
 		T(test_regenerate_invalid),
 		T(test_usage),
+		T(test_usage_windows),
 		T(test_verify),
 		T(test_storage_unavailable),
 		cmocka_unit_test_setup_teardown(test_full, fx_setup_tiny,
