@@ -1270,7 +1270,8 @@ done:
 	return (rc);
 }
 
-#define TABLE_NCOL	8
+#define TABLE_NCOL	8	/* columns of list */
+#define TABLE_MAXCOL	8	/* of any table */
 
 /* The cells of one key's row of the list table, malloc'ed. */
 static void
@@ -1294,16 +1295,40 @@ table_row(const json_t *key, int64_t now, char **cells)
 }
 
 /*
- * The table of list: a header and one row per key, each column as wide as
- * its widest cell (in characters, not bytes) plus two spaces.
+ * Print and free a table of n rows (the header first) of ncol (at most
+ * TABLE_MAXCOL) malloc'ed cells each (NULL prints as "?"), each column as
+ * wide as its widest cell (in characters, not bytes) plus two spaces.
  */
+static void
+print_table(char **cells, size_t n, size_t ncol)
+{
+	size_t		 width[TABLE_MAXCOL], i;
+	const char	*cell;
+
+	memset(width, 0, sizeof(width));
+	for (i = 0; i < n * ncol; i++)
+		if (cells[i] != NULL && text_width(cells[i]) > width[i % ncol])
+			width[i % ncol] = text_width(cells[i]);
+	for (i = 0; i < n * ncol; i++) {
+		cell = cells[i] != NULL ? cells[i] : "?";
+		put_clean(stdout, cell);
+		if (i % ncol + 1 < ncol)
+			printf("%*s", (int)(width[i % ncol] - text_width(cell) +
+			    2), "");
+		else
+			putchar('\n');
+		free(cells[i]);
+	}
+}
+
+/* The table of list: a header and one row per key. */
 static void
 print_key_table(const json_t *keys, int64_t now)
 {
 	static const char *const	 head[TABLE_NCOL] = { "ID", "OWNER",
 		"APP", "NAME", "SCOPES", "HINT", "STATE", "LAST USED" };
-	size_t				 width[TABLE_NCOL], n, i, c;
-	char				**cells, *cell;
+	size_t				 n, i, c;
+	char				**cells;
 
 	n = json_array_size(keys) + 1;
 	if ((cells = calloc(n * TABLE_NCOL, sizeof(*cells))) == NULL) {
@@ -1315,21 +1340,7 @@ print_key_table(const json_t *keys, int64_t now)
 	for (i = 1; i < n; i++)
 		table_row(json_array_get(keys, i - 1), now,
 		    cells + i * TABLE_NCOL);
-	memset(width, 0, sizeof(width));
-	for (i = 0; i < n * TABLE_NCOL; i++)
-		if (cells[i] != NULL && text_width(cells[i]) >
-		    width[i % TABLE_NCOL])
-			width[i % TABLE_NCOL] = text_width(cells[i]);
-	for (i = 0; i < n * TABLE_NCOL; i++) {
-		cell = cells[i] != NULL ? cells[i] : "?";
-		put_clean(stdout, cell);
-		if (i % TABLE_NCOL + 1 < TABLE_NCOL)
-			printf("%*s", (int)(width[i % TABLE_NCOL] -
-			    text_width(cell) + 2), "");
-		else
-			putchar('\n');
-		free(cells[i]);
-	}
+	print_table(cells, n, TABLE_NCOL);
 	free(cells);
 }
 
@@ -1624,7 +1635,61 @@ done:
 	return (rc);
 }
 
-/* usage: GET /v1/keys/ID/usage. */
+#define USAGE_NCOL	6
+
+/* An integer member as text in buf ("?" when it is not an integer). */
+static char *
+key_num(const json_t *o, const char *name, char *buf, size_t len)
+{
+	const json_t	*v = json_object_get(o, name);
+
+	if (json_is_integer(v))
+		snprintf(buf, len, "%" JSON_INTEGER_FORMAT,
+		    json_integer_value(v));
+	else
+		snprintf(buf, len, "?");
+	return (buf);
+}
+
+/*
+ * The rate limit windows of a usage answer as a table, one row per window
+ * the API lists (only the header when none is enforced).
+ */
+static void
+print_window_table(const json_t *windows)
+{
+	static const char *const	 head[USAGE_NCOL] = { "WINDOW", "LIMIT",
+		"USED", "REMAINING", "RESET", "SOURCE" };
+	static const char *const	 nums[] = { "limit", "used",
+		"remaining", "reset" };
+	const json_t			*w;
+	size_t				 n, i, c;
+	char				**cells, **row, num[24];
+
+	n = json_array_size(windows) + 1;
+	if ((cells = calloc(n * USAGE_NCOL, sizeof(*cells))) == NULL) {
+		warnmsg("out of memory");
+		return;
+	}
+	for (c = 0; c < USAGE_NCOL; c++)
+		cells[c] = strdup(head[c]);
+	for (i = 1; i < n; i++) {
+		w = json_array_get(windows, i - 1);
+		row = cells + i * USAGE_NCOL;
+		row[0] = strdup(key_str(w, "window", "?"));
+		for (c = 0; c < sizeof(nums) / sizeof(nums[0]); c++)
+			row[c + 1] = strdup(key_num(w, nums[c], num,
+			    sizeof(num)));
+		row[5] = strdup(key_str(w, "source", "?"));
+	}
+	print_table(cells, n, USAGE_NCOL);
+	free(cells);
+}
+
+/*
+ * usage: GET /v1/keys/ID/usage.  The counters as a field list, then, after
+ * an empty line, the table of the rate limit windows.
+ */
 static int
 cmd_usage(struct ctl *ctl, int argc, char **argv)
 {
@@ -1641,14 +1706,14 @@ cmd_usage(struct ctl *ctl, int argc, char **argv)
 		print_json(u);
 	else {
 		print_field("id", key_str(u, "id", "?"));
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-		    json_integer_value(json_object_get(u, "requests_allowed")));
-		print_field("requests_allowed", num);
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-		    json_integer_value(json_object_get(u, "requests_refused")));
-		print_field("requests_refused", num);
+		print_field("requests_allowed", key_num(u, "requests_allowed",
+		    num, sizeof(num)));
+		print_field("requests_refused", key_num(u, "requests_refused",
+		    num, sizeof(num)));
 		print_field("last_used_at", key_str(u, "last_used_at",
 		    "never"));
+		putchar('\n');
+		print_window_table(json_object_get(u, "windows"));
 	}
 	json_decref(u);
 	return (0);

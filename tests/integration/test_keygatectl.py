@@ -39,11 +39,14 @@ def token_file():
     return os.path.join(_token_dir, "admin.token")
 
 
-def template():
-    return kg.config("route * .* auth=deny",
+def template(**settings):
+    # /echo takes keys (the usage test sends requests there); the default
+    # rate_limit (20/1s 200/10s 1000/60s) applies unless settings say else.
+    return kg.config("route GET ^/echo(/|$) auth=api-key upstream=echo",
+                     "route * .* auth=deny",
                      admin_listen="127.0.0.1:{port2}",
                      admin_token_file=token_file(),
-                     max_keys=5000)
+                     max_keys=5000, **settings)
 
 
 def daemon():
@@ -141,18 +144,21 @@ TABLE_HEAD = ["ID", "OWNER", "APP", "NAME", "SCOPES", "HINT", "STATE",
               "LAST USED"]
 
 
-def table(text):
-    """The rows of list's table as dicts; checks the header and alignment."""
+WINDOW_HEAD = ["WINDOW", "LIMIT", "USED", "REMAINING", "RESET", "SOURCE"]
+
+
+def table(text, columns=TABLE_HEAD):
+    """The rows of a table as dicts; checks the header and alignment."""
     lines = text.splitlines()
     kg.check(lines, "empty table")
     head = lines[0]
-    starts = [head.index(h) for h in TABLE_HEAD]
+    starts = [head.index(h) for h in columns]
     kg.eq(starts, sorted(starts), "header column order in %r" % head)
-    kg.eq(re.split(r"  +", head.strip()), TABLE_HEAD, "table header")
+    kg.eq(re.split(r"  +", head.strip()), columns, "table header")
     rows = []
     for line in lines[1:]:
         row = {}
-        for i, h in enumerate(TABLE_HEAD):
+        for i, h in enumerate(columns):
             end = starts[i + 1] if i + 1 < len(starts) else len(line)
             cell = line[starts[i]:end]
             if i + 1 < len(starts):
@@ -510,18 +516,128 @@ def test_regenerate_with_grace():
           "regenerate an unknown id")
 
 
+def usage(d, key_id):
+    """
+    keygatectl usage: the fields, the window table rows, and the JSON of
+    --json (two runs); checks the shape of the output.
+    """
+    out = ok(ctl("usage", key_id, d=d), "usage")
+    head, sep, rest = out.partition("\n\n")
+    kg.check(sep, "usage: no empty line before the window table: %r" % out)
+    j = json.loads(ok(ctl("--json", "usage", key_id, d=d), "--json usage"))
+    return fields(head), table(rest, WINDOW_HEAD), j
+
+
+def window_rows(windows):
+    """The API's windows as the table shows them."""
+    return [{"WINDOW": w["window"], "LIMIT": str(w["limit"]),
+             "USED": str(w["used"]), "REMAINING": str(w["remaining"]),
+             "RESET": str(w["reset"]), "SOURCE": w["source"]}
+            for w in windows]
+
+
+def echo(d, secret, n):
+    """n requests with the key on /echo; the statuses."""
+    return [kg.request(d.ports[0], "GET", "/echo",
+                       headers={"X-API-KEY": secret}).status
+            for _ in range(n)]
+
+
 def test_usage():
     d = daemon()
     k = create(d, "--owner", owner())
-    f = fields(ok(ctl("usage", k["id"], d=d), "usage"))
+    f, rows, j = usage(d, k["id"])
     kg.eq(f, {"id": k["id"], "requests_allowed": "0",
               "requests_refused": "0", "last_used_at": "never"},
           "usage of a fresh key")
-    j = json.loads(ok(ctl("--json", "usage", k["id"], d=d), "--json usage"))
+    fresh = [{"window": "1s", "limit": 20, "used": 0, "remaining": 20,
+              "reset": 0, "source": "default"},
+             {"window": "10s", "limit": 200, "used": 0, "remaining": 200,
+              "reset": 0, "source": "default"},
+             {"window": "60s", "limit": 1000, "used": 0, "remaining": 1000,
+              "reset": 0, "source": "default"}]
     kg.eq(j, {"id": k["id"], "requests_allowed": 0, "requests_refused": 0,
-              "last_used_at": None}, "--json usage")
+              "last_used_at": None, "windows": fresh}, "--json usage")
+    kg.eq(rows, window_rows(fresh), "window table of a fresh key")
     fails(ctl("usage", "key_doesnotexist", d=d), 1, r"key_not_found",
           "usage of an unknown id")
+
+
+def test_usage_windows_after_requests():
+    """
+    A key with its own 60 s limit of 4 sends 6 requests: 4 admitted, 2
+    refused (429), and usage shows them in every window.  The counts are
+    compared exactly only for windows longer than the time the test took
+    (the 1 s window may have emptied on a slow machine).
+    """
+    d = daemon()
+    k = create(d, "--owner", owner(), "--rate", "60s=4")
+    t0 = time.monotonic()
+    statuses = echo(d, k["secret"], 6)
+    kg.eq(statuses, [200] * 4 + [429] * 2, "statuses of 6 requests")
+    f, rows, j = usage(d, k["id"])
+    elapsed = time.monotonic() - t0
+    kg.eq((f["requests_allowed"], f["requests_refused"]), ("4", "2"),
+          "counters after the requests")
+    kg.check(re.match(kg.RFC3339_RE, f["last_used_at"]), "last_used_at %r" %
+             f["last_used_at"])
+    kg.eq((j["requests_allowed"], j["requests_refused"]), (4, 2),
+          "--json counters")
+    ws = {w["window"]: w for w in j["windows"]}
+    kg.eq([w["window"] for w in j["windows"]], ["1s", "10s", "60s"],
+          "windows listed")
+    for name, limit, source, length in (("1s", 20, "default", 1),
+                                        ("10s", 200, "default", 10),
+                                        ("60s", 4, "key", 60)):
+        w = ws[name]
+        what = "window %s: %r" % (name, w)
+        kg.eq((w["limit"], w["source"]), (limit, source), what)
+        kg.eq(w["remaining"], max(0, limit - w["used"]), what)
+        kg.check(0 <= w["used"] <= 4, what)
+        kg.check((w["used"] == 0) == (w["reset"] == 0), what)
+        # The limiter counts a request up to a fifteenth of the window
+        # longer than the window (its buckets), and reset says when it
+        # really stops counting.
+        kg.check(0 <= w["reset"] <= length * 16 // 15 + 1, what)
+        if elapsed < length - 1:
+            kg.eq(w["used"], 4, what + ": refused requests count in none")
+            kg.check(w["reset"] >= 1, what)
+    if elapsed < 59:
+        kg.eq(ws["60s"]["remaining"], 0, "60s window: nothing remains")
+    # The table (a run of its own) shows the same limits and sources; the
+    # counts may have moved on meanwhile, so only those are compared.
+    kg.eq([(r["WINDOW"], r["LIMIT"], r["SOURCE"]) for r in rows],
+          [("1s", "20", "default"), ("10s", "200", "default"),
+           ("60s", "4", "key")], "window table")
+    for r in rows:
+        kg.eq(int(r["REMAINING"]), max(0, int(r["LIMIT"]) - int(r["USED"])),
+              "REMAINING of %r" % r)
+    # Another key's windows are its own.
+    other = create(d, "--owner", owner())
+    kg.check(all(w["used"] == 0 for w in usage(d, other["id"])[2]["windows"]),
+             "a fresh key shows requests of another")
+
+
+def test_usage_rate_limit_off():
+    """With "rate_limit off" only the key's own windows are listed."""
+    d = kg.start(template(rate_limit="off"), nports=2)
+    k = create(d, "--owner", owner())
+    f, rows, j = usage(d, k["id"])
+    kg.eq(j["windows"], [], "windows with rate_limit off")
+    kg.eq(rows, [], "window table with rate_limit off")
+    kg.eq(echo(d, k["secret"], 25), [200] * 25, "requests not limited")
+    kg.eq(usage(d, k["id"])[2]["windows"], [], "windows after requests")
+    k2 = create(d, "--owner", owner(), "--rate", "10s=7")
+    t0 = time.monotonic()
+    kg.eq(echo(d, k2["secret"], 2), [200] * 2, "requests of the limited key")
+    f, rows, j = usage(d, k2["id"])
+    kg.eq([(w["window"], w["limit"], w["source"]) for w in j["windows"]],
+          [("10s", 7, "key")], "windows of a key with its own 10s limit")
+    kg.eq([(r["WINDOW"], r["LIMIT"], r["SOURCE"]) for r in rows],
+          [("10s", "7", "key")], "window table of that key")
+    if time.monotonic() - t0 < 9:
+        kg.eq((j["windows"][0]["used"], j["windows"][0]["remaining"]),
+              (2, 5), "used and remaining of the 10s window")
 
 
 def test_verify():
@@ -750,6 +866,8 @@ TESTS = [
     test_delete_then_show,
     test_regenerate_with_grace,
     test_usage,
+    test_usage_windows_after_requests,
+    test_usage_rate_limit_off,
     test_verify,
     test_token_sources,
     test_url_sources,
