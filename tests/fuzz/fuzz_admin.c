@@ -215,6 +215,7 @@ fz_send(const struct fz_req *r, struct admin_response *rs)
 	rq.aq_body = r->r_body;
 	rq.aq_bodylen = r->r_bodylen;
 	rq.aq_now = fz.f_now;
+	rq.aq_mono = fz.f_now;	/* usage windows read the (empty) rate states */
 	admin_handle(&fz.f_env, &rq, rs);
 }
 
