@@ -24,8 +24,8 @@ struct accesslog_entry {
 	const char	*ae_reqid;
 	size_t		 ae_reqidlen;
 	const char	*ae_key;	/* key id ([A-Za-z0-9_] only), "" or NULL */
-	int64_t		 ae_rate_ms;	/* when a rate limit decided, wall */
-					/* clock; 0: no limit applied */
+	int64_t		 ae_rate_ms;	/* when a rate limit decided: its */
+					/* clock as wall time; 0: no limit */
 };
 
 struct accesslog;

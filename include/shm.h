@@ -53,6 +53,12 @@ struct shm_header {
 	uint64_t	 sh_ks_off;	/* key store region, 64-byte aligned */
 	uint32_t	 sh_max_keys;
 	uint64_t	 sh_ip_off;	/* rate table of client addresses */
+	/*
+	 * Wall-clock minus CLOCK_MONOTONIC ms, fixed at creation: the
+	 * limiter's times shown as wall-clock times in the access log, the
+	 * same in every worker.
+	 */
+	int64_t		 sh_mono_to_wall;
 	/* Rate-limit refusals by window: [0] keys, [1] client addresses. */
 	uint64_t	 sh_rate_refused[2][RL_WINDOWS];
 	struct shm_worker sh_workers[SHM_SLOTS];

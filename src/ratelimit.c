@@ -7,11 +7,13 @@
  * keeps RL_SLOTS = 32 words per window, slot i % 32 holding
  * (i << 28) | (latest << 20) | count for the bucket it last counted, where
  * latest is the latest arrival in the bucket in 256ths of g, rounded down.
- * The bucket's units are counted until its drop time
- * i*g + ceil((latest + 1) g / 256) - 1 + W: no arrival in the bucket was
- * later than that minus W, so every unit is counted for at least W ms, and
- * at most g + g / 256 + 1 ms longer (the earliest unit of a bucket waits
- * for its latest).  Counting every bucket to its end instead would cost a
+ * With m = i*g + ceil((latest + 1) g / 256) - 1, no arrival in the
+ * bucket was later than m, and the bucket's units are counted while
+ * now <= m + W: a unit that arrived at ms k is counted at every ms from k
+ * to k + W.  Times are whole ms, truncated, so in real time two requests
+ * L units apart are at least W apart, not just W - 1 ms.  A unit is counted
+ * at most g + g / 256 + 2 ms longer than that (the earliest unit of a
+ * bucket waits for its latest).  Counting every bucket to its end instead would cost a
  * client hammering a key g / W of its limit; with the latest arrival, units
  * admitted together as a window frees up also expire together, and the
  * loss falls to what the spread of arrivals inside a bucket costs (at most
@@ -45,7 +47,7 @@
  * far-behind one still counts.
  *
  * Why a client at 90 % is never refused.  A unit is counted for less than
- * W + g + g / 256 + 1 ms, about 1.033 W, below W / 0.9, so a client spaced
+ * W + g + g / 256 + 3 ms, about 1.035 W, below W / 0.9, so a client spaced
  * W / (0.9 L) apart has at most L - 1 earlier requests counted when it
  * sends the next.
  *
@@ -136,7 +138,7 @@ rl_view_init(struct rl_view *v, const struct rl_limits *l, int w,
 /*
  * When the units of the bucket of age a (negative: ahead of cur) stop being
  * counted: its start, plus its latest arrival rounded up to the next
- * 256th, plus W.
+ * 256th, plus W, plus 1 ms for the clock's truncation to whole ms.
  */
 static int64_t
 rl_age_drop(const struct rl_view *v, int64_t a, uint64_t late)
@@ -144,7 +146,7 @@ rl_age_drop(const struct rl_view *v, int64_t a, uint64_t late)
 	int64_t		 start = (v->v_cur - a) * v->v_gran;
 	int64_t		 upto = ((int64_t)late + 1) * v->v_gran;
 
-	return (start + (upto + RL_OMASK) / (RL_OMASK + 1) - 1 + v->v_window);
+	return (start + (upto + RL_OMASK) / (RL_OMASK + 1) + v->v_window);
 }
 
 /*
@@ -352,8 +354,12 @@ rl_result_admit(struct rl_result *res, const struct rl_view *v,
 		res->rr_window = w;
 		res->rr_limit = v[w].v_limit;
 		res->rr_remaining = rem;
-		/* The request itself is the youngest: age 0 (or ahead). */
-		res->rr_reset = rl_seconds(rl_view_drop(&v[w], 0), now, 0);
+		/*
+		 * The request itself is the youngest: age 0 (or ahead).  The
+		 * header names the last ms it is counted (drop - 1), so that
+		 * a fresh 1 s window says 1, not 2.
+		 */
+		res->rr_reset = rl_seconds(rl_view_drop(&v[w], 0) - 1, now, 0);
 	}
 }
 
@@ -381,7 +387,7 @@ rl_result_refuse(struct rl_result *res, struct rl_view *v, const int *on,
 		for (a = 0; a < RL_SLOTS && v[w].v_count[a] == 0; a++)
 			;
 		res->rr_reset = a == RL_SLOTS ? 0 :
-		    rl_seconds(rl_view_drop(&v[w], a), now, 1);
+		    rl_seconds(rl_view_drop(&v[w], a) - 1, now, 1);
 	}
 	/*
 	 * Every window has room again: a concurrent request was refused too

@@ -447,7 +447,8 @@ conn_authorize(struct conn *c, const struct route *r)
 	if (ar.ar_found)
 		memcpy(c->c_keyid, ar.ar_key.k_id, sizeof(c->c_keyid));
 	if (ar.ar_limited) {
-		c->c_rate_ms = util_now_ms();
+		/* The limiter's own time, for the access log. */
+		c->c_rate_ms = ra.ra_now + w->w_env->se_shm->sh_mono_to_wall;
 		c->c_extralen += auth_rate_headers(&ar, c->c_extra +
 		    c->c_extralen, sizeof(c->c_extra) - c->c_extralen);
 	}

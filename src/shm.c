@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/rand.h>
 
@@ -26,6 +27,7 @@ shm_create(uint32_t max_keys)
 {
 	struct shm_header	*sh;
 	struct keystore		 ks;
+	struct timespec		 wall, mono;
 	size_t			 off, ipoff, size;
 	uint64_t		 seed;
 
@@ -45,6 +47,10 @@ shm_create(uint32_t max_keys)
 	sh->sh_ks_off = off;
 	sh->sh_max_keys = max_keys;
 	sh->sh_ip_off = ipoff;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
+	    (wall.tv_nsec - mono.tv_nsec) / 1000000;
 	keystore_init(&ks, (char *)sh + off, max_keys, seed);
 	ratelimit_iptable_init((char *)sh + ipoff, SHM_IP_ENTRIES,
 	    seed * 0x9e3779b97f4a7c15ULL + 1);

@@ -1051,10 +1051,16 @@ test_rate_anonymous(void **state)
 	rate_anon[0] = 2;
 	assert_int_equal(rated(&r, "", t, "AAAA", &ar), 0);
 	assert_int_equal(rated(&r, "", t, "AAAA", &ar), 0);
+	/*
+	 * In the same ms as the two admitted: they are counted through
+	 * t + 1000, so 1 s is 1 ms short and Retry-After says 2.
+	 */
 	assert_int_equal(rated(&r, "", t, "AAAA", &ar), 429);
 	assert_string_equal(ar.ar_message,
-	    "rate limit of 2 requests per 1s reached; retry in 1 s");
-	assert_int_equal(rate_refused[1][0], 1);
+	    "rate limit of 2 requests per 1s reached; retry in 2 s");
+	assert_int_equal(rated(&r, "", t + 1000, "AAAA", &ar), 429);
+	assert_int_equal(rated(&r, "", t + 1001, "AAAA", &ar), 0);
+	assert_int_equal(rate_refused[1][0], 2);
 	assert_int_equal(rate_refused[0][0], 0);
 	assert_int_equal(rated(&r, "", t, "BBBB", &ar), 0);	/* own counter */
 	assert_int_equal(ar.ar_rate.rr_remaining, 1);

@@ -53,7 +53,7 @@ gran(uint32_t w)
 static int64_t
 slack(uint32_t w)
 {
-	return (gran(w) + gran(w) / 256 + 1);
+	return (gran(w) + gran(w) / 256 + 2);
 }
 
 static void
@@ -222,6 +222,12 @@ test_window_boundaries(void **state)
 		assert_int_equal(ratelimit_admit(&copy, &l,
 		    t + r.rr_retry_after * 1000, NULL), 1);
 		assert_int_equal(ratelimit_admit(&st, &l, t + win[w] - 1,
+		    NULL), 0);
+		/*
+		 * Counted through t + W: with times truncated to whole ms,
+		 * that is what keeps L + 1 requests a full W apart.
+		 */
+		assert_int_equal(ratelimit_admit(&st, &l, t + win[w],
 		    NULL), 0);
 		assert_int_equal(ratelimit_admit(&st, &l,
 		    t + win[w] + slack(win[w]), NULL), 1);
