@@ -32,6 +32,18 @@
 #   keys-create  keygated only: $CREATES x POST /v1/keys (admin API, each
 #           create fsync'ed to the journal) over one keep-alive connection
 #           from a Python client (create.py), on top of the $KEYS keys.
+#   rate    keys-proxy with per-key rate limits too high to refuse anything:
+#           keygated "rate_limit 1000000/1s 1000000/10s 1000000/60s" vs
+#           keygated "rate_limit off" vs nginx limit_req keyed by
+#           $http_x_api_key vs HAProxy with three stick tables (1s, 10s,
+#           60s http_req_rate) keyed by the X-API-KEY header; no 429 may
+#           occur (wrk counts every status >= 400).
+#   rate-accuracy  one key, wrk -c$ACCURACY_CONNS for $DURATION s once per
+#           system, each gateway limiting it to 20/1s (keygated rate_limit
+#           20/1s, nginx rate=20r/s burst=$NGINX_BURST nodelay, HAProxy
+#           http_req_rate(1s) gt 20) and forwarding what it admits to a
+#           recording upstream (record.py): admits, the most admits in any
+#           sliding 1 s, the mean admitted rate.
 # The keys (secrets, keygated's keys.snapshot, nginx and HAProxy map files)
 # are made once per run by keys.py.  For keys-verify and keys-proxy every
 # system is also started once with no keys, to measure its memory at rest
@@ -48,7 +60,7 @@
 #   NGINX      nginx binary [nginx from PATH]
 #   HAPROXY    haproxy binary [haproxy from PATH], for proxy and verify
 #   WORKLOADS  space-separated workloads to run [proxy verify echo
-#              keys-verify keys-proxy keys-create]
+#              keys-verify keys-proxy keys-create rate rate-accuracy]
 #   KEYS       API keys loaded for the keys-* workloads [100000]
 #   CREATES    keys created through the admin API in keys-create [2000]
 #   ROUNDS     rounds per workload [5]
@@ -65,6 +77,9 @@
 #              on each system's processes [0]
 #   PROFILE_DURATION  seconds of wrk load per profile run [5]
 #   KEEP_TMP   1: keep the temporary directory (configs, logs, wrk output)
+#   ACCURACY_CONNS  wrk connections in rate-accuracy [16]
+#   NGINX_BURST     nginx limit_req burst in rate-accuracy [19: with
+#              nodelay, 20 requests at once, as the 20/1s of the others]
 #
 # Adding a workload: give it a case in workload_info() (description,
 # systems with the compared one first, path, extra request headers,
@@ -83,12 +98,14 @@ WORKERS=${WORKERS:-2}
 UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
 POOL=${POOL:-64}
 WARMUP=${WARMUP:-2}
-WORKLOADS=${WORKLOADS:-proxy verify echo keys-verify keys-proxy keys-create}
+WORKLOADS=${WORKLOADS:-proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy}
 KEYS=${KEYS:-100000}
 CREATES=${CREATES:-2000}
 PROFILE=${PROFILE:-0}
 PROFILE_DURATION=${PROFILE_DURATION:-5}
 KEEP_TMP=${KEEP_TMP:-0}
+ACCURACY_CONNS=${ACCURACY_CONNS:-16}
+NGINX_BURST=${NGINX_BURST:-19}
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -99,7 +116,7 @@ die() { warn "$*"; exit 1; }
 
 val=
 for v in ROUNDS DURATION CONNS THREADS WORKERS UPSTREAM_WORKERS POOL WARMUP \
-    PROFILE_DURATION KEYS CREATES; do
+    PROFILE_DURATION KEYS CREATES ACCURACY_CONNS NGINX_BURST; do
 	eval "val=\$$v"
 	case $val in
 	'' | *[!0-9]*) die "$v must be a whole number, not \"$val\"" ;;
@@ -108,11 +125,17 @@ done
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] &&
     [ "$THREADS" -ge 1 ] && [ "$WORKERS" -ge 1 ] &&
     [ "$UPSTREAM_WORKERS" -ge 1 ] && [ "$POOL" -ge 1 ] && [ "$KEYS" -ge 1 ] &&
-    [ "$CREATES" -ge 1 ] ||
-    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS and CREATES must be at least 1"
+    [ "$CREATES" -ge 1 ] && [ "$ACCURACY_CONNS" -ge 1 ] ||
+    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES and ACCURACY_CONNS must be at least 1"
 W_KEYS=0
 W_CREATE=0
+W_ACCURACY=0
 W_MAX_KEYS=0
+
+# The rate workloads' limits: rate, per window (1s 10s 60s), so high that
+# nothing is refused; rate-accuracy, 20 requests per second.
+RATE_HIGH=1000000
+RATE_LOW=20
 
 # ---------------------------------------------------------------- workloads
 
@@ -127,6 +150,8 @@ W_MAX_KEYS=0
 #   W_KEYS      1 if the systems hold the $KEYS API keys and every request
 #               carries one (wrk -s keys.lua);
 #   W_CREATE    1 for keys-create: no wrk rounds, the admin API client;
+#   W_ACCURACY  1 for rate-accuracy: no rounds, one run per system on one
+#               key, the upstream is the recording one (record.py);
 #   W_MAX_KEYS  keygated's max_keys: $KEYS (a full store), and room for the
 #               creates in keys-create.
 workload_info() {
@@ -135,6 +160,7 @@ workload_info() {
 	W_STATUS=200
 	W_KEYS=0
 	W_CREATE=0
+	W_ACCURACY=0
 	W_MAX_KEYS=$KEYS
 	case $1 in
 	proxy)
@@ -183,8 +209,23 @@ X-Original-URI: /bench"
 		W_CREATE=1
 		W_MAX_KEYS=$((KEYS + CREATES))
 		;;
+	rate)
+		W_DESC="keys-proxy with limits of $RATE_HIGH per 1s/10s/60s per key: keygated vs keygated rate_limit off vs nginx limit_req vs HAProxy stick tables"
+		W_SYSTEMS="keygated keygated_off nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_KEYS=1
+		;;
+	rate-accuracy)
+		W_DESC="one key limited to $RATE_LOW/1s, wrk -c$ACCURACY_CONNS, admits recorded by the upstream"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_KEYS=1
+		W_ACCURACY=1
+		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create)"
+		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy)"
 		;;
 	esac
 }
@@ -199,7 +240,8 @@ workload_url() {
 workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
-	echo:* | proxy:* | keys-proxy:*) say '{"ok":true}' ;;
+	echo:* | proxy:* | keys-proxy:* | rate:* | rate-accuracy:*)
+		say '{"ok":true}' ;;
 	*) say "HTTP/1.1 $W_STATUS" ;;
 	esac
 }
@@ -355,12 +397,16 @@ stop_pid() {
 # Every system of a workload runs from $wdir/SYSTEM ($wdir is the
 # workload's directory under $tmp) and listens on 127.0.0.1:$port_SYSTEM.
 
-# keygated_conf WORKLOAD: keygated's config for the workload, in $d.  No
-# access_log directive (the default is off).
+# keygated_conf WORKLOAD [SYSTEM]: keygated's config for the workload, in
+# $d, listening on $port_SYSTEM.  SYSTEM is keygated (the default) or
+# keygated_off, the same with "rate_limit off" (rate).  No access_log
+# directive (the default is off).
 keygated_conf() {
+	kg_sys=${2:-keygated}
+	eval "kg_port=\$port_$kg_sys"
 	cat <<EOF
 # generated by contrib/bench/run.sh, workload $1
-listen			127.0.0.1:$port_keygated
+listen			127.0.0.1:$kg_port
 workers			$WORKERS
 state_dir		$d/state
 pidfile			$d/keygated.pid
@@ -387,7 +433,7 @@ EOF
 		say "verify_path		/_keygate/verify"
 		say "route GET ^/bench\$	auth=api-key"
 		;;
-	keys-proxy)
+	keys-proxy | rate | rate-accuracy)
 		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
 		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
 		say "route GET ^/bench\$	auth=api-key upstream=up"
@@ -401,6 +447,15 @@ EOF
 		say "admin_listen		127.0.0.1:$keygated_admin_port"
 		say "admin_token_file	$keysdir/admin.token"
 		;;
+	esac
+	# The other workloads run with the default limits (20/1s 200/10s
+	# 1000/60s); with $KEYS keys picked at random, no key comes near them.
+	case $1:$kg_sys in
+	rate:keygated)
+		say "rate_limit		$RATE_HIGH/1s $RATE_HIGH/10s $RATE_HIGH/60s"
+		;;
+	rate:keygated_off) say "rate_limit		off" ;;
+	rate-accuracy:*) say "rate_limit		$RATE_LOW/1s" ;;
 	esac
 	n=0
 	keygated_optional | while IFS= read -r line; do
@@ -452,16 +507,19 @@ check_keygated() {
 	"$KEYGATED" -t -c "$d/keygated.conf" >"$d/check.log" 2>&1
 }
 
-# start_keygated WORKLOAD: keygated in the foreground (-f) as a background
-# job, with its config, state and pidfile in $wdir/keygated.
+# start_keygated WORKLOAD [SYSTEM]: keygated in the foreground (-f) as a
+# background job, with its config, state and pidfile in $wdir/SYSTEM
+# (keygated, or keygated_off: see keygated_conf).
 start_keygated() {
-	d=$wdir/keygated
+	kg_sys=${2:-keygated}
+	d=$wdir/$kg_sys
 	mkdir -p "$d/state"
 	free_port
-	port_keygated=$PORT
+	eval "port_$kg_sys=\$PORT"
+	kg_port=$PORT
 	free_port
 	keygated_admin_port=$PORT
-	keygated_conf "$1" >"$d/keygated.conf"
+	keygated_conf "$1" "$kg_sys" >"$d/keygated.conf"
 	"$KEYGATED" -t -c "$d/keygated.conf" >"$d/check.log" 2>&1 || {
 		cat "$d/check.log" >&2
 		return 2
@@ -476,12 +534,15 @@ start_keygated() {
 	launch_ms=$(now_ms)
 	"$KEYGATED" -f -c "$d/keygated.conf" >"$d/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
-	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$port_keygated/" || {
+	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$kg_port/" || {
 		stop_pid "$SYSTEM_PID"
 		tail -n 5 "$d/stderr.log" >&2
 		return 1
 	}
 }
+
+# start_keygated_off WORKLOAD: keygated with "rate_limit off".
+start_keygated_off() { start_keygated "$1" keygated_off; }
 
 # nginx_head DIR WORKERS: the start of a private nginx's config, up to the
 # open "http {" block.
@@ -524,7 +585,7 @@ start_nginx() {
 	{
 		nginx_head "$d" "$WORKERS"
 		case $1 in
-		proxy | keys-proxy)
+		proxy | keys-proxy | rate | rate-accuracy)
 			cat <<EOF
 	upstream up {
 		server 127.0.0.1:$port_upstream;
@@ -535,15 +596,20 @@ EOF
 			;;
 		esac
 		[ "$W_KEYS" = 1 ] && nginx_map
+		nginx_limit "$1"
 		say "	server {"
 		say "		listen 127.0.0.1:$port_nginx;"
 		case $1 in
-		keys-proxy)
+		keys-proxy | rate | rate-accuracy)
 			cat <<EOF
 		location = /bench {
 			if (\$kg_owner = "") {
 				return 401;
 			}
+EOF
+			[ -n "$nginx_burst" ] &&
+			    say "			$(nginx_limit_req "$nginx_burst")"
+			cat <<EOF
 			proxy_pass http://up;
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
@@ -594,6 +660,49 @@ EOF
 	nginx_run "$d" "$port_nginx"
 }
 
+# nginx_limit WORKLOAD: for rate and rate-accuracy, the limit_req zone
+# keyed by the API key (and nginx_burst set for the location's limit_req;
+# empty for the other workloads).  32 MB hold about 250,000 keys (nodes of
+# about 128 bytes).  nginx's limiter is one leaky bucket per key, the rate
+# per second.  It counts in milliseconds: without a burst, a second request
+# in the same millisecond is refused even at 1000000r/s, so rate gets a
+# burst as large as its rate.  Refusals: 429 (nginx's default is 503),
+# logged at "warn", below the error log's level, so not written (keygated
+# and HAProxy do not log them either).  The key check (if ... return 401)
+# runs in the rewrite phase, before limit_req: unknown keys never reach
+# the zone.
+nginx_limit() {
+	nginx_burst=
+	case $1 in
+	rate)
+		nginx_rate=$RATE_HIGH
+		nginx_burst=$RATE_HIGH
+		;;
+	rate-accuracy)
+		nginx_rate=$RATE_LOW
+		nginx_burst=$NGINX_BURST
+		;;
+	*) return 0 ;;
+	esac
+	cat <<EOF
+	limit_req_zone \$http_x_api_key zone=k:32m rate=${nginx_rate}r/s;
+	limit_req_status 429;
+	limit_req_log_level warn;
+EOF
+}
+nginx_burst=
+
+# nginx_limit_req BURST: the limit_req directive with that burst; nginx
+# takes no "burst=0": 0 is limit_req without burst (and without nodelay,
+# which only applies to a burst).
+nginx_limit_req() {
+	if [ "$1" -gt 0 ]; then
+		say "limit_req zone=k burst=$1 nodelay;"
+	else
+		say "limit_req zone=k;"
+	fi
+}
+
 # nginx_map: the map from X-API-KEY to the key's owner ("" for no key or
 # an unknown one), its entries included from $keys_src/nginx.map.  The
 # hash must hold every key in buckets of at most map_hash_bucket_size
@@ -614,8 +723,10 @@ EOF
 }
 
 # start_upstream WORKLOAD: the upstream every gateway of the proxy workload
-# forwards to: nginx answering GET /bench with 200 '{"ok":true}'.
+# forwards to: nginx answering GET /bench with 200 '{"ok":true}' (in
+# rate-accuracy, record.py: see start_recorder).
 start_upstream() {
+	[ "$W_ACCURACY" = 1 ] && { start_recorder; return; }
 	d=$wdir/upstream
 	mkdir -p "$d/logs" "$d/tmp"
 	free_port
@@ -654,6 +765,26 @@ EOF
 	nginx_run "$d" "$port_upstream"
 }
 
+# start_recorder: rate-accuracy's upstream, record.py: answers like the
+# keys-proxy upstream, and appends "MONOTONIC_SECONDS PATH" for every
+# request it gets to $wdir/upstream/arrivals.
+start_recorder() {
+	d=$wdir/upstream
+	mkdir -p "$d"
+	free_port
+	port_upstream=$PORT
+	: >"$d/arrivals"
+	launch_ms=$(now_ms)
+	python3 "$here/record.py" "$port_upstream" "$d/arrivals" \
+	    >"$d/stderr.log" 2>&1 &
+	SYSTEM_PID=$!
+	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$port_upstream/" || {
+		stop_pid "$SYSTEM_PID"
+		tail -n 5 "$d/stderr.log" >&2
+		return 1
+	}
+}
+
 # start_haproxy WORKLOAD: HAProxy in the foreground (-db) as a background
 # job, never the system service; one process with $WORKERS threads.
 start_haproxy() {
@@ -688,6 +819,7 @@ EOF
 	http-request set-var(txn.owner) req.hdr(x-api-key),map($keys_src/haproxy.map)
 	http-request deny deny_status 401 unless { var(txn.owner) -m found }
 EOF
+			haproxy_limit "$1"
 		fi
 		case $1 in
 		proxy)
@@ -698,7 +830,7 @@ backend up
 	server up 127.0.0.1:$port_upstream
 EOF
 			;;
-		keys-proxy)
+		keys-proxy | rate | rate-accuracy)
 			cat <<EOF
 	http-request set-header X-Consumer-Id %[var(txn.owner)]
 	http-request del-header X-API-KEY
@@ -707,6 +839,7 @@ EOF
 backend up
 	server up 127.0.0.1:$port_upstream
 EOF
+			haproxy_tables "$1"
 			;;
 		keys-verify)
 			say "	http-request return status 204 hdr X-Consumer-Id %[var(txn.owner)] if { path /_keygate/verify }"
@@ -734,10 +867,56 @@ EOF
 	}
 }
 
+# haproxy_limit WORKLOAD: for rate and rate-accuracy, after the key check
+# (so that unknown keys are never tracked): track the X-API-KEY header in
+# one stick table per window (a table stores one http_req_rate period),
+# and refuse with 429 when a window's rate is over its limit.  track-sc
+# counts the request in http_req_rate before the deny rule reads it, so
+# "gt N" admits N; a refused request counts too (the rate counts every
+# tracked request).  rate: 1s, 10s and 60s tables at $RATE_HIGH;
+# rate-accuracy: the 1s table at $RATE_LOW.
+haproxy_limit() {
+	case $1 in
+	rate)
+		cat <<EOF
+	http-request track-sc0 req.hdr(x-api-key) table rate_1s
+	http-request track-sc1 req.hdr(x-api-key) table rate_10s
+	http-request track-sc2 req.hdr(x-api-key) table rate_60s
+	http-request deny deny_status 429 if { sc_http_req_rate(0) gt $RATE_HIGH } || { sc_http_req_rate(1) gt $RATE_HIGH } || { sc_http_req_rate(2) gt $RATE_HIGH }
+EOF
+		;;
+	rate-accuracy)
+		cat <<EOF
+	http-request track-sc0 req.hdr(x-api-key) table rate_1s
+	http-request deny deny_status 429 if { sc_http_req_rate(0) gt $RATE_LOW }
+EOF
+		;;
+	esac
+}
+
+# haproxy_tables WORKLOAD: the stick tables haproxy_limit tracks, each in
+# a backend of its own, with room for twice the keys.  An entry lives two
+# periods after its last request, since HAProxy estimates a period's rate
+# from the previous period too.
+haproxy_tables() {
+	case $1 in
+	rate) set -- 1 10 60 ;;
+	rate-accuracy) set -- 1 ;;
+	*) return 0 ;;
+	esac
+	for p in "$@"; do
+		cat <<EOF
+
+backend rate_${p}s
+	stick-table type string len 64 size $((2 * KEYS)) expire $((2 * p))s store http_req_rate(${p}s)
+EOF
+	done
+}
+
 # system_logs NAME: the files a system logs to.
 system_logs() {
 	case $1 in
-	keygated | haproxy) say "$wdir/$1/stderr.log" ;;
+	keygated | keygated_off | haproxy) say "$wdir/$1/stderr.log" ;;
 	*) say "$wdir/$1/stderr.log"; say "$wdir/$1/logs/error.log" ;;
 	esac
 }
@@ -897,8 +1076,39 @@ check_workload() {
 		say "keygated answers $code for X-Original-URI /nope (no route)" \
 		    >>"$wdir/notes"
 	fi
+	case $w in
+	rate | rate-accuracy) check_rate || return 1 ;;
+	esac
 	[ "$W_KEYS" = 1 ] && ! check_keys && return 1
 	return 0
+}
+
+# check_rate: for rate and rate-accuracy, keygated's answer to the check
+# request must carry the RateLimit-Policy of the workload's limits (as a
+# whole line: no other window), and keygated_off's no RateLimit header: the
+# limiter runs in the one and not in the other.
+check_rate() {
+	case $w in
+	rate) want="RateLimit-Policy: $RATE_HIGH;w=1, $RATE_HIGH;w=10, $RATE_HIGH;w=60" ;;
+	*) want="RateLimit-Policy: $RATE_LOW;w=1" ;;
+	esac
+	if ! tr -d '\r' <"$wdir/keygated.check" | grep -qixF "$want"; then
+		fail "$w" "keygated: the answer lacks \"$want\"" \
+		    "$wdir/keygated.check"
+		return 1
+	fi
+	note="keygated answers with \"$want\""
+	case " $W_SYSTEMS " in
+	*" keygated_off "*)
+		if grep -qi '^ratelimit-' "$wdir/keygated_off.check"; then
+			fail "$w" "keygated_off: RateLimit headers with rate_limit off" \
+			    "$wdir/keygated_off.check"
+			return 1
+		fi
+		note="$note, keygated_off without RateLimit headers"
+		;;
+	esac
+	say "$note" >>"$wdir/notes"
 }
 
 # curl_key ARGS...: curl with the first key's X-API-KEY header (read from a
@@ -925,7 +1135,7 @@ check_keys() {
 			return 1
 		done
 		case $w in
-		keys-proxy)
+		keys-proxy | rate | rate-accuracy)
 			want="x-upstream-consumer: $owner
 x-upstream-saw-key: no"
 			;;
@@ -1012,7 +1222,7 @@ run_create() {
 		    "$wdir/health"
 		return 0
 	fi
-	j0=$(wc -c <"$d/state/keys.journal" 2>/dev/null || say 0)
+	j0=$({ wc -c <"$d/state/keys.journal"; } 2>/dev/null || say 0)
 	log_lines keygated >"$wdir/keygated.loglines"
 	warn "$w: $CREATES creates through $admin/v1/keys"
 	if ! python3 "$here/create.py" "$admin" "$keysdir/admin.token" \
@@ -1022,7 +1232,7 @@ run_create() {
 		return 0
 	fi
 	n1=$(health_keys "$admin")
-	j1=$(wc -c <"$d/state/keys.journal" 2>/dev/null || say 0)
+	j1=$({ wc -c <"$d/state/keys.journal"; } 2>/dev/null || say 0)
 	# For comparison: synchronous 512-byte appends (O_DSYNC) on the same
 	# filesystem, one at a time, as many as the creates.
 	dd if=/dev/zero of="$d/dsync.test" bs=512 count="$CREATES" \
@@ -1053,6 +1263,138 @@ run_create() {
 	fi
 }
 
+# run_accuracy: rate-accuracy, with the systems started and checked: for
+# each system in turn, a warm-up, a probe (accuracy_probe), 2 s of rest,
+# then wrk hammers the first key (keys.lua with only its secret, counting
+# statuses) for $DURATION s.  The recorder's lines written during the run
+# are the system's admits, in $wdir/out/SYSTEM.arrivals; the counts in
+# $wdir/acc.SYSTEM (see accuracy_counts).
+#
+# The warm-up ($WARMUP s of the same load on 100 other keys, whose limits
+# let thousands through) fills the gateway's pool of upstream connections
+# first: otherwise the first admits would wait for new connections, reach
+# the recorder a few ms late, and the next second's admits would look
+# closer to them than they were.
+run_accuracy() {
+	log=$wdir/upstream/arrivals
+	for s in $W_SYSTEMS; do
+		url=$(workload_url "$w" "$s")
+		out=$wdir/out/$s.acc
+		if [ "$WARMUP" -gt 0 ] && [ -s "$keysdir/warm.secrets" ]; then
+			with_headers "$url" env KEYS_FILE="$keysdir/warm.secrets" \
+			    wrk -s "$here/keys.lua" -t"$THREADS" \
+			    -c"$ACCURACY_CONNS" -d"${WARMUP}s" >"$out.warmup" 2>&1 &
+			wrk_pid=$!
+			wait "$wrk_pid" || true
+			wrk_pid=
+		fi
+		accuracy_probe "$s" "$url"
+		# The checks and the probe used the key: 2 s let every limiter
+		# forget them (HAProxy's rate of a second weighs the one
+		# before).
+		sleep 2
+		n0=$(wc -l <"$log")
+		warn "$w: $s, ${DURATION}s"
+		with_headers "$url" env KEYS_FILE="$keysdir/first.secret" \
+		    KEYS_STATUS=1 wrk -s "$here/keys.lua" -t"$THREADS" \
+		    -c"$ACCURACY_CONNS" -d"${DURATION}s" --latency >"$out" 2>&1 &
+		wrk_pid=$!
+		rc=0
+		wait "$wrk_pid" || rc=$?
+		wrk_pid=
+		if [ $rc -ne 0 ]; then
+			fail "$w" "wrk failed ($s)" "$out"
+			return 0
+		fi
+		# Requests the gateway forwarded as wrk stopped.
+		sleep 0.5
+		n1=$(wc -l <"$log")
+		sed -n "$((n0 + 1)),${n1}p" "$log" >"$wdir/out/$s.arrivals"
+		accuracy_counts "$s" >"$wdir/acc.$s"
+		alive "$(system_pid "$s")" || {
+			fail "$w" "$s DIED during its run"
+			return 0
+		}
+	done
+}
+
+# accuracy_probe SYSTEM URL: 30 requests with the first key, one after the
+# other over one connection (one curl); the first refused answer's head
+# goes to $wdir/SYSTEM.refusal, to show how each gateway refuses (status,
+# Retry-After).
+accuracy_probe() {
+	p_sys=$1
+	p_url=$2
+	set --
+	while [ $# -lt 90 ]; do set -- "$@" -o /dev/null "$p_url"; done
+	: >"$wdir/$p_sys.probe"
+	curl_key -s -D "$wdir/$p_sys.probe" --max-time 10 "$@" || true
+	tr -d '\r' <"$wdir/$p_sys.probe" | awk '
+	    /^HTTP\// { if (found) exit; keep = $2 !~ /^2/ }
+	    keep { print; found = 1 }' >"$wdir/$p_sys.refusal"
+}
+
+# accuracy_counts SYSTEM: one line from the run's files: "sent 2xx 429
+# other socket_errors seconds admitted worst worst_at span mean
+# refusal_status retry_after per_second...".  sent, 2xx, 429, other:
+# responses wrk got (keys.lua's status counts); seconds: the run's length
+# (wrk); admitted: requests the upstream got; worst: the most of them in
+# any interval [t, t + 1 s) (t one of them, so every interval is covered),
+# worst_at: its start, seconds after the first admit; span: the shortest
+# time, in ms, in which $RATE_LOW + 1 admits happened ("-" if there were
+# not that many): the limit holds in every interval shorter than that, so
+# a span of 1000 ms or more means worst <= $RATE_LOW; mean: admits per
+# second over the whole seconds of
+# the run from the first admit (D s: those in [t1, t1 + D) / D; the run's
+# last instants would add a batch that belongs to the next second);
+# refusal_status, retry_after: the probe's refusal ("none", "-" without
+# Retry-After); per_second: admits in each whole second from the first
+# admit on, to the last admit or the run's length.
+accuracy_counts() {
+	st=$(awk '/^status [0-9]+: / { n[$2 + 0] += $3 }
+	    END { for (c in n) if (c + 0 >= 200 && c + 0 < 300) ok += n[c]
+		else if (c + 0 == 429) lim += n[c]; else other += n[c]
+		printf "%d %d %d", ok, lim, other }' "$wdir/out/$1.acc")
+	sent_err=$(parse_wrk "$wdir/out/$1.acc" | awk '{ print $6, $5 }')
+	secs=$(awk '/requests in/ { v = $4; sub(/s,?$/, "", v); print v + 0 }' \
+	    "$wdir/out/$1.acc")
+	refusal=$(tr -d '\r' <"$wdir/$1.refusal" | awk '
+	    NR == 1 { s = $2 } tolower($1) == "retry-after:" { r = $2 }
+	    END { print (s == "" ? "none" : s), (r == "" ? "-" : r) }')
+	awk -v pre="${sent_err% *} $st ${sent_err#* } ${secs:-0}" \
+	    -v refusal="$refusal" -v lim="$RATE_LOW" '
+	    function worst(len,	i, j, m) {
+		m = 0; j = 1; at = 0
+		for (i = 1; i <= n; i++) {
+			while (j <= n && t[j] < t[i] + len) j++
+			if (j - i > m) { m = j - i; at = t[i] - t[1] }
+		}
+		return m
+	    }
+	    { t[++n] = $1 }
+	    END {
+		span = "-"
+		for (i = 1; i + lim <= n; i++)
+			if (span == "-" || t[i + lim] - t[i] < span)
+				span = t[i + lim] - t[i]
+		if (span != "-") span = sprintf("%.1f", span * 1000)
+		w = worst(1)
+		split(pre, f, " ")
+		d = int(f[6])
+		for (i = 1; i <= n; i++) {
+			per[int(t[i] - t[1])]++
+			if (t[i] < t[1] + d) whole++
+		}
+		line = sprintf("%s %d %d %.3f %s %.1f %s", pre, n, w, at, span,
+		    (d > 0 ? whole / d : 0), refusal)
+		last = n ? int(t[n] - t[1]) : -1
+		if (last < f[6] - 1) last = int(f[6] + 0.5) - 1
+		for (k = 0; k <= last; k++)
+			line = line " " (per[k] + 0)
+		print line
+	    }' "$wdir/out/$1.arrivals"
+}
+
 # run_workload NAME: start the workload's systems, check them, warm them
 # up, run the rounds, record peak RSS, profile (PROFILE=1), stop them.
 # Results in $tmp/NAME; $tmp/NAME/failed says why there are none.
@@ -1071,6 +1413,7 @@ run_workload() {
 	[ "$W_UPSTREAM" = 1 ] && systems="upstream $systems"
 	for s in $systems; do
 		if [ "$W_KEYS" = 1 ] && [ "$W_CREATE" = 0 ] &&
+		    [ "$W_ACCURACY" = 0 ] &&
 		    [ "$s" != upstream ] && ! mem_empty "$s"; then
 			fail "$w" "skipped: $s would not start without keys" \
 			    "$(ls -t "$wdir"/empty.*/"$s".start.log | head -n 1)"
@@ -1083,7 +1426,8 @@ run_workload() {
 			stop_systems
 			return 0
 		}
-		if [ "$W_KEYS" = 1 ] && [ "$s" != upstream ]; then
+		if [ "$W_KEYS" = 1 ] && [ "$W_ACCURACY" = 0 ] &&
+		    [ "$s" != upstream ]; then
 			sleep 1
 			say "$(mem_now "$(system_pid "$s")") $(cat \
 			    "$wdir/$s.startms")" >"$wdir/$s.mem1"
@@ -1095,6 +1439,11 @@ run_workload() {
 	fi
 	if [ "$W_CREATE" = 1 ]; then
 		run_create
+		stop_systems
+		return 0
+	fi
+	if [ "$W_ACCURACY" = 1 ]; then
+		run_accuracy
 		stop_systems
 		return 0
 	fi
@@ -1165,6 +1514,14 @@ run_workload() {
 	stop_systems
 }
 
+# name_width: the width of the system column: 10, or the longest name of
+# W_SYSTEMS (keygated_off).
+name_width() {
+	for s in $W_SYSTEMS; do say "$s"; done |
+	    awk '{ if (length($0) > m) m = length($0) }
+		END { print (m > 10 ? m : 10) }'
+}
+
 # print_table NAME: the results of one workload.
 print_table() {
 	w=$1
@@ -1172,6 +1529,8 @@ print_table() {
 	wdir=$tmp/$w
 	if [ "$W_CREATE" = 1 ]; then
 		say "workload: $w ($W_DESC)"
+	elif [ "$W_ACCURACY" = 1 ]; then
+		say "workload: $w ($W_DESC), wrk -t$THREADS -c$ACCURACY_CONNS, 1 x ${DURATION}s per system"
 	else
 		say "workload: $w ($W_DESC), wrk -t$THREADS -c$CONNS, $ROUNDS x ${DURATION}s"
 	fi
@@ -1183,7 +1542,12 @@ print_table() {
 		print_create
 		return 0
 	fi
-	printf '%-10s %8s %9s %9s %10s\n' system req/s p50 p99 "peak RSS"
+	if [ "$W_ACCURACY" = 1 ]; then
+		print_accuracy
+		return 0
+	fi
+	sw=$(name_width)
+	printf "%-${sw}s %8s %9s %9s %10s\n" system req/s p50 p99 "peak RSS"
 	for s in $W_SYSTEMS; do
 		f=$wdir/res.$s
 		rps=$(field "$f" 1 | median)
@@ -1191,7 +1555,7 @@ print_table() {
 		p99=$(field "$f" 3 | median)
 		rss=$(awk -v s="$s" '$1 == s { print $2 }' "$wdir/rss")
 		say "$rps $p99" >"$f.median"
-		printf '%-10s %8.0f %7.3fms %7.3fms %7s KiB\n' "$s" "$rps" \
+		printf "%-${sw}s %8.0f %7.3fms %7.3fms %7s KiB\n" "$s" "$rps" \
 		    "$(awk -v v="$p50" 'BEGIN { print v / 1000 }')" \
 		    "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" "$rss"
 	done
@@ -1214,6 +1578,7 @@ print_table() {
 	done
 	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
+	[ "$w" = rate ] && print_refusals
 	[ "$W_KEYS" = 1 ] && print_memory
 	cat "$wdir/notes"
 }
@@ -1223,15 +1588,16 @@ print_table() {
 # keys after the rounds).
 print_memory() {
 	say "memory (PSS summed over the processes, KiB): no keys, $KEYS keys at rest (1 s after the first answer), after the rounds"
-	printf '%-10s %9s %9s %9s %9s %9s %13s\n' system "no keys" \
+	sw=$(name_width)
+	printf "%-${sw}s %9s %9s %9s %9s %9s %13s\n" system "no keys" \
 	    "$KEYS" "after" "per key" "RSS after" "start-up"
 	for s in $W_SYSTEMS; do
 		[ -s "$wdir/$s.mem0" ] && [ -s "$wdir/$s.mem1" ] &&
 		    [ -s "$wdir/$s.mem2" ] || continue
-		awk -v s="$s" -v n="$KEYS" '
+		awk -v s="$s" -v n="$KEYS" -v sw="$sw" '
 		    FILENAME ~ /mem0$/ { p0 = $2; t0 = $3; next }
 		    FILENAME ~ /mem1$/ { p1 = $2; t1 = $3; next }
-		    { printf "%-10s %9d %9d %9d %7.0f B %9d %5.2fs/%.2fs\n", s,
+		    { printf "%-*s %9d %9d %9d %7.0f B %9d %5.2fs/%.2fs\n", sw, s,
 			p0, p1, $2, (p1 - p0) * 1024 / n, $1, t0 / 1000, t1 / 1000 }' \
 		    "$wdir/$s.mem0" "$wdir/$s.mem1" "$wdir/$s.mem2"
 	done
@@ -1240,6 +1606,57 @@ print_memory() {
 	    printf "keygated without keys is measured with max_keys 1; with max_keys %d and no keys: %d KiB PSS\n", m, $2 }' \
 	    "$wdir/keygated.mem0max"
 	return 0
+}
+
+# print_refusals: rate: responses with a status >= 400 (wrk's count; a 429
+# is one) over all the rounds, per system: the limits are meant never to
+# refuse.
+print_refusals() {
+	line=
+	for s in $W_SYSTEMS; do
+		line="$line${line:+,} $s $(awk '{ n += $6; bad += $4 }
+		    END { printf "%d of %d", bad, n }' "$wdir/res.$s")"
+	done
+	say "responses >= 400 (429 included) in the rounds:$line"
+	for s in $W_SYSTEMS; do
+		awk -v s="$s" '{ bad += $4 } END { if (bad)
+		    printf "WARNING: %s refused or failed %d requests; its figures are not those of a limiter that admits everything\n", s, bad }' \
+		    "$wdir/res.$s"
+	done
+}
+
+# print_accuracy: the rate-accuracy results, from $wdir/acc.SYSTEM.
+print_accuracy() {
+	sw=$(name_width)
+	printf "%-${sw}s %9s %5s %9s %5s %8s %8s %9s %7s  %s\n" system sent \
+	    2xx 429 other admitted "worst 1s" "$((RATE_LOW + 1)) within" \
+	    "mean/s" "refusal"
+	for s in $W_SYSTEMS; do
+		awk -v s="$s" -v sw="$sw" '{
+		    printf "%-*s %9d %5d %9d %5d %8d %8d %9s %7.1f  %s%s\n", sw, s,
+			$1, $2, $3, $4 + $5, $7, $8, ($10 == "-" ? "-" : $10 "ms"), $11,
+			$12, ($13 == "-" ? "" : ", Retry-After: " $13) }' \
+		    "$wdir/acc.$s"
+	done
+	say "limit: $RATE_LOW requests per 1 s, one key; keygated \"rate_limit $RATE_LOW/1s\", nginx \"rate=${RATE_LOW}r/s\" and \"$(nginx_limit_req "$NGINX_BURST")\", HAProxy \"sc_http_req_rate(0) gt $RATE_LOW\" on a 1s table"
+	say "admitted: requests the upstream got; worst 1s: the most of them in any interval [t, t + 1 s), times taken upstream; $((RATE_LOW + 1)) within: the shortest time in which $((RATE_LOW + 1)) of them arrived (1000ms or more: worst 1s <= $RATE_LOW); mean/s: admits in the run's first whole seconds from the first admit, per second; refusal: the first refused answer of a probe before the run"
+	for s in $W_SYSTEMS; do
+		awk -v s="$s" -v lim="$RATE_LOW" '{
+		    printf "admits per second from the first, %s:", s
+		    for (i = 14; i <= NF; i++) printf " %s", $i
+		    printf " (worst 1s from +%.3f s)\n", $9
+		    if ($1 + 0 == 0) printf "WARNING: %s: wrk counted no responses\n", s
+		    if ($2 < $7)
+			printf "NOTE: %s: the upstream got %d requests, the client %d 2xx: %d answer(s) still in flight when wrk stopped\n", s, $7, $2, $7 - $2
+		    if ($2 > $7)
+			printf "WARNING: %s: the client got %d 2xx, the upstream only %d requests\n", s, $2, $7
+		    if ($4 + $5)
+			printf "WARNING: %s: %d responses neither 2xx nor 429, %d socket errors\n", s, $4, $5
+		    if (s == "keygated" && $8 > lim)
+			printf "NOTE: keygated: %d admits within 1 s at the upstream; %d of them within %s ms (the limiter counts whole ms; the forwarding adds its own jitter)\n", $8, lim + 1, $10
+		}' "$wdir/acc.$s"
+	done
+	cat "$wdir/notes"
 }
 
 # print_create: the keys-create results, from $wdir/create.res.
@@ -1336,16 +1753,17 @@ print_profile() {
 	w=$1
 	workload_info "$w"
 	say "profile: $w, wrk -t$THREADS -c$CONNS, ${PROFILE_DURATION}s per system and tool, master+workers"
-	printf '%-10s %11s %11s %11s   (perf stat)\n' system "CPU us/req" \
+	sw=$(name_width)
+	printf "%-${sw}s %11s %11s %11s   (perf stat)\n" system "CPU us/req" \
 	    "ctx-sw/req" "syscall/req"
 	for s in $W_SYSTEMS; do
 		f=$tmp/prof.$w.$s.perf
 		[ -s "$f" ] || continue
-		awk -F, -v s="$s" -v req="$(requests "$f.wrk")" '
+		awk -F, -v s="$s" -v sw="$sw" -v req="$(requests "$f.wrk")" '
 		    $3 ~ /^task-clock/ { ms = $1 }
 		    $3 ~ /^context-switches/ { cs = $1 }
 		    $3 ~ /^raw_syscalls:sys_enter/ { sc = $1 }
-		    END { if (req > 0) printf "%-10s %11.2f %11.3f %11s\n", s,
+		    END { if (req > 0) printf "%-*s %11.2f %11.3f %11s\n", sw, s,
 			ms * 1000 / req, cs / req,
 			sc == "" ? "-" : sprintf("%.3f", sc / req) }' "$f"
 	done
@@ -1490,6 +1908,8 @@ if [ "$any_keys" = 1 ]; then
 		umask 077
 		printf 'X-API-KEY: %s\n' "$(head -n 1 "$keysdir/secrets.txt")" \
 		    >"$keysdir/check.hdr"
+		head -n 1 "$keysdir/secrets.txt" >"$keysdir/first.secret"
+		sed -n '2,101p' "$keysdir/secrets.txt" >"$keysdir/warm.secrets"
 		od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$keysdir/admin.token"
 		say >>"$keysdir/admin.token"
 	)
