@@ -455,7 +455,11 @@ EOF
 		say "rate_limit		$RATE_HIGH/1s $RATE_HIGH/10s $RATE_HIGH/60s"
 		;;
 	rate:keygated_off) say "rate_limit		off" ;;
-	rate-accuracy:*) say "rate_limit		$RATE_LOW/1s" ;;
+	rate-accuracy:*)
+		say "rate_limit		$RATE_LOW/1s"
+		# Its own admit times (rate_time), besides the upstream's.
+		say "access_log		$d/access.log"
+		;;
 	esac
 	n=0
 	keygated_optional | while IFS= read -r line; do
@@ -1294,6 +1298,8 @@ run_accuracy() {
 		# before).
 		sleep 2
 		n0=$(wc -l <"$log")
+		a0=0
+		[ -f "$wdir/$s/access.log" ] && a0=$(wc -l <"$wdir/$s/access.log")
 		warn "$w: $s, ${DURATION}s"
 		with_headers "$url" env KEYS_FILE="$keysdir/first.secret" \
 		    KEYS_STATUS=1 wrk -s "$here/keys.lua" -t"$THREADS" \
@@ -1311,6 +1317,9 @@ run_accuracy() {
 		n1=$(wc -l <"$log")
 		sed -n "$((n0 + 1)),${n1}p" "$log" >"$wdir/out/$s.arrivals"
 		accuracy_counts "$s" >"$wdir/acc.$s"
+		[ -f "$wdir/$s/access.log" ] &&
+		    tail -n +"$((a0 + 1))" "$wdir/$s/access.log" |
+		    accuracy_admit_log >"$wdir/acc.$s.log"
 		alive "$(system_pid "$s")" || {
 			fail "$w" "$s DIED during its run"
 			return 0
@@ -1332,6 +1341,35 @@ accuracy_probe() {
 	tr -d '\r' <"$wdir/$p_sys.probe" | awk '
 	    /^HTTP\// { if (found) exit; keep = $2 !~ /^2/ }
 	    keep { print; found = 1 }' >"$wdir/$p_sys.refusal"
+}
+
+# accuracy_admit_log: from keygated's access log on stdin, "admitted worst
+# span": its 2xx answers, the most of their rate_time (the limiter's own
+# clock, whole ms) in any [t, t + 1000 ms), and the shortest time in ms in
+# which $RATE_LOW + 1 of them were admitted.
+accuracy_admit_log() {
+	python3 -c '
+import json, sys
+from datetime import datetime
+lim = int(sys.argv[1])
+t = []
+for line in sys.stdin:
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if 200 <= e.get("status", 0) < 300 and "rate_time" in e:
+        d = datetime.strptime(e["rate_time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        t.append(round(d.timestamp() * 1000))
+t.sort()
+worst, j = 0, 0
+for i in range(len(t)):
+    while j < len(t) and t[j] < t[i] + 1000:
+        j += 1
+    worst = max(worst, j - i)
+span = min((t[i + lim] - t[i] for i in range(len(t) - lim)), default=None)
+print(len(t), worst, "-" if span is None else span)
+' "$RATE_LOW"
 }
 
 # accuracy_counts SYSTEM: one line from the run's files: "sent 2xx 429
@@ -1653,8 +1691,13 @@ print_accuracy() {
 		    if ($4 + $5)
 			printf "WARNING: %s: %d responses neither 2xx nor 429, %d socket errors\n", s, $4, $5
 		    if (s == "keygated" && $8 > lim)
-			printf "NOTE: keygated: %d admits within 1 s at the upstream; %d of them within %s ms (the limiter counts whole ms; the forwarding adds its own jitter)\n", $8, lim + 1, $10
+			printf "NOTE: keygated: %d admits within 1 s at the upstream; %d of them within %s ms: the time from admission to the upstream varies (queueing on 2 cores); see its own admit times below\n", $8, lim + 1, $10
 		}' "$wdir/acc.$s"
+	done
+	for s in $W_SYSTEMS; do
+		[ -s "$wdir/acc.$s.log" ] || continue
+		awk -v s="$s" '{ printf "%s, its own admit times (access log rate_time, whole ms): %d admitted, worst 1s %d, %d within %s ms\n", s, $1, $2, lim + 1, $3 }' \
+		    lim="$RATE_LOW" "$wdir/acc.$s.log"
 	done
 	cat "$wdir/notes"
 }
