@@ -63,10 +63,10 @@
  * could be misread.
  */
 
-#include <stdio.h>
 #include <string.h>
 
 #include "ratelimit.h"
+#include "util.h"
 
 #define RL_CBITS	20	/* count */
 #define RL_CMASK	((UINT64_C(1) << RL_CBITS) - 1)
@@ -149,72 +149,76 @@ rl_age_drop(const struct rl_view *v, int64_t a, uint64_t late)
 	return (start + (upto + RL_OMASK) / (RL_OMASK + 1) + v->v_window);
 }
 
+/* Age of word's bucket at cur (modulo the epoch range). */
+#define RL_AGE(v, word)	\
+	(((uint64_t)(v)->v_cur - ((word) >> RL_ESHIFT)) & RL_EMASK)
+
 /*
- * Read the ring of one window into v.  A word counts until its drop time;
- * one from a newer bucket than cur (a clock ahead) counts at age 0.  Only
- * the oldest ages need their drop time computed.
+ * The age at which a non-empty word of age >= v_sure counts at now, or -1
+ * if it counts no more: the rule both reads apply (younger words always
+ * count).  A word from a newer bucket than cur (a clock ahead) counts at
+ * age 0, its drop time kept in v_ahead.  Only these ages need their drop
+ * time worked out.
  */
+static int
+rl_old_age(struct rl_view *v, uint64_t word, uint64_t age, int64_t now)
+{
+	uint64_t	 late = (word >> RL_CBITS) & RL_OMASK;
+	int64_t		 drop;
+
+	if (age > RL_EMASK / 2) {
+		drop = rl_age_drop(v, -(int64_t)(RL_EMASK + 1 - age), late);
+		if (drop > v->v_ahead)
+			v->v_ahead = drop;
+		return (0);
+	}
+	if (age > RL_SPAN || rl_age_drop(v, (int64_t)age, late) <= now)
+		return (-1);			/* expired */
+	return ((int)age);
+}
+
+/* Read the ring of one window into v, by age. */
 static void
 rl_view_read(struct rl_view *v, const uint64_t *ring, int64_t now)
 {
-	uint64_t	 word, cur, age, late;
-	int64_t		 drop;
+	uint64_t	 word, late, age;
 	uint32_t	 n, total = 0;
-	int		 i;
+	int		 i, a;
 
-	cur = (uint64_t)v->v_cur & RL_EMASK;
 	for (i = 0; i < RL_SLOTS; i++) {
 		word = RL_LOAD(&ring[i]);
 		if ((n = word & RL_CMASK) == 0)
 			continue;
-		age = (cur - (word >> RL_ESHIFT)) & RL_EMASK;
+		age = RL_AGE(v, word);
+		if ((a = age < v->v_sure ? (int)age :
+		    rl_old_age(v, word, age, now)) < 0)
+			continue;
 		late = (word >> RL_CBITS) & RL_OMASK;
-		if (age > RL_EMASK / 2) {	/* newer than cur */
-			drop = rl_age_drop(v, -(int64_t)(RL_EMASK + 1 - age),
-			    late);
-			if (drop > v->v_ahead)
-				v->v_ahead = drop;
-			age = 0;
-		} else if (age > RL_SPAN)
-			continue;		/* long expired */
-		else if (age >= v->v_sure &&
-		    rl_age_drop(v, (int64_t)age, late) <= now)
-			continue;		/* expired */
-		v->v_count[age] += n;
+		v->v_count[a] += n;
 		total += n;
-		if (late > v->v_late[age])
-			v->v_late[age] = (uint8_t)late;
+		if (late > v->v_late[a])
+			v->v_late[a] = (uint8_t)late;
 	}
 	v->v_total += total;
 }
 
 /*
- * Requests counted in ring at now, nothing more: the fast path of a check
- * that changes nothing.  The same rules as rl_view_read().
+ * Requests counted in ring at now, nothing more: the fast path of a check,
+ * without the picture by age.
  */
 static uint32_t
 rl_view_total(struct rl_view *v, const uint64_t *ring, int64_t now)
 {
-	uint64_t	 word, cur, age;
+	uint64_t	 word, age;
 	uint32_t	 total = 0;
-	int64_t		 drop;
 	int		 i;
 
-	cur = (uint64_t)v->v_cur & RL_EMASK;
 	for (i = 0; i < RL_SLOTS; i++) {
 		word = RL_LOAD(&ring[i]);
-		age = (cur - (word >> RL_ESHIFT)) & RL_EMASK;
-		if (age < v->v_sure || (age <= RL_SPAN && rl_age_drop(v,
-		    (int64_t)age, (word >> RL_CBITS) & RL_OMASK) > now))
+		age = RL_AGE(v, word);
+		if (age < v->v_sure || ((word & RL_CMASK) != 0 &&
+		    rl_old_age(v, word, age, now) >= 0))
 			total += word & RL_CMASK;
-		else if (age > RL_EMASK / 2 && (word & RL_CMASK) != 0) {
-			/* Ahead of cur: rare, the slow way. */
-			total += word & RL_CMASK;
-			drop = rl_age_drop(v, -(int64_t)(RL_EMASK + 1 - age),
-			    (word >> RL_CBITS) & RL_OMASK);
-			if (drop > v->v_ahead)
-				v->v_ahead = drop;
-		}
 	}
 	v->v_total = total;
 	return (total);
@@ -507,22 +511,6 @@ ratelimit_usage(const struct rl_state *st, const struct rl_limits *l,
 	}
 }
 
-/* Decimal n at p (which has room for 10 digits); returns the length. */
-static size_t
-rl_utoa(char *p, uint32_t n)
-{
-	char		 tmp[10];
-	size_t		 len = 0, i;
-
-	do {
-		tmp[len++] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n != 0);
-	for (i = 0; i < len; i++)
-		p[i] = tmp[len - 1 - i];
-	return (len);
-}
-
 /*
  * RateLimit-Policy header value for l; length needed, like snprintf.  This
  * runs for every limited response, hence no stdio.
@@ -541,11 +529,11 @@ ratelimit_policy(char *buf, size_t len, const struct rl_limits *l)
 			memcpy(tmp + off, ", ", 2);
 			off += 2;
 		}
-		off += rl_utoa(tmp + off, l->rl_limit[w] > RL_MAXLIMIT ?
+		off += util_u64toa(tmp + off, l->rl_limit[w] > RL_MAXLIMIT ?
 		    RL_MAXLIMIT : l->rl_limit[w]);
 		memcpy(tmp + off, ";w=", 3);
 		off += 3;
-		off += rl_utoa(tmp + off, l->rl_window_ms[w] / 1000 +
+		off += util_u64toa(tmp + off, l->rl_window_ms[w] / 1000 +
 		    (l->rl_window_ms[w] % 1000 != 0));
 	}
 	if (len > 0) {
