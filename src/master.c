@@ -339,7 +339,7 @@ master_fork(struct master *m, struct child *ch)
 {
 	struct server_env	 env;
 	sigset_t		 all, old;
-	pid_t			 pid;
+	pid_t			 pid, master = getpid();
 	int			 slot;
 
 	slot = shm_worker_attach(m->m_shm, m->m_gen, util_now_ms() / 1000);
@@ -362,7 +362,8 @@ master_fork(struct master *m, struct child *ch)
 		env.se_nlfds = m->m_nlfds;
 		env.se_shm = m->m_shm;
 		env.se_slot = slot;
-		env.se_master = getppid();
+		/* Not getppid(): the master may already be gone. */
+		env.se_master = master;
 		exit(server_run(&env));
 	}
 	shm_worker_setpid(m->m_shm, slot, pid);

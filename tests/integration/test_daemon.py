@@ -11,6 +11,8 @@ import pwd
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import kgtest as kg
@@ -201,6 +203,96 @@ def test_user_nobody_privilege_drop():
     kg.eq(kg.proc_uids(d.master_pid), [0, 0, 0, 0], "uids of the master")
     kg.check(d.access_by_id(kg.get(d.port, "/echo/n2").header(
         "x-request-id")), "no access log line from a nobody worker")
+
+
+def signals_pending(pid):
+    """The signals pending for pid (thread and process-wide), as a set."""
+    mask = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(("SigPnd:", "ShdPnd:")):
+                mask |= int(line.split()[1], 16)
+    return set(n + 1 for n in range(64) if mask & (1 << n))
+
+
+def set_subreaper(on):
+    """prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants become ours."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1 if on else 0, 0, 0, 0) != 0:
+        kg.skip("prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def test_workers_as_nobody_get_parent_death_signal():
+    """kill -9 of the master: the kernel sends its workers SIGTERM
+    (PR_SET_PDEATHSIG) even though they changed user after fork().  The
+    workers are stopped while the master dies, so the signal can be seen
+    pending instead of guessing from how fast they exit (their once-a-second
+    getppid() check would stop them too)."""
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        kg.skip("no user nobody")
+    d = kg.Daemon(kg.config(ECHO, workers=2, user="nobody"))
+    kg.use(d)
+    d.allow_worker_deaths = True
+
+    def launch():
+        # Its own process group in our session, and we are the subreaper:
+        # the group stays non-orphaned when the master dies, so the kernel
+        # does not SIGCONT the stopped workers.
+        out = open(d.stderr_path, "ab")
+        kw = {"process_group": 0} if sys.version_info >= (3, 11) else \
+            {"preexec_fn": os.setpgrp}
+        d.proc = subprocess.Popen([kg.binary(), "-f", "-c", d.conf_path],
+                                  stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=out, cwd=d.dir, **kw)
+        d.master_pid = d.proc.pid
+        out.close()
+    d._launch = launch
+    set_subreaper(True)
+    workers = []
+    try:
+        d.start()
+        workers = d.wait_workers(2)
+        for w in workers:
+            kg.wait_for(lambda: kg.proc_uids(w) != [0, 0, 0, 0], 3,
+                        "worker %d to drop root" % w)
+            os.kill(w, signal.SIGSTOP)
+        for w in workers:
+            kg.wait_for(lambda: (kg.proc_stat(w) or "?")[0] == "T", 5,
+                        "worker %d to stop" % w)
+        os.kill(d.master_pid, signal.SIGKILL)
+        d.proc.wait(5)
+        for w in workers:
+            kg.eq(kg.proc_stat(w)[1], os.getpid(), "parent of orphaned "
+                  "worker %d" % w)
+            kg.check(signal.SIGTERM in signals_pending(w),
+                     "worker %d has no SIGTERM pending after its master died "
+                     "(pending: %s)" % (w, sorted(signals_pending(w))))
+        t0 = time.monotonic()
+        for w in workers:
+            os.kill(w, signal.SIGCONT)
+        for w in workers:
+            deadline = time.monotonic() + 10
+            while os.waitpid(w, os.WNOHANG) == (0, 0):
+                kg.check(time.monotonic() < deadline,
+                         "orphaned worker %d still running" % w)
+                time.sleep(0.01)
+        kg.check(time.monotonic() - t0 < 10, "workers took too long")
+    finally:
+        for w in workers:
+            try:
+                os.kill(w, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                os.waitpid(w, 0)
+            except OSError:
+                pass
+        set_subreaper(False)
 
 
 def test_start_fails_when_workers_cannot_start():
@@ -422,6 +514,7 @@ TESTS = [
     test_daemonize_pidfile_single_instance,
     test_workers_count,
     test_user_nobody_privilege_drop,
+    test_workers_as_nobody_get_parent_death_signal,
     test_start_fails_when_workers_cannot_start,
     test_killed_worker_respawned,
     test_crash_loop_backoff,
