@@ -103,6 +103,7 @@ static const int master_signals[MASTER_NSIGS] = {
 };
 
 static void	 master_spawn(struct master *);
+static void	 master_close_unshared(const int *, size_t, const int *, size_t);
 static void	 master_rollback(struct master *, const char *);
 static void	 master_stop(struct master *, int);
 static void	 master_reload(struct master *);
@@ -315,6 +316,14 @@ master_child_detach(struct master *m)
 	event_free(m->m_confirm);
 	event_base_free(m->m_base);
 	m->m_base = NULL;
+	/*
+	 * During a reload the master still holds the previous generation's
+	 * listeners; one the new configuration dropped must not live on in
+	 * this worker, or it would stay bound (queueing connections nobody
+	 * accepts) until the worker exits.
+	 */
+	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
+	    m->m_nlfds);
 	/*
 	 * Until the worker installs its own handlers, a SIGUSR1 the master
 	 * forwards (log reopening) must not kill it, and SIGHUP/SIGINT are
@@ -689,6 +698,7 @@ master_commit(struct master *m)
 	master_signal_children(m, SIGTERM, MASTER_OLD, deadline);
 	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
 	    m->m_nlfds);
+	m->m_prev_nlfds = 0;	/* closed: the numbers may be reused */
 	config_free(old);
 	m->m_prev_conf = NULL;
 	log_info("configuration reloaded from %s (generation %u, %d workers)",
@@ -722,6 +732,7 @@ master_rollback(struct master *m, const char *why)
 	    m->m_prev_nlfds);
 	memcpy(m->m_lfds, m->m_prev_lfds, m->m_prev_nlfds * sizeof(int));
 	m->m_nlfds = m->m_prev_nlfds;
+	m->m_prev_nlfds = 0;
 	m->m_conf = m->m_prev_conf;
 	m->m_prev_conf = NULL;
 	m->m_gen = m->m_prev_gen;
