@@ -14,8 +14,12 @@ char	*util_abspath(const char *);
 /* Number of online CPUs, at least 1. */
 int	 util_ncpus(void);
 
-/* Wall clock and monotonic clock in milliseconds / microseconds. */
+/*
+ * Wall clock (for timestamps stored or shown) and monotonic clock (for
+ * intervals and deadlines) in milliseconds / microseconds.
+ */
 int64_t	 util_now_ms(void);
+int64_t	 util_mono_ms(void);
 int64_t	 util_mono_us(void);
 
 /*

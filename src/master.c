@@ -50,6 +50,11 @@
 #define MASTER_OLD		1	/* generations other than m_gen */
 #define MASTER_CURRENT		2	/* generation m_gen */
 
+/*
+ * Every time below ending in _ms or _deadline is CLOCK_MONOTONIC
+ * (util_mono_ms): a step of the wall clock must neither kill draining
+ * workers early nor postpone a respawn, a reload decision or a usage save.
+ */
 struct child {
 	pid_t		 ch_pid;	/* 0: unused entry */
 	uint32_t	 ch_gen;
@@ -351,6 +356,7 @@ master_fork(struct master *m, struct child *ch)
 	pid_t			 pid, master = getpid();
 	int			 slot;
 
+	/* Shown in the stats: wall-clock time. */
 	slot = shm_worker_attach(m->m_shm, m->m_gen, util_now_ms() / 1000);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -381,7 +387,7 @@ master_fork(struct master *m, struct child *ch)
 	ch->ch_pid = pid;
 	ch->ch_gen = m->m_gen;
 	ch->ch_slot = slot;
-	ch->ch_started_ms = util_now_ms();
+	ch->ch_started_ms = util_mono_ms();
 	log_debug("%s: worker %ld started (generation %u)", __func__,
 	    (long)pid, m->m_gen);
 	return (0);
@@ -406,7 +412,7 @@ static void
 master_spawn(struct master *m)
 {
 	struct timeval	 tv;
-	int64_t		 now = util_now_ms(), wait;
+	int64_t		 now = util_mono_ms(), wait;
 	int		 i;
 
 	if (m->m_stopping)
@@ -472,7 +478,7 @@ static void
 master_reaped(struct master *m, struct child *ch, int status)
 {
 	uint64_t	 requests = 0;
-	int64_t		 now = util_now_ms();
+	int64_t		 now = util_mono_ms();
 	int		 ready = 1;
 
 	if (ch->ch_slot >= 0) {
@@ -569,7 +575,7 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct master	*m = arg;
 	struct child	*ch;
-	int64_t		 now = util_now_ms();
+	int64_t		 now = util_mono_ms();
 	int		 i;
 
 	for (i = 0; i < SHM_SLOTS; i++) {
@@ -662,7 +668,7 @@ master_pending(struct master *m)
 	m->m_pending = 1;
 	m->m_pending_failed = 0;
 	m->m_proven = 0;
-	m->m_pending_deadline = util_now_ms() + MASTER_READY_MS;
+	m->m_pending_deadline = util_mono_ms() + MASTER_READY_MS;
 	evtimer_add(m->m_confirm, &tv);
 }
 
@@ -694,7 +700,7 @@ master_commit(struct master *m)
 	    m->m_conf->c_log_level, NULL, err, sizeof(err)) == -1)
 		log_warnx("%s", err);
 	log_setlevel(m->m_conf->c_log_level);
-	deadline = util_now_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
+	deadline = util_mono_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
 	master_signal_children(m, SIGTERM, MASTER_OLD, deadline);
 	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
 	    m->m_nlfds);
@@ -726,7 +732,7 @@ master_rollback(struct master *m, const char *why)
 		return;
 	}
 	log_warnx("reload failed, keeping the running configuration: %s", why);
-	master_signal_children(m, SIGQUIT, MASTER_CURRENT, util_now_ms() +
+	master_signal_children(m, SIGQUIT, MASTER_CURRENT, util_mono_ms() +
 	    MASTER_KILL_GRACE_MS);
 	master_close_unshared(m->m_lfds, m->m_nlfds, m->m_prev_lfds,
 	    m->m_prev_nlfds);
@@ -762,9 +768,9 @@ master_confirm_cb(evutil_socket_t fd, short what, void *arg)
 	if (!m->m_pending || m->m_stopping)
 		return;
 	if (master_gen_ready(m) ||
-	    (m->m_proven && util_now_ms() > m->m_pending_deadline))
+	    (m->m_proven && util_mono_ms() > m->m_pending_deadline))
 		master_commit(m);
-	else if (util_now_ms() > m->m_pending_deadline)
+	else if (util_mono_ms() > m->m_pending_deadline)
 		master_rollback(m, "the new workers were not ready within 10 s");
 	else
 		evtimer_add(m->m_confirm, &tv);
@@ -868,7 +874,7 @@ master_stop(struct master *m, int fast)
 	for (i = 0; i < m->m_nlfds; i++)
 		close(m->m_lfds[i]);
 	m->m_nlfds = 0;
-	deadline = util_now_ms() + (fast ? 0 : m->m_conf->c_shutdown_timeout) +
+	deadline = util_mono_ms() + (fast ? 0 : m->m_conf->c_shutdown_timeout) +
 	    MASTER_KILL_GRACE_MS;
 	master_signal_children(m, fast ? SIGQUIT : SIGTERM, MASTER_ALL, deadline);
 	master_reap(m);
@@ -930,7 +936,7 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	master_owner(conf, &uid, &gid);
 	if (journal_init(&m.m_journal, conf->c_state_dir, uid, gid) == -1)
 		fatalx("out of memory");
-	m.m_usage_ms = util_now_ms();
+	m.m_usage_ms = util_mono_ms();
 	if ((m.m_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	for (i = 0; i < MASTER_NSIGS; i++) {

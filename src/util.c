@@ -59,6 +59,19 @@ util_now_ms(void)
 	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+/*
+ * Monotonic time in milliseconds: for intervals and deadlines, which a step
+ * of the wall clock (NTP, an operator's date -s) must not stretch or cut.
+ */
+int64_t
+util_mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
 /* Monotonic time in microseconds. */
 int64_t
 util_mono_us(void)
