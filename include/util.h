@@ -39,4 +39,14 @@ void	 util_hex64(char *, uint64_t);
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-23T11:26:42.123Z; buf >= 32. */
 void	 util_rfc3339_ms(char *, size_t, int64_t);
 
+/*
+ * Process titles for ps(1), like nginx's: util_proctitle_init() once in
+ * main() before argv[] or environ is used (it moves them to the heap and
+ * points argv[] at copies), then util_proctitle("master process %s", ...)
+ * shows "keygated: master process ..." in place of the command line.
+ */
+void	 util_proctitle_init(int, char *[]);
+void	 util_proctitle(const char *, ...)
+	    __attribute__((__format__(__printf__, 1, 2)));
+
 #endif /* KEYGATE_UTIL_H */

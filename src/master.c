@@ -11,6 +11,9 @@
  */
 
 #include <sys/types.h>
+#ifdef HAVE_SYS_PRCTL_H
+#include <sys/prctl.h>
+#endif
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,8 +21,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +36,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "route.h"
 #include "server.h"
 #include "journal.h"
 #include "keystore.h"
@@ -369,6 +376,12 @@ master_fork(struct master *m, struct child *ch)
 	}
 	if (pid == 0) {
 		master_child_detach(m);
+		/* The path names the instance when several run. */
+		util_proctitle("worker process -c %s", m->m_opts->mo_path);
+#ifdef HAVE_SYS_PRCTL_H
+		/* top(1) and pidof(8) tell workers from the master. */
+		prctl(PR_SET_NAME, "keygated-worker");
+#endif
 		sigaddset(&old, SIGTERM);	/* server_run() unblocks them */
 		sigaddset(&old, SIGQUIT);
 		sigprocmask(SIG_SETMASK, &old, NULL);
@@ -976,4 +989,172 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	config_free(m.m_conf);
 	log_info("stopped");
 	return (m.m_exitcode);
+}
+
+/* keygated -t: one problem, on stderr; counts errors, not warnings. */
+static void
+master_check_say(int *nerr, int error, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fprintf(stderr, "keygated: %s", error ? "" : "warning: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (error)
+		(*nerr)++;
+}
+
+/* The directory part of an absolute path ("/" for "/x"). */
+static void
+master_dirname(const char *path, char *dir, size_t len)
+{
+	const char	*slash = strrchr(path, '/');
+	size_t		 n = slash == NULL || slash == path ? 1 :
+			    (size_t)(slash - path);
+
+	if (slash == NULL)
+		path = "/";
+	snprintf(dir, len, "%.*s", (int)n, path);
+}
+
+/*
+ * A file start-up opens or creates as the master (log files, the
+ * pidfile): an existing one must be writable and not a directory, a
+ * missing one needs an existing, writable directory.
+ */
+static void
+master_check_file(int *nerr, const char *what, const char *path)
+{
+	struct stat	 st;
+	char		 dir[PATH_MAX];
+
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			master_check_say(nerr, 1, "%s %s is a directory", what,
+			    path);
+		else if (access(path, W_OK) == -1)
+			master_check_say(nerr, 1, "%s %s is not writable: %s",
+			    what, path, strerror(errno));
+		return;
+	}
+	if (errno != ENOENT) {
+		master_check_say(nerr, 1, "%s %s: %s", what, path,
+		    strerror(errno));
+		return;
+	}
+	master_dirname(path, dir, sizeof(dir));
+	if (stat(dir, &st) == -1)
+		master_check_say(nerr, 1, "%s %s: directory %s: %s", what, path,
+		    dir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		master_check_say(nerr, 1, "%s %s: %s is not a directory", what,
+		    path, dir);
+	else if (access(dir, W_OK | X_OK) == -1)
+		master_check_say(nerr, 1, "%s %s: directory %s is not writable: "
+		    "%s", what, path, dir, strerror(errno));
+}
+
+/*
+ * state_dir: an existing one must be a writable directory; a missing one
+ * is created at start-up with its missing parents, so the nearest
+ * existing ancestor must be a writable directory.
+ */
+static void
+master_check_state_dir(int *nerr, const char *path)
+{
+	struct stat	 st;
+	char		 dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	while (stat(dir, &st) == -1) {
+		if (errno != ENOENT || strcmp(dir, "/") == 0) {
+			master_check_say(nerr, 1, "state_dir %s: %s: %s", path,
+			    dir, strerror(errno));
+			return;
+		}
+		master_dirname(dir, dir, sizeof(dir));
+	}
+	if (!S_ISDIR(st.st_mode))
+		master_check_say(nerr, 1, "state_dir %s: %s is not a directory",
+		    path, dir);
+	else if (access(dir, W_OK | X_OK) == -1)
+		master_check_say(nerr, 1, "state_dir %s: %s is not writable: %s",
+		    path, dir, strerror(errno));
+}
+
+/*
+ * In a child that became the worker user: can a worker reach the files it
+ * reopens or creates as that user (the logs, which start-up creates and
+ * hands over, and state_dir, which it creates and hands over)?  Exits with
+ * the number of errors.
+ */
+static void
+master_check_as_user(const struct config *conf)
+{
+	const char	*paths[3], *whats[3];
+	char		 dir[PATH_MAX];
+	int		 i, n = 0, nerr = 0;
+
+	if (setgroups(1, &conf->c_gid) == -1 || setgid(conf->c_gid) == -1 ||
+	    setuid(conf->c_uid) == -1) {
+		master_check_say(&nerr, 1, "cannot change to user %s: %s",
+		    conf->c_user, strerror(errno));
+		_exit(nerr);
+	}
+	if (conf->c_access_log != NULL) {
+		whats[n] = "access_log";
+		paths[n++] = conf->c_access_log;
+	}
+	if (conf->c_error_log[0] == '/') {
+		whats[n] = "error_log";
+		paths[n++] = conf->c_error_log;
+	}
+	whats[n] = "state_dir";
+	paths[n++] = conf->c_state_dir;
+	for (i = 0; i < n; i++) {
+		master_dirname(paths[i], dir, sizeof(dir));
+		if (access(dir, X_OK) == -1 && errno != ENOENT)
+			master_check_say(&nerr, 1, "%s %s: workers (user %s) "
+			    "cannot reach directory %s: %s", whats[i], paths[i],
+			    conf->c_user, dir, strerror(errno));
+	}
+	_exit(nerr > 100 ? 100 : nerr);
+}
+
+/* keygated -t: what start-up would fail on beyond the syntax; see master.h. */
+int
+master_check(const struct config *conf)
+{
+	pid_t	 pid;
+	int	 nerr = 0, status;
+
+	if (config_nlisten(conf) > MASTER_MAX_LISTEN)
+		master_check_say(&nerr, 1, "too many listen directives (at most "
+		    "%d)", MASTER_MAX_LISTEN);
+	if (conf->c_error_log[0] == '/')
+		master_check_file(&nerr, "error_log", conf->c_error_log);
+	if (conf->c_access_log != NULL)
+		master_check_file(&nerr, "access_log", conf->c_access_log);
+	master_check_file(&nerr, "pidfile", conf->c_pidfile);
+	master_check_state_dir(&nerr, conf->c_state_dir);
+	if (conf->c_user != NULL && geteuid() == 0) {
+		fflush(stderr);
+		if ((pid = fork()) == -1)
+			master_check_say(&nerr, 1, "fork: %s", strerror(errno));
+		else if (pid == 0)
+			master_check_as_user(conf);
+		else if (waitpid(pid, &status, 0) == -1 || !WIFEXITED(status))
+			master_check_say(&nerr, 1, "checking as user %s failed",
+			    conf->c_user);
+		else
+			nerr += WEXITSTATUS(status);
+	} else if (conf->c_user == NULL && geteuid() == 0)
+		master_check_say(&nerr, 0, "no \"user\" is configured: workers "
+		    "would run as root");
+	if (conf->c_routes.rt_nroutes == 0)
+		master_check_say(&nerr, 0, "no route is configured: every "
+		    "request on the listen addresses is answered 404");
+	return (nerr);
 }

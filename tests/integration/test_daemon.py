@@ -95,6 +95,129 @@ def test_version():
              "-v printed %r" % p.stdout)
 
 
+def test_check_finds_startup_failures():
+    """-t fails on what start-up would fail on, naming each problem:
+    log, pidfile and state_dir locations that cannot be created."""
+    dir = kg.tempdir()
+    text = good_conf_text(dir)
+    for name in ("error_log", "access_log", "pidfile"):
+        text = re.sub(r"^%s %s/" % (name, re.escape(dir)),
+                      "%s %s/no-%s/" % (name, dir, name), text, flags=re.M)
+    write(dir, "afile", "")
+    text = text.replace("state_dir %s/state" % dir,
+                        "state_dir %s/afile/state" % dir)
+    path = write(dir, "paths.conf", text)
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 1, "exit status of -t (stdout %r, stderr %r)" %
+          (p.stdout, p.stderr))
+    kg.check("configuration is valid" not in p.stdout, "reported valid")
+    for name in ("error_log", "access_log", "pidfile"):
+        kg.check(re.search(r"%s %s/no-%s/\S+: directory %s/no-%s: No such "
+                           r"file" % (name, re.escape(dir), name,
+                                      re.escape(dir), name), p.stderr),
+                 "-t does not name the missing %s directory: %r" %
+                 (name, p.stderr))
+    kg.check("state_dir %s/afile/state" % dir in p.stderr,
+             "-t does not name the bad state_dir: %r" % p.stderr)
+    # The same file starts once the directories exist; a missing state_dir
+    # (and missing parents of it) is created at start-up.
+    for name in ("error_log", "access_log", "pidfile"):
+        os.mkdir(os.path.join(dir, "no-" + name))
+    path = write(dir, "paths.conf", text.replace(
+        "%s/afile/state" % dir, "%s/new/state" % dir))
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 0, "exit status of -t once fixed (stderr %r)" %
+          p.stderr)
+    kg.check("configuration is valid" in p.stdout, "stdout %r" % p.stdout)
+
+
+def test_check_worker_user_paths():
+    """-t checks that the worker user can reach the log directories (the
+    start would fail when the workers open them)."""
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        kg.skip("no user nobody")
+    dir = kg.tempdir()
+    os.chmod(dir, 0o755)
+    os.mkdir(os.path.join(dir, "private"), 0o700)
+    text = kg.fill(kg.config(ECHO, user="nobody"), dir, [kg.free_port()])
+    path = write(dir, "user.conf", text.replace(
+        "access_log %s/access.log" % dir,
+        "access_log %s/private/access.log" % dir))
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 1, "exit status of -t (stderr %r)" % p.stderr)
+    kg.check(re.search(r"access_log %s/private/access.log: workers \(user "
+                       r"nobody\) cannot reach directory %s/private" %
+                       (re.escape(dir), re.escape(dir)), p.stderr),
+             "-t does not say why: %r" % p.stderr)
+    os.chmod(os.path.join(dir, "private"), 0o711)
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 0, "exit status of -t once reachable (stderr %r)" %
+          p.stderr)
+
+
+def test_check_warns_without_routes():
+    dir = kg.tempdir()
+    path = write(dir, "noroute.conf", kg.fill(kg.config(), dir,
+                                              [kg.free_port()]))
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 0, "exit status of -t (stderr %r)" % p.stderr)
+    kg.check("warning: no route is configured" in p.stderr,
+             "no warning about the missing routes: %r" % p.stderr)
+    p = kg.keygated("-t", "-c", write(dir, "route.conf", good_conf_text(dir)))
+    kg.check("no route" not in p.stderr, "warned with a route: %r" %
+             p.stderr)
+
+
+def test_help_and_long_options():
+    for args in (["-h"], ["--help"]):
+        p = kg.keygated(*args)
+        kg.eq(p.returncode, 0, "exit status of %s" % args[0])
+        kg.check(p.stdout.startswith("usage: keygated"),
+                 "%s printed %r on stdout" % (args[0], p.stdout))
+        kg.check("--version" in p.stdout, "long options not in the usage")
+        kg.eq(p.stderr, "", "stderr of %s" % args[0])
+    p = kg.keygated("--version")
+    kg.eq(p.returncode, 0, "exit status of --version")
+    kg.eq(p.stdout, kg.keygated("-v").stdout, "--version output")
+    dir = kg.tempdir()
+    path = write(dir, "good.conf", good_conf_text(dir))
+    p = kg.keygated("--test", "--config", path)
+    kg.eq(p.returncode, 0, "exit status of --test --config (stderr %r)" %
+          p.stderr)
+    kg.check("configuration is valid" in p.stdout, "stdout %r" % p.stdout)
+    p = kg.keygated("--bogus")
+    kg.eq(p.returncode, 2, "exit status of an unknown option")
+    kg.check("usage: keygated" in p.stderr and p.stdout == "",
+             "usage of a bad option not on stderr: %r %r" % (p.stdout,
+                                                             p.stderr))
+
+
+def test_process_titles():
+    """ps shows "keygated: master process ..." and "keygated: worker
+    process", and workers are named keygated-worker (top, pidof)."""
+    d = kg.start(kg.config(ECHO, workers=2), foreground=False)
+    workers = d.wait_workers(2)
+    argv = [a for a in kg.proc_cmdline(d.master_pid) if a]
+    kg.eq(len(argv), 1, "strings in the master's cmdline %r" % argv)
+    kg.check(argv[0].startswith("keygated: master process ") and
+             argv[0].endswith(" -c " + d.conf_path),
+             "master's title %r" % argv[0])
+    with open("/proc/%d/comm" % d.master_pid) as f:
+        kg.eq(f.read().strip(), "keygated", "master's comm")
+    for w in workers:
+        argv = [a for a in kg.proc_cmdline(w) if a]
+        kg.eq(argv, ["keygated: worker process -c " + d.conf_path],
+              "worker %d's title" % w)
+        with open("/proc/%d/comm" % w) as f:
+            kg.eq(f.read().strip(), "keygated-worker", "worker's comm")
+    # The environment moved, not lost: the daemon still works.
+    kg.check_echo(kg.get(d.port, "/echo/t"), "GET", "/echo/t")
+
+
 def test_bad_config_refuses_to_start():
     dir = kg.tempdir()
     text = good_conf_text(dir) + "workers many\n"
@@ -509,6 +632,11 @@ TESTS = [
 ] + [make_bad_config_test(*b) for b in BAD] + [
     test_check_missing_file,
     test_version,
+    test_check_finds_startup_failures,
+    test_check_worker_user_paths,
+    test_check_warns_without_routes,
+    test_help_and_long_options,
+    test_process_titles,
     test_bad_config_refuses_to_start,
     test_port_in_use_refuses_to_start,
     test_daemonize_pidfile_single_instance,
