@@ -192,7 +192,6 @@ main(int argc, char *argv[])
 
 	/* Before anything reads argv[]: titles are written over it. */
 	util_proctitle_init(argc, argv);
-	title = cmdline(argc, argv);
 	while ((ch = getopt_long(argc, argv, "c:fhtv", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -282,6 +281,8 @@ main(int argc, char *argv[])
 	opts.mo_readyfd = foreground ? -1 : daemonize();
 	pidfile_write(opts.mo_pidfd);
 	opts.mo_why[0] = '\0';
+	/* Only options were accepted: getopt_long() did not reorder argv[]. */
+	title = cmdline(argc, argv);
 	util_proctitle("master process %s", title != NULL ? title : path);
 	ch = master_run(&opts, conf, lfds, config_nlisten(conf), shm);
 	unlink(pidfile);
