@@ -991,6 +991,9 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	return (m.m_exitcode);
 }
 
+static void	 master_check_say(int *, int, const char *, ...)
+		    __attribute__((__format__(__printf__, 3, 4)));
+
 /* keygated -t: one problem, on stderr; counts errors, not warnings. */
 static void
 master_check_say(int *nerr, int error, const char *fmt, ...)
