@@ -30,6 +30,13 @@ int	 master_bind(const struct listen_addr *, char *, size_t);
 /* Create log files a worker must be able to reopen as the configured user. */
 int	 master_prepare_logs(const struct config *, char *, size_t);
 
+/*
+ * keygated -t: check what start-up would fail on beyond the file's syntax
+ * (log files, pidfile and state_dir creatable, reachable by the worker
+ * user); print each problem and warning on stderr; the number of errors.
+ */
+int	 master_check(const struct config *);
+
 /* Load the key store from state_dir into the segment; 0, or -1 with err. */
 int	 master_keys_load(const struct config *, struct shm_header *, char *,
 	    size_t);

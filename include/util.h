@@ -14,8 +14,12 @@ char	*util_abspath(const char *);
 /* Number of online CPUs, at least 1. */
 int	 util_ncpus(void);
 
-/* Wall clock and monotonic clock in milliseconds / microseconds. */
+/*
+ * Wall clock (for timestamps stored or shown) and monotonic clock (for
+ * intervals and deadlines) in milliseconds / microseconds.
+ */
 int64_t	 util_now_ms(void);
+int64_t	 util_mono_ms(void);
 int64_t	 util_mono_us(void);
 
 /*
@@ -34,5 +38,15 @@ void	 util_hex64(char *, uint64_t);
 
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-23T11:26:42.123Z; buf >= 32. */
 void	 util_rfc3339_ms(char *, size_t, int64_t);
+
+/*
+ * Process titles for ps(1), like nginx's: util_proctitle_init() once in
+ * main() before argv[] or environ is used (it moves them to the heap and
+ * points argv[] at copies), then util_proctitle("master process %s", ...)
+ * shows "keygated: master process ..." in place of the command line.
+ */
+void	 util_proctitle_init(int, char *[]);
+void	 util_proctitle(const char *, ...)
+	    __attribute__((__format__(__printf__, 1, 2)));
 
 #endif /* KEYGATE_UTIL_H */

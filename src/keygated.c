@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,15 +31,42 @@
 #endif
 #define KEYGATE_DEFAULT_CONFIG	KEYGATE_SYSCONFDIR "/keygate/keygate.conf"
 
+/* The usage message: on stdout with status 0 for -h, else on stderr. */
 static void
-usage(void)
+usage(int help)
 {
-	fprintf(stderr, "usage: keygated [-ftv] [-c file]\n"
-	    "  -c file  configuration file (default %s)\n"
-	    "  -f       stay in the foreground, log to stderr\n"
-	    "  -t       check the configuration and exit\n"
-	    "  -v       print the version and exit\n", KEYGATE_DEFAULT_CONFIG);
-	exit(2);
+	fprintf(help ? stdout : stderr,
+	    "usage: keygated [-fhtv] [-c file]\n"
+	    "  -c, --config file  configuration file (default %s)\n"
+	    "  -f, --foreground   stay in the foreground, log to stderr\n"
+	    "  -h, --help         print this help and exit\n"
+	    "  -t, --test         check the configuration and exit\n"
+	    "  -v, --version      print the version and exit\n",
+	    KEYGATE_DEFAULT_CONFIG);
+	exit(help ? 0 : 2);
+}
+
+/* The command line as one string, for the master's process title. */
+static char *
+cmdline(int argc, char *argv[])
+{
+	size_t	 len = 1, n, off = 0;
+	char	*s;
+	int	 i;
+
+	for (i = 0; i < argc; i++)
+		len += strlen(argv[i]) + 1;
+	if ((s = malloc(len)) == NULL)
+		return (NULL);
+	for (i = 0; i < argc; i++) {
+		if (i > 0)
+			s[off++] = ' ';
+		n = strlen(argv[i]);
+		memcpy(s + off, argv[i], n);
+		off += n;
+	}
+	s[off] = '\0';
+	return (s);
 }
 
 /*
@@ -148,19 +176,32 @@ main(int argc, char *argv[])
 	struct master_opts	 opts;
 	struct config		*conf;
 	struct shm_header	*shm;
+	static const struct option longopts[] = {
+		{ "config",	required_argument,	NULL,	'c' },
+		{ "foreground",	no_argument,		NULL,	'f' },
+		{ "help",	no_argument,		NULL,	'h' },
+		{ "test",	no_argument,		NULL,	't' },
+		{ "version",	no_argument,		NULL,	'v' },
+		{ NULL,		0,			NULL,	0 }
+	};
 	const char		*path = KEYGATE_DEFAULT_CONFIG;
-	char			*abspath, *pidfile, *startdir;
+	char			*abspath, *pidfile, *startdir, *title;
 	char			 err[CONFIG_ERRLEN];
 	int			 ch, foreground = 0, test = 0, lfds[MASTER_MAX_LISTEN];
 	size_t			 i;
 
-	while ((ch = getopt(argc, argv, "c:ftv")) != -1) {
+	/* Before anything reads argv[]: titles are written over it. */
+	util_proctitle_init(argc, argv);
+	while ((ch = getopt_long(argc, argv, "c:fhtv", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
 			break;
 		case 'f':
 			foreground = 1;
+			break;
+		case 'h':
+			usage(1);
 			break;
 		case 't':
 			test = 1;
@@ -169,17 +210,24 @@ main(int argc, char *argv[])
 			printf("keygated %s\n", PACKAGE_VERSION);
 			return (0);
 		default:
-			usage();
+			usage(0);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(0);
 
 	if ((conf = config_load(path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "keygated: %s\n", err);
 		return (1);
 	}
 	if (test) {
+		/* Like nginx -t: the listeners are not bound (it may run). */
+		if (master_check(conf) > 0) {
+			fprintf(stderr, "keygated: %s: configuration test "
+			    "failed\n", path);
+			config_free(conf);
+			return (1);
+		}
 		printf("keygated: %s: configuration is valid\n", path);
 		config_free(conf);
 		return (0);
@@ -233,6 +281,9 @@ main(int argc, char *argv[])
 	opts.mo_readyfd = foreground ? -1 : daemonize();
 	pidfile_write(opts.mo_pidfd);
 	opts.mo_why[0] = '\0';
+	/* Only options were accepted: getopt_long() did not reorder argv[]. */
+	title = cmdline(argc, argv);
+	util_proctitle("master process %s", title != NULL ? title : path);
 	ch = master_run(&opts, conf, lfds, config_nlisten(conf), shm);
 	unlink(pidfile);
 	close(opts.mo_pidfd);
@@ -244,5 +295,6 @@ main(int argc, char *argv[])
 	free(pidfile);
 	free(abspath);
 	free(startdir);
+	free(title);
 	return (ch);
 }

@@ -11,6 +11,9 @@
  */
 
 #include <sys/types.h>
+#ifdef HAVE_SYS_PRCTL_H
+#include <sys/prctl.h>
+#endif
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,8 +21,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +36,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "route.h"
 #include "server.h"
 #include "journal.h"
 #include "keystore.h"
@@ -50,6 +57,11 @@
 #define MASTER_OLD		1	/* generations other than m_gen */
 #define MASTER_CURRENT		2	/* generation m_gen */
 
+/*
+ * Every time below ending in _ms or _deadline is CLOCK_MONOTONIC
+ * (util_mono_ms): a step of the wall clock must neither kill draining
+ * workers early nor postpone a respawn, a reload decision or a usage save.
+ */
 struct child {
 	pid_t		 ch_pid;	/* 0: unused entry */
 	uint32_t	 ch_gen;
@@ -103,6 +115,7 @@ static const int master_signals[MASTER_NSIGS] = {
 };
 
 static void	 master_spawn(struct master *);
+static void	 master_close_unshared(const int *, size_t, const int *, size_t);
 static void	 master_rollback(struct master *, const char *);
 static void	 master_stop(struct master *, int);
 static void	 master_reload(struct master *);
@@ -316,6 +329,14 @@ master_child_detach(struct master *m)
 	event_base_free(m->m_base);
 	m->m_base = NULL;
 	/*
+	 * During a reload the master still holds the previous generation's
+	 * listeners; one the new configuration dropped must not live on in
+	 * this worker, or it would stay bound (queueing connections nobody
+	 * accepts) until the worker exits.
+	 */
+	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
+	    m->m_nlfds);
+	/*
 	 * Until the worker installs its own handlers, a SIGUSR1 the master
 	 * forwards (log reopening) must not kill it, and SIGHUP/SIGINT are
 	 * the master's anyway.  SIGTERM/SIGQUIT get their default action back
@@ -339,9 +360,10 @@ master_fork(struct master *m, struct child *ch)
 {
 	struct server_env	 env;
 	sigset_t		 all, old;
-	pid_t			 pid;
+	pid_t			 pid, master = getpid();
 	int			 slot;
 
+	/* Shown in the stats: wall-clock time. */
 	slot = shm_worker_attach(m->m_shm, m->m_gen, util_now_ms() / 1000);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -354,6 +376,12 @@ master_fork(struct master *m, struct child *ch)
 	}
 	if (pid == 0) {
 		master_child_detach(m);
+		/* The path names the instance when several run. */
+		util_proctitle("worker process -c %s", m->m_opts->mo_path);
+#ifdef HAVE_SYS_PRCTL_H
+		/* top(1) and pidof(8) tell workers from the master. */
+		prctl(PR_SET_NAME, "keygated-worker");
+#endif
 		sigaddset(&old, SIGTERM);	/* server_run() unblocks them */
 		sigaddset(&old, SIGQUIT);
 		sigprocmask(SIG_SETMASK, &old, NULL);
@@ -362,7 +390,8 @@ master_fork(struct master *m, struct child *ch)
 		env.se_nlfds = m->m_nlfds;
 		env.se_shm = m->m_shm;
 		env.se_slot = slot;
-		env.se_master = getppid();
+		/* Not getppid(): the master may already be gone. */
+		env.se_master = master;
 		exit(server_run(&env));
 	}
 	shm_worker_setpid(m->m_shm, slot, pid);
@@ -371,7 +400,7 @@ master_fork(struct master *m, struct child *ch)
 	ch->ch_pid = pid;
 	ch->ch_gen = m->m_gen;
 	ch->ch_slot = slot;
-	ch->ch_started_ms = util_now_ms();
+	ch->ch_started_ms = util_mono_ms();
 	log_debug("%s: worker %ld started (generation %u)", __func__,
 	    (long)pid, m->m_gen);
 	return (0);
@@ -396,7 +425,7 @@ static void
 master_spawn(struct master *m)
 {
 	struct timeval	 tv;
-	int64_t		 now = util_now_ms(), wait;
+	int64_t		 now = util_mono_ms(), wait;
 	int		 i;
 
 	if (m->m_stopping)
@@ -462,7 +491,7 @@ static void
 master_reaped(struct master *m, struct child *ch, int status)
 {
 	uint64_t	 requests = 0;
-	int64_t		 now = util_now_ms();
+	int64_t		 now = util_mono_ms();
 	int		 ready = 1;
 
 	if (ch->ch_slot >= 0) {
@@ -559,7 +588,7 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct master	*m = arg;
 	struct child	*ch;
-	int64_t		 now = util_now_ms();
+	int64_t		 now = util_mono_ms();
 	int		 i;
 
 	for (i = 0; i < SHM_SLOTS; i++) {
@@ -652,7 +681,7 @@ master_pending(struct master *m)
 	m->m_pending = 1;
 	m->m_pending_failed = 0;
 	m->m_proven = 0;
-	m->m_pending_deadline = util_now_ms() + MASTER_READY_MS;
+	m->m_pending_deadline = util_mono_ms() + MASTER_READY_MS;
 	evtimer_add(m->m_confirm, &tv);
 }
 
@@ -684,10 +713,11 @@ master_commit(struct master *m)
 	    m->m_conf->c_log_level, NULL, err, sizeof(err)) == -1)
 		log_warnx("%s", err);
 	log_setlevel(m->m_conf->c_log_level);
-	deadline = util_now_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
+	deadline = util_mono_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
 	master_signal_children(m, SIGTERM, MASTER_OLD, deadline);
 	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
 	    m->m_nlfds);
+	m->m_prev_nlfds = 0;	/* closed: the numbers may be reused */
 	config_free(old);
 	m->m_prev_conf = NULL;
 	log_info("configuration reloaded from %s (generation %u, %d workers)",
@@ -715,12 +745,13 @@ master_rollback(struct master *m, const char *why)
 		return;
 	}
 	log_warnx("reload failed, keeping the running configuration: %s", why);
-	master_signal_children(m, SIGQUIT, MASTER_CURRENT, util_now_ms() +
+	master_signal_children(m, SIGQUIT, MASTER_CURRENT, util_mono_ms() +
 	    MASTER_KILL_GRACE_MS);
 	master_close_unshared(m->m_lfds, m->m_nlfds, m->m_prev_lfds,
 	    m->m_prev_nlfds);
 	memcpy(m->m_lfds, m->m_prev_lfds, m->m_prev_nlfds * sizeof(int));
 	m->m_nlfds = m->m_prev_nlfds;
+	m->m_prev_nlfds = 0;
 	m->m_conf = m->m_prev_conf;
 	m->m_prev_conf = NULL;
 	m->m_gen = m->m_prev_gen;
@@ -750,9 +781,9 @@ master_confirm_cb(evutil_socket_t fd, short what, void *arg)
 	if (!m->m_pending || m->m_stopping)
 		return;
 	if (master_gen_ready(m) ||
-	    (m->m_proven && util_now_ms() > m->m_pending_deadline))
+	    (m->m_proven && util_mono_ms() > m->m_pending_deadline))
 		master_commit(m);
-	else if (util_now_ms() > m->m_pending_deadline)
+	else if (util_mono_ms() > m->m_pending_deadline)
 		master_rollback(m, "the new workers were not ready within 10 s");
 	else
 		evtimer_add(m->m_confirm, &tv);
@@ -856,7 +887,7 @@ master_stop(struct master *m, int fast)
 	for (i = 0; i < m->m_nlfds; i++)
 		close(m->m_lfds[i]);
 	m->m_nlfds = 0;
-	deadline = util_now_ms() + (fast ? 0 : m->m_conf->c_shutdown_timeout) +
+	deadline = util_mono_ms() + (fast ? 0 : m->m_conf->c_shutdown_timeout) +
 	    MASTER_KILL_GRACE_MS;
 	master_signal_children(m, fast ? SIGQUIT : SIGTERM, MASTER_ALL, deadline);
 	master_reap(m);
@@ -918,7 +949,7 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	master_owner(conf, &uid, &gid);
 	if (journal_init(&m.m_journal, conf->c_state_dir, uid, gid) == -1)
 		fatalx("out of memory");
-	m.m_usage_ms = util_now_ms();
+	m.m_usage_ms = util_mono_ms();
 	if ((m.m_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	for (i = 0; i < MASTER_NSIGS; i++) {
@@ -958,4 +989,175 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	config_free(m.m_conf);
 	log_info("stopped");
 	return (m.m_exitcode);
+}
+
+static void	 master_check_say(int *, int, const char *, ...)
+		    __attribute__((__format__(__printf__, 3, 4)));
+
+/* keygated -t: one problem, on stderr; counts errors, not warnings. */
+static void
+master_check_say(int *nerr, int error, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fprintf(stderr, "keygated: %s", error ? "" : "warning: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (error)
+		(*nerr)++;
+}
+
+/* The directory part of an absolute path ("/" for "/x"). */
+static void
+master_dirname(const char *path, char *dir, size_t len)
+{
+	const char	*slash = strrchr(path, '/');
+	size_t		 n = slash == NULL || slash == path ? 1 :
+			    (size_t)(slash - path);
+
+	if (slash == NULL)
+		path = "/";
+	snprintf(dir, len, "%.*s", (int)n, path);
+}
+
+/*
+ * A file start-up opens or creates as the master (log files, the
+ * pidfile): an existing one must be writable and not a directory, a
+ * missing one needs an existing, writable directory.
+ */
+static void
+master_check_file(int *nerr, const char *what, const char *path)
+{
+	struct stat	 st;
+	char		 dir[PATH_MAX];
+
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			master_check_say(nerr, 1, "%s %s is a directory", what,
+			    path);
+		else if (access(path, W_OK) == -1)
+			master_check_say(nerr, 1, "%s %s is not writable: %s",
+			    what, path, strerror(errno));
+		return;
+	}
+	if (errno != ENOENT) {
+		master_check_say(nerr, 1, "%s %s: %s", what, path,
+		    strerror(errno));
+		return;
+	}
+	master_dirname(path, dir, sizeof(dir));
+	if (stat(dir, &st) == -1)
+		master_check_say(nerr, 1, "%s %s: directory %s: %s", what, path,
+		    dir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		master_check_say(nerr, 1, "%s %s: %s is not a directory", what,
+		    path, dir);
+	else if (access(dir, W_OK | X_OK) == -1)
+		master_check_say(nerr, 1, "%s %s: directory %s is not writable: "
+		    "%s", what, path, dir, strerror(errno));
+}
+
+/*
+ * state_dir: an existing one must be a writable directory; a missing one
+ * is created at start-up with its missing parents, so the nearest
+ * existing ancestor must be a writable directory.
+ */
+static void
+master_check_state_dir(int *nerr, const char *path)
+{
+	struct stat	 st;
+	char		 dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	while (stat(dir, &st) == -1) {
+		if (errno != ENOENT || strcmp(dir, "/") == 0) {
+			master_check_say(nerr, 1, "state_dir %s: %s: %s", path,
+			    dir, strerror(errno));
+			return;
+		}
+		master_dirname(dir, dir, sizeof(dir));
+	}
+	if (!S_ISDIR(st.st_mode))
+		master_check_say(nerr, 1, "state_dir %s: %s is not a directory",
+		    path, dir);
+	else if (access(dir, W_OK | X_OK) == -1)
+		master_check_say(nerr, 1, "state_dir %s: %s is not writable: %s",
+		    path, dir, strerror(errno));
+}
+
+/*
+ * In a child that became the worker user: can a worker reach the files it
+ * reopens or creates as that user (the logs, which start-up creates and
+ * hands over, and state_dir, which it creates and hands over)?  Exits with
+ * the number of errors.
+ */
+static void
+master_check_as_user(const struct config *conf)
+{
+	const char	*paths[3], *whats[3];
+	char		 dir[PATH_MAX];
+	int		 i, n = 0, nerr = 0;
+
+	if (setgroups(1, &conf->c_gid) == -1 || setgid(conf->c_gid) == -1 ||
+	    setuid(conf->c_uid) == -1) {
+		master_check_say(&nerr, 1, "cannot change to user %s: %s",
+		    conf->c_user, strerror(errno));
+		_exit(nerr);
+	}
+	if (conf->c_access_log != NULL) {
+		whats[n] = "access_log";
+		paths[n++] = conf->c_access_log;
+	}
+	if (conf->c_error_log[0] == '/') {
+		whats[n] = "error_log";
+		paths[n++] = conf->c_error_log;
+	}
+	whats[n] = "state_dir";
+	paths[n++] = conf->c_state_dir;
+	for (i = 0; i < n; i++) {
+		master_dirname(paths[i], dir, sizeof(dir));
+		if (access(dir, X_OK) == -1 && errno != ENOENT)
+			master_check_say(&nerr, 1, "%s %s: workers (user %s) "
+			    "cannot reach directory %s: %s", whats[i], paths[i],
+			    conf->c_user, dir, strerror(errno));
+	}
+	_exit(nerr > 100 ? 100 : nerr);
+}
+
+/* keygated -t: what start-up would fail on beyond the syntax; see master.h. */
+int
+master_check(const struct config *conf)
+{
+	pid_t	 pid;
+	int	 nerr = 0, status;
+
+	if (config_nlisten(conf) > MASTER_MAX_LISTEN)
+		master_check_say(&nerr, 1, "too many listen directives (at most "
+		    "%d)", MASTER_MAX_LISTEN);
+	if (conf->c_error_log[0] == '/')
+		master_check_file(&nerr, "error_log", conf->c_error_log);
+	if (conf->c_access_log != NULL)
+		master_check_file(&nerr, "access_log", conf->c_access_log);
+	master_check_file(&nerr, "pidfile", conf->c_pidfile);
+	master_check_state_dir(&nerr, conf->c_state_dir);
+	if (conf->c_user != NULL && geteuid() == 0) {
+		fflush(stderr);
+		if ((pid = fork()) == -1)
+			master_check_say(&nerr, 1, "fork: %s", strerror(errno));
+		else if (pid == 0)
+			master_check_as_user(conf);
+		else if (waitpid(pid, &status, 0) == -1 || !WIFEXITED(status))
+			master_check_say(&nerr, 1, "checking as user %s failed",
+			    conf->c_user);
+		else
+			nerr += WEXITSTATUS(status);
+	} else if (conf->c_user == NULL && geteuid() == 0)
+		master_check_say(&nerr, 0, "no \"user\" is configured: workers "
+		    "would run as root");
+	if (conf->c_routes.rt_nroutes == 0)
+		master_check_say(&nerr, 0, "no route is configured: every "
+		    "request on the listen addresses is answered 404");
+	return (nerr);
 }

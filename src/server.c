@@ -1492,10 +1492,16 @@ server_run(const struct server_env *env)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
+	server_drop_privileges(w.w_conf);
 #ifdef HAVE_SYS_PRCTL_H
+	/*
+	 * Only now: the kernel clears the parent-death signal when the
+	 * credentials change (setuid above), so set before it would be lost.
+	 * A master that died before this line sends nothing; the getppid()
+	 * check below, made after this, catches that case.
+	 */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 #endif
-	server_drop_privileges(w.w_conf);
 	if (server_setup(&w) == -1) {
 		log_warnx("worker setup failed");
 		rc = 1;
@@ -1509,6 +1515,7 @@ server_run(const struct server_env *env)
 	sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	/* Tell the master this worker is serving (it confirms reloads by it). */
 	__atomic_store_n(&w.w_stats->sw_ready, 1, __ATOMIC_RELEASE);
+	/* The master may have died before PR_SET_PDEATHSIG was set. */
 	if (getppid() != env->se_master)
 		server_stop(&w);
 	log_debug("%s: worker ready", __func__);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,19 @@ util_now_ms(void)
 	struct timespec	 ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/*
+ * Monotonic time in milliseconds: for intervals and deadlines, which a step
+ * of the wall clock (NTP, an operator's date -s) must not stretch or cut.
+ */
+int64_t
+util_mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
@@ -171,4 +185,67 @@ util_rfc3339_ms(char *buf, size_t len, int64_t ms)
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/*
+ * Process titles, as nginx does it (ngx_setproctitle): ps(1) shows the
+ * memory argv[] points to, so a new title is written over the argument
+ * strings and the environment strings that follow them contiguously.  The
+ * environment is moved to the heap first, and argv[] pointed to copies,
+ * so nothing still in use is overwritten.
+ */
+static char	*proctitle_start;	/* the original argv[0] */
+static char	*proctitle_end;		/* past the last contiguous string */
+
+/* Copy argv[] and environ out of the area titles will be written over. */
+void
+util_proctitle_init(int argc, char *argv[])
+{
+	extern char	**environ;
+	char		**env, *start, *end;
+	int		  i, n;
+
+	if (argc < 1 || argv[0] == NULL)
+		return;
+	start = end = argv[0];
+	for (i = 0; i < argc && argv[i] == end; i++)
+		end = argv[i] + strlen(argv[i]) + 1;
+	for (n = 0; environ[n] != NULL; n++)
+		;
+	if (i == argc)
+		for (i = 0; i < n && environ[i] == end; i++)
+			end = environ[i] + strlen(environ[i]) + 1;
+	if ((env = calloc((size_t)n + 1, sizeof(*env))) == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		if ((env[i] = strdup(environ[i])) == NULL)
+			return;		/* env leaks; titles stay off */
+	for (i = 0; i < argc; i++)
+		if ((argv[i] = strdup(argv[i])) == NULL)
+			return;
+	environ = env;
+	proctitle_start = start;
+	proctitle_end = end;
+}
+
+/* Show "keygated: TITLE" in ps(1), truncated to the area argv[] had. */
+void
+util_proctitle(const char *fmt, ...)
+{
+	va_list	 ap;
+	size_t	 len;
+	int	 n;
+
+	if (proctitle_start == NULL)
+		return;
+	len = (size_t)(proctitle_end - proctitle_start);
+	n = snprintf(proctitle_start, len, "keygated: ");
+	if (n > 0 && (size_t)n < len) {
+		va_start(ap, fmt);
+		vsnprintf(proctitle_start + n, len - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	/* NULs to the end: ps reads up to the end of the original argv. */
+	n = (int)strlen(proctitle_start);
+	memset(proctitle_start + n, '\0', len - (size_t)n);
 }

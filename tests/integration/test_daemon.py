@@ -11,6 +11,8 @@ import pwd
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import kgtest as kg
@@ -91,6 +93,129 @@ def test_version():
     kg.eq(p.returncode, 0, "exit status of -v")
     kg.check(re.match(r"^keygated \d+\.\d+(\.\d+)?\S*\n?$", p.stdout),
              "-v printed %r" % p.stdout)
+
+
+def test_check_finds_startup_failures():
+    """-t fails on what start-up would fail on, naming each problem:
+    log, pidfile and state_dir locations that cannot be created."""
+    dir = kg.tempdir()
+    text = good_conf_text(dir)
+    for name in ("error_log", "access_log", "pidfile"):
+        text = re.sub(r"^%s %s/" % (name, re.escape(dir)),
+                      "%s %s/no-%s/" % (name, dir, name), text, flags=re.M)
+    write(dir, "afile", "")
+    text = text.replace("state_dir %s/state" % dir,
+                        "state_dir %s/afile/state" % dir)
+    path = write(dir, "paths.conf", text)
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 1, "exit status of -t (stdout %r, stderr %r)" %
+          (p.stdout, p.stderr))
+    kg.check("configuration is valid" not in p.stdout, "reported valid")
+    for name in ("error_log", "access_log", "pidfile"):
+        kg.check(re.search(r"%s %s/no-%s/\S+: directory %s/no-%s: No such "
+                           r"file" % (name, re.escape(dir), name,
+                                      re.escape(dir), name), p.stderr),
+                 "-t does not name the missing %s directory: %r" %
+                 (name, p.stderr))
+    kg.check("state_dir %s/afile/state" % dir in p.stderr,
+             "-t does not name the bad state_dir: %r" % p.stderr)
+    # The same file starts once the directories exist; a missing state_dir
+    # (and missing parents of it) is created at start-up.
+    for name in ("error_log", "access_log", "pidfile"):
+        os.mkdir(os.path.join(dir, "no-" + name))
+    path = write(dir, "paths.conf", text.replace(
+        "%s/afile/state" % dir, "%s/new/state" % dir))
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 0, "exit status of -t once fixed (stderr %r)" %
+          p.stderr)
+    kg.check("configuration is valid" in p.stdout, "stdout %r" % p.stdout)
+
+
+def test_check_worker_user_paths():
+    """-t checks that the worker user can reach the log directories (the
+    start would fail when the workers open them)."""
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        kg.skip("no user nobody")
+    dir = kg.tempdir()
+    os.chmod(dir, 0o755)
+    os.mkdir(os.path.join(dir, "private"), 0o700)
+    text = kg.fill(kg.config(ECHO, user="nobody"), dir, [kg.free_port()])
+    path = write(dir, "user.conf", text.replace(
+        "access_log %s/access.log" % dir,
+        "access_log %s/private/access.log" % dir))
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 1, "exit status of -t (stderr %r)" % p.stderr)
+    kg.check(re.search(r"access_log %s/private/access.log: workers \(user "
+                       r"nobody\) cannot reach directory %s/private" %
+                       (re.escape(dir), re.escape(dir)), p.stderr),
+             "-t does not say why: %r" % p.stderr)
+    os.chmod(os.path.join(dir, "private"), 0o711)
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 0, "exit status of -t once reachable (stderr %r)" %
+          p.stderr)
+
+
+def test_check_warns_without_routes():
+    dir = kg.tempdir()
+    path = write(dir, "noroute.conf", kg.fill(kg.config(), dir,
+                                              [kg.free_port()]))
+    p = kg.keygated("-t", "-c", path)
+    kg.eq(p.returncode, 0, "exit status of -t (stderr %r)" % p.stderr)
+    kg.check("warning: no route is configured" in p.stderr,
+             "no warning about the missing routes: %r" % p.stderr)
+    p = kg.keygated("-t", "-c", write(dir, "route.conf", good_conf_text(dir)))
+    kg.check("no route" not in p.stderr, "warned with a route: %r" %
+             p.stderr)
+
+
+def test_help_and_long_options():
+    for args in (["-h"], ["--help"]):
+        p = kg.keygated(*args)
+        kg.eq(p.returncode, 0, "exit status of %s" % args[0])
+        kg.check(p.stdout.startswith("usage: keygated"),
+                 "%s printed %r on stdout" % (args[0], p.stdout))
+        kg.check("--version" in p.stdout, "long options not in the usage")
+        kg.eq(p.stderr, "", "stderr of %s" % args[0])
+    p = kg.keygated("--version")
+    kg.eq(p.returncode, 0, "exit status of --version")
+    kg.eq(p.stdout, kg.keygated("-v").stdout, "--version output")
+    dir = kg.tempdir()
+    path = write(dir, "good.conf", good_conf_text(dir))
+    p = kg.keygated("--test", "--config", path)
+    kg.eq(p.returncode, 0, "exit status of --test --config (stderr %r)" %
+          p.stderr)
+    kg.check("configuration is valid" in p.stdout, "stdout %r" % p.stdout)
+    p = kg.keygated("--bogus")
+    kg.eq(p.returncode, 2, "exit status of an unknown option")
+    kg.check("usage: keygated" in p.stderr and p.stdout == "",
+             "usage of a bad option not on stderr: %r %r" % (p.stdout,
+                                                             p.stderr))
+
+
+def test_process_titles():
+    """ps shows "keygated: master process ..." and "keygated: worker
+    process", and workers are named keygated-worker (top, pidof)."""
+    d = kg.start(kg.config(ECHO, workers=2), foreground=False)
+    workers = d.wait_workers(2)
+    argv = [a for a in kg.proc_cmdline(d.master_pid) if a]
+    kg.eq(len(argv), 1, "strings in the master's cmdline %r" % argv)
+    kg.check(argv[0].startswith("keygated: master process ") and
+             argv[0].endswith(" -c " + d.conf_path),
+             "master's title %r" % argv[0])
+    with open("/proc/%d/comm" % d.master_pid) as f:
+        kg.eq(f.read().strip(), "keygated", "master's comm")
+    for w in workers:
+        argv = [a for a in kg.proc_cmdline(w) if a]
+        kg.eq(argv, ["keygated: worker process -c " + d.conf_path],
+              "worker %d's title" % w)
+        with open("/proc/%d/comm" % w) as f:
+            kg.eq(f.read().strip(), "keygated-worker", "worker's comm")
+    # The environment moved, not lost: the daemon still works.
+    kg.check_echo(kg.get(d.port, "/echo/t"), "GET", "/echo/t")
 
 
 def test_bad_config_refuses_to_start():
@@ -201,6 +326,96 @@ def test_user_nobody_privilege_drop():
     kg.eq(kg.proc_uids(d.master_pid), [0, 0, 0, 0], "uids of the master")
     kg.check(d.access_by_id(kg.get(d.port, "/echo/n2").header(
         "x-request-id")), "no access log line from a nobody worker")
+
+
+def signals_pending(pid):
+    """The signals pending for pid (thread and process-wide), as a set."""
+    mask = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(("SigPnd:", "ShdPnd:")):
+                mask |= int(line.split()[1], 16)
+    return set(n + 1 for n in range(64) if mask & (1 << n))
+
+
+def set_subreaper(on):
+    """prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants become ours."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1 if on else 0, 0, 0, 0) != 0:
+        kg.skip("prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def test_workers_as_nobody_get_parent_death_signal():
+    """kill -9 of the master: the kernel sends its workers SIGTERM
+    (PR_SET_PDEATHSIG) even though they changed user after fork().  The
+    workers are stopped while the master dies, so the signal can be seen
+    pending instead of guessing from how fast they exit (their once-a-second
+    getppid() check would stop them too)."""
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        kg.skip("no user nobody")
+    d = kg.Daemon(kg.config(ECHO, workers=2, user="nobody"))
+    kg.use(d)
+    d.allow_worker_deaths = True
+
+    def launch():
+        # Its own process group in our session, and we are the subreaper:
+        # the group stays non-orphaned when the master dies, so the kernel
+        # does not SIGCONT the stopped workers.
+        out = open(d.stderr_path, "ab")
+        kw = {"process_group": 0} if sys.version_info >= (3, 11) else \
+            {"preexec_fn": os.setpgrp}
+        d.proc = subprocess.Popen([kg.binary(), "-f", "-c", d.conf_path],
+                                  stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=out, cwd=d.dir, **kw)
+        d.master_pid = d.proc.pid
+        out.close()
+    d._launch = launch
+    set_subreaper(True)
+    workers = []
+    try:
+        d.start()
+        workers = d.wait_workers(2)
+        for w in workers:
+            kg.wait_for(lambda: kg.proc_uids(w) != [0, 0, 0, 0], 3,
+                        "worker %d to drop root" % w)
+            os.kill(w, signal.SIGSTOP)
+        for w in workers:
+            kg.wait_for(lambda: (kg.proc_stat(w) or "?")[0] == "T", 5,
+                        "worker %d to stop" % w)
+        os.kill(d.master_pid, signal.SIGKILL)
+        d.proc.wait(5)
+        for w in workers:
+            kg.eq(kg.proc_stat(w)[1], os.getpid(), "parent of orphaned "
+                  "worker %d" % w)
+            kg.check(signal.SIGTERM in signals_pending(w),
+                     "worker %d has no SIGTERM pending after its master died "
+                     "(pending: %s)" % (w, sorted(signals_pending(w))))
+        t0 = time.monotonic()
+        for w in workers:
+            os.kill(w, signal.SIGCONT)
+        for w in workers:
+            deadline = time.monotonic() + 10
+            while os.waitpid(w, os.WNOHANG) == (0, 0):
+                kg.check(time.monotonic() < deadline,
+                         "orphaned worker %d still running" % w)
+                time.sleep(0.01)
+        kg.check(time.monotonic() - t0 < 10, "workers took too long")
+    finally:
+        for w in workers:
+            try:
+                os.kill(w, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                os.waitpid(w, 0)
+            except OSError:
+                pass
+        set_subreaper(False)
 
 
 def test_start_fails_when_workers_cannot_start():
@@ -417,11 +632,17 @@ TESTS = [
 ] + [make_bad_config_test(*b) for b in BAD] + [
     test_check_missing_file,
     test_version,
+    test_check_finds_startup_failures,
+    test_check_worker_user_paths,
+    test_check_warns_without_routes,
+    test_help_and_long_options,
+    test_process_titles,
     test_bad_config_refuses_to_start,
     test_port_in_use_refuses_to_start,
     test_daemonize_pidfile_single_instance,
     test_workers_count,
     test_user_nobody_privilege_drop,
+    test_workers_as_nobody_get_parent_death_signal,
     test_start_fails_when_workers_cannot_start,
     test_killed_worker_respawned,
     test_crash_loop_backoff,

@@ -262,6 +262,46 @@ def test_reload_adds_listen_address():
                   what="the first address")
 
 
+def refused(port):
+    """Is a connection to 127.0.0.1:port refused?"""
+    try:
+        kg.Conn(port, timeout=1.0).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_reload_removes_listen_address():
+    """A listen address dropped by a reload is closed for good once the
+    reload is done (connections are refused, not queued), and a later
+    reload can bind it again."""
+    two = ("127.0.0.1:{port}", "127.0.0.1:{port2}")
+    d = kg.start(kg.config(ECHO, workers=2, listen=two), nports=2)
+    port2 = d.ports[1]
+    d.wait_ready(port=port2, timeout=5)
+    before = d.wait_workers(2)
+    d.write_conf(kg.config(ECHO, workers=2))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"configuration reloaded")
+    d.wait_workers(2, exclude=before, timeout=10)
+    kg.wait_for(lambda: refused(port2), 5,
+                "port %d to refuse connections after its removal" % port2)
+    kg.check_echo(kg.get(d.port, "/echo/kept"), "GET", "/echo/kept",
+                  what="the address kept")
+    # Added back: the reload binds it again and serves on it.
+    mark = len(d.errlog_text())
+    d.write_conf(kg.config(ECHO, workers=2, listen=two))
+    d.signal(signal.SIGHUP)
+    kg.wait_for(lambda: "configuration reloaded" in d.errlog_text()[mark:] or
+                "reload failed" in d.errlog_text()[mark:], 10,
+                "the second reload to finish")
+    kg.check("reload failed" not in d.errlog_text()[mark:],
+             "re-adding the address failed: %s" % d.errlog_tail(3))
+    d.wait_ready(port=port2, timeout=5)
+    kg.check_echo(kg.get(port2, "/echo/back"), "GET", "/echo/back",
+                  what="the address added back")
+
+
 def test_reload_missing_log_dir_refused():
     d = kg.start(kg.config(ECHO, workers=2))
     before = d.wait_workers(2)
@@ -320,6 +360,7 @@ TESTS = [
     test_reload_fixed_config_new_route,
     test_reload_workers_1_to_3,
     test_reload_adds_listen_address,
+    test_reload_removes_listen_address,
     test_reload_missing_log_dir_refused,
     test_reload_workers_that_cannot_start_roll_back,
 ]
