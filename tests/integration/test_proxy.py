@@ -1173,8 +1173,8 @@ def test_verify_path():
                      "query of X-Original-URI matched")
     kg.check_refusal(verify(d, None), 400, "bad_request",
                      "no X-Original-URI")
-    # Documented (README, doc/differences.md 10): no X-Original-Method means
-    # GET; a malformed one is a bad request.
+    # Documented (README, doc/architecture.md choice 10): no
+    # X-Original-Method means GET; a malformed one is a bad request.
     check_204(verify(d, "/open/y", vmethod=None), "no X-Original-Method")
     kg.check_refusal(verify(d, "/open/y", vmethod="G@T"), 400, "bad_request",
                      "malformed X-Original-Method")
