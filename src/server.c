@@ -636,15 +636,15 @@ conn_route(struct conn *c, int mbit, const char *path, size_t len,
 
 	if (!c->c_w->w_conf->c_merge_slashes && len > 1 &&
 	    memmem(path, len, "//", 2) != NULL) {
-		if ((merged = malloc(len)) == NULL ||
-		    forward_normalize_path(path, len, merged, &len,
-		    FORWARD_MERGE_SLASHES, &cause) == -1) {
-			free(merged);
+		if ((merged = malloc(len)) == NULL) {
 			conn_refuse_request(c, 500, "internal_error",
 			    "out of memory");
 			return (-1);
 		}
-		path = merged;
+		/* Already normalised: merging cannot make it refused. */
+		if (forward_normalize_path(path, len, merged, &len,
+		    FORWARD_MERGE_SLASHES, &cause) == 0)
+			path = merged;
 	}
 	rc = route_match(rt, mbit, path, len, r, err, sizeof(err));
 	free(merged);
