@@ -247,6 +247,7 @@ def test_paths_normalised_before_routing():
     kg.eq(proxied(d, "/a%3ab%7Ec%2d%5F"), "/a%3Ab~c-_", "escapes")
     kg.eq(proxied(d, "/%c3%a9t%C3%A9"), "/%C3%A9t%C3%A9", "UTF-8 escapes")
     kg.eq(proxied(d, "http://h//a///b?x"), "/a/b?x", "absolute-form")
+    kg.eq(proxied(d, "http://h?x=%2f"), "/?x=%2f", "absolute-form, no path")
     kg.eq(proxied(d, "/a.b/.c/..d"), "/a.b/.c/..d", "not dot segments")
 
 
