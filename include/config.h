@@ -103,6 +103,8 @@ struct config {
 	uint8_t			 c_admin_token_digest[32];	/* SHA-256 */
 
 	int			 c_forward_credentials;	/* pass X-API-KEY, Authorization */
+	int			 c_underscores_in_headers; /* forward "X_Foo" */
+	int			 c_merge_slashes;	/* "//" -> "/" when forwarding */
 	char			*c_verify_path;		/* auth_request endpoint, or NULL */
 
 	struct upstream		*c_upstreams;

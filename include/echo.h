@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "forward.h"
 #include "http.h"
 
 struct evbuffer;
@@ -18,13 +19,13 @@ struct evbuffer;
 /*
  * Append the JSON object up to (not including) the body size to out: the
  * body is only known once it has been read, and msg only lives until then.
- * Arguments: client address, request id, the API key header to drop with
- * Authorization (NULL: forward_credentials on, keep both), and the
- * identity headers keygate adds
+ * Arguments: client address, request id, the forwarding policy (see
+ * forward.h), and the identity headers keygate adds
  * ("Name: value\r\n" lines, see auth_identity_headers()).
  */
 int	 echo_begin(struct evbuffer *, const struct http_msg *, const char *,
-	    const char *, size_t, const char *, const char *, size_t);
+	    const char *, size_t, const struct forward_policy *, const char *,
+	    size_t);
 
 /* Append the body size and close the object. */
 int	 echo_finish(struct evbuffer *, uint64_t);

@@ -12,6 +12,14 @@
  * (Authorization and the api_key_header, X-API-KEY by default) unless
  * forward_credentials is on.  Responses
  * lose only their hop-by-hop headers.
+ *
+ * Names are matched with '_' read as '-' ("X_Consumer_Id" is the
+ * X-Consumer-Id that CGI-style upstreams see as HTTP_X_CONSUMER_ID), and a
+ * request header whose name has an underscore is dropped altogether unless
+ * underscores_in_headers is on (nginx's default, and for the same reason).
+ *
+ * The request path is normalised here too (forward_normalize_path()), so
+ * that routes and the upstream see the same path.
  */
 #ifndef KEYGATE_FORWARD_H
 #define KEYGATE_FORWARD_H
@@ -22,13 +30,17 @@
 
 #define FORWARD_REQID_MAX	128	/* longest X-Request-Id kept from a client */
 
-/*
- * Should request header h of msg be forwarded?  The last argument is the
- * lower-case API key header name, dropped with Authorization; NULL keeps
- * both (forward_credentials on).
- */
+/* What forward_keep_header() drops besides the fixed lists. */
+struct forward_policy {
+	const char	*fp_keyhdr;	/* API key header, lower case, dropped */
+					/* with Authorization; NULL keeps both */
+					/* (forward_credentials on) */
+	int		 fp_underscores;	/* underscores_in_headers on */
+};
+
+/* Should request header h of msg be forwarded under policy fp? */
 int	 forward_keep_header(const struct http_msg *, const struct http_header *,
-	    const char *);
+	    const struct forward_policy *);
 
 /* Should response header h of msg reach the client as it is? */
 int	 forward_keep_response_header(const struct http_msg *,
@@ -42,11 +54,25 @@ int	 forward_keep_response_header(const struct http_msg *,
 int	 forward_client_reqid(const struct http_msg *, const char **, size_t *);
 
 /*
- * Does the path have a "." or ".." segment, written plainly or as %2e?  Routes
- * match the path as sent; an upstream that resolved "/public/../admin"
- * would serve a path no route allowed, so such paths are refused.
+ * Does the path have a "." or ".." segment, written plainly or as %2e?  An
+ * upstream that resolved "/public/../admin" would serve a path no route
+ * allowed, so such paths are refused (forward_normalize_path()).
  */
 int	 forward_dot_segment(const char *, size_t);
+
+/*
+ * Normalise a path (RFC 3986 6.2.2) before routing and forwarding: decode
+ * escapes of unreserved characters ("%61" -> "a"), write the remaining
+ * escapes in upper case ("%3a" -> "%3A") and, with FORWARD_MERGE_SLASHES,
+ * merge runs of '/' into one.  Case is kept.  Refused, with -1 and a
+ * sentence in cause: an invalid escape, an escaped '/' ("%2F"), and a dot
+ * segment, also one that only appears once decoded ("/%2e%2e/").  On
+ * success the normalised path (never longer) is in out, which may be the
+ * input itself, and its length in outlen.
+ */
+#define FORWARD_MERGE_SLASHES	0x01
+int	 forward_normalize_path(const char *, size_t, char *, size_t *, int,
+	    const char **);
 
 /* Value of the incoming X-Forwarded-For (NULL if none). */
 const struct http_header *forward_xff(const struct http_msg *);

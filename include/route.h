@@ -73,9 +73,13 @@ const char *route_auth_name(enum route_auth);
 /* Allocate the table's match data; -1 on allocation failure. */
 int	 route_table_init(struct route_table *);
 
-/* First route matching method bit mbit and path; NULL when none does. */
-const struct route *route_match(const struct route_table *, int,
-	    const char *, size_t);
+/*
+ * First route matching method bit mbit and path, in *rp (NULL when none
+ * does): 0.  -1 when a pattern could not be matched (a PCRE2 limit), with
+ * that route in *rp and the reason in err: the request must be refused.
+ */
+int	 route_match(const struct route_table *, int, const char *, size_t,
+	    const struct route **, char *, size_t);
 
 /* Free compiled patterns and the array. */
 void	 route_table_free(struct route_table *);

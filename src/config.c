@@ -186,6 +186,8 @@ static const struct directive directives[] = {
 	NUM("keepalive_requests", DK_INT, c_keepalive_requests, 1, 100000000,
 	    "10000"),
 	ENUM("forward_credentials", c_forward_credentials, off_on, "off"),
+	ENUM("underscores_in_headers", c_underscores_in_headers, off_on, "off"),
+	ENUM("merge_slashes", c_merge_slashes, off_on, "on"),
 	NUM("max_keys", DK_INT, c_max_keys, 1, CONFIG_MAX_KEYS, "1000000"),
 	FUNC("api_key_header", 1, 1, dir_api_key_header, 0, 0, "X-API-KEY", 0),
 	RATE("rate_limit", c_rate, RATE_DEFAULT),

@@ -128,8 +128,8 @@ echo_ident(struct echo_out *eo, const char *p, size_t len)
 /* Emit the forwarded headers as a JSON object. */
 static void
 echo_headers(struct echo_out *eo, const struct http_msg *msg,
-    const char *client, const char *reqid, size_t reqidlen, const char *strip,
-    const char *ident, size_t identlen)
+    const char *client, const char *reqid, size_t reqidlen,
+    const struct forward_policy *fp, const char *ident, size_t identlen)
 {
 	const struct http_header	*h, *xff;
 	size_t				 i;
@@ -137,7 +137,7 @@ echo_headers(struct echo_out *eo, const struct http_msg *msg,
 	ECHO_LIT(eo, "{");
 	for (i = 0; i < msg->hm_nheaders; i++) {
 		h = &msg->hm_headers[i];
-		if (!forward_keep_header(msg, h, strip) || echo_seen(msg, i))
+		if (!forward_keep_header(msg, h, fp) || echo_seen(msg, i))
 			continue;
 		ECHO_LIT(eo, "\"");
 		echo_str(eo, h->h_name, h->h_namelen, 1);
@@ -161,8 +161,8 @@ echo_headers(struct echo_out *eo, const struct http_msg *msg,
 /* Append the echo object for msg, all but the body size. */
 int
 echo_begin(struct evbuffer *out, const struct http_msg *msg,
-    const char *client, const char *reqid, size_t reqidlen, const char *strip,
-    const char *ident, size_t identlen)
+    const char *client, const char *reqid, size_t reqidlen,
+    const struct forward_policy *fp, const char *ident, size_t identlen)
 {
 	struct echo_out	 eo;
 
@@ -179,7 +179,7 @@ echo_begin(struct evbuffer *out, const struct http_msg *msg,
 		ECHO_LIT(&eo, "\",\"headers\":");
 	} else
 		ECHO_LIT(&eo, "\",\"query\":null,\"headers\":");
-	echo_headers(&eo, msg, client, reqid, reqidlen, strip, ident,
+	echo_headers(&eo, msg, client, reqid, reqidlen, fp, ident,
 	    identlen);
 	echo_flush(&eo);
 	return (eo.eo_error ? -1 : 0);

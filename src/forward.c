@@ -20,14 +20,53 @@ static const char *const forward_own[] = {
 };
 
 
-/* Is the header's name in the NULL-terminated list? */
+/*
+ * Do the len bytes at name spell the lower-case name, ignoring case and
+ * reading '_' as '-' on both sides?  CGI, WSGI, PHP and Rack turn both
+ * "X-Consumer-Id" and "X_Consumer_Id" into HTTP_X_CONSUMER_ID, so a name
+ * keygate protects must be recognised in either spelling.
+ */
+static int
+forward_name_eq(const char *name, size_t len, const char *lower, size_t llen)
+{
+	size_t		 i;
+	unsigned char	 a, b;
+
+	if (len != llen)
+		return (0);
+	for (i = 0; i < len; i++) {
+		a = (unsigned char)name[i];
+		b = (unsigned char)lower[i];
+		if (a >= 'A' && a <= 'Z')
+			a += 'a' - 'A';
+		if (b >= 'A' && b <= 'Z')
+			b += 'a' - 'A';
+		if (a == '_')
+			a = '-';
+		if (b == '_')
+			b = '-';
+		if (a != b)
+			return (0);
+	}
+	return (1);
+}
+
+/* forward_name_eq() with a C string. */
+static int
+forward_name_is(const struct http_header *h, const char *lower)
+{
+	return (forward_name_eq(h->h_name, h->h_namelen, lower,
+	    strlen(lower)));
+}
+
+/* Is the header's name (either spelling) in the NULL-terminated list? */
 static int
 forward_listed(const struct http_header *h, const char *const *list)
 {
 	size_t	 i;
 
 	for (i = 0; list[i] != NULL; i++)
-		if (http_strcaseeq(h->h_name, h->h_namelen, list[i]))
+		if (forward_name_is(h, list[i]))
 			return (1);
 	return (0);
 }
@@ -45,8 +84,7 @@ forward_in_connection(const struct http_header *conn, const char *name,
 		tok = p;
 		while (p < end && *p != ',' && *p != ' ' && *p != '\t')
 			p++;
-		if ((size_t)(p - tok) == namelen &&
-		    strncasecmp(tok, name, namelen) == 0)
+		if (forward_name_eq(tok, (size_t)(p - tok), name, namelen))
 			return (1);
 	}
 	return (0);
@@ -58,7 +96,7 @@ forward_is_hop(const struct http_msg *msg, const struct http_header *h)
 {
 	size_t	 i;
 
-	if (h->h_namelen > 6 && strncasecmp(h->h_name, "proxy-", 6) == 0)
+	if (h->h_namelen > 6 && forward_name_eq(h->h_name, 6, "proxy-", 6))
 		return (1);
 	if (forward_listed(h, forward_hop))
 		return (1);
@@ -76,20 +114,31 @@ forward_is_hop(const struct http_msg *msg, const struct http_header *h)
 	return (0);
 }
 
+/* Does the header's name contain an underscore? */
+static int
+forward_underscored(const struct http_header *h)
+{
+	return (memchr(h->h_name, '_', h->h_namelen) != NULL);
+}
+
 /*
- * Should request header h be forwarded as it is?  keyhdr names the API key
- * header (lower case); it and Authorization are credentials, dropped unless
- * keyhdr is NULL (forward_credentials on).
+ * Should request header h be forwarded as it is?  See forward.h for the
+ * policy.  A name with an underscore is dropped unless fp_underscores, and
+ * even then when it is another spelling of a name dropped here or of
+ * Content-Length (which the caller writes itself in its dash form).
  */
 int
 forward_keep_header(const struct http_msg *msg, const struct http_header *h,
-    const char *keyhdr)
+    const struct forward_policy *fp)
 {
+	if (forward_underscored(h) && (!fp->fp_underscores ||
+	    forward_name_is(h, "content-length")))
+		return (0);
 	if (forward_is_hop(msg, h) || forward_listed(h, forward_own))
 		return (0);
-	return (keyhdr == NULL ||
-	    (!http_strcaseeq(h->h_name, h->h_namelen, "authorization") &&
-	    !http_strcaseeq(h->h_name, h->h_namelen, keyhdr)));
+	return (fp->fp_keyhdr == NULL ||
+	    (!forward_name_is(h, "authorization") &&
+	    !forward_name_is(h, fp->fp_keyhdr)));
 }
 
 /* Should response header h be passed to the client as it is? */
@@ -145,6 +194,92 @@ forward_dot_segment(const char *p, size_t len)
 			return (1);
 		i++;	/* the '/' */
 	}
+	return (0);
+}
+
+/* Value of hex digit ch, or -1. */
+static int
+forward_hexval(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return (ch - '0');
+	if (ch >= 'a' && ch <= 'f')
+		return (ch - 'a' + 10);
+	if (ch >= 'A' && ch <= 'F')
+		return (ch - 'A' + 10);
+	return (-1);
+}
+
+/* Is ch unreserved (RFC 3986 2.3: ALPHA DIGIT - . _ ~)? */
+static int
+forward_unreserved(unsigned char ch)
+{
+	return ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+	    ch == '~');
+}
+
+/*
+ * Normalise the len bytes of path p into out; see forward.h.
+ *
+ * One pass, left to right.  A '%' must start an escape of two hex digits.
+ * An escape of an unreserved character becomes that character (RFC 3986
+ * 6.2.2.2); an escape of '/' is refused, because an upstream that decoded
+ * it would see a segment boundary no route saw; any other escape is kept
+ * with its digits in upper case (6.2.2.1).  A '/' that follows an output
+ * '/' is dropped when merging.  Every other byte is copied.
+ *
+ * In place (out == p) is safe: each input unit (one byte, or the three of
+ * an escape) is read whole before its output is written, and yields at
+ * most as many bytes as it had, so the output position j never passes the
+ * input position i.  The dot-segment test runs on the output, so that
+ * "/%2e%2e/" is seen as the ".." it decodes to.  The result is a fixed
+ * point: normalising it again changes nothing.
+ */
+int
+forward_normalize_path(const char *p, size_t len, char *out, size_t *outlen,
+    int flags, const char **cause)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	size_t			 i = 0, j = 0;
+	int			 hi, lo;
+	unsigned char		 ch;
+
+	while (i < len) {
+		ch = (unsigned char)p[i];
+		if (ch != '%') {
+			i++;
+			if (ch == '/' && (flags & FORWARD_MERGE_SLASHES) &&
+			    j > 0 && out[j - 1] == '/')
+				continue;
+			out[j++] = (char)ch;
+			continue;
+		}
+		if (len - i < 3 ||
+		    (hi = forward_hexval((unsigned char)p[i + 1])) == -1 ||
+		    (lo = forward_hexval((unsigned char)p[i + 2])) == -1) {
+			*cause = "the path has an invalid percent-encoding";
+			return (-1);
+		}
+		i += 3;
+		ch = (unsigned char)(hi << 4 | lo);
+		if (ch == '/') {
+			*cause = "the path contains an encoded \"/\" (%2F)";
+			return (-1);
+		}
+		if (forward_unreserved(ch))
+			out[j++] = (char)ch;
+		else {
+			out[j++] = '%';
+			out[j++] = hex[hi];
+			out[j++] = hex[lo];
+		}
+	}
+	if (forward_dot_segment(out, j)) {
+		*cause = "the path contains a \".\" or \"..\" segment";
+		return (-1);
+	}
+	*outlen = j;
 	return (0);
 }
 

@@ -349,27 +349,26 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 	size_t				 i, n;
 	char				 num[24];
 	const struct config		*conf = c->c_w->w_conf;
-	const char			*strip = conf->c_forward_credentials ?
-					    NULL : conf->c_api_key_header;
+	struct forward_policy		 fp;
 	int				 host = 0, absolute;
 
+	fp.fp_keyhdr = conf->c_forward_credentials ? NULL :
+	    conf->c_api_key_header;
+	fp.fp_underscores = conf->c_underscores_in_headers;
 	evbuffer_add(out, m->hm_method, m->hm_methodlen);
 	evbuffer_add(out, " ", 1);
-	if (m->hm_targetlen > 0 && m->hm_target[0] == '/')
-		evbuffer_add(out, m->hm_target, m->hm_targetlen);
-	else {
-		evbuffer_add(out, m->hm_path, m->hm_pathlen);
-		if (m->hm_query != NULL) {
-			evbuffer_add(out, "?", 1);
-			evbuffer_add(out, m->hm_query, m->hm_querylen);
-		}
+	/* The path as normalised for routing (server.c), the query as sent. */
+	evbuffer_add(out, m->hm_path, m->hm_pathlen);
+	if (m->hm_query != NULL) {
+		evbuffer_add(out, "?", 1);
+		evbuffer_add(out, m->hm_query, m->hm_querylen);
 	}
 	evbuffer_add(out, " HTTP/1.1\r\n", 11);
 	/* An absolute-form target's authority is the Host (RFC 9112 3.2.2). */
 	absolute = m->hm_targetlen == 0 || m->hm_target[0] != '/';
 	for (i = 0; i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
-		if (!forward_keep_header(m, h, strip) ||
+		if (!forward_keep_header(m, h, &fp) ||
 		    http_strcaseeq(h->h_name, h->h_namelen, "content-length"))
 			continue;
 		if (http_strcaseeq(h->h_name, h->h_namelen, "host")) {

@@ -193,22 +193,26 @@ route_table_init(struct route_table *rt)
 
 /*
  * First route whose method set contains mbit and whose pattern matches the
- * len bytes of path.  Patterns are unanchored unless written with ^ or $,
- * like grep.  Matching errors (a JIT stack or match limit reached by a
- * pathological pattern) count as "no match" for that route rather than
- * failing the request, so a later catch-all route still applies.
+ * len bytes of path, in *rp (NULL when none does).  Patterns are unanchored
+ * unless written with ^ or $, like grep.  A matching error (the match
+ * limit, depth limit or JIT stack reached by a pathological pattern) is
+ * not "no match": a later, weaker route would then decide the request.
+ * The search stops there instead, *rp is the route whose pattern failed,
+ * err says why, and -1 is returned; the caller refuses the request.
  */
-const struct route *
+int
 route_match(const struct route_table *rt, int mbit, const char *path,
-    size_t len)
+    size_t len, const struct route **rp, char *err, size_t errlen)
 {
 	const struct route	*r;
 	PCRE2_SPTR		 subj;
+	PCRE2_UCHAR		 msg[128];
 	size_t			 i;
 	int			 rc;
 
+	*rp = NULL;
 	if (rt->rt_md == NULL)
-		return (NULL);
+		return (0);
 	subj = (PCRE2_SPTR)(path != NULL ? path : "");
 	for (i = 0; i < rt->rt_nroutes; i++) {
 		r = &rt->rt_routes[i];
@@ -220,10 +224,19 @@ route_match(const struct route_table *rt, int mbit, const char *path,
 		else
 			rc = pcre2_match(r->r_code, subj, len, 0, 0,
 			    rt->rt_md, NULL);
+		if (rc == PCRE2_ERROR_NOMATCH)
+			continue;
+		*rp = r;
 		if (rc >= 0)
-			return (r);
+			return (0);
+		if (pcre2_get_error_message(rc, msg, sizeof(msg)) < 0)
+			snprintf((char *)msg, sizeof(msg), "error %d", rc);
+		snprintf(err, errlen, "route %d (line %d): pattern \"%s\" "
+		    "failed: %s", r->r_index, r->r_line, r->r_pattern,
+		    (char *)msg);
+		return (-1);
 	}
-	return (NULL);
+	return (0);
 }
 
 /* Free compiled patterns, the array and the match data. */

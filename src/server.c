@@ -402,8 +402,9 @@ conn_await_body(struct conn *c, void (*respond)(struct conn *))
 static void
 conn_serve(struct conn *c, const struct route *r)
 {
-	struct evbuffer	*in = c->c_in;
-	struct worker	*w = c->c_w;
+	struct evbuffer		*in = c->c_in;
+	struct worker		*w = c->c_w;
+	struct forward_policy	 fp;
 
 	if (r->r_upstream->u_type == UPSTREAM_HTTP) {
 		proxy_start(c, r->r_upstream);
@@ -418,9 +419,11 @@ conn_serve(struct conn *c, const struct route *r)
 		conn_fail(c, 500, "out of memory");
 		return;
 	}
+	fp.fp_keyhdr = w->w_conf->c_forward_credentials ? NULL :
+	    w->w_conf->c_api_key_header;
+	fp.fp_underscores = w->w_conf->c_underscores_in_headers;
 	echo_begin(c->c_pending, &c->c_msg, c->c_client, c->c_reqid,
-	    c->c_reqidlen, w->w_conf->c_forward_credentials ? NULL :
-	    w->w_conf->c_api_key_header, c->c_ident, c->c_identlen);
+	    c->c_reqidlen, &fp, c->c_ident, c->c_identlen);
 	evbuffer_drain(in, c->c_msg.hm_hdrlen);
 	conn_await_body(c, conn_echo_respond);
 }
@@ -588,6 +591,73 @@ conn_admin(struct conn *c)
 }
 
 /*
+ * Normalise the len bytes at p, a path inside the request's header section,
+ * in place (forward_normalize_path(), slashes merged unless merge_slashes
+ * is off); -1 with cause if the path is refused.  The header bytes are the
+ * input buffer's first, contiguous bytes (conn_headers() pulled them up),
+ * so p can be written through the buffer's own pointer.  A path outside
+ * them (the "/" of an absolute-form target without one) is left alone.
+ */
+static int
+conn_normalize(struct conn *c, const char *p, size_t len, size_t *outlen,
+    const char **cause)
+{
+	struct http_msg	*m = &c->c_msg;
+	char		*base;
+	uintptr_t	 off;
+
+	base = (char *)evbuffer_pullup(c->c_in, (ssize_t)m->hm_hdrlen);
+	if (base == NULL || (uintptr_t)p < (uintptr_t)base ||
+	    (uintptr_t)p + len > (uintptr_t)base + m->hm_hdrlen) {
+		*outlen = len;
+		return (0);
+	}
+	off = (uintptr_t)p - (uintptr_t)base;
+	return (forward_normalize_path(base + off, len, base + off, outlen,
+	    c->c_w->w_conf->c_merge_slashes ? FORWARD_MERGE_SLASHES : 0,
+	    cause));
+}
+
+/*
+ * The route for the normalised path in *r (NULL: none), or -1 once a 500
+ * is queued because a pattern failed to match (route_match()).  Routes
+ * always see repeated slashes merged: with merge_slashes off the upstream
+ * gets them as sent, but "//admin" must not escape a route for "^/admin"
+ * when the upstream merges them itself.
+ */
+static int
+conn_route(struct conn *c, int mbit, const char *path, size_t len,
+    const struct route **r)
+{
+	const struct route_table	*rt = &c->c_w->w_conf->c_routes;
+	const char			*cause;
+	char				*merged = NULL, err[512];
+	int				 rc;
+
+	if (!c->c_w->w_conf->c_merge_slashes && len > 1 &&
+	    memmem(path, len, "//", 2) != NULL) {
+		if ((merged = malloc(len)) == NULL) {
+			conn_refuse_request(c, 500, "internal_error",
+			    "out of memory");
+			return (-1);
+		}
+		/* Already normalised: merging cannot make it refused. */
+		if (forward_normalize_path(path, len, merged, &len,
+		    FORWARD_MERGE_SLASHES, &cause) == 0)
+			path = merged;
+	}
+	rc = route_match(rt, mbit, path, len, r, err, sizeof(err));
+	free(merged);
+	if (rc == 0)
+		return (0);
+	log_warnx("%s", err);
+	c->c_route = (*r)->r_index;
+	conn_refuse_request(c, 500, "route_error", "the route's pattern could "
+	    "not be matched against this path");
+	return (-1);
+}
+
+/*
  * nginx auth_request mode: the route is chosen from X-Original-Method and
  * X-Original-URI; an allowed request is answered 204, a refused one with
  * its refusal.  Nothing is forwarded.
@@ -598,6 +668,7 @@ conn_verify(struct conn *c)
 	struct http_msg			*m = &c->c_msg;
 	const struct http_header	*uri, *meth;
 	const struct route		*r;
+	const char			*cause;
 	size_t				 len;
 	int				 mbit = HTTP_M_GET;
 
@@ -615,12 +686,12 @@ conn_verify(struct conn *c)
 	len = strcspn(uri->h_value, "?");
 	if (len > uri->h_valuelen)
 		len = uri->h_valuelen;
-	if (forward_dot_segment(uri->h_value, len)) {
-		conn_refuse_request(c, 400, "bad_request",
-		    "the path contains a \".\" or \"..\" segment");
+	if (conn_normalize(c, uri->h_value, len, &len, &cause) == -1) {
+		conn_refuse_request(c, 400, "bad_request", cause);
 		return;
 	}
-	r = route_match(&c->c_w->w_conf->c_routes, mbit, uri->h_value, len);
+	if (conn_route(c, mbit, uri->h_value, len, &r) == -1)
+		return;
 	if (r == NULL) {
 		conn_refuse_request(c, 404, "no_route",
 		    "no route matches this method and path");
@@ -647,6 +718,7 @@ conn_dispatch(struct conn *c)
 	struct http_msg		*m = &c->c_msg;
 	struct evbuffer		*in = c->c_in;
 	const struct route	*r;
+	const char		*cause;
 
 	conn_remember(c);
 	c->c_minor = m->hm_minor;
@@ -672,6 +744,13 @@ conn_dispatch(struct conn *c)
 		    "max_body_size");
 		return;
 	}
+	/* Normalised in place: routes and the upstream see the same path. */
+	if (m->hm_pathlen > 0 && m->hm_path[0] == '/' && conn_normalize(c,
+	    m->hm_path, m->hm_pathlen, &m->hm_pathlen, &cause) == -1) {
+		evbuffer_drain(in, m->hm_hdrlen);
+		conn_fail(c, 400, cause);
+		return;
+	}
 	if (conf->c_verify_path != NULL &&
 	    m->hm_pathlen == strlen(conf->c_verify_path) &&
 	    memcmp(m->hm_path, conf->c_verify_path, m->hm_pathlen) == 0) {
@@ -679,14 +758,10 @@ conn_dispatch(struct conn *c)
 		evbuffer_drain(in, m->hm_hdrlen);
 		return;
 	}
-	if (forward_dot_segment(m->hm_path, m->hm_pathlen)) {
-		c->c_route = 0;
-		conn_refuse_request(c, 400, "bad_request",
-		    "the path contains a \".\" or \"..\" segment");
+	if (conn_route(c, m->hm_mbit, m->hm_path, m->hm_pathlen, &r) == -1) {
 		evbuffer_drain(in, m->hm_hdrlen);
 		return;
 	}
-	r = route_match(&conf->c_routes, m->hm_mbit, m->hm_path, m->hm_pathlen);
 	if (r == NULL) {
 		c->c_route = 0;
 		conn_refuse_request(c, 404, "no_route",

@@ -385,12 +385,14 @@ def test_dot_segments_refused():
             c.send(kg.raw_request("GET", path))
             r = c.read_response()
             kg.check_refusal(r, 400, "bad_request", path)
-            # Not an HTTP framing error: the connection stays usable.
-            c.send(kg.raw_request("GET", "/echo/after"))
-            kg.check_echo(c.read_response(), "GET", "/echo/after",
-                          what="after %s" % path)
-    for path in ("/echo/.x", "/echo/...", "/echo/a..b", "/echo/%2ex"):
+            # A 400 closes the connection, like every other 400.
+            kg.check(r.closes(), "%s: 400 without Connection: close" % path)
+            c.wait_closed()
+    for path in ("/echo/.x", "/echo/...", "/echo/a..b"):
         kg.check_echo(kg.get(d.port, path), "GET", path, what=path)
+    # Decoded before routing and forwarding (test_paths.py).
+    kg.check_echo(kg.get(d.port, "/echo/%2ex"), "GET", "/echo/.x",
+                  what="/echo/%2ex")
 
 
 TESTS = [

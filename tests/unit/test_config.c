@@ -45,6 +45,18 @@ parse_ok(const char *text)
 	return (c);
 }
 
+/* The route matching (mbit, path), NULL if none; a match error fails. */
+static const struct route *
+matched(const struct route_table *rt, int mbit, const char *path, size_t len)
+{
+	const struct route	*r;
+	char			 err[256];
+
+	if (route_match(rt, mbit, path, len, &r, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	return (r);
+}
+
 /* Parse text that must fail; return the error in err. */
 static void
 parse_fail(const char *text, char *err, size_t errlen)
@@ -390,19 +402,19 @@ test_lexing(void **state)
 	r = &c->c_routes.rt_routes[0];
 	assert_string_equal(r->r_pattern, "^/a b#c$");
 	assert_int_equal(r->r_line, 2);
-	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/a b#c", 6),
+	assert_ptr_equal(matched(&c->c_routes, HTTP_M_GET, "/a b#c", 6),
 	    r);
 	/* In quotes, \" is " and \\ is \ ... */
 	r = &c->c_routes.rt_routes[1];
 	assert_string_equal(r->r_pattern, "^/q\"\\\\d$");
-	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/q\"\\d", 5),
+	assert_ptr_equal(matched(&c->c_routes, HTTP_M_GET, "/q\"\\d", 5),
 	    r);
 	r = &c->c_routes.rt_routes[2];
 	assert_string_equal(r->r_pattern, "^/x#y");
 	/* ... and any other backslash is kept for the regex. */
 	r = &c->c_routes.rt_routes[3];
 	assert_string_equal(r->r_pattern, "^/n\\d$");
-	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/n7", 3), r);
+	assert_ptr_equal(matched(&c->c_routes, HTTP_M_GET, "/n7", 3), r);
 	config_free(c);
 }
 
@@ -455,9 +467,17 @@ test_http_upstreams(void **state)
 	assert_int_equal(c->c_forward_credentials, 1);
 	config_free(c);
 
+	c = parse_ok("upstream e echo\nmerge_slashes off\n"
+	    "underscores_in_headers on\n");
+	assert_int_equal(c->c_merge_slashes, 0);
+	assert_int_equal(c->c_underscores_in_headers, 1);
+	config_free(c);
+
 	c = parse_ok("upstream e echo\n");
 	assert_null(c->c_verify_path);
 	assert_int_equal(c->c_forward_credentials, 0);
+	assert_int_equal(c->c_merge_slashes, 1);
+	assert_int_equal(c->c_underscores_in_headers, 0);
 	assert_int_equal(c->c_upstreams[0].u_type, UPSTREAM_ECHO);
 	config_free(c);
 }
@@ -508,9 +528,9 @@ test_upstreams_and_routes(void **state)
 	assert_ptr_equal(r->r_upstream, &c->c_upstreams[1]);
 	assert_int_equal(r->r_index, 4);
 
-	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/store", 6),
+	assert_ptr_equal(matched(&c->c_routes, HTTP_M_GET, "/store", 6),
 	    &c->c_routes.rt_routes[0]);
-	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_POST, "/store", 6),
+	assert_ptr_equal(matched(&c->c_routes, HTTP_M_POST, "/store", 6),
 	    &c->c_routes.rt_routes[2]);
 	config_free(c);
 
@@ -555,7 +575,7 @@ test_counts(void **state)
 	c = parse_ok(text);
 	assert_int_equal(c->c_routes.rt_nroutes, 4096);
 	assert_int_equal(c->c_routes.rt_routes[4095].r_index, 4096);
-	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/4000", 5),
+	assert_ptr_equal(matched(&c->c_routes, HTTP_M_GET, "/4000", 5),
 	    &c->c_routes.rt_routes[4000]);
 	config_free(c);
 	snprintf(text + n, len - n, "route GET ^/x auth=deny\n");
@@ -709,6 +729,15 @@ static const struct {
 	    "plain path" },
 	{ "forward_credentials yes\n", NAME ":1: \"forward_credentials\": "
 	    "invalid value \"yes\" (expected off or on)" },
+	{ "merge_slashes yes\n", NAME ":1: \"merge_slashes\": invalid value "
+	    "\"yes\" (expected off or on)" },
+	{ "merge_slashes\n", NAME ":1: \"merge_slashes\" takes 1 argument" },
+	{ "merge_slashes off\nmerge_slashes off\n", NAME ":2: duplicate "
+	    "directive \"merge_slashes\" (first at line 1)" },
+	{ "underscores_in_headers ON\n", NAME ":1: \"underscores_in_headers\": "
+	    "invalid value \"ON\" (expected off or on)" },
+	{ "underscores_in_headers on off\n", NAME ":1: "
+	    "\"underscores_in_headers\" takes 1 argument" },
 	{ "upstream a/b echo\n", NAME ":1: invalid upstream name \"a/b\" "
 	    "(expected 1 to 64 letters, digits, '_', '.' or '-')" },
 	{ "upstream \"\" echo\n", NAME ":1: invalid upstream name \"\" "
@@ -1128,7 +1157,7 @@ test_route_rate(void **state)
 	assert_rate(r->r_rate, 0, 0, 0, "/none");
 	r = &c->c_routes.rt_routes[4];
 	assert_rate(r->r_rate, 0, 0, 9, "/deny");
-	assert_ptr_equal(route_match(&c->c_routes, HTTP_M_GET, "/one", 4),
+	assert_ptr_equal(matched(&c->c_routes, HTTP_M_GET, "/one", 4),
 	    &c->c_routes.rt_routes[1]);
 	config_free(c);
 }

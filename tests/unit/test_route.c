@@ -54,8 +54,11 @@ match_index(const struct route_table *rt, int mbit, const char *path,
     size_t len)
 {
 	const struct route	*r;
+	char			 err[256];
 
-	if ((r = route_match(rt, mbit, path, len)) == NULL)
+	if (route_match(rt, mbit, path, len, &r, err, sizeof(err)) == -1)
+		fail_msg("%s", err);
+	if (r == NULL)
 		return (0);
 	return (r->r_index);
 }
@@ -324,6 +327,49 @@ test_binary_paths(void **state)
 	route_table_free(&rt);
 }
 
+/*
+ * A pattern that hits a PCRE2 limit is an error, not "no match": the
+ * search stops at that route (the catch-all after it must not decide),
+ * with JIT and without.  The limit is lowered in the pattern itself, so
+ * that the failure does not depend on the library's defaults.
+ */
+static void
+test_match_error(void **state)
+{
+	static const struct spec s[] = {
+		{ "GET", "(*LIMIT_MATCH=200)^/(a+)+$", "deny" },
+		{ "GET", "^/", "anonymous" },
+	};
+	struct route_table	 rt;
+	const struct route	*r;
+	char			 path[64], err[256];
+	size_t			 j;
+	int			 pass;
+
+	memset(path, 'a', sizeof(path));
+	path[0] = '/';
+	path[sizeof(path) - 1] = 'b';
+	table_build(&rt, s, 2);
+	for (pass = 0; pass < 2; pass++) {
+		err[0] = '\0';
+		assert_int_equal(route_match(&rt, HTTP_M_GET, path,
+		    sizeof(path), &r, err, sizeof(err)), -1);
+		assert_ptr_equal(r, &rt.rt_routes[0]);
+		if (strstr(err, "route 1 (line 10): pattern \"(*LIMIT_MATCH="
+		    "200)^/(a+)+$\" failed: ") != err ||
+		    strstr(err, "limit") == NULL)
+			fail_msg("pass %d: message \"%s\"", pass, err);
+		/* Paths the pattern can decide still route normally. */
+		assert_int_equal(match_index(&rt, HTTP_M_GET, "/aaa", 4), 1);
+		assert_int_equal(match_index(&rt, HTTP_M_GET, "/ab", 3), 2);
+		assert_int_equal(match_index(&rt, HTTP_M_HEAD, path,
+		    sizeof(path)), 0);
+		for (j = 0; j < rt.rt_nroutes; j++)
+			rt.rt_routes[j].r_jit = 0;
+	}
+	route_table_free(&rt);
+}
+
 /* No routes, or no match data: nothing matches, nothing crashes. */
 static void
 test_empty(void **state)
@@ -332,9 +378,9 @@ test_empty(void **state)
 	static const struct spec s[] = { { "*", "", "anonymous" } };
 
 	memset(&rt, 0, sizeof(rt));
-	assert_null(route_match(&rt, HTTP_M_GET, "/", 1));
+	assert_int_equal(match_index(&rt, HTTP_M_GET, "/", 1), 0);
 	assert_int_equal(route_table_init(&rt), 0);
-	assert_null(route_match(&rt, HTTP_M_GET, "/", 1));
+	assert_int_equal(match_index(&rt, HTTP_M_GET, "/", 1), 0);
 	route_table_free(&rt);
 	route_table_free(&rt);		/* twice is harmless */
 
@@ -372,6 +418,7 @@ main(void)
 		cmocka_unit_test(test_match_table),
 		cmocka_unit_test(test_query_excluded),
 		cmocka_unit_test(test_binary_paths),
+		cmocka_unit_test(test_match_error),
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_free_partial),
 	};
