@@ -281,7 +281,7 @@ test_insert_lookup(void **state)
 	assert_int_equal(keystore_find_id(&st.ks, "key_0000000000000001x",
 	    &k, NULL), KS_NOTFOUND);
 	/* Another handle on the same region (a worker) sees the same. */
-	keystore_attach(&ks2, st.mem);
+	keystore_attach(&ks2, st.mem, 100);
 	assert_int_equal(assert_found(&ks2, 42, 1), 42);
 	store_close(&st);
 }
