@@ -838,6 +838,233 @@ test_seq_repair(void **state)
 	free(orig);
 }
 
+/* A file outside the state directory that must never change. */
+struct victim {
+	char		 v_path[64];
+	struct stat	 v_st;
+};
+
+#define VICTIM_TEXT	"root's precious file\n"
+
+/* Create the victim: root's (when we are root), mode 0644, VICTIM_TEXT. */
+static void
+victim_make(struct victim *v)
+{
+	int	 fd;
+
+	snprintf(v->v_path, sizeof(v->v_path), "/tmp/test_journal_v.XXXXXX");
+	assert_true((fd = mkstemp(v->v_path)) != -1);
+	assert_int_equal(write(fd, VICTIM_TEXT, strlen(VICTIM_TEXT)),
+	    (ssize_t)strlen(VICTIM_TEXT));
+	assert_int_equal(fchmod(fd, 0644), 0);
+	assert_int_equal(fstat(fd, &v->v_st), 0);
+	close(fd);
+}
+
+/* The victim is as it was made: owner, mode, size and bytes. */
+static void
+victim_untouched(const struct victim *v)
+{
+	struct stat	 st;
+	char		 buf[64];
+	int		 fd;
+
+	assert_int_equal(stat(v->v_path, &st), 0);
+	assert_int_equal(st.st_uid, v->v_st.st_uid);
+	assert_int_equal(st.st_gid, v->v_st.st_gid);
+	assert_int_equal(st.st_mode, v->v_st.st_mode);
+	assert_int_equal(st.st_size, (off_t)strlen(VICTIM_TEXT));
+	assert_true((fd = open(v->v_path, O_RDONLY)) != -1);
+	assert_int_equal(read(fd, buf, sizeof(buf)),
+	    (ssize_t)strlen(VICTIM_TEXT));
+	close(fd);
+	assert_memory_equal(buf, VICTIM_TEXT, strlen(VICTIM_TEXT));
+}
+
+/* err holds want. */
+static void
+err_has(const char *err, const char *want)
+{
+	if (strstr(err, want) == NULL)
+		fail_msg("error \"%s\" does not say \"%s\"", err, want);
+}
+
+/*
+ * A handle as the root master has it: files it creates go to another
+ * user (nobody's uid when we are root; nothing changes otherwise).
+ */
+static void
+root_handle(struct fix *f, struct journal *j)
+{
+	uid_t	 uid = geteuid() == 0 ? 65534 : (uid_t)-1;
+
+	assert_int_equal(journal_init(j, f->f_dir, uid, (gid_t)uid), 0);
+}
+
+/*
+ * The worker user owns state_dir and can put a symbolic link there under
+ * any name (issue 10, item 4).  keys.journal -> a file of root's: every
+ * use (append, load, compaction) is refused, saying it is a symbolic
+ * link, and the file is neither chowned nor truncated nor appended to.
+ * keys.snapshot and keys.usage links are refused when read and replaced
+ * (the link, not its target) when written; so are the temporary files.
+ */
+static void
+test_symlink_refused(void **state)
+{
+	struct fix	*f = *state;
+	struct journal	 j;
+	struct victim	 v;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], path[256];
+	void		*mem;
+	struct keystore	 ks;
+	struct stat	 st;
+
+	victim_make(&v);
+	root_handle(f, &j);
+	put_key(f, 1, 1, &k);
+	assert_int_equal(unlink(path_of(f, JOURNAL_FILE, path, sizeof(path))),
+	    0);
+	assert_int_equal(symlink(v.v_path, path), 0);
+	/* Append, load, compact. */
+	assert_int_equal(journal_put(&j, 2, &k, err, sizeof(err)), -1);
+	err_has(err, "keys.journal: a symbolic link (refused");
+	journal_close(&j);
+	root_handle(f, &j);
+	assert_int_equal(reload(f, 16, &ks, &mem, err), -1);
+	err_has(err, "keys.journal: a symbolic link (refused");
+	free(mem);
+	assert_int_equal(journal_compact(&j, &f->f_ks, err, sizeof(err)), -1);
+	err_has(err, "keys.journal: a symbolic link (refused");
+	victim_untouched(&v);
+	assert_int_equal(unlink(path), 0);
+
+	/* keys.snapshot: refused when read, the link replaced when written. */
+	path_of(f, SNAPSHOT_FILE, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(v.v_path, path), 0);
+	assert_int_equal(reload(f, 16, &ks, &mem, err), -1);
+	err_has(err, "keys.snapshot: a symbolic link (refused");
+	free(mem);
+	assert_int_equal(symlink(v.v_path, path_of(f, SNAPSHOT_FILE ".tmp",
+	    path, sizeof(path))), 0);
+	if (journal_compact(&j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	assert_int_equal(lstat(path_of(f, SNAPSHOT_FILE, path, sizeof(path)),
+	    &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	victim_untouched(&v);
+
+	/* keys.usage and its temporary file, the same. */
+	assert_int_equal(symlink(v.v_path, path_of(f, USAGE_FILE, path,
+	    sizeof(path))), 0);
+	assert_int_equal(journal_load_usage(&j, &f->f_ks, err, sizeof(err)),
+	    -1);
+	err_has(err, "keys.usage: a symbolic link (refused");
+	assert_int_equal(symlink(v.v_path, path_of(f, USAGE_FILE ".tmp", path,
+	    sizeof(path))), 0);
+	keystore_count_use(&f->f_ks, 0, 1, 1700000000000LL);
+	if (journal_save_usage(&j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_save_usage: %s", err);
+	assert_int_equal(lstat(path_of(f, USAGE_FILE, path, sizeof(path)),
+	    &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	victim_untouched(&v);
+	journal_close(&j);
+	assert_int_equal(unlink(v.v_path), 0);
+}
+
+/*
+ * The other things the worker user could leave in state_dir: a hard link
+ * to root's file (refused by its link count, untouched), a FIFO (refused
+ * at once, no hang), a file of a third user (refused, when we are root to
+ * make one), and state_dir itself a symbolic link (refused).
+ */
+static void
+test_state_files_checked(void **state)
+{
+	struct fix	*f = *state;
+	struct journal	 j;
+	struct victim	 v;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], path[256], link_dir[80];
+	void		*mem;
+	struct keystore	 ks;
+	int		 fd;
+
+	victim_make(&v);
+	root_handle(f, &j);
+	key_make(&k, 1);
+	assert_int_equal(link(v.v_path, path_of(f, JOURNAL_FILE, path,
+	    sizeof(path))), 0);
+	assert_int_equal(journal_put(&j, 1, &k, err, sizeof(err)), -1);
+	err_has(err, "keys.journal: has 2 hard links (refused");
+	assert_int_equal(reload(f, 16, &ks, &mem, err), -1);
+	err_has(err, "keys.journal: has 2 hard links (refused");
+	free(mem);
+	victim_untouched(&v);
+	assert_int_equal(unlink(path), 0);
+
+	assert_int_equal(mkfifo(path_of(f, SNAPSHOT_FILE, path, sizeof(path)),
+	    0600), 0);
+	assert_int_equal(reload(f, 16, &ks, &mem, err), -1);
+	err_has(err, "keys.snapshot: not a regular file (refused)");
+	free(mem);
+	assert_int_equal(unlink(path), 0);
+
+	if (geteuid() == 0) {
+		fd = open(path_of(f, JOURNAL_FILE, path, sizeof(path)),
+		    O_WRONLY | O_CREAT | O_EXCL, 0600);
+		assert_true(fd != -1);
+		assert_int_equal(fchown(fd, 12345, 12345), 0);
+		close(fd);
+		assert_int_equal(journal_put(&j, 1, &k, err, sizeof(err)), -1);
+		err_has(err, "keys.journal: owned by uid 12345, not by root "
+		    "or the configured user (refused)");
+		assert_int_equal(unlink(path), 0);
+	}
+	journal_close(&j);
+
+	snprintf(link_dir, sizeof(link_dir), "%s.link", f->f_dir);
+	assert_int_equal(symlink(f->f_dir, link_dir), 0);
+	assert_int_equal(journal_init(&j, link_dir, (uid_t)-1, (gid_t)-1), 0);
+	mem = store_new(&ks, 16);
+	assert_int_equal(journal_load(&j, &ks, err, sizeof(err)), -1);
+	err_has(err, "not a directory or a symbolic link (refused");
+	assert_int_equal(journal_put(&j, 1, &k, err, sizeof(err)), -1);
+	journal_close(&j);
+	free(mem);
+	assert_int_equal(unlink(link_dir), 0);
+	assert_int_equal(unlink(v.v_path), 0);
+}
+
+/*
+ * keys.lock: a second holder (another master, or workers a killed one
+ * left) makes journal_lock wait, then fail saying so; once the holder
+ * closes it, the lock is taken.
+ */
+static void
+test_lock(void **state)
+{
+	struct fix	*f = *state;
+	struct journal	 j;
+	char		 err[T_ERRLEN];
+	int		 fd1, fd2;
+
+	root_handle(f, &j);
+	if ((fd1 = journal_lock(&f->f_j, 0, err, sizeof(err))) == -1)
+		fail_msg("journal_lock: %s", err);
+	assert_int_equal(journal_lock(&j, 300, err, sizeof(err)), -1);
+	err_has(err, "is in use: another keygated, or workers left by one "
+	    "that was killed, still hold keys.lock (waited 300 ms)");
+	close(fd1);
+	if ((fd2 = journal_lock(&j, 0, err, sizeof(err))) == -1)
+		fail_msg("journal_lock: %s", err);
+	close(fd2);
+	journal_close(&j);
+}
+
 /* Deleting an id the store does not have is a replay, not an error. */
 static void
 test_del_unknown(void **state)
@@ -1236,6 +1463,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_field, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_refused, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_state_files_checked,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seq_repair, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_del_unknown, setup,
