@@ -83,14 +83,14 @@ def reopen(d, state=None):
     return n
 
 
-def stop(d):
+def stop(d, workers=2):
     """
     Graceful stop, once every worker has served a request.  (A SIGTERM
     that reaches a worker still starting kills it by signal, which the
     master logs as a crash: a start-up race of its own, not what these
     tests are about.)
     """
-    PerWorker(d).close()
+    PerWorker(d, n=workers).close()
     rc = d.stop()
     kg.eq(rc, 0, "exit status of a graceful stop")
 
@@ -1070,6 +1070,88 @@ def test_worker_killed_holding_the_lock():
     no_secret_leak(d, d2)
 
 
+def admin_head(body):
+    """The head of an admin POST /v1/keys whose body is sent later."""
+    return ("POST /v1/keys HTTP/1.1\r\nHost: x\r\n"
+            "Authorization: Bearer %s\r\n"
+            "Content-Type: application/json\r\n"
+            "Content-Length: %d\r\n\r\n" % (kg.ADMIN_TOKEN, len(body))
+            ).encode()
+
+
+def test_master_killed_orphan_writes():
+    """
+    The master killed by SIGKILL while its worker is in the middle of two
+    admin creates (issue 10, item 15).  The orphaned worker, which may
+    finish data-plane requests, refuses the writes (503 master_gone); a
+    new keygated started on the same state_dir meanwhile waits for the
+    old worker to exit (keys.lock) before it loads the journal; then every
+    acknowledged key is there, and restarts still work.  (Before: the
+    orphan answered 201, the new master loaded the journal without it and
+    its workers appended with the same seqs, so a later start failed with
+    "seq 3 goes backwards".)
+    """
+    d = start(workers=1, shutdown_timeout="30s")
+    d.allow_worker_deaths = True
+    k1, s1 = mk(d, "before")
+    worker = d.wait_workers(1)[0]
+    body = json.dumps({"owner": "orphan", "rate_limit": BIG_RATE}).encode()
+    conns = []
+    for i in range(2):
+        c = kg.Conn(d.admin_port)
+        c.send(kg.raw_request("GET", "/v1/health"))
+        kg.eq(c.read_final().status, 200, "health on connection %d" % i)
+        c.send(admin_head(body))
+        conns.append(c)
+    time.sleep(0.2)		# not needed for correctness: the heads are read
+    master = d.master_pid
+    os.kill(master, signal.SIGKILL)
+    d.proc.wait(5)
+    kg.wait_for(lambda: (kg.proc_stat(worker) or (0, 0))[1] != master, 5,
+                "the worker to be orphaned")
+    kg.check(kg.proc_alive(worker), "the worker is gone already")
+    conns[0].send(body)
+    r = conns[0].read_final()
+    if r.status == 201:
+        remember(r.json()["secret"])
+    kg.check_refusal(r, 503, "master_gone", "an admin create on the worker "
+                     "of a killed master")
+    conns[0].close()
+
+    # A new keygated on the same state_dir, while the orphan still runs.
+    t = d.kt_template.replace("state_dir {dir}/state",
+                              "state_dir " + state_dir(d))
+    d2 = kg.Daemon(t, nports=2)
+    kg.use(d2)
+    d2.write_conf(ports=[kg.free_port(), kg.free_port()])
+    d2.port = d2.ports[0]
+    d2._launch()
+    d2.kt_template = t
+    d2.wait_log(r"keys\.lock is locked.*waiting", timeout=10,
+                what="the new master waiting for keys.lock")
+    kg.check(kg.proc_alive(worker), "the orphan exited too early")
+    kg.check("started" not in d2.errlog_text(),
+             "the new keygated started beside the orphan")
+    # The orphan's second write is refused too; then it has nothing left.
+    conns[1].send(body)
+    r = conns[1].read_final()
+    if r.status == 201:
+        remember(r.json()["secret"])
+    kg.check_refusal(r, 503, "master_gone", "a second orphaned create")
+    conns[1].close()
+    kg.wait_for(lambda: not kg.proc_alive(worker), 10, "the orphan to exit")
+    d2.wait_ready()
+    kg.eq(list_ids(d2), {k1["id"]}, "keys in the new keygated")
+    kg.eq(call(d2, "/echo/o", xkey(s1)).status, 200, "the key made before")
+    k2, s2 = mk(d2, "after")
+    stop(d2, workers=1)
+    d3 = reopen(d2)
+    kg.eq(list_ids(d3), {k1["id"], k2["id"]}, "keys after a restart")
+    kg.check("goes backwards" not in d3.errlog_text(), "a journal repair")
+    stop(d3, workers=1)
+    no_secret_leak(d, d2, d3)
+
+
 def check_store_subset(d, created, what):
     with kg.Conn(d.port) as c:
         for kid, (k, s) in sorted(created.items()):
@@ -1406,6 +1488,7 @@ TESTS = [
     test_usage_counted_and_kept,
     test_worker_killed_during_creates,
     test_worker_killed_holding_the_lock,
+    test_master_killed_orphan_writes,
     test_storage_full,
     test_journal_damage,
     test_admin_http,
