@@ -129,4 +129,11 @@ int	 journal_load_usage(struct journal *, struct keystore *, char *,
  */
 int	 journal_lock(struct journal *, int, char *, size_t);
 
+/*
+ * Start-up, with the journal empty and no worker running: replace a
+ * keys.journal the configured user does not own by an empty one of the
+ * user's (rename; never chown).  0 or -1 with err.
+ */
+int	 journal_renew(struct journal *, char *, size_t);
+
 #endif /* KEYGATE_JOURNAL_H */

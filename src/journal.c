@@ -31,6 +31,7 @@
 
 #define SNAPSHOT_TMP		SNAPSHOT_FILE ".tmp"
 #define USAGE_TMP		USAGE_FILE ".tmp"
+#define JOURNAL_TMP		JOURNAL_FILE ".tmp"
 #define SNAPSHOT_VERSION	1
 
 /* A file read line by line; errors name FILE:LINE. */
@@ -1656,4 +1657,53 @@ journal_lock(struct journal *j, int wait_ms, char *err, size_t errlen)
 	if (waited)
 		log_info("state_dir %s: %s taken", j->j_dir, LOCK_FILE);
 	return (fd);
+}
+
+/*
+ * Start-up, once the journal is empty (compacted, or nothing in it) and
+ * before any worker runs: a keys.journal that does not belong to the
+ * configured user (made by a run without "user", say) would refuse the
+ * workers' appends.  It is not chowned (an existing file never is): an
+ * empty file of the user's is created and renamed over it.  0 or -1.
+ */
+int
+journal_renew(struct journal *j, char *err, size_t errlen)
+{
+	struct stat	 st;
+	FILE		*fp;
+	int		 dfd;
+
+	if (j->j_uid == (uid_t)-1)
+		return (0);
+	if ((dfd = jdir(j, err, errlen)) == -1)
+		return (-1);
+	if (fstatat(dfd, JOURNAL_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT)
+			return (0);
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		return (-1);
+	}
+	if (st.st_uid == j->j_uid && S_ISREG(st.st_mode))
+		return (0);
+	if (S_ISREG(st.st_mode) && st.st_size != 0) {
+		snprintf(err, errlen, "%s: not empty", JOURNAL_FILE);
+		return (-1);
+	}
+	if ((fp = tmp_create(j, JOURNAL_TMP, err, errlen)) == NULL ||
+	    tmp_finish(fp, JOURNAL_TMP, 1, err, errlen) == -1)
+		goto fail;
+	if (j->j_fd != -1)
+		close(j->j_fd);
+	j->j_fd = -1;
+	if (renameat(dfd, JOURNAL_TMP, dfd, JOURNAL_FILE) == -1 ||
+	    fsync(dfd) == -1) {
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		goto fail;
+	}
+	log_info("%s: replaced by an empty file of the configured user (it "
+	    "belonged to uid %lu)", JOURNAL_FILE, (unsigned long)st.st_uid);
+	return (0);
+fail:
+	(void)unlinkat(dfd, JOURNAL_TMP, 0);
+	return (-1);
 }

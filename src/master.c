@@ -270,6 +270,8 @@ master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
 	if (journal_size(&j) > 0 &&
 	    journal_compact(&j, &ks, why, sizeof(why)) == -1)
 		log_warnx("key store compaction failed: %s", why);
+	else if (journal_renew(&j, why, sizeof(why)) == -1)
+		log_warnx("keys.journal not renewed for the workers: %s", why);
 	log_info("key store: %u keys (max_keys %u)", keystore_count(&ks),
 	    conf->c_max_keys);
 	rc = 0;

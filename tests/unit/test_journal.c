@@ -1040,6 +1040,49 @@ test_state_files_checked(void **state)
 }
 
 /*
+ * At start, an empty keys.journal that is not the configured user's (a run
+ * without "user" made it) is replaced by one of the user's, not chowned;
+ * a journal with lines in it is left alone.  Root only (chown).
+ */
+static void
+test_renew(void **state)
+{
+	struct fix	*f = *state;
+	struct journal	 j;
+	struct stat	 st, st2;
+	char		 err[T_ERRLEN], path[256];
+	int		 fd;
+
+	if (geteuid() != 0)
+		skip();
+	root_handle(f, &j);
+	assert_int_equal(journal_renew(&j, err, sizeof(err)), 0);  /* none */
+	fd = open(path_of(f, JOURNAL_FILE, path, sizeof(path)),
+	    O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd != -1);
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	if (journal_renew(&j, err, sizeof(err)) == -1)
+		fail_msg("journal_renew: %s", err);
+	assert_int_equal(lstat(path, &st2), 0);
+	assert_true(S_ISREG(st2.st_mode));
+	assert_int_equal(st2.st_uid, 65534);
+	assert_int_equal(st2.st_size, 0);
+	assert_true(st2.st_ino != st.st_ino);	/* a new file, not chowned */
+	assert_int_equal(file_mode(f, JOURNAL_FILE), 0600);
+	/* The user's own: nothing to do. */
+	assert_int_equal(journal_renew(&j, err, sizeof(err)), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_ino, st2.st_ino);
+	/* Root's with lines in it: left alone, said so. */
+	assert_int_equal(unlink(path), 0);
+	file_write(f, JOURNAL_FILE, "{}\n", 0);
+	assert_int_equal(journal_renew(&j, err, sizeof(err)), -1);
+	err_has(err, "keys.journal: not empty");
+	journal_close(&j);
+}
+
+/*
  * keys.lock: a second holder (another master, or workers a killed one
  * left) makes journal_lock wait, then fail saying so; once the holder
  * closes it, the lock is taken.
@@ -1468,6 +1511,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_state_files_checked,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_renew, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seq_repair, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_del_unknown, setup,
