@@ -198,6 +198,38 @@ def test_state_dir_symlink_refused():
         kg.eq(f.read(), "root's precious file\n", "root's file")
 
 
+def test_log_symlink_refused():
+    """
+    As root with user nobody: access_log naming a symbolic link (which a
+    worker user able to write the log directory could plant) to a file of
+    root's stops the start; the file is not given to nobody (issue 10,
+    item 4: the master opened it following the link and chowned it).
+    """
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        kg.skip("no user nobody")
+    dir = kg.tempdir()
+    victim = os.path.join(dir, "root-file")
+    with open(victim, "w") as f:
+        f.write("root's\n")
+    os.chmod(victim, 0o600)
+    os.symlink(victim, os.path.join(dir, "access.log"))
+    path = write(dir, "k.conf", kg.fill(kg.config(ECHO, user="nobody"), dir,
+                                        [kg.free_port()]))
+    try:
+        p = kg.keygated("-f", "-c", path)
+    finally:
+        kg.kill_dir_processes(dir)
+    kg.eq(p.returncode, 1, "exit status with a symlinked access_log")
+    kg.check("access.log: a symbolic link (refused)" in p.stderr,
+             "stderr %r does not say why" % p.stderr[-500:])
+    st = os.stat(victim)
+    kg.eq((st.st_uid, st.st_size), (0, 7), "owner and size of root's file")
+
+
 # --- daemonizing and the pidfile ---------------------------------------------------
 
 def test_daemonize_pidfile_single_instance():
@@ -497,6 +529,7 @@ TESTS = [
     test_port_in_use_refuses_to_start,
     test_state_dir_parents_created,
     test_state_dir_symlink_refused,
+    test_log_symlink_refused,
     test_daemonize_pidfile_single_instance,
     test_workers_count,
     test_user_nobody_privilege_drop,
