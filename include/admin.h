@@ -22,6 +22,10 @@
  * then changes the shared memory, then answers: when the answer is 201/200/
  * 204 the change is on disk and visible to every worker.  A journal write
  * that fails answers 503 storage_unavailable and leaves memory unchanged.
+ * A worker whose master is gone (killed: the worker is reparented) takes
+ * no more writes, 503 master_gone: a new keygated may be starting on the
+ * same state_dir, and only the processes of one master append to the
+ * journal (journal_lock).
  */
 #ifndef KEYGATE_ADMIN_H
 #define KEYGATE_ADMIN_H
@@ -43,6 +47,8 @@ struct admin_env {
 	struct keystore		*ae_ks;
 	struct journal		*ae_journal;
 	pid_t			 ae_pid;		/* lock owner */
+	pid_t			 ae_master;		/* writes only while this */
+							/* is our parent; 0: any */
 	const uint8_t		*ae_token_digest;	/* SHA-256 of the token, */
 							/* NULL: every request 401 */
 	uint32_t		 ae_rate[3];		/* rate_limit per window, */

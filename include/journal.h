@@ -8,6 +8,14 @@
  *			fsync'ed before the admin API answers
  *	keys.usage	usage counters, rewritten periodically (not fsync'ed:
  *			losing a few seconds of counts is acceptable)
+ *	keys.lock	empty; flock'ed by the master for as long as it or
+ *			any of its workers runs (journal_lock)
+ *
+ * state_dir belongs to the workers' user; the master (root) opens every
+ * file in it relative to a descriptor of the directory, never following a
+ * symbolic link, and refuses anything but a regular file with one link
+ * owned by root, itself or the configured user.  It never chowns a file
+ * it did not just create.
  *
  * Lines (one JSON object each, no secrets, only digests):
  *	journal:  {"seq":N,"op":"put","key":{KEY}}
@@ -28,12 +36,15 @@
  * between the snapshot's rename and the journal's truncation leaves them).
  *
  * Damage: a last line without its newline (a torn append) is dropped with a
- * warning; anything else that does not parse or apply (bad JSON, a missing
- * field, a seq that goes backwards, a snapshot whose end line is missing)
- * stops the load with "FILE:LINE: reason".
+ * warning; a seq that goes backwards (two writers appended) is repaired:
+ * lines from there on are renumbered in file order, the original file is
+ * kept as keys.journal.damaged-TIME and every change is logged (see
+ * journal_replay); anything else that does not parse or apply (bad JSON,
+ * a missing field, a snapshot whose end line is missing) stops the load
+ * with "FILE:LINE: reason".
  *
- * Writers: any worker appends under the key store lock, so lines are in
- * seq order.  Compaction (master, at start and when the journal grows)
+ * Writers: any worker of the master holding keys.lock appends under the
+ * key store lock, so lines are in seq order.  Compaction (master, at start and when the journal grows)
  * holds the lock while it writes the snapshot and then truncates the
  * journal in place: workers keep their O_APPEND descriptors.
  */
@@ -50,12 +61,14 @@
 #define JOURNAL_FILE	"keys.journal"
 #define SNAPSHOT_FILE	"keys.snapshot"
 #define USAGE_FILE	"keys.usage"
+#define LOCK_FILE	"keys.lock"
 
 /* Compact when the journal is at least this large and larger than the snapshot. */
 #define JOURNAL_COMPACT_MIN	(1024 * 1024)
 
 struct journal {
 	char		*j_dir;		/* state_dir */
+	int		 j_dirfd;	/* state_dir (O_NOFOLLOW), or -1 */
 	int		 j_fd;		/* keys.journal, O_WRONLY|O_APPEND, or -1 */
 	uid_t		 j_uid;		/* owner for files the master creates */
 	gid_t		 j_gid;		/* (-1: leave as is) */
@@ -98,8 +111,8 @@ int	 journal_replay_tail(struct journal *, struct keystore *, char *,
 int	 journal_compact(struct journal *, struct keystore *, char *, size_t);
 
 /* Bytes in keys.journal now (0 if absent), and in keys.snapshot. */
-off_t	 journal_size(const struct journal *);
-off_t	 journal_snapshot_size(const struct journal *);
+off_t	 journal_size(struct journal *);
+off_t	 journal_snapshot_size(struct journal *);
 
 /* Rewrite keys.usage from the store (temp + rename); 0 or -1 with err. */
 int	 journal_save_usage(struct journal *, const struct keystore *, char *,
@@ -108,5 +121,19 @@ int	 journal_save_usage(struct journal *, const struct keystore *, char *,
 /* Load keys.usage into the store (unknown ids are skipped); 0 or -1. */
 int	 journal_load_usage(struct journal *, struct keystore *, char *,
 	    size_t);
+
+/*
+ * Master, before journal_load: take keys.lock (flock), waiting up to
+ * wait_ms for the processes of another master to exit.  The fd, to keep
+ * open for the master's life (its workers inherit it), or -1 with err.
+ */
+int	 journal_lock(struct journal *, int, char *, size_t);
+
+/*
+ * Start-up, with the journal empty and no worker running: replace a
+ * keys.journal the configured user does not own by an empty one of the
+ * user's (rename; never chown).  0 or -1 with err.
+ */
+int	 journal_renew(struct journal *, char *, size_t);
 
 #endif /* KEYGATE_JOURNAL_H */

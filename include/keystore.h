@@ -130,14 +130,26 @@ struct ks_header {
 	struct ks_slot	 kh_undo;
 } __attribute__((aligned(64)));
 
-/* Process-local handle on a region; pointers into the mapping. */
+/*
+ * Process-local handle on a region: pointers into the mapping and the
+ * layout, computed from the max_keys the caller passed, never read back
+ * from the header.  Every process that maps the region can write the
+ * header, so a count or an index read from the region (kh_hiwater,
+ * kh_nfree, kh_undo_slot, free stack entries, index entries) is clamped
+ * to these before it is used as an offset: a worker that scribbles on the
+ * header can corrupt the store, never make the master (root) read or
+ * write outside the region.
+ */
 struct keystore {
 	struct ks_header	*ks_hdr;
 	struct ks_slot		*ks_slots;
 	uint32_t		*ks_free;
-	uint64_t		*ks_dindex;	/* 2 * kh_ndindex entries */
-	uint64_t		*ks_iindex;	/* 2 * kh_niindex entries */
-	struct rl_state		*ks_rate;	/* kh_max_keys, by slot */
+	uint64_t		*ks_dindex;	/* 2 * ks_ndindex entries */
+	uint64_t		*ks_iindex;	/* 2 * ks_niindex entries */
+	struct rl_state		*ks_rate;	/* ks_max_keys, by slot */
+	uint32_t		 ks_max_keys;
+	uint32_t		 ks_ndindex;	/* entries per digest-index area */
+	uint32_t		 ks_niindex;	/* entries per id-index area */
 };
 
 /* Results of lookups and writes. */
@@ -154,8 +166,11 @@ size_t	 keystore_size(uint32_t);
 /* Format a zeroed region of keystore_size(max_keys) bytes; fill ks. */
 void	 keystore_init(struct keystore *, void *, uint32_t, uint64_t);
 
-/* Fill ks for a region formatted earlier (e.g. after fork()). */
-void	 keystore_attach(struct keystore *, void *);
+/*
+ * Fill ks for a region formatted earlier for max_keys (the caller's own
+ * copy of it: the header's kh_max_keys is not trusted).
+ */
+void	 keystore_attach(struct keystore *, void *, uint32_t);
 
 /*
  * Lock-free lookup by secret digest.  On KS_OK the record is copied to key

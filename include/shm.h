@@ -8,7 +8,9 @@
  * refusal counters, then the key store (keystore.h, with one rate state
  * per key slot) at sh_ks_off, then the rate table of client addresses
  * (SHM_IP_ENTRIES, ratelimit.h) at sh_ip_off; sh_size covers the whole
- * segment.  The mapping
+ * segment.  These layout fields are for reading only: workers can write
+ * the header, so the offsets and sizes the code uses come from a private
+ * copy (shm.c), never from here.  The mapping
  * is MAP_NORESERVE: pages of the key store are only backed by memory once
  * keys are written to them, so max_keys sizes the address space, not the
  * resident memory.
@@ -74,6 +76,9 @@ void		 shm_keystore(struct shm_header *, struct keystore *);
 
 /* The rate table of client addresses (anonymous_rate_limit). */
 struct rl_iptable *shm_iptable(struct shm_header *);
+
+/* max_keys the segment was made for (not the header's sh_max_keys). */
+uint32_t	 shm_max_keys(const struct shm_header *);
 void		 shm_destroy(struct shm_header *);
 
 /*

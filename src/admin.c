@@ -794,15 +794,29 @@ admin_find(struct admin_ctx *c, struct ks_key *k, uint32_t *slot)
 	return (admin_error(c, 404, "key_not_found", "no key with that id"));
 }
 
-/* Take the key store's writer lock; 0, or -1 with 503. */
+/*
+ * Take the key store's writer lock; 0, or -1 with 503.  Every write goes
+ * through here, and an orphaned worker (its master killed: getppid()
+ * changed) is refused once it holds the lock, right before it would
+ * append: a new master may be loading the journal.  A master that dies
+ * after this check cannot be followed by another one before the write
+ * ends, since this worker still holds keys.lock (journal_lock).
+ */
 static int
 admin_lock(struct admin_ctx *c)
 {
-	if (keystore_lock(c->c_ks, c->c_env->ae_pid, ADMIN_LOCK_TIMEOUT) ==
+	if (keystore_lock(c->c_ks, c->c_env->ae_pid, ADMIN_LOCK_TIMEOUT) !=
 	    KS_OK)
-		return (0);
-	return (admin_error(c, 503, "key_store_busy", "the key store is "
-	    "locked by another writer; retry"));
+		return (admin_error(c, 503, "key_store_busy", "the key store "
+		    "is locked by another writer; retry"));
+	if (c->c_env->ae_master != 0 && getppid() != c->c_env->ae_master) {
+		keystore_unlock(c->c_ks, c->c_env->ae_pid);
+		log_warnx("admin write refused: the master process is gone");
+		return (admin_error(c, 503, "master_gone", "the master process "
+		    "is gone: this worker is stopping and takes no more "
+		    "changes; retry"));
+	}
+	return (0);
 }
 
 /* Release the writer lock. */

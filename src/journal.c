@@ -9,6 +9,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -29,6 +31,7 @@
 
 #define SNAPSHOT_TMP		SNAPSHOT_FILE ".tmp"
 #define USAGE_TMP		USAGE_FILE ".tmp"
+#define JOURNAL_TMP		JOURNAL_FILE ".tmp"
 #define SNAPSHOT_VERSION	1
 
 /* A file read line by line; errors name FILE:LINE. */
@@ -46,11 +49,17 @@ struct jreader {
 	size_t		 r_errlen;
 };
 
-/* Journal replay state: the skip threshold and the order check. */
+/*
+ * Journal replay state: the skip threshold, the order check, and the
+ * repair of a journal two processes appended to (see journal_replay).
+ */
 struct jreplay {
 	uint64_t	 p_skip;	/* lines with seq <= this are done */
 	uint64_t	 p_prev;	/* seq of the line before, 0: none */
 	uint64_t	 p_last;	/* last seq applied (or p_skip) */
+	int		 p_broken;	/* a seq went backwards: renumbering */
+	size_t		 p_renumbered;	/* lines given a new seq */
+	size_t		 p_dropped;	/* lines that could not be applied */
 };
 
 static const char *const key_fields[] = {
@@ -93,36 +102,149 @@ file_error(char *err, size_t errlen, const char *name, int errnum)
 	errno = errnum;
 }
 
-/* state_dir/name into buf; 0, or -1 with ENAMETOOLONG. */
-static int
-jpath(const struct journal *j, const char *name, char *buf, size_t len)
-{
-	int	 n;
+/*
+ * Files in state_dir.  state_dir belongs to the workers' user, who can put
+ * anything under any name there: a symbolic link to a file of root's, a
+ * hard link, a FIFO.  The master runs as root, so every file is opened
+ * relative to a descriptor of the directory (itself opened without
+ * following a link), never following a link (O_NOFOLLOW), never waiting
+ * on a FIFO (O_NONBLOCK), and is then checked through its descriptor: a
+ * regular file with a single link, owned by root, by us or by the
+ * configured user.  Only a file this process has just created (O_EXCL) is
+ * ever given to the configured user; an existing file is never chowned.
+ * Renames and removals go through the directory descriptor too.
+ */
 
-	n = snprintf(buf, len, "%s/%s", j->j_dir, name);
-	if (n < 0 || (size_t)n >= len) {
-		errno = ENAMETOOLONG;
-		return (-1);
-	}
-	return (0);
+/* Is uid an acceptable owner of a file in state_dir? */
+static int
+owner_ok(const struct journal *j, uid_t uid)
+{
+	return (uid == 0 || uid == geteuid() ||
+	    (j->j_uid != (uid_t)-1 && uid == j->j_uid));
 }
 
-/* Give a file the master creates to the configured user; 0 or -1. */
+/* The descriptor of state_dir, opened on first use; -1 with err. */
 static int
-file_own(const struct journal *j, int fd)
+jdir(struct journal *j, char *err, size_t errlen)
 {
 	struct stat	 st;
-	uid_t		 uid = j->j_uid;
-	gid_t		 gid = j->j_gid;
+	int		 fd;
 
-	if (uid == (uid_t)-1 && gid == (gid_t)-1)
-		return (0);
-	if (fstat(fd, &st) == -1)
+	if (j->j_dirfd != -1)
+		return (j->j_dirfd);
+	fd = open(j->j_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1) {
+		if (errno == ELOOP || errno == ENOTDIR)
+			snprintf(err, errlen, "state_dir %s: not a directory "
+			    "or a symbolic link (refused: name the real "
+			    "directory)", j->j_dir);
+		else
+			snprintf(err, errlen, "state_dir %s: %s", j->j_dir,
+			    strerror(errno));
 		return (-1);
-	if ((uid == (uid_t)-1 || st.st_uid == uid) &&
-	    (gid == (gid_t)-1 || st.st_gid == gid))
+	}
+	if (fstat(fd, &st) == -1 || !owner_ok(j, st.st_uid)) {
+		snprintf(err, errlen, "state_dir %s: owned by uid %lu, not by "
+		    "root or the configured user (refused)", j->j_dir,
+		    (unsigned long)st.st_uid);
+		close(fd);
+		errno = EPERM;
+		return (-1);
+	}
+	j->j_dirfd = fd;
+	return (fd);
+}
+
+/* Check what fd (state_dir/name) is; 0, or -1 with err and EPERM. */
+static int
+file_check(const struct journal *j, int fd, const char *name, char *err,
+    size_t errlen)
+{
+	struct stat	 st;
+
+	if (fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", name, strerror(errno));
+		return (-1);
+	}
+	if (!S_ISREG(st.st_mode))
+		snprintf(err, errlen, "%s: not a regular file (refused)",
+		    name);
+	else if (st.st_nlink != 1)
+		snprintf(err, errlen, "%s: has %lu hard links (refused: a "
+		    "file in state_dir must have exactly one)", name,
+		    (unsigned long)st.st_nlink);
+	else if (!owner_ok(j, st.st_uid))
+		snprintf(err, errlen, "%s: owned by uid %lu, not by root or "
+		    "the configured user (refused)", name,
+		    (unsigned long)st.st_uid);
+	else
 		return (0);
-	return (fchown(fd, uid, gid));
+	errno = EPERM;
+	return (-1);
+}
+
+/* Give a file this process has just created to the configured user. */
+static int
+file_give(const struct journal *j, int fd)
+{
+	if (j->j_uid == (uid_t)-1 && j->j_gid == (gid_t)-1)
+		return (0);
+	return (fchown(fd, j->j_uid, j->j_gid));
+}
+
+/*
+ * Open state_dir/name with flags (O_RDONLY, O_WRONLY, ...).  An existing
+ * file must pass file_check(); with create, a missing one is made with
+ * O_EXCL (0600) and given to the configured user.  The fd, or -1 with
+ * errno (ENOENT: missing and not created) and a reason in err.
+ */
+static int
+file_open(struct journal *j, const char *name, int flags, int create,
+    char *err, size_t errlen)
+{
+	int	 dfd, fd, tries, saved;
+
+	if ((dfd = jdir(j, err, errlen)) == -1)
+		return (-1);
+	for (tries = 0; tries < 3; tries++) {
+		fd = openat(dfd, name, flags | O_NOFOLLOW | O_NONBLOCK |
+		    O_CLOEXEC);
+		if (fd != -1) {
+			if (file_check(j, fd, name, err, errlen) == -1 ||
+			    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) &
+			    ~O_NONBLOCK) == -1)
+				goto fail;
+			return (fd);
+		}
+		if (errno != ENOENT || !create)
+			break;
+		fd = openat(dfd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+		if (fd != -1) {
+			if (file_give(j, fd) == -1) {
+				saved = errno;
+				(void)unlinkat(dfd, name, 0);
+				close(fd);
+				file_error(err, errlen, name, saved);
+				return (-1);
+			}
+			return (fd);
+		}
+		if (errno != EEXIST)	/* else made meanwhile: open it */
+			break;
+	}
+	if (errno == ELOOP || errno == EMLINK) {
+		snprintf(err, errlen, "%s: a symbolic link (refused: a file "
+		    "in state_dir must be a regular file)", name);
+		errno = EPERM;
+	} else
+		file_error(err, errlen, name, errno);
+	return (-1);
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return (-1);
 }
 
 /* All of buf to fd, across short writes and EINTR; 0 or -1. */
@@ -144,22 +266,6 @@ write_all(int fd, const char *buf, size_t len)
 	return (0);
 }
 
-/* fsync the directory, so that a rename in it is durable; 0 or -1. */
-static int
-dir_sync(const struct journal *j)
-{
-	int	 fd, saved;
-
-	if ((fd = open(j->j_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return (-1);
-	if (fsync(fd) == -1) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return (-1);
-	}
-	return (close(fd));
-}
 
 /* Is s a key id: "key_" and 16 base62 characters? */
 static int
@@ -567,6 +673,7 @@ int
 journal_init(struct journal *j, const char *dir, uid_t uid, gid_t gid)
 {
 	j->j_fd = -1;
+	j->j_dirfd = -1;
 	j->j_uid = uid;
 	j->j_gid = gid;
 	if ((j->j_dir = strdup(dir)) == NULL)
@@ -580,7 +687,9 @@ journal_close(struct journal *j)
 {
 	if (j->j_fd != -1)
 		close(j->j_fd);
-	j->j_fd = -1;
+	if (j->j_dirfd != -1)
+		close(j->j_dirfd);
+	j->j_fd = j->j_dirfd = -1;
 	free(j->j_dir);
 	j->j_dir = NULL;
 }
@@ -589,23 +698,13 @@ journal_close(struct journal *j)
 static int
 journal_open(struct journal *j, char *err, size_t errlen)
 {
-	char	 path[PATH_MAX];
-	int	 fd, saved;
+	int	 fd;
 
 	if (j->j_fd != -1)
 		return (0);
-	if (jpath(j, JOURNAL_FILE, path, sizeof(path)) == -1 ||
-	    (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    0600)) == -1) {
-		file_error(err, errlen, JOURNAL_FILE, errno);
+	if ((fd = file_open(j, JOURNAL_FILE, O_WRONLY | O_APPEND, 1, err,
+	    errlen)) == -1)
 		return (-1);
-	}
-	if (file_own(j, fd) == -1) {
-		saved = errno;
-		close(fd);
-		file_error(err, errlen, JOURNAL_FILE, saved);
-		return (-1);
-	}
 	j->j_fd = fd;
 	return (0);
 }
@@ -725,20 +824,21 @@ journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
 
 /* Open state_dir/name for reading: 1, 0 if it does not exist, or -1. */
 static int
-reader_open(struct jreader *r, const struct journal *j, const char *name,
+reader_open(struct jreader *r, struct journal *j, const char *name,
     char *err, size_t errlen)
 {
-	char	 path[PATH_MAX];
+	int	 fd, saved;
 
 	memset(r, 0, sizeof(*r));
 	r->r_name = name;
 	r->r_err = err;
 	r->r_errlen = errlen;
-	if (jpath(j, name, path, sizeof(path)) == -1 ||
-	    (r->r_fp = fopen(path, "re")) == NULL) {
-		if (errno == ENOENT)
-			return (0);
-		file_error(err, errlen, name, errno);
+	if ((fd = file_open(j, name, O_RDONLY, 0, err, errlen)) == -1)
+		return (errno == ENOENT ? 0 : -1);
+	if ((r->r_fp = fdopen(fd, "r")) == NULL) {
+		saved = errno;
+		close(fd);
+		file_error(err, errlen, name, saved);
 		return (-1);
 	}
 	return (1);
@@ -808,7 +908,7 @@ store_put(struct jreader *r, struct keystore *ks, const struct ks_key *k,
 		return (0);
 	case KS_FULL:
 		rd_error(r, "key %s does not fit: max_keys (%u) is too small "
-		    "for the stored keys", k->k_id, ks->ks_hdr->kh_max_keys);
+		    "for the stored keys", k->k_id, ks->ks_max_keys);
 		return (-1);
 	case KS_EXISTS:
 		rd_error(r, "key %s has the digest of another key", k->k_id);
@@ -819,7 +919,12 @@ store_put(struct jreader *r, struct keystore *ks, const struct ks_key *k,
 	}
 }
 
-/* Check the "seq" of a journal line and the order of lines; 0 or -1. */
+/*
+ * The seq of a journal line, checked against the line before.  From the
+ * first seq that does not go up, the journal was appended to by two
+ * writers (see journal_replay): that line and every later one is
+ * renumbered, the line before's seq + 1, and said so.  0 or -1.
+ */
 static int
 replay_seq(struct jreader *r, json_t *o, struct jreplay *p, uint64_t *seq)
 {
@@ -828,14 +933,53 @@ replay_seq(struct jreader *r, json_t *o, struct jreplay *p, uint64_t *seq)
 	if (field_int(r, o, "seq", 0, 1, &v) == -1)
 		return (-1);
 	*seq = (uint64_t)v;
-	if (p->p_prev != 0 && *seq <= p->p_prev) {
-		rd_error(r, "seq %llu goes backwards (the line before has "
-		    "%llu)", (unsigned long long)*seq,
+	if (!p->p_broken && p->p_prev != 0 && *seq <= p->p_prev) {
+		log_warnx("%s:%zu: seq %llu goes backwards (the line before "
+		    "has %llu): two processes appended to the journal; "
+		    "keeping every line from here in file order, renumbered",
+		    r->r_name, r->r_lineno, (unsigned long long)*seq,
 		    (unsigned long long)p->p_prev);
-		return (-1);
+		p->p_broken = 1;
+	}
+	if (p->p_broken) {
+		if (p->p_prev >= INT64_MAX) {
+			rd_error(r, "seq out of range while renumbering");
+			return (-1);
+		}
+		log_warnx("%s:%zu: seq %llu renumbered %llu", r->r_name,
+		    r->r_lineno, (unsigned long long)*seq,
+		    (unsigned long long)p->p_prev + 1);
+		*seq = p->p_prev + 1;
+		p->p_renumbered++;
 	}
 	p->p_prev = *seq;
 	return (0);
+}
+
+/*
+ * Apply a put line.  In a journal being repaired, a key whose digest
+ * another key already has (two writers, one secret: not expected, as
+ * secrets are random) is dropped and said so; any other refusal stops
+ * the load, as it does in a sound journal.  0 or -1.
+ */
+static int
+replay_put(struct jreader *r, struct keystore *ks, struct jreplay *p,
+    const struct ks_key *k, uint64_t seq)
+{
+	if (!p->p_broken)
+		return (store_put(r, ks, k, seq));
+	switch (keystore_put(ks, k, seq)) {
+	case KS_OK:
+		return (0);
+	case KS_EXISTS:
+		log_warnx("%s:%zu: dropped: put of key %s (its digest belongs "
+		    "to another key)", r->r_name, r->r_lineno, k->k_id);
+		p->p_dropped++;
+		ks->ks_hdr->kh_applied = seq;	/* the seqs stay in step */
+		return (0);
+	default:
+		return (store_put(r, ks, k, seq));
+	}
 }
 
 /* Check one journal line and apply it unless its seq is done; 0 or -1. */
@@ -858,7 +1002,7 @@ replay_line(struct jreader *r, struct keystore *ks, struct jreplay *p)
 		    (v = field_get(r, o, "key", JSON_OBJECT, 0)) == NULL ||
 		    key_from_json(r, v, &k) == -1)
 			goto fail;
-		if (seq > p->p_skip && store_put(r, ks, &k, seq) == -1)
+		if (seq > p->p_skip && replay_put(r, ks, p, &k, seq) == -1)
 			goto fail;
 	} else if (strcmp(op, "del") == 0) {
 		if (fields_known(r, o, del_fields) == -1 ||
@@ -886,17 +1030,13 @@ fail:
 
 /* Cut state_dir/name to off bytes and fsync it; 0 or -1 with err. */
 static int
-file_cut(const struct journal *j, const char *name, off_t off, char *err,
+file_cut(struct journal *j, const char *name, off_t off, char *err,
     size_t errlen)
 {
-	char	 path[PATH_MAX];
 	int	 fd, saved;
 
-	if (jpath(j, name, path, sizeof(path)) == -1 ||
-	    (fd = open(path, O_WRONLY | O_CLOEXEC)) == -1) {
-		file_error(err, errlen, name, errno);
+	if ((fd = file_open(j, name, O_WRONLY, 0, err, errlen)) == -1)
 		return (-1);
-	}
 	if (ftruncate(fd, off) == -1 || fsync(fd) == -1) {
 		saved = errno;
 		close(fd);
@@ -908,21 +1048,81 @@ file_cut(const struct journal *j, const char *name, off_t off, char *err,
 }
 
 /*
+ * Copy the whole of fd (the journal as found) to a new file
+ * keys.journal.damaged-TIME in state_dir, fsync'ed; 0 or -1 with err.
+ */
+static int
+journal_keep_copy(struct journal *j, int fd, char *err, size_t errlen)
+{
+	char		 name[64], stamp[32], buf[8192];
+	struct tm	 tm;
+	time_t		 now = time(NULL);
+	ssize_t		 n;
+	off_t		 off = 0;
+	int		 out = -1, i, saved;
+
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+	for (i = 0; i < 100 && out == -1; i++) {
+		snprintf(name, sizeof(name), "%s.damaged-%s%s%.0d", JOURNAL_FILE,
+		    stamp, i > 0 ? "." : "", i);
+		out = openat(j->j_dirfd, name, O_WRONLY | O_CREAT | O_EXCL |
+		    O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (out == -1 && errno != EEXIST)
+			break;
+	}
+	if (out == -1) {
+		file_error(err, errlen, name, errno);
+		return (-1);
+	}
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		if (write_all(out, buf, (size_t)n) == -1)
+			break;
+		off += n;
+	}
+	if (n != 0 || fsync(out) == -1) {
+		saved = errno != 0 ? errno : EIO;
+		close(out);
+		(void)unlinkat(j->j_dirfd, name, 0);
+		file_error(err, errlen, name, saved);
+		return (-1);
+	}
+	close(out);
+	log_warnx("%s: the journal as it was is kept in %s", JOURNAL_FILE,
+	    name);
+	return (0);
+}
+
+/*
  * Replay keys.journal into ks, applying the lines with seq > skip.
  *
- * Every line is checked, applied or not, and the seqs must increase
- * strictly through the whole file: writers append under the store lock with
- * kh_applied + 1, so anything else is damage.  Lines at or below skip are
- * already in the store (in the snapshot, or applied before a writer died);
- * a "put" carries the whole record, so even applying one twice would change
+ * Every line is checked, applied or not.  Writers append under the store
+ * lock with kh_applied + 1, and only the processes of one master append
+ * (the master holds keys.lock, journal_lock), so the seqs increase
+ * strictly through a sound journal.  Lines at or below skip are already
+ * in the store (in the snapshot, or applied before a writer died); a
+ * "put" carries the whole record, so even applying one twice would change
  * nothing.  Only a last line without its newline is an interrupted append
  * (the writer never reported it stored): it is dropped and cut away, and
  * only once the rest of the file has loaded, so that a failed load changes
  * nothing on disk.  kh_applied ends at the last seq applied (or skip).
+ *
+ * A seq that does not go up means two writers appended: a version without
+ * the lock, or a worker left behind by a master killed with SIGKILL,
+ * appending beside a new master's workers (issue 10, item 15).  Each
+ * acknowledged its writes, and O_APPEND puts lines in the order they were
+ * written, so the journal is repaired rather than refused: every line
+ * from the first backward seq on is applied in file order with the seq
+ * before it + 1 (replay_seq; renumbering depends only on the file, so a
+ * replay of the tail after a worker dies skips the same lines), a put
+ * whose digest another key holds is dropped (replay_put), and each line
+ * renumbered or dropped is logged with its FILE:LINE.  At start-up
+ * (keep != 0) the file as found is first copied to
+ * keys.journal.damaged-TIME; the compaction that follows writes the
+ * repaired store to the snapshot.
  */
 static int
 journal_replay(struct journal *j, struct keystore *ks, uint64_t skip,
-    char *err, size_t errlen)
+    int keep, char *err, size_t errlen)
 {
 	struct jreader	 r;
 	struct jreplay	 p;
@@ -935,6 +1135,13 @@ journal_replay(struct journal *j, struct keystore *ks, uint64_t skip,
 	while ((rc = reader_next(&r)) == 1 && !r.r_torn)
 		if ((rc = replay_line(&r, ks, &p)) == -1)
 			break;
+	if (rc != -1 && p.p_broken) {
+		log_warnx("%s: %zu line(s) renumbered, %zu dropped",
+		    JOURNAL_FILE, p.p_renumbered, p.p_dropped);
+		if (keep && journal_keep_copy(j, fileno(r.r_fp), err,
+		    errlen) == -1)
+			rc = -1;
+	}
 	if (rc == 1) {
 		log_warnx("%s:%zu: dropping a torn last line (an interrupted "
 		    "write)", JOURNAL_FILE, r.r_lineno);
@@ -988,10 +1195,10 @@ snap_header(struct jreader *r, const struct keystore *ks, uint64_t *seq,
 		    (long long)version);
 		goto fail;
 	}
-	if ((uint64_t)n > ks->ks_hdr->kh_max_keys) {
+	if ((uint64_t)n > ks->ks_max_keys) {
 		rd_error(r, "the snapshot holds %lld keys: max_keys (%u) is "
 		    "too small for the stored keys", (long long)n,
-		    ks->ks_hdr->kh_max_keys);
+		    ks->ks_max_keys);
 		goto fail;
 	}
 	*seq = (uint64_t)s;
@@ -1098,7 +1305,7 @@ journal_load(struct journal *j, struct keystore *ks, char *err,
 	if (snapshot_load(j, ks, &seq, err, errlen) == -1)
 		return (-1);
 	ks->ks_hdr->kh_applied = seq;
-	return (journal_replay(j, ks, seq, err, errlen));
+	return (journal_replay(j, ks, seq, 1, err, errlen));
 }
 
 /* After a writer died: cut a torn tail, apply the lines past kh_applied. */
@@ -1106,26 +1313,27 @@ int
 journal_replay_tail(struct journal *j, struct keystore *ks, char *err,
     size_t errlen)
 {
-	return (journal_replay(j, ks, ks->ks_hdr->kh_applied, err, errlen));
+	return (journal_replay(j, ks, ks->ks_hdr->kh_applied, 0, err,
+	    errlen));
 }
 
 /* Create state_dir/name afresh (0600, owned for the workers) for writing. */
 static FILE *
-tmp_create(const struct journal *j, const char *name, char *err,
-    size_t errlen)
+tmp_create(struct journal *j, const char *name, char *err, size_t errlen)
 {
-	char	 path[PATH_MAX];
 	FILE	*fp;
-	int	 fd, saved;
+	int	 dfd, fd, saved;
 
-	if (jpath(j, name, path, sizeof(path)) == -1 ||
-	    (unlink(path) == -1 && errno != ENOENT) ||
-	    (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0600)) == -1) {
+	/* Removing a link (symbolic or not) never touches its target. */
+	if ((dfd = jdir(j, err, errlen)) == -1)
+		return (NULL);
+	if ((unlinkat(dfd, name, 0) == -1 && errno != ENOENT) ||
+	    (fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) == -1) {
 		file_error(err, errlen, name, errno);
 		return (NULL);
 	}
-	if (file_own(j, fd) == -1 || (fp = fdopen(fd, "w")) == NULL) {
+	if (file_give(j, fd) == -1 || (fp = fdopen(fd, "w")) == NULL) {
 		saved = errno;
 		close(fd);
 		file_error(err, errlen, name, saved);
@@ -1229,20 +1437,17 @@ int
 journal_compact(struct journal *j, struct keystore *ks, char *err,
     size_t errlen)
 {
-	char	 tmp[PATH_MAX], path[PATH_MAX];
+	int	 dfd;
 
-	if (jpath(j, SNAPSHOT_TMP, tmp, sizeof(tmp)) == -1 ||
-	    jpath(j, SNAPSHOT_FILE, path, sizeof(path)) == -1) {
-		file_error(err, errlen, SNAPSHOT_FILE, errno);
+	if ((dfd = jdir(j, err, errlen)) == -1)
 		return (-1);
-	}
 	if (snapshot_write(j, ks, err, errlen) == -1)
 		goto fail;
-	if (rename(tmp, path) == -1) {
+	if (renameat(dfd, SNAPSHOT_TMP, dfd, SNAPSHOT_FILE) == -1) {
 		file_error(err, errlen, SNAPSHOT_FILE, errno);
 		goto fail;
 	}
-	if (dir_sync(j) == -1) {
+	if (fsync(dfd) == -1) {
 		snprintf(err, errlen, "%s: %s", j->j_dir, strerror(errno));
 		return (-1);
 	}
@@ -1254,25 +1459,28 @@ journal_compact(struct journal *j, struct keystore *ks, char *err,
 	}
 	return (0);
 fail:
-	(void)unlink(tmp);
+	(void)unlinkat(dfd, SNAPSHOT_TMP, 0);
 	return (-1);
 }
 
-/* Size of state_dir/name, 0 if absent or unreadable. */
+/* Size of state_dir/name, 0 if absent, unreadable or not a file. */
 static off_t
-file_size(const struct journal *j, const char *name)
+file_size(struct journal *j, const char *name)
 {
 	struct stat	 st;
-	char		 path[PATH_MAX];
+	char		 err[256];
+	int		 dfd;
 
-	if (jpath(j, name, path, sizeof(path)) == -1 || stat(path, &st) == -1)
+	if ((dfd = jdir(j, err, sizeof(err))) == -1 ||
+	    fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    !S_ISREG(st.st_mode))
 		return (0);
 	return (st.st_size);
 }
 
 /* Bytes in keys.journal now (0 if absent). */
 off_t
-journal_size(const struct journal *j)
+journal_size(struct journal *j)
 {
 	struct stat	 st;
 
@@ -1283,7 +1491,7 @@ journal_size(const struct journal *j)
 
 /* Bytes in keys.snapshot (0 if absent). */
 off_t
-journal_snapshot_size(const struct journal *j)
+journal_snapshot_size(struct journal *j)
 {
 	return (file_size(j, SNAPSHOT_FILE));
 }
@@ -1294,17 +1502,14 @@ journal_save_usage(struct journal *j, const struct keystore *ks, char *err,
     size_t errlen)
 {
 	struct ks_key	 k;
-	char		 tmp[PATH_MAX], path[PATH_MAX];
 	FILE		*fp;
 	uint64_t	 allowed, refused;
 	int64_t		 last;
 	uint32_t	 cursor = 0, slot;
+	int		 dfd;
 
-	if (jpath(j, USAGE_TMP, tmp, sizeof(tmp)) == -1 ||
-	    jpath(j, USAGE_FILE, path, sizeof(path)) == -1) {
-		file_error(err, errlen, USAGE_FILE, errno);
+	if ((dfd = jdir(j, err, errlen)) == -1)
 		return (-1);
-	}
 	if ((fp = tmp_create(j, USAGE_TMP, err, errlen)) == NULL)
 		return (-1);
 	while (keystore_next(ks, &cursor, &k, &slot) == KS_OK) {
@@ -1329,13 +1534,13 @@ journal_save_usage(struct journal *j, const struct keystore *ks, char *err,
 	}
 	if (tmp_finish(fp, USAGE_TMP, 0, err, errlen) == -1)
 		goto fail;
-	if (rename(tmp, path) == -1) {
+	if (renameat(dfd, USAGE_TMP, dfd, USAGE_FILE) == -1) {
 		file_error(err, errlen, USAGE_FILE, errno);
 		goto fail;
 	}
 	return (0);
 fail:
-	(void)unlink(tmp);
+	(void)unlinkat(dfd, USAGE_TMP, 0);
 	return (-1);
 }
 
@@ -1396,4 +1601,109 @@ journal_load_usage(struct journal *j, struct keystore *ks, char *err,
 		snprintf(err, errlen, "%s", why);
 	reader_close(&r);
 	return (rc);
+}
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+static int64_t
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/*
+ * Take keys.lock: an exclusive flock(2) on state_dir/keys.lock, waiting
+ * up to wait_ms.  The lock belongs to the open file description, which
+ * every worker inherits at fork(): it is held until the master and every
+ * worker it started have exited, so a worker left running by a master
+ * killed with SIGKILL keeps it too, and a new master cannot load the
+ * journal while such a worker may still append to it.
+ */
+int
+journal_lock(struct journal *j, int wait_ms, char *err, size_t errlen)
+{
+	struct timespec	 ts = { 0, 100 * 1000000 };
+	int64_t		 deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+	int		 fd, waited = 0;
+
+	if ((fd = file_open(j, LOCK_FILE, O_RDWR, 1, err, errlen)) == -1)
+		return (-1);
+	while (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK) {
+			file_error(err, errlen, LOCK_FILE, errno);
+			close(fd);
+			return (-1);
+		}
+		if (mono_ms() >= deadline) {
+			snprintf(err, errlen, "state_dir %s is in use: another "
+			    "keygated, or workers left by one that was killed, "
+			    "still hold %s (waited %d ms)", j->j_dir, LOCK_FILE,
+			    wait_ms);
+			close(fd);
+			errno = EWOULDBLOCK;
+			return (-1);
+		}
+		if (!waited++)
+			log_warnx("state_dir %s: %s is locked by another "
+			    "keygated or by workers left by one that was "
+			    "killed; waiting up to %d ms for them to exit",
+			    j->j_dir, LOCK_FILE, wait_ms);
+		nanosleep(&ts, NULL);
+	}
+	if (waited)
+		log_info("state_dir %s: %s taken", j->j_dir, LOCK_FILE);
+	return (fd);
+}
+
+/*
+ * Start-up, once the journal is empty (compacted, or nothing in it) and
+ * before any worker runs: a keys.journal that does not belong to the
+ * configured user (made by a run without "user", say) would refuse the
+ * workers' appends.  It is not chowned (an existing file never is): an
+ * empty file of the user's is created and renamed over it.  0 or -1.
+ */
+int
+journal_renew(struct journal *j, char *err, size_t errlen)
+{
+	struct stat	 st;
+	FILE		*fp;
+	int		 dfd;
+
+	if (j->j_uid == (uid_t)-1)
+		return (0);
+	if ((dfd = jdir(j, err, errlen)) == -1)
+		return (-1);
+	if (fstatat(dfd, JOURNAL_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT)
+			return (0);
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		return (-1);
+	}
+	if (st.st_uid == j->j_uid && S_ISREG(st.st_mode))
+		return (0);
+	if (S_ISREG(st.st_mode) && st.st_size != 0) {
+		snprintf(err, errlen, "%s: not empty", JOURNAL_FILE);
+		return (-1);
+	}
+	if ((fp = tmp_create(j, JOURNAL_TMP, err, errlen)) == NULL ||
+	    tmp_finish(fp, JOURNAL_TMP, 1, err, errlen) == -1)
+		goto fail;
+	if (j->j_fd != -1)
+		close(j->j_fd);
+	j->j_fd = -1;
+	if (renameat(dfd, JOURNAL_TMP, dfd, JOURNAL_FILE) == -1 ||
+	    fsync(dfd) == -1) {
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		goto fail;
+	}
+	log_info("%s: replaced by an empty file of the configured user (it "
+	    "belonged to uid %lu)", JOURNAL_FILE, (unsigned long)st.st_uid);
+	return (0);
+fail:
+	(void)unlinkat(dfd, JOURNAL_TMP, 0);
+	return (-1);
 }

@@ -81,7 +81,8 @@ pidfile_lock(const char *path, char *err, size_t errlen)
 	ssize_t	 n;
 	int	 fd;
 
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0644)) == -1) {
 		snprintf(err, errlen, "cannot open pidfile %s: %s", path,
 		    strerror(errno));
 		return (-1);
@@ -101,6 +102,24 @@ pidfile_lock(const char *path, char *err, size_t errlen)
 	return (-1);
 }
 
+/*
+ * A start that failed after pidfile_lock(): remove the pidfile, which we
+ * hold locked (so no other keygated uses it), if the path still names the
+ * file we locked, then drop the lock.
+ */
+static void
+pidfile_abort(int fd, const char *path)
+{
+	struct stat	 a, b;
+
+	if (fd == -1)
+		return;
+	if (fstat(fd, &a) == 0 && lstat(path, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		(void)unlink(path);
+	close(fd);
+}
+
 /* Write our pid into the locked pidfile. */
 static void
 pidfile_write(int fd)
@@ -113,21 +132,71 @@ pidfile_write(int fd)
 		log_warn("cannot write pidfile");
 }
 
-/* Create state_dir (mode 0700, owned by the worker user) if it is missing. */
+/*
+ * Create the missing parents of the absolute path dir, like mkdir -p:
+ * mode 0755 (less the umask), owned by whoever runs us (root).
+ */
+static int
+mkdir_parents(const char *dir, char *err, size_t errlen)
+{
+	char	*p, *slash;
+
+	if ((p = strdup(dir)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	for (slash = strchr(p + 1, '/'); slash != NULL;
+	    slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (slash[1] != '\0' && mkdir(p, 0755) == -1 &&
+		    errno != EEXIST) {
+			snprintf(err, errlen, "cannot create %s (a parent of "
+			    "state_dir): %s", p, strerror(errno));
+			free(p);
+			return (-1);
+		}
+		*slash = '/';
+	}
+	free(p);
+	return (0);
+}
+
+/*
+ * Create state_dir (mode 0700, owned by the worker user) and its missing
+ * parents.  The directory is then opened without following a symbolic
+ * link and given to the user through that descriptor: state_dir must be
+ * a real directory (journal.c opens it the same way).
+ */
 static int
 state_dir_prepare(const struct config *conf, char *err, size_t errlen)
 {
+	struct stat	 st;
+	int		 fd;
+
+	if (mkdir_parents(conf->c_state_dir, err, errlen) == -1)
+		return (-1);
 	if (mkdir(conf->c_state_dir, 0700) == -1 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create state_dir %s: %s",
 		    conf->c_state_dir, strerror(errno));
 		return (-1);
 	}
-	if (conf->c_user != NULL && geteuid() == 0 && chown(conf->c_state_dir,
-	    conf->c_uid, conf->c_gid) == -1) {
-		snprintf(err, errlen, "cannot chown state_dir %s: %s",
-		    conf->c_state_dir, strerror(errno));
+	if ((fd = open(conf->c_state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "cannot open state_dir %s: %s",
+		    conf->c_state_dir, errno == ELOOP || errno == ENOTDIR ?
+		    "not a directory or a symbolic link (name the real "
+		    "directory)" : strerror(errno));
 		return (-1);
 	}
+	if (conf->c_user != NULL && geteuid() == 0 && fstat(fd, &st) == 0 &&
+	    (st.st_uid != conf->c_uid || st.st_gid != conf->c_gid) &&
+	    fchown(fd, conf->c_uid, conf->c_gid) == -1) {
+		snprintf(err, errlen, "cannot chown state_dir %s: %s",
+		    conf->c_state_dir, strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	close(fd);
 	return (0);
 }
 
@@ -244,39 +313,34 @@ main(int argc, char *argv[])
 		fprintf(stderr, "keygated: %s\n", err);
 		return (1);
 	}
+	/* From here on, a failed start removes the pidfile it created. */
 	for (i = 0; i < config_nlisten(conf); i++) {
 		if ((lfds[i] = master_bind(config_listen(conf, i), err,
-		    sizeof(err))) == -1) {
-			fprintf(stderr, "keygated: %s\n", err);
-			return (1);
-		}
+		    sizeof(err))) == -1)
+			goto fail;
 	}
 	if ((shm = shm_create(conf->c_max_keys)) == NULL) {
-		fprintf(stderr, "keygated: cannot map the shared memory segment "
-		    "for max_keys %u: %s\n", conf->c_max_keys, strerror(errno));
-		return (1);
+		snprintf(err, sizeof(err), "cannot map the shared memory "
+		    "segment for max_keys %u: %s", conf->c_max_keys,
+		    strerror(errno));
+		goto fail;
 	}
-	if (master_keys_load(conf, shm, err, sizeof(err)) == -1) {
-		fprintf(stderr, "keygated: %s\n", err);
-		return (1);
-	}
-	if (master_prepare_logs(conf, err, sizeof(err)) == -1) {
-		fprintf(stderr, "keygated: %s\n", err);
-		return (1);
-	}
+	if (master_keys_load(conf, shm, err, sizeof(err)) == -1 ||
+	    master_prepare_logs(conf, err, sizeof(err)) == -1)
+		goto fail;
 	if (conf->c_user == NULL && geteuid() == 0)
 		log_warnx("no \"user\" is configured: workers run as root");
 
 	/* Reloads read the file again after chdir("/"). */
 	if ((opts.mo_path = abspath = util_abspath(path)) == NULL ||
 	    (pidfile = strdup(conf->c_pidfile)) == NULL) {
-		fprintf(stderr, "keygated: out of memory\n");
-		return (1);
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
 	}
 	opts.mo_foreground = foreground;
 	if ((opts.mo_startdir = startdir = getcwd(NULL, 0)) == NULL) {
-		fprintf(stderr, "keygated: getcwd: %s\n", strerror(errno));
-		return (1);
+		snprintf(err, sizeof(err), "getcwd: %s", strerror(errno));
+		goto fail;
 	}
 	opts.mo_readyfd = foreground ? -1 : daemonize();
 	pidfile_write(opts.mo_pidfd);
@@ -297,4 +361,8 @@ main(int argc, char *argv[])
 	free(startdir);
 	free(title);
 	return (ch);
+fail:
+	fprintf(stderr, "keygated: %s\n", err);
+	pidfile_abort(opts.mo_pidfd, conf->c_pidfile);
+	return (1);
 }

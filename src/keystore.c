@@ -93,16 +93,22 @@ keystore_size(uint32_t max_keys)
 	return (l.l_size);
 }
 
-/* Fill ks with pointers into a formatted region. */
+/*
+ * Fill ks with pointers into a region formatted for max_keys.  The layout
+ * is computed from max_keys exactly as keystore_init() computed it, not
+ * read from the header, which any process mapping the region can write.
+ */
 void
-keystore_attach(struct keystore *ks, void *region)
+keystore_attach(struct keystore *ks, void *region, uint32_t max_keys)
 {
-	struct ks_header	*hdr = region;
 	char			*base = region;
 	struct ks_layout	 l;
 
-	ks_layout(hdr->kh_max_keys, hdr->kh_ndindex, hdr->kh_niindex, &l);
-	ks->ks_hdr = hdr;
+	ks->ks_max_keys = max_keys;
+	ks->ks_ndindex = pow2_at_least(3ULL * max_keys);
+	ks->ks_niindex = pow2_at_least(2ULL * max_keys);
+	ks_layout(max_keys, ks->ks_ndindex, ks->ks_niindex, &l);
+	ks->ks_hdr = region;
 	ks->ks_slots = (struct ks_slot *)(base + l.l_slots);
 	ks->ks_free = (uint32_t *)(base + l.l_free);
 	ks->ks_dindex = (uint64_t *)(base + l.l_dindex);
@@ -129,10 +135,29 @@ keystore_init(struct keystore *ks, void *region, uint32_t max_keys,
 	hdr->kh_ndindex = pow2_at_least(3ULL * max_keys);
 	hdr->kh_niindex = pow2_at_least(2ULL * max_keys);
 	hdr->kh_seed = seed;
-	keystore_attach(ks, region);
+	keystore_attach(ks, region, max_keys);
 	for (i = 0; i < max_keys; i++)
 		ks->ks_free[i] = max_keys - 1 - i;
 	hdr->kh_nfree = max_keys;
+}
+
+/* kh_hiwater, clamped to the slots this handle knows exist. */
+static uint32_t
+ks_hiwater(const struct keystore *ks)
+{
+	uint32_t	 hw;
+
+	hw = __atomic_load_n(&ks->ks_hdr->kh_hiwater, __ATOMIC_ACQUIRE);
+	return (hw < ks->ks_max_keys ? hw : ks->ks_max_keys);
+}
+
+/* kh_nfree, clamped to the size of the free stack. */
+static uint32_t
+ks_nfree(const struct keystore *ks)
+{
+	uint32_t	 n = ks->ks_hdr->kh_nfree;
+
+	return (n < ks->ks_max_keys ? n : ks->ks_max_keys);
 }
 
 /* Index hash of a digest: its first 8 bytes (SHA-256 output is uniform). */
@@ -199,10 +224,10 @@ static uint64_t *
 index_area(const struct keystore *ks, int which, uint32_t area, uint32_t *n)
 {
 	if (which == KS_IDX_DIGEST) {
-		*n = ks->ks_hdr->kh_ndindex;
+		*n = ks->ks_ndindex;
 		return (ks->ks_dindex + (size_t)(area & 1) * *n);
 	}
-	*n = ks->ks_hdr->kh_niindex;
+	*n = ks->ks_niindex;
 	return (ks->ks_iindex + (size_t)(area & 1) * *n);
 }
 
@@ -326,7 +351,7 @@ index_probe(const struct keystore *ks, int which, uint32_t area, uint64_t h,
 		if (e == KS_TOMB || (e >> 32) != tag)
 			continue;
 		s = (uint32_t)e - 1;
-		if (s >= ks->ks_hdr->kh_max_keys)
+		if (s >= ks->ks_max_keys)
 			continue;
 		if (slot_read(&ks->ks_slots[s], key, &live) != KS_OK) {
 			busy = 1;
@@ -418,7 +443,7 @@ keystore_next(const struct keystore *ks, uint32_t *cursor, struct ks_key *key,
 	const struct ks_slot	*s;
 	uint32_t		 i, live, max;
 
-	max = __atomic_load_n(&ks->ks_hdr->kh_hiwater, __ATOMIC_ACQUIRE);
+	max = ks_hiwater(ks);
 	for (i = *cursor; i < max; i++) {
 		s = &ks->ks_slots[i];
 		if (__atomic_load_n(&s->s_live, __ATOMIC_RELAXED) == 0 &&
@@ -624,7 +649,7 @@ index_rebuild(struct keystore *ks)
 		for (i = 0; i < n; i++)
 			__atomic_store_n(&tab[i], KS_EMPTY, __ATOMIC_RELEASE);
 	}
-	for (s = 0; s < hdr->kh_hiwater; s++)
+	for (s = 0, n = ks_hiwater(ks); s < n; s++)
 		if (ks->ks_slots[s].s_live)
 			index_add_key(ks, area, s, &ks->ks_slots[s].s_key,
 			    &dused, &iused);
@@ -638,10 +663,12 @@ index_rebuild(struct keystore *ks)
 
 /* Whether nd more digest and ni more id entries keep both areas <= 3/4. */
 static int
-index_fits(const struct ks_header *hdr, uint32_t nd, uint32_t ni)
+index_fits(const struct keystore *ks, uint32_t nd, uint32_t ni)
 {
-	return ((uint64_t)hdr->kh_dused + nd <= hdr->kh_ndindex / 4 * 3 &&
-	    (uint64_t)hdr->kh_iused + ni <= hdr->kh_niindex / 4 * 3);
+	const struct ks_header	*hdr = ks->ks_hdr;
+
+	return ((uint64_t)hdr->kh_dused + nd <= ks->ks_ndindex / 4 * 3 &&
+	    (uint64_t)hdr->kh_iused + ni <= ks->ks_niindex / 4 * 3);
 }
 
 /*
@@ -653,7 +680,6 @@ static int
 put_slot(struct keystore *ks, const struct ks_key *key, uint32_t *slotp,
     int *isnew)
 {
-	struct ks_header	*hdr = ks->ks_hdr;
 	struct ks_key		 tmp;
 	const uint8_t		*d[2];
 	uint32_t		 other;
@@ -667,9 +693,10 @@ put_slot(struct keystore *ks, const struct ks_key *key, uint32_t *slotp,
 		    KS_OK && (*isnew || other != *slotp))
 			return (KS_EXISTS);
 	if (*isnew) {
-		if (hdr->kh_nfree == 0)
+		/* A free stack entry out of range is damage: treat as full. */
+		if (ks_nfree(ks) == 0 ||
+		    (*slotp = ks->ks_free[ks_nfree(ks) - 1]) >= ks->ks_max_keys)
 			return (KS_FULL);
-		*slotp = ks->ks_free[hdr->kh_nfree - 1];
 	}
 	return (KS_OK);
 }
@@ -746,15 +773,15 @@ keystore_put(struct keystore *ks, const struct ks_key *key, uint64_t seq)
 	key_copy(&k, key);
 	if ((r = put_slot(ks, &k, &slot, &isnew)) != KS_OK)
 		return (r);
-	if (!index_fits(hdr, key_digests(&k, d), isnew)) {
+	if (!index_fits(ks, key_digests(&k, d), isnew)) {
 		index_rebuild(ks);
-		if (!index_fits(hdr, key_digests(&k, d), isnew))
+		if (!index_fits(ks, key_digests(&k, d), isnew))
 			return (KS_FULL);
 	}
 	s = &ks->ks_slots[slot];
 	undo_save(ks, slot);
 	if (isnew) {
-		hdr->kh_nfree--;
+		hdr->kh_nfree = ks_nfree(ks) - 1;
 		if (slot >= hdr->kh_hiwater)	/* before the slot is written */
 			__atomic_store_n(&hdr->kh_hiwater, slot + 1,
 			    __ATOMIC_RELEASE);
@@ -809,7 +836,9 @@ keystore_del(struct keystore *ks, const char *id, uint64_t seq)
 	h = hash_id(hdr->kh_seed, k.k_id);
 	index_remove(tab, n, h, entry_make(h, slot));
 	slot_write(&ks->ks_slots[slot], 0, NULL);
-	ks->ks_free[hdr->kh_nfree++] = slot;
+	if (ks_nfree(ks) < ks->ks_max_keys)
+		ks->ks_free[ks_nfree(ks)] = slot;
+	hdr->kh_nfree = ks_nfree(ks) + (ks_nfree(ks) < ks->ks_max_keys);
 	__atomic_store_n(&hdr->kh_nlive, hdr->kh_nlive - 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&hdr->kh_undo_slot, 0, __ATOMIC_RELEASE);
 	hdr->kh_applied = seq;
@@ -826,12 +855,13 @@ repair_slots(struct keystore *ks)
 {
 	struct ks_header	*hdr = ks->ks_hdr;
 	struct ks_slot		*s;
-	uint32_t		 i, seq, nlive = 0;
+	uint32_t		 i, seq, nlive = 0, nfree = 0, hw;
 
-	hdr->kh_nfree = 0;
-	for (i = hdr->kh_max_keys; i-- > hdr->kh_hiwater;)
-		ks->ks_free[hdr->kh_nfree++] = i;	/* never written */
-	for (i = hdr->kh_hiwater; i-- > 0;) {
+	/* At most ks_max_keys pushes in all: the stack cannot overflow. */
+	hw = ks_hiwater(ks);
+	for (i = ks->ks_max_keys; i-- > hw;)
+		ks->ks_free[nfree++] = i;	/* never written */
+	for (i = hw; i-- > 0;) {
 		s = &ks->ks_slots[i];
 		seq = __atomic_load_n(&s->s_seq, __ATOMIC_RELAXED);
 		if (seq & 1)
@@ -839,8 +869,10 @@ repair_slots(struct keystore *ks)
 		if (s->s_live)
 			nlive++;
 		else
-			ks->ks_free[hdr->kh_nfree++] = i;
+			ks->ks_free[nfree++] = i;
 	}
+	hdr->kh_nfree = nfree;
+	__atomic_store_n(&hdr->kh_hiwater, hw, __ATOMIC_RELEASE);
 	__atomic_store_n(&hdr->kh_nlive, nlive, __ATOMIC_RELAXED);
 }
 
@@ -863,10 +895,14 @@ keystore_repair(struct keystore *ks, pid_t pid, pid_t owner)
 	    (int32_t)pid)
 		return (0);
 	us = __atomic_load_n(&hdr->kh_undo_slot, __ATOMIC_ACQUIRE);
-	if (us != 0 && us <= hdr->kh_max_keys)
+	if (us != 0 && us <= ks->ks_max_keys)
 		slot_write(&ks->ks_slots[us - 1], hdr->kh_undo.s_live,
 		    &hdr->kh_undo.s_key);
 	__atomic_store_n(&hdr->kh_undo_slot, 0, __ATOMIC_RELEASE);
+	/* Put back what the layout really is, for the workers' sake. */
+	hdr->kh_max_keys = ks->ks_max_keys;
+	hdr->kh_ndindex = ks->ks_ndindex;
+	hdr->kh_niindex = ks->ks_niindex;
 	repair_slots(ks);
 	index_rebuild(ks);
 	__atomic_store_n(&hdr->kh_lock, owner > 0 ? (int32_t)owner : 0,
@@ -886,7 +922,7 @@ keystore_count_use(struct keystore *ks, uint32_t slot, int allowed,
 	struct ks_slot	*s;
 	int64_t		 last;
 
-	if (slot >= ks->ks_hdr->kh_max_keys)
+	if (slot >= ks->ks_max_keys)
 		return;
 	s = &ks->ks_slots[slot];
 	__atomic_fetch_add(allowed ? &s->s_allowed : &s->s_refused, 1,
@@ -906,7 +942,7 @@ keystore_usage(const struct keystore *ks, uint32_t slot, uint64_t *allowed,
 
 	*allowed = *refused = 0;
 	*last_used = 0;
-	if (slot >= ks->ks_hdr->kh_max_keys)
+	if (slot >= ks->ks_max_keys)
 		return;
 	s = &ks->ks_slots[slot];
 	*allowed = __atomic_load_n(&s->s_allowed, __ATOMIC_RELAXED);
@@ -921,7 +957,7 @@ keystore_set_usage(struct keystore *ks, uint32_t slot, uint64_t allowed,
 {
 	struct ks_slot	*s;
 
-	if (slot >= ks->ks_hdr->kh_max_keys)
+	if (slot >= ks->ks_max_keys)
 		return;
 	s = &ks->ks_slots[slot];
 	__atomic_store_n(&s->s_allowed, allowed, __ATOMIC_RELAXED);

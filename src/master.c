@@ -148,28 +148,65 @@ fail:
 	return (-1);
 }
 
-/* Create (and hand to the worker user) a log file workers will reopen. */
+/*
+ * Create (and hand to the worker user) a log file workers will reopen.
+ *
+ * The log directory may be writable by the worker user, who could put a
+ * symbolic or hard link to any file of root's there; the master is root.
+ * So the path is opened without following a link and without waiting on a
+ * FIFO, must be a regular file with one link, and is chowned through the
+ * descriptor that was checked, only if this call created it (O_EXCL) or
+ * it is root's own (log_init() and log_reopen() create the error log as
+ * root): a hard link is refused by its link count, a symbolic one by
+ * O_NOFOLLOW, so the file chowned is the one in the log directory, not
+ * one elsewhere.  A file of a third user is refused, never chowned.
+ */
 static int
 master_prepare_file(const char *path, const struct config *conf, char *err,
     size_t errlen)
 {
-	int	 fd;
+	struct stat	 st;
+	int		 fd, give = conf->c_user != NULL && geteuid() == 0;
 
-	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    0640)) == -1) {
-		snprintf(err, errlen, "cannot create %s: %s", path,
-		    strerror(errno));
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0640);
+	if (fd != -1) {
+		if (give && fchown(fd, conf->c_uid, conf->c_gid) == -1) {
+			snprintf(err, errlen, "cannot chown %s to %s: %s", path,
+			    conf->c_user, strerror(errno));
+			(void)unlink(path);
+			close(fd);
+			return (-1);
+		}
+		close(fd);
+		return (0);
+	}
+	if (errno == EEXIST)
+		fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK |
+		    O_CLOEXEC);
+	if (fd == -1) {
+		snprintf(err, errlen, "cannot %s %s: %s", errno == ELOOP ?
+		    "use" : "create", path, errno == ELOOP ? "a symbolic "
+		    "link (refused)" : strerror(errno));
 		return (-1);
 	}
-	if (conf->c_user != NULL && geteuid() == 0 &&
-	    fchown(fd, conf->c_uid, conf->c_gid) == -1) {
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
+		snprintf(err, errlen, "cannot use %s: not a regular file with "
+		    "a single link (refused)", path);
+	else if (give && st.st_uid != conf->c_uid && st.st_uid != 0)
+		snprintf(err, errlen, "%s belongs to uid %lu, not to user %s, "
+		    "which must be able to reopen it: chown it or remove it",
+		    path, (unsigned long)st.st_uid, conf->c_user);
+	else if (give && st.st_uid == 0 &&
+	    fchown(fd, conf->c_uid, conf->c_gid) == -1)
 		snprintf(err, errlen, "cannot chown %s to %s: %s", path,
 		    conf->c_user, strerror(errno));
+	else {
 		close(fd);
-		return (-1);
+		return (0);
 	}
 	close(fd);
-	return (0);
+	return (-1);
 }
 
 /* Create log files a worker must be able to reopen as the configured user. */
@@ -198,10 +235,20 @@ master_owner(const struct config *conf, uid_t *uid, gid_t *gid)
 }
 
 /*
- * Start-up: load keys.snapshot and keys.journal into the segment's key
- * store, then the usage counters, then compact if the journal holds
- * anything (so it starts empty and a torn line found now is gone).  Any damage other than a torn
- * last line stops the start with the file and line.
+ * keys.lock in state_dir, flock'ed at start (journal_lock) and never
+ * closed: the master and every worker it forks share the lock, so that no
+ * other keygated can load or append to the journal until they all exit.
+ */
+static int	 master_lockfd = -1;
+
+/*
+ * Start-up: take keys.lock (waiting, for at most the time draining
+ * workers of a killed master may take, for them to exit), load
+ * keys.snapshot and keys.journal into the segment's key store, then the
+ * usage counters, then compact if the journal holds anything (so it
+ * starts empty, and a torn line or a repair found now is settled).  Any
+ * damage other than a torn last line or a seq going backwards stops the
+ * start with the file and line.
  */
 int
 master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
@@ -220,6 +267,10 @@ master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
 		snprintf(err, errlen, "out of memory");
 		return (-1);
 	}
+	if (master_lockfd == -1 && (master_lockfd = journal_lock(&j,
+	    conf->c_shutdown_timeout + MASTER_KILL_GRACE_MS + 1000, err,
+	    errlen)) == -1)
+		goto done;
 	if (keystore_lock(&ks, getpid(), 0) != KS_OK) {
 		snprintf(err, errlen, "the key store is locked");
 		goto done;
@@ -232,6 +283,8 @@ master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
 	if (journal_size(&j) > 0 &&
 	    journal_compact(&j, &ks, why, sizeof(why)) == -1)
 		log_warnx("key store compaction failed: %s", why);
+	else if (journal_renew(&j, why, sizeof(why)) == -1)
+		log_warnx("keys.journal not renewed for the workers: %s", why);
 	log_info("key store: %u keys (max_keys %u)", keystore_count(&ks),
 	    conf->c_max_keys);
 	rc = 0;

@@ -1442,6 +1442,7 @@ server_keys_setup(struct worker *w)
 	ae->ae_ks = &w->w_ks;
 	ae->ae_journal = &w->w_journal;
 	ae->ae_pid = getpid();
+	ae->ae_master = w->w_env->se_master;
 	ae->ae_token_digest = conf->c_admin ? conf->c_admin_token_digest : NULL;
 	memcpy(ae->ae_rate, conf->c_rate, sizeof(ae->ae_rate));
 	w->w_rate.ra_keys = conf->c_rate;

@@ -1,7 +1,8 @@
 /*
  * The shared-memory segment (see shm.h).  An anonymous shared mapping is
  * inherited by fork() and survives reloads because only the master ever
- * creates or destroys it.
+ * creates or destroys it.  Its layout is read from a private page below
+ * it, never from the shared header (see struct shm_private).
  */
 
 #include <sys/types.h>
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -19,25 +21,71 @@
 #include "shm.h"
 
 /*
- * Map and initialise a new segment.  A fresh anonymous mapping is zeroed by
- * the kernel, which is what keystore_init() expects.
+ * The layout of a segment, kept in a private page mapped just below it.
+ * The shared header's sh_size, sh_ks_off, sh_ip_off and sh_max_keys can
+ * be written by any worker; the master must never take an offset or a
+ * size for munmap() from there.  A MAP_PRIVATE page is copied on write
+ * at fork(), so whatever a worker does to its copy, the master's stays as
+ * shm_create() wrote it; it is also made read-only once written.
+ */
+struct shm_private {
+	uint64_t	 sp_magic;
+	size_t		 sp_size;	/* bytes of the shared mapping */
+	size_t		 sp_ks_off;
+	size_t		 sp_ip_off;
+	uint32_t	 sp_max_keys;
+};
+
+/* The private layout page of sh. */
+static const struct shm_private *
+shm_private(const struct shm_header *sh)
+{
+	return ((const struct shm_private *)((const char *)sh -
+	    sysconf(_SC_PAGESIZE)));
+}
+
+/*
+ * Map and initialise a new segment.  One private page is reserved with the
+ * whole range, then the shared mapping is placed over the rest of it
+ * (MAP_FIXED inside our own reservation replaces nothing else).  A fresh
+ * anonymous mapping is zeroed by the kernel, which is what keystore_init()
+ * expects.
  */
 struct shm_header *
 shm_create(uint32_t max_keys)
 {
 	struct shm_header	*sh;
+	struct shm_private	*sp;
 	struct keystore		 ks;
 	struct timespec		 wall, mono;
-	size_t			 off, ipoff, size;
+	size_t			 off, ipoff, size, page;
 	uint64_t		 seed;
+	char			*base;
+	int			 saved;
 
+	page = (size_t)sysconf(_SC_PAGESIZE);
 	off = (sizeof(*sh) + 63) & ~(size_t)63;
 	ipoff = off + ((keystore_size(max_keys) + 63) & ~(size_t)63);
 	size = ipoff + ratelimit_iptable_size(SHM_IP_ENTRIES);
-	sh = mmap(NULL, size, PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (sh == MAP_FAILED)
+	base = mmap(NULL, page + size, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
 		return (NULL);
+	sh = mmap(base + page, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if (sh == MAP_FAILED) {
+		saved = errno;
+		munmap(base, page + size);
+		errno = saved;
+		return (NULL);
+	}
+	sp = (struct shm_private *)base;
+	sp->sp_magic = SHM_MAGIC;
+	sp->sp_size = size;
+	sp->sp_ks_off = off;
+	sp->sp_ip_off = ipoff;
+	sp->sp_max_keys = max_keys;
+	(void)mprotect(base, page, PROT_READ);
 	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
 		seed = (uint64_t)(uintptr_t)sh ^ (uint64_t)size;
 	sh->sh_magic = SHM_MAGIC;
@@ -57,25 +105,37 @@ shm_create(uint32_t max_keys)
 	return (sh);
 }
 
-/* Attach ks to the key store of sh. */
+/* Attach ks to the key store of sh (layout from the private page). */
 void
 shm_keystore(struct shm_header *sh, struct keystore *ks)
 {
-	keystore_attach(ks, (char *)sh + sh->sh_ks_off);
+	const struct shm_private	*sp = shm_private(sh);
+
+	keystore_attach(ks, (char *)sh + sp->sp_ks_off, sp->sp_max_keys);
 }
 
 /* The rate table of client addresses. */
 struct rl_iptable *
 shm_iptable(struct shm_header *sh)
 {
-	return ((struct rl_iptable *)((char *)sh + sh->sh_ip_off));
+	return ((struct rl_iptable *)((char *)sh + shm_private(sh)->sp_ip_off));
 }
 
+/* max_keys the segment was made for. */
+uint32_t
+shm_max_keys(const struct shm_header *sh)
+{
+	return (shm_private(sh)->sp_max_keys);
+}
+
+/* Unmap the segment and its private page. */
 void
 shm_destroy(struct shm_header *sh)
 {
+	size_t	 page = (size_t)sysconf(_SC_PAGESIZE);
+
 	if (sh != NULL)
-		munmap(sh, sh->sh_size);
+		munmap((char *)sh - page, page + shm_private(sh)->sp_size);
 }
 
 /*

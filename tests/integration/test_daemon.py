@@ -239,12 +239,120 @@ def test_port_in_use_refuses_to_start():
         port = s.getsockname()[1]
         dir = kg.tempdir()
         path = write(dir, "k.conf", kg.fill(kg.config(ECHO), dir, [port]))
+        pidfile = os.path.join(dir, "keygated.pid")
+        # In the foreground and daemonizing: no pidfile is left behind
+        # (issue 10, item 20: an empty one was).
+        for args in (("-f",), ()):
+            p = kg.keygated(*(args + ("-c", path)))
+            kg.eq(p.returncode, 1, "exit status when the port is taken")
+            kg.check("Address already in use" in p.stderr and
+                     "listen" in p.stderr, "stderr %r" % p.stderr)
+            kg.check(not os.path.exists(pidfile), "pidfile left behind by "
+                     "a start that failed (%s)" % (args or "daemonizing"))
+        # A pidfile that was there (stale: nobody holds its lock) goes too,
+        # as its lock was ours.
+        with open(pidfile, "w") as f:
+            f.write("999999\n")
         p = kg.keygated("-f", "-c", path)
         kg.eq(p.returncode, 1, "exit status when the port is taken")
-        kg.check("Address already in use" in p.stderr and
-                 "listen" in p.stderr, "stderr %r" % p.stderr)
+        kg.check(not os.path.exists(pidfile), "stale pidfile left behind")
     finally:
         s.close()
+
+
+def test_state_dir_parents_created():
+    """
+    A state_dir whose parents are missing is created with them, like
+    mkdir -p (issue 10, item 21): parents 0755, state_dir 0700.
+    """
+    dir = kg.tempdir()
+    sd = os.path.join(dir, "var", "lib", "keygate")
+    text = kg.config(ECHO).replace("state_dir {dir}/state", "state_dir " + sd)
+    d = kg.start(text)
+    kg.check_echo(kg.get(d.port, "/echo/p"), "GET", "/echo/p")
+    kg.check(os.path.isdir(sd), "state_dir %s was not created" % sd)
+    kg.eq(os.stat(sd).st_mode & 0o777, 0o700, "mode of state_dir")
+    for p in (os.path.join(dir, "var"), os.path.join(dir, "var", "lib")):
+        kg.eq(os.stat(p).st_mode & 0o777, 0o755 & ~current_umask(),
+              "mode of %s" % p)
+    kg.eq(d.stop(), 0, "exit status of a graceful stop")
+
+
+def current_umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_state_dir_symlink_refused():
+    """
+    As root with user nobody: a symbolic link that the worker user left in
+    state_dir (keys.journal -> a file of root's) stops the start with a
+    clear error, and root's file keeps its owner and its bytes (issue 10,
+    item 4: it became nobody's and empty).
+    """
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        kg.skip("no user nobody")
+    dir = kg.tempdir()
+    sd = os.path.join(dir, "state")
+    os.mkdir(sd, 0o700)
+    victim = os.path.join(dir, "root-file")
+    with open(victim, "w") as f:
+        f.write("root's precious file\n")
+    os.chmod(victim, 0o600)
+    before = os.stat(victim)
+    os.symlink(victim, os.path.join(sd, "keys.journal"))
+    path = write(dir, "k.conf", kg.fill(kg.config(ECHO, user="nobody"), dir,
+                                        [kg.free_port()]))
+    try:
+        p = kg.keygated("-f", "-c", path)
+    finally:
+        kg.kill_dir_processes(dir)
+    kg.eq(p.returncode, 1, "exit status with a symlinked keys.journal")
+    kg.check("keys.journal: a symbolic link (refused" in p.stderr,
+             "stderr %r does not say why" % p.stderr[-500:])
+    after = os.stat(victim)
+    kg.eq((after.st_uid, after.st_gid, after.st_size),
+          (before.st_uid, before.st_gid, before.st_size),
+          "owner and size of root's file")
+    with open(victim) as f:
+        kg.eq(f.read(), "root's precious file\n", "root's file")
+
+
+def test_log_symlink_refused():
+    """
+    As root with user nobody: access_log naming a symbolic link (which a
+    worker user able to write the log directory could plant) to a file of
+    root's stops the start; the file is not given to nobody (issue 10,
+    item 4: the master opened it following the link and chowned it).
+    """
+    if os.geteuid() != 0:
+        kg.skip("not running as root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        kg.skip("no user nobody")
+    dir = kg.tempdir()
+    victim = os.path.join(dir, "root-file")
+    with open(victim, "w") as f:
+        f.write("root's\n")
+    os.chmod(victim, 0o600)
+    os.symlink(victim, os.path.join(dir, "access.log"))
+    path = write(dir, "k.conf", kg.fill(kg.config(ECHO, user="nobody"), dir,
+                                        [kg.free_port()]))
+    try:
+        p = kg.keygated("-f", "-c", path)
+    finally:
+        kg.kill_dir_processes(dir)
+    kg.eq(p.returncode, 1, "exit status with a symlinked access_log")
+    kg.check("access.log: a symbolic link (refused)" in p.stderr,
+             "stderr %r does not say why" % p.stderr[-500:])
+    st = os.stat(victim)
+    kg.eq((st.st_uid, st.st_size), (0, 7), "owner and size of root's file")
 
 
 # --- daemonizing and the pidfile ---------------------------------------------------
@@ -639,6 +747,9 @@ TESTS = [
     test_process_titles,
     test_bad_config_refuses_to_start,
     test_port_in_use_refuses_to_start,
+    test_state_dir_parents_created,
+    test_state_dir_symlink_refused,
+    test_log_symlink_refused,
     test_daemonize_pidfile_single_instance,
     test_workers_count,
     test_user_nobody_privilege_drop,

@@ -737,24 +737,375 @@ test_bad_field(void **state)
 	reload_fails(f, 16, "keys.journal:4: field \"id\" is missing");
 }
 
-/* Seqs must increase strictly, through the whole file. */
+/* The name of the one keys.journal.damaged-* file in f's directory. */
 static void
-test_seq_order(void **state)
+damaged_name(const struct fix *f, char *name, size_t len)
+{
+	struct dirent	*de;
+	DIR		*d;
+	int		 n = 0;
+
+	assert_non_null(d = opendir(f->f_dir));
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, JOURNAL_FILE ".damaged-",
+		    strlen(JOURNAL_FILE ".damaged-")) == 0) {
+			assert_true(strlen(de->d_name) < len);
+			memcpy(name, de->d_name, strlen(de->d_name) + 1);
+			n++;
+		}
+	closedir(d);
+	assert_int_equal(n, 1);
+}
+
+/*
+ * Two writers appended (issue 10, item 15: a worker of a master killed by
+ * SIGKILL went on writing after a new master compacted): seqs 3, 4, 5
+ * then 3, 4 again.  The load does not fail: every line is kept in file
+ * order, those from the first backward seq renumbered 6, 7; the file as
+ * it was is copied to keys.journal.damaged-TIME; a replay of the tail
+ * later skips the same lines; a put whose digest another key has is
+ * dropped.  (The old code refused to start: "seq 3 goes backwards".)
+ */
+static void
+test_seq_repair(void **state)
 {
 	struct fix	*f = *state;
+	struct keystore	 ks;
+	struct ks_key	 k, dup;
+	char		 err[T_ERRLEN], name[64], *orig, *copy;
+	void		*mem;
+	size_t		 olen, clen;
 
 	put_key(f, 1, 1, NULL);
-	put_key(f, 3, 2, NULL);
-	put_key(f, 4, 3, NULL);
-	reload_same(f);
-	journal_set_line(f, 3, "{\"seq\":2,\"op\":\"del\",\"id\":"
-	    "\"key_Test000000000001\"}");
-	reload_fails(f, 16, "keys.journal:3: seq 2 goes backwards (the line "
-	    "before has 3)");
-	journal_set_line(f, 3, "{\"seq\":3,\"op\":\"del\",\"id\":"
-	    "\"key_Test000000000001\"}");
-	reload_fails(f, 16, "keys.journal:3: seq 3 goes backwards (the line "
-	    "before has 3)");
+	put_key(f, 2, 2, NULL);
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	/* The orphaned worker: 3, 4, 5 (the last deletes key 1). */
+	put_key(f, 3, 3, NULL);
+	put_key(f, 4, 4, NULL);
+	del_key(f, 5, 1);
+	/* The new master's worker, which started from seq 2. */
+	key_make(&k, 5);
+	assert_int_equal(journal_put(&f->f_j, 3, &k, err, sizeof(err)), 0);
+	key_make(&k, 6);
+	assert_int_equal(journal_put(&f->f_j, 4, &k, err, sizeof(err)), 0);
+	orig = file_read(f, JOURNAL_FILE, &olen);
+
+	if (reload(f, 16, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(keystore_count(&ks), 5);	/* 2, 3, 4, 5, 6 */
+	key_make(&k, 1);
+	assert_int_equal(keystore_find_id(&ks, k.k_id, &k, NULL), KS_NOTFOUND);
+	key_make(&k, 6);
+	store_has(&ks, &k);
+	assert_int_equal(ks.ks_hdr->kh_applied, 7);
+	/* The original is kept, byte for byte; the journal is left as is. */
+	damaged_name(f, name, sizeof(name));
+	copy = file_read(f, name, &clen);
+	assert_int_equal(clen, olen);
+	assert_memory_equal(copy, orig, olen);
+	assert_int_equal(file_mode(f, name), 0600);
+	free(copy);
+	copy = file_read(f, JOURNAL_FILE, &clen);
+	assert_int_equal(clen, olen);
+	free(copy);
+	/* Renumbering depends on the file only: a tail replay skips it all. */
+	if (journal_replay_tail(&f->f_j, &ks, err, sizeof(err)) == -1)
+		fail_msg("journal_replay_tail: %s", err);
+	assert_int_equal(ks.ks_hdr->kh_applied, 7);
+	assert_int_equal(keystore_count(&ks), 5);
+	/* An append after the repair (seq 8) comes after the renumbered. */
+	key_make(&k, 7);
+	assert_int_equal(journal_put(&f->f_j, 8, &k, err, sizeof(err)), 0);
+	if (journal_replay_tail(&f->f_j, &ks, err, sizeof(err)) == -1)
+		fail_msg("journal_replay_tail: %s", err);
+	assert_int_equal(ks.ks_hdr->kh_applied, 8);
+	store_has(&ks, &k);
+	free(mem);
+
+	/* A put whose digest belongs to another key is dropped, not fatal. */
+	key_make(&dup, 8);
+	key_make(&k, 3);
+	memcpy(dup.k_digest, k.k_digest, KS_DIGEST_LEN);
+	assert_int_equal(journal_put(&f->f_j, 9, &dup, err, sizeof(err)), 0);
+	if (reload(f, 16, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(keystore_count(&ks), 6);
+	assert_int_equal(keystore_find_id(&ks, dup.k_id, &k, NULL),
+	    KS_NOTFOUND);
+	assert_int_equal(ks.ks_hdr->kh_applied, 9);
+	free(mem);
+	free(orig);
+}
+
+/* A file outside the state directory that must never change. */
+struct victim {
+	char		 v_path[64];
+	struct stat	 v_st;
+};
+
+#define VICTIM_TEXT	"root's precious file\n"
+
+/* Create the victim: root's (when we are root), mode 0644, VICTIM_TEXT. */
+static void
+victim_make(struct victim *v)
+{
+	int	 fd;
+
+	snprintf(v->v_path, sizeof(v->v_path), "/tmp/test_journal_v.XXXXXX");
+	assert_true((fd = mkstemp(v->v_path)) != -1);
+	assert_int_equal(write(fd, VICTIM_TEXT, strlen(VICTIM_TEXT)),
+	    (ssize_t)strlen(VICTIM_TEXT));
+	assert_int_equal(fchmod(fd, 0644), 0);
+	assert_int_equal(fstat(fd, &v->v_st), 0);
+	close(fd);
+}
+
+/* The victim is as it was made: owner, mode, size and bytes. */
+static void
+victim_untouched(const struct victim *v)
+{
+	struct stat	 st;
+	char		 buf[64];
+	int		 fd;
+
+	assert_int_equal(stat(v->v_path, &st), 0);
+	assert_int_equal(st.st_uid, v->v_st.st_uid);
+	assert_int_equal(st.st_gid, v->v_st.st_gid);
+	assert_int_equal(st.st_mode, v->v_st.st_mode);
+	assert_int_equal(st.st_size, (off_t)strlen(VICTIM_TEXT));
+	assert_true((fd = open(v->v_path, O_RDONLY)) != -1);
+	assert_int_equal(read(fd, buf, sizeof(buf)),
+	    (ssize_t)strlen(VICTIM_TEXT));
+	close(fd);
+	assert_memory_equal(buf, VICTIM_TEXT, strlen(VICTIM_TEXT));
+}
+
+/* err holds want. */
+static void
+err_has(const char *err, const char *want)
+{
+	if (strstr(err, want) == NULL)
+		fail_msg("error \"%s\" does not say \"%s\"", err, want);
+}
+
+/*
+ * A handle as the root master has it: files it creates go to another
+ * user (nobody's uid when we are root; nothing changes otherwise).
+ */
+static void
+root_handle(struct fix *f, struct journal *j)
+{
+	uid_t	 uid = geteuid() == 0 ? 65534 : (uid_t)-1;
+
+	assert_int_equal(journal_init(j, f->f_dir, uid, (gid_t)uid), 0);
+}
+
+/*
+ * The worker user owns state_dir and can put a symbolic link there under
+ * any name (issue 10, item 4).  keys.journal -> a file of root's: every
+ * use (append, load, compaction) is refused, saying it is a symbolic
+ * link, and the file is neither chowned nor truncated nor appended to.
+ * keys.snapshot and keys.usage links are refused when read and replaced
+ * (the link, not its target) when written; so are the temporary files.
+ */
+static void
+test_symlink_refused(void **state)
+{
+	struct fix	*f = *state;
+	struct journal	 j;
+	struct victim	 v;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], path[256];
+	void		*mem;
+	struct keystore	 ks;
+	struct stat	 st;
+
+	victim_make(&v);
+	root_handle(f, &j);
+	put_key(f, 1, 1, &k);
+	assert_int_equal(unlink(path_of(f, JOURNAL_FILE, path, sizeof(path))),
+	    0);
+	assert_int_equal(symlink(v.v_path, path), 0);
+	/* Append, load, compact. */
+	assert_int_equal(journal_put(&j, 2, &k, err, sizeof(err)), -1);
+	err_has(err, "keys.journal: a symbolic link (refused");
+	journal_close(&j);
+	root_handle(f, &j);
+	assert_int_equal(reload(f, 16, &ks, &mem, err), -1);
+	err_has(err, "keys.journal: a symbolic link (refused");
+	free(mem);
+	assert_int_equal(journal_compact(&j, &f->f_ks, err, sizeof(err)), -1);
+	err_has(err, "keys.journal: a symbolic link (refused");
+	victim_untouched(&v);
+	assert_int_equal(unlink(path), 0);
+
+	/* keys.snapshot: refused when read, the link replaced when written. */
+	path_of(f, SNAPSHOT_FILE, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(v.v_path, path), 0);
+	assert_int_equal(reload(f, 16, &ks, &mem, err), -1);
+	err_has(err, "keys.snapshot: a symbolic link (refused");
+	free(mem);
+	assert_int_equal(symlink(v.v_path, path_of(f, SNAPSHOT_FILE ".tmp",
+	    path, sizeof(path))), 0);
+	if (journal_compact(&j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	assert_int_equal(lstat(path_of(f, SNAPSHOT_FILE, path, sizeof(path)),
+	    &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	victim_untouched(&v);
+
+	/* keys.usage and its temporary file, the same. */
+	assert_int_equal(symlink(v.v_path, path_of(f, USAGE_FILE, path,
+	    sizeof(path))), 0);
+	assert_int_equal(journal_load_usage(&j, &f->f_ks, err, sizeof(err)),
+	    -1);
+	err_has(err, "keys.usage: a symbolic link (refused");
+	assert_int_equal(symlink(v.v_path, path_of(f, USAGE_FILE ".tmp", path,
+	    sizeof(path))), 0);
+	keystore_count_use(&f->f_ks, 0, 1, 1700000000000LL);
+	if (journal_save_usage(&j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_save_usage: %s", err);
+	assert_int_equal(lstat(path_of(f, USAGE_FILE, path, sizeof(path)),
+	    &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	victim_untouched(&v);
+	journal_close(&j);
+	assert_int_equal(unlink(v.v_path), 0);
+}
+
+/*
+ * The other things the worker user could leave in state_dir: a hard link
+ * to root's file (refused by its link count, untouched), a FIFO (refused
+ * at once, no hang), a file of a third user (refused, when we are root to
+ * make one), and state_dir itself a symbolic link (refused).
+ */
+static void
+test_state_files_checked(void **state)
+{
+	struct fix	*f = *state;
+	struct journal	 j;
+	struct victim	 v;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], path[256], link_dir[80];
+	void		*mem;
+	struct keystore	 ks;
+	int		 fd;
+
+	victim_make(&v);
+	root_handle(f, &j);
+	key_make(&k, 1);
+	assert_int_equal(link(v.v_path, path_of(f, JOURNAL_FILE, path,
+	    sizeof(path))), 0);
+	assert_int_equal(journal_put(&j, 1, &k, err, sizeof(err)), -1);
+	err_has(err, "keys.journal: has 2 hard links (refused");
+	assert_int_equal(reload(f, 16, &ks, &mem, err), -1);
+	err_has(err, "keys.journal: has 2 hard links (refused");
+	free(mem);
+	victim_untouched(&v);
+	assert_int_equal(unlink(path), 0);
+
+	assert_int_equal(mkfifo(path_of(f, SNAPSHOT_FILE, path, sizeof(path)),
+	    0600), 0);
+	assert_int_equal(reload(f, 16, &ks, &mem, err), -1);
+	err_has(err, "keys.snapshot: not a regular file (refused)");
+	free(mem);
+	assert_int_equal(unlink(path), 0);
+
+	if (geteuid() == 0) {
+		fd = open(path_of(f, JOURNAL_FILE, path, sizeof(path)),
+		    O_WRONLY | O_CREAT | O_EXCL, 0600);
+		assert_true(fd != -1);
+		assert_int_equal(fchown(fd, 12345, 12345), 0);
+		close(fd);
+		assert_int_equal(journal_put(&j, 1, &k, err, sizeof(err)), -1);
+		err_has(err, "keys.journal: owned by uid 12345, not by root "
+		    "or the configured user (refused)");
+		assert_int_equal(unlink(path), 0);
+	}
+	journal_close(&j);
+
+	snprintf(link_dir, sizeof(link_dir), "%s.link", f->f_dir);
+	assert_int_equal(symlink(f->f_dir, link_dir), 0);
+	assert_int_equal(journal_init(&j, link_dir, (uid_t)-1, (gid_t)-1), 0);
+	mem = store_new(&ks, 16);
+	assert_int_equal(journal_load(&j, &ks, err, sizeof(err)), -1);
+	err_has(err, "not a directory or a symbolic link (refused");
+	assert_int_equal(journal_put(&j, 1, &k, err, sizeof(err)), -1);
+	journal_close(&j);
+	free(mem);
+	assert_int_equal(unlink(link_dir), 0);
+	assert_int_equal(unlink(v.v_path), 0);
+}
+
+/*
+ * At start, an empty keys.journal that is not the configured user's (a run
+ * without "user" made it) is replaced by one of the user's, not chowned;
+ * a journal with lines in it is left alone.  Root only (chown).
+ */
+static void
+test_renew(void **state)
+{
+	struct fix	*f = *state;
+	struct journal	 j;
+	struct stat	 st, st2;
+	char		 err[T_ERRLEN], path[256];
+	int		 fd;
+
+	if (geteuid() != 0)
+		skip();
+	root_handle(f, &j);
+	assert_int_equal(journal_renew(&j, err, sizeof(err)), 0);  /* none */
+	fd = open(path_of(f, JOURNAL_FILE, path, sizeof(path)),
+	    O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd != -1);
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	if (journal_renew(&j, err, sizeof(err)) == -1)
+		fail_msg("journal_renew: %s", err);
+	assert_int_equal(lstat(path, &st2), 0);
+	assert_true(S_ISREG(st2.st_mode));
+	assert_int_equal(st2.st_uid, 65534);
+	assert_int_equal(st2.st_size, 0);
+	assert_true(st2.st_ino != st.st_ino);	/* a new file, not chowned */
+	assert_int_equal(file_mode(f, JOURNAL_FILE), 0600);
+	/* The user's own: nothing to do. */
+	assert_int_equal(journal_renew(&j, err, sizeof(err)), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_ino, st2.st_ino);
+	/* Root's with lines in it: left alone, said so. */
+	assert_int_equal(unlink(path), 0);
+	file_write(f, JOURNAL_FILE, "{}\n", 0);
+	assert_int_equal(journal_renew(&j, err, sizeof(err)), -1);
+	err_has(err, "keys.journal: not empty");
+	journal_close(&j);
+}
+
+/*
+ * keys.lock: a second holder (another master, or workers a killed one
+ * left) makes journal_lock wait, then fail saying so; once the holder
+ * closes it, the lock is taken.
+ */
+static void
+test_lock(void **state)
+{
+	struct fix	*f = *state;
+	struct journal	 j;
+	char		 err[T_ERRLEN];
+	int		 fd1, fd2;
+
+	root_handle(f, &j);
+	if ((fd1 = journal_lock(&f->f_j, 0, err, sizeof(err))) == -1)
+		fail_msg("journal_lock: %s", err);
+	assert_int_equal(journal_lock(&j, 300, err, sizeof(err)), -1);
+	err_has(err, "is in use: another keygated, or workers left by one "
+	    "that was killed, still hold keys.lock (waited 300 ms)");
+	close(fd1);
+	if ((fd2 = journal_lock(&j, 0, err, sizeof(err))) == -1)
+		fail_msg("journal_lock: %s", err);
+	close(fd2);
+	journal_close(&j);
 }
 
 /* Deleting an id the store does not have is a replay, not an error. */
@@ -1155,7 +1506,13 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_field, setup,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_seq_order, setup,
+		cmocka_unit_test_setup_teardown(test_symlink_refused, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_state_files_checked,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_renew, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seq_repair, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_del_unknown, setup,
 		    teardown),

@@ -281,7 +281,7 @@ test_insert_lookup(void **state)
 	assert_int_equal(keystore_find_id(&st.ks, "key_0000000000000001x",
 	    &k, NULL), KS_NOTFOUND);
 	/* Another handle on the same region (a worker) sees the same. */
-	keystore_attach(&ks2, st.mem);
+	keystore_attach(&ks2, st.mem, 100);
 	assert_int_equal(assert_found(&ks2, 42, 1), 42);
 	store_close(&st);
 }
@@ -792,6 +792,94 @@ test_repair_rewrite(void **state)
 	store_close(&st);
 }
 
+/*
+ * A store whose region is followed by an inaccessible page, so that a
+ * write or read past its end faults even without ASan (which does not
+ * see into mmap()ed memory).
+ */
+static void
+store_open_guarded(struct store *st, uint32_t max_keys)
+{
+	size_t	 page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t	 size = (keystore_size(max_keys) + page - 1) / page * page;
+
+	st->size = size + page;
+	st->mem = mmap(NULL, st->size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(st->mem != MAP_FAILED);
+	assert_int_equal(mprotect((char *)st->mem + size, page, PROT_NONE), 0);
+	keystore_init(&st->ks, st->mem, max_keys, 0x5eed5eed12345678ULL);
+}
+
+/*
+ * Workers can write the whole header (issue 10, item 5).  With its layout
+ * fields and counters turned to nonsense (max_keys, index sizes, high
+ * water mark, free count, undo slot, free stack entries), writes, lookups,
+ * iteration and the master's repair stay inside the region, and the
+ * repair ends with a sane store: the keys there are, the rest free, and
+ * the header's layout put back.  The old code took these from the header
+ * and wrote far past the region.
+ */
+static void
+test_corrupt_header(void **state)
+{
+	struct store		 st;
+	struct ks_header	*hdr;
+	struct ks_key		 k;
+	uint32_t		 n, cursor = 0, seen = 0;
+	pid_t			 dead = 999999;
+
+	(void)state;
+	store_open_guarded(&st, 16);
+	hdr = st.ks.ks_hdr;
+	for (n = 0; n < 10; n++)
+		assert_int_equal(put(&st.ks, n, 1, n + 1), KS_OK);
+	assert_int_equal(del(&st.ks, 3, 11), KS_OK);
+	assert_int_equal(del(&st.ks, 7, 12), KS_OK);
+
+	hdr->kh_max_keys = UINT32_MAX;
+	hdr->kh_ndindex = 1U << 31;
+	hdr->kh_niindex = 1U << 31;
+	hdr->kh_hiwater = UINT32_MAX;
+	hdr->kh_nfree = UINT32_MAX;
+	for (n = 0; n < 16; n++)
+		st.ks.ks_free[n] = 0x7fffff00U + n;
+	/* A writer (the worker that scribbled) dies holding the lock. */
+	hdr->kh_undo_slot = 0xfffffff0U;
+	/* Meanwhile: iteration, lookups and a refused put stay inside. */
+	while (keystore_next(&st.ks, &cursor, &k, NULL) == KS_OK)
+		seen++;
+	assert_int_equal(seen, 8);
+	assert_int_equal(assert_found(&st.ks, 9, 1), 9);
+	assert_int_equal(put(&st.ks, 20, 1, 13), KS_FULL);
+	hdr->kh_lock = (int32_t)dead;
+	assert_int_equal(keystore_repair(&st.ks, dead, getpid()), 1);
+	keystore_unlock(&st.ks, getpid());
+
+	assert_int_equal(hdr->kh_max_keys, 16);
+	assert_int_equal(hdr->kh_ndindex, st.ks.ks_ndindex);
+	assert_int_equal(hdr->kh_niindex, st.ks.ks_niindex);
+	assert_int_equal(hdr->kh_hiwater, 16);
+	assert_int_equal(keystore_count(&st.ks), 8);
+	assert_int_equal(hdr->kh_nfree, 8);
+	for (n = 0; n < 10; n++)
+		if (n == 3 || n == 7)
+			assert_missing(&st.ks, n, 1, 1);
+		else
+			assert_found(&st.ks, n, 1);
+	/* The store works on: 8 more keys fit, the 9th does not. */
+	for (n = 20; n < 28; n++)
+		assert_int_equal(put(&st.ks, n, 1, n), KS_OK);
+	assert_int_equal(put(&st.ks, 28, 1, 28), KS_FULL);
+	assert_int_equal(keystore_count(&st.ks), 16);
+	assert_int_equal(del(&st.ks, 20, 29), KS_OK);
+	/* A free count above max_keys cannot push past the free stack. */
+	hdr->kh_nfree = UINT32_MAX;
+	assert_int_equal(del(&st.ks, 21, 30), KS_OK);
+	assert_true(hdr->kh_nfree <= 16);
+	store_close(&st);
+}
+
 /* Death in mid-create of key 20: slot popped and written, not indexed. */
 static void
 die_creating(struct store *st)
@@ -1252,6 +1340,7 @@ main(void)
 		cmocka_unit_test(test_next),
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_repair_rewrite),
+		cmocka_unit_test(test_corrupt_header),
 		cmocka_unit_test(test_repair_create),
 		cmocka_unit_test(test_repair_killed),
 		cmocka_unit_test(test_crafted_hashes),

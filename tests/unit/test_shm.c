@@ -66,6 +66,45 @@ test_regions(void **state)
 	shm_destroy(sh);
 }
 
+/*
+ * Workers can write the header: the layout the code uses (where the key
+ * store and the address table lie, max_keys, the size to unmap) comes
+ * from the private copy, so turning the header's fields to nonsense
+ * changes nothing (issue 10, item 5).
+ */
+static void
+test_layout_private(void **state)
+{
+	struct shm_header	*sh = shm_create(1000);
+	struct keystore		 ks, ks2;
+	struct rl_iptable	*ip;
+
+	assert_non_null(sh);
+	shm_keystore(sh, &ks);
+	ip = shm_iptable(sh);
+	assert_int_equal(shm_max_keys(sh), 1000);
+	sh->sh_ks_off = 1ULL << 40;
+	sh->sh_ip_off = 1ULL << 41;
+	sh->sh_max_keys = UINT32_MAX;
+	sh->sh_size = 1ULL << 42;
+	ks.ks_hdr->kh_max_keys = UINT32_MAX;
+	ks.ks_hdr->kh_ndindex = 1U << 31;
+	shm_keystore(sh, &ks2);
+	assert_ptr_equal(ks2.ks_hdr, ks.ks_hdr);
+	assert_ptr_equal(ks2.ks_slots, ks.ks_slots);
+	assert_ptr_equal(ks2.ks_dindex, ks.ks_dindex);
+	assert_ptr_equal(ks2.ks_iindex, ks.ks_iindex);
+	assert_ptr_equal(ks2.ks_rate, ks.ks_rate);
+	assert_int_equal(ks2.ks_max_keys, 1000);
+	assert_int_equal(ks2.ks_ndindex, ks.ks_ndindex);
+	assert_ptr_equal(shm_iptable(sh), ip);
+	assert_int_equal(shm_max_keys(sh), 1000);
+	shm_destroy(sh);
+	/* The right range was unmapped: a new segment maps and works. */
+	assert_non_null(sh = shm_create(16));
+	shm_destroy(sh);
+}
+
 /* Slots are reserved, named, released and reused; none is handed out twice. */
 static void
 test_slots(void **state)
@@ -127,6 +166,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_regions),
+		cmocka_unit_test(test_layout_private),
 		cmocka_unit_test(test_slots),
 		cmocka_unit_test(test_shared_across_fork),
 	};
