@@ -28,12 +28,14 @@ shm_create(uint32_t max_keys)
 	struct shm_header	*sh;
 	struct keystore		 ks;
 	struct timespec		 wall, mono;
-	size_t			 off, ipoff, size;
+	size_t			 off, ipoff, failoff, size;
 	uint64_t		 seed;
 
 	off = (sizeof(*sh) + 63) & ~(size_t)63;
 	ipoff = off + ((keystore_size(max_keys) + 63) & ~(size_t)63);
-	size = ipoff + ratelimit_iptable_size(SHM_IP_ENTRIES);
+	failoff = ipoff + ((ratelimit_iptable_size(SHM_IP_ENTRIES) + 63) &
+	    ~(size_t)63);
+	size = failoff + ratelimit_failtable_size(SHM_FAIL_ENTRIES);
 	sh = mmap(NULL, size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (sh == MAP_FAILED)
@@ -47,6 +49,7 @@ shm_create(uint32_t max_keys)
 	sh->sh_ks_off = off;
 	sh->sh_max_keys = max_keys;
 	sh->sh_ip_off = ipoff;
+	sh->sh_fail_off = failoff;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
@@ -54,6 +57,8 @@ shm_create(uint32_t max_keys)
 	keystore_init(&ks, (char *)sh + off, max_keys, seed);
 	ratelimit_iptable_init((char *)sh + ipoff, SHM_IP_ENTRIES,
 	    seed * 0x9e3779b97f4a7c15ULL + 1);
+	ratelimit_failtable_init((char *)sh + failoff, SHM_FAIL_ENTRIES,
+	    seed * 0xbf58476d1ce4e5b9ULL + 3);
 	return (sh);
 }
 
@@ -69,6 +74,13 @@ struct rl_iptable *
 shm_iptable(struct shm_header *sh)
 {
 	return ((struct rl_iptable *)((char *)sh + sh->sh_ip_off));
+}
+
+/* The table of failed admin authentications. */
+struct rl_failtable *
+shm_failtable(struct shm_header *sh)
+{
+	return ((struct rl_failtable *)((char *)sh + sh->sh_fail_off));
 }
 
 void
