@@ -92,6 +92,12 @@ struct admin_response {
 void	 admin_handle(const struct admin_env *, const struct admin_request *,
 	    struct admin_response *);
 
+/*
+ * Parse an RFC 3339 date-time as the API accepts it for expires_at (Z or
+ * an offset, optional fraction) into ms since the epoch; 0 or -1.
+ */
+int	 admin_parse_time(const char *, int64_t *);
+
 /* Free what admin_handle() allocated. */
 void	 admin_response_free(struct admin_response *);
 

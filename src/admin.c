@@ -323,8 +323,9 @@ admin_digits(const char *s, int n)
  * "T" and "Z" may be lower case as the RFC allows.  Every field is range
  * checked, including the day against the month's length in that year; a
  * leap second (":60") is refused since Unix time cannot name it.  0 or -1.
+ * keygatectl checks --expires with it too.
  */
-static int
+int
 admin_parse_time(const char *s, int64_t *ms)
 {
 	int	 y, mo, d, h, mi, sec, frac = 0, scale = 100, oh, om, sign;
@@ -370,15 +371,23 @@ admin_parse_time(const char *s, int64_t *ms)
 	return (0);
 }
 
-/* name: 0..100 bytes of UTF-8 (jansson checked it) without controls. */
+/*
+ * name: 0..100 bytes of UTF-8 (jansson checked it) without controls; null
+ * or "" for none (shown as null).
+ */
 static int
 admin_set_name(struct admin_ctx *c, json_t *v, struct ks_key *k)
 {
 	const unsigned char	*s;
 	size_t			 n, i;
 
+	if (json_is_null(v)) {
+		k->k_name[0] = '\0';
+		return (0);
+	}
 	if (!json_is_string(v))
-		return (admin_invalid(c, "name", "name must be a string"));
+		return (admin_invalid(c, "name", "name must be a string or "
+		    "null"));
 	s = (const unsigned char *)json_string_value(v);
 	n = json_string_length(v);
 	if (n > KS_NAME_MAX)
@@ -712,9 +721,10 @@ admin_key_json(const struct ks_key *k, int64_t last_used, int64_t now)
 	grace = k->k_grace_until != 0 && now < k->k_grace_until;
 	util_rfc3339_ms(cr, sizeof(cr), k->k_created);
 	util_rfc3339_ms(up, sizeof(up), k->k_updated);
-	return (json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:o, s:s, s:s, "
+	return (json_pack("{s:s, s:s?, s:s, s:s?, s:s, s:s, s:o, s:s, s:s, "
 	    "s:s?, s:b, s:o, s:s?, s:s?}",
-	    "id", k->k_id, "name", k->k_name, "owner", k->k_owner,
+	    "id", k->k_id, "name", k->k_name[0] != '\0' ? k->k_name : NULL,
+	    "owner", k->k_owner,
 	    "app_id", k->k_app[0] != '\0' ? k->k_app : NULL,
 	    "prefix", k->k_prefix, "hint", k->k_hint,
 	    "scopes", admin_scopes_json(k->k_scopes),

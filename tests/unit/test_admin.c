@@ -1025,7 +1025,7 @@ test_create_defaults(void **state)
 	o = create(f, "{\"owner\":\"acme corp\"}", id, sec);
 	assert_true(secret_valid_id(id, strlen(id)));
 	assert_string_equal(str(o, "owner"), "acme corp");
-	assert_string_equal(str(o, "name"), "");
+	assert_true(json_is_null(json_object_get(o, "name")));
 	assert_true(json_is_null(json_object_get(o, "app_id")));
 	assert_string_equal(str(o, "prefix"), "live");
 	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 0);
@@ -1545,7 +1545,13 @@ test_patch(void **state)
 	assert_true(json_is_null(json_object_get(o, "rate_limit")));
 	assert_true(json_is_null(json_object_get(o, "expires_at")));
 	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 0);
-	assert_string_equal(str(o, "name"), "");
+	assert_true(json_is_null(json_object_get(o, "name")));
+	/* null clears the name as "" does. */
+	o = req_at(f, HTTP_M_PATCH, p, "{\"name\":\"x\"}", T_NOW + 2000);
+	assert_string_equal(str(o, "name"), "x");
+	o = req_at(f, HTTP_M_PATCH, p, "{\"name\":null}", T_NOW + 2000);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_true(json_is_null(json_object_get(o, "name")));
 	o = verify_at(f, sec, NULL, T_NOW + 2000);
 	assert_true(json_is_true(json_object_get(o, "valid")));
 	/* GET shows what the PATCH answered. */
