@@ -978,6 +978,60 @@ test_failtable_log(void **state)
 	free(t);
 }
 
+/*
+ * Processes counting failures of the same addresses at the same time lose
+ * none: the parent claims T_FP_ADDRS entries with one failure each, three
+ * children, started together, add one each to every address in the same
+ * order so that they collide; every address then has exactly four.
+ */
+#define T_FP_ADDRS	20000
+#define T_FP_ENTRIES	131072
+
+static void
+test_failtable_processes(void **state)
+{
+	struct rl_failtable	*t;
+	struct rl_failinfo	 fi;
+	unsigned char		 ip[4];
+	size_t			 size = 64 + ratelimit_failtable_size(T_FP_ENTRIES);
+	char			*mem;
+	int			*go;
+	pid_t			 pid[3];
+	uint32_t		 a;
+	int			 i, status;
+
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(mem != MAP_FAILED);
+	go = (int *)mem;
+	t = ratelimit_failtable_init(mem + 64, T_FP_ENTRIES, 6);
+	for (a = 1; a <= T_FP_ADDRS; a++)
+		assert_int_equal(failure(t, a, 1000), 0);
+	for (i = 0; i < 3; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] != -1);
+		if (pid[i] != 0)
+			continue;
+		while (!__atomic_load_n(go, __ATOMIC_SEQ_CST))
+			;
+		for (a = 1; a <= T_FP_ADDRS; a++)
+			failure(t, a, 1000 + i);
+		_exit(0);
+	}
+	__atomic_store_n(go, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	for (a = 1; a <= T_FP_ADDRS; a++) {
+		ip4(ip, a);
+		assert_int_equal(ratelimit_fail_check(t, ip, 4, 1003, &fi), 0);
+		assert_int_equal(fi.rf_fails, RL_FAIL_FREE);
+	}
+	assert_int_equal(ratelimit_failtable_count(t, 1003), T_FP_ADDRS);
+	munmap(mem, size);
+}
+
 int
 main(void)
 {
@@ -1001,6 +1055,7 @@ main(void)
 		cmocka_unit_test(test_failtable_reset),
 		cmocka_unit_test(test_failtable_bounded),
 		cmocka_unit_test(test_failtable_log),
+		cmocka_unit_test(test_failtable_processes),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
