@@ -16,7 +16,14 @@
  *	POST   /v1/verify			{"key": SECRET, "app_id": optional}
  *
  * Every other request needs "Authorization: Bearer TOKEN", compared in
- * constant time with the token read from admin_token_file.
+ * constant time with the token read from admin_token_file.  Wrong
+ * credentials are counted per client address (an IPv6 client by its /64)
+ * in ae_fails, shared by every worker: after RL_FAIL_FREE in a row, the
+ * address must wait 1 s, then 2 s, ... up to 60 s before its next
+ * credential is even looked at; until then it is answered 429
+ * too_many_attempts with Retry-After.  A right token ends the streak.
+ * Failures and refusals are logged, at most once a second per address,
+ * with the address and the reason, never the token.
  *
  * A write takes the key store lock, appends and fsyncs the journal line,
  * then changes the shared memory, then answers: when the answer is 201/200/
@@ -42,6 +49,7 @@
 
 struct keystore;
 struct journal;
+struct rl_failtable;
 
 struct admin_env {
 	struct keystore		*ae_ks;
@@ -54,6 +62,8 @@ struct admin_env {
 	uint32_t		 ae_rate[3];		/* rate_limit per window, */
 							/* 0: not enforced */
 	const char		*ae_version;		/* PACKAGE_VERSION */
+	struct rl_failtable	*ae_fails;		/* failed tokens by */
+							/* address, NULL: none */
 };
 
 struct admin_request {
@@ -68,6 +78,9 @@ struct admin_request {
 	size_t			 aq_bodylen;
 	int64_t			 aq_now;	/* ms, wall clock */
 	int64_t			 aq_mono;	/* ms, CLOCK_MONOTONIC (rate windows) */
+	const void		*aq_ip;		/* client address, 4 or 16 */
+	size_t			 aq_iplen;	/* bytes; 0: unknown */
+	const char		*aq_client;	/* ... as text, for the log */
 };
 
 struct admin_response {
@@ -78,11 +91,18 @@ struct admin_response {
 	const char		*as_allow;	/* Allow (405), static, or NULL */
 	const char		*as_challenge;	/* WWW-Authenticate (401), or NULL */
 	const char		*as_code;	/* error code for the access log, or NULL */
+	uint32_t		 as_retry_after; /* s, Retry-After (429), 0: none */
 };
 
 /* Answer one request (never fails: errors become responses). */
 void	 admin_handle(const struct admin_env *, const struct admin_request *,
 	    struct admin_response *);
+
+/*
+ * Parse an RFC 3339 date-time as the API accepts it for expires_at (Z or
+ * an offset, optional fraction) into ms since the epoch; 0 or -1.
+ */
+int	 admin_parse_time(const char *, int64_t *);
 
 /* Free what admin_handle() allocated. */
 void	 admin_response_free(struct admin_response *);

@@ -122,4 +122,48 @@ int	 ratelimit_iptable_admit(struct rl_iptable *, const void *, size_t,
 /* Entries in use now (for tests and /metrics). */
 uint32_t ratelimit_iptable_count(const struct rl_iptable *);
 
+/*
+ * Failed-authentication table (the admin token): per client address, the
+ * streak of failed attempts and the back-off it earned.  The first
+ * RL_FAIL_FREE failures of a streak cost nothing; failure n > RL_FAIL_FREE
+ * makes the address wait RL_FAIL_BASE_MS << (n - RL_FAIL_FREE - 1) ms,
+ * at most RL_FAIL_MAX_MS, before its next attempt is even looked at.  A
+ * success ends the streak; so does RL_FAIL_FORGET_MS without a failure
+ * after the wait.  Bounded, set-associative, in a caller-provided region
+ * (the shared segment), updated with compare-and-swap only: never
+ * allocates, never blocks, never grows.  Times are ms in [0, 2^40), e.g.
+ * CLOCK_MONOTONIC.
+ */
+#define RL_FAIL_FREE		4	/* failures before any wait */
+#define RL_FAIL_BASE_MS		1000	/* first wait, doubled each failure */
+#define RL_FAIL_MAX_MS		60000	/* longest wait */
+#define RL_FAIL_FORGET_MS	600000	/* quiet time that ends a streak */
+#define RL_FAIL_LOG_MS		1000	/* one log line per address per this */
+
+struct rl_failtable;
+
+/*
+ * What the table says about an address: rf_fails failures in its streak,
+ * rf_wait ms until its next attempt may be checked (0: now), rf_log 1 if
+ * this event is the first one for the address in RL_FAIL_LOG_MS (log it).
+ */
+struct rl_failinfo {
+	uint32_t	 rf_fails;
+	int64_t		 rf_wait;
+	int		 rf_log;
+};
+
+size_t	 ratelimit_failtable_size(uint32_t);
+struct rl_failtable *ratelimit_failtable_init(void *, uint32_t, uint64_t);
+/* Before checking a credential: 0 go ahead, -1 wait (fi says how long). */
+int	 ratelimit_fail_check(struct rl_failtable *, const void *, size_t,
+	    int64_t, struct rl_failinfo *);
+/* After a wrong credential: count it; fi says the wait it earned. */
+void	 ratelimit_fail_record(struct rl_failtable *, const void *, size_t,
+	    int64_t, struct rl_failinfo *);
+/* After a right credential: end the address's streak. */
+void	 ratelimit_fail_reset(struct rl_failtable *, const void *, size_t);
+/* Addresses with a streak that still counts at now (tests, /metrics). */
+uint32_t ratelimit_failtable_count(const struct rl_failtable *, int64_t);
+
 #endif /* KEYGATE_RATELIMIT_H */

@@ -4,13 +4,14 @@
  * across reloads.  Free of libevent so that the master, the workers and the
  * unit tests can all include it.
  *
- * Layout version 3: a header with per-worker statistics and rate-limit
+ * Layout version 4: a header with per-worker statistics and rate-limit
  * refusal counters, then the key store (keystore.h, with one rate state
  * per key slot) at sh_ks_off, then the rate table of client addresses
- * (SHM_IP_ENTRIES, ratelimit.h) at sh_ip_off; sh_size covers the whole
- * segment.  These layout fields are for reading only: workers can write
- * the header, so the offsets and sizes the code uses come from a private
- * copy (shm.c), never from here.  The mapping
+ * (SHM_IP_ENTRIES, ratelimit.h) at sh_ip_off, then the table of failed
+ * admin authentications (SHM_FAIL_ENTRIES) at sh_fail_off; sh_size covers
+ * the whole segment.  These layout fields are for reading only: workers
+ * can write the header, so the offsets and sizes the code uses come from a
+ * private copy (shm.c), never from here.  The mapping
  * is MAP_NORESERVE: pages of the key store are only backed by memory once
  * keys are written to them, so max_keys sizes the address space, not the
  * resident memory.
@@ -30,8 +31,9 @@
 #include "ratelimit.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	3
+#define SHM_VERSION	4
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
+#define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_SLOTS	128	/* worker slots: two generations during reload */
 
 struct shm_worker {
@@ -55,6 +57,7 @@ struct shm_header {
 	uint64_t	 sh_ks_off;	/* key store region, 64-byte aligned */
 	uint32_t	 sh_max_keys;
 	uint64_t	 sh_ip_off;	/* rate table of client addresses */
+	uint64_t	 sh_fail_off;	/* failed admin authentications */
 	/*
 	 * Wall-clock minus CLOCK_MONOTONIC ms, fixed at creation: the
 	 * limiter's times shown as wall-clock times in the access log, the
@@ -76,6 +79,9 @@ void		 shm_keystore(struct shm_header *, struct keystore *);
 
 /* The rate table of client addresses (anonymous_rate_limit). */
 struct rl_iptable *shm_iptable(struct shm_header *);
+
+/* The table of failed admin authentications by client address. */
+struct rl_failtable *shm_failtable(struct shm_header *);
 
 /* max_keys the segment was made for (not the header's sh_max_keys). */
 uint32_t	 shm_max_keys(const struct shm_header *);

@@ -323,8 +323,9 @@ admin_digits(const char *s, int n)
  * "T" and "Z" may be lower case as the RFC allows.  Every field is range
  * checked, including the day against the month's length in that year; a
  * leap second (":60") is refused since Unix time cannot name it.  0 or -1.
+ * keygatectl checks --expires with it too.
  */
-static int
+int
 admin_parse_time(const char *s, int64_t *ms)
 {
 	int	 y, mo, d, h, mi, sec, frac = 0, scale = 100, oh, om, sign;
@@ -370,15 +371,23 @@ admin_parse_time(const char *s, int64_t *ms)
 	return (0);
 }
 
-/* name: 0..100 bytes of UTF-8 (jansson checked it) without controls. */
+/*
+ * name: 0..100 bytes of UTF-8 (jansson checked it) without controls; null
+ * or "" for none (shown as null).
+ */
 static int
 admin_set_name(struct admin_ctx *c, json_t *v, struct ks_key *k)
 {
 	const unsigned char	*s;
 	size_t			 n, i;
 
+	if (json_is_null(v)) {
+		k->k_name[0] = '\0';
+		return (0);
+	}
 	if (!json_is_string(v))
-		return (admin_invalid(c, "name", "name must be a string"));
+		return (admin_invalid(c, "name", "name must be a string or "
+		    "null"));
 	s = (const unsigned char *)json_string_value(v);
 	n = json_string_length(v);
 	if (n > KS_NAME_MAX)
@@ -712,9 +721,10 @@ admin_key_json(const struct ks_key *k, int64_t last_used, int64_t now)
 	grace = k->k_grace_until != 0 && now < k->k_grace_until;
 	util_rfc3339_ms(cr, sizeof(cr), k->k_created);
 	util_rfc3339_ms(up, sizeof(up), k->k_updated);
-	return (json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:o, s:s, s:s, "
+	return (json_pack("{s:s, s:s?, s:s, s:s?, s:s, s:s, s:o, s:s, s:s, "
 	    "s:s?, s:b, s:o, s:s?, s:s?}",
-	    "id", k->k_id, "name", k->k_name, "owner", k->k_owner,
+	    "id", k->k_id, "name", k->k_name[0] != '\0' ? k->k_name : NULL,
+	    "owner", k->k_owner,
 	    "app_id", k->k_app[0] != '\0' ? k->k_app : NULL,
 	    "prefix", k->k_prefix, "hint", k->k_hint,
 	    "scopes", admin_scopes_json(k->k_scopes),
@@ -1586,10 +1596,82 @@ admin_route(struct admin_ctx *c, const char *path, size_t len)
 }
 
 /*
+ * The client's key in the table of failed authentications and its length
+ * (0: none): an IPv4 address whole, an IPv6 one by its /64, what one site
+ * is given, so that drawing a fresh address for each guess gains nothing.
+ */
+static size_t
+admin_client_key(const struct admin_request *rq)
+{
+	if (rq->aq_ip == NULL)
+		return (0);
+	return (rq->aq_iplen == 16 ? 8 : rq->aq_iplen == 4 ? 4 : 0);
+}
+
+/* The client address as text, for the log. */
+static const char *
+admin_client(const struct admin_request *rq)
+{
+	return (rq->aq_client != NULL ? rq->aq_client : "an unknown address");
+}
+
+/*
+ * Is the client still waiting after wrong tokens?  Then answer 429 with
+ * Retry-After and return -1, before the credential is looked at.
+ */
+static int
+admin_throttled(struct admin_ctx *c)
+{
+	const struct admin_request	*rq = c->c_rq;
+	struct rl_failtable		*ft = c->c_env->ae_fails;
+	struct rl_failinfo		 fi;
+	size_t				 klen = admin_client_key(rq);
+	unsigned int			 secs;
+
+	if (ft == NULL || klen == 0 ||
+	    ratelimit_fail_check(ft, rq->aq_ip, klen, rq->aq_mono, &fi) == 0)
+		return (0);
+	secs = (unsigned int)((fi.rf_wait + 999) / 1000);
+	if (fi.rf_log)
+		log_warnx("admin: refused %s for %u s more after %u failed "
+		    "authentications in a row", admin_client(rq), secs,
+		    fi.rf_fails);
+	admin_error(c, 429, "too_many_attempts", "too many failed "
+	    "authentications from this address; retry in %u s", secs);
+	c->c_rs->as_retry_after = secs;
+	return (-1);
+}
+
+/* Count a wrong credential of the client (reason why) and log it. */
+static void
+admin_failed(struct admin_ctx *c, const char *why)
+{
+	const struct admin_request	*rq = c->c_rq;
+	struct rl_failtable		*ft = c->c_env->ae_fails;
+	struct rl_failinfo		 fi;
+	size_t				 klen = admin_client_key(rq);
+
+	if (ft == NULL || klen == 0)
+		return;
+	ratelimit_fail_record(ft, rq->aq_ip, klen, rq->aq_mono, &fi);
+	if (!fi.rf_log)
+		return;
+	if (fi.rf_wait > 0)
+		log_warnx("admin: failed authentication from %s: %s (%u in a "
+		    "row; next attempt in %u s)", admin_client(rq), why,
+		    fi.rf_fails, (unsigned int)((fi.rf_wait + 999) / 1000));
+	else
+		log_warnx("admin: failed authentication from %s: %s (%u in a "
+		    "row)", admin_client(rq), why, fi.rf_fails);
+}
+
+/*
  * Check "Authorization: Bearer TOKEN" against the configured token.  The
  * SHA-256 of what was presented is compared with CRYPTO_memcmp, so the
- * time taken says nothing about the token, not even its length.  0, or -1
- * with 401 and a challenge.
+ * time taken says nothing about the token, not even its length.  A client
+ * still waiting after wrong tokens is refused first (admin_throttled); a
+ * credential presented and wrong counts against its address, a missing
+ * one does not.  0, or -1 with 401 and a challenge (or 429).
  */
 static int
 admin_auth(struct admin_ctx *c)
@@ -1602,20 +1684,30 @@ admin_auth(struct admin_ctx *c)
 
 	if (c->c_env->ae_token_digest == NULL)
 		why = "the admin API has no token configured";
+	else if (admin_throttled(c) == -1)
+		return (-1);
 	else if (p == NULL || n < 7 || !http_strcaseeq(p, 6, "bearer") ||
-	    p[6] != ' ')
+	    p[6] != ' ') {
 		why = "this request needs \"Authorization: Bearer\" with the "
 		    "admin token";
-	else {
+		if (p != NULL)
+			admin_failed(c, "not a Bearer credential");
+	} else {
 		for (p += 7, n -= 7; n > 0 && *p == ' '; p++, n--)
 			;
 		secret_digest(p, n, d);
 		ok = CRYPTO_memcmp(d, c->c_env->ae_token_digest,
 		    KS_DIGEST_LEN) == 0;
 		OPENSSL_cleanse(d, sizeof(d));
-		if (ok && n > 0)
+		if (ok && n > 0) {
+			if (c->c_env->ae_fails != NULL &&
+			    admin_client_key(rq) > 0)
+				ratelimit_fail_reset(c->c_env->ae_fails,
+				    rq->aq_ip, admin_client_key(rq));
 			return (0);
+		}
 		why = "the admin token is not valid";
+		admin_failed(c, "wrong token");
 	}
 	admin_error(c, 401, "unauthorized", "%s", why);
 	c->c_rs->as_challenge = ADMIN_CHALLENGE;

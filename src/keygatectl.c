@@ -61,6 +61,8 @@ struct ctl {
 	const char		*c_token_arg;
 	const char		*c_token_file;
 	int			 c_json;
+	int			 c_conf_given;	/* -c was given */
+	int			 c_help;	/* COMMAND --help was answered */
 	const char		*c_cmd;		/* command, or NULL */
 
 	/*
@@ -96,6 +98,7 @@ struct command {
 	const char		*cmd_name;
 	int			(*cmd_run)(struct ctl *, int, char **);
 	const char		*cmd_usage;
+	const char		*cmd_help;	/* what it does, for --help */
 };
 
 static int	 cmd_create(struct ctl *, int, char **);
@@ -116,19 +119,31 @@ static const struct command commands[] = {
 	    "create --owner O [--name N] [--app ID] [--scope S]... "
 	    "[--prefix P]\n"
 	    "\t\t[--expires TIME|never] [--disabled] "
-	    "[--rate 1s=N,10s=N,60s=N]" },
+	    "[--rate 1s=N,10s=N,60s=N]",
+	    "Create a key and print it with its secret (shown only once).\n"
+	    "TIME is an RFC 3339 time (2030-01-31T12:00:00Z, or with an "
+	    "offset),\n+N followed by s, m, h or d (from now), or never." },
 	{ "list", cmd_list,
-	    "list [--owner O] [--app ID] [--limit N] [--cursor C]" },
-	{ "show", cmd_show, "show ID" },
+	    "list [--owner O] [--app ID] [--limit N] [--cursor C]",
+	    "List keys, all of them or one page of --limit keys (at most "
+	    "1000)." },
+	{ "show", cmd_show, "show ID", "Print one key." },
 	{ "update", cmd_update,
 	    "update ID [--name N] [--scope S]... [--no-scopes] "
 	    "[--expires TIME|never]\n"
-	    "\t\t[--disable|--enable] [--rate 1s=N,10s=N,60s=N|default]" },
-	{ "delete", cmd_delete, "delete ID" },
-	{ "regenerate", cmd_regenerate, "regenerate ID [--grace SECONDS]" },
-	{ "usage", cmd_usage, "usage ID" },
-	{ "verify", cmd_verify, "verify SECRET|- [--app ID]" },
-	{ NULL, NULL, NULL }
+	    "\t\t[--disable|--enable] [--rate 1s=N,10s=N,60s=N|default]",
+	    "Change a key's name, scopes, expiry, state or rate limit.\n"
+	    "TIME is as for create." },
+	{ "delete", cmd_delete, "delete ID", "Delete a key." },
+	{ "regenerate", cmd_regenerate, "regenerate ID [--grace SECONDS]",
+	    "Give a key a new secret; the old one is accepted for --grace "
+	    "seconds." },
+	{ "usage", cmd_usage, "usage ID",
+	    "Print a key's request counters and rate limit windows." },
+	{ "verify", cmd_verify, "verify SECRET|- [--app ID]",
+	    "Check a secret as the gateway would (- reads it from standard "
+	    "input);\nexits 1 if it is not valid." },
+	{ NULL, NULL, NULL, NULL }
 };
 
 /* The full usage text, to f. */
@@ -142,6 +157,7 @@ usage(FILE *f)
 	    "commands:\n");
 	for (c = commands; c->cmd_name != NULL; c++)
 		fprintf(f, "\t%s\n", c->cmd_usage);
+	fprintf(f, "\thelp [COMMAND]\n");
 	fprintf(f, "options:\n"
 	    "\t-c, --config FILE      configuration file (default %s)\n"
 	    "\t-u, --url URL          admin API, http://HOST:PORT "
@@ -152,6 +168,27 @@ usage(FILE *f)
 	    "\t-h, --help             print this text\n"
 	    "\t-v, --version          print the version\n",
 	    CTL_DEFAULT_CONFIG);
+}
+
+/* The usage of one command and what it does, on stdout (COMMAND --help). */
+static void
+command_help(const struct command *c)
+{
+	printf("usage: keygatectl [global options] %s\n\n%s\n"
+	    "Every command takes --json.  Global options: keygatectl help.\n",
+	    c->cmd_usage, c->cmd_help);
+}
+
+/* The command named name, or NULL. */
+static const struct command *
+command_find(const char *name)
+{
+	const struct command	*c;
+
+	for (c = commands; c->cmd_name != NULL; c++)
+		if (strcmp(c->cmd_name, name) == 0)
+			return (c);
+	return (NULL);
 }
 
 /* "keygatectl: message" on stderr. */
@@ -208,6 +245,13 @@ opt_common(struct ctl *ctl, int ch, char **argv)
 	case ':':
 		return (usage_error(ctl, "option %s needs a value", arg));
 	default:
+		if (ctl->c_cmd != NULL && (strcmp(arg, "--help") == 0 ||
+		    strcmp(arg, "-h") == 0)) {
+			/* Stop the command; main() exits 0. */
+			command_help(command_find(ctl->c_cmd));
+			ctl->c_help = 1;
+			return (EXIT_USAGE);
+		}
 		if (strncmp(arg, "--", 2) != 0 && optopt > ' ' && optopt < 0x7f)
 			return (usage_error(ctl, "unknown option -%c", optopt));
 		if (strchr(arg, '=') != NULL && optopt != 0)
@@ -507,6 +551,7 @@ ctl_open(struct ctl *ctl, char *err, size_t errlen)
 	struct config	*conf = NULL;
 	const char	*url = ctl->c_url_arg, *from = "-u", *envtok;
 	char		 confurl[300], token[CONFIG_TOKEN_MAX + 1];
+	char		 cerr[CTL_ERRLEN / 2];
 	int		 rc = -1, tokconf;
 
 	if (url == NULL && (url = getenv("KEYGATE_ADMIN_URL")) != NULL) {
@@ -518,8 +563,20 @@ ctl_open(struct ctl *ctl, char *err, size_t errlen)
 	tokconf = ctl->c_token_arg == NULL && ctl->c_token_file == NULL &&
 	    (envtok == NULL || *envtok == '\0');
 	if ((url == NULL || tokconf) &&
-	    (conf = config_load(ctl->c_conf_path, err, errlen)) == NULL)
+	    (conf = config_load(ctl->c_conf_path, cerr, sizeof(cerr))) ==
+	    NULL) {
+		/*
+		 * A URL given without a token: the configuration was only
+		 * looked at for admin_token_file, so say what is missing.
+		 */
+		if (url != NULL && !ctl->c_conf_given)
+			snprintf(err, errlen, "no admin token for the admin "
+			    "URL from %s: use -t TOKEN, -T FILE or "
+			    "KEYGATE_ADMIN_TOKEN (%s)", from, cerr);
+		else
+			snprintf(err, errlen, "%s", cerr);
 		return (-1);
+	}
 	if (url == NULL) {
 		if (url_from_config(conf, confurl, sizeof(confurl), err,
 		    errlen) == -1)
@@ -1004,7 +1061,8 @@ add_scopes(struct ctl *ctl, json_t *scopes, const char *list)
 
 /*
  * --expires: "never" (null), "+N" with a unit s, m, h or d (that long
- * from now), or an RFC 3339 time, which the API checks.
+ * from now), or an RFC 3339 time as the API takes it (admin_parse_time),
+ * in the future.  Anything else is refused here, like a bad --rate.
  */
 static int
 parse_expires(struct ctl *ctl, const char *s, json_t **out)
@@ -1016,15 +1074,21 @@ parse_expires(struct ctl *ctl, const char *s, json_t **out)
 	char		 num[24], buf[40];
 	size_t		 len;
 	uint64_t	 n;
+	int64_t		 t;
 	int		 i;
 
 	if (strcmp(s, "never") == 0) {
 		*out = json_null();
 		return (0);
 	}
-	if (s[0] != '+' && (*out = json_string(s)) != NULL)
-		return (0);
-	len = strlen(s + 1);
+	if (s[0] != '+' && admin_parse_time(s, &t) == 0) {
+		if (t <= util_now_ms())
+			return (usage_error(ctl, "bad --expires \"%s\" (the "
+			    "time is in the past)", s));
+		if ((*out = json_string(s)) != NULL)
+			return (0);
+	}
+	len = s[0] == '+' ? strlen(s + 1) : 0;
 	for (i = 0; len > 1 && len < sizeof(num) && units[i].u != 0; i++)
 		if (s[len] == units[i].u) {
 			memcpy(num, s + 1, len - 1);
@@ -1587,7 +1651,13 @@ cmd_delete(struct ctl *ctl, int argc, char **argv)
 		return (rc);
 	if (key_call(ctl, EVHTTP_REQ_DELETE, id, "", NULL, 204, &none) == -1)
 		return (EXIT_FAIL);
-	if (!ctl->c_json) {
+	if (ctl->c_json) {
+		/* The API answers 204 without a body: say what was done. */
+		if ((none = json_pack("{s:s, s:b}", "id", id, "deleted", 1)) !=
+		    NULL)
+			print_json(none);
+		json_decref(none);
+	} else {
 		put_clean(stdout, id);
 		printf(" deleted\n");
 	}
@@ -1836,6 +1906,7 @@ global_options(struct ctl *ctl, int argc, char **argv, int *rc)
 		switch (ch) {
 		case 'c':
 			ctl->c_conf_path = optarg;
+			ctl->c_conf_given = 1;
 			break;
 		case 'u':
 			ctl->c_url_arg = optarg;
@@ -1862,6 +1933,26 @@ global_options(struct ctl *ctl, int argc, char **argv, int *rc)
 	return (optind);
 }
 
+/* help [COMMAND]: the usage, or that command's, on stdout. */
+static int
+help(int argc, char **argv)
+{
+	const struct command	*c;
+
+	if (argc == 1) {
+		usage(stdout);
+		return (0);
+	}
+	if (argc > 2 || (c = command_find(argv[1])) == NULL) {
+		warnmsg("help: %s \"%s\" (see keygatectl help)", argc > 2 ?
+		    "unexpected argument" : "unknown command", argv[argc > 2 ?
+		    2 : 1]);
+		return (EXIT_USAGE);
+	}
+	command_help(c);
+	return (0);
+}
+
 /* Global options, then the command; its exit status (0, 1 or 2). */
 int
 main(int argc, char *argv[])
@@ -1879,16 +1970,18 @@ main(int argc, char *argv[])
 		usage(stderr);
 		return (EXIT_USAGE);
 	}
-	for (c = commands; c->cmd_name != NULL; c++)
-		if (strcmp(c->cmd_name, argv[i]) == 0)
-			break;
-	if (c->cmd_name == NULL) {
-		warnmsg("unknown command \"%s\" (see keygatectl -h)", argv[i]);
+	if (strcmp(argv[i], "help") == 0)
+		return (help(argc - i, argv + i));
+	if ((c = command_find(argv[i])) == NULL) {
+		warnmsg("unknown command \"%s\" (see keygatectl help)",
+		    argv[i]);
 		return (EXIT_USAGE);
 	}
 	ctl.c_cmd = c->cmd_name;
 	optind = 0;	/* glibc: start afresh on the command's arguments */
 	rc = c->cmd_run(&ctl, argc - i, argv + i);
+	if (ctl.c_help)
+		rc = 0;
 	ctl_close(&ctl);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		warnmsg("cannot write the output: %s", strerror(errno));

@@ -687,3 +687,280 @@ ratelimit_iptable_count(const struct rl_iptable *t)
 			n++;
 	return (n);
 }
+
+/*
+ * The failed-authentication table (see ratelimit.h for the policy).  nsets
+ * sets of RL_WAYS entries; an address hashes (seeded, as in the IP table)
+ * to a set and a tag, the hash with its low bit set so that 0 means free.
+ * An entry is three words, each changed by compare-and-swap only: the tag,
+ * the state and the time of the owner's last log line.  The state packs
+ * (t << 24) | (fails << 16) | check, where fails is the streak (saturating
+ * at 255), t in ms the later of the latest failure and the end of the wait
+ * it earned, and check 16 bits of the owner's tag (bits 8 to 23, which the
+ * set index does not use).  An address waits while fails > RL_FAIL_FREE
+ * and now < t; its streak is forgotten once now >= t + RL_FAIL_FORGET_MS.
+ *
+ * Why owners never mix up their states.  A new address claims an entry by
+ * a CAS on its tag alone and leaves the state as it is: a state whose check
+ * is not the reader's own, like a forgotten one, reads as empty, and the
+ * new owner's first update replaces it.  A process that looked up the old
+ * owner just before the claim and then updates the state writes the old
+ * owner's check, which the new owner reads as empty again.  Only two
+ * addresses of one set whose checks agree (1 in 65,536) can share a
+ * streak, and only for the updates racing a claim: they wait sooner than
+ * they should, never later than the policy says.  Two processes counting
+ * failures of one address never lose one to each other: a CAS that fails
+ * re-reads the state (at most RL_FAIL_TRIES times; each failure means
+ * another update succeeded).  A check and a record are two steps, so
+ * attempts checked before a wait begins are still compared and counted
+ * (bounded by the requests in flight).
+ *
+ * Eviction.  A claim takes a free entry, else one whose streak no longer
+ * counts, else the one with the smallest t: addresses that are waiting
+ * (t in the future) go last, and filling a set with fresh addresses to
+ * evict a waiting one needs RL_WAYS addresses that each earned a longer
+ * wait.  If claims keep losing races (RL_CLAIMS tries), the failure is not
+ * counted; the caller never waits.
+ */
+#define RL_FAIL_TRIES	8
+#define RL_FAIL_TBITS	40	/* t, ms */
+#define RL_FAIL_TMASK	((UINT64_C(1) << RL_FAIL_TBITS) - 1)
+#define RL_FAIL_NMAX	255	/* fails saturates here */
+
+struct rl_failentry {
+	uint64_t	 fe_tag;	/* 0: free */
+	uint64_t	 fe_state;	/* (t << 24) | (fails << 16) | check */
+	uint64_t	 fe_logged;	/* now + 1 of the last log line, 0: none */
+	uint64_t	 fe_pad;
+};
+
+struct rl_failtable {
+	uint64_t	 ft_seed;
+	uint32_t	 ft_nsets;
+	struct rl_failentry ft_entry[];
+} __attribute__((aligned(64)));
+
+/* A state as the owner of tag reads it at now. */
+struct rl_failstate {
+	uint32_t	 fs_fails;
+	int64_t		 fs_t;
+};
+
+/* Bytes for a table of at least n entries (whole sets, at least one). */
+size_t
+ratelimit_failtable_size(uint32_t n)
+{
+	size_t		 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
+
+	if (sets == 0)
+		sets = 1;
+	return (sizeof(struct rl_failtable) +
+	    sets * RL_WAYS * sizeof(struct rl_failentry));
+}
+
+/* Format the zeroed region (ratelimit_failtable_size(n) bytes). */
+struct rl_failtable *
+ratelimit_failtable_init(void *region, uint32_t n, uint64_t seed)
+{
+	struct rl_failtable	*t = region;
+	size_t			 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
+
+	t->ft_seed = seed;
+	t->ft_nsets = sets == 0 ? 1 : (uint32_t)sets;
+	return (t);
+}
+
+/* The check bits of tag, as stored in the state. */
+static uint64_t
+rl_fail_check(uint64_t tag)
+{
+	return ((tag >> 8) & 0xffff);
+}
+
+/* Decode word for the owner of tag at now: empty if not its or forgotten. */
+static void
+rl_fail_decode(uint64_t word, uint64_t tag, int64_t now,
+    struct rl_failstate *fs)
+{
+	fs->fs_fails = 0;
+	fs->fs_t = 0;
+	if (word == 0 || (word & 0xffff) != rl_fail_check(tag))
+		return;
+	fs->fs_t = (int64_t)(word >> 24);
+	if (now >= fs->fs_t + RL_FAIL_FORGET_MS) {
+		fs->fs_t = 0;
+		return;
+	}
+	fs->fs_fails = (uint32_t)((word >> 16) & 0xff);
+}
+
+/* ms the owner of fs must still wait at now (0: none). */
+static int64_t
+rl_fail_wait(const struct rl_failstate *fs, int64_t now)
+{
+	if (fs->fs_fails <= RL_FAIL_FREE || fs->fs_t <= now)
+		return (0);
+	return (fs->fs_t - now);
+}
+
+/* The wait the n-th failure of a streak earns, ms. */
+static int64_t
+rl_fail_backoff(uint32_t n)
+{
+	uint32_t	 k;
+
+	if (n <= RL_FAIL_FREE)
+		return (0);
+	k = n - RL_FAIL_FREE - 1;
+	if (k >= 16 || ((int64_t)RL_FAIL_BASE_MS << k) > RL_FAIL_MAX_MS)
+		return (RL_FAIL_MAX_MS);
+	return ((int64_t)RL_FAIL_BASE_MS << k);
+}
+
+/* The entry of ip (tag in *tagp), or NULL; claim one if claim is set. */
+static struct rl_failentry *
+rl_fail_find(struct rl_failtable *t, const void *ip, size_t len, int64_t now,
+    int claim, uint64_t *tagp)
+{
+	struct rl_failentry	*set, *e;
+	struct rl_failstate	 fs;
+	uint64_t		 h, tag, vt, ot;
+	int64_t			 score, best;
+	int			 i, try;
+
+	h = rl_iphash(t->ft_seed, ip, len);
+	*tagp = tag = h | 1;
+	set = &t->ft_entry[(h >> 32) % t->ft_nsets * RL_WAYS];
+	for (try = 0; try < RL_CLAIMS; try++) {
+		for (i = 0; i < RL_WAYS; i++)
+			if (RL_LOAD(&set[i].fe_tag) == tag)
+				return (&set[i]);
+		if (!claim)
+			return (NULL);
+		e = NULL;
+		best = INT64_MAX;
+		vt = 0;
+		for (i = 0; i < RL_WAYS; i++) {
+			ot = RL_LOAD(&set[i].fe_tag);
+			rl_fail_decode(RL_LOAD(&set[i].fe_state), ot, now, &fs);
+			score = ot == 0 ? INT64_MIN : fs.fs_t == 0 ?
+			    INT64_MIN + 1 : fs.fs_t;
+			if (e == NULL || score < best) {
+				e = &set[i];
+				best = score;
+				vt = ot;
+			}
+		}
+		if (RL_CAS(&e->fe_tag, &vt, tag)) {
+			RL_STORE(&e->fe_logged, 0);
+			return (e);
+		}
+	}
+	return (NULL);
+}
+
+/* 1 if the owner of e may log at now (once per RL_FAIL_LOG_MS). */
+static int
+rl_fail_logok(struct rl_failentry *e, int64_t now)
+{
+	uint64_t	 old = RL_LOAD(&e->fe_logged);
+
+	if (old != 0 && (int64_t)old - 1 <= now &&
+	    now - ((int64_t)old - 1) < RL_FAIL_LOG_MS)
+		return (0);
+	return (RL_CAS(&e->fe_logged, &old, (uint64_t)now + 1));
+}
+
+/* Is ip waiting at now?  0 no (go ahead and check), -1 yes. */
+int
+ratelimit_fail_check(struct rl_failtable *t, const void *ip, size_t len,
+    int64_t now, struct rl_failinfo *fi)
+{
+	struct rl_failentry	*e;
+	struct rl_failstate	 fs;
+	uint64_t		 tag;
+
+	memset(fi, 0, sizeof(*fi));
+	if ((e = rl_fail_find(t, ip, len, now, 0, &tag)) == NULL)
+		return (0);
+	rl_fail_decode(RL_LOAD(&e->fe_state), tag, now, &fs);
+	fi->rf_fails = fs.fs_fails;
+	if ((fi->rf_wait = rl_fail_wait(&fs, now)) == 0)
+		return (0);
+	fi->rf_log = rl_fail_logok(e, now);
+	return (-1);
+}
+
+/* Count a failure of ip at now (see the paragraph above). */
+void
+ratelimit_fail_record(struct rl_failtable *t, const void *ip, size_t len,
+    int64_t now, struct rl_failinfo *fi)
+{
+	struct rl_failentry	*e;
+	struct rl_failstate	 fs;
+	uint64_t		 tag, old, new;
+	int64_t			 wait, nt;
+	int			 try;
+
+	memset(fi, 0, sizeof(*fi));
+	if (now < 0 || (e = rl_fail_find(t, ip, len, now, 1, &tag)) == NULL)
+		return;
+	for (try = 0; try < RL_FAIL_TRIES; try++) {
+		old = RL_LOAD(&e->fe_state);
+		rl_fail_decode(old, tag, now, &fs);
+		if ((wait = rl_fail_wait(&fs, now)) > 0) {
+			/* Checked before the wait began: already paid for. */
+			fi->rf_fails = fs.fs_fails;
+			fi->rf_wait = wait;
+			break;
+		}
+		if (fs.fs_fails < RL_FAIL_NMAX)
+			fs.fs_fails++;
+		wait = rl_fail_backoff(fs.fs_fails);
+		nt = now + wait > fs.fs_t ? now + wait : fs.fs_t;
+		new = ((uint64_t)nt & RL_FAIL_TMASK) << 24 |
+		    (uint64_t)fs.fs_fails << 16 | rl_fail_check(tag);
+		if (RL_CAS(&e->fe_state, &old, new)) {
+			fi->rf_fails = fs.fs_fails;
+			fi->rf_wait = wait;
+			break;
+		}
+	}
+	fi->rf_log = rl_fail_logok(e, now);
+}
+
+/* End the streak of ip: a right credential. */
+void
+ratelimit_fail_reset(struct rl_failtable *t, const void *ip, size_t len)
+{
+	struct rl_failentry	*e;
+	uint64_t		 tag, old;
+	int			 try;
+
+	if ((e = rl_fail_find(t, ip, len, 0, 0, &tag)) == NULL)
+		return;
+	for (try = 0; try < RL_FAIL_TRIES; try++) {
+		old = RL_LOAD(&e->fe_state);
+		if (old == 0 || (old & 0xffff) != rl_fail_check(tag) ||
+		    RL_CAS(&e->fe_state, &old, 0))
+			return;
+	}
+}
+
+/* Addresses whose streak still counts at now. */
+uint32_t
+ratelimit_failtable_count(const struct rl_failtable *t, int64_t now)
+{
+	struct rl_failstate	 fs;
+	uint64_t		 tag;
+	uint32_t		 i, n = 0;
+
+	for (i = 0; i < t->ft_nsets * RL_WAYS; i++) {
+		tag = RL_LOAD(&t->ft_entry[i].fe_tag);
+		rl_fail_decode(RL_LOAD(&t->ft_entry[i].fe_state), tag, now,
+		    &fs);
+		if (tag != 0 && fs.fs_fails > 0)
+			n++;
+	}
+	return (n);
+}

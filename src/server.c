@@ -537,6 +537,7 @@ conn_admin_respond(struct conn *c)
 	struct admin_response	 as;
 	size_t			 before = evbuffer_get_length(c->c_out);
 	const char		*q;
+	char			 ra[16];
 
 	memset(&aq, 0, sizeof(aq));
 	aq.aq_mbit = ca->ca_mbit;
@@ -553,11 +554,18 @@ conn_admin_respond(struct conn *c)
 	    (const char *)evbuffer_pullup(c->c_pending, -1);
 	aq.aq_now = util_now_ms();
 	aq.aq_mono = util_mono_us() / 1000;
+	aq.aq_ip = c->c_ip;
+	aq.aq_iplen = c->c_iplen;
+	aq.aq_client = c->c_client;
 	admin_handle(&c->c_w->w_admin, &aq, &as);
 	if (as.as_allow != NULL)
 		conn_extra(c, "Allow", as.as_allow);
 	if (as.as_challenge != NULL)
 		conn_extra(c, "WWW-Authenticate", as.as_challenge);
+	if (as.as_retry_after > 0) {
+		snprintf(ra, sizeof(ra), "%u", as.as_retry_after);
+		conn_extra(c, "Retry-After", ra);
+	}
 	conn_head(c, as.as_status, as.as_bodylen);
 	if (!c->c_head && as.as_body != NULL)
 		evbuffer_add(c->c_out, as.as_body, as.as_bodylen);
@@ -1450,6 +1458,7 @@ server_keys_setup(struct worker *w)
 	w->w_rate.ra_ips = shm_iptable(w->w_env->se_shm);
 	w->w_rate.ra_refused = &w->w_env->se_shm->sh_rate_refused[0][0];
 	ae->ae_version = PACKAGE_VERSION;
+	ae->ae_fails = shm_failtable(w->w_env->se_shm);
 	return (0);
 }
 

@@ -22,17 +22,18 @@
 
 /*
  * The layout of a segment, kept in a private page mapped just below it.
- * The shared header's sh_size, sh_ks_off, sh_ip_off and sh_max_keys can
- * be written by any worker; the master must never take an offset or a
- * size for munmap() from there.  A MAP_PRIVATE page is copied on write
- * at fork(), so whatever a worker does to its copy, the master's stays as
- * shm_create() wrote it; it is also made read-only once written.
+ * The shared header's sh_size, sh_ks_off, sh_ip_off, sh_fail_off and
+ * sh_max_keys can be written by any worker; the master must never take an
+ * offset or a size for munmap() from there.  A MAP_PRIVATE page is copied
+ * on write at fork(), so whatever a worker does to its copy, the master's
+ * stays as shm_create() wrote it; it is also made read-only once written.
  */
 struct shm_private {
 	uint64_t	 sp_magic;
 	size_t		 sp_size;	/* bytes of the shared mapping */
 	size_t		 sp_ks_off;
 	size_t		 sp_ip_off;
+	size_t		 sp_fail_off;
 	uint32_t	 sp_max_keys;
 };
 
@@ -58,7 +59,7 @@ shm_create(uint32_t max_keys)
 	struct shm_private	*sp;
 	struct keystore		 ks;
 	struct timespec		 wall, mono;
-	size_t			 off, ipoff, size, page;
+	size_t			 off, ipoff, failoff, size, page;
 	uint64_t		 seed;
 	char			*base;
 	int			 saved;
@@ -66,7 +67,9 @@ shm_create(uint32_t max_keys)
 	page = (size_t)sysconf(_SC_PAGESIZE);
 	off = (sizeof(*sh) + 63) & ~(size_t)63;
 	ipoff = off + ((keystore_size(max_keys) + 63) & ~(size_t)63);
-	size = ipoff + ratelimit_iptable_size(SHM_IP_ENTRIES);
+	failoff = ipoff + ((ratelimit_iptable_size(SHM_IP_ENTRIES) + 63) &
+	    ~(size_t)63);
+	size = failoff + ratelimit_failtable_size(SHM_FAIL_ENTRIES);
 	base = mmap(NULL, page + size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
@@ -84,6 +87,7 @@ shm_create(uint32_t max_keys)
 	sp->sp_size = size;
 	sp->sp_ks_off = off;
 	sp->sp_ip_off = ipoff;
+	sp->sp_fail_off = failoff;
 	sp->sp_max_keys = max_keys;
 	(void)mprotect(base, page, PROT_READ);
 	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
@@ -95,6 +99,7 @@ shm_create(uint32_t max_keys)
 	sh->sh_ks_off = off;
 	sh->sh_max_keys = max_keys;
 	sh->sh_ip_off = ipoff;
+	sh->sh_fail_off = failoff;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
@@ -102,6 +107,8 @@ shm_create(uint32_t max_keys)
 	keystore_init(&ks, (char *)sh + off, max_keys, seed);
 	ratelimit_iptable_init((char *)sh + ipoff, SHM_IP_ENTRIES,
 	    seed * 0x9e3779b97f4a7c15ULL + 1);
+	ratelimit_failtable_init((char *)sh + failoff, SHM_FAIL_ENTRIES,
+	    seed * 0xbf58476d1ce4e5b9ULL + 3);
 	return (sh);
 }
 
@@ -126,6 +133,14 @@ uint32_t
 shm_max_keys(const struct shm_header *sh)
 {
 	return (shm_private(sh)->sp_max_keys);
+}
+
+/* The table of failed admin authentications. */
+struct rl_failtable *
+shm_failtable(struct shm_header *sh)
+{
+	return ((struct rl_failtable *)((char *)sh +
+	    shm_private(sh)->sp_fail_off));
 }
 
 /* Unmap the segment and its private page. */

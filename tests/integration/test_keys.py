@@ -1429,15 +1429,38 @@ def admin_raw(d, raw):
         return c.read_final()
 
 
+def admin_from(d, src, method, path, token=kg.ADMIN_TOKEN, body=None):
+    """An admin request from the loopback address src (e.g. 127.0.0.2)."""
+    h = {"Authorization": "Bearer " + token} if token is not None else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    c = http.client.HTTPConnection("127.0.0.1", d.admin_port,
+                                   timeout=kg.DEFAULT_TIMEOUT,
+                                   source_address=(src, 0))
+    try:
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        return kg.Response("HTTP/1.%d" % (r.version - 10), r.status,
+                           r.reason, r.getheaders(), r.read())
+    finally:
+        c.close()
+
+
 def test_admin_http():
     d = start()
-    for token, what in ((None, "no token"), ("wrong-token", "wrong token"),
-                        (kg.ADMIN_TOKEN + "x", "token plus one character")):
+    # Each kind of wrong token from its own address: 4 wrong tokens in a
+    # row cost nothing, more make the address wait (test_admin_throttle).
+    for src, token, what in (
+            ("127.0.0.11", None, "no token"),
+            ("127.0.0.12", "wrong-token", "wrong token"),
+            ("127.0.0.13", kg.ADMIN_TOKEN + "x", "token plus one character")):
         for m, p in (("GET", "/v1/keys"), ("POST", "/v1/keys"),
                      ("GET", "/v1/openapi.json"),
                      ("GET", "/v1/keys/key_0000000000000000")):
-            r = kg.admin(d, m, p, {"owner": "x"} if m == "POST" else None,
-                         token=token)
+            r = admin_from(d, src, m, p, token=token,
+                           body={"owner": "x"} if m == "POST" else None)
             kg.check_refusal(r, 401, "unauthorized", "%s %s, %s" %
                              (m, p, what))
             ch = r.header("www-authenticate", "")
@@ -1521,6 +1544,94 @@ def test_admin_http():
     no_secret_leak(d)
 
 
+def throttle_logs(d, addr):
+    """Error log lines about failed admin authentications from addr."""
+    pat = re.compile(r"admin: (failed authentication from|refused) %s[: ]" %
+                     re.escape(addr))
+    return [l for l in d.errlog_text().splitlines() if pat.search(l)]
+
+
+def test_admin_throttle():
+    """
+    Wrong admin tokens slow their address down: after 4 free failures
+    the 5th earns a 1 s wait, then 2 s, ... 60 s; while it waits the
+    address gets 429 with Retry-After and its token is not even looked at,
+    in every worker; other addresses are not affected; a right token after
+    the wait works and ends the streak.  At most one log line per second
+    per address, with the address and never the token.
+    """
+    d = start()
+    wrong = "wrong-" + pysecrets.token_hex(16)
+    t0 = time.monotonic()
+    answers = [admin_from(d, "127.0.0.21", "GET", "/v1/keys", token=wrong)
+               for _ in range(20)]
+    elapsed = time.monotonic() - t0
+    statuses = [r.status for r in answers]
+    kg.eq(statuses[:5], [401] * 5, "the first five wrong tokens")
+    n401 = statuses.count(401)
+    n429 = statuses.count(429)
+    kg.eq(n401 + n429, 20, "statuses of 20 wrong tokens: %r" % statuses)
+    kg.check(n429 >= 1, "no 429 among 20 wrong tokens: %r" % statuses)
+    if elapsed < 0.9:		# all within the first 1 s wait
+        kg.eq(n401, 5, "401s within the first wait: %r" % statuses)
+    for r in answers:
+        if r.status == 429:
+            kg.check_refusal(r, 429, "too_many_attempts", "throttled")
+            ra = r.header("retry-after", "")
+            kg.check(re.match(r"^[1-9][0-9]*$", ra) and int(ra) <= 60,
+                     "Retry-After %r" % ra)
+            kg.eq(r.header("www-authenticate"), None,
+                  "WWW-Authenticate on a 429")
+        kg.check(wrong.encode() not in r.body, "the token echoed")
+
+    # While it waits, even the right token is refused from that address,
+    # but another address is served.
+    r = admin_from(d, "127.0.0.21", "GET", "/v1/keys")
+    if r.status == 429:
+        kg.check(int(r.header("retry-after", "0")) >= 1, "Retry-After")
+    j = json.loads(admin_from(d, "127.0.0.22", "GET", "/v1/keys").body)
+    kg.check("keys" in j, "another address with the right token: %r" % j)
+    # After the wait the right token works (bounded: the longest wait).
+    deadline = time.monotonic() + 70
+    while True:
+        r = admin_from(d, "127.0.0.21", "GET", "/v1/keys")
+        if r.status != 429:
+            break
+        kg.check(time.monotonic() < deadline, "still 429 after 70 s")
+        time.sleep(min(0.2 * int(r.header("retry-after", "1")), 1.0))
+    kg.eq(r.status, 200, "the right token after the wait")
+    # ... and ended the streak: four wrong tokens are free again.
+    for i in range(4):
+        r = admin_from(d, "127.0.0.21", "GET", "/v1/keys", token=wrong)
+        kg.check_refusal(r, 401, "unauthorized", "wrong token %d after a "
+                         "success" % (i + 1))
+    kg.eq(admin_from(d, "127.0.0.21", "GET", "/v1/keys").status, 200,
+          "the right token after four wrong ones")
+
+    # A request without Authorization is not a guess: not counted.
+    for _ in range(8):
+        kg.check_refusal(admin_from(d, "127.0.0.23", "GET", "/v1/keys",
+                                    token=None), 401, "unauthorized",
+                         "no Authorization")
+    kg.eq(admin_from(d, "127.0.0.23", "GET", "/v1/keys").status, 200,
+          "the right token after requests without one")
+
+    # Logged: bounded (one line per second per address), with the address
+    # and the reason, never the token.
+    span = time.monotonic() - t0
+    lines = kg.wait_for(lambda: throttle_logs(d, "127.0.0.21") or None, 5,
+                        "a log line about 127.0.0.21")
+    lines = throttle_logs(d, "127.0.0.21")
+    kg.check(len(lines) <= span + 3, "%d log lines in %.1f s: %r" %
+             (len(lines), span, lines[:10]))
+    kg.check(any("wrong token" in l for l in lines),
+             "no reason in the log: %r" % lines)
+    kg.check(wrong not in d.errlog_text(), "the wrong token is logged")
+    kg.eq(throttle_logs(d, "127.0.0.23"), [], "log lines about requests "
+          "without a token")
+    no_secret_leak(d)
+
+
 def test_max_keys():
     d = start(max_keys=5)
     made = [mk(d, "full%d" % i)[0]["id"] for i in range(5)]
@@ -1558,6 +1669,7 @@ TESTS = [
     test_journal_damage,
     test_journal_two_writers,
     test_admin_http,
+    test_admin_throttle,
     test_max_keys,
 ]
 

@@ -59,6 +59,9 @@ struct fx {
 	struct admin_env	 env;
 	const char		*auth;		/* Authorization, NULL: none */
 	int64_t			 mono;		/* aq_mono of requests */
+	unsigned char		 ip[16];	/* aq_ip of requests */
+	size_t			 iplen;		/* 0: none */
+	const char		*client;	/* aq_client */
 	struct admin_response	 rs;		/* the last answer */
 	json_t			*body;		/* ... parsed */
 	char			 secrets[T_SECRETS][SECRET_MAX + 1];
@@ -291,7 +294,7 @@ conform(struct fx *f, int mbit, const char *path)
 	    template_of(path, tbuf, sizeof(tbuf))), method_name(mbit));
 	snprintf(sbuf, sizeof(sbuf), "%d", st);
 	if (op == NULL || st == 405) {
-		assert_true(st == 404 || st == 405 || st == 401);
+		assert_true(st == 404 || st == 405 || st == 401 || st == 429);
 		schema = pointer("#/components/schemas/Error");
 	} else {
 		r = resolve(json_object_get(json_object_get(op, "responses"),
@@ -495,6 +498,9 @@ req_at(struct fx *f, int mbit, const char *target, const char *body,
 	rq.aq_bodylen = body != NULL ? strlen(body) : 0;
 	rq.aq_now = now;
 	rq.aq_mono = f->mono;
+	rq.aq_ip = f->iplen > 0 ? f->ip : NULL;
+	rq.aq_iplen = f->iplen;
+	rq.aq_client = f->client;
 	admin_handle(&f->env, &rq, &f->rs);
 	snprintf(path, sizeof(path), "%.*s", (int)rq.aq_pathlen, target);
 	check_answer(f, mbit, path);
@@ -797,6 +803,144 @@ test_auth(void **state)
 	assert_int_equal(f->rs.as_status, 200);
 }
 
+/* The client address of the next requests (4 or 16 bytes) and its text. */
+static void
+from(struct fx *f, const char *text, const unsigned char *ip, size_t len)
+{
+	memcpy(f->ip, ip, len);
+	f->iplen = len;
+	f->client = text;
+}
+
+/* Assert the last answer was 429 too_many_attempts, Retry-After secs. */
+static void
+expect_throttled(struct fx *f, uint32_t secs)
+{
+	expect_error(f, 429, "too_many_attempts", NULL);
+	assert_int_equal(f->rs.as_retry_after, secs);
+	assert_null(f->rs.as_challenge);
+}
+
+/*
+ * Wrong tokens slow their address down: four in a row are free, the
+ * fifth earns 1 s, the next 2 s; meanwhile even the right token gets 429
+ * with Retry-After.  Other addresses (an IPv6 one counts by its /64) go
+ * on; a right token after the wait ends the streak; a request without
+ * Authorization counts nothing.  Logged with the address, not the token.
+ */
+static void
+test_auth_throttle(void **state)
+{
+	static const unsigned char a[4] = { 192, 0, 2, 1 }, b[4] = { 192, 0, 2, 2 };
+	static const unsigned char v6a[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0,
+	    1, 0, 0, 0, 0, 0, 0, 0, 1 };
+	unsigned char		 v6[16];
+	struct fx		*f = *state;
+	void			*mem;
+	char			*log, *p;
+	int			 i;
+
+	mem = calloc(1, ratelimit_failtable_size(64));
+	assert_non_null(mem);
+	f->env.ae_fails = ratelimit_failtable_init(mem, 64, 99);
+	from(f, "192.0.2.1", a, 4);
+	for (i = 0; i < 5; i++) {
+		f->auth = "Bearer not-" T_TOKEN;
+		req(f, HTTP_M_GET, "/v1/keys", NULL);
+		expect_error(f, 401, "unauthorized", NULL);
+		assert_int_equal(f->rs.as_retry_after, 0);
+	}
+	/* Waiting: the right token is not even looked at, on any path. */
+	f->auth = T_AUTH;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_throttled(f, 1);
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\"}");
+	expect_throttled(f, 1);
+	f->auth = NULL;
+	req(f, HTTP_M_GET, "/v1/nothing-here", NULL);
+	expect_throttled(f, 1);
+	assert_int_equal(keystore_count(&f->ks), 0);
+	/* Health needs no token and is never throttled. */
+	req(f, HTTP_M_GET, "/v1/health", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	/* Another address is served. */
+	from(f, "192.0.2.2", b, 4);
+	f->auth = T_AUTH;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	/* After the wait: one more wrong token earns 2 s. */
+	from(f, "192.0.2.1", a, 4);
+	f->mono += 999;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_throttled(f, 1);
+	f->mono += 1;
+	f->auth = "Bearer wrong";
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	f->auth = T_AUTH;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_throttled(f, 2);
+	f->mono += 1500;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_throttled(f, 1);
+	/* The right token after the wait works and ends the streak. */
+	f->mono += 500;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	f->mono += 1000;	/* a log line per second and address */
+	for (i = 0; i < 4; i++) {
+		f->auth = "Basic " T_TOKEN;	/* presented, wrong: counts */
+		req(f, HTTP_M_GET, "/v1/keys", NULL);
+		expect_error(f, 401, "unauthorized", NULL);
+	}
+	f->auth = T_AUTH;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	/* No Authorization at all is not a guess. */
+	f->auth = NULL;
+	for (i = 0; i < 10; i++) {
+		req(f, HTTP_M_GET, "/v1/keys", NULL);
+		expect_error(f, 401, "unauthorized", NULL);
+	}
+	f->auth = T_AUTH;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	/* IPv6: the /64 is the address; another /64 is another one. */
+	f->auth = "Bearer wrong";
+	memcpy(v6, v6a, 16);
+	for (i = 0; i < 5; i++) {
+		v6[15] = (unsigned char)(i + 1);	/* same /64 */
+		from(f, "2001:db8:0:1::x", v6, 16);
+		req(f, HTTP_M_GET, "/v1/keys", NULL);
+		expect_error(f, 401, "unauthorized", NULL);
+	}
+	v6[8] = 0x77;
+	from(f, "2001:db8:0:1:7700::", v6, 16);
+	f->auth = T_AUTH;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_throttled(f, 1);
+	v6[7] = 2;
+	from(f, "2001:db8:0:2:7700::", v6, 16);
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	/* Logged with the address and the reason (the token: teardown). */
+	log = slurp(f, "error.log");
+	assert_non_null(log);
+	assert_non_null(strstr(log, "admin: failed authentication from "
+	    "192.0.2.1: wrong token (1 in a row)"));
+	assert_non_null(strstr(log, "from 192.0.2.1: not a Bearer "
+	    "credential"));
+	assert_non_null(strstr(log, "admin: refused 192.0.2.1 for 1 s more"));
+	assert_null(strstr(log, "192.0.2.2"));
+	/* 17 events from 192.0.2.1 in 4 s, one line a second at most. */
+	for (i = 0, p = log; (p = strstr(p, " 192.0.2.1")) != NULL; p++)
+		i++;
+	assert_int_equal(i, 4);
+	free(log);
+	f->env.ae_fails = NULL;
+	free(mem);
+}
+
 /* Unknown paths 404, wrong methods 405 with Allow, unknown ids 404. */
 static void
 test_routing(void **state)
@@ -881,7 +1025,7 @@ test_create_defaults(void **state)
 	o = create(f, "{\"owner\":\"acme corp\"}", id, sec);
 	assert_true(secret_valid_id(id, strlen(id)));
 	assert_string_equal(str(o, "owner"), "acme corp");
-	assert_string_equal(str(o, "name"), "");
+	assert_true(json_is_null(json_object_get(o, "name")));
 	assert_true(json_is_null(json_object_get(o, "app_id")));
 	assert_string_equal(str(o, "prefix"), "live");
 	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 0);
@@ -1401,7 +1545,13 @@ test_patch(void **state)
 	assert_true(json_is_null(json_object_get(o, "rate_limit")));
 	assert_true(json_is_null(json_object_get(o, "expires_at")));
 	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 0);
-	assert_string_equal(str(o, "name"), "");
+	assert_true(json_is_null(json_object_get(o, "name")));
+	/* null clears the name as "" does. */
+	o = req_at(f, HTTP_M_PATCH, p, "{\"name\":\"x\"}", T_NOW + 2000);
+	assert_string_equal(str(o, "name"), "x");
+	o = req_at(f, HTTP_M_PATCH, p, "{\"name\":null}", T_NOW + 2000);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_true(json_is_null(json_object_get(o, "name")));
 	o = verify_at(f, sec, NULL, T_NOW + 2000);
 	assert_true(json_is_true(json_object_get(o, "valid")));
 	/* GET shows what the PATCH answered. */
@@ -2079,6 +2229,7 @@ main(void)
 		T(test_schema_walker),
 		T(test_health),
 		T(test_auth),
+		T(test_auth_throttle),
 		T(test_routing),
 		T(test_create_defaults),
 		T(test_create_full),

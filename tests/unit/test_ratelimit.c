@@ -793,6 +793,245 @@ test_iptable_flood(void **state)
 	free(mem);
 }
 
+/* A fresh failure table of n entries (free with free()). */
+static struct rl_failtable *
+failtable(uint32_t n, uint64_t seed)
+{
+	void	*mem = calloc(1, ratelimit_failtable_size(n));
+
+	assert_non_null(mem);
+	return (ratelimit_failtable_init(mem, n, seed));
+}
+
+/* Record a failure of ip4(n) at now; the wait it earned. */
+static int64_t
+failure(struct rl_failtable *t, uint32_t n, int64_t now)
+{
+	struct rl_failinfo	 fi;
+	unsigned char		 ip[4];
+
+	ip4(ip, n);
+	ratelimit_fail_record(t, ip, 4, now, &fi);
+	return (fi.rf_wait);
+}
+
+/* Is ip4(n) waiting at now?  The wait, 0 if not. */
+static int64_t
+waiting(struct rl_failtable *t, uint32_t n, int64_t now)
+{
+	struct rl_failinfo	 fi;
+	unsigned char		 ip[4];
+	int			 rv;
+
+	ip4(ip, n);
+	rv = ratelimit_fail_check(t, ip, 4, now, &fi);
+	assert_int_equal(rv == -1, fi.rf_wait > 0);
+	return (fi.rf_wait);
+}
+
+/*
+ * Back-off: RL_FAIL_FREE failures are free, then 1 s, 2 s, 4 s ... capped
+ * at 60 s; the wait ends exactly on time; failures recorded during a wait
+ * (checked before it began) are not counted again.
+ */
+static void
+test_failtable_backoff(void **state)
+{
+	struct rl_failtable	*t = failtable(64, 1);
+	struct rl_failinfo	 fi;
+	unsigned char		 ip[4];
+	int64_t			 now = 5000, want, w;
+	int			 i;
+
+	assert_int_equal(RL_FAIL_FREE, 4);
+	for (i = 0; i < RL_FAIL_FREE; i++) {
+		assert_int_equal(waiting(t, 7, now), 0);
+		assert_int_equal(failure(t, 7, now), 0);
+		now += 10;
+	}
+	for (want = 1000, i = 0; i < 10; i++) {
+		assert_int_equal(waiting(t, 7, now), 0);
+		assert_int_equal(w = failure(t, 7, now), want);
+		/* In flight during the wait: not counted again. */
+		assert_int_equal(failure(t, 7, now + 1), want - 1);
+		assert_int_equal(waiting(t, 7, now + w - 1), 1);
+		now += w;
+		want = want * 2 > RL_FAIL_MAX_MS ? RL_FAIL_MAX_MS : want * 2;
+	}
+	assert_int_equal(want, 60000);
+	ip4(ip, 7);
+	ratelimit_fail_record(t, ip, 4, now, &fi);
+	assert_int_equal(fi.rf_fails, RL_FAIL_FREE + 11);
+	assert_int_equal(fi.rf_wait, 60000);
+	/* Another address is not affected. */
+	assert_int_equal(waiting(t, 8, now), 0);
+	assert_int_equal(failure(t, 8, now), 0);
+	free(t);
+}
+
+/* A success ends the streak; so does RL_FAIL_FORGET_MS of quiet. */
+static void
+test_failtable_reset(void **state)
+{
+	struct rl_failtable	*t = failtable(64, 2);
+	struct rl_failinfo	 fi;
+	unsigned char		 ip[4];
+	int64_t			 now = 1000000;
+	int			 i;
+
+	for (i = 0; i < RL_FAIL_FREE + 3; i++)
+		now += failure(t, 9, now);
+	assert_int_equal(failure(t, 9, now), 8000);
+	ip4(ip, 9);
+	ratelimit_fail_reset(t, ip, 4);
+	assert_int_equal(waiting(t, 9, now), 0);
+	assert_int_equal(ratelimit_fail_check(t, ip, 4, now, &fi), 0);
+	assert_int_equal(fi.rf_fails, 0);
+	for (i = 0; i < RL_FAIL_FREE; i++)
+		assert_int_equal(failure(t, 9, now), 0);
+	assert_int_equal(failure(t, 9, now), 1000);
+	/* Forgotten after the wait plus RL_FAIL_FORGET_MS, not before. */
+	now += 1000 + RL_FAIL_FORGET_MS - 1;
+	assert_int_equal(failure(t, 9, now), 2000);
+	now += 2000 + RL_FAIL_FORGET_MS;
+	assert_int_equal(ratelimit_failtable_count(t, now), 0);
+	assert_int_equal(failure(t, 9, now), 0);
+	/* Resetting an unknown address is harmless. */
+	ip4(ip, 12345);
+	ratelimit_fail_reset(t, ip, 4);
+	assert_int_equal(ratelimit_failtable_count(t, now), 1);
+	free(t);
+}
+
+/*
+ * Bounded: a flood of addresses never grows the table; a waiting address
+ * outlives the flood (eviction takes addresses that are not waiting
+ * first); in a full set of waiting addresses, the one whose wait ends
+ * first goes.
+ */
+static void
+test_failtable_bounded(void **state)
+{
+	struct rl_failtable	*t = failtable(64, 3);
+	size_t			 size = ratelimit_failtable_size(64);
+	int64_t			 now = 100000;
+	uint32_t		 i;
+	int			 k;
+
+	assert_int_equal(ratelimit_failtable_size(1),
+	    ratelimit_failtable_size(RL_WAYS));
+	for (k = 0; k <= RL_FAIL_FREE + 6; k++)
+		now += failure(t, 1, now);		/* waits 60 s now */
+	assert_int_equal(failure(t, 1, now), 60000);
+	for (i = 2; i < 20000; i++) {
+		assert_int_equal(failure(t, i, now + i), 0);
+		assert_true(ratelimit_failtable_count(t, now + i) <= 64);
+	}
+	assert_int_equal(ratelimit_failtable_count(t, now + i), 64);
+	assert_int_equal(ratelimit_failtable_size(64), size);
+	assert_int_equal(waiting(t, 1, now + 20000), 40000);
+	free(t);
+
+	/* One set: eight waiting addresses, a ninth evicts the earliest. */
+	t = failtable(RL_WAYS, 4);
+	now = 100000;
+	for (i = 1; i <= RL_WAYS; i++)
+		for (k = 0; k <= RL_FAIL_FREE + 2; k++)
+			failure(t, i, now + (int64_t)i * 10);	/* 1 s; 2nd... */
+	for (i = 1; i <= RL_WAYS; i++)
+		assert_int_equal(waiting(t, i, now + 100), 1000 + i * 10 - 100);
+	for (k = 0; k <= RL_FAIL_FREE; k++)
+		failure(t, 100, now + 100);
+	assert_int_equal(waiting(t, 100, now + 100), 1000);
+	assert_int_equal(waiting(t, 1, now + 100), 0);	/* evicted */
+	for (i = 2; i <= RL_WAYS; i++)
+		assert_true(waiting(t, i, now + 100) > 0);
+	assert_int_equal(ratelimit_failtable_count(t, now + 100), RL_WAYS);
+	free(t);
+}
+
+/* rf_log: once per RL_FAIL_LOG_MS per address, for failures and checks. */
+static void
+test_failtable_log(void **state)
+{
+	struct rl_failtable	*t = failtable(64, 5);
+	struct rl_failinfo	 fi;
+	unsigned char		 a[4], b[4];
+	int64_t			 now = 700000, t0 = now;
+	int			 lines = 0, blines = 0;
+
+	ip4(a, 1);
+	ip4(b, 2);
+	for (; now < t0 + 10000; now += 7) {	/* 10 s of failures */
+		if (ratelimit_fail_check(t, a, 4, now, &fi) == 0)
+			ratelimit_fail_record(t, a, 4, now, &fi);
+		lines += fi.rf_log;
+	}
+	assert_true(lines >= 9 && lines <= 10);
+	ratelimit_fail_record(t, b, 4, now, &fi);
+	blines += fi.rf_log;
+	ratelimit_fail_record(t, b, 4, now + 999, &fi);
+	blines += fi.rf_log;
+	ratelimit_fail_record(t, b, 4, now + 1000, &fi);
+	blines += fi.rf_log;
+	assert_int_equal(blines, 2);
+	free(t);
+}
+
+/*
+ * Processes counting failures of the same addresses at the same time lose
+ * none: the parent claims T_FP_ADDRS entries with one failure each, three
+ * children, started together, add one each to every address in the same
+ * order so that they collide; every address then has exactly four.
+ */
+#define T_FP_ADDRS	20000
+#define T_FP_ENTRIES	131072
+
+static void
+test_failtable_processes(void **state)
+{
+	struct rl_failtable	*t;
+	struct rl_failinfo	 fi;
+	unsigned char		 ip[4];
+	size_t			 size = 64 + ratelimit_failtable_size(T_FP_ENTRIES);
+	char			*mem;
+	int			*go;
+	pid_t			 pid[3];
+	uint32_t		 a;
+	int			 i, status;
+
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(mem != MAP_FAILED);
+	go = (int *)mem;
+	t = ratelimit_failtable_init(mem + 64, T_FP_ENTRIES, 6);
+	for (a = 1; a <= T_FP_ADDRS; a++)
+		assert_int_equal(failure(t, a, 1000), 0);
+	for (i = 0; i < 3; i++) {
+		pid[i] = fork();
+		assert_true(pid[i] != -1);
+		if (pid[i] != 0)
+			continue;
+		while (!__atomic_load_n(go, __ATOMIC_SEQ_CST))
+			;
+		for (a = 1; a <= T_FP_ADDRS; a++)
+			failure(t, a, 1000 + i);
+		_exit(0);
+	}
+	__atomic_store_n(go, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	for (a = 1; a <= T_FP_ADDRS; a++) {
+		ip4(ip, a);
+		assert_int_equal(ratelimit_fail_check(t, ip, 4, 1003, &fi), 0);
+		assert_int_equal(fi.rf_fails, RL_FAIL_FREE);
+	}
+	assert_int_equal(ratelimit_failtable_count(t, 1003), T_FP_ADDRS);
+	munmap(mem, size);
+}
+
 int
 main(void)
 {
@@ -812,6 +1051,11 @@ main(void)
 		cmocka_unit_test(test_killed_midway),
 		cmocka_unit_test(test_iptable_lru),
 		cmocka_unit_test(test_iptable_flood),
+		cmocka_unit_test(test_failtable_backoff),
+		cmocka_unit_test(test_failtable_reset),
+		cmocka_unit_test(test_failtable_bounded),
+		cmocka_unit_test(test_failtable_log),
+		cmocka_unit_test(test_failtable_processes),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
