@@ -652,7 +652,7 @@ proxy_body_move(struct upconn *uc)
 	size_t			 len = evbuffer_get_length(uc->uc_in), n;
 	uint64_t		 payload;
 	ssize_t			 r, used;
-	int			 i, nv, more = 1;
+	int			 i, nv, more;
 
 	switch (uc->uc_body) {
 	case HTTP_BODY_NONE:
@@ -670,10 +670,10 @@ proxy_body_move(struct upconn *uc)
 	case HTTP_BODY_CHUNKED:
 		break;
 	}
-	while (more) {
+	do {
 		payload = uc->uc_chunked.hc_payload;
 		nv = evbuffer_peek(uc->uc_in, -1, NULL, v, 8);
-		more = nv > 8;		/* more slices than v[] shows */
+		more = nv > 0;
 		used = 0;
 		for (i = 0; i < nv && i < 8; i++) {
 			r = http_chunked_feed(&uc->uc_chunked, v[i].iov_base,
@@ -695,7 +695,7 @@ proxy_body_move(struct upconn *uc)
 			evbuffer_remove_buffer(uc->uc_in, out, (size_t)used);
 			uc->uc_bytes += (size_t)used;
 		}
-	}
+	} while (more && evbuffer_get_length(uc->uc_in) > 0);
 	return (http_chunked_done(&uc->uc_chunked));
 }
 

@@ -848,9 +848,10 @@ conn_admin_chunk(void *arg, const char *data, size_t n)
 /*
  * Count chunked body bytes from the input; -1 malformed, else consumed.
  * Everything buffered is fed, however many evbuffer chains it spans
- * (evbuffer_peek() shows 8 at a time): the parser takes whole slices until
- * the body ends, where the next request begins, so a round that used all
- * 8 slices is followed by another on what is left.
+ * (evbuffer_peek() shows 8 at a time, and with len -1 does not say how many
+ * there are): the parser takes whole slices until the body ends, where the
+ * next request begins, so while it took every slice shown the next round
+ * looks at what is left.  Each round drains bytes or stops: it ends.
  */
 static ssize_t
 conn_chunked(struct conn *c, struct evbuffer *in)
@@ -858,16 +859,16 @@ conn_chunked(struct conn *c, struct evbuffer *in)
 	struct evbuffer_iovec	 v[8];
 	http_data_cb		 cb = NULL;
 	ssize_t			 r, used, total = 0;
-	int			 i, n, proxied, more = 1;
+	int			 i, n, proxied, more;
 
 	proxied = c->c_up != NULL && c->c_state == CONN_BODY;
 	if (proxied)
 		cb = proxy_body_chunk;
 	else if (c->c_adm != NULL && c->c_state == CONN_BODY)
 		cb = conn_admin_chunk;
-	while (more) {
+	do {
 		n = evbuffer_peek(in, -1, NULL, v, 8);
-		more = n > 8;		/* more chains than v[] shows */
+		more = n > 0;
 		used = 0;
 		for (i = 0; i < n && i < 8; i++) {
 			r = http_chunked_feed(&c->c_chunked, v[i].iov_base,
@@ -883,7 +884,7 @@ conn_chunked(struct conn *c, struct evbuffer *in)
 		}
 		evbuffer_drain(in, (size_t)used);
 		total += used;
-	}
+	} while (more && evbuffer_get_length(in) > 0);
 	if (proxied)
 		proxy_body_flush(c);
 	c->c_body_bytes = c->c_chunked.hc_payload;
