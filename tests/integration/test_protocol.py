@@ -473,10 +473,12 @@ def test_max_connections_queue():
     c3 = None
     try:
         for i, c in enumerate((c1, c2), 1):
-            c.send(kg.raw_request("GET", "/echo/c%d" % i))
+            # The start of a second request comes in the same segment:
+            # the connection is busy from its first request on.
+            c.send(kg.raw_request("GET", "/echo/c%d" % i) +
+                   b"GET /echo/c%db HTTP/1.1\r\n" % i)
             kg.check_echo(c.read_response(), "GET", "/echo/c%d" % i,
                           what="connection %d" % i)
-            c.send(b"GET /echo/c%db HTTP/1.1\r\n" % i)	# busy now
         # The third connection completes in the kernel but is not served.
         c3 = kg.Conn(d.port)
         c3.send(kg.raw_request("GET", "/echo/c3"))
