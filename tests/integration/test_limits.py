@@ -107,6 +107,9 @@ def served(port, what):
 def test_nofile_raised_for_max_connections():
     # Soft limit 256, hard 4096: max_connections 1000 needs about 2000
     # descriptors (client + upstream each), which the hard limit allows.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4096 and os.geteuid() != 0:
+        kg.skip("the hard descriptor limit here is %d" % hard)
     d = start_nofile(kg.config("route * ^/ auth=anonymous", workers=1,
                                max_connections=1000), (256, 4096))
     w = d.wait_workers(1)[0]
@@ -282,8 +285,8 @@ def _trickle(port, target, what):
     j = kg.check_refusal(r, 408, "request_timeout", what)
     kg.check("body_deadline" in j["message"], "%s: message %r" %
              (what, j["message"]))
-    kg.check(0.8 <= took <= 3.5, "%s: 408 after %.2f s with body_deadline "
-             "1s" % (what, took))
+    kg.check(0.8 <= took <= 4.5, "%s: 408 after %.2f s with body_deadline "
+             "1s (body_timeout 5s)" % (what, took))
 
 
 @with_upstreams
@@ -347,8 +350,8 @@ def test_chunked_many_pieces_pipelined():
             r = c.read_response()
             took = time.monotonic() - t0
         kg.eq(r.status, 200, "%s: status (body %r)" % (target, r.body[:200]))
-        kg.check(took < 2.0, "%s: answered %.1f s after the body was all "
-                 "there" % (target, took))
+        kg.check(took < 3.5, "%s: answered %.1f s after the body was all "
+                 "there (body_timeout 4s)" % (target, took))
         j = json.loads(r.body.decode())
         kg.eq(j["body_bytes"], len(payload), "%s: body bytes" % target)
         if target.startswith("/up"):
