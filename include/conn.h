@@ -86,6 +86,7 @@ struct conn {
 	uint64_t		 c_body_left;
 	uint64_t		 c_body_bytes;
 	int64_t			 c_body_end_us;	/* body_deadline, monotonic; 0 */
+	int			 c_body_final;	/* c_timer ends at that deadline */
 	struct http_chunked	 c_chunked;
 	struct evbuffer		*c_pending;	/* echo body awaiting the request body */
 	struct upconn		*c_up;		/* upstream exchange, if proxied */

@@ -148,6 +148,7 @@ conn_body_timer(struct conn *c)
 	struct timeval	 tv;
 	int64_t		 left;
 
+	c->c_body_final = 0;
 	if (c->c_body_end_us != 0) {
 		left = c->c_body_end_us - util_mono_us();
 		if (left < (int64_t)w->w_conf->c_body_timeout * 1000) {
@@ -156,6 +157,7 @@ conn_body_timer(struct conn *c)
 			tv.tv_sec = (time_t)(left / 1000000);
 			tv.tv_usec = (suseconds_t)(left % 1000000);
 			evtimer_add(c->c_timer, &tv);
+			c->c_body_final = 1;
 			return;
 		}
 	}
@@ -170,13 +172,6 @@ conn_body_start(struct conn *c)
 
 	c->c_body_end_us = ms > 0 ? util_mono_us() + (int64_t)ms * 1000 : 0;
 	conn_body_timer(c);
-}
-
-/* Did the body's deadline pass? */
-static int
-conn_body_late(const struct conn *c)
-{
-	return (c->c_body_end_us != 0 && util_mono_us() >= c->c_body_end_us);
 }
 
 /*
@@ -1245,7 +1240,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_flush(c);
 		break;
 	case CONN_BODY:
-		conn_fail(c, 408, conn_body_late(c) ? "the request body was "
+		conn_fail(c, 408, c->c_body_final ? "the request body was "
 		    "not received within body_deadline" : "the request body "
 		    "was not received in time");
 		conn_flush(c);
