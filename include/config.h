@@ -76,6 +76,7 @@ struct config {
 	/* Timeouts in milliseconds. */
 	int			 c_header_timeout;
 	int			 c_body_timeout;
+	int			 c_body_deadline;	/* whole body; 0: none */
 	int			 c_keepalive_timeout;
 	int			 c_send_timeout;
 	int			 c_shutdown_timeout;

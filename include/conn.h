@@ -50,6 +50,8 @@ struct worker;
 
 struct conn {
 	TAILQ_ENTRY(conn)	 c_entry;
+	TAILQ_ENTRY(conn)	 c_idle_entry;	/* in w_idle while c_idle */
+	int			 c_idle;	/* reusable: see server_reuse() */
 	struct worker		*c_w;
 	int			 c_fd;
 	struct event		*c_ev_read;
@@ -61,6 +63,7 @@ struct conn {
 	struct event		*c_timer;
 	enum conn_state		 c_state;
 	int			 c_paused;	/* reading off: output back-pressure */
+	int			 c_pipewait;	/* reading off: input past w_pipemax */
 	int			 c_eof;		/* client shut its write side */
 	unsigned int		 c_nrequests;
 	char			 c_client[INET6_ADDRSTRLEN];
@@ -82,6 +85,8 @@ struct conn {
 	enum http_body		 c_body;
 	uint64_t		 c_body_left;
 	uint64_t		 c_body_bytes;
+	int64_t			 c_body_end_us;	/* body_deadline, monotonic; 0 */
+	int			 c_body_final;	/* c_timer ends at that deadline */
 	struct http_chunked	 c_chunked;
 	struct evbuffer		*c_pending;	/* echo body awaiting the request body */
 	struct upconn		*c_up;		/* upstream exchange, if proxied */
@@ -117,7 +122,15 @@ struct worker {
 	struct shm_worker	*w_stats;
 	struct shm_worker	 w_nostats;
 	TAILQ_HEAD(, conn)	 w_conns;
+	TAILQ_HEAD(, conn)	 w_idle;	/* reusable, oldest first */
 	int			 w_nconns;
+	int			 w_accept_paused;	/* accept(2) failed: wait */
+	struct event		*w_accept_timer;	/* ends that wait */
+	int64_t			 w_accept_log_us;	/* last accept error logged */
+	unsigned long		 w_accept_errors;	/* since then */
+	int64_t			 w_reuse_log_us;	/* last reuse logged */
+	unsigned long		 w_reused;		/* since then */
+	size_t			 w_pipemax;	/* input kept behind a response */
 	int			 w_stopping;
 	struct event		*w_sigs[3];
 	struct event		*w_stop_timer;

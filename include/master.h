@@ -27,6 +27,9 @@ struct master_opts {
 /* Bind and listen on addr; the fd, or -1 with a reason in err. */
 int	 master_bind(const struct listen_addr *, char *, size_t);
 
+/* Raise RLIMIT_NOFILE for max_connections, or warn that it cannot be. */
+void	 master_nofile(const struct config *);
+
 /* Create log files a worker must be able to reopen as the configured user. */
 int	 master_prepare_logs(const struct config *, char *, size_t);
 

@@ -173,6 +173,7 @@ static const struct directive directives[] = {
 	ENUM("log_level", c_log_level, log_levels, "info"),
 	NUM("header_timeout", DK_DURATION, c_header_timeout, 1, HOUR, "10s"),
 	NUM("body_timeout", DK_DURATION, c_body_timeout, 1, HOUR, "30s"),
+	NUM("body_deadline", DK_DURATION, c_body_deadline, 0, HOUR, "60s"),
 	NUM("keepalive_timeout", DK_DURATION, c_keepalive_timeout, 0, HOUR,
 	    "75s"),
 	NUM("send_timeout", DK_DURATION, c_send_timeout, 1, HOUR, "30s"),

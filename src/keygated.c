@@ -330,6 +330,7 @@ main(int argc, char *argv[])
 		goto fail;
 	if (conf->c_user == NULL && geteuid() == 0)
 		log_warnx("no \"user\" is configured: workers run as root");
+	master_nofile(conf);
 
 	/* Reloads read the file again after chdir("/"). */
 	if ((opts.mo_path = abspath = util_abspath(path)) == NULL ||

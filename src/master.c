@@ -14,6 +14,7 @@
 #ifdef HAVE_SYS_PRCTL_H
 #include <sys/prctl.h>
 #endif
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -51,6 +52,7 @@
 #define MASTER_READY_MS		10000	/* new workers must be serving by then */
 #define MASTER_CONFIRM_MS	50	/* how often to look whether they are */
 #define MASTER_USAGE_MS		10000	/* how often usage counters are saved */
+#define MASTER_NOFILE_SLACK	64	/* logs, journal, epoll, pipes, stdio */
 
 /* Which children master_signal_children() signals. */
 #define MASTER_ALL		0
@@ -146,6 +148,53 @@ fail:
 	if (fd != -1)
 		close(fd);
 	return (-1);
+}
+
+/*
+ * Raise RLIMIT_NOFILE to what a worker needs at max_connections: a client
+ * and an upstream descriptor per connection, the idle upstream pools, the
+ * listeners, and MASTER_NOFILE_SLACK for the rest.  The soft limit goes up
+ * to the hard one; past that only a privileged master can raise both, as
+ * nginx's worker_rlimit_nofile does.  Never lowered.  Workers inherit the
+ * limit when they are forked.  What cannot be had is said once, here: a
+ * worker that runs out of descriptors pauses accepting (server.c).
+ */
+void
+master_nofile(const struct config *conf)
+{
+	struct rlimit	 rl, want;
+	rlim_t		 need;
+	size_t		 i;
+
+	need = (rlim_t)conf->c_max_connections * 2 + config_nlisten(conf) +
+	    MASTER_NOFILE_SLACK;
+	for (i = 0; i < conf->c_nupstreams; i++)
+		if (conf->c_upstreams[i].u_type == UPSTREAM_HTTP)
+			need += (rlim_t)conf->c_upstreams[i].u_max_idle;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit RLIMIT_NOFILE");
+		return;
+	}
+	if (rl.rlim_cur >= need)	/* RLIM_INFINITY included */
+		return;
+	want.rlim_cur = need;
+	want.rlim_max = rl.rlim_max >= need ? rl.rlim_max : need;
+	if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+		log_info("descriptor limit (RLIMIT_NOFILE) raised from %llu to "
+		    "%llu for max_connections %d", (unsigned long long)
+		    rl.rlim_cur, (unsigned long long)need,
+		    conf->c_max_connections);
+		return;
+	}
+	want.rlim_cur = want.rlim_max = rl.rlim_max;
+	if (rl.rlim_max > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &want) == 0)
+		rl.rlim_cur = rl.rlim_max;
+	log_warnx("max_connections %d needs %llu descriptors per worker but "
+	    "the descriptor limit (RLIMIT_NOFILE) is %llu: raise it (ulimit "
+	    "-n, systemd LimitNOFILE=) or lower max_connections; a worker "
+	    "that runs out stops accepting for a moment",
+	    conf->c_max_connections, (unsigned long long)need,
+	    (unsigned long long)rl.rlim_cur);
 }
 
 /*
@@ -903,6 +952,7 @@ master_reload(struct master *m)
 		config_free(conf);
 		return;
 	}
+	master_nofile(conf);
 	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
 	if (strcmp(m->m_conf->c_state_dir, conf->c_state_dir) != 0 ||

@@ -638,7 +638,10 @@ proxy_payload_cb(void *arg, const char *p, size_t n)
 
 /*
  * Move response body bytes to the client: 1 once the body is complete,
- * 0 for more to come, -1 if the chunked coding is broken.
+ * 0 for more to come, -1 if the chunked coding is broken.  A chunked body
+ * is fed to its parser whole, 8 evbuffer slices per round, as long as the
+ * parser takes whole slices (it stops short only at the body's end); see
+ * conn_chunked() in server.c.
  */
 static int
 proxy_body_move(struct upconn *uc)
@@ -646,9 +649,9 @@ proxy_body_move(struct upconn *uc)
 	struct evbuffer		*out = uc->uc_client->c_out;
 	struct evbuffer_iovec	 v[8];
 	size_t			 len = evbuffer_get_length(uc->uc_in), n;
-	uint64_t		 payload = uc->uc_chunked.hc_payload;
-	ssize_t			 r, used = 0;
-	int			 i, nv;
+	uint64_t		 payload;
+	ssize_t			 r, used;
+	int			 i, nv, more;
 
 	switch (uc->uc_body) {
 	case HTTP_BODY_NONE:
@@ -666,25 +669,32 @@ proxy_body_move(struct upconn *uc)
 	case HTTP_BODY_CHUNKED:
 		break;
 	}
-	nv = evbuffer_peek(uc->uc_in, -1, NULL, v, 8);
-	for (i = 0; i < nv && i < 8; i++) {
-		r = http_chunked_feed(&uc->uc_chunked, v[i].iov_base,
-		    v[i].iov_len, uc->uc_dechunk ? proxy_payload_cb : NULL,
-		    out);
-		if (r < 0)
-			return (-1);
-		used += r;
-		if ((size_t)r < v[i].iov_len ||
-		    http_chunked_done(&uc->uc_chunked))
-			break;
-	}
-	if (uc->uc_dechunk) {
-		evbuffer_drain(uc->uc_in, (size_t)used);
-		uc->uc_bytes += uc->uc_chunked.hc_payload - payload;
-	} else {
-		evbuffer_remove_buffer(uc->uc_in, out, (size_t)used);
-		uc->uc_bytes += (size_t)used;
-	}
+	do {
+		payload = uc->uc_chunked.hc_payload;
+		nv = evbuffer_peek(uc->uc_in, -1, NULL, v, 8);
+		more = nv > 0;
+		used = 0;
+		for (i = 0; i < nv && i < 8; i++) {
+			r = http_chunked_feed(&uc->uc_chunked, v[i].iov_base,
+			    v[i].iov_len, uc->uc_dechunk ? proxy_payload_cb :
+			    NULL, out);
+			if (r < 0)
+				return (-1);
+			used += r;
+			if ((size_t)r < v[i].iov_len ||
+			    http_chunked_done(&uc->uc_chunked)) {
+				more = 0;
+				break;
+			}
+		}
+		if (uc->uc_dechunk) {
+			evbuffer_drain(uc->uc_in, (size_t)used);
+			uc->uc_bytes += uc->uc_chunked.hc_payload - payload;
+		} else {
+			evbuffer_remove_buffer(uc->uc_in, out, (size_t)used);
+			uc->uc_bytes += (size_t)used;
+		}
+	} while (more && evbuffer_get_length(uc->uc_in) > 0);
 	return (http_chunked_done(&uc->uc_chunked));
 }
 

@@ -21,6 +21,17 @@
  * Connections are only ever freed at the end of a libevent callback
  * (read, write, event, timer), never from inside conn_process(), so no code
  * below it has to wonder whether its struct conn still exists.
+ *
+ * What a client can make the worker hold is bounded.  Input: while a
+ * response is pending (CONN_PROXY) at most w_pipemax bytes of pipelined
+ * requests are read ahead; the socket is read again once the response is
+ * done.  A request body must arrive within body_deadline as a whole, not
+ * only body_timeout between reads.  Connections: at max_connections the
+ * worker closes the connection that has waited longest for a request (idle
+ * keep-alive, or never used: both are on w_idle, oldest first) to accept a
+ * new one, as nginx reuses its "reusable" connections.  Descriptors: when
+ * accept(2) fails (EMFILE...) the listeners are switched off for a moment
+ * instead of spinning on a readable listener.
  */
 
 #include <sys/types.h>
@@ -69,6 +80,9 @@
 #define SERVER_LINGER_MS	2000		/* drain input after the last response */
 #define SERVER_STOP_IDLE_MS	1000		/* idle keep-alive grace when stopping */
 #define SERVER_READ_SIZE	16384		/* bytes asked of one recv() */
+#define SERVER_ACCEPT_PAUSE_MS	500		/* accept(2) failed: wait */
+#define SERVER_LOG_EVERY_US	1000000		/* repeated warnings: 1/s */
+#define SERVER_PIPELINE_HDRS	4	/* read-ahead, in max_header_size */
 
 /* An admin request whose body is being read (the header is gone by then). */
 struct conn_admin {
@@ -78,6 +92,7 @@ struct conn_admin {
 };
 
 static void	 server_stop(struct worker *);
+static void	 server_listen_update(struct worker *);
 static void	 conn_admin_free(struct conn *);
 
 /* splitmix64: a cheap, well-mixed 64-bit step for request ids. */
@@ -118,6 +133,79 @@ static void
 conn_timer(struct conn *c, const struct timeval *tv)
 {
 	evtimer_add(c->c_timer, tv);
+}
+
+/*
+ * Arm the timer of a connection reading a body: body_timeout from now, or
+ * what is left until body_deadline if that comes first.  The common
+ * timeout serves the usual case; only the last stretch before the deadline
+ * takes an ordinary timer.
+ */
+static void
+conn_body_timer(struct conn *c)
+{
+	struct worker	*w = c->c_w;
+	struct timeval	 tv;
+	int64_t		 left;
+
+	c->c_body_final = 0;
+	if (c->c_body_end_us != 0) {
+		left = c->c_body_end_us - util_mono_us();
+		if (left < (int64_t)w->w_conf->c_body_timeout * 1000) {
+			if (left < 0)
+				left = 0;
+			tv.tv_sec = (time_t)(left / 1000000);
+			tv.tv_usec = (suseconds_t)(left % 1000000);
+			evtimer_add(c->c_timer, &tv);
+			c->c_body_final = 1;
+			return;
+		}
+	}
+	conn_timer(c, w->w_tv_body);
+}
+
+/* A body begins (header section done): set its deadline and its timer. */
+static void
+conn_body_start(struct conn *c)
+{
+	int	 ms = c->c_w->w_conf->c_body_deadline;
+
+	c->c_body_end_us = ms > 0 ? util_mono_us() + (int64_t)ms * 1000 : 0;
+	conn_body_timer(c);
+}
+
+/*
+ * w_idle holds the connections the worker may close to make room for a new
+ * one: those waiting for a request (CONN_IDLE) with nothing buffered either
+ * way, which a client may see closed at any time anyway (keepalive_timeout,
+ * header_timeout).  Oldest first: a connection goes to the tail when it
+ * becomes idle and leaves when its next request begins or it closes.
+ */
+static void
+conn_idle_add(struct conn *c)
+{
+	struct worker	*w = c->c_w;
+
+	if (c->c_idle)
+		return;
+	TAILQ_INSERT_TAIL(&w->w_idle, c, c_idle_entry);
+	c->c_idle = 1;
+	if (w->w_nconns >= w->w_conf->c_max_connections)
+		server_listen_update(w);
+}
+
+/* Take c off the reusable list: a request begins, or it closes. */
+static void
+conn_idle_remove(struct conn *c)
+{
+	struct worker	*w = c->c_w;
+
+	if (!c->c_idle)
+		return;
+	TAILQ_REMOVE(&w->w_idle, c, c_idle_entry);
+	c->c_idle = 0;
+	if (w->w_nconns >= w->w_conf->c_max_connections)
+		server_listen_update(w);
 }
 
 /*
@@ -282,6 +370,7 @@ conn_fail(struct conn *c, int status, const char *cause)
 	if (c->c_up != NULL) {
 		started = proxy_response_started(c);
 		proxy_detach(c);
+		c->c_upwait = 0;
 		if (started) {		/* too late to answer: just close */
 			c->c_state = CONN_CLOSING;
 			conn_timer(c, c->c_w->w_tv_send);
@@ -374,7 +463,7 @@ conn_refuse_request(struct conn *c, int status, const char *code,
 		return;
 	}
 	c->c_state = CONN_DISCARD;
-	conn_timer(c, c->c_w->w_tv_body);
+	conn_body_start(c);
 }
 
 /*
@@ -395,7 +484,7 @@ conn_await_body(struct conn *c, void (*respond)(struct conn *))
 	    evbuffer_get_length(c->c_in) == 0)
 		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	c->c_state = CONN_BODY;
-	conn_timer(c, c->c_w->w_tv_body);
+	conn_body_start(c);
 }
 
 /* Serve a request through its route's upstream. */
@@ -411,7 +500,7 @@ conn_serve(struct conn *c, const struct route *r)
 		if (c->c_state == CONN_PROXY)
 			evtimer_del(c->c_timer);	/* the upstream's timers rule */
 		else if (c->c_state == CONN_BODY)
-			conn_timer(c, w->w_tv_body);
+			conn_body_start(c);
 		return;
 	}
 	if (c->c_pending == NULL && (c->c_pending = evbuffer_new()) == NULL) {
@@ -834,31 +923,46 @@ conn_admin_chunk(void *arg, const char *data, size_t n)
 	evbuffer_add(c->c_pending, data, n);
 }
 
-/* Count chunked body bytes from the input; -1 malformed, else consumed. */
+/*
+ * Count chunked body bytes from the input; -1 malformed, else consumed.
+ * Everything buffered is fed, however many evbuffer chains it spans
+ * (evbuffer_peek() shows 8 at a time, and with len -1 does not say how many
+ * there are): the parser takes whole slices until the body ends, where the
+ * next request begins, so while it took every slice shown the next round
+ * looks at what is left.  Each round drains bytes or stops: it ends.
+ */
 static ssize_t
 conn_chunked(struct conn *c, struct evbuffer *in)
 {
 	struct evbuffer_iovec	 v[8];
 	http_data_cb		 cb = NULL;
-	ssize_t			 r, total = 0;
-	int			 i, n, proxied;
+	ssize_t			 r, used, total = 0;
+	int			 i, n, proxied, more;
 
 	proxied = c->c_up != NULL && c->c_state == CONN_BODY;
 	if (proxied)
 		cb = proxy_body_chunk;
 	else if (c->c_adm != NULL && c->c_state == CONN_BODY)
 		cb = conn_admin_chunk;
-	n = evbuffer_peek(in, -1, NULL, v, 8);
-	for (i = 0; i < n && i < 8; i++) {
-		r = http_chunked_feed(&c->c_chunked, v[i].iov_base,
-		    v[i].iov_len, cb, c);
-		if (r < 0)
-			return (-1);
-		total += r;
-		if ((size_t)r < v[i].iov_len || http_chunked_done(&c->c_chunked))
-			break;
-	}
-	evbuffer_drain(in, (size_t)total);
+	do {
+		n = evbuffer_peek(in, -1, NULL, v, 8);
+		more = n > 0;
+		used = 0;
+		for (i = 0; i < n && i < 8; i++) {
+			r = http_chunked_feed(&c->c_chunked, v[i].iov_base,
+			    v[i].iov_len, cb, c);
+			if (r < 0)
+				return (-1);
+			used += r;
+			if ((size_t)r < v[i].iov_len ||
+			    http_chunked_done(&c->c_chunked)) {
+				more = 0;
+				break;
+			}
+		}
+		evbuffer_drain(in, (size_t)used);
+		total += used;
+	} while (more && evbuffer_get_length(in) > 0);
 	if (proxied)
 		proxy_body_flush(c);
 	c->c_body_bytes = c->c_chunked.hc_payload;
@@ -912,7 +1016,7 @@ conn_body(struct conn *c)
 		done = http_chunked_done(&c->c_chunked);
 	}
 	if (!done) {
-		conn_timer(c, c->c_w->w_tv_body);
+		conn_body_timer(c);
 		return (0);
 	}
 	c->c_body = HTTP_BODY_NONE;
@@ -940,6 +1044,10 @@ conn_next(struct conn *c)
 {
 	struct worker	*w = c->c_w;
 
+	if (c->c_pipewait) {		/* the response is done: read on */
+		c->c_pipewait = 0;
+		conn_reading(c, 1);
+	}
 	if (!c->c_keepalive || w->w_stopping || c->c_eof) {
 		c->c_state = CONN_CLOSING;
 		conn_timer(c, w->w_tv_send);
@@ -957,6 +1065,7 @@ conn_next(struct conn *c)
 static void
 conn_begin(struct conn *c)
 {
+	conn_idle_remove(c);
 	c->c_state = CONN_HEADERS;
 	c->c_start_us = util_mono_us();
 	c->c_start_ms = util_now_ms();
@@ -998,7 +1107,17 @@ conn_process(struct conn *c)
 				return;
 			break;
 		case CONN_PROXY:
-			return;		/* pipelined requests wait their turn */
+			/*
+			 * Pipelined requests wait their turn, but only so
+			 * many of them: past w_pipemax bytes the socket is
+			 * left unread until the response is done (conn_next).
+			 */
+			if (evbuffer_get_length(in) >= c->c_w->w_pipemax &&
+			    !c->c_pipewait) {
+				c->c_pipewait = 1;
+				conn_reading(c, 0);
+			}
+			return;
 		case CONN_CLOSING:
 		case CONN_LINGER:
 		case CONN_DEAD:
@@ -1008,15 +1127,23 @@ conn_process(struct conn *c)
 	}
 }
 
-/* Start or stop watching the socket for reading. */
+/*
+ * Start or stop watching the socket for reading.  Reading starts only if
+ * nothing holds it off: the client's EOF, output back-pressure (c_paused),
+ * an upstream that does not take the body as fast (c_upwait), pipelined
+ * input past w_pipemax (c_pipewait).  Each is cleared by the party that
+ * set it, which then calls this again.
+ */
 void
 conn_reading(struct conn *c, int on)
 {
-	if (on && !c->c_reading && !c->c_eof)
+	on = on && !c->c_eof && !c->c_paused && !c->c_upwait &&
+	    !c->c_pipewait;
+	if (on && !c->c_reading)
 		event_add(c->c_ev_read, NULL);
 	else if (!on && c->c_reading)
 		event_del(c->c_ev_read);
-	c->c_reading = on && !c->c_eof;
+	c->c_reading = on;
 }
 
 /*
@@ -1034,7 +1161,7 @@ conn_linger(struct conn *c)
 		return;
 	}
 	c->c_state = CONN_LINGER;
-	c->c_paused = 0;
+	c->c_paused = c->c_upwait = c->c_pipewait = 0;
 	conn_reading(c, 1);
 	conn_timer(c, c->c_w->w_tv_linger);
 }
@@ -1082,9 +1209,12 @@ conn_flush(struct conn *c)
 		if (c->c_paused) {
 			c->c_paused = 0;
 			conn_reading(c, 1);
-		} else if (c->c_state != CONN_IDLE ||
-		    evbuffer_get_length(c->c_in) == 0)
+		} else if (c->c_state != CONN_IDLE)
 			return;
+		else if (evbuffer_get_length(c->c_in) == 0) {
+			conn_idle_add(c);	/* waits for its next request */
+			return;
+		}
 		/* Requests that waited behind a response, or past a pause. */
 		conn_process(c);
 	}
@@ -1193,7 +1323,9 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_flush(c);
 		break;
 	case CONN_BODY:
-		conn_fail(c, 408, "the request body was not received in time");
+		conn_fail(c, 408, c->c_body_final ? "the request body was "
+		    "not received within body_deadline" : "the request body "
+		    "was not received in time");
 		conn_flush(c);
 		break;
 	case CONN_PROXY:
@@ -1212,9 +1344,9 @@ void
 conn_free(struct conn *c)
 {
 	struct worker	*w = c->c_w;
-	size_t		 i;
 
 	proxy_detach(c);
+	conn_idle_remove(c);
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
 	w->w_nconns--;
 	SHM_SUB(&w->w_stats->sw_active, 1);
@@ -1233,11 +1365,11 @@ conn_free(struct conn *c)
 			event_base_loopexit(w->w_base, NULL);
 		return;
 	}
-	if (!w->w_accepting && w->w_nconns < w->w_conf->c_max_connections) {
-		for (i = 0; i < w->w_nlisteners; i++)
-			evconnlistener_enable(w->w_listeners[i]);
-		w->w_accepting = 1;
+	if (w->w_accept_paused) {	/* a descriptor is free again */
+		w->w_accept_paused = 0;
+		evtimer_del(w->w_accept_timer);
 	}
+	server_listen_update(w);
 }
 
 /* The connection's memory, events and buffers; NULL if out of memory. */
@@ -1275,6 +1407,68 @@ conn_alloc(struct worker *w, int fd)
 	return (c);
 }
 
+/* 1 if a warning repeated at *last_us may be logged now (once a second). */
+static int
+server_log_due(int64_t *last_us)
+{
+	int64_t	 now = util_mono_us();
+
+	if (*last_us != 0 && now - *last_us < SERVER_LOG_EVERY_US)
+		return (0);
+	*last_us = now;
+	return (1);
+}
+
+/*
+ * Switch the listeners on or off as the worker's state says: off while
+ * stopping or after accept(2) failed (w_accept_paused), and at
+ * max_connections unless a reusable connection can make room (see
+ * server_reuse()).  Cheap when nothing changes.
+ */
+static void
+server_listen_update(struct worker *w)
+{
+	size_t	 i;
+	int	 on;
+
+	on = !w->w_stopping && !w->w_accept_paused &&
+	    (w->w_nconns < w->w_conf->c_max_connections ||
+	    !TAILQ_EMPTY(&w->w_idle));
+	if (on == w->w_accepting)
+		return;
+	for (i = 0; i < w->w_nlisteners; i++) {
+		if (on)
+			evconnlistener_enable(w->w_listeners[i]);
+		else
+			evconnlistener_disable(w->w_listeners[i]);
+	}
+	w->w_accepting = on;
+}
+
+/*
+ * At max_connections, make room for the connection being accepted: close
+ * the one that has waited longest for a request (the head of w_idle).
+ * nginx does the same when worker_connections run out, rather than leave
+ * new clients waiting while idle keep-alive connections hold every slot.
+ */
+static void
+server_reuse(struct worker *w)
+{
+	struct conn	*c;
+
+	if (w->w_nconns < w->w_conf->c_max_connections ||
+	    (c = TAILQ_FIRST(&w->w_idle)) == NULL)
+		return;
+	w->w_reused++;
+	if (server_log_due(&w->w_reuse_log_us)) {
+		log_warnx("max_connections (%d) reached: closing idle "
+		    "connections to accept new ones (%lu in the last second)",
+		    w->w_conf->c_max_connections, w->w_reused);
+		w->w_reused = 0;
+	}
+	conn_free(c);
+}
+
 /* A new connection from a listener. */
 static void
 server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
@@ -1283,9 +1477,9 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	struct worker	*w = arg;
 	struct conn	*c;
 	int		 one = 1;
-	size_t		 i;
 	const void	*addr;
 
+	server_reuse(w);
 	if ((c = conn_alloc(w, fd)) == NULL) {
 		log_warnx("out of memory accepting a connection");
 		close(fd);
@@ -1316,21 +1510,51 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	c->c_state = CONN_IDLE;
 	/* The first request gets header_timeout, as in nginx. */
 	conn_timer(c, w->w_tv_header);
-
-	if (w->w_nconns >= w->w_conf->c_max_connections && w->w_accepting) {
-		for (i = 0; i < w->w_nlisteners; i++)
-			evconnlistener_disable(w->w_listeners[i]);
-		w->w_accepting = 0;
-	}
+	conn_idle_add(c);
+	server_listen_update(w);
 }
 
-/* accept(2) failed: log it; EMFILE and the like must not spin the loop. */
+/*
+ * accept(2) failed for want of something: EMFILE, ENFILE, ENOBUFS, ENOMEM
+ * (libevent retries EAGAIN, EINTR and ECONNABORTED itself).  The
+ * connection stays queued and the listener readable, so accepting again
+ * at once would spin the loop.  Stop accepting for SERVER_ACCEPT_PAUSE_MS,
+ * or until one of this worker's connections closes and gives a descriptor
+ * back (conn_free()), whichever comes first, as nginx does; other workers
+ * go on accepting meanwhile.  Logged once a second at most.
+ */
 static void
 server_accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	int	 err = EVUTIL_SOCKET_ERROR();
+	struct worker	*w = arg;
+	struct timeval	 tv;
+	int		 err = EVUTIL_SOCKET_ERROR();
 
-	log_warnx("accept: %s", evutil_socket_error_to_string(err));
+	w->w_accept_errors++;
+	if (server_log_due(&w->w_accept_log_us)) {
+		log_warnx("accept: %s%s; not accepting for %d ms (%lu "
+		    "failures in the last second)",
+		    evutil_socket_error_to_string(err), err == EMFILE ?
+		    " (raise the descriptor limit, RLIMIT_NOFILE, or lower "
+		    "max_connections)" : "", SERVER_ACCEPT_PAUSE_MS,
+		    w->w_accept_errors);
+		w->w_accept_errors = 0;
+	}
+	w->w_accept_paused = 1;
+	server_listen_update(w);
+	tv.tv_sec = SERVER_ACCEPT_PAUSE_MS / 1000;
+	tv.tv_usec = (SERVER_ACCEPT_PAUSE_MS % 1000) * 1000;
+	evtimer_add(w->w_accept_timer, &tv);
+}
+
+/* The pause after a failed accept(2) is over: try again. */
+static void
+server_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*w = arg;
+
+	w->w_accept_paused = 0;
+	server_listen_update(w);
 }
 
 /*
@@ -1353,6 +1577,8 @@ server_stop(struct worker *w)
 		evconnlistener_free(w->w_listeners[i]);
 	w->w_nlisteners = 0;
 	w->w_accepting = 0;
+	if (w->w_accept_timer != NULL)
+		evtimer_del(w->w_accept_timer);
 	TAILQ_FOREACH(c, &w->w_conns, c_entry) {
 		if (c->c_state == CONN_IDLE)
 			conn_timer(c, w->w_tv_stopidle);
@@ -1495,7 +1721,9 @@ server_setup(struct worker *w)
 	w->w_stop_timer = evtimer_new(w->w_base, server_stop_timeout_cb, w);
 	w->w_parent_timer = event_new(w->w_base, -1, EV_PERSIST,
 	    server_parent_cb, w);
-	if (w->w_stop_timer == NULL || w->w_parent_timer == NULL)
+	w->w_accept_timer = evtimer_new(w->w_base, server_accept_resume_cb, w);
+	if (w->w_stop_timer == NULL || w->w_parent_timer == NULL ||
+	    w->w_accept_timer == NULL)
 		return (-1);
 	if (proxy_init(w) == -1)
 		return (-1);
@@ -1542,6 +1770,8 @@ server_teardown(struct worker *w)
 		event_free(w->w_stop_timer);
 	if (w->w_parent_timer != NULL)
 		event_free(w->w_parent_timer);
+	if (w->w_accept_timer != NULL)
+		event_free(w->w_accept_timer);
 	proxy_teardown(w);
 	journal_close(&w->w_journal);
 	accesslog_close(w->w_alog);
@@ -1560,6 +1790,7 @@ server_run(const struct server_env *env)
 
 	memset(&w, 0, sizeof(w));
 	TAILQ_INIT(&w.w_conns);
+	TAILQ_INIT(&w.w_idle);
 	w.w_env = env;
 	w.w_conf = env->se_conf;
 	w.w_stats = env->se_slot >= 0 ? &env->se_shm->sh_workers[env->se_slot] :
@@ -1568,6 +1799,7 @@ server_run(const struct server_env *env)
 	w.w_limits.hl_max_header = w.w_conf->c_max_header_size;
 	/* Room for a few skipped empty lines past the header limit. */
 	w.w_scanmax = w.w_conf->c_max_header_size + 16;
+	w.w_pipemax = SERVER_PIPELINE_HDRS * w.w_conf->c_max_header_size;
 	w.w_date_sec = -1;
 	if (RAND_bytes((unsigned char *)&w.w_reqid_seed,
 	    sizeof(w.w_reqid_seed)) != 1)

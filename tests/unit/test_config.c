@@ -122,6 +122,7 @@ test_defaults(void **state)
 	assert_int_equal(c->c_log_level, LOGLEVEL_INFO);
 	assert_int_equal(c->c_header_timeout, 10000);
 	assert_int_equal(c->c_body_timeout, 30000);
+	assert_int_equal(c->c_body_deadline, 60000);
 	assert_int_equal(c->c_keepalive_timeout, 75000);
 	assert_int_equal(c->c_send_timeout, 30000);
 	assert_int_equal(c->c_shutdown_timeout, 10000);
@@ -156,6 +157,7 @@ test_values(void **state)
 	    "log_level debug\n"
 	    "header_timeout 500ms\n"
 	    "body_timeout 2m\n"
+	    "body_deadline 0\n"
 	    "keepalive_timeout 0\n"
 	    "send_timeout 1h\n"
 	    "shutdown_timeout 7\n"
@@ -176,6 +178,7 @@ test_values(void **state)
 	assert_int_equal(c->c_log_level, LOGLEVEL_DEBUG);
 	assert_int_equal(c->c_header_timeout, 500);
 	assert_int_equal(c->c_body_timeout, 120000);
+	assert_int_equal(c->c_body_deadline, 0);
 	assert_int_equal(c->c_keepalive_timeout, 0);
 	assert_int_equal(c->c_send_timeout, 3600000);
 	assert_int_equal(c->c_shutdown_timeout, 7000);
@@ -656,6 +659,10 @@ static const struct {
 	    "range (1ms..1h)" },
 	{ "keepalive_timeout 3601s\n", NAME ":1: \"keepalive_timeout\": "
 	    "\"3601s\" is out of range (0..1h)" },
+	{ "body_deadline 61m\n", NAME ":1: \"body_deadline\": \"61m\" is out "
+	    "of range (0..1h)" },
+	{ "body_deadline 5x\n",
+	    NAME ":1: \"body_deadline\": invalid duration \"5x\"" },
 	{ "send_timeout 99999999999999999999999h\n", NAME ":1: "
 	    "\"send_timeout\": \"99999999999999999999999h\" is out of range "
 	    "(1ms..1h)" },
