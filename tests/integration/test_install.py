@@ -21,7 +21,6 @@ $KEYGATE_BUILDDIR.
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 
@@ -156,11 +155,19 @@ def test_directories():
             kg.eq(stat.S_IMODE(os.stat(p).st_mode), mode, "mode of " + p)
 
 
+def built_sample():
+    return read(os.path.join(BUILDDIR, "contrib", "keygate.conf"))
+
+
 def test_sample_config():
     conf = conf_path()
     kg.check(os.path.isfile(conf), "no sample configuration at " + conf)
-    text = no_placeholder(conf)
-    kg.eq(text, read(conf + ".default"), "keygate.conf.default")
+    text = no_placeholder(conf + ".default")
+    kg.check(text == built_sample(),
+             "keygate.conf.default is not this build's contrib/keygate.conf")
+    # (An operator's keygate.conf may differ, in an installcheck.)
+    if not INSTALLED:
+        kg.check(read(conf) == text, "keygate.conf is not the sample")
     # The defaults it documents are this build's.
     for line in ("#pidfile\t" + default_pidfile(),
                  "#state_dir\t" + os.path.join(D["localstatedir"], "lib",
@@ -243,6 +250,49 @@ def test_unit_verify():
     kg.eq(r.stdout.strip(), "", "systemd-analyze verify output")
 
 
+def exec_lines(cmds, mainpid):
+    """
+    Run a unit's commands as systemd does: in order, $MAINPID replaced,
+    stopping at the first failure.  The index of the failed one (None if
+    all succeeded) and its output.
+    """
+    for i, cmd in enumerate(cmds):
+        argv = [str(mainpid) if a == "$MAINPID" else a for a in cmd.split()]
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=30)
+        if r.returncode != 0:
+            return i, r.stdout
+    return None, ""
+
+
+def test_unit_reload():
+    """The unit's ExecReload= fails on a broken file, and reloads a good one."""
+    if INSTALLED:
+        raise kg.Skip("runs the build's keygated in make check")
+    unit = os.path.join(BUILDDIR, "contrib", "keygated.service")
+    conf = os.path.join(D["sysconfdir"], "keygate", "keygate.conf")
+    keygated = os.path.join(D["sbindir"], "keygated")
+    d = kg.start(kg.config("route * ^/ auth=anonymous"))
+    cmds = [v.replace(keygated, kg.binary()).replace(conf, d.conf_path)
+            for k, v in unit_settings(read(unit)) if k == "ExecReload"]
+    good = read(d.conf_path)
+    with open(d.conf_path, "a") as f:
+        f.write("no_such_directive 1\n")
+    failed, out = exec_lines(cmds, d.master_pid)
+    kg.eq(failed, 0, "the command that failed the reload of a broken file")
+    kg.check("no_such_directive" in out, "the failed reload said %r" % out)
+    with open(d.conf_path, "w") as f:
+        f.write(good)
+    failed, out = exec_lines(cmds, d.master_pid)
+    kg.eq(failed, None, "a failed command in the reload of a good file "
+          "(%r)" % out)
+    d.wait_log(r"configuration reloaded", timeout=10)
+    kg.check("reload failed" not in d.errlog_text(),
+             "the master was signalled with the broken file")
+    kg.eq(kg.get(d.port, "/x").status, 200, "a request after the reload")
+
+
 def test_reinstall_keeps_edited_config():
     """A second make install keeps the operator's files in sysconfdir."""
     conf = conf_path()
@@ -250,7 +300,7 @@ def test_reinstall_keeps_edited_config():
     orig_conf, orig_lr = read(conf), read(lr)
     try:
         with open(conf, "a") as f:
-            f.write("workers 1\t# edited by test_install\n")
+            f.write("# edited by test_install\n")
         with open(lr, "a") as f:
             f.write("# edited by test_install\n")
         edited_conf, edited_lr = read(conf), read(lr)
@@ -260,7 +310,7 @@ def test_reinstall_keeps_edited_config():
                  "a second make install overwrote the edited keygate.conf")
         kg.check(read(lr) == edited_lr,
                  "a second make install overwrote the edited logrotate file")
-        kg.check(read(conf + ".default") == orig_conf,
+        kg.check(read(conf + ".default") == built_sample(),
                  "a second make install did not put keygate.conf.default")
         kg.check("keeping %s" % os.path.join(D["sysconfdir"], "keygate",
                                              "keygate.conf") in out,
@@ -271,6 +321,9 @@ def test_reinstall_keeps_edited_config():
     finally:
         with open(conf, "w") as f:
             f.write(orig_conf)
+        if not os.path.exists(conf + ".default"):
+            with open(conf + ".default", "w") as f:
+                f.write(built_sample())
         with open(lr, "w") as f:
             f.write(orig_lr)
 
@@ -312,6 +365,6 @@ def test_pidfile_dir_created():
 
 
 kg.run([test_pidfile_dir_created, test_programs_and_docs, test_directories, test_sample_config,
-        test_compiled_defaults_match, test_unit, test_unit_verify,
+        test_compiled_defaults_match, test_unit, test_unit_verify, test_unit_reload,
         test_reinstall_keeps_edited_config,
         test_uninstall_keeps_edited_config])

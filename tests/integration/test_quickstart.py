@@ -15,7 +15,6 @@ and one that was there before is left alone.
 import os
 import signal
 import subprocess
-import time
 
 import kgtest as kg
 
