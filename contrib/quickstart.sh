@@ -28,10 +28,11 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # What building and running keygated needs (demo), and what the tests add:
 # cmocka for the unit tests, python3 for the integration tests, clang and
 # its runtime for the fuzz targets, nginx for the auth_request test, and
-# systemd-analyze (package systemd) to verify the installed unit.
+# systemd-analyze (package systemd) to verify the installed unit, which
+# also checks that the unit's /bin/kill (package procps) exists.
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
 libpcre2-dev libjansson-dev libssl-dev curl"
-TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd"
+TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps"
 # Any of these serves the nginx test; nginx-light is installed if none is.
 NGINX_PACKAGES="nginx nginx-light nginx-core nginx-full nginx-extras"
 

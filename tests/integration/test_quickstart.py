@@ -24,7 +24,7 @@ DEMO_ONLY = {"build-essential", "autoconf", "automake", "pkg-config",
              "libevent-dev", "libpcre2-dev", "libjansson-dev", "libssl-dev",
              "curl"}
 TEST_ADDS = {"libcmocka-dev", "python3", "clang", "libclang-rt-dev",
-             "systemd"}
+             "systemd", "procps"}
 LOCK = "-o DPkg::Lock::Timeout=600"
 
 STUBS = {
