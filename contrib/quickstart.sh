@@ -10,50 +10,97 @@
 #                                   ASan/UBSan build + make check, the libFuzzer
 #                                   targets for FUZZ_SECONDS (default 60) each,
 #                                   and make distcheck
+#   sh contrib/quickstart.sh deps demo|test
+#                                   only install what demo or test needs
 #
-# Builds happen out of tree in _build, _build-asan and _build-fuzz.
+# Builds happen out of tree in _build, _build-asan and _build-fuzz.  The
+# test step reconfigures a build directory whose configure arguments differ
+# from the ones it needs (a _build left by demo has no --enable-debug).
+#
+# apt-get waits up to 10 minutes for the dpkg lock (another apt-get or
+# unattended-upgrades) instead of failing.
 set -eu
 
 cd "$(dirname "$0")/.."
 top=$(pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# What building and running keygated needs (demo), and what the tests add:
+# cmocka for the unit tests, python3 for the integration tests, clang and
+# its runtime for the fuzz targets, nginx for the auth_request test, and
+# systemd-analyze (package systemd) to verify the installed unit, which
+# also checks that the unit's /bin/kill (package procps) exists.
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
-libpcre2-dev libjansson-dev libssl-dev libcmocka-dev python3 curl clang \
-libclang-rt-dev"
-# The nginx auth_request integration test runs a private nginx.
-TEST_PACKAGES="nginx-light"
+libpcre2-dev libjansson-dev libssl-dev curl"
+TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps"
+# Any of these serves the nginx test; nginx-light is installed if none is.
+NGINX_PACKAGES="nginx nginx-light nginx-core nginx-full nginx-extras"
+
+APT_OPTS="-o DPkg::Lock::Timeout=600"
+# (The tests of this script point it elsewhere.)
+policy_rc_d=${QUICKSTART_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+
+# installed PACKAGE: is it installed (not merely known to dpkg)?
+installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null |
+	    grep -q ' installed$'
+}
+
+norc=
+# A policy-rc.d made by deps() goes away however the script ends.
+cleanup() {
+	if [ -n "$norc" ]; then
+		rm -f "$policy_rc_d"
+		norc=
+	fi
+}
+trap cleanup EXIT
+trap 'cleanup; trap - INT; kill -INT $$' INT
+trap 'cleanup; trap - TERM; kill -TERM $$' TERM
 
 # deps PACKAGE...: install what is missing.
 deps() {
 	if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
 	missing=
 	for p in "$@"; do
-		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+		installed "$p" || missing="$missing $p"
 	done
 	[ -z "$missing" ] && return 0
 	echo "quickstart: installing$missing"
-	$sudo apt-get update -qq
+	# shellcheck disable=SC2086 # APT_OPTS and missing are word lists
+	$sudo apt-get $APT_OPTS update -qq
 	# Installing nginx must not start a system nginx on port 80.
-	norc=
-	if [ "$(id -u)" -eq 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
+	if [ "$(id -u)" -eq 0 ] && [ ! -e "$policy_rc_d" ]; then
 		norc=1
+		printf '#!/bin/sh\nexit 101\n' >"$policy_rc_d"
+		chmod 755 "$policy_rc_d"
 	fi
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing \
-	    >/dev/null
-	[ -n "$norc" ] && rm -f /usr/sbin/policy-rc.d
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get $APT_OPTS install -y -qq \
+	    $missing >/dev/null
+	cleanup
 	return 0
 }
 
-# build DIR [configure arguments...]
+# nginx_package: nothing if an nginx package is installed, else nginx-light.
+nginx_package() {
+	for p in $NGINX_PACKAGES; do
+		installed "$p" && return 0
+	done
+	echo nginx-light
+}
+
+# build DIR [configure arguments...]: configure DIR with exactly these
+# arguments (again if config.status was made with others), then make.
 build() {
 	dir=$1
 	shift
 	[ -x configure ] || autoreconf -fi
 	mkdir -p "$dir"
-	(cd "$dir" && { [ -f Makefile ] || "$top/configure" "$@"; } &&
+	(cd "$dir" &&
+	    { [ -f Makefile ] && [ -x config.status ] &&
+	      [ "$(./config.status --config)" = "$*" ] ||
+	      "$top/configure" "$@"; } &&
 	    make -j"$jobs")
 }
 
@@ -68,9 +115,32 @@ summary() {
 }
 
 case "${1:-}" in
+deps)
+	case "${2:-}" in
+	demo)
+		# shellcheck disable=SC2086
+		deps $PACKAGES
+		;;
+	test)
+		nginx=$(nginx_package)
+		# shellcheck disable=SC2086
+		deps $PACKAGES $TEST_PACKAGES $nginx
+		;;
+	*)
+		echo "usage: sh contrib/quickstart.sh deps demo|test" >&2
+		exit 2
+		;;
+	esac
+	;;
 demo)
+	# shellcheck disable=SC2086
 	deps $PACKAGES
-	build _build
+	# Any configuration will do for the demo: reuse _build as it is.
+	if [ -f _build/Makefile ]; then
+		(cd _build && make -j"$jobs")
+	else
+		build _build
+	fi
 	# The demo's admin API token: made once, kept with the demo's keys.
 	mkdir -p demo-state && chmod 700 demo-state
 	if [ ! -s demo-state/admin.token ]; then
@@ -82,7 +152,9 @@ demo)
 	exec ./_build/src/keygated -f -c contrib/keygate-demo.conf
 	;;
 test)
-	deps $PACKAGES $TEST_PACKAGES
+	nginx=$(nginx_package)
+	# shellcheck disable=SC2086
+	deps $PACKAGES $TEST_PACKAGES $nginx
 	autoreconf -fi
 	status=0
 	echo "== strict build (-Werror) and make check"
@@ -108,7 +180,7 @@ test)
 	exit $status
 	;;
 *)
-	echo "usage: sh contrib/quickstart.sh demo|test" >&2
+	echo "usage: sh contrib/quickstart.sh demo|test|deps demo|deps test" >&2
 	exit 2
 	;;
 esac

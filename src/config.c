@@ -166,7 +166,7 @@ static const struct directive directives[] = {
 	FUNC("listen", 1, 2, dir_listen, 0, 0, "127.0.0.1:8080", D_REPEAT),
 	FUNC("workers", 1, 1, dir_workers, 1, CONFIG_MAX_WORKERS, "auto", 0),
 	FUNC("user", 1, 1, dir_user, 0, 0, NULL, 0),
-	PATH("pidfile", c_pidfile, KEYGATE_RUNSTATEDIR "/keygated.pid"),
+	PATH("pidfile", c_pidfile, KEYGATE_RUNSTATEDIR "/keygate/keygated.pid"),
 	PATH("state_dir", c_state_dir, KEYGATE_LOCALSTATEDIR "/lib/keygate"),
 	FUNC("error_log", 1, 1, dir_error_log, 0, 0, "syslog", 0),
 	FUNC("access_log", 1, 1, dir_access_log, 0, 0, "off", 0),

@@ -70,6 +70,33 @@ cmdline(int argc, char *argv[])
 }
 
 /*
+ * Create the pidfile's directory (mode 0755) if it is missing: the default
+ * one, $(runstatedir)/keygate, is on a tmpfs that a reboot empties.  Only
+ * the last component is made; path is absolute (config.c makes it so).
+ */
+static int
+pidfile_dir_prepare(const char *path, char *err, size_t errlen)
+{
+	char	*dir, *slash;
+	int	 rc = 0;
+
+	if ((dir = strdup(path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
+			snprintf(err, errlen, "cannot create the pidfile's "
+			    "directory %s: %s", dir, strerror(errno));
+			rc = -1;
+		}
+	}
+	free(dir);
+	return (rc);
+}
+
+/*
  * Open and lock the pidfile; a second instance finds it locked and says
  * which pid holds it.  The lock lives as long as the open file description,
  * which the daemonized master inherits.
@@ -81,6 +108,8 @@ pidfile_lock(const char *path, char *err, size_t errlen)
 	ssize_t	 n;
 	int	 fd;
 
+	if (pidfile_dir_prepare(path, err, errlen) == -1)
+		return (-1);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
 	    0644)) == -1) {
 		snprintf(err, errlen, "cannot open pidfile %s: %s", path,

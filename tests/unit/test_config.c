@@ -114,7 +114,8 @@ test_defaults(void **state)
 	assert_int_equal(c->c_workers,
 	    ncpu > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : ncpu);
 	assert_null(c->c_user);
-	assert_string_equal(c->c_pidfile, KEYGATE_RUNSTATEDIR "/keygated.pid");
+	assert_string_equal(c->c_pidfile,
+	    KEYGATE_RUNSTATEDIR "/keygate/keygated.pid");
 	assert_string_equal(c->c_state_dir,
 	    KEYGATE_LOCALSTATEDIR "/lib/keygate");
 	assert_string_equal(c->c_error_log, "syslog");
