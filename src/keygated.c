@@ -70,30 +70,34 @@ cmdline(int argc, char *argv[])
 }
 
 /*
- * Create the pidfile's directory (mode 0755) if it is missing: the default
- * one, $(runstatedir)/keygate, is on a tmpfs that a reboot empties.  Only
- * the last component is made; path is absolute (config.c makes it so).
+ * Create the missing parents of the absolute path, like mkdir -p: mode
+ * 0755 (less the umask), owned by whoever runs us (root).  Used for
+ * state_dir and for the pidfile, whose default directory,
+ * $(runstatedir)/keygate, is on a tmpfs that a reboot empties.
  */
 static int
-pidfile_dir_prepare(const char *path, char *err, size_t errlen)
+mkdir_parents(const char *path, const char *what, char *err, size_t errlen)
 {
-	char	*dir, *slash;
-	int	 rc = 0;
+	char	*p, *slash;
 
-	if ((dir = strdup(path)) == NULL) {
+	if ((p = strdup(path)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return (-1);
 	}
-	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+	for (slash = strchr(p + 1, '/'); slash != NULL;
+	    slash = strchr(slash + 1, '/')) {
 		*slash = '\0';
-		if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
-			snprintf(err, errlen, "cannot create the pidfile's "
-			    "directory %s: %s", dir, strerror(errno));
-			rc = -1;
+		if (slash[1] != '\0' && mkdir(p, 0755) == -1 &&
+		    errno != EEXIST) {
+			snprintf(err, errlen, "cannot create %s (a parent of "
+			    "%s): %s", p, what, strerror(errno));
+			free(p);
+			return (-1);
 		}
+		*slash = '/';
 	}
-	free(dir);
-	return (rc);
+	free(p);
+	return (0);
 }
 
 /*
@@ -108,7 +112,7 @@ pidfile_lock(const char *path, char *err, size_t errlen)
 	ssize_t	 n;
 	int	 fd;
 
-	if (pidfile_dir_prepare(path, err, errlen) == -1)
+	if (mkdir_parents(path, "the pidfile", err, errlen) == -1)
 		return (-1);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
 	    0644)) == -1) {
@@ -162,35 +166,6 @@ pidfile_write(int fd)
 }
 
 /*
- * Create the missing parents of the absolute path dir, like mkdir -p:
- * mode 0755 (less the umask), owned by whoever runs us (root).
- */
-static int
-mkdir_parents(const char *dir, char *err, size_t errlen)
-{
-	char	*p, *slash;
-
-	if ((p = strdup(dir)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return (-1);
-	}
-	for (slash = strchr(p + 1, '/'); slash != NULL;
-	    slash = strchr(slash + 1, '/')) {
-		*slash = '\0';
-		if (slash[1] != '\0' && mkdir(p, 0755) == -1 &&
-		    errno != EEXIST) {
-			snprintf(err, errlen, "cannot create %s (a parent of "
-			    "state_dir): %s", p, strerror(errno));
-			free(p);
-			return (-1);
-		}
-		*slash = '/';
-	}
-	free(p);
-	return (0);
-}
-
-/*
  * Create state_dir (mode 0700, owned by the worker user) and its missing
  * parents.  The directory is then opened without following a symbolic
  * link and given to the user through that descriptor: state_dir must be
@@ -202,7 +177,7 @@ state_dir_prepare(const struct config *conf, char *err, size_t errlen)
 	struct stat	 st;
 	int		 fd;
 
-	if (mkdir_parents(conf->c_state_dir, err, errlen) == -1)
+	if (mkdir_parents(conf->c_state_dir, "state_dir", err, errlen) == -1)
 		return (-1);
 	if (mkdir(conf->c_state_dir, 0700) == -1 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create state_dir %s: %s",
