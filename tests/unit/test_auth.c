@@ -236,6 +236,10 @@ struct acase {
 #define B64_32	"QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB"
 #define B64_256	B64_32 B64_32 B64_32 B64_32 B64_32 B64_32 B64_32 B64_32
 #define B64_1K	B64_256 B64_256 B64_256 B64_256	/* 768 bytes decoded */
+#define B64_128	B64_32 B64_32 B64_32 B64_32
+/* 684 characters, the longest accepted: ":" and 512 or 511 more bytes. */
+#define B64_513	"OkFB" B64_256 B64_256 B64_128 B64_32 "QUFB" "QUFB"
+#define B64_512	"OkFB" B64_256 B64_256 B64_128 B64_32 "QUFB" "QUE="
 #define A32	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define A64	A32 A32
 #define A256	A64 A64 A64 A64
@@ -365,6 +369,12 @@ static const struct acase cases[] = {
 	MAL("basic no colon", "api-key", "", "abc", MSG_COLON, CH_API),
 	MAL("basic too long", "api-key", "Authorization: Basic " B64_1K "\r\n",
 	    NULL, "the Basic credentials are too long", CH_API),
+	/* 684 characters decode to 513 bytes: one more than the buffer. */
+	MAL("basic of 513 bytes", "api-key",
+	    "Authorization: Basic " B64_513 "\r\n", NULL,
+	    "the Basic credentials are too long", CH_API),
+	MAL("basic of 512 bytes decodes", "api-key",
+	    "Authorization: Basic " B64_512 "\r\n", NULL, MSG_LONG, CH_API),
 	MAL("basic bad base64 on app-key", "app-key",
 	    "Authorization: Basic !!!!\r\n", NULL, MSG_B64, CH_APP),
 	MAL("basic user on api-key only", "api-key", "", "shop:" S_APP,
