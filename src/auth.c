@@ -661,6 +661,61 @@ auth_check_secret(const struct keystore *ks, const char *secret, size_t len,
 	return (ar->ar_status);
 }
 
+/* The only header named name in m: 1 (*h set), 0 when absent, -1 repeated. */
+static int
+auth_one_header(const struct http_msg *m, const char *name,
+    const struct http_header **h)
+{
+	size_t	 i;
+
+	*h = NULL;
+	for (i = 0; i < m->hm_nheaders; i++) {
+		if (!http_strcaseeq(m->hm_headers[i].h_name,
+		    m->hm_headers[i].h_namelen, name))
+			continue;
+		if (*h != NULL)
+			return (-1);
+		*h = &m->hm_headers[i];
+	}
+	return (*h != NULL);
+}
+
+/*
+ * The request a verify_path sub-request stands for; see auth.h.  Header
+ * values end at h_valuelen and are not NUL-terminated (they point into
+ * the connection's input, where the next header or the body follows), so
+ * only memchr and lengths are used on them.
+ */
+int
+auth_verify_target(const struct http_msg *m, int *mbit, const char **path,
+    size_t *pathlen, const char **cause)
+{
+	const struct http_header	*uri, *meth;
+	const char			*q;
+
+	*mbit = HTTP_M_GET;
+	*path = NULL;
+	*pathlen = 0;
+	if (auth_one_header(m, "x-original-uri", &uri) == -1 ||
+	    auth_one_header(m, "x-original-method", &meth) == -1) {
+		*cause = "X-Original-URI and X-Original-Method may appear "
+		    "only once";
+		return (-1);
+	}
+	if (meth != NULL)
+		*mbit = http_method_bit(meth->h_value, meth->h_valuelen);
+	if (uri == NULL || uri->h_valuelen == 0 || uri->h_value[0] != '/' ||
+	    *mbit == 0) {
+		*cause = "a verify request needs X-Original-URI (a path) and "
+		    "a valid X-Original-Method";
+		return (-1);
+	}
+	*path = uri->h_value;
+	q = memchr(uri->h_value, '?', uri->h_valuelen);
+	*pathlen = q != NULL ? (size_t)(q - uri->h_value) : uri->h_valuelen;
+	return (0);
+}
+
 /* Is the word w in the space-separated list? */
 static int
 auth_has_word(const char *list, const char *w)

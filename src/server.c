@@ -595,32 +595,21 @@ conn_admin(struct conn *c)
 static void
 conn_verify(struct conn *c)
 {
-	struct http_msg			*m = &c->c_msg;
-	const struct http_header	*uri, *meth;
 	const struct route		*r;
+	const char			*path, *cause;
 	size_t				 len;
-	int				 mbit = HTTP_M_GET;
+	int				 mbit;
 
-	uri = http_header_find(m, "x-original-uri");
-	meth = http_header_find(m, "x-original-method");
-	if (meth != NULL)
-		mbit = http_method_bit(meth->h_value, meth->h_valuelen);
-	if (uri == NULL || uri->h_valuelen == 0 || uri->h_value[0] != '/' ||
-	    mbit == 0) {
-		conn_refuse_request(c, 400, "bad_request", "a verify request "
-		    "needs X-Original-URI (a path) and a valid "
-		    "X-Original-Method");
+	if (auth_verify_target(&c->c_msg, &mbit, &path, &len, &cause) == -1) {
+		conn_refuse_request(c, 400, "bad_request", cause);
 		return;
 	}
-	len = strcspn(uri->h_value, "?");
-	if (len > uri->h_valuelen)
-		len = uri->h_valuelen;
-	if (forward_dot_segment(uri->h_value, len)) {
+	if (forward_dot_segment(path, len)) {
 		conn_refuse_request(c, 400, "bad_request",
 		    "the path contains a \".\" or \"..\" segment");
 		return;
 	}
-	r = route_match(&c->c_w->w_conf->c_routes, mbit, uri->h_value, len);
+	r = route_match(&c->c_w->w_conf->c_routes, mbit, path, len);
 	if (r == NULL) {
 		conn_refuse_request(c, 404, "no_route",
 		    "no route matches this method and path");

@@ -500,6 +500,66 @@ static const struct acase cases[] = {
 	    API, ID_APP),
 };
 
+/*
+ * auth_verify_target() on a request head held in a buffer of exactly its
+ * size, as the connection's input holds it: no NUL after the last header
+ * value, so reading a value past its length is an ASan error.
+ */
+static void
+test_verify_target(void **state)
+{
+	static const struct {
+		const char	*headers;
+		int		 rv;
+		int		 mbit;
+		const char	*path;
+	} t[] = {
+		{ "X-Original-URI: /a/b\r\n", 0, HTTP_M_GET, "/a/b" },
+		{ "X-Original-Method: POST\r\nX-Original-URI: /a\r\n", 0,
+		    HTTP_M_POST, "/a" },
+		{ "X-Original-URI: /a?b=1?c\r\nX-Original-Method: HEAD\r\n", 0,
+		    HTTP_M_HEAD, "/a" },
+		{ "x-original-uri: /?\r\n", 0, HTTP_M_GET, "/" },
+		{ "X-Original-URI: /x\r\nX-Original-Method: PURGE\r\n", 0,
+		    HTTP_M_OTHER, "/x" },
+		{ "X-Original-URI: a/b\r\n", -1, 0, NULL },
+		{ "X-Original-URI:\r\n", -1, 0, NULL },
+		{ "X-Original-Method: GET\r\n", -1, 0, NULL },
+		{ "X-Original-URI: /a\r\nX-Original-Method: G,T\r\n", -1, 0,
+		    NULL },
+		{ "X-Original-URI: /a\r\nX-Original-URI: /b\r\n", -1, 0, NULL },
+		{ "X-Original-Method: GET\r\nX-Original-URI: /a\r\n"
+		    "X-Original-Method: POST\r\n", -1, 0, NULL },
+	};
+	struct http_msg	 m;
+	char		 head[512], *buf;
+	const char	*path, *cause;
+	size_t		 i, len, plen;
+	int		 mbit;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		len = (size_t)snprintf(head, sizeof(head), "GET /v HTTP/1.1\r\n"
+		    "Host: a\r\n%s\r\n", t[i].headers);
+		assert_non_null(buf = malloc(len));
+		memcpy(buf, head, len);
+		http_msg_init(&m);
+		assert_int_equal(http_parse_request(&m, buf, len, NULL), 1);
+		cause = NULL;
+		if (auth_verify_target(&m, &mbit, &path, &plen, &cause) !=
+		    t[i].rv)
+			fail_msg("%s: rv != %d", t[i].headers, t[i].rv);
+		if (t[i].rv == -1)
+			assert_non_null(cause);
+		else {
+			assert_int_equal(mbit, t[i].mbit);
+			assert_int_equal(plen, strlen(t[i].path));
+			assert_memory_equal(path, t[i].path, plen);
+		}
+		free(buf);
+	}
+}
+
 /* Does the message contain any test secret or a long key value? */
 static int
 message_leaks(const char *msg)
@@ -1104,6 +1164,7 @@ main(void)
 		cmocka_unit_test(test_rate_keys),
 		cmocka_unit_test(test_rate_overrides),
 		cmocka_unit_test(test_rate_anonymous),
+		cmocka_unit_test(test_verify_target),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
