@@ -26,6 +26,7 @@
 #include <sys/types.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #ifdef HAVE_SYS_PRCTL_H
 #include <sys/prctl.h>
 #endif
@@ -1208,23 +1209,41 @@ conn_kick(struct conn *c)
 		conn_free(c);
 }
 
-/* Readable: one recv(), then serve what it completed. */
+/*
+ * Readable: one readv() of up to SERVER_READ_SIZE bytes, then serve what
+ * it completed.  The space is reserved as two vectors, the room left in
+ * the last chain and a new chain: with one vector libevent may instead
+ * move a partly received request head within its chain or copy it to a
+ * larger one, leaving behind a copy of its credentials that nothing wipes.
+ */
 static void
 conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn		*c = arg;
-	struct evbuffer_iovec	 v;
+	struct evbuffer_iovec	 v[2];
+	struct iovec		 iov[2];
+	size_t			 want = SERVER_READ_SIZE, left;
 	ssize_t			 n;
+	int			 i, nv;
 
-	if (evbuffer_reserve_space(c->c_in, SERVER_READ_SIZE, &v, 1) < 1) {
+	if ((nv = evbuffer_reserve_space(c->c_in, SERVER_READ_SIZE, v,
+	    2)) < 1) {
 		conn_free(c);
 		return;
 	}
-	n = recv(fd, v.iov_base, v.iov_len < SERVER_READ_SIZE ? v.iov_len :
-	    SERVER_READ_SIZE, 0);
+	for (i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len < want ? v[i].iov_len : want;
+		want -= iov[i].iov_len;
+	}
+	n = readv(fd, iov, nv);
 	if (n > 0) {
-		v.iov_len = (size_t)n;
-		evbuffer_commit_space(c->c_in, &v, 1);
+		for (i = 0, left = (size_t)n; i < nv; i++) {
+			v[i].iov_len = iov[i].iov_len < left ? iov[i].iov_len :
+			    left;
+			left -= v[i].iov_len;
+		}
+		evbuffer_commit_space(c->c_in, v, nv);
 		conn_process(c);
 	} else if (n == 0)
 		conn_eof(c);

@@ -87,6 +87,23 @@ def can_read_memory(pid):
         return False
 
 
+def split_stream(secret, first_read=16384, into=200):
+    """Pipelined requests carrying secret, the first_read boundary falling
+    into bytes into one of them (after its X-API-KEY header)."""
+    def one(i, pad):
+        return kg.raw_request("GET", "/k/%d" % i, headers=[
+            ("X-API-KEY", secret), ("X-Pad", "p" * pad)])
+    size, bare = len(one(10, 1000)), len(one(10, 0))
+    reqs, total = [], 0
+    while first_read - total > size + bare + into:
+        reqs.append(one(10, 1000))
+        total += size
+    reqs.append(one(11, first_read - total - into - bare))
+    total += len(reqs[-1])
+    reqs += [one(12, 1000), one(13, 1000)]
+    return reqs, total
+
+
 def secrets_conf():
     return kg.config(
         "route GET ^/k(/|$) auth=api-key rate=off",
@@ -133,6 +150,16 @@ def test_no_secret_left_in_memory():
         for i in range(20):
             kg.eq(c.read_response().status, 200, "pipelined %d" % i)
 
+    # A stream whose first read (16 KiB) ends 200 bytes into a head, past
+    # its key: the partial head must not be moved around unwiped when the
+    # next read makes room.
+    split = random_secret()
+    reqs, _ = split_stream(split)
+    with kg.Conn(d.port) as c:
+        c.send(b"".join(reqs))
+        for i in range(len(reqs)):
+            kg.eq(c.read_response().status, 401, "split stream %d" % i)
+
     # POST /v1/verify with a key in its JSON body (chunked once, too).
     probe = random_secret()
     r = kg.admin(d, "POST", "/v1/verify", {"key": probe})
@@ -154,6 +181,7 @@ def test_no_secret_left_in_memory():
                "the Basic credentials": basic,
                "the app's Basic credentials": app_basic,
                "a key sent to /v1/verify": probe,
+               "a key split by a read": split,
                "a key sent to /v1/verify, chunked": chunked,
                "the admin token": kg.ADMIN_TOKEN}
     wanted = {v.encode(): k for k, v in needles.items()}
