@@ -6,9 +6,9 @@
  * ioctl(FIONREAD) before each read, an epoll_ctl() to arm the write event
  * when a response is queued, another to disarm it, and a loop iteration
  * between queueing and writing.  Instead each connection reads with one
- * recv() into reserved evbuffer space, writes its responses with one
+ * readv() into reserved evbuffer space, writes its responses with one
  * writev() at the end of the callback that produced them, and arms its
- * write event only when the socket would block.  That is epoll_wait, recv,
+ * write event only when the socket would block.  That is epoll_wait, readv,
  * writev per keep-alive request, as in nginx.
  *
  * A connection moves through the states of enum conn_state.  Requests on a
@@ -71,7 +71,7 @@
 #define SERVER_DISCARD_MAX	(1024 * 1024)	/* refused body dropped up to this */
 #define SERVER_LINGER_MS	2000		/* drain input after the last response */
 #define SERVER_STOP_IDLE_MS	1000		/* idle keep-alive grace when stopping */
-#define SERVER_READ_SIZE	16384		/* bytes asked of one recv() */
+#define SERVER_READ_SIZE	16384		/* bytes asked of one readv() */
 #define SERVER_CRED_STACK	1024		/* credentials copied on the stack */
 
 /* An admin request whose body is being read (the header is gone by then). */
@@ -106,7 +106,8 @@ server_mix(uint64_t x)
  *     zeros, the parsed header points at a copy that is wiped when the
  *     dispatch returns (everything that reads the header section, the
  *     proxy's request head included, runs inside it);
- *   - the input is made contiguous without leaving copies behind
+ *   - the input is read without libevent moving buffered bytes
+ *     (conn_read_cb()) and made contiguous without leaving copies behind
  *     (conn_pullup()): evbuffer_pullup() would free the chains it copied;
  *   - admin bodies are copied out of the input and wiped there, and wiped
  *     in c_pending when answered; admin answers go out by reference and
