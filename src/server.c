@@ -850,7 +850,8 @@ conn_headers(struct conn *c)
 	if (rc < 0) {
 		c->c_route = 0;
 		c->c_head = 0;
-		evbuffer_drain(in, evbuffer_get_length(in));
+		/* The head may carry credentials. */
+		conn_wipe_drain(in, evbuffer_get_length(in));
 		conn_fail(c, c->c_msg.hm_error, c->c_msg.hm_cause);
 		return (1);
 	}
@@ -1074,7 +1075,8 @@ conn_process(struct conn *c)
 		case CONN_CLOSING:
 		case CONN_LINGER:
 		case CONN_DEAD:
-			evbuffer_drain(in, evbuffer_get_length(in));
+			/* Requests never read may carry credentials. */
+			conn_wipe_drain(in, evbuffer_get_length(in));
 			return;
 		}
 	}

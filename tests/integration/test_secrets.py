@@ -160,6 +160,21 @@ def test_no_secret_left_in_memory():
         for i in range(len(reqs)):
             kg.eq(c.read_response().status, 401, "split stream %d" % i)
 
+    # A malformed head with a key (400, closed), and a request pipelined
+    # behind a Connection: close one (never read): dropped, wiped.
+    malformed, unread = random_secret(), random_secret()
+    with kg.Conn(d.port) as c:
+        c.send(b"GET /k HTTP/1.1\r\nHost: x\r\nX-API-KEY: " +
+               malformed.encode() + b"\r\nX-A : b\r\n\r\n")
+        kg.eq(c.read_response().status, 400, "malformed head")
+        c.wait_closed()
+    with kg.Conn(d.port) as c:
+        c.send(kg.raw_request("GET", "/k", headers=[
+            ("X-API-KEY", latest), ("Connection", "close")]) +
+            kg.raw_request("GET", "/k", headers=[("X-API-KEY", unread)]))
+        kg.eq(c.read_response().status, 200, "request before close")
+        c.wait_closed()
+
     # POST /v1/verify with a key in its JSON body (chunked once, too).
     probe = random_secret()
     r = kg.admin(d, "POST", "/v1/verify", {"key": probe})
@@ -182,6 +197,8 @@ def test_no_secret_left_in_memory():
                "the app's Basic credentials": app_basic,
                "a key sent to /v1/verify": probe,
                "a key split by a read": split,
+               "a key in a malformed head": malformed,
+               "a key in a request never read": unread,
                "a key sent to /v1/verify, chunked": chunked,
                "the admin token": kg.ADMIN_TOKEN}
     wanted = {v.encode(): k for k, v in needles.items()}
