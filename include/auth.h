@@ -111,6 +111,17 @@ int	 auth_check_secret(const struct keystore *, const char *, size_t,
 	    const char *, int64_t, struct auth_result *);
 
 /*
+ * The request an nginx auth_request sub-request m stands for: the method
+ * of X-Original-Method (GET when absent) into mbit, and the path of
+ * X-Original-URI (up to its '?'; it must start with '/') into
+ * path/pathlen, pointing into m's header section.  0, or -1 with a reason
+ * for a 400 in cause (either header missing where needed, invalid, or
+ * repeated).
+ */
+int	 auth_verify_target(const struct http_msg *, int *, const char **,
+	    size_t *, const char **);
+
+/*
  * Is every scope of r in the space-separated list scopes?  NULL when yes,
  * else the first missing scope.
  */

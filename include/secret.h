@@ -42,4 +42,11 @@ int	 secret_valid_id(const char *, size_t);
  */
 int	 secret_equal(const char *, size_t, const char *, size_t);
 
+/*
+ * Make jansson wipe every block it frees (OPENSSL_cleanse), so that JSON
+ * bodies holding a secret leave no copy behind.  Blocks are still
+ * malloc()'s.  A no-op where malloc_usable_size() is missing.
+ */
+void	 secret_json_wipe(void);
+
 #endif /* KEYGATE_SECRET_H */

@@ -656,6 +656,8 @@ admin_body(struct admin_ctx *c, json_t **obj)
 	    JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (*obj == NULL) {
 		admin_json_cause(cause, sizeof(cause), je.text);
+		/* je.text quotes the token, which may be part of a secret. */
+		OPENSSL_cleanse(je.text, sizeof(je.text));
 		return (admin_error(c, 400, "bad_json",
 		    "invalid JSON at line %d, column %d: %s", je.line,
 		    je.column, cause));

@@ -26,6 +26,7 @@
 
 #define AUTH_SECRET_MAX		256	/* longer secrets are malformed */
 #define AUTH_BASIC_MAX		512	/* decoded Basic credentials */
+/* 684 characters: 513 bytes unpadded, so the decoder checks the size too. */
 #define AUTH_BASIC_B64MAX	(4 * ((AUTH_BASIC_MAX + 2) / 3))
 #define AUTH_APP_HEADER		"x-app-id"
 #define AUTH_REALM		"keygate"
@@ -78,18 +79,22 @@ auth_b64val(unsigned char c)
 }
 
 /*
- * Strict base64 (RFC 4648 section 4) of s[0..n) into out, which has room
- * for n / 4 * 3 bytes.  Accepted are exactly the strings an encoder
+ * Strict base64 (RFC 4648 section 4) of s[0..n) into out[0..outlen).
+ * Accepted are exactly the strings an encoder
  * produces: length a multiple of 4, only the 64 characters, '=' only as
  * the last one or two, and the bits the padding leaves over all zero.
  * Each character adds 6 bits to acc; every time 8 or more are pending the
  * top 8 become a byte, so at most 7 bits are ever left in acc, and what
  * is left at the end must be the zero filler.  EVP_DecodeBlock is not
  * used because it accepts some of what this refuses and pads the output.
- * Returns the decoded length, or -1.
+ * The output length, n / 4 * 3 - pad, is known before a byte is written:
+ * when it exceeds outlen nothing is decoded, and since o counts the bytes
+ * written and ends at exactly that length, no store goes past outlen.
+ * Returns the decoded length, -1 if s is not base64, or -2 if its
+ * decoding would not fit.
  */
 static ssize_t
-auth_b64decode(const char *s, size_t n, uint8_t *out)
+auth_b64decode(const char *s, size_t n, uint8_t *out, size_t outlen)
 {
 	uint32_t	 acc = 0;
 	size_t		 i, o = 0, pad = 0;
@@ -102,6 +107,8 @@ auth_b64decode(const char *s, size_t n, uint8_t *out)
 		if (s[n - 2] == '=')
 			pad = 2;
 	}
+	if (n / 4 * 3 - pad > outlen)
+		return (-2);
 	for (i = 0; i < n - pad; i++) {
 		if ((v = auth_b64val((unsigned char)s[i])) == -1)
 			return (-1);
@@ -150,11 +157,13 @@ auth_basic(struct auth_creds *ac, const char *t, size_t n)
 		ac->ac_bcause = "the Basic credentials are empty";
 		return;
 	}
-	if (n > AUTH_BASIC_B64MAX) {
+	len = n > AUTH_BASIC_B64MAX ? -2 :	/* not even scanned */
+	    auth_b64decode(t, n, ac->ac_buf, sizeof(ac->ac_buf));
+	if (len == -2) {
 		ac->ac_bcause = "the Basic credentials are too long";
 		return;
 	}
-	if ((len = auth_b64decode(t, n, ac->ac_buf)) == -1) {
+	if (len == -1) {
 		ac->ac_bcause = "the Basic credentials are not valid base64";
 		return;
 	}
@@ -650,6 +659,61 @@ auth_check_secret(const struct keystore *ks, const char *secret, size_t len,
 	if (auth_syntax(&c, ar) == 0)
 		auth_lookup(ks, &c, now, ar);
 	return (ar->ar_status);
+}
+
+/* The only header named name in m: 1 (*h set), 0 when absent, -1 repeated. */
+static int
+auth_one_header(const struct http_msg *m, const char *name,
+    const struct http_header **h)
+{
+	size_t	 i;
+
+	*h = NULL;
+	for (i = 0; i < m->hm_nheaders; i++) {
+		if (!http_strcaseeq(m->hm_headers[i].h_name,
+		    m->hm_headers[i].h_namelen, name))
+			continue;
+		if (*h != NULL)
+			return (-1);
+		*h = &m->hm_headers[i];
+	}
+	return (*h != NULL);
+}
+
+/*
+ * The request a verify_path sub-request stands for; see auth.h.  Header
+ * values end at h_valuelen and are not NUL-terminated (they point into
+ * the connection's input, where the next header or the body follows), so
+ * only memchr and lengths are used on them.
+ */
+int
+auth_verify_target(const struct http_msg *m, int *mbit, const char **path,
+    size_t *pathlen, const char **cause)
+{
+	const struct http_header	*uri, *meth;
+	const char			*q;
+
+	*mbit = HTTP_M_GET;
+	*path = NULL;
+	*pathlen = 0;
+	if (auth_one_header(m, "x-original-uri", &uri) == -1 ||
+	    auth_one_header(m, "x-original-method", &meth) == -1) {
+		*cause = "X-Original-URI and X-Original-Method may appear "
+		    "only once";
+		return (-1);
+	}
+	if (meth != NULL)
+		*mbit = http_method_bit(meth->h_value, meth->h_valuelen);
+	if (uri == NULL || uri->h_valuelen == 0 || uri->h_value[0] != '/' ||
+	    *mbit == 0) {
+		*cause = "a verify request needs X-Original-URI (a path) and "
+		    "a valid X-Original-Method";
+		return (-1);
+	}
+	*path = uri->h_value;
+	q = memchr(uri->h_value, '?', uri->h_valuelen);
+	*pathlen = q != NULL ? (size_t)(q - uri->h_value) : uri->h_valuelen;
+	return (0);
 }
 
 /* Is the word w in the space-separated list? */

@@ -3,11 +3,16 @@
  * digests, hints and constant-time comparison.  See secret.h.
  */
 
+#ifdef HAVE_MALLOC_H
+#include <malloc.h>
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -205,4 +210,31 @@ secret_equal(const char *a, size_t alen, const char *b, size_t blen)
 	OPENSSL_cleanse(da, sizeof(da));
 	OPENSSL_cleanse(db, sizeof(db));
 	return (eq);
+}
+
+#ifdef HAVE_MALLOC_USABLE_SIZE
+/*
+ * free() for jansson that wipes the whole block first: the parser's token
+ * buffers and string values of an admin body (a key sent to /v1/verify)
+ * are freed through it.  malloc_usable_size() is at least the size asked
+ * for, so every byte jansson wrote is wiped; blocks stay malloc()'s, so
+ * what json_dumps() returns may still be released with free().
+ */
+static void
+secret_json_free(void *p)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
+}
+#endif
+
+/* Make jansson wipe what it frees (see secret.h). */
+void
+secret_json_wipe(void)
+{
+#ifdef HAVE_MALLOC_USABLE_SIZE
+	json_set_alloc_funcs(malloc, secret_json_free);
+#endif
 }

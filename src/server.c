@@ -6,9 +6,9 @@
  * ioctl(FIONREAD) before each read, an epoll_ctl() to arm the write event
  * when a response is queued, another to disarm it, and a loop iteration
  * between queueing and writing.  Instead each connection reads with one
- * recv() into reserved evbuffer space, writes its responses with one
+ * readv() into reserved evbuffer space, writes its responses with one
  * writev() at the end of the callback that produced them, and arms its
- * write event only when the socket would block.  That is epoll_wait, recv,
+ * write event only when the socket would block.  That is epoll_wait, readv,
  * writev per keep-alive request, as in nginx.
  *
  * A connection moves through the states of enum conn_state.  Requests on a
@@ -37,6 +37,7 @@
 #include <sys/types.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #ifdef HAVE_SYS_PRCTL_H
 #include <sys/prctl.h>
 #endif
@@ -57,6 +58,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "accesslog.h"
@@ -72,6 +74,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "route.h"
+#include "secret.h"
 #include "server.h"
 #include "shm.h"
 #include "util.h"
@@ -79,7 +82,8 @@
 #define SERVER_DISCARD_MAX	(1024 * 1024)	/* refused body dropped up to this */
 #define SERVER_LINGER_MS	2000		/* drain input after the last response */
 #define SERVER_STOP_IDLE_MS	1000		/* idle keep-alive grace when stopping */
-#define SERVER_READ_SIZE	16384		/* bytes asked of one recv() */
+#define SERVER_READ_SIZE	16384		/* bytes asked of one readv() */
+#define SERVER_CRED_STACK	1024		/* credentials copied on the stack */
 #define SERVER_ACCEPT_PAUSE_MS	500		/* accept(2) failed: wait */
 #define SERVER_LOG_EVERY_US	1000000		/* repeated warnings: 1/s */
 #define SERVER_PIPELINE_HDRS	4	/* read-ahead, in max_header_size */
@@ -103,6 +107,131 @@ server_mix(uint64_t x)
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
 	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
 	return (x ^ (x >> 31));
+}
+
+/*
+ * Secrets in the worker's buffers.  A request's credentials (the API key
+ * header, Authorization: Basic secrets and the admin token), the JSON
+ * bodies of admin requests (a key sent to /v1/verify) and admin answers
+ * that carry a new secret are wiped with OPENSSL_cleanse once used, so
+ * that neither a core file nor a reader of the worker's memory finds them
+ * after the request:
+ *   - credential header values are moved out of the input buffer before
+ *     the request is dispatched (conn_hide_credentials()): the input keeps
+ *     zeros, the parsed header points at a copy that is wiped when the
+ *     dispatch returns (everything that reads the header section, the
+ *     proxy's request head included, runs inside it);
+ *   - the input is read without libevent moving buffered bytes
+ *     (conn_read_cb()) and made contiguous without leaving copies behind
+ *     (conn_pullup()): evbuffer_pullup() would free the chains it copied;
+ *   - admin bodies are copied out of the input and wiped there, and wiped
+ *     in c_pending when answered; admin answers go out by reference and
+ *     are wiped when written (conn_wipe_ref()); jansson frees through
+ *     secret_json_free(), which wipes.
+ * Not wiped: credentials passed on to an upstream with forward_credentials
+ * on (the operator sends them on by choice), and what the kernel holds.
+ */
+
+/* Wipe and drain the first n bytes of b. */
+static void
+conn_wipe_drain(struct evbuffer *b, size_t n)
+{
+	struct evbuffer_iovec	 v[8];
+	size_t			 k, done;
+	int			 i, nv;
+
+	while (n > 0) {
+		nv = evbuffer_peek(b, (ssize_t)n, NULL, v, 8);
+		if (nv <= 0)
+			return;
+		for (i = 0, done = 0; i < nv && i < 8 && done < n; i++) {
+			k = v[i].iov_len < n - done ? v[i].iov_len : n - done;
+			OPENSSL_cleanse(v[i].iov_base, k);
+			done += k;
+		}
+		evbuffer_drain(b, done);
+		n -= done;
+	}
+}
+
+/*
+ * The first len bytes of b, contiguous, like evbuffer_pullup(); but when
+ * they span chains, the copies evbuffer_pullup() would free are wiped
+ * first: the bytes are copied out, wiped and drained, and put back in
+ * front as one piece.  NULL if out of memory.
+ */
+static unsigned char *
+conn_pullup(struct evbuffer *b, size_t len)
+{
+	unsigned char	*tmp;
+	int		 rc;
+
+	if (evbuffer_get_contiguous_space(b) >= len)
+		return (evbuffer_pullup(b, (ssize_t)len));
+	if ((tmp = malloc(len)) == NULL)
+		return (NULL);
+	evbuffer_copyout(b, tmp, len);
+	conn_wipe_drain(b, len);
+	rc = evbuffer_prepend(b, tmp, len);
+	OPENSSL_cleanse(tmp, len);
+	free(tmp);
+	return (rc == 0 ? evbuffer_pullup(b, (ssize_t)len) : NULL);
+}
+
+/* evbuffer cleanup of a reference to a malloc'ed secret: wipe and free. */
+static void
+conn_wipe_ref(const void *data, size_t len, void *arg)
+{
+	(void)arg;
+	OPENSSL_cleanse((void *)(uintptr_t)data, len);
+	free((void *)(uintptr_t)data);
+}
+
+/* Is h a credential header (the key header or Authorization)? */
+static int
+conn_is_credential(const struct conn *c, const struct http_header *h)
+{
+	return (http_strcaseeq(h->h_name, h->h_namelen, "authorization") ||
+	    http_strcaseeq(h->h_name, h->h_namelen,
+	    c->c_w->w_conf->c_api_key_header));
+}
+
+/*
+ * Move the values of the credential headers of the parsed request into
+ * buf (len bytes; *heap set to a malloc'ed one when they do not fit) and
+ * wipe them in the input; the parsed headers point at the copies.
+ * Returns the bytes used, to be wiped (and *heap freed) by the caller
+ * after the dispatch.  Out of memory: nothing moves.
+ */
+static size_t
+conn_hide_credentials(struct conn *c, char *buf, size_t len, char **heap)
+{
+	struct http_msg		*m = &c->c_msg;
+	struct http_header	*h;
+	size_t			 i, need = 0, off = 0;
+
+	*heap = NULL;
+	for (i = 0; i < m->hm_nheaders; i++)
+		if (conn_is_credential(c, &m->hm_headers[i]))
+			need += m->hm_headers[i].h_valuelen;
+	if (need == 0)
+		return (0);
+	if (need > len) {
+		if ((*heap = malloc(need)) == NULL)
+			return (0);
+		buf = *heap;
+	}
+	for (i = 0; i < m->hm_nheaders; i++) {
+		h = &m->hm_headers[i];
+		if (!conn_is_credential(c, h))
+			continue;
+		memcpy(buf + off, h->h_value, h->h_valuelen);
+		/* The input buffer's own memory (see conn_headers()). */
+		OPENSSL_cleanse((char *)(uintptr_t)h->h_value, h->h_valuelen);
+		h->h_value = buf + off;
+		off += h->h_valuelen;
+	}
+	return (off);
 }
 
 /*
@@ -571,7 +700,10 @@ conn_admin_free(struct conn *c)
 	if (c->c_adm == NULL)
 		return;
 	free(c->c_adm->ca_target);
-	free(c->c_adm->ca_auth);
+	if (c->c_adm->ca_auth != NULL) {	/* the admin token */
+		OPENSSL_cleanse(c->c_adm->ca_auth, strlen(c->c_adm->ca_auth));
+		free(c->c_adm->ca_auth);
+	}
 	free(c->c_adm);
 	c->c_adm = NULL;
 }
@@ -640,7 +772,7 @@ conn_admin_respond(struct conn *c)
 	aq.aq_authlen = ca->ca_auth != NULL ? strlen(ca->ca_auth) : 0;
 	aq.aq_bodylen = evbuffer_get_length(c->c_pending);
 	aq.aq_body = aq.aq_bodylen == 0 ? "" :
-	    (const char *)evbuffer_pullup(c->c_pending, -1);
+	    (const char *)conn_pullup(c->c_pending, aq.aq_bodylen);
 	aq.aq_now = util_now_ms();
 	aq.aq_mono = util_mono_us() / 1000;
 	aq.aq_ip = c->c_ip;
@@ -656,11 +788,17 @@ conn_admin_respond(struct conn *c)
 		conn_extra(c, "Retry-After", ra);
 	}
 	conn_head(c, as.as_status, as.as_bodylen);
-	if (!c->c_head && as.as_body != NULL)
-		evbuffer_add(c->c_out, as.as_body, as.as_bodylen);
+	/* The body may carry a new secret: wiped once written. */
+	if (!c->c_head && as.as_body != NULL) {
+		if (evbuffer_add_reference(c->c_out, as.as_body,
+		    as.as_bodylen, conn_wipe_ref, NULL) == 0)
+			as.as_body = NULL;
+		else
+			evbuffer_add(c->c_out, as.as_body, as.as_bodylen);
+	}
 	conn_log(c, as.as_status, evbuffer_get_length(c->c_out) - before);
 	admin_response_free(&as);
-	evbuffer_drain(c->c_pending, evbuffer_get_length(c->c_pending));
+	conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
 	conn_admin_free(c);
 }
 
@@ -703,9 +841,16 @@ conn_normalize(struct conn *c, const char *p, size_t len, size_t *outlen,
 	char		*base;
 	uintptr_t	 off;
 
-	base = (char *)evbuffer_pullup(c->c_in, (ssize_t)m->hm_hdrlen);
-	if (base == NULL || (uintptr_t)p < (uintptr_t)base ||
+	if ((base = (char *)conn_pullup(c->c_in, m->hm_hdrlen)) == NULL) {
+		*cause = "out of memory";
+		return (-1);
+	}
+	if ((uintptr_t)p < (uintptr_t)base ||
 	    (uintptr_t)p + len > (uintptr_t)base + m->hm_hdrlen) {
+		if (len != 1 || p[0] != '/') {	/* never skip a real path */
+			*cause = "the path cannot be normalised";
+			return (-1);
+		}
 		*outlen = len;
 		return (0);
 	}
@@ -762,32 +907,20 @@ conn_route(struct conn *c, int mbit, const char *path, size_t len,
 static void
 conn_verify(struct conn *c)
 {
-	struct http_msg			*m = &c->c_msg;
-	const struct http_header	*uri, *meth;
 	const struct route		*r;
-	const char			*cause;
+	const char			*path, *cause;
 	size_t				 len;
-	int				 mbit = HTTP_M_GET;
+	int				 mbit;
 
-	uri = http_header_find(m, "x-original-uri");
-	meth = http_header_find(m, "x-original-method");
-	if (meth != NULL)
-		mbit = http_method_bit(meth->h_value, meth->h_valuelen);
-	if (uri == NULL || uri->h_valuelen == 0 || uri->h_value[0] != '/' ||
-	    mbit == 0) {
-		conn_refuse_request(c, 400, "bad_request", "a verify request "
-		    "needs X-Original-URI (a path) and a valid "
-		    "X-Original-Method");
-		return;
-	}
-	len = strcspn(uri->h_value, "?");
-	if (len > uri->h_valuelen)
-		len = uri->h_valuelen;
-	if (conn_normalize(c, uri->h_value, len, &len, &cause) == -1) {
+	if (auth_verify_target(&c->c_msg, &mbit, &path, &len, &cause) == -1) {
 		conn_refuse_request(c, 400, "bad_request", cause);
 		return;
 	}
-	if (conn_route(c, mbit, uri->h_value, len, &r) == -1)
+	if (conn_normalize(c, path, len, &len, &cause) == -1) {
+		conn_refuse_request(c, 400, "bad_request", cause);
+		return;
+	}
+	if (conn_route(c, mbit, path, len, &r) == -1)
 		return;
 	if (r == NULL) {
 		conn_refuse_request(c, 404, "no_route",
@@ -879,13 +1012,14 @@ static int
 conn_headers(struct conn *c)
 {
 	struct evbuffer	*in = c->c_in;
-	size_t		 len = evbuffer_get_length(in);
+	size_t		 len = evbuffer_get_length(in), used;
 	unsigned char	*p;
+	char		 cred[SERVER_CRED_STACK], *heap;
 	int		 rc;
 
 	if (len > c->c_w->w_scanmax)
 		len = c->c_w->w_scanmax;
-	if ((p = evbuffer_pullup(in, (ssize_t)len)) == NULL)
+	if ((p = conn_pullup(in, len)) == NULL)
 		return (0);
 	rc = http_parse_request(&c->c_msg, (const char *)p, len,
 	    &c->c_w->w_limits);
@@ -894,12 +1028,38 @@ conn_headers(struct conn *c)
 	if (rc < 0) {
 		c->c_route = 0;
 		c->c_head = 0;
-		evbuffer_drain(in, evbuffer_get_length(in));
+		/* The head may carry credentials. */
+		conn_wipe_drain(in, evbuffer_get_length(in));
 		conn_fail(c, c->c_msg.hm_error, c->c_msg.hm_cause);
 		return (1);
 	}
+	used = conn_hide_credentials(c, cred, sizeof(cred), &heap);
 	conn_dispatch(c);
+	OPENSSL_cleanse(heap != NULL ? heap : cred, used);
+	free(heap);
 	return (1);
+}
+
+/* n bytes of an admin body from the input to c_pending, wiped behind. */
+static void
+conn_admin_move(struct conn *c, size_t n)
+{
+	struct evbuffer_iovec	 v[8];
+	size_t			 k, done;
+	int			 i, nv;
+
+	while (n > 0) {
+		nv = evbuffer_peek(c->c_in, (ssize_t)n, NULL, v, 8);
+		if (nv <= 0)
+			return;
+		for (i = 0, done = 0; i < nv && i < 8 && done < n; i++) {
+			k = v[i].iov_len < n - done ? v[i].iov_len : n - done;
+			evbuffer_add(c->c_pending, v[i].iov_base, k);
+			done += k;
+		}
+		conn_wipe_drain(c->c_in, done);
+		n -= done;
+	}
 }
 
 /* Body bytes read: on to the upstream if proxied, else dropped. */
@@ -909,7 +1069,7 @@ conn_consume(struct conn *c, size_t n)
 	if (c->c_up != NULL && c->c_state == CONN_BODY)
 		proxy_body(c, n);
 	else if (c->c_adm != NULL && c->c_state == CONN_BODY)
-		evbuffer_remove_buffer(c->c_in, c->c_pending, n);
+		conn_admin_move(c, n);
 	else
 		evbuffer_drain(c->c_in, n);
 }
@@ -921,6 +1081,8 @@ conn_admin_chunk(void *arg, const char *data, size_t n)
 	struct conn	*c = arg;
 
 	evbuffer_add(c->c_pending, data, n);
+	/* data is the input buffer's memory (conn_chunked()): wipe it. */
+	OPENSSL_cleanse((char *)(uintptr_t)data, n);
 }
 
 /*
@@ -1121,7 +1283,8 @@ conn_process(struct conn *c)
 		case CONN_CLOSING:
 		case CONN_LINGER:
 		case CONN_DEAD:
-			evbuffer_drain(in, evbuffer_get_length(in));
+			/* Requests never read may carry credentials. */
+			conn_wipe_drain(in, evbuffer_get_length(in));
 			return;
 		}
 	}
@@ -1268,23 +1431,41 @@ conn_kick(struct conn *c)
 		conn_free(c);
 }
 
-/* Readable: one recv(), then serve what it completed. */
+/*
+ * Readable: one readv() of up to SERVER_READ_SIZE bytes, then serve what
+ * it completed.  The space is reserved as two vectors, the room left in
+ * the last chain and a new chain: with one vector libevent may instead
+ * move a partly received request head within its chain or copy it to a
+ * larger one, leaving behind a copy of its credentials that nothing wipes.
+ */
 static void
 conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn		*c = arg;
-	struct evbuffer_iovec	 v;
+	struct evbuffer_iovec	 v[2];
+	struct iovec		 iov[2];
+	size_t			 want = SERVER_READ_SIZE, left;
 	ssize_t			 n;
+	int			 i, nv;
 
-	if (evbuffer_reserve_space(c->c_in, SERVER_READ_SIZE, &v, 1) < 1) {
+	if ((nv = evbuffer_reserve_space(c->c_in, SERVER_READ_SIZE, v,
+	    2)) < 1) {
 		conn_free(c);
 		return;
 	}
-	n = recv(fd, v.iov_base, v.iov_len < SERVER_READ_SIZE ? v.iov_len :
-	    SERVER_READ_SIZE, 0);
+	for (i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len < want ? v[i].iov_len : want;
+		want -= iov[i].iov_len;
+	}
+	n = readv(fd, iov, nv);
 	if (n > 0) {
-		v.iov_len = (size_t)n;
-		evbuffer_commit_space(c->c_in, &v, 1);
+		for (i = 0, left = (size_t)n; i < nv; i++) {
+			v[i].iov_len = iov[i].iov_len < left ? iov[i].iov_len :
+			    left;
+			left -= v[i].iov_len;
+		}
+		evbuffer_commit_space(c->c_in, v, nv);
 		conn_process(c);
 	} else if (n == 0)
 		conn_eof(c);
@@ -1685,6 +1866,7 @@ server_keys_setup(struct worker *w)
 	w->w_rate.ra_refused = &w->w_env->se_shm->sh_rate_refused[0][0];
 	ae->ae_version = PACKAGE_VERSION;
 	ae->ae_fails = shm_failtable(w->w_env->se_shm);
+	secret_json_wipe();	/* admin bodies may hold secrets */
 	return (0);
 }
 

@@ -481,6 +481,7 @@ fz_setup(void)
 
 	FUZZ_ASSERT(log_init(LOG_TO_STDERR, LOGLEVEL_ERROR, "fuzz_admin", err,
 	    sizeof(err)) == 0);
+	secret_json_wipe();	/* jansson frees as in a worker */
 	tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
 	snprintf(fz.f_dir, sizeof(fz.f_dir), "%s/fuzz_admin.XXXXXX", tmp);
 	FUZZ_ASSERT(mkdtemp(fz.f_dir) != NULL);

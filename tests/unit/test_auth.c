@@ -236,6 +236,10 @@ struct acase {
 #define B64_32	"QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB" "QUFB"
 #define B64_256	B64_32 B64_32 B64_32 B64_32 B64_32 B64_32 B64_32 B64_32
 #define B64_1K	B64_256 B64_256 B64_256 B64_256	/* 768 bytes decoded */
+#define B64_128	B64_32 B64_32 B64_32 B64_32
+/* 684 characters, the longest accepted: ":" and 512 or 511 more bytes. */
+#define B64_513	"OkFB" B64_256 B64_256 B64_128 B64_32 "QUFB" "QUFB"
+#define B64_512	"OkFB" B64_256 B64_256 B64_128 B64_32 "QUFB" "QUE="
 #define A32	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define A64	A32 A32
 #define A256	A64 A64 A64 A64
@@ -365,6 +369,12 @@ static const struct acase cases[] = {
 	MAL("basic no colon", "api-key", "", "abc", MSG_COLON, CH_API),
 	MAL("basic too long", "api-key", "Authorization: Basic " B64_1K "\r\n",
 	    NULL, "the Basic credentials are too long", CH_API),
+	/* 684 characters decode to 513 bytes: one more than the buffer. */
+	MAL("basic of 513 bytes", "api-key",
+	    "Authorization: Basic " B64_513 "\r\n", NULL,
+	    "the Basic credentials are too long", CH_API),
+	MAL("basic of 512 bytes decodes", "api-key",
+	    "Authorization: Basic " B64_512 "\r\n", NULL, MSG_LONG, CH_API),
 	MAL("basic bad base64 on app-key", "app-key",
 	    "Authorization: Basic !!!!\r\n", NULL, MSG_B64, CH_APP),
 	MAL("basic user on api-key only", "api-key", "", "shop:" S_APP,
@@ -489,6 +499,66 @@ static const struct acase cases[] = {
 	OKK("app key without x-app-id on api-key", "api-key", NULL, XKEY(S_APP),
 	    API, ID_APP),
 };
+
+/*
+ * auth_verify_target() on a request head held in a buffer of exactly its
+ * size, as the connection's input holds it: no NUL after the last header
+ * value, so reading a value past its length is an ASan error.
+ */
+static void
+test_verify_target(void **state)
+{
+	static const struct {
+		const char	*headers;
+		int		 rv;
+		int		 mbit;
+		const char	*path;
+	} t[] = {
+		{ "X-Original-URI: /a/b\r\n", 0, HTTP_M_GET, "/a/b" },
+		{ "X-Original-Method: POST\r\nX-Original-URI: /a\r\n", 0,
+		    HTTP_M_POST, "/a" },
+		{ "X-Original-URI: /a?b=1?c\r\nX-Original-Method: HEAD\r\n", 0,
+		    HTTP_M_HEAD, "/a" },
+		{ "x-original-uri: /?\r\n", 0, HTTP_M_GET, "/" },
+		{ "X-Original-URI: /x\r\nX-Original-Method: PURGE\r\n", 0,
+		    HTTP_M_OTHER, "/x" },
+		{ "X-Original-URI: a/b\r\n", -1, 0, NULL },
+		{ "X-Original-URI:\r\n", -1, 0, NULL },
+		{ "X-Original-Method: GET\r\n", -1, 0, NULL },
+		{ "X-Original-URI: /a\r\nX-Original-Method: G,T\r\n", -1, 0,
+		    NULL },
+		{ "X-Original-URI: /a\r\nX-Original-URI: /b\r\n", -1, 0, NULL },
+		{ "X-Original-Method: GET\r\nX-Original-URI: /a\r\n"
+		    "X-Original-Method: POST\r\n", -1, 0, NULL },
+	};
+	struct http_msg	 m;
+	char		 head[512], *buf;
+	const char	*path, *cause;
+	size_t		 i, len, plen;
+	int		 mbit;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		len = (size_t)snprintf(head, sizeof(head), "GET /v HTTP/1.1\r\n"
+		    "Host: a\r\n%s\r\n", t[i].headers);
+		assert_non_null(buf = malloc(len));
+		memcpy(buf, head, len);
+		http_msg_init(&m);
+		assert_int_equal(http_parse_request(&m, buf, len, NULL), 1);
+		cause = NULL;
+		if (auth_verify_target(&m, &mbit, &path, &plen, &cause) !=
+		    t[i].rv)
+			fail_msg("%s: rv != %d", t[i].headers, t[i].rv);
+		if (t[i].rv == -1)
+			assert_non_null(cause);
+		else {
+			assert_int_equal(mbit, t[i].mbit);
+			assert_int_equal(plen, strlen(t[i].path));
+			assert_memory_equal(path, t[i].path, plen);
+		}
+		free(buf);
+	}
+}
 
 /* Does the message contain any test secret or a long key value? */
 static int
@@ -1094,6 +1164,7 @@ main(void)
 		cmocka_unit_test(test_rate_keys),
 		cmocka_unit_test(test_rate_overrides),
 		cmocka_unit_test(test_rate_anonymous),
+		cmocka_unit_test(test_verify_target),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "secret.h"
 
 #define ALPHABET \
@@ -286,6 +288,37 @@ test_equal(void **state)
 	assert_int_equal(secret_equal("tokenXX", 5, "tokenYY", 5), 1);
 }
 
+/*
+ * secret_json_wipe(): jansson frees through the wiping free, and what it
+ * returns is still malloc()'s (json_dumps() output released with free(),
+ * which ASan would report if the blocks were not malloc's own).
+ */
+static void
+test_json_wipe(void **state)
+{
+	json_malloc_t	 mf;
+	json_free_t	 ff;
+	json_t		*o;
+	char		*s;
+
+	(void)state;
+	secret_json_wipe();
+	json_get_alloc_funcs(&mf, &ff);
+	assert_ptr_equal(mf, malloc);
+#ifdef HAVE_MALLOC_USABLE_SIZE
+	assert_ptr_not_equal(ff, free);
+#endif
+	o = json_loads("{\"key\": \"live_Pq3Zt8Lw0Xv2Nc6Hb9Rk1Ym4Sd7Gf5Ja\"}",
+	    0, NULL);
+	assert_non_null(o);
+	assert_string_equal(json_string_value(json_object_get(o, "key")),
+	    "live_Pq3Zt8Lw0Xv2Nc6Hb9Rk1Ym4Sd7Gf5Ja");
+	assert_non_null(s = json_dumps(o, JSON_COMPACT));
+	free(s);
+	json_decref(o);
+	json_set_alloc_funcs(malloc, free);
+}
+
 int
 main(void)
 {
@@ -300,6 +333,7 @@ main(void)
 		cmocka_unit_test(test_valid_prefix),
 		cmocka_unit_test(test_valid_id),
 		cmocka_unit_test(test_equal),
+		cmocka_unit_test(test_json_wipe),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
