@@ -38,16 +38,7 @@
 #include "keystore.h"
 #include "route.h"
 #include "secret.h"
-
-int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-#define FUZZ_ASSERT(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-		    __FILE__, __LINE__, #cond);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 #define FUZZ_NOW	INT64_C(1700000000000)
 #define FUZZ_MAXKEYS	8

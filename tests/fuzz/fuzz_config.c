@@ -11,8 +11,7 @@
 #include <string.h>
 
 #include "config.h"
-
-int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+#include "fuzz.h"
 
 /* Parse one input; the parser must neither crash nor leak. */
 int

@@ -19,16 +19,7 @@
 #include <string.h>
 
 #include "http.h"
-
-int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-#define FUZZ_ASSERT(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-		    __FILE__, __LINE__, #cond);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 /* Small limits reach 414 and 431 often; large ones reach the rest. */
 static const struct http_limits fuzz_small = { 64, 256 };

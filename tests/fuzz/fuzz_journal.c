@@ -35,16 +35,7 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
-
-int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-#define FUZZ_ASSERT(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-		    __FILE__, __LINE__, #cond);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 #define FZ_MAXKEYS	64
 #define FZ_SMALL	4

@@ -23,16 +23,7 @@
 
 #include "forward.h"
 #include "http.h"
-
-int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-#define FUZZ_ASSERT(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-		    __FILE__, __LINE__, #cond);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 #define FUZZ_MAX	4096
 

@@ -30,16 +30,7 @@
 #include "http.h"
 #include "keystore.h"
 #include "route.h"
-
-int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
-
-#define FUZZ_ASSERT(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-		    __FILE__, __LINE__, #cond);				\
-		abort();						\
-	}								\
-} while (0)
+#include "fuzz.h"
 
 #define FUZZ_PREFIX	"GET /_keygate/verify HTTP/1.1\r\nHost: a\r\n"
 
