@@ -36,6 +36,9 @@ size_t	 util_u64toa(char *, uint64_t);
 /* v as 16 lowercase hex digits into buf (no NUL). */
 void	 util_hex64(char *, uint64_t);
 
+/* The value of the hex digit c (either case), or -1. */
+int	 util_hexval(int);
+
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-23T11:26:42.123Z; buf >= 32. */
 void	 util_rfc3339_ms(char *, size_t, int64_t);
 

@@ -992,19 +992,6 @@ admin_create(struct admin_ctx *c)
 	return (rc);
 }
 
-/* Value of the hex digit ch, or -1. */
-static int
-admin_hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return (ch - '0');
-	if (ch >= 'a' && ch <= 'f')
-		return (ch - 'a' + 10);
-	if (ch >= 'A' && ch <= 'F')
-		return (ch - 'A' + 10);
-	return (-1);
-}
-
 /*
  * Decode the len bytes of a query component at s into out (NUL-terminated):
  * %XX escapes and "+" for a space.  -1 on a bad escape or an encoded NUL,
@@ -1025,8 +1012,8 @@ admin_pct_decode(const char *s, size_t len, char *out, size_t outlen)
 			out[n++] = s[i];
 		else {
 			if (len - i < 3 ||
-			    (hi = admin_hexval(s[i + 1])) == -1 ||
-			    (lo = admin_hexval(s[i + 2])) == -1 ||
+			    (hi = util_hexval(s[i + 1])) == -1 ||
+			    (lo = util_hexval(s[i + 2])) == -1 ||
 			    (hi == 0 && lo == 0))
 				return (-1);
 			out[n++] = (char)(hi << 4 | lo);

@@ -6,6 +6,7 @@
 
 #include "forward.h"
 #include "http.h"
+#include "util.h"
 
 /* Hop-by-hop headers (RFC 9110 7.6.1), both directions; Proxy-* too. */
 static const char *const forward_hop[] = {
@@ -197,19 +198,6 @@ forward_dot_segment(const char *p, size_t len)
 	return (0);
 }
 
-/* Value of hex digit ch, or -1. */
-static int
-forward_hexval(unsigned char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return (ch - '0');
-	if (ch >= 'a' && ch <= 'f')
-		return (ch - 'a' + 10);
-	if (ch >= 'A' && ch <= 'F')
-		return (ch - 'A' + 10);
-	return (-1);
-}
-
 /* Is ch unreserved (RFC 3986 2.3: ALPHA DIGIT - . _ ~)? */
 static int
 forward_unreserved(unsigned char ch)
@@ -256,8 +244,8 @@ forward_normalize_path(const char *p, size_t len, char *out, size_t *outlen,
 			continue;
 		}
 		if (len - i < 3 ||
-		    (hi = forward_hexval((unsigned char)p[i + 1])) == -1 ||
-		    (lo = forward_hexval((unsigned char)p[i + 2])) == -1) {
+		    (hi = util_hexval((unsigned char)p[i + 1])) == -1 ||
+		    (lo = util_hexval((unsigned char)p[i + 2])) == -1) {
 			*cause = "the path has an invalid percent-encoding";
 			return (-1);
 		}

@@ -28,6 +28,7 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
+#include "util.h"
 
 #define SNAPSHOT_TMP		SNAPSHOT_FILE ".tmp"
 #define USAGE_TMP		USAGE_FILE ".tmp"
@@ -298,19 +299,6 @@ valid_prefix(const char *s)
 	return (1);
 }
 
-/* Value of a hex digit, or -1. */
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return (c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (c - 'a' + 10);
-	if (c >= 'A' && c <= 'F')
-		return (c - 'A' + 10);
-	return (-1);
-}
-
 /* KS_DIGEST_LEN bytes as lowercase hex into out (2 * KS_DIGEST_LEN + 1). */
 static void
 hex_encode(const uint8_t *d, char *out)
@@ -448,8 +436,8 @@ field_digest(struct jreader *r, json_t *o, const char *name, int nullable,
 	if (json_string_length(v) != 2 * KS_DIGEST_LEN)
 		goto fail;
 	for (i = 0; i < KS_DIGEST_LEN; i++) {
-		if ((hi = hexval(s[2 * i])) == -1 ||
-		    (lo = hexval(s[2 * i + 1])) == -1)
+		if ((hi = util_hexval(s[2 * i])) == -1 ||
+		    (lo = util_hexval(s[2 * i + 1])) == -1)
 			goto fail;
 		d[i] = (uint8_t)(hi << 4 | lo);
 	}

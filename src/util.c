@@ -174,6 +174,19 @@ util_hex64(char *buf, uint64_t v)
 		buf[i] = hex[v & 0xf];
 }
 
+/* The value of the hex digit c (either case), or -1. */
+int
+util_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	if (c >= 'A' && c <= 'F')
+		return (c - 'A' + 10);
+	return (-1);
+}
+
 /* RFC 3339 UTC time with milliseconds. */
 void
 util_rfc3339_ms(char *buf, size_t len, int64_t ms)
