@@ -8,7 +8,6 @@ read only so far), time (a request body has body_deadline as a whole), and
 chunked bodies that arrive all at once in many pieces.
 """
 
-import functools
 import hashlib
 import json
 import os
@@ -27,15 +26,7 @@ import upstream as U
 MiB = 1 << 20
 
 
-def with_upstreams(fn):
-    """Run fn; whatever happens, stop the upstreams it started."""
-    @functools.wraps(fn)
-    def t():
-        try:
-            fn()
-        finally:
-            U.stop_all()
-    return t
+with_upstreams = U.with_upstreams
 
 
 def proxy_conf(up, **settings):

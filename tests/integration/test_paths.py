@@ -24,15 +24,7 @@ import kgtest as kg
 import upstream as U
 
 
-def with_upstreams(fn):
-    """Run fn; whatever happens, stop the upstream.py processes it started."""
-    @functools.wraps(fn)
-    def t():
-        try:
-            fn()
-        finally:
-            U.stop_all()
-    return t
+with_upstreams = U.with_upstreams
 
 
 # --- a WSGI upstream (wsgiref), as a CGI/WSGI application sees requests -----

@@ -16,7 +16,6 @@ bodies both ways with the workers' memory bounded, and the nginx
 auth_request endpoint (verify_path).
 """
 
-import functools
 import hashlib
 import json
 import os
@@ -33,15 +32,7 @@ import upstream as U
 MiB = 1 << 20
 
 
-def with_upstreams(fn):
-    """Run fn; whatever happens, stop the upstreams it started."""
-    @functools.wraps(fn)
-    def t():
-        try:
-            fn()
-        finally:
-            U.stop_all()
-    return t
+with_upstreams = U.with_upstreams
 
 
 def start_up(name="up", ipv6=False):

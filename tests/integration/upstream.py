@@ -57,6 +57,7 @@ never kept whole.
 """
 
 import atexit
+import functools
 import hashlib
 import json
 import os
@@ -644,6 +645,17 @@ def stop_all():
 
 
 atexit.register(stop_all)
+
+
+def with_upstreams(fn):
+    """Decorate a test: whatever happens, stop the upstreams it started."""
+    @functools.wraps(fn)
+    def t():
+        try:
+            fn()
+        finally:
+            stop_all()
+    return t
 
 
 if __name__ == "__main__":
