@@ -158,21 +158,33 @@ conn_wipe_drain(struct evbuffer *b, size_t n)
  * The first len bytes of b, contiguous, like evbuffer_pullup(); but when
  * they span chains, the copies evbuffer_pullup() would free are wiped
  * first: the bytes are copied out, wiped and drained, and put back in
- * front as one piece.  NULL if out of memory.
+ * front as one chain of their own.  Not with evbuffer_prepend(): it fills
+ * the free space in front of the next chain first and puts the rest in a
+ * new chain, which evbuffer_pullup() would then copy and free unwiped.
+ * evbuffer_prepend_buffer() moves the chain, so nothing is copied again.
+ * NULL if out of memory.
  */
 static unsigned char *
 conn_pullup(struct evbuffer *b, size_t len)
 {
+	struct evbuffer	*one;
 	unsigned char	*tmp;
-	int		 rc;
+	int		 rc = -1;
 
 	if (evbuffer_get_contiguous_space(b) >= len)
 		return (evbuffer_pullup(b, (ssize_t)len));
 	if ((tmp = malloc(len)) == NULL)
 		return (NULL);
+	if ((one = evbuffer_new()) == NULL)
+		goto done;
 	evbuffer_copyout(b, tmp, len);
-	conn_wipe_drain(b, len);
-	rc = evbuffer_prepend(b, tmp, len);
+	if (evbuffer_add(one, tmp, len) == 0) {
+		conn_wipe_drain(b, len);
+		rc = evbuffer_prepend_buffer(b, one);
+	}
+	conn_wipe_drain(one, evbuffer_get_length(one));
+	evbuffer_free(one);
+done:
 	OPENSSL_cleanse(tmp, len);
 	free(tmp);
 	return (rc == 0 ? evbuffer_pullup(b, (ssize_t)len) : NULL);
@@ -508,8 +520,8 @@ conn_fail(struct conn *c, int status, const char *cause)
 	}
 	if (c->c_reqidlen == 0)		/* refused before it was parsed */
 		conn_new_reqid(c);
-	if (c->c_pending != NULL)
-		evbuffer_drain(c->c_pending, evbuffer_get_length(c->c_pending));
+	if (c->c_pending != NULL)	/* an admin body may hold a secret */
+		conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
 	conn_admin_free(c);
 	conn_refuse(c, status, code, cause);
 	c->c_state = CONN_CLOSING;
@@ -1534,6 +1546,10 @@ conn_free(struct conn *c)
 	event_free(c->c_timer);
 	event_free(c->c_ev_read);
 	event_free(c->c_ev_write);
+	/* Unread input (a cut head, pipelined requests) may hold secrets. */
+	conn_wipe_drain(c->c_in, evbuffer_get_length(c->c_in));
+	if (c->c_pending != NULL)
+		conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
 	evbuffer_free(c->c_in);
 	evbuffer_free(c->c_out);
 	close(c->c_fd);

@@ -248,7 +248,92 @@ def test_verify_uri_read_by_length():
     d.check_healthy()
 
 
-TESTS = [test_no_secret_left_in_memory, test_verify_uri_read_by_length]
+def left_in(pids, secret, wait=3.0):
+    """The places in pids' memory still holding secret, after up to wait s."""
+    needle = secret[-16:].encode()
+    deadline = time.monotonic() + wait
+    while True:
+        where = [(p, w) for p in pids for _, w in scan(p, [needle]).items()]
+        if not where or time.monotonic() >= deadline:
+            return where
+        time.sleep(0.25)
+
+
+def test_secrets_wiped_on_cut_paths():
+    """Input that is never served is wiped too: a head cut by a close or
+    by header_timeout, an admin body cut short or refused with 413, and
+    heads that span buffer chains in a long pipelined stream."""
+    d = kg.start(kg.config(
+        "route GET ^/k(/|$) auth=api-key rate=off",
+        "route * ^/e(/|$) upstream=echo auth=anonymous",
+        "route * .* auth=deny",
+        admin="{port2}", workers=1, header_timeout="1s"), nports=2)
+    pids = d.wait_workers(1)
+    if not all(can_read_memory(p) for p in pids):
+        kg.skip("cannot read /proc/PID/mem (needs root or CAP_SYS_PTRACE)")
+    found = []
+
+    def case(what, secret):
+        where = left_in(pids, secret)
+        if where:
+            found.append("%s: %r" % (what, where))
+
+    # The worker's first key hashed: with lazy binding, the dynamic linker
+    # saved the vector registers holding it on the stack (configure links
+    # with -z now).
+    s = random_secret()
+    kg.check_refusal(kg.get(d.port, "/k", {"X-API-KEY": s}), 401,
+                     "invalid_credentials", "first key")
+    case("the first key a worker hashes", s)
+
+    head = b"GET /k HTTP/1.1\r\nHost: x\r\nX-API-KEY: "
+    s = random_secret()
+    with kg.Conn(d.port) as c:
+        c.send(head + s.encode() + b"\r\n")
+        time.sleep(0.2)
+    case("a head cut by the client's close", s)
+
+    s = random_secret()
+    with kg.Conn(d.port) as c:
+        c.send(head + s.encode() + b"\r\n")
+        kg.eq(c.read_response().status, 408, "header_timeout")
+    case("a head cut by header_timeout", s)
+
+    admin_head = (b"POST /v1/verify HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + kg.ADMIN_TOKEN.encode() +
+                  b"\r\nContent-Type: application/json\r\n")
+    s = random_secret()
+    with kg.Conn(d.admin_port) as c:
+        c.send(admin_head + b"Content-Length: 200\r\n\r\n{\"key\": \"" +
+               s.encode() + b"\"")
+        time.sleep(0.3)
+    case("an admin body cut short", s)
+
+    s = random_secret()
+    body = (b"{\"key\": \"" + s.encode() + b"\", \"x\": \"" + b"a" * 70000 +
+            b"\"}")
+    with kg.Conn(d.admin_port) as c:
+        c.send(admin_head + b"Transfer-Encoding: chunked\r\n\r\n" +
+               b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+        kg.eq(c.read_response().status, 413, "admin body over 64 KiB")
+    case("an admin body refused with 413", s)
+
+    s = random_secret()
+    reqs = [kg.raw_request("GET", "/e/%d" % i, headers=[
+        ("X-API-KEY", s), ("X-Pad", "p" * (37 * i % 700))])
+        for i in range(400)]
+    with kg.Conn(d.port) as c:
+        c.send(b"".join(reqs))
+        for i in range(len(reqs)):
+            kg.eq(c.read_response().status, 200, "pipelined %d" % i)
+    case("pipelined heads spanning buffer chains", s)
+
+    kg.check(not found, "secrets left in memory: " + "; ".join(found))
+    d.check_healthy()
+
+
+TESTS = [test_no_secret_left_in_memory, test_verify_uri_read_by_length,
+         test_secrets_wiped_on_cut_paths]
 
 if __name__ == "__main__":
     kg.run(TESTS)
