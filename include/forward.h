@@ -54,9 +54,11 @@ int	 forward_keep_response_header(const struct http_msg *,
 int	 forward_client_reqid(const struct http_msg *, const char **, size_t *);
 
 /*
- * Does the path have a "." or ".." segment, written plainly or as %2e?  An
- * upstream that resolved "/public/../admin" would serve a path no route
- * allowed, so such paths are refused (forward_normalize_path()).
+ * Does the path have a "." or ".." segment, written plainly or as %2e, or
+ * with a path parameter (".." followed by ";...", which servlet containers
+ * read as "..")?  An upstream that resolved "/public/../admin" would serve
+ * a path no route allowed, so such paths are refused
+ * (forward_normalize_path()).
  */
 int	 forward_dot_segment(const char *, size_t);
 
@@ -65,7 +67,8 @@ int	 forward_dot_segment(const char *, size_t);
  * escapes of unreserved characters ("%61" -> "a"), write the remaining
  * escapes in upper case ("%3a" -> "%3A") and, with FORWARD_MERGE_SLASHES,
  * merge runs of '/' into one.  Case is kept.  Refused, with -1 and a
- * sentence in cause: an invalid escape, an escaped '/' ("%2F"), and a dot
+ * sentence in cause: an invalid escape, an escaped '/' ("%2F"), a
+ * backslash, plain or escaped ("%5C": IIS reads it as '/'), and a dot
  * segment, also one that only appears once decoded ("/%2e%2e/").  On
  * success the normalised path (never longer) is in out, which may be the
  * input itself, and its length in outlen.

@@ -173,16 +173,26 @@ forward_client_reqid(const struct http_msg *msg, const char **id, size_t *len)
 	return (1);
 }
 
-/* Does the path have a "." or ".." segment (also as %2e)? */
+/*
+ * Does the path have a "." or ".." segment (also as %2e)?  What follows a
+ * ';' in a segment is a path parameter: Tomcat and other servlet
+ * containers read "..;x" as "..", so such a segment counts too.
+ */
 int
 forward_dot_segment(const char *p, size_t len)
 {
 	size_t	 i = 0, dots, other;
+	int	 params;
 
 	while (i < len) {
 		dots = other = 0;
+		params = 0;
 		for (; i < len && p[i] != '/'; i++) {
-			if (p[i] == '.')
+			if (params)
+				continue;
+			if (p[i] == ';')
+				params = 1;
+			else if (p[i] == '.')
 				dots++;
 			else if (p[i] == '%' && i + 2 < len && p[i + 1] == '2' &&
 			    (p[i + 2] == 'e' || p[i + 2] == 'E')) {
@@ -235,6 +245,11 @@ forward_normalize_path(const char *p, size_t len, char *out, size_t *outlen,
 
 	while (i < len) {
 		ch = (unsigned char)p[i];
+		if (ch == '\\') {
+			*cause = "the path contains a backslash, which some "
+			    "servers read as \"/\"";
+			return (-1);
+		}
 		if (ch != '%') {
 			i++;
 			if (ch == '/' && (flags & FORWARD_MERGE_SLASHES) &&
@@ -253,6 +268,11 @@ forward_normalize_path(const char *p, size_t len, char *out, size_t *outlen,
 		ch = (unsigned char)(hi << 4 | lo);
 		if (ch == '/') {
 			*cause = "the path contains an encoded \"/\" (%2F)";
+			return (-1);
+		}
+		if (ch == '\\') {
+			*cause = "the path contains an encoded backslash (%5C), "
+			    "which some servers read as \"/\"";
 			return (-1);
 		}
 		if (forward_unreserved(ch))

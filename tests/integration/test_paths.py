@@ -249,7 +249,8 @@ def test_bad_paths_refused_and_closed():
     d = path_daemon(up)
     for target in ("/a%2fb", "/a%2Fb", "/%2e%2e/admin", "/x/%2E./admin",
                    "/x/.%2e", "/x/%2e/admin", "/x/../admin", "/%zz", "/a%",
-                   "/a%4"):
+                   "/a%4", "/x/..;/admin", "/x/..;jsessionid=1/admin",
+                   "/x\\..\\admin", "/x%5c..%5cadmin"):
         refused_closed(d, target, 400, "bad_request")
     kg.eq(up.stats()["requests"], 0, "requests that reached the upstream")
 

@@ -214,6 +214,10 @@ test_dot_segments(void **state)
 		{ "/.", 1 }, { "/..", 1 }, { "/./a", 1 }, { "/a/../b", 1 },
 		{ "/a/..", 1 }, { "/%2e/a", 1 }, { "/%2E%2e/a", 1 },
 		{ "/a/.%2e/b", 1 }, { "/a/%2e.", 1 }, { "./a", 1 },
+		/* Path parameters: servlet containers read "..;x" as "..". */
+		{ "/a;x/b", 0 }, { "/a/b;..", 0 }, { "/a/;../b", 0 },
+		{ "/a/..;/b", 1 }, { "/a/..;jsessionid=1/b", 1 },
+		{ "/a/.;x", 1 }, { "/a/%2e%2e;/b", 1 },
 	};
 	size_t	 i;
 
@@ -268,6 +272,12 @@ test_normalize_path(void **state)
 		{ "/%4g", NULL, NULL },
 		{ "/a%", NULL, NULL },
 		{ "//..//x", NULL, NULL },
+		{ "/public/..;/admin", NULL, NULL },
+		{ "/a\\b", NULL, NULL },
+		{ "/public\\..\\admin", NULL, NULL },
+		{ "/a%5cb", NULL, NULL },
+		{ "/a%5Cb", NULL, NULL },
+		{ "/a;b/c", "/a;b/c", "/a;b/c" },
 	};
 	const char	*cause, *want;
 	char		 buf[64], out[64];
