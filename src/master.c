@@ -910,6 +910,36 @@ master_load(struct master *m, char *err, size_t errlen)
 }
 
 /*
+ * Reload: the key store stays where it is until a restart.  A changed
+ * state_dir in conf is replaced by the running one, so that the new
+ * workers append to the journal the master loaded, locks and compacts
+ * (with the new directory they would acknowledge keys into files nobody
+ * reads back), and max_keys by the segment's own size.  Both are said
+ * once, as ignored.  0, or -1 when out of memory.
+ */
+static int
+master_keep_store(struct master *m, struct config *conf)
+{
+	char	*dir;
+
+	if (strcmp(m->m_conf->c_state_dir, conf->c_state_dir) != 0) {
+		if ((dir = strdup(m->m_conf->c_state_dir)) == NULL)
+			return (-1);
+		log_warnx("state_dir %s ignored until the next restart: the "
+		    "key store stays in %s", conf->c_state_dir, dir);
+		free(conf->c_state_dir);
+		conf->c_state_dir = dir;
+	}
+	if (shm_max_keys(m->m_shm) != conf->c_max_keys) {
+		log_warnx("max_keys %u ignored until the next restart: the key "
+		    "store keeps %u slots", conf->c_max_keys,
+		    shm_max_keys(m->m_shm));
+		conf->c_max_keys = shm_max_keys(m->m_shm);
+	}
+	return (0);
+}
+
+/*
  * SIGHUP.  Like nginx: the new file is parsed and validated completely (and
  * its new listeners bound) before anything changes; on any error the old
  * configuration keeps serving.  Then workers of a new generation start, and
@@ -952,13 +982,17 @@ master_reload(struct master *m)
 		config_free(conf);
 		return;
 	}
+	if (master_keep_store(m, conf) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "out of memory");
+		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,
+		    m->m_nlfds);
+		config_free(conf);
+		return;
+	}
 	master_nofile(conf);
 	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
-	if (strcmp(m->m_conf->c_state_dir, conf->c_state_dir) != 0 ||
-	    m->m_shm->sh_max_keys != conf->c_max_keys)
-		log_warnx("state_dir and max_keys changes take effect at the "
-		    "next restart; the key store is kept as it is");
 	m->m_prev_conf = m->m_conf;
 	m->m_prev_gen = m->m_gen;
 	memcpy(m->m_prev_lfds, m->m_lfds, m->m_nlfds * sizeof(int));
