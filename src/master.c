@@ -1146,7 +1146,11 @@ master_check_say(int *nerr, int error, const char *fmt, ...)
 		(*nerr)++;
 }
 
-/* The directory part of an absolute path ("/" for "/x"). */
+/*
+ * The directory part of an absolute path ("/" for "/x") into dir, of len
+ * bytes (> 0).  dir may be path itself: memmove, not snprintf, whose
+ * source and destination must not overlap.
+ */
 static void
 master_dirname(const char *path, char *dir, size_t len)
 {
@@ -1156,16 +1160,49 @@ master_dirname(const char *path, char *dir, size_t len)
 
 	if (slash == NULL)
 		path = "/";
-	snprintf(dir, len, "%.*s", (int)n, path);
+	if (n >= len)
+		n = len - 1;
+	memmove(dir, path, n);
+	dir[n] = '\0';
+}
+
+/*
+ * A directory start-up creates with its missing parents, like mkdir -p
+ * (state_dir, the pidfile's directory): the nearest existing one of start
+ * and its ancestors must be a writable directory.
+ */
+static void
+master_check_parents(int *nerr, const char *what, const char *path,
+    const char *start)
+{
+	struct stat	 st;
+	char		 dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", start);
+	while (stat(dir, &st) == -1) {
+		if (errno != ENOENT || strcmp(dir, "/") == 0) {
+			master_check_say(nerr, 1, "%s %s: %s: %s", what, path,
+			    dir, strerror(errno));
+			return;
+		}
+		master_dirname(dir, dir, sizeof(dir));
+	}
+	if (!S_ISDIR(st.st_mode))
+		master_check_say(nerr, 1, "%s %s: %s is not a directory", what,
+		    path, dir);
+	else if (access(dir, W_OK | X_OK) == -1)
+		master_check_say(nerr, 1, "%s %s: %s is not writable: %s", what,
+		    path, dir, strerror(errno));
 }
 
 /*
  * A file start-up opens or creates as the master (log files, the
  * pidfile): an existing one must be writable and not a directory, a
- * missing one needs an existing, writable directory.
+ * missing one needs an existing, writable directory, or with parents
+ * (the pidfile, see pidfile_lock()) a directory start-up can create.
  */
 static void
-master_check_file(int *nerr, const char *what, const char *path)
+master_check_file(int *nerr, const char *what, const char *path, int parents)
 {
 	struct stat	 st;
 	char		 dir[PATH_MAX];
@@ -1185,7 +1222,9 @@ master_check_file(int *nerr, const char *what, const char *path)
 		return;
 	}
 	master_dirname(path, dir, sizeof(dir));
-	if (stat(dir, &st) == -1)
+	if (parents)
+		master_check_parents(nerr, what, path, dir);
+	else if (stat(dir, &st) == -1)
 		master_check_say(nerr, 1, "%s %s: directory %s: %s", what, path,
 		    dir, strerror(errno));
 	else if (!S_ISDIR(st.st_mode))
@@ -1194,34 +1233,6 @@ master_check_file(int *nerr, const char *what, const char *path)
 	else if (access(dir, W_OK | X_OK) == -1)
 		master_check_say(nerr, 1, "%s %s: directory %s is not writable: "
 		    "%s", what, path, dir, strerror(errno));
-}
-
-/*
- * state_dir: an existing one must be a writable directory; a missing one
- * is created at start-up with its missing parents, so the nearest
- * existing ancestor must be a writable directory.
- */
-static void
-master_check_state_dir(int *nerr, const char *path)
-{
-	struct stat	 st;
-	char		 dir[PATH_MAX];
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	while (stat(dir, &st) == -1) {
-		if (errno != ENOENT || strcmp(dir, "/") == 0) {
-			master_check_say(nerr, 1, "state_dir %s: %s: %s", path,
-			    dir, strerror(errno));
-			return;
-		}
-		master_dirname(dir, dir, sizeof(dir));
-	}
-	if (!S_ISDIR(st.st_mode))
-		master_check_say(nerr, 1, "state_dir %s: %s is not a directory",
-		    path, dir);
-	else if (access(dir, W_OK | X_OK) == -1)
-		master_check_say(nerr, 1, "state_dir %s: %s is not writable: %s",
-		    path, dir, strerror(errno));
 }
 
 /*
@@ -1274,11 +1285,13 @@ master_check(const struct config *conf)
 		master_check_say(&nerr, 1, "too many listen directives (at most "
 		    "%d)", MASTER_MAX_LISTEN);
 	if (conf->c_error_log[0] == '/')
-		master_check_file(&nerr, "error_log", conf->c_error_log);
+		master_check_file(&nerr, "error_log", conf->c_error_log, 0);
 	if (conf->c_access_log != NULL)
-		master_check_file(&nerr, "access_log", conf->c_access_log);
-	master_check_file(&nerr, "pidfile", conf->c_pidfile);
-	master_check_state_dir(&nerr, conf->c_state_dir);
+		master_check_file(&nerr, "access_log", conf->c_access_log, 0);
+	master_check_file(&nerr, "pidfile", conf->c_pidfile, 1);
+	/* An existing state_dir must be a writable directory itself. */
+	master_check_parents(&nerr, "state_dir", conf->c_state_dir,
+	    conf->c_state_dir);
 	if (conf->c_user != NULL && geteuid() == 0) {
 		fflush(stderr);
 		if ((pid = fork()) == -1)

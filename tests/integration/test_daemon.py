@@ -97,13 +97,16 @@ def test_version():
 
 def test_check_finds_startup_failures():
     """-t fails on what start-up would fail on, naming each problem:
-    log, pidfile and state_dir locations that cannot be created."""
+    log, pidfile and state_dir locations that cannot be created.  A
+    missing pidfile directory is not one: start-up creates it with its
+    parents, like state_dir (review of issue 10: -t refused it)."""
     dir = kg.tempdir()
     text = good_conf_text(dir)
-    for name in ("error_log", "access_log", "pidfile"):
+    for name in ("error_log", "access_log"):
         text = re.sub(r"^%s %s/" % (name, re.escape(dir)),
                       "%s %s/no-%s/" % (name, dir, name), text, flags=re.M)
     write(dir, "afile", "")
+    text = text.replace("pidfile %s/" % dir, "pidfile %s/afile/" % dir)
     text = text.replace("state_dir %s/state" % dir,
                         "state_dir %s/afile/state" % dir)
     path = write(dir, "paths.conf", text)
@@ -111,24 +114,39 @@ def test_check_finds_startup_failures():
     kg.eq(p.returncode, 1, "exit status of -t (stdout %r, stderr %r)" %
           (p.stdout, p.stderr))
     kg.check("configuration is valid" not in p.stdout, "reported valid")
-    for name in ("error_log", "access_log", "pidfile"):
+    for name in ("error_log", "access_log"):
         kg.check(re.search(r"%s %s/no-%s/\S+: directory %s/no-%s: No such "
                            r"file" % (name, re.escape(dir), name,
                                       re.escape(dir), name), p.stderr),
                  "-t does not name the missing %s directory: %r" %
                  (name, p.stderr))
+    kg.check("pidfile %s/afile/keygated.pid: Not a directory" % dir in
+             p.stderr, "-t does not name the bad pidfile directory: %r" %
+             p.stderr)
     kg.check("state_dir %s/afile/state" % dir in p.stderr,
              "-t does not name the bad state_dir: %r" % p.stderr)
-    # The same file starts once the directories exist; a missing state_dir
-    # (and missing parents of it) is created at start-up.
-    for name in ("error_log", "access_log", "pidfile"):
+    # The same file starts once the log directories exist; a missing
+    # state_dir and pidfile directory (and missing parents of them) are
+    # created at start-up, and -t says so.
+    for name in ("error_log", "access_log"):
         os.mkdir(os.path.join(dir, "no-" + name))
+    pidfile = os.path.join(dir, "run", "keygate", "keygated.pid")
     path = write(dir, "paths.conf", text.replace(
-        "%s/afile/state" % dir, "%s/new/state" % dir))
+        "%s/afile/state" % dir, "%s/new/state" % dir).replace(
+        "pidfile %s/afile/keygated.pid" % dir, "pidfile " + pidfile))
     p = kg.keygated("-t", "-c", path)
     kg.eq(p.returncode, 0, "exit status of -t once fixed (stderr %r)" %
           p.stderr)
     kg.check("configuration is valid" in p.stdout, "stdout %r" % p.stdout)
+    kg.check(not os.path.exists(os.path.join(dir, "run")), "-t created the "
+             "pidfile directory")
+    try:
+        p = kg.keygated("-c", path)
+        kg.eq(p.returncode, 0, "exit status of the start (stderr %r)" %
+              p.stderr)
+        kg.check(os.path.exists(pidfile), "no pidfile %s" % pidfile)
+    finally:
+        kg.kill_dir_processes(dir)
 
 
 def test_check_worker_user_paths():
