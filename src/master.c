@@ -1050,9 +1050,10 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		master_stop(m, 1);
 		break;
 	case SIGUSR1:
-		log_reopen();
+		/* First: a log file missing now is created as the user's. */
 		if (master_prepare_logs(m->m_conf, err, sizeof(err)) == -1)
 			log_warnx("%s", err);
+		log_reopen();
 		master_signal_children(m, SIGUSR1, MASTER_ALL, 0);
 		log_info("log files reopened");
 		break;

@@ -753,6 +753,44 @@ def test_sigusr1_reopens_access_log():
              "requests before the rename are not (only) in the old file")
 
 
+def test_sigusr1_error_log_symlink_refused():
+    """
+    SIGUSR1 after the error log was moved away and a symbolic link to a
+    file of root's put in its place (by anyone who can write the log
+    directory, the worker user for one): the master, root, does not follow
+    it.  The file keeps its bytes, the daemon keeps serving, and says why
+    in the file it had open (review of issue 10: log_reopen() followed the
+    link and the master appended its log lines to root's file).
+    """
+    d = kg.start(kg.config(ECHO, workers=2), foreground=False)
+    victim = os.path.join(d.dir, "root-file")
+    with open(victim, "w") as f:
+        f.write("root's\n")
+    os.chmod(victim, 0o600)
+    rotated = d.errlog_path + ".1"
+    os.rename(d.errlog_path, rotated)
+    os.symlink(victim, d.errlog_path)
+
+    def text(path):
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    d.signal(signal.SIGUSR1)
+    kg.wait_for(lambda: "log files reopened" in text(rotated) + text(victim),
+                5, "the master to log the reopen")
+    kg.check_echo(kg.get(d.port, "/echo/after"), "GET", "/echo/after",
+                  what="after the refused reopen")
+    kg.eq(text(victim), "root's\n", "root's file after SIGUSR1")
+    kg.check(re.search(r"master: cannot open error log %s: a symbolic link "
+                       r"\(refused\); still logging to the file opened "
+                       r"before" % re.escape(d.errlog_path), text(rotated)),
+             "no warning in %s: %r" % (rotated, text(rotated)[-600:]))
+    kg.check(os.path.islink(d.errlog_path), "the link was replaced")
+    d.stop()
+    kg.eq(text(victim), "root's\n", "root's file after the stop")
+    kg.check("graceful stop" in text(rotated), "the stop was not logged in "
+             "the file opened before")
+
+
 TESTS = [
     test_check_good_config,
 ] + [make_bad_config_test(*b) for b in BAD] + [
@@ -780,6 +818,7 @@ TESTS = [
     test_sigint_graceful_stop,
     test_sigquit_fast_stop,
     test_sigusr1_reopens_access_log,
+    test_sigusr1_error_log_symlink_refused,
 ]
 
 if __name__ == "__main__":
