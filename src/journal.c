@@ -268,13 +268,17 @@ write_all(int fd, const char *buf, size_t len)
 }
 
 
-/* Is s a key id: "key_" and 16 base62 characters? */
+/*
+ * Is s a key id: "key_" and 16 base62 characters?  At most KS_ID_LEN + 1
+ * bytes are read: s may be a copy of a record whose id has no NUL.
+ */
 static int
 valid_id(const char *s)
 {
 	size_t	 i;
 
-	if (strlen(s) != KS_ID_LEN || strncmp(s, "key_", 4) != 0)
+	if (strnlen(s, KS_ID_LEN + 1) != KS_ID_LEN ||
+	    strncmp(s, "key_", 4) != 0)
 		return (0);
 	for (i = 4; i < KS_ID_LEN; i++)
 		if (!((s[i] >= '0' && s[i] <= '9') ||

@@ -32,6 +32,8 @@
 #define KS_GEN_RETRIES	1000	/* lookups restarted by area flips */
 #define KS_LOCK_STEP	100	/* us: first sleep between lock attempts */
 #define KS_LOCK_STEP_MAX 1000	/* us: the sleep doubles up to this */
+/* Longest id a record can hold: k_id less its terminating NUL. */
+#define KS_ID_HASHED	(sizeof(((struct ks_key *)NULL)->k_id) - 1)
 
 #if defined(__x86_64__) || defined(__i386__)
 #define KS_CPU_RELAX()	__builtin_ia32_pause()
@@ -187,6 +189,10 @@ mix64(uint64_t x)
  * then the length and the seed mixed in by splitmix64, so that ids which
  * differ in a few characters (the journal may hold any id) still spread
  * over the whole table, and the layout differs from store to store.
+ * At most KS_ID_HASHED bytes are read, whether or not a NUL comes: a
+ * stored id is never longer (key_terminate()), so an id that is longer
+ * hashes like its first KS_ID_HASHED bytes and is then told apart by the
+ * full comparison in key_matches().
  */
 static uint64_t
 hash_id(uint64_t seed, const char *id)
@@ -195,7 +201,7 @@ hash_id(uint64_t seed, const char *id)
 	uint64_t		 h = 0xcbf29ce484222325ULL ^ mix64(seed);
 	uint64_t		 n = 0;
 
-	for (; *p != '\0'; p++, n++) {
+	for (; n < KS_ID_HASHED && *p != '\0'; p++, n++) {
 		h ^= *p;
 		h *= 0x100000001b3ULL;
 	}
@@ -244,7 +250,26 @@ key_digests(const struct ks_key *key, const uint8_t *d[2])
 }
 
 /*
- * Seqlock read: copy slot s's record and live flag.
+ * NUL-terminate every string of key, a copy of a record.  Any process
+ * mapping the segment can fill a slot's strings to the brim: a copy is
+ * terminated before anything (strlen, strcmp, "%s", hash_id) reads it as
+ * a string, so such a record can be wrong, never make a reader (the
+ * master is root) run past the field, the copy or the segment.
+ */
+static void
+key_terminate(struct ks_key *key)
+{
+	key->k_id[sizeof(key->k_id) - 1] = '\0';
+	key->k_prefix[sizeof(key->k_prefix) - 1] = '\0';
+	key->k_hint[sizeof(key->k_hint) - 1] = '\0';
+	key->k_name[sizeof(key->k_name) - 1] = '\0';
+	key->k_owner[sizeof(key->k_owner) - 1] = '\0';
+	key->k_app[sizeof(key->k_app) - 1] = '\0';
+	key->k_scopes[sizeof(key->k_scopes) - 1] = '\0';
+}
+
+/*
+ * Seqlock read: copy slot s's record (strings terminated) and live flag.
  *
  * The writer (slot_write) makes s_seq odd, issues a release fence, writes
  * the record, and stores the next even s_seq with release semantics.  The
@@ -272,8 +297,11 @@ slot_read(const struct ks_slot *s, struct ks_key *key, uint32_t *live)
 			*live = __atomic_load_n(&s->s_live, __ATOMIC_RELAXED);
 			memcpy(key, &s->s_key, sizeof(*key));
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
-			if (__atomic_load_n(&s->s_seq, __ATOMIC_RELAXED) == seq)
+			if (__atomic_load_n(&s->s_seq, __ATOMIC_RELAXED) ==
+			    seq) {
+				key_terminate(key);
 				return (KS_OK);
+			}
 		}
 		if (i < KS_SPINS_HOT)
 			KS_CPU_RELAX();
@@ -624,6 +652,22 @@ index_drop_digests(struct keystore *ks, uint32_t area, uint32_t slot,
 }
 
 /*
+ * Writer: copy into dst the fields of src that index_add_key() reads (the
+ * digests, the grace period, the id, terminated); not the rest, which
+ * would cost a rebuild of a large store several times the work.
+ */
+static void
+key_index_copy(struct ks_key *dst, const struct ks_key *src)
+{
+	memcpy(dst->k_digest, src->k_digest, sizeof(dst->k_digest));
+	memcpy(dst->k_old_digest, src->k_old_digest,
+	    sizeof(dst->k_old_digest));
+	dst->k_grace_until = src->k_grace_until;
+	memcpy(dst->k_id, src->k_id, sizeof(dst->k_id));
+	dst->k_id[sizeof(dst->k_id) - 1] = '\0';
+}
+
+/*
  * Writer: rebuild both indexes from the records into the inactive area,
  * which drops every tombstone, then flip kh_area and increment
  * kh_index_gen (both release; see index_find() for why readers never miss
@@ -637,6 +681,7 @@ static void
 index_rebuild(struct keystore *ks)
 {
 	struct ks_header	*hdr = ks->ks_hdr;
+	struct ks_key		 k;
 	uint64_t		*tab;
 	uint32_t		 area, n, i, s, dused = 0, iused = 0;
 	int			 which;
@@ -649,10 +694,16 @@ index_rebuild(struct keystore *ks)
 		for (i = 0; i < n; i++)
 			__atomic_store_n(&tab[i], KS_EMPTY, __ATOMIC_RELEASE);
 	}
-	for (s = 0, n = ks_hiwater(ks); s < n; s++)
-		if (ks->ks_slots[s].s_live)
-			index_add_key(ks, area, s, &ks->ks_slots[s].s_key,
-			    &dused, &iused);
+	for (s = 0, n = ks_hiwater(ks); s < n; s++) {
+		if (!ks->ks_slots[s].s_live)
+			continue;
+		/*
+		 * From a copy of what the indexes use: the slot's k_id may
+		 * lack its NUL (only the copy is hashed).
+		 */
+		key_index_copy(&k, &ks->ks_slots[s].s_key);
+		index_add_key(ks, area, s, &k, &dused, &iused);
+	}
 	__atomic_store_n(&hdr->kh_area, area, __ATOMIC_RELEASE);
 	__atomic_store_n(&hdr->kh_index_gen, hdr->kh_index_gen + 1,
 	    __ATOMIC_RELEASE);
@@ -722,13 +773,7 @@ static void
 key_copy(struct ks_key *dst, const struct ks_key *src)
 {
 	memcpy(dst, src, sizeof(*dst));
-	dst->k_id[sizeof(dst->k_id) - 1] = '\0';
-	dst->k_prefix[sizeof(dst->k_prefix) - 1] = '\0';
-	dst->k_hint[sizeof(dst->k_hint) - 1] = '\0';
-	dst->k_name[sizeof(dst->k_name) - 1] = '\0';
-	dst->k_owner[sizeof(dst->k_owner) - 1] = '\0';
-	dst->k_app[sizeof(dst->k_app) - 1] = '\0';
-	dst->k_scopes[sizeof(dst->k_scopes) - 1] = '\0';
+	key_terminate(dst);
 }
 
 /*

@@ -6,6 +6,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,39 @@ static int	 log_level = LOGLEVEL_INFO;
 static char	 log_path[1024];
 static char	 log_ident[32] = "keygated";
 static char	 log_prefix[16] = "main";
+
+/*
+ * Open the log file path for appending: the descriptor, or -1 with the
+ * reason in err.  The master is root and the log directory may be
+ * writable by the worker user, who could replace the file by a link to
+ * any file of root's between two reopens: so no symbolic link is
+ * followed (O_NOFOLLOW), a FIFO is not waited on (O_NONBLOCK), and the
+ * file opened must be a regular file with a single link (a hard link to
+ * another file has two), as master_prepare_file() requires.
+ */
+static int
+log_open(const char *path, char *err, size_t errlen)
+{
+	struct stat	 st;
+	int		 fd;
+
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC, 0640);
+	if (fd == -1) {
+		snprintf(err, errlen, "cannot open error log %s: %s", path,
+		    errno == ELOOP ? "a symbolic link (refused)" :
+		    strerror(errno));
+		return (-1);
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_nlink != 1) {
+		snprintf(err, errlen, "cannot use error log %s: not a regular "
+		    "file with a single link (refused)", path);
+		close(fd);
+		return (-1);
+	}
+	return (fd);
+}
 
 /* Open the destination; 0, or -1 with the reason in err. */
 int
@@ -49,12 +83,8 @@ log_init(const char *dest, int level, const char *ident, char *err,
 		log_path[0] = '\0';
 		return (0);
 	}
-	fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (fd == -1) {
-		snprintf(err, errlen, "cannot open error log %s: %s", dest,
-		    strerror(errno));
+	if ((fd = log_open(dest, err, errlen)) == -1)
 		return (-1);
-	}
 	if (log_fd > STDERR_FILENO)
 		close(log_fd);
 	log_fd = fd;
@@ -63,17 +93,20 @@ log_init(const char *dest, int level, const char *ident, char *err,
 	return (0);
 }
 
-/* Reopen a file destination (after rotation); 0 or -1. */
+/*
+ * Reopen a file destination (after rotation); 0 or -1.  On failure the
+ * file opened before stays in use, and the reason is logged there.
+ */
 int
 log_reopen(void)
 {
+	char	 err[1200];
 	int	 fd;
 
 	if (log_path[0] == '\0')
 		return (0);
-	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (fd == -1) {
-		log_warn("cannot reopen %s", log_path);
+	if ((fd = log_open(log_path, err, sizeof(err))) == -1) {
+		log_warnx("%s; still logging to the file opened before", err);
 		return (-1);
 	}
 	if (log_fd > STDERR_FILENO)

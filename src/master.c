@@ -910,6 +910,36 @@ master_load(struct master *m, char *err, size_t errlen)
 }
 
 /*
+ * Reload: the key store stays where it is until a restart.  A changed
+ * state_dir in conf is replaced by the running one, so that the new
+ * workers append to the journal the master loaded, locks and compacts
+ * (with the new directory they would acknowledge keys into files nobody
+ * reads back), and max_keys by the segment's own size.  Both are said
+ * once, as ignored.  0, or -1 when out of memory.
+ */
+static int
+master_keep_store(struct master *m, struct config *conf)
+{
+	char	*dir;
+
+	if (strcmp(m->m_conf->c_state_dir, conf->c_state_dir) != 0) {
+		if ((dir = strdup(m->m_conf->c_state_dir)) == NULL)
+			return (-1);
+		log_warnx("state_dir %s ignored until the next restart: the "
+		    "key store stays in %s", conf->c_state_dir, dir);
+		free(conf->c_state_dir);
+		conf->c_state_dir = dir;
+	}
+	if (shm_max_keys(m->m_shm) != conf->c_max_keys) {
+		log_warnx("max_keys %u ignored until the next restart: the key "
+		    "store keeps %u slots", conf->c_max_keys,
+		    shm_max_keys(m->m_shm));
+		conf->c_max_keys = shm_max_keys(m->m_shm);
+	}
+	return (0);
+}
+
+/*
  * SIGHUP.  Like nginx: the new file is parsed and validated completely (and
  * its new listeners bound) before anything changes; on any error the old
  * configuration keeps serving.  Then workers of a new generation start, and
@@ -952,13 +982,17 @@ master_reload(struct master *m)
 		config_free(conf);
 		return;
 	}
+	if (master_keep_store(m, conf) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "out of memory");
+		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,
+		    m->m_nlfds);
+		config_free(conf);
+		return;
+	}
 	master_nofile(conf);
 	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
-	if (strcmp(m->m_conf->c_state_dir, conf->c_state_dir) != 0 ||
-	    m->m_shm->sh_max_keys != conf->c_max_keys)
-		log_warnx("state_dir and max_keys changes take effect at the "
-		    "next restart; the key store is kept as it is");
 	m->m_prev_conf = m->m_conf;
 	m->m_prev_gen = m->m_gen;
 	memcpy(m->m_prev_lfds, m->m_lfds, m->m_nlfds * sizeof(int));
@@ -1016,9 +1050,10 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 		master_stop(m, 1);
 		break;
 	case SIGUSR1:
-		log_reopen();
+		/* First: a log file missing now is created as the user's. */
 		if (master_prepare_logs(m->m_conf, err, sizeof(err)) == -1)
 			log_warnx("%s", err);
+		log_reopen();
 		master_signal_children(m, SIGUSR1, MASTER_ALL, 0);
 		log_info("log files reopened");
 		break;
@@ -1112,7 +1147,11 @@ master_check_say(int *nerr, int error, const char *fmt, ...)
 		(*nerr)++;
 }
 
-/* The directory part of an absolute path ("/" for "/x"). */
+/*
+ * The directory part of an absolute path ("/" for "/x") into dir, of len
+ * bytes (> 0).  dir may be path itself: memmove, not snprintf, whose
+ * source and destination must not overlap.
+ */
 static void
 master_dirname(const char *path, char *dir, size_t len)
 {
@@ -1122,16 +1161,49 @@ master_dirname(const char *path, char *dir, size_t len)
 
 	if (slash == NULL)
 		path = "/";
-	snprintf(dir, len, "%.*s", (int)n, path);
+	if (n >= len)
+		n = len - 1;
+	memmove(dir, path, n);
+	dir[n] = '\0';
+}
+
+/*
+ * A directory start-up creates with its missing parents, like mkdir -p
+ * (state_dir, the pidfile's directory): the nearest existing one of start
+ * and its ancestors must be a writable directory.
+ */
+static void
+master_check_parents(int *nerr, const char *what, const char *path,
+    const char *start)
+{
+	struct stat	 st;
+	char		 dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", start);
+	while (stat(dir, &st) == -1) {
+		if (errno != ENOENT || strcmp(dir, "/") == 0) {
+			master_check_say(nerr, 1, "%s %s: %s: %s", what, path,
+			    dir, strerror(errno));
+			return;
+		}
+		master_dirname(dir, dir, sizeof(dir));
+	}
+	if (!S_ISDIR(st.st_mode))
+		master_check_say(nerr, 1, "%s %s: %s is not a directory", what,
+		    path, dir);
+	else if (access(dir, W_OK | X_OK) == -1)
+		master_check_say(nerr, 1, "%s %s: %s is not writable: %s", what,
+		    path, dir, strerror(errno));
 }
 
 /*
  * A file start-up opens or creates as the master (log files, the
  * pidfile): an existing one must be writable and not a directory, a
- * missing one needs an existing, writable directory.
+ * missing one needs an existing, writable directory, or with parents
+ * (the pidfile, see pidfile_lock()) a directory start-up can create.
  */
 static void
-master_check_file(int *nerr, const char *what, const char *path)
+master_check_file(int *nerr, const char *what, const char *path, int parents)
 {
 	struct stat	 st;
 	char		 dir[PATH_MAX];
@@ -1151,7 +1223,9 @@ master_check_file(int *nerr, const char *what, const char *path)
 		return;
 	}
 	master_dirname(path, dir, sizeof(dir));
-	if (stat(dir, &st) == -1)
+	if (parents)
+		master_check_parents(nerr, what, path, dir);
+	else if (stat(dir, &st) == -1)
 		master_check_say(nerr, 1, "%s %s: directory %s: %s", what, path,
 		    dir, strerror(errno));
 	else if (!S_ISDIR(st.st_mode))
@@ -1160,34 +1234,6 @@ master_check_file(int *nerr, const char *what, const char *path)
 	else if (access(dir, W_OK | X_OK) == -1)
 		master_check_say(nerr, 1, "%s %s: directory %s is not writable: "
 		    "%s", what, path, dir, strerror(errno));
-}
-
-/*
- * state_dir: an existing one must be a writable directory; a missing one
- * is created at start-up with its missing parents, so the nearest
- * existing ancestor must be a writable directory.
- */
-static void
-master_check_state_dir(int *nerr, const char *path)
-{
-	struct stat	 st;
-	char		 dir[PATH_MAX];
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	while (stat(dir, &st) == -1) {
-		if (errno != ENOENT || strcmp(dir, "/") == 0) {
-			master_check_say(nerr, 1, "state_dir %s: %s: %s", path,
-			    dir, strerror(errno));
-			return;
-		}
-		master_dirname(dir, dir, sizeof(dir));
-	}
-	if (!S_ISDIR(st.st_mode))
-		master_check_say(nerr, 1, "state_dir %s: %s is not a directory",
-		    path, dir);
-	else if (access(dir, W_OK | X_OK) == -1)
-		master_check_say(nerr, 1, "state_dir %s: %s is not writable: %s",
-		    path, dir, strerror(errno));
 }
 
 /*
@@ -1240,11 +1286,13 @@ master_check(const struct config *conf)
 		master_check_say(&nerr, 1, "too many listen directives (at most "
 		    "%d)", MASTER_MAX_LISTEN);
 	if (conf->c_error_log[0] == '/')
-		master_check_file(&nerr, "error_log", conf->c_error_log);
+		master_check_file(&nerr, "error_log", conf->c_error_log, 0);
 	if (conf->c_access_log != NULL)
-		master_check_file(&nerr, "access_log", conf->c_access_log);
-	master_check_file(&nerr, "pidfile", conf->c_pidfile);
-	master_check_state_dir(&nerr, conf->c_state_dir);
+		master_check_file(&nerr, "access_log", conf->c_access_log, 0);
+	master_check_file(&nerr, "pidfile", conf->c_pidfile, 1);
+	/* An existing state_dir must be a writable directory itself. */
+	master_check_parents(&nerr, "state_dir", conf->c_state_dir,
+	    conf->c_state_dir);
 	if (conf->c_user != NULL && geteuid() == 0) {
 		fflush(stderr);
 		if ((pid = fork()) == -1)

@@ -97,13 +97,16 @@ def test_version():
 
 def test_check_finds_startup_failures():
     """-t fails on what start-up would fail on, naming each problem:
-    log, pidfile and state_dir locations that cannot be created."""
+    log, pidfile and state_dir locations that cannot be created.  A
+    missing pidfile directory is not one: start-up creates it with its
+    parents, like state_dir (review of issue 10: -t refused it)."""
     dir = kg.tempdir()
     text = good_conf_text(dir)
-    for name in ("error_log", "access_log", "pidfile"):
+    for name in ("error_log", "access_log"):
         text = re.sub(r"^%s %s/" % (name, re.escape(dir)),
                       "%s %s/no-%s/" % (name, dir, name), text, flags=re.M)
     write(dir, "afile", "")
+    text = text.replace("pidfile %s/" % dir, "pidfile %s/afile/" % dir)
     text = text.replace("state_dir %s/state" % dir,
                         "state_dir %s/afile/state" % dir)
     path = write(dir, "paths.conf", text)
@@ -111,24 +114,39 @@ def test_check_finds_startup_failures():
     kg.eq(p.returncode, 1, "exit status of -t (stdout %r, stderr %r)" %
           (p.stdout, p.stderr))
     kg.check("configuration is valid" not in p.stdout, "reported valid")
-    for name in ("error_log", "access_log", "pidfile"):
+    for name in ("error_log", "access_log"):
         kg.check(re.search(r"%s %s/no-%s/\S+: directory %s/no-%s: No such "
                            r"file" % (name, re.escape(dir), name,
                                       re.escape(dir), name), p.stderr),
                  "-t does not name the missing %s directory: %r" %
                  (name, p.stderr))
+    kg.check("pidfile %s/afile/keygated.pid: Not a directory" % dir in
+             p.stderr, "-t does not name the bad pidfile directory: %r" %
+             p.stderr)
     kg.check("state_dir %s/afile/state" % dir in p.stderr,
              "-t does not name the bad state_dir: %r" % p.stderr)
-    # The same file starts once the directories exist; a missing state_dir
-    # (and missing parents of it) is created at start-up.
-    for name in ("error_log", "access_log", "pidfile"):
+    # The same file starts once the log directories exist; a missing
+    # state_dir and pidfile directory (and missing parents of them) are
+    # created at start-up, and -t says so.
+    for name in ("error_log", "access_log"):
         os.mkdir(os.path.join(dir, "no-" + name))
+    pidfile = os.path.join(dir, "run", "keygate", "keygated.pid")
     path = write(dir, "paths.conf", text.replace(
-        "%s/afile/state" % dir, "%s/new/state" % dir))
+        "%s/afile/state" % dir, "%s/new/state" % dir).replace(
+        "pidfile %s/afile/keygated.pid" % dir, "pidfile " + pidfile))
     p = kg.keygated("-t", "-c", path)
     kg.eq(p.returncode, 0, "exit status of -t once fixed (stderr %r)" %
           p.stderr)
     kg.check("configuration is valid" in p.stdout, "stdout %r" % p.stdout)
+    kg.check(not os.path.exists(os.path.join(dir, "run")), "-t created the "
+             "pidfile directory")
+    try:
+        p = kg.keygated("-c", path)
+        kg.eq(p.returncode, 0, "exit status of the start (stderr %r)" %
+              p.stderr)
+        kg.check(os.path.exists(pidfile), "no pidfile %s" % pidfile)
+    finally:
+        kg.kill_dir_processes(dir)
 
 
 def test_check_worker_user_paths():
@@ -735,6 +753,44 @@ def test_sigusr1_reopens_access_log():
              "requests before the rename are not (only) in the old file")
 
 
+def test_sigusr1_error_log_symlink_refused():
+    """
+    SIGUSR1 after the error log was moved away and a symbolic link to a
+    file of root's put in its place (by anyone who can write the log
+    directory, the worker user for one): the master, root, does not follow
+    it.  The file keeps its bytes, the daemon keeps serving, and says why
+    in the file it had open (review of issue 10: log_reopen() followed the
+    link and the master appended its log lines to root's file).
+    """
+    d = kg.start(kg.config(ECHO, workers=2), foreground=False)
+    victim = os.path.join(d.dir, "root-file")
+    with open(victim, "w") as f:
+        f.write("root's\n")
+    os.chmod(victim, 0o600)
+    rotated = d.errlog_path + ".1"
+    os.rename(d.errlog_path, rotated)
+    os.symlink(victim, d.errlog_path)
+
+    def text(path):
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    d.signal(signal.SIGUSR1)
+    kg.wait_for(lambda: "log files reopened" in text(rotated) + text(victim),
+                5, "the master to log the reopen")
+    kg.check_echo(kg.get(d.port, "/echo/after"), "GET", "/echo/after",
+                  what="after the refused reopen")
+    kg.eq(text(victim), "root's\n", "root's file after SIGUSR1")
+    kg.check(re.search(r"master: cannot open error log %s: a symbolic link "
+                       r"\(refused\); still logging to the file opened "
+                       r"before" % re.escape(d.errlog_path), text(rotated)),
+             "no warning in %s: %r" % (rotated, text(rotated)[-600:]))
+    kg.check(os.path.islink(d.errlog_path), "the link was replaced")
+    d.stop()
+    kg.eq(text(victim), "root's\n", "root's file after the stop")
+    kg.check("graceful stop" in text(rotated), "the stop was not logged in "
+             "the file opened before")
+
+
 TESTS = [
     test_check_good_config,
 ] + [make_bad_config_test(*b) for b in BAD] + [
@@ -762,6 +818,7 @@ TESTS = [
     test_sigint_graceful_stop,
     test_sigquit_fast_stop,
     test_sigusr1_reopens_access_log,
+    test_sigusr1_error_log_symlink_refused,
 ]
 
 if __name__ == "__main__":

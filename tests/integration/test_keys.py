@@ -927,6 +927,45 @@ def test_sighup_keeps_keys():
     no_secret_leak(d)
 
 
+def test_sighup_state_dir_kept():
+    """
+    A reload that changes state_dir or max_keys changes neither until a
+    restart, and says so: the workers it starts append to the journal the
+    master loaded and compacts (review of issue 10: they used the new
+    directory, so a key acknowledged after the reload was lost at the next
+    restart).  Key A made before the reload and key B after it are both
+    there after a restart with the first configuration, and nothing was
+    written in the new directory.
+    """
+    d = start()
+    a, _ = mk(d, "before")
+    first = state_dir(d)
+    second = os.path.join(d.dir, "state2")
+    os.mkdir(second, 0o700)
+    old = d.worker_pids()
+    d.write_conf(template(max_keys=7).replace("state_dir {dir}/state",
+                                              "state_dir {dir}/state2"))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"configuration reloaded")
+    d.wait_workers(2, exclude=old, timeout=10)
+    b, _ = mk(d, "after")
+    kg.eq(list_ids(d), {a["id"], b["id"]}, "keys after the reload")
+    kg.eq(adm(d, "GET", "/v1/health")["max_keys"], 1000000,
+          "max_keys after the reload")
+    stop(d)
+    d2 = reopen(d, state=first)
+    kg.eq(list_ids(d2), {a["id"], b["id"]}, "keys after a restart")
+    stop(d2)
+    kg.eq(os.listdir(second), [], "files in the new state_dir")
+    kg.check(re.search(r"state_dir %s ignored until the next restart: the "
+                       r"key store stays in %s" % (re.escape(second),
+                                                   re.escape(first)),
+                       d.errlog_text()), "no warning about state_dir")
+    kg.check(re.search(r"max_keys 7 ignored until the next restart",
+                       d.errlog_text()), "no warning about max_keys")
+    no_secret_leak(d, d2)
+
+
 def test_usage_counted_and_kept():
     """
     Requests allowed and refused are counted per key across workers, shown
@@ -1661,6 +1700,7 @@ TESTS = [
     test_access_log_key_ids,
     test_restart_keeps_every_key,
     test_sighup_keeps_keys,
+    test_sighup_state_dir_kept,
     test_usage_counted_and_kept,
     test_worker_killed_during_creates,
     test_worker_killed_holding_the_lock,

@@ -1441,6 +1441,42 @@ test_usage_save(void **state)
 	free(text);
 }
 
+/*
+ * A worker can fill a record's strings to the brim, no NUL up to the end
+ * of the record (review of issue 10): the master, saving the usage
+ * counters, must not read past the id of its copy.  The record is left
+ * out of the file, the others are saved.  The old code ran strlen() on
+ * the copy's id, past the copy (ASan: stack-buffer-overflow).
+ */
+static void
+test_usage_unterminated_id(void **state)
+{
+	struct fix	*f = *state;
+	struct ks_slot	*s;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], *text;
+	uint32_t	 slot;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	assert_int_equal(keystore_find_id(&f->f_ks, "key_Test000000000002", &k,
+	    &slot), KS_OK);
+	keystore_set_usage(&f->f_ks, slot, 7, 0, 0);
+	assert_int_equal(keystore_find_id(&f->f_ks, "key_Test000000000001", &k,
+	    &slot), KS_OK);
+	keystore_set_usage(&f->f_ks, slot, 5, 0, 0);
+	s = &f->f_ks.ks_slots[slot];
+	/* A valid id, then no NUL to the end of the record. */
+	memset(s->s_key.k_id + KS_ID_LEN, 'A', sizeof(s->s_key) -
+	    offsetof(struct ks_key, k_id) - KS_ID_LEN);
+	if (journal_save_usage(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_save_usage: %s", err);
+	text = file_read(f, USAGE_FILE, NULL);
+	assert_string_equal(text, "{\"id\":\"key_Test000000000002\","
+	    "\"allowed\":7,\"refused\":0,\"last_used\":0}\n");
+	free(text);
+}
+
 /* Usage counters survive a restart; bad lines are logged and skipped. */
 static void
 test_usage_load(void **state)
@@ -1533,6 +1569,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_usage_load, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_usage_unterminated_id,
+		    setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

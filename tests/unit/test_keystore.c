@@ -880,6 +880,107 @@ test_corrupt_header(void **state)
 	store_close(&st);
 }
 
+/* Every string of k ends inside its field. */
+static void
+assert_terminated(const struct ks_key *k)
+{
+	assert_true(strnlen(k->k_id, sizeof(k->k_id)) < sizeof(k->k_id));
+	assert_true(strnlen(k->k_prefix, sizeof(k->k_prefix)) <
+	    sizeof(k->k_prefix));
+	assert_true(strnlen(k->k_hint, sizeof(k->k_hint)) <
+	    sizeof(k->k_hint));
+	assert_true(strnlen(k->k_name, sizeof(k->k_name)) <
+	    sizeof(k->k_name));
+	assert_true(strnlen(k->k_owner, sizeof(k->k_owner)) <
+	    sizeof(k->k_owner));
+	assert_true(strnlen(k->k_app, sizeof(k->k_app)) < sizeof(k->k_app));
+	assert_true(strnlen(k->k_scopes, sizeof(k->k_scopes)) <
+	    sizeof(k->k_scopes));
+}
+
+/*
+ * A worker can also fill a live record's strings to the brim, no NUL
+ * anywhere (review of issue 10, item 5): the master's repair and every
+ * reader must stay inside the record.  Here the slots are moved (the
+ * handle is ours to point) so that the last one ends where an
+ * inaccessible page begins: in the real layout the index areas follow
+ * the slots, and the repair clears one of them before it hashes, so only
+ * a second writer racing the repair could keep the bytes up to the
+ * segment's end non-NUL; here the page is right after the record, and
+ * the same over-read faults every time.  The old repair hashed k_id in
+ * place, up to the first NUL, and faulted; copies handed to readers had
+ * no NUL either.  Now the id is hashed from a terminated copy (and never
+ * past sizeof(k_id) - 1 bytes), and every copy is terminated.
+ */
+static void
+test_unterminated_strings(void **state)
+{
+	struct store	 st;
+	struct ks_slot	*slots, *last;
+	struct ks_key	 k;
+	uint8_t		 d[KS_DIGEST_LEN];
+	char		 id[64], *mem;
+	size_t		 page = (size_t)sysconf(_SC_PAGESIZE), len;
+	uint32_t	 n, cursor = 0, slot, seen = 0;
+	pid_t		 dead = 999999;
+	int		 old;
+
+	(void)state;
+	store_open(&st, 16);
+	for (n = 0; n < 16; n++)
+		assert_int_equal(put(&st.ks, n, 1, n + 1), KS_OK);
+	len = (16 * sizeof(struct ks_slot) + page - 1) / page * page;
+	mem = mmap(NULL, len + page, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(mem != MAP_FAILED);
+	assert_int_equal(mprotect(mem + len, page, PROT_NONE), 0);
+	slots = (struct ks_slot *)(void *)(mem + len) - 16;
+	memcpy(slots, st.ks.ks_slots, 16 * sizeof(*slots));
+	st.ks.ks_slots = slots;
+	last = &slots[15];
+	memset(last->s_key.k_id, 'A', (size_t)((char *)(last + 1) -
+	    last->s_key.k_id));
+
+	/* The worker that did it dies holding the lock: repair. */
+	st.ks.ks_hdr->kh_lock = (int32_t)dead;
+	assert_int_equal(keystore_repair(&st.ks, dead, getpid()), 1);
+	keystore_unlock(&st.ks, getpid());
+	assert_int_equal(keystore_count(&st.ks), 16);
+	for (n = 0; n < 15; n++)
+		assert_found(&st.ks, n, 1);
+	/* The damaged record: by its digest (intact) and its cut id. */
+	key_digest(d, 15, 1);
+	assert_int_equal(keystore_find_digest(&st.ks, d, &k, &slot, &old),
+	    KS_OK);
+	assert_int_equal(slot, 15);
+	assert_terminated(&k);
+	memset(id, 'A', sizeof(id));
+	id[sizeof(k.k_id) - 1] = '\0';
+	assert_string_equal(k.k_id, id);
+	assert_int_equal(keystore_find_id(&st.ks, id, &k, &slot), KS_OK);
+	assert_int_equal(slot, 15);
+	/* A longer id hashes like its cut but is not the same id. */
+	id[sizeof(k.k_id) - 1] = 'A';
+	id[sizeof(id) - 1] = '\0';
+	assert_int_equal(keystore_find_id(&st.ks, id, &k, &slot),
+	    KS_NOTFOUND);
+	while (keystore_next(&st.ks, &cursor, &k, &slot) == KS_OK) {
+		assert_terminated(&k);
+		seen++;
+	}
+	assert_int_equal(seen, 16);
+	/* The store works on: the damaged key can be deleted by its id. */
+	id[sizeof(k.k_id) - 1] = '\0';
+	assert_int_equal(keystore_lock(&st.ks, getpid(), 0), KS_OK);
+	assert_int_equal(keystore_del(&st.ks, id, 17), KS_OK);
+	assert_int_equal(put_locked(&st.ks, 20, 1, 18), KS_OK);
+	keystore_unlock(&st.ks, getpid());
+	assert_found(&st.ks, 20, 1);
+	assert_int_equal(keystore_count(&st.ks), 16);
+	munmap(mem, len + page);
+	store_close(&st);
+}
+
 /* Death in mid-create of key 20: slot popped and written, not indexed. */
 static void
 die_creating(struct store *st)
@@ -1341,6 +1442,7 @@ main(void)
 		cmocka_unit_test(test_lock),
 		cmocka_unit_test(test_repair_rewrite),
 		cmocka_unit_test(test_corrupt_header),
+		cmocka_unit_test(test_unterminated_strings),
 		cmocka_unit_test(test_repair_create),
 		cmocka_unit_test(test_repair_killed),
 		cmocka_unit_test(test_crafted_hashes),

@@ -293,6 +293,49 @@ test_usage_save_ignores_wall_steps(void **state)
 	assert_true(usage_saved());
 }
 
+/*
+ * A reload changing state_dir and max_keys: the new configuration gets the
+ * running ones (review of issue 10: new workers appended to the new
+ * state_dir's journal), and max_keys is read from the master's own copy of
+ * the layout, not from the segment's header, which a worker had scribbled
+ * to hide the change.
+ */
+static void
+test_reload_keeps_store(void **state)
+{
+	struct config	 conf;
+
+	(void)state;
+	memset(&conf, 0, sizeof(conf));
+	assert_non_null(t_m.m_conf->c_state_dir = strdup("/var/lib/keygate"));
+	assert_non_null(conf.c_state_dir = strdup("/srv/keygate"));
+	conf.c_max_keys = 7;
+	t_m.m_shm->sh_max_keys = 7;
+	assert_int_equal(master_keep_store(&t_m, &conf), 0);
+	assert_string_equal(conf.c_state_dir, "/var/lib/keygate");
+	assert_int_equal(conf.c_max_keys, 16);
+	free(conf.c_state_dir);
+	free(t_m.m_conf->c_state_dir);
+}
+
+/* master_dirname() in place, as master_check_parents() walks up. */
+static void
+test_dirname_in_place(void **state)
+{
+	char	 dir[64];
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/run/keygate/sub");
+	master_dirname(dir, dir, sizeof(dir));
+	assert_string_equal(dir, "/run/keygate");
+	master_dirname(dir, dir, sizeof(dir));
+	assert_string_equal(dir, "/run");
+	master_dirname(dir, dir, sizeof(dir));
+	assert_string_equal(dir, "/");
+	master_dirname("/a/bcdef/g", dir, 4);
+	assert_string_equal(dir, "/a/");
+}
+
 int
 main(void)
 {
@@ -305,6 +348,9 @@ main(void)
 		    test_backoff_ignores_wall_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_usage_save_ignores_wall_steps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reload_keeps_store,
+		    setup, teardown),
+		cmocka_unit_test(test_dirname_in_place),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
