@@ -34,7 +34,8 @@ accesslog_open(const char *path, char *err, size_t errlen)
 		free(al);
 		return (NULL);
 	}
-	al->al_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	al->al_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC, 0640);
 	if (al->al_fd == -1) {
 		snprintf(err, errlen, "cannot open access log %s: %s", path,
 		    strerror(errno));
@@ -51,7 +52,8 @@ accesslog_reopen(struct accesslog *al)
 {
 	int	 fd;
 
-	fd = open(al->al_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	fd = open(al->al_path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC, 0640);
 	if (fd == -1) {
 		log_warn("cannot reopen access log %s", al->al_path);
 		return (-1);

@@ -791,6 +791,34 @@ def test_sigusr1_error_log_symlink_refused():
              "the file opened before")
 
 
+def test_sigusr1_access_log_symlink_refused():
+    """
+    The same for the access log, which the workers reopen: without "user"
+    they run as root, and a link put where the log was must not make them
+    append request lines to root's file (they opened it following links).
+    """
+    d = kg.start(kg.config(ECHO, workers=1), foreground=False)
+    kg.check_echo(kg.get(d.port, "/echo/before"), "GET", "/echo/before",
+                  what="before")
+    log = os.path.join(d.dir, "access.log")
+    victim = os.path.join(d.dir, "root-file")
+    with open(victim, "w") as f:
+        f.write("root's\n")
+    os.chmod(victim, 0o600)
+    os.rename(log, log + ".1")
+    os.symlink(victim, log)
+    d.signal(signal.SIGUSR1)
+    kg.wait_for(lambda: "log files reopened" in d.errlog_text(), 5,
+                "the master to log the reopen")
+    time.sleep(0.3)		# the workers reopen after the master
+    for i in range(5):
+        kg.check_echo(kg.get(d.port, "/echo/after%d" % i), "GET",
+                      "/echo/after%d" % i, what="after the reopen")
+    with open(victim) as f:
+        kg.eq(f.read(), "root's\n", "root's file after SIGUSR1")
+    d.stop()
+
+
 TESTS = [
     test_check_good_config,
 ] + [make_bad_config_test(*b) for b in BAD] + [
@@ -819,6 +847,7 @@ TESTS = [
     test_sigquit_fast_stop,
     test_sigusr1_reopens_access_log,
     test_sigusr1_error_log_symlink_refused,
+    test_sigusr1_access_log_symlink_refused,
 ]
 
 if __name__ == "__main__":
