@@ -574,16 +574,21 @@ struct rl_iptable {
 	struct rl_ipentry rt_entry[];
 } __attribute__((aligned(64)));
 
+/* Sets of RL_WAYS entries for a table of at least n entries (at least 1). */
+static uint32_t
+rl_sets(uint32_t n)
+{
+	size_t		 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
+
+	return (sets == 0 ? 1 : (uint32_t)sets);
+}
+
 /* Bytes for a table of at least n entries (whole sets, at least one). */
 size_t
 ratelimit_iptable_size(uint32_t n)
 {
-	size_t		 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
-
-	if (sets == 0)
-		sets = 1;
 	return (sizeof(struct rl_iptable) +
-	    sets * RL_WAYS * sizeof(struct rl_ipentry));
+	    (size_t)rl_sets(n) * RL_WAYS * sizeof(struct rl_ipentry));
 }
 
 /* Format the zeroed region (ratelimit_iptable_size(n) bytes) as a table. */
@@ -591,10 +596,9 @@ struct rl_iptable *
 ratelimit_iptable_init(void *region, uint32_t n, uint64_t seed)
 {
 	struct rl_iptable	*t = region;
-	size_t			 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
 
 	t->rt_seed = seed;
-	t->rt_nsets = sets == 0 ? 1 : (uint32_t)sets;
+	t->rt_nsets = rl_sets(n);
 	return (t);
 }
 
@@ -750,12 +754,8 @@ struct rl_failstate {
 size_t
 ratelimit_failtable_size(uint32_t n)
 {
-	size_t		 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
-
-	if (sets == 0)
-		sets = 1;
 	return (sizeof(struct rl_failtable) +
-	    sets * RL_WAYS * sizeof(struct rl_failentry));
+	    (size_t)rl_sets(n) * RL_WAYS * sizeof(struct rl_failentry));
 }
 
 /* Format the zeroed region (ratelimit_failtable_size(n) bytes). */
@@ -763,10 +763,9 @@ struct rl_failtable *
 ratelimit_failtable_init(void *region, uint32_t n, uint64_t seed)
 {
 	struct rl_failtable	*t = region;
-	size_t			 sets = ((size_t)n + RL_WAYS - 1) / RL_WAYS;
 
 	t->ft_seed = seed;
-	t->ft_nsets = sets == 0 ? 1 : (uint32_t)sets;
+	t->ft_nsets = rl_sets(n);
 	return (t);
 }
 
