@@ -149,15 +149,20 @@ def test_check_finds_startup_failures():
         kg.kill_dir_processes(dir)
 
 
-def test_check_worker_user_paths():
-    """-t checks that the worker user can reach the log directories (the
-    start would fail when the workers open them)."""
+def need_nobody():
+    """Skip unless running as root with a user nobody; its passwd entry."""
     if os.geteuid() != 0:
         kg.skip("not running as root")
     try:
-        pwd.getpwnam("nobody")
+        return pwd.getpwnam("nobody")
     except KeyError:
         kg.skip("no user nobody")
+
+
+def test_check_worker_user_paths():
+    """-t checks that the worker user can reach the log directories (the
+    start would fail when the workers open them)."""
+    need_nobody()
     dir = kg.tempdir()
     os.chmod(dir, 0o755)
     os.mkdir(os.path.join(dir, "private"), 0o700)
@@ -302,6 +307,18 @@ def current_umask():
     return m
 
 
+def start_as_nobody_fails(dir, why):
+    """Start keygated -f with user nobody in dir; it must exit 1."""
+    path = write(dir, "k.conf", kg.fill(kg.config(ECHO, user="nobody"), dir,
+                                        [kg.free_port()]))
+    try:
+        p = kg.keygated("-f", "-c", path)
+    finally:
+        kg.kill_dir_processes(dir)
+    kg.eq(p.returncode, 1, "exit status with " + why)
+    return p
+
+
 def test_state_dir_symlink_refused():
     """
     As root with user nobody: a symbolic link that the worker user left in
@@ -309,12 +326,7 @@ def test_state_dir_symlink_refused():
     clear error, and root's file keeps its owner and its bytes (issue 10,
     item 4: it became nobody's and empty).
     """
-    if os.geteuid() != 0:
-        kg.skip("not running as root")
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        kg.skip("no user nobody")
+    need_nobody()
     dir = kg.tempdir()
     sd = os.path.join(dir, "state")
     os.mkdir(sd, 0o700)
@@ -324,13 +336,7 @@ def test_state_dir_symlink_refused():
     os.chmod(victim, 0o600)
     before = os.stat(victim)
     os.symlink(victim, os.path.join(sd, "keys.journal"))
-    path = write(dir, "k.conf", kg.fill(kg.config(ECHO, user="nobody"), dir,
-                                        [kg.free_port()]))
-    try:
-        p = kg.keygated("-f", "-c", path)
-    finally:
-        kg.kill_dir_processes(dir)
-    kg.eq(p.returncode, 1, "exit status with a symlinked keys.journal")
+    p = start_as_nobody_fails(dir, "a symlinked keys.journal")
     kg.check("keys.journal: a symbolic link (refused" in p.stderr,
              "stderr %r does not say why" % p.stderr[-500:])
     after = os.stat(victim)
@@ -348,25 +354,14 @@ def test_log_symlink_refused():
     root's stops the start; the file is not given to nobody (issue 10,
     item 4: the master opened it following the link and chowned it).
     """
-    if os.geteuid() != 0:
-        kg.skip("not running as root")
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        kg.skip("no user nobody")
+    need_nobody()
     dir = kg.tempdir()
     victim = os.path.join(dir, "root-file")
     with open(victim, "w") as f:
         f.write("root's\n")
     os.chmod(victim, 0o600)
     os.symlink(victim, os.path.join(dir, "access.log"))
-    path = write(dir, "k.conf", kg.fill(kg.config(ECHO, user="nobody"), dir,
-                                        [kg.free_port()]))
-    try:
-        p = kg.keygated("-f", "-c", path)
-    finally:
-        kg.kill_dir_processes(dir)
-    kg.eq(p.returncode, 1, "exit status with a symlinked access_log")
+    p = start_as_nobody_fails(dir, "a symlinked access_log")
     kg.check("access.log: a symbolic link (refused)" in p.stderr,
              "stderr %r does not say why" % p.stderr[-500:])
     st = os.stat(victim)
@@ -426,12 +421,7 @@ def test_workers_count():
 
 
 def test_user_nobody_privilege_drop():
-    if os.geteuid() != 0:
-        kg.skip("not running as root")
-    try:
-        pw = pwd.getpwnam("nobody")
-    except KeyError:
-        kg.skip("no user nobody")
+    pw = need_nobody()
     d = kg.start(kg.config(ECHO, workers=2, user="nobody"))
     workers = d.wait_workers(2)
     kg.check_echo(kg.get(d.port, "/echo/nobody"), "GET", "/echo/nobody")
@@ -478,12 +468,7 @@ def test_workers_as_nobody_get_parent_death_signal():
     workers are stopped while the master dies, so the signal can be seen
     pending instead of guessing from how fast they exit (their once-a-second
     getppid() check would stop them too)."""
-    if os.geteuid() != 0:
-        kg.skip("not running as root")
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        kg.skip("no user nobody")
+    need_nobody()
     d = kg.Daemon(kg.config(ECHO, workers=2, user="nobody"))
     kg.use(d)
     d.allow_worker_deaths = True
