@@ -39,6 +39,13 @@ void	 util_hex64(char *, uint64_t);
 /* The value of the hex digit c (either case), or -1. */
 int	 util_hexval(int);
 
+/*
+ * A log file opened for appending without following links; -1 (open
+ * failed) or -2 (not a regular file with one link), the reason in *why.
+ */
+struct stat;
+int	 util_open_append(const char *, int, struct stat *, const char **);
+
 /* RFC 3339 UTC with milliseconds, e.g. 2026-11-23T11:26:42.123Z; buf >= 32. */
 void	 util_rfc3339_ms(char *, size_t, int64_t);
 

@@ -1595,16 +1595,6 @@ journal_load_usage(struct journal *j, struct keystore *ks, char *err,
 	return (rc);
 }
 
-/* Milliseconds of CLOCK_MONOTONIC. */
-static int64_t
-mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
 /*
  * Take keys.lock: an exclusive flock(2) on state_dir/keys.lock, waiting
  * up to wait_ms.  The lock belongs to the open file description, which
@@ -1617,9 +1607,10 @@ int
 journal_lock(struct journal *j, int wait_ms, char *err, size_t errlen)
 {
 	struct timespec	 ts = { 0, 100 * 1000000 };
-	int64_t		 deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+	int64_t		 deadline;
 	int		 fd, waited = 0;
 
+	deadline = util_mono_ms() + (wait_ms > 0 ? wait_ms : 0);
 	if ((fd = file_open(j, LOCK_FILE, O_RDWR, 1, err, errlen)) == -1)
 		return (-1);
 	while (flock(fd, LOCK_EX | LOCK_NB) == -1) {
@@ -1630,7 +1621,7 @@ journal_lock(struct journal *j, int wait_ms, char *err, size_t errlen)
 			close(fd);
 			return (-1);
 		}
-		if (mono_ms() >= deadline) {
+		if (util_mono_ms() >= deadline) {
 			snprintf(err, errlen, "state_dir %s is in use: another "
 			    "keygated, or workers left by one that was killed, "
 			    "still hold %s (waited %d ms)", j->j_dir, LOCK_FILE,

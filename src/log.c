@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "util.h"
 
 static int	 log_fd = STDERR_FILENO;
 static int	 log_syslog;
@@ -41,24 +42,13 @@ static int
 log_open(const char *path, char *err, size_t errlen)
 {
 	struct stat	 st;
+	const char	*why;
 	int		 fd;
 
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
-	    O_NONBLOCK | O_CLOEXEC, 0640);
-	if (fd == -1) {
-		snprintf(err, errlen, "cannot open error log %s: %s", path,
-		    errno == ELOOP ? "a symbolic link (refused)" :
-		    strerror(errno));
-		return (-1);
-	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    st.st_nlink != 1) {
-		snprintf(err, errlen, "cannot use error log %s: not a regular "
-		    "file with a single link (refused)", path);
-		close(fd);
-		return (-1);
-	}
-	return (fd);
+	if ((fd = util_open_append(path, 1, &st, &why)) < 0)
+		snprintf(err, errlen, "cannot %s error log %s: %s",
+		    fd == -1 ? "open" : "use", path, why);
+	return (fd < 0 ? -1 : fd);
 }
 
 /* Open the destination; 0, or -1 with the reason in err. */

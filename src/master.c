@@ -215,6 +215,7 @@ master_prepare_file(const char *path, const struct config *conf, char *err,
     size_t errlen)
 {
 	struct stat	 st;
+	const char	*why;
 	int		 fd, give = conf->c_user != NULL && geteuid() == 0;
 
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW |
@@ -230,19 +231,16 @@ master_prepare_file(const char *path, const struct config *conf, char *err,
 		close(fd);
 		return (0);
 	}
-	if (errno == EEXIST)
-		fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK |
-		    O_CLOEXEC);
-	if (fd == -1) {
-		snprintf(err, errlen, "cannot %s %s: %s", errno == ELOOP ?
-		    "use" : "create", path, errno == ELOOP ? "a symbolic "
-		    "link (refused)" : strerror(errno));
+	if (errno != EEXIST) {	/* O_EXCL: a link gives EEXIST too */
+		snprintf(err, errlen, "cannot create %s: %s", path,
+		    strerror(errno));
 		return (-1);
 	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
-		snprintf(err, errlen, "cannot use %s: not a regular file with "
-		    "a single link (refused)", path);
-	else if (give && st.st_uid != conf->c_uid && st.st_uid != 0)
+	if ((fd = util_open_append(path, 0, &st, &why)) < 0) {
+		snprintf(err, errlen, "cannot use %s: %s", path, why);
+		return (-1);
+	}
+	if (give && st.st_uid != conf->c_uid && st.st_uid != 0)
 		snprintf(err, errlen, "%s belongs to uid %lu, not to user %s, "
 		    "which must be able to reopen it: chown it or remove it",
 		    path, (unsigned long)st.st_uid, conf->c_user);

@@ -1,8 +1,10 @@
 /* Small helpers shared by every module; see util.h. */
 
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -172,6 +174,38 @@ util_hex64(char *buf, uint64_t v)
 
 	for (i = 15; i >= 0; i--, v >>= 4)
 		buf[i] = hex[v & 0xf];
+}
+
+/*
+ * Open the log file path for appending (created 0640 if create is set)
+ * without following a symbolic link or waiting on a FIFO: a user who can
+ * write its directory must not make root write elsewhere.  It must be a
+ * regular file with one link (a hard link would name another file).
+ * Returns the descriptor and its fstat() in *st; -1 if open() failed
+ * (errno kept), -2 if the file is refused; *why says which in words.
+ */
+int
+util_open_append(const char *path, int create, struct stat *st,
+    const char **why)
+{
+	int		 fd, saved;
+
+	fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC | (create ? O_CREAT : 0), 0640);
+	if (fd == -1) {
+		saved = errno;
+		*why = saved == ELOOP ? "a symbolic link (refused)" :
+		    strerror(saved);
+		errno = saved;
+		return (-1);
+	}
+	if (fstat(fd, st) == -1 || !S_ISREG(st->st_mode) ||
+	    st->st_nlink != 1) {
+		*why = "not a regular file with a single link (refused)";
+		close(fd);
+		return (-2);
+	}
+	return (fd);
 }
 
 /* The value of the hex digit c (either case), or -1. */
