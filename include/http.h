@@ -19,6 +19,7 @@
 #define KEYGATE_HTTP_H
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -169,5 +170,15 @@ void	 http_chunked_init(struct http_chunked *);
 ssize_t	 http_chunked_feed(struct http_chunked *, const char *, size_t,
 	    http_data_cb, void *);
 int	 http_chunked_done(const struct http_chunked *);
+
+/*
+ * Feed the n slices v[] of buffered input in order (evbuffer_peek()'s
+ * struct evbuffer_iovec is struct iovec where sys/uio.h exists).  Returns
+ * the bytes used, -1 on error; *more is 1 when every slice was taken whole
+ * and the body is not over, so a caller with more input buffered than the
+ * n slices it was shown feeds again.
+ */
+ssize_t	 http_chunked_feedv(struct http_chunked *, const struct iovec *, int,
+	    http_data_cb, void *, int *);
 
 #endif /* KEYGATE_HTTP_H */

@@ -1211,6 +1211,28 @@ http_chunked_feed(struct http_chunked *hc, const char *buf, size_t len,
 	return (i);
 }
 
+/* Feed the slices v[0..n) in order; see http.h. */
+ssize_t
+http_chunked_feedv(struct http_chunked *hc, const struct iovec *v, int n,
+    http_data_cb cb, void *arg, int *more)
+{
+	ssize_t	 r, used = 0;
+	int	 i;
+
+	*more = n > 0;
+	for (i = 0; i < n; i++) {
+		if ((r = http_chunked_feed(hc, v[i].iov_base, v[i].iov_len, cb,
+		    arg)) < 0)
+			return (-1);
+		used += r;
+		if ((size_t)r < v[i].iov_len || http_chunked_done(hc)) {
+			*more = 0;
+			break;
+		}
+	}
+	return (used);
+}
+
 /* Has the whole chunked body, trailers included, been seen? */
 int
 http_chunked_done(const struct http_chunked *hc)

@@ -650,8 +650,8 @@ proxy_body_move(struct upconn *uc)
 	struct evbuffer_iovec	 v[8];
 	size_t			 len = evbuffer_get_length(uc->uc_in), n;
 	uint64_t		 payload;
-	ssize_t			 r, used;
-	int			 i, nv, more;
+	ssize_t			 used;
+	int			 nv, more;
 
 	switch (uc->uc_body) {
 	case HTTP_BODY_NONE:
@@ -672,21 +672,10 @@ proxy_body_move(struct upconn *uc)
 	do {
 		payload = uc->uc_chunked.hc_payload;
 		nv = evbuffer_peek(uc->uc_in, -1, NULL, v, 8);
-		more = nv > 0;
-		used = 0;
-		for (i = 0; i < nv && i < 8; i++) {
-			r = http_chunked_feed(&uc->uc_chunked, v[i].iov_base,
-			    v[i].iov_len, uc->uc_dechunk ? proxy_payload_cb :
-			    NULL, out);
-			if (r < 0)
-				return (-1);
-			used += r;
-			if ((size_t)r < v[i].iov_len ||
-			    http_chunked_done(&uc->uc_chunked)) {
-				more = 0;
-				break;
-			}
-		}
+		used = http_chunked_feedv(&uc->uc_chunked, v, nv < 8 ? nv : 8,
+		    uc->uc_dechunk ? proxy_payload_cb : NULL, out, &more);
+		if (used < 0)
+			return (-1);
 		if (uc->uc_dechunk) {
 			evbuffer_drain(uc->uc_in, (size_t)used);
 			uc->uc_bytes += uc->uc_chunked.hc_payload - payload;

@@ -1110,8 +1110,8 @@ conn_chunked(struct conn *c, struct evbuffer *in)
 {
 	struct evbuffer_iovec	 v[8];
 	http_data_cb		 cb = NULL;
-	ssize_t			 r, used, total = 0;
-	int			 i, n, proxied, more;
+	ssize_t			 used, total = 0;
+	int			 n, proxied, more;
 
 	proxied = c->c_up != NULL && c->c_state == CONN_BODY;
 	if (proxied)
@@ -1120,20 +1120,10 @@ conn_chunked(struct conn *c, struct evbuffer *in)
 		cb = conn_admin_chunk;
 	do {
 		n = evbuffer_peek(in, -1, NULL, v, 8);
-		more = n > 0;
-		used = 0;
-		for (i = 0; i < n && i < 8; i++) {
-			r = http_chunked_feed(&c->c_chunked, v[i].iov_base,
-			    v[i].iov_len, cb, c);
-			if (r < 0)
-				return (-1);
-			used += r;
-			if ((size_t)r < v[i].iov_len ||
-			    http_chunked_done(&c->c_chunked)) {
-				more = 0;
-				break;
-			}
-		}
+		used = http_chunked_feedv(&c->c_chunked, v, n < 8 ? n : 8, cb, c,
+		    &more);
+		if (used < 0)
+			return (-1);
 		evbuffer_drain(in, (size_t)used);
 		total += used;
 	} while (more && evbuffer_get_length(in) > 0);

@@ -1082,6 +1082,35 @@ test_chunked_limits(void **state)
 	free(b);
 }
 
+/*
+ * http_chunked_feedv(): slices taken whole ask for more; the slice where
+ * the body ends is taken up to its end and stops the round.
+ */
+static void
+test_chunked_feedv(void **state)
+{
+	static char		 a[] = "3\r\nab", b[] = "c\r\n", c[] = "0\r\n",
+				 d[] = "\r\nGET";
+	struct iovec		 v[] = {
+		{ a, sizeof(a) - 1 }, { b, sizeof(b) - 1 },
+		{ c, sizeof(c) - 1 }, { d, sizeof(d) - 1 },
+	};
+	struct http_chunked	 hc;
+	int			 more;
+
+	http_chunked_init(&hc);
+	assert_int_equal(http_chunked_feedv(&hc, v, 2, NULL, NULL, &more),
+	    (ssize_t)(sizeof(a) - 1 + sizeof(b) - 1));
+	assert_true(more);
+	assert_int_equal(http_chunked_feedv(&hc, v + 2, 2, NULL, NULL, &more),
+	    (ssize_t)(sizeof(c) - 1 + 2));
+	assert_false(more);
+	assert_true(http_chunked_done(&hc));
+	assert_int_equal(hc.hc_payload, 3);
+	assert_int_equal(http_chunked_feedv(&hc, v, 0, NULL, NULL, &more), 0);
+	assert_false(more);
+}
+
 /* A large chunk is passed on in as few slices as the input allows. */
 static void
 test_chunked_big(void **state)
@@ -1214,6 +1243,7 @@ main(void)
 		cmocka_unit_test(test_chunked_table),
 		cmocka_unit_test(test_chunked_limits),
 		cmocka_unit_test(test_chunked_big),
+		cmocka_unit_test(test_chunked_feedv),
 		cmocka_unit_test(test_method_bit),
 		cmocka_unit_test(test_reason),
 		cmocka_unit_test(test_tchar),
