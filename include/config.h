@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jwt.h"
 #include "ratelimit.h"
 #include "route.h"
 
@@ -111,6 +112,9 @@ struct config {
 	struct upstream		*c_upstreams;
 	size_t			 c_nupstreams;
 
+	struct jwt_provider	*c_jwt;		/* jwt_provider, in file order */
+	size_t			 c_njwt;
+
 	struct route_table	 c_routes;
 };
 
@@ -144,6 +148,9 @@ const struct listen_addr *config_listen(const struct config *, size_t);
 
 /* Upstream by name, or NULL. */
 struct upstream	*config_upstream(const struct config *, const char *);
+
+/* JWT provider by name, or NULL. */
+struct jwt_provider *config_jwt_provider(const struct config *, const char *);
 
 /* Parsers shared with other modules: 0 on success, -1 if malformed. */
 int		 config_parse_duration_ms(const char *, int *);	/* 10s 500ms 2m 1h, bare = s */

@@ -34,6 +34,11 @@ struct route {
 	pcre2_code	*r_code;
 	int		 r_jit;		/* r_code was JIT-compiled */
 	enum route_auth	 r_auth[ROUTE_MAX_AUTH];
+	/*
+	 * For each ROUTE_AUTH_JWT in r_auth: the provider (jp_index) of
+	 * "jwt:NAME", or -1 for plain "jwt" (any provider).
+	 */
+	int		 r_jwt[ROUTE_MAX_AUTH];
 	int		 r_nauth;
 	char		*r_scopes[ROUTE_MAX_SCOPES];	/* scope=: all required */
 	int		 r_nscopes;

@@ -4,11 +4,14 @@
  * across reloads.  Free of libevent so that the master, the workers and the
  * unit tests can all include it.
  *
- * Layout version 4: a header with per-worker statistics and rate-limit
+ * Layout version 5: a header with per-worker statistics and rate-limit
  * refusal counters, then the key store (keystore.h, with one rate state
  * per key slot) at sh_ks_off, then the rate table of client addresses
  * (SHM_IP_ENTRIES, ratelimit.h) at sh_ip_off, then the table of failed
- * admin authentications (SHM_FAIL_ENTRIES) at sh_fail_off; sh_size covers
+ * admin authentications (SHM_FAIL_ENTRIES) at sh_fail_off, then the rate
+ * table of JWT identities (SHM_JWT_ENTRIES, the same table as for
+ * addresses, keyed by 16 bytes of a digest) at sh_jwt_off, then the
+ * JWT_MAX_PROVIDERS JWKS slots (jwks.h) at sh_jwks_off; sh_size covers
  * the whole segment.  These layout fields are for reading only: workers
  * can write the header, so the offsets and sizes the code uses come from a
  * private copy (shm.c), never from here.  The mapping
@@ -31,9 +34,10 @@
 #include "ratelimit.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	4
+#define SHM_VERSION	5
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
+#define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
 #define SHM_SLOTS	128	/* worker slots: two generations during reload */
 
 struct shm_worker {
@@ -58,14 +62,19 @@ struct shm_header {
 	uint32_t	 sh_max_keys;
 	uint64_t	 sh_ip_off;	/* rate table of client addresses */
 	uint64_t	 sh_fail_off;	/* failed admin authentications */
+	uint64_t	 sh_jwt_off;	/* rate table of JWT identities */
+	uint64_t	 sh_jwks_off;	/* JWKS slots */
 	/*
 	 * Wall-clock minus CLOCK_MONOTONIC ms, fixed at creation: the
 	 * limiter's times shown as wall-clock times in the access log, the
 	 * same in every worker.
 	 */
 	int64_t		 sh_mono_to_wall;
-	/* Rate-limit refusals by window: [0] keys, [1] client addresses. */
-	uint64_t	 sh_rate_refused[2][RL_WINDOWS];
+	/*
+	 * Rate-limit refusals by window: [0] keys, [1] client addresses,
+	 * [2] JWT identities.
+	 */
+	uint64_t	 sh_rate_refused[3][RL_WINDOWS];
 	struct shm_worker sh_workers[SHM_SLOTS];
 };
 
@@ -79,6 +88,13 @@ void		 shm_keystore(struct shm_header *, struct keystore *);
 
 /* The rate table of client addresses (anonymous_rate_limit). */
 struct rl_iptable *shm_iptable(struct shm_header *);
+
+/* The rate table of JWT identities (jwt_identity's ji_ratekey). */
+struct rl_iptable *shm_jwttable(struct shm_header *);
+
+/* The JWKS slots (jwks.h), JWT_MAX_PROVIDERS of them. */
+struct jwks_slot;
+struct jwks_slot *shm_jwks(const struct shm_header *);
 
 /* The table of failed admin authentications by client address. */
 struct rl_failtable *shm_failtable(struct shm_header *);

@@ -16,6 +16,7 @@
 
 #include <openssl/rand.h>
 
+#include "jwks.h"
 #include "keystore.h"
 #include "ratelimit.h"
 #include "shm.h"
@@ -34,6 +35,8 @@ struct shm_private {
 	size_t		 sp_ks_off;
 	size_t		 sp_ip_off;
 	size_t		 sp_fail_off;
+	size_t		 sp_jwt_off;
+	size_t		 sp_jwks_off;
 	uint32_t	 sp_max_keys;
 };
 
@@ -59,7 +62,8 @@ shm_create(uint32_t max_keys)
 	struct shm_private	*sp;
 	struct keystore		 ks;
 	struct timespec		 wall, mono;
-	size_t			 off, ipoff, failoff, size, page;
+	size_t			 off, ipoff, failoff, jwtoff, jwksoff, size;
+	size_t			 page;
 	uint64_t		 seed;
 	char			*base;
 	int			 saved;
@@ -69,7 +73,11 @@ shm_create(uint32_t max_keys)
 	ipoff = off + ((keystore_size(max_keys) + 63) & ~(size_t)63);
 	failoff = ipoff + ((ratelimit_iptable_size(SHM_IP_ENTRIES) + 63) &
 	    ~(size_t)63);
-	size = failoff + ratelimit_failtable_size(SHM_FAIL_ENTRIES);
+	jwtoff = failoff + ((ratelimit_failtable_size(SHM_FAIL_ENTRIES) +
+	    63) & ~(size_t)63);
+	jwksoff = jwtoff + ((ratelimit_iptable_size(SHM_JWT_ENTRIES) + 63) &
+	    ~(size_t)63);
+	size = jwksoff + JWT_MAX_PROVIDERS * sizeof(struct jwks_slot);
 	base = mmap(NULL, page + size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
@@ -88,6 +96,8 @@ shm_create(uint32_t max_keys)
 	sp->sp_ks_off = off;
 	sp->sp_ip_off = ipoff;
 	sp->sp_fail_off = failoff;
+	sp->sp_jwt_off = jwtoff;
+	sp->sp_jwks_off = jwksoff;
 	sp->sp_max_keys = max_keys;
 	(void)mprotect(base, page, PROT_READ);
 	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
@@ -100,6 +110,8 @@ shm_create(uint32_t max_keys)
 	sh->sh_max_keys = max_keys;
 	sh->sh_ip_off = ipoff;
 	sh->sh_fail_off = failoff;
+	sh->sh_jwt_off = jwtoff;
+	sh->sh_jwks_off = jwksoff;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
@@ -109,6 +121,8 @@ shm_create(uint32_t max_keys)
 	    seed * 0x9e3779b97f4a7c15ULL + 1);
 	ratelimit_failtable_init((char *)sh + failoff, SHM_FAIL_ENTRIES,
 	    seed * 0xbf58476d1ce4e5b9ULL + 3);
+	ratelimit_iptable_init((char *)sh + jwtoff, SHM_JWT_ENTRIES,
+	    seed * 0x94d049bb133111ebULL + 5);
 	return (sh);
 }
 
@@ -141,6 +155,22 @@ shm_failtable(struct shm_header *sh)
 {
 	return ((struct rl_failtable *)((char *)sh +
 	    shm_private(sh)->sp_fail_off));
+}
+
+/* The rate table of JWT identities (16-byte subjects, jwt.h). */
+struct rl_iptable *
+shm_jwttable(struct shm_header *sh)
+{
+	return ((struct rl_iptable *)((char *)sh +
+	    shm_private(sh)->sp_jwt_off));
+}
+
+/* The JWKS slots, JWT_MAX_PROVIDERS of them (jwks.h). */
+struct jwks_slot *
+shm_jwks(const struct shm_header *sh)
+{
+	return ((struct jwks_slot *)((char *)(uintptr_t)sh +
+	    shm_private(sh)->sp_jwks_off));
 }
 
 /* Unmap the segment and its private page. */
