@@ -2,7 +2,8 @@
  * Access log: one JSON object per line, written with one write(2) to a
  * file opened O_APPEND, so lines from several workers never interleave.
  * Only the path is logged, never the query string or a header: either may
- * carry a credential.  A request made with a known key logs its public id.
+ * carry a credential.  A request made with a known key logs its public id;
+ * one made with a JWT, its identity claim (escaped); never the token.
  */
 #ifndef KEYGATE_ACCESSLOG_H
 #define KEYGATE_ACCESSLOG_H
@@ -24,6 +25,9 @@ struct accesslog_entry {
 	const char	*ae_reqid;
 	size_t		 ae_reqidlen;
 	const char	*ae_key;	/* key id ([A-Za-z0-9_] only), "" or NULL */
+	const char	*ae_scheme;	/* scheme that decided ("api-key", */
+					/* "jwt"...), or NULL */
+	const char	*ae_identity;	/* a JWT's identity claim, "" or NULL */
 	int64_t		 ae_rate_ms;	/* when a rate limit decided: its */
 					/* clock as wall time; 0: no limit */
 };

@@ -50,6 +50,7 @@
 struct keystore;
 struct journal;
 struct rl_failtable;
+struct jwtauth;
 
 struct admin_env {
 	struct keystore		*ae_ks;
@@ -64,6 +65,8 @@ struct admin_env {
 	const char		*ae_version;		/* PACKAGE_VERSION */
 	struct rl_failtable	*ae_fails;		/* failed tokens by */
 							/* address, NULL: none */
+	struct jwtauth		*ae_jwt;		/* JWT providers' keys, */
+							/* NULL: none */
 };
 
 struct admin_request {

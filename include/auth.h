@@ -11,8 +11,8 @@
  *			Authorization: Basic base64(app_id ":" secret)
  *	anonymous	always present: the request goes through unidentified
  *	deny		always present: 403 forbidden
- *	jwt		Authorization: Bearer (not available in this version;
- *			the configuration refuses it)
+ *	jwt		Authorization: Bearer <JWT> from any jwt_provider;
+ *	jwt:NAME	the same, from provider NAME only (see jwtauth.h)
  * When no scheme's credential is present: 401 missing_credentials, with
  * WWW-Authenticate naming the schemes.
  *
@@ -25,12 +25,22 @@
  * the first missing scope), then the rate limit (429 rate_limited naming
  * the window).  Secrets are never copied into messages.
  *
- * Rate limits (ratelimit.h) apply to key requests, per key slot, and to
- * anonymous requests, per client address.  A key's limits, per window:
+ * A bearer token's checks are jwtauth_check()'s (jwt.h lists them), then
+ * the route's scopes against the token's scopes, then the rate limit of
+ * its identity; JWT refusals carry an RFC 6750 challenge
+ * (Bearer error="invalid_token" or "insufficient_scope").  A token whose
+ * kid is unknown may be held: auth_check() answers AUTH_PENDING and the
+ * caller asks again later (see struct auth_jwt).
+ *
+ * Rate limits (ratelimit.h) apply to key requests, per key slot, to JWT
+ * requests, per identity (issuer and identity claim), and to anonymous
+ * requests, per client address.  A key's limits, per window:
  * the key's own rate_limit if set, else the route's rate= if set, else
  * the configured rate_limit; a route with rate=off is not limited.  An
  * anonymous request's: the route's rate= if set, else
- * anonymous_rate_limit.  A window limited nowhere is not enforced.
+ * anonymous_rate_limit.  A JWT identity's: its provider's rate= if set,
+ * else the route's rate= if set, else rate_limit; a provider with
+ * rate=off is not limited.  A window limited nowhere is not enforced.
  */
 #ifndef KEYGATE_AUTH_H
 #define KEYGATE_AUTH_H
@@ -42,25 +52,45 @@
 #include "ratelimit.h"
 #include "route.h"
 
+#include "jwt.h"
+
 struct http_msg;
+struct jwtauth;
 
 #define AUTH_MSGLEN	192
+#define AUTH_PENDING	1	/* ar_status: hold the request, ask again */
 
 /* The rate limiter as one request sees it; see auth_check(). */
 struct auth_rate {
 	const uint32_t		*ra_keys;	/* rate_limit [RL_WINDOWS], 0 = off */
 	const uint32_t		*ra_anonymous;	/* anonymous_rate_limit, same */
 	struct rl_iptable	*ra_ips;	/* NULL: anonymous not limited */
-	uint64_t		*ra_refused;	/* [2][RL_WINDOWS] refusals by */
-						/* window, keys then addresses; */
-						/* or NULL */
+	struct rl_iptable	*ra_jwts;	/* JWT identities; NULL: not */
+						/* limited */
+	uint64_t		*ra_refused;	/* [3][RL_WINDOWS] refusals by */
+						/* window: keys, addresses, JWT */
+						/* identities; or NULL */
 	const void		*ra_ip;		/* client address, 4 or 16 bytes */
 	size_t			 ra_iplen;
 	int64_t			 ra_now;	/* ms, CLOCK_MONOTONIC, read now */
 };
 
+/*
+ * JWT authentication as one request sees it; NULL: no provider (a bearer
+ * token is then not a credential of any scheme).
+ */
+struct auth_jwt {
+	struct jwtauth	*aj_state;	/* the worker's keys and token cache */
+	int64_t		 aj_mono;	/* ms, CLOCK_MONOTONIC, read now */
+	int		 aj_final;	/* a held request's last try */
+};
+
 struct auth_result {
-	/* Outcome: status 0 = allowed; else 401, 403, 429 or 503. */
+	/*
+	 * Outcome: status 0 = allowed; else 401, 403, 429 or 503; or
+	 * AUTH_PENDING: hold the request until jwtauth_wait_over() for
+	 * provider ar_wait, then ask again.
+	 */
 	int		 ar_status;
 	const char	*ar_code;	/* refusal code, NULL when allowed */
 	char		 ar_message[AUTH_MSGLEN];
@@ -71,6 +101,9 @@ struct auth_result {
 	int		 ar_found;	/* ar_key/ar_slot hold a key */
 	uint32_t	 ar_slot;
 	struct ks_key	 ar_key;
+	int		 ar_jwt_found;	/* ar_jwt holds a verified token's */
+	struct jwt_identity ar_jwt;	/* identity */
+	int		 ar_wait;	/* AUTH_PENDING: the provider */
 
 	/* Rate limit: set when the request met a limit (admitted or not). */
 	int		 ar_limited;
@@ -86,12 +119,13 @@ struct auth_result {
  * ks may be NULL when no key store exists (then every key is invalid).
  * rate may be NULL (nothing is rate limited); else a request that passed
  * every other check is admitted or refused by the limiter, and refusals
- * are counted in ra_refused.  Counts the use (allowed or refused, a 429
- * included) on the key's slot when a key was found.  Returns ar_status.
+ * are counted in ra_refused.  jwt may be NULL (no JWT provider).  Counts
+ * the use (allowed or refused, a 429 included) on the key's slot when a
+ * key was found.  Returns ar_status.
  */
 int	 auth_check(const struct route *, const struct http_msg *,
 	    struct keystore *, const char *, int64_t, const struct auth_rate *,
-	    struct auth_result *);
+	    const struct auth_jwt *, struct auth_result *);
 
 /*
  * The rate-limit response headers of ar, CRLF-ended, into buf:
@@ -109,6 +143,15 @@ size_t	 auth_rate_headers(const struct auth_result *, char *, size_t);
  */
 int	 auth_check_secret(const struct keystore *, const char *, size_t,
 	    const char *, int64_t, struct auth_result *);
+
+/*
+ * Check a bare JWT (admin POST /v1/verify) at now (ms, wall clock) against
+ * every provider: fills ar as auth_check would for a route "auth=jwt"
+ * without scopes and limits.  An unknown kid asks for a re-fetch but is
+ * not waited for (the answer says so).
+ */
+int	 auth_check_token(const struct auth_jwt *, const char *, size_t,
+	    int64_t, struct auth_result *);
 
 /*
  * The request an nginx auth_request sub-request m stands for: the method
@@ -131,7 +174,8 @@ const char *auth_missing_scope(const struct route *, const char *);
  * The identity headers for the upstream, written into buf as
  * "X-Consumer-Id: ...\r\nX-Key-Id: ...\r\n..." (X-Consumer-Id, X-Key-Id,
  * X-App-Id when the key has an app, X-Scopes when it has scopes,
- * X-Auth-Scheme always).  Returns the length, or 0 if buf is too small.
+ * X-Auth-Scheme always; for a JWT: X-Consumer-Id the identity claim,
+ * X-Scopes, the provider's headers= mappings, X-Auth-Scheme: jwt).  Returns the length, or 0 if buf is too small.
  */
 size_t	 auth_identity_headers(const struct auth_result *, char *, size_t);
 

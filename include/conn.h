@@ -25,9 +25,11 @@
 
 #define SERVER_MAX_OUTPUT	(256 * 1024)	/* pause the producer past this */
 #define SERVER_MAX_LISTENERS	16
-#define CONN_EXTRA_MAX		1280	/* extra response header bytes: */
+#define CONN_EXTRA_MAX		2816	/* extra response header bytes: */
 					/* rate headers + identity (verify) */
-#define CONN_IDENT_MAX		768	/* identity header bytes */
+#define CONN_IDENT_MAX		2304	/* identity header bytes (a JWT's */
+					/* scopes and headers= included) */
+#define CONN_HOLD_POLL_MS	10	/* a held request looks this often */
 
 struct upconn;
 struct upool;
@@ -40,6 +42,7 @@ enum conn_state {
 	CONN_HEADERS,	/* reading a request's header section */
 	CONN_BODY,	/* reading the body of a request being served */
 	CONN_DISCARD,	/* reading and dropping the body of a refused request */
+	CONN_AUTHWAIT,	/* header read; a JWT waits for its provider's keys */
 	CONN_PROXY,	/* request read; the upstream's answer is on its way */
 	CONN_CLOSING,	/* writing the last response, then close */
 	CONN_LINGER,	/* write side shut, draining input until EOF */
@@ -102,6 +105,25 @@ struct conn {
 	size_t			 c_identlen;	/* identity headers for the */
 	char			 c_ident[CONN_IDENT_MAX];	/* upstream */
 	char			 c_keyid[KS_ID_LEN + 4];	/* for the log */
+	char			 c_ident_log[JWT_IDENT_MAX + 1]; /* JWT, for the */
+								 /* log */
+	const char		*c_scheme;	/* deciding scheme, for the log */
+
+	/*
+	 * A request held in CONN_AUTHWAIT (conn_hold()): its route, whether
+	 * it is a verify_path request, the provider whose keys it waits
+	 * for, when it asked and until when it may wait (monotonic ms), and
+	 * the credential header values moved out of the input (c_msg points
+	 * at them), wiped when the request is done.
+	 */
+	const struct route	*c_hold_route;
+	int			 c_hold_verify;
+	int			 c_hold_provider;
+	int			 c_hold_final;	/* the next decision is the last */
+	int64_t			 c_hold_asked;
+	int64_t			 c_hold_until;	/* 0: not held */
+	char			*c_hold_cred;
+	size_t			 c_hold_credlen;
 };
 
 struct worker {
@@ -117,6 +139,7 @@ struct worker {
 	struct journal		 w_journal;
 	struct admin_env	 w_admin;
 	struct auth_rate	 w_rate;	/* per request: ra_ip, ra_now */
+	struct jwtauth		*w_jwt;		/* NULL: no jwt_provider */
 	int			 w_accepting;
 	struct accesslog	*w_alog;
 	struct shm_worker	*w_stats;

@@ -110,10 +110,32 @@ accesslog_format(char *buf, size_t len, const struct accesslog_entry *e)
 	}
 	n = snprintf(buf + off, len - off, ",\"status\":%d,\"bytes\":%" PRIu64
 	    ",\"duration_us\":%" PRId64 ",\"request_id\":\"%.*s\","
-	    "\"key_id\":%s%s%s%s}\n",
+	    "\"key_id\":%s%s%s",
 	    e->ae_status, e->ae_bytes, e->ae_duration_us,
 	    (int)e->ae_reqidlen, e->ae_reqid, key ? "\"" : "",
-	    key ? e->ae_key : "null", key ? "\"" : "", rts);
+	    key ? e->ae_key : "null", key ? "\"" : "");
+	if (n < 0 || (size_t)n >= len - off)
+		return (0);
+	off += (size_t)n;
+	if (e->ae_scheme != NULL) {
+		n = snprintf(buf + off, len - off, ",\"scheme\":\"%s\"",
+		    e->ae_scheme);
+		if (n < 0 || (size_t)n >= len - off)
+			return (0);
+		off += (size_t)n;
+	}
+	if (e->ae_identity != NULL && e->ae_identity[0] != '\0') {
+		if (off + 13 >= len)
+			return (0);
+		memcpy(buf + off, ",\"identity\":\"", 13);
+		off += 13;
+		accesslog_str(buf, len, &off, e->ae_identity,
+		    strlen(e->ae_identity));
+		if (off + 1 >= len)
+			return (0);
+		buf[off++] = '"';
+	}
+	n = snprintf(buf + off, len - off, "%s}\n", rts);
 	if (n < 0 || (size_t)n >= len - off)
 		return (0);
 	return (off + (size_t)n);

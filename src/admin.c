@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "http.h"
 #include "journal.h"
+#include "jwtauth.h"
 #include "keystore.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -1439,22 +1440,25 @@ admin_usage(struct admin_ctx *c)
 	    "windows", admin_windows_json(c, &k, slot))));
 }
 
-/* The members of a verify body: "key" (required), "app_id" (optional). */
+/*
+ * The members of a verify body: "key" (and optionally "app_id"), or
+ * "token" (a JWT) alone.
+ */
 static int
 admin_verify_body(struct admin_ctx *c, json_t *body, json_t **key,
-    const char **app)
+    const char **app, json_t **token)
 {
 	const char	*name;
 	json_t		*v;
 
-	*key = NULL;
+	*key = *token = NULL;
 	*app = NULL;
 	json_object_foreach(body, name, v) {
-		if (strcmp(name, "key") == 0) {
+		if (strcmp(name, "key") == 0 || strcmp(name, "token") == 0) {
 			if (!json_is_string(v))
 				return (admin_invalid(c, name,
-				    "key must be a string"));
-			*key = v;
+				    "%s must be a string", name));
+			*(name[0] == 'k' ? key : token) = v;
 		} else if (strcmp(name, "app_id") == 0) {
 			if (!json_is_null(v) && (!json_is_string(v) ||
 			    json_string_length(v) == 0))
@@ -1465,9 +1469,54 @@ admin_verify_body(struct admin_ctx *c, json_t *body, json_t **key,
 			return (admin_invalid(c, name, "unknown field \"%s\"",
 			    name));
 	}
-	if (*key == NULL)
-		return (admin_invalid(c, "key", "key is required"));
+	if (*key != NULL && *token != NULL)
+		return (admin_invalid(c, "token", "give either key or token, "
+		    "not both"));
+	if (*token != NULL && *app != NULL)
+		return (admin_invalid(c, "app_id", "app_id goes with a key, "
+		    "not with a token"));
+	if (*key == NULL && *token == NULL)
+		return (admin_invalid(c, "key", "key or token is required"));
 	return (0);
+}
+
+/*
+ * POST /v1/verify with a token: would this JWT be accepted by an
+ * "auth=jwt" route without scopes, now?  The decision, and the identity
+ * of a verified token.  An unknown kid asks the master for the keys again
+ * but is not waited for (the message says so).
+ */
+static int
+admin_verify_token(struct admin_ctx *c, json_t *token)
+{
+	struct auth_result		 ar;
+	struct auth_jwt			 aj;
+	const struct jwt_provider	*p;
+	const struct jwt_identity	*id = &ar.ar_jwt;
+	char				 ex[32];
+	json_t				*o;
+
+	memset(&aj, 0, sizeof(aj));
+	aj.aj_state = c->c_env->ae_jwt;
+	aj.aj_mono = util_mono_ms();
+	auth_check_token(c->c_env->ae_jwt != NULL ? &aj : NULL,
+	    json_string_value(token), json_string_length(token),
+	    c->c_rq->aq_now, &ar);
+	p = ar.ar_jwt_found ? jwtauth_provider(c->c_env->ae_jwt,
+	    id->ji_provider) : NULL;
+	o = json_pack("{s:b, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:o, s:s?}",
+	    "valid", ar.ar_status == 0,
+	    "scheme", "jwt",
+	    "code", ar.ar_status != 0 ? ar.ar_code : NULL,
+	    "message", ar.ar_status != 0 ? ar.ar_message : NULL,
+	    "provider", p != NULL ? p->jp_name : NULL,
+	    "identity", p != NULL ? id->ji_subject : NULL,
+	    "issuer", p != NULL ? id->ji_issuer : NULL,
+	    "scopes", p != NULL ? admin_scopes_json(id->ji_scopes) :
+	    json_null(),
+	    "expires_at", p != NULL ? admin_time(ex, id->ji_exp * 1000) :
+	    NULL);
+	return (admin_reply(c->c_rs, 200, o));
 }
 
 /*
@@ -1482,14 +1531,19 @@ admin_verify(struct admin_ctx *c)
 	const struct ks_key	*k = &ar.ar_key;
 	const char		*app;
 	char			 ex[32];
-	json_t			*body, *key, *o;
-	int			 found;
+	json_t			*body, *key, *token, *o;
+	int			 found, rv;
 
 	if (admin_body(c, &body) == -1)
 		return (-1);
-	if (admin_verify_body(c, body, &key, &app) == -1) {
+	if (admin_verify_body(c, body, &key, &app, &token) == -1) {
 		json_decref(body);
 		return (-1);
+	}
+	if (token != NULL) {
+		rv = admin_verify_token(c, token);
+		json_decref(body);
+		return (rv);
 	}
 	memset(&ar, 0, sizeof(ar));
 	auth_check_secret(c->c_ks, json_string_value(key),

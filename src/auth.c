@@ -19,6 +19,7 @@
 
 #include "auth.h"
 #include "http.h"
+#include "jwtauth.h"
 #include "keystore.h"
 #include "route.h"
 #include "secret.h"
@@ -42,6 +43,8 @@ struct auth_creds {
 	int		 ac_nauthz;	/* Authorization headers */
 	int		 ac_basic;	/* one of them is Basic */
 	int		 ac_bearer;	/* one of them is Bearer */
+	const char	*ac_token;	/* the first Bearer token */
+	size_t		 ac_tokenlen;
 	const char	*ac_bcause;	/* why Basic is malformed, or NULL */
 	const char	*ac_user;	/* decoded Basic, in ac_buf */
 	size_t		 ac_userlen;
@@ -190,8 +193,13 @@ auth_authorization(struct auth_creds *ac, const char *v, size_t n)
 			ac->ac_basic = 1;
 			auth_basic(ac, rest, restlen);
 		}
-	} else if (auth_scheme_is(v, n, "Bearer", &rest, &restlen))
-		ac->ac_bearer = 1;
+	} else if (auth_scheme_is(v, n, "Bearer", &rest, &restlen)) {
+		if (!ac->ac_bearer) {
+			ac->ac_bearer = 1;
+			ac->ac_token = rest;
+			ac->ac_tokenlen = restlen;
+		}
+	}
 }
 
 /* Gather the key header, X-APP-ID and Authorization of m into ac. */
@@ -262,7 +270,8 @@ auth_present(const struct route *r, enum route_auth a,
 		if (ac->ac_nkey > 0 && ac->ac_napp > 0)
 			return (1);
 		return (ac->ac_basic && (ac->ac_bcause != NULL || user));
-	case ROUTE_AUTH_JWT:	/* not available in this version */
+	case ROUTE_AUTH_JWT:
+		return (ac->ac_bearer);
 	default:
 		return (0);
 	}
@@ -423,6 +432,82 @@ auth_lookup(const struct keystore *ks, const struct auth_cred *c,
 	return (0);
 }
 
+/* The providers route r accepts for a bearer token: bit jp_index each. */
+static uint32_t
+auth_jwt_mask(const struct route *r)
+{
+	uint32_t	 mask = 0;
+	int		 i;
+
+	for (i = 0; i < r->r_nauth; i++) {
+		if (r->r_auth[i] != ROUTE_AUTH_JWT)
+			continue;
+		if (r->r_jwt[i] < 0 || r->r_jwt[i] >= 32)
+			return (UINT32_MAX);
+		mask |= 1U << r->r_jwt[i];
+	}
+	return (mask);
+}
+
+/*
+ * Decide the bearer token tok[0..len) for the providers of mask with
+ * jwtauth_check(): 0 with ar_jwt filled, AUTH_PENDING with ar_wait, or
+ * the refusal in ar.
+ */
+static int
+auth_jwt(const struct auth_jwt *jwt, uint32_t mask, const char *tok,
+    size_t len, int64_t now, struct auth_result *ar)
+{
+	char	 why[AUTH_MSGLEN];
+	int	 st, slot;
+
+	if (jwt == NULL || jwt->aj_state == NULL)
+		return (auth_refuse(ar, 503, "auth_unavailable",
+		    "no JWT provider is configured"));
+	if (len == 0)
+		return (auth_refuse(ar, 401, "malformed_credentials",
+		    "the bearer token is empty"));
+	why[0] = '\0';
+	st = jwtauth_check(jwt->aj_state, mask, tok, len, now / 1000,
+	    jwt->aj_mono, jwt->aj_final, &ar->ar_jwt, &slot, why,
+	    sizeof(why));
+	switch (st) {
+	case JWTAUTH_OK:
+		ar->ar_jwt_found = 1;
+		return (0);
+	case JWTAUTH_PENDING:
+		ar->ar_wait = slot;
+		ar->ar_status = AUTH_PENDING;
+		return (AUTH_PENDING);
+	case JWTAUTH_MALFORMED:
+		return (auth_refuse(ar, 401, "malformed_credentials", "%s",
+		    why));
+	case JWTAUTH_EXPIRED:
+		return (auth_refuse(ar, 401, "expired_credentials", "%s",
+		    why));
+	case JWTAUTH_UNAVAILABLE:
+		return (auth_refuse(ar, 503, "auth_unavailable", "%s", why));
+	default:
+		return (auth_refuse(ar, 401, "invalid_credentials", "%s",
+		    why));
+	}
+}
+
+/*
+ * The bearer credential of ac for route r: one Authorization header,
+ * then auth_jwt().  0, AUTH_PENDING, or the refusal.
+ */
+static int
+auth_bearer(const struct route *r, const struct auth_creds *ac,
+    const struct auth_jwt *jwt, int64_t now, struct auth_result *ar)
+{
+	if (ac->ac_nauthz > 1)
+		return (auth_refuse(ar, 401, "malformed_credentials", "the "
+		    "Authorization header appears more than once"));
+	return (auth_jwt(jwt, auth_jwt_mask(r), ac->ac_token, ac->ac_tokenlen,
+	    now, ar));
+}
+
 /* Append s to the challenge being built in buf (", " between). */
 static void
 auth_challenge_add(char *buf, size_t len, const char *s)
@@ -469,6 +554,34 @@ auth_challenge(const struct route *r, const char *key_header)
 	return (buf[0] != '\0' ? buf : NULL);
 }
 
+/*
+ * RFC 6750 section 3 challenge for a refused bearer token: error=
+ * "insufficient_scope" with the scope for a 403, else "invalid_token".
+ * The description is ar's message, whose quotes and backslashes are
+ * replaced (it never holds the token).  Static buffer, as
+ * auth_challenge().
+ */
+static const char *
+auth_bearer_challenge(const struct auth_result *ar, const char *scope)
+{
+	static char	 buf[512];
+	char		 desc[AUTH_MSGLEN];
+	size_t		 i;
+
+	for (i = 0; ar->ar_message[i] != '\0' && i + 1 < sizeof(desc); i++)
+		desc[i] = ar->ar_message[i] == '"' ||
+		    ar->ar_message[i] == '\\' ? '\'' : ar->ar_message[i];
+	desc[i] = '\0';
+	if (ar->ar_status == 403)
+		snprintf(buf, sizeof(buf), "Bearer realm=\"" AUTH_REALM "\", "
+		    "error=\"insufficient_scope\", scope=\"%s\", "
+		    "error_description=\"%s\"", scope, desc);
+	else
+		snprintf(buf, sizeof(buf), "Bearer realm=\"" AUTH_REALM "\", "
+		    "error=\"invalid_token\", error_description=\"%s\"", desc);
+	return (buf);
+}
+
 /* 401 missing_credentials naming what route r would accept. */
 static int
 auth_missing(const struct route *r, struct auth_result *ar)
@@ -497,6 +610,43 @@ auth_missing(const struct route *r, struct auth_result *ar)
 	return (401);
 }
 
+/* Subjects of rate limits, the first index of ra_refused. */
+#define AUTH_RL_KEY	0
+#define AUTH_RL_ADDRESS	1
+#define AUTH_RL_JWT	2
+
+/*
+ * The limits that apply to ar's subject on route r into lim (see auth.h
+ * for whose win); 0 when the subject is not limited at all.
+ */
+static int
+auth_limits(const struct route *r, const struct auth_rate *ra,
+    const struct auth_jwt *jwt, const struct auth_result *ar, int kind,
+    uint32_t lim[RL_WINDOWS])
+{
+	const struct jwt_provider	*p;
+	const uint32_t			*own = NULL, *base = ra->ra_keys;
+	uint32_t			 on = 0;
+	int				 w;
+
+	if (kind == AUTH_RL_KEY)
+		own = ar->ar_key.k_rate;
+	else if (kind == AUTH_RL_ADDRESS)
+		base = ra->ra_anonymous;
+	else {
+		p = jwtauth_provider(jwt->aj_state, ar->ar_jwt.ji_provider);
+		if (p == NULL || p->jp_rate_off)
+			return (0);
+		own = p->jp_rate;
+	}
+	for (w = 0; w < RL_WINDOWS; w++) {
+		lim[w] = own != NULL && own[w] != 0 ? own[w] :
+		    r->r_rate[w] != 0 ? r->r_rate[w] : base[w];
+		on |= lim[w];
+	}
+	return (on != 0);
+}
+
 /*
  * The rate limit for a request that passed every other check (see auth.h
  * for whose limits apply).  Refused: 429 naming the window that frees
@@ -504,32 +654,37 @@ auth_missing(const struct route *r, struct auth_result *ar)
  */
 static void
 auth_limit(const struct route *r, const struct auth_rate *ra,
-    struct keystore *ks, struct auth_result *ar)
+    struct keystore *ks, const struct auth_jwt *jwt, struct auth_result *ar)
 {
-	const uint32_t	*base;
-	uint32_t	 lim[RL_WINDOWS], on = 0;
-	int		 anon, w, ok;
+	uint32_t	 lim[RL_WINDOWS];
+	int		 kind, w, ok;
 
 	if (r->r_rate_off)
 		return;
-	anon = ar->ar_scheme == ROUTE_AUTH_ANONYMOUS;
-	if (anon ? ra->ra_ips == NULL || ra->ra_ip == NULL : !ar->ar_found ||
-	    ks == NULL)
-		return;
-	base = anon ? ra->ra_anonymous : ra->ra_keys;
-	for (w = 0; w < RL_WINDOWS; w++) {
-		lim[w] = !anon && ar->ar_key.k_rate[w] != 0 ?
-		    ar->ar_key.k_rate[w] : r->r_rate[w] != 0 ? r->r_rate[w] :
-		    base[w];
-		on |= lim[w];
+	if (ar->ar_scheme == ROUTE_AUTH_ANONYMOUS) {
+		kind = AUTH_RL_ADDRESS;
+		if (ra->ra_ips == NULL || ra->ra_ip == NULL)
+			return;
+	} else if (ar->ar_scheme == ROUTE_AUTH_JWT) {
+		kind = AUTH_RL_JWT;
+		if (ra->ra_jwts == NULL || !ar->ar_jwt_found || jwt == NULL)
+			return;
+	} else {
+		kind = AUTH_RL_KEY;
+		if (!ar->ar_found || ks == NULL)
+			return;
 	}
-	if (on == 0)
+	if (!auth_limits(r, ra, jwt, ar, kind, lim))
 		return;
 	ratelimit_set(&ar->ar_limits, lim);
 	ar->ar_limited = 1;
-	if (anon)
+	if (kind == AUTH_RL_ADDRESS)
 		ok = ratelimit_iptable_admit(ra->ra_ips, ra->ra_ip,
 		    ra->ra_iplen, &ar->ar_limits, ra->ra_now, &ar->ar_rate);
+	else if (kind == AUTH_RL_JWT)
+		ok = ratelimit_iptable_admit(ra->ra_jwts, ar->ar_jwt.ji_ratekey,
+		    sizeof(ar->ar_jwt.ji_ratekey), &ar->ar_limits, ra->ra_now,
+		    &ar->ar_rate);
 	else
 		ok = ratelimit_admit(keystore_rate(ks, ar->ar_slot),
 		    &ar->ar_limits, ra->ra_now, &ar->ar_rate);
@@ -538,7 +693,7 @@ auth_limit(const struct route *r, const struct auth_rate *ra,
 	if ((w = ar->ar_rate.rr_window) < 0)	/* cannot be: some window */
 		w = 0;				/* is enforced */
 	if (ra->ra_refused != NULL)
-		__atomic_fetch_add(&ra->ra_refused[anon * RL_WINDOWS + w], 1,
+		__atomic_fetch_add(&ra->ra_refused[kind * RL_WINDOWS + w], 1,
 		    __ATOMIC_RELAXED);
 	auth_refuse(ar, 429, "rate_limited", "rate limit of %u requests per "
 	    "%s reached; retry in %u s", ar->ar_rate.rr_limit,
@@ -586,6 +741,43 @@ auth_rate_headers(const struct auth_result *ar, char *buf, size_t len)
 }
 
 /*
+ * The credential of ar's scheme, present in ac: checked, and for a key
+ * looked up (the rate state's lines are loaded meanwhile), then the
+ * route's scopes.  0, AUTH_PENDING, or the refusal.
+ */
+static int
+auth_identify(const struct route *r, const struct auth_creds *ac,
+    struct keystore *ks, const char *key_header, int64_t now,
+    const struct auth_rate *rate, const struct auth_jwt *jwt,
+    struct auth_result *ar)
+{
+	struct auth_cred	 c;
+	const char		*scope, *scopes;
+	int			 rv;
+
+	if (ar->ar_scheme == ROUTE_AUTH_JWT) {
+		if ((rv = auth_bearer(r, ac, jwt, now, ar)) != 0)
+			return (rv);
+		scopes = ar->ar_jwt.ji_scopes;
+	} else {
+		if (auth_credential(ac, ar->ar_scheme, key_header, &c,
+		    ar) != 0 || auth_lookup(ks, &c, now, ar) != 0)
+			return (ar->ar_status);
+		if (rate != NULL)	/* its lines load while scopes are checked */
+			ratelimit_prefetch(keystore_rate(ks, ar->ar_slot));
+		scopes = ar->ar_key.k_scopes;
+	}
+	if ((scope = auth_missing_scope(r, scopes)) != NULL) {
+		auth_refuse(ar, 403, "insufficient_scope",
+		    "this route needs the scope \"%s\"", scope);
+		if (ar->ar_scheme == ROUTE_AUTH_JWT)
+			ar->ar_challenge = auth_bearer_challenge(ar, scope);
+		return (403);
+	}
+	return (0);
+}
+
+/*
  * Decide for m on r: the first scheme whose credential is present
  * decides; see auth.h.  The decoded Basic credentials are wiped before
  * returning.
@@ -593,11 +785,10 @@ auth_rate_headers(const struct auth_result *ar, char *buf, size_t len)
 int
 auth_check(const struct route *r, const struct http_msg *m,
     struct keystore *ks, const char *key_header, int64_t now,
-    const struct auth_rate *rate, struct auth_result *ar)
+    const struct auth_rate *rate, const struct auth_jwt *jwt,
+    struct auth_result *ar)
 {
 	struct auth_creds	 ac;
-	struct auth_cred	 c;
-	const char		*scope;
 	int			 i;
 
 	memset(ar, 0, sizeof(*ar));
@@ -619,27 +810,37 @@ auth_check(const struct route *r, const struct http_msg *m,
 		    "this route does not accept requests");
 		goto done;
 	}
-	if (ar->ar_scheme != ROUTE_AUTH_ANONYMOUS) {
-		if (auth_credential(&ac, ar->ar_scheme, key_header, &c,
-		    ar) != 0 || auth_lookup(ks, &c, now, ar) != 0)
-			goto done;
-		if (rate != NULL)	/* its lines load while scopes are checked */
-			ratelimit_prefetch(keystore_rate(ks, ar->ar_slot));
-		if ((scope = auth_missing_scope(r, ar->ar_key.k_scopes)) !=
-		    NULL) {
-			auth_refuse(ar, 403, "insufficient_scope",
-			    "this route needs the scope \"%s\"", scope);
-			goto done;
-		}
-	}
+	if (ar->ar_scheme != ROUTE_AUTH_ANONYMOUS && auth_identify(r, &ac, ks,
+	    key_header, now, rate, jwt, ar) != 0)
+		goto done;
 	if (rate != NULL)
-		auth_limit(r, rate, ks, ar);
+		auth_limit(r, rate, ks, jwt, ar);
 done:
 	OPENSSL_cleanse(ac.ac_buf, sizeof(ac.ac_buf));
-	if (ar->ar_status == 401)
+	if (ar->ar_status == 401 && ar->ar_scheme == ROUTE_AUTH_JWT)
+		ar->ar_challenge = auth_bearer_challenge(ar, NULL);
+	else if (ar->ar_status == 401)
 		ar->ar_challenge = auth_challenge(r, key_header);
 	if (ar->ar_found && ks != NULL)
 		keystore_count_use(ks, ar->ar_slot, ar->ar_status == 0, now);
+	return (ar->ar_status);
+}
+
+/* Check a bare JWT (admin verify); see auth.h. */
+int
+auth_check_token(const struct auth_jwt *jwt, const char *tok, size_t len,
+    int64_t now, struct auth_result *ar)
+{
+	struct auth_jwt	 once;
+
+	memset(ar, 0, sizeof(*ar));
+	ar->ar_scheme = ROUTE_AUTH_JWT;
+	if (jwt != NULL) {
+		once = *jwt;
+		once.aj_final = 1;	/* asks for a re-fetch, never waits */
+		jwt = &once;
+	}
+	auth_jwt(jwt, UINT32_MAX, tok, len, now, ar);
 	return (ar->ar_status);
 }
 
@@ -782,6 +983,24 @@ auth_put(struct auth_buf *b, const char *name, const char *field, size_t size)
 	b->b_buf[b->b_off] = '\0';
 }
 
+/*
+ * Append the already formatted header lines h[0..n) (a provider's
+ * headers=, checked by jwt_verify() for control characters).
+ */
+static void
+auth_raw(struct auth_buf *b, const char *h, size_t n)
+{
+	if (b->b_bad || n == 0)
+		return;
+	if (b->b_len - b->b_off <= n) {
+		b->b_bad = 1;
+		return;
+	}
+	memcpy(b->b_buf + b->b_off, h, n);
+	b->b_off += n;
+	b->b_buf[b->b_off] = '\0';
+}
+
 /* Identity headers for the upstream into buf; see auth.h. */
 size_t
 auth_identity_headers(const struct auth_result *ar, char *buf, size_t len)
@@ -794,7 +1013,15 @@ auth_identity_headers(const struct auth_result *ar, char *buf, size_t len)
 		return (0);
 	if (ar->ar_scheme == ROUTE_AUTH_ANONYMOUS)
 		scheme = "anonymous";
-	else if (!ar->ar_found)
+	else if (ar->ar_scheme == ROUTE_AUTH_JWT && ar->ar_jwt_found) {
+		scheme = "jwt";
+		auth_put(&b, "X-Consumer-Id", ar->ar_jwt.ji_subject,
+		    sizeof(ar->ar_jwt.ji_subject));
+		if (ar->ar_jwt.ji_scopes[0] != '\0')
+			auth_put(&b, "X-Scopes", ar->ar_jwt.ji_scopes,
+			    sizeof(ar->ar_jwt.ji_scopes));
+		auth_raw(&b, ar->ar_jwt.ji_headers, ar->ar_jwt.ji_headerslen);
+	} else if (!ar->ar_found)
 		return (0);
 	else {
 		scheme = ar->ar_scheme == ROUTE_AUTH_APP_KEY ? "app-key" :

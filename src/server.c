@@ -70,6 +70,8 @@
 #include "forward.h"
 #include "http.h"
 #include "journal.h"
+#include "jwks.h"
+#include "jwtauth.h"
 #include "keystore.h"
 #include "log.h"
 #include "proxy.h"
@@ -98,6 +100,8 @@ struct conn_admin {
 static void	 server_stop(struct worker *);
 static void	 server_listen_update(struct worker *);
 static void	 conn_admin_free(struct conn *);
+static void	 conn_decide(struct conn *, const struct route *);
+static void	 conn_verify_decide(struct conn *, const struct route *);
 
 /* splitmix64: a cheap, well-mixed 64-bit step for request ids. */
 static uint64_t
@@ -431,6 +435,8 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	e.ae_reqid = c->c_reqid;
 	e.ae_reqidlen = c->c_reqidlen;
 	e.ae_key = c->c_keyid;
+	e.ae_scheme = c->c_scheme;
+	e.ae_identity = c->c_ident_log;
 	e.ae_rate_ms = c->c_rate_ms;
 	accesslog_write(w->w_alog, &e);
 }
@@ -659,26 +665,74 @@ conn_serve(struct conn *c, const struct route *r)
 }
 
 /*
+ * Hold the request on route r (verify: a verify_path request) while
+ * provider p's keys are re-fetched (auth.h, AUTH_PENDING): the state
+ * machine leaves it in CONN_AUTHWAIT with reading off, and the timer
+ * looks every CONN_HOLD_POLL_MS whether the wait is over (conn_resume()).
+ * The first hold of a request sets its deadline, JWKS_HOLD_MS on.
+ */
+static void
+conn_hold(struct conn *c, const struct route *r, int verify, int p,
+    int64_t now)
+{
+	struct timeval	 tv = { 0, CONN_HOLD_POLL_MS * 1000 };
+
+	if (c->c_hold_until == 0) {
+		c->c_hold_asked = now;
+		c->c_hold_until = now + JWKS_HOLD_MS;
+	}
+	c->c_hold_route = r;
+	c->c_hold_verify = verify;
+	c->c_hold_provider = p;
+	c->c_state = CONN_AUTHWAIT;
+	conn_reading(c, 0);
+	evtimer_add(c->c_timer, &tv);
+}
+
+/* The identity of ar for the access log: scheme, key id or JWT subject. */
+static void
+conn_identity_log(struct conn *c, const struct auth_result *ar)
+{
+	if (ar->ar_found)
+		memcpy(c->c_keyid, ar->ar_key.k_id, sizeof(c->c_keyid));
+	if (ar->ar_jwt_found)
+		memcpy(c->c_ident_log, ar->ar_jwt.ji_subject,
+		    sizeof(c->c_ident_log));
+	if (ar->ar_scheme != 0)
+		c->c_scheme = route_auth_name(ar->ar_scheme);
+}
+
+/*
  * Authenticate the request for route r (auth.c).  Allowed: the identity
  * headers for the upstream are kept in c_ident and 1 is returned.  Refused:
  * the refusal is queued (with WWW-Authenticate for a 401) and 0 returned.
- * The key id, never the secret, is kept for the access log either way.
+ * Held (a JWT's kid is unknown and its keys are being re-fetched): 0 with
+ * the connection in CONN_AUTHWAIT, nothing queued.  The key id or the JWT
+ * subject, never the credential, is kept for the access log.
  */
 static int
-conn_authorize(struct conn *c, const struct route *r)
+conn_authorize(struct conn *c, const struct route *r, int verify)
 {
 	struct worker		*w = c->c_w;
 	struct auth_rate	 ra = w->w_rate;
+	struct auth_jwt		 aj;
 	struct auth_result	 ar;
 	int			 n;
 
 	ra.ra_ip = c->c_iplen > 0 ? c->c_ip : NULL;
 	ra.ra_iplen = c->c_iplen;
 	ra.ra_now = util_mono_us() / 1000;
+	aj.aj_state = w->w_jwt;
+	aj.aj_mono = ra.ra_now;
+	aj.aj_final = c->c_hold_final ||
+	    (c->c_hold_until != 0 && ra.ra_now >= c->c_hold_until);
 	auth_check(r, &c->c_msg, &w->w_ks, w->w_conf->c_api_key_header,
-	    c->c_start_ms, &ra, &ar);
-	if (ar.ar_found)
-		memcpy(c->c_keyid, ar.ar_key.k_id, sizeof(c->c_keyid));
+	    c->c_start_ms, &ra, w->w_jwt != NULL ? &aj : NULL, &ar);
+	if (ar.ar_status == AUTH_PENDING) {
+		conn_hold(c, r, verify, ar.ar_wait, ra.ra_now);
+		return (0);
+	}
+	conn_identity_log(c, &ar);
 	if (ar.ar_limited) {
 		/* The limiter's own time, for the access log. */
 		c->c_rate_ms = ra.ra_now + w->w_env->se_shm->sh_mono_to_wall;
@@ -691,7 +745,7 @@ conn_authorize(struct conn *c, const struct route *r)
 		if (c->c_identlen > 0)
 			return (1);
 		conn_refuse_request(c, 500, "internal_error",
-		    "the key's identity cannot be sent in headers");
+		    "the caller's identity cannot be sent in headers");
 		return (0);
 	}
 	if (ar.ar_challenge != NULL) {
@@ -911,6 +965,21 @@ conn_route(struct conn *c, int mbit, const char *path, size_t len,
 	return (-1);
 }
 
+/* Decide a verify_path request for route r: 204 with the identity. */
+static void
+conn_verify_decide(struct conn *c, const struct route *r)
+{
+	if (conn_authorize(c, r, 1)) {
+		/*
+		 * nginx takes the identity from the 204 (auth_request_set),
+		 * after the rate headers (CONN_EXTRA_MAX holds both).
+		 */
+		memcpy(c->c_extra + c->c_extralen, c->c_ident, c->c_identlen);
+		c->c_extralen += c->c_identlen;
+		conn_refuse_request(c, 204, NULL, NULL);
+	}
+}
+
 /*
  * nginx auth_request mode: the route is chosen from X-Original-Method and
  * X-Original-URI; an allowed request is answered 204, a refused one with
@@ -940,15 +1009,7 @@ conn_verify(struct conn *c)
 		return;
 	}
 	c->c_route = r->r_index;
-	if (conn_authorize(c, r)) {
-		/*
-		 * nginx takes the identity from the 204 (auth_request_set),
-		 * after the rate headers (CONN_EXTRA_MAX holds both).
-		 */
-		memcpy(c->c_extra + c->c_extralen, c->c_ident, c->c_identlen);
-		c->c_extralen += c->c_identlen;
-		conn_refuse_request(c, 204, NULL, NULL);
-	}
+	conn_verify_decide(c, r);
 }
 
 /* A complete header section: choose the route and act on it. */
@@ -997,7 +1058,8 @@ conn_dispatch(struct conn *c)
 	    m->hm_pathlen == strlen(conf->c_verify_path) &&
 	    memcmp(m->hm_path, conf->c_verify_path, m->hm_pathlen) == 0) {
 		conn_verify(c);
-		evbuffer_drain(in, m->hm_hdrlen);
+		if (c->c_state != CONN_AUTHWAIT)
+			evbuffer_drain(in, m->hm_hdrlen);
 		return;
 	}
 	if (conn_route(c, m->hm_mbit, m->hm_path, m->hm_pathlen, &r) == -1) {
@@ -1012,11 +1074,106 @@ conn_dispatch(struct conn *c)
 		return;
 	}
 	c->c_route = r->r_index;
-	if (conn_authorize(c, r)) {
+	conn_decide(c, r);
+}
+
+/* Authenticate for route r, then serve or refuse (unless held). */
+static void
+conn_decide(struct conn *c, const struct route *r)
+{
+	if (conn_authorize(c, r, 0)) {
 		conn_serve(c, r);	/* drains the header itself */
 		return;
 	}
-	evbuffer_drain(in, m->hm_hdrlen);
+	if (c->c_state != CONN_AUTHWAIT)
+		evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
+}
+
+/*
+ * The credential values of a request being held are in buf[0..used), a
+ * caller's buffer (heap: malloc'ed): give them to the connection (c_msg
+ * points at them) until the request is decided.  -1 when there is no
+ * memory for that: the caller then decides at once.
+ */
+static int
+conn_hold_credentials(struct conn *c, char *buf, size_t used, char **heap)
+{
+	struct http_header	*h;
+	char			*copy;
+	size_t			 i;
+
+	if (used == 0)
+		return (0);
+	if (*heap != NULL) {
+		c->c_hold_cred = *heap;
+		c->c_hold_credlen = used;
+		*heap = NULL;
+		return (0);
+	}
+	if ((copy = malloc(used)) == NULL)
+		return (-1);
+	memcpy(copy, buf, used);
+	for (i = 0; i < c->c_msg.hm_nheaders; i++) {
+		h = &c->c_msg.hm_headers[i];
+		if (h->h_value >= buf && h->h_value < buf + used)
+			h->h_value = copy + (h->h_value - buf);
+	}
+	c->c_hold_cred = copy;
+	c->c_hold_credlen = used;
+	return (0);
+}
+
+/* Wipe and free a held request's credentials. */
+static void
+conn_hold_release(struct conn *c)
+{
+	if (c->c_hold_cred != NULL) {
+		OPENSSL_cleanse(c->c_hold_cred, c->c_hold_credlen);
+		free(c->c_hold_cred);
+	}
+	c->c_hold_cred = NULL;
+	c->c_hold_credlen = 0;
+}
+
+/* Decide a held request again, as if it had arrived now. */
+static void
+conn_redecide(struct conn *c)
+{
+	c->c_state = CONN_HEADERS;
+	if (c->c_hold_verify) {
+		conn_verify_decide(c, c->c_hold_route);
+		if (c->c_state != CONN_AUTHWAIT)
+			evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
+	} else
+		conn_decide(c, c->c_hold_route);
+}
+
+/*
+ * The timer of a held request: when the keys changed, the re-fetch it
+ * asked for is done, or its deadline passed, decide it again and go on
+ * with the connection's input; else look again in CONN_HOLD_POLL_MS.
+ */
+static void
+conn_hold_check(struct conn *c)
+{
+	struct timeval	 tv = { 0, CONN_HOLD_POLL_MS * 1000 };
+
+	if (util_mono_us() / 1000 < c->c_hold_until &&
+	    !jwtauth_wait_over(c->c_w->w_jwt, c->c_hold_provider,
+	    c->c_hold_asked)) {
+		evtimer_add(c->c_timer, &tv);
+		return;
+	}
+	conn_redecide(c);
+	if (c->c_state == CONN_AUTHWAIT)
+		return;
+	conn_hold_release(c);
+	if (c->c_state == CONN_DEAD)
+		return;
+	conn_reading(c, 1);
+	conn_process(c);
+	if (c->c_state != CONN_DEAD)
+		conn_flush(c);
 }
 
 /* Read the header section; 1 if the state moved on, 0 to wait for bytes. */
@@ -1027,7 +1184,7 @@ conn_headers(struct conn *c)
 	size_t		 len = evbuffer_get_length(in), used;
 	unsigned char	*p;
 	char		 cred[SERVER_CRED_STACK], *heap;
-	int		 rc;
+	int		 rc, onheap;
 
 	if (len > c->c_w->w_scanmax)
 		len = c->c_w->w_scanmax;
@@ -1046,9 +1203,19 @@ conn_headers(struct conn *c)
 		return (1);
 	}
 	used = conn_hide_credentials(c, cred, sizeof(cred), &heap);
+	onheap = heap != NULL;
 	conn_dispatch(c);
-	OPENSSL_cleanse(heap != NULL ? heap : cred, used);
-	free(heap);
+	if (c->c_state == CONN_AUTHWAIT && conn_hold_credentials(c, cred,
+	    used, &heap) == -1) {
+		c->c_hold_final = 1;	/* no memory to wait: decide now */
+		conn_redecide(c);
+	}
+	if (!onheap)
+		OPENSSL_cleanse(cred, used);
+	else if (heap != NULL) {	/* not kept by a held request */
+		OPENSSL_cleanse(heap, used);
+		free(heap);
+	}
 	return (1);
 }
 
@@ -1244,6 +1411,10 @@ conn_begin(struct conn *c)
 	c->c_extralen = 0;
 	c->c_identlen = 0;
 	c->c_keyid[0] = '\0';
+	c->c_ident_log[0] = '\0';
+	c->c_scheme = NULL;
+	c->c_hold_until = 0;
+	c->c_hold_final = 0;
 	http_msg_init(&c->c_msg);
 	conn_timer(c, c->c_w->w_tv_header);
 }
@@ -1270,6 +1441,8 @@ conn_process(struct conn *c)
 			if (!conn_body(c))
 				return;
 			break;
+		case CONN_AUTHWAIT:
+			return;		/* conn_hold_check() goes on */
 		case CONN_PROXY:
 			/*
 			 * Pipelined requests wait their turn, but only so
@@ -1296,14 +1469,16 @@ conn_process(struct conn *c)
  * Start or stop watching the socket for reading.  Reading starts only if
  * nothing holds it off: the client's EOF, output back-pressure (c_paused),
  * an upstream that does not take the body as fast (c_upwait), pipelined
- * input past w_pipemax (c_pipewait).  Each is cleared by the party that
- * set it, which then calls this again.
+ * input past w_pipemax (c_pipewait), a request held for a JWT's keys
+ * (CONN_AUTHWAIT: its parsed header points into the input, which must
+ * not move).  Each is cleared by the party that set it, which then calls
+ * this again.
  */
 void
 conn_reading(struct conn *c, int on)
 {
 	on = on && !c->c_eof && !c->c_paused && !c->c_upwait &&
-	    !c->c_pipewait;
+	    !c->c_pipewait && c->c_state != CONN_AUTHWAIT;
 	if (on && !c->c_reading)
 		event_add(c->c_ev_read, NULL);
 	else if (!on && c->c_reading)
@@ -1513,6 +1688,9 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case CONN_PROXY:
 		break;		/* the upstream's timers rule */
+	case CONN_AUTHWAIT:
+		conn_hold_check(c);
+		break;
 	default:
 		/* Idle keep-alive, stuck write, linger or discard: close. */
 		c->c_state = CONN_DEAD;
@@ -1546,6 +1724,7 @@ conn_free(struct conn *c)
 	if (c->c_pending != NULL)
 		evbuffer_free(c->c_pending);
 	conn_admin_free(c);
+	conn_hold_release(c);
 	free(c);
 	if (w->w_stopping) {
 		if (w->w_nconns == 0)
@@ -1869,6 +2048,11 @@ server_keys_setup(struct worker *w)
 	w->w_rate.ra_keys = conf->c_rate;
 	w->w_rate.ra_anonymous = conf->c_anon_rate;
 	w->w_rate.ra_ips = shm_iptable(w->w_env->se_shm);
+	w->w_rate.ra_jwts = shm_jwttable(w->w_env->se_shm);
+	if (conf->c_njwt > 0 && (w->w_jwt = jwtauth_new(conf,
+	    w->w_env->se_shm)) == NULL)
+		return (-1);
+	ae->ae_jwt = w->w_jwt;
 	w->w_rate.ra_refused = &w->w_env->se_shm->sh_rate_refused[0][0];
 	ae->ae_version = PACKAGE_VERSION;
 	ae->ae_fails = shm_failtable(w->w_env->se_shm);

@@ -590,7 +590,7 @@ run_case(const struct acase *t)
 	request(&m, buf, sizeof(buf), t->headers, t->basic, t->basiclen);
 	memset(&ar, 0xa5, sizeof(ar));
 	rv = auth_check(&r, &m, &ks, t->keyhdr ? t->keyhdr : "x-api-key",
-	    t->now ? t->now : NOW, NULL, &ar);
+	    t->now ? t->now : NOW, NULL, NULL, &ar);
 	if (rv != t->status || ar.ar_status != t->status)
 		fail_msg("%s: status %d (%s: %s), want %d", t->name, rv,
 		    ar.ar_code ? ar.ar_code : "-", ar.ar_message, t->status);
@@ -677,7 +677,7 @@ check(const char *auth, const char *scopes, const char *headers,
 
 	route_make(&r, auth, scopes, sc, sizeof(sc));
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	return (auth_check(&r, &m, &ks, "x-api-key", now, NULL, &ar));
+	return (auth_check(&r, &m, &ks, "x-api-key", now, NULL, NULL, &ar));
 }
 
 /*
@@ -737,11 +737,11 @@ test_no_keystore(void **state)
 	(void)state;
 	route_make(&r, "api-key,anonymous", NULL, NULL, 0);
 	request(&m, buf, sizeof(buf), XKEY(S_PLAIN), NULL, 0);
-	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, NULL, &ar), 401);
+	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, NULL, NULL, &ar), 401);
 	assert_string_equal(ar.ar_code, "invalid_credentials");
 	assert_int_equal(ar.ar_found, 0);
 	request(&m, buf, sizeof(buf), "", NULL, 0);
-	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, NULL, &ar), 0);
+	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, NULL, NULL, &ar), 0);
 	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_ANONYMOUS);
 	assert_int_equal(auth_check_secret(NULL, S_PLAIN, strlen(S_PLAIN),
 	    NULL, NOW, &ar), 401);
@@ -857,7 +857,7 @@ allowed(const char *auth, const char *headers, struct auth_result *ar)
 
 	route_make(&r, auth, NULL, NULL, 0);
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	assert_int_equal(auth_check(&r, &m, &ks, "x-api-key", NOW, NULL, ar), 0);
+	assert_int_equal(auth_check(&r, &m, &ks, "x-api-key", NOW, NULL, NULL, ar), 0);
 }
 
 /* Identity headers: exact text, optional lines, size and byte checks. */
@@ -960,7 +960,7 @@ rated(const struct route *r, const char *headers, int64_t now,
 
 	rate_env(&ra, now, ip);
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	return (auth_check(r, &m, &ks, "x-api-key", NOW, &ra, ar));
+	return (auth_check(r, &m, &ks, "x-api-key", NOW, &ra, NULL, ar));
 }
 
 /* The headers of ar as a string (static buffer). */
