@@ -47,7 +47,7 @@
 #define CTL_TIMEOUT		30	/* seconds, per request */
 #define CTL_MAX_ANSWER		(256 * 1024 * 1024)	/* bytes */
 #define CTL_ERRLEN		1024
-#define CTL_SECRET_MAX		4096	/* bytes read by "verify -" */
+#define CTL_SECRET_MAX		8192	/* bytes read by "verify -": a JWT */
 #define CTL_LABEL_WIDTH		18	/* "requests_allowed: " */
 #define CTL_MAX_ADDRS		8	/* addresses tried per host */
 
@@ -140,7 +140,7 @@ static const struct command commands[] = {
 	    "seconds." },
 	{ "usage", cmd_usage, "usage ID",
 	    "Print a key's request counters and rate limit windows." },
-	{ "verify", cmd_verify, "verify SECRET|- [--app ID]",
+	{ "verify", cmd_verify, "verify SECRET|JWT|- [--app ID]",
 	    "Check a secret as the gateway would (- reads it from standard "
 	    "input);\nexits 1 if it is not valid." },
 	{ NULL, NULL, NULL, NULL }
@@ -1811,7 +1811,7 @@ read_secret(char *buf, size_t len)
 	return (0);
 }
 
-/* What verify found, for people. */
+/* What verify found, for people: a key's or a token's fields. */
 static void
 print_verify(const json_t *v)
 {
@@ -1820,6 +1820,16 @@ print_verify(const json_t *v)
 	print_field("valid", json_is_true(json_object_get(v, "valid")) ?
 	    "yes" : "no");
 	print_field("code", key_str(v, "code", "-"));
+	if (json_object_get(v, "scheme") != NULL) {	/* a JWT */
+		print_field("message", key_str(v, "message", "-"));
+		print_field("provider", key_str(v, "provider", "-"));
+		print_field("identity", key_str(v, "identity", "-"));
+		print_field("issuer", key_str(v, "issuer", "-"));
+		key_scopes(v, buf, sizeof(buf));
+		print_field("scopes", buf);
+		print_field("expires_at", key_str(v, "expires_at", "-"));
+		return;
+	}
 	print_field("key_id", key_str(v, "key_id", "-"));
 	print_field("owner", key_str(v, "owner", "-"));
 	key_scopes(v, buf, sizeof(buf));
@@ -1830,9 +1840,22 @@ print_verify(const json_t *v)
 }
 
 /*
- * verify: POST /v1/verify.  The secret is an argument, or "-" to read it
- * from standard input (so that it does not show in ps).  Exits 1 when the
- * key is not valid.
+ * Is s a JWT (three segments: exactly two dots)?  API keys never hold a
+ * dot ("<prefix>_<base62>"), so the two cannot be mistaken.
+ */
+static int
+is_jwt(const char *s)
+{
+	const char	*d;
+
+	return ((d = strchr(s, '.')) != NULL && (d = strchr(d + 1, '.')) !=
+	    NULL && strchr(d + 1, '.') == NULL);
+}
+
+/*
+ * verify: POST /v1/verify.  The secret, or a JWT, is an argument, or "-"
+ * to read it from standard input (so that it does not show in ps).  Exits
+ * 1 when it is not valid.
  */
 static int
 cmd_verify(struct ctl *ctl, int argc, char **argv)
@@ -1860,10 +1883,18 @@ cmd_verify(struct ctl *ctl, int argc, char **argv)
 	rc = EXIT_FAIL;
 	if (strcmp(arg, "-") == 0 && read_secret(secret, sizeof(secret)) == -1)
 		goto done;
-	json_object_set_new(body, "key", json_string(strcmp(arg, "-") == 0 ?
-	    secret : arg));
+	if (strcmp(arg, "-") == 0)
+		arg = secret;
+	if (is_jwt(arg) && json_object_get(body, "app_id") != NULL) {
+		warnmsg("verify: --app goes with an API key, not a token");
+		explicit_bzero(secret, sizeof(secret));
+		goto done;
+	}
+	json_object_set_new(body, is_jwt(arg) ? "token" : "key",
+	    json_string(arg));
 	explicit_bzero(secret, sizeof(secret));
-	if (json_object_get(body, "key") == NULL) {
+	if (json_object_size(body) == 0 || (json_object_get(body, "key") ==
+	    NULL && json_object_get(body, "token") == NULL)) {
 		warnmsg("verify: the secret is not valid UTF-8");
 		goto done;
 	}
@@ -1877,7 +1908,9 @@ cmd_verify(struct ctl *ctl, int argc, char **argv)
 		rc = 0;
 	else {
 		fflush(stdout);
-		warnmsg("the key is not valid: %s", key_str(v, "code", "?"));
+		warnmsg("the %s is not valid: %s", json_object_get(v,
+		    "scheme") != NULL ? "token" : "key", key_str(v, "code",
+		    "?"));
 	}
 done:
 	json_decref(v);
