@@ -139,9 +139,25 @@ def start(idp, *lines, **settings):
 
 
 def main_daemon():
-    """The shared daemon of the issue's configuration."""
+    """The shared daemon of the issue's configuration, with its keys."""
     idp = shared_idp()
-    return kg.shared("jwt-main", template(idp), nports=2), idp
+    d = kg.shared("jwt-main", template(idp), nports=2)
+    if not getattr(d, "jt_keys", False):
+        wait_keys(d, idp.token()[0], "/apps")
+        wait_keys(d, idp.token(key=idp.keys("other")[0], aud="api://other",
+                               iss=idp.issuer("other"))[0], "/any")
+        d.jt_keys = True
+    return d, idp
+
+
+def wait_keys(d, tok, path, timeout=10):
+    """
+    Until the provider of tok has its first keys: the master fetches them
+    in the background after the start, and until then a request is
+    answered 503 auth_unavailable.
+    """
+    kg.wait_for(lambda: call(d, path, bearer(tok)).status != 503, timeout,
+                "the first keys (no more 503 on %s)" % path, interval=0.1)
 
 
 def state_dir(d):
@@ -410,9 +426,10 @@ def test_tenants():
     g1, g2 = guid(), guid()
     d = start(idp, entra_line(idp, name="entra", tenants=g1),
               other_line(idp))
-    kg.wait_for(lambda: idp.count("discovery", g1) >= 1, 10,
-                "discovery of tenant %s" % g1)
     tok, c = idp.token(tenant=g1)
+    wait_keys(d, tok, "/apps")
+    kg.check(idp.count("discovery", g1) >= 1, "no discovery under the "
+             "tenant of tenants= (%s)" % idp.paths)
     check_jwt_identity(call(d, "/apps", bearer(tok)), c, "listed tenant",
                        tenant_header=False)
     tok, c = idp.token(tenant=g2)
@@ -425,6 +442,7 @@ def test_identity_claim():
     d = start(idp, entra_line(idp, "identity=oid", "scope_claims=roles",
                               "headers=tid:X-Tenant-Id,oid:X-Object-Id"))
     tok, c = idp.token(roles=["Apps.Read", "Admin"], scp="Apps.Write")
+    wait_keys(d, idp.token()[0], "/apps")
     r = call(d, "/apps", bearer(tok))
     h = check_jwt_identity(r, c, "identity=oid", identity="oid",
                            scopes=("Apps.Read", "Admin"))
@@ -600,8 +618,8 @@ def test_rotation_zero_401():
     need_jwt()
     with I.IdP() as idp:
         d = start(idp, entra_line(idp))
-        kg.wait_for(lambda: idp.count("jwks") >= 1, 10, "the first fetch")
         tok, c = idp.token()
+        wait_keys(d, tok, "/apps")
         check_jwt_identity(call(d, "/apps", bearer(tok)), c, "k1 token",
                            tenant_header=False)
         time.sleep(0.3)
@@ -687,6 +705,7 @@ def test_jwks_file_and_algorithms():
                  exp=int(time.time()) + 600, **kw)
         return key.sign(c, alg=alg), c
 
+    wait_keys(d, tk(rs)[0], "/f")
     for key, alg in ((rs, None), (rs, "PS256"), (ec, None), (pinned, None)):
         tok, c = tk(key, alg)
         h = echo_headers(call(d, "/f", bearer(tok)), "%s %s" % (key.kid,
@@ -706,6 +725,7 @@ def test_rate_per_identity():
     sub = "rl-" + uuid.uuid4().hex
     toks = [idp.token(sub=sub)[0] for _ in range(3)]
     other, _ = idp.token()
+    wait_keys(d, idp.token()[0], "/apps")
     rs = []
     with kg.Conn(d.port) as conn:
         t0 = time.monotonic()
@@ -735,6 +755,7 @@ def test_reload_audience():
     d = start(idp, entra_line(idp))
     master = d.master_pid
     tok, c = idp.token()
+    wait_keys(d, idp.token()[0], "/apps")
     check_jwt_identity(call(d, "/apps", bearer(tok)), c, "before the reload",
                        tenant_header=False)
     d.write_conf(d.jt_template.replace("audience=" + AUD,
