@@ -84,11 +84,18 @@ def _uint(n):
 class Key:
     """A signing key: its kid, the algorithm its tokens use, its JWK."""
 
-    def __init__(self, kid, alg="RS256", bits=2048, publish_alg=False):
+    def __init__(self, kid, alg="RS256", bits=2048, publish_alg=False,
+                 like=None):
+        """like: another Key whose key pair this one shares (a new kid)."""
         self.kid = kid
         self.alg = alg
         self.publish_alg = publish_alg
-        if alg in RSA_ALGS:
+        if like is not None:
+            if (alg in RSA_ALGS) != (like.alg in RSA_ALGS) or \
+                    (alg in EC_ALGS and alg != like.alg):
+                raise ValueError("%s cannot share a %s key" % (alg, like.alg))
+            self.priv = like.priv
+        elif alg in RSA_ALGS:
             self.priv = rsa.generate_private_key(public_exponent=65537,
                                                  key_size=bits)
         elif alg in EC_ALGS:
@@ -134,8 +141,8 @@ class Key:
         h = {} if headers is None else dict(headers)
         if kid:
             h.setdefault("kid", self.kid)
-        return jwt.encode(claims, self.private_pem(), algorithm=alg or
-                          self.alg, headers=h)
+        return jwt.encode(claims, self.priv, algorithm=alg or self.alg,
+                          headers=h)
 
 
     def sign_raw(self, payload, header=None):
@@ -148,7 +155,7 @@ class Key:
             header = json.dumps({"alg": self.alg, "kid": self.kid})
         signing = "%s.%s" % (b64u(header), b64u(payload))
         algo = jwt.algorithms.get_default_algorithms()[self.alg]
-        sig = algo.sign(signing.encode(), algo.prepare_key(self.private_pem()))
+        sig = algo.sign(signing.encode(), self.priv)
         return signing + "." + b64u(sig)
 
 def jwks_of(keys):

@@ -71,6 +71,8 @@ if JWT_MISSING is None:
     import idp as I				# noqa: E402
 
 AUD = "api://salestim"
+ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+        "ES384")				# the default algorithms=
 POLICY = "20;w=1, 200;w=10, 1000;w=60"		# the default rate_limit
 ALL_TOKENS = []		# every token sent to a daemon (never to be logged)
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
@@ -95,6 +97,12 @@ def shared_idp():
         _idp = I.IdP()
         _idp.add_key(I.Key("o1"), realm="other")
         _idp.add_key(I.Key("e1", "ES256"))
+        # One key per algorithm; the RSA ones share a key pair (key
+        # generation is slow), each under a kid of its own.
+        rsa = I.Key("alg-RS256")
+        for alg in ALGS:
+            _idp.add_key(I.Key("alg-" + alg, alg, like=rsa if alg in
+                               I.RSA_ALGS else None))
     return _idp
 
 
@@ -303,6 +311,12 @@ def test_good_token_identity():
     tok3, c3 = idp.token(aud=["api://x", AUD], scp=None, roles=["Apps.Read"])
     check_jwt_identity(call(d, "/apps", bearer(tok3)), c3, "aud array, roles",
                        scopes=("Apps.Read",))
+    # Every default algorithm, each with a key of its own (no "alg" in the
+    # JWKS: the type says which fit).
+    for alg in ALGS:
+        key = [k for k in idp.keys() if k.kid == "alg-" + alg][0]
+        t, ca = idp.token(key=key)
+        check_jwt_identity(call(d, "/apps", bearer(t)), ca, alg)
     # Just under the 8 KiB cap is a token like any other.
     tok4, c4 = sized_token(idp, 8192)
     check_jwt_identity(call(d, "/apps", bearer(tok4)), c4, "8 KiB token")
