@@ -10,7 +10,9 @@ X-Auth-Scheme, X-Scopes from scp and roles, headers= mappings, no
 Authorization); every refusal (code, status, RFC 6750 WWW-Authenticate,
 JSON body that never repeats the token); tenants; auth=jwt:NAME against
 auth=jwt; jwt:entra,app-key both ways; key rotation with zero 401s and
-exactly one early re-fetch; the IdP down at start (503, then keys) and a
+exactly one early re-fetch; cached tokens dropped when their key leaves
+the set; a request held for a re-fetch does not stall its worker; the IdP
+down at start (503, then keys) and a
 restart on the cached JWKS while it is down; a JWKS file; algorithms=;
 per-identity rate limits; a reload changing the audience; the access log;
 POST /v1/verify and keygatectl verify; keygated -t on bad jwt_provider
@@ -25,6 +27,7 @@ the reason.
 
 import calendar
 import json
+import threading
 import os
 import re
 import signal
@@ -665,6 +668,79 @@ def test_rotation_zero_401():
         kg.eq(idp.count("jwks"), before + 1, "JWKS fetches after k3")
 
 
+def test_removed_key_drops_cached_tokens():
+    """
+    A token verified once (and so cached) stops working when its key
+    leaves the provider's set: the cache is dropped when the keys change.
+    """
+    need_jwt()
+    with I.IdP() as idp:
+        d = start(idp, entra_line(idp))
+        old, c = idp.token()
+        wait_keys(d, old, "/apps")
+        for i in range(3):
+            check_jwt_identity(call(d, "/apps", bearer(old)), c,
+                               "k1 token, use %d" % i, tenant_header=False)
+        k1 = idp.keys()[0]
+        idp.drop_key("k1")
+        k2 = idp.add_key(I.Key("k2", "ES384"))
+        tok, c2 = idp.token(key=k2)
+        check_jwt_identity(call(d, "/apps", bearer(tok)), c2,
+                           "k2 token (a re-fetch)", tenant_header=False)
+        invalid(d, "/apps", old, "the cached k1 token after k1 was removed")
+        fresh, c3 = idp.token(key=k1)
+        invalid(d, "/apps", fresh, "a new token of the removed key k1")
+
+
+def test_refetch_hold_does_not_stall():
+    """
+    A request held for a re-fetch does not hold up the worker: with one
+    worker and a JWKS answer that takes 3 s, a request with a known key is
+    answered at once meanwhile; the held one is refused after the 2 s
+    hold; the keys fetched later are used.
+    """
+    need_jwt()
+    with I.IdP() as idp:
+        d = start(idp, entra_line(idp), workers=1)
+        tok1, c1 = idp.token()
+        wait_keys(d, tok1, "/apps")
+        k2 = idp.add_key(I.Key("k2", "ES256"))
+        idp.delay(3.0)
+        tok2, c2 = idp.token(key=k2)
+        held = {}
+
+        def send():
+            t0 = time.monotonic()
+            try:
+                held["r"] = call(d, "/apps/held", bearer(tok2))
+            except Exception as e:
+                held["e"] = e
+            held["took"] = time.monotonic() - t0
+
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        try:
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            check_jwt_identity(call(d, "/apps/k1", bearer(tok1)), c1,
+                               "k1 while a k2 request is held",
+                               tenant_header=False)
+            took = time.monotonic() - t0
+            kg.check(took < 1.0, "a k1 request took %.2f s while another "
+                     "was held" % took)
+        finally:
+            t.join(10)
+        kg.check("e" not in held, "the held request: %r" % held.get("e"))
+        kg.check("r" in held, "the held request got no answer in 10 s")
+        refused(held["r"], 401, "invalid_credentials", "k2 held past 2 s",
+                tok2, "invalid_token")
+        kg.check(1.5 <= held["took"] < 3.5, "the k2 request was held %.2f "
+                 "s (the hold is 2 s)" % held["took"])
+        idp.delay(0)
+        kg.wait_for(lambda: call(d, "/apps", bearer(tok2)).status == 200, 5,
+                    "k2 accepted once the slow fetch ended")
+
+
 def test_idp_down_at_start_then_cache():
     need_jwt()
     with I.IdP() as idp:
@@ -841,6 +917,8 @@ TESTS = [
     test_access_log,
     test_admin_verify,
     test_rotation_zero_401,
+    test_removed_key_drops_cached_tokens,
+    test_refetch_hold_does_not_stall,
     test_idp_down_at_start_then_cache,
     test_jwks_file_and_algorithms,
     test_rate_per_identity,
