@@ -104,11 +104,6 @@ class Key:
             raise ValueError("no key type for %s" % alg)
         self.pub = self.priv.public_key()
 
-    def private_pem(self):
-        return self.priv.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
-
     def public_pem(self):
         return self.pub.public_bytes(
             serialization.Encoding.PEM,
@@ -182,10 +177,6 @@ def tamper(token):
     sig = bytearray(b64u_decode(s))
     sig[len(sig) // 2] ^= 0x01
     return "%s.%s.%s" % (h, p, b64u(bytes(sig)))
-
-
-def segments(token):
-    return token.split(".")
 
 
 # --- the test CA -------------------------------------------------------------

@@ -78,8 +78,6 @@ ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
         "ES384")				# the default algorithms=
 POLICY = "20;w=1, 200;w=10, 1000;w=60"		# the default rate_limit
 ALL_TOKENS = []		# every token sent to a daemon (never to be logged)
-GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
-                     r"[0-9a-f]{12}$")
 
 
 def need_jwt():
