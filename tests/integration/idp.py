@@ -305,8 +305,11 @@ class _Server(http.server.ThreadingHTTPServer):
 class IdP:
     """The provider; see the module's comment.  close() always."""
 
-    def __init__(self, port=0, keys=None):
-        self.dir = tempfile.mkdtemp(prefix="kgtest-idp-")
+    def __init__(self, port=0, keys=None, dir=None):
+        """dir: where the CA files go (default: a new temporary one)."""
+        self.own_dir = dir is None
+        self.dir = tempfile.mkdtemp(prefix="kgtest-idp-") if dir is None \
+            else dir
         self.lock = threading.Lock()
         self.counts = {"discovery": 0, "jwks": 0, "other": 0}
         self.paths = []			# every path asked for, in order
@@ -399,7 +402,8 @@ class IdP:
         if self.holder is not None:
             self.holder.close()
             self.holder = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self

@@ -95,7 +95,7 @@ def shared_idp():
     global _idp
     need_jwt()
     if _idp is None:
-        _idp = I.IdP()
+        _idp = I.IdP(dir=kg.tempdir())
         _idp.add_key(I.Key("o1"), realm="other")
         _idp.add_key(I.Key("e1", "ES256"))
         # One key per algorithm; the RSA ones share a key pair (key
@@ -631,7 +631,7 @@ def test_admin_verify():
 
 def test_rotation_zero_401():
     need_jwt()
-    with I.IdP() as idp:
+    with I.IdP(dir=kg.tempdir()) as idp:
         d = start(idp, entra_line(idp))
         tok, c = idp.token()
         wait_keys(d, tok, "/apps")
@@ -672,7 +672,7 @@ def test_removed_key_drops_cached_tokens():
     leaves the provider's set: the cache is dropped when the keys change.
     """
     need_jwt()
-    with I.IdP() as idp:
+    with I.IdP(dir=kg.tempdir()) as idp:
         d = start(idp, entra_line(idp))
         old, c = idp.token()
         wait_keys(d, old, "/apps")
@@ -698,7 +698,7 @@ def test_refetch_hold_does_not_stall():
     hold; the keys fetched later are used.
     """
     need_jwt()
-    with I.IdP() as idp:
+    with I.IdP(dir=kg.tempdir()) as idp:
         d = start(idp, entra_line(idp), workers=1)
         tok1, c1 = idp.token()
         wait_keys(d, tok1, "/apps")
@@ -741,7 +741,7 @@ def test_refetch_hold_does_not_stall():
 
 def test_idp_down_at_start_then_cache():
     need_jwt()
-    with I.IdP() as idp:
+    with I.IdP(dir=kg.tempdir()) as idp:
         idp.down()
         sd = os.path.join(kg.tempdir(), "state")
         t = template(idp, entra_line(idp), workers=1).replace(
