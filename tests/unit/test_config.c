@@ -595,6 +595,8 @@ test_counts(void **state)
 #define JWT_P	"jwt_provider p issuer=https://idp.example/ audience=api://x"
 #define JWT_E	"jwt_provider e issuer=https://login.microsoftonline.com/" \
 		"{tenantid}/v2.0 audience=api://x"
+#define GUID	"12345678-9abc-def0-1234-56789abcdef0"
+#define GUID_UP	"12345678-9ABC-DEF0-1234-56789ABCDEF0"
 #define C65	"a1234567890123456789012345678901234567890123456789012345678901234"
 
 static const struct {
@@ -1052,11 +1054,11 @@ static const struct {
 	/* tenants= and {tenantid} */
 	{ JWT_P " tenants=any\n", NAME ":1: jwt_provider \"p\": tenants= is "
 	    "pointless without an issuer with {tenantid}" },
-	{ JWT_P " tenants=12345678-9abc-def0-1234-56789abcdef0\n", NAME ":1: jwt_provider \"p\": tenants= is "
+	{ JWT_P " tenants=" GUID "\n", NAME ":1: jwt_provider \"p\": tenants= is "
 	    "pointless without an issuer with {tenantid}" },
 	{ JWT_E "\n", NAME ":1: jwt_provider \"e\": an issuer has {tenantid}: "
 	    "tenants=any or a list is required" },
-	{ "jwt_provider e issuer=https://sts.windows.net/12345678-9abc-def0-1234-56789abcdef0/,"
+	{ "jwt_provider e issuer=https://sts.windows.net/" GUID "/,"
 	    "https://login.microsoftonline.com/{tenantid}/v2.0 audience=a\n",
 	    NAME ":1: jwt_provider \"e\": an issuer has {tenantid}: "
 	    "tenants=any or a list is required" },
@@ -1068,14 +1070,14 @@ static const struct {
 	{ JWT_E " tenants=123456789-abc-def0-1234-56789abcdef0\n", NAME ":1: "
 	    "jwt_provider \"e\": tenant \"123456789-abc-def0-1234-56789abcdef0\" "
 	    "is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
-	{ JWT_E " tenants={12345678-9abc-def0-1234-56789abcdef0}\n", NAME ":1: jwt_provider \"e\": tenant "
+	{ JWT_E " tenants={" GUID "}\n", NAME ":1: jwt_provider \"e\": tenant "
 	    "\"{12345678-9abc-def0-1234-56789abcdef0}\" is not a GUID "
 	    "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
-	{ JWT_E " tenants=any,12345678-9abc-def0-1234-56789abcdef0\n", NAME ":1: jwt_provider \"e\": "
+	{ JWT_E " tenants=any," GUID "\n", NAME ":1: jwt_provider \"e\": "
 	    "tenants=any cannot be combined with tenant IDs" },
-	{ JWT_E " tenants=12345678-9abc-def0-1234-56789abcdef0,any\n", NAME ":1: jwt_provider \"e\": "
+	{ JWT_E " tenants=" GUID ",any\n", NAME ":1: jwt_provider \"e\": "
 	    "tenants=any cannot be combined with tenant IDs" },
-	{ JWT_E " tenants=12345678-9abc-def0-1234-56789abcdef0,12345678-9ABC-DEF0-1234-56789ABCDEF0\n", NAME ":1: jwt_provider \"e\": "
+	{ JWT_E " tenants=" GUID "," GUID_UP "\n", NAME ":1: jwt_provider \"e\": "
 	    "tenants= lists \"12345678-9abc-def0-1234-56789abcdef0\" twice" },
 	{ JWT_E " tenants=Any\n", NAME ":1: jwt_provider \"e\": tenant \"Any\" "
 	    "is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
