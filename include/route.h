@@ -39,6 +39,8 @@ struct route {
 	 * "jwt:NAME", or -1 for plain "jwt" (any provider).
 	 */
 	int		 r_jwt[ROUTE_MAX_AUTH];
+#define ROUTE_JWT_UNRESOLVED	(-2)	/* jwt:NAME before the config resolves
+					   NAME; never left in a loaded config */
 	int		 r_nauth;
 	char		*r_scopes[ROUTE_MAX_SCOPES];	/* scope=: all required */
 	int		 r_nscopes;
@@ -69,7 +71,10 @@ int	 route_compile(struct route *, const char *, char *, size_t);
 /* Parse "GET,HEAD" or "*" into HTTP_M_* bits; -1 with err on a bad name. */
 int	 route_parse_methods(const char *, int *, char *, size_t);
 
-/* Parse "anonymous,deny" into r_auth; -1 with err on an unknown scheme. */
+/*
+ * Parse "anonymous,deny,jwt:NAME" into r_auth and r_jwt (-1, or
+ * ROUTE_JWT_UNRESOLVED for jwt:NAME); -1 with err on an unknown scheme.
+ */
 int	 route_parse_auth(struct route *, const char *, char *, size_t);
 
 /* Name of a scheme as written in the configuration. */

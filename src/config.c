@@ -29,12 +29,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
 
 #include "config.h"
 #include "http.h"
+#include "jwk.h"
+#include "jwt.h"
 #include "ratelimit.h"
 #include "route.h"
 #include "util.h"
@@ -118,6 +121,8 @@ static int	 dir_api_key_header(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_rate_limit(struct parser *, const struct directive *,
 		    char **, int);
+static int	 dir_jwt_provider(struct parser *, const struct directive *,
+		    char **, int);
 static int	 route_scopes(struct parser *, struct route *, const char *);
 static int	 split_words(struct parser *, char *, char **, int *);
 static int	 perr(struct parser *, const char *, ...)
@@ -196,8 +201,15 @@ static const struct directive directives[] = {
 	FUNC("admin_listen", 1, 1, dir_admin_listen, 0, 0, "127.0.0.1:8081", 0),
 	FUNC("admin_token_file", 1, 1, dir_admin_token_file, 0, 0, NULL, 0),
 	FUNC("verify_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
+	FUNC("jwt_provider", 1, -1, dir_jwt_provider, 0, 0, NULL, D_REPEAT),
 	FUNC("upstream", 2, 5, dir_upstream, 0, 0, NULL, D_REPEAT),
 	FUNC("route", 3, -1, dir_route, 0, 0, NULL, D_REPEAT),
+};
+
+/* Names a route refers to, resolved once the whole file is read. */
+struct route_names {
+	char		*rn_upstream;	/* upstream=, or NULL */
+	char		*rn_auth;	/* auth= as written, or NULL */
 };
 
 struct parser {
@@ -205,9 +217,9 @@ struct parser {
 	int		 p_line;	/* current line, 0 outside the file */
 	struct config	*p_conf;
 	int		 p_first[nitems(directives)];	/* line of first use */
-	char		**p_rup;	/* upstream= of each route, or NULL */
-	size_t		 p_nrup;
-	size_t		 p_rcap;	/* routes and p_rup allocated */
+	struct route_names *p_rnames;	/* one per route */
+	size_t		 p_nrnames;
+	size_t		 p_rcap;	/* routes and p_rnames allocated */
 	char		*p_err;
 	size_t		 p_errlen;
 };
@@ -535,16 +547,18 @@ dir_access_log(struct parser *p, const struct directive *d, char **argv,
 	return (0);
 }
 
-/* Is s a valid upstream name: [A-Za-z0-9_.-]{1,64}? */
+/* Is s 1 to max letters, digits or characters of extra? */
 static int
-valid_name(const char *s)
+valid_name(const char *s, size_t max, const char *extra)
 {
-	size_t	 n = strlen(s);
+	size_t	 n = strlen(s), i;
 
-	if (n == 0 || n > CONFIG_MAX_NAME)
+	if (n == 0 || n > max)
 		return (0);
-	return (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	    "0123456789_.-") == n);
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr(extra, s[i]) == NULL)
+			return (0);
+	return (1);
 }
 
 /* Check the TYPE of "upstream NAME TYPE"; only echo exists so far. */
@@ -683,7 +697,7 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	if (c->c_nupstreams == CONFIG_MAX_UPSTREAMS)
 		return (perr(p, "too many upstreams (max %d)",
 		    CONFIG_MAX_UPSTREAMS));
-	if (!valid_name(argv[0]))
+	if (!valid_name(argv[0], CONFIG_MAX_NAME, "_.-"))
 		return (perr(p, "invalid upstream name \"%s\" (expected 1 to "
 		    "%d letters, digits, '_', '.' or '-')", argv[0],
 		    CONFIG_MAX_NAME));
@@ -725,14 +739,14 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 /*
  * Append a zeroed route to the table (so that config_free() frees whatever
  * is put into it, even if this line turns out to be bad) and a NULL slot to
- * p_rup.  Both arrays grow by doubling.
+ * p_rnames.  Both arrays grow by doubling.
  */
 static int
 route_new(struct parser *p, struct route **rp)
 {
 	struct route_table	*rt = &p->p_conf->c_routes;
 	struct route		*nr;
-	char			**nu;
+	struct route_names	*nn;
 	size_t			 cap;
 
 	if (rt->rt_nroutes == CONFIG_MAX_ROUTES)
@@ -743,14 +757,15 @@ route_new(struct parser *p, struct route **rp)
 		    NULL)
 			return (perr(p, "out of memory"));
 		rt->rt_routes = nr;
-		if ((nu = reallocarray(p->p_rup, cap, sizeof(*nu))) == NULL)
+		if ((nn = reallocarray(p->p_rnames, cap, sizeof(*nn))) ==
+		    NULL)
 			return (perr(p, "out of memory"));
-		p->p_rup = nu;
+		p->p_rnames = nn;
 		p->p_rcap = cap;
 	}
 	*rp = &rt->rt_routes[rt->rt_nroutes];
 	memset(*rp, 0, sizeof(**rp));
-	p->p_rup[p->p_nrup++] = NULL;
+	memset(&p->p_rnames[p->p_nrnames++], 0, sizeof(*p->p_rnames));
 	rt->rt_nroutes++;
 	(*rp)->r_line = p->p_line;
 	(*rp)->r_index = (int)rt->rt_nroutes;
@@ -858,11 +873,12 @@ dir_rate_limit(struct parser *p, const struct directive *d, char **argv,
 }
 
 /*
- * "rate=off" or "rate=N/W[,N/W...]": the route's own limits, which win over
- * rate_limit and anonymous_rate_limit window by window.
+ * The value of a rate= option, "off" or "N/W[,N/W...]", into rate[] (one
+ * limit per window, 0: not given) and *off.  what names the option.
  */
 static int
-route_rate(struct parser *p, struct route *r, const char *val)
+rate_option(struct parser *p, const char *what, const char *val,
+    uint32_t rate[RL_WINDOWS], int *off)
 {
 	struct rate_spec	 rs;
 	const char		*s, *end;
@@ -870,15 +886,25 @@ route_rate(struct parser *p, struct route *r, const char *val)
 	memset(&rs, 0, sizeof(rs));
 	for (s = val;; s = end + 1) {
 		end = s + strcspn(s, ",");
-		if (rate_word(p, "route option \"rate\"", &rs, s,
-		    (size_t)(end - s)) == -1)
+		if (rate_word(p, what, &rs, s, (size_t)(end - s)) == -1)
 			return (-1);
 		if (*end == '\0')
 			break;
 	}
-	memcpy(r->r_rate, rs.rs_rate, sizeof(r->r_rate));
-	r->r_rate_off = rs.rs_off;
+	memcpy(rate, rs.rs_rate, sizeof(rs.rs_rate));
+	*off = rs.rs_off;
 	return (0);
+}
+
+/*
+ * "rate=off" or "rate=N/W[,N/W...]": the route's own limits, which win over
+ * rate_limit and anonymous_rate_limit window by window.
+ */
+static int
+route_rate(struct parser *p, struct route *r, const char *val)
+{
+	return (rate_option(p, "route option \"rate\"", val, r->r_rate,
+	    &r->r_rate_off));
 }
 
 /* Has rate= been given?  A valid one always sets off or some window. */
@@ -893,11 +919,15 @@ route_has_rate(const struct route *r)
 	return (r->r_rate_off);
 }
 
-/* One "key=value" option of a route; upstream= is resolved later. */
+/*
+ * One "key=value" option of a route; upstream= and the providers of
+ * auth=jwt:NAME are resolved later.
+ */
 static int
 route_option(struct parser *p, struct route *r, const char *opt)
 {
-	char		 msg[CONFIG_ERRLEN], **up;
+	struct route_names	*rn = &p->p_rnames[p->p_nrnames - 1];
+	char		 msg[CONFIG_ERRLEN], **up = &rn->rn_upstream;
 	const char	*val;
 	size_t		 klen;
 	int		 auth, scope, rate, given;
@@ -907,7 +937,6 @@ route_option(struct parser *p, struct route *r, const char *opt)
 	auth = word_is(opt, klen, "auth");
 	scope = word_is(opt, klen, "scope");
 	rate = word_is(opt, klen, "rate");
-	up = &p->p_rup[p->p_nrup - 1];
 	if (!auth && !scope && !rate && !word_is(opt, klen, "upstream"))
 		return (perr(p, "unknown route option \"%.*s\"", (int)klen,
 		    opt));
@@ -928,6 +957,8 @@ route_option(struct parser *p, struct route *r, const char *opt)
 	if (auth) {
 		if (route_parse_auth(r, val, msg, sizeof(msg)) == -1)
 			return (perr(p, "%s", msg));
+		if ((rn->rn_auth = strdup(val)) == NULL)
+			return (perr(p, "out of memory"));
 		return (0);
 	}
 	if (scope)
@@ -1089,6 +1120,612 @@ dir_route(struct parser *p, const struct directive *d, char **argv, int argc)
 	if (r->r_nauth == 0)
 		return (perr(p, "route needs auth="));
 	return (0);
+}
+
+/*
+ * "jwt_provider NAME issuer=URL[,URL] audience=A[,B] [OPTION=VALUE...]".
+ * Each option has an entry in jwt_options[] with the function that parses
+ * its value into the provider; list values are comma-separated, read item
+ * by item by jwt_list().  An unknown option, a repeated option, an empty
+ * item and an item listed twice are errors.  The provider is appended,
+ * zeroed and with its defaults, before its options are read, so that
+ * config_free() frees whatever a bad line left in it.  Checks between
+ * options (issuer= and audience= present, {tenantid} against tenants=)
+ * run once the line is read; the api_key_header against headers= once
+ * the file is (check_jwt_headers()).
+ */
+
+#define JWT_CLAIM_MAX		64	/* identity=, scope_claims=, headers= */
+#define JWT_HEADER_NAME_MAX	64
+#define JWT_LEEWAY_MAX		600		/* s */
+#define JWT_REFRESH_MIN		60		/* s */
+#define JWT_REFRESH_MAX		(7 * 24 * 3600)	/* s */
+#define JWT_GUID_LEN		36
+
+typedef int (*jwt_item_fn)(struct parser *, struct jwt_provider *,
+    const char *, size_t);
+
+/* One option of jwt_provider, and how its value is read. */
+struct jwt_option {
+	const char	*jo_name;
+	int		(*jo_fn)(struct parser *, struct jwt_provider *,
+			    const char *);
+};
+
+/*
+ * Header names headers= may not map a claim to, and why: keygate writes
+ * them itself, they carry credentials, or they frame or route the message.
+ * Compared without case, '_' read as '-' (see forward.c).  Proxy-* and
+ * X-Forwarded-* are refused as prefixes in jwt_header_refused().
+ */
+static const struct {
+	const char	*rh_name;
+	const char	*rh_why;
+} jwt_refused_headers[] = {
+	{ "x-consumer-id", "keygate sets it" },
+	{ "x-key-id", "keygate sets it" },
+	{ "x-app-id", "keygate sets it" },
+	{ "x-scopes", "keygate sets it" },
+	{ "x-auth-scheme", "keygate sets it" },
+	{ "x-request-id", "keygate sets it" },
+	{ "authorization", "it carries credentials" },
+	{ "cookie", "it carries credentials" },
+	{ "host", "it routes the request" },
+	{ "content-length", "it frames the message" },
+	{ "transfer-encoding", "it frames the message" },
+	{ "connection", "it is hop-by-hop" },
+	{ "keep-alive", "it is hop-by-hop" },
+	{ "te", "it is hop-by-hop" },
+	{ "trailer", "it is hop-by-hop" },
+	{ "upgrade", "it is hop-by-hop" },
+	{ "expect", "keygate handles it" },
+};
+
+/* Do a and b name the same header: case ignored, '_' read as '-'? */
+static int
+header_name_eq(const char *a, const char *b, size_t n)
+{
+	size_t	 i;
+	int	 x, y;
+
+	for (i = 0; i < n; i++) {
+		x = tolower((unsigned char)a[i]);
+		y = tolower((unsigned char)b[i]);
+		if ((x == '_' ? '-' : x) != (y == '_' ? '-' : y))
+			return (0);
+	}
+	return (1);
+}
+
+/* Why headers= may not set the header h, or NULL if it may. */
+static const char *
+jwt_header_refused(const char *h, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(jwt_refused_headers); i++)
+		if (strlen(jwt_refused_headers[i].rh_name) == n &&
+		    header_name_eq(h, jwt_refused_headers[i].rh_name, n))
+			return (jwt_refused_headers[i].rh_why);
+	if (n >= 12 && header_name_eq(h, "x-forwarded-", 12))
+		return ("keygate sets the X-Forwarded-* headers");
+	if (n >= 6 && header_name_eq(h, "proxy-", 6))
+		return ("it is hop-by-hop");
+	return (NULL);
+}
+
+/* Is s[0..len) a JSON member name as options use them: [A-Za-z0-9_.:-]? */
+static int
+jwt_claim_ok(const char *s, size_t len)
+{
+	size_t	 i;
+
+	if (len == 0 || len > JWT_CLAIM_MAX)
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("_.:-", s[i]) ==
+		    NULL)
+			return (0);
+	return (1);
+}
+
+/* Call fn on each item of opt's comma-separated value val. */
+static int
+jwt_list(struct parser *p, struct jwt_provider *jp, const char *opt,
+    const char *val, jwt_item_fn fn)
+{
+	const char	*s, *end;
+
+	for (s = val;; s = end + 1) {
+		end = s + strcspn(s, ",");
+		if (end == s)
+			return (perr(p, "jwt_provider \"%s\": empty item in "
+			    "%s=%s", jp->jp_name, opt, val));
+		if (fn(p, jp, s, (size_t)(end - s)) == -1)
+			return (-1);
+		if (*end == '\0')
+			return (0);
+	}
+}
+
+/*
+ * Append a copy of s[0..len) to arr, which holds *n of at most max
+ * strings; opt names the option in messages.
+ */
+static int
+jwt_add(struct parser *p, struct jwt_provider *jp, const char *opt,
+    char **arr, int *n, int max, const char *s, size_t len)
+{
+	int	 i;
+
+	for (i = 0; i < *n; i++)
+		if (strlen(arr[i]) == len && memcmp(arr[i], s, len) == 0)
+			return (perr(p, "jwt_provider \"%s\": %s= lists \"%.*s\" "
+			    "twice", jp->jp_name, opt, (int)len, s));
+	if (*n == max)
+		return (perr(p, "jwt_provider \"%s\": too many items in %s= "
+		    "(max %d)", jp->jp_name, opt, max));
+	if ((arr[*n] = strndup(s, len)) == NULL)
+		return (perr(p, "out of memory"));
+	(*n)++;
+	return (0);
+}
+
+/*
+ * Is s[0..len) an https URL with a host, and no space, control character
+ * or fragment, and no query unless query is set?  Braces are left to the
+ * caller.
+ */
+static int
+jwt_https_ok(const char *s, size_t len, int query)
+{
+	size_t	 i;
+
+	if (len <= 8 || memcmp(s, "https://", 8) != 0 || s[8] == '/' ||
+	    s[8] == '?')
+		return (0);
+	for (i = 8; i < len; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f ||
+		    s[i] == '#' || (s[i] == '?' && !query))
+			return (0);
+	return (1);
+}
+
+/*
+ * One issuer: an https URL with at most one "{tenantid}", in its path (a
+ * token's tid fills it; it never chooses a host), and no other brace.
+ * Filled with a GUID, it must still fit in JWT_ISS_MAX.
+ */
+static int
+jwt_issuer(struct parser *p, struct jwt_provider *jp, const char *s,
+    size_t len)
+{
+	const char	*path, *t;
+	size_t		 tlen = strlen(JWT_TENANT_TEMPLATE), i;
+	int		 braces = 0, templ;
+
+	if (!jwt_https_ok(s, len, 0))
+		return (perr(p, "jwt_provider \"%s\": issuer \"%.*s\" is not an "
+		    "https:// URL", jp->jp_name, (int)len, s));
+	for (i = 0; i < len; i++)
+		braces += s[i] == '{' || s[i] == '}';
+	path = memchr(s + 8, '/', len - 8);
+	t = memchr(s, '{', len);
+	templ = braces == 2 && path != NULL && t != NULL && t > path &&
+	    (size_t)(s + len - t) >= tlen &&
+	    memcmp(t, JWT_TENANT_TEMPLATE, tlen) == 0;
+	if (braces != 0 && !templ)
+		return (perr(p, "jwt_provider \"%s\": issuer \"%.*s\": the only "
+		    "placeholder allowed is one " JWT_TENANT_TEMPLATE " in the "
+		    "path", jp->jp_name, (int)len, s));
+	if ((templ ? len - tlen + JWT_GUID_LEN : len) > JWT_ISS_MAX)
+		return (perr(p, "jwt_provider \"%s\": issuer \"%.*s\" is too long "
+		    "(max %d characters, " JWT_TENANT_TEMPLATE " counting as "
+		    "36)", jp->jp_name, (int)len, s,
+		    JWT_ISS_MAX));
+	return (jwt_add(p, jp, "issuer", jp->jp_issuers, &jp->jp_nissuers,
+	    JWT_MAX_ISSUERS, s, len));
+}
+
+/* One audience: 1 to JWT_ISS_MAX visible ASCII characters. */
+static int
+jwt_audience(struct parser *p, struct jwt_provider *jp, const char *s,
+    size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			break;
+	if (i < len || len > JWT_ISS_MAX)
+		return (perr(p, "jwt_provider \"%s\": audience \"%.*s\" is not "
+		    "1 to %d visible ASCII characters", jp->jp_name, (int)len,
+		    s, JWT_ISS_MAX));
+	return (jwt_add(p, jp, "audience", jp->jp_audiences,
+	    &jp->jp_naudiences, JWT_MAX_AUDIENCES, s, len));
+}
+
+/* One tenant: a GUID (8-4-4-4-12 hex digits), stored lower case. */
+static int
+jwt_tenant(struct parser *p, struct jwt_provider *jp, const char *s,
+    size_t len)
+{
+	char	 g[JWT_GUID_LEN];
+	size_t	 i;
+
+	if (word_is(s, len, "any"))
+		return (perr(p, "jwt_provider \"%s\": tenants=any cannot be "
+		    "combined with tenant IDs", jp->jp_name));
+	for (i = 0; i < len && len == JWT_GUID_LEN; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				break;
+		} else if (!isxdigit((unsigned char)s[i]))
+			break;
+		g[i] = (char)tolower((unsigned char)s[i]);
+	}
+	if (len != JWT_GUID_LEN || i != len)
+		return (perr(p, "jwt_provider \"%s\": tenant \"%.*s\" is not a "
+		    "GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", jp->jp_name,
+		    (int)len, s));
+	return (jwt_add(p, jp, "tenants", jp->jp_tenants, &jp->jp_ntenants,
+	    JWT_MAX_TENANTS, g, len));
+}
+
+/* One algorithm: a name jwk_alg_parse() knows, never HS* or none. */
+static int
+jwt_algorithm(struct parser *p, struct jwt_provider *jp, const char *s,
+    size_t len)
+{
+	int	 a;
+
+	if ((a = jwk_alg_parse(s, len)) == -1) {
+		if ((len > 2 && strncasecmp(s, "HS", 2) == 0) ||
+		    (len == 4 && strncasecmp(s, "none", 4) == 0))
+			return (perr(p, "jwt_provider \"%s\": algorithm "
+			    "\"%.*s\" is never accepted with a JWKS (HS* and "
+			    "none are refused)", jp->jp_name, (int)len, s));
+		return (perr(p, "jwt_provider \"%s\": unknown algorithm "
+		    "\"%.*s\" (expected RS256, RS384, RS512, PS256, PS384, "
+		    "PS512, ES256 or ES384)", jp->jp_name, (int)len, s));
+	}
+	if (jp->jp_algs & (1U << a))
+		return (perr(p, "jwt_provider \"%s\": algorithms= lists "
+		    "\"%.*s\" twice", jp->jp_name, (int)len, s));
+	jp->jp_algs |= 1U << a;
+	return (0);
+}
+
+/* One claim of scope_claims=. */
+static int
+jwt_scope_claim(struct parser *p, struct jwt_provider *jp, const char *s,
+    size_t len)
+{
+	if (!jwt_claim_ok(s, len))
+		return (perr(p, "jwt_provider \"%s\": scope_claims: \"%.*s\" is "
+		    "not a claim name (1 to %d letters, digits or _.:-)",
+		    jp->jp_name, (int)len, s, JWT_CLAIM_MAX));
+	return (jwt_add(p, jp, "scope_claims", jp->jp_scope_claims,
+	    &jp->jp_nscope_claims, JWT_MAX_SCOPE_CLAIMS, s, len));
+}
+
+/*
+ * One "CLAIM:Header" of headers=.  A header name has no ':', a claim name
+ * may: the last ':' separates them.
+ */
+static int
+jwt_header(struct parser *p, struct jwt_provider *jp, const char *s,
+    size_t len)
+{
+	struct jwt_header_map	*hm;
+	const char		*h, *why;
+	size_t			 clen, hlen, i;
+	int			 j;
+
+	for (clen = len; clen > 0 && s[clen - 1] != ':'; clen--)
+		;
+	if (clen-- == 0 || !jwt_claim_ok(s, clen))
+		return (perr(p, "jwt_provider \"%s\": headers: \"%.*s\" is not "
+		    "CLAIM:Header (a claim is 1 to %d letters, digits or _.:-)",
+		    jp->jp_name, (int)len, s, JWT_CLAIM_MAX));
+	h = s + clen + 1;
+	hlen = len - clen - 1;
+	for (i = 0; i < hlen && http_is_tchar((unsigned char)h[i]); i++)
+		;
+	if (hlen == 0 || hlen > JWT_HEADER_NAME_MAX || i != hlen)
+		return (perr(p, "jwt_provider \"%s\": headers: \"%.*s\" is not "
+		    "a header name", jp->jp_name, (int)hlen, h));
+	for (j = 0; j < jp->jp_nheaders; j++)
+		if (strlen(jp->jp_headers[j].hm_header) == hlen &&
+		    header_name_eq(jp->jp_headers[j].hm_header, h, hlen))
+			return (perr(p, "jwt_provider \"%s\": headers: \"%.*s\" "
+			    "is set twice", jp->jp_name, (int)hlen, h));
+	if (jp->jp_nheaders == JWT_MAX_HEADER_MAPS)
+		return (perr(p, "jwt_provider \"%s\": too many items in "
+		    "headers= (max %d)", jp->jp_name, JWT_MAX_HEADER_MAPS));
+	if ((why = jwt_header_refused(h, hlen)) != NULL)
+		return (perr(p, "jwt_provider \"%s\": headers: \"%.*s\" cannot "
+		    "be set from a claim: %s", jp->jp_name, (int)hlen, h, why));
+	hm = &jp->jp_headers[jp->jp_nheaders++];
+	if ((hm->hm_header = strndup(h, hlen)) == NULL ||
+	    (hm->hm_claim = strndup(s, clen)) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/* issuer=URL[,URL]. */
+static int
+jwt_opt_issuer(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	return (jwt_list(p, jp, "issuer", val, jwt_issuer));
+}
+
+/* audience=A[,B]. */
+static int
+jwt_opt_audience(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	return (jwt_list(p, jp, "audience", val, jwt_audience));
+}
+
+/* tenants=any or tenants=GUID[,GUID]. */
+static int
+jwt_opt_tenants(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	if (strcmp(val, "any") == 0) {
+		jp->jp_tenants_any = 1;
+		return (0);
+	}
+	return (jwt_list(p, jp, "tenants", val, jwt_tenant));
+}
+
+/* algorithms=RS256[,...]: replaces the default set. */
+static int
+jwt_opt_algorithms(struct parser *p, struct jwt_provider *jp,
+    const char *val)
+{
+	jp->jp_algs = 0;
+	return (jwt_list(p, jp, "algorithms", val, jwt_algorithm));
+}
+
+/*
+ * A duration option in whole seconds, lo to hi, into *sec; opt names it
+ * and range says the bounds in messages.
+ */
+static int
+jwt_seconds(struct parser *p, struct jwt_provider *jp, const char *opt,
+    const char *val, int lo, int hi, const char *range, int *sec)
+{
+	int	 ms;
+
+	if (config_parse_duration_ms(val, &ms) == -1 || ms % 1000 != 0 ||
+	    ms / 1000 < lo || ms / 1000 > hi)
+		return (perr(p, "jwt_provider \"%s\": invalid %s \"%s\" "
+		    "(expected whole seconds, %s)", jp->jp_name, opt, val,
+		    range));
+	*sec = ms / 1000;
+	return (0);
+}
+
+/* leeway=DURATION, 0 to 10 minutes. */
+static int
+jwt_opt_leeway(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	return (jwt_seconds(p, jp, "leeway", val, 0, JWT_LEEWAY_MAX,
+	    "0..600s", &jp->jp_leeway));
+}
+
+/* refresh=DURATION, 1 minute to 7 days. */
+static int
+jwt_opt_refresh(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	return (jwt_seconds(p, jp, "refresh", val, JWT_REFRESH_MIN,
+	    JWT_REFRESH_MAX, "60s..168h", &jp->jp_refresh));
+}
+
+/* identity=CLAIM: replaces the default "sub". */
+static int
+jwt_opt_identity(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	char	*s;
+
+	if (!jwt_claim_ok(val, strlen(val)))
+		return (perr(p, "jwt_provider \"%s\": identity: \"%s\" is not "
+		    "a claim name (1 to %d letters, digits or _.:-)",
+		    jp->jp_name, val, JWT_CLAIM_MAX));
+	if ((s = strdup(val)) == NULL)
+		return (perr(p, "out of memory"));
+	free(jp->jp_identity);
+	jp->jp_identity = s;
+	return (0);
+}
+
+/* scope_claims=CLAIM[,CLAIM]: replaces the default "scp,roles". */
+static int
+jwt_opt_scope_claims(struct parser *p, struct jwt_provider *jp,
+    const char *val)
+{
+	while (jp->jp_nscope_claims > 0)
+		free(jp->jp_scope_claims[--jp->jp_nscope_claims]);
+	return (jwt_list(p, jp, "scope_claims", val, jwt_scope_claim));
+}
+
+/* headers=CLAIM:Header[,CLAIM:Header]. */
+static int
+jwt_opt_headers(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	return (jwt_list(p, jp, "headers", val, jwt_header));
+}
+
+/* A path option (jwks=, ca=) of the provider, made absolute into *dst. */
+static int
+jwt_path(struct parser *p, struct jwt_provider *jp, const char *opt,
+    const char *val, char **dst)
+{
+	if ((*dst = util_abspath(val)) == NULL)
+		return (perr(p, "jwt_provider \"%s\": %s: cannot make \"%s\" "
+		    "absolute: %s", jp->jp_name, opt, val, strerror(errno)));
+	return (0);
+}
+
+/*
+ * jwks=URL|PATH: an https URL to fetch, or a file.  Any other URL is
+ * refused rather than read as a relative path.
+ */
+static int
+jwt_opt_jwks(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	if (strncmp(val, "https://", 8) == 0) {
+		if (!jwt_https_ok(val, strlen(val), 1) ||
+		    strpbrk(val, "{}") != NULL)
+			return (perr(p, "jwt_provider \"%s\": jwks \"%s\" is not "
+			    "an https:// URL", jp->jp_name, val));
+		if ((jp->jp_jwks_url = strdup(val)) == NULL)
+			return (perr(p, "out of memory"));
+		return (0);
+	}
+	if (strstr(val, "://") != NULL)
+		return (perr(p, "jwt_provider \"%s\": jwks \"%s\": only "
+		    "https:// URLs are fetched (or give a file)", jp->jp_name,
+		    val));
+	return (jwt_path(p, jp, "jwks", val, &jp->jp_jwks_path));
+}
+
+/* ca=PATH: the CA bundle for this provider's https fetches. */
+static int
+jwt_opt_ca(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	return (jwt_path(p, jp, "ca", val, &jp->jp_ca));
+}
+
+/* rate=off|N/W[,N/W...]: the per-identity limits of this provider. */
+static int
+jwt_opt_rate(struct parser *p, struct jwt_provider *jp, const char *val)
+{
+	char	 what[64];
+
+	snprintf(what, sizeof(what), "jwt_provider \"%s\": rate", jp->jp_name);
+	return (rate_option(p, what, val, jp->jp_rate, &jp->jp_rate_off));
+}
+
+/* The options of jwt_provider; their order is the manual's. */
+static const struct jwt_option jwt_options[] = {
+	{ "issuer", jwt_opt_issuer },
+	{ "audience", jwt_opt_audience },
+	{ "jwks", jwt_opt_jwks },
+	{ "tenants", jwt_opt_tenants },
+	{ "algorithms", jwt_opt_algorithms },
+	{ "leeway", jwt_opt_leeway },
+	{ "refresh", jwt_opt_refresh },
+	{ "identity", jwt_opt_identity },
+	{ "scope_claims", jwt_opt_scope_claims },
+	{ "headers", jwt_opt_headers },
+	{ "ca", jwt_opt_ca },
+	{ "rate", jwt_opt_rate },
+};
+_Static_assert(nitems(jwt_options) < 32, "jwt_options[] outgrows its mask");
+
+/* One "key=value" of a provider; *seen has a bit per option given. */
+static int
+jwt_option(struct parser *p, struct jwt_provider *jp, const char *opt,
+    uint32_t *seen)
+{
+	size_t	 klen = strcspn(opt, "="), i;
+
+	for (i = 0; i < nitems(jwt_options); i++)
+		if (word_is(opt, klen, jwt_options[i].jo_name))
+			break;
+	if (i == nitems(jwt_options))
+		return (perr(p, "jwt_provider \"%s\": unknown option \"%.*s\"",
+		    jp->jp_name, (int)klen, opt));
+	if (*seen & (1U << i))
+		return (perr(p, "jwt_provider \"%s\": duplicate option \"%s\"",
+		    jp->jp_name, jwt_options[i].jo_name));
+	*seen |= 1U << i;
+	if (opt[klen] != '=' || opt[klen + 1] == '\0')
+		return (perr(p, "jwt_provider \"%s\": option \"%s\" needs a "
+		    "value", jp->jp_name, jwt_options[i].jo_name));
+	return (jwt_options[i].jo_fn(p, jp, opt + klen + 1));
+}
+
+/* Options that only make sense together: issuer=, audience=, tenants=. */
+static int
+jwt_check(struct parser *p, const struct jwt_provider *jp)
+{
+	int	 i, templ = 0;
+
+	if (jp->jp_nissuers == 0)
+		return (perr(p, "jwt_provider \"%s\": missing issuer=",
+		    jp->jp_name));
+	if (jp->jp_naudiences == 0)
+		return (perr(p, "jwt_provider \"%s\": missing audience=",
+		    jp->jp_name));
+	for (i = 0; i < jp->jp_nissuers; i++)
+		if (strstr(jp->jp_issuers[i], JWT_TENANT_TEMPLATE) != NULL)
+			templ = 1;
+	if (templ && jp->jp_ntenants == 0 && !jp->jp_tenants_any)
+		return (perr(p, "jwt_provider \"%s\": an issuer has "
+		    JWT_TENANT_TEMPLATE ": tenants=any or a list is required",
+		    jp->jp_name));
+	if (!templ && (jp->jp_ntenants > 0 || jp->jp_tenants_any))
+		return (perr(p, "jwt_provider \"%s\": tenants= is pointless "
+		    "without an issuer with " JWT_TENANT_TEMPLATE, jp->jp_name));
+	return (0);
+}
+
+/*
+ * Append a provider called name, zeroed but for its defaults, to c_jwt;
+ * c_njwt counts it at once so that config_free() frees what it holds.
+ */
+static int
+jwt_new(struct parser *p, const char *name, struct jwt_provider **jpp)
+{
+	struct config		*c = p->p_conf;
+	struct jwt_provider	*jp;
+
+	if (c->c_njwt == JWT_MAX_PROVIDERS)
+		return (perr(p, "too many jwt_provider directives (max %d)",
+		    JWT_MAX_PROVIDERS));
+	if (!valid_name(name, JWT_NAME_MAX, "_-"))
+		return (perr(p, "invalid jwt_provider name \"%s\" (expected 1 "
+		    "to %d letters, digits, '_' or '-')", name, JWT_NAME_MAX));
+	if ((jp = config_jwt_provider(c, name)) != NULL)
+		return (perr(p, "duplicate jwt_provider \"%s\" (first at line "
+		    "%d)", name, jp->jp_line));
+	if ((jp = reallocarray(c->c_jwt, c->c_njwt + 1, sizeof(*jp))) == NULL)
+		return (perr(p, "out of memory"));
+	c->c_jwt = jp;
+	jp = &c->c_jwt[c->c_njwt];
+	memset(jp, 0, sizeof(*jp));
+	jp->jp_index = (int)c->c_njwt++;
+	jp->jp_line = p->p_line;
+	jp->jp_algs = JWK_ALGS_ALL;
+	jp->jp_leeway = JWT_DEFAULT_LEEWAY;
+	jp->jp_refresh = JWT_DEFAULT_REFRESH;
+	jp->jp_nscope_claims = 2;
+	if ((jp->jp_name = strdup(name)) == NULL ||
+	    (jp->jp_identity = strdup("sub")) == NULL ||
+	    (jp->jp_scope_claims[0] = strdup("scp")) == NULL ||
+	    (jp->jp_scope_claims[1] = strdup("roles")) == NULL)
+		return (perr(p, "out of memory"));
+	*jpp = jp;
+	return (0);
+}
+
+/* "jwt_provider NAME OPTION=VALUE...". */
+static int
+dir_jwt_provider(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct jwt_provider	*jp = NULL;
+	uint32_t		 seen = 0;
+	int			 i;
+
+	if (jwt_new(p, argv[0], &jp) == -1)
+		return (-1);
+	for (i = 1; i < argc; i++)
+		if (jwt_option(p, jp, argv[i], &seen) == -1)
+			return (-1);
+	return (jwt_check(p, jp));
 }
 
 /* Parse a number of the directive's kind and check its bounds. */
@@ -1299,22 +1936,63 @@ route_needs_upstream(const struct route *r)
 	return (0);
 }
 
-/* Point each route at its upstream, now that all of them are known. */
+/*
+ * Give each jwt scheme of r its provider: -1 for plain "jwt" (any), the
+ * index of NAME for "jwt:NAME".  auth is r's auth= as written, already
+ * checked by route_parse_auth(): its comma-separated items are r_auth[]
+ * in order.
+ */
+static int
+route_jwt_resolve(struct parser *p, struct route *r, const char *auth)
+{
+	struct jwt_provider	*jp;
+	char			 name[JWT_NAME_MAX + 1];
+	size_t			 len;
+	int			 i;
+
+	for (i = 0; i < r->r_nauth; i++, auth += len + 1) {
+		len = strcspn(auth, ",");
+		if (r->r_auth[i] != ROUTE_AUTH_JWT)
+			continue;
+		if (len == 3) {
+			if (p->p_conf->c_njwt == 0)
+				return (perr(p, "auth=jwt needs a jwt_provider"));
+			r->r_jwt[i] = -1;
+			continue;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(len - 4), auth + 4);
+		if ((jp = config_jwt_provider(p->p_conf, name)) == NULL)
+			return (perr(p, "route: unknown jwt_provider \"%s\"",
+			    name));
+		r->r_jwt[i] = jp->jp_index;
+	}
+	return (0);
+}
+
+/*
+ * Point each route at its upstream and its jwt_providers, now that all of
+ * them are known.
+ */
 static int
 check_routes(struct parser *p)
 {
-	struct config	*c = p->p_conf;
-	struct route	*r;
-	size_t		 i;
+	struct config		*c = p->p_conf;
+	struct route		*r;
+	struct route_names	*rn;
+	size_t			 i;
 
 	for (i = 0; i < c->c_routes.rt_nroutes; i++) {
 		r = &c->c_routes.rt_routes[i];
+		rn = &p->p_rnames[i];
 		p->p_line = r->r_line;
-		if (p->p_rup[i] != NULL) {
-			r->r_upstream = config_upstream(c, p->p_rup[i]);
+		if (rn->rn_auth != NULL &&
+		    route_jwt_resolve(p, r, rn->rn_auth) == -1)
+			return (-1);
+		if (rn->rn_upstream != NULL) {
+			r->r_upstream = config_upstream(c, rn->rn_upstream);
 			if (r->r_upstream == NULL)
 				return (perr(p, "unknown upstream \"%s\"",
-				    p->p_rup[i]));
+				    rn->rn_upstream));
 		} else if (route_needs_upstream(r)) {
 			if (c->c_nupstreams == 0)
 				return (perr(p, "route needs an upstream but "
@@ -1356,6 +2034,36 @@ check_sizes(struct parser *p)
 	    format_number(rl, sizeof(rl), c->c_max_request_line, size_units)));
 }
 
+/*
+ * headers= may not set the header that carries API keys; api_key_header
+ * may come after the providers, so this waits for the whole file.
+ */
+static int
+check_jwt_headers(struct parser *p)
+{
+	struct config		*c = p->p_conf;
+	struct jwt_provider	*jp;
+	const char		*h;
+	size_t			 i, n = strlen(c->c_api_key_header);
+	int			 j;
+
+	for (i = 0; i < c->c_njwt; i++) {
+		jp = &c->c_jwt[i];
+		for (j = 0; j < jp->jp_nheaders; j++) {
+			h = jp->jp_headers[j].hm_header;
+			if (strlen(h) != n ||
+			    !header_name_eq(h, c->c_api_key_header, n))
+				continue;
+			p->p_line = jp->jp_line;
+			return (perr(p, "jwt_provider \"%s\": headers: \"%s\" "
+			    "cannot be set from a claim: it is the "
+			    "api_key_header, it carries credentials",
+			    jp->jp_name, h));
+		}
+	}
+	return (0);
+}
+
 /* The admin API needs an address of its own. */
 static int
 check_admin(struct parser *p)
@@ -1383,8 +2091,8 @@ config_finish(struct parser *p)
 
 	if (c->c_nlisten == 0 && dir_default(p, &directives[0]) == -1)
 		return (-1);
-	if (check_routes(p) == -1 || check_sizes(p) == -1 ||
-	    check_admin(p) == -1)
+	if (check_routes(p) == -1 || check_jwt_headers(p) == -1 ||
+	    check_sizes(p) == -1 || check_admin(p) == -1)
 		return (-1);
 	if (c->c_workers == 0) {
 		c->c_workers = util_ncpus();
@@ -1411,6 +2119,19 @@ config_defaults(struct parser *p)
 	return (0);
 }
 
+/* Free what the parser holds besides the config. */
+static void
+parser_free(struct parser *p)
+{
+	size_t	 i;
+
+	for (i = 0; i < p->p_nrnames; i++) {
+		free(p->p_rnames[i].rn_upstream);
+		free(p->p_rnames[i].rn_auth);
+	}
+	free(p->p_rnames);
+}
+
 /* Parse text into a new config; name is used in messages. */
 struct config *
 config_parse(const char *text, const char *name, char *err, size_t errlen)
@@ -1418,7 +2139,6 @@ config_parse(const char *text, const char *name, char *err, size_t errlen)
 	struct parser	 p;
 	struct config	*c;
 	char		*buf = NULL;
-	size_t		 i;
 
 	memset(&p, 0, sizeof(p));
 	p.p_name = name;
@@ -1433,15 +2153,11 @@ config_parse(const char *text, const char *name, char *err, size_t errlen)
 	if (config_defaults(&p) == -1 || parse_lines(&p, buf) == -1 ||
 	    config_finish(&p) == -1)
 		goto fail;
-	for (i = 0; i < p.p_nrup; i++)
-		free(p.p_rup[i]);
-	free(p.p_rup);
+	parser_free(&p);
 	free(buf);
 	return (c);
 fail:
-	for (i = 0; i < p.p_nrup; i++)
-		free(p.p_rup[i]);
-	free(p.p_rup);
+	parser_free(&p);
 	free(buf);
 	config_free(c);
 	return (NULL);
@@ -1531,6 +2247,31 @@ fail:
 	return (NULL);
 }
 
+/* Free what the provider jp owns (not jp itself). */
+static void
+jwt_provider_free(struct jwt_provider *jp)
+{
+	int	 i;
+
+	free(jp->jp_name);
+	for (i = 0; i < jp->jp_nissuers; i++)
+		free(jp->jp_issuers[i]);
+	for (i = 0; i < jp->jp_naudiences; i++)
+		free(jp->jp_audiences[i]);
+	for (i = 0; i < jp->jp_ntenants; i++)
+		free(jp->jp_tenants[i]);
+	free(jp->jp_identity);
+	for (i = 0; i < jp->jp_nscope_claims; i++)
+		free(jp->jp_scope_claims[i]);
+	for (i = 0; i < jp->jp_nheaders; i++) {
+		free(jp->jp_headers[i].hm_claim);
+		free(jp->jp_headers[i].hm_header);
+	}
+	free(jp->jp_ca);
+	free(jp->jp_jwks_url);
+	free(jp->jp_jwks_path);
+}
+
 /* Free c and everything it owns. */
 void
 config_free(struct config *c)
@@ -1554,6 +2295,9 @@ config_free(struct config *c)
 	free(c->c_api_key_header);
 	free(c->c_admin_token_file);
 	free(c->c_upstreams);
+	for (i = 0; i < c->c_njwt; i++)
+		jwt_provider_free(&c->c_jwt[i]);
+	free(c->c_jwt);
 	route_table_free(&c->c_routes);
 	free(c);
 }
@@ -1581,6 +2325,18 @@ config_upstream(const struct config *c, const char *name)
 	for (i = 0; i < c->c_nupstreams; i++)
 		if (strcmp(c->c_upstreams[i].u_name, name) == 0)
 			return (&c->c_upstreams[i]);
+	return (NULL);
+}
+
+/* JWT provider called name, or NULL. */
+struct jwt_provider *
+config_jwt_provider(const struct config *c, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < c->c_njwt; i++)
+		if (strcmp(c->c_jwt[i].jp_name, name) == 0)
+			return (&c->c_jwt[i]);
 	return (NULL);
 }
 

@@ -1273,11 +1273,34 @@ master_check_as_user(const struct config *conf)
 	_exit(nerr > 100 ? 100 : nerr);
 }
 
+/*
+ * A file the master reads at start (a provider's jwks= file or ca=
+ * bundle): it must be a readable regular file.
+ */
+static void
+master_check_read(int *nerr, const struct jwt_provider *jp, const char *what,
+    const char *path)
+{
+	struct stat	 st;
+
+	if (stat(path, &st) == -1)
+		master_check_say(nerr, 1, "jwt_provider %s (line %d): %s %s: %s",
+		    jp->jp_name, jp->jp_line, what, path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		master_check_say(nerr, 1, "jwt_provider %s (line %d): %s %s is "
+		    "not a regular file", jp->jp_name, jp->jp_line, what, path);
+	else if (access(path, R_OK) == -1)
+		master_check_say(nerr, 1, "jwt_provider %s (line %d): %s %s is "
+		    "not readable: %s", jp->jp_name, jp->jp_line, what, path,
+		    strerror(errno));
+}
+
 /* keygated -t: what start-up would fail on beyond the syntax; see master.h. */
 int
 master_check(const struct config *conf)
 {
 	pid_t	 pid;
+	size_t	 i;
 	int	 nerr = 0, status;
 
 	if (config_nlisten(conf) > MASTER_MAX_LISTEN)
@@ -1291,6 +1314,14 @@ master_check(const struct config *conf)
 	/* An existing state_dir must be a writable directory itself. */
 	master_check_parents(&nerr, "state_dir", conf->c_state_dir,
 	    conf->c_state_dir);
+	for (i = 0; i < conf->c_njwt; i++) {
+		if (conf->c_jwt[i].jp_jwks_path != NULL)
+			master_check_read(&nerr, &conf->c_jwt[i], "jwks",
+			    conf->c_jwt[i].jp_jwks_path);
+		if (conf->c_jwt[i].jp_ca != NULL)
+			master_check_read(&nerr, &conf->c_jwt[i], "ca",
+			    conf->c_jwt[i].jp_ca);
+	}
 	if (conf->c_user != NULL && geteuid() == 0) {
 		fflush(stderr);
 		if ((pid = fork()) == -1)

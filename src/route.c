@@ -8,17 +8,13 @@
 #include <string.h>
 
 #include "http.h"
+#include "jwt.h"
 #include "route.h"
 
 /* Method names accepted in a route, as written (case-sensitive). */
 static const char *const route_methods[] = {
 	"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
 	"CONNECT", NULL
-};
-
-/* Auth schemes of the design that this version does not implement. */
-static const char *const route_auth_later[] = {
-	"jwt", NULL
 };
 
 /* Index of the len bytes at s in the NULL-terminated list, or -1. */
@@ -105,6 +101,22 @@ route_parse_methods(const char *s, int *methods, char *err, size_t errlen)
 	}
 }
 
+/* Is the len bytes at s a jwt_provider name, [A-Za-z0-9_-]{1,32}? */
+static int
+route_jwt_name_ok(const char *s, size_t len)
+{
+	size_t	 i;
+
+	if (len == 0 || len > JWT_NAME_MAX)
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!(s[i] >= 'a' && s[i] <= 'z') &&
+		    !(s[i] >= 'A' && s[i] <= 'Z') &&
+		    !(s[i] >= '0' && s[i] <= '9') && s[i] != '_' && s[i] != '-')
+			return (0);
+	return (1);
+}
+
 /* Scheme named by the len bytes at s, 0 if none; err says why. */
 static int
 route_auth_scheme(const char *s, size_t len, char *err, size_t errlen)
@@ -117,22 +129,65 @@ route_auth_scheme(const char *s, size_t len, char *err, size_t errlen)
 		return (ROUTE_AUTH_API_KEY);
 	if (len == 7 && memcmp(s, "app-key", len) == 0)
 		return (ROUTE_AUTH_APP_KEY);
-	if (route_lookup(route_auth_later, s, len) != -1)
-		snprintf(err, errlen, "auth scheme \"%.*s\" is not available "
-		    "in this version", (int)len, s);
-	else
-		snprintf(err, errlen, "unknown auth scheme \"%.*s\"",
-		    (int)len, s);
+	if (len == 3 && memcmp(s, "jwt", len) == 0)
+		return (ROUTE_AUTH_JWT);
+	if (len > 4 && memcmp(s, "jwt:", 4) == 0) {
+		if (route_jwt_name_ok(s + 4, len - 4))
+			return (ROUTE_AUTH_JWT);
+		snprintf(err, errlen, "invalid jwt_provider name in \"%.*s\" "
+		    "(expected 1 to %d letters, digits, '_' or '-')", (int)len,
+		    s, JWT_NAME_MAX);
+		return (0);
+	}
+	snprintf(err, errlen, "unknown auth scheme \"%.*s\"", (int)len, s);
 	return (0);
 }
 
-/* Parse a comma list of auth schemes into r_auth/r_nauth. */
+/*
+ * May item (len bytes at s, of scheme a) join the n items already in r,
+ * whose texts are at is[] and il[]?  A scheme may appear once, except
+ * jwt:NAME, once per NAME.  Plain jwt accepts every provider, so it
+ * cannot be listed with a jwt:NAME: which of the two would decide?
+ */
+static int
+route_auth_dup(const struct route *r, const char **is, const size_t *il,
+    int a, const char *s, size_t len, char *err, size_t errlen)
+{
+	int	 i;
+
+	for (i = 0; i < r->r_nauth; i++) {
+		if ((int)r->r_auth[i] != a)
+			continue;
+		if (a == ROUTE_AUTH_JWT && il[i] != len &&
+		    (il[i] == 3 || len == 3)) {
+			snprintf(err, errlen, "auth schemes \"%.*s\" and "
+			    "\"%.*s\" together are ambiguous (\"jwt\" accepts "
+			    "every jwt_provider)", (int)il[i], is[i], (int)len,
+			    s);
+			return (-1);
+		}
+		if (a != ROUTE_AUTH_JWT ||
+		    (il[i] == len && memcmp(is[i], s, len) == 0)) {
+			snprintf(err, errlen, "duplicate auth scheme \"%.*s\"",
+			    (int)len, s);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/*
+ * Parse a comma list of auth schemes into r_auth/r_nauth.  r_jwt is -1
+ * for every scheme but jwt:NAME, which gets ROUTE_JWT_UNRESOLVED: only
+ * the configuration knows the providers, and it replaces that by the
+ * provider's index once the whole file is read.
+ */
 int
 route_parse_auth(struct route *r, const char *s, char *err, size_t errlen)
 {
-	const char	*p, *end;
-	size_t		 len;
-	int		 a, i;
+	const char	*p, *end, *is[ROUTE_MAX_AUTH];
+	size_t		 len, il[ROUTE_MAX_AUTH];
+	int		 a;
 
 	r->r_nauth = 0;
 	for (p = s;; p = end + 1) {
@@ -142,19 +197,18 @@ route_parse_auth(struct route *r, const char *s, char *err, size_t errlen)
 			snprintf(err, errlen, "empty auth scheme in \"%s\"", s);
 			return (-1);
 		}
-		if ((a = route_auth_scheme(p, len, err, errlen)) == 0)
+		if ((a = route_auth_scheme(p, len, err, errlen)) == 0 ||
+		    route_auth_dup(r, is, il, a, p, len, err, errlen) == -1)
 			return (-1);
-		for (i = 0; i < r->r_nauth; i++)
-			if ((int)r->r_auth[i] == a) {
-				snprintf(err, errlen, "duplicate auth scheme "
-				    "\"%.*s\"", (int)len, p);
-				return (-1);
-			}
 		if (r->r_nauth == ROUTE_MAX_AUTH) {
 			snprintf(err, errlen, "too many auth schemes in \"%s\"",
 			    s);
 			return (-1);
 		}
+		is[r->r_nauth] = p;
+		il[r->r_nauth] = len;
+		r->r_jwt[r->r_nauth] = a == ROUTE_AUTH_JWT && len > 3 ?
+		    ROUTE_JWT_UNRESOLVED : -1;
 		r->r_auth[r->r_nauth++] = a;
 		if (end == NULL)
 			return (0);

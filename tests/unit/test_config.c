@@ -26,6 +26,8 @@
 
 #include "config.h"
 #include "http.h"
+#include "jwk.h"
+#include "jwt.h"
 #include "route.h"
 #include "util.h"
 
@@ -589,6 +591,14 @@ test_counts(void **state)
 }
 
 /* Text that must be refused, and exactly what the user is told. */
+/* A provider with what it needs; one with a tenant template. */
+#define JWT_P	"jwt_provider p issuer=https://idp.example/ audience=api://x"
+#define JWT_E	"jwt_provider e issuer=https://login.microsoftonline.com/" \
+		"{tenantid}/v2.0 audience=api://x"
+#define GUID	"12345678-9abc-def0-1234-56789abcdef0"
+#define GUID_UP	"12345678-9ABC-DEF0-1234-56789ABCDEF0"
+#define C65	"a1234567890123456789012345678901234567890123456789012345678901234"
+
 static const struct {
 	const char	*text;
 	const char	*err;
@@ -777,8 +787,7 @@ static const struct {
 	    NAME ":1: route needs an upstream but none is defined" },
 	{ "route GET ^/ auth=deny,app-key,api-key,app-key\n",
 	    NAME ":1: duplicate auth scheme \"app-key\"" },
-	{ "route GET ^/ auth=jwt\n",
-	    NAME ":1: auth scheme \"jwt\" is not available in this version" },
+	{ "route GET ^/ auth=jwt\n", NAME ":1: auth=jwt needs a jwt_provider" },
 	{ "route GET ^/ auth=Deny\n", NAME ":1: unknown auth scheme \"Deny\"" },
 	{ "route GET ^/ auth=deny,,anonymous\n",
 	    NAME ":1: empty auth scheme in \"deny,,anonymous\"" },
@@ -953,6 +962,290 @@ static const struct {
 	{ "route GET ^/ deny\n", NAME ":1: unknown route option \"deny\"" },
 	{ "upstream a echo\nroute GET ^/ upstream=a\n",
 	    NAME ":2: route needs auth=" },
+	/* jwt_provider: the line, its name, its options. */
+	{ "jwt_provider\n",
+	    NAME ":1: \"jwt_provider\" takes at least 1 argument" },
+	{ "jwt_provider p\n", NAME ":1: jwt_provider \"p\": missing issuer=" },
+	{ "jwt_provider p audience=a\n",
+	    NAME ":1: jwt_provider \"p\": missing issuer=" },
+	{ "\njwt_provider p issuer=https://idp/\n",
+	    NAME ":2: jwt_provider \"p\": missing audience=" },
+	{ JWT_P " foo=1\n", NAME ":1: jwt_provider \"p\": unknown option \"foo\"" },
+	{ JWT_P " Leeway=1s\n",
+	    NAME ":1: jwt_provider \"p\": unknown option \"Leeway\"" },
+	{ JWT_P " refresh\n",
+	    NAME ":1: jwt_provider \"p\": option \"refresh\" needs a value" },
+	{ JWT_P " jwks=\n",
+	    NAME ":1: jwt_provider \"p\": option \"jwks\" needs a value" },
+	{ JWT_P " ca=\n",
+	    NAME ":1: jwt_provider \"p\": option \"ca\" needs a value" },
+	{ JWT_P " leeway=1s leeway=2s\n",
+	    NAME ":1: jwt_provider \"p\": duplicate option \"leeway\"" },
+	{ "jwt_provider p issuer=https://a/ audience=x issuer=https://b/\n",
+	    NAME ":1: jwt_provider \"p\": duplicate option \"issuer\"" },
+	{ JWT_P "\n\n" JWT_P "\n",
+	    NAME ":3: duplicate jwt_provider \"p\" (first at line 1)" },
+	{ "jwt_provider a.b issuer=https://i/ audience=a\n",
+	    NAME ":1: invalid jwt_provider name \"a.b\" (expected 1 to 32 "
+	    "letters, digits, '_' or '-')" },
+	{ "jwt_provider abcdefghijklmnopqrstuvwxyz0123456 issuer=https://i/ "
+	    "audience=a\n", NAME ":1: invalid jwt_provider name "
+	    "\"abcdefghijklmnopqrstuvwxyz0123456\" (expected 1 to 32 letters, "
+	    "digits, '_' or '-')" },
+	{ "jwt_provider \"\" issuer=https://i/ audience=a\n",
+	    NAME ":1: invalid jwt_provider name \"\" (expected 1 to 32 "
+	    "letters, digits, '_' or '-')" },
+	/* issuer= */
+	{ "jwt_provider p issuer=http://idp/ audience=a\n", NAME ":1: "
+	    "jwt_provider \"p\": issuer \"http://idp/\" is not an https:// URL" },
+	{ "jwt_provider p issuer=https:// audience=a\n", NAME ":1: "
+	    "jwt_provider \"p\": issuer \"https://\" is not an https:// URL" },
+	{ "jwt_provider p issuer=https:///x audience=a\n", NAME ":1: "
+	    "jwt_provider \"p\": issuer \"https:///x\" is not an https:// URL" },
+	{ "jwt_provider p \"issuer=https://idp/a b\" audience=a\n", NAME ":1: "
+	    "jwt_provider \"p\": issuer \"https://idp/a b\" is not an https:// "
+	    "URL" },
+	{ "jwt_provider p issuer=https://idp/?x=1 audience=a\n", NAME ":1: "
+	    "jwt_provider \"p\": issuer \"https://idp/?x=1\" is not an https:// "
+	    "URL" },
+	{ "jwt_provider p issuer=HTTPS://idp/ audience=a\n", NAME ":1: "
+	    "jwt_provider \"p\": issuer \"HTTPS://idp/\" is not an https:// URL" },
+	{ "jwt_provider p issuer=https://idp/{tenant}/ audience=a tenants=any\n",
+	    NAME ":1: jwt_provider \"p\": issuer \"https://idp/{tenant}/\": the "
+	    "only placeholder allowed is one {tenantid} in the path" },
+	{ "jwt_provider p issuer=https://{tenantid}.idp/ audience=a "
+	    "tenants=any\n", NAME ":1: jwt_provider \"p\": issuer "
+	    "\"https://{tenantid}.idp/\": the only placeholder allowed is one "
+	    "{tenantid} in the path" },
+	{ "jwt_provider p issuer=https://idp/{tenantid}/{tenantid} audience=a "
+	    "tenants=any\n", NAME ":1: jwt_provider \"p\": issuer "
+	    "\"https://idp/{tenantid}/{tenantid}\": the only placeholder "
+	    "allowed is one {tenantid} in the path" },
+	{ "jwt_provider p issuer=https://idp/{tenantid}} audience=a "
+	    "tenants=any\n", NAME ":1: jwt_provider \"p\": issuer "
+	    "\"https://idp/{tenantid}}\": the only placeholder allowed is one "
+	    "{tenantid} in the path" },
+	{ "jwt_provider p issuer=https://idp/} audience=a\n", NAME ":1: "
+	    "jwt_provider \"p\": issuer \"https://idp/}\": the only placeholder "
+	    "allowed is one {tenantid} in the path" },
+	{ "jwt_provider p issuer=https://idp/{TENANTID} audience=a\n", NAME
+	    ":1: jwt_provider \"p\": issuer \"https://idp/{TENANTID}\": the only "
+	    "placeholder allowed is one {tenantid} in the path" },
+	{ "jwt_provider p issuer=https://a/,https://b/,https://c/,https://d/,"
+	    "https://e/ audience=a\n", NAME ":1: jwt_provider \"p\": too many "
+	    "items in issuer= (max 4)" },
+	{ "jwt_provider p issuer=https://a/,https://a/ audience=a\n", NAME
+	    ":1: jwt_provider \"p\": issuer= lists \"https://a/\" twice" },
+	{ "jwt_provider p issuer=https://a/,,https://b/ audience=a\n", NAME
+	    ":1: jwt_provider \"p\": empty item in issuer=https://a/,,"
+	    "https://b/" },
+	{ "jwt_provider p issuer=https://a/, audience=a\n", NAME ":1: "
+	    "jwt_provider \"p\": empty item in issuer=https://a/," },
+	/* audience= */
+	{ "jwt_provider p issuer=https://a/ audience=1,2,3,4,5,6,7,8,9\n", NAME
+	    ":1: jwt_provider \"p\": too many items in audience= (max 8)" },
+	{ "jwt_provider p issuer=https://a/ audience=x,y,x\n",
+	    NAME ":1: jwt_provider \"p\": audience= lists \"x\" twice" },
+	{ "jwt_provider p issuer=https://a/ audience=x\001\n",
+	    NAME ":1: jwt_provider \"p\": audience \"x\001\" is not 1 to 256 "
+	    "visible ASCII characters" },
+	{ "jwt_provider p issuer=https://a/ audience=,x\n",
+	    NAME ":1: jwt_provider \"p\": empty item in audience=,x" },
+	/* tenants= and {tenantid} */
+	{ JWT_P " tenants=any\n", NAME ":1: jwt_provider \"p\": tenants= is "
+	    "pointless without an issuer with {tenantid}" },
+	{ JWT_P " tenants=" GUID "\n", NAME ":1: jwt_provider \"p\": tenants= is "
+	    "pointless without an issuer with {tenantid}" },
+	{ JWT_E "\n", NAME ":1: jwt_provider \"e\": an issuer has {tenantid}: "
+	    "tenants=any or a list is required" },
+	{ "jwt_provider e issuer=https://sts.windows.net/" GUID "/,"
+	    "https://login.microsoftonline.com/{tenantid}/v2.0 audience=a\n",
+	    NAME ":1: jwt_provider \"e\": an issuer has {tenantid}: "
+	    "tenants=any or a list is required" },
+	{ JWT_E " tenants=abc\n", NAME ":1: jwt_provider \"e\": tenant \"abc\" "
+	    "is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
+	{ JWT_E " tenants=12345678-9abc-def0-1234-56789abcdefg\n", NAME ":1: "
+	    "jwt_provider \"e\": tenant \"12345678-9abc-def0-1234-56789abcdefg\" "
+	    "is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
+	{ JWT_E " tenants=123456789-abc-def0-1234-56789abcdef0\n", NAME ":1: "
+	    "jwt_provider \"e\": tenant \"123456789-abc-def0-1234-56789abcdef0\" "
+	    "is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
+	{ JWT_E " tenants={" GUID "}\n", NAME ":1: jwt_provider \"e\": tenant "
+	    "\"{12345678-9abc-def0-1234-56789abcdef0}\" is not a GUID "
+	    "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
+	{ JWT_E " tenants=any," GUID "\n", NAME ":1: jwt_provider \"e\": "
+	    "tenants=any cannot be combined with tenant IDs" },
+	{ JWT_E " tenants=" GUID ",any\n", NAME ":1: jwt_provider \"e\": "
+	    "tenants=any cannot be combined with tenant IDs" },
+	{ JWT_E " tenants=" GUID "," GUID_UP "\n", NAME ":1: jwt_provider \"e\": "
+	    "tenants= lists \"12345678-9abc-def0-1234-56789abcdef0\" twice" },
+	{ JWT_E " tenants=Any\n", NAME ":1: jwt_provider \"e\": tenant \"Any\" "
+	    "is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" },
+	/* algorithms= */
+	{ JWT_P " algorithms=HS256\n", NAME ":1: jwt_provider \"p\": algorithm "
+	    "\"HS256\" is never accepted with a JWKS (HS* and none are "
+	    "refused)" },
+	{ JWT_P " algorithms=RS256,none\n", NAME ":1: jwt_provider \"p\": "
+	    "algorithm \"none\" is never accepted with a JWKS (HS* and none "
+	    "are refused)" },
+	{ JWT_P " algorithms=hs512\n", NAME ":1: jwt_provider \"p\": "
+	    "algorithm \"hs512\" is never accepted with a JWKS (HS* and none "
+	    "are refused)" },
+	{ JWT_P " algorithms=RS256,rs256\n", NAME ":1: jwt_provider \"p\": "
+	    "unknown algorithm \"rs256\" (expected RS256, RS384, RS512, PS256, "
+	    "PS384, PS512, ES256 or ES384)" },
+	{ JWT_P " algorithms=EdDSA\n", NAME ":1: jwt_provider \"p\": unknown "
+	    "algorithm \"EdDSA\" (expected RS256, RS384, RS512, PS256, PS384, "
+	    "PS512, ES256 or ES384)" },
+	{ JWT_P " algorithms=ES512\n", NAME ":1: jwt_provider \"p\": unknown "
+	    "algorithm \"ES512\" (expected RS256, RS384, RS512, PS256, PS384, "
+	    "PS512, ES256 or ES384)" },
+	{ JWT_P " algorithms=PS256,ES256,PS256\n", NAME ":1: jwt_provider "
+	    "\"p\": algorithms= lists \"PS256\" twice" },
+	{ JWT_P " algorithms=RS256,\n",
+	    NAME ":1: jwt_provider \"p\": empty item in algorithms=RS256," },
+	/* leeway=, refresh= */
+	{ JWT_P " leeway=601s\n", NAME ":1: jwt_provider \"p\": invalid leeway "
+	    "\"601s\" (expected whole seconds, 0..600s)" },
+	{ JWT_P " leeway=11m\n", NAME ":1: jwt_provider \"p\": invalid leeway "
+	    "\"11m\" (expected whole seconds, 0..600s)" },
+	{ JWT_P " leeway=1500ms\n", NAME ":1: jwt_provider \"p\": invalid "
+	    "leeway \"1500ms\" (expected whole seconds, 0..600s)" },
+	{ JWT_P " leeway=-1\n", NAME ":1: jwt_provider \"p\": invalid leeway "
+	    "\"-1\" (expected whole seconds, 0..600s)" },
+	{ JWT_P " leeway=1d\n", NAME ":1: jwt_provider \"p\": invalid leeway "
+	    "\"1d\" (expected whole seconds, 0..600s)" },
+	{ JWT_P " refresh=59s\n", NAME ":1: jwt_provider \"p\": invalid "
+	    "refresh \"59s\" (expected whole seconds, 60s..168h)" },
+	{ JWT_P " refresh=169h\n", NAME ":1: jwt_provider \"p\": invalid "
+	    "refresh \"169h\" (expected whole seconds, 60s..168h)" },
+	{ JWT_P " refresh=99999999999\n", NAME ":1: jwt_provider \"p\": "
+	    "invalid refresh \"99999999999\" (expected whole seconds, "
+	    "60s..168h)" },
+	/* identity=, scope_claims= */
+	{ JWT_P " identity=a/b\n", NAME ":1: jwt_provider \"p\": identity: "
+	    "\"a/b\" is not a claim name (1 to 64 letters, digits or _.:-)" },
+	{ JWT_P " identity=a,b\n", NAME ":1: jwt_provider \"p\": identity: "
+	    "\"a,b\" is not a claim name (1 to 64 letters, digits or _.:-)" },
+	{ JWT_P " identity=" C65 "\n", NAME ":1: jwt_provider \"p\": identity: "
+	    "\"" C65 "\" is not a claim name (1 to 64 letters, digits or "
+	    "_.:-)" },
+	{ JWT_P " scope_claims=scp,scp\n",
+	    NAME ":1: jwt_provider \"p\": scope_claims= lists \"scp\" twice" },
+	{ JWT_P " scope_claims=a,b,c,d,e\n", NAME ":1: jwt_provider \"p\": "
+	    "too many items in scope_claims= (max 4)" },
+	{ JWT_P " scope_claims=a$b\n", NAME ":1: jwt_provider \"p\": "
+	    "scope_claims: \"a$b\" is not a claim name (1 to 64 letters, "
+	    "digits or _.:-)" },
+	/* headers= */
+	{ JWT_P " headers=tid\n", NAME ":1: jwt_provider \"p\": headers: "
+	    "\"tid\" is not CLAIM:Header (a claim is 1 to 64 letters, digits "
+	    "or _.:-)" },
+	{ JWT_P " headers=:X-T\n", NAME ":1: jwt_provider \"p\": headers: "
+	    "\":X-T\" is not CLAIM:Header (a claim is 1 to 64 letters, digits "
+	    "or _.:-)" },
+	{ JWT_P " headers=t/d:X-T\n", NAME ":1: jwt_provider \"p\": headers: "
+	    "\"t/d:X-T\" is not CLAIM:Header (a claim is 1 to 64 letters, "
+	    "digits or _.:-)" },
+	{ JWT_P " headers=tid:\n", NAME ":1: jwt_provider \"p\": headers: "
+	    "\"\" is not a header name" },
+	{ JWT_P " headers=tid:X(T\n", NAME ":1: jwt_provider \"p\": headers: "
+	    "\"X(T\" is not a header name" },
+	{ JWT_P " headers=tid:X-Consumer-Id\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-Consumer-Id\" cannot be set from a claim: keygate "
+	    "sets it" },
+	{ JWT_P " headers=tid:x_consumer_ID\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"x_consumer_ID\" cannot be set from a claim: keygate "
+	    "sets it" },
+	{ JWT_P " headers=a:X-Key-Id\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-Key-Id\" cannot be set from a claim: keygate sets it" },
+	{ JWT_P " headers=a:X-App-Id\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-App-Id\" cannot be set from a claim: keygate sets it" },
+	{ JWT_P " headers=a:X-Scopes\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-Scopes\" cannot be set from a claim: keygate sets it" },
+	{ JWT_P " headers=a:X-Auth-Scheme\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-Auth-Scheme\" cannot be set from a claim: keygate "
+	    "sets it" },
+	{ JWT_P " headers=a:X-Request-Id\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-Request-Id\" cannot be set from a claim: keygate "
+	    "sets it" },
+	{ JWT_P " headers=a:X-Forwarded-Host\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-Forwarded-Host\" cannot be set from a claim: keygate "
+	    "sets the X-Forwarded-* headers" },
+	{ JWT_P " headers=a:X-Forwarded-For\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-Forwarded-For\" cannot be set from a claim: keygate "
+	    "sets the X-Forwarded-* headers" },
+	{ JWT_P " headers=a:Authorization\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"Authorization\" cannot be set from a claim: it carries "
+	    "credentials" },
+	{ JWT_P " headers=a:Cookie\n", NAME ":1: jwt_provider \"p\": headers: "
+	    "\"Cookie\" cannot be set from a claim: it carries credentials" },
+	{ JWT_P " headers=a:host\n", NAME ":1: jwt_provider \"p\": headers: "
+	    "\"host\" cannot be set from a claim: it routes the request" },
+	{ JWT_P " headers=a:Content-Length\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"Content-Length\" cannot be set from a claim: it frames "
+	    "the message" },
+	{ JWT_P " headers=a:Transfer-Encoding\n", NAME ":1: jwt_provider "
+	    "\"p\": headers: \"Transfer-Encoding\" cannot be set from a claim: "
+	    "it frames the message" },
+	{ JWT_P " headers=a:Connection\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"Connection\" cannot be set from a claim: it is "
+	    "hop-by-hop" },
+	{ JWT_P " headers=a:Proxy-Authorization\n", NAME ":1: jwt_provider "
+	    "\"p\": headers: \"Proxy-Authorization\" cannot be set from a "
+	    "claim: it is hop-by-hop" },
+	{ JWT_P " headers=a:X-API-KEY\n", NAME ":1: jwt_provider \"p\": "
+	    "headers: \"X-API-KEY\" cannot be set from a claim: it is the "
+	    "api_key_header, it carries credentials" },
+	{ "\n" JWT_P " headers=tid:X-Tenant,oid:X-Token\napi_key_header "
+	    "x_token\n", NAME ":2: jwt_provider \"p\": headers: \"X-Token\" "
+	    "cannot be set from a claim: it is the api_key_header, it carries "
+	    "credentials" },
+	{ JWT_P " headers=tid:X-T,oid:x-t\n",
+	    NAME ":1: jwt_provider \"p\": headers: \"x-t\" is set twice" },
+	{ JWT_P " headers=a:A,b:B,c:C,d:D,e:E,f:F,g:G,h:H,i:I\n", NAME ":1: "
+	    "jwt_provider \"p\": too many items in headers= (max 8)" },
+	/* jwks=, rate= */
+	{ JWT_P " jwks=http://idp/keys\n", NAME ":1: jwt_provider \"p\": jwks "
+	    "\"http://idp/keys\": only https:// URLs are fetched (or give a "
+	    "file)" },
+	{ JWT_P " jwks=file:///etc/keys\n", NAME ":1: jwt_provider \"p\": jwks "
+	    "\"file:///etc/keys\": only https:// URLs are fetched (or give a "
+	    "file)" },
+	{ JWT_P " jwks=https://\n", NAME ":1: jwt_provider \"p\": jwks "
+	    "\"https://\" is not an https:// URL" },
+	{ JWT_P " jwks=https://idp/{tenantid}/keys\n", NAME ":1: jwt_provider "
+	    "\"p\": jwks \"https://idp/{tenantid}/keys\" is not an https:// "
+	    "URL" },
+	{ JWT_P " rate=5/2s\n", NAME ":1: jwt_provider \"p\": rate: \"5/2s\" "
+	    "is not N/WINDOW (WINDOW is 1s, 10s or 60s)" },
+	{ JWT_P " rate=off,5/1s\n", NAME ":1: jwt_provider \"p\": rate: "
+	    "\"off\" cannot be combined with limits" },
+	{ JWT_P " rate=0/1s\n", NAME ":1: jwt_provider \"p\": rate: 0 is not "
+	    "a limit from 1 to 1000000" },
+	{ JWT_P " rate=1/1s,2/1s\n", NAME ":1: jwt_provider \"p\": rate: the "
+	    "1s window is given twice" },
+	/* auth=jwt and auth=jwt:NAME, resolved after the whole file. */
+	{ "upstream u echo\n\nroute GET ^/ auth=api-key,jwt\n",
+	    NAME ":3: auth=jwt needs a jwt_provider" },
+	{ "upstream u echo\nroute GET ^/ auth=jwt:x\n",
+	    NAME ":2: route: unknown jwt_provider \"x\"" },
+	{ "upstream u echo\nroute GET ^/a auth=jwt:p\nroute GET ^/b "
+	    "auth=jwt:q,app-key\n" JWT_P "\n",
+	    NAME ":3: route: unknown jwt_provider \"q\"" },
+	{ "upstream u echo\nroute GET ^/ auth=jwt:P\n" JWT_P "\n",
+	    NAME ":2: route: unknown jwt_provider \"P\"" },
+	{ JWT_P "\nroute GET ^/ auth=jwt,jwt:p\n", NAME ":2: auth schemes "
+	    "\"jwt\" and \"jwt:p\" together are ambiguous (\"jwt\" accepts every "
+	    "jwt_provider)" },
+	{ JWT_P "\nroute GET ^/ auth=jwt:p,api-key,jwt:p\n",
+	    NAME ":2: duplicate auth scheme \"jwt:p\"" },
+	{ JWT_P "\nroute GET ^/ auth=jwt,jwt\n",
+	    NAME ":2: duplicate auth scheme \"jwt\"" },
+	{ JWT_P "\nroute GET ^/ auth=jwt:\n",
+	    NAME ":2: unknown auth scheme \"jwt:\"" },
+	{ JWT_P "\nroute GET ^/ auth=jwt\n",
+	    NAME ":2: route needs an upstream but none is defined" },
 };
 
 /* Keys and admin settings: defaults, values, the token read and digested. */
@@ -1128,6 +1421,14 @@ test_rate_forms(void **state)
 		    strcmp(rate_good[i].words, "off") == 0);
 		assert_rate(c->c_rate, 20, 200, 1000, text);
 		config_free(c);
+
+		snprintf(text, sizeof(text), JWT_P " rate=%s\n", opt);
+		c = parse_ok(text);
+		assert_rate(c->c_jwt[0].jp_rate, rate_good[i].w1,
+		    rate_good[i].w10, rate_good[i].w60, text);
+		assert_int_equal(c->c_jwt[0].jp_rate_off,
+		    strcmp(rate_good[i].words, "off") == 0);
+		config_free(c);
 	}
 }
 
@@ -1168,6 +1469,263 @@ test_route_rate(void **state)
 	assert_ptr_equal(matched(&c->c_routes, HTTP_M_GET, "/one", 4),
 	    &c->c_routes.rt_routes[1]);
 	config_free(c);
+}
+
+/* A provider written with issuer= and audience= only: every default. */
+static void
+test_jwt_defaults(void **state)
+{
+	struct config		*c;
+	struct jwt_provider	*jp;
+	int			 w;
+
+	c = parse_ok("");
+	assert_int_equal(c->c_njwt, 0);
+	assert_null(c->c_jwt);
+	assert_null(config_jwt_provider(c, "p"));
+	config_free(c);
+
+	c = parse_ok("\n" JWT_P "\n");
+	assert_int_equal(c->c_njwt, 1);
+	assert_non_null(jp = config_jwt_provider(c, "p"));
+	assert_ptr_equal(jp, &c->c_jwt[0]);
+	assert_null(config_jwt_provider(c, "P"));
+	assert_string_equal(jp->jp_name, "p");
+	assert_int_equal(jp->jp_line, 2);
+	assert_int_equal(jp->jp_index, 0);
+	assert_int_equal(jp->jp_nissuers, 1);
+	assert_string_equal(jp->jp_issuers[0], "https://idp.example/");
+	assert_int_equal(jp->jp_naudiences, 1);
+	assert_string_equal(jp->jp_audiences[0], "api://x");
+	assert_int_equal(jp->jp_ntenants, 0);
+	assert_int_equal(jp->jp_tenants_any, 0);
+	assert_int_equal(jp->jp_algs, JWK_ALGS_ALL);
+	assert_int_equal(jp->jp_algs, 0xff);
+	assert_int_equal(jp->jp_leeway, 60);
+	assert_int_equal(jp->jp_refresh, 3600);
+	assert_string_equal(jp->jp_identity, "sub");
+	assert_int_equal(jp->jp_nscope_claims, 2);
+	assert_string_equal(jp->jp_scope_claims[0], "scp");
+	assert_string_equal(jp->jp_scope_claims[1], "roles");
+	assert_int_equal(jp->jp_nheaders, 0);
+	assert_null(jp->jp_ca);
+	assert_null(jp->jp_jwks_url);
+	assert_null(jp->jp_jwks_path);
+	for (w = 0; w < RL_WINDOWS; w++)
+		assert_int_equal(jp->jp_rate[w], 0);
+	assert_int_equal(jp->jp_rate_off, 0);
+	config_free(c);
+}
+
+/* Every option set, in an order unlike the manual's. */
+static void
+test_jwt_values(void **state)
+{
+	struct config		*c;
+	struct jwt_provider	*jp;
+	char			 want[PATH_MAX];
+
+	c = parse_ok("jwt_provider entra rate=5/1s,100/60s "
+	    "headers=tid:X-Tenant-Id,urn:ms:oid:X-Object_Id "
+	    "issuer=https://login.microsoftonline.com/{tenantid}/v2.0,"
+	    "https://sts.windows.net/{tenantid}/ "
+	    "audience=api://salestim,00000000-1111-2222-3333-444444444444 "
+	    "tenants=12345678-9ABC-def0-1234-56789ABCDEF0,"
+	    "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee "
+	    "algorithms=ES384,RS256,PS512 leeway=0 refresh=168h "
+	    "identity=oid scope_claims=roles,scp,x.y:z-w_1 "
+	    "jwks=keys/entra.json \"ca=ca dir/bundle.pem\"\n"
+	    "jwt_provider b_-9 issuer=https://b.example/{tenantid}/ "
+	    "audience=b jwks=https://b.example/keys?v=2 tenants=any "
+	    "leeway=10m refresh=60s rate=off\n");
+	assert_int_equal(c->c_njwt, 2);
+	jp = &c->c_jwt[0];
+	assert_string_equal(jp->jp_name, "entra");
+	assert_int_equal(jp->jp_index, 0);
+	assert_int_equal(jp->jp_line, 1);
+	assert_int_equal(jp->jp_nissuers, 2);
+	assert_string_equal(jp->jp_issuers[0],
+	    "https://login.microsoftonline.com/{tenantid}/v2.0");
+	assert_string_equal(jp->jp_issuers[1],
+	    "https://sts.windows.net/{tenantid}/");
+	assert_int_equal(jp->jp_naudiences, 2);
+	assert_string_equal(jp->jp_audiences[0], "api://salestim");
+	assert_string_equal(jp->jp_audiences[1],
+	    "00000000-1111-2222-3333-444444444444");
+	assert_int_equal(jp->jp_ntenants, 2);
+	assert_string_equal(jp->jp_tenants[0],
+	    "12345678-9abc-def0-1234-56789abcdef0");
+	assert_string_equal(jp->jp_tenants[1],
+	    "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee");
+	assert_int_equal(jp->jp_tenants_any, 0);
+	assert_int_equal(jp->jp_algs, (1 << JWK_ALG_ES384) |
+	    (1 << JWK_ALG_RS256) | (1 << JWK_ALG_PS512));
+	assert_int_equal(jp->jp_leeway, 0);
+	assert_int_equal(jp->jp_refresh, 7 * 24 * 3600);
+	assert_string_equal(jp->jp_identity, "oid");
+	assert_int_equal(jp->jp_nscope_claims, 3);
+	assert_string_equal(jp->jp_scope_claims[0], "roles");
+	assert_string_equal(jp->jp_scope_claims[1], "scp");
+	assert_string_equal(jp->jp_scope_claims[2], "x.y:z-w_1");
+	assert_int_equal(jp->jp_nheaders, 2);
+	assert_string_equal(jp->jp_headers[0].hm_claim, "tid");
+	assert_string_equal(jp->jp_headers[0].hm_header, "X-Tenant-Id");
+	/* The last ':' separates: claim names may have colons. */
+	assert_string_equal(jp->jp_headers[1].hm_claim, "urn:ms:oid");
+	assert_string_equal(jp->jp_headers[1].hm_header, "X-Object_Id");
+	abs_of(want, sizeof(want), "keys/entra.json");
+	assert_string_equal(jp->jp_jwks_path, want);
+	assert_null(jp->jp_jwks_url);
+	abs_of(want, sizeof(want), "ca dir/bundle.pem");
+	assert_string_equal(jp->jp_ca, want);
+	assert_rate(jp->jp_rate, 5, 0, 100, "entra rate=");
+	assert_int_equal(jp->jp_rate_off, 0);
+
+	assert_ptr_equal(config_jwt_provider(c, "b_-9"), &c->c_jwt[1]);
+	jp = &c->c_jwt[1];
+	assert_int_equal(jp->jp_index, 1);
+	assert_int_equal(jp->jp_line, 2);
+	assert_int_equal(jp->jp_tenants_any, 1);
+	assert_int_equal(jp->jp_ntenants, 0);
+	assert_string_equal(jp->jp_jwks_url, "https://b.example/keys?v=2");
+	assert_null(jp->jp_jwks_path);
+	assert_null(jp->jp_ca);
+	assert_int_equal(jp->jp_leeway, 600);
+	assert_int_equal(jp->jp_refresh, 60);
+	assert_rate(jp->jp_rate, 0, 0, 0, "b rate=off");
+	assert_int_equal(jp->jp_rate_off, 1);
+	assert_int_equal(jp->jp_algs, JWK_ALGS_ALL);
+	config_free(c);
+
+	/* Absolute paths stay as written; a GUID issuer needs no tenants=. */
+	c = parse_ok("jwt_provider a issuer=https://sts.windows.net/"
+	    "12345678-9abc-def0-1234-56789abcdef0/ audience=a "
+	    "jwks=/etc/keygate/a.json ca=/etc/ssl/ca.pem "
+	    "headers=tid:X-Tenant-Id\napi_key_header X-Tenant\n");
+	assert_string_equal(c->c_jwt[0].jp_jwks_path, "/etc/keygate/a.json");
+	assert_string_equal(c->c_jwt[0].jp_ca, "/etc/ssl/ca.pem");
+	config_free(c);
+}
+
+/*
+ * auth=jwt and auth=jwt:NAME: providers may come after the routes naming
+ * them; r_jwt is the provider's index, -1 for plain jwt and every other
+ * scheme, and never left unresolved.
+ */
+static void
+test_jwt_routes(void **state)
+{
+	static const int	 want[][ROUTE_MAX_AUTH] = {
+		{ -1 }, { 1, -1 }, { 0, 1, -1 }, { -1, -1 }, { 1 },
+	};
+	struct config		*c;
+	const struct route	*r;
+	size_t			 i;
+	int			 j;
+
+	c = parse_ok("upstream u echo\n"
+	    "route * ^/apps(/|$) auth=jwt\n"
+	    "route * ^/catalog(/|$) auth=jwt:entra,app-key\n"
+	    "route * ^/both auth=jwt:a,jwt:entra,api-key scope=x\n"
+	    "route GET ^/store auth=anonymous,jwt\n"
+	    "route GET ^/e auth=jwt:entra\n"
+	    "jwt_provider a issuer=https://a.example/ audience=a\n"
+	    "jwt_provider entra issuer=https://login.microsoftonline.com/"
+	    "{tenantid}/v2.0 audience=api://salestim tenants=any\n");
+	assert_int_equal(c->c_njwt, 2);
+	assert_int_equal(c->c_routes.rt_nroutes, 5);
+	for (i = 0; i < 5; i++) {
+		r = &c->c_routes.rt_routes[i];
+		for (j = 0; j < r->r_nauth; j++)
+			if (r->r_jwt[j] != want[i][j])
+				fail_msg("route %zu scheme %d: r_jwt %d, want %d",
+				    i + 1, j, r->r_jwt[j], want[i][j]);
+		assert_ptr_equal(r->r_upstream, &c->c_upstreams[0]);
+	}
+	r = &c->c_routes.rt_routes[1];
+	assert_int_equal(r->r_nauth, 2);
+	assert_int_equal(r->r_auth[0], ROUTE_AUTH_JWT);
+	assert_int_equal(r->r_auth[1], ROUTE_AUTH_APP_KEY);
+	assert_ptr_equal(matched(&c->c_routes, HTTP_M_GET, "/catalog/x", 10),
+	    r);
+	config_free(c);
+
+	/* jwt:NAME alone needs only that provider; deny routes need none. */
+	c = parse_ok("jwt_provider x issuer=https://x/ audience=x\n"
+	    "route GET ^/ auth=deny\nupstream u echo\n"
+	    "route GET ^/x auth=jwt:x\n");
+	assert_int_equal(c->c_routes.rt_routes[1].r_jwt[0], 0);
+	config_free(c);
+}
+
+/* Bounds: providers, issuers, tenants, lengths. */
+static void
+test_jwt_limits(void **state)
+{
+	struct config	*c;
+	char		*text, err[CONFIG_ERRLEN], want[CONFIG_ERRLEN];
+	char		 iss[300];
+	size_t		 len = 16384, n;
+	int		 i;
+
+	assert_non_null(text = malloc(len));
+	for (n = 0, i = 0; i < 16; i++)
+		n += snprintf(text + n, len - n, "jwt_provider p%d "
+		    "issuer=https://p%d/ audience=a\n", i, i);
+	c = parse_ok(text);
+	assert_int_equal(c->c_njwt, 16);
+	assert_int_equal(c->c_jwt[15].jp_index, 15);
+	assert_string_equal(c->c_jwt[15].jp_name, "p15");
+	config_free(c);
+	snprintf(text + n, len - n, "jwt_provider p16 issuer=https://x/ "
+	    "audience=a\n");
+	parse_fail(text, err, sizeof(err));
+	assert_string_equal(err, NAME ":17: too many jwt_provider directives "
+	    "(max 16)");
+
+	/* 64 tenants, then 65. */
+	n = snprintf(text, len, JWT_E " tenants=");
+	for (i = 0; i < 64; i++)
+		n += snprintf(text + n, len - n, "%s%08x-0000-0000-0000-"
+		    "000000000000", i == 0 ? "" : ",", i);
+	c = parse_ok(text);
+	assert_int_equal(c->c_jwt[0].jp_ntenants, 64);
+	assert_string_equal(c->c_jwt[0].jp_tenants[63],
+	    "0000003f-0000-0000-0000-000000000000");
+	config_free(c);
+	snprintf(text + n, len - n, ",ffffffff-0000-0000-0000-000000000000");
+	parse_fail(text, err, sizeof(err));
+	assert_string_equal(err, NAME ":1: jwt_provider \"e\": too many items "
+	    "in tenants= (max 64)");
+
+	/* Issuers of JWT_ISS_MAX characters, {tenantid} counting as 36. */
+	n = snprintf(iss, sizeof(iss), "https://i/");
+	memset(iss + n, 'x', JWT_ISS_MAX - n);
+	iss[JWT_ISS_MAX] = '\0';
+	snprintf(text, len, "jwt_provider p issuer=%s audience=a\n", iss);
+	c = parse_ok(text);
+	assert_string_equal(c->c_jwt[0].jp_issuers[0], iss);
+	config_free(c);
+	snprintf(text, len, "jwt_provider p issuer=%sx audience=a\n", iss);
+	parse_fail(text, err, sizeof(err));
+	snprintf(want, sizeof(want), NAME ":1: jwt_provider \"p\": issuer "
+	    "\"%sx\" is too long (max 256 characters, {tenantid} counting as "
+	    "36)", iss);
+	assert_string_equal(err, want);
+	memcpy(iss + JWT_ISS_MAX - 36, "{tenantid}", 10);
+	iss[JWT_ISS_MAX - 26] = '\0';
+	snprintf(text, len, "jwt_provider p issuer=%s audience=a "
+	    "tenants=any\n", iss);
+	c = parse_ok(text);
+	config_free(c);
+	snprintf(text, len, "jwt_provider p issuer=%sx audience=a "
+	    "tenants=any\n", iss);
+	parse_fail(text, err, sizeof(err));
+	snprintf(want, sizeof(want), NAME ":1: jwt_provider \"p\": issuer "
+	    "\"%sx\" is too long (max 256 characters, {tenantid} counting as "
+	    "36)", iss);
+	assert_string_equal(err, want);
+	free(text);
 }
 
 /* Every entry of bad[] fails with exactly its message. */
@@ -1314,6 +1872,10 @@ main(void)
 		cmocka_unit_test(test_http_upstreams),
 		cmocka_unit_test(test_counts),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_jwt_defaults),
+		cmocka_unit_test(test_jwt_values),
+		cmocka_unit_test(test_jwt_routes),
+		cmocka_unit_test(test_jwt_limits),
 		cmocka_unit_test(test_short_errbuf),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_load_relative),

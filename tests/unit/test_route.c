@@ -127,8 +127,8 @@ test_auth(void **state)
 		{ "api-key,api-key", 0, 0, 0,
 		    "duplicate auth scheme \"api-key\"" },
 		{ "API-KEY", 0, 0, 0, "unknown auth scheme \"API-KEY\"" },
-		{ "jwt", 0, 0, 0,
-		    "auth scheme \"jwt\" is not available in this version" },
+		{ "jwt", 1, ROUTE_AUTH_JWT, 0, NULL },
+		{ "JWT", 0, 0, 0, "unknown auth scheme \"JWT\"" },
 		{ "basic", 0, 0, 0, "unknown auth scheme \"basic\"" },
 		{ "ANONYMOUS", 0, 0, 0, "unknown auth scheme \"ANONYMOUS\"" },
 		{ "", 0, 0, 0, "empty auth scheme in \"\"" },
@@ -159,6 +159,89 @@ test_auth(void **state)
 	}
 	assert_string_equal(route_auth_name(ROUTE_AUTH_ANONYMOUS), "anonymous");
 	assert_string_equal(route_auth_name(ROUTE_AUTH_DENY), "deny");
+	assert_string_equal(route_auth_name(ROUTE_AUTH_JWT), "jwt");
+}
+
+/*
+ * jwt and jwt:NAME in auth= lists: r_jwt is -1 for every scheme but
+ * jwt:NAME, which waits for the configuration to resolve NAME; a name
+ * once per list, and plain jwt never together with a named one.
+ */
+static void
+test_auth_jwt(void **state)
+{
+	enum { U = ROUTE_JWT_UNRESOLVED, J = ROUTE_AUTH_JWT };
+	static const struct {
+		const char	*s;
+		int		 n;
+		int		 auth[ROUTE_MAX_AUTH];
+		int		 jwt[ROUTE_MAX_AUTH];
+		const char	*err;
+	} t[] = {
+		{ "jwt", 1, { J }, { -1 }, NULL },
+		{ "jwt:entra", 1, { J }, { U }, NULL },
+		{ "jwt:entra,app-key", 2, { J, ROUTE_AUTH_APP_KEY }, { U, -1 },
+		    NULL },
+		{ "app-key,jwt", 2, { ROUTE_AUTH_APP_KEY, J }, { -1, -1 },
+		    NULL },
+		{ "jwt:a,jwt:b,api-key", 3, { J, J, ROUTE_AUTH_API_KEY },
+		    { U, U, -1 }, NULL },
+		{ "anonymous,jwt:A-_9", 2, { ROUTE_AUTH_ANONYMOUS, J },
+		    { -1, U }, NULL },
+		{ "jwt:abcdefghijklmnopqrstuvwxyz012345", 1, { J }, { U },
+		    NULL },
+		{ "jwt:a,jwt:b,jwt:c,jwt:d,jwt:e", 5, { J, J, J, J, J },
+		    { U, U, U, U, U }, NULL },
+		{ "jwt:a,jwt:b,jwt:c,jwt:d,jwt:e,jwt:f", 0, { 0 }, { 0 },
+		    "too many auth schemes in \"jwt:a,jwt:b,jwt:c,jwt:d,jwt:e,"
+		    "jwt:f\"" },
+		{ "jwt:abcdefghijklmnopqrstuvwxyz0123456", 0, { 0 }, { 0 },
+		    "invalid jwt_provider name in \"jwt:abcdefghijklmnopqrstuv"
+		    "wxyz0123456\" (expected 1 to 32 letters, digits, '_' or "
+		    "'-')" },
+		{ "jwt:", 0, { 0 }, { 0 }, "unknown auth scheme \"jwt:\"" },
+		{ "jwt:a.b", 0, { 0 }, { 0 }, "invalid jwt_provider name in "
+		    "\"jwt:a.b\" (expected 1 to 32 letters, digits, '_' or "
+		    "'-')" },
+		{ "jwt:a:b", 0, { 0 }, { 0 }, "invalid jwt_provider name in "
+		    "\"jwt:a:b\" (expected 1 to 32 letters, digits, '_' or "
+		    "'-')" },
+		{ "jwtx", 0, { 0 }, { 0 }, "unknown auth scheme \"jwtx\"" },
+		{ "jwt,jwt", 0, { 0 }, { 0 }, "duplicate auth scheme \"jwt\"" },
+		{ "jwt:a,api-key,jwt:a", 0, { 0 }, { 0 },
+		    "duplicate auth scheme \"jwt:a\"" },
+		{ "jwt,jwt:a", 0, { 0 }, { 0 }, "auth schemes \"jwt\" and "
+		    "\"jwt:a\" together are ambiguous (\"jwt\" accepts every "
+		    "jwt_provider)" },
+		{ "jwt:a,jwt", 0, { 0 }, { 0 }, "auth schemes \"jwt:a\" and "
+		    "\"jwt\" together are ambiguous (\"jwt\" accepts every "
+		    "jwt_provider)" },
+		{ "jwt:ab,jwt:a", 2, { J, J }, { U, U }, NULL },
+	};
+	struct route	 r;
+	char		 err[256];
+	size_t		 i;
+	int		 j, rc;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(&r, 0, sizeof(r));
+		err[0] = '\0';
+		rc = route_parse_auth(&r, t[i].s, err, sizeof(err));
+		if (t[i].err != NULL) {
+			if (rc != -1 || strcmp(err, t[i].err) != 0)
+				fail_msg("\"%s\": rc %d err \"%s\"", t[i].s,
+				    rc, err);
+			continue;
+		}
+		if (rc != 0 || r.r_nauth != t[i].n)
+			fail_msg("\"%s\": rc %d n %d err %s", t[i].s, rc,
+			    r.r_nauth, err);
+		for (j = 0; j < t[i].n; j++)
+			if ((int)r.r_auth[j] != t[i].auth[j] ||
+			    r.r_jwt[j] != t[i].jwt[j])
+				fail_msg("\"%s\": scheme %d is %d/%d", t[i].s, j,
+				    (int)r.r_auth[j], r.r_jwt[j]);
+	}
 }
 
 /* Compilation: the pattern is kept as written; errors say where. */
@@ -414,6 +497,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_methods),
 		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_auth_jwt),
 		cmocka_unit_test(test_compile),
 		cmocka_unit_test(test_match_table),
 		cmocka_unit_test(test_query_excluded),
