@@ -5,7 +5,8 @@
  * Dropped: hop-by-hop headers (Connection and every header it names,
  * Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*), the
  * identity headers keygate itself sets (X-Consumer-Id, X-Key-Id, X-App-Id,
- * X-Scopes, X-Auth-Scheme: a client must never be able to spoof them), the
+ * X-Scopes, X-Auth-Scheme, and the jwt_providers' headers= names: a client
+ * must never be able to spoof them), the
  * X-Forwarded-For / X-Forwarded-Proto / X-Request-Id headers, which are
  * written anew by the caller (X-Forwarded-For with the client appended),
  * Expect (keygate answers 100-continue itself), and the credentials
@@ -27,6 +28,7 @@
 #include <stddef.h>
 
 #include "http.h"
+#include "jwt.h"
 
 #define FORWARD_REQID_MAX	128	/* longest X-Request-Id kept from a client */
 
@@ -36,7 +38,19 @@ struct forward_policy {
 					/* with Authorization; NULL keeps both */
 					/* (forward_credentials on) */
 	int		 fp_underscores;	/* underscores_in_headers on */
+	/*
+	 * The jwt_providers, whose headers= names keygate sets itself for
+	 * a JWT: dropped from every request like X-Consumer-Id, so that a
+	 * client cannot send them on a route decided by another scheme.
+	 */
+	const struct jwt_provider *fp_jwt;
+	size_t		 fp_njwt;
 };
+
+struct config;
+
+/* The policy of conf (credentials, underscores, JWT header mappings). */
+void	 forward_policy_init(struct forward_policy *, const struct config *);
 
 /* Should request header h of msg be forwarded under policy fp? */
 int	 forward_keep_header(const struct http_msg *, const struct http_header *,

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "config.h"
 #include "forward.h"
 #include "http.h"
 #include "util.h"
@@ -122,6 +123,34 @@ forward_underscored(const struct http_header *h)
 	return (memchr(h->h_name, '_', h->h_namelen) != NULL);
 }
 
+/* Is h one of the names a jwt_provider's headers= sets? */
+static int
+forward_jwt_mapped(const struct http_header *h, const struct forward_policy *fp)
+{
+	const struct jwt_provider	*p;
+	size_t				 i;
+	int				 j;
+
+	for (i = 0; i < fp->fp_njwt; i++) {
+		p = &fp->fp_jwt[i];
+		for (j = 0; j < p->jp_nheaders; j++)
+			if (forward_name_is(h, p->jp_headers[j].hm_header))
+				return (1);
+	}
+	return (0);
+}
+
+/* The forwarding policy of conf. */
+void
+forward_policy_init(struct forward_policy *fp, const struct config *conf)
+{
+	fp->fp_keyhdr = conf->c_forward_credentials ? NULL :
+	    conf->c_api_key_header;
+	fp->fp_underscores = conf->c_underscores_in_headers;
+	fp->fp_jwt = conf->c_jwt;
+	fp->fp_njwt = conf->c_njwt;
+}
+
 /*
  * Should request header h be forwarded as it is?  See forward.h for the
  * policy.  A name with an underscore is dropped unless fp_underscores, and
@@ -135,7 +164,8 @@ forward_keep_header(const struct http_msg *msg, const struct http_header *h,
 	if (forward_underscored(h) && (!fp->fp_underscores ||
 	    forward_name_is(h, "content-length")))
 		return (0);
-	if (forward_is_hop(msg, h) || forward_listed(h, forward_own))
+	if (forward_is_hop(msg, h) || forward_listed(h, forward_own) ||
+	    forward_jwt_mapped(h, fp))
 		return (0);
 	return (fp->fp_keyhdr == NULL ||
 	    (!forward_name_is(h, "authorization") &&

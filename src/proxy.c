@@ -352,9 +352,7 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 	struct forward_policy		 fp;
 	int				 host = 0, absolute;
 
-	fp.fp_keyhdr = conf->c_forward_credentials ? NULL :
-	    conf->c_api_key_header;
-	fp.fp_underscores = conf->c_underscores_in_headers;
+	forward_policy_init(&fp, conf);
 	evbuffer_add(out, m->hm_method, m->hm_methodlen);
 	evbuffer_add(out, " ", 1);
 	/* The path as normalised for routing (server.c), the query as sent. */

@@ -655,9 +655,7 @@ conn_serve(struct conn *c, const struct route *r)
 		conn_fail(c, 500, "out of memory");
 		return;
 	}
-	fp.fp_keyhdr = w->w_conf->c_forward_credentials ? NULL :
-	    w->w_conf->c_api_key_header;
-	fp.fp_underscores = w->w_conf->c_underscores_in_headers;
+	forward_policy_init(&fp, w->w_conf);
 	echo_begin(c->c_pending, &c->c_msg, c->c_client, c->c_reqid,
 	    c->c_reqidlen, &fp, c->c_ident, c->c_identlen);
 	evbuffer_drain(in, c->c_msg.hm_hdrlen);
