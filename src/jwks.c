@@ -1018,16 +1018,15 @@ prov_named(struct jwks *j, const char *name)
 	return (NULL);
 }
 
-/* Take the free record p for jp: published, its cache loaded, fetched. */
-static int
+/*
+ * Take the free record p (its timer made by jwks_fits) for jp: published,
+ * its cache loaded, fetched.
+ */
+static void
 prov_assign(struct jwks_prov *p, const struct jwt_provider *jp)
 {
-	struct jwks		*j = p->p_jwks;
-	struct jwks_slot	*s = slot_at(j->j_shm, p->p_index);
+	struct jwks_slot	*s = slot_at(p->p_jwks->j_shm, p->p_index);
 
-	if (p->p_timer == NULL && (p->p_timer = evtimer_new(j->j_base,
-	    prov_timer_cb, p)) == NULL)
-		return (-1);
 	p->p_conf = jp;
 	snprintf(p->p_name, sizeof(p->p_name), "%s", jp->jp_name);
 	p->p_haskeys = p->p_saved = p->p_failing = 0;
@@ -1039,7 +1038,6 @@ prov_assign(struct jwks_prov *p, const struct jwt_provider *jp)
 	if (jp->jp_jwks_path == NULL)
 		prov_load_cache(p);
 	prov_fetch(p);
-	return (0);
 }
 
 /* A removed provider's record: no more fetches, cleared after delay. */
@@ -1055,35 +1053,49 @@ prov_retire(struct jwks_prov *p, int64_t delay)
 
 /*
  * Can conf's providers all have a record?  Each keeps the one of its name
- * (in use or retired); the new ones need as many free records.  -1 with
- * err otherwise, before anything changed.
+ * (in use or retired); the new ones need as many free records, whose
+ * timers are made now, as are libcurl and the tick, so that jwks_apply()
+ * cannot fail once it starts changing things.  -1 with err otherwise,
+ * with nothing changed.
  */
 static int
 jwks_fits(struct jwks *j, const struct config *conf, char *err, size_t errlen)
 {
-	size_t	 i;
-	int	 nfree = 0, k;
+	struct jwks_prov	*p;
+	size_t			 i;
+	int			 k = 0;
 
 	if (conf->c_njwt > JWT_MAX_PROVIDERS) {
 		snprintf(err, errlen, "more than %d jwt_provider directives",
 		    JWT_MAX_PROVIDERS);
 		return (-1);
 	}
-	for (k = 0; k < JWT_MAX_PROVIDERS; k++)
-		if (j->j_prov[k].p_name[0] == '\0')
-			nfree++;
-	for (i = 0; i < conf->c_njwt; i++)
-		if (prov_named(j, conf->c_jwt[i].jp_name) == NULL &&
-		    nfree-- == 0) {
+	for (i = 0; i < conf->c_njwt; i++) {
+		if (prov_named(j, conf->c_jwt[i].jp_name) != NULL)
+			continue;
+		while (k < JWT_MAX_PROVIDERS && j->j_prov[k].p_name[0] != '\0')
+			k++;
+		if (k == JWT_MAX_PROVIDERS) {
 			snprintf(err, errlen, "jwt_provider %s: no free key "
 			    "slot (a removed provider's slot is freed once "
 			    "the workers of before have stopped; reload "
 			    "again later)", conf->c_jwt[i].jp_name);
 			return (-1);
 		}
-	if (conf->c_njwt > 0)
-		return (jwks_curl_init(j, err, errlen));
-	return (0);
+		p = &j->j_prov[k++];
+		if (p->p_timer == NULL && (p->p_timer = evtimer_new(j->j_base,
+		    prov_timer_cb, p)) == NULL)
+			goto nomem;
+	}
+	if (conf->c_njwt == 0)
+		return (0);
+	if (j->j_tick == NULL && (j->j_tick = event_new(j->j_base, -1,
+	    EV_PERSIST, jwks_tick_cb, j)) == NULL)
+		goto nomem;
+	return (jwks_curl_init(j, err, errlen));
+nomem:
+	snprintf(err, errlen, "cannot make the JWKS timers");
+	return (-1);
 }
 
 /* Is name one of conf's providers? */
@@ -1099,8 +1111,8 @@ conf_has(const struct config *conf, const char *name)
 }
 
 /*
- * Make conf's providers current (see jwks_reconfigure).  Checked first
- * (jwks_fits), so nothing fails half-way but a timer that cannot be made.
+ * Make conf's providers current (see jwks_reconfigure).  Everything that
+ * can fail is done first (jwks_fits): -1 with err, nothing changed.
  */
 static int
 jwks_apply(struct jwks *j, const struct config *conf, char *err,
@@ -1140,23 +1152,14 @@ jwks_apply(struct jwks *j, const struct config *conf, char *err,
 			continue;
 		}
 		for (k = 0; j->j_prov[k].p_name[0] != '\0'; k++)
-			;	/* jwks_fits() counted a free one */
-		if (prov_assign(&j->j_prov[k], jp) == -1) {
-			snprintf(err, errlen, "jwt_provider %s: cannot make "
-			    "its timer", jp->jp_name);
-			return (-1);
-		}
+			;	/* jwks_fits() made sure of a free one */
+		prov_assign(&j->j_prov[k], jp);
 	}
 	j->j_conf = conf;
 	if (conf->c_njwt == 0) {
 		if (j->j_tick != NULL)
 			event_del(j->j_tick);
 		return (0);
-	}
-	if (j->j_tick == NULL && (j->j_tick = event_new(j->j_base, -1,
-	    EV_PERSIST, jwks_tick_cb, j)) == NULL) {
-		snprintf(err, errlen, "cannot make the JWKS timer");
-		return (-1);
 	}
 	if (!evtimer_pending(j->j_tick, NULL))
 		evtimer_add(j->j_tick, &tick);
@@ -1205,23 +1208,16 @@ jwks_start(struct event_base *base, struct shm_header *shm,
  * if their source changed), new ones take a free slot, removed ones'
  * slots are retired: kept published for the old workers, cleared after
  * their shutdown_timeout and the reload's delays.  state_dir is the one
- * of jwks_start (the master keeps it until a restart).  On failure the
- * previous configuration is made current again, so that no record points
- * into conf, which the caller then frees.
+ * of jwks_start (the master keeps it until a restart).  On failure
+ * nothing changed: no record points into conf.  Going back to the
+ * configuration before (a rollback) needs no new slot, since a removed
+ * provider's name is kept longer than a reload waits for its workers.
  */
 int
 jwks_reconfigure(struct jwks *j, const struct config *conf, char *err,
     size_t errlen)
 {
-	const struct config	*old = j->j_conf;
-	char			 why[JWKS_ERRLEN];
-
-	if (jwks_apply(j, conf, err, errlen) == 0)
-		return (0);
-	if (old != NULL && j->j_conf != old &&
-	    jwks_apply(j, old, why, sizeof(why)) == -1)
-		log_warnx("jwt providers: %s", why);
-	return (-1);
+	return (jwks_apply(j, conf, err, errlen));
 }
 
 /* Cancel every transfer, free everything (the slots stay as they are). */
