@@ -237,9 +237,7 @@ struct jwks_sock {
 
 static int	 curl_started;	/* curl_global_init() done */
 
-static void	 prov_fetch(struct jwks_prov *);
 static void	 prov_schedule(struct jwks_prov *, int64_t);
-static void	 multi_check(struct jwks *);
 
 /* Start a write of slot i: js_seq odd (from the master's own count). */
 static struct jwks_slot *

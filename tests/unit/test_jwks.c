@@ -48,9 +48,30 @@ test_mono_ms(void)
 
 #include "../../src/jwks.c"
 
-#define T_DOC_A	"{\"keys\":[{\"kid\":\"a1\",\"kty\":\"RSA\"}," \
-		"{\"kid\":\"a2\",\"kty\":\"EC\"},{\"kty\":\"oct\"}]}"
-#define T_DOC_B	"{\"keys\":[{\"kid\":\"b1\",\"kty\":\"RSA\"}]}"
+/*
+ * Real public keys (RSA 2048, EC P-256), so that the documents mean the
+ * same to the test double and to the real jwk_parse_set(): A keeps two
+ * keys and skips the "oct" one, B keeps one.
+ */
+#define T_RSA1	"w1VXrzzu6nXPHoSzHRU7Lb4JU7_HLpItksBxBVNVmlowV1SU1reGyd7UjYw1" \
+	"j1U5IiqzrTmKfQvtDh-5UenEaRowYahT1yzBalzCoMWejOFlqiGi-S1rYz1VGOf12m" \
+	"sAZV5dFdcjDta0d_tfXFWhUym_H5ZhN2TVzVbNdeeyxhapWME2IWiIk-YTs4_r3EZF" \
+	"qgo-z753GfihFFpB_bt3wbiVoixiKen3RLwehpYKAFGgGG5kK6RAKr4WRdO-SXnJnf" \
+	"ZaA2x2YwZKygx2Ed6UeTJLVFVKFuWVQBoHwr-DH5QZpllEw_Ae7xXXsjMGm4R85KEj" \
+	"yhA31OL0phRJSOc1_Q"
+#define T_RSA2	"kaxksOtIcYwi6ievGs1xUsnExUdy8372Oq3kCkefQGFFPlnk1zmk5KWOGfHH" \
+	"C6vPIHUjXUqhO87WdAmKKUuS4iVnoNPo46fta1EwgJZS9OjX46McnVnayd_sipuV8F" \
+	"W3mUbsMSjK_kFKFI4ROxEnudqj8IWMdXdCEz4xgnlY52-t35N5sGbc3EE1sgRE7aGw" \
+	"vkI-7-_tOj-2keyrQHHpqpmPhZzBJIVNheY7plt34IotOwxHRIDe2zBNUApk8BpD5w" \
+	"peVzUgAaU1ksNVHYEQwUYA3oAijcoXazx0qDXhtK3TCLTa8Bwe2AJNETchruEGuln1" \
+	"6_3n_mI0xKS0u2j-Iw"
+#define T_DOC_A	"{\"keys\":[{\"kid\":\"a1\",\"kty\":\"RSA\",\"n\":\"" T_RSA1 \
+	"\",\"e\":\"AQAB\"},{\"kid\":\"a2\",\"kty\":\"EC\",\"crv\":\"P-256\"," \
+	"\"x\":\"1uUEa6b5f8S4MRekVu4CDdM33aQfR69Ok3L3OqfJqm0\"," \
+	"\"y\":\"sNhikOhL85S1OcU1UnhsuWO6M-IpEKNIxsEtBi7MChM\"}," \
+	"{\"kid\":\"o\",\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}"
+#define T_DOC_B	"{\"keys\":[{\"kid\":\"b1\",\"kty\":\"RSA\",\"n\":\"" T_RSA2 \
+	"\",\"e\":\"AQAB\"}]}"
 #define T_NPROV	JWT_MAX_PROVIDERS
 
 /*
@@ -524,7 +545,7 @@ test_cache(void **state)
 	struct fix	*f = *state;
 	struct jwks	*j;
 	struct stat	 st;
-	char		 err[256], path[128], buf[256];
+	char		 err[256], path[128], buf[2048];
 	uint32_t	 s, n;
 	ssize_t		 len;
 	int		 fd;
@@ -549,6 +570,7 @@ test_cache(void **state)
 	len = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	assert_int_equal(len, (ssize_t)strlen(T_DOC_A));
+	assert_memory_equal(buf, T_DOC_A, strlen(T_DOC_A));
 	/* The same set again: no new generation. */
 	assert_int_equal(prov_parse(&j->j_prov[0], T_DOC_A, strlen(T_DOC_A),
 	    "https://127.0.0.1:1/jwks", 1), 0);
