@@ -31,7 +31,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # systemd-analyze (package systemd) to verify the installed unit, which
 # also checks that the unit's /bin/kill (package procps) exists.
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
-libpcre2-dev libjansson-dev libssl-dev curl"
+libpcre2-dev libjansson-dev libssl-dev libcurl4-openssl-dev curl"
 TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps"
 # Any of these serves the nginx test; nginx-light is installed if none is.
 NGINX_PACKAGES="nginx nginx-light nginx-core nginx-full nginx-extras"

@@ -136,4 +136,19 @@ int	 journal_lock(struct journal *, int, char *, size_t);
  */
 int	 journal_renew(struct journal *, char *, size_t);
 
+/*
+ * Other files the master keeps in state_dir (the JWKS caches, jwks.c).
+ * journal_file_open: open state_dir/name for reading, like every file
+ * there (no link followed, a regular file with one link, owned by root,
+ * us or the handle's user); the fd, or -1 with errno (ENOENT: absent) and
+ * a reason in err.  journal_file_replace: replace state_dir/name by
+ * buf[0..len) crash-safely (NAME.tmp made with O_EXCL|O_NOFOLLOW, 0600,
+ * fsync'ed, renamed over name, the directory fsync'ed), as a file of this
+ * process's own (never given to the configured user); 0, or -1 with a
+ * reason in err and name left as it was.
+ */
+int	 journal_file_open(struct journal *, const char *, char *, size_t);
+int	 journal_file_replace(struct journal *, const char *, const void *,
+	    size_t, char *, size_t);
+
 #endif /* KEYGATE_JOURNAL_H */

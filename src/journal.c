@@ -1309,9 +1309,13 @@ journal_replay_tail(struct journal *j, struct keystore *ks, char *err,
 	    errlen));
 }
 
-/* Create state_dir/name afresh (0600, owned for the workers) for writing. */
+/*
+ * Create state_dir/name afresh (0600) for writing, given to the configured
+ * user if give (the workers' files), else left to this process.
+ */
 static FILE *
-tmp_create(struct journal *j, const char *name, char *err, size_t errlen)
+tmp_create(struct journal *j, const char *name, int give, char *err,
+    size_t errlen)
 {
 	FILE	*fp;
 	int	 dfd, fd, saved;
@@ -1325,7 +1329,8 @@ tmp_create(struct journal *j, const char *name, char *err, size_t errlen)
 		file_error(err, errlen, name, errno);
 		return (NULL);
 	}
-	if (file_give(j, fd) == -1 || (fp = fdopen(fd, "w")) == NULL) {
+	if ((give && file_give(j, fd) == -1) ||
+	    (fp = fdopen(fd, "w")) == NULL) {
 		saved = errno;
 		close(fd);
 		file_error(err, errlen, name, saved);
@@ -1385,7 +1390,7 @@ snapshot_write(struct journal *j, const struct keystore *ks, char *err,
 	uint32_t	 cursor = 0, slot, count = keystore_count(ks), n = 0;
 	uint64_t	 seq = ks->ks_hdr->kh_applied;
 
-	if ((fp = tmp_create(j, SNAPSHOT_TMP, err, errlen)) == NULL)
+	if ((fp = tmp_create(j, SNAPSHOT_TMP, 1, err, errlen)) == NULL)
 		return (-1);
 	o = json_pack("{s:i,s:I,s:I}", "keygate_snapshot", SNAPSHOT_VERSION,
 	    "seq", (json_int_t)seq, "keys", (json_int_t)count);
@@ -1502,7 +1507,7 @@ journal_save_usage(struct journal *j, const struct keystore *ks, char *err,
 
 	if ((dfd = jdir(j, err, errlen)) == -1)
 		return (-1);
-	if ((fp = tmp_create(j, USAGE_TMP, err, errlen)) == NULL)
+	if ((fp = tmp_create(j, USAGE_TMP, 1, err, errlen)) == NULL)
 		return (-1);
 	while (keystore_next(ks, &cursor, &k, &slot) == KS_OK) {
 		keystore_usage(ks, slot, &allowed, &refused, &last);
@@ -1672,7 +1677,7 @@ journal_renew(struct journal *j, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not empty", JOURNAL_FILE);
 		return (-1);
 	}
-	if ((fp = tmp_create(j, JOURNAL_TMP, err, errlen)) == NULL ||
+	if ((fp = tmp_create(j, JOURNAL_TMP, 1, err, errlen)) == NULL ||
 	    tmp_finish(fp, JOURNAL_TMP, 1, err, errlen) == -1)
 		goto fail;
 	if (j->j_fd != -1)
@@ -1688,5 +1693,60 @@ journal_renew(struct journal *j, char *err, size_t errlen)
 	return (0);
 fail:
 	(void)unlinkat(dfd, JOURNAL_TMP, 0);
+	return (-1);
+}
+
+/* Open state_dir/name for reading, as every file there (see file_open). */
+int
+journal_file_open(struct journal *j, const char *name, char *err,
+    size_t errlen)
+{
+	return (file_open(j, name, O_RDONLY, 0, err, errlen));
+}
+
+/*
+ * Replace state_dir/name by buf[0..len), a file of this process's own.
+ *
+ * As journal_compact does for the snapshot: NAME.tmp is made afresh
+ * (tmp_create: a link in its place is removed, never followed), written
+ * and fsync'ed before rename() puts it in place atomically, and the
+ * directory is fsync'ed so that the rename is durable.  A crash at any
+ * point leaves either the old file or the new one, whole; a stale
+ * NAME.tmp is never read and is replaced next time.
+ */
+int
+journal_file_replace(struct journal *j, const char *name, const void *buf,
+    size_t len, char *err, size_t errlen)
+{
+	FILE	*fp;
+	char	 tmp[NAME_MAX + 1];
+	int	 dfd;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", name) >=
+	    sizeof(tmp)) {
+		file_error(err, errlen, name, ENAMETOOLONG);
+		return (-1);
+	}
+	if ((dfd = jdir(j, err, errlen)) == -1 ||
+	    (fp = tmp_create(j, tmp, 0, err, errlen)) == NULL)
+		return (-1);
+	if (len > 0 && fwrite(buf, 1, len, fp) != len) {
+		file_error(err, errlen, tmp, errno != 0 ? errno : EIO);
+		fclose(fp);
+		goto fail;
+	}
+	if (tmp_finish(fp, tmp, 1, err, errlen) == -1)
+		goto fail;
+	if (renameat(dfd, tmp, dfd, name) == -1) {
+		file_error(err, errlen, name, errno);
+		goto fail;
+	}
+	if (fsync(dfd) == -1) {
+		snprintf(err, errlen, "%s: %s", j->j_dir, strerror(errno));
+		return (-1);
+	}
+	return (0);
+fail:
+	(void)unlinkat(dfd, tmp, 0);
 	return (-1);
 }

@@ -40,6 +40,7 @@
 #include "route.h"
 #include "server.h"
 #include "journal.h"
+#include "jwks.h"
 #include "keystore.h"
 #include "shm.h"
 #include "util.h"
@@ -82,6 +83,7 @@ struct master {
 	struct shm_header	*m_shm;
 	struct keystore		 m_ks;
 	struct journal		 m_journal;
+	struct jwks		*m_jwks;	/* JWKS fetching (jwks.c) */
 	int64_t			 m_usage_ms;	/* usage last saved */
 	uint64_t		 m_usage_requests;	/* requests served then */
 	uint32_t		 m_gen;		/* generation of new workers */
@@ -833,6 +835,7 @@ static void
 master_rollback(struct master *m, const char *why)
 {
 	struct config	*conf = m->m_conf;
+	char		 why_jwks[CONFIG_ERRLEN];
 
 	m->m_pending = 0;
 	m->m_pending_failed = 0;
@@ -854,6 +857,16 @@ master_rollback(struct master *m, const char *why)
 	m->m_prev_nlfds = 0;
 	m->m_conf = m->m_prev_conf;
 	m->m_prev_conf = NULL;
+	/*
+	 * Before conf is freed: the fetcher must not point into it.  Going
+	 * back needs no new slot or timer, so this does not fail; if it
+	 * did, conf would still be the fetcher's and is kept.
+	 */
+	if (jwks_reconfigure(m->m_jwks, m->m_conf, why_jwks,
+	    sizeof(why_jwks)) == -1) {
+		log_warnx("jwt providers: %s", why_jwks);
+		conf = NULL;
+	}
 	m->m_gen = m->m_prev_gen;
 	m->m_backoff_ms = 0;
 	m->m_spawn_after_ms = 0;
@@ -988,6 +1001,19 @@ master_reload(struct master *m)
 		config_free(conf);
 		return;
 	}
+	/*
+	 * The new workers find their providers' key slots at start, so the
+	 * slots are assigned now; the old configuration's providers stay
+	 * published for the old workers (jwks_reconfigure).
+	 */
+	if (jwks_reconfigure(m->m_jwks, conf, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,
+		    m->m_nlfds);
+		config_free(conf);
+		return;
+	}
 	master_nofile(conf);
 	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
@@ -1100,11 +1126,16 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	if (m.m_tick == NULL || m.m_respawn == NULL || m.m_confirm == NULL)
 		fatalx("cannot create timers");
 	evtimer_add(m.m_tick, &one);
+	/* Before any worker: they look their providers' slots up at start. */
+	if ((m.m_jwks = jwks_start(m.m_base, shm, conf, err,
+	    sizeof(err))) == NULL)
+		fatalx("jwt providers: %s", err);
 	m.m_gen = m.m_gencount = 1;
 	master_pending(&m);
 	master_spawn(&m);
 	event_base_dispatch(m.m_base);
 
+	jwks_free(m.m_jwks);
 	for (i = 0; i < MASTER_NSIGS; i++)
 		event_free(m.m_sigs[i]);
 	event_free(m.m_tick);
