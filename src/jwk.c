@@ -455,6 +455,7 @@ jwk_parse_set(const char *doc, size_t len, struct jwk_set *set, char *err,
 		jwk_why(err, errlen, "the JWKS has no \"keys\" array");
 		return (-1);
 	}
+	/* The first skipped key's reason is kept; later ones go to text. */
 	json_array_foreach(keys, i, o) {
 		if (set->s_nkeys == JWK_MAX_KEYS) {
 			set->s_skipped++;

@@ -140,7 +140,8 @@ jwks_parse(struct jwk_set *set, char *err, int n, ...)
 
 /*
  * The signature of in[0..inlen) by pk with alg into sig; its length.  ES*
- * signatures are made raw (r || s) unless der is set.
+ * signatures are made raw (r || s) unless der is set; PS* signatures have
+ * a salt of the digest's length unless der is set (then: the longest).
  */
 static size_t
 sign(EVP_PKEY *pk, int alg, const char *in, size_t inlen, uint8_t *sig,
@@ -163,7 +164,7 @@ sign(EVP_PKEY *pk, int alg, const char *in, size_t inlen, uint8_t *sig,
 		assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx,
 		    RSA_PKCS1_PSS_PADDING), 1);
 		assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
-		    RSA_PSS_SALTLEN_DIGEST), 1);
+		    der ? RSA_PSS_SALTLEN_MAX : RSA_PSS_SALTLEN_DIGEST), 1);
 	}
 	assert_int_equal(EVP_DigestSign(ctx, buf, &len,
 	    (const uint8_t *)in, inlen), 1);
@@ -370,6 +371,7 @@ setup(void **state)
 	return (0);
 }
 
+/* Free what setup() made. */
 static int
 teardown(void **state)
 {
@@ -459,6 +461,11 @@ test_signatures(void **state)
 	    pay(""), 1, NULL, 0), JWT_INVALID, "signature does not verify");
 	expect(&p, tok_sig(k_ec384, JWK_ALG_ES384, hdr(JWK_ALG_ES384, NULL),
 	    pay(""), 1, NULL, 0), JWT_INVALID, "signature does not verify");
+	/* PSS with another salt length than RFC 7518's. */
+	expect(&p, tok_sig(k_rsa, JWK_ALG_PS256, hdr(JWK_ALG_PS256, "r1"),
+	    pay(""), 1, NULL, 0), JWT_INVALID, "signature does not verify");
+	expect(&p, tok_sig(k_rsa, JWK_ALG_PS384, hdr(JWK_ALG_PS384, "r1"),
+	    pay(""), 0, NULL, 0), JWT_OK, NULL);
 	/* Truncated: RSA and ES256 one byte short, or one byte long. */
 	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
 	assert_int_equal(jwk_b64url_decode(strrchr(t, '.') + 1,
@@ -1082,22 +1089,20 @@ test_b64url(void **state)
 	assert_int_equal(n, 4);
 }
 
-/* A JWKS document of one key text k (freed) with extra keys before it. */
+/* A JWKS document of the one key text k (freed), parsed into set. */
 static int
 jwks1(struct jwk_set *set, char *err, char *k)
 {
 	return (jwks_parse(set, err, 1, k));
 }
 
-/* What jwk_parse_set() keeps and skips, and why it refuses a document. */
+/* An Entra-like JWKS: keys without alg kept, an oct key skipped. */
 static void
 test_jwks(void **state)
 {
 	struct jwk_set	*set;
 	struct jwk_keys	 ks;
-	EVP_PKEY	*small;
-	char		 err[WHYLEN], *doc, *k, *y;
-	size_t		 len, i;
+	char		 err[WHYLEN];
 
 	(void)state;
 	assert_non_null(set = calloc(1, sizeof(*set)));
@@ -1121,8 +1126,20 @@ test_jwks(void **state)
 	assert_string_equal(ks.ks_keys[1].kk_kid, "kid-b");
 	assert_int_equal(ks.ks_keys[0].kk_alg, -1);
 	jwk_keys_free(&ks);
+	free(set);
+}
 
-	/* Skipped keys, each alone: the refusal names the first. */
+/* Keys skipped, each alone in a set: the refusal names the first. */
+static void
+test_jwks_skipped(void **state)
+{
+	struct jwk_set	*set;
+	struct jwk_keys	 ks;
+	EVP_PKEY	*small;
+	char		 err[WHYLEN], *k, *y;
+
+	(void)state;
+	assert_non_null(set = calloc(1, sizeof(*set)));
 	assert_int_equal(jwks1(set, err, strdup("{\"kty\":\"oct\",\"k\":"
 	    "\"c2VjcmV0\"}")), -1);
 	assert_non_null(strstr(err, "no usable key: keys[0]: \"kty\""));
@@ -1190,8 +1207,19 @@ test_jwks(void **state)
 	assert_int_equal(jwk_keys_load(&ks, set), -1);
 	assert_int_equal(ks.ks_nkeys, 0);
 	jwk_keys_free(&ks);
+	free(set);
+}
 
-	/* Documents: not JSON (with the position), no keys, too big. */
+/* Documents: not JSON (with the position), no keys, too big, too many. */
+static void
+test_jwks_documents(void **state)
+{
+	struct jwk_set	*set;
+	char		 err[WHYLEN], *doc, *k;
+	size_t		 len, i;
+
+	(void)state;
+	assert_non_null(set = calloc(1, sizeof(*set)));
 	assert_int_equal(jwk_parse_set("{\"keys\":[}", 10, set, err, WHYLEN),
 	    -1);
 	assert_non_null(strstr(err, "not JSON: line 1 column 10"));
@@ -1235,6 +1263,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_b64url),
 		cmocka_unit_test(test_jwks),
+		cmocka_unit_test(test_jwks_skipped),
+		cmocka_unit_test(test_jwks_documents),
 		cmocka_unit_test(test_algs_good),
 		cmocka_unit_test(test_signatures),
 		cmocka_unit_test(test_hostile_headers),
