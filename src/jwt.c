@@ -86,15 +86,18 @@ jwt_segment(const char *s, size_t len, const char *what, json_t **out,
     char *why, size_t whylen)
 {
 	uint8_t	 buf[JWT_MAX_TOKEN];
-	size_t	 n;
+	size_t	 n, used;
 	int	 rv;
 
 	*out = NULL;
+	/* What the decoder may have written, even when it gives up. */
+	used = len / 4 * 3 + 2 < sizeof(buf) ? len / 4 * 3 + 2 : sizeof(buf);
 	if (jwk_b64url_decode(s, len, buf, sizeof(buf), &n) == -1)
-		return (jwt_fail(JWT_MALFORMED, why, whylen, "the token's %s "
-		    "is not base64url", what));
-	rv = jwt_json(buf, n, what, out, why, whylen);
-	OPENSSL_cleanse(buf, n);
+		rv = jwt_fail(JWT_MALFORMED, why, whylen, "the token's %s is "
+		    "not base64url", what);
+	else
+		rv = jwt_json(buf, n, what, out, why, whylen);
+	OPENSSL_cleanse(buf, used);
 	return (rv);
 }
 
@@ -152,14 +155,15 @@ static int
 jwt_parts(const char *tok, size_t len, const char *d1, const char *d2,
     struct jwt_token *t, char *why, size_t whylen)
 {
-	json_t	*iss;
+	json_t	*iss, *o;
 	size_t	 slen = tok + len - (d2 + 1);
 	int	 rv;
 
-	if ((rv = jwt_segment(tok, d1 - tok, "header", (json_t **)
-	    &t->jt_header, why, whylen)) != JWT_OK ||
-	    (rv = jwt_segment(d1 + 1, d2 - d1 - 1, "payload", (json_t **)
-	    &t->jt_claims, why, whylen)) != JWT_OK)
+	rv = jwt_segment(tok, d1 - tok, "header", &o, why, whylen);
+	if ((t->jt_header = o) == NULL)
+		return (rv);
+	rv = jwt_segment(d1 + 1, d2 - d1 - 1, "payload", &o, why, whylen);
+	if ((t->jt_claims = o) == NULL)
 		return (rv);
 	if (slen / 4 * 3 + (slen % 4 ? slen % 4 - 1 : 0) > sizeof(t->jt_sig))
 		return (jwt_fail(JWT_INVALID, why, whylen, "the token's "
