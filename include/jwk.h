@@ -106,6 +106,15 @@ int		 jwk_alg_parse(const char *, size_t);
 int		 jwk_alg_fits(int, int, int);
 
 /*
+ * Decode the base64url s[0..len) (RFC 4648 section 5, strict: no padding,
+ * no character outside the url-safe alphabet, zero leftover bits) into
+ * out[0..outsize), its length in *outlen.  0, or -1 if it is not such text
+ * or does not fit.  Shared by JWK members and JWT segments.
+ */
+int		 jwk_b64url_decode(const char *, size_t, uint8_t *, size_t,
+		    size_t *);
+
+/*
  * Parse the JWKS document doc[0..len) ({"keys": [...]}, at most
  * JWK_DOC_MAX bytes, duplicate member names refused) into set.  Returns
  * the number of keys kept (>= 1), or -1 with a reason in err: not JSON
