@@ -793,6 +793,8 @@ auth_check(const struct route *r, const struct http_msg *m,
 
 	memset(ar, 0, sizeof(*ar));
 	auth_gather(&ac, m, key_header);
+	if (jwt == NULL || jwt->aj_state == NULL)
+		ac.ac_bearer = 0;	/* no provider: not a credential */
 	for (i = 0; i < r->r_nauth; i++)
 		if (auth_present(r, r->r_auth[i], &ac))
 			break;

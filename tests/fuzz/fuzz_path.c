@@ -148,7 +148,7 @@ fuzz_same_name(const char *name, size_t len, const char *lower)
 static void
 fuzz_headers(const struct http_msg *m, int underscores)
 {
-	struct forward_policy		 fp = { "x-api-key", underscores };
+	struct forward_policy		 fp = { "x-api-key", underscores, NULL, 0 };
 	const struct http_header	*h;
 	size_t				 i, k;
 

@@ -27,7 +27,8 @@ static int
 kept(const struct http_msg *m, const char *name, int creds)
 {
 	const struct http_header	*h = http_header_find(m, name);
-	struct forward_policy		 fp = { creds ? NULL : "x-api-key", 0 };
+	struct forward_policy		 fp = { creds ? NULL : "x-api-key", 0,
+					    NULL, 0 };
 
 	assert_non_null(h);
 	return (forward_keep_header(m, h, &fp));
@@ -53,7 +54,7 @@ static void
 test_request_headers(void **state)
 {
 	struct http_msg		 m;
-	struct forward_policy	 fp = { NULL, 0 };
+	struct forward_policy	 fp = { NULL, 0, NULL, 0 };
 
 	parse(&m, "POST /x HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n"
 	    "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\n"
@@ -98,6 +99,32 @@ test_request_headers(void **state)
 }
 
 /*
+ * A jwt_provider's headers= names are keygate's own: a client's copy is
+ * dropped on every route, in either spelling, so that a request decided
+ * by another scheme cannot carry a forged X-Tenant-Id.
+ */
+static void
+test_jwt_mapped_headers(void **state)
+{
+	struct jwt_provider	 jp[2];
+	struct forward_policy	 fp = { "x-api-key", 1, jp, 2 };
+	struct http_msg		 m;
+
+	memset(jp, 0, sizeof(jp));
+	jp[1].jp_headers[0].hm_claim = "tid";
+	jp[1].jp_headers[0].hm_header = "X-Tenant-Id";
+	jp[1].jp_nheaders = 1;
+	parse(&m, "GET /x HTTP/1.1\r\nHost: h\r\nx-tenant-id: evil\r\n"
+	    "X_Tenant_Id: evil\r\nX-Tenant: ok\r\n\r\n");
+	assert_false(forward_keep_header(&m, &m.hm_headers[1], &fp));
+	assert_false(forward_keep_header(&m, &m.hm_headers[2], &fp));
+	assert_true(forward_keep_header(&m, &m.hm_headers[3], &fp));
+	fp.fp_njwt = 0;
+	assert_true(forward_keep_header(&m, &m.hm_headers[1], &fp));
+	(void)state;
+}
+
+/*
  * Underscores: CGI, WSGI, PHP and Rack read "X_Consumer_Id" as the
  * HTTP_X_CONSUMER_ID of "X-Consumer-Id".  Such names are dropped by
  * default; with underscores_in_headers on they are kept, except the
@@ -113,8 +140,9 @@ test_underscore_headers(void **state)
 		"Proxy_Authorization", "Proxy_X", "X_Hop", "Content_Length",
 		"X_API_KEY", "x_api-key",
 	};
-	struct forward_policy	 off = { "x-api-key", 0 }, on = { "x-api-key", 1 };
-	struct forward_policy	 oncreds = { NULL, 1 };
+	struct forward_policy	 off = { "x-api-key", 0, NULL, 0 };
+	struct forward_policy	 on = { "x-api-key", 1, NULL, 0 };
+	struct forward_policy	 oncreds = { NULL, 1, NULL, 0 };
 	struct http_msg		 m;
 	size_t			 i;
 
@@ -151,7 +179,7 @@ test_underscore_headers(void **state)
 static void
 test_connection_underscore_token(void **state)
 {
-	struct forward_policy	 on = { "x-api-key", 1 };
+	struct forward_policy	 on = { "x-api-key", 1, NULL, 0 };
 	struct http_msg		 m;
 
 	parse(&m, "GET /x HTTP/1.1\r\nHost: h\r\nConnection: x_hop\r\n"
@@ -346,6 +374,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_headers),
+		cmocka_unit_test(test_jwt_mapped_headers),
 		cmocka_unit_test(test_connection_cannot_drop_framing),
 		cmocka_unit_test(test_response_headers),
 		cmocka_unit_test(test_underscore_headers),

@@ -7,10 +7,8 @@
  *
  * jwks.c is compiled into this file with the monotonic clock replaced by
  * the test's own, so the re-fetch rate can be tested without waiting, and
- * so that its records can be looked at.  jwk_parse_set() and
- * jwt_discovery_url() come from tests/unit/jwk_testdouble.c until the
- * real ones are merged.  Providers are built by hand (struct config and
- * struct jwt_provider), not parsed.
+ * so that its records can be looked at.  Providers are built by hand
+ * (struct config and struct jwt_provider), not parsed.
  */
 
 #include <sys/types.h>
