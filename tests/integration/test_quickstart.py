@@ -22,7 +22,8 @@ SCRIPT = os.path.join(kg.SRCDIR, "contrib", "quickstart.sh")
 
 DEMO_ONLY = {"build-essential", "autoconf", "automake", "pkg-config",
              "libevent-dev", "libpcre2-dev", "libjansson-dev", "libssl-dev",
-             "libcurl4-openssl-dev", "curl"}
+             "libcurl4-openssl-dev", "curl", "python3-jwt",
+             "python3-cryptography"}
 TEST_ADDS = {"libcmocka-dev", "python3", "clang", "libclang-rt-dev",
              "systemd", "procps"}
 LOCK = "-o DPkg::Lock::Timeout=600"
