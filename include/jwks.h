@@ -118,4 +118,7 @@ int		 jwks_reconfigure(struct jwks *, const struct config *, char *,
 
 void		 jwks_free(struct jwks *);
 
+/* In a forked worker: close the master's fetch sockets (no libcurl call). */
+void		 jwks_child_detach(struct jwks *);
+
 #endif /* KEYGATE_JWKS_H */

@@ -5,6 +5,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -228,11 +229,18 @@ struct jwks {
 	struct event		*j_tick;	/* only while providers */
 	struct jwk_set		 j_scratch;
 	struct jwks_prov	 j_prov[JWT_MAX_PROVIDERS];
+	LIST_HEAD(, jwks_sock)	 j_socks;
 };
 
-/* Socket of a transfer: its event, assigned to the fd in the multi. */
+/*
+ * Socket of a transfer: its event, assigned to the fd in the multi, and
+ * its fd in j_socks so that a forked worker can close it (a fetch under
+ * way at fork() must stay the master's alone).
+ */
 struct jwks_sock {
 	struct event		*sk_ev;
+	int			 sk_fd;
+	LIST_ENTRY(jwks_sock)	 sk_entry;
 };
 
 static int	 curl_started;	/* curl_global_init() done */
@@ -822,6 +830,7 @@ curl_sock_cb(CURL *e, curl_socket_t fd, int what, void *arg, void *sockp)
 	if (what == CURL_POLL_REMOVE) {
 		if (sk != NULL) {
 			event_free(sk->sk_ev);
+			LIST_REMOVE(sk, sk_entry);
 			free(sk);
 			curl_multi_assign(j->j_multi, fd, NULL);
 		}
@@ -836,6 +845,8 @@ curl_sock_cb(CURL *e, curl_socket_t fd, int what, void *arg, void *sockp)
 			free(sk);
 			return (-1);
 		}
+		sk->sk_fd = fd;
+		LIST_INSERT_HEAD(&j->j_socks, sk, sk_entry);
 		curl_multi_assign(j->j_multi, fd, sk);
 	} else {
 		event_del(sk->sk_ev);
@@ -1177,6 +1188,7 @@ jwks_start(struct event_base *base, struct shm_header *shm,
 		return (NULL);
 	}
 	j->j_base = base;
+	LIST_INIT(&j->j_socks);
 	j->j_shm = shm;
 	for (i = 0; i < JWT_MAX_PROVIDERS; i++) {
 		j->j_prov[i].p_jwks = j;
@@ -1248,4 +1260,21 @@ jwks_free(struct jwks *j)
 	}
 	journal_close(&j->j_state);
 	free(j);
+}
+
+/*
+ * In a worker just forked from the master: close the sockets of fetches
+ * under way, without any libcurl call (which would act on the master's
+ * connection, e.g. send a TLS close_notify on it).  The master's copies
+ * stay open and its transfers go on.
+ */
+void
+jwks_child_detach(struct jwks *j)
+{
+	struct jwks_sock	*sk;
+
+	if (j == NULL)
+		return;
+	LIST_FOREACH(sk, &j->j_socks, sk_entry)
+		close(sk->sk_fd);
 }

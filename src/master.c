@@ -438,6 +438,7 @@ master_child_detach(struct master *m)
 	 */
 	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
 	    m->m_nlfds);
+	jwks_child_detach(m->m_jwks);
 	/*
 	 * Until the worker installs its own handlers, a SIGUSR1 the master
 	 * forwards (log reopening) must not kill it, and SIGHUP/SIGINT are
@@ -819,6 +820,7 @@ master_commit(struct master *m)
 	master_signal_children(m, SIGTERM, MASTER_OLD, deadline);
 	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
 	    m->m_nlfds);
+	jwks_child_detach(m->m_jwks);
 	m->m_prev_nlfds = 0;	/* closed: the numbers may be reused */
 	config_free(old);
 	m->m_prev_conf = NULL;
@@ -1044,6 +1046,7 @@ master_stop(struct master *m, int fast)
 	log_info("%s stop", fast ? "fast" : "graceful");
 	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
 	    m->m_nlfds);
+	jwks_child_detach(m->m_jwks);
 	m->m_prev_nlfds = 0;
 	for (i = 0; i < m->m_nlfds; i++)
 		close(m->m_lfds[i]);
