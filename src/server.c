@@ -2145,6 +2145,8 @@ server_teardown(struct worker *w)
 	proxy_teardown(w);
 	journal_close(&w->w_journal);
 	accesslog_close(w->w_alog);
+	jwtauth_free(w->w_jwt);	/* wipes the cached identities */
+	w->w_jwt = NULL;
 	if (w->w_base != NULL)
 		event_base_free(w->w_base);
 }
