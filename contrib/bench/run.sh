@@ -870,12 +870,15 @@ start_upstream() {
 		if [ "$W_KEYS" = 1 ] || [ -n "$W_JWT" ]; then
 			# The check request shows which owner (or sub) the
 			# gateway sent and whether it forwarded the secret (or
-			# the token).
+			# the token: JWT workloads only, so that the keys-*
+			# upstream does what it always did).
 			cat <<EOF
 	map \$http_x_api_key \$saw_key {
 		"" no;
 		default yes;
 	}
+EOF
+			[ -n "$W_JWT" ] && cat <<EOF
 	map \$http_authorization \$saw_auth {
 		"" no;
 		default yes;
@@ -892,6 +895,8 @@ EOF
 			cat <<EOF
 			add_header X-Upstream-Consumer \$http_x_consumer_id;
 			add_header X-Upstream-Saw-Key \$saw_key;
+EOF
+			[ -n "$W_JWT" ] && cat <<EOF
 			add_header X-Upstream-Saw-Auth \$saw_auth;
 EOF
 		fi
@@ -2021,7 +2026,7 @@ print_table() {
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
 	[ "$w" = rate ] && print_refusals
 	[ "$W_REFRESH" = 1 ] && print_refresh
-	[ "$W_KEYS" = 1 ] && print_memory
+	[ "$W_KEYS" = 1 ] && [ -z "$W_JWT" ] && print_memory
 	cat "$wdir/notes"
 }
 
