@@ -1201,12 +1201,12 @@ run_wrk() {
 	[ -n "$wrk_file" ] && set -- "$1" "$2" "$3" env KEYS_FILE="$wrk_file" \
 	    KEYS_HEADER="$wrk_header" KEYS_ORDER="$W_ORDER" wrk \
 	    -s "$here/keys.lua"
-	out=$1
-	secs=$2
-	url=$3
+	rw_out=$1
+	rw_secs=$2
+	rw_url=$3
 	shift 3
-	with_headers "$url" "$@" -t"$THREADS" -c"$CONNS" -d"${secs}s" \
-	    --latency >"$out" 2>&1 &
+	with_headers "$rw_url" "$@" -t"$THREADS" -c"$CONNS" -d"${rw_secs}s" \
+	    --latency >"$rw_out" 2>&1 &
 	wrk_pid=$!
 	rc=0
 	wait "$wrk_pid" || rc=$?
