@@ -384,15 +384,15 @@ free_port() {
 	n=0
 	while [ $n -lt 200 ]; do
 		n=$((n + 1))
-		r=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
-		p=$((lo + r % (hi - lo + 1)))
-		case " $ports_taken " in *" $p "*) continue ;; esac
-		hex=$(printf '%04X' "$p")
+		fp_r=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+		fp_p=$((lo + fp_r % (hi - lo + 1)))
+		case " $ports_taken " in *" $fp_p "*) continue ;; esac
+		hex=$(printf '%04X' "$fp_p")
 		if ! awk -v h=":$hex" 'NR > 1 && substr($2, length($2) - 4) == h \
 		    { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6 \
 		    2>/dev/null; then
-			ports_taken="$ports_taken $p"
-			PORT=$p
+			ports_taken="$ports_taken $fp_p"
+			PORT=$fp_p
 			return 0
 		fi
 	done
