@@ -13,6 +13,11 @@
 #   sh contrib/bench/run.sh
 #   KEYGATED=/tmp/bench-build/src/keygated ROUNDS=3 DURATION=5 sh contrib/bench/run.sh
 #   WORKLOADS=proxy PROFILE=1 sh contrib/bench/run.sh
+#   WORKLOADS="jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key" PROFILE=1 \
+#       sh contrib/bench/run.sh
+#   WORKLOADS=jwks-refresh DURATION=15 sh contrib/bench/run.sh
+#   PEERS=1 WORKLOADS=jwt-cached sh contrib/bench/run.sh  (HAProxy alone
+#       while keygated lacks jwt_provider)
 #
 # Workloads (see workload_info()):
 #   proxy   GET /bench through the gateway to one shared upstream (an nginx
@@ -72,10 +77,10 @@
 #           ratio is the figure (target <= 1.2x).
 # The keys (secrets, keygated's keys.snapshot, nginx and HAProxy map files)
 # are made once per run by keys.py; the JWT keys, JWKS, PEM public keys and
-# tokens once per run by tokens.py (run with $JWT_PYTHON).  For keys-verify and keys-proxy every
-# system is also started once with no keys, to measure its memory at rest
-# with 0 and with $KEYS keys (PSS summed over its processes) and its
-# start-up time.
+# tokens once per run by tokens.py (run with $JWT_PYTHON).  For keys-verify
+# and keys-proxy every system is also started once with no keys, to measure
+# its memory at rest with 0 and with $KEYS keys (PSS summed over its
+# processes) and its start-up time.
 # Each workload gets its own fresh servers, stopped after it.  Before a
 # workload starts, its keygated config is checked with "keygated -t": if the
 # binary rejects it (for example one without http:// upstreams or
@@ -86,7 +91,8 @@
 #   KEYGATED   keygated binary [_build/src/keygated, then src/keygated, from
 #              the top of the source tree]
 #   NGINX      nginx binary [nginx from PATH]
-#   HAPROXY    haproxy binary [haproxy from PATH], for proxy and verify
+#   HAPROXY    haproxy binary [haproxy from PATH], for the workloads
+#              that compare with it
 #   WORKLOADS  space-separated workloads to run [proxy verify echo
 #              keys-verify keys-proxy keys-create rate rate-accuracy];
 #              also jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key
