@@ -11,6 +11,10 @@
 -- after all the others: the jwt-fresh workloads, where a token repeated
 -- soon could be answered from a cache of verified tokens.
 --
+-- With KEYS_ORDER=clock every request of a second takes the same line: line
+-- (UNIX_SECONDS mod LINES) + 1 (jwks-refresh: the token of the provider
+-- whose JWKS is re-fetched in that second).
+--
 -- Each thread formats one request per secret when it starts, so that the
 -- per-request cost in wrk is one random number and a table look-up, the
 -- same for every server under test.
@@ -25,6 +29,7 @@ local file = os.getenv("KEYS_FILE")
 local header = os.getenv("KEYS_HEADER") or "X-API-KEY"
 local count_status = os.getenv("KEYS_STATUS") == "1"
 local cycle = os.getenv("KEYS_ORDER") == "cycle"
+local clock = os.getenv("KEYS_ORDER") == "clock"
 local threads = 0
 local thread_list = {}
 
@@ -94,6 +99,9 @@ function request()
 	if cycle then
 		nexti = nexti % nreqs + 1
 		return reqs[nexti]
+	end
+	if clock then
+		return reqs[os.time() % nreqs + 1]
 	end
 	return reqs[math.random(nreqs)]
 end

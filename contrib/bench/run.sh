@@ -67,10 +67,12 @@
 #           route and upstream (target: jwt >= 0.9x api-key req/s).
 #   jwks-refresh  keygated against itself: 15 providers whose JWKS come
 #           from an https server of the run (jwks_server.py, a CA made for
-#           the run), jwt-cached traffic with one token per provider; in
-#           the rounds of "keygated", once a second, one provider's served
-#           JWKS gets a new key and a token signed by it is sent (curl),
-#           which makes keygated re-fetch that JWKS at once (unknown kid);
+#           the run), jwt-cached traffic with one token per provider, the
+#           same one for all the requests of a second (keys.lua
+#           KEYS_ORDER=clock); in the rounds of "keygated", at the start of
+#           each second, that provider's served JWKS gets a new key and a
+#           token signed by it is sent (curl), which makes keygated
+#           re-fetch that JWKS at once (unknown kid);
 #           "keygated_calm" gets the same traffic with no re-fetch.  Both
 #           are restarted with an empty state_dir before each round (a
 #           provider re-fetches early at most once per 5 minutes).  The p99
@@ -210,7 +212,7 @@ REFRESH_PROVIDERS=15
 #               creates in keys-create;
 #   W_JWT       for the JWT workloads, the file of tokens.py that wrk sends
 #               ("Bearer TOKEN" lines, in Authorization: keys.lua);
-#   W_ORDER     keys.lua's KEYS_ORDER: random (default) or cycle;
+#   W_ORDER     keys.lua's KEYS_ORDER: random (default), cycle or clock;
 #   W_REFRESH   1 for jwks-refresh: the JWKS server (jwks_server.py), the
 #               systems restarted before each round, the re-fetches.
 workload_info() {
@@ -323,6 +325,7 @@ X-Original-URI: /bench"
 		W_PATH=/bench
 		W_UPSTREAM=1
 		W_JWT=refresh.pool
+		W_ORDER=clock
 		W_REFRESH=1
 		;;
 	*)
@@ -1916,32 +1919,40 @@ refresh_restart() {
 	    "$1" || true
 }
 
-# refresher SYSTEM ROUND: jwks-refresh, during SYSTEM's round: at 1 s, 2 s,
-# ... after its start (at most $REFRESH_PROVIDERS times, and not in the
-# round's last second), serve provider pI's next JWKS (a new key) and send
-# one request with a token of pI signed by that key: its kid is unknown to
-# keygated, which re-fetches pI's JWKS, publishes the new set (a new
-# generation: the workers drop pI's verified tokens) and answers it.
-# Writes "PROVIDER STATUS MS" per request to $wdir/out/SYSTEM.ROUND.refresh
-# (MS: its time, the re-fetch included).
+# refresher SYSTEM ROUND: jwks-refresh, during SYSTEM's round: at each of
+# the first whole seconds T of the clock after its start (at most
+# $REFRESH_PROVIDERS of them, and not in the round's last second), serve
+# provider pI's next JWKS (a new key), I = (T mod $REFRESH_PROVIDERS) + 1,
+# and send one request with a token of pI signed by that key: its kid is
+# unknown to keygated, which re-fetches pI's JWKS, publishes the new set (a
+# new generation: the workers drop pI's verified tokens) and answers it.
+# In that second wrk sends pI's token on every request (keys.lua
+# KEYS_ORDER=clock takes line (T mod LINES) + 1 of refresh.pool, pI's), so
+# all the load of a second depends on the provider re-fetched in it, and
+# no provider is re-fetched twice in a round.  Writes "PROVIDER STATUS LATE
+# MS" per request to $wdir/out/SYSTEM.ROUND.refresh (LATE: ms from T to the
+# request; MS: its time, the re-fetch included).
 refresher() {
 	f_url=$(workload_url "$w" "$1")
 	f_out=$wdir/out/$1.$2.refresh
 	: >"$f_out"
 	f_n=$((DURATION - 1))
 	[ "$f_n" -gt "$REFRESH_PROVIDERS" ] && f_n=$REFRESH_PROVIDERS
-	f_t0=$(now_ms)
+	f_s0=$(($(now_ms) / 1000))
 	i=0
 	while [ $i -lt "$f_n" ]; do
 		i=$((i + 1))
-		f_wait=$((f_t0 + i * 1000 - $(now_ms)))
+		f_at=$(((f_s0 + i) * 1000))
+		f_wait=$((f_at - $(now_ms)))
 		[ "$f_wait" -gt 0 ] && sleep "$(awk -v m="$f_wait" \
 		    'BEGIN { printf "%.3f", m / 1000 }')"
-		refresh_serve "p$i" next
+		f_p=p$(((f_s0 + i) % REFRESH_PROVIDERS + 1))
+		refresh_serve "$f_p" next
 		f_t1=$(now_ms)
 		f_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
-		    -H "@$jwtdir/refresh/p$i.hdr" "$f_url" || true)
-		say "p$i ${f_code:-000} $(($(now_ms) - f_t1))" >>"$f_out"
+		    -H "@$jwtdir/refresh/$f_p.hdr" "$f_url" || true)
+		say "$f_p ${f_code:-000} $((f_t1 - f_at)) $(($(now_ms) - f_t1))" \
+		    >>"$f_out"
 	done
 }
 refresher_pid=
@@ -1957,7 +1968,7 @@ print_refresh() {
 			f1=$(cat "$wdir/out/$s.$r.fetches1" 2>/dev/null || say 0)
 			f=$wdir/out/$s.$r.refresh
 			if [ -f "$f" ]; then
-				say "$s round $r: $(wc -l <"$f" | tr -d ' ') forced re-fetches, $(awk '$2 == 200' "$f" | wc -l | tr -d ' ') answered 200, in (re-fetch included) median $(field "$f" 3 | median) ms, max $(field "$f" 3 | sort -n | tail -n 1) ms; JWKS fetches the server saw during the round: $((f1 - f0))"
+				say "$s round $r: $(wc -l <"$f" | tr -d ' ') forced re-fetches, $(awk '$2 == 200' "$f" | wc -l | tr -d ' ') answered 200, in (re-fetch included) median $(field "$f" 4 | median) ms, max $(field "$f" 4 | sort -n | tail -n 1) ms, sent at most $(field "$f" 3 | sort -n | tail -n 1) ms into their second; JWKS fetches the server saw during the round: $((f1 - f0))"
 			else
 				say "$s round $r: no forced re-fetch; JWKS fetches seen by the server during the round: $((f1 - f0))"
 			fi
