@@ -3,6 +3,17 @@
 -- among the secrets in the file named by $KEYS_FILE, one per line, in the
 -- header named by $KEYS_HEADER (default X-API-KEY).  The other request
 -- headers (wrk -H) and the path come from the command line as usual.
+-- The jwt-* workloads use it with KEYS_HEADER=Authorization and lines
+-- "Bearer TOKEN".
+--
+-- With KEYS_ORDER=cycle each thread takes the lines in turn instead (from
+-- an offset of its own, wrapping around), so that a line comes back only
+-- after all the others: the jwt-fresh workloads, where a token repeated
+-- soon could be answered from a cache of verified tokens.
+--
+-- With KEYS_ORDER=clock every request of a second takes the same line: line
+-- (UNIX_SECONDS mod LINES) + 1 (jwks-refresh: the token of the provider
+-- whose JWKS is re-fetched in that second).
 --
 -- Each thread formats one request per secret when it starts, so that the
 -- per-request cost in wrk is one random number and a table look-up, the
@@ -17,6 +28,8 @@
 local file = os.getenv("KEYS_FILE")
 local header = os.getenv("KEYS_HEADER") or "X-API-KEY"
 local count_status = os.getenv("KEYS_STATUS") == "1"
+local cycle = os.getenv("KEYS_ORDER") == "cycle"
+local clock = os.getenv("KEYS_ORDER") == "clock"
 local threads = 0
 local thread_list = {}
 
@@ -77,8 +90,18 @@ function init(args)
 	if nreqs == 0 then
 		error("no secrets in " .. file)
 	end
+	-- Threads start apart (7919 is prime), so they do not send the
+	-- same line at the same time.
+	nexti = (((thread_number or 1) - 1) * 7919) % nreqs
 end
 
 function request()
+	if cycle then
+		nexti = nexti % nreqs + 1
+		return reqs[nexti]
+	end
+	if clock then
+		return reqs[os.time() % nreqs + 1]
+	end
 	return reqs[math.random(nreqs)]
 end

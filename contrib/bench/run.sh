@@ -13,6 +13,11 @@
 #   sh contrib/bench/run.sh
 #   KEYGATED=/tmp/bench-build/src/keygated ROUNDS=3 DURATION=5 sh contrib/bench/run.sh
 #   WORKLOADS=proxy PROFILE=1 sh contrib/bench/run.sh
+#   WORKLOADS="jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key" PROFILE=1 \
+#       sh contrib/bench/run.sh
+#   WORKLOADS=jwks-refresh DURATION=15 sh contrib/bench/run.sh
+#   PEERS=1 WORKLOADS=jwt-cached sh contrib/bench/run.sh  (HAProxy alone
+#       while keygated lacks jwt_provider)
 #
 # Workloads (see workload_info()):
 #   proxy   GET /bench through the gateway to one shared upstream (an nginx
@@ -44,23 +49,56 @@
 #           http_req_rate(1s) gt 20) and forwarding what it admits to a
 #           recording upstream (record.py): admits, the most admits in any
 #           sliding 1 s, the mean admitted rate.
+#   jwt-cached  GET /bench with one RS256 bearer token (Entra-like claims)
+#           on every request of every connection, forwarded to the proxy
+#           upstream: keygated route auth=jwt with a jwt_provider reading a
+#           JWKS file (its cache of verified tokens answers all but the
+#           first) vs HAProxy 2.6 jwt_verify against the PEM public key (no
+#           cache: a signature check per request) with alg, iss, aud and
+#           exp (and nbf) checked too; both send the token's sub upstream
+#           in X-Consumer-Id and drop Authorization.
+#   jwt-fresh   the same with $JWT_TOKENS RS256 tokens (distinct sub), taken
+#           in turn (keys.lua KEYS_ORDER=cycle): a token comes back only
+#           after all the others.
+#   jwt-fresh-es256  jwt-fresh with ES256 tokens (P-256 key).
+#   jwt-vs-key  keygated against itself, rate_limit off in both: auth=jwt
+#           with the one token of jwt-cached vs auth=api-key with a random
+#           one of $KEYS keys per request (the keys-proxy setup), the same
+#           route and upstream (target: jwt >= 0.9x api-key req/s).
+#   jwks-refresh  keygated against itself: 15 providers whose JWKS come
+#           from an https server of the run (jwks_server.py, a CA made for
+#           the run), jwt-cached traffic with one token per provider, the
+#           same one for all the requests of a second (keys.lua
+#           KEYS_ORDER=clock); in the rounds of "keygated", at the start of
+#           each second, that provider's served JWKS gets a new key and a
+#           token signed by it is sent (curl), which makes keygated
+#           re-fetch that JWKS at once (unknown kid);
+#           "keygated_calm" gets the same traffic with no re-fetch.  Both
+#           are restarted with an empty state_dir before each round (a
+#           provider re-fetches early at most once per 5 minutes).  The p99
+#           ratio is the figure (target <= 1.2x).
 # The keys (secrets, keygated's keys.snapshot, nginx and HAProxy map files)
-# are made once per run by keys.py.  For keys-verify and keys-proxy every
-# system is also started once with no keys, to measure its memory at rest
-# with 0 and with $KEYS keys (PSS summed over its processes) and its
-# start-up time.
+# are made once per run by keys.py; the JWT keys, JWKS, PEM public keys and
+# tokens once per run by tokens.py (run with $JWT_PYTHON).  For keys-verify
+# and keys-proxy every system is also started once with no keys, to measure
+# its memory at rest with 0 and with $KEYS keys (PSS summed over its
+# processes) and its start-up time.
 # Each workload gets its own fresh servers, stopped after it.  Before a
 # workload starts, its keygated config is checked with "keygated -t": if the
 # binary rejects it (for example one without http:// upstreams or
-# verify_path), the workload is skipped with the reason and the others run.
+# verify_path), the workload is skipped with the reason and the others run
+# (with PEERS=1, its systems other than keygated's still run).
 #
 # Environment (defaults in brackets):
 #   KEYGATED   keygated binary [_build/src/keygated, then src/keygated, from
 #              the top of the source tree]
 #   NGINX      nginx binary [nginx from PATH]
-#   HAPROXY    haproxy binary [haproxy from PATH], for proxy and verify
+#   HAPROXY    haproxy binary [haproxy from PATH], for the workloads
+#              that compare with it
 #   WORKLOADS  space-separated workloads to run [proxy verify echo
-#              keys-verify keys-proxy keys-create rate rate-accuracy]
+#              keys-verify keys-proxy keys-create rate rate-accuracy];
+#              also jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key
+#              jwks-refresh
 #   KEYS       API keys loaded for the keys-* workloads [100000]
 #   CREATES    keys created through the admin API in keys-create [2000]
 #   ROUNDS     rounds per workload [5]
@@ -80,6 +118,11 @@
 #   ACCURACY_CONNS  wrk connections in rate-accuracy [16]
 #   NGINX_BURST     nginx limit_req burst in rate-accuracy [19: with
 #              nodelay, 20 requests at once, as the 20/1s of the others]
+#   JWT_TOKENS tokens in the jwt-fresh pools [10000]
+#   JWT_PYTHON a Python with PyJWT and cryptography, for tokens.py
+#              [/usr/bin/python3: Debian's python3-jwt, python3-cryptography]
+#   PEERS      1: run a workload's other systems even when keygated -t
+#              rejects its config (the peers' figures alone, no ratios) [0]
 #
 # Adding a workload: give it a case in workload_info() (description,
 # systems with the compared one first, path, extra request headers,
@@ -106,6 +149,9 @@ PROFILE_DURATION=${PROFILE_DURATION:-5}
 KEEP_TMP=${KEEP_TMP:-0}
 ACCURACY_CONNS=${ACCURACY_CONNS:-16}
 NGINX_BURST=${NGINX_BURST:-19}
+JWT_TOKENS=${JWT_TOKENS:-10000}
+JWT_PYTHON=${JWT_PYTHON:-/usr/bin/python3}
+PEERS=${PEERS:-0}
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -116,7 +162,7 @@ die() { warn "$*"; exit 1; }
 
 val=
 for v in ROUNDS DURATION CONNS THREADS WORKERS UPSTREAM_WORKERS POOL WARMUP \
-    PROFILE_DURATION KEYS CREATES ACCURACY_CONNS NGINX_BURST; do
+    PROFILE_DURATION KEYS CREATES ACCURACY_CONNS NGINX_BURST JWT_TOKENS; do
 	eval "val=\$$v"
 	case $val in
 	'' | *[!0-9]*) die "$v must be a whole number, not \"$val\"" ;;
@@ -125,9 +171,12 @@ done
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] && [ "$CONNS" -ge 1 ] &&
     [ "$THREADS" -ge 1 ] && [ "$WORKERS" -ge 1 ] &&
     [ "$UPSTREAM_WORKERS" -ge 1 ] && [ "$POOL" -ge 1 ] && [ "$KEYS" -ge 1 ] &&
-    [ "$CREATES" -ge 1 ] && [ "$ACCURACY_CONNS" -ge 1 ] ||
-    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES and ACCURACY_CONNS must be at least 1"
+    [ "$CREATES" -ge 1 ] && [ "$ACCURACY_CONNS" -ge 1 ] &&
+    [ "$JWT_TOKENS" -ge 1 ] ||
+    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES, ACCURACY_CONNS and JWT_TOKENS must be at least 1"
 W_KEYS=0
+W_JWT=
+W_REFRESH=0
 W_CREATE=0
 W_ACCURACY=0
 W_MAX_KEYS=0
@@ -136,6 +185,13 @@ W_MAX_KEYS=0
 # nothing is refused; rate-accuracy, 20 requests per second.
 RATE_HIGH=1000000
 RATE_LOW=20
+
+# The JWT workloads: the issuer and audience of every token (tokens.py),
+# and jwks-refresh's providers, p1 ... pREFRESH_PROVIDERS (keygated takes
+# 16 providers at most).
+JWT_ISSUER=https://bench.example/
+JWT_AUDIENCE=bench
+REFRESH_PROVIDERS=15
 
 # ---------------------------------------------------------------- workloads
 
@@ -153,9 +209,17 @@ RATE_LOW=20
 #   W_ACCURACY  1 for rate-accuracy: no rounds, one run per system on one
 #               key, the upstream is the recording one (record.py);
 #   W_MAX_KEYS  keygated's max_keys: $KEYS (a full store), and room for the
-#               creates in keys-create.
+#               creates in keys-create;
+#   W_JWT       for the JWT workloads, the file of tokens.py that wrk sends
+#               ("Bearer TOKEN" lines, in Authorization: keys.lua);
+#   W_ORDER     keys.lua's KEYS_ORDER: random (default), cycle or clock;
+#   W_REFRESH   1 for jwks-refresh: the JWKS server (jwks_server.py), the
+#               systems restarted before each round, the re-fetches.
 workload_info() {
 	W_HEADERS=
+	W_JWT=
+	W_ORDER=random
+	W_REFRESH=0
 	W_UPSTREAM=0
 	W_STATUS=200
 	W_KEYS=0
@@ -224,8 +288,48 @@ X-Original-URI: /bench"
 		W_KEYS=1
 		W_ACCURACY=1
 		;;
+	jwt-cached)
+		W_DESC="one RS256 token on every request: keygated auth=jwt (verified-token cache) vs HAProxy jwt_verify (no cache)"
+		W_SYSTEMS="keygated haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_JWT=rs256.one
+		;;
+	jwt-fresh)
+		W_DESC="$JWT_TOKENS RS256 tokens taken in turn: keygated auth=jwt vs HAProxy jwt_verify"
+		W_SYSTEMS="keygated haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_JWT=rs256.pool
+		W_ORDER=cycle
+		;;
+	jwt-fresh-es256)
+		W_DESC="$JWT_TOKENS ES256 tokens taken in turn: keygated auth=jwt vs HAProxy jwt_verify"
+		W_SYSTEMS="keygated haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_JWT=es256.pool
+		W_ORDER=cycle
+		;;
+	jwt-vs-key)
+		W_DESC="keygated auth=jwt (one RS256 token) vs keygated auth=api-key (a random one of $KEYS keys), rate_limit off"
+		W_SYSTEMS="keygated keygated_key"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_KEYS=1
+		W_JWT=rs256.one
+		;;
+	jwks-refresh)
+		W_DESC="jwt-cached over $REFRESH_PROVIDERS providers: keygated with one forced JWKS re-fetch a second vs keygated_calm without"
+		W_SYSTEMS="keygated keygated_calm"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_JWT=refresh.pool
+		W_ORDER=clock
+		W_REFRESH=1
+		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy)"
+		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh)"
 		;;
 	esac
 }
@@ -240,7 +344,7 @@ workload_url() {
 workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
-	echo:* | proxy:* | keys-proxy:* | rate:* | rate-accuracy:*)
+	echo:* | proxy:* | keys-proxy:* | rate:* | rate-accuracy:* | jwt*:*)
 		say '{"ok":true}' ;;
 	*) say "HTTP/1.1 $W_STATUS" ;;
 	esac
@@ -289,15 +393,15 @@ free_port() {
 	n=0
 	while [ $n -lt 200 ]; do
 		n=$((n + 1))
-		r=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
-		p=$((lo + r % (hi - lo + 1)))
-		case " $ports_taken " in *" $p "*) continue ;; esac
-		hex=$(printf '%04X' "$p")
+		fp_r=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+		fp_p=$((lo + fp_r % (hi - lo + 1)))
+		case " $ports_taken " in *" $fp_p "*) continue ;; esac
+		hex=$(printf '%04X' "$fp_p")
 		if ! awk -v h=":$hex" 'NR > 1 && substr($2, length($2) - 4) == h \
 		    { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6 \
 		    2>/dev/null; then
-			ports_taken="$ports_taken $p"
-			PORT=$p
+			ports_taken="$ports_taken $fp_p"
+			PORT=$fp_p
 			return 0
 		fi
 	done
@@ -335,14 +439,15 @@ peak_rss() {
 }
 
 # wait_ready PID URL: wait until URL answers while PID lives (10 s at most;
-# 60 s when the workload loads the keys).
+# 60 s when the workload loads the keys).  An https URL's certificate is not
+# checked (the JWKS server's).
 wait_ready() {
 	n=0
 	lim=100
 	[ "$W_KEYS" = 1 ] && lim=600
 	while [ $n -lt $lim ]; do
 		alive "$1" || return 1
-		curl -s -o /dev/null --max-time 1 "$2" && return 0
+		curl -s -k -o /dev/null --max-time 1 "$2" && return 0
 		sleep 0.1
 		n=$((n + 1))
 	done
@@ -398,9 +503,10 @@ stop_pid() {
 # workload's directory under $tmp) and listens on 127.0.0.1:$port_SYSTEM.
 
 # keygated_conf WORKLOAD [SYSTEM]: keygated's config for the workload, in
-# $d, listening on $port_SYSTEM.  SYSTEM is keygated (the default) or
-# keygated_off, the same with "rate_limit off" (rate).  No access_log
-# directive (the default is off).
+# $d, listening on $port_SYSTEM.  SYSTEM is keygated (the default),
+# keygated_off, the same with "rate_limit off" (rate), keygated_key, the
+# route with auth=api-key (jwt-vs-key), or keygated_calm, the same as
+# keygated (jwks-refresh).  No access_log directive (the default is off).
 keygated_conf() {
 	kg_sys=${2:-keygated}
 	eval "kg_port=\$port_$kg_sys"
@@ -437,6 +543,33 @@ EOF
 		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
 		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
 		say "route GET ^/bench\$	auth=api-key upstream=up"
+		;;
+	jwt-cached | jwt-fresh | jwt-fresh-es256)
+		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
+		say "jwt_provider		bench issuer=$JWT_ISSUER audience=$JWT_AUDIENCE jwks=$jwtdir/jwks.json rate=off"
+		say "route GET ^/bench\$	auth=jwt upstream=up"
+		;;
+	jwt-vs-key)
+		# One config for both but the route's scheme: the same
+		# provider and keys loaded, no rate limit for either.
+		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
+		say "rate_limit		off"
+		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
+		say "jwt_provider		bench issuer=$JWT_ISSUER audience=$JWT_AUDIENCE jwks=$jwtdir/jwks.json"
+		if [ "$kg_sys" = keygated_key ]; then
+			say "route GET ^/bench\$	auth=api-key upstream=up"
+		else
+			say "route GET ^/bench\$	auth=jwt upstream=up"
+		fi
+		;;
+	jwks-refresh)
+		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
+		i=0
+		while [ $i -lt $REFRESH_PROVIDERS ]; do
+			i=$((i + 1))
+			say "jwt_provider		p$i issuer=${JWT_ISSUER}p$i/ audience=$JWT_AUDIENCE jwks=https://127.0.0.1:${port_jwks:-1}/p$i.json ca=$jwtdir/refresh/ca.pem rate=off"
+		done
+		say "route GET ^/bench\$	auth=jwt upstream=up"
 		;;
 	keys-create)
 		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
@@ -547,6 +680,12 @@ start_keygated() {
 
 # start_keygated_off WORKLOAD: keygated with "rate_limit off".
 start_keygated_off() { start_keygated "$1" keygated_off; }
+
+# start_keygated_key WORKLOAD: jwt-vs-key's keygated with auth=api-key.
+start_keygated_key() { start_keygated "$1" keygated_key; }
+
+# start_keygated_calm WORKLOAD: jwks-refresh's keygated without re-fetches.
+start_keygated_calm() { start_keygated "$1" keygated_calm; }
 
 # nginx_head DIR WORKERS: the start of a private nginx's config, up to the
 # open "http {" block.
@@ -737,11 +876,19 @@ start_upstream() {
 	port_upstream=$PORT
 	{
 		nginx_head "$d" "$UPSTREAM_WORKERS"
-		if [ "$W_KEYS" = 1 ]; then
-			# The check request shows which owner the gateway sent
-			# and whether it forwarded the secret.
+		if [ "$W_KEYS" = 1 ] || [ -n "$W_JWT" ]; then
+			# The check request shows which owner (or sub) the
+			# gateway sent and whether it forwarded the secret (or
+			# the token: JWT workloads only, so that the keys-*
+			# upstream does what it always did).
 			cat <<EOF
 	map \$http_x_api_key \$saw_key {
+		"" no;
+		default yes;
+	}
+EOF
+			[ -n "$W_JWT" ] && cat <<EOF
+	map \$http_authorization \$saw_auth {
 		"" no;
 		default yes;
 	}
@@ -753,10 +900,13 @@ EOF
 		location = /bench {
 			default_type application/json;
 EOF
-		if [ "$W_KEYS" = 1 ]; then
+		if [ "$W_KEYS" = 1 ] || [ -n "$W_JWT" ]; then
 			cat <<EOF
 			add_header X-Upstream-Consumer \$http_x_consumer_id;
 			add_header X-Upstream-Saw-Key \$saw_key;
+EOF
+			[ -n "$W_JWT" ] && cat <<EOF
+			add_header X-Upstream-Saw-Auth \$saw_auth;
 EOF
 		fi
 		cat <<EOF
@@ -787,6 +937,45 @@ start_recorder() {
 		tail -n 5 "$d/stderr.log" >&2
 		return 1
 	}
+}
+
+# start_jwks: jwks-refresh's JWKS server (jwks_server.py), on
+# https://127.0.0.1:$port_jwks/pI.json, serving $wdir/jwks/served/pI.json
+# (each provider's base JWKS to begin with: see refresh_reset), logging
+# every fetch to $wdir/jwks/fetches.
+start_jwks() {
+	d=$wdir/jwks
+	mkdir -p "$d/served"
+	free_port
+	port_jwks=$PORT
+	refresh_reset
+	: >"$d/fetches"
+	launch_ms=$(now_ms)
+	python3 "$here/jwks_server.py" "$port_jwks" "$d/served" \
+	    "$jwtdir/refresh/server.pem" "$jwtdir/refresh/server.key" \
+	    "$d/fetches" >"$d/stderr.log" 2>&1 &
+	SYSTEM_PID=$!
+	wait_ready "$SYSTEM_PID" "https://127.0.0.1:$port_jwks/" || {
+		stop_pid "$SYSTEM_PID"
+		tail -n 5 "$d/stderr.log" >&2
+		return 1
+	}
+}
+
+# refresh_reset: serve every provider's base JWKS (its RSA key alone).
+refresh_reset() {
+	i=0
+	while [ $i -lt $REFRESH_PROVIDERS ]; do
+		i=$((i + 1))
+		refresh_serve "p$i" base
+	done
+}
+
+# refresh_serve PROVIDER base|next: serve PROVIDER's base or next JWKS
+# (tokens.py), replacing the file at once (rename).
+refresh_serve() {
+	cp "$jwtdir/refresh/$1.$2.json" "$wdir/jwks/served/.$1.tmp"
+	mv -f "$wdir/jwks/served/.$1.tmp" "$wdir/jwks/served/$1.json"
 }
 
 # start_haproxy WORKLOAD: HAProxy in the foreground (-db) as a background
@@ -825,6 +1014,7 @@ EOF
 EOF
 			haproxy_limit "$1"
 		fi
+		[ -n "$W_JWT" ] && haproxy_jwt "$1"
 		case $1 in
 		proxy)
 			cat <<EOF
@@ -834,10 +1024,19 @@ backend up
 	server up 127.0.0.1:$port_upstream
 EOF
 			;;
-		keys-proxy | rate | rate-accuracy)
-			cat <<EOF
+		keys-proxy | rate | rate-accuracy | jwt*)
+			if [ -n "$W_JWT" ]; then
+				cat <<EOF
+	http-request set-header X-Consumer-Id %[var(txn.sub)]
+	http-request del-header Authorization
+EOF
+			else
+				cat <<EOF
 	http-request set-header X-Consumer-Id %[var(txn.owner)]
 	http-request del-header X-API-KEY
+EOF
+			fi
+			cat <<EOF
 	use_backend up if { path /bench }
 
 backend up
@@ -869,6 +1068,34 @@ EOF
 		tail -n 5 "$d/stderr.log" >&2
 		return 1
 	}
+}
+
+# haproxy_jwt WORKLOAD: the JWT checks of the jwt-* workloads, the way
+# HAProxy 2.6's manual shows them: the bearer token in a variable, its
+# header's alg required to be the one algorithm of the key (RS256 or ES256),
+# the signature checked by jwt_verify against the PEM public key (1: good),
+# then iss and aud (exact strings), exp required and in the future, nbf (if
+# there) not more than 60 s ahead, as keygated's default leeway.  Each
+# jwt_*_query decodes the token's part again: HAProxy has nothing to keep
+# the decoded claims.  Refusals: 401, as keygated.  Single quotes keep
+# HAProxy from reading "$." as an environment variable.
+haproxy_jwt() {
+	case $1 in
+	jwt-fresh-es256) h_alg=ES256; h_pem=$jwtdir/ec.pub.pem ;;
+	*) h_alg=RS256; h_pem=$jwtdir/rsa.pub.pem ;;
+	esac
+	cat <<EOF
+	http-request set-var(txn.bearer) http_auth_bearer
+	http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+	http-request deny deny_status 401 unless { var(txn.jwt_alg) -m str $h_alg } { var(txn.bearer),jwt_verify(txn.jwt_alg,"$h_pem") -m int 1 }
+	http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $JWT_ISSUER } { var(txn.bearer),jwt_payload_query('\$.aud') -m str $JWT_AUDIENCE }
+	http-request set-var(txn.now) date()
+	http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+	http-request deny deny_status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
+	http-request set-var(txn.nbf) var(txn.bearer),jwt_payload_query('\$.nbf','int')
+	http-request deny deny_status 401 if { var(txn.nbf),sub(txn.now) -m int gt 60 }
+	http-request set-var(txn.sub) var(txn.bearer),jwt_payload_query('\$.sub')
+EOF
 }
 
 # haproxy_limit WORKLOAD: for rate and rate-accuracy, after the key check
@@ -920,7 +1147,7 @@ EOF
 # system_logs NAME: the files a system logs to.
 system_logs() {
 	case $1 in
-	keygated | keygated_off | haproxy) say "$wdir/$1/stderr.log" ;;
+	keygated* | haproxy | jwks) say "$wdir/$1/stderr.log" ;;
 	*) say "$wdir/$1/stderr.log"; say "$wdir/$1/logs/error.log" ;;
 	esac
 }
@@ -973,15 +1200,22 @@ wsystems=
 
 # -------------------------------------------------------------------- wrk
 
-# run_wrk OUTFILE SECONDS URL: wrk in the background, so that a signal
-# reaches the trap at once, with the workload's headers (and keys.lua,
-# which adds a random key from $KEYS_FILE, for the keys-* workloads).
-# Non-zero if wrk failed (its output is in OUTFILE).
+# run_wrk OUTFILE SECONDS URL [SYSTEM]: wrk in the background, so that a
+# signal reaches the trap at once, with the workload's headers (and
+# keys.lua with SYSTEM's credentials: see wrk_creds).  Non-zero if wrk
+# failed (its output is in OUTFILE).
 run_wrk() {
-	script=
-	[ "$W_KEYS" = 1 ] && script=$here/keys.lua
-	with_headers "$3" wrk ${script:+-s "$script"} -t"$THREADS" -c"$CONNS" \
-	    -d"$2s" --latency >"$1" 2>&1 &
+	wrk_creds "${4:-}"
+	set -- "$1" "$2" "$3" wrk
+	[ -n "$wrk_file" ] && set -- "$1" "$2" "$3" env KEYS_FILE="$wrk_file" \
+	    KEYS_HEADER="$wrk_header" KEYS_ORDER="$W_ORDER" wrk \
+	    -s "$here/keys.lua"
+	rw_out=$1
+	rw_secs=$2
+	rw_url=$3
+	shift 3
+	with_headers "$rw_url" "$@" -t"$THREADS" -c"$CONNS" -d"${rw_secs}s" \
+	    --latency >"$rw_out" 2>&1 &
 	wrk_pid=$!
 	rc=0
 	wait "$wrk_pid" || rc=$?
@@ -989,6 +1223,23 @@ run_wrk() {
 	return $rc
 }
 wrk_pid=
+
+# wrk_creds SYSTEM: set wrk_file and wrk_header to the file keys.lua takes
+# a credential from for each request, and the header it goes in: the
+# workload's tokens (W_JWT, "Bearer TOKEN" lines) in Authorization, else,
+# for the keys-* workloads and jwt-vs-key's keygated_key, the API keys in
+# X-API-KEY; none for the others.
+wrk_creds() {
+	wrk_file=
+	wrk_header=
+	if [ -n "$W_JWT" ] && [ "$1" != keygated_key ]; then
+		wrk_file=$jwtdir/$W_JWT
+		wrk_header=Authorization
+	elif [ "$W_KEYS" = 1 ]; then
+		wrk_file=$KEYS_FILE
+		wrk_header=X-API-KEY
+	fi
+}
 
 # parse_wrk FILE: print "req/s p50_us p99_us non2xx socket_errors requests".
 parse_wrk() {
@@ -1039,9 +1290,10 @@ fail() {
 # check_workload: fetch each system's URL once (with curl, the workload's
 # headers); it must answer W_STATUS with the expected content.
 check_workload() {
-	check_curl=curl
-	[ "$W_KEYS" = 1 ] && check_curl=curl_key
 	for s in $W_SYSTEMS; do
+		check_curl=curl
+		[ "$W_KEYS" = 1 ] && check_curl=curl_key
+		[ -n "$W_JWT" ] && [ "$s" != keygated_key ] && check_curl=curl_jwt
 		url=$(workload_url "$w" "$s")
 		resp=$(with_headers "$url" "$check_curl" -s -i --max-time 5 ||
 		    true)
@@ -1083,7 +1335,68 @@ check_workload() {
 	case $w in
 	rate | rate-accuracy) check_rate || return 1 ;;
 	esac
-	[ "$W_KEYS" = 1 ] && ! check_keys && return 1
+	if [ -n "$W_JWT" ]; then
+		check_jwt || return 1
+		[ "$W_KEYS" = 1 ] && ! check_keys keygated_key && return 1
+	elif [ "$W_KEYS" = 1 ]; then
+		check_keys $W_SYSTEMS || return 1
+	fi
+	return 0
+}
+
+# jwt_check_file NAME: the file of tokens.py holding the workload's check
+# token (NAME hdr: its "Authorization: Bearer" line, NAME sub: its sub).
+jwt_check_file() {
+	case $w:$1 in
+	jwt-fresh-es256:hdr) say "$jwtdir/es256.hdr" ;;
+	jwt-fresh-es256:sub) say "$jwtdir/sub.es256" ;;
+	jwks-refresh:hdr) say "$jwtdir/refresh/check.hdr" ;;
+	jwks-refresh:sub) say "$jwtdir/refresh/sub" ;;
+	*:hdr) say "$jwtdir/check.hdr" ;;
+	*:sub) say "$jwtdir/sub.one" ;;
+	esac
+}
+
+# curl_jwt ARGS...: curl with the workload's check token (from a file).
+curl_jwt() { curl -H "@$(jwt_check_file hdr)" "$@"; }
+
+# check_jwt: for the JWT workloads, every system but keygated_key must
+# refuse (401) a request without a token and each of tokens.py's bad.*
+# tokens (a bad signature, expired, another audience or issuer, no exp,
+# HS256 keyed with the public key), and the upstream must have seen the
+# check token's sub in X-Consumer-Id and no Authorization header.
+check_jwt() {
+	sub=$(cat "$(jwt_check_file sub)")
+	for s in $W_SYSTEMS; do
+		[ "$s" = keygated_key ] && continue
+		url=$(workload_url "$w" "$s")
+		for bad in none "$jwtdir"/bad.*; do
+			if [ "$bad" = none ]; then
+				set -- curl
+			else
+				set -- curl -H "@$bad"
+			fi
+			code=$(with_headers "$url" "$@" -s -o /dev/null \
+			    -w '%{http_code}' --max-time 5 || true)
+			[ "$code" = 401 ] && continue
+			fail "$w" "$s: GET $url with $(test "$bad" = none &&
+			    echo no token || echo "the token of ${bad##*/}") answered $code, not 401"
+			return 1
+		done
+		got=$(tr -d '\r' <"$wdir/$s.check" | tr 'A-Z' 'a-z')
+		for h in "x-upstream-consumer: $sub" "x-upstream-saw-auth: no"; do
+			case $got in
+			*"$h"*) ;;
+			*)
+				fail "$w" "$s: the answer for the check token lacks \"$h\"" \
+				    "$wdir/$s.check"
+				return 1
+				;;
+			esac
+		done
+	done
+	say "every JWT system answered 401 without a token and with each of: $(cd "$jwtdir" && echo bad.* | sed 's/bad\.//g'); the upstream saw the sub and no Authorization" \
+	    >>"$wdir/notes"
 	return 0
 }
 
@@ -1122,13 +1435,13 @@ curl_key() { curl -H "@$keysdir/check.hdr" "$@"; }
 # curl_badkey ARGS...: curl with an X-API-KEY that is no key.
 curl_badkey() { curl -H "X-API-KEY: live_00000000000000000000000000000000" "$@"; }
 
-# check_keys: for the keys-* workloads, every system must refuse a request
-# without a key and one with an unknown key (401), and its answer with the
-# first key must carry that key's owner: in X-Consumer-Id (verify), or as
-# the upstream saw it, with the secret removed (proxy).
+# check_keys SYSTEM...: for the keys-* workloads, each SYSTEM must refuse a
+# request without a key and one with an unknown key (401), and its answer
+# with the first key must carry that key's owner: in X-Consumer-Id
+# (verify), or as the upstream saw it, with the secret removed (proxy).
 check_keys() {
 	owner=$(cat "$keysdir/first.owner")
-	for s in $W_SYSTEMS; do
+	for s in "$@"; do
 		url=$(workload_url "$w" "$s")
 		for how in curl curl_badkey; do
 			code=$(with_headers "$url" "$how" -s -o /dev/null \
@@ -1139,7 +1452,7 @@ check_keys() {
 			return 1
 		done
 		case $w in
-		keys-proxy | rate | rate-accuracy)
+		keys-proxy | rate | rate-accuracy | jwt-vs-key)
 			want="x-upstream-consumer: $owner
 x-upstream-saw-key: no"
 			;;
@@ -1443,15 +1756,26 @@ run_workload() {
 	mkdir -p "$wdir/out"
 	: >"$wdir/notes"
 	if ! check_keygated "$w"; then
-		fail "$w" "skipped: keygated -t rejects its config ($KEYGATED):" \
-		    "$wdir/keygated/check.log"
-		return 0
+		peers=$(for s in $W_SYSTEMS; do say "$s"; done |
+		    grep -v '^keygated' | tr '\n' ' ' | sed 's/ $//' || true)
+		if [ "$PEERS" != 1 ] || [ -z "$peers" ]; then
+			fail "$w" "skipped: keygated -t rejects its config ($KEYGATED):" \
+			    "$wdir/keygated/check.log"
+			return 0
+		fi
+		{
+			say "NOTE: keygated skipped (PEERS=1): keygated -t rejects its config:"
+			tail -n 3 "$wdir/keygated/check.log" | sed 's/^/    /'
+		} >>"$wdir/notes"
+		W_SYSTEMS=$peers
+		say "$W_SYSTEMS" >"$wdir/systems"
 	fi
 	systems=$W_SYSTEMS
+	[ "$W_REFRESH" = 1 ] && systems="jwks $systems"
 	[ "$W_UPSTREAM" = 1 ] && systems="upstream $systems"
 	for s in $systems; do
 		if [ "$W_KEYS" = 1 ] && [ "$W_CREATE" = 0 ] &&
-		    [ "$W_ACCURACY" = 0 ] &&
+		    [ "$W_ACCURACY" = 0 ] && [ -z "$W_JWT" ] &&
 		    [ "$s" != upstream ] && ! mem_empty "$s"; then
 			fail "$w" "skipped: $s would not start without keys" \
 			    "$(ls -t "$wdir"/empty.*/"$s".start.log | head -n 1)"
@@ -1465,7 +1789,7 @@ run_workload() {
 			return 0
 		}
 		if [ "$W_KEYS" = 1 ] && [ "$W_ACCURACY" = 0 ] &&
-		    [ "$s" != upstream ]; then
+		    [ -z "$W_JWT" ] && [ "$s" != upstream ]; then
 			sleep 1
 			say "$(mem_now "$(system_pid "$s")") $(cat \
 			    "$wdir/$s.startms")" >"$wdir/$s.mem1"
@@ -1492,7 +1816,7 @@ run_workload() {
 	if [ "$WARMUP" -gt 0 ]; then
 		for s in $W_SYSTEMS; do
 			run_wrk "$wdir/out/$s.warmup" "$WARMUP" \
-			    "$(workload_url "$w" "$s")" || {
+			    "$(workload_url "$w" "$s")" "$s" || {
 				fail "$w" "wrk failed (warm-up, $s)" \
 				    "$wdir/out/$s.warmup"
 				stop_systems
@@ -1506,13 +1830,28 @@ run_workload() {
 		r=$((r + 1))
 		for s in $W_SYSTEMS; do
 			out=$wdir/out/$s.$r
+			if [ "$W_REFRESH" = 1 ] && ! refresh_restart "$s" "$r"; then
+				stop_systems
+				return 0
+			fi
+			refresher_pid=
+			if [ "$W_REFRESH" = 1 ] && [ "$s" = keygated ]; then
+				refresher "$s" "$r" &
+				refresher_pid=$!
+			fi
 			if ! run_wrk "$out" "$DURATION" \
-			    "$(workload_url "$w" "$s")"; then
+			    "$(workload_url "$w" "$s")" "$s"; then
 				fail "$w" "wrk failed (round $r, $s)" "$out"
 				stop_systems
 				return 0
 			fi
+			if [ -n "$refresher_pid" ]; then
+				wait "$refresher_pid" || true
+				refresher_pid=
+			fi
 			parse_wrk "$out" >>"$wdir/res.$s"
+			[ "$W_REFRESH" = 1 ] && say "$(wc -l <"$wdir/jwks/fetches")" \
+			    >"$wdir/out/$s.$r.fetches1"
 			warn "$w round $r/$ROUNDS $s: $(tail -n 1 \
 			    "$wdir/res.$s" | awk '{ printf "%.0f req/s, p99 %.3fms", $1, $3 / 1000;
 			    if ($4 || $5) printf ", %d non-2xx, %d socket errors", $4, $5 }')"
@@ -1552,6 +1891,91 @@ run_workload() {
 	stop_systems
 }
 
+# refresh_restart SYSTEM ROUND: jwks-refresh, before SYSTEM's round: serve
+# the base JWKS again, stop SYSTEM, start it again on an empty state_dir
+# (no JWKS kept from the round before, and a new shared segment: no early
+# re-fetch done yet), and warm it up for $WARMUP s (the upstream pool, the
+# token cache).  Non-zero, with the workload failed, if it does not come
+# back.
+refresh_restart() {
+	refresh_reset
+	p=$(system_pid "$1")
+	stop_pid "$p"
+	started=$(say "$started" | tr ' ' '\n' | grep -vx "$p" | tr '\n' ' ' ||
+	    true)
+	wsystems=$(for t in $wsystems; do [ "$t" = "$1" ] || say "$t"; done |
+	    tr '\n' ' ')
+	rm -rf "$wdir/$1/state"
+	if ! start_system "$1"; then
+		fail "$w" "$1 did not start again before round $2" \
+		    "$wdir/$1.start.log"
+		return 1
+	fi
+	say "$(wc -l <"$wdir/jwks/fetches")" >"$wdir/out/$1.$2.fetches0"
+	children "$(system_pid "$1")" | sort >"$wdir/$1.kids"
+	log_lines "$1" >"$wdir/$1.loglines"
+	[ "$WARMUP" -gt 0 ] || return 0
+	run_wrk "$wdir/out/$1.$2.warmup" "$WARMUP" "$(workload_url "$w" "$1")" \
+	    "$1" || true
+}
+
+# refresher SYSTEM ROUND: jwks-refresh, during SYSTEM's round: at each of
+# the first whole seconds T of the clock after its start (at most
+# $REFRESH_PROVIDERS of them, and not in the round's last second), serve
+# provider pI's next JWKS (a new key), I = (T mod $REFRESH_PROVIDERS) + 1,
+# and send one request with a token of pI signed by that key: its kid is
+# unknown to keygated, which re-fetches pI's JWKS, publishes the new set (a
+# new generation: the workers drop pI's verified tokens) and answers it.
+# In that second wrk sends pI's token on every request (keys.lua
+# KEYS_ORDER=clock takes line (T mod LINES) + 1 of refresh.pool, pI's), so
+# all the load of a second depends on the provider re-fetched in it, and
+# no provider is re-fetched twice in a round.  Writes "PROVIDER STATUS LATE
+# MS" per request to $wdir/out/SYSTEM.ROUND.refresh (LATE: ms from T to the
+# request; MS: its time, the re-fetch included).
+refresher() {
+	f_url=$(workload_url "$w" "$1")
+	f_out=$wdir/out/$1.$2.refresh
+	: >"$f_out"
+	f_n=$((DURATION - 1))
+	[ "$f_n" -gt "$REFRESH_PROVIDERS" ] && f_n=$REFRESH_PROVIDERS
+	f_s0=$(($(now_ms) / 1000))
+	i=0
+	while [ $i -lt "$f_n" ]; do
+		i=$((i + 1))
+		f_at=$(((f_s0 + i) * 1000))
+		f_wait=$((f_at - $(now_ms)))
+		[ "$f_wait" -gt 0 ] && sleep "$(awk -v m="$f_wait" \
+		    'BEGIN { printf "%.3f", m / 1000 }')"
+		f_p=p$(((f_s0 + i) % REFRESH_PROVIDERS + 1))
+		refresh_serve "$f_p" next
+		f_t1=$(now_ms)
+		f_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+		    -H "@$jwtdir/refresh/$f_p.hdr" "$f_url" || true)
+		say "$f_p ${f_code:-000} $((f_t1 - f_at)) $(($(now_ms) - f_t1))" \
+		    >>"$f_out"
+	done
+}
+refresher_pid=
+
+# print_refresh: jwks-refresh, what the refresher did in keygated's rounds
+# and what the JWKS server saw in each system's rounds.
+print_refresh() {
+	for s in $W_SYSTEMS; do
+		r=0
+		while [ $r -lt "$ROUNDS" ]; do
+			r=$((r + 1))
+			f0=$(cat "$wdir/out/$s.$r.fetches0" 2>/dev/null || say 0)
+			f1=$(cat "$wdir/out/$s.$r.fetches1" 2>/dev/null || say 0)
+			f=$wdir/out/$s.$r.refresh
+			if [ -f "$f" ]; then
+				say "$s round $r: $(wc -l <"$f" | tr -d ' ') forced re-fetches, $(awk '$2 == 200' "$f" | wc -l | tr -d ' ') answered 200, in (re-fetch included) median $(field "$f" 4 | median) ms, max $(field "$f" 4 | sort -n | tail -n 1) ms, sent at most $(field "$f" 3 | sort -n | tail -n 1) ms into their second; JWKS fetches the server saw during the round: $((f1 - f0))"
+			else
+				say "$s round $r: no forced re-fetch; JWKS fetches seen by the server during the round: $((f1 - f0))"
+			fi
+		done
+	done
+}
+
 # name_width: the width of the system column: 10, or the longest name of
 # W_SYSTEMS (keygated_off).
 name_width() {
@@ -1565,6 +1989,7 @@ print_table() {
 	w=$1
 	workload_info "$w"
 	wdir=$tmp/$w
+	[ -s "$wdir/systems" ] && W_SYSTEMS=$(cat "$wdir/systems")
 	if [ "$W_CREATE" = 1 ]; then
 		say "workload: $w ($W_DESC)"
 	elif [ "$W_ACCURACY" = 1 ]; then
@@ -1617,7 +2042,8 @@ print_table() {
 	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
 	[ "$w" = rate ] && print_refusals
-	[ "$W_KEYS" = 1 ] && print_memory
+	[ "$W_REFRESH" = 1 ] && print_refresh
+	[ "$W_KEYS" = 1 ] && [ -z "$W_JWT" ] && print_memory
 	cat "$wdir/notes"
 }
 
@@ -1752,7 +2178,7 @@ profile_system() {
 		strace -c -f -o "$out.strace" "$@" >/dev/null 2>&1 &
 		strace_pid=$!
 		sleep 0.5
-		run_wrk "$out.strace.wrk" "$PROFILE_DURATION" "$url"
+		run_wrk "$out.strace.wrk" "$PROFILE_DURATION" "$url" "$s"
 		kill -INT "$strace_pid" 2>/dev/null || true
 		wait "$strace_pid" || true
 		strace_pid=
@@ -1774,7 +2200,7 @@ profile_system() {
 		perf_pid=$!
 		sleep 0.3
 		alive "$perf_pid" || { wait "$perf_pid" || true; continue; }
-		run_wrk "$out.perf.wrk" "$PROFILE_DURATION" "$url"
+		run_wrk "$out.perf.wrk" "$PROFILE_DURATION" "$url" "$s"
 		wait "$perf_pid" && return 0
 	done
 	warn "perf stat failed on $s"
@@ -1795,6 +2221,7 @@ requests() { parse_wrk "$1" | awk '{ print $6 }'; }
 print_profile() {
 	w=$1
 	workload_info "$w"
+	[ -s "$tmp/$w/systems" ] && W_SYSTEMS=$(cat "$tmp/$w/systems")
 	say "profile: $w, wrk -t$THREADS -c$CONNS, ${PROFILE_DURATION}s per system and tool, master+workers"
 	sw=$(name_width)
 	printf "%-${sw}s %11s %11s %11s   (perf stat)\n" system "CPU us/req" \
@@ -1895,9 +2322,13 @@ case $KEYGATED in /*) ;; *) KEYGATED=$(pwd)/$KEYGATED ;; esac
 
 all=
 any_keys=0
+any_jwt=0
+any_refresh=0
 for w in $WORKLOADS; do
 	workload_info "$w"
 	[ "$W_KEYS" = 1 ] && any_keys=1
+	[ -n "$W_JWT" ] && any_jwt=1
+	[ "$W_REFRESH" = 1 ] && any_refresh=1
 	for s in $W_SYSTEMS; do
 		case " $all " in *" $s "*) ;; *) all="$all $s" ;; esac
 	done
@@ -1906,7 +2337,11 @@ done
 
 need wrk wrk
 need curl curl
-[ "$any_keys" = 1 ] && need python3 python3
+[ "$any_keys" = 1 ] || [ "$any_refresh" = 1 ] && need python3 python3
+if [ "$any_jwt" = 1 ]; then
+	"$JWT_PYTHON" -c 'import jwt, cryptography' >/dev/null 2>&1 ||
+	    die "$JWT_PYTHON lacks PyJWT or cryptography: apt-get install python3-jwt python3-cryptography, or set JWT_PYTHON"
+fi
 [ "$(id -u)" -eq 0 ] && PATH=$PATH:/usr/sbin:/sbin
 if [ -z "${NGINX:-}" ]; then
 	need nginx nginx-light
@@ -1961,6 +2396,19 @@ if [ "$any_keys" = 1 ]; then
 	keys_src=$keysdir
 fi
 
+# The JWT workloads' keys, JWKS, PEM public keys and tokens (tokens.py;
+# jwks-refresh's providers, CA and server certificate too).
+jwtdir=
+if [ "$any_jwt" = 1 ]; then
+	jwtdir=$tmp/jwt
+	warn "making the JWT keys and 2 x $JWT_TOKENS tokens (tokens.py)"
+	t0=$(now_ms)
+	set -- "$JWT_TOKENS" "$jwtdir"
+	[ "$any_refresh" = 1 ] && set -- "$@" "$REFRESH_PROVIDERS"
+	"$JWT_PYTHON" "$here/tokens.py" "$@" || die "tokens.py failed"
+	jwt_ms=$(($(now_ms) - t0))
+fi
+
 keygated_probe
 
 versions="$("$KEYGATED" -v 2>&1 | head -n 1) ($KEYGATED); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
@@ -1974,6 +2422,8 @@ say "# keygate bench $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc 2>/dev/null || echo
 say "# $versions; $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }')"
 [ "$any_keys" = 1 ] &&
     say "# keys-*: $KEYS keys made by keys.py in $(awk -v t="$keys_ms" 'BEGIN { printf "%.1f", t / 1000 }') s, keygated max_keys $KEYS ($((KEYS + CREATES)) in keys-create), wrk picks one at random per request (keys.lua)"
+[ "$any_jwt" = 1 ] &&
+    say "# jwt-*: keys and tokens made by tokens.py in $(awk -v t="$jwt_ms" 'BEGIN { printf "%.1f", t / 1000 }') s: RSA 2048 and P-256 keys, Entra-like claims, $JWT_TOKENS tokens per jwt-fresh pool, $(wc -c <"$jwtdir/check.hdr" | tr -d ' ')-byte Authorization header (RS256)"
 for w in $WORKLOADS; do run_workload "$w"; done
 for w in $WORKLOADS; do
 	say
