@@ -9,10 +9,13 @@
  *	1. the token cache (below): a hit costs one SHA-256 and no
  *	   signature check;
  *	2. jwt_decode(): malformed, or invalid (alg, crit, duplicates);
- *	3. the provider: the first accepted one whose issuer the token
- *	   names; a token of a provider the route does not accept, or of
- *	   none, is invalid;
- *	4. the provider's keys: none ever (JWKS_NONE) is 503
+ *	3. the providers: each one the route accepts whose issuer the
+ *	   token names, in the configuration's order, until one accepts it
+ *	   (two providers may share an issuer and differ in audience); a
+ *	   token of a provider the route does not accept, or of none, is
+ *	   invalid; when all refuse, the most telling refusal is answered
+ *	   (expired, then held, then unavailable, then invalid);
+ *	4. a provider's keys: none ever (JWKS_NONE) is 503
  *	   auth_unavailable;
  *	5. jwt_verify(); an unknown kid asks the master for an early
  *	   re-fetch (jwks_refetch()) and answers JWTAUTH_PENDING when one is
@@ -24,15 +27,21 @@
  * JWTAUTH_CACHE_SETS sets of JWTAUTH_CACHE_WAYS entries, indexed by the
  * token's SHA-256 digest; an entry holds the whole digest, the provider
  * and the key-set generation it was verified under, the time until which
- * it stays valid (exp + leeway) and the identity.  A lookup is a hit only
- * when the digest is equal (a collision of SHA-256 is not a concern), the
- * provider is one the route accepts, the provider's key generation is
+ * it stays valid (exp + leeway), the providers listed before it that the
+ * token's issuer also names and which of them refused it, and the
+ * identity.  A lookup is a hit only when the digest is equal (a collision
+ * of SHA-256 is not a concern), the provider is one the route accepts and
+ * no provider the route accepts comes before it untried (else the full
+ * check might pick that one), the provider's key generation is
  * still the one of the entry (new keys drop every entry of the provider,
  * lazily: a rotated-out key must not keep its tokens alive) and now is
  * before the entry's end.  So a hit answers exactly what a full check
  * would: the signature, iss, aud and nbf/iat (already passed, and time
  * only moves on) cannot change while the key set stays the same, and exp
- * is checked again.  Refused tokens are never cached.  The least recently
+ * is checked again.  (A provider before it that refused the token is not
+ * asked again while the entry lives, even if its keys change: that could
+ * only matter for two providers of one issuer whose key sets both verify
+ * the token.)  Refused tokens are never cached.  The least recently
  * inserted way of a set is replaced.  Memory: the table is allocated
  * zeroed and only the pages of used entries become resident.
  */

@@ -29,11 +29,17 @@ struct jwtauth_prov {
 	struct jwk_keys	 pp_keys;
 };
 
-/* A verified token (see the cache in jwtauth.h). */
+/*
+ * A verified token (see the cache in jwtauth.h).  ce_before: the
+ * providers listed before the one that verified it whose issuer the token
+ * also names; ce_refused: those of them that were tried and refused it.
+ */
 struct jwtauth_entry {
 	uint8_t		 ce_digest[32];
 	int64_t		 ce_until;	/* unix s: exp + leeway; 0: empty */
 	uint64_t	 ce_gen;
+	uint32_t	 ce_before;
+	uint32_t	 ce_refused;
 	struct jwt_identity ce_id;
 };
 
@@ -165,7 +171,8 @@ jwtauth_lookup(struct jwtauth *ja, const uint8_t *d, uint32_t mask,
 		if (e->ce_until == 0 || memcmp(e->ce_digest, d, 32) != 0)
 			continue;
 		p = e->ce_id.ji_provider;
-		if (p < 0 || p >= ja->ja_nprov || !(mask & (1U << p)))
+		if (p < 0 || p >= ja->ja_nprov || !(mask & (1U << p)) ||
+		    (mask & e->ce_before & ~e->ce_refused) != 0)
 			return (NULL);
 		pp = &ja->ja_prov[p];
 		jwtauth_sync(ja, (struct jwtauth_prov *)(uintptr_t)pp);
@@ -179,7 +186,8 @@ jwtauth_lookup(struct jwtauth *ja, const uint8_t *d, uint32_t mask,
 /* Remember a verified token. */
 static void
 jwtauth_insert(struct jwtauth *ja, const uint8_t *d, uint64_t gen,
-    int64_t until, const struct jwt_identity *id)
+    int64_t until, uint32_t before, uint32_t refused,
+    const struct jwt_identity *id)
 {
 	struct jwtauth_entry	*e;
 	size_t			 set, i;
@@ -196,35 +204,9 @@ jwtauth_insert(struct jwtauth *ja, const uint8_t *d, uint64_t gen,
 	memcpy(e->ce_digest, d, 32);
 	e->ce_until = until;
 	e->ce_gen = gen;
+	e->ce_before = before;
+	e->ce_refused = refused;
 	e->ce_id = *id;
-}
-
-/*
- * The provider of t among those of mask: the first whose issuer t names.
- * -1 with a reason when none of mask does.
- */
-static int
-jwtauth_pick(const struct jwtauth *ja, uint32_t mask,
-    const struct jwt_token *t, char *why, size_t whylen)
-{
-	int	 i, other = 0;
-
-	for (i = 0; i < ja->ja_nprov; i++) {
-		if (!jwt_provider_issues(ja->ja_prov[i].pp_conf, t))
-			continue;
-		if (mask & (1U << i))
-			return (i);
-		other = 1;
-	}
-	if (t->jt_iss == NULL)
-		snprintf(why, whylen, "the token has no issuer (iss)");
-	else if (other)
-		snprintf(why, whylen, "the token's issuer is a provider this "
-		    "route does not accept");
-	else
-		snprintf(why, whylen, "the token's issuer (iss) is not "
-		    "accepted");
-	return (-1);
 }
 
 /* Map a jwt_verify() status to ours. */
@@ -272,6 +254,80 @@ jwtauth_verify(struct jwtauth *ja, int p, const struct jwt_token *t,
 	return (JWTAUTH_INVALID);
 }
 
+/*
+ * How telling a refusal is, to keep the best of several providers': an
+ * expired token passed the signature, issuer and audience checks of one;
+ * a held one may still pass; a provider without keys could not look.
+ */
+static int
+jwtauth_rank(int st)
+{
+	switch (st) {
+	case JWTAUTH_EXPIRED:
+		return (4);
+	case JWTAUTH_PENDING:
+		return (3);
+	case JWTAUTH_UNAVAILABLE:
+		return (2);
+	default:
+		return (1);
+	}
+}
+
+/*
+ * Verify t with every provider of mask whose issuer it names, in the
+ * configuration's order, until one accepts it (two providers may share an
+ * issuer with different audiences): JWTAUTH_OK with *p set, or the most
+ * telling refusal (jwtauth_rank) with its reason.  *before and *refused
+ * get the providers before *p that t names and those of them that refused
+ * it (see struct jwtauth_entry).
+ */
+static int
+jwtauth_verify_any(struct jwtauth *ja, uint32_t mask,
+    const struct jwt_token *t, int64_t now, int64_t mono, int final,
+    struct jwt_identity *id, int *p, uint32_t *before, uint32_t *refused,
+    int *slot, char *why, size_t whylen)
+{
+	char	 msg[192];
+	int	 i, st, best = -1, other = 0;
+
+	*before = *refused = 0;
+	for (i = 0; i < ja->ja_nprov; i++) {
+		if (!jwt_provider_issues(ja->ja_prov[i].pp_conf, t))
+			continue;
+		if (!(mask & (1U << i))) {
+			*before |= 1U << i;
+			other = 1;
+			continue;
+		}
+		msg[0] = '\0';
+		memset(id, 0, sizeof(*id));
+		st = jwtauth_verify(ja, i, t, now, mono, final, id, slot, msg,
+		    sizeof(msg));
+		if (st == JWTAUTH_OK) {
+			*p = i;
+			return (JWTAUTH_OK);
+		}
+		*before |= 1U << i;
+		*refused |= 1U << i;
+		if (best == -1 || jwtauth_rank(st) > jwtauth_rank(best)) {
+			best = st;
+			snprintf(why, whylen, "%s", msg);
+		}
+	}
+	if (best != -1)
+		return (best);
+	if (t->jt_iss == NULL)
+		snprintf(why, whylen, "the token has no issuer (iss)");
+	else if (other)
+		snprintf(why, whylen, "the token's issuer is a provider this "
+		    "route does not accept");
+	else
+		snprintf(why, whylen, "the token's issuer (iss) is not "
+		    "accepted");
+	return (JWTAUTH_INVALID);
+}
+
 /* Decide one bearer token; see jwtauth.h. */
 int
 jwtauth_check(struct jwtauth *ja, uint32_t mask, const char *tok, size_t len,
@@ -281,6 +337,7 @@ jwtauth_check(struct jwtauth *ja, uint32_t mask, const char *tok, size_t len,
 	const struct jwtauth_entry	*e;
 	struct jwt_token		 t;
 	uint8_t				 d[32];
+	uint32_t			 before, refused;
 	int				 p = -1, st;
 
 	*slot = -1;
@@ -298,15 +355,12 @@ jwtauth_check(struct jwtauth *ja, uint32_t mask, const char *tok, size_t len,
 	ja->ja_misses++;
 	if ((st = jwt_decode(tok, len, &t, why, whylen)) != JWT_OK)
 		return (jwtauth_status(st));
-	if ((p = jwtauth_pick(ja, mask, &t, why, whylen)) == -1)
-		st = JWTAUTH_INVALID;
-	else
-		st = jwtauth_verify(ja, p, &t, now, mono, final, id, slot, why,
-		    whylen);
+	st = jwtauth_verify_any(ja, mask, &t, now, mono, final, id, &p,
+	    &before, &refused, slot, why, whylen);
 	jwt_token_free(&t);
 	if (st == JWTAUTH_OK)
 		jwtauth_insert(ja, d, ja->ja_prov[p].pp_gen, id->ji_exp +
-		    ja->ja_prov[p].pp_conf->jp_leeway, id);
+		    ja->ja_prov[p].pp_conf->jp_leeway, before, refused, id);
 	return (st);
 }
 

@@ -808,6 +808,49 @@ def test_jwks_file_and_algorithms():
         invalid(d, "/f", tok, what)
 
 
+def test_providers_sharing_an_issuer():
+    """
+    Two providers of one issuer (one Entra tenant, two APIs) differ in
+    audience: auth=jwt tries both, and a cached token answers what the
+    full check does (it once answered 401, then 200 from the cache).
+    """
+    need_jwt()
+    dir = kg.tempdir()
+    key = I.Key("s1")
+    path = os.path.join(dir, "jwks.json")
+    with open(path, "w") as f:
+        json.dump(I.jwks_of([key]), f)
+    iss = "https://issuer.example/shared"
+    d = kg.start(kg.config(
+        "jwt_provider first issuer=%s audience=api://first jwks=%s" %
+        (iss, path),
+        "jwt_provider second issuer=%s audience=api://second jwks=%s" %
+        (iss, path),
+        "route * ^/any(/|$) auth=jwt",
+        "route * ^/one(/|$) auth=jwt:first",
+        "route * ^/two(/|$) auth=jwt:second", workers=1), nports=1)
+
+    def tk(aud):
+        c = dict(iss=iss, aud=aud, sub="shared-" + uuid.uuid4().hex,
+                 exp=int(time.time()) + 600)
+        return key.sign(c), c
+
+    wait_keys(d, tk("api://first")[0], "/any")
+    tok, c = tk("api://second")
+    for path, status in (("/any", 200), ("/two", 200), ("/any", 200),
+                         ("/one", 401), ("/any", 200)):
+        r = call(d, path, bearer(tok))
+        kg.eq(r.status, status, "token of the second provider on %s" % path)
+        if status == 200:
+            kg.eq(echo_headers(r, path).get("x-consumer-id"), c["sub"],
+                  "X-Consumer-Id on %s" % path)
+    tok, c = tk("api://first")
+    for path, status in (("/two", 401), ("/any", 200), ("/one", 200),
+                         ("/two", 401)):
+        kg.eq(call(d, path, bearer(tok)).status, status,
+              "token of the first provider on %s" % path)
+
+
 def test_rate_per_identity():
     idp = shared_idp()
     d = start(idp, entra_line(idp, "rate=2/1s"))
@@ -922,6 +965,7 @@ TESTS = [
     test_refetch_hold_does_not_stall,
     test_idp_down_at_start_then_cache,
     test_jwks_file_and_algorithms,
+    test_providers_sharing_an_issuer,
     test_rate_per_identity,
     test_reload_audience,
     test_check_bad_jwt_provider,
