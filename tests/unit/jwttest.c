@@ -193,3 +193,19 @@ jwtt_tok(EVP_PKEY *pk, int alg, const char *hdr, const char *pay)
 {
 	return (jwtt_tok_sig(pk, alg, hdr, pay, 0, NULL, 0));
 }
+
+/* Fail if msg quotes any 12 bytes of the token t[0..len). */
+void
+jwtt_no_leak(const char *msg, const char *t, size_t len)
+{
+	char	 w[13];
+	size_t	 i;
+
+	for (i = 0; len < 4096 && i + 12 <= len; i++) {
+		memcpy(w, t + i, 12);
+		w[12] = '\0';
+		if (memchr(t + i, '.', 12) == NULL &&
+		    memchr(t + i, '\0', 12) == NULL && strstr(msg, w) != NULL)
+			fail_msg("\"%s\" quotes \"%s\"", msg, w);
+	}
+}

@@ -43,4 +43,10 @@ char	*jwtt_tok_sig(EVP_PKEY *, int, const char *, const char *, int,
 /* A token (malloc'd) of hdr and pay, properly signed by pk with alg. */
 char	*jwtt_tok(EVP_PKEY *, int, const char *, const char *);
 
+/*
+ * Fail unless msg quotes no 12 bytes of the token t[0..len) (windows with
+ * a '.' excepted: they are the segments' joints, not token material).
+ */
+void	 jwtt_no_leak(const char *, const char *, size_t);
+
 #endif /* KEYGATE_JWTTEST_H */

@@ -120,18 +120,11 @@ no_leak(const char *why, const char *t, size_t len)
 {
 	static const char *const values[] = { SUBJECT, TID, TID_UP, OID,
 	    "attacker-kid-99", "s3cr3t" };
-	char	 w[13];
 	size_t	 i;
 
 	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++)
 		assert_null(strstr(why, values[i]));
-	for (i = 0; len < 4096 && i + 12 <= len; i++) {
-		memcpy(w, t + i, 12);
-		w[12] = '\0';
-		if (memchr(t + i, '.', 12) == NULL &&
-		    memchr(t + i, '\0', 12) == NULL && strstr(why, w) != NULL)
-			fail_msg("\"%s\" quotes \"%s\"", why, w);
-	}
+	jwtt_no_leak(why, t, len);
 }
 
 /*
