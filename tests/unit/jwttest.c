@@ -76,8 +76,8 @@ jwtt_jwk(EVP_PKEY *pk, const char *kid, const char *extra)
 		    OSSL_PKEY_PARAM_RSA_E, &bn), 1);
 		jwtt_b64u(buf, (size_t)BN_bn2bin(bn, buf), b);
 		BN_free(bn);
-		snprintf(out, 4096, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"n\":\"%s\","
-		    "\"e\":\"%s\"%s}", kid, a, b, extra);
+		snprintf(out, 4096, "{\"kty\":\"RSA\",\"kid\":\"%s\","
+		    "\"n\":\"%s\",\"e\":\"%s\"%s}", kid, a, b, extra);
 		return (out);
 	}
 	assert_int_equal(EVP_PKEY_get_octet_string_param(pk,

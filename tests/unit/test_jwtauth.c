@@ -348,7 +348,8 @@ test_refused(void **state)
 {
 	struct jwtauth		*ja = state_new(NULL, 1);
 	struct jwt_identity	 id;
-	char			*bad = mint(k_evil, "a2", ISS_A, "subj-eve", EXP);
+	char			*bad = mint(k_evil, "a2", ISS_A, "subj-eve",
+				    EXP);
 	char			*old = mint(k_a2, "a2", ISS_A, "subj-old",
 				    NOW - 3600);
 	char			*unk = mint(k_a2, "zz", ISS_A, "subj-unk", EXP);
