@@ -2143,6 +2143,8 @@ server_teardown(struct worker *w)
 	if (w->w_accept_timer != NULL)
 		event_free(w->w_accept_timer);
 	proxy_teardown(w);
+	jwtauth_free(w->w_jwt);		/* wipes the cached identities */
+	w->w_jwt = NULL;
 	journal_close(&w->w_journal);
 	accesslog_close(w->w_alog);
 	jwtauth_free(w->w_jwt);	/* wipes the cached identities */

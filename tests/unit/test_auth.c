@@ -23,7 +23,10 @@
 #include <openssl/evp.h>
 
 #include "auth.h"
+#include "config.h"
 #include "http.h"
+#include "jwtauth.h"
+#include "jwttest.h"
 #include "keystore.h"
 #include "route.h"
 #include "secret.h"
@@ -69,6 +72,8 @@
 static void		*region;
 static struct keystore	 ks;
 static void		*rate_ipregion;	/* client address table */
+
+static void		 jwt_env_free(void);
 
 /* One key of the test store. */
 struct tkey {
@@ -142,11 +147,13 @@ teardown(void **state)
 	(void)state;
 	free(region);
 	free(rate_ipregion);
+	jwt_env_free();
 	return (0);
 }
 
 /*
- * A route with the schemes in auth ("api-key,anonymous") and the scopes
+ * A route with the schemes in auth ("api-key,anonymous,jwt:B"; jwt:A and
+ * jwt:B are the JWT tests' providers 0 and 1) and the scopes
  * in scopes ("read,admin", NULL for none).  Scope strings point into
  * store, which must outlive r.
  */
@@ -170,6 +177,11 @@ route_make(struct route *r, const char *auth, const char *scopes,
 	snprintf(buf, sizeof(buf), "%s", auth);
 	for (p = strtok_r(buf, ",", &save); p != NULL;
 	    p = strtok_r(NULL, ",", &save)) {
+		r->r_jwt[r->r_nauth] = -1;
+		if (strncmp(p, "jwt:", 4) == 0) {	/* jwt:A, jwt:B */
+			r->r_jwt[r->r_nauth] = p[4] - 'A';
+			p[3] = '\0';
+		}
 		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 			if (strcmp(p, names[i].name) == 0)
 				break;
@@ -926,7 +938,7 @@ test_identity_headers(void **state)
 
 static uint32_t		 rate_keys[RL_WINDOWS];
 static uint32_t		 rate_anon[RL_WINDOWS];
-static uint64_t		 rate_refused[2][RL_WINDOWS];
+static uint64_t		 rate_refused[3][RL_WINDOWS];	/* auth.h */
 
 /* The limiter environment at now (monotonic ms) for client address ip. */
 static void
@@ -1150,6 +1162,390 @@ test_rate_anonymous(void **state)
 	assert_false(ar.ar_limited);
 }
 
+/*
+ * JWT bearer tokens (the jwt scheme): providers A (index 0, route jwt:A)
+ * and B (index 1) with their own EC keys, one worker state (jwtauth) with
+ * both key sets, and tokens signed in the test (jwttest.c).  Times: NOW
+ * in ms as auth_check() takes it, JNOW in s as the tokens say.
+ */
+#define JNOW		(NOW / 1000)
+#define JISS_A		"https://a.example/"
+#define JISS_B		"https://b.example/"
+#define JAUD		"api://keygate"
+
+static EVP_PKEY			*jk_a, *jk_b, *jk_evil;
+static struct jwt_provider	 jprov[2];
+static struct config		 jconf;
+static struct auth_jwt		 jenv;
+static void			*jwt_rateregion;	/* identities' table */
+
+/* Provider i named name, issuing as iss, with A's mapping of "tid". */
+static void
+jwt_provider(int i, char *name, char *iss)
+{
+	static char	*aud = JAUD, *tid = "tid", *hdr = "X-Tenant-Id";
+	struct jwt_provider *p = &jprov[i];
+
+	memset(p, 0, sizeof(*p));
+	p->jp_name = name;
+	p->jp_index = i;
+	p->jp_issuers[0] = iss;
+	p->jp_nissuers = 1;
+	p->jp_audiences[0] = aud;
+	p->jp_naudiences = 1;
+	p->jp_algs = JWK_ALGS_ALL;
+	p->jp_leeway = JWT_DEFAULT_LEEWAY;
+	if (i == 0) {
+		p->jp_headers[0].hm_claim = tid;
+		p->jp_headers[0].hm_header = hdr;
+		p->jp_nheaders = 1;
+	}
+}
+
+/* The JWT environment, made once (freed by jwt_env_free()). */
+static void
+jwt_env(void)
+{
+	struct jwk_set	*set;
+	char		 err[256];
+
+	if (jenv.aj_state != NULL)
+		return;
+	assert_non_null(jk_a = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"));
+	assert_non_null(jk_b = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"));
+	assert_non_null(jk_evil = EVP_PKEY_Q_keygen(NULL, NULL, "EC",
+	    "P-256"));
+	jwt_provider(0, "A", JISS_A);
+	jwt_provider(1, "B", JISS_B);
+	jconf.c_jwt = jprov;
+	jconf.c_njwt = 2;
+	assert_non_null(jenv.aj_state = jwtauth_new(&jconf, NULL));
+	jenv.aj_mono = 1000;
+	assert_non_null(set = calloc(1, sizeof(*set)));
+	assert_int_equal(jwtt_jwks(set, err, sizeof(err), 1,
+	    jwtt_jwk(jk_a, "a1", "")), 1);
+	assert_int_equal(jwtauth_set_keys(jenv.aj_state, 0, set, 1), 0);
+	assert_int_equal(jwtt_jwks(set, err, sizeof(err), 1,
+	    jwtt_jwk(jk_b, "b1", "")), 1);
+	assert_int_equal(jwtauth_set_keys(jenv.aj_state, 1, set, 1), 0);
+	free(set);
+}
+
+/* Free what jwt_env() made. */
+static void
+jwt_env_free(void)
+{
+	jwtauth_free(jenv.aj_state);
+	EVP_PKEY_free(jk_a);
+	EVP_PKEY_free(jk_b);
+	EVP_PKEY_free(jk_evil);
+	free(jwt_rateregion);
+}
+
+/*
+ * The header line "Authorization: Bearer <token>\r\n" (malloc'd) of a
+ * token signed by pk as kid, from iss about sub with scopes scp (a JSON
+ * value), until exp (s).
+ */
+static char *
+jwt_bearer(EVP_PKEY *pk, const char *kid, const char *iss, const char *sub,
+    const char *scp, int64_t exp)
+{
+	char	 h[64], p[512], *t, *line;
+
+	snprintf(h, sizeof(h), "{\"alg\":\"ES256\",\"kid\":\"%s\"}", kid);
+	snprintf(p, sizeof(p), "{\"iss\":\"%s\",\"aud\":\"" JAUD "\","
+	    "\"sub\":\"%s\",\"exp\":%lld,\"iat\":%lld,\"scp\":%s,"
+	    "\"tid\":\"t-1\"}", iss, sub, (long long)exp,
+	    (long long)JNOW - 10, scp);
+	t = jwtt_tok(pk, JWK_ALG_ES256, h, p);
+	assert_non_null(line = malloc(strlen(t) + 32));
+	snprintf(line, strlen(t) + 32, "Authorization: Bearer %s\r\n", t);
+	free(t);
+	return (line);
+}
+
+/* A's token for sub with scopes "read write", valid for 10 minutes. */
+static char *
+jwt_a(const char *sub)
+{
+	return (jwt_bearer(jk_a, "a1", JISS_A, sub, "\"read write\"",
+	    JNOW + 600));
+}
+
+/* Fail if msg quotes any bearer token of the header lines h. */
+static void
+jwt_no_leak(const char *msg, const char *h)
+{
+	const char	*t;
+
+	while ((t = strstr(h, "Bearer ")) != NULL) {
+		t += strlen("Bearer ");
+		h = t + strcspn(t, "\r");
+		jwtt_no_leak(msg, t, (size_t)(h - t));
+	}
+}
+
+/*
+ * auth_check() with the JWT environment for headers on route auth with
+ * scopes, limited by ra (or not: NULL).  A refusal's message and
+ * challenge must not quote the token.
+ */
+static int
+jwt_check(const char *auth, const char *scopes, const char *headers,
+    const struct auth_rate *ra, struct auth_result *ar)
+{
+	struct http_msg		 m;
+	struct route		 r;
+	char			 buf[4096], sc[64];
+	int			 rv;
+
+	route_make(&r, auth, scopes, sc, sizeof(sc));
+	request(&m, buf, sizeof(buf), headers, NULL, 0);
+	rv = auth_check(&r, &m, &ks, "x-api-key", NOW, ra, &jenv, ar);
+	if (rv != 0) {
+		jwt_no_leak(ar->ar_message, headers);
+		if (ar->ar_challenge != NULL)
+			jwt_no_leak(ar->ar_challenge, headers);
+	}
+	return (rv);
+}
+
+/*
+ * An allowed token: the identity headers of its subject, scopes and
+ * mappings (no key id); a missing scope: 403 with its RFC 6750 challenge.
+ */
+static void
+test_jwt_allowed(void **state)
+{
+	static const char want[] = "X-Consumer-Id: subj-ok\r\n"
+	    "X-Scopes: read write\r\nX-Tenant-Id: t-1\r\n"
+	    "X-Auth-Scheme: jwt\r\n";
+	struct auth_result	 ar;
+	char			 buf[1024], *h;
+
+	(void)state;
+	jwt_env();
+	h = jwt_a("subj-ok");
+	assert_int_equal(jwt_check("jwt", "read", h, NULL, &ar), 0);
+	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_JWT);
+	assert_int_equal(ar.ar_jwt_found, 1);
+	assert_int_equal(ar.ar_found, 0);
+	assert_null(ar.ar_code);
+	assert_null(ar.ar_challenge);
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)),
+	    sizeof(want) - 1);
+	assert_string_equal(buf, want);
+	assert_null(strstr(buf, "X-Key-Id"));
+	/* jwt:A and a list with a key scheme first: the same. */
+	assert_int_equal(jwt_check("api-key,jwt:A", "write", h, NULL, &ar),
+	    0);
+	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_JWT);
+
+	assert_int_equal(jwt_check("jwt", "read,admin", h, NULL, &ar), 403);
+	assert_string_equal(ar.ar_code, "insufficient_scope");
+	assert_string_equal(ar.ar_challenge, "Bearer realm=\"keygate\", "
+	    "error=\"insufficient_scope\", scope=\"admin\", "
+	    "error_description=\"this route needs the scope 'admin'\"");
+	assert_int_equal(auth_identity_headers(&ar, buf, sizeof(buf)), 0);
+	free(h);
+}
+
+/* The description of a bearer challenge: after its prefix, no quote. */
+static void
+jwt_invalid_token(const struct auth_result *ar, const char *code)
+{
+	static const char pre[] = "Bearer realm=\"keygate\", "
+	    "error=\"invalid_token\", error_description=\"";
+	const char	*d;
+
+	assert_int_equal(ar->ar_status, 401);
+	assert_string_equal(ar->ar_code, code);
+	assert_non_null(ar->ar_challenge);
+	if (strncmp(ar->ar_challenge, pre, sizeof(pre) - 1) != 0)
+		fail_msg("challenge \"%s\"", ar->ar_challenge);
+	d = ar->ar_challenge + sizeof(pre) - 1;
+	assert_true(strlen(d) > 1);
+	assert_ptr_equal(strchr(d, '"'), d + strlen(d) - 1);
+}
+
+/* Refused tokens: 401 with invalid_token, the right code, no leak. */
+static void
+test_jwt_refused(void **state)
+{
+	struct auth_result	 ar;
+	char			*bad, *old, *two, *a, *b, *t, *none;
+
+	(void)state;
+	jwt_env();
+	bad = jwt_bearer(jk_evil, "a1", JISS_A, "subj-bad", "\"read\"",
+	    JNOW + 600);
+	old = jwt_bearer(jk_a, "a1", JISS_A, "subj-old", "\"read\"",
+	    JNOW - 3600);
+	a = jwt_a("subj-a");
+	b = jwt_bearer(jk_b, "b1", JISS_B, "subj-b", "\"read\"", JNOW + 600);
+	assert_non_null(two = malloc(strlen(a) + strlen(b) + 1));
+	snprintf(two, strlen(a) + strlen(b) + 1, "%s%s", a, b);
+	t = jwtt_tok_sig(NULL, 0, "{\"alg\":\"none\"}", "{\"iss\":\""
+	    JISS_A "\"}", 0, (const uint8_t *)"", 0);
+	assert_non_null(none = malloc(strlen(t) + 32));
+	snprintf(none, strlen(t) + 32, "Authorization: Bearer %s\r\n", t);
+	free(t);
+
+	assert_int_equal(jwt_check("jwt", NULL, bad, NULL, &ar), 401);
+	jwt_invalid_token(&ar, "invalid_credentials");
+	assert_int_equal(jwt_check("jwt", NULL, old, NULL, &ar), 401);
+	jwt_invalid_token(&ar, "expired_credentials");
+	assert_int_equal(jwt_check("jwt", NULL, two, NULL, &ar), 401);
+	jwt_invalid_token(&ar, "malformed_credentials");
+	assert_string_equal(ar.ar_message,
+	    "the Authorization header appears more than once");
+	assert_int_equal(jwt_check("jwt", NULL,
+	    "Authorization: Bearer e30.e30\r\n", NULL, &ar), 401);
+	jwt_invalid_token(&ar, "malformed_credentials");
+	/* A reason with quotes: none of them in the description. */
+	assert_int_equal(jwt_check("jwt", NULL, none, NULL, &ar), 401);
+	jwt_invalid_token(&ar, "invalid_credentials");
+	assert_non_null(strchr(ar.ar_message, '"'));
+	/* A's token on a route of B (and keys): another provider's. */
+	assert_int_equal(jwt_check("jwt:B,api-key", NULL, a, NULL, &ar), 401);
+	jwt_invalid_token(&ar, "invalid_credentials");
+	assert_non_null(strstr(ar.ar_message, "does not accept"));
+	assert_int_equal(jwt_check("jwt:B", NULL, b, NULL, &ar), 0);
+	/* The key path of an api-key,jwt route still works. */
+	assert_int_equal(jwt_check("api-key,jwt", NULL, XKEY(S_PLAIN), NULL,
+	    &ar), 0);
+	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_API_KEY);
+	assert_string_equal(ar.ar_key.k_id, ID_PLAIN);
+	assert_int_equal(jwt_check("api-key,jwt", NULL, XKEY(S_UNKNOWN), NULL,
+	    &ar), 401);
+	assert_string_equal(ar.ar_challenge, CH_API ", Bearer "
+	    "realm=\"keygate\"");
+	free(bad);
+	free(old);
+	free(none);
+	free(two);
+	free(a);
+	free(b);
+}
+
+/* The limiter for JWT identities at now (ms), refusals counted. */
+static void
+jwt_rate_env(struct auth_rate *ra, int64_t now)
+{
+	size_t	 size = ratelimit_iptable_size(64);
+
+	if (jwt_rateregion == NULL) {
+		assert_int_equal(posix_memalign(&jwt_rateregion, 64, size),
+		    0);
+		memset(jwt_rateregion, 0, size);
+		ratelimit_iptable_init(jwt_rateregion, 64, 7);
+	}
+	rate_env(ra, now, NULL);
+	ra->ra_jwts = jwt_rateregion;
+}
+
+/* One limited request of subject sub on route auth at now: the status. */
+static int
+jwt_rated(const char *auth, int rate, const char *sub, int64_t now,
+    struct auth_result *ar)
+{
+	struct auth_rate	 ra;
+	struct http_msg		 m;
+	struct route		 r;
+	char			 buf[4096], *h = jwt_a(sub);
+	int			 rv;
+
+	jwt_rate_env(&ra, now);
+	route_make(&r, auth, NULL, NULL, 0);
+	r.r_rate[0] = (uint32_t)rate;
+	request(&m, buf, sizeof(buf), h, NULL, 0);
+	rv = auth_check(&r, &m, &ks, "x-api-key", NOW, &ra, &jenv, ar);
+	free(h);
+	return (rv);
+}
+
+/*
+ * Per identity: the provider's rate= beats the route's, which beats
+ * rate_limit; rate=off on the provider: not limited; the third request
+ * in a window of 2 is 429, counted as a JWT refusal; subjects apart.
+ */
+static void
+test_jwt_rate(void **state)
+{
+	struct auth_result	 ar;
+	int64_t			 t = T_RATE + 3600000;
+	int			 i;
+
+	(void)state;
+	jwt_env();
+	memset(rate_keys, 0, sizeof(rate_keys));
+	memset(rate_refused, 0, sizeof(rate_refused));
+	/* Nothing configured: not limited. */
+	assert_int_equal(jwt_rated("jwt", 0, "subj-r0", t, &ar), 0);
+	assert_false(ar.ar_limited);
+	rate_keys[0] = 5;
+	assert_int_equal(jwt_rated("jwt", 0, "subj-r1", t, &ar), 0);
+	assert_true(ar.ar_limited);
+	assert_int_equal(ar.ar_limits.rl_limit[0], 5);
+	assert_int_equal(jwt_rated("jwt", 3, "subj-r2", t, &ar), 0);
+	assert_int_equal(ar.ar_limits.rl_limit[0], 3);
+	jprov[0].jp_rate[0] = 2;
+	assert_int_equal(jwt_rated("jwt", 3, "subj-r3", t, &ar), 0);
+	assert_int_equal(ar.ar_limits.rl_limit[0], 2);
+	assert_int_equal(jwt_rated("jwt", 3, "subj-r3", t, &ar), 0);
+	assert_int_equal(jwt_rated("jwt", 3, "subj-r3", t, &ar), 429);
+	assert_string_equal(ar.ar_code, "rate_limited");
+	assert_null(ar.ar_challenge);
+	assert_int_equal(rate_refused[2][0], 1);
+	assert_int_equal(rate_refused[0][0] + rate_refused[1][0], 0);
+	/* Another subject has its own count; the first one's window ends. */
+	assert_int_equal(jwt_rated("jwt", 3, "subj-r4", t, &ar), 0);
+	assert_int_equal(ar.ar_rate.rr_remaining, 1);
+	assert_int_equal(jwt_rated("jwt:A", 3, "subj-r3", t + 1001, &ar), 0);
+	/* rate=off on the provider: not limited, whatever else says. */
+	jprov[0].jp_rate_off = 1;
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(jwt_rated("jwt", 1, "subj-r3", t + 1001,
+		    &ar), 0);
+		assert_false(ar.ar_limited);
+	}
+	assert_int_equal(rate_refused[2][0], 1);
+	jprov[0].jp_rate_off = 0;
+	jprov[0].jp_rate[0] = 0;
+	rate_keys[0] = 0;
+}
+
+/* The admin API's bare token check. */
+static void
+test_jwt_check_token(void **state)
+{
+	struct auth_result	 ar;
+	char			*h, *t;
+
+	(void)state;
+	jwt_env();
+	h = jwt_a("subj-admin");
+	t = h + strlen("Authorization: Bearer ");
+	t[strcspn(t, "\r")] = '\0';
+	assert_int_equal(auth_check_token(&jenv, t, strlen(t), NOW, &ar), 0);
+	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_JWT);
+	assert_string_equal(ar.ar_jwt.ji_subject, "subj-admin");
+	assert_string_equal(ar.ar_jwt.ji_scopes, "read write");
+	/* Past exp + leeway, then damaged, then with no provider. */
+	assert_int_equal(auth_check_token(&jenv, t, strlen(t),
+	    (JNOW + 600 + JWT_DEFAULT_LEEWAY) * 1000, &ar), 401);
+	assert_string_equal(ar.ar_code, "expired_credentials");
+	t[strlen(t) - 2] = t[strlen(t) - 2] == 'A' ? 'B' : 'A';
+	assert_int_equal(auth_check_token(&jenv, t, strlen(t), NOW, &ar), 401);
+	assert_string_equal(ar.ar_code, "invalid_credentials");
+	jwtt_no_leak(ar.ar_message, t, strlen(t));
+	assert_int_equal(auth_check_token(NULL, t, strlen(t), NOW, &ar), 503);
+	assert_int_equal(auth_check_token(&jenv, "", 0, NOW, &ar), 401);
+	assert_string_equal(ar.ar_code, "malformed_credentials");
+	free(h);
+}
+
 int
 main(void)
 {
@@ -1165,6 +1561,10 @@ main(void)
 		cmocka_unit_test(test_rate_overrides),
 		cmocka_unit_test(test_rate_anonymous),
 		cmocka_unit_test(test_verify_target),
+		cmocka_unit_test(test_jwt_allowed),
+		cmocka_unit_test(test_jwt_refused),
+		cmocka_unit_test(test_jwt_rate),
+		cmocka_unit_test(test_jwt_check_token),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));

@@ -29,6 +29,7 @@
 
 #include "jwk.h"
 #include "jwt.h"
+#include "jwttest.h"
 
 #define NOW		INT64_C(1700000000)
 #define ISS		"https://issuer.example/"
@@ -45,175 +46,6 @@ static const char	*claims(const char *, ...)
 
 static EVP_PKEY	*k_rsa, *k_rsa2, *k_ec256, *k_ec384, *k_evil, *k_evil_ec;
 static struct jwk_keys	 keys;	/* r1 (RSA), r2 (RSA), e256, e384 */
-
-/* base64url of p[0..n) into out (NUL-terminated); its length. */
-static size_t
-b64u(const void *p, size_t n, char *out)
-{
-	static const char abc[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	const uint8_t	*s = p;
-	size_t		 i, o = 0;
-	uint32_t	 v;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-		out[o++] = abc[v >> 18];
-		out[o++] = abc[(v >> 12) & 63];
-		out[o++] = abc[(v >> 6) & 63];
-		out[o++] = abc[v & 63];
-	}
-	if (n - i == 1) {
-		out[o++] = abc[s[i] >> 2];
-		out[o++] = abc[(s[i] & 3) << 4];
-	} else if (n - i == 2) {
-		v = (uint32_t)s[i] << 8 | s[i + 1];
-		out[o++] = abc[v >> 10];
-		out[o++] = abc[(v >> 4) & 63];
-		out[o++] = abc[(v & 15) << 2];
-	}
-	out[o] = '\0';
-	return (o);
-}
-
-/* A JWK (JSON text, malloc'd) for pk's public key, with extra members. */
-static char *
-jwk_text(EVP_PKEY *pk, const char *kid, const char *extra)
-{
-	char		*out, a[1024], b[1024];
-	uint8_t		 buf[1024];
-	BIGNUM		*bn = NULL;
-	size_t		 n;
-	int		 sz;
-
-	assert_non_null(out = malloc(4096));
-	if (EVP_PKEY_is_a(pk, "RSA")) {
-		assert_int_equal(EVP_PKEY_get_bn_param(pk,
-		    OSSL_PKEY_PARAM_RSA_N, &bn), 1);
-		b64u(buf, (size_t)BN_bn2bin(bn, buf), a);
-		BN_free(bn);
-		bn = NULL;
-		assert_int_equal(EVP_PKEY_get_bn_param(pk,
-		    OSSL_PKEY_PARAM_RSA_E, &bn), 1);
-		b64u(buf, (size_t)BN_bn2bin(bn, buf), b);
-		BN_free(bn);
-		snprintf(out, 4096, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"n\":\"%s\","
-		    "\"e\":\"%s\"%s}", kid, a, b, extra);
-		return (out);
-	}
-	assert_int_equal(EVP_PKEY_get_octet_string_param(pk,
-	    OSSL_PKEY_PARAM_PUB_KEY, buf, sizeof(buf), &n), 1);
-	assert_int_equal(buf[0], 4);
-	sz = (int)(n - 1) / 2;
-	b64u(buf + 1, sz, a);
-	b64u(buf + 1 + sz, sz, b);
-	snprintf(out, 4096, "{\"kty\":\"EC\",\"crv\":\"%s\",\"kid\":\"%s\","
-	    "\"x\":\"%s\",\"y\":\"%s\"%s}", sz == 32 ? "P-256" : "P-384", kid,
-	    a, b, extra);
-	return (out);
-}
-
-/* Parse the JWKS {"keys": [k1, k2, ...]} of JWK texts (freed here). */
-static int
-jwks_parse(struct jwk_set *set, char *err, int n, ...)
-{
-	va_list	 ap;
-	char	*doc, *k;
-	size_t	 len = 0;
-	int	 i, rv;
-
-	assert_non_null(doc = malloc(256 * 1024));
-	len = (size_t)snprintf(doc, 64, "{\"keys\":[");
-	va_start(ap, n);
-	for (i = 0; i < n; i++) {
-		k = va_arg(ap, char *);
-		len += (size_t)snprintf(doc + len, 256 * 1024 - len, "%s%s",
-		    i > 0 ? "," : "", k);
-		free(k);
-	}
-	va_end(ap);
-	len += (size_t)snprintf(doc + len, 256 * 1024 - len, "]}");
-	rv = jwk_parse_set(doc, len, set, err, WHYLEN);
-	free(doc);
-	return (rv);
-}
-
-/*
- * The signature of in[0..inlen) by pk with alg into sig; its length.  ES*
- * signatures are made raw (r || s) unless der is set; PS* signatures have
- * a salt of the digest's length unless der is set (then: the longest).
- */
-static size_t
-sign(EVP_PKEY *pk, int alg, const char *in, size_t inlen, uint8_t *sig,
-    int der)
-{
-	static const char *const mds[] = { "SHA256", "SHA384", "SHA512",
-	    "SHA256", "SHA384", "SHA512", "SHA256", "SHA384" };
-	EVP_MD_CTX	*ctx;
-	EVP_PKEY_CTX	*pctx;
-	ECDSA_SIG	*es;
-	const BIGNUM	*r, *s;
-	const uint8_t	*p;
-	uint8_t		 buf[1024];
-	size_t		 len = sizeof(buf), half;
-
-	assert_non_null(ctx = EVP_MD_CTX_new());
-	assert_int_equal(EVP_DigestSignInit_ex(ctx, &pctx, mds[alg], NULL,
-	    NULL, pk, NULL), 1);
-	if (alg >= JWK_ALG_PS256 && alg <= JWK_ALG_PS512) {
-		assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx,
-		    RSA_PKCS1_PSS_PADDING), 1);
-		assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx,
-		    der ? RSA_PSS_SALTLEN_MAX : RSA_PSS_SALTLEN_DIGEST), 1);
-	}
-	assert_int_equal(EVP_DigestSign(ctx, buf, &len,
-	    (const uint8_t *)in, inlen), 1);
-	EVP_MD_CTX_free(ctx);
-	if (alg < JWK_ALG_ES256 || der) {
-		memcpy(sig, buf, len);
-		return (len);
-	}
-	half = alg == JWK_ALG_ES256 ? 32 : 48;
-	p = buf;
-	assert_non_null(es = d2i_ECDSA_SIG(NULL, &p, (long)len));
-	ECDSA_SIG_get0(es, &r, &s);
-	assert_int_equal(BN_bn2binpad(r, sig, (int)half), (int)half);
-	assert_int_equal(BN_bn2binpad(s, sig + half, (int)half), (int)half);
-	ECDSA_SIG_free(es);
-	return (2 * half);
-}
-
-/*
- * A token (malloc'd) of the JSON texts hdr and pay signed by pk with alg
- * (pk NULL: the signature is sig[0..siglen) as given).
- */
-static char *
-tok_sig(EVP_PKEY *pk, int alg, const char *hdr, const char *pay, int der,
-    const uint8_t *sig, size_t siglen)
-{
-	uint8_t	 mine[1024];
-	char	*t;
-	size_t	 n;
-
-	assert_non_null(t = malloc(2 * (strlen(hdr) + strlen(pay)) + 2048));
-	n = b64u(hdr, strlen(hdr), t);
-	t[n++] = '.';
-	n += b64u(pay, strlen(pay), t + n);
-	if (pk != NULL) {
-		siglen = sign(pk, alg, t, n, mine, der);
-		sig = mine;
-	}
-	t[n++] = '.';
-	b64u(sig, siglen, t + n);
-	return (t);
-}
-
-/* A token of hdr and pay, properly signed by pk with alg. */
-static char *
-tok(EVP_PKEY *pk, int alg, const char *hdr, const char *pay)
-{
-	return (tok_sig(pk, alg, hdr, pay, 0, NULL, 0));
-}
 
 /* The header {"alg": ALG, "kid": kid} (kid NULL: none), in a static. */
 static const char *
@@ -288,18 +120,11 @@ no_leak(const char *why, const char *t, size_t len)
 {
 	static const char *const values[] = { SUBJECT, TID, TID_UP, OID,
 	    "attacker-kid-99", "s3cr3t" };
-	char	 w[13];
 	size_t	 i;
 
 	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++)
 		assert_null(strstr(why, values[i]));
-	for (i = 0; len < 4096 && i + 12 <= len; i++) {
-		memcpy(w, t + i, 12);
-		w[12] = '\0';
-		if (memchr(t + i, '.', 12) == NULL &&
-		    memchr(t + i, '\0', 12) == NULL && strstr(why, w) != NULL)
-			fail_msg("\"%s\" quotes \"%s\"", why, w);
-	}
+	jwtt_no_leak(why, t, len);
 }
 
 /*
@@ -360,9 +185,10 @@ setup(void **state)
 		return (-1);
 	if ((set = calloc(1, sizeof(*set))) == NULL)
 		return (-1);
-	if (jwks_parse(set, err, 4, jwk_text(k_rsa, "r1", ""),
-	    jwk_text(k_rsa2, "r2", ",\"alg\":\"RS256\",\"use\":\"sig\""),
-	    jwk_text(k_ec256, "e256", ""), jwk_text(k_ec384, "e384", "")) != 4 ||
+	if (jwtt_jwks(set, err, WHYLEN, 4, jwtt_jwk(k_rsa, "r1", ""),
+	    jwtt_jwk(k_rsa2, "r2", ",\"alg\":\"RS256\",\"use\":\"sig\""),
+	    jwtt_jwk(k_ec256, "e256", ""), jwtt_jwk(k_ec384, "e384",
+	    "")) != 4 ||
 	    jwk_keys_load(&keys, set) != 0 || keys.ks_nkeys != 4) {
 		free(set);
 		return (-1);
@@ -401,15 +227,17 @@ test_algs_good(void **state)
 	(void)state;
 	provider(&p);
 	for (alg = 0; alg < JWK_NALGS; alg++) {
-		t = tok(alg == JWK_ALG_ES256 ? k_ec256 : alg == JWK_ALG_ES384 ?
-		    k_ec384 : k_rsa, alg, hdr(alg, alg == JWK_ALG_ES256 ?
-		    "e256" : alg == JWK_ALG_ES384 ? "e384" : "r1"), pay(""));
+		t = jwtt_tok(alg == JWK_ALG_ES256 ? k_ec256 :
+		    alg == JWK_ALG_ES384 ? k_ec384 : k_rsa, alg, hdr(alg,
+		    alg == JWK_ALG_ES256 ? "e256" : alg == JWK_ALG_ES384 ?
+		    "e384" : "r1"), pay(""));
 		if (check_at(&p, &keys, t, strlen(t), NOW, &id, why) != JWT_OK)
 			fail_msg("%s: %s", jwk_alg_name(alg), why);
 		/* The same token without a kid: the key is found by type. */
 		free(t);
-		t = tok(alg == JWK_ALG_ES256 ? k_ec256 : alg == JWK_ALG_ES384 ?
-		    k_ec384 : k_rsa, alg, hdr(alg, NULL), pay(""));
+		t = jwtt_tok(alg == JWK_ALG_ES256 ? k_ec256 :
+		    alg == JWK_ALG_ES384 ? k_ec384 : k_rsa, alg, hdr(alg, NULL),
+		    pay(""));
 		if (check_at(&p, &keys, t, strlen(t), NOW, &id, why) != JWT_OK)
 			fail_msg("%s without kid: %s", jwk_alg_name(alg), why);
 		free(t);
@@ -426,7 +254,7 @@ test_algs_good(void **state)
 	    EVP_sha256(), NULL), 1);
 	assert_memory_equal(id.ji_ratekey, md, 16);
 	/* r2 has alg RS256 of its own and serves that. */
-	expect(&p, tok(k_rsa2, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r2"),
+	expect(&p, jwtt_tok(k_rsa2, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r2"),
 	    pay("")), JWT_OK, NULL);
 }
 
@@ -441,15 +269,16 @@ test_signatures(void **state)
 
 	(void)state;
 	provider(&p);
-	expect(&p, tok(k_evil, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_evil, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay("")), JWT_INVALID, "signature does not verify");
-	expect(&p, tok(k_evil, JWK_ALG_PS256, hdr(JWK_ALG_PS256, NULL),
+	expect(&p, jwtt_tok(k_evil, JWK_ALG_PS256, hdr(JWK_ALG_PS256, NULL),
 	    pay("")), JWT_INVALID, "signature does not verify");
-	expect(&p, tok(k_evil_ec, JWK_ALG_ES256, hdr(JWK_ALG_ES256, "e256"),
+	expect(&p, jwtt_tok(k_evil_ec, JWK_ALG_ES256, hdr(JWK_ALG_ES256,
+	    "e256"),
 	    pay("")), JWT_INVALID, "signature does not verify");
 	/* A signature over other claims. */
-	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
-	other = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	t = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
+	other = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay(",\"x\":1"));
 	n = strrchr(other, '.') - other;
 	other = realloc(other, n + strlen(strrchr(t, '.')) + 1);
@@ -457,46 +286,49 @@ test_signatures(void **state)
 	free(t);
 	expect(&p, other, JWT_INVALID, "signature does not verify");
 	/* DER instead of r || s. */
-	expect(&p, tok_sig(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256, "e256"),
+	expect(&p, jwtt_tok_sig(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256,
+	    "e256"),
 	    pay(""), 1, NULL, 0), JWT_INVALID, "signature does not verify");
-	expect(&p, tok_sig(k_ec384, JWK_ALG_ES384, hdr(JWK_ALG_ES384, NULL),
+	expect(&p, jwtt_tok_sig(k_ec384, JWK_ALG_ES384, hdr(JWK_ALG_ES384,
+	    NULL),
 	    pay(""), 1, NULL, 0), JWT_INVALID, "signature does not verify");
 	/* PSS with another salt length than RFC 7518's. */
-	expect(&p, tok_sig(k_rsa, JWK_ALG_PS256, hdr(JWK_ALG_PS256, "r1"),
+	expect(&p, jwtt_tok_sig(k_rsa, JWK_ALG_PS256, hdr(JWK_ALG_PS256, "r1"),
 	    pay(""), 1, NULL, 0), JWT_INVALID, "signature does not verify");
-	expect(&p, tok_sig(k_rsa, JWK_ALG_PS384, hdr(JWK_ALG_PS384, "r1"),
+	expect(&p, jwtt_tok_sig(k_rsa, JWK_ALG_PS384, hdr(JWK_ALG_PS384, "r1"),
 	    pay(""), 0, NULL, 0), JWT_OK, NULL);
 	/* Truncated: RSA and ES256 one byte short, or one byte long. */
-	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
+	t = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
 	assert_int_equal(jwk_b64url_decode(strrchr(t, '.') + 1,
 	    strlen(strrchr(t, '.') + 1), sig, sizeof(sig), &n), 0);
 	assert_int_equal(n, 256);
 	free(t);
-	expect(&p, tok_sig(NULL, 0, hdr(JWK_ALG_RS256, "r1"), pay(""), 0, sig,
-	    255), JWT_INVALID, "signature does not verify");
+	expect(&p, jwtt_tok_sig(NULL, 0, hdr(JWK_ALG_RS256, "r1"), pay(""), 0,
+	    sig, 255), JWT_INVALID, "signature does not verify");
 	sig[256] = 0;
-	expect(&p, tok_sig(NULL, 0, hdr(JWK_ALG_RS256, "r1"), pay(""), 0, sig,
-	    257), JWT_INVALID, "signature does not verify");
-	t = tok(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256, "e256"), pay(""));
+	expect(&p, jwtt_tok_sig(NULL, 0, hdr(JWK_ALG_RS256, "r1"), pay(""), 0,
+	    sig, 257), JWT_INVALID, "signature does not verify");
+	t = jwtt_tok(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256, "e256"),
+	    pay(""));
 	assert_int_equal(jwk_b64url_decode(strrchr(t, '.') + 1,
 	    strlen(strrchr(t, '.') + 1), sig, sizeof(sig), &n), 0);
 	assert_int_equal(n, 64);
 	free(t);
-	expect(&p, tok_sig(NULL, 0, hdr(JWK_ALG_ES256, "e256"), pay(""), 0, sig,
-	    63), JWT_INVALID, "signature does not verify");
-	expect(&p, tok_sig(NULL, 0, hdr(JWK_ALG_ES256, "e256"), pay(""), 0, sig,
-	    65), JWT_INVALID, "signature does not verify");
+	expect(&p, jwtt_tok_sig(NULL, 0, hdr(JWK_ALG_ES256, "e256"), pay(""), 0,
+	    sig, 63), JWT_INVALID, "signature does not verify");
+	expect(&p, jwtt_tok_sig(NULL, 0, hdr(JWK_ALG_ES256, "e256"), pay(""), 0,
+	    sig, 65), JWT_INVALID, "signature does not verify");
 	/* The signature as such verifies (the test above is not vacuous). */
-	expect(&p, tok_sig(NULL, 0, hdr(JWK_ALG_ES256, "e256"), pay(""), 0, sig,
-	    64), JWT_OK, NULL);
-	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
+	expect(&p, jwtt_tok_sig(NULL, 0, hdr(JWK_ALG_ES256, "e256"), pay(""), 0,
+	    sig, 64), JWT_OK, NULL);
+	t = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
 	*(strrchr(t, '.') + 1) = '\0';
 	expect(&p, t, JWT_INVALID, "signature does not verify");
 	/* A signature longer than any key's. */
 	memset(sig, 0x41, sizeof(sig));
-	expect(&p, tok_sig(NULL, 0, hdr(JWK_ALG_RS256, "r1"), pay(""), 0, sig,
-	    sizeof(sig)), JWT_INVALID, "signature does not verify");
-	t = tok_sig(NULL, 0, hdr(JWK_ALG_RS256, "r1"), pay(""), 0, sig,
+	expect(&p, jwtt_tok_sig(NULL, 0, hdr(JWK_ALG_RS256, "r1"), pay(""), 0,
+	    sig, sizeof(sig)), JWT_INVALID, "signature does not verify");
+	t = jwtt_tok_sig(NULL, 0, hdr(JWK_ALG_RS256, "r1"), pay(""), 0, sig,
 	    sizeof(sig));
 	t = realloc(t, strlen(t) + 8);
 	strcat(t, "QUFB");
@@ -522,48 +354,50 @@ test_hostile_headers(void **state)
 	provider(&p);
 	dlen = i2d_PUBKEY(k_rsa, &d);
 	assert_true(dlen > 0);
-	t = tok_sig(NULL, 0, "{\"alg\":\"HS256\",\"kid\":\"r1\"}", pay(""), 0,
-	    (const uint8_t *)"", 0);
+	t = jwtt_tok_sig(NULL, 0, "{\"alg\":\"HS256\",\"kid\":\"r1\"}", pay(""),
+	    0, (const uint8_t *)"", 0);
 	n = strrchr(t, '.') - t;
 	assert_non_null(HMAC(EVP_sha256(), der, dlen, (uint8_t *)t, n, mac,
 	    &maclen));
 	free(t);
-	expect(&p, tok_sig(NULL, 0, "{\"alg\":\"HS256\",\"kid\":\"r1\"}",
+	expect(&p, jwtt_tok_sig(NULL, 0, "{\"alg\":\"HS256\",\"kid\":\"r1\"}",
 	    pay(""), 0, mac, maclen), JWT_INVALID,
 	    "alg \"HS256\" is not accepted");
-	expect(&p, tok_sig(NULL, 0, "{\"alg\":\"none\"}", pay(""), 0,
+	expect(&p, jwtt_tok_sig(NULL, 0, "{\"alg\":\"none\"}", pay(""), 0,
 	    (const uint8_t *)"", 0), JWT_INVALID, "alg \"none\" is not accepted");
-	expect(&p, tok_sig(NULL, 0, "{\"alg\":\"rs256\"}", pay(""), 0,
+	expect(&p, jwtt_tok_sig(NULL, 0, "{\"alg\":\"rs256\"}", pay(""), 0,
 	    (const uint8_t *)"", 0), JWT_INVALID, "alg \"rs256\"");
 	/* An alg that is not a name is not echoed. */
-	expect(&p, tok_sig(NULL, 0, "{\"alg\":\"s3cr3t<script>\"}", pay(""), 0,
+	expect(&p, jwtt_tok_sig(NULL, 0, "{\"alg\":\"s3cr3t<script>\"}",
+	    pay(""), 0,
 	    (const uint8_t *)"", 0), JWT_INVALID, "alg is not accepted");
-	expect(&p, tok_sig(NULL, 0, "{\"kid\":\"r1\"}", pay(""), 0,
+	expect(&p, jwtt_tok_sig(NULL, 0, "{\"kid\":\"r1\"}", pay(""), 0,
 	    (const uint8_t *)"", 0), JWT_INVALID, "no alg");
-	expect(&p, tok_sig(NULL, 0, "{\"alg\":256}", pay(""), 0,
+	expect(&p, jwtt_tok_sig(NULL, 0, "{\"alg\":256}", pay(""), 0,
 	    (const uint8_t *)"", 0), JWT_INVALID, "not a string");
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":"
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":"
 	    "\"r1\",\"crit\":[\"exp\"]}", pay("")), JWT_INVALID, "crit");
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":7}",
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256,
+	    "{\"alg\":\"RS256\",\"kid\":7}",
 	    pay("")), JWT_INVALID, "kid is not a string");
 	/* jku naming the attacker's JWKS: its kid is unknown here. */
-	expect(&p, tok(k_evil, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":"
+	expect(&p, jwtt_tok(k_evil, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":"
 	    "\"attacker-kid-99\",\"jku\":\"https://evil.example/jwks\"}",
 	    pay("")), JWT_UNKNOWN_KID, "kid is not one of");
-	expect(&p, tok(k_evil, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":"
+	expect(&p, jwtt_tok(k_evil, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":"
 	    "\"r1\",\"jku\":\"https://evil.example/jwks\",\"x5u\":"
 	    "\"https://evil.example/cert\"}", pay("")), JWT_INVALID,
 	    "signature does not verify");
 	/* The attacker's key embedded in the header. */
-	jwk = jwk_text(k_evil, "attacker-kid-99", "");
+	jwk = jwtt_jwk(k_evil, "attacker-kid-99", "");
 	snprintf(h, sizeof(h), "{\"alg\":\"RS256\",\"jwk\":%s}", jwk);
-	expect(&p, tok(k_evil, JWK_ALG_RS256, h, pay("")), JWT_INVALID,
+	expect(&p, jwtt_tok(k_evil, JWK_ALG_RS256, h, pay("")), JWT_INVALID,
 	    "signature does not verify");
 	free(jwk);
-	jwk = jwk_text(k_evil_ec, "attacker-kid-99", "");
+	jwk = jwtt_jwk(k_evil_ec, "attacker-kid-99", "");
 	snprintf(h, sizeof(h), "{\"alg\":\"ES256\",\"kid\":\"e256\",\"jwk\":%s}",
 	    jwk);
-	expect(&p, tok(k_evil_ec, JWK_ALG_ES256, h, pay("")), JWT_INVALID,
+	expect(&p, jwtt_tok(k_evil_ec, JWK_ALG_ES256, h, pay("")), JWT_INVALID,
 	    "signature does not verify");
 	free(jwk);
 }
@@ -579,7 +413,7 @@ test_framing(void **state)
 
 	(void)state;
 	provider(&p);
-	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
+	t = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
 	n = strlen(t);
 	assert_non_null(u = malloc(n + 16));
 	/* Padding, '+' and '/' in each segment. */
@@ -636,16 +470,16 @@ test_framing(void **state)
 	assert_non_null(strstr(why, "is not JSON"));
 	free(u);
 	/* Not JSON, not an object, duplicates. */
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    "{\"sub\":"), JWT_MALFORMED, "payload is not JSON");
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    "[1,2]"), JWT_MALFORMED, "payload is not a JSON object");
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, "\"RS256\"", pay("")),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, "\"RS256\"", pay("")),
 	    JWT_MALFORMED, "header is not");
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay(",\"exp\":99999999999")), JWT_INVALID,
 	    "duplicate member in the token's payload");
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":"
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, "{\"alg\":\"RS256\",\"kid\":"
 	    "\"r1\",\"alg\":\"RS256\"}", pay("")), JWT_INVALID,
 	    "duplicate member in the token's header");
 }
@@ -654,7 +488,7 @@ test_framing(void **state)
 #define BASE	"\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"" SUBJECT "\""
 
 /* A token signed by r1 over claims(fmt, ...). */
-#define RS(...)	tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), \
+#define RS(...)	jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), \
 	claims(__VA_ARGS__))
 
 /* exp, nbf and iat, with the leeway both ways. */
@@ -772,7 +606,7 @@ test_issuers(void **state)
 	    "iss is not an issuer");
 
 	/* jwt_provider_issues() makes the same iss check, and only it. */
-	t = tok(k_evil, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "zz"), claims(
+	t = jwtt_tok(k_evil, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "zz"), claims(
 	    "\"iss\":\"https://sts.windows.net/" TID "/\",\"tid\":\"" TID
 	    "\""));
 	assert_int_equal(jwt_decode(t, strlen(t), &jt, why, WHYLEN), JWT_OK);
@@ -784,7 +618,7 @@ test_issuers(void **state)
 	assert_int_equal(jwt_provider_issues(&p, &jt), 0);
 	jwt_token_free(&jt);
 	free(t);
-	t = tok(k_evil, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "zz"), pay(""));
+	t = jwtt_tok(k_evil, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "zz"), pay(""));
 	assert_int_equal(jwt_decode(t, strlen(t), &jt, why, WHYLEN), JWT_OK);
 	assert_int_equal(jwt_provider_issues(&p, &jt), 1);
 	jwt_token_free(&jt);
@@ -833,58 +667,59 @@ test_keys(void **state)
 
 	(void)state;
 	provider(&p);
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256,
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256,
 	    "attacker-kid-99"), pay("")), JWT_UNKNOWN_KID, "kid is not one of");
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, ""), pay("")),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, ""),
+	    pay("")),
 	    JWT_UNKNOWN_KID, NULL);
 	/* r2's own alg is RS256. */
-	expect(&p, tok(k_rsa2, JWK_ALG_PS256, hdr(JWK_ALG_PS256, "r2"),
+	expect(&p, jwtt_tok(k_rsa2, JWK_ALG_PS256, hdr(JWK_ALG_PS256, "r2"),
 	    pay("")), JWT_INVALID, "the key's alg differs");
-	expect(&p, tok(k_rsa2, JWK_ALG_RS384, hdr(JWK_ALG_RS384, "r2"),
+	expect(&p, jwtt_tok(k_rsa2, JWK_ALG_RS384, hdr(JWK_ALG_RS384, "r2"),
 	    pay("")), JWT_INVALID, "the key's alg differs");
 	/* An RSA kid for an ES256 token, a P-384 kid for ES256. */
-	expect(&p, tok(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256, "r1"),
+	expect(&p, jwtt_tok(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256, "r1"),
 	    pay("")), JWT_INVALID, "type does not fit");
-	expect(&p, tok(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256, "e384"),
+	expect(&p, jwtt_tok(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256, "e384"),
 	    pay("")), JWT_INVALID, "type does not fit");
 	/* No kid: r2 is tried after r1 (RS256), but never for PS256. */
-	expect(&p, tok(k_rsa2, JWK_ALG_RS256, hdr(JWK_ALG_RS256, NULL),
+	expect(&p, jwtt_tok(k_rsa2, JWK_ALG_RS256, hdr(JWK_ALG_RS256, NULL),
 	    pay("")), JWT_OK, NULL);
-	expect(&p, tok(k_rsa2, JWK_ALG_PS256, hdr(JWK_ALG_PS256, NULL),
+	expect(&p, jwtt_tok(k_rsa2, JWK_ALG_PS256, hdr(JWK_ALG_PS256, NULL),
 	    pay("")), JWT_INVALID, "signature does not verify");
 	/* The allow-list comes first. */
 	p.jp_algs = 1U << JWK_ALG_RS256;
-	expect(&p, tok(k_rsa, JWK_ALG_PS256, hdr(JWK_ALG_PS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_PS256, hdr(JWK_ALG_PS256, "r1"),
 	    pay("")), JWT_INVALID, "alg PS256 is not allowed for provider test");
-	expect(&p, tok(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256,
+	expect(&p, jwtt_tok(k_ec256, JWK_ALG_ES256, hdr(JWK_ALG_ES256,
 	    "attacker-kid-99"), pay("")), JWT_INVALID, "not allowed");
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay("")), JWT_OK, NULL);
 	provider(&p);
 	/* Only RSA keys: no key for an ES384 token without kid. */
 	assert_non_null(set = calloc(1, sizeof(*set)));
-	assert_int_equal(jwks_parse(set, why, 2, jwk_text(k_rsa, "a", ""),
-	    jwk_text(k_rsa2, "b", "")), 2);
+	assert_int_equal(jwtt_jwks(set, why, WHYLEN, 2, jwtt_jwk(k_rsa, "a",
+	    ""), jwtt_jwk(k_rsa2, "b", "")), 2);
 	assert_int_equal(jwk_keys_load(&two, set), 0);
 	free(set);
-	t = tok(k_ec384, JWK_ALG_ES384, hdr(JWK_ALG_ES384, NULL), pay(""));
+	t = jwtt_tok(k_ec384, JWK_ALG_ES384, hdr(JWK_ALG_ES384, NULL), pay(""));
 	assert_int_equal(check_at(&p, &two, t, strlen(t), NOW, &id, why),
 	    JWT_UNKNOWN_KID);
 	assert_non_null(strstr(why, "no kid"));
 	free(t);
 	/* No kid, two RSA keys: the second verifies. */
-	t = tok(k_rsa2, JWK_ALG_PS512, hdr(JWK_ALG_PS512, NULL), pay(""));
+	t = jwtt_tok(k_rsa2, JWK_ALG_PS512, hdr(JWK_ALG_PS512, NULL), pay(""));
 	assert_int_equal(check_at(&p, &two, t, strlen(t), NOW, &id, why),
 	    JWT_OK);
 	free(t);
-	t = tok(k_evil, JWK_ALG_PS512, hdr(JWK_ALG_PS512, NULL), pay(""));
+	t = jwtt_tok(k_evil, JWK_ALG_PS512, hdr(JWK_ALG_PS512, NULL), pay(""));
 	assert_int_equal(check_at(&p, &two, t, strlen(t), NOW, &id, why),
 	    JWT_INVALID);
 	free(t);
 	jwk_keys_free(&two);
 	assert_int_equal(two.ks_nkeys, 0);
 	/* No keys at all. */
-	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
+	t = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
 	assert_int_equal(check_at(&p, &two, t, strlen(t), NOW, &id, why),
 	    JWT_UNKNOWN_KID);
 	free(t);
@@ -930,7 +765,7 @@ test_identity(void **state)
 
 	/* identity=oid: the rate key follows it. */
 	p.jp_identity = oid;
-	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
+	t = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"), pay(""));
 	assert_int_equal(check_at(&p, &keys, t, strlen(t), NOW, &id, why),
 	    JWT_OK);
 	assert_string_equal(id.ji_subject, OID);
@@ -985,7 +820,7 @@ test_headers(void **state)
 	p.jp_headers[4].hm_claim = "obj";
 	p.jp_headers[4].hm_header = "X-Obj";
 	p.jp_nheaders = 5;
-	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	t = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay(",\"n\":-12,\"flag\":true,\"obj\":{\"a\":1}"));
 	assert_int_equal(check_at(&p, &keys, t, strlen(t), NOW, &id, why),
 	    JWT_OK);
@@ -993,29 +828,29 @@ test_headers(void **state)
 	    "X-N: -12\r\nX-Flag: true\r\n");
 	assert_int_equal(id.ji_headerslen, strlen(id.ji_headers));
 	free(t);
-	t = tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	t = jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay(",\"n\":2.5,\"flag\":false"));
 	assert_int_equal(check_at(&p, &keys, t, strlen(t), NOW, &id, why),
 	    JWT_OK);
 	assert_string_equal(id.ji_headers, "X-Tenant-Id: " TID "\r\n"
 	    "X-N: 2.5\r\nX-Flag: false\r\n");
 	free(t);
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay(",\"n\":\"s3cr3t\\r\\nX-Admin: yes\"")), JWT_INVALID,
 	    "claim \"n\" mapped to a header has control characters");
 	memset(big, 'c', 1020);
 	big[1020] = '\0';
 	snprintf(extra, sizeof(extra), ",\"n\":\"%s\"", big);
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay(extra)), JWT_INVALID, "headers are too long");
 	/* Without the others, 1020 bytes do not fit either. */
 	p.jp_headers[0] = p.jp_headers[1];
 	p.jp_nheaders = 1;
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay(extra)), JWT_INVALID, "too long");
 	big[1010] = '\0';
 	snprintf(extra, sizeof(extra), ",\"n\":\"%s\"", big);
-	expect(&p, tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
+	expect(&p, jwtt_tok(k_rsa, JWK_ALG_RS256, hdr(JWK_ALG_RS256, "r1"),
 	    pay(extra)), JWT_OK, NULL);
 }
 
@@ -1093,7 +928,7 @@ test_b64url(void **state)
 static int
 jwks1(struct jwk_set *set, char *err, char *k)
 {
-	return (jwks_parse(set, err, 1, k));
+	return (jwtt_jwks(set, err, WHYLEN, 1, k));
 }
 
 /* An Entra-like JWKS: keys without alg kept, an oct key skipped. */
@@ -1107,11 +942,11 @@ test_jwks(void **state)
 	(void)state;
 	assert_non_null(set = calloc(1, sizeof(*set)));
 	/* Entra-like: no alg, x5t and x5c ignored, an oct key skipped. */
-	assert_int_equal(jwks_parse(set, err, 3, jwk_text(k_rsa, "kid-a",
+	assert_int_equal(jwtt_jwks(set, err, WHYLEN, 3, jwtt_jwk(k_rsa, "kid-a",
 	    ",\"use\":\"sig\",\"x5t\":\"abc\",\"x5c\":[\"MIIB\"],\"issuer\":"
 	    "\"https://login.microsoftonline.com/{tenantid}/v2.0\""),
 	    strdup("{\"kty\":\"oct\",\"kid\":\"h\",\"k\":\"c2VjcmV0\"}"),
-	    jwk_text(k_ec384, "kid-b", ",\"key_ops\":[\"verify\"]")), 2);
+	    jwtt_jwk(k_ec384, "kid-b", ",\"key_ops\":[\"verify\"]")), 2);
 	assert_int_equal(set->s_nkeys, 2);
 	assert_int_equal(set->s_skipped, 1);
 	assert_string_equal(set->s_keys[0].k_kid, "kid-a");
@@ -1143,50 +978,52 @@ test_jwks_skipped(void **state)
 	assert_int_equal(jwks1(set, err, strdup("{\"kty\":\"oct\",\"k\":"
 	    "\"c2VjcmV0\"}")), -1);
 	assert_non_null(strstr(err, "no usable key: keys[0]: \"kty\""));
-	assert_int_equal(jwks1(set, err, jwk_text(k_rsa, "a",
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_rsa, "a",
 	    ",\"use\":\"enc\"")), -1);
 	assert_non_null(strstr(err, "\"use\" is not \"sig\""));
-	assert_int_equal(jwks1(set, err, jwk_text(k_rsa, "a",
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_rsa, "a",
 	    ",\"key_ops\":[\"encrypt\"]")), -1);
 	assert_non_null(strstr(err, "lacks \"verify\""));
-	assert_int_equal(jwks1(set, err, jwk_text(k_rsa, "a",
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_rsa, "a",
 	    ",\"alg\":\"ES256\"")), -1);
 	assert_non_null(strstr(err, "\"alg\""));
-	assert_int_equal(jwks1(set, err, jwk_text(k_rsa, "a",
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_rsa, "a",
 	    ",\"alg\":\"HS256\"")), -1);
-	assert_int_equal(jwks1(set, err, jwk_text(k_ec256, "a",
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_ec256, "a",
 	    ",\"alg\":\"ES384\"")), -1);
-	assert_int_equal(jwks1(set, err, jwk_text(k_ec256, "a",
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_ec256, "a",
 	    ",\"alg\":\"ES256\"")), 1);
 	assert_int_equal(set->s_keys[0].k_alg, JWK_ALG_ES256);
 	small = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
 	assert_non_null(small);
-	assert_int_equal(jwks_parse(set, err, 2, jwk_text(small, "s", ""),
-	    jwk_text(k_rsa, "a", "")), 1);
+	assert_int_equal(jwtt_jwks(set, err, WHYLEN, 2, jwtt_jwk(small, "s",
+	    ""), jwtt_jwk(k_rsa, "a", "")), 1);
 	assert_int_equal(set->s_skipped, 1);
-	assert_int_equal(jwks1(set, err, jwk_text(small, "s", "")), -1);
+	assert_int_equal(jwks1(set, err, jwtt_jwk(small, "s", "")), -1);
 	assert_non_null(strstr(err, "keys[0]: the RSA modulus has 1024 bits"));
 	EVP_PKEY_free(small);
 
 	/* Bad members: base64url with padding, +, /; a long kid. */
-	k = jwk_text(k_rsa, "a", "");
+	k = jwtt_jwk(k_rsa, "a", "");
 	strstr(k, "\",\"e\"")[-1] = '=';
-	assert_int_equal(jwks_parse(set, err, 2, jwk_text(k_rsa, "ok", ""), k),
+	assert_int_equal(jwtt_jwks(set, err, WHYLEN, 2, jwtt_jwk(k_rsa, "ok",
+	    ""), k),
 	    1);
-	assert_int_equal(jwks1(set, err, jwk_text(k_rsa, "ok", ",\"n\":1")), -1);
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_rsa, "ok", ",\"n\":1")),
+	    -1);
 	assert_non_null(strstr(err, "the JWKS is not JSON"));
 	assert_non_null(strstr(err, "duplicate"));
-	k = jwk_text(k_rsa, "a", "");
+	k = jwtt_jwk(k_rsa, "a", "");
 	strstr(k, "\"n\":\"")[6] = '+';
 	assert_int_equal(jwks1(set, err, k), -1);
 	assert_non_null(strstr(err, "keys[0]: \"n\" is not base64url"));
-	k = jwk_text(k_ec256, "a", "");
+	k = jwtt_jwk(k_ec256, "a", "");
 	strstr(k, "\"x\":\"")[6] = '/';
 	assert_int_equal(jwks1(set, err, k), -1);
 	assert_non_null(strstr(err, "keys[0]: \"x\" is not a base64url"));
 	memset(err, 'k', 129);
 	err[129] = '\0';
-	assert_int_equal(jwks1(set, err, jwk_text(k_rsa, err, "")), -1);
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_rsa, err, "")), -1);
 	assert_non_null(strstr(err, "\"kid\""));
 	assert_int_equal(jwks1(set, err, strdup("{\"kty\":\"RSA\",\"n\":\"QQ\","
 	    "\"e\":\"AQAB\"}")), -1);
@@ -1196,13 +1033,13 @@ test_jwks_skipped(void **state)
 	assert_non_null(strstr(err, "\"crv\""));
 
 	/* An EC point off the curve (y changed) is refused. */
-	k = jwk_text(k_ec256, "a", "");
+	k = jwtt_jwk(k_ec256, "a", "");
 	y = strstr(k, "\"y\":\"") + 5;
 	y[0] = y[0] == 'A' ? 'B' : 'A';
 	assert_int_equal(jwks1(set, err, k), -1);
 	assert_non_null(strstr(err, "keys[0]: OpenSSL refuses the key"));
 	/* And a set with such a key in it loses it on load too. */
-	assert_int_equal(jwks1(set, err, jwk_text(k_ec256, "a", "")), 1);
+	assert_int_equal(jwks1(set, err, jwtt_jwk(k_ec256, "a", "")), 1);
 	set->s_keys[0].k_y[5] ^= 1;
 	assert_int_equal(jwk_keys_load(&ks, set), -1);
 	assert_int_equal(ks.ks_nkeys, 0);
@@ -1243,7 +1080,7 @@ test_jwks_documents(void **state)
 	assert_non_null(strstr(err, "longer than"));
 
 	/* More than JWK_MAX_KEYS keys: the first 32 kept. */
-	k = jwk_text(k_ec256, "same", "");
+	k = jwtt_jwk(k_ec256, "same", "");
 	len = (size_t)snprintf(doc, 64, "{\"keys\":[");
 	for (i = 0; i < JWK_MAX_KEYS + 3; i++)
 		len += (size_t)snprintf(doc + len, JWK_DOC_MAX - len, "%s%s",
