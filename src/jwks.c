@@ -2,6 +2,14 @@
  * JWKS distribution: the workers' lock-free readers of the shared slots,
  * and the master's background fetching (libcurl's multi interface on the
  * master's libevent loop), cache files and slot publishing.  See jwks.h.
+ *
+ * The cache file state_dir/jwks-NAME.json is one JSON object of exactly
+ * two members: {"source": SOURCE, "jwks": DOCUMENT}, SOURCE as made by
+ * source_of() (JWKS_SOURCE_MAX), DOCUMENT the JWKS as fetched.  It is
+ * loaded at start only when SOURCE is the provider's current source; a
+ * file of another source, or a bare JWKS, is ignored and replaced by the
+ * next good fetch.  Keys belong to their source: a reload that changes a
+ * provider's source drops them at once (prov_keep, prov_drop).
  */
 
 #include <sys/types.h>
@@ -1199,9 +1207,11 @@ prov_retire(struct jwks_prov *p, int64_t delay)
 
 /*
  * p (in use or retired) is jp's again, after a reload.  Its key source
- * changed: old keys dropped (prov_drop), fetched at once from the new
- * one.  A retired record back with the same source: kept, fetched at
- * once.  Otherwise only the options change; keys and timer stay.
+ * changed: old keys dropped (prov_drop), the cache loaded if it is of
+ * the new source (a rollback to the source before a failed one, say),
+ * fetched at once.  A retired record back with the same source: kept,
+ * fetched at once.  Otherwise only the options change; keys and timer
+ * stay.
  */
 static void
 prov_keep(struct jwks_prov *p, const struct jwt_provider *jp)
@@ -1219,11 +1229,14 @@ prov_keep(struct jwks_prov *p, const struct jwt_provider *jp)
 	p->p_jwks_uri = NULL;
 	p->p_backoff_ms = 0;
 	p->p_failing = 0;	/* say the new one's */
-	if (src[0] == '\0' || strcmp(src, p->p_source) != 0)
-		prov_drop(p);
-	memcpy(p->p_source, src, sizeof(p->p_source));
 	p->p_conf = jp;
 	p->p_retire_ms = 0;
+	if (src[0] == '\0' || strcmp(src, p->p_source) != 0) {
+		prov_drop(p);
+		memcpy(p->p_source, src, sizeof(p->p_source));
+		if (jp->jp_jwks_path == NULL)
+			prov_load_cache(p);
+	}
 	prov_fetch(p);
 }
 
@@ -1370,10 +1383,10 @@ jwks_start(struct event_base *base, struct shm_header *shm,
 }
 
 /*
- * A reload: kept providers keep their slot and keys (re-fetched at once
- * if their source changed), new ones take a free slot, removed ones'
- * slots are retired: kept published for the old workers, cleared after
- * their shutdown_timeout and the reload's delays.  state_dir is the one
+ * A reload: kept providers keep their slot and keys (dropped and
+ * re-fetched at once if their key source changed), new ones take a free
+ * slot, removed ones' slots are retired: kept published for the old
+ * workers, cleared after their shutdown_timeout and the reload's delays.  state_dir is the one
  * of jwks_start (the master keeps it until a restart).  On failure
  * nothing changed: no record points into conf.  Going back to the
  * configuration before (a rollback) needs no new slot, since a removed

@@ -812,6 +812,15 @@ test_reconfigure_source(void **state)
 	assert_string_equal(p->p_source,
 	    "https://127.0.0.1:1/other\nca=/etc/other-ca.pem");
 	run_transfer(f, j);
+	assert_dropped(f, p, 4);
+	/* Back (a rollback): the cache of that source, stale, at once. */
+	prov_url(f, t1, 0, "idp", "https://127.0.0.1:1/other");
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 1), err,
+	    sizeof(err)), 0);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 6);
+	assert_int_equal(st, JWKS_STALE);
+	assert_int_equal(n, 2);
+	run_transfer(f, j);
 
 	/* Discovery: the issuer, then the tenant, make the source. */
 	jp = prov_url(f, t1, 0, "idp", "unused");
@@ -828,7 +837,7 @@ test_reconfigure_source(void **state)
 	run_transfer(f, j);
 	assert_int_equal(prov_parse(p, T_DOC_B, strlen(T_DOC_B),
 	    "https://127.0.0.1:1/keys", 1), 0);
-	assert_int_equal(slot_gen(f, "idp", &st, &n), 6);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 8);
 	assert_int_equal(st, JWKS_OK);
 	/* A second issuer does not change the discovery URL: kept. */
 	jp = prov_url(f, t2, 0, "idp", "unused");
@@ -840,14 +849,14 @@ test_reconfigure_source(void **state)
 	jp->jp_ntenants = 1;
 	assert_int_equal(jwks_reconfigure(j, conf_of(f, t2, 1), err,
 	    sizeof(err)), 0);
-	assert_int_equal(slot_gen(f, "idp", &st, &n), 6);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 8);
 	assert_int_equal(st, JWKS_OK);
 	/* Another tenant does. */
 	jp->jp_tenants[0] = "22222222-2222-2222-2222-222222222222";
 	memcpy(&t1->tc_jp[0], jp, sizeof(*jp));
 	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 1), err,
 	    sizeof(err)), 0);
-	assert_dropped(f, p, 7);
+	assert_dropped(f, p, 9);
 	assert_int_equal(p->p_stage, STAGE_DISCOVERY);
 	run_transfer(f, j);
 	jwks_free(j);
