@@ -3,13 +3,16 @@
  * file, an https URL, or the jwks_uri of the issuer's OpenID discovery
  * document) in the background with libcurl's multi interface on its
  * libevent loop, keeps the last good set in state_dir
- * ("jwks-NAME.json"), and publishes the parsed set in a slot of the shared
- * segment; workers read the slot when its generation changes.
+ * ("jwks-NAME.json": {"source": SOURCE, "jwks": DOCUMENT}, loaded at start
+ * only for the same source), and publishes the parsed set in a slot of
+ * the shared segment; workers read the slot when its generation changes.
  *
  * One slot per provider name, JWT_MAX_PROVIDERS slots in all, kept across
  * reloads: a provider that stays in the configuration keeps its slot (and
- * its keys); a new one takes a free slot; a removed one's slot is freed
- * once no worker of an older generation can use it.  Workers find their
+ * its keys, unless its key source changed: then they are dropped at once,
+ * JWKS_NONE under a new generation); a new one takes a free slot; a
+ * removed one's slot is freed once no worker of an older generation can
+ * use it.  Workers find their
  * provider's slot by name (jwks_slot_find) after they start.
  *
  * Writers and readers.  Only the master writes js_name, js_set,
@@ -37,7 +40,7 @@
 #define JWKS_RETRY_MAX_MS	300000	/* doubled up to this */
 
 /* js_state */
-#define JWKS_NONE	0	/* never had keys: 503 auth_unavailable */
+#define JWKS_NONE	0	/* no keys (yet, or since the source changed) */
 #define JWKS_OK		1	/* keys from the last fetch or the file */
 #define JWKS_STALE	2	/* keys, but the last fetch failed */
 
@@ -109,8 +112,8 @@ struct jwks	*jwks_start(struct event_base *, struct shm_header *,
 		    const struct config *, char *, size_t);
 
 /*
- * A reload: providers of conf are (re)assigned slots, changed ones
- * re-fetched, removed ones' slots freed.  The config must outlive the
+ * A reload: providers of conf are (re)assigned slots, those whose key
+ * source changed emptied and re-fetched, removed ones' slots freed.  The config must outlive the
  * next jwks_reconfigure() or jwks_free().
  */
 int		 jwks_reconfigure(struct jwks *, const struct config *, char *,

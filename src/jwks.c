@@ -2,6 +2,14 @@
  * JWKS distribution: the workers' lock-free readers of the shared slots,
  * and the master's background fetching (libcurl's multi interface on the
  * master's libevent loop), cache files and slot publishing.  See jwks.h.
+ *
+ * The cache file state_dir/jwks-NAME.json is one JSON object of exactly
+ * two members: {"source": SOURCE, "jwks": DOCUMENT}, SOURCE as made by
+ * source_of() (JWKS_SOURCE_MAX), DOCUMENT the JWKS as fetched.  It is
+ * loaded at start only when SOURCE is the provider's current source; a
+ * file of another source, or a bare JWKS, is ignored and replaced by the
+ * next good fetch.  Keys belong to their source: a reload that changes a
+ * provider's source drops them at once (prov_keep, prov_drop).
  */
 
 #include <sys/types.h>
@@ -10,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +50,15 @@
  */
 #define JWKS_RETIRE_SLACK_MS	15000
 #define JWKS_ERRLEN		256
+/*
+ * A provider's key source as one string (source_of): the jwks= URL or
+ * path, or "discovery:" and the discovery URL, then "\nca=" and the ca=
+ * path if any.  No configuration value holds a newline (the file is read
+ * line by line), so two different sources never make the same string.
+ */
+#define JWKS_SOURCE_MAX		(JWKS_URL_MAX + 2 * PATH_MAX + 32)
+/* A cache file: the document, its source JSON-escaped, the wrapper. */
+#define JWKS_CACHE_MAX		(JWK_DOC_MAX + 6 * JWKS_SOURCE_MAX + 64)
 
 /* --- workers ----------------------------------------------------------- */
 
@@ -194,6 +212,7 @@ struct jwks_prov {
 	int			 p_index;
 	char			 p_name[JWT_NAME_MAX + 1];
 	const struct jwt_provider *p_conf;
+	char			 p_source[JWKS_SOURCE_MAX];	/* "": unknown */
 	int64_t			 p_retire_ms;
 	struct jwk_set		 p_set;
 	int			 p_haskeys;
@@ -298,6 +317,55 @@ slot_refetch_end(struct jwks_prov *p)
 }
 
 /*
+ * Save doc[0..len), a good JWKS of p's current source, as the cache file
+ * "jwks-NAME.json": {"source": p_source, "jwks": doc}.  doc goes in as it
+ * came, being one JSON value (jwk_parse_set() took all of it); jansson
+ * escapes the source.  0, or -1 with a reason in err.
+ */
+static int
+cache_save(struct jwks_prov *p, const char *doc, size_t len, char *err,
+    size_t errlen)
+{
+	static const char	 mid[] = ",\"jwks\":", end[] = "}\n";
+	json_t			*src;
+	char			 name[64], *esc, *buf;
+	size_t			 elen, at;
+	int			 rc;
+
+	if (p->p_source[0] == '\0') {
+		snprintf(err, errlen, "its source is too long to record");
+		return (-1);
+	}
+	if ((src = json_string(p->p_source)) == NULL) {
+		snprintf(err, errlen, "its source is not UTF-8");
+		return (-1);
+	}
+	esc = json_dumps(src, JSON_ENCODE_ANY);
+	json_decref(src);
+	elen = esc != NULL ? strlen(esc) : 0;
+	if (esc == NULL || (buf = malloc(elen + len + 32)) == NULL) {
+		free(esc);
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	at = (size_t)snprintf(buf, 32, "{\"source\":");
+	memcpy(buf + at, esc, elen);
+	at += elen;
+	memcpy(buf + at, mid, sizeof(mid) - 1);
+	at += sizeof(mid) - 1;
+	memcpy(buf + at, doc, len);
+	at += len;
+	memcpy(buf + at, end, sizeof(end) - 1);
+	at += sizeof(end) - 1;
+	free(esc);
+	snprintf(name, sizeof(name), "jwks-%s.json", p->p_name);
+	rc = journal_file_replace(&p->p_jwks->j_state, name, buf, at, err,
+	    errlen);
+	free(buf);
+	return (rc);
+}
+
+/*
  * A good set for p from source: published under a new generation when it
  * differs from the one published, else only the state and time renewed.
  * Saved to the cache when new (or not saved yet) and savable.
@@ -306,8 +374,7 @@ static void
 prov_good(struct jwks_prov *p, const struct jwk_set *set, const char *source,
     const char *doc, size_t len, int save)
 {
-	struct jwks	*j = p->p_jwks;
-	char		 name[64], err[JWKS_ERRLEN];
+	char		 err[JWKS_ERRLEN];
 	int		 changed;
 
 	changed = !p->p_haskeys || memcmp(&p->p_set, set, sizeof(*set)) != 0;
@@ -327,13 +394,33 @@ prov_good(struct jwks_prov *p, const struct jwk_set *set, const char *source,
 	slot_publish(p, changed, util_now_ms() / 1000);
 	if (!save || p->p_saved)
 		return;
-	snprintf(name, sizeof(name), "jwks-%s.json", p->p_name);
-	if (journal_file_replace(&j->j_state, name, doc, len, err,
-	    sizeof(err)) == -1)
+	if (cache_save(p, doc, len, err, sizeof(err)) == -1)
 		log_warnx("jwt_provider %s: keys not cached: %s", p->p_name,
 		    err);
 	else
 		p->p_saved = 1;
+}
+
+/*
+ * p's key source changed (a reload): its keys are of the old source and
+ * go at once.  The slot is published empty, JWKS_NONE, under a new
+ * generation, so that every worker drops its keys and the tokens it
+ * verified with them (503 auth_unavailable until the new source delivers).
+ */
+static void
+prov_drop(struct jwks_prov *p)
+{
+	if (p->p_haskeys)
+		log_info("jwt_provider %s: key source changed: previous keys "
+		    "dropped", p->p_name);
+	memset(&p->p_set, 0, sizeof(p->p_set));
+	p->p_haskeys = 0;
+	p->p_saved = 0;
+	p->p_failing = 0;	/* say the new source's failure */
+	p->p_backoff_ms = 0;
+	p->p_state = JWKS_NONE;
+	p->p_generation++;
+	slot_publish(p, 1, 0);
 }
 
 /* A failed attempt: said once per change of state; old keys kept. */
@@ -396,22 +483,22 @@ prov_parse(struct jwks_prov *p, const char *doc, size_t len,
 }
 
 /*
- * All of fd (at most JWK_DOC_MAX bytes) into a new buffer, NUL-terminated;
- * *len its length.  NULL with a reason in why.
+ * All of fd (at most max bytes) into a new buffer, NUL-terminated; *len
+ * its length.  NULL with a reason in why.
  */
 static char *
-read_doc(int fd, size_t *len, char *why, size_t whylen)
+read_doc(int fd, size_t max, size_t *len, char *why, size_t whylen)
 {
 	char	*buf;
 	ssize_t	 n;
 	size_t	 have = 0;
 
-	if ((buf = malloc(JWK_DOC_MAX + 2)) == NULL) {
+	if ((buf = malloc(max + 2)) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return (NULL);
 	}
-	while (have <= JWK_DOC_MAX) {
-		n = read(fd, buf + have, JWK_DOC_MAX + 1 - have);
+	while (have <= max) {
+		n = read(fd, buf + have, max + 1 - have);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
@@ -423,8 +510,8 @@ read_doc(int fd, size_t *len, char *why, size_t whylen)
 			break;
 		have += (size_t)n;
 	}
-	if (have > JWK_DOC_MAX) {
-		snprintf(why, whylen, "larger than %d bytes", JWK_DOC_MAX);
+	if (have > max) {
+		snprintf(why, whylen, "larger than %zu bytes", max);
 		free(buf);
 		return (NULL);
 	}
@@ -453,7 +540,7 @@ prov_read_path(struct jwks_prov *p)
 		prov_bad(p, path, "not a regular file");
 		return (-1);
 	}
-	doc = read_doc(fd, &len, why, sizeof(why));
+	doc = read_doc(fd, JWK_DOC_MAX, &len, why, sizeof(why));
 	close(fd);
 	if (doc == NULL) {
 		prov_bad(p, path, why);
@@ -465,9 +552,62 @@ prov_read_path(struct jwks_prov *p)
 }
 
 /*
+ * The JWKS of a cache file's text doc[0..len) into j_scratch when the
+ * file was saved from p's current source: an object of exactly "source"
+ * (a string) and "jwks" (an object), the JWKS re-encoded for
+ * jwk_parse_set() (at most JWK_DOC_MAX bytes again).  -1 with a reason in
+ * why otherwise; *other says the file is not damaged, only of another
+ * source (or of a keygated that did not record sources).
+ */
+static int
+cache_parse(struct jwks_prov *p, const char *doc, size_t len, int *other,
+    char *why, size_t whylen)
+{
+	struct jwks	*j = p->p_jwks;
+	json_error_t	 jerr;
+	json_t		*root, *src, *set;
+	char		*text = NULL;
+	size_t		 n;
+	int		 rc = -1;
+
+	*other = 0;
+	if ((root = json_loadb(doc, len, JSON_REJECT_DUPLICATES, &jerr)) ==
+	    NULL) {
+		snprintf(why, whylen, "not JSON (line %d, column %d)",
+		    jerr.line, jerr.column);
+		return (-1);
+	}
+	src = json_object_get(root, "source");
+	set = json_object_get(root, "jwks");
+	*other = 1;
+	if (!json_is_object(root) || json_object_size(root) != 2 ||
+	    !json_is_string(src) || !json_is_object(set))
+		snprintf(why, whylen, "its key source is not recorded");
+	else if (p->p_source[0] == '\0' ||
+	    strcmp(json_string_value(src), p->p_source) != 0)
+		snprintf(why, whylen, "saved from another key source");
+	else if ((n = json_dumpb(set, NULL, 0, JSON_COMPACT)) == 0 ||
+	    n > JWK_DOC_MAX || (text = malloc(n)) == NULL ||
+	    json_dumpb(set, text, n, JSON_COMPACT) != n) {
+		*other = 0;
+		snprintf(why, whylen, "its JWKS is too large");
+	} else {
+		*other = 0;
+		memset(&j->j_scratch, 0, sizeof(j->j_scratch));
+		rc = jwk_parse_set(text, n, &j->j_scratch, why, whylen) < 1 ?
+		    -1 : 0;
+	}
+	free(text);
+	json_decref(root);
+	return (rc);
+}
+
+/*
  * Start: the cached "jwks-NAME.json" of a provider fetched over https, if
- * any, published as JWKS_STALE (good until a fetch succeeds).  A missing
- * cache is normal; a damaged or refused one is said and ignored.
+ * any and saved from the provider's current source, published as
+ * JWKS_STALE (good until a fetch succeeds).  A missing cache is normal,
+ * one of another source is said at info and replaced by the next good
+ * fetch; a damaged or refused one is warned of and ignored.
  */
 static void
 prov_load_cache(struct jwks_prov *p)
@@ -476,7 +616,7 @@ prov_load_cache(struct jwks_prov *p)
 	struct stat	 st;
 	char		 name[64], why[JWKS_ERRLEN], *doc;
 	size_t		 len;
-	int		 fd;
+	int		 fd, other = 0;
 
 	snprintf(name, sizeof(name), "jwks-%s.json", p->p_name);
 	if ((fd = journal_file_open(&j->j_state, name, why,
@@ -499,13 +639,16 @@ prov_load_cache(struct jwks_prov *p)
 		    (unsigned long)st.st_uid);
 		return;
 	}
-	doc = read_doc(fd, &len, why, sizeof(why));
+	doc = read_doc(fd, JWKS_CACHE_MAX, &len, why, sizeof(why));
 	close(fd);
-	memset(&j->j_scratch, 0, sizeof(j->j_scratch));
-	if (doc == NULL || jwk_parse_set(doc, len, &j->j_scratch, why,
-	    sizeof(why)) < 1) {
-		log_warnx("jwt_provider %s: cached keys in %s ignored: %s",
-		    p->p_name, name, why);
+	if (doc == NULL || cache_parse(p, doc, len, &other, why,
+	    sizeof(why)) == -1) {
+		if (other)
+			log_info("jwt_provider %s: cached keys in %s ignored: "
+			    "%s", p->p_name, name, why);
+		else
+			log_warnx("jwt_provider %s: cached keys in %s "
+			    "ignored: %s", p->p_name, name, why);
 		free(doc);
 		return;
 	}
@@ -937,6 +1080,7 @@ prov_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	p->p_retire_ms = 0;
 	memset(p->p_name, 0, sizeof(p->p_name));
+	memset(p->p_source, 0, sizeof(p->p_source));
 	memset(&p->p_set, 0, sizeof(p->p_set));
 	p->p_haskeys = 0;
 	p->p_state = JWKS_NONE;
@@ -983,34 +1127,34 @@ jwks_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Do two optional strings differ? */
+/*
+ * jp's key source as a string into buf (see JWKS_SOURCE_MAX): what the
+ * keys are trusted for, so that a change of it drops them.  Issuers and
+ * tenants count only through the discovery URL (with jwks= they choose
+ * which tokens the keys verify, not the keys).  0, or -1 with buf empty
+ * (unknown: it does not fit).
+ */
 static int
-str_differ(const char *a, const char *b)
+source_of(const struct jwt_provider *jp, char *buf, size_t len)
 {
-	if (a == NULL || b == NULL)
-		return (a != b);
-	return (strcmp(a, b) != 0);
-}
+	char	 url[JWKS_URL_MAX];
+	int	 n;
 
-/* Does b fetch its keys from elsewhere than a (url, path, issuers...)? */
-static int
-source_changed(const struct jwt_provider *a, const struct jwt_provider *b)
-{
-	int	 i;
-
-	if (str_differ(a->jp_jwks_url, b->jp_jwks_url) ||
-	    str_differ(a->jp_jwks_path, b->jp_jwks_path) ||
-	    str_differ(a->jp_ca, b->jp_ca) ||
-	    a->jp_nissuers != b->jp_nissuers ||
-	    a->jp_ntenants != b->jp_ntenants ||
-	    a->jp_tenants_any != b->jp_tenants_any)
-		return (1);
-	for (i = 0; i < a->jp_nissuers; i++)
-		if (str_differ(a->jp_issuers[i], b->jp_issuers[i]))
-			return (1);
-	for (i = 0; i < a->jp_ntenants; i++)
-		if (str_differ(a->jp_tenants[i], b->jp_tenants[i]))
-			return (1);
+	buf[0] = '\0';
+	if (jp->jp_jwks_url != NULL)
+		n = snprintf(buf, len, "%s", jp->jp_jwks_url);
+	else if (jp->jp_jwks_path != NULL)
+		n = snprintf(buf, len, "%s", jp->jp_jwks_path);
+	else if (jwt_discovery_url(jp, url, sizeof(url)) == 0)
+		n = snprintf(buf, len, "discovery:%s", url);
+	else
+		return (-1);
+	if (n >= 0 && (size_t)n < len && jp->jp_ca != NULL)
+		n += snprintf(buf + n, len - (size_t)n, "\nca=%s", jp->jp_ca);
+	if (n < 0 || (size_t)n >= len) {
+		buf[0] = '\0';
+		return (-1);
+	}
 	return (0);
 }
 
@@ -1038,6 +1182,7 @@ prov_assign(struct jwks_prov *p, const struct jwt_provider *jp)
 
 	p->p_conf = jp;
 	snprintf(p->p_name, sizeof(p->p_name), "%s", jp->jp_name);
+	(void)source_of(jp, p->p_source, sizeof(p->p_source));
 	p->p_haskeys = p->p_saved = p->p_failing = 0;
 	p->p_backoff_ms = 0;
 	p->p_state = JWKS_NONE;
@@ -1058,6 +1203,41 @@ prov_retire(struct jwks_prov *p, int64_t delay)
 	p->p_conf = NULL;
 	p->p_retire_ms = util_mono_ms() + delay;
 	prov_schedule(p, delay);
+}
+
+/*
+ * p (in use or retired) is jp's again, after a reload.  Its key source
+ * changed: old keys dropped (prov_drop), the cache loaded if it is of
+ * the new source (a rollback to the source before a failed one, say),
+ * fetched at once.  A retired record back with the same source: kept,
+ * fetched at once.  Otherwise only the options change; keys and timer
+ * stay.
+ */
+static void
+prov_keep(struct jwks_prov *p, const struct jwt_provider *jp)
+{
+	char	 src[JWKS_SOURCE_MAX];
+
+	(void)source_of(jp, src, sizeof(src));
+	if (p->p_conf != NULL && src[0] != '\0' &&
+	    strcmp(src, p->p_source) == 0) {
+		p->p_conf = jp;
+		return;
+	}
+	prov_cancel(p);
+	free(p->p_jwks_uri);
+	p->p_jwks_uri = NULL;
+	p->p_backoff_ms = 0;
+	p->p_failing = 0;	/* say the new one's */
+	p->p_conf = jp;
+	p->p_retire_ms = 0;
+	if (src[0] == '\0' || strcmp(src, p->p_source) != 0) {
+		prov_drop(p);
+		memcpy(p->p_source, src, sizeof(p->p_source));
+		if (jp->jp_jwks_path == NULL)
+			prov_load_cache(p);
+	}
+	prov_fetch(p);
 }
 
 /*
@@ -1146,18 +1326,7 @@ jwks_apply(struct jwks *j, const struct config *conf, char *err,
 	for (i = 0; i < conf->c_njwt; i++) {
 		jp = &conf->c_jwt[i];
 		if ((p = prov_named(j, jp->jp_name)) != NULL) {
-			if (p->p_conf == NULL || source_changed(p->p_conf,
-			    jp)) {
-				prov_cancel(p);
-				free(p->p_jwks_uri);
-				p->p_jwks_uri = NULL;
-				p->p_backoff_ms = 0;
-				p->p_failing = 0;	/* say the new one's */
-				p->p_conf = jp;
-				p->p_retire_ms = 0;
-				prov_fetch(p);
-			} else
-				p->p_conf = jp;
+			prov_keep(p, jp);
 			continue;
 		}
 		for (k = 0; j->j_prov[k].p_name[0] != '\0'; k++)
@@ -1214,10 +1383,10 @@ jwks_start(struct event_base *base, struct shm_header *shm,
 }
 
 /*
- * A reload: kept providers keep their slot and keys (re-fetched at once
- * if their source changed), new ones take a free slot, removed ones'
- * slots are retired: kept published for the old workers, cleared after
- * their shutdown_timeout and the reload's delays.  state_dir is the one
+ * A reload: kept providers keep their slot and keys (dropped and
+ * re-fetched at once if their key source changed), new ones take a free
+ * slot, removed ones' slots are retired: kept published for the old
+ * workers, cleared after their shutdown_timeout and the reload's delays.  state_dir is the one
  * of jwks_start (the master keeps it until a restart).  On failure
  * nothing changed: no record points into conf.  Going back to the
  * configuration before (a rollback) needs no new slot, since a removed

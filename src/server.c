@@ -2147,8 +2147,6 @@ server_teardown(struct worker *w)
 	w->w_jwt = NULL;
 	journal_close(&w->w_journal);
 	accesslog_close(w->w_alog);
-	jwtauth_free(w->w_jwt);	/* wipes the cached identities */
-	w->w_jwt = NULL;
 	if (w->w_base != NULL)
 		event_base_free(w->w_base);
 }

@@ -13,8 +13,10 @@ auth=jwt; jwt:entra,app-key both ways; key rotation with zero 401s and
 exactly one early re-fetch; cached tokens dropped when their key leaves
 the set; a request held for a re-fetch does not stall its worker; the IdP
 down at start (503, then keys) and a
-restart on the cached JWKS while it is down; a JWKS file; algorithms=;
-per-identity rate limits; a reload changing the audience; the access log;
+restart on the cached JWKS while it is down (not when the provider's key
+source changed); a JWKS file; algorithms=; per-identity rate limits; a
+reload changing the audience; a reload changing jwks= (old keys dropped at
+once: 503 until the new source has them); the access log;
 POST /v1/verify and keygatectl verify; keygated -t on bad jwt_provider
 lines.
 
@@ -759,7 +761,12 @@ def test_idp_down_at_start_then_cache():
         cache = os.path.join(sd, "jwks-entra.json")
         kg.wait_for(lambda: os.path.exists(cache), 5, cache)
         with open(cache) as f:
-            kids = [k.get("kid") for k in json.load(f).get("keys", [])]
+            saved = json.load(f)
+        kg.eq(sorted(saved), ["jwks", "source"], "members of %s" % cache)
+        kg.eq(saved["source"], "discovery:%s/.well-known/openid-configuration"
+              "\nca=%s" % (idp.issuer("common"), idp.ca_path),
+              "the source in %s" % cache)
+        kids = [k.get("kid") for k in saved["jwks"].get("keys", [])]
         kg.check("k1" in kids, "kids in %s: %r" % (cache, kids))
         kg.eq(d.stop(), 0, "exit status of a graceful stop")
         # Down (500 this time); a new daemon on the same state_dir.
@@ -772,6 +779,15 @@ def test_idp_down_at_start_then_cache():
         check_jwt_identity(call(d2, "/apps", bearer(tok2)), c2,
                            "a new token, cached keys", tenant_header=False)
         no_token_leak(d2)
+        kg.eq(d2.stop(), 0, "exit status of a graceful stop")
+        # The provider moved (jwks= now, another source), the IdP down: the
+        # cache of the source before is not used.
+        d3 = kg.start(t.replace(entra_line(idp), entra_line(
+            idp, "jwks=" + idp.jwks_url("moved"))), nports=2)
+        refused(call(d3, "/apps", bearer(tok)), 503, "auth_unavailable",
+                "another source, its cache not used", tok)
+        d3.wait_log(r"jwt_provider entra: cached keys in jwks-entra.json "
+                    r"ignored: saved from another key source", timeout=5)
 
 
 def test_jwks_file_and_algorithms():
@@ -849,6 +865,44 @@ def test_providers_sharing_an_issuer():
                          ("/two", 401)):
         kg.eq(call(d, path, bearer(tok)).status, status,
               "token of the first provider on %s" % path)
+
+
+def test_reload_jwks_source():
+    """
+    A reload that changes jwks= drops the old source's keys at once: a
+    missing file is 503 auth_unavailable, not the keys of before; the keys
+    come back when the new source has them.
+    """
+    need_jwt()
+    dir = kg.tempdir()
+    key = I.Key("r1")
+    old, new = os.path.join(dir, "old.json"), os.path.join(dir, "new.json")
+    with open(old, "w") as f:
+        json.dump(I.jwks_of([key]), f)
+    iss = "https://issuer.example/file"
+    line = "jwt_provider file issuer=%s audience=api://file jwks=%s"
+    t = kg.config(line % (iss, old), "route * ^/f(/|$) auth=jwt:file",
+                  workers=1)
+    d = kg.start(t, nports=1)
+    master = d.master_pid
+    tok = key.sign(dict(iss=iss, aud="api://file", sub="file-user",
+                        exp=int(time.time()) + 600))
+    wait_keys(d, tok, "/f")
+    echo_headers(call(d, "/f", bearer(tok)), "before the reload")
+    d.write_conf(t.replace(old, new))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"configuration reloaded", timeout=10)
+    kg.wait_for(lambda: call(d, "/f", bearer(tok)).status == 503, 5,
+                "503 once jwks= names a missing file")
+    refused(call(d, "/f", bearer(tok)), 503, "auth_unavailable",
+            "a token of the old source's keys after the reload", tok)
+    kg.check("keeping the previous keys" not in d.errlog_text(),
+             "the old keys were kept after the source changed")
+    with open(new, "w") as f:
+        json.dump(I.jwks_of([key]), f)
+    kg.wait_for(lambda: call(d, "/f", bearer(tok)).status == 200, 15,
+                "200 once the new file has the keys")
+    kg.eq(d.master_pid, master, "master pid")
 
 
 def test_rate_per_identity():
@@ -968,6 +1022,7 @@ TESTS = [
     test_providers_sharing_an_issuer,
     test_rate_per_identity,
     test_reload_audience,
+    test_reload_jwks_source,
     test_check_bad_jwt_provider,
 ]
 

@@ -70,6 +70,9 @@ test_mono_ms(void)
 	"{\"kid\":\"o\",\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}"
 #define T_DOC_B	"{\"keys\":[{\"kid\":\"b1\",\"kty\":\"RSA\",\"n\":\"" T_RSA2 \
 	"\",\"e\":\"AQAB\"}]}"
+/* A cache file of T_DOC_A fetched from https://127.0.0.1:1/jwks. */
+#define T_CACHE_A	"{\"source\":\"https://127.0.0.1:1/jwks\",\"jwks\":" \
+	T_DOC_A "}\n"
 #define T_NPROV	JWT_MAX_PROVIDERS
 
 /*
@@ -449,7 +452,8 @@ test_reconfigure(void **state)
 	assert_int_equal(jwks_slot_find(f->f_shm, "b"), 1);
 	assert_int_equal(slot_gen(f, "a", &st, &n), 1);	/* kept */
 	assert_ptr_equal(j->j_prov[0].p_conf, &t2->tc_jp[2]);
-	assert_int_equal(slot_gen(f, "b", &st, &n), 2);	/* re-read now */
+	/* b's source changed: dropped (a generation), then re-read now. */
+	assert_int_equal(slot_gen(f, "b", &st, &n), 3);
 	assert_int_equal(n, 2);
 	/* c stays readable for the old workers, and d does not take it. */
 	assert_int_equal(jwks_slot_find(f->f_shm, "c"), 2);
@@ -567,8 +571,9 @@ test_cache(void **state)
 	assert_true((fd = open(path, O_RDONLY)) >= 0);
 	len = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
-	assert_int_equal(len, (ssize_t)strlen(T_DOC_A));
-	assert_memory_equal(buf, T_DOC_A, strlen(T_DOC_A));
+	/* The document as it came, wrapped with its source. */
+	assert_int_equal(len, (ssize_t)strlen(T_CACHE_A));
+	assert_memory_equal(buf, T_CACHE_A, strlen(T_CACHE_A));
 	/* The same set again: no new generation. */
 	assert_int_equal(prov_parse(&j->j_prov[0], T_DOC_A, strlen(T_DOC_A),
 	    "https://127.0.0.1:1/jwks", 1), 0);
@@ -681,7 +686,7 @@ test_fetch_fails(void **state)
 	char		 err[256];
 	uint32_t	 s, n;
 
-	put_file(f, "jwks-idp.json", T_DOC_A);
+	put_file(f, "jwks-idp.json", T_CACHE_A);
 	/* Port 1 on the loopback: refused at once. */
 	prov_url(f, &f->f_tc[0], 0, "idp", "https://127.0.0.1:1/jwks");
 	assert_non_null(j = jwks_start(f->f_base, f->f_shm,
@@ -702,6 +707,9 @@ test_fetch_fails(void **state)
 	jwks_free(j);
 
 	/* Discovery at an http issuer: refused before any transfer. */
+	put_file(f, "jwks-idp.json", "{\"source\":\"discovery:"
+	    "http://127.0.0.1:1/tenant/.well-known/openid-configuration\","
+	    "\"jwks\":" T_DOC_A "}");
 	prov_url(f, &f->f_tc[0], 0, "idp", "https://unused");
 	f->f_tc[0].tc_jp[0].jp_jwks_url = NULL;
 	f->f_tc[0].tc_jp[0].jp_issuers[0] = "http://127.0.0.1:1/tenant";
@@ -715,6 +723,264 @@ test_fetch_fails(void **state)
 	assert_string_equal(j->j_prov[0].p_url,
 	    "http://127.0.0.1:1/tenant/.well-known/openid-configuration");
 	assert_int_equal(slot_gen(f, "idp", &s, &n), 1);	/* cache */
+	jwks_free(j);
+}
+
+/* Provider p has no keys at all, in its record and in its slot. */
+static void
+assert_dropped(struct fix *f, struct jwks_prov *p, uint64_t gen)
+{
+	uint32_t	 st, n;
+
+	assert_int_equal(slot_gen(f, p->p_name, &st, &n), gen);
+	assert_int_equal(st, JWKS_NONE);
+	assert_int_equal(n, 0);
+	assert_int_equal(p->p_haskeys, 0);
+	assert_int_equal(p->p_saved, 0);
+	assert_int_equal(p->p_set.s_nkeys, 0);
+}
+
+/*
+ * A reload that changes a provider's key source (jwks=, ca=, or the
+ * issuers and tenants that make its discovery URL) drops its keys at once:
+ * slot empty, JWKS_NONE, a new generation, until the new source delivers
+ * (a failed fetch of it does not bring the old keys back).  Any other
+ * change keeps them.
+ */
+static void
+test_reconfigure_source(void **state)
+{
+	struct fix		*f = *state;
+	struct tconf		*t1 = &f->f_tc[0], *t2 = &f->f_tc[1];
+	struct jwks		*j;
+	struct jwks_prov	*p;
+	struct jwt_provider	*jp;
+	char			 err[256];
+	uint32_t		 st, n;
+
+	jp = prov_url(f, t1, 0, "idp", "https://127.0.0.1:1/jwks");
+	jp->jp_issuers[0] = "https://idp/";
+	jp->jp_nissuers = 1;
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm, conf_of(f, t1, 1),
+	    err, sizeof(err)));
+	p = &j->j_prov[0];
+	run_transfer(f, j);
+	assert_int_equal(prov_parse(p, T_DOC_A, strlen(T_DOC_A),
+	    "https://127.0.0.1:1/jwks", 1), 0);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 1);
+
+	/* Other options, and the issuers beside jwks=: keys kept, no fetch. */
+	jp = prov_url(f, t2, 0, "idp", "https://127.0.0.1:1/jwks");
+	jp->jp_issuers[0] = "https://other-idp/";
+	jp->jp_issuers[1] = "https://idp/";
+	jp->jp_nissuers = 2;
+	jp->jp_leeway = 120;
+	jp->jp_refresh = 60;
+	jp->jp_identity = "email";
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t2, 1), err,
+	    sizeof(err)), 0);
+	assert_ptr_equal(p->p_conf, jp);
+	assert_int_equal(p->p_stage, STAGE_IDLE);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 1);
+	assert_int_equal(st, JWKS_OK);
+	assert_int_equal(n, 2);
+	assert_int_equal(p->p_haskeys, 1);
+
+	/* Another jwks= URL: dropped at once, fetched at once. */
+	prov_url(f, t1, 0, "idp", "https://127.0.0.1:1/other");
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 1), err,
+	    sizeof(err)), 0);
+	assert_dropped(f, p, 2);
+	assert_int_equal(p->p_stage, STAGE_JWKS);
+	assert_string_equal(p->p_url, "https://127.0.0.1:1/other");
+	/* It fails: still no keys, not the old ones as stale. */
+	run_transfer(f, j);
+	assert_dropped(f, p, 2);
+	assert_int_equal(p->p_failing, 1);
+	/* It delivers: keys again, under a new generation. */
+	assert_int_equal(prov_parse(p, T_DOC_A, strlen(T_DOC_A),
+	    "https://127.0.0.1:1/other", 1), 0);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 3);
+	assert_int_equal(st, JWKS_OK);
+
+	/* Another ca=: whom the fetch trusts changed, so did the keys. */
+	jp = prov_url(f, t2, 0, "idp", "https://127.0.0.1:1/other");
+	jp->jp_ca = "/etc/other-ca.pem";
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t2, 1), err,
+	    sizeof(err)), 0);
+	assert_dropped(f, p, 4);
+	assert_string_equal(p->p_source,
+	    "https://127.0.0.1:1/other\nca=/etc/other-ca.pem");
+	run_transfer(f, j);
+	assert_dropped(f, p, 4);
+	/* Back (a rollback): the cache of that source, stale, at once. */
+	prov_url(f, t1, 0, "idp", "https://127.0.0.1:1/other");
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 1), err,
+	    sizeof(err)), 0);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 6);
+	assert_int_equal(st, JWKS_STALE);
+	assert_int_equal(n, 2);
+	run_transfer(f, j);
+
+	/* Discovery: the issuer, then the tenant, make the source. */
+	jp = prov_url(f, t1, 0, "idp", "unused");
+	jp->jp_jwks_url = NULL;
+	jp->jp_issuers[0] = "https://127.0.0.1:1/{tenantid}/v2.0";
+	jp->jp_nissuers = 1;
+	jp->jp_tenants[0] = "11111111-1111-1111-1111-111111111111";
+	jp->jp_ntenants = 1;
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 1), err,
+	    sizeof(err)), 0);
+	assert_string_equal(p->p_source, "discovery:https://127.0.0.1:1/"
+	    "11111111-1111-1111-1111-111111111111/v2.0/.well-known/"
+	    "openid-configuration");
+	run_transfer(f, j);
+	assert_int_equal(prov_parse(p, T_DOC_B, strlen(T_DOC_B),
+	    "https://127.0.0.1:1/keys", 1), 0);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 8);
+	assert_int_equal(st, JWKS_OK);
+	/* A second issuer does not change the discovery URL: kept. */
+	jp = prov_url(f, t2, 0, "idp", "unused");
+	jp->jp_jwks_url = NULL;
+	jp->jp_issuers[0] = t1->tc_jp[0].jp_issuers[0];
+	jp->jp_issuers[1] = "https://127.0.0.1:1/extra";
+	jp->jp_nissuers = 2;
+	jp->jp_tenants[0] = t1->tc_jp[0].jp_tenants[0];
+	jp->jp_ntenants = 1;
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t2, 1), err,
+	    sizeof(err)), 0);
+	assert_int_equal(slot_gen(f, "idp", &st, &n), 8);
+	assert_int_equal(st, JWKS_OK);
+	/* Another tenant does. */
+	jp->jp_tenants[0] = "22222222-2222-2222-2222-222222222222";
+	memcpy(&t1->tc_jp[0], jp, sizeof(*jp));
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 1), err,
+	    sizeof(err)), 0);
+	assert_dropped(f, p, 9);
+	assert_int_equal(p->p_stage, STAGE_DISCOVERY);
+	run_transfer(f, j);
+	jwks_free(j);
+
+	/* jwks= a file, changed to a missing one: no keys from then on. */
+	memset(shm_jwks(f->f_shm), 0, sizeof(struct jwks_slot) *
+	    JWT_MAX_PROVIDERS);
+	put_file(f, "a.json", T_DOC_A);
+	prov_file(f, t1, 0, "file", "a.json");
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm, conf_of(f, t1, 1),
+	    err, sizeof(err)));
+	assert_int_equal(slot_gen(f, "file", &st, &n), 1);
+	assert_int_equal(st, JWKS_OK);
+	prov_file(f, t2, 0, "file", "missing.json");
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t2, 1), err,
+	    sizeof(err)), 0);
+	assert_dropped(f, &j->j_prov[0], 2);
+	assert_int_equal(j->j_prov[0].p_failing, 1);
+	/* A retired provider back with another source: dropped too. */
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 0), err,
+	    sizeof(err)), 0);
+	prov_file(f, t1, 0, "file", "a.json");
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 1), err,
+	    sizeof(err)), 0);
+	assert_int_equal(slot_gen(f, "file", &st, &n), 4);
+	assert_int_equal(st, JWKS_OK);
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t1, 0), err,
+	    sizeof(err)), 0);
+	assert_int_equal(jwks_reconfigure(j, conf_of(f, t2, 1), err,
+	    sizeof(err)), 0);
+	assert_dropped(f, &j->j_prov[0], 5);
+	jwks_free(j);
+}
+
+/*
+ * The cache records its source: a start loads it only for that source; a
+ * file of another source, or of before sources were recorded, or of more
+ * members, is ignored and replaced by the next good fetch.
+ */
+static void
+test_cache_source(void **state)
+{
+	struct fix	*f = *state;
+	struct jwks	*j;
+	char		 err[256], path[128], buf[2048];
+	uint32_t	 s, n;
+	ssize_t		 len;
+	int		 fd;
+
+	/* Keys of the old IdP, cached. */
+	prov_url(f, &f->f_tc[0], 0, "idp", "https://127.0.0.1:1/jwks");
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm,
+	    conf_of(f, &f->f_tc[0], 1), err, sizeof(err)));
+	run_transfer(f, j);
+	assert_int_equal(prov_parse(&j->j_prov[0], T_DOC_A, strlen(T_DOC_A),
+	    "https://127.0.0.1:1/jwks", 1), 0);
+	jwks_free(j);
+
+	/* Moved to a new IdP, restarted while it is unreachable: no keys. */
+	prov_url(f, &f->f_tc[1], 0, "idp", "https://127.0.0.1:1/new");
+	memset(shm_jwks(f->f_shm), 0, sizeof(struct jwks_slot) *
+	    JWT_MAX_PROVIDERS);
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm,
+	    conf_of(f, &f->f_tc[1], 1), err, sizeof(err)));
+	assert_int_equal(slot_gen(f, "idp", &s, &n), 0);
+	assert_int_equal(s, JWKS_NONE);
+	assert_int_equal(j->j_prov[0].p_haskeys, 0);
+	run_transfer(f, j);
+	assert_int_equal(slot_gen(f, "idp", &s, &n), 0);
+	/* Its first good fetch replaces the file. */
+	assert_int_equal(prov_parse(&j->j_prov[0], T_DOC_B, strlen(T_DOC_B),
+	    "https://127.0.0.1:1/new", 1), 0);
+	jwks_free(j);
+	path_of(f, "jwks-idp.json", path, sizeof(path));
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(len > 0);
+	buf[len] = '\0';
+	assert_string_equal(buf, "{\"source\":\"https://127.0.0.1:1/new\","
+	    "\"jwks\":" T_DOC_B "}\n");
+
+	/* The same source at the next start: loaded, stale. */
+	memset(shm_jwks(f->f_shm), 0, sizeof(struct jwks_slot) *
+	    JWT_MAX_PROVIDERS);
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm,
+	    conf_of(f, &f->f_tc[1], 1), err, sizeof(err)));
+	assert_int_equal(slot_gen(f, "idp", &s, &n), 1);
+	assert_int_equal(s, JWKS_STALE);
+	assert_int_equal(n, 1);
+	jwks_free(j);
+	/* The same URL with a ca=: another source. */
+	f->f_tc[1].tc_jp[0].jp_ca = "/etc/ca.pem";
+	memset(shm_jwks(f->f_shm), 0, sizeof(struct jwks_slot) *
+	    JWT_MAX_PROVIDERS);
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm,
+	    conf_of(f, &f->f_tc[1], 1), err, sizeof(err)));
+	assert_int_equal(slot_gen(f, "idp", &s, &n), 0);
+	jwks_free(j);
+	f->f_tc[1].tc_jp[0].jp_ca = NULL;
+
+	/* Files not of the wrapper's exact form: ignored. */
+	put_file(f, "jwks-idp.json", T_DOC_B);	/* before sources */
+	memset(shm_jwks(f->f_shm), 0, sizeof(struct jwks_slot) *
+	    JWT_MAX_PROVIDERS);
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm,
+	    conf_of(f, &f->f_tc[1], 1), err, sizeof(err)));
+	assert_int_equal(slot_gen(f, "idp", &s, &n), 0);
+	jwks_free(j);
+	put_file(f, "jwks-idp.json", "{\"source\":\"https://127.0.0.1:1/new\","
+	    "\"jwks\":" T_DOC_B ",\"x\":1}");
+	memset(shm_jwks(f->f_shm), 0, sizeof(struct jwks_slot) *
+	    JWT_MAX_PROVIDERS);
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm,
+	    conf_of(f, &f->f_tc[1], 1), err, sizeof(err)));
+	assert_int_equal(slot_gen(f, "idp", &s, &n), 0);
+	jwks_free(j);
+	put_file(f, "jwks-idp.json", "{\"source\":\"https://127.0.0.1:1/new\","
+	    "\"source\":\"https://127.0.0.1:1/new\",\"jwks\":" T_DOC_B "}");
+	memset(shm_jwks(f->f_shm), 0, sizeof(struct jwks_slot) *
+	    JWT_MAX_PROVIDERS);
+	assert_non_null(j = jwks_start(f->f_base, f->f_shm,
+	    conf_of(f, &f->f_tc[1], 1), err, sizeof(err)));
+	assert_int_equal(slot_gen(f, "idp", &s, &n), 0);
 	jwks_free(j);
 }
 
@@ -785,6 +1051,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_fails, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_body_and_discovery, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_reconfigure_source, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_cache_source, setup,
 		    teardown),
 	};
 
