@@ -336,6 +336,22 @@ jwt_ecdsa_der(const uint8_t *sig, size_t len, unsigned char **der)
 }
 
 /*
+ * The digest of alg, fetched once per process: an implicit fetch by name
+ * in every EVP_DigestVerifyInit_ex() costs a lock and a search of the
+ * provider's algorithms on each uncached token (OpenSSL 3).  NULL if it
+ * cannot be fetched.
+ */
+static const EVP_MD *
+jwt_md(int alg)
+{
+	static EVP_MD	*mds[JWK_NALGS];
+
+	if (mds[alg] == NULL)
+		mds[alg] = EVP_MD_fetch(NULL, jwt_digests[alg], NULL);
+	return (mds[alg]);
+}
+
+/*
  * Does t's signature verify with pkey (a key that fits t's alg)?  RS*:
  * PKCS #1 v1.5; PS*: PSS with MGF1 and a salt of the digest's length (RFC
  * 7518 3.5); ES*: r || s of exactly twice the curve's size.  An RSA
@@ -344,9 +360,9 @@ jwt_ecdsa_der(const uint8_t *sig, size_t len, unsigned char **der)
 static int
 jwt_sig_ok(EVP_PKEY *pkey, const struct jwt_token *t)
 {
-	EVP_MD_CTX	*mctx;
+	EVP_MD_CTX	*mctx = NULL;
 	EVP_PKEY_CTX	*pctx = NULL;
-	const char	*md = jwt_digests[t->jt_alg];
+	const EVP_MD	*md;
 	unsigned char	*der = NULL;
 	const uint8_t	*sig = t->jt_sig;
 	size_t		 siglen = t->jt_siglen;
@@ -361,15 +377,15 @@ jwt_sig_ok(EVP_PKEY *pkey, const struct jwt_token *t)
 	} else if (EVP_PKEY_get_size(pkey) <= 0 ||
 	    siglen != (size_t)EVP_PKEY_get_size(pkey))
 		return (0);
-	if ((mctx = EVP_MD_CTX_new()) == NULL)
+	if ((md = jwt_md(t->jt_alg)) == NULL ||
+	    (mctx = EVP_MD_CTX_new()) == NULL)
 		goto done;
-	if (EVP_DigestVerifyInit_ex(mctx, &pctx, md, NULL, NULL, pkey,
-	    NULL) != 1)
+	if (EVP_DigestVerifyInit(mctx, &pctx, md, NULL, pkey) != 1)
 		goto done;
 	if (t->jt_alg >= JWK_ALG_PS256 && t->jt_alg <= JWK_ALG_PS512 &&
 	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
-	    EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, md, NULL) != 1))
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1))
 		goto done;
 	ok = EVP_DigestVerify(mctx, sig, siglen,
 	    (const unsigned char *)t->jt_signed, t->jt_signedlen) == 1;
