@@ -246,8 +246,12 @@ jwtauth_verify(struct jwtauth *ja, int p, const struct jwt_token *t,
 	st = jwt_verify(pp->pp_conf, &pp->pp_keys, t, now, id, why, whylen);
 	if (st != JWT_UNKNOWN_KID)
 		return (jwtauth_status(st));
-	if (!final && ja->ja_shm != NULL && pp->pp_slot != -1 &&
-	    jwks_refetch(ja->ja_shm, pp->pp_slot, mono)) {
+	/*
+	 * Ask even on a last try (POST /v1/verify never waits): the master
+	 * takes at most one request per JWKS_REFETCH_MIN_MS anyway.
+	 */
+	if (ja->ja_shm != NULL && pp->pp_slot != -1 &&
+	    jwks_refetch(ja->ja_shm, pp->pp_slot, mono) && !final) {
 		*slot = p;
 		return (JWTAUTH_PENDING);
 	}
