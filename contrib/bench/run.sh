@@ -73,7 +73,8 @@
 #           each second, that provider's served JWKS gets a new key and a
 #           token signed by it is sent (curl), which makes keygated
 #           re-fetch that JWKS at once (unknown kid);
-#           "keygated_calm" gets the same traffic with no re-fetch.  Both
+#           "keygated_calm" gets the same traffic, and the same requests
+#           and file copies each second, with a known kid: no re-fetch.  Both
 #           are restarted with an empty state_dir before each round (a
 #           provider re-fetches early at most once per 5 minutes).  The p99
 #           ratio is the figure (target <= 1.2x).
@@ -1835,7 +1836,7 @@ run_workload() {
 				return 0
 			fi
 			refresher_pid=
-			if [ "$W_REFRESH" = 1 ] && [ "$s" = keygated ]; then
+			if [ "$W_REFRESH" = 1 ]; then
 				refresher "$s" "$r" &
 				refresher_pid=$!
 			fi
@@ -1932,6 +1933,10 @@ refresh_restart() {
 # no provider is re-fetched twice in a round.  Writes "PROVIDER STATUS LATE
 # MS" per request to $wdir/out/SYSTEM.ROUND.refresh (LATE: ms from T to the
 # request; MS: its time, the re-fetch included).
+# For keygated_calm it does the same work (the same processes, a file
+# copied, one request a second), but serves pI's JWKS unchanged and sends
+# a token of its known key: nothing is re-fetched, so that the only
+# difference between the two systems is the re-fetch itself.
 refresher() {
 	f_url=$(workload_url "$w" "$1")
 	f_out=$wdir/out/$1.$2.refresh
@@ -1946,11 +1951,20 @@ refresher() {
 		f_wait=$((f_at - $(now_ms)))
 		[ "$f_wait" -gt 0 ] && sleep "$(awk -v m="$f_wait" \
 		    'BEGIN { printf "%.3f", m / 1000 }')"
-		f_p=p$(((f_s0 + i) % REFRESH_PROVIDERS + 1))
-		refresh_serve "$f_p" next
+		f_i=$(((f_s0 + i) % REFRESH_PROVIDERS + 1))
+		f_p=p$f_i
+		if [ "$1" = keygated ]; then
+			refresh_serve "$f_p" next
+			f_hdr=$jwtdir/refresh/$f_p.hdr
+		else
+			refresh_serve "$f_p" base
+			f_hdr=$wdir/out/calm.hdr
+			sed -n "${f_i}s/^/Authorization: /p" \
+			    "$jwtdir/refresh.pool" >"$f_hdr"
+		fi
 		f_t1=$(now_ms)
 		f_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
-		    -H "@$jwtdir/refresh/$f_p.hdr" "$f_url" || true)
+		    -H "@$f_hdr" "$f_url" || true)
 		say "$f_p ${f_code:-000} $((f_t1 - f_at)) $(($(now_ms) - f_t1))" \
 		    >>"$f_out"
 	done
@@ -1967,7 +1981,9 @@ print_refresh() {
 			f0=$(cat "$wdir/out/$s.$r.fetches0" 2>/dev/null || say 0)
 			f1=$(cat "$wdir/out/$s.$r.fetches1" 2>/dev/null || say 0)
 			f=$wdir/out/$s.$r.refresh
-			if [ -f "$f" ]; then
+			if [ -f "$f" ] && [ "$s" = keygated_calm ]; then
+				say "$s round $r: $(wc -l <"$f" | tr -d ' ') requests with a known kid (no re-fetch), in median $(field "$f" 4 | median) ms; JWKS fetches the server saw during the round: $((f1 - f0))"
+			elif [ -f "$f" ]; then
 				say "$s round $r: $(wc -l <"$f" | tr -d ' ') forced re-fetches, $(awk '$2 == 200' "$f" | wc -l | tr -d ' ') answered 200, in (re-fetch included) median $(field "$f" 4 | median) ms, max $(field "$f" 4 | sort -n | tail -n 1) ms, sent at most $(field "$f" 3 | sort -n | tail -n 1) ms into their second; JWKS fetches the server saw during the round: $((f1 - f0))"
 			else
 				say "$s round $r: no forced re-fetch; JWKS fetches seen by the server during the round: $((f1 - f0))"
