@@ -1288,10 +1288,27 @@ fail() {
 	return 0
 }
 
+# refresh_wait SYSTEM: jwks-refresh: until SYSTEM accepts the token of
+# every provider (the master fetches the 15 JWKS in the background after
+# it starts, and until then a provider answers 503), at most 20 s.
+refresh_wait() {
+	rw_url=$(workload_url "$w" "$1")
+	rw_end=$(($(now_ms) + 20000))
+	while IFS= read -r rw_line; do
+		while [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+		    -H "Authorization: $rw_line" "$rw_url" || true)" != 200 ]; do
+			[ "$(now_ms)" -lt "$rw_end" ] || return 1
+			sleep 0.1
+		done
+	done <"$jwtdir/refresh.pool"
+}
+
 # check_workload: fetch each system's URL once (with curl, the workload's
 # headers); it must answer W_STATUS with the expected content.
 check_workload() {
 	for s in $W_SYSTEMS; do
+		[ "$W_REFRESH" = 1 ] && ! refresh_wait "$s" &&
+		    warn "$s: not every provider has its keys after 20 s"
 		check_curl=curl
 		[ "$W_KEYS" = 1 ] && check_curl=curl_key
 		[ -n "$W_JWT" ] && [ "$s" != keygated_key ] && check_curl=curl_jwt
@@ -1910,6 +1927,11 @@ refresh_restart() {
 	if ! start_system "$1"; then
 		fail "$w" "$1 did not start again before round $2" \
 		    "$wdir/$1.start.log"
+		return 1
+	fi
+	if ! refresh_wait "$1"; then
+		fail "$w" "$1: not every provider had its keys 20 s after its" \
+		    "start (round $2)" "$wdir/$1.start.log"
 		return 1
 	fi
 	say "$(wc -l <"$wdir/jwks/fetches")" >"$wdir/out/$1.$2.fetches0"
