@@ -928,16 +928,19 @@ master_load(struct master *m, char *err, size_t errlen)
  * workers append to the journal the master loaded, locks and compacts
  * (with the new directory they would acknowledge keys into files nobody
  * reads back), and max_keys by the segment's own size.  Both are said
- * once, as ignored.  0, or -1 when out of memory.
+ * once, as ignored.  0, or -1 when out of memory (said in err).
  */
 static int
-master_keep_store(struct master *m, struct config *conf)
+master_keep_store(struct master *m, struct config *conf, char *err,
+    size_t errlen)
 {
 	char	*dir;
 
 	if (strcmp(m->m_conf->c_state_dir, conf->c_state_dir) != 0) {
-		if ((dir = strdup(m->m_conf->c_state_dir)) == NULL)
+		if ((dir = strdup(m->m_conf->c_state_dir)) == NULL) {
+			snprintf(err, errlen, "out of memory");
 			return (-1);
+		}
 		log_warnx("state_dir %s ignored until the next restart: the "
 		    "key store stays in %s", conf->c_state_dir, dir);
 		free(conf->c_state_dir);
@@ -987,28 +990,14 @@ master_reload(struct master *m)
 		config_free(conf);
 		return;
 	}
-	if (master_prepare_logs(conf, err, sizeof(err)) == -1) {
-		log_warnx("reload failed, keeping the running configuration: "
-		    "%s", err);
-		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,
-		    m->m_nlfds);
-		config_free(conf);
-		return;
-	}
-	if (master_keep_store(m, conf) == -1) {
-		log_warnx("reload failed, keeping the running configuration: "
-		    "out of memory");
-		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,
-		    m->m_nlfds);
-		config_free(conf);
-		return;
-	}
 	/*
 	 * The new workers find their providers' key slots at start, so the
 	 * slots are assigned now; the old configuration's providers stay
 	 * published for the old workers (jwks_reconfigure).
 	 */
-	if (jwks_reconfigure(m->m_jwks, conf, err, sizeof(err)) == -1) {
+	if (master_prepare_logs(conf, err, sizeof(err)) == -1 ||
+	    master_keep_store(m, conf, err, sizeof(err)) == -1 ||
+	    jwks_reconfigure(m->m_jwks, conf, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", err);
 		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,

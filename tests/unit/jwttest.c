@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "jwk.h"
+#include "jwt.h"
 #include "jwttest.h"
 
 /* base64url of p[0..n) into out (NUL-terminated); its length. */
@@ -208,4 +209,21 @@ jwtt_no_leak(const char *msg, const char *t, size_t len)
 		    memchr(t + i, '\0', 12) == NULL && strstr(msg, w) != NULL)
 			fail_msg("\"%s\" quotes \"%s\"", msg, w);
 	}
+}
+
+/* A provider for the tests; see jwttest.h. */
+void
+jwtt_provider(struct jwt_provider *p, int i, char *name, char *iss,
+    char *aud)
+{
+	memset(p, 0, sizeof(*p));
+	p->jp_name = name;
+	p->jp_index = i;
+	p->jp_issuers[0] = iss;
+	p->jp_nissuers = 1;
+	p->jp_audiences[0] = aud;
+	p->jp_naudiences = 1;
+	p->jp_algs = JWK_ALGS_ALL;
+	p->jp_leeway = JWT_DEFAULT_LEEWAY;
+	p->jp_refresh = JWT_DEFAULT_REFRESH;
 }

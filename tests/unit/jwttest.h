@@ -13,6 +13,14 @@
 #include <openssl/evp.h>
 
 #include "jwk.h"
+#include "jwt.h"
+
+/*
+ * p as a provider of index i named name, with one issuer and one
+ * audience, every algorithm and the default leeway and refresh (the
+ * strings are not copied).
+ */
+void	 jwtt_provider(struct jwt_provider *, int, char *, char *, char *);
 
 /* base64url of p[0..n) into out (NUL-terminated); its length. */
 size_t	 jwtt_b64u(const void *, size_t, char *);

@@ -1186,15 +1186,7 @@ jwt_provider(int i, char *name, char *iss)
 	static char	*aud = JAUD, *tid = "tid", *hdr = "X-Tenant-Id";
 	struct jwt_provider *p = &jprov[i];
 
-	memset(p, 0, sizeof(*p));
-	p->jp_name = name;
-	p->jp_index = i;
-	p->jp_issuers[0] = iss;
-	p->jp_nissuers = 1;
-	p->jp_audiences[0] = aud;
-	p->jp_naudiences = 1;
-	p->jp_algs = JWK_ALGS_ALL;
-	p->jp_leeway = JWT_DEFAULT_LEEWAY;
+	jwtt_provider(p, i, name, iss, aud);
 	if (i == 0) {
 		p->jp_headers[0].hm_claim = tid;
 		p->jp_headers[0].hm_header = hdr;

@@ -103,15 +103,7 @@ provider(struct jwt_provider *p)
 {
 	static char	*iss = ISS, *aud = AUD, *name = "test";
 
-	memset(p, 0, sizeof(*p));
-	p->jp_name = name;
-	p->jp_index = 3;
-	p->jp_issuers[0] = iss;
-	p->jp_nissuers = 1;
-	p->jp_audiences[0] = aud;
-	p->jp_naudiences = 1;
-	p->jp_algs = JWK_ALGS_ALL;
-	p->jp_leeway = JWT_DEFAULT_LEEWAY;
+	jwtt_provider(p, 3, name, iss, aud);
 }
 
 /* Does why quote any 12 bytes of the token t[0..len) or a claim value? */

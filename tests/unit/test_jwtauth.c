@@ -55,18 +55,8 @@ static void
 provider(int i, char *name, char *iss)
 {
 	static char	*aud = AUD;
-	struct jwt_provider *p = &prov[i];
 
-	memset(p, 0, sizeof(*p));
-	p->jp_name = name;
-	p->jp_index = i;
-	p->jp_issuers[0] = iss;
-	p->jp_nissuers = 1;
-	p->jp_audiences[0] = aud;
-	p->jp_naudiences = 1;
-	p->jp_algs = JWK_ALGS_ALL;
-	p->jp_leeway = JWT_DEFAULT_LEEWAY;
-	p->jp_refresh = JWT_DEFAULT_REFRESH;
+	jwtt_provider(&prov[i], i, name, iss, aud);
 }
 
 /* The key set of the n JWKs that follow, parsed (calloc'd). */

@@ -304,6 +304,7 @@ static void
 test_reload_keeps_store(void **state)
 {
 	struct config	 conf;
+	char		 err[64];
 
 	(void)state;
 	memset(&conf, 0, sizeof(conf));
@@ -311,7 +312,7 @@ test_reload_keeps_store(void **state)
 	assert_non_null(conf.c_state_dir = strdup("/srv/keygate"));
 	conf.c_max_keys = 7;
 	t_m.m_shm->sh_max_keys = 7;
-	assert_int_equal(master_keep_store(&t_m, &conf), 0);
+	assert_int_equal(master_keep_store(&t_m, &conf, err, sizeof(err)), 0);
 	assert_string_equal(conf.c_state_dir, "/var/lib/keygate");
 	assert_int_equal(conf.c_max_keys, 16);
 	free(conf.c_state_dir);
