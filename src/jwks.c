@@ -811,6 +811,40 @@ prov_fetch(struct jwks_prov *p)
 	}
 }
 
+/*
+ * Is iss[0..len) the issuer whose discovery document was asked for?  The
+ * document must name the issuer it describes (OpenID Connect Discovery
+ * 4.3), so that a document of another issuer (a misconfigured or hostile
+ * URL) cannot hand over its keys.  Accepted: the provider's first issuer
+ * as written, and, for a {tenantid} issuer, the same with the tenant the
+ * discovery URL used (jwt_discovery_url(): the single tenant, or
+ * "common").  Entra's "common" document names the template itself.
+ */
+static int
+discovery_issuer_ok(const struct jwt_provider *jp, const char *iss,
+    size_t len)
+{
+	const char	*want, *at, *tenant = "common";
+	size_t		 plen, tlen, slen;
+
+	if (jp == NULL || jp->jp_nissuers < 1 || memchr(iss, '\0', len) != NULL)
+		return (0);
+	want = jp->jp_issuers[0];
+	if (strlen(want) == len && memcmp(want, iss, len) == 0)
+		return (1);
+	if ((at = strstr(want, JWT_TENANT_TEMPLATE)) == NULL)
+		return (0);
+	if (jp->jp_ntenants == 1 && !jp->jp_tenants_any)
+		tenant = jp->jp_tenants[0];
+	plen = (size_t)(at - want);
+	tlen = strlen(tenant);
+	slen = strlen(at + strlen(JWT_TENANT_TEMPLATE));
+	return (len == plen + tlen + slen && memcmp(iss, want, plen) == 0 &&
+	    strncasecmp(iss + plen, tenant, tlen) == 0 &&
+	    memcmp(iss + plen + tlen, at + strlen(JWT_TENANT_TEMPLATE),
+	    slen) == 0);
+}
+
 /* The "jwks_uri" of the discovery document in p's buffer; 0 or -1. */
 static int
 discovery_uri(struct jwks_prov *p, char *why, size_t whylen)
@@ -825,6 +859,14 @@ discovery_uri(struct jwks_prov *p, char *why, size_t whylen)
 	if (doc == NULL) {
 		snprintf(why, whylen, "discovery document: not JSON (line "
 		    "%d, column %d)", jerr.line, jerr.column);
+		return (-1);
+	}
+	v = json_object_get(doc, "issuer");
+	if (!json_is_string(v) || !discovery_issuer_ok(p->p_conf,
+	    json_string_value(v), json_string_length(v))) {
+		snprintf(why, whylen, "discovery document: its \"issuer\" is "
+		    "not the provider's (OpenID Connect Discovery 4.3)");
+		json_decref(doc);
 		return (-1);
 	}
 	v = json_object_get(doc, "jwks_uri");

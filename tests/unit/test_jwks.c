@@ -984,7 +984,10 @@ test_cache_source(void **state)
 	jwks_free(j);
 }
 
-/* The body callback stops at JWK_DOC_MAX; discovery's jwks_uri checks. */
+/*
+ * The body callback stops at JWK_DOC_MAX; discovery's issuer and jwks_uri
+ * checks.
+ */
 static void
 test_body_and_discovery(void **state)
 {
@@ -995,6 +998,10 @@ test_body_and_discovery(void **state)
 	char			 why[256];
 	const char		*doc;
 	size_t			 total = 0;
+	struct jwt_provider	 jp;
+	static char		 tmpl[] = "https://idp/{tenantid}/v2.0";
+	static char		 guid[] = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+	static char		 plain[] = "https://idp/plain";
 
 	memset(chunk, 'x', sizeof(chunk));
 	while (total + sizeof(chunk) <= JWK_DOC_MAX) {
@@ -1009,13 +1016,45 @@ test_body_and_discovery(void **state)
 	p->p_buf = NULL;
 	p->p_len = p->p_cap = 0;
 
-	doc = "{\"issuer\":\"x\",\"jwks_uri\":\"https://idp/keys\"}";
+	memset(&jp, 0, sizeof(jp));
+	jp.jp_issuers[0] = tmpl;
+	jp.jp_nissuers = 1;
+	jp.jp_tenants_any = 1;
+	p->p_conf = &jp;
+	doc = "{\"issuer\":\"https://idp/{tenantid}/v2.0\","
+	    "\"jwks_uri\":\"https://idp/keys\"}";
 	assert_int_equal(curl_body_cb((char *)doc, 1, strlen(doc), p),
 	    strlen(doc));
 	assert_int_equal(discovery_uri(p, why, sizeof(why)), 0);
 	assert_string_equal(p->p_jwks_uri, "https://idp/keys");
+	/*
+	 * The document must name the issuer it was asked for: the template
+	 * (Entra's "common" document) or its tenant; not another one.
+	 */
+	assert_true(discovery_issuer_ok(&jp, "https://idp/common/v2.0", 23));
+	assert_false(discovery_issuer_ok(&jp, "https://idp/other/v2.0", 22));
+	assert_false(discovery_issuer_ok(&jp, "https://idp/common/v2.0/",
+	    24));
+	jp.jp_tenants_any = 0;
+	jp.jp_tenants[0] = guid;
+	jp.jp_ntenants = 1;
+	assert_true(discovery_issuer_ok(&jp, "https://idp/"
+	    "72F988BF-86F1-41AF-91AB-2D7CD011DB47/v2.0", 53));
+	assert_false(discovery_issuer_ok(&jp, "https://idp/common/v2.0", 23));
+	jp.jp_issuers[0] = plain;
+	assert_true(discovery_issuer_ok(&jp, plain, strlen(plain)));
+	assert_false(discovery_issuer_ok(&jp, "https://idp/x\0", 14));
 	p->p_len = 0;
-	doc = "{\"jwks_uri\":\"http://idp/keys\"}";
+	doc = "{\"issuer\":\"https://evil/\",\"jwks_uri\":\"https://evil/k\"}";
+	curl_body_cb((char *)doc, 1, strlen(doc), p);
+	assert_int_equal(discovery_uri(p, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "issuer"));
+	assert_string_equal(p->p_jwks_uri, "https://idp/keys");
+	jp.jp_issuers[0] = tmpl;
+	jp.jp_tenants_any = 1;
+	p->p_len = 0;
+	doc = "{\"issuer\":\"https://idp/{tenantid}/v2.0\","
+	    "\"jwks_uri\":\"http://idp/keys\"}";
 	curl_body_cb((char *)doc, 1, strlen(doc), p);
 	assert_int_equal(discovery_uri(p, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "no https"));
