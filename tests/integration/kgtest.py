@@ -504,6 +504,14 @@ def check_refusal(r, status, code, what="response"):
     return j
 
 
+def echo_headers(r, what):
+    """The headers the built-in echo upstream says it would forward."""
+    eq(r.status, 200, "%s: status (body %r)" % (what, r.body[:300]))
+    j = r.json()
+    check(isinstance(j.get("headers"), dict), "%s: no echo: %r" % (what, j))
+    return j["headers"]
+
+
 def check_echo(r, method, path, query=None, body_bytes=0, what="echo"):
     """A 200 echo response for the given request; returns the JSON."""
     eq(r.status, 200, "%s: status (body %r)" % (what, r.body[:300]))

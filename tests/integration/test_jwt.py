@@ -191,17 +191,11 @@ def call(d, path, headers=(), method="GET"):
         return c.read_final(method == "HEAD")
 
 
-def echo_headers(r, what):
-    kg.eq(r.status, 200, "%s: status (body %r)" % (what, r.body[:300]))
-    j = r.json()
-    kg.check(isinstance(j.get("headers"), dict), "%s: no echo: %r" % (what, j))
-    return j["headers"]
-
 
 def check_jwt_identity(r, c, what, identity="sub", scopes=("Apps.Read",
                        "Apps.Write", "Admin"), tenant_header=True):
     """r is an echo of a request made with a token of claims c."""
-    h = echo_headers(r, what)
+    h = kg.echo_headers(r, what)
     kg.eq(h.get("x-consumer-id"), c[identity], "%s: X-Consumer-Id" % what)
     kg.eq(h.get("x-auth-scheme"), "jwt", "%s: X-Auth-Scheme" % what)
     got = (h.get("x-scopes") or "").split()
@@ -482,7 +476,7 @@ def test_catalog_jwt_or_app_key():
     appkey = [("X-APP-ID", "app.catalog"), ("X-API-KEY", secret)]
     tok, c = idp.token()
     check_jwt_identity(call(d, "/catalog/1", bearer(tok)), c, "JWT on /catalog")
-    h = echo_headers(call(d, "/catalog/1", appkey), "app key on /catalog")
+    h = kg.echo_headers(call(d, "/catalog/1", appkey), "app key on /catalog")
     kg.eq((h.get("x-auth-scheme"), h.get("x-consumer-id"), h.get("x-app-id"),
            h.get("x-key-id")), ("app-key", "catalog-owner", "app.catalog",
                                 k["id"]), "app-key identity")
@@ -510,7 +504,7 @@ def test_other_provider():
     check_jwt_identity(r, c, "token of other on auth=jwt",
                        tenant_header=False)
     # other maps no header: no X-Tenant-Id.
-    kg.check("x-tenant-id" not in echo_headers(r, "other"),
+    kg.check("x-tenant-id" not in kg.echo_headers(r, "other"),
              "X-Tenant-Id from a provider without headers=")
     tok, c = idp.token()
     check_jwt_identity(call(d, "/any/y", bearer(tok)), c,
@@ -813,7 +807,7 @@ def test_jwks_file_and_algorithms():
     wait_keys(d, tk(rs)[0], "/f")
     for key, alg in ((rs, None), (rs, "PS256"), (ec, None), (pinned, None)):
         tok, c = tk(key, alg)
-        h = echo_headers(call(d, "/f", bearer(tok)), "%s %s" % (key.kid,
+        h = kg.echo_headers(call(d, "/f", bearer(tok)), "%s %s" % (key.kid,
                                                                alg or key.alg))
         kg.eq(h.get("x-consumer-id"), c["sub"], "X-Consumer-Id")
     for key, alg, what in ((rs, "RS512", "RS512 not in algorithms="),
@@ -858,7 +852,7 @@ def test_providers_sharing_an_issuer():
         r = call(d, path, bearer(tok))
         kg.eq(r.status, status, "token of the second provider on %s" % path)
         if status == 200:
-            kg.eq(echo_headers(r, path).get("x-consumer-id"), c["sub"],
+            kg.eq(kg.echo_headers(r, path).get("x-consumer-id"), c["sub"],
                   "X-Consumer-Id on %s" % path)
     tok, c = tk("api://first")
     for path, status in (("/two", 401), ("/any", 200), ("/one", 200),
@@ -888,7 +882,7 @@ def test_reload_jwks_source():
     tok = key.sign(dict(iss=iss, aud="api://file", sub="file-user",
                         exp=int(time.time()) + 600))
     wait_keys(d, tok, "/f")
-    echo_headers(call(d, "/f", bearer(tok)), "before the reload")
+    kg.echo_headers(call(d, "/f", bearer(tok)), "before the reload")
     d.write_conf(t.replace(old, new))
     d.signal(signal.SIGHUP)
     d.wait_log(r"configuration reloaded", timeout=10)

@@ -181,13 +181,6 @@ def call(d, path, headers=(), method="GET", conn=None):
         return c.read_final(method == "HEAD")
 
 
-def echo_headers(r, what):
-    """The headers the built-in echo upstream says it would forward."""
-    kg.eq(r.status, 200, "%s: status (body %r)" % (what, r.body[:300]))
-    j = r.json()
-    kg.check(isinstance(j.get("headers"), dict), "%s: no echo: %r" % (what, j))
-    return j["headers"]
-
 
 def check_identity(h, key, scheme, what):
     """The identity headers in h (lower-case name -> value) are key's."""
@@ -280,7 +273,7 @@ def everywhere_refused(pw, path, headers, status, code, what, fresh=16):
 
 def everywhere_ok(pw, path, headers, what):
     """Allowed on each worker; returns the echoed headers of each."""
-    return [echo_headers(r, "%s (worker %d)" % (what, pid))
+    return [kg.echo_headers(r, "%s (worker %d)" % (what, pid))
             for pid, r in pw.each(path, headers)]
 
 
@@ -434,7 +427,7 @@ def lifecycle(up):
     rs = pw.each("/echo/g", xkey(s3))
     if time.time() < t0 + 1.95:		# answered well within the grace
         for pid, r in rs:
-            echo_headers(r, "previous secret, 2 s of grace (worker %d)" % pid)
+            kg.echo_headers(r, "previous secret, 2 s of grace (worker %d)" % pid)
 
     def ended():
         sent = time.time()
@@ -492,7 +485,7 @@ def test_basic_and_app_key_forms():
     kn, sn = mk(d, "no-app-owner")
 
     # Basic with an empty user name (curl --user :secret) on an api-key route.
-    h = echo_headers(call(d, "/echo/basic", basic("", s)), "Basic :secret")
+    h = kg.echo_headers(call(d, "/echo/basic", basic("", s)), "Basic :secret")
     check_identity(h, k, "api-key", "Basic :secret")
     kg.check("authorization" not in h, "Authorization reached the upstream")
     # curl itself, when there is one.
@@ -506,16 +499,16 @@ def test_basic_and_app_key_forms():
         j = json.loads(p.stdout.decode())
         check_identity(j["headers"], k, "api-key", "curl --user :secret")
     # The key header wins over Authorization when both are sent.
-    h = echo_headers(call(d, "/echo/both", xkey(s) +
+    h = kg.echo_headers(call(d, "/echo/both", xkey(s) +
                           [("Authorization", "Bearer x.y.z")]),
                      "X-API-KEY with a Bearer Authorization")
     check_identity(h, k, "api-key", "X-API-KEY with Authorization")
     # Leading and trailing blanks around the value are not part of the key.
-    h = echo_headers(call(d, "/echo/ows", [("X-API-KEY", "  %s \t" % s)]),
+    h = kg.echo_headers(call(d, "/echo/ows", [("X-API-KEY", "  %s \t" % s)]),
                      "X-API-KEY with blanks around it")
     check_identity(h, k, "api-key", "OWS around the key")
     # The header name is case-insensitive.
-    h = echo_headers(call(d, "/echo/case", [("x-api-key", s)]),
+    h = kg.echo_headers(call(d, "/echo/case", [("x-api-key", s)]),
                      "x-api-key in lower case")
     check_identity(h, k, "api-key", "lower-case header name")
     # A user name with an api-key route is refused.
@@ -526,7 +519,7 @@ def test_basic_and_app_key_forms():
 
     # app-key: X-APP-ID + X-API-KEY.
     app = [("X-APP-ID", "app.mobile")]
-    h = echo_headers(call(d, "/jobs/1", app + xkey(sa)), "app-key pair")
+    h = kg.echo_headers(call(d, "/jobs/1", app + xkey(sa)), "app-key pair")
     check_identity(h, ka, "app-key", "app-key pair")
     kg.check("x-api-key" not in h, "X-API-KEY reached the upstream")
     # X-APP-ID twice (in any case) is malformed; so is a wrong app.
@@ -550,7 +543,7 @@ def test_basic_and_app_key_forms():
             "X-APP-ID alone")
 
     # Basic app:secret on an app-key route.
-    h = echo_headers(call(d, "/jobs/2", basic("app.mobile", sa)),
+    h = kg.echo_headers(call(d, "/jobs/2", basic("app.mobile", sa)),
                      "Basic app:secret")
     check_identity(h, ka, "app-key", "Basic app:secret")
     kg.check("authorization" not in h, "Authorization reached the upstream")
@@ -654,7 +647,7 @@ def test_refusal_codes():
     kg.check(ke["expires_at"] is not None, "expires_at not set")
     r = call(d, "/echo/exp", xkey(se))
     if time.time() < t0 + 1.95:		# answered well before the expiry
-        check_identity(echo_headers(r, "before expires_at"), ke, "api-key",
+        check_identity(kg.echo_headers(r, "before expires_at"), ke, "api-key",
                        "before expires_at")
 
     def expired():
@@ -675,11 +668,11 @@ def test_refusal_codes():
 def test_anonymous_fallback():
     d = start()
     k, s = mk(d, "mixed")
-    h = echo_headers(call(d, "/mixed/a"), "no key on api-key,anonymous")
+    h = kg.echo_headers(call(d, "/mixed/a"), "no key on api-key,anonymous")
     kg.eq(h.get("x-auth-scheme"), "anonymous", "X-Auth-Scheme")
     for n in ("x-consumer-id", "x-key-id", "x-app-id", "x-scopes"):
         kg.check(n not in h, "anonymous request carries %s: %r" % (n, h))
-    h = echo_headers(call(d, "/mixed/a", [("X-Consumer-Id", "spoof"),
+    h = kg.echo_headers(call(d, "/mixed/a", [("X-Consumer-Id", "spoof"),
                                           ("X-Auth-Scheme", "api-key")]),
                      "anonymous with spoofed identity")
     kg.eq(h.get("x-auth-scheme"), "anonymous", "X-Auth-Scheme (spoofed)")
@@ -688,7 +681,7 @@ def test_anonymous_fallback():
             "invalid_credentials", "a bad key does not fall back")
     refused(call(d, "/mixed/a", [("X-API-KEY", "a b")]), 401,
             "malformed_credentials", "a malformed key does not fall back")
-    h = echo_headers(call(d, "/mixed/a", xkey(s)), "good key")
+    h = kg.echo_headers(call(d, "/mixed/a", xkey(s)), "good key")
     check_identity(h, k, "api-key", "good key on api-key,anonymous")
     no_secret_leak(d)
 
@@ -811,11 +804,11 @@ def check_store(d, expect, gone, what, graced=()):
             if k["disabled"]:
                 refused(r, 401, "disabled_key", "%s: %s" % (what, kid))
             else:
-                h = echo_headers(r, "%s: %s" % (what, kid))
+                h = kg.echo_headers(r, "%s: %s" % (what, kid))
                 kg.eq(h.get("x-key-id"), kid, "%s: key id" % what)
                 kg.eq(h.get("x-consumer-id"), k["owner"], "%s: owner" % what)
         for kid, s in graced:
-            h = echo_headers(call(d, "/echo/p", xkey(s), conn=c),
+            h = kg.echo_headers(call(d, "/echo/p", xkey(s), conn=c),
                              "%s: previous secret of %s" % (what, kid))
             kg.eq(h.get("x-key-id"), kid, "%s: key id (grace)" % what)
         for s in gone:
@@ -1208,7 +1201,7 @@ def test_master_killed_orphan_writes():
 def check_store_subset(d, created, what):
     with kg.Conn(d.port) as c:
         for kid, (k, s) in sorted(created.items()):
-            h = echo_headers(call(d, "/echo/k", xkey(s), conn=c),
+            h = kg.echo_headers(call(d, "/echo/k", xkey(s), conn=c),
                              "%s: %s" % (what, kid))
             kg.eq(h.get("x-key-id"), kid, "%s: key id" % what)
 
@@ -1575,7 +1568,7 @@ def test_admin_http():
     j = r.json()
     remember(j["secret"])
     kg.eq((j["owner"], j["name"]), ("chunked", "in pieces"), "chunked create")
-    h = echo_headers(call(d, "/echo/c", xkey(j["secret"])), "chunked key")
+    h = kg.echo_headers(call(d, "/echo/c", xkey(j["secret"])), "chunked key")
     kg.eq(h.get("x-consumer-id"), "chunked", "owner of the chunked key")
     # The admin port is not the gateway: a key does not open it.
     r = kg.admin(d, "GET", "/v1/keys", token=None, headers={"X-API-KEY": s})
@@ -1684,7 +1677,7 @@ def test_max_keys():
     adm(d, "DELETE", "/v1/keys/" + made[0], status=204)
     k, s = mk(d, "sixth")
     kg.eq(list_ids(d), set(made[1:]) | {k["id"]}, "keys after delete+create")
-    h = echo_headers(call(d, "/echo/x", xkey(s)), "the key made after a 507")
+    h = kg.echo_headers(call(d, "/echo/x", xkey(s)), "the key made after a 507")
     kg.eq(h.get("x-key-id"), k["id"], "key id")
     adm_refusal(d, "POST", "/v1/keys", {"owner": "seventh"}, 507,
                 "key_store_full", "full again")
