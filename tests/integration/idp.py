@@ -231,7 +231,7 @@ def make_ca(dir):
     return paths
 
 
-# --- the server ----------------------------------------------------------------
+# --- the server --------------------------------------------------------------
 
 DISCOVERY_RE = re.compile(r"^/(.+)/\.well-known/openid-configuration$")
 ENTRA_PREFIX_RE = re.compile(r"^([^/]+)/v2\.0$")
@@ -517,7 +517,7 @@ class IdP:
         return key.sign(c, alg=alg, headers=headers), c
 
 
-# --- self-test -----------------------------------------------------------------
+# --- self-test ---------------------------------------------------------------
 
 def selftest():
     """Discovery and JWKS through urllib with the CA; a token verified."""

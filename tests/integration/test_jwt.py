@@ -87,7 +87,7 @@ def need_jwt():
         kg.skip(JWT_MISSING)
 
 
-# --- the provider and the configuration ----------------------------------------------
+# --- the provider and the configuration --------------------------------------
 
 _idp = None
 
@@ -178,7 +178,7 @@ def state_dir(d):
     return m.group(1)
 
 
-# --- requests -----------------------------------------------------------------------
+# --- requests ----------------------------------------------------------------
 
 def bearer(tok, scheme="Bearer"):
     ALL_TOKENS.append(tok)
@@ -252,7 +252,7 @@ def guid():
     return str(uuid.uuid4())
 
 
-# --- the provider itself ----------------------------------------------------------
+# --- the provider itself -----------------------------------------------------
 
 def test_idp_selftest():
     """idp.py: discovery and JWKS over HTTPS with its CA; PyJWT verifies."""
@@ -286,7 +286,7 @@ def test_config_check():
     kg.check("configuration is valid" in p.stdout, "-t output %r" % p.stdout)
 
 
-# --- identity and refusals on the shared daemon --------------------------------------
+# --- identity and refusals on the shared daemon ------------------------------
 
 def test_good_token_identity():
     d, idp = main_daemon()
@@ -552,7 +552,7 @@ def no_token_leak(d):
         no_token_in(data, ALL_TOKENS, name)
 
 
-# --- the admin API and keygatectl ---------------------------------------------------------
+# --- the admin API and keygatectl --------------------------------------------
 
 def ctl_binary():
     kg.binary()
@@ -624,7 +624,7 @@ def test_admin_verify():
     no_token_in((p.stdout + p.stderr).encode(), [tok], "keygatectl output")
 
 
-# --- fetching: rotation, the IdP down, a file ------------------------------------------
+# --- fetching: rotation, the IdP down, a file --------------------------------
 
 def test_rotation_zero_401():
     need_jwt()
@@ -954,7 +954,7 @@ def test_reload_audience():
     kg.check(d.master_alive(), "the master is gone")
 
 
-# --- keygated -t -----------------------------------------------------------------
+# --- keygated -t -------------------------------------------------------------
 
 def bad_lines(idp):
     iss = idp.issuer("{tenantid}")
