@@ -475,7 +475,8 @@ def test_catalog_jwt_or_app_key():
                               scopes=["catalog:read"])
     appkey = [("X-APP-ID", "app.catalog"), ("X-API-KEY", secret)]
     tok, c = idp.token()
-    check_jwt_identity(call(d, "/catalog/1", bearer(tok)), c, "JWT on /catalog")
+    check_jwt_identity(call(d, "/catalog/1", bearer(tok)), c,
+                       "JWT on /catalog")
     h = kg.echo_headers(call(d, "/catalog/1", appkey), "app key on /catalog")
     kg.eq((h.get("x-auth-scheme"), h.get("x-consumer-id"), h.get("x-app-id"),
            h.get("x-key-id")), ("app-key", "catalog-owner", "app.catalog",
