@@ -540,12 +540,12 @@ jwt_identity(const struct jwt_provider *p, const struct jwt_token *t,
     struct jwt_identity *id, char *why, size_t whylen)
 {
 	const char	*claim = p->jp_identity != NULL ? p->jp_identity : "sub";
+	const EVP_MD	*sha256 = jwt_md(JWK_ALG_RS256);
 	uint8_t		 md[EVP_MAX_MD_SIZE];
+	char		 subj[JWT_ISS_MAX + 1 + JWT_IDENT_MAX];
 	unsigned int	 mdlen;
-	EVP_MD_CTX	*ctx;
 	json_t		*v;
-	size_t		 n;
-	int		 ok;
+	size_t		 n, sublen;
 
 	v = json_object_get(t->jt_claims, claim);
 	if (!json_is_string(v) || (n = json_string_length(v)) == 0)
@@ -557,18 +557,16 @@ jwt_identity(const struct jwt_provider *p, const struct jwt_token *t,
 		    "identity claim \"%s\" is too long or has control "
 		    "characters", claim));
 	memcpy(id->ji_subject, json_string_value(v), n + 1);
+	sublen = n;
 	if ((n = strlen(t->jt_iss)) > JWT_ISS_MAX)
 		return (jwt_fail(JWT_INVALID, why, whylen, "the token's iss is "
 		    "too long"));
 	memcpy(id->ji_issuer, t->jt_iss, n + 1);
-	if ((ctx = EVP_MD_CTX_new()) == NULL)
-		return (jwt_fail(JWT_INVALID, why, whylen, "out of memory"));
-	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-	    EVP_DigestUpdate(ctx, id->ji_issuer, n + 1) == 1 &&
-	    EVP_DigestUpdate(ctx, id->ji_subject, strlen(id->ji_subject)) ==
-	    1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
+	/* One call, with the digest fetched once per process (jwt_md()). */
+	memcpy(subj, id->ji_issuer, n + 1);
+	memcpy(subj + n + 1, id->ji_subject, sublen);
+	if (sha256 == NULL || EVP_Digest(subj, n + 1 + sublen, md, &mdlen,
+	    sha256, NULL) != 1)
 		return (jwt_fail(JWT_INVALID, why, whylen, "SHA-256 failed"));
 	memcpy(id->ji_ratekey, md, sizeof(id->ji_ratekey));
 	return (JWT_OK);

@@ -162,7 +162,7 @@ jwtauth_lookup(struct jwtauth *ja, const uint8_t *d, uint32_t mask,
     int64_t now)
 {
 	const struct jwtauth_entry	*e;
-	const struct jwtauth_prov	*pp;
+	struct jwtauth_prov		*pp;
 	size_t				 set, i;
 	int				 p;
 
@@ -175,7 +175,7 @@ jwtauth_lookup(struct jwtauth *ja, const uint8_t *d, uint32_t mask,
 		    (mask & e->ce_before & ~e->ce_refused) != 0)
 			return (NULL);
 		pp = &ja->ja_prov[p];
-		jwtauth_sync(ja, (struct jwtauth_prov *)(uintptr_t)pp);
+		jwtauth_sync(ja, pp);
 		if (e->ce_gen != pp->pp_gen || now >= e->ce_until)
 			return (NULL);
 		return (e);

@@ -1156,7 +1156,7 @@ conn_hold_check(struct conn *c)
 {
 	struct timeval	 tv = { 0, CONN_HOLD_POLL_MS * 1000 };
 
-	if (util_mono_us() / 1000 < c->c_hold_until &&
+	if (util_mono_ms() < c->c_hold_until &&
 	    !jwtauth_wait_over(c->c_w->w_jwt, c->c_hold_provider,
 	    c->c_hold_asked)) {
 		evtimer_add(c->c_timer, &tv);
