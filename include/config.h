@@ -16,6 +16,7 @@
 #include "jwt.h"
 #include "ratelimit.h"
 #include "route.h"
+#include "tls.h"
 
 #define CONFIG_ERRLEN		512
 #define CONFIG_MAX_WORKERS	64
@@ -26,6 +27,7 @@ struct listen_addr {
 	struct sockaddr_storage	 la_ss;
 	socklen_t		 la_sslen;
 	int			 la_line;
+	int			 la_tls;	/* "listen ADDR tls" */
 };
 
 enum upstream_type {
@@ -45,6 +47,14 @@ struct upstream {
 	int			 u_max_idle;		/* idle connections kept per worker */
 	int			 u_connect_timeout;	/* ms */
 	int			 u_read_timeout;	/* ms, between reads */
+	/* https:// (tls.h): verification, SNI, the client context. */
+	int			 u_tls;
+	char			*u_host;	/* the URL's host[:port], for Host */
+	char			*u_ca;		/* ca= (absolute), NULL: system */
+	int			 u_verify;	/* verify=, default on */
+	char			*u_sni;		/* sni=, default the URL's host */
+	SSL_CTX			*u_ssl_ctx;	/* tls_upstream_build() */
+	SSL_SESSION		*u_ssl_session;	/* last session, resumed */
 };
 
 #define UPSTREAM_MAX_IDLE		64
@@ -116,6 +126,15 @@ struct config {
 	size_t			 c_njwt;
 
 	struct route_table	 c_routes;
+
+	/* TLS (tls.h).  c_tls is built when some listener has "tls". */
+	struct tls_cert_conf	*c_tls_certs;	/* tls_certificate, in order */
+	size_t			 c_ntls_certs;
+	int			 c_tls_protocols;	/* TLS_PROTO_* bits */
+	char			*c_tls_ciphers;
+	char			*c_tls_ciphersuites;
+	int			 c_tls_tickets;		/* tls_session_tickets */
+	struct tls_server	*c_tls;
 };
 
 /*

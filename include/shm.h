@@ -4,8 +4,8 @@
  * across reloads.  Free of libevent so that the master, the workers and the
  * unit tests can all include it.
  *
- * Layout version 5: a header with per-worker statistics and rate-limit
- * refusal counters, then the key store (keystore.h, with one rate state
+ * Layout version 6: a header with per-worker statistics, rate-limit
+ * refusal counters and the TLS session ticket keys, then the key store (keystore.h, with one rate state
  * per key slot) at sh_ks_off, then the rate table of client addresses
  * (SHM_IP_ENTRIES, ratelimit.h) at sh_ip_off, then the table of failed
  * admin authentications (SHM_FAIL_ENTRIES) at sh_fail_off, then the rate
@@ -34,7 +34,7 @@
 #include "ratelimit.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	5
+#define SHM_VERSION	6
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
@@ -50,7 +50,35 @@ struct shm_worker {
 	uint64_t	 sw_status[6];	/* by class: [1] 1xx ... [5] 5xx */
 	uint64_t	 sw_bytes_out;
 	uint32_t	 sw_ready;	/* set by the worker once it accepts */
+	uint64_t	 sw_tls_handshakes;	/* TLS handshakes completed */
+	uint64_t	 sw_tls_resumed;	/* of which resumed sessions */
+	uint64_t	 sw_tls_failures;	/* TLS handshakes failed */
 } __attribute__((aligned(64)));
+
+/*
+ * TLS session ticket keys (tls.h), written only by the master, read by
+ * the workers' ticket callback.  A seqlock: the master makes st_seq odd,
+ * writes, makes it even again (release); a reader copies the keys and
+ * retries while st_seq was odd or changed (acquire).  The master is
+ * single-threaded and only ever rotates, so a reader never waits for
+ * long; a master killed mid-write leaves st_seq odd and readers then find
+ * no key (no ticket is issued or accepted: full handshakes) until the new
+ * master, which makes a new segment, starts.
+ */
+#define SHM_TICKET_KEYS	3	/* [0] current, [1] and [2] still accepted */
+
+struct shm_ticket_key {
+	uint8_t		 tk_name[16];	/* key_name in the ticket */
+	uint8_t		 tk_aes[32];	/* AES-256-CBC key */
+	uint8_t		 tk_hmac[32];	/* HMAC-SHA256 key */
+	int64_t		 tk_created;	/* unix s; 0: unused */
+};
+
+struct shm_tickets {
+	uint32_t		 st_seq;
+	uint32_t		 st_nkeys;	/* 0 .. SHM_TICKET_KEYS */
+	struct shm_ticket_key	 st_keys[SHM_TICKET_KEYS];
+};
 
 struct shm_header {
 	uint64_t	 sh_magic;
@@ -75,6 +103,7 @@ struct shm_header {
 	 * [2] JWT identities.
 	 */
 	uint64_t	 sh_rate_refused[3][RL_WINDOWS];
+	struct shm_tickets sh_tickets;
 	struct shm_worker sh_workers[SHM_SLOTS];
 };
 
