@@ -30,6 +30,9 @@ struct accesslog_entry {
 	const char	*ae_identity;	/* a JWT's identity claim, "" or NULL */
 	int64_t		 ae_rate_ms;	/* when a rate limit decided: its */
 					/* clock as wall time; 0: no limit */
+	const char	*ae_tls;	/* TLS version ("TLSv1.3"), NULL: */
+					/* plain */
+	int		 ae_tls_resumed;	/* its session was resumed */
 };
 
 struct accesslog;

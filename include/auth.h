@@ -114,18 +114,30 @@ struct auth_result {
 #define AUTH_RATE_HEADERS_MAX	256	/* longest auth_rate_headers() */
 
 /*
- * Decide for request m on route r at time now (ms, wall clock).
+ * Authenticate request m on route r at time now (ms, wall clock): which
+ * scheme decides, whether its credential is good, the route's scopes.
  * key_header is the lower-case name of the API key header ("x-api-key").
  * ks may be NULL when no key store exists (then every key is invalid).
- * rate may be NULL (nothing is rate limited); else a request that passed
- * every other check is admitted or refused by the limiter, and refusals
- * are counted in ra_refused.  jwt may be NULL (no JWT provider).  Counts
- * the use (allowed or refused, a 429 included) on the key's slot when a
- * key was found.  Returns ar_status.
+ * jwt may be NULL (no JWT provider).  A request refused here has its use
+ * counted (refused) on the key's slot when a key was found; an allowed
+ * one goes on to auth_limit().  Returns ar_status.
  */
 int	 auth_check(const struct route *, const struct http_msg *,
-	    struct keystore *, const char *, int64_t, const struct auth_rate *,
-	    const struct auth_jwt *, struct auth_result *);
+	    struct keystore *, const char *, int64_t, const struct auth_jwt *,
+	    struct auth_result *);
+
+/*
+ * The rate-limit step, for a request auth_check() allowed (for a refused
+ * one it only returns ar_status): rate may be NULL (nothing is limited);
+ * else the request is admitted or refused (429 rate_limited naming the
+ * window) by the limiter of its subject (see above), and refusals are
+ * counted in ra_refused.  Then the use is counted on the key's slot
+ * (allowed or refused, a 429 included) when a key was found; now is the
+ * wall clock in ms, as for auth_check().  Returns ar_status.
+ */
+int	 auth_limit(const struct route *, const struct auth_rate *,
+	    struct keystore *, const struct auth_jwt *, int64_t,
+	    struct auth_result *);
 
 /*
  * The rate-limit response headers of ar, CRLF-ended, into buf:

@@ -19,13 +19,11 @@ struct evbuffer;
 /*
  * Append the JSON object up to (not including) the body size to out: the
  * body is only known once it has been read, and msg only lives until then.
- * Arguments: client address, request id, the forwarding policy (see
- * forward.h), and the identity headers keygate adds
- * ("Name: value\r\n" lines, see auth_identity_headers()).
+ * Arguments: the headers keygate adds and the forwarding policy (see
+ * forward.h).
  */
-int	 echo_begin(struct evbuffer *, const struct http_msg *, const char *,
-	    const char *, size_t, const struct forward_policy *, const char *,
-	    size_t);
+int	 echo_begin(struct evbuffer *, const struct http_msg *,
+	    const struct forward_added *, const struct forward_policy *);
 
 /* Append the body size and close the object. */
 int	 echo_finish(struct evbuffer *, uint64_t);

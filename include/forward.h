@@ -47,6 +47,21 @@ struct forward_policy {
 	size_t		 fp_njwt;
 };
 
+/*
+ * The headers keygate adds to a forwarded request, the same for a real
+ * upstream (proxy.c) and the echo upstream: X-Forwarded-For with the
+ * client appended, X-Forwarded-Proto (https on a TLS listener),
+ * X-Request-Id, and the caller's identity headers (auth.c).
+ */
+struct forward_added {
+	const char	*fa_client;	/* client address, text */
+	int		 fa_tls;	/* X-Forwarded-Proto: https */
+	const char	*fa_reqid;
+	size_t		 fa_reqidlen;
+	const char	*fa_ident;	/* "Name: value\r\n" lines */
+	size_t		 fa_identlen;
+};
+
 struct config;
 
 /* The policy of conf (credentials, underscores, JWT header mappings). */

@@ -31,6 +31,8 @@
 struct evbuffer;
 
 #define IO_READ_SIZE	16384	/* bytes asked of one read */
+#define IO_MAX_OUTPUT	(256 * 1024)	/* output past which a producer */
+					/* (the peer's input) is paused */
 
 struct io_ops {
 	/* Readable (or TLS has bytes waiting): the owner calls io_read(). */
@@ -60,6 +62,7 @@ struct io {
 #define IO_WR_WANT_RD	0x10	/* TLS: a write waits for readability */
 #define IO_HANDSHAKEN	0x20	/* TLS: the handshake completed */
 #define IO_FAILED	0x40	/* TLS: a fatal error; io_why says it */
+#define IO_OUTWAIT	0x80	/* output waits for the socket */
 	const char		*io_why;	/* the last failure, for logs */
 };
 
@@ -94,6 +97,12 @@ ssize_t		 io_read(struct io *);
  */
 int		 io_flush(struct io *);
 
+/*
+ * Wait for the socket to become writable without writing (a connect()
+ * in progress): the owner's io_on_write says when.
+ */
+void		 io_want_write(struct io *);
+
 /* Start or stop reading (the owner's wish; TLS may still read itself). */
 void		 io_reading(struct io *, int);
 
@@ -101,7 +110,7 @@ void		 io_reading(struct io *, int);
 void		 io_shutdown(struct io *);
 
 /* Is there output waiting for the write event? */
-#define io_pending(io)	(((io)->io_flags & IO_EV_WRITE) != 0)
+#define io_pending(io)	(((io)->io_flags & IO_OUTWAIT) != 0)
 
 /*
  * TLS facts for the access log and statistics: the protocol version

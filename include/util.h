@@ -5,6 +5,8 @@
 #ifndef KEYGATE_UTIL_H
 #define KEYGATE_UTIL_H
 
+#include <sys/time.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +23,8 @@ int	 util_ncpus(void);
 int64_t	 util_now_ms(void);
 int64_t	 util_mono_ms(void);
 int64_t	 util_mono_us(void);
+/* ms milliseconds (>= 0) as a timeval. */
+void	 util_ms_timeval(int64_t, struct timeval *);
 
 /*
  * Escape src as the inside of a JSON string into dst (not NUL-terminated).

@@ -135,6 +135,14 @@ accesslog_format(char *buf, size_t len, const struct accesslog_entry *e)
 			return (0);
 		buf[off++] = '"';
 	}
+	if (e->ae_tls != NULL) {
+		n = snprintf(buf + off, len - off, ",\"tls\":\"%s\","
+		    "\"tls_resumed\":%s", e->ae_tls, e->ae_tls_resumed ?
+		    "true" : "false");
+		if (n < 0 || (size_t)n >= len - off)
+			return (0);
+		off += (size_t)n;
+	}
 	n = snprintf(buf + off, len - off, "%s}\n", rts);
 	if (n < 0 || (size_t)n >= len - off)
 		return (0);

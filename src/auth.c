@@ -653,7 +653,7 @@ auth_limits(const struct route *r, const struct auth_rate *ra,
  * last, counted in ra_refused.
  */
 static void
-auth_limit(const struct route *r, const struct auth_rate *ra,
+auth_rate_admit(const struct route *r, const struct auth_rate *ra,
     struct keystore *ks, const struct auth_jwt *jwt, struct auth_result *ar)
 {
 	uint32_t	 lim[RL_WINDOWS];
@@ -748,8 +748,7 @@ auth_rate_headers(const struct auth_result *ar, char *buf, size_t len)
 static int
 auth_identify(const struct route *r, const struct auth_creds *ac,
     struct keystore *ks, const char *key_header, int64_t now,
-    const struct auth_rate *rate, const struct auth_jwt *jwt,
-    struct auth_result *ar)
+    const struct auth_jwt *jwt, struct auth_result *ar)
 {
 	struct auth_cred	 c;
 	const char		*scope, *scopes;
@@ -763,8 +762,8 @@ auth_identify(const struct route *r, const struct auth_creds *ac,
 		if (auth_credential(ac, ar->ar_scheme, key_header, &c,
 		    ar) != 0 || auth_lookup(ks, &c, now, ar) != 0)
 			return (ar->ar_status);
-		if (rate != NULL)	/* its lines load while scopes are checked */
-			ratelimit_prefetch(keystore_rate(ks, ar->ar_slot));
+		/* Its rate state loads while the scopes are checked. */
+		ratelimit_prefetch(keystore_rate(ks, ar->ar_slot));
 		scopes = ar->ar_key.k_scopes;
 	}
 	if ((scope = auth_missing_scope(r, scopes)) != NULL) {
@@ -780,13 +779,13 @@ auth_identify(const struct route *r, const struct auth_creds *ac,
 /*
  * Decide for m on r: the first scheme whose credential is present
  * decides; see auth.h.  The decoded Basic credentials are wiped before
- * returning.
+ * returning.  A refused key's use is counted here; an allowed one's by
+ * auth_limit(), which ends its decision.
  */
 int
 auth_check(const struct route *r, const struct http_msg *m,
     struct keystore *ks, const char *key_header, int64_t now,
-    const struct auth_rate *rate, const struct auth_jwt *jwt,
-    struct auth_result *ar)
+    const struct auth_jwt *jwt, struct auth_result *ar)
 {
 	struct auth_creds	 ac;
 	int			 i;
@@ -812,17 +811,30 @@ auth_check(const struct route *r, const struct http_msg *m,
 		    "this route does not accept requests");
 		goto done;
 	}
-	if (ar->ar_scheme != ROUTE_AUTH_ANONYMOUS && auth_identify(r, &ac, ks,
-	    key_header, now, rate, jwt, ar) != 0)
-		goto done;
-	if (rate != NULL)
-		auth_limit(r, rate, ks, jwt, ar);
+	if (ar->ar_scheme != ROUTE_AUTH_ANONYMOUS)
+		auth_identify(r, &ac, ks, key_header, now, jwt, ar);
 done:
 	OPENSSL_cleanse(ac.ac_buf, sizeof(ac.ac_buf));
 	if (ar->ar_status == 401 && ar->ar_scheme == ROUTE_AUTH_JWT)
 		ar->ar_challenge = auth_bearer_challenge(ar, NULL);
 	else if (ar->ar_status == 401)
 		ar->ar_challenge = auth_challenge(r, key_header);
+	if (ar->ar_found && ks != NULL && ar->ar_status != 0 &&
+	    ar->ar_status != AUTH_PENDING)
+		keystore_count_use(ks, ar->ar_slot, 0, now);
+	return (ar->ar_status);
+}
+
+/* The rate-limit step of a request auth_check() allowed; see auth.h. */
+int
+auth_limit(const struct route *r, const struct auth_rate *rate,
+    struct keystore *ks, const struct auth_jwt *jwt, int64_t now,
+    struct auth_result *ar)
+{
+	if (ar->ar_status != 0)
+		return (ar->ar_status);
+	if (rate != NULL)
+		auth_rate_admit(r, rate, ks, jwt, ar);
 	if (ar->ar_found && ks != NULL)
 		keystore_count_use(ks, ar->ar_slot, ar->ar_status == 0, now);
 	return (ar->ar_status);

@@ -128,8 +128,7 @@ echo_ident(struct echo_out *eo, const char *p, size_t len)
 /* Emit the forwarded headers as a JSON object. */
 static void
 echo_headers(struct echo_out *eo, const struct http_msg *msg,
-    const char *client, const char *reqid, size_t reqidlen,
-    const struct forward_policy *fp, const char *ident, size_t identlen)
+    const struct forward_added *fa, const struct forward_policy *fp)
 {
 	const struct http_header	*h, *xff;
 	size_t				 i;
@@ -150,19 +149,22 @@ echo_headers(struct echo_out *eo, const struct http_msg *msg,
 		echo_header_values(eo, msg, (size_t)(xff - msg->hm_headers));
 		ECHO_LIT(eo, ", ");
 	}
-	echo_str(eo, client, strlen(client), 0);
-	ECHO_LIT(eo, "\",\"x-forwarded-proto\":\"http\",\"x-request-id\":\"");
-	echo_str(eo, reqid, reqidlen, 0);
+	echo_str(eo, fa->fa_client, strlen(fa->fa_client), 0);
+	if (fa->fa_tls)
+		ECHO_LIT(eo, "\",\"x-forwarded-proto\":\"https\"");
+	else
+		ECHO_LIT(eo, "\",\"x-forwarded-proto\":\"http\"");
+	ECHO_LIT(eo, ",\"x-request-id\":\"");
+	echo_str(eo, fa->fa_reqid, fa->fa_reqidlen, 0);
 	ECHO_LIT(eo, "\"");
-	echo_ident(eo, ident, identlen);
+	echo_ident(eo, fa->fa_ident, fa->fa_identlen);
 	ECHO_LIT(eo, "}");
 }
 
 /* Append the echo object for msg, all but the body size. */
 int
 echo_begin(struct evbuffer *out, const struct http_msg *msg,
-    const char *client, const char *reqid, size_t reqidlen,
-    const struct forward_policy *fp, const char *ident, size_t identlen)
+    const struct forward_added *fa, const struct forward_policy *fp)
 {
 	struct echo_out	 eo;
 
@@ -179,8 +181,7 @@ echo_begin(struct evbuffer *out, const struct http_msg *msg,
 		ECHO_LIT(&eo, "\",\"headers\":");
 	} else
 		ECHO_LIT(&eo, "\",\"query\":null,\"headers\":");
-	echo_headers(&eo, msg, client, reqid, reqidlen, fp, ident,
-	    identlen);
+	echo_headers(&eo, msg, fa, fp);
 	echo_flush(&eo);
 	return (eo.eo_error ? -1 : 0);
 }

@@ -1050,8 +1050,7 @@ curl_timer_cb(CURLM *multi, long ms, void *arg)
 
 	if (ms < 0)
 		return (evtimer_del(j->j_curl_timer));
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
+	util_ms_timeval(ms, &tv);
 	return (evtimer_add(j->j_curl_timer, &tv));
 }
 
@@ -1100,8 +1099,7 @@ prov_schedule(struct jwks_prov *p, int64_t ms)
 {
 	struct timeval	 tv;
 
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
+	util_ms_timeval(ms, &tv);
 	evtimer_add(p->p_timer, &tv);
 }
 

@@ -535,8 +535,7 @@ master_spawn(struct master *m)
 		return;
 	if (now < m->m_spawn_after_ms) {
 		wait = m->m_spawn_after_ms - now;
-		tv.tv_sec = wait / 1000;
-		tv.tv_usec = (wait % 1000) * 1000;
+		util_ms_timeval(wait, &tv);
 		evtimer_add(m->m_respawn, &tv);
 		return;
 	}

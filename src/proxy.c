@@ -1,5 +1,5 @@
 /*
- * Reverse proxying to http:// upstreams; see proxy.h.
+ * Reverse proxying to http:// and https:// upstreams; see proxy.h.
  *
  * Each worker keeps, per upstream, a list of idle keep-alive connections
  * (at most u_max_idle).  A request takes one (or connects anew), and gives
@@ -9,11 +9,15 @@
  * read.  An idle connection is watched for reading, so one the upstream
  * closes is noticed and dropped.
  *
- * The client side (server.c) owns the exchange: an upconn points back at
- * its client while busy, and the client's c_up points at it.  Callbacks of
- * an upconn do their work first and then hand control to the client with
- * conn_kick(), which may free the client and with it the upconn; nothing
- * touches the upconn after that.
+ * The client side owns the exchange: an upconn points back at its client
+ * (uc_req, an opaque pointer and callbacks) while busy, and the client
+ * holds the upconn.  Callbacks of an upconn do their work first and then
+ * hand control to the client with pc_kick, which may free the client and
+ * with it the upconn; nothing touches the upconn after that.
+ *
+ * https:// upstreams use the same code: the connection's io (io.h) does
+ * TLS, the handshake happening with the first write; a failed
+ * verification is a failed connection (502), its reason logged.
  */
 
 #include <sys/types.h>
@@ -32,14 +36,13 @@
 #include <event2/event.h>
 
 #include "config.h"
-#include "conn.h"
 #include "forward.h"
 #include "http.h"
+#include "io.h"
 #include "log.h"
 #include "proxy.h"
+#include "tls.h"
 #include "util.h"
-
-#define PROXY_READ_SIZE		16384
 
 enum uc_state {
 	UC_IDLE,	/* in the pool */
@@ -53,20 +56,19 @@ struct upool;
 struct upconn {
 	TAILQ_ENTRY(upconn)	 uc_entry;	/* in up_idle while idle */
 	struct upool		*uc_pool;
-	struct conn		*uc_client;	/* NULL while idle */
-	int			 uc_fd;
-	struct event		*uc_ev_read;
-	struct event		*uc_ev_write;
+	struct io		 uc_io;
 	struct event		*uc_timer;
-	struct evbuffer		*uc_in;
-	struct evbuffer		*uc_out;
 	enum uc_state		 uc_state;
-	int			 uc_reading;
-	int			 uc_writing;
+	int			 uc_busy;	/* uc_req is a live client */
+	struct proxy_request	 uc_req;	/* the client's, while busy */
+	int			 uc_mbit;	/* the request's method */
 	int			 uc_blocked;	/* not reading: client output full */
+	int			 uc_upwait;	/* the client paused: body */
+						/* back-pressure */
 	int			 uc_reused;	/* came from the pool */
 	int			 uc_got;	/* a response byte arrived */
 	int			 uc_req_done;	/* the whole request is in uc_out */
+	int			 uc_session;	/* TLS session kept for reuse */
 	struct evbuffer		*uc_retry;	/* request head, if retryable */
 
 	struct http_msg		 uc_msg;	/* response head */
@@ -80,45 +82,50 @@ struct upconn {
 
 struct upool {
 	struct upstream		*up_u;
-	struct worker		*up_w;
+	struct proxy		*up_proxy;
 	TAILQ_HEAD(, upconn)	 up_idle;
 	int			 up_nidle;
 };
 
-static void	 upconn_read_cb(evutil_socket_t, short, void *);
-static void	 upconn_write_cb(evutil_socket_t, short, void *);
+struct proxy {
+	struct event_base	*px_base;
+	const struct config	*px_conf;
+	const struct http_limits *px_limits;
+	size_t			 px_scanmax;
+	int			 px_stopping;
+	size_t			 px_npools;
+	struct upool		 px_pools[];
+};
+
+static void	 upconn_on_read(void *);
+static void	 upconn_on_write(void *, int);
 static void	 upconn_timer_cb(evutil_socket_t, short, void *);
 static void	 proxy_advance(struct upconn *);
 
+static const struct io_ops upconn_io_ops = { upconn_on_read, upconn_on_write };
+
 /* One pool per upstream of the worker's configuration. */
-int
-proxy_init(struct worker *w)
+struct proxy *
+proxy_new(struct event_base *base, const struct config *conf,
+    const struct http_limits *limits, size_t scanmax)
 {
-	struct config	*conf = w->w_conf;
+	struct proxy	*px;
 	size_t		 i;
 
-	if (conf->c_nupstreams == 0)
-		return (0);
-	if ((w->w_pools = calloc(conf->c_nupstreams, sizeof(*w->w_pools))) ==
-	    NULL)
-		return (-1);
+	px = calloc(1, sizeof(*px) + conf->c_nupstreams * sizeof(struct upool));
+	if (px == NULL)
+		return (NULL);
+	px->px_base = base;
+	px->px_conf = conf;
+	px->px_limits = limits;
+	px->px_scanmax = scanmax;
+	px->px_npools = conf->c_nupstreams;
 	for (i = 0; i < conf->c_nupstreams; i++) {
-		w->w_pools[i].up_u = &conf->c_upstreams[i];
-		w->w_pools[i].up_w = w;
-		TAILQ_INIT(&w->w_pools[i].up_idle);
+		px->px_pools[i].up_u = &conf->c_upstreams[i];
+		px->px_pools[i].up_proxy = px;
+		TAILQ_INIT(&px->px_pools[i].up_idle);
 	}
-	return (0);
-}
-
-/* Start or stop watching an upstream socket for reading. */
-static void
-upconn_reading(struct upconn *uc, int on)
-{
-	if (on && !uc->uc_reading)
-		event_add(uc->uc_ev_read, NULL);
-	else if (!on && uc->uc_reading)
-		event_del(uc->uc_ev_read);
-	uc->uc_reading = on;
+	return (px);
 }
 
 /* Close an upstream connection (taking it out of the pool if idle). */
@@ -129,73 +136,105 @@ upconn_free(struct upconn *uc)
 		TAILQ_REMOVE(&uc->uc_pool->up_idle, uc, uc_entry);
 		uc->uc_pool->up_nidle--;
 	}
-	event_free(uc->uc_ev_read);
-	event_free(uc->uc_ev_write);
+	io_free(&uc->uc_io);
 	event_free(uc->uc_timer);
-	evbuffer_free(uc->uc_in);
-	evbuffer_free(uc->uc_out);
 	if (uc->uc_retry != NULL)
 		evbuffer_free(uc->uc_retry);
-	close(uc->uc_fd);
 	free(uc);
 }
 
+/* Close every pooled connection and free the pools. */
 void
-proxy_teardown(struct worker *w)
+proxy_free(struct proxy *px)
 {
 	struct upconn	*uc;
 	size_t		 i;
 
-	if (w->w_pools == NULL)
+	if (px == NULL)
 		return;
-	for (i = 0; i < w->w_conf->c_nupstreams; i++)
-		while ((uc = TAILQ_FIRST(&w->w_pools[i].up_idle)) != NULL)
+	for (i = 0; i < px->px_npools; i++)
+		while ((uc = TAILQ_FIRST(&px->px_pools[i].up_idle)) != NULL)
 			upconn_free(uc);
-	free(w->w_pools);
-	w->w_pools = NULL;
+	free(px);
 }
 
-/* A new connection to the pool's upstream; NULL with errno set. */
-static struct upconn *
-upconn_new(struct upool *up)
+/* The worker stops: no connection goes back to a pool any more. */
+void
+proxy_stopping(struct proxy *px)
 {
-	struct event_base	*base = up->up_w->w_base;
-	struct upstream		*u = up->up_u;
-	struct upconn		*uc;
-	int			 fd, one = 1, saved;
+	if (px != NULL)
+		px->px_stopping = 1;
+}
+
+/* A connected socket to u, non-blocking; -1 with errno set. */
+static int
+upconn_socket(const struct upstream *u)
+{
+	int	 fd, one = 1, saved;
 
 	fd = socket(u->u_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (fd == -1)
-		return (NULL);
+		return (-1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (struct sockaddr *)&u->u_ss, u->u_sslen) == -1 &&
 	    errno != EINPROGRESS) {
 		saved = errno;
 		close(fd);
 		errno = saved;
-		return (NULL);
+		return (-1);
 	}
-	if ((uc = calloc(1, sizeof(*uc))) == NULL) {
-		close(fd);
-		errno = ENOMEM;
-		return (NULL);
-	}
-	uc->uc_pool = up;
-	uc->uc_fd = fd;
+	return (fd);
+}
+
+/*
+ * Connect uc's io to its upstream (a new socket, and TLS for https);
+ * -1 with errno set.
+ */
+static int
+upconn_connect(struct upconn *uc)
+{
+	struct upstream	*u = uc->uc_pool->up_u;
+	SSL		*ssl = NULL;
+	int		 fd;
+
+	if ((fd = upconn_socket(u)) == -1)
+		return (-1);
+	if (u->u_tls && ((ssl = tls_upstream_ssl(u)) == NULL ||
+	    SSL_set_fd(ssl, fd) != 1))
+		goto nomem;
+	if (io_init(&uc->uc_io, uc->uc_pool->up_proxy->px_base, fd, ssl,
+	    &upconn_io_ops, uc, NULL) == -1)
+		goto nomem;
 	uc->uc_state = UC_CONNECTING;
-	uc->uc_ev_read = event_new(base, fd, EV_READ | EV_PERSIST,
-	    upconn_read_cb, uc);
-	uc->uc_ev_write = event_new(base, fd, EV_WRITE | EV_PERSIST,
-	    upconn_write_cb, uc);
-	uc->uc_timer = evtimer_new(base, upconn_timer_cb, uc);
-	uc->uc_in = evbuffer_new();
-	uc->uc_out = evbuffer_new();
-	if (uc->uc_ev_read == NULL || uc->uc_ev_write == NULL ||
-	    uc->uc_timer == NULL || uc->uc_in == NULL || uc->uc_out == NULL) {
-		uc->uc_state = UC_CONNECTING;
-		upconn_free(uc);
+	uc->uc_session = 0;
+	return (0);
+nomem:
+	if (ssl != NULL)
+		SSL_free(ssl);
+	close(fd);
+	errno = ENOMEM;
+	return (-1);
+}
+
+/* A new connection to the pool's upstream; NULL with errno set. */
+static struct upconn *
+upconn_new(struct upool *up)
+{
+	struct upconn	*uc;
+
+	if ((uc = calloc(1, sizeof(*uc))) == NULL)
+		return (NULL);
+	uc->uc_pool = up;
+	if ((uc->uc_timer = evtimer_new(up->up_proxy->px_base,
+	    upconn_timer_cb, uc)) == NULL) {
+		free(uc);
 		errno = ENOMEM;
+		return (NULL);
+	}
+	if (upconn_connect(uc) == -1) {
+		event_free(uc->uc_timer);
+		free(uc);
 		return (NULL);
 	}
 	return (uc);
@@ -207,8 +246,7 @@ upconn_timer(struct upconn *uc, int ms)
 {
 	struct timeval	 tv;
 
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
+	util_ms_timeval(ms, &tv);
 	evtimer_add(uc->uc_timer, &tv);
 }
 
@@ -226,74 +264,84 @@ upconn_wait(struct upconn *uc)
 		evtimer_del(uc->uc_timer);
 }
 
+/* A TLS upstream's session, kept once for the next connection. */
+static void
+upconn_session(struct upconn *uc)
+{
+	if (uc->uc_io.io_ssl != NULL && !uc->uc_session &&
+	    io_handshaken(&uc->uc_io)) {
+		tls_upstream_session(uc->uc_pool->up_u, uc->uc_io.io_ssl);
+		uc->uc_session = 1;
+	}
+}
+
 /*
- * Write what uc_out holds.  Once it is empty, a client that was paused
+ * Write what the output holds.  Once it is empty, a client that was paused
  * because the upstream could not keep up with its body is read again.
  * Returns -1 when the connection is broken.
  */
 static int
 upconn_flush(struct upconn *uc)
 {
-	struct conn	*c = uc->uc_client;
-	int		 n;
+	int	 rc;
 
 	if (uc->uc_state == UC_CONNECTING)
 		return (0);	/* the write event says when */
-	while (evbuffer_get_length(uc->uc_out) > 0) {
-		n = evbuffer_write(uc->uc_out, uc->uc_fd);
-		if (n > 0)
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EINTR))
-			break;
+	if ((rc = io_flush(&uc->uc_io)) == -1)
 		return (-1);
-	}
-	if (evbuffer_get_length(uc->uc_out) > 0) {
-		if (!uc->uc_writing)
-			event_add(uc->uc_ev_write, NULL);
-		uc->uc_writing = 1;
-		return (0);
-	}
-	if (uc->uc_writing)
-		event_del(uc->uc_ev_write);
-	uc->uc_writing = 0;
-	if (c != NULL && c->c_upwait) {
-		c->c_upwait = 0;
-		conn_reading(c, 1);
+	upconn_session(uc);
+	if (rc == 1 && uc->uc_busy && uc->uc_upwait) {
+		uc->uc_upwait = 0;
+		uc->uc_req.pq_ops->pc_reading(uc->uc_req.pq_arg, 1);
 	}
 	return (0);
 }
 
-/* Detach the exchange from its client and close the upstream connection. */
-static struct conn *
-upconn_drop(struct upconn *uc)
+/*
+ * Detach the exchange from its client and close the upstream connection;
+ * 1 if there was a client (whose read pause is lifted).
+ */
+static int
+upconn_drop(struct upconn *uc, struct proxy_request *pq)
 {
-	struct conn	*c = uc->uc_client;
+	int	 busy = uc->uc_busy, upwait = uc->uc_upwait;
 
-	if (c != NULL)
-		c->c_up = NULL;
+	*pq = uc->uc_req;
 	upconn_free(uc);
-	return (c);
+	if (busy && upwait)
+		pq->pq_ops->pc_reading(pq->pq_arg, 1);
+	return (busy);
+}
+
+/* Log the reason of a failed upstream connection. */
+static void
+upconn_log(const struct upconn *uc, const char *what)
+{
+	const char	*name = uc->uc_pool->up_u->u_name;
+
+	if (uc->uc_io.io_flags & IO_FAILED)
+		log_warnx("upstream %s: TLS: %s %s", name, uc->uc_io.io_why,
+		    what);
+	else
+		log_warnx("upstream %s: connection %s", name, what);
 }
 
 /*
- * The exchange failed before the response started: answer status/code
- * ourselves.  A client still sending its body cannot be kept.
+ * The exchange failed before the response started: the client answers
+ * status/code itself.  A client still sending its body cannot be kept.
  */
 static void
 proxy_fail(struct upconn *uc, int status, const char *code, const char *msg)
 {
-	struct conn	*c = upconn_drop(uc);
+	struct proxy_request	 pq;
+	int			 done = uc->uc_req_done;
 
-	if (c == NULL)
+	if (!upconn_drop(uc, &pq))
 		return;
-	if (c->c_state != CONN_PROXY)
-		c->c_keepalive = 0;	/* its body is not all read */
-	if (c->c_upwait) {
-		c->c_upwait = 0;
-		conn_reading(c, 1);
-	}
-	conn_refuse(c, status, code, msg);
-	conn_next(c);
+	if (!done)
+		pq.pq_ops->pc_keepalive(pq.pq_arg, 1);	/* its body is not */
+							/* all read */
+	pq.pq_ops->pc_refuse(pq.pq_arg, status, code, msg);
 }
 
 /*
@@ -304,22 +352,16 @@ proxy_fail(struct upconn *uc, int status, const char *code, const char *msg)
 static void
 proxy_abort(struct upconn *uc, const char *why)
 {
-	const char	*name = uc->uc_pool->up_u->u_name;
-	int		 status = uc->uc_status;
-	uint64_t	 bytes = uc->uc_bytes;
-	struct conn	*c;
+	struct proxy_request	 pq;
+	int			 status = uc->uc_status;
+	uint64_t		 bytes = uc->uc_bytes;
 
 	log_warnx("upstream %s: %s after the response started; closing the "
-	    "client connection", name, why);
-	if ((c = upconn_drop(uc)) == NULL)
+	    "client connection", uc->uc_pool->up_u->u_name, why);
+	if (!upconn_drop(uc, &pq))
 		return;
-	c->c_keepalive = 0;
-	if (c->c_upwait) {
-		c->c_upwait = 0;
-		conn_reading(c, 1);
-	}
-	conn_log(c, status, bytes);
-	conn_next(c);
+	pq.pq_ops->pc_keepalive(pq.pq_arg, 1);
+	pq.pq_ops->pc_done(pq.pq_arg, status, bytes);
 }
 
 /* Append "name: value\r\n". */
@@ -333,6 +375,46 @@ proxy_field(struct evbuffer *out, const char *name, size_t namelen,
 	evbuffer_add(out, "\r\n", 2);
 }
 
+/* The request line, the query as sent, the path as routed (server.c). */
+static void
+proxy_request_line(const struct http_msg *m, struct evbuffer *out)
+{
+	evbuffer_add(out, m->hm_method, m->hm_methodlen);
+	evbuffer_add(out, " ", 1);
+	evbuffer_add(out, m->hm_path, m->hm_pathlen);
+	if (m->hm_query != NULL) {
+		evbuffer_add(out, "?", 1);
+		evbuffer_add(out, m->hm_query, m->hm_querylen);
+	}
+	evbuffer_add(out, " HTTP/1.1\r\n", 11);
+}
+
+/* X-Forwarded-For (the client appended), -Proto, X-Request-Id. */
+static void
+proxy_forwarded(const struct http_msg *m, const struct forward_added *fa,
+    struct evbuffer *out)
+{
+	const struct http_header	*h;
+	size_t				 i;
+
+	evbuffer_add(out, "X-Forwarded-For: ", 17);
+	for (i = 0; i < m->hm_nheaders; i++) {
+		h = &m->hm_headers[i];
+		if (!http_strcaseeq(h->h_name, h->h_namelen, "x-forwarded-for") ||
+		    h->h_valuelen == 0)
+			continue;
+		evbuffer_add(out, h->h_value, h->h_valuelen);
+		evbuffer_add(out, ", ", 2);
+	}
+	evbuffer_add(out, fa->fa_client, strlen(fa->fa_client));
+	if (fa->fa_tls)
+		evbuffer_add(out, "\r\nX-Forwarded-Proto: https\r\n", 28);
+	else
+		evbuffer_add(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
+	proxy_field(out, "X-Request-Id", 12, fa->fa_reqid, fa->fa_reqidlen);
+	evbuffer_add(out, fa->fa_ident, fa->fa_identlen);	/* CRLF-ended */
+}
+
 /*
  * The request head for the upstream: origin-form target, the end-to-end
  * headers the forwarding policy keeps (forward.c), a Host if the client
@@ -341,27 +423,18 @@ proxy_field(struct evbuffer *out, const char *name, size_t namelen,
  * auth.c), and the body's framing.
  */
 static void
-proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
+proxy_request_head(const struct proxy_request *pq, const struct config *conf,
+    const struct upstream *u, struct evbuffer *out)
 {
-	const struct http_msg		*m = &c->c_msg;
+	const struct http_msg		*m = pq->pq_msg;
 	const struct http_header	*h;
-	const char			*hostport;
 	size_t				 i, n;
 	char				 num[24];
-	const struct config		*conf = c->c_w->w_conf;
 	struct forward_policy		 fp;
 	int				 host = 0, absolute;
 
 	forward_policy_init(&fp, conf);
-	evbuffer_add(out, m->hm_method, m->hm_methodlen);
-	evbuffer_add(out, " ", 1);
-	/* The path as normalised for routing (server.c), the query as sent. */
-	evbuffer_add(out, m->hm_path, m->hm_pathlen);
-	if (m->hm_query != NULL) {
-		evbuffer_add(out, "?", 1);
-		evbuffer_add(out, m->hm_query, m->hm_querylen);
-	}
-	evbuffer_add(out, " HTTP/1.1\r\n", 11);
+	proxy_request_line(m, out);
 	/* An absolute-form target's authority is the Host (RFC 9112 3.2.2). */
 	absolute = m->hm_targetlen == 0 || m->hm_target[0] != '/';
 	for (i = 0; i < m->hm_nheaders; i++) {
@@ -381,41 +454,28 @@ proxy_request_head(struct conn *c, struct upstream *u, struct evbuffer *out)
 		proxy_field(out, "Host", 4, m->hm_host, m->hm_hostlen);
 		host = 1;
 	}
-	if (!host) {
-		hostport = u->u_url + 7;
-		proxy_field(out, "Host", 4, hostport, strcspn(hostport, "/"));
-	}
+	if (!host)
+		proxy_field(out, "Host", 4, u->u_host, strlen(u->u_host));
 	/* Framing is keygate's own: never what a header list says. */
 	if (m->hm_body == HTTP_BODY_LENGTH) {
 		n = util_u64toa(num, m->hm_content_length);
 		proxy_field(out, "Content-Length", 14, num, n);
 	}
-	evbuffer_add(out, "X-Forwarded-For: ", 17);
-	for (i = 0; i < m->hm_nheaders; i++) {
-		h = &m->hm_headers[i];
-		if (!http_strcaseeq(h->h_name, h->h_namelen, "x-forwarded-for") ||
-		    h->h_valuelen == 0)
-			continue;
-		evbuffer_add(out, h->h_value, h->h_valuelen);
-		evbuffer_add(out, ", ", 2);
-	}
-	evbuffer_add(out, c->c_client, strlen(c->c_client));
-	evbuffer_add(out, "\r\nX-Forwarded-Proto: http\r\n", 27);
-	proxy_field(out, "X-Request-Id", 12, c->c_reqid, c->c_reqidlen);
-	evbuffer_add(out, c->c_ident, c->c_identlen);	/* auth.c, CRLF-ended */
-	if (c->c_body == HTTP_BODY_CHUNKED)
+	proxy_forwarded(m, &pq->pq_fwd, out);
+	if (pq->pq_body == HTTP_BODY_CHUNKED)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 	evbuffer_add(out, "\r\n", 2);
 }
 
 /* A request that may go out again if a reused connection was stale. */
 static int
-proxy_retryable(const struct conn *c)
+proxy_retryable(const struct proxy_request *pq)
 {
-	int	 m = c->c_msg.hm_mbit;
+	int	 m = pq->pq_msg->hm_mbit;
 
-	return (c->c_body == HTTP_BODY_NONE && (m & (HTTP_M_GET | HTTP_M_HEAD |
-	    HTTP_M_OPTIONS | HTTP_M_TRACE | HTTP_M_PUT | HTTP_M_DELETE)));
+	return (pq->pq_body == HTTP_BODY_NONE && (m & (HTTP_M_GET |
+	    HTTP_M_HEAD | HTTP_M_OPTIONS | HTTP_M_TRACE | HTTP_M_PUT |
+	    HTTP_M_DELETE)));
 }
 
 /* An idle pooled connection, or a new one; NULL with errno set. */
@@ -434,19 +494,19 @@ proxy_get(struct upool *up)
 	return (upconn_new(up));
 }
 
-/* Bind uc to client c and send what uc_out holds. */
+/* Bind uc to the client of pq and send what the output holds. */
 static int
-proxy_attach(struct conn *c, struct upconn *uc)
+proxy_attach(const struct proxy_request *pq, struct upconn *uc)
 {
 	struct upstream	*u = uc->uc_pool->up_u;
 
-	uc->uc_client = c;
-	c->c_up = uc;
+	uc->uc_req = *pq;
+	uc->uc_req.pq_msg = NULL;	/* valid during proxy_start() only */
+	uc->uc_busy = 1;
 	http_msg_init(&uc->uc_msg);
-	upconn_reading(uc, 1);
+	io_reading(&uc->uc_io, 1);
 	if (uc->uc_state == UC_CONNECTING) {
-		event_add(uc->uc_ev_write, NULL);
-		uc->uc_writing = 1;
+		io_want_write(&uc->uc_io);
 		upconn_timer(uc, u->u_connect_timeout);
 		return (0);
 	}
@@ -454,47 +514,43 @@ proxy_attach(struct conn *c, struct upconn *uc)
 	return (upconn_flush(uc));
 }
 
-/* Start forwarding c's request to u; see proxy.h. */
-void
-proxy_start(struct conn *c, struct upstream *u)
+/* Start forwarding pq to u; see proxy.h. */
+struct upconn *
+proxy_start(struct proxy *px, struct upstream *u, const struct proxy_request *pq)
 {
-	struct upool	*up = &c->c_w->w_pools[u->u_index];
+	struct upool	*up = &px->px_pools[u->u_index];
 	struct upconn	*uc;
+	struct evbuffer	*out;
 	size_t		 len;
 
 	if ((uc = proxy_get(up)) == NULL) {
 		log_warn("upstream %s: connect", u->u_name);
-		evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
-		if (c->c_body != HTTP_BODY_NONE)
-			c->c_keepalive = 0;	/* its body is not read */
-		conn_refuse(c, 502, "upstream_unavailable",
-		    "the upstream could not be reached");
-		conn_next(c);
-		return;
+		return (NULL);
 	}
-	proxy_request_head(c, u, uc->uc_out);
-	if (uc->uc_reused && proxy_retryable(c) &&
+	out = uc->uc_io.io_out;
+	proxy_request_head(pq, px->px_conf, u, out);
+	if (uc->uc_reused && proxy_retryable(pq) &&
 	    (uc->uc_retry = evbuffer_new()) != NULL) {
-		len = evbuffer_get_length(uc->uc_out);
-		evbuffer_add(uc->uc_retry, evbuffer_pullup(uc->uc_out, -1), len);
+		len = evbuffer_get_length(out);
+		evbuffer_add(uc->uc_retry, evbuffer_pullup(out, -1), len);
 	}
-	evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
-	uc->uc_req_done = c->c_body == HTTP_BODY_NONE;
-	c->c_state = c->c_body == HTTP_BODY_NONE ? CONN_PROXY : CONN_BODY;
-	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
-	    c->c_body != HTTP_BODY_NONE && evbuffer_get_length(c->c_in) == 0)
-		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	if (proxy_attach(c, uc) == -1)
-		proxy_fail(uc, 502, "upstream_unavailable",
-		    "the connection to the upstream failed");
+	uc->uc_mbit = pq->pq_msg->hm_mbit;
+	uc->uc_req_done = pq->pq_body == HTTP_BODY_NONE;
+	if (proxy_attach(pq, uc) == -1) {
+		upconn_log(uc, "failed");
+		upconn_free(uc);
+		errno = EPIPE;
+		return (NULL);
+	}
+	return (uc);
 }
 
-/* Move n body bytes from the client to the upstream; see proxy.h. */
+/* Move n body bytes from the client's input to the upstream; see proxy.h. */
 void
-proxy_body(struct conn *c, size_t n)
+proxy_body(struct upconn *uc, struct evbuffer *in, size_t n)
 {
-	evbuffer_remove_buffer(c->c_in, c->c_up->uc_out, n);
-	proxy_body_flush(c);
+	evbuffer_remove_buffer(in, uc->uc_io.io_out, n);
+	proxy_body_flush(uc);
 }
 
 /*
@@ -505,7 +561,8 @@ proxy_body(struct conn *c, size_t n)
 void
 proxy_body_chunk(void *arg, const char *data, size_t n)
 {
-	struct conn	*c = arg;
+	struct upconn	*uc = arg;
+	struct evbuffer	*out = uc->uc_io.io_out;
 	char		 hex[24];
 	size_t		 len = 0;
 	size_t		 v = n;
@@ -516,73 +573,47 @@ proxy_body_chunk(void *arg, const char *data, size_t n)
 		hex[sizeof(hex) - 1 - len++] = "0123456789abcdef"[v & 0xf];
 		v >>= 4;
 	} while (v != 0);
-	evbuffer_add(c->c_up->uc_out, hex + sizeof(hex) - len, len);
-	evbuffer_add(c->c_up->uc_out, "\r\n", 2);
-	evbuffer_add(c->c_up->uc_out, data, n);
-	evbuffer_add(c->c_up->uc_out, "\r\n", 2);
+	evbuffer_add(out, hex + sizeof(hex) - len, len);
+	evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, data, n);
+	evbuffer_add(out, "\r\n", 2);
 }
 
 /* Send what the body added; pause the client if the upstream lags. */
 void
-proxy_body_flush(struct conn *c)
+proxy_body_flush(struct upconn *uc)
 {
-	struct upconn	*uc = c->c_up;
-
 	if (upconn_flush(uc) == -1) {
 		/* Whatever the upstream says (if anything) comes on read. */
-		upconn_reading(uc, 1);
+		io_reading(&uc->uc_io, 1);
 		return;
 	}
-	if (evbuffer_get_length(uc->uc_out) > SERVER_MAX_OUTPUT) {
-		c->c_upwait = 1;
-		conn_reading(c, 0);
+	if (evbuffer_get_length(uc->uc_io.io_out) > IO_MAX_OUTPUT &&
+	    !uc->uc_upwait) {
+		uc->uc_upwait = 1;
+		uc->uc_req.pq_ops->pc_reading(uc->uc_req.pq_arg, 0);
 	}
 }
 
-/* The whole request body is in uc_out. */
+/* The whole request body is in the output. */
 void
-proxy_body_done(struct conn *c)
+proxy_body_done(struct upconn *uc)
 {
-	if (c->c_msg.hm_body == HTTP_BODY_CHUNKED) {
-		evbuffer_add(c->c_up->uc_out, "0\r\n\r\n", 5);
-		proxy_body_flush(c);
-		if (c->c_up == NULL)
-			return;
+	if (uc->uc_req.pq_body == HTTP_BODY_CHUNKED) {
+		evbuffer_add(uc->uc_io.io_out, "0\r\n\r\n", 5);
+		proxy_body_flush(uc);
 	}
-	c->c_up->uc_req_done = 1;
-	if (c->c_up->uc_state != UC_CONNECTING)
-		upconn_wait(c->c_up);
-	if (c->c_state == CONN_BODY)
-		c->c_state = CONN_PROXY;
+	uc->uc_req_done = 1;
+	if (uc->uc_state != UC_CONNECTING)
+		upconn_wait(uc);
 }
 
-/*
- * The client response head from the upstream's: its status and reason,
- * its end-to-end headers, framing for this client (a chunked body goes to
- * an HTTP/1.0 client decoded, ending with the connection; a body that ends
- * with the upstream connection ends the client's too), keygate's
- * X-Request-Id unless the upstream sent one, and Connection as needed.
- */
+/* The status line from the upstream's status and reason. */
 static void
-proxy_response_head(struct upconn *uc)
+proxy_status_line(const struct http_msg *m, struct evbuffer *out)
 {
-	struct conn			*c = uc->uc_client;
-	const struct http_msg		*m = &uc->uc_msg;
-	const struct http_header	*h;
-	struct evbuffer			*out = c->c_out;
-	size_t				 i, n, before = evbuffer_get_length(out);
-	char				 st[16], num[24];
-	int				 reqid = 0;
+	char	 st[16];
 
-	uc->uc_status = m->hm_status;
-	uc->uc_body = m->hm_body;
-	uc->uc_left = m->hm_content_length;
-	uc->uc_dechunk = m->hm_body == HTTP_BODY_CHUNKED && c->c_minor == 0;
-	http_chunked_init(&uc->uc_chunked);
-	/* The connection will close: say so (stop, unread body, framing). */
-	if (m->hm_body == HTTP_BODY_EOF || uc->uc_dechunk ||
-	    c->c_w->w_stopping || c->c_state != CONN_PROXY)
-		c->c_keepalive = 0;
 	memcpy(st, "HTTP/1.1 ", 9);
 	st[9] = (char)('0' + m->hm_status / 100);
 	st[10] = (char)('0' + m->hm_status / 10 % 10);
@@ -595,6 +626,35 @@ proxy_response_head(struct upconn *uc)
 		evbuffer_add(out, http_reason(m->hm_status),
 		    strlen(http_reason(m->hm_status)));
 	evbuffer_add(out, "\r\n", 2);
+}
+
+/*
+ * The client response head from the upstream's: its status and reason,
+ * its end-to-end headers, framing for this client (a chunked body goes to
+ * an HTTP/1.0 client decoded, ending with the connection; a body that ends
+ * with the upstream connection ends the client's too), keygate's
+ * X-Request-Id unless the upstream sent one, and Connection as needed.
+ */
+static void
+proxy_response_head(struct upconn *uc)
+{
+	const struct proxy_request	*pq = &uc->uc_req;
+	const struct http_msg		*m = &uc->uc_msg;
+	const struct http_header	*h;
+	struct evbuffer			*out = pq->pq_out;
+	size_t				 i, n, before = evbuffer_get_length(out);
+	char				 num[24];
+	int				 reqid = 0, keep;
+
+	uc->uc_status = m->hm_status;
+	uc->uc_body = m->hm_body;
+	uc->uc_left = m->hm_content_length;
+	uc->uc_dechunk = m->hm_body == HTTP_BODY_CHUNKED && pq->pq_minor == 0;
+	http_chunked_init(&uc->uc_chunked);
+	/* The connection will close: say so (framing, unread body). */
+	keep = pq->pq_ops->pc_keepalive(pq->pq_arg, m->hm_body ==
+	    HTTP_BODY_EOF || uc->uc_dechunk || !uc->uc_req_done);
+	proxy_status_line(m, out);
 	for (i = 0; i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
 		if (!forward_keep_response_header(m, h) ||
@@ -602,7 +662,7 @@ proxy_response_head(struct upconn *uc)
 		    http_strcaseeq(h->h_name, h->h_namelen, "content-length")))
 			continue;
 		/* Ours win: two sets of RateLimit-* would contradict. */
-		if (c->c_rate_ms != 0 && h->h_namelen > 10 &&
+		if (pq->pq_rate && h->h_namelen > 10 &&
 		    strncasecmp(h->h_name, "ratelimit-", 10) == 0)
 			continue;
 		if (http_strcaseeq(h->h_name, h->h_namelen, "x-request-id"))
@@ -611,17 +671,18 @@ proxy_response_head(struct upconn *uc)
 		    h->h_valuelen);
 	}
 	if (!reqid)
-		proxy_field(out, "X-Request-Id", 12, c->c_reqid, c->c_reqidlen);
-	evbuffer_add(out, c->c_extra, c->c_extralen);	/* RateLimit-* */
+		proxy_field(out, "X-Request-Id", 12, pq->pq_fwd.fa_reqid,
+		    pq->pq_fwd.fa_reqidlen);
+	evbuffer_add(out, pq->pq_extra, pq->pq_extralen);	/* RateLimit-* */
 	if (m->hm_body == HTTP_BODY_LENGTH) {
 		n = util_u64toa(num, m->hm_content_length);
 		proxy_field(out, "Content-Length", 14, num, n);
 	}
 	if (m->hm_body == HTTP_BODY_CHUNKED && !uc->uc_dechunk)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-	if (!c->c_keepalive)
+	if (!keep)
 		evbuffer_add(out, "Connection: close\r\n", 19);
-	else if (c->c_minor == 0)
+	else if (pq->pq_minor == 0)
 		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
 	evbuffer_add(out, "\r\n", 2);
 	uc->uc_bytes = evbuffer_get_length(out) - before;
@@ -644,9 +705,9 @@ proxy_payload_cb(void *arg, const char *p, size_t n)
 static int
 proxy_body_move(struct upconn *uc)
 {
-	struct evbuffer		*out = uc->uc_client->c_out;
+	struct evbuffer		*out = uc->uc_req.pq_out, *in = uc->uc_io.io_in;
 	struct evbuffer_iovec	 v[8];
-	size_t			 len = evbuffer_get_length(uc->uc_in), n;
+	size_t			 len = evbuffer_get_length(in), n;
 	uint64_t		 payload;
 	ssize_t			 used;
 	int			 nv, more;
@@ -656,12 +717,12 @@ proxy_body_move(struct upconn *uc)
 		return (1);
 	case HTTP_BODY_LENGTH:
 		n = len < uc->uc_left ? len : (size_t)uc->uc_left;
-		evbuffer_remove_buffer(uc->uc_in, out, n);
+		evbuffer_remove_buffer(in, out, n);
 		uc->uc_left -= n;
 		uc->uc_bytes += n;
 		return (uc->uc_left == 0);
 	case HTTP_BODY_EOF:
-		evbuffer_add_buffer(out, uc->uc_in);
+		evbuffer_add_buffer(out, in);
 		uc->uc_bytes += len;
 		return (0);
 	case HTTP_BODY_CHUNKED:
@@ -669,20 +730,35 @@ proxy_body_move(struct upconn *uc)
 	}
 	do {
 		payload = uc->uc_chunked.hc_payload;
-		nv = evbuffer_peek(uc->uc_in, -1, NULL, v, 8);
+		nv = evbuffer_peek(in, -1, NULL, v, 8);
 		used = http_chunked_feedv(&uc->uc_chunked, v, nv < 8 ? nv : 8,
 		    uc->uc_dechunk ? proxy_payload_cb : NULL, out, &more);
 		if (used < 0)
 			return (-1);
 		if (uc->uc_dechunk) {
-			evbuffer_drain(uc->uc_in, (size_t)used);
+			evbuffer_drain(in, (size_t)used);
 			uc->uc_bytes += uc->uc_chunked.hc_payload - payload;
 		} else {
-			evbuffer_remove_buffer(uc->uc_in, out, (size_t)used);
+			evbuffer_remove_buffer(in, out, (size_t)used);
 			uc->uc_bytes += (size_t)used;
 		}
-	} while (more && evbuffer_get_length(uc->uc_in) > 0);
+	} while (more && evbuffer_get_length(in) > 0);
 	return (http_chunked_done(&uc->uc_chunked));
+}
+
+/* Can uc go back to its pool?  Only if the exchange ended cleanly. */
+static int
+proxy_reusable(const struct upconn *uc)
+{
+	const struct upool	*up = uc->uc_pool;
+
+	return (uc->uc_req_done && (uc->uc_msg.hm_flags & HTTP_F_KEEPALIVE) &&
+	    uc->uc_body != HTTP_BODY_EOF && !io_pending(&uc->uc_io) &&
+	    !(uc->uc_io.io_flags & IO_FAILED) &&
+	    evbuffer_get_length(uc->uc_io.io_in) == 0 &&
+	    evbuffer_get_length(uc->uc_io.io_out) == 0 &&
+	    up->up_nidle < up->up_u->u_max_idle &&
+	    !up->up_proxy->px_stopping);
 }
 
 /*
@@ -692,21 +768,18 @@ proxy_body_move(struct upconn *uc)
 static void
 proxy_done(struct upconn *uc)
 {
-	struct conn	*c = uc->uc_client;
-	struct upool	*up = uc->uc_pool;
+	struct upool		*up = uc->uc_pool;
+	struct proxy_request	 pq = uc->uc_req;
 
-	conn_log(c, uc->uc_status, uc->uc_bytes);
-	c->c_up = NULL;
-	uc->uc_client = NULL;
-	if (c->c_upwait) {
-		c->c_upwait = 0;
-		conn_reading(c, 1);
+	uc->uc_busy = 0;
+	if (uc->uc_upwait) {
+		uc->uc_upwait = 0;
+		pq.pq_ops->pc_reading(pq.pq_arg, 1);
 	}
-	if (uc->uc_req_done && (uc->uc_msg.hm_flags & HTTP_F_KEEPALIVE) &&
-	    uc->uc_body != HTTP_BODY_EOF && !uc->uc_writing &&
-	    evbuffer_get_length(uc->uc_in) == 0 &&
-	    evbuffer_get_length(uc->uc_out) == 0 &&
-	    up->up_nidle < up->up_u->u_max_idle && !up->up_w->w_stopping) {
+	if (!uc->uc_req_done)	/* answered before its body was read */
+		pq.pq_ops->pc_keepalive(pq.pq_arg, 1);
+	pq.pq_ops->pc_done(pq.pq_arg, uc->uc_status, uc->uc_bytes);
+	if (proxy_reusable(uc)) {
 		if (uc->uc_retry != NULL) {
 			evbuffer_free(uc->uc_retry);
 			uc->uc_retry = NULL;
@@ -715,14 +788,11 @@ proxy_done(struct upconn *uc)
 		uc->uc_blocked = 0;
 		uc->uc_got = 0;
 		evtimer_del(uc->uc_timer);
-		upconn_reading(uc, 1);
+		io_reading(&uc->uc_io, 1);
 		TAILQ_INSERT_HEAD(&up->up_idle, uc, uc_entry);
 		up->up_nidle++;
 	} else
 		upconn_free(uc);
-	if (c->c_state != CONN_PROXY)
-		c->c_keepalive = 0;	/* answered before its body was read */
-	conn_next(c);
 }
 
 /*
@@ -746,25 +816,30 @@ proxy_codings_ok(const struct http_msg *m)
 	return (1);
 }
 
-/* Parse and pass on what the upstream sent, as far as it goes. */
-static void
-proxy_advance(struct upconn *uc)
+/*
+ * Parse the response head as far as it arrived: 1 when it is done (the
+ * client's head queued), 0 to wait for more, -1 when the exchange failed
+ * (the client answered).
+ */
+static int
+proxy_head(struct upconn *uc)
 {
-	struct conn	*c = uc->uc_client;
+	struct proxy	*px = uc->uc_pool->up_proxy;
+	struct evbuffer	*in = uc->uc_io.io_in;
 	unsigned char	*p;
 	size_t		 len;
 	int		 rc;
 
 	while (uc->uc_state == UC_HEAD) {
-		if ((len = evbuffer_get_length(uc->uc_in)) == 0)
-			return;
-		if (len > c->c_w->w_scanmax)
-			len = c->c_w->w_scanmax;
-		p = evbuffer_pullup(uc->uc_in, (ssize_t)len);
+		if ((len = evbuffer_get_length(in)) == 0)
+			return (0);
+		if (len > px->px_scanmax)
+			len = px->px_scanmax;
+		p = evbuffer_pullup(in, (ssize_t)len);
 		rc = http_parse_response(&uc->uc_msg, (const char *)p, len,
-		    &c->c_w->w_limits, c->c_msg.hm_mbit);
+		    px->px_limits, uc->uc_mbit);
 		if (rc == 0)
-			return;
+			return (0);
 		if (rc > 0 && !proxy_codings_ok(&uc->uc_msg))
 			rc = -2;
 		if (rc < 0 || uc->uc_msg.hm_status == 101) {
@@ -773,17 +848,26 @@ proxy_advance(struct upconn *uc)
 			    uc->uc_msg.hm_cause : "unexpected 101");
 			proxy_fail(uc, 502, "upstream_unavailable",
 			    "the upstream sent a malformed response");
-			return;
+			return (-1);
 		}
 		if (uc->uc_msg.hm_status < 200) {	/* interim: skip it */
-			evbuffer_drain(uc->uc_in, uc->uc_msg.hm_hdrlen);
+			evbuffer_drain(in, uc->uc_msg.hm_hdrlen);
 			http_msg_init(&uc->uc_msg);
 			continue;
 		}
 		proxy_response_head(uc);
-		evbuffer_drain(uc->uc_in, uc->uc_msg.hm_hdrlen);
+		evbuffer_drain(in, uc->uc_msg.hm_hdrlen);
 		uc->uc_state = UC_BODY;
 	}
+	return (1);
+}
+
+/* Parse and pass on what the upstream sent, as far as it goes. */
+static void
+proxy_advance(struct upconn *uc)
+{
+	if (proxy_head(uc) != 1)
+		return;
 	switch (proxy_body_move(uc)) {
 	case 1:
 		proxy_done(uc);
@@ -792,12 +876,40 @@ proxy_advance(struct upconn *uc)
 		proxy_abort(uc, "malformed chunked body");
 		return;
 	}
-	if (evbuffer_get_length(c->c_out) > SERVER_MAX_OUTPUT) {
+	if (evbuffer_get_length(uc->uc_req.pq_out) > IO_MAX_OUTPUT) {
 		/* The client is the slow side now; its send_timeout rules. */
 		uc->uc_blocked = 1;
-		upconn_reading(uc, 0);
+		io_reading(&uc->uc_io, 0);
 		evtimer_del(uc->uc_timer);
 	}
+}
+
+/*
+ * Send a request again on a new connection, in place of uc's stale one
+ * (the client keeps its upconn); 0, or -1 if that cannot be done (uc is
+ * unchanged) or failed at once (then the client has its answer).
+ */
+static int
+proxy_retry(struct upconn *uc)
+{
+	struct proxy_request	 pq = uc->uc_req;
+	struct io		 old = uc->uc_io;
+
+	if (upconn_connect(uc) == -1) {
+		uc->uc_io = old;
+		return (-1);
+	}
+	io_free(&old);
+	evbuffer_add_buffer(uc->uc_io.io_out, uc->uc_retry);
+	evbuffer_free(uc->uc_retry);
+	uc->uc_retry = NULL;
+	uc->uc_reused = 0;
+	if (proxy_attach(&pq, uc) == -1) {
+		upconn_log(uc, "failed");
+		proxy_fail(uc, 502, "upstream_unavailable",
+		    "the connection to the upstream failed");
+	}
+	return (0);
 }
 
 /*
@@ -810,9 +922,6 @@ proxy_advance(struct upconn *uc)
 static void
 proxy_closed(struct upconn *uc, int eof)
 {
-	struct conn	*c = uc->uc_client;
-	struct upconn	*nuc;
-
 	if (uc->uc_state == UC_BODY && uc->uc_body == HTTP_BODY_EOF && eof) {
 		proxy_done(uc);
 		return;
@@ -822,28 +931,29 @@ proxy_closed(struct upconn *uc, int eof)
 		return;
 	}
 	if (uc->uc_reused && !uc->uc_got && uc->uc_retry != NULL &&
-	    (nuc = upconn_new(uc->uc_pool)) != NULL) {
-		evbuffer_add_buffer(nuc->uc_out, uc->uc_retry);
-		nuc->uc_req_done = 1;
-		upconn_drop(uc);
-		if (proxy_attach(c, nuc) == -1)
-			proxy_fail(nuc, 502, "upstream_unavailable",
-			    "the connection to the upstream failed");
+	    proxy_retry(uc) == 0)
 		return;
-	}
-	log_warnx("upstream %s: connection %s before the response",
-	    uc->uc_pool->up_u->u_name, eof ? "closed" : "failed");
+	upconn_log(uc, eof ? "closed before the response" :
+	    "failed before the response");
 	proxy_fail(uc, 502, "upstream_unavailable",
 	    "the upstream closed the connection without answering");
 }
 
-/* Readable upstream: one recv(), then pass the bytes on. */
+/* Hand control to the client once a callback is done, if there is one. */
 static void
-upconn_read_cb(evutil_socket_t fd, short what, void *arg)
+upconn_kick(const struct proxy_request *pq, int busy)
+{
+	if (busy)
+		pq->pq_ops->pc_kick(pq->pq_arg);
+}
+
+/* Readable upstream: read, then pass the bytes on. */
+static void
+upconn_on_read(void *arg)
 {
 	struct upconn		*uc = arg;
-	struct conn		*c = uc->uc_client;
-	struct evbuffer_iovec	 v;
+	struct proxy_request	 pq = uc->uc_req;
+	int			 busy = uc->uc_busy;
 	ssize_t			 n;
 
 	if (uc->uc_state == UC_IDLE) {
@@ -851,40 +961,41 @@ upconn_read_cb(evutil_socket_t fd, short what, void *arg)
 		upconn_free(uc);
 		return;
 	}
-	if (evbuffer_reserve_space(uc->uc_in, PROXY_READ_SIZE, &v, 1) < 1)
-		n = -1;
-	else
-		n = recv(fd, v.iov_base, v.iov_len < PROXY_READ_SIZE ?
-		    v.iov_len : PROXY_READ_SIZE, 0);
-	if (n > 0) {
-		v.iov_len = (size_t)n;
-		evbuffer_commit_space(uc->uc_in, &v, 1);
+	n = io_read(&uc->uc_io);
+	if (n > 0 && (uc->uc_io.io_flags & IO_WR_WANT_RD) &&
+	    upconn_flush(uc) == -1)
+		proxy_closed(uc, 0);	/* a TLS write waited for this read */
+	else if (n > 0) {
 		uc->uc_got = 1;
 		upconn_timer(uc, uc->uc_pool->up_u->u_read_timeout);
 		proxy_advance(uc);
-	} else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+	} else if (n == 0 || errno != EAGAIN)
 		proxy_closed(uc, n == 0);
-	conn_kick(c);
+	else if (upconn_flush(uc) == -1)	/* a TLS write waited */
+		proxy_closed(uc, 0);
+	upconn_kick(&pq, busy);
 }
 
 /* Writable upstream: the connect finished, or there is room again. */
 static void
-upconn_write_cb(evutil_socket_t fd, short what, void *arg)
+upconn_on_write(void *arg, int timedout)
 {
-	struct upconn	*uc = arg;
-	struct conn	*c = uc->uc_client;
-	socklen_t	 len = sizeof(int);
-	int		 err = 0;
+	struct upconn		*uc = arg;
+	struct proxy_request	 pq = uc->uc_req;
+	int			 busy = uc->uc_busy, err = 0;
+	socklen_t		 len = sizeof(err);
 
+	(void)timedout;		/* no write timeout: the upconn's timer */
 	if (uc->uc_state == UC_CONNECTING) {
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		if (getsockopt(uc->uc_io.io_fd, SOL_SOCKET, SO_ERROR, &err,
+		    &len) == -1)
 			err = errno;
 		if (err != 0) {
 			log_warnx("upstream %s: connect: %s",
 			    uc->uc_pool->up_u->u_name, strerror(err));
 			proxy_fail(uc, 502, "upstream_unavailable",
 			    "the upstream could not be reached");
-			conn_kick(c);
+			upconn_kick(&pq, busy);
 			return;
 		}
 		uc->uc_state = UC_HEAD;
@@ -892,16 +1003,19 @@ upconn_write_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (upconn_flush(uc) == -1)
 		proxy_closed(uc, 0);
-	conn_kick(c);
+	upconn_kick(&pq, busy);
 }
 
 /* connect_timeout or read_timeout passed. */
 static void
 upconn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct upconn	*uc = arg;
-	struct conn	*c = uc->uc_client;
+	struct upconn		*uc = arg;
+	struct proxy_request	 pq = uc->uc_req;
+	int			 busy = uc->uc_busy;
 
+	(void)fd;
+	(void)what;
 	log_warnx("upstream %s: %s timed out", uc->uc_pool->up_u->u_name,
 	    uc->uc_state == UC_CONNECTING ? "connect" : "read");
 	if (uc->uc_state == UC_BODY)
@@ -910,36 +1024,35 @@ upconn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		proxy_fail(uc, 504, "upstream_timeout", uc->uc_state ==
 		    UC_CONNECTING ? "the upstream did not accept the connection "
 		    "in time" : "the upstream did not answer in time");
-	conn_kick(c);
+	upconn_kick(&pq, busy);
 }
 
 /* The client's output drained; see proxy.h. */
 int
-proxy_client_drained(struct conn *c)
+proxy_client_drained(struct upconn *uc)
 {
-	struct upconn	*uc = c->c_up;
-	size_t		 before = evbuffer_get_length(c->c_out);
+	struct evbuffer	*out = uc->uc_req.pq_out;
+	size_t		 before = evbuffer_get_length(out);
 
-	if (uc == NULL || !uc->uc_blocked)
+	if (!uc->uc_blocked)
 		return (0);
 	uc->uc_blocked = 0;
-	upconn_reading(uc, 1);
+	io_reading(&uc->uc_io, 1);
 	upconn_timer(uc, uc->uc_pool->up_u->u_read_timeout);
 	proxy_advance(uc);
-	return (evbuffer_get_length(c->c_out) > before);
+	return (evbuffer_get_length(out) > before);
 }
 
 /* Has the response begun to go to the client? */
 int
-proxy_response_started(const struct conn *c)
+proxy_response_started(const struct upconn *uc)
 {
-	return (c->c_up != NULL && c->c_up->uc_state == UC_BODY);
+	return (uc->uc_state == UC_BODY);
 }
 
 /* The client is going away; see proxy.h. */
 void
-proxy_detach(struct conn *c)
+proxy_detach(struct upconn *uc)
 {
-	if (c->c_up != NULL)
-		upconn_drop(c->c_up);
+	upconn_free(uc);
 }

@@ -2,19 +2,25 @@
  * The worker: accepts connections on the inherited listeners and serves
  * HTTP/1.1 on libevent events and evbuffers.  See server.h.
  *
- * Not bufferevents: measured here, a bufferevent costs per request an
- * ioctl(FIONREAD) before each read, an epoll_ctl() to arm the write event
- * when a response is queued, another to disarm it, and a loop iteration
- * between queueing and writing.  Instead each connection reads with one
- * readv() into reserved evbuffer space, writes its responses with one
- * writev() at the end of the callback that produced them, and arms its
- * write event only when the socket would block.  That is epoll_wait, readv,
- * writev per keep-alive request, as in nginx.
+ * Each connection's bytes go through its io (io.h: plain or TLS): one read
+ * per readable event, and the responses a callback produced written at its
+ * end, the write event armed only when the socket would block.
+ *
+ * A request goes through these steps, each its own function:
+ *	accept		server_accept_cb(): a connection, TLS or not
+ *	parse		conn_headers(): the header section, credentials hidden
+ *	route		conn_dispatch(): admin, verify_path or a route
+ *	authenticate	conn_authenticate(): auth_check(), or hold a JWT
+ *	limit		conn_limit(): auth_limit(), the rate limit
+ *	forward		conn_forward(): the upstream (proxy.c) or echo
+ *	finish		conn_finish(): statistics, access log, next request
+ * Every response keygate queues, its own or an upstream's, ends in
+ * conn_finish().
  *
  * A connection moves through the states of enum conn_state.  Requests on a
  * connection are served one at a time, in order (pipelined requests wait in
  * the input buffer until the previous response is queued), and reading
- * stops while more than SERVER_MAX_OUTPUT bytes of responses wait for a slow
+ * stops while more than IO_MAX_OUTPUT bytes of responses wait for a slow
  * client, so that a client that does not read cannot make the worker
  * buffer without bound.
  *
@@ -65,10 +71,10 @@
 #include "admin.h"
 #include "auth.h"
 #include "config.h"
-#include "conn.h"
 #include "echo.h"
 #include "forward.h"
 #include "http.h"
+#include "io.h"
 #include "journal.h"
 #include "jwks.h"
 #include "jwtauth.h"
@@ -79,16 +85,164 @@
 #include "secret.h"
 #include "server.h"
 #include "shm.h"
+#include "tls.h"
 #include "util.h"
 
 #define SERVER_DISCARD_MAX	(1024 * 1024)	/* refused body dropped up to this */
 #define SERVER_LINGER_MS	2000		/* drain input after the last response */
 #define SERVER_STOP_IDLE_MS	1000		/* idle keep-alive grace when stopping */
-#define SERVER_READ_SIZE	16384		/* bytes asked of one readv() */
 #define SERVER_CRED_STACK	1024		/* credentials copied on the stack */
 #define SERVER_ACCEPT_PAUSE_MS	500		/* accept(2) failed: wait */
 #define SERVER_LOG_EVERY_US	1000000		/* repeated warnings: 1/s */
 #define SERVER_PIPELINE_HDRS	4	/* read-ahead, in max_header_size */
+
+#define SERVER_MAX_LISTENERS	16
+#define CONN_EXTRA_MAX		2816	/* extra response header bytes: */
+					/* rate headers + identity (verify) */
+#define CONN_IDENT_MAX		2304	/* identity header bytes (a JWT's */
+					/* scopes and headers= included) */
+#define CONN_HOLD_POLL_MS	10	/* a held request looks this often */
+
+enum conn_state {
+	CONN_IDLE,	/* between requests */
+	CONN_HEADERS,	/* reading a request's header section */
+	CONN_BODY,	/* reading the body of a request being served */
+	CONN_DISCARD,	/* reading and dropping the body of a refused request */
+	CONN_AUTHWAIT,	/* header read; a JWT waits for its provider's keys */
+	CONN_PROXY,	/* request read; the upstream's answer is on its way */
+	CONN_CLOSING,	/* writing the last response, then close */
+	CONN_LINGER,	/* write side shut, draining input until EOF */
+	CONN_DEAD	/* to be freed at the end of the callback */
+};
+
+struct worker;
+struct conn_admin;
+
+struct conn {
+	TAILQ_ENTRY(conn)	 c_entry;
+	TAILQ_ENTRY(conn)	 c_idle_entry;	/* in w_idle while c_idle */
+	int			 c_idle;	/* reusable: see server_reuse() */
+	struct worker		*c_w;
+	struct io		 c_io;
+	struct evbuffer		*c_in;		/* c_io's buffers */
+	struct evbuffer		*c_out;
+	struct event		*c_timer;
+	enum conn_state		 c_state;
+	int			 c_paused;	/* reading off: output back-pressure */
+	int			 c_pipewait;	/* reading off: input past w_pipemax */
+	int			 c_upwait;	/* reading off: upstream not keeping up */
+	int			 c_eof;		/* client shut its write side */
+	int			 c_tls;		/* accepted on a TLS listener */
+	int			 c_tls_counted;	/* its handshake is counted */
+	unsigned int		 c_nrequests;
+	char			 c_client[INET6_ADDRSTRLEN];
+	uint8_t			 c_ip[16];	/* client address, binary */
+	size_t			 c_iplen;	/* 4, 16, or 0: unknown */
+
+	struct http_msg		 c_msg;
+	int			 c_admin;	/* accepted on the admin listener */
+	struct conn_admin	*c_adm;		/* admin request awaiting its body */
+
+	/* The request being served. */
+	int64_t			 c_start_us;
+	int64_t			 c_start_ms;
+	int64_t			 c_rate_ms;	/* a rate limit decided; 0: none */
+	int			 c_minor;
+	int			 c_head;
+	int			 c_keepalive;
+	int			 c_route;
+	enum http_body		 c_body;
+	uint64_t		 c_body_left;
+	uint64_t		 c_body_bytes;
+	int64_t			 c_body_end_us;	/* body_deadline, monotonic; 0 */
+	int			 c_body_final;	/* c_timer ends at that deadline */
+	struct http_chunked	 c_chunked;
+	struct evbuffer		*c_pending;	/* echo body awaiting the request body */
+	struct upconn		*c_up;		/* upstream exchange, if proxied */
+	size_t			 c_methodlen;
+	size_t			 c_pathlen;
+	size_t			 c_reqidlen;
+	char			 c_method[32];
+	char			 c_path[1536];
+	char			 c_reqid[FORWARD_REQID_MAX + 1];
+	size_t			 c_extralen;	/* extra response headers, */
+	char			 c_extra[CONN_EXTRA_MAX];	/* CRLF-ended */
+	size_t			 c_identlen;	/* identity headers for the */
+	char			 c_ident[CONN_IDENT_MAX];	/* upstream */
+	char			 c_keyid[KS_ID_LEN + 4];	/* for the log */
+	char			 c_ident_log[JWT_IDENT_MAX + 1]; /* JWT, for the */
+								 /* log */
+	const char		*c_scheme;	/* deciding scheme, for the log */
+
+	/*
+	 * A request held in CONN_AUTHWAIT (conn_hold()): its route, whether
+	 * it is a verify_path request, the provider whose keys it waits
+	 * for, when it asked and until when it may wait (monotonic ms), and
+	 * the credential header values moved out of the input (c_msg points
+	 * at them), wiped when the request is done.
+	 */
+	const struct route	*c_hold_route;
+	int			 c_hold_verify;
+	int			 c_hold_provider;
+	int			 c_hold_final;	/* the next decision is the last */
+	int64_t			 c_hold_asked;
+	int64_t			 c_hold_until;	/* 0: not held */
+	char			*c_hold_cred;
+	size_t			 c_hold_credlen;
+};
+
+/* A listener of the worker: the accept callback's argument. */
+struct server_listener {
+	struct worker		*sl_w;
+	struct evconnlistener	*sl_lev;
+	int			 sl_tls;	/* "listen ADDR tls" */
+	int			 sl_admin;	/* the admin listener */
+};
+
+struct worker {
+	struct event_base	*w_base;
+	const struct server_env	*w_env;
+	struct config		*w_conf;
+	struct http_limits	 w_limits;
+	size_t			 w_scanmax;
+	struct server_listener	 w_listeners[SERVER_MAX_LISTENERS];
+	size_t			 w_nlisteners;
+	struct keystore		 w_ks;
+	struct journal		 w_journal;
+	struct admin_env	 w_admin;
+	struct auth_rate	 w_rate;	/* per request: ra_ip, ra_now */
+	struct jwtauth		*w_jwt;		/* NULL: no jwt_provider */
+	int			 w_accepting;
+	struct accesslog	*w_alog;
+	struct shm_worker	*w_stats;
+	struct shm_worker	 w_nostats;
+	TAILQ_HEAD(, conn)	 w_conns;
+	TAILQ_HEAD(, conn)	 w_idle;	/* reusable, oldest first */
+	int			 w_nconns;
+	int			 w_accept_paused;	/* accept(2) failed: wait */
+	struct event		*w_accept_timer;	/* ends that wait */
+	int64_t			 w_accept_log_us;	/* last accept error logged */
+	unsigned long		 w_accept_errors;	/* since then */
+	int64_t			 w_reuse_log_us;	/* last reuse logged */
+	unsigned long		 w_reused;		/* since then */
+	size_t			 w_pipemax;	/* input kept behind a response */
+	int			 w_stopping;
+	struct event		*w_sigs[3];
+	struct event		*w_stop_timer;
+	struct event		*w_parent_timer;
+	const struct timeval	*w_tv_idle;
+	const struct timeval	*w_tv_header;
+	const struct timeval	*w_tv_body;
+	const struct timeval	*w_tv_send;
+	const struct timeval	*w_tv_linger;
+	const struct timeval	*w_tv_stopidle;
+	time_t			 w_date_sec;
+	char			 w_common[160];	/* see server_common_headers() */
+	size_t			 w_commonlen;
+	struct proxy		*w_proxy;	/* the upstream side (proxy.c) */
+	uint64_t		 w_reqid_seed;
+	uint64_t		 w_reqid_seq;
+};
 
 /* An admin request whose body is being read (the header is gone by then). */
 struct conn_admin {
@@ -100,8 +254,12 @@ struct conn_admin {
 static void	 server_stop(struct worker *);
 static void	 server_listen_update(struct worker *);
 static void	 conn_admin_free(struct conn *);
-static void	 conn_decide(struct conn *, const struct route *);
-static void	 conn_verify_decide(struct conn *, const struct route *);
+static void	 conn_decide(struct conn *, const struct route *, int);
+static void	 conn_next(struct conn *);
+static void	 conn_reading(struct conn *, int);
+static void	 conn_process(struct conn *);
+static void	 conn_flush(struct conn *);
+static void	 conn_free(struct conn *);
 
 /* splitmix64: a cheap, well-mixed 64-bit step for request ids. */
 static uint64_t
@@ -410,7 +568,7 @@ conn_head(struct conn *c, int status, uint64_t clen)
 }
 
 /* Account for a queued response: statistics and the access log. */
-void
+static void
 conn_log(struct conn *c, int status, uint64_t bytes)
 {
 	struct worker		*w = c->c_w;
@@ -438,6 +596,8 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	e.ae_scheme = c->c_scheme;
 	e.ae_identity = c->c_ident_log;
 	e.ae_rate_ms = c->c_rate_ms;
+	e.ae_tls = io_tls_version(&c->c_io);
+	e.ae_tls_resumed = io_tls_resumed(&c->c_io);
 	accesslog_write(w->w_alog, &e);
 }
 
@@ -454,15 +614,24 @@ conn_new_reqid(struct conn *c)
 	c->c_reqidlen = 32;
 }
 
-/* Queue a JSON refusal {"error": code, "message": message}. */
-void
-conn_refuse(struct conn *c, int status, const char *code, const char *message)
+/*
+ * Queue keygate's own response: the head, and for a status other than 204
+ * the JSON refusal {"error": code, "message": message}.  Returns the bytes
+ * queued.
+ */
+static uint64_t
+conn_respond(struct conn *c, int status, const char *code,
+    const char *message)
 {
 	struct evbuffer	*out = c->c_out;
 	char		 body[1024];
-	size_t		 off, need, before;
+	size_t		 off, need, before = evbuffer_get_length(out);
 	int		 n;
 
+	if (status == 204) {
+		conn_head(c, 204, 0);
+		return (evbuffer_get_length(out) - before);
+	}
 	n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"",
 	    code);
 	off = (size_t)n;
@@ -472,11 +641,54 @@ conn_refuse(struct conn *c, int status, const char *code, const char *message)
 		off += need;
 	memcpy(body + off, "\"}\n", 3);
 	off += 3;
-	before = evbuffer_get_length(out);
 	conn_head(c, status, off);
 	if (!c->c_head)
 		evbuffer_add(out, body, off);
-	conn_log(c, status, evbuffer_get_length(out) - before);
+	return (evbuffer_get_length(out) - before);
+}
+
+/*
+ * Can the body of a refused request be read and dropped, keeping the
+ * connection?  Not when the client waits for 100-continue (it may never
+ * send the body), and not for bodies larger than SERVER_DISCARD_MAX.
+ */
+static int
+conn_can_discard(const struct conn *c)
+{
+	if (c->c_body == HTTP_BODY_NONE)
+		return (1);
+	if (c->c_msg.hm_flags & HTTP_F_EXPECT100)
+		return (0);
+	return (c->c_body == HTTP_BODY_CHUNKED ||
+	    c->c_body_left <= SERVER_DISCARD_MAX);
+}
+
+/*
+ * The last step of every request: its response (status, bytes) is queued.
+ * Count it and log it, then move on: drop the rest of a body nobody read
+ * (CONN_DISCARD) if the connection can be kept, else wait for the next
+ * request or close (conn_next()).
+ */
+static void
+conn_finish(struct conn *c, int status, uint64_t bytes)
+{
+	conn_log(c, status, bytes);
+	if (c->c_body != HTTP_BODY_NONE && !conn_can_discard(c))
+		c->c_keepalive = 0;
+	if (c->c_body == HTTP_BODY_NONE || !c->c_keepalive) {
+		c->c_body = HTTP_BODY_NONE;
+		conn_next(c);
+		return;
+	}
+	c->c_state = CONN_DISCARD;
+	conn_body_start(c);
+}
+
+/* Answer the request with a refusal (or a bare 204) and finish it. */
+static void
+conn_refuse(struct conn *c, int status, const char *code, const char *message)
+{
+	conn_finish(c, status, conn_respond(c, status, code, message));
 }
 
 /* Refuse with a status of the HTTP layer and close the connection. */
@@ -515,8 +727,9 @@ conn_fail(struct conn *c, int status, const char *cause)
 	}
 	c->c_keepalive = 0;
 	if (c->c_up != NULL) {
-		started = proxy_response_started(c);
-		proxy_detach(c);
+		started = proxy_response_started(c->c_up);
+		proxy_detach(c->c_up);
+		c->c_up = NULL;
 		c->c_upwait = 0;
 		if (started) {		/* too late to answer: just close */
 			c->c_state = CONN_CLOSING;
@@ -529,9 +742,7 @@ conn_fail(struct conn *c, int status, const char *cause)
 	if (c->c_pending != NULL)	/* an admin body may hold a secret */
 		conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
 	conn_admin_free(c);
-	conn_refuse(c, status, code, cause);
-	c->c_state = CONN_CLOSING;
-	conn_timer(c, c->c_w->w_tv_send);
+	conn_refuse(c, status, code, cause);	/* and closes */
 }
 
 /* Queue the echo response built in c_pending. */
@@ -547,7 +758,7 @@ conn_echo_respond(struct conn *c)
 		evbuffer_drain(c->c_pending, evbuffer_get_length(c->c_pending));
 	else
 		evbuffer_add_buffer(out, c->c_pending);
-	conn_log(c, 200, evbuffer_get_length(out) - before);
+	conn_finish(c, 200, evbuffer_get_length(out) - before);
 }
 
 /* Copy what the access log needs before the header bytes are drained. */
@@ -571,94 +782,138 @@ conn_remember(struct conn *c)
 		conn_new_reqid(c);
 }
 
-/*
- * Can the body of a refused request be read and dropped, keeping the
- * connection?  Not when the client waits for 100-continue (it may never
- * send the body), and not for bodies larger than SERVER_DISCARD_MAX.
- */
-static int
-conn_can_discard(const struct conn *c)
-{
-	if (c->c_body == HTTP_BODY_NONE)
-		return (1);
-	if (c->c_msg.hm_flags & HTTP_F_EXPECT100)
-		return (0);
-	return (c->c_body == HTTP_BODY_CHUNKED ||
-	    c->c_body_left <= SERVER_DISCARD_MAX);
-}
-
-/*
- * Answer a complete request ourselves (a refusal, or a verify_path 204)
- * and drop its body.
- */
+/* Tell a client waiting for it (Expect: 100-continue) to send its body. */
 static void
-conn_refuse_request(struct conn *c, int status, const char *code,
-    const char *message)
+conn_continue(struct conn *c)
 {
-	size_t	 before = evbuffer_get_length(c->c_out);
-
-	if (!conn_can_discard(c))
-		c->c_keepalive = 0;
-	if (status == 204) {
-		conn_head(c, 204, 0);
-		conn_log(c, 204, evbuffer_get_length(c->c_out) - before);
-	} else
-		conn_refuse(c, status, code, message);
-	if (c->c_body == HTTP_BODY_NONE || !c->c_keepalive) {
-		c->c_body = HTTP_BODY_NONE;
-		conn_next(c);
-		return;
-	}
-	c->c_state = CONN_DISCARD;
-	conn_body_start(c);
+	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
+	    c->c_body != HTTP_BODY_NONE &&
+	    evbuffer_get_length(c->c_in) == c->c_msg.hm_hdrlen)
+		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 }
 
 /*
- * A request keygate answers itself once its body is read (echo, admin),
- * its header section consumed: without a body, answer through respond at
- * once; else send 100 Continue if the client waits for it and read the
- * body (conn_body() calls respond at its end).
+ * A request keygate answers itself once its body is read (echo, admin):
+ * without a body, respond at once; else (after 100 Continue if the client
+ * waits for it) read the body: conn_body() calls respond at its end.  The
+ * header section is still in the input.  respond finishes the request.
  */
 static void
 conn_await_body(struct conn *c, void (*respond)(struct conn *))
 {
 	if (c->c_body == HTTP_BODY_NONE) {
 		respond(c);
-		conn_next(c);
 		return;
 	}
-	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
-	    evbuffer_get_length(c->c_in) == 0)
-		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	conn_continue(c);
 	c->c_state = CONN_BODY;
 	conn_body_start(c);
 }
 
-/* Serve a request through its route's upstream. */
+/* proxy.c's view of the client: see proxy_client_ops. */
 static void
-conn_serve(struct conn *c, const struct route *r)
+conn_pc_reading(void *arg, int on)
 {
-	struct evbuffer		*in = c->c_in;
-	struct worker		*w = c->c_w;
+	struct conn	*c = arg;
+
+	c->c_upwait = !on;
+	conn_reading(c, on);
+}
+
+static int
+conn_pc_keepalive(void *arg, int close)
+{
+	struct conn	*c = arg;
+
+	if (close || c->c_w->w_stopping)
+		c->c_keepalive = 0;
+	return (c->c_keepalive);
+}
+
+static void
+conn_pc_refuse(void *arg, int status, const char *code, const char *message)
+{
+	struct conn	*c = arg;
+
+	c->c_up = NULL;
+	conn_refuse(c, status, code, message);
+}
+
+static void
+conn_pc_done(void *arg, int status, uint64_t bytes)
+{
+	struct conn	*c = arg;
+
+	c->c_up = NULL;
+	conn_finish(c, status, bytes);
+}
+
+static void	 conn_kick(void *);
+
+static const struct proxy_client_ops conn_proxy_ops = {
+	conn_pc_reading, conn_pc_keepalive, conn_pc_refuse, conn_pc_done,
+	conn_kick
+};
+
+/* The headers keygate adds to c's request when forwarding it. */
+static void
+conn_added(const struct conn *c, struct forward_added *fa)
+{
+	fa->fa_client = c->c_client;
+	fa->fa_tls = c->c_tls;
+	fa->fa_reqid = c->c_reqid;
+	fa->fa_reqidlen = c->c_reqidlen;
+	fa->fa_ident = c->c_ident;
+	fa->fa_identlen = c->c_identlen;
+}
+
+/*
+ * Forward the request on route r to its upstream: proxied, the head goes
+ * out now and the body streams after it (conn_body()); echo answers once
+ * the body is read.  The caller drains the header section.
+ */
+static void
+conn_forward(struct conn *c, const struct route *r)
+{
+	struct proxy_request	 pq;
 	struct forward_policy	 fp;
+	struct forward_added	 fa;
 
 	if (r->r_upstream->u_type == UPSTREAM_HTTP) {
-		proxy_start(c, r->r_upstream);
-		if (c->c_state == CONN_PROXY)
-			evtimer_del(c->c_timer);	/* the upstream's timers rule */
-		else if (c->c_state == CONN_BODY)
+		memset(&pq, 0, sizeof(pq));
+		pq.pq_msg = &c->c_msg;
+		pq.pq_body = c->c_body;
+		pq.pq_minor = c->c_minor;
+		conn_added(c, &pq.pq_fwd);
+		pq.pq_extra = c->c_extra;
+		pq.pq_extralen = c->c_extralen;
+		pq.pq_rate = c->c_rate_ms != 0;
+		pq.pq_out = c->c_out;
+		pq.pq_ops = &conn_proxy_ops;
+		pq.pq_arg = c;
+		if ((c->c_up = proxy_start(c->c_w->w_proxy, r->r_upstream,
+		    &pq)) == NULL) {
+			conn_refuse(c, 502, "upstream_unavailable",
+			    "the upstream could not be reached");
+			return;
+		}
+		conn_continue(c);
+		if (c->c_body == HTTP_BODY_NONE) {
+			c->c_state = CONN_PROXY;
+			evtimer_del(c->c_timer);  /* the upstream's timers rule */
+		} else {
+			c->c_state = CONN_BODY;
 			conn_body_start(c);
+		}
 		return;
 	}
 	if (c->c_pending == NULL && (c->c_pending = evbuffer_new()) == NULL) {
-		evbuffer_drain(in, c->c_msg.hm_hdrlen);
 		conn_fail(c, 500, "out of memory");
 		return;
 	}
-	forward_policy_init(&fp, w->w_conf);
-	echo_begin(c->c_pending, &c->c_msg, c->c_client, c->c_reqid,
-	    c->c_reqidlen, &fp, c->c_ident, c->c_identlen);
-	evbuffer_drain(in, c->c_msg.hm_hdrlen);
+	forward_policy_init(&fp, c->c_w->w_conf);
+	conn_added(c, &fa);
+	echo_begin(c->c_pending, &c->c_msg, &fa, &fp);
 	conn_await_body(c, conn_echo_respond);
 }
 
@@ -701,59 +956,83 @@ conn_identity_log(struct conn *c, const struct auth_result *ar)
 }
 
 /*
- * Authenticate the request for route r (auth.c).  Allowed: the identity
- * headers for the upstream are kept in c_ident and 1 is returned.  Refused:
- * the refusal is queued (with WWW-Authenticate for a 401) and 0 returned.
- * Held (a JWT's kid is unknown and its keys are being re-fetched): 0 with
- * the connection in CONN_AUTHWAIT, nothing queued.  The key id or the JWT
- * subject, never the credential, is kept for the access log.
+ * Authenticate the request for route r (auth.c): 1 to go on with ar the
+ * caller's identity; else 0: refused (the refusal queued and finished,
+ * with WWW-Authenticate for a 401), or held (a JWT's kid is unknown and
+ * its keys are being re-fetched: the connection in CONN_AUTHWAIT, nothing
+ * queued).  The key id or the JWT subject, never the credential, is kept
+ * for the access log.  now: monotonic ms.
  */
 static int
-conn_authorize(struct conn *c, const struct route *r, int verify)
+conn_authenticate(struct conn *c, const struct route *r, int verify,
+    int64_t now, struct auth_result *ar)
+{
+	struct worker		*w = c->c_w;
+	struct auth_jwt		 aj;
+	int			 n;
+
+	aj.aj_state = w->w_jwt;
+	aj.aj_mono = now;
+	aj.aj_final = c->c_hold_final ||
+	    (c->c_hold_until != 0 && now >= c->c_hold_until);
+	auth_check(r, &c->c_msg, &w->w_ks, w->w_conf->c_api_key_header,
+	    c->c_start_ms, w->w_jwt != NULL ? &aj : NULL, ar);
+	if (ar->ar_status == AUTH_PENDING) {
+		conn_hold(c, r, verify, ar->ar_wait, now);
+		return (0);
+	}
+	conn_identity_log(c, ar);
+	if (ar->ar_status == 0)
+		return (1);
+	if (ar->ar_challenge != NULL) {
+		n = snprintf(c->c_extra + c->c_extralen,
+		    sizeof(c->c_extra) - c->c_extralen,
+		    "WWW-Authenticate: %s\r\n", ar->ar_challenge);
+		if (n > 0 && (size_t)n < sizeof(c->c_extra) - c->c_extralen)
+			c->c_extralen += (size_t)n;
+	}
+	conn_refuse(c, ar->ar_status, ar->ar_code, ar->ar_message);
+	return (0);
+}
+
+/*
+ * The rate limit for the caller ar identified on route r (auth_limit()):
+ * 1 if admitted, its identity headers for the upstream kept in c_ident;
+ * else 0 with the 429 (or a 500) queued and finished.  The RateLimit-*
+ * headers go into every answer once a limit decided.  now: monotonic ms.
+ */
+static int
+conn_limit(struct conn *c, const struct route *r, int64_t now,
+    struct auth_result *ar)
 {
 	struct worker		*w = c->c_w;
 	struct auth_rate	 ra = w->w_rate;
 	struct auth_jwt		 aj;
-	struct auth_result	 ar;
-	int			 n;
 
 	ra.ra_ip = c->c_iplen > 0 ? c->c_ip : NULL;
 	ra.ra_iplen = c->c_iplen;
-	ra.ra_now = util_mono_us() / 1000;
+	ra.ra_now = now;
 	aj.aj_state = w->w_jwt;
-	aj.aj_mono = ra.ra_now;
-	aj.aj_final = c->c_hold_final ||
-	    (c->c_hold_until != 0 && ra.ra_now >= c->c_hold_until);
-	auth_check(r, &c->c_msg, &w->w_ks, w->w_conf->c_api_key_header,
-	    c->c_start_ms, &ra, w->w_jwt != NULL ? &aj : NULL, &ar);
-	if (ar.ar_status == AUTH_PENDING) {
-		conn_hold(c, r, verify, ar.ar_wait, ra.ra_now);
-		return (0);
-	}
-	conn_identity_log(c, &ar);
-	if (ar.ar_limited) {
+	aj.aj_mono = now;
+	aj.aj_final = 1;
+	auth_limit(r, &ra, &w->w_ks, w->w_jwt != NULL ? &aj : NULL,
+	    c->c_start_ms, ar);
+	if (ar->ar_limited) {
 		/* The limiter's own time, for the access log. */
-		c->c_rate_ms = ra.ra_now + w->w_env->se_shm->sh_mono_to_wall;
-		c->c_extralen += auth_rate_headers(&ar, c->c_extra +
+		c->c_rate_ms = now + w->w_env->se_shm->sh_mono_to_wall;
+		c->c_extralen += auth_rate_headers(ar, c->c_extra +
 		    c->c_extralen, sizeof(c->c_extra) - c->c_extralen);
 	}
-	if (ar.ar_status == 0) {
-		c->c_identlen = auth_identity_headers(&ar, c->c_ident,
-		    sizeof(c->c_ident));
-		if (c->c_identlen > 0)
-			return (1);
-		conn_refuse_request(c, 500, "internal_error",
-		    "the caller's identity cannot be sent in headers");
+	if (ar->ar_status != 0) {
+		conn_refuse(c, ar->ar_status, ar->ar_code, ar->ar_message);
 		return (0);
 	}
-	if (ar.ar_challenge != NULL) {
-		n = snprintf(c->c_extra + c->c_extralen,
-		    sizeof(c->c_extra) - c->c_extralen,
-		    "WWW-Authenticate: %s\r\n", ar.ar_challenge);
-		if (n > 0 && (size_t)n < sizeof(c->c_extra) - c->c_extralen)
-			c->c_extralen += (size_t)n;
-	}
-	conn_refuse_request(c, ar.ar_status, ar.ar_code, ar.ar_message);
+	c->c_identlen = auth_identity_headers(ar, c->c_ident,
+	    sizeof(c->c_ident));
+	if (c->c_identlen > 0)
+		return (1);
+	conn_refuse(c, 500, "internal_error",
+	    "the caller's identity cannot be sent in headers");
 	return (0);
 }
 
@@ -860,7 +1139,7 @@ conn_admin_respond(struct conn *c)
 		else
 			evbuffer_add(c->c_out, as.as_body, as.as_bodylen);
 	}
-	conn_log(c, as.as_status, evbuffer_get_length(c->c_out) - before);
+	conn_finish(c, as.as_status, evbuffer_get_length(c->c_out) - before);
 	admin_response_free(&as);
 	conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
 	conn_admin_free(c);
@@ -870,22 +1149,16 @@ conn_admin_respond(struct conn *c)
 static void
 conn_admin(struct conn *c)
 {
-	struct evbuffer	*in = c->c_in;
-	size_t		 hdrlen = c->c_msg.hm_hdrlen;
-
 	if (c->c_body == HTTP_BODY_LENGTH && c->c_body_left > ADMIN_MAX_BODY) {
-		evbuffer_drain(in, hdrlen);
 		conn_fail(c, 413, "admin request bodies are limited to 64 KiB");
 		return;
 	}
 	if ((c->c_pending == NULL && (c->c_pending = evbuffer_new()) == NULL) ||
 	    conn_admin_begin(c) == -1) {
 		conn_admin_free(c);
-		evbuffer_drain(in, hdrlen);
 		conn_fail(c, 500, "out of memory");
 		return;
 	}
-	evbuffer_drain(in, hdrlen);
 	conn_await_body(c, conn_admin_respond);
 }
 
@@ -943,7 +1216,7 @@ conn_route(struct conn *c, int mbit, const char *path, size_t len,
 	if (!c->c_w->w_conf->c_merge_slashes && len > 1 &&
 	    memmem(path, len, "//", 2) != NULL) {
 		if ((merged = malloc(len)) == NULL) {
-			conn_refuse_request(c, 500, "internal_error",
+			conn_refuse(c, 500, "internal_error",
 			    "out of memory");
 			return (-1);
 		}
@@ -958,24 +1231,22 @@ conn_route(struct conn *c, int mbit, const char *path, size_t len,
 		return (0);
 	log_warnx("%s", err);
 	c->c_route = (*r)->r_index;
-	conn_refuse_request(c, 500, "route_error", "the route's pattern could "
+	conn_refuse(c, 500, "route_error", "the route's pattern could "
 	    "not be matched against this path");
 	return (-1);
 }
 
-/* Decide a verify_path request for route r: 204 with the identity. */
+/* An allowed verify_path request: 204 with the identity. */
 static void
-conn_verify_decide(struct conn *c, const struct route *r)
+conn_verified(struct conn *c)
 {
-	if (conn_authorize(c, r, 1)) {
-		/*
-		 * nginx takes the identity from the 204 (auth_request_set),
-		 * after the rate headers (CONN_EXTRA_MAX holds both).
-		 */
-		memcpy(c->c_extra + c->c_extralen, c->c_ident, c->c_identlen);
-		c->c_extralen += c->c_identlen;
-		conn_refuse_request(c, 204, NULL, NULL);
-	}
+	/*
+	 * nginx takes the identity from the 204 (auth_request_set), after
+	 * the rate headers (CONN_EXTRA_MAX holds both).
+	 */
+	memcpy(c->c_extra + c->c_extralen, c->c_ident, c->c_identlen);
+	c->c_extralen += c->c_identlen;
+	conn_refuse(c, 204, NULL, NULL);
 }
 
 /*
@@ -992,34 +1263,31 @@ conn_verify(struct conn *c)
 	int				 mbit;
 
 	if (auth_verify_target(&c->c_msg, &mbit, &path, &len, &cause) == -1) {
-		conn_refuse_request(c, 400, "bad_request", cause);
+		conn_refuse(c, 400, "bad_request", cause);
 		return;
 	}
 	if (conn_normalize(c, path, len, &len, &cause) == -1) {
-		conn_refuse_request(c, 400, "bad_request", cause);
+		conn_refuse(c, 400, "bad_request", cause);
 		return;
 	}
 	if (conn_route(c, mbit, path, len, &r) == -1)
 		return;
 	if (r == NULL) {
-		conn_refuse_request(c, 404, "no_route",
+		conn_refuse(c, 404, "no_route",
 		    "no route matches this method and path");
 		return;
 	}
 	c->c_route = r->r_index;
-	conn_verify_decide(c, r);
+	conn_decide(c, r, 1);
 }
 
-/* A complete header section: choose the route and act on it. */
+/* A request begins: what its header section says about it. */
 static void
-conn_dispatch(struct conn *c)
+conn_start_request(struct conn *c)
 {
 	struct worker		*w = c->c_w;
 	struct config		*conf = w->w_conf;
 	struct http_msg		*m = &c->c_msg;
-	struct evbuffer		*in = c->c_in;
-	const struct route	*r;
-	const char		*cause;
 
 	conn_remember(c);
 	c->c_minor = m->hm_minor;
@@ -1033,6 +1301,19 @@ conn_dispatch(struct conn *c)
 	if (c->c_body == HTTP_BODY_LENGTH && c->c_body_left == 0)
 		c->c_body = HTTP_BODY_NONE;
 	http_chunked_init(&c->c_chunked);
+}
+
+/*
+ * Route the request: the admin API, verify_path, or the first route
+ * matching its method and normalised path, which decides it.
+ */
+static void
+conn_route_request(struct conn *c)
+{
+	struct config		*conf = c->c_w->w_conf;
+	struct http_msg		*m = &c->c_msg;
+	const struct route	*r;
+	const char		*cause;
 
 	if (c->c_admin) {
 		conn_admin(c);
@@ -1040,7 +1321,6 @@ conn_dispatch(struct conn *c)
 	}
 	if (c->c_body == HTTP_BODY_LENGTH && conf->c_max_body_size > 0 &&
 	    c->c_body_left > conf->c_max_body_size) {
-		evbuffer_drain(in, m->hm_hdrlen);
 		conn_fail(c, 413, "the request body is larger than "
 		    "max_body_size");
 		return;
@@ -1048,7 +1328,6 @@ conn_dispatch(struct conn *c)
 	/* Normalised in place: routes and the upstream see the same path. */
 	if (m->hm_pathlen > 0 && m->hm_path[0] == '/' && conn_normalize(c,
 	    m->hm_path, m->hm_pathlen, &m->hm_pathlen, &cause) == -1) {
-		evbuffer_drain(in, m->hm_hdrlen);
 		conn_fail(c, 400, cause);
 		return;
 	}
@@ -1056,35 +1335,52 @@ conn_dispatch(struct conn *c)
 	    m->hm_pathlen == strlen(conf->c_verify_path) &&
 	    memcmp(m->hm_path, conf->c_verify_path, m->hm_pathlen) == 0) {
 		conn_verify(c);
-		if (c->c_state != CONN_AUTHWAIT)
-			evbuffer_drain(in, m->hm_hdrlen);
 		return;
 	}
-	if (conn_route(c, m->hm_mbit, m->hm_path, m->hm_pathlen, &r) == -1) {
-		evbuffer_drain(in, m->hm_hdrlen);
+	if (conn_route(c, m->hm_mbit, m->hm_path, m->hm_pathlen, &r) == -1)
 		return;
-	}
 	if (r == NULL) {
 		c->c_route = 0;
-		conn_refuse_request(c, 404, "no_route",
+		conn_refuse(c, 404, "no_route",
 		    "no route matches this method and path");
-		evbuffer_drain(in, m->hm_hdrlen);
 		return;
 	}
 	c->c_route = r->r_index;
-	conn_decide(c, r);
+	conn_decide(c, r, 0);
 }
 
-/* Authenticate for route r, then serve or refuse (unless held). */
+/*
+ * A complete header section: the request's steps, then its header bytes
+ * drained from the input, unless it is held (its parsed header still
+ * points into them).
+ */
 static void
-conn_decide(struct conn *c, const struct route *r)
+conn_dispatch(struct conn *c)
 {
-	if (conn_authorize(c, r, 0)) {
-		conn_serve(c, r);	/* drains the header itself */
-		return;
-	}
+	conn_start_request(c);
+	conn_route_request(c);
 	if (c->c_state != CONN_AUTHWAIT)
 		evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
+}
+
+/*
+ * Decide the request for route r (verify: a verify_path request):
+ * authenticate, limit, then forward it (or answer 204 for verify).
+ * Each step that refuses has queued and finished its answer.
+ */
+static void
+conn_decide(struct conn *c, const struct route *r, int verify)
+{
+	struct auth_result	 ar;
+	int64_t			 now = util_mono_us() / 1000;
+
+	if (!conn_authenticate(c, r, verify, now, &ar) ||
+	    !conn_limit(c, r, now, &ar))
+		return;
+	if (verify)
+		conn_verified(c);
+	else
+		conn_forward(c, r);
 }
 
 /*
@@ -1138,12 +1434,9 @@ static void
 conn_redecide(struct conn *c)
 {
 	c->c_state = CONN_HEADERS;
-	if (c->c_hold_verify) {
-		conn_verify_decide(c, c->c_hold_route);
-		if (c->c_state != CONN_AUTHWAIT)
-			evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
-	} else
-		conn_decide(c, c->c_hold_route);
+	conn_decide(c, c->c_hold_route, c->c_hold_verify);
+	if (c->c_state != CONN_AUTHWAIT)
+		evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
 }
 
 /*
@@ -1244,7 +1537,7 @@ static void
 conn_consume(struct conn *c, size_t n)
 {
 	if (c->c_up != NULL && c->c_state == CONN_BODY)
-		proxy_body(c, n);
+		proxy_body(c->c_up, c->c_in, n);
 	else if (c->c_adm != NULL && c->c_state == CONN_BODY)
 		conn_admin_move(c, n);
 	else
@@ -1275,25 +1568,27 @@ conn_chunked(struct conn *c, struct evbuffer *in)
 {
 	struct evbuffer_iovec	 v[8];
 	http_data_cb		 cb = NULL;
+	void			*arg = c;
 	ssize_t			 used, total = 0;
 	int			 n, proxied, more;
 
 	proxied = c->c_up != NULL && c->c_state == CONN_BODY;
-	if (proxied)
+	if (proxied) {
 		cb = proxy_body_chunk;
-	else if (c->c_adm != NULL && c->c_state == CONN_BODY)
+		arg = c->c_up;
+	} else if (c->c_adm != NULL && c->c_state == CONN_BODY)
 		cb = conn_admin_chunk;
 	do {
 		n = evbuffer_peek(in, -1, NULL, v, 8);
-		used = http_chunked_feedv(&c->c_chunked, v, n < 8 ? n : 8, cb, c,
-		    &more);
+		used = http_chunked_feedv(&c->c_chunked, v, n < 8 ? n : 8, cb,
+		    arg, &more);
 		if (used < 0)
 			return (-1);
 		evbuffer_drain(in, (size_t)used);
 		total += used;
 	} while (more && evbuffer_get_length(in) > 0);
 	if (proxied)
-		proxy_body_flush(c);
+		proxy_body_flush(c->c_up);
 	c->c_body_bytes = c->c_chunked.hc_payload;
 	return (total);
 }
@@ -1351,15 +1646,17 @@ conn_body(struct conn *c)
 	c->c_body = HTTP_BODY_NONE;
 	if (c->c_up != NULL && c->c_state == CONN_BODY) {
 		/* The upstream's answer finishes the request (proxy.c). */
-		proxy_body_done(c);
+		c->c_state = CONN_PROXY;
 		evtimer_del(c->c_timer);
+		proxy_body_done(c->c_up);
 		return (1);
 	}
 	if (c->c_state == CONN_BODY && c->c_adm != NULL)
 		conn_admin_respond(c);
 	else if (c->c_state == CONN_BODY)
 		conn_echo_respond(c);
-	conn_next(c);
+	else
+		conn_next(c);	/* a discarded body: answered already */
 	return (1);
 }
 
@@ -1368,7 +1665,7 @@ conn_body(struct conn *c)
  * close once the response is written.  Reading pauses while too much output
  * waits for the client.
  */
-void
+static void
 conn_next(struct conn *c)
 {
 	struct worker	*w = c->c_w;
@@ -1384,7 +1681,7 @@ conn_next(struct conn *c)
 	}
 	c->c_state = CONN_IDLE;
 	conn_timer(c, w->w_tv_idle);
-	if (evbuffer_get_length(c->c_out) > SERVER_MAX_OUTPUT) {
+	if (evbuffer_get_length(c->c_out) > IO_MAX_OUTPUT) {
 		c->c_paused = 1;
 		conn_reading(c, 0);
 	}
@@ -1418,7 +1715,7 @@ conn_begin(struct conn *c)
 }
 
 /* Work through the input as far as it goes. */
-void
+static void
 conn_process(struct conn *c)
 {
 	struct evbuffer	*in = c->c_in;
@@ -1472,16 +1769,11 @@ conn_process(struct conn *c)
  * not move).  Each is cleared by the party that set it, which then calls
  * this again.
  */
-void
+static void
 conn_reading(struct conn *c, int on)
 {
-	on = on && !c->c_eof && !c->c_paused && !c->c_upwait &&
-	    !c->c_pipewait && c->c_state != CONN_AUTHWAIT;
-	if (on && !c->c_reading)
-		event_add(c->c_ev_read, NULL);
-	else if (!on && c->c_reading)
-		event_del(c->c_ev_read);
-	c->c_reading = on;
+	io_reading(&c->c_io, on && !c->c_eof && !c->c_paused &&
+	    !c->c_upwait && !c->c_pipewait && c->c_state != CONN_AUTHWAIT);
 }
 
 /*
@@ -1493,7 +1785,7 @@ conn_reading(struct conn *c, int on)
 static void
 conn_linger(struct conn *c)
 {
-	shutdown(c->c_fd, SHUT_WR);
+	io_shutdown(&c->c_io);
 	if (c->c_eof) {
 		c->c_state = CONN_DEAD;
 		return;
@@ -1510,37 +1802,25 @@ conn_linger(struct conn *c)
  * Once everything is out, a closing connection lingers and a paused one
  * reads again, which may queue more responses: hence the loop.
  */
-void
+static void
 conn_flush(struct conn *c)
 {
-	int	 n;
+	int	 rc;
 
 	while (c->c_state != CONN_DEAD) {
-		while (evbuffer_get_length(c->c_out) > 0) {
-			n = evbuffer_write(c->c_out, c->c_fd);
-			if (n > 0)
-				continue;
-			if (n == -1 && (errno == EAGAIN || errno == EINTR))
-				break;
+		if ((rc = io_flush(&c->c_io)) == -1) {
 			c->c_state = CONN_DEAD;		/* EPIPE, ECONNRESET */
 			return;
 		}
-		if (evbuffer_get_length(c->c_out) > 0) {
-			if (!c->c_writing)
-				event_add(c->c_ev_write, c->c_w->w_tv_send);
-			c->c_writing = 1;
-			return;
-		}
-		if (c->c_writing)
-			event_del(c->c_ev_write);
-		c->c_writing = 0;
+		if (rc == 0)
+			return;			/* the write event goes on */
 		if (c->c_state == CONN_CLOSING) {
 			conn_linger(c);
 			return;
 		}
 		if (c->c_up != NULL) {
 			/* A proxied response goes on once the client reads. */
-			if (!proxy_client_drained(c))
+			if (!proxy_client_drained(c->c_up))
 				return;
 			continue;
 		}
@@ -1593,11 +1873,11 @@ conn_eof(struct conn *c)
  * Another party (the upstream side) changed the connection's state: serve
  * what can be served, write what is queued, free it if it is done.
  */
-void
-conn_kick(struct conn *c)
+static void
+conn_kick(void *arg)
 {
-	if (c == NULL)
-		return;
+	struct conn	*c = arg;
+
 	if (c->c_state != CONN_DEAD) {
 		conn_process(c);
 		conn_flush(c);
@@ -1607,42 +1887,45 @@ conn_kick(struct conn *c)
 }
 
 /*
- * Readable: one readv() of up to SERVER_READ_SIZE bytes, then serve what
- * it completed.  The space is reserved as two vectors, the room left in
- * the last chain and a new chain: with one vector libevent may instead
- * move a partly received request head within its chain or copy it to a
- * larger one, leaving behind a copy of its credentials that nothing wipes.
+ * A TLS connection's handshake, counted once it completed (resumed or
+ * not), or as failed when the connection ends without one.  Failures are
+ * logged at debug level only: scanners and plain-HTTP clients on a TLS
+ * port make them all the time.
  */
 static void
-conn_read_cb(evutil_socket_t fd, short what, void *arg)
+conn_tls_count(struct conn *c, int closing)
 {
-	struct conn		*c = arg;
-	struct evbuffer_iovec	 v[2];
-	struct iovec		 iov[2];
-	size_t			 want = SERVER_READ_SIZE, left;
-	ssize_t			 n;
-	int			 i, nv;
+	struct shm_worker	*st = c->c_w->w_stats;
 
-	if ((nv = evbuffer_reserve_space(c->c_in, SERVER_READ_SIZE, v,
-	    2)) < 1) {
-		conn_free(c);
+	if (!c->c_tls || c->c_tls_counted)
 		return;
+	if (io_handshaken(&c->c_io)) {
+		SHM_ADD(&st->sw_tls_handshakes, 1);
+		if (io_tls_resumed(&c->c_io))
+			SHM_ADD(&st->sw_tls_resumed, 1);
+		c->c_tls_counted = 1;
+	} else if (closing) {
+		SHM_ADD(&st->sw_tls_failures, 1);
+		log_debug("%s: TLS handshake with %s failed: %s", __func__,
+		    c->c_client, c->c_io.io_why != NULL ? c->c_io.io_why :
+		    "connection closed");
+		c->c_tls_counted = 1;
 	}
-	for (i = 0; i < nv; i++) {
-		iov[i].iov_base = v[i].iov_base;
-		iov[i].iov_len = v[i].iov_len < want ? v[i].iov_len : want;
-		want -= iov[i].iov_len;
-	}
-	n = readv(fd, iov, nv);
-	if (n > 0) {
-		for (i = 0, left = (size_t)n; i < nv; i++) {
-			v[i].iov_len = iov[i].iov_len < left ? iov[i].iov_len :
-			    left;
-			left -= v[i].iov_len;
-		}
-		evbuffer_commit_space(c->c_in, v, nv);
+}
+
+/* Readable: one read, then serve what it completed. */
+static void
+conn_on_read(void *arg)
+{
+	struct conn	*c = arg;
+	ssize_t		 n;
+
+	n = io_read(&c->c_io);
+	if (c->c_tls && !c->c_tls_counted)
+		conn_tls_count(c, 0);
+	if (n > 0)
 		conn_process(c);
-	} else if (n == 0)
+	else if (n == 0)
 		conn_eof(c);
 	else if (errno != EAGAIN && errno != EINTR)
 		c->c_state = CONN_DEAD;
@@ -1654,17 +1937,19 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Writable again, or no progress for send_timeout. */
 static void
-conn_write_cb(evutil_socket_t fd, short what, void *arg)
+conn_on_write(void *arg, int timedout)
 {
 	struct conn	*c = arg;
 
-	if (what & EV_TIMEOUT)
+	if (timedout)
 		c->c_state = CONN_DEAD;
 	else
 		conn_flush(c);
 	if (c->c_state == CONN_DEAD)
 		conn_free(c);
 }
+
+static const struct io_ops conn_io_ops = { conn_on_read, conn_on_write };
 
 /* The connection's timer: what it means depends on the state. */
 static void
@@ -1699,26 +1984,24 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Close and free a connection; the worker may now accept again or exit. */
-void
+static void
 conn_free(struct conn *c)
 {
 	struct worker	*w = c->c_w;
 
-	proxy_detach(c);
+	if (c->c_up != NULL)
+		proxy_detach(c->c_up);
+	conn_tls_count(c, 1);
 	conn_idle_remove(c);
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
 	w->w_nconns--;
 	SHM_SUB(&w->w_stats->sw_active, 1);
 	event_free(c->c_timer);
-	event_free(c->c_ev_read);
-	event_free(c->c_ev_write);
 	/* Unread input (a cut head, pipelined requests) may hold secrets. */
 	conn_wipe_drain(c->c_in, evbuffer_get_length(c->c_in));
 	if (c->c_pending != NULL)
 		conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
-	evbuffer_free(c->c_in);
-	evbuffer_free(c->c_out);
-	close(c->c_fd);
+	io_free(&c->c_io);
 	if (c->c_pending != NULL)
 		evbuffer_free(c->c_pending);
 	conn_admin_free(c);
@@ -1736,38 +2019,31 @@ conn_free(struct conn *c)
 	server_listen_update(w);
 }
 
-/* The connection's memory, events and buffers; NULL if out of memory. */
+/*
+ * The connection's memory, timer and io on fd (ssl: TLS, owned from now
+ * on, or NULL); NULL if out of memory (then nothing is owned).
+ */
 static struct conn *
-conn_alloc(struct worker *w, int fd)
+conn_alloc(struct worker *w, int fd, SSL *ssl)
 {
 	struct conn	*c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return (NULL);
 	c->c_w = w;
-	c->c_fd = fd;
-	c->c_timer = evtimer_new(w->w_base, conn_timer_cb, c);
-	c->c_ev_read = event_new(w->w_base, fd, EV_READ | EV_PERSIST,
-	    conn_read_cb, c);
-	c->c_ev_write = event_new(w->w_base, fd, EV_WRITE | EV_PERSIST,
-	    conn_write_cb, c);
-	c->c_in = evbuffer_new();
-	c->c_out = evbuffer_new();
-	if (c->c_timer == NULL || c->c_ev_read == NULL ||
-	    c->c_ev_write == NULL || c->c_in == NULL || c->c_out == NULL) {
-		if (c->c_timer != NULL)
-			event_free(c->c_timer);
-		if (c->c_ev_read != NULL)
-			event_free(c->c_ev_read);
-		if (c->c_ev_write != NULL)
-			event_free(c->c_ev_write);
-		if (c->c_in != NULL)
-			evbuffer_free(c->c_in);
-		if (c->c_out != NULL)
-			evbuffer_free(c->c_out);
+	if ((c->c_timer = evtimer_new(w->w_base, conn_timer_cb, c)) == NULL) {
 		free(c);
 		return (NULL);
 	}
+	if (io_init(&c->c_io, w->w_base, fd, ssl, &conn_io_ops, c,
+	    w->w_tv_send) == -1) {
+		event_free(c->c_timer);
+		free(c);
+		return (NULL);
+	}
+	c->c_in = c->c_io.io_in;
+	c->c_out = c->c_io.io_out;
+	c->c_tls = ssl != NULL;
 	return (c);
 }
 
@@ -1802,9 +2078,9 @@ server_listen_update(struct worker *w)
 		return;
 	for (i = 0; i < w->w_nlisteners; i++) {
 		if (on)
-			evconnlistener_enable(w->w_listeners[i]);
+			evconnlistener_enable(w->w_listeners[i].sl_lev);
 		else
-			evconnlistener_disable(w->w_listeners[i]);
+			evconnlistener_disable(w->w_listeners[i].sl_lev);
 	}
 	w->w_accepting = on;
 }
@@ -1833,25 +2109,15 @@ server_reuse(struct worker *w)
 	conn_free(c);
 }
 
-/* A new connection from a listener. */
+/* The client's address, as text and as bytes (IPv4-mapped as IPv4). */
 static void
-server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+conn_address(struct conn *c, const struct sockaddr *sa)
 {
-	struct worker	*w = arg;
-	struct conn	*c;
-	int		 one = 1;
 	const void	*addr;
 
-	server_reuse(w);
-	if ((c = conn_alloc(w, fd)) == NULL) {
-		log_warnx("out of memory accepting a connection");
-		close(fd);
-		return;
-	}
 	addr = sa->sa_family == AF_INET6 ?
-	    (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr :
-	    (const void *)&((struct sockaddr_in *)sa)->sin_addr;
+	    (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr :
+	    (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
 	if (inet_ntop(sa->sa_family, addr, c->c_client,
 	    sizeof(c->c_client)) == NULL)
 		snprintf(c->c_client, sizeof(c->c_client), "unknown");
@@ -1863,8 +2129,38 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		c->c_iplen = 4;
 	}
 	memcpy(c->c_ip, addr, c->c_iplen);
+}
+
+/* A new connection from a listener (TLS: its handshake comes first). */
+static void
+server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct server_listener	*sl = arg;
+	struct worker		*w = sl->sl_w;
+	struct conn		*c;
+	SSL			*ssl = NULL;
+	int			 one = 1;
+
+	(void)l;
+	(void)salen;
+	server_reuse(w);
+	if (sl->sl_tls && ((ssl = tls_server_ssl(w->w_conf->c_tls)) == NULL ||
+	    SSL_set_fd(ssl, fd) != 1)) {
+		log_warnx("out of memory accepting a TLS connection");
+		SSL_free(ssl);
+		close(fd);
+		return;
+	}
+	if ((c = conn_alloc(w, fd, ssl)) == NULL) {
+		log_warnx("out of memory accepting a connection");
+		SSL_free(ssl);
+		close(fd);
+		return;
+	}
+	conn_address(c, sa);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->c_admin = l == w->w_admin_listener;
+	c->c_admin = sl->sl_admin;
 	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
 	w->w_nconns++;
 	SHM_ADD(&w->w_stats->sw_accepted, 1);
@@ -1872,7 +2168,7 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 	conn_reading(c, 1);
 	c->c_state = CONN_IDLE;
-	/* The first request gets header_timeout, as in nginx. */
+	/* The first request (and a TLS handshake) gets header_timeout. */
 	conn_timer(c, w->w_tv_header);
 	conn_idle_add(c);
 	server_listen_update(w);
@@ -1890,7 +2186,8 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 static void
 server_accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	struct worker	*w = arg;
+	struct server_listener	*sl = arg;
+	struct worker		*w = sl->sl_w;
 	struct timeval	 tv;
 	int		 err = EVUTIL_SOCKET_ERROR();
 
@@ -1937,8 +2234,9 @@ server_stop(struct worker *w)
 	if (w->w_stopping)
 		return;
 	w->w_stopping = 1;
+	proxy_stopping(w->w_proxy);
 	for (i = 0; i < w->w_nlisteners; i++)
-		evconnlistener_free(w->w_listeners[i]);
+		evconnlistener_free(w->w_listeners[i].sl_lev);
 	w->w_nlisteners = 0;
 	w->w_accepting = 0;
 	if (w->w_accept_timer != NULL)
@@ -2064,6 +2362,7 @@ server_setup(struct worker *w)
 {
 	static const int	 sigs[] = { SIGTERM, SIGQUIT, SIGUSR1 };
 	struct config		*conf = w->w_conf;
+	struct server_listener	*sl;
 	char			 err[256];
 	size_t			 i;
 	int			 idle;
@@ -2095,7 +2394,8 @@ server_setup(struct worker *w)
 	if (w->w_stop_timer == NULL || w->w_parent_timer == NULL ||
 	    w->w_accept_timer == NULL)
 		return (-1);
-	if (proxy_init(w) == -1)
+	if ((w->w_proxy = proxy_new(w->w_base, conf, &w->w_limits,
+	    w->w_scanmax)) == NULL)
 		return (-1);
 	if (server_keys_setup(w) == -1)
 		return (-1);
@@ -2105,16 +2405,16 @@ server_setup(struct worker *w)
 		return (-1);
 	}
 	for (i = 0; i < w->w_env->se_nlfds && i < SERVER_MAX_LISTENERS; i++) {
-		w->w_listeners[i] = evconnlistener_new(w->w_base,
-		    server_accept_cb, w, LEV_OPT_CLOSE_ON_FREE, 0,
-		    w->w_env->se_lfds[i]);
-		if (w->w_listeners[i] == NULL)
+		sl = &w->w_listeners[i];
+		sl->sl_w = w;
+		sl->sl_tls = config_listen(conf, i)->la_tls;
+		sl->sl_admin = conf->c_admin && i == conf->c_nlisten;
+		sl->sl_lev = evconnlistener_new(w->w_base, server_accept_cb, sl,
+		    LEV_OPT_CLOSE_ON_FREE, 0, w->w_env->se_lfds[i]);
+		if (sl->sl_lev == NULL)
 			return (-1);
-		evconnlistener_set_error_cb(w->w_listeners[i],
-		    server_accept_error_cb);
+		evconnlistener_set_error_cb(sl->sl_lev, server_accept_error_cb);
 		w->w_nlisteners++;
-		if (conf->c_admin && i == conf->c_nlisten)
-			w->w_admin_listener = w->w_listeners[i];
 	}
 	w->w_accepting = 1;
 	return (0);
@@ -2132,7 +2432,7 @@ server_teardown(struct worker *w)
 		conn_free(c);
 	}
 	for (i = 0; i < w->w_nlisteners; i++)
-		evconnlistener_free(w->w_listeners[i]);
+		evconnlistener_free(w->w_listeners[i].sl_lev);
 	for (i = 0; i < 3; i++)
 		if (w->w_sigs[i] != NULL)
 			event_free(w->w_sigs[i]);
@@ -2142,7 +2442,8 @@ server_teardown(struct worker *w)
 		event_free(w->w_parent_timer);
 	if (w->w_accept_timer != NULL)
 		event_free(w->w_accept_timer);
-	proxy_teardown(w);
+	proxy_free(w->w_proxy);
+	w->w_proxy = NULL;
 	jwtauth_free(w->w_jwt);		/* wipes the cached identities */
 	w->w_jwt = NULL;
 	journal_close(&w->w_journal);

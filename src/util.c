@@ -85,6 +85,15 @@ util_mono_us(void)
 	return ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 }
 
+
+/* ms milliseconds as a timeval, for libevent timers. */
+void
+util_ms_timeval(int64_t ms, struct timeval *tv)
+{
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)(ms % 1000 * 1000);
+}
+
 /* Length of a valid UTF-8 sequence starting at s (at most n bytes), or 0. */
 static size_t
 utf8_seqlen(const unsigned char *s, size_t n)

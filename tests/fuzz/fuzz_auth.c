@@ -255,7 +255,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
-	rv = auth_check(&r, &m, &fuzz_ks, keyhdr, FUZZ_NOW, NULL, NULL, &ar);
+	rv = auth_check(&r, &m, &fuzz_ks, keyhdr, FUZZ_NOW, NULL, &ar);
+	if (rv == 0)
+		rv = auth_limit(&r, NULL, &fuzz_ks, NULL, FUZZ_NOW, &ar);
 	fuzz_check(&m, &ar, rv);
 	for (i = 0; i < m.hm_nheaders && i < 4; i++) {
 		rv = auth_check_secret(&fuzz_ks, m.hm_headers[i].h_value,

@@ -100,7 +100,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    ROUTE_AUTH_API_KEY : ROUTE_AUTH_APP_KEY;
 	r.r_auth[1] = ROUTE_AUTH_ANONYMOUS;
 	r.r_nauth = plen > 1 && path[1] == 'a' ? 2 : 1;
-	st = auth_check(&r, &m, NULL, "x-api-key", 0, NULL, NULL, &ar);
+	st = auth_check(&r, &m, NULL, "x-api-key", 0, NULL, &ar);
 	FUZZ_ASSERT(st == ar.ar_status);
 	FUZZ_ASSERT(st == 0 || st == 401 || st == 403);
 	FUZZ_ASSERT(st != 0 || ar.ar_scheme == ROUTE_AUTH_ANONYMOUS);

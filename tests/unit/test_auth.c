@@ -69,6 +69,21 @@
 
 #define MAXKEYS		16
 
+
+/*
+ * The server's two steps for a request: authenticate, then (if allowed)
+ * the rate limit, which also counts an allowed key's use.
+ */
+static int
+decide(const struct route *r, const struct http_msg *m, struct keystore *ks,
+    const char *key_header, int64_t now, const struct auth_rate *ra,
+    const struct auth_jwt *jwt, struct auth_result *ar)
+{
+	if (auth_check(r, m, ks, key_header, now, jwt, ar) != 0)
+		return (ar->ar_status);
+	return (auth_limit(r, ra, ks, jwt, now, ar));
+}
+
 static void		*region;
 static struct keystore	 ks;
 static void		*rate_ipregion;	/* client address table */
@@ -601,7 +616,7 @@ run_case(const struct acase *t)
 	route_make(&r, t->auth, t->scopes, scopes, sizeof(scopes));
 	request(&m, buf, sizeof(buf), t->headers, t->basic, t->basiclen);
 	memset(&ar, 0xa5, sizeof(ar));
-	rv = auth_check(&r, &m, &ks, t->keyhdr ? t->keyhdr : "x-api-key",
+	rv = decide(&r, &m, &ks, t->keyhdr ? t->keyhdr : "x-api-key",
 	    t->now ? t->now : NOW, NULL, NULL, &ar);
 	if (rv != t->status || ar.ar_status != t->status)
 		fail_msg("%s: status %d (%s: %s), want %d", t->name, rv,
@@ -689,7 +704,7 @@ check(const char *auth, const char *scopes, const char *headers,
 
 	route_make(&r, auth, scopes, sc, sizeof(sc));
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	return (auth_check(&r, &m, &ks, "x-api-key", now, NULL, NULL, &ar));
+	return (decide(&r, &m, &ks, "x-api-key", now, NULL, NULL, &ar));
 }
 
 /*
@@ -749,11 +764,11 @@ test_no_keystore(void **state)
 	(void)state;
 	route_make(&r, "api-key,anonymous", NULL, NULL, 0);
 	request(&m, buf, sizeof(buf), XKEY(S_PLAIN), NULL, 0);
-	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, NULL, NULL, &ar), 401);
+	assert_int_equal(decide(&r, &m, NULL, "x-api-key", NOW, NULL, NULL, &ar), 401);
 	assert_string_equal(ar.ar_code, "invalid_credentials");
 	assert_int_equal(ar.ar_found, 0);
 	request(&m, buf, sizeof(buf), "", NULL, 0);
-	assert_int_equal(auth_check(&r, &m, NULL, "x-api-key", NOW, NULL, NULL, &ar), 0);
+	assert_int_equal(decide(&r, &m, NULL, "x-api-key", NOW, NULL, NULL, &ar), 0);
 	assert_int_equal(ar.ar_scheme, ROUTE_AUTH_ANONYMOUS);
 	assert_int_equal(auth_check_secret(NULL, S_PLAIN, strlen(S_PLAIN),
 	    NULL, NOW, &ar), 401);
@@ -869,7 +884,7 @@ allowed(const char *auth, const char *headers, struct auth_result *ar)
 
 	route_make(&r, auth, NULL, NULL, 0);
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	assert_int_equal(auth_check(&r, &m, &ks, "x-api-key", NOW, NULL, NULL, ar), 0);
+	assert_int_equal(decide(&r, &m, &ks, "x-api-key", NOW, NULL, NULL, ar), 0);
 }
 
 /* Identity headers: exact text, optional lines, size and byte checks. */
@@ -972,7 +987,7 @@ rated(const struct route *r, const char *headers, int64_t now,
 
 	rate_env(&ra, now, ip);
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	return (auth_check(r, &m, &ks, "x-api-key", NOW, &ra, NULL, ar));
+	return (decide(r, &m, &ks, "x-api-key", NOW, &ra, NULL, ar));
 }
 
 /* The headers of ar as a string (static buffer). */
@@ -1294,7 +1309,7 @@ jwt_check(const char *auth, const char *scopes, const char *headers,
 
 	route_make(&r, auth, scopes, sc, sizeof(sc));
 	request(&m, buf, sizeof(buf), headers, NULL, 0);
-	rv = auth_check(&r, &m, &ks, "x-api-key", NOW, ra, &jenv, ar);
+	rv = decide(&r, &m, &ks, "x-api-key", NOW, ra, &jenv, ar);
 	if (rv != 0) {
 		jwt_no_leak(ar->ar_message, headers);
 		if (ar->ar_challenge != NULL)
@@ -1452,7 +1467,7 @@ jwt_rated(const char *auth, int rate, const char *sub, int64_t now,
 	route_make(&r, auth, NULL, NULL, 0);
 	r.r_rate[0] = (uint32_t)rate;
 	request(&m, buf, sizeof(buf), h, NULL, 0);
-	rv = auth_check(&r, &m, &ks, "x-api-key", NOW, &ra, &jenv, ar);
+	rv = decide(&r, &m, &ks, "x-api-key", NOW, &ra, &jenv, ar);
 	free(h);
 	return (rv);
 }
