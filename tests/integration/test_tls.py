@@ -9,9 +9,10 @@ the first one); an RSA and an ECDSA certificate for one name, chosen by
 the TLS 1.2 client's cipher list; TLS 1.2 and 1.3 served, 1.1 refused by
 the server, tls_protocols; ALPN http/1.1; 100 keep-alive requests on one
 TLS connection with X-Forwarded-Proto https (http on the plain listener);
-the access log's "tls" and "tls_resumed"; session resumption across
-workers and across a SIGHUP, none with tls_session_tickets off; a reload
-with a new certificate and with a broken one; keygated -t errors
+the access log's "tls" and "tls_resumed"; the admin listener over TLS;
+session resumption across workers and across a SIGHUP, none with
+tls_session_tickets off; a reload with a new certificate and with a
+broken one; keygated -t errors
 (FILE:LINE) and the expired-certificate warning; https upstreams with the
 right CA, the wrong CA (502), verify=off, sni=, keep-alive; 100 MiB both
 ways with bounded memory; a client that stops inside its ClientHello, a
@@ -544,6 +545,26 @@ def test_forwarded_proto_at_a_real_upstream():
         up.stop()
 
 
+def test_admin_listener_over_tls():
+    d = kg.start(tls_conf(certs=(pki()["a"],), admin="{port3} tls"),
+                 nports=3)
+    d.tls_port = d.ports[1]
+    wait_tls(d)
+    kg.eq(d.admin_port, d.ports[2], "admin port")
+    auth = "Authorization: Bearer %s" % kg.ADMIN_TOKEN
+    with TLSConn(d.admin_port) as c:
+        r = c.get("/v1/keys", headers=[tuple(auth.split(": ", 1))])
+        kg.eq(r.status, 200, "GET /v1/keys over TLS (body %r)" % r.body[:200])
+        r = c.get("/v1/keys")
+        kg.check_refusal(r, 401, "unauthorized", "no token over TLS")
+    with kg.Conn(d.admin_port) as c:
+        c.send(kg.raw_request("GET", "/v1/keys", headers=[
+            tuple(auth.split(": ", 1))]))
+        got = c.wait_closed(timeout=5.0)
+        kg.check(not got.startswith(b"HTTP/"), "plain HTTP answered on the "
+                 "TLS admin listener: %r" % got[:100])
+
+
 def rid(r):
     v = r.header("x-request-id")
     kg.check(v, "no X-Request-Id in %r" % r)
@@ -960,6 +981,7 @@ if __name__ == "__main__":
         test_alpn,
         test_keepalive_100_requests_and_forwarded_proto,
         test_forwarded_proto_at_a_real_upstream,
+        test_admin_listener_over_tls,
         test_access_log_tls_fields,
         test_resumption_across_workers_and_reload,
         test_session_tickets_off,
