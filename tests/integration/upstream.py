@@ -3,7 +3,8 @@ upstream: a test upstream HTTP/1.1 server for keygate's proxy tests
 (Python 3 standard library only).
 
 Run as a program it listens on 127.0.0.1 (and, with --ipv6, on [::1] with
-the same port) on a port the kernel picks, prints "PORT n" on stdout and
+the same port) on a port the kernel picks (with --tls CERT KEY it speaks
+HTTPS with that certificate instead of HTTP), prints "PORT n" on stdout and
 serves until stdin reaches EOF (so it dies with the test that started it,
 even if that test is killed) or it is killed.  Tests use the Upstream class
 below, which starts it as a subprocess and always kills it.
@@ -63,6 +64,7 @@ import json
 import os
 import select
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -142,6 +144,7 @@ class Stats:
         self.log = []		# last requests: [conn, method, target]
         self.peer_closed = 0	# connections the peer closed
         self.send_failed = 0	# responses cut because the peer went away
+        self.tls_failed = 0	# --tls: handshakes that failed
         if not hasattr(self, "open"):
             self.open = 0	# open now (a gauge, kept by reset), not
 				# counting /_stats and /_reset connections
@@ -155,11 +158,13 @@ class Stats:
                     "log": list(self.log),
                     "peer_closed": self.peer_closed,
                     "send_failed": self.send_failed,
+                    "tls_failed": self.tls_failed,
                     "open": self.open}
 
 
 STATS = Stats()
 NAME = "up"
+TLS_CTX = None		# --tls CERT KEY: the server context
 _conn_seq = [0]
 
 
@@ -501,6 +506,20 @@ def serve_conn(sock):
             pass
 
 
+def serve_tls(sock):
+    """The TLS handshake (in the connection's thread), then serve_conn."""
+    try:
+        sock.settimeout(10)
+        tls = TLS_CTX.wrap_socket(sock, server_side=True)
+        tls.settimeout(None)
+    except (OSError, ssl.SSLError):
+        with STATS.lock:
+            STATS.tls_failed += 1
+        sock.close()
+        return
+    serve_conn(tls)
+
+
 def accept_loop(ls):
     while True:
         try:
@@ -508,7 +527,8 @@ def accept_loop(ls):
         except OSError:
             continue
         s.setblocking(True)
-        threading.Thread(target=serve_conn, args=(s,), daemon=True).start()
+        threading.Thread(target=serve_tls if TLS_CTX else serve_conn,
+                         args=(s,), daemon=True).start()
 
 
 def listen_sockets(ipv6):
@@ -538,8 +558,13 @@ def listen_sockets(ipv6):
 def main(argv):
     global NAME
     ipv6 = "--ipv6" in argv
+    global TLS_CTX
     if "--name" in argv:
         NAME = argv[argv.index("--name") + 1]
+    if "--tls" in argv:
+        i = argv.index("--tls")
+        TLS_CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        TLS_CTX.load_cert_chain(argv[i + 1], argv[i + 2])
     port, socks = listen_sockets(ipv6)
     for s in socks:
         threading.Thread(target=accept_loop, args=(s,), daemon=True).start()
@@ -563,12 +588,16 @@ _lock = threading.Lock()
 class Upstream:
     """An upstream.py subprocess; killed by stop(), stop_all() or at exit."""
 
-    def __init__(self, name="up", ipv6=False, timeout=10.0):
+    def __init__(self, name="up", ipv6=False, timeout=10.0, tls=None):
+        """tls: (CERT, KEY) paths to serve HTTPS with."""
         args = [sys.executable, os.path.abspath(__file__), "--serve",
                 "--name", name]
         if ipv6:
             args.append("--ipv6")
+        if tls is not None:
+            args += ["--tls", tls[0], tls[1]]
         self.name = name
+        self.tls = tls
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
                                      start_new_session=True)
@@ -589,10 +618,17 @@ class Upstream:
                     raise RuntimeError("upstream.py exited at start")
                 line += b
         self.port = int(line.split()[1])
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http",
+                                          self.port)
 
     def _get(self, path):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        if self.tls is not None:
+            # The test's own query: the certificate is not its subject.
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s)
         try:
             s.sendall(("GET %s HTTP/1.1\r\nHost: up\r\nConnection: close"
                        "\r\n\r\n" % path).encode())
