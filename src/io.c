@@ -287,7 +287,7 @@ io_read(struct io *io)
 	struct iovec		 iov[2];
 	size_t			 want = IO_READ_SIZE, left;
 	ssize_t			 n;
-	int			 i, nv, waits = io->io_flags & IO_RD_WANT_WR;
+	int			 i, nv, saved, waits = io->io_flags & IO_RD_WANT_WR;
 
 	if ((nv = evbuffer_reserve_space(io->io_in, IO_READ_SIZE, v, 2)) < 1) {
 		errno = ENOMEM;
@@ -302,10 +302,12 @@ io_read(struct io *io)
 		n = readv(io->io_fd, iov, nv);
 	else {
 		n = io_tls_read(io, iov, nv);
+		saved = errno;
 		if ((io->io_flags & IO_RD_WANT_WR) != waits)
 			io_events(io);
 		if (n > 0 && SSL_pending(io->io_ssl) > 0)
 			event_active(io->io_ev_read, EV_READ, 0);
+		errno = saved;
 	}
 	if (n <= 0)
 		return (n);

@@ -320,8 +320,8 @@ upconn_log(const struct upconn *uc, const char *what)
 	const char	*name = uc->uc_pool->up_u->u_name;
 
 	if (uc->uc_io.io_flags & IO_FAILED)
-		log_warnx("upstream %s: TLS: %s %s", name, uc->uc_io.io_why,
-		    what);
+		log_warnx("upstream %s: TLS: %s; connection %s", name,
+		    uc->uc_io.io_why, what);
 	else
 		log_warnx("upstream %s: connection %s", name, what);
 }
