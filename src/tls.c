@@ -11,6 +11,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -43,6 +44,7 @@
 #define TLS_ALPN_HTTP11_LEN	9
 #define TLS_MAX_KEYTYPES	4	/* RSA, RSA-PSS, EC, Ed25519 ... */
 #define TLS_SEQ_TRIES		1000	/* seqlock reads before giving up */
+#define TLS_MAX_PEM		(1024 * 1024)	/* bytes of a PEM file */
 
 /* One context: the certificates of one set of names, one per key type. */
 struct tls_ctx {
@@ -224,6 +226,30 @@ tls_cert_dates(X509 *x, const char *file, int line, const char *path)
 }
 
 /*
+ * Open path for reading if it is a regular file of at most TLS_MAX_PEM
+ * bytes (a device or a FIFO named by mistake would never end or never
+ * come); NULL with the reason in *why.
+ */
+static FILE *
+tls_open_pem(const char *path, const char **why)
+{
+	struct stat	 st;
+	FILE		*f;
+
+	if ((f = fopen(path, "re")) == NULL) {
+		*why = strerror(errno);
+		return (NULL);
+	}
+	if (fstat(fileno(f), &st) == -1 || !S_ISREG(st.st_mode) ||
+	    st.st_size > TLS_MAX_PEM) {
+		*why = "not a regular file of at most 1 MiB";
+		fclose(f);
+		return (NULL);
+	}
+	return (f);
+}
+
+/*
  * Read the first certificate of path (the leaf) and its private key at
  * keypath, and check that they belong together.
  */
@@ -231,22 +257,23 @@ static int
 tls_read_pair(const struct tls_cert_conf *tc, const char *file, X509 **xp,
     EVP_PKEY **kp, char *err, size_t errlen)
 {
-	FILE	*f;
+	FILE		*f;
+	const char	*why;
 
 	*xp = NULL;
 	*kp = NULL;
-	if ((f = fopen(tc->tc_cert, "re")) == NULL)
+	if ((f = tls_open_pem(tc->tc_cert, &why)) == NULL)
 		return (tls_err(err, errlen, file, tc->tc_line, "tls_certificate: "
-		    "cannot open %s: %s", tc->tc_cert, strerror(errno)));
+		    "cannot open %s: %s", tc->tc_cert, why));
 	*xp = PEM_read_X509(f, NULL, tls_no_password, NULL);
 	fclose(f);
 	if (*xp == NULL)
 		return (tls_err(err, errlen, file, tc->tc_line, "tls_certificate: "
 		    "%s is not a PEM certificate (%s)", tc->tc_cert,
 		    tls_reason()));
-	if ((f = fopen(tc->tc_key, "re")) == NULL)
+	if ((f = tls_open_pem(tc->tc_key, &why)) == NULL)
 		return (tls_err(err, errlen, file, tc->tc_line, "tls_certificate: "
-		    "cannot open %s: %s", tc->tc_key, strerror(errno)));
+		    "cannot open %s: %s", tc->tc_key, why));
 	*kp = PEM_read_PrivateKey(f, NULL, tls_no_password, NULL);
 	fclose(f);
 	if (*kp == NULL) {
@@ -648,8 +675,16 @@ int
 tls_upstream_build(struct upstream *u, const char *file, char *err,
     size_t errlen)
 {
-	SSL_CTX	*ctx;
+	SSL_CTX		*ctx;
+	FILE		*f;
+	const char	*why;
 
+	if (u->u_ca != NULL) {
+		if ((f = tls_open_pem(u->u_ca, &why)) == NULL)
+			return (tls_err(err, errlen, file, u->u_line, "upstream "
+			    "\"%s\": ca %s: %s", u->u_name, u->u_ca, why));
+		fclose(f);
+	}
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
 		return (tls_err(err, errlen, file, u->u_line, "upstream \"%s\": "
 		    "cannot make a TLS context: %s", u->u_name, tls_reason()));

@@ -248,6 +248,16 @@ test_build_errors(void **state)
 	    "%s/missing.key: No such file or directory", t.dir);
 	assert_string_equal(conf_err("listen 8443 tls\ntls_certificate "
 	    "%s %s/missing.key\n", t.rsa_pem, t.dir), want);
+	assert_string_equal(conf_err("listen 8443 tls\ntls_certificate "
+	    "/dev/zero %s\n", t.rsa_keypem), NAME ":2: tls_certificate: cannot "
+	    "open /dev/zero: not a regular file of at most 1 MiB");
+	snprintf(want, sizeof(want), NAME ":2: tls_certificate: cannot open "
+	    "%s: not a regular file of at most 1 MiB", t.dir);
+	assert_string_equal(conf_err("listen 8443 tls\ntls_certificate %s "
+	    "%s\n", t.rsa_pem, t.dir), want);
+	assert_string_equal(conf_err("\nupstream u https://127.0.0.1 "
+	    "ca=/dev/zero\n"), NAME ":2: upstream \"u\": ca /dev/zero: not a "
+	    "regular file of at most 1 MiB");
 	snprintf(want, sizeof(want), NAME ":2: tls_certificate: %s is not a "
 	    "PEM certificate (no start line)", t.junk);
 	assert_string_equal(conf_err("listen 8443 tls\ntls_certificate %s "
