@@ -32,7 +32,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 #include "http.h"
@@ -40,6 +42,7 @@
 #include "jwt.h"
 #include "ratelimit.h"
 #include "route.h"
+#include "tls.h"
 #include "util.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
@@ -123,6 +126,12 @@ static int	 dir_rate_limit(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_jwt_provider(struct parser *, const struct directive *,
 		    char **, int);
+static int	 dir_tls_certificate(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_tls_protocols(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_tls_ciphers(struct parser *, const struct directive *,
+		    char **, int);
 static int	 route_scopes(struct parser *, struct route *, const char *);
 static int	 split_words(struct parser *, char *, char **, int *);
 static int	 perr(struct parser *, const char *, ...)
@@ -198,12 +207,21 @@ static const struct directive directives[] = {
 	FUNC("api_key_header", 1, 1, dir_api_key_header, 0, 0, "X-API-KEY", 0),
 	RATE("rate_limit", c_rate, RATE_DEFAULT),
 	RATE("anonymous_rate_limit", c_anon_rate, "off"),
-	FUNC("admin_listen", 1, 1, dir_admin_listen, 0, 0, "127.0.0.1:8081", 0),
+	FUNC("admin_listen", 1, 2, dir_admin_listen, 0, 0, "127.0.0.1:8081", 0),
 	FUNC("admin_token_file", 1, 1, dir_admin_token_file, 0, 0, NULL, 0),
 	FUNC("verify_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
 	FUNC("jwt_provider", 1, -1, dir_jwt_provider, 0, 0, NULL, D_REPEAT),
-	FUNC("upstream", 2, 5, dir_upstream, 0, 0, NULL, D_REPEAT),
+	FUNC("upstream", 2, 8, dir_upstream, 0, 0, NULL, D_REPEAT),
 	FUNC("route", 3, -1, dir_route, 0, 0, NULL, D_REPEAT),
+	FUNC("tls_certificate", 2, 2, dir_tls_certificate, 0, 0, NULL,
+	    D_REPEAT),
+	FUNC("tls_protocols", 1, 2, dir_tls_protocols, 0, 0,
+	    "TLSv1.2 TLSv1.3", 0),
+	FUNC("tls_ciphers", 1, 1, dir_tls_ciphers, 0, 0, TLS_CIPHERS_DEFAULT,
+	    0),
+	FUNC("tls_ciphersuites", 1, 1, dir_tls_ciphers, 0, 0,
+	    TLS_CIPHERSUITES_DEFAULT, 0),
+	ENUM("tls_session_tickets", c_tls_tickets, off_on, "on"),
 };
 
 /* Names a route refers to, resolved once the whole file is read. */
@@ -434,10 +452,7 @@ dir_listen(struct parser *p, const struct directive *d, char **argv, int argc)
 	struct listen_addr	 la, *nl;
 	size_t			 i;
 
-	if (argc == 2 && strcmp(argv[1], "tls") == 0)
-		return (perr(p, "TLS listeners are not available in this "
-		    "version"));
-	if (argc == 2)
+	if (argc == 2 && strcmp(argv[1], "tls") != 0)
 		return (perr(p, "\"listen\": unknown parameter \"%s\"",
 		    argv[1]));
 	if (c->c_nlisten == CONFIG_MAX_LISTEN)
@@ -455,6 +470,7 @@ dir_listen(struct parser *p, const struct directive *d, char **argv, int argc)
 			    c->c_listen[i].la_line));
 	snprintf(la.la_name, sizeof(la.la_name), "%s", argv[0]);
 	la.la_line = p->p_line;
+	la.la_tls = argc == 2;
 	nl = reallocarray(c->c_listen, c->c_nlisten + 1, sizeof(*nl));
 	if (nl == NULL)
 		return (perr(p, "out of memory"));
@@ -561,24 +577,25 @@ valid_name(const char *s, size_t max, const char *extra)
 	return (1);
 }
 
-/* Check the TYPE of "upstream NAME TYPE"; only echo exists so far. */
+/* Check the TYPE of "upstream NAME TYPE": echo, http:// or https://. */
 static int
 upstream_type(struct parser *p, const char *name, const char *type,
-    enum upstream_type *t)
+    enum upstream_type *t, int *tls)
 {
+	*tls = 0;
 	if (strcmp(type, "echo") == 0) {
 		*t = UPSTREAM_ECHO;
 		return (0);
 	}
-	if (strncmp(type, "http://", 7) == 0) {
+	if (strncmp(type, "http://", 7) == 0 ||
+	    strncmp(type, "https://", 8) == 0) {
 		*t = UPSTREAM_HTTP;
+		*tls = type[4] == 's';
 		return (0);
 	}
-	if (strncmp(type, "https://", 8) == 0)
-		return (perr(p, "upstream \"%s\": https:// upstreams are not "
-		    "available in this version", name));
 	return (perr(p, "upstream \"%s\": unknown type \"%s\" (expected "
-	    "\"echo\" or http://HOST:PORT)", name, type));
+	    "\"echo\", http://HOST[:PORT] or https://HOST[:PORT])", name,
+	    type));
 }
 
 /* Is the len bytes at s equal to the string word? */
@@ -589,15 +606,17 @@ word_is(const char *s, size_t len, const char *word)
 }
 
 /*
- * "http://HOST[:PORT][/]": HOST is an IPv4 address, [IPv6] or a name
- * resolved now (the first address getaddrinfo gives).
+ * "http://HOST[:PORT][/]" or "https://...": HOST is an IPv4 address,
+ * [IPv6] or a name resolved now (the first address getaddrinfo gives).
+ * u_host keeps "HOST[:PORT]" as written, for the Host header.
  */
 static int
 upstream_url(struct parser *p, struct upstream *u, const char *url)
 {
 	struct addrinfo	 hints, *res;
 	char		 host[256], pbuf[8];
-	const char	*h = url + 7, *end, *port = "80";
+	const char	*hostport = url + (u->u_tls ? 8 : 7), *h = hostport;
+	const char	*end, *port = u->u_tls ? "443" : "80";
 	size_t		 hlen, plen;
 	uint64_t	 v;
 	int		 rc;
@@ -644,8 +663,62 @@ upstream_url(struct parser *p, struct upstream *u, const char *url)
 	memcpy(&u->u_ss, res->ai_addr, res->ai_addrlen);
 	u->u_sslen = res->ai_addrlen;
 	freeaddrinfo(res);
-	if ((u->u_url = strdup(url)) == NULL)
+	if ((u->u_url = strdup(url)) == NULL ||
+	    (u->u_host = strndup(hostport, (size_t)(end - hostport))) == NULL)
 		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/*
+ * Is s a DNS name: dot-separated labels of 1 to 63 letters, digits or
+ * '-' (not at either end of a label), 253 bytes at most?
+ */
+static int
+valid_dns_name(const char *s)
+{
+	size_t	 len, n = strlen(s);
+
+	if (n == 0 || n > 253)
+		return (0);
+	for (; *s != '\0'; s += len + (s[len] == '.')) {
+		len = strspn(s, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
+		if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-' ||
+		    (s[len] != '.' && s[len] != '\0') ||
+		    (s[len] == '.' && s[len + 1] == '\0'))
+			return (0);
+	}
+	return (1);
+}
+
+/* The https options: "ca=PATH", "verify=on|off", "sni=NAME". */
+static int
+upstream_tls_option(struct parser *p, struct upstream *u, const char *opt,
+    size_t klen, const char *val)
+{
+	if (!u->u_tls)
+		return (perr(p, "upstream \"%s\": %.*s= is only for https:// "
+		    "upstreams", u->u_name, (int)klen, opt));
+	if (word_is(opt, klen, "verify")) {
+		if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
+			return (perr(p, "upstream \"%s\": invalid verify \"%s\" "
+			    "(expected on or off)", u->u_name, val));
+		u->u_verify = strcmp(val, "on") == 0;
+		return (0);
+	}
+	if (word_is(opt, klen, "sni")) {
+		if (!valid_dns_name(val))
+			return (perr(p, "upstream \"%s\": sni \"%s\" is not a "
+			    "DNS name", u->u_name, val));
+		if ((u->u_sni = strdup(val)) == NULL)
+			return (perr(p, "out of memory"));
+		return (0);
+	}
+	if (set_path(p, "ca", &u->u_ca, val) == -1)
+		return (-1);
+	if (access(u->u_ca, R_OK) == -1)
+		return (perr(p, "upstream \"%s\": ca %s: %s", u->u_name,
+		    u->u_ca, strerror(errno)));
 	return (0);
 }
 
@@ -661,6 +734,9 @@ upstream_option(struct parser *p, struct upstream *u, const char *opt)
 	if (u->u_type != UPSTREAM_HTTP)
 		return (perr(p, "upstream \"%s\": an echo upstream takes no "
 		    "options", u->u_name));
+	if (word_is(opt, klen, "ca") || word_is(opt, klen, "verify") ||
+	    word_is(opt, klen, "sni"))
+		return (upstream_tls_option(p, u, opt, klen, val));
 	if (word_is(opt, klen, "max_idle")) {
 		if (parse_number(val, int_units, &v) != 0 || v > 10000)
 			return (perr(p, "upstream \"%s\": invalid max_idle \"%s\" "
@@ -692,7 +768,7 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	struct upstream		*u, *nu;
 	enum upstream_type	 t = UPSTREAM_ECHO;
 	char			*name;
-	int			 i, j;
+	int			 i, j, tls;
 
 	if (c->c_nupstreams == CONFIG_MAX_UPSTREAMS)
 		return (perr(p, "too many upstreams (max %d)",
@@ -704,7 +780,7 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	if ((u = config_upstream(c, argv[0])) != NULL)
 		return (perr(p, "duplicate upstream \"%s\" (first at line %d)",
 		    argv[0], u->u_line));
-	if (upstream_type(p, argv[0], argv[1], &t) == -1)
+	if (upstream_type(p, argv[0], argv[1], &t, &tls) == -1)
 		return (-1);
 	nu = reallocarray(c->c_upstreams, c->c_nupstreams + 1, sizeof(*nu));
 	if (nu == NULL)
@@ -721,6 +797,8 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	u->u_max_idle = UPSTREAM_MAX_IDLE;
 	u->u_connect_timeout = UPSTREAM_CONNECT_TIMEOUT;
 	u->u_read_timeout = UPSTREAM_READ_TIMEOUT;
+	u->u_tls = tls;
+	u->u_verify = 1;
 	if (t == UPSTREAM_HTTP && upstream_url(p, u, argv[1]) == -1)
 		return (-1);
 	for (i = 2; i < argc; i++) {
@@ -998,6 +1076,9 @@ dir_admin_listen(struct parser *p, const struct directive *d, char **argv,
 {
 	struct listen_addr	*la = &p->p_conf->c_admin_listen;
 
+	if (argc == 2 && strcmp(argv[1], "tls") != 0)
+		return (perr(p, "\"admin_listen\": unknown parameter \"%s\"",
+		    argv[1]));
 	memset(la, 0, sizeof(*la));
 	if (strlen(argv[0]) >= sizeof(la->la_name) ||
 	    config_parse_addr(argv[0], &la->la_ss, &la->la_sslen) == -1)
@@ -1005,6 +1086,7 @@ dir_admin_listen(struct parser *p, const struct directive *d, char **argv,
 		    "(expected IP:PORT, [IPv6]:PORT, *:PORT or PORT)", argv[0]));
 	snprintf(la->la_name, sizeof(la->la_name), "%s", argv[0]);
 	la->la_line = p->p_line;
+	la->la_tls = argc == 2;
 	return (0);
 }
 
@@ -1728,6 +1810,87 @@ dir_jwt_provider(struct parser *p, const struct directive *d, char **argv,
 	return (jwt_check(p, jp));
 }
 
+/* "tls_certificate CERT KEY": one more certificate for TLS listeners. */
+static int
+dir_tls_certificate(struct parser *p, const struct directive *d,
+    char **argv, int argc)
+{
+	struct config		*c = p->p_conf;
+	struct tls_cert_conf	*nc, *tc;
+
+	if (c->c_ntls_certs == TLS_MAX_CERTS)
+		return (perr(p, "too many tls_certificate directives (max %d)",
+		    TLS_MAX_CERTS));
+	nc = reallocarray(c->c_tls_certs, c->c_ntls_certs + 1, sizeof(*nc));
+	if (nc == NULL)
+		return (perr(p, "out of memory"));
+	c->c_tls_certs = nc;
+	tc = &nc[c->c_ntls_certs++];
+	memset(tc, 0, sizeof(*tc));
+	tc->tc_line = p->p_line;
+	if (set_path(p, d->d_name, &tc->tc_cert, argv[0]) == -1 ||
+	    set_path(p, d->d_name, &tc->tc_key, argv[1]) == -1)
+		return (-1);
+	return (0);
+}
+
+/* "tls_protocols TLSv1.2 TLSv1.3": one or both, into c_tls_protocols. */
+static int
+dir_tls_protocols(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	int	 i, bits = 0, bit;
+
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "TLSv1.2") == 0)
+			bit = TLS_PROTO_TLSv1_2;
+		else if (strcmp(argv[i], "TLSv1.3") == 0)
+			bit = TLS_PROTO_TLSv1_3;
+		else
+			return (perr(p, "\"tls_protocols\": unsupported protocol "
+			    "\"%s\" (only TLSv1.2 and TLSv1.3 are supported)",
+			    argv[i]));
+		if (bits & bit)
+			return (perr(p, "\"tls_protocols\": %s is given twice",
+			    argv[i]));
+		bits |= bit;
+	}
+	p->p_conf->c_tls_protocols = bits;
+	return (0);
+}
+
+/*
+ * "tls_ciphers STR" (TLS 1.2) and "tls_ciphersuites STR" (TLS 1.3), in
+ * OpenSSL's syntax.  A string from the file is tried on a scratch context
+ * now, so that one OpenSSL rejects is reported at its own line.
+ */
+static int
+dir_tls_ciphers(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct config	*c = p->p_conf;
+	int		 suites = strcmp(d->d_name, "tls_ciphersuites") == 0;
+	char		**dst = suites ? &c->c_tls_ciphersuites : &c->c_tls_ciphers;
+	SSL_CTX		*ctx;
+	int		 ok;
+
+	if (p->p_line > 0) {
+		if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+			return (perr(p, "out of memory"));
+		ok = suites ? SSL_CTX_set_ciphersuites(ctx, argv[0]) :
+		    SSL_CTX_set_cipher_list(ctx, argv[0]);
+		SSL_CTX_free(ctx);
+		ERR_clear_error();
+		if (ok != 1)
+			return (perr(p, "\"%s\": OpenSSL rejects \"%s\"",
+			    d->d_name, argv[0]));
+	}
+	free(*dst);
+	if ((*dst = strdup(argv[0])) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
 /* Parse a number of the directive's kind and check its bounds. */
 static int
 set_number(struct parser *p, const struct directive *d, const char *s)
@@ -1806,7 +1969,7 @@ dir_apply(struct parser *p, const struct directive *d, char **argv, int argc)
 static int
 dir_default(struct parser *p, const struct directive *d)
 {
-	char	 buf[256], *argv[CONFIG_MAX_WORDS];
+	char	 buf[512], *argv[CONFIG_MAX_WORDS];
 	int	 argc = 1;
 
 	p->p_line = 0;
@@ -2083,6 +2246,51 @@ check_admin(struct parser *p)
 	return (0);
 }
 
+/* A TLS listener needs a certificate; "what" names its directive. */
+static int
+check_tls_listener(struct parser *p, const char *what,
+    const struct listen_addr *la, int *any)
+{
+	if (!la->la_tls)
+		return (0);
+	*any = 1;
+	if (p->p_conf->c_ntls_certs > 0)
+		return (0);
+	p->p_line = la->la_line;
+	return (perr(p, "%s %s tls: no tls_certificate is configured", what,
+	    la->la_name));
+}
+
+/*
+ * Build what TLS needs: the listeners' contexts when some listener has
+ * "tls" (this reads every certificate, so "keygated -t" and a reload
+ * check them), the client context of each https upstream.  tls.c's
+ * messages carry their own FILE:LINE.
+ */
+static int
+check_tls(struct parser *p)
+{
+	struct config	*c = p->p_conf;
+	size_t		 i;
+	int		 any = 0;
+
+	for (i = 0; i < c->c_nlisten; i++)
+		if (check_tls_listener(p, "listen", &c->c_listen[i], &any) == -1)
+			return (-1);
+	if (c->c_admin && check_tls_listener(p, "admin_listen",
+	    &c->c_admin_listen, &any) == -1)
+		return (-1);
+	p->p_line = 0;
+	if (any && tls_server_build(c, p->p_err, p->p_errlen) == -1)
+		return (-1);
+	for (i = 0; i < c->c_nupstreams; i++)
+		if (c->c_upstreams[i].u_tls &&
+		    tls_upstream_build(&c->c_upstreams[i], p->p_name, p->p_err,
+		    p->p_errlen) == -1)
+			return (-1);
+	return (0);
+}
+
 /* Checks and settings that need the whole file. */
 static int
 config_finish(struct parser *p)
@@ -2092,7 +2300,7 @@ config_finish(struct parser *p)
 	if (c->c_nlisten == 0 && dir_default(p, &directives[0]) == -1)
 		return (-1);
 	if (check_routes(p) == -1 || check_jwt_headers(p) == -1 ||
-	    check_sizes(p) == -1 || check_admin(p) == -1)
+	    check_sizes(p) == -1 || check_admin(p) == -1 || check_tls(p) == -1)
 		return (-1);
 	if (c->c_workers == 0) {
 		c->c_workers = util_ncpus();
@@ -2290,7 +2498,19 @@ config_free(struct config *c)
 	for (i = 0; i < c->c_nupstreams; i++) {
 		free(c->c_upstreams[i].u_name);
 		free(c->c_upstreams[i].u_url);
+		free(c->c_upstreams[i].u_host);
+		free(c->c_upstreams[i].u_ca);
+		free(c->c_upstreams[i].u_sni);
+		tls_upstream_free(&c->c_upstreams[i]);
 	}
+	for (i = 0; i < c->c_ntls_certs; i++) {
+		free(c->c_tls_certs[i].tc_cert);
+		free(c->c_tls_certs[i].tc_key);
+	}
+	free(c->c_tls_certs);
+	free(c->c_tls_ciphers);
+	free(c->c_tls_ciphersuites);
+	tls_server_free(c->c_tls);
 	free(c->c_verify_path);
 	free(c->c_api_key_header);
 	free(c->c_admin_token_file);

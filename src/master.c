@@ -43,6 +43,7 @@
 #include "jwks.h"
 #include "keystore.h"
 #include "shm.h"
+#include "tls.h"
 #include "util.h"
 
 #define MASTER_BACKOFF_MIN_MS	100
@@ -684,7 +685,11 @@ master_signal_children(struct master *m, int sig, int which, int64_t deadline)
 	}
 }
 
-/* Once a second: kill stopping workers past their deadline. */
+/*
+ * Once a second: kill stopping workers past their deadline, do the key
+ * store's periodic work, rotate the TLS ticket keys when due (a no-op
+ * most seconds; tls.c).
+ */
 static void
 master_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -704,6 +709,9 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	master_keys_tick(m, now);
+	if (tls_tickets_rotate(&m->m_shm->sh_tickets, util_now_ms() / 1000) ==
+	    -1)
+		log_warnx("TLS ticket keys not rotated: no random bytes");
 }
 
 /* Listeners for a new configuration, reusing the sockets already bound. */
@@ -1099,6 +1107,14 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	signal(SIGPIPE, SIG_IGN);
 	m.m_shm = shm;
 	shm_keystore(shm, &m.m_ks);
+	/*
+	 * The first ticket key, before any worker: workers inherit the
+	 * attached pointer across fork() and read the keys under the
+	 * seqlock; the master itself never makes a TLS handshake.
+	 */
+	if (tls_tickets_rotate(&shm->sh_tickets, util_now_ms() / 1000) == -1)
+		fatalx("TLS ticket keys: no random bytes");
+	tls_tickets_attach(&shm->sh_tickets);
 	master_owner(conf, &uid, &gid);
 	if (journal_init(&m.m_journal, conf->c_state_dir, uid, gid) == -1)
 		fatalx("out of memory");

@@ -29,6 +29,8 @@
 #include "jwk.h"
 #include "jwt.h"
 #include "route.h"
+#include "tls.h"
+#include "tlstest.h"
 #include "util.h"
 
 #define NAME	"test.conf"
@@ -609,7 +611,7 @@ static const struct {
 	{ "Workers 2\n", NAME ":1: unknown directive \"Workers\"" },
 	{ "\n# c\n\nworkers\n", NAME ":4: \"workers\" takes 1 argument" },
 	{ "workers 1 2\n", NAME ":1: \"workers\" takes 1 argument" },
-	{ "upstream a\n", NAME ":1: \"upstream\" takes 2 to 5 arguments" },
+	{ "upstream a\n", NAME ":1: \"upstream\" takes 2 to 8 arguments" },
 	{ "upstream a echo x\n", NAME ":1: upstream \"a\": an echo upstream "
 	    "takes no options" },
 	{ "route GET ^/\n", NAME ":1: \"route\" takes at least 3 arguments" },
@@ -632,8 +634,10 @@ static const struct {
 	    NAME ":1: too many words on one line (max 64)" },
 	{ "# x\r\nworkers 2\r\nbogus\r\n", NAME ":3: unknown directive \"bogus\"" },
 	/* listen */
-	{ "listen 127.0.0.1:8080 tls\n",
-	    NAME ":1: TLS listeners are not available in this version" },
+	{ "listen 127.0.0.1:8080 tls\n", NAME ":1: listen 127.0.0.1:8080 tls: "
+	    "no tls_certificate is configured" },
+	{ "listen 8080\n\nlisten 8443 tls\n", NAME ":3: listen 8443 tls: no "
+	    "tls_certificate is configured" },
 	{ "listen 8080 ssl\n", NAME ":1: \"listen\": unknown parameter \"ssl\"" },
 	{ "listen 1.2.3:80\n", NAME ":1: \"listen\": invalid address "
 	    "\"1.2.3:80\" (expected IP:PORT, [IPv6]:PORT, *:PORT or PORT)" },
@@ -709,10 +713,66 @@ static const struct {
 	/* upstream */
 	{ "upstream a echo\nupstream a echo\n",
 	    NAME ":2: duplicate upstream \"a\" (first at line 1)" },
-	{ "upstream api https://127.0.0.1:9000\n", NAME ":1: upstream \"api\": "
-	    "https:// upstreams are not available in this version" },
 	{ "upstream api tcp\n", NAME ":1: upstream \"api\": unknown type "
-	    "\"tcp\" (expected \"echo\" or http://HOST:PORT)" },
+	    "\"tcp\" (expected \"echo\", http://HOST[:PORT] or "
+	    "https://HOST[:PORT])" },
+	{ "upstream api https://:9000\n", NAME ":1: upstream \"api\": bad "
+	    "address in \"https://:9000\"" },
+	{ "upstream api https://1.2.3.4:0\n", NAME ":1: upstream \"api\": "
+	    "bad port in \"https://1.2.3.4:0\"" },
+	{ "upstream a http://1.2.3.4 ca=/etc/ca.pem\n", NAME ":1: upstream "
+	    "\"a\": ca= is only for https:// upstreams" },
+	{ "upstream a http://1.2.3.4 verify=off\n", NAME ":1: upstream "
+	    "\"a\": verify= is only for https:// upstreams" },
+	{ "upstream a http://1.2.3.4 sni=a.example\n", NAME ":1: upstream "
+	    "\"a\": sni= is only for https:// upstreams" },
+	{ "upstream a echo ca=/etc/ca.pem\n", NAME ":1: upstream \"a\": an "
+	    "echo upstream takes no options" },
+	{ "upstream a https://1.2.3.4 verify=maybe\n", NAME ":1: upstream "
+	    "\"a\": invalid verify \"maybe\" (expected on or off)" },
+	{ "upstream a https://1.2.3.4 sni=-a.example\n", NAME ":1: upstream "
+	    "\"a\": sni \"-a.example\" is not a DNS name" },
+	{ "upstream a https://1.2.3.4 sni=a..example\n", NAME ":1: upstream "
+	    "\"a\": sni \"a..example\" is not a DNS name" },
+	{ "upstream a https://1.2.3.4 sni=a.example.\n", NAME ":1: upstream "
+	    "\"a\": sni \"a.example.\" is not a DNS name" },
+	{ "upstream a https://1.2.3.4 sni=a_b.example\n", NAME ":1: upstream "
+	    "\"a\": sni \"a_b.example\" is not a DNS name" },
+	{ "upstream a https://1.2.3.4 sni=\n", NAME ":1: upstream "
+	    "\"a\": sni \"\" is not a DNS name" },
+	{ "upstream a https://1.2.3.4 sni=a.b sni=c.d\n", NAME ":1: upstream "
+	    "\"a\": duplicate option \"sni\"" },
+	{ "\nupstream a https://1.2.3.4 ca=/nonexistent/kg/ca.pem\n", NAME ":2: "
+	    "upstream \"a\": ca /nonexistent/kg/ca.pem: No such file or "
+	    "directory" },
+	{ "upstream a https://1.2.3.4 ca=\n", NAME ":1: \"ca\": empty path" },
+	/* TLS directives */
+	{ "tls_protocols TLSv1.1\n", NAME ":1: \"tls_protocols\": unsupported "
+	    "protocol \"TLSv1.1\" (only TLSv1.2 and TLSv1.3 are supported)" },
+	{ "tls_protocols TLSv1.3 SSLv3\n", NAME ":1: \"tls_protocols\": "
+	    "unsupported protocol \"SSLv3\" (only TLSv1.2 and TLSv1.3 are "
+	    "supported)" },
+	{ "tls_protocols TLSv1.2 TLSv1.2\n", NAME ":1: \"tls_protocols\": "
+	    "TLSv1.2 is given twice" },
+	{ "tls_protocols\n", NAME ":1: \"tls_protocols\" takes 1 or 2 "
+	    "arguments" },
+	{ "tls_protocols TLSv1.2\ntls_protocols TLSv1.3\n", NAME ":2: "
+	    "duplicate directive \"tls_protocols\" (first at line 1)" },
+	{ "tls_certificate a.pem\n", NAME ":1: \"tls_certificate\" takes 2 "
+	    "arguments" },
+	{ "tls_certificate \"\" k.pem\n", NAME ":1: \"tls_certificate\": "
+	    "empty path" },
+	{ "\n\ntls_ciphers NOPE\n", NAME ":3: \"tls_ciphers\": OpenSSL "
+	    "rejects \"NOPE\"" },
+	{ "tls_ciphersuites TLS_NOPE\n", NAME ":1: \"tls_ciphersuites\": "
+	    "OpenSSL rejects \"TLS_NOPE\"" },
+	{ "tls_ciphers a b\n", NAME ":1: \"tls_ciphers\" takes 1 argument" },
+	{ "tls_session_tickets maybe\n", NAME ":1: \"tls_session_tickets\": "
+	    "invalid value \"maybe\" (expected off or on)" },
+	{ "admin_listen 8081 ssl\n", NAME ":1: \"admin_listen\": unknown "
+	    "parameter \"ssl\"" },
+	{ "admin_listen 8081 tls x\n", NAME ":1: \"admin_listen\" takes 1 or "
+	    "2 arguments" },
 	{ "upstream api http://127.0.0.1:9000/v1\n", NAME ":1: upstream "
 	    "\"api\": a path in the URL is not supported "
 	    "(\"http://127.0.0.1:9000/v1\")" },
@@ -1317,6 +1377,202 @@ test_keys_admin(void **state)
 	unlink(path);
 }
 
+/* Certificates for the TLS cases, made in a temporary directory. */
+struct tls_files {
+	char	*dir, *cert, *key, *junk;
+};
+
+/* Make a self-signed P-256 certificate for a.example and its key. */
+static void
+tls_files_make(struct tls_files *f)
+{
+	EVP_PKEY	*k = tlst_key("EC");
+	X509		*x = tlst_cert(k, "a", "a.example", -1, 30, NULL, NULL);
+
+	f->dir = tlst_mkdir();
+	f->cert = tlst_write_cert(f->dir, "c.pem", x);
+	f->key = tlst_write_key(f->dir, "k.pem", k);
+	f->junk = tlst_write_file(f->dir, "junk.pem", "junk\n");
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
+
+/* Remove them. */
+static void
+tls_files_free(struct tls_files *f)
+{
+	free(f->cert);
+	free(f->key);
+	free(f->junk);
+	tlst_rmdir(f->dir);
+}
+
+/* Defaults of the TLS directives, then each set in a file. */
+static void
+test_tls_values(void **state)
+{
+	struct tls_files	 f;
+	struct config		*c;
+	char			 text[2048], cwd[PATH_MAX], want[PATH_MAX + 16];
+
+	c = parse_ok("upstream e echo\n");
+	assert_int_equal(c->c_tls_protocols, TLS_PROTO_TLSv1_2 |
+	    TLS_PROTO_TLSv1_3);
+	assert_string_equal(c->c_tls_ciphers, TLS_CIPHERS_DEFAULT);
+	assert_string_equal(c->c_tls_ciphersuites, TLS_CIPHERSUITES_DEFAULT);
+	assert_int_equal(c->c_tls_tickets, 1);
+	assert_int_equal(c->c_ntls_certs, 0);
+	assert_null(c->c_tls);
+	assert_false(c->c_listen[0].la_tls);
+	assert_false(c->c_admin_listen.la_tls);
+	config_free(c);
+
+	tls_files_make(&f);
+	snprintf(text, sizeof(text), "listen 8080\nlisten 8443 tls\n"
+	    "tls_certificate %s %s\ntls_protocols TLSv1.3\n"
+	    "tls_ciphers ECDHE-ECDSA-AES128-GCM-SHA256\n"
+	    "tls_ciphersuites TLS_AES_256_GCM_SHA384\n"
+	    "tls_session_tickets off\n", f.cert, f.key);
+	c = parse_ok(text);
+	assert_false(c->c_listen[0].la_tls);
+	assert_true(c->c_listen[1].la_tls);
+	assert_int_equal(c->c_ntls_certs, 1);
+	assert_string_equal(c->c_tls_certs[0].tc_cert, f.cert);
+	assert_string_equal(c->c_tls_certs[0].tc_key, f.key);
+	assert_int_equal(c->c_tls_certs[0].tc_line, 3);
+	assert_int_equal(c->c_tls_protocols, TLS_PROTO_TLSv1_3);
+	assert_string_equal(c->c_tls_ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256");
+	assert_string_equal(c->c_tls_ciphersuites, "TLS_AES_256_GCM_SHA384");
+	assert_int_equal(c->c_tls_tickets, 0);
+	assert_non_null(c->c_tls);
+	config_free(c);
+
+	c = parse_ok("tls_protocols TLSv1.3 TLSv1.2\n");
+	assert_int_equal(c->c_tls_protocols, TLS_PROTO_TLSv1_2 |
+	    TLS_PROTO_TLSv1_3);
+	config_free(c);
+
+	/* Relative paths are made absolute; several certificates. */
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(f.dir), 0);
+	c = parse_ok("\ntls_certificate c.pem k.pem\nlisten 8443 tls\n");
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(c->c_ntls_certs, 1);
+	snprintf(want, sizeof(want), "%s/k.pem", f.dir);
+	assert_string_equal(c->c_tls_certs[0].tc_key, want);
+	assert_int_equal(c->c_tls_certs[0].tc_line, 2);
+	config_free(c);
+	tls_files_free(&f);
+}
+
+/*
+ * Certificates are loaded only when a listener has "tls", every time the
+ * file is parsed; their errors name the tls_certificate line.
+ */
+static void
+test_tls_load(void **state)
+{
+	struct tls_files	 f;
+	struct config		*c;
+	char			 text[2048], err[CONFIG_ERRLEN], want[1024];
+	char			 path[] = "/tmp/kgtokenXXXXXX";
+	int			 fd;
+
+	tls_files_make(&f);
+	snprintf(text, sizeof(text), "tls_certificate %s %s\n", f.junk, f.key);
+	c = parse_ok(text);
+	assert_null(c->c_tls);
+	config_free(c);
+	snprintf(text, sizeof(text), "listen 8443 tls\n\n"
+	    "tls_certificate %s %s\n", f.junk, f.key);
+	parse_fail(text, err, sizeof(err));
+	snprintf(want, sizeof(want), NAME ":3: tls_certificate: %s is not a "
+	    "PEM certificate (no start line)", f.junk);
+	assert_string_equal(err, want);
+
+	/* admin_listen ADDR tls, with and without a certificate. */
+	fd = mkstemp(path);
+	assert_true(fd != -1);
+	assert_int_equal(write(fd, "0123456789abcdefXYZ\n", 20), 20);
+	close(fd);
+	snprintf(text, sizeof(text), "admin_token_file %s\n"
+	    "admin_listen 127.0.0.1:9999 tls\n", path);
+	parse_fail(text, err, sizeof(err));
+	assert_string_equal(err, NAME ":2: admin_listen 127.0.0.1:9999 tls: no "
+	    "tls_certificate is configured");
+	snprintf(text, sizeof(text), "admin_token_file %s\n"
+	    "admin_listen 127.0.0.1:9999 tls\ntls_certificate %s %s\n", path,
+	    f.cert, f.key);
+	c = parse_ok(text);
+	assert_true(c->c_admin_listen.la_tls);
+	assert_false(c->c_listen[0].la_tls);
+	assert_non_null(c->c_tls);
+	config_free(c);
+	/* Without the token the admin API is off: its address is not used. */
+	c = parse_ok("admin_listen 127.0.0.1:9999 tls\n");
+	assert_true(c->c_admin_listen.la_tls);
+	assert_null(c->c_tls);
+	config_free(c);
+	unlink(path);
+	tls_files_free(&f);
+}
+
+/* https upstreams: the port, Host, ca=, verify=, sni=, the context. */
+static void
+test_https_upstreams(void **state)
+{
+	struct tls_files	 f;
+	struct config		*c;
+	struct sockaddr_in	 sin;
+	struct sockaddr_in6	 sin6;
+	char			 text[2048], cwd[PATH_MAX], want[PATH_MAX + 16];
+
+	tls_files_make(&f);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(f.dir), 0);
+	snprintf(text, sizeof(text), "upstream a https://127.0.0.1\n"
+	    "upstream b https://localhost:8443/ ca=c.pem verify=off "
+	    "sni=api.internal max_idle=3\n"
+	    "upstream c http://127.0.0.1:9000\n"
+	    "upstream d http://[::1]\n"
+	    "upstream e https://[::1]:9443 verify=on\n");
+	c = parse_ok(text);
+	assert_int_equal(chdir(cwd), 0);
+	assert_true(c->c_upstreams[0].u_tls);
+	assert_string_equal(c->c_upstreams[0].u_host, "127.0.0.1");
+	memcpy(&sin, &c->c_upstreams[0].u_ss, sizeof(sin));
+	assert_int_equal(ntohs(sin.sin_port), 443);
+	assert_int_equal(c->c_upstreams[0].u_verify, 1);
+	assert_null(c->c_upstreams[0].u_ca);
+	assert_null(c->c_upstreams[0].u_sni);
+	assert_non_null(c->c_upstreams[0].u_ssl_ctx);
+	assert_string_equal(c->c_upstreams[1].u_host, "localhost:8443");
+	snprintf(want, sizeof(want), "%s/c.pem", f.dir);
+	assert_string_equal(c->c_upstreams[1].u_ca, want);
+	assert_int_equal(c->c_upstreams[1].u_verify, 0);
+	assert_string_equal(c->c_upstreams[1].u_sni, "api.internal");
+	assert_int_equal(c->c_upstreams[1].u_max_idle, 3);
+	assert_non_null(c->c_upstreams[1].u_ssl_ctx);
+	assert_false(c->c_upstreams[2].u_tls);
+	assert_string_equal(c->c_upstreams[2].u_host, "127.0.0.1:9000");
+	assert_null(c->c_upstreams[2].u_ssl_ctx);
+	assert_string_equal(c->c_upstreams[3].u_host, "[::1]");
+	memcpy(&sin6, &c->c_upstreams[3].u_ss, sizeof(sin6));
+	assert_int_equal(ntohs(sin6.sin6_port), 80);
+	assert_string_equal(c->c_upstreams[4].u_host, "[::1]:9443");
+	assert_int_equal(c->c_upstreams[4].u_verify, 1);
+	config_free(c);
+
+	/* A ca= file OpenSSL cannot read as certificates. */
+	snprintf(text, sizeof(text), "\nupstream a https://127.0.0.1 ca=%s\n",
+	    f.junk);
+	assert_null(config_parse(text, NAME, want, sizeof(want)));
+	snprintf(text, sizeof(text), NAME ":2: upstream \"a\": cannot load the "
+	    "CA certificates %s: ", f.junk);
+	assert_int_equal(strncmp(want, text, strlen(text)), 0);
+	tls_files_free(&f);
+}
+
 /* Assert the three limits of a rate array: 1s, 10s, 60s. */
 static void
 assert_rate(const uint32_t *got, uint32_t w1, uint32_t w10, uint32_t w60,
@@ -1879,6 +2135,9 @@ main(void)
 		cmocka_unit_test(test_short_errbuf),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_load_relative),
+		cmocka_unit_test(test_tls_values),
+		cmocka_unit_test(test_tls_load),
+		cmocka_unit_test(test_https_upstreams),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
