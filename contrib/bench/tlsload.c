@@ -87,6 +87,8 @@ static struct {
 	size_t		 reqlen;
 	struct slot	*slots;
 	int		 nslots;
+	int		 busy;		/* slots between connect and done */
+	uint64_t	 last_sweep;	/* poll_once()'s time-limit sweep */
 	/* Counts. */
 	long long	 handshakes, resumed, offered, missed, reused_full;
 	long long	 exchanges, non2xx, errors;
@@ -165,6 +167,8 @@ watch(struct slot *s, uint32_t ev, int op)
 static void
 slot_close(struct slot *s)
 {
+	if (s->st != S_FREE && s->st != S_HELD)
+		g.busy--;
 	if (s->ssl != NULL) {
 		if (SSL_is_init_finished(s->ssl))
 			(void)SSL_shutdown(s->ssl);
@@ -210,6 +214,7 @@ slot_start(struct slot *s)
 		g.errors++;
 		return;
 	}
+	g.busy++;
 	watch(s, EPOLLOUT, EPOLL_CTL_ADD);
 }
 
@@ -372,6 +377,7 @@ step(struct slot *s)
 		handshake_done(s);
 		if (g.mode == M_HOLD) {
 			s->st = S_HELD;
+			g.busy--;
 			watch(s, EPOLLIN, EPOLL_CTL_MOD);
 			return;
 		}
@@ -406,10 +412,10 @@ step(struct slot *s)
 	}
 }
 
-/* Wait for events and step the slots they are for, 100 ms at most; then
- * fail the connections that are not through their exchange (or, in hold
- * mode, their handshake) after HANG_US: a server that stops answering
- * must not stop the run. */
+/* Wait for events and step the slots they are for, 100 ms at most; once a
+ * second, fail the connections that are not through their exchange (or,
+ * in hold mode, their handshake) after HANG_US: a server that stops
+ * answering must not stop the run. */
 static void
 poll_once(void)
 {
@@ -422,6 +428,9 @@ poll_once(void)
 	for (i = 0; i < n; i++)
 		step(ev[i].data.ptr);
 	t = now_us();
+	if (t - g.last_sweep < 1000000)
+		return;
+	g.last_sweep = t;
 	for (i = 0; i < g.nslots; i++) {
 		s = &g.slots[i];
 		if (s->st != S_FREE && s->st != S_HELD && t - s->t0 > HANG_US)
@@ -504,19 +513,13 @@ static void
 run_hold(void)
 {
 	uint64_t start, up, end;
-	int i, next = 0, busy, up_n;
+	int next = 0, up_n;
 
 	start = now_us();
 	for (;;) {
-		busy = 0;
-		for (i = 0; i < next; i++)
-			busy += g.slots[i].st != S_FREE &&
-			    g.slots[i].st != S_HELD;
-		while (busy < g.conns && next < g.total) {
+		while (g.busy < g.conns && next < g.total)
 			slot_start(&g.slots[next++]);
-			busy++;
-		}
-		if (busy == 0 && next == g.total)
+		if (g.busy == 0 && next == g.total)
 			break;
 		poll_once();
 	}
