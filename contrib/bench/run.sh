@@ -2069,9 +2069,13 @@ print_tls() {
 		    END {
 			if (!r) exit
 			n = asort_(hps); m = asort_(share)
-			printf "%s: %s; handshakes/s (median) %.0f; resumed %d of %d handshakes (%.2f%%, median per round %.2f%%; the first of each connection slot is full), %d of %d offered sessions\n",
-			    s, tls, med(hps, r), res, hs, hs ? 100 * res / hs : 0,
-			    100 * med(share, r), off - miss, off
+			if (mode == "full")
+				printf "%s: %s; handshakes/s (median) %.0f; resumed %d of %d handshakes (no session offered)\n",
+				    s, tls, med(hps, r), res, hs
+			else
+				printf "%s: %s; handshakes/s (median) %.0f; resumed %d of %d handshakes (%.2f%%, median per round %.2f%%; the first of each connection slot is full), %d of %d offered sessions\n",
+				    s, tls, med(hps, r), res, hs, hs ? 100 * res / hs : 0,
+				    100 * med(share, r), off - miss, off
 			if (mode == "full" && full)
 				printf "WARNING: %s: %d handshakes resumed in full mode\n", s, full
 			if (mode == "resume" && miss)
