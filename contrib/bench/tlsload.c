@@ -72,6 +72,9 @@ struct slot {
 	long long	 need;		/* bytes of head + body; -1: to EOF */
 	long long	 got;		/* response bytes read */
 	int		 status;
+	int		 chunked;	/* Transfer-Encoding: chunked */
+	long long	 hend;		/* bytes of the head */
+	char		 tail[5];	/* the last bytes read, for chunked */
 };
 
 static struct {
@@ -206,6 +209,8 @@ slot_start(struct slot *s)
 	s->got = 0;
 	s->need = -1;
 	s->status = 0;
+	s->chunked = 0;
+	memset(s->tail, 0, sizeof(s->tail));
 	if (connect(s->fd, (struct sockaddr *)&g.sa, sizeof(g.sa)) == -1 &&
 	    errno != EINPROGRESS) {
 		close(s->fd);
@@ -278,7 +283,8 @@ ssl_wait(struct slot *s, int r)
 /*
  * Parse the response head once it is complete: the status and how many
  * bytes the whole response has (head + Content-Length; 204 and 304 have
- * no body; without Content-Length, up to EOF).
+ * no body; chunked: up to the last chunk, see body_done(); without
+ * either, up to EOF).
  */
 static void
 parse_head(struct slot *s, size_t hend)
@@ -293,10 +299,15 @@ parse_head(struct slot *s, size_t hend)
 			break;
 		if (e - p > 15 && strncasecmp(p, "content-length:", 15) == 0)
 			clen = atoll(p + 15);
+		if (e - p > 18 &&
+		    strncasecmp(p, "transfer-encoding:", 18) == 0 &&
+		    memmem(p, e - p, "chunked", 7) != NULL)
+			s->chunked = 1;
 	}
 	if (s->status == 204 || s->status == 304)
 		clen = 0;
-	s->need = clen < 0 ? -1 : (long long)hend + clen;
+	s->hend = (long long)hend;
+	s->need = clen < 0 || s->chunked ? -1 : (long long)hend + clen;
 }
 
 /* A response is complete: count it, close, start the next connection. */
@@ -309,6 +320,24 @@ exchange_done(struct slot *s)
 		g.non2xx++;
 	lat_add(now_us() - s->t0);
 	slot_close(s);
+}
+
+/* Keep the last 5 bytes of the response in s->tail; 1 if they end a
+ * chunked body ("0" CRLF CRLF: the last chunk, no trailers) after its
+ * head. */
+static int
+body_done(struct slot *s, const char *buf, size_t n)
+{
+	size_t keep = sizeof(s->tail);
+
+	if (n >= keep) {
+		memcpy(s->tail, buf + n - keep, keep);
+	} else {
+		memmove(s->tail, s->tail + n, keep - n);
+		memcpy(s->tail + keep - n, buf, n);
+	}
+	return s->chunked && s->got - s->hend >= (long long)keep &&
+	    memcmp(s->tail, "0\r\n\r\n", keep) == 0;
 }
 
 /* Read what the response has; 1 when it is complete, 0 wait, -1 error. */
@@ -338,6 +367,8 @@ read_response(struct slot *s)
 			else if (s->hlen == sizeof(s->head))
 				return -1;
 		}
+		if (body_done(s, buf, (size_t)r) && s->status)
+			return 1;
 		if (s->status && s->need >= 0 && s->got >= s->need)
 			return 1;
 	}
