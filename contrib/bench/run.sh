@@ -78,6 +78,20 @@
 #           are restarted with an empty state_dir before each round (a
 #           provider re-fetches early at most once per 5 minutes).  The p99
 #           ratio is the figure (target <= 1.2x).
+#   https-proxy  proxy over keep-alive HTTPS (wrk https://): keygated
+#           "listen ... tls" vs nginx "listen ... ssl" vs HAProxy "bind ...
+#           ssl crt", all with the run's ECDSA P-256 certificate (openssl
+#           CLI) and session tickets on, to the plain upstream of proxy.
+#   https-handshake  the same systems, full handshakes: tlsload.c -m full
+#           (built here with cc; wrk may resume sessions at random), a
+#           new connection per request, no session offered.
+#   https-resume  the same, tlsload -m resume: each connection slot offers
+#           the ticket it was last given; the share resumed is printed.
+#   tls-idle-memory  one run per system: $IDLE_CONNS TLS connections held
+#           open after the handshake (tlsload -m hold); memory (RSS and
+#           PSS over master and workers) before and after, per connection.
+#   A keygated without TLS leaves its column out of these four (with a
+#   note, "keygated: TLS not supported by this binary"); the peers run.
 # The keys (secrets, keygated's keys.snapshot, nginx and HAProxy map files)
 # are made once per run by keys.py; the JWT keys, JWKS, PEM public keys and
 # tokens once per run by tokens.py (run with $JWT_PYTHON).  For keys-verify
@@ -99,7 +113,8 @@
 #   WORKLOADS  space-separated workloads to run [proxy verify echo
 #              keys-verify keys-proxy keys-create rate rate-accuracy];
 #              also jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key
-#              jwks-refresh
+#              jwks-refresh https-proxy https-handshake https-resume
+#              tls-idle-memory
 #   KEYS       API keys loaded for the keys-* workloads [100000]
 #   CREATES    keys created through the admin API in keys-create [2000]
 #   ROUNDS     rounds per workload [5]
@@ -124,6 +139,11 @@
 #              [/usr/bin/python3: Debian's python3-jwt, python3-cryptography]
 #   PEERS      1: run a workload's other systems even when keygated -t
 #              rejects its config (the peers' figures alone, no ratios) [0]
+#   KEYGATED2  a second keygated binary: a keygated2 column in proxy and
+#              verify, same config, ratios keygated/keygated2 (before and
+#              after a change, in one run) [none]
+#   IDLE_CONNS idle TLS connections in tls-idle-memory [10000]
+#   IDLE_HOLD  seconds they stay open after the measurement [5]
 #
 # Adding a workload: give it a case in workload_info() (description,
 # systems with the compared one first, path, extra request headers,
@@ -153,6 +173,9 @@ NGINX_BURST=${NGINX_BURST:-19}
 JWT_TOKENS=${JWT_TOKENS:-10000}
 JWT_PYTHON=${JWT_PYTHON:-/usr/bin/python3}
 PEERS=${PEERS:-0}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_HOLD=${IDLE_HOLD:-5}
+KEYGATED2=${KEYGATED2:-}
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -163,7 +186,8 @@ die() { warn "$*"; exit 1; }
 
 val=
 for v in ROUNDS DURATION CONNS THREADS WORKERS UPSTREAM_WORKERS POOL WARMUP \
-    PROFILE_DURATION KEYS CREATES ACCURACY_CONNS NGINX_BURST JWT_TOKENS; do
+    PROFILE_DURATION KEYS CREATES ACCURACY_CONNS NGINX_BURST JWT_TOKENS \
+    IDLE_CONNS IDLE_HOLD; do
 	eval "val=\$$v"
 	case $val in
 	'' | *[!0-9]*) die "$v must be a whole number, not \"$val\"" ;;
@@ -173,9 +197,13 @@ done
     [ "$THREADS" -ge 1 ] && [ "$WORKERS" -ge 1 ] &&
     [ "$UPSTREAM_WORKERS" -ge 1 ] && [ "$POOL" -ge 1 ] && [ "$KEYS" -ge 1 ] &&
     [ "$CREATES" -ge 1 ] && [ "$ACCURACY_CONNS" -ge 1 ] &&
-    [ "$JWT_TOKENS" -ge 1 ] ||
-    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES, ACCURACY_CONNS and JWT_TOKENS must be at least 1"
+    [ "$JWT_TOKENS" -ge 1 ] && [ "$IDLE_CONNS" -ge 1 ] &&
+    [ "$IDLE_HOLD" -ge 1 ] ||
+    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES, ACCURACY_CONNS, JWT_TOKENS, IDLE_CONNS and IDLE_HOLD must be at least 1"
 W_KEYS=0
+W_TLS=0
+W_CLIENT=wrk
+W_IDLE=0
 W_JWT=
 W_REFRESH=0
 W_CREATE=0
@@ -215,8 +243,16 @@ REFRESH_PROVIDERS=15
 #               ("Bearer TOKEN" lines, in Authorization: keys.lua);
 #   W_ORDER     keys.lua's KEYS_ORDER: random (default), cycle or clock;
 #   W_REFRESH   1 for jwks-refresh: the JWKS server (jwks_server.py), the
-#               systems restarted before each round, the re-fetches.
+#               systems restarted before each round, the re-fetches;
+#   W_TLS       1 if the systems listen with TLS (the run's certificate);
+#   W_CLIENT    the load client: wrk, or tlsload (tlsload.c) in mode full
+#               or resume;
+#   W_IDLE      1 for tls-idle-memory: no rounds; tlsload holds
+#               $IDLE_CONNS connections open while the memory is read.
 workload_info() {
+	W_TLS=0
+	W_CLIENT=wrk
+	W_IDLE=0
 	W_HEADERS=
 	W_JWT=
 	W_ORDER=random
@@ -230,13 +266,44 @@ workload_info() {
 	case $1 in
 	proxy)
 		W_DESC="gateway -> keep-alive upstream (nginx return 200)"
-		W_SYSTEMS="keygated nginx haproxy"
+		W_SYSTEMS="keygated ${KEYGATED2:+keygated2 }nginx haproxy"
 		W_PATH=/bench
 		W_UPSTREAM=1
 		;;
+	https-proxy)
+		W_DESC="keep-alive HTTPS (ECDSA P-256) -> gateway -> keep-alive plain upstream"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_TLS=1
+		;;
+	https-handshake)
+		W_DESC="full TLS handshakes (ECDSA P-256, no resumption), one request per connection (tlsload -m full)"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_TLS=1
+		W_CLIENT=full
+		;;
+	https-resume)
+		W_DESC="resumed TLS handshakes (session tickets), one request per connection (tlsload -m resume)"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_TLS=1
+		W_CLIENT=resume
+		;;
+	tls-idle-memory)
+		W_DESC="memory per idle TLS connection: $IDLE_CONNS connections, handshake done, nothing sent (tlsload -m hold)"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_TLS=1
+		W_IDLE=1
+		;;
 	verify)
 		W_DESC="auth_request answer: keygated verify_path vs return 204"
-		W_SYSTEMS="keygated nginx haproxy"
+		W_SYSTEMS="keygated ${KEYGATED2:+keygated2 }nginx haproxy"
 		W_PATH=/_keygate/verify
 		W_HEADERS="X-Original-Method: GET
 X-Original-URI: /bench"
@@ -330,14 +397,19 @@ X-Original-URI: /bench"
 		W_REFRESH=1
 		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh)"
+		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory)"
 		;;
 	esac
 }
 
 # workload_url NAME SYSTEM: the URL wrk loads.
 workload_url() {
-	eval "say \"http://127.0.0.1:\${port_$2}$W_PATH\""
+	eval "say \"$(scheme)://127.0.0.1:\${port_$2}$W_PATH\""
+}
+
+# scheme: the scheme of the current workload's systems, http or https.
+scheme() {
+	if [ "$W_TLS" = 1 ]; then say https; else say http; fi
 }
 
 # workload_expect NAME SYSTEM: a string a good response (headers and body)
@@ -345,7 +417,8 @@ workload_url() {
 workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
-	echo:* | proxy:* | keys-proxy:* | rate:* | rate-accuracy:* | jwt*:*)
+	echo:* | proxy:* | keys-proxy:* | rate:* | rate-accuracy:* | jwt*:* | \
+	    https-*:* | tls-idle-memory:*)
 		say '{"ok":true}' ;;
 	*) say "HTTP/1.1 $W_STATUS" ;;
 	esac
@@ -506,22 +579,37 @@ stop_pid() {
 # keygated_conf WORKLOAD [SYSTEM]: keygated's config for the workload, in
 # $d, listening on $port_SYSTEM.  SYSTEM is keygated (the default),
 # keygated_off, the same with "rate_limit off" (rate), keygated_key, the
-# route with auth=api-key (jwt-vs-key), or keygated_calm, the same as
-# keygated (jwks-refresh).  No access_log directive (the default is off).
+# route with auth=api-key (jwt-vs-key), keygated_calm, the same as
+# keygated (jwks-refresh), or keygated2, the same as keygated run from
+# $KEYGATED2 (proxy, verify).  No access_log directive (the default is
+# off).  The TLS workloads listen with "tls" on the run's certificate,
+# with session tickets on (nginx's and HAProxy's default);
+# tls-idle-memory also lets a worker hold all the idle connections and
+# keeps them longer than the run takes (header_timeout).
 keygated_conf() {
 	kg_sys=${2:-keygated}
 	eval "kg_port=\$port_$kg_sys"
+	kg_tls=
+	[ "$W_TLS" = 1 ] && kg_tls=" tls"
 	cat <<EOF
 # generated by contrib/bench/run.sh, workload $1
-listen			127.0.0.1:$kg_port
+listen			127.0.0.1:$kg_port$kg_tls
 workers			$WORKERS
 state_dir		$d/state
 pidfile			$d/keygated.pid
 log_level		warn
 keepalive_requests	100000
 EOF
+	if [ "$W_TLS" = 1 ]; then
+		say "tls_certificate		$tlsdir/cert.pem $tlsdir/key.pem"
+		say "tls_session_tickets	on"
+	fi
+	if [ "$W_IDLE" = 1 ]; then
+		say "max_connections		$((IDLE_CONNS + 1024))"
+		say "header_timeout		600s"
+	fi
 	case $1 in
-	proxy)
+	proxy | https-* | tls-idle-memory)
 		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
 		say "route GET ^/bench\$	auth=anonymous upstream=up"
 		;;
@@ -595,11 +683,13 @@ EOF
 		say "access_log		$d/access.log"
 		;;
 	esac
+	kg_ok=$keygated_opt_ok
+	[ "$kg_sys" = keygated2 ] && kg_ok=$keygated2_opt_ok
 	n=0
 	keygated_optional | while IFS= read -r line; do
 		n=$((n + 1))
 		[ "$1" = keys-create ] && [ $n -eq 1 ] && continue
-		case " $keygated_opt_ok " in *" $n "*) say "$line" ;; esac
+		case " $kg_ok " in *" $n "*) say "$line" ;; esac
 	done
 }
 
@@ -612,26 +702,44 @@ keygated_optional() {
 	say "anonymous_rate_limit off"
 }
 
-# keygated_probe: set keygated_opt_ok to the numbers of the lines of
-# keygated_optional that "keygated -t" accepts after the echo config.
+# keygated_probe BINARY: print the numbers of the lines of
+# keygated_optional that "BINARY -t" accepts after the echo config.
 keygated_probe() {
 	d=$tmp/probe
 	mkdir -p "$d/state"
 	port_keygated=1
 	keygated_admin_port=2
-	keygated_opt_ok=
+	workload_info echo
 	base=$(keygated_conf echo)
 	n=0
+	ok=
 	keygated_optional >"$d/optional"
 	while IFS= read -r line; do
 		n=$((n + 1))
 		{ say "$base"; say "$line"; } >"$d/try.conf"
-		"$KEYGATED" -t -c "$d/try.conf" >/dev/null 2>&1 &&
-		    keygated_opt_ok="$keygated_opt_ok $n"
+		"$1" -t -c "$d/try.conf" >/dev/null 2>&1 && ok="$ok $n"
 	done <"$d/optional"
 	rm -rf "$d"
+	say "$ok"
 }
 keygated_opt_ok=
+keygated2_opt_ok=
+
+# keygated_tls_probe: whether $KEYGATED takes a TLS listener at all
+# ("keygated -t" on the echo config with "listen ... tls" and the run's
+# certificate): 0 if it does; its complaint in $tmp/tls/probe.log.
+keygated_tls_probe() {
+	d=$tmp/tls/probe
+	mkdir -p "$d/state"
+	port_keygated=1
+	keygated_admin_port=2
+	workload_info echo
+	{
+		keygated_conf echo | sed 's/^listen\(.*\)$/listen\1 tls/'
+		say "tls_certificate		$tlsdir/cert.pem $tlsdir/key.pem"
+	} >"$d/try.conf"
+	"$KEYGATED" -t -c "$d/try.conf" >"$tmp/tls/probe.log" 2>&1
+}
 
 # check_keygated WORKLOAD: "keygated -t" on the workload's config, its
 # output in $wdir/keygated/check.log.
@@ -647,9 +755,12 @@ check_keygated() {
 
 # start_keygated WORKLOAD [SYSTEM]: keygated in the foreground (-f) as a
 # background job, with its config, state and pidfile in $wdir/SYSTEM
-# (keygated, or keygated_off: see keygated_conf).
+# (keygated, or keygated_off: see keygated_conf); keygated2 runs
+# $KEYGATED2.
 start_keygated() {
 	kg_sys=${2:-keygated}
+	kg_bin=$KEYGATED
+	[ "$kg_sys" = keygated2 ] && kg_bin=$KEYGATED2
 	d=$wdir/$kg_sys
 	mkdir -p "$d/state"
 	free_port
@@ -658,7 +769,7 @@ start_keygated() {
 	free_port
 	keygated_admin_port=$PORT
 	keygated_conf "$1" "$kg_sys" >"$d/keygated.conf"
-	"$KEYGATED" -t -c "$d/keygated.conf" >"$d/check.log" 2>&1 || {
+	"$kg_bin" -t -c "$d/keygated.conf" >"$d/check.log" 2>&1 || {
 		cat "$d/check.log" >&2
 		return 2
 	}
@@ -670,9 +781,9 @@ start_keygated() {
 		cp "$keys_src/keys.snapshot" "$d/state/keys.snapshot"
 	fi
 	launch_ms=$(now_ms)
-	"$KEYGATED" -f -c "$d/keygated.conf" >"$d/stderr.log" 2>&1 &
+	"$kg_bin" -f -c "$d/keygated.conf" >"$d/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
-	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$kg_port/" || {
+	wait_ready "$SYSTEM_PID" "$(scheme)://127.0.0.1:$kg_port/" || {
 		stop_pid "$SYSTEM_PID"
 		tail -n 5 "$d/stderr.log" >&2
 		return 1
@@ -688,6 +799,9 @@ start_keygated_key() { start_keygated "$1" keygated_key; }
 # start_keygated_calm WORKLOAD: jwks-refresh's keygated without re-fetches.
 start_keygated_calm() { start_keygated "$1" keygated_calm; }
 
+# start_keygated2 WORKLOAD: keygated's config, run from $KEYGATED2.
+start_keygated2() { start_keygated "$1" keygated2; }
+
 # nginx_head DIR WORKERS: the start of a private nginx's config, up to the
 # open "http {" block.
 nginx_head() {
@@ -696,7 +810,15 @@ nginx_head() {
 worker_processes $2;
 pid $1/nginx.pid;
 error_log $1/logs/error.log error;
-events { worker_connections 4096; }
+EOF
+	# tls-idle-memory: room for every idle connection in one worker.
+	if [ "$W_IDLE" = 1 ]; then
+		say "worker_rlimit_nofile $nofile;"
+		say "events { worker_connections $((IDLE_CONNS + 1024)); }"
+	else
+		say "events { worker_connections 4096; }"
+	fi
+	cat <<EOF
 http {
 	access_log off;
 	keepalive_requests 100000;
@@ -706,14 +828,14 @@ EOF
 	done
 }
 
-# nginx_run DIR PORT: a private nginx (-p prefix, -c config, -e error log,
-# daemon off) that never touches the system nginx's files.
+# nginx_run DIR PORT [SCHEME]: a private nginx (-p prefix, -c config, -e
+# error log, daemon off) that never touches the system nginx's files.
 nginx_run() {
 	launch_ms=$(now_ms)
 	"$NGINX" -p "$1/" -c "$1/nginx.conf" -e "$1/logs/error.log" \
 	    -g 'daemon off;' >"$1/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
-	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$2/" || {
+	wait_ready "$SYSTEM_PID" "${3:-http}://127.0.0.1:$2/" || {
 		stop_pid "$SYSTEM_PID"
 		tail -n 5 "$1/stderr.log" "$1/logs/error.log" >&2
 		return 1
@@ -729,7 +851,8 @@ start_nginx() {
 	{
 		nginx_head "$d" "$WORKERS"
 		case $1 in
-		proxy | keys-proxy | rate | rate-accuracy)
+		proxy | keys-proxy | rate | rate-accuracy | https-* | \
+		    tls-idle-memory)
 			cat <<EOF
 	upstream up {
 		server 127.0.0.1:$port_upstream;
@@ -742,7 +865,11 @@ EOF
 		[ "$W_KEYS" = 1 ] && nginx_map
 		nginx_limit "$1"
 		say "	server {"
-		say "		listen 127.0.0.1:$port_nginx;"
+		if [ "$W_TLS" = 1 ]; then
+			nginx_tls
+		else
+			say "		listen 127.0.0.1:$port_nginx;"
+		fi
 		case $1 in
 		keys-proxy | rate | rate-accuracy)
 			cat <<EOF
@@ -773,7 +900,7 @@ EOF
 		}
 EOF
 			;;
-		proxy)
+		proxy | https-* | tls-idle-memory)
 			cat <<EOF
 		location = /bench {
 			proxy_pass http://up;
@@ -801,7 +928,25 @@ EOF
 		say "	}"
 		say "}"
 	} >"$d/nginx.conf"
-	nginx_run "$d" "$port_nginx"
+	nginx_run "$d" "$port_nginx" "$(scheme)"
+}
+
+# nginx_tls: the TLS workloads' listener: the run's certificate, TLS 1.2
+# and 1.3 (nginx 1.22's default lacks 1.3; keygated's and HAProxy's
+# defaults are these two), session tickets on with the key nginx makes at
+# start (its default, written out), no server-side session cache (its
+# default too: resumption by ticket only, as keygated).  tls-idle-memory:
+# the idle connections kept longer than the run takes.
+nginx_tls() {
+	cat <<EOF
+		listen 127.0.0.1:$port_nginx ssl;
+		ssl_certificate $tlsdir/cert.pem;
+		ssl_certificate_key $tlsdir/key.pem;
+		ssl_protocols TLSv1.2 TLSv1.3;
+		ssl_session_tickets on;
+EOF
+	[ "$W_IDLE" = 1 ] && say "		client_header_timeout 600s;"
+	return 0
 }
 
 # nginx_limit WORKLOAD: for rate and rate-accuracy, the limit_req zone
@@ -981,17 +1126,38 @@ refresh_serve() {
 
 # start_haproxy WORKLOAD: HAProxy in the foreground (-db) as a background
 # job, never the system service; one process with $WORKERS threads.
+#
+# The TLS workloads: "ssl crt" with the run's certificate and key in one
+# PEM; HAProxy's defaults otherwise (TLS 1.2 and 1.3, session tickets on
+# with keys it makes at start, its session cache).  tls-idle-memory:
+# maxconn room for the idle connections, kept longer than the run takes
+# (and "no strict-limits": see below).
 start_haproxy() {
 	d=$wdir/haproxy
 	mkdir -p "$d"
 	free_port
 	port_haproxy=$PORT
+	h_ssl=
+	[ "$W_TLS" = 1 ] && h_ssl=" ssl crt $tlsdir/haproxy.pem"
+	h_maxconn=4096
+	h_req_timeout=60s
+	h_limits=
+	if [ "$W_IDLE" = 1 ]; then
+		# HAProxy wants 2 descriptors per connection (client and
+		# server side) and by default will not start if it cannot
+		# have them (strict-limits); idle connections have no server
+		# side, so the limit the shell could set is enough.
+		h_maxconn=$((IDLE_CONNS + 1024))
+		h_req_timeout=600s
+		h_limits="
+	no strict-limits"
+	fi
 	{
 		cat <<EOF
 # generated by contrib/bench/run.sh, workload $1
 global
 	nbthread $WORKERS
-	maxconn 4096
+	maxconn $h_maxconn$h_limits
 	pidfile $d/haproxy.pid
 
 defaults
@@ -1002,9 +1168,11 @@ defaults
 	timeout client 60s
 	timeout server 60s
 	timeout http-keep-alive 75s
+	timeout http-request $h_req_timeout
+	maxconn $h_maxconn
 
 frontend gateway
-	bind 127.0.0.1:$port_haproxy
+	bind 127.0.0.1:$port_haproxy$h_ssl
 EOF
 		if [ "$W_KEYS" = 1 ]; then
 			# One map look-up per request: the owner goes into a
@@ -1017,7 +1185,7 @@ EOF
 		fi
 		[ -n "$W_JWT" ] && haproxy_jwt "$1"
 		case $1 in
-		proxy)
+		proxy | https-* | tls-idle-memory)
 			cat <<EOF
 	use_backend up if { path /bench }
 
@@ -1064,7 +1232,7 @@ EOF
 	"$HAPROXY" -f "$d/haproxy.cfg" -db -p "$d/haproxy.pid" \
 	    >"$d/stderr.log" 2>&1 &
 	SYSTEM_PID=$!
-	wait_ready "$SYSTEM_PID" "http://127.0.0.1:$port_haproxy/" || {
+	wait_ready "$SYSTEM_PID" "$(scheme)://127.0.0.1:$port_haproxy/" || {
 		stop_pid "$SYSTEM_PID"
 		tail -n 5 "$d/stderr.log" >&2
 		return 1
@@ -1204,8 +1372,20 @@ wsystems=
 # run_wrk OUTFILE SECONDS URL [SYSTEM]: wrk in the background, so that a
 # signal reaches the trap at once, with the workload's headers (and
 # keys.lua with SYSTEM's credentials: see wrk_creds).  Non-zero if wrk
-# failed (its output is in OUTFILE).
+# failed (its output is in OUTFILE).  The handshake workloads (W_CLIENT
+# full or resume) run tlsload instead, on SYSTEM's port, with $CONNS
+# connection slots.
 run_wrk() {
+	if [ "$W_CLIENT" != wrk ]; then
+		eval "rw_port=\$port_$4"
+		"$tlsload" -p "$rw_port" -u "$W_PATH" -c "$CONNS" -d "$2" \
+		    -m "$W_CLIENT" >"$1" 2>&1 &
+		wrk_pid=$!
+		rc=0
+		wait "$wrk_pid" || rc=$?
+		wrk_pid=
+		return $rc
+	fi
 	wrk_creds "${4:-}"
 	set -- "$1" "$2" "$3" wrk
 	[ -n "$wrk_file" ] && set -- "$1" "$2" "$3" env KEYS_FILE="$wrk_file" \
@@ -1242,9 +1422,19 @@ wrk_creds() {
 	fi
 }
 
-# parse_wrk FILE: print "req/s p50_us p99_us non2xx socket_errors requests".
+# parse_wrk FILE: print "req/s p50_us p99_us non2xx socket_errors requests"
+# (from wrk's output, or from tlsload's line: its exchanges, one per
+# connection, and its failed connections as socket errors).
 parse_wrk() {
 	awk '
+	/^tlsload / {
+		for (i = 2; i <= NF; i++) {
+			k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v)
+			t[k] = v
+		}
+		rps = t["rps"]; p50 = t["p50_us"]; p99 = t["p99_us"]
+		bad = t["non2xx"]; err = t["errors"]; req = t["exchanges"]
+	}
 	function us(v) {
 		if (v ~ /us$/) return v + 0
 		if (v ~ /ms$/) return v * 1000
@@ -1310,6 +1500,7 @@ check_workload() {
 		[ "$W_REFRESH" = 1 ] && ! refresh_wait "$s" &&
 		    warn "$s: not every provider has its keys after 20 s"
 		check_curl=curl
+		[ "$W_TLS" = 1 ] && check_curl=curl_tls
 		[ "$W_KEYS" = 1 ] && check_curl=curl_key
 		[ -n "$W_JWT" ] && [ "$s" != keygated_key ] && check_curl=curl_jwt
 		url=$(workload_url "$w" "$s")
@@ -1374,6 +1565,10 @@ jwt_check_file() {
 	*:sub) say "$jwtdir/sub.one" ;;
 	esac
 }
+
+# curl_tls ARGS...: curl trusting the run's certificate alone (its own
+# CA), for 127.0.0.1: a system that presents another one fails the check.
+curl_tls() { curl --cacert "$tlsdir/cert.pem" "$@"; }
 
 # curl_jwt ARGS...: curl with the workload's check token (from a file).
 curl_jwt() { curl -H "@$(jwt_check_file hdr)" "$@"; }
@@ -1764,6 +1959,151 @@ accuracy_counts() {
 	    }' "$wdir/out/$1.arrivals"
 }
 
+# run_idle: tls-idle-memory, with the systems started and checked: for
+# each system in turn, its memory at rest (mem_now: RSS and PSS summed over
+# master and workers), then tlsload -m hold opens $IDLE_CONNS TLS
+# connections to it (64 handshakes at a time, nothing sent after the
+# handshake) and keeps them for $IDLE_HOLD s; 1 s after it says all are
+# up, the memory again.  tlsload then reports how many the server still
+# had open.  Results in $wdir/idle.SYSTEM: "rss0 pss0 rss1 pss1 held
+# alive errors connect_secs".
+run_idle() {
+	for s in $W_SYSTEMS; do
+		p=$(system_pid "$s")
+		sleep 1
+		m0=$(mem_now "$p")
+		eval "i_port=\$port_$s"
+		out=$wdir/out/$s.idle
+		warn "$w: $s, $IDLE_CONNS idle connections"
+		: >"$out"
+		"$tlsload" -p "$i_port" -m hold -n "$IDLE_CONNS" -c 64 \
+		    -d "$IDLE_HOLD" >"$out" 2>&1 &
+		wrk_pid=$!
+		until grep -q '^held ' "$out"; do
+			alive "$wrk_pid" || break
+			sleep 0.2
+		done
+		if ! grep -q '^held ' "$out"; then
+			wait "$wrk_pid" || true
+			wrk_pid=
+			fail "$w" "tlsload failed ($s)" "$out"
+			return 0
+		fi
+		sleep 1
+		m1=$(mem_now "$p")
+		rc=0
+		wait "$wrk_pid" || rc=$?
+		wrk_pid=
+		if [ $rc -ne 0 ]; then
+			fail "$w" "tlsload failed ($s)" "$out"
+			return 0
+		fi
+		awk -v m="$m0 $m1" '/^tlsload / {
+		    for (i = 2; i <= NF; i++) {
+			k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v)
+			t[k] = v
+		    }
+		    print m, t["held"], t["alive"], t["errors"], t["connect_secs"],
+			t["proto"], t["group"], t["cert"] }' "$out" >"$wdir/idle.$s"
+		alive "$p" || {
+			fail "$w" "$s DIED while it held the connections"
+			return 0
+		}
+	done
+}
+
+# print_idle: the tls-idle-memory results, from $wdir/idle.SYSTEM.
+print_idle() {
+	sw=$(name_width)
+	printf "%-${sw}s %6s %6s %10s %10s %9s %9s  %s\n" system held alive \
+	    "RSS delta" "PSS delta" "RSS/conn" "PSS/conn" "TLS"
+	for s in $W_SYSTEMS; do
+		[ -s "$wdir/idle.$s" ] || continue
+		awk -v s="$s" -v sw="$sw" '{
+		    n = $5 > 0 ? $5 : 1
+		    printf "%-*s %6d %6d %7d KiB %7d KiB %7.0f B %7.0f B  %s %s %s, %d failed, up in %.1f s\n",
+			sw, s, $5, $6, $3 - $1, $4 - $2, ($3 - $1) * 1024 / n,
+			($4 - $2) * 1024 / n, $9, $10, $11, $7, $8 }' \
+		    "$wdir/idle.$s" | tee "$wdir/idle.$s.line"
+	done
+	set -- $W_SYSTEMS
+	a=$1
+	shift
+	for b in "$@"; do
+		[ -s "$wdir/idle.$a" ] && [ -s "$wdir/idle.$b" ] || continue
+		awk -v a="$a" -v b="$b" '
+		    NR == FNR { ar = ($3 - $1) / ($5 ? $5 : 1); ap = ($4 - $2) / ($5 ? $5 : 1); next }
+		    { br = ($3 - $1) / ($5 ? $5 : 1); bp = ($4 - $2) / ($5 ? $5 : 1)
+		      printf "ratio %s/%s: RSS per connection %.2fx, PSS per connection %.2fx\n",
+			a, b, br ? ar / br : 0, bp ? ap / bp : 0 }' \
+		    "$wdir/idle.$a" "$wdir/idle.$b"
+	done
+	say "delta: memory 1 s after the last of $IDLE_CONNS connections was up, minus at rest before, summed over master and workers (RSS: VmRSS, a shared page once per process; PSS: smaps_rollup, shared pages divided among the processes); per connection: delta / held; alive: still open after ${IDLE_HOLD}s"
+	for s in $W_SYSTEMS; do
+		[ -s "$wdir/idle.$s" ] || continue
+		awk -v s="$s" -v n="$IDLE_CONNS" '$5 < n || $6 < $5 {
+		    printf "WARNING: %s: %d of %d connections up, %d still open at the end\n", s, $5, n, $6 }' \
+		    "$wdir/idle.$s"
+	done
+	cat "$wdir/notes"
+}
+
+# print_tls: the handshake workloads, per system: what tlsload's rounds
+# negotiated, handshakes/s and the share resumed (medians over the
+# rounds), and whether every handshake was what the mode asks (full: none
+# resumed; resume: every offered session taken).
+print_tls() {
+	for s in $W_SYSTEMS; do
+		cat "$wdir/out/$s".[0-9]* 2>/dev/null | awk -v s="$s" \
+		    -v mode="$W_CLIENT" '/^tlsload / {
+		    for (i = 2; i <= NF; i++) {
+			k = $i; sub(/=.*/, "", k); v = $i; sub(/^[^=]*=/, "", v)
+			t[k] = v
+		    }
+		    r++; hs += t["handshakes"]; res += t["resumed"]
+		    off += t["offered"]; miss += t["missed"]
+		    full += t["reused_in_full"]; hps[r] = t["hps"]
+		    share[r] = t["resumed_share"]
+		    if (tls == "") tls = t["proto"] " " t["cipher"] " " t["group"] " " t["cert"]
+		    }
+		    END {
+			if (!r) exit
+			n = asort_(hps); m = asort_(share)
+			if (mode == "full")
+				printf "%s: %s; handshakes/s (median) %.0f; resumed %d of %d handshakes (no session offered)\n",
+				    s, tls, med(hps, r), res, hs
+			else
+				printf "%s: %s; handshakes/s (median) %.0f; resumed %d of %d handshakes (%.2f%%, median per round %.2f%%; the first of each connection slot is full), %d of %d offered sessions\n",
+				    s, tls, med(hps, r), res, hs, hs ? 100 * res / hs : 0,
+				    100 * med(share, r), off - miss, off
+			if (mode == "full" && full)
+				printf "WARNING: %s: %d handshakes resumed in full mode\n", s, full
+			if (mode == "resume" && miss)
+				printf "WARNING: %s: %d of %d offered sessions not resumed\n", s, miss, off
+		    }
+		    function asort_(a,	i, j, x) {
+			for (i = 2; i <= r; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) {
+				x = a[j]; a[j] = a[j - 1]; a[j - 1] = x
+			}
+			return r
+		    }
+		    function med(a, n) { return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }'
+	done
+}
+
+# tls_drop_keygated: a TLS workload goes on without keygated, which did not
+# start or did not answer over TLS: a note says so, the table has no
+# keygated column and no ratios.
+tls_drop_keygated() {
+	{
+		say "NOTE: keygated: did not answer over TLS ($KEYGATED takes \"listen ... tls\" but https://127.0.0.1:$port_keygated/ got no TLS answer in 10 s, three tries); its column is missing, no ratios:"
+		tail -n 3 "$wdir/keygated.start.log" | sed 's/^/    /'
+	} >>"$wdir/notes"
+	W_SYSTEMS=$(for t in $W_SYSTEMS; do say "$t"; done |
+	    grep -vx keygated | tr '\n' ' ' | sed 's/ $//' || true)
+	say "$W_SYSTEMS" >"$wdir/systems"
+}
+
 # run_workload NAME: start the workload's systems, check them, warm them
 # up, run the rounds, record peak RSS, profile (PROFILE=1), stop them.
 # Results in $tmp/NAME; $tmp/NAME/failed says why there are none.
@@ -1776,13 +2116,21 @@ run_workload() {
 	if ! check_keygated "$w"; then
 		peers=$(for s in $W_SYSTEMS; do say "$s"; done |
 		    grep -v '^keygated' | tr '\n' ' ' | sed 's/ $//' || true)
-		if [ "$PEERS" != 1 ] || [ -z "$peers" ]; then
+		# A binary without TLS: the peers' figures all the same.
+		no_tls=0
+		[ "$W_TLS" = 1 ] && [ "$keygated_tls" = 0 ] && no_tls=1
+		if { [ "$PEERS" != 1 ] && [ "$no_tls" = 0 ]; } ||
+		    [ -z "$peers" ]; then
 			fail "$w" "skipped: keygated -t rejects its config ($KEYGATED):" \
 			    "$wdir/keygated/check.log"
 			return 0
 		fi
 		{
-			say "NOTE: keygated skipped (PEERS=1): keygated -t rejects its config:"
+			if [ "$no_tls" = 1 ]; then
+				say "NOTE: keygated: TLS not supported by this binary ($KEYGATED: keygated -t rejects \"listen ... tls\"); its column is missing, no ratios:"
+			else
+				say "NOTE: keygated skipped (PEERS=1): keygated -t rejects its config:"
+			fi
 			tail -n 3 "$wdir/keygated/check.log" | sed 's/^/    /'
 		} >>"$wdir/notes"
 		W_SYSTEMS=$peers
@@ -1800,12 +2148,18 @@ run_workload() {
 			stop_systems
 			return 0
 		fi
-		start_system "$s" || {
+		if ! start_system "$s"; then
+			# A keygated that takes "listen ... tls" but does not
+			# answer over TLS (TLS half done): the peers still run.
+			if [ "$W_TLS" = 1 ] && [ "$s" = keygated ]; then
+				tls_drop_keygated
+				continue
+			fi
 			fail "$w" "skipped: $s would not start" \
 			    "$wdir/$s.start.log"
 			stop_systems
 			return 0
-		}
+		fi
 		if [ "$W_KEYS" = 1 ] && [ "$W_ACCURACY" = 0 ] &&
 		    [ -z "$W_JWT" ] && [ "$s" != upstream ]; then
 			sleep 1
@@ -1824,6 +2178,11 @@ run_workload() {
 	fi
 	if [ "$W_ACCURACY" = 1 ]; then
 		run_accuracy
+		stop_systems
+		return 0
+	fi
+	if [ "$W_IDLE" = 1 ]; then
+		run_idle
 		stop_systems
 		return 0
 	fi
@@ -2030,6 +2389,10 @@ print_table() {
 	[ -s "$wdir/systems" ] && W_SYSTEMS=$(cat "$wdir/systems")
 	if [ "$W_CREATE" = 1 ]; then
 		say "workload: $w ($W_DESC)"
+	elif [ "$W_IDLE" = 1 ]; then
+		say "workload: $w ($W_DESC), 1 run per system, held ${IDLE_HOLD}s"
+	elif [ "$W_CLIENT" != wrk ]; then
+		say "workload: $w ($W_DESC), tlsload -m $W_CLIENT -c$CONNS, $ROUNDS x ${DURATION}s"
 	elif [ "$W_ACCURACY" = 1 ]; then
 		say "workload: $w ($W_DESC), wrk -t$THREADS -c$ACCURACY_CONNS, 1 x ${DURATION}s per system"
 	else
@@ -2045,6 +2408,10 @@ print_table() {
 	fi
 	if [ "$W_ACCURACY" = 1 ]; then
 		print_accuracy
+		return 0
+	fi
+	if [ "$W_IDLE" = 1 ]; then
+		print_idle
 		return 0
 	fi
 	sw=$(name_width)
@@ -2080,6 +2447,7 @@ print_table() {
 	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
 	[ "$w" = rate ] && print_refusals
+	[ "$W_CLIENT" != wrk ] && print_tls
 	[ "$W_REFRESH" = 1 ] && print_refresh
 	[ "$W_KEYS" = 1 ] && [ -z "$W_JWT" ] && print_memory
 	cat "$wdir/notes"
@@ -2260,7 +2628,9 @@ print_profile() {
 	w=$1
 	workload_info "$w"
 	[ -s "$tmp/$w/systems" ] && W_SYSTEMS=$(cat "$tmp/$w/systems")
-	say "profile: $w, wrk -t$THREADS -c$CONNS, ${PROFILE_DURATION}s per system and tool, master+workers"
+	p_client="wrk -t$THREADS -c$CONNS"
+	[ "$W_CLIENT" != wrk ] && p_client="tlsload -m $W_CLIENT -c$CONNS"
+	say "profile: $w, $p_client, ${PROFILE_DURATION}s per system and tool, master+workers"
 	sw=$(name_width)
 	printf "%-${sw}s %11s %11s %11s   (perf stat)\n" system "CPU us/req" \
 	    "ctx-sw/req" "syscall/req"
@@ -2362,8 +2732,14 @@ all=
 any_keys=0
 any_jwt=0
 any_refresh=0
+any_tls=0
+any_tlsload=0
+any_idle=0
 for w in $WORKLOADS; do
 	workload_info "$w"
+	[ "$W_TLS" = 1 ] && any_tls=1
+	[ "$W_CLIENT" != wrk ] || [ "$W_IDLE" = 1 ] && any_tlsload=1
+	[ "$W_IDLE" = 1 ] && any_idle=1
 	[ "$W_KEYS" = 1 ] && any_keys=1
 	[ -n "$W_JWT" ] && any_jwt=1
 	[ "$W_REFRESH" = 1 ] && any_refresh=1
@@ -2372,6 +2748,10 @@ for w in $WORKLOADS; do
 	done
 done
 [ -n "$all" ] || die "WORKLOADS is empty"
+if [ -n "$KEYGATED2" ]; then
+	case $KEYGATED2 in /*) ;; *) KEYGATED2=$(pwd)/$KEYGATED2 ;; esac
+	[ -x "$KEYGATED2" ] || die "KEYGATED2=$KEYGATED2 is not an executable"
+fi
 
 need wrk wrk
 need curl curl
@@ -2447,7 +2827,51 @@ if [ "$any_jwt" = 1 ]; then
 	jwt_ms=$(($(now_ms) - t0))
 fi
 
-keygated_probe
+# The TLS workloads' certificate, the same for every system: ECDSA P-256,
+# self-signed, for 127.0.0.1 (curl_tls checks it); HAProxy takes the
+# certificate and key in one file.  tlsload, built here.  For
+# tls-idle-memory, room for the idle connections in every process started
+# from here (servers and client): ulimit -n.
+tlsdir=
+tlsload=
+keygated_tls=1
+nofile=4096
+if [ "$any_tls" = 1 ]; then
+	need openssl openssl
+	tlsdir=$tmp/tls
+	mkdir -p "$tlsdir"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	    -keyout "$tlsdir/key.pem" -out "$tlsdir/cert.pem" -days 2 \
+	    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+	    >"$tlsdir/openssl.log" 2>&1 ||
+	    die "openssl could not make the certificate: $(tail -n 1 "$tlsdir/openssl.log")"
+	cat "$tlsdir/cert.pem" "$tlsdir/key.pem" >"$tlsdir/haproxy.pem"
+	keygated_tls_probe || keygated_tls=0
+fi
+if [ "$any_tlsload" = 1 ]; then
+	need cc gcc
+	cc -O2 -o "$tmp/tlsload" "$here/tlsload.c" -lssl -lcrypto \
+	    >"$tmp/tlsload.log" 2>&1 ||
+	    die "cannot build tlsload.c (libssl-dev?): $(tail -n 3 "$tmp/tlsload.log")"
+	tlsload=$tmp/tlsload
+fi
+if [ "$any_idle" = 1 ]; then
+	# The hard limit raised if need be (root), never lowered; the soft
+	# one up to it.
+	lim=$((2 * IDLE_CONNS + 4096))
+	hard=$(ulimit -H -n)
+	[ "$hard" != unlimited ] && [ "$hard" -lt "$lim" ] &&
+	    { ulimit -H -n "$lim" 2>/dev/null || true; }
+	ulimit -S -n "$(ulimit -H -n)" 2>/dev/null || true
+	nofile=$(ulimit -n)
+	[ "$nofile" = unlimited ] && nofile=$lim
+	[ "$(ulimit -n)" = unlimited ] ||
+	    [ "$(ulimit -n)" -ge $((IDLE_CONNS + 1024)) ] ||
+	    warn "ulimit -n is $(ulimit -n), below $IDLE_CONNS idle connections: tls-idle-memory will fall short"
+fi
+
+keygated_opt_ok=$(keygated_probe "$KEYGATED")
+[ -n "$KEYGATED2" ] && keygated2_opt_ok=$(keygated_probe "$KEYGATED2")
 
 versions="$("$KEYGATED" -v 2>&1 | head -n 1) ($KEYGATED); $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
 case " $all " in
@@ -2458,6 +2882,10 @@ case " $all " in
 esac
 say "# keygate bench $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc 2>/dev/null || echo ?) CPUs, $WORKERS workers (HAProxy: threads) per gateway, upstream $UPSTREAM_WORKERS worker(s), pool $POOL"
 say "# $versions; $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }')"
+[ -n "$KEYGATED2" ] &&
+    say "# keygated2 (proxy, verify): $("$KEYGATED2" -v 2>&1 | head -n 1) ($KEYGATED2)"
+[ "$any_tls" = 1 ] &&
+    say "# TLS: one ECDSA P-256 certificate for all ($(openssl version | awk '{ print $1, $2 }')); handshakes by tlsload.c (one request per connection)$(test "$keygated_tls" = 1 || echo "; keygated: TLS not supported by this binary")"
 [ "$any_keys" = 1 ] &&
     say "# keys-*: $KEYS keys made by keys.py in $(awk -v t="$keys_ms" 'BEGIN { printf "%.1f", t / 1000 }') s, keygated max_keys $KEYS ($((KEYS + CREATES)) in keys-create), wrk picks one at random per request (keys.lua)"
 [ "$any_jwt" = 1 ] &&
@@ -2472,7 +2900,8 @@ if [ "$PROFILE" = 1 ]; then
 	for w in $WORKLOADS; do
 		[ -f "$tmp/$w/failed" ] && continue
 		workload_info "$w"
-		[ "$W_CREATE" = 1 ] && continue
+		[ "$W_CREATE" = 1 ] || [ "$W_ACCURACY" = 1 ] ||
+		    [ "$W_IDLE" = 1 ] && continue
 		say
 		print_profile "$w"
 	done
