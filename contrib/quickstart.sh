@@ -30,11 +30,13 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # cmocka for the unit tests, python3 for the integration tests, clang and
 # its runtime for the fuzz targets, nginx for the auth_request test, and
 # systemd-analyze (package systemd) to verify the installed unit, which
-# also checks that the unit's /bin/kill (package procps) exists.
+# also checks that the unit's /bin/kill (package procps) exists, and the
+# openssl command line, which makes the TLS tests' certificates.
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
 libpcre2-dev libjansson-dev libssl-dev libcurl4-openssl-dev curl \
 python3-jwt python3-cryptography"
-TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps"
+TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps \
+openssl"
 # Any of these serves the nginx test; nginx-light is installed if none is.
 NGINX_PACKAGES="nginx nginx-light nginx-core nginx-full nginx-extras"
 
