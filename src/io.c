@@ -21,9 +21,14 @@
  * Events are armed by io_events() from the flags, and only changed when
  * the wish changes, so a plain keep-alive request costs no epoll_ctl().
  *
- * Decrypted bytes OpenSSL still holds (SSL_pending()) make no event: a
- * read stops at IO_READ_SIZE bytes, and if OpenSSL holds more, the read
- * event is made active by hand so that the next loop round reads on.
+ * TLS reads: the contexts read ahead (tls.c), so OpenSSL takes what the
+ * socket holds with one read(2), not a header and then a body per record.
+ * A read goes on with SSL_read() only while OpenSSL holds bytes it has not
+ * returned yet (SSL_has_pending()): asking once more would cost a read(2)
+ * that finds nothing, on every request.  Bytes OpenSSL still holds make no
+ * event: if a read stops at IO_READ_SIZE bytes, or reading is paused,
+ * with bytes held, the read event is made active by hand so that the next
+ * loop round reads on.
  *
  * TLS writes: each SSL_write() makes one record and one write(2).  Output
  * made of small chains (a response head, a short body) is copied into one
@@ -166,7 +171,7 @@ io_reading(struct io *io, int on)
 		io->io_flags &= ~IO_READING;
 	io_events(io);
 	/* Bytes OpenSSL decrypted before the pause make no event. */
-	if (on && io->io_ssl != NULL && SSL_pending(io->io_ssl) > 0)
+	if (on && io->io_ssl != NULL && SSL_has_pending(io->io_ssl))
 		event_active(io->io_ev_read, EV_READ, 0);
 }
 
@@ -241,7 +246,7 @@ io_tls_check(struct io *io)
 }
 
 /*
- * SSL_read() into the vectors v[0..nv) until they are full, the socket has
+ * SSL_read() into the vectors v[0..nv) until they are full, OpenSSL holds
  * nothing more, or the peer closed.  Returns what was read, or (nothing
  * read) io_read()'s 0 or -1.
  */
@@ -274,6 +279,8 @@ io_tls_read(struct io *io, struct iovec *v, int nv)
 			i++;
 			off = 0;
 		}
+		if (!SSL_has_pending(io->io_ssl))
+			break;		/* the socket's turn: see above */
 	}
 	io_tls_check(io);
 	return ((ssize_t)got);
@@ -305,7 +312,7 @@ io_read(struct io *io)
 		saved = errno;
 		if ((io->io_flags & IO_RD_WANT_WR) != waits)
 			io_events(io);
-		if (n > 0 && SSL_pending(io->io_ssl) > 0)
+		if (n > 0 && SSL_has_pending(io->io_ssl))
 			event_active(io->io_ev_read, EV_READ, 0);
 		errno = saved;
 	}

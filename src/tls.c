@@ -476,6 +476,7 @@ tls_ctx_new(struct config *conf, struct tls_server *ts, char *err,
 	SSL_CTX_clear_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
 	    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);		/* one read(2): see io.c */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_default_passwd_cb(ctx, tls_no_password);
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
@@ -690,6 +691,7 @@ tls_upstream_build(struct upstream *u, const char *file, char *err,
 		    "cannot make a TLS context: %s", u->u_name, tls_reason()));
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
 	    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(ctx, 1);		/* one read(2): see io.c */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_verify(ctx, u->u_verify ? SSL_VERIFY_PEER :
