@@ -246,6 +246,35 @@ io_tls_check(struct io *io)
 }
 
 /*
+ * Go on with the handshake (its errors cleared by the caller): 1 once it
+ * is done and OpenSSL holds bytes that came with its last message (to be
+ * read now), else io_read()'s answer: -1 with errno EAGAIN while it goes on, or after it completed
+ * with nothing more to read.  Not SSL_read() for this: a read after the
+ * handshake's last message would make OpenSSL allocate its read buffer
+ * and keep it while the connection idles (SSL_MODE_RELEASE_BUFFERS frees
+ * it only once a record was read), 16 KiB on every idle TLS connection.
+ */
+static int
+io_tls_handshake(struct io *io)
+{
+	int	 n, waits;
+
+	errno = 0;
+	if ((n = SSL_do_handshake(io->io_ssl)) != 1) {
+		n = io_tls_result(io, n, SSL_ERROR_WANT_WRITE, &waits);
+		if (waits)
+			io->io_flags |= IO_RD_WANT_WR;
+		return (n);
+	}
+	io->io_flags |= IO_HANDSHAKEN;
+	io->io_flags &= ~IO_RD_WANT_WR;
+	if (SSL_has_pending(io->io_ssl))
+		return (1);
+	errno = EAGAIN;
+	return (-1);
+}
+
+/*
  * SSL_read() into the vectors v[0..nv) until they are full, OpenSSL holds
  * nothing more, or the peer closed.  Returns what was read, or (nothing
  * read) io_read()'s 0 or -1.
@@ -296,6 +325,22 @@ io_read(struct io *io)
 	ssize_t			 n;
 	int			 i, nv, saved, waits = io->io_flags & IO_RD_WANT_WR;
 
+	/*
+	 * A handshake first, before any space is reserved: its reads give
+	 * no bytes, and reserved space stays allocated in io_in (libevent
+	 * frees chains only when bytes are drained), 32 KiB on every idle
+	 * TLS connection.
+	 */
+	if (io->io_ssl != NULL && !(io->io_flags & IO_HANDSHAKEN)) {
+		ERR_clear_error();
+		n = io_tls_handshake(io);
+		saved = errno;
+		if ((io->io_flags & IO_RD_WANT_WR) != waits)
+			io_events(io);
+		errno = saved;
+		if (n <= 0)
+			return (n);
+	}
 	if ((nv = evbuffer_reserve_space(io->io_in, IO_READ_SIZE, v, 2)) < 1) {
 		errno = ENOMEM;
 		return (-1);
