@@ -3,9 +3,11 @@
  * socketpair(2)s, plain and TLS.  Plain: reads (bytes, EOF, EAGAIN),
  * flushes that wait for the socket and their write timeout, read pausing,
  * shutdown.  TLS: handshakes through the owner's callbacks only, 1 MiB
- * each way through small socket buffers, decrypted bytes OpenSSL holds
- * (SSL_pending) delivered without new socket data, close_notify and bare
- * closes, a plain-text peer, resumption and a verification failure.
+ * each way (and an upload) through small socket buffers, a client that
+ * does not read, a server flight larger than the socket buffers, decrypted
+ * bytes OpenSSL holds (SSL_pending) delivered without new socket data,
+ * close_notify and bare closes, a plain-text peer, resumption and a
+ * verification failure.
  *
  * The loop runs one round at a time (EVLOOP_ONCE | EVLOOP_NONBLOCK, or
  * EVLOOP_ONCE alone where a timer must fire) a bounded number of times;
@@ -33,6 +35,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "config.h"
@@ -49,8 +52,8 @@
 /* One end: a struct io and what its owner saw and sent. */
 struct end {
 	struct io	 io;
-	struct event_base *base;
 	int		 nread, nwrite, ntimeout;	/* callbacks */
+	int		 stray;		/* on_read runs while not reading */
 	int		 eof, failed, err;	/* err: its errno */
 	size_t		 got;		/* bytes received */
 	size_t		 pause_at;	/* pause here (0: never) */
@@ -64,18 +67,61 @@ static struct {
 	char		*dir;
 	X509		*ca, *ca2, *up;
 	EVP_PKEY	*ca_key, *ca2_key, *k;
-	char		*ca_pem, *ca2_pem, *up_pem, *k_pem;
+	char		*ca_pem, *ca2_pem, *up_pem, *k_pem, *big_pem;
 	struct config	*sv;		/* a TLS listener's contexts */
+	struct config	*big;		/* one with a 16 KiB chain */
 	struct config	*cl;		/* upstreams: CA, other CA */
 	SSL_CTX		*any, *v12;	/* plain OpenSSL clients */
 	struct shm_tickets tickets;
 } t;
 
+/*
+ * Write the certificate up followed by 16 unrelated RSA certificates as
+ * one chain file: a server's first flight larger than small socket
+ * buffers.
+ */
+static char *
+big_chain(void)
+{
+	EVP_PKEY	*k = tlst_key("RSA");
+	X509		*x;
+	FILE		*f;
+	char		*path;
+	int		 i;
+
+	assert_true(asprintf(&path, "%s/big.pem", t.dir) > 0);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(PEM_write_X509(f, t.up), 1);
+	for (i = 0; i < 16; i++) {
+		x = tlst_cert(k, "padding", NULL, -1, 30, NULL, NULL);
+		assert_int_equal(PEM_write_X509(f, x), 1);
+		X509_free(x);
+	}
+	assert_int_equal(fclose(f), 0);
+	EVP_PKEY_free(k);
+	return (path);
+}
+
+/* Parse the configuration printed from fmt; fail with its error if bad. */
+static struct config *
+conf(const char *fmt, ...)
+{
+	struct config	*c;
+	char		 text[4096], err[CONFIG_ERRLEN] = "";
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if ((c = config_parse(text, "test.conf", err, sizeof(err))) == NULL)
+		fail_msg("config did not parse: %s\n%s", err, text);
+	return (c);
+}
+
 /* Make the CAs, keys, certificates and contexts. */
 static int
 setup(void **state)
 {
-	char	 text[4096], err[CONFIG_ERRLEN] = "";
 
 	(void)state;
 	t.dir = tlst_mkdir();
@@ -92,15 +138,14 @@ setup(void **state)
 	t.k_pem = tlst_write_key(t.dir, "k.key", t.k);
 	tls_tickets_rotate(&t.tickets, 1000);
 	tls_tickets_attach(&t.tickets);
-	snprintf(text, sizeof(text), "listen 127.0.0.1:8443 tls\n"
-	    "tls_certificate %s %s\n", t.up_pem, t.k_pem);
-	if ((t.sv = config_parse(text, "sv.conf", err, sizeof(err))) == NULL)
-		fail_msg("%s", err);
-	snprintf(text, sizeof(text), "upstream good https://127.0.0.1:8443 "
-	    "ca=%s\nupstream other https://127.0.0.1:8443 ca=%s\n",
-	    t.ca_pem, t.ca2_pem);
-	if ((t.cl = config_parse(text, "cl.conf", err, sizeof(err))) == NULL)
-		fail_msg("%s", err);
+	t.big_pem = big_chain();
+	t.sv = conf("listen 127.0.0.1:8443 tls\ntls_certificate %s %s\n",
+	    t.up_pem, t.k_pem);
+	t.big = conf("listen 127.0.0.1:8443 tls\ntls_certificate %s %s\n",
+	    t.big_pem, t.k_pem);
+	t.cl = conf("upstream good https://127.0.0.1:8443 ca=%s\n"
+	    "upstream other https://127.0.0.1:8443 ca=%s\n", t.ca_pem,
+	    t.ca2_pem);
 	assert_non_null(t.any = SSL_CTX_new(TLS_client_method()));
 	assert_non_null(t.v12 = SSL_CTX_new(TLS_client_method()));
 	assert_int_equal(SSL_CTX_set_max_proto_version(t.v12,
@@ -116,6 +161,8 @@ teardown(void **state)
 	SSL_CTX_free(t.any);
 	SSL_CTX_free(t.v12);
 	config_free(t.sv);
+	config_free(t.big);
+	free(t.big_pem);
 	config_free(t.cl);
 	X509_free(t.ca);
 	X509_free(t.ca2);
@@ -227,6 +274,8 @@ on_read(void *arg)
 	ssize_t		 n;
 
 	e->nread++;
+	if (!(e->io.io_flags & IO_READING))
+		e->stray++;
 	n = io_read(&e->io);
 	if (n > 0)
 		consume(e);
@@ -264,7 +313,6 @@ end_init(struct end *e, struct event_base *base, int fd, SSL *ssl,
     const struct timeval *tv)
 {
 	memset(e, 0, sizeof(*e));
-	e->base = base;
 	if (ssl != NULL)
 		assert_int_equal(SSL_set_fd(ssl, fd), 1);
 	assert_int_equal(io_init(&e->io, base, fd, ssl, &ops, e, tv), 0);
@@ -275,10 +323,14 @@ end_init(struct end *e, struct event_base *base, int fd, SSL *ssl,
 	io_reading(&e->io, 1);
 }
 
-/* Free end e (closing its descriptor without TLS shutdown). */
+/*
+ * Free end e (closing its descriptor without TLS shutdown); the owner's
+ * on_read must never have run while it did not read.
+ */
 static void
 end_free(struct end *e)
 {
+	assert_int_equal(e->stray, 0);
 	io_free(&e->io);
 	EVP_MD_CTX_free(e->rx);
 	EVP_MD_CTX_free(e->tx);
@@ -439,14 +491,22 @@ test_plain_flush(void **state)
 	event_base_free(base);
 }
 
+/* The guard timer fired. */
+static void
+on_guard(evutil_socket_t fd, short what, void *arg)
+{
+	*(int *)arg = 1;
+}
+
 /* Output that makes no progress: on_write(arg, 1) after the timeout. */
 static void
 test_plain_write_timeout(void **state)
 {
 	struct event_base	*base;
 	struct end		 e;
-	struct timeval		 tv = { 0, 50000 };
-	int			 fd[2], i;
+	struct timeval		 tv = { 0, 50000 }, guard_tv = { 2, 0 };
+	struct event		*guard;
+	int			 fd[2], i, guarded = 0;
 
 	(void)state;
 	assert_non_null(base = event_base_new());
@@ -455,10 +515,15 @@ test_plain_write_timeout(void **state)
 	e.total = MIB;
 	fill(&e);
 	assert_true(io_pending(&e.io));
-	for (i = 0; i < 100 && e.ntimeout == 0; i++)
+	/* A guard timer, so that a missing timeout fails instead of hanging. */
+	assert_non_null(guard = evtimer_new(base, on_guard, &guarded));
+	assert_int_equal(evtimer_add(guard, &guard_tv), 0);
+	for (i = 0; i < 100 && e.ntimeout == 0 && !guarded; i++)
 		assert_int_not_equal(event_base_loop(base, EVLOOP_ONCE), -1);
 	assert_int_equal(e.ntimeout, 1);
 	assert_int_equal(e.nwrite, 1);
+	assert_false(guarded);
+	event_free(guard);
 	end_free(&e);
 	close(fd[1]);
 	event_base_free(base);
@@ -527,20 +592,31 @@ test_plain_shutdown(void **state)
 	event_base_free(base);
 }
 
-/* A TLS pair: a server end (tls_server_ssl) and a client end with cl. */
+/*
+ * A TLS pair: a server end (an SSL of listener lc, t.sv if NULL) and a
+ * client end with ssl.
+ */
 static void
-tls_pair(struct event_base *base, struct end *sv, struct end *cl, SSL *ssl,
-    int small)
+tls_pair2(struct event_base *base, struct end *sv, struct end *cl, SSL *ssl,
+    int small, struct config *lc)
 {
 	SSL	*s;
 	int	 fd[2];
 
 	assert_non_null(ssl);
 	pair(fd, small);
-	assert_non_null(s = tls_server_ssl(t.sv->c_tls));
+	assert_non_null(s = tls_server_ssl((lc != NULL ? lc : t.sv)->c_tls));
 	SSL_set_connect_state(ssl);
 	end_init(sv, base, fd[0], s, NULL);
 	end_init(cl, base, fd[1], ssl, NULL);
+}
+
+/* A TLS pair with the usual listener. */
+static void
+tls_pair(struct event_base *base, struct end *sv, struct end *cl, SSL *ssl,
+    int small)
+{
+	tls_pair2(base, sv, cl, ssl, small, NULL);
 }
 
 /*
@@ -583,6 +659,9 @@ test_tls_handshake(void **state)
 		assert_string_equal(io_tls_version(&cl.io), want[i]);
 		assert_false(io_tls_resumed(&sv.io));
 		assert_null(sv.io.io_why);
+		/* Waits for input made no writability callbacks. */
+		assert_int_equal(sv.nwrite, 0);
+		assert_int_equal(cl.nwrite, 0);
 		end_free(&sv);
 		end_free(&cl);
 	}
@@ -615,8 +694,9 @@ test_tls_bulk(void **state)
 }
 
 /*
- * An upload: the client sends 1 MiB through small buffers while the
- * server sends nothing back until it has all of it (a request body).
+ * An upload: the client sends 1 MiB through small buffers and the server
+ * sends nothing (as an upstream reading a whole request body first), so
+ * no input ever wakes the client's writes up: the write event must.
  */
 static void
 test_tls_upload(void **state)
@@ -637,6 +717,66 @@ test_tls_upload(void **state)
 		assert_false(sv.failed);
 		assert_false(cl.failed);
 		assert_same_stream(&cl, &sv);
+		end_free(&sv);
+		end_free(&cl);
+	}
+	event_base_free(base);
+}
+
+/*
+ * A client that does not read: the handshake's waits for input end in
+ * its on_write, never in on_read.
+ */
+static void
+test_tls_write_only(void **state)
+{
+	struct event_base	*base;
+	struct end		 sv, cl;
+
+	(void)state;
+	assert_non_null(base = event_base_new());
+	tls_pair(base, &sv, &cl, SSL_new(t.any), 0);
+	io_reading(&cl.io, 0);
+	sv.total = 0;
+	cl.total = 1000;
+	fill(&cl);
+	run_until(base, done_both, &sv, &cl);
+	assert_false(sv.failed);
+	assert_false(cl.failed);
+	assert_same_stream(&cl, &sv);
+	assert_true(cl.nwrite > 0);
+	assert_int_equal(cl.nread, 0);
+	assert_true(io_handshaken(&cl.io));
+	end_free(&sv);
+	end_free(&cl);
+	event_base_free(base);
+}
+
+/*
+ * A server whose first flight (a 16 KiB chain) does not fit the socket
+ * buffers: its handshake read waits for room (IO_RD_WANT_WR), and goes on
+ * in its on_read when the client drains, though it has nothing to write.
+ */
+static void
+test_tls_big_flight(void **state)
+{
+	struct event_base	*base;
+	struct end		 sv, cl;
+	SSL_CTX			*ctx[] = { t.any, t.v12 };
+	int			 i;
+
+	(void)state;
+	assert_non_null(base = event_base_new());
+	for (i = 0; i < 2; i++) {
+		tls_pair2(base, &sv, &cl, SSL_new(ctx[i]), 1, t.big);
+		sv.total = 0;
+		cl.total = 100;
+		fill(&cl);
+		run_until(base, done_both, &sv, &cl);
+		assert_false(sv.failed);
+		assert_false(cl.failed);
+		assert_same_stream(&cl, &sv);
+		assert_int_equal(sv.nwrite, 0);
 		end_free(&sv);
 		end_free(&cl);
 	}
@@ -746,7 +886,8 @@ test_tls_plaintext_peer(void **state)
 
 /*
  * The end of a TLS connection reads as EOF (0): after the client's
- * close_notify (io_shutdown), and after a bare close without it.
+ * close_notify (io_shutdown() sends it), and after a bare close without
+ * it.
  */
 static void
 test_tls_eof(void **state)
@@ -763,8 +904,11 @@ test_tls_eof(void **state)
 		run_idle(base);
 		if (bare)
 			end_free(&cl);	/* io_free(): no close_notify */
-		else
+		else {
 			io_shutdown(&cl.io);
+			assert_true(SSL_get_shutdown(cl.io.io_ssl) &
+			    SSL_SENT_SHUTDOWN);
+		}
 		run_until(base, done_eof, &cl, &sv);
 		assert_false(sv.failed);
 		assert_true(sv.eof);
@@ -843,6 +987,8 @@ main(void)
 		cmocka_unit_test(test_tls_handshake),
 		cmocka_unit_test(test_tls_bulk),
 		cmocka_unit_test(test_tls_upload),
+		cmocka_unit_test(test_tls_write_only),
+		cmocka_unit_test(test_tls_big_flight),
 		cmocka_unit_test(test_tls_pending),
 		cmocka_unit_test(test_tls_pending_resume),
 		cmocka_unit_test(test_tls_plaintext_peer),
