@@ -485,7 +485,7 @@ test_plain_flush(void **state)
 	assert_int_equal(e.ntimeout, 0);
 	assert_false(io_pending(&e.io));
 	assert_false(event_pending(e.io.io_ev_write, EV_WRITE, NULL));
-	assert_same_stream(&e, &e);
+	assert_same_stream(&e, &e);	/* e.rx: what the peer read */
 	end_free(&e);
 	close(fd[1]);
 	event_base_free(base);
