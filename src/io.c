@@ -406,8 +406,11 @@ io_tls_write(struct io *io)
 		return (1);
 	}
 	rc = io_tls_result(io, n, SSL_ERROR_WANT_READ, &waits);
+	/* A wait for room now: an earlier wait for input is over. */
 	if (waits)
 		io->io_flags |= IO_WR_WANT_RD;
+	else
+		io->io_flags &= ~IO_WR_WANT_RD;
 	io_tls_check(io);
 	if (rc == 0) {			/* closed while we write */
 		errno = EPIPE;
