@@ -436,7 +436,7 @@ url_from_config(const struct config *conf, char *url, size_t len,
 	const struct listen_addr	*la = &conf->c_admin_listen;
 	struct sockaddr_in		 sin;
 	struct sockaddr_in6		 sin6;
-	const char			*scheme = la->la_tls ? "https" : "http";
+	const char			*scheme;
 	char				 host[INET6_ADDRSTRLEN];
 
 	if (!conf->c_admin) {
@@ -444,6 +444,7 @@ url_from_config(const struct config *conf, char *url, size_t len,
 		    "admin_token_file); use -u", conf->c_path);
 		return (-1);
 	}
+	scheme = la->la_tls ? "https" : "http";
 	if (la->la_ss.ss_family == AF_INET6) {
 		memcpy(&sin6, &la->la_ss, sizeof(sin6));
 		if (IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr))
