@@ -144,6 +144,16 @@ struct config {
  */
 struct config	*config_load(const char *, char *, size_t);
 
+/*
+ * config_load() with flags.  CONFIG_NO_TLS: every directive is checked as
+ * by config_load(), but no TLS context is built, so no certificate, key
+ * or ca= file is read and c_tls and the upstreams' u_ssl_ctx stay NULL
+ * (for keygatectl, run by an operator who may read the admin token but
+ * not the listeners' private keys).  config_load() is flags 0.
+ */
+#define CONFIG_NO_TLS		0x01
+struct config	*config_load_flags(const char *, int, char *, size_t);
+
 /* Same, from a string (for tests); name is used in messages. */
 struct config	*config_parse(const char *, const char *, char *, size_t);
 

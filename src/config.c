@@ -240,6 +240,7 @@ struct parser {
 	size_t		 p_rcap;	/* routes and p_rnames allocated */
 	char		*p_err;
 	size_t		 p_errlen;
+	int		 p_flags;	/* CONFIG_NO_TLS */
 };
 
 /* Write "NAME:LINE: message" (or "NAME: message") to the error buffer. */
@@ -2265,7 +2266,9 @@ check_tls_listener(struct parser *p, const char *what,
  * Build what TLS needs: the listeners' contexts when some listener has
  * "tls" (this reads every certificate, so "keygated -t" and a reload
  * check them), the client context of each https upstream.  tls.c's
- * messages carry their own FILE:LINE.
+ * messages carry their own FILE:LINE.  With CONFIG_NO_TLS only the
+ * checks that need no file are made (keygatectl, which may not read the
+ * private keys).
  */
 static int
 check_tls(struct parser *p)
@@ -2281,6 +2284,8 @@ check_tls(struct parser *p)
 	    &c->c_admin_listen, &any) == -1)
 		return (-1);
 	p->p_line = 0;
+	if (p->p_flags & CONFIG_NO_TLS)
+		return (0);
 	if (any && tls_server_build(c, p->p_err, p->p_errlen) == -1)
 		return (-1);
 	for (i = 0; i < c->c_nupstreams; i++)
@@ -2340,9 +2345,10 @@ parser_free(struct parser *p)
 	free(p->p_rnames);
 }
 
-/* Parse text into a new config; name is used in messages. */
-struct config *
-config_parse(const char *text, const char *name, char *err, size_t errlen)
+/* Parse text into a new config with CONFIG_* flags; name for messages. */
+static struct config *
+parse_text(const char *text, const char *name, int flags, char *err,
+    size_t errlen)
 {
 	struct parser	 p;
 	struct config	*c;
@@ -2350,6 +2356,7 @@ config_parse(const char *text, const char *name, char *err, size_t errlen)
 
 	memset(&p, 0, sizeof(p));
 	p.p_name = name;
+	p.p_flags = flags;
 	p.p_err = err;
 	p.p_errlen = errlen;
 	if ((c = p.p_conf = calloc(1, sizeof(*c))) == NULL ||
@@ -2369,6 +2376,13 @@ fail:
 	free(buf);
 	config_free(c);
 	return (NULL);
+}
+
+/* Parse text into a new config; name is used in messages. */
+struct config *
+config_parse(const char *text, const char *name, char *err, size_t errlen)
+{
+	return (parse_text(text, name, 0, err, errlen));
 }
 
 /* Read a whole file of at most CONFIG_MAX_FILE bytes, NUL-terminated. */
@@ -2420,9 +2434,16 @@ fail:
 	return (NULL);
 }
 
-/* Read and parse the file at path. */
+/* Read and parse the file at path, building everything. */
 struct config *
 config_load(const char *path, char *err, size_t errlen)
+{
+	return (config_load_flags(path, 0, err, errlen));
+}
+
+/* Read and parse the file at path with CONFIG_* flags. */
+struct config *
+config_load_flags(const char *path, int flags, char *err, size_t errlen)
 {
 	struct config	*c = NULL;
 	char		*buf, *nul, *abs;
@@ -2438,7 +2459,7 @@ config_load(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%d: NUL byte", path, line);
 		goto fail;
 	}
-	if ((c = config_parse(buf, path, err, errlen)) == NULL)
+	if ((c = parse_text(buf, path, flags, err, errlen)) == NULL)
 		goto fail;
 	/* Absolute, so that a reload after chdir("/") reads the same file. */
 	if ((abs = util_abspath(path)) == NULL) {

@@ -10,6 +10,12 @@
  * or the daemon's configuration file, in that order.  The token goes into
  * the Authorization header and nowhere else: it is never printed, not even
  * in an error message.
+ *
+ * An https:// admin URL (admin_listen ADDR tls) is reached with libevent's
+ * own TLS, a bufferevent_openssl under evhttp.  The daemon avoids
+ * bufferevents for their per-request costs (doc/differences.md #8); a
+ * command line tool making a handful of requests does not notice them.
+ * The server's certificate is always verified: see tls_setup().
  */
 
 #include <sys/types.h>
@@ -31,9 +37,15 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "admin.h"
 #include "config.h"
@@ -60,6 +72,7 @@ struct ctl {
 	const char		*c_url_arg;
 	const char		*c_token_arg;
 	const char		*c_token_file;
+	const char		*c_ca_arg;	/* --cacert */
 	int			 c_json;
 	int			 c_conf_given;	/* -c was given */
 	int			 c_help;	/* COMMAND --help was answered */
@@ -71,6 +84,7 @@ struct ctl {
 	 * HOST's addresses and the one in use, "Bearer TOKEN".
 	 */
 	char			 c_url[300];
+	int			 c_tls;		/* https:// */
 	char			 c_host[256];
 	char			 c_port[6];
 	char			 c_hosthdr[280];
@@ -81,6 +95,16 @@ struct ctl {
 	char			 c_auth[7 + CONFIG_TOKEN_MAX + 1];
 	struct event_base	*c_base;
 	struct evhttp_connection *c_conn;
+
+	/*
+	 * https: the client context, the pinned certificates (NULL: verify
+	 * a chain instead) and the file they came from, and why the last
+	 * verification failed ("" if it did not).
+	 */
+	SSL_CTX			*c_ssl_ctx;
+	STACK_OF(X509)		*c_pins;
+	char			*c_pin_conf;
+	char			 c_tlserr[512];
 };
 
 /* What one request brought back; filled by the evhttp callbacks. */
@@ -152,16 +176,18 @@ usage(FILE *f)
 {
 	const struct command	*c;
 
-	fprintf(f, "usage: keygatectl [-c file] [-u url] [-t token] "
-	    "[-T tokenfile] [--json] command ...\n"
+	fprintf(f, "usage: keygatectl [-c file] [-u url] [--cacert file] "
+	    "[-t token]\n\t\t  [-T tokenfile] [--json] command ...\n"
 	    "commands:\n");
 	for (c = commands; c->cmd_name != NULL; c++)
 		fprintf(f, "\t%s\n", c->cmd_usage);
 	fprintf(f, "\thelp [COMMAND]\n");
 	fprintf(f, "options:\n"
 	    "\t-c, --config FILE      configuration file (default %s)\n"
-	    "\t-u, --url URL          admin API, http://HOST:PORT "
+	    "\t-u, --url URL          admin API, http[s]://HOST:PORT "
 	    "(or $KEYGATE_ADMIN_URL)\n"
+	    "\t    --cacert FILE      CA certificates for an https URL "
+	    "(or $KEYGATE_ADMIN_CA)\n"
 	    "\t-t, --token TOKEN      admin token (or $KEYGATE_ADMIN_TOKEN)\n"
 	    "\t-T, --token-file FILE  read the admin token from FILE\n"
 	    "\t    --json             print the API's JSON answers\n"
@@ -220,8 +246,8 @@ usage_error(const struct ctl *ctl, const char *fmt, ...)
 	va_end(ap);
 	if (ctl->c_cmd == NULL)
 		fprintf(stderr, "usage: keygatectl [-c file] [-u url] "
-		    "[-t token] [-T tokenfile] [--json] command ...\n"
-		    "(see keygatectl -h)\n");
+		    "[--cacert file] [-t token] [-T tokenfile] [--json] "
+		    "command ...\n(see keygatectl -h)\n");
 	for (c = commands; ctl->c_cmd != NULL && c->cmd_name != NULL; c++)
 		if (strcmp(c->cmd_name, ctl->c_cmd) == 0)
 			fprintf(stderr, "usage: keygatectl %s\n", c->cmd_usage);
@@ -332,9 +358,9 @@ parse_time_ms(const char *s, int64_t *ms)
 /* --- the admin URL and token ------------------------------------------- */
 
 /*
- * Split an admin URL, "http://HOST:PORT" with an optional "/" after it
- * (HOST a name, an IPv4 address or an IPv6 address in []), into ctl.
- * Nothing else is accepted: there is no path prefix and no TLS.
+ * Split an admin URL, "http://HOST:PORT" or "https://HOST:PORT" with an
+ * optional "/" after it (HOST a name, an IPv4 address or an IPv6 address
+ * in []), into ctl.  Nothing else is accepted: there is no path prefix.
  */
 static int
 url_parse(struct ctl *ctl, const char *url, const char *from, char *err,
@@ -344,10 +370,16 @@ url_parse(struct ctl *ctl, const char *url, const char *from, char *err,
 	const char	*h, *p, *end;
 	size_t		 hlen;
 	uint64_t	 port;
+	size_t		 slen;
 
-	if (strncmp(url, "http://", 7) != 0)
+	if (strncmp(url, "http://", 7) == 0)
+		ctl->c_tls = 0;
+	else if (strncmp(url, "https://", 8) == 0)
+		ctl->c_tls = 1;
+	else
 		goto bad;
-	h = url + 7;
+	slen = ctl->c_tls ? 8 : 7;
+	h = url + slen;
 	if (*h == '[') {
 		if ((end = strchr(h, ']')) == NULL)
 			goto bad;
@@ -374,27 +406,28 @@ url_parse(struct ctl *ctl, const char *url, const char *from, char *err,
 	if (parse_uint(ctl->c_port, 65535, &port) == -1 || port == 0)
 		goto bad;
 	/* HOST:PORT as written: at most 255 + 2 + 1 + 5 bytes. */
-	hlen = (size_t)(p + hlen - (url + 7));
-	memcpy(ctl->c_hosthdr, url + 7, hlen);
+	hlen = (size_t)(p + hlen - (url + slen));
+	memcpy(ctl->c_hosthdr, url + slen, hlen);
 	ctl->c_hosthdr[hlen] = '\0';
-	snprintf(ctl->c_url, sizeof(ctl->c_url), "http://%s",
-	    ctl->c_hosthdr);
+	snprintf(ctl->c_url, sizeof(ctl->c_url), "%s://%s",
+	    ctl->c_tls ? "https" : "http", ctl->c_hosthdr);
 	return (0);
 bad:
 	/* Do not echo a URL that may carry credentials. */
 	if (strchr(url, '@') != NULL)
 		snprintf(err, errlen, "the admin URL from %s is invalid "
-		    "(expected http://HOST:PORT, without credentials)", from);
+		    "(expected http[s]://HOST:PORT, without credentials)",
+		    from);
 	else
 		snprintf(err, errlen, "the admin URL \"%s\" from %s is "
-		    "invalid (expected http://HOST:PORT)", url, from);
+		    "invalid (expected http[s]://HOST:PORT)", url, from);
 	return (-1);
 }
 
 /*
- * The admin URL of a configuration: admin_listen, with a wildcard address
- * replaced by the loopback address of its family (a client cannot connect
- * to 0.0.0.0 or ::).
+ * The admin URL of a configuration: admin_listen, https:// when it has
+ * "tls", with a wildcard address replaced by the loopback address of its
+ * family (a client cannot connect to 0.0.0.0 or ::).
  */
 static int
 url_from_config(const struct config *conf, char *url, size_t len,
@@ -403,6 +436,7 @@ url_from_config(const struct config *conf, char *url, size_t len,
 	const struct listen_addr	*la = &conf->c_admin_listen;
 	struct sockaddr_in		 sin;
 	struct sockaddr_in6		 sin6;
+	const char			*scheme;
 	char				 host[INET6_ADDRSTRLEN];
 
 	if (!conf->c_admin) {
@@ -410,19 +444,21 @@ url_from_config(const struct config *conf, char *url, size_t len,
 		    "admin_token_file); use -u", conf->c_path);
 		return (-1);
 	}
+	scheme = la->la_tls ? "https" : "http";
 	if (la->la_ss.ss_family == AF_INET6) {
 		memcpy(&sin6, &la->la_ss, sizeof(sin6));
 		if (IN6_IS_ADDR_UNSPECIFIED(&sin6.sin6_addr))
 			sin6.sin6_addr = in6addr_loopback;
 		inet_ntop(AF_INET6, &sin6.sin6_addr, host, sizeof(host));
-		snprintf(url, len, "http://[%s]:%u", host,
+		snprintf(url, len, "%s://[%s]:%u", scheme, host,
 		    ntohs(sin6.sin6_port));
 	} else {
 		memcpy(&sin, &la->la_ss, sizeof(sin));
 		if (sin.sin_addr.s_addr == htonl(INADDR_ANY))
 			sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		inet_ntop(AF_INET, &sin.sin_addr, host, sizeof(host));
-		snprintf(url, len, "http://%s:%u", host, ntohs(sin.sin_port));
+		snprintf(url, len, "%s://%s:%u", scheme, host,
+		    ntohs(sin.sin_port));
 	}
 	return (0);
 }
@@ -477,6 +513,195 @@ token_find(const struct ctl *ctl, const struct config *conf, char *tok,
 	    errlen));
 }
 
+/* --- TLS ---------------------------------------------------------------- */
+
+/* "what: OpenSSL's reason" (or just what when it gave none) into err. */
+static void
+tls_error(char *err, size_t errlen, const char *what)
+{
+	unsigned long	 e = ERR_peek_last_error();
+	const char	*why = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+	if (why != NULL)
+		snprintf(err, errlen, "%s: %s", what, why);
+	else
+		snprintf(err, errlen, "%s", what);
+	ERR_clear_error();
+}
+
+/*
+ * OpenSSL's verification of the admin API's certificate, replaced so
+ * that the reason of a failure reaches the message.  Pinned (c_pins set):
+ * the server's leaf certificate must equal one of the configuration's
+ * tls_certificate certificates; nothing else is checked, as the operator
+ * trusts exactly those.  Otherwise the chain is verified as OpenSSL does,
+ * against the CA store and the host name or IP address tls_ssl() set.
+ */
+static int
+tls_verify(X509_STORE_CTX *xs, void *arg)
+{
+	struct ctl	*ctl = arg;
+	X509		*leaf = X509_STORE_CTX_get0_cert(xs);
+	int		 i;
+
+	if (ctl->c_pins == NULL) {
+		if (X509_verify_cert(xs) == 1)
+			return (1);
+		snprintf(ctl->c_tlserr, sizeof(ctl->c_tlserr), "certificate "
+		    "verification failed: %s", X509_verify_cert_error_string(
+		    X509_STORE_CTX_get_error(xs)));
+		return (0);
+	}
+	for (i = 0; leaf != NULL && i < sk_X509_num(ctl->c_pins); i++)
+		if (X509_cmp(leaf, sk_X509_value(ctl->c_pins, i)) == 0)
+			return (1);
+	X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
+	snprintf(ctl->c_tlserr, sizeof(ctl->c_tlserr), "certificate "
+	    "verification failed: %s: it is none of the tls_certificate "
+	    "certificates of %s (use --cacert to verify it against a CA)",
+	    X509_verify_cert_error_string(X509_V_ERR_CERT_REJECTED),
+	    ctl->c_pin_conf);
+	return (0);
+}
+
+/*
+ * Pin the first certificate (the leaf) of each tls_certificate CERT file
+ * of conf.  Certificates are public: an operator who may not read the
+ * keys may read them.
+ */
+static int
+tls_pins(struct ctl *ctl, const struct config *conf, char *err,
+    size_t errlen)
+{
+	const struct tls_cert_conf	*tc;
+	FILE				*f;
+	X509				*x;
+	size_t				 i;
+	char				 what[CTL_ERRLEN / 2];
+
+	if ((ctl->c_pins = sk_X509_new_null()) == NULL ||
+	    (ctl->c_pin_conf = strdup(conf->c_path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return (-1);
+	}
+	for (i = 0; i < conf->c_ntls_certs; i++) {
+		tc = &conf->c_tls_certs[i];
+		if ((f = fopen(tc->tc_cert, "re")) == NULL) {
+			snprintf(err, errlen, "%s:%d: cannot read the "
+			    "certificate %s to verify the admin API: %s",
+			    conf->c_path, tc->tc_line, tc->tc_cert,
+			    strerror(errno));
+			return (-1);
+		}
+		x = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+		if (x == NULL || sk_X509_push(ctl->c_pins, x) == 0) {
+			X509_free(x);
+			snprintf(what, sizeof(what), "%s:%d: cannot load the "
+			    "certificate %s", conf->c_path, tc->tc_line,
+			    tc->tc_cert);
+			tls_error(err, errlen, what);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/*
+ * The TLS client context for an https admin URL.  Verification is never
+ * off: with --cacert FILE (or KEYGATE_ADMIN_CA), the chain against FILE
+ * and the URL's host; else, when the URL came from the configuration
+ * (conf not NULL: its admin_listen address, which the certificate will
+ * not name), by pinning conf's tls_certificate certificates; else the
+ * chain against the system CA store and the URL's host.
+ */
+static int
+tls_setup(struct ctl *ctl, const struct config *conf, char *err,
+    size_t errlen)
+{
+	static const unsigned char	 alpn[] = "\x08http/1.1";
+	const char			*ca = ctl->c_ca_arg;
+	char				 what[CTL_ERRLEN / 2];
+
+	if (ca == NULL && (ca = getenv("KEYGATE_ADMIN_CA")) != NULL &&
+	    *ca == '\0')
+		ca = NULL;
+	if (!ctl->c_tls) {
+		if (ctl->c_ca_arg == NULL)
+			return (0);
+		snprintf(err, errlen, "--cacert is for an https:// admin URL, "
+		    "not %s", ctl->c_url);
+		return (-1);
+	}
+	if ((ctl->c_ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
+	    SSL_CTX_set_min_proto_version(ctl->c_ssl_ctx,
+	    TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_alpn_protos(ctl->c_ssl_ctx, alpn,
+	    sizeof(alpn) - 1) != 0) {
+		tls_error(err, errlen, "cannot set up TLS");
+		return (-1);
+	}
+	SSL_CTX_set_verify(ctl->c_ssl_ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_cert_verify_callback(ctl->c_ssl_ctx, tls_verify, ctl);
+	if (ca != NULL) {
+		if (SSL_CTX_load_verify_locations(ctl->c_ssl_ctx, ca,
+		    NULL) == 1)
+			return (0);
+		snprintf(what, sizeof(what), "cannot load the CA certificates "
+		    "%s (from %s)", ca, ctl->c_ca_arg != NULL ? "--cacert" :
+		    "KEYGATE_ADMIN_CA");
+		tls_error(err, errlen, what);
+		return (-1);
+	}
+	if (conf != NULL)
+		return (tls_pins(ctl, conf, err, errlen));
+	if (SSL_CTX_set_default_verify_paths(ctl->c_ssl_ctx) != 1) {
+		tls_error(err, errlen, "cannot load the system CA "
+		    "certificates");
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * A TLS bufferevent for one connection to the admin API: SNI and the
+ * name to verify are the URL's host, or its IP address for an IP literal
+ * (sent as no SNI); pinned, no name is checked.
+ */
+static struct bufferevent *
+tls_bufferevent(struct ctl *ctl, char *err, size_t errlen)
+{
+	struct bufferevent	*bev;
+	struct in6_addr		 a6;
+	SSL			*ssl;
+	int			 ip, ok = 1;
+
+	ip = inet_pton(AF_INET, ctl->c_host, &a6) == 1 ||
+	    inet_pton(AF_INET6, ctl->c_host, &a6) == 1;
+	if ((ssl = SSL_new(ctl->c_ssl_ctx)) == NULL) {
+		tls_error(err, errlen, "cannot set up TLS");
+		return (NULL);
+	}
+	if (ctl->c_pins == NULL && ip)
+		ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+		    ctl->c_host) == 1;
+	else if (ctl->c_pins == NULL)
+		ok = SSL_set_tlsext_host_name(ssl, ctl->c_host) == 1 &&
+		    SSL_set1_host(ssl, ctl->c_host) == 1;
+	/* libevent 2.1 leaves ssl to the caller when this fails. */
+	if (!ok || (bev = bufferevent_openssl_socket_new(ctl->c_base, -1,
+	    ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE)) ==
+	    NULL) {
+		SSL_free(ssl);
+		tls_error(err, errlen, "cannot set up TLS");
+		return (NULL);
+	}
+	/* Content-Length ends every answer; a missing close_notify is not
+	 * an error. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return (bev);
+}
+
 /*
  * Resolve the URL's host once, keeping its first CTL_MAX_ADDRS addresses
  * in getaddrinfo's order ("localhost" may give ::1 then 127.0.0.1).
@@ -514,12 +739,13 @@ url_resolve(struct ctl *ctl, char *err, size_t errlen)
 	return (0);
 }
 
-/* A fresh evhttp connection to the address c_cur. */
+/* A fresh evhttp connection (over TLS for https) to the address c_cur. */
 static int
 conn_new(struct ctl *ctl, char *err, size_t errlen)
 {
-	char	 addr[INET6_ADDRSTRLEN];
-	int	 rc;
+	struct bufferevent	*bev;
+	char			 addr[INET6_ADDRSTRLEN];
+	int			 rc;
 
 	if (ctl->c_conn != NULL)
 		evhttp_connection_free(ctl->c_conn);
@@ -530,8 +756,16 @@ conn_new(struct ctl *ctl, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", ctl->c_host, gai_strerror(rc));
 		return (-1);
 	}
-	if ((ctl->c_conn = evhttp_connection_base_new(ctl->c_base, NULL, addr,
-	    (uint16_t)atoi(ctl->c_port))) == NULL) {
+	ctl->c_tlserr[0] = '\0';
+	if (!ctl->c_tls)
+		ctl->c_conn = evhttp_connection_base_new(ctl->c_base, NULL,
+		    addr, (uint16_t)atoi(ctl->c_port));
+	else if ((bev = tls_bufferevent(ctl, err, errlen)) == NULL)
+		return (-1);
+	else	/* out of memory: bev may leak, never be freed twice */
+		ctl->c_conn = evhttp_connection_base_bufferevent_new(
+		    ctl->c_base, NULL, bev, addr, (uint16_t)atoi(ctl->c_port));
+	if (ctl->c_conn == NULL) {
 		snprintf(err, errlen, "cannot set up an HTTP connection");
 		return (-1);
 	}
@@ -562,9 +796,9 @@ ctl_open(struct ctl *ctl, char *err, size_t errlen)
 	envtok = getenv("KEYGATE_ADMIN_TOKEN");
 	tokconf = ctl->c_token_arg == NULL && ctl->c_token_file == NULL &&
 	    (envtok == NULL || *envtok == '\0');
-	if ((url == NULL || tokconf) &&
-	    (conf = config_load(ctl->c_conf_path, cerr, sizeof(cerr))) ==
-	    NULL) {
+	/* The address and the token only: no TLS key is read. */
+	if ((url == NULL || tokconf) && (conf = config_load_flags(
+	    ctl->c_conf_path, CONFIG_NO_TLS, cerr, sizeof(cerr))) == NULL) {
 		/*
 		 * A URL given without a token: the configuration was only
 		 * looked at for admin_token_file, so say what is missing.
@@ -585,6 +819,7 @@ ctl_open(struct ctl *ctl, char *err, size_t errlen)
 		from = conf->c_path;
 	}
 	if (url_parse(ctl, url, from, err, errlen) == -1 ||
+	    tls_setup(ctl, url == confurl ? conf : NULL, err, errlen) == -1 ||
 	    token_find(ctl, conf, token, sizeof(token), err, errlen) == -1)
 		goto fail;
 	snprintf(ctl->c_auth, sizeof(ctl->c_auth), "Bearer %s", token);
@@ -604,7 +839,7 @@ fail:
 	return (rc);
 }
 
-/* Close the connection and forget the token. */
+/* Close the connection, free the TLS context and forget the token. */
 static void
 ctl_close(struct ctl *ctl)
 {
@@ -614,6 +849,12 @@ ctl_close(struct ctl *ctl)
 		event_base_free(ctl->c_base);
 	ctl->c_conn = NULL;
 	ctl->c_base = NULL;
+	SSL_CTX_free(ctl->c_ssl_ctx);
+	ctl->c_ssl_ctx = NULL;
+	sk_X509_pop_free(ctl->c_pins, X509_free);
+	ctl->c_pins = NULL;
+	free(ctl->c_pin_conf);
+	ctl->c_pin_conf = NULL;
 	explicit_bzero(ctl->c_auth, sizeof(ctl->c_auth));
 }
 
@@ -705,9 +946,23 @@ reply_failure(const struct ctl *ctl, const struct reply *rp, char *err,
     size_t errlen)
 {
 	const char	*why;
-	char		 buf[64];
+	char		 buf[160];
+	unsigned long	 e;
 
-	if (!rp->r_failed) {
+	if (ctl->c_tlserr[0] != '\0') {
+		snprintf(err, errlen, "cannot verify the admin API at %s: %s",
+		    ctl->c_url, ctl->c_tlserr);
+		return;
+	}
+	/* Another TLS failure: OpenSSL's first reason, kept by libevent. */
+	if (ctl->c_tls && ctl->c_conn != NULL && (e =
+	    bufferevent_get_openssl_error(evhttp_connection_get_bufferevent(
+	    ctl->c_conn))) != 0) {
+		why = ERR_reason_error_string(e);
+		snprintf(buf, sizeof(buf), "TLS error: %s", why != NULL ?
+		    why : "(no reason)");
+		why = buf;
+	} else if (!rp->r_failed) {
 		if ((why = probe_connect(ctl)) == NULL)
 			why = "the connection closed before an answer";
 	} else if (rp->r_error == EVREQ_HTTP_TIMEOUT) {
@@ -786,7 +1041,8 @@ http_exchange(struct ctl *ctl, enum evhttp_cmd_type type, const char *uri,
 			return (-1);
 		if (rp->r_status != 0)
 			return (0);
-		if (rp->r_failed || ctl->c_cur + 1 >= ctl->c_naddrs)
+		if (rp->r_failed || ctl->c_tlserr[0] != '\0' ||
+		    ctl->c_cur + 1 >= ctl->c_naddrs)
 			break;
 		ctl->c_cur++;
 		if (conn_new(ctl, err, errlen) == -1)
@@ -1927,6 +2183,7 @@ global_options(struct ctl *ctl, int argc, char **argv, int *rc)
 		{ "url", required_argument, NULL, 'u' },
 		{ "token", required_argument, NULL, 't' },
 		{ "token-file", required_argument, NULL, 'T' },
+		{ "cacert", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
@@ -1949,6 +2206,9 @@ global_options(struct ctl *ctl, int argc, char **argv, int *rc)
 			break;
 		case 'T':
 			ctl->c_token_file = optarg;
+			break;
+		case 'C':
+			ctl->c_ca_arg = optarg;
 			break;
 		case 'h':
 			usage(stdout);

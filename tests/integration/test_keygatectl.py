@@ -20,6 +20,7 @@ import subprocess
 import time
 
 import kgtest as kg
+import test_tls as T
 
 TOKEN = secrets.token_hex(16)		# 32 characters
 
@@ -742,7 +743,7 @@ def test_url_sources():
           r"does not enable the admin API", "config without admin API")
     fails(ctl("-c", "/nonexistent.conf", "show", k["id"], d=d, url=False),
           1, r"/nonexistent.conf", "missing config file")
-    for bad in ("https://127.0.0.1:1", "http://127.0.0.1", "127.0.0.1:80",
+    for bad in ("ftp://127.0.0.1:1", "http://127.0.0.1", "127.0.0.1:80",
                 "http://127.0.0.1:80/v1", "http://[::1:80",
                 "http://127.0.0.1:99999"):
         fails(ctl("-u", bad, "show", k["id"], d=d, url=False), 1,
@@ -783,6 +784,116 @@ def test_unreachable_admin_api():
                   TOKEN, "show", "key_x"), 1,
               r"cannot reach the admin API at http://\[::1\]:\d+: "
               r"Connection refused$", "no daemon on [::1]")
+
+
+# --- an https admin API -------------------------------------------------------
+
+def tls_daemon(*certs):
+    """
+    A daemon whose admin API is served over TLS with the pki() certificates
+    named (the first is the default; SNI picks the others), or "local"
+    (localhost and 127.0.0.1).
+    """
+    lines = [T.cert_line(T.pki()[c]) for c in certs or ("local",)]
+    return kg.start(kg.config("route * .* auth=deny", *lines,
+                              admin_listen="127.0.0.1:{port2} tls",
+                              admin_token_file=token_file()), nports=2)
+
+
+def conf_copy(d, old, new):
+    """A copy of d's configuration with old replaced by new; its path."""
+    with open(d.conf_path) as f:
+        text = f.read()
+    kg.check(old in text, "%r is not in %s" % (old, d.conf_path))
+    path = os.path.join(kg.tempdir(), "copy.conf")
+    with open(path, "w") as f:
+        f.write(text.replace(old, new))
+    return path
+
+
+def test_https_admin_url_from_config_pinned():
+    d = tls_daemon()
+    o = owner()
+    out = ok(ctl("-c", d.conf_path, "create", "--owner", o, "--json",
+                 url=False, token=False, d=d), "create over https, pinned")
+    k = json.loads(out)
+    rows = table(ok(ctl("-c", d.conf_path, "list", "--owner", o, url=False,
+                        token=False, d=d), "list over https, pinned"))
+    kg.eq([r["ID"] for r in rows], [k["id"]], "the key listed over https")
+    # The TLS private key is not read: a copy naming a key that does not
+    # exist (as if only root could read it) still works.
+    nokey = conf_copy(d, T.pki()["local"][1], "/nonexistent/admin.key")
+    kg.check(kg.keygated("-t", "-c", nokey).returncode != 0,
+             "keygated -t accepts a configuration without its key")
+    ok(ctl("-c", nokey, "show", k["id"], url=False, token=False, d=d),
+       "the TLS key unreadable to keygatectl")
+    # Pinning trusts exactly the configuration's certificates: naming
+    # another one (signed by the same CA, valid) is refused.
+    other = conf_copy(d, T.cert_line(T.pki()["local"]),
+                      T.cert_line(T.pki()["a"]))
+    p = ctl("-c", other, "show", k["id"], url=False, token=False, d=d)
+    first = fails(p, 1, r"^keygatectl: cannot verify the admin API at "
+                  r"https://127\.0\.0\.1:%d: certificate verification "
+                  r"failed: .*none of the tls_certificate certificates of "
+                  % admin_port(d) + re.escape(other), "pinned to another "
+                  "certificate")
+    kg.eq(p.stderr, first + "\n", "one stderr line")
+    kg.eq(p.stdout, "", "stdout when the certificate is refused")
+
+
+def test_https_admin_url_with_cacert():
+    d = tls_daemon()
+    pki = T.pki()
+    url = "https://127.0.0.1:%d" % admin_port(d)
+    k = json.loads(ok(ctl("-u", url, "--cacert", pki["ca"].pem, "create",
+                          "--owner", owner(), "--json", d=d, url=False),
+                      "-u https --cacert"))
+    ok(ctl("-u", "https://localhost:%d/" % admin_port(d), "show", k["id"],
+           d=d, url=False, env={"KEYGATE_ADMIN_CA": pki["ca"].pem}),
+       "a host name, KEYGATE_ADMIN_CA")
+    ok(ctl("--cacert", pki["ca"].pem, "show", k["id"], d=d,
+           env={"KEYGATE_ADMIN_URL": url}), "KEYGATE_ADMIN_URL https")
+    # --cacert overrides the pinning of the configuration's certificate.
+    fails(ctl("-c", d.conf_path, "--cacert", pki["other"].pem, "show",
+              k["id"], d=d, url=False, token=False), 1,
+          r"cannot verify the admin API at https://127\.0\.0\.1:\d+: "
+          r"certificate verification failed: unable to get local issuer "
+          r"certificate$", "-c with --cacert of another CA")
+    for args, env, what in (
+            (("--cacert", pki["other"].pem), {}, "another CA"),
+            ((), {"KEYGATE_ADMIN_CA": pki["other"].pem},
+             "another CA from KEYGATE_ADMIN_CA"),
+            ((), {}, "the system CA store")):
+        p = ctl("-u", url, *args, "show", k["id"], d=d, url=False, env=env)
+        first = fails(p, 1, r"^keygatectl: cannot verify the admin API at "
+                      r"%s: certificate verification failed: unable to get "
+                      r"local issuer certificate$" % re.escape(url), what)
+        kg.eq(p.stderr, first + "\n", "%s: one stderr line" % what)
+    # The URL's host is checked: "a" names a.test and www.a.test only.
+    d2 = tls_daemon("a")
+    for host, why in (("127.0.0.1", "IP address mismatch"),
+                      ("localhost", "hostname mismatch")):
+        fails(ctl("-u", "https://%s:%d" % (host, admin_port(d2)),
+                  "--cacert", pki["ca"].pem, "list", d=d2, url=False), 1,
+              r"cannot verify the admin API at https://%s:\d+: certificate "
+              r"verification failed: %s$" % (host, why), "%s not in the "
+              "certificate" % host)
+    # SNI is sent for a name: "localhost" gets the certificate naming it,
+    # not the default one.
+    d3 = tls_daemon("a", "local")
+    ok(ctl("-u", "https://localhost:%d" % admin_port(d3), "--cacert",
+           pki["ca"].pem, "list", d=d3, url=False), "SNI localhost")
+    # https to a plain HTTP admin listener: OpenSSL's reason.
+    fails(ctl("-u", "https://127.0.0.1:%d" % admin_port(daemon()),
+              "--cacert", pki["ca"].pem, "list", d=d, url=False), 1,
+          r"cannot reach the admin API at https://127\.0\.0\.1:\d+: TLS "
+          r"error: wrong version number$", "https to a plain listener")
+    fails(ctl("-u", url, "--cacert", "/nonexistent/ca.pem", "show", k["id"],
+              d=d, url=False), 1, r"cannot load the CA certificates "
+          r"/nonexistent/ca.pem \(from --cacert\)", "missing CA file")
+    fails(ctl("-u", "http://127.0.0.1:1", "--cacert", pki["ca"].pem, "show",
+              k["id"], d=d, url=False), 1, r"--cacert is for an https:// "
+          r"admin URL", "--cacert with http")
 
 
 # --- the command line ----------------------------------------------------------
@@ -1058,6 +1169,8 @@ TESTS = [
     test_url_sources,
     test_wrong_token_unauthorized,
     test_unreachable_admin_api,
+    test_https_admin_url_from_config_pinned,
+    test_https_admin_url_with_cacert,
     test_usage_errors_exit_2,
     test_help_and_version,
     test_help_commands,

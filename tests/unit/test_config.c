@@ -2107,6 +2107,71 @@ test_load_relative(void **state)
 	assert_int_equal(chdir(old), 0);
 }
 
+/*
+ * config_load_flags(CONFIG_NO_TLS) (keygatectl): a configuration whose
+ * tls_certificate key is missing and whose ca= file is not PEM fails
+ * config_load() but loads without its TLS contexts; the checks that read
+ * no certificate still apply.
+ */
+static void
+test_load_no_tls(void **state)
+{
+	struct tls_files	 f;
+	struct config		*c;
+	char			 text[4 * PATH_MAX], path[PATH_MAX];
+	char			 err[CONFIG_ERRLEN];
+	char			 want[PATH_MAX + 64], nokey[PATH_MAX], *tok;
+
+	tls_files_make(&f);
+	tok = tlst_write_file(f.dir, "token", "0123456789abcdefXYZ\n");
+	snprintf(nokey, sizeof(nokey), "%s/missing.key", f.dir);
+	snprintf(text, sizeof(text), "admin_token_file %s\n"
+	    "admin_listen 127.0.0.1:9999 tls\nlisten 8443 tls\n"
+	    "tls_certificate %s %s\n", tok, f.cert, nokey);
+	write_temp(path, sizeof(path), text, strlen(text));
+	assert_null(config_load(path, err, sizeof(err)));
+	assert_non_null(strstr(err, nokey));
+	assert_non_null(c = config_load_flags(path, CONFIG_NO_TLS, err,
+	    sizeof(err)));
+	assert_true(c->c_admin);
+	assert_true(c->c_admin_listen.la_tls);
+	assert_true(c->c_listen[0].la_tls);
+	assert_int_equal(c->c_ntls_certs, 1);
+	assert_string_equal(c->c_tls_certs[0].tc_key, nokey);
+	assert_null(c->c_tls);
+	config_free(c);
+	unlink(path);
+
+	/* An https upstream's ca= is not read either. */
+	snprintf(text, sizeof(text), "upstream a https://127.0.0.1 ca=%s\n",
+	    f.junk);
+	write_temp(path, sizeof(path), text, strlen(text));
+	assert_null(config_load(path, err, sizeof(err)));
+	assert_non_null(c = config_load_flags(path, CONFIG_NO_TLS, err,
+	    sizeof(err)));
+	assert_true(c->c_upstreams[0].u_tls);
+	assert_null(c->c_upstreams[0].u_ssl_ctx);
+	config_free(c);
+	unlink(path);
+
+	/* Syntax and consistency are checked as ever. */
+	snprintf(text, sizeof(text), "listen 8443 tls\n");
+	write_temp(path, sizeof(path), text, strlen(text));
+	assert_null(config_load_flags(path, CONFIG_NO_TLS, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s:1: listen 8443 tls: no "
+	    "tls_certificate is configured", path);
+	assert_string_equal(err, want);
+	unlink(path);
+	snprintf(text, sizeof(text), "tls_certificate %s %s\n"
+	    "tls_protocols TLSv1.1\n", f.cert, nokey);
+	write_temp(path, sizeof(path), text, strlen(text));
+	assert_null(config_load_flags(path, CONFIG_NO_TLS, err, sizeof(err)));
+	assert_non_null(strstr(err, ":2: "));
+	unlink(path);
+	free(tok);
+	tls_files_free(&f);
+}
+
 int
 main(void)
 {
@@ -2135,6 +2200,7 @@ main(void)
 		cmocka_unit_test(test_short_errbuf),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_load_relative),
+		cmocka_unit_test(test_load_no_tls),
 		cmocka_unit_test(test_tls_values),
 		cmocka_unit_test(test_tls_load),
 		cmocka_unit_test(test_https_upstreams),
