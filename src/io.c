@@ -122,10 +122,14 @@ io_free(struct io *io)
 /*
  * Arm the events the flags ask for.  Reading: when the owner reads (and
  * no TLS read waits for room instead) or a TLS write waits for input.
- * Writing: when output waits (and no TLS write waits for input instead),
- * with the write timeout, or a TLS read waits for room.  A wait on the
- * other direction never leaves its own event armed, which would fire at
- * once, again and again.
+ * Writing: when output waits (and no TLS write waits for input instead)
+ * or a TLS read waits for room; always with the write timeout, as a
+ * handshake or key update message that cannot go out is no progress
+ * either (armed without it first, it would keep no timeout once output
+ * waits too, and a client flooding key updates while reading nothing
+ * could hold the connection for ever).  A wait on the other direction
+ * never leaves its own event armed, which would fire at once, again and
+ * again.
  */
 static void
 io_events(struct io *io)
@@ -143,7 +147,7 @@ io_events(struct io *io)
 		io->io_flags &= ~IO_EV_READ;
 	}
 	if (wr && !(f & IO_EV_WRITE)) {
-		event_add(io->io_ev_write, out ? io->io_write_tv : NULL);
+		event_add(io->io_ev_write, io->io_write_tv);
 		io->io_flags |= IO_EV_WRITE;
 	} else if (!wr && (f & IO_EV_WRITE)) {
 		event_del(io->io_ev_write);
@@ -186,6 +190,10 @@ io_tls_fail(struct io *io, int err)
 	unsigned long	 e;
 	long		 v;
 
+	if (io->io_flags & IO_FAILED) {		/* keep the first reason */
+		ERR_clear_error();
+		return;
+	}
 	io->io_flags |= IO_FAILED;
 	e = ERR_peek_error();
 	if (err == SSL_ERROR_SSL && ERR_GET_REASON(e) ==
@@ -297,8 +305,14 @@ io_tls_read(struct io *io, struct iovec *v, int nv)
 			io_tls_check(io);
 			if (got > 0 && rc == -1 && errno == EAGAIN)
 				break;
-			if (got > 0)	/* EOF or failure: next time */
+			if (got > 0) {
+				/*
+				 * EOF or failure: the next read says so, and
+				 * no socket event may come for it.
+				 */
+				event_active(io->io_ev_read, EV_READ, 0);
 				break;
+			}
 			return (rc);
 		}
 		io->io_flags &= ~IO_RD_WANT_WR;
@@ -448,8 +462,10 @@ io_flush(struct io *io)
 }
 
 /*
- * Readable: the owner's read, unless it is a TLS write that waited for
- * input (then the write is repeated; and the read too if the owner reads).
+ * Readable: the owner's read; or, when a TLS write waited for input and
+ * the owner does not read, the owner's write, which repeats it.  (When
+ * the owner reads, its read runs, and it flushes after every read, as
+ * io.h asks: that repeats the write.)
  */
 static void
 io_read_cb(evutil_socket_t fd, short what, void *arg)

@@ -755,6 +755,7 @@ proxy_reusable(const struct upconn *uc)
 	return (uc->uc_req_done && (uc->uc_msg.hm_flags & HTTP_F_KEEPALIVE) &&
 	    uc->uc_body != HTTP_BODY_EOF && !io_pending(&uc->uc_io) &&
 	    !(uc->uc_io.io_flags & IO_FAILED) &&
+	    (uc->uc_io.io_ssl == NULL || !SSL_has_pending(uc->uc_io.io_ssl)) &&
 	    evbuffer_get_length(uc->uc_io.io_in) == 0 &&
 	    evbuffer_get_length(uc->uc_io.io_out) == 0 &&
 	    up->up_nidle < up->up_u->u_max_idle &&
