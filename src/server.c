@@ -118,6 +118,32 @@ enum conn_state {
 struct worker;
 struct conn_admin;
 
+/*
+ * What a request needs while it is served: its parsed header section,
+ * what the access log keeps of it, the headers keygate adds to its
+ * response and sends to the upstream.  Allocated when a request begins
+ * and freed when the connection waits for the next one with nothing
+ * buffered (conn_idle_add()), so that an idle connection, plain or TLS,
+ * holds only its struct conn (nginx keeps its request apart from its
+ * connection for the same reason).
+ */
+struct conn_req {
+	struct http_msg		 rq_msg;
+	size_t			 rq_methodlen;
+	size_t			 rq_pathlen;
+	size_t			 rq_reqidlen;
+	char			 rq_method[32];
+	char			 rq_path[1536];
+	char			 rq_reqid[FORWARD_REQID_MAX + 1];
+	size_t			 rq_extralen;	/* extra response headers, */
+	char			 rq_extra[CONN_EXTRA_MAX];	/* CRLF-ended */
+	size_t			 rq_identlen;	/* identity headers for the */
+	char			 rq_ident[CONN_IDENT_MAX];	/* upstream */
+	char			 rq_keyid[KS_ID_LEN + 4];	/* for the log */
+	char			 rq_ident_log[JWT_IDENT_MAX + 1]; /* JWT, for */
+								  /* the log */
+};
+
 struct conn {
 	TAILQ_ENTRY(conn)	 c_entry;
 	TAILQ_ENTRY(conn)	 c_idle_entry;	/* in w_idle while c_idle */
@@ -139,7 +165,7 @@ struct conn {
 	uint8_t			 c_ip[16];	/* client address, binary */
 	size_t			 c_iplen;	/* 4, 16, or 0: unknown */
 
-	struct http_msg		 c_msg;
+	struct conn_req		*c_rq;		/* the request; NULL when idle */
 	int			 c_admin;	/* accepted on the admin listener */
 	struct conn_admin	*c_adm;		/* admin request awaiting its body */
 
@@ -159,19 +185,6 @@ struct conn {
 	struct http_chunked	 c_chunked;
 	struct evbuffer		*c_pending;	/* echo body awaiting the request body */
 	struct upconn		*c_up;		/* upstream exchange, if proxied */
-	size_t			 c_methodlen;
-	size_t			 c_pathlen;
-	size_t			 c_reqidlen;
-	char			 c_method[32];
-	char			 c_path[1536];
-	char			 c_reqid[FORWARD_REQID_MAX + 1];
-	size_t			 c_extralen;	/* extra response headers, */
-	char			 c_extra[CONN_EXTRA_MAX];	/* CRLF-ended */
-	size_t			 c_identlen;	/* identity headers for the */
-	char			 c_ident[CONN_IDENT_MAX];	/* upstream */
-	char			 c_keyid[KS_ID_LEN + 4];	/* for the log */
-	char			 c_ident_log[JWT_IDENT_MAX + 1]; /* JWT, for the */
-								 /* log */
 	const char		*c_scheme;	/* deciding scheme, for the log */
 
 	/*
@@ -380,7 +393,7 @@ conn_is_credential(const struct conn *c, const struct http_header *h)
 static size_t
 conn_hide_credentials(struct conn *c, char *buf, size_t len, char **heap)
 {
-	struct http_msg		*m = &c->c_msg;
+	struct http_msg		*m = &c->c_rq->rq_msg;
 	struct http_header	*h;
 	size_t			 i, need = 0, off = 0;
 
@@ -491,6 +504,8 @@ conn_idle_add(struct conn *c)
 
 	if (c->c_idle)
 		return;
+	free(c->c_rq);		/* nothing refers to it any more */
+	c->c_rq = NULL;
 	TAILQ_INSERT_TAIL(&w->w_idle, c, c_idle_entry);
 	c->c_idle = 1;
 	if (w->w_nconns >= w->w_conf->c_max_connections)
@@ -549,8 +564,8 @@ conn_head(struct conn *c, int status, uint64_t clen)
 	}
 	memcpy(p, "X-Request-Id: ", 14);
 	p += 14;
-	memcpy(p, c->c_reqid, c->c_reqidlen);
-	p += c->c_reqidlen;
+	memcpy(p, c->c_rq->rq_reqid, c->c_rq->rq_reqidlen);
+	p += c->c_rq->rq_reqidlen;
 	if (!c->c_keepalive) {
 		memcpy(p, "\r\nConnection: close", 19);
 		p += 19;
@@ -560,8 +575,8 @@ conn_head(struct conn *c, int status, uint64_t clen)
 	}
 	memcpy(p, "\r\n", 2);
 	p += 2;
-	memcpy(p, c->c_extra, c->c_extralen);
-	p += c->c_extralen;
+	memcpy(p, c->c_rq->rq_extra, c->c_rq->rq_extralen);
+	p += c->c_rq->rq_extralen;
 	memcpy(p, "\r\n", 2);
 	p += 2;
 	evbuffer_add(c->c_out, buf, (size_t)(p - buf));
@@ -582,19 +597,19 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 		return;
 	e.ae_time_ms = c->c_start_ms;
 	e.ae_client = c->c_client;
-	e.ae_method = c->c_method;
-	e.ae_methodlen = c->c_methodlen;
-	e.ae_path = c->c_path;
-	e.ae_pathlen = c->c_pathlen;
+	e.ae_method = c->c_rq->rq_method;
+	e.ae_methodlen = c->c_rq->rq_methodlen;
+	e.ae_path = c->c_rq->rq_path;
+	e.ae_pathlen = c->c_rq->rq_pathlen;
 	e.ae_route = c->c_route;
 	e.ae_status = status;
 	e.ae_bytes = bytes;
 	e.ae_duration_us = util_mono_us() - c->c_start_us;
-	e.ae_reqid = c->c_reqid;
-	e.ae_reqidlen = c->c_reqidlen;
-	e.ae_key = c->c_keyid;
+	e.ae_reqid = c->c_rq->rq_reqid;
+	e.ae_reqidlen = c->c_rq->rq_reqidlen;
+	e.ae_key = c->c_rq->rq_keyid;
 	e.ae_scheme = c->c_scheme;
-	e.ae_identity = c->c_ident_log;
+	e.ae_identity = c->c_rq->rq_ident_log;
 	e.ae_rate_ms = c->c_rate_ms;
 	e.ae_tls = io_tls_version(&c->c_io);
 	e.ae_tls_resumed = io_tls_resumed(&c->c_io);
@@ -609,9 +624,9 @@ conn_new_reqid(struct conn *c)
 	uint64_t	 h;
 
 	h = server_mix(w->w_reqid_seed + ++w->w_reqid_seq);
-	util_hex64(c->c_reqid, h);
-	util_hex64(c->c_reqid + 16, server_mix(h));
-	c->c_reqidlen = 32;
+	util_hex64(c->c_rq->rq_reqid, h);
+	util_hex64(c->c_rq->rq_reqid + 16, server_mix(h));
+	c->c_rq->rq_reqidlen = 32;
 }
 
 /*
@@ -657,7 +672,7 @@ conn_can_discard(const struct conn *c)
 {
 	if (c->c_body == HTTP_BODY_NONE)
 		return (1);
-	if (c->c_msg.hm_flags & HTTP_F_EXPECT100)
+	if (c->c_rq->rq_msg.hm_flags & HTTP_F_EXPECT100)
 		return (0);
 	return (c->c_body == HTTP_BODY_CHUNKED ||
 	    c->c_body_left <= SERVER_DISCARD_MAX);
@@ -737,7 +752,7 @@ conn_fail(struct conn *c, int status, const char *cause)
 			return;
 		}
 	}
-	if (c->c_reqidlen == 0)		/* refused before it was parsed */
+	if (c->c_rq->rq_reqidlen == 0)		/* refused before it was parsed */
 		conn_new_reqid(c);
 	if (c->c_pending != NULL)	/* an admin body may hold a secret */
 		conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
@@ -765,19 +780,19 @@ conn_echo_respond(struct conn *c)
 static void
 conn_remember(struct conn *c)
 {
-	const struct http_msg	*m = &c->c_msg;
+	const struct http_msg	*m = &c->c_rq->rq_msg;
 	const char		*id;
 	size_t			 len;
 
-	c->c_methodlen = m->hm_methodlen < sizeof(c->c_method) ?
-	    m->hm_methodlen : sizeof(c->c_method);
-	memcpy(c->c_method, m->hm_method, c->c_methodlen);
-	c->c_pathlen = m->hm_pathlen < sizeof(c->c_path) ?
-	    m->hm_pathlen : sizeof(c->c_path);
-	memcpy(c->c_path, m->hm_path, c->c_pathlen);
+	c->c_rq->rq_methodlen = m->hm_methodlen < sizeof(c->c_rq->rq_method) ?
+	    m->hm_methodlen : sizeof(c->c_rq->rq_method);
+	memcpy(c->c_rq->rq_method, m->hm_method, c->c_rq->rq_methodlen);
+	c->c_rq->rq_pathlen = m->hm_pathlen < sizeof(c->c_rq->rq_path) ?
+	    m->hm_pathlen : sizeof(c->c_rq->rq_path);
+	memcpy(c->c_rq->rq_path, m->hm_path, c->c_rq->rq_pathlen);
 	if (forward_client_reqid(m, &id, &len)) {
-		memcpy(c->c_reqid, id, len);
-		c->c_reqidlen = len;
+		memcpy(c->c_rq->rq_reqid, id, len);
+		c->c_rq->rq_reqidlen = len;
 	} else
 		conn_new_reqid(c);
 }
@@ -786,9 +801,9 @@ conn_remember(struct conn *c)
 static void
 conn_continue(struct conn *c)
 {
-	if ((c->c_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
+	if ((c->c_rq->rq_msg.hm_flags & HTTP_F_EXPECT100) && c->c_minor == 1 &&
 	    c->c_body != HTTP_BODY_NONE &&
-	    evbuffer_get_length(c->c_in) == c->c_msg.hm_hdrlen)
+	    evbuffer_get_length(c->c_in) == c->c_rq->rq_msg.hm_hdrlen)
 		evbuffer_add(c->c_out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 }
 
@@ -861,10 +876,10 @@ conn_added(const struct conn *c, struct forward_added *fa)
 {
 	fa->fa_client = c->c_client;
 	fa->fa_tls = c->c_tls;
-	fa->fa_reqid = c->c_reqid;
-	fa->fa_reqidlen = c->c_reqidlen;
-	fa->fa_ident = c->c_ident;
-	fa->fa_identlen = c->c_identlen;
+	fa->fa_reqid = c->c_rq->rq_reqid;
+	fa->fa_reqidlen = c->c_rq->rq_reqidlen;
+	fa->fa_ident = c->c_rq->rq_ident;
+	fa->fa_identlen = c->c_rq->rq_identlen;
 }
 
 /*
@@ -881,12 +896,12 @@ conn_forward(struct conn *c, const struct route *r)
 
 	if (r->r_upstream->u_type == UPSTREAM_HTTP) {
 		memset(&pq, 0, sizeof(pq));
-		pq.pq_msg = &c->c_msg;
+		pq.pq_msg = &c->c_rq->rq_msg;
 		pq.pq_body = c->c_body;
 		pq.pq_minor = c->c_minor;
 		conn_added(c, &pq.pq_fwd);
-		pq.pq_extra = c->c_extra;
-		pq.pq_extralen = c->c_extralen;
+		pq.pq_extra = c->c_rq->rq_extra;
+		pq.pq_extralen = c->c_rq->rq_extralen;
 		pq.pq_rate = c->c_rate_ms != 0;
 		pq.pq_out = c->c_out;
 		pq.pq_ops = &conn_proxy_ops;
@@ -913,7 +928,7 @@ conn_forward(struct conn *c, const struct route *r)
 	}
 	forward_policy_init(&fp, c->c_w->w_conf);
 	conn_added(c, &fa);
-	echo_begin(c->c_pending, &c->c_msg, &fa, &fp);
+	echo_begin(c->c_pending, &c->c_rq->rq_msg, &fa, &fp);
 	conn_await_body(c, conn_echo_respond);
 }
 
@@ -947,10 +962,10 @@ static void
 conn_identity_log(struct conn *c, const struct auth_result *ar)
 {
 	if (ar->ar_found)
-		memcpy(c->c_keyid, ar->ar_key.k_id, sizeof(c->c_keyid));
+		memcpy(c->c_rq->rq_keyid, ar->ar_key.k_id, sizeof(c->c_rq->rq_keyid));
 	if (ar->ar_jwt_found)
-		memcpy(c->c_ident_log, ar->ar_jwt.ji_subject,
-		    sizeof(c->c_ident_log));
+		memcpy(c->c_rq->rq_ident_log, ar->ar_jwt.ji_subject,
+		    sizeof(c->c_rq->rq_ident_log));
 	if (ar->ar_scheme != 0)
 		c->c_scheme = route_auth_name(ar->ar_scheme);
 }
@@ -975,7 +990,7 @@ conn_authenticate(struct conn *c, const struct route *r, int verify,
 	aj.aj_mono = now;
 	aj.aj_final = c->c_hold_final ||
 	    (c->c_hold_until != 0 && now >= c->c_hold_until);
-	auth_check(r, &c->c_msg, &w->w_ks, w->w_conf->c_api_key_header,
+	auth_check(r, &c->c_rq->rq_msg, &w->w_ks, w->w_conf->c_api_key_header,
 	    c->c_start_ms, w->w_jwt != NULL ? &aj : NULL, ar);
 	if (ar->ar_status == AUTH_PENDING) {
 		conn_hold(c, r, verify, ar->ar_wait, now);
@@ -985,11 +1000,11 @@ conn_authenticate(struct conn *c, const struct route *r, int verify,
 	if (ar->ar_status == 0)
 		return (1);
 	if (ar->ar_challenge != NULL) {
-		n = snprintf(c->c_extra + c->c_extralen,
-		    sizeof(c->c_extra) - c->c_extralen,
+		n = snprintf(c->c_rq->rq_extra + c->c_rq->rq_extralen,
+		    sizeof(c->c_rq->rq_extra) - c->c_rq->rq_extralen,
 		    "WWW-Authenticate: %s\r\n", ar->ar_challenge);
-		if (n > 0 && (size_t)n < sizeof(c->c_extra) - c->c_extralen)
-			c->c_extralen += (size_t)n;
+		if (n > 0 && (size_t)n < sizeof(c->c_rq->rq_extra) - c->c_rq->rq_extralen)
+			c->c_rq->rq_extralen += (size_t)n;
 	}
 	conn_refuse(c, ar->ar_status, ar->ar_code, ar->ar_message);
 	return (0);
@@ -1020,16 +1035,16 @@ conn_limit(struct conn *c, const struct route *r, int64_t now,
 	if (ar->ar_limited) {
 		/* The limiter's own time, for the access log. */
 		c->c_rate_ms = now + w->w_env->se_shm->sh_mono_to_wall;
-		c->c_extralen += auth_rate_headers(ar, c->c_extra +
-		    c->c_extralen, sizeof(c->c_extra) - c->c_extralen);
+		c->c_rq->rq_extralen += auth_rate_headers(ar, c->c_rq->rq_extra +
+		    c->c_rq->rq_extralen, sizeof(c->c_rq->rq_extra) - c->c_rq->rq_extralen);
 	}
 	if (ar->ar_status != 0) {
 		conn_refuse(c, ar->ar_status, ar->ar_code, ar->ar_message);
 		return (0);
 	}
-	c->c_identlen = auth_identity_headers(ar, c->c_ident,
-	    sizeof(c->c_ident));
-	if (c->c_identlen > 0)
+	c->c_rq->rq_identlen = auth_identity_headers(ar, c->c_rq->rq_ident,
+	    sizeof(c->c_rq->rq_ident));
+	if (c->c_rq->rq_identlen > 0)
 		return (1);
 	conn_refuse(c, 500, "internal_error",
 	    "the caller's identity cannot be sent in headers");
@@ -1055,7 +1070,7 @@ conn_admin_free(struct conn *c)
 static int
 conn_admin_begin(struct conn *c)
 {
-	const struct http_msg		*m = &c->c_msg;
+	const struct http_msg		*m = &c->c_rq->rq_msg;
 	const struct http_header	*h;
 	struct conn_admin		*ca;
 	size_t				 len;
@@ -1083,13 +1098,13 @@ conn_admin_begin(struct conn *c)
 static void
 conn_extra(struct conn *c, const char *name, const char *value)
 {
-	size_t	 room = sizeof(c->c_extra) - c->c_extralen;
+	size_t	 room = sizeof(c->c_rq->rq_extra) - c->c_rq->rq_extralen;
 	int	 n;
 
-	n = snprintf(c->c_extra + c->c_extralen, room, "%s: %s\r\n", name,
+	n = snprintf(c->c_rq->rq_extra + c->c_rq->rq_extralen, room, "%s: %s\r\n", name,
 	    value);
 	if (n > 0 && (size_t)n < room)
-		c->c_extralen += (size_t)n;
+		c->c_rq->rq_extralen += (size_t)n;
 }
 
 /* The whole admin request is here: answer it (admin.c). */
@@ -1174,7 +1189,7 @@ static int
 conn_normalize(struct conn *c, const char *p, size_t len, size_t *outlen,
     const char **cause)
 {
-	struct http_msg	*m = &c->c_msg;
+	struct http_msg	*m = &c->c_rq->rq_msg;
 	char		*base;
 	uintptr_t	 off;
 
@@ -1244,8 +1259,8 @@ conn_verified(struct conn *c)
 	 * nginx takes the identity from the 204 (auth_request_set), after
 	 * the rate headers (CONN_EXTRA_MAX holds both).
 	 */
-	memcpy(c->c_extra + c->c_extralen, c->c_ident, c->c_identlen);
-	c->c_extralen += c->c_identlen;
+	memcpy(c->c_rq->rq_extra + c->c_rq->rq_extralen, c->c_rq->rq_ident, c->c_rq->rq_identlen);
+	c->c_rq->rq_extralen += c->c_rq->rq_identlen;
 	conn_refuse(c, 204, NULL, NULL);
 }
 
@@ -1262,7 +1277,7 @@ conn_verify(struct conn *c)
 	size_t				 len;
 	int				 mbit;
 
-	if (auth_verify_target(&c->c_msg, &mbit, &path, &len, &cause) == -1) {
+	if (auth_verify_target(&c->c_rq->rq_msg, &mbit, &path, &len, &cause) == -1) {
 		conn_refuse(c, 400, "bad_request", cause);
 		return;
 	}
@@ -1287,7 +1302,7 @@ conn_start_request(struct conn *c)
 {
 	struct worker		*w = c->c_w;
 	struct config		*conf = w->w_conf;
-	struct http_msg		*m = &c->c_msg;
+	struct http_msg		*m = &c->c_rq->rq_msg;
 
 	conn_remember(c);
 	c->c_minor = m->hm_minor;
@@ -1311,7 +1326,7 @@ static void
 conn_route_request(struct conn *c)
 {
 	struct config		*conf = c->c_w->w_conf;
-	struct http_msg		*m = &c->c_msg;
+	struct http_msg		*m = &c->c_rq->rq_msg;
 	const struct route	*r;
 	const char		*cause;
 
@@ -1360,7 +1375,7 @@ conn_dispatch(struct conn *c)
 	conn_start_request(c);
 	conn_route_request(c);
 	if (c->c_state != CONN_AUTHWAIT)
-		evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
+		evbuffer_drain(c->c_in, c->c_rq->rq_msg.hm_hdrlen);
 }
 
 /*
@@ -1407,8 +1422,8 @@ conn_hold_credentials(struct conn *c, char *buf, size_t used, char **heap)
 	if ((copy = malloc(used)) == NULL)
 		return (-1);
 	memcpy(copy, buf, used);
-	for (i = 0; i < c->c_msg.hm_nheaders; i++) {
-		h = &c->c_msg.hm_headers[i];
+	for (i = 0; i < c->c_rq->rq_msg.hm_nheaders; i++) {
+		h = &c->c_rq->rq_msg.hm_headers[i];
 		if (h->h_value >= buf && h->h_value < buf + used)
 			h->h_value = copy + (h->h_value - buf);
 	}
@@ -1436,7 +1451,7 @@ conn_redecide(struct conn *c)
 	c->c_state = CONN_HEADERS;
 	conn_decide(c, c->c_hold_route, c->c_hold_verify);
 	if (c->c_state != CONN_AUTHWAIT)
-		evbuffer_drain(c->c_in, c->c_msg.hm_hdrlen);
+		evbuffer_drain(c->c_in, c->c_rq->rq_msg.hm_hdrlen);
 }
 
 /*
@@ -1481,7 +1496,7 @@ conn_headers(struct conn *c)
 		len = c->c_w->w_scanmax;
 	if ((p = conn_pullup(in, len)) == NULL)
 		return (0);
-	rc = http_parse_request(&c->c_msg, (const char *)p, len,
+	rc = http_parse_request(&c->c_rq->rq_msg, (const char *)p, len,
 	    &c->c_w->w_limits);
 	if (rc == 0)
 		return (0);
@@ -1490,7 +1505,7 @@ conn_headers(struct conn *c)
 		c->c_head = 0;
 		/* The head may carry credentials. */
 		conn_wipe_drain(in, evbuffer_get_length(in));
-		conn_fail(c, c->c_msg.hm_error, c->c_msg.hm_cause);
+		conn_fail(c, c->c_rq->rq_msg.hm_error, c->c_rq->rq_msg.hm_cause);
 		return (1);
 	}
 	used = conn_hide_credentials(c, cred, sizeof(cred), &heap);
@@ -1687,11 +1702,15 @@ conn_next(struct conn *c)
 	}
 }
 
-/* Begin a new request on the connection. */
-static void
+/* Begin a new request on the connection; -1 if out of memory. */
+static int
 conn_begin(struct conn *c)
 {
+	struct conn_req	*rq = c->c_rq;
+
 	conn_idle_remove(c);
+	if (rq == NULL && (rq = c->c_rq = malloc(sizeof(*rq))) == NULL)
+		return (-1);
 	c->c_state = CONN_HEADERS;
 	c->c_start_us = util_mono_us();
 	c->c_start_ms = util_now_ms();
@@ -1700,18 +1719,19 @@ conn_begin(struct conn *c)
 	c->c_head = 0;
 	c->c_minor = 1;
 	c->c_keepalive = 0;
-	c->c_methodlen = 0;
-	c->c_pathlen = 0;
-	c->c_reqidlen = 0;
-	c->c_extralen = 0;
-	c->c_identlen = 0;
-	c->c_keyid[0] = '\0';
-	c->c_ident_log[0] = '\0';
+	rq->rq_methodlen = 0;
+	rq->rq_pathlen = 0;
+	rq->rq_reqidlen = 0;
+	rq->rq_extralen = 0;
+	rq->rq_identlen = 0;
+	rq->rq_keyid[0] = '\0';
+	rq->rq_ident_log[0] = '\0';
 	c->c_scheme = NULL;
 	c->c_hold_until = 0;
 	c->c_hold_final = 0;
-	http_msg_init(&c->c_msg);
+	http_msg_init(&rq->rq_msg);
 	conn_timer(c, c->c_w->w_tv_header);
+	return (0);
 }
 
 /* Work through the input as far as it goes. */
@@ -1725,7 +1745,11 @@ conn_process(struct conn *c)
 		case CONN_IDLE:
 			if (evbuffer_get_length(in) == 0)
 				return;
-			conn_begin(c);
+			if (conn_begin(c) == -1) {
+				log_warnx("out of memory for a request");
+				c->c_state = CONN_DEAD;
+				return;
+			}
 			break;
 		case CONN_HEADERS:
 			if (!conn_headers(c))
@@ -2006,6 +2030,7 @@ conn_free(struct conn *c)
 		evbuffer_free(c->c_pending);
 	conn_admin_free(c);
 	conn_hold_release(c);
+	free(c->c_rq);
 	free(c);
 	if (w->w_stopping) {
 		if (w->w_nconns == 0)
