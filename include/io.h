@@ -106,6 +106,13 @@ void		 io_want_write(struct io *);
 /* Start or stop reading (the owner's wish; TLS may still read itself). */
 void		 io_reading(struct io *, int);
 
+/*
+ * The connection waits (nothing buffered): give back what OpenSSL keeps
+ * for reading and writing (SSL_free_buffers(), as nginx does for idle
+ * connections); a no-op for plain ones.
+ */
+void		 io_idle(struct io *);
+
 /* Send a TLS close_notify (if TLS) and shut the write side. */
 void		 io_shutdown(struct io *);
 

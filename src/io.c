@@ -500,6 +500,14 @@ io_write_cb(evutil_socket_t fd, short what, void *arg)
 	io->io_ops->io_on_write(io->io_arg, (what & EV_TIMEOUT) != 0);
 }
 
+/* The connection waits: OpenSSL's buffers back (fails harmlessly if busy). */
+void
+io_idle(struct io *io)
+{
+	if (io->io_ssl != NULL)
+		(void)SSL_free_buffers(io->io_ssl);
+}
+
 /* Send close_notify (TLS) and shut the write side. */
 void
 io_shutdown(struct io *io)

@@ -506,6 +506,7 @@ conn_idle_add(struct conn *c)
 		return;
 	free(c->c_rq);		/* nothing refers to it any more */
 	c->c_rq = NULL;
+	io_idle(&c->c_io);
 	TAILQ_INSERT_TAIL(&w->w_idle, c, c_idle_entry);
 	c->c_idle = 1;
 	if (w->w_nconns >= w->w_conf->c_max_connections)
@@ -1928,6 +1929,8 @@ conn_tls_count(struct conn *c, int closing)
 		if (io_tls_resumed(&c->c_io))
 			SHM_ADD(&st->sw_tls_resumed, 1);
 		c->c_tls_counted = 1;
+		if (c->c_state == CONN_IDLE && evbuffer_get_length(c->c_in) == 0)
+			io_idle(&c->c_io);	/* no request yet */
 	} else if (closing) {
 		SHM_ADD(&st->sw_tls_failures, 1);
 		log_debug("%s: TLS handshake with %s failed: %s", __func__,
