@@ -102,14 +102,12 @@ void		 tls_upstream_free(struct upstream *);
  * A new client-side SSL for a connection to u (connect state, SNI and
  * the name to verify set, the last session of this upstream offered for
  * resumption); NULL if out of memory.  The caller sets the descriptor.
+ * Each resumable session the server issues on it (TLS 1.2: at the end of
+ * the handshake; TLS 1.3: a NewSessionTicket, read after the handshake
+ * with the response) becomes u's u_ssl_session, by OpenSSL's new-session
+ * callback; u must outlive the SSL.
  */
 SSL		*tls_upstream_ssl(struct upstream *);
-
-/*
- * Remember ssl's session for u's next connection (called once the
- * handshake completed).
- */
-void		 tls_upstream_session(struct upstream *, SSL *);
 
 /*
  * Ticket keys.  The master makes the first key when the segment is

@@ -64,6 +64,9 @@ struct tls_server {
 /* The keys the ticket callback uses in this process (tls_tickets_attach). */
 static struct shm_tickets *tls_tickets;
 
+/* The SSL ex_data index of an upstream connection's struct upstream. */
+static int tls_upstream_idx = -1;
+
 /* Write "FILE:LINE: reason" into err; always -1. */
 static int
 tls_err(char *err, size_t errlen, const char *file, int line,
@@ -671,6 +674,33 @@ tls_upstream_host(const struct upstream *u, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
+/*
+ * OpenSSL's new-session callback on an upstream context: keep a copy of
+ * each resumable session the server issues for the upstream the
+ * connection is to (tls_upstream_ssl() put it in the ex_data).  TLS 1.3
+ * sessions come in NewSessionTicket messages after the handshake, read
+ * with the first response bytes; TLS 1.2's at the end of the handshake.
+ * A copy, not the session itself: OpenSSL marks a connection's own
+ * session as not resumable when the connection is freed without a
+ * close_notify, which pooled upstream connections often are.  Returns 0:
+ * OpenSSL keeps and frees its own reference.
+ */
+static int
+tls_upstream_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct upstream	*u;
+	SSL_SESSION	*d;
+
+	if (tls_upstream_idx < 0 ||
+	    (u = SSL_get_ex_data(ssl, tls_upstream_idx)) == NULL ||
+	    !SSL_SESSION_is_resumable(sess) ||
+	    (d = SSL_SESSION_dup(sess)) == NULL)
+		return (0);
+	SSL_SESSION_free(u->u_ssl_session);
+	u->u_ssl_session = d;
+	return (0);
+}
+
 /* Build u's client context (see tls.h). */
 int
 tls_upstream_build(struct upstream *u, const char *file, char *err,
@@ -680,6 +710,10 @@ tls_upstream_build(struct upstream *u, const char *file, char *err,
 	FILE		*f;
 	const char	*why;
 
+	if (tls_upstream_idx < 0 && (tls_upstream_idx = SSL_get_ex_new_index(0,
+	    NULL, NULL, NULL, NULL)) < 0)
+		return (tls_err(err, errlen, file, u->u_line, "upstream \"%s\": "
+		    "cannot make a TLS context: %s", u->u_name, tls_reason()));
 	if (u->u_ca != NULL) {
 		if ((f = tls_open_pem(u->u_ca, &why)) == NULL)
 			return (tls_err(err, errlen, file, u->u_line, "upstream "
@@ -696,6 +730,9 @@ tls_upstream_build(struct upstream *u, const char *file, char *err,
 	    SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_verify(ctx, u->u_verify ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, tls_upstream_new_session);
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
 	    SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)
 	    TLS_ALPN_HTTP11, TLS_ALPN_HTTP11_LEN) != 0) {
@@ -730,14 +767,18 @@ tls_upstream_free(struct upstream *u)
 /*
  * A client-side SSL for a connection to u.  The name sent as SNI and
  * verified is sni= or the URL's host; an IP address is not sent (RFC
- * 6066 3) and is verified against the certificate's IP addresses.
+ * 6066 3) and is verified against the certificate's IP addresses.  u
+ * goes into the SSL's ex_data, where tls_upstream_new_session() finds it.
+ * The session offered is a copy of u's: a resumed connection freed
+ * without a close_notify would make u's own not resumable.
  */
 SSL *
 tls_upstream_ssl(struct upstream *u)
 {
-	SSL	*ssl;
-	char	 host[256];
-	int	 ok;
+	SSL_SESSION	*d;
+	SSL		*ssl;
+	char		 host[256];
+	int		 ok;
 
 	if (u->u_sni != NULL)
 		snprintf(host, sizeof(host), "%s", u->u_sni);
@@ -746,41 +787,25 @@ tls_upstream_ssl(struct upstream *u)
 	if ((ssl = SSL_new(u->u_ssl_ctx)) == NULL)
 		return (NULL);
 	SSL_set_connect_state(ssl);
-	if (tls_is_ip(host))
+	if (SSL_set_ex_data(ssl, tls_upstream_idx, u) != 1)
+		ok = 0;
+	else if (tls_is_ip(host))
 		ok = !u->u_verify || X509_VERIFY_PARAM_set1_ip_asc(
 		    SSL_get0_param(ssl), host) == 1;
 	else
 		ok = SSL_set_tlsext_host_name(ssl, host) == 1 &&
 		    (!u->u_verify || SSL_set1_host(ssl, host) == 1);
-	if (ok && u->u_ssl_session != NULL)
-		ok = SSL_set_session(ssl, u->u_ssl_session) == 1;
+	if (ok && u->u_ssl_session != NULL) {
+		d = SSL_SESSION_dup(u->u_ssl_session);
+		ok = d != NULL && SSL_set_session(ssl, d) == 1;
+		SSL_SESSION_free(d);
+	}
 	if (!ok) {
 		ERR_clear_error();
 		SSL_free(ssl);
 		return (NULL);
 	}
 	return (ssl);
-}
-
-/*
- * Keep a copy of ssl's session (if it can be resumed) for u's next
- * connection.  A copy: OpenSSL marks a connection's own session as not
- * resumable when the connection is freed without a close_notify, which
- * pooled upstream connections often are.
- */
-void
-tls_upstream_session(struct upstream *u, SSL *ssl)
-{
-	SSL_SESSION	*s, *d;
-
-	if ((s = SSL_get1_session(ssl)) == NULL)
-		return;
-	d = SSL_SESSION_is_resumable(s) ? SSL_SESSION_dup(s) : NULL;
-	SSL_SESSION_free(s);
-	if (d == NULL)
-		return;
-	SSL_SESSION_free(u->u_ssl_session);
-	u->u_ssl_session = d;
 }
 
 /*

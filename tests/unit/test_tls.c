@@ -486,8 +486,10 @@ test_tickets(void **state)
 }
 
 /*
- * Handshake u's client SSL with a server of sc; 1 if it succeeded, the
- * client's verify result in *vr, the session kept for u.
+ * Handshake u's client SSL with a server of sc (and read once: a TLS 1.3
+ * ticket comes after the handshake); 1 if it succeeded, the client's
+ * verify result in *vr.  The client is freed without a close_notify, as
+ * a pooled upstream connection often is.
  */
 static int
 up_shake(struct upstream *u, struct config *sc, long *vr, int *reused)
@@ -501,8 +503,6 @@ up_shake(struct upstream *u, struct config *sc, long *vr, int *reused)
 	*vr = SSL_get_verify_result(cl);
 	if (reused != NULL)
 		*reused = ok && SSL_session_reused(cl);
-	if (ok)
-		tls_upstream_session(u, cl);
 	SSL_free(cl);
 	SSL_free(sv);
 	ERR_clear_error();
@@ -545,6 +545,43 @@ test_upstream(void **state)
 	config_free(sv2);
 }
 
+/*
+ * An https upstream keeps the sessions the server issues and resumes
+ * them, with TLS 1.3 (the ticket arrives after the handshake) and 1.2,
+ * although every connection ends without a close_notify.
+ */
+static void
+test_upstream_resume(void **state)
+{
+	struct config	*sv13, *sv12, *c;
+	struct upstream	*u;
+	long		 vr;
+	int		 reused, i;
+
+	sv13 = conf("listen 8443 tls\ntls_certificate %s %s\n"
+	    "tls_protocols TLSv1.3\n", t.up_pem, t.k_pem);
+	sv12 = conf("listen 8443 tls\ntls_certificate %s %s\n"
+	    "tls_protocols TLSv1.2\n", t.up_pem, t.k_pem);
+	c = conf("upstream a https://127.0.0.1:8443 ca=%s\n"
+	    "upstream b https://127.0.0.1:8443 ca=%s\n", t.ca_pem, t.ca_pem);
+	for (i = 0; i < 2; i++) {
+		u = &c->c_upstreams[i];
+		assert_null(u->u_ssl_session);
+		assert_true(up_shake(u, i == 0 ? sv13 : sv12, &vr, &reused));
+		assert_false(reused);
+		assert_non_null(u->u_ssl_session);
+		assert_int_equal(SSL_SESSION_get_protocol_version(
+		    u->u_ssl_session), i == 0 ? TLS1_3_VERSION : TLS1_2_VERSION);
+		assert_true(up_shake(u, i == 0 ? sv13 : sv12, &vr, &reused));
+		assert_true(reused);
+		assert_true(up_shake(u, i == 0 ? sv13 : sv12, &vr, &reused));
+		assert_true(reused);
+	}
+	config_free(c);
+	config_free(sv13);
+	config_free(sv12);
+}
+
 int
 main(void)
 {
@@ -559,6 +596,7 @@ main(void)
 		cmocka_unit_test(test_ticket_rotation),
 		cmocka_unit_test(test_tickets),
 		cmocka_unit_test(test_upstream),
+		cmocka_unit_test(test_upstream_resume),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
