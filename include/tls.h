@@ -8,8 +8,9 @@
  * worker forks: a certificate that cannot be read, a key that does not
  * match its certificate, an unknown protocol or cipher string make the
  * load fail with "FILE:LINE: reason", and a reload then keeps the running
- * configuration.  An expired certificate (or one not valid yet) is a
- * warning, not an error.  Workers inherit the built contexts across
+ * configuration.  An expired certificate (or one not valid yet), the
+ * leaf or one of the chain after it in the file, is a warning, not an
+ * error.  Workers inherit the built contexts across
  * fork() and only ever make SSL objects from them.
  *
  * Listener side:
@@ -78,7 +79,7 @@ struct tls_server;
  * Build the server contexts from conf's tls_certificate, tls_protocols,
  * tls_ciphers, tls_ciphersuites and tls_session_tickets into
  * conf->c_tls.  0, or -1 with "FILE:LINE: reason" in err.  Warnings
- * (an expired certificate) are logged with log_warnx().
+ * (an expired certificate, leaf or chain) are logged with log_warnx().
  */
 int		 tls_server_build(struct config *, char *, size_t);
 void		 tls_server_free(struct tls_server *);

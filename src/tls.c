@@ -201,31 +201,78 @@ tls_names_equal(char **a, size_t na, char **b, size_t nb)
 	return (1);
 }
 
-/* Warn when x is expired or not valid yet: the load goes on. */
+/* Print t (an ASN1_TIME) into buf, "?" if it cannot be. */
 static void
-tls_cert_dates(X509 *x, const char *file, int line, const char *path)
+tls_time_str(const ASN1_TIME *t, char *buf, size_t len)
+{
+	BIO	*mem;
+	int	 n;
+
+	snprintf(buf, len, "?");
+	if ((mem = BIO_new(BIO_s_mem())) == NULL)
+		return;
+	if (ASN1_TIME_print(mem, t) == 1 &&
+	    (n = BIO_read(mem, buf, (int)len - 1)) > 0)
+		buf[n] = '\0';
+	BIO_free(mem);
+}
+
+/* x's subject as one RFC 2253 line (control characters escaped). */
+static void
+tls_subject_str(X509 *x, char *buf, size_t len)
+{
+	BIO	*mem;
+	int	 n;
+
+	snprintf(buf, len, "?");
+	if ((mem = BIO_new(BIO_s_mem())) == NULL)
+		return;
+	if (X509_NAME_print_ex(mem, X509_get_subject_name(x), 0,
+	    XN_FLAG_RFC2253) >= 0 && (n = BIO_read(mem, buf, (int)len - 1)) > 0)
+		buf[n] = '\0';
+	BIO_free(mem);
+}
+
+/*
+ * Warn when x, certificate n of path (0: the leaf, else the nth of the
+ * chain after it), is expired or not valid yet: the load goes on.
+ */
+static void
+tls_cert_dates(X509 *x, int n, const char *file, int line, const char *path)
 {
 	const ASN1_TIME	*nb = X509_get0_notBefore(x), *na = X509_get0_notAfter(x);
-	char		 b[64] = "?", a[64] = "?";
-	BIO		*mem;
-	int		 expired, early, n;
+	char		 b[64], a[64], subj[256];
+	int		 expired, early;
 
 	expired = X509_cmp_current_time(na) < 0;
 	early = X509_cmp_current_time(nb) > 0;
 	if (!expired && !early)
 		return;
-	if ((mem = BIO_new(BIO_s_mem())) != NULL) {
-		if (ASN1_TIME_print(mem, nb) == 1 &&
-		    (n = BIO_read(mem, b, sizeof(b) - 1)) > 0)
-			b[n] = '\0';
-		(void)BIO_reset(mem);
-		if (ASN1_TIME_print(mem, na) == 1 &&
-		    (n = BIO_read(mem, a, sizeof(a) - 1)) > 0)
-			a[n] = '\0';
-		BIO_free(mem);
+	tls_time_str(nb, b, sizeof(b));
+	tls_time_str(na, a, sizeof(a));
+	if (n == 0) {
+		log_warnx("%s:%d: tls_certificate %s is %s (valid from %s "
+		    "until %s)", file, line, path, expired ? "expired" :
+		    "not valid yet", b, a);
+		return;
 	}
-	log_warnx("%s:%d: tls_certificate %s is %s (valid from %s until %s)",
-	    file, line, path, expired ? "expired" : "not valid yet", b, a);
+	tls_subject_str(x, subj, sizeof(subj));
+	log_warnx("%s:%d: tls_certificate %s: chain certificate %d (%s) is "
+	    "%s (valid from %s until %s)", file, line, path, n, subj,
+	    expired ? "expired" : "not valid yet", b, a);
+}
+
+/* Warn for each certificate of ctx's current chain that is out of date. */
+static void
+tls_chain_dates(SSL_CTX *ctx, const char *file, int line, const char *path)
+{
+	STACK_OF(X509)	*chain = NULL;
+	int		 i;
+
+	if (SSL_CTX_get0_chain_certs(ctx, &chain) != 1 || chain == NULL)
+		return;
+	for (i = 0; i < sk_X509_num(chain); i++)
+		tls_cert_dates(sk_X509_value(chain, i), i + 1, file, line, path);
 }
 
 /*
@@ -558,7 +605,7 @@ tls_add_cert(struct config *conf, struct tls_server *ts,
 		tls_err(err, errlen, file, tc->tc_line, "out of memory");
 		goto done;
 	}
-	tls_cert_dates(x, file, tc->tc_line, tc->tc_cert);
+	tls_cert_dates(x, 0, file, tc->tc_line, tc->tc_cert);
 	if ((tx = tls_ctx_for(conf, ts, &names, &nnames, err, errlen)) == NULL)
 		goto done;
 	type = EVP_PKEY_get_base_id(k);
@@ -583,6 +630,7 @@ tls_add_cert(struct config *conf, struct tls_server *ts,
 		    tls_reason());
 		goto done;
 	}
+	tls_chain_dates(tx->tx_ctx, file, tc->tc_line, tc->tc_cert);
 	tx->tx_types[tx->tx_ntypes] = type;
 	tx->tx_lines[tx->tx_ntypes++] = tc->tc_line;
 	rc = 0;
