@@ -121,7 +121,12 @@ SSL		*tls_upstream_ssl(struct upstream *);
  */
 #define TLS_TICKET_ROTATE_S	3600
 
-/* Master: make the first key or rotate if due at now (unix s); 0 or -1. */
+/*
+ * Master: make the first key or rotate if due at now (unix s); 0 or -1.
+ * Due: the current key is TLS_TICKET_ROTATE_S old, or its creation time
+ * is after now (the wall clock went back), so that rotation never stops
+ * waiting for the clock to catch up.
+ */
 int		 tls_tickets_rotate(struct shm_tickets *, int64_t);
 void		 tls_tickets_attach(struct shm_tickets *);
 

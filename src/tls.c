@@ -859,10 +859,13 @@ tls_upstream_ssl(struct upstream *u)
 /*
  * Make the first ticket key, or rotate.  Keys are 16 random bytes of name
  * and 32 each of AES and HMAC key.  With no key: one, created now.  Once
- * the current key is TLS_TICKET_ROTATE_S old: [1] -> [2] (the old [2],
- * now three periods old, is wiped), [0] -> [1], a new [0].  A ticket is
- * thus issued under [0] and accepted while its key is one of the three,
- * i.e. for two to three periods.  The write follows the seqlock of shm.h:
+ * the current key is TLS_TICKET_ROTATE_S old, or was created after now
+ * (the wall clock went back: without this, no key would rotate until the
+ * clock caught up, possibly for hours): [1] -> [2] (the old [2], now
+ * three periods old, is wiped), [0] -> [1], a new [0] created now.  A
+ * ticket is thus issued under [0] and accepted while its key is one of
+ * the three, i.e. for two to three periods (less when the clock went
+ * back: each step back rotates once).  The write follows the seqlock of shm.h:
  * st_seq is made odd (relaxed store, then a release fence so that no key
  * write is seen before it), the keys are written, and st_seq is made even
  * with a release store; readers that overlap see an odd or changed st_seq
@@ -877,7 +880,8 @@ tls_tickets_rotate(struct shm_tickets *st, int64_t now)
 
 	if (n > SHM_TICKET_KEYS)
 		n = 0;
-	if (n > 0 && now - st->st_keys[0].tk_created < TLS_TICKET_ROTATE_S)
+	if (n > 0 && now >= st->st_keys[0].tk_created &&
+	    now - st->st_keys[0].tk_created < TLS_TICKET_ROTATE_S)
 		return (0);
 	memset(&k, 0, sizeof(k));
 	if (RAND_bytes(k.tk_name, sizeof(k.tk_name)) != 1 ||

@@ -506,7 +506,10 @@ test_alpn(void **state)
 	config_free(c);
 }
 
-/* The key ring: made once, rotated only when due, the oldest wiped. */
+/*
+ * The key ring: made once, rotated only when due (an hour old, or the
+ * clock went back before its creation), the oldest wiped.
+ */
 static void
 test_ticket_rotation(void **state)
 {
@@ -536,6 +539,19 @@ test_ticket_rotation(void **state)
 	assert_memory_equal(st.st_keys[2].tk_name, second, 16);
 	assert_int_equal(st.st_keys[2].tk_created, 5000 + 3600);
 	assert_int_equal(st.st_seq, 8);
+	/* The clock went back: a new key now, then due an hour later. */
+	memcpy(first, st.st_keys[0].tk_name, 16);
+	assert_int_equal(tls_tickets_rotate(&st, 5000 + 10800 - 1), 0);
+	assert_int_equal(st.st_seq, 10);
+	assert_int_equal(st.st_nkeys, 3);
+	assert_int_equal(st.st_keys[0].tk_created, 5000 + 10800 - 1);
+	assert_memory_equal(st.st_keys[1].tk_name, first, 16);
+	assert_memory_not_equal(st.st_keys[0].tk_name, first, 16);
+	assert_int_equal(tls_tickets_rotate(&st, 5000 + 10800), 0);
+	assert_int_equal(tls_tickets_rotate(&st, 5000 + 10800 - 1 + 3599), 0);
+	assert_int_equal(st.st_seq, 10);
+	assert_int_equal(tls_tickets_rotate(&st, 5000 + 10800 - 1 + 3600), 0);
+	assert_int_equal(st.st_seq, 12);
 }
 
 /*
