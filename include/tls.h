@@ -8,8 +8,9 @@
  * worker forks: a certificate that cannot be read, a key that does not
  * match its certificate, an unknown protocol or cipher string make the
  * load fail with "FILE:LINE: reason", and a reload then keeps the running
- * configuration.  An expired certificate (or one not valid yet) is a
- * warning, not an error.  Workers inherit the built contexts across
+ * configuration.  An expired certificate (or one not valid yet), the
+ * leaf or one of the chain after it in the file, is a warning, not an
+ * error.  Workers inherit the built contexts across
  * fork() and only ever make SSL objects from them.
  *
  * Listener side:
@@ -78,7 +79,7 @@ struct tls_server;
  * Build the server contexts from conf's tls_certificate, tls_protocols,
  * tls_ciphers, tls_ciphersuites and tls_session_tickets into
  * conf->c_tls.  0, or -1 with "FILE:LINE: reason" in err.  Warnings
- * (an expired certificate) are logged with log_warnx().
+ * (an expired certificate, leaf or chain) are logged with log_warnx().
  */
 int		 tls_server_build(struct config *, char *, size_t);
 void		 tls_server_free(struct tls_server *);
@@ -102,14 +103,12 @@ void		 tls_upstream_free(struct upstream *);
  * A new client-side SSL for a connection to u (connect state, SNI and
  * the name to verify set, the last session of this upstream offered for
  * resumption); NULL if out of memory.  The caller sets the descriptor.
+ * Each resumable session the server issues on it (TLS 1.2: at the end of
+ * the handshake; TLS 1.3: a NewSessionTicket, read after the handshake
+ * with the response) becomes u's u_ssl_session, by OpenSSL's new-session
+ * callback; u must outlive the SSL.
  */
 SSL		*tls_upstream_ssl(struct upstream *);
-
-/*
- * Remember ssl's session for u's next connection (called once the
- * handshake completed).
- */
-void		 tls_upstream_session(struct upstream *, SSL *);
 
 /*
  * Ticket keys.  The master makes the first key when the segment is
@@ -122,7 +121,12 @@ void		 tls_upstream_session(struct upstream *, SSL *);
  */
 #define TLS_TICKET_ROTATE_S	3600
 
-/* Master: make the first key or rotate if due at now (unix s); 0 or -1. */
+/*
+ * Master: make the first key or rotate if due at now (unix s); 0 or -1.
+ * Due: the current key is TLS_TICKET_ROTATE_S old, or its creation time
+ * is after now (the wall clock went back), so that rotation never stops
+ * waiting for the clock to catch up.
+ */
 int		 tls_tickets_rotate(struct shm_tickets *, int64_t);
 void		 tls_tickets_attach(struct shm_tickets *);
 

@@ -68,7 +68,6 @@ struct upconn {
 	int			 uc_reused;	/* came from the pool */
 	int			 uc_got;	/* a response byte arrived */
 	int			 uc_req_done;	/* the whole request is in uc_out */
-	int			 uc_session;	/* TLS session kept for reuse */
 	struct evbuffer		*uc_retry;	/* request head, if retryable */
 
 	struct http_msg		 uc_msg;	/* response head */
@@ -207,7 +206,6 @@ upconn_connect(struct upconn *uc)
 	    &upconn_io_ops, uc, NULL) == -1)
 		goto nomem;
 	uc->uc_state = UC_CONNECTING;
-	uc->uc_session = 0;
 	return (0);
 nomem:
 	if (ssl != NULL)
@@ -264,17 +262,6 @@ upconn_wait(struct upconn *uc)
 		evtimer_del(uc->uc_timer);
 }
 
-/* A TLS upstream's session, kept once for the next connection. */
-static void
-upconn_session(struct upconn *uc)
-{
-	if (uc->uc_io.io_ssl != NULL && !uc->uc_session &&
-	    io_handshaken(&uc->uc_io)) {
-		tls_upstream_session(uc->uc_pool->up_u, uc->uc_io.io_ssl);
-		uc->uc_session = 1;
-	}
-}
-
 /*
  * Write what the output holds.  Once it is empty, a client that was paused
  * because the upstream could not keep up with its body is read again.
@@ -289,7 +276,6 @@ upconn_flush(struct upconn *uc)
 		return (0);	/* the write event says when */
 	if ((rc = io_flush(&uc->uc_io)) == -1)
 		return (-1);
-	upconn_session(uc);
 	if (rc == 1 && uc->uc_busy && uc->uc_upwait) {
 		uc->uc_upwait = 0;
 		uc->uc_req.pq_ops->pc_reading(uc->uc_req.pq_arg, 1);

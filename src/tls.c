@@ -64,6 +64,9 @@ struct tls_server {
 /* The keys the ticket callback uses in this process (tls_tickets_attach). */
 static struct shm_tickets *tls_tickets;
 
+/* The SSL ex_data index of an upstream connection's struct upstream. */
+static int tls_upstream_idx = -1;
+
 /* Write "FILE:LINE: reason" into err; always -1. */
 static int
 tls_err(char *err, size_t errlen, const char *file, int line,
@@ -198,31 +201,78 @@ tls_names_equal(char **a, size_t na, char **b, size_t nb)
 	return (1);
 }
 
-/* Warn when x is expired or not valid yet: the load goes on. */
+/* Print t (an ASN1_TIME) into buf, "?" if it cannot be. */
 static void
-tls_cert_dates(X509 *x, const char *file, int line, const char *path)
+tls_time_str(const ASN1_TIME *t, char *buf, size_t len)
+{
+	BIO	*mem;
+	int	 n;
+
+	snprintf(buf, len, "?");
+	if ((mem = BIO_new(BIO_s_mem())) == NULL)
+		return;
+	if (ASN1_TIME_print(mem, t) == 1 &&
+	    (n = BIO_read(mem, buf, (int)len - 1)) > 0)
+		buf[n] = '\0';
+	BIO_free(mem);
+}
+
+/* x's subject as one RFC 2253 line (control characters escaped). */
+static void
+tls_subject_str(X509 *x, char *buf, size_t len)
+{
+	BIO	*mem;
+	int	 n;
+
+	snprintf(buf, len, "?");
+	if ((mem = BIO_new(BIO_s_mem())) == NULL)
+		return;
+	if (X509_NAME_print_ex(mem, X509_get_subject_name(x), 0,
+	    XN_FLAG_RFC2253) >= 0 && (n = BIO_read(mem, buf, (int)len - 1)) > 0)
+		buf[n] = '\0';
+	BIO_free(mem);
+}
+
+/*
+ * Warn when x, certificate n of path (0: the leaf, else the nth of the
+ * chain after it), is expired or not valid yet: the load goes on.
+ */
+static void
+tls_cert_dates(X509 *x, int n, const char *file, int line, const char *path)
 {
 	const ASN1_TIME	*nb = X509_get0_notBefore(x), *na = X509_get0_notAfter(x);
-	char		 b[64] = "?", a[64] = "?";
-	BIO		*mem;
-	int		 expired, early, n;
+	char		 b[64], a[64], subj[256];
+	int		 expired, early;
 
 	expired = X509_cmp_current_time(na) < 0;
 	early = X509_cmp_current_time(nb) > 0;
 	if (!expired && !early)
 		return;
-	if ((mem = BIO_new(BIO_s_mem())) != NULL) {
-		if (ASN1_TIME_print(mem, nb) == 1 &&
-		    (n = BIO_read(mem, b, sizeof(b) - 1)) > 0)
-			b[n] = '\0';
-		(void)BIO_reset(mem);
-		if (ASN1_TIME_print(mem, na) == 1 &&
-		    (n = BIO_read(mem, a, sizeof(a) - 1)) > 0)
-			a[n] = '\0';
-		BIO_free(mem);
+	tls_time_str(nb, b, sizeof(b));
+	tls_time_str(na, a, sizeof(a));
+	if (n == 0) {
+		log_warnx("%s:%d: tls_certificate %s is %s (valid from %s "
+		    "until %s)", file, line, path, expired ? "expired" :
+		    "not valid yet", b, a);
+		return;
 	}
-	log_warnx("%s:%d: tls_certificate %s is %s (valid from %s until %s)",
-	    file, line, path, expired ? "expired" : "not valid yet", b, a);
+	tls_subject_str(x, subj, sizeof(subj));
+	log_warnx("%s:%d: tls_certificate %s: chain certificate %d (%s) is "
+	    "%s (valid from %s until %s)", file, line, path, n, subj,
+	    expired ? "expired" : "not valid yet", b, a);
+}
+
+/* Warn for each certificate of ctx's current chain that is out of date. */
+static void
+tls_chain_dates(SSL_CTX *ctx, const char *file, int line, const char *path)
+{
+	STACK_OF(X509)	*chain = NULL;
+	int		 i;
+
+	if (SSL_CTX_get0_chain_certs(ctx, &chain) != 1 || chain == NULL)
+		return;
+	for (i = 0; i < sk_X509_num(chain); i++)
+		tls_cert_dates(sk_X509_value(chain, i), i + 1, file, line, path);
 }
 
 /*
@@ -555,7 +605,7 @@ tls_add_cert(struct config *conf, struct tls_server *ts,
 		tls_err(err, errlen, file, tc->tc_line, "out of memory");
 		goto done;
 	}
-	tls_cert_dates(x, file, tc->tc_line, tc->tc_cert);
+	tls_cert_dates(x, 0, file, tc->tc_line, tc->tc_cert);
 	if ((tx = tls_ctx_for(conf, ts, &names, &nnames, err, errlen)) == NULL)
 		goto done;
 	type = EVP_PKEY_get_base_id(k);
@@ -580,6 +630,7 @@ tls_add_cert(struct config *conf, struct tls_server *ts,
 		    tls_reason());
 		goto done;
 	}
+	tls_chain_dates(tx->tx_ctx, file, tc->tc_line, tc->tc_cert);
 	tx->tx_types[tx->tx_ntypes] = type;
 	tx->tx_lines[tx->tx_ntypes++] = tc->tc_line;
 	rc = 0;
@@ -671,6 +722,33 @@ tls_upstream_host(const struct upstream *u, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
+/*
+ * OpenSSL's new-session callback on an upstream context: keep a copy of
+ * each resumable session the server issues for the upstream the
+ * connection is to (tls_upstream_ssl() put it in the ex_data).  TLS 1.3
+ * sessions come in NewSessionTicket messages after the handshake, read
+ * with the first response bytes; TLS 1.2's at the end of the handshake.
+ * A copy, not the session itself: OpenSSL marks a connection's own
+ * session as not resumable when the connection is freed without a
+ * close_notify, which pooled upstream connections often are.  Returns 0:
+ * OpenSSL keeps and frees its own reference.
+ */
+static int
+tls_upstream_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct upstream	*u;
+	SSL_SESSION	*d;
+
+	if (tls_upstream_idx < 0 ||
+	    (u = SSL_get_ex_data(ssl, tls_upstream_idx)) == NULL ||
+	    !SSL_SESSION_is_resumable(sess) ||
+	    (d = SSL_SESSION_dup(sess)) == NULL)
+		return (0);
+	SSL_SESSION_free(u->u_ssl_session);
+	u->u_ssl_session = d;
+	return (0);
+}
+
 /* Build u's client context (see tls.h). */
 int
 tls_upstream_build(struct upstream *u, const char *file, char *err,
@@ -680,6 +758,10 @@ tls_upstream_build(struct upstream *u, const char *file, char *err,
 	FILE		*f;
 	const char	*why;
 
+	if (tls_upstream_idx < 0 && (tls_upstream_idx = SSL_get_ex_new_index(0,
+	    NULL, NULL, NULL, NULL)) < 0)
+		return (tls_err(err, errlen, file, u->u_line, "upstream \"%s\": "
+		    "cannot make a TLS context: %s", u->u_name, tls_reason()));
 	if (u->u_ca != NULL) {
 		if ((f = tls_open_pem(u->u_ca, &why)) == NULL)
 			return (tls_err(err, errlen, file, u->u_line, "upstream "
@@ -696,6 +778,9 @@ tls_upstream_build(struct upstream *u, const char *file, char *err,
 	    SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_verify(ctx, u->u_verify ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, tls_upstream_new_session);
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
 	    SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)
 	    TLS_ALPN_HTTP11, TLS_ALPN_HTTP11_LEN) != 0) {
@@ -730,14 +815,18 @@ tls_upstream_free(struct upstream *u)
 /*
  * A client-side SSL for a connection to u.  The name sent as SNI and
  * verified is sni= or the URL's host; an IP address is not sent (RFC
- * 6066 3) and is verified against the certificate's IP addresses.
+ * 6066 3) and is verified against the certificate's IP addresses.  u
+ * goes into the SSL's ex_data, where tls_upstream_new_session() finds it.
+ * The session offered is a copy of u's: a resumed connection freed
+ * without a close_notify would make u's own not resumable.
  */
 SSL *
 tls_upstream_ssl(struct upstream *u)
 {
-	SSL	*ssl;
-	char	 host[256];
-	int	 ok;
+	SSL_SESSION	*d;
+	SSL		*ssl;
+	char		 host[256];
+	int		 ok;
 
 	if (u->u_sni != NULL)
 		snprintf(host, sizeof(host), "%s", u->u_sni);
@@ -746,14 +835,19 @@ tls_upstream_ssl(struct upstream *u)
 	if ((ssl = SSL_new(u->u_ssl_ctx)) == NULL)
 		return (NULL);
 	SSL_set_connect_state(ssl);
-	if (tls_is_ip(host))
+	if (SSL_set_ex_data(ssl, tls_upstream_idx, u) != 1)
+		ok = 0;
+	else if (tls_is_ip(host))
 		ok = !u->u_verify || X509_VERIFY_PARAM_set1_ip_asc(
 		    SSL_get0_param(ssl), host) == 1;
 	else
 		ok = SSL_set_tlsext_host_name(ssl, host) == 1 &&
 		    (!u->u_verify || SSL_set1_host(ssl, host) == 1);
-	if (ok && u->u_ssl_session != NULL)
-		ok = SSL_set_session(ssl, u->u_ssl_session) == 1;
+	if (ok && u->u_ssl_session != NULL) {
+		d = SSL_SESSION_dup(u->u_ssl_session);
+		ok = d != NULL && SSL_set_session(ssl, d) == 1;
+		SSL_SESSION_free(d);
+	}
 	if (!ok) {
 		ERR_clear_error();
 		SSL_free(ssl);
@@ -763,33 +857,15 @@ tls_upstream_ssl(struct upstream *u)
 }
 
 /*
- * Keep a copy of ssl's session (if it can be resumed) for u's next
- * connection.  A copy: OpenSSL marks a connection's own session as not
- * resumable when the connection is freed without a close_notify, which
- * pooled upstream connections often are.
- */
-void
-tls_upstream_session(struct upstream *u, SSL *ssl)
-{
-	SSL_SESSION	*s, *d;
-
-	if ((s = SSL_get1_session(ssl)) == NULL)
-		return;
-	d = SSL_SESSION_is_resumable(s) ? SSL_SESSION_dup(s) : NULL;
-	SSL_SESSION_free(s);
-	if (d == NULL)
-		return;
-	SSL_SESSION_free(u->u_ssl_session);
-	u->u_ssl_session = d;
-}
-
-/*
  * Make the first ticket key, or rotate.  Keys are 16 random bytes of name
  * and 32 each of AES and HMAC key.  With no key: one, created now.  Once
- * the current key is TLS_TICKET_ROTATE_S old: [1] -> [2] (the old [2],
- * now three periods old, is wiped), [0] -> [1], a new [0].  A ticket is
- * thus issued under [0] and accepted while its key is one of the three,
- * i.e. for two to three periods.  The write follows the seqlock of shm.h:
+ * the current key is TLS_TICKET_ROTATE_S old, or was created after now
+ * (the wall clock went back: without this, no key would rotate until the
+ * clock caught up, possibly for hours): [1] -> [2] (the old [2], now
+ * three periods old, is wiped), [0] -> [1], a new [0] created now.  A
+ * ticket is thus issued under [0] and accepted while its key is one of
+ * the three, i.e. for two to three periods (less when the clock went
+ * back: each step back rotates once).  The write follows the seqlock of shm.h:
  * st_seq is made odd (relaxed store, then a release fence so that no key
  * write is seen before it), the keys are written, and st_seq is made even
  * with a release store; readers that overlap see an odd or changed st_seq
@@ -804,7 +880,8 @@ tls_tickets_rotate(struct shm_tickets *st, int64_t now)
 
 	if (n > SHM_TICKET_KEYS)
 		n = 0;
-	if (n > 0 && now - st->st_keys[0].tk_created < TLS_TICKET_ROTATE_S)
+	if (n > 0 && now >= st->st_keys[0].tk_created &&
+	    now - st->st_keys[0].tk_created < TLS_TICKET_ROTATE_S)
 		return (0);
 	memset(&k, 0, sizeof(k));
 	if (RAND_bytes(k.tk_name, sizeof(k.tk_name)) != 1 ||

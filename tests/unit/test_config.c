@@ -740,8 +740,11 @@ static const struct {
 	    "\"a\": sni \"a_b.example\" is not a DNS name" },
 	{ "upstream a https://1.2.3.4 sni=\n", NAME ":1: upstream "
 	    "\"a\": sni \"\" is not a DNS name" },
+	/* Each option once (so sni= and ca= never replace a strdup). */
 	{ "upstream a https://1.2.3.4 sni=a.b sni=c.d\n", NAME ":1: upstream "
 	    "\"a\": duplicate option \"sni\"" },
+	{ "upstream a https://1.2.3.4 ca=/dev/null verify=on ca=/dev/null\n",
+	    NAME ":1: upstream \"a\": duplicate option \"ca\"" },
 	{ "\nupstream a https://1.2.3.4 ca=/nonexistent/kg/ca.pem\n", NAME ":2: "
 	    "upstream \"a\": ca /nonexistent/kg/ca.pem: No such file or "
 	    "directory" },

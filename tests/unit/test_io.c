@@ -941,7 +941,6 @@ test_tls_resumed(void **state)
 		assert_int_equal(io_tls_resumed(&cl.io), i == 1);
 		assert_int_equal(SSL_get_verify_result(cl.io.io_ssl),
 		    X509_V_OK);
-		tls_upstream_session(u, cl.io.io_ssl);
 		io_shutdown(&cl.io);
 		run_until(base, done_eof, &cl, &sv);
 		end_free(&sv);

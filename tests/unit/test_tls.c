@@ -12,14 +12,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "config.h"
+#include "log.h"
 #include "shm.h"
 #include "tls.h"
 #include "tlstest.h"
@@ -145,6 +148,40 @@ conf_err(const char *fmt, ...)
 		fail_msg("config parsed but should not have:\n%s", text);
 	}
 	return (err);
+}
+
+/*
+ * Parse the configuration printed from fmt, which must parse, with the
+ * error log going to a file; what was logged in *logp (malloc'd).
+ */
+static struct config *
+conf_logged(char **logp, const char *fmt, ...)
+{
+	struct config	*c;
+	char		 text[4096], err[CONFIG_ERRLEN] = "", path[1024];
+	FILE		*f;
+	long		 n;
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/warn.log", t.dir);
+	unlink(path);
+	assert_int_equal(log_init(path, LOGLEVEL_WARN, "test_tls", err,
+	    sizeof(err)), 0);
+	c = config_parse(text, NAME, err, sizeof(err));
+	log_init(LOG_TO_STDERR, LOGLEVEL_WARN, "test_tls", err, sizeof(err));
+	if (c == NULL)
+		fail_msg("config did not parse: %s\n%s", err, text);
+	assert_non_null(f = fopen(path, "r"));
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	assert_non_null(*logp = calloc(1, (size_t)n + 1));
+	assert_int_equal(fread(*logp, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return (c);
 }
 
 /* A client context: protocol versions lo..hi (0: any), TLS 1.2 ciphers. */
@@ -288,18 +325,79 @@ test_build_errors(void **state)
 	    NAME ":2: listen 8444 tls: no tls_certificate is configured");
 }
 
-/* An expired certificate is a warning: the contexts build and serve it. */
+/*
+ * An expired certificate is a warning that names the file and the
+ * dates: the contexts build and serve it.
+ */
 static void
 test_expired(void **state)
 {
 	struct config	*c;
 	SSL_CTX		*cctx = client_ctx(0, 0, NULL);
+	char		 want[1200], *log;
 
-	c = conf("listen 8443 tls\ntls_certificate %s %s\n", t.expired_pem,
-	    t.k_pem);
+	c = conf_logged(&log, "listen 8443 tls\ntls_certificate %s %s\n",
+	    t.expired_pem, t.k_pem);
+	snprintf(want, sizeof(want), NAME ":2: tls_certificate %s is expired "
+	    "(valid from ", t.expired_pem);
+	assert_non_null(strstr(log, want));
+	assert_null(strstr(log, "chain certificate"));
+	free(log);
 	assert_served(c, cctx, "old.example.com", t.expired);
 	SSL_CTX_free(cctx);
 	config_free(c);
+}
+
+/*
+ * An expired intermediate in the chain file is a warning too, naming the
+ * file, which certificate (its place and subject) and its dates; a valid
+ * chain warns about nothing.  The contexts build and serve the leaf.
+ */
+static void
+test_expired_chain(void **state)
+{
+	struct config	*c;
+	SSL_CTX		*cctx = client_ctx(0, 0, NULL);
+	EVP_PKEY	*ik;
+	X509		*old, *cur, *leaf, *leaf2;
+	FILE		*f;
+	char		 path[1024], path2[1024], want[1200], *log, *nl;
+
+	ik = tlst_key("EC");
+	old = tlst_cert(ik, "Old Intermediate", NULL, -30, -2, t.ca, t.ca_key);
+	cur = tlst_cert(ik, "New Intermediate", NULL, -1, 30, t.ca, t.ca_key);
+	leaf = tlst_cert(t.k, "chain", "chain.example.com", -1, 30, old, ik);
+	leaf2 = tlst_cert(t.k, "chain2", "chain2.example.com", -1, 30, cur, ik);
+	snprintf(path, sizeof(path), "%s/chain.pem", t.dir);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(PEM_write_X509(f, leaf), 1);
+	assert_int_equal(PEM_write_X509(f, old), 1);
+	assert_int_equal(PEM_write_X509(f, t.ca), 1);
+	fclose(f);
+	snprintf(path2, sizeof(path2), "%s/chain2.pem", t.dir);
+	assert_non_null(f = fopen(path2, "w"));
+	assert_int_equal(PEM_write_X509(f, leaf2), 1);
+	assert_int_equal(PEM_write_X509(f, cur), 1);
+	fclose(f);
+	c = conf_logged(&log, "listen 8443 tls\ntls_certificate %s %s\n"
+	    "tls_certificate %s %s\n", path2, t.k_pem, path, t.k_pem);
+	snprintf(want, sizeof(want), NAME ":3: tls_certificate %s: chain "
+	    "certificate 1 (CN=Old Intermediate) is expired (valid from ",
+	    path);
+	assert_non_null(strstr(log, want));
+	assert_non_null(strstr(strstr(log, want), " until "));
+	assert_non_null(nl = strchr(log, '\n'));
+	assert_null(strchr(nl + 1, '\n'));	/* that warning only */
+	free(log);
+	assert_served(c, cctx, "chain.example.com", leaf);
+	assert_served(c, cctx, "chain2.example.com", leaf2);
+	SSL_CTX_free(cctx);
+	config_free(c);
+	X509_free(old);
+	X509_free(cur);
+	X509_free(leaf);
+	X509_free(leaf2);
+	EVP_PKEY_free(ik);
 }
 
 /* SNI: exact names, a one-label wildcard, else the first certificate. */
@@ -408,7 +506,10 @@ test_alpn(void **state)
 	config_free(c);
 }
 
-/* The key ring: made once, rotated only when due, the oldest wiped. */
+/*
+ * The key ring: made once, rotated only when due (an hour old, or the
+ * clock went back before its creation), the oldest wiped.
+ */
 static void
 test_ticket_rotation(void **state)
 {
@@ -438,6 +539,19 @@ test_ticket_rotation(void **state)
 	assert_memory_equal(st.st_keys[2].tk_name, second, 16);
 	assert_int_equal(st.st_keys[2].tk_created, 5000 + 3600);
 	assert_int_equal(st.st_seq, 8);
+	/* The clock went back: a new key now, then due an hour later. */
+	memcpy(first, st.st_keys[0].tk_name, 16);
+	assert_int_equal(tls_tickets_rotate(&st, 5000 + 10800 - 1), 0);
+	assert_int_equal(st.st_seq, 10);
+	assert_int_equal(st.st_nkeys, 3);
+	assert_int_equal(st.st_keys[0].tk_created, 5000 + 10800 - 1);
+	assert_memory_equal(st.st_keys[1].tk_name, first, 16);
+	assert_memory_not_equal(st.st_keys[0].tk_name, first, 16);
+	assert_int_equal(tls_tickets_rotate(&st, 5000 + 10800), 0);
+	assert_int_equal(tls_tickets_rotate(&st, 5000 + 10800 - 1 + 3599), 0);
+	assert_int_equal(st.st_seq, 10);
+	assert_int_equal(tls_tickets_rotate(&st, 5000 + 10800 - 1 + 3600), 0);
+	assert_int_equal(st.st_seq, 12);
 }
 
 /*
@@ -486,8 +600,10 @@ test_tickets(void **state)
 }
 
 /*
- * Handshake u's client SSL with a server of sc; 1 if it succeeded, the
- * client's verify result in *vr, the session kept for u.
+ * Handshake u's client SSL with a server of sc (and read once: a TLS 1.3
+ * ticket comes after the handshake); 1 if it succeeded, the client's
+ * verify result in *vr.  The client is freed without a close_notify, as
+ * a pooled upstream connection often is.
  */
 static int
 up_shake(struct upstream *u, struct config *sc, long *vr, int *reused)
@@ -501,8 +617,6 @@ up_shake(struct upstream *u, struct config *sc, long *vr, int *reused)
 	*vr = SSL_get_verify_result(cl);
 	if (reused != NULL)
 		*reused = ok && SSL_session_reused(cl);
-	if (ok)
-		tls_upstream_session(u, cl);
 	SSL_free(cl);
 	SSL_free(sv);
 	ERR_clear_error();
@@ -545,6 +659,43 @@ test_upstream(void **state)
 	config_free(sv2);
 }
 
+/*
+ * An https upstream keeps the sessions the server issues and resumes
+ * them, with TLS 1.3 (the ticket arrives after the handshake) and 1.2,
+ * although every connection ends without a close_notify.
+ */
+static void
+test_upstream_resume(void **state)
+{
+	struct config	*sv13, *sv12, *c;
+	struct upstream	*u;
+	long		 vr;
+	int		 reused, i;
+
+	sv13 = conf("listen 8443 tls\ntls_certificate %s %s\n"
+	    "tls_protocols TLSv1.3\n", t.up_pem, t.k_pem);
+	sv12 = conf("listen 8443 tls\ntls_certificate %s %s\n"
+	    "tls_protocols TLSv1.2\n", t.up_pem, t.k_pem);
+	c = conf("upstream a https://127.0.0.1:8443 ca=%s\n"
+	    "upstream b https://127.0.0.1:8443 ca=%s\n", t.ca_pem, t.ca_pem);
+	for (i = 0; i < 2; i++) {
+		u = &c->c_upstreams[i];
+		assert_null(u->u_ssl_session);
+		assert_true(up_shake(u, i == 0 ? sv13 : sv12, &vr, &reused));
+		assert_false(reused);
+		assert_non_null(u->u_ssl_session);
+		assert_int_equal(SSL_SESSION_get_protocol_version(
+		    u->u_ssl_session), i == 0 ? TLS1_3_VERSION : TLS1_2_VERSION);
+		assert_true(up_shake(u, i == 0 ? sv13 : sv12, &vr, &reused));
+		assert_true(reused);
+		assert_true(up_shake(u, i == 0 ? sv13 : sv12, &vr, &reused));
+		assert_true(reused);
+	}
+	config_free(c);
+	config_free(sv13);
+	config_free(sv12);
+}
+
 int
 main(void)
 {
@@ -552,6 +703,7 @@ main(void)
 		cmocka_unit_test(test_build_ok),
 		cmocka_unit_test(test_build_errors),
 		cmocka_unit_test(test_expired),
+		cmocka_unit_test(test_expired_chain),
 		cmocka_unit_test(test_sni),
 		cmocka_unit_test(test_key_types),
 		cmocka_unit_test(test_protocols),
@@ -559,6 +711,7 @@ main(void)
 		cmocka_unit_test(test_ticket_rotation),
 		cmocka_unit_test(test_tickets),
 		cmocka_unit_test(test_upstream),
+		cmocka_unit_test(test_upstream_resume),
 	};
 
 	return (cmocka_run_group_tests(tests, setup, teardown));
