@@ -1025,3 +1025,67 @@ def _report(err, used):
         print("#   --- error log of the daemon in %s (last lines) ---" %
               d.dir)
         print(_indent(d.errlog_tail() or "(empty)", "#   | "))
+
+
+# --- memory of the daemon's processes ---------------------------------------
+
+def status_kib(pid, field):
+    """A field of /proc/PID/status in KiB ("VmRSS", "VmHWM"), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class RssWatch:
+    """
+    Growth of each of a daemon's processes during a transfer: VmRSS
+    sampled every 20 ms from now, and VmHWM (the kernel's exact peak) when
+    it rose meanwhile.
+    """
+
+    def __init__(self, d):
+        self.pids = [d.master_pid] + d.worker_pids()
+        self.base = {p: status_kib(p, "VmRSS") or 0 for p in self.pids}
+        self.hwm0 = {p: status_kib(p, "VmHWM") or 0 for p in self.pids}
+        self.peak = dict(self.base)
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            self.sample()
+            time.sleep(0.02)
+
+    def sample(self):
+        for p in self.pids:
+            v = status_kib(p, "VmRSS")
+            if v is not None and v > self.peak[p]:
+                self.peak[p] = v
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join(2)
+        self.sample()
+        for p in self.pids:
+            h = status_kib(p, "VmHWM")
+            if h is not None and h > self.hwm0[p]:
+                self.peak[p] = max(self.peak[p], h)
+
+    def growth_mib(self):
+        """Largest growth of one process, in MiB, and a description."""
+        g = max(self.peak[p] - self.base[p] for p in self.pids)
+        desc = ", ".join("pid %d %d->%d KiB" % (p, self.base[p], self.peak[p])
+                         for p in self.pids)
+        return g / 1024.0, desc
+
+    def check(self, limit_mib, what):
+        self.stop()
+        g, desc = self.growth_mib()
+        check(g < limit_mib, "%s: keygated grew by %.1f MiB (limit %d "
+              "MiB): %s" % (what, g, limit_mib, desc))

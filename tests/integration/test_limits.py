@@ -80,14 +80,6 @@ def cpu_ticks(pid):
     return st[2]
 
 
-def vmrss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
 def served(port, what):
     r = kg.request(port, "GET", "/echo/ping")
     kg.check_echo(r, "GET", "/echo/ping", what=what)
@@ -227,14 +219,14 @@ def test_pipelined_input_bounded():
         done.set()
 
     try:
-        base = vmrss_kib(w)
+        base = kg.status_kib(w, "VmRSS")
         peak = [base]
         c.send(kg.raw_request("GET", "/slow?ms=3000"))
         t = threading.Thread(target=push, daemon=True)
         t.start()
         t0 = time.monotonic()
         while time.monotonic() - t0 < 2.5:
-            peak[0] = max(peak[0], vmrss_kib(w))
+            peak[0] = max(peak[0], kg.status_kib(w, "VmRSS"))
             time.sleep(0.02)
         before = sent[0]
         r = c.read_response()

@@ -181,58 +181,6 @@ class BodyStream:
 
 # --- memory of the workers --------------------------------------------------
 
-def vmrss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-class RssWatch:
-    """Samples the RSS of a daemon's processes every 20 ms from start."""
-
-    def __init__(self, d):
-        self.pids = [d.master_pid] + d.worker_pids()
-        self.base = {p: vmrss_kib(p) or 0 for p in self.pids}
-        self.peak = dict(self.base)
-        self.stop_ev = threading.Event()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        while not self.stop_ev.is_set():
-            self.sample()
-            time.sleep(0.02)
-
-    def sample(self):
-        for p in self.pids:
-            v = vmrss_kib(p)
-            if v is not None and v > self.peak[p]:
-                self.peak[p] = v
-
-    def stop(self):
-        self.stop_ev.set()
-        self.t.join(2)
-        self.sample()
-
-    def growth_mib(self):
-        """Largest growth of one process, in MiB, and a description."""
-        g = max(self.peak[p] - self.base[p] for p in self.pids)
-        desc = ", ".join("pid %d %d->%d KiB" % (p, self.base[p], self.peak[p])
-                         for p in self.pids)
-        return g / 1024.0, desc
-
-    def check(self, limit_mib, what):
-        self.stop()
-        g, desc = self.growth_mib()
-        kg.check(g < limit_mib, "%s: keygated grew by %.1f MiB (limit %d "
-                 "MiB): %s" % (what, g, limit_mib, desc))
-
-
 # === configuration ===========================================================
 
 def write_conf(text):
@@ -1036,7 +984,7 @@ def test_big_upload_100m_bounded_memory():
     d = proxy(up, opts="read_timeout=30s", max_body_size="0")
     n = 100 * MiB
     want = U.pattern_sha256(n)
-    w = RssWatch(d)
+    w = kg.RssWatch(d)
     with kg.Conn(d.port, timeout=30) as c:
         # The upstream waits 2 s before it reads the body: keygate must
         # stop reading from the client meanwhile, not buffer.
@@ -1057,7 +1005,7 @@ def test_big_chunked_upload_bounded_memory():
     d = proxy(up, opts="read_timeout=30s", max_body_size="0")
     n = 40 * MiB
     want = U.pattern_sha256(n)
-    w = RssWatch(d)
+    w = kg.RssWatch(d)
     with kg.Conn(d.port, timeout=30) as c:
         c.send(kg.raw_request("POST", "/upload-chunked?stall_ms=1500",
                               headers=[("Transfer-Encoding", "chunked")]))
@@ -1078,7 +1026,7 @@ def big_download(te):
     n = 100 * MiB
     want = U.pattern_sha256(n)
     q = "&te=chunked" if te == "chunked" else ""
-    w = RssWatch(d)
+    w = kg.RssWatch(d)
     with kg.Conn(d.port, timeout=30) as c:
         c.send(kg.raw_request("GET", "/big?bytes=%d%s" % (n, q)))
         r = c.read_response(head=True)

@@ -760,58 +760,6 @@ def test_https_upstream_wrong_ca_and_verify_off():
 
 # === big bodies, bounded memory ==============================================
 
-def status_kib(pid, field):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-class RssWatch:
-    """
-    Growth of each daemon process during a transfer: VmRSS sampled every
-    20 ms, and VmHWM (the kernel's exact peak) when it rose meanwhile.
-    """
-
-    def __init__(self, d):
-        self.pids = [d.master_pid] + d.worker_pids()
-        self.base = {p: status_kib(p, "VmRSS") or 0 for p in self.pids}
-        self.hwm0 = {p: status_kib(p, "VmHWM") or 0 for p in self.pids}
-        self.peak = dict(self.base)
-        self.stop_ev = threading.Event()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        while not self.stop_ev.is_set():
-            self.sample()
-            time.sleep(0.02)
-
-    def sample(self):
-        for p in self.pids:
-            v = status_kib(p, "VmRSS")
-            if v is not None and v > self.peak[p]:
-                self.peak[p] = v
-
-    def check(self, limit_mib, what):
-        self.stop_ev.set()
-        self.t.join(2)
-        self.sample()
-        for p in self.pids:
-            h = status_kib(p, "VmHWM")
-            if h is not None and h > self.hwm0[p]:
-                self.peak[p] = max(self.peak[p], h)
-        g = max(self.peak[p] - self.base[p] for p in self.pids) / 1024.0
-        desc = ", ".join("pid %d %d->%d KiB" % (p, self.base[p], self.peak[p])
-                         for p in self.pids)
-        kg.check(g < limit_mib, "%s: keygated grew by %.1f MiB (limit %d "
-                 "MiB): %s" % (what, g, limit_mib, desc))
-
-
 def big_daemon(up, **settings):
     return start("upstream up %s read_timeout=30s" % up.url, upstream=False,
                  max_body_size="0", **settings)
@@ -842,7 +790,7 @@ def test_big_upload_100m_over_tls():
         d = big_daemon(up)
         n = 100 * MiB
         want = U.pattern_sha256(n)
-        w = RssWatch(d)
+        w = kg.RssWatch(d)
         with TLSConn(d.tls_port, timeout=30) as c:
             # The upstream waits 1 s before reading: keygate must stop
             # reading from the client meanwhile, not buffer.
@@ -866,7 +814,7 @@ def test_big_download_100m_over_tls():
         d = big_daemon(up)
         n = 100 * MiB
         want = U.pattern_sha256(n)
-        w = RssWatch(d)
+        w = kg.RssWatch(d)
         with TLSConn(d.tls_port, timeout=30) as c:
             c.send(kg.raw_request("GET", "/big?bytes=%d" % n))
             r = c.read_response(head=True)
