@@ -340,6 +340,16 @@ io_read(struct io *io)
 	int			 i, nv, saved, waits = io->io_flags & IO_RD_WANT_WR;
 
 	/*
+	 * A TLS failure met after bytes (io_tls_read()) is this read's
+	 * answer; OpenSSL, asked again, would say EOF (an empty error queue
+	 * and errno 0), and the owner would take a broken stream for a
+	 * clean end.
+	 */
+	if (io->io_flags & IO_FAILED) {
+		errno = EPIPE;
+		return (-1);
+	}
+	/*
 	 * A handshake first, before any space is reserved: its reads give
 	 * no bytes, and reserved space stays allocated in io_in (libevent
 	 * frees chains only when bytes are drained), 32 KiB on every idle

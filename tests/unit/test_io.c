@@ -6,8 +6,10 @@
  * each way (and an upload) through small socket buffers, a client that
  * does not read, a server flight larger than the socket buffers, decrypted
  * bytes OpenSSL holds (SSL_pending) delivered without new socket data,
- * close_notify and bare closes, a plain-text peer, resumption and a
- * verification failure.
+ * close_notify and bare closes, the write timeout while a read waits for
+ * room, EOF or a failure met in the read that returned the last bytes,
+ * the first of two failure reasons kept, a plain-text peer, resumption
+ * and a verification failure.
  *
  * The loop runs one round at a time (EVLOOP_ONCE | EVLOOP_NONBLOCK, or
  * EVLOOP_ONCE alone where a timer must fire) a bounded number of times;
@@ -921,6 +923,153 @@ test_tls_eof(void **state)
 }
 
 /*
+ * A TLS read that waits for room (the server's big first flight to a
+ * client that reads nothing), and then output that waits too: the write
+ * timeout must fire, else a peer that never reads (or floods key updates
+ * while reading nothing) holds the connection for ever.  The write event
+ * armed for the read's wait comes first, so it must carry the timeout.
+ */
+static void
+test_tls_write_timeout(void **state)
+{
+	struct event_base	*base;
+	struct end		 sv;
+	struct timeval		 tv = { 0, 50000 }, guard_tv = { 2, 0 };
+	struct event		*guard;
+	SSL_CTX			*ctx[] = { t.any, t.v12 };
+	SSL			*c;
+	int			 fd[2], i, j, guarded;
+
+	(void)state;
+	assert_non_null(base = event_base_new());
+	for (i = 0; i < 2; i++) {
+		pair(fd, 1);
+		end_init(&sv, base, fd[0], tls_server_ssl(t.big->c_tls), &tv);
+		/* The client: its ClientHello, and never a read after it. */
+		assert_non_null(c = SSL_new(ctx[i]));
+		assert_int_equal(SSL_set_fd(c, fd[1]), 1);
+		assert_int_equal(SSL_connect(c), -1);
+		for (j = 0; j < LOOP_MAX &&
+		    !(sv.io.io_flags & IO_RD_WANT_WR); j++)
+			round1(base);
+		assert_true(sv.io.io_flags & IO_RD_WANT_WR);
+		assert_false(io_handshaken(&sv.io));
+		assert_int_equal(evbuffer_add(sv.io.io_out, "response", 8), 0);
+		assert_int_equal(io_flush(&sv.io), 0);
+		assert_true(io_pending(&sv.io));
+		guarded = 0;
+		assert_non_null(guard = evtimer_new(base, on_guard, &guarded));
+		assert_int_equal(evtimer_add(guard, &guard_tv), 0);
+		for (j = 0; j < 100 && sv.ntimeout == 0 && !guarded; j++)
+			assert_int_not_equal(event_base_loop(base, EVLOOP_ONCE),
+			    -1);
+		assert_true(sv.ntimeout > 0);
+		assert_false(guarded);
+		assert_false(sv.failed);
+		event_free(guard);
+		end_free(&sv);
+		SSL_free(c);
+		close(fd[1]);
+	}
+	event_base_free(base);
+}
+
+/*
+ * The client's last bytes arrive together with its close_notify (bad: with
+ * a record that fails to decrypt), and the client keeps its socket open:
+ * the server's read that returns the bytes also meets the end, and the
+ * server must see EOF (or the failure, not an EOF) in a following read
+ * made at once, as no socket event will come for it.
+ */
+static void
+data_then_end(int bad)
+{
+	struct event_base	*base;
+	struct end		 sv, cl;
+	unsigned char		 rec[5 + 32] = { 0x17, 0x03, 0x03, 0x00, 32 };
+
+	assert_non_null(base = event_base_new());
+	tls_pair(base, &sv, &cl, SSL_new(t.any), 0);
+	exchange(base, &sv, &cl, 100);
+	run_idle(base);
+	write_records(&cl, 1, 1000);
+	if (bad) {
+		memset(rec + 5, 0xa5, sizeof(rec) - 5);
+		assert_int_equal(write(cl.io.io_fd, rec, sizeof(rec)),
+		    sizeof(rec));
+	} else
+		assert_int_equal(SSL_shutdown(cl.io.io_ssl), 0);
+	run_idle(base);
+	assert_same_stream(&cl, &sv);
+	if (!bad) {
+		assert_true(sv.eof);
+		assert_false(sv.failed);
+		assert_false(sv.io.io_flags & IO_FAILED);
+	} else {
+		assert_true(sv.failed);
+		assert_int_equal(sv.err, EPIPE);
+		assert_false(sv.eof);
+		assert_true(sv.io.io_flags & IO_FAILED);
+		assert_non_null(sv.io.io_why);
+		assert_int_equal(ERR_peek_error(), 0);
+	}
+	end_free(&sv);
+	end_free(&cl);
+	event_base_free(base);
+}
+
+/* Bytes and close_notify in one read: EOF with no more socket data. */
+static void
+test_tls_data_then_eof(void **state)
+{
+	(void)state;
+	data_then_end(0);
+}
+
+/* Bytes and a bad record in one read: the failure, not an EOF. */
+static void
+test_tls_data_then_failure(void **state)
+{
+	(void)state;
+	data_then_end(1);
+}
+
+/*
+ * Two failures in a row: the client closes with bytes of the server
+ * unread, so the server's read fails (ECONNRESET: Linux resets the peer
+ * of a unix socket closed with unread bytes), and then its write (EPIPE).  io_why keeps the first reason, the one that ended the
+ * connection.
+ */
+static void
+test_tls_first_reason(void **state)
+{
+	struct event_base	*base;
+	struct end		 sv, cl;
+	const char		*why;
+
+	(void)state;
+	assert_non_null(base = event_base_new());
+	tls_pair(base, &sv, &cl, SSL_new(t.any), 0);
+	exchange(base, &sv, &cl, 100);
+	run_idle(base);
+	assert_int_equal(evbuffer_add(sv.io.io_out, "unread", 6), 0);
+	assert_int_equal(io_flush(&sv.io), 1);
+	end_free(&cl);		/* closed with "unread" in its socket */
+	run_until(base, done_failed, &cl, &sv);
+	assert_true(sv.io.io_flags & IO_FAILED);
+	assert_non_null(why = sv.io.io_why);
+	assert_string_equal(why, strerror(ECONNRESET));
+	assert_int_equal(evbuffer_add(sv.io.io_out, "more", 4), 0);
+	assert_int_equal(io_flush(&sv.io), -1);
+	assert_int_equal(errno, EPIPE);
+	assert_ptr_equal(sv.io.io_why, why);
+	assert_string_equal(sv.io.io_why, strerror(ECONNRESET));
+	assert_int_equal(ERR_peek_error(), 0);
+	end_free(&sv);
+	event_base_free(base);
+}
+
+/*
  * An https upstream's client (tls_upstream_ssl) resumes its session with
  * the listener's ticket: io_tls_resumed() on both ends the second time.
  */
@@ -992,6 +1141,10 @@ main(void)
 		cmocka_unit_test(test_tls_pending_resume),
 		cmocka_unit_test(test_tls_plaintext_peer),
 		cmocka_unit_test(test_tls_eof),
+		cmocka_unit_test(test_tls_write_timeout),
+		cmocka_unit_test(test_tls_data_then_eof),
+		cmocka_unit_test(test_tls_data_then_failure),
+		cmocka_unit_test(test_tls_first_reason),
 		cmocka_unit_test(test_tls_resumed),
 		cmocka_unit_test(test_tls_verify_failure),
 	};
