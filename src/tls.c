@@ -497,7 +497,13 @@ tls_ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 	if (i == n)
 		goto done;
 	rc = tls_ticket_init(&keys[i], iv, cctx, hctx, 0);
-	if (rc == 1 && i != 0)
+	/*
+	 * Renew (2) a ticket made with an older key, and every TLS 1.3
+	 * ticket: a TLS 1.3 client uses a ticket once (RFC 8446, C.4), and
+	 * OpenSSL sends a new one after a resumption only when asked to, so
+	 * without it every other handshake of a client would be a full one.
+	 */
+	if (rc == 1 && (i != 0 || SSL_version(ssl) == TLS1_3_VERSION))
 		rc = 2;
 done:
 	OPENSSL_cleanse(keys, sizeof(keys));

@@ -554,8 +554,21 @@ test_ticket_rotation(void **state)
 	assert_int_equal(st.st_seq, 12);
 }
 
+/* Does session b carry another ticket than a (a new one was sent)? */
+static int
+new_ticket(const SSL_SESSION *a, const SSL_SESSION *b)
+{
+	const unsigned char	*ta, *tb;
+	size_t			 la, lb;
+
+	SSL_SESSION_get0_ticket(a, &ta, &la);
+	SSL_SESSION_get0_ticket(b, &tb, &lb);
+	return (la > 0 && lb > 0 && (la != lb || memcmp(ta, tb, la) != 0));
+}
+
 /*
- * A session resumes on another server SSL (another worker), still after
+ * A session resumes on another server SSL (another worker), and a TLS 1.3
+ * resumption brings a new ticket (a client uses each once), still after
  * one rotation (the old key is accepted), not after three, not with
  * tickets off, not when no keys are attached.
  */
@@ -574,6 +587,7 @@ test_tickets(void **state)
 	assert_false(reused);
 	assert_true(shake(c, cctx, NULL, s, NULL, &s2, &reused));
 	assert_true(reused);
+	assert_true(new_ticket(s, s2));	/* TLS 1.3: one ticket, one use */
 	SSL_SESSION_free(s2);
 	tls_tickets_rotate(&t.tickets, 1000 + 3600);
 	assert_true(shake(c, cctx, NULL, s, NULL, &s2, &reused));
