@@ -444,6 +444,14 @@ tls_tickets_read(const struct shm_tickets *st, struct shm_ticket_key *keys)
 	return (0);
 }
 
+/*
+ * The ticket cipher, fetched once: EVP_aes_256_cbc() would look the
+ * implementation up in the provider store for every ticket.  Fetched by
+ * the first ticket of each worker, or before the fork when the master
+ * builds the contexts (tls_server_build()).
+ */
+static EVP_CIPHER	*tls_ticket_cipher;
+
 /* Key the ticket cipher and MAC with k; 1, or -1 on error. */
 static int
 tls_ticket_init(const struct shm_ticket_key *k, unsigned char *iv,
@@ -456,7 +464,10 @@ tls_ticket_init(const struct shm_ticket_key *k, unsigned char *iv,
 	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
 	    (char *)"SHA256", 0);
 	params[2] = OSSL_PARAM_construct_end();
-	if (EVP_CipherInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->tk_aes, iv,
+	if (tls_ticket_cipher == NULL)	/* once per process: see above */
+		tls_ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+	if (tls_ticket_cipher == NULL ||
+	    EVP_CipherInit_ex(cctx, tls_ticket_cipher, NULL, k->tk_aes, iv,
 	    enc) != 1 || EVP_MAC_CTX_set_params(hctx, params) != 1)
 		return (-1);
 	return (1);
@@ -659,6 +670,8 @@ tls_server_build(struct config *conf, char *err, size_t errlen)
 		    "no tls_certificate is configured"));
 	if ((ts = calloc(1, sizeof(*ts))) == NULL)
 		return (tls_err(err, errlen, conf->c_path, 0, "out of memory"));
+	if (tls_ticket_cipher == NULL)
+		tls_ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	for (i = 0; i < conf->c_ntls_certs; i++)
 		if (tls_add_cert(conf, ts, &conf->c_tls_certs[i], err,
 		    errlen) == -1) {
