@@ -256,8 +256,8 @@ io_tls_check(struct io *io)
 /*
  * Go on with the handshake (its errors cleared by the caller): 1 once it
  * is done and OpenSSL holds bytes that came with its last message (to be
- * read now), else io_read()'s answer: -1 with errno EAGAIN while it goes on, or after it completed
- * with nothing more to read.  Not SSL_read() for this: a read after the
+ * read now), else io_read()'s answer: -1 with errno EAGAIN while it
+ * goes on, or after it completed with nothing more to read.  Not SSL_read() for this: a read after the
  * handshake's last message would make OpenSSL allocate its read buffer
  * and keep it while the connection idles (SSL_MODE_RELEASE_BUFFERS frees
  * it only once a record was read), 16 KiB on every idle TLS connection.
@@ -337,7 +337,8 @@ io_read(struct io *io)
 	struct iovec		 iov[2];
 	size_t			 want = IO_READ_SIZE, left;
 	ssize_t			 n;
-	int			 i, nv, saved, waits = io->io_flags & IO_RD_WANT_WR;
+	int			 i, nv, saved;
+	int			 waits = io->io_flags & IO_RD_WANT_WR;
 
 	/*
 	 * A TLS failure met after bytes (io_tls_read()) is this read's

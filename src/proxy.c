@@ -502,7 +502,8 @@ proxy_attach(const struct proxy_request *pq, struct upconn *uc)
 
 /* Start forwarding pq to u; see proxy.h. */
 struct upconn *
-proxy_start(struct proxy *px, struct upstream *u, const struct proxy_request *pq)
+proxy_start(struct proxy *px, struct upstream *u,
+    const struct proxy_request *pq)
 {
 	struct upool	*up = &px->px_pools[u->u_index];
 	struct upconn	*uc;

@@ -753,7 +753,7 @@ conn_fail(struct conn *c, int status, const char *cause)
 			return;
 		}
 	}
-	if (c->c_rq->rq_reqidlen == 0)		/* refused before it was parsed */
+	if (c->c_rq->rq_reqidlen == 0)	/* refused before parsing */
 		conn_new_reqid(c);
 	if (c->c_pending != NULL)	/* an admin body may hold a secret */
 		conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
@@ -962,13 +962,29 @@ conn_hold(struct conn *c, const struct route *r, int verify, int p,
 static void
 conn_identity_log(struct conn *c, const struct auth_result *ar)
 {
+	struct conn_req	*rq = c->c_rq;
+
 	if (ar->ar_found)
-		memcpy(c->c_rq->rq_keyid, ar->ar_key.k_id, sizeof(c->c_rq->rq_keyid));
+		memcpy(rq->rq_keyid, ar->ar_key.k_id, sizeof(rq->rq_keyid));
 	if (ar->ar_jwt_found)
-		memcpy(c->c_rq->rq_ident_log, ar->ar_jwt.ji_subject,
-		    sizeof(c->c_rq->rq_ident_log));
+		memcpy(rq->rq_ident_log, ar->ar_jwt.ji_subject,
+		    sizeof(rq->rq_ident_log));
 	if (ar->ar_scheme != 0)
 		c->c_scheme = route_auth_name(ar->ar_scheme);
+}
+
+/* Append "Name: value\r\n" to the extra response headers if it fits. */
+static void
+conn_extra(struct conn *c, const char *name, const char *value)
+{
+	struct conn_req	*rq = c->c_rq;
+	size_t		 room = sizeof(rq->rq_extra) - rq->rq_extralen;
+	int		 n;
+
+	n = snprintf(rq->rq_extra + rq->rq_extralen, room, "%s: %s\r\n", name,
+	    value);
+	if (n > 0 && (size_t)n < room)
+		rq->rq_extralen += (size_t)n;
 }
 
 /*
@@ -985,7 +1001,6 @@ conn_authenticate(struct conn *c, const struct route *r, int verify,
 {
 	struct worker		*w = c->c_w;
 	struct auth_jwt		 aj;
-	int			 n;
 
 	aj.aj_state = w->w_jwt;
 	aj.aj_mono = now;
@@ -1000,13 +1015,8 @@ conn_authenticate(struct conn *c, const struct route *r, int verify,
 	conn_identity_log(c, ar);
 	if (ar->ar_status == 0)
 		return (1);
-	if (ar->ar_challenge != NULL) {
-		n = snprintf(c->c_rq->rq_extra + c->c_rq->rq_extralen,
-		    sizeof(c->c_rq->rq_extra) - c->c_rq->rq_extralen,
-		    "WWW-Authenticate: %s\r\n", ar->ar_challenge);
-		if (n > 0 && (size_t)n < sizeof(c->c_rq->rq_extra) - c->c_rq->rq_extralen)
-			c->c_rq->rq_extralen += (size_t)n;
-	}
+	if (ar->ar_challenge != NULL)
+		conn_extra(c, "WWW-Authenticate", ar->ar_challenge);
 	conn_refuse(c, ar->ar_status, ar->ar_code, ar->ar_message);
 	return (0);
 }
@@ -1022,6 +1032,7 @@ conn_limit(struct conn *c, const struct route *r, int64_t now,
     struct auth_result *ar)
 {
 	struct worker		*w = c->c_w;
+	struct conn_req		*rq = c->c_rq;
 	struct auth_rate	 ra = w->w_rate;
 	struct auth_jwt		 aj;
 
@@ -1036,8 +1047,8 @@ conn_limit(struct conn *c, const struct route *r, int64_t now,
 	if (ar->ar_limited) {
 		/* The limiter's own time, for the access log. */
 		c->c_rate_ms = now + w->w_env->se_shm->sh_mono_to_wall;
-		c->c_rq->rq_extralen += auth_rate_headers(ar, c->c_rq->rq_extra +
-		    c->c_rq->rq_extralen, sizeof(c->c_rq->rq_extra) - c->c_rq->rq_extralen);
+		rq->rq_extralen += auth_rate_headers(ar, rq->rq_extra +
+		    rq->rq_extralen, sizeof(rq->rq_extra) - rq->rq_extralen);
 	}
 	if (ar->ar_status != 0) {
 		conn_refuse(c, ar->ar_status, ar->ar_code, ar->ar_message);
@@ -1095,18 +1106,6 @@ conn_admin_begin(struct conn *c)
 	return (0);
 }
 
-/* Append "Name: value\r\n" to the extra response headers if it fits. */
-static void
-conn_extra(struct conn *c, const char *name, const char *value)
-{
-	size_t	 room = sizeof(c->c_rq->rq_extra) - c->c_rq->rq_extralen;
-	int	 n;
-
-	n = snprintf(c->c_rq->rq_extra + c->c_rq->rq_extralen, room, "%s: %s\r\n", name,
-	    value);
-	if (n > 0 && (size_t)n < room)
-		c->c_rq->rq_extralen += (size_t)n;
-}
 
 /* The whole admin request is here: answer it (admin.c). */
 static void
@@ -1256,12 +1255,14 @@ conn_route(struct conn *c, int mbit, const char *path, size_t len,
 static void
 conn_verified(struct conn *c)
 {
+	struct conn_req	*rq = c->c_rq;
+
 	/*
 	 * nginx takes the identity from the 204 (auth_request_set), after
 	 * the rate headers (CONN_EXTRA_MAX holds both).
 	 */
-	memcpy(c->c_rq->rq_extra + c->c_rq->rq_extralen, c->c_rq->rq_ident, c->c_rq->rq_identlen);
-	c->c_rq->rq_extralen += c->c_rq->rq_identlen;
+	memcpy(rq->rq_extra + rq->rq_extralen, rq->rq_ident, rq->rq_identlen);
+	rq->rq_extralen += rq->rq_identlen;
 	conn_refuse(c, 204, NULL, NULL);
 }
 
@@ -1278,7 +1279,8 @@ conn_verify(struct conn *c)
 	size_t				 len;
 	int				 mbit;
 
-	if (auth_verify_target(&c->c_rq->rq_msg, &mbit, &path, &len, &cause) == -1) {
+	if (auth_verify_target(&c->c_rq->rq_msg, &mbit, &path, &len,
+	    &cause) == -1) {
 		conn_refuse(c, 400, "bad_request", cause);
 		return;
 	}
@@ -1488,6 +1490,7 @@ static int
 conn_headers(struct conn *c)
 {
 	struct evbuffer	*in = c->c_in;
+	struct conn_req	*rq = c->c_rq;
 	size_t		 len = evbuffer_get_length(in), used;
 	unsigned char	*p;
 	char		 cred[SERVER_CRED_STACK], *heap;
@@ -1506,7 +1509,7 @@ conn_headers(struct conn *c)
 		c->c_head = 0;
 		/* The head may carry credentials. */
 		conn_wipe_drain(in, evbuffer_get_length(in));
-		conn_fail(c, c->c_rq->rq_msg.hm_error, c->c_rq->rq_msg.hm_cause);
+		conn_fail(c, rq->rq_msg.hm_error, rq->rq_msg.hm_cause);
 		return (1);
 	}
 	used = conn_hide_credentials(c, cred, sizeof(cred), &heap);
@@ -1929,7 +1932,8 @@ conn_tls_count(struct conn *c, int closing)
 		if (io_tls_resumed(&c->c_io))
 			SHM_ADD(&st->sw_tls_resumed, 1);
 		c->c_tls_counted = 1;
-		if (c->c_state == CONN_IDLE && evbuffer_get_length(c->c_in) == 0)
+		if (c->c_state == CONN_IDLE &&
+		    evbuffer_get_length(c->c_in) == 0)
 			io_idle(&c->c_io);	/* no request yet */
 	} else if (closing) {
 		SHM_ADD(&st->sw_tls_failures, 1);
