@@ -149,7 +149,25 @@ fuzz_contains(const char *hay, size_t hlen, const char *needle, size_t nlen)
 	return (0);
 }
 
-/* No value of FUZZ_LEAK_MIN bytes or more, without blanks, in s[0..n). */
+/* Is v[0..n) letters and '-' only, as the words of a message are? */
+static int
+fuzz_word(const char *v, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') ||
+		    (v[i] >= 'A' && v[i] <= 'Z') || v[i] == '-'))
+			return (0);
+	return (1);
+}
+
+/*
+ * No value of FUZZ_LEAK_MIN bytes or more, without blanks, in s[0..n).
+ * A value that is a plain word is skipped: it may be a word of the fixed
+ * text ("Authorization" in "the Authorization header appears more than
+ * once"), while credentials carry digits, '_' or base64 symbols.
+ */
 static void
 fuzz_no_leak(const struct http_msg *m, const char *s, size_t n)
 {
@@ -159,7 +177,8 @@ fuzz_no_leak(const struct http_msg *m, const char *s, size_t n)
 	for (i = 0; i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
 		if (h->h_valuelen < FUZZ_LEAK_MIN ||
-		    memchr(h->h_value, ' ', h->h_valuelen) != NULL)
+		    memchr(h->h_value, ' ', h->h_valuelen) != NULL ||
+		    fuzz_word(h->h_value, h->h_valuelen))
 			continue;
 		FUZZ_ASSERT(!fuzz_contains(s, n, h->h_value, h->h_valuelen));
 	}
