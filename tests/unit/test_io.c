@@ -104,21 +104,8 @@ big_chain(void)
 	return (path);
 }
 
-/* Parse the configuration printed from fmt; fail with its error if bad. */
-static struct config *
-conf(const char *fmt, ...)
-{
-	struct config	*c;
-	char		 text[4096], err[CONFIG_ERRLEN] = "";
-	va_list		 ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	if ((c = config_parse(text, "test.conf", err, sizeof(err))) == NULL)
-		fail_msg("config did not parse: %s\n%s", err, text);
-	return (c);
-}
+/* The configuration printed from fmt (tlstest.c). */
+#define conf(...)	tlst_conf("test.conf", __VA_ARGS__)
 
 /* Make the CAs, keys, certificates and contexts. */
 static int

@@ -114,21 +114,8 @@ teardown(void **state)
 	return (0);
 }
 
-/* Parse the configuration printed from fmt; fail with its error if bad. */
-static struct config *
-conf(const char *fmt, ...)
-{
-	struct config	*c;
-	char		 text[4096], err[CONFIG_ERRLEN] = "";
-	va_list		 ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	if ((c = config_parse(text, NAME, err, sizeof(err))) == NULL)
-		fail_msg("config did not parse: %s\n%s", err, text);
-	return (c);
-}
+/* The configuration printed from fmt (tlstest.c). */
+#define conf(...)	tlst_conf(NAME, __VA_ARGS__)
 
 /* The error of the configuration printed from fmt, which must fail. */
 static const char *

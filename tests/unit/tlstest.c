@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <dirent.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "config.h"
 #include "tlstest.h"
 
 /* Stop the test (or the fuzzer's set-up) when a helper fails. */
@@ -214,4 +216,22 @@ tlst_handshake(SSL *client, SSL *server)
 		return (0);
 	(void)SSL_read(client, &c, 1);
 	return (1);
+}
+
+/* Parse the configuration printed from fmt; see tlstest.h. */
+struct config *
+tlst_conf(const char *name, const char *fmt, ...)
+{
+	struct config	*c;
+	char		 text[4096], err[CONFIG_ERRLEN] = "";
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if ((c = config_parse(text, name, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "config did not parse: %s\n%s", err, text);
+		abort();
+	}
+	return (c);
 }

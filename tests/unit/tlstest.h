@@ -41,4 +41,13 @@ char	*tlst_write_file(const char *, const char *, const char *);
  */
 int	 tlst_handshake(SSL *, SSL *);
 
+/*
+ * The configuration printed from fmt, parsed as file name (config.c);
+ * a test that gives a bad one has a bug: its error is printed and the
+ * test aborts.
+ */
+struct config;
+struct config	*tlst_conf(const char *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
 #endif /* KEYGATE_TLSTEST_H */
