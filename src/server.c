@@ -993,21 +993,16 @@ conn_extra(struct conn *c, const char *name, const char *value)
  * with WWW-Authenticate for a 401), or held (a JWT's kid is unknown and
  * its keys are being re-fetched: the connection in CONN_AUTHWAIT, nothing
  * queued).  The key id or the JWT subject, never the credential, is kept
- * for the access log.  now: monotonic ms.
+ * for the access log.  now: monotonic ms; aj: JWT state, NULL for none.
  */
 static int
 conn_authenticate(struct conn *c, const struct route *r, int verify,
-    int64_t now, struct auth_result *ar)
+    int64_t now, const struct auth_jwt *aj, struct auth_result *ar)
 {
 	struct worker		*w = c->c_w;
-	struct auth_jwt		 aj;
 
-	aj.aj_state = w->w_jwt;
-	aj.aj_mono = now;
-	aj.aj_final = c->c_hold_final ||
-	    (c->c_hold_until != 0 && now >= c->c_hold_until);
 	auth_check(r, &c->c_rq->rq_msg, &w->w_ks, w->w_conf->c_api_key_header,
-	    c->c_start_ms, w->w_jwt != NULL ? &aj : NULL, ar);
+	    c->c_start_ms, aj, ar);
 	if (ar->ar_status == AUTH_PENDING) {
 		conn_hold(c, r, verify, ar->ar_wait, now);
 		return (0);
@@ -1025,25 +1020,21 @@ conn_authenticate(struct conn *c, const struct route *r, int verify,
  * The rate limit for the caller ar identified on route r (auth_limit()):
  * 1 if admitted, its identity headers for the upstream kept in c_ident;
  * else 0 with the 429 (or a 500) queued and finished.  The RateLimit-*
- * headers go into every answer once a limit decided.  now: monotonic ms.
+ * headers go into every answer once a limit decided.  now: monotonic ms;
+ * aj as for conn_authenticate().
  */
 static int
 conn_limit(struct conn *c, const struct route *r, int64_t now,
-    struct auth_result *ar)
+    const struct auth_jwt *aj, struct auth_result *ar)
 {
 	struct worker		*w = c->c_w;
 	struct conn_req		*rq = c->c_rq;
 	struct auth_rate	 ra = w->w_rate;
-	struct auth_jwt		 aj;
 
 	ra.ra_ip = c->c_iplen > 0 ? c->c_ip : NULL;
 	ra.ra_iplen = c->c_iplen;
 	ra.ra_now = now;
-	aj.aj_state = w->w_jwt;
-	aj.aj_mono = now;
-	aj.aj_final = 1;
-	auth_limit(r, &ra, &w->w_ks, w->w_jwt != NULL ? &aj : NULL,
-	    c->c_start_ms, ar);
+	auth_limit(r, &ra, &w->w_ks, aj, c->c_start_ms, ar);
 	if (ar->ar_limited) {
 		/* The limiter's own time, for the access log. */
 		c->c_rate_ms = now + w->w_env->se_shm->sh_mono_to_wall;
@@ -1054,9 +1045,9 @@ conn_limit(struct conn *c, const struct route *r, int64_t now,
 		conn_refuse(c, ar->ar_status, ar->ar_code, ar->ar_message);
 		return (0);
 	}
-	c->c_rq->rq_identlen = auth_identity_headers(ar, c->c_rq->rq_ident,
-	    sizeof(c->c_rq->rq_ident));
-	if (c->c_rq->rq_identlen > 0)
+	rq->rq_identlen = auth_identity_headers(ar, rq->rq_ident,
+	    sizeof(rq->rq_ident));
+	if (rq->rq_identlen > 0)
 		return (1);
 	conn_refuse(c, 500, "internal_error",
 	    "the caller's identity cannot be sent in headers");
@@ -1390,10 +1381,18 @@ static void
 conn_decide(struct conn *c, const struct route *r, int verify)
 {
 	struct auth_result	 ar;
+	struct auth_jwt		 aj, *ajp = NULL;
 	int64_t			 now = util_mono_us() / 1000;
 
-	if (!conn_authenticate(c, r, verify, now, &ar) ||
-	    !conn_limit(c, r, now, &ar))
+	if (c->c_w->w_jwt != NULL) {	/* the worker's JWT state, now */
+		aj.aj_state = c->c_w->w_jwt;
+		aj.aj_mono = now;
+		aj.aj_final = c->c_hold_final ||
+		    (c->c_hold_until != 0 && now >= c->c_hold_until);
+		ajp = &aj;
+	}
+	if (!conn_authenticate(c, r, verify, now, ajp, &ar) ||
+	    !conn_limit(c, r, now, ajp, &ar))
 		return;
 	if (verify)
 		conn_verified(c);

@@ -452,6 +452,15 @@ tls_tickets_read(const struct shm_tickets *st, struct shm_ticket_key *keys)
  */
 static EVP_CIPHER	*tls_ticket_cipher;
 
+/* The ticket cipher, fetched on first use; NULL if it cannot be. */
+static EVP_CIPHER *
+tls_ticket_fetch(void)
+{
+	if (tls_ticket_cipher == NULL)
+		tls_ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+	return (tls_ticket_cipher);
+}
+
 /* Key the ticket cipher and MAC with k; 1, or -1 on error. */
 static int
 tls_ticket_init(const struct shm_ticket_key *k, unsigned char *iv,
@@ -464,9 +473,7 @@ tls_ticket_init(const struct shm_ticket_key *k, unsigned char *iv,
 	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
 	    (char *)"SHA256", 0);
 	params[2] = OSSL_PARAM_construct_end();
-	if (tls_ticket_cipher == NULL)	/* once per process: see above */
-		tls_ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
-	if (tls_ticket_cipher == NULL ||
+	if (tls_ticket_fetch() == NULL ||
 	    EVP_CipherInit_ex(cctx, tls_ticket_cipher, NULL, k->tk_aes, iv,
 	    enc) != 1 || EVP_MAC_CTX_set_params(hctx, params) != 1)
 		return (-1);
@@ -670,8 +677,7 @@ tls_server_build(struct config *conf, char *err, size_t errlen)
 		    "no tls_certificate is configured"));
 	if ((ts = calloc(1, sizeof(*ts))) == NULL)
 		return (tls_err(err, errlen, conf->c_path, 0, "out of memory"));
-	if (tls_ticket_cipher == NULL)
-		tls_ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+	(void)tls_ticket_fetch();	/* before the fork: workers share it */
 	for (i = 0; i < conf->c_ntls_certs; i++)
 		if (tls_add_cert(conf, ts, &conf->c_tls_certs[i], err,
 		    errlen) == -1) {
