@@ -4,14 +4,15 @@
  * across reloads.  Free of libevent so that the master, the workers and the
  * unit tests can all include it.
  *
- * Layout version 6: a header with per-worker statistics, rate-limit
+ * Layout version 7: a header with per-worker statistics, rate-limit
  * refusal counters and the TLS session ticket keys, then the key store (keystore.h, with one rate state
  * per key slot) at sh_ks_off, then the rate table of client addresses
  * (SHM_IP_ENTRIES, ratelimit.h) at sh_ip_off, then the table of failed
  * admin authentications (SHM_FAIL_ENTRIES) at sh_fail_off, then the rate
  * table of JWT identities (SHM_JWT_ENTRIES, the same table as for
  * addresses, keyed by 16 bytes of a digest) at sh_jwt_off, then the
- * JWT_MAX_PROVIDERS JWKS slots (jwks.h) at sh_jwks_off; sh_size covers
+ * JWT_MAX_PROVIDERS JWKS slots (jwks.h) at sh_jwks_off, then the metrics
+ * counters (stats.h) at sh_stats_off; sh_size covers
  * the whole segment.  These layout fields are for reading only: workers
  * can write the header, so the offsets and sizes the code uses come from a
  * private copy (shm.c), never from here.  The mapping
@@ -32,13 +33,15 @@
 #include <stdint.h>
 
 #include "ratelimit.h"
+#include "stats.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	6
+#define SHM_VERSION	7
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
-#define SHM_SLOTS	128	/* worker slots: two generations during reload */
+#define SHM_SLOTS	STATS_WORKERS	/* worker slots: two generations */
+					/* during reload */
 
 struct shm_worker {
 	int32_t		 sw_pid;	/* 0: free slot */
@@ -92,6 +95,7 @@ struct shm_header {
 	uint64_t	 sh_fail_off;	/* failed admin authentications */
 	uint64_t	 sh_jwt_off;	/* rate table of JWT identities */
 	uint64_t	 sh_jwks_off;	/* JWKS slots */
+	uint64_t	 sh_stats_off;	/* metrics counters */
 	/*
 	 * Wall-clock minus CLOCK_MONOTONIC ms, fixed at creation: the
 	 * limiter's times shown as wall-clock times in the access log, the
@@ -127,6 +131,10 @@ struct jwks_slot *shm_jwks(const struct shm_header *);
 
 /* The table of failed admin authentications by client address. */
 struct rl_failtable *shm_failtable(struct shm_header *);
+
+/* The metrics counters (stats.h): per-worker slots, names, sums. */
+struct stats_region;
+struct stats_region *shm_stats(const struct shm_header *);
 
 /* max_keys the segment was made for (not the header's sh_max_keys). */
 uint32_t	 shm_max_keys(const struct shm_header *);

@@ -20,6 +20,7 @@
 #include "keystore.h"
 #include "ratelimit.h"
 #include "shm.h"
+#include "stats.h"
 
 /*
  * The layout of a segment, kept in a private page mapped just below it.
@@ -37,6 +38,7 @@ struct shm_private {
 	size_t		 sp_fail_off;
 	size_t		 sp_jwt_off;
 	size_t		 sp_jwks_off;
+	size_t		 sp_stats_off;
 	uint32_t	 sp_max_keys;
 };
 
@@ -62,7 +64,8 @@ shm_create(uint32_t max_keys)
 	struct shm_private	*sp;
 	struct keystore		 ks;
 	struct timespec		 wall, mono;
-	size_t			 off, ipoff, failoff, jwtoff, jwksoff, size;
+	size_t			 off, ipoff, failoff, jwtoff, jwksoff, statsoff;
+	size_t			 size;
 	size_t			 page;
 	uint64_t		 seed;
 	char			*base;
@@ -77,7 +80,9 @@ shm_create(uint32_t max_keys)
 	    63) & ~(size_t)63);
 	jwksoff = jwtoff + ((ratelimit_iptable_size(SHM_JWT_ENTRIES) + 63) &
 	    ~(size_t)63);
-	size = jwksoff + JWT_MAX_PROVIDERS * sizeof(struct jwks_slot);
+	statsoff = jwksoff + ((JWT_MAX_PROVIDERS * sizeof(struct jwks_slot) +
+	    63) & ~(size_t)63);
+	size = statsoff + sizeof(struct stats_region);
 	base = mmap(NULL, page + size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
@@ -98,6 +103,7 @@ shm_create(uint32_t max_keys)
 	sp->sp_fail_off = failoff;
 	sp->sp_jwt_off = jwtoff;
 	sp->sp_jwks_off = jwksoff;
+	sp->sp_stats_off = statsoff;
 	sp->sp_max_keys = max_keys;
 	(void)mprotect(base, page, PROT_READ);
 	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
@@ -112,11 +118,13 @@ shm_create(uint32_t max_keys)
 	sh->sh_fail_off = failoff;
 	sh->sh_jwt_off = jwtoff;
 	sh->sh_jwks_off = jwksoff;
+	sh->sh_stats_off = statsoff;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
 	    (wall.tv_nsec - mono.tv_nsec) / 1000000;
 	keystore_init(&ks, (char *)sh + off, max_keys, seed);
+	stats_init((struct stats_region *)((char *)sh + statsoff), wall.tv_sec);
 	ratelimit_iptable_init((char *)sh + ipoff, SHM_IP_ENTRIES,
 	    seed * 0x9e3779b97f4a7c15ULL + 1);
 	ratelimit_failtable_init((char *)sh + failoff, SHM_FAIL_ENTRIES,
@@ -140,6 +148,14 @@ struct rl_iptable *
 shm_iptable(struct shm_header *sh)
 {
 	return ((struct rl_iptable *)((char *)sh + shm_private(sh)->sp_ip_off));
+}
+
+/* The metrics counters (stats.h). */
+struct stats_region *
+shm_stats(const struct shm_header *sh)
+{
+	return ((struct stats_region *)((char *)(uintptr_t)sh +
+	    shm_private(sh)->sp_stats_off));
 }
 
 /* max_keys the segment was made for. */
