@@ -40,13 +40,6 @@ struct upstream {
 	enum upstream_type	 u_type;
 	int			 u_line;
 	int			 u_index;	/* position in c_upstreams */
-	/*
-	 * The server label of the metrics ("HOST:PORT" of the URL, "echo"
-	 * for the built-in upstream) and its stats.h id, given by the
-	 * master (stats_upstream_id) before workers are forked.
-	 */
-	char			*u_server;
-	uint32_t		 u_stat_id;
 	/* UPSTREAM_HTTP: address (resolved at load) and pool settings. */
 	char			*u_url;
 	struct sockaddr_storage	 u_ss;
@@ -118,12 +111,6 @@ struct config {
 	uint32_t		 c_anon_rate[RL_WINDOWS];
 	int			 c_admin;		/* admin API enabled */
 	struct listen_addr	 c_admin_listen;
-	/*
-	 * metrics_listen: GET /metrics without a token (metrics.h), served
-	 * by the workers like the admin API.  Off by default.
-	 */
-	int			 c_metrics;
-	struct listen_addr	 c_metrics_listen;
 	char			*c_admin_token_file;	/* absolute, or NULL */
 	uint8_t			 c_admin_token_digest[32];	/* SHA-256 */
 
@@ -183,8 +170,7 @@ int		 config_read_token(const char *, char *, size_t, char *, size_t);
 
 /*
  * Every address to bind: c_listen[0 .. c_nlisten), then the admin address
- * when the admin API is enabled (index c_nlisten), then the metrics
- * address when metrics_listen is set (last).
+ * when the admin API is enabled (index c_nlisten).
  */
 size_t		 config_nlisten(const struct config *);
 const struct listen_addr *config_listen(const struct config *, size_t);

@@ -53,15 +53,7 @@ struct route {
 	int		 r_rate_off;
 	struct upstream	*r_upstream;	/* NULL for deny-only routes */
 	int		 r_line;	/* configuration line, for messages */
-	int		 r_index;	/* 1-based position */
-	/*
-	 * name=: [A-Za-z0-9_.-], 1 to 63 bytes, unique in the file, not
-	 * "none" or "other"; default "route<r_index>".  The label of the
-	 * metrics and the access log's "route".  r_stat_id is its stats.h
-	 * id, given by the master (stats_route_id) before workers fork.
-	 */
-	char		*r_name;
-	uint32_t	 r_stat_id;
+	int		 r_index;	/* 1-based position, for the access log */
 };
 
 struct route_table {

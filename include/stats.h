@@ -1,5 +1,5 @@
 /*
- * The counters behind the metrics (metrics.h) and the status view, in the
+ * The counters behind the coming metrics and status view (issue 13), in the
  * shared segment (shm_stats()).  Free of libevent so that the master, the
  * workers and the unit tests can all include it.
  *
@@ -31,7 +31,7 @@
 
 #include "ratelimit.h"
 
-#define STATS_WORKERS		128	/* = SHM_SLOTS (shm.h checks) */
+#define STATS_WORKERS		128	/* shm.h's SHM_SLOTS is this */
 #define STATS_RETIRED		STATS_WORKERS	/* slot of ended workers */
 
 #define STATS_ROUTES		256	/* route names, across reloads */
@@ -148,58 +148,14 @@ struct stats_slot {
 	struct stats_upstream ss_upstreams[STATS_UPSTREAMS];
 } __attribute__((aligned(64)));
 
-/*
- * A process as /proc shows it: written by the master once a second
- * (stats_proc_tick), read by the exposition.
- */
-struct stats_proc {
-	uint64_t	 sp_cpu_us;	/* user + system; the workers' sum */
-					/* includes ended workers (wait4) */
-	uint64_t	 sp_rss;	/* bytes */
-	uint64_t	 sp_vsize;	/* bytes */
-	uint64_t	 sp_fds;	/* open descriptors (0: unknown) */
-	uint64_t	 sp_max_fds;	/* RLIMIT_NOFILE soft limit */
-	int64_t		 sp_start;	/* unix s; workers: the oldest */
-};
-
-#define STATS_PROC_MASTER	0
-#define STATS_PROC_WORKERS	1
-
-/*
- * The last minute, for GET /v1/status: written by the master once a
- * second from its own ring of per-second totals (stats_minute_tick),
- * inside sm_seq.  Counts over the last mi_span seconds (up to 60: less
- * just after the start).
- */
-struct stats_minute {
-	uint32_t	 mi_span;	/* seconds covered */
-	uint64_t	 mi_requests;	/* answered, any status */
-	uint64_t	 mi_refused;	/* auth refusals and 429s */
-	uint64_t	 mi_limited;	/* of which 429 */
-	uint64_t	 mi_errors;	/* 5xx */
-	uint64_t	 mi_up_attempts[STATS_UPSTREAMS];
-	uint64_t	 mi_up_failures[STATS_UPSTREAMS];	/* not OK */
-	int64_t		 mi_up_last_ok[STATS_UPSTREAMS];	/* unix s, 0: never */
-	int64_t		 mi_up_last_fail[STATS_UPSTREAMS];	/* unix s, 0: never */
-};
-
 /* Written by the master only. */
 struct stats_master {
-	uint32_t	 sm_seq;		/* seqlock: folds, sm_proc, sm_minute */
+	uint32_t	 sm_seq;		/* seqlock over the folds */
 	uint32_t	 sm_nroutes;		/* names given (release store) */
 	uint32_t	 sm_nupstreams;
-	uint32_t	 sm_generation;		/* configuration generation */
-	int32_t		 sm_workers;		/* workers configured */
-	int32_t		 sm_pad;
+	uint32_t	 sm_pad;
 	int64_t		 sm_started;		/* unix s the master started */
-	uint64_t	 sm_reloads[2];		/* [0] success, [1] failure */
-	int64_t		 sm_last_reload;	/* unix s of the last good load */
-						/* (the start counts) */
-	uint64_t	 sm_restarts;		/* workers replaced after they */
-						/* died on their own */
 	uint64_t	 sm_retired_cpu_us;	/* CPU of ended workers (wait4) */
-	struct stats_proc sm_proc[2];
-	struct stats_minute sm_minute;
 	char		 sm_route[STATS_ROUTES][STATS_NAME_MAX];
 	char		 sm_upstream[STATS_UPSTREAMS][STATS_NAME_MAX];
 	char		 sm_server[STATS_UPSTREAMS][STATS_NAME_MAX];	/* HOST:PORT */
@@ -233,14 +189,8 @@ struct stats_total {
 	uint64_t	 st_rate[STATS_NSUBJECTS][RL_WINDOWS];
 	struct stats_route_total st_routes[STATS_ROUTES];
 	struct stats_upstream st_upstreams[STATS_UPSTREAMS];
-	struct stats_proc st_proc[2];
-	struct stats_minute st_minute;
-	uint64_t	 st_reloads[2];
-	int64_t		 st_last_reload;
-	uint64_t	 st_restarts;
 	int64_t		 st_started;
-	uint32_t	 st_generation;
-	int32_t		 st_workers_conf;
+	uint64_t	 st_retired_cpu_us;
 };
 
 /*
@@ -373,9 +323,5 @@ void	 stats_attach(struct stats_region *, int);
  * the slot and mark it free, all inside the seqlock.
  */
 void	 stats_fold(struct stats_region *, int, uint64_t);
-
-/* Inside the seqlock: run fn(region, arg) (the master's periodic writes). */
-void	 stats_write(struct stats_region *,
-	    void (*)(struct stats_region *, void *), void *);
 
 #endif /* KEYGATE_STATS_H */

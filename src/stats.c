@@ -201,15 +201,6 @@ stats_write_end(struct stats_master *m)
 	__atomic_store_n(&m->sm_seq, m->sm_seq + 1, __ATOMIC_RELEASE);
 }
 
-void
-stats_write(struct stats_region *r, void (*fn)(struct stats_region *, void *),
-    void *arg)
-{
-	stats_write_begin(&r->sr_master);
-	fn(r, arg);
-	stats_write_end(&r->sr_master);
-}
-
 /* Add the counters of histogram from to histogram to. */
 static void
 stats_hist_add(struct stats_hist *to, const struct stats_hist *from)
@@ -377,14 +368,8 @@ stats_sum_once(const struct stats_region *r, struct stats_total *t)
 		stats_slot_sum(t, &r->sr_slots[i], 1);
 	}
 	stats_slot_sum(t, &r->sr_slots[STATS_RETIRED], 0);
-	memcpy(t->st_proc, m->sm_proc, sizeof(t->st_proc));
-	memcpy(&t->st_minute, &m->sm_minute, sizeof(t->st_minute));
-	memcpy(t->st_reloads, m->sm_reloads, sizeof(t->st_reloads));
-	t->st_last_reload = m->sm_last_reload;
-	t->st_restarts = m->sm_restarts;
 	t->st_started = m->sm_started;
-	t->st_generation = m->sm_generation;
-	t->st_workers_conf = m->sm_workers;
+	t->st_retired_cpu_us = m->sm_retired_cpu_us;
 }
 
 /*
