@@ -148,6 +148,33 @@ struct stats_slot {
 	struct stats_upstream ss_upstreams[STATS_UPSTREAMS];
 } __attribute__((aligned(64)));
 
+/* process_* of keygate_: the master, or its workers summed. */
+struct stats_proc {
+	uint64_t	 pr_cpu_us;	/* user + system */
+	uint64_t	 pr_rss;	/* bytes resident */
+	uint64_t	 pr_vsize;	/* bytes of address space */
+	uint64_t	 pr_fds;	/* open descriptors */
+	uint64_t	 pr_max_fds;	/* RLIMIT_NOFILE (soft) */
+	int64_t		 pr_start;	/* unix s the process started */
+};
+#define STATS_PROC_MASTER	0
+#define STATS_PROC_WORKERS	1	/* live workers; CPU includes the ended */
+
+/*
+ * Totals taken by the master once a second, for the last-minute figures of
+ * /v1/status: a ring of STATS_SAMPLES, so the oldest is a minute old.
+ */
+struct stats_sample {
+	int64_t		 sa_time;	/* unix s; 0: not taken yet */
+	uint64_t	 sa_requests;	/* answered, any route, any status */
+	uint64_t	 sa_refused;	/* refused by authentication (401/403) */
+	uint64_t	 sa_limited;	/* refused by a rate limit (429) */
+	uint64_t	 sa_errors;	/* answered with a 5xx */
+	uint64_t	 sa_up_ok[STATS_UPSTREAMS];	/* attempts answered */
+	uint64_t	 sa_up_fail[STATS_UPSTREAMS];	/* attempts failed */
+};
+#define STATS_SAMPLES		61
+
 /* Written by the master only. */
 struct stats_master {
 	uint32_t	 sm_seq;		/* seqlock over the folds */
@@ -159,6 +186,15 @@ struct stats_master {
 	char		 sm_route[STATS_ROUTES][STATS_NAME_MAX];
 	char		 sm_upstream[STATS_UPSTREAMS][STATS_NAME_MAX];
 	char		 sm_server[STATS_UPSTREAMS][STATS_NAME_MAX];	/* HOST:PORT */
+	/* Inside sm_seq as well: */
+	uint64_t	 sm_reloads[2];		/* [0] failed, [1] succeeded */
+	int64_t		 sm_reload_ok_at;	/* unix s of the last success */
+						/* (start-up counts as one) */
+	uint64_t	 sm_restarts;		/* workers replaced after dying */
+	uint32_t	 sm_workers_conf;	/* configured worker count */
+	uint32_t	 sm_nsample;		/* next entry of sm_samples */
+	struct stats_proc sm_proc[2];		/* STATS_PROC_* */
+	struct stats_sample sm_samples[STATS_SAMPLES];
 };
 
 struct stats_region {
@@ -191,6 +227,19 @@ struct stats_total {
 	struct stats_upstream st_upstreams[STATS_UPSTREAMS];
 	int64_t		 st_started;
 	uint64_t	 st_retired_cpu_us;
+	/* The master's own figures, copied: */
+	uint64_t	 st_reloads[2];		/* [0] failed, [1] succeeded */
+	int64_t		 st_reload_ok_at;
+	uint64_t	 st_restarts;
+	uint32_t	 st_workers_conf;
+	struct stats_proc st_proc[2];
+	/*
+	 * The last minute (or less, just after start-up): the difference of
+	 * the newest sample and the oldest at most 60 s older, over
+	 * st_minute_s seconds (0: fewer than two samples, all zero).
+	 */
+	int64_t		 st_minute_s;
+	struct stats_sample st_minute;
 };
 
 /*
@@ -313,6 +362,22 @@ uint32_t stats_route_id(struct stats_region *, const char *);
 
 /* The id of (upstream, server), given now if new; or STATS_UPSTREAM_OTHER. */
 uint32_t stats_upstream_id(struct stats_region *, const char *, const char *);
+
+/* A SIGHUP (or start-up) was applied (ok) or refused, at unix s now. */
+void	 stats_reloaded(struct stats_region *, int, int64_t);
+
+/* A worker that died is being replaced; n workers are configured. */
+void	 stats_restarted(struct stats_region *);
+void	 stats_workers(struct stats_region *, uint32_t);
+
+/* Publish the process figures of which (STATS_PROC_*). */
+void	 stats_proc_set(struct stats_region *, int, const struct stats_proc *);
+
+/*
+ * Once a second: take a sample of the totals at unix s now for the
+ * last-minute figures.  scratch is a caller's struct stats_total (large).
+ */
+void	 stats_sample(struct stats_region *, struct stats_total *, int64_t);
 
 /* Before fork(): zero slot and mark it used. */
 void	 stats_attach(struct stats_region *, int);

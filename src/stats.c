@@ -350,6 +350,44 @@ stats_slot_sum(struct stats_total *t, const struct stats_slot *s, int gauges)
 	}
 }
 
+/*
+ * The last minute from the ring: newest minus the oldest sample at most
+ * 60 s older.  The ring is the master's, read inside the same seqlock.
+ */
+static void
+stats_minute(const struct stats_master *m, struct stats_total *t)
+{
+	const struct stats_sample	*new, *old = NULL, *sa;
+	uint32_t			 pos = m->sm_nsample % STATS_SAMPLES;
+	int				 i;
+
+	new = &m->sm_samples[(pos + STATS_SAMPLES - 1) % STATS_SAMPLES];
+	if (new->sa_time == 0)
+		return;
+	for (i = 0; i < STATS_SAMPLES; i++) {
+		sa = &m->sm_samples[(pos + (uint32_t)i) % STATS_SAMPLES];
+		if (sa->sa_time != 0 && sa->sa_time < new->sa_time &&
+		    new->sa_time - sa->sa_time <= 60) {
+			old = sa;
+			break;
+		}
+	}
+	if (old == NULL)
+		return;
+	t->st_minute_s = new->sa_time - old->sa_time;
+	t->st_minute.sa_time = new->sa_time;
+#define STATS_DIFF(f)	(new->f >= old->f ? new->f - old->f : 0)
+	t->st_minute.sa_requests = STATS_DIFF(sa_requests);
+	t->st_minute.sa_refused = STATS_DIFF(sa_refused);
+	t->st_minute.sa_limited = STATS_DIFF(sa_limited);
+	t->st_minute.sa_errors = STATS_DIFF(sa_errors);
+	for (i = 0; i < STATS_UPSTREAMS; i++) {
+		t->st_minute.sa_up_ok[i] = STATS_DIFF(sa_up_ok[i]);
+		t->st_minute.sa_up_fail[i] = STATS_DIFF(sa_up_fail[i]);
+	}
+#undef STATS_DIFF
+}
+
 /* One attempt at a sum; the master's fields copied as they are. */
 static void
 stats_sum_once(const struct stats_region *r, struct stats_total *t)
@@ -370,6 +408,12 @@ stats_sum_once(const struct stats_region *r, struct stats_total *t)
 	stats_slot_sum(t, &r->sr_slots[STATS_RETIRED], 0);
 	t->st_started = m->sm_started;
 	t->st_retired_cpu_us = m->sm_retired_cpu_us;
+	memcpy(t->st_reloads, m->sm_reloads, sizeof(t->st_reloads));
+	t->st_reload_ok_at = m->sm_reload_ok_at;
+	t->st_restarts = m->sm_restarts;
+	t->st_workers_conf = m->sm_workers_conf;
+	memcpy(t->st_proc, m->sm_proc, sizeof(t->st_proc));
+	stats_minute(m, t);
 }
 
 /*
@@ -392,4 +436,100 @@ stats_total(const struct stats_region *r, struct stats_total *t)
 			return (0);
 	}
 	return (-1);
+}
+
+/* Master: a reload applied (ok) or refused. */
+void
+stats_reloaded(struct stats_region *r, int ok, int64_t now)
+{
+	struct stats_master	*m = &r->sr_master;
+
+	stats_write_begin(m);
+	m->sm_reloads[ok ? 1 : 0]++;
+	if (ok)
+		m->sm_reload_ok_at = now;
+	stats_write_end(m);
+}
+
+/* Master: a worker died and is being replaced. */
+void
+stats_restarted(struct stats_region *r)
+{
+	struct stats_master	*m = &r->sr_master;
+
+	stats_write_begin(m);
+	m->sm_restarts++;
+	stats_write_end(m);
+}
+
+/* Master: the configured number of workers. */
+void
+stats_workers(struct stats_region *r, uint32_t n)
+{
+	struct stats_master	*m = &r->sr_master;
+
+	stats_write_begin(m);
+	m->sm_workers_conf = n;
+	stats_write_end(m);
+}
+
+/* Master: the process figures of which. */
+void
+stats_proc_set(struct stats_region *r, int which, const struct stats_proc *p)
+{
+	struct stats_master	*m = &r->sr_master;
+
+	if (which != STATS_PROC_MASTER && which != STATS_PROC_WORKERS)
+		return;
+	stats_write_begin(m);
+	m->sm_proc[which] = *p;
+	stats_write_end(m);
+}
+
+/*
+ * Master, once a second: the totals behind the last minute.  A second
+ * sample in the same second replaces the first.
+ */
+void
+stats_sample(struct stats_region *r, struct stats_total *t, int64_t now)
+{
+	struct stats_master	*m = &r->sr_master;
+	struct stats_sample	*sa;
+	uint32_t		 pos, i, k;
+	int			 j;
+
+	stats_total(r, t);
+	pos = m->sm_nsample % STATS_SAMPLES;
+	sa = &m->sm_samples[(pos + STATS_SAMPLES - 1) % STATS_SAMPLES];
+	if (sa->sa_time != now)
+		sa = &m->sm_samples[pos];
+	stats_write_begin(m);
+	memset(sa, 0, sizeof(*sa));
+	sa->sa_time = now;
+	for (i = 0; i < t->st_nroutes; i++) {
+		const struct stats_route_total *rt = &t->st_routes[i];
+
+		for (k = 0; k < rt->rt_ncodes; k++) {
+			sa->sa_requests += rt->rt_count[k];
+			if (rt->rt_code[k] >= 500)
+				sa->sa_errors += rt->rt_count[k];
+		}
+		sa->sa_requests += rt->rt_other;
+	}
+	for (j = 0; j < STATS_NSCHEMES; j++)
+		for (k = 0; k < STATS_NREASONS; k++)
+			sa->sa_refused += t->st_auth[j][k];
+	for (j = 0; j < STATS_NSUBJECTS; j++)
+		for (k = 0; k < RL_WINDOWS; k++)
+			sa->sa_limited += t->st_rate[j][k];
+	for (i = 0; i < t->st_nupstreams; i++) {
+		const struct stats_upstream *u = &t->st_upstreams[i];
+
+		sa->sa_up_ok[i] = u->su_result[STATS_UP_OK];
+		for (j = STATS_UP_OK + 1; j < STATS_NUPRESULTS; j++)
+			sa->sa_up_fail[i] += u->su_result[j];
+	}
+	if (sa == &m->sm_samples[pos])
+		m->sm_nsample = (pos + 1) % STATS_SAMPLES;
+	stats_write_end(m);
 }
