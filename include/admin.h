@@ -5,6 +5,7 @@
  * a status, a body and a content type.  JSON in and out through jansson.
  *
  *	GET    /v1/health			no token needed
+ *	GET    /v1/status			uptime, workers, last minute
  *	GET    /v1/openapi.json			OpenAPI 3.1 of this API
  *	POST   /v1/keys				201 + key + "secret"
  *	GET    /v1/keys?owner=&app_id=&limit=&cursor=
@@ -51,6 +52,7 @@ struct keystore;
 struct journal;
 struct rl_failtable;
 struct jwtauth;
+struct stats_region;
 
 struct admin_env {
 	struct keystore		*ae_ks;
@@ -67,6 +69,8 @@ struct admin_env {
 							/* address, NULL: none */
 	struct jwtauth		*ae_jwt;		/* JWT providers' keys, */
 							/* NULL: none */
+	const struct stats_region *ae_stats;		/* the counters, NULL: */
+							/* /v1/status is 503 */
 };
 
 struct admin_request {

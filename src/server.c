@@ -2383,6 +2383,7 @@ server_keys_setup(struct worker *w)
 	w->w_rate.ra_refused = &w->w_env->se_shm->sh_rate_refused[0][0];
 	ae->ae_version = PACKAGE_VERSION;
 	ae->ae_fails = shm_failtable(w->w_env->se_shm);
+	ae->ae_stats = shm_stats(w->w_env->se_shm);
 	secret_json_wipe();	/* admin bodies may hold secrets */
 	return (0);
 }

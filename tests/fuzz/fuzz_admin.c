@@ -16,6 +16,9 @@
  *			"/v1/keys/{id}"
  *		  6	GET /v1/keys with REST as the Authorization value
  *
+ * GET /v1/status (mode 5) reads a counter region with a few upstreams and
+ * two samples, made once at start-up.
+ *
  * where {id} is key number (byte / 8) modulo the count, in slot order;
  * before each request the store holds 1 to 32 keys (more are deleted
  * through the API).  The state carries over from input to input (keys
@@ -55,6 +58,7 @@
 #include "keystore.h"
 #include "log.h"
 #include "secret.h"
+#include "stats.h"
 #include "fuzz.h"
 
 #define FZ_MAXKEYS	64
@@ -101,6 +105,7 @@ static struct {
 	struct journal		 f_j;
 	uint8_t			 f_token[KS_DIGEST_LEN];
 	struct admin_env	 f_env;
+	struct stats_region	*f_stats;
 	int64_t			 f_now;
 	unsigned long		 f_runs;
 	char			 f_secrets[FZ_NSECRETS][SECRET_MAX + 1];
@@ -143,6 +148,32 @@ fz_cleanup(void)
 {
 	journal_close(&fz.f_j);
 	fz_rmdir(fz.f_dir);
+	free(fz.f_stats);
+}
+
+/* The counters /v1/status reads: named upstreams, traffic, two samples. */
+static void
+fz_stats(void)
+{
+	struct stats_region	*r;
+	struct stats_total	*t;
+	uint32_t		 up;
+
+	FUZZ_ASSERT((r = calloc(1, sizeof(*r))) != NULL);
+	FUZZ_ASSERT((t = malloc(sizeof(*t))) != NULL);
+	stats_init(r, FZ_NOW0 / 1000 - 60);
+	stats_workers(r, 2);
+	stats_attach(r, 0);
+	stats_reloaded(r, 1, FZ_NOW0 / 1000 - 60);
+	up = stats_upstream_id(r, "api", "127.0.0.1:8080");
+	(void)stats_upstream_id(r, "idle", "127.0.0.1:8081");
+	stats_sample(r, t, FZ_NOW0 / 1000 - 2);
+	stats_request(&r->sr_slots[0], STATS_ROUTE_NONE, 404, 100);
+	stats_upstream(&r->sr_slots[0], up, STATS_UP_OK, 100);
+	stats_upstream(&r->sr_slots[0], up, STATS_UP_TIMEOUT, 0);
+	stats_sample(r, t, FZ_NOW0 / 1000 - 1);
+	free(t);
+	fz.f_stats = r;
 }
 
 /*
@@ -493,6 +524,8 @@ fz_setup(void)
 	fz.f_env.ae_rate[1] = 50;
 	fz.f_env.ae_rate[2] = 200;
 	fz.f_env.ae_version = PACKAGE_VERSION;
+	fz_stats();
+	fz.f_env.ae_stats = fz.f_stats;
 	fz.f_now = FZ_NOW0;
 	fz.f_init = 1;
 }
