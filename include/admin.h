@@ -52,6 +52,9 @@ struct journal;
 struct rl_failtable;
 struct jwtauth;
 
+struct stats_region;
+struct jwks_slot;
+
 struct admin_env {
 	struct keystore		*ae_ks;
 	struct journal		*ae_journal;
@@ -67,6 +70,9 @@ struct admin_env {
 							/* address, NULL: none */
 	struct jwtauth		*ae_jwt;		/* JWT providers' keys, */
 							/* NULL: none */
+	const struct stats_region *ae_stats;		/* GET /metrics; NULL: */
+							/* 503 */
+	const struct jwks_slot	*ae_jwks;		/* key sets, or NULL */
 };
 
 struct admin_request {
