@@ -19,6 +19,7 @@ struct accesslog_entry {
 	const char	*ae_path;
 	size_t		 ae_pathlen;
 	int		 ae_route;	/* 1-based route index, 0 = none */
+	const char	*ae_route_name;	/* its name= (metrics'), NULL: none */
 	int		 ae_status;
 	uint64_t	 ae_bytes;	/* response bytes, headers included */
 	int64_t		 ae_duration_us;

@@ -52,7 +52,9 @@ struct keystore;
 struct journal;
 struct rl_failtable;
 struct jwtauth;
+
 struct stats_region;
+struct jwks_slot;
 
 struct admin_env {
 	struct keystore		*ae_ks;
@@ -69,8 +71,10 @@ struct admin_env {
 							/* address, NULL: none */
 	struct jwtauth		*ae_jwt;		/* JWT providers' keys, */
 							/* NULL: none */
-	const struct stats_region *ae_stats;		/* the counters, NULL: */
-							/* /v1/status is 503 */
+	const struct stats_region *ae_stats;		/* the counters (GET */
+							/* /metrics, /v1/status), */
+							/* NULL: 503 */
+	const struct jwks_slot	*ae_jwks;		/* key sets, or NULL */
 };
 
 struct admin_request {

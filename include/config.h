@@ -16,6 +16,7 @@
 #include "jwt.h"
 #include "ratelimit.h"
 #include "route.h"
+#include "stats.h"
 #include "tls.h"
 
 #define CONFIG_ERRLEN		512
@@ -55,6 +56,9 @@ struct upstream {
 	char			*u_sni;		/* sni=, default the URL's host */
 	SSL_CTX			*u_ssl_ctx;	/* tls_upstream_build() */
 	SSL_SESSION		*u_ssl_session;	/* last session, resumed */
+	/* Metrics (stats.h): the server label and its id, set by the master. */
+	char			 u_server[STATS_NAME_MAX];	/* HOST:PORT, "echo" */
+	uint32_t		 u_stat_id;
 };
 
 #define UPSTREAM_MAX_IDLE		64
@@ -109,6 +113,8 @@ struct config {
 	 */
 	uint32_t		 c_rate[RL_WINDOWS];
 	uint32_t		 c_anon_rate[RL_WINDOWS];
+	int			 c_metrics;		/* metrics_listen given */
+	struct listen_addr	 c_metrics_listen;
 	int			 c_admin;		/* admin API enabled */
 	struct listen_addr	 c_admin_listen;
 	char			*c_admin_token_file;	/* absolute, or NULL */
@@ -174,6 +180,12 @@ int		 config_read_token(const char *, char *, size_t, char *, size_t);
  */
 size_t		 config_nlisten(const struct config *);
 const struct listen_addr *config_listen(const struct config *, size_t);
+enum listen_kind {
+	LISTEN_GATEWAY,
+	LISTEN_ADMIN,
+	LISTEN_METRICS
+};
+enum listen_kind config_listen_kind(const struct config *, size_t);
 
 /* Upstream by name, or NULL. */
 struct upstream	*config_upstream(const struct config *, const char *);

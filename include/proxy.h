@@ -75,11 +75,12 @@ struct proxy_request {
 
 /*
  * The worker's upstream side for conf's upstreams in base; scanmax and
- * limits bound a response head as they bound a request's.  NULL if out of
- * memory.
+ * limits bound a response head as they bound a request's.  Attempts are
+ * counted in ss (keygate_upstream_*).  NULL if out of memory.
  */
+struct stats_slot;
 struct proxy	*proxy_new(struct event_base *, const struct config *,
-		    const struct http_limits *, size_t);
+		    const struct http_limits *, size_t, struct stats_slot *);
 void		 proxy_free(struct proxy *);
 
 /* The worker is stopping: connections are no longer pooled. */

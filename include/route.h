@@ -54,6 +54,9 @@ struct route {
 	struct upstream	*r_upstream;	/* NULL for deny-only routes */
 	int		 r_line;	/* configuration line, for messages */
 	int		 r_index;	/* 1-based position, for the access log */
+	char		*r_name;	/* name=, default "route<N>": metrics, log */
+	uint32_t	 r_stat_id;	/* its metrics id (stats.h), set by the */
+					/* master before workers start */
 };
 
 struct route_table {

@@ -50,12 +50,9 @@ struct shm_worker {
 	uint64_t	 sw_accepted;	/* connections accepted */
 	uint64_t	 sw_active;	/* connections open now */
 	uint64_t	 sw_requests;	/* requests answered */
-	uint64_t	 sw_status[6];	/* by class: [1] 1xx ... [5] 5xx */
 	uint64_t	 sw_bytes_out;
 	uint32_t	 sw_ready;	/* set by the worker once it accepts */
-	uint64_t	 sw_tls_handshakes;	/* TLS handshakes completed */
-	uint64_t	 sw_tls_resumed;	/* of which resumed sessions */
-	uint64_t	 sw_tls_failures;	/* TLS handshakes failed */
+	/* Metrics live in stats.h's slot of the same index. */
 } __attribute__((aligned(64)));
 
 /*
@@ -102,11 +99,6 @@ struct shm_header {
 	 * same in every worker.
 	 */
 	int64_t		 sh_mono_to_wall;
-	/*
-	 * Rate-limit refusals by window: [0] keys, [1] client addresses,
-	 * [2] JWT identities.
-	 */
-	uint64_t	 sh_rate_refused[3][RL_WINDOWS];
 	struct shm_tickets sh_tickets;
 	struct shm_worker sh_workers[SHM_SLOTS];
 };

@@ -95,10 +95,14 @@ accesslog_format(char *buf, size_t len, const struct accesslog_entry *e)
 	off += 10;
 	accesslog_str(buf, len, &off, e->ae_path, e->ae_pathlen >
 	    ACCESSLOG_PATH ? ACCESSLOG_PATH : e->ae_pathlen);
+	/* Names are [A-Za-z0-9_.-] (config.c): no escaping needed. */
 	if (e->ae_route > 0)
-		n = snprintf(buf + off, len - off, "\",\"route\":%d", e->ae_route);
+		n = snprintf(buf + off, len - off, "\",\"route\":%d,"
+		    "\"route_name\":\"%s\"", e->ae_route, e->ae_route_name != NULL ?
+		    e->ae_route_name : "");
 	else
-		n = snprintf(buf + off, len - off, "\",\"route\":null");
+		n = snprintf(buf + off, len - off, "\",\"route\":null,"
+		    "\"route_name\":\"none\"");
 	if (n < 0 || (size_t)n >= len - off)
 		return (0);
 	off += (size_t)n;

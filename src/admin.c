@@ -28,6 +28,7 @@
 #include "jwtauth.h"
 #include "keystore.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "secret.h"
 #include "stats.h"
@@ -53,7 +54,8 @@ enum admin_ep {
 	EP_KEY,
 	EP_REGENERATE,
 	EP_USAGE,
-	EP_VERIFY
+	EP_VERIFY,
+	EP_METRICS
 };
 
 /* Methods each endpoint answers, as bits and as an Allow header. */
@@ -70,6 +72,7 @@ static const struct {
 	[EP_REGENERATE] =	{ HTTP_M_POST, "POST" },
 	[EP_USAGE] =		{ HTTP_M_GET, "GET" },
 	[EP_VERIFY] =		{ HTTP_M_POST, "POST" },
+	[EP_METRICS] =		{ HTTP_M_GET, "GET" },
 };
 
 /* One request being answered. */
@@ -1759,6 +1762,30 @@ admin_status(struct admin_ctx *c)
 	return (admin_reply(c->c_rs, 200, o));
 }
 
+/* GET /metrics: the Prometheus exposition (metrics.h), behind the token. */
+static int
+admin_metrics(struct admin_ctx *c)
+{
+	struct admin_response	*rs = c->c_rs;
+	struct metrics_src	 src;
+
+	if (c->c_env->ae_stats == NULL)
+		return (admin_error(c, 503, "metrics_unavailable",
+		    "this process keeps no metrics"));
+	memset(&src, 0, sizeof(src));
+	src.ms_stats = c->c_env->ae_stats;
+	src.ms_jwks = c->c_env->ae_jwks;
+	src.ms_keys = keystore_count(c->c_ks);
+	src.ms_keys_max = c->c_ks->ks_hdr->kh_max_keys;
+	src.ms_version = c->c_env->ae_version != NULL ? c->c_env->ae_version :
+	    PACKAGE_VERSION;
+	if ((rs->as_body = metrics_render(&src, &rs->as_bodylen)) == NULL)
+		return (admin_oom(rs));
+	rs->as_status = 200;
+	rs->as_type = METRICS_CONTENT_TYPE;
+	return (0);
+}
+
 /* GET /v1/openapi.json: the compiled-in document. */
 static int
 admin_openapi(struct admin_ctx *c)
@@ -1789,6 +1816,7 @@ admin_route(struct admin_ctx *c, const char *path, size_t len)
 		{ "/v1/openapi.json", EP_OPENAPI },
 		{ "/v1/keys", EP_KEYS },
 		{ "/v1/verify", EP_VERIFY },
+		{ "/metrics", EP_METRICS },
 	};
 	const char	*id, *slash;
 	size_t		 i, idlen, rest;
@@ -1980,6 +2008,9 @@ admin_dispatch(struct admin_ctx *c)
 		break;
 	case EP_VERIFY:
 		admin_verify(c);
+		break;
+	case EP_METRICS:
+		admin_metrics(c);
 		break;
 	}
 }

@@ -116,6 +116,10 @@ static int	 dir_verify_path(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_route(struct parser *, const struct directive *, char **,
 		    int);
+static int	 route_default_name(struct parser *, struct route *);
+static void	 upstream_server_label(struct upstream *);
+static int	 dir_metrics_listen(struct parser *, const struct directive *,
+		    char **, int);
 static int	 dir_admin_listen(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_admin_token_file(struct parser *, const struct directive *,
@@ -208,6 +212,7 @@ static const struct directive directives[] = {
 	RATE("rate_limit", c_rate, RATE_DEFAULT),
 	RATE("anonymous_rate_limit", c_anon_rate, "off"),
 	FUNC("admin_listen", 1, 2, dir_admin_listen, 0, 0, "127.0.0.1:8081", 0),
+	FUNC("metrics_listen", 1, 2, dir_metrics_listen, 0, 0, NULL, 0),
 	FUNC("admin_token_file", 1, 1, dir_admin_token_file, 0, 0, NULL, 0),
 	FUNC("verify_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
 	FUNC("jwt_provider", 1, -1, dir_jwt_provider, 0, 0, NULL, D_REPEAT),
@@ -999,6 +1004,35 @@ route_has_rate(const struct route *r)
 }
 
 /*
+ * "name=NAME": the route's name in metrics and the access log; unique,
+ * and from a small alphabet so that it needs no escaping anywhere.
+ */
+static int
+route_name(struct parser *p, struct route *r, const char *val)
+{
+	const struct route_table	*rt = &p->p_conf->c_routes;
+	size_t				 i;
+
+	if (r->r_name != NULL)
+		return (perr(p, "duplicate route option \"name\""));
+	if (!valid_name(val, STATS_NAME_MAX - 1, "_.-"))
+		return (perr(p, "invalid route name \"%s\" (expected 1 to %d "
+		    "letters, digits, '_', '.' or '-')", val,
+		    STATS_NAME_MAX - 1));
+	if (strcmp(val, "none") == 0 || strcmp(val, "other") == 0)
+		return (perr(p, "route name \"%s\" is reserved (metrics use "
+		    "it)", val));
+	for (i = 0; i < rt->rt_nroutes; i++)
+		if (rt->rt_routes[i].r_name != NULL &&
+		    strcmp(rt->rt_routes[i].r_name, val) == 0)
+			return (perr(p, "duplicate route name \"%s\" (first "
+			    "at line %d)", val, rt->rt_routes[i].r_line));
+	if ((r->r_name = strdup(val)) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/*
  * One "key=value" option of a route; upstream= and the providers of
  * auth=jwt:NAME are resolved later.
  */
@@ -1013,6 +1047,8 @@ route_option(struct parser *p, struct route *r, const char *opt)
 
 	klen = strcspn(opt, "=");
 	val = opt[klen] == '=' ? opt + klen + 1 : "";
+	if (word_is(opt, klen, "name"))
+		return (route_name(p, r, val));
 	auth = word_is(opt, klen, "auth");
 	scope = word_is(opt, klen, "scope");
 	rate = word_is(opt, klen, "rate");
@@ -1070,24 +1106,45 @@ dir_verify_path(struct parser *p, const struct directive *d, char **argv,
 	return (0);
 }
 
+/* "admin_listen ADDR [tls]" and "metrics_listen ADDR [tls]" into la. */
+static int
+listen_one(struct parser *p, const struct directive *d, char **argv,
+    int argc, struct listen_addr *la)
+{
+	if (argc == 2 && strcmp(argv[1], "tls") != 0)
+		return (perr(p, "\"%s\": unknown parameter \"%s\"", d->d_name,
+		    argv[1]));
+	memset(la, 0, sizeof(*la));
+	if (strlen(argv[0]) >= sizeof(la->la_name) ||
+	    config_parse_addr(argv[0], &la->la_ss, &la->la_sslen) == -1)
+		return (perr(p, "\"%s\": invalid address \"%s\" (expected "
+		    "IP:PORT, [IPv6]:PORT, *:PORT or PORT)", d->d_name,
+		    argv[0]));
+	snprintf(la->la_name, sizeof(la->la_name), "%s", argv[0]);
+	la->la_line = p->p_line;
+	la->la_tls = argc == 2;
+	return (0);
+}
+
 /* "admin_listen ADDR": where the admin API listens. */
 static int
 dir_admin_listen(struct parser *p, const struct directive *d, char **argv,
     int argc)
 {
-	struct listen_addr	*la = &p->p_conf->c_admin_listen;
+	return (listen_one(p, d, argv, argc, &p->p_conf->c_admin_listen));
+}
 
-	if (argc == 2 && strcmp(argv[1], "tls") != 0)
-		return (perr(p, "\"admin_listen\": unknown parameter \"%s\"",
-		    argv[1]));
-	memset(la, 0, sizeof(*la));
-	if (strlen(argv[0]) >= sizeof(la->la_name) ||
-	    config_parse_addr(argv[0], &la->la_ss, &la->la_sslen) == -1)
-		return (perr(p, "\"admin_listen\": invalid address \"%s\" "
-		    "(expected IP:PORT, [IPv6]:PORT, *:PORT or PORT)", argv[0]));
-	snprintf(la->la_name, sizeof(la->la_name), "%s", argv[0]);
-	la->la_line = p->p_line;
-	la->la_tls = argc == 2;
+/*
+ * "metrics_listen ADDR": GET /metrics without a token, for a Prometheus
+ * scraper on a private address.  Off unless given.
+ */
+static int
+dir_metrics_listen(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	if (listen_one(p, d, argv, argc, &p->p_conf->c_metrics_listen) == -1)
+		return (-1);
+	p->p_conf->c_metrics = 1;
 	return (0);
 }
 
@@ -2163,8 +2220,64 @@ check_routes(struct parser *p)
 				    "none is defined"));
 			r->r_upstream = &c->c_upstreams[0];
 		}
+		if (route_default_name(p, r) == -1)
+			return (-1);
 	}
+	for (i = 0; i < c->c_nupstreams; i++)
+		upstream_server_label(&c->c_upstreams[i]);
 	return (0);
+}
+
+/*
+ * A route without name= is "route<N>"; an explicit name= taking the
+ * default name of another route would merge their metrics: an error.
+ */
+static int
+route_default_name(struct parser *p, struct route *r)
+{
+	const struct route_table	*rt = &p->p_conf->c_routes;
+	char				 name[32];
+	size_t				 i;
+
+	if (r->r_name != NULL)
+		return (0);
+	snprintf(name, sizeof(name), "route%d", r->r_index);
+	for (i = 0; i < rt->rt_nroutes; i++)
+		if (rt->rt_routes[i].r_name != NULL &&
+		    strcmp(rt->rt_routes[i].r_name, name) == 0)
+			return (perr(p, "route name \"%s\" of line %d is the "
+			    "default name of the route on this line; give "
+			    "this one a name=", name, rt->rt_routes[i].r_line));
+	if ((r->r_name = strdup(name)) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/*
+ * The server label of an upstream's metrics: the URL's HOST:PORT (the
+ * port added when the URL left it out), "echo" for the built-in one.
+ */
+static void
+upstream_server_label(struct upstream *u)
+{
+	const struct sockaddr_in	*sin = (const void *)&u->u_ss;
+	const struct sockaddr_in6	*sin6 = (const void *)&u->u_ss;
+	const char			*h = u->u_host, *colon;
+	int				 port;
+
+	if (u->u_type != UPSTREAM_HTTP || h == NULL) {
+		snprintf(u->u_server, sizeof(u->u_server), "echo");
+		return;
+	}
+	/* "[v6]:port", "host:port": a port is there if a ':' follows ']'. */
+	colon = strrchr(h, ':');
+	if (colon != NULL && (h[0] != '[' || colon > strchr(h, ']'))) {
+		snprintf(u->u_server, sizeof(u->u_server), "%s", h);
+		return;
+	}
+	port = u->u_ss.ss_family == AF_INET6 ? ntohs(sin6->sin6_port) :
+	    ntohs(sin->sin_port);
+	snprintf(u->u_server, sizeof(u->u_server), "%s:%d", h, port);
 }
 
 /* Line of the first use of the directive called name, 0 if unused. */
@@ -2228,13 +2341,30 @@ check_jwt_headers(struct parser *p)
 	return (0);
 }
 
-/* The admin API needs an address of its own. */
+/* The admin API and the metrics need addresses of their own. */
 static int
 check_admin(struct parser *p)
 {
 	struct config	*c = p->p_conf;
 	size_t		 i;
 
+	if (c->c_metrics) {
+		for (i = 0; i < c->c_nlisten; i++)
+			if (addr_equal(&c->c_listen[i].la_ss,
+			    &c->c_metrics_listen.la_ss)) {
+				p->p_line = c->c_metrics_listen.la_line;
+				return (perr(p, "metrics_listen %s is also a "
+				    "listen address", c->c_metrics_listen.la_name));
+			}
+		if (c->c_admin && addr_equal(&c->c_admin_listen.la_ss,
+		    &c->c_metrics_listen.la_ss)) {
+			p->p_line = c->c_metrics_listen.la_line;
+			return (perr(p, "metrics_listen %s is also the "
+			    "admin_listen address (the admin listener serves "
+			    "/metrics with its token already)",
+			    c->c_metrics_listen.la_name));
+		}
+	}
 	if (!c->c_admin)
 		return (0);
 	for (i = 0; i < c->c_nlisten; i++)
@@ -2282,6 +2412,9 @@ check_tls(struct parser *p)
 			return (-1);
 	if (c->c_admin && check_tls_listener(p, "admin_listen",
 	    &c->c_admin_listen, &any) == -1)
+		return (-1);
+	if (c->c_metrics && check_tls_listener(p, "metrics_listen",
+	    &c->c_metrics_listen, &any) == -1)
 		return (-1);
 	p->p_line = 0;
 	if (p->p_flags & CONFIG_NO_TLS)
@@ -2547,14 +2680,32 @@ config_free(struct config *c)
 size_t
 config_nlisten(const struct config *c)
 {
-	return (c->c_nlisten + (c->c_admin ? 1 : 0));
+	return (c->c_nlisten + (c->c_admin ? 1 : 0) + (c->c_metrics ? 1 : 0));
 }
 
-/* Address i of config_nlisten(): a gateway listener, or the admin one last. */
+/*
+ * Address i of config_nlisten(): the gateway listeners, then the admin
+ * one (if enabled), then the metrics one (if given).
+ */
 const struct listen_addr *
 config_listen(const struct config *c, size_t i)
 {
-	return (i < c->c_nlisten ? &c->c_listen[i] : &c->c_admin_listen);
+	if (i < c->c_nlisten)
+		return (&c->c_listen[i]);
+	if (i == c->c_nlisten && c->c_admin)
+		return (&c->c_admin_listen);
+	return (&c->c_metrics_listen);
+}
+
+/* What listener i of config_nlisten() serves. */
+enum listen_kind
+config_listen_kind(const struct config *c, size_t i)
+{
+	if (i < c->c_nlisten)
+		return (LISTEN_GATEWAY);
+	if (i == c->c_nlisten && c->c_admin)
+		return (LISTEN_ADMIN);
+	return (LISTEN_METRICS);
 }
 
 /* Upstream called name, or NULL. */

@@ -37,12 +37,14 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "procstat.h"
 #include "route.h"
 #include "server.h"
 #include "journal.h"
 #include "jwks.h"
 #include "keystore.h"
 #include "shm.h"
+#include "stats.h"
 #include "tls.h"
 #include "util.h"
 
@@ -113,6 +115,7 @@ struct master {
 	int			 m_backoff_ms;
 	int64_t			 m_spawn_after_ms;
 	int			 m_stopping;	/* 1 graceful, 2 fast */
+	struct stats_total	*m_total;	/* scratch of stats_sample() */
 };
 
 static const int master_signals[MASTER_NSIGS] = {
@@ -120,6 +123,8 @@ static const int master_signals[MASTER_NSIGS] = {
 };
 
 static void	 master_spawn(struct master *);
+static void	 master_reloaded(struct master *, int);
+static void	 master_stats_names(struct master *, struct config *);
 static void	 master_close_unshared(const int *, size_t, const int *, size_t);
 static void	 master_rollback(struct master *, const char *);
 static void	 master_stop(struct master *, int);
@@ -469,6 +474,8 @@ master_fork(struct master *m, struct child *ch)
 
 	/* Shown in the stats: wall-clock time. */
 	slot = shm_worker_attach(m->m_shm, m->m_gen, util_now_ms() / 1000);
+	if (slot != -1)
+		stats_attach(shm_stats(m->m_shm), slot);
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
 	if ((pid = fork()) == -1) {
@@ -591,7 +598,7 @@ master_report(const struct master *m, const struct child *ch, int status,
  * 10 s, so a worker that crashes at once cannot make the master spin.
  */
 static void
-master_reaped(struct master *m, struct child *ch, int status)
+master_reaped(struct master *m, struct child *ch, int status, uint64_t cpu_us)
 {
 	uint64_t	 requests = 0;
 	int64_t		 now = util_mono_ms();
@@ -600,6 +607,8 @@ master_reaped(struct master *m, struct child *ch, int status)
 	if (ch->ch_slot >= 0) {
 		requests = SHM_LOAD(&m->m_shm->sh_workers[ch->ch_slot].sw_requests);
 		ready = SHM_LOAD(&m->m_shm->sh_workers[ch->ch_slot].sw_ready);
+		/* Its counts live on in the totals: they never go back. */
+		stats_fold(shm_stats(m->m_shm), ch->ch_slot, cpu_us);
 	}
 	shm_worker_detach(m->m_shm, ch->ch_pid);
 	master_report(m, ch, status, requests);
@@ -620,6 +629,7 @@ master_reaped(struct master *m, struct child *ch, int status)
 		return;
 	}
 	if (!ch->ch_stopping && !m->m_stopping && ch->ch_gen == m->m_gen) {
+		stats_restarted(shm_stats(m->m_shm));
 		if (now - ch->ch_started_ms < MASTER_STABLE_MS) {
 			m->m_backoff_ms = m->m_backoff_ms == 0 ?
 			    MASTER_BACKOFF_MIN_MS : m->m_backoff_ms * 2;
@@ -638,13 +648,20 @@ master_reaped(struct master *m, struct child *ch, int status)
 static void
 master_reap(struct master *m)
 {
-	pid_t	 pid;
-	int	 status, i, left = 0;
+	struct rusage	 ru;
+	uint64_t	 cpu_us;
+	pid_t		 pid;
+	int		 status, i, left = 0;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+	while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
+		cpu_us = (uint64_t)ru.ru_utime.tv_sec * 1000000 +
+		    (uint64_t)ru.ru_utime.tv_usec +
+		    (uint64_t)ru.ru_stime.tv_sec * 1000000 +
+		    (uint64_t)ru.ru_stime.tv_usec;
 		for (i = 0; i < SHM_SLOTS; i++)
 			if (m->m_children[i].ch_pid == pid) {
-				master_reaped(m, &m->m_children[i], status);
+				master_reaped(m, &m->m_children[i], status,
+				    cpu_us);
 				break;
 			}
 	}
@@ -690,6 +707,84 @@ master_signal_children(struct master *m, int sig, int which, int64_t deadline)
  * store's periodic work, rotate the TLS ticket keys when due (a no-op
  * most seconds; tls.c).
  */
+/*
+ * The metrics ids of conf's route names and upstream servers, before its
+ * workers are forked: a name keeps its id across reloads, so its counters
+ * go on from where they were.
+ */
+static void
+master_stats_names(struct master *m, struct config *conf)
+{
+	struct stats_region	*sr = shm_stats(m->m_shm);
+	struct route		*r;
+	struct upstream		*u;
+	size_t			 i;
+
+	for (i = 0; i < conf->c_routes.rt_nroutes; i++) {
+		r = &conf->c_routes.rt_routes[i];
+		r->r_stat_id = stats_route_id(sr, r->r_name);
+		if (r->r_stat_id == STATS_ROUTE_OTHER)
+			log_warnx("route %s: more than %d route names since "
+			    "the start; its metrics count as route=\"other\"",
+			    r->r_name, STATS_ROUTES - 2);
+	}
+	for (i = 0; i < conf->c_nupstreams; i++) {
+		u = &conf->c_upstreams[i];
+		if (u->u_type != UPSTREAM_HTTP)
+			continue;	/* echo answers in the worker itself */
+		u->u_stat_id = stats_upstream_id(sr, u->u_name, u->u_server);
+		if (u->u_stat_id == STATS_UPSTREAM_OTHER)
+			log_warnx("upstream %s: more than %d upstream servers "
+			    "since the start; its metrics count as "
+			    "upstream=\"other\"", u->u_name, STATS_UPSTREAMS - 1);
+	}
+	stats_workers(sr, (uint32_t)conf->c_workers);
+}
+
+/* A reload applied (ok) or refused: keygate_config_reloads_total. */
+static void
+master_reloaded(struct master *m, int ok)
+{
+	stats_reloaded(shm_stats(m->m_shm), ok, util_now_ms() / 1000);
+}
+
+/*
+ * Once a second: process_* of the master and of the live workers summed
+ * (with the CPU of the ended ones), and a sample for the last minute.
+ */
+static void
+master_stats_tick(struct master *m)
+{
+	struct stats_region	*sr = shm_stats(m->m_shm);
+	struct stats_proc	 pm, pw;
+	struct rlimit		 rl;
+	int64_t			 oldest = 0, started;
+	int			 i;
+
+	memset(&pm, 0, sizeof(pm));
+	memset(&pw, 0, sizeof(pw));
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		pm.pr_max_fds = pw.pr_max_fds = rl.rlim_cur == RLIM_INFINITY ?
+		    0 : (uint64_t)rl.rlim_cur;
+	pm.pr_start = sr->sr_master.sm_started;
+	(void)procstat_add(getpid(), &pm);
+	for (i = 0; i < SHM_SLOTS; i++) {
+		if (m->m_children[i].ch_pid == 0)
+			continue;
+		(void)procstat_add(m->m_children[i].ch_pid, &pw);
+		if (m->m_children[i].ch_slot < 0)
+			continue;
+		started = m->m_shm->sh_workers[m->m_children[i].ch_slot].sw_started;
+		if (oldest == 0 || (started > 0 && started < oldest))
+			oldest = started;
+	}
+	pw.pr_cpu_us += sr->sr_master.sm_retired_cpu_us;
+	pw.pr_start = oldest;
+	stats_proc_set(sr, STATS_PROC_MASTER, &pm);
+	stats_proc_set(sr, STATS_PROC_WORKERS, &pw);
+	stats_sample(sr, m->m_total, util_now_ms() / 1000);
+}
+
 static void
 master_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -709,6 +804,7 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 	master_keys_tick(m, now);
+	master_stats_tick(m);
 	if (tls_tickets_rotate(&m->m_shm->sh_tickets, util_now_ms() / 1000) ==
 	    -1)
 		log_warnx("TLS ticket keys not rotated: no random bytes");
@@ -831,6 +927,7 @@ master_commit(struct master *m)
 	m->m_prev_nlfds = 0;	/* closed: the numbers may be reused */
 	config_free(old);
 	m->m_prev_conf = NULL;
+	master_reloaded(m, 1);
 	log_info("configuration reloaded from %s (generation %u, %d workers)",
 	    m->m_opts->mo_path, m->m_gen, m->m_conf->c_workers);
 }
@@ -857,6 +954,7 @@ master_rollback(struct master *m, const char *why)
 		return;
 	}
 	log_warnx("reload failed, keeping the running configuration: %s", why);
+	master_reloaded(m, 0);
 	master_signal_children(m, SIGQUIT, MASTER_CURRENT, util_mono_ms() +
 	    MASTER_KILL_GRACE_MS);
 	master_close_unshared(m->m_lfds, m->m_nlfds, m->m_prev_lfds,
@@ -987,6 +1085,7 @@ master_reload(struct master *m)
 	if ((conf = master_load(m, err, sizeof(err))) == NULL) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", err);
+		master_reloaded(m, 0);
 		return;
 	}
 	if (config_nlisten(conf) > MASTER_MAX_LISTEN ||
@@ -995,6 +1094,7 @@ master_reload(struct master *m)
 		    "%s", config_nlisten(conf) > MASTER_MAX_LISTEN ?
 		    "too many listen directives" : err);
 		config_free(conf);
+		master_reloaded(m, 0);
 		return;
 	}
 	/*
@@ -1010,9 +1110,11 @@ master_reload(struct master *m)
 		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,
 		    m->m_nlfds);
 		config_free(conf);
+		master_reloaded(m, 0);
 		return;
 	}
 	master_nofile(conf);
+	master_stats_names(m, conf);
 	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
 	m->m_prev_conf = m->m_conf;
@@ -1137,6 +1239,9 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	if ((m.m_jwks = jwks_start(m.m_base, shm, conf, err,
 	    sizeof(err))) == NULL)
 		fatalx("jwt providers: %s", err);
+	if ((m.m_total = malloc(sizeof(*m.m_total))) == NULL)
+		fatalx("out of memory");
+	master_stats_names(&m, conf);
 	m.m_gen = m.m_gencount = 1;
 	master_pending(&m);
 	master_spawn(&m);
@@ -1149,6 +1254,7 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	event_free(m.m_respawn);
 	event_free(m.m_confirm);
 	event_base_free(m.m_base);
+	free(m.m_total);
 	for (i = 0; i < (int)m.m_nlfds; i++)
 		close(m.m_lfds[i]);
 	if (journal_save_usage(&m.m_journal, &m.m_ks, err, sizeof(err)) == -1)

@@ -41,6 +41,7 @@
 #include "io.h"
 #include "log.h"
 #include "proxy.h"
+#include "stats.h"
 #include "tls.h"
 #include "util.h"
 
@@ -68,6 +69,8 @@ struct upconn {
 	int			 uc_reused;	/* came from the pool */
 	int			 uc_got;	/* a response byte arrived */
 	int			 uc_req_done;	/* the whole request is in uc_out */
+	int64_t			 uc_sent_us;	/* monotonic: the request went */
+						/* out (attached to this client) */
 	struct evbuffer		*uc_retry;	/* request head, if retryable */
 
 	struct http_msg		 uc_msg;	/* response head */
@@ -92,6 +95,7 @@ struct proxy {
 	const struct http_limits *px_limits;
 	size_t			 px_scanmax;
 	int			 px_stopping;
+	struct stats_slot	*px_ss;
 	size_t			 px_npools;
 	struct upool		 px_pools[];
 };
@@ -106,7 +110,7 @@ static const struct io_ops upconn_io_ops = { upconn_on_read, upconn_on_write };
 /* One pool per upstream of the worker's configuration. */
 struct proxy *
 proxy_new(struct event_base *base, const struct config *conf,
-    const struct http_limits *limits, size_t scanmax)
+    const struct http_limits *limits, size_t scanmax, struct stats_slot *ss)
 {
 	struct proxy	*px;
 	size_t		 i;
@@ -118,6 +122,7 @@ proxy_new(struct event_base *base, const struct config *conf,
 	px->px_conf = conf;
 	px->px_limits = limits;
 	px->px_scanmax = scanmax;
+	px->px_ss = ss;
 	px->px_npools = conf->c_nupstreams;
 	for (i = 0; i < conf->c_nupstreams; i++) {
 		px->px_pools[i].up_u = &conf->c_upstreams[i];
@@ -312,15 +317,36 @@ upconn_log(const struct upconn *uc, const char *what)
 		log_warnx("upstream %s: connection %s", name, what);
 }
 
+/* Count an attempt on uc's upstream server: keygate_upstream_*. */
+static void
+proxy_count(const struct upconn *uc, enum stats_upresult res)
+{
+	const struct upstream	*u = uc->uc_pool->up_u;
+
+	stats_upstream(uc->uc_pool->up_proxy->px_ss, u->u_stat_id, res,
+	    util_mono_us() - uc->uc_sent_us);
+}
+
 /*
  * The exchange failed before the response started: the client answers
  * status/code itself.  A client still sending its body cannot be kept.
+ * What failed is told by where the exchange was: a TLS failure, the
+ * connect, a read timeout (504), or anything else.
  */
 static void
 proxy_fail(struct upconn *uc, int status, const char *code, const char *msg)
 {
 	struct proxy_request	 pq;
 	int			 done = uc->uc_req_done;
+
+	if (uc->uc_io.io_flags & IO_FAILED)
+		proxy_count(uc, STATS_UP_TLS_ERROR);
+	else if (uc->uc_state == UC_CONNECTING)
+		proxy_count(uc, STATS_UP_CONNECT_ERROR);
+	else if (status == 504)
+		proxy_count(uc, STATS_UP_TIMEOUT);
+	else
+		proxy_count(uc, STATS_UP_ERROR);
 
 	if (!upconn_drop(uc, &pq))
 		return;
@@ -489,6 +515,7 @@ proxy_attach(const struct proxy_request *pq, struct upconn *uc)
 	uc->uc_req = *pq;
 	uc->uc_req.pq_msg = NULL;	/* valid during proxy_start() only */
 	uc->uc_busy = 1;
+	uc->uc_sent_us = util_mono_us();
 	http_msg_init(&uc->uc_msg);
 	io_reading(&uc->uc_io, 1);
 	if (uc->uc_state == UC_CONNECTING) {
@@ -512,6 +539,8 @@ proxy_start(struct proxy *px, struct upstream *u,
 
 	if ((uc = proxy_get(up)) == NULL) {
 		log_warn("upstream %s: connect", u->u_name);
+		stats_upstream(px->px_ss, u->u_stat_id, STATS_UP_CONNECT_ERROR,
+		    0);
 		return (NULL);
 	}
 	out = uc->uc_io.io_out;
@@ -525,6 +554,7 @@ proxy_start(struct proxy *px, struct upstream *u,
 	uc->uc_req_done = pq->pq_body == HTTP_BODY_NONE;
 	if (proxy_attach(pq, uc) == -1) {
 		upconn_log(uc, "failed");
+		proxy_count(uc, STATS_UP_ERROR);
 		upconn_free(uc);
 		errno = EPIPE;
 		return (NULL);
@@ -843,6 +873,7 @@ proxy_head(struct upconn *uc)
 			http_msg_init(&uc->uc_msg);
 			continue;
 		}
+		proxy_count(uc, STATS_UP_OK);
 		proxy_response_head(uc);
 		evbuffer_drain(in, uc->uc_msg.hm_hdrlen);
 		uc->uc_state = UC_BODY;

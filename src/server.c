@@ -84,7 +84,9 @@
 #include "route.h"
 #include "secret.h"
 #include "server.h"
+#include "metrics.h"
 #include "shm.h"
+#include "stats.h"
 #include "tls.h"
 #include "util.h"
 
@@ -167,6 +169,9 @@ struct conn {
 
 	struct conn_req		*c_rq;		/* the request; NULL when idle */
 	int			 c_admin;	/* accepted on the admin listener */
+	int			 c_metrics;	/* accepted on metrics_listen */
+	int			 c_gauge;	/* its keygate_connections state */
+						/* (enum stats_conn), -1: none */
 	struct conn_admin	*c_adm;		/* admin request awaiting its body */
 
 	/* The request being served. */
@@ -210,6 +215,7 @@ struct server_listener {
 	struct evconnlistener	*sl_lev;
 	int			 sl_tls;	/* "listen ADDR tls" */
 	int			 sl_admin;	/* the admin listener */
+	int			 sl_metrics;	/* metrics_listen */
 };
 
 struct worker {
@@ -229,6 +235,7 @@ struct worker {
 	struct accesslog	*w_alog;
 	struct shm_worker	*w_stats;
 	struct shm_worker	 w_nostats;
+	struct stats_slot	*w_ss;		/* this worker's metrics (stats.h) */
 	TAILQ_HEAD(, conn)	 w_conns;
 	TAILQ_HEAD(, conn)	 w_idle;	/* reusable, oldest first */
 	int			 w_nconns;
@@ -256,6 +263,29 @@ struct worker {
 	uint64_t		 w_reqid_seed;
 	uint64_t		 w_reqid_seq;
 };
+
+static void	 conn_head_type(struct conn *, int, uint64_t, const char *);
+static void	 conn_extra(struct conn *, const char *, const char *);
+static void	 conn_refuse(struct conn *, int, const char *, const char *);
+static void	 conn_finish(struct conn *, int, uint64_t);
+
+/* Where a worker without a slot (unit tests) counts: read by nobody. */
+static struct stats_slot	 server_nostats;
+
+/*
+ * What the exposition reads: the segment's counters and key sets, and the
+ * key store's size.
+ */
+static void
+server_metrics_src(const struct worker *w, struct metrics_src *src)
+{
+	memset(src, 0, sizeof(*src));
+	src->ms_stats = shm_stats(w->w_env->se_shm);
+	src->ms_jwks = shm_jwks(w->w_env->se_shm);
+	src->ms_keys = keystore_count(&w->w_ks);
+	src->ms_keys_max = w->w_ks.ks_hdr->kh_max_keys;
+	src->ms_version = PACKAGE_VERSION;
+}
 
 /* An admin request whose body is being read (the header is gone by then). */
 struct conn_admin {
@@ -535,10 +565,17 @@ conn_idle_remove(struct conn *c)
 static void
 conn_head(struct conn *c, int status, uint64_t clen)
 {
+	conn_head_type(c, status, clen, "application/json");
+}
+
+/* conn_head() with another Content-Type (at most 64 bytes). */
+static void
+conn_head_type(struct conn *c, int status, uint64_t clen, const char *type)
+{
 	struct worker	*w = c->c_w;
 	char		 buf[1024 + CONN_EXTRA_MAX], *p = buf;
 	const char	*reason = http_reason(status);
-	size_t		 len = strlen(reason);
+	size_t		 len = strlen(reason), tlen = strnlen(type, 64);
 
 	server_common_headers(w);
 	memcpy(p, "HTTP/1.1 ", 9);
@@ -556,9 +593,12 @@ conn_head(struct conn *c, int status, uint64_t clen)
 	memcpy(p, w->w_common, w->w_commonlen);
 	p += w->w_commonlen;
 	if (status != 204) {		/* which has neither */
-		memcpy(p, "Content-Type: application/json\r\nContent-Length: ",
-		    48);
-		p += 48;
+		memcpy(p, "Content-Type: ", 14);
+		p += 14;
+		memcpy(p, type, tlen);
+		p += tlen;
+		memcpy(p, "\r\nContent-Length: ", 18);
+		p += 18;
 		p += util_u64toa(p, clen);
 		memcpy(p, "\r\n", 2);
 		p += 2;
@@ -583,16 +623,86 @@ conn_head(struct conn *c, int status, uint64_t clen)
 	evbuffer_add(c->c_out, buf, (size_t)(p - buf));
 }
 
+/*
+ * GET /metrics on metrics_listen: the exposition without a token (the
+ * address is for a scraper on a private network); anything else is 404.
+ */
+static void
+conn_metrics(struct conn *c)
+{
+	struct worker		*w = c->c_w;
+	struct metrics_src	 src;
+	const struct http_msg	*m = &c->c_rq->rq_msg;
+	char			*text;
+	size_t			 len, before;
+
+	if (m->hm_pathlen != 8 || memcmp(m->hm_path, "/metrics", 8) != 0) {
+		conn_refuse(c, 404, "not_found", "this address serves only "
+		    "/metrics");
+		return;
+	}
+	if (m->hm_mbit != HTTP_M_GET && m->hm_mbit != HTTP_M_HEAD) {
+		conn_extra(c, "Allow", "GET, HEAD");
+		conn_refuse(c, 405, "method_not_allowed", "/metrics allows "
+		    "GET, HEAD");
+		return;
+	}
+	server_metrics_src(w, &src);
+	if ((text = metrics_render(&src, &len)) == NULL) {
+		conn_refuse(c, 500, "internal_error", "out of memory");
+		return;
+	}
+	before = evbuffer_get_length(c->c_out);
+	conn_head_type(c, 200, len, METRICS_CONTENT_TYPE);
+	if (!c->c_head)
+		evbuffer_add(c->c_out, text, len);
+	free(text);
+	conn_finish(c, 200, evbuffer_get_length(c->c_out) - before);
+}
+
+/*
+ * Every change of c_state goes through here, which keeps the
+ * keygate_connections{state} gauges: reading (a handshake, a request's
+ * head or body), writing (decided, waiting on or writing the answer),
+ * idle (keep-alive).
+ */
+static void
+conn_set_state(struct conn *c, enum conn_state s)
+{
+	static const int gauge[] = {
+		[CONN_IDLE] = STATS_CONN_IDLE,
+		[CONN_HEADERS] = STATS_CONN_READING,
+		[CONN_BODY] = STATS_CONN_READING,
+		[CONN_DISCARD] = STATS_CONN_READING,
+		[CONN_AUTHWAIT] = STATS_CONN_WRITING,
+		[CONN_PROXY] = STATS_CONN_WRITING,
+		[CONN_CLOSING] = STATS_CONN_WRITING,
+		[CONN_LINGER] = STATS_CONN_WRITING,
+		[CONN_DEAD] = -1
+	};
+
+	c->c_state = s;
+	stats_conn_move(c->c_w->w_ss, c->c_gauge, gauge[s]);
+	c->c_gauge = gauge[s];
+}
+
 /* Account for a queued response: statistics and the access log. */
 static void
 conn_log(struct conn *c, int status, uint64_t bytes)
 {
 	struct worker		*w = c->c_w;
+	const struct route_table *rt = &w->w_conf->c_routes;
 	struct accesslog_entry	 e;
+	int64_t			 us = util_mono_us() - c->c_start_us;
 
 	SHM_ADD(&w->w_stats->sw_requests, 1);
-	SHM_ADD(&w->w_stats->sw_status[status / 100 % 6], 1);
 	SHM_ADD(&w->w_stats->sw_bytes_out, bytes);
+	/* Gateway traffic only: not the admin API, not the scrapes. */
+	if (!c->c_admin && !c->c_metrics)
+		stats_request(w->w_ss, c->c_route > 0 &&
+		    (size_t)c->c_route <= rt->rt_nroutes ?
+		    rt->rt_routes[c->c_route - 1].r_stat_id : STATS_ROUTE_NONE,
+		    status, us);
 	c->c_nrequests++;
 	if (w->w_alog == NULL)
 		return;
@@ -603,9 +713,11 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	e.ae_path = c->c_rq->rq_path;
 	e.ae_pathlen = c->c_rq->rq_pathlen;
 	e.ae_route = c->c_route;
+	e.ae_route_name = c->c_route > 0 && (size_t)c->c_route <=
+	    rt->rt_nroutes ? rt->rt_routes[c->c_route - 1].r_name : NULL;
 	e.ae_status = status;
 	e.ae_bytes = bytes;
-	e.ae_duration_us = util_mono_us() - c->c_start_us;
+	e.ae_duration_us = us;
 	e.ae_reqid = c->c_rq->rq_reqid;
 	e.ae_reqidlen = c->c_rq->rq_reqidlen;
 	e.ae_key = c->c_rq->rq_keyid;
@@ -696,7 +808,7 @@ conn_finish(struct conn *c, int status, uint64_t bytes)
 		conn_next(c);
 		return;
 	}
-	c->c_state = CONN_DISCARD;
+	conn_set_state(c, CONN_DISCARD);
 	conn_body_start(c);
 }
 
@@ -748,7 +860,7 @@ conn_fail(struct conn *c, int status, const char *cause)
 		c->c_up = NULL;
 		c->c_upwait = 0;
 		if (started) {		/* too late to answer: just close */
-			c->c_state = CONN_CLOSING;
+			conn_set_state(c, CONN_CLOSING);
 			conn_timer(c, c->c_w->w_tv_send);
 			return;
 		}
@@ -822,7 +934,7 @@ conn_await_body(struct conn *c, void (*respond)(struct conn *))
 		return;
 	}
 	conn_continue(c);
-	c->c_state = CONN_BODY;
+	conn_set_state(c, CONN_BODY);
 	conn_body_start(c);
 }
 
@@ -915,10 +1027,10 @@ conn_forward(struct conn *c, const struct route *r)
 		}
 		conn_continue(c);
 		if (c->c_body == HTTP_BODY_NONE) {
-			c->c_state = CONN_PROXY;
+			conn_set_state(c, CONN_PROXY);
 			evtimer_del(c->c_timer);  /* the upstream's timers rule */
 		} else {
-			c->c_state = CONN_BODY;
+			conn_set_state(c, CONN_BODY);
 			conn_body_start(c);
 		}
 		return;
@@ -953,7 +1065,7 @@ conn_hold(struct conn *c, const struct route *r, int verify, int p,
 	c->c_hold_route = r;
 	c->c_hold_verify = verify;
 	c->c_hold_provider = p;
-	c->c_state = CONN_AUTHWAIT;
+	conn_set_state(c, CONN_AUTHWAIT);
 	conn_reading(c, 0);
 	evtimer_add(c->c_timer, &tv);
 }
@@ -971,6 +1083,18 @@ conn_identity_log(struct conn *c, const struct auth_result *ar)
 		    sizeof(rq->rq_ident_log));
 	if (ar->ar_scheme != 0)
 		c->c_scheme = route_auth_name(ar->ar_scheme);
+}
+
+/* keygate_auth_refusals_total{scheme,reason} of a refusal by auth_check(). */
+static void
+conn_auth_refused(struct conn *c, const struct auth_result *ar)
+{
+	int	 reason = stats_reason(ar->ar_code);
+	int	 scheme = (int)ar->ar_scheme;
+
+	if (reason < 0 || scheme < 0 || scheme >= STATS_NSCHEMES)
+		return;
+	STATS_BUMP(&c->c_w->w_ss->ss_auth[scheme][reason], 1);
 }
 
 /* Append "Name: value\r\n" to the extra response headers if it fits. */
@@ -1012,6 +1136,7 @@ conn_authenticate(struct conn *c, const struct route *r, int verify,
 		return (1);
 	if (ar->ar_challenge != NULL)
 		conn_extra(c, "WWW-Authenticate", ar->ar_challenge);
+	conn_auth_refused(c, ar);
 	conn_refuse(c, ar->ar_status, ar->ar_code, ar->ar_message);
 	return (0);
 }
@@ -1136,7 +1261,8 @@ conn_admin_respond(struct conn *c)
 		snprintf(ra, sizeof(ra), "%u", as.as_retry_after);
 		conn_extra(c, "Retry-After", ra);
 	}
-	conn_head(c, as.as_status, as.as_bodylen);
+	conn_head_type(c, as.as_status, as.as_bodylen, as.as_type != NULL ?
+	    as.as_type : "application/json");
 	/* The body may carry a new secret: wiped once written. */
 	if (!c->c_head && as.as_body != NULL) {
 		if (evbuffer_add_reference(c->c_out, as.as_body,
@@ -1328,6 +1454,10 @@ conn_route_request(struct conn *c)
 		conn_admin(c);
 		return;
 	}
+	if (c->c_metrics) {
+		conn_metrics(c);
+		return;
+	}
 	if (c->c_body == HTTP_BODY_LENGTH && conf->c_max_body_size > 0 &&
 	    c->c_body_left > conf->c_max_body_size) {
 		conn_fail(c, 413, "the request body is larger than "
@@ -1450,7 +1580,7 @@ conn_hold_release(struct conn *c)
 static void
 conn_redecide(struct conn *c)
 {
-	c->c_state = CONN_HEADERS;
+	conn_set_state(c, CONN_HEADERS);
 	conn_decide(c, c->c_hold_route, c->c_hold_verify);
 	if (c->c_state != CONN_AUTHWAIT)
 		evbuffer_drain(c->c_in, c->c_rq->rq_msg.hm_hdrlen);
@@ -1664,7 +1794,7 @@ conn_body(struct conn *c)
 	c->c_body = HTTP_BODY_NONE;
 	if (c->c_up != NULL && c->c_state == CONN_BODY) {
 		/* The upstream's answer finishes the request (proxy.c). */
-		c->c_state = CONN_PROXY;
+		conn_set_state(c, CONN_PROXY);
 		evtimer_del(c->c_timer);
 		proxy_body_done(c->c_up);
 		return (1);
@@ -1693,11 +1823,11 @@ conn_next(struct conn *c)
 		conn_reading(c, 1);
 	}
 	if (!c->c_keepalive || w->w_stopping || c->c_eof) {
-		c->c_state = CONN_CLOSING;
+		conn_set_state(c, CONN_CLOSING);
 		conn_timer(c, w->w_tv_send);
 		return;
 	}
-	c->c_state = CONN_IDLE;
+	conn_set_state(c, CONN_IDLE);
 	conn_timer(c, w->w_tv_idle);
 	if (evbuffer_get_length(c->c_out) > IO_MAX_OUTPUT) {
 		c->c_paused = 1;
@@ -1714,7 +1844,7 @@ conn_begin(struct conn *c)
 	conn_idle_remove(c);
 	if (rq == NULL && (rq = c->c_rq = malloc(sizeof(*rq))) == NULL)
 		return (-1);
-	c->c_state = CONN_HEADERS;
+	conn_set_state(c, CONN_HEADERS);
 	c->c_start_us = util_mono_us();
 	c->c_start_ms = util_now_ms();
 	c->c_rate_ms = 0;
@@ -1750,7 +1880,7 @@ conn_process(struct conn *c)
 				return;
 			if (conn_begin(c) == -1) {
 				log_warnx("out of memory for a request");
-				c->c_state = CONN_DEAD;
+				conn_set_state(c, CONN_DEAD);
 				return;
 			}
 			break;
@@ -1814,10 +1944,10 @@ conn_linger(struct conn *c)
 {
 	io_shutdown(&c->c_io);
 	if (c->c_eof) {
-		c->c_state = CONN_DEAD;
+		conn_set_state(c, CONN_DEAD);
 		return;
 	}
-	c->c_state = CONN_LINGER;
+	conn_set_state(c, CONN_LINGER);
 	c->c_paused = c->c_upwait = c->c_pipewait = 0;
 	conn_reading(c, 1);
 	conn_timer(c, c->c_w->w_tv_linger);
@@ -1836,7 +1966,7 @@ conn_flush(struct conn *c)
 
 	while (c->c_state != CONN_DEAD) {
 		if ((rc = io_flush(&c->c_io)) == -1) {
-			c->c_state = CONN_DEAD;		/* EPIPE, ECONNRESET */
+			conn_set_state(c, CONN_DEAD);		/* EPIPE, ECONNRESET */
 			return;
 		}
 		if (rc == 0)
@@ -1885,13 +2015,13 @@ conn_eof(struct conn *c)
 		/* Answers already queued still go out. */
 		if (evbuffer_get_length(c->c_out) > 0) {
 			c->c_keepalive = 0;
-			c->c_state = CONN_CLOSING;
+			conn_set_state(c, CONN_CLOSING);
 			conn_timer(c, c->c_w->w_tv_send);
 			break;
 		}
 		/* FALLTHROUGH */
 	default:
-		c->c_state = CONN_DEAD;
+		conn_set_state(c, CONN_DEAD);
 		break;
 	}
 }
@@ -1922,20 +2052,19 @@ conn_kick(void *arg)
 static void
 conn_tls_count(struct conn *c, int closing)
 {
-	struct shm_worker	*st = c->c_w->w_stats;
+	struct stats_slot	*ss = c->c_w->w_ss;
 
 	if (!c->c_tls || c->c_tls_counted)
 		return;
 	if (io_handshaken(&c->c_io)) {
-		SHM_ADD(&st->sw_tls_handshakes, 1);
-		if (io_tls_resumed(&c->c_io))
-			SHM_ADD(&st->sw_tls_resumed, 1);
+		STATS_BUMP(&ss->ss_tls[io_tls_resumed(&c->c_io) ?
+		    STATS_TLS_RESUMED : STATS_TLS_FULL], 1);
 		c->c_tls_counted = 1;
 		if (c->c_state == CONN_IDLE &&
 		    evbuffer_get_length(c->c_in) == 0)
 			io_idle(&c->c_io);	/* no request yet */
 	} else if (closing) {
-		SHM_ADD(&st->sw_tls_failures, 1);
+		STATS_BUMP(&ss->ss_tls[STATS_TLS_FAILED], 1);
 		log_debug("%s: TLS handshake with %s failed: %s", __func__,
 		    c->c_client, c->c_io.io_why != NULL ? c->c_io.io_why :
 		    "connection closed");
@@ -1958,7 +2087,7 @@ conn_on_read(void *arg)
 	else if (n == 0)
 		conn_eof(c);
 	else if (errno != EAGAIN && errno != EINTR)
-		c->c_state = CONN_DEAD;
+		conn_set_state(c, CONN_DEAD);
 	if (c->c_state != CONN_DEAD)
 		conn_flush(c);
 	if (c->c_state == CONN_DEAD)
@@ -1972,7 +2101,7 @@ conn_on_write(void *arg, int timedout)
 	struct conn	*c = arg;
 
 	if (timedout)
-		c->c_state = CONN_DEAD;
+		conn_set_state(c, CONN_DEAD);
 	else
 		conn_flush(c);
 	if (c->c_state == CONN_DEAD)
@@ -2006,7 +2135,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	default:
 		/* Idle keep-alive, stuck write, linger or discard: close. */
-		c->c_state = CONN_DEAD;
+		conn_set_state(c, CONN_DEAD);
 		break;
 	}
 	if (c->c_state == CONN_DEAD)
@@ -2026,6 +2155,7 @@ conn_free(struct conn *c)
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);
 	w->w_nconns--;
 	SHM_SUB(&w->w_stats->sw_active, 1);
+	stats_conn_move(w->w_ss, c->c_gauge, -1);
 	event_free(c->c_timer);
 	/* Unread input (a cut head, pipelined requests) may hold secrets. */
 	conn_wipe_drain(c->c_in, evbuffer_get_length(c->c_in));
@@ -2192,13 +2322,16 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	conn_address(c, sa);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->c_admin = sl->sl_admin;
+	c->c_metrics = sl->sl_metrics;
+	c->c_gauge = -1;
 	TAILQ_INSERT_TAIL(&w->w_conns, c, c_entry);
 	w->w_nconns++;
 	SHM_ADD(&w->w_stats->sw_accepted, 1);
 	SHM_ADD(&w->w_stats->sw_active, 1);
+	STATS_BUMP(&w->w_ss->ss_accepted, 1);
 
 	conn_reading(c, 1);
-	c->c_state = CONN_IDLE;
+	conn_set_state(c, CONN_IDLE);
 	/* The first request (and a TLS handshake) gets header_timeout. */
 	conn_timer(c, w->w_tv_header);
 	conn_idle_add(c);
@@ -2380,10 +2513,11 @@ server_keys_setup(struct worker *w)
 	    w->w_env->se_shm)) == NULL)
 		return (-1);
 	ae->ae_jwt = w->w_jwt;
-	w->w_rate.ra_refused = &w->w_env->se_shm->sh_rate_refused[0][0];
+	w->w_rate.ra_refused = &w->w_ss->ss_rate[0][0];
 	ae->ae_version = PACKAGE_VERSION;
 	ae->ae_fails = shm_failtable(w->w_env->se_shm);
 	ae->ae_stats = shm_stats(w->w_env->se_shm);
+	ae->ae_jwks = shm_jwks(w->w_env->se_shm);
 	secret_json_wipe();	/* admin bodies may hold secrets */
 	return (0);
 }
@@ -2427,7 +2561,7 @@ server_setup(struct worker *w)
 	    w->w_accept_timer == NULL)
 		return (-1);
 	if ((w->w_proxy = proxy_new(w->w_base, conf, &w->w_limits,
-	    w->w_scanmax)) == NULL)
+	    w->w_scanmax, w->w_ss)) == NULL)
 		return (-1);
 	if (server_keys_setup(w) == -1)
 		return (-1);
@@ -2440,7 +2574,8 @@ server_setup(struct worker *w)
 		sl = &w->w_listeners[i];
 		sl->sl_w = w;
 		sl->sl_tls = config_listen(conf, i)->la_tls;
-		sl->sl_admin = conf->c_admin && i == conf->c_nlisten;
+		sl->sl_admin = config_listen_kind(conf, i) == LISTEN_ADMIN;
+		sl->sl_metrics = config_listen_kind(conf, i) == LISTEN_METRICS;
 		sl->sl_lev = evconnlistener_new(w->w_base, server_accept_cb, sl,
 		    LEV_OPT_CLOSE_ON_FREE, 0, w->w_env->se_lfds[i]);
 		if (sl->sl_lev == NULL)
@@ -2500,6 +2635,9 @@ server_run(const struct server_env *env)
 	w.w_conf = env->se_conf;
 	w.w_stats = env->se_slot >= 0 ? &env->se_shm->sh_workers[env->se_slot] :
 	    &w.w_nostats;
+	/* Without a slot (tests), the counters go nowhere anyone reads. */
+	w.w_ss = env->se_slot >= 0 && env->se_slot < STATS_WORKERS ?
+	    &shm_stats(env->se_shm)->sr_slots[env->se_slot] : &server_nostats;
 	w.w_limits.hl_max_line = w.w_conf->c_max_request_line;
 	w.w_limits.hl_max_header = w.w_conf->c_max_header_size;
 	/* Room for a few skipped empty lines past the header limit. */

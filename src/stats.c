@@ -79,6 +79,7 @@ stats_init(struct stats_region *r, int64_t now)
 	stats_setname(m->sm_upstream[STATS_UPSTREAM_OTHER], "other");
 	stats_setname(m->sm_server[STATS_UPSTREAM_OTHER], "other");
 	m->sm_started = now;
+	m->sm_reload_ok_at = now;	/* the start-up configuration */
 	r->sr_slots[STATS_RETIRED].ss_used = 1;
 	__atomic_store_n(&m->sm_nroutes, 2, __ATOMIC_RELEASE);
 	__atomic_store_n(&m->sm_nupstreams, 1, __ATOMIC_RELEASE);

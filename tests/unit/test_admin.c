@@ -796,9 +796,9 @@ expect_status(struct fx *f, const char *want)
 }
 
 /*
- * Nothing counted yet: zeros, no rate, no reload, no upstream ("other" is
- * shown only with counts); the token is needed; only GET; no counters at
- * all is 503.
+ * Nothing counted yet: zeros, no rate, no reload (the last success is the
+ * start-up), no upstream ("other" is shown only with counts); the token is
+ * needed; only GET; no counters at all is 503.
  */
 static void
 test_status_empty(void **state)
@@ -821,7 +821,7 @@ test_status_empty(void **state)
 	    "\"refused_per_second\":0.0,\"rate_limited_per_second\":0.0,"
 	    "\"errors_per_second\":0.0},"
 	    "\"reloads\":{\"succeeded\":0,\"failed\":0,"
-	    "\"last_success_at\":null},"
+	    "\"last_success_at\":\"2026-11-18T09:06:40.000Z\"},"
 	    "\"upstreams\":[]}");
 	f->auth = NULL;
 	req(f, HTTP_M_GET, "/v1/status", NULL);
