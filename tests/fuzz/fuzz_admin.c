@@ -16,8 +16,9 @@
  *			"/v1/keys/{id}"
  *		  6	GET /v1/keys with REST as the Authorization value
  *
- * GET /v1/status (mode 5) reads a counter region with a few upstreams and
- * two samples, made once at start-up.
+ * GET /v1/status and GET /metrics (mode 5) read a counter region with a
+ * few upstreams and two samples, made once at start-up; /metrics answers
+ * Prometheus text, checked for its type and length only.
  *
  * where {id} is key number (byte / 8) modulo the count, in slot order;
  * before each request the store holds 1 to 32 keys (more are deleted
@@ -57,6 +58,7 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
+#include "metrics.h"
 #include "secret.h"
 #include "stats.h"
 #include "fuzz.h"
@@ -287,6 +289,25 @@ fz_check(const struct admin_response *rs, int allowed)
 	FUZZ_ASSERT(json_object_get(o, "secret") == NULL);
 	FUZZ_ASSERT(json_object_size(o) == 2U + (rs->as_status == 422));
 	return (o);
+}
+
+/*
+ * GET /metrics answers Prometheus text, not JSON: 1 if rs is that answer
+ * (its type, its length, and a GET of exactly that path), 0 for any other.
+ */
+static int
+fz_metrics(const struct fz_req *r, const struct admin_response *rs)
+{
+	if (rs->as_status != 200 || rs->as_type == NULL ||
+	    strcmp(rs->as_type, FZ_JSON) == 0)
+		return (0);
+	FUZZ_ASSERT(strcmp(rs->as_type, METRICS_CONTENT_TYPE) == 0);
+	FUZZ_ASSERT(r->r_mbit == HTTP_M_GET && r->r_pathlen == 8 &&
+	    memcmp(r->r_path, "/metrics", 8) == 0);
+	FUZZ_ASSERT(rs->as_body != NULL &&
+	    strlen(rs->as_body) == rs->as_bodylen);
+	FUZZ_ASSERT(rs->as_challenge == NULL && rs->as_allow == NULL);
+	return (1);
 }
 
 /* Path "/v1/keys/ID" plus suffix into buf (at least 64 bytes). */
@@ -697,9 +718,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	applied = fz.f_ks.ks_hdr->kh_applied;
 	jsize = journal_size(&fz.f_j);
 	fz_send(&r, &rs);
-	o = fz_check(&rs, allowed);
-	fz_check_answer(data[0], o, &rs, applied, jsize);
-	json_decref(o);
+	if (fz_metrics(&r, &rs)) {
+		FUZZ_ASSERT(fz.f_ks.ks_hdr->kh_applied == applied &&
+		    journal_size(&fz.f_j) == jsize);
+		fz_check_no_secret(rs.as_body);
+	} else {
+		o = fz_check(&rs, allowed);
+		fz_check_answer(data[0], o, &rs, applied, jsize);
+		json_decref(o);
+	}
 	admin_response_free(&rs);
 	free(buf);
 	return (0);
