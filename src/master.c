@@ -782,6 +782,9 @@ master_stats_tick(struct master *m)
 	pw.pr_start = oldest;
 	stats_proc_set(sr, STATS_PROC_MASTER, &pm);
 	stats_proc_set(sr, STATS_PROC_WORKERS, &pw);
+	if (m->m_total == NULL && (m->m_total = malloc(sizeof(*m->m_total))) ==
+	    NULL)
+		return;		/* no last-minute figures until memory */
 	stats_sample(sr, m->m_total, util_now_ms() / 1000);
 }
 
@@ -1239,8 +1242,6 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	if ((m.m_jwks = jwks_start(m.m_base, shm, conf, err,
 	    sizeof(err))) == NULL)
 		fatalx("jwt providers: %s", err);
-	if ((m.m_total = malloc(sizeof(*m.m_total))) == NULL)
-		fatalx("out of memory");
 	master_stats_names(&m, conf);
 	m.m_gen = m.m_gencount = 1;
 	master_pending(&m);

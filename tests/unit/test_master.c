@@ -242,7 +242,7 @@ test_backoff_ignores_wall_steps(void **state)
 	t_m.m_conf->c_workers = 0;	/* master_spawn() must not fork */
 	ch = add_child(4244);
 	step(100, 100);
-	master_reaped(&t_m, ch, 1 << 8);	/* exit status 1 */
+	master_reaped(&t_m, ch, 1 << 8, 0);	/* exit status 1 */
 	assert_int_equal(t_m.m_backoff_ms, MASTER_BACKOFF_MIN_MS);
 
 	step(-T_HOUR, 50);
@@ -252,6 +252,42 @@ test_backoff_ignores_wall_steps(void **state)
 	left_ms = (tv.tv_sec - now.tv_sec) * 1000 +
 	    (tv.tv_usec - now.tv_usec) / 1000;
 	assert_true(left_ms <= MASTER_BACKOFF_MIN_MS);
+}
+
+/*
+ * A worker that dies on its own is a restart, one told to stop is not;
+ * both hand their counts (and CPU time) over to the totals, and the slot
+ * starts from zero for the next worker.
+ */
+static void
+test_reaped_counts(void **state)
+{
+	struct stats_region	*sr = shm_stats(t_m.m_shm);
+	struct stats_total	*t = malloc(sizeof(*t));
+	struct child		*ch;
+	int			 slot, i;
+
+	assert_non_null(t);
+	t_m.m_conf->c_workers = 0;	/* master_spawn() must not fork */
+	for (i = 0; i < 2; i++) {
+		ch = add_child(4250 + i);
+		assert_true((slot = shm_worker_attach(t_m.m_shm, t_m.m_gen,
+		    0)) >= 0);
+		shm_worker_setpid(t_m.m_shm, slot, ch->ch_pid);
+		stats_attach(sr, slot);
+		ch->ch_slot = slot;
+		ch->ch_stopping = i;	/* the second was told to stop */
+		stats_request(&sr->sr_slots[slot], STATS_ROUTE_NONE, 404, 10);
+		stats_request(&sr->sr_slots[slot], STATS_ROUTE_NONE, 404, 10);
+		master_reaped(&t_m, ch, 9, 1500);	/* SIGKILL */
+		assert_int_equal(sr->sr_slots[slot].ss_used, 0);
+		assert_int_equal(stats_total(sr, t), 0);
+		assert_int_equal(t->st_routes[STATS_ROUTE_NONE].rt_count[0],
+		    2 * (i + 1));
+		assert_int_equal(t->st_restarts, 1);
+		assert_int_equal(t->st_retired_cpu_us, 1500 * (i + 1));
+	}
+	free(t);
 }
 
 /* Is keys.usage in the state directory? */
@@ -350,6 +386,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_usage_save_ignores_wall_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reload_keeps_store,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reaped_counts,
 		    setup, teardown),
 		cmocka_unit_test(test_dirname_in_place),
 	};
