@@ -938,7 +938,7 @@ def test_help_and_version():
     out = ok(p, "-h")
     kg.check(out.startswith("usage: keygatectl "), "-h output %r" % out[:80])
     for cmd in ("create", "list", "show", "update", "delete", "regenerate",
-                "usage", "verify"):
+                "usage", "verify", "status", "top"):
         kg.check(re.search(r"^\t%s\b" % cmd, out, re.M),
                  "-h does not describe %s" % cmd)
     p = ctl()
