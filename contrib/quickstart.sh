@@ -31,12 +31,14 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # its runtime for the fuzz targets, nginx for the auth_request test, and
 # systemd-analyze (package systemd) to verify the installed unit, which
 # also checks that the unit's /bin/kill (package procps) exists, and the
-# openssl command line, which makes the TLS tests' certificates.
+# openssl command line, which makes the TLS tests' certificates, and
+# promtool (package prometheus), which checks the /metrics output and the
+# example alert rules.
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
 libpcre2-dev libjansson-dev libssl-dev libcurl4-openssl-dev curl \
 python3-jwt python3-cryptography"
 TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps \
-openssl"
+openssl prometheus"
 # Any of these serves the nginx test; nginx-light is installed if none is.
 NGINX_PACKAGES="nginx nginx-light nginx-core nginx-full nginx-extras"
 

@@ -2060,6 +2060,8 @@ conn_tls_count(struct conn *c, int closing)
 		STATS_BUMP(&ss->ss_tls[io_tls_resumed(&c->c_io) ?
 		    STATS_TLS_RESUMED : STATS_TLS_FULL], 1);
 		c->c_tls_counted = 1;
+		if (c->c_state == CONN_IDLE)
+			conn_set_state(c, CONN_IDLE);	/* the gauge too */
 		if (c->c_state == CONN_IDLE &&
 		    evbuffer_get_length(c->c_in) == 0)
 			io_idle(&c->c_io);	/* no request yet */
@@ -2332,6 +2334,10 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 	conn_reading(c, 1);
 	conn_set_state(c, CONN_IDLE);
+	if (c->c_tls) {		/* its handshake is reading, not idling */
+		stats_conn_move(w->w_ss, c->c_gauge, STATS_CONN_READING);
+		c->c_gauge = STATS_CONN_READING;
+	}
 	/* The first request (and a TLS handshake) gets header_timeout. */
 	conn_timer(c, w->w_tv_header);
 	conn_idle_add(c);

@@ -225,6 +225,25 @@ def test_admin_endpoint():
               and v > 0])
 
 
+def test_connection_gauges():
+    d = daemon(workers=1)
+    with kg.Conn(d.port) as idle, kg.Conn(d.port) as reading:
+        idle.send(kg.raw_request("GET", "/pub"))
+        kg.eq(idle.read_response().status, 200, "GET /pub")
+        reading.send(b"GET /pub HTTP/1.1\r\nHost: x\r\n")	# head cut
+        time.sleep(0.2)
+        _, m = scrape(d)
+        kg.eq(val(m, "keygate_connections", state="idle"), 1, "idle")
+        # The scrape is answered while its own head is being handled.
+        kg.eq(val(m, "keygate_connections", state="reading"), 2,
+              "reading (the cut head and the scrape)")
+        kg.eq(val(m, "keygate_connections", state="writing"), 0, "writing")
+    kg.wait_for(lambda: [val(scrape(d)[1], "keygate_connections", state=s)
+                         for s in ("idle", "reading", "writing")] ==
+                [0, 1, 0], 3, "gauges back to the scrape alone once the "
+                "connections closed")
+
+
 def counters(m):
     """The counter series (and histogram buckets/counts) of m."""
     return {k: v for k, v in m.items()
@@ -325,6 +344,7 @@ def test_config_errors():
 TESTS = [
     test_exact_counts,
     test_admin_endpoint,
+    test_connection_gauges,
     test_monotonic_across_reload_and_kill,
     test_config_errors,
 ]

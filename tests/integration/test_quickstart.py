@@ -25,7 +25,7 @@ DEMO_ONLY = {"build-essential", "autoconf", "automake", "pkg-config",
              "libcurl4-openssl-dev", "curl", "python3-jwt",
              "python3-cryptography"}
 TEST_ADDS = {"libcmocka-dev", "python3", "clang", "libclang-rt-dev",
-             "systemd", "procps", "openssl"}
+             "systemd", "procps", "openssl", "prometheus"}
 LOCK = "-o DPkg::Lock::Timeout=600"
 
 STUBS = {
