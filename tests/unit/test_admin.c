@@ -670,6 +670,7 @@ test_openapi_document(void **state)
 		{ "/v1/keys/{id}/regenerate", { "post" } },
 		{ "/v1/keys/{id}/usage", { "get" } },
 		{ "/v1/verify", { "post" } },
+		{ "/metrics", { "get" } },
 	};
 	struct fx	*f = *state;
 	json_t		*paths, *item, *v;
