@@ -2194,7 +2194,7 @@ done:
 #define TOP_NMAX	1000000000	/* -n */
 
 /* Terminal control for top: plain ANSI (ECMA-48) escapes, no curses. */
-#define TERM_HOME_CLEAR	"\033[H\033[2J"	/* cursor home, erase the screen */
+#define TERM_HOME_CLEAR	"\033[H\033[2J"	/* home, erase the screen */
 #define TERM_BOLD	"\033[1m"
 #define TERM_RESET	"\033[0m"	/* every attribute off */
 #define TERM_HIDE	"\033[?25l"	/* cursor invisible */
@@ -2361,7 +2361,7 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 /* What top needs between its frames and in its signal callback. */
 struct top {
 	struct ctl		*t_ctl;
-	int			 t_tty;		/* stdout is a terminal */
+	int			 t_tty;	/* stdout is a terminal */
 	int			 t_stop;	/* SIGINT or SIGTERM came */
 };
 

@@ -196,7 +196,7 @@ test_bounds(void **state)
 	free(r);
 }
 
-/* One second of traffic: two requests (one a 503), a 401, a 429, two attempts. */
+/* A second of traffic: two requests (one 503), a 401, a 429, two attempts. */
 static void
 traffic(struct stats_region *r, uint32_t up)
 {
