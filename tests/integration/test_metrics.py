@@ -140,12 +140,17 @@ def check_exact(m, want):
              lbl["server"])
 
 
-def test_exact_counts():
-    d = daemon()
+def mixed(d):
+    """Two keys, a scrape before, the known mix: (key, secret, base, want)."""
     key, secret = kg.create_key(d, scopes=["read"])
     _, secret2 = kg.create_key(d)
     _, base = scrape(d)
-    want = request_mix(d, secret, secret2)
+    return key, secret, base, request_mix(d, secret, secret2)
+
+
+def test_exact_counts():
+    d = daemon()
+    key, secret, base, want = mixed(d)
     text, m = scrape(d)
     check_exact(delta(m, base), want)
     # Buckets are cumulative and end at +Inf.
@@ -261,10 +266,7 @@ def check_monotonic(a, b, what):
 
 def test_monotonic_across_reload_and_kill():
     d = daemon()
-    _, secret = kg.create_key(d, scopes=["read"])
-    _, secret2 = kg.create_key(d)
-    _, base = scrape(d)
-    want = request_mix(d, secret, secret2)
+    _, _, base, want = mixed(d)
     _, m1 = scrape(d)
     check_exact(delta(m1, base), want)
     kg.eq(val(m1, "keygate_config_reloads_total", result="success"), 0,

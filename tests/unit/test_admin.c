@@ -38,6 +38,7 @@
 #include "keystore.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "metrics.h"
 #include "secret.h"
 #include "stats.h"
 #include "util.h"
@@ -944,6 +945,56 @@ test_status(void **state)
 	json_decref(other);
 	f->env.ae_stats = NULL;
 	free(r);
+}
+
+/* One GET of target with the token (or without), answered directly. */
+static void
+get_raw(struct fx *f, const char *target, const char *auth)
+{
+	struct admin_request	 rq;
+
+	admin_response_free(&f->rs);
+	memset(&rq, 0, sizeof(rq));
+	rq.aq_mbit = HTTP_M_GET;
+	rq.aq_path = target;
+	rq.aq_pathlen = strlen(target);
+	rq.aq_auth = auth;
+	rq.aq_authlen = auth != NULL ? strlen(auth) : 0;
+	rq.aq_now = T_NOW;
+	rq.aq_mono = f->mono;
+	rq.aq_client = f->client;
+	admin_handle(&f->env, &rq, &f->rs);
+}
+
+/*
+ * GET /metrics: the token first; the exposition as text/plain 0.0.4 with
+ * the key store's figures; 503 in a process without the counters.
+ */
+static void
+test_metrics(void **state)
+{
+	struct fx		*f = *state;
+	struct stats_region	*sr = calloc(1, sizeof(*sr));
+
+	assert_non_null(sr);
+	stats_init(sr, 1000);
+	get_raw(f, "/metrics", NULL);
+	assert_int_equal(f->rs.as_status, 401);
+	get_raw(f, "/metrics", T_AUTH);
+	assert_int_equal(f->rs.as_status, 503);
+	assert_non_null(strstr(f->rs.as_body, "metrics_unavailable"));
+	f->env.ae_stats = sr;
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+	get_raw(f, "/metrics", T_AUTH);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_string_equal(f->rs.as_type, METRICS_CONTENT_TYPE);
+	assert_int_equal(strlen(f->rs.as_body), f->rs.as_bodylen);
+	assert_non_null(strstr(f->rs.as_body, "\nkeygate_keys 1\n"));
+	assert_non_null(strstr(f->rs.as_body, "keygate_build_info{version="
+	    "\"9.8.7\"} 1\n"));
+	f->env.ae_stats = NULL;
+	admin_response_free(&f->rs);
+	free(sr);
 }
 
 /* The bearer token: missing, other schemes, wrong, unconfigured, right. */
@@ -2413,6 +2464,7 @@ main(void)
 		T(test_health),
 		T(test_status_empty),
 		T(test_status),
+		T(test_metrics),
 		T(test_auth),
 		T(test_auth_throttle),
 		T(test_routing),

@@ -158,6 +158,7 @@ teardown(void **state)
 	journal_close(&t_m.m_journal);
 	shm_destroy(t_m.m_shm);
 	free(t_m.m_conf);
+	free(t_m.m_total);
 	snprintf(path, sizeof(path), "%s/%s", t_dir, USAGE_FILE);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/%s.tmp", t_dir, USAGE_FILE);
