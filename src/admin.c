@@ -1470,7 +1470,8 @@ admin_usage_history(struct admin_ctx *c, const struct ks_key *k,
 	size_t			 i, n;
 
 	if (j == NULL)
-		return (admin_error(c, 503, "unavailable", "no state_dir"));
+		return (admin_error(c, 503, "storage_unavailable",
+		    "no state_dir to read the history from"));
 	if ((pts = calloc(USAGE_POINTS_MAX, sizeof(*pts))) == NULL ||
 	    (a = json_array()) == NULL) {
 		free(pts);
