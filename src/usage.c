@@ -345,13 +345,15 @@ usage_parse(FILE *fp, int kind, int64_t period, usage_line_cb cb, void *arg,
 }
 
 /*
- * Open the file of kind for the period holding ms in dir and parse it,
- * first only checking, then with cb: a damaged file gives no callback.
- * 0 (also when it is absent) or -1 (logged, skipped).
+ * Open the file of kind for the period holding ms in dir and parse it
+ * with cb; with check, only checking first, so that a damaged file gives
+ * no callback at all (without, the caller must discard what the
+ * callbacks gave when -1 is returned).  0 (also when it is absent) or -1
+ * (logged, skipped).
  */
 static int
-usage_read(struct journal *dir, int kind, int64_t ms, usage_line_cb cb,
-    void *arg)
+usage_read(struct journal *dir, int kind, int64_t ms, int check,
+    usage_line_cb cb, void *arg)
 {
 	FILE		*fp;
 	char		 name[64], err[512];
@@ -372,7 +374,8 @@ usage_read(struct journal *dir, int kind, int64_t ms, usage_line_cb cb,
 		close(fd);
 		return (-1);
 	}
-	rc = usage_parse(fp, kind, period, NULL, NULL, err, sizeof(err));
+	rc = check ? usage_parse(fp, kind, period, NULL, NULL, err,
+	    sizeof(err)) : 0;
 	if (rc == 0) {
 		rewind(fp);
 		rc = usage_parse(fp, kind, period, cb, arg, err, sizeof(err));
@@ -561,13 +564,13 @@ usage_roll(struct usage *u, int64_t minute, int64_t now)
 	if (old < 0 || old / 1440 != minute / 1440) {
 		usage_clear(u);
 		(void)usage_read(&u->u_dir, USAGE_HOURS, minute *
-		    USAGE_MINUTE_MS, usage_load_hours, u);
+		    USAGE_MINUTE_MS, 1, usage_load_hours, u);
 	} else
 		for (i = 0; i < u->u_nrecs; i++)
 			memset(u->u_recs[i]->ur_min, 0,
 			    sizeof(u->u_recs[i]->ur_min));
 	(void)usage_read(&u->u_dir, USAGE_MINUTES, minute * USAGE_MINUTE_MS,
-	    usage_load_minutes, u);
+	    1, usage_load_minutes, u);
 	usage_prune(u, now);
 }
 
@@ -799,26 +802,25 @@ struct usage_query {
 	int64_t			 q_first;	/* step number of q_pts[0] */
 	int64_t			 q_base;	/* step number of the file's [0] */
 	size_t			 q_n;
+	uint64_t		 q_file[60][USAGE_NC];	/* the key's line */
+	int			 q_found;
 };
 
-/* Callback: the queried key's points of one file into the answer. */
+/*
+ * Callback: keep the queried key's line of one file; it is added to the
+ * answer only once the whole file has parsed (one pass, no check first:
+ * a query reads up to 31 files of every key with traffic).
+ */
 static int
 usage_query_line(void *arg, const char *id, const uint64_t (*pts)[USAGE_NC],
     int npts)
 {
 	struct usage_query	*q = arg;
-	int64_t			 at;
-	int			 i, c;
 
-	if (strcmp(id, q->q_id) != 0)
+	if (strcmp(id, q->q_id) != 0 || npts > 60)
 		return (0);
-	for (i = 0; i < npts; i++) {
-		at = q->q_base + i - q->q_first;
-		if (at < 0 || at >= (int64_t)q->q_n)
-			continue;
-		for (c = 0; c < USAGE_NC; c++)
-			q->q_pts[at].up_c[c] += pts[i][c];
-	}
+	memcpy(q->q_file, pts, sizeof(*pts) * (size_t)npts);
+	q->q_found = npts;
 	return (0);
 }
 
@@ -826,9 +828,9 @@ usage_query_line(void *arg, const char *id, const uint64_t (*pts)[USAGE_NC],
 static void
 usage_query_files(struct journal *dir, struct usage_query *q, int64_t step)
 {
-	int64_t	 span, per, f;
+	int64_t	 span, per, f, at;
 	size_t	 i;
-	int	 kind;
+	int	 kind, c;
 
 	for (i = 0; i < q->q_n; i++)
 		memset(q->q_pts[i].up_c, 0, sizeof(q->q_pts[i].up_c));
@@ -838,7 +840,17 @@ usage_query_files(struct journal *dir, struct usage_query *q, int64_t step)
 	for (f = q->q_first / span; f <= (q->q_first + (int64_t)q->q_n - 1) /
 	    span; f++) {
 		q->q_base = f * span;
-		(void)usage_read(dir, kind, f * per, usage_query_line, q);
+		q->q_found = 0;
+		if (usage_read(dir, kind, f * per, 0, usage_query_line, q) ==
+		    -1)
+			continue;
+		for (i = 0; i < (size_t)q->q_found; i++) {
+			at = q->q_base + (int64_t)i - q->q_first;
+			if (at < 0 || at >= (int64_t)q->q_n)
+				continue;
+			for (c = 0; c < USAGE_NC; c++)
+				q->q_pts[at].up_c[c] += q->q_file[i][c];
+		}
 	}
 }
 
