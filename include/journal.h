@@ -23,7 +23,8 @@
  *	snapshot: {"keygate_snapshot":1,"seq":S,"keys":COUNT}
  *	          {KEY}   (COUNT lines)
  *	          {"end":COUNT}
- *	usage:    {"id":"key_...","allowed":N,"refused":N,"last_used":MS}
+ *	usage:    {"id":"key_...","allowed":N,"refused":N,"rate_limited":N,
+ *	          "last_used":MS}  (rate_limited, of refused, may be absent)
  * where KEY is {"id","digest" (64 hex),"old_digest" (hex or null),
  * "grace_until" (ms or null),"name","owner","app_id" ("" for none),
  * "prefix","hint","scopes" (array),"created","updated","expires" (ms;
@@ -150,5 +151,17 @@ int	 journal_renew(struct journal *, char *, size_t);
 int	 journal_file_open(struct journal *, const char *, char *, size_t);
 int	 journal_file_replace(struct journal *, const char *, const void *,
 	    size_t, char *, size_t);
+/*
+ * journal_file_share: the same, the new file given to the configured user
+ * (files the workers read, as the usage history's).  journal_mkdir: make
+ * the directory name (0700, given to the configured user) unless it
+ * exists.  journal_dirfd: the handle's directory descriptor (opened
+ * without following a link and checked, as for every file), for listing
+ * and removing; not to be closed by the caller.  0 (fd) or -1 with err.
+ */
+int	 journal_file_share(struct journal *, const char *, const void *,
+	    size_t, char *, size_t);
+int	 journal_mkdir(struct journal *, const char *, char *, size_t);
+int	 journal_dirfd(struct journal *, char *, size_t);
 
 #endif /* KEYGATE_JOURNAL_H */

@@ -44,8 +44,12 @@
  * before the memory is changed, and repair then replays journal lines past
  * kh_applied, so memory and disk agree again.
  *
- * Usage counters (allowed, refused, last used) sit outside the seqlock and
- * are updated with relaxed atomic adds by any worker.
+ * Usage counters (allowed, refused, rate limited, last used) sit outside
+ * the seqlock and are updated with relaxed atomic adds by any worker.  The
+ * usage history's baselines (s_base[], usage.h) sit beside them: the
+ * counters' values at the master's last fold, written only by the master
+ * (under the writer lock, so that no keystore_put() zeroes a reused slot
+ * in between) and zeroed with the counters when a new id takes the slot.
  *
  * Memory: the region is mapped MAP_NORESERVE and only what is touched
  * becomes resident.  Free slots are handed out lowest first, and nothing
@@ -106,9 +110,24 @@ struct ks_slot {
 	struct ks_key	 s_key;
 	/* Outside the seqlock: relaxed atomics, any worker. */
 	uint64_t	 s_allowed;
-	uint64_t	 s_refused;
+	uint64_t	 s_refused;	/* refusals other than 429 */
+	uint64_t	 s_limited;	/* refused with 429 (rate limited) */
 	int64_t		 s_last_used;	/* 0: never */
+	/* The master's, read by anyone: the counts at its last usage fold. */
+	uint64_t	 s_base[3];	/* KS_C_ALLOWED, KS_C_LIMITED, */
+					/* KS_C_REFUSED */
 } __attribute__((aligned(64)));
+
+/* Indexes of keystore_counts() and s_base[]. */
+#define KS_C_ALLOWED	0
+#define KS_C_LIMITED	1
+#define KS_C_REFUSED	2	/* refusals other than 429 */
+#define KS_NCOUNTS	3
+
+/* Outcomes for keystore_count_use(). */
+#define KS_USE_REFUSED	0
+#define KS_USE_ALLOWED	1
+#define KS_USE_LIMITED	2	/* refused with 429 */
 
 struct ks_header {
 	uint64_t	 kh_magic;
@@ -127,6 +146,7 @@ struct ks_header {
 	uint64_t	 kh_applied;	/* journal sequence of the last change */
 	int32_t		 kh_lock;	/* pid of the writer, 0: free */
 	uint32_t	 kh_undo_slot;	/* slot number + 1 saved in kh_undo, 0: none */
+	uint32_t	 kh_fold_seq;	/* usage.h: odd while the master folds */
 	struct ks_slot	 kh_undo;
 } __attribute__((aligned(64)));
 
@@ -234,12 +254,28 @@ int	 keystore_repair(struct keystore *, pid_t, pid_t);
  */
 struct rl_state *keystore_rate(const struct keystore *, uint32_t);
 
-/* Usage, relaxed atomics (no lock).  allowed: 1 allowed, 0 refused. */
+/*
+ * Usage, relaxed atomics (no lock).  outcome: KS_USE_*; each use adds one
+ * to exactly one counter, so differences of counters read at two moments
+ * are exact per kind.  keystore_usage's refused is every refusal, 429s
+ * included (s_refused + s_limited).
+ */
 void	 keystore_count_use(struct keystore *, uint32_t, int, int64_t);
 void	 keystore_usage(const struct keystore *, uint32_t, uint64_t *,
 	    uint64_t *, int64_t *);
-/* Set the counters of slot (start-up, from the usage file). */
+/* Counters of slot by KS_C_* (zeros for a slot out of range). */
+void	 keystore_counts(const struct keystore *, uint32_t, uint64_t *);
+/*
+ * Set the counters of slot (start-up, from the usage file): by KS_C_*,
+ * or as allowed, refused (none of them rate limited), and its history
+ * baselines to the same values: restored counts are not new traffic.
+ */
+void	 keystore_set_counts(struct keystore *, uint32_t, const uint64_t *,
+	    int64_t);
 void	 keystore_set_usage(struct keystore *, uint32_t, uint64_t, uint64_t,
 	    int64_t);
+/* The history baselines of slot (KS_NCOUNTS values); master sets them. */
+void	 keystore_base(const struct keystore *, uint32_t, uint64_t *);
+void	 keystore_set_base(struct keystore *, uint32_t, const uint64_t *);
 
 #endif /* KEYGATE_KEYSTORE_H */

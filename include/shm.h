@@ -4,7 +4,7 @@
  * across reloads.  Free of libevent so that the master, the workers and the
  * unit tests can all include it.
  *
- * Layout version 7: a header with per-worker statistics, rate-limit
+ * Layout version 8: a header with per-worker statistics, rate-limit
  * refusal counters and the TLS session ticket keys, then the key store (keystore.h, with one rate state
  * per key slot) at sh_ks_off, then the rate table of client addresses
  * (SHM_IP_ENTRIES, ratelimit.h) at sh_ip_off, then the table of failed
@@ -12,7 +12,8 @@
  * table of JWT identities (SHM_JWT_ENTRIES, the same table as for
  * addresses, keyed by 16 bytes of a digest) at sh_jwt_off, then the
  * JWT_MAX_PROVIDERS JWKS slots (jwks.h) at sh_jwks_off, then the metrics
- * counters (stats.h) at sh_stats_off; sh_size covers
+ * counters (stats.h) at sh_stats_off (version 8: key slots grew a rate-limited
+ * counter and the usage history's baselines, usage.h); sh_size covers
  * the whole segment.  These layout fields are for reading only: workers
  * can write the header, so the offsets and sizes the code uses come from a
  * private copy (shm.c), never from here.  The mapping
@@ -36,7 +37,7 @@
 #include "stats.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	7
+#define SHM_VERSION	8
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */

@@ -32,6 +32,7 @@
 #include "ratelimit.h"
 #include "secret.h"
 #include "stats.h"
+#include "usage.h"
 #include "util.h"
 
 #define ADMIN_JSON		"application/json"
@@ -1424,8 +1425,87 @@ admin_windows_json(struct admin_ctx *c, const struct ks_key *k,
 }
 
 /*
+ * The query of GET /v1/keys/{id}/usage: history=1h|24h|30d as USAGE_H1,
+ * USAGE_H24 or USAGE_D30; -2 when there is none; -1 after a 422 (another
+ * parameter, history twice, or another value).
+ */
+static int
+admin_usage_query(struct admin_ctx *c)
+{
+	const char	*p, *end, *amp, *eq;
+	char		 val[16];
+	int		 kind = -2;
+
+	if (c->c_rq->aq_query == NULL)
+		return (-2);
+	p = c->c_rq->aq_query;
+	end = p + c->c_rq->aq_querylen;
+	for (; p < end; p = amp + 1) {
+		if ((amp = memchr(p, '&', (size_t)(end - p))) == NULL)
+			amp = end;
+		if (amp == p)
+			continue;
+		eq = memchr(p, '=', (size_t)(amp - p));
+		if (eq == NULL || eq - p != 7 || memcmp(p, "history", 7) != 0)
+			return (admin_invalid(c, "history", "unknown query "
+			    "parameter: only history is accepted here"));
+		if (kind != -2)
+			return (admin_invalid(c, "history", "query parameter "
+			    "\"history\" is given twice"));
+		if (admin_pct_decode(eq + 1, (size_t)(amp - eq - 1), val,
+		    sizeof(val)) != 0 || (kind = usage_kind(val)) == -1)
+			return (admin_invalid(c, "history", "history must be "
+			    "1h, 24h or 30d"));
+	}
+	return (kind);
+}
+
+/*
+ * The history answer of key k in slot: every point of the period, the
+ * files' counts plus the live ones in the last (usage_history).
+ */
+static int
+admin_usage_history(struct admin_ctx *c, const struct ks_key *k,
+    uint32_t slot, int kind)
+{
+	static const char *const names[] = { "1h", "24h", "30d" };
+	const struct journal	*j = c->c_env->ae_journal;
+	struct usage_point	*pts;
+	json_t			*a;
+	char			 t[32];
+	size_t			 i, n;
+
+	if (j == NULL)
+		return (admin_error(c, 503, "storage_unavailable",
+		    "no state_dir to read the history from"));
+	if ((pts = calloc(USAGE_POINTS_MAX, sizeof(*pts))) == NULL ||
+	    (a = json_array()) == NULL) {
+		free(pts);
+		return (admin_oom(c->c_rs));
+	}
+	n = usage_history(j->j_dir, j->j_uid, j->j_gid, c->c_ks, slot,
+	    k->k_id, kind, c->c_rq->aq_now, pts);
+	for (i = 0; i < n; i++) {
+		util_rfc3339_ms(t, sizeof(t), pts[i].up_t);
+		if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}",
+		    "t", t, "admitted", (json_int_t)pts[i].up_c[USAGE_ADMITTED],
+		    "rate_limited", (json_int_t)pts[i].up_c[USAGE_LIMITED],
+		    "refused", (json_int_t)pts[i].up_c[USAGE_REFUSED])) == -1) {
+			json_decref(a);
+			free(pts);
+			return (admin_oom(c->c_rs));
+		}
+	}
+	free(pts);
+	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:s, s:s, s:o}",
+	    "id", k->k_id, "history", names[kind], "resolution",
+	    kind == USAGE_D30 ? "1h" : "1m", "points", a)));
+}
+
+/*
  * GET /v1/keys/{id}/usage: the counters kept across workers and the
- * current state of each rate limit window.
+ * current state of each rate limit window; with history=, the key's
+ * usage history instead.
  */
 static int
 admin_usage(struct admin_ctx *c)
@@ -1433,15 +1513,21 @@ admin_usage(struct admin_ctx *c)
 	struct ks_key	 k;
 	char		 lu[32];
 	uint32_t	 slot;
-	uint64_t	 allowed, refused;
+	uint64_t	 allowed, refused, n[KS_NCOUNTS];
 	int64_t		 last;
+	int		 kind;
 
-	if (admin_find(c, &k, &slot) == -1)
+	if (admin_find(c, &k, &slot) == -1 ||
+	    (kind = admin_usage_query(c)) == -1)
 		return (-1);
+	if (kind >= 0)
+		return (admin_usage_history(c, &k, slot, kind));
 	keystore_usage(c->c_ks, slot, &allowed, &refused, &last);
-	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:I, s:I, s:s?, "
-	    "s:o}", "id", k.k_id, "requests_allowed", (json_int_t)allowed,
+	keystore_counts(c->c_ks, slot, n);
+	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:I, s:I, s:I, "
+	    "s:s?, s:o}", "id", k.k_id, "requests_allowed", (json_int_t)allowed,
 	    "requests_refused", (json_int_t)refused,
+	    "requests_rate_limited", (json_int_t)n[KS_C_LIMITED],
 	    "last_used_at", admin_time(lu, last),
 	    "windows", admin_windows_json(c, &k, slot))));
 }

@@ -821,7 +821,7 @@ done:
 		ar->ar_challenge = auth_challenge(r, key_header);
 	if (ar->ar_found && ks != NULL && ar->ar_status != 0 &&
 	    ar->ar_status != AUTH_PENDING)
-		keystore_count_use(ks, ar->ar_slot, 0, now);
+		keystore_count_use(ks, ar->ar_slot, KS_USE_REFUSED, now);
 	return (ar->ar_status);
 }
 
@@ -836,7 +836,9 @@ auth_limit(const struct route *r, const struct auth_rate *rate,
 	if (rate != NULL)
 		auth_rate_admit(r, rate, ks, jwt, ar);
 	if (ar->ar_found && ks != NULL)
-		keystore_count_use(ks, ar->ar_slot, ar->ar_status == 0, now);
+		keystore_count_use(ks, ar->ar_slot, ar->ar_status == 0 ?
+		    KS_USE_ALLOWED : ar->ar_status == 429 ? KS_USE_LIMITED :
+		    KS_USE_REFUSED, now);
 	return (ar->ar_status);
 }
 

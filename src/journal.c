@@ -75,7 +75,7 @@ static const char *const head_fields[] = {
 };
 static const char *const end_fields[] = { "end", NULL };
 static const char *const usage_fields[] = {
-	"id", "allowed", "refused", "last_used", NULL
+	"id", "allowed", "refused", "rate_limited", "last_used", NULL
 };
 
 /* "FILE:LINE: message" (or "FILE: message" before the first line). */
@@ -1500,7 +1500,7 @@ journal_save_usage(struct journal *j, const struct keystore *ks, char *err,
 {
 	struct ks_key	 k;
 	FILE		*fp;
-	uint64_t	 allowed, refused;
+	uint64_t	 allowed, refused, c[KS_NCOUNTS];
 	int64_t		 last;
 	uint32_t	 cursor = 0, slot;
 	int		 dfd;
@@ -1520,9 +1520,11 @@ journal_save_usage(struct journal *j, const struct keystore *ks, char *err,
 		 */
 		if (!valid_id(k.k_id))
 			continue;
+		keystore_counts(ks, slot, c);
 		if (fprintf(fp, "{\"id\":\"%s\",\"allowed\":%" PRIu64
-		    ",\"refused\":%" PRIu64 ",\"last_used\":%" PRId64 "}\n",
-		    k.k_id, allowed, refused, last) < 0) {
+		    ",\"refused\":%" PRIu64 ",\"rate_limited\":%" PRIu64
+		    ",\"last_used\":%" PRId64 "}\n", k.k_id, allowed, refused,
+		    c[KS_C_LIMITED], last) < 0) {
 			file_error(err, errlen, USAGE_TMP, errno != 0 ? errno :
 			    EIO);
 			fclose(fp);
@@ -1548,22 +1550,32 @@ usage_line(struct jreader *r, struct keystore *ks)
 	struct ks_key	 k;
 	char		 id[KS_ID_LEN + 1];
 	json_t		*o;
-	int64_t		 allowed, refused, last;
+	int64_t		 allowed, refused, limited = 0, last;
+	uint64_t	 c[KS_NCOUNTS];
 	uint32_t	 slot;
 	int		 rc = -1;
 
 	if ((o = reader_json(r)) == NULL)
 		return (-1);
+	/* "rate_limited" is newer: a file without it counts none. */
 	if (fields_known(r, o, usage_fields) == -1 ||
 	    field_str(r, o, "id", id, KS_ID_LEN) == -1 ||
 	    field_int(r, o, "allowed", 0, 0, &allowed) == -1 ||
 	    field_int(r, o, "refused", 0, 0, &refused) == -1 ||
+	    (json_object_get(o, "rate_limited") != NULL &&
+	    field_int(r, o, "rate_limited", 0, 0, &limited) == -1) ||
 	    field_int(r, o, "last_used", 0, 0, &last) == -1)
 		goto fail;
+	if (limited > refused) {
+		rd_error(r, "field \"rate_limited\" is above \"refused\"");
+		goto fail;
+	}
 	rc = 0;
+	c[KS_C_ALLOWED] = (uint64_t)allowed;
+	c[KS_C_LIMITED] = (uint64_t)limited;
+	c[KS_C_REFUSED] = (uint64_t)(refused - limited);
 	if (keystore_find_id(ks, id, &k, &slot) == KS_OK)
-		keystore_set_usage(ks, slot, (uint64_t)allowed,
-		    (uint64_t)refused, last);
+		keystore_set_counts(ks, slot, c, last);
 	else
 		log_debug("%s: %s:%zu: key %s is gone", __func__, r->r_name,
 		    r->r_lineno, id);
@@ -1696,6 +1708,9 @@ fail:
 	return (-1);
 }
 
+static int	 file_replace(struct journal *, const char *, int, const void *,
+		    size_t, char *, size_t);
+
 /* Open state_dir/name for reading, as every file there (see file_open). */
 int
 journal_file_open(struct journal *j, const char *name, char *err,
@@ -1718,6 +1733,60 @@ int
 journal_file_replace(struct journal *j, const char *name, const void *buf,
     size_t len, char *err, size_t errlen)
 {
+	return (file_replace(j, name, 0, buf, len, err, errlen));
+}
+
+/* As journal_file_replace, the file given to the configured user. */
+int
+journal_file_share(struct journal *j, const char *name, const void *buf,
+    size_t len, char *err, size_t errlen)
+{
+	return (file_replace(j, name, 1, buf, len, err, errlen));
+}
+
+/* The descriptor of the handle's directory (see jdir); -1 with err. */
+int
+journal_dirfd(struct journal *j, char *err, size_t errlen)
+{
+	return (jdir(j, err, errlen));
+}
+
+/*
+ * Make the directory name in j's directory if it is missing: mode 0700,
+ * given to the configured user like the files the workers read.  An
+ * existing name is left alone (journal_init on it, and the jdir() checks,
+ * judge it when it is opened).  0, or -1 with err.
+ */
+int
+journal_mkdir(struct journal *j, const char *name, char *err, size_t errlen)
+{
+	int	 dfd, fd, saved;
+
+	if ((dfd = jdir(j, err, errlen)) == -1)
+		return (-1);
+	if (mkdirat(dfd, name, 0700) == -1) {
+		if (errno == EEXIST)
+			return (0);
+		file_error(err, errlen, name, errno);
+		return (-1);
+	}
+	if ((fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1 || file_give(j, fd) == -1) {
+		saved = errno;
+		if (fd != -1)
+			close(fd);
+		file_error(err, errlen, name, saved);
+		return (-1);
+	}
+	close(fd);
+	return (0);
+}
+
+/* See journal_file_replace; give: the file goes to the configured user. */
+static int
+file_replace(struct journal *j, const char *name, int give, const void *buf,
+    size_t len, char *err, size_t errlen)
+{
 	FILE	*fp;
 	char	 tmp[NAME_MAX + 1];
 	int	 dfd;
@@ -1728,7 +1797,7 @@ journal_file_replace(struct journal *j, const char *name, const void *buf,
 		return (-1);
 	}
 	if ((dfd = jdir(j, err, errlen)) == -1 ||
-	    (fp = tmp_create(j, tmp, 0, err, errlen)) == NULL)
+	    (fp = tmp_create(j, tmp, give, err, errlen)) == NULL)
 		return (-1);
 	if (len > 0 && fwrite(buf, 1, len, fp) != len) {
 		file_error(err, errlen, tmp, errno != 0 ? errno : EIO);

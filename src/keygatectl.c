@@ -26,6 +26,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -165,8 +167,12 @@ static const struct command commands[] = {
 	{ "regenerate", cmd_regenerate, "regenerate ID [--grace SECONDS]",
 	    "Give a key a new secret; the old one is accepted for --grace "
 	    "seconds." },
-	{ "usage", cmd_usage, "usage ID",
-	    "Print a key's request counters and rate limit windows." },
+	{ "usage", cmd_usage, "usage ID [--history 1h|24h|30d]",
+	    "Print a key's request counters and rate limit windows; with\n"
+	    "--history, its admitted, rate-limited and refused requests over "
+	    "the last\nhour, day or 30 days: the totals, a sparkline (Unicode "
+	    "blocks in a UTF-8\nlocale, ASCII otherwise) and a table of 6 "
+	    "10-minute, 24 hourly or 30\ndaily sums." },
 	{ "verify", cmd_verify, "verify SECRET|JWT|- [--app ID]",
 	    "Check a secret as the gateway would (- reads it from standard "
 	    "input);\nexits 1 if it is not valid." },
@@ -2024,6 +2030,184 @@ print_window_table(const json_t *windows)
 	free(cells);
 }
 
+/* usage's arguments: the ID, --history's value in *history (or NULL). */
+static const char *
+ctl_usage_args(struct ctl *ctl, int argc, char **argv, const char **history,
+    int *rc)
+{
+	static const struct option	 lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "history", required_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int				 ch;
+
+	*rc = EXIT_USAGE;
+	*history = NULL;
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		if (ch == 'H') {
+			if (strcmp(optarg, "1h") != 0 &&
+			    strcmp(optarg, "24h") != 0 &&
+			    strcmp(optarg, "30d") != 0) {
+				usage_error(ctl, "bad --history \"%s\" "
+				    "(expected 1h, 24h or 30d)", optarg);
+				return (NULL);
+			}
+			*history = optarg;
+		} else if (opt_common(ctl, ch, argv) != 0)
+			return (NULL);
+	}
+	return (one_arg(ctl, argc, argv, "key id"));
+}
+
+/*
+ * A history's points as a sparkline of at most HIST_COLS columns, each
+ * the sum of requests (admitted, rate limited and refused) of a run of
+ * points, scaled to the busiest column: blank for none, then the lowest
+ * block for the least traffic up to the full block for the most.  In a
+ * UTF-8 locale the eight Unicode blocks, else nine ASCII characters.
+ */
+#define HIST_COLS	60
+static void
+ctl_sparkline(const json_t *pts, size_t n)
+{
+	static const char *const	 utf8[] = { " ", "\u2581", "\u2582",
+		"\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588" };
+	static const char *const	 ascii[] = { " ", ".", ":", "-", "=",
+		"+", "*", "#", "%", "@" };
+	const char *const		*ramp;
+	const json_t			*p;
+	double				 col[HIST_COLS], max = 0;
+	size_t				 per, ncol, i, levels;
+	const char			*cs;
+	int				 lvl;
+
+	cs = setlocale(LC_CTYPE, "") != NULL ? nl_langinfo(CODESET) : "";
+	if (strcmp(cs, "UTF-8") == 0) {
+		ramp = utf8;
+		levels = 8;
+	} else {
+		ramp = ascii;
+		levels = 9;
+	}
+	per = (n + HIST_COLS - 1) / HIST_COLS;
+	ncol = per > 0 ? (n + per - 1) / per : 0;
+	memset(col, 0, sizeof(col));
+	for (i = 0; i < n; i++) {
+		p = json_array_get(pts, i);
+		col[i / per] += (double)json_integer_value(json_object_get(p,
+		    "admitted")) + (double)json_integer_value(json_object_get(p,
+		    "rate_limited")) + (double)json_integer_value(
+		    json_object_get(p, "refused"));
+	}
+	for (i = 0; i < ncol; i++)
+		if (col[i] > max)
+			max = col[i];
+	fputs("requests |", stdout);
+	for (i = 0; i < ncol; i++) {
+		lvl = col[i] <= 0 ? 0 : 1 + (int)(col[i] / max *
+		    (double)(levels - 1));
+		fputs(ramp[lvl], stdout);
+	}
+	fputs("|\n", stdout);
+}
+
+/*
+ * A history's points as a table of rows, each the sums of rowlen points
+ * from the first: the start of the row, then the three counts.
+ */
+static void
+ctl_hist_table(const json_t *pts, size_t n, size_t rowlen)
+{
+	static const char *const	 head[4] = { "FROM", "ADMITTED",
+		"RATE_LIMITED", "REFUSED" };
+	static const char *const	 names[3] = { "admitted",
+		"rate_limited", "refused" };
+	const json_t			*p;
+	json_int_t			 sum[3];
+	size_t				 nrow, r, i, c;
+	char				**cells, buf[32];
+	const char			*t;
+
+	nrow = (n + rowlen - 1) / rowlen + 1;
+	if ((cells = calloc(nrow * 4, sizeof(*cells))) == NULL) {
+		warnmsg("out of memory");
+		return;
+	}
+	for (c = 0; c < 4; c++)
+		cells[c] = strdup(head[c]);
+	for (r = 1; r < nrow; r++) {
+		memset(sum, 0, sizeof(sum));
+		t = NULL;
+		for (i = (r - 1) * rowlen; i < r * rowlen && i < n; i++) {
+			p = json_array_get(pts, i);
+			if (t == NULL)
+				t = key_str(p, "t", "?");
+			for (c = 0; c < 3; c++)
+				sum[c] += json_integer_value(json_object_get(p,
+				    names[c]));
+		}
+		/* "2026-12-02T23:40:00.000Z" as "2026-12-02T23:40Z". */
+		snprintf(buf, sizeof(buf), "%.16sZ", t != NULL ? t : "?");
+		cells[r * 4] = strdup(buf);
+		for (c = 0; c < 3; c++) {
+			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+			    sum[c]);
+			cells[r * 4 + c + 1] = strdup(buf);
+		}
+	}
+	print_table(cells, nrow, 4);
+	free(cells);
+}
+
+/*
+ * usage --history: GET /v1/keys/ID/usage?history=W.  The totals as a
+ * field list, the sparkline, then the table (or the answer with --json).
+ */
+static int
+ctl_history(struct ctl *ctl, const char *id, const char *history)
+{
+	static const char *const	 names[3] = { "admitted",
+		"rate_limited", "refused" };
+	const json_t			*pts;
+	json_t				*u;
+	json_int_t			 sum[3];
+	char				 suffix[64], buf[64];
+	size_t				 n, i, c;
+
+	snprintf(suffix, sizeof(suffix), "/usage?history=%s", history);
+	if (key_call(ctl, EVHTTP_REQ_GET, id, suffix, NULL, 200, &u) == -1)
+		return (EXIT_FAIL);
+	if (ctl->c_json) {
+		print_json(u);
+		json_decref(u);
+		return (0);
+	}
+	pts = json_object_get(u, "points");
+	n = json_array_size(pts);
+	memset(sum, 0, sizeof(sum));
+	for (i = 0; i < n; i++)
+		for (c = 0; c < 3; c++)
+			sum[c] += json_integer_value(json_object_get(
+			    json_array_get(pts, i), names[c]));
+	print_field("id", key_str(u, "id", "?"));
+	snprintf(buf, sizeof(buf), "%s (%zu points of %s)", history, n,
+	    key_str(u, "resolution", "?"));
+	print_field("history", buf);
+	for (c = 0; c < 3; c++) {
+		snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, sum[c]);
+		print_field(names[c], buf);
+	}
+	putchar('\n');
+	ctl_sparkline(pts, n);
+	putchar('\n');
+	/* 1h: 6 rows of 10 minutes; 24h: 24 of an hour; 30d: 30 of a day. */
+	ctl_hist_table(pts, n, strcmp(history, "1h") == 0 ? 10 :
+	    strcmp(history, "24h") == 0 ? 60 : 24);
+	json_decref(u);
+	return (0);
+}
+
 /*
  * usage: GET /v1/keys/ID/usage.  The counters as a field list, then, after
  * an empty line, the table of the rate limit windows.
@@ -2031,13 +2215,15 @@ print_window_table(const json_t *windows)
 static int
 cmd_usage(struct ctl *ctl, int argc, char **argv)
 {
-	const char	*id;
+	const char	*id, *history;
 	char		 num[24];
 	json_t		*u;
 	int		 rc;
 
-	if ((id = id_only(ctl, argc, argv, &rc)) == NULL)
+	if ((id = ctl_usage_args(ctl, argc, argv, &history, &rc)) == NULL)
 		return (rc);
+	if (history != NULL)
+		return (ctl_history(ctl, id, history));
 	if (key_call(ctl, EVHTTP_REQ_GET, id, "/usage", NULL, 200, &u) == -1)
 		return (EXIT_FAIL);
 	if (ctl->c_json)
@@ -2048,6 +2234,8 @@ cmd_usage(struct ctl *ctl, int argc, char **argv)
 		    num, sizeof(num)));
 		print_field("requests_refused", key_num(u, "requests_refused",
 		    num, sizeof(num)));
+		print_field("requests_rate_limited", key_num(u,
+		    "requests_rate_limited", num, sizeof(num)));
 		print_field("last_used_at", key_str(u, "last_used_at",
 		    "never"));
 		putchar('\n');

@@ -813,6 +813,7 @@ keystore_put(struct keystore *ks, const struct ks_key *key, uint64_t seq)
 	struct ks_key		 k;
 	const uint8_t		*d[2];
 	uint32_t		 slot = 0;
+	int			 i;
 	int			 isnew, r;
 
 	key_copy(&k, key);
@@ -832,7 +833,11 @@ keystore_put(struct keystore *ks, const struct ks_key *key, uint64_t seq)
 			    __ATOMIC_RELEASE);
 		__atomic_store_n(&s->s_allowed, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->s_refused, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->s_limited, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->s_last_used, 0, __ATOMIC_RELAXED);
+		/* The history baselines follow, so the new key starts at 0. */
+		for (i = 0; i < KS_NCOUNTS; i++)
+			__atomic_store_n(&s->s_base[i], 0, __ATOMIC_RELAXED);
 		rate_clear(&ks->ks_rate[slot]);
 	}
 	slot_write(s, 1, &k);
@@ -958,10 +963,11 @@ keystore_repair(struct keystore *ks, pid_t pid, pid_t owner)
 /*
  * Count one use of slot.  Relaxed atomics: the counters are statistics, a
  * reader may see them slightly late but never torn; s_last_used only moves
- * forward (a CAS loop, as workers' clocks may disagree by a little).
+ * forward (a CAS loop, as workers' clocks may disagree by a little).  One
+ * counter per outcome, so that a reader never sees half of a use.
  */
 void
-keystore_count_use(struct keystore *ks, uint32_t slot, int allowed,
+keystore_count_use(struct keystore *ks, uint32_t slot, int outcome,
     int64_t now)
 {
 	struct ks_slot	*s;
@@ -970,7 +976,8 @@ keystore_count_use(struct keystore *ks, uint32_t slot, int allowed,
 	if (slot >= ks->ks_max_keys)
 		return;
 	s = &ks->ks_slots[slot];
-	__atomic_fetch_add(allowed ? &s->s_allowed : &s->s_refused, 1,
+	__atomic_fetch_add(outcome == KS_USE_ALLOWED ? &s->s_allowed :
+	    outcome == KS_USE_LIMITED ? &s->s_limited : &s->s_refused, 1,
 	    __ATOMIC_RELAXED);
 	last = __atomic_load_n(&s->s_last_used, __ATOMIC_RELAXED);
 	while (now > last && !__atomic_compare_exchange_n(&s->s_last_used,
@@ -991,8 +998,26 @@ keystore_usage(const struct keystore *ks, uint32_t slot, uint64_t *allowed,
 		return;
 	s = &ks->ks_slots[slot];
 	*allowed = __atomic_load_n(&s->s_allowed, __ATOMIC_RELAXED);
-	*refused = __atomic_load_n(&s->s_refused, __ATOMIC_RELAXED);
+	*refused = __atomic_load_n(&s->s_refused, __ATOMIC_RELAXED) +
+	    __atomic_load_n(&s->s_limited, __ATOMIC_RELAXED);
 	*last_used = __atomic_load_n(&s->s_last_used, __ATOMIC_RELAXED);
+}
+
+/* Set the counters of slot by KS_C_*, and the baselines (start-up). */
+void
+keystore_set_counts(struct keystore *ks, uint32_t slot, const uint64_t *c,
+    int64_t last_used)
+{
+	struct ks_slot	*s;
+
+	if (slot >= ks->ks_max_keys)
+		return;
+	s = &ks->ks_slots[slot];
+	__atomic_store_n(&s->s_allowed, c[KS_C_ALLOWED], __ATOMIC_RELAXED);
+	__atomic_store_n(&s->s_limited, c[KS_C_LIMITED], __ATOMIC_RELAXED);
+	__atomic_store_n(&s->s_refused, c[KS_C_REFUSED], __ATOMIC_RELAXED);
+	__atomic_store_n(&s->s_last_used, last_used, __ATOMIC_RELAXED);
+	keystore_set_base(ks, slot, c);
 }
 
 /* Set the usage counters of slot (start-up, from the usage file). */
@@ -1000,12 +1025,49 @@ void
 keystore_set_usage(struct keystore *ks, uint32_t slot, uint64_t allowed,
     uint64_t refused, int64_t last_used)
 {
-	struct ks_slot	*s;
+	uint64_t	 c[KS_NCOUNTS];
 
+	c[KS_C_ALLOWED] = allowed;
+	c[KS_C_LIMITED] = 0;
+	c[KS_C_REFUSED] = refused;
+	keystore_set_counts(ks, slot, c, last_used);
+}
+
+/* The counters of slot by KS_C_* (zeros for a slot out of range). */
+void
+keystore_counts(const struct keystore *ks, uint32_t slot, uint64_t *c)
+{
+	const struct ks_slot	*s;
+
+	c[KS_C_ALLOWED] = c[KS_C_LIMITED] = c[KS_C_REFUSED] = 0;
 	if (slot >= ks->ks_max_keys)
 		return;
 	s = &ks->ks_slots[slot];
-	__atomic_store_n(&s->s_allowed, allowed, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->s_refused, refused, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->s_last_used, last_used, __ATOMIC_RELAXED);
+	c[KS_C_ALLOWED] = __atomic_load_n(&s->s_allowed, __ATOMIC_RELAXED);
+	c[KS_C_LIMITED] = __atomic_load_n(&s->s_limited, __ATOMIC_RELAXED);
+	c[KS_C_REFUSED] = __atomic_load_n(&s->s_refused, __ATOMIC_RELAXED);
+}
+
+/* The history baselines of slot (zeros for a slot out of range). */
+void
+keystore_base(const struct keystore *ks, uint32_t slot, uint64_t *b)
+{
+	int	 i;
+
+	for (i = 0; i < KS_NCOUNTS; i++)
+		b[i] = slot < ks->ks_max_keys ? __atomic_load_n(
+		    &ks->ks_slots[slot].s_base[i], __ATOMIC_RELAXED) : 0;
+}
+
+/* Set the history baselines of slot (the master, at a fold). */
+void
+keystore_set_base(struct keystore *ks, uint32_t slot, const uint64_t *b)
+{
+	int	 i;
+
+	if (slot >= ks->ks_max_keys)
+		return;
+	for (i = 0; i < KS_NCOUNTS; i++)
+		__atomic_store_n(&ks->ks_slots[slot].s_base[i], b[i],
+		    __ATOMIC_RELAXED);
 }

@@ -46,6 +46,7 @@
 #include "shm.h"
 #include "stats.h"
 #include "tls.h"
+#include "usage.h"
 #include "util.h"
 
 #define MASTER_BACKOFF_MIN_MS	100
@@ -87,6 +88,7 @@ struct master {
 	struct keystore		 m_ks;
 	struct journal		 m_journal;
 	struct jwks		*m_jwks;	/* JWKS fetching (jwks.c) */
+	struct usage		*m_usage;	/* per-key history (usage.c) */
 	int64_t			 m_usage_ms;	/* usage last saved */
 	uint64_t		 m_usage_requests;	/* requests served then */
 	uint32_t		 m_gen;		/* generation of new workers */
@@ -808,6 +810,8 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	master_keys_tick(m, now);
 	master_stats_tick(m);
+	/* At the first tick of each minute; logs its own failures. */
+	(void)usage_fold(m->m_usage, &m->m_ks, util_now_ms(), 0);
 	if (tls_tickets_rotate(&m->m_shm->sh_tickets, util_now_ms() / 1000) ==
 	    -1)
 		log_warnx("TLS ticket keys not rotated: no random bytes");
@@ -1224,6 +1228,10 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	if (journal_init(&m.m_journal, conf->c_state_dir, uid, gid) == -1)
 		fatalx("out of memory");
 	m.m_usage_ms = util_mono_ms();
+	/* Before any worker: the restored counters are its baselines. */
+	if ((m.m_usage = usage_open(conf->c_state_dir, uid, gid, util_now_ms(),
+	    err, sizeof(err))) == NULL)
+		fatalx("usage history: %s", err);
 	if ((m.m_base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	for (i = 0; i < MASTER_NSIGS; i++) {
@@ -1258,6 +1266,9 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	free(m.m_total);
 	for (i = 0; i < (int)m.m_nlfds; i++)
 		close(m.m_lfds[i]);
+	/* The workers are gone: fold what they counted since the last tick. */
+	(void)usage_fold(m.m_usage, &m.m_ks, util_now_ms(), 1);
+	usage_free(m.m_usage);
 	if (journal_save_usage(&m.m_journal, &m.m_ks, err, sizeof(err)) == -1)
 		log_warnx("usage counters not saved: %s", err);
 	journal_close(&m.m_journal);

@@ -547,7 +547,8 @@ def test_usage():
     k = create(d, "--owner", owner())
     f, rows, j = usage(d, k["id"])
     kg.eq(f, {"id": k["id"], "requests_allowed": "0",
-              "requests_refused": "0", "last_used_at": "never"},
+              "requests_refused": "0", "requests_rate_limited": "0",
+              "last_used_at": "never"},
           "usage of a fresh key")
     fresh = [{"window": "1s", "limit": 20, "used": 0, "remaining": 20,
               "reset": 0, "source": "default"},
@@ -556,7 +557,8 @@ def test_usage():
              {"window": "60s", "limit": 1000, "used": 0, "remaining": 1000,
               "reset": 0, "source": "default"}]
     kg.eq(j, {"id": k["id"], "requests_allowed": 0, "requests_refused": 0,
-              "last_used_at": None, "windows": fresh}, "--json usage")
+              "requests_rate_limited": 0, "last_used_at": None,
+              "windows": fresh}, "--json usage")
     kg.eq(rows, window_rows(fresh), "window table of a fresh key")
     fails(ctl("usage", "key_doesnotexist", d=d), 1, r"key_not_found",
           "usage of an unknown id")
@@ -967,7 +969,7 @@ def test_help_commands():
         if m:
             synopsis[m.group(1)] = line.strip()
     for cmd in ("create", "list", "show", "update", "delete", "regenerate",
-                "usage", "verify"):
+                "usage", "verify", "status", "top"):
         first = synopsis[cmd].split("\n")[0]
         for args in (("help", cmd), (cmd, "--help"), (cmd, "-h"),
                      (cmd, "x", "--help"), ("--json", cmd, "--help")):

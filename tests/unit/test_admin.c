@@ -201,7 +201,7 @@ schema_object(json_t *s, json_t *v, const char *where)
 /*
  * Errors found checking v against schema s: type (one or a list), enum,
  * format date-time (our exact shape), properties, required,
- * additionalProperties false, items and $ref.  Each is printed.
+ * additionalProperties false, items, oneOf and $ref.  Each is printed.
  */
 static int
 schema_check(json_t *s, json_t *v, const char *where)
@@ -214,6 +214,18 @@ schema_check(json_t *s, json_t *v, const char *where)
 	if ((s = resolve(s)) == NULL) {
 		say("%s: unresolvable $ref\n", where);
 		return (1);
+	}
+	if ((items = json_object_get(s, "oneOf")) != NULL) {
+		/* Exactly one branch must match, checked quietly. */
+		quiet++;
+		json_array_foreach(items, i, e)
+			found += schema_check(e, v, where) == 0;
+		quiet--;
+		if (found != 1) {
+			say("%s: matches %d of oneOf, not 1\n", where, found);
+			return (1);
+		}
+		return (0);
 	}
 	if (!type_ok(s, v)) {
 		say("%s: wrong JSON type\n", where);
@@ -2081,6 +2093,80 @@ test_usage(void **state)
 }
 
 /*
+ * GET .../usage?history=: every point of the period in the document's
+ * schema, the live counts in the last point, split admitted / rate
+ * limited / refused; the plain answer counts rate_limited apart; a bad
+ * history is a 422 naming the field, an unknown key a 404.
+ */
+static void
+test_usage_history(void **state)
+{
+	static const struct {
+		const char	*q;
+		size_t		 n;
+		int64_t		 step;
+		const char	*res;
+	} hist[] = {
+		{ "1h", 60, 60000, "1m" },
+		{ "24h", 1440, 60000, "1m" },
+		{ "30d", 720, 3600000, "1h" },
+	};
+	struct fx	*f = *state;
+	char		 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], p[128];
+	struct ks_key	 k;
+	uint32_t	 slot;
+	json_t		*o, *pts, *last;
+	size_t		 i;
+
+	create(f, "{\"owner\":\"o\"}", id, sec);
+	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
+	keystore_count_use(&f->ks, slot, KS_USE_ALLOWED, T_NOW);
+	keystore_count_use(&f->ks, slot, KS_USE_ALLOWED, T_NOW);
+	keystore_count_use(&f->ks, slot, KS_USE_LIMITED, T_NOW);
+	keystore_count_use(&f->ks, slot, KS_USE_REFUSED, T_NOW);
+	o = req(f, HTTP_M_GET, path_for(p, sizeof(p), "/v1/keys/%s/usage", id),
+	    NULL);
+	assert_int_equal(json_integer_value(json_object_get(o,
+	    "requests_refused")), 2);
+	assert_int_equal(json_integer_value(json_object_get(o,
+	    "requests_rate_limited")), 1);
+	for (i = 0; i < sizeof(hist) / sizeof(hist[0]); i++) {
+		snprintf(p, sizeof(p), "/v1/keys/%s/usage?history=%s", id,
+		    hist[i].q);
+		o = req(f, HTTP_M_GET, p, NULL);
+		assert_int_equal(f->rs.as_status, 200);
+		assert_string_equal(str(o, "id"), id);
+		assert_string_equal(str(o, "history"), hist[i].q);
+		assert_string_equal(str(o, "resolution"), hist[i].res);
+		pts = json_object_get(o, "points");
+		assert_int_equal(json_array_size(pts), hist[i].n);
+		last = json_array_get(pts, hist[i].n - 1);
+		assert_int_equal(json_integer_value(json_object_get(last,
+		    "admitted")), 2);
+		assert_int_equal(json_integer_value(json_object_get(last,
+		    "rate_limited")), 1);
+		assert_int_equal(json_integer_value(json_object_get(last,
+		    "refused")), 1);
+		/* 11:06 (11:00 for hours) is the last point. */
+		assert_string_equal(str(last, "t"), hist[i].step == 60000 ?
+		    "2026-11-18T11:06:00.000Z" : "2026-11-18T11:00:00.000Z");
+		assert_int_equal(json_integer_value(json_object_get(
+		    json_array_get(pts, 0), "admitted")), 0);
+	}
+	o = req(f, HTTP_M_GET, path_for(p, sizeof(p),
+	    "/v1/keys/%s/usage?history=2h", id), NULL);
+	assert_int_equal(f->rs.as_status, 422);
+	assert_string_equal(str(o, "error"), "invalid_field");
+	assert_string_equal(str(o, "field"), "history");
+	(void)req(f, HTTP_M_GET, path_for(p, sizeof(p),
+	    "/v1/keys/%s/usage?limit=2", id), NULL);
+	assert_int_equal(f->rs.as_status, 422);
+	(void)req(f, HTTP_M_GET,
+	    "/v1/keys/key_doesnotexist0000/usage?history=1h", NULL);
+	assert_int_equal(f->rs.as_status, 404);
+}
+
+/*
  * The windows of the last usage answer, as "WINDOW:LIMIT/USED/REMAINING/
  * RESET/SOURCE ..." text.  RESET is checked against the limiter itself
  * (when the key's requests in that window stop counting, read at the same
@@ -2482,6 +2568,7 @@ main(void)
 		T(test_regenerate_grace),
 		T(test_regenerate_invalid),
 		T(test_usage),
+		T(test_usage_history),
 		T(test_usage_windows),
 		T(test_verify),
 		T(test_storage_unavailable),

@@ -1432,12 +1432,13 @@ test_usage_save(void **state)
 	text = file_read(f, USAGE_FILE, &len);
 	assert_non_null(strstr(text,
 	    "{\"id\":\"key_Test000000000001\",\"allowed\":10,\"refused\":3,"
-	    "\"last_used\":1700000000123}\n"));
+	    "\"rate_limited\":0,\"last_used\":1700000000123}\n"));
 	assert_non_null(strstr(text,
 	    "{\"id\":\"key_Test000000000003\",\"allowed\":0,\"refused\":1,"
-	    "\"last_used\":0}\n"));
+	    "\"rate_limited\":0,\"last_used\":0}\n"));
 	assert_int_equal(len, 2 * strlen("{\"id\":\"key_Test000000000001\","
-	    "\"allowed\":0,\"refused\":1,\"last_used\":0}\n") + 13);
+	    "\"allowed\":0,\"refused\":1,\"rate_limited\":0,"
+	    "\"last_used\":0}\n") + 13);
 	free(text);
 }
 
@@ -1473,8 +1474,77 @@ test_usage_unterminated_id(void **state)
 		fail_msg("journal_save_usage: %s", err);
 	text = file_read(f, USAGE_FILE, NULL);
 	assert_string_equal(text, "{\"id\":\"key_Test000000000002\","
-	    "\"allowed\":7,\"refused\":0,\"last_used\":0}\n");
+	    "\"allowed\":7,\"refused\":0,\"rate_limited\":0,"
+	    "\"last_used\":0}\n");
 	free(text);
+}
+
+/*
+ * keys.usage keeps the rate-limited part of the refusals ("refused" stays
+ * every refusal, as before); a line written before the field existed
+ * loads with none rate limited, one claiming more than it refused is
+ * skipped.  The history baselines start at the restored counts.
+ */
+static void
+test_usage_rate_limited(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], *text;
+	uint64_t	 c[KS_NCOUNTS], b[KS_NCOUNTS];
+	uint32_t	 slot;
+	void		*mem;
+	int		 i;
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	put_key(f, 3, 3, NULL);
+	assert_int_equal(keystore_find_id(&f->f_ks, "key_Test000000000001", &k,
+	    &slot), KS_OK);
+	keystore_count_use(&f->f_ks, slot, KS_USE_ALLOWED, 1000);
+	keystore_count_use(&f->f_ks, slot, KS_USE_LIMITED, 1000);
+	keystore_count_use(&f->f_ks, slot, KS_USE_LIMITED, 1000);
+	keystore_count_use(&f->f_ks, slot, KS_USE_REFUSED, 1000);
+	if (journal_save_usage(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_save_usage: %s", err);
+	text = file_read(f, USAGE_FILE, NULL);
+	assert_string_equal(text, "{\"id\":\"key_Test000000000001\","
+	    "\"allowed\":1,\"refused\":3,\"rate_limited\":2,"
+	    "\"last_used\":1000}\n");
+	free(text);
+	file_write(f, USAGE_FILE, "{\"id\":\"key_Test000000000001\","
+	    "\"allowed\":1,\"refused\":3,\"rate_limited\":2,"
+	    "\"last_used\":1000}\n"
+	    "{\"id\":\"key_Test000000000002\",\"allowed\":4,\"refused\":5,"
+	    "\"last_used\":2000}\n"
+	    "{\"id\":\"key_Test000000000003\",\"allowed\":4,\"refused\":1,"
+	    "\"rate_limited\":2,\"last_used\":2000}\n", 1);
+	if (reload(f, 16, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(journal_load_usage(&f->f_j, &ks, err, sizeof(err)),
+	    0);
+	assert_int_equal(keystore_find_id(&ks, "key_Test000000000001", &k,
+	    &slot), KS_OK);
+	keystore_counts(&ks, slot, c);
+	keystore_base(&ks, slot, b);
+	assert_int_equal(c[KS_C_ALLOWED], 1);
+	assert_int_equal(c[KS_C_LIMITED], 2);
+	assert_int_equal(c[KS_C_REFUSED], 1);
+	for (i = 0; i < KS_NCOUNTS; i++)
+		assert_int_equal(b[i], c[i]);
+	assert_int_equal(keystore_find_id(&ks, "key_Test000000000002", &k,
+	    &slot), KS_OK);
+	keystore_counts(&ks, slot, c);
+	assert_int_equal(c[KS_C_ALLOWED], 4);
+	assert_int_equal(c[KS_C_LIMITED], 0);
+	assert_int_equal(c[KS_C_REFUSED], 5);
+	assert_int_equal(keystore_find_id(&ks, "key_Test000000000003", &k,
+	    &slot), KS_OK);
+	keystore_counts(&ks, slot, c);
+	assert_int_equal(c[KS_C_ALLOWED] + c[KS_C_LIMITED] + c[KS_C_REFUSED],
+	    0);
+	free(mem);
 }
 
 /* Usage counters survive a restart; bad lines are logged and skipped. */
@@ -1570,6 +1640,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_usage_load, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_usage_unterminated_id,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage_rate_limited,
 		    setup, teardown),
 	};
 
