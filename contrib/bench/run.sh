@@ -33,7 +33,9 @@
 #           keygated route auth=api-key vs nginx "map $http_x_api_key" vs
 #           an HAProxy map file; 204 with X-Consumer-Id, 401 without a key.
 #   keys-proxy   like proxy, with the same keys: the gateway sends the key's
-#           owner upstream in X-Consumer-Id and drops X-API-KEY.
+#           owner upstream in X-Consumer-Id and drops X-API-KEY.  With
+#           KEYGATED2, a keygated2 column too, started from the same
+#           keys.snapshot (each keygated has its own state_dir).
 #   keys-create  keygated only: $CREATES x POST /v1/keys (admin API, each
 #           create fsync'ed to the journal) over one keep-alive connection
 #           from a Python client (create.py), on top of the $KEYS keys.
@@ -139,9 +141,11 @@
 #              [/usr/bin/python3: Debian's python3-jwt, python3-cryptography]
 #   PEERS      1: run a workload's other systems even when keygated -t
 #              rejects its config (the peers' figures alone, no ratios) [0]
-#   KEYGATED2  a second keygated binary: a keygated2 column in proxy and
-#              verify, same config, ratios keygated/keygated2 (before and
-#              after a change, in one run) [none]
+#   KEYGATED2  a second keygated binary: a keygated2 column in proxy,
+#              verify and keys-proxy, same config (in keys-proxy the same
+#              keys.snapshot in its own state_dir), ratios
+#              keygated/keygated2 (before and after a change, in one run)
+#              [none]
 #   IDLE_CONNS idle TLS connections in tls-idle-memory [10000]
 #   IDLE_HOLD  seconds they stay open after the measurement [5]
 #
@@ -325,7 +329,7 @@ X-Original-URI: /bench"
 		;;
 	keys-proxy)
 		W_DESC="proxy with $KEYS API keys, a random one per request, owner sent upstream"
-		W_SYSTEMS="keygated nginx haproxy"
+		W_SYSTEMS="keygated ${KEYGATED2:+keygated2 }nginx haproxy"
 		W_PATH=/bench
 		W_UPSTREAM=1
 		W_KEYS=1
@@ -581,9 +585,9 @@ stop_pid() {
 # keygated_off, the same with "rate_limit off" (rate), keygated_key, the
 # route with auth=api-key (jwt-vs-key), keygated_calm, the same as
 # keygated (jwks-refresh), or keygated2, the same as keygated run from
-# $KEYGATED2 (proxy, verify).  No access_log directive (the default is
-# off).  The TLS workloads listen with "tls" on the run's certificate,
-# with session tickets on (nginx's and HAProxy's default);
+# $KEYGATED2 (proxy, verify, keys-proxy).  No access_log directive (the
+# default is off).  The TLS workloads listen with "tls" on the run's
+# certificate, with session tickets on (nginx's and HAProxy's default);
 # tls-idle-memory also lets a worker hold all the idle connections and
 # keeps them longer than the run takes (header_timeout).
 keygated_conf() {
@@ -2883,7 +2887,7 @@ esac
 say "# keygate bench $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc 2>/dev/null || echo ?) CPUs, $WORKERS workers (HAProxy: threads) per gateway, upstream $UPSTREAM_WORKERS worker(s), pool $POOL"
 say "# $versions; $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }')"
 [ -n "$KEYGATED2" ] &&
-    say "# keygated2 (proxy, verify): $("$KEYGATED2" -v 2>&1 | head -n 1) ($KEYGATED2)"
+    say "# keygated2 (proxy, verify, keys-proxy): $("$KEYGATED2" -v 2>&1 | head -n 1) ($KEYGATED2)"
 [ "$any_tls" = 1 ] &&
     say "# TLS: one ECDSA P-256 certificate for all ($(openssl version | awk '{ print $1, $2 }')); handshakes by tlsload.c (one request per connection)$(test "$keygated_tls" = 1 || echo "; keygated: TLS not supported by this binary")"
 [ "$any_keys" = 1 ] &&
