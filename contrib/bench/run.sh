@@ -765,12 +765,17 @@ keygated_optional() {
 }
 
 # keygated_probe BINARY: print the numbers of the lines of
-# keygated_optional that "BINARY -t" accepts after the echo config.
+# keygated_optional that "BINARY -t" accepts after the echo config.  Run
+# in a subshell ($(...)): the base config is made with no optional line
+# accepted yet, or, probing $KEYGATED2 after $KEYGATED, each line would
+# come twice and be refused as a duplicate directive, and keygated2 would
+# run without the lines keygated has.
 keygated_probe() {
 	d=$tmp/probe
 	mkdir -p "$d/state"
 	port_keygated=1
 	keygated_admin_port=2
+	keygated_opt_ok=
 	workload_info echo
 	base=$(keygated_conf echo)
 	n=0
@@ -3167,6 +3172,20 @@ say "# keygate bench $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc 2>/dev/null || echo
 say "# $versions; $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }')"
 [ -n "$KEYGATED2" ] &&
     say "# keygated2 (proxy, verify, keys-proxy): $("$KEYGATED2" -v 2>&1 | head -n 1) ($KEYGATED2)"
+# The optional lines one binary takes and the other does not: the two
+# configs differ by these.
+if [ -n "$KEYGATED2" ] && [ "$keygated_opt_ok" != "$keygated2_opt_ok" ]; then
+	n=0
+	(keygated_admin_port=PORT; keygated_optional) | while IFS= read -r line; do
+		n=$((n + 1))
+		a=no
+		b=no
+		case " $keygated_opt_ok " in *" $n "*) a=yes ;; esac
+		case " $keygated2_opt_ok " in *" $n "*) b=yes ;; esac
+		[ $a = $b ] ||
+		    say "# NOTE: \"$line\": keygated $a, keygated2 $b (keygated -t)"
+	done
+fi
 [ "$any_tls" = 1 ] &&
     say "# TLS: one ECDSA P-256 certificate for all ($(openssl version | awk '{ print $1, $2 }')); handshakes by tlsload.c (one request per connection)$(test "$keygated_tls" = 1 || echo "; keygated: TLS not supported by this binary")"
 [ "$any_keys" = 1 ] &&
