@@ -105,7 +105,8 @@
 #           from $SCRAPE_CONNS connections or more, until every keygated
 #           worker holds one; then, in turns for $ROUNDS rounds, $SCRAPES
 #           sequential GET /metrics over one keep-alive connection
-#           (scrape.py time): median, p90 and p99 in ms, the body's size.
+#           (scrape.py time): median, p90 and p99 in ms, the body's size;
+#           PROFILE=1: the servers' CPU time per scrape (perf stat).
 #           nginx has no comparable exporter (stub_status: 7 numbers).
 # The keys (secrets, keygated's keys.snapshot, nginx and HAProxy map files)
 # are made once per run by keys.py; the JWT keys, JWKS, PEM public keys and
@@ -2193,6 +2194,17 @@ run_scrape() {
 			}
 		done
 	done
+	[ "$PROFILE" = 1 ] && command -v perf >/dev/null 2>&1 || return 0
+	# PROFILE=1: the servers' own CPU time for one more round of scrapes
+	# (perf stat task-clock on every process of each), which the
+	# client's and the other programs' share of the 2 cores leaves out.
+	for s in $W_SYSTEMS; do
+		out=$wdir/out/$s.prof
+		perf stat -x, -e task-clock -p "$(tree "$(system_pid "$s")" |
+		    paste -sd, -)" -o "$out.perf" -- python3 "$here/scrape.py" \
+		    time "$(scrape_port "$s")" /metrics "$SCRAPES" "$out.ms" \
+		    >"$out" 2>"$out.err" || warn "perf stat failed on $s"
+	done
 }
 
 # scrape_check SYSTEM: the body in $wdir/SYSTEM.metrics must have the
@@ -2277,6 +2289,12 @@ print_scrape() {
 			tr ' ' '\n' <"$f" | sed -n 's/^median_ms=/ /p' | tr -d '\n'
 		done
 		say
+	done
+	for s in $W_SYSTEMS; do
+		f=$wdir/out/$s.prof.perf
+		[ -s "$f" ] || continue
+		awk -F, -v s="$s" -v n="$((SCRAPES + 1))" '
+		    $3 ~ /^task-clock/ { printf "CPU per scrape (perf stat task-clock, every process of %s, %d scrapes): %.3f ms\n", s, n, $1 / n }' "$f"
 	done
 	for s in $W_SYSTEMS; do
 		say "traffic, $s: $(sed 's/^traffic //' "$wdir/scrape.$s.traffic")"
@@ -3203,7 +3221,7 @@ if [ "$PROFILE" = 1 ]; then
 		[ -f "$tmp/$w/failed" ] && continue
 		workload_info "$w"
 		[ "$W_CREATE" = 1 ] || [ "$W_ACCURACY" = 1 ] ||
-		    [ "$W_IDLE" = 1 ] && continue
+		    [ "$W_IDLE" = 1 ] || [ "$W_SCRAPE" = 1 ] && continue
 		say
 		print_profile "$w"
 	done
