@@ -2746,6 +2746,23 @@ print_table() {
 		awk -v s="$s" '$4 || $5 { printf "WARNING: %s round %d: %d non-2xx responses, %d socket errors\n", s, NR, $4, $5 }' \
 		    "$wdir/res.$s"
 	done
+	# keygated2 runs right after keygated in every round: the ratio of
+	# each round's pair shares most of that round's noise, and their
+	# median is steadier than the ratio of the medians on a busy machine.
+	case " $W_SYSTEMS " in
+	*" keygated2 "*)
+		paste "$wdir/res.keygated" "$wdir/res.keygated2" | awk '
+		    { r[NR] = $7 ? $1 / $7 : 0; line = line sprintf(" %.3f", r[NR]) }
+		    END {
+			for (i = 2; i <= NR; i++)
+				for (j = i; j > 1 && r[j - 1] > r[j]; j--) {
+					x = r[j]; r[j] = r[j - 1]; r[j - 1] = x
+				}
+			m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+			printf "ratio keygated/keygated2 per round, req/s:%s (median %.3f)\n", line, m
+		    }'
+		;;
+	esac
 	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
 	[ "$w" = rate ] && print_refusals
