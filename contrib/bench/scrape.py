@@ -4,17 +4,17 @@
     python3 scrape.py traffic PORT ROUTES KEYROUTES CONNS [PID...]
     python3 scrape.py time PORT PATH N OUTFILE
 
-traffic: opens CONNS keep-alive connections to 127.0.0.1:PORT, all at
-once, and sends on each of them, one after the other, every request of
-the list: for each route I in 1..ROUTES, GET /rI (the upstream answers
+traffic: opens CONNS keep-alive connections to 127.0.0.1:PORT (one
+request on each as it opens), keeps them all open, and then sends on each
+of them, one after the other, every request of the list: for each route I in 1..ROUTES, GET /rI (the upstream answers
 200), GET /rI?s=404 and GET /rI?s=503 (the upstream answers that status);
 for each K in 1..KEYROUTES, GET /kK without a key and with an unknown one
 (401); GET /nope (no route: 404).  Each answer must have the status
 expected.  With PIDs (the gateway's worker processes, which share one
 listening socket), it first makes sure each of them holds at least one
 of the connections (ss -tnp: the process that owns the accepted socket),
-opening more, up to 8 x CONNS, if one does not: then every worker has
-counts on every route, under every status.  Prints one line: "traffic
+opening more, one every 20 ms, up to 32 x CONNS, if one does not: then
+every worker has counts on every route, under every status.  Prints one line: "traffic
 requests=N conns=C per_worker=PID:C,... statuses=200:N,401:N,...".
 
 time: one keep-alive connection to 127.0.0.1:PORT; one untimed GET PATH,
@@ -78,27 +78,30 @@ def traffic(port, routes, keyroutes, nconns, pids):
     """The traffic pass: see the module's comment."""
     conns = []
 
-    def more(n):
+    def more(n, pause):
         for _ in range(n):
             c = http.client.HTTPConnection(HOST, port, timeout=10)
             c.connect()
             conns.append(c)
-        # One request on each new one: accepted and served by then.
-        for c in conns[-n:]:
+            # One request on it: accepted and served by then.
             fetch(c, "/r1", {}, 200)
+            time.sleep(pause)
 
-    more(nconns)
+    more(nconns, 0)
     per = {}
     if pids:
+        # The workers race for each connection on the shared socket,
+        # and the last one to accept tends to win again: one at a time,
+        # with a pause that lets every worker go back to waiting.
         while True:
             per = owners(port)
             if all(per.get(p, 0) > 0 for p in pids):
                 break
-            if len(conns) >= 8 * nconns:
+            if len(conns) >= 32 * nconns:
                 sys.exit("scrape.py: after %d connections, workers %s "
                          "hold none" % (len(conns), ",".join(
                              str(p) for p in pids if per.get(p, 0) == 0)))
-            more(nconns)
+            more(nconns, 0.02)
     reqs = requests_list(routes, keyroutes)
     statuses = {}
     n = 0
