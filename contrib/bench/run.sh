@@ -33,7 +33,9 @@
 #           keygated route auth=api-key vs nginx "map $http_x_api_key" vs
 #           an HAProxy map file; 204 with X-Consumer-Id, 401 without a key.
 #   keys-proxy   like proxy, with the same keys: the gateway sends the key's
-#           owner upstream in X-Consumer-Id and drops X-API-KEY.
+#           owner upstream in X-Consumer-Id and drops X-API-KEY.  With
+#           KEYGATED2, a keygated2 column too, started from the same
+#           keys.snapshot (each keygated has its own state_dir).
 #   keys-create  keygated only: $CREATES x POST /v1/keys (admin API, each
 #           create fsync'ed to the journal) over one keep-alive connection
 #           from a Python client (create.py), on top of the $KEYS keys.
@@ -92,6 +94,20 @@
 #           PSS over master and workers) before and after, per connection.
 #   A keygated without TLS leaves its column out of these four (with a
 #   note, "keygated: TLS not supported by this binary"); the peers run.
+#   metrics-scrape  the cost of a Prometheus scrape: keygated with
+#           $SCRAPE_ROUTES routes "route GET ^/rN$ auth=anonymous name=rN"
+#           to the shared upstream and 4 api-key routes /kN (401s), and
+#           "metrics_listen"; HAProxy with $SCRAPE_ROUTES backends (one
+#           server each) and its prometheus-exporter service on a frontend
+#           of its own; both with $SCRAPE_WORKERS workers (HAProxy:
+#           threads).  First scrape.py sends every route 200, 404 and 503
+#           (the upstream answers ?s=), every /kN two 401s and /nope a 404,
+#           from $SCRAPE_CONNS connections or more, until every keygated
+#           worker holds one; then, in turns for $ROUNDS rounds, $SCRAPES
+#           sequential GET /metrics over one keep-alive connection
+#           (scrape.py time): median, p90 and p99 in ms, the body's size;
+#           PROFILE=1: the servers' CPU time per scrape (perf stat).
+#           nginx has no comparable exporter (stub_status: 7 numbers).
 # The keys (secrets, keygated's keys.snapshot, nginx and HAProxy map files)
 # are made once per run by keys.py; the JWT keys, JWKS, PEM public keys and
 # tokens once per run by tokens.py (run with $JWT_PYTHON).  For keys-verify
@@ -139,11 +155,19 @@
 #              [/usr/bin/python3: Debian's python3-jwt, python3-cryptography]
 #   PEERS      1: run a workload's other systems even when keygated -t
 #              rejects its config (the peers' figures alone, no ratios) [0]
-#   KEYGATED2  a second keygated binary: a keygated2 column in proxy and
-#              verify, same config, ratios keygated/keygated2 (before and
-#              after a change, in one run) [none]
+#   KEYGATED2  a second keygated binary: a keygated2 column in proxy,
+#              verify and keys-proxy, same config (in keys-proxy the same
+#              keys.snapshot in its own state_dir), ratios
+#              keygated/keygated2 (before and after a change, in one run)
+#              [none]
 #   IDLE_CONNS idle TLS connections in tls-idle-memory [10000]
 #   IDLE_HOLD  seconds they stay open after the measurement [5]
+#   SCRAPES    timed GET /metrics per system and round in metrics-scrape
+#              [300]
+#   SCRAPE_ROUTES   routes (keygated) and backends (HAProxy) in
+#              metrics-scrape [100]
+#   SCRAPE_WORKERS  workers (HAProxy: threads) in metrics-scrape [4]
+#   SCRAPE_CONNS    connections of metrics-scrape's traffic, at least [16]
 #
 # Adding a workload: give it a case in workload_info() (description,
 # systems with the compared one first, path, extra request headers,
@@ -176,6 +200,10 @@ PEERS=${PEERS:-0}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_HOLD=${IDLE_HOLD:-5}
 KEYGATED2=${KEYGATED2:-}
+SCRAPES=${SCRAPES:-300}
+SCRAPE_ROUTES=${SCRAPE_ROUTES:-100}
+SCRAPE_WORKERS=${SCRAPE_WORKERS:-4}
+SCRAPE_CONNS=${SCRAPE_CONNS:-16}
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -187,7 +215,7 @@ die() { warn "$*"; exit 1; }
 val=
 for v in ROUNDS DURATION CONNS THREADS WORKERS UPSTREAM_WORKERS POOL WARMUP \
     PROFILE_DURATION KEYS CREATES ACCURACY_CONNS NGINX_BURST JWT_TOKENS \
-    IDLE_CONNS IDLE_HOLD; do
+    IDLE_CONNS IDLE_HOLD SCRAPES SCRAPE_ROUTES SCRAPE_WORKERS SCRAPE_CONNS; do
 	eval "val=\$$v"
 	case $val in
 	'' | *[!0-9]*) die "$v must be a whole number, not \"$val\"" ;;
@@ -198,8 +226,10 @@ done
     [ "$UPSTREAM_WORKERS" -ge 1 ] && [ "$POOL" -ge 1 ] && [ "$KEYS" -ge 1 ] &&
     [ "$CREATES" -ge 1 ] && [ "$ACCURACY_CONNS" -ge 1 ] &&
     [ "$JWT_TOKENS" -ge 1 ] && [ "$IDLE_CONNS" -ge 1 ] &&
-    [ "$IDLE_HOLD" -ge 1 ] ||
-    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES, ACCURACY_CONNS, JWT_TOKENS, IDLE_CONNS and IDLE_HOLD must be at least 1"
+    [ "$IDLE_HOLD" -ge 1 ] && [ "$SCRAPES" -ge 1 ] &&
+    [ "$SCRAPE_ROUTES" -ge 1 ] && [ "$SCRAPE_WORKERS" -ge 1 ] &&
+    [ "$SCRAPE_CONNS" -ge 1 ] ||
+    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES, ACCURACY_CONNS, JWT_TOKENS, IDLE_CONNS, IDLE_HOLD and the SCRAPE* variables must be at least 1"
 W_KEYS=0
 W_TLS=0
 W_CLIENT=wrk
@@ -209,6 +239,7 @@ W_REFRESH=0
 W_CREATE=0
 W_ACCURACY=0
 W_MAX_KEYS=0
+W_SCRAPE=0
 
 # The rate workloads' limits: rate, per window (1s 10s 60s), so high that
 # nothing is refused; rate-accuracy, 20 requests per second.
@@ -221,6 +252,10 @@ RATE_LOW=20
 JWT_ISSUER=https://bench.example/
 JWT_AUDIENCE=bench
 REFRESH_PROVIDERS=15
+
+# metrics-scrape: api-key routes /k1 ... /kSCRAPE_KEYROUTES besides the
+# $SCRAPE_ROUTES anonymous ones (their refusals give the 401s).
+SCRAPE_KEYROUTES=4
 
 # ---------------------------------------------------------------- workloads
 
@@ -248,7 +283,9 @@ REFRESH_PROVIDERS=15
 #   W_CLIENT    the load client: wrk, or tlsload (tlsload.c) in mode full
 #               or resume;
 #   W_IDLE      1 for tls-idle-memory: no rounds; tlsload holds
-#               $IDLE_CONNS connections open while the memory is read.
+#               $IDLE_CONNS connections open while the memory is read;
+#   W_SCRAPE    1 for metrics-scrape: no wrk rounds; scrape.py's traffic,
+#               then rounds of timed GET /metrics (run_scrape).
 workload_info() {
 	W_TLS=0
 	W_CLIENT=wrk
@@ -263,6 +300,7 @@ workload_info() {
 	W_CREATE=0
 	W_ACCURACY=0
 	W_MAX_KEYS=$KEYS
+	W_SCRAPE=0
 	case $1 in
 	proxy)
 		W_DESC="gateway -> keep-alive upstream (nginx return 200)"
@@ -325,7 +363,7 @@ X-Original-URI: /bench"
 		;;
 	keys-proxy)
 		W_DESC="proxy with $KEYS API keys, a random one per request, owner sent upstream"
-		W_SYSTEMS="keygated nginx haproxy"
+		W_SYSTEMS="keygated ${KEYGATED2:+keygated2 }nginx haproxy"
 		W_PATH=/bench
 		W_UPSTREAM=1
 		W_KEYS=1
@@ -396,8 +434,15 @@ X-Original-URI: /bench"
 		W_ORDER=clock
 		W_REFRESH=1
 		;;
+	metrics-scrape)
+		W_DESC="$SCRAPES x GET /metrics over one keep-alive connection, $SCRAPE_ROUTES routes/backends with counts, $SCRAPE_WORKERS workers: keygated metrics_listen vs HAProxy prometheus-exporter"
+		W_SYSTEMS="keygated haproxy"
+		W_PATH=/r1
+		W_UPSTREAM=1
+		W_SCRAPE=1
+		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory)"
+		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
 		;;
 	esac
 }
@@ -418,7 +463,7 @@ workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
 	echo:* | proxy:* | keys-proxy:* | rate:* | rate-accuracy:* | jwt*:* | \
-	    https-*:* | tls-idle-memory:*)
+	    https-*:* | tls-idle-memory:* | metrics-scrape:*)
 		say '{"ok":true}' ;;
 	*) say "HTTP/1.1 $W_STATUS" ;;
 	esac
@@ -581,20 +626,24 @@ stop_pid() {
 # keygated_off, the same with "rate_limit off" (rate), keygated_key, the
 # route with auth=api-key (jwt-vs-key), keygated_calm, the same as
 # keygated (jwks-refresh), or keygated2, the same as keygated run from
-# $KEYGATED2 (proxy, verify).  No access_log directive (the default is
-# off).  The TLS workloads listen with "tls" on the run's certificate,
-# with session tickets on (nginx's and HAProxy's default);
+# $KEYGATED2 (proxy, verify, keys-proxy).  No access_log directive (the
+# default is off).  The TLS workloads listen with "tls" on the run's
+# certificate, with session tickets on (nginx's and HAProxy's default);
 # tls-idle-memory also lets a worker hold all the idle connections and
-# keeps them longer than the run takes (header_timeout).
+# keeps them longer than the run takes (header_timeout).  metrics-scrape
+# runs $SCRAPE_WORKERS workers and metrics_listen on
+# $keygated_metrics_port.
 keygated_conf() {
 	kg_sys=${2:-keygated}
 	eval "kg_port=\$port_$kg_sys"
 	kg_tls=
 	[ "$W_TLS" = 1 ] && kg_tls=" tls"
+	kg_workers=$WORKERS
+	[ "$W_SCRAPE" = 1 ] && kg_workers=$SCRAPE_WORKERS
 	cat <<EOF
 # generated by contrib/bench/run.sh, workload $1
 listen			127.0.0.1:$kg_port$kg_tls
-workers			$WORKERS
+workers			$kg_workers
 state_dir		$d/state
 pidfile			$d/keygated.pid
 log_level		warn
@@ -669,6 +718,20 @@ EOF
 		say "admin_listen		127.0.0.1:$keygated_admin_port"
 		say "admin_token_file	$keysdir/admin.token"
 		;;
+	metrics-scrape)
+		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
+		say "metrics_listen		127.0.0.1:$keygated_metrics_port"
+		i=0
+		while [ $i -lt "$SCRAPE_ROUTES" ]; do
+			i=$((i + 1))
+			say "route GET ^/r$i\$	auth=anonymous name=r$i upstream=up"
+		done
+		i=0
+		while [ $i -lt "$SCRAPE_KEYROUTES" ]; do
+			i=$((i + 1))
+			say "route GET ^/k$i\$	auth=api-key name=k$i upstream=up"
+		done
+		;;
 	esac
 	# The other workloads run with the default limits (20/1s 200/10s
 	# 1000/60s); with $KEYS keys picked at random, no key comes near them.
@@ -703,12 +766,17 @@ keygated_optional() {
 }
 
 # keygated_probe BINARY: print the numbers of the lines of
-# keygated_optional that "BINARY -t" accepts after the echo config.
+# keygated_optional that "BINARY -t" accepts after the echo config.  Run
+# in a subshell ($(...)): the base config is made with no optional line
+# accepted yet, or, probing $KEYGATED2 after $KEYGATED, each line would
+# come twice and be refused as a duplicate directive, and keygated2 would
+# run without the lines keygated has.
 keygated_probe() {
 	d=$tmp/probe
 	mkdir -p "$d/state"
 	port_keygated=1
 	keygated_admin_port=2
+	keygated_opt_ok=
 	workload_info echo
 	base=$(keygated_conf echo)
 	n=0
@@ -724,6 +792,8 @@ keygated_probe() {
 }
 keygated_opt_ok=
 keygated2_opt_ok=
+keygated_metrics_port=
+port_haproxy_metrics=
 
 # keygated_tls_probe: whether $KEYGATED takes a TLS listener at all
 # ("keygated -t" on the echo config with "listen ... tls" and the run's
@@ -749,6 +819,7 @@ check_keygated() {
 	port_keygated=${port_keygated:-1}
 	port_upstream=${port_upstream:-1}
 	keygated_admin_port=${keygated_admin_port:-2}
+	keygated_metrics_port=${keygated_metrics_port:-3}
 	keygated_conf "$1" >"$d/keygated.conf"
 	"$KEYGATED" -t -c "$d/keygated.conf" >"$d/check.log" 2>&1
 }
@@ -768,6 +839,10 @@ start_keygated() {
 	kg_port=$PORT
 	free_port
 	keygated_admin_port=$PORT
+	if [ "$W_SCRAPE" = 1 ]; then
+		free_port
+		keygated_metrics_port=$PORT
+	fi
 	keygated_conf "$1" "$kg_sys" >"$d/keygated.conf"
 	"$kg_bin" -t -c "$d/keygated.conf" >"$d/check.log" 2>&1 || {
 		cat "$d/check.log" >&2
@@ -1013,7 +1088,8 @@ EOF
 
 # start_upstream WORKLOAD: the upstream every gateway of the proxy workload
 # forwards to: nginx answering GET /bench with 200 '{"ok":true}' (in
-# rate-accuracy, record.py: see start_recorder).
+# rate-accuracy, record.py: see start_recorder; in metrics-scrape, GET /rN
+# too).
 start_upstream() {
 	[ "$W_ACCURACY" = 1 ] && { start_recorder; return; }
 	d=$wdir/upstream
@@ -1058,6 +1134,22 @@ EOF
 		cat <<EOF
 			return 200 '{"ok":true}';
 		}
+EOF
+		# metrics-scrape: its routes /rN, answered with the status
+		# asked for in ?s= (404, 503), else 200.
+		[ "$W_SCRAPE" = 1 ] && cat <<EOF
+		location ~ ^/r[0-9]+\$ {
+			default_type application/json;
+			if (\$arg_s = 404) {
+				return 404;
+			}
+			if (\$arg_s = 503) {
+				return 503;
+			}
+			return 200 '{"ok":true}';
+		}
+EOF
+		cat <<EOF
 	}
 }
 EOF
@@ -1142,6 +1234,12 @@ start_haproxy() {
 	h_maxconn=4096
 	h_req_timeout=60s
 	h_limits=
+	h_threads=$WORKERS
+	if [ "$W_SCRAPE" = 1 ]; then
+		h_threads=$SCRAPE_WORKERS
+		free_port
+		port_haproxy_metrics=$PORT
+	fi
 	if [ "$W_IDLE" = 1 ]; then
 		# HAProxy wants 2 descriptors per connection (client and
 		# server side) and by default will not start if it cannot
@@ -1156,7 +1254,7 @@ start_haproxy() {
 		cat <<EOF
 # generated by contrib/bench/run.sh, workload $1
 global
-	nbthread $WORKERS
+	nbthread $h_threads
 	maxconn $h_maxconn$h_limits
 	pidfile $d/haproxy.pid
 
@@ -1222,6 +1320,7 @@ EOF
 		echo)
 			say "	http-request return status 200 content-type application/json string '{\"ok\":true}' if { path /bench }"
 			;;
+		metrics-scrape) haproxy_scrape ;;
 		esac
 	} >"$d/haproxy.cfg"
 	"$HAPROXY" -c -f "$d/haproxy.cfg" >"$d/check.log" 2>&1 || {
@@ -1237,6 +1336,37 @@ EOF
 		tail -n 5 "$d/stderr.log" >&2
 		return 1
 	}
+}
+
+# haproxy_scrape: metrics-scrape's HAProxy, what keygated's config does
+# with backends for routes: /kN refused with 401 (no key is known), other
+# paths than /rN answered 404, /rN to backend rN, $SCRAPE_ROUTES backends
+# of one server each (the shared upstream); and the built-in Prometheus
+# exporter (USE_PROMEX) on a frontend of its own, as keygated's
+# metrics_listen.
+haproxy_scrape() {
+	cat <<EOF
+	http-request deny deny_status 401 if { path_reg ^/k[0-9]+\$ }
+	http-request return status 404 unless { path_reg ^/r[0-9]+\$ }
+EOF
+	i=0
+	while [ $i -lt "$SCRAPE_ROUTES" ]; do
+		i=$((i + 1))
+		say "	use_backend r$i if { path /r$i }"
+	done
+	cat <<EOF
+
+frontend metrics
+	bind 127.0.0.1:$port_haproxy_metrics
+	http-request use-service prometheus-exporter if { path /metrics }
+EOF
+	i=0
+	while [ $i -lt "$SCRAPE_ROUTES" ]; do
+		i=$((i + 1))
+		say
+		say "backend r$i"
+		say "	server s1 127.0.0.1:$port_upstream"
+	done
 }
 
 # haproxy_jwt WORKLOAD: the JWT checks of the jwt-* workloads, the way
@@ -2012,6 +2142,167 @@ run_idle() {
 	done
 }
 
+# scrape_port SYSTEM: the port SYSTEM serves GET /metrics on (keygated:
+# metrics_listen; HAProxy: its metrics frontend).
+scrape_port() {
+	case $1 in
+	keygated) say "$keygated_metrics_port" ;;
+	haproxy) say "$port_haproxy_metrics" ;;
+	esac
+}
+
+# run_scrape: metrics-scrape, with the systems started and checked: the
+# traffic (scrape.py traffic; for keygated, until each of its workers
+# holds one of the connections), one GET /metrics kept for the checks and
+# the notes, then $ROUNDS rounds in which each system in turn gets
+# $SCRAPES timed GET /metrics over one keep-alive connection (scrape.py
+# time).  Results: $wdir/scrape.SYSTEM.traffic, $wdir/SYSTEM.metrics (the
+# body after the traffic), $wdir/out/SYSTEM.ROUND (the summary line) and
+# .ms (the times).
+run_scrape() {
+	for s in $W_SYSTEMS; do
+		eval "sc_port=\$port_$s"
+		set --
+		[ "$s" = keygated ] && set -- $(children "$(system_pid "$s")")
+		warn "$w: $s: traffic over $SCRAPE_ROUTES routes"
+		if ! python3 "$here/scrape.py" traffic "$sc_port" \
+		    "$SCRAPE_ROUTES" "$SCRAPE_KEYROUTES" "$SCRAPE_CONNS" "$@" \
+		    >"$wdir/scrape.$s.traffic" 2>"$wdir/scrape.$s.err"; then
+			fail "$w" "$s: the traffic failed" "$wdir/scrape.$s.err"
+			return 0
+		fi
+		curl -s --max-time 10 -o "$wdir/$s.metrics" \
+		    "http://127.0.0.1:$(scrape_port "$s")/metrics" || true
+		scrape_check "$s" || return 0
+	done
+	r=0
+	while [ $r -lt "$ROUNDS" ]; do
+		r=$((r + 1))
+		for s in $W_SYSTEMS; do
+			out=$wdir/out/$s.$r
+			if ! python3 "$here/scrape.py" time "$(scrape_port "$s")" \
+			    /metrics "$SCRAPES" "$out.ms" >"$out" 2>"$out.err"; then
+				fail "$w" "$s: the scrapes failed (round $r)" \
+				    "$out.err"
+				return 0
+			fi
+			warn "$w round $r/$ROUNDS $s: $(tr ' ' '\n' <"$out" |
+			    sed -n 's/^median_ms=//p') ms median"
+			alive "$(system_pid "$s")" || {
+				fail "$w" "$s DIED during round $r"
+				return 0
+			}
+		done
+	done
+	[ "$PROFILE" = 1 ] && command -v perf >/dev/null 2>&1 || return 0
+	# PROFILE=1: the servers' own CPU time for one more round of scrapes
+	# (perf stat task-clock on every process of each), which the
+	# client's and the other programs' share of the 2 cores leaves out.
+	for s in $W_SYSTEMS; do
+		out=$wdir/out/$s.prof
+		perf stat -x, -e task-clock -p "$(tree "$(system_pid "$s")" |
+		    paste -sd, -)" -o "$out.perf" -- python3 "$here/scrape.py" \
+		    time "$(scrape_port "$s")" /metrics "$SCRAPES" "$out.ms" \
+		    >"$out" 2>"$out.err" || warn "perf stat failed on $s"
+	done
+}
+
+# scrape_check SYSTEM: the body in $wdir/SYSTEM.metrics must have the
+# series of the last route (keygated) or backend (HAProxy) under the
+# statuses of the traffic; its values go to the notes.
+scrape_check() {
+	n=$SCRAPE_ROUTES
+	sc_sys=$1
+	case $1 in
+	keygated)
+		set -- "keygate_requests_total{route=\"r$n\",code=\"200\"}" \
+		    "keygate_requests_total{route=\"r$n\",code=\"404\"}" \
+		    "keygate_requests_total{route=\"r$n\",code=\"503\"}" \
+		    "keygate_requests_total{route=\"k$SCRAPE_KEYROUTES\",code=\"401\"}" \
+		    "keygate_request_duration_seconds_count{route=\"r$n\"}"
+		;;
+	*)
+		set -- "haproxy_backend_http_responses_total{proxy=\"r$n\",code=\"2xx\"}" \
+		    "haproxy_backend_http_responses_total{proxy=\"r$n\",code=\"4xx\"}" \
+		    "haproxy_backend_http_responses_total{proxy=\"r$n\",code=\"5xx\"}" \
+		    "haproxy_frontend_http_responses_total{proxy=\"gateway\",code=\"4xx\"}"
+		;;
+	esac
+	sc_found=
+	for m in "$@"; do
+		v=$(awk -v m="$m" 'index($0, m " ") == 1 { print $2 }' \
+		    "$wdir/$sc_sys.metrics")
+		if [ -z "$v" ] || [ "$v" = 0 ]; then
+			fail "$w" "$sc_sys: GET /metrics after the traffic has no $m (or 0)" \
+			    "$wdir/$sc_sys.metrics"
+			return 1
+		fi
+		sc_found="$sc_found${sc_found:+, }$m $v"
+	done
+	say "$sc_sys after the traffic: $sc_found" >>"$wdir/notes"
+}
+
+# print_scrape: the metrics-scrape results: per system, over the times of
+# all rounds, median, p90, p99 (nearest rank) and max, with the body's
+# size and series (the last round's), the per-round medians, the traffic.
+print_scrape() {
+	sw=$(name_width)
+	printf "%-${sw}s %7s %9s %9s %9s %9s %9s %7s\n" system scrapes median \
+	    p90 p99 max body series
+	for s in $W_SYSTEMS; do
+		cat "$wdir/out/$s".[0-9]*.ms 2>/dev/null | sort -g |
+		    awk -v s="$s" -v sw="$sw" -v last="$(cat \
+		    "$wdir/out/$s.$ROUNDS")" '
+		    function pct(p,	k) {
+			k = int((NR * p + 99) / 100)
+			return v[k < 1 ? 1 : k]
+		    }
+		    { v[NR] = $1 }
+		    END {
+			if (!NR) exit
+			split(last, f, " ")
+			for (i in f) {
+				k = f[i]; sub(/=.*/, "", k)
+				x = f[i]; sub(/^[^=]*=/, "", x)
+				t[k] = x
+			}
+			printf "%-*s %7d %7.3fms %7.3fms %7.3fms %7.3fms %7.0f KiB %7d\n",
+			    sw, s, NR, pct(50), pct(90), pct(99), v[NR],
+			    t["bytes"] / 1024, t["series"]
+			print pct(50), pct(99) >"/dev/stderr"
+		    }' 2>"$wdir/scrape.$s.median"
+	done
+	set -- $W_SYSTEMS
+	a=$1
+	shift
+	for b in "$@"; do
+		awk -v a="$a" -v b="$b" '
+		    NR == FNR { am = $1; ap = $2; next }
+		    { printf "ratio %s/%s: median %.2fx, p99 %.2fx\n", a, b,
+			$1 ? am / $1 : 0, $2 ? ap / $2 : 0 }' \
+		    "$wdir/scrape.$a.median" "$wdir/scrape.$b.median"
+	done
+	for s in $W_SYSTEMS; do
+		printf 'median per round (ms), %s:' "$s"
+		for f in "$wdir/out/$s".[0-9]*; do
+			case $f in *.ms | *.err) continue ;; esac
+			tr ' ' '\n' <"$f" | sed -n 's/^median_ms=/ /p' | tr -d '\n'
+		done
+		say
+	done
+	for s in $W_SYSTEMS; do
+		f=$wdir/out/$s.prof.perf
+		[ -s "$f" ] || continue
+		awk -F, -v s="$s" -v n="$((SCRAPES + 1))" '
+		    $3 ~ /^task-clock/ { printf "CPU per scrape (perf stat task-clock, every process of %s, %d scrapes): %.3f ms\n", s, n, $1 / n }' "$f"
+	done
+	for s in $W_SYSTEMS; do
+		say "traffic, $s: $(sed 's/^traffic //' "$wdir/scrape.$s.traffic")"
+	done
+	say "times: from the request's first byte to the body's last byte (python3 http.client, one keep-alive connection, ${SCRAPES} per round after one untimed); body: bytes of the last one; series: its lines that are not comments"
+	cat "$wdir/notes"
+}
+
 # print_idle: the tls-idle-memory results, from $wdir/idle.SYSTEM.
 print_idle() {
 	sw=$(name_width)
@@ -2183,6 +2474,11 @@ run_workload() {
 	fi
 	if [ "$W_IDLE" = 1 ]; then
 		run_idle
+		stop_systems
+		return 0
+	fi
+	if [ "$W_SCRAPE" = 1 ]; then
+		run_scrape
 		stop_systems
 		return 0
 	fi
@@ -2389,6 +2685,8 @@ print_table() {
 	[ -s "$wdir/systems" ] && W_SYSTEMS=$(cat "$wdir/systems")
 	if [ "$W_CREATE" = 1 ]; then
 		say "workload: $w ($W_DESC)"
+	elif [ "$W_SCRAPE" = 1 ]; then
+		say "workload: $w ($W_DESC), $ROUNDS rounds"
 	elif [ "$W_IDLE" = 1 ]; then
 		say "workload: $w ($W_DESC), 1 run per system, held ${IDLE_HOLD}s"
 	elif [ "$W_CLIENT" != wrk ]; then
@@ -2412,6 +2710,10 @@ print_table() {
 	fi
 	if [ "$W_IDLE" = 1 ]; then
 		print_idle
+		return 0
+	fi
+	if [ "$W_SCRAPE" = 1 ]; then
+		print_scrape
 		return 0
 	fi
 	sw=$(name_width)
@@ -2444,6 +2746,23 @@ print_table() {
 		awk -v s="$s" '$4 || $5 { printf "WARNING: %s round %d: %d non-2xx responses, %d socket errors\n", s, NR, $4, $5 }' \
 		    "$wdir/res.$s"
 	done
+	# keygated2 runs right after keygated in every round: the ratio of
+	# each round's pair shares most of that round's noise, and their
+	# median is steadier than the ratio of the medians on a busy machine.
+	case " $W_SYSTEMS " in
+	*" keygated2 "*)
+		paste "$wdir/res.keygated" "$wdir/res.keygated2" | awk '
+		    { r[NR] = $7 ? $1 / $7 : 0; line = line sprintf(" %.3f", r[NR]) }
+		    END {
+			for (i = 2; i <= NR; i++)
+				for (j = i; j > 1 && r[j - 1] > r[j]; j--) {
+					x = r[j]; r[j] = r[j - 1]; r[j - 1] = x
+				}
+			m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+			printf "ratio keygated/keygated2 per round, req/s:%s (median %.3f)\n", line, m
+		    }'
+		;;
+	esac
 	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
 	[ "$w" = rate ] && print_refusals
@@ -2735,6 +3054,7 @@ any_refresh=0
 any_tls=0
 any_tlsload=0
 any_idle=0
+any_scrape=0
 for w in $WORKLOADS; do
 	workload_info "$w"
 	[ "$W_TLS" = 1 ] && any_tls=1
@@ -2743,6 +3063,7 @@ for w in $WORKLOADS; do
 	[ "$W_KEYS" = 1 ] && any_keys=1
 	[ -n "$W_JWT" ] && any_jwt=1
 	[ "$W_REFRESH" = 1 ] && any_refresh=1
+	[ "$W_SCRAPE" = 1 ] && any_scrape=1
 	for s in $W_SYSTEMS; do
 		case " $all " in *" $s "*) ;; *) all="$all $s" ;; esac
 	done
@@ -2755,7 +3076,9 @@ fi
 
 need wrk wrk
 need curl curl
-[ "$any_keys" = 1 ] || [ "$any_refresh" = 1 ] && need python3 python3
+[ "$any_keys" = 1 ] || [ "$any_refresh" = 1 ] || [ "$any_scrape" = 1 ] &&
+    need python3 python3
+[ "$any_scrape" = 1 ] && need ss iproute2
 if [ "$any_jwt" = 1 ]; then
 	"$JWT_PYTHON" -c 'import jwt, cryptography' >/dev/null 2>&1 ||
 	    die "$JWT_PYTHON lacks PyJWT or cryptography: apt-get install python3-jwt python3-cryptography, or set JWT_PYTHON"
@@ -2883,7 +3206,21 @@ esac
 say "# keygate bench $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc 2>/dev/null || echo ?) CPUs, $WORKERS workers (HAProxy: threads) per gateway, upstream $UPSTREAM_WORKERS worker(s), pool $POOL"
 say "# $versions; $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk", $2 }')"
 [ -n "$KEYGATED2" ] &&
-    say "# keygated2 (proxy, verify): $("$KEYGATED2" -v 2>&1 | head -n 1) ($KEYGATED2)"
+    say "# keygated2 (proxy, verify, keys-proxy): $("$KEYGATED2" -v 2>&1 | head -n 1) ($KEYGATED2)"
+# The optional lines one binary takes and the other does not: the two
+# configs differ by these.
+if [ -n "$KEYGATED2" ] && [ "$keygated_opt_ok" != "$keygated2_opt_ok" ]; then
+	n=0
+	(keygated_admin_port=PORT; keygated_optional) | while IFS= read -r line; do
+		n=$((n + 1))
+		a=no
+		b=no
+		case " $keygated_opt_ok " in *" $n "*) a=yes ;; esac
+		case " $keygated2_opt_ok " in *" $n "*) b=yes ;; esac
+		[ $a = $b ] ||
+		    say "# NOTE: \"$line\": keygated $a, keygated2 $b (keygated -t)"
+	done
+fi
 [ "$any_tls" = 1 ] &&
     say "# TLS: one ECDSA P-256 certificate for all ($(openssl version | awk '{ print $1, $2 }')); handshakes by tlsload.c (one request per connection)$(test "$keygated_tls" = 1 || echo "; keygated: TLS not supported by this binary")"
 [ "$any_keys" = 1 ] &&
@@ -2901,7 +3238,7 @@ if [ "$PROFILE" = 1 ]; then
 		[ -f "$tmp/$w/failed" ] && continue
 		workload_info "$w"
 		[ "$W_CREATE" = 1 ] || [ "$W_ACCURACY" = 1 ] ||
-		    [ "$W_IDLE" = 1 ] && continue
+		    [ "$W_IDLE" = 1 ] || [ "$W_SCRAPE" = 1 ] && continue
 		say
 		print_profile "$w"
 	done
