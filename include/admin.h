@@ -5,6 +5,7 @@
  * a status, a body and a content type.  JSON in and out through jansson.
  *
  *	GET    /v1/health			no token needed
+ *	GET    /v1/status			uptime, workers, last minute
  *	GET    /v1/openapi.json			OpenAPI 3.1 of this API
  *	POST   /v1/keys				201 + key + "secret"
  *	GET    /v1/keys?owner=&app_id=&limit=&cursor=
@@ -70,8 +71,9 @@ struct admin_env {
 							/* address, NULL: none */
 	struct jwtauth		*ae_jwt;		/* JWT providers' keys, */
 							/* NULL: none */
-	const struct stats_region *ae_stats;		/* GET /metrics; NULL: */
-							/* 503 */
+	const struct stats_region *ae_stats;		/* the counters (GET */
+							/* /metrics, /v1/status), */
+							/* NULL: 503 */
 	const struct jwks_slot	*ae_jwks;		/* key sets, or NULL */
 };
 

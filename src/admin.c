@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "ratelimit.h"
 #include "secret.h"
+#include "stats.h"
 #include "usage.h"
 #include "util.h"
 
@@ -48,6 +49,7 @@
 /* Endpoints, by path. */
 enum admin_ep {
 	EP_HEALTH,
+	EP_STATUS,
 	EP_OPENAPI,
 	EP_KEYS,
 	EP_KEY,
@@ -63,6 +65,7 @@ static const struct {
 	const char	*m_allow;
 } admin_methods[] = {
 	[EP_HEALTH] =		{ HTTP_M_GET, "GET" },
+	[EP_STATUS] =		{ HTTP_M_GET, "GET" },
 	[EP_OPENAPI] =		{ HTTP_M_GET, "GET" },
 	[EP_KEYS] =		{ HTTP_M_GET | HTTP_M_POST, "GET, POST" },
 	[EP_KEY] =		{ HTTP_M_GET | HTTP_M_PATCH | HTTP_M_DELETE,
@@ -1664,6 +1667,187 @@ admin_health(struct admin_ctx *c)
 	    "max_keys", (json_int_t)c->c_ks->ks_hdr->kh_max_keys)));
 }
 
+/* --- GET /v1/status ------------------------------------------------------ */
+
+/*
+ * A counter of the segment as a JSON integer.  Any worker can write the
+ * segment, so a sum may be anything: clamp rather than let a huge count
+ * turn negative in json_int_t.
+ */
+static json_int_t
+admin_count(uint64_t n)
+{
+	return (n > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)n);
+}
+
+/* n per second over secs seconds (0 s: 0). */
+static double
+admin_rate(uint64_t n, int64_t secs)
+{
+	return (secs > 0 ? (double)n / (double)secs : 0.0);
+}
+
+/*
+ * An upstream's state from its last minute: idle with no attempt, up with
+ * no failure, down when every attempt failed, degraded in between.
+ */
+static const char *
+admin_upstream_state(uint64_t ok, uint64_t failed)
+{
+	if (ok == 0 && failed == 0)
+		return ("idle");
+	if (failed == 0)
+		return ("up");
+	if (ok == 0)
+		return ("down");
+	return ("degraded");
+}
+
+/* last_minute of /v1/status: counts and rates, NULL if out of memory. */
+static json_t *
+admin_minute_json(const struct stats_total *t)
+{
+	const struct stats_sample	*m = &t->st_minute;
+	int64_t				 s = t->st_minute_s;
+
+	return (json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f}",
+	    "seconds", (json_int_t)s,
+	    "requests", admin_count(m->sa_requests),
+	    "refused", admin_count(m->sa_refused),
+	    "rate_limited", admin_count(m->sa_limited),
+	    "errors", admin_count(m->sa_errors),
+	    "requests_per_second", admin_rate(m->sa_requests, s),
+	    "refused_per_second", admin_rate(m->sa_refused, s),
+	    "rate_limited_per_second", admin_rate(m->sa_limited, s),
+	    "errors_per_second", admin_rate(m->sa_errors, s)));
+}
+
+/*
+ * One upstream server (id) of the sum: its names (copied and cut at the
+ * first byte that is not UTF-8, since jansson refuses such a string and a
+ * worker could have scribbled on them), state, last minute and totals.
+ */
+static json_t *
+admin_upstream_json(const struct stats_region *r, const struct stats_total *t,
+    uint32_t id)
+{
+	const struct stats_upstream	*u = &t->st_upstreams[id];
+	char				 name[STATS_NAME_MAX];
+	char				 server[STATS_NAME_MAX];
+	uint64_t			 all = 0;
+	uint64_t			 ok = t->st_minute.sa_up_ok[id];
+	uint64_t			 failed = t->st_minute.sa_up_fail[id];
+	int				 i;
+
+	for (i = 0; i < STATS_NUPRESULTS; i++)
+		all += u->su_result[i];
+	snprintf(name, sizeof(name), "%s", stats_upstream_name(r, id));
+	snprintf(server, sizeof(server), "%s", stats_server_name(r, id));
+	admin_utf8_cut(name);
+	admin_utf8_cut(server);
+	return (json_pack("{s:s, s:s, s:s, s:{s:I, s:I}, s:I, s:I}",
+	    "name", name, "server", server,
+	    "state", admin_upstream_state(ok, failed),
+	    "last_minute", "ok", admin_count(ok), "failed", admin_count(failed),
+	    "requests", admin_count(all),
+	    "failures", admin_count(all - u->su_result[STATS_UP_OK])));
+}
+
+/*
+ * The upstream servers in id order: every named one, and id 0 ("other",
+ * servers beyond STATS_UPSTREAMS) only when something was counted there.
+ */
+static json_t *
+admin_upstreams_json(const struct stats_region *r, const struct stats_total *t)
+{
+	const struct stats_upstream	*u;
+	json_t				*a;
+	uint64_t			 n;
+	uint32_t			 id;
+	int				 i;
+
+	if ((a = json_array()) == NULL)
+		return (NULL);
+	for (id = 0; id < t->st_nupstreams; id++) {
+		if (id == STATS_UPSTREAM_OTHER) {
+			u = &t->st_upstreams[id];
+			n = t->st_minute.sa_up_ok[id] +
+			    t->st_minute.sa_up_fail[id];
+			for (i = 0; i < STATS_NUPRESULTS; i++)
+				n += u->su_result[i];
+			if (n == 0)
+				continue;
+		}
+		if (json_array_append_new(a, admin_upstream_json(r, t, id)) ==
+		    -1) {
+			json_decref(a);
+			return (NULL);
+		}
+	}
+	return (a);
+}
+
+/* The document of /v1/status from the sum t, at now (ms); NULL: no memory. */
+static json_t *
+admin_status_json(struct admin_ctx *c, const struct stats_total *t,
+    int64_t now)
+{
+	const char	*v = c->c_env->ae_version;
+	char		 started[32], reload[32];
+	int64_t		 up = now / 1000 - t->st_started;
+
+	util_rfc3339_ms(started, sizeof(started), t->st_started * 1000);
+	return (json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I}, s:{s:I, s:I}, "
+	    "s:{s:I, s:I, s:I, s:I}, s:o, s:{s:I, s:I, s:s?}, s:o}",
+	    "version", v != NULL ? v : PACKAGE_VERSION,
+	    "started_at", started,
+	    "uptime_seconds", (json_int_t)(up > 0 ? up : 0),
+	    "workers",
+	    "configured", (json_int_t)t->st_workers_conf,
+	    "running", (json_int_t)t->st_workers,
+	    "restarts", admin_count(t->st_restarts),
+	    "keys",
+	    "count", (json_int_t)keystore_count(c->c_ks),
+	    "max", (json_int_t)c->c_ks->ks_max_keys,
+	    "connections",
+	    "reading", admin_count(t->st_conn[STATS_CONN_READING]),
+	    "writing", admin_count(t->st_conn[STATS_CONN_WRITING]),
+	    "idle", admin_count(t->st_conn[STATS_CONN_IDLE]),
+	    "accepted", admin_count(t->st_accepted),
+	    "last_minute", admin_minute_json(t),
+	    "reloads",
+	    "succeeded", admin_count(t->st_reloads[1]),
+	    "failed", admin_count(t->st_reloads[0]),
+	    "last_success_at", t->st_reload_ok_at != 0 ?
+	    admin_time(reload, t->st_reload_ok_at * 1000) : NULL,
+	    "upstreams", admin_upstreams_json(c->c_env->ae_stats, t)));
+}
+
+/*
+ * GET /v1/status: what the daemon is doing, from one consistent sum of the
+ * counters (stats_total).  Should the seqlock never settle (a master killed
+ * mid-fold), the sum may be off by one worker's counts: still worth showing.
+ * The sum is about 300 KiB, too much for a worker's stack.  Without the
+ * counters (an admin_env made by a test or a fuzzer) the answer is 503.
+ */
+static int
+admin_status(struct admin_ctx *c)
+{
+	const struct stats_region	*r = c->c_env->ae_stats;
+	struct stats_total		*t;
+	json_t				*o;
+
+	if (r == NULL)
+		return (admin_error(c, 503, "status_unavailable", "this server "
+		    "keeps no counters"));
+	if ((t = malloc(sizeof(*t))) == NULL)
+		return (admin_oom(c->c_rs));
+	(void)stats_total(r, t);
+	o = admin_status_json(c, t, c->c_rq->aq_now);
+	free(t);
+	return (admin_reply(c->c_rs, 200, o));
+}
+
 /* GET /metrics: the Prometheus exposition (metrics.h), behind the token. */
 static int
 admin_metrics(struct admin_ctx *c)
@@ -1714,6 +1898,7 @@ admin_route(struct admin_ctx *c, const char *path, size_t len)
 		enum admin_ep	 r_ep;
 	} fixed[] = {
 		{ "/v1/health", EP_HEALTH },
+		{ "/v1/status", EP_STATUS },
 		{ "/v1/openapi.json", EP_OPENAPI },
 		{ "/v1/keys", EP_KEYS },
 		{ "/v1/verify", EP_VERIFY },
@@ -1880,6 +2065,9 @@ admin_dispatch(struct admin_ctx *c)
 	switch (c->c_ep) {
 	case EP_HEALTH:
 		admin_health(c);
+		break;
+	case EP_STATUS:
+		admin_status(c);
 		break;
 	case EP_OPENAPI:
 		admin_openapi(c);

@@ -30,6 +30,7 @@
 #include <locale.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -135,6 +136,8 @@ static int	 cmd_delete(struct ctl *, int, char **);
 static int	 cmd_regenerate(struct ctl *, int, char **);
 static int	 cmd_usage(struct ctl *, int, char **);
 static int	 cmd_verify(struct ctl *, int, char **);
+static int	 cmd_status(struct ctl *, int, char **);
+static int	 cmd_top(struct ctl *, int, char **);
 
 /* The rate limit windows, as --rate names them and as the API does. */
 static const char *const rate_windows[] = { "1s", "10s", "60s" };
@@ -173,6 +176,15 @@ static const struct command commands[] = {
 	{ "verify", cmd_verify, "verify SECRET|JWT|- [--app ID]",
 	    "Check a secret as the gateway would (- reads it from standard "
 	    "input);\nexits 1 if it is not valid." },
+	{ "status", cmd_status, "status",
+	    "Print what the daemon is doing: uptime, workers, keys, "
+	    "connections,\nthe last minute's requests and refusals, reloads "
+	    "and upstream servers." },
+	{ "top", cmd_top, "top [-n N] [-d SECONDS]",
+	    "Print status every SECONDS (default 1, fractions allowed) until "
+	    "interrupted\nor N times; on a terminal the screen is redrawn, "
+	    "otherwise frames follow\neach other.  With --json, one JSON "
+	    "object per line." },
 	{ NULL, NULL, NULL, NULL }
 };
 
@@ -2359,6 +2371,371 @@ cmd_verify(struct ctl *ctl, int argc, char **argv)
 done:
 	json_decref(v);
 	json_decref(body);
+	return (rc);
+}
+
+/* --- status and top ------------------------------------------------------ */
+
+#define STATUS_NCOL	7	/* columns of the upstream table */
+#define TOP_DELAY_MIN	0.1	/* s, -d */
+#define TOP_DELAY_MAX	86400.0
+#define TOP_NMAX	1000000000	/* -n */
+
+/* Terminal control for top: plain ANSI (ECMA-48) escapes, no curses. */
+#define TERM_HOME_CLEAR	"\033[H\033[2J"	/* home, erase the screen */
+#define TERM_BOLD	"\033[1m"
+#define TERM_RESET	"\033[0m"	/* every attribute off */
+#define TERM_HIDE	"\033[?25l"	/* cursor invisible */
+#define TERM_SHOW	"\033[?25h"
+
+/* A number member (integer or real) of o, or 0. */
+static double
+key_real(const json_t *o, const char *name)
+{
+	return (json_number_value(json_object_get(o, name)));
+}
+
+/* s seconds as "2d 3h 4m 5s", the larger units only when not zero. */
+static void
+fmt_uptime(const json_t *st, char *buf, size_t len)
+{
+	const json_t	*v = json_object_get(st, "uptime_seconds");
+	json_int_t	 s;
+
+	if (!json_is_integer(v) || (s = json_integer_value(v)) < 0) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	if (s >= 86400)
+		snprintf(buf, len, "%lldd %lldh %lldm %llds", (long long)s /
+		    86400, (long long)s % 86400 / 3600, (long long)s % 3600 /
+		    60, (long long)s % 60);
+	else if (s >= 3600)
+		snprintf(buf, len, "%lldh %lldm %llds", (long long)s / 3600,
+		    (long long)s % 3600 / 60, (long long)s % 60);
+	else if (s >= 60)
+		snprintf(buf, len, "%lldm %llds", (long long)s / 60,
+		    (long long)s % 60);
+	else
+		snprintf(buf, len, "%llds", (long long)s);
+}
+
+/* One last-minute line: "COUNT (RATE/s)". */
+static void
+print_minute(const json_t *m, const char *name, const char *label)
+{
+	char	 buf[64], num[24], rate[64];
+
+	snprintf(rate, sizeof(rate), "%s_per_second", name);
+	snprintf(buf, sizeof(buf), "%s (%.2f/s)", key_num(m, name, num,
+	    sizeof(num)), key_real(m, rate));
+	print_field(label, buf);
+}
+
+/* The upstream table of status: one row per upstream server. */
+static void
+print_upstream_table(const json_t *ups)
+{
+	static const char *const	 head[STATUS_NCOL] = { "UPSTREAM",
+		"SERVER", "STATE", "OK/MIN", "FAILED/MIN", "REQUESTS",
+		"FAILURES" };
+	const json_t			*u, *m;
+	size_t				 n, i, c;
+	char				**cells, **row, num[24];
+
+	n = json_array_size(ups) + 1;
+	if ((cells = calloc(n * STATUS_NCOL, sizeof(*cells))) == NULL) {
+		warnmsg("out of memory");
+		return;
+	}
+	for (c = 0; c < STATUS_NCOL; c++)
+		cells[c] = strdup(head[c]);
+	for (i = 1; i < n; i++) {
+		u = json_array_get(ups, i - 1);
+		m = json_object_get(u, "last_minute");
+		row = cells + i * STATUS_NCOL;
+		row[0] = strdup(key_str(u, "name", "?"));
+		row[1] = strdup(key_str(u, "server", "?"));
+		row[2] = strdup(key_str(u, "state", "?"));
+		row[3] = strdup(key_num(m, "ok", num, sizeof(num)));
+		row[4] = strdup(key_num(m, "failed", num, sizeof(num)));
+		row[5] = strdup(key_num(u, "requests", num, sizeof(num)));
+		row[6] = strdup(key_num(u, "failures", num, sizeof(num)));
+	}
+	print_table(cells, n, STATUS_NCOL);
+	free(cells);
+}
+
+/*
+ * The answer of GET /v1/status for people: "name: value" lines, then the
+ * upstream table (or "upstreams: none").
+ */
+static void
+print_status(const json_t *st)
+{
+	const json_t	*w = json_object_get(st, "workers");
+	const json_t	*k = json_object_get(st, "keys");
+	const json_t	*cn = json_object_get(st, "connections");
+	const json_t	*m = json_object_get(st, "last_minute");
+	const json_t	*rl = json_object_get(st, "reloads");
+	const json_t	*ups = json_object_get(st, "upstreams");
+	char		 buf[256], a[24], b[24], c[24], d[24];
+
+	print_field("version", key_str(st, "version", "?"));
+	print_field("started_at", key_str(st, "started_at", "?"));
+	fmt_uptime(st, buf, sizeof(buf));
+	print_field("uptime", buf);
+	snprintf(buf, sizeof(buf), "%s running of %s configured, %s restarts",
+	    key_num(w, "running", a, sizeof(a)), key_num(w, "configured", b,
+	    sizeof(b)), key_num(w, "restarts", c, sizeof(c)));
+	print_field("workers", buf);
+	snprintf(buf, sizeof(buf), "%s of %s", key_num(k, "count", a,
+	    sizeof(a)), key_num(k, "max", b, sizeof(b)));
+	print_field("keys", buf);
+	snprintf(buf, sizeof(buf), "%s reading, %s writing, %s idle, "
+	    "%s accepted", key_num(cn, "reading", a, sizeof(a)),
+	    key_num(cn, "writing", b, sizeof(b)), key_num(cn, "idle", c,
+	    sizeof(c)), key_num(cn, "accepted", d, sizeof(d)));
+	print_field("connections", buf);
+	if (key_real(m, "seconds") > 0)
+		snprintf(buf, sizeof(buf), "%s s", key_num(m, "seconds", a,
+		    sizeof(a)));
+	else
+		snprintf(buf, sizeof(buf), "not sampled yet");
+	print_field("last_minute", buf);
+	print_minute(m, "requests", "  requests");
+	print_minute(m, "refused", "  refused");
+	print_minute(m, "rate_limited", "  rate_limited");
+	print_minute(m, "errors", "  errors");
+	snprintf(buf, sizeof(buf), "%s succeeded, %s failed", key_num(rl,
+	    "succeeded", a, sizeof(a)), key_num(rl, "failed", b, sizeof(b)));
+	print_field("reloads", buf);
+	print_field("last_reload", key_str(rl, "last_success_at", "never"));
+	if (json_array_size(ups) == 0) {
+		print_field("upstreams", "none");
+		return;
+	}
+	putchar('\n');
+	print_upstream_table(ups);
+}
+
+/* status: GET /v1/status, as a list and a table or as JSON. */
+static int
+cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option	 lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t				*st;
+	int				 ch, rc;
+
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1)
+		if ((rc = opt_common(ctl, ch, argv)) != 0)
+			return (rc);
+	if (optind < argc)
+		return (usage_error(ctl, "unexpected argument \"%s\"",
+		    argv[optind]));
+	if (run_call(ctl, EVHTTP_REQ_GET, "/v1/status", NULL, 200, &st) == -1)
+		return (EXIT_FAIL);
+	if (ctl->c_json)
+		print_json(st);
+	else
+		print_status(st);
+	json_decref(st);
+	return (0);
+}
+
+/* What top needs between its frames and in its signal callback. */
+struct top {
+	struct ctl		*t_ctl;
+	int			 t_tty;	/* stdout is a terminal */
+	int			 t_stop;	/* SIGINT or SIGTERM came */
+};
+
+/*
+ * SIGINT, SIGTERM: stop after the frame or the wait under way.  libevent
+ * runs this in its loop, not in signal context, so it may do anything;
+ * breaking the loop ends a wait at once (and a request, which top then
+ * drops: it exits without looking at it).
+ */
+static void
+top_signal(evutil_socket_t sig, short events, void *arg)
+{
+	struct top	*tp = arg;
+
+	(void)sig;
+	(void)events;
+	tp->t_stop = 1;
+	event_base_loopbreak(tp->t_ctl->c_base);
+}
+
+/* Wait delay seconds in the event loop, so that a signal ends the wait. */
+static void
+top_wait(struct top *tp, double delay)
+{
+	struct timeval	 tv;
+
+	tv.tv_sec = (time_t)delay;
+	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
+	event_base_loopexit(tp->t_ctl->c_base, &tv);
+	event_base_dispatch(tp->t_ctl->c_base);
+}
+
+/*
+ * One frame: on a terminal the screen is cleared first and the heading is
+ * bold; otherwise frames follow each other, a blank line apart, with no
+ * escape at all.  With --json a frame is the answer on one line.
+ */
+static void
+top_frame(struct top *tp, const json_t *st, double delay, unsigned long i)
+{
+	char	*s, now[32];
+
+	if (tp->t_ctl->c_json) {
+		if ((s = json_dumps(st, JSON_COMPACT |
+		    JSON_PRESERVE_ORDER)) == NULL) {
+			warnmsg("out of memory");
+			return;
+		}
+		puts(s);
+		free(s);
+		fflush(stdout);
+		return;
+	}
+	util_rfc3339_ms(now, sizeof(now), util_now_ms());
+	if (tp->t_tty)
+		fputs(TERM_HOME_CLEAR TERM_BOLD, stdout);
+	else if (i > 0)
+		putchar('\n');
+	printf("keygate at ");
+	put_clean(stdout, tp->t_ctl->c_url);
+	printf(", %.19sZ, every %g s", now, delay);
+	if (tp->t_tty)
+		fputs(TERM_RESET, stdout);
+	printf("\n\n");
+	print_status(st);
+	fflush(stdout);
+}
+
+/* Parse -d: a number of seconds (a fraction allowed) in range; 0 or -1. */
+static int
+top_delay(const char *s, double *d)
+{
+	char	*end;
+
+	if ((*s < '0' || *s > '9') && *s != '.')
+		return (-1);
+	errno = 0;
+	*d = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || *d < TOP_DELAY_MIN ||
+	    *d > TOP_DELAY_MAX)
+		return (-1);
+	return (0);
+}
+
+/* The signal events of top; -1 if they cannot be set up. */
+static int
+top_signals(struct top *tp, struct event **ev)
+{
+	ev[0] = evsignal_new(tp->t_ctl->c_base, SIGINT, top_signal, tp);
+	ev[1] = evsignal_new(tp->t_ctl->c_base, SIGTERM, top_signal, tp);
+	if (ev[0] == NULL || ev[1] == NULL || evsignal_add(ev[0], NULL) ==
+	    -1 || evsignal_add(ev[1], NULL) == -1) {
+		warnmsg("cannot catch SIGINT and SIGTERM");
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * The frames of top: GET /v1/status every delay seconds until n frames
+ * (0: no end) or a signal.  A failed request ends it (exit 1).
+ */
+static int
+top_run(struct top *tp, double delay, unsigned long n)
+{
+	struct ctl	*ctl = tp->t_ctl;
+	char		 err[CTL_ERRLEN];
+	json_t		*st;
+	unsigned long	 i;
+	int		 rc;
+
+	for (i = 0; n == 0 || i < n; i++) {
+		if (i > 0)
+			top_wait(tp, delay);
+		if (tp->t_stop)
+			return (0);
+		rc = api_call(ctl, EVHTTP_REQ_GET, "/v1/status", NULL, 200,
+		    &st, err, sizeof(err));
+		if (tp->t_stop) {
+			json_decref(st);
+			return (0);
+		}
+		if (rc == -1) {
+			if (tp->t_tty && !ctl->c_json)
+				fputs(TERM_RESET TERM_SHOW, stdout);
+			fflush(stdout);
+			warnmsg("%s", err);
+			return (EXIT_FAIL);
+		}
+		top_frame(tp, st, delay, i);
+		json_decref(st);
+	}
+	return (0);
+}
+
+/* top [-n N] [-d SECONDS]: status again and again, like top(1). */
+static int
+cmd_top(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option	 lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct top			 tp;
+	struct event			*ev[2] = { NULL, NULL };
+	char				 err[CTL_ERRLEN];
+	double				 delay = 1.0;
+	uint64_t			 n = 0;
+	int				 ch, rc;
+
+	while ((ch = getopt_long(argc, argv, ":n:d:", lo, NULL)) != -1) {
+		if (ch == 'n') {
+			if (parse_uint(optarg, TOP_NMAX, &n) == -1 || n == 0)
+				return (usage_error(ctl, "bad -n \"%s\" "
+				    "(expected a number of refreshes from 1)",
+				    optarg));
+		} else if (ch == 'd') {
+			if (top_delay(optarg, &delay) == -1)
+				return (usage_error(ctl, "bad -d \"%s\" "
+				    "(expected seconds from %g to %g)", optarg,
+				    TOP_DELAY_MIN, TOP_DELAY_MAX));
+		} else if ((rc = opt_common(ctl, ch, argv)) != 0)
+			return (rc);
+	}
+	if (optind < argc)
+		return (usage_error(ctl, "unexpected argument \"%s\"",
+		    argv[optind]));
+	if (ctl_open(ctl, err, sizeof(err)) == -1) {
+		warnmsg("%s", err);
+		return (EXIT_FAIL);
+	}
+	memset(&tp, 0, sizeof(tp));
+	tp.t_ctl = ctl;
+	tp.t_tty = isatty(STDOUT_FILENO);
+	rc = EXIT_FAIL;
+	if (top_signals(&tp, ev) == 0) {
+		if (tp.t_tty && !ctl->c_json)
+			fputs(TERM_HIDE, stdout);
+		rc = top_run(&tp, delay, (unsigned long)n);
+		if (tp.t_tty && !ctl->c_json)
+			fputs(TERM_RESET TERM_SHOW, stdout);
+	}
+	if (ev[0] != NULL)
+		event_free(ev[0]);
+	if (ev[1] != NULL)
+		event_free(ev[1]);
 	return (rc);
 }
 

@@ -16,6 +16,10 @@
  *			"/v1/keys/{id}"
  *		  6	GET /v1/keys with REST as the Authorization value
  *
+ * GET /v1/status and GET /metrics (mode 5) read a counter region with a
+ * few upstreams and two samples, made once at start-up; /metrics answers
+ * Prometheus text, checked for its type and length only.
+ *
  * where {id} is key number (byte / 8) modulo the count, in slot order;
  * before each request the store holds 1 to 32 keys (more are deleted
  * through the API).  The state carries over from input to input (keys
@@ -54,7 +58,9 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
+#include "metrics.h"
 #include "secret.h"
+#include "stats.h"
 #include "fuzz.h"
 
 #define FZ_MAXKEYS	64
@@ -101,6 +107,7 @@ static struct {
 	struct journal		 f_j;
 	uint8_t			 f_token[KS_DIGEST_LEN];
 	struct admin_env	 f_env;
+	struct stats_region	*f_stats;
 	int64_t			 f_now;
 	unsigned long		 f_runs;
 	char			 f_secrets[FZ_NSECRETS][SECRET_MAX + 1];
@@ -143,6 +150,32 @@ fz_cleanup(void)
 {
 	journal_close(&fz.f_j);
 	fz_rmdir(fz.f_dir);
+	free(fz.f_stats);
+}
+
+/* The counters /v1/status reads: named upstreams, traffic, two samples. */
+static void
+fz_stats(void)
+{
+	struct stats_region	*r;
+	struct stats_total	*t;
+	uint32_t		 up;
+
+	FUZZ_ASSERT((r = calloc(1, sizeof(*r))) != NULL);
+	FUZZ_ASSERT((t = malloc(sizeof(*t))) != NULL);
+	stats_init(r, FZ_NOW0 / 1000 - 60);
+	stats_workers(r, 2);
+	stats_attach(r, 0);
+	stats_reloaded(r, 1, FZ_NOW0 / 1000 - 60);
+	up = stats_upstream_id(r, "api", "127.0.0.1:8080");
+	(void)stats_upstream_id(r, "idle", "127.0.0.1:8081");
+	stats_sample(r, t, FZ_NOW0 / 1000 - 2);
+	stats_request(&r->sr_slots[0], STATS_ROUTE_NONE, 404, 100);
+	stats_upstream(&r->sr_slots[0], up, STATS_UP_OK, 100);
+	stats_upstream(&r->sr_slots[0], up, STATS_UP_TIMEOUT, 0);
+	stats_sample(r, t, FZ_NOW0 / 1000 - 1);
+	free(t);
+	fz.f_stats = r;
 }
 
 /*
@@ -256,6 +289,25 @@ fz_check(const struct admin_response *rs, int allowed)
 	FUZZ_ASSERT(json_object_get(o, "secret") == NULL);
 	FUZZ_ASSERT(json_object_size(o) == 2U + (rs->as_status == 422));
 	return (o);
+}
+
+/*
+ * GET /metrics answers Prometheus text, not JSON: 1 if rs is that answer
+ * (its type, its length, and a GET of exactly that path), 0 for any other.
+ */
+static int
+fz_metrics(const struct fz_req *r, const struct admin_response *rs)
+{
+	if (rs->as_status != 200 || rs->as_type == NULL ||
+	    strcmp(rs->as_type, FZ_JSON) == 0)
+		return (0);
+	FUZZ_ASSERT(strcmp(rs->as_type, METRICS_CONTENT_TYPE) == 0);
+	FUZZ_ASSERT(r->r_mbit == HTTP_M_GET && r->r_pathlen == 8 &&
+	    memcmp(r->r_path, "/metrics", 8) == 0);
+	FUZZ_ASSERT(rs->as_body != NULL &&
+	    strlen(rs->as_body) == rs->as_bodylen);
+	FUZZ_ASSERT(rs->as_challenge == NULL && rs->as_allow == NULL);
+	return (1);
 }
 
 /* Path "/v1/keys/ID" plus suffix into buf (at least 64 bytes). */
@@ -493,6 +545,8 @@ fz_setup(void)
 	fz.f_env.ae_rate[1] = 50;
 	fz.f_env.ae_rate[2] = 200;
 	fz.f_env.ae_version = PACKAGE_VERSION;
+	fz_stats();
+	fz.f_env.ae_stats = fz.f_stats;
 	fz.f_now = FZ_NOW0;
 	fz.f_init = 1;
 }
@@ -664,9 +718,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	applied = fz.f_ks.ks_hdr->kh_applied;
 	jsize = journal_size(&fz.f_j);
 	fz_send(&r, &rs);
-	o = fz_check(&rs, allowed);
-	fz_check_answer(data[0], o, &rs, applied, jsize);
-	json_decref(o);
+	if (fz_metrics(&r, &rs)) {
+		FUZZ_ASSERT(fz.f_ks.ks_hdr->kh_applied == applied &&
+		    journal_size(&fz.f_j) == jsize);
+		fz_check_no_secret(rs.as_body);
+	} else {
+		o = fz_check(&rs, allowed);
+		fz_check_answer(data[0], o, &rs, applied, jsize);
+		json_decref(o);
+	}
 	admin_response_free(&rs);
 	free(buf);
 	return (0);

@@ -676,6 +676,7 @@ test_openapi_document(void **state)
 		const char	*methods[4];
 	} eps[] = {
 		{ "/v1/health", { "get" } },
+		{ "/v1/status", { "get" } },
 		{ "/v1/openapi.json", { "get" } },
 		{ "/v1/keys", { "get", "post" } },
 		{ "/v1/keys/{id}", { "get", "patch", "delete" } },
@@ -776,6 +777,186 @@ test_health(void **state)
 	create(f, "{\"owner\":\"o\"}", NULL, NULL);
 	h = req(f, HTTP_M_GET, "/v1/health", NULL);
 	assert_int_equal(json_integer_value(json_object_get(h, "keys")), 1);
+}
+
+/* A formatted counter region, started two hours before T_NOW. */
+static struct stats_region *
+status_region(void)
+{
+	struct stats_region	*r = calloc(1, sizeof(*r));
+
+	assert_non_null(r);
+	stats_init(r, T_NOW / 1000 - 7200);
+	return (r);
+}
+
+/* GET /v1/status: 200, and its body equals the JSON text want. */
+static void
+expect_status(struct fx *f, const char *want)
+{
+	json_error_t	 je;
+	json_t		*w, *got;
+	char		*text;
+
+	got = req(f, HTTP_M_GET, "/v1/status", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	if ((w = json_loads(want, 0, &je)) == NULL)
+		fail_msg("expected JSON, line %d: %s", je.line, je.text);
+	if (!json_equal(w, got)) {
+		text = json_dumps(got, JSON_INDENT(1) | JSON_SORT_KEYS);
+		fail_msg("/v1/status answered %s", text);
+	}
+	json_decref(w);
+}
+
+/*
+ * Nothing counted yet: zeros, no rate, no reload (the last success is the
+ * start-up), no upstream ("other" is shown only with counts); the token is
+ * needed; only GET; no counters at all is 503.
+ */
+static void
+test_status_empty(void **state)
+{
+	struct fx		*f = *state;
+	struct stats_region	*r = status_region();
+
+	req(f, HTTP_M_GET, "/v1/status", NULL);
+	expect_error(f, 503, "status_unavailable", NULL);
+	f->env.ae_stats = r;
+	expect_status(f, "{\"version\":\"9.8.7\","
+	    "\"started_at\":\"2026-11-18T09:06:40.000Z\","
+	    "\"uptime_seconds\":7200,"
+	    "\"workers\":{\"configured\":0,\"running\":0,\"restarts\":0},"
+	    "\"keys\":{\"count\":0,\"max\":64},"
+	    "\"connections\":{\"reading\":0,\"writing\":0,\"idle\":0,"
+	    "\"accepted\":0},"
+	    "\"last_minute\":{\"seconds\":0,\"requests\":0,\"refused\":0,"
+	    "\"rate_limited\":0,\"errors\":0,\"requests_per_second\":0.0,"
+	    "\"refused_per_second\":0.0,\"rate_limited_per_second\":0.0,"
+	    "\"errors_per_second\":0.0},"
+	    "\"reloads\":{\"succeeded\":0,\"failed\":0,"
+	    "\"last_success_at\":\"2026-11-18T09:06:40.000Z\"},"
+	    "\"upstreams\":[]}");
+	f->auth = NULL;
+	req(f, HTTP_M_GET, "/v1/status", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	f->auth = T_AUTH;
+	req(f, HTTP_M_POST, "/v1/status", "{}");
+	expect_error(f, 405, "method_not_allowed", NULL);
+	assert_string_equal(f->rs.as_allow, "GET");
+	f->env.ae_stats = NULL;
+	free(r);
+}
+
+/*
+ * Counters filled by hand as the master and three workers (and one that
+ * ended) would: every figure lands in its field; the last minute is the
+ * difference of two samples 20 s apart, with rates per second; each
+ * upstream's state follows its last minute (idle although it served
+ * before); "other" appears once counted.
+ */
+static void
+test_status(void **state)
+{
+	struct fx		*f = *state;
+	struct stats_region	*r = status_region();
+	struct stats_total	*scratch = malloc(sizeof(*scratch));
+	struct stats_slot	*s0 = &r->sr_slots[0], *s1 = &r->sr_slots[1];
+	uint32_t		 api, auth, idle, down, route;
+	int64_t			 now = T_NOW / 1000;
+	json_t			*other;
+	int			 i;
+
+	assert_non_null(scratch);
+	f->env.ae_stats = r;
+	create(f, "{\"owner\":\"o\"}", NULL, NULL);
+	stats_workers(r, 4);
+	stats_reloaded(r, 1, now - 7200);
+	stats_reloaded(r, 0, now - 900);
+	stats_reloaded(r, 1, now - 600);
+	stats_restarted(r);
+	stats_restarted(r);
+	api = stats_upstream_id(r, "api", "127.0.0.1:8080");
+	auth = stats_upstream_id(r, "auth", "[::1]:8443");
+	idle = stats_upstream_id(r, "idle", "10.0.0.3:80");
+	down = stats_upstream_id(r, "down", "10.0.0.4:80");
+	route = stats_route_id(r, "keys");
+	for (i = 0; i < 4; i++)
+		stats_attach(r, i);
+	STATS_BUMP(&r->sr_slots[3].ss_accepted, 7);
+	stats_conn_move(&r->sr_slots[3], -1, STATS_CONN_IDLE);
+	stats_fold(r, 3, 0);
+	STATS_BUMP(&s0->ss_accepted, 10);
+	STATS_BUMP(&s1->ss_accepted, 5);
+	stats_conn_move(s0, -1, STATS_CONN_READING);
+	stats_conn_move(s0, -1, STATS_CONN_READING);
+	stats_conn_move(s0, -1, STATS_CONN_READING);
+	stats_conn_move(s0, STATS_CONN_READING, STATS_CONN_WRITING);
+	stats_conn_move(s1, -1, STATS_CONN_IDLE);
+	for (i = 0; i < 4; i++)
+		stats_upstream(s1, idle, STATS_UP_OK, 100);
+	stats_upstream(s1, api, STATS_UP_OK, 100);
+	stats_request(s0, route, 200, 100);
+	stats_sample(r, scratch, now - 30);
+	/* The last minute: 16 requests, 3 refused, 1 limited, 2 errors. */
+	for (i = 0; i < 10; i++)
+		stats_request(i % 2 ? s0 : s1, route, 200, 100);
+	stats_request(s0, route, 502, 100);
+	stats_request(s1, STATS_ROUTE_NONE, 503, 100);
+	for (i = 0; i < 3; i++) {
+		stats_request(s0, route, 401, 100);
+		STATS_BUMP(&s0->ss_auth[3][STATS_R_INVALID], 1);
+	}
+	stats_request(s1, route, 429, 100);
+	STATS_BUMP(&s1->ss_rate[0][1], 1);
+	for (i = 0; i < 6; i++)
+		stats_upstream(i % 2 ? s0 : s1, api, STATS_UP_OK, 100);
+	for (i = 0; i < 3; i++)
+		stats_upstream(s0, auth, STATS_UP_OK, 100);
+	stats_upstream(s1, auth, STATS_UP_TIMEOUT, 0);
+	stats_upstream(s0, down, STATS_UP_CONNECT_ERROR, 0);
+	stats_upstream(s1, down, STATS_UP_TLS_ERROR, 0);
+	stats_sample(r, scratch, now - 10);
+	free(scratch);
+	expect_status(f, "{\"version\":\"9.8.7\","
+	    "\"started_at\":\"2026-11-18T09:06:40.000Z\","
+	    "\"uptime_seconds\":7200,"
+	    "\"workers\":{\"configured\":4,\"running\":3,\"restarts\":2},"
+	    "\"keys\":{\"count\":1,\"max\":64},"
+	    "\"connections\":{\"reading\":2,\"writing\":1,\"idle\":1,"
+	    "\"accepted\":22},"
+	    "\"last_minute\":{\"seconds\":20,\"requests\":16,\"refused\":3,"
+	    "\"rate_limited\":1,\"errors\":2,\"requests_per_second\":0.8,"
+	    "\"refused_per_second\":0.15,\"rate_limited_per_second\":0.05,"
+	    "\"errors_per_second\":0.1},"
+	    "\"reloads\":{\"succeeded\":2,\"failed\":1,"
+	    "\"last_success_at\":\"2026-11-18T10:56:40.000Z\"},"
+	    "\"upstreams\":["
+	    "{\"name\":\"api\",\"server\":\"127.0.0.1:8080\",\"state\":\"up\","
+	    "\"last_minute\":{\"ok\":6,\"failed\":0},\"requests\":7,"
+	    "\"failures\":0},"
+	    "{\"name\":\"auth\",\"server\":\"[::1]:8443\","
+	    "\"state\":\"degraded\",\"last_minute\":{\"ok\":3,\"failed\":1},"
+	    "\"requests\":4,\"failures\":1},"
+	    "{\"name\":\"idle\",\"server\":\"10.0.0.3:80\",\"state\":\"idle\","
+	    "\"last_minute\":{\"ok\":0,\"failed\":0},\"requests\":4,"
+	    "\"failures\":0},"
+	    "{\"name\":\"down\",\"server\":\"10.0.0.4:80\",\"state\":\"down\","
+	    "\"last_minute\":{\"ok\":0,\"failed\":2},\"requests\":2,"
+	    "\"failures\":2}]}");
+	/* Servers beyond the table count as "other", shown from then on. */
+	stats_upstream(s0, STATS_UPSTREAMS + 5, STATS_UP_ERROR, 0);
+	req(f, HTTP_M_GET, "/v1/status", NULL);
+	assert_int_equal(json_array_size(json_object_get(f->body,
+	    "upstreams")), 5);
+	other = json_loads("{\"name\":\"other\",\"server\":\"other\","
+	    "\"state\":\"idle\",\"last_minute\":{\"ok\":0,\"failed\":0},"
+	    "\"requests\":1,\"failures\":1}", 0, NULL);
+	assert_true(json_equal(json_array_get(json_object_get(f->body,
+	    "upstreams"), 0), other));
+	json_decref(other);
+	f->env.ae_stats = NULL;
+	free(r);
 }
 
 /* One GET of target with the token (or without), answered directly. */
@@ -2367,6 +2548,8 @@ main(void)
 		T(test_openapi_document),
 		T(test_schema_walker),
 		T(test_health),
+		T(test_status_empty),
+		T(test_status),
 		T(test_metrics),
 		T(test_auth),
 		T(test_auth_throttle),

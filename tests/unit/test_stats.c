@@ -196,6 +196,95 @@ test_bounds(void **state)
 	free(r);
 }
 
+/* A second of traffic: two requests (one 503), a 401, a 429, two attempts. */
+static void
+traffic(struct stats_region *r, uint32_t up)
+{
+	stats_request(&r->sr_slots[0], 2, 200, 10);
+	stats_request(&r->sr_slots[0], 2, 503, 10);
+	STATS_BUMP(&r->sr_slots[0].ss_auth[3][STATS_R_INVALID], 1);
+	STATS_BUMP(&r->sr_slots[0].ss_rate[1][2], 1);
+	stats_upstream(&r->sr_slots[0], up, STATS_UP_OK, 100);
+	stats_upstream(&r->sr_slots[0], up, STATS_UP_CONNECT_ERROR, 0);
+}
+
+/* Assert the last minute of r covers secs seconds of traffic(). */
+static void
+expect_minute(const struct stats_region *r, uint32_t up, int64_t secs,
+    uint64_t n)
+{
+	struct stats_total	*t = total(r);
+	uint32_t		 i;
+
+	assert_int_equal(t->st_minute_s, secs);
+	assert_int_equal(t->st_minute.sa_requests, 2 * n);
+	assert_int_equal(t->st_minute.sa_errors, n);
+	assert_int_equal(t->st_minute.sa_refused, n);
+	assert_int_equal(t->st_minute.sa_limited, n);
+	for (i = 0; i < STATS_UPSTREAMS; i++) {
+		assert_int_equal(t->st_minute.sa_up_ok[i], i == up ? n : 0);
+		assert_int_equal(t->st_minute.sa_up_fail[i], i == up ? n : 0);
+	}
+	free(t);
+}
+
+/*
+ * The last minute: nothing before two samples; then the difference of the
+ * newest sample and the oldest at most 60 s older, so a steady second of
+ * traffic per sample reads as k seconds and k seconds' worth, capped at
+ * 60; a second sample in the same second replaces the first; a gap of
+ * more than a minute leaves nothing to compare with.
+ */
+static void
+test_minute(void **state)
+{
+	struct stats_region	*r = region();
+	struct stats_total	*scratch = malloc(sizeof(*scratch));
+	uint32_t		 up = stats_upstream_id(r, "api", "h:1");
+	uint32_t		 pos;
+	int64_t			 now = 1795000000, k;
+
+	assert_non_null(scratch);
+	assert_int_equal(stats_route_id(r, "a"), 2);
+	stats_attach(r, 0);
+	expect_minute(r, up, 0, 0);
+	traffic(r, up);
+	stats_sample(r, scratch, now);
+	expect_minute(r, up, 0, 0);
+	for (k = 1; k <= 70; k++) {
+		traffic(r, up);
+		stats_sample(r, scratch, now + k);
+		expect_minute(r, up, k < 60 ? k : 60,
+		    (uint64_t)(k < 60 ? k : 60));
+	}
+	/* Again in the same second: replaces the newest sample. */
+	pos = r->sr_master.sm_nsample;
+	traffic(r, up);
+	traffic(r, up);
+	stats_sample(r, scratch, now + 70);
+	assert_int_equal(r->sr_master.sm_nsample, pos);
+	expect_minute(r, up, 60, 62);
+	/* The next second counts from the replaced sample on. */
+	traffic(r, up);
+	stats_sample(r, scratch, now + 71);
+	expect_minute(r, up, 60, 62);
+	/* No sample in the minute before the newest: nothing to say. */
+	traffic(r, up);
+	stats_sample(r, scratch, now + 200);
+	expect_minute(r, up, 0, 0);
+	stats_sample(r, scratch, now + 201);
+	expect_minute(r, up, 1, 0);
+	/* 61 s is more than the minute, even with the sample still held. */
+	stats_sample(r, scratch, now + 300);
+	traffic(r, up);
+	stats_sample(r, scratch, now + 361);
+	expect_minute(r, up, 0, 0);
+	stats_sample(r, scratch, now + 362);
+	expect_minute(r, up, 1, 0);
+	free(scratch);
+	free(r);
+}
+
 /* The segment carries a formatted region. */
 static void
 test_segment(void **state)
@@ -218,6 +307,7 @@ main(void)
 		cmocka_unit_test(test_buckets),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_requests),
+		cmocka_unit_test(test_minute),
 		cmocka_unit_test(test_codes_full),
 		cmocka_unit_test(test_fold),
 		cmocka_unit_test(test_bounds),
