@@ -286,6 +286,24 @@ SCRAPE_KEYROUTES=4
 #               $IDLE_CONNS connections open while the memory is read;
 #   W_SCRAPE    1 for metrics-scrape: no wrk rounds; scrape.py's traffic,
 #               then rounds of timed GET /metrics (run_scrape).
+# print_ratios WHAT NAME: "ratio a/b: WHAT Nx, p99 Nx" for the first system
+# of W_SYSTEMS against each other one, from the files $wdir/NAME.SYSTEM.median
+# ("figure p99" each).
+print_ratios() {
+	_what=$1
+	_name=$2
+	set -- $W_SYSTEMS
+	_a=$1
+	shift
+	for _b in "$@"; do
+		awk -v a="$_a" -v b="$_b" -v what="$_what" '
+		    NR == FNR { af = $1; ap = $2; next }
+		    { printf "ratio %s/%s: %s %.2fx, p99 %.2fx\n", a, b, what,
+			$1 ? af / $1 : 0, $2 ? ap / $2 : 0 }' \
+		    "$wdir/$_name.$_a.median" "$wdir/$_name.$_b.median"
+	done
+}
+
 workload_info() {
 	W_TLS=0
 	W_CLIENT=wrk
@@ -2272,16 +2290,7 @@ print_scrape() {
 			print pct(50), pct(99) >"/dev/stderr"
 		    }' 2>"$wdir/scrape.$s.median"
 	done
-	set -- $W_SYSTEMS
-	a=$1
-	shift
-	for b in "$@"; do
-		awk -v a="$a" -v b="$b" '
-		    NR == FNR { am = $1; ap = $2; next }
-		    { printf "ratio %s/%s: median %.2fx, p99 %.2fx\n", a, b,
-			$1 ? am / $1 : 0, $2 ? ap / $2 : 0 }' \
-		    "$wdir/scrape.$a.median" "$wdir/scrape.$b.median"
-	done
+	print_ratios median scrape
 	for s in $W_SYSTEMS; do
 		printf 'median per round (ms), %s:' "$s"
 		for f in "$wdir/out/$s".[0-9]*; do
@@ -2729,16 +2738,7 @@ print_table() {
 		    "$(awk -v v="$p50" 'BEGIN { print v / 1000 }')" \
 		    "$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" "$rss"
 	done
-	set -- $W_SYSTEMS
-	a=$1
-	shift
-	for b in "$@"; do
-		awk -v a="$a" -v b="$b" '
-		    NR == FNR { ar = $1; ap = $2; next }
-		    { printf "ratio %s/%s: req/s %.2fx, p99 %.2fx\n", a, b,
-			$1 ? ar / $1 : 0, $2 ? ap / $2 : 0 }' \
-		    "$wdir/res.$a.median" "$wdir/res.$b.median"
-	done
+	print_ratios req/s res
 	for s in $W_SYSTEMS; do
 		printf 'req/s per round, %s:' "$s"
 		awk '{ printf " %.0f", $1 }' "$wdir/res.$s"

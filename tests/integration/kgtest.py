@@ -600,6 +600,55 @@ def keygated(*args, timeout=10, cwd=None):
                           timeout=timeout, universal_newlines=True, cwd=cwd)
 
 
+# --- keygatectl -------------------------------------------------------------------
+
+CTL_SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|"
+                              r"UndefinedBehaviorSanitizer|runtime error:")
+
+
+def ctl_binary():
+    """keygatectl, built next to KEYGATED (else the test is skipped)."""
+    binary()
+    path = os.path.join(os.path.dirname(KEYGATED), "keygatectl")
+    if not os.access(path, os.X_OK):
+        raise Skip("no keygatectl next to %s" % KEYGATED)
+    return path
+
+
+def ctl_env(url=None, token=None, env=None):
+    """The environment without KEYGATE_ADMIN_*, then url and token set
+    (when given) and env applied (a value None removes the variable)."""
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith("KEYGATE_ADMIN_")}
+    if url is not None:
+        e["KEYGATE_ADMIN_URL"] = url
+    if token is not None:
+        e["KEYGATE_ADMIN_TOKEN"] = token
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return e
+
+
+def ctl_run(args, env, stdin=None, secret=ADMIN_TOKEN):
+    """Run keygatectl args with env; fails if secret or a sanitizer report
+    shows in its output.  Returns the CompletedProcess (text)."""
+    p = subprocess.run([ctl_binary()] + list(args), env=env, input=stdin,
+                       stdin=None if stdin is not None else
+                       subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60,
+                       universal_newlines=True)
+    for name, text in (("stdout", p.stdout), ("stderr", p.stderr)):
+        check(secret not in text, "the admin token appears in the %s of "
+              "keygatectl %s" % (name, " ".join(args)))
+        m = CTL_SANITIZER_RE.search(text)
+        check(m is None, "sanitizer report from keygatectl %s: %s" %
+              (" ".join(args), text[-2000:]))
+    return p
+
+
 class StartError(Exception):
     pass
 

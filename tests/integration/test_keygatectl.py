@@ -16,7 +16,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import time
 
 import kgtest as kg
@@ -62,24 +61,12 @@ def admin_url(d):
     return "http://127.0.0.1:%d" % admin_port(d)
 
 
-def binary():
-    kg.binary()
-    path = os.path.join(os.path.dirname(os.environ["KEYGATED"]),
-                        "keygatectl")
-    if not os.access(path, os.X_OK):
-        raise kg.Skip("no keygatectl next to %s" % os.environ["KEYGATED"])
-    return path
-
-
 def owner():
     """A fresh owner name, so that tests on the shared daemon stay apart."""
     return "owner-" + secrets.token_hex(4)
 
 
 # --- running keygatectl ----------------------------------------------------------
-
-SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:")
-
 
 def ctl(*args, d=None, env=None, stdin=None, url=True, token=True):
     """
@@ -88,27 +75,9 @@ def ctl(*args, d=None, env=None, stdin=None, url=True, token=True):
     env adds or overrides variables (None removes one).  Returns the
     CompletedProcess; fails if the token shows in its output.
     """
-    e = {k: v for k, v in os.environ.items()
-         if not k.startswith("KEYGATE_ADMIN_")}
-    if d is not None and url:
-        e["KEYGATE_ADMIN_URL"] = admin_url(d)
-    if d is not None and token:
-        e["KEYGATE_ADMIN_TOKEN"] = TOKEN
-    for k, v in (env or {}).items():
-        if v is None:
-            e.pop(k, None)
-        else:
-            e[k] = v
-    p = subprocess.run([binary()] + list(args), env=e, input=stdin,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=60, universal_newlines=True)
-    for name, text in (("stdout", p.stdout), ("stderr", p.stderr)):
-        kg.check(TOKEN not in text, "the admin token appears in the %s "
-                 "of keygatectl %s" % (name, " ".join(args)))
-        m = SANITIZER_RE.search(text)
-        kg.check(m is None, "sanitizer report from keygatectl %s: %s" %
-                 (" ".join(args), text[-2000:]))
-    return p
+    e = kg.ctl_env(admin_url(d) if d is not None and url else None,
+                   TOKEN if d is not None and token else None, env)
+    return kg.ctl_run(args, e, stdin=stdin, secret=TOKEN)
 
 
 def ok(p, what):

@@ -18,7 +18,6 @@ import pty
 import re
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -28,8 +27,6 @@ import upstream as U
 # The master samples the totals once a second; the last minute is the
 # difference of two samples, so it shows a request within about 2 s.
 SAMPLE_WAIT = 3.0
-SANITIZER_RE = re.compile(r"(AddressSanitizer|LeakSanitizer|"
-                          r"UndefinedBehaviorSanitizer|runtime error:)")
 
 # What request_mix() sends, by kind.
 N_PUB = 4		# /pub: 200 through the api upstream
@@ -39,36 +36,13 @@ N_DOWN = 2		# /down: 502, nothing listens (connect_error)
 N_ALL = N_PUB + N_MISSING + N_KEYED + N_DOWN
 
 
-def ctl_binary():
-    kg.binary()
-    path = os.path.join(os.path.dirname(os.environ["KEYGATED"]),
-                        "keygatectl")
-    if not os.access(path, os.X_OK):
-        raise kg.Skip("no keygatectl next to %s" % os.environ["KEYGATED"])
-    return path
-
-
 def ctl_env(d):
-    e = {k: v for k, v in os.environ.items()
-         if not k.startswith("KEYGATE_ADMIN_")}
-    e["KEYGATE_ADMIN_URL"] = "http://127.0.0.1:%d" % d.admin_port
-    e["KEYGATE_ADMIN_TOKEN"] = kg.ADMIN_TOKEN
-    return e
+    return kg.ctl_env("http://127.0.0.1:%d" % d.admin_port, kg.ADMIN_TOKEN)
 
 
 def ctl(d, *args):
     """keygatectl ARGS against d; never the token, never a sanitizer."""
-    p = subprocess.run([ctl_binary()] + list(args), env=ctl_env(d),
-                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=60,
-                       universal_newlines=True)
-    for name, text in (("stdout", p.stdout), ("stderr", p.stderr)):
-        kg.check(kg.ADMIN_TOKEN not in text, "the admin token appears in "
-                 "the %s of keygatectl %s" % (name, " ".join(args)))
-        m = SANITIZER_RE.search(text)
-        kg.check(m is None, "sanitizer report from keygatectl %s: %s" %
-                 (" ".join(args), text[-2000:]))
-    return p
+    return kg.ctl_run(args, ctl_env(d))
 
 
 def ok(p, what):
@@ -271,7 +245,7 @@ def top_on_a_terminal(d, sig):
     pid, fd = pty.fork()
     if pid == 0:
         try:
-            os.execve(ctl_binary(), ["keygatectl", "top", "-d", "0.2"],
+            os.execve(kg.ctl_binary(), ["keygatectl", "top", "-d", "0.2"],
                       ctl_env(d))
         finally:
             os._exit(127)

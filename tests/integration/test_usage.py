@@ -19,7 +19,6 @@ import calendar
 import os
 import re
 import stat
-import subprocess
 import sys
 import time
 
@@ -124,19 +123,10 @@ def check_totals(d, k, what):
 
 
 def ctl(d, *args):
-    path = os.path.join(os.path.dirname(os.environ["KEYGATED"]), "keygatectl")
-    if not os.access(path, os.X_OK):
-        raise kg.Skip("no keygatectl next to %s" % os.environ["KEYGATED"])
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("KEYGATE_ADMIN_") and k not in ("LANG",
-                                                                  "LC_ALL",
-                                                                  "LC_CTYPE")}
-    env["KEYGATE_ADMIN_URL"] = "http://127.0.0.1:%d" % d.ports[1]
-    env["KEYGATE_ADMIN_TOKEN"] = kg.ADMIN_TOKEN
-    env["LC_ALL"] = "C"
-    return subprocess.run([path] + list(args), env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=60, universal_newlines=True)
+    """keygatectl ARGS against d, in the C locale (ASCII sparklines)."""
+    env = kg.ctl_env("http://127.0.0.1:%d" % d.ports[1], kg.ADMIN_TOKEN,
+                     {"LANG": None, "LC_CTYPE": None, "LC_ALL": "C"})
+    return kg.ctl_run(args, env)
 
 
 def test_history_totals_and_restart():
