@@ -30,6 +30,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "slurp.h"
+
 #include "admin.h"
 #include "auth.h"
 #include "config.h"
@@ -383,20 +385,7 @@ fx_setup_tiny(void **state)
 static char *
 slurp(const struct fx *f, const char *name)
 {
-	char	 path[128], *buf;
-	FILE	*fp;
-	long	 n;
-
-	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
-	if ((fp = fopen(path, "r")) == NULL)
-		return (NULL);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	assert_non_null(buf = calloc(1, (size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
-	return (buf);
+	return (test_slurp(f->dir, name));
 }
 
 /*

@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "slurp.h"
+
 #include "keystore.h"
 #include "log.h"
 #include "usage.h"
@@ -117,20 +119,10 @@ use(struct fix *f, uint32_t slot, int a, int l, int r)
 static char *
 slurp(struct fix *f, const char *name)
 {
-	char	 path[256], *buf;
-	FILE	*fp;
-	long	 n;
+	char	 dir[256];
 
-	snprintf(path, sizeof(path), "%s/usage/%s", f->dir, name);
-	if ((fp = fopen(path, "r")) == NULL)
-		return (NULL);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	assert_non_null(buf = calloc(1, (size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
-	return (buf);
+	snprintf(dir, sizeof(dir), "%s/usage", f->dir);
+	return (test_slurp(dir, name));
 }
 
 /* Write state_dir/usage/name. */
