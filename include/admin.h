@@ -105,6 +105,13 @@ struct admin_response {
 	uint32_t		 as_retry_after; /* s, Retry-After (429), 0: none */
 };
 
+/*
+ * The answer of GET /metrics from env's counters into rs, without the
+ * token check (metrics_listen serves it as is): 0, or -1 when env keeps
+ * no counters or memory ran out (rs then holds nothing).
+ */
+int	 admin_metrics_answer(const struct admin_env *, struct admin_response *);
+
 /* Answer one request (never fails: errors become responses). */
 void	 admin_handle(const struct admin_env *, const struct admin_request *,
 	    struct admin_response *);

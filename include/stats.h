@@ -1,5 +1,5 @@
 /*
- * The counters behind the coming metrics and status view (issue 13), in the
+ * The counters behind the metrics (metrics.h) and the status view, in the
  * shared segment (shm_stats()).  Free of libevent so that the master, the
  * workers and the unit tests can all include it.
  *
@@ -177,7 +177,8 @@ struct stats_sample {
 
 /* Written by the master only. */
 struct stats_master {
-	uint32_t	 sm_seq;		/* seqlock over the folds */
+	uint32_t	 sm_seq;		/* seqlock: folds and every */
+						/* field below written later */
 	uint32_t	 sm_nroutes;		/* names given (release store) */
 	uint32_t	 sm_nupstreams;
 	uint32_t	 sm_pad;
@@ -363,11 +364,13 @@ uint32_t stats_route_id(struct stats_region *, const char *);
 /* The id of (upstream, server), given now if new; or STATS_UPSTREAM_OTHER. */
 uint32_t stats_upstream_id(struct stats_region *, const char *, const char *);
 
-/* A SIGHUP (or start-up) was applied (ok) or refused, at unix s now. */
+/* A SIGHUP was applied (ok) or refused, at unix s now. */
 void	 stats_reloaded(struct stats_region *, int, int64_t);
 
-/* A worker that died is being replaced; n workers are configured. */
+/* A worker that died on its own is being replaced. */
 void	 stats_restarted(struct stats_region *);
+
+/* n workers are configured. */
 void	 stats_workers(struct stats_region *, uint32_t);
 
 /* Publish the process figures of which (STATS_PROC_*). */

@@ -1848,27 +1848,37 @@ admin_status(struct admin_ctx *c)
 	return (admin_reply(c->c_rs, 200, o));
 }
 
+/* The exposition of env's counters into rs; see admin.h. */
+int
+admin_metrics_answer(const struct admin_env *env, struct admin_response *rs)
+{
+	struct metrics_src	 src;
+
+	if (env->ae_stats == NULL)
+		return (-1);
+	memset(&src, 0, sizeof(src));
+	src.ms_stats = env->ae_stats;
+	src.ms_jwks = env->ae_jwks;
+	src.ms_keys = keystore_count(env->ae_ks);
+	src.ms_keys_max = env->ae_ks->ks_hdr->kh_max_keys;
+	src.ms_version = env->ae_version != NULL ? env->ae_version :
+	    PACKAGE_VERSION;
+	if ((rs->as_body = metrics_render(&src, &rs->as_bodylen)) == NULL)
+		return (-1);
+	rs->as_status = 200;
+	rs->as_type = METRICS_CONTENT_TYPE;
+	return (0);
+}
+
 /* GET /metrics: the Prometheus exposition (metrics.h), behind the token. */
 static int
 admin_metrics(struct admin_ctx *c)
 {
-	struct admin_response	*rs = c->c_rs;
-	struct metrics_src	 src;
-
 	if (c->c_env->ae_stats == NULL)
 		return (admin_error(c, 503, "metrics_unavailable",
 		    "this process keeps no metrics"));
-	memset(&src, 0, sizeof(src));
-	src.ms_stats = c->c_env->ae_stats;
-	src.ms_jwks = c->c_env->ae_jwks;
-	src.ms_keys = keystore_count(c->c_ks);
-	src.ms_keys_max = c->c_ks->ks_hdr->kh_max_keys;
-	src.ms_version = c->c_env->ae_version != NULL ? c->c_env->ae_version :
-	    PACKAGE_VERSION;
-	if ((rs->as_body = metrics_render(&src, &rs->as_bodylen)) == NULL)
-		return (admin_oom(rs));
-	rs->as_status = 200;
-	rs->as_type = METRICS_CONTENT_TYPE;
+	if (admin_metrics_answer(c->c_env, c->c_rs) == -1)
+		return (admin_oom(c->c_rs));
 	return (0);
 }
 

@@ -87,13 +87,24 @@ mb_label(struct mbuf *b, const char *v)
 	b->mb_buf[b->mb_len] = '\0';
 }
 
-/* "name{label=" ... the caller's labels: `mb_head(b, "x", "route", v)`. */
+/*
+ * The start of a series, name and suffix then {label="v" escaped; the
+ * caller adds further labels and the closing brace.
+ */
+static void
+mb_series(struct mbuf *b, const char *name, const char *suffix,
+    const char *label, const char *v)
+{
+	mb_printf(b, "%s%s{%s=\"", name, suffix, label);
+	mb_label(b, v);
+	mb_printf(b, "\"");
+}
+
+/* mb_series() without a suffix: `mb_head(b, "x", "route", v)`. */
 static void
 mb_head(struct mbuf *b, const char *name, const char *label, const char *v)
 {
-	mb_printf(b, "%s{%s=\"", name, label);
-	mb_label(b, v);
-	mb_printf(b, "\"");
+	mb_series(b, name, "", label, v);
 }
 
 static void
@@ -127,46 +138,32 @@ mb_bound(struct mbuf *b, uint32_t us)
 }
 
 /*
- * The series of one histogram whose labels (without braces, "" for none)
- * are in lbl: cumulative buckets, +Inf, _sum, _count.
+ * The series of one histogram labelled label="value": cumulative buckets,
+ * +Inf, _sum, _count.
  */
 static void
-mb_hist(struct mbuf *b, const char *name, const char *lbl,
-    const struct stats_hist *h)
+mb_hist(struct mbuf *b, const char *name, const char *label,
+    const char *value, const struct stats_hist *h)
 {
 	uint64_t	 cum = 0;
 	int		 i;
 
-	for (i = 0; i < STATS_BUCKETS; i++) {
+	for (i = 0; i <= STATS_BUCKETS; i++) {
 		cum += h->h_bucket[i];
-		mb_printf(b, "%s_bucket{%s%sle=\"", name, lbl, *lbl ? "," : "");
-		mb_bound(b, stats_bucket_us[i]);
+		mb_series(b, name, "_bucket", label, value);
+		mb_printf(b, ",le=\"");
+		if (i < STATS_BUCKETS)
+			mb_bound(b, stats_bucket_us[i]);
+		else
+			mb_printf(b, "+Inf");
 		mb_printf(b, "\"} %" PRIu64 "\n", cum);
 	}
-	cum += h->h_bucket[STATS_BUCKETS];
-	mb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, lbl,
-	    *lbl ? "," : "", cum);
-	mb_printf(b, "%s_sum%s%s%s ", name, *lbl ? "{" : "", lbl,
-	    *lbl ? "}" : "");
+	mb_series(b, name, "_sum", label, value);
+	mb_printf(b, "} ");
 	mb_seconds(b, h->h_sum_us);
-	mb_printf(b, "\n%s_count%s%s%s %" PRIu64 "\n", name, *lbl ? "{" : "",
-	    lbl, *lbl ? "}" : "", cum);
-}
-
-/* route="NAME" escaped into a small buffer for mb_hist(). */
-static void
-label_pair(char *out, size_t len, const char *label, const char *v)
-{
-	size_t	 off;
-
-	off = (size_t)snprintf(out, len, "%s=\"", label);
-	for (; *v != '\0' && off + 4 < len; v++) {
-		if (*v == '\\' || *v == '"' || *v == '\n')
-			out[off++] = '\\';
-		out[off++] = *v == '\n' ? 'n' : *v;
-	}
-	out[off++] = '"';
-	out[off] = '\0';
+	mb_printf(b, "\n");
+	mb_series(b, name, "_count", label, value);
+	mb_printf(b, "} %" PRIu64 "\n", cum);
 }
 
 static void
@@ -174,7 +171,6 @@ metrics_requests(struct mbuf *b, const struct stats_region *r,
     const struct stats_total *t)
 {
 	const struct stats_route_total	*rt;
-	char				 lbl[STATS_NAME_MAX * 2 + 16];
 	uint32_t			 i, k;
 
 	mb_family(b, "keygate_requests_total", "counter",
@@ -202,9 +198,8 @@ metrics_requests(struct mbuf *b, const struct stats_region *r,
 		/* Routes never used: no series, as no code was seen. */
 		if (rt->rt_ncodes == 0 && rt->rt_other == 0)
 			continue;
-		label_pair(lbl, sizeof(lbl), "route", stats_route_name(r, i));
-		mb_hist(b, "keygate_request_duration_seconds", lbl,
-		    &rt->rt_duration);
+		mb_hist(b, "keygate_request_duration_seconds", "route",
+		    stats_route_name(r, i), &rt->rt_duration);
 	}
 }
 
@@ -214,7 +209,6 @@ metrics_upstreams(struct mbuf *b, const struct stats_region *r,
 {
 	const struct stats_upstream	*u;
 	struct stats_hist		 h;
-	char				 lbl[STATS_NAME_MAX * 2 + 16];
 	uint32_t			 i, j;
 	int				 k, used;
 
@@ -259,9 +253,8 @@ metrics_upstreams(struct mbuf *b, const struct stats_region *r,
 		}
 		if (i == STATS_UPSTREAM_OTHER && !used)
 			continue;
-		label_pair(lbl, sizeof(lbl), "upstream",
-		    stats_upstream_name(r, i));
-		mb_hist(b, "keygate_upstream_duration_seconds", lbl, &h);
+		mb_hist(b, "keygate_upstream_duration_seconds", "upstream",
+		    stats_upstream_name(r, i), &h);
 	}
 }
 

@@ -84,7 +84,6 @@
 #include "route.h"
 #include "secret.h"
 #include "server.h"
-#include "metrics.h"
 #include "shm.h"
 #include "stats.h"
 #include "tls.h"
@@ -271,21 +270,6 @@ static void	 conn_finish(struct conn *, int, uint64_t);
 
 /* Where a worker without a slot (unit tests) counts: read by nobody. */
 static struct stats_slot	 server_nostats;
-
-/*
- * What the exposition reads: the segment's counters and key sets, and the
- * key store's size.
- */
-static void
-server_metrics_src(const struct worker *w, struct metrics_src *src)
-{
-	memset(src, 0, sizeof(*src));
-	src->ms_stats = shm_stats(w->w_env->se_shm);
-	src->ms_jwks = shm_jwks(w->w_env->se_shm);
-	src->ms_keys = keystore_count(&w->w_ks);
-	src->ms_keys_max = w->w_ks.ks_hdr->kh_max_keys;
-	src->ms_version = PACKAGE_VERSION;
-}
 
 /* An admin request whose body is being read (the header is gone by then). */
 struct conn_admin {
@@ -630,11 +614,9 @@ conn_head_type(struct conn *c, int status, uint64_t clen, const char *type)
 static void
 conn_metrics(struct conn *c)
 {
-	struct worker		*w = c->c_w;
-	struct metrics_src	 src;
 	const struct http_msg	*m = &c->c_rq->rq_msg;
-	char			*text;
-	size_t			 len, before;
+	struct admin_response	 as;
+	size_t			 before;
 
 	if (m->hm_pathlen != 8 || memcmp(m->hm_path, "/metrics", 8) != 0) {
 		conn_refuse(c, 404, "not_found", "this address serves only "
@@ -647,24 +629,25 @@ conn_metrics(struct conn *c)
 		    "GET, HEAD");
 		return;
 	}
-	server_metrics_src(w, &src);
-	if ((text = metrics_render(&src, &len)) == NULL) {
+	memset(&as, 0, sizeof(as));
+	if (admin_metrics_answer(&c->c_w->w_admin, &as) == -1) {
 		conn_refuse(c, 500, "internal_error", "out of memory");
 		return;
 	}
 	before = evbuffer_get_length(c->c_out);
-	conn_head_type(c, 200, len, METRICS_CONTENT_TYPE);
+	conn_head_type(c, as.as_status, as.as_bodylen, as.as_type);
 	if (!c->c_head)
-		evbuffer_add(c->c_out, text, len);
-	free(text);
-	conn_finish(c, 200, evbuffer_get_length(c->c_out) - before);
+		evbuffer_add(c->c_out, as.as_body, as.as_bodylen);
+	admin_response_free(&as);
+	conn_finish(c, as.as_status, evbuffer_get_length(c->c_out) - before);
 }
 
 /*
  * Every change of c_state goes through here, which keeps the
- * keygate_connections{state} gauges: reading (a handshake, a request's
- * head or body), writing (decided, waiting on or writing the answer),
- * idle (keep-alive).
+ * keygate_connections{state} gauges: reading (a TLS handshake, a request's
+ * head or body), writing (waiting on or writing the answer), idle
+ * (keep-alive).  A TLS connection is idle only once its handshake is done
+ * (conn_tls_count() sets its state again then).
  */
 static void
 conn_set_state(struct conn *c, enum conn_state s)
@@ -680,10 +663,13 @@ conn_set_state(struct conn *c, enum conn_state s)
 		[CONN_LINGER] = STATS_CONN_WRITING,
 		[CONN_DEAD] = -1
 	};
+	int			 g = gauge[s];
 
+	if (s == CONN_IDLE && c->c_tls && !c->c_tls_counted)
+		g = STATS_CONN_READING;
 	c->c_state = s;
-	stats_conn_move(c->c_w->w_ss, c->c_gauge, gauge[s]);
-	c->c_gauge = gauge[s];
+	stats_conn_move(c->c_w->w_ss, c->c_gauge, g);
+	c->c_gauge = g;
 }
 
 /* Account for a queued response: statistics and the access log. */
@@ -692,6 +678,9 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 {
 	struct worker		*w = c->c_w;
 	const struct route_table *rt = &w->w_conf->c_routes;
+	const struct route	*r = c->c_route > 0 &&
+				    (size_t)c->c_route <= rt->rt_nroutes ?
+				    &rt->rt_routes[c->c_route - 1] : NULL;
 	struct accesslog_entry	 e;
 	int64_t			 us = util_mono_us() - c->c_start_us;
 
@@ -699,10 +688,8 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	SHM_ADD(&w->w_stats->sw_bytes_out, bytes);
 	/* Gateway traffic only: not the admin API, not the scrapes. */
 	if (!c->c_admin && !c->c_metrics)
-		stats_request(w->w_ss, c->c_route > 0 &&
-		    (size_t)c->c_route <= rt->rt_nroutes ?
-		    rt->rt_routes[c->c_route - 1].r_stat_id : STATS_ROUTE_NONE,
-		    status, us);
+		stats_request(w->w_ss, r != NULL ? r->r_stat_id :
+		    STATS_ROUTE_NONE, status, us);
 	c->c_nrequests++;
 	if (w->w_alog == NULL)
 		return;
@@ -713,8 +700,7 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	e.ae_path = c->c_rq->rq_path;
 	e.ae_pathlen = c->c_rq->rq_pathlen;
 	e.ae_route = c->c_route;
-	e.ae_route_name = c->c_route > 0 && (size_t)c->c_route <=
-	    rt->rt_nroutes ? rt->rt_routes[c->c_route - 1].r_name : NULL;
+	e.ae_route_name = r != NULL ? r->r_name : NULL;
 	e.ae_status = status;
 	e.ae_bytes = bytes;
 	e.ae_duration_us = us;
@@ -2334,10 +2320,6 @@ server_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 	conn_reading(c, 1);
 	conn_set_state(c, CONN_IDLE);
-	if (c->c_tls) {		/* its handshake is reading, not idling */
-		stats_conn_move(w->w_ss, c->c_gauge, STATS_CONN_READING);
-		c->c_gauge = STATS_CONN_READING;
-	}
 	/* The first request (and a TLS handshake) gets header_timeout. */
 	conn_timer(c, w->w_tv_header);
 	conn_idle_add(c);
