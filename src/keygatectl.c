@@ -1633,9 +1633,10 @@ table_row(const json_t *key, int64_t now, char **cells)
 }
 
 /*
- * Print and free a table of n rows (the header first) of ncol (at most
- * TABLE_MAXCOL) malloc'ed cells each (NULL prints as "?"), each column as
- * wide as its widest cell (in characters, not bytes) plus two spaces.
+ * Print and free a table from table_new(): n rows (the header first) of
+ * ncol (at most TABLE_MAXCOL) malloc'ed cells each (NULL prints as "?"),
+ * each column as wide as its widest cell (in characters, not bytes) plus
+ * two spaces.
  */
 static void
 print_table(char **cells, size_t n, size_t ncol)
@@ -1657,6 +1658,27 @@ print_table(char **cells, size_t n, size_t ncol)
 			putchar('\n');
 		free(cells[i]);
 	}
+	free(cells);
+}
+
+/*
+ * The cells of a table of nrow rows (the header included) and ncol
+ * columns, the first row holding head; NULL (said) when out of memory.
+ * print_table() prints and frees them.
+ */
+static char **
+table_new(const char *const *head, size_t ncol, size_t nrow)
+{
+	char	**cells;
+	size_t	  c;
+
+	if ((cells = calloc(nrow * ncol, sizeof(*cells))) == NULL) {
+		warnmsg("out of memory");
+		return (NULL);
+	}
+	for (c = 0; c < ncol; c++)
+		cells[c] = strdup(head[c]);
+	return (cells);
 }
 
 /* The table of list: a header and one row per key. */
@@ -1665,21 +1687,16 @@ print_key_table(const json_t *keys, int64_t now)
 {
 	static const char *const	 head[TABLE_NCOL] = { "ID", "OWNER",
 		"APP", "NAME", "SCOPES", "HINT", "STATE", "LAST USED" };
-	size_t				 n, i, c;
+	size_t				 n, i;
 	char				**cells;
 
 	n = json_array_size(keys) + 1;
-	if ((cells = calloc(n * TABLE_NCOL, sizeof(*cells))) == NULL) {
-		warnmsg("out of memory");
+	if ((cells = table_new(head, TABLE_NCOL, n)) == NULL)
 		return;
-	}
-	for (c = 0; c < TABLE_NCOL; c++)
-		cells[c] = strdup(head[c]);
 	for (i = 1; i < n; i++)
 		table_row(json_array_get(keys, i - 1), now,
 		    cells + i * TABLE_NCOL);
 	print_table(cells, n, TABLE_NCOL);
-	free(cells);
 }
 
 /*
@@ -2011,12 +2028,8 @@ print_window_table(const json_t *windows)
 	char				**cells, **row, num[24];
 
 	n = json_array_size(windows) + 1;
-	if ((cells = calloc(n * USAGE_NCOL, sizeof(*cells))) == NULL) {
-		warnmsg("out of memory");
+	if ((cells = table_new(head, USAGE_NCOL, n)) == NULL)
 		return;
-	}
-	for (c = 0; c < USAGE_NCOL; c++)
-		cells[c] = strdup(head[c]);
 	for (i = 1; i < n; i++) {
 		w = json_array_get(windows, i - 1);
 		row = cells + i * USAGE_NCOL;
@@ -2027,7 +2040,6 @@ print_window_table(const json_t *windows)
 		row[5] = strdup(key_str(w, "source", "?"));
 	}
 	print_table(cells, n, USAGE_NCOL);
-	free(cells);
 }
 
 /* usage's arguments: the ID, --history's value in *history (or NULL). */
@@ -2130,12 +2142,8 @@ ctl_hist_table(const json_t *pts, size_t n, size_t rowlen)
 	const char			*t;
 
 	nrow = (n + rowlen - 1) / rowlen + 1;
-	if ((cells = calloc(nrow * 4, sizeof(*cells))) == NULL) {
-		warnmsg("out of memory");
+	if ((cells = table_new(head, 4, nrow)) == NULL)
 		return;
-	}
-	for (c = 0; c < 4; c++)
-		cells[c] = strdup(head[c]);
 	for (r = 1; r < nrow; r++) {
 		memset(sum, 0, sizeof(sum));
 		t = NULL;
@@ -2157,7 +2165,6 @@ ctl_hist_table(const json_t *pts, size_t n, size_t rowlen)
 		}
 	}
 	print_table(cells, nrow, 4);
-	free(cells);
 }
 
 /*
@@ -2440,16 +2447,12 @@ print_upstream_table(const json_t *ups)
 		"SERVER", "STATE", "OK/MIN", "FAILED/MIN", "REQUESTS",
 		"FAILURES" };
 	const json_t			*u, *m;
-	size_t				 n, i, c;
+	size_t				 n, i;
 	char				**cells, **row, num[24];
 
 	n = json_array_size(ups) + 1;
-	if ((cells = calloc(n * STATUS_NCOL, sizeof(*cells))) == NULL) {
-		warnmsg("out of memory");
+	if ((cells = table_new(head, STATUS_NCOL, n)) == NULL)
 		return;
-	}
-	for (c = 0; c < STATUS_NCOL; c++)
-		cells[c] = strdup(head[c]);
 	for (i = 1; i < n; i++) {
 		u = json_array_get(ups, i - 1);
 		m = json_object_get(u, "last_minute");
@@ -2463,7 +2466,6 @@ print_upstream_table(const json_t *ups)
 		row[6] = strdup(key_num(u, "failures", num, sizeof(num)));
 	}
 	print_table(cells, n, STATUS_NCOL);
-	free(cells);
 }
 
 /*
