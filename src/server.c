@@ -2241,13 +2241,16 @@ server_listen_update(struct worker *w)
  * the one that has waited longest for a request (the head of w_idle).
  * nginx does the same when worker_connections run out, rather than leave
  * new clients waiting while idle keep-alive connections hold every slot.
+ * Not while stopping: then the connections accepted are those drained
+ * from the queue (server_drain()), each to be answered, and the one
+ * longest idle would be the one drained just before.
  */
 static void
 server_reuse(struct worker *w)
 {
 	struct conn	*c;
 
-	if (w->w_nconns < w->w_conf->c_max_connections ||
+	if (w->w_stopping || w->w_nconns < w->w_conf->c_max_connections ||
 	    (c = TAILQ_FIRST(&w->w_idle)) == NULL)
 		return;
 	w->w_reused++;

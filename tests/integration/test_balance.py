@@ -40,6 +40,19 @@ def listen_inodes(port):
     return out
 
 
+def accepted_inode(port, peer):
+    """The inode of the server side of the connection from 127.0.0.1:peer
+    to port (0 while it waits to be accepted), or None if there is none."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and \
+                    int(fields[2].split(":")[1], 16) == peer:
+                return int(fields[9])
+    return None
+
+
 def socket_inodes(pid):
     """Inodes of the sockets among pid's descriptors."""
     out = set()
@@ -268,8 +281,72 @@ def test_reload_changes_workers_keeps_sockets():
              "generations: %s" % (len(by), by))
 
 
+def test_second_daemon_on_the_port_refused():
+    """A second keygated on the port of a running one fails to start with
+    EADDRINUSE, as before SO_REUSEPORT, rather than joining its group and
+    taking a share of its connections."""
+    d = kg.start(kg.config(ECHO, workers=2))
+    own_sockets(d, 2)
+    dir = kg.tempdir()
+    path = os.path.join(dir, "k.conf")
+    with open(path, "w") as f:
+        f.write(kg.fill(kg.config(ECHO, workers=2), dir, [d.port]))
+    p = kg.keygated("-f", "-c", path, timeout=5)
+    kg.eq(p.returncode, 1, "exit status of the second keygated")
+    kg.check("Address already in use" in p.stderr and "listen" in p.stderr,
+             "stderr %r" % p.stderr)
+    kg.eq(len(listen_inodes(d.port)), 2, "sockets listening on the port")
+
+
+def test_stopping_worker_accepts_its_queue():
+    """
+    A worker told to stop accepts what is queued on its sockets before it
+    closes them (when it holds the last copy, as after a reload that drops
+    its index, closing would reset those connections).  Here the worker
+    is at max_connections 1 (a request that never ends holds it), so the
+    next connections wait in the queue; the master is stopped, which
+    closes its copies first: they are answered, not reset.
+    """
+    d = kg.start(kg.config(ECHO, workers=1, max_connections=1,
+                           header_timeout="10s"))
+    (worker,) = own_sockets(d, 1)
+    held = kg.Conn(d.port)
+    held.send(b"GET /echo/held HTTP/1.1\r\nHost: x\r\n")
+    peer = held.sock.getsockname()[1]
+    kg.wait_for(lambda: accepted_inode(d.port, peer) in
+                socket_inodes(worker), 5,
+                "the worker to accept the held connection")
+    queued = []
+    try:
+        for i in range(5):
+            c = kg.Conn(d.port)
+            c.send(kg.raw_request("GET", "/echo/q%d" % i, headers=[
+                ("Connection", "close")]))
+            queued.append(c)
+        for i, c in enumerate(queued):
+            kg.eq(accepted_inode(d.port, c.sock.getsockname()[1]), 0,
+                  "inode of queued connection %d (0: not accepted)" % i)
+        kg.check(queued[0].is_open_after(0.3), "a connection past "
+                 "max_connections was answered or closed at once")
+        d.signal(signal.SIGTERM)
+        for i, c in enumerate(queued):
+            r = c.read_response()
+            kg.eq(r.status, 200, "status of queued connection %d" % i)
+            kg.check(r.closes(), "queued connection %d is not closed "
+                     "after its answer" % i)
+        held.send(b"Connection: close\r\n\r\n")
+        kg.eq(held.read_response().status, 200, "the held request")
+    finally:
+        held.close()
+        for c in queued:
+            c.close()
+    kg.eq(d.wait_exit(10), 0, "exit status of the master")
+
+
 if __name__ == "__main__":
     kg.run([test_two_workers_share_the_load,
             test_four_workers_share_the_load,
             test_killed_worker_replaced_on_its_socket,
-            test_reload_changes_workers_keeps_sockets])
+            test_reload_changes_workers_keeps_sockets,
+            test_second_daemon_on_the_port_refused,
+            test_stopping_worker_accepts_its_queue])
