@@ -15,6 +15,7 @@ descriptors (/proc/PID/fd).
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -291,7 +292,11 @@ def test_second_daemon_on_the_port_refused():
     path = os.path.join(dir, "k.conf")
     with open(path, "w") as f:
         f.write(kg.fill(kg.config(ECHO, workers=2), dir, [d.port]))
-    p = kg.keygated("-f", "-c", path, timeout=5)
+    try:
+        p = kg.keygated("-f", "-c", path, timeout=5)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a second keygated started on port %d, where "
+                             "one runs already" % d.port)
     kg.eq(p.returncode, 1, "exit status of the second keygated")
     kg.check("Address already in use" in p.stderr and "listen" in p.stderr,
              "stderr %r" % p.stderr)
