@@ -317,6 +317,14 @@ master_nsockets(const struct config *conf)
 	    (size_t)(conf->c_workers - 1));
 }
 
+/* Are a and b the same address? */
+static int
+master_same_addr(const struct listen_addr *a, const struct listen_addr *b)
+{
+	return (a->la_sslen == b->la_sslen &&
+	    memcmp(&a->la_ss, &b->la_ss, a->la_sslen) == 0);
+}
+
 /*
  * The listeners of conf into ml, keeping the sockets of old (the running
  * configuration oconf's; NULL at the start) for every address and worker
@@ -328,28 +336,24 @@ master_relisten(const struct config *oconf, const struct master_listeners *old,
     const struct config *conf, struct master_listeners *ml, char *err,
     size_t errlen)
 {
-	const struct listen_addr	*la, *o;
+	const struct listen_addr	*la;
 	size_t				 i, j, was;
-	int				 k, n, fd, reuse = master_reuseport_ok();
+	int				 k, n, fd, reuse;
 
+	reuse = master_reuseport_ok();
 	ml->ml_n = 0;
 	for (i = 0; i < config_nlisten(conf); i++) {
 		la = config_listen(conf, i);
 		for (j = 0; j < i; j++)
-			if (config_listen(conf, j)->la_sslen == la->la_sslen &&
-			    memcmp(&config_listen(conf, j)->la_ss, &la->la_ss,
-			    la->la_sslen) == 0) {
+			if (master_same_addr(config_listen(conf, j), la)) {
 				snprintf(err, errlen, "listen %s: the address "
 				    "is given twice", la->la_name);
 				goto fail;
 			}
 		was = SIZE_MAX;
-		for (j = 0; old != NULL && j < old->ml_n; j++) {
-			o = config_listen(oconf, j);
-			if (o->la_sslen == la->la_sslen &&
-			    memcmp(&o->la_ss, &la->la_ss, la->la_sslen) == 0)
+		for (j = 0; old != NULL && j < old->ml_n; j++)
+			if (master_same_addr(config_listen(oconf, j), la))
 				was = j;
-		}
 		n = reuse && config_listen_kind(conf, i) == LISTEN_GATEWAY ?
 		    conf->c_workers : 1;
 		ml->ml_nfds[i] = 0;
@@ -358,7 +362,8 @@ master_relisten(const struct config *oconf, const struct master_listeners *old,
 			if (was != SIZE_MAX && k < old->ml_nfds[was])
 				fd = old->ml_fds[was][k];
 			else if (was == SIZE_MAX && k == 0)
-				fd = master_socket_first(la, reuse, err, errlen);
+				fd = master_socket_first(la, reuse, err,
+				    errlen);
 			else
 				fd = master_socket(la, reuse, 0, err, errlen);
 			if (fd == -1)
