@@ -14,6 +14,20 @@ struct listen_addr;
 struct shm_header;
 
 #define MASTER_MAX_LISTEN	16
+#define MASTER_MAX_WORKERS	64	/* CONFIG_MAX_WORKERS */
+#define MASTER_BACKLOG		511
+
+/*
+ * The listening sockets, per address of config_listen(): either one that
+ * every worker shares (ml_nfds 1: admin_listen, metrics_listen, and every
+ * address where SO_REUSEPORT is not available), or one per worker index,
+ * bound with SO_REUSEPORT, worker i accepting on ml_fds[][i] only.
+ */
+struct master_listeners {
+	int		 ml_fds[MASTER_MAX_LISTEN][MASTER_MAX_WORKERS];
+	int		 ml_nfds[MASTER_MAX_LISTEN];
+	size_t		 ml_n;		/* addresses */
+};
 
 struct master_opts {
 	const char	*mo_path;	/* configuration file, for reloads */
@@ -24,8 +38,12 @@ struct master_opts {
 	const char	*mo_startdir;	/* relative paths in reloads resolve here */
 };
 
-/* Bind and listen on addr; the fd, or -1 with a reason in err. */
-int	 master_bind(const struct listen_addr *, char *, size_t);
+/*
+ * Bind and listen on every address of conf: ml (unset before) is filled, or
+ * -1 with a reason in err and nothing left open.
+ */
+int	 master_listen(const struct config *, struct master_listeners *,
+	    char *, size_t);
 
 /* Raise RLIMIT_NOFILE for max_connections, or warn that it cannot be. */
 void	 master_nofile(const struct config *);
@@ -45,10 +63,10 @@ int	 master_keys_load(const struct config *, struct shm_header *, char *,
 	    size_t);
 
 /*
- * Run with conf, its bound listeners (config_nlisten() of them) and the
- * segment until stopped; exit status.
+ * Run with conf, its listeners (from master_listen()) and the segment until
+ * stopped; exit status.
  */
-int	 master_run(struct master_opts *, struct config *, int *, size_t,
-	    struct shm_header *);
+int	 master_run(struct master_opts *, struct config *,
+	    const struct master_listeners *, struct shm_header *);
 
 #endif /* KEYGATE_MASTER_H */

@@ -249,6 +249,7 @@ main(int argc, char *argv[])
 	struct master_opts	 opts;
 	struct config		*conf;
 	struct shm_header	*shm;
+	static struct master_listeners lsn;	/* 4 KiB: not on the stack */
 	static const struct option longopts[] = {
 		{ "config",	required_argument,	NULL,	'c' },
 		{ "foreground",	no_argument,		NULL,	'f' },
@@ -260,8 +261,7 @@ main(int argc, char *argv[])
 	const char		*path = KEYGATE_DEFAULT_CONFIG;
 	char			*abspath, *pidfile, *startdir, *title;
 	char			 err[CONFIG_ERRLEN];
-	int			 ch, foreground = 0, test = 0, lfds[MASTER_MAX_LISTEN];
-	size_t			 i;
+	int			 ch, foreground = 0, test = 0;
 
 	/* Before anything reads argv[]: titles are written over it. */
 	util_proctitle_init(argc, argv);
@@ -318,11 +318,8 @@ main(int argc, char *argv[])
 		return (1);
 	}
 	/* From here on, a failed start removes the pidfile it created. */
-	for (i = 0; i < config_nlisten(conf); i++) {
-		if ((lfds[i] = master_bind(config_listen(conf, i), err,
-		    sizeof(err))) == -1)
-			goto fail;
-	}
+	if (master_listen(conf, &lsn, err, sizeof(err)) == -1)
+		goto fail;
 	if ((shm = shm_create(conf->c_max_keys)) == NULL) {
 		snprintf(err, sizeof(err), "cannot map the shared memory "
 		    "segment for max_keys %u: %s", conf->c_max_keys,
@@ -353,7 +350,7 @@ main(int argc, char *argv[])
 	/* Only options were accepted: getopt_long() did not reorder argv[]. */
 	title = cmdline(argc, argv);
 	util_proctitle("master process %s", title != NULL ? title : path);
-	ch = master_run(&opts, conf, lfds, config_nlisten(conf), shm);
+	ch = master_run(&opts, conf, &lsn, shm);
 	unlink(pidfile);
 	close(opts.mo_pidfd);
 	/* A failed first start: the parent in daemonize() says why, and exits. */

@@ -73,6 +73,7 @@ struct child {
 	pid_t		 ch_pid;	/* 0: unused entry */
 	uint32_t	 ch_gen;
 	int		 ch_slot;
+	int		 ch_index;	/* 0 .. workers-1: whose sockets */
 	int		 ch_stopping;
 	int64_t		 ch_started_ms;
 	int64_t		 ch_deadline_ms;	/* SIGKILL after, when stopping */
@@ -82,8 +83,7 @@ struct master {
 	struct event_base	*m_base;
 	struct master_opts	*m_opts;
 	struct config		*m_conf;
-	int			 m_lfds[MASTER_MAX_LISTEN];
-	size_t			 m_nlfds;
+	struct master_listeners	 m_lsn;		/* m_conf's listeners */
 	struct shm_header	*m_shm;
 	struct keystore		 m_ks;
 	struct journal		 m_journal;
@@ -108,8 +108,7 @@ struct master {
 	struct event		*m_confirm;
 	struct config		*m_prev_conf;	/* NULL at the first start */
 	uint32_t		 m_prev_gen;
-	int			 m_prev_lfds[MASTER_MAX_LISTEN];
-	size_t			 m_prev_nlfds;
+	struct master_listeners	 m_prev_lsn;	/* ml_n 0: none */
 	int			 m_exitcode;
 	struct event		*m_sigs[MASTER_NSIGS];
 	struct event		*m_tick;
@@ -127,16 +126,82 @@ static const int master_signals[MASTER_NSIGS] = {
 static void	 master_spawn(struct master *);
 static void	 master_reloaded(struct master *, int);
 static void	 master_stats_names(struct master *, struct config *);
-static void	 master_close_unshared(const int *, size_t, const int *, size_t);
+static void	 master_close_unshared(const struct master_listeners *,
+		    const struct master_listeners *);
 static void	 master_rollback(struct master *, const char *);
 static void	 master_stop(struct master *, int);
 static void	 master_reload(struct master *);
 static void	 master_settled(struct master *);
 static int	 master_gen_ready(struct master *);
 
-/* Bind and listen on one address. */
-int
-master_bind(const struct listen_addr *la, char *err, size_t errlen)
+/*
+ * Listening sockets.  Each gateway address (listen) gets one socket per
+ * worker index, all bound with SO_REUSEPORT: the kernel hashes each new
+ * connection (its addresses and ports) onto one socket of the group, so
+ * the workers share the load evenly, where with one shared socket the
+ * worker that happens to wake first takes the connection and one worker
+ * could take most of them.  admin_listen and metrics_listen keep one
+ * socket that every worker shares: they carry little traffic.
+ *
+ * The master holds every socket for as long as the configuration uses it
+ * and never accepts.  A worker that dies is replaced by one of the same
+ * index, which inherits the same socket: closing the last descriptor of a
+ * socket in a SO_REUSEPORT group resets the connections queued on it, and
+ * a new socket would change which connections hash where.  Each worker
+ * closes, right after fork(), the sockets of the other indexes, so that
+ * no connection hashed to one worker waits in another.
+ *
+ * The master listen()s only the first socket of an address it binds; the
+ * others are listened on by their worker as it starts (server_setup()),
+ * so that the kernel hashes no connection onto a socket before a worker
+ * is about to accept on it (a reload that adds workers, a worker that
+ * cannot start).  A second keygated on the same address must still fail
+ * with EADDRINUSE, not join the group: before the first socket of an
+ * address is bound, a socket without SO_REUSEPORT is bound there and
+ * closed again, which fails on a port something listens on, as a bind
+ * did before SO_REUSEPORT was used.
+ *
+ * Without SO_REUSEPORT (setsockopt fails with ENOPROTOOPT) every address
+ * gets one shared socket, as admin_listen does; said once.
+ */
+static int	 master_reuseport = -1;	/* unknown, 0 unavailable, 1 */
+
+_Static_assert(MASTER_MAX_WORKERS >= CONFIG_MAX_WORKERS,
+    "a socket per worker index and address");
+
+/* Can sockets be bound with SO_REUSEPORT?  Tried (and said) once. */
+static int
+master_reuseport_ok(void)
+{
+#ifdef SO_REUSEPORT
+	int	 fd, one = 1;
+
+	if (master_reuseport != -1)
+		return (master_reuseport);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return (1);	/* no socket now: the bind will say why */
+	master_reuseport = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+	    sizeof(one)) == 0 || errno != ENOPROTOOPT;
+	close(fd);
+	if (!master_reuseport)
+		log_warnx("SO_REUSEPORT is not available: the workers share "
+		    "one listening socket per address");
+	return (master_reuseport);
+#else
+	if (master_reuseport == -1)
+		log_warnx("SO_REUSEPORT is not available: the workers share "
+		    "one listening socket per address");
+	return (master_reuseport = 0);
+#endif
+}
+
+/*
+ * A socket bound to la, with SO_REUSEPORT when reuseport, listening when
+ * first (see above); the fd, or -1 with a reason in err.
+ */
+static int
+master_socket(const struct listen_addr *la, int reuseport, int first,
+    char *err, size_t errlen)
 {
 	int	 fd, one = 1;
 
@@ -146,11 +211,16 @@ master_bind(const struct listen_addr *la, char *err, size_t errlen)
 		goto fail;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
 		goto fail;
+#ifdef SO_REUSEPORT
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+	    sizeof(one)) == -1)
+		goto fail;
+#endif
 	if (la->la_ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
 	    IPV6_V6ONLY, &one, sizeof(one)) == -1)
 		goto fail;
 	if (bind(fd, (const struct sockaddr *)&la->la_ss, la->la_sslen) == -1 ||
-	    listen(fd, 511) == -1)
+	    (first && listen(fd, MASTER_BACKLOG) == -1))
 		goto fail;
 	return (fd);
 fail:
@@ -161,9 +231,174 @@ fail:
 }
 
 /*
+ * The first socket of an address none of ours is bound to: the probe
+ * without SO_REUSEPORT first (see above), then the socket itself.
+ */
+static int
+master_socket_first(const struct listen_addr *la, int reuseport, char *err,
+    size_t errlen)
+{
+	int	 fd;
+
+	if (reuseport) {
+		if ((fd = master_socket(la, 0, 0, err, errlen)) == -1)
+			return (-1);
+		close(fd);
+	}
+	return (master_socket(la, reuseport, 1, err, errlen));
+}
+
+/* Does set ml hold fd? */
+static int
+master_holds(const struct master_listeners *ml, int fd)
+{
+	size_t	 i;
+	int	 k;
+
+	for (i = 0; ml != NULL && i < ml->ml_n; i++)
+		for (k = 0; k < ml->ml_nfds[i]; k++)
+			if (ml->ml_fds[i][k] == fd)
+				return (1);
+	return (0);
+}
+
+/* Close the sockets of set a that set b (NULL: none) does not hold. */
+static void
+master_close_unshared(const struct master_listeners *a,
+    const struct master_listeners *b)
+{
+	size_t	 i;
+	int	 k;
+
+	for (i = 0; i < a->ml_n; i++)
+		for (k = 0; k < a->ml_nfds[i]; k++)
+			if (!master_holds(b, a->ml_fds[i][k]))
+				close(a->ml_fds[i][k]);
+}
+
+/* In a new worker: close the sockets of ml but the nkeep in keep. */
+static void
+master_close_except(const struct master_listeners *ml, const int *keep,
+    size_t nkeep)
+{
+	size_t	 i, j;
+	int	 k;
+
+	for (i = 0; i < ml->ml_n; i++)
+		for (k = 0; k < ml->ml_nfds[i]; k++) {
+			for (j = 0; j < nkeep && keep[j] != ml->ml_fds[i][k];
+			    j++)
+				;
+			if (j == nkeep)
+				close(ml->ml_fds[i][k]);
+		}
+}
+
+/* Close every socket of ml; it is empty then. */
+static void
+master_close_all(struct master_listeners *ml)
+{
+	master_close_unshared(ml, NULL);
+	ml->ml_n = 0;
+}
+
+/* The socket worker index uses for address i of ml. */
+static int
+master_worker_fd(const struct master_listeners *ml, size_t i, int index)
+{
+	return (ml->ml_fds[i][index < ml->ml_nfds[i] ? index : 0]);
+}
+
+/* Sockets a configuration needs: one per worker per listen address. */
+static size_t
+master_nsockets(const struct config *conf)
+{
+	return (config_nlisten(conf) + conf->c_nlisten *
+	    (size_t)(conf->c_workers - 1));
+}
+
+/* Are a and b the same address? */
+static int
+master_same_addr(const struct listen_addr *a, const struct listen_addr *b)
+{
+	return (a->la_sslen == b->la_sslen &&
+	    memcmp(&a->la_ss, &b->la_ss, a->la_sslen) == 0);
+}
+
+/*
+ * The listeners of conf into ml, keeping the sockets of old (the running
+ * configuration oconf's; NULL at the start) for every address and worker
+ * index both have, binding the rest.  On failure, -1 with a reason in err
+ * and only what this call bound is closed.
+ */
+static int
+master_relisten(const struct config *oconf, const struct master_listeners *old,
+    const struct config *conf, struct master_listeners *ml, char *err,
+    size_t errlen)
+{
+	const struct listen_addr	*la;
+	size_t				 i, j, was;
+	int				 k, n, fd, reuse;
+
+	reuse = master_reuseport_ok();
+	ml->ml_n = 0;
+	for (i = 0; i < config_nlisten(conf); i++) {
+		la = config_listen(conf, i);
+		for (j = 0; j < i; j++)
+			if (master_same_addr(config_listen(conf, j), la)) {
+				snprintf(err, errlen, "listen %s: the address "
+				    "is given twice", la->la_name);
+				goto fail;
+			}
+		was = SIZE_MAX;
+		for (j = 0; old != NULL && j < old->ml_n; j++)
+			if (master_same_addr(config_listen(oconf, j), la))
+				was = j;
+		n = reuse && config_listen_kind(conf, i) == LISTEN_GATEWAY ?
+		    conf->c_workers : 1;
+		ml->ml_nfds[i] = 0;
+		ml->ml_n = i + 1;
+		for (k = 0; k < n; k++) {
+			if (was != SIZE_MAX && k < old->ml_nfds[was])
+				fd = old->ml_fds[was][k];
+			else if (was == SIZE_MAX && k == 0)
+				fd = master_socket_first(la, reuse, err,
+				    errlen);
+			else
+				fd = master_socket(la, reuse, 0, err, errlen);
+			if (fd == -1)
+				goto fail;
+			ml->ml_fds[i][ml->ml_nfds[i]++] = fd;
+		}
+	}
+	return (0);
+fail:
+	master_close_unshared(ml, old);
+	ml->ml_n = 0;
+	return (-1);
+}
+
+/* Bind every address of conf, at the start. */
+int
+master_listen(const struct config *conf, struct master_listeners *ml,
+    char *err, size_t errlen)
+{
+	if (config_nlisten(conf) > MASTER_MAX_LISTEN) {
+		snprintf(err, errlen, "too many listen directives");
+		return (-1);
+	}
+	return (master_relisten(NULL, NULL, conf, ml, err, errlen));
+}
+
+/*
  * Raise RLIMIT_NOFILE to what a worker needs at max_connections: a client
  * and an upstream descriptor per connection, the idle upstream pools, the
- * listeners, and MASTER_NOFILE_SLACK for the rest.  The soft limit goes up
+ * listening sockets, and MASTER_NOFILE_SLACK for the rest.  The sockets
+ * are counted as the master holds them (one per worker per listen
+ * address): a worker keeps only its own, but holds all of them from
+ * fork() until it has closed the others, and the master needs the room
+ * too (during a reload, two configurations' worth, which the client
+ * descriptors it never has leave room for).  The soft limit goes up
  * to the hard one; past that only a privileged master can raise both, as
  * nginx's worker_rlimit_nofile does.  Never lowered.  Workers inherit the
  * limit when they are forked.  What cannot be had is said once, here: a
@@ -176,7 +411,7 @@ master_nofile(const struct config *conf)
 	rlim_t		 need;
 	size_t		 i;
 
-	need = (rlim_t)conf->c_max_connections * 2 + config_nlisten(conf) +
+	need = (rlim_t)conf->c_max_connections * 2 + master_nsockets(conf) +
 	    MASTER_NOFILE_SLACK;
 	for (i = 0; i < conf->c_nupstreams; i++)
 		if (conf->c_upstreams[i].u_type == UPSTREAM_HTTP)
@@ -424,9 +659,12 @@ master_keys_tick(struct master *m, int64_t now)
 	}
 }
 
-/* In a new child: drop the master's event machinery without touching it. */
+/*
+ * In a new child: drop the master's event machinery without touching it,
+ * and every listening socket but its own (fds, nfds of them).
+ */
 static void
-master_child_detach(struct master *m)
+master_child_detach(struct master *m, const int *fds, size_t nfds)
 {
 	int	 i;
 
@@ -442,10 +680,12 @@ master_child_detach(struct master *m)
 	 * During a reload the master still holds the previous generation's
 	 * listeners; one the new configuration dropped must not live on in
 	 * this worker, or it would stay bound (queueing connections nobody
-	 * accepts) until the worker exits.
+	 * accepts) until the worker exits.  Nor must another index's socket:
+	 * this worker would hold it open after that worker died, and could
+	 * not accept what is queued there, as it does not listen to it.
 	 */
-	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
-	    m->m_nlfds);
+	master_close_unshared(&m->m_prev_lsn, &m->m_lsn);
+	master_close_except(&m->m_lsn, fds, nfds);
 	jwks_child_detach(m->m_jwks);
 	/*
 	 * Until the worker installs its own handlers, a SIGUSR1 the master
@@ -465,14 +705,15 @@ master_child_detach(struct master *m)
 		close(m->m_opts->mo_readyfd);
 }
 
-/* Fork one worker of the current generation; -1 if that failed. */
+/* Fork worker index of the current generation; -1 if that failed. */
 static int
-master_fork(struct master *m, struct child *ch)
+master_fork(struct master *m, struct child *ch, int index)
 {
 	struct server_env	 env;
 	sigset_t		 all, old;
 	pid_t			 pid, master = getpid();
-	int			 slot;
+	int			 slot, fds[MASTER_MAX_LISTEN];
+	size_t			 i;
 
 	/* Shown in the stats: wall-clock time. */
 	slot = shm_worker_attach(m->m_shm, m->m_gen, util_now_ms() / 1000);
@@ -488,7 +729,9 @@ master_fork(struct master *m, struct child *ch)
 		return (-1);
 	}
 	if (pid == 0) {
-		master_child_detach(m);
+		for (i = 0; i < m->m_lsn.ml_n; i++)
+			fds[i] = master_worker_fd(&m->m_lsn, i, index);
+		master_child_detach(m, fds, m->m_lsn.ml_n);
 		/* The path names the instance when several run. */
 		util_proctitle("worker process -c %s", m->m_opts->mo_path);
 #ifdef HAVE_SYS_PRCTL_H
@@ -499,8 +742,8 @@ master_fork(struct master *m, struct child *ch)
 		sigaddset(&old, SIGQUIT);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		env.se_conf = m->m_conf;
-		env.se_lfds = m->m_lfds;
-		env.se_nlfds = m->m_nlfds;
+		env.se_lfds = fds;
+		env.se_nlfds = m->m_lsn.ml_n;
 		env.se_shm = m->m_shm;
 		env.se_slot = slot;
 		/* Not getppid(): the master may already be gone. */
@@ -513,33 +756,39 @@ master_fork(struct master *m, struct child *ch)
 	ch->ch_pid = pid;
 	ch->ch_gen = m->m_gen;
 	ch->ch_slot = slot;
+	ch->ch_index = index;
 	ch->ch_started_ms = util_mono_ms();
-	log_debug("%s: worker %ld started (generation %u)", __func__,
-	    (long)pid, m->m_gen);
+	log_debug("%s: worker %ld started (generation %u, index %d)", __func__,
+	    (long)pid, m->m_gen, index);
 	return (0);
 }
 
-/* Workers of the current generation that are running and not stopping. */
+/* Does a worker of the current generation, not stopping, have index? */
 static int
-master_live(const struct master *m)
+master_index_live(const struct master *m, int index)
 {
-	int	 i, n = 0;
+	int	 i;
 
 	for (i = 0; i < SHM_SLOTS; i++)
 		if (m->m_children[i].ch_pid != 0 &&
 		    !m->m_children[i].ch_stopping &&
-		    m->m_children[i].ch_gen == m->m_gen)
-			n++;
-	return (n);
+		    m->m_children[i].ch_gen == m->m_gen &&
+		    m->m_children[i].ch_index == index)
+			return (1);
+	return (0);
 }
 
-/* Start workers until the configured number runs, honouring back-off. */
+/*
+ * Start workers until the configured number runs, honouring back-off: one
+ * for each index 0 .. workers-1 that has none, so that a replacement gets
+ * the sockets of the worker it replaces.
+ */
 static void
 master_spawn(struct master *m)
 {
 	struct timeval	 tv;
 	int64_t		 now = util_mono_ms(), wait;
-	int		 i;
+	int		 i, index;
 
 	if (m->m_stopping)
 		return;
@@ -549,14 +798,16 @@ master_spawn(struct master *m)
 		evtimer_add(m->m_respawn, &tv);
 		return;
 	}
-	while (master_live(m) < m->m_conf->c_workers) {
+	for (index = 0; index < m->m_conf->c_workers; index++) {
+		if (master_index_live(m, index))
+			continue;
 		for (i = 0; i < SHM_SLOTS && m->m_children[i].ch_pid != 0; i++)
 			;
 		if (i == SHM_SLOTS) {
 			log_warnx("too many worker processes; not starting more");
 			return;
 		}
-		if (master_fork(m, &m->m_children[i]) == -1) {
+		if (master_fork(m, &m->m_children[i], index) == -1) {
 			tv.tv_sec = 0;
 			tv.tv_usec = MASTER_BACKOFF_MIN_MS * 1000;
 			m->m_spawn_after_ms = now + MASTER_BACKOFF_MIN_MS;
@@ -817,53 +1068,6 @@ master_tick_cb(evutil_socket_t fd, short what, void *arg)
 		log_warnx("TLS ticket keys not rotated: no random bytes");
 }
 
-/* Listeners for a new configuration, reusing the sockets already bound. */
-static int
-master_relisten(struct master *m, const struct config *conf, int *lfds,
-    char *err, size_t errlen)
-{
-	const struct listen_addr	*la, *old;
-	size_t				 i, j;
-
-	for (i = 0; i < config_nlisten(conf); i++) {
-		la = config_listen(conf, i);
-		lfds[i] = -1;
-		for (j = 0; j < m->m_nlfds; j++) {
-			old = config_listen(m->m_conf, j);
-			if (old->la_sslen == la->la_sslen &&
-			    memcmp(&old->la_ss, &la->la_ss, la->la_sslen) == 0)
-				lfds[i] = m->m_lfds[j];
-		}
-		if (lfds[i] == -1 &&
-		    (lfds[i] = master_bind(la, err, errlen)) == -1)
-			goto fail;
-	}
-	return (0);
-fail:
-	/* Close only what this attempt bound. */
-	while (i-- > 0) {
-		for (j = 0; j < m->m_nlfds && m->m_lfds[j] != lfds[i]; j++)
-			;
-		if (j == m->m_nlfds)
-			close(lfds[i]);
-	}
-	return (-1);
-}
-
-/* Close the listeners of set a that set b does not share. */
-static void
-master_close_unshared(const int *a, size_t na, const int *b, size_t nb)
-{
-	size_t	 i, j;
-
-	for (i = 0; i < na; i++) {
-		for (j = 0; j < nb && b[j] != a[i]; j++)
-			;
-		if (j == nb)
-			close(a[i]);
-	}
-}
-
 /* Are all workers of the current generation serving?  Notes any that is. */
 static int
 master_gen_ready(struct master *m)
@@ -913,7 +1117,7 @@ master_commit(struct master *m)
 	m->m_pending = 0;
 	if (old == NULL) {
 		log_info("keygated %s started: %zu listener(s), %d worker(s)",
-		    PACKAGE_VERSION, m->m_nlfds, m->m_conf->c_workers);
+		    PACKAGE_VERSION, m->m_lsn.ml_n, m->m_conf->c_workers);
 		if (m->m_opts->mo_readyfd != -1) {
 			(void)write(m->m_opts->mo_readyfd, "1", 1);
 			close(m->m_opts->mo_readyfd);
@@ -926,12 +1130,18 @@ master_commit(struct master *m)
 	    m->m_conf->c_log_level, NULL, err, sizeof(err)) == -1)
 		log_warnx("%s", err);
 	log_setlevel(m->m_conf->c_log_level);
+	/*
+	 * The sockets the new configuration dropped (an address, or the
+	 * indexes past a smaller worker count) are closed first, so that the
+	 * old workers' copies are the last: one that stops accepts what is
+	 * queued on its sockets before it closes them (server_stop()), where
+	 * closing the master's copy after that would reset it.
+	 */
+	master_close_unshared(&m->m_prev_lsn, &m->m_lsn);
+	m->m_prev_lsn.ml_n = 0;	/* closed: the numbers may be reused */
 	deadline = util_mono_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
 	master_signal_children(m, SIGTERM, MASTER_OLD, deadline);
-	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
-	    m->m_nlfds);
 	jwks_child_detach(m->m_jwks);
-	m->m_prev_nlfds = 0;	/* closed: the numbers may be reused */
 	config_free(old);
 	m->m_prev_conf = NULL;
 	master_reloaded(m, 1);
@@ -964,11 +1174,9 @@ master_rollback(struct master *m, const char *why)
 	master_reloaded(m, 0);
 	master_signal_children(m, SIGQUIT, MASTER_CURRENT, util_mono_ms() +
 	    MASTER_KILL_GRACE_MS);
-	master_close_unshared(m->m_lfds, m->m_nlfds, m->m_prev_lfds,
-	    m->m_prev_nlfds);
-	memcpy(m->m_lfds, m->m_prev_lfds, m->m_prev_nlfds * sizeof(int));
-	m->m_nlfds = m->m_prev_nlfds;
-	m->m_prev_nlfds = 0;
+	master_close_unshared(&m->m_lsn, &m->m_prev_lsn);
+	m->m_lsn = m->m_prev_lsn;
+	m->m_prev_lsn.ml_n = 0;
 	m->m_conf = m->m_prev_conf;
 	m->m_prev_conf = NULL;
 	/*
@@ -1080,9 +1288,9 @@ master_keep_store(struct master *m, struct config *conf, char *err,
 static void
 master_reload(struct master *m)
 {
-	struct config	*conf;
-	int		 lfds[MASTER_MAX_LISTEN];
-	char		 err[CONFIG_ERRLEN];
+	static struct master_listeners	 lsn;	/* 4 KiB: not on the stack */
+	struct config			*conf;
+	char				 err[CONFIG_ERRLEN];
 
 	if (m->m_pending) {
 		/* Done once the workers of the previous one are serving. */
@@ -1096,7 +1304,8 @@ master_reload(struct master *m)
 		return;
 	}
 	if (config_nlisten(conf) > MASTER_MAX_LISTEN ||
-	    master_relisten(m, conf, lfds, err, sizeof(err)) == -1) {
+	    master_relisten(m->m_conf, &m->m_lsn, conf, &lsn, err,
+	    sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", config_nlisten(conf) > MASTER_MAX_LISTEN ?
 		    "too many listen directives" : err);
@@ -1114,8 +1323,7 @@ master_reload(struct master *m)
 	    jwks_reconfigure(m->m_jwks, conf, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", err);
-		master_close_unshared(lfds, config_nlisten(conf), m->m_lfds,
-		    m->m_nlfds);
+		master_close_unshared(&lsn, &m->m_lsn);
 		config_free(conf);
 		master_reloaded(m, 0);
 		return;
@@ -1126,10 +1334,8 @@ master_reload(struct master *m)
 		log_warnx("pidfile changes take effect at the next restart");
 	m->m_prev_conf = m->m_conf;
 	m->m_prev_gen = m->m_gen;
-	memcpy(m->m_prev_lfds, m->m_lfds, m->m_nlfds * sizeof(int));
-	m->m_prev_nlfds = m->m_nlfds;
-	memcpy(m->m_lfds, lfds, config_nlisten(conf) * sizeof(int));
-	m->m_nlfds = config_nlisten(conf);
+	m->m_prev_lsn = m->m_lsn;
+	m->m_lsn = lsn;
 	m->m_conf = conf;
 	m->m_gen = ++m->m_gencount;
 	m->m_backoff_ms = 0;
@@ -1143,19 +1349,15 @@ static void
 master_stop(struct master *m, int fast)
 {
 	int64_t	 deadline;
-	size_t	 i;
 
 	if (m->m_stopping >= (fast ? 2 : 1))
 		return;
 	m->m_stopping = fast ? 2 : 1;
 	log_info("%s stop", fast ? "fast" : "graceful");
-	master_close_unshared(m->m_prev_lfds, m->m_prev_nlfds, m->m_lfds,
-	    m->m_nlfds);
+	master_close_unshared(&m->m_prev_lsn, &m->m_lsn);
 	jwks_child_detach(m->m_jwks);
-	m->m_prev_nlfds = 0;
-	for (i = 0; i < m->m_nlfds; i++)
-		close(m->m_lfds[i]);
-	m->m_nlfds = 0;
+	m->m_prev_lsn.ml_n = 0;
+	master_close_all(&m->m_lsn);
 	deadline = util_mono_ms() + (fast ? 0 : m->m_conf->c_shutdown_timeout) +
 	    MASTER_KILL_GRACE_MS;
 	master_signal_children(m, fast ? SIGQUIT : SIGTERM, MASTER_ALL, deadline);
@@ -1197,8 +1399,8 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* Set up the loop, start the workers and run until stopped. */
 int
-master_run(struct master_opts *opts, struct config *conf, int *lfds,
-    size_t nlfds, struct shm_header *shm)
+master_run(struct master_opts *opts, struct config *conf,
+    const struct master_listeners *lsn, struct shm_header *shm)
 {
 	static struct master	 m;	/* static: reachable from workers too */
 	struct timeval		 one = { 1, 0 };
@@ -1210,8 +1412,7 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	memset(&m, 0, sizeof(m));
 	m.m_opts = opts;
 	m.m_conf = conf;
-	memcpy(m.m_lfds, lfds, nlfds * sizeof(*lfds));
-	m.m_nlfds = nlfds;
+	m.m_lsn = *lsn;
 	log_setprefix("master");
 	signal(SIGPIPE, SIG_IGN);
 	m.m_shm = shm;
@@ -1264,8 +1465,9 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 	event_free(m.m_confirm);
 	event_base_free(m.m_base);
 	free(m.m_total);
-	for (i = 0; i < (int)m.m_nlfds; i++)
-		close(m.m_lfds[i]);
+	if (m.m_prev_conf != NULL)
+		master_close_unshared(&m.m_prev_lsn, &m.m_lsn);
+	master_close_all(&m.m_lsn);
 	/* The workers are gone: fold what they counted since the last tick. */
 	(void)usage_fold(m.m_usage, &m.m_ks, util_now_ms(), 1);
 	usage_free(m.m_usage);
@@ -1273,11 +1475,8 @@ master_run(struct master_opts *opts, struct config *conf, int *lfds,
 		log_warnx("usage counters not saved: %s", err);
 	journal_close(&m.m_journal);
 	shm_destroy(m.m_shm);
-	if (m.m_prev_conf != NULL) {
-		master_close_unshared(m.m_prev_lfds, m.m_prev_nlfds, m.m_lfds,
-		    m.m_nlfds);
+	if (m.m_prev_conf != NULL)
 		config_free(m.m_prev_conf);
-	}
 	config_free(m.m_conf);
 	log_info("stopped");
 	return (m.m_exitcode);

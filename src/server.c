@@ -80,6 +80,7 @@
 #include "jwtauth.h"
 #include "keystore.h"
 #include "log.h"
+#include "master.h"
 #include "proxy.h"
 #include "route.h"
 #include "secret.h"
@@ -98,6 +99,7 @@
 #define SERVER_PIPELINE_HDRS	4	/* read-ahead, in max_header_size */
 
 #define SERVER_MAX_LISTENERS	16
+#define SERVER_DRAIN_MAX	(MASTER_BACKLOG + 1)	/* per listener */
 #define CONN_EXTRA_MAX		2816	/* extra response header bytes: */
 					/* rate headers + identity (verify) */
 #define CONN_IDENT_MAX		2304	/* identity header bytes (a JWT's */
@@ -2239,13 +2241,16 @@ server_listen_update(struct worker *w)
  * the one that has waited longest for a request (the head of w_idle).
  * nginx does the same when worker_connections run out, rather than leave
  * new clients waiting while idle keep-alive connections hold every slot.
+ * Not while stopping: then the connections accepted are those drained
+ * from the queue (server_drain()), each to be answered, and the one
+ * longest idle would be the one drained just before.
  */
 static void
 server_reuse(struct worker *w)
 {
 	struct conn	*c;
 
-	if (w->w_nconns < w->w_conf->c_max_connections ||
+	if (w->w_stopping || w->w_nconns < w->w_conf->c_max_connections ||
 	    (c = TAILQ_FIRST(&w->w_idle)) == NULL)
 		return;
 	w->w_reused++;
@@ -2371,6 +2376,42 @@ server_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * Stopping: accept what is queued on the listeners, then close them.  When
+ * a reload dropped this worker's index (fewer workers) the master has
+ * closed its copy of the index's sockets already, so this worker's close
+ * is the last and would reset every connection queued on them (master.c);
+ * accepted, they are answered (with Connection: close) like the requests
+ * in flight.  On a socket other workers still accept on, this takes a few
+ * connections they would have taken.  Bounded by the backlog; stops at the
+ * first accept(2) that fails (EAGAIN: nothing queued; EMFILE...).
+ */
+static void
+server_drain(struct worker *w)
+{
+	struct server_listener	*sl;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	size_t			 i;
+	int			 fd, n;
+
+	for (i = 0; i < w->w_nlisteners; i++) {
+		sl = &w->w_listeners[i];
+		for (n = 0; n < SERVER_DRAIN_MAX; n++) {
+			sslen = sizeof(ss);
+			fd = accept4(evconnlistener_get_fd(sl->sl_lev),
+			    (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK |
+			    SOCK_CLOEXEC);
+			if (fd == -1)
+				break;
+			server_accept_cb(sl->sl_lev, fd, (struct sockaddr *)&ss,
+			    (int)sslen, sl);
+		}
+		evconnlistener_free(sl->sl_lev);
+	}
+	w->w_nlisteners = 0;
+}
+
+/*
  * Graceful stop: stop accepting, let in-flight requests finish (their
  * responses go out with Connection: close), close idle keep-alive
  * connections after a short grace, and exit when no connection is left or
@@ -2381,16 +2422,11 @@ server_stop(struct worker *w)
 {
 	struct timeval	 tv;
 	struct conn	*c;
-	size_t		 i;
 
 	if (w->w_stopping)
 		return;
 	w->w_stopping = 1;
 	proxy_stopping(w->w_proxy);
-	for (i = 0; i < w->w_nlisteners; i++)
-		evconnlistener_free(w->w_listeners[i].sl_lev);
-	w->w_nlisteners = 0;
-	w->w_accepting = 0;
 	if (w->w_accept_timer != NULL)
 		evtimer_del(w->w_accept_timer);
 	TAILQ_FOREACH(c, &w->w_conns, c_entry) {
@@ -2399,6 +2435,9 @@ server_stop(struct worker *w)
 		else if (c->c_state == CONN_BODY)
 			c->c_keepalive = 0;	/* its answer says so */
 	}
+	/* After: what it accepts keeps header_timeout for its request. */
+	server_drain(w);
+	w->w_accepting = 0;
 	if (w->w_nconns == 0) {
 		event_base_loopexit(w->w_base, NULL);
 		return;
@@ -2564,6 +2603,16 @@ server_setup(struct worker *w)
 		sl->sl_tls = config_listen(conf, i)->la_tls;
 		sl->sl_admin = config_listen_kind(conf, i) == LISTEN_ADMIN;
 		sl->sl_metrics = config_listen_kind(conf, i) == LISTEN_METRICS;
+		/*
+		 * The master listens on the first socket of an address only;
+		 * this worker's own one is listened on now that it is about
+		 * to accept (master.c).  On a socket listening already, this
+		 * only sets the same backlog again.
+		 */
+		if (listen(w->w_env->se_lfds[i], MASTER_BACKLOG) == -1) {
+			log_warn("listen %s", config_listen(conf, i)->la_name);
+			return (-1);
+		}
 		sl->sl_lev = evconnlistener_new(w->w_base, server_accept_cb, sl,
 		    LEV_OPT_CLOSE_ON_FREE, 0, w->w_env->se_lfds[i]);
 		if (sl->sl_lev == NULL)

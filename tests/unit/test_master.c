@@ -8,6 +8,8 @@
  * replaced by the test's own: both clocks start equal, then the wall clock
  * jumps by an hour while the monotonic clock moves by what the test says.
  * kill(2) only records what would have been sent, so no process is needed.
+ * setsockopt(2) can be made to fail for SO_REUSEPORT as on a kernel
+ * without it.  The listening sockets are real, on a free loopback port.
  * The state is a real segment (shm.c) and journal (journal.c) in a
  * mkdtemp() directory.
  */
@@ -49,9 +51,12 @@ static struct {
 }		 t_kills[T_MAXKILLS];
 static int	 t_nkills;
 
+static int	 t_noreuseport;	/* setsockopt(SO_REUSEPORT): ENOPROTOOPT */
+
 int64_t	 test_wall_ms(void);
 int64_t	 test_mono_ms(void);
 int	 test_kill(pid_t, int);
+int	 test_setsockopt(int, int, int, const void *, socklen_t);
 
 /* The injected wall clock. */
 int64_t
@@ -79,11 +84,24 @@ test_kill(pid_t pid, int sig)
 	return (0);
 }
 
+/* setsockopt(2), failing for SO_REUSEPORT when t_noreuseport is set. */
+int
+test_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	if (t_noreuseport && level == SOL_SOCKET && name == SO_REUSEPORT) {
+		errno = ENOPROTOOPT;
+		return (-1);
+	}
+	return (setsockopt(fd, level, name, val, len));
+}
+
 #define util_now_ms	test_wall_ms
 #define util_mono_ms	test_mono_ms
 #define kill		test_kill
+#define setsockopt	test_setsockopt
 #include "../../src/master.c"
 #undef kill
+#undef setsockopt
 
 static struct master		 t_m;
 static struct master_opts	 t_opts;
@@ -374,6 +392,221 @@ test_dirname_in_place(void **state)
 	assert_string_equal(dir, "/a/");
 }
 
+/* A port nothing listens on now, on 127.0.0.1. */
+static int
+free_port(void)
+{
+	struct sockaddr_in	 sin;
+	socklen_t		 len = sizeof(sin);
+	int			 fd, port;
+
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return (port);
+}
+
+/* A configuration of workers workers listening on 127.0.0.1:port. */
+static void
+listen_conf(struct config *conf, struct listen_addr *la, int port,
+    int workers)
+{
+	char	 addr[32];
+
+	memset(conf, 0, sizeof(*conf));
+	memset(la, 0, sizeof(*la));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	snprintf(la->la_name, sizeof(la->la_name), "%s", addr);
+	assert_int_equal(config_parse_addr(addr, &la->la_ss, &la->la_sslen),
+	    0);
+	conf->c_listen = la;
+	conf->c_nlisten = 1;
+	conf->c_workers = workers;
+}
+
+/* An integer socket option of fd. */
+static int
+sockopt(int fd, int name)
+{
+	socklen_t	 len;
+	int		 v = -1;
+
+	len = sizeof(v);
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, name, &v, &len), 0);
+	return (v);
+}
+
+/* The port fd is bound to. */
+static int
+bound_port(int fd)
+{
+	struct sockaddr_in	 sin;
+	socklen_t		 len = sizeof(sin);
+
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	return (ntohs(sin.sin_port));
+}
+
+/* Is fd an open descriptor? */
+static int
+is_open(int fd)
+{
+	return (fcntl(fd, F_GETFD) != -1);
+}
+
+/* The lowest free descriptor number: the same again when nothing leaked. */
+static int
+lowest_free_fd(void)
+{
+	int	 fd;
+
+	assert_true((fd = dup(0)) != -1);
+	close(fd);
+	return (fd);
+}
+
+/*
+ * One socket per worker on the same port, each with SO_REUSEPORT, the
+ * first listening and the others left for their worker to listen on; a
+ * reload keeps the sockets of the indexes that remain and binds the
+ * added ones.
+ */
+static void
+test_listen_per_worker(void **state)
+{
+	struct config		 c3, c2, c4;
+	struct listen_addr	 l3, l2, l4;
+	struct master_listeners	 m3, m2, m4;
+	char			 err[256];
+	int			 port = free_port(), k, fdmark;
+
+	(void)state;
+	master_reuseport = -1;
+	t_noreuseport = 0;
+	fdmark = lowest_free_fd();
+	listen_conf(&c3, &l3, port, 3);
+	assert_int_equal(master_listen(&c3, &m3, err, sizeof(err)), 0);
+	assert_int_equal(m3.ml_n, 1);
+	assert_int_equal(m3.ml_nfds[0], 3);
+	for (k = 0; k < 3; k++) {
+		assert_int_equal(bound_port(m3.ml_fds[0][k]), port);
+		assert_int_equal(sockopt(m3.ml_fds[0][k], SO_REUSEPORT), 1);
+		assert_int_equal(sockopt(m3.ml_fds[0][k], SO_ACCEPTCONN),
+		    k == 0);
+		assert_int_equal(master_worker_fd(&m3, 0, k), m3.ml_fds[0][k]);
+	}
+	assert_int_equal(master_nsockets(&c3), 3);
+
+	/* Down to 2: the same two sockets; the third is the old set's own. */
+	listen_conf(&c2, &l2, port, 2);
+	assert_int_equal(master_relisten(&c3, &m3, &c2, &m2, err,
+	    sizeof(err)), 0);
+	assert_int_equal(m2.ml_nfds[0], 2);
+	assert_int_equal(m2.ml_fds[0][0], m3.ml_fds[0][0]);
+	assert_int_equal(m2.ml_fds[0][1], m3.ml_fds[0][1]);
+	master_close_unshared(&m3, &m2);	/* as master_commit() */
+	assert_false(is_open(m3.ml_fds[0][2]));
+	assert_true(is_open(m2.ml_fds[0][0]) && is_open(m2.ml_fds[0][1]));
+
+	/* Up to 4: the two kept, two new ones on the same port. */
+	listen_conf(&c4, &l4, port, 4);
+	assert_int_equal(master_relisten(&c2, &m2, &c4, &m4, err,
+	    sizeof(err)), 0);
+	assert_int_equal(m4.ml_nfds[0], 4);
+	assert_int_equal(m4.ml_fds[0][0], m2.ml_fds[0][0]);
+	assert_int_equal(m4.ml_fds[0][1], m2.ml_fds[0][1]);
+	for (k = 2; k < 4; k++) {
+		assert_int_equal(bound_port(m4.ml_fds[0][k]), port);
+		assert_int_equal(sockopt(m4.ml_fds[0][k], SO_ACCEPTCONN), 0);
+	}
+	master_close_all(&m4);
+	assert_int_equal(lowest_free_fd(), fdmark);
+}
+
+/*
+ * A port some other socket listens on, even one with SO_REUSEPORT (a
+ * second keygated, say), is refused as "in use", and nothing is left
+ * open; at a reload, the sockets already held stay open.
+ */
+static void
+test_listen_port_in_use(void **state)
+{
+	struct config		 c1, c2;
+	struct listen_addr	 l1, l2[2];
+	struct master_listeners	 m1, m2;
+	struct sockaddr_in	 sin;
+	char			 err[256];
+	int			 other, one = 1, fdmark, p1, p2;
+
+	(void)state;
+	master_reuseport = -1;
+	t_noreuseport = 0;
+	p1 = free_port();
+	p2 = free_port();
+	assert_true((other = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	assert_int_equal(setsockopt(other, SOL_SOCKET, SO_REUSEPORT, &one,
+	    sizeof(one)), 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons(p2);
+	assert_int_equal(bind(other, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(other, 1), 0);
+	fdmark = lowest_free_fd();
+
+	listen_conf(&c2, &l2[0], p2, 2);
+	assert_int_equal(master_listen(&c2, &m2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "Address already in use"));
+	assert_int_equal(lowest_free_fd(), fdmark);
+
+	/* A reload adding p2 to p1: fails, p1's sockets stay. */
+	listen_conf(&c1, &l1, p1, 2);
+	assert_int_equal(master_listen(&c1, &m1, err, sizeof(err)), 0);
+	fdmark = lowest_free_fd();
+	listen_conf(&c2, &l2[0], p1, 2);
+	memcpy(&l2[1], &l2[0], sizeof(l2[1]));
+	((struct sockaddr_in *)&l2[1].la_ss)->sin_port = htons(p2);
+	snprintf(l2[1].la_name, sizeof(l2[1].la_name), "127.0.0.1:%d", p2);
+	c2.c_nlisten = 2;
+	assert_int_equal(master_relisten(&c1, &m1, &c2, &m2, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "Address already in use"));
+	assert_int_equal(lowest_free_fd(), fdmark);
+	assert_true(is_open(m1.ml_fds[0][0]) && is_open(m1.ml_fds[0][1]));
+	master_close_all(&m1);
+	close(other);
+}
+
+/* Without SO_REUSEPORT: one listening socket that every worker shares. */
+static void
+test_listen_without_reuseport(void **state)
+{
+	struct config		 conf;
+	struct listen_addr	 la;
+	struct master_listeners	 ml;
+	char			 err[256];
+	int			 k;
+
+	(void)state;
+	master_reuseport = -1;
+	t_noreuseport = 1;
+	listen_conf(&conf, &la, free_port(), 3);
+	assert_int_equal(master_listen(&conf, &ml, err, sizeof(err)), 0);
+	assert_int_equal(master_reuseport, 0);
+	assert_int_equal(ml.ml_nfds[0], 1);
+	assert_int_equal(sockopt(ml.ml_fds[0][0], SO_ACCEPTCONN), 1);
+	for (k = 0; k < 3; k++)
+		assert_int_equal(master_worker_fd(&ml, 0, k), ml.ml_fds[0][0]);
+	master_close_all(&ml);
+	t_noreuseport = 0;
+	master_reuseport = -1;
+}
+
 int
 main(void)
 {
@@ -391,6 +624,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reaped_counts,
 		    setup, teardown),
 		cmocka_unit_test(test_dirname_in_place),
+		cmocka_unit_test(test_listen_per_worker),
+		cmocka_unit_test(test_listen_port_in_use),
+		cmocka_unit_test(test_listen_without_reuseport),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
