@@ -164,7 +164,8 @@ key_make(struct ks_key *k, int i)
 	snprintf(k->k_owner, sizeof(k->k_owner), "user-%d", i);
 	snprintf(k->k_prefix, sizeof(k->k_prefix), "%s", i % 2 ? "live" :
 	    "test0");
-	snprintf(k->k_hint, sizeof(k->k_hint), "%s_...%04d", k->k_prefix, i);
+	snprintf(k->k_hint, sizeof(k->k_hint), "%.5s_...%04u", k->k_prefix,
+	    (unsigned)i % 10000);
 	k->k_created = 1700000000000LL + i;
 	k->k_updated = k->k_created + 5;
 	if (i % 2) {
