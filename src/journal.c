@@ -1503,7 +1503,6 @@ snapshot_load_bin(int fd, struct keystore *ks, uint64_t *seq, char *err,
 	char		 why[512];
 	size_t		 len, off = 0;
 	uint64_t	 max;
-	int64_t		 t0 = util_mono_ms();
 	int		 rc;
 
 	max = SNAPSHOT_HEAD_LEN + SNAPSHOT_TRAILER_LEN + 1 +
@@ -1518,12 +1517,8 @@ snapshot_load_bin(int fd, struct keystore *ks, uint64_t *seq, char *err,
 	if (rc == -1)
 		snprintf(err, errlen, "%s: offset %zu: %s", SNAPSHOT_FILE, off,
 		    why);
-	else {
+	else
 		*seq = head.sh_seq;
-		log_info("%s: %u keys (%zu bytes) loaded in %lld ms",
-		    SNAPSHOT_FILE, keystore_count(ks), len,
-		    (long long)(util_mono_ms() - t0));
-	}
 	free(buf);
 	return (rc);
 }
@@ -1541,7 +1536,8 @@ snapshot_load(struct journal *j, struct keystore *ks, uint64_t *seq,
 {
 	uint8_t	 c;
 	ssize_t	 n;
-	int	 fd;
+	int64_t	 t0 = util_mono_ms();
+	int	 fd, rc;
 
 	*seq = 0;
 	j->j_snap_json = 0;
@@ -1556,9 +1552,15 @@ snapshot_load(struct journal *j, struct keystore *ks, uint64_t *seq,
 	}
 	if (snapshot_is_json(&c, (size_t)n)) {
 		j->j_snap_json = 1;
-		return (snapshot_load_json(fd, ks, seq, err, errlen));
-	}
-	return (snapshot_load_bin(fd, ks, seq, err, errlen));
+		rc = snapshot_load_json(fd, ks, seq, err, errlen);
+	} else
+		rc = snapshot_load_bin(fd, ks, seq, err, errlen);
+	if (rc == 0)
+		log_info("%s: %u keys loaded in %lld ms (%s format)",
+		    SNAPSHOT_FILE, keystore_count(ks),
+		    (long long)(util_mono_ms() - t0), j->j_snap_json ?
+		    "JSON-lines" : "binary");
+	return (rc);
 }
 
 /* Start-up: snapshot, then the journal past the snapshot's seq. */
