@@ -380,17 +380,13 @@ scopes_valid(const char *s)
 static int
 key_check(const struct ks_key *k, char *why, size_t whylen)
 {
-	static const struct {
-		const char	*name;
-		size_t		 off;
-	} times[] = {
-		{ "grace_until", offsetof(struct ks_key, k_grace_until) },
-		{ "created", offsetof(struct ks_key, k_created) },
-		{ "updated", offsetof(struct ks_key, k_updated) },
-		{ "expires", offsetof(struct ks_key, k_expires) },
+	static const char *const tnames[] = {
+		"grace_until", "created", "updated", "expires"
 	};
-	int64_t	 t;
-	size_t	 i;
+	const int64_t	 times[] = {
+		k->k_grace_until, k->k_created, k->k_updated, k->k_expires
+	};
+	size_t		 i;
 
 	if (!valid_id(k->k_id)) {
 		snprintf(why, whylen, "field \"id\" is not a key id");
@@ -413,14 +409,12 @@ key_check(const struct ks_key *k, char *why, size_t whylen)
 		    "or one with a space");
 		return (-1);
 	}
-	for (i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
-		memcpy(&t, (const char *)k + times[i].off, sizeof(t));
-		if (t < 0) {
+	for (i = 0; i < sizeof(times) / sizeof(times[0]); i++)
+		if (times[i] < 0) {
 			snprintf(why, whylen, "field \"%s\" is below 0",
-			    times[i].name);
+			    tnames[i]);
 			return (-1);
 		}
-	}
 	if (k->k_grace_until != 0 && digest_zero(k->k_old_digest)) {
 		snprintf(why, whylen, "field \"grace_until\" is set but "
 		    "\"old_digest\" is null");
