@@ -1,6 +1,7 @@
 /*
- * Unit tests for key persistence (journal.c): journal appends and replay,
- * snapshots and compaction, every kind of damage, write failures, and the
+ * Unit tests for key persistence (journal.c, and snapshot.c's binary
+ * snapshot behind it): journal appends and replay, snapshots in both
+ * formats and compaction, every kind of damage, write failures, and the
  * usage file.  Each test works in its own mkdtemp() state directory and
  * loads into a real key store (keystore.c) in ordinary memory.
  */
