@@ -1,9 +1,9 @@
 /*
  * Persistence of the key store in state_dir:
  *
- *	keys.snapshot	the whole store as of sequence S, written to a temporary
- *			file, fsync'ed, renamed over the old one, directory
- *			fsync'ed
+ *	keys.snapshot	the whole store as of sequence S, in the binary format
+ *			of snapshot.h, written to a temporary file, fsync'ed,
+ *			renamed over the old one, directory fsync'ed
  *	keys.journal	append-only JSON lines, one mutation each, every line
  *			fsync'ed before the admin API answers
  *	keys.usage	usage counters, rewritten periodically (not fsync'ed:
@@ -20,11 +20,13 @@
  * Lines (one JSON object each, no secrets, only digests):
  *	journal:  {"seq":N,"op":"put","key":{KEY}}
  *	          {"seq":N,"op":"del","id":"key_..."}
- *	snapshot: {"keygate_snapshot":1,"seq":S,"keys":COUNT}
- *	          {KEY}   (COUNT lines)
- *	          {"end":COUNT}
  *	usage:    {"id":"key_...","allowed":N,"refused":N,"rate_limited":N,
  *	          "last_used":MS}  (rate_limited, of refused, may be absent)
+ *	snapshot, as written before the binary format (it still loads; a
+ *	file whose first byte is "{" is read as this, any other as binary):
+ *	          {"keygate_snapshot":1,"seq":S,"keys":COUNT}
+ *	          {KEY}   (COUNT lines)
+ *	          {"end":COUNT}
  * where KEY is {"id","digest" (64 hex),"old_digest" (hex or null),
  * "grace_until" (ms or null),"name","owner","app_id" ("" for none),
  * "prefix","hint","scopes" (array),"created","updated","expires" (ms;
@@ -42,7 +44,14 @@
  * kept as keys.journal.damaged-TIME and every change is logged (see
  * journal_replay); anything else that does not parse or apply (bad JSON,
  * a missing field, a snapshot whose end line is missing) stops the load
- * with "FILE:LINE: reason".
+ * with "FILE:LINE: reason", and in a binary snapshot (a checksum
+ * mismatch, a cut, a record that does not pass the checks every record
+ * passes, counts that disagree, bytes after the trailer) with
+ * "keys.snapshot: offset N: reason", N the byte offset of the damage.
+ *
+ * Start-up cost: a binary snapshot is read with one pread() loop into one
+ * buffer, checked a 64 KiB block at a time (CRC32C) and decoded without
+ * parsing text; the JSON snapshot spent 85 % of its load in jansson.
  *
  * Writers: any worker of the master holding keys.lock appends under the
  * key store lock, so lines are in seq order.  Compaction (master, at start and when the journal grows)
@@ -71,6 +80,7 @@ struct journal {
 	char		*j_dir;		/* state_dir */
 	int		 j_dirfd;	/* state_dir (O_NOFOLLOW), or -1 */
 	int		 j_fd;		/* keys.journal, O_WRONLY|O_APPEND, or -1 */
+	int		 j_snap_json;	/* journal_load read a JSON snapshot */
 	uid_t		 j_uid;		/* owner for files the master creates */
 	gid_t		 j_gid;		/* (-1: leave as is) */
 };
@@ -110,6 +120,12 @@ int	 journal_replay_tail(struct journal *, struct keystore *, char *,
  * the journal are then untouched and still describe the store).
  */
 int	 journal_compact(struct journal *, struct keystore *, char *, size_t);
+
+/*
+ * Start-up, after journal_load: 1 if a compaction is due now (the journal
+ * holds lines, or the snapshot loaded was in the old JSON format), else 0.
+ */
+int	 journal_compact_due(struct journal *);
 
 /* Bytes in keys.journal now (0 if absent), and in keys.snapshot. */
 off_t	 journal_size(struct journal *);

@@ -34,6 +34,9 @@ void	 util_ms_timeval(int64_t, struct timeval *);
  */
 size_t	 util_json_escape(char *, size_t, const char *, size_t);
 
+/* Is s[0..len) valid UTF-8 without a NUL byte?  1 or 0. */
+int	 util_utf8_valid(const char *, size_t);
+
 /* Decimal digits of v into buf (at least 20 bytes, no NUL); the length. */
 size_t	 util_u64toa(char *, uint64_t);
 

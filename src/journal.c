@@ -1,11 +1,13 @@
 /*
- * Persistence of the key store: keys.snapshot, keys.journal and keys.usage
- * in state_dir, as JSON lines (see journal.h for the formats and the rules
- * about damage).  Only digests are written, never a secret.
+ * Persistence of the key store: keys.snapshot (binary, snapshot.c does the
+ * bytes; the older JSON lines still load), keys.journal and keys.usage
+ * (JSON lines) in state_dir; see journal.h for the formats and the rules
+ * about damage.  Only digests are written, never a secret.
  *
- * Every line is checked field by field when it is read, and every line is
- * checked the same way before it is written, so that the daemon never
- * writes a file it would then refuse to start from.
+ * Every record is checked field by field when it is read (key_check(),
+ * whatever the format), and every record is checked the same way before
+ * it is written, so that the daemon never writes a file it would then
+ * refuse to start from.
  */
 
 #include <sys/types.h>
@@ -28,12 +30,13 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
+#include "snapshot.h"
 #include "util.h"
 
 #define SNAPSHOT_TMP		SNAPSHOT_FILE ".tmp"
 #define USAGE_TMP		USAGE_FILE ".tmp"
 #define JOURNAL_TMP		JOURNAL_FILE ".tmp"
-#define SNAPSHOT_VERSION	1
+#define SNAPSHOT_VERSION	1	/* of the JSON-lines format */
 
 /* A file read line by line; errors name FILE:LINE. */
 struct jreader {
@@ -329,6 +332,101 @@ digest_zero(const uint8_t *d)
 	return (1);
 }
 
+/*
+ * Is the string member s (size bytes) within max bytes and UTF-8?  If
+ * not, say which field in why.  The NUL is looked for within the member
+ * only: a record copied from the store may have none.
+ */
+static int
+key_str(const char *s, size_t size, size_t max, const char *name, char *why,
+    size_t whylen)
+{
+	size_t	 len = strnlen(s, size);
+
+	if (len > max) {
+		snprintf(why, whylen, "field \"%s\" is too long (%zu bytes, at "
+		    "most %zu)", name, len, max);
+		return (0);
+	}
+	if (!util_utf8_valid(s, len)) {
+		snprintf(why, whylen, "field \"%s\" is not UTF-8", name);
+		return (0);
+	}
+	return (1);
+}
+
+/* Are the scopes s (NUL-terminated) words joined by single spaces? */
+static int
+scopes_valid(const char *s)
+{
+	size_t	 len = strlen(s);
+
+	return (len == 0 || (s[0] != ' ' && s[len - 1] != ' ' &&
+	    strstr(s, "  ") == NULL));
+}
+
+#define KEY_STR(k, m, max, name, why, whylen) \
+	key_str((k)->m, sizeof((k)->m), (max), (name), (why), (whylen))
+
+/*
+ * The checks every key record passes, whichever way it comes: a journal
+ * line, either snapshot format, or a record about to be written (so that
+ * the daemon never writes a file it would refuse to start from).  The
+ * JSON reader checks the types and the lengths it must know to copy a
+ * field; the binary reader checks lengths before copying; what a record
+ * means is checked here, once.  0, or -1 with the reason (naming the
+ * field as the JSON formats do) in why.
+ */
+static int
+key_check(const struct ks_key *k, char *why, size_t whylen)
+{
+	static const char *const tnames[] = {
+		"grace_until", "created", "updated", "expires"
+	};
+	const int64_t	 times[] = {
+		k->k_grace_until, k->k_created, k->k_updated, k->k_expires
+	};
+	size_t		 i;
+
+	if (!valid_id(k->k_id)) {
+		snprintf(why, whylen, "field \"id\" is not a key id");
+		return (-1);
+	}
+	if (!KEY_STR(k, k_name, KS_NAME_MAX, "name", why, whylen) ||
+	    !KEY_STR(k, k_owner, KS_OWNER_MAX, "owner", why, whylen) ||
+	    !KEY_STR(k, k_app, KS_APP_MAX, "app_id", why, whylen) ||
+	    !KEY_STR(k, k_prefix, KS_PREFIX_MAX, "prefix", why, whylen) ||
+	    !KEY_STR(k, k_hint, KS_HINT_MAX, "hint", why, whylen) ||
+	    !KEY_STR(k, k_scopes, KS_SCOPES_MAX, "scopes", why, whylen))
+		return (-1);
+	if (!valid_prefix(k->k_prefix)) {
+		snprintf(why, whylen, "field \"prefix\" is not [a-z0-9]{1,%d}",
+		    KS_PREFIX_MAX);
+		return (-1);
+	}
+	if (!scopes_valid(k->k_scopes)) {
+		snprintf(why, whylen, "field \"scopes\" holds an empty scope "
+		    "or one with a space");
+		return (-1);
+	}
+	for (i = 0; i < sizeof(times) / sizeof(times[0]); i++)
+		if (times[i] < 0) {
+			snprintf(why, whylen, "field \"%s\" is below 0",
+			    tnames[i]);
+			return (-1);
+		}
+	if (k->k_grace_until != 0 && digest_zero(k->k_old_digest)) {
+		snprintf(why, whylen, "field \"grace_until\" is set but "
+		    "\"old_digest\" is null");
+		return (-1);
+	}
+	if ((k->k_flags & ~(uint32_t)KS_F_DISABLED) != 0) {
+		snprintf(why, whylen, "unknown flags 0x%x", k->k_flags);
+		return (-1);
+	}
+	return (0);
+}
+
 /* Check that o has only the members in names; 0, or -1 naming another. */
 static int
 fields_known(struct jreader *r, json_t *o, const char *const *names)
@@ -515,57 +613,50 @@ fail:
 	return (-1);
 }
 
-/* The string members of a KEY object into k; 0 or -1. */
+/* The string members of a KEY object into k (see key_check); 0 or -1. */
 static int
 key_strings(struct jreader *r, json_t *o, struct ks_key *k)
 {
-	if (field_str(r, o, "id", k->k_id, KS_ID_LEN) == -1)
-		return (-1);
-	if (!valid_id(k->k_id)) {
-		rd_error(r, "field \"id\" is not a key id");
-		return (-1);
-	}
-	if (field_str(r, o, "name", k->k_name, KS_NAME_MAX) == -1 ||
+	if (field_str(r, o, "id", k->k_id, KS_ID_LEN) == -1 ||
+	    field_str(r, o, "name", k->k_name, KS_NAME_MAX) == -1 ||
 	    field_str(r, o, "owner", k->k_owner, KS_OWNER_MAX) == -1 ||
 	    field_str(r, o, "app_id", k->k_app, KS_APP_MAX) == -1 ||
 	    field_str(r, o, "prefix", k->k_prefix, KS_PREFIX_MAX) == -1 ||
 	    field_str(r, o, "hint", k->k_hint, KS_HINT_MAX) == -1)
 		return (-1);
-	if (!valid_prefix(k->k_prefix)) {
-		rd_error(r, "field \"prefix\" is not [a-z0-9]{1,%d}",
-		    KS_PREFIX_MAX);
-		return (-1);
-	}
 	if (field_digest(r, o, "digest", 0, k->k_digest) == -1 ||
 	    field_digest(r, o, "old_digest", 1, k->k_old_digest) == -1)
 		return (-1);
 	return (key_scopes(r, o, k));
 }
 
-/* A KEY object into k, every field checked; 0, or -1 naming the first bad. */
+/*
+ * A KEY object into k, every field checked; 0, or -1 naming the first bad.
+ * Times of "none" are null, so a grace_until or an expiry is at least 1.
+ */
 static int
 key_from_json(struct jreader *r, json_t *o, struct ks_key *k)
 {
 	json_t	*v;
+	char	 why[256];
 
 	memset(k, 0, sizeof(*k));
 	if (fields_known(r, o, key_fields) == -1 ||
 	    key_strings(r, o, k) == -1 || key_rate(r, o, k) == -1)
 		return (-1);
 	if (field_int(r, o, "grace_until", 1, 1, &k->k_grace_until) == -1 ||
-	    field_int(r, o, "created", 0, 0, &k->k_created) == -1 ||
-	    field_int(r, o, "updated", 0, 0, &k->k_updated) == -1 ||
+	    field_int(r, o, "created", 0, INT64_MIN, &k->k_created) == -1 ||
+	    field_int(r, o, "updated", 0, INT64_MIN, &k->k_updated) == -1 ||
 	    field_int(r, o, "expires", 1, 1, &k->k_expires) == -1)
 		return (-1);
-	if (k->k_grace_until != 0 && digest_zero(k->k_old_digest)) {
-		rd_error(r, "field \"grace_until\" is set but \"old_digest\" "
-		    "is null");
-		return (-1);
-	}
 	if ((v = field_get(r, o, "disabled", JSON_TRUE, 0)) == NULL)
 		return (-1);
 	if (json_is_true(v))
 		k->k_flags |= KS_F_DISABLED;
+	if (key_check(k, why, sizeof(why)) == -1) {
+		rd_error(r, "%s", why);
+		return (-1);
+	}
 	return (0);
 }
 
@@ -633,7 +724,8 @@ key_to_json(const struct ks_key *k)
 /*
  * k as a KEY object that key_from_json() accepts back, or NULL with the
  * reason in err (naming file).  Checking before writing keeps a bad record
- * from the admin API out of the files the daemon must start from.
+ * from the admin API out of the files the daemon must start from; k
+ * itself passes key_check(), as the binary snapshot's writer will ask.
  */
 static json_t *
 key_encode(const struct ks_key *k, const char *file, char *err, size_t errlen)
@@ -641,15 +733,21 @@ key_encode(const struct ks_key *k, const char *file, char *err, size_t errlen)
 	struct jreader	 r;
 	struct ks_key	 back;
 	json_t		*o;
+	char		 why[256];
 
 	memset(&r, 0, sizeof(r));
 	r.r_name = file;
 	r.r_err = err;
 	r.r_errlen = errlen;
-	if ((o = key_to_json(k)) == NULL) {
-		rd_error(&r, "key %.*s cannot be encoded (out of memory or "
-		    "not UTF-8)", KS_ID_LEN, k->k_id);
+	if (key_check(k, why, sizeof(why)) == -1) {
+		rd_error(&r, "%s", why);
 		errno = EINVAL;
+		return (NULL);
+	}
+	if ((o = key_to_json(k)) == NULL) {
+		rd_error(&r, "key %.*s cannot be encoded (out of memory)",
+		    KS_ID_LEN, k->k_id);
+		errno = ENOMEM;
 		return (NULL);
 	}
 	if (key_from_json(&r, o, &back) == -1) {
@@ -666,6 +764,7 @@ journal_init(struct journal *j, const char *dir, uid_t uid, gid_t gid)
 {
 	j->j_fd = -1;
 	j->j_dirfd = -1;
+	j->j_snap_json = 0;
 	j->j_uid = uid;
 	j->j_gid = gid;
 	if ((j->j_dir = strdup(dir)) == NULL)
@@ -814,19 +913,17 @@ journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
 	return (journal_append(j, line, err, errlen));
 }
 
-/* Open state_dir/name for reading: 1, 0 if it does not exist, or -1. */
+/* Read lines of fd (state_dir/name, opened; ours to close): 1 or -1. */
 static int
-reader_open(struct jreader *r, struct journal *j, const char *name,
-    char *err, size_t errlen)
+reader_fdopen(struct jreader *r, int fd, const char *name, char *err,
+    size_t errlen)
 {
-	int	 fd, saved;
+	int	 saved;
 
 	memset(r, 0, sizeof(*r));
 	r->r_name = name;
 	r->r_err = err;
 	r->r_errlen = errlen;
-	if ((fd = file_open(j, name, O_RDONLY, 0, err, errlen)) == -1)
-		return (errno == ENOENT ? 0 : -1);
 	if ((r->r_fp = fdopen(fd, "r")) == NULL) {
 		saved = errno;
 		close(fd);
@@ -834,6 +931,19 @@ reader_open(struct jreader *r, struct journal *j, const char *name,
 		return (-1);
 	}
 	return (1);
+}
+
+/* Open state_dir/name for reading: 1, 0 if it does not exist, or -1. */
+static int
+reader_open(struct jreader *r, struct journal *j, const char *name,
+    char *err, size_t errlen)
+{
+	int	 fd;
+
+	memset(r, 0, sizeof(*r));
+	if ((fd = file_open(j, name, O_RDONLY, 0, err, errlen)) == -1)
+		return (errno == ENOENT ? 0 : -1);
+	return (reader_fdopen(r, fd, name, err, errlen));
 }
 
 /* Close the file and free the line buffer. */
@@ -890,25 +1000,59 @@ reader_json(struct jreader *r)
 	return (o);
 }
 
-/* Store k (read from the current line) with seq; 0 or -1 with the reason. */
+/* Store k with seq: 0, or -1 with the reason in why. */
 static int
-store_put(struct jreader *r, struct keystore *ks, const struct ks_key *k,
-    uint64_t seq)
+store_key(struct keystore *ks, const struct ks_key *k, uint64_t seq,
+    char *why, size_t whylen)
 {
 	switch (keystore_put(ks, k, seq)) {
 	case KS_OK:
 		return (0);
 	case KS_FULL:
-		rd_error(r, "key %s does not fit: max_keys (%u) is too small "
-		    "for the stored keys", k->k_id, ks->ks_max_keys);
+		snprintf(why, whylen, "key %s does not fit: max_keys (%u) is "
+		    "too small for the stored keys", k->k_id, ks->ks_max_keys);
 		return (-1);
 	case KS_EXISTS:
-		rd_error(r, "key %s has the digest of another key", k->k_id);
+		snprintf(why, whylen, "key %s has the digest of another key",
+		    k->k_id);
 		return (-1);
 	default:
-		rd_error(r, "key %s cannot be stored", k->k_id);
+		snprintf(why, whylen, "key %s cannot be stored", k->k_id);
 		return (-1);
 	}
+}
+
+/* Store k (read from the current line) with seq; 0 or -1 with the reason. */
+static int
+store_put(struct jreader *r, struct keystore *ks, const struct ks_key *k,
+    uint64_t seq)
+{
+	char	 why[256];
+
+	if (store_key(ks, k, seq, why, sizeof(why)) == 0)
+		return (0);
+	rd_error(r, "%s", why);
+	return (-1);
+}
+
+/*
+ * Store a snapshot's record k with the snapshot's seq: a snapshot holds
+ * each key once, so a put that replaces instead of adding is refused.
+ * 0, or -1 with the reason in why.
+ */
+static int
+snap_store(struct keystore *ks, const struct ks_key *k, uint64_t seq,
+    char *why, size_t whylen)
+{
+	uint32_t	 before = keystore_count(ks);
+
+	if (store_key(ks, k, seq, why, whylen) == -1)
+		return (-1);
+	if (keystore_count(ks) == before) {
+		snprintf(why, whylen, "key %s appears twice", k->k_id);
+		return (-1);
+	}
+	return (0);
 }
 
 /*
@@ -1208,7 +1352,7 @@ snap_key(struct jreader *r, struct keystore *ks, uint64_t i, uint64_t count,
 {
 	struct ks_key	 k;
 	json_t		*o;
-	uint32_t	 before;
+	char		 why[256];
 	int		 rc = -1;
 
 	if ((o = snap_line(r, "key lines and the end line")) == NULL)
@@ -1218,11 +1362,10 @@ snap_key(struct jreader *r, struct keystore *ks, uint64_t i, uint64_t count,
 		    (unsigned long long)i, (unsigned long long)count);
 		goto fail;
 	}
-	before = keystore_count(ks);
-	if (key_from_json(r, o, &k) == -1 || store_put(r, ks, &k, seq) == -1)
+	if (key_from_json(r, o, &k) == -1)
 		goto fail;
-	if (keystore_count(ks) == before) {
-		rd_error(r, "key %s appears twice", k.k_id);
+	if (snap_store(ks, &k, seq, why, sizeof(why)) == -1) {
+		rd_error(r, "%s", why);
 		goto fail;
 	}
 	rc = 0;
@@ -1263,18 +1406,17 @@ fail:
 	return (rc);
 }
 
-/* Load keys.snapshot (if any) into ks; its seq into seq (0 if none). */
+/* Load a JSON-lines snapshot from fd (ours to close); its seq into seq. */
 static int
-snapshot_load(struct journal *j, struct keystore *ks, uint64_t *seq,
-    char *err, size_t errlen)
+snapshot_load_json(int fd, struct keystore *ks, uint64_t *seq, char *err,
+    size_t errlen)
 {
 	struct jreader	 r;
 	uint64_t	 count, i;
 	int		 rc;
 
-	*seq = 0;
-	if ((rc = reader_open(&r, j, SNAPSHOT_FILE, err, errlen)) <= 0)
-		return (rc);
+	if (reader_fdopen(&r, fd, SNAPSHOT_FILE, err, errlen) == -1)
+		return (-1);
 	rc = -1;
 	if (snap_header(&r, ks, seq, &count) == -1)
 		goto fail;
@@ -1284,6 +1426,134 @@ snapshot_load(struct journal *j, struct keystore *ks, uint64_t *seq,
 	rc = snap_end(&r, count);
 fail:
 	reader_close(&r);
+	return (rc);
+}
+
+/* A binary snapshot's record: checked as every record is, then stored. */
+static int
+snap_bin_key(void *arg, const struct snapshot_head *h, const struct ks_key *k,
+    char *why, size_t whylen)
+{
+	struct keystore	*ks = arg;
+
+	if (key_check(k, why, whylen) == -1)
+		return (-1);
+	return (snap_store(ks, k, h->sh_seq, why, whylen));
+}
+
+/*
+ * The whole of fd, at most max bytes, in one buffer of ours (its length
+ * in *len), read with pread(2) in as few calls as the kernel allows; NULL
+ * with err naming name.
+ */
+static uint8_t *
+file_slurp(int fd, const char *name, uint64_t max, size_t *len, char *err,
+    size_t errlen)
+{
+	struct stat	 st;
+	uint8_t		*buf;
+	size_t		 size, got = 0;
+	ssize_t		 n;
+
+	if (fstat(fd, &st) == -1) {
+		file_error(err, errlen, name, errno);
+		return (NULL);
+	}
+	if (max > SIZE_MAX)
+		max = SIZE_MAX;
+	size = (uint64_t)st.st_size < max ? (size_t)st.st_size : (size_t)max;
+	if ((buf = malloc(size > 0 ? size : 1)) == NULL) {
+		file_error(err, errlen, name, ENOMEM);
+		return (NULL);
+	}
+	while (got < size) {
+		if ((n = pread(fd, buf + got, size - got, (off_t)got)) == -1) {
+			if (errno == EINTR)
+				continue;
+			file_error(err, errlen, name, errno);
+			free(buf);
+			return (NULL);
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	*len = got;
+	return (buf);
+}
+
+/*
+ * Load a binary snapshot from fd (ours to close); its seq into seq.  No
+ * snapshot for max_keys keys is longer than the bound below, so nothing
+ * past it is read: a larger file is refused by its header's key count,
+ * or as damage where it stops making sense.
+ */
+static int
+snapshot_load_bin(int fd, struct keystore *ks, uint64_t *seq, char *err,
+    size_t errlen)
+{
+	struct snapshot_head	 head;
+	uint8_t		*buf;
+	char		 why[512];
+	size_t		 len, off = 0;
+	uint64_t	 max;
+	int		 rc;
+
+	max = SNAPSHOT_HEAD_LEN + SNAPSHOT_TRAILER_LEN + 1 +
+	    (uint64_t)ks->ks_max_keys * (SNAPSHOT_BLOCK_HEAD_LEN +
+	    SNAPSHOT_REC_MAX);
+	buf = file_slurp(fd, SNAPSHOT_FILE, max, &len, err, errlen);
+	close(fd);
+	if (buf == NULL)
+		return (-1);
+	rc = snapshot_read(buf, len, ks->ks_max_keys, &head, snap_bin_key, ks,
+	    &off, why, sizeof(why));
+	if (rc == -1)
+		snprintf(err, errlen, "%s: offset %zu: %s", SNAPSHOT_FILE, off,
+		    why);
+	else
+		*seq = head.sh_seq;
+	free(buf);
+	return (rc);
+}
+
+/*
+ * Load keys.snapshot (if any) into ks; its seq into seq (0 if none).  The
+ * first byte tells the format: "{" starts the JSON lines keygate wrote
+ * before the binary format (journal_compact_due() then asks for a
+ * compaction, which rewrites it), anything else is read as binary, so
+ * that an empty or cut-short file is reported with its offset.
+ */
+static int
+snapshot_load(struct journal *j, struct keystore *ks, uint64_t *seq,
+    char *err, size_t errlen)
+{
+	uint8_t	 c;
+	ssize_t	 n;
+	int64_t	 t0 = util_mono_ms();
+	int	 fd, rc;
+
+	*seq = 0;
+	j->j_snap_json = 0;
+	if ((fd = file_open(j, SNAPSHOT_FILE, O_RDONLY, 0, err, errlen)) == -1)
+		return (errno == ENOENT ? 0 : -1);
+	while ((n = pread(fd, &c, 1, 0)) == -1 && errno == EINTR)
+		;
+	if (n == -1) {
+		file_error(err, errlen, SNAPSHOT_FILE, errno);
+		close(fd);
+		return (-1);
+	}
+	if (snapshot_is_json(&c, (size_t)n)) {
+		j->j_snap_json = 1;
+		rc = snapshot_load_json(fd, ks, seq, err, errlen);
+	} else
+		rc = snapshot_load_bin(fd, ks, seq, err, errlen);
+	if (rc == 0)
+		log_info("%s: %u keys loaded in %lld ms (%s format)",
+		    SNAPSHOT_FILE, keystore_count(ks),
+		    (long long)(util_mono_ms() - t0), j->j_snap_json ?
+		    "JSON-lines" : "binary");
 	return (rc);
 }
 
@@ -1339,26 +1609,6 @@ tmp_create(struct journal *j, const char *name, int give, char *err,
 	return (fp);
 }
 
-/* One JSON line (o is consumed) to fp; 0, or -1 with err naming name. */
-static int
-put_line(FILE *fp, json_t *o, const char *name, char *err, size_t errlen)
-{
-	int	 rc;
-
-	if (o == NULL) {
-		file_error(err, errlen, name, ENOMEM);
-		return (-1);
-	}
-	errno = 0;
-	rc = json_dumpf(o, fp, JSON_COMPACT);
-	json_decref(o);
-	if (rc == -1 || fputc('\n', fp) == EOF) {
-		file_error(err, errlen, name, errno != 0 ? errno : EIO);
-		return (-1);
-	}
-	return (0);
-}
-
 /* Flush fp, fsync it if sync, close it; 0, or -1 with err naming name. */
 static int
 tmp_finish(FILE *fp, const char *name, int sync, char *err, size_t errlen)
@@ -1379,27 +1629,59 @@ tmp_finish(FILE *fp, const char *name, int sync, char *err, size_t errlen)
 	return (0);
 }
 
-/* Write every live key of ks into SNAPSHOT_TMP and fsync it; 0 or -1. */
+/* The snapshot writer's output: to the temporary file's stream. */
+static int
+snap_out(void *arg, const void *buf, size_t len)
+{
+	return (fwrite(buf, 1, len, arg) == len ? 0 : -1);
+}
+
+/*
+ * A record the writer refuses, as "keys.snapshot: key ID: reason" (the
+ * id only when it is one) into err; EINVAL.
+ */
+static void
+snap_refused(const struct ks_key *k, const char *why, char *err,
+    size_t errlen)
+{
+	if (valid_id(k->k_id))
+		snprintf(err, errlen, "%s: key %.*s: %s", SNAPSHOT_FILE,
+		    KS_ID_LEN, k->k_id, why);
+	else
+		snprintf(err, errlen, "%s: %s", SNAPSHOT_FILE, why);
+	errno = EINVAL;
+}
+
+/*
+ * Write every live key of ks into SNAPSHOT_TMP in the binary format
+ * (snapshot.h) and fsync it; 0 or -1.  Each record passes key_check()
+ * first, the check the reader applies, so no snapshot is written that
+ * would not load.
+ */
 static int
 snapshot_write(struct journal *j, const struct keystore *ks, char *err,
     size_t errlen)
 {
-	struct ks_key	 k;
-	FILE		*fp;
-	json_t		*o;
-	uint32_t	 cursor = 0, slot, count = keystore_count(ks), n = 0;
-	uint64_t	 seq = ks->ks_hdr->kh_applied;
+	struct snapshot_writer	 w;
+	struct ks_key		 k;
+	FILE			*fp;
+	char			 why[256];
+	uint32_t		 cursor = 0, slot, count, n = 0;
 
+	count = keystore_count(ks);
 	if ((fp = tmp_create(j, SNAPSHOT_TMP, 1, err, errlen)) == NULL)
 		return (-1);
-	o = json_pack("{s:i,s:I,s:I}", "keygate_snapshot", SNAPSHOT_VERSION,
-	    "seq", (json_int_t)seq, "keys", (json_int_t)count);
-	if (put_line(fp, o, SNAPSHOT_TMP, err, errlen) == -1)
-		goto fail;
+	errno = 0;
+	if (snapshot_writer_init(&w, ks->ks_hdr->kh_applied, count, snap_out,
+	    fp) == -1)
+		goto ioerr;
 	while (keystore_next(ks, &cursor, &k, &slot) == KS_OK) {
-		if ((o = key_encode(&k, SNAPSHOT_FILE, err, errlen)) == NULL ||
-		    put_line(fp, o, SNAPSHOT_TMP, err, errlen) == -1)
+		if (key_check(&k, why, sizeof(why)) == -1) {
+			snap_refused(&k, why, err, errlen);
 			goto fail;
+		}
+		if (snapshot_writer_key(&w, &k) == -1)
+			goto ioerr;
 		n++;
 	}
 	if (n != count) {
@@ -1407,11 +1689,13 @@ snapshot_write(struct journal *j, const struct keystore *ks, char *err,
 		    "written (%u keys, then %u)", SNAPSHOT_TMP, count, n);
 		goto fail;
 	}
-	o = json_pack("{s:I}", "end", (json_int_t)count);
-	if (put_line(fp, o, SNAPSHOT_TMP, err, errlen) == -1)
-		goto fail;
+	if (snapshot_writer_end(&w) == -1)
+		goto ioerr;
 	return (tmp_finish(fp, SNAPSHOT_TMP, 1, err, errlen));
+ioerr:
+	file_error(err, errlen, SNAPSHOT_TMP, errno != 0 ? errno : EIO);
 fail:
+	snapshot_writer_free(&w);
 	fclose(fp);
 	return (-1);
 }
@@ -1444,6 +1728,7 @@ journal_compact(struct journal *j, struct keystore *ks, char *err,
 		file_error(err, errlen, SNAPSHOT_FILE, errno);
 		goto fail;
 	}
+	j->j_snap_json = 0;
 	if (fsync(dfd) == -1) {
 		snprintf(err, errlen, "%s: %s", j->j_dir, strerror(errno));
 		return (-1);
@@ -1458,6 +1743,18 @@ journal_compact(struct journal *j, struct keystore *ks, char *err,
 fail:
 	(void)unlinkat(dfd, SNAPSHOT_TMP, 0);
 	return (-1);
+}
+
+/*
+ * Start-up, after journal_load(): compact now if the journal holds lines,
+ * or if the snapshot is still in the JSON-lines format (the next start
+ * then reads the binary one; a large store's JSON snapshot would
+ * otherwise wait for the journal to outgrow it).
+ */
+int
+journal_compact_due(struct journal *j)
+{
+	return (journal_size(j) > 0 || j->j_snap_json);
 }
 
 /* Size of state_dir/name, 0 if absent, unreadable or not a file. */

@@ -571,8 +571,8 @@ master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
 		goto unlock;
 	if (journal_load_usage(&j, &ks, why, sizeof(why)) == -1)
 		log_warnx("usage counters not restored: %s", why);
-	/* An empty journal adds nothing the snapshot does not already hold. */
-	if (journal_size(&j) > 0 &&
+	/* A journal with lines, or a snapshot in the old format: compact. */
+	if (journal_compact_due(&j) &&
 	    journal_compact(&j, &ks, why, sizeof(why)) == -1)
 		log_warnx("key store compaction failed: %s", why);
 	else if (journal_renew(&j, why, sizeof(why)) == -1)

@@ -123,6 +123,22 @@ utf8_seqlen(const unsigned char *s, size_t n)
 	return (len);
 }
 
+/* Is s[0..len) valid UTF-8 (no overlong form, surrogate or NUL byte)? */
+int
+util_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char	*u = (const unsigned char *)s;
+	size_t			 i, seq;
+
+	for (i = 0; i < len; i += seq) {
+		seq = 1;
+		if (u[i] == 0 || (u[i] >= 0x80 &&
+		    (seq = utf8_seqlen(u + i, len - i)) == 0))
+			return (0);
+	}
+	return (1);
+}
+
 /* Escape src as the inside of a JSON string; see util.h. */
 size_t
 util_json_escape(char *dst, size_t dstlen, const char *src, size_t srclen)

@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -598,6 +599,82 @@ def keygated(*args, timeout=10, cwd=None):
     return subprocess.run([binary()] + list(args), stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           timeout=timeout, universal_newlines=True, cwd=cwd)
+
+
+# --- keys.snapshot ----------------------------------------------------------------
+
+SNAPSHOT_MAGIC = b"KGSNAP\r\n"
+SNAPSHOT_STRINGS = ("id", "prefix", "hint", "name", "owner", "app_id",
+                    "scopes")
+_crc32c_table = []
+
+
+def crc32c(data, crc=0):
+    """CRC32C of data, continuing from crc (0 to start), as snapshot.c."""
+    if not _crc32c_table:
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ (0x82F63B78 if c & 1 else 0)
+            _crc32c_table.append(c)
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = (crc >> 8) ^ _crc32c_table[(crc ^ b) & 0xFF]
+    return crc ^ 0xFFFFFFFF
+
+
+def _snapshot_record(data, q):
+    """The record at data[q:] as a KEY object (include/journal.h), and
+    where the next one starts."""
+    old = data[q + 32:q + 64]
+    grace, created, updated, expires, flags, r1, r10, r60 = \
+        struct.unpack_from("<qqqqIIII", data, q + 64)
+    key = {"digest": data[q:q + 32].hex(),
+           "old_digest": None if old == bytes(32) else old.hex(),
+           "grace_until": grace or None, "created": created,
+           "updated": updated, "expires": expires or None,
+           "disabled": bool(flags & 1), "rate": [r1, r10, r60]}
+    q += 112
+    for name in SNAPSHOT_STRINGS:
+        n = data[q]
+        key[name] = data[q + 1:q + 1 + n].decode("utf-8")
+        q += 1 + n
+    key["scopes"] = key["scopes"].split(" ") if key["scopes"] else []
+    return key, q
+
+
+def read_snapshot(path):
+    """
+    keys.snapshot in either format (binary: include/snapshot.h; JSON
+    lines: include/journal.h) as (seq, [KEY objects as the journal writes
+    them]).  A binary one is checked: magic, every checksum, the counts.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:1] == b"{":
+        lines = data.decode("utf-8").splitlines()
+        return (json.loads(lines[0])["seq"],
+                [json.loads(line) for line in lines[1:-1]])
+    check(data[:8] == SNAPSHOT_MAGIC, "%s: bad magic" % path)
+    _, _, seq, count, _, hcrc = struct.unpack_from("<IIQQII", data, 8)
+    check(crc32c(data[:36]) == hcrc, "%s: header checksum" % path)
+    p, keys, blocks = 40, [], 0
+    while struct.unpack_from("<I", data, p)[0] != 0:
+        nrec, plen, bcrc = struct.unpack_from("<III", data, p)
+        end = p + 12 + plen
+        check(crc32c(data[p + 12:end], crc32c(data[p:p + 8])) == bcrc,
+              "%s: offset %d: block checksum" % (path, p))
+        q = p + 12
+        for _ in range(nrec):
+            k, q = _snapshot_record(data, q)
+            keys.append(k)
+        check(q == end, "%s: offset %d: block length" % (path, p))
+        p, blocks = end, blocks + 1
+    _, nblocks, n, head, tcrc = struct.unpack_from("<IIQII", data, p)
+    check(crc32c(data[p:p + 20]) == tcrc and head == hcrc and
+          nblocks == blocks and n == count == len(keys) and
+          p + 24 == len(data), "%s: offset %d: trailer" % (path, p))
+    return seq, keys
 
 
 # --- keygatectl -------------------------------------------------------------------

@@ -1296,6 +1296,14 @@ def read_lines(path):
         return []
 
 
+def read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
 def journal_with_lines(st):
     """
     keys.journal's lines; if compaction emptied it, put lines rebuilt from
@@ -1304,10 +1312,8 @@ def journal_with_lines(st):
     lines = read_lines(os.path.join(st, "keys.journal"))
     if len(lines) >= 3:
         return lines
-    snap = read_lines(os.path.join(st, "keys.snapshot"))
-    head = json.loads(snap[0])
-    keys = [json.loads(l) for l in snap[1:-1]]
-    lines = [json.dumps({"seq": head["seq"] + 1 + i, "op": "put", "key": k}) +
+    seq, keys = kg.read_snapshot(os.path.join(st, "keys.snapshot"))
+    lines = [json.dumps({"seq": seq + 1 + i, "op": "put", "key": k}) +
              "\n" for i, k in enumerate(keys)]
     with open(os.path.join(st, "keys.journal"), "w") as f:
         f.writelines(lines)
@@ -1357,7 +1363,7 @@ def test_journal_damage():
 
     # A corrupt line in the middle of the journal: the start stops.
     lines = journal_with_lines(st)
-    saved = {n: read_lines(os.path.join(st, n))
+    saved = {n: read_bytes(os.path.join(st, n))
              for n in ("keys.journal", "keys.snapshot")}
     bad = list(lines)
     bad[1] = '{"seq":%d,"op":"put","key":{"id":"key_' % \
@@ -1377,14 +1383,36 @@ def test_journal_damage():
     snap += [json.dumps({"end": len(recs)}) + "\n"]
 
     def write_state(snapshot, journal):
-        with open(os.path.join(st, "keys.snapshot"), "w") as f:
-            f.writelines(snapshot)
-        with open(os.path.join(st, "keys.journal"), "w") as f:
-            f.writelines(journal)
+        with open(os.path.join(st, "keys.snapshot"), "wb") as f:
+            f.write(snapshot if isinstance(snapshot, bytes) else
+                    "".join(snapshot).encode())
+        with open(os.path.join(st, "keys.journal"), "wb") as f:
+            f.write(journal if isinstance(journal, bytes) else
+                    "".join(journal).encode())
     write_state(snap, [])
     d3 = reopen(d2)
     check_store(d3, keys, [], "a snapshot written by hand")
     stop(d3)
+
+    # That start found the JSON format and rewrote the snapshot as binary
+    # (the same keys); damage to that one stops the start with the byte
+    # offset.
+    path = os.path.join(st, "keys.snapshot")
+    binary = read_bytes(path)
+    kg.check(binary.startswith(kg.SNAPSHOT_MAGIC), "the JSON snapshot was "
+             "not rewritten in the binary format: %r" % binary[:40])
+    kg.eq(sorted(k["id"] for k in kg.read_snapshot(path)[1]), sorted(keys),
+          "ids in the binary snapshot")
+    bad = bytearray(binary)
+    bad[40 + 12 + 72] ^= 0x10		# the first record's created time
+    write_state(bytes(bad), b"")
+    out = start_fails(d3, "a bit flipped in the binary snapshot")
+    kg.check("keys.snapshot: offset 40: block checksum mismatch" in out,
+             "the message does not name the block: %r" % out[-800:])
+    write_state(binary[:-30], b"")
+    out = start_fails(d3, "a binary snapshot cut short")
+    kg.check(re.search(r"keys\.snapshot: offset \d+: .*cut short", out),
+             "the message does not say where it is cut: %r" % out[-800:])
     bad = list(snap)
     bad[2] = bad[2][:40] + "\n"
     write_state(bad, [])

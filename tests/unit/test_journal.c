@@ -1,6 +1,7 @@
 /*
- * Unit tests for key persistence (journal.c): journal appends and replay,
- * snapshots and compaction, every kind of damage, write failures, and the
+ * Unit tests for key persistence (journal.c, and snapshot.c's binary
+ * snapshot behind it): journal appends and replay, snapshots in both
+ * formats and compaction, every kind of damage, write failures, and the
  * usage file.  Each test works in its own mkdtemp() state directory and
  * loads into a real key store (keystore.c) in ordinary memory.
  */
@@ -29,6 +30,7 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
+#include "snapshot.h"
 
 #define T_ERRLEN	1024
 
@@ -163,7 +165,8 @@ key_make(struct ks_key *k, int i)
 	snprintf(k->k_owner, sizeof(k->k_owner), "user-%d", i);
 	snprintf(k->k_prefix, sizeof(k->k_prefix), "%s", i % 2 ? "live" :
 	    "test0");
-	snprintf(k->k_hint, sizeof(k->k_hint), "%s_...%04d", k->k_prefix, i);
+	snprintf(k->k_hint, sizeof(k->k_hint), "%.5s_...%04u", k->k_prefix,
+	    (unsigned)i % 10000);
 	k->k_created = 1700000000000LL + i;
 	k->k_updated = k->k_created + 5;
 	if (i % 2) {
@@ -260,7 +263,10 @@ reload(struct fix *f, uint32_t max, struct keystore *ks, void **mem,
 	return (rc);
 }
 
-/* The state directory loads into a store that matches f's store exactly. */
+/*
+ * The state directory loads into a store (as large as f's) that matches
+ * f's store exactly.
+ */
 static void
 reload_same(struct fix *f)
 {
@@ -270,7 +276,7 @@ reload_same(struct fix *f)
 	void		*mem;
 	uint32_t	 cursor = 0, slot;
 
-	if (reload(f, 16, &ks, &mem, err) == -1)
+	if (reload(f, f->f_ks.ks_max_keys, &ks, &mem, err) == -1)
 		fail_msg("journal_load: %s", err);
 	assert_int_equal(keystore_count(&ks), keystore_count(&f->f_ks));
 	while (keystore_next(&f->f_ks, &cursor, &k, &slot) == KS_OK)
@@ -427,6 +433,7 @@ test_compact_fails(void **state)
 	struct rlimit	 old, lim;
 	struct ks_key	 k;
 	char		 err[T_ERRLEN], path[256], *snap, *jnl, *s2, *j2;
+	size_t		 slen, s2len;
 	int		 rc;
 
 	put_key(f, 1, 1, NULL);
@@ -435,7 +442,7 @@ test_compact_fails(void **state)
 		fail_msg("journal_compact: %s", err);
 	put_key(f, 3, 3, NULL);
 	del_key(f, 4, 1);
-	snap = file_read(f, SNAPSHOT_FILE, NULL);
+	snap = file_read(f, SNAPSHOT_FILE, &slen);
 	jnl = file_read(f, JOURNAL_FILE, NULL);
 
 	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -455,15 +462,16 @@ test_compact_fails(void **state)
 	assert_int_equal(keystore_put(&f->f_ks, &k, 5), KS_OK);
 	assert_int_equal(journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)),
 	    -1);
-	assert_string_equal(err, "keys.snapshot: field \"prefix\" is not "
-	    "[a-z0-9]{1,12}");
+	assert_string_equal(err, "keys.snapshot: key key_Test000000000005: "
+	    "field \"prefix\" is not [a-z0-9]{1,12}");
 	assert_int_equal(keystore_del(&f->f_ks, k.k_id, 4), KS_OK);
 
 	assert_int_equal(access(path_of(f, SNAPSHOT_FILE ".tmp", path,
 	    sizeof(path)), F_OK), -1);
-	s2 = file_read(f, SNAPSHOT_FILE, NULL);
+	s2 = file_read(f, SNAPSHOT_FILE, &s2len);
 	j2 = file_read(f, JOURNAL_FILE, NULL);
-	assert_string_equal(s2, snap);
+	assert_int_equal(s2len, slen);
+	assert_memory_equal(s2, snap, slen);
 	assert_string_equal(j2, jnl);
 	free(snap);
 	free(jnl);
@@ -1134,6 +1142,7 @@ test_empty(void **state)
 	struct fix	*f = *state;
 	struct keystore	 ks;
 	char		 err[T_ERRLEN], *text;
+	size_t		 len;
 	void		*mem;
 
 	reload_same(f);
@@ -1145,9 +1154,9 @@ test_empty(void **state)
 	f->f_ks.ks_hdr->kh_applied = 7;
 	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
 		fail_msg("journal_compact: %s", err);
-	text = file_read(f, SNAPSHOT_FILE, NULL);
-	assert_string_equal(text, "{\"keygate_snapshot\":1,\"seq\":7,"
-	    "\"keys\":0}\n{\"end\":0}\n");
+	text = file_read(f, SNAPSHOT_FILE, &len);
+	assert_int_equal(len, SNAPSHOT_HEAD_LEN + SNAPSHOT_TRAILER_LEN);
+	assert_memory_equal(text, SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_LEN);
 	free(text);
 	if (reload(f, 16, &ks, &mem, err) == -1)
 		fail_msg("journal_load: %s", err);
@@ -1155,10 +1164,10 @@ test_empty(void **state)
 	assert_int_equal(ks.ks_hdr->kh_applied, 7);
 	free(mem);
 
-	/* A zero-byte snapshot is damage: the writer always ends with "end". */
+	/* A zero-byte snapshot is damage: the writer always ends a file. */
 	file_write(f, SNAPSHOT_FILE, "", 0);
-	reload_fails(f, 16, "keys.snapshot:1: missing the header line (the "
-	    "file is cut short)");
+	reload_fails(f, 16, "keys.snapshot: offset 0: the header is cut short "
+	    "(40 bytes, the file has 0)");
 }
 
 /* Header of the snapshot snapshot_made() writes. */
@@ -1166,18 +1175,54 @@ static const char *const snap_head =
     "{\"keygate_snapshot\":1,\"seq\":2,\"keys\":2}\n";
 
 /*
- * A snapshot of keys 1 and 2 at seq 2 (and an empty journal); its text,
- * with k1 and k2 pointing at the two key lines.
+ * The journal's put lines as a snapshot in the JSON-lines format keygate
+ * wrote before the binary one (header, the "key" of each line, end), in
+ * place of keys.snapshot; the journal is emptied.
+ */
+static void
+json_snapshot_made(struct fix *f, uint64_t seq)
+{
+	json_error_t	 jerr;
+	json_t		*line;
+	char		*text, *p, *e, *s, *keys, *out;
+	size_t		 len, used = 0, n = 0;
+
+	text = file_read(f, JOURNAL_FILE, &len);
+	/* Each key object is shorter than the line that holds it. */
+	assert_non_null(keys = malloc(len + 1));
+	keys[0] = '\0';
+	for (p = text; (e = strchr(p, '\n')) != NULL; p = e + 1) {
+		*e = '\0';
+		assert_non_null(line = json_loads(p, 0, &jerr));
+		assert_non_null(s = json_dumps(json_object_get(line, "key"),
+		    JSON_COMPACT));
+		used += (size_t)sprintf(keys + used, "%s\n", s);
+		free(s);
+		json_decref(line);
+		n++;
+	}
+	assert_non_null(out = malloc(used + 128));
+	sprintf(out, "{\"keygate_snapshot\":1,\"seq\":%llu,\"keys\":%zu}\n"
+	    "%s{\"end\":%zu}\n", (unsigned long long)seq, n, keys, n);
+	file_write(f, SNAPSHOT_FILE, out, 0);
+	file_write(f, JOURNAL_FILE, "", 0);
+	free(out);
+	free(keys);
+	free(text);
+}
+
+/*
+ * A JSON-lines snapshot of keys 1 and 2 at seq 2 (and an empty journal);
+ * its text, with k1 and k2 pointing at the two key lines.
  */
 static char *
 snapshot_made(struct fix *f, char **k1, char **k2)
 {
-	char	 err[T_ERRLEN], *text;
+	char	*text;
 
 	put_key(f, 1, 1, NULL);
 	put_key(f, 2, 2, NULL);
-	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
-		fail_msg("journal_compact: %s", err);
+	json_snapshot_made(f, 2);
 	text = file_read(f, SNAPSHOT_FILE, NULL);
 	assert_int_equal(strncmp(text, snap_head, strlen(snap_head)), 0);
 	*k1 = text + strlen(snap_head);
@@ -1263,6 +1308,545 @@ test_snapshot_bad_content(void **state)
 	free(text);
 }
 
+/* --- the binary snapshot (snapshot.h) ------------------------------------ */
+
+/* s filled with n bytes of text: copies of the UTF-8 "é", then "x". */
+static void
+fill_utf8(char *s, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i + 1 < n; i += 2)
+		memcpy(s + i, "\xc3\xa9", 2);
+	if (i < n)
+		s[i++] = 'x';
+	s[i] = '\0';
+}
+
+/*
+ * Key i of a store that exercises every field at its limits: as
+ * key_make(), and by i % 4: every optional string empty; every string at
+ * its longest (UTF-8 in the name, 255 bytes of scopes); a grace digest,
+ * an expiry, disabled and the largest rates; 127 one-letter scopes.
+ */
+static void
+key_varied(struct ks_key *k, int i)
+{
+	size_t	 n;
+
+	key_make(k, i);
+	/* key_make's digests repeat every 256 keys: make them unique. */
+	k->k_digest[0] = (uint8_t)i;
+	k->k_digest[1] = (uint8_t)(i >> 8);
+	k->k_digest[2] = 0x11;
+	switch (i % 4) {
+	case 0:
+		k->k_name[0] = k->k_owner[0] = k->k_app[0] = '\0';
+		k->k_hint[0] = k->k_scopes[0] = '\0';
+		memset(k->k_old_digest, 0, KS_DIGEST_LEN);
+		k->k_grace_until = k->k_expires = 0;
+		break;
+	case 1:
+		fill_utf8(k->k_name, KS_NAME_MAX);
+		memset(k->k_owner, 'o', KS_OWNER_MAX);
+		memset(k->k_app, 'a', KS_APP_MAX);
+		memcpy(k->k_prefix, "abcdefghij12", KS_PREFIX_MAX + 1);
+		memcpy(k->k_hint, "abcdefghij12_...wxyz", KS_HINT_MAX + 1);
+		/* "s000 s001 ... " cut to exactly 255 bytes, no space last. */
+		for (n = 0; n < KS_SCOPES_MAX; n += 5)
+			snprintf(k->k_scopes + n, sizeof(k->k_scopes) - n,
+			    "s%03zu ", n / 5);
+		k->k_scopes[KS_SCOPES_MAX] = '\0';
+		k->k_scopes[KS_SCOPES_MAX - 1] = 'z';
+		break;
+	case 2:
+		for (n = 0; n < KS_DIGEST_LEN; n++)
+			k->k_old_digest[n] = (uint8_t)(0x80 + n + i);
+		k->k_old_digest[0] = (uint8_t)i;
+		k->k_old_digest[1] = (uint8_t)(i >> 8);
+		k->k_old_digest[2] = 0x22;
+		k->k_grace_until = INT64_MAX;
+		k->k_expires = 1;
+		k->k_flags = KS_F_DISABLED;
+		k->k_rate[KS_W1S] = k->k_rate[KS_W10S] = UINT32_MAX;
+		k->k_rate[KS_W60S] = 1;
+		break;
+	case 3:
+		for (n = 0; n < 127; n++) {
+			k->k_scopes[2 * n] = (char)('a' + n % 26);
+			k->k_scopes[2 * n + 1] = ' ';
+		}
+		k->k_scopes[253] = '\0';
+		break;
+	}
+}
+
+/* f's store replaced by an empty one for max keys. */
+static void
+fix_store(struct fix *f, uint32_t max)
+{
+	free(f->f_mem);
+	f->f_mem = store_new(&f->f_ks, max);
+}
+
+/* Compact f's store into keys.snapshot; its bytes (and length). */
+static char *
+compacted(struct fix *f, size_t *len)
+{
+	char	 err[T_ERRLEN];
+
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	return (file_read(f, SNAPSHOT_FILE, len));
+}
+
+/* Write len bytes of buf as keys.snapshot. */
+static void
+snap_write(struct fix *f, const char *buf, size_t len)
+{
+	char	 path[256];
+	FILE	*fp;
+
+	assert_non_null(fp = fopen(path_of(f, SNAPSHOT_FILE, path,
+	    sizeof(path)), "w"));
+	assert_int_equal(fwrite(buf, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Little-endian u32 at p. */
+static uint32_t
+get32(const char *p)
+{
+	const uint8_t	*u = (const uint8_t *)p;
+
+	return ((uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 |
+	    (uint32_t)u[3] << 24);
+}
+
+/*
+ * Every field at its limits, in several blocks: compacted, loaded back
+ * equal; the loaded store compacted and loaded again, equal (a restart
+ * after a restart); then a snapshot in which every key is at the limits
+ * at once.
+ */
+static void
+test_snapshot_round_trip(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	struct journal	 j;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN], *snap, *again;
+	size_t		 len, len2;
+	void		*mem;
+	int		 i;
+
+	fix_store(f, 400);
+	for (i = 0; i < 400; i++) {
+		key_varied(&k, i);
+		assert_int_equal(keystore_put(&f->f_ks, &k, (uint64_t)i + 1),
+		    KS_OK);
+	}
+	snap = compacted(f, &len);
+	assert_memory_equal(snap, SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_LEN);
+	/* 400 keys of 119 to 654 bytes: several 64 KiB blocks. */
+	assert_true(get32(snap + len - 20) >= 3);
+	assert_true(len > 2 * SNAPSHOT_BLOCK);
+	reload_same(f);
+
+	/* Compaction of the store as loaded, then a restart: equal again. */
+	if (reload(f, 400, &ks, &mem, err) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(journal_init(&j, f->f_dir, (uid_t)-1, (gid_t)-1), 0);
+	if (journal_compact(&j, &ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	journal_close(&j);
+	free(mem);
+	again = file_read(f, SNAPSHOT_FILE, &len2);
+	assert_int_equal(len2, len);
+	reload_same(f);
+	free(again);
+	free(snap);
+
+	/* One key at every limit at once. */
+	fix_store(f, 4);
+	key_varied(&k, 1);
+	for (i = 0; i < KS_DIGEST_LEN; i++)
+		k.k_old_digest[i] = (uint8_t)~i;
+	k.k_grace_until = k.k_created = k.k_updated = k.k_expires = INT64_MAX;
+	k.k_flags = KS_F_DISABLED;
+	memset(k.k_rate, 0xff, sizeof(k.k_rate));
+	assert_int_equal(keystore_put(&f->f_ks, &k, INT64_MAX), KS_OK);
+	snap = compacted(f, &len);
+	assert_int_equal(len, SNAPSHOT_HEAD_LEN + SNAPSHOT_BLOCK_HEAD_LEN +
+	    SNAPSHOT_REC_MAX + SNAPSHOT_TRAILER_LEN);
+	reload_same(f);
+	free(snap);
+}
+
+/* Offset N of an error "keys.snapshot: offset N: ..."; fails otherwise. */
+static size_t
+err_offset(const char *err)
+{
+	unsigned long long	 off;
+	int			 n = 0;
+
+	if (sscanf(err, "keys.snapshot: offset %llu: %n", &off, &n) != 1 ||
+	    n == 0 || err[n] == '\0')
+		fail_msg("error \"%s\" names no offset", err);
+	return ((size_t)off);
+}
+
+/*
+ * Keys 1 to 3 compacted: the snapshot every damage test starts from (and
+ * the store is emptied of them, so a load that passes would show).
+ */
+static char *
+small_snapshot(struct fix *f, size_t *len)
+{
+	struct ks_key	 k;
+	int		 i;
+
+	for (i = 1; i <= 3; i++) {
+		key_make(&k, i);
+		assert_int_equal(keystore_put(&f->f_ks, &k, (uint64_t)i), KS_OK);
+	}
+	return (compacted(f, len));
+}
+
+/*
+ * A snapshot cut at every byte fails to load, saying where; none loads,
+ * none crashes (the ASan build runs this too).
+ */
+static void
+test_snapshot_truncated(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	char		 err[T_ERRLEN], *snap;
+	size_t		 len, cut, off;
+	void		*mem;
+
+	snap = small_snapshot(f, &len);
+	for (cut = 0; cut < len; cut++) {
+		snap_write(f, snap, cut);
+		if (reload(f, 16, &ks, &mem, err) != -1)
+			fail_msg("a snapshot cut to %zu of %zu bytes loaded",
+			    cut, len);
+		off = err_offset(err);
+		if (off > cut)
+			fail_msg("cut to %zu: \"%s\" is past the end", cut,
+			    err);
+		free(mem);
+	}
+	snap_write(f, snap, SNAPSHOT_HEAD_LEN + 2);
+	reload_fails(f, 16, "keys.snapshot: offset 40: cut short: a block or "
+	    "the trailer should start here (2 bytes remain)");
+	snap_write(f, snap, SNAPSHOT_HEAD_LEN + 5);
+	reload_fails(f, 16, "keys.snapshot: offset 40: a block header is cut "
+	    "short (12 bytes, 5 remain)");
+	snap_write(f, snap, SNAPSHOT_HEAD_LEN + 100);
+	reload_fails(f, 16, "keys.snapshot: offset 40: a block is cut short "
+	    "(602 bytes, 88 remain)");
+	snap_write(f, snap, len - 1);
+	snprintf(err, sizeof(err), "keys.snapshot: offset %zu: the trailer "
+	    "is cut short (24 bytes, 23 remain)", len - SNAPSHOT_TRAILER_LEN);
+	reload_fails(f, 16, err);
+	snap_write(f, snap, len);
+	reload_same(f);
+	free(snap);
+}
+
+/* The snapshot with bit (off % 8) of byte off flipped fails with want. */
+static void
+flip_fails(struct fix *f, const char *snap, size_t len, size_t off,
+    const char *want)
+{
+	char	*buf;
+
+	assert_non_null(buf = malloc(len));
+	memcpy(buf, snap, len);
+	buf[off] ^= (char)(1 << (off % 8));
+	snap_write(f, buf, len);
+	reload_fails(f, 16, want);
+	free(buf);
+}
+
+/*
+ * One bit flipped at every offset is caught, at or before it; and the
+ * report for each kind of place: the header, a block's header, a record's
+ * field, a string's bytes, a checksum, the trailer.
+ */
+static void
+test_snapshot_bit_flip(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	char		 err[T_ERRLEN], *snap, *buf;
+	size_t		 len, i, t;
+	void		*mem;
+
+	snap = small_snapshot(f, &len);
+	assert_non_null(buf = malloc(len));
+	for (i = 0; i < len; i++) {
+		memcpy(buf, snap, len);
+		buf[i] ^= (char)(1 << (i % 8));
+		snap_write(f, buf, len);
+		if (reload(f, 16, &ks, &mem, err) != -1)
+			fail_msg("a flip at offset %zu was not caught", i);
+		if (err_offset(err) > i)
+			fail_msg("a flip at offset %zu: \"%s\" is past it", i,
+			    err);
+		free(mem);
+	}
+	free(buf);
+	t = len - SNAPSHOT_TRAILER_LEN;
+	/* The header's seq; a block's record count; its checksum. */
+	flip_fails(f, snap, len, 16, "keys.snapshot: offset 0: header "
+	    "checksum mismatch");
+	flip_fails(f, snap, len, 40, "keys.snapshot: offset 40: block "
+	    "checksum mismatch");
+	flip_fails(f, snap, len, 48, "keys.snapshot: offset 40: block "
+	    "checksum mismatch");
+	/* The block's length: larger than the block size. */
+	flip_fails(f, snap, len, 46, "keys.snapshot: offset 44: block of "
+	    "4194906 bytes, over the block size (65536)");
+	/* The first record's created time, a byte of its id. */
+	flip_fails(f, snap, len, 52 + 72, "keys.snapshot: offset 40: block "
+	    "checksum mismatch");
+	flip_fails(f, snap, len, 52 + SNAPSHOT_REC_FIXED + 5, "keys.snapshot: "
+	    "offset 40: block checksum mismatch");
+	/* The trailer's key count, its checksum. */
+	snprintf(err, sizeof(err), "keys.snapshot: offset %zu: trailer "
+	    "checksum mismatch", t);
+	flip_fails(f, snap, len, t + 8, err);
+	flip_fails(f, snap, len, t + 20, err);
+	free(snap);
+}
+
+/*
+ * Offset of string number idx (0 id, 1 prefix, ... 6 scopes: its length
+ * byte) of the record at rec in snap.
+ */
+static size_t
+str_off(const char *snap, size_t rec, int idx)
+{
+	size_t	 p = rec + SNAPSHOT_REC_FIXED;
+
+	while (idx-- > 0)
+		p += 1 + (uint8_t)snap[p];
+	return (p);
+}
+
+/*
+ * snap with the edit applied (len bytes of what at off, or, with what
+ * NULL, n bytes appended), its checksums recomputed so that only what is
+ * behind them can refuse it: the load fails with want.
+ */
+static void
+forged_fails(struct fix *f, const char *snap, size_t len, size_t off,
+    const void *what, size_t n, const char *want)
+{
+	char	*buf;
+
+	assert_non_null(buf = malloc(len + n));
+	memcpy(buf, snap, len);
+	if (what != NULL)
+		memcpy(buf + off, what, n);
+	else {
+		memset(buf + len, 'x', n);
+		len += n;
+	}
+	snapshot_fix_checksums(buf, len);
+	snap_write(f, buf, len);
+	reload_fails(f, 16, want);
+	free(buf);
+}
+
+/*
+ * Behind sound checksums: every length against its limit, a NUL, the
+ * record checks of key_check() (the JSON formats' own), duplicates, the
+ * header's fields and the counts.
+ */
+static void
+test_snapshot_bad_record(void **state)
+{
+	struct fix	*f = *state;
+	char		 want[T_ERRLEN], *snap, *buf;
+	size_t		 len, r1, r2, r3, t, name;
+	uint8_t		 b;
+
+	snap = small_snapshot(f, &len);
+	t = len - SNAPSHOT_TRAILER_LEN;
+	r1 = SNAPSHOT_HEAD_LEN + SNAPSHOT_BLOCK_HEAD_LEN;
+	r2 = str_off(snap, r1, 7);
+	r3 = str_off(snap, r2, 7);
+	assert_int_equal(str_off(snap, r3, 7), t);
+	name = str_off(snap, r1, 3);
+	/* Forging the checksums of a sound snapshot changes nothing. */
+	assert_non_null(buf = malloc(len));
+	memcpy(buf, snap, len);
+	snapshot_fix_checksums(buf, len);
+	assert_memory_equal(buf, snap, len);
+	free(buf);
+
+	/* Lengths over their limits, a NUL, bytes not UTF-8. */
+	b = KS_ID_LEN + 1;
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field \"id\" "
+	    "is too long (21 bytes, at most 20)", r1 + SNAPSHOT_REC_FIXED);
+	forged_fails(f, snap, len, r1 + SNAPSHOT_REC_FIXED, &b, 1, want);
+	b = KS_NAME_MAX + 1;
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field "
+	    "\"name\" is too long (101 bytes, at most 100)", name);
+	forged_fails(f, snap, len, name, &b, 1, want);
+	b = 255;
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field "
+	    "\"scopes\" runs past the end of its block", str_off(snap, r3, 6));
+	forged_fails(f, snap, len, str_off(snap, r3, 6), &b, 1, want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field "
+	    "\"name\" holds a NUL byte", name);
+	forged_fails(f, snap, len, name + 3, "\0", 1, want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field "
+	    "\"name\" is not UTF-8", r1);
+	forged_fails(f, snap, len, name + 1, "\xff", 1, want);
+
+	/* The checks every record passes. */
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field "
+	    "\"prefix\" is not [a-z0-9]{1,12}", r1);
+	forged_fails(f, snap, len, str_off(snap, r1, 1) + 1, "L", 1, want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field \"id\" "
+	    "is not a key id", r1);
+	forged_fails(f, snap, len, r1 + SNAPSHOT_REC_FIXED + 1, "kez", 3,
+	    want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field "
+	    "\"created\" is below 0", r1);
+	forged_fails(f, snap, len, r1 + 72 + 7, "\x80", 1, want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field "
+	    "\"grace_until\" is set but \"old_digest\" is null", r1);
+	forged_fails(f, snap, len, r1 + 64, "\x01", 1, want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: unknown "
+	    "flags 0x3", r1);
+	forged_fails(f, snap, len, r1 + 96, "\x03", 1, want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: field "
+	    "\"scopes\" holds an empty scope or one with a space", r1);
+	forged_fails(f, snap, len, str_off(snap, r1, 6) + 1, " ", 1, want);
+
+	/* Key 2 with key 1's id, then with its digest. */
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: key "
+	    "key_Test000000000001 appears twice", r2);
+	forged_fails(f, snap, len, r2 + SNAPSHOT_REC_FIXED + KS_ID_LEN, "1", 1,
+	    want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: key "
+	    "key_Test000000000002 has the digest of another key", r2);
+	forged_fails(f, snap, len, r2, snap + r1, KS_DIGEST_LEN, want);
+
+	/* The header's fields; counts that disagree; bytes after the end. */
+	forged_fails(f, snap, len, 8, "\x02", 1, "keys.snapshot: offset 8: "
+	    "snapshot format 2 is not supported (this keygated reads format "
+	    "1)");
+	forged_fails(f, snap, len, 12, "\x01", 1, "keys.snapshot: offset 12: "
+	    "unknown flags 0x1");
+	forged_fails(f, snap, len, 34, "\0", 1, "keys.snapshot: offset 32: "
+	    "block size 0 is out of range (654 to 16777216)");
+	forged_fails(f, snap, len, 23, "\x80", 1, "keys.snapshot: offset 16: "
+	    "seq 9223372036854775811 is out of range");
+	forged_fails(f, snap, len, 24, "\x02", 1, "keys.snapshot: offset 40: "
+	    "more keys than the header says (2)");
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: 3 keys in "
+	    "the blocks, the header says 4 and the trailer 3", t);
+	forged_fails(f, snap, len, 24, "\x04", 1, want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: the trailer "
+	    "counts 2 blocks, the file has 1", t + 4);
+	forged_fails(f, snap, len, t + 4, "\x02", 1, want);
+	snprintf(want, sizeof(want), "keys.snapshot: offset %zu: 2 bytes "
+	    "after the trailer", len);
+	forged_fails(f, snap, len, 0, NULL, 2, want);
+	forged_fails(f, snap, len, 0, "X", 1, "keys.snapshot: offset 0: not a "
+	    "keygate snapshot (bad magic)");
+	free(snap);
+}
+
+/*
+ * CRC32C: the check value and the iSCSI vectors of RFC 3720 (B.4); the
+ * instruction and the tables agree at every length and alignment.
+ */
+static void
+test_crc32c(void **state)
+{
+	uint8_t		 buf[300];
+	uint32_t	 a, b;
+	size_t		 i, len;
+
+	(void)state;
+	assert_int_equal(snapshot_crc32c(0, "123456789", 9), 0xe3069283);
+	assert_int_equal(snapshot_crc32c_sw(0, "123456789", 9), 0xe3069283);
+	memset(buf, 0, 32);
+	assert_int_equal(snapshot_crc32c(0, buf, 32), 0x8a9136aa);
+	memset(buf, 0xff, 32);
+	assert_int_equal(snapshot_crc32c(0, buf, 32), 0x62a8ab43);
+	for (i = 0; i < 32; i++)
+		buf[i] = (uint8_t)i;
+	assert_int_equal(snapshot_crc32c(0, buf, 32), 0x46dd794e);
+	/* In pieces, as the writer feeds a block's header then payload. */
+	a = snapshot_crc32c(snapshot_crc32c(0, buf, 7), buf + 7, 25);
+	assert_int_equal(a, 0x46dd794e);
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 131 + 7);
+	for (i = 0; i < 8; i++)
+		for (len = 0; len + i <= sizeof(buf); len += 13) {
+			a = snapshot_crc32c(0, buf + i, len);
+			b = snapshot_crc32c_sw(0, buf + i, len);
+			assert_int_equal(a, b);
+		}
+}
+
+/*
+ * A snapshot in the JSON-lines format (as 0.8 wrote it) loads; the start
+ * then wants a compaction (journal_compact_due), which writes the binary
+ * format, and the next start loads that, the same store, and wants none.
+ */
+static void
+test_snapshot_json_upgrade(void **state)
+{
+	struct fix	*f = *state;
+	struct keystore	 ks;
+	struct journal	 j;
+	char		 err[T_ERRLEN], *text;
+	void		*mem;
+	int		 i;
+
+	for (i = 1; i <= 6; i++)
+		put_key(f, (uint64_t)i, i, NULL);
+	json_snapshot_made(f, 6);
+	text = file_read(f, SNAPSHOT_FILE, NULL);
+	assert_int_equal(text[0], '{');
+	free(text);
+
+	mem = store_new(&ks, 16);
+	assert_int_equal(journal_init(&j, f->f_dir, (uid_t)-1, (gid_t)-1), 0);
+	if (journal_load(&j, &ks, err, sizeof(err)) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(journal_size(&j), 0);
+	assert_int_equal(journal_compact_due(&j), 1);
+	if (journal_compact(&j, &ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	assert_int_equal(journal_compact_due(&j), 0);
+	journal_close(&j);
+	free(mem);
+	text = file_read(f, SNAPSHOT_FILE, NULL);
+	assert_memory_equal(text, SNAPSHOT_MAGIC, SNAPSHOT_MAGIC_LEN);
+	free(text);
+	reload_same(f);
+
+	mem = store_new(&ks, 16);
+	assert_int_equal(journal_init(&j, f->f_dir, (uid_t)-1, (gid_t)-1), 0);
+	if (journal_load(&j, &ks, err, sizeof(err)) == -1)
+		fail_msg("journal_load: %s", err);
+	assert_int_equal(journal_compact_due(&j), 0);
+	journal_close(&j);
+	free(mem);
+}
+
 /* A store too small for the stored keys says which setting to raise. */
 static void
 test_store_full(void **state)
@@ -1277,8 +1861,8 @@ test_store_full(void **state)
 	    "fit: max_keys (2) is too small for the stored keys");
 	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
 		fail_msg("journal_compact: %s", err);
-	reload_fails(f, 2, "keys.snapshot:1: the snapshot holds 3 keys: "
-	    "max_keys (2) is too small for the stored keys");
+	reload_fails(f, 2, "keys.snapshot: offset 24: the snapshot holds 3 "
+	    "keys: max_keys (2) is too small for the stored keys");
 }
 
 /* /dev/full: ENOSPC, and err names the file. */
@@ -1362,8 +1946,8 @@ test_put_refuses_bad_record(void **state)
 	key_make(&k, 1);
 	memcpy(k.k_name, "bad \xff", 6);
 	assert_int_equal(journal_put(&f->f_j, 1, &k, err, sizeof(err)), -1);
-	assert_string_equal(err, "keys.journal: key key_Test000000000001 "
-	    "cannot be encoded (out of memory or not UTF-8)");
+	assert_string_equal(err, "keys.journal: field \"name\" is not "
+	    "UTF-8");
 	key_make(&k, 1);
 	memset(k.k_owner, 'o', sizeof(k.k_owner));
 	assert_int_equal(journal_put(&f->f_j, 1, &k, err, sizeof(err)), -1);
@@ -1626,6 +2210,17 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_damage, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_bad_content,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_round_trip,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_truncated, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_bit_flip, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_snapshot_bad_record,
+		    setup, teardown),
+		cmocka_unit_test(test_crc32c),
+		cmocka_unit_test_setup_teardown(test_snapshot_json_upgrade,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_full, setup,
 		    teardown),

@@ -1,0 +1,227 @@
+/*
+ * libFuzzer target for the binary snapshot reader (src/snapshot.c, behind
+ * journal_load() in src/journal.c).
+ *
+ * The first input byte is a mode; the rest is keys.snapshot, written into
+ * a fresh mkdtemp() state directory (on tmpfs when there is one):
+ *
+ *	mode & 1	the checksums are recomputed first
+ *			(snapshot_fix_checksums), so that what is behind them
+ *			is reached: lengths, records, the record checks,
+ *			counts, the trailer
+ *	mode & 2	a store of 4 keys instead of 64, to reach "max_keys
+ *			is too small" and "does not fit"
+ *
+ * and journal_load() reads it into a fresh store.  (An input whose first
+ * byte is "{" takes the JSON-lines path, fuzz_journal's ground.)  A
+ * failure must say "keys.snapshot: offset N: reason" with N within the
+ * file.  A success must be stable: the store compacted (the binary
+ * writer) and loaded again is the same store, key by key through both
+ * indexes, with the same sequence.  The directory is removed after each
+ * input; AddressSanitizer's leak check covers every error path.
+ */
+
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "journal.h"
+#include "keystore.h"
+#include "log.h"
+#include "snapshot.h"
+#include "fuzz.h"
+
+#define FZ_MAXKEYS	64
+#define FZ_SMALL	4
+
+/* Regions for the two stores, made once, zeroed before each use. */
+static void	*fz_mem[2];
+static size_t	 fz_size;
+
+/* Write n bytes of p as dir/name; abort on failure (the disk is ours). */
+static void
+fz_write(const char *dir, const char *name, const uint8_t *p, size_t n)
+{
+	char	 path[128];
+	ssize_t	 w;
+	int	 fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	FUZZ_ASSERT(fd != -1);
+	while (n > 0) {
+		w = write(fd, p, n);
+		FUZZ_ASSERT(w > 0);
+		p += w;
+		n -= (size_t)w;
+	}
+	FUZZ_ASSERT(close(fd) == 0);
+}
+
+/* Remove every file of dir and dir itself. */
+static void
+fz_rmdir(const char *dir)
+{
+	struct dirent	*de;
+	DIR		*d;
+
+	d = opendir(dir);
+	FUZZ_ASSERT(d != NULL);
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			FUZZ_ASSERT(unlinkat(dirfd(d), de->d_name, 0) == 0);
+	closedir(d);
+	FUZZ_ASSERT(rmdir(dir) == 0);
+}
+
+/* Store i: zeroed, formatted for max keys and locked by us, as at start. */
+static struct keystore *
+fz_store(struct keystore *ks, int i, uint32_t max)
+{
+	memset(fz_mem[i], 0, fz_size);
+	keystore_init(ks, fz_mem[i], max, 0x5eed + (uint64_t)i);
+	FUZZ_ASSERT(keystore_lock(ks, getpid(), 1000) == KS_OK);
+	return (ks);
+}
+
+/* A failed load names the file and an offset within it. */
+static void
+fz_check_error(const char *err, size_t len, int json)
+{
+	unsigned long long	 off;
+	int			 n = 0;
+
+	if (json && strncmp(err, "keys.snapshot:", 14) == 0)
+		return;
+	if (sscanf(err, "keys.snapshot: offset %llu: %n", &off, &n) == 1 &&
+	    n > 0 && err[n] != '\0' && off <= len)
+		return;
+	fprintf(stderr, "bad error text: \"%s\" (file of %zu bytes)\n", err,
+	    len);
+	abort();
+}
+
+/* Two records of the same key must agree in every field. */
+static void
+fz_same_key(const struct ks_key *a, const struct ks_key *b)
+{
+	FUZZ_ASSERT(memcmp(a->k_digest, b->k_digest, KS_DIGEST_LEN) == 0);
+	FUZZ_ASSERT(memcmp(a->k_old_digest, b->k_old_digest,
+	    KS_DIGEST_LEN) == 0);
+	FUZZ_ASSERT(a->k_grace_until == b->k_grace_until);
+	FUZZ_ASSERT(a->k_created == b->k_created);
+	FUZZ_ASSERT(a->k_updated == b->k_updated);
+	FUZZ_ASSERT(a->k_expires == b->k_expires);
+	FUZZ_ASSERT(a->k_flags == b->k_flags);
+	FUZZ_ASSERT(memcmp(a->k_rate, b->k_rate, sizeof(a->k_rate)) == 0);
+	FUZZ_ASSERT(strcmp(a->k_id, b->k_id) == 0);
+	FUZZ_ASSERT(strcmp(a->k_prefix, b->k_prefix) == 0);
+	FUZZ_ASSERT(strcmp(a->k_hint, b->k_hint) == 0);
+	FUZZ_ASSERT(strcmp(a->k_name, b->k_name) == 0);
+	FUZZ_ASSERT(strcmp(a->k_owner, b->k_owner) == 0);
+	FUZZ_ASSERT(strcmp(a->k_app, b->k_app) == 0);
+	FUZZ_ASSERT(strcmp(a->k_scopes, b->k_scopes) == 0);
+}
+
+/*
+ * b must hold exactly the keys of a, equal field by field, found in b by
+ * id and by digest, with the same journal sequence.
+ */
+static void
+fz_same_store(const struct keystore *a, const struct keystore *b)
+{
+	struct ks_key	 ka, kb;
+	uint32_t	 cur = 0, slot, n = 0;
+	int		 old;
+
+	FUZZ_ASSERT(a->ks_hdr->kh_applied == b->ks_hdr->kh_applied);
+	FUZZ_ASSERT(keystore_count(a) == keystore_count(b));
+	while (keystore_next(a, &cur, &ka, &slot) == KS_OK) {
+		n++;
+		FUZZ_ASSERT(keystore_find_id(b, ka.k_id, &kb, &slot) == KS_OK);
+		fz_same_key(&ka, &kb);
+		FUZZ_ASSERT(keystore_find_digest(b, ka.k_digest, &kb, &slot,
+		    &old) == KS_OK && !old);
+		FUZZ_ASSERT(strcmp(ka.k_id, kb.k_id) == 0);
+	}
+	FUZZ_ASSERT(n == keystore_count(a));
+}
+
+/* After a good load into a: compact, load the result; the same store. */
+static void
+fz_check_loaded(struct journal *j, struct keystore *a, uint32_t max)
+{
+	struct keystore	 b;
+	char		 err[512];
+	int		 rc;
+
+	FUZZ_ASSERT(keystore_count(a) <= max);
+	if ((rc = journal_compact(j, a, err, sizeof(err))) == -1)
+		fprintf(stderr, "compaction: %s\n", err);
+	FUZZ_ASSERT(rc == 0);
+	if ((rc = journal_load(j, fz_store(&b, 1, max), err,
+	    sizeof(err))) == -1)
+		fprintf(stderr, "load after compaction: %s\n", err);
+	FUZZ_ASSERT(rc == 0);
+	FUZZ_ASSERT(journal_compact_due(j) == 0);
+	fz_same_store(a, &b);
+}
+
+/* Once: the store regions; log lines silenced. */
+static void
+fz_setup(void)
+{
+	char	 err[256];
+	int	 i;
+
+	FUZZ_ASSERT(log_init(LOG_TO_STDERR, LOGLEVEL_ERROR, "fuzz_snapshot",
+	    err, sizeof(err)) == 0);
+	fz_size = (keystore_size(FZ_MAXKEYS) + 63) & ~(size_t)63;
+	for (i = 0; i < 2; i++)
+		FUZZ_ASSERT((fz_mem[i] = aligned_alloc(64, fz_size)) != NULL);
+}
+
+/* One input: write the snapshot, load it, check the outcome. */
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct journal	 j;
+	struct keystore	 a;
+	uint8_t		*snap;
+	char		 dir[64], err[512];
+	uint32_t	 max;
+	size_t		 n;
+
+	if (size == 0)
+		return (0);
+	if (fz_mem[0] == NULL)
+		fz_setup();
+	n = size - 1;
+	FUZZ_ASSERT((snap = malloc(n > 0 ? n : 1)) != NULL);
+	memcpy(snap, data + 1, n);
+	if (data[0] & 1)
+		snapshot_fix_checksums(snap, n);
+	snprintf(dir, sizeof(dir), "%s/fuzz_snapshot.XXXXXX",
+	    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	FUZZ_ASSERT(mkdtemp(dir) != NULL);
+	fz_write(dir, SNAPSHOT_FILE, snap, n);
+	max = (data[0] & 2) ? FZ_SMALL : FZ_MAXKEYS;
+	FUZZ_ASSERT(journal_init(&j, dir, (uid_t)-1, (gid_t)-1) == 0);
+	err[0] = '\0';
+	if (journal_load(&j, fz_store(&a, 0, max), err, sizeof(err)) == -1)
+		fz_check_error(err, n, snapshot_is_json(snap, n));
+	else
+		fz_check_loaded(&j, &a, max);
+	journal_close(&j);
+	fz_rmdir(dir);
+	free(snap);
+	return (0);
+}
