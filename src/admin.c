@@ -1402,8 +1402,8 @@ admin_windows_json(struct admin_ctx *c, const struct ks_key *k,
 		lim[w] = k->k_rate[w] != 0 ? k->k_rate[w] :
 		    c->c_env->ae_rate[w];
 	ratelimit_set(&l, lim);
-	ratelimit_usage(keystore_rate(c->c_ks, slot), &l, c->c_rq->aq_mono,
-	    used, reset);
+	ratelimit_usage(keystore_rate_peek(c->c_ks, slot), &l,
+	    c->c_rq->aq_mono, used, reset);
 	if ((a = json_array()) == NULL)
 		return (NULL);
 	for (w = 0; w < RL_WINDOWS; w++) {
