@@ -351,7 +351,7 @@ int	 keystore_del(struct keystore *, const char *, uint64_t);
 
 /*
  * Master, after reaping pid: if pid held the lock, restore the slot saved
- * in kh_undo, rebuild the free stack and both indexes from the records,
+ * in kh_undo, rebuild the free lists and both indexes from the records,
  * and hand the lock to owner (the master), which then replays the journal
  * tail (journal_replay_tail) before it unlocks: no other writer may append
  * in between, or two journal lines could carry the same sequence.

@@ -1853,6 +1853,7 @@ int
 admin_metrics_answer(const struct admin_env *env, struct admin_response *rs)
 {
 	struct metrics_src	 src;
+	uint32_t		 used;
 
 	if (env->ae_stats == NULL)
 		return (-1);
@@ -1861,6 +1862,10 @@ admin_metrics_answer(const struct admin_env *env, struct admin_response *rs)
 	src.ms_jwks = env->ae_jwks;
 	src.ms_keys = keystore_count(env->ae_ks);
 	src.ms_keys_max = env->ae_ks->ks_hdr->kh_max_keys;
+	keystore_rate_stats(env->ae_ks, &used, &src.ms_rate_full,
+	    &src.ms_rate_evicted);
+	src.ms_rate_used = used;
+	src.ms_rate_max = env->ae_ks->ks_max_active;
 	src.ms_version = env->ae_version != NULL ? env->ae_version :
 	    PACKAGE_VERSION;
 	if ((rs->as_body = metrics_render(&src, &rs->as_bodylen)) == NULL)

@@ -1350,8 +1350,14 @@ keystore_rate(struct keystore *ks, uint32_t slot, int64_t now, int create)
 			return (&ks->ks_astate[e]);
 		if (!create || (e = rate_claim(ks, slot, sec)) < 0)
 			return (NULL);
-		/* Publish; if another worker published first, use its. */
+		/*
+		 * Publish (the slot may already point at the entry we took
+		 * back from another key); if another worker published an
+		 * entry of its own first, use that one.
+		 */
 		cur = __atomic_load_n(&s->s_active, __ATOMIC_ACQUIRE);
+		if (cur == (uint32_t)e + 1)
+			return (&ks->ks_astate[e]);
 		if (rate_own(ks, slot, sec, 0) < 0 &&
 		    __atomic_compare_exchange_n(&s->s_active, &cur,
 		    (uint32_t)e + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))

@@ -127,7 +127,10 @@ key_make(struct ks_key *k, uint32_t n, uint32_t gen)
 	k->k_rate[KS_W1S] = gen;
 	snprintf(k->k_prefix, sizeof(k->k_prefix), "live");
 	snprintf(k->k_hint, sizeof(k->k_hint), "live_...%04u", gen % 10000);
-	snprintf(k->k_name, sizeof(k->k_name), "name %u gen %u", n, gen);
+	/* Lengths that vary with gen, so that records change chunk class. */
+	snprintf(k->k_name, sizeof(k->k_name), "name %u gen %u %.*s", n, gen,
+	    (int)(gen * 37 % 90), "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq"
+	    "rstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
 	snprintf(k->k_owner, sizeof(k->k_owner), "owner-%u-%u", n, gen);
 	snprintf(k->k_scopes, sizeof(k->k_scopes), "read:%u write:%u", gen,
 	    n);
@@ -1158,6 +1161,41 @@ keys_same(const struct keystore *want, const struct keystore *got)
 	return (keystore_count(want) == keystore_count(got));
 }
 
+/*
+ * Audit the chunks: every live slot's chunk names it as its owner, every
+ * class's free list holds only unowned chunks below its top, each once,
+ * and free plus referenced chunks are all the class ever handed out
+ * (nothing leaked, after a repair too).
+ */
+static void
+chunk_audit(const struct keystore *ks)
+{
+	const struct ks_header	*hdr = ks->ks_hdr;
+	struct ks_rec		*r;
+	uint32_t		 c, f, nfree, nused[KS_NCLASS], s, ref;
+
+	memset(nused, 0, sizeof(nused));
+	for (s = 0; s < hdr->kh_hiwater; s++) {
+		if ((ks->ks_slots[s].s_flags & KS_SF_LIVE) == 0)
+			continue;
+		ref = ks->ks_slots[s].s_rec;
+		assert_true(ref >> KS_REC_IDX_BITS < KS_NCLASS);
+		assert_int_equal(rec_of(ks, s)->r_owner, s + 1);
+		nused[ref >> KS_REC_IDX_BITS]++;
+	}
+	for (c = 0; c < KS_NCLASS; c++) {
+		nfree = 0;
+		for (f = hdr->kh_cfree[c]; f != 0; f = r->r_u.r_next) {
+			assert_true(f <= hdr->kh_ctop[c]);
+			r = (struct ks_rec *)(ks->ks_chunks[c] + (size_t)(f - 1) *
+			    ks_class_size[c]);
+			assert_int_equal(r->r_owner, 0);
+			assert_true(++nfree <= hdr->kh_ctop[c]);
+		}
+		assert_int_equal(nfree + nused[c], hdr->kh_ctop[c]);
+	}
+}
+
 /* The stores hold exactly the same keys, all findable in got. */
 static void
 assert_same_keys(const struct keystore *want, const struct keystore *got)
@@ -1187,6 +1225,7 @@ assert_same_keys(const struct keystore *want, const struct keystore *got)
 	assert_int_equal(nfree(got) + keystore_count(got),
 	    got->ks_hdr->kh_max_keys);
 	index_audit(got, ndigests);
+	chunk_audit(got);
 }
 
 /*
@@ -1530,6 +1569,109 @@ test_concurrent_small(void **state)
 	race_run(32, 8, 40, 6, 300000);
 }
 
+/* Marker a key leaves in its rate state: key n, generation g. */
+#define RMARK(n, g)	((uint64_t)(n) << 32 | (uint64_t)(g) | 1ULL << 63)
+
+/*
+ * The active rate table against a model under random churn: 48 keys (of
+ * a 32-entry table) are used at random times, deleted and created again.
+ * Every use leaves its key's mark in its state.  Checked at each use: a
+ * key used within KS_ACTIVE_IDLE_S, and not recreated since, gets the
+ * same state with its mark intact (its windows were never taken); a key
+ * that gets a new state finds it empty; no two keys used within the idle
+ * time share a state; the table refuses (NULL) only when every entry was
+ * used within the idle time.  Then a child does the same and is killed
+ * at random points: afterwards, once the idle time has passed, every key
+ * gets a state again (nothing is lost for good).
+ */
+static void
+test_rate_churn(void **state)
+{
+	struct store	 st;
+	struct rl_state	*rs, *have[48];
+	int64_t		 last[48], elast[32], t = 5000000;
+	uint32_t	 gen[48], n, i, busy, slot;
+	uint64_t	 op;
+	pid_t		 pid;
+	int		 status, round;
+
+	(void)state;
+	srandom(11);
+	store_open_active(&st, 64, 32);
+	for (i = 0; i < 32; i++)
+		elast[i] = INT64_MIN / 2;
+	for (n = 0; n < 48; n++) {
+		gen[n] = 1;
+		last[n] = INT64_MIN / 2;
+		have[n] = NULL;
+		assert_int_equal(put(&st.ks, n, 1, n + 1), KS_OK);
+	}
+	for (op = 0; op < 200000; op++) {
+		t += random() % 400;
+		n = (uint32_t)random() % 48;
+		if (random() % 50 == 0) {	/* recreated: a new key */
+			assert_int_equal(del(&st.ks, n, 100 + op), KS_OK);
+			gen[n]++;
+			assert_int_equal(put(&st.ks, n, gen[n], 100 + op), KS_OK);
+			have[n] = NULL;
+			continue;
+		}
+		slot = assert_found(&st.ks, n, gen[n]);
+		rs = keystore_rate(&st.ks, slot, t, 1);
+		for (busy = 0, i = 0; i < 32; i++)
+			if (t / 1000 - elast[i] / 1000 < KS_ACTIVE_IDLE_S)
+				busy++;
+		if (rs == NULL) {
+			/* Refused only when every entry is busy. */
+			assert_int_equal(busy, 32);
+			continue;
+		}
+		i = (uint32_t)(rs - st.ks.ks_astate);
+		assert_true(i < 32);
+		/* A busy entry is only ever its own key's. */
+		if (t / 1000 - elast[i] / 1000 < KS_ACTIVE_IDLE_S)
+			assert_ptr_equal(have[n], rs);
+		elast[i] = t;
+		if (have[n] != NULL && t / 1000 - last[n] / 1000 <
+		    KS_ACTIVE_IDLE_S) {
+			assert_ptr_equal(rs, have[n]);
+			assert_true(rs->rl_slot[0][0] == RMARK(n, gen[n]));
+		} else if (rs != have[n])
+			assert_true(rs->rl_slot[0][0] == 0);
+		/* Nobody else active holds this state. */
+		for (i = 0; i < 48; i++)
+			if (i != n && have[i] == rs)
+				assert_true(t / 1000 - last[i] / 1000 >=
+				    KS_ACTIVE_IDLE_S - 1);
+		rs->rl_slot[0][0] = RMARK(n, gen[n]);
+		for (i = 0; i < 48; i++)
+			if (i != n && have[i] == rs)
+				have[i] = NULL;
+		have[n] = rs;
+		last[n] = t;
+	}
+	/* Killed at random points while claiming and refreshing. */
+	for (round = 0; round < 20; round++) {
+		pid = fork();
+		assert_true(pid != -1);
+		if (pid == 0) {
+			for (op = 0;; op++) {
+				n = (uint32_t)(op * 7919) % 48;
+				(void)keystore_rate(&st.ks, n, t + (int64_t)op *
+				    97, 1);
+			}
+		}
+		usleep((useconds_t)(random() % 3000));
+		kill(pid, SIGKILL);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		t += (int64_t)1000000;	/* far past anything the child did */
+		for (n = 0; n < 32; n++)
+			assert_non_null(keystore_rate(&st.ks, n, t, 1));
+		t += (KS_ACTIVE_IDLE_S + 1) * 1000;
+	}
+	store_close(&st);
+}
+
 int
 main(void)
 {
@@ -1537,6 +1679,7 @@ main(void)
 		cmocka_unit_test(test_size),
 		cmocka_unit_test(test_insert_lookup),
 		cmocka_unit_test(test_rate_state),
+		cmocka_unit_test(test_rate_churn),
 		cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_delete),
 		cmocka_unit_test(test_churn),
