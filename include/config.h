@@ -105,6 +105,7 @@ struct config {
 
 	/* Keys and the admin API. */
 	uint32_t		 c_max_keys;
+	uint32_t		 c_max_active_keys;	/* used: at most c_max_keys */
 	char			*c_api_key_header;	/* lower case, "x-api-key" */
 	/*
 	 * rate_limit (keys) and anonymous_rate_limit (client addresses on
@@ -179,6 +180,7 @@ int		 config_read_token(const char *, char *, size_t, char *, size_t);
  * when the admin API is enabled (index c_nlisten).
  */
 size_t		 config_nlisten(const struct config *);
+uint32_t	 config_max_active(const struct config *);
 const struct listen_addr *config_listen(const struct config *, size_t);
 enum listen_kind {
 	LISTEN_GATEWAY,

@@ -20,6 +20,10 @@ struct metrics_src {
 	const struct jwks_slot	*ms_jwks;	/* JWT_MAX_PROVIDERS, or NULL */
 	uint64_t		 ms_keys;	/* keys in the store */
 	uint64_t		 ms_keys_max;	/* max_keys */
+	uint64_t		 ms_rate_used;	/* rate table entries ever used */
+	uint64_t		 ms_rate_max;	/* max_active_keys */
+	uint64_t		 ms_rate_full;	/* refused: no rate entry free */
+	uint64_t		 ms_rate_evicted;	/* idle entries taken */
 	const char		*ms_version;	/* PACKAGE_VERSION */
 };
 

@@ -96,7 +96,8 @@ void	 ratelimit_prefetch(const struct rl_state *);
 
 /*
  * Read-only usage at now: requests counted in each window and ms until that
- * window is empty again (0 when empty or not enforced).
+ * window is empty again (0 when empty or not enforced).  A NULL st is a
+ * state with every window empty.
  */
 void	 ratelimit_usage(const struct rl_state *, const struct rl_limits *,
 	    int64_t, uint32_t[RL_WINDOWS], int64_t[RL_WINDOWS]);

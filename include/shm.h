@@ -37,7 +37,7 @@
 #include "stats.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	8
+#define SHM_VERSION	9
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
@@ -107,7 +107,7 @@ struct shm_header {
 struct keystore;
 
 /* Map a new segment with a key store for max_keys; NULL with errno set. */
-struct shm_header *shm_create(uint32_t);
+struct shm_header *shm_create(uint32_t, uint32_t);
 
 /* Attach ks to the segment's key store (with the per-key rate states). */
 void		 shm_keystore(struct shm_header *, struct keystore *);
@@ -131,6 +131,8 @@ struct stats_region *shm_stats(const struct shm_header *);
 
 /* max_keys the segment was made for (not the header's sh_max_keys). */
 uint32_t	 shm_max_keys(const struct shm_header *);
+/* max_active_keys the segment was made for (its active rate table). */
+uint32_t	 shm_max_active(const struct shm_header *);
 void		 shm_destroy(struct shm_header *);
 
 /*

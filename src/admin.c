@@ -1402,8 +1402,8 @@ admin_windows_json(struct admin_ctx *c, const struct ks_key *k,
 		lim[w] = k->k_rate[w] != 0 ? k->k_rate[w] :
 		    c->c_env->ae_rate[w];
 	ratelimit_set(&l, lim);
-	ratelimit_usage(keystore_rate(c->c_ks, slot), &l, c->c_rq->aq_mono,
-	    used, reset);
+	ratelimit_usage(keystore_rate_peek(c->c_ks, slot), &l,
+	    c->c_rq->aq_mono, used, reset);
 	if ((a = json_array()) == NULL)
 		return (NULL);
 	for (w = 0; w < RL_WINDOWS; w++) {
@@ -1853,6 +1853,7 @@ int
 admin_metrics_answer(const struct admin_env *env, struct admin_response *rs)
 {
 	struct metrics_src	 src;
+	uint32_t		 used;
 
 	if (env->ae_stats == NULL)
 		return (-1);
@@ -1861,6 +1862,10 @@ admin_metrics_answer(const struct admin_env *env, struct admin_response *rs)
 	src.ms_jwks = env->ae_jwks;
 	src.ms_keys = keystore_count(env->ae_ks);
 	src.ms_keys_max = env->ae_ks->ks_hdr->kh_max_keys;
+	keystore_rate_stats(env->ae_ks, &used, &src.ms_rate_full,
+	    &src.ms_rate_evicted);
+	src.ms_rate_used = used;
+	src.ms_rate_max = env->ae_ks->ks_max_active;
 	src.ms_version = env->ae_version != NULL ? env->ae_version :
 	    PACKAGE_VERSION;
 	if ((rs->as_body = metrics_render(&src, &rs->as_bodylen)) == NULL)

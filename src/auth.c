@@ -656,6 +656,7 @@ static void
 auth_rate_admit(const struct route *r, const struct auth_rate *ra,
     struct keystore *ks, const struct auth_jwt *jwt, struct auth_result *ar)
 {
+	struct rl_state	*st;
 	uint32_t	 lim[RL_WINDOWS];
 	int		 kind, w, ok;
 
@@ -685,9 +686,20 @@ auth_rate_admit(const struct route *r, const struct auth_rate *ra,
 		ok = ratelimit_iptable_admit(ra->ra_jwts, ar->ar_jwt.ji_ratekey,
 		    sizeof(ar->ar_jwt.ji_ratekey), &ar->ar_limits, ra->ra_now,
 		    &ar->ar_rate);
-	else
-		ok = ratelimit_admit(keystore_rate(ks, ar->ar_slot),
-		    &ar->ar_limits, ra->ra_now, &ar->ar_rate);
+	else if ((st = keystore_rate(ks, ar->ar_slot, ra->ra_now, 1)) !=
+	    NULL)
+		ok = ratelimit_admit(st, &ar->ar_limits, ra->ra_now,
+		    &ar->ar_rate);
+	else {
+		/*
+		 * Every rate state is in use by a key used within the last
+		 * minute: refuse rather than let this key go unlimited.
+		 */
+		ar->ar_limited = 0;
+		auth_refuse(ar, 503, "rate_table_full", "too many keys are "
+		    "in use at once (max_active_keys); retry shortly");
+		return;
+	}
 	if (ok)
 		return;
 	if ((w = ar->ar_rate.rr_window) < 0)	/* cannot be: some window */
@@ -751,6 +763,7 @@ auth_identify(const struct route *r, const struct auth_creds *ac,
     const struct auth_jwt *jwt, struct auth_result *ar)
 {
 	struct auth_cred	 c;
+	const struct rl_state	*st;
 	const char		*scope, *scopes;
 	int			 rv;
 
@@ -763,7 +776,8 @@ auth_identify(const struct route *r, const struct auth_creds *ac,
 		    ar) != 0 || auth_lookup(ks, &c, now, ar) != 0)
 			return (ar->ar_status);
 		/* Its rate state loads while the scopes are checked. */
-		ratelimit_prefetch(keystore_rate(ks, ar->ar_slot));
+		if ((st = keystore_rate_peek(ks, ar->ar_slot)) != NULL)
+			ratelimit_prefetch(st);
 		scopes = ar->ar_key.k_scopes;
 	}
 	if ((scope = auth_missing_scope(r, scopes)) != NULL) {

@@ -208,6 +208,8 @@ static const struct directive directives[] = {
 	ENUM("underscores_in_headers", c_underscores_in_headers, off_on, "off"),
 	ENUM("merge_slashes", c_merge_slashes, off_on, "on"),
 	NUM("max_keys", DK_INT, c_max_keys, 1, CONFIG_MAX_KEYS, "1000000"),
+	NUM("max_active_keys", DK_INT, c_max_active_keys, 1, CONFIG_MAX_KEYS,
+	    "131072"),
 	FUNC("api_key_header", 1, 1, dir_api_key_header, 0, 0, "X-API-KEY", 0),
 	RATE("rate_limit", c_rate, RATE_DEFAULT),
 	RATE("anonymous_rate_limit", c_anon_rate, "off"),
@@ -2674,6 +2676,17 @@ config_free(struct config *c)
 	free(c->c_jwt);
 	route_table_free(&c->c_routes);
 	free(c);
+}
+
+/*
+ * Rate states the key store keeps: max_active_keys, but never more than
+ * max_keys (a key has at most one).
+ */
+uint32_t
+config_max_active(const struct config *c)
+{
+	return (c->c_max_active_keys < c->c_max_keys ? c->c_max_active_keys :
+	    c->c_max_keys);
 }
 
 /* Number of addresses to bind, the admin API's included. */

@@ -320,10 +320,11 @@ main(int argc, char *argv[])
 	/* From here on, a failed start removes the pidfile it created. */
 	if (master_listen(conf, &lsn, err, sizeof(err)) == -1)
 		goto fail;
-	if ((shm = shm_create(conf->c_max_keys)) == NULL) {
+	if ((shm = shm_create(conf->c_max_keys, config_max_active(conf))) ==
+	    NULL) {
 		snprintf(err, sizeof(err), "cannot map the shared memory "
-		    "segment for max_keys %u: %s", conf->c_max_keys,
-		    strerror(errno));
+		    "segment for max_keys %u, max_active_keys %u: %s",
+		    conf->c_max_keys, config_max_active(conf), strerror(errno));
 		goto fail;
 	}
 	if (master_keys_load(conf, shm, err, sizeof(err)) == -1 ||

@@ -19,10 +19,10 @@
 
 #include "keystore.h"
 
-#define KS_MAGIC	0x31305354454b474bULL	/* "KGKETS01" */
+#define KS_MAGIC	0x32305354454b474bULL	/* "KGKETS02" */
 
-#define KS_EMPTY	0ULL	/* index entry never used */
-#define KS_TOMB		1ULL	/* index entry deleted */
+#define KS_EMPTY	0U	/* index entry never used */
+#define KS_TOMB		1U	/* index entry deleted */
 
 #define KS_IDX_DIGEST	0
 #define KS_IDX_ID	1
@@ -46,12 +46,29 @@
 /* Byte offsets of the parts of a region, each 64-byte aligned. */
 struct ks_layout {
 	size_t	 l_slots;
-	size_t	 l_free;
 	size_t	 l_dindex;
 	size_t	 l_iindex;
-	size_t	 l_rate;
+	size_t	 l_aword;
+	size_t	 l_astate;
+	size_t	 l_chunks[KS_NCLASS];
 	size_t	 l_size;
 };
+
+/*
+ * Chunk sizes: multiples of 16 from a header plus a short record (id,
+ * hint, a name and an owner) to the longest one (KS_REC_MAX), each about
+ * 1.25 to 1.7 times the one before, so a chunk wastes at most about
+ * 40 %, typically 15 %.
+ */
+const uint32_t	 ks_class_size[KS_NCLASS] = {
+	64, 80, 96, 128, 176, 256, 384, 640
+};
+
+/* Longest record: header, grace end and digest, every string full. */
+#define KS_REC_MAX	(sizeof(struct ks_rec) + sizeof(int64_t) + \
+	KS_DIGEST_LEN + (KS_ID_LEN + 3) + (KS_PREFIX_MAX + 3) + \
+	(KS_HINT_MAX + 3) + (KS_NAME_MAX + 3) + (KS_OWNER_MAX + 3) + \
+	(KS_APP_MAX + 3) + KS_SCOPES_MAX)
 
 /* n rounded up to a multiple of 64. */
 static size_t
@@ -71,76 +88,115 @@ pow2_at_least(uint64_t n)
 	return ((uint32_t)p);
 }
 
-/* Where each part of a region lies (sizes computed in size_t: no wrap). */
-static void
-ks_layout(uint32_t max_keys, uint32_t nd, uint32_t ni, struct ks_layout *l)
+/* Index areas for max_keys: digests 2x (grace periods), ids 1.5x. */
+static uint32_t
+ndindex_for(uint32_t max_keys)
 {
-	l->l_slots = align64(sizeof(struct ks_header));
-	l->l_free = l->l_slots + align64((size_t)max_keys *
-	    sizeof(struct ks_slot));
-	l->l_dindex = l->l_free + align64((size_t)max_keys * sizeof(uint32_t));
-	l->l_iindex = l->l_dindex + align64((size_t)2 * nd * sizeof(uint64_t));
-	l->l_rate = l->l_iindex + align64((size_t)2 * ni * sizeof(uint64_t));
-	l->l_size = l->l_rate + (size_t)max_keys * sizeof(struct rl_state);
+	return (pow2_at_least(2ULL * max_keys));
 }
 
-/* Bytes of region needed for max_keys keys. */
+static uint32_t
+niindex_for(uint32_t max_keys)
+{
+	return (pow2_at_least(3ULL * max_keys / 2 + 1));
+}
+
+/* Where each part of a region lies (sizes computed in size_t: no wrap). */
+static void
+ks_layout(uint32_t max_keys, uint32_t max_active, struct ks_layout *l)
+{
+	size_t	 off, nchunks = (size_t)max_keys + 2;
+	int	 c;
+
+	l->l_slots = align64(sizeof(struct ks_header));
+	l->l_dindex = l->l_slots + align64((size_t)max_keys *
+	    sizeof(struct ks_slot));
+	l->l_iindex = l->l_dindex + align64((size_t)2 *
+	    ndindex_for(max_keys) * sizeof(uint32_t));
+	l->l_aword = l->l_iindex + align64((size_t)2 *
+	    niindex_for(max_keys) * sizeof(uint32_t));
+	l->l_astate = l->l_aword + align64((size_t)max_active *
+	    sizeof(uint64_t));
+	off = l->l_astate + align64((size_t)max_active *
+	    sizeof(struct rl_state));
+	for (c = 0; c < KS_NCLASS; c++) {
+		l->l_chunks[c] = off;
+		off += align64(nchunks * ks_class_size[c]);
+	}
+	l->l_size = off;
+}
+
+/* Bytes of region needed for max_keys keys and max_active rate states. */
 size_t
-keystore_size(uint32_t max_keys)
+keystore_size(uint32_t max_keys, uint32_t max_active)
 {
 	struct ks_layout	 l;
 
-	ks_layout(max_keys, pow2_at_least(3ULL * max_keys),
-	    pow2_at_least(2ULL * max_keys), &l);
+	ks_layout(max_keys, max_active, &l);
 	return (l.l_size);
 }
 
-/*
- * Fill ks with pointers into a region formatted for max_keys.  The layout
- * is computed from max_keys exactly as keystore_init() computed it, not
- * read from the header, which any process mapping the region can write.
- */
-void
-keystore_attach(struct keystore *ks, void *region, uint32_t max_keys)
+/* Bits an index entry needs for slot + 1 (1 ... max_keys). */
+static uint32_t
+slot_bits(uint32_t max_keys)
 {
-	char			*base = region;
-	struct ks_layout	 l;
+	uint32_t	 b = 1;
 
-	ks->ks_max_keys = max_keys;
-	ks->ks_ndindex = pow2_at_least(3ULL * max_keys);
-	ks->ks_niindex = pow2_at_least(2ULL * max_keys);
-	ks_layout(max_keys, ks->ks_ndindex, ks->ks_niindex, &l);
-	ks->ks_hdr = region;
-	ks->ks_slots = (struct ks_slot *)(base + l.l_slots);
-	ks->ks_free = (uint32_t *)(base + l.l_free);
-	ks->ks_dindex = (uint64_t *)(base + l.l_dindex);
-	ks->ks_iindex = (uint64_t *)(base + l.l_iindex);
-	ks->ks_rate = (struct rl_state *)(base + l.l_rate);
+	while (b < 31 && ((uint64_t)1 << b) <= max_keys)
+		b++;
+	return (b);
 }
 
 /*
- * Format a zeroed region: every slot free (the stack is filled so that pops
- * hand out slot 0 first), both index areas empty (zero).  Only the header
- * and the free stack are written, so untouched pages of a large region
- * stay unallocated.
+ * Fill ks with pointers into a region formatted for max_keys and
+ * max_active.  The layout is computed from them exactly as
+ * keystore_init() computed it, not read from the header, which any
+ * process mapping the region can write.
+ */
+void
+keystore_attach(struct keystore *ks, void *region, uint32_t max_keys,
+    uint32_t max_active)
+{
+	char			*base = region;
+	struct ks_layout	 l;
+	int			 c;
+
+	ks->ks_max_keys = max_keys;
+	ks->ks_max_active = max_active;
+	ks->ks_nchunks = max_keys + 2;
+	ks->ks_ndindex = ndindex_for(max_keys);
+	ks->ks_niindex = niindex_for(max_keys);
+	ks->ks_slot_bits = slot_bits(max_keys);
+	ks_layout(max_keys, max_active, &l);
+	ks->ks_hdr = region;
+	ks->ks_slots = (struct ks_slot *)(base + l.l_slots);
+	ks->ks_dindex = (uint32_t *)(base + l.l_dindex);
+	ks->ks_iindex = (uint32_t *)(base + l.l_iindex);
+	ks->ks_aword = (uint64_t *)(base + l.l_aword);
+	ks->ks_astate = (struct rl_state *)(base + l.l_astate);
+	for (c = 0; c < KS_NCLASS; c++)
+		ks->ks_chunks[c] = base + l.l_chunks[c];
+}
+
+/*
+ * Format a zeroed region: no slot, chunk or rate entry used yet (all are
+ * handed out by bump counters first), both index areas empty (zero).  Only
+ * the header is written, so an empty store costs one page of memory.
  */
 void
 keystore_init(struct keystore *ks, void *region, uint32_t max_keys,
-    uint64_t seed)
+    uint32_t max_active, uint64_t seed)
 {
 	struct ks_header	*hdr = region;
-	uint32_t		 i;
 
 	memset(hdr, 0, sizeof(*hdr));
 	hdr->kh_magic = KS_MAGIC;
 	hdr->kh_max_keys = max_keys;
-	hdr->kh_ndindex = pow2_at_least(3ULL * max_keys);
-	hdr->kh_niindex = pow2_at_least(2ULL * max_keys);
+	hdr->kh_max_active = max_active;
+	hdr->kh_ndindex = ndindex_for(max_keys);
+	hdr->kh_niindex = niindex_for(max_keys);
 	hdr->kh_seed = seed;
-	keystore_attach(ks, region, max_keys);
-	for (i = 0; i < max_keys; i++)
-		ks->ks_free[i] = max_keys - 1 - i;
-	hdr->kh_nfree = max_keys;
+	keystore_attach(ks, region, max_keys, max_active);
 }
 
 /* kh_hiwater, clamped to the slots this handle knows exist. */
@@ -151,15 +207,6 @@ ks_hiwater(const struct keystore *ks)
 
 	hw = __atomic_load_n(&ks->ks_hdr->kh_hiwater, __ATOMIC_ACQUIRE);
 	return (hw < ks->ks_max_keys ? hw : ks->ks_max_keys);
-}
-
-/* kh_nfree, clamped to the size of the free stack. */
-static uint32_t
-ks_nfree(const struct keystore *ks)
-{
-	uint32_t	 n = ks->ks_hdr->kh_nfree;
-
-	return (n < ks->ks_max_keys ? n : ks->ks_max_keys);
 }
 
 /* Index hash of a digest: its first 8 bytes (SHA-256 output is uniform). */
@@ -209,24 +256,33 @@ hash_id(uint64_t seed, const char *id)
 }
 
 /*
- * The index entry for hash h and slot: tag (high 32 bits of h, never 0)
- * << 32 | slot + 1.  Since the tag is non-zero the entry is >= 2^32, so it
- * is never mistaken for KS_EMPTY (0) or KS_TOMB (1).  The probe position
- * uses the low bits of h (areas have at most 2^32 entries), the tag the
- * high ones, so the tag still filters entries that share a position.
+ * The index entry for hash h and slot: tag << slot_bits | slot + 1, the
+ * tag being the top 32 - slot_bits bits of h (never 0).  Since the tag is
+ * non-zero the entry is >= 2^slot_bits > 1, so it is never mistaken for
+ * KS_EMPTY (0) or KS_TOMB (1).  The probe position uses the low bits of h
+ * (areas have at most 2^31 entries), the tag the high ones, so the tag
+ * still filters entries that share a position.
  */
-static uint64_t
-entry_make(uint64_t h, uint32_t slot)
+static uint32_t
+entry_make(const struct keystore *ks, uint64_t h, uint32_t slot)
 {
-	uint64_t	 tag = h >> 32;
+	uint32_t	 tag;
 
+	tag = (uint32_t)(h >> (32 + ks->ks_slot_bits));
 	if (tag == 0)
 		tag = 1;
-	return (tag << 32 | ((uint64_t)slot + 1));
+	return (tag << ks->ks_slot_bits | (slot + 1));
+}
+
+/* The slot of entry e (UINT32_MAX for none), and its tag. */
+static uint32_t
+entry_slot(const struct keystore *ks, uint32_t e)
+{
+	return ((e & (((uint32_t)1 << ks->ks_slot_bits) - 1)) - 1);
 }
 
 /* The entries of index which (KS_IDX_*) in area; their number in *n. */
-static uint64_t *
+static uint32_t *
 index_area(const struct keystore *ks, int which, uint32_t area, uint32_t *n)
 {
 	if (which == KS_IDX_DIGEST) {
@@ -268,40 +324,134 @@ key_terminate(struct ks_key *key)
 	key->k_scopes[sizeof(key->k_scopes) - 1] = '\0';
 }
 
+/* The chunk of reference ref, or NULL if ref is out of range. */
+static struct ks_rec *
+chunk_at(const struct keystore *ks, uint32_t ref)
+{
+	uint32_t	 c = ref >> KS_REC_IDX_BITS;
+	uint32_t	 i = ref & ((1U << KS_REC_IDX_BITS) - 1);
+
+	if (c >= KS_NCLASS || i >= ks->ks_nchunks)
+		return (NULL);
+	return ((struct ks_rec *)(ks->ks_chunks[c] + (size_t)i *
+	    ks_class_size[c]));
+}
+
+/* The string fields of a record, by KS_S_*. */
+static char *
+key_string(struct ks_key *key, int i, size_t *size)
+{
+	switch (i) {
+	case KS_S_ID:
+		*size = sizeof(key->k_id);
+		return (key->k_id);
+	case KS_S_PREFIX:
+		*size = sizeof(key->k_prefix);
+		return (key->k_prefix);
+	case KS_S_HINT:
+		*size = sizeof(key->k_hint);
+		return (key->k_hint);
+	case KS_S_NAME:
+		*size = sizeof(key->k_name);
+		return (key->k_name);
+	case KS_S_OWNER:
+		*size = sizeof(key->k_owner);
+		return (key->k_owner);
+	case KS_S_APP:
+		*size = sizeof(key->k_app);
+		return (key->k_app);
+	default:
+		*size = sizeof(key->k_scopes);
+		return (key->k_scopes);
+	}
+}
+
+/*
+ * Decode slot s and its chunk into key (every string terminated).  The
+ * bytes may be changing under us (the caller checks the seqlock after):
+ * each is read once, and every length is clamped to the chunk and to the
+ * field, so garbage can make a wrong record, never a read or a write out
+ * of bounds.  Any process mapping the segment can write a slot or a
+ * chunk: the same clamps keep the master (root) within the region.
+ */
+static void
+slot_decode(const struct keystore *ks, const struct ks_slot *s,
+    struct ks_key *key)
+{
+	const struct ks_rec	*r;
+	const char		*p, *end;
+	char			*f;
+	size_t			 size, n;
+	uint32_t		 ref;
+	int			 i;
+
+	memset(key, 0, sizeof(*key));	/* one record, one representation */
+	memcpy(key->k_digest, s->s_digest, KS_DIGEST_LEN);
+	key->k_created = s->s_created;
+	key->k_updated = s->s_updated;
+	key->k_expires = s->s_expires;
+	key->k_flags = s->s_flags & ~KS_SF_LIVE;
+	memcpy(key->k_rate, s->s_rate, sizeof(key->k_rate));
+	ref = __atomic_load_n(&s->s_rec, __ATOMIC_RELAXED);
+	if ((r = chunk_at(ks, ref)) == NULL)
+		return;
+	p = (const char *)(r + 1);
+	end = (const char *)r + ks_class_size[ref >> KS_REC_IDX_BITS];
+	if (r->r_u.r_used.r_flags & KS_RF_GRACE) {
+		memcpy(&key->k_grace_until, p, sizeof(key->k_grace_until));
+		memcpy(key->k_old_digest, p + sizeof(int64_t), KS_DIGEST_LEN);
+		p += sizeof(int64_t) + KS_DIGEST_LEN;
+	}
+	for (i = 0; i < KS_NSTRINGS; i++) {
+		f = key_string(key, i, &size);
+		n = r->r_u.r_used.r_len[i];
+		if (n > size - 1)
+			n = size - 1;
+		if (n > (size_t)(end - p))
+			n = (size_t)(end - p);
+		memcpy(f, p, n);
+		f[n] = '\0';
+		p += n;
+	}
+}
+
 /*
  * Seqlock read: copy slot s's record (strings terminated) and live flag.
  *
  * The writer (slot_write) makes s_seq odd, issues a release fence, writes
- * the record, and stores the next even s_seq with release semantics.  The
- * reader loads s_seq with acquire (nothing below moves above it), copies,
- * issues an acquire fence (the copy cannot move below it) and reloads
- * s_seq.  If the copy read any byte of a write in progress, the acquire
- * fence pairs with the writer's release fence, so the reload sees the odd
- * value or a later one and the copy is thrown away; if both loads return
- * the same even value, no write overlapped the copy.  (This is the Linux
- * seqcount protocol; the copy itself is a plain memcpy, whose racing
- * bytes are never used.)  A 32-bit sequence only wraps after 2^31 writes
- * to one slot during a single copy.  A slot that stays odd belongs to a
- * writer that died: after KS_SPINS tries, yielding the CPU after the
- * first KS_SPINS_HOT so that a preempted writer can finish, KS_BUSY tells
- * the caller to retry after the master's repair.
+ * the slot, and stores the next even s_seq with release semantics; the
+ * chunk it points to was written before and is not written again until
+ * a later write of this slot stopped pointing at it.  The reader loads
+ * s_seq with acquire (nothing below moves above it), copies, issues an
+ * acquire fence (the copy cannot move below it) and reloads s_seq.  If
+ * the copy read any byte of a write in progress, the acquire fence pairs
+ * with the writer's release fence, so the reload sees the odd value or a
+ * later one and the copy is thrown away; if both loads return the same
+ * even value, no write overlapped the copy.  (This is the Linux seqcount
+ * protocol; the copy itself is plain loads, whose racing bytes are never
+ * used.)  A 32-bit sequence only wraps after 2^31 writes to one slot
+ * during a single copy.  A slot that stays odd belongs to a writer that
+ * died: after KS_SPINS tries, yielding the CPU after the first
+ * KS_SPINS_HOT so that a preempted writer can finish, KS_BUSY tells the
+ * caller to retry after the master's repair.
  */
 static int
-slot_read(const struct ks_slot *s, struct ks_key *key, uint32_t *live)
+slot_read(const struct keystore *ks, const struct ks_slot *s,
+    struct ks_key *key, uint32_t *live)
 {
 	uint32_t	 seq, i;
 
 	for (i = 0; i < KS_SPINS; i++) {
 		seq = __atomic_load_n(&s->s_seq, __ATOMIC_ACQUIRE);
 		if ((seq & 1) == 0) {
-			*live = __atomic_load_n(&s->s_live, __ATOMIC_RELAXED);
-			memcpy(key, &s->s_key, sizeof(*key));
+			*live = (__atomic_load_n(&s->s_flags,
+			    __ATOMIC_RELAXED) & KS_SF_LIVE) != 0;
+			if (*live)
+				slot_decode(ks, s, key);
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
 			if (__atomic_load_n(&s->s_seq, __ATOMIC_RELAXED) ==
-			    seq) {
-				key_terminate(key);
+			    seq)
 				return (KS_OK);
-			}
 		}
 		if (i < KS_SPINS_HOT)
 			KS_CPU_RELAX();
@@ -311,25 +461,26 @@ slot_read(const struct ks_slot *s, struct ks_key *key, uint32_t *live)
 	return (KS_BUSY);
 }
 
+/* Bytes of the seqlocked part of a slot, from s_flags through s_rec. */
+#define KS_SLOT_LOCKED	(offsetof(struct ks_slot, s_allowed) - \
+	offsetof(struct ks_slot, s_flags))
+
 /*
  * Seqlock write (lock held): s_seq odd, release fence so that the odd value
- * is visible before any byte of the record, the record (zeroed when key is
- * NULL), then the next even value with release.  Starting from seq | 1
- * also closes a sequence left odd by a writer that died.
+ * is visible before any byte of the slot, the seqlocked fields copied from
+ * src (s_flags through s_rec), then the next even value with release.
+ * Starting from seq | 1 also closes a sequence left odd by a writer that
+ * died.
  */
 static void
-slot_write(struct ks_slot *s, uint32_t live, const struct ks_key *key)
+slot_write(struct ks_slot *s, const struct ks_slot *src)
 {
 	uint32_t	 seq;
 
 	seq = __atomic_load_n(&s->s_seq, __ATOMIC_RELAXED) | 1;
 	__atomic_store_n(&s->s_seq, seq, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&s->s_live, live, __ATOMIC_RELAXED);
-	if (key != NULL)
-		memcpy(&s->s_key, key, sizeof(s->s_key));
-	else
-		memset(&s->s_key, 0, sizeof(s->s_key));
+	memcpy(&s->s_flags, &src->s_flags, KS_SLOT_LOCKED);
 	__atomic_store_n(&s->s_seq, seq + 1, __ATOMIC_RELEASE);
 }
 
@@ -366,22 +517,23 @@ static int
 index_probe(const struct keystore *ks, int which, uint32_t area, uint64_t h,
     const void *want, struct ks_key *key, uint32_t *slotp, int *old)
 {
-	const uint64_t	*tab;
-	uint64_t	 e, tag = entry_make(h, 0) >> 32;
+	const uint32_t	*tab;
+	uint32_t	 e, tag, bits = ks->ks_slot_bits;
 	uint32_t	 n, pos, i, s, live;
 	int		 busy = 0;
 
+	tag = entry_make(ks, h, 0) >> bits;
 	tab = index_area(ks, which, area, &n);
 	for (i = 0, pos = h & (n - 1); i < n; i++, pos = (pos + 1) & (n - 1)) {
 		e = __atomic_load_n(&tab[pos], __ATOMIC_ACQUIRE);
 		if (e == KS_EMPTY)
 			break;
-		if (e == KS_TOMB || (e >> 32) != tag)
+		if (e == KS_TOMB || (e >> bits) != tag)
 			continue;
-		s = (uint32_t)e - 1;
+		s = entry_slot(ks, e);
 		if (s >= ks->ks_max_keys)
 			continue;
-		if (slot_read(&ks->ks_slots[s], key, &live) != KS_OK) {
+		if (slot_read(ks, &ks->ks_slots[s], key, &live) != KS_OK) {
 			busy = 1;
 			continue;
 		}
@@ -474,10 +626,11 @@ keystore_next(const struct keystore *ks, uint32_t *cursor, struct ks_key *key,
 	max = ks_hiwater(ks);
 	for (i = *cursor; i < max; i++) {
 		s = &ks->ks_slots[i];
-		if (__atomic_load_n(&s->s_live, __ATOMIC_RELAXED) == 0 &&
+		if ((__atomic_load_n(&s->s_flags, __ATOMIC_RELAXED) &
+		    KS_SF_LIVE) == 0 &&
 		    (__atomic_load_n(&s->s_seq, __ATOMIC_RELAXED) & 1) == 0)
 			continue;
-		if (slot_read(s, key, &live) != KS_OK) {
+		if (slot_read(ks, s, key, &live) != KS_OK) {
 			*cursor = i;
 			return (KS_BUSY);
 		}
@@ -560,10 +713,10 @@ keystore_unlock(struct keystore *ks, pid_t pid)
  * are stored with release: see index_find().
  */
 static uint32_t
-index_insert(uint64_t *tab, uint32_t n, uint64_t h, uint64_t e)
+index_insert(uint32_t *tab, uint32_t n, uint64_t h, uint32_t e)
 {
 	uint32_t	 i, pos, tomb = UINT32_MAX;
-	uint64_t	 cur;
+	uint32_t	 cur;
 
 	for (i = 0, pos = h & (n - 1); i < n; i++, pos = (pos + 1) & (n - 1)) {
 		cur = tab[pos];
@@ -589,7 +742,7 @@ index_insert(uint64_t *tab, uint32_t n, uint64_t h, uint64_t e)
  * Never an empty entry: that would cut the probe paths of other keys.
  */
 static void
-index_remove(uint64_t *tab, uint32_t n, uint64_t h, uint64_t e)
+index_remove(uint32_t *tab, uint32_t n, uint64_t h, uint32_t e)
 {
 	uint32_t	 i, pos;
 
@@ -607,19 +760,19 @@ index_add_key(struct keystore *ks, uint32_t area, uint32_t slot,
     const struct ks_key *key, uint32_t *dused, uint32_t *iused)
 {
 	const uint8_t	*d[2];
-	uint64_t	*tab, h;
-	uint32_t	 n;
+	uint32_t	*tab, n;
+	uint64_t	 h;
 	int		 nd, i;
 
 	tab = index_area(ks, KS_IDX_DIGEST, area, &n);
 	nd = key_digests(key, d);
 	for (i = 0; i < nd; i++) {
 		h = hash_digest(d[i]);
-		*dused += index_insert(tab, n, h, entry_make(h, slot));
+		*dused += index_insert(tab, n, h, entry_make(ks, h, slot));
 	}
 	tab = index_area(ks, KS_IDX_ID, area, &n);
 	h = hash_id(ks->ks_hdr->kh_seed, key->k_id);
-	*iused += index_insert(tab, n, h, entry_make(h, slot));
+	*iused += index_insert(tab, n, h, entry_make(ks, h, slot));
 }
 
 /*
@@ -633,8 +786,8 @@ index_drop_digests(struct keystore *ks, uint32_t area, uint32_t slot,
     const struct ks_key *prev, const struct ks_key *key)
 {
 	const uint8_t	*pd[2], *kd[2];
-	uint64_t	*tab, h, e;
-	uint32_t	 n;
+	uint32_t	*tab, n, e;
+	uint64_t	 h;
 	int		 np, nk, i, j, keep;
 
 	tab = index_area(ks, KS_IDX_DIGEST, area, &n);
@@ -642,29 +795,21 @@ index_drop_digests(struct keystore *ks, uint32_t area, uint32_t slot,
 	nk = key != NULL ? key_digests(key, kd) : 0;
 	for (i = 0; i < np; i++) {
 		h = hash_digest(pd[i]);
-		e = entry_make(h, slot);
+		e = entry_make(ks, h, slot);
 		for (keep = 0, j = 0; j < nk; j++)
-			if (entry_make(hash_digest(kd[j]), slot) == e)
+			if (entry_make(ks, hash_digest(kd[j]), slot) == e)
 				keep = 1;
 		if (!keep)
 			index_remove(tab, n, h, e);
 	}
 }
 
-/*
- * Writer: copy into dst the fields of src that index_add_key() reads (the
- * digests, the grace period, the id, terminated); not the rest, which
- * would cost a rebuild of a large store several times the work.
- */
-static void
-key_index_copy(struct ks_key *dst, const struct ks_key *src)
+/* Whether slot s holds a key (writer, or anyone for a hint). */
+static int
+slot_live(const struct ks_slot *s)
 {
-	memcpy(dst->k_digest, src->k_digest, sizeof(dst->k_digest));
-	memcpy(dst->k_old_digest, src->k_old_digest,
-	    sizeof(dst->k_old_digest));
-	dst->k_grace_until = src->k_grace_until;
-	memcpy(dst->k_id, src->k_id, sizeof(dst->k_id));
-	dst->k_id[sizeof(dst->k_id) - 1] = '\0';
+	return ((__atomic_load_n(&s->s_flags, __ATOMIC_RELAXED) &
+	    KS_SF_LIVE) != 0);
 }
 
 /*
@@ -682,7 +827,7 @@ index_rebuild(struct keystore *ks)
 {
 	struct ks_header	*hdr = ks->ks_hdr;
 	struct ks_key		 k;
-	uint64_t		*tab;
+	uint32_t		*tab;
 	uint32_t		 area, n, i, s, dused = 0, iused = 0;
 	int			 which;
 
@@ -695,13 +840,9 @@ index_rebuild(struct keystore *ks)
 			__atomic_store_n(&tab[i], KS_EMPTY, __ATOMIC_RELEASE);
 	}
 	for (s = 0, n = ks_hiwater(ks); s < n; s++) {
-		if (!ks->ks_slots[s].s_live)
+		if (!slot_live(&ks->ks_slots[s]))
 			continue;
-		/*
-		 * From a copy of what the indexes use: the slot's k_id may
-		 * lack its NUL (only the copy is hashed).
-		 */
-		key_index_copy(&k, &ks->ks_slots[s].s_key);
+		slot_decode(ks, &ks->ks_slots[s], &k);
 		index_add_key(ks, area, s, &k, &dused, &iused);
 	}
 	__atomic_store_n(&hdr->kh_area, area, __ATOMIC_RELEASE);
@@ -723,7 +864,23 @@ index_fits(const struct keystore *ks, uint32_t nd, uint32_t ni)
 }
 
 /*
- * Writer: the slot for key (its own if the id exists, else the next free
+ * Writer: the first free slot, from the free list (slots below kh_hiwater
+ * that were freed, lowest first), else the next never used one; or
+ * UINT32_MAX if none.  A link out of range is damage: the list is then
+ * treated as empty until the next repair rebuilds it.
+ */
+static uint32_t
+slot_first_free(const struct keystore *ks)
+{
+	uint32_t	 f = ks->ks_hdr->kh_free, hw = ks_hiwater(ks);
+
+	if (f != 0 && f <= hw && !slot_live(&ks->ks_slots[f - 1]))
+		return (f - 1);
+	return (hw < ks->ks_max_keys ? hw : UINT32_MAX);
+}
+
+/*
+ * Writer: the slot for key (its own if the id exists, else the first free
  * one), or KS_EXISTS if one of its digests belongs to another key, or
  * KS_FULL if no slot is free.
  */
@@ -743,12 +900,8 @@ put_slot(struct keystore *ks, const struct ks_key *key, uint32_t *slotp,
 		if (keystore_find_digest(ks, d[i], &tmp, &other, &old) ==
 		    KS_OK && (*isnew || other != *slotp))
 			return (KS_EXISTS);
-	if (*isnew) {
-		/* A free stack entry out of range is damage: treat as full. */
-		if (ks_nfree(ks) == 0 ||
-		    (*slotp = ks->ks_free[ks_nfree(ks) - 1]) >= ks->ks_max_keys)
-			return (KS_FULL);
-	}
+	if (*isnew && (*slotp = slot_first_free(ks)) == UINT32_MAX)
+		return (KS_FULL);
 	return (KS_OK);
 }
 
@@ -763,8 +916,7 @@ undo_save(struct keystore *ks, uint32_t slot)
 	struct ks_slot		*s = &ks->ks_slots[slot];
 
 	hdr->kh_undo.s_seq = s->s_seq;
-	hdr->kh_undo.s_live = s->s_live;
-	memcpy(&hdr->kh_undo.s_key, &s->s_key, sizeof(s->s_key));
+	memcpy(&hdr->kh_undo.s_flags, &s->s_flags, KS_SLOT_LOCKED);
 	__atomic_store_n(&hdr->kh_undo_slot, slot + 1, __ATOMIC_RELEASE);
 }
 
@@ -776,44 +928,117 @@ key_copy(struct ks_key *dst, const struct ks_key *src)
 	key_terminate(dst);
 }
 
-/*
- * Zero a new key's rate state before the key becomes visible.  Requests
- * of the slot's previous key that were looked up before its deletion may
- * still add a unit or two; those expire with their bucket (60 s at most)
- * and can only make the new key's limit stricter, never looser.
- */
-static void
-rate_clear(struct rl_state *st)
+/* Bytes of the record of key (header, grace, strings); lengths in len[]. */
+static size_t
+rec_size(const struct ks_key *key, uint8_t *len)
 {
-	int	 w, i;
+	const uint8_t	*d[2];
+	size_t		 size, n = sizeof(struct ks_rec);
+	char		*f;
+	int		 i;
 
-	for (w = 0; w < RL_WINDOWS; w++)
-		for (i = 0; i < RL_SLOTS; i++)
-			__atomic_store_n(&st->rl_slot[w][i], 0,
-			    __ATOMIC_RELAXED);
+	if (key_digests(key, d) == 2)
+		n += sizeof(int64_t) + KS_DIGEST_LEN;
+	for (i = 0; i < KS_NSTRINGS; i++) {
+		f = key_string((struct ks_key *)key, i, &size);
+		len[i] = (uint8_t)strnlen(f, size - 1);
+		n += len[i];
+	}
+	return (n);
+}
+
+/*
+ * Writer: take a chunk for key's record, owned by slot, and write the
+ * record into it; its reference, or UINT32_MAX if its class has no chunk
+ * left (cannot happen: a class holds max_keys + 2 and at most
+ * max_keys + 1 are ever referenced or in flight, see keystore.h).  The
+ * chunk is not referenced yet: a death here only leaks it until repair.
+ */
+static uint32_t
+chunk_write(struct keystore *ks, uint32_t slot, const struct ks_key *key)
+{
+	struct ks_header	*hdr = ks->ks_hdr;
+	struct ks_rec		*r;
+	uint8_t			 len[KS_NSTRINGS];
+	const uint8_t		*d[2];
+	size_t			 size, n;
+	uint32_t		 c, idx, f, ref;
+	char			*p, *str;
+	int			 i;
+
+	n = rec_size(key, len);
+	for (c = 0; c < KS_NCLASS - 1 && ks_class_size[c] < n; c++)
+		;
+	f = hdr->kh_cfree[c];
+	if (f != 0 && f <= ks->ks_nchunks &&
+	    f <= hdr->kh_ctop[c] && (r = chunk_at(ks, c << KS_REC_IDX_BITS |
+	    (f - 1))) != NULL && r->r_owner == 0) {
+		idx = f - 1;
+		n = r->r_u.r_next;
+		hdr->kh_cfree[c] = n <= ks->ks_nchunks ? n : 0;
+	} else if (hdr->kh_ctop[c] < ks->ks_nchunks) {
+		idx = hdr->kh_ctop[c];
+		hdr->kh_ctop[c] = idx + 1;
+	} else
+		return (UINT32_MAX);
+	ref = c << KS_REC_IDX_BITS | idx;
+	r = chunk_at(ks, ref);
+	r->r_owner = slot + 1;
+	r->r_u.r_used.r_flags = 0;
+	memcpy(r->r_u.r_used.r_len, len, sizeof(len));
+	p = (char *)(r + 1);
+	if (key_digests(key, d) == 2) {
+		r->r_u.r_used.r_flags = KS_RF_GRACE;
+		memcpy(p, &key->k_grace_until, sizeof(int64_t));
+		memcpy(p + sizeof(int64_t), key->k_old_digest, KS_DIGEST_LEN);
+		p += sizeof(int64_t) + KS_DIGEST_LEN;
+	}
+	for (i = 0; i < KS_NSTRINGS; i++) {
+		str = key_string((struct ks_key *)key, i, &size);
+		memcpy(p, str, len[i]);
+		p += len[i];
+	}
+	return (ref);
+}
+
+/* Writer: put the chunk ref back on its class's free list. */
+static void
+chunk_free(struct keystore *ks, uint32_t ref)
+{
+	struct ks_header	*hdr = ks->ks_hdr;
+	struct ks_rec		*r;
+	uint32_t		 c = ref >> KS_REC_IDX_BITS;
+
+	if ((r = chunk_at(ks, ref)) == NULL)
+		return;
+	r->r_owner = 0;
+	r->r_u.r_next = hdr->kh_cfree[c];
+	hdr->kh_cfree[c] = (ref & ((1U << KS_REC_IDX_BITS) - 1)) + 1;
 }
 
 /*
  * Insert or replace a key (lock held).  Order, for readers and for a death
  * at any point: all checks and any rebuild first (nothing changed yet);
- * the undo copy; the record under its seqlock; then the new index entries
- * (published after the record, so a reader following one sees the whole
- * record); then tombstones for digests the key no longer has; then the
- * counters; the undo slot cleared (the change is now kept by a repair);
- * and only then kh_applied.  A death between those last two leaves
- * kh_applied one behind a change that is in place, which the journal
- * replay harmlessly applies again; the other order would let repair undo
- * a change that kh_applied already covers, and the replay would skip it.
+ * the new chunk (unreferenced); the undo copy; the slot under its seqlock,
+ * now pointing at the new chunk; then the new index entries (published
+ * after the record, so a reader following one sees the whole record);
+ * then tombstones for digests the key no longer has; then the counters;
+ * the undo slot cleared (the change is now kept by a repair); the old
+ * chunk freed (only now: until then a repair may restore the slot that
+ * points at it); and only then kh_applied.  A death between the last two
+ * leaves kh_applied one behind a change that is in place, which the
+ * journal replay harmlessly applies again; the other order would let
+ * repair undo a change that kh_applied already covers, and the replay
+ * would skip it.
  */
 int
 keystore_put(struct keystore *ks, const struct ks_key *key, uint64_t seq)
 {
 	struct ks_header	*hdr = ks->ks_hdr;
-	struct ks_slot		*s;
-	struct ks_key		 k;
+	struct ks_slot		*s, n;
+	struct ks_key		 k, prev;
 	const uint8_t		*d[2];
-	uint32_t		 slot = 0;
-	int			 i;
+	uint32_t		 slot = 0, ref, oldref = UINT32_MAX;
 	int			 isnew, r;
 
 	key_copy(&k, key);
@@ -825,9 +1050,25 @@ keystore_put(struct keystore *ks, const struct ks_key *key, uint64_t seq)
 			return (KS_FULL);
 	}
 	s = &ks->ks_slots[slot];
+	if (!isnew) {
+		slot_decode(ks, s, &prev);
+		oldref = s->s_rec;
+	}
+	if ((ref = chunk_write(ks, slot, &k)) == UINT32_MAX)
+		return (KS_FULL);
+	memset(&n, 0, sizeof(n));
+	n.s_flags = KS_SF_LIVE | (k.k_flags & ~KS_SF_LIVE);
+	memcpy(n.s_digest, k.k_digest, KS_DIGEST_LEN);
+	n.s_created = k.k_created;
+	n.s_updated = k.k_updated;
+	n.s_expires = k.k_expires;
+	memcpy(n.s_rate, k.k_rate, sizeof(n.s_rate));
+	n.s_rec = ref;
 	undo_save(ks, slot);
 	if (isnew) {
-		hdr->kh_nfree = ks_nfree(ks) - 1;
+		/* Off the free list (its link is in s_rec), or above it. */
+		if (hdr->kh_free == slot + 1)
+			hdr->kh_free = s->s_rec;
 		if (slot >= hdr->kh_hiwater)	/* before the slot is written */
 			__atomic_store_n(&hdr->kh_hiwater, slot + 1,
 			    __ATOMIC_RELEASE);
@@ -836,104 +1077,140 @@ keystore_put(struct keystore *ks, const struct ks_key *key, uint64_t seq)
 		__atomic_store_n(&s->s_limited, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->s_last_used, 0, __ATOMIC_RELAXED);
 		/* The history baselines follow, so the new key starts at 0. */
-		for (i = 0; i < KS_NCOUNTS; i++)
-			__atomic_store_n(&s->s_base[i], 0, __ATOMIC_RELAXED);
-		rate_clear(&ks->ks_rate[slot]);
+		for (r = 0; r < KS_NCOUNTS; r++)
+			__atomic_store_n(&s->s_base[r], 0, __ATOMIC_RELAXED);
+		/* A new key starts with empty windows: no rate entry yet. */
+		__atomic_store_n(&s->s_active, 0, __ATOMIC_RELAXED);
 	}
-	slot_write(s, 1, &k);
+	slot_write(s, &n);
 	index_add_key(ks, hdr->kh_area, slot, &k, &hdr->kh_dused,
 	    &hdr->kh_iused);
 	if (!isnew)
-		index_drop_digests(ks, hdr->kh_area, slot, &hdr->kh_undo.s_key,
-		    &k);
+		index_drop_digests(ks, hdr->kh_area, slot, &prev, &k);
 	else
 		__atomic_store_n(&hdr->kh_nlive, hdr->kh_nlive + 1,
 		    __ATOMIC_RELAXED);
 	__atomic_store_n(&hdr->kh_undo_slot, 0, __ATOMIC_RELEASE);
+	if (oldref != UINT32_MAX)
+		chunk_free(ks, oldref);
 	hdr->kh_applied = seq;
 	return (KS_OK);
-}
-
-/* The rate state of slot. */
-struct rl_state *
-keystore_rate(const struct keystore *ks, uint32_t slot)
-{
-	return (&ks->ks_rate[slot]);
 }
 
 /*
  * Delete a key (lock held): tombstone its entries first, so that no new
  * reader reaches the slot, then mark the slot free under its seqlock (a
- * reader already holding an entry sees s_live 0), then push it on the
- * free stack.  An unknown id still records seq: the operation is applied
- * (it changes nothing), and kh_applied stays the journal's last sequence.
+ * reader already holding an entry sees it not live) with the free list's
+ * head as its link, make it the head, and free its chunk last (as in
+ * keystore_put()).  An unknown id still records seq: the operation is
+ * applied (it changes nothing), and kh_applied stays the journal's last
+ * sequence.
  */
 int
 keystore_del(struct keystore *ks, const char *id, uint64_t seq)
 {
 	struct ks_header	*hdr = ks->ks_hdr;
+	struct ks_slot		 n;
 	struct ks_key		 k;
-	uint64_t		*tab, h;
-	uint32_t		 slot, n;
+	uint32_t		*tab, slot, nent, ref;
+	uint64_t		 h;
 
 	if (keystore_find_id(ks, id, &k, &slot) != KS_OK) {
 		hdr->kh_applied = seq;
 		return (KS_NOTFOUND);
 	}
+	ref = ks->ks_slots[slot].s_rec;
 	undo_save(ks, slot);
 	index_drop_digests(ks, hdr->kh_area, slot, &k, NULL);
-	tab = index_area(ks, KS_IDX_ID, hdr->kh_area, &n);
+	tab = index_area(ks, KS_IDX_ID, hdr->kh_area, &nent);
 	h = hash_id(hdr->kh_seed, k.k_id);
-	index_remove(tab, n, h, entry_make(h, slot));
-	slot_write(&ks->ks_slots[slot], 0, NULL);
-	if (ks_nfree(ks) < ks->ks_max_keys)
-		ks->ks_free[ks_nfree(ks)] = slot;
-	hdr->kh_nfree = ks_nfree(ks) + (ks_nfree(ks) < ks->ks_max_keys);
+	index_remove(tab, nent, h, entry_make(ks, h, slot));
+	memset(&n, 0, sizeof(n));
+	n.s_rec = hdr->kh_free <= ks_hiwater(ks) ? hdr->kh_free : 0;
+	slot_write(&ks->ks_slots[slot], &n);
+	hdr->kh_free = slot + 1;
 	__atomic_store_n(&hdr->kh_nlive, hdr->kh_nlive - 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&hdr->kh_undo_slot, 0, __ATOMIC_RELEASE);
+	chunk_free(ks, ref);
 	hdr->kh_applied = seq;
 	return (KS_OK);
 }
 
 /*
- * Repair: close every sequence left odd, recount the live keys and refill
- * the free stack from the records (highest slot pushed first, so slot
- * numbers are handed out lowest first again).
+ * Repair: close every sequence left odd, recount the live keys, and
+ * rebuild the free slot list from the records (linked lowest first).
  */
 static void
 repair_slots(struct keystore *ks)
 {
 	struct ks_header	*hdr = ks->ks_hdr;
 	struct ks_slot		*s;
-	uint32_t		 i, seq, nlive = 0, nfree = 0, hw;
+	uint32_t		 i, seq, nlive = 0, head = 0, hw, f;
 
-	/* At most ks_max_keys pushes in all: the stack cannot overflow. */
 	hw = ks_hiwater(ks);
-	for (i = ks->ks_max_keys; i-- > hw;)
-		ks->ks_free[nfree++] = i;	/* never written */
 	for (i = hw; i-- > 0;) {
 		s = &ks->ks_slots[i];
 		seq = __atomic_load_n(&s->s_seq, __ATOMIC_RELAXED);
 		if (seq & 1)
 			__atomic_store_n(&s->s_seq, seq + 1, __ATOMIC_RELEASE);
-		if (s->s_live)
+		if (slot_live(s)) {
 			nlive++;
-		else
-			ks->ks_free[nfree++] = i;
+			continue;
+		}
+		f = head;
+		seq = __atomic_load_n(&s->s_seq, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->s_seq, seq + 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		s->s_rec = f;
+		__atomic_store_n(&s->s_seq, seq + 2, __ATOMIC_RELEASE);
+		head = i + 1;
 	}
-	hdr->kh_nfree = nfree;
+	hdr->kh_free = head;
 	__atomic_store_n(&hdr->kh_hiwater, hw, __ATOMIC_RELEASE);
 	__atomic_store_n(&hdr->kh_nlive, nlive, __ATOMIC_RELAXED);
 }
 
 /*
+ * Repair: rebuild every class's free list.  A chunk is in use when it
+ * names a live slot that points back at it; any other chunk below the
+ * class's top (freed, or taken or being freed by the writer that died) is
+ * free, linked lowest first.
+ */
+static void
+repair_chunks(struct keystore *ks)
+{
+	struct ks_header	*hdr = ks->ks_hdr;
+	struct ks_rec		*r;
+	uint32_t		 c, i, top, head, ref, o;
+
+	for (c = 0; c < KS_NCLASS; c++) {
+		top = hdr->kh_ctop[c];
+		if (top > ks->ks_nchunks)
+			top = hdr->kh_ctop[c] = ks->ks_nchunks;
+		for (head = 0, i = top; i-- > 0;) {
+			ref = c << KS_REC_IDX_BITS | i;
+			r = chunk_at(ks, ref);
+			o = r->r_owner;
+			if (o != 0 && o <= ks->ks_max_keys &&
+			    slot_live(&ks->ks_slots[o - 1]) &&
+			    ks->ks_slots[o - 1].s_rec == ref)
+				continue;
+			r->r_owner = 0;
+			r->r_u.r_next = head;
+			head = i + 1;
+		}
+		hdr->kh_cfree[c] = head;
+	}
+}
+
+/*
  * Master, after reaping pid.  The dead writer changed at most the slot it
- * saved in kh_undo (plus index entries, the free stack and counters, all
- * derived from the records).  Restoring that slot under its seqlock ends
- * on an even sequence above any it had, so readers drop copies from
- * before; then everything derived is rebuilt and the lock handed to owner
- * (one release store: no other writer can slip in before owner replays
- * the journal past kh_applied and unlocks).
+ * saved in kh_undo (plus index entries, the free lists and counters, all
+ * derived from the records, and chunks no record points at).  Restoring
+ * that slot under its seqlock ends on an even sequence above any it had,
+ * so readers drop copies from before; then everything derived is rebuilt
+ * and the lock handed to owner (one release store: no other writer can
+ * slip in before owner replays the journal past kh_applied and unlocks).
  */
 int
 keystore_repair(struct keystore *ks, pid_t pid, pid_t owner)
@@ -946,18 +1223,173 @@ keystore_repair(struct keystore *ks, pid_t pid, pid_t owner)
 		return (0);
 	us = __atomic_load_n(&hdr->kh_undo_slot, __ATOMIC_ACQUIRE);
 	if (us != 0 && us <= ks->ks_max_keys)
-		slot_write(&ks->ks_slots[us - 1], hdr->kh_undo.s_live,
-		    &hdr->kh_undo.s_key);
+		slot_write(&ks->ks_slots[us - 1], &hdr->kh_undo);
 	__atomic_store_n(&hdr->kh_undo_slot, 0, __ATOMIC_RELEASE);
 	/* Put back what the layout really is, for the workers' sake. */
 	hdr->kh_max_keys = ks->ks_max_keys;
+	hdr->kh_max_active = ks->ks_max_active;
 	hdr->kh_ndindex = ks->ks_ndindex;
 	hdr->kh_niindex = ks->ks_niindex;
 	repair_slots(ks);
+	repair_chunks(ks);
 	index_rebuild(ks);
 	__atomic_store_n(&hdr->kh_lock, owner > 0 ? (int32_t)owner : 0,
 	    __ATOMIC_RELEASE);
 	return (1);
+}
+
+/*
+ * The active rate table (see keystore.h).  An entry's word is
+ * owner (slot + 1) << 32 | monotonic second of its last use.
+ */
+#define AWORD(slot, sec)	((uint64_t)((slot) + 1) << 32 | (uint32_t)(sec))
+
+/* Whether entry word w is free or idle long enough to be taken at sec. */
+static int
+aword_idle(uint64_t w, uint32_t sec)
+{
+	return ((w >> 32) == 0 ||
+	    (uint32_t)(sec - (uint32_t)w) >= KS_ACTIVE_IDLE_S);
+}
+
+/* The entry slot points at if it still owns it (refreshed to sec), or -1. */
+static int64_t
+rate_own(struct keystore *ks, uint32_t slot, uint32_t sec, int refresh)
+{
+	uint64_t	 w;
+	uint32_t	 e;
+
+	e = __atomic_load_n(&ks->ks_slots[slot].s_active, __ATOMIC_ACQUIRE);
+	if (e == 0 || e > ks->ks_max_active)
+		return (-1);
+	e--;
+	w = __atomic_load_n(&ks->ks_aword[e], __ATOMIC_ACQUIRE);
+	for (;;) {
+		if ((w >> 32) != (uint64_t)slot + 1)
+			return (-1);
+		/*
+		 * An owner may take its entry back however long it was
+		 * idle, unless someone took it meanwhile: the CAS decides.
+		 */
+		if (!refresh || (uint32_t)w == sec)
+			return (e);
+		if (__atomic_compare_exchange_n(&ks->ks_aword[e], &w,
+		    AWORD(slot, sec), 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return (e);
+	}
+}
+
+/*
+ * A new entry for slot at sec, its windows emptied, or -1 when every entry
+ * looked at is in use.  Never-used entries first (lowest first: only
+ * they become memory), then a clock hand over idle ones.  The entry is
+ * claimed by a CAS on its word, so two claimants, or a claimant and the
+ * old owner coming back, never both win.
+ */
+static int64_t
+rate_claim(struct keystore *ks, uint32_t slot, uint32_t sec)
+{
+	struct ks_header	*hdr = ks->ks_hdr;
+	struct rl_state		*st;
+	uint64_t		 w;
+	uint32_t		 e, i, n, scan;
+	int			 wi, j;
+
+	n = ks->ks_max_active;
+	e = __atomic_load_n(&hdr->kh_anext, __ATOMIC_RELAXED);
+	while (e < n) {
+		if (__atomic_compare_exchange_n(&hdr->kh_anext, &e, e + 1, 0,
+		    __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+			w = 0;
+			if (__atomic_compare_exchange_n(&ks->ks_aword[e], &w,
+			    AWORD(slot, sec), 0, __ATOMIC_ACQ_REL,
+			    __ATOMIC_RELAXED))
+				goto claimed;
+			break;	/* the hand took it first: search */
+		}
+	}
+	scan = n < KS_ACTIVE_SCAN ? n : KS_ACTIVE_SCAN;
+	for (i = 0; i < scan; i++) {
+		e = __atomic_fetch_add(&hdr->kh_ahand, 1, __ATOMIC_RELAXED) % n;
+		w = __atomic_load_n(&ks->ks_aword[e], __ATOMIC_ACQUIRE);
+		if (!aword_idle(w, sec))
+			continue;
+		if (__atomic_compare_exchange_n(&ks->ks_aword[e], &w,
+		    AWORD(slot, sec), 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+			if ((w >> 32) != 0)
+				__atomic_fetch_add(&hdr->kh_aevict, 1,
+				    __ATOMIC_RELAXED);
+			goto claimed;
+		}
+	}
+	__atomic_fetch_add(&hdr->kh_afull, 1, __ATOMIC_RELAXED);
+	return (-1);
+claimed:
+	/* Its windows were empty (idle > 60 s) or never used: start at 0. */
+	st = &ks->ks_astate[e];
+	for (wi = 0; wi < RL_WINDOWS; wi++)
+		for (j = 0; j < RL_SLOTS; j++)
+			__atomic_store_n(&st->rl_slot[wi][j], 0,
+			    __ATOMIC_RELAXED);
+	return (e);
+}
+
+/* The rate state of slot at now (ms), made if create; see keystore.h. */
+struct rl_state *
+keystore_rate(struct keystore *ks, uint32_t slot, int64_t now, int create)
+{
+	struct ks_slot	*s;
+	int64_t		 e;
+	uint32_t	 sec = (uint32_t)(now / 1000), cur;
+
+	if (slot >= ks->ks_max_keys || ks->ks_max_active == 0)
+		return (NULL);
+	s = &ks->ks_slots[slot];
+	for (;;) {
+		if ((e = rate_own(ks, slot, sec, 1)) >= 0)
+			return (&ks->ks_astate[e]);
+		if (!create || (e = rate_claim(ks, slot, sec)) < 0)
+			return (NULL);
+		/*
+		 * Publish (the slot may already point at the entry we took
+		 * back from another key); if another worker published an
+		 * entry of its own first, use that one.
+		 */
+		cur = __atomic_load_n(&s->s_active, __ATOMIC_ACQUIRE);
+		if (cur == (uint32_t)e + 1)
+			return (&ks->ks_astate[e]);
+		if (rate_own(ks, slot, sec, 0) < 0 &&
+		    __atomic_compare_exchange_n(&s->s_active, &cur,
+		    (uint32_t)e + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return (&ks->ks_astate[e]);
+		/* Lost: give the entry back, idle, and take the winner's. */
+		__atomic_store_n(&ks->ks_aword[e], 0, __ATOMIC_RELEASE);
+	}
+}
+
+/* The rate state of slot if it has one now (no write). */
+const struct rl_state *
+keystore_rate_peek(const struct keystore *ks, uint32_t slot)
+{
+	int64_t	 e;
+
+	if (slot >= ks->ks_max_keys)
+		return (NULL);
+	e = rate_own((struct keystore *)ks, slot, 0, 0);
+	return (e >= 0 ? &ks->ks_astate[e] : NULL);
+}
+
+/* The active rate table's statistics. */
+void
+keystore_rate_stats(const struct keystore *ks, uint32_t *used, uint64_t *full,
+    uint64_t *evicted)
+{
+	uint32_t	 n;
+
+	n = __atomic_load_n(&ks->ks_hdr->kh_anext, __ATOMIC_RELAXED);
+	*used = n < ks->ks_max_active ? n : ks->ks_max_active;
+	*full = __atomic_load_n(&ks->ks_hdr->kh_afull, __ATOMIC_RELAXED);
+	*evicted = __atomic_load_n(&ks->ks_hdr->kh_aevict, __ATOMIC_RELAXED);
 }
 
 /*
@@ -1048,15 +1480,25 @@ keystore_counts(const struct keystore *ks, uint32_t slot, uint64_t *c)
 	c[KS_C_REFUSED] = __atomic_load_n(&s->s_refused, __ATOMIC_RELAXED);
 }
 
-/* The history baselines of slot (zeros for a slot out of range). */
+/*
+ * The history baselines of slot (zeros for a slot out of range).  Only
+ * their low 32 bits are kept: the counter less the 32-bit difference is
+ * the full baseline as long as a fold's interval saw fewer than 2^32 uses
+ * of the key, which a minute always does.
+ */
 void
 keystore_base(const struct keystore *ks, uint32_t slot, uint64_t *b)
 {
-	int	 i;
+	uint64_t	 c[KS_NCOUNTS];
+	uint32_t	 low;
+	int		 i;
 
-	for (i = 0; i < KS_NCOUNTS; i++)
-		b[i] = slot < ks->ks_max_keys ? __atomic_load_n(
+	keystore_counts(ks, slot, c);
+	for (i = 0; i < KS_NCOUNTS; i++) {
+		low = slot < ks->ks_max_keys ? __atomic_load_n(
 		    &ks->ks_slots[slot].s_base[i], __ATOMIC_RELAXED) : 0;
+		b[i] = c[i] - (uint32_t)((uint32_t)c[i] - low);
+	}
 }
 
 /* Set the history baselines of slot (the master, at a fold). */
@@ -1068,6 +1510,6 @@ keystore_set_base(struct keystore *ks, uint32_t slot, const uint64_t *b)
 	if (slot >= ks->ks_max_keys)
 		return;
 	for (i = 0; i < KS_NCOUNTS; i++)
-		__atomic_store_n(&ks->ks_slots[slot].s_base[i], b[i],
+		__atomic_store_n(&ks->ks_slots[slot].s_base[i], (uint32_t)b[i],
 		    __ATOMIC_RELAXED);
 }

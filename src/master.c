@@ -1272,6 +1272,12 @@ master_keep_store(struct master *m, struct config *conf, char *err,
 		    shm_max_keys(m->m_shm));
 		conf->c_max_keys = shm_max_keys(m->m_shm);
 	}
+	if (shm_max_active(m->m_shm) != config_max_active(conf)) {
+		log_warnx("max_active_keys %u ignored until the next restart: "
+		    "the rate table keeps %u entries", config_max_active(conf),
+		    shm_max_active(m->m_shm));
+		conf->c_max_active_keys = shm_max_active(m->m_shm);
+	}
 	return (0);
 }
 

@@ -313,6 +313,21 @@ metrics_daemon(struct mbuf *b, const struct metrics_src *src,
 	mb_family(b, "keygate_keys_max", "gauge",
 	    "Capacity of the key store (max_keys).");
 	mb_printf(b, "keygate_keys_max %" PRIu64 "\n", src->ms_keys_max);
+	mb_family(b, "keygate_rate_states", "gauge", "Entries of the active "
+	    "rate table ever used (its high-water mark).");
+	mb_printf(b, "keygate_rate_states %" PRIu64 "\n", src->ms_rate_used);
+	mb_family(b, "keygate_rate_states_max", "gauge", "Capacity of the "
+	    "active rate table (max_active_keys).");
+	mb_printf(b, "keygate_rate_states_max %" PRIu64 "\n",
+	    src->ms_rate_max);
+	mb_family(b, "keygate_rate_table_full_total", "counter", "Requests "
+	    "refused with 503 because every rate state was in use.");
+	mb_printf(b, "keygate_rate_table_full_total %" PRIu64 "\n",
+	    src->ms_rate_full);
+	mb_family(b, "keygate_rate_states_reused_total", "counter", "Idle "
+	    "rate states taken for another key.");
+	mb_printf(b, "keygate_rate_states_reused_total %" PRIu64 "\n",
+	    src->ms_rate_evicted);
 	mb_family(b, "keygate_workers", "gauge", "Worker processes running.");
 	mb_printf(b, "keygate_workers %u\n", t->st_workers);
 	mb_family(b, "keygate_config_reloads_total", "counter",

@@ -500,7 +500,7 @@ ratelimit_usage(const struct rl_state *st, const struct rl_limits *l,
 	for (w = 0; w < RL_WINDOWS; w++) {
 		used[w] = 0;
 		reset_ms[w] = 0;
-		if (!rl_view_init(&v, l, w, now))
+		if (st == NULL || !rl_view_init(&v, l, w, now))
 			continue;
 		rl_view_read(&v, st->rl_slot[w], now);
 		used[w] = v.v_total;

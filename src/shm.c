@@ -40,6 +40,7 @@ struct shm_private {
 	size_t		 sp_jwks_off;
 	size_t		 sp_stats_off;
 	uint32_t	 sp_max_keys;
+	uint32_t	 sp_max_active;
 };
 
 /* The private layout page of sh. */
@@ -58,7 +59,7 @@ shm_private(const struct shm_header *sh)
  * expects.
  */
 struct shm_header *
-shm_create(uint32_t max_keys)
+shm_create(uint32_t max_keys, uint32_t max_active)
 {
 	struct shm_header	*sh;
 	struct shm_private	*sp;
@@ -73,7 +74,7 @@ shm_create(uint32_t max_keys)
 
 	page = (size_t)sysconf(_SC_PAGESIZE);
 	off = (sizeof(*sh) + 63) & ~(size_t)63;
-	ipoff = off + ((keystore_size(max_keys) + 63) & ~(size_t)63);
+	ipoff = off + ((keystore_size(max_keys, max_active) + 63) & ~(size_t)63);
 	failoff = ipoff + ((ratelimit_iptable_size(SHM_IP_ENTRIES) + 63) &
 	    ~(size_t)63);
 	jwtoff = failoff + ((ratelimit_failtable_size(SHM_FAIL_ENTRIES) +
@@ -105,6 +106,7 @@ shm_create(uint32_t max_keys)
 	sp->sp_jwks_off = jwksoff;
 	sp->sp_stats_off = statsoff;
 	sp->sp_max_keys = max_keys;
+	sp->sp_max_active = max_active;
 	(void)mprotect(base, page, PROT_READ);
 	if (RAND_bytes((unsigned char *)&seed, sizeof(seed)) != 1)
 		seed = (uint64_t)(uintptr_t)sh ^ (uint64_t)size;
@@ -123,7 +125,7 @@ shm_create(uint32_t max_keys)
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
 	    (wall.tv_nsec - mono.tv_nsec) / 1000000;
-	keystore_init(&ks, (char *)sh + off, max_keys, seed);
+	keystore_init(&ks, (char *)sh + off, max_keys, max_active, seed);
 	stats_init((struct stats_region *)((char *)sh + statsoff), wall.tv_sec);
 	ratelimit_iptable_init((char *)sh + ipoff, SHM_IP_ENTRIES,
 	    seed * 0x9e3779b97f4a7c15ULL + 1);
@@ -140,7 +142,8 @@ shm_keystore(struct shm_header *sh, struct keystore *ks)
 {
 	const struct shm_private	*sp = shm_private(sh);
 
-	keystore_attach(ks, (char *)sh + sp->sp_ks_off, sp->sp_max_keys);
+	keystore_attach(ks, (char *)sh + sp->sp_ks_off, sp->sp_max_keys,
+	    sp->sp_max_active);
 }
 
 /* The rate table of client addresses. */
@@ -163,6 +166,13 @@ uint32_t
 shm_max_keys(const struct shm_header *sh)
 {
 	return (shm_private(sh)->sp_max_keys);
+}
+
+/* max_active_keys the segment was made for. */
+uint32_t
+shm_max_active(const struct shm_header *sh)
+{
+	return (shm_private(sh)->sp_max_active);
 }
 
 /* The table of failed admin authentications. */

@@ -447,7 +447,7 @@ fz_check_journal(void)
 	mem = mmap(NULL, fz.f_size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	FUZZ_ASSERT(mem != MAP_FAILED);
-	keystore_init(&ks, mem, FZ_MAXKEYS, 0x5eed);
+	keystore_init(&ks, mem, FZ_MAXKEYS, FZ_MAXKEYS, 0x5eed);
 	FUZZ_ASSERT(keystore_lock(&ks, getpid(), 1000) == KS_OK);
 	FUZZ_ASSERT(journal_init(&j, fz.f_dir, (uid_t)-1, (gid_t)-1) == 0);
 	if ((rc = journal_load(&j, &ks, err, sizeof(err))) == -1)
@@ -531,11 +531,12 @@ fz_setup(void)
 	FUZZ_ASSERT(journal_init(&fz.f_j, fz.f_dir, (uid_t)-1, (gid_t)-1) ==
 	    0);
 	atexit(fz_cleanup);
-	fz.f_size = keystore_size(FZ_MAXKEYS);
+	fz.f_size = keystore_size(FZ_MAXKEYS, FZ_MAXKEYS);
 	fz.f_region = mmap(NULL, fz.f_size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	FUZZ_ASSERT(fz.f_region != MAP_FAILED);
-	keystore_init(&fz.f_ks, fz.f_region, FZ_MAXKEYS, 0xf00d);
+	keystore_init(&fz.f_ks, fz.f_region, FZ_MAXKEYS, FZ_MAXKEYS,
+	    0xf00d);
 	secret_digest(FZ_TOKEN, strlen(FZ_TOKEN), fz.f_token);
 	fz.f_env.ae_ks = &fz.f_ks;
 	fz.f_env.ae_journal = &fz.f_j;

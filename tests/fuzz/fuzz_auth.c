@@ -82,12 +82,13 @@ fuzz_setup(void)
 	};
 	struct ks_key	 k;
 	void		*region;
-	size_t		 i, size = keystore_size(FUZZ_MAXKEYS);
+	size_t		 i, size = keystore_size(FUZZ_MAXKEYS, FUZZ_MAXKEYS);
 
 	if (posix_memalign(&region, 64, size) != 0)
 		abort();
 	memset(region, 0, size);
-	keystore_init(&fuzz_ks, region, FUZZ_MAXKEYS, UINT64_C(0x5eed));
+	keystore_init(&fuzz_ks, region, FUZZ_MAXKEYS, FUZZ_MAXKEYS,
+	    UINT64_C(0x5eed));
 	if (keystore_lock(&fuzz_ks, getpid(), 1000) != KS_OK)
 		abort();
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

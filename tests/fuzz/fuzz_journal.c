@@ -87,7 +87,7 @@ static struct keystore *
 fz_store(struct keystore *ks, int i, uint32_t max)
 {
 	memset(fz_mem[i], 0, fz_size);
-	keystore_init(ks, fz_mem[i], max, 0x5eed + (uint64_t)i);
+	keystore_init(ks, fz_mem[i], max, max, 0x5eed + (uint64_t)i);
 	FUZZ_ASSERT(keystore_lock(ks, getpid(), 1000) == KS_OK);
 	return (ks);
 }
@@ -183,7 +183,7 @@ fz_setup(void)
 
 	FUZZ_ASSERT(log_init(LOG_TO_STDERR, LOGLEVEL_ERROR, "fuzz_journal",
 	    err, sizeof(err)) == 0);
-	fz_size = (keystore_size(FZ_MAXKEYS) + 63) & ~(size_t)63;
+	fz_size = (keystore_size(FZ_MAXKEYS, FZ_MAXKEYS) + 63) & ~(size_t)63;
 	for (i = 0; i < FZ_NSTORES; i++)
 		FUZZ_ASSERT((fz_mem[i] = aligned_alloc(64, fz_size)) != NULL);
 }

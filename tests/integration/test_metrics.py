@@ -165,6 +165,10 @@ def test_exact_counts():
             last = v
     kg.eq(val(m, "keygate_keys"), 2, "keygate_keys")
     kg.check(val(m, "keygate_keys_max") > 0, "keygate_keys_max")
+    # Keys that were used have a rate state each (issue 14).
+    kg.check(1 <= val(m, "keygate_rate_states") <= 2, "keygate_rate_states")
+    kg.check(val(m, "keygate_rate_states_max") > 0, "keygate_rate_states_max")
+    kg.eq(val(m, "keygate_rate_table_full_total"), 0, "rate table full")
     kg.eq(val(m, "keygate_workers"), 2, "keygate_workers")
     kg.check(val(m, "keygate_connections_accepted_total") >= 20,
              "connections accepted")

@@ -768,6 +768,34 @@ def test_verify_path_limited():
           "verify after Retry-After")
 
 
+
+# === 8. the active rate table (issue 14) =================================
+
+def test_rate_table_full():
+    """max_active_keys 2: two keys in use take both rate states; a third
+    is refused 503 rate_table_full (not let through unlimited), counted
+    in /metrics, while the first two keep their windows; a key without
+    limits needs no state."""
+    d = start(*OVERRIDE_ROUTES, max_active_keys=2)
+    keys = [mk(d, "o%d" % i) for i in range(3)]
+    for i in range(2):
+        ok(call(d, "/echo/%d" % i, xkey(keys[i][1])), "key %d" % i)
+    r = call(d, "/echo/2", xkey(keys[2][1]))
+    kg.check_refusal(r, 503, "rate_table_full", "third key, table full")
+    no_rl(r, "rate_table_full")
+    # The first two keep counting in their own windows.
+    h = ok(call(d, "/echo/0", xkey(keys[0][1])), "key 0 again")
+    kg.eq(h["remaining"], 18, "key 0 Remaining after 2 requests")
+    # A route without limits needs no rate state.
+    kg.eq(call(d, "/free/x", xkey(keys[2][1])).status, 200,
+          "third key on a rate=off route")
+    m = kg.admin(d, "GET", "/metrics").body.decode()
+    kg.check("\nkeygate_rate_table_full_total 1\n" in m,
+             "rate_table_full counted once")
+    kg.check("\nkeygate_rate_states 2\n" in m, "two states used")
+    kg.check("\nkeygate_rate_states_max 2\n" in m, "capacity 2")
+
+
 TESTS = [
     test_sliding_refs,
     test_sliding_guarantee_two_workers,
@@ -781,6 +809,7 @@ TESTS = [
     test_counters_survive_sighup,
     test_refusals_use_no_quota,
     test_verify_path_limited,
+    test_rate_table_full,
 ]
 
 

@@ -343,11 +343,11 @@ fx_setup_max(void **state, uint32_t max)
 	assert_non_null(f = calloc(1, sizeof(*f)));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/test_admin.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	f->size = keystore_size(max);
+	f->size = keystore_size(max, max);
 	f->region = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(f->region != MAP_FAILED);
-	keystore_init(&f->ks, f->region, max, 0x5eed);
+	keystore_init(&f->ks, f->region, max, max, 0x5eed);
 	assert_int_equal(journal_init(&f->j, f->dir, (uid_t)-1, (gid_t)-1),
 	    0);
 	secret_digest(T_TOKEN, strlen(T_TOKEN), f->token);
@@ -622,7 +622,7 @@ check_replay(struct fx *f)
 	r2 = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(r2 != MAP_FAILED);
-	keystore_init(&ks2, r2, max, 0x5eed);
+	keystore_init(&ks2, r2, max, max, 0x5eed);
 	assert_int_equal(journal_init(&j2, f->dir, (uid_t)-1, (gid_t)-1), 0);
 	assert_int_equal(keystore_lock(&ks2, getpid(), 0), KS_OK);
 	if (journal_load(&j2, &ks2, err, sizeof(err)) != 0)
@@ -2178,7 +2178,8 @@ windows_text(struct fx *f, uint32_t slot, char *buf, size_t len)
 	int			 k;
 
 	ratelimit_set(&l, all);
-	ratelimit_usage(keystore_rate(&f->ks, slot), &l, f->mono, used, ms);
+	ratelimit_usage(keystore_rate_peek(&f->ks, slot), &l, f->mono, used,
+	    ms);
 	assert_true(json_is_array(a));
 	buf[0] = '\0';
 	json_array_foreach(a, i, w) {
@@ -2260,8 +2261,8 @@ admit(struct fx *f, const char *id, int n, const uint32_t *lim, int64_t mono)
 	assert_int_equal(keystore_find_id(&f->ks, id, &k, &slot), KS_OK);
 	ratelimit_set(&l, lim);
 	for (i = 0; i < n; i++)
-		ok += ratelimit_admit(keystore_rate(&f->ks, slot), &l, mono,
-		    NULL);
+		ok += ratelimit_admit(keystore_rate(&f->ks, slot, mono, 1), &l,
+		    mono, NULL);
 	return (ok);
 }
 

@@ -118,13 +118,14 @@ static int
 setup(void **state)
 {
 	struct ks_key	 k;
-	size_t		 i, size = keystore_size(MAXKEYS);
+	size_t		 i, size = keystore_size(MAXKEYS, MAXKEYS);
 
 	(void)state;
 	if (posix_memalign(&region, 64, size) != 0)
 		return (-1);
 	memset(region, 0, size);
-	keystore_init(&ks, region, MAXKEYS, UINT64_C(0x1234567890abcdef));
+	keystore_init(&ks, region, MAXKEYS, MAXKEYS,
+	    UINT64_C(0x1234567890abcdef));
 	if (keystore_lock(&ks, getpid(), 1000) != KS_OK)
 		return (-1);
 	for (i = 0; i < sizeof(tkeys) / sizeof(tkeys[0]); i++) {

@@ -46,12 +46,12 @@ struct fix {
 static void *
 store_new(struct keystore *ks, uint32_t max)
 {
-	size_t	 size = (keystore_size(max) + 63) & ~(size_t)63;
+	size_t	 size = (keystore_size(max, max) + 63) & ~(size_t)63;
 	void	*mem;
 
 	assert_non_null(mem = aligned_alloc(64, size));
 	memset(mem, 0, size);
-	keystore_init(ks, mem, max, 0x5eed);
+	keystore_init(ks, mem, max, max, 0x5eed);
 	assert_int_equal(keystore_lock(ks, getpid(), 1000), KS_OK);
 	return (mem);
 }
@@ -2027,17 +2027,18 @@ test_usage_save(void **state)
 }
 
 /*
- * A worker can fill a record's strings to the brim, no NUL up to the end
- * of the record (review of issue 10): the master, saving the usage
- * counters, must not read past the id of its copy.  The record is left
- * out of the file, the others are saved.  The old code ran strlen() on
- * the copy's id, past the copy (ASan: stack-buffer-overflow).
+ * A worker can set a record's id length to the brim, 255, so that the id
+ * runs on into the next strings (review of issue 10): the master, saving
+ * the usage counters, must not read past the id of its copy (the key
+ * store cuts it to sizeof(k_id) - 1), and such an id is not valid.  The
+ * record is left out of the file, the others are saved.
  */
 static void
 test_usage_unterminated_id(void **state)
 {
 	struct fix	*f = *state;
 	struct ks_slot	*s;
+	struct ks_rec	*r;
 	struct ks_key	 k;
 	char		 err[T_ERRLEN], *text;
 	uint32_t	 slot;
@@ -2051,9 +2052,10 @@ test_usage_unterminated_id(void **state)
 	    &slot), KS_OK);
 	keystore_set_usage(&f->f_ks, slot, 5, 0, 0);
 	s = &f->f_ks.ks_slots[slot];
-	/* A valid id, then no NUL to the end of the record. */
-	memset(s->s_key.k_id + KS_ID_LEN, 'A', sizeof(s->s_key) -
-	    offsetof(struct ks_key, k_id) - KS_ID_LEN);
+	r = (struct ks_rec *)(f->f_ks.ks_chunks[s->s_rec >> KS_REC_IDX_BITS] +
+	    (size_t)(s->s_rec & ((1U << KS_REC_IDX_BITS) - 1)) *
+	    ks_class_size[s->s_rec >> KS_REC_IDX_BITS]);
+	r->r_u.r_used.r_len[KS_S_ID] = 255;
 	if (journal_save_usage(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
 		fail_msg("journal_save_usage: %s", err);
 	text = file_read(f, USAGE_FILE, NULL);

@@ -165,7 +165,7 @@ setup(void **state)
 	assert_non_null(f = calloc(1, sizeof(*f)));
 	snprintf(f->f_dir, sizeof(f->f_dir), "/tmp/test_jwks.XXXXXX");
 	assert_non_null(mkdtemp(f->f_dir));
-	assert_non_null(f->f_shm = shm_create(16));
+	assert_non_null(f->f_shm = shm_create(16, 16));
 	assert_non_null(f->f_base = event_base_new());
 	assert_int_equal(log_init(LOG_TO_STDERR, LOGLEVEL_WARN, "test", err,
 	    sizeof(err)), 0);

@@ -520,7 +520,7 @@ test_pending(void **state)
 	int			 slot;
 
 	(void)state;
-	assert_non_null(shm = shm_create(16));
+	assert_non_null(shm = shm_create(16, 16));
 	j = master_new(shm);
 	publish(j, 3, "A", s_a1, 1);
 	publish(j, 5, "B", NULL, 0);

@@ -64,13 +64,20 @@ struct store {
 
 /* Map and format a store for max_keys keys. */
 static void
-store_open(struct store *st, uint32_t max_keys)
+store_open_active(struct store *st, uint32_t max_keys, uint32_t max_active)
 {
-	st->size = keystore_size(max_keys);
+	st->size = keystore_size(max_keys, max_active);
 	st->mem = mmap(NULL, st->size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(st->mem != MAP_FAILED);
-	keystore_init(&st->ks, st->mem, max_keys, 0x5eed5eed12345678ULL);
+	keystore_init(&st->ks, st->mem, max_keys, max_active,
+	    0x5eed5eed12345678ULL);
+}
+
+static void
+store_open(struct store *st, uint32_t max_keys)
+{
+	store_open_active(st, max_keys, max_keys);
 }
 
 /* Unmap a store. */
@@ -120,7 +127,10 @@ key_make(struct ks_key *k, uint32_t n, uint32_t gen)
 	k->k_rate[KS_W1S] = gen;
 	snprintf(k->k_prefix, sizeof(k->k_prefix), "live");
 	snprintf(k->k_hint, sizeof(k->k_hint), "live_...%04u", gen % 10000);
-	snprintf(k->k_name, sizeof(k->k_name), "name %u gen %u", n, gen);
+	/* Lengths that vary with gen, so that records change chunk class. */
+	snprintf(k->k_name, sizeof(k->k_name), "name %u gen %u %.*s", n, gen,
+	    (int)(gen * 37 % 90), "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq"
+	    "rstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz");
 	snprintf(k->k_owner, sizeof(k->k_owner), "owner-%u-%u", n, gen);
 	snprintf(k->k_scopes, sizeof(k->k_scopes), "read:%u write:%u", gen,
 	    n);
@@ -235,20 +245,28 @@ test_size(void **state)
 	struct store	 st;
 
 	(void)state;
-	assert_int_equal(sizeof(struct ks_slot) % 64, 0);
-	assert_int_equal(keystore_size(1) % 64, 0);
-	assert_true(keystore_size(1000) < keystore_size(1001) ||
-	    keystore_size(1000) == keystore_size(1001));
-	assert_true(keystore_size(100000000) > (size_t)100000000 *
-	    sizeof(struct ks_slot) + (size_t)2 * 536870912 * 8);
+	/* The fixed part of a key is two cache lines (issue 14). */
+	assert_int_equal(sizeof(struct ks_slot), 128);
+	assert_int_equal(keystore_size(1, 1) % 64, 0);
+	assert_true(keystore_size(1000, 1000) < keystore_size(1001, 1001) ||
+	    keystore_size(1000, 1000) == keystore_size(1001, 1001));
+	assert_true(keystore_size(1000, 10) < keystore_size(1000, 1000));
+	assert_true(keystore_size(100000000, 100000000) > (size_t)100000000 *
+	    (sizeof(struct ks_slot) + sizeof(struct rl_state)) +
+	    (size_t)2 * 268435456 * 4);
+	/* The longest record fits the largest chunk. */
+	assert_true(sizeof(struct ks_rec) + 8 + KS_DIGEST_LEN + 23 + 15 +
+	    23 + 103 + 67 + 67 + 255 <= ks_class_size[KS_NCLASS - 1]);
 	store_open(&st, 1000);
-	assert_int_equal(st.ks.ks_hdr->kh_ndindex, 4096);
+	assert_int_equal(st.ks.ks_hdr->kh_ndindex, 2048);
 	assert_int_equal(st.ks.ks_hdr->kh_niindex, 2048);
+	assert_int_equal(st.ks.ks_slot_bits, 10);
 	assert_int_equal((uintptr_t)st.ks.ks_slots % 64, 0);
 	assert_int_equal((uintptr_t)st.ks.ks_dindex % 64, 0);
 	assert_int_equal((uintptr_t)st.ks.ks_iindex % 64, 0);
-	assert_true((char *)(st.ks.ks_iindex + 2 * 2048) <=
-	    (char *)st.mem + st.size);
+	assert_int_equal((uintptr_t)st.ks.ks_astate % 64, 0);
+	assert_true((char *)(st.ks.ks_chunks[KS_NCLASS - 1] + 1002 *
+	    ks_class_size[KS_NCLASS - 1]) <= (char *)st.mem + st.size);
 	assert_int_equal(keystore_count(&st.ks), 0);
 	store_close(&st);
 	store_open(&st, 1);
@@ -281,42 +299,77 @@ test_insert_lookup(void **state)
 	assert_int_equal(keystore_find_id(&st.ks, "key_0000000000000001x",
 	    &k, NULL), KS_NOTFOUND);
 	/* Another handle on the same region (a worker) sees the same. */
-	keystore_attach(&ks2, st.mem, 100);
+	keystore_attach(&ks2, st.mem, 100, 100);
 	assert_int_equal(assert_found(&ks2, 42, 1), 42);
 	store_close(&st);
 }
 
 /*
- * The rate state of a slot: kept when its key is replaced (same id),
- * zeroed when a new key takes the slot after a delete; the states lie
- * inside the region, one per slot, past the indexes.
+ * The active rate table: a key's state is made on first use (empty) and
+ * kept while the key is used, or comes back, even after a delete and a
+ * new key in the same slot only by a fresh one; an entry idle for
+ * KS_ACTIVE_IDLE_S is taken for another key (emptied), a busy one never:
+ * with every entry busy the table is full (NULL, counted).  The states
+ * lie inside the region, 64-byte aligned.
  */
 static void
 test_rate_state(void **state)
 {
 	struct store	 st;
-	struct rl_state	*rs;
-	uint32_t	 slot;
+	struct rl_state	*rs, *r2;
+	uint64_t	 full, evicted;
+	uint32_t	 slot, used;
+	int64_t		 t = 1000000;
 
 	(void)state;
-	store_open(&st, 8);
-	assert_true((char *)keystore_rate(&st.ks, 7) + sizeof(*rs) <=
-	    (char *)st.mem + st.size);
-	assert_true((char *)keystore_rate(&st.ks, 0) >=
-	    (char *)(st.ks.ks_iindex + 2 * st.ks.ks_hdr->kh_niindex));
-	assert_int_equal((uintptr_t)keystore_rate(&st.ks, 1) % 64, 0);
+	store_open_active(&st, 8, 2);
+	assert_null(keystore_rate(&st.ks, 0, t, 0));
+	assert_null(keystore_rate_peek(&st.ks, 0));
+	assert_null(keystore_rate(&st.ks, 8, t, 1));	/* out of range */
 	assert_int_equal(put(&st.ks, 1, 1, 1), KS_OK);
 	slot = assert_found(&st.ks, 1, 1);
-	rs = keystore_rate(&st.ks, slot);
+	assert_non_null(rs = keystore_rate(&st.ks, slot, t, 1));
+	assert_true((char *)(rs + 1) <= (char *)st.mem + st.size);
+	assert_int_equal((uintptr_t)rs % 64, 0);
+	assert_ptr_equal(keystore_rate_peek(&st.ks, slot), rs);
+	assert_ptr_equal(keystore_rate(&st.ks, slot, t + 500, 1), rs);
 	rs->rl_slot[0][3] = 77;
 	rs->rl_slot[2][31] = 78;
-	assert_int_equal(put(&st.ks, 1, 2, 2), KS_OK);	/* same id */
+	assert_int_equal(put(&st.ks, 1, 2, 2), KS_OK);	/* same id: kept */
+	assert_ptr_equal(keystore_rate(&st.ks, slot, t + 1000, 1), rs);
 	assert_int_equal(rs->rl_slot[0][3], 77);
+	/* Deleted, and a new key in the same slot: a state of its own. */
 	assert_int_equal(del(&st.ks, 1, 3), KS_OK);
-	assert_int_equal(put(&st.ks, 2, 1, 4), KS_OK);	/* reuses the slot */
+	assert_int_equal(put(&st.ks, 2, 1, 4), KS_OK);
 	assert_int_equal(assert_found(&st.ks, 2, 1), slot);
+	assert_null(keystore_rate_peek(&st.ks, slot));
+	assert_non_null(r2 = keystore_rate(&st.ks, slot, t + 1000, 1));
+	assert_true(r2 != rs);
+	assert_int_equal(r2->rl_slot[0][3], 0);
+	/* Both entries busy (used at t + 1 s): a third key finds none. */
+	assert_int_equal(put(&st.ks, 3, 1, 5), KS_OK);
+	assert_null(keystore_rate(&st.ks, assert_found(&st.ks, 3, 1),
+	    t + 2000, 1));
+	keystore_rate_stats(&st.ks, &used, &full, &evicted);
+	assert_int_equal(used, 2);
+	assert_int_equal(full, 1);
+	assert_int_equal(evicted, 0);
+	/* Not yet idle long enough at t + 1 s + 61.9 s. */
+	assert_null(keystore_rate(&st.ks, assert_found(&st.ks, 3, 1),
+	    t + 1000 + (KS_ACTIVE_IDLE_S - 1) * 1000 + 999, 1));
+	/* Key 2 keeps using its state; the stale one (key 1's) goes. */
+	assert_ptr_equal(keystore_rate(&st.ks, slot, t + 30000, 1), r2);
+	rs->rl_slot[0][3] = 77;
+	assert_ptr_equal(keystore_rate(&st.ks, assert_found(&st.ks, 3, 1),
+	    t + 1000 + KS_ACTIVE_IDLE_S * 1000, 1), rs);
 	assert_int_equal(rs->rl_slot[0][3], 0);
 	assert_int_equal(rs->rl_slot[2][31], 0);
+	keystore_rate_stats(&st.ks, &used, &full, &evicted);
+	assert_int_equal(evicted, 1);
+	assert_int_equal(full, 2);
+	/* A key whose entry was taken gets a new one when one is idle. */
+	assert_ptr_equal(keystore_rate(&st.ks, slot, t + 30000 +
+	    KS_ACTIVE_IDLE_S * 1000, 1), r2);	/* its own, came back */
 	store_close(&st);
 }
 
@@ -441,6 +494,37 @@ test_delete(void **state)
 }
 
 /*
+ * Free slots: those on the free list (walked and checked: each is below
+ * the high-water mark, not live, and on the list once) and those above
+ * the mark.
+ */
+static uint32_t
+nfree(const struct keystore *ks)
+{
+	const struct ks_header	*hdr = ks->ks_hdr;
+	uint32_t		 f, n = 0;
+
+	for (f = hdr->kh_free; f != 0; f = ks->ks_slots[f - 1].s_rec) {
+		assert_true(f <= hdr->kh_hiwater);
+		assert_int_equal(ks->ks_slots[f - 1].s_flags & KS_SF_LIVE, 0);
+		assert_true(++n <= hdr->kh_hiwater);
+	}
+	return (n + ks->ks_max_keys - hdr->kh_hiwater);
+}
+
+/* The chunk holding slot's strings. */
+static struct ks_rec *
+rec_of(const struct keystore *ks, uint32_t slot)
+{
+	uint32_t	 ref = ks->ks_slots[slot].s_rec;
+	uint32_t	 c = ref >> KS_REC_IDX_BITS;
+
+	assert_true(c < KS_NCLASS);
+	return ((struct ks_rec *)(ks->ks_chunks[c] + (size_t)(ref &
+	    ((1U << KS_REC_IDX_BITS) - 1)) * ks_class_size[c]));
+}
+
+/*
  * Audit the active index areas: exactly ndigests live digest entries and
  * one id entry per key (no stale entry left behind), and kh_dused and
  * kh_iused count every non-empty entry (live or tombstone).
@@ -449,7 +533,7 @@ static void
 index_audit(const struct keystore *ks, uint32_t ndigests)
 {
 	const struct ks_header	*hdr = ks->ks_hdr;
-	const uint64_t		*tab;
+	const uint32_t		*tab;
 	uint32_t		 i, live = 0, used = 0;
 
 	tab = ks->ks_dindex + (size_t)hdr->kh_area * hdr->kh_ndindex;
@@ -519,7 +603,7 @@ test_churn(void **state)
 			assert_int_equal(put(&st.ks, n, gen[n], op), KS_OK);
 		} else
 			assert_int_equal(put(&st.ks, n, ++g, op), KS_FULL);
-		assert_true(st.ks.ks_hdr->kh_dused <= 4096 / 4 * 3);
+		assert_true(st.ks.ks_hdr->kh_dused <= 2048 / 4 * 3);
 		assert_true(st.ks.ks_hdr->kh_iused <= 2048 / 4 * 3);
 		if (st.ks.ks_hdr->kh_rebuilds != rebuilds || op % 997 == 0) {
 			rebuilds = st.ks.ks_hdr->kh_rebuilds;
@@ -528,7 +612,7 @@ test_churn(void **state)
 	}
 	assert_true(rebuilds > 10);
 	check_model(&st.ks, gen, last, 1500);
-	assert_int_equal(st.ks.ks_hdr->kh_nfree + live, 1000);
+	assert_int_equal(nfree(&st.ks) + live, 1000);
 	store_close(&st);
 }
 
@@ -561,7 +645,7 @@ test_hiwater(void **state)
 	assert_int_equal(cur, 10);	/* stopped at the mark */
 	assert_int_equal(keystore_lock(&st.ks, 4242, 0), KS_OK);
 	assert_int_equal(keystore_repair(&st.ks, 4242, 0), 1);
-	assert_int_equal(st.ks.ks_hdr->kh_nfree, 990);
+	assert_int_equal(nfree(&st.ks), 990);
 	assert_int_equal(st.ks.ks_hdr->kh_hiwater, 10);
 	assert_int_equal(put(&st.ks, 20, 1, 1000), KS_OK);
 	assert_int_equal(st.ks.ks_hdr->kh_hiwater, 11);
@@ -631,7 +715,7 @@ test_exists(void **state)
 	assert_missing(&st.ks, 5, 1, 1);
 	assert_found(&st.ks, 1, 1);
 	assert_found(&st.ks, 2, 3);
-	assert_int_equal(st.ks.ks_hdr->kh_nfree, 8);
+	assert_int_equal(nfree(&st.ks), 8);
 	store_close(&st);
 }
 
@@ -743,8 +827,8 @@ die_rewriting(struct store *st)
 	hdr->kh_undo = *s;
 	hdr->kh_undo_slot = 3 + 1;
 	s->s_seq++;
-	memset(s->s_key.k_name, 'X', 40);
-	memset(s->s_key.k_digest, 0xee, 16);
+	s->s_rec = 15;		/* a chunk never written */
+	memset(s->s_digest, 0xee, 16);
 	st->ks.ks_slots[5].s_seq++;
 }
 
@@ -801,14 +885,15 @@ static void
 store_open_guarded(struct store *st, uint32_t max_keys)
 {
 	size_t	 page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t	 size = (keystore_size(max_keys) + page - 1) / page * page;
+	size_t	 size = (keystore_size(max_keys, max_keys) + page - 1) / page * page;
 
 	st->size = size + page;
 	st->mem = mmap(NULL, st->size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(st->mem != MAP_FAILED);
 	assert_int_equal(mprotect((char *)st->mem + size, page, PROT_NONE), 0);
-	keystore_init(&st->ks, st->mem, max_keys, 0x5eed5eed12345678ULL);
+	keystore_init(&st->ks, st->mem, max_keys, max_keys,
+	    0x5eed5eed12345678ULL);
 }
 
 /*
@@ -841,9 +926,14 @@ test_corrupt_header(void **state)
 	hdr->kh_ndindex = 1U << 31;
 	hdr->kh_niindex = 1U << 31;
 	hdr->kh_hiwater = UINT32_MAX;
-	hdr->kh_nfree = UINT32_MAX;
-	for (n = 0; n < 16; n++)
-		st.ks.ks_free[n] = 0x7fffff00U + n;
+	hdr->kh_free = UINT32_MAX;
+	for (n = 0; n < KS_NCLASS; n++) {
+		hdr->kh_ctop[n] = UINT32_MAX - n;
+		hdr->kh_cfree[n] = 0x7fffff00U + n;
+	}
+	hdr->kh_anext = UINT32_MAX;
+	hdr->kh_ahand = UINT32_MAX - 1;
+	st.ks.ks_slots[3].s_rec = 0x7fffff00U;	/* a free slot's link */
 	/* A writer (the worker that scribbled) dies holding the lock. */
 	hdr->kh_undo_slot = 0xfffffff0U;
 	/* Meanwhile: iteration, lookups and a refused put stay inside. */
@@ -861,7 +951,7 @@ test_corrupt_header(void **state)
 	assert_int_equal(hdr->kh_niindex, st.ks.ks_niindex);
 	assert_int_equal(hdr->kh_hiwater, 16);
 	assert_int_equal(keystore_count(&st.ks), 8);
-	assert_int_equal(hdr->kh_nfree, 8);
+	assert_int_equal(nfree(&st.ks), 8);
 	for (n = 0; n < 10; n++)
 		if (n == 3 || n == 7)
 			assert_missing(&st.ks, n, 1, 1);
@@ -873,10 +963,15 @@ test_corrupt_header(void **state)
 	assert_int_equal(put(&st.ks, 28, 1, 28), KS_FULL);
 	assert_int_equal(keystore_count(&st.ks), 16);
 	assert_int_equal(del(&st.ks, 20, 29), KS_OK);
-	/* A free count above max_keys cannot push past the free stack. */
-	hdr->kh_nfree = UINT32_MAX;
+	/* A free list head out of range is not followed, nor linked. */
+	hdr->kh_free = UINT32_MAX;
 	assert_int_equal(del(&st.ks, 21, 30), KS_OK);
-	assert_true(hdr->kh_nfree <= 16);
+	assert_true(hdr->kh_free <= 16);
+	assert_true(st.ks.ks_slots[hdr->kh_free - 1].s_rec == 0);
+	/* The rate table's counters out of range: no entry past it. */
+	assert_non_null(keystore_rate(&st.ks, 0, 5000, 1));
+	assert_true((char *)keystore_rate(&st.ks, 0, 5000, 0) <
+	    (char *)(st.ks.ks_astate + st.ks.ks_max_active));
 	store_close(&st);
 }
 
@@ -899,29 +994,24 @@ assert_terminated(const struct ks_key *k)
 }
 
 /*
- * A worker can also fill a live record's strings to the brim, no NUL
- * anywhere (review of issue 10, item 5): the master's repair and every
- * reader must stay inside the record.  Here the slots are moved (the
- * handle is ours to point) so that the last one ends where an
- * inaccessible page begins: in the real layout the index areas follow
- * the slots, and the repair clears one of them before it hashes, so only
- * a second writer racing the repair could keep the bytes up to the
- * segment's end non-NUL; here the page is right after the record, and
- * the same over-read faults every time.  The old repair hashed k_id in
- * place, up to the first NUL, and faulted; copies handed to readers had
- * no NUL either.  Now the id is hashed from a terminated copy (and never
- * past sizeof(k_id) - 1 bytes), and every copy is terminated.
+ * A worker can also fill a live record's chunk to the brim, every length
+ * 255 and no NUL anywhere (review of issue 10, item 5): the master's
+ * repair and every reader must stay inside the chunk.  Here the chunks
+ * are moved (the handle is ours to point) so that the damaged one ends
+ * where an inaccessible page begins, and any over-read faults.  Every
+ * length is clamped to the chunk and to its field, and every copy is
+ * terminated, so the id reads as sizeof(k_id) - 1 'A's.
  */
 static void
 test_unterminated_strings(void **state)
 {
 	struct store	 st;
-	struct ks_slot	*slots, *last;
+	struct ks_rec	*last;
 	struct ks_key	 k;
 	uint8_t		 d[KS_DIGEST_LEN];
 	char		 id[64], *mem;
-	size_t		 page = (size_t)sysconf(_SC_PAGESIZE), len;
-	uint32_t	 n, cursor = 0, slot, seen = 0;
+	size_t		 page = (size_t)sysconf(_SC_PAGESIZE), len, csize;
+	uint32_t	 n, cursor = 0, slot, seen = 0, c;
 	pid_t		 dead = 999999;
 	int		 old;
 
@@ -929,17 +1019,21 @@ test_unterminated_strings(void **state)
 	store_open(&st, 16);
 	for (n = 0; n < 16; n++)
 		assert_int_equal(put(&st.ks, n, 1, n + 1), KS_OK);
-	len = (16 * sizeof(struct ks_slot) + page - 1) / page * page;
+	/* All 16 records are alike: one class, chunks 0 ... 15. */
+	c = st.ks.ks_slots[15].s_rec >> KS_REC_IDX_BITS;
+	assert_int_equal(st.ks.ks_slots[15].s_rec & 0xffff, 15);
+	csize = ks_class_size[c];
+	len = (16 * csize + page - 1) / page * page;
 	mem = mmap(NULL, len + page, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(mem != MAP_FAILED);
 	assert_int_equal(mprotect(mem + len, page, PROT_NONE), 0);
-	slots = (struct ks_slot *)(void *)(mem + len) - 16;
-	memcpy(slots, st.ks.ks_slots, 16 * sizeof(*slots));
-	st.ks.ks_slots = slots;
-	last = &slots[15];
-	memset(last->s_key.k_id, 'A', (size_t)((char *)(last + 1) -
-	    last->s_key.k_id));
+	memcpy(mem + len - 16 * csize, st.ks.ks_chunks[c], 16 * csize);
+	st.ks.ks_chunks[c] = mem + len - 16 * csize;
+	last = rec_of(&st.ks, 15);
+	memset(last->r_u.r_used.r_len, 255, sizeof(last->r_u.r_used.r_len));
+	last->r_u.r_used.r_flags = 0;
+	memset(last + 1, 'A', csize - sizeof(*last));
 
 	/* The worker that did it dies holding the lock: repair. */
 	st.ks.ks_hdr->kh_lock = (int32_t)dead;
@@ -981,18 +1075,32 @@ test_unterminated_strings(void **state)
 	store_close(&st);
 }
 
-/* Death in mid-create of key 20: slot popped and written, not indexed. */
+/*
+ * Death in mid-create of key 20: its chunk taken and written, the slot
+ * taken (above the high-water mark) and written, not indexed.
+ */
 static void
 die_creating(struct store *st)
 {
 	struct ks_header	*hdr = st->ks.ks_hdr;
-	uint32_t		 slot = st->ks.ks_free[hdr->kh_nfree - 1];
+	struct ks_slot		*s;
+	struct ks_rec		*r;
+	uint32_t		 slot = hdr->kh_hiwater, c;
 
-	hdr->kh_undo = st->ks.ks_slots[slot];
+	s = &st->ks.ks_slots[slot];
+	c = st->ks.ks_slots[0].s_rec >> KS_REC_IDX_BITS;
+	r = (struct ks_rec *)(st->ks.ks_chunks[c] + (size_t)hdr->kh_ctop[c] *
+	    ks_class_size[c]);
+	r->r_owner = slot + 1;
+	s->s_rec = c << KS_REC_IDX_BITS | hdr->kh_ctop[c]++;
+	hdr->kh_undo = *s;
+	hdr->kh_undo.s_rec = 0;
 	hdr->kh_undo_slot = slot + 1;
-	hdr->kh_nfree--;
-	key_make(&st->ks.ks_slots[slot].s_key, 20, 1);
-	st->ks.ks_slots[slot].s_live = 1;
+	hdr->kh_hiwater = slot + 1;
+	s->s_seq++;
+	s->s_flags = KS_SF_LIVE;
+	key_digest(s->s_digest, 20, 1);
+	s->s_seq++;
 }
 
 /* Repair frees the slot again; the journal replay then creates the key. */
@@ -1011,7 +1119,7 @@ test_repair_create(void **state)
 	pid = die_writing(&st, die_creating);
 	assert_int_equal(keystore_repair(&st.ks, pid, getpid()), 1);
 	assert_missing(&st.ks, 20, 1, 1);
-	assert_int_equal(st.ks.ks_hdr->kh_nfree, 6);
+	assert_int_equal(nfree(&st.ks), 6);
 	assert_int_equal(keystore_count(&st.ks), 10);
 	assert_int_equal(st.ks.ks_hdr->kh_applied, 10);
 	key_make(&k, 20, 1);
@@ -1053,6 +1161,41 @@ keys_same(const struct keystore *want, const struct keystore *got)
 	return (keystore_count(want) == keystore_count(got));
 }
 
+/*
+ * Audit the chunks: every live slot's chunk names it as its owner, every
+ * class's free list holds only unowned chunks below its top, each once,
+ * and free plus referenced chunks are all the class ever handed out
+ * (nothing leaked, after a repair too).
+ */
+static void
+chunk_audit(const struct keystore *ks)
+{
+	const struct ks_header	*hdr = ks->ks_hdr;
+	struct ks_rec		*r;
+	uint32_t		 c, f, nfree, nused[KS_NCLASS], s, ref;
+
+	memset(nused, 0, sizeof(nused));
+	for (s = 0; s < hdr->kh_hiwater; s++) {
+		if ((ks->ks_slots[s].s_flags & KS_SF_LIVE) == 0)
+			continue;
+		ref = ks->ks_slots[s].s_rec;
+		assert_true(ref >> KS_REC_IDX_BITS < KS_NCLASS);
+		assert_int_equal(rec_of(ks, s)->r_owner, s + 1);
+		nused[ref >> KS_REC_IDX_BITS]++;
+	}
+	for (c = 0; c < KS_NCLASS; c++) {
+		nfree = 0;
+		for (f = hdr->kh_cfree[c]; f != 0; f = r->r_u.r_next) {
+			assert_true(f <= hdr->kh_ctop[c]);
+			r = (struct ks_rec *)(ks->ks_chunks[c] + (size_t)(f - 1) *
+			    ks_class_size[c]);
+			assert_int_equal(r->r_owner, 0);
+			assert_true(++nfree <= hdr->kh_ctop[c]);
+		}
+		assert_int_equal(nfree + nused[c], hdr->kh_ctop[c]);
+	}
+}
+
 /* The stores hold exactly the same keys, all findable in got. */
 static void
 assert_same_keys(const struct keystore *want, const struct keystore *got)
@@ -1079,9 +1222,10 @@ assert_same_keys(const struct keystore *want, const struct keystore *got)
 		}
 	}
 	assert_int_equal(keystore_count(want), keystore_count(got));
-	assert_int_equal(got->ks_hdr->kh_nfree + keystore_count(got),
+	assert_int_equal(nfree(got) + keystore_count(got),
 	    got->ks_hdr->kh_max_keys);
 	index_audit(got, ndigests);
+	chunk_audit(got);
 }
 
 /*
@@ -1425,6 +1569,109 @@ test_concurrent_small(void **state)
 	race_run(32, 8, 40, 6, 300000);
 }
 
+/* Marker a key leaves in its rate state: key n, generation g. */
+#define RMARK(n, g)	((uint64_t)(n) << 32 | (uint64_t)(g) | 1ULL << 63)
+
+/*
+ * The active rate table against a model under random churn: 48 keys (of
+ * a 32-entry table) are used at random times, deleted and created again.
+ * Every use leaves its key's mark in its state.  Checked at each use: a
+ * key used within KS_ACTIVE_IDLE_S, and not recreated since, gets the
+ * same state with its mark intact (its windows were never taken); a key
+ * that gets a new state finds it empty; no two keys used within the idle
+ * time share a state; the table refuses (NULL) only when every entry was
+ * used within the idle time.  Then a child does the same and is killed
+ * at random points: afterwards, once the idle time has passed, every key
+ * gets a state again (nothing is lost for good).
+ */
+static void
+test_rate_churn(void **state)
+{
+	struct store	 st;
+	struct rl_state	*rs, *have[48];
+	int64_t		 last[48], elast[32], t = 5000000;
+	uint32_t	 gen[48], n, i, busy, slot;
+	uint64_t	 op;
+	pid_t		 pid;
+	int		 status, round;
+
+	(void)state;
+	srandom(11);
+	store_open_active(&st, 64, 32);
+	for (i = 0; i < 32; i++)
+		elast[i] = INT64_MIN / 2;
+	for (n = 0; n < 48; n++) {
+		gen[n] = 1;
+		last[n] = INT64_MIN / 2;
+		have[n] = NULL;
+		assert_int_equal(put(&st.ks, n, 1, n + 1), KS_OK);
+	}
+	for (op = 0; op < 200000; op++) {
+		t += random() % 400;
+		n = (uint32_t)random() % 48;
+		if (random() % 50 == 0) {	/* recreated: a new key */
+			assert_int_equal(del(&st.ks, n, 100 + op), KS_OK);
+			gen[n]++;
+			assert_int_equal(put(&st.ks, n, gen[n], 100 + op), KS_OK);
+			have[n] = NULL;
+			continue;
+		}
+		slot = assert_found(&st.ks, n, gen[n]);
+		rs = keystore_rate(&st.ks, slot, t, 1);
+		for (busy = 0, i = 0; i < 32; i++)
+			if (t / 1000 - elast[i] / 1000 < KS_ACTIVE_IDLE_S)
+				busy++;
+		if (rs == NULL) {
+			/* Refused only when every entry is busy. */
+			assert_int_equal(busy, 32);
+			continue;
+		}
+		i = (uint32_t)(rs - st.ks.ks_astate);
+		assert_true(i < 32);
+		/* A busy entry is only ever its own key's. */
+		if (t / 1000 - elast[i] / 1000 < KS_ACTIVE_IDLE_S)
+			assert_ptr_equal(have[n], rs);
+		elast[i] = t;
+		if (have[n] != NULL && t / 1000 - last[n] / 1000 <
+		    KS_ACTIVE_IDLE_S) {
+			assert_ptr_equal(rs, have[n]);
+			assert_true(rs->rl_slot[0][0] == RMARK(n, gen[n]));
+		} else if (rs != have[n])
+			assert_true(rs->rl_slot[0][0] == 0);
+		/* Nobody else active holds this state. */
+		for (i = 0; i < 48; i++)
+			if (i != n && have[i] == rs)
+				assert_true(t / 1000 - last[i] / 1000 >=
+				    KS_ACTIVE_IDLE_S - 1);
+		rs->rl_slot[0][0] = RMARK(n, gen[n]);
+		for (i = 0; i < 48; i++)
+			if (i != n && have[i] == rs)
+				have[i] = NULL;
+		have[n] = rs;
+		last[n] = t;
+	}
+	/* Killed at random points while claiming and refreshing. */
+	for (round = 0; round < 20; round++) {
+		pid = fork();
+		assert_true(pid != -1);
+		if (pid == 0) {
+			for (op = 0;; op++) {
+				n = (uint32_t)(op * 7919) % 48;
+				(void)keystore_rate(&st.ks, n, t + (int64_t)op *
+				    97, 1);
+			}
+		}
+		usleep((useconds_t)(random() % 3000));
+		kill(pid, SIGKILL);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		t += (int64_t)1000000;	/* far past anything the child did */
+		for (n = 0; n < 32; n++)
+			assert_non_null(keystore_rate(&st.ks, n, t, 1));
+		t += (KS_ACTIVE_IDLE_S + 1) * 1000;
+	}
+	store_close(&st);
+}
+
 int
 main(void)
 {
@@ -1432,6 +1679,7 @@ main(void)
 		cmocka_unit_test(test_size),
 		cmocka_unit_test(test_insert_lookup),
 		cmocka_unit_test(test_rate_state),
+		cmocka_unit_test(test_rate_churn),
 		cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_delete),
 		cmocka_unit_test(test_churn),

@@ -149,7 +149,7 @@ setup(void **state)
 	conf->c_log_level = LOGLEVEL_WARN;
 	t_m.m_opts = &t_opts;
 	t_m.m_conf = conf;
-	assert_non_null(t_m.m_shm = shm_create(16));
+	assert_non_null(t_m.m_shm = shm_create(16, 16));
 	shm_keystore(t_m.m_shm, &t_m.m_ks);
 	assert_int_equal(journal_init(&t_m.m_journal, t_dir, (uid_t)-1,
 	    (gid_t)-1), 0);

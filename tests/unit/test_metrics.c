@@ -41,6 +41,10 @@ render(const struct stats_region *r)
 	src.ms_stats = r;
 	src.ms_keys = 7;
 	src.ms_keys_max = 100;
+	src.ms_rate_used = 5;
+	src.ms_rate_max = 64;
+	src.ms_rate_full = 3;
+	src.ms_rate_evicted = 2;
 	src.ms_version = "1.2.3";
 	text = metrics_render(&src, &len);
 	assert_non_null(text);
@@ -134,6 +138,10 @@ test_families(void **state)
 	    "server=\"10.0.0.1:80\",result=\"timeout\"} 1");
 	has(text, "keygate_keys 7");
 	has(text, "keygate_keys_max 100");
+	has(text, "keygate_rate_states 5");
+	has(text, "keygate_rate_states_max 64");
+	has(text, "keygate_rate_table_full_total 3");
+	has(text, "keygate_rate_states_reused_total 2");
 	has(text, "keygate_build_info{version=\"1.2.3\"} 1");
 	has(text, "keygate_config_last_reload_success_timestamp_seconds 1000");
 	for (line = strtok_r(text, "\n", &save); line != NULL;

@@ -19,7 +19,7 @@
 static void
 test_header(void **state)
 {
-	struct shm_header	*sh = shm_create(16);
+	struct shm_header	*sh = shm_create(16, 16);
 
 	assert_non_null(sh);
 	assert_int_equal(sh->sh_magic, SHM_MAGIC);
@@ -37,7 +37,7 @@ test_header(void **state)
 static void
 test_regions(void **state)
 {
-	struct shm_header	*sh = shm_create(1000);
+	struct shm_header	*sh = shm_create(1000, 1000);
 	struct keystore		 ks;
 	struct rl_limits	 l;
 	char			*end;
@@ -47,18 +47,17 @@ test_regions(void **state)
 	end = (char *)sh + sh->sh_size;
 	shm_keystore(sh, &ks);
 	assert_true((char *)ks.ks_slots >= (char *)(sh + 1));
-	assert_true((char *)keystore_rate(&ks, 999) + sizeof(struct rl_state) <=
-	    (char *)shm_iptable(sh));
+	assert_true((char *)(ks.ks_astate + 1000) <= (char *)shm_iptable(sh));
 	assert_int_equal((uintptr_t)shm_iptable(sh) % 64, 0);
 	assert_true((char *)shm_iptable(sh) +
 	    ratelimit_iptable_size(SHM_IP_ENTRIES) <= end);
 	/* Both are formatted and usable. */
 	ratelimit_defaults(&l);
 	for (i = 0; i < 20; i++)
-		assert_int_equal(ratelimit_admit(keystore_rate(&ks, 999), &l,
-		    1000, NULL), 1);
-	assert_int_equal(ratelimit_admit(keystore_rate(&ks, 999), &l, 1000,
-	    NULL), 0);
+		assert_int_equal(ratelimit_admit(keystore_rate(&ks, 999,
+		    1000, 1), &l, 1000, NULL), 1);
+	assert_int_equal(ratelimit_admit(keystore_rate(&ks, 999, 1000, 1), &l,
+	    1000, NULL), 0);
 	assert_int_equal(ratelimit_iptable_admit(shm_iptable(sh), "\x7f\0\0\1",
 	    4, &l, 1000, NULL), 1);
 	assert_int_equal(ratelimit_iptable_count(shm_iptable(sh)), 1);
@@ -74,7 +73,7 @@ test_regions(void **state)
 static void
 test_layout_private(void **state)
 {
-	struct shm_header	*sh = shm_create(1000);
+	struct shm_header	*sh = shm_create(1000, 1000);
 	struct keystore		 ks, ks2;
 	struct rl_iptable	*ip;
 
@@ -93,14 +92,16 @@ test_layout_private(void **state)
 	assert_ptr_equal(ks2.ks_slots, ks.ks_slots);
 	assert_ptr_equal(ks2.ks_dindex, ks.ks_dindex);
 	assert_ptr_equal(ks2.ks_iindex, ks.ks_iindex);
-	assert_ptr_equal(ks2.ks_rate, ks.ks_rate);
+	assert_ptr_equal(ks2.ks_astate, ks.ks_astate);
+	assert_ptr_equal(ks2.ks_chunks[KS_NCLASS - 1],
+	    ks.ks_chunks[KS_NCLASS - 1]);
 	assert_int_equal(ks2.ks_max_keys, 1000);
 	assert_int_equal(ks2.ks_ndindex, ks.ks_ndindex);
 	assert_ptr_equal(shm_iptable(sh), ip);
 	assert_int_equal(shm_max_keys(sh), 1000);
 	shm_destroy(sh);
 	/* The right range was unmapped: a new segment maps and works. */
-	assert_non_null(sh = shm_create(16));
+	assert_non_null(sh = shm_create(16, 16));
 	shm_destroy(sh);
 }
 
@@ -108,7 +109,7 @@ test_layout_private(void **state)
 static void
 test_slots(void **state)
 {
-	struct shm_header	*sh = shm_create(16);
+	struct shm_header	*sh = shm_create(16, 16);
 	int			 a, b, i;
 
 	a = shm_worker_attach(sh, 1, 100);
@@ -137,7 +138,7 @@ test_slots(void **state)
 static void
 test_shared_across_fork(void **state)
 {
-	struct shm_header	*sh = shm_create(16);
+	struct shm_header	*sh = shm_create(16, 16);
 	uint64_t		*ctr = &sh->sh_workers[0].sw_requests;
 	pid_t			 pids[4];
 	int			 i, j, status;

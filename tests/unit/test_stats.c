@@ -289,7 +289,7 @@ test_minute(void **state)
 static void
 test_segment(void **state)
 {
-	struct shm_header	*sh = shm_create(16);
+	struct shm_header	*sh = shm_create(16, 16);
 	struct stats_region	*r;
 
 	assert_non_null(sh);

@@ -45,14 +45,14 @@ static int
 setup(void **state)
 {
 	struct fix	*f;
-	size_t		 size = (keystore_size(2048) + 63) & ~(size_t)63;
+	size_t		 size = (keystore_size(2048, 2048) + 63) & ~(size_t)63;
 
 	assert_non_null(f = calloc(1, sizeof(*f)));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/test_usage.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	assert_non_null(f->mem = aligned_alloc(64, size));
 	memset(f->mem, 0, size);
-	keystore_init(&f->ks, f->mem, 2048, 0x5eed);
+	keystore_init(&f->ks, f->mem, 2048, 2048, 0x5eed);
 	*state = f;
 	return (0);
 }
