@@ -137,6 +137,23 @@ static const struct admin_field {
 	{ NULL,		  NULL, 0, 0 }
 };
 
+/*
+ * A secret the caller brings to create (or import) a key: "secret" (its
+ * plaintext, hashed at once) or "secret_sha256" (the digest alone, with
+ * an optional "hint").  Only the digest, the hint and the prefix for later
+ * regenerations are kept.
+ */
+#define BYO_NONE	0
+#define BYO_SECRET	1
+#define BYO_DIGEST	2
+
+struct admin_byo {
+	int		 b_kind;		/* BYO_* */
+	uint8_t		 b_digest[KS_DIGEST_LEN];
+	char		 b_hint[KS_HINT_MAX + 1];
+	char		 b_prefix[KS_PREFIX_MAX + 1];
+};
+
 /* Rate limit windows as named in JSON, in KS_W* order. */
 static const char *const admin_windows[KS_NWINDOWS] = {
 	"per_1s", "per_10s", "per_60s"
@@ -602,6 +619,100 @@ admin_set_rate(struct admin_ctx *c, json_t *v, struct ks_key *k)
 	return (0);
 }
 
+/* 64 hex digits (either case) into d[32]; 0 or -1. */
+static int
+admin_hex_digest(const char *s, size_t len, uint8_t *d)
+{
+	size_t	 i;
+	int	 hi, lo;
+
+	if (len != 2 * KS_DIGEST_LEN)
+		return (-1);
+	for (i = 0; i < KS_DIGEST_LEN; i++) {
+		if ((hi = util_hexval(s[2 * i])) < 0 ||
+		    (lo = util_hexval(s[2 * i + 1])) < 0)
+			return (-1);
+		d[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return (0);
+}
+
+/* hint (with secret_sha256): 1..20 visible ASCII characters. */
+static int
+admin_byo_hint(struct admin_ctx *c, json_t *v, struct admin_byo *b)
+{
+	const char	*s;
+	size_t		 n, i;
+
+	if (!json_is_string(v) || (n = json_string_length(v)) < 1 ||
+	    n > KS_HINT_MAX)
+		return (admin_invalid(c, "hint", "hint must be 1 to %d "
+		    "characters", KS_HINT_MAX));
+	s = json_string_value(v);
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return (admin_invalid(c, "hint", "hint must be "
+			    "visible ASCII characters and spaces"));
+	memcpy(b->b_hint, s, n + 1);
+	return (0);
+}
+
+/*
+ * Take "secret", "secret_sha256" and "hint" out of body into b (b_kind
+ * BYO_NONE when neither secret is there), so that admin_apply() sees the
+ * key's other fields only.  The plaintext is hashed here and its member
+ * deleted, which wipes it (secret_json_wipe); no message quotes it.
+ * 0, or -1 with 422.
+ */
+static int
+admin_take_byo(struct admin_ctx *c, json_t *body, struct admin_byo *b)
+{
+	json_t		*sec, *dig, *hint;
+	const char	*why;
+
+	memset(b, 0, sizeof(*b));
+	sec = json_object_get(body, "secret");
+	dig = json_object_get(body, "secret_sha256");
+	hint = json_object_get(body, "hint");
+	if (sec != NULL && dig != NULL)
+		return (admin_invalid(c, "secret_sha256", "give either secret "
+		    "or secret_sha256, not both"));
+	if (hint != NULL && dig == NULL)
+		return (admin_invalid(c, "hint", "hint can be given with "
+		    "secret_sha256 only (it is made from a secret)"));
+	if (sec != NULL) {
+		if (!json_is_string(sec))
+			return (admin_invalid(c, "secret", "secret must be a "
+			    "string"));
+		if (!secret_valid_import(json_string_value(sec),
+		    json_string_length(sec), &why))
+			return (admin_invalid(c, "secret", "secret %s", why));
+		b->b_kind = BYO_SECRET;
+		secret_digest(json_string_value(sec), json_string_length(sec),
+		    b->b_digest);
+		secret_hint_any(json_string_value(sec),
+		    json_string_length(sec), b->b_hint, sizeof(b->b_hint));
+		secret_prefix_of(json_string_value(sec),
+		    json_string_length(sec), b->b_prefix, sizeof(b->b_prefix));
+		json_object_del(body, "secret");
+	} else if (dig != NULL) {
+		if (!json_is_string(dig) || admin_hex_digest(
+		    json_string_value(dig), json_string_length(dig),
+		    b->b_digest) == -1)
+			return (admin_invalid(c, "secret_sha256", "secret_sha256 "
+			    "must be the SHA-256 of the secret in 64 hex "
+			    "digits"));
+		if (hint != NULL && admin_byo_hint(c, hint, b) == -1)
+			return (-1);
+		b->b_kind = BYO_DIGEST;
+		snprintf(b->b_prefix, sizeof(b->b_prefix), "%s",
+		    SECRET_DEFAULT_PREFIX);
+		json_object_del(body, "secret_sha256");
+		json_object_del(body, "hint");
+	}
+	return (0);
+}
+
 /*
  * Apply the members of body to k through the field table for operation op
  * (AF_CREATE or AF_PATCH), setting the AB_* bit of each in *mask.  The
@@ -768,8 +879,10 @@ admin_reply_key(struct admin_ctx *c, int status, const struct ks_key *k,
 
 /*
  * Answer status with the key object of k plus "secret".  The secret is
- * base62 with a [a-z0-9] prefix, so it needs no JSON escaping: it is put
- * in before the object's closing brace without going through jansson.
+ * one keygate made, base62 with a [a-z0-9] prefix, so it needs no JSON
+ * escaping: it is put in before the object's closing brace without going
+ * through jansson.  Anything else (a secret brought by a caller is never
+ * echoed) is refused rather than spliced in unescaped.
  */
 static int
 admin_reply_secret(struct admin_ctx *c, int status, const struct ks_key *k,
@@ -779,6 +892,13 @@ admin_reply_secret(struct admin_ctx *c, int status, const struct ks_key *k,
 	char			*obj, *body;
 	size_t			 olen, len;
 
+	for (len = 0; secret[len] != '\0'; len++)
+		if (!((secret[len] >= 'a' && secret[len] <= 'z') ||
+		    (secret[len] >= 'A' && secret[len] <= 'Z') ||
+		    (secret[len] >= '0' && secret[len] <= '9') ||
+		    secret[len] == '_'))
+			return (admin_error(c, 500, "internal_error",
+			    "the new secret is not of keygate's shape"));
 	if (admin_reply_key(c, status, k, last_used) == -1)
 		return (-1);
 	obj = rs->as_body;
@@ -948,10 +1068,34 @@ admin_new_id(struct admin_ctx *c, struct ks_key *k)
 	    "no new key id could be generated"));
 }
 
+/*
+ * Under the lock: give k the brought digest b, unless a key has it
+ * already (409 key_exists: one secret, one key).  0 or -1.
+ */
+static int
+admin_byo_digest(struct admin_ctx *c, struct ks_key *k,
+    const struct admin_byo *b)
+{
+	struct ks_key	 other;
+	uint32_t	 slot;
+	int		 old, rc;
+
+	rc = keystore_find_digest(c->c_ks, b->b_digest, &other, &slot, &old);
+	if (rc == KS_BUSY)
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	if (rc == KS_OK)
+		return (admin_error(c, 409, "key_exists", "key %s already "
+		    "has this secret", other.k_id));
+	memcpy(k->k_digest, b->b_digest, KS_DIGEST_LEN);
+	memcpy(k->k_hint, b->b_hint, sizeof(b->b_hint));
+	return (0);
+}
+
 /* Under the lock: the create steps that touch the store. */
 static int
-admin_create_locked(struct admin_ctx *c, struct ks_key *k, char *secret,
-    size_t len)
+admin_create_locked(struct admin_ctx *c, struct ks_key *k,
+    const struct admin_byo *b, char *secret, size_t len)
 {
 	uint32_t	 max = c->c_ks->ks_hdr->kh_max_keys;
 
@@ -960,43 +1104,76 @@ admin_create_locked(struct admin_ctx *c, struct ks_key *k, char *secret,
 		return (admin_error(c, 507, "key_store_full", "the key store "
 		    "is full (max_keys %u); delete keys or raise max_keys",
 		    max));
-	if (admin_new_id(c, k) == -1 ||
-	    admin_new_secret(c, k, secret, len) == -1 ||
-	    admin_store(c, k) == -1)
+	if (k->k_id[0] == '\0' && admin_new_id(c, k) == -1)
 		return (-1);
-	return (0);
+	if (b->b_kind != BYO_NONE) {
+		if (admin_byo_digest(c, k, b) == -1)
+			return (-1);
+	} else if (admin_new_secret(c, k, secret, len) == -1)
+		return (-1);
+	return (admin_store(c, k));
 }
 
-/* POST /v1/keys: a new key; 201 with its secret, shown this once. */
+/*
+ * A new key record from a create body (consumed: the brought secret is
+ * wiped from it) into k and b: the fields, the caller's secret if any,
+ * owner required, the prefix of a brought secret unless "prefix" is set.
+ * 0 or -1 with the 422.
+ */
 static int
-admin_create(struct admin_ctx *c)
+admin_key_build(struct admin_ctx *c, json_t *body, struct ks_key *k,
+    struct admin_byo *b)
 {
-	struct ks_key	 k;
-	char		 secret[SECRET_MAX + 1];
-	json_t		*body;
-	int		 rc, mask;
+	int	 mask;
 
-	memset(&k, 0, sizeof(k));
-	snprintf(k.k_prefix, sizeof(k.k_prefix), "%s", SECRET_DEFAULT_PREFIX);
-	if (admin_body(c, &body) == -1)
-		return (-1);
-	rc = admin_apply(c, body, AF_CREATE, &k, &mask);
-	json_decref(body);
-	if (rc == -1)
+	memset(k, 0, sizeof(*k));
+	snprintf(k->k_prefix, sizeof(k->k_prefix), "%s", SECRET_DEFAULT_PREFIX);
+	if (admin_take_byo(c, body, b) == -1 ||
+	    admin_apply(c, body, AF_CREATE, k, &mask) == -1)
 		return (-1);
 	if ((mask & AB_OWNER) == 0)
 		return (admin_invalid(c, "owner", "owner is required"));
-	k.k_created = k.k_updated = c->c_rq->aq_now;
-	if (admin_lock(c) == -1)
+	if (b->b_kind != BYO_NONE && (mask & AB_PREFIX) == 0)
+		snprintf(k->k_prefix, sizeof(k->k_prefix), "%s", b->b_prefix);
+	k->k_created = k->k_updated = c->c_rq->aq_now;
+	return (0);
+}
+
+/*
+ * POST /v1/keys: a new key; 201 with its secret, shown this once, or
+ * without one when the caller brought the secret (or its digest).
+ */
+static int
+admin_create(struct admin_ctx *c)
+{
+	struct ks_key		 k;
+	struct admin_byo	 b;
+	char			 secret[SECRET_MAX + 1];
+	json_t			*body;
+	int			 rc;
+
+	if (admin_body(c, &body) == -1)
 		return (-1);
-	rc = admin_create_locked(c, &k, secret, sizeof(secret));
+	rc = admin_key_build(c, body, &k, &b);
+	json_decref(body);
+	if (rc == -1)
+		goto done;
+	if ((rc = admin_lock(c)) == -1)
+		goto done;
+	rc = admin_create_locked(c, &k, &b, secret, sizeof(secret));
 	admin_unlock(c);
 	if (rc == 0) {
-		log_info("key %s created for owner \"%s\"", k.k_id, k.k_owner);
-		rc = admin_reply_secret(c, 201, &k, 0, secret);
+		log_info("key %s created for owner \"%s\"%s", k.k_id,
+		    k.k_owner, b.b_kind == BYO_NONE ? "" :
+		    " with the caller's secret");
+		rc = b.b_kind == BYO_NONE ?
+		    admin_reply_secret(c, 201, &k, 0, secret) :
+		    admin_reply_key(c, 201, &k, 0);
 	}
+done:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(&k, sizeof(k));
+	OPENSSL_cleanse(&b, sizeof(b));
 	return (rc);
 }
 

@@ -148,8 +148,12 @@ static const struct command commands[] = {
 	    "create --owner O [--name N] [--app ID] [--scope S]... "
 	    "[--prefix P]\n"
 	    "\t\t[--expires TIME|never] [--disabled] "
-	    "[--rate 1s=N,10s=N,60s=N]",
+	    "[--rate 1s=N,10s=N,60s=N]\n"
+	    "\t\t[--secret-stdin | --secret-sha256 HEX]",
 	    "Create a key and print it with its secret (shown only once).\n"
+	    "--secret-stdin gives the key the secret on standard input "
+	    "instead (8 to\n512 visible ASCII characters), --secret-sha256 "
+	    "the SHA-256 of one.\n"
 	    "TIME is an RFC 3339 time (2030-01-31T12:00:00Z, or with an "
 	    "offset),\n+N followed by s, m, h or d (from now), or never." },
 	{ "list", cmd_list,
@@ -173,9 +177,10 @@ static const struct command commands[] = {
 	    "the last\nhour, day or 30 days: the totals, a sparkline (Unicode "
 	    "blocks in a UTF-8\nlocale, ASCII otherwise) and a table of 6 "
 	    "10-minute, 24 hourly or 30\ndaily sums." },
-	{ "verify", cmd_verify, "verify SECRET|JWT|- [--app ID]",
+	{ "verify", cmd_verify, "verify SECRET|JWT|- [--app ID] [--key]",
 	    "Check a secret as the gateway would (- reads it from standard "
-	    "input);\nexits 1 if it is not valid." },
+	    "input);\nexits 1 if it is not valid.  --key sends a secret that "
+	    "looks like a JWT\nas a key." },
 	{ "status", cmd_status, "status",
 	    "Print what the daemon is doing: uptime, workers, keys, "
 	    "connections,\nthe last minute's requests and refusals, reloads "
@@ -1495,6 +1500,8 @@ key_call(struct ctl *ctl, enum evhttp_cmd_type type, const char *id,
 
 /* --- commands ---------------------------------------------------------- */
 
+static int	 read_secret(char *, size_t);
+
 /* create: POST /v1/keys; prints the key and its secret. */
 static int
 cmd_create(struct ctl *ctl, int argc, char **argv)
@@ -1509,12 +1516,16 @@ cmd_create(struct ctl *ctl, int argc, char **argv)
 		{ "disabled", no_argument, NULL, 'd' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "secret-stdin", no_argument, NULL, 'S' },
+		{ "secret-sha256", required_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 }
 	};
 	static const char *const	 member[128] = { ['o'] = "owner",
-		['n'] = "name", ['a'] = "app_id", ['p'] = "prefix" };
+		['n'] = "name", ['a'] = "app_id", ['p'] = "prefix",
+		['H'] = "secret_sha256" };
 	json_t				*body, *scopes, *v, *key = NULL;
-	int				 ch, rc = EXIT_USAGE;
+	char				 secret[CTL_SECRET_MAX + 2];
+	int				 ch, rc = EXIT_USAGE, byo = 0;
 
 	body = json_object();
 	scopes = json_array();
@@ -1528,6 +1539,8 @@ cmd_create(struct ctl *ctl, int argc, char **argv)
 				goto done;
 		} else if (ch == 'd')
 			json_object_set_new(body, "disabled", json_true());
+		else if (ch == 'S')
+			byo = 1;
 		else if (ch == 'e' || ch == 'r') {
 			if ((ch == 'e' ? parse_expires(ctl, optarg, &v) :
 			    parse_rate(ctl, optarg, &v)) != 0)
@@ -1549,8 +1562,23 @@ cmd_create(struct ctl *ctl, int argc, char **argv)
 	if (json_array_size(scopes) > 0)
 		json_object_set(body, "scopes", scopes);
 	rc = EXIT_FAIL;
+	/* The secret from standard input, so that it does not show in ps. */
+	if (byo) {
+		if (read_secret(secret, sizeof(secret)) == -1)
+			goto done;
+		v = json_string(secret);
+		explicit_bzero(secret, sizeof(secret));
+		if (v == NULL) {
+			warnmsg("create: the secret is not valid UTF-8");
+			goto done;
+		}
+		json_object_set_new(body, "secret", v);
+	}
 	if (run_call(ctl, EVHTTP_REQ_POST, "/v1/keys", body, 201, &key) == 0) {
-		print_key_secret(ctl, key);
+		if (json_object_get(key, "secret") != NULL)
+			print_key_secret(ctl, key);
+		else
+			print_key_any(ctl, key);
 		rc = 0;
 	}
 done:
@@ -2259,12 +2287,12 @@ read_secret(char *buf, size_t len)
 	size_t	 n;
 
 	if (fgets(buf, (int)len, stdin) == NULL) {
-		warnmsg("verify: no secret on standard input");
+		warnmsg("no secret on standard input");
 		return (-1);
 	}
 	n = strcspn(buf, "\n");
 	if (buf[n] != '\n' && !feof(stdin)) {
-		warnmsg("verify: the secret on standard input is longer than "
+		warnmsg("the secret on standard input is longer than "
 		    "%d bytes", CTL_SECRET_MAX);
 		return (-1);
 	}
@@ -2303,16 +2331,30 @@ print_verify(const json_t *v)
 }
 
 /*
- * Is s a JWT (three segments: exactly two dots)?  API keys never hold a
- * dot ("<prefix>_<base62>"), so the two cannot be mistaken.
+ * Does s look like a JWT: three base64url segments (exactly two dots), the
+ * first starting "eyJ" (base64url of '{"', every JOSE header)?  keygate's
+ * own keys hold no dot, but a key imported from elsewhere may hold dots,
+ * even two: one that fails this shape is sent as a key, and --key sends
+ * any secret as a key.
  */
 static int
 is_jwt(const char *s)
 {
-	const char	*d;
+	size_t	 i, dots = 0;
 
-	return ((d = strchr(s, '.')) != NULL && (d = strchr(d + 1, '.')) !=
-	    NULL && strchr(d + 1, '.') == NULL);
+	if (strncmp(s, "eyJ", 3) != 0)
+		return (0);
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] == '.') {
+			if (s[i + 1] == '.' || s[i + 1] == '\0')
+				return (0);
+			dots++;
+		} else if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+			return (0);
+	}
+	return (dots == 2);
 }
 
 /*
@@ -2326,18 +2368,21 @@ cmd_verify(struct ctl *ctl, int argc, char **argv)
 	static const struct option	 lo[] = {
 		{ "app", required_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "key", no_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 }
 	};
 	json_t				*body = json_object(), *v = NULL;
 	const char			*arg;
 	char				 secret[CTL_SECRET_MAX + 2];
-	int				 ch, rc = EXIT_USAGE;
+	int				 ch, rc = EXIT_USAGE, jwt, key = 0;
 
 	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
 		if (ch == 'a') {
 			if (set_string(ctl, body, "app_id", optarg) != 0)
 				goto done;
-		} else if (opt_common(ctl, ch, argv) != 0)
+		} else if (ch == 'k')
+			key = 1;
+		else if (opt_common(ctl, ch, argv) != 0)
 			goto done;
 	}
 	if ((arg = one_arg(ctl, argc, argv, "secret (or - to read it from "
@@ -2348,12 +2393,14 @@ cmd_verify(struct ctl *ctl, int argc, char **argv)
 		goto done;
 	if (strcmp(arg, "-") == 0)
 		arg = secret;
-	if (is_jwt(arg) && json_object_get(body, "app_id") != NULL) {
-		warnmsg("verify: --app goes with an API key, not a token");
+	jwt = !key && is_jwt(arg);
+	if (jwt && json_object_get(body, "app_id") != NULL) {
+		warnmsg("verify: --app goes with an API key, not a token "
+		    "(--key sends a secret that looks like a JWT as a key)");
 		explicit_bzero(secret, sizeof(secret));
 		goto done;
 	}
-	json_object_set_new(body, is_jwt(arg) ? "token" : "key",
+	json_object_set_new(body, jwt ? "token" : "key",
 	    json_string(arg));
 	explicit_bzero(secret, sizeof(secret));
 	if (json_object_size(body) == 0 || (json_object_get(body, "key") ==

@@ -70,6 +70,7 @@ struct fx {
 	json_t			*body;		/* ... parsed */
 	char			 secrets[T_SECRETS][SECRET_MAX + 1];
 	int			 nsecrets;
+	int			 byo;		/* the request brings a secret */
 };
 
 static json_t	*doc;	/* admin_openapi_json, parsed */
@@ -463,7 +464,7 @@ check_answer(struct fx *f, int mbit, const char *path)
 	conform(f, mbit, path);
 	/* Only create and regenerate show a secret. */
 	gives = (mbit == HTTP_M_POST && strcmp(path, "/v1/keys") == 0 &&
-	    rs->as_status == 201) || (mbit == HTTP_M_POST &&
+	    rs->as_status == 201 && !f->byo) || (mbit == HTTP_M_POST &&
 	    strstr(path, "/regenerate") != NULL && rs->as_status == 200);
 	sec = json_object_get(f->body, "secret");
 	assert_true(gives == (sec != NULL));
@@ -504,6 +505,8 @@ req_at(struct fx *f, int mbit, const char *target, const char *body,
 	rq.aq_ip = f->iplen > 0 ? f->ip : NULL;
 	rq.aq_iplen = f->iplen;
 	rq.aq_client = f->client;
+	f->byo = body != NULL && (strstr(body, "\"secret\"") != NULL ||
+	    strstr(body, "\"secret_sha256\"") != NULL);
 	admin_handle(&f->env, &rq, &f->rs);
 	snprintf(path, sizeof(path), "%.*s", (int)rq.aq_pathlen, target);
 	check_answer(f, mbit, path);
@@ -1467,6 +1470,214 @@ test_create_invalid(void **state)
 	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"o\",\"rate_limit\":"
 	    "{\"per_2s\":1}}");
 	assert_non_null(strstr(str(f->body, "message"), "rate_limit.per_2s"));
+	assert_int_equal(keystore_count(&f->ks), 0);
+	assert_int_equal(journal_lines(f), 0);
+}
+
+/* Does dir/name hold needle? */
+static int
+file_has(struct fx *f, const char *name, const char *needle)
+{
+	char	*text = slurp(f, name);
+	int	 found;
+
+	found = text != NULL && strstr(text, needle) != NULL;
+	free(text);
+	return (found);
+}
+
+/* Would secret[0..len) be let through now (auth's own check)? */
+static int
+auth_ok(struct fx *f, const char *secret, char *id)
+{
+	struct auth_result	 ar;
+
+	memset(&ar, 0, sizeof(ar));
+	auth_check_secret(&f->ks, secret, strlen(secret), NULL, T_NOW, &ar);
+	if (ar.ar_status == 0 && id != NULL)
+		snprintf(id, KS_ID_LEN + 1, "%.20s", ar.ar_key.k_id);
+	return (ar.ar_status == 0);
+}
+
+/* Create with the caller's secret s (any bytes, JSON-escaped here). */
+static json_t *
+create_byo(struct fx *f, const char *member, const char *s, const char *more)
+{
+	json_t	*b;
+	char	*text, *body;
+	size_t	 len;
+
+	assert_non_null(b = json_pack("{s:s}", member, s));
+	assert_non_null(text = json_dumps(b, JSON_COMPACT));
+	json_decref(b);
+	len = strlen(text) + strlen(more) + 32;
+	assert_non_null(body = malloc(len));
+	/* {"secret":"..."} + ,"owner":"o"MORE} */
+	snprintf(body, len, "%.*s,\"owner\":\"o\"%s}",
+	    (int)strlen(text) - 1, text, more);
+	req(f, HTTP_M_POST, "/v1/keys", body);
+	free(body);
+	free(text);
+	return (f->body);
+}
+
+/*
+ * POST /v1/keys with the caller's secret: 201 without "secret", the hint
+ * of a foreign shape, any visible ASCII up to 512 bytes authenticating,
+ * the prefix for regenerations, 409 for a secret in use, and the
+ * plaintext nowhere: not in the answer, the journal or the log.
+ */
+static void
+test_create_byo(void **state)
+{
+	static const char	*odd[] = {
+		"ab.cd.ef", "eyJhbGciOi.eyJzdWIi.c2ln", "a/b+c=d==",
+		"quote\"back\\slash", "~!@#$%^&*()[]{}<>?,;:'`|",
+	};
+	struct fx	*f = *state;
+	char		 big[SECRET_IMPORT_MAX + 1], id[KS_ID_LEN + 1];
+	char		 id2[KS_ID_LEN + 1], p[96];
+	json_t		*o;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		o = create_byo(f, "secret", odd[i], "");
+		if (f->rs.as_status != 201)
+			fail_msg("%s: %d %s", odd[i], f->rs.as_status,
+			    f->rs.as_body);
+		assert_null(json_object_get(o, "secret"));
+		assert_null(strstr(f->rs.as_body, odd[i]));
+		assert_string_equal(str(o, "prefix"), "live");
+		snprintf(id, sizeof(id), "%s", str(o, "id"));
+		assert_true(auth_ok(f, odd[i], id2));
+		assert_string_equal(id, id2);
+	}
+	assert_string_equal(str(o, "hint"), "~!@#...:'`|");
+	/* 512 bytes cycling through every visible character. */
+	for (i = 0; i < SECRET_IMPORT_MAX; i++)
+		big[i] = (char)(0x21 + i % 94);
+	big[i] = '\0';
+	o = create_byo(f, "secret", big, ",\"scopes\":[\"r\"]");
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_equal(str(o, "hint"), "!\"#$...GHIJ");
+	assert_true(auth_ok(f, big, NULL));
+	big[SECRET_IMPORT_MAX - 1] = 'X';
+	assert_false(auth_ok(f, big, NULL));
+	/* The same secret again: 409, nothing stored. */
+	i = keystore_count(&f->ks);
+	create_byo(f, "secret", "ab.cd.ef", "");
+	expect_error(f, 409, "key_exists", NULL);
+	assert_int_equal(keystore_count(&f->ks), i);
+	/* Short ones show their last 2 only; keygate's shape its usual hint. */
+	o = create_byo(f, "secret", "short.secret", "");
+	assert_string_equal(str(o, "hint"), "...et");
+	o = create_byo(f, "secret", "test_0123456789abcdefghijABCDEFGHIJ01",
+	    "");
+	assert_string_equal(str(o, "hint"), "test_...IJ01");
+	assert_string_equal(str(o, "prefix"), "test");
+	/* sk_live_...: prefix "sk", kept by regenerate; "prefix" wins. */
+	o = create_byo(f, "secret", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "");
+	assert_string_equal(str(o, "hint"), "sk_l...p7dc");
+	assert_string_equal(str(o, "prefix"), "sk");
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", str(o, "id"));
+	o = req(f, HTTP_M_POST, p, NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_memory_equal(str(o, "secret"), "sk_", 3);
+	assert_false(auth_ok(f, "sk_live_4eC39HqLyjWDarjtT1zdp7dc", NULL));
+	o = create_byo(f, "secret", "no-prefix-here", ",\"prefix\":\"acme\"");
+	assert_string_equal(str(o, "prefix"), "acme");
+	/* A secret without a prefix shape regenerates as live_. */
+	o = create_byo(f, "secret", "a.b.c.d.e.f", "");
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", str(o, "id"));
+	o = req(f, HTTP_M_POST, p, NULL);
+	assert_memory_equal(str(o, "secret"), "live_", 5);
+	assert_int_equal(strlen(str(o, "secret")), 5 + SECRET_BODY_LEN);
+	/* The digest alone, with and without a hint. */
+	o = create_byo(f, "secret_sha256", "3ddb8fb2d5afd3bd4a6b6e1a2b2b6b5c"
+	    "00ef9bc2f1a4d4c2e2d0e4f4b8a5c6d7", "");
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_equal(str(o, "hint"), "");
+	/* sha256("legacy-secret-123") */
+	{
+		uint8_t	 d[KS_DIGEST_LEN];
+		char	 hex[2 * KS_DIGEST_LEN + 1];
+
+		secret_digest("legacy-secret-123", 17, d);
+		for (i = 0; i < KS_DIGEST_LEN; i++)
+			snprintf(hex + 2 * i, 3, "%02X", d[i]);
+		o = create_byo(f, "secret_sha256", hex,
+		    ",\"hint\":\"leg...123\"");
+		assert_int_equal(f->rs.as_status, 201);
+		assert_string_equal(str(o, "hint"), "leg...123");
+		assert_true(auth_ok(f, "legacy-secret-123", id));
+		assert_string_equal(id, str(o, "id"));
+		/* The digest of a secret in use: 409. */
+		create_byo(f, "secret", "legacy-secret-123", "");
+		expect_error(f, 409, "key_exists", NULL);
+	}
+	check_replay(f);
+	/* The plaintexts are nowhere on disk. */
+	for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		assert_false(file_has(f, JOURNAL_FILE, odd[i]));
+		assert_false(file_has(f, "error.log", odd[i]));
+	}
+	assert_false(file_has(f, JOURNAL_FILE, "legacy-secret-123"));
+	assert_false(file_has(f, JOURNAL_FILE, "4eC39HqLyjWDarjtT1zdp7dc"));
+}
+
+/* Bad brought secrets: 422 naming the field, never quoting the secret. */
+static void
+test_create_byo_invalid(void **state)
+{
+	static const struct {
+		const char	*body, *field;
+	} cases[] = {
+		{ "{\"owner\":\"o\",\"secret\":\"seven77\"}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"has space\"}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"tab\\there1\"}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"del\\u007fhere\"}",
+		    "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"caf\\u00e9-secret\"}",
+		    "secret" },
+		{ "{\"owner\":\"o\",\"secret\":12345678}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":null}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"abcdefgh\","
+		    "\"secret_sha256\":\"00\"}", "secret_sha256" },
+		{ "{\"owner\":\"o\",\"secret\":\"abcdefgh\",\"hint\":\"x\"}",
+		    "hint" },
+		{ "{\"owner\":\"o\",\"secret_sha256\":\"0123\"}",
+		    "secret_sha256" },
+		{ "{\"owner\":\"o\",\"secret_sha256\":\"0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef0123456789abcdeg\"}",
+		    "secret_sha256" },
+		{ "{\"owner\":\"o\",\"secret_sha256\":\"0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef0123456789abcdef\","
+		    "\"hint\":\"123456789012345678901\"}", "hint" },
+		{ "{\"owner\":\"o\",\"secret_sha256\":\"0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef0123456789abcdef\","
+		    "\"hint\":\"a\\nb\"}", "hint" },
+		{ "{\"secret\":\"abcdefgh-no-owner\"}", "owner" },
+		{ "{\"owner\":\"o\",\"secret\":\"abcdefgh-bad-prefix\","
+		    "\"prefix\":\"A\"}", "prefix" },
+	};
+	struct fx	*f = *state;
+	char		 big[SECRET_IMPORT_MAX + 2];
+	size_t		 i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		req(f, HTTP_M_POST, "/v1/keys", cases[i].body);
+		if (f->rs.as_status != 422)
+			fail_msg("case %zu %s: %d %s", i, cases[i].body,
+			    f->rs.as_status, f->rs.as_body);
+		expect_error(f, 422, "invalid_field", cases[i].field);
+		assert_null(strstr(f->rs.as_body, "has space"));
+		assert_null(strstr(f->rs.as_body, "seven77"));
+	}
+	memset(big, 'a', sizeof(big));
+	big[SECRET_IMPORT_MAX + 1] = '\0';
+	create_byo(f, "secret", big, "");
+	expect_error(f, 422, "invalid_field", "secret");
+	assert_non_null(strstr(str(f->body, "message"), "8 to 512"));
 	assert_int_equal(keystore_count(&f->ks), 0);
 	assert_int_equal(journal_lines(f), 0);
 }
@@ -2545,6 +2756,8 @@ main(void)
 		T(test_routing),
 		T(test_create_defaults),
 		T(test_create_full),
+		T(test_create_byo),
+		T(test_create_byo_invalid),
 		T(test_create_invalid),
 		T(test_bad_json),
 		T(test_times),
