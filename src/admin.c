@@ -36,6 +36,7 @@
 #include "util.h"
 
 #define ADMIN_JSON		"application/json"
+#define ADMIN_NDJSON		"application/x-ndjson"
 #define ADMIN_CHALLENGE		"Bearer realm=\"keygate-admin\""
 #define ADMIN_MSGLEN		256
 #define ADMIN_FIELDLEN		96
@@ -52,6 +53,7 @@ enum admin_ep {
 	EP_STATUS,
 	EP_OPENAPI,
 	EP_KEYS,
+	EP_IMPORT,
 	EP_KEY,
 	EP_REGENERATE,
 	EP_USAGE,
@@ -68,6 +70,7 @@ static const struct {
 	[EP_STATUS] =		{ HTTP_M_GET, "GET" },
 	[EP_OPENAPI] =		{ HTTP_M_GET, "GET" },
 	[EP_KEYS] =		{ HTTP_M_GET | HTTP_M_POST, "GET, POST" },
+	[EP_IMPORT] =		{ HTTP_M_POST, "POST" },
 	[EP_KEY] =		{ HTTP_M_GET | HTTP_M_PATCH | HTTP_M_DELETE,
 				  "GET, PATCH, DELETE" },
 	[EP_REGENERATE] =	{ HTTP_M_POST, "POST" },
@@ -75,6 +78,8 @@ static const struct {
 	[EP_VERIFY] =		{ HTTP_M_POST, "POST" },
 	[EP_METRICS] =		{ HTTP_M_GET, "GET" },
 };
+
+struct admin_out;
 
 /* One request being answered. */
 struct admin_ctx {
@@ -85,6 +90,7 @@ struct admin_ctx {
 	enum admin_ep			 c_ep;
 	char				 c_id[KS_ID_LEN + 1];	/* {id} */
 	int				 c_idok;	/* {id} fits c_id */
+	struct admin_out		*c_out;		/* import's answer */
 };
 
 /* Body fields of a key: which operation may set them, and how. */
@@ -112,6 +118,7 @@ static int	admin_set_expires(struct admin_ctx *, json_t *,
 static int	admin_set_disabled(struct admin_ctx *, json_t *,
 		    struct ks_key *);
 static int	admin_set_rate(struct admin_ctx *, json_t *, struct ks_key *);
+static int	admin_import(struct admin_ctx *);
 
 static const struct admin_field {
 	const char	*f_name;
@@ -1177,6 +1184,283 @@ done:
 	return (rc);
 }
 
+
+/* --- POST /v1/keys/import ------------------------------------------------- */
+
+/* The answer of an import being built: NDJSON, one line per key line. */
+struct admin_out {
+	char		*o_buf;
+	size_t		 o_len;
+	size_t		 o_size;
+};
+
+/* Do a and b hold the same key (all but times and usage)? */
+static int
+admin_same_key(const struct ks_key *a, const struct ks_key *b)
+{
+	return (CRYPTO_memcmp(a->k_digest, b->k_digest, KS_DIGEST_LEN) == 0 &&
+	    a->k_grace_until == 0 && a->k_expires == b->k_expires &&
+	    (a->k_flags & KS_F_DISABLED) == (b->k_flags & KS_F_DISABLED) &&
+	    memcmp(a->k_rate, b->k_rate, sizeof(a->k_rate)) == 0 &&
+	    strcmp(a->k_prefix, b->k_prefix) == 0 &&
+	    strcmp(a->k_hint, b->k_hint) == 0 &&
+	    strcmp(a->k_name, b->k_name) == 0 &&
+	    strcmp(a->k_owner, b->k_owner) == 0 &&
+	    strcmp(a->k_app, b->k_app) == 0 &&
+	    strcmp(a->k_scopes, b->k_scopes) == 0);
+}
+
+/*
+ * Under the lock: store the imported k unless the store has it.  An id
+ * the store has is "unchanged" when the key is the same, else 409
+ * conflict; a digest the store has is "unchanged" for a line without id
+ * whose key is the same (a retried import), else 409 key_exists.  The id
+ * is looked at first, so that a retry with ids always finds its key.
+ * *status set; 0 or -1 with the error.
+ */
+static int
+admin_import_locked(struct admin_ctx *c, struct ks_key *k,
+    const char **status)
+{
+	struct ks_key	 old;
+	uint32_t	 slot, max = c->c_ks->ks_hdr->kh_max_keys;
+	int		 isold, rc;
+
+	if (k->k_id[0] != '\0' &&
+	    (rc = keystore_find_id(c->c_ks, k->k_id, &old, &slot)) != KS_NOTFOUND) {
+		if (rc == KS_OK && admin_same_key(&old, k)) {
+			*status = "unchanged";
+			return (0);
+		}
+		if (rc == KS_OK)
+			return (admin_error(c, 409, "conflict", "key %s exists "
+			    "with other content", k->k_id));
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	}
+	rc = keystore_find_digest(c->c_ks, k->k_digest, &old, &slot, &isold);
+	if (rc == KS_BUSY)
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	if (rc == KS_OK) {
+		if (k->k_id[0] == '\0' && !isold && admin_same_key(&old, k)) {
+			memcpy(k->k_id, old.k_id, sizeof(k->k_id));
+			*status = "unchanged";
+			return (0);
+		}
+		return (admin_error(c, 409, "key_exists", "key %s already has "
+		    "this secret", old.k_id));
+	}
+	if (keystore_count(c->c_ks) >= max)
+		return (admin_error(c, 507, "key_store_full", "the key store "
+		    "is full (max_keys %u); delete keys or raise max_keys",
+		    max));
+	if ((k->k_id[0] == '\0' && admin_new_id(c, k) == -1) ||
+	    admin_store(c, k) == -1)
+		return (-1);
+	*status = "created";
+	return (0);
+}
+
+/*
+ * One key line of an import, parsed into o: the create fields plus an
+ * optional "id", and a secret or its digest, which an import needs (it
+ * brings keys that exist elsewhere; keygate would have no way to hand
+ * back new secrets for a thousand lines).  *status set; 0 or -1 with
+ * the error in c's response.
+ */
+static int
+admin_import_key(struct admin_ctx *c, json_t *o, struct ks_key *k,
+    const char **status)
+{
+	struct admin_byo	 b;
+	char			 id[KS_ID_LEN + 1] = "";
+	json_t			*v;
+	int			 rc;
+
+	if ((v = json_object_get(o, "id")) != NULL) {
+		if (!json_is_string(v) || !secret_valid_id(json_string_value(v),
+		    json_string_length(v)))
+			return (admin_invalid(c, "id", "id must be \"key_\" "
+			    "and 16 letters or digits"));
+		memcpy(id, json_string_value(v), KS_ID_LEN + 1);
+		json_object_del(o, "id");
+	}
+	rc = admin_key_build(c, o, k, &b);
+	memcpy(k->k_id, id, sizeof(id));	/* for the result line */
+	if (rc == 0 && b.b_kind == BYO_NONE)
+		rc = admin_invalid(c, "secret", "an imported key needs "
+		    "secret or secret_sha256");
+	if (rc == 0) {
+		memcpy(k->k_digest, b.b_digest, KS_DIGEST_LEN);
+		memcpy(k->k_hint, b.b_hint, sizeof(b.b_hint));
+		if ((rc = admin_lock(c)) == 0) {
+			rc = admin_import_locked(c, k, status);
+			admin_unlock(c);
+		}
+	}
+	OPENSSL_cleanse(&b, sizeof(b));
+	return (rc);
+}
+
+/* Append the JSON text of o (a reference taken) and a newline; 0 or -1. */
+static int
+admin_out_add(struct admin_out *out, json_t *o)
+{
+	size_t	 n;
+	char	*p;
+
+	if (o == NULL)
+		return (-1);
+	n = json_dumpb(o, NULL, 0, JSON_COMPACT);
+	if (n == 0 || n + 1 > SIZE_MAX - out->o_len) {
+		json_decref(o);
+		return (-1);
+	}
+	if (out->o_len + n + 2 > out->o_size) {
+		out->o_size = (out->o_len + n + 2) * 2;
+		if ((p = realloc(out->o_buf, out->o_size)) == NULL) {
+			json_decref(o);
+			return (-1);
+		}
+		out->o_buf = p;
+	}
+	json_dumpb(o, out->o_buf + out->o_len, n, JSON_COMPACT);
+	json_decref(o);
+	out->o_len += n;
+	out->o_buf[out->o_len++] = '\n';
+	out->o_buf[out->o_len] = '\0';
+	return (0);
+}
+
+/*
+ * The error object of a line from the answer admin_error() left in rs:
+ * its code, message and field.  NULL if out of memory.
+ */
+static json_t *
+admin_line_error(const struct admin_response *rs)
+{
+	json_t	*e, *o;
+
+	if (rs->as_body == NULL ||
+	    (e = json_loadb(rs->as_body, rs->as_bodylen, 0, NULL)) == NULL)
+		return (json_pack("{s:s,s:s}", "code", "internal_error",
+		    "message", "out of memory"));
+	o = json_pack("{s:O,s:O}", "code", json_object_get(e, "error"),
+	    "message", json_object_get(e, "message"));
+	if (o != NULL && json_object_get(e, "field") != NULL &&
+	    json_object_set(o, "field", json_object_get(e, "field")) == -1) {
+		json_decref(o);
+		o = NULL;
+	}
+	json_decref(e);
+	return (o);
+}
+
+/*
+ * One line of an import body (text[0..len), line number lineno) into
+ * the answer.  The line is applied on its own: its result says "created"
+ * only after its journal line is on disk, and a bad line leaves the
+ * others alone.  counts[] by outcome: created, unchanged, error.  0, or
+ * -1 when the answer ran out of memory.
+ */
+static int
+admin_import_line(struct admin_ctx *c, const char *text, size_t len,
+    size_t lineno, unsigned *counts)
+{
+	struct admin_response	 lrs;
+	struct admin_ctx	 lc = *c;
+	struct ks_key		 k;
+	json_error_t		 je;
+	char			 cause[JSON_ERROR_TEXT_LENGTH];
+	const char		*status = NULL;
+	json_t			*o, *res;
+	int			 rc;
+
+	memset(&lrs, 0, sizeof(lrs));
+	memset(&k, 0, sizeof(k));
+	lc.c_rs = &lrs;
+	o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL) {
+		admin_json_cause(cause, sizeof(cause), je.text);
+		OPENSSL_cleanse(je.text, sizeof(je.text));
+		rc = admin_error(&lc, 400, "bad_json", "invalid JSON at column "
+		    "%d: %s", je.column, cause);
+	} else if (!json_is_object(o))
+		rc = admin_error(&lc, 400, "bad_json",
+		    "the line must be a JSON object");
+	else
+		rc = admin_import_key(&lc, o, &k, &status);
+	json_decref(o);
+	if (rc == 0)
+		res = json_pack("{s:I,s:s,s:s}", "line", (json_int_t)lineno,
+		    "id", k.k_id, "status", status);
+	else
+		res = json_pack("{s:I,s:s?,s:s,s:o}", "line",
+		    (json_int_t)lineno, "id", k.k_id[0] != '\0' ? k.k_id :
+		    NULL, "status", "error", "error", admin_line_error(&lrs));
+	counts[rc == -1 ? 2 : strcmp(status, "created") == 0 ? 0 : 1]++;
+	if (rc == 0 && strcmp(status, "created") == 0)
+		log_debug("%s: key %s imported for owner \"%s\"", __func__,
+		    k.k_id, k.k_owner);
+	admin_response_free(&lrs);
+	OPENSSL_cleanse(&k, sizeof(k));
+	return (admin_out_add(c->c_out, res));
+}
+
+/*
+ * POST /v1/keys/import: NDJSON, one key object per line (see
+ * admin_import_key); blank lines are skipped.  200 with one NDJSON result
+ * per key line, in order: {"line":N,"id":ID|null,"status":"created"|
+ * "unchanged"|"error"[,"error":{"code","message"[,"field"]}]}.  The body
+ * holds plaintext secrets: jansson wipes what it parsed, the server wipes
+ * the request buffer.
+ */
+static int
+admin_import(struct admin_ctx *c)
+{
+	const struct admin_request	*rq = c->c_rq;
+	struct admin_out		 out;
+	const char			*p, *end, *nl, *e;
+	size_t				 lineno = 0;
+	unsigned			 counts[3] = { 0, 0, 0 };
+	int				 rc = 0;
+
+	memset(&out, 0, sizeof(out));
+	c->c_out = &out;
+	p = rq->aq_body != NULL ? rq->aq_body : "";
+	end = p + (rq->aq_body != NULL ? rq->aq_bodylen : 0);
+	for (; p < end && rc == 0; p = nl < end ? nl + 1 : end) {
+		lineno++;
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		for (e = nl; e > p && (e[-1] == '\r' || e[-1] == ' ' ||
+		    e[-1] == '\t'); e--)
+			;
+		if (e == p)
+			continue;
+		rc = admin_import_line(c, p, (size_t)(e - p), lineno, counts);
+	}
+	c->c_out = NULL;
+	if (rc == -1) {
+		free(out.o_buf);
+		return (admin_oom(c->c_rs));
+	}
+	if (counts[0] + counts[1] + counts[2] == 0) {
+		free(out.o_buf);
+		return (admin_error(c, 400, "bad_json", "the body holds no "
+		    "line: send one JSON key object per line"));
+	}
+	log_info("import: %u key(s) created, %u unchanged, %u refused",
+	    counts[0], counts[1], counts[2]);
+	free(c->c_rs->as_body);
+	c->c_rs->as_status = 200;
+	c->c_rs->as_body = out.o_buf;
+	c->c_rs->as_bodylen = out.o_len;
+	c->c_rs->as_type = ADMIN_NDJSON;
+	return (0);
+}
+
 /*
  * Decode the len bytes of a query component at s into out (NUL-terminated):
  * %XX escapes and "+" for a space.  -1 on a bad escape or an encoded NUL,
@@ -2088,6 +2372,7 @@ admin_route(struct admin_ctx *c, const char *path, size_t len)
 		{ "/v1/status", EP_STATUS },
 		{ "/v1/openapi.json", EP_OPENAPI },
 		{ "/v1/keys", EP_KEYS },
+		{ "/v1/keys/import", EP_IMPORT },
 		{ "/v1/verify", EP_VERIFY },
 		{ "/metrics", EP_METRICS },
 	};
@@ -2264,6 +2549,9 @@ admin_dispatch(struct admin_ctx *c)
 			admin_list(c);
 		else
 			admin_create(c);
+		break;
+	case EP_IMPORT:
+		admin_import(c);
 		break;
 	case EP_KEY:
 		if (m == HTTP_M_GET)

@@ -265,7 +265,8 @@ template_of(const char *path, char *buf, size_t len)
 {
 	const char	*id, *slash;
 
-	if (strncmp(path, "/v1/keys/", 9) != 0)
+	if (strncmp(path, "/v1/keys/", 9) != 0 ||
+	    strcmp(path, "/v1/keys/import") == 0)
 		return (path);
 	id = path + 9;
 	if ((slash = strchr(id, '/')) == NULL)
@@ -429,6 +430,40 @@ fx_teardown(void **state)
 	return (0);
 }
 
+/*
+ * An NDJSON answer (POST /v1/keys/import): every line parses and matches
+ * the document's x-ndjson schema; f->body becomes the array of lines.
+ */
+static void
+check_ndjson(struct fx *f, int mbit, const char *path)
+{
+	struct admin_response	*rs = &f->rs;
+	json_t			*schema, *line;
+	const char		*p, *nl;
+	char			 tbuf[128], sbuf[16];
+
+	snprintf(sbuf, sizeof(sbuf), "%d", rs->as_status);
+	schema = json_object_get(json_object_get(json_object_get(
+	    resolve(json_object_get(json_object_get(json_object_get(
+	    json_object_get(json_object_get(doc, "paths"), template_of(path,
+	    tbuf, sizeof(tbuf))), method_name(mbit)), "responses"), sbuf)),
+	    "content"), "application/x-ndjson"), "schema");
+	assert_non_null(schema);
+	assert_non_null(f->body = json_array());
+	assert_true(rs->as_bodylen > 0 && rs->as_body[rs->as_bodylen - 1] ==
+	    '\n');
+	for (p = rs->as_body; *p != '\0'; p = nl + 1) {
+		assert_non_null(nl = strchr(p, '\n'));
+		assert_non_null(line = json_loadb(p, (size_t)(nl - p), 0,
+		    NULL));
+		if (schema_check(schema, line, path) != 0)
+			fail_msg("%.*s does not match the OpenAPI document",
+			    (int)(nl - p), p);
+		json_array_append_new(f->body, line);
+	}
+	assert_null(rs->as_code);
+}
+
 /* Checks every answer must pass, then remember a new secret. */
 static void
 check_answer(struct fx *f, int mbit, const char *path)
@@ -452,6 +487,11 @@ check_answer(struct fx *f, int mbit, const char *path)
 		return;
 	}
 	assert_non_null(rs->as_body);
+	if (strcmp(rs->as_type, "application/x-ndjson") == 0) {
+		assert_int_equal(rs->as_status, 200);
+		check_ndjson(f, mbit, path);
+		return;
+	}
 	assert_string_equal(rs->as_type, "application/json");
 	assert_int_equal(strlen(rs->as_body), rs->as_bodylen);
 	assert_non_null(f->body = json_loadb(rs->as_body, rs->as_bodylen, 0,
@@ -671,6 +711,7 @@ test_openapi_document(void **state)
 		{ "/v1/status", { "get" } },
 		{ "/v1/openapi.json", { "get" } },
 		{ "/v1/keys", { "get", "post" } },
+		{ "/v1/keys/import", { "post" } },
 		{ "/v1/keys/{id}", { "get", "patch", "delete" } },
 		{ "/v1/keys/{id}/regenerate", { "post" } },
 		{ "/v1/keys/{id}/usage", { "get" } },
@@ -1680,6 +1721,160 @@ test_create_byo_invalid(void **state)
 	assert_non_null(strstr(str(f->body, "message"), "8 to 512"));
 	assert_int_equal(keystore_count(&f->ks), 0);
 	assert_int_equal(journal_lines(f), 0);
+}
+
+/* Result n (from 0) of the last import answer. */
+static json_t *
+result(struct fx *f, size_t n)
+{
+	json_t	*r = json_array_get(f->body, n);
+
+	if (r == NULL)
+		fail_msg("no result %zu in %s", n, f->rs.as_body);
+	return (r);
+}
+
+/* Assert result n: line, status and, for an error, its code (and field). */
+static void
+expect_line(struct fx *f, size_t n, int line, const char *status,
+    const char *code, const char *field)
+{
+	json_t	*r = result(f, n), *e = json_object_get(r, "error");
+
+	if (json_integer_value(json_object_get(r, "line")) != line ||
+	    strcmp(str(r, "status"), status) != 0 ||
+	    (code != NULL && strcmp(str(e, "code"), code) != 0))
+		fail_msg("result %zu: want line %d %s %s, got %s", n, line,
+		    status, code != NULL ? code : "", f->rs.as_body);
+	if (code == NULL)
+		assert_null(e);
+	else
+		assert_true(strlen(str(e, "message")) > 0);
+	if (field != NULL)
+		assert_string_equal(str(e, "field"), field);
+}
+
+/*
+ * POST /v1/keys/import: per-line results in order, each line on its own,
+ * blank lines skipped, the second run of the same body changes nothing,
+ * ids kept, conflicts and secrets of other keys refused per line.
+ */
+static void
+test_import(void **state)
+{
+	static const char body[] =
+	    "{\"owner\":\"a\",\"secret\":\"imported.secret/1=\"}\n"
+	    "{\"id\":\"key_0123456789abcdef\",\"owner\":\"b\","
+	    "\"secret_sha256\":\"0123456789abcdef0123456789abcdef"
+	    "0123456789abcdef0123456789abcdef\",\"scopes\":[\"r\",\"w\"]}\n"
+	    "\r\n"
+	    "  \n"
+	    "{\"owner\":\"c\",\"secret\":\"imported.secret/1=\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"imported.secret/1=\"}\n"
+	    "{\"owner\":\"d\" \"secret\":\"in.bad.json.1\"}\n"
+	    "[1,2]\n"
+	    "{\"owner\":\"e\"}\n"
+	    "{\"owner\":\"f\",\"secret\":\"short\"}\n"
+	    "{\"owner\":\"g\",\"secret\":\"a-good-one-9\",\"id\":\"k1\"}\n"
+	    "{\"owner\":\"h\",\"secret\":\"another.one-10\",\"foo\":1}\n"
+	    "{\"owner\":\"i\",\"secret\":\"last/secret=11\","
+	    "\"id\":\"key_AAAAAAAAAAAAAAAA\"}";	/* no final newline */
+	struct fx	*f = *state;
+	char		 id1[KS_ID_LEN + 1], id[KS_ID_LEN + 1];
+	int		 lines, run;
+
+	for (run = 0; run < 2; run++) {
+		req(f, HTTP_M_POST, "/v1/keys/import", body);
+		assert_int_equal(json_array_size(f->body), 11);
+		expect_line(f, 0, 1, run == 0 ? "created" : "unchanged", NULL,
+		    NULL);
+		if (run == 0)
+			snprintf(id1, sizeof(id1), "%s", str(result(f, 0),
+			    "id"));
+		assert_string_equal(str(result(f, 0), "id"), id1);
+		expect_line(f, 1, 2, run == 0 ? "created" : "unchanged", NULL,
+		    NULL);
+		assert_string_equal(str(result(f, 1), "id"),
+		    "key_0123456789abcdef");
+		expect_line(f, 2, 5, "error", "key_exists", NULL);
+		assert_non_null(strstr(str(json_object_get(result(f, 2),
+		    "error"), "message"), id1));
+		expect_line(f, 3, 6, "unchanged", NULL, NULL);
+		assert_string_equal(str(result(f, 3), "id"), id1);
+		expect_line(f, 4, 7, "error", "bad_json", NULL);
+		assert_true(json_is_null(json_object_get(result(f, 4), "id")));
+		expect_line(f, 5, 8, "error", "bad_json", NULL);
+		expect_line(f, 6, 9, "error", "invalid_field", "secret");
+		expect_line(f, 7, 10, "error", "invalid_field", "secret");
+		expect_line(f, 8, 11, "error", "invalid_field", "id");
+		expect_line(f, 9, 12, "error", "invalid_field", "foo");
+		expect_line(f, 10, 13, run == 0 ? "created" : "unchanged",
+		    NULL, NULL);
+		assert_string_equal(str(result(f, 10), "id"),
+		    "key_AAAAAAAAAAAAAAAA");
+		assert_int_equal(keystore_count(&f->ks), 3);
+		if (run == 0)
+			lines = journal_lines(f);
+		assert_int_equal(journal_lines(f), lines);
+	}
+	assert_int_equal(lines, 3);
+	/* The imported keys work, with their fields. */
+	assert_true(auth_ok(f, "imported.secret/1=", id));
+	assert_string_equal(id, id1);
+	assert_true(auth_ok(f, "last/secret=11", id));
+	assert_false(auth_ok(f, "in.bad.json.1", NULL));
+	assert_false(auth_ok(f, "another.one-10", NULL));
+	req(f, HTTP_M_GET, "/v1/keys/key_0123456789abcdef", NULL);
+	assert_string_equal(str(f->body, "owner"), "b");
+	assert_int_equal(json_array_size(json_object_get(f->body, "scopes")),
+	    2);
+	assert_string_equal(str(f->body, "hint"), "");
+	/* The same id with other content: conflict; nothing changes. */
+	req(f, HTTP_M_POST, "/v1/keys/import", "{\"id\":\"key_0123456789abcdef"
+	    "\",\"owner\":\"b\",\"secret_sha256\":\"0123456789abcdef0123456789"
+	    "abcdef0123456789abcdef0123456789abcdef\",\"scopes\":[\"r\"]}\n");
+	expect_line(f, 0, 1, "error", "conflict", NULL);
+	assert_string_equal(str(result(f, 0), "id"), "key_0123456789abcdef");
+	/* A regenerated key is not the imported one any more. */
+	req(f, HTTP_M_POST, "/v1/keys/key_AAAAAAAAAAAAAAAA/regenerate", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	req(f, HTTP_M_POST, "/v1/keys/import", "{\"owner\":\"i\",\"secret\":"
+	    "\"last/secret=11\",\"id\":\"key_AAAAAAAAAAAAAAAA\"}");
+	expect_line(f, 0, 1, "error", "conflict", NULL);
+	assert_int_equal(journal_lines(f), 4);
+	check_replay(f);
+	assert_false(file_has(f, JOURNAL_FILE, "imported.secret"));
+	assert_false(file_has(f, "error.log", "imported.secret"));
+	assert_false(file_has(f, "error.log", "in.bad.json"));
+	/* A body without a line. */
+	req(f, HTTP_M_POST, "/v1/keys/import", "\n \r\n");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/v1/keys/import", NULL);
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_GET, "/v1/keys/import", NULL);
+	expect_error(f, 405, "method_not_allowed", NULL);
+	assert_string_equal(f->rs.as_allow, "POST");
+}
+
+/* A full store refuses the lines past max_keys, each on its own. */
+static void
+test_import_full(void **state)
+{
+	struct fx	*f = *state;
+
+	req(f, HTTP_M_POST, "/v1/keys/import",
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-1\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-2\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-3\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-4\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-1\"}\n");
+	expect_line(f, 0, 1, "created", NULL, NULL);
+	expect_line(f, 1, 2, "created", NULL, NULL);
+	expect_line(f, 2, 3, "created", NULL, NULL);
+	expect_line(f, 3, 4, "error", "key_store_full", NULL);
+	expect_line(f, 4, 5, "unchanged", NULL, NULL);
+	assert_int_equal(keystore_count(&f->ks), 3);
+	check_replay(f);
 }
 
 /* Bodies that are not JSON objects: 400 with line and column. */
@@ -2757,6 +2952,9 @@ main(void)
 		T(test_create_defaults),
 		T(test_create_full),
 		T(test_create_byo),
+		T(test_import),
+		cmocka_unit_test_setup_teardown(test_import_full,
+		    fx_setup_tiny, fx_teardown),
 		T(test_create_byo_invalid),
 		T(test_create_invalid),
 		T(test_bad_json),
