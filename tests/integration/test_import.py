@@ -1,6 +1,17 @@
 """
 Keys brought from another gateway (issue 14).
 
+- keygatectl import of each format (NDJSON, CSV, nginx map, Kong decK
+  YAML and JSON), 1,000 keys each with odd secrets (quotes, backslashes,
+  commas, "#", ";", braces, dots, "=", 512 characters): every key
+  authenticates through the proxy with its owner and scopes; the same
+  import again answers "unchanged" for every key and changes nothing;
+  unreadable entries (regex map entries, short CSV rows) are reported
+  and make the exit status 1.
+- kill -9 during an import (the worker, then the whole daemon): every key
+  keygatectl reported as created or unchanged before the kill works after
+  it, and running the import again completes it.
+
 - POST /v1/keys with "secret" (any 8..512 visible ASCII characters) or
   "secret_sha256": the key authenticates through the proxy on an api-key
   route (X-API-KEY and Basic), also secrets with dots, slashes, "=", a
@@ -13,6 +24,12 @@ import base64
 import hashlib
 import json
 import os
+import re
+import signal
+import subprocess
+import time
+
+import yaml
 
 import kgtest as kg
 
@@ -34,6 +51,124 @@ def import_conf(workers=1):
         "route GET ^/k(/|$) auth=api-key rate=off",
         "route * .* auth=deny",
         admin="{port2}", workers=workers)
+
+
+def reopen(d):
+    """A new daemon on d's state_dir (d is gone)."""
+    with open(d.conf_path) as f:
+        m = re.search(r"^state_dir\s+(\S+)\s*$", f.read(), re.M)
+    return kg.start(import_conf().replace("state_dir {dir}/state",
+                                          "state_dir " + m.group(1)),
+                    nports=2)
+
+
+def short(fmt):
+    return {"kong-json": "kj"}.get(fmt, fmt[:2])
+
+
+def odd_secret(fmt, i):
+    """The i-th secret of a format's 1,000: unique, and often awkward."""
+    tag = "%s%04d" % (short(fmt), i)
+    shapes = [
+        lambda: "kong-" + hashlib.sha1(tag.encode()).hexdigest(),
+        lambda: base64.b64encode(hashlib.sha256(tag.encode()).digest())
+        .decode(),                                      # "/", "+", "="
+        lambda: "eyJ" + tag + ".eyJzdWIi." + tag,        # a JWT's shape
+        lambda: 'q"uo\\te,' + tag + "#;{x}",           # CSV/nginx specials
+        lambda: "'" + tag + "'=`|~!@$%^&*()",
+        lambda: tag + "." * 3 + "/" * 3 + "=" * 3,
+        lambda: tag + "-" + "x" * (512 - len(tag) - 1),  # the longest
+        lambda: "sk_live_" + tag + "abcdefghijklmnop",
+        lambda: "12345" + tag,
+        lambda: tag + "[]<>?:",
+    ]
+    return shapes[i % len(shapes)]()
+
+
+def keys_for(fmt, n=1000):
+    """[(secret, owner, scopes)] for a format."""
+    out = []
+    for i in range(n):
+        scopes = ["read"] if i % 3 == 0 else (["read", "write:all"]
+                                              if i % 3 == 1 else [])
+        out.append((odd_secret(fmt, i), "%s-owner-%d" % (short(fmt), i % 97),
+                    scopes))
+    return out
+
+
+def nginx_quote(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_input(dir, fmt, keys):
+    """The file a provider would have for keys; its path."""
+    if fmt == "ndjson":
+        path = os.path.join(dir, "keys.ndjson")
+        with open(path, "w") as f:
+            for s, o, sc in keys:
+                f.write(json.dumps({"owner": o, "secret": s,
+                                    "scopes": sc}) + "\n")
+    elif fmt == "csv":
+        import csv
+        path = os.path.join(dir, "keys.csv")
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["owner", "secret", "scopes", "name"])
+            for s, o, sc in keys:
+                w.writerow([o, s, " ".join(sc), "from csv"])
+    elif fmt == "nginx-map":
+        path = os.path.join(dir, "keys.map")
+        with open(path, "w") as f:
+            f.write("# API keys of the old gateway\n"
+                    "map $http_x_api_key $api_client {\n"
+                    "    default \"\";\n    hostnames;\n"
+                    "    ~^legacy-[0-9]+$ legacy;   # a regex: skipped\n")
+            for i, (s, o, sc) in enumerate(keys):
+                plain = re.match(r"^[A-Za-z0-9._/=+-]+$", s)
+                f.write("    %s %s;%s\n" % (s if plain and i % 2 else
+                                              nginx_quote(s), o,
+                                              "  # k%d" % i if i % 5 == 0
+                                              else ""))
+            f.write("}\n")
+    else:
+        cons = {}
+        for s, o, sc in keys:
+            c = cons.setdefault(o, {"username": o, "keyauth_credentials": [],
+                                    "acls": [{"group": g} for g in sc]})
+            c["keyauth_credentials"].append({"key": s})
+        doc = {"_format_version": "3.0", "consumers": list(cons.values())}
+        if fmt == "kong":
+            path = os.path.join(dir, "kong.yaml")
+            with open(path, "w") as f:
+                yaml.safe_dump(doc, f, width=1000)
+        else:
+            path = os.path.join(dir, "kong.json")
+            with open(path, "w") as f:
+                json.dump(doc, f, indent=1)
+    return path
+
+
+def ctl_import(d, path, *args, check_rc=0):
+    env = kg.ctl_env(url="http://127.0.0.1:%d" % d.admin_port,
+                     token=kg.ADMIN_TOKEN)
+    p = kg.ctl_run(["--json", "import"] + list(args) + [path], env)
+    if check_rc is not None:
+        kg.eq(p.returncode, check_rc, "keygatectl import %s exit status "
+              "(%s)" % (os.path.basename(path), p.stderr[-500:]))
+    return p, [json.loads(line) for line in p.stdout.splitlines()]
+
+
+def keys_work(d, keys, scopes_of_owner=False):
+    """Every secret authenticates, as its owner, with its scopes."""
+    with kg.Conn(d.port) as c:
+        for s, o, sc in keys:
+            c.send(kg.raw_request("GET", "/k/x", headers=[("X-API-KEY", s)]))
+            r = c.read_response()
+            h = kg.echo_headers(r, "key %r" % s[:24])
+            kg.eq(h.get("x-consumer-id"), o, "owner of %r" % s[:24])
+            want = set(sc)
+            kg.eq(set(h.get("x-scopes", "").split()) - {""}, want,
+                  "scopes of %r" % s[:24])
 
 
 def through_proxy(d, secret, what):
@@ -118,7 +253,109 @@ def test_create_with_secret():
     d.check_healthy()
 
 
-TESTS = [test_create_with_secret]
+def test_import_formats():
+    d = kg.start(import_conf(), nports=2)
+    dir = kg.tempdir()
+    every = []
+    for fmt in ("ndjson", "csv", "nginx-map", "kong", "kong-json"):
+        keys = keys_for(fmt)
+        if fmt == "kong-json":
+            keys = keys[:200]
+        if fmt == "nginx-map":
+            keys = [(s, o, []) for s, o, _ in keys]	# a map has no scopes
+        if fmt.startswith("kong"):
+            # decK gives scopes per consumer: one set per owner.
+            by = {}
+            keys = [(s, o, by.setdefault(o, sc)) for s, o, sc in keys]
+        every += [s for s, _, _ in keys]
+        path = write_input(dir, fmt, keys)
+        t0 = time.monotonic()
+        p, res = ctl_import(d, path, check_rc=1 if fmt == "nginx-map" else 0)
+        took = time.monotonic() - t0
+        st = [r["status"] for r in res]
+        kg.eq(st.count("created"), len(keys), "%s: keys created (%s)" %
+              (fmt, [r for r in res if r["status"] != "created"][:3]))
+        if fmt == "nginx-map":
+            kg.eq(st.count("skipped"), 1, "nginx-map: the regex entry")
+        kg.check(re.search(r"%d created, 0 unchanged, 0 failed" % len(keys),
+                           p.stderr), "summary: " + p.stderr[-300:])
+        keys_work(d, keys)
+        # Again: nothing changes, every key "unchanged".
+        p, res = ctl_import(d, path, check_rc=1 if fmt == "nginx-map"
+                            else 0)
+        kg.eq([r["status"] for r in res].count("unchanged"), len(keys),
+              "%s: a second import is a no-op" % fmt)
+        print("# %s: %d keys imported in %.2f s" % (fmt, len(keys), took))
+    r = kg.admin(d, "GET", "/v1/keys?owner=cs-owner-1")
+    kg.check(all(k["name"] == "from csv" for k in r.json()["keys"]),
+             "csv names")
+    # A CSV with a bad row: the others go in, exit status 1.
+    path = os.path.join(dir, "bad.csv")
+    with open(path, "w") as f:
+        f.write("owner,secret\nok,good-secret-1\nshort,x\nonly-one\n"
+                "ok,\"good,secret-2\"\n")
+    p, res = ctl_import(d, path, check_rc=1)
+    kg.eq([r["status"] for r in res], ["created", "error", "skipped",
+                                       "created"], "bad.csv results")
+    kg.eq(res[1]["error"]["code"], "invalid_field", "short secret")
+    kg.eq(res[1]["where"], "line 3", "where of the short secret")
+    # A file of another format: a clear error, nothing sent.
+    p, _ = ctl_import(d, path, "--format", "kong", check_rc=1)
+    kg.check("consumers" in p.stderr or "YAML" in p.stderr,
+             "csv read as kong: " + p.stderr)
+    d.stop()
+    no_secret_on_disk(d, every)
+
+
+def test_import_kill9():
+    d = kg.start(import_conf(), nports=2)
+    d.allow_worker_deaths = True
+    dir = kg.tempdir()
+    keys = keys_for("ndjson", 3000)
+    path = write_input(dir, "ndjson", keys)
+    env = kg.ctl_env(url="http://127.0.0.1:%d" % d.admin_port,
+                     token=kg.ADMIN_TOKEN)
+
+    def run_until_killed(kill):
+        """Import in batches of 50; kill once 400 results are in."""
+        p = subprocess.Popen([kg.ctl_binary(), "--json", "import",
+                              "--batch", "50", path], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True)
+        acked = []
+        for line in p.stdout:
+            r = json.loads(line)
+            if r["status"] in ("created", "unchanged"):
+                acked.append(int(r["where"].split()[1]) - 1)
+            if len(acked) == 400:
+                kill()
+        p.wait(30)
+        kg.check(p.returncode != 0, "keygatectl exit status after a kill")
+        return acked
+
+    worker = d.wait_workers(1)[0]
+    acked = run_until_killed(lambda: os.kill(worker, signal.SIGKILL))
+    d.wait_workers(1, exclude=[worker])
+    kg.check(400 <= len(acked) < len(keys), "acknowledged: %d" % len(acked))
+    keys_work(d, [keys[i] for i in acked])
+
+    master = d.master_pid
+    pids = [master] + d.worker_pids()
+    acked2 = run_until_killed(lambda: [os.kill(p, signal.SIGKILL)
+                                       for p in pids])
+    d.proc.wait(5)
+    d.kill()
+    d2 = reopen(d)
+    keys_work(d2, [keys[i] for i in acked + acked2])
+    # Running it again completes the import.
+    p, res = ctl_import(d2, path)
+    kg.eq(len(res), len(keys), "results of the completing import")
+    keys_work(d2, keys[::7])
+    r = kg.admin(d2, "GET", "/v1/keys?limit=1")
+    d2.check_healthy()
+
+
+TESTS = [test_create_with_secret, test_import_formats, test_import_kill9]
 
 if __name__ == "__main__":
     kg.run(TESTS)
