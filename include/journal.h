@@ -18,7 +18,7 @@
  * it did not just create.
  *
  * Lines (one JSON object each, no secrets, only digests):
- *	journal:  {"seq":N,"op":"put","key":{KEY}}
+ *	journal:  {"seq":N,"op":"put","key":{KEY}[,"idem":{...}]}
  *	          {"seq":N,"op":"del","id":"key_..."}
  *	snapshot: {"keygate_snapshot":1,"seq":S,"keys":COUNT}
  *	          {KEY}   (COUNT lines)
@@ -163,5 +163,15 @@ int	 journal_file_share(struct journal *, const char *, const void *,
 	    size_t, char *, size_t);
 int	 journal_mkdir(struct journal *, const char *, char *, size_t);
 int	 journal_dirfd(struct journal *, char *, size_t);
+
+/*
+ * A put line with an "idem" member (a reference taken, NULL refused), and
+ * the hook replay hands each put line's "idem" member to (NULL: none).
+ */
+struct json_t;
+int	 journal_put_extra(struct journal *, uint64_t, const struct ks_key *,
+	    struct json_t *, char *, size_t);
+void	 journal_set_put_hook(void (*)(void *, const struct json_t *,
+	    const struct ks_key *), void *);
 
 #endif /* KEYGATE_JOURNAL_H */

@@ -24,6 +24,7 @@
 #include "admin.h"
 #include "auth.h"
 #include "http.h"
+#include "idem.h"
 #include "journal.h"
 #include "jwtauth.h"
 #include "keystore.h"
@@ -119,6 +120,8 @@ static int	admin_set_disabled(struct admin_ctx *, json_t *,
 		    struct ks_key *);
 static int	admin_set_rate(struct admin_ctx *, json_t *, struct ks_key *);
 static int	admin_import(struct admin_ctx *);
+static int	admin_store_idem(struct admin_ctx *, const struct ks_key *,
+		    struct idem_entry *);
 
 static const struct admin_field {
 	const char	*f_name;
@@ -287,6 +290,23 @@ admin_error(struct admin_ctx *c, int status, const char *code,
 
 	va_start(ap, fmt);
 	admin_verror(c->c_rs, status, code, NULL, fmt, ap);
+	va_end(ap);
+	return (-1);
+}
+
+static int	 admin_verror_field(struct admin_ctx *, int, const char *,
+		    const char *, const char *, ...)
+		    __attribute__((format(printf, 5, 6)));
+
+/* Answer an error naming a field (a header's name, too); returns -1. */
+static int
+admin_verror_field(struct admin_ctx *c, int status, const char *code,
+    const char *field, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	admin_verror(c->c_rs, status, code, field, fmt, ap);
 	va_end(ap);
 	return (-1);
 }
@@ -1002,14 +1022,18 @@ admin_test_stall(void)
  * it does anyway, disk holds a line memory lacks, which is logged.
  */
 static int
-admin_store(struct admin_ctx *c, const struct ks_key *k)
+admin_store_idem(struct admin_ctx *c, const struct ks_key *k,
+    struct idem_entry *ie)
 {
 	char		 err[256];
 	uint64_t	 seq;
 	int		 rc;
 
 	seq = c->c_ks->ks_hdr->kh_applied + 1;
-	if (journal_put(c->c_env->ae_journal, seq, k, err, sizeof(err)) == -1) {
+	if ((ie != NULL ? journal_put_extra(c->c_env->ae_journal, seq, k,
+	    idem_to_json(ie), err, sizeof(err)) :
+	    journal_put(c->c_env->ae_journal, seq, k, err, sizeof(err))) ==
+	    -1) {
 		log_warnx("key %s: journal: %s", k->k_id, err);
 		return (admin_error(c, 503, "storage_unavailable",
 		    "the key could not be stored: %s", err));
@@ -1017,8 +1041,12 @@ admin_store(struct admin_ctx *c, const struct ks_key *k)
 #ifdef KEYGATE_DEBUG
 	admin_test_stall();
 #endif
-	if ((rc = keystore_put(c->c_ks, k, seq)) == KS_OK)
+	if ((rc = keystore_put(c->c_ks, k, seq)) == KS_OK) {
+		/* On disk with the key: the entry's place in memory follows. */
+		if (ie != NULL)
+			idem_put(c->c_env->ae_idem, ie, c->c_rq->aq_now);
 		return (0);
+	}
 	log_warnx("key %s: journal line %llu written but the store refused "
 	    "it (%d)", k->k_id, (unsigned long long)seq, rc);
 	if (rc == KS_FULL)
@@ -1027,6 +1055,12 @@ admin_store(struct admin_ctx *c, const struct ks_key *k)
 		    "raise max_keys", c->c_ks->ks_hdr->kh_max_keys));
 	return (admin_error(c, 500, "internal_error",
 	    "the key store refused the key"));
+}
+
+static int
+admin_store(struct admin_ctx *c, const struct ks_key *k)
+{
+	return (admin_store_idem(c, k, NULL));
 }
 
 /*
@@ -1099,12 +1133,18 @@ admin_byo_digest(struct admin_ctx *c, struct ks_key *k,
 	return (0);
 }
 
-/* Under the lock: the create steps that touch the store. */
+/*
+ * Under the lock: the create steps that touch the store.  With ie (an
+ * Idempotency-Key's entry, hash and body digest set), the new secret is
+ * sealed into it and it goes to disk with the key.
+ */
 static int
 admin_create_locked(struct admin_ctx *c, struct ks_key *k,
-    const struct admin_byo *b, char *secret, size_t len)
+    const struct admin_byo *b, char *secret, size_t len,
+    struct idem_entry *ie)
 {
-	uint32_t	 max = c->c_ks->ks_hdr->kh_max_keys;
+	const struct admin_request	*rq = c->c_rq;
+	uint32_t			 max = c->c_ks->ks_hdr->kh_max_keys;
 
 	/* Checked before the journal: a refused put would leave a line. */
 	if (keystore_count(c->c_ks) >= max)
@@ -1118,7 +1158,64 @@ admin_create_locked(struct admin_ctx *c, struct ks_key *k,
 			return (-1);
 	} else if (admin_new_secret(c, k, secret, len) == -1)
 		return (-1);
-	return (admin_store(c, k));
+	if (ie == NULL)
+		return (admin_store(c, k));
+	memcpy(ie->ie_id, k->k_id, KS_ID_LEN);
+	ie->ie_created = rq->aq_now;
+	if (idem_seal(rq->aq_idem, rq->aq_idemlen, b->b_kind == BYO_NONE ?
+	    secret : NULL, ie) == -1)
+		return (admin_error(c, 500, "internal_error",
+		    "the secret could not be kept for a retry"));
+	return (admin_store_idem(c, k, ie));
+}
+
+/*
+ * Under the lock: a create whose Idempotency-Key has an entry ie.  The
+ * same body (digest body) is the same request, answered again: the key
+ * into k and, unless the caller brought it, its secret decrypted into
+ * secret, checked to be still the key's (not regenerated since).  Another
+ * body is 422 idempotency_key_reused; a key deleted since, 404.  0 or -1.
+ */
+static int
+admin_idem_replay(struct admin_ctx *c, const struct idem_entry *ie,
+    const uint8_t *body, struct ks_key *k, char *secret, size_t len)
+{
+	const struct admin_request	*rq = c->c_rq;
+	uint8_t				 d[KS_DIGEST_LEN];
+	uint32_t			 slot;
+	int				 rc;
+
+	if (CRYPTO_memcmp(ie->ie_body, body, KS_DIGEST_LEN) != 0) {
+		admin_verror_field(c, 422, "idempotency_key_reused",
+		    "Idempotency-Key", "this Idempotency-Key was used for "
+		    "another body within 24 hours: use a new random value "
+		    "(a UUID) for each new key");
+		return (-1);
+	}
+	rc = keystore_find_id(c->c_ks, ie->ie_id, k, &slot);
+	if (rc == KS_BUSY)
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	if (rc != KS_OK)
+		return (admin_error(c, 404, "key_not_found", "key %s, created "
+		    "with this Idempotency-Key, was deleted", ie->ie_id));
+	if (ie->ie_ctlen == 0) {
+		secret[0] = '\0';
+		return (0);
+	}
+	if (idem_open(rq->aq_idem, rq->aq_idemlen, ie, secret, len) == -1)
+		return (admin_error(c, 500, "internal_error", "the secret kept "
+		    "for this Idempotency-Key cannot be read"));
+	secret_digest(secret, strlen(secret), d);
+	rc = CRYPTO_memcmp(d, k->k_digest, KS_DIGEST_LEN);
+	OPENSSL_cleanse(d, sizeof(d));
+	if (rc != 0) {
+		OPENSSL_cleanse(secret, len);
+		return (admin_error(c, 409, "conflict", "key %s, created with "
+		    "this Idempotency-Key, has had a new secret since",
+		    ie->ie_id));
+	}
+	return (0);
 }
 
 /*
@@ -1147,33 +1244,71 @@ admin_key_build(struct admin_ctx *c, json_t *body, struct ks_key *k,
 }
 
 /*
+ * The Idempotency-Key of a create, if the request has one and the store
+ * keeps them: its lookup digest and the body's into ie, *use set.  0, or
+ * -1 with 422 for a key that is not 1..255 visible ASCII.
+ */
+static int
+admin_idem_key(struct admin_ctx *c, struct idem_entry *ie, int *use)
+{
+	const struct admin_request	*rq = c->c_rq;
+
+	memset(ie, 0, sizeof(*ie));
+	*use = rq->aq_idem != NULL && c->c_env->ae_idem != NULL;
+	if (!*use)
+		return (0);
+	if (!idem_valid(rq->aq_idem, rq->aq_idemlen))
+		return (admin_verror_field(c, 422, "invalid_field",
+		    "Idempotency-Key", "Idempotency-Key must be 1 to %d "
+		    "visible ASCII characters (a random UUID)", IDEM_KEY_MAX));
+	idem_hash(rq->aq_idem, rq->aq_idemlen, ie->ie_hash);
+	secret_digest(rq->aq_body != NULL ? rq->aq_body : "",
+	    rq->aq_body != NULL ? rq->aq_bodylen : 0, ie->ie_body);
+	return (0);
+}
+
+/*
  * POST /v1/keys: a new key; 201 with its secret, shown this once, or
- * without one when the caller brought the secret (or its digest).
+ * without one when the caller brought the secret (or its digest).  With
+ * an Idempotency-Key seen in the last 24 hours and the same body, the
+ * first answer again: the same key, the same secret (idem.h).
  */
 static int
 admin_create(struct admin_ctx *c)
 {
 	struct ks_key		 k;
 	struct admin_byo	 b;
+	struct idem_entry	 ie, prev;
 	char			 secret[SECRET_MAX + 1];
 	json_t			*body;
-	int			 rc;
+	int			 rc, use, found = 0;
 
-	if (admin_body(c, &body) == -1)
+	memset(&b, 0, sizeof(b));
+	memset(&k, 0, sizeof(k));
+	secret[0] = '\0';
+	if (admin_idem_key(c, &ie, &use) == -1 || admin_body(c, &body) == -1)
 		return (-1);
 	rc = admin_key_build(c, body, &k, &b);
 	json_decref(body);
-	if (rc == -1)
+	if (rc == -1 || (rc = admin_lock(c)) == -1)
 		goto done;
-	if ((rc = admin_lock(c)) == -1)
-		goto done;
-	rc = admin_create_locked(c, &k, &b, secret, sizeof(secret));
+	if (use && (found = idem_find(c->c_env->ae_idem, ie.ie_hash,
+	    c->c_rq->aq_now, &prev)) == 1)
+		rc = admin_idem_replay(c, &prev, ie.ie_body, &k, secret,
+		    sizeof(secret));
+	else
+		rc = admin_create_locked(c, &k, &b, secret, sizeof(secret),
+		    use ? &ie : NULL);
 	admin_unlock(c);
 	if (rc == 0) {
-		log_info("key %s created for owner \"%s\"%s", k.k_id,
-		    k.k_owner, b.b_kind == BYO_NONE ? "" :
-		    " with the caller's secret");
-		rc = b.b_kind == BYO_NONE ?
+		if (found)
+			log_info("key %s: create answered again "
+			    "(Idempotency-Key)", k.k_id);
+		else
+			log_info("key %s created for owner \"%s\"%s", k.k_id,
+			    k.k_owner, b.b_kind == BYO_NONE ? "" :
+			    " with the caller's secret");
+		rc = secret[0] != '\0' ?
 		    admin_reply_secret(c, 201, &k, 0, secret) :
 		    admin_reply_key(c, 201, &k, 0);
 	}
@@ -1181,9 +1316,10 @@ done:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(&k, sizeof(k));
 	OPENSSL_cleanse(&b, sizeof(b));
+	OPENSSL_cleanse(&ie, sizeof(ie));
+	OPENSSL_cleanse(&prev, sizeof(prev));
 	return (rc);
 }
-
 
 /* --- POST /v1/keys/import ------------------------------------------------- */
 

@@ -68,8 +68,12 @@ static const char *const key_fields[] = {
 	"app_id", "prefix", "hint", "scopes", "created", "updated", "expires",
 	"disabled", "rate", NULL
 };
-static const char *const put_fields[] = { "seq", "op", "key", NULL };
+static const char *const put_fields[] = { "seq", "op", "key", "idem", NULL };
 static const char *const del_fields[] = { "seq", "op", "id", NULL };
+
+/* Who is given the "idem" member of a replayed put line (journal_set_put_hook). */
+static void	(*journal_hook)(void *, const json_t *, const struct ks_key *);
+static void	*journal_hook_arg;
 static const char *const head_fields[] = {
 	"keygate_snapshot", "seq", "keys", NULL
 };
@@ -996,6 +1000,9 @@ replay_line(struct jreader *r, struct keystore *ks, struct jreplay *p)
 			goto fail;
 		if (seq > p->p_skip && replay_put(r, ks, p, &k, seq) == -1)
 			goto fail;
+		if (seq > p->p_skip && journal_hook != NULL &&
+		    (v = json_object_get(o, "idem")) != NULL)
+			journal_hook(journal_hook_arg, v, &k);
 	} else if (strcmp(op, "del") == 0) {
 		if (fields_known(r, o, del_fields) == -1 ||
 		    replay_seq(r, o, p, &seq) == -1 ||
@@ -1818,4 +1825,39 @@ file_replace(struct journal *j, const char *name, int give, const void *buf,
 fail:
 	(void)unlinkat(dfd, tmp, 0);
 	return (-1);
+}
+
+/*
+ * The "idem" member of put lines (the Idempotency-Key entry of a create,
+ * idem.h): journal_put_extra appends a put line carrying it (any JSON
+ * value, a reference taken), and at load and repair each replayed put
+ * line's member is handed to the hook set by journal_set_put_hook (the
+ * master's, before journal_load).  Compaction does not keep it.
+ */
+int
+journal_put_extra(struct journal *j, uint64_t seq, const struct ks_key *k,
+    json_t *idem, char *err, size_t errlen)
+{
+	json_t	*key, *line;
+
+	if (!seq_valid(seq, err, errlen) ||
+	    (key = key_encode(k, JOURNAL_FILE, err, errlen)) == NULL) {
+		json_decref(idem);
+		return (-1);
+	}
+	line = json_pack("{s:I,s:s,s:o,s:o}", "seq", (json_int_t)seq, "op",
+	    "put", "key", key, "idem", idem);
+	if (line == NULL) {
+		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
+		return (-1);
+	}
+	return (journal_append(j, line, err, errlen));
+}
+
+void
+journal_set_put_hook(void (*fn)(void *, const json_t *,
+    const struct ks_key *), void *arg)
+{
+	journal_hook = fn;
+	journal_hook_arg = arg;
 }

@@ -40,6 +40,7 @@
 #include "procstat.h"
 #include "route.h"
 #include "server.h"
+#include "idem.h"
 #include "journal.h"
 #include "jwks.h"
 #include "keystore.h"
@@ -332,6 +333,8 @@ master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
 		snprintf(err, errlen, "the key store is locked");
 		goto done;
 	}
+	/* Put lines carry Idempotency-Key entries: back into the table. */
+	journal_set_put_hook(idem_replay, shm_idem(shm));
 	if (journal_load(&j, &ks, err, errlen) == -1)
 		goto unlock;
 	if (journal_load_usage(&j, &ks, why, sizeof(why)) == -1)

@@ -370,7 +370,52 @@ def test_import_kill9():
     d2.check_healthy()
 
 
-TESTS = [test_create_with_secret, test_import_formats, test_import_kill9]
+def idem_create(d, key, body):
+    return kg.admin(d, "POST", "/v1/keys", body,
+                    headers={"Idempotency-Key": key})
+
+
+def test_idempotency_key():
+    """A retried create answers the same key and secret, on any worker,
+    after a restart; another body is 422; the secret is in no file."""
+    d = kg.start(import_conf(workers=2), nports=2)
+    d.wait_workers(2)
+    key = "0b7f3c52-5e0e-4d3c-9a3e-6c2d1f1e8a01"
+    body = {"owner": "idem", "scopes": ["read"]}
+    r = idem_create(d, key, body)
+    kg.eq(r.status, 201, "first create (%s)" % r.body[:200])
+    first = r.json()
+    seen = set()
+    for i in range(40):		# new connections: both workers answer
+        r = idem_create(d, key, body)
+        kg.eq(r.status, 201, "retry %d (%s)" % (i, r.body[:200]))
+        kg.eq((r.json()["id"], r.json()["secret"]),
+              (first["id"], first["secret"]), "retry %d" % i)
+    r = kg.admin(d, "GET", "/v1/keys?owner=idem")
+    kg.eq(len(r.json()["keys"]), 1, "keys after 40 retries")
+    workers = set(re.findall(r"keygated\[(\d+)\] worker: key \S+: create "
+                             r"answered again", d.errlog_text()))
+    kg.eq(len(workers), 2, "workers that answered a retry")
+    r = idem_create(d, key, {"owner": "idem", "scopes": ["write"]})
+    kg.check_refusal(r, 422, "idempotency_key_reused")
+    r = idem_create(d, "bad key", body)
+    kg.check_refusal(r, 422, "invalid_field")
+    through = kg.get(d.port, "/k/x", headers={"X-API-KEY": first["secret"]})
+    kg.eq(through.status, 200, "the key works")
+    d.stop()
+    no_secret_on_disk(d, [first["secret"], key])
+    d2 = reopen(d)
+    r = idem_create(d2, key, body)
+    kg.eq(r.status, 201, "retry after a restart (%s)" % r.body[:200])
+    kg.eq((r.json()["id"], r.json()["secret"]),
+          (first["id"], first["secret"]), "retry after a restart")
+    r = kg.admin(d2, "GET", "/v1/keys?owner=idem")
+    kg.eq(len(r.json()["keys"]), 1, "keys after the restart's retry")
+    d2.check_healthy()
+
+
+TESTS = [test_create_with_secret, test_import_formats, test_import_kill9,
+         test_idempotency_key]
 
 if __name__ == "__main__":
     kg.run(TESTS)

@@ -36,6 +36,7 @@
 #include "auth.h"
 #include "config.h"
 #include "http.h"
+#include "idem.h"
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
@@ -71,6 +72,9 @@ struct fx {
 	char			 secrets[T_SECRETS][SECRET_MAX + 1];
 	int			 nsecrets;
 	int			 byo;		/* the request brings a secret */
+	const char		*idem;		/* Idempotency-Key, NULL: none */
+	int			 replay;	/* a known secret may come back */
+	struct idem_entry	*itable;	/* env.ae_idem */
 };
 
 static json_t	*doc;	/* admin_openapi_json, parsed */
@@ -361,6 +365,8 @@ fx_setup_max(void **state, uint32_t max)
 	f->env.ae_rate[1] = 200;
 	f->env.ae_rate[2] = 1000;
 	f->env.ae_version = "9.8.7";
+	assert_non_null(f->itable = calloc(1, IDEM_TABLE_SIZE));
+	f->env.ae_idem = f->itable;
 	f->auth = T_AUTH;
 	f->mono = T_MONO;
 	quiet = 0;
@@ -426,6 +432,7 @@ fx_teardown(void **state)
 	closedir(d);
 	rmdir(f->dir);
 	munmap(f->region, f->size);
+	free(f->itable);
 	free(f);
 	return (0);
 }
@@ -472,7 +479,7 @@ check_answer(struct fx *f, int mbit, const char *path)
 	json_t			*sec;
 	int			 k, gives;
 
-	for (k = 0; k < f->nsecrets; k++)
+	for (k = 0; k < f->nsecrets && !f->replay; k++)
 		assert_true(rs->as_body == NULL ||
 		    strstr(rs->as_body, f->secrets[k]) == NULL);
 	assert_true((rs->as_status == 401) == (rs->as_challenge != NULL));
@@ -508,7 +515,7 @@ check_answer(struct fx *f, int mbit, const char *path)
 	    strstr(path, "/regenerate") != NULL && rs->as_status == 200);
 	sec = json_object_get(f->body, "secret");
 	assert_true(gives == (sec != NULL));
-	if (sec != NULL) {
+	if (sec != NULL && !f->replay) {
 		assert_true(f->nsecrets < T_SECRETS);
 		snprintf(f->secrets[f->nsecrets++], SECRET_MAX + 1, "%s",
 		    json_string_value(sec));
@@ -538,6 +545,8 @@ req_at(struct fx *f, int mbit, const char *target, const char *body,
 	rq.aq_querylen = q != NULL ? strlen(q + 1) : 0;
 	rq.aq_auth = f->auth;
 	rq.aq_authlen = f->auth != NULL ? strlen(f->auth) : 0;
+	rq.aq_idem = f->idem;
+	rq.aq_idemlen = f->idem != NULL ? strlen(f->idem) : 0;
 	rq.aq_body = body;
 	rq.aq_bodylen = body != NULL ? strlen(body) : 0;
 	rq.aq_now = now;
@@ -1877,6 +1886,165 @@ test_import_full(void **state)
 	check_replay(f);
 }
 
+/* POST /v1/keys with Idempotency-Key key at now; the answer. */
+static json_t *
+create_idem(struct fx *f, const char *key, const char *body, int64_t now,
+    int replay)
+{
+	json_t	*o;
+
+	f->idem = key;
+	f->replay = replay;
+	o = req_at(f, HTTP_M_POST, "/v1/keys", body, now);
+	f->idem = NULL;
+	f->replay = 0;
+	return (o);
+}
+
+/*
+ * Idempotency-Key: a retry (same key, same body) gets the same id and
+ * secret for 24 hours, and nothing new is stored; another body is 422;
+ * another key is another create; a bad key is 422; a key deleted or
+ * regenerated since is not handed out again; a brought secret is not
+ * kept, its retry answers the key alone.
+ */
+static void
+test_idempotency(void **state)
+{
+	static const char	 body[] = "{\"owner\":\"o\",\"scopes\":[\"r\"]}";
+	static const char	 key[] = "6f1c1b1e-7d0a-4c39-9a57-2a7b8f0f3c11";
+	struct fx		*f = *state;
+	char			 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], p[96];
+	char			 big[IDEM_KEY_MAX + 2];
+	json_t			*o;
+	int			 i;
+
+	o = create_idem(f, key, body, T_NOW, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	snprintf(id, sizeof(id), "%s", str(o, "id"));
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	for (i = 1; i <= 3; i++) {
+		o = create_idem(f, key, body, T_NOW + i * 3600000LL, 1);
+		assert_int_equal(f->rs.as_status, 201);
+		assert_string_equal(str(o, "id"), id);
+		assert_string_equal(str(o, "secret"), sec);
+		assert_string_equal(str(o, "created_at"), T_NOW_TEXT);
+	}
+	assert_int_equal(keystore_count(&f->ks), 1);
+	assert_int_equal(journal_lines(f), 1);
+	/* The secret is on disk only encrypted. */
+	assert_true(file_has(f, JOURNAL_FILE, "\"idem\":{"));
+	assert_false(file_has(f, JOURNAL_FILE, key));
+	/* Another body with the same key. */
+	create_idem(f, key, "{\"owner\":\"p\"}", T_NOW + 1000, 0);
+	expect_error(f, 422, "idempotency_key_reused", "Idempotency-Key");
+	/* Another key: another key. */
+	o = create_idem(f, "another-key-0001", body, T_NOW + 1000, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_not_equal(str(o, "id"), id);
+	/* 24 hours on, the key is forgotten: a new create. */
+	o = create_idem(f, key, body, T_NOW + IDEM_TTL, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_not_equal(str(o, "id"), id);
+	snprintf(id, sizeof(id), "%s", str(o, "id"));
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	assert_int_equal(keystore_count(&f->ks), 3);
+	/* Bad keys. */
+	create_idem(f, "has space", body, T_NOW, 0);
+	expect_error(f, 422, "invalid_field", "Idempotency-Key");
+	create_idem(f, "", body, T_NOW, 0);
+	expect_error(f, 422, "invalid_field", "Idempotency-Key");
+	memset(big, 'k', sizeof(big));
+	big[IDEM_KEY_MAX + 1] = '\0';
+	create_idem(f, big, body, T_NOW, 0);
+	expect_error(f, 422, "invalid_field", "Idempotency-Key");
+	big[IDEM_KEY_MAX] = '\0';
+	create_idem(f, big, body, T_NOW, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	/* Regenerated since: its old secret is not handed out. */
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", id);
+	req_at(f, HTTP_M_POST, p, NULL, T_NOW + IDEM_TTL + 1000);
+	assert_int_equal(f->rs.as_status, 200);
+	create_idem(f, key, body, T_NOW + IDEM_TTL + 2000, 1);
+	expect_error(f, 409, "conflict", NULL);
+	assert_null(strstr(f->rs.as_body, sec));
+	/* Deleted since: 404. */
+	path_for(p, sizeof(p), "/v1/keys/%s", id);
+	req_at(f, HTTP_M_DELETE, p, NULL, T_NOW + IDEM_TTL + 3000);
+	create_idem(f, key, body, T_NOW + IDEM_TTL + 4000, 0);
+	expect_error(f, 404, "key_not_found", NULL);
+	/* A brought secret: the retry answers the key, no secret kept. */
+	f->byo = 1;
+	o = create_idem(f, "byo-key-1", "{\"owner\":\"o\",\"secret\":"
+	    "\"brought.secret=1\"}", T_NOW, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	snprintf(id, sizeof(id), "%s", str(o, "id"));
+	o = create_idem(f, "byo-key-1", "{\"owner\":\"o\",\"secret\":"
+	    "\"brought.secret=1\"}", T_NOW + 5, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_equal(str(o, "id"), id);
+	assert_null(json_object_get(o, "secret"));
+	check_replay(f);
+}
+
+/*
+ * The entries come back from the journal (start-up, repair): a fresh
+ * table loaded through the put-line hook answers a retry with the same
+ * secret.  Entries older than 24 hours are not loaded.
+ */
+static void
+test_idempotency_replay(void **state)
+{
+	static const char	 body[] = "{\"owner\":\"o\"}";
+	struct fx		*f = *state;
+	struct keystore		 ks2;
+	struct journal		 j2;
+	struct idem_entry	*t2, e;
+	uint8_t			 h[KS_DIGEST_LEN];
+	char			 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1];
+	char			 err[256];
+	int64_t			 now = util_now_ms();
+	void			*r2;
+	json_t			*o;
+
+	o = create_idem(f, "fresh-key", body, now - 1000, 0);
+	snprintf(id, sizeof(id), "%s", str(o, "id"));
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	create_idem(f, "stale-key", body, now - IDEM_TTL - 1000, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	/* A new store and table from the journal. */
+	r2 = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(r2 != MAP_FAILED);
+	keystore_init(&ks2, r2, f->ks.ks_hdr->kh_max_keys, 0x5eed);
+	assert_non_null(t2 = calloc(1, IDEM_TABLE_SIZE));
+	assert_int_equal(journal_init(&j2, f->dir, (uid_t)-1, (gid_t)-1), 0);
+	assert_int_equal(keystore_lock(&ks2, getpid(), 0), KS_OK);
+	journal_set_put_hook(idem_replay, t2);
+	if (journal_load(&j2, &ks2, err, sizeof(err)) != 0)
+		fail_msg("journal_load: %s", err);
+	journal_set_put_hook(NULL, NULL);
+	keystore_unlock(&ks2, getpid());
+	idem_hash("stale-key", 9, h);
+	assert_int_equal(idem_find(t2, h, now, &e), 0);
+	idem_hash("fresh-key", 9, h);
+	assert_int_equal(idem_find(t2, h, now, &e), 1);
+	assert_string_equal(e.ie_id, id);
+	/* The live env on the loaded table: the same secret. */
+	f->env.ae_idem = t2;
+	memset(f->itable, 0, IDEM_TABLE_SIZE);
+	o = create_idem(f, "fresh-key", body, now, 1);
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_equal(str(o, "id"), id);
+	assert_string_equal(str(o, "secret"), sec);
+	/* The wrong key cannot open an entry. */
+	assert_int_equal(idem_open("fresh-kez", 9, &e, sec, sizeof(sec)), -1);
+	f->env.ae_idem = f->itable;
+	journal_close(&j2);
+	munmap(r2, f->size);
+	free(t2);
+}
+
 /* Bodies that are not JSON objects: 400 with line and column. */
 static void
 test_bad_json(void **state)
@@ -2953,6 +3121,8 @@ main(void)
 		T(test_create_full),
 		T(test_create_byo),
 		T(test_import),
+		T(test_idempotency),
+		T(test_idempotency_replay),
 		cmocka_unit_test_setup_teardown(test_import_full,
 		    fx_setup_tiny, fx_teardown),
 		T(test_create_byo_invalid),
