@@ -91,4 +91,16 @@ json_t	*idem_to_json(const struct idem_entry *);
  */
 void	 idem_replay(void *, const json_t *, const struct ks_key *);
 
+/*
+ * keys.idempotency in state_dir: the master saves the live entries before
+ * every compaction of the journal (whose put lines carried them) and
+ * loads them at start, before the journal.  0 or -1 with err.
+ */
+#define IDEM_FILE	"keys.idempotency"
+struct journal;
+int	 idem_save(struct journal *, const struct idem_entry *, int64_t,
+	    char *, size_t);
+int	 idem_load(struct journal *, struct idem_entry *, int64_t, char *,
+	    size_t);
+
 #endif /* KEYGATE_IDEM_H */

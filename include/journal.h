@@ -10,6 +10,8 @@
  *			losing a few seconds of counts is acceptable)
  *	keys.lock	empty; flock'ed by the master for as long as it or
  *			any of its workers runs (journal_lock)
+ *	keys.idempotency  Idempotency-Key entries kept across compactions
+ *			(idem.h), the master's
  *
  * state_dir belongs to the workers' user; the master (root) opens every
  * file in it relative to a descriptor of the directory, never following a

@@ -3,9 +3,12 @@
  * secret's encryption, and the journal form of an entry.  See idem.h.
  */
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -13,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "idem.h"
+#include "journal.h"
 #include "keystore.h"
 #include "util.h"
 
@@ -262,6 +266,29 @@ idem_to_json(const struct idem_entry *e)
 	    (json_int_t)e->ie_created));
 }
 
+/* The entry o ({"h","b","c","at"}) of key id into *e; 0, or -1. */
+static int
+idem_from_json(const json_t *o, const char *id, struct idem_entry *e)
+{
+	json_t	*at = json_object_get(o, "at");
+	int	 n;
+
+	memset(e, 0, sizeof(*e));
+	if (id == NULL || strlen(id) != KS_ID_LEN || !json_is_integer(at) ||
+	    idem_unhex(json_string_value(json_object_get(o, "h")), e->ie_hash,
+	    KS_DIGEST_LEN) != KS_DIGEST_LEN ||
+	    idem_unhex(json_string_value(json_object_get(o, "b")), e->ie_body,
+	    KS_DIGEST_LEN) != KS_DIGEST_LEN ||
+	    (n = idem_unhex(json_string_value(json_object_get(o, "c")),
+	    e->ie_ct, IDEM_CT_MAX)) < 0 || (n != 0 && n < IDEM_NONCE +
+	    IDEM_TAG))
+		return (-1);
+	e->ie_ctlen = (uint32_t)n;
+	e->ie_created = json_integer_value(at);
+	memcpy(e->ie_id, id, KS_ID_LEN);
+	return (0);
+}
+
 /* The journal's entry o of key k into the table arg (see idem.h). */
 void
 idem_replay(void *arg, const json_t *o, const struct ks_key *k)
@@ -286,4 +313,103 @@ idem_replay(void *arg, const json_t *o, const struct ks_key *k)
 	if (idem_live(&(struct idem_entry){ .ie_used = 1,
 	    .ie_created = e.ie_created }, util_now_ms()))
 		idem_put(arg, &e, util_now_ms());
+}
+
+/*
+ * keys.idempotency: the live entries, one {"id","h","b","c","at"} line
+ * each, written by the master before it compacts the journal (which
+ * drops the put lines carrying them), read at start before the journal.
+ * Written before the compaction, so a crash in between loses nothing: an
+ * entry in both places is put twice, the same.
+ */
+int
+idem_save(struct journal *j, const struct idem_entry *t, int64_t now,
+    char *err, size_t errlen)
+{
+	struct idem_entry	 e;
+	char			*buf = NULL, *line;
+	size_t			 len = 0, cap = 0, n;
+	uint32_t		 i;
+	json_t			*o;
+	int			 rc, fd;
+
+	for (i = 0; i < IDEM_ENTRIES; i++) {
+		memcpy(&e, &t[i], sizeof(e));
+		if (!idem_live(&e, now))
+			continue;
+		if (e.ie_ctlen > IDEM_CT_MAX)
+			e.ie_ctlen = 0;
+		e.ie_id[KS_ID_LEN] = '\0';
+		if ((o = idem_to_json(&e)) == NULL ||
+		    json_object_set_new(o, "id", json_string(e.ie_id)) == -1 ||
+		    (line = json_dumps(o, JSON_COMPACT)) == NULL) {
+			json_decref(o);
+			goto nomem;
+		}
+		json_decref(o);
+		n = strlen(line);
+		if (len + n + 1 > cap) {
+			cap = (len + n + 1) * 2;
+			if ((buf = realloc(buf, cap)) == NULL) {
+				free(line);
+				goto nomem;
+			}
+		}
+		memcpy(buf + len, line, n);
+		buf[len + n] = '\n';
+		len += n + 1;
+		free(line);
+	}
+	/* No entry and no file: nothing to write (most stores). */
+	if (len == 0) {
+		if ((fd = journal_file_open(j, IDEM_FILE, err, errlen)) == -1)
+			return (errno == ENOENT ? 0 : -1);
+		close(fd);
+	}
+	rc = journal_file_replace(j, IDEM_FILE, buf != NULL ? buf : "", len,
+	    err, errlen);
+	free(buf);
+	return (rc);
+nomem:
+	free(buf);
+	snprintf(err, errlen, "%s: out of memory", IDEM_FILE);
+	return (-1);
+}
+
+/*
+ * Load keys.idempotency into the table: entries still live at now; a
+ * line that does not parse is skipped (an entry lost costs a retry its
+ * replay, nothing more).  0 (also when there is no file), or -1.
+ */
+int
+idem_load(struct journal *j, struct idem_entry *t, int64_t now, char *err,
+    size_t errlen)
+{
+	struct idem_entry	 e;
+	FILE			*fp;
+	char			*line = NULL;
+	size_t			 cap = 0, lines = 0;
+	ssize_t			 n;
+	json_t			*o;
+	int			 fd;
+
+	if ((fd = journal_file_open(j, IDEM_FILE, err, errlen)) == -1)
+		return (errno == ENOENT ? 0 : -1);
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		snprintf(err, errlen, "%s: %s", IDEM_FILE, strerror(errno));
+		return (-1);
+	}
+	while ((n = getline(&line, &cap, fp)) != -1 &&
+	    lines++ < 4 * IDEM_ENTRIES) {
+		o = json_loadb(line, (size_t)n, 0, NULL);
+		if (o != NULL && idem_from_json(o, json_string_value(
+		    json_object_get(o, "id")), &e) == 0 && (e.ie_used = 1) &&
+		    idem_live(&e, now))
+			idem_put(t, &e, now);
+		json_decref(o);
+	}
+	free(line);
+	fclose(fp);
+	return (0);
 }

@@ -411,7 +411,21 @@ def test_idempotency_key():
           (first["id"], first["secret"]), "retry after a restart")
     r = kg.admin(d2, "GET", "/v1/keys?owner=idem")
     kg.eq(len(r.json()["keys"]), 1, "keys after the restart's retry")
-    d2.check_healthy()
+    # The start compacted the journal: the entry is in keys.idempotency
+    # now, and survives a second restart.
+    d2.stop()
+    state = os.path.join(d.dir, "state")
+    kg.check(os.path.exists(os.path.join(state, "keys.idempotency")),
+             "keys.idempotency after a compaction")
+    no_secret_on_disk(d, [first["secret"], key])
+    d3 = reopen(d)
+    r = idem_create(d3, key, body)
+    kg.eq(r.status, 201, "retry after two restarts (%s)" % r.body[:200])
+    kg.eq((r.json()["id"], r.json()["secret"]),
+          (first["id"], first["secret"]), "retry after two restarts")
+    r = kg.admin(d3, "GET", "/v1/keys?owner=idem")
+    kg.eq(len(r.json()["keys"]), 1, "keys after two restarts' retries")
+    d3.check_healthy()
 
 
 TESTS = [test_create_with_secret, test_import_formats, test_import_kill9,
