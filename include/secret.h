@@ -4,6 +4,10 @@
  * are drawn without modulo bias (bytes >= 248 are rejected and redrawn).
  * Only a secret's SHA-256 digest is ever stored; the hint (prefix, "_...",
  * last four characters) lets people recognise a key without revealing it.
+ * Keys imported from other gateways bring secrets of any shape within
+ * SECRET_IMPORT_MIN..MAX visible ASCII, with their own hint
+ * (secret_hint_any) and a prefix for later regenerations
+ * (secret_prefix_of).
  */
 #ifndef KEYGATE_SECRET_H
 #define KEYGATE_SECRET_H
@@ -12,7 +16,7 @@
 #include <stdint.h>
 
 #define SECRET_BODY_LEN	32
-#define SECRET_MAX	(12 + 1 + SECRET_BODY_LEN)	/* longest secret */
+#define SECRET_MAX	(12 + 1 + SECRET_BODY_LEN)	/* longest we make */
 #define SECRET_DEFAULT_PREFIX	"live"
 
 /*

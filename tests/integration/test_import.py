@@ -262,10 +262,10 @@ def test_create_with_secret():
     d.stop()
     no_secret_on_disk(d, ODD + [legacy, s])
     # After a restart (journal replay) they still work.
-    d.start()
+    d2 = reopen(d)
     for s in ODD:
-        through_proxy(d, s, "after a restart, %r" % s[:20])
-    d.check_healthy()
+        through_proxy(d2, s, "after a restart, %r" % s[:20])
+    d2.check_healthy()
 
 
 def test_import_formats():
