@@ -167,6 +167,13 @@ int	 journal_mkdir(struct journal *, const char *, char *, size_t);
 int	 journal_dirfd(struct journal *, char *, size_t);
 
 /*
+ * Put lines for n keys with sequences seq.. in one write and one
+ * fdatasync: all of them stored, or (-1 with err) none.
+ */
+int	 journal_put_many(struct journal *, uint64_t, const struct ks_key **,
+	    size_t, char *, size_t);
+
+/*
  * A put line with an "idem" member (a reference taken, NULL refused), and
  * the hook replay hands each put line's "idem" member to (NULL: none).
  */

@@ -1861,3 +1861,72 @@ journal_set_put_hook(void (*fn)(void *, const json_t *,
 	journal_hook = fn;
 	journal_hook_arg = arg;
 }
+
+/*
+ * Append put lines for keys[0..n) with sequences seq, seq + 1, ... in one
+ * write and make them durable with one fdatasync (an import's new keys):
+ * as journal_put for each, but on any failure none of them is kept (the
+ * file is cut back to its length before), so the caller changes no
+ * memory.  0 or -1 with err.
+ */
+int
+journal_put_many(struct journal *j, uint64_t seq, const struct ks_key **keys,
+    size_t n, char *err, size_t errlen)
+{
+	struct stat	 st;
+	json_t		*key, *line;
+	char		*buf = NULL, *p;
+	size_t		 len = 0, cap = 0, l, i;
+	int		 saved;
+
+	if (journal_open(j, err, errlen) == -1)
+		return (-1);
+	for (i = 0; i < n; i++) {
+		if (!seq_valid(seq + i, err, errlen) ||
+		    (key = key_encode(keys[i], JOURNAL_FILE, err, errlen)) ==
+		    NULL)
+			goto fail;
+		line = json_pack("{s:I,s:s,s:o}", "seq", (json_int_t)(seq + i),
+		    "op", "put", "key", key);
+		if (line == NULL || (l = json_dumpb(line, NULL, 0,
+		    JSON_COMPACT)) == 0) {
+			json_decref(line);
+			goto nomem;
+		}
+		if (len + l + 1 > cap) {
+			cap = (len + l + 1) * 2;
+			if ((p = realloc(buf, cap)) == NULL) {
+				json_decref(line);
+				goto nomem;
+			}
+			buf = p;
+		}
+		json_dumpb(line, buf + len, l, JSON_COMPACT);
+		json_decref(line);
+		buf[len + l] = '\n';
+		len += l + 1;
+	}
+	if (fstat(j->j_fd, &st) == -1) {
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		goto fail;
+	}
+	if (write_all(j->j_fd, buf, len) == -1 || fdatasync(j->j_fd) == -1) {
+		saved = errno;
+		if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1)
+			snprintf(err, errlen, "%s: %s (and the lines could not "
+			    "be cut off: %s)", JOURNAL_FILE, strerror(saved),
+			    strerror(errno));
+		else
+			snprintf(err, errlen, "%s: %s", JOURNAL_FILE,
+			    strerror(saved));
+		errno = saved;
+		goto fail;
+	}
+	free(buf);
+	return (0);
+nomem:
+	file_error(err, errlen, JOURNAL_FILE, ENOMEM);
+fail:
+	free(buf);
+	return (-1);
+}

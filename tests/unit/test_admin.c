@@ -1855,6 +1855,25 @@ test_import(void **state)
 	assert_false(file_has(f, JOURNAL_FILE, "imported.secret"));
 	assert_false(file_has(f, "error.log", "imported.secret"));
 	assert_false(file_has(f, "error.log", "in.bad.json"));
+	/* Within one body, later lines see the earlier lines' new keys. */
+	req(f, HTTP_M_POST, "/v1/keys/import",
+	    "{\"id\":\"key_BBBBBBBBBBBBBBBB\",\"owner\":\"x\",\"secret\":"
+	    "\"same-body-1\"}\n"
+	    "{\"id\":\"key_BBBBBBBBBBBBBBBB\",\"owner\":\"x\",\"secret\":"
+	    "\"same-body-1\"}\n"
+	    "{\"id\":\"key_BBBBBBBBBBBBBBBB\",\"owner\":\"y\",\"secret\":"
+	    "\"same-body-1\"}\n"
+	    "{\"id\":\"key_CCCCCCCCCCCCCCCC\",\"owner\":\"x\",\"secret\":"
+	    "\"same-body-1\"}\n"
+	    "{\"owner\":\"x\",\"secret\":\"same-body-1\"}\n");
+	expect_line(f, 0, 1, "created", NULL, NULL);
+	expect_line(f, 1, 2, "unchanged", NULL, NULL);
+	expect_line(f, 2, 3, "error", "conflict", NULL);
+	expect_line(f, 3, 4, "error", "key_exists", NULL);
+	expect_line(f, 4, 5, "unchanged", NULL, NULL);
+	assert_string_equal(str(result(f, 4), "id"), "key_BBBBBBBBBBBBBBBB");
+	assert_int_equal(journal_lines(f), 5);
+	check_replay(f);
 	/* A body without a line. */
 	req(f, HTTP_M_POST, "/v1/keys/import", "\n \r\n");
 	expect_error(f, 400, "bad_json", NULL);
@@ -3024,6 +3043,20 @@ test_storage_unavailable(void **state)
 	assert_true(json_is_true(json_object_get(o, "valid")));
 	assert_int_equal(f->ks.ks_hdr->kh_applied, applied);
 	assert_int_equal(journal_lines(f), 1);
+	/*
+	 * An import: its new keys (one write for all) fail together, each
+	 * line says so, the unchanged one does not; memory stays as it was.
+	 */
+	req(f, HTTP_M_POST, "/v1/keys/import",
+	    "{\"owner\":\"o\",\"secret\":\"import-full-1\"}\n"
+	    "{\"owner\":\"o\",\"secret\":\"import-full-2\"}\n"
+	    "{\"owner\":\"o\",\"secret\":\"short\"}\n");
+	expect_line(f, 0, 1, "error", "storage_unavailable", NULL);
+	expect_line(f, 1, 2, "error", "storage_unavailable", NULL);
+	expect_line(f, 2, 3, "error", "invalid_field", "secret");
+	assert_int_equal(keystore_count(&f->ks), 1);
+	assert_int_equal(f->ks.ks_hdr->kh_applied, applied);
+	assert_false(auth_ok(f, "import-full-1", NULL));
 	/* The disk is back: the journal is reopened. */
 	close(f->j.j_fd);
 	f->j.j_fd = -1;
