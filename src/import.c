@@ -358,10 +358,10 @@ csv_header(struct csv *c, size_t *cols, char *err, size_t errlen)
 	}
 	for (i = 0; i < c->c_n; i++) {
 		f = csv_field(c, i);
-		f += strspn(f, " \t");
 		/* A UTF-8 byte order mark before the first name. */
 		if (i == 0 && strncmp(f, "\xef\xbb\xbf", 3) == 0)
 			f += 3;
+		f += strspn(f, " \t");
 		for (n = strlen(f); n > 0 && (f[n - 1] == ' ' ||
 		    f[n - 1] == '\t'); n--)
 			;
