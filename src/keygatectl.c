@@ -2645,6 +2645,7 @@ imp_results(struct imp *im, size_t first, size_t n, const char *body,
 		    strcmp(st, "unchanged") == 0 ? 1 : 2]++;
 		json_decref(r);
 	}
+	fflush(stdout);		/* each batch's results as they come */
 	if (seen == n)
 		return (0);
 	warnmsg("import: the admin API answered %zu result(s) for %zu keys",

@@ -385,17 +385,29 @@ def test_idempotency_key():
     r = idem_create(d, key, body)
     kg.eq(r.status, 201, "first create (%s)" % r.body[:200])
     first = r.json()
-    seen = set()
-    for i in range(40):		# new connections: both workers answer
+    # Retries on new connections until both workers have answered one
+    # (which worker accepts is up to the scheduler: one may win many
+    # accepts in a row, so keep going a while, pausing a little more
+    # each time, as test_keys' PerWorker does).
+    pids = set(d.wait_workers(2))
+    workers = set()
+    deadline = time.monotonic() + 30
+    pause = 0.005
+    i = 0
+    while workers != pids and time.monotonic() < deadline and i < 2000:
         r = idem_create(d, key, body)
         kg.eq(r.status, 201, "retry %d (%s)" % (i, r.body[:200]))
         kg.eq((r.json()["id"], r.json()["secret"]),
               (first["id"], first["secret"]), "retry %d" % i)
+        workers = set(int(p) for p in re.findall(
+            r"keygated\[(\d+)\] worker: key \S+: create answered again",
+            d.errlog_text()))
+        i += 1
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.1)
+    kg.eq(workers, pids, "workers that answered a retry (%d retries)" % i)
     r = kg.admin(d, "GET", "/v1/keys?owner=idem")
-    kg.eq(len(r.json()["keys"]), 1, "keys after 40 retries")
-    workers = set(re.findall(r"keygated\[(\d+)\] worker: key \S+: create "
-                             r"answered again", d.errlog_text()))
-    kg.eq(len(workers), 2, "workers that answered a retry")
+    kg.eq(len(r.json()["keys"]), 1, "keys after %d retries" % i)
     r = idem_create(d, key, {"owner": "idem", "scopes": ["write"]})
     kg.check_refusal(r, 422, "idempotency_key_reused")
     r = idem_create(d, "bad key", body)
