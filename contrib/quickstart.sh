@@ -35,8 +35,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # promtool (package prometheus), which checks the /metrics output and the
 # example alert rules.
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
-libpcre2-dev libjansson-dev libssl-dev libcurl4-openssl-dev curl \
-python3-jwt python3-cryptography"
+libpcre2-dev libjansson-dev libssl-dev libcurl4-openssl-dev libyaml-dev \
+curl python3-jwt python3-cryptography"
 TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps \
 openssl prometheus"
 # Any of these serves the nginx test; nginx-light is installed if none is.

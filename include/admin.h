@@ -8,6 +8,8 @@
  *	GET    /v1/status			uptime, workers, last minute
  *	GET    /v1/openapi.json			OpenAPI 3.1 of this API
  *	POST   /v1/keys				201 + key + "secret"
+ *						(Idempotency-Key: idem.h)
+ *	POST   /v1/keys/import			NDJSON in, NDJSON out
  *	GET    /v1/keys?owner=&app_id=&limit=&cursor=
  *	GET    /v1/keys/{id}
  *	PATCH  /v1/keys/{id}			name scopes expires_at disabled rate_limit
@@ -55,6 +57,7 @@ struct jwtauth;
 
 struct stats_region;
 struct jwks_slot;
+struct idem_entry;
 
 struct admin_env {
 	struct keystore		*ae_ks;
@@ -75,6 +78,9 @@ struct admin_env {
 							/* /metrics, /v1/status), */
 							/* NULL: 503 */
 	const struct jwks_slot	*ae_jwks;		/* key sets, or NULL */
+	struct idem_entry	*ae_idem;		/* Idempotency-Key table */
+							/* (idem.h), NULL: the */
+							/* header is ignored */
 };
 
 struct admin_request {
@@ -85,6 +91,8 @@ struct admin_request {
 	size_t			 aq_querylen;
 	const char		*aq_auth;	/* Authorization value, or NULL */
 	size_t			 aq_authlen;
+	const char		*aq_idem;	/* Idempotency-Key, or NULL */
+	size_t			 aq_idemlen;
 	const char		*aq_body;
 	size_t			 aq_bodylen;
 	int64_t			 aq_now;	/* ms, wall clock */

@@ -10,6 +10,8 @@
  *			losing a few seconds of counts is acceptable)
  *	keys.lock	empty; flock'ed by the master for as long as it or
  *			any of its workers runs (journal_lock)
+ *	keys.idempotency  Idempotency-Key entries kept across compactions
+ *			(idem.h), the master's
  *
  * state_dir belongs to the workers' user; the master (root) opens every
  * file in it relative to a descriptor of the directory, never following a
@@ -18,7 +20,7 @@
  * it did not just create.
  *
  * Lines (one JSON object each, no secrets, only digests):
- *	journal:  {"seq":N,"op":"put","key":{KEY}}
+ *	journal:  {"seq":N,"op":"put","key":{KEY}[,"idem":{...}]}
  *	          {"seq":N,"op":"del","id":"key_..."}
  *	usage:    {"id":"key_...","allowed":N,"refused":N,"rate_limited":N,
  *	          "last_used":MS}  (rate_limited, of refused, may be absent)
@@ -179,5 +181,22 @@ int	 journal_file_share(struct journal *, const char *, const void *,
 	    size_t, char *, size_t);
 int	 journal_mkdir(struct journal *, const char *, char *, size_t);
 int	 journal_dirfd(struct journal *, char *, size_t);
+
+/*
+ * Put lines for n keys with sequences seq.. in one write and one
+ * fdatasync: all of them stored, or (-1 with err) none.
+ */
+int	 journal_put_many(struct journal *, uint64_t, const struct ks_key **,
+	    size_t, char *, size_t);
+
+/*
+ * A put line with an "idem" member (a reference taken, NULL refused), and
+ * the hook replay hands each put line's "idem" member to (NULL: none).
+ */
+struct json_t;
+int	 journal_put_extra(struct journal *, uint64_t, const struct ks_key *,
+	    struct json_t *, char *, size_t);
+void	 journal_set_put_hook(void (*)(void *, const struct json_t *,
+	    const struct ks_key *), void *);
 
 #endif /* KEYGATE_JOURNAL_H */

@@ -13,7 +13,8 @@
  * addresses, keyed by 16 bytes of a digest) at sh_jwt_off, then the
  * JWT_MAX_PROVIDERS JWKS slots (jwks.h) at sh_jwks_off, then the metrics
  * counters (stats.h) at sh_stats_off (version 8: key slots grew a rate-limited
- * counter and the usage history's baselines, usage.h); sh_size covers
+ * counter and the usage history's baselines, usage.h), then (version 9)
+ * the Idempotency-Key table (idem.h) at sh_idem_off; sh_size covers
  * the whole segment.  These layout fields are for reading only: workers
  * can write the header, so the offsets and sizes the code uses come from a
  * private copy (shm.c), never from here.  The mapping
@@ -37,7 +38,7 @@
 #include "stats.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	9
+#define SHM_VERSION	10
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
@@ -94,6 +95,7 @@ struct shm_header {
 	uint64_t	 sh_jwt_off;	/* rate table of JWT identities */
 	uint64_t	 sh_jwks_off;	/* JWKS slots */
 	uint64_t	 sh_stats_off;	/* metrics counters */
+	uint64_t	 sh_idem_off;	/* Idempotency-Key table (idem.h) */
 	/*
 	 * Wall-clock minus CLOCK_MONOTONIC ms, fixed at creation: the
 	 * limiter's times shown as wall-clock times in the access log, the
@@ -128,6 +130,10 @@ struct rl_failtable *shm_failtable(struct shm_header *);
 /* The metrics counters (stats.h): per-worker slots, names, sums. */
 struct stats_region;
 struct stats_region *shm_stats(const struct shm_header *);
+
+/* The Idempotency-Key table (idem.h), IDEM_ENTRIES entries. */
+struct idem_entry;
+struct idem_entry *shm_idem(const struct shm_header *);
 
 /* max_keys the segment was made for (not the header's sh_max_keys). */
 uint32_t	 shm_max_keys(const struct shm_header *);

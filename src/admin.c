@@ -11,6 +11,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "admin.h"
 #include "auth.h"
 #include "http.h"
+#include "idem.h"
 #include "journal.h"
 #include "jwtauth.h"
 #include "keystore.h"
@@ -36,6 +38,7 @@
 #include "util.h"
 
 #define ADMIN_JSON		"application/json"
+#define ADMIN_NDJSON		"application/x-ndjson"
 #define ADMIN_CHALLENGE		"Bearer realm=\"keygate-admin\""
 #define ADMIN_MSGLEN		256
 #define ADMIN_FIELDLEN		96
@@ -52,6 +55,7 @@ enum admin_ep {
 	EP_STATUS,
 	EP_OPENAPI,
 	EP_KEYS,
+	EP_IMPORT,
 	EP_KEY,
 	EP_REGENERATE,
 	EP_USAGE,
@@ -68,6 +72,7 @@ static const struct {
 	[EP_STATUS] =		{ HTTP_M_GET, "GET" },
 	[EP_OPENAPI] =		{ HTTP_M_GET, "GET" },
 	[EP_KEYS] =		{ HTTP_M_GET | HTTP_M_POST, "GET, POST" },
+	[EP_IMPORT] =		{ HTTP_M_POST, "POST" },
 	[EP_KEY] =		{ HTTP_M_GET | HTTP_M_PATCH | HTTP_M_DELETE,
 				  "GET, PATCH, DELETE" },
 	[EP_REGENERATE] =	{ HTTP_M_POST, "POST" },
@@ -112,6 +117,9 @@ static int	admin_set_expires(struct admin_ctx *, json_t *,
 static int	admin_set_disabled(struct admin_ctx *, json_t *,
 		    struct ks_key *);
 static int	admin_set_rate(struct admin_ctx *, json_t *, struct ks_key *);
+static int	admin_import(struct admin_ctx *);
+static int	admin_store_idem(struct admin_ctx *, const struct ks_key *,
+		    struct idem_entry *);
 
 static const struct admin_field {
 	const char	*f_name;
@@ -135,6 +143,23 @@ static const struct admin_field {
 	{ "last_used_at", NULL, 0, 0 },
 	{ "secret",	  NULL, 0, 0 },
 	{ NULL,		  NULL, 0, 0 }
+};
+
+/*
+ * A secret the caller brings to create (or import) a key: "secret" (its
+ * plaintext, hashed at once) or "secret_sha256" (the digest alone, with
+ * an optional "hint").  Only the digest, the hint and the prefix for later
+ * regenerations are kept.
+ */
+#define BYO_NONE	0
+#define BYO_SECRET	1
+#define BYO_DIGEST	2
+
+struct admin_byo {
+	int		 b_kind;		/* BYO_* */
+	uint8_t		 b_digest[KS_DIGEST_LEN];
+	char		 b_hint[KS_HINT_MAX + 1];
+	char		 b_prefix[KS_PREFIX_MAX + 1];
 };
 
 /* Rate limit windows as named in JSON, in KS_W* order. */
@@ -263,6 +288,23 @@ admin_error(struct admin_ctx *c, int status, const char *code,
 
 	va_start(ap, fmt);
 	admin_verror(c->c_rs, status, code, NULL, fmt, ap);
+	va_end(ap);
+	return (-1);
+}
+
+static int	 admin_verror_field(struct admin_ctx *, int, const char *,
+		    const char *, const char *, ...)
+		    __attribute__((format(printf, 5, 6)));
+
+/* Answer an error naming a field (a header's name, too); returns -1. */
+static int
+admin_verror_field(struct admin_ctx *c, int status, const char *code,
+    const char *field, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	admin_verror(c->c_rs, status, code, field, fmt, ap);
 	va_end(ap);
 	return (-1);
 }
@@ -602,6 +644,100 @@ admin_set_rate(struct admin_ctx *c, json_t *v, struct ks_key *k)
 	return (0);
 }
 
+/* 64 hex digits (either case) into d[32]; 0 or -1. */
+static int
+admin_hex_digest(const char *s, size_t len, uint8_t *d)
+{
+	size_t	 i;
+	int	 hi, lo;
+
+	if (len != 2 * KS_DIGEST_LEN)
+		return (-1);
+	for (i = 0; i < KS_DIGEST_LEN; i++) {
+		if ((hi = util_hexval(s[2 * i])) < 0 ||
+		    (lo = util_hexval(s[2 * i + 1])) < 0)
+			return (-1);
+		d[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return (0);
+}
+
+/* hint (with secret_sha256): 1..20 visible ASCII characters. */
+static int
+admin_byo_hint(struct admin_ctx *c, json_t *v, struct admin_byo *b)
+{
+	const char	*s;
+	size_t		 n, i;
+
+	if (!json_is_string(v) || (n = json_string_length(v)) < 1 ||
+	    n > KS_HINT_MAX)
+		return (admin_invalid(c, "hint", "hint must be 1 to %d "
+		    "characters", KS_HINT_MAX));
+	s = json_string_value(v);
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return (admin_invalid(c, "hint", "hint must be "
+			    "visible ASCII characters and spaces"));
+	memcpy(b->b_hint, s, n + 1);
+	return (0);
+}
+
+/*
+ * Take "secret", "secret_sha256" and "hint" out of body into b (b_kind
+ * BYO_NONE when neither secret is there), so that admin_apply() sees the
+ * key's other fields only.  The plaintext is hashed here and its member
+ * deleted, which wipes it (secret_json_wipe); no message quotes it.
+ * 0, or -1 with 422.
+ */
+static int
+admin_take_byo(struct admin_ctx *c, json_t *body, struct admin_byo *b)
+{
+	json_t		*sec, *dig, *hint;
+	const char	*why;
+
+	memset(b, 0, sizeof(*b));
+	sec = json_object_get(body, "secret");
+	dig = json_object_get(body, "secret_sha256");
+	hint = json_object_get(body, "hint");
+	if (sec != NULL && dig != NULL)
+		return (admin_invalid(c, "secret_sha256", "give either secret "
+		    "or secret_sha256, not both"));
+	if (hint != NULL && dig == NULL)
+		return (admin_invalid(c, "hint", "hint can be given with "
+		    "secret_sha256 only (it is made from a secret)"));
+	if (sec != NULL) {
+		if (!json_is_string(sec))
+			return (admin_invalid(c, "secret", "secret must be a "
+			    "string"));
+		if (!secret_valid_import(json_string_value(sec),
+		    json_string_length(sec), &why))
+			return (admin_invalid(c, "secret", "secret %s", why));
+		b->b_kind = BYO_SECRET;
+		secret_digest(json_string_value(sec), json_string_length(sec),
+		    b->b_digest);
+		secret_hint_any(json_string_value(sec),
+		    json_string_length(sec), b->b_hint, sizeof(b->b_hint));
+		secret_prefix_of(json_string_value(sec),
+		    json_string_length(sec), b->b_prefix, sizeof(b->b_prefix));
+		json_object_del(body, "secret");
+	} else if (dig != NULL) {
+		if (!json_is_string(dig) || admin_hex_digest(
+		    json_string_value(dig), json_string_length(dig),
+		    b->b_digest) == -1)
+			return (admin_invalid(c, "secret_sha256", "secret_sha256 "
+			    "must be the SHA-256 of the secret in 64 hex "
+			    "digits"));
+		if (hint != NULL && admin_byo_hint(c, hint, b) == -1)
+			return (-1);
+		b->b_kind = BYO_DIGEST;
+		snprintf(b->b_prefix, sizeof(b->b_prefix), "%s",
+		    SECRET_DEFAULT_PREFIX);
+		json_object_del(body, "secret_sha256");
+		json_object_del(body, "hint");
+	}
+	return (0);
+}
+
 /*
  * Apply the members of body to k through the field table for operation op
  * (AF_CREATE or AF_PATCH), setting the AB_* bit of each in *mask.  The
@@ -768,8 +904,10 @@ admin_reply_key(struct admin_ctx *c, int status, const struct ks_key *k,
 
 /*
  * Answer status with the key object of k plus "secret".  The secret is
- * base62 with a [a-z0-9] prefix, so it needs no JSON escaping: it is put
- * in before the object's closing brace without going through jansson.
+ * one keygate made, base62 with a [a-z0-9] prefix, so it needs no JSON
+ * escaping: it is put in before the object's closing brace without going
+ * through jansson.  Anything else (a secret brought by a caller is never
+ * echoed) is refused rather than spliced in unescaped.
  */
 static int
 admin_reply_secret(struct admin_ctx *c, int status, const struct ks_key *k,
@@ -779,6 +917,13 @@ admin_reply_secret(struct admin_ctx *c, int status, const struct ks_key *k,
 	char			*obj, *body;
 	size_t			 olen, len;
 
+	for (len = 0; secret[len] != '\0'; len++)
+		if (!((secret[len] >= 'a' && secret[len] <= 'z') ||
+		    (secret[len] >= 'A' && secret[len] <= 'Z') ||
+		    (secret[len] >= '0' && secret[len] <= '9') ||
+		    secret[len] == '_'))
+			return (admin_error(c, 500, "internal_error",
+			    "the new secret is not of keygate's shape"));
 	if (admin_reply_key(c, status, k, last_used) == -1)
 		return (-1);
 	obj = rs->as_body;
@@ -875,14 +1020,18 @@ admin_test_stall(void)
  * it does anyway, disk holds a line memory lacks, which is logged.
  */
 static int
-admin_store(struct admin_ctx *c, const struct ks_key *k)
+admin_store_idem(struct admin_ctx *c, const struct ks_key *k,
+    struct idem_entry *ie)
 {
 	char		 err[256];
 	uint64_t	 seq;
 	int		 rc;
 
 	seq = c->c_ks->ks_hdr->kh_applied + 1;
-	if (journal_put(c->c_env->ae_journal, seq, k, err, sizeof(err)) == -1) {
+	if ((ie != NULL ? journal_put_extra(c->c_env->ae_journal, seq, k,
+	    idem_to_json(ie), err, sizeof(err)) :
+	    journal_put(c->c_env->ae_journal, seq, k, err, sizeof(err))) ==
+	    -1) {
 		log_warnx("key %s: journal: %s", k->k_id, err);
 		return (admin_error(c, 503, "storage_unavailable",
 		    "the key could not be stored: %s", err));
@@ -890,8 +1039,12 @@ admin_store(struct admin_ctx *c, const struct ks_key *k)
 #ifdef KEYGATE_DEBUG
 	admin_test_stall();
 #endif
-	if ((rc = keystore_put(c->c_ks, k, seq)) == KS_OK)
+	if ((rc = keystore_put(c->c_ks, k, seq)) == KS_OK) {
+		/* On disk with the key: the entry's place in memory follows. */
+		if (ie != NULL)
+			idem_put(c->c_env->ae_idem, ie, c->c_rq->aq_now);
 		return (0);
+	}
 	log_warnx("key %s: journal line %llu written but the store refused "
 	    "it (%d)", k->k_id, (unsigned long long)seq, rc);
 	if (rc == KS_FULL)
@@ -900,6 +1053,12 @@ admin_store(struct admin_ctx *c, const struct ks_key *k)
 		    "raise max_keys", c->c_ks->ks_hdr->kh_max_keys));
 	return (admin_error(c, 500, "internal_error",
 	    "the key store refused the key"));
+}
+
+static int
+admin_store(struct admin_ctx *c, const struct ks_key *k)
+{
+	return (admin_store_idem(c, k, NULL));
 }
 
 /*
@@ -948,56 +1107,682 @@ admin_new_id(struct admin_ctx *c, struct ks_key *k)
 	    "no new key id could be generated"));
 }
 
-/* Under the lock: the create steps that touch the store. */
+/*
+ * Under the lock: give k the brought digest b, unless a key has it
+ * already (409 key_exists: one secret, one key).  0 or -1.
+ */
 static int
-admin_create_locked(struct admin_ctx *c, struct ks_key *k, char *secret,
-    size_t len)
+admin_byo_digest(struct admin_ctx *c, struct ks_key *k,
+    const struct admin_byo *b)
 {
-	uint32_t	 max = c->c_ks->ks_hdr->kh_max_keys;
+	struct ks_key	 other;
+	uint32_t	 slot;
+	int		 old, rc;
+
+	rc = keystore_find_digest(c->c_ks, b->b_digest, &other, &slot, &old);
+	if (rc == KS_BUSY)
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	if (rc == KS_OK)
+		return (admin_error(c, 409, "key_exists", "key %s already "
+		    "has this secret", other.k_id));
+	memcpy(k->k_digest, b->b_digest, KS_DIGEST_LEN);
+	memcpy(k->k_hint, b->b_hint, sizeof(b->b_hint));
+	return (0);
+}
+
+/*
+ * Under the lock: the create steps that touch the store.  With ie (an
+ * Idempotency-Key's entry, hash and body digest set), the new secret is
+ * sealed into it and it goes to disk with the key.
+ */
+static int
+admin_create_locked(struct admin_ctx *c, struct ks_key *k,
+    const struct admin_byo *b, char *secret, size_t len,
+    struct idem_entry *ie)
+{
+	const struct admin_request	*rq = c->c_rq;
+	uint32_t			 max = c->c_ks->ks_hdr->kh_max_keys;
 
 	/* Checked before the journal: a refused put would leave a line. */
 	if (keystore_count(c->c_ks) >= max)
 		return (admin_error(c, 507, "key_store_full", "the key store "
 		    "is full (max_keys %u); delete keys or raise max_keys",
 		    max));
-	if (admin_new_id(c, k) == -1 ||
-	    admin_new_secret(c, k, secret, len) == -1 ||
-	    admin_store(c, k) == -1)
+	if (k->k_id[0] == '\0' && admin_new_id(c, k) == -1)
 		return (-1);
+	if (b->b_kind != BYO_NONE) {
+		if (admin_byo_digest(c, k, b) == -1)
+			return (-1);
+	} else if (admin_new_secret(c, k, secret, len) == -1)
+		return (-1);
+	if (ie == NULL)
+		return (admin_store(c, k));
+	memcpy(ie->ie_id, k->k_id, KS_ID_LEN);
+	ie->ie_created = rq->aq_now;
+	if (idem_seal(rq->aq_idem, rq->aq_idemlen, b->b_kind == BYO_NONE ?
+	    secret : NULL, ie) == -1)
+		return (admin_error(c, 500, "internal_error",
+		    "the secret could not be kept for a retry"));
+	return (admin_store_idem(c, k, ie));
+}
+
+/*
+ * Under the lock: a create whose Idempotency-Key has an entry ie.  The
+ * same body (digest body) is the same request, answered again: the key
+ * into k and, unless the caller brought it, its secret decrypted into
+ * secret, checked to be still the key's (not regenerated since).  Another
+ * body is 422 idempotency_key_reused; a key deleted since, 404.  0 or -1.
+ */
+static int
+admin_idem_replay(struct admin_ctx *c, const struct idem_entry *ie,
+    const uint8_t *body, struct ks_key *k, char *secret, size_t len)
+{
+	const struct admin_request	*rq = c->c_rq;
+	uint8_t				 d[KS_DIGEST_LEN];
+	uint32_t			 slot;
+	int				 rc;
+
+	if (CRYPTO_memcmp(ie->ie_body, body, KS_DIGEST_LEN) != 0) {
+		admin_verror_field(c, 422, "idempotency_key_reused",
+		    "Idempotency-Key", "this Idempotency-Key was used for "
+		    "another body within 24 hours: use a new random value "
+		    "(a UUID) for each new key");
+		return (-1);
+	}
+	rc = keystore_find_id(c->c_ks, ie->ie_id, k, &slot);
+	if (rc == KS_BUSY)
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	if (rc != KS_OK)
+		return (admin_error(c, 404, "key_not_found", "key %s, created "
+		    "with this Idempotency-Key, was deleted", ie->ie_id));
+	if (ie->ie_ctlen == 0) {
+		secret[0] = '\0';
+		return (0);
+	}
+	if (idem_open(rq->aq_idem, rq->aq_idemlen, ie, secret, len) == -1)
+		return (admin_error(c, 500, "internal_error", "the secret kept "
+		    "for this Idempotency-Key cannot be read"));
+	secret_digest(secret, strlen(secret), d);
+	rc = CRYPTO_memcmp(d, k->k_digest, KS_DIGEST_LEN);
+	OPENSSL_cleanse(d, sizeof(d));
+	if (rc != 0) {
+		OPENSSL_cleanse(secret, len);
+		return (admin_error(c, 409, "conflict", "key %s, created with "
+		    "this Idempotency-Key, has had a new secret since",
+		    ie->ie_id));
+	}
 	return (0);
 }
 
-/* POST /v1/keys: a new key; 201 with its secret, shown this once. */
+/*
+ * A new key record from a create body (consumed: the brought secret is
+ * wiped from it) into k and b: the fields, the caller's secret if any,
+ * owner required, the prefix of a brought secret unless "prefix" is set.
+ * 0 or -1 with the 422.
+ */
 static int
-admin_create(struct admin_ctx *c)
+admin_key_build(struct admin_ctx *c, json_t *body, struct ks_key *k,
+    struct admin_byo *b)
 {
-	struct ks_key	 k;
-	char		 secret[SECRET_MAX + 1];
-	json_t		*body;
-	int		 rc, mask;
+	int	 mask;
 
-	memset(&k, 0, sizeof(k));
-	snprintf(k.k_prefix, sizeof(k.k_prefix), "%s", SECRET_DEFAULT_PREFIX);
-	if (admin_body(c, &body) == -1)
-		return (-1);
-	rc = admin_apply(c, body, AF_CREATE, &k, &mask);
-	json_decref(body);
-	if (rc == -1)
+	memset(k, 0, sizeof(*k));
+	snprintf(k->k_prefix, sizeof(k->k_prefix), "%s", SECRET_DEFAULT_PREFIX);
+	if (admin_take_byo(c, body, b) == -1 ||
+	    admin_apply(c, body, AF_CREATE, k, &mask) == -1)
 		return (-1);
 	if ((mask & AB_OWNER) == 0)
 		return (admin_invalid(c, "owner", "owner is required"));
-	k.k_created = k.k_updated = c->c_rq->aq_now;
-	if (admin_lock(c) == -1)
+	if (b->b_kind != BYO_NONE && (mask & AB_PREFIX) == 0)
+		snprintf(k->k_prefix, sizeof(k->k_prefix), "%s", b->b_prefix);
+	k->k_created = k->k_updated = c->c_rq->aq_now;
+	return (0);
+}
+
+/*
+ * The Idempotency-Key of a create, if the request has one and the store
+ * keeps them: its lookup digest and the body's into ie, *use set.  0, or
+ * -1 with 422 for a key that is not 1..255 visible ASCII.
+ */
+static int
+admin_idem_key(struct admin_ctx *c, struct idem_entry *ie, int *use)
+{
+	const struct admin_request	*rq = c->c_rq;
+
+	memset(ie, 0, sizeof(*ie));
+	*use = rq->aq_idem != NULL && c->c_env->ae_idem != NULL;
+	if (!*use)
+		return (0);
+	if (!idem_valid(rq->aq_idem, rq->aq_idemlen))
+		return (admin_verror_field(c, 422, "invalid_field",
+		    "Idempotency-Key", "Idempotency-Key must be 1 to %d "
+		    "visible ASCII characters (a random UUID)", IDEM_KEY_MAX));
+	idem_hash(rq->aq_idem, rq->aq_idemlen, ie->ie_hash);
+	secret_digest(rq->aq_body != NULL ? rq->aq_body : "",
+	    rq->aq_body != NULL ? rq->aq_bodylen : 0, ie->ie_body);
+	return (0);
+}
+
+/*
+ * POST /v1/keys: a new key; 201 with its secret, shown this once, or
+ * without one when the caller brought the secret (or its digest).  With
+ * an Idempotency-Key seen in the last 24 hours and the same body, the
+ * first answer again: the same key, the same secret (idem.h).
+ */
+static int
+admin_create(struct admin_ctx *c)
+{
+	struct ks_key		 k;
+	struct admin_byo	 b;
+	struct idem_entry	 ie, prev;
+	char			 secret[SECRET_MAX + 1];
+	json_t			*body;
+	int			 rc, use, found = 0;
+
+	memset(&b, 0, sizeof(b));
+	memset(&k, 0, sizeof(k));
+	secret[0] = '\0';
+	if (admin_idem_key(c, &ie, &use) == -1 || admin_body(c, &body) == -1)
 		return (-1);
-	rc = admin_create_locked(c, &k, secret, sizeof(secret));
+	rc = admin_key_build(c, body, &k, &b);
+	json_decref(body);
+	if (rc == -1 || (rc = admin_lock(c)) == -1)
+		goto done;
+	if (use && (found = idem_find(c->c_env->ae_idem, ie.ie_hash,
+	    c->c_rq->aq_now, &prev)) == 1)
+		rc = admin_idem_replay(c, &prev, ie.ie_body, &k, secret,
+		    sizeof(secret));
+	else
+		rc = admin_create_locked(c, &k, &b, secret, sizeof(secret),
+		    use ? &ie : NULL);
 	admin_unlock(c);
 	if (rc == 0) {
-		log_info("key %s created for owner \"%s\"", k.k_id, k.k_owner);
-		rc = admin_reply_secret(c, 201, &k, 0, secret);
+		if (found)
+			log_info("key %s: create answered again "
+			    "(Idempotency-Key)", k.k_id);
+		else
+			log_info("key %s created for owner \"%s\"%s", k.k_id,
+			    k.k_owner, b.b_kind == BYO_NONE ? "" :
+			    " with the caller's secret");
+		rc = secret[0] != '\0' ?
+		    admin_reply_secret(c, 201, &k, 0, secret) :
+		    admin_reply_key(c, 201, &k, 0);
 	}
+done:
 	OPENSSL_cleanse(secret, sizeof(secret));
 	OPENSSL_cleanse(&k, sizeof(k));
+	OPENSSL_cleanse(&b, sizeof(b));
+	OPENSSL_cleanse(&ie, sizeof(ie));
+	OPENSSL_cleanse(&prev, sizeof(prev));
 	return (rc);
+}
+
+/* --- POST /v1/keys/import ------------------------------------------------- */
+
+/* The answer of an import being built: NDJSON, one line per key line. */
+struct admin_out {
+	char		*o_buf;
+	size_t		 o_len;
+	size_t		 o_size;
+};
+
+/* One key line of an import and what became of it. */
+struct admin_imp {
+	size_t		 i_line;	/* in the body, from 1 */
+	struct ks_key	 i_k;
+	const char	*i_status;	/* NULL: not decided yet */
+	json_t		*i_err;		/* "error" of the result, or NULL */
+	int		 i_new;		/* to be written */
+};
+
+/* Do a and b hold the same key (all but times and usage)? */
+static int
+admin_same_key(const struct ks_key *a, const struct ks_key *b)
+{
+	return (CRYPTO_memcmp(a->k_digest, b->k_digest, KS_DIGEST_LEN) == 0 &&
+	    a->k_grace_until == 0 && a->k_expires == b->k_expires &&
+	    (a->k_flags & KS_F_DISABLED) == (b->k_flags & KS_F_DISABLED) &&
+	    memcmp(a->k_rate, b->k_rate, sizeof(a->k_rate)) == 0 &&
+	    strcmp(a->k_prefix, b->k_prefix) == 0 &&
+	    strcmp(a->k_hint, b->k_hint) == 0 &&
+	    strcmp(a->k_name, b->k_name) == 0 &&
+	    strcmp(a->k_owner, b->k_owner) == 0 &&
+	    strcmp(a->k_app, b->k_app) == 0 &&
+	    strcmp(a->k_scopes, b->k_scopes) == 0);
+}
+
+/*
+ * The error object of a line from the answer admin_error() left in rs:
+ * its code, message and field.  NULL if out of memory.
+ */
+static json_t *
+admin_line_error(const struct admin_response *rs)
+{
+	json_t	*e, *o;
+
+	if (rs->as_body == NULL ||
+	    (e = json_loadb(rs->as_body, rs->as_bodylen, 0, NULL)) == NULL)
+		return (json_pack("{s:s,s:s}", "code", "internal_error",
+		    "message", "out of memory"));
+	o = json_pack("{s:O,s:O}", "code", json_object_get(e, "error"),
+	    "message", json_object_get(e, "message"));
+	if (o != NULL && json_object_get(e, "field") != NULL &&
+	    json_object_set(o, "field", json_object_get(e, "field")) == -1) {
+		json_decref(o);
+		o = NULL;
+	}
+	json_decref(e);
+	return (o);
+}
+
+/*
+ * Run f on line it in a context of its own, whose response catches the
+ * error the usual helpers write: on -1 it becomes the line's i_err.
+ */
+static int
+admin_on_line(struct admin_ctx *c, struct admin_imp *it,
+    int (*f)(struct admin_ctx *, struct admin_imp *, void *), void *arg)
+{
+	struct admin_response	 lrs;
+	struct admin_ctx	 lc = *c;
+	int			 rc;
+
+	memset(&lrs, 0, sizeof(lrs));
+	lc.c_rs = &lrs;
+	if ((rc = f(&lc, it, arg)) == -1) {
+		it->i_status = "error";
+		it->i_err = admin_line_error(&lrs);
+	}
+	admin_response_free(&lrs);
+	return (rc);
+}
+
+/*
+ * A key line text[0..len) (arg) into it->i_k: the create fields plus an
+ * optional "id", and a secret or its digest, which an import needs (it
+ * brings keys that exist elsewhere; keygate would have no way to hand
+ * back new secrets for a thousand lines).  0 or -1 with the error.
+ */
+static int
+admin_import_parse(struct admin_ctx *c, struct admin_imp *it, void *arg)
+{
+	const struct iovec	*line = arg;
+	struct admin_byo	 b;
+	struct ks_key		*k = &it->i_k;
+	char			 id[KS_ID_LEN + 1] = "";
+	char			 cause[JSON_ERROR_TEXT_LENGTH];
+	json_error_t		 je;
+	json_t			*o, *v;
+	int			 rc = -1;
+
+	memset(&b, 0, sizeof(b));
+	o = json_loadb(line->iov_base, line->iov_len, JSON_REJECT_DUPLICATES,
+	    &je);
+	if (o == NULL) {
+		admin_json_cause(cause, sizeof(cause), je.text);
+		OPENSSL_cleanse(je.text, sizeof(je.text));
+		return (admin_error(c, 400, "bad_json", "invalid JSON at column "
+		    "%d: %s", je.column, cause));
+	}
+	if (!json_is_object(o)) {
+		admin_error(c, 400, "bad_json", "the line must be a JSON object");
+		goto done;
+	}
+	if ((v = json_object_get(o, "id")) != NULL) {
+		if (!json_is_string(v) || !secret_valid_id(json_string_value(v),
+		    json_string_length(v))) {
+			admin_invalid(c, "id", "id must be \"key_\" and 16 "
+			    "letters or digits");
+			goto done;
+		}
+		memcpy(id, json_string_value(v), KS_ID_LEN + 1);
+		json_object_del(o, "id");
+	}
+	rc = admin_key_build(c, o, k, &b);
+	memcpy(k->k_id, id, sizeof(id));	/* for the result line */
+	if (rc == 0 && b.b_kind == BYO_NONE)
+		rc = admin_invalid(c, "secret", "an imported key needs "
+		    "secret or secret_sha256");
+	if (rc == 0) {
+		memcpy(k->k_digest, b.b_digest, KS_DIGEST_LEN);
+		memcpy(k->k_hint, b.b_hint, sizeof(b.b_hint));
+	}
+done:
+	json_decref(o);
+	OPENSSL_cleanse(&b, sizeof(b));
+	return (rc);
+}
+
+/* An earlier new key of this import with k's id (by_id) or digest. */
+static const struct admin_imp *
+admin_import_earlier(const struct admin_imp *items, size_t n,
+    const struct ks_key *k, int by_id)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (items[i].i_new && (by_id ?
+		    strcmp(items[i].i_k.k_id, k->k_id) == 0 :
+		    CRYPTO_memcmp(items[i].i_k.k_digest, k->k_digest,
+		    KS_DIGEST_LEN) == 0))
+			return (&items[i]);
+	return (NULL);
+}
+
+/*
+ * Under the lock: what becomes of line it (arg: the import's items, it
+ * among them), against the store and the new keys of the lines before
+ * it, as if those were stored already.  An id that exists is
+ * "unchanged" when the key is the same, else 409 conflict; a digest that
+ * exists is "unchanged" for a line without id whose key is the same (a
+ * retried import), else 409 key_exists.  The id is looked at first, so
+ * that a retry with ids always finds its key.  Else the key is new, with
+ * a fresh id if it has none.  0 or -1 with the error.
+ */
+static int
+admin_import_decide(struct admin_ctx *c, struct admin_imp *it, void *arg)
+{
+	const struct admin_imp	*items = arg, *e;
+	struct ks_key		*k = &it->i_k, old;
+	size_t			 before = (size_t)(it - items), i, fresh = 0;
+	uint32_t		 slot, max = c->c_ks->ks_hdr->kh_max_keys;
+	int			 isold, rc;
+
+	if (k->k_id[0] != '\0') {
+		if ((e = admin_import_earlier(items, before, k, 1)) != NULL) {
+			old = e->i_k;
+			rc = KS_OK;
+		} else
+			rc = keystore_find_id(c->c_ks, k->k_id, &old, &slot);
+		if (rc == KS_OK && admin_same_key(&old, k))
+			goto unchanged;
+		if (rc == KS_OK)
+			return (admin_error(c, 409, "conflict", "key %s exists "
+			    "with other content", k->k_id));
+		if (rc != KS_NOTFOUND)
+			goto busy;
+	}
+	isold = 0;
+	if ((e = admin_import_earlier(items, before, k, 0)) != NULL) {
+		old = e->i_k;
+		rc = KS_OK;
+	} else
+		rc = keystore_find_digest(c->c_ks, k->k_digest, &old, &slot,
+		    &isold);
+	if (rc == KS_BUSY)
+		goto busy;
+	if (rc == KS_OK) {
+		if (k->k_id[0] == '\0' && !isold && admin_same_key(&old, k)) {
+			memcpy(k->k_id, old.k_id, sizeof(k->k_id));
+			goto unchanged;
+		}
+		return (admin_error(c, 409, "key_exists", "key %s already has "
+		    "this secret", old.k_id));
+	}
+	for (i = 0; i < before; i++)
+		fresh += items[i].i_new;
+	if (keystore_count(c->c_ks) + fresh >= max)
+		return (admin_error(c, 507, "key_store_full", "the key store "
+		    "is full (max_keys %u); delete keys or raise max_keys",
+		    max));
+	/* A fresh id clashing with an earlier line's: 2^-95, drawn again. */
+	if (k->k_id[0] == '\0' && (admin_new_id(c, k) == -1 ||
+	    (admin_import_earlier(items, before, k, 1) != NULL &&
+	    admin_new_id(c, k) == -1)))
+		return (-1);
+	it->i_new = 1;
+	it->i_status = "created";
+	return (0);
+unchanged:
+	it->i_status = "unchanged";
+	return (0);
+busy:
+	return (admin_error(c, 503, "key_store_busy",
+	    "the key store is being repaired; retry"));
+}
+
+/*
+ * Under the lock: write the new keys of the import, one journal write
+ * and one fdatasync for all of them (journal_put_many), then put them in
+ * memory.  A journal failure makes every one of them an error and leaves
+ * memory as it was, as for a single create.
+ */
+static void
+admin_import_store(struct admin_ctx *c, struct admin_imp *items, size_t n)
+{
+	struct admin_response	 lrs;
+	struct admin_ctx	 lc = *c;
+	const struct ks_key	**keys;
+	char			 err[256];
+	uint64_t		 seq = c->c_ks->ks_hdr->kh_applied + 1;
+	size_t			 i, nnew = 0;
+	int			 rc;
+
+	if ((keys = calloc(n, sizeof(*keys))) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < n; i++)
+		if (items[i].i_new)
+			keys[nnew++] = &items[i].i_k;
+	if (nnew == 0) {
+		free(keys);
+		return;
+	}
+	rc = journal_put_many(c->c_env->ae_journal, seq, keys, nnew, err,
+	    sizeof(err));
+	free(keys);
+	if (rc == -1)
+		goto fail;
+#ifdef KEYGATE_DEBUG
+	admin_test_stall();
+#endif
+	for (i = 0; i < n; i++) {
+		if (!items[i].i_new)
+			continue;
+		if ((rc = keystore_put(c->c_ks, &items[i].i_k, seq)) != KS_OK) {
+			log_warnx("key %s: journal line %llu written but the "
+			    "store refused it (%d)", items[i].i_k.k_id,
+			    (unsigned long long)seq, rc);
+			items[i].i_status = "error";
+			items[i].i_err = json_pack("{s:s,s:s}", "code",
+			    "internal_error", "message", "the key store "
+			    "refused the key");
+		}
+		seq++;
+	}
+	return;
+fail:
+	log_warnx("import: journal: %s", err);
+	memset(&lrs, 0, sizeof(lrs));
+	lc.c_rs = &lrs;
+	admin_error(&lc, 503, "storage_unavailable", "the key could not be "
+	    "stored: %s", err);
+	for (i = 0; i < n; i++)
+		if (items[i].i_new) {
+			items[i].i_new = 0;
+			items[i].i_status = "error";
+			items[i].i_err = admin_line_error(&lrs);
+		}
+	admin_response_free(&lrs);
+}
+
+/* Append the JSON text of o (a reference taken) and a newline; 0 or -1. */
+static int
+admin_out_add(struct admin_out *out, json_t *o)
+{
+	size_t	 n;
+	char	*p;
+
+	if (o == NULL)
+		return (-1);
+	n = json_dumpb(o, NULL, 0, JSON_COMPACT);
+	if (n == 0 || n + 1 > SIZE_MAX - out->o_len) {
+		json_decref(o);
+		return (-1);
+	}
+	if (out->o_len + n + 2 > out->o_size) {
+		out->o_size = (out->o_len + n + 2) * 2;
+		if ((p = realloc(out->o_buf, out->o_size)) == NULL) {
+			json_decref(o);
+			return (-1);
+		}
+		out->o_buf = p;
+	}
+	json_dumpb(o, out->o_buf + out->o_len, n, JSON_COMPACT);
+	json_decref(o);
+	out->o_len += n;
+	out->o_buf[out->o_len++] = '\n';
+	out->o_buf[out->o_len] = '\0';
+	return (0);
+}
+
+/* The NDJSON answer of the items into out; counts by outcome.  0 or -1. */
+static int
+admin_import_answer(struct admin_imp *items, size_t n, struct admin_out *out,
+    unsigned *counts)
+{
+	struct admin_imp	*it;
+	json_t			*res;
+	size_t			 i;
+
+	for (i = 0; i < n; i++) {
+		it = &items[i];
+		if (it->i_err != NULL) {
+			res = json_pack("{s:I,s:s?,s:s,s:O}", "line",
+			    (json_int_t)it->i_line, "id", it->i_k.k_id[0] !=
+			    '\0' ? it->i_k.k_id : NULL, "status", "error",
+			    "error", it->i_err);
+			counts[2]++;
+		} else {
+			res = json_pack("{s:I,s:s,s:s}", "line",
+			    (json_int_t)it->i_line, "id", it->i_k.k_id,
+			    "status", it->i_status);
+			counts[strcmp(it->i_status, "created") == 0 ? 0 : 1]++;
+		}
+		if (admin_out_add(out, res) == -1)
+			return (-1);
+	}
+	return (0);
+}
+
+/* The key lines of the body into *items (blank lines skipped); 0 or -1. */
+static int
+admin_import_lines(struct admin_ctx *c, struct admin_imp **items, size_t *n)
+{
+	const struct admin_request	*rq = c->c_rq;
+	const char			*p, *end, *nl, *e;
+	struct admin_imp		*it;
+	struct iovec			 line;
+	size_t				 lineno = 0, cap = 0;
+
+	*items = NULL;
+	*n = 0;
+	p = rq->aq_body != NULL ? rq->aq_body : "";
+	end = p + (rq->aq_body != NULL ? rq->aq_bodylen : 0);
+	for (; p < end; p = nl < end ? nl + 1 : end) {
+		lineno++;
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		for (e = nl; e > p && (e[-1] == '\r' || e[-1] == ' ' ||
+		    e[-1] == '\t'); e--)
+			;
+		if (e == p)
+			continue;
+		if (*n == cap) {
+			cap = cap * 2 + 64;
+			if ((it = reallocarray(*items, cap, sizeof(**items))) ==
+			    NULL)
+				return (-1);
+			*items = it;
+		}
+		it = &(*items)[(*n)++];
+		memset(it, 0, sizeof(*it));
+		it->i_line = lineno;
+		line.iov_base = (void *)(uintptr_t)p;
+		line.iov_len = (size_t)(e - p);
+		(void)admin_on_line(c, it, admin_import_parse, &line);
+	}
+	return (0);
+}
+
+/* Free the items of an import (their keys held digests only). */
+static void
+admin_import_free(struct admin_imp *items, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		json_decref(items[i].i_err);
+	if (items != NULL)
+		OPENSSL_cleanse(items, n * sizeof(*items));
+	free(items);
+}
+
+/*
+ * POST /v1/keys/import: NDJSON, one key object per line (see
+ * admin_import_parse); blank lines are skipped.  200 with one NDJSON
+ * result per key line, in order: {"line":N,"id":ID|null,"status":
+ * "created"|"unchanged"|"error"[,"error":{"code","message"[,"field"]}]}.
+ *
+ * The lines are parsed and checked without the lock, then decided and
+ * written under it in one go: every new key's journal line in one write
+ * and one fdatasync, then memory, then the answer, so "created" is only
+ * ever said of a key on disk, and an import of 1,000 keys costs one
+ * fdatasync, not 1,000.  The lock is held for the decisions and that one
+ * write (milliseconds for the 64 KiB a body may hold).  A bad line does
+ * not stop the others.  The body holds plaintext secrets: jansson wipes
+ * what it parsed, the server wipes the request buffer.
+ */
+static int
+admin_import(struct admin_ctx *c)
+{
+	struct admin_out	 out;
+	struct admin_imp	*items;
+	size_t			 n, i;
+	unsigned		 counts[3] = { 0, 0, 0 };
+	int			 rc;
+
+	memset(&out, 0, sizeof(out));
+	if (admin_import_lines(c, &items, &n) == -1) {
+		admin_import_free(items, n);
+		return (admin_oom(c->c_rs));
+	}
+	if (n == 0) {
+		free(items);
+		return (admin_error(c, 400, "bad_json", "the body holds no "
+		    "line: send one JSON key object per line"));
+	}
+	for (i = 0; i < n && items[i].i_err != NULL; i++)
+		;
+	if (i < n) {
+		if (admin_lock(c) == -1) {
+			admin_import_free(items, n);
+			return (-1);
+		}
+		for (i = 0; i < n; i++)
+			if (items[i].i_err == NULL)
+				(void)admin_on_line(c, &items[i],
+				    admin_import_decide, items);
+		admin_import_store(c, items, n);
+		admin_unlock(c);
+	}
+	rc = admin_import_answer(items, n, &out, counts);
+	admin_import_free(items, n);
+	if (rc == -1) {
+		free(out.o_buf);
+		return (admin_oom(c->c_rs));
+	}
+	log_info("import: %u key(s) created, %u unchanged, %u refused",
+	    counts[0], counts[1], counts[2]);
+	free(c->c_rs->as_body);
+	c->c_rs->as_status = 200;
+	c->c_rs->as_body = out.o_buf;
+	c->c_rs->as_bodylen = out.o_len;
+	c->c_rs->as_type = ADMIN_NDJSON;
+	return (0);
 }
 
 /*
@@ -1916,6 +2701,7 @@ admin_route(struct admin_ctx *c, const char *path, size_t len)
 		{ "/v1/status", EP_STATUS },
 		{ "/v1/openapi.json", EP_OPENAPI },
 		{ "/v1/keys", EP_KEYS },
+		{ "/v1/keys/import", EP_IMPORT },
 		{ "/v1/verify", EP_VERIFY },
 		{ "/metrics", EP_METRICS },
 	};
@@ -2092,6 +2878,9 @@ admin_dispatch(struct admin_ctx *c)
 			admin_list(c);
 		else
 			admin_create(c);
+		break;
+	case EP_IMPORT:
+		admin_import(c);
 		break;
 	case EP_KEY:
 		if (m == HTTP_M_GET)

@@ -25,9 +25,10 @@
 #include "secret.h"
 #include "util.h"
 
-#define AUTH_SECRET_MAX		256	/* longer secrets are malformed */
-#define AUTH_BASIC_MAX		512	/* decoded Basic credentials */
-/* 684 characters: 513 bytes unpadded, so the decoder checks the size too. */
+#define AUTH_SECRET_MAX		SECRET_IMPORT_MAX /* longer ones are malformed */
+/* Decoded Basic credentials: an app id (64), ":" and the longest key. */
+#define AUTH_BASIC_MAX		1024
+/* 1368 characters: 1026 bytes unpadded, so the decoder checks the size too. */
 #define AUTH_BASIC_B64MAX	(4 * ((AUTH_BASIC_MAX + 2) / 3))
 #define AUTH_APP_HEADER		"x-app-id"
 #define AUTH_REALM		"keygate"

@@ -71,8 +71,12 @@ static const char *const key_fields[] = {
 	"app_id", "prefix", "hint", "scopes", "created", "updated", "expires",
 	"disabled", "rate", NULL
 };
-static const char *const put_fields[] = { "seq", "op", "key", NULL };
+static const char *const put_fields[] = { "seq", "op", "key", "idem", NULL };
 static const char *const del_fields[] = { "seq", "op", "id", NULL };
+
+/* Who is given the "idem" member of a replayed put line (journal_set_put_hook). */
+static void	(*journal_hook)(void *, const json_t *, const struct ks_key *);
+static void	*journal_hook_arg;
 static const char *const head_fields[] = {
 	"keygate_snapshot", "seq", "keys", NULL
 };
@@ -1140,6 +1144,9 @@ replay_line(struct jreader *r, struct keystore *ks, struct jreplay *p)
 			goto fail;
 		if (seq > p->p_skip && replay_put(r, ks, p, &k, seq) == -1)
 			goto fail;
+		if (seq > p->p_skip && journal_hook != NULL &&
+		    (v = json_object_get(o, "idem")) != NULL)
+			journal_hook(journal_hook_arg, v, &k);
 	} else if (strcmp(op, "del") == 0) {
 		if (fields_known(r, o, del_fields) == -1 ||
 		    replay_seq(r, o, p, &seq) == -1 ||
@@ -2114,5 +2121,109 @@ file_replace(struct journal *j, const char *name, int give, const void *buf,
 	return (0);
 fail:
 	(void)unlinkat(dfd, tmp, 0);
+	return (-1);
+}
+
+/*
+ * The "idem" member of put lines (the Idempotency-Key entry of a create,
+ * idem.h): journal_put_extra appends a put line carrying it (any JSON
+ * value, a reference taken), and at load and repair each replayed put
+ * line's member is handed to the hook set by journal_set_put_hook (the
+ * master's, before journal_load).  Compaction does not keep it.
+ */
+int
+journal_put_extra(struct journal *j, uint64_t seq, const struct ks_key *k,
+    json_t *idem, char *err, size_t errlen)
+{
+	json_t	*key, *line;
+
+	if (!seq_valid(seq, err, errlen) ||
+	    (key = key_encode(k, JOURNAL_FILE, err, errlen)) == NULL) {
+		json_decref(idem);
+		return (-1);
+	}
+	line = json_pack("{s:I,s:s,s:o,s:o}", "seq", (json_int_t)seq, "op",
+	    "put", "key", key, "idem", idem);
+	if (line == NULL) {
+		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
+		return (-1);
+	}
+	return (journal_append(j, line, err, errlen));
+}
+
+void
+journal_set_put_hook(void (*fn)(void *, const json_t *,
+    const struct ks_key *), void *arg)
+{
+	journal_hook = fn;
+	journal_hook_arg = arg;
+}
+
+/*
+ * Append put lines for keys[0..n) with sequences seq, seq + 1, ... in one
+ * write and make them durable with one fdatasync (an import's new keys):
+ * as journal_put for each, but on any failure none of them is kept (the
+ * file is cut back to its length before), so the caller changes no
+ * memory.  0 or -1 with err.
+ */
+int
+journal_put_many(struct journal *j, uint64_t seq, const struct ks_key **keys,
+    size_t n, char *err, size_t errlen)
+{
+	struct stat	 st;
+	json_t		*key, *line;
+	char		*buf = NULL, *p;
+	size_t		 len = 0, cap = 0, l, i;
+	int		 saved;
+
+	if (journal_open(j, err, errlen) == -1)
+		return (-1);
+	for (i = 0; i < n; i++) {
+		if (!seq_valid(seq + i, err, errlen) ||
+		    (key = key_encode(keys[i], JOURNAL_FILE, err, errlen)) ==
+		    NULL)
+			goto fail;
+		line = json_pack("{s:I,s:s,s:o}", "seq", (json_int_t)(seq + i),
+		    "op", "put", "key", key);
+		if (line == NULL || (l = json_dumpb(line, NULL, 0,
+		    JSON_COMPACT)) == 0) {
+			json_decref(line);
+			goto nomem;
+		}
+		if (len + l + 1 > cap) {
+			cap = (len + l + 1) * 2;
+			if ((p = realloc(buf, cap)) == NULL) {
+				json_decref(line);
+				goto nomem;
+			}
+			buf = p;
+		}
+		json_dumpb(line, buf + len, l, JSON_COMPACT);
+		json_decref(line);
+		buf[len + l] = '\n';
+		len += l + 1;
+	}
+	if (fstat(j->j_fd, &st) == -1) {
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		goto fail;
+	}
+	if (write_all(j->j_fd, buf, len) == -1 || fdatasync(j->j_fd) == -1) {
+		saved = errno;
+		if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1)
+			snprintf(err, errlen, "%s: %s (and the lines could not "
+			    "be cut off: %s)", JOURNAL_FILE, strerror(saved),
+			    strerror(errno));
+		else
+			snprintf(err, errlen, "%s: %s", JOURNAL_FILE,
+			    strerror(saved));
+		errno = saved;
+		goto fail;
+	}
+	free(buf);
+	return (0);
+nomem:
+	file_error(err, errlen, JOURNAL_FILE, ENOMEM);
+fail:
+	free(buf);
 	return (-1);
 }

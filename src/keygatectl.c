@@ -52,6 +52,8 @@
 
 #include "admin.h"
 #include "config.h"
+#include "import.h"
+#include "secret.h"
 #include "util.h"
 
 #ifndef KEYGATE_SYSCONFDIR
@@ -65,6 +67,10 @@
 #define CTL_SECRET_MAX		8192	/* bytes read by "verify -": a JWT */
 #define CTL_LABEL_WIDTH		18	/* "requests_allowed: " */
 #define CTL_MAX_ADDRS		8	/* addresses tried per host */
+#define CTL_IMPORT_MAX		(1024 * 1024 * 1024)	/* bytes of input */
+#define CTL_BATCH_LINES		1000	/* key lines per import request */
+/* Bytes per import request: under the admin API's body limit. */
+#define CTL_BATCH_BYTES		(ADMIN_MAX_BODY - 4096)
 
 #define EXIT_FAIL		1
 #define EXIT_USAGE		2
@@ -108,6 +114,7 @@ struct ctl {
 	STACK_OF(X509)		*c_pins;
 	char			*c_pin_conf;
 	char			 c_tlserr[512];
+	const char		*c_ctype;	/* of bodies; NULL: JSON */
 };
 
 /* What one request brought back; filled by the evhttp callbacks. */
@@ -138,6 +145,7 @@ static int	 cmd_usage(struct ctl *, int, char **);
 static int	 cmd_verify(struct ctl *, int, char **);
 static int	 cmd_status(struct ctl *, int, char **);
 static int	 cmd_top(struct ctl *, int, char **);
+static int	 cmd_import(struct ctl *, int, char **);
 
 /* The rate limit windows, as --rate names them and as the API does. */
 static const char *const rate_windows[] = { "1s", "10s", "60s" };
@@ -148,8 +156,12 @@ static const struct command commands[] = {
 	    "create --owner O [--name N] [--app ID] [--scope S]... "
 	    "[--prefix P]\n"
 	    "\t\t[--expires TIME|never] [--disabled] "
-	    "[--rate 1s=N,10s=N,60s=N]",
+	    "[--rate 1s=N,10s=N,60s=N]\n"
+	    "\t\t[--secret-stdin | --secret-sha256 HEX]",
 	    "Create a key and print it with its secret (shown only once).\n"
+	    "--secret-stdin gives the key the secret on standard input "
+	    "instead (8 to\n512 visible ASCII characters), --secret-sha256 "
+	    "the SHA-256 of one.\n"
 	    "TIME is an RFC 3339 time (2030-01-31T12:00:00Z, or with an "
 	    "offset),\n+N followed by s, m, h or d (from now), or never." },
 	{ "list", cmd_list,
@@ -173,9 +185,22 @@ static const struct command commands[] = {
 	    "the last\nhour, day or 30 days: the totals, a sparkline (Unicode "
 	    "blocks in a UTF-8\nlocale, ASCII otherwise) and a table of 6 "
 	    "10-minute, 24 hourly or 30\ndaily sums." },
-	{ "verify", cmd_verify, "verify SECRET|JWT|- [--app ID]",
+	{ "verify", cmd_verify, "verify SECRET|JWT|- [--app ID] [--key]",
 	    "Check a secret as the gateway would (- reads it from standard "
-	    "input);\nexits 1 if it is not valid." },
+	    "input);\nexits 1 if it is not valid.  --key sends a secret that "
+	    "looks like a JWT\nas a key." },
+	{ "import", cmd_import,
+	    "import [--format ndjson|csv|nginx-map|kong] [--batch N] FILE|-",
+	    "Import existing keys with their secrets: NDJSON (one POST "
+	    "/v1/keys/import\nobject per line), CSV with a header (id, secret, "
+	    "secret_sha256, hint, name,\nowner, app_id, scopes, expires_at, "
+	    "prefix, disabled), an nginx map of\nkeys to owners, or a Kong "
+	    "decK export (YAML or JSON).  The format is\nguessed from the "
+	    "file name (.ndjson .jsonl .csv .map .conf .yaml .yml\n.json) "
+	    "unless given.  Keys go in requests of at most --batch lines\n"
+	    "(default 1000) and 60 KiB.  Prints a result per key and a "
+	    "summary; exits 1\nif any key was not imported.  Importing again "
+	    "changes nothing." },
 	{ "status", cmd_status, "status",
 	    "Print what the daemon is doing: uptime, workers, keys, "
 	    "connections,\nthe last minute's requests and refusals, reloads "
@@ -1023,7 +1048,7 @@ http_send(struct ctl *ctl, enum evhttp_cmd_type type, const char *uri,
 	    evhttp_add_header(h, "User-Agent", "keygatectl/"
 	    PACKAGE_VERSION) == -1 ||
 	    (body != NULL && (evhttp_add_header(h, "Content-Type",
-	    "application/json") == -1 ||
+	    ctl->c_ctype != NULL ? ctl->c_ctype : "application/json") == -1 ||
 	    evhttp_add_header(h, "Content-Length", len) == -1 ||
 	    evbuffer_add(evhttp_request_get_output_buffer(req), body,
 	    strlen(body)) == -1))) {
@@ -1495,6 +1520,8 @@ key_call(struct ctl *ctl, enum evhttp_cmd_type type, const char *id,
 
 /* --- commands ---------------------------------------------------------- */
 
+static int	 read_secret(char *, size_t);
+
 /* create: POST /v1/keys; prints the key and its secret. */
 static int
 cmd_create(struct ctl *ctl, int argc, char **argv)
@@ -1509,12 +1536,16 @@ cmd_create(struct ctl *ctl, int argc, char **argv)
 		{ "disabled", no_argument, NULL, 'd' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "secret-stdin", no_argument, NULL, 'S' },
+		{ "secret-sha256", required_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 }
 	};
 	static const char *const	 member[128] = { ['o'] = "owner",
-		['n'] = "name", ['a'] = "app_id", ['p'] = "prefix" };
+		['n'] = "name", ['a'] = "app_id", ['p'] = "prefix",
+		['H'] = "secret_sha256" };
 	json_t				*body, *scopes, *v, *key = NULL;
-	int				 ch, rc = EXIT_USAGE;
+	char				 secret[CTL_SECRET_MAX + 2];
+	int				 ch, rc = EXIT_USAGE, byo = 0;
 
 	body = json_object();
 	scopes = json_array();
@@ -1528,6 +1559,8 @@ cmd_create(struct ctl *ctl, int argc, char **argv)
 				goto done;
 		} else if (ch == 'd')
 			json_object_set_new(body, "disabled", json_true());
+		else if (ch == 'S')
+			byo = 1;
 		else if (ch == 'e' || ch == 'r') {
 			if ((ch == 'e' ? parse_expires(ctl, optarg, &v) :
 			    parse_rate(ctl, optarg, &v)) != 0)
@@ -1549,8 +1582,23 @@ cmd_create(struct ctl *ctl, int argc, char **argv)
 	if (json_array_size(scopes) > 0)
 		json_object_set(body, "scopes", scopes);
 	rc = EXIT_FAIL;
+	/* The secret from standard input, so that it does not show in ps. */
+	if (byo) {
+		if (read_secret(secret, sizeof(secret)) == -1)
+			goto done;
+		v = json_string(secret);
+		explicit_bzero(secret, sizeof(secret));
+		if (v == NULL) {
+			warnmsg("create: the secret is not valid UTF-8");
+			goto done;
+		}
+		json_object_set_new(body, "secret", v);
+	}
 	if (run_call(ctl, EVHTTP_REQ_POST, "/v1/keys", body, 201, &key) == 0) {
-		print_key_secret(ctl, key);
+		if (json_object_get(key, "secret") != NULL)
+			print_key_secret(ctl, key);
+		else
+			print_key_any(ctl, key);
 		rc = 0;
 	}
 done:
@@ -2259,12 +2307,12 @@ read_secret(char *buf, size_t len)
 	size_t	 n;
 
 	if (fgets(buf, (int)len, stdin) == NULL) {
-		warnmsg("verify: no secret on standard input");
+		warnmsg("no secret on standard input");
 		return (-1);
 	}
 	n = strcspn(buf, "\n");
 	if (buf[n] != '\n' && !feof(stdin)) {
-		warnmsg("verify: the secret on standard input is longer than "
+		warnmsg("the secret on standard input is longer than "
 		    "%d bytes", CTL_SECRET_MAX);
 		return (-1);
 	}
@@ -2303,16 +2351,30 @@ print_verify(const json_t *v)
 }
 
 /*
- * Is s a JWT (three segments: exactly two dots)?  API keys never hold a
- * dot ("<prefix>_<base62>"), so the two cannot be mistaken.
+ * Does s look like a JWT: three base64url segments (exactly two dots), the
+ * first starting "eyJ" (base64url of '{"', every JOSE header)?  keygate's
+ * own keys hold no dot, but a key imported from elsewhere may hold dots,
+ * even two: one that fails this shape is sent as a key, and --key sends
+ * any secret as a key.
  */
 static int
 is_jwt(const char *s)
 {
-	const char	*d;
+	size_t	 i, dots = 0;
 
-	return ((d = strchr(s, '.')) != NULL && (d = strchr(d + 1, '.')) !=
-	    NULL && strchr(d + 1, '.') == NULL);
+	if (strncmp(s, "eyJ", 3) != 0)
+		return (0);
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] == '.') {
+			if (s[i + 1] == '.' || s[i + 1] == '\0')
+				return (0);
+			dots++;
+		} else if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+			return (0);
+	}
+	return (dots == 2);
 }
 
 /*
@@ -2326,18 +2388,21 @@ cmd_verify(struct ctl *ctl, int argc, char **argv)
 	static const struct option	 lo[] = {
 		{ "app", required_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "key", no_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 }
 	};
 	json_t				*body = json_object(), *v = NULL;
 	const char			*arg;
 	char				 secret[CTL_SECRET_MAX + 2];
-	int				 ch, rc = EXIT_USAGE;
+	int				 ch, rc = EXIT_USAGE, jwt, key = 0;
 
 	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
 		if (ch == 'a') {
 			if (set_string(ctl, body, "app_id", optarg) != 0)
 				goto done;
-		} else if (opt_common(ctl, ch, argv) != 0)
+		} else if (ch == 'k')
+			key = 1;
+		else if (opt_common(ctl, ch, argv) != 0)
 			goto done;
 	}
 	if ((arg = one_arg(ctl, argc, argv, "secret (or - to read it from "
@@ -2348,12 +2413,14 @@ cmd_verify(struct ctl *ctl, int argc, char **argv)
 		goto done;
 	if (strcmp(arg, "-") == 0)
 		arg = secret;
-	if (is_jwt(arg) && json_object_get(body, "app_id") != NULL) {
-		warnmsg("verify: --app goes with an API key, not a token");
+	jwt = !key && is_jwt(arg);
+	if (jwt && json_object_get(body, "app_id") != NULL) {
+		warnmsg("verify: --app goes with an API key, not a token "
+		    "(--key sends a secret that looks like a JWT as a key)");
 		explicit_bzero(secret, sizeof(secret));
 		goto done;
 	}
-	json_object_set_new(body, is_jwt(arg) ? "token" : "key",
+	json_object_set_new(body, jwt ? "token" : "key",
 	    json_string(arg));
 	explicit_bzero(secret, sizeof(secret));
 	if (json_object_size(body) == 0 || (json_object_get(body, "key") ==
@@ -2378,6 +2445,411 @@ cmd_verify(struct ctl *ctl, int argc, char **argv)
 done:
 	json_decref(v);
 	json_decref(body);
+	return (rc);
+}
+
+
+/* --- import -------------------------------------------------------------- */
+
+/* The keys read from the input, and what became of them. */
+struct imp {
+	json_t		**i_keys;	/* key objects, NULL: unreadable */
+	char		**i_where;	/* "line 12", or why unreadable */
+	size_t		  i_n;
+	size_t		  i_cap;
+	size_t		  i_skipped;	/* entries the parser skipped */
+	size_t		  i_counts[3];	/* created, unchanged, failed */
+	const struct ctl *i_ctl;
+};
+
+/*
+ * Sink: keep a key object with where it came from, or (key NULL) the
+ * "where\0why" of an entry that is no key, to print in its place.
+ */
+static int
+imp_key(void *arg, json_t *key, const char *where)
+{
+	struct imp	*im = arg;
+	void		*p;
+	size_t		 cap;
+
+	if (im->i_n == im->i_cap) {
+		cap = im->i_cap * 2 + 256;
+		if ((p = reallocarray(im->i_keys, cap, sizeof(*im->i_keys))) ==
+		    NULL)
+			goto nomem;
+		im->i_keys = p;
+		if ((p = reallocarray(im->i_where, cap,
+		    sizeof(*im->i_where))) == NULL)
+			goto nomem;
+		im->i_where = p;
+		im->i_cap = cap;
+	}
+	if ((im->i_where[im->i_n] = key != NULL ? strdup(where) :
+	    (char *)where) == NULL)
+		goto nomem;
+	im->i_keys[im->i_n++] = key;
+	return (0);
+nomem:
+	json_decref(key);
+	warnmsg("import: out of memory");
+	return (-1);
+}
+
+/* One result, for people ("line 3: created key_...") or as JSON. */
+static void
+imp_print(const struct imp *im, const char *where, const char *status,
+    const char *id, const char *code, const char *msg)
+{
+	json_t	*o;
+
+	if (im->i_ctl->c_json) {
+		o = json_pack("{s:s,s:s?,s:s}", "where", where, "id", id,
+		    "status", status);
+		if (o != NULL && code != NULL)
+			json_object_set_new(o, "error", json_pack("{s:s,s:s}",
+			    "code", code, "message", msg != NULL ? msg : ""));
+		if (o != NULL) {
+			json_dumpf(o, stdout, JSON_COMPACT);
+			putchar('\n');
+		}
+		json_decref(o);
+		return;
+	}
+	put_clean(stdout, where);
+	printf(": %s", status);
+	if (id != NULL) {
+		putchar(' ');
+		put_clean(stdout, id);
+	}
+	if (code != NULL) {
+		printf(": ");
+		put_clean(stdout, code);
+		printf(": ");
+		put_clean(stdout, msg != NULL ? msg : "");
+	}
+	putchar('\n');
+}
+
+/* Sink: an entry that is no key; kept to be printed in its place. */
+static void
+imp_warn(void *arg, const char *where, const char *msg)
+{
+	struct imp	*im = arg;
+	size_t		 wl = strlen(where), ml = strlen(msg);
+	char		*w;
+
+	im->i_skipped++;
+	if ((w = malloc(wl + ml + 2)) == NULL) {
+		imp_print(im, where, "skipped", NULL, "unreadable", msg);
+		return;
+	}
+	memcpy(w, where, wl + 1);
+	memcpy(w + wl + 1, msg, ml + 1);
+	if (imp_key(im, NULL, w) == -1) {
+		imp_print(im, where, "skipped", NULL, "unreadable", msg);
+		free(w);
+	}
+}
+
+/* The whole of path ("-": standard input) into *buf; 0 or -1. */
+static int
+imp_read(const char *path, char **buf, size_t *len)
+{
+	FILE	*f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	char	*p;
+	size_t	 cap = 0, n;
+
+	*buf = NULL;
+	*len = 0;
+	if (f == NULL) {
+		warnmsg("import: %s: %s", path, strerror(errno));
+		return (-1);
+	}
+	for (;;) {
+		if (*len == cap) {
+			if (cap >= CTL_IMPORT_MAX) {
+				warnmsg("import: %s is larger than 1 GiB", path);
+				goto fail;
+			}
+			cap = cap * 2 + 65536;
+			if ((p = malloc(cap)) == NULL) {
+				warnmsg("import: out of memory");
+				goto fail;
+			}
+			if (*buf != NULL) {
+				memcpy(p, *buf, *len);
+				explicit_bzero(*buf, *len);
+				free(*buf);
+			}
+			*buf = p;
+		}
+		if ((n = fread(*buf + *len, 1, cap - *len, f)) == 0)
+			break;
+		*len += n;
+	}
+	if (ferror(f)) {
+		warnmsg("import: %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (f != stdin)
+		fclose(f);
+	return (0);
+fail:
+	if (*buf != NULL) {
+		explicit_bzero(*buf, *len);
+		free(*buf);
+	}
+	*buf = NULL;
+	if (f != stdin)
+		fclose(f);
+	return (-1);
+}
+
+/*
+ * The answer to a batch of keys first..first+n-1: one NDJSON result per
+ * line sent, in order; each printed under the entry's own where.  -1 if
+ * the answer is not that (the batch's keys then count as failed).
+ */
+static int
+imp_results(struct imp *im, size_t first, size_t n, const char *body,
+    size_t len)
+{
+	const char	*p = body, *end = body + len, *nl;
+	const json_t	*e;
+	json_t		*r;
+	json_int_t	 line;
+	size_t		 seen = 0;
+	const char	*st;
+
+	for (; p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		if (nl == p)
+			continue;
+		r = json_loadb(p, (size_t)(nl - p), 0, NULL);
+		line = json_integer_value(json_object_get(r, "line"));
+		st = json_string_value(json_object_get(r, "status"));
+		if (r == NULL || line < 1 || (size_t)line > n || st == NULL ||
+		    (size_t)line != seen + 1) {
+			json_decref(r);
+			break;
+		}
+		seen++;
+		e = json_object_get(r, "error");
+		imp_print(im, im->i_where[first + line - 1], st,
+		    json_string_value(json_object_get(r, "id")),
+		    json_string_value(json_object_get(e, "code")),
+		    json_string_value(json_object_get(e, "message")));
+		im->i_counts[strcmp(st, "created") == 0 ? 0 :
+		    strcmp(st, "unchanged") == 0 ? 1 : 2]++;
+		json_decref(r);
+	}
+	fflush(stdout);		/* each batch's results as they come */
+	if (seen == n)
+		return (0);
+	warnmsg("import: the admin API answered %zu result(s) for %zu keys",
+	    seen, n);
+	im->i_counts[2] += n - seen;
+	return (-1);
+}
+
+/* Send keys first..first+n-1, whose lines are body; 0 or -1 (stop). */
+static int
+imp_send(struct ctl *ctl, struct imp *im, size_t first, size_t n,
+    const char *body)
+{
+	struct reply	 r;
+	char		 err[CTL_ERRLEN];
+	int		 rc;
+
+	ctl->c_ctype = "application/x-ndjson";
+	rc = http_exchange(ctl, EVHTTP_REQ_POST, "/v1/keys/import", body, &r,
+	    err, sizeof(err));
+	ctl->c_ctype = NULL;
+	if (rc == 0 && r.r_status != 200) {
+		api_error(ctl, &r, err, sizeof(err));
+		rc = -1;
+	}
+	if (rc == 0)
+		rc = imp_results(im, first, n, r.r_body, r.r_bodylen);
+	else {
+		warnmsg("import: %s (%s to %s not imported)", err,
+		    im->i_where[first], im->i_where[first + n - 1]);
+		im->i_counts[2] += n;
+	}
+	free(r.r_body);
+	return (rc);
+}
+
+/*
+ * Send every key in batches of at most batch lines and CTL_BATCH_BYTES
+ * bytes.  The lines hold secrets: each is wiped once sent.  A key whose
+ * line alone is too large fails here.  0, or -1 when a batch failed (the
+ * rest is not sent).
+ */
+static int
+imp_batches(struct ctl *ctl, struct imp *im, size_t batch)
+{
+	char	*body, *line;
+	size_t	 i, first = 0, n = 0, len = 0, ll;
+	int	 rc = 0, bad;
+
+	if ((body = malloc(CTL_BATCH_BYTES + 1)) == NULL) {
+		warnmsg("import: out of memory");
+		return (-1);
+	}
+	for (i = 0; i <= im->i_n && rc == 0; i++) {
+		line = i < im->i_n && im->i_keys[i] != NULL ?
+		    json_dumps(im->i_keys[i], JSON_COMPACT) : NULL;
+		ll = line != NULL ? strlen(line) + 1 : 0;
+		bad = i < im->i_n && (line == NULL || ll > CTL_BATCH_BYTES);
+		/*
+		 * An entry not sent ends the batch: a batch is consecutive
+		 * entries, and the results stay in the input's order.
+		 */
+		if (n > 0 && (i == im->i_n || n == batch ||
+		    len + ll > CTL_BATCH_BYTES || bad)) {
+			body[len] = '\0';
+			rc = imp_send(ctl, im, first, n, body);
+			explicit_bzero(body, len);
+			n = len = 0;
+		}
+		if (i < im->i_n && rc == 0 && im->i_keys[i] == NULL)
+			imp_print(im, im->i_where[i], "skipped", NULL,
+			    "unreadable", im->i_where[i] +
+			    strlen(im->i_where[i]) + 1);
+		else if (i < im->i_n && rc == 0) {
+			if (bad) {
+				imp_print(im, im->i_where[i], "error", NULL,
+				    "too_large", "the key is larger than a "
+				    "request may be");
+				im->i_counts[2]++;
+			} else {
+				if (n == 0)
+					first = i;
+				memcpy(body + len, line, ll - 1);
+				body[len + ll - 1] = '\n';
+				len += ll;
+				n++;
+			}
+		}
+		if (line != NULL) {
+			explicit_bzero(line, ll - 1);
+			free(line);
+		}
+	}
+	explicit_bzero(body, CTL_BATCH_BYTES + 1);
+	free(body);
+	return (rc);
+}
+
+/* Free what the import read. */
+static void
+imp_free(struct imp *im)
+{
+	size_t	 i;
+
+	for (i = 0; i < im->i_n; i++) {
+		json_decref(im->i_keys[i]);
+		free(im->i_where[i]);
+	}
+	free(im->i_keys);
+	free(im->i_where);
+}
+
+/* The arguments of import: format, batch size, input. */
+static int
+imp_args(struct ctl *ctl, int argc, char **argv, enum import_format *fmt,
+    size_t *batch, const char **path)
+{
+	static const struct option	 lo[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	uint64_t			 v;
+	int				 ch, given = 0;
+
+	*batch = CTL_BATCH_LINES;
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		if (ch == 'f') {
+			if (import_format_parse(optarg, fmt) == -1)
+				return (usage_error(ctl, "unknown format \"%s\" "
+				    "(ndjson, csv, nginx-map or kong)",
+				    optarg));
+			given = 1;
+		} else if (ch == 'b') {
+			if (parse_uint(optarg, CTL_BATCH_LINES, &v) == -1 ||
+			    v == 0)
+				return (usage_error(ctl, "--batch must be 1 to "
+				    "%d", CTL_BATCH_LINES));
+			*batch = (size_t)v;
+		} else if (opt_common(ctl, ch, argv) != 0)
+			return (EXIT_USAGE);
+	}
+	if ((*path = one_arg(ctl, argc, argv, "file (or - for standard "
+	    "input)")) == NULL)
+		return (EXIT_USAGE);
+	if (!given && import_format_guess(*path, fmt) == -1)
+		return (usage_error(ctl, "cannot tell the format of \"%s\" "
+		    "from its name: use --format", *path));
+	return (0);
+}
+
+/*
+ * import: read keys from a file of another gateway (import.h) and send
+ * them to POST /v1/keys/import in batches.  Exits 1 if any entry was
+ * skipped or refused.
+ */
+static int
+cmd_import(struct ctl *ctl, int argc, char **argv)
+{
+	struct import_sink	 sk;
+	struct imp		 im;
+	enum import_format	 fmt = IMPORT_NDJSON;
+	const char		*path = NULL;
+	char			*buf = NULL, err[CTL_ERRLEN];
+	size_t			 len = 0, batch;
+	int			 rc;
+
+	if ((rc = imp_args(ctl, argc, argv, &fmt, &batch, &path)) != 0)
+		return (rc);
+	secret_json_wipe();	/* the key objects hold secrets */
+	memset(&im, 0, sizeof(im));
+	im.i_ctl = ctl;
+	sk.is_key = imp_key;
+	sk.is_warn = imp_warn;
+	sk.is_arg = &im;
+	rc = EXIT_FAIL;
+	if (imp_read(path, &buf, &len) == -1)
+		goto done;
+	if (import_parse(fmt, buf, len, &sk, err, sizeof(err)) == -1) {
+		warnmsg("import: %s: %s", strcmp(path, "-") == 0 ?
+		    "standard input" : path, err);
+		goto done;
+	}
+	explicit_bzero(buf, len);
+	if (im.i_n > im.i_skipped && ctl->c_base == NULL &&
+	    ctl_open(ctl, err, sizeof(err)) == -1) {
+		warnmsg("%s", err);
+		goto done;
+	}
+	(void)imp_batches(ctl, &im, batch);
+	fflush(stdout);
+	warnmsg("import: %zu created, %zu unchanged, %zu failed, %zu "
+	    "unreadable (%s)", im.i_counts[0], im.i_counts[1], im.i_counts[2],
+	    im.i_skipped, import_format_name(fmt));
+	if (im.i_counts[2] == 0 && im.i_skipped == 0 &&
+	    im.i_counts[0] + im.i_counts[1] == im.i_n && im.i_n > 0)
+		rc = 0;
+done:
+	if (buf != NULL) {
+		explicit_bzero(buf, len);
+		free(buf);
+	}
+	imp_free(&im);
 	return (rc);
 }
 

@@ -40,6 +40,7 @@
 #include "procstat.h"
 #include "route.h"
 #include "server.h"
+#include "idem.h"
 #include "journal.h"
 #include "jwks.h"
 #include "keystore.h"
@@ -567,11 +568,26 @@ master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
 		snprintf(err, errlen, "the key store is locked");
 		goto done;
 	}
+	/*
+	 * Idempotency-Key entries: those compactions took out of the
+	 * journal, then those its put lines carry.
+	 */
+	if (idem_load(&j, shm_idem(shm), util_now_ms(), why,
+	    sizeof(why)) == -1)
+		log_warnx("Idempotency-Key entries not restored: %s", why);
+	journal_set_put_hook(idem_replay, shm_idem(shm));
 	if (journal_load(&j, &ks, err, errlen) == -1)
 		goto unlock;
 	if (journal_load_usage(&j, &ks, why, sizeof(why)) == -1)
 		log_warnx("usage counters not restored: %s", why);
-	/* A journal with lines, or a snapshot in the old format: compact. */
+	/*
+	 * A journal with lines, or a snapshot in the old format: compact,
+	 * saving the Idempotency-Key entries first (the journal lines that
+	 * carry them go with the compaction).
+	 */
+	if (journal_compact_due(&j) && idem_save(&j, shm_idem(shm),
+	    util_now_ms(), why, sizeof(why)) == -1)
+		log_warnx("Idempotency-Key entries not saved: %s", why);
 	if (journal_compact_due(&j) &&
 	    journal_compact(&j, &ks, why, sizeof(why)) == -1)
 		log_warnx("key store compaction failed: %s", why);
@@ -642,6 +658,9 @@ master_keys_tick(struct master *m, int64_t now)
 	if (size >= JOURNAL_COMPACT_MIN &&
 	    size > journal_snapshot_size(&m->m_journal) &&
 	    keystore_lock(&m->m_ks, getpid(), 0) == KS_OK) {
+		if (idem_save(&m->m_journal, shm_idem(m->m_shm),
+		    util_now_ms(), err, sizeof(err)) == -1)
+			log_warnx("Idempotency-Key entries not saved: %s", err);
 		if (journal_compact(&m->m_journal, &m->m_ks, err,
 		    sizeof(err)) == -1)
 			log_warnx("key store compaction failed: %s", err);

@@ -157,6 +157,82 @@ secret_hint(const char *secret, char *out, size_t outlen)
 	snprintf(out, outlen, "%.*s_...%s", (int)plen, secret, body);
 }
 
+/* Is s[0..len) an accepted foreign secret (8..512 of 0x21..0x7e)? */
+int
+secret_valid_import(const char *s, size_t len, const char **cause)
+{
+	size_t	 i;
+
+	if (len < SECRET_IMPORT_MIN || len > SECRET_IMPORT_MAX) {
+		*cause = "must be 8 to 512 characters long";
+		return (0);
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) {
+			*cause = "must be visible ASCII characters (0x21 to "
+			    "0x7e: no space, control or non-ASCII character)";
+			return (0);
+		}
+	return (1);
+}
+
+/* Length of the [a-z0-9] run at s, within len, if it is a prefix; 0 if not. */
+static size_t
+secret_prefix_len(const char *s, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i < len && i < SECRET_PREFIX_MAX; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= '0' && s[i] <= '9')))
+			break;
+	return (i > 0 && i + 1 < len && s[i] == '_' ? i : 0);
+}
+
+/*
+ * Hint of any secret.  keygate's own shape keeps its usual hint; any
+ * other shows at most 8 characters of a secret of 16 or more (half of
+ * the shortest, a tenth or less of typical 40-character keys) and 2 of a
+ * shorter one, whose first characters are too large a share to show.
+ */
+void
+secret_hint_any(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t	 plen, i;
+
+	if (outlen == 0)
+		return;
+	if ((plen = secret_prefix_len(s, len)) > 0 &&
+	    len == plen + 1 + SECRET_BODY_LEN) {
+		for (i = plen + 1; i < len; i++)
+			if (!secret_is_base62((unsigned char)s[i]))
+				break;
+		if (i == len) {		/* as secret_hint() would */
+			snprintf(out, outlen, "%.*s_...%.4s", (int)plen, s,
+			    s + len - SECRET_HINT_TAIL);
+			return;
+		}
+	}
+	if (len >= 16)
+		snprintf(out, outlen, "%.4s...%.4s", s, s + len - 4);
+	else if (len >= 2)
+		snprintf(out, outlen, "...%.2s", s + len - 2);
+	else
+		snprintf(out, outlen, "...");
+}
+
+/* The prefix regenerations of an imported secret use. */
+void
+secret_prefix_of(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t	 plen;
+
+	if ((plen = secret_prefix_len(s, len)) > 0)
+		snprintf(out, outlen, "%.*s", (int)plen, s);
+	else
+		snprintf(out, outlen, "%s", SECRET_DEFAULT_PREFIX);
+}
+
 /* Is s a valid prefix ([a-z0-9]{1,12})? */
 int
 secret_valid_prefix(const char *s)

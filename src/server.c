@@ -278,6 +278,7 @@ struct conn_admin {
 	int	 ca_mbit;
 	char	*ca_target;	/* path and query */
 	char	*ca_auth;	/* Authorization value, or NULL */
+	char	*ca_idem;	/* Idempotency-Key value, or NULL */
 };
 
 static void	 server_stop(struct worker *);
@@ -1178,6 +1179,10 @@ conn_admin_free(struct conn *c)
 		OPENSSL_cleanse(c->c_adm->ca_auth, strlen(c->c_adm->ca_auth));
 		free(c->c_adm->ca_auth);
 	}
+	if (c->c_adm->ca_idem != NULL) {	/* decrypts a secret */
+		OPENSSL_cleanse(c->c_adm->ca_idem, strlen(c->c_adm->ca_idem));
+		free(c->c_adm->ca_idem);
+	}
 	free(c->c_adm);
 	c->c_adm = NULL;
 }
@@ -1207,6 +1212,9 @@ conn_admin_begin(struct conn *c)
 	if ((h = http_header_find(m, "authorization")) != NULL &&
 	    (ca->ca_auth = strndup(h->h_value, h->h_valuelen)) == NULL)
 		return (-1);
+	if ((h = http_header_find(m, "idempotency-key")) != NULL &&
+	    (ca->ca_idem = strndup(h->h_value, h->h_valuelen)) == NULL)
+		return (-1);
 	return (0);
 }
 
@@ -1232,6 +1240,8 @@ conn_admin_respond(struct conn *c)
 	}
 	aq.aq_auth = ca->ca_auth;
 	aq.aq_authlen = ca->ca_auth != NULL ? strlen(ca->ca_auth) : 0;
+	aq.aq_idem = ca->ca_idem;
+	aq.aq_idemlen = ca->ca_idem != NULL ? strlen(ca->ca_idem) : 0;
 	aq.aq_bodylen = evbuffer_get_length(c->c_pending);
 	aq.aq_body = aq.aq_bodylen == 0 ? "" :
 	    (const char *)conn_pullup(c->c_pending, aq.aq_bodylen);
@@ -2545,6 +2555,7 @@ server_keys_setup(struct worker *w)
 	ae->ae_fails = shm_failtable(w->w_env->se_shm);
 	ae->ae_stats = shm_stats(w->w_env->se_shm);
 	ae->ae_jwks = shm_jwks(w->w_env->se_shm);
+	ae->ae_idem = shm_idem(w->w_env->se_shm);
 	secret_json_wipe();	/* admin bodies may hold secrets */
 	return (0);
 }

@@ -16,6 +16,7 @@
 
 #include <openssl/rand.h>
 
+#include "idem.h"
 #include "jwks.h"
 #include "keystore.h"
 #include "ratelimit.h"
@@ -39,6 +40,7 @@ struct shm_private {
 	size_t		 sp_jwt_off;
 	size_t		 sp_jwks_off;
 	size_t		 sp_stats_off;
+	size_t		 sp_idem_off;
 	uint32_t	 sp_max_keys;
 	uint32_t	 sp_max_active;
 };
@@ -66,6 +68,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	struct keystore		 ks;
 	struct timespec		 wall, mono;
 	size_t			 off, ipoff, failoff, jwtoff, jwksoff, statsoff;
+	size_t			 idemoff;
 	size_t			 size;
 	size_t			 page;
 	uint64_t		 seed;
@@ -83,7 +86,9 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	    ~(size_t)63);
 	statsoff = jwksoff + ((JWT_MAX_PROVIDERS * sizeof(struct jwks_slot) +
 	    63) & ~(size_t)63);
-	size = statsoff + sizeof(struct stats_region);
+	idemoff = statsoff + ((sizeof(struct stats_region) + 63) &
+	    ~(size_t)63);
+	size = idemoff + IDEM_TABLE_SIZE;
 	base = mmap(NULL, page + size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
@@ -105,6 +110,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	sp->sp_jwt_off = jwtoff;
 	sp->sp_jwks_off = jwksoff;
 	sp->sp_stats_off = statsoff;
+	sp->sp_idem_off = idemoff;
 	sp->sp_max_keys = max_keys;
 	sp->sp_max_active = max_active;
 	(void)mprotect(base, page, PROT_READ);
@@ -121,6 +127,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	sh->sh_jwt_off = jwtoff;
 	sh->sh_jwks_off = jwksoff;
 	sh->sh_stats_off = statsoff;
+	sh->sh_idem_off = idemoff;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
@@ -134,6 +141,14 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	ratelimit_iptable_init((char *)sh + jwtoff, SHM_JWT_ENTRIES,
 	    seed * 0x94d049bb133111ebULL + 5);
 	return (sh);
+}
+
+/* The Idempotency-Key table (idem.h). */
+struct idem_entry *
+shm_idem(const struct shm_header *sh)
+{
+	return ((struct idem_entry *)((char *)(uintptr_t)sh +
+	    shm_private(sh)->sp_idem_off));
 }
 
 /* Attach ks to the key store of sh (layout from the private page). */

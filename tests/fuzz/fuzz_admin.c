@@ -16,6 +16,9 @@
  *			"/v1/keys/{id}"
  *		  6	GET /v1/keys with REST as the Authorization value
  *
+ * POST /v1/keys/import (mode 5) answers NDJSON, checked line by line
+ * (fz_import); a create that brought its secret answers without one.
+ *
  * GET /v1/status and GET /metrics (mode 5) read a counter region with a
  * few upstreams and two samples, made once at start-up; /metrics answers
  * Prometheus text, checked for its type and length only.
@@ -82,6 +85,7 @@
 #define S_404		0x020
 #define S_405		0x040
 #define S_422		0x080
+#define S_409		0x100
 
 static const struct {
 	int	 st_code;
@@ -89,6 +93,7 @@ static const struct {
 } fz_statuses[] = {
 	{ 200, S_200 }, { 201, S_201 }, { 204, S_204 }, { 400, S_400 },
 	{ 401, S_401 }, { 404, S_404 }, { 405, S_405 }, { 422, S_422 },
+	{ 409, S_409 },
 };
 
 /* Methods for mode 5, by (byte / 7) % 8. */
@@ -289,6 +294,53 @@ fz_check(const struct admin_response *rs, int allowed)
 	FUZZ_ASSERT(json_object_get(o, "secret") == NULL);
 	FUZZ_ASSERT(json_object_size(o) == 2U + (rs->as_status == 422));
 	return (o);
+}
+
+/*
+ * POST /v1/keys/import answers NDJSON: 1 if rs is that answer, checked
+ * (a POST of that path, 200, one result object per line with increasing
+ * line numbers, a known status, an error object exactly for "error",
+ * an id that is a key id, or null only for an error), 0 for any other.
+ */
+static int
+fz_import(const struct fz_req *r, const struct admin_response *rs)
+{
+	const char	*p, *nl, *st, *id;
+	json_t		*o, *e;
+	json_int_t	 last = 0, line;
+
+	if (rs->as_type == NULL || strcmp(rs->as_type, FZ_JSON) == 0)
+		return (0);
+	if (strcmp(rs->as_type, "application/x-ndjson") != 0)
+		return (0);
+	FUZZ_ASSERT(r->r_mbit == HTTP_M_POST && rs->as_status == 200 &&
+	    r->r_pathlen == 15 && memcmp(r->r_path, "/v1/keys/import", 15) ==
+	    0);
+	FUZZ_ASSERT(rs->as_body != NULL && rs->as_bodylen > 0 &&
+	    strlen(rs->as_body) == rs->as_bodylen &&
+	    rs->as_body[rs->as_bodylen - 1] == '\n');
+	for (p = rs->as_body; *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		o = json_loadb(p, (size_t)(nl - p), JSON_REJECT_DUPLICATES,
+		    NULL);
+		FUZZ_ASSERT(json_is_object(o));
+		line = json_integer_value(json_object_get(o, "line"));
+		FUZZ_ASSERT(line > last);
+		last = line;
+		st = fz_str(o, "status");
+		id = fz_str(o, "id");
+		e = json_object_get(o, "error");
+		FUZZ_ASSERT(st != NULL && (strcmp(st, "created") == 0 ||
+		    strcmp(st, "unchanged") == 0 || strcmp(st, "error") == 0));
+		FUZZ_ASSERT((e != NULL) == (strcmp(st, "error") == 0));
+		FUZZ_ASSERT(e == NULL || (fz_str(e, "code") != NULL &&
+		    fz_str(e, "message") != NULL));
+		FUZZ_ASSERT(id == NULL ? e != NULL && json_is_null(
+		    json_object_get(o, "id")) : secret_valid_id(id,
+		    strlen(id)));
+		json_decref(o);
+	}
+	return (1);
 }
 
 /*
@@ -595,7 +647,8 @@ fz_free_form(struct fz_req *r, const char *p, size_t n, const char *id,
 		r->r_path = buf;
 		r->r_pathlen = off + plen - 1;
 	}
-	return (S_200 | S_201 | S_204 | S_400 | S_404 | S_405 | S_422);
+	return (S_200 | S_201 | S_204 | S_400 | S_404 | S_405 | S_409 |
+	    S_422);
 }
 
 /* Build the request of mode (first byte) from the rest of the input. */
@@ -613,7 +666,7 @@ fz_build(struct fz_req *r, uint8_t sel, const char *p, size_t n,
 	case 0:
 		r->r_path = "/v1/keys";
 		r->r_pathlen = strlen(r->r_path);
-		return (S_201 | S_400 | S_422);
+		return (S_201 | S_400 | S_409 | S_422);
 	case 1:
 		r->r_mbit = HTTP_M_PATCH;
 		r->r_pathlen = fz_keypath(buf, buflen, id, "");
@@ -671,8 +724,10 @@ fz_check_answer(uint8_t sel, json_t *o,
 	}
 	if (o == NULL)
 		return;
-	if ((mode == 0 && rs->as_status == 201) ||
-	    (mode == 2 && rs->as_status == 200))
+	if (mode == 0 && rs->as_status == 201)
+		/* No secret when the body brought one (or its digest). */
+		fz_check_key(o, json_object_get(o, "secret") != NULL);
+	else if (mode == 2 && rs->as_status == 200)
 		fz_check_key(o, 1);
 	else if (mode == 1 && rs->as_status == 200)
 		fz_check_key(o, 0);
@@ -719,7 +774,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	applied = fz.f_ks.ks_hdr->kh_applied;
 	jsize = journal_size(&fz.f_j);
 	fz_send(&r, &rs);
-	if (fz_metrics(&r, &rs)) {
+	if (fz_import(&r, &rs))
+		fz_check_no_secret(rs.as_body);
+	else if (fz_metrics(&r, &rs)) {
 		FUZZ_ASSERT(fz.f_ks.ks_hdr->kh_applied == applied &&
 		    journal_size(&fz.f_j) == jsize);
 		fz_check_no_secret(rs.as_body);

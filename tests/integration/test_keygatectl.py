@@ -909,7 +909,7 @@ def test_help_and_version():
     out = ok(p, "-h")
     kg.check(out.startswith("usage: keygatectl "), "-h output %r" % out[:80])
     for cmd in ("create", "list", "show", "update", "delete", "regenerate",
-                "usage", "verify", "status", "top"):
+                "usage", "verify", "import", "status", "top"):
         kg.check(re.search(r"^\t%s\b" % cmd, out, re.M),
                  "-h does not describe %s" % cmd)
     p = ctl()
@@ -938,7 +938,7 @@ def test_help_commands():
         if m:
             synopsis[m.group(1)] = line.strip()
     for cmd in ("create", "list", "show", "update", "delete", "regenerate",
-                "usage", "verify", "status", "top"):
+                "usage", "verify", "import", "status", "top"):
         first = synopsis[cmd].split("\n")[0]
         for args in (("help", cmd), (cmd, "--help"), (cmd, "-h"),
                      (cmd, "x", "--help"), ("--json", cmd, "--help")):

@@ -22,7 +22,7 @@ SCRIPT = os.path.join(kg.SRCDIR, "contrib", "quickstart.sh")
 
 DEMO_ONLY = {"build-essential", "autoconf", "automake", "pkg-config",
              "libevent-dev", "libpcre2-dev", "libjansson-dev", "libssl-dev",
-             "libcurl4-openssl-dev", "curl", "python3-jwt",
+             "libcurl4-openssl-dev", "libyaml-dev", "curl", "python3-jwt",
              "python3-cryptography"}
 TEST_ADDS = {"libcmocka-dev", "python3", "clang", "libclang-rt-dev",
              "systemd", "procps", "openssl", "prometheus"}

@@ -36,6 +36,7 @@
 #include "auth.h"
 #include "config.h"
 #include "http.h"
+#include "idem.h"
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
@@ -70,6 +71,10 @@ struct fx {
 	json_t			*body;		/* ... parsed */
 	char			 secrets[T_SECRETS][SECRET_MAX + 1];
 	int			 nsecrets;
+	int			 byo;		/* the request brings a secret */
+	const char		*idem;		/* Idempotency-Key, NULL: none */
+	int			 replay;	/* a known secret may come back */
+	struct idem_entry	*itable;	/* env.ae_idem */
 };
 
 static json_t	*doc;	/* admin_openapi_json, parsed */
@@ -264,7 +269,8 @@ template_of(const char *path, char *buf, size_t len)
 {
 	const char	*id, *slash;
 
-	if (strncmp(path, "/v1/keys/", 9) != 0)
+	if (strncmp(path, "/v1/keys/", 9) != 0 ||
+	    strcmp(path, "/v1/keys/import") == 0)
 		return (path);
 	id = path + 9;
 	if ((slash = strchr(id, '/')) == NULL)
@@ -359,6 +365,8 @@ fx_setup_max(void **state, uint32_t max)
 	f->env.ae_rate[1] = 200;
 	f->env.ae_rate[2] = 1000;
 	f->env.ae_version = "9.8.7";
+	assert_non_null(f->itable = calloc(1, IDEM_TABLE_SIZE));
+	f->env.ae_idem = f->itable;
 	f->auth = T_AUTH;
 	f->mono = T_MONO;
 	quiet = 0;
@@ -424,8 +432,43 @@ fx_teardown(void **state)
 	closedir(d);
 	rmdir(f->dir);
 	munmap(f->region, f->size);
+	free(f->itable);
 	free(f);
 	return (0);
+}
+
+/*
+ * An NDJSON answer (POST /v1/keys/import): every line parses and matches
+ * the document's x-ndjson schema; f->body becomes the array of lines.
+ */
+static void
+check_ndjson(struct fx *f, int mbit, const char *path)
+{
+	struct admin_response	*rs = &f->rs;
+	json_t			*schema, *line;
+	const char		*p, *nl;
+	char			 tbuf[128], sbuf[16];
+
+	snprintf(sbuf, sizeof(sbuf), "%d", rs->as_status);
+	schema = json_object_get(json_object_get(json_object_get(
+	    resolve(json_object_get(json_object_get(json_object_get(
+	    json_object_get(json_object_get(doc, "paths"), template_of(path,
+	    tbuf, sizeof(tbuf))), method_name(mbit)), "responses"), sbuf)),
+	    "content"), "application/x-ndjson"), "schema");
+	assert_non_null(schema);
+	assert_non_null(f->body = json_array());
+	assert_true(rs->as_bodylen > 0 && rs->as_body[rs->as_bodylen - 1] ==
+	    '\n');
+	for (p = rs->as_body; *p != '\0'; p = nl + 1) {
+		assert_non_null(nl = strchr(p, '\n'));
+		assert_non_null(line = json_loadb(p, (size_t)(nl - p), 0,
+		    NULL));
+		if (schema_check(schema, line, path) != 0)
+			fail_msg("%.*s does not match the OpenAPI document",
+			    (int)(nl - p), p);
+		json_array_append_new(f->body, line);
+	}
+	assert_null(rs->as_code);
 }
 
 /* Checks every answer must pass, then remember a new secret. */
@@ -436,7 +479,7 @@ check_answer(struct fx *f, int mbit, const char *path)
 	json_t			*sec;
 	int			 k, gives;
 
-	for (k = 0; k < f->nsecrets; k++)
+	for (k = 0; k < f->nsecrets && !f->replay; k++)
 		assert_true(rs->as_body == NULL ||
 		    strstr(rs->as_body, f->secrets[k]) == NULL);
 	assert_true((rs->as_status == 401) == (rs->as_challenge != NULL));
@@ -451,6 +494,11 @@ check_answer(struct fx *f, int mbit, const char *path)
 		return;
 	}
 	assert_non_null(rs->as_body);
+	if (strcmp(rs->as_type, "application/x-ndjson") == 0) {
+		assert_int_equal(rs->as_status, 200);
+		check_ndjson(f, mbit, path);
+		return;
+	}
 	assert_string_equal(rs->as_type, "application/json");
 	assert_int_equal(strlen(rs->as_body), rs->as_bodylen);
 	assert_non_null(f->body = json_loadb(rs->as_body, rs->as_bodylen, 0,
@@ -463,11 +511,11 @@ check_answer(struct fx *f, int mbit, const char *path)
 	conform(f, mbit, path);
 	/* Only create and regenerate show a secret. */
 	gives = (mbit == HTTP_M_POST && strcmp(path, "/v1/keys") == 0 &&
-	    rs->as_status == 201) || (mbit == HTTP_M_POST &&
+	    rs->as_status == 201 && !f->byo) || (mbit == HTTP_M_POST &&
 	    strstr(path, "/regenerate") != NULL && rs->as_status == 200);
 	sec = json_object_get(f->body, "secret");
 	assert_true(gives == (sec != NULL));
-	if (sec != NULL) {
+	if (sec != NULL && !f->replay) {
 		assert_true(f->nsecrets < T_SECRETS);
 		snprintf(f->secrets[f->nsecrets++], SECRET_MAX + 1, "%s",
 		    json_string_value(sec));
@@ -497,6 +545,8 @@ req_at(struct fx *f, int mbit, const char *target, const char *body,
 	rq.aq_querylen = q != NULL ? strlen(q + 1) : 0;
 	rq.aq_auth = f->auth;
 	rq.aq_authlen = f->auth != NULL ? strlen(f->auth) : 0;
+	rq.aq_idem = f->idem;
+	rq.aq_idemlen = f->idem != NULL ? strlen(f->idem) : 0;
 	rq.aq_body = body;
 	rq.aq_bodylen = body != NULL ? strlen(body) : 0;
 	rq.aq_now = now;
@@ -504,6 +554,8 @@ req_at(struct fx *f, int mbit, const char *target, const char *body,
 	rq.aq_ip = f->iplen > 0 ? f->ip : NULL;
 	rq.aq_iplen = f->iplen;
 	rq.aq_client = f->client;
+	f->byo = body != NULL && (strstr(body, "\"secret\"") != NULL ||
+	    strstr(body, "\"secret_sha256\"") != NULL);
 	admin_handle(&f->env, &rq, &f->rs);
 	snprintf(path, sizeof(path), "%.*s", (int)rq.aq_pathlen, target);
 	check_answer(f, mbit, path);
@@ -668,6 +720,7 @@ test_openapi_document(void **state)
 		{ "/v1/status", { "get" } },
 		{ "/v1/openapi.json", { "get" } },
 		{ "/v1/keys", { "get", "post" } },
+		{ "/v1/keys/import", { "post" } },
 		{ "/v1/keys/{id}", { "get", "patch", "delete" } },
 		{ "/v1/keys/{id}/regenerate", { "post" } },
 		{ "/v1/keys/{id}/usage", { "get" } },
@@ -1469,6 +1522,546 @@ test_create_invalid(void **state)
 	assert_non_null(strstr(str(f->body, "message"), "rate_limit.per_2s"));
 	assert_int_equal(keystore_count(&f->ks), 0);
 	assert_int_equal(journal_lines(f), 0);
+}
+
+/* Does dir/name hold needle? */
+static int
+file_has(struct fx *f, const char *name, const char *needle)
+{
+	char	*text = slurp(f, name);
+	int	 found;
+
+	found = text != NULL && strstr(text, needle) != NULL;
+	free(text);
+	return (found);
+}
+
+/* Would secret[0..len) be let through now (auth's own check)? */
+static int
+auth_ok(struct fx *f, const char *secret, char *id)
+{
+	struct auth_result	 ar;
+
+	memset(&ar, 0, sizeof(ar));
+	auth_check_secret(&f->ks, secret, strlen(secret), NULL, T_NOW, &ar);
+	if (ar.ar_status == 0 && id != NULL)
+		snprintf(id, KS_ID_LEN + 1, "%.20s", ar.ar_key.k_id);
+	return (ar.ar_status == 0);
+}
+
+/* Create with the caller's secret s (any bytes, JSON-escaped here). */
+static json_t *
+create_byo(struct fx *f, const char *member, const char *s, const char *more)
+{
+	json_t	*b;
+	char	*text, *body;
+	size_t	 len;
+
+	assert_non_null(b = json_pack("{s:s}", member, s));
+	assert_non_null(text = json_dumps(b, JSON_COMPACT));
+	json_decref(b);
+	len = strlen(text) + strlen(more) + 32;
+	assert_non_null(body = malloc(len));
+	/* {"secret":"..."} + ,"owner":"o"MORE} */
+	snprintf(body, len, "%.*s,\"owner\":\"o\"%s}",
+	    (int)strlen(text) - 1, text, more);
+	req(f, HTTP_M_POST, "/v1/keys", body);
+	free(body);
+	free(text);
+	return (f->body);
+}
+
+/*
+ * POST /v1/keys with the caller's secret: 201 without "secret", the hint
+ * of a foreign shape, any visible ASCII up to 512 bytes authenticating,
+ * the prefix for regenerations, 409 for a secret in use, and the
+ * plaintext nowhere: not in the answer, the journal or the log.
+ */
+static void
+test_create_byo(void **state)
+{
+	static const char	*odd[] = {
+		"ab.cd.ef", "eyJhbGciOi.eyJzdWIi.c2ln", "a/b+c=d==",
+		"quote\"back\\slash", "~!@#$%^&*()[]{}<>?,;:'`|",
+	};
+	struct fx	*f = *state;
+	char		 big[SECRET_IMPORT_MAX + 1], id[KS_ID_LEN + 1];
+	char		 id2[KS_ID_LEN + 1], p[96];
+	json_t		*o;
+	size_t		 i;
+
+	for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		o = create_byo(f, "secret", odd[i], "");
+		if (f->rs.as_status != 201)
+			fail_msg("%s: %d %s", odd[i], f->rs.as_status,
+			    f->rs.as_body);
+		assert_null(json_object_get(o, "secret"));
+		assert_null(strstr(f->rs.as_body, odd[i]));
+		assert_string_equal(str(o, "prefix"), "live");
+		snprintf(id, sizeof(id), "%s", str(o, "id"));
+		assert_true(auth_ok(f, odd[i], id2));
+		assert_string_equal(id, id2);
+	}
+	assert_string_equal(str(o, "hint"), "~!@#...:'`|");
+	/* 512 bytes cycling through every visible character. */
+	for (i = 0; i < SECRET_IMPORT_MAX; i++)
+		big[i] = (char)(0x21 + i % 94);
+	big[i] = '\0';
+	o = create_byo(f, "secret", big, ",\"scopes\":[\"r\"]");
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_equal(str(o, "hint"), "!\"#$...GHIJ");
+	assert_true(auth_ok(f, big, NULL));
+	big[SECRET_IMPORT_MAX - 1] = 'X';
+	assert_false(auth_ok(f, big, NULL));
+	/* The same secret again: 409, nothing stored. */
+	i = keystore_count(&f->ks);
+	create_byo(f, "secret", "ab.cd.ef", "");
+	expect_error(f, 409, "key_exists", NULL);
+	assert_int_equal(keystore_count(&f->ks), i);
+	/* Short ones show their last 2 only; keygate's shape its usual hint. */
+	o = create_byo(f, "secret", "short.secret", "");
+	assert_string_equal(str(o, "hint"), "...et");
+	o = create_byo(f, "secret", "test_0123456789abcdefghijABCDEFGHIJ01",
+	    "");
+	assert_string_equal(str(o, "hint"), "test_...IJ01");
+	assert_string_equal(str(o, "prefix"), "test");
+	/* sk_live_...: prefix "sk", kept by regenerate; "prefix" wins. */
+	o = create_byo(f, "secret", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "");
+	assert_string_equal(str(o, "hint"), "sk_l...p7dc");
+	assert_string_equal(str(o, "prefix"), "sk");
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", str(o, "id"));
+	o = req(f, HTTP_M_POST, p, NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_memory_equal(str(o, "secret"), "sk_", 3);
+	assert_false(auth_ok(f, "sk_live_4eC39HqLyjWDarjtT1zdp7dc", NULL));
+	o = create_byo(f, "secret", "no-prefix-here", ",\"prefix\":\"acme\"");
+	assert_string_equal(str(o, "prefix"), "acme");
+	/* A secret without a prefix shape regenerates as live_. */
+	o = create_byo(f, "secret", "a.b.c.d.e.f", "");
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", str(o, "id"));
+	o = req(f, HTTP_M_POST, p, NULL);
+	assert_memory_equal(str(o, "secret"), "live_", 5);
+	assert_int_equal(strlen(str(o, "secret")), 5 + SECRET_BODY_LEN);
+	/* The digest alone, with and without a hint. */
+	o = create_byo(f, "secret_sha256", "3ddb8fb2d5afd3bd4a6b6e1a2b2b6b5c"
+	    "00ef9bc2f1a4d4c2e2d0e4f4b8a5c6d7", "");
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_equal(str(o, "hint"), "");
+	/* sha256("legacy-secret-123") */
+	{
+		uint8_t	 d[KS_DIGEST_LEN];
+		char	 hex[2 * KS_DIGEST_LEN + 1];
+
+		secret_digest("legacy-secret-123", 17, d);
+		for (i = 0; i < KS_DIGEST_LEN; i++)
+			snprintf(hex + 2 * i, 3, "%02X", d[i]);
+		o = create_byo(f, "secret_sha256", hex,
+		    ",\"hint\":\"leg...123\"");
+		assert_int_equal(f->rs.as_status, 201);
+		assert_string_equal(str(o, "hint"), "leg...123");
+		assert_true(auth_ok(f, "legacy-secret-123", id));
+		assert_string_equal(id, str(o, "id"));
+		/* The digest of a secret in use: 409. */
+		create_byo(f, "secret", "legacy-secret-123", "");
+		expect_error(f, 409, "key_exists", NULL);
+	}
+	check_replay(f);
+	/* The plaintexts are nowhere on disk. */
+	for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		assert_false(file_has(f, JOURNAL_FILE, odd[i]));
+		assert_false(file_has(f, "error.log", odd[i]));
+	}
+	assert_false(file_has(f, JOURNAL_FILE, "legacy-secret-123"));
+	assert_false(file_has(f, JOURNAL_FILE, "4eC39HqLyjWDarjtT1zdp7dc"));
+}
+
+/* Bad brought secrets: 422 naming the field, never quoting the secret. */
+static void
+test_create_byo_invalid(void **state)
+{
+	static const struct {
+		const char	*body, *field;
+	} cases[] = {
+		{ "{\"owner\":\"o\",\"secret\":\"seven77\"}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"has space\"}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"tab\\there1\"}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"del\\u007fhere\"}",
+		    "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"caf\\u00e9-secret\"}",
+		    "secret" },
+		{ "{\"owner\":\"o\",\"secret\":12345678}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":null}", "secret" },
+		{ "{\"owner\":\"o\",\"secret\":\"abcdefgh\","
+		    "\"secret_sha256\":\"00\"}", "secret_sha256" },
+		{ "{\"owner\":\"o\",\"secret\":\"abcdefgh\",\"hint\":\"x\"}",
+		    "hint" },
+		{ "{\"owner\":\"o\",\"secret_sha256\":\"0123\"}",
+		    "secret_sha256" },
+		{ "{\"owner\":\"o\",\"secret_sha256\":\"0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef0123456789abcdeg\"}",
+		    "secret_sha256" },
+		{ "{\"owner\":\"o\",\"secret_sha256\":\"0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef0123456789abcdef\","
+		    "\"hint\":\"123456789012345678901\"}", "hint" },
+		{ "{\"owner\":\"o\",\"secret_sha256\":\"0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef0123456789abcdef\","
+		    "\"hint\":\"a\\nb\"}", "hint" },
+		{ "{\"secret\":\"abcdefgh-no-owner\"}", "owner" },
+		{ "{\"owner\":\"o\",\"secret\":\"abcdefgh-bad-prefix\","
+		    "\"prefix\":\"A\"}", "prefix" },
+	};
+	struct fx	*f = *state;
+	char		 big[SECRET_IMPORT_MAX + 2];
+	size_t		 i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		req(f, HTTP_M_POST, "/v1/keys", cases[i].body);
+		if (f->rs.as_status != 422)
+			fail_msg("case %zu %s: %d %s", i, cases[i].body,
+			    f->rs.as_status, f->rs.as_body);
+		expect_error(f, 422, "invalid_field", cases[i].field);
+		assert_null(strstr(f->rs.as_body, "has space"));
+		assert_null(strstr(f->rs.as_body, "seven77"));
+	}
+	memset(big, 'a', sizeof(big));
+	big[SECRET_IMPORT_MAX + 1] = '\0';
+	create_byo(f, "secret", big, "");
+	expect_error(f, 422, "invalid_field", "secret");
+	assert_non_null(strstr(str(f->body, "message"), "8 to 512"));
+	assert_int_equal(keystore_count(&f->ks), 0);
+	assert_int_equal(journal_lines(f), 0);
+}
+
+/* Result n (from 0) of the last import answer. */
+static json_t *
+result(struct fx *f, size_t n)
+{
+	json_t	*r = json_array_get(f->body, n);
+
+	if (r == NULL)
+		fail_msg("no result %zu in %s", n, f->rs.as_body);
+	return (r);
+}
+
+/* Assert result n: line, status and, for an error, its code (and field). */
+static void
+expect_line(struct fx *f, size_t n, int line, const char *status,
+    const char *code, const char *field)
+{
+	json_t	*r = result(f, n), *e = json_object_get(r, "error");
+
+	if (json_integer_value(json_object_get(r, "line")) != line ||
+	    strcmp(str(r, "status"), status) != 0 ||
+	    (code != NULL && strcmp(str(e, "code"), code) != 0))
+		fail_msg("result %zu: want line %d %s %s, got %s", n, line,
+		    status, code != NULL ? code : "", f->rs.as_body);
+	if (code == NULL)
+		assert_null(e);
+	else
+		assert_true(strlen(str(e, "message")) > 0);
+	if (field != NULL)
+		assert_string_equal(str(e, "field"), field);
+}
+
+/*
+ * POST /v1/keys/import: per-line results in order, each line on its own,
+ * blank lines skipped, the second run of the same body changes nothing,
+ * ids kept, conflicts and secrets of other keys refused per line.
+ */
+static void
+test_import(void **state)
+{
+	static const char body[] =
+	    "{\"owner\":\"a\",\"secret\":\"imported.secret/1=\"}\n"
+	    "{\"id\":\"key_0123456789abcdef\",\"owner\":\"b\","
+	    "\"secret_sha256\":\"0123456789abcdef0123456789abcdef"
+	    "0123456789abcdef0123456789abcdef\",\"scopes\":[\"r\",\"w\"]}\n"
+	    "\r\n"
+	    "  \n"
+	    "{\"owner\":\"c\",\"secret\":\"imported.secret/1=\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"imported.secret/1=\"}\n"
+	    "{\"owner\":\"d\" \"secret\":\"in.bad.json.1\"}\n"
+	    "[1,2]\n"
+	    "{\"owner\":\"e\"}\n"
+	    "{\"owner\":\"f\",\"secret\":\"short\"}\n"
+	    "{\"owner\":\"g\",\"secret\":\"a-good-one-9\",\"id\":\"k1\"}\n"
+	    "{\"owner\":\"h\",\"secret\":\"another.one-10\",\"foo\":1}\n"
+	    "{\"owner\":\"i\",\"secret\":\"last/secret=11\","
+	    "\"id\":\"key_AAAAAAAAAAAAAAAA\"}";	/* no final newline */
+	struct fx	*f = *state;
+	char		 id1[KS_ID_LEN + 1], id[KS_ID_LEN + 1];
+	int		 lines, run;
+
+	for (run = 0; run < 2; run++) {
+		req(f, HTTP_M_POST, "/v1/keys/import", body);
+		assert_int_equal(json_array_size(f->body), 11);
+		expect_line(f, 0, 1, run == 0 ? "created" : "unchanged", NULL,
+		    NULL);
+		if (run == 0)
+			snprintf(id1, sizeof(id1), "%s", str(result(f, 0),
+			    "id"));
+		assert_string_equal(str(result(f, 0), "id"), id1);
+		expect_line(f, 1, 2, run == 0 ? "created" : "unchanged", NULL,
+		    NULL);
+		assert_string_equal(str(result(f, 1), "id"),
+		    "key_0123456789abcdef");
+		expect_line(f, 2, 5, "error", "key_exists", NULL);
+		assert_non_null(strstr(str(json_object_get(result(f, 2),
+		    "error"), "message"), id1));
+		expect_line(f, 3, 6, "unchanged", NULL, NULL);
+		assert_string_equal(str(result(f, 3), "id"), id1);
+		expect_line(f, 4, 7, "error", "bad_json", NULL);
+		assert_true(json_is_null(json_object_get(result(f, 4), "id")));
+		expect_line(f, 5, 8, "error", "bad_json", NULL);
+		expect_line(f, 6, 9, "error", "invalid_field", "secret");
+		expect_line(f, 7, 10, "error", "invalid_field", "secret");
+		expect_line(f, 8, 11, "error", "invalid_field", "id");
+		expect_line(f, 9, 12, "error", "invalid_field", "foo");
+		expect_line(f, 10, 13, run == 0 ? "created" : "unchanged",
+		    NULL, NULL);
+		assert_string_equal(str(result(f, 10), "id"),
+		    "key_AAAAAAAAAAAAAAAA");
+		assert_int_equal(keystore_count(&f->ks), 3);
+		if (run == 0)
+			lines = journal_lines(f);
+		assert_int_equal(journal_lines(f), lines);
+	}
+	assert_int_equal(lines, 3);
+	/* The imported keys work, with their fields. */
+	assert_true(auth_ok(f, "imported.secret/1=", id));
+	assert_string_equal(id, id1);
+	assert_true(auth_ok(f, "last/secret=11", id));
+	assert_false(auth_ok(f, "in.bad.json.1", NULL));
+	assert_false(auth_ok(f, "another.one-10", NULL));
+	req(f, HTTP_M_GET, "/v1/keys/key_0123456789abcdef", NULL);
+	assert_string_equal(str(f->body, "owner"), "b");
+	assert_int_equal(json_array_size(json_object_get(f->body, "scopes")),
+	    2);
+	assert_string_equal(str(f->body, "hint"), "");
+	/* The same id with other content: conflict; nothing changes. */
+	req(f, HTTP_M_POST, "/v1/keys/import", "{\"id\":\"key_0123456789abcdef"
+	    "\",\"owner\":\"b\",\"secret_sha256\":\"0123456789abcdef0123456789"
+	    "abcdef0123456789abcdef0123456789abcdef\",\"scopes\":[\"r\"]}\n");
+	expect_line(f, 0, 1, "error", "conflict", NULL);
+	assert_string_equal(str(result(f, 0), "id"), "key_0123456789abcdef");
+	/* A regenerated key is not the imported one any more. */
+	req(f, HTTP_M_POST, "/v1/keys/key_AAAAAAAAAAAAAAAA/regenerate", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	req(f, HTTP_M_POST, "/v1/keys/import", "{\"owner\":\"i\",\"secret\":"
+	    "\"last/secret=11\",\"id\":\"key_AAAAAAAAAAAAAAAA\"}");
+	expect_line(f, 0, 1, "error", "conflict", NULL);
+	assert_int_equal(journal_lines(f), 4);
+	check_replay(f);
+	assert_false(file_has(f, JOURNAL_FILE, "imported.secret"));
+	assert_false(file_has(f, "error.log", "imported.secret"));
+	assert_false(file_has(f, "error.log", "in.bad.json"));
+	/* Within one body, later lines see the earlier lines' new keys. */
+	req(f, HTTP_M_POST, "/v1/keys/import",
+	    "{\"id\":\"key_BBBBBBBBBBBBBBBB\",\"owner\":\"x\",\"secret\":"
+	    "\"same-body-1\"}\n"
+	    "{\"id\":\"key_BBBBBBBBBBBBBBBB\",\"owner\":\"x\",\"secret\":"
+	    "\"same-body-1\"}\n"
+	    "{\"id\":\"key_BBBBBBBBBBBBBBBB\",\"owner\":\"y\",\"secret\":"
+	    "\"same-body-1\"}\n"
+	    "{\"id\":\"key_CCCCCCCCCCCCCCCC\",\"owner\":\"x\",\"secret\":"
+	    "\"same-body-1\"}\n"
+	    "{\"owner\":\"x\",\"secret\":\"same-body-1\"}\n");
+	expect_line(f, 0, 1, "created", NULL, NULL);
+	expect_line(f, 1, 2, "unchanged", NULL, NULL);
+	expect_line(f, 2, 3, "error", "conflict", NULL);
+	expect_line(f, 3, 4, "error", "key_exists", NULL);
+	expect_line(f, 4, 5, "unchanged", NULL, NULL);
+	assert_string_equal(str(result(f, 4), "id"), "key_BBBBBBBBBBBBBBBB");
+	assert_int_equal(journal_lines(f), 5);
+	check_replay(f);
+	/* A body without a line. */
+	req(f, HTTP_M_POST, "/v1/keys/import", "\n \r\n");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/v1/keys/import", NULL);
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_GET, "/v1/keys/import", NULL);
+	expect_error(f, 405, "method_not_allowed", NULL);
+	assert_string_equal(f->rs.as_allow, "POST");
+}
+
+/* A full store refuses the lines past max_keys, each on its own. */
+static void
+test_import_full(void **state)
+{
+	struct fx	*f = *state;
+
+	req(f, HTTP_M_POST, "/v1/keys/import",
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-1\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-2\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-3\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-4\"}\n"
+	    "{\"owner\":\"a\",\"secret\":\"secret-number-1\"}\n");
+	expect_line(f, 0, 1, "created", NULL, NULL);
+	expect_line(f, 1, 2, "created", NULL, NULL);
+	expect_line(f, 2, 3, "created", NULL, NULL);
+	expect_line(f, 3, 4, "error", "key_store_full", NULL);
+	expect_line(f, 4, 5, "unchanged", NULL, NULL);
+	assert_int_equal(keystore_count(&f->ks), 3);
+	check_replay(f);
+}
+
+/* POST /v1/keys with Idempotency-Key key at now; the answer. */
+static json_t *
+create_idem(struct fx *f, const char *key, const char *body, int64_t now,
+    int replay)
+{
+	json_t	*o;
+
+	f->idem = key;
+	f->replay = replay;
+	o = req_at(f, HTTP_M_POST, "/v1/keys", body, now);
+	f->idem = NULL;
+	f->replay = 0;
+	return (o);
+}
+
+/*
+ * Idempotency-Key: a retry (same key, same body) gets the same id and
+ * secret for 24 hours, and nothing new is stored; another body is 422;
+ * another key is another create; a bad key is 422; a key deleted or
+ * regenerated since is not handed out again; a brought secret is not
+ * kept, its retry answers the key alone.
+ */
+static void
+test_idempotency(void **state)
+{
+	static const char	 body[] = "{\"owner\":\"o\",\"scopes\":[\"r\"]}";
+	static const char	 key[] = "6f1c1b1e-7d0a-4c39-9a57-2a7b8f0f3c11";
+	struct fx		*f = *state;
+	char			 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1], p[96];
+	char			 big[IDEM_KEY_MAX + 2];
+	json_t			*o;
+	int			 i;
+
+	o = create_idem(f, key, body, T_NOW, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	snprintf(id, sizeof(id), "%s", str(o, "id"));
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	for (i = 1; i <= 3; i++) {
+		o = create_idem(f, key, body, T_NOW + i * 3600000LL, 1);
+		assert_int_equal(f->rs.as_status, 201);
+		assert_string_equal(str(o, "id"), id);
+		assert_string_equal(str(o, "secret"), sec);
+		assert_string_equal(str(o, "created_at"), T_NOW_TEXT);
+	}
+	assert_int_equal(keystore_count(&f->ks), 1);
+	assert_int_equal(journal_lines(f), 1);
+	/* The secret is on disk only encrypted. */
+	assert_true(file_has(f, JOURNAL_FILE, "\"idem\":{"));
+	assert_false(file_has(f, JOURNAL_FILE, key));
+	/* Another body with the same key. */
+	create_idem(f, key, "{\"owner\":\"p\"}", T_NOW + 1000, 0);
+	expect_error(f, 422, "idempotency_key_reused", "Idempotency-Key");
+	/* Another key: another key. */
+	o = create_idem(f, "another-key-0001", body, T_NOW + 1000, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_not_equal(str(o, "id"), id);
+	/* 24 hours on, the key is forgotten: a new create. */
+	o = create_idem(f, key, body, T_NOW + IDEM_TTL, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_not_equal(str(o, "id"), id);
+	snprintf(id, sizeof(id), "%s", str(o, "id"));
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	assert_int_equal(keystore_count(&f->ks), 3);
+	/* Bad keys. */
+	create_idem(f, "has space", body, T_NOW, 0);
+	expect_error(f, 422, "invalid_field", "Idempotency-Key");
+	create_idem(f, "", body, T_NOW, 0);
+	expect_error(f, 422, "invalid_field", "Idempotency-Key");
+	memset(big, 'k', sizeof(big));
+	big[IDEM_KEY_MAX + 1] = '\0';
+	create_idem(f, big, body, T_NOW, 0);
+	expect_error(f, 422, "invalid_field", "Idempotency-Key");
+	big[IDEM_KEY_MAX] = '\0';
+	create_idem(f, big, body, T_NOW, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	/* Regenerated since: its old secret is not handed out. */
+	path_for(p, sizeof(p), "/v1/keys/%s/regenerate", id);
+	req_at(f, HTTP_M_POST, p, NULL, T_NOW + IDEM_TTL + 1000);
+	assert_int_equal(f->rs.as_status, 200);
+	create_idem(f, key, body, T_NOW + IDEM_TTL + 2000, 1);
+	expect_error(f, 409, "conflict", NULL);
+	assert_null(strstr(f->rs.as_body, sec));
+	/* Deleted since: 404. */
+	path_for(p, sizeof(p), "/v1/keys/%s", id);
+	req_at(f, HTTP_M_DELETE, p, NULL, T_NOW + IDEM_TTL + 3000);
+	create_idem(f, key, body, T_NOW + IDEM_TTL + 4000, 0);
+	expect_error(f, 404, "key_not_found", NULL);
+	/* A brought secret: the retry answers the key, no secret kept. */
+	f->byo = 1;
+	o = create_idem(f, "byo-key-1", "{\"owner\":\"o\",\"secret\":"
+	    "\"brought.secret=1\"}", T_NOW, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	snprintf(id, sizeof(id), "%s", str(o, "id"));
+	o = create_idem(f, "byo-key-1", "{\"owner\":\"o\",\"secret\":"
+	    "\"brought.secret=1\"}", T_NOW + 5, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_equal(str(o, "id"), id);
+	assert_null(json_object_get(o, "secret"));
+	check_replay(f);
+}
+
+/*
+ * The entries come back from the journal (start-up, repair): a fresh
+ * table loaded through the put-line hook answers a retry with the same
+ * secret.  Entries older than 24 hours are not loaded.
+ */
+static void
+test_idempotency_replay(void **state)
+{
+	static const char	 body[] = "{\"owner\":\"o\"}";
+	struct fx		*f = *state;
+	struct keystore		 ks2;
+	struct journal		 j2;
+	struct idem_entry	*t2, e;
+	uint8_t			 h[KS_DIGEST_LEN];
+	char			 id[KS_ID_LEN + 1], sec[SECRET_MAX + 1];
+	char			 err[256];
+	int64_t			 now = util_now_ms();
+	void			*r2;
+	json_t			*o;
+
+	o = create_idem(f, "fresh-key", body, now - 1000, 0);
+	snprintf(id, sizeof(id), "%s", str(o, "id"));
+	snprintf(sec, sizeof(sec), "%s", str(o, "secret"));
+	create_idem(f, "stale-key", body, now - IDEM_TTL - 1000, 0);
+	assert_int_equal(f->rs.as_status, 201);
+	/* A new store and table from the journal. */
+	r2 = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(r2 != MAP_FAILED);
+	keystore_init(&ks2, r2, f->ks.ks_hdr->kh_max_keys, 0x5eed);
+	assert_non_null(t2 = calloc(1, IDEM_TABLE_SIZE));
+	assert_int_equal(journal_init(&j2, f->dir, (uid_t)-1, (gid_t)-1), 0);
+	assert_int_equal(keystore_lock(&ks2, getpid(), 0), KS_OK);
+	journal_set_put_hook(idem_replay, t2);
+	if (journal_load(&j2, &ks2, err, sizeof(err)) != 0)
+		fail_msg("journal_load: %s", err);
+	journal_set_put_hook(NULL, NULL);
+	keystore_unlock(&ks2, getpid());
+	idem_hash("stale-key", 9, h);
+	assert_int_equal(idem_find(t2, h, now, &e), 0);
+	idem_hash("fresh-key", 9, h);
+	assert_int_equal(idem_find(t2, h, now, &e), 1);
+	assert_string_equal(e.ie_id, id);
+	/* The live env on the loaded table: the same secret. */
+	f->env.ae_idem = t2;
+	memset(f->itable, 0, IDEM_TABLE_SIZE);
+	o = create_idem(f, "fresh-key", body, now, 1);
+	assert_int_equal(f->rs.as_status, 201);
+	assert_string_equal(str(o, "id"), id);
+	assert_string_equal(str(o, "secret"), sec);
+	/* The wrong key cannot open an entry. */
+	assert_int_equal(idem_open("fresh-kez", 9, &e, sec, sizeof(sec)), -1);
+	f->env.ae_idem = f->itable;
+	journal_close(&j2);
+	munmap(r2, f->size);
+	free(t2);
 }
 
 /* Bodies that are not JSON objects: 400 with line and column. */
@@ -2451,6 +3044,20 @@ test_storage_unavailable(void **state)
 	assert_true(json_is_true(json_object_get(o, "valid")));
 	assert_int_equal(f->ks.ks_hdr->kh_applied, applied);
 	assert_int_equal(journal_lines(f), 1);
+	/*
+	 * An import: its new keys (one write for all) fail together, each
+	 * line says so, the unchanged one does not; memory stays as it was.
+	 */
+	req(f, HTTP_M_POST, "/v1/keys/import",
+	    "{\"owner\":\"o\",\"secret\":\"import-full-1\"}\n"
+	    "{\"owner\":\"o\",\"secret\":\"import-full-2\"}\n"
+	    "{\"owner\":\"o\",\"secret\":\"short\"}\n");
+	expect_line(f, 0, 1, "error", "storage_unavailable", NULL);
+	expect_line(f, 1, 2, "error", "storage_unavailable", NULL);
+	expect_line(f, 2, 3, "error", "invalid_field", "secret");
+	assert_int_equal(keystore_count(&f->ks), 1);
+	assert_int_equal(f->ks.ks_hdr->kh_applied, applied);
+	assert_false(auth_ok(f, "import-full-1", NULL));
 	/* The disk is back: the journal is reopened. */
 	close(f->j.j_fd);
 	f->j.j_fd = -1;
@@ -2546,6 +3153,13 @@ main(void)
 		T(test_routing),
 		T(test_create_defaults),
 		T(test_create_full),
+		T(test_create_byo),
+		T(test_import),
+		T(test_idempotency),
+		T(test_idempotency_replay),
+		cmocka_unit_test_setup_teardown(test_import_full,
+		    fx_setup_tiny, fx_teardown),
+		T(test_create_byo_invalid),
 		T(test_create_invalid),
 		T(test_bad_json),
 		T(test_times),

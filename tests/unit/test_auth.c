@@ -265,12 +265,16 @@ struct acase {
 #define B64_256	B64_32 B64_32 B64_32 B64_32 B64_32 B64_32 B64_32 B64_32
 #define B64_1K	B64_256 B64_256 B64_256 B64_256	/* 768 bytes decoded */
 #define B64_128	B64_32 B64_32 B64_32 B64_32
-/* 684 characters, the longest accepted: ":" and 512 or 511 more bytes. */
-#define B64_513	"OkFB" B64_256 B64_256 B64_128 B64_32 "QUFB" "QUFB"
-#define B64_512	"OkFB" B64_256 B64_256 B64_128 B64_32 "QUFB" "QUE="
+#define B64_2K	B64_1K B64_1K				/* 1536 bytes decoded */
+/* 1368 characters, the longest accepted: ":" and 1025 or 1023 more bytes. */
+#define B64_1026 "OkFB" B64_1K B64_256 B64_32 B64_32 "QUFB" "QUFB" "QUFB" \
+		"QUFB" "QUFB"
+#define B64_1024 "OkFB" B64_1K B64_256 B64_32 B64_32 "QUFB" "QUFB" "QUFB" \
+		"QUFB" "QQ=="
 #define A32	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define A64	A32 A32
 #define A256	A64 A64 A64 A64
+#define A512	A256 A256
 
 /* Allowed by key. */
 #define OKK(n, au, sc, hd, sch, id)					\
@@ -373,9 +377,11 @@ static const struct acase cases[] = {
 	  .code = "malformed_credentials",
 	  .message = "the app id contains whitespace or a control character",
 	  .challenge = CH_APP },
-	MAL("key too long", "api-key", XKEY(A256 "a"), NULL, MSG_LONG, CH_API),
-	NO("key of 256 bytes is not malformed", "api-key", XKEY(A256), NULL,
+	MAL("key too long", "api-key", XKEY(A512 "a"), NULL, MSG_LONG, CH_API),
+	NO("key of 512 bytes is not malformed", "api-key", XKEY(A512), NULL,
 	    401, "invalid_credentials", MSG_INVALID, CH_API, NULL),
+	NO("basic key of 512 bytes is not malformed", "api-key", "",
+	    ":" A512, 401, "invalid_credentials", MSG_INVALID, CH_API, NULL),
 	MAL("basic not base64", "api-key", "Authorization: Basic !!!!\r\n",
 	    NULL, MSG_B64, CH_API),
 	MAL("basic unpadded", "api-key", "Authorization: Basic OmFiYw\r\n",
@@ -395,20 +401,20 @@ static const struct acase cases[] = {
 	MAL("basic empty", "api-key", "Authorization: Basic\r\n", NULL,
 	    "the Basic credentials are empty", CH_API),
 	MAL("basic no colon", "api-key", "", "abc", MSG_COLON, CH_API),
-	MAL("basic too long", "api-key", "Authorization: Basic " B64_1K "\r\n",
+	MAL("basic too long", "api-key", "Authorization: Basic " B64_2K "\r\n",
 	    NULL, "the Basic credentials are too long", CH_API),
-	/* 684 characters decode to 513 bytes: one more than the buffer. */
-	MAL("basic of 513 bytes", "api-key",
-	    "Authorization: Basic " B64_513 "\r\n", NULL,
+	/* 1368 characters decode to 1026 bytes: more than the buffer. */
+	MAL("basic of 1026 bytes", "api-key",
+	    "Authorization: Basic " B64_1026 "\r\n", NULL,
 	    "the Basic credentials are too long", CH_API),
-	MAL("basic of 512 bytes decodes", "api-key",
-	    "Authorization: Basic " B64_512 "\r\n", NULL, MSG_LONG, CH_API),
+	MAL("basic of 1024 bytes decodes", "api-key",
+	    "Authorization: Basic " B64_1024 "\r\n", NULL, MSG_LONG, CH_API),
 	MAL("basic bad base64 on app-key", "app-key",
 	    "Authorization: Basic !!!!\r\n", NULL, MSG_B64, CH_APP),
 	MAL("basic user on api-key only", "api-key", "", "shop:" S_APP,
 	    "the Basic user name must be empty for an API key", CH_API),
 	MAL("basic empty password", "api-key", "", ":", MSG_EMPTY, CH_API),
-	MAL("basic password too long", "api-key", "", ":" A256 "a", MSG_LONG,
+	MAL("basic password too long", "api-key", "", ":" A512 "a", MSG_LONG,
 	    CH_API),
 	MAL("two authorization headers", "api-key",
 	    "Authorization: Bearer x\r\n", ":" S_PLAIN,
@@ -826,7 +832,8 @@ test_check_secret(void **state)
 		{ "", NULL, NOW, 401, "malformed_credentials", NULL },
 		{ " " S_PLAIN, NULL, NOW, 401, "malformed_credentials", NULL },
 		{ S_PLAIN "\n", NULL, NOW, 401, "malformed_credentials", NULL },
-		{ A256 "a", NULL, NOW, 401, "malformed_credentials", NULL },
+		{ A512 "a", NULL, NOW, 401, "malformed_credentials", NULL },
+		{ A512, NULL, NOW, 401, "invalid_credentials", NULL },
 		{ S_APP, "", NOW, 401, "malformed_credentials", NULL },
 		{ S_APP, "sh op", NOW, 401, "malformed_credentials", NULL },
 	};

@@ -225,6 +225,98 @@ test_hint(void **state)
 	assert_string_equal(h + 8, s + strlen(s) - 4);
 }
 
+/* Foreign secrets: 8..512 bytes of 0x21..0x7e, nothing else. */
+static void
+test_valid_import(void **state)
+{
+	char		 big[SECRET_IMPORT_MAX + 2];
+	const char	*cause = NULL;
+	int		 c;
+
+	(void)state;
+	assert_true(secret_valid_import("abcdefgh", 8, &cause));
+	assert_true(secret_valid_import("a.b.c/d=+~!\"\\", 13, &cause));
+	assert_false(secret_valid_import("abcdefg", 7, &cause));
+	assert_non_null(cause);
+	assert_false(secret_valid_import("abcd efgh", 9, &cause));
+	assert_false(secret_valid_import("abcd\tefgh", 9, &cause));
+	assert_false(secret_valid_import("abcd\0efgh", 9, &cause));
+	assert_false(secret_valid_import("abcd\x7f" "efgh", 9, &cause));
+	assert_false(secret_valid_import("abcd\xc3\xa9" "efgh", 10, &cause));
+	memset(big, '~', sizeof(big));
+	assert_true(secret_valid_import(big, SECRET_IMPORT_MAX, &cause));
+	assert_false(secret_valid_import(big, SECRET_IMPORT_MAX + 1, &cause));
+	/* Every visible character alone among letters. */
+	for (c = 0x21; c <= 0x7e; c++) {
+		memset(big, 'x', 8);
+		big[3] = (char)c;
+		assert_true(secret_valid_import(big, 8, &cause));
+	}
+}
+
+/* Hints of any secret: keygate's shape as before, else 4...4 or ...2. */
+static void
+test_hint_any(void **state)
+{
+	static const struct {
+		const char	*secret;
+		const char	*hint;
+	} t[] = {
+		{ "live_abcdefghijklmnopqrstuvwxyz012345", "live_...2345" },
+		{ "abcdefghijkl_01234567890123456789012345678901",
+		    "abcdefghijkl_...8901" },
+		/* keygate-like but the body is not 32 base62: foreign */
+		{ "live_abcdefghijklmnopqrstuvwxyz01234.", "live...234." },
+		{ "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_l...p7dc" },
+		{ "0123456789abcdef", "0123...cdef" },
+		{ "0123456789abcde", "...de" },
+		{ "a.b.c=/+", ".../+" },
+		{ "x", "..." },
+	};
+	char	 h[32], h2[32], s[SECRET_MAX + 1];
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(h, 'Z', sizeof(h));
+		secret_hint_any(t[i].secret, strlen(t[i].secret), h, 21);
+		assert_string_equal(h, t[i].hint);
+	}
+	assert_int_equal(secret_generate("test", s, sizeof(s)), 0);
+	secret_hint_any(s, strlen(s), h, 21);
+	secret_hint(s, h2, sizeof(h2));
+	assert_string_equal(h, h2);
+}
+
+/* The prefix kept for regenerations of an imported secret. */
+static void
+test_prefix_of(void **state)
+{
+	static const struct {
+		const char	*secret;
+		const char	*prefix;
+	} t[] = {
+		{ "live_abc", "live" },
+		{ "sk_live_xyz", "sk" },
+		{ "abcdefghijkl_x", "abcdefghijkl" },
+		{ "abcdefghijklm_x", "live" },
+		{ "Live_abc", "live" },
+		{ "_abcdefg", "live" },
+		{ "abcdefg_", "live" },
+		{ "a.b.c_d", "live" },
+		{ "nounderscore", "live" },
+	};
+	char	 p[16];
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		secret_prefix_of(t[i].secret, strlen(t[i].secret), p,
+		    sizeof(p));
+		assert_string_equal(p, t[i].prefix);
+	}
+}
+
 /* Prefix validation: [a-z0-9]{1,12}. */
 static void
 test_valid_prefix(void **state)
@@ -330,6 +422,9 @@ main(void)
 		cmocka_unit_test(test_uniformity),
 		cmocka_unit_test(test_digest),
 		cmocka_unit_test(test_hint),
+		cmocka_unit_test(test_valid_import),
+		cmocka_unit_test(test_hint_any),
+		cmocka_unit_test(test_prefix_of),
 		cmocka_unit_test(test_valid_prefix),
 		cmocka_unit_test(test_valid_id),
 		cmocka_unit_test(test_equal),
