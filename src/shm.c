@@ -77,7 +77,8 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 
 	page = (size_t)sysconf(_SC_PAGESIZE);
 	off = (sizeof(*sh) + 63) & ~(size_t)63;
-	ipoff = off + ((keystore_size(max_keys, max_active) + 63) & ~(size_t)63);
+	ipoff = off + ((keystore_size(max_keys, max_active) + 63) &
+	    ~(size_t)63);
 	failoff = ipoff + ((ratelimit_iptable_size(SHM_IP_ENTRIES) + 63) &
 	    ~(size_t)63);
 	jwtoff = failoff + ((ratelimit_failtable_size(SHM_FAIL_ENTRIES) +

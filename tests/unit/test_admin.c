@@ -2035,7 +2035,8 @@ test_idempotency_replay(void **state)
 	r2 = mmap(NULL, f->size, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(r2 != MAP_FAILED);
-	keystore_init(&ks2, r2, f->ks.ks_hdr->kh_max_keys, 0x5eed);
+	keystore_init(&ks2, r2, f->ks.ks_max_keys, f->ks.ks_max_active,
+	    0x5eed);
 	assert_non_null(t2 = calloc(1, IDEM_TABLE_SIZE));
 	assert_int_equal(journal_init(&j2, f->dir, (uid_t)-1, (gid_t)-1), 0);
 	assert_int_equal(keystore_lock(&ks2, getpid(), 0), KS_OK);

@@ -885,7 +885,8 @@ static void
 store_open_guarded(struct store *st, uint32_t max_keys)
 {
 	size_t	 page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t	 size = (keystore_size(max_keys, max_keys) + page - 1) / page * page;
+	size_t	 size = (keystore_size(max_keys, max_keys) + page - 1) / page *
+	    page;
 
 	st->size = size + page;
 	st->mem = mmap(NULL, st->size, PROT_READ | PROT_WRITE,
