@@ -42,20 +42,6 @@
 #define FZ_SMALL	4
 #define FZ_NSTORES	3	/* first load, second load, after compaction */
 
-/* Regions for the stores, made once, zeroed before each use. */
-static void	*fz_mem[FZ_NSTORES];
-static size_t	 fz_size;
-
-/* Store i: zeroed, formatted for max keys and locked by us, as at start-up. */
-static struct keystore *
-fz_store(struct keystore *ks, int i, uint32_t max)
-{
-	memset(fz_mem[i], 0, fz_size);
-	keystore_init(ks, fz_mem[i], max, max, 0x5eed + (uint64_t)i);
-	FUZZ_ASSERT(keystore_lock(ks, getpid(), 1000) == KS_OK);
-	return (ks);
-}
-
 /* Does a failed load say why, naming the file? */
 static void
 fz_check_error(const char *err)
@@ -97,13 +83,10 @@ static void
 fz_setup(void)
 {
 	char	 err[256];
-	int	 i;
 
 	FUZZ_ASSERT(log_init(LOG_TO_STDERR, LOGLEVEL_ERROR, "fuzz_journal",
 	    err, sizeof(err)) == 0);
-	fz_size = (keystore_size(FZ_MAXKEYS, FZ_MAXKEYS) + 63) & ~(size_t)63;
-	for (i = 0; i < FZ_NSTORES; i++)
-		FUZZ_ASSERT((fz_mem[i] = aligned_alloc(64, fz_size)) != NULL);
+	fz_store_setup(FZ_NSTORES, FZ_MAXKEYS);
 }
 
 /* One input: write the files, load them, check the outcome. */

@@ -42,20 +42,6 @@
 #define FZ_MAXKEYS	64
 #define FZ_SMALL	4
 
-/* Regions for the two stores, made once, zeroed before each use. */
-static void	*fz_mem[2];
-static size_t	 fz_size;
-
-/* Store i: zeroed, formatted for max keys and locked by us, as at start. */
-static struct keystore *
-fz_store(struct keystore *ks, int i, uint32_t max)
-{
-	memset(fz_mem[i], 0, fz_size);
-	keystore_init(ks, fz_mem[i], max, max, 0x5eed + (uint64_t)i);
-	FUZZ_ASSERT(keystore_lock(ks, getpid(), 1000) == KS_OK);
-	return (ks);
-}
-
 /* A failed load names the file and an offset within it. */
 static void
 fz_check_error(const char *err, size_t len, int json)
@@ -98,13 +84,10 @@ static void
 fz_setup(void)
 {
 	char	 err[256];
-	int	 i;
 
 	FUZZ_ASSERT(log_init(LOG_TO_STDERR, LOGLEVEL_ERROR, "fuzz_snapshot",
 	    err, sizeof(err)) == 0);
-	fz_size = (keystore_size(FZ_MAXKEYS, FZ_MAXKEYS) + 63) & ~(size_t)63;
-	for (i = 0; i < 2; i++)
-		FUZZ_ASSERT((fz_mem[i] = aligned_alloc(64, fz_size)) != NULL);
+	fz_store_setup(2, FZ_MAXKEYS);
 }
 
 /* One input: write the snapshot, load it, check the outcome. */

@@ -1,19 +1,47 @@
 /*
  * What the fuzz targets of the key store's files share (fuzz_journal,
- * fuzz_snapshot): writing a state file, removing a state directory, and
- * comparing keys and whole stores field by field.
+ * fuzz_snapshot, fuzz_admin): fresh stores, writing a state file, removing
+ * a state directory, and comparing keys and whole stores field by field.
  */
 
 #ifndef KG_FZSTORE_H
 #define KG_FZSTORE_H
 
 #include <dirent.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "keystore.h"
 #include "fuzz.h"
+
+/*
+ * The regions of the stores a target compares, made once by
+ * fz_store_setup(n) and zeroed before each use.
+ */
+static void	*fz_mem[4] __attribute__((unused));
+static size_t	 fz_size __attribute__((unused));
+
+static inline void
+fz_store_setup(int n, uint32_t max)
+{
+	int	 i;
+
+	fz_size = (keystore_size(max, max) + 63) & ~(size_t)63;
+	for (i = 0; i < n && i < 4; i++)
+		FUZZ_ASSERT((fz_mem[i] = aligned_alloc(64, fz_size)) != NULL);
+}
+
+/* Store i: zeroed, formatted for max keys and locked by us, as at start. */
+static inline struct keystore *
+fz_store(struct keystore *ks, int i, uint32_t max)
+{
+	memset(fz_mem[i], 0, fz_size);
+	keystore_init(ks, fz_mem[i], max, max, 0x5eed + (uint64_t)i);
+	FUZZ_ASSERT(keystore_lock(ks, getpid(), 1000) == KS_OK);
+	return (ks);
+}
 
 /* Write n bytes of p as dir/name; abort on failure (the disk is ours). */
 static inline void
