@@ -105,7 +105,7 @@ struct config {
 
 	/* Keys and the admin API. */
 	uint32_t		 c_max_keys;
-	uint32_t		 c_max_active_keys;	/* used: at most c_max_keys */
+	uint32_t		 c_max_active_keys;	/* 0: c_max_keys */
 	char			*c_api_key_header;	/* lower case, "x-api-key" */
 	/*
 	 * rate_limit (keys) and anonymous_rate_limit (client addresses on

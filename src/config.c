@@ -208,8 +208,8 @@ static const struct directive directives[] = {
 	ENUM("underscores_in_headers", c_underscores_in_headers, off_on, "off"),
 	ENUM("merge_slashes", c_merge_slashes, off_on, "on"),
 	NUM("max_keys", DK_INT, c_max_keys, 1, CONFIG_MAX_KEYS, "1000000"),
-	NUM("max_active_keys", DK_INT, c_max_active_keys, 1, CONFIG_MAX_KEYS,
-	    "131072"),
+	NUM("max_active_keys", DK_INT, c_max_active_keys, 0, CONFIG_MAX_KEYS,
+	    "0"),
 	FUNC("api_key_header", 1, 1, dir_api_key_header, 0, 0, "X-API-KEY", 0),
 	RATE("rate_limit", c_rate, RATE_DEFAULT),
 	RATE("anonymous_rate_limit", c_anon_rate, "off"),
@@ -2680,13 +2680,17 @@ config_free(struct config *c)
 
 /*
  * Rate states the key store keeps: max_active_keys, but never more than
- * max_keys (a key has at most one).
+ * max_keys (a key has at most one); 0, the default, is max_keys: only
+ * the states of keys used become memory, so the default never refuses a
+ * key for want of one (issue 14: 131072 refused 1 M keys used at random).
  */
 uint32_t
 config_max_active(const struct config *c)
 {
-	return (c->c_max_active_keys < c->c_max_keys ? c->c_max_active_keys :
-	    c->c_max_keys);
+	if (c->c_max_active_keys == 0 ||
+	    c->c_max_active_keys > c->c_max_keys)
+		return (c->c_max_keys);
+	return (c->c_max_active_keys);
 }
 
 /* Number of addresses to bind, the admin API's included. */

@@ -1324,6 +1324,17 @@ test_keys_admin(void **state)
 
 	c = parse_ok("upstream e echo\n");
 	assert_int_equal(c->c_max_keys, 1000000);
+	/* max_active_keys: 0 (the default) or above max_keys is max_keys. */
+	assert_int_equal(c->c_max_active_keys, 0);
+	assert_int_equal(config_max_active(c), 1000000);
+	config_free(c);
+	c = parse_ok("max_keys 5000\nmax_active_keys 200\nupstream e echo\n");
+	assert_int_equal(config_max_active(c), 200);
+	config_free(c);
+	c = parse_ok("max_keys 5000\nmax_active_keys 9000\nupstream e echo\n");
+	assert_int_equal(config_max_active(c), 5000);
+	config_free(c);
+	c = parse_ok("upstream e echo\n");
 	assert_string_equal(c->c_api_key_header, "x-api-key");
 	assert_int_equal(c->c_admin, 0);
 	assert_string_equal(c->c_admin_listen.la_name, "127.0.0.1:8081");
