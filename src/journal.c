@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -762,17 +763,32 @@ key_encode(const struct ks_key *k, const char *file, char *err, size_t errlen)
 int
 journal_init(struct journal *j, const char *dir, uid_t uid, gid_t gid)
 {
+	memset(j, 0, sizeof(*j));
 	j->j_fd = -1;
 	j->j_dirfd = -1;
-	j->j_snap_json = 0;
 	j->j_uid = uid;
 	j->j_gid = gid;
 	if ((j->j_dir = strdup(dir)) == NULL)
 		return (-1);
+	if ((errno = pthread_mutex_init(&j->j_sync_mtx, NULL)) != 0) {
+		free(j->j_dir);
+		j->j_dir = NULL;
+		return (-1);
+	}
+	if ((errno = pthread_cond_init(&j->j_sync_cv, NULL)) != 0) {
+		pthread_mutex_destroy(&j->j_sync_mtx);
+		free(j->j_dir);
+		j->j_dir = NULL;
+		return (-1);
+	}
 	return (0);
 }
 
-/* Close the journal and free the handle's memory. */
+/*
+ * Close the journal and free the handle's memory.  Callers close a handle
+ * once its threads have stopped; j_dir tells a closed handle (its mutex
+ * already destroyed) from an open one.
+ */
 void
 journal_close(struct journal *j)
 {
@@ -781,6 +797,10 @@ journal_close(struct journal *j)
 	if (j->j_dirfd != -1)
 		close(j->j_dirfd);
 	j->j_fd = j->j_dirfd = -1;
+	if (j->j_dir != NULL) {
+		pthread_cond_destroy(&j->j_sync_cv);
+		pthread_mutex_destroy(&j->j_sync_mtx);
+	}
 	free(j->j_dir);
 	j->j_dir = NULL;
 }
@@ -800,26 +820,82 @@ journal_open(struct journal *j, char *err, size_t errlen)
 	return (0);
 }
 
+/* Identity of keys.snapshot now (0, 0 if absent or unreadable). */
+static void
+snapshot_id(struct journal *j, dev_t *dev, ino_t *ino)
+{
+	struct stat	 st;
+	char		 err[256];
+	int		 dfd;
+
+	*dev = 0;
+	*ino = 0;
+	if ((dfd = jdir(j, err, sizeof(err))) == -1 ||
+	    fstatat(dfd, SNAPSHOT_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+}
+
 /*
- * Append line (a reference we own) to the journal and make it durable.
+ * May this handle append?  Not after a failed fdatasync() (journal_sync),
+ * unless keys.snapshot was replaced since: the compaction that replaced
+ * it wrote memory, the lines of the failed sync included, and emptied the
+ * journal, so disk holds everything again.  Under the key store lock (a
+ * compaction cannot run meanwhile).  0, or -1 with EIO and err.
+ */
+static int
+journal_writable(struct journal *j, char *err, size_t errlen)
+{
+	dev_t	 dev;
+	ino_t	 ino;
+	int	 failed;
+
+	pthread_mutex_lock(&j->j_sync_mtx);
+	failed = j->j_sync_errno;
+	pthread_mutex_unlock(&j->j_sync_mtx);
+	if (failed == 0)
+		return (0);
+	snapshot_id(j, &dev, &ino);
+	if (ino != 0 && (dev != j->j_fail_dev || ino != j->j_fail_ino)) {
+		pthread_mutex_lock(&j->j_sync_mtx);
+		j->j_sync_errno = 0;
+		j->j_durable = j->j_appended;
+		pthread_mutex_unlock(&j->j_sync_mtx);
+		log_info("%s: compacted since the failed sync; writes resume",
+		    JOURNAL_FILE);
+		return (0);
+	}
+	snprintf(err, errlen, "%s: an earlier sync failed (%s); no change is "
+	    "taken until the journal is compacted or the worker replaced",
+	    JOURNAL_FILE, strerror(failed));
+	errno = EIO;
+	return (-1);
+}
+
+/*
+ * Append line (a reference we own, sequence seq) to the journal, without
+ * waiting for the disk (journal_sync does).
  *
  * The writers are serialised by the key store lock, so nobody else moves
  * the end of the file between our fstat() and our write: the size taken
- * first is exactly where this line starts.  If the write is short, fails,
- * or fdatasync() fails, cutting the file back to that size removes every
- * byte of this line, so a failed append leaves the file as it was and the
- * next append does not glue a fragment in front of a good line.  Only
- * after fdatasync() returns is the line reported as stored.
+ * first is exactly where this line starts.  If the write is short or
+ * fails, cutting the file back to that size removes every byte of this
+ * line, so a failed append leaves the file as it was and the next append
+ * does not glue a fragment in front of a good line.  Lines before ours
+ * that are not yet durable stay: their writers' syncs cover them.
  */
 static int
-journal_append(struct journal *j, json_t *line, char *err, size_t errlen)
+journal_append(struct journal *j, uint64_t seq, json_t *line, char *err,
+    size_t errlen)
 {
 	struct stat	 st;
 	char		*buf = NULL;
 	size_t		 len;
 	int		 saved;
 
-	if (journal_open(j, err, errlen) == -1)
+	if (journal_writable(j, err, errlen) == -1 ||
+	    journal_open(j, err, errlen) == -1)
 		goto fail;
 	len = json_dumpb(line, NULL, 0, JSON_COMPACT);
 	if (len == 0 || (buf = malloc(len + 1)) == NULL) {
@@ -835,8 +911,7 @@ journal_append(struct journal *j, json_t *line, char *err, size_t errlen)
 		file_error(err, errlen, JOURNAL_FILE, errno);
 		goto fail;
 	}
-	if (write_all(j->j_fd, buf, len + 1) == -1 ||
-	    fdatasync(j->j_fd) == -1) {
+	if (write_all(j->j_fd, buf, len + 1) == -1) {
 		saved = errno;
 		if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1)
 			snprintf(err, errlen, "%s: %s (and the line could not "
@@ -848,6 +923,10 @@ journal_append(struct journal *j, json_t *line, char *err, size_t errlen)
 		errno = saved;
 		goto fail;
 	}
+	pthread_mutex_lock(&j->j_sync_mtx);
+	if (seq > j->j_appended)
+		j->j_appended = seq;
+	pthread_mutex_unlock(&j->j_sync_mtx);
 	free(buf);
 	json_decref(line);
 	return (0);
@@ -857,6 +936,102 @@ fail:
 	json_decref(line);
 	errno = saved;
 	return (-1);
+}
+
+/*
+ * Wait until this process's line seq is durable; 0, or -1 with errno and
+ * err.
+ *
+ * Group commit (leader/follower): j_appended is the seq of the last line
+ * this process wrote, j_durable the highest seq known durable.  A caller
+ * finding no sync in progress becomes the leader: it takes target =
+ * j_appended, calls fdatasync() without the mutex, and on success sets
+ * j_durable = target.  That is correct because every line with seq <=
+ * target was completely written (write() returned) before the leader read
+ * j_appended, and fdatasync() makes durable every byte written to the
+ * file before it was called, whichever process or thread wrote it.  A
+ * caller finding a sync in progress waits for it, then either finds its
+ * seq covered or becomes the next leader: while one fdatasync() runs,
+ * the lines appended meanwhile accumulate and the next one takes them
+ * all.  Seqs, unlike offsets, survive a compaction (see journal.h), and
+ * lines of other processes are not counted: their writers sync them.
+ *
+ * A failed fdatasync() fails every waiter not yet covered, and sticks
+ * (j_sync_errno): journal_writable refuses new lines until a compaction.
+ */
+int
+journal_sync(struct journal *j, uint64_t seq, char *err, size_t errlen)
+{
+	uint64_t	 target;
+	int		 rc, saved;
+
+	pthread_mutex_lock(&j->j_sync_mtx);
+	if (seq > j->j_appended) {
+		/* Not a line of ours: no sync of ours can cover it. */
+		pthread_mutex_unlock(&j->j_sync_mtx);
+		snprintf(err, errlen, "%s: seq %llu was not written here",
+		    JOURNAL_FILE, (unsigned long long)seq);
+		errno = EINVAL;
+		return (-1);
+	}
+	for (;;) {
+		if (seq <= j->j_durable) {
+			pthread_mutex_unlock(&j->j_sync_mtx);
+			return (0);
+		}
+		if (j->j_sync_errno != 0) {
+			saved = j->j_sync_errno;
+			pthread_mutex_unlock(&j->j_sync_mtx);
+			file_error(err, errlen, JOURNAL_FILE, saved);
+			errno = saved;
+			return (-1);
+		}
+		if (!j->j_syncing)
+			break;
+		pthread_cond_wait(&j->j_sync_cv, &j->j_sync_mtx);
+	}
+	j->j_syncing = 1;
+	target = j->j_appended;
+	pthread_mutex_unlock(&j->j_sync_mtx);
+
+	while ((rc = fdatasync(j->j_fd)) == -1 && errno == EINTR)
+		;
+	saved = rc == -1 ? errno : 0;
+
+	pthread_mutex_lock(&j->j_sync_mtx);
+	j->j_syncing = 0;
+	j->j_syncs++;
+	if (saved == 0) {
+		if (target > j->j_durable)
+			j->j_durable = target;
+	} else {
+		j->j_sync_errno = saved;
+		snapshot_id(j, &j->j_fail_dev, &j->j_fail_ino);
+	}
+	pthread_cond_broadcast(&j->j_sync_cv);
+	pthread_mutex_unlock(&j->j_sync_mtx);
+	if (saved != 0) {
+		log_warnx("%s: fdatasync: %s; lines after seq %llu may be "
+		    "lost: no change is taken until a compaction", JOURNAL_FILE,
+		    strerror(saved), (unsigned long long)j->j_durable);
+		file_error(err, errlen, JOURNAL_FILE, saved);
+		errno = saved;
+		return (-1);
+	}
+	/* target >= seq: our line was written before we got here. */
+	return (0);
+}
+
+/* fdatasync() calls made through this handle. */
+uint64_t
+journal_syncs(struct journal *j)
+{
+	uint64_t	 n;
+
+	pthread_mutex_lock(&j->j_sync_mtx);
+	n = j->j_syncs;
+	pthread_mutex_unlock(&j->j_sync_mtx);
+	return (n);
 }
 
 /* Is seq one the loader accepts (1 to INT64_MAX)?  If not, say so in err. */
@@ -871,9 +1046,9 @@ seq_valid(uint64_t seq, char *err, size_t errlen)
 	return (0);
 }
 
-/* Append {"seq":N,"op":"put","key":{KEY}} and fsync it; 0 or -1. */
+/* Append {"seq":N,"op":"put","key":{KEY}} (not yet durable); 0 or -1. */
 int
-journal_put(struct journal *j, uint64_t seq, const struct ks_key *k,
+journal_write_put(struct journal *j, uint64_t seq, const struct ks_key *k,
     char *err, size_t errlen)
 {
 	json_t	*key, *line;
@@ -887,12 +1062,12 @@ journal_put(struct journal *j, uint64_t seq, const struct ks_key *k,
 		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
 		return (-1);
 	}
-	return (journal_append(j, line, err, errlen));
+	return (journal_append(j, seq, line, err, errlen));
 }
 
-/* Append {"seq":N,"op":"del","id":ID} and fsync it; 0 or -1. */
+/* Append {"seq":N,"op":"del","id":ID} (not yet durable); 0 or -1. */
 int
-journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
+journal_write_del(struct journal *j, uint64_t seq, const char *id, char *err,
     size_t errlen)
 {
 	json_t	*line;
@@ -910,7 +1085,27 @@ journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
 		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
 		return (-1);
 	}
-	return (journal_append(j, line, err, errlen));
+	return (journal_append(j, seq, line, err, errlen));
+}
+
+/* Append a put line and wait until it is durable; 0 or -1. */
+int
+journal_put(struct journal *j, uint64_t seq, const struct ks_key *k,
+    char *err, size_t errlen)
+{
+	if (journal_write_put(j, seq, k, err, errlen) == -1)
+		return (-1);
+	return (journal_sync(j, seq, err, errlen));
+}
+
+/* Append a del line and wait until it is durable; 0 or -1. */
+int
+journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
+    size_t errlen)
+{
+	if (journal_write_del(j, seq, id, err, errlen) == -1)
+		return (-1);
+	return (journal_sync(j, seq, err, errlen));
 }
 
 /* Read lines of fd (state_dir/name, opened; ours to close): 1 or -1. */
