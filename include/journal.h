@@ -102,6 +102,7 @@ struct journal {
 	int		 j_sync_errno;	/* fdatasync() failed: writes refused */
 	dev_t		 j_fail_dev;	/* keys.snapshot when it failed */
 	ino_t		 j_fail_ino;	/* (a new one lifts the refusal) */
+	uint64_t	 j_lines;	/* lines written (statistics) */
 	uint64_t	 j_syncs;	/* fdatasync() calls (statistics) */
 };
 
@@ -130,7 +131,8 @@ void	 journal_close(struct journal *);
  * included, and emptied the journal), or the process is replaced.
  *
  * journal_put/journal_del: write and sync in one call.
- * journal_syncs: fdatasync() calls made by this handle so far.
+ * journal_sync_stats: lines written and fdatasync() calls made by this
+ * handle so far (their ratio is the group commit's batch size).
  */
 int	 journal_write_put(struct journal *, uint64_t, const struct ks_key *,
 	    char *, size_t);
@@ -140,7 +142,7 @@ int	 journal_sync(struct journal *, uint64_t, char *, size_t);
 int	 journal_put(struct journal *, uint64_t, const struct ks_key *,
 	    char *, size_t);
 int	 journal_del(struct journal *, uint64_t, const char *, char *, size_t);
-uint64_t journal_syncs(struct journal *);
+void	 journal_sync_stats(struct journal *, uint64_t *, uint64_t *);
 
 /*
  * Start-up: load keys.snapshot (if any) and replay keys.journal into an

@@ -926,6 +926,7 @@ journal_append(struct journal *j, uint64_t seq, json_t *line, char *err,
 	pthread_mutex_lock(&j->j_sync_mtx);
 	if (seq > j->j_appended)
 		j->j_appended = seq;
+	j->j_lines++;
 	pthread_mutex_unlock(&j->j_sync_mtx);
 	free(buf);
 	json_decref(line);
@@ -1022,16 +1023,14 @@ journal_sync(struct journal *j, uint64_t seq, char *err, size_t errlen)
 	return (0);
 }
 
-/* fdatasync() calls made through this handle. */
-uint64_t
-journal_syncs(struct journal *j)
+/* Lines written and fdatasync() calls made through this handle. */
+void
+journal_sync_stats(struct journal *j, uint64_t *lines, uint64_t *syncs)
 {
-	uint64_t	 n;
-
 	pthread_mutex_lock(&j->j_sync_mtx);
-	n = j->j_syncs;
+	*lines = j->j_lines;
+	*syncs = j->j_syncs;
 	pthread_mutex_unlock(&j->j_sync_mtx);
-	return (n);
 }
 
 /* Is seq one the loader accepts (1 to INT64_MAX)?  If not, say so in err. */
