@@ -29,7 +29,7 @@
 #include "admin.h"
 
 #define ADMINQ_THREADS		8	/* admin threads per worker */
-#define ADMINQ_STOP_MS		15000	/* a stopping worker waits for them */
+#define ADMINQ_STOP_MS		2000	/* a stopping worker waits for them */
 
 struct adminq_job {
 	TAILQ_ENTRY(adminq_job)	 aj_entry;
@@ -66,15 +66,18 @@ struct adminq_job *adminq_job_new(int, const char *, const char *,
 /* Queue job (now the queue's until done is called with it). */
 void		 adminq_push(struct adminq *, struct adminq_job *);
 
-/* Jobs queued or running now. */
-int		 adminq_busy(struct adminq *);
-
 /*
- * Stop: the threads finish the jobs queued and running, then exit; wait
- * up to wait_ms for them.  Finished jobs are freed without done being
+ * Stop (the loop's connections are all freed by then): jobs not started
+ * yet are dropped, the threads finish the ones running and exit; wait up
+ * to wait_ms for them.  Finished jobs are freed without done being
  * called (their connections are gone by then).  If a thread is still
  * stuck past wait_ms, it is logged and the queue is left to the process's
- * exit.
+ * exit.  The wait is short because nothing depends on it: the worker's
+ * loop already waited (up to shutdown_timeout) for every connection with
+ * a job to be answered, and a write cut by the exit is like a worker
+ * killed: a line not yet synced was not acknowledged, and a thread
+ * holding the key store lock dies with its process, whose pid the master
+ * then finds in the lock and repairs (keystore.h).
  */
 void		 adminq_stop(struct adminq *, int);
 

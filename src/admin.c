@@ -840,7 +840,7 @@ admin_lock(struct admin_ctx *c)
 	struct timespec	 ts;
 	int64_t		 t0 = util_mono_ms(), left;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += ADMIN_LOCK_TIMEOUT / 1000;
 	ts.tv_nsec += (ADMIN_LOCK_TIMEOUT % 1000) * 1000000L;
 	if (ts.tv_nsec >= 1000000000L) {
@@ -848,7 +848,7 @@ admin_lock(struct admin_ctx *c)
 		ts.tv_nsec -= 1000000000L;
 	}
 	c->c_sync = 0;
-	if (pthread_mutex_timedlock(&admin_writer, &ts) != 0)
+	if (pthread_mutex_clocklock(&admin_writer, CLOCK_MONOTONIC, &ts) != 0)
 		return (admin_error(c, 503, "key_store_busy", "the key store "
 		    "is locked by another writer; retry"));
 	left = ADMIN_LOCK_TIMEOUT - (util_mono_ms() - t0);

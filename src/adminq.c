@@ -53,7 +53,6 @@ struct adminq {
 	pthread_cond_t		 q_cv;		/* a job queued, or stopping */
 	struct adminq_jobs	 q_todo;
 	struct adminq_jobs	 q_done;
-	int			 q_busy;	/* queued or running */
 	int			 q_stopping;
 	int			 q_efd;		/* eventfd: jobs are done */
 	struct event		*q_ev;
@@ -176,9 +175,6 @@ adminq_done_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&q->q_mtx);
 	while ((j = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, j, aj_entry);
-		pthread_mutex_lock(&q->q_mtx);
-		q->q_busy--;
-		pthread_mutex_unlock(&q->q_mtx);
 		q->q_done_cb(j, q->q_arg);
 		adminq_job_free(j);
 	}
@@ -251,37 +247,32 @@ adminq_push(struct adminq *q, struct adminq_job *j)
 {
 	pthread_mutex_lock(&q->q_mtx);
 	TAILQ_INSERT_TAIL(&q->q_todo, j, aj_entry);
-	q->q_busy++;
 	pthread_cond_signal(&q->q_cv);
 	pthread_mutex_unlock(&q->q_mtx);
-}
-
-/* Jobs queued or running (or done but not yet handed back). */
-int
-adminq_busy(struct adminq *q)
-{
-	int	 n;
-
-	pthread_mutex_lock(&q->q_mtx);
-	n = q->q_busy;
-	pthread_mutex_unlock(&q->q_mtx);
-	return (n);
 }
 
 /* Stop the threads, waiting up to wait_ms for them: see adminq.h. */
 void
 adminq_stop(struct adminq *q, int wait_ms)
 {
+	struct adminq_jobs	 todo;
 	struct adminq_job	*j;
 	struct timespec		 ts;
 	int			 i, stuck = 0;
 
 	if (q == NULL)
 		return;
+	/* Jobs not started yet: their connections are gone, skip them. */
+	TAILQ_INIT(&todo);
 	pthread_mutex_lock(&q->q_mtx);
+	TAILQ_CONCAT(&todo, &q->q_todo, aj_entry);
 	q->q_stopping = 1;
 	pthread_cond_broadcast(&q->q_cv);
 	pthread_mutex_unlock(&q->q_mtx);
+	while ((j = TAILQ_FIRST(&todo)) != NULL) {
+		TAILQ_REMOVE(&todo, j, aj_entry);
+		adminq_job_free(j);
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += wait_ms / 1000;
 	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;

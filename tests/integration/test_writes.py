@@ -11,6 +11,10 @@ Admin writes: group commit and the admin threads (issue 14).
   worker logs when it stops), and after a kill -9 of the master and its
   workers in the middle of a second flood every acknowledged key is there
   after a restart.
+- A stopping worker with a write that never ends (stalled before its
+  sync) closes the connection after shutdown_timeout, drops the job's
+  answer, waits briefly for its threads and exits; the key acknowledged
+  before is there after a restart.
 - The data plane is not blocked by an admin write: with the key store lock
   held by a stalled create (KEYGATE_TEST_STALL_WRITE) and another create
   waiting for it, requests through the gateway on the same (only) worker
@@ -32,8 +36,8 @@ ROUTES = ("route GET ^/echo(/|$) auth=api-key upstream=echo",
           "route * .* auth=deny")
 
 
-def start(workers=1, env=None):
-    t = kg.config(*ROUTES, workers=workers, admin="{port2}")
+def start(workers=1, env=None, **settings):
+    t = kg.config(*ROUTES, workers=workers, admin="{port2}", **settings)
     saved = {}
     for k, v in (env or {}).items():
         saved[k] = os.environ.get(k)
@@ -280,9 +284,41 @@ def test_data_plane_not_blocked():
     kg.eq(d.stop(), 0, "graceful stop")
 
 
+def test_stop_with_a_write_running():
+    """
+    SIGTERM while a create is stalled before its sync: its connection is
+    closed at shutdown_timeout (the job orphaned, its answer dropped), the
+    worker exits after a short wait for its threads, the daemon exits 0,
+    and a restart has the key acknowledged before.
+    """
+    stall = os.path.join(kg.tempdir(), "stall")
+    d = start(env={"KEYGATE_TEST_STALL_SYNC": stall},
+              shutdown_timeout="500ms")
+    r = create(d, "before")
+    kg.eq(r.status, 201, "create before the stall")
+    before = r.json()["id"]
+    open(stall, "w").close()
+    t, answers = in_thread(lambda: create(d, "stalled"))
+    stalled(d, "line not yet durable")
+    t0 = time.monotonic()
+    kg.eq(d.stop(timeout=20), 0, "exit status of the stop")
+    took = time.monotonic() - t0
+    t.join(10)
+    kg.check(not any(isinstance(a, kg.Response) for a in answers),
+             "the stalled create was answered: %r" % (answers[:1],))
+    d.wait_log(r"1 admin thread\(s\) still busy after 2000 ms",
+               what="the stuck thread left behind")
+    kg.check(took < 10, "the stop took %.1f s" % took)
+    d2 = reopen(d)
+    after = ids(d2)
+    kg.check(before in after, "the acknowledged key is lost")
+    d2.stop()
+
+
 TESTS = [
     test_no_ack_before_durable,
     test_concurrent_creates,
+    test_stop_with_a_write_running,
     test_data_plane_not_blocked,
 ]
 
