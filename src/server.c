@@ -1259,6 +1259,7 @@ conn_admin_threaded(struct conn *c, const struct conn_admin *ca)
 	const int	 writes = HTTP_M_POST | HTTP_M_PUT | HTTP_M_PATCH |
 			    HTTP_M_DELETE;
 
+	/* strchr() finds the NUL too: "/v1/keys" itself. */
 	return (c->c_w->w_adminq != NULL && (ca->ca_mbit & writes) != 0 &&
 	    strncmp(ca->ca_target, "/v1/keys", 8) == 0 &&
 	    strchr("/?", ca->ca_target[8]) != NULL);

@@ -2,26 +2,24 @@
 # The data plane during an admin create flood (issue 14): p99 latency of
 # keyed requests through keygated's gateway (wrk --latency, built-in echo
 # upstream, one API key) without, then with, $CLIENTS admin clients creating
-# keys as fast as they can (create.py) on the same workers.  Also prints the
+# keys as fast as they can (wrk posting to /v1/keys, a C client: a Python
+# one would be the bottleneck) on the same workers.  Also prints the
 # creates/s of the flood alone.
 #
 #   contrib/bench/writeflood.sh [KEYGATED]
 #
 # KEYGATED: the daemon (default: src/keygated of the build in the current
 # directory).  Environment: WORKERS [2], CONNS wrk connections [16],
-# DURATION seconds per wrk run [10], CLIENTS admin clients [16], CREATES
-# for the flood alone [4000], STATE a directory on the file system to
-# measure [a new one under /var/tmp].  Needs wrk, curl and python3.
-# Uses 127.0.0.1 only.
+# DURATION seconds per wrk run [10], CLIENTS admin clients [16], STATE a
+# directory on the file system to measure [a new one under /var/tmp].
+# Needs wrk, curl and python3.  Uses 127.0.0.1 only.
 set -eu
 
-here=$(cd "$(dirname "$0")" && pwd)
 keygated=${1:-src/keygated}
 WORKERS=${WORKERS:-2}
 CONNS=${CONNS:-16}
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-16}
-CREATES=${CREATES:-4000}
 dir=$(mktemp -d "${STATE:-/var/tmp}/writeflood.XXXXXX")
 pid=
 
@@ -37,6 +35,7 @@ port() {
 
 p1=$(port)
 p2=$(port)
+chmod 755 "$dir"
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/token"
 chmod 600 "$dir/token"
 cat >"$dir/keygate.conf" <<EOF
@@ -67,28 +66,42 @@ secret=$(curl -s -H "Authorization: Bearer $(cat "$dir/token")" \
     "http://127.0.0.1:$p2/v1/keys" |
     python3 -c 'import json, sys; j = json.load(sys.stdin); print(j.get("secret") or sys.exit("create: %s" % j))')
 
+# The flood's requests: POST /v1/keys with the token.
+{
+	echo 'wrk.method = "POST"'
+	echo "wrk.body = '{\"owner\":\"flood\"}'"
+	echo 'wrk.headers["Content-Type"] = "application/json"'
+	echo "wrk.headers[\"Authorization\"] = \"Bearer $(cat "$dir/token")\""
+} >"$dir/create.lua"
+
+# p99 NAME: the gateway run; its p99 and rate.
 p99() {
 	wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "X-API-KEY: $secret" \
 	    "http://127.0.0.1:$p1/bench" >"$dir/wrk.$1"
-	awk '/Requests\/sec/ { rps = $2 } $1 == "99%" { p = $2 }
-	    END { printf "%s p99 %s, %s req/s\n", "'"$1"'", p, rps }' \
+	awk -v name="$1" '/Requests\/sec/ { rps = $2 } $1 == "99%" { p = $2 }
+	    END { printf "gateway %s: p99 %s, %s req/s\n", name, p, rps }' \
 	    "$dir/wrk.$1"
 }
 
-echo "fs: $(stat -f -c %T "$dir/state"), $WORKERS workers, wrk -c$CONNS"
-r=$(python3 "$here/create.py" "http://127.0.0.1:$p2" "$dir/token" \
-    "$CREATES" "http://127.0.0.1:$p1/" "$CLIENTS" | cut -d' ' -f1-6)
-set -- $r
-echo "flood alone: $1 creates in $2 s: $3 creates/s (p50 $4 ms, p99 $5 ms)"
+# flood SECONDS NAME: creates for that long; their rate, p99, failures.
+flood() {
+	wrk -t1 -c"$CLIENTS" -d"$1s" --latency -s "$dir/create.lua" \
+	    "http://127.0.0.1:$p2/v1/keys" >"$dir/flood.$2"
+	awk -v name="$2" '/Requests\/sec/ { rps = $2 } $1 == "99%" { p = $2 }
+	    /Non-2xx/ { bad = $NF }
+	    END { printf "creates %s: %s/s, p99 %s, non-2xx %d\n", name, rps,
+	    p, bad }' "$dir/flood.$2"
+}
+
+echo "fs: $(stat -f -c %T "$dir/state"), $WORKERS workers, gateway wrk" \
+    "-c$CONNS, $CLIENTS admin clients"
+flood "$DURATION" alone
 p99 baseline
-# A flood long enough to cover the wrk run.
-python3 "$here/create.py" "http://127.0.0.1:$p2" "$dir/token" 1000000 \
-    "http://127.0.0.1:$p1/" "$CLIENTS" >/dev/null 2>&1 &
-flood=$!
+flood $((DURATION + 2)) "beside the gateway run" &
+fl=$!
 sleep 1
-p99 flood
-kill "$flood" 2>/dev/null || true
-wait "$flood" 2>/dev/null || true
+p99 "during the flood"
+wait "$fl"
 kill "$pid" && wait "$pid" || true
 pid=
 # Each worker says how many fdatasync calls its changes took.

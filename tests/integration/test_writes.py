@@ -6,6 +6,7 @@ Admin writes: group commit and the admin threads (issue 14).
   the lock released but before the fdatasync gets no answer, while another
   create goes through (its sync covers both); kill -9 of the whole daemon
   then loses no acknowledged key.
+- Sequential writes (one client, one worker) cost one fdatasync each.
 - Concurrent creates share fdatasync calls: 16 clients creating at once,
   every answer 201, fewer fdatasync calls than changes (the count each
   worker logs when it stops), and after a kill -9 of the master and its
@@ -191,6 +192,25 @@ def worker_sync_counts(d):
     return lines, syncs
 
 
+def test_sequential_writes_each_synced():
+    """
+    One client, one worker: nothing to group, so every change (creates, a
+    patch, a delete) costs exactly one fdatasync before its answer.
+    """
+    d = start()
+    made = []
+    for i in range(10):
+        r = create(d, "seq-%d" % i)
+        kg.eq(r.status, 201, "create %d" % i)
+        made.append(r.json()["id"])
+    r = kg.admin(d, "PATCH", "/v1/keys/" + made[0], {"name": "patched"})
+    kg.eq(r.status, 200, "patch")
+    r = kg.admin(d, "DELETE", "/v1/keys/" + made[1])
+    kg.eq(r.status, 204, "delete")
+    kg.eq(d.stop(), 0, "graceful stop")
+    kg.eq(worker_sync_counts(d), (12, 12), "(changes, fdatasync calls)")
+
+
 def test_concurrent_creates():
     """
     16 clients × 25 creates on 2 workers: every answer 201, fewer
@@ -317,6 +337,7 @@ def test_stop_with_a_write_running():
 
 TESTS = [
     test_no_ack_before_durable,
+    test_sequential_writes_each_synced,
     test_concurrent_creates,
     test_stop_with_a_write_running,
     test_data_plane_not_blocked,
