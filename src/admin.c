@@ -1344,13 +1344,16 @@ admin_delete(struct admin_ctx *c)
 			log_warnx("key %s: journal: %s", k.k_id, err);
 			rc = admin_error(c, 503, "storage_unavailable",
 			    "the key could not be deleted: %s", err);
-		} else if ((c->c_sync = seq), keystore_del(c->c_ks, k.k_id,
-		    seq) != KS_OK) {
-			/* Cannot happen: found under this same lock. */
-			log_warnx("key %s: journal line %llu written but not "
-			    "applied", k.k_id, (unsigned long long)seq);
-			rc = admin_error(c, 500, "internal_error",
-			    "the key store refused the deletion");
+		} else {
+			c->c_sync = seq;	/* made durable by admin_unlock */
+			if (keystore_del(c->c_ks, k.k_id, seq) != KS_OK) {
+				/* Cannot happen: found under this same lock. */
+				log_warnx("key %s: journal line %llu written "
+				    "but not applied", k.k_id,
+				    (unsigned long long)seq);
+				rc = admin_error(c, 500, "internal_error",
+				    "the key store refused the deletion");
+			}
 		}
 	}
 	if (admin_unlock(c) == -1)
