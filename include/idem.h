@@ -14,7 +14,7 @@
  * encrypted with AES-256-GCM under SHA-256("keygate idempotency
  * secret\0" || key), with the id and the body's digest as associated
  * data: the shared memory and the journal (which carries the entry in
- * the create's put line, journal_put_extra) hold only digests and
+ * the create's put line, journal_write_put_extra) hold only digests and
  * ciphertext, and only a caller presenting the Idempotency-Key (and the
  * admin token) gets the secret back.  A brought secret (secret,
  * secret_sha256) is not kept: its entry has no ciphertext.

@@ -5,7 +5,9 @@
  *			of snapshot.h, written to a temporary file, fsync'ed,
  *			renamed over the old one, directory fsync'ed
  *	keys.journal	append-only JSON lines, one mutation each, every line
- *			fsync'ed before the admin API answers
+ *			fdatasync'ed before the admin API answers (group
+ *			commit: one fdatasync for the lines of concurrent
+ *			writers, see journal_sync)
  *	keys.usage	usage counters, rewritten periodically (not fsync'ed:
  *			losing a few seconds of counts is acceptable)
  *	keys.lock	empty; flock'ed by the master for as long as it or
@@ -56,15 +58,22 @@
  * parsing text; the JSON snapshot spent 85 % of its load in jansson.
  *
  * Writers: any worker of the master holding keys.lock appends under the
- * key store lock, so lines are in seq order.  Compaction (master, at start and when the journal grows)
- * holds the lock while it writes the snapshot and then truncates the
- * journal in place: workers keep their O_APPEND descriptors.
+ * key store lock, so lines are in seq order.  Compaction (master, at start
+ * and when the journal grows) holds the lock while it writes the snapshot
+ * and then truncates the journal in place: workers keep their O_APPEND
+ * descriptors.  A line appended but not yet fdatasync'ed (journal_sync)
+ * when a compaction takes the lock is already in memory, so the snapshot,
+ * fsync'ed before the truncation, holds it: truncating cannot lose it,
+ * and the writer's later fdatasync() of the emptied file succeeds.
+ * Durability is tracked by seq, not by file offset, for that reason: seq
+ * keeps growing across compactions, offsets start again at 0.
  */
 #ifndef KEYGATE_JOURNAL_H
 #define KEYGATE_JOURNAL_H
 
 #include <sys/types.h>
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,6 +94,18 @@ struct journal {
 	int		 j_snap_json;	/* journal_load read a JSON snapshot */
 	uid_t		 j_uid;		/* owner for files the master creates */
 	gid_t		 j_gid;		/* (-1: leave as is) */
+
+	/* Group commit (journal_sync), this process's lines only. */
+	pthread_mutex_t	 j_sync_mtx;	/* guards the members below */
+	pthread_cond_t	 j_sync_cv;	/* a sync ended */
+	uint64_t	 j_appended;	/* seq of the last line we wrote */
+	uint64_t	 j_durable;	/* our lines up to this seq are durable */
+	int		 j_syncing;	/* a leader is in fdatasync() */
+	int		 j_sync_errno;	/* fdatasync() failed: writes refused */
+	dev_t		 j_fail_dev;	/* keys.snapshot when it failed */
+	ino_t		 j_fail_ino;	/* (a new one lifts the refusal) */
+	uint64_t	 j_lines;	/* lines written (statistics) */
+	uint64_t	 j_syncs;	/* fdatasync() calls (statistics) */
 };
 
 /* Prepare a handle for state_dir (no file is opened yet); 0 or -1. */
@@ -92,14 +113,38 @@ int	 journal_init(struct journal *, const char *, uid_t, gid_t);
 void	 journal_close(struct journal *);
 
 /*
- * Append a put (key) or a del (id) line with sequence seq and fsync it,
- * opening the journal on first use.  On any failure (ENOSPC, EIO, fsync)
- * the file is truncated back to its previous length and -1 is returned with
- * errno set and a reason in err; nothing already stored is damaged.
+ * Group commit.  journal_write_put/journal_write_del append a put (key) or
+ * a del (id) line with sequence seq, opening the journal on first use, but
+ * do not wait for the disk; the caller holds the key store lock (lines stay
+ * in seq order), applies the change to memory, unlocks, and then calls
+ * journal_sync(seq), which returns once that line is durable: one
+ * fdatasync() covers every line this process appended before it started,
+ * and concurrent callers (the admin threads of a worker) wait for the one
+ * in progress instead of each calling their own.  Acknowledge a change
+ * only after journal_sync() returned 0.
+ *
+ * A failed write (ENOSPC, EIO, a short write) cuts the file back to its
+ * previous length: -1 with errno and a reason in err, nothing stored is
+ * damaged, memory must not be changed.  A failed fdatasync() cannot be
+ * undone that way (later lines may follow, memory holds them, and Linux
+ * reports a writeback error only once): every waiter whose line was not
+ * yet durable gets -1, and this handle refuses further writes (EIO) until
+ * a compaction has replaced keys.snapshot (it wrote memory, failed lines
+ * included, and emptied the journal), or the process is replaced.
+ *
+ * journal_put/journal_del: write and sync in one call.
+ * journal_sync_stats: lines written and fdatasync() calls made by this
+ * handle so far (their ratio is the group commit's batch size).
  */
+int	 journal_write_put(struct journal *, uint64_t, const struct ks_key *,
+	    char *, size_t);
+int	 journal_write_del(struct journal *, uint64_t, const char *, char *,
+	    size_t);
+int	 journal_sync(struct journal *, uint64_t, char *, size_t);
 int	 journal_put(struct journal *, uint64_t, const struct ks_key *,
 	    char *, size_t);
 int	 journal_del(struct journal *, uint64_t, const char *, char *, size_t);
+void	 journal_sync_stats(struct journal *, uint64_t *, uint64_t *);
 
 /*
  * Start-up: load keys.snapshot (if any) and replay keys.journal into an
@@ -184,18 +229,20 @@ int	 journal_dirfd(struct journal *, char *, size_t);
 
 /*
  * Put lines for n keys with sequences seq.. in one write and one
- * fdatasync: all of them stored, or (-1 with err) none.
+ * journal_sync, under the writer lock: all of them stored, or (-1 with
+ * err) none.
  */
 int	 journal_put_many(struct journal *, uint64_t, const struct ks_key **,
 	    size_t, char *, size_t);
 
 /*
- * A put line with an "idem" member (a reference taken, NULL refused), and
+ * Append a put line with an "idem" member (a reference taken, NULL
+ * refused; durable after journal_sync, like journal_write_put's), and
  * the hook replay hands each put line's "idem" member to (NULL: none).
  */
 struct json_t;
-int	 journal_put_extra(struct journal *, uint64_t, const struct ks_key *,
-	    struct json_t *, char *, size_t);
+int	 journal_write_put_extra(struct journal *, uint64_t,
+	    const struct ks_key *, struct json_t *, char *, size_t);
 void	 journal_set_put_hook(void (*)(void *, const struct json_t *,
 	    const struct ks_key *), void *);
 

@@ -39,6 +39,7 @@ int	 secret_make_id(char *, size_t);
 
 /* SHA-256 of s[0..len) into digest[32]. */
 void	 secret_digest(const char *, size_t, uint8_t *);
+void	 secret_thread_end(void);
 
 /* Hint of secret into out (outlen > 20): "live_...Ab3x". */
 void	 secret_hint(const char *, char *, size_t);

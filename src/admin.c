@@ -13,10 +13,13 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -90,6 +93,7 @@ struct admin_ctx {
 	enum admin_ep			 c_ep;
 	char				 c_id[KS_ID_LEN + 1];	/* {id} */
 	int				 c_idok;	/* {id} fits c_id */
+	uint64_t			 c_sync;	/* seq to make durable */
 };
 
 /* Body fields of a key: which operation may set them, and how. */
@@ -960,6 +964,14 @@ admin_find(struct admin_ctx *c, struct ks_key *k, uint32_t *slot)
 }
 
 /*
+ * The key store lock's owner is a pid, so the admin threads of one worker
+ * (server.c) would all pass keystore_lock() as "the owner": this mutex
+ * serialises them first.  Both waits together stay within
+ * ADMIN_LOCK_TIMEOUT.
+ */
+static pthread_mutex_t	admin_writer = PTHREAD_MUTEX_INITIALIZER;
+
+/*
  * Take the key store's writer lock; 0, or -1 with 503.  Every write goes
  * through here, and an orphaned worker (its master killed: getppid()
  * changed) is refused once it holds the lock, right before it would
@@ -970,12 +982,30 @@ admin_find(struct admin_ctx *c, struct ks_key *k, uint32_t *slot)
 static int
 admin_lock(struct admin_ctx *c)
 {
-	if (keystore_lock(c->c_ks, c->c_env->ae_pid, ADMIN_LOCK_TIMEOUT) !=
-	    KS_OK)
+	struct timespec	 ts;
+	int64_t		 t0 = util_mono_ms(), left;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ADMIN_LOCK_TIMEOUT / 1000;
+	ts.tv_nsec += (ADMIN_LOCK_TIMEOUT % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	c->c_sync = 0;
+	if (pthread_mutex_clocklock(&admin_writer, CLOCK_MONOTONIC, &ts) != 0)
 		return (admin_error(c, 503, "key_store_busy", "the key store "
 		    "is locked by another writer; retry"));
+	left = ADMIN_LOCK_TIMEOUT - (util_mono_ms() - t0);
+	if (keystore_lock(c->c_ks, c->c_env->ae_pid, left > 0 ? (int)left :
+	    0) != KS_OK) {
+		pthread_mutex_unlock(&admin_writer);
+		return (admin_error(c, 503, "key_store_busy", "the key store "
+		    "is locked by another writer; retry"));
+	}
 	if (c->c_env->ae_master != 0 && getppid() != c->c_env->ae_master) {
 		keystore_unlock(c->c_ks, c->c_env->ae_pid);
+		pthread_mutex_unlock(&admin_writer);
 		log_warnx("admin write refused: the master process is gone");
 		return (admin_error(c, 503, "master_gone", "the master process "
 		    "is gone: this worker is stopping and takes no more "
@@ -984,40 +1014,64 @@ admin_lock(struct admin_ctx *c)
 	return (0);
 }
 
-/* Release the writer lock. */
-static void
-admin_unlock(struct admin_ctx *c)
-{
-	keystore_unlock(c->c_ks, c->c_env->ae_pid);
-}
-
 #ifdef KEYGATE_DEBUG
 /*
  * Fault injection for the integration tests, in debug builds only: if the
- * file named by $KEYGATE_TEST_STALL_WRITE exists, the first writer to get
- * here removes it, says so in the error log and stops, holding the key
- * store lock with its journal line written but memory not yet changed,
- * the worst moment to die.  The test then kills it and checks that the
- * master repairs the store and replays the line.
+ * file named by the environment variable var exists, the first writer to
+ * get here removes it, says so (what) in the error log and stops.
+ * KEYGATE_TEST_STALL_WRITE: holding the key store lock with its journal
+ * line written but memory not yet changed, the worst moment to die (the
+ * master repairs the store and replays the line).
+ * KEYGATE_TEST_STALL_SYNC: after the lock is released, memory changed,
+ * the line written but not yet fdatasync'ed, so not acknowledged.
  */
 static void
-admin_test_stall(void)
+admin_test_stall(const char *var, const char *what)
 {
-	const char	*path = getenv("KEYGATE_TEST_STALL_WRITE");
+	const char	*path = getenv(var);
 
 	if (path == NULL || unlink(path) == -1)
 		return;
-	log_warnx("test: stalled in a key store write, lock held");
+	log_warnx("test: stalled in a key store write, %s", what);
 	for (;;)
 		pause();
 }
 #endif
 
 /*
+ * Release the writer lock, then wait until the line written under it (if
+ * any) is durable: the group commit of journal_sync() lets the writers
+ * that came meanwhile share the fdatasync().  0, or -1 with 503 if the
+ * line may not be on disk (the change is in memory already; journal.h
+ * says what happens next).  A caller acknowledges only after 0.
+ */
+static int
+admin_unlock(struct admin_ctx *c)
+{
+	char		 err[256];
+	uint64_t	 seq = c->c_sync;
+
+	keystore_unlock(c->c_ks, c->c_env->ae_pid);
+	pthread_mutex_unlock(&admin_writer);
+	c->c_sync = 0;
+	if (seq == 0)
+		return (0);
+#ifdef KEYGATE_DEBUG
+	admin_test_stall("KEYGATE_TEST_STALL_SYNC", "line not yet durable");
+#endif
+	if (journal_sync(c->c_env->ae_journal, seq, err, sizeof(err)) == 0)
+		return (0);
+	log_warnx("journal line %llu: %s", (unsigned long long)seq, err);
+	return (admin_error(c, 503, "storage_unavailable",
+	    "the change could not be made durable: %s", err));
+}
+
+/*
  * Under the lock: write k as the next change, journal first.  A journal
  * failure leaves memory as it was (503).  The callers checked capacity
  * and uniqueness under this same lock, so keystore_put cannot refuse; if
- * it does anyway, disk holds a line memory lacks, which is logged.
+ * it does anyway, disk holds a line memory lacks, which is logged.  The
+ * line becomes durable in admin_unlock.
  */
 static int
 admin_store_idem(struct admin_ctx *c, const struct ks_key *k,
@@ -1028,16 +1082,17 @@ admin_store_idem(struct admin_ctx *c, const struct ks_key *k,
 	int		 rc;
 
 	seq = c->c_ks->ks_hdr->kh_applied + 1;
-	if ((ie != NULL ? journal_put_extra(c->c_env->ae_journal, seq, k,
-	    idem_to_json(ie), err, sizeof(err)) :
-	    journal_put(c->c_env->ae_journal, seq, k, err, sizeof(err))) ==
-	    -1) {
+	if ((ie != NULL ? journal_write_put_extra(c->c_env->ae_journal, seq,
+	    k, idem_to_json(ie), err, sizeof(err)) :
+	    journal_write_put(c->c_env->ae_journal, seq, k, err,
+	    sizeof(err))) == -1) {
 		log_warnx("key %s: journal: %s", k->k_id, err);
 		return (admin_error(c, 503, "storage_unavailable",
 		    "the key could not be stored: %s", err));
 	}
+	c->c_sync = seq;
 #ifdef KEYGATE_DEBUG
-	admin_test_stall();
+	admin_test_stall("KEYGATE_TEST_STALL_WRITE", "lock held");
 #endif
 	if ((rc = keystore_put(c->c_ks, k, seq)) == KS_OK) {
 		/* On disk with the key: the entry's place in memory follows. */
@@ -1297,7 +1352,8 @@ admin_create(struct admin_ctx *c)
 	else
 		rc = admin_create_locked(c, &k, &b, secret, sizeof(secret),
 		    use ? &ie : NULL);
-	admin_unlock(c);
+	if (admin_unlock(c) == -1)
+		rc = -1;
 	if (rc == 0) {
 		if (found)
 			log_info("key %s: create answered again "
@@ -1577,7 +1633,7 @@ admin_import_store(struct admin_ctx *c, struct admin_imp *items, size_t n)
 	if (rc == -1)
 		goto fail;
 #ifdef KEYGATE_DEBUG
-	admin_test_stall();
+	admin_test_stall("KEYGATE_TEST_STALL_WRITE", "lock held");
 #endif
 	for (i = 0; i < n; i++) {
 		if (!items[i].i_new)
@@ -2045,7 +2101,8 @@ admin_patch(struct admin_ctx *c)
 		admin_grace_expire(&k, c->c_rq->aq_now);
 		rc = admin_store(c, &k);
 	}
-	admin_unlock(c);
+	if (admin_unlock(c) == -1)
+		rc = -1;
 	if (rc == -1)
 		return (-1);
 	log_info("key %s updated", k.k_id);
@@ -2066,20 +2123,25 @@ admin_delete(struct admin_ctx *c)
 		return (-1);
 	if ((rc = admin_find(c, &k, &slot)) == 0) {
 		seq = c->c_ks->ks_hdr->kh_applied + 1;
-		if (journal_del(c->c_env->ae_journal, seq, k.k_id, err,
+		if (journal_write_del(c->c_env->ae_journal, seq, k.k_id, err,
 		    sizeof(err)) == -1) {
 			log_warnx("key %s: journal: %s", k.k_id, err);
 			rc = admin_error(c, 503, "storage_unavailable",
 			    "the key could not be deleted: %s", err);
-		} else if (keystore_del(c->c_ks, k.k_id, seq) != KS_OK) {
-			/* Cannot happen: found under this same lock. */
-			log_warnx("key %s: journal line %llu written but not "
-			    "applied", k.k_id, (unsigned long long)seq);
-			rc = admin_error(c, 500, "internal_error",
-			    "the key store refused the deletion");
+		} else {
+			c->c_sync = seq;	/* made durable by admin_unlock */
+			if (keystore_del(c->c_ks, k.k_id, seq) != KS_OK) {
+				/* Cannot happen: found under this same lock. */
+				log_warnx("key %s: journal line %llu written "
+				    "but not applied", k.k_id,
+				    (unsigned long long)seq);
+				rc = admin_error(c, 500, "internal_error",
+				    "the key store refused the deletion");
+			}
 		}
 	}
-	admin_unlock(c);
+	if (admin_unlock(c) == -1)
+		rc = -1;
 	if (rc == -1)
 		return (-1);
 	log_info("key %s deleted", k.k_id);
@@ -2151,7 +2213,8 @@ admin_regenerate(struct admin_ctx *c)
 		if ((rc = admin_new_secret(c, &k, secret, sizeof(secret))) == 0)
 			rc = admin_store(c, &k);
 	}
-	admin_unlock(c);
+	if (admin_unlock(c) == -1)
+		rc = -1;
 	if (rc == 0) {
 		log_info("key %s regenerated (grace %llds)", k.k_id,
 		    (long long)grace);

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -766,17 +767,32 @@ key_encode(const struct ks_key *k, const char *file, char *err, size_t errlen)
 int
 journal_init(struct journal *j, const char *dir, uid_t uid, gid_t gid)
 {
+	memset(j, 0, sizeof(*j));
 	j->j_fd = -1;
 	j->j_dirfd = -1;
-	j->j_snap_json = 0;
 	j->j_uid = uid;
 	j->j_gid = gid;
 	if ((j->j_dir = strdup(dir)) == NULL)
 		return (-1);
+	if ((errno = pthread_mutex_init(&j->j_sync_mtx, NULL)) != 0) {
+		free(j->j_dir);
+		j->j_dir = NULL;
+		return (-1);
+	}
+	if ((errno = pthread_cond_init(&j->j_sync_cv, NULL)) != 0) {
+		pthread_mutex_destroy(&j->j_sync_mtx);
+		free(j->j_dir);
+		j->j_dir = NULL;
+		return (-1);
+	}
 	return (0);
 }
 
-/* Close the journal and free the handle's memory. */
+/*
+ * Close the journal and free the handle's memory.  Callers close a handle
+ * once its threads have stopped; j_dir tells a closed handle (its mutex
+ * already destroyed) from an open one.
+ */
 void
 journal_close(struct journal *j)
 {
@@ -785,6 +801,10 @@ journal_close(struct journal *j)
 	if (j->j_dirfd != -1)
 		close(j->j_dirfd);
 	j->j_fd = j->j_dirfd = -1;
+	if (j->j_dir != NULL) {
+		pthread_cond_destroy(&j->j_sync_cv);
+		pthread_mutex_destroy(&j->j_sync_mtx);
+	}
 	free(j->j_dir);
 	j->j_dir = NULL;
 }
@@ -804,26 +824,82 @@ journal_open(struct journal *j, char *err, size_t errlen)
 	return (0);
 }
 
+/* Identity of keys.snapshot now (0, 0 if absent or unreadable). */
+static void
+snapshot_id(struct journal *j, dev_t *dev, ino_t *ino)
+{
+	struct stat	 st;
+	char		 err[256];
+	int		 dfd;
+
+	*dev = 0;
+	*ino = 0;
+	if ((dfd = jdir(j, err, sizeof(err))) == -1 ||
+	    fstatat(dfd, SNAPSHOT_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return;
+	*dev = st.st_dev;
+	*ino = st.st_ino;
+}
+
 /*
- * Append line (a reference we own) to the journal and make it durable.
+ * May this handle append?  Not after a failed fdatasync() (journal_sync),
+ * unless keys.snapshot was replaced since: the compaction that replaced
+ * it wrote memory, the lines of the failed sync included, and emptied the
+ * journal, so disk holds everything again.  Under the key store lock (a
+ * compaction cannot run meanwhile).  0, or -1 with EIO and err.
+ */
+static int
+journal_writable(struct journal *j, char *err, size_t errlen)
+{
+	dev_t	 dev;
+	ino_t	 ino;
+	int	 failed;
+
+	pthread_mutex_lock(&j->j_sync_mtx);
+	failed = j->j_sync_errno;
+	pthread_mutex_unlock(&j->j_sync_mtx);
+	if (failed == 0)
+		return (0);
+	snapshot_id(j, &dev, &ino);
+	if (ino != 0 && (dev != j->j_fail_dev || ino != j->j_fail_ino)) {
+		pthread_mutex_lock(&j->j_sync_mtx);
+		j->j_sync_errno = 0;
+		j->j_durable = j->j_appended;
+		pthread_mutex_unlock(&j->j_sync_mtx);
+		log_info("%s: compacted since the failed sync; writes resume",
+		    JOURNAL_FILE);
+		return (0);
+	}
+	snprintf(err, errlen, "%s: an earlier sync failed (%s); no change is "
+	    "taken until the journal is compacted or the worker replaced",
+	    JOURNAL_FILE, strerror(failed));
+	errno = EIO;
+	return (-1);
+}
+
+/*
+ * Append line (a reference we own, sequence seq) to the journal, without
+ * waiting for the disk (journal_sync does).
  *
  * The writers are serialised by the key store lock, so nobody else moves
  * the end of the file between our fstat() and our write: the size taken
- * first is exactly where this line starts.  If the write is short, fails,
- * or fdatasync() fails, cutting the file back to that size removes every
- * byte of this line, so a failed append leaves the file as it was and the
- * next append does not glue a fragment in front of a good line.  Only
- * after fdatasync() returns is the line reported as stored.
+ * first is exactly where this line starts.  If the write is short or
+ * fails, cutting the file back to that size removes every byte of this
+ * line, so a failed append leaves the file as it was and the next append
+ * does not glue a fragment in front of a good line.  Lines before ours
+ * that are not yet durable stay: their writers' syncs cover them.
  */
 static int
-journal_append(struct journal *j, json_t *line, char *err, size_t errlen)
+journal_append(struct journal *j, uint64_t seq, json_t *line, char *err,
+    size_t errlen)
 {
 	struct stat	 st;
 	char		*buf = NULL;
 	size_t		 len;
 	int		 saved;
 
-	if (journal_open(j, err, errlen) == -1)
+	if (journal_writable(j, err, errlen) == -1 ||
+	    journal_open(j, err, errlen) == -1)
 		goto fail;
 	len = json_dumpb(line, NULL, 0, JSON_COMPACT);
 	if (len == 0 || (buf = malloc(len + 1)) == NULL) {
@@ -839,8 +915,7 @@ journal_append(struct journal *j, json_t *line, char *err, size_t errlen)
 		file_error(err, errlen, JOURNAL_FILE, errno);
 		goto fail;
 	}
-	if (write_all(j->j_fd, buf, len + 1) == -1 ||
-	    fdatasync(j->j_fd) == -1) {
+	if (write_all(j->j_fd, buf, len + 1) == -1) {
 		saved = errno;
 		if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1)
 			snprintf(err, errlen, "%s: %s (and the line could not "
@@ -852,6 +927,11 @@ journal_append(struct journal *j, json_t *line, char *err, size_t errlen)
 		errno = saved;
 		goto fail;
 	}
+	pthread_mutex_lock(&j->j_sync_mtx);
+	if (seq > j->j_appended)
+		j->j_appended = seq;
+	j->j_lines++;
+	pthread_mutex_unlock(&j->j_sync_mtx);
 	free(buf);
 	json_decref(line);
 	return (0);
@@ -861,6 +941,100 @@ fail:
 	json_decref(line);
 	errno = saved;
 	return (-1);
+}
+
+/*
+ * Wait until this process's line seq is durable; 0, or -1 with errno and
+ * err.
+ *
+ * Group commit (leader/follower): j_appended is the seq of the last line
+ * this process wrote, j_durable the highest seq known durable.  A caller
+ * finding no sync in progress becomes the leader: it takes target =
+ * j_appended, calls fdatasync() without the mutex, and on success sets
+ * j_durable = target.  That is correct because every line with seq <=
+ * target was completely written (write() returned) before the leader read
+ * j_appended, and fdatasync() makes durable every byte written to the
+ * file before it was called, whichever process or thread wrote it.  A
+ * caller finding a sync in progress waits for it, then either finds its
+ * seq covered or becomes the next leader: while one fdatasync() runs,
+ * the lines appended meanwhile accumulate and the next one takes them
+ * all.  Seqs, unlike offsets, survive a compaction (see journal.h), and
+ * lines of other processes are not counted: their writers sync them.
+ *
+ * A failed fdatasync() fails every waiter not yet covered, and sticks
+ * (j_sync_errno): journal_writable refuses new lines until a compaction.
+ */
+int
+journal_sync(struct journal *j, uint64_t seq, char *err, size_t errlen)
+{
+	uint64_t	 target;
+	int		 rc, saved;
+
+	pthread_mutex_lock(&j->j_sync_mtx);
+	if (seq > j->j_appended) {
+		/* Not a line of ours: no sync of ours can cover it. */
+		pthread_mutex_unlock(&j->j_sync_mtx);
+		snprintf(err, errlen, "%s: seq %llu was not written here",
+		    JOURNAL_FILE, (unsigned long long)seq);
+		errno = EINVAL;
+		return (-1);
+	}
+	for (;;) {
+		if (seq <= j->j_durable) {
+			pthread_mutex_unlock(&j->j_sync_mtx);
+			return (0);
+		}
+		if (j->j_sync_errno != 0) {
+			saved = j->j_sync_errno;
+			pthread_mutex_unlock(&j->j_sync_mtx);
+			file_error(err, errlen, JOURNAL_FILE, saved);
+			errno = saved;
+			return (-1);
+		}
+		if (!j->j_syncing)
+			break;
+		pthread_cond_wait(&j->j_sync_cv, &j->j_sync_mtx);
+	}
+	j->j_syncing = 1;
+	target = j->j_appended;
+	pthread_mutex_unlock(&j->j_sync_mtx);
+
+	while ((rc = fdatasync(j->j_fd)) == -1 && errno == EINTR)
+		;
+	saved = rc == -1 ? errno : 0;
+
+	pthread_mutex_lock(&j->j_sync_mtx);
+	j->j_syncing = 0;
+	j->j_syncs++;
+	if (saved == 0) {
+		if (target > j->j_durable)
+			j->j_durable = target;
+	} else {
+		j->j_sync_errno = saved;
+		snapshot_id(j, &j->j_fail_dev, &j->j_fail_ino);
+	}
+	pthread_cond_broadcast(&j->j_sync_cv);
+	pthread_mutex_unlock(&j->j_sync_mtx);
+	if (saved != 0) {
+		log_warnx("%s: fdatasync: %s; lines after seq %llu may be "
+		    "lost: no change is taken until a compaction", JOURNAL_FILE,
+		    strerror(saved), (unsigned long long)j->j_durable);
+		file_error(err, errlen, JOURNAL_FILE, saved);
+		errno = saved;
+		return (-1);
+	}
+	/* target >= seq: our line was written before we got here. */
+	return (0);
+}
+
+/* Lines written and fdatasync() calls made through this handle. */
+void
+journal_sync_stats(struct journal *j, uint64_t *lines, uint64_t *syncs)
+{
+	pthread_mutex_lock(&j->j_sync_mtx);
+	*lines = j->j_lines;
+	*syncs = j->j_syncs;
+	pthread_mutex_unlock(&j->j_sync_mtx);
 }
 
 /* Is seq one the loader accepts (1 to INT64_MAX)?  If not, say so in err. */
@@ -875,9 +1049,9 @@ seq_valid(uint64_t seq, char *err, size_t errlen)
 	return (0);
 }
 
-/* Append {"seq":N,"op":"put","key":{KEY}} and fsync it; 0 or -1. */
+/* Append {"seq":N,"op":"put","key":{KEY}} (not yet durable); 0 or -1. */
 int
-journal_put(struct journal *j, uint64_t seq, const struct ks_key *k,
+journal_write_put(struct journal *j, uint64_t seq, const struct ks_key *k,
     char *err, size_t errlen)
 {
 	json_t	*key, *line;
@@ -891,12 +1065,12 @@ journal_put(struct journal *j, uint64_t seq, const struct ks_key *k,
 		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
 		return (-1);
 	}
-	return (journal_append(j, line, err, errlen));
+	return (journal_append(j, seq, line, err, errlen));
 }
 
-/* Append {"seq":N,"op":"del","id":ID} and fsync it; 0 or -1. */
+/* Append {"seq":N,"op":"del","id":ID} (not yet durable); 0 or -1. */
 int
-journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
+journal_write_del(struct journal *j, uint64_t seq, const char *id, char *err,
     size_t errlen)
 {
 	json_t	*line;
@@ -914,7 +1088,27 @@ journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
 		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
 		return (-1);
 	}
-	return (journal_append(j, line, err, errlen));
+	return (journal_append(j, seq, line, err, errlen));
+}
+
+/* Append a put line and wait until it is durable; 0 or -1. */
+int
+journal_put(struct journal *j, uint64_t seq, const struct ks_key *k,
+    char *err, size_t errlen)
+{
+	if (journal_write_put(j, seq, k, err, errlen) == -1)
+		return (-1);
+	return (journal_sync(j, seq, err, errlen));
+}
+
+/* Append a del line and wait until it is durable; 0 or -1. */
+int
+journal_del(struct journal *j, uint64_t seq, const char *id, char *err,
+    size_t errlen)
+{
+	if (journal_write_del(j, seq, id, err, errlen) == -1)
+		return (-1);
+	return (journal_sync(j, seq, err, errlen));
 }
 
 /* Read lines of fd (state_dir/name, opened; ours to close): 1 or -1. */
@@ -2126,14 +2320,15 @@ fail:
 
 /*
  * The "idem" member of put lines (the Idempotency-Key entry of a create,
- * idem.h): journal_put_extra appends a put line carrying it (any JSON
- * value, a reference taken), and at load and repair each replayed put
+ * idem.h): journal_write_put_extra appends a put line carrying it (any
+ * JSON value, a reference taken; durable after journal_sync, like
+ * journal_write_put's), and at load and repair each replayed put
  * line's member is handed to the hook set by journal_set_put_hook (the
  * master's, before journal_load).  Compaction does not keep it.
  */
 int
-journal_put_extra(struct journal *j, uint64_t seq, const struct ks_key *k,
-    json_t *idem, char *err, size_t errlen)
+journal_write_put_extra(struct journal *j, uint64_t seq,
+    const struct ks_key *k, json_t *idem, char *err, size_t errlen)
 {
 	json_t	*key, *line;
 
@@ -2148,7 +2343,7 @@ journal_put_extra(struct journal *j, uint64_t seq, const struct ks_key *k,
 		file_error(err, errlen, JOURNAL_FILE, ENOMEM);
 		return (-1);
 	}
-	return (journal_append(j, line, err, errlen));
+	return (journal_append(j, seq, line, err, errlen));
 }
 
 void
@@ -2161,10 +2356,12 @@ journal_set_put_hook(void (*fn)(void *, const json_t *,
 
 /*
  * Append put lines for keys[0..n) with sequences seq, seq + 1, ... in one
- * write and make them durable with one fdatasync (an import's new keys):
- * as journal_put for each, but on any failure none of them is kept (the
- * file is cut back to its length before), so the caller changes no
- * memory.  0 or -1 with err.
+ * write and make them durable with one journal_sync (an import's new
+ * keys, the caller holding the writer lock, so no line comes after
+ * them): as journal_put for each, but on any failure none of them is kept
+ * (the file is cut back to its length before), so the caller changes no
+ * memory.  A failed sync also sticks, as in journal_sync.  0 or -1 with
+ * err.
  */
 int
 journal_put_many(struct journal *j, uint64_t seq, const struct ks_key **keys,
@@ -2176,7 +2373,10 @@ journal_put_many(struct journal *j, uint64_t seq, const struct ks_key **keys,
 	size_t		 len = 0, cap = 0, l, i;
 	int		 saved;
 
-	if (journal_open(j, err, errlen) == -1)
+	if (n == 0)
+		return (0);
+	if (journal_writable(j, err, errlen) == -1 ||
+	    journal_open(j, err, errlen) == -1)
 		return (-1);
 	for (i = 0; i < n; i++) {
 		if (!seq_valid(seq + i, err, errlen) ||
@@ -2207,20 +2407,30 @@ journal_put_many(struct journal *j, uint64_t seq, const struct ks_key **keys,
 		file_error(err, errlen, JOURNAL_FILE, errno);
 		goto fail;
 	}
-	if (write_all(j->j_fd, buf, len) == -1 || fdatasync(j->j_fd) == -1) {
+	if (write_all(j->j_fd, buf, len) == -1) {
 		saved = errno;
-		if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1)
-			snprintf(err, errlen, "%s: %s (and the lines could not "
-			    "be cut off: %s)", JOURNAL_FILE, strerror(saved),
-			    strerror(errno));
-		else
-			snprintf(err, errlen, "%s: %s", JOURNAL_FILE,
-			    strerror(saved));
-		errno = saved;
-		goto fail;
+		snprintf(err, errlen, "%s: %s", JOURNAL_FILE, strerror(saved));
+		goto cut;
+	}
+	pthread_mutex_lock(&j->j_sync_mtx);
+	if (seq + n - 1 > j->j_appended)
+		j->j_appended = seq + n - 1;
+	j->j_lines += n;
+	pthread_mutex_unlock(&j->j_sync_mtx);
+	if (journal_sync(j, seq + n - 1, err, errlen) == -1) {
+		saved = errno;
+		goto cut;
 	}
 	free(buf);
 	return (0);
+cut:
+	if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1) {
+		l = strlen(err);
+		snprintf(err + l, errlen - l, " (and the lines could not be "
+		    "cut off: %s)", strerror(errno));
+	}
+	errno = saved;
+	goto fail;
 nomem:
 	file_error(err, errlen, JOURNAL_FILE, ENOMEM);
 fail:

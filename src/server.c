@@ -69,6 +69,7 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "adminq.h"
 #include "auth.h"
 #include "config.h"
 #include "echo.h"
@@ -112,6 +113,7 @@ enum conn_state {
 	CONN_BODY,	/* reading the body of a request being served */
 	CONN_DISCARD,	/* reading and dropping the body of a refused request */
 	CONN_AUTHWAIT,	/* header read; a JWT waits for its provider's keys */
+	CONN_ADMINWAIT,	/* an admin write runs on an admin thread (adminq) */
 	CONN_PROXY,	/* request read; the upstream's answer is on its way */
 	CONN_CLOSING,	/* writing the last response, then close */
 	CONN_LINGER,	/* write side shut, draining input until EOF */
@@ -174,6 +176,7 @@ struct conn {
 	int			 c_gauge;	/* its keygate_connections state */
 						/* (enum stats_conn), -1: none */
 	struct conn_admin	*c_adm;		/* admin request awaiting its body */
+	struct adminq_job	*c_job;		/* CONN_ADMINWAIT: its job */
 
 	/* The request being served. */
 	int64_t			 c_start_us;
@@ -230,6 +233,7 @@ struct worker {
 	struct keystore		 w_ks;
 	struct journal		 w_journal;
 	struct admin_env	 w_admin;
+	struct adminq		*w_adminq;	/* admin threads; NULL: none */
 	struct auth_rate	 w_rate;	/* per request: ra_ip, ra_now */
 	struct jwtauth		*w_jwt;		/* NULL: no jwt_provider */
 	int			 w_accepting;
@@ -661,6 +665,7 @@ conn_set_state(struct conn *c, enum conn_state s)
 		[CONN_BODY] = STATS_CONN_READING,
 		[CONN_DISCARD] = STATS_CONN_READING,
 		[CONN_AUTHWAIT] = STATS_CONN_WRITING,
+		[CONN_ADMINWAIT] = STATS_CONN_WRITING,
 		[CONN_PROXY] = STATS_CONN_WRITING,
 		[CONN_CLOSING] = STATS_CONN_WRITING,
 		[CONN_LINGER] = STATS_CONN_WRITING,
@@ -1219,17 +1224,125 @@ conn_admin_begin(struct conn *c)
 }
 
 
-/* The whole admin request is here: answer it (admin.c). */
+/* Queue admin_handle()'s answer as and finish the request. */
+static void
+conn_admin_answer(struct conn *c, struct admin_response *as)
+{
+	size_t	 before = evbuffer_get_length(c->c_out);
+	char	 ra[16];
+
+	if (as->as_allow != NULL)
+		conn_extra(c, "Allow", as->as_allow);
+	if (as->as_challenge != NULL)
+		conn_extra(c, "WWW-Authenticate", as->as_challenge);
+	if (as->as_retry_after > 0) {
+		snprintf(ra, sizeof(ra), "%u", as->as_retry_after);
+		conn_extra(c, "Retry-After", ra);
+	}
+	conn_head_type(c, as->as_status, as->as_bodylen, as->as_type != NULL ?
+	    as->as_type : "application/json");
+	/* The body may carry a new secret: wiped once written. */
+	if (!c->c_head && as->as_body != NULL) {
+		if (evbuffer_add_reference(c->c_out, as->as_body,
+		    as->as_bodylen, conn_wipe_ref, NULL) == 0)
+			as->as_body = NULL;
+		else
+			evbuffer_add(c->c_out, as->as_body, as->as_bodylen);
+	}
+	conn_finish(c, as->as_status, evbuffer_get_length(c->c_out) - before);
+	admin_response_free(as);
+}
+
+/*
+ * Does the admin request ca go to the admin threads?  Those that may
+ * write the key store (POST, PUT, PATCH, DELETE under /v1/keys) wait for
+ * its lock and for the disk; everything else answers from memory at once
+ * and stays on the loop (POST /v1/verify reads the worker's JWT state,
+ * which only the loop thread may touch).  An unknown path under /v1/keys
+ * costs a thread a 404, nothing more.
+ */
+static int
+conn_admin_threaded(struct conn *c, const struct conn_admin *ca)
+{
+	const int	 writes = HTTP_M_POST | HTTP_M_PUT | HTTP_M_PATCH |
+			    HTTP_M_DELETE;
+
+	/* strchr() finds the NUL too: "/v1/keys" itself. */
+	return (c->c_w->w_adminq != NULL && (ca->ca_mbit & writes) != 0 &&
+	    strncmp(ca->ca_target, "/v1/keys", 8) == 0 &&
+	    strchr("/?", ca->ca_target[8]) != NULL);
+}
+
+/*
+ * Hand the admin request to the admin threads: the job takes copies of
+ * what admin_handle() reads (the body is wiped from c_pending), and the
+ * connection waits in CONN_ADMINWAIT with reading off and no timer until
+ * conn_admin_done().  0, or -1 if out of memory (nothing changed).
+ */
+static int
+conn_admin_queue(struct conn *c)
+{
+	struct conn_admin	*ca = c->c_adm;
+	struct adminq_job	*j;
+	size_t			 len = evbuffer_get_length(c->c_pending);
+	const void		*body;
+
+	body = len == 0 ? (const void *)"" :
+	    (const void *)conn_pullup(c->c_pending, len);
+	if ((j = adminq_job_new(ca->ca_mbit, ca->ca_target, ca->ca_auth,
+	    ca->ca_idem, body, len, c->c_ip, c->c_iplen, c->c_client)) == NULL)
+		return (-1);
+	conn_wipe_drain(c->c_pending, len);
+	conn_admin_free(c);
+	j->aj_conn = c;
+	c->c_job = j;
+	conn_set_state(c, CONN_ADMINWAIT);
+	conn_reading(c, 0);
+	evtimer_del(c->c_timer);
+	adminq_push(c->c_w->w_adminq, j);
+	return (0);
+}
+
+/*
+ * The loop, an admin job is done: answer its connection, if it is still
+ * there, and go on with it (pipelined requests, the write, the close).
+ * A connection that ended meanwhile left aj_conn NULL (conn_free): the
+ * answer is dropped, wiped with the job.
+ */
+static void
+conn_admin_done(struct adminq_job *j, void *arg)
+{
+	struct conn	*c = j->aj_conn;
+
+	if (c == NULL)
+		return;
+	c->c_job = NULL;
+	j->aj_conn = NULL;
+	conn_admin_answer(c, &j->aj_rs);
+	if (c->c_state != CONN_DEAD) {
+		conn_reading(c, 1);
+		conn_process(c);
+	}
+	if (c->c_state != CONN_DEAD)
+		conn_flush(c);
+	if (c->c_state == CONN_DEAD)
+		conn_free(c);
+}
+
+/*
+ * The whole admin request is here: hand a write to the admin threads, or
+ * answer it now (admin.c).
+ */
 static void
 conn_admin_respond(struct conn *c)
 {
 	struct conn_admin	*ca = c->c_adm;
 	struct admin_request	 aq;
 	struct admin_response	 as;
-	size_t			 before = evbuffer_get_length(c->c_out);
 	const char		*q;
-	char			 ra[16];
 
+	if (conn_admin_threaded(c, ca) && conn_admin_queue(c) == 0)
+		return;
 	memset(&aq, 0, sizeof(aq));
 	aq.aq_mbit = ca->ca_mbit;
 	aq.aq_path = ca->ca_target;
@@ -1251,26 +1364,7 @@ conn_admin_respond(struct conn *c)
 	aq.aq_iplen = c->c_iplen;
 	aq.aq_client = c->c_client;
 	admin_handle(&c->c_w->w_admin, &aq, &as);
-	if (as.as_allow != NULL)
-		conn_extra(c, "Allow", as.as_allow);
-	if (as.as_challenge != NULL)
-		conn_extra(c, "WWW-Authenticate", as.as_challenge);
-	if (as.as_retry_after > 0) {
-		snprintf(ra, sizeof(ra), "%u", as.as_retry_after);
-		conn_extra(c, "Retry-After", ra);
-	}
-	conn_head_type(c, as.as_status, as.as_bodylen, as.as_type != NULL ?
-	    as.as_type : "application/json");
-	/* The body may carry a new secret: wiped once written. */
-	if (!c->c_head && as.as_body != NULL) {
-		if (evbuffer_add_reference(c->c_out, as.as_body,
-		    as.as_bodylen, conn_wipe_ref, NULL) == 0)
-			as.as_body = NULL;
-		else
-			evbuffer_add(c->c_out, as.as_body, as.as_bodylen);
-	}
-	conn_finish(c, as.as_status, evbuffer_get_length(c->c_out) - before);
-	admin_response_free(&as);
+	conn_admin_answer(c, &as);
 	conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
 	conn_admin_free(c);
 }
@@ -1893,6 +1987,8 @@ conn_process(struct conn *c)
 			break;
 		case CONN_AUTHWAIT:
 			return;		/* conn_hold_check() goes on */
+		case CONN_ADMINWAIT:
+			return;		/* conn_admin_done() goes on */
 		case CONN_PROXY:
 			/*
 			 * Pipelined requests wait their turn, but only so
@@ -1928,7 +2024,8 @@ static void
 conn_reading(struct conn *c, int on)
 {
 	io_reading(&c->c_io, on && !c->c_eof && !c->c_paused &&
-	    !c->c_upwait && !c->c_pipewait && c->c_state != CONN_AUTHWAIT);
+	    !c->c_upwait && !c->c_pipewait && c->c_state != CONN_AUTHWAIT &&
+	    c->c_state != CONN_ADMINWAIT);
 }
 
 /*
@@ -2003,6 +2100,7 @@ conn_eof(struct conn *c)
 	case CONN_CLOSING:
 		break;
 	case CONN_PROXY:
+	case CONN_ADMINWAIT:
 		/* A half-closed client still gets its answer, then the end. */
 		c->c_keepalive = 0;
 		break;
@@ -2130,6 +2228,8 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case CONN_PROXY:
 		break;		/* the upstream's timers rule */
+	case CONN_ADMINWAIT:
+		break;		/* the job's own bounds rule (admin.h) */
 	case CONN_AUTHWAIT:
 		conn_hold_check(c);
 		break;
@@ -2165,6 +2265,8 @@ conn_free(struct conn *c)
 	if (c->c_pending != NULL)
 		evbuffer_free(c->c_pending);
 	conn_admin_free(c);
+	if (c->c_job != NULL)	/* orphaned: its answer is dropped */
+		c->c_job->aj_conn = NULL;
 	conn_hold_release(c);
 	free(c->c_rq);
 	free(c);
@@ -2568,6 +2670,7 @@ server_setup(struct worker *w)
 	struct config		*conf = w->w_conf;
 	struct server_listener	*sl;
 	char			 err[256];
+	const char		*cause;
 	size_t			 i;
 	int			 idle;
 
@@ -2603,6 +2706,11 @@ server_setup(struct worker *w)
 		return (-1);
 	if (server_keys_setup(w) == -1)
 		return (-1);
+	if ((w->w_adminq = adminq_start(w->w_base, &w->w_admin,
+	    ADMINQ_THREADS, conn_admin_done, w, &cause)) == NULL) {
+		log_warnx("admin threads: %s", cause);
+		return (-1);
+	}
 	if (conf->c_access_log != NULL && (w->w_alog =
 	    accesslog_open(conf->c_access_log, err, sizeof(err))) == NULL) {
 		log_warnx("%s", err);
@@ -2640,12 +2748,16 @@ static void
 server_teardown(struct worker *w)
 {
 	struct conn	*c;
+	uint64_t	 lines, syncs;
 	size_t		 i;
 
 	while ((c = TAILQ_FIRST(&w->w_conns)) != NULL) {
 		w->w_stopping = 1;	/* no loopexit bookkeeping needed */
 		conn_free(c);
 	}
+	/* Writes in progress end (acknowledged or not) before the exit. */
+	adminq_stop(w->w_adminq, ADMINQ_STOP_MS);
+	w->w_adminq = NULL;
 	for (i = 0; i < w->w_nlisteners; i++)
 		evconnlistener_free(w->w_listeners[i].sl_lev);
 	for (i = 0; i < 3; i++)
@@ -2661,6 +2773,13 @@ server_teardown(struct worker *w)
 	w->w_proxy = NULL;
 	jwtauth_free(w->w_jwt);		/* wipes the cached identities */
 	w->w_jwt = NULL;
+	if (w->w_journal.j_dir != NULL) {
+		journal_sync_stats(&w->w_journal, &lines, &syncs);
+		if (lines > 0)
+			log_info("journal: %llu change(s) made durable with "
+			    "%llu fdatasync call(s)", (unsigned long long)lines,
+			    (unsigned long long)syncs);
+	}
 	journal_close(&w->w_journal);
 	accesslog_close(w->w_alog);
 	if (w->w_base != NULL)

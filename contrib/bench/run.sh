@@ -37,8 +37,10 @@
 #           KEYGATED2, a keygated2 column too, started from the same
 #           keys.snapshot (each keygated has its own state_dir).
 #   keys-create  keygated only: $CREATES x POST /v1/keys (admin API, each
-#           create fsync'ed to the journal) over one keep-alive connection
-#           from a Python client (create.py), on top of the $KEYS keys.
+#           create fdatasync'ed to the journal before its answer, concurrent
+#           ones sharing the sync) from $CREATE_CLIENTS concurrent clients,
+#           one keep-alive connection each (create.py), on top of the $KEYS
+#           keys.
 #   rate    keys-proxy with per-key rate limits too high to refuse anything:
 #           keygated "rate_limit 1000000/1s 1000000/10s 1000000/60s" vs
 #           keygated "rate_limit off" vs nginx limit_req keyed by
@@ -133,6 +135,7 @@
 #              tls-idle-memory
 #   KEYS       API keys loaded for the keys-* workloads [100000]
 #   CREATES    keys created through the admin API in keys-create [2000]
+#   CREATE_CLIENTS  concurrent admin clients in keys-create [16]
 #   ROUNDS     rounds per workload [5]
 #   DURATION   seconds per wrk run [10]
 #   CONNS      wrk connections (-c) [64]
@@ -189,6 +192,7 @@ WARMUP=${WARMUP:-2}
 WORKLOADS=${WORKLOADS:-proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy}
 KEYS=${KEYS:-100000}
 CREATES=${CREATES:-2000}
+CREATE_CLIENTS=${CREATE_CLIENTS:-16}
 PROFILE=${PROFILE:-0}
 PROFILE_DURATION=${PROFILE_DURATION:-5}
 KEEP_TMP=${KEEP_TMP:-0}
@@ -1902,9 +1906,10 @@ run_create() {
 	fi
 	j0=$({ wc -c <"$d/state/keys.journal"; } 2>/dev/null || say 0)
 	log_lines keygated >"$wdir/keygated.loglines"
-	warn "$w: $CREATES creates through $admin/v1/keys"
+	warn "$w: $CREATES creates through $admin/v1/keys ($CREATE_CLIENTS clients)"
 	if ! python3 "$here/create.py" "$admin" "$keysdir/admin.token" \
-	    "$CREATES" "$(workload_url "$w" keygated)" >"$wdir/create.out" \
+	    "$CREATES" "$(workload_url "$w" keygated)" "$CREATE_CLIENTS" \
+	    >"$wdir/create.out" \
 	    2>"$wdir/create.err"; then
 		fail "$w" "the admin client failed" "$wdir/create.err"
 		return 0

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1965,6 +1966,216 @@ test_put_refuses_bad_record(void **state)
 	assert_int_equal(journal_size(&f->f_j), 0);
 }
 
+/* fdatasync() calls made through j. */
+static uint64_t
+syncs(struct journal *j)
+{
+	uint64_t	 lines, n;
+
+	journal_sync_stats(j, &lines, &n);
+	return (n);
+}
+
+/*
+ * Group commit: lines written without a sync are not durable; one
+ * journal_sync() for the last of them makes all of them durable with one
+ * fdatasync(), and the earlier ones then need none.  A seq this handle
+ * did not write is refused, not reported durable.
+ */
+static void
+test_group_commit(void **state)
+{
+	struct fix	*f = *state;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN];
+	uint64_t	 seq;
+
+	for (seq = 1; seq <= 3; seq++) {
+		key_make(&k, (int)seq);
+		if (journal_write_put(&f->f_j, seq, &k, err, sizeof(err)) == -1)
+			fail_msg("journal_write_put: %s", err);
+		assert_int_equal(keystore_put(&f->f_ks, &k, seq), KS_OK);
+	}
+	assert_int_equal(syncs(&f->f_j), 0);
+	assert_int_equal(f->f_j.j_durable, 0);
+	assert_int_equal(journal_sync(&f->f_j, 3, err, sizeof(err)), 0);
+	assert_int_equal(syncs(&f->f_j), 1);
+	assert_int_equal(f->f_j.j_durable, 3);
+	assert_int_equal(journal_sync(&f->f_j, 1, err, sizeof(err)), 0);
+	assert_int_equal(journal_sync(&f->f_j, 2, err, sizeof(err)), 0);
+	assert_int_equal(syncs(&f->f_j), 1);
+	errno = 0;
+	assert_int_equal(journal_sync(&f->f_j, 4, err, sizeof(err)), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_string_equal(err, "keys.journal: seq 4 was not written here");
+	if (journal_write_del(&f->f_j, 4, k.k_id, err, sizeof(err)) == -1)
+		fail_msg("journal_write_del: %s", err);
+	assert_int_equal(keystore_del(&f->f_ks, k.k_id, 4), KS_OK);
+	assert_int_equal(journal_sync(&f->f_j, 4, err, sizeof(err)), 0);
+	assert_int_equal(syncs(&f->f_j), 2);
+	reload_same(f);
+}
+
+/*
+ * Durability is counted in seqs, so a compaction (which empties the file:
+ * offsets start again at 0) neither makes a later line look durable nor
+ * loses a line written before it and synced after it.
+ */
+static void
+test_group_commit_compaction(void **state)
+{
+	struct fix	*f = *state;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN];
+
+	put_key(f, 1, 1, NULL);
+	put_key(f, 2, 2, NULL);
+	key_make(&k, 3);
+	if (journal_write_put(&f->f_j, 3, &k, err, sizeof(err)) == -1)
+		fail_msg("journal_write_put: %s", err);
+	assert_int_equal(keystore_put(&f->f_ks, &k, 3), KS_OK);
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	assert_int_equal(journal_size(&f->f_j), 0);
+	assert_int_equal(journal_sync(&f->f_j, 3, err, sizeof(err)), 0);
+	reload_same(f);
+	key_make(&k, 4);
+	if (journal_write_put(&f->f_j, 4, &k, err, sizeof(err)) == -1)
+		fail_msg("journal_write_put: %s", err);
+	assert_int_equal(keystore_put(&f->f_ks, &k, 4), KS_OK);
+	assert_int_equal(f->f_j.j_durable, 3);
+	assert_int_equal(journal_sync(&f->f_j, 4, err, sizeof(err)), 0);
+	assert_int_equal(f->f_j.j_durable, 4);
+	reload_same(f);
+}
+
+/*
+ * A failed fdatasync() (the descriptor swapped for a pipe's, where it
+ * fails with EINVAL): the waiter gets -1, every later write is refused
+ * with EIO and nothing is appended, until a compaction replaces
+ * keys.snapshot; then writes resume and everything in memory, the line
+ * of the failed sync included, loads again.
+ */
+static void
+test_group_commit_sync_fails(void **state)
+{
+	struct fix	*f = *state;
+	struct ks_key	 k;
+	char		 err[T_ERRLEN];
+	int		 p[2], fd;
+	off_t		 size;
+
+	put_key(f, 1, 1, NULL);
+	key_make(&k, 2);
+	if (journal_write_put(&f->f_j, 2, &k, err, sizeof(err)) == -1)
+		fail_msg("journal_write_put: %s", err);
+	assert_int_equal(keystore_put(&f->f_ks, &k, 2), KS_OK);
+	assert_int_equal(pipe(p), 0);
+	fd = f->f_j.j_fd;
+	f->f_j.j_fd = p[1];
+	errno = 0;
+	assert_int_equal(journal_sync(&f->f_j, 2, err, sizeof(err)), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_string_equal(err, "keys.journal: Invalid argument");
+	f->f_j.j_fd = fd;
+	close(p[0]);
+	close(p[1]);
+	/* Sticky: the same seq, and new lines, are refused. */
+	assert_int_equal(journal_sync(&f->f_j, 2, err, sizeof(err)), -1);
+	size = journal_size(&f->f_j);
+	key_make(&k, 3);
+	errno = 0;
+	assert_int_equal(journal_write_put(&f->f_j, 3, &k, err, sizeof(err)),
+	    -1);
+	assert_int_equal(errno, EIO);
+	err_has(err, "keys.journal: an earlier sync failed (Invalid "
+	    "argument); no change is taken until");
+	assert_int_equal(journal_put(&f->f_j, 3, &k, err, sizeof(err)), -1);
+	assert_int_equal(journal_del(&f->f_j, 3, k.k_id, err, sizeof(err)),
+	    -1);
+	assert_int_equal(journal_size(&f->f_j), size);
+	/* A compaction writes memory out: writes resume. */
+	if (journal_compact(&f->f_j, &f->f_ks, err, sizeof(err)) == -1)
+		fail_msg("journal_compact: %s", err);
+	assert_int_equal(journal_sync(&f->f_j, 2, err, sizeof(err)), -1);
+	put_key(f, 3, 3, NULL);
+	assert_int_equal(journal_sync(&f->f_j, 2, err, sizeof(err)), 0);
+	reload_same(f);
+}
+
+#define GC_THREADS	8
+#define GC_LINES	40
+
+/* The writers of test_group_commit_threads: the admin path's shape. */
+struct gc_shared {
+	struct fix	*g_f;
+	pthread_mutex_t	 g_lock;	/* stands for the key store lock */
+	uint64_t	 g_seq;
+	int		 g_failed;
+};
+
+static void *
+gc_writer(void *arg)
+{
+	struct gc_shared	*g = arg;
+	struct ks_key		 k;
+	char			 err[T_ERRLEN];
+	uint64_t		 seq;
+	int			 i, ok;
+
+	for (i = 0; i < GC_LINES; i++) {
+		pthread_mutex_lock(&g->g_lock);
+		seq = ++g->g_seq;
+		key_make(&k, (int)(seq % 16) + 1);
+		k.k_updated += (int64_t)seq;
+		ok = journal_write_put(&g->g_f->f_j, seq, &k, err,
+		    sizeof(err)) == 0 && keystore_put(&g->g_f->f_ks, &k, seq) ==
+		    KS_OK;
+		pthread_mutex_unlock(&g->g_lock);
+		if (!ok || journal_sync(&g->g_f->f_j, seq, err,
+		    sizeof(err)) == -1) {
+			__atomic_add_fetch(&g->g_failed, 1, __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	return (NULL);
+}
+
+/*
+ * Threads appending under one lock and syncing outside it, as the admin
+ * threads do: every sync succeeds, every line is durable (j_durable
+ * reaches the last seq), the file holds every line in seq order, and it
+ * loads into the same store.
+ */
+static void
+test_group_commit_threads(void **state)
+{
+	struct gc_shared	 g;
+	pthread_t		 t[GC_THREADS];
+	char			*buf, *p;
+	size_t			 len, lines = 0;
+	int			 i;
+
+	memset(&g, 0, sizeof(g));
+	g.g_f = *state;
+	assert_int_equal(pthread_mutex_init(&g.g_lock, NULL), 0);
+	for (i = 0; i < GC_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, gc_writer, &g), 0);
+	for (i = 0; i < GC_THREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	pthread_mutex_destroy(&g.g_lock);
+	assert_int_equal(g.g_failed, 0);
+	assert_int_equal(g.g_f->f_j.j_durable, GC_THREADS * GC_LINES);
+	assert_true(syncs(&g.g_f->f_j) >= 1);
+	assert_true(syncs(&g.g_f->f_j) <= GC_THREADS * GC_LINES);
+	buf = file_read(g.g_f, JOURNAL_FILE, &len);
+	for (p = buf; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	free(buf);
+	assert_int_equal(lines, GC_THREADS * GC_LINES);
+	reload_same(g.g_f);
+}
+
 /* Usage counters of key i in ks. */
 static void
 usage_of(const struct keystore *ks, int i, uint64_t *allowed,
@@ -2231,6 +2442,14 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_write_short, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_put_refuses_bad_record,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_compaction,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_sync_fails,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_threads,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage_save, setup,
 		    teardown),
