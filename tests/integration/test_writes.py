@@ -100,6 +100,16 @@ def in_thread(fn):
     return t, out
 
 
+def start_stalling(var, deaths=True, **settings):
+    """A daemon whose writers stop at the debug hook var once its file
+    exists; the daemon and that file's path (created by the caller)."""
+    stall = os.path.join(kg.tempdir(), "stall")
+    d = start(env={var: stall}, **settings)
+    if deaths:
+        d.allow_worker_deaths = True
+    return d, stall
+
+
 def stalled(d, what):
     """Wait for the debug build's stall; its pid (skip if not debug)."""
     try:
@@ -147,9 +157,7 @@ def test_no_ack_before_durable():
     after kill -9 of the master and the worker, a restart has every key
     that was acknowledged.
     """
-    stall = os.path.join(kg.tempdir(), "stall")
-    d = start(env={"KEYGATE_TEST_STALL_SYNC": stall})
-    d.allow_worker_deaths = True
+    d, stall = start_stalling("KEYGATE_TEST_STALL_SYNC")
     r = create(d, "before")
     kg.eq(r.status, 201, "create before the stall")
     before = r.json()["id"]
@@ -259,9 +267,7 @@ def test_data_plane_not_blocked():
     ADMIN_LOCK_TIMEOUT); meanwhile gateway requests and admin reads on the
     same worker are answered at once.
     """
-    stall = os.path.join(kg.tempdir(), "stall")
-    d = start(env={"KEYGATE_TEST_STALL_WRITE": stall})
-    d.allow_worker_deaths = True
+    d, stall = start_stalling("KEYGATE_TEST_STALL_WRITE")
     r = create(d, "user")
     kg.eq(r.status, 201, "create")
     secret = r.json()["secret"]
@@ -311,9 +317,8 @@ def test_stop_with_a_write_running():
     worker exits after a short wait for its threads, the daemon exits 0,
     and a restart has the key acknowledged before.
     """
-    stall = os.path.join(kg.tempdir(), "stall")
-    d = start(env={"KEYGATE_TEST_STALL_SYNC": stall},
-              shutdown_timeout="500ms")
+    d, stall = start_stalling("KEYGATE_TEST_STALL_SYNC", deaths=False,
+                              shutdown_timeout="500ms")
     r = create(d, "before")
     kg.eq(r.status, 201, "create before the stall")
     before = r.json()["id"]
