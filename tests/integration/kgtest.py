@@ -452,10 +452,12 @@ def get(port, path, headers=None, host="127.0.0.1"):
 
 # --- checks of what every response must carry ---------------------------------
 
-def admin(d, method, path, body=None, token=ADMIN_TOKEN, headers=None):
+def admin(d, method, path, body=None, token=ADMIN_TOKEN, headers=None,
+          timeout=DEFAULT_TIMEOUT):
     """
     A request to d's admin API; body (a dict/list) is sent as JSON.  Returns
-    the Response; r.json() is its body.
+    the Response; r.json() is its body.  timeout: for each socket operation
+    (a request that waits for the key store lock needs more than its 5 s).
     """
     h = {"Authorization": "Bearer " + token} if token is not None else {}
     if headers:
@@ -464,7 +466,8 @@ def admin(d, method, path, body=None, token=ADMIN_TOKEN, headers=None):
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         h.setdefault("Content-Type", "application/json")
-    return request(d.admin_port, method, path, headers=h, body=data)
+    return request(d.admin_port, method, path, headers=h, body=data,
+                   timeout=timeout)
 
 
 def create_key(d, owner="acme", **fields):

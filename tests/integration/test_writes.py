@@ -66,10 +66,11 @@ def reopen(d):
     return n
 
 
-def create(d, owner):
+def create(d, owner, timeout=kg.DEFAULT_TIMEOUT):
     """POST /v1/keys; the Response."""
     return kg.admin(d, "POST", "/v1/keys", {"owner": owner,
-                                            "rate_limit": BIG_RATE})
+                                            "rate_limit": BIG_RATE},
+                    timeout=timeout)
 
 
 def ids(d):
@@ -274,7 +275,8 @@ def test_data_plane_not_blocked():
     open(stall, "w").close()
     t1, a1 = in_thread(lambda: create(d, "stalled"))
     victim = stalled(d, "lock held")
-    t2, a2 = in_thread(lambda: create(d, "waiting"))
+    # It is answered after ADMIN_LOCK_TIMEOUT (5 s): wait longer than that.
+    t2, a2 = in_thread(lambda: create(d, "waiting", timeout=15))
     worst = 0.0
     n = 0
     t0 = time.monotonic()
