@@ -922,8 +922,8 @@ def test_sighup_keeps_keys():
 
 def test_sighup_state_dir_kept():
     """
-    A reload that changes state_dir or max_keys changes neither until a
-    restart, and says so: the workers it starts append to the journal the
+    A reload that changes state_dir, max_keys or max_active_keys changes
+    none of them until a restart, and says so: the workers it starts append to the journal the
     master loaded and compacts (review of issue 10: they used the new
     directory, so a key acknowledged after the reload was lost at the next
     restart).  Key A made before the reload and key B after it are both
@@ -936,8 +936,9 @@ def test_sighup_state_dir_kept():
     second = os.path.join(d.dir, "state2")
     os.mkdir(second, 0o700)
     old = d.worker_pids()
-    d.write_conf(template(max_keys=7).replace("state_dir {dir}/state",
-                                              "state_dir {dir}/state2"))
+    d.write_conf(template(max_keys=7, max_active_keys=5).replace(
+        "state_dir {dir}/state",
+        "state_dir {dir}/state2"))
     d.signal(signal.SIGHUP)
     d.wait_log(r"configuration reloaded")
     d.wait_workers(2, exclude=old, timeout=10)
@@ -956,6 +957,9 @@ def test_sighup_state_dir_kept():
                        d.errlog_text()), "no warning about state_dir")
     kg.check(re.search(r"max_keys 7 ignored until the next restart",
                        d.errlog_text()), "no warning about max_keys")
+    kg.check(re.search(r"max_active_keys 5 ignored until the next restart: "
+                       r"the rate table keeps 1000000 entries",
+                       d.errlog_text()), "no warning about max_active_keys")
     no_secret_leak(d, d2)
 
 
