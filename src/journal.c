@@ -878,6 +878,55 @@ journal_writable(struct journal *j, char *err, size_t errlen)
 }
 
 /*
+ * Cut the journal back to start (where our lines began), after a failed
+ * write or sync; say so in err if even that fails.  errno is kept.
+ */
+static void
+journal_cut(struct journal *j, off_t start, char *err, size_t errlen)
+{
+	size_t	 l;
+	int	 saved = errno;
+
+	if (start >= 0 && ftruncate(j->j_fd, start) == -1) {
+		l = strlen(err);
+		snprintf(err + l, errlen - l, " (and the lines could not be "
+		    "cut off: %s)", strerror(errno));
+	}
+	errno = saved;
+}
+
+/*
+ * Write buf[0..len), nlines whole lines ending with sequence last, at the
+ * end of the journal (the writer lock held: see journal_append), and count
+ * them for journal_sync; *start is where they begin (-1 for a journal that
+ * is not a regular file, which is never cut).  A failed write is cut
+ * back.  0, or -1 with errno and err.
+ */
+static int
+journal_append_buf(struct journal *j, const char *buf, size_t len,
+    uint64_t last, size_t nlines, off_t *start, char *err, size_t errlen)
+{
+	struct stat	 st;
+
+	if (fstat(j->j_fd, &st) == -1) {
+		file_error(err, errlen, JOURNAL_FILE, errno);
+		return (-1);
+	}
+	*start = S_ISREG(st.st_mode) ? st.st_size : -1;
+	if (write_all(j->j_fd, buf, len) == -1) {
+		snprintf(err, errlen, "%s: %s", JOURNAL_FILE, strerror(errno));
+		journal_cut(j, *start, err, errlen);
+		return (-1);
+	}
+	pthread_mutex_lock(&j->j_sync_mtx);
+	if (last > j->j_appended)
+		j->j_appended = last;
+	j->j_lines += nlines;
+	pthread_mutex_unlock(&j->j_sync_mtx);
+	return (0);
+}
+
+/*
  * Append line (a reference we own, sequence seq) to the journal, without
  * waiting for the disk (journal_sync does).
  *
@@ -893,9 +942,9 @@ static int
 journal_append(struct journal *j, uint64_t seq, json_t *line, char *err,
     size_t errlen)
 {
-	struct stat	 st;
 	char		*buf = NULL;
 	size_t		 len;
+	off_t		 start;
 	int		 saved;
 
 	if (journal_writable(j, err, errlen) == -1 ||
@@ -911,27 +960,9 @@ journal_append(struct journal *j, uint64_t seq, json_t *line, char *err,
 		goto fail;
 	}
 	buf[len] = '\n';
-	if (fstat(j->j_fd, &st) == -1) {
-		file_error(err, errlen, JOURNAL_FILE, errno);
+	if (journal_append_buf(j, buf, len + 1, seq, 1, &start, err,
+	    errlen) == -1)
 		goto fail;
-	}
-	if (write_all(j->j_fd, buf, len + 1) == -1) {
-		saved = errno;
-		if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1)
-			snprintf(err, errlen, "%s: %s (and the line could not "
-			    "be cut off: %s)", JOURNAL_FILE, strerror(saved),
-			    strerror(errno));
-		else
-			snprintf(err, errlen, "%s: %s", JOURNAL_FILE,
-			    strerror(saved));
-		errno = saved;
-		goto fail;
-	}
-	pthread_mutex_lock(&j->j_sync_mtx);
-	if (seq > j->j_appended)
-		j->j_appended = seq;
-	j->j_lines++;
-	pthread_mutex_unlock(&j->j_sync_mtx);
 	free(buf);
 	json_decref(line);
 	return (0);
@@ -2367,11 +2398,10 @@ int
 journal_put_many(struct journal *j, uint64_t seq, const struct ks_key **keys,
     size_t n, char *err, size_t errlen)
 {
-	struct stat	 st;
 	json_t		*key, *line;
 	char		*buf = NULL, *p;
 	size_t		 len = 0, cap = 0, l, i;
-	int		 saved;
+	off_t		 start;
 
 	if (n == 0)
 		return (0);
@@ -2403,34 +2433,15 @@ journal_put_many(struct journal *j, uint64_t seq, const struct ks_key **keys,
 		buf[len + l] = '\n';
 		len += l + 1;
 	}
-	if (fstat(j->j_fd, &st) == -1) {
-		file_error(err, errlen, JOURNAL_FILE, errno);
+	if (journal_append_buf(j, buf, len, seq + n - 1, n, &start, err,
+	    errlen) == -1)
 		goto fail;
-	}
-	if (write_all(j->j_fd, buf, len) == -1) {
-		saved = errno;
-		snprintf(err, errlen, "%s: %s", JOURNAL_FILE, strerror(saved));
-		goto cut;
-	}
-	pthread_mutex_lock(&j->j_sync_mtx);
-	if (seq + n - 1 > j->j_appended)
-		j->j_appended = seq + n - 1;
-	j->j_lines += n;
-	pthread_mutex_unlock(&j->j_sync_mtx);
 	if (journal_sync(j, seq + n - 1, err, errlen) == -1) {
-		saved = errno;
-		goto cut;
+		journal_cut(j, start, err, errlen);
+		goto fail;
 	}
 	free(buf);
 	return (0);
-cut:
-	if (S_ISREG(st.st_mode) && ftruncate(j->j_fd, st.st_size) == -1) {
-		l = strlen(err);
-		snprintf(err + l, errlen - l, " (and the lines could not be "
-		    "cut off: %s)", strerror(errno));
-	}
-	errno = saved;
-	goto fail;
 nomem:
 	file_error(err, errlen, JOURNAL_FILE, ENOMEM);
 fail:
