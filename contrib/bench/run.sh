@@ -47,6 +47,10 @@
 #           $http_x_api_key vs HAProxy with three stick tables (1s, 10s,
 #           60s http_req_rate) keyed by the X-API-KEY header; no 429 may
 #           occur (wrk counts every status >= 400).
+#   rate-verify  keys-verify with the limits of rate: keygated vs keygated
+#           rate_limit off vs nginx map + limit_req vs HAProxy map + three
+#           stick tables, all answering 204 with X-Consumer-Id (the keyed
+#           verify path with limits on, as issue 14's target names it).
 #   rate-accuracy  one key, wrk -c$ACCURACY_CONNS for $DURATION s once per
 #           system, each gateway limiting it to 20/1s (keygated rate_limit
 #           20/1s, nginx rate=20r/s burst=$NGINX_BURST nodelay, HAProxy
@@ -129,7 +133,8 @@
 #   HAPROXY    haproxy binary [haproxy from PATH], for the workloads
 #              that compare with it
 #   WORKLOADS  space-separated workloads to run [proxy verify echo
-#              keys-verify keys-proxy keys-create rate rate-accuracy];
+#              keys-verify keys-proxy keys-create rate rate-verify
+#              rate-accuracy];
 #              also jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key
 #              jwks-refresh https-proxy https-handshake https-resume
 #              tls-idle-memory
@@ -189,7 +194,7 @@ WORKERS=${WORKERS:-2}
 UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
 POOL=${POOL:-64}
 WARMUP=${WARMUP:-2}
-WORKLOADS=${WORKLOADS:-proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy}
+WORKLOADS=${WORKLOADS:-proxy verify echo keys-verify keys-proxy keys-create rate rate-verify rate-accuracy}
 KEYS=${KEYS:-100000}
 CREATES=${CREATES:-2000}
 CREATE_CLIENTS=${CREATE_CLIENTS:-16}
@@ -408,6 +413,15 @@ X-Original-URI: /bench"
 		W_UPSTREAM=1
 		W_KEYS=1
 		;;
+	rate-verify)
+		W_DESC="keys-verify with limits of $RATE_HIGH per 1s/10s/60s per key: keygated vs keygated rate_limit off vs nginx map + limit_req vs HAProxy map + stick tables"
+		W_SYSTEMS="keygated keygated_off nginx haproxy"
+		W_PATH=/_keygate/verify
+		W_HEADERS="X-Original-Method: GET
+X-Original-URI: /bench"
+		W_STATUS=204
+		W_KEYS=1
+		;;
 	rate-accuracy)
 		W_DESC="one key limited to $RATE_LOW/1s, wrk -c$ACCURACY_CONNS, admits recorded by the upstream"
 		W_SYSTEMS="keygated nginx haproxy"
@@ -464,7 +478,7 @@ X-Original-URI: /bench"
 		W_SCRAPE=1
 		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
+		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-verify rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
 		;;
 	esac
 }
@@ -693,7 +707,7 @@ EOF
 		say "upstream		echo echo"
 		say "route GET ^/bench\$	auth=anonymous"
 		;;
-	keys-verify)
+	keys-verify | rate-verify)
 		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
 		say "upstream		echo echo"
 		say "verify_path		/_keygate/verify"
@@ -758,10 +772,10 @@ EOF
 	# The other workloads run with the default limits (20/1s 200/10s
 	# 1000/60s); with $KEYS keys picked at random, no key comes near them.
 	case $1:$kg_sys in
-	rate:keygated)
+	rate:keygated | rate-verify:keygated)
 		say "rate_limit		$RATE_HIGH/1s $RATE_HIGH/10s $RATE_HIGH/60s"
 		;;
-	rate:keygated_off) say "rate_limit		off" ;;
+	rate:keygated_off | rate-verify:keygated_off) say "rate_limit		off" ;;
 	rate-accuracy:*)
 		say "rate_limit		$RATE_LOW/1s"
 		# Its own admit times (rate_time), besides the upstream's.
@@ -986,16 +1000,33 @@ EOF
 		}
 EOF
 			;;
-		keys-verify)
+		keys-verify | rate-verify)
 			cat <<EOF
 		location = /_keygate/verify {
 			if (\$kg_owner = "") {
 				return 401;
 			}
 			add_header X-Consumer-Id \$kg_owner;
-			return 204;
-		}
 EOF
+			if [ -n "$nginx_burst" ]; then
+				# "return" ends the request in the rewrite
+				# phase, before limit_req's: the 204 comes
+				# from try_files, after it (a file missing
+				# from a root nginx's user can search, so
+				# nothing is logged; its look-up cached, no
+				# syscall).
+				cat <<EOF
+			$(nginx_limit_req "$nginx_burst")
+			root /nonexistent;
+			open_file_cache max=16 inactive=3600s;
+			open_file_cache_valid 3600s;
+			open_file_cache_errors on;
+			try_files /nothing-here =204;
+EOF
+			else
+				say "			return 204;"
+			fi
+			say "		}"
 			;;
 		proxy | https-* | tls-idle-memory)
 			cat <<EOF
@@ -1046,9 +1077,9 @@ EOF
 	return 0
 }
 
-# nginx_limit WORKLOAD: for rate and rate-accuracy, the limit_req zone
-# keyed by the API key (and nginx_burst set for the location's limit_req;
-# empty for the other workloads).  32 MB hold about 250,000 keys (nodes of
+# nginx_limit WORKLOAD: for rate, rate-verify and rate-accuracy, the
+# limit_req zone keyed by the API key (and nginx_burst set for the
+# location's limit_req; empty for the other workloads).  32 MB hold about 250,000 keys (nodes of
 # about 128 bytes).  nginx's limiter is one leaky bucket per key, the rate
 # per second.  It counts in milliseconds: without a burst, a second request
 # in the same millisecond is refused even at 1000000r/s, so rate gets a
@@ -1060,7 +1091,7 @@ EOF
 nginx_limit() {
 	nginx_burst=
 	case $1 in
-	rate)
+	rate | rate-verify)
 		nginx_rate=$RATE_HIGH
 		nginx_burst=$RATE_HIGH
 		;;
@@ -1333,8 +1364,9 @@ backend up
 EOF
 			haproxy_tables "$1"
 			;;
-		keys-verify)
+		keys-verify | rate-verify)
 			say "	http-request return status 204 hdr X-Consumer-Id %[var(txn.owner)] if { path /_keygate/verify }"
+			haproxy_tables "$1"
 			;;
 		verify)
 			say "	http-request return status 204 if { path /_keygate/verify }"
@@ -1419,17 +1451,17 @@ haproxy_jwt() {
 EOF
 }
 
-# haproxy_limit WORKLOAD: for rate and rate-accuracy, after the key check
-# (so that unknown keys are never tracked): track the X-API-KEY header in
-# one stick table per window (a table stores one http_req_rate period),
-# and refuse with 429 when a window's rate is over its limit.  track-sc
-# counts the request in http_req_rate before the deny rule reads it, so
-# "gt N" admits N; a refused request counts too (the rate counts every
-# tracked request).  rate: 1s, 10s and 60s tables at $RATE_HIGH;
-# rate-accuracy: the 1s table at $RATE_LOW.
+# haproxy_limit WORKLOAD: for rate, rate-verify and rate-accuracy, after
+# the key check (so that unknown keys are never tracked): track the
+# X-API-KEY header in one stick table per window (a table stores one
+# http_req_rate period), and refuse with 429 when a window's rate is over
+# its limit.  track-sc counts the request in http_req_rate before the deny
+# rule reads it, so "gt N" admits N; a refused request counts too (the
+# rate counts every tracked request).  rate and rate-verify: 1s, 10s and
+# 60s tables at $RATE_HIGH; rate-accuracy: the 1s table at $RATE_LOW.
 haproxy_limit() {
 	case $1 in
-	rate)
+	rate | rate-verify)
 		cat <<EOF
 	http-request track-sc0 req.hdr(x-api-key) table rate_1s
 	http-request track-sc1 req.hdr(x-api-key) table rate_10s
@@ -1452,7 +1484,7 @@ EOF
 # from the previous period too.
 haproxy_tables() {
 	case $1 in
-	rate) set -- 1 10 60 ;;
+	rate | rate-verify) set -- 1 10 60 ;;
 	rate-accuracy) set -- 1 ;;
 	*) return 0 ;;
 	esac
@@ -1694,7 +1726,7 @@ check_workload() {
 		    >>"$wdir/notes"
 	fi
 	case $w in
-	rate | rate-accuracy) check_rate || return 1 ;;
+	rate | rate-verify | rate-accuracy) check_rate || return 1 ;;
 	esac
 	if [ -n "$W_JWT" ]; then
 		check_jwt || return 1
@@ -1765,13 +1797,13 @@ check_jwt() {
 	return 0
 }
 
-# check_rate: for rate and rate-accuracy, keygated's answer to the check
+# check_rate: for rate, rate-verify and rate-accuracy, keygated's answer to the check
 # request must carry the RateLimit-Policy of the workload's limits (as a
 # whole line: no other window), and keygated_off's no RateLimit header: the
 # limiter runs in the one and not in the other.
 check_rate() {
 	case $w in
-	rate) want="RateLimit-Policy: $RATE_HIGH;w=1, $RATE_HIGH;w=10, $RATE_HIGH;w=60" ;;
+	rate | rate-verify) want="RateLimit-Policy: $RATE_HIGH;w=1, $RATE_HIGH;w=10, $RATE_HIGH;w=60" ;;
 	*) want="RateLimit-Policy: $RATE_LOW;w=1" ;;
 	esac
 	if ! tr -d '\r' <"$wdir/keygated.check" | grep -qixF "$want"; then
@@ -2770,7 +2802,7 @@ print_table() {
 	esac
 	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
-	[ "$w" = rate ] && print_refusals
+	case $w in rate | rate-verify) print_refusals ;; esac
 	[ "$W_CLIENT" != wrk ] && print_tls
 	[ "$W_REFRESH" = 1 ] && print_refresh
 	[ "$W_KEYS" = 1 ] && [ -z "$W_JWT" ] && print_memory
@@ -2802,7 +2834,7 @@ print_memory() {
 	return 0
 }
 
-# print_refusals: rate: responses with a status >= 400 (wrk's count; a 429
+# print_refusals: rate and rate-verify: responses with a status >= 400 (wrk's count; a 429
 # is one) over all the rounds, per system: the limits are meant never to
 # refuse.
 print_refusals() {
