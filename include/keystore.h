@@ -364,11 +364,16 @@ int	 keystore_repair(struct keystore *, pid_t, pid_t);
  * from the active rate table: the slot's entry, its last use set to now;
  * or, with create, a new one with empty windows.  NULL when the slot has
  * none and create is 0, or the table has no idle entry (kh_afull counts
- * those).  keystore_rate_peek() only looks (no write), for prefetching
- * and for showing a key's windows.  Any worker, no lock.
+ * those).  keystore_rate_peek() only looks (no write), for showing a
+ * key's windows.  keystore_rate_prefetch() starts loading the entry the
+ * slot points at, its word and its windows at once, without waiting to
+ * learn whether the slot still owns it (a wrong guess costs a few loads);
+ * keystore_find_digest() calls it on every candidate slot, before reading
+ * the slot's chunk.  Any worker, no lock.
  */
 struct rl_state *keystore_rate(struct keystore *, uint32_t, int64_t, int);
 const struct rl_state *keystore_rate_peek(const struct keystore *, uint32_t);
+void	 keystore_rate_prefetch(const struct keystore *, uint32_t);
 
 /*
  * The active rate table: entries handed out so far (its high-water mark),

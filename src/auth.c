@@ -764,7 +764,6 @@ auth_identify(const struct route *r, const struct auth_creds *ac,
     const struct auth_jwt *jwt, struct auth_result *ar)
 {
 	struct auth_cred	 c;
-	const struct rl_state	*st;
 	const char		*scope, *scopes;
 	int			 rv;
 
@@ -776,9 +775,7 @@ auth_identify(const struct route *r, const struct auth_creds *ac,
 		if (auth_credential(ac, ar->ar_scheme, key_header, &c,
 		    ar) != 0 || auth_lookup(ks, &c, now, ar) != 0)
 			return (ar->ar_status);
-		/* Its rate state loads while the scopes are checked. */
-		if ((st = keystore_rate_peek(ks, ar->ar_slot)) != NULL)
-			ratelimit_prefetch(st);
+		/* Its rate entry is loading already (index_probe()). */
 		scopes = ar->ar_key.k_scopes;
 	}
 	if ((scope = auth_missing_scope(r, scopes)) != NULL) {

@@ -533,6 +533,14 @@ index_probe(const struct keystore *ks, int which, uint32_t area, uint64_t h,
 		s = entry_slot(ks, e);
 		if (s >= ks->ks_max_keys)
 			continue;
+		/*
+		 * A digest is looked up for a request, whose next want is
+		 * the key's rate entry: start loading it now, so that its
+		 * cache misses overlap the chunk's in slot_read() instead
+		 * of following them.
+		 */
+		if (which == KS_IDX_DIGEST)
+			keystore_rate_prefetch(ks, s);
 		if (slot_read(ks, &ks->ks_slots[s], key, &live) != KS_OK) {
 			busy = 1;
 			continue;
@@ -1377,6 +1385,26 @@ keystore_rate_peek(const struct keystore *ks, uint32_t slot)
 		return (NULL);
 	e = rate_own((struct keystore *)ks, slot, 0, 0);
 	return (e >= 0 ? &ks->ks_astate[e] : NULL);
+}
+
+/*
+ * Prefetch the rate entry slot points at: its word and its windows in
+ * parallel, where keystore_rate() would load the word, check the owner,
+ * and only then touch the windows: one cache miss after another for a
+ * key that has not been used for a while.
+ */
+void
+keystore_rate_prefetch(const struct keystore *ks, uint32_t slot)
+{
+	uint32_t	 e;
+
+	if (slot >= ks->ks_max_keys)
+		return;
+	e = __atomic_load_n(&ks->ks_slots[slot].s_active, __ATOMIC_RELAXED);
+	if (e == 0 || e > ks->ks_max_active)
+		return;
+	__builtin_prefetch(&ks->ks_aword[e - 1], 1, 3);
+	ratelimit_prefetch(&ks->ks_astate[e - 1]);
 }
 
 /* The active rate table's statistics. */

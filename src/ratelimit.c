@@ -209,14 +209,18 @@ rl_view_read(struct rl_view *v, const uint64_t *ring, int64_t now)
 static uint32_t
 rl_view_total(struct rl_view *v, const uint64_t *ring, int64_t now)
 {
-	uint64_t	 word, age;
-	uint32_t	 total = 0;
+	uint64_t	 word, age, cur = (uint64_t)v->v_cur;
+	uint32_t	 total = 0, sure = v->v_sure;
 	int		 i;
 
+	/*
+	 * cur and sure in locals: every sequentially consistent load is a
+	 * compiler barrier, which would reload them from v each time.
+	 */
 	for (i = 0; i < RL_SLOTS; i++) {
 		word = RL_LOAD(&ring[i]);
-		age = RL_AGE(v, word);
-		if (age < v->v_sure || ((word & RL_CMASK) != 0 &&
+		age = (cur - (word >> RL_ESHIFT)) & RL_EMASK;
+		if (age < sure || ((word & RL_CMASK) != 0 &&
 		    rl_old_age(v, word, age, now) >= 0))
 			total += word & RL_CMASK;
 	}
@@ -472,21 +476,6 @@ ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
 	}
 	rl_result_refuse(res, v, on, now);
 	return (0);
-}
-
-/*
- * Start loading every cache line of st at once: a key that has not been
- * used for a while is in no cache, and twelve misses in parallel cost
- * about what one does.
- */
-void
-ratelimit_prefetch(const struct rl_state *st)
-{
-	const char	*p = (const char *)st;
-	size_t		 off;
-
-	for (off = 0; off < sizeof(*st); off += 64)
-		__builtin_prefetch(p + off, 1, 3);
 }
 
 /* Usage of every window at now, without changing anything. */
