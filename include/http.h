@@ -132,8 +132,29 @@ int	 http_parse_response(struct http_msg *, const char *, size_t,
 const struct http_header *http_header_find(const struct http_msg *,
 	    const char *);
 
-/* Case-insensitive equality of a length-delimited string and a C string. */
-int	 http_strcaseeq(const char *, size_t, const char *);
+/*
+ * Case-insensitive equality of a length-delimited string and a C string.
+ * Header names are compared against several names per header and
+ * request, and nearly all differ: the inline part turns those away by
+ * length (when c is a literal) or by first byte before calling the loop.
+ * Setting bit 0x20 of two bytes maps a letter and its capital together and
+ * never separates bytes that are equal without case, so a difference
+ * there is a difference.
+ */
+int	 http_strcaseeq_loop(const char *, size_t, const char *);
+
+static inline int
+http_strcaseeq(const char *s, size_t n, const char *c)
+{
+	if (__builtin_constant_p(__builtin_strlen(c)) &&
+	    __builtin_strlen(c) != n)
+		return (0);
+	if (n == 0)
+		return (c[0] == '\0');
+	if (((unsigned char)s[0] | 0x20) != ((unsigned char)c[0] | 0x20))
+		return (0);
+	return (http_strcaseeq_loop(s, n, c));
+}
 
 /* HTTP_M_* bit of a method token (HTTP_M_OTHER if unknown; 0 if not a token). */
 int	 http_method_bit(const char *, size_t);

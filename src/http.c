@@ -922,9 +922,12 @@ http_header_find(const struct http_msg *m, const char *name)
 	return (NULL);
 }
 
-/* Case-insensitive (ASCII only) equality of s[0..n) and the C string c. */
+/*
+ * Case-insensitive (ASCII only) equality of s[0..n) and the C string c;
+ * http_strcaseeq() (http.h) calls it after its quick tests.
+ */
 int
-http_strcaseeq(const char *s, size_t n, const char *c)
+http_strcaseeq_loop(const char *s, size_t n, const char *c)
 {
 	size_t	 i;
 	u_char	 a, b;

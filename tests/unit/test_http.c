@@ -1228,6 +1228,36 @@ test_strcaseeq(void **state)
 	assert_true(http_strcaseeq("chunkedx", 7, "chunked"));
 	assert_false(http_strcaseeq("[", 1, "{"));	/* not letters */
 	assert_false(http_strcaseeq("@", 1, "`"));
+	assert_false(http_strcaseeq("`x", 2, "@x"));	/* same | 0x20 */
+	assert_false(http_strcaseeq("x", 1, ""));
+	assert_false(http_strcaseeq("", 0, "x"));
+}
+
+/*
+ * The same through a name known only at run time (as the configured key
+ * header is), where the inline part cannot test the length.
+ */
+static void
+test_strcaseeq_runtime(void **state)
+{
+	static const char *const names[] = {
+		"X-API-KEY", "x-api-key", "X-Api-Keys", "", "Y-API-KEY"
+	};
+	const char	*volatile name;
+	size_t		 i;
+	int		 want[] = { 1, 1, 0, 0, 0 };
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		name = names[i];
+		if (http_strcaseeq("x-API-key", 9, name) != want[i])
+			fail_msg("\"%s\": %d", name, !want[i]);
+		if (http_strcaseeq(name, strlen(name), "X-API-KEY") !=
+		    want[i])
+			fail_msg("\"%s\" (literal): %d", name, !want[i]);
+	}
+	name = "";
+	assert_true(http_strcaseeq("", 0, name));
+	assert_false(http_strcaseeq("\x20", 1, name));
 }
 
 int
@@ -1248,6 +1278,7 @@ main(void)
 		cmocka_unit_test(test_reason),
 		cmocka_unit_test(test_tchar),
 		cmocka_unit_test(test_strcaseeq),
+		cmocka_unit_test(test_strcaseeq_runtime),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
