@@ -46,6 +46,10 @@
  * table is full and the caller refuses the request (503) rather than let
  * the key go unlimited (nginx's limit_req answers 503 the same way when
  * its zone is full).  Size it with max_active_keys (keygate.conf(5)).
+ * Two processes may claim an entry for the same key at once; the one
+ * whose entry the slot does not take gives it back through kh_aret[],
+ * which claims look at before the hand, so that a table with as many
+ * entries as keys in use (the default) never refuses one of them.
  *
  * Readers (every worker, for every request) take no lock:
  * - A slot's fixed fields and its chunk are guarded by the slot's seqlock
@@ -205,6 +209,8 @@ struct ks_rec {
 /* An active rate entry is taken for another key after this long idle. */
 #define KS_ACTIVE_IDLE_S	62	/* > 60 s + one 60 s bucket (~2 s) */
 #define KS_ACTIVE_SCAN		4096	/* entries looked at for an idle one */
+#define KS_ARET			8	/* cells for entries given back */
+#define KS_ACTIVE_SPARE		64	/* default table: max_keys + this */
 
 /* Indexes of keystore_counts() and s_base[]. */
 #define KS_C_ALLOWED	0
@@ -243,6 +249,9 @@ struct ks_header {
 	uint32_t	 kh_ahand;	/* clock hand of the idle search */
 	uint64_t	 kh_afull;	/* requests refused: no entry free */
 	uint64_t	 kh_aevict;	/* idle entries taken for another key */
+	uint32_t	 kh_aret[KS_ARET];	/* entries given back + 1, 0: */
+						/* none (hints: the CAS on */
+						/* the entry's word decides) */
 	struct ks_slot	 kh_undo;
 } __attribute__((aligned(64)));
 

@@ -37,6 +37,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "keystore.h"
 #include "http.h"
 #include "jwk.h"
 #include "jwt.h"
@@ -2680,16 +2681,21 @@ config_free(struct config *c)
 
 /*
  * Rate states the key store keeps: max_active_keys, but never more than
- * max_keys (a key has at most one); 0, the default, is max_keys: only
- * the states of keys used become memory, so the default never refuses a
- * key for want of one (issue 14: 131072 refused 1 M keys used at random).
+ * max_keys (a key has at most one) plus KS_ACTIVE_SPARE; 0, the default,
+ * is that most: only the states of keys used become memory, so the
+ * default never refuses a key for want of one (issue 14: 131072 refused
+ * 1 M keys used at random).  The spare entries are for claims in flight:
+ * two workers claiming for one key hold two entries until the loser gives
+ * its back, so a store whose every key is in use needs a few more than
+ * max_keys.
  */
 uint32_t
 config_max_active(const struct config *c)
 {
-	if (c->c_max_active_keys == 0 ||
-	    c->c_max_active_keys > c->c_max_keys)
-		return (c->c_max_keys);
+	uint32_t	 most = c->c_max_keys + KS_ACTIVE_SPARE;
+
+	if (c->c_max_active_keys == 0 || c->c_max_active_keys > most)
+		return (most);
 	return (c->c_max_active_keys);
 }
 

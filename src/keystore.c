@@ -1289,8 +1289,9 @@ rate_own(struct keystore *ks, uint32_t slot, uint32_t sec, int refresh)
 
 /*
  * A new entry for slot at sec, its windows emptied, or -1 when every entry
- * looked at is in use.  Never-used entries first (lowest first: only
- * they become memory), then a clock hand over idle ones.  The entry is
+ * looked at is in use.  Entries given back first, then never-used ones
+ * (lowest first: only they become memory), then a clock hand over idle
+ * ones.  The entry is
  * claimed by a CAS on its word, so two claimants, or a claimant and the
  * old owner coming back, never both win.
  */
@@ -1304,6 +1305,23 @@ rate_claim(struct keystore *ks, uint32_t slot, uint32_t sec)
 	int			 wi, j;
 
 	n = ks->ks_max_active;
+	/*
+	 * First an entry given back after a lost race (rate_giveback):
+	 * before the fresh ones, so that the cells are drained as fast as
+	 * races fill them.
+	 */
+	for (i = 0; i < KS_ARET; i++) {
+		e = __atomic_load_n(&hdr->kh_aret[i], __ATOMIC_RELAXED);
+		if (e == 0 || !__atomic_compare_exchange_n(&hdr->kh_aret[i],
+		    &e, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED) || e > n)
+			continue;
+		w = 0;
+		if (__atomic_compare_exchange_n(&ks->ks_aword[e - 1], &w,
+		    AWORD(slot, sec), 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+			e--;
+			goto claimed;
+		}
+	}
 	e = __atomic_load_n(&hdr->kh_anext, __ATOMIC_RELAXED);
 	while (e < n) {
 		if (__atomic_compare_exchange_n(&hdr->kh_anext, &e, e + 1, 0,
@@ -1342,6 +1360,30 @@ claimed:
 	return (e);
 }
 
+/*
+ * Give back entry e, claimed for a slot that another process gave an entry
+ * first.  Fresh entries are handed out once, so only the clock hand could
+ * find e again, KS_ACTIVE_SCAN entries a claim: with as many entries as
+ * keys in use, the last keys to come would be refused until it got there.
+ * A cell of kh_aret[] makes e the next claim's; with every cell taken, the
+ * hand is pointed at it.
+ */
+static void
+rate_giveback(struct keystore *ks, uint32_t e)
+{
+	struct ks_header	*hdr = ks->ks_hdr;
+	uint32_t		 i, none;
+
+	__atomic_store_n(&ks->ks_aword[e], 0, __ATOMIC_RELEASE);
+	for (i = 0; i < KS_ARET; i++) {
+		none = 0;
+		if (__atomic_compare_exchange_n(&hdr->kh_aret[i], &none, e + 1,
+		    0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+			return;
+	}
+	__atomic_store_n(&hdr->kh_ahand, e, __ATOMIC_RELAXED);
+}
+
 /* The rate state of slot at now (ms), made if create; see keystore.h. */
 struct rl_state *
 keystore_rate(struct keystore *ks, uint32_t slot, int64_t now, int create)
@@ -1356,8 +1398,17 @@ keystore_rate(struct keystore *ks, uint32_t slot, int64_t now, int create)
 	for (;;) {
 		if ((e = rate_own(ks, slot, sec, 1)) >= 0)
 			return (&ks->ks_astate[e]);
-		if (!create || (e = rate_claim(ks, slot, sec)) < 0)
+		if (!create)
 			return (NULL);
+		if ((e = rate_claim(ks, slot, sec)) < 0) {
+			/*
+			 * None free, but another process may have given the
+			 * slot an entry meanwhile (the last one, say): use it.
+			 */
+			if ((e = rate_own(ks, slot, sec, 1)) >= 0)
+				return (&ks->ks_astate[e]);
+			return (NULL);
+		}
 		/*
 		 * Publish (the slot may already point at the entry we took
 		 * back from another key); if another worker published an
@@ -1371,7 +1422,7 @@ keystore_rate(struct keystore *ks, uint32_t slot, int64_t now, int create)
 		    (uint32_t)e + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 			return (&ks->ks_astate[e]);
 		/* Lost: give the entry back, idle, and take the winner's. */
-		__atomic_store_n(&ks->ks_aword[e], 0, __ATOMIC_RELEASE);
+		rate_giveback(ks, (uint32_t)e);
 	}
 }
 

@@ -958,7 +958,7 @@ def test_sighup_state_dir_kept():
     kg.check(re.search(r"max_keys 7 ignored until the next restart",
                        d.errlog_text()), "no warning about max_keys")
     kg.check(re.search(r"max_active_keys 5 ignored until the next restart: "
-                       r"the rate table keeps 1000000 entries",
+                       r"the rate table keeps 1000064 entries",
                        d.errlog_text()), "no warning about max_active_keys")
     no_secret_leak(d, d2)
 

@@ -28,6 +28,7 @@
 #include "http.h"
 #include "jwk.h"
 #include "jwt.h"
+#include "keystore.h"
 #include "route.h"
 #include "tls.h"
 #include "tlstest.h"
@@ -1324,15 +1325,21 @@ test_keys_admin(void **state)
 
 	c = parse_ok("upstream e echo\n");
 	assert_int_equal(c->c_max_keys, 1000000);
-	/* max_active_keys: 0 (the default) or above max_keys is max_keys. */
+	/*
+	 * max_active_keys: 0 (the default) or above max_keys + 64 is
+	 * max_keys + 64 (room for claims in flight).
+	 */
 	assert_int_equal(c->c_max_active_keys, 0);
-	assert_int_equal(config_max_active(c), 1000000);
+	assert_int_equal(config_max_active(c), 1000000 + KS_ACTIVE_SPARE);
 	config_free(c);
 	c = parse_ok("max_keys 5000\nmax_active_keys 200\nupstream e echo\n");
 	assert_int_equal(config_max_active(c), 200);
 	config_free(c);
+	c = parse_ok("max_keys 5000\nmax_active_keys 5010\nupstream e echo\n");
+	assert_int_equal(config_max_active(c), 5010);
+	config_free(c);
 	c = parse_ok("max_keys 5000\nmax_active_keys 9000\nupstream e echo\n");
-	assert_int_equal(config_max_active(c), 5000);
+	assert_int_equal(config_max_active(c), 5000 + KS_ACTIVE_SPARE);
 	config_free(c);
 	c = parse_ok("upstream e echo\n");
 	assert_string_equal(c->c_api_key_header, "x-api-key");

@@ -1674,6 +1674,103 @@ test_rate_churn(void **state)
 	store_close(&st);
 }
 
+/*
+ * Claims racing for the same keys, in a table with exactly one entry per
+ * key (the default has KS_ACTIVE_SPARE more, for claims in flight when
+ * the table runs out; here only one process claims then): one process
+ * takes rate states for the first 5000 slots alone; then two take them
+ * for the next 2048, meeting at a barrier before each so that they claim
+ * for it at the same moment, and the loser of each race gives its entry
+ * back; then the first takes them for the other slots alone, so that
+ * fresh entries run out and the clock hand, from entry 0, finds only busy
+ * ones within its reach.  No entry given back may be lost: every slot
+ * gets a state (none refused, nothing counted as full) and no two slots
+ * share one.  Before entries were given back through kh_aret[], only the
+ * hand could find them again, and the last slots were refused.
+ */
+#define RACE_SLOTS	(2 * KS_ACTIVE_SCAN + 64)
+#define RACE_ALONE	5000
+#define RACE_BOTH	2048
+#define RACE_PROCS	2
+
+/*
+ * Wait until *n reaches want: spinning, so that both leave at once, and
+ * yielding only after long enough that the other is surely not running.
+ */
+static void
+race_meet(uint32_t *n, uint32_t want)
+{
+	uint32_t	 spins;
+
+	for (spins = 0; __atomic_load_n(n, __ATOMIC_ACQUIRE) < want; spins++)
+		if (spins > 200000)
+			sched_yield();
+}
+
+static void
+test_rate_claim_race(void **state)
+{
+	struct store	 st;
+	uint32_t	*arrived, slot, e, *seen;
+	int64_t		 t = 7000000;
+	pid_t		 pids[RACE_PROCS];
+	int		 status, p, refused;
+
+	(void)state;
+	store_open_active(&st, RACE_SLOTS, RACE_SLOTS);
+	arrived = mmap(NULL, sizeof(*arrived), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(arrived != MAP_FAILED);
+	*arrived = 0;
+	for (p = 0; p < RACE_PROCS; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] != -1);
+		if (pids[p] != 0)
+			continue;
+		refused = 0;
+		for (slot = 0; p == 0 && slot < RACE_ALONE; slot++)
+			if (keystore_rate(&st.ks, slot, t, 1) == NULL)
+				refused++;
+		for (slot = RACE_ALONE; slot < RACE_ALONE + RACE_BOTH;
+		    slot++) {
+			__atomic_add_fetch(arrived, 1, __ATOMIC_ACQ_REL);
+			race_meet(arrived, RACE_PROCS *
+			    (slot - RACE_ALONE + 1));
+			if (keystore_rate(&st.ks, slot, t, 1) == NULL)
+				refused++;
+		}
+		for (slot = RACE_ALONE + RACE_BOTH; p == 0 &&
+		    slot < RACE_SLOTS; slot++)
+			if (keystore_rate(&st.ks, slot, t, 1) == NULL)
+				refused++;
+		__atomic_add_fetch(arrived, 1, __ATOMIC_ACQ_REL);
+		race_meet(arrived, RACE_PROCS * (RACE_BOTH + 1));
+		for (slot = 0; slot < RACE_SLOTS; slot++)
+			if (keystore_rate(&st.ks, slot, t, 1) == NULL)
+				refused++;
+		_exit(refused > 0);
+	}
+	for (p = 0; p < RACE_PROCS; p++) {
+		assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+		assert_true(WIFEXITED(status));
+		if (WEXITSTATUS(status) != 0)
+			fail_msg("process %d was refused a rate state", p);
+	}
+	assert_int_equal(st.ks.ks_hdr->kh_afull, 0);
+	seen = calloc(RACE_SLOTS, sizeof(*seen));
+	assert_non_null(seen);
+	for (slot = 0; slot < RACE_SLOTS; slot++) {
+		assert_non_null(keystore_rate_peek(&st.ks, slot));
+		e = st.ks.ks_slots[slot].s_active;
+		assert_true(e >= 1 && e <= RACE_SLOTS);
+		if (seen[e - 1]++ != 0)
+			fail_msg("entry %u is two slots'", e - 1);
+	}
+	free(seen);
+	munmap(arrived, sizeof(*arrived));
+	store_close(&st);
+}
+
 int
 main(void)
 {
@@ -1682,6 +1779,7 @@ main(void)
 		cmocka_unit_test(test_insert_lookup),
 		cmocka_unit_test(test_rate_state),
 		cmocka_unit_test(test_rate_churn),
+		cmocka_unit_test(test_rate_claim_race),
 		cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_delete),
 		cmocka_unit_test(test_churn),
