@@ -313,6 +313,11 @@ print_ratios() {
 	done
 }
 
+# The verify workloads' request headers: an nginx auth_request
+# sub-request's, for GET /bench.
+VERIFY_HEADERS="X-Original-Method: GET
+X-Original-URI: /bench"
+
 workload_info() {
 	W_TLS=0
 	W_CLIENT=wrk
@@ -370,8 +375,7 @@ workload_info() {
 		W_DESC="auth_request answer: keygated verify_path vs return 204"
 		W_SYSTEMS="keygated ${KEYGATED2:+keygated2 }nginx haproxy"
 		W_PATH=/_keygate/verify
-		W_HEADERS="X-Original-Method: GET
-X-Original-URI: /bench"
+		W_HEADERS=$VERIFY_HEADERS
 		W_STATUS=204
 		;;
 	echo)
@@ -383,8 +387,7 @@ X-Original-URI: /bench"
 		W_DESC="verify with $KEYS API keys, a random one per request: keygated api-key vs nginx map vs HAProxy map"
 		W_SYSTEMS="keygated nginx haproxy"
 		W_PATH=/_keygate/verify
-		W_HEADERS="X-Original-Method: GET
-X-Original-URI: /bench"
+		W_HEADERS=$VERIFY_HEADERS
 		W_STATUS=204
 		W_KEYS=1
 		;;
@@ -399,8 +402,7 @@ X-Original-URI: /bench"
 		W_DESC="admin API: $CREATES x POST /v1/keys, one keep-alive connection, $KEYS keys loaded"
 		W_SYSTEMS="keygated"
 		W_PATH=/_keygate/verify
-		W_HEADERS="X-Original-Method: GET
-X-Original-URI: /bench"
+		W_HEADERS=$VERIFY_HEADERS
 		W_STATUS=204
 		W_KEYS=1
 		W_CREATE=1
@@ -417,8 +419,7 @@ X-Original-URI: /bench"
 		W_DESC="keys-verify with limits of $RATE_HIGH per 1s/10s/60s per key: keygated vs keygated rate_limit off vs nginx map + limit_req vs HAProxy map + stick tables"
 		W_SYSTEMS="keygated keygated_off nginx haproxy"
 		W_PATH=/_keygate/verify
-		W_HEADERS="X-Original-Method: GET
-X-Original-URI: /bench"
+		W_HEADERS=$VERIFY_HEADERS
 		W_STATUS=204
 		W_KEYS=1
 		;;
