@@ -1291,9 +1291,8 @@ rate_own(struct keystore *ks, uint32_t slot, uint32_t sec, int refresh)
  * A new entry for slot at sec, its windows emptied, or -1 when every entry
  * looked at is in use.  Entries given back first, then never-used ones
  * (lowest first: only they become memory), then a clock hand over idle
- * ones.  The entry is
- * claimed by a CAS on its word, so two claimants, or a claimant and the
- * old owner coming back, never both win.
+ * ones.  The entry is claimed by a CAS on its word, so two claimants, or a
+ * claimant and the old owner coming back, never both win.
  */
 static int64_t
 rate_claim(struct keystore *ks, uint32_t slot, uint32_t sec)
