@@ -41,6 +41,13 @@ int	 secret_make_id(char *, size_t);
 void	 secret_digest(const char *, size_t, uint8_t *);
 void	 secret_thread_end(void);
 
+/*
+ * Wipe p[0..len) and free it (NULL: nothing), for buffers that held a
+ * secret, a token or a key; secret_strfree for a C string.
+ */
+void	 secret_free(void *, size_t);
+void	 secret_strfree(char *);
+
 /* Hint of secret into out (outlen > 20): "live_...Ab3x". */
 void	 secret_hint(const char *, char *, size_t);
 

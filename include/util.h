@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Absolute version of path (against the current directory); malloc'ed. */
 char	*util_abspath(const char *);
@@ -25,6 +26,8 @@ int64_t	 util_mono_ms(void);
 int64_t	 util_mono_us(void);
 /* ms milliseconds (>= 0) as a timeval. */
 void	 util_ms_timeval(int64_t, struct timeval *);
+/* The time ms milliseconds (>= 0) from now on clock, for timed waits. */
+void	 util_deadline(clockid_t, int64_t, struct timespec *);
 
 /*
  * Escape src as the inside of a JSON string into dst (not NUL-terminated).

@@ -985,13 +985,7 @@ admin_lock(struct admin_ctx *c)
 	struct timespec	 ts;
 	int64_t		 t0 = util_mono_ms(), left;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ADMIN_LOCK_TIMEOUT / 1000;
-	ts.tv_nsec += (ADMIN_LOCK_TIMEOUT % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	util_deadline(CLOCK_MONOTONIC, ADMIN_LOCK_TIMEOUT, &ts);
 	c->c_sync = 0;
 	if (pthread_mutex_clocklock(&admin_writer, CLOCK_MONOTONIC, &ts) != 0)
 		return (admin_error(c, 503, "key_store_busy", "the key store "

@@ -37,7 +37,6 @@
 
 #include <event2/event.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
 
 #include "admin.h"
 #include "adminq.h"
@@ -70,18 +69,9 @@ adminq_job_free(struct adminq_job *j)
 		return;
 	admin_response_free(&j->aj_rs);
 	free(j->aj_target);
-	if (j->aj_auth != NULL) {
-		OPENSSL_cleanse(j->aj_auth, strlen(j->aj_auth));
-		free(j->aj_auth);
-	}
-	if (j->aj_idem != NULL) {	/* it decrypts a secret (idem.h) */
-		OPENSSL_cleanse(j->aj_idem, strlen(j->aj_idem));
-		free(j->aj_idem);
-	}
-	if (j->aj_body != NULL) {
-		OPENSSL_cleanse(j->aj_body, j->aj_bodylen);
-		free(j->aj_body);
-	}
+	secret_strfree(j->aj_auth);
+	secret_strfree(j->aj_idem);	/* it decrypts a secret (idem.h) */
+	secret_free(j->aj_body, j->aj_bodylen);
 	free(j);
 }
 
@@ -280,13 +270,7 @@ adminq_stop(struct adminq *q, int wait_ms)
 		TAILQ_REMOVE(&todo, j, aj_entry);
 		adminq_job_free(j);
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += wait_ms / 1000;
-	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	util_deadline(CLOCK_REALTIME, wait_ms, &ts);
 	for (i = 0; i < q->q_nthreads; i++)
 		if (pthread_timedjoin_np(q->q_threads[i], NULL, &ts) != 0)
 			stuck++;

@@ -144,6 +144,24 @@ secret_thread_end(void)
 	secret_md = NULL;
 }
 
+/* Wipe p[0..len) and free it. */
+void
+secret_free(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, len);
+	free(p);
+}
+
+/* Wipe the C string s and free it. */
+void
+secret_strfree(char *s)
+{
+	if (s != NULL)
+		secret_free(s, strlen(s));
+}
+
 /*
  * Hint of secret into out: the prefix (everything before the last '_',
  * at most 12 characters of it), "_..." and the last four characters of

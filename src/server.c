@@ -1180,14 +1180,8 @@ conn_admin_free(struct conn *c)
 	if (c->c_adm == NULL)
 		return;
 	free(c->c_adm->ca_target);
-	if (c->c_adm->ca_auth != NULL) {	/* the admin token */
-		OPENSSL_cleanse(c->c_adm->ca_auth, strlen(c->c_adm->ca_auth));
-		free(c->c_adm->ca_auth);
-	}
-	if (c->c_adm->ca_idem != NULL) {	/* decrypts a secret */
-		OPENSSL_cleanse(c->c_adm->ca_idem, strlen(c->c_adm->ca_idem));
-		free(c->c_adm->ca_idem);
-	}
+	secret_strfree(c->c_adm->ca_auth);	/* the admin token */
+	secret_strfree(c->c_adm->ca_idem);	/* decrypts a secret */
 	free(c->c_adm);
 	c->c_adm = NULL;
 }

@@ -94,6 +94,22 @@ util_ms_timeval(int64_t ms, struct timeval *tv)
 	tv->tv_usec = (suseconds_t)(ms % 1000 * 1000);
 }
 
+/*
+ * The time ms milliseconds from now on clock, as the absolute timespec
+ * pthread's timed waits take (pthread_mutex_clocklock, ..._timedjoin_np).
+ */
+void
+util_deadline(clockid_t clock, int64_t ms, struct timespec *ts)
+{
+	clock_gettime(clock, ts);
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 /* Length of a valid UTF-8 sequence starting at s (at most n bytes), or 0. */
 static size_t
 utf8_seqlen(const unsigned char *s, size_t n)
