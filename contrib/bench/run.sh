@@ -2559,6 +2559,8 @@ run_workload() {
 				refresher "$s" "$r" &
 				refresher_pid=$!
 			fi
+			conn_split "$s" >"$out.split" &
+			split_pid=$!
 			if ! run_wrk "$out" "$DURATION" \
 			    "$(workload_url "$w" "$s")" "$s"; then
 				fail "$w" "wrk failed (round $r, $s)" "$out"
@@ -2569,12 +2571,14 @@ run_workload() {
 				wait "$refresher_pid" || true
 				refresher_pid=
 			fi
+			wait "$split_pid" || true
 			parse_wrk "$out" >>"$wdir/res.$s"
 			[ "$W_REFRESH" = 1 ] && say "$(wc -l <"$wdir/jwks/fetches")" \
 			    >"$wdir/out/$s.$r.fetches1"
 			warn "$w round $r/$ROUNDS $s: $(tail -n 1 \
 			    "$wdir/res.$s" | awk '{ printf "%.0f req/s, p99 %.3fms", $1, $3 / 1000;
-			    if ($4 || $5) printf ", %d non-2xx, %d socket errors", $4, $5 }')"
+			    if ($4 || $5) printf ", %d non-2xx, %d socket errors", $4, $5 }')$(
+			    [ -s "$out.split" ] && printf ', connections per worker %s' "$(cat "$out.split")")"
 			for t in $wsystems; do
 				alive "$(system_pid "$t")" && continue
 				say "$t DIED during round $r; last lines of its log:" \
@@ -2804,10 +2808,45 @@ print_table() {
 	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
 	case $w in rate | rate-verify) print_refusals ;; esac
+	print_split
 	[ "$W_CLIENT" != wrk ] && print_tls
 	[ "$W_REFRESH" = 1 ] && print_refresh
 	[ "$W_KEYS" = 1 ] && [ -z "$W_JWT" ] && print_memory
 	cat "$wdir/notes"
+}
+
+# conn_split SYSTEM: halfway through a round, how wrk's connections are
+# spread over SYSTEM's processes ("36/28": established connections to its
+# port per process, most first; nothing without ss).  With wrk on the same
+# two cores, the spread decides much of p99: a worker with every
+# connection leaves the other core to wrk and is never preempted, while
+# two busy workers and wrk take turns on two cores.  nginx (accept on a
+# shared socket) lands anywhere from 32/32 to 64/0 by chance; keygated
+# (SO_REUSEPORT) near an even split by design.
+conn_split() {
+	command -v ss >/dev/null 2>&1 || return 0
+	eval "cs_port=\$port_$1"
+	[ -n "$cs_port" ] || return 0
+	sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')"
+	ss -Htnp state established "( sport = :$cs_port )" 2>/dev/null |
+	    sed -n 's/.*pid=\([0-9]*\).*/\1/p' | sort | uniq -c |
+	    sort -rn | awk '{ s = s (NR > 1 ? "/" : "") $1 } END { print s }'
+}
+split_pid=
+
+# print_split: the connection spread of every round (see conn_split).
+print_split() {
+	for s in $W_SYSTEMS; do
+		line=
+		r=0
+		while [ $r -lt "$ROUNDS" ]; do
+			r=$((r + 1))
+			f=$wdir/out/$s.$r.split
+			[ -s "$f" ] && line="$line $(cat "$f")"
+		done
+		[ -n "$line" ] && say "connections per worker at mid-round, $s:$line"
+	done
+	return 0
 }
 
 # print_memory: the keys-* memory table, from $wdir/SYSTEM.mem0, .mem1 and
