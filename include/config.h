@@ -15,6 +15,7 @@
 
 #include "jwt.h"
 #include "ratelimit.h"
+#include "realip.h"
 #include "route.h"
 #include "stats.h"
 #include "tls.h"
@@ -22,6 +23,7 @@
 #define CONFIG_ERRLEN		512
 #define CONFIG_MAX_WORKERS	64
 #define CONFIG_MAX_KEYS		100000000
+#define CONFIG_MAX_CIDRS	1024	/* real_ip_from, a route's from= */
 
 struct listen_addr {
 	char			 la_name[128];	/* as written, e.g. "[::1]:8080" */
@@ -125,6 +127,17 @@ struct config {
 	int			 c_underscores_in_headers; /* forward "X_Foo" */
 	int			 c_merge_slashes;	/* "//" -> "/" when forwarding */
 	char			*c_verify_path;		/* auth_request endpoint, or NULL */
+	char			*c_health_path;		/* health_path, or NULL */
+	int			 c_shutdown_delay;	/* ms a stop keeps serving */
+
+	/*
+	 * real_ip_from (realip.h): peers trusted to name the client in
+	 * c_real_ip_header (lower case, default "x-forwarded-for").  None:
+	 * the peer is the client and forwarded headers are never trusted.
+	 */
+	struct cidr		*c_real_ip_from;
+	size_t			 c_nreal_ip_from;
+	char			*c_real_ip_header;
 
 	struct upstream		*c_upstreams;
 	size_t			 c_nupstreams;

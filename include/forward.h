@@ -55,6 +55,9 @@ struct forward_policy {
  */
 struct forward_added {
 	const char	*fa_client;	/* client address, text */
+	int		 fa_xff_keep;	/* the incoming X-Forwarded-For goes */
+					/* before it; 0: dropped (an untrusted */
+					/* peer with real_ip_from set) */
 	int		 fa_tls;	/* X-Forwarded-Proto: https */
 	const char	*fa_reqid;
 	size_t		 fa_reqidlen;

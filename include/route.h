@@ -15,6 +15,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "realip.h"
+
 /* Authentication schemes a route may list in auth=. */
 enum route_auth {
 	ROUTE_AUTH_ANONYMOUS = 1,
@@ -55,6 +57,8 @@ struct route {
 	int		 r_line;	/* configuration line, for messages */
 	int		 r_index;	/* 1-based position, for the access log */
 	char		*r_name;	/* name=, default "route<N>": metrics, log */
+	struct cidr	*r_from;	/* from=: client addresses allowed, */
+	size_t		 r_nfrom;	/* matched on the real client; none: all */
 	uint32_t	 r_stat_id;	/* its metrics id (stats.h), set by the */
 					/* master before workers start */
 };

@@ -38,7 +38,7 @@
 #include "stats.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	11
+#define SHM_VERSION	12
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
@@ -102,6 +102,13 @@ struct shm_header {
 	 * same in every worker.
 	 */
 	int64_t		 sh_mono_to_wall;
+	/*
+	 * Set by the master for shutdown_delay after SIGTERM: workers serve
+	 * as usual but health_path answers 503, so that load balancers stop
+	 * sending before the listeners close.
+	 */
+	uint32_t	 sh_draining;
+	uint32_t	 sh_pad;
 	struct shm_tickets sh_tickets;
 	struct shm_worker sh_workers[SHM_SLOTS];
 };

@@ -127,6 +127,11 @@ static int	 dir_admin_token_file(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_api_key_header(struct parser *, const struct directive *,
 		    char **, int);
+static int	 dir_real_ip_from(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_real_ip_header(struct parser *, const struct directive *,
+		    char **, int);
+static int	 route_from(struct parser *, struct route *, const char *);
 static int	 dir_rate_limit(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_jwt_provider(struct parser *, const struct directive *,
@@ -218,6 +223,11 @@ static const struct directive directives[] = {
 	FUNC("metrics_listen", 1, 2, dir_metrics_listen, 0, 0, NULL, 0),
 	FUNC("admin_token_file", 1, 1, dir_admin_token_file, 0, 0, NULL, 0),
 	FUNC("verify_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
+	FUNC("health_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
+	NUM("shutdown_delay", DK_DURATION, c_shutdown_delay, 0, HOUR, "0s"),
+	FUNC("real_ip_from", 1, -1, dir_real_ip_from, 0, 0, NULL, D_REPEAT),
+	FUNC("real_ip_header", 1, 1, dir_real_ip_header, 0, 0,
+	    "X-Forwarded-For", 0),
 	FUNC("jwt_provider", 1, -1, dir_jwt_provider, 0, 0, NULL, D_REPEAT),
 	FUNC("upstream", 2, 8, dir_upstream, 0, 0, NULL, D_REPEAT),
 	FUNC("route", 3, -1, dir_route, 0, 0, NULL, D_REPEAT),
@@ -1052,6 +1062,8 @@ route_option(struct parser *p, struct route *r, const char *opt)
 	val = opt[klen] == '=' ? opt + klen + 1 : "";
 	if (word_is(opt, klen, "name"))
 		return (route_name(p, r, val));
+	if (word_is(opt, klen, "from"))
+		return (route_from(p, r, val));
 	auth = word_is(opt, klen, "auth");
 	scope = word_is(opt, klen, "scope");
 	rate = word_is(opt, klen, "rate");
@@ -1088,23 +1100,29 @@ route_option(struct parser *p, struct route *r, const char *opt)
 	return (0);
 }
 
-/* "verify_path /PATH": where nginx auth_request sub-requests arrive. */
+/*
+ * "verify_path /PATH" (where nginx auth_request sub-requests arrive) and
+ * "health_path /PATH" (a load balancer's health check).
+ */
 static int
 dir_verify_path(struct parser *p, const struct directive *d, char **argv,
     int argc)
 {
 	size_t	 i;
+	char	**dst = strcmp(d->d_name, "health_path") == 0 ?
+		    &p->p_conf->c_health_path : &p->p_conf->c_verify_path;
 
+	(void)argc;
 	if (argv[0][0] != '/')
-		return (perr(p, "\"verify_path\": \"%s\" must start with '/'",
-		    argv[0]));
+		return (perr(p, "\"%s\": \"%s\" must start with '/'",
+		    d->d_name, argv[0]));
 	for (i = 0; argv[0][i] != '\0'; i++)
 		if ((unsigned char)argv[0][i] <= ' ' || argv[0][i] == '?' ||
 		    argv[0][i] == '#' || argv[0][i] == 0x7f)
-			return (perr(p, "\"verify_path\": \"%s\" is not a plain "
-			    "path", argv[0]));
-	free(p->p_conf->c_verify_path);
-	if ((p->p_conf->c_verify_path = strdup(argv[0])) == NULL)
+			return (perr(p, "\"%s\": \"%s\" is not a plain path",
+			    d->d_name, argv[0]));
+	free(*dst);
+	if ((*dst = strdup(argv[0])) == NULL)
 		return (perr(p, "out of memory"));
 	return (0);
 }
@@ -1175,27 +1193,37 @@ dir_admin_token_file(struct parser *p, const struct directive *d,
 	return (0);
 }
 
+/*
+ * A header field name given to directive what (1 to 64 token characters)
+ * into *dst, in lower case, replacing what it held.
+ */
+static int
+header_name(struct parser *p, const char *what, const char *name, char **dst)
+{
+	size_t	 i, len = strlen(name);
+
+	if (len == 0 || len > 64)
+		return (perr(p, "\"%s\": \"%s\" is not a header name", what,
+		    name));
+	for (i = 0; i < len; i++)
+		if (!http_is_tchar((unsigned char)name[i]))
+			return (perr(p, "\"%s\": \"%s\" is not a header name",
+			    what, name));
+	free(*dst);
+	if ((*dst = strdup(name)) == NULL)
+		return (perr(p, "out of memory"));
+	for (i = 0; i < len; i++)
+		(*dst)[i] = (char)tolower((unsigned char)name[i]);
+	return (0);
+}
+
 /* "api_key_header NAME": the header carrying API keys, kept lower case. */
 static int
 dir_api_key_header(struct parser *p, const struct directive *d, char **argv,
     int argc)
 {
-	struct config	*c = p->p_conf;
-	size_t		 i, len = strlen(argv[0]);
-
-	if (len == 0 || len > 64)
-		return (perr(p, "\"api_key_header\": \"%s\" is not a header "
-		    "name", argv[0]));
-	for (i = 0; i < len; i++)
-		if (!http_is_tchar((unsigned char)argv[0][i]))
-			return (perr(p, "\"api_key_header\": \"%s\" is not a "
-			    "header name", argv[0]));
-	free(c->c_api_key_header);
-	if ((c->c_api_key_header = strdup(argv[0])) == NULL)
-		return (perr(p, "out of memory"));
-	for (i = 0; i < len; i++)
-		c->c_api_key_header[i] = tolower((unsigned char)argv[0][i]);
-	return (0);
+	(void)argc;
+	return (header_name(p, d->d_name, argv[0], &p->p_conf->c_api_key_header));
 }
 
 /* A scope name: 1 to 64 letters, digits or any of "._:/-*". */
@@ -1211,6 +1239,75 @@ valid_scope(const char *s, size_t len)
 		    strchr("._:/*-", s[i]) == NULL)
 			return (0);
 	return (1);
+}
+
+/*
+ * Append the CIDR s[0..len) to the set *set of *n entries (real_ip_from,
+ * from=), at most CONFIG_MAX_CIDRS.
+ */
+static int
+cidr_add(struct parser *p, const char *what, struct cidr **set, size_t *n,
+    const char *s, size_t len)
+{
+	struct cidr	 c, *nset;
+	char		 msg[CONFIG_ERRLEN];
+
+	if (cidr_parse(s, len, &c, msg, sizeof(msg)) == -1)
+		return (perr(p, "%s: %s", what, msg));
+	if (*n == CONFIG_MAX_CIDRS)
+		return (perr(p, "%s: too many addresses (max %d)", what,
+		    CONFIG_MAX_CIDRS));
+	if ((nset = reallocarray(*set, *n + 1, sizeof(**set))) == NULL)
+		return (perr(p, "out of memory"));
+	nset[(*n)++] = c;
+	*set = nset;
+	return (0);
+}
+
+/* "from=CIDR,CIDR": the client addresses allowed on the route. */
+static int
+route_from(struct parser *p, struct route *r, const char *val)
+{
+	const char	*s, *end;
+
+	if (r->r_nfrom > 0)
+		return (perr(p, "duplicate route option \"from\""));
+	if (*val == '\0')
+		return (perr(p, "route option \"from\" needs a value"));
+	for (s = val;; s = end + 1) {
+		end = strchr(s, ',');
+		if (cidr_add(p, "from=", &r->r_from, &r->r_nfrom, s,
+		    end != NULL ? (size_t)(end - s) : strlen(s)) == -1)
+			return (-1);
+		if (end == NULL)
+			return (0);
+	}
+}
+
+/* "real_ip_from CIDR...": repeatable, the sets add up. */
+static int
+dir_real_ip_from(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct config	*c = p->p_conf;
+	int		 i;
+
+	(void)d;
+	for (i = 0; i < argc; i++)
+		if (cidr_add(p, "real_ip_from", &c->c_real_ip_from,
+		    &c->c_nreal_ip_from, argv[i], strlen(argv[i])) == -1)
+			return (-1);
+	return (0);
+}
+
+/* "real_ip_header NAME": kept in lower case. */
+static int
+dir_real_ip_header(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	(void)argc;
+	return (header_name(p, d->d_name, argv[0],
+	    &p->p_conf->c_real_ip_header));
 }
 
 /* "scope=a,b": scopes a key must all have to use the route. */
@@ -2314,6 +2411,20 @@ check_sizes(struct parser *p)
 	    format_number(rl, sizeof(rl), c->c_max_request_line, size_units)));
 }
 
+/* health_path answers on the main listeners: not the verify_path too. */
+static int
+check_health(struct parser *p)
+{
+	struct config	*c = p->p_conf;
+
+	if (c->c_health_path == NULL || c->c_verify_path == NULL ||
+	    strcmp(c->c_health_path, c->c_verify_path) != 0)
+		return (0);
+	p->p_line = first_line(p, "health_path");
+	return (perr(p, "health_path \"%s\" is also the verify_path",
+	    c->c_health_path));
+}
+
 /*
  * headers= may not set the header that carries API keys; api_key_header
  * may come after the providers, so this waits for the whole file.
@@ -2441,7 +2552,8 @@ config_finish(struct parser *p)
 	if (c->c_nlisten == 0 && dir_default(p, &directives[0]) == -1)
 		return (-1);
 	if (check_routes(p) == -1 || check_jwt_headers(p) == -1 ||
-	    check_sizes(p) == -1 || check_admin(p) == -1 || check_tls(p) == -1)
+	    check_sizes(p) == -1 || check_admin(p) == -1 || check_tls(p) == -1 ||
+	    check_health(p) == -1)
 		return (-1);
 	if (c->c_workers == 0) {
 		c->c_workers = util_ncpus();
@@ -2669,6 +2781,9 @@ config_free(struct config *c)
 	free(c->c_tls_ciphersuites);
 	tls_server_free(c->c_tls);
 	free(c->c_verify_path);
+	free(c->c_health_path);
+	free(c->c_real_ip_from);
+	free(c->c_real_ip_header);
 	free(c->c_api_key_header);
 	free(c->c_admin_token_file);
 	free(c->c_upstreams);

@@ -145,7 +145,7 @@ echo_headers(struct echo_out *eo, const struct http_msg *msg,
 		ECHO_LIT(eo, "\",");
 	}
 	ECHO_LIT(eo, "\"x-forwarded-for\":\"");
-	if ((xff = forward_xff(msg)) != NULL) {
+	if (fa->fa_xff_keep && (xff = forward_xff(msg)) != NULL) {
 		echo_header_values(eo, msg, (size_t)(xff - msg->hm_headers));
 		ECHO_LIT(eo, ", ");
 	}

@@ -114,6 +114,8 @@ struct master {
 	struct event		*m_sigs[MASTER_NSIGS];
 	struct event		*m_tick;
 	struct event		*m_respawn;
+	struct event		*m_drain;	/* shutdown_delay, then stop */
+	int			 m_draining;
 	int			 m_backoff_ms;
 	int64_t			 m_spawn_after_ms;
 	int			 m_stopping;	/* 1 graceful, 2 fast */
@@ -125,6 +127,8 @@ static const int master_signals[MASTER_NSIGS] = {
 };
 
 static void	 master_spawn(struct master *);
+static void	 master_stop(struct master *, int);
+static void	 master_drain_cb(evutil_socket_t, short, void *);
 static void	 master_reloaded(struct master *, int);
 static void	 master_stats_names(struct master *, struct config *);
 static void	 master_close_unshared(const struct master_listeners *,
@@ -561,8 +565,8 @@ master_keys_load(const struct config *conf, struct shm_header *shm, char *err,
 		return (-1);
 	}
 	if (master_lockfd == -1 && (master_lockfd = journal_lock(&j,
-	    conf->c_shutdown_timeout + MASTER_KILL_GRACE_MS + 1000, err,
-	    errlen)) == -1)
+	    conf->c_shutdown_delay + conf->c_shutdown_timeout +
+	    MASTER_KILL_GRACE_MS + 1000, err, errlen)) == -1)
 		goto done;
 	if (keystore_lock(&ks, getpid(), 0) != KS_OK) {
 		snprintf(err, errlen, "the key store is locked");
@@ -692,6 +696,7 @@ master_child_detach(struct master *m, const int *fds, size_t nfds)
 		event_free(m->m_sigs[i]);
 	event_free(m->m_tick);
 	event_free(m->m_respawn);
+	event_free(m->m_drain);
 	event_free(m->m_confirm);
 	event_base_free(m->m_base);
 	m->m_base = NULL;
@@ -1378,6 +1383,8 @@ master_stop(struct master *m, int fast)
 	if (m->m_stopping >= (fast ? 2 : 1))
 		return;
 	m->m_stopping = fast ? 2 : 1;
+	if (m->m_drain != NULL)		/* none in the unit tests */
+		evtimer_del(m->m_drain);
 	log_info("%s stop", fast ? "fast" : "graceful");
 	master_close_unshared(&m->m_prev_lsn, &m->m_lsn);
 	jwks_child_detach(m->m_jwks);
@@ -1389,6 +1396,38 @@ master_stop(struct master *m, int fast)
 	master_reap(m);
 }
 
+/*
+ * SIGTERM with shutdown_delay: the workers go on serving while health_path
+ * answers 503, for that long, then the graceful stop.  A second SIGTERM
+ * ends the wait.
+ */
+static void
+master_drain(struct master *m)
+{
+	struct timeval	 tv;
+	int		 ms = m->m_conf->c_shutdown_delay;
+
+	if (ms == 0 || m->m_draining || m->m_stopping) {
+		master_stop(m, 0);
+		return;
+	}
+	m->m_draining = 1;
+	__atomic_store_n(&m->m_shm->sh_draining, 1, __ATOMIC_RELEASE);
+	log_info("draining: health checks fail for %d.%03d s "
+	    "(shutdown_delay), then a graceful stop", ms / 1000, ms % 1000);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(m->m_drain, &tv);
+}
+
+static void
+master_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	master_stop(arg, 0);
+}
+
 /* Signals, delivered by libevent in the loop (not in signal context). */
 static void
 master_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -1398,12 +1437,12 @@ master_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 	switch (sig) {
 	case SIGHUP:
-		if (!m->m_stopping)
+		if (!m->m_stopping && !m->m_draining)
 			master_reload(m);
 		break;
 	case SIGTERM:
 	case SIGINT:
-		master_stop(m, 0);
+		master_drain(m);
 		break;
 	case SIGQUIT:
 		master_stop(m, 1);
@@ -1469,7 +1508,9 @@ master_run(struct master_opts *opts, struct config *conf,
 	m.m_tick = event_new(m.m_base, -1, EV_PERSIST, master_tick_cb, &m);
 	m.m_respawn = evtimer_new(m.m_base, master_respawn_cb, &m);
 	m.m_confirm = evtimer_new(m.m_base, master_confirm_cb, &m);
-	if (m.m_tick == NULL || m.m_respawn == NULL || m.m_confirm == NULL)
+	m.m_drain = evtimer_new(m.m_base, master_drain_cb, &m);
+	if (m.m_tick == NULL || m.m_respawn == NULL || m.m_confirm == NULL ||
+	    m.m_drain == NULL)
 		fatalx("cannot create timers");
 	evtimer_add(m.m_tick, &one);
 	/* Before any worker: they look their providers' slots up at start. */
@@ -1487,6 +1528,7 @@ master_run(struct master_opts *opts, struct config *conf,
 		event_free(m.m_sigs[i]);
 	event_free(m.m_tick);
 	event_free(m.m_respawn);
+	event_free(m.m_drain);
 	event_free(m.m_confirm);
 	event_base_free(m.m_base);
 	free(m.m_total);

@@ -410,7 +410,7 @@ proxy_forwarded(const struct http_msg *m, const struct forward_added *fa,
 	size_t				 i;
 
 	evbuffer_add(out, "X-Forwarded-For: ", 17);
-	for (i = 0; i < m->hm_nheaders; i++) {
+	for (i = 0; fa->fa_xff_keep && i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
 		if (!http_strcaseeq(h->h_name, h->h_namelen, "x-forwarded-for") ||
 		    h->h_valuelen == 0)

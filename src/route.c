@@ -304,6 +304,7 @@ route_table_free(struct route_table *rt)
 		pcre2_code_free(rt->rt_routes[i].r_code);
 		free(rt->rt_routes[i].r_pattern);
 		free(rt->rt_routes[i].r_name);
+		free(rt->rt_routes[i].r_from);
 		for (j = 0; j < rt->rt_routes[i].r_nscopes; j++)
 			free(rt->rt_routes[i].r_scopes[j]);
 	}

@@ -169,6 +169,17 @@ struct conn {
 	char			 c_client[INET6_ADDRSTRLEN];
 	uint8_t			 c_ip[16];	/* client address, binary */
 	size_t			 c_iplen;	/* 4, 16, or 0: unknown */
+	/*
+	 * The request's real client (realip.h): the peer, or the address a
+	 * trusted peer named in real_ip_header.  Anonymous limits, from=,
+	 * the access log.
+	 */
+	char			 c_rclient[INET6_ADDRSTRLEN];
+	uint8_t			 c_rip[16];
+	size_t			 c_riplen;
+	int			 c_xff_keep;	/* forward the incoming */
+						/* X-Forwarded-For */
+	int			 c_health;	/* a health_path request */
 
 	struct conn_req		*c_rq;		/* the request; NULL when idle */
 	int			 c_admin;	/* accepted on the admin listener */
@@ -272,6 +283,7 @@ struct worker {
 static void	 conn_head_type(struct conn *, int, uint64_t, const char *);
 static void	 conn_extra(struct conn *, const char *, const char *);
 static void	 conn_refuse(struct conn *, int, const char *, const char *);
+static void	 conn_real_client(struct conn *, const struct http_msg *);
 static void	 conn_finish(struct conn *, int, uint64_t);
 
 /* Where a worker without a slot (unit tests) counts: read by nobody. */
@@ -695,14 +707,14 @@ conn_log(struct conn *c, int status, uint64_t bytes)
 	SHM_ADD(&w->w_stats->sw_requests, 1);
 	SHM_ADD(&w->w_stats->sw_bytes_out, bytes);
 	/* Gateway traffic only: not the admin API, not the scrapes. */
-	if (!c->c_admin && !c->c_metrics)
+	if (!c->c_admin && !c->c_metrics && !c->c_health)
 		stats_request(w->w_ss, r != NULL ? r->r_stat_id :
 		    STATS_ROUTE_NONE, status, us);
 	c->c_nrequests++;
 	if (w->w_alog == NULL)
 		return;
 	e.ae_time_ms = c->c_start_ms;
-	e.ae_client = c->c_client;
+	e.ae_client = c->c_rclient;
 	e.ae_method = c->c_rq->rq_method;
 	e.ae_methodlen = c->c_rq->rq_methodlen;
 	e.ae_path = c->c_rq->rq_path;
@@ -795,6 +807,8 @@ static void
 conn_finish(struct conn *c, int status, uint64_t bytes)
 {
 	conn_log(c, status, bytes);
+	/* The next request's client is the peer until its header says. */
+	conn_real_client(c, NULL);
 	if (c->c_body != HTTP_BODY_NONE && !conn_can_discard(c))
 		c->c_keepalive = 0;
 	if (c->c_body == HTTP_BODY_NONE || !c->c_keepalive) {
@@ -982,6 +996,7 @@ static void
 conn_added(const struct conn *c, struct forward_added *fa)
 {
 	fa->fa_client = c->c_client;
+	fa->fa_xff_keep = c->c_xff_keep;
 	fa->fa_tls = c->c_tls;
 	fa->fa_reqid = c->c_rq->rq_reqid;
 	fa->fa_reqidlen = c->c_rq->rq_reqidlen;
@@ -1150,8 +1165,8 @@ conn_limit(struct conn *c, const struct route *r, int64_t now,
 	struct conn_req		*rq = c->c_rq;
 	struct auth_rate	 ra = w->w_rate;
 
-	ra.ra_ip = c->c_iplen > 0 ? c->c_ip : NULL;
-	ra.ra_iplen = c->c_iplen;
+	ra.ra_ip = c->c_riplen > 0 ? c->c_rip : NULL;
+	ra.ra_iplen = c->c_riplen;
 	ra.ra_now = now;
 	auth_limit(r, &ra, &w->w_ks, aj, c->c_start_ms, ar);
 	if (ar->ar_limited) {
@@ -1454,6 +1469,34 @@ conn_route(struct conn *c, int mbit, const char *path, size_t len,
 	return (-1);
 }
 
+/*
+ * health_path: 200 {"status":"ok"} while the worker serves; 503
+ * {"status":"draining"} during shutdown_delay and the graceful stop, with
+ * the connection closed after it.  Not counted in the request metrics.
+ */
+static void
+conn_health(struct conn *c)
+{
+	static const char	 ok[] = "{\"status\":\"ok\"}\n";
+	static const char	 drain[] = "{\"status\":\"draining\"}\n";
+	struct worker		*w = c->c_w;
+	size_t			 before = evbuffer_get_length(c->c_out), len;
+	int			 draining, status;
+
+	c->c_health = 1;
+	draining = w->w_stopping ||
+	    __atomic_load_n(&w->w_env->se_shm->sh_draining, __ATOMIC_ACQUIRE);
+	status = draining ? 503 : 200;
+	len = draining ? sizeof(drain) - 1 : sizeof(ok) - 1;
+	if (draining)
+		c->c_keepalive = 0;
+	conn_extra(c, "Cache-Control", "no-store");
+	conn_head_type(c, status, len, "application/json");
+	if (!c->c_head)
+		evbuffer_add(c->c_out, draining ? drain : ok, len);
+	conn_finish(c, status, evbuffer_get_length(c->c_out) - before);
+}
+
 /* An allowed verify_path request: 204 with the identity. */
 static void
 conn_verified(struct conn *c)
@@ -1511,6 +1554,9 @@ conn_start_request(struct conn *c)
 	struct http_msg		*m = &c->c_rq->rq_msg;
 
 	conn_remember(c);
+	/* The admin API and the metrics listener keep the peer. */
+	conn_real_client(c, c->c_admin || c->c_metrics ? NULL : m);
+	c->c_health = 0;
 	c->c_minor = m->hm_minor;
 	c->c_head = m->hm_mbit == HTTP_M_HEAD;
 	c->c_keepalive = (m->hm_flags & HTTP_F_KEEPALIVE) && !w->w_stopping &&
@@ -1554,6 +1600,12 @@ conn_route_request(struct conn *c)
 	if (m->hm_pathlen > 0 && m->hm_path[0] == '/' && conn_normalize(c,
 	    m->hm_path, m->hm_pathlen, &m->hm_pathlen, &cause) == -1) {
 		conn_fail(c, 400, cause);
+		return;
+	}
+	if (conf->c_health_path != NULL &&
+	    m->hm_pathlen == strlen(conf->c_health_path) &&
+	    memcmp(m->hm_path, conf->c_health_path, m->hm_pathlen) == 0) {
+		conn_health(c);
 		return;
 	}
 	if (conf->c_verify_path != NULL &&
@@ -1606,6 +1658,12 @@ conn_decide(struct conn *c, const struct route *r, int verify)
 		aj.aj_final = c->c_hold_final ||
 		    (c->c_hold_until != 0 && now >= c->c_hold_until);
 		ajp = &aj;
+	}
+	if (r->r_nfrom > 0 && (c->c_riplen == 0 || !cidr_match(r->r_from,
+	    r->r_nfrom, c->c_rip, c->c_riplen))) {
+		conn_refuse(c, 403, "forbidden", "this client address is not "
+		    "allowed on this route");
+		return;
 	}
 	if (!conn_authenticate(c, r, verify, now, ajp, &ar) ||
 	    !conn_limit(c, r, now, ajp, &ar))
@@ -2369,6 +2427,40 @@ server_reuse(struct worker *w)
 	conn_free(c);
 }
 
+/*
+ * The request's real client (c_rclient, c_rip): the peer, unless m is a
+ * request from a trusted peer (real_ip_from) naming one in
+ * real_ip_header.  m NULL: the peer (a new connection).  With
+ * real_ip_from set, an untrusted peer's X-Forwarded-For is not forwarded.
+ */
+static void
+conn_real_client(struct conn *c, const struct http_msg *m)
+{
+	const struct config	*conf = c->c_w->w_conf;
+	uint8_t			 ip[16];
+	size_t			 n;
+
+	memcpy(c->c_rclient, c->c_client, sizeof(c->c_rclient));
+	memcpy(c->c_rip, c->c_ip, sizeof(c->c_rip));
+	c->c_riplen = c->c_iplen;
+	c->c_xff_keep = 1;
+	if (conf->c_nreal_ip_from == 0 || m == NULL)
+		return;
+	if (c->c_iplen == 0 || !cidr_match(conf->c_real_ip_from,
+	    conf->c_nreal_ip_from, c->c_ip, c->c_iplen)) {
+		c->c_xff_keep = 0;
+		return;
+	}
+	if ((n = realip_find(conf->c_real_ip_from, conf->c_nreal_ip_from, m,
+	    conf->c_real_ip_header, ip)) == 0)
+		return;
+	if (inet_ntop(n == 4 ? AF_INET : AF_INET6, ip, c->c_rclient,
+	    sizeof(c->c_rclient)) == NULL)
+		return;
+	memcpy(c->c_rip, ip, n);
+	c->c_riplen = n;
+}
+
 /* The client's address, as text and as bytes (IPv4-mapped as IPv4). */
 static void
 conn_address(struct conn *c, const struct sockaddr *sa)
@@ -2389,6 +2481,7 @@ conn_address(struct conn *c, const struct sockaddr *sa)
 		c->c_iplen = 4;
 	}
 	memcpy(c->c_ip, addr, c->c_iplen);
+	conn_real_client(c, NULL);
 }
 
 /* A new connection from a listener (TLS: its handshake comes first). */

@@ -809,6 +809,36 @@ static const struct {
 	    "'/'" },
 	{ "verify_path /a?b\n", NAME ":1: \"verify_path\": \"/a?b\" is not a "
 	    "plain path" },
+	{ "health_path healthz\n", NAME ":1: \"health_path\": \"healthz\" must "
+	    "start with '/'" },
+	{ "verify_path /v\nhealth_path /v\n", NAME ":2: health_path \"/v\" is "
+	    "also the verify_path" },
+	{ "shutdown_delay 2h\n", NAME ":1: \"shutdown_delay\": \"2h\" is out of "
+	    "range (0..1h)" },
+	{ "real_ip_from 10.0.0.1/8\n", NAME ":1: real_ip_from: \"10.0.0.1/8\" "
+	    "has bits set past its prefix length: did you mean 10.0.0.0/8?" },
+	{ "real_ip_from 10.0.0.0/8 fd00::1/8\n", NAME ":1: real_ip_from: "
+	    "\"fd00::1/8\" has bits set past its prefix length: did you mean "
+	    "fd00::/8?" },
+	{ "real_ip_from lb.example\n", NAME ":1: real_ip_from: \"lb.example\" "
+	    "is not an IPv4 or IPv6 address" },
+	{ "real_ip_from 10.0.0.0/33\n", NAME ":1: real_ip_from: \"10.0.0.0/33\": "
+	    "the prefix length is at most 32" },
+	{ "real_ip_from ::/129\n", NAME ":1: real_ip_from: \"::/129\": the "
+	    "prefix length is at most 128" },
+	{ "real_ip_from 10.0.0.0/\n", NAME ":1: real_ip_from: \"10.0.0.0/\": "
+	    "the prefix length after '/' must be a number" },
+	{ "real_ip_from ::ffff:10.0.0.0/8\n", NAME ":1: real_ip_from: "
+	    "\"::ffff:10.0.0.0/8\": an IPv4-mapped prefix needs at least 96 "
+	    "bits" },
+	{ "real_ip_header X:Y\n", NAME ":1: \"real_ip_header\": \"X:Y\" is not "
+	    "a header name" },
+	{ "upstream e echo\nroute GET ^/ auth=anonymous from=\n", NAME ":2: "
+	    "route option \"from\" needs a value" },
+	{ "upstream e echo\nroute GET ^/ auth=anonymous from=10.0.0.0/8,x\n",
+	    NAME ":2: from=: \"x\" is not an IPv4 or IPv6 address" },
+	{ "upstream e echo\nroute GET ^/ auth=anonymous from=10.0.0.0/8 "
+	    "from=::1\n", NAME ":2: duplicate route option \"from\"" },
 	{ "forward_credentials yes\n", NAME ":1: \"forward_credentials\": "
 	    "invalid value \"yes\" (expected off or on)" },
 	{ "merge_slashes yes\n", NAME ":1: \"merge_slashes\": invalid value "
@@ -1311,6 +1341,57 @@ static const struct {
 	{ JWT_P "\nroute GET ^/ auth=jwt\n",
 	    NAME ":2: route needs an upstream but none is defined" },
 };
+
+/*
+ * real_ip_from adds up over lines (IPv4-mapped prefixes as IPv4),
+ * real_ip_header is kept in lower case, from= per route, health_path and
+ * shutdown_delay; without them: no trusted peer, X-Forwarded-For.
+ */
+static void
+test_client_addresses(void **state)
+{
+	struct config		*c;
+	const struct route	*r;
+	static const uint8_t	 lb[4] = { 10, 1, 2, 3 }, out[4] = { 11, 0, 0, 1 };
+	static const uint8_t	 v6[16] = { 0xfd, 0x12 };
+	char			 buf[REALIP_CIDR_MAX];
+
+	(void)state;
+	c = parse_ok("");
+	assert_int_equal(c->c_nreal_ip_from, 0);
+	assert_string_equal(c->c_real_ip_header, "x-forwarded-for");
+	assert_null(c->c_health_path);
+	assert_int_equal(c->c_shutdown_delay, 0);
+	config_free(c);
+
+	c = parse_ok("real_ip_from 10.0.0.0/8 fd00::/8\n"
+	    "real_ip_from ::ffff:192.0.2.0/120 127.0.0.1\n"
+	    "real_ip_header X-Real-IP\n"
+	    "health_path /healthz\n"
+	    "shutdown_delay 15s\n"
+	    "upstream e echo\n"
+	    "route GET ^/a auth=anonymous from=192.0.2.7,2001:db8::/32\n"
+	    "route GET ^/b auth=anonymous\n");
+	assert_int_equal(c->c_nreal_ip_from, 4);
+	cidr_format(&c->c_real_ip_from[2], buf, sizeof(buf));
+	assert_string_equal(buf, "192.0.2.0/24");
+	cidr_format(&c->c_real_ip_from[3], buf, sizeof(buf));
+	assert_string_equal(buf, "127.0.0.1/32");
+	assert_true(cidr_match(c->c_real_ip_from, c->c_nreal_ip_from, lb, 4));
+	assert_false(cidr_match(c->c_real_ip_from, c->c_nreal_ip_from, out,
+	    4));
+	assert_true(cidr_match(c->c_real_ip_from, c->c_nreal_ip_from, v6,
+	    16));
+	assert_string_equal(c->c_real_ip_header, "x-real-ip");
+	assert_string_equal(c->c_health_path, "/healthz");
+	assert_int_equal(c->c_shutdown_delay, 15000);
+	r = &c->c_routes.rt_routes[0];
+	assert_int_equal(r->r_nfrom, 2);
+	cidr_format(&r->r_from[1], buf, sizeof(buf));
+	assert_string_equal(buf, "2001:db8::/32");
+	assert_int_equal(c->c_routes.rt_routes[1].r_nfrom, 0);
+	config_free(c);
+}
 
 /* Keys and admin settings: defaults, values, the token read and digested. */
 static void
@@ -2199,6 +2280,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_keys_admin),
+		cmocka_unit_test(test_client_addresses),
 		cmocka_unit_test(test_rate_defaults),
 		cmocka_unit_test(test_rate_forms),
 		cmocka_unit_test(test_route_rate),
