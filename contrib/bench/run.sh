@@ -23,6 +23,15 @@
 #   proxy   GET /bench through the gateway to one shared upstream (an nginx
 #           answering 200 '{"ok":true}'): keygated vs nginx proxy_pass vs
 #           HAProxy, all with keep-alive connections to the upstream.
+#   proxy-pool  proxy with two upstream servers (two such nginx, each with
+#           $UPSTREAM_WORKERS worker(s)), each gateway balancing round robin
+#           over both with keep-alive pools: keygated "upstream up URL1 URL2
+#           max_idle=$POOL" (its default balance=round_robin) vs nginx
+#           "upstream up { server ...; server ...; keepalive $POOL; }" vs
+#           HAProxy "balance roundrobin" with two servers.  Before the
+#           rounds, 10 requests over one connection through each gateway
+#           must reach both servers; the requests each server got in every
+#           round are printed (the servers' stub_status counters).
 #   verify  GET /_keygate/verify with X-Original-Method/X-Original-URI (the
 #           nginx auth_request sub-request), answered 204, nothing forwarded:
 #           keygated verify_path vs nginx "return 204" vs HAProxy
@@ -132,8 +141,8 @@
 #   NGINX      nginx binary [nginx from PATH]
 #   HAPROXY    haproxy binary [haproxy from PATH], for the workloads
 #              that compare with it
-#   WORKLOADS  space-separated workloads to run [proxy verify echo
-#              keys-verify keys-proxy keys-create rate rate-verify
+#   WORKLOADS  space-separated workloads to run [proxy proxy-pool verify
+#              echo keys-verify keys-proxy keys-create rate rate-verify
 #              rate-accuracy];
 #              also jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key
 #              jwks-refresh https-proxy https-handshake https-resume
@@ -146,7 +155,8 @@
 #   CONNS      wrk connections (-c) [64]
 #   THREADS    wrk threads (-t) [1]
 #   WORKERS    worker processes of every gateway; HAProxy: nbthread [2]
-#   UPSTREAM_WORKERS  worker processes of the upstream nginx (proxy) [1]
+#   UPSTREAM_WORKERS  worker processes of the upstream nginx (proxy; of
+#              each of the two in proxy-pool) [1]
 #   POOL       idle keep-alive connections to the upstream per gateway
 #              worker: keygated max_idle=, nginx keepalive [64]
 #   WARMUP     seconds of untimed wrk load per system before the rounds [2]
@@ -194,7 +204,7 @@ WORKERS=${WORKERS:-2}
 UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
 POOL=${POOL:-64}
 WARMUP=${WARMUP:-2}
-WORKLOADS=${WORKLOADS:-proxy verify echo keys-verify keys-proxy keys-create rate rate-verify rate-accuracy}
+WORKLOADS=${WORKLOADS:-proxy proxy-pool verify echo keys-verify keys-proxy keys-create rate rate-verify rate-accuracy}
 KEYS=${KEYS:-100000}
 CREATES=${CREATES:-2000}
 CREATE_CLIENTS=${CREATE_CLIENTS:-16}
@@ -249,6 +259,9 @@ W_CREATE=0
 W_ACCURACY=0
 W_MAX_KEYS=0
 W_SCRAPE=0
+W_SERVERS=1
+port_upstream=
+port_upstream2=
 
 # The rate workloads' limits: rate, per window (1s 10s 60s), so high that
 # nothing is refused; rate-accuracy, 20 requests per second.
@@ -261,6 +274,14 @@ RATE_LOW=20
 JWT_ISSUER=https://bench.example/
 JWT_AUDIENCE=bench
 REFRESH_PROVIDERS=15
+
+# proxy-pool: the path of each upstream server's stub_status (the
+# requests it has served), and the requests check_pool sends through each
+# gateway, one after the other over one connection.  upstream_stub: 1 if
+# $NGINX has stub_status (set in the main part).
+POOL_STATUS=/_upstream_status
+POOL_CHECK=10
+upstream_stub=0
 
 # metrics-scrape: api-key routes /k1 ... /kSCRAPE_KEYROUTES besides the
 # $SCRAPE_ROUTES anonymous ones (their refusals give the 401s).
@@ -276,6 +297,9 @@ SCRAPE_KEYROUTES=4
 #   W_HEADERS   extra request headers, one per line (wrk -H, curl -H);
 #   W_STATUS    the status a good response has;
 #   W_UPSTREAM  1 if the workload needs the upstream server;
+#   W_SERVERS   the upstream servers the gateways balance over: 1, or 2
+#               for proxy-pool (a second upstream nginx, upstream2, on
+#               $port_upstream2);
 #   W_KEYS      1 if the systems hold the $KEYS API keys and every request
 #               carries one (wrk -s keys.lua);
 #   W_CREATE    1 for keys-create: no wrk rounds, the admin API client;
@@ -333,12 +357,22 @@ workload_info() {
 	W_ACCURACY=0
 	W_MAX_KEYS=$KEYS
 	W_SCRAPE=0
+	W_SERVERS=1
 	case $1 in
 	proxy)
 		W_DESC="gateway -> keep-alive upstream (nginx return 200)"
 		W_SYSTEMS="keygated ${KEYGATED2:+keygated2 }nginx haproxy"
 		W_PATH=/bench
 		W_UPSTREAM=1
+		;;
+	proxy-pool)
+		# No keygated2: a binary from before several servers per
+		# upstream would reject the config and end the workload.
+		W_DESC="gateway -> 2 keep-alive upstream servers, round robin (nginx return 200 each)"
+		W_SYSTEMS="keygated nginx haproxy"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_SERVERS=2
 		;;
 	https-proxy)
 		W_DESC="keep-alive HTTPS (ECDSA P-256) -> gateway -> keep-alive plain upstream"
@@ -479,7 +513,7 @@ workload_info() {
 		W_SCRAPE=1
 		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy verify echo keys-verify keys-proxy keys-create rate rate-verify rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
+		die "unknown workload \"$1\" (known: proxy proxy-pool verify echo keys-verify keys-proxy keys-create rate rate-verify rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
 		;;
 	esac
 }
@@ -499,7 +533,7 @@ scheme() {
 workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
-	echo:* | proxy:* | keys-proxy:* | rate:* | rate-accuracy:* | jwt*:* | \
+	echo:* | proxy:* | proxy-pool:* | keys-proxy:* | rate:* | rate-accuracy:* | jwt*:* | \
 	    https-*:* | tls-idle-memory:* | metrics-scrape:*)
 		say '{"ok":true}' ;;
 	*) say "HTTP/1.1 $W_STATUS" ;;
@@ -699,6 +733,12 @@ EOF
 		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
 		say "route GET ^/bench\$	auth=anonymous upstream=up"
 		;;
+	proxy-pool)
+		# balance=round_robin is the default: not written, as nginx's
+		# and HAProxy's.
+		say "upstream		up http://127.0.0.1:$port_upstream http://127.0.0.1:$port_upstream2 max_idle=$POOL"
+		say "route GET ^/bench\$	auth=anonymous upstream=up"
+		;;
 	verify)
 		say "upstream		echo echo"
 		say "verify_path		/_keygate/verify"
@@ -855,6 +895,7 @@ check_keygated() {
 	mkdir -p "$d/state"
 	port_keygated=${port_keygated:-1}
 	port_upstream=${port_upstream:-1}
+	port_upstream2=${port_upstream2:-1}
 	keygated_admin_port=${keygated_admin_port:-2}
 	keygated_metrics_port=${keygated_metrics_port:-3}
 	keygated_conf "$1" >"$d/keygated.conf"
@@ -963,11 +1004,16 @@ start_nginx() {
 	{
 		nginx_head "$d" "$WORKERS"
 		case $1 in
-		proxy | keys-proxy | rate | rate-accuracy | https-* | \
-		    tls-idle-memory)
+		proxy | proxy-pool | keys-proxy | rate | rate-accuracy | \
+		    https-* | tls-idle-memory)
+			# proxy-pool: the second server; round robin is
+			# nginx's default balance, the keepalive cache one
+			# for both servers (per worker).
+			say "	upstream up {"
+			say "		server 127.0.0.1:$port_upstream;"
+			[ "$W_SERVERS" = 2 ] &&
+			    say "		server 127.0.0.1:$port_upstream2;"
 			cat <<EOF
-	upstream up {
-		server 127.0.0.1:$port_upstream;
 		keepalive $POOL;
 		keepalive_requests 100000;
 	}
@@ -1029,7 +1075,7 @@ EOF
 			fi
 			say "		}"
 			;;
-		proxy | https-* | tls-idle-memory)
+		proxy | proxy-pool | https-* | tls-idle-memory)
 			cat <<EOF
 		location = /bench {
 			proxy_pass http://up;
@@ -1146,10 +1192,26 @@ EOF
 # too).
 start_upstream() {
 	[ "$W_ACCURACY" = 1 ] && { start_recorder; return; }
-	d=$wdir/upstream
+	upstream_nginx upstream
+}
+
+# start_upstream2 WORKLOAD: proxy-pool's second upstream server, the same
+# nginx as the first (UPSTREAM_WORKERS workers), in $wdir/upstream2 on
+# $port_upstream2.
+start_upstream2() { upstream_nginx upstream2; }
+
+# upstream_nginx NAME: start_upstream's nginx, in $wdir/NAME, listening on
+# $port_NAME.  With two servers (proxy-pool) each also answers
+# GET $POOL_STATUS with its stub_status (whose "requests" count
+# check_pool and the rounds read: pool_counts), or, for an nginx built
+# without stub_status, tags its answers to GET /bench with "X-Upstream:
+# NAME".
+upstream_nginx() {
+	d=$wdir/$1
 	mkdir -p "$d/logs" "$d/tmp"
 	free_port
-	port_upstream=$PORT
+	eval "port_$1=\$PORT"
+	u_port=$PORT
 	{
 		nginx_head "$d" "$UPSTREAM_WORKERS"
 		if [ "$W_KEYS" = 1 ] || [ -n "$W_JWT" ]; then
@@ -1172,10 +1234,12 @@ EOF
 		fi
 		cat <<EOF
 	server {
-		listen 127.0.0.1:$port_upstream;
+		listen 127.0.0.1:$u_port;
 		location = /bench {
 			default_type application/json;
 EOF
+		[ "$W_SERVERS" = 2 ] && [ "$upstream_stub" = 0 ] &&
+		    say "			add_header X-Upstream $1;"
 		if [ "$W_KEYS" = 1 ] || [ -n "$W_JWT" ]; then
 			cat <<EOF
 			add_header X-Upstream-Consumer \$http_x_consumer_id;
@@ -1203,12 +1267,17 @@ EOF
 			return 200 '{"ok":true}';
 		}
 EOF
+		[ "$W_SERVERS" = 2 ] && [ "$upstream_stub" = 1 ] && cat <<EOF
+		location = $POOL_STATUS {
+			stub_status;
+		}
+EOF
 		cat <<EOF
 	}
 }
 EOF
 	} >"$d/nginx.conf"
-	nginx_run "$d" "$port_upstream"
+	nginx_run "$d" "$u_port"
 }
 
 # start_recorder: rate-accuracy's upstream, record.py: answers like the
@@ -1343,6 +1412,19 @@ EOF
 
 backend up
 	server up 127.0.0.1:$port_upstream
+EOF
+			;;
+		proxy-pool)
+			# roundrobin is HAProxy's default balance, written
+			# out; the defaults' http-reuse always shares the idle
+			# connections of each server between requests.
+			cat <<EOF
+	use_backend up if { path /bench }
+
+backend up
+	balance roundrobin
+	server s1 127.0.0.1:$port_upstream
+	server s2 127.0.0.1:$port_upstream2
 EOF
 			;;
 		keys-proxy | rate | rate-accuracy | jwt*)
@@ -1729,6 +1811,9 @@ check_workload() {
 	case $w in
 	rate | rate-verify | rate-accuracy) check_rate || return 1 ;;
 	esac
+	if [ "$W_SERVERS" = 2 ]; then
+		check_pool || return 1
+	fi
 	if [ -n "$W_JWT" ]; then
 		check_jwt || return 1
 		[ "$W_KEYS" = 1 ] && ! check_keys keygated_key && return 1
@@ -1824,6 +1909,68 @@ check_rate() {
 		;;
 	esac
 	say "$note" >>"$wdir/notes"
+}
+
+# pool_counts: proxy-pool: "N1 N2", the requests upstream and upstream2
+# have served so far (their stub_status "requests", which counts the
+# reading request too); "- -" for a server that did not answer.
+pool_counts() {
+	for u in upstream upstream2; do
+		eval "pc_port=\$port_$u"
+		curl -s --max-time 5 "http://127.0.0.1:$pc_port$POOL_STATUS" |
+		    awk 'NR == 3 && $3 ~ /^[0-9]+$/ { n = $3 }
+			END { print (n == "" ? "-" : n) }'
+	done | paste -sd' ' -
+}
+
+# pool_delta BEFORE AFTER: "A B", the requests each server got between two
+# pool_counts (the second reading counted itself: one less each); empty
+# if a reading failed.
+pool_delta() {
+	say "$1 $2" | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ &&
+	    $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ {
+		print $3 - $1 - 1, $4 - $2 - 1 }'
+}
+
+# check_pool: proxy-pool: through each system, $POOL_CHECK requests one
+# after the other over one connection (one curl); each of the two upstream
+# servers must get some of them (round robin: half each), or the gateway
+# does not spread and the workload fails.  Counted by the servers'
+# stub_status (pool_counts), or, for an nginx without it, from the
+# X-Upstream header each server adds to its answers.
+check_pool() {
+	note=
+	for s in $W_SYSTEMS; do
+		url=$(workload_url "$w" "$s")
+		set --
+		while [ $# -lt $((3 * POOL_CHECK)) ]; do
+			set -- "$@" -o /dev/null "$url"
+		done
+		if [ "$upstream_stub" = 1 ]; then
+			c0=$(pool_counts)
+			curl -s --max-time 10 "$@" || true
+			got=$(pool_delta "$c0" "$(pool_counts)")
+			if [ -z "$got" ]; then
+				fail "$w" "$s: no request count from an upstream server's stub_status (GET http://127.0.0.1:$port_upstream$POOL_STATUS and :$port_upstream2)"
+				return 1
+			fi
+		else
+			: >"$wdir/$s.pool"
+			curl -s -D "$wdir/$s.pool" --max-time 10 "$@" || true
+			got=$(tr -d '\r' <"$wdir/$s.pool" | awk '
+			    tolower($1) == "x-upstream:" { n[$2]++ }
+			    END { print n["upstream"] + 0, n["upstream2"] + 0 }')
+		fi
+		case $got in
+		"0 "* | *" 0")
+			fail "$w" "$s does not spread: of $POOL_CHECK requests over one connection to $url, upstream (port $port_upstream) got ${got% *}, upstream2 (port $port_upstream2) got ${got#* }; both should get some (round robin: half each)"
+			return 1
+			;;
+		esac
+		note="$note${note:+, }$s ${got% *}/${got#* }"
+	done
+	say "$POOL_CHECK requests over one connection before the rounds, to upstream/upstream2: $note" \
+	    >>"$wdir/notes"
 }
 
 # curl_key ARGS...: curl with the first key's X-API-KEY header (read from a
@@ -2476,6 +2623,7 @@ run_workload() {
 	fi
 	systems=$W_SYSTEMS
 	[ "$W_REFRESH" = 1 ] && systems="jwks $systems"
+	[ "$W_SERVERS" = 2 ] && systems="upstream2 $systems"
 	[ "$W_UPSTREAM" = 1 ] && systems="upstream $systems"
 	for s in $systems; do
 		if [ "$W_KEYS" = 1 ] && [ "$W_CREATE" = 0 ] &&
@@ -2559,6 +2707,8 @@ run_workload() {
 				refresher "$s" "$r" &
 				refresher_pid=$!
 			fi
+			[ "$W_SERVERS" = 2 ] && [ "$upstream_stub" = 1 ] &&
+			    pool_counts >"$out.pool0"
 			conn_split "$s" >"$out.split" &
 			split_pid=$!
 			if ! run_wrk "$out" "$DURATION" \
@@ -2572,6 +2722,14 @@ run_workload() {
 				refresher_pid=
 			fi
 			wait "$split_pid" || true
+			# proxy-pool: the requests each upstream server got
+			# in the round (those still in flight as wrk stopped
+			# finish first: a few ms).
+			if [ "$W_SERVERS" = 2 ] && [ "$upstream_stub" = 1 ]; then
+				sleep 0.2
+				pool_delta "$(cat "$out.pool0")" \
+				    "$(pool_counts)" >"$out.pool"
+			fi
 			parse_wrk "$out" >>"$wdir/res.$s"
 			[ "$W_REFRESH" = 1 ] && say "$(wc -l <"$wdir/jwks/fetches")" \
 			    >"$wdir/out/$s.$r.fetches1"
@@ -2805,10 +2963,11 @@ print_table() {
 		    }'
 		;;
 	esac
-	awk '$1 == "upstream" { printf "upstream (shared, %d worker%s) peak RSS: %d KiB\n", w, (w > 1 ? "s" : ""), $2 }' \
+	awk '$1 ~ /^upstream2?$/ { printf "%s (shared, %d worker%s) peak RSS: %d KiB\n", $1, w, (w > 1 ? "s" : ""), $2 }' \
 	    w="$UPSTREAM_WORKERS" "$wdir/rss"
 	case $w in rate | rate-verify) print_refusals ;; esac
 	print_split
+	[ "$W_SERVERS" = 2 ] && print_pool
 	[ "$W_CLIENT" != wrk ] && print_tls
 	[ "$W_REFRESH" = 1 ] && print_refresh
 	[ "$W_KEYS" = 1 ] && [ -z "$W_JWT" ] && print_memory
@@ -2845,6 +3004,43 @@ print_split() {
 			[ -s "$f" ] && line="$line $(cat "$f")"
 		done
 		[ -n "$line" ] && say "connections per worker at mid-round, $s:$line"
+	done
+	return 0
+}
+
+# print_pool: proxy-pool: the requests each upstream server got in every
+# round (stub_status, see pool_counts), with upstream's share; a warning
+# for a round in which a server got less than 45 % (round robin: 50 %).
+print_pool() {
+	if [ "$upstream_stub" = 0 ]; then
+		say "requests per upstream server in the rounds: not counted ($NGINX has no stub_status)"
+		return 0
+	fi
+	for s in $W_SYSTEMS; do
+		line=
+		r=0
+		while [ $r -lt "$ROUNDS" ]; do
+			r=$((r + 1))
+			f=$wdir/out/$s.$r.pool
+			if [ -s "$f" ]; then
+				line="$line $(awk '{ printf "%d/%d (%.1f%%)", $1, $2,
+				    $1 + $2 ? 100 * $1 / ($1 + $2) : 0 }' "$f")"
+			else
+				line="$line -"
+			fi
+		done
+		say "requests to upstream/upstream2 per round (upstream's share), $s:$line"
+	done
+	for s in $W_SYSTEMS; do
+		r=0
+		while [ $r -lt "$ROUNDS" ]; do
+			r=$((r + 1))
+			f=$wdir/out/$s.$r.pool
+			[ -s "$f" ] || continue
+			awk -v s="$s" -v r="$r" '{ t = $1 + $2
+			    if (t && ($1 < 0.45 * t || $2 < 0.45 * t))
+				printf "WARNING: %s round %d: upstream got %d, upstream2 %d requests: not round robin\n", s, r, $1, $2 }' "$f"
+		done
 	done
 	return 0
 }
@@ -3173,6 +3369,8 @@ case " $all " in
 	fi
 	;;
 esac
+"$NGINX" -V 2>&1 | grep -q -- --with-http_stub_status_module &&
+    upstream_stub=1
 nginx_temps="client_body proxy"
 for m in fastcgi uwsgi scgi; do
 	"$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module" ||
