@@ -38,32 +38,69 @@ enum upstream_type {
 	UPSTREAM_HTTP
 };
 
+/*
+ * One server of an upstream: an address of one of its URLs (a name that
+ * resolves to several addresses gives several servers).
+ */
+struct upstream_server {
+	char			*us_url;	/* the URL as written */
+	char			*us_host;	/* its host[:port]: Host, SNI */
+	struct sockaddr_storage	 us_ss;
+	socklen_t		 us_sslen;
+	int			 us_weight;	/* URL#weight=N, default 1 */
+	int			 us_index;	/* c_servers numbering (proxy.c) */
+	/* Metrics (stats.h): the server label and its id, set by the master. */
+	char			 us_server[STATS_NAME_MAX];	/* HOST:PORT */
+	uint32_t		 us_stat_id;
+};
+
+enum upstream_balance {
+	BALANCE_ROUND_ROBIN = 0,	/* smooth weighted, as nginx's */
+	BALANCE_LEAST_CONN
+};
+
+/* retry_on= */
+#define RETRY_ERROR	0x01	/* connect failure, close before the head */
+#define RETRY_TIMEOUT	0x02	/* connect or read timeout before the head */
+#define RETRY_502	0x04
+#define RETRY_503	0x08
+#define RETRY_504	0x10
+
 struct upstream {
 	char			*u_name;
 	enum upstream_type	 u_type;
 	int			 u_line;
 	int			 u_index;	/* position in c_upstreams */
-	/* UPSTREAM_HTTP: address (resolved at load) and pool settings. */
-	char			*u_url;
-	struct sockaddr_storage	 u_ss;
-	socklen_t		 u_sslen;
+	/* UPSTREAM_HTTP: servers (resolved at load) and pool settings. */
+	struct upstream_server	*u_servers;
+	int			 u_nservers;
 	int			 u_max_idle;		/* idle connections kept per worker */
+						/* and server */
 	int			 u_connect_timeout;	/* ms */
 	int			 u_read_timeout;	/* ms, between reads */
+	int			 u_idle_timeout;	/* ms an idle one is kept */
+	enum upstream_balance	 u_balance;
+	int			 u_max_fails;	/* 0: never marked down */
+	int			 u_fail_timeout;	/* ms */
+	int			 u_retries;	/* other servers tried, at most */
+	int			 u_retry_on;	/* RETRY_* */
+	int			 u_max_conns;	/* per worker and server, 0: any */
+	char			*u_strip_prefix;	/* strip_prefix=, or NULL */
+	size_t			 u_strip_len;
+	char			*u_host_header;	/* host=: the Host sent, or NULL */
 	/* https:// (tls.h): verification, SNI, the client context. */
 	int			 u_tls;
-	char			*u_host;	/* the URL's host[:port], for Host */
 	char			*u_ca;		/* ca= (absolute), NULL: system */
 	int			 u_verify;	/* verify=, default on */
 	char			*u_sni;		/* sni=, default the URL's host */
 	SSL_CTX			*u_ssl_ctx;	/* tls_upstream_build() */
 	SSL_SESSION		*u_ssl_session;	/* last session, resumed */
-	/* Metrics (stats.h): the server label and its id, set by the master. */
-	char			 u_server[STATS_NAME_MAX];	/* HOST:PORT, "echo" */
-	uint32_t		 u_stat_id;
 };
 
 #define UPSTREAM_MAX_IDLE		64
+#define UPSTREAM_MAX_SERVERS		64	/* per upstream */
+#define UPSTREAM_IDLE_TIMEOUT		60000
+#define UPSTREAM_FAIL_TIMEOUT		10000
 #define UPSTREAM_CONNECT_TIMEOUT	5000
 #define UPSTREAM_READ_TIMEOUT		60000
 
@@ -141,6 +178,7 @@ struct config {
 
 	struct upstream		*c_upstreams;
 	size_t			 c_nupstreams;
+	int			 c_nservers;	/* servers of all upstreams */
 
 	struct jwt_provider	*c_jwt;		/* jwt_provider, in file order */
 	size_t			 c_njwt;

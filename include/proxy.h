@@ -88,11 +88,11 @@ void		 proxy_stopping(struct proxy *);
 
 /*
  * Start forwarding the request pq to u: its head goes out at once (the
- * caller drains the head bytes from its input afterwards).  NULL with
- * errno set when no connection can be had (the caller answers 502).
+ * caller drains the head bytes from its input afterwards).  NULL when no
+ * connection can be had: the caller answers 502 with *why, a sentence.
  */
 struct upconn	*proxy_start(struct proxy *, struct upstream *,
-		    const struct proxy_request *);
+		    const struct proxy_request *, const char **);
 
 /* Move n body bytes from the front of in to the upstream. */
 void		 proxy_body(struct upconn *, struct evbuffer *, size_t);

@@ -48,6 +48,7 @@
 
 struct config;
 struct upstream;
+struct upstream_server;
 struct shm_tickets;
 
 #define TLS_MAX_CERTS		64	/* tls_certificate lines */
@@ -100,7 +101,8 @@ int		 tls_upstream_build(struct upstream *, const char *, char *,
 void		 tls_upstream_free(struct upstream *);
 
 /*
- * A new client-side SSL for a connection to u (connect state, SNI and
+ * A new client-side SSL for a connection to server us of u (connect
+ * state, SNI (us_host, or sni=) and
  * the name to verify set, the last session of this upstream offered for
  * resumption); NULL if out of memory.  The caller sets the descriptor.
  * Each resumable session the server issues on it (TLS 1.2: at the end of
@@ -108,7 +110,8 @@ void		 tls_upstream_free(struct upstream *);
  * with the response) becomes u's u_ssl_session, by OpenSSL's new-session
  * callback; u must outlive the SSL.
  */
-SSL		*tls_upstream_ssl(struct upstream *);
+SSL		*tls_upstream_ssl(struct upstream *,
+		    const struct upstream_server *);
 
 /*
  * Ticket keys.  The master makes the first key when the segment is

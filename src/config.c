@@ -47,7 +47,7 @@
 #include "util.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
-#define CONFIG_MAX_WORDS	64	/* per line */
+#define CONFIG_MAX_WORDS	128	/* per line: 64 URLs and the options */
 #define CONFIG_MAX_LISTEN	16
 #define CONFIG_MAX_UPSTREAMS	64
 #define CONFIG_MAX_ROUTES	4096
@@ -118,7 +118,7 @@ static int	 dir_verify_path(struct parser *, const struct directive *,
 static int	 dir_route(struct parser *, const struct directive *, char **,
 		    int);
 static int	 route_default_name(struct parser *, struct route *);
-static void	 upstream_server_label(struct upstream *);
+static void	 upstream_server_labels(struct config *, struct upstream *);
 static int	 dir_metrics_listen(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_admin_listen(struct parser *, const struct directive *,
@@ -132,6 +132,7 @@ static int	 dir_real_ip_from(struct parser *, const struct directive *,
 static int	 dir_real_ip_header(struct parser *, const struct directive *,
 		    char **, int);
 static int	 route_from(struct parser *, struct route *, const char *);
+static int	 valid_dns_name(const char *);
 static int	 dir_rate_limit(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_jwt_provider(struct parser *, const struct directive *,
@@ -229,7 +230,7 @@ static const struct directive directives[] = {
 	FUNC("real_ip_header", 1, 1, dir_real_ip_header, 0, 0,
 	    "X-Forwarded-For", 0),
 	FUNC("jwt_provider", 1, -1, dir_jwt_provider, 0, 0, NULL, D_REPEAT),
-	FUNC("upstream", 2, 8, dir_upstream, 0, 0, NULL, D_REPEAT),
+	FUNC("upstream", 2, -1, dir_upstream, 0, 0, NULL, D_REPEAT),
 	FUNC("route", 3, -1, dir_route, 0, 0, NULL, D_REPEAT),
 	FUNC("tls_certificate", 2, 2, dir_tls_certificate, 0, 0, NULL,
 	    D_REPEAT),
@@ -625,23 +626,39 @@ word_is(const char *s, size_t len, const char *word)
 }
 
 /*
- * "http://HOST[:PORT][/]" or "https://...": HOST is an IPv4 address,
- * [IPv6] or a name resolved now (the first address getaddrinfo gives).
- * u_host keeps "HOST[:PORT]" as written, for the Host header.
+ * One URL of an upstream, "http://HOST[:PORT][/][#weight=N]" or
+ * "https://...": HOST is an IPv4 address, [IPv6] or a name resolved now,
+ * every address it has becoming a server (getaddrinfo's order, repeats
+ * dropped).  us_host keeps "HOST[:PORT]" as written, for the Host header
+ * and SNI.
  */
 static int
 upstream_url(struct parser *p, struct upstream *u, const char *url)
 {
-	struct addrinfo	 hints, *res;
-	char		 host[256], pbuf[8];
-	const char	*hostport = url + (u->u_tls ? 8 : 7), *h = hostport;
-	const char	*end, *port = u->u_tls ? "443" : "80";
-	size_t		 hlen, plen;
-	uint64_t	 v;
-	int		 rc;
+	struct addrinfo		 hints, *res, *ai;
+	struct upstream_server	*us, *nus;
+	char			 host[256], pbuf[8];
+	const char		*hostport = url + (u->u_tls ? 8 : 7), *h = hostport;
+	const char		*end, *port = u->u_tls ? "443" : "80", *frag;
+	size_t			 hlen, plen, ulen;
+	uint64_t		 v, weight = 1;
+	int			 rc, k, dup, first;
 
-	end = h + strcspn(h, "/");
-	if (*end == '/' && end[1] != '\0')
+	if ((strncmp(url, "https://", 8) == 0) != u->u_tls)
+		return (perr(p, "upstream \"%s\": \"%s\": every URL of an "
+		    "upstream must have the same scheme", u->u_name, url));
+	ulen = strlen(url);
+	if ((frag = strchr(url, '#')) != NULL) {
+		if (strncmp(frag, "#weight=", 8) != 0 ||
+		    parse_number(frag + 8, int_units, &weight) != 0 ||
+		    weight < 1 || weight > 100)
+			return (perr(p, "upstream \"%s\": \"%s\": expected "
+			    "#weight=N (1..100) after the URL", u->u_name,
+			    url));
+		ulen = (size_t)(frag - url);
+	}
+	end = h + strcspn(h, "/#");
+	if (*end == '/' && end[1] != '\0' && end[1] != '#')
 		return (perr(p, "upstream \"%s\": a path in the URL is not "
 		    "supported (\"%s\")", u->u_name, url));
 	if (*h == '[') {
@@ -656,16 +673,17 @@ upstream_url(struct parser *p, struct upstream *u, const char *url)
 			return (perr(p, "upstream \"%s\": bad address in \"%s\"",
 			    u->u_name, url));
 	} else {
-		hlen = strcspn(h, ":/");
+		hlen = strcspn(h, ":/#");
 		if (h[hlen] == ':')
 			port = h + hlen + 1;
 	}
-	if (hlen == 0 || hlen >= sizeof(host) || *port == '\0' || *port == '/')
+	if (hlen == 0 || hlen >= sizeof(host) || *port == '\0' || *port == '/' ||
+	    *port == '#')
 		return (perr(p, "upstream \"%s\": bad address in \"%s\"",
 		    u->u_name, url));
 	memcpy(host, h, hlen);
 	host[hlen] = '\0';
-	if ((plen = strcspn(port, "/")) == 0 || plen >= sizeof(pbuf))
+	if ((plen = strcspn(port, "/#")) == 0 || plen >= sizeof(pbuf))
 		return (perr(p, "upstream \"%s\": bad port in \"%s\"",
 		    u->u_name, url));
 	memcpy(pbuf, port, plen);
@@ -675,16 +693,50 @@ upstream_url(struct parser *p, struct upstream *u, const char *url)
 		    u->u_name, url));
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
+	/* Only families this host has an address of: no dead AAAA server. */
+	hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
 	if ((rc = getaddrinfo(host, pbuf, &hints, &res)) != 0)
 		return (perr(p, "upstream \"%s\": cannot resolve \"%s\": %s",
 		    u->u_name, url, gai_strerror(rc)));
-	memcpy(&u->u_ss, res->ai_addr, res->ai_addrlen);
-	u->u_sslen = res->ai_addrlen;
+	first = u->u_nservers;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		for (dup = -1, k = 0; k < u->u_nservers; k++)
+			if (u->u_servers[k].us_sslen == ai->ai_addrlen &&
+			    memcmp(&u->u_servers[k].us_ss, ai->ai_addr,
+			    ai->ai_addrlen) == 0)
+				dup = k;
+		if (dup >= 0 && dup < first) {
+			freeaddrinfo(res);
+			return (perr(p, "upstream \"%s\": \"%s\" is the same "
+			    "server as \"%s\" (the same address and port)",
+			    u->u_name, url, u->u_servers[dup].us_url));
+		}
+		if (dup >= 0 || ai->ai_addrlen > sizeof(us->us_ss))
+			continue;	/* a name's address given twice */
+		if (u->u_nservers == UPSTREAM_MAX_SERVERS) {
+			freeaddrinfo(res);
+			return (perr(p, "upstream \"%s\": too many servers "
+			    "(max %d)", u->u_name, UPSTREAM_MAX_SERVERS));
+		}
+		if ((nus = reallocarray(u->u_servers, (size_t)u->u_nservers + 1,
+		    sizeof(*nus))) == NULL) {
+			freeaddrinfo(res);
+			return (perr(p, "out of memory"));
+		}
+		u->u_servers = nus;
+		us = &u->u_servers[u->u_nservers++];
+		memset(us, 0, sizeof(*us));
+		memcpy(&us->us_ss, ai->ai_addr, ai->ai_addrlen);
+		us->us_sslen = ai->ai_addrlen;
+		us->us_weight = (int)weight;
+		if ((us->us_url = strndup(url, ulen)) == NULL ||
+		    (us->us_host = strndup(hostport, (size_t)(end - hostport))) ==
+		    NULL) {
+			freeaddrinfo(res);
+			return (perr(p, "out of memory"));
+		}
+	}
 	freeaddrinfo(res);
-	if ((u->u_url = strdup(url)) == NULL ||
-	    (u->u_host = strndup(hostport, (size_t)(end - hostport))) == NULL)
-		return (perr(p, "out of memory"));
 	return (0);
 }
 
@@ -741,11 +793,141 @@ upstream_tls_option(struct parser *p, struct upstream *u, const char *opt,
 	return (0);
 }
 
-/* "max_idle=N", "connect_timeout=DUR", "read_timeout=DUR". */
+/* "retry_on=error,timeout,http_502,http_503,http_504" into u_retry_on. */
+static int
+upstream_retry_on(struct parser *p, struct upstream *u, const char *val)
+{
+	static const struct { const char *name; int bit; } words[] = {
+		{ "error", RETRY_ERROR }, { "timeout", RETRY_TIMEOUT },
+		{ "http_502", RETRY_502 }, { "http_503", RETRY_503 },
+		{ "http_504", RETRY_504 }, { "off", 0 }
+	};
+	const char	*w, *end;
+	size_t		 i, len;
+
+	u->u_retry_on = 0;
+	for (w = val;; w = end + 1) {
+		end = strchr(w, ',');
+		len = end != NULL ? (size_t)(end - w) : strlen(w);
+		for (i = 0; i < nitems(words); i++)
+			if (word_is(w, len, words[i].name))
+				break;
+		if (i == nitems(words) || (words[i].bit == 0 &&
+		    (w != val || end != NULL)))
+			return (perr(p, "upstream \"%s\": invalid retry_on "
+			    "\"%.*s\" (expected off, or error, timeout, "
+			    "http_502, http_503, http_504 separated by commas)",
+			    u->u_name, (int)len, w));
+		u->u_retry_on |= words[i].bit;
+		if (end == NULL)
+			return (0);
+	}
+}
+
+/*
+ * "strip_prefix=/api": a path prefix taken off before forwarding, at a
+ * segment boundary.  Written as a normalised path: '/' first, no '/' at
+ * the end, no empty, "." or ".." segment, no '?', '#', '%', space or
+ * control character.
+ */
+static int
+upstream_strip_prefix(struct parser *p, struct upstream *u, const char *val)
+{
+	const char	*seg;
+	size_t		 i, len = strlen(val), n;
+
+	if (len < 2 || val[0] != '/' || val[len - 1] == '/' || len > 1024)
+		goto bad;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)val[i] <= ' ' || val[i] == 0x7f ||
+		    strchr("?#%\\", val[i]) != NULL)
+			goto bad;
+	for (seg = val + 1;; seg += n + 1) {
+		n = strcspn(seg, "/");
+		if (n == 0 || (n == 1 && seg[0] == '.') ||
+		    (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			goto bad;
+		if (seg[n] == '\0')
+			break;
+	}
+	if ((u->u_strip_prefix = strdup(val)) == NULL)
+		return (perr(p, "out of memory"));
+	u->u_strip_len = len;
+	return (0);
+bad:
+	return (perr(p, "upstream \"%s\": invalid strip_prefix \"%s\" "
+	    "(expected a path such as /api: '/' first, not at the end, no "
+	    "empty, . or .. segment, no ?, #, %%, \\ or space)", u->u_name,
+	    val));
+}
+
+/* "host=NAME[:PORT]": the Host header sent, instead of the client's. */
+static int
+upstream_host_header(struct parser *p, struct upstream *u, const char *val)
+{
+	char		 h[256];
+	const char	*port = NULL;
+	uint64_t	 v;
+	size_t		 n;
+
+	n = strcspn(val, ":");
+	if (val[n] == ':')
+		port = val + n + 1;
+	if (val[0] == '[') {		/* [v6][:port] */
+		n = strcspn(val, "]");
+		port = val[n] == ']' && val[n + 1] == ':' ? val + n + 2 : NULL;
+		if (val[n] != ']' || (val[n + 1] != '\0' && port == NULL) ||
+		    n + 1 >= sizeof(h))
+			goto bad;
+		memcpy(h, val + 1, n - 1);
+		h[n - 1] = '\0';
+		if (strspn(h, "0123456789abcdefABCDEF:.") != n - 1 ||
+		    strchr(h, ':') == NULL)
+			goto bad;
+	} else {
+		if (n >= sizeof(h))
+			goto bad;
+		memcpy(h, val, n);
+		h[n] = '\0';
+		if (!valid_dns_name(h))
+			goto bad;
+	}
+	if (port != NULL && (parse_number(port, int_units, &v) != 0 || v < 1 ||
+	    v > 65535))
+		goto bad;
+	if ((u->u_host_header = strdup(val)) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+bad:
+	return (perr(p, "upstream \"%s\": invalid host \"%s\" (expected a "
+	    "DNS name or address, with an optional :PORT)", u->u_name, val));
+}
+
+/*
+ * A whole number option of an upstream, lo..hi, into *dst; what names it.
+ */
+static int
+upstream_int(struct parser *p, struct upstream *u, const char *what,
+    const char *val, uint64_t lo, uint64_t hi, int *dst)
+{
+	uint64_t	 v;
+
+	if (parse_number(val, int_units, &v) != 0 || v < lo || v > hi)
+		return (perr(p, "upstream \"%s\": invalid %s \"%s\" (expected "
+		    "%llu..%llu)", u->u_name, what, val, (unsigned long long)lo,
+		    (unsigned long long)hi));
+	*dst = (int)v;
+	return (0);
+}
+
+/*
+ * "max_idle=N", "connect_timeout=DUR", "read_timeout=DUR",
+ * "idle_timeout=DUR", "balance=round_robin|least_conn", "max_fails=N",
+ * "fail_timeout=DUR", "retries=N", "retry_on=...", "max_conns=N".
+ */
 static int
 upstream_option(struct parser *p, struct upstream *u, const char *opt)
 {
-	uint64_t	 v;
 	size_t		 klen = strcspn(opt, "=");
 	const char	*val = opt[klen] == '=' ? opt + klen + 1 : "";
 	int		 ms;
@@ -756,15 +938,39 @@ upstream_option(struct parser *p, struct upstream *u, const char *opt)
 	if (word_is(opt, klen, "ca") || word_is(opt, klen, "verify") ||
 	    word_is(opt, klen, "sni"))
 		return (upstream_tls_option(p, u, opt, klen, val));
-	if (word_is(opt, klen, "max_idle")) {
-		if (parse_number(val, int_units, &v) != 0 || v > 10000)
-			return (perr(p, "upstream \"%s\": invalid max_idle \"%s\" "
-			    "(expected 0..10000)", u->u_name, val));
-		u->u_max_idle = (int)v;
+	if (word_is(opt, klen, "max_idle"))
+		return (upstream_int(p, u, "max_idle", val, 0, 10000,
+		    &u->u_max_idle));
+	if (word_is(opt, klen, "max_fails"))
+		return (upstream_int(p, u, "max_fails", val, 0, 1000,
+		    &u->u_max_fails));
+	if (word_is(opt, klen, "retries"))
+		return (upstream_int(p, u, "retries", val, 0,
+		    UPSTREAM_MAX_SERVERS - 1, &u->u_retries));
+	if (word_is(opt, klen, "max_conns"))
+		return (upstream_int(p, u, "max_conns", val, 0, 1000000,
+		    &u->u_max_conns));
+	if (word_is(opt, klen, "retry_on"))
+		return (upstream_retry_on(p, u, val));
+	if (word_is(opt, klen, "strip_prefix"))
+		return (upstream_strip_prefix(p, u, val));
+	if (word_is(opt, klen, "host"))
+		return (upstream_host_header(p, u, val));
+	if (word_is(opt, klen, "balance")) {
+		if (strcmp(val, "round_robin") == 0)
+			u->u_balance = BALANCE_ROUND_ROBIN;
+		else if (strcmp(val, "least_conn") == 0)
+			u->u_balance = BALANCE_LEAST_CONN;
+		else
+			return (perr(p, "upstream \"%s\": invalid balance "
+			    "\"%s\" (expected round_robin or least_conn)",
+			    u->u_name, val));
 		return (0);
 	}
 	if (!word_is(opt, klen, "connect_timeout") &&
-	    !word_is(opt, klen, "read_timeout"))
+	    !word_is(opt, klen, "read_timeout") &&
+	    !word_is(opt, klen, "idle_timeout") &&
+	    !word_is(opt, klen, "fail_timeout"))
 		return (perr(p, "upstream \"%s\": unknown option \"%.*s\"",
 		    u->u_name, (int)klen, opt));
 	if (config_parse_duration_ms(val, &ms) == -1 || ms < 1 ||
@@ -773,8 +979,12 @@ upstream_option(struct parser *p, struct upstream *u, const char *opt)
 		    "(expected 1ms..1h)", u->u_name, (int)klen, opt, val));
 	if (opt[0] == 'c')
 		u->u_connect_timeout = ms;
-	else
+	else if (opt[0] == 'r')
 		u->u_read_timeout = ms;
+	else if (opt[0] == 'i')
+		u->u_idle_timeout = ms;
+	else
+		u->u_fail_timeout = ms;
 	return (0);
 }
 
@@ -787,7 +997,7 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	struct upstream		*u, *nu;
 	enum upstream_type	 t = UPSTREAM_ECHO;
 	char			*name;
-	int			 i, j, tls;
+	int			 i, j, tls, urls;
 
 	if (c->c_nupstreams == CONFIG_MAX_UPSTREAMS)
 		return (perr(p, "too many upstreams (max %d)",
@@ -816,12 +1026,22 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	u->u_max_idle = UPSTREAM_MAX_IDLE;
 	u->u_connect_timeout = UPSTREAM_CONNECT_TIMEOUT;
 	u->u_read_timeout = UPSTREAM_READ_TIMEOUT;
+	u->u_idle_timeout = UPSTREAM_IDLE_TIMEOUT;
+	u->u_max_fails = 1;
+	u->u_fail_timeout = UPSTREAM_FAIL_TIMEOUT;
+	u->u_retries = 1;
+	u->u_retry_on = RETRY_ERROR | RETRY_TIMEOUT;	/* nginx's default */
 	u->u_tls = tls;
 	u->u_verify = 1;
-	if (t == UPSTREAM_HTTP && upstream_url(p, u, argv[1]) == -1)
-		return (-1);
-	for (i = 2; i < argc; i++) {
-		for (j = 2; j < i; j++)
+	for (urls = 1; t == UPSTREAM_HTTP && urls < argc &&
+	    (strncmp(argv[urls], "http://", 7) == 0 ||
+	    strncmp(argv[urls], "https://", 8) == 0); urls++)
+		if (upstream_url(p, u, argv[urls]) == -1)
+			return (-1);
+	if (t == UPSTREAM_ECHO)
+		urls = 2;
+	for (i = urls; i < argc; i++) {
+		for (j = urls; j < i; j++)
 			if (strcspn(argv[i], "=") == strcspn(argv[j], "=") &&
 			    strncmp(argv[i], argv[j], strcspn(argv[i], "=")) == 0)
 				return (perr(p, "upstream \"%s\": duplicate option "
@@ -2323,8 +2543,9 @@ check_routes(struct parser *p)
 		if (route_default_name(p, r) == -1)
 			return (-1);
 	}
+	c->c_nservers = 0;
 	for (i = 0; i < c->c_nupstreams; i++)
-		upstream_server_label(&c->c_upstreams[i]);
+		upstream_server_labels(c, &c->c_upstreams[i]);
 	return (0);
 }
 
@@ -2354,30 +2575,52 @@ route_default_name(struct parser *p, struct route *r)
 }
 
 /*
- * The server label of an upstream's metrics: the URL's HOST:PORT (the
- * port added when the URL left it out), "echo" for the built-in one.
+ * The server labels of an upstream's metrics: the URL's HOST:PORT (the
+ * port added when the URL left it out), or, for a name that gave several
+ * servers, each one's ADDRESS:PORT ("[v6]:port") so that they differ.
+ * Servers are numbered across the configuration (us_index) for proxy.c.
  */
 static void
-upstream_server_label(struct upstream *u)
+upstream_server_labels(struct config *c, struct upstream *u)
 {
-	const struct sockaddr_in	*sin = (const void *)&u->u_ss;
-	const struct sockaddr_in6	*sin6 = (const void *)&u->u_ss;
-	const char			*h = u->u_host, *colon;
-	int				 port;
+	struct upstream_server		*us;
+	const struct sockaddr_in	*sin;
+	const struct sockaddr_in6	*sin6;
+	const char			*h, *colon;
+	char				 a[INET6_ADDRSTRLEN];
+	int				 k, n, port;
 
-	if (u->u_type != UPSTREAM_HTTP || h == NULL) {
-		snprintf(u->u_server, sizeof(u->u_server), "echo");
-		return;
+	for (k = 0; k < u->u_nservers; k++) {
+		us = &u->u_servers[k];
+		us->us_index = c->c_nservers++;
+		h = us->us_host;
+		sin = (const void *)&us->us_ss;
+		sin6 = (const void *)&us->us_ss;
+		port = us->us_ss.ss_family == AF_INET6 ?
+		    ntohs(sin6->sin6_port) : ntohs(sin->sin_port);
+		for (n = 0; n < u->u_nservers; n++)
+			if (n != k && strcmp(u->u_servers[n].us_url,
+			    us->us_url) == 0)
+				break;
+		if (n < u->u_nservers) {	/* one of a name's addresses */
+			if (inet_ntop(us->us_ss.ss_family,
+			    us->us_ss.ss_family == AF_INET6 ?
+			    (const void *)&sin6->sin6_addr :
+			    (const void *)&sin->sin_addr, a, sizeof(a)) == NULL)
+				snprintf(a, sizeof(a), "?");
+			snprintf(us->us_server, sizeof(us->us_server),
+			    us->us_ss.ss_family == AF_INET6 ? "[%s]:%d" :
+			    "%s:%d", a, port);
+			continue;
+		}
+		/* "[v6]:port", "host:port": a port if a ':' follows ']'. */
+		colon = strrchr(h, ':');
+		if (colon != NULL && (h[0] != '[' || colon > strchr(h, ']')))
+			snprintf(us->us_server, sizeof(us->us_server), "%s", h);
+		else
+			snprintf(us->us_server, sizeof(us->us_server), "%s:%d",
+			    h, port);
 	}
-	/* "[v6]:port", "host:port": a port is there if a ':' follows ']'. */
-	colon = strrchr(h, ':');
-	if (colon != NULL && (h[0] != '[' || colon > strchr(h, ']'))) {
-		snprintf(u->u_server, sizeof(u->u_server), "%s", h);
-		return;
-	}
-	port = u->u_ss.ss_family == AF_INET6 ? ntohs(sin6->sin6_port) :
-	    ntohs(sin->sin_port);
-	snprintf(u->u_server, sizeof(u->u_server), "%s:%d", h, port);
 }
 
 /* Line of the first use of the directive called name, 0 if unused. */
@@ -2754,6 +2997,7 @@ void
 config_free(struct config *c)
 {
 	size_t	 i;
+	int	 j;
 
 	if (c == NULL)
 		return;
@@ -2766,8 +3010,13 @@ config_free(struct config *c)
 	free(c->c_access_log);
 	for (i = 0; i < c->c_nupstreams; i++) {
 		free(c->c_upstreams[i].u_name);
-		free(c->c_upstreams[i].u_url);
-		free(c->c_upstreams[i].u_host);
+		for (j = 0; j < c->c_upstreams[i].u_nservers; j++) {
+			free(c->c_upstreams[i].u_servers[j].us_url);
+			free(c->c_upstreams[i].u_servers[j].us_host);
+		}
+		free(c->c_upstreams[i].u_servers);
+		free(c->c_upstreams[i].u_strip_prefix);
+		free(c->c_upstreams[i].u_host_header);
 		free(c->c_upstreams[i].u_ca);
 		free(c->c_upstreams[i].u_sni);
 		tls_upstream_free(&c->c_upstreams[i]);

@@ -420,7 +420,8 @@ master_nofile(const struct config *conf)
 	    MASTER_NOFILE_SLACK;
 	for (i = 0; i < conf->c_nupstreams; i++)
 		if (conf->c_upstreams[i].u_type == UPSTREAM_HTTP)
-			need += (rlim_t)conf->c_upstreams[i].u_max_idle;
+			need += (rlim_t)conf->c_upstreams[i].u_max_idle *
+			    (rlim_t)conf->c_upstreams[i].u_nservers;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		log_warn("getrlimit RLIMIT_NOFILE");
 		return;
@@ -995,7 +996,9 @@ master_stats_names(struct master *m, struct config *conf)
 	struct stats_region	*sr = shm_stats(m->m_shm);
 	struct route		*r;
 	struct upstream		*u;
+	struct upstream_server	*us;
 	size_t			 i;
+	int			 k;
 
 	for (i = 0; i < conf->c_routes.rt_nroutes; i++) {
 		r = &conf->c_routes.rt_routes[i];
@@ -1009,11 +1012,16 @@ master_stats_names(struct master *m, struct config *conf)
 		u = &conf->c_upstreams[i];
 		if (u->u_type != UPSTREAM_HTTP)
 			continue;	/* echo answers in the worker itself */
-		u->u_stat_id = stats_upstream_id(sr, u->u_name, u->u_server);
-		if (u->u_stat_id == STATS_UPSTREAM_OTHER)
-			log_warnx("upstream %s: more than %d upstream servers "
-			    "since the start; its metrics count as "
-			    "upstream=\"other\"", u->u_name, STATS_UPSTREAMS - 1);
+		for (k = 0; k < u->u_nservers; k++) {
+			us = &u->u_servers[k];
+			us->us_stat_id = stats_upstream_id(sr, u->u_name,
+			    us->us_server);
+			if (us->us_stat_id == STATS_UPSTREAM_OTHER)
+				log_warnx("upstream %s: more than %d upstream "
+				    "servers since the start; the metrics of %s "
+				    "count as upstream=\"other\"", u->u_name,
+				    STATS_UPSTREAMS - 1, us->us_server);
+		}
 	}
 	stats_workers(sr, (uint32_t)conf->c_workers);
 }

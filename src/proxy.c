@@ -1,8 +1,11 @@
 /*
  * Reverse proxying to http:// and https:// upstreams; see proxy.h.
  *
- * Each worker keeps, per upstream, a list of idle keep-alive connections
- * (at most u_max_idle).  A request takes one (or connects anew), and gives
+ * Each worker keeps, per upstream server, a list of idle keep-alive
+ * connections (at most u_max_idle, each closed after u_idle_timeout).  A
+ * request picks a server (proxy_pick(): smooth weighted round robin, or
+ * least busy exchanges per weight, among the servers not marked down),
+ * takes an idle connection to it (or connects anew), and gives
  * it back only when the whole request was sent, the whole response read,
  * nothing extra arrived and the upstream did not ask to close: a second
  * request never goes out on a connection whose response was not fully
@@ -14,6 +17,18 @@
  * holds the upconn.  Callbacks of an upconn do their work first and then
  * hand control to the client with pc_kick, which may free the client and
  * with it the upconn; nothing touches the upconn after that.
+ *
+ * Failures are marked per worker and server, as nginx does without a
+ * shared zone: max_fails failures within fail_timeout take the server out
+ * for fail_timeout; a response head brings its count back to zero.  When
+ * every server of an upstream is out, requests are refused 502 at once.
+ * A request that failed before any response byte goes to another server,
+ * at most u_retries times, when it can be sent again and retry_on names
+ * the failure: it has no body (its head is kept in uc_retry), and either
+ * its connect failed (nothing was sent: any method) or its method is
+ * idempotent.  A body streams through unkept, so a request with one goes
+ * elsewhere only when its connect fails inside proxy_start(), before the
+ * body is read.
  *
  * https:// upstreams use the same code: the connection's io (io.h) does
  * TLS, the handshake happening with the first write; a failed
@@ -68,6 +83,12 @@ struct upconn {
 						/* back-pressure */
 	int			 uc_reused;	/* came from the pool */
 	int			 uc_got;	/* a response byte arrived */
+	int			 uc_active;	/* counted in up_active */
+	int			 uc_stale;	/* a pooled one closed before */
+						/* answering: not a failure */
+	int			 uc_tries;	/* servers tried after the first */
+	int			 uc_idem;	/* may go out again once sent */
+	uint64_t		 uc_tried;	/* by position in u_servers */
 	int			 uc_req_done;	/* the whole request is in uc_out */
 	int64_t			 uc_sent_us;	/* monotonic: the request went */
 						/* out (attached to this client) */
@@ -82,11 +103,19 @@ struct upconn {
 	uint64_t		 uc_bytes;	/* bytes queued for the client */
 };
 
+/* One server of an upstream, in one worker. */
 struct upool {
 	struct upstream		*up_u;
+	struct upstream_server	*up_s;
+	int			 up_k;		/* its position in u_servers */
 	struct proxy		*up_proxy;
 	TAILQ_HEAD(, upconn)	 up_idle;
 	int			 up_nidle;
+	int			 up_active;	/* exchanges under way */
+	int			 up_fails;	/* failures since up_fail_ms */
+	int64_t			 up_fail_ms;
+	int64_t			 up_down_until;	/* monotonic ms: out until then */
+	int			 up_cw;		/* current weight, round robin */
 };
 
 struct proxy {
@@ -96,6 +125,12 @@ struct proxy {
 	size_t			 px_scanmax;
 	int			 px_stopping;
 	struct stats_slot	*px_ss;
+	const struct timeval	**px_idle_tv;	/* per upstream: common */
+						/* timeout of idle_timeout */
+	unsigned int		*px_lc_next;	/* per upstream: least_conn */
+						/* ties start here */
+	int64_t			*px_out_log;	/* per upstream: "all out" */
+						/* last logged, ms */
 	size_t			 px_npools;
 	struct upool		 px_pools[];
 };
@@ -104,18 +139,24 @@ static void	 upconn_on_read(void *);
 static void	 upconn_on_write(void *, int);
 static void	 upconn_timer_cb(evutil_socket_t, short, void *);
 static void	 proxy_advance(struct upconn *);
+static int	 proxy_failover(struct upconn *, int);
 
 static const struct io_ops upconn_io_ops = { upconn_on_read, upconn_on_write };
 
-/* One pool per upstream of the worker's configuration. */
+/* One pool per upstream server of the worker's configuration. */
 struct proxy *
 proxy_new(struct event_base *base, const struct config *conf,
     const struct http_limits *limits, size_t scanmax, struct stats_slot *ss)
 {
 	struct proxy	*px;
+	struct upstream	*u;
+	struct upool	*up;
+	struct timeval	 tv;
 	size_t		 i;
+	int		 k;
 
-	px = calloc(1, sizeof(*px) + conf->c_nupstreams * sizeof(struct upool));
+	px = calloc(1, sizeof(*px) + (size_t)conf->c_nservers *
+	    sizeof(struct upool));
 	if (px == NULL)
 		return (NULL);
 	px->px_base = base;
@@ -123,11 +164,36 @@ proxy_new(struct event_base *base, const struct config *conf,
 	px->px_limits = limits;
 	px->px_scanmax = scanmax;
 	px->px_ss = ss;
-	px->px_npools = conf->c_nupstreams;
+	px->px_npools = (size_t)conf->c_nservers;
+	px->px_idle_tv = calloc(conf->c_nupstreams + 1,
+	    sizeof(*px->px_idle_tv));
+	px->px_lc_next = calloc(conf->c_nupstreams + 1,
+	    sizeof(*px->px_lc_next));
+	px->px_out_log = calloc(conf->c_nupstreams + 1,
+	    sizeof(*px->px_out_log));
+	if (px->px_idle_tv == NULL || px->px_lc_next == NULL ||
+	    px->px_out_log == NULL) {
+		proxy_free(px);
+		return (NULL);
+	}
 	for (i = 0; i < conf->c_nupstreams; i++) {
-		px->px_pools[i].up_u = &conf->c_upstreams[i];
-		px->px_pools[i].up_proxy = px;
-		TAILQ_INIT(&px->px_pools[i].up_idle);
+		u = &conf->c_upstreams[i];
+		if (u->u_type != UPSTREAM_HTTP)
+			continue;
+		util_ms_timeval(u->u_idle_timeout, &tv);
+		if ((px->px_idle_tv[i] = event_base_init_common_timeout(base,
+		    &tv)) == NULL) {
+			proxy_free(px);
+			return (NULL);
+		}
+		for (k = 0; k < u->u_nservers; k++) {
+			up = &px->px_pools[u->u_servers[k].us_index];
+			up->up_u = u;
+			up->up_s = &u->u_servers[k];
+			up->up_k = k;
+			up->up_proxy = px;
+			TAILQ_INIT(&up->up_idle);
+		}
 	}
 	return (px);
 }
@@ -140,6 +206,8 @@ upconn_free(struct upconn *uc)
 		TAILQ_REMOVE(&uc->uc_pool->up_idle, uc, uc_entry);
 		uc->uc_pool->up_nidle--;
 	}
+	if (uc->uc_active)
+		uc->uc_pool->up_active--;
 	io_free(&uc->uc_io);
 	event_free(uc->uc_timer);
 	if (uc->uc_retry != NULL)
@@ -157,8 +225,12 @@ proxy_free(struct proxy *px)
 	if (px == NULL)
 		return;
 	for (i = 0; i < px->px_npools; i++)
-		while ((uc = TAILQ_FIRST(&px->px_pools[i].up_idle)) != NULL)
+		while (px->px_pools[i].up_proxy != NULL &&
+		    (uc = TAILQ_FIRST(&px->px_pools[i].up_idle)) != NULL)
 			upconn_free(uc);
+	free(px->px_idle_tv);
+	free(px->px_lc_next);
+	free(px->px_out_log);
 	free(px);
 }
 
@@ -170,18 +242,19 @@ proxy_stopping(struct proxy *px)
 		px->px_stopping = 1;
 }
 
-/* A connected socket to u, non-blocking; -1 with errno set. */
+/* A connected socket to us, non-blocking; -1 with errno set. */
 static int
-upconn_socket(const struct upstream *u)
+upconn_socket(const struct upstream_server *us)
 {
 	int	 fd, one = 1, saved;
 
-	fd = socket(u->u_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	fd = socket(us->us_ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return (-1);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&u->u_ss, u->u_sslen) == -1 &&
+	if (connect(fd, (const struct sockaddr *)&us->us_ss, us->us_sslen) ==
+	    -1 &&
 	    errno != EINPROGRESS) {
 		saved = errno;
 		close(fd);
@@ -202,9 +275,10 @@ upconn_connect(struct upconn *uc)
 	SSL		*ssl = NULL;
 	int		 fd;
 
-	if ((fd = upconn_socket(u)) == -1)
+	if ((fd = upconn_socket(uc->uc_pool->up_s)) == -1)
 		return (-1);
-	if (u->u_tls && ((ssl = tls_upstream_ssl(u)) == NULL ||
+	if (u->u_tls && ((ssl = tls_upstream_ssl(u, uc->uc_pool->up_s)) ==
+	    NULL ||
 	    SSL_set_fd(ssl, fd) != 1))
 		goto nomem;
 	if (io_init(&uc->uc_io, uc->uc_pool->up_proxy->px_base, fd, ssl,
@@ -309,22 +383,156 @@ static void
 upconn_log(const struct upconn *uc, const char *what)
 {
 	const char	*name = uc->uc_pool->up_u->u_name;
+	const char	*server = uc->uc_pool->up_s->us_server;
 
 	if (uc->uc_io.io_flags & IO_FAILED)
-		log_warnx("upstream %s: TLS: %s; connection %s", name,
-		    uc->uc_io.io_why, what);
+		log_warnx("upstream %s: %s: TLS: %s; connection %s", name,
+		    server, uc->uc_io.io_why, what);
 	else
-		log_warnx("upstream %s: connection %s", name, what);
+		log_warnx("upstream %s: %s: connection %s", name, server, what);
 }
 
 /* Count an attempt on uc's upstream server: keygate_upstream_*. */
 static void
 proxy_count(const struct upconn *uc, enum stats_upresult res)
 {
-	const struct upstream	*u = uc->uc_pool->up_u;
-
-	stats_upstream(uc->uc_pool->up_proxy->px_ss, u->u_stat_id, res,
+	stats_upstream(uc->uc_pool->up_proxy->px_ss,
+	    uc->uc_pool->up_s->us_stat_id, res,
 	    util_mono_us() - uc->uc_sent_us);
+}
+
+/*
+ * A failure of up's server: max_fails of them within fail_timeout take
+ * it out for fail_timeout.  A server back from being out that fails again
+ * goes out again at once (its count starts where it stopped).
+ */
+static void
+proxy_mark_failed(struct upool *up)
+{
+	const struct upstream	*u = up->up_u;
+	int64_t			 now = util_mono_ms();
+
+	/* A lone server is never out (as nginx): there is nowhere else. */
+	if (u->u_max_fails == 0 || u->u_nservers == 1 ||
+	    up->up_down_until > now)
+		return;		/* never marked, or out already */
+	/* Old failures are forgotten, unless it is on probation. */
+	if (up->up_down_until == 0 && up->up_fails > 0 &&
+	    now - up->up_fail_ms > u->u_fail_timeout)
+		up->up_fails = 0;
+	if (up->up_fails == 0)
+		up->up_fail_ms = now;
+	if (++up->up_fails < u->u_max_fails)
+		return;
+	up->up_down_until = now + u->u_fail_timeout;
+	log_warnx("upstream %s: %s: %d failure%s, out for %d ms", u->u_name,
+	    up->up_s->us_server, up->up_fails, up->up_fails > 1 ? "s" : "",
+	    u->u_fail_timeout);
+}
+
+/* A response head from up's server: its failures are forgotten. */
+static void
+proxy_mark_ok(struct upool *up)
+{
+	if (up->up_fails != 0 || up->up_down_until != 0) {
+		if (up->up_down_until != 0)
+			log_info("upstream %s: %s: answering again",
+			    up->up_u->u_name, up->up_s->us_server);
+		up->up_fails = 0;
+		up->up_down_until = 0;
+	}
+}
+
+/* Is up's server one a request may go to now? */
+static int
+proxy_usable(const struct upool *up, int64_t now)
+{
+	return (up->up_down_until <= now && (up->up_u->u_max_conns == 0 ||
+	    up->up_active < up->up_u->u_max_conns));
+}
+
+/*
+ * The server for a request to px's upstream u, among those not in tried
+ * (by position) and not out: smooth weighted round robin (nginx's: each
+ * adds its weight to its current weight, the largest wins and gives back
+ * the total) or least_conn (the fewest exchanges under way per weight;
+ * ties go round).  NULL when there is none.
+ */
+static struct upool *
+proxy_pick(struct proxy *px, const struct upstream *u, uint64_t tried)
+{
+	struct upool	*up, *best = NULL;
+	int64_t		 now;
+	unsigned int	 start;
+	int		 k, n, total = 0;
+
+	if (u->u_nservers == 1) {	/* never out: no clock read */
+		up = &px->px_pools[u->u_servers[0].us_index];
+		return (tried == 0 && (u->u_max_conns == 0 ||
+		    up->up_active < u->u_max_conns) ? up : NULL);
+	}
+	now = util_mono_ms();
+	start = px->px_lc_next[u->u_index]++;
+	for (n = 0; n < u->u_nservers; n++) {
+		k = u->u_balance == BALANCE_LEAST_CONN ?
+		    (int)((start + (unsigned int)n) % (unsigned int)u->u_nservers) :
+		    n;
+		up = &px->px_pools[u->u_servers[k].us_index];
+		if ((tried & (UINT64_C(1) << k)) || !proxy_usable(up, now))
+			continue;
+		if (u->u_balance == BALANCE_LEAST_CONN) {
+			if (best == NULL || (int64_t)up->up_active *
+			    best->up_s->us_weight < (int64_t)best->up_active *
+			    up->up_s->us_weight)
+				best = up;
+			continue;
+		}
+		up->up_cw += up->up_s->us_weight;
+		total += up->up_s->us_weight;
+		if (best == NULL || up->up_cw > best->up_cw)
+			best = up;
+	}
+	if (best != NULL && u->u_balance == BALANCE_ROUND_ROBIN)
+		best->up_cw -= total;
+	return (best);
+}
+
+/*
+ * Every server of u is out (or at max_conns): said at most once a second
+ * per upstream, since every request in that time gets the same answer.
+ */
+static void
+proxy_log_out(struct proxy *px, const struct upstream *u)
+{
+	int64_t	 now = util_mono_ms();
+
+	if (now - px->px_out_log[u->u_index] < 1000)
+		return;
+	px->px_out_log[u->u_index] = now;
+	log_warnx("upstream %s: no server to send to: all %d are out after "
+	    "failures%s; answering 502", u->u_name, u->u_nservers,
+	    u->u_max_conns > 0 ? " or at max_conns" : "");
+}
+
+/*
+ * A connect that failed for a reason of this worker's (memory,
+ * descriptors, local ports), which says nothing about the server.
+ */
+static int
+proxy_local_errno(int e)
+{
+	return (e == ENOMEM || e == EMFILE || e == ENFILE ||
+	    e == EADDRNOTAVAIL || e == ENOBUFS);
+}
+
+/* Count uc as an exchange under way on its server, or not. */
+static void
+upconn_active(struct upconn *uc, int on)
+{
+	if (uc->uc_active == on)
+		return;
+	uc->uc_active = on;
+	uc->uc_pool->up_active += on ? 1 : -1;
 }
 
 /*
@@ -347,6 +555,10 @@ proxy_fail(struct upconn *uc, int status, const char *code, const char *msg)
 		proxy_count(uc, STATS_UP_TIMEOUT);
 	else
 		proxy_count(uc, STATS_UP_ERROR);
+	if (!uc->uc_stale)
+		proxy_mark_failed(uc->uc_pool);
+	if (proxy_failover(uc, status == 504 ? RETRY_TIMEOUT : RETRY_ERROR))
+		return;
 
 	if (!upconn_drop(uc, &pq))
 		return;
@@ -387,13 +599,29 @@ proxy_field(struct evbuffer *out, const char *name, size_t namelen,
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* The request line, the query as sent, the path as routed (server.c). */
+/*
+ * The request line, the query as sent, the path as routed (server.c),
+ * less the upstream's strip_prefix when it starts with it at a segment
+ * boundary ("/api/v1" -> "/v1", "/api" -> "/"; "/apix" is kept).
+ */
 static void
-proxy_request_line(const struct http_msg *m, struct evbuffer *out)
+proxy_request_line(const struct http_msg *m, const struct upstream *u,
+    struct evbuffer *out)
 {
+	const char	*path = m->hm_path;
+	size_t		 len = m->hm_pathlen, n = u->u_strip_len;
+
+	if (n > 0 && len >= n && memcmp(path, u->u_strip_prefix, n) == 0 &&
+	    (len == n || path[n] == '/')) {
+		path += n;
+		len -= n;
+	}
 	evbuffer_add(out, m->hm_method, m->hm_methodlen);
 	evbuffer_add(out, " ", 1);
-	evbuffer_add(out, m->hm_path, m->hm_pathlen);
+	if (len == 0)
+		evbuffer_add(out, "/", 1);
+	else
+		evbuffer_add(out, path, len);
 	if (m->hm_query != NULL) {
 		evbuffer_add(out, "?", 1);
 		evbuffer_add(out, m->hm_query, m->hm_querylen);
@@ -436,7 +664,8 @@ proxy_forwarded(const struct http_msg *m, const struct forward_added *fa,
  */
 static void
 proxy_request_head(const struct proxy_request *pq, const struct config *conf,
-    const struct upstream *u, struct evbuffer *out)
+    const struct upstream *u, const struct upstream_server *us,
+    struct evbuffer *out)
 {
 	const struct http_msg		*m = pq->pq_msg;
 	const struct http_header	*h;
@@ -446,7 +675,7 @@ proxy_request_head(const struct proxy_request *pq, const struct config *conf,
 	int				 host = 0, absolute;
 
 	forward_policy_init(&fp, conf);
-	proxy_request_line(m, out);
+	proxy_request_line(m, u, out);
 	/* An absolute-form target's authority is the Host (RFC 9112 3.2.2). */
 	absolute = m->hm_targetlen == 0 || m->hm_target[0] != '/';
 	for (i = 0; i < m->hm_nheaders; i++) {
@@ -455,19 +684,23 @@ proxy_request_head(const struct proxy_request *pq, const struct config *conf,
 		    http_strcaseeq(h->h_name, h->h_namelen, "content-length"))
 			continue;
 		if (http_strcaseeq(h->h_name, h->h_namelen, "host")) {
-			if (absolute)
+			if (absolute || u->u_host_header != NULL)
 				continue;
 			host = 1;
 		}
 		proxy_field(out, h->h_name, h->h_namelen, h->h_value,
 		    h->h_valuelen);
 	}
-	if (absolute && m->hm_host != NULL) {
+	if (u->u_host_header != NULL) {
+		proxy_field(out, "Host", 4, u->u_host_header,
+		    strlen(u->u_host_header));
+		host = 1;
+	} else if (absolute && m->hm_host != NULL) {
 		proxy_field(out, "Host", 4, m->hm_host, m->hm_hostlen);
 		host = 1;
 	}
 	if (!host)
-		proxy_field(out, "Host", 4, u->u_host, strlen(u->u_host));
+		proxy_field(out, "Host", 4, us->us_host, strlen(us->us_host));
 	/* Framing is keygate's own: never what a header list says. */
 	if (m->hm_body == HTTP_BODY_LENGTH) {
 		n = util_u64toa(num, m->hm_content_length);
@@ -527,36 +760,75 @@ proxy_attach(const struct proxy_request *pq, struct upconn *uc)
 	return (upconn_flush(uc));
 }
 
-/* Start forwarding pq to u; see proxy.h. */
+/*
+ * Start forwarding pq to u; see proxy.h.  A connect that fails at once
+ * (nothing sent) moves on to another server whatever the request, within
+ * retries.
+ */
 struct upconn *
 proxy_start(struct proxy *px, struct upstream *u,
-    const struct proxy_request *pq)
+    const struct proxy_request *pq, const char **why)
 {
-	struct upool	*up = &px->px_pools[u->u_index];
+	struct upool	*up;
 	struct upconn	*uc;
 	struct evbuffer	*out;
+	uint64_t	 tried = 0;
+	int		 tries = 0, saved;
 	size_t		 len;
 
-	if ((uc = proxy_get(up)) == NULL) {
-		log_warn("upstream %s: connect", u->u_name);
-		stats_upstream(px->px_ss, u->u_stat_id, STATS_UP_CONNECT_ERROR,
-		    0);
-		return (NULL);
+	for (;;) {
+		if ((up = proxy_pick(px, u, tried)) == NULL) {
+			if (tried == 0) {
+				proxy_log_out(px, u);
+				*why = u->u_max_conns > 0 ? "every server of the "
+				    "upstream is out after failures or at "
+				    "max_conns" : "every server of the upstream is "
+				    "out after failures";
+			} else
+				*why = "the upstream could not be reached";
+			return (NULL);
+		}
+		tried |= UINT64_C(1) << up->up_k;
+		if ((uc = proxy_get(up)) != NULL)
+			break;
+		saved = errno;
+		log_warnx("upstream %s: %s: connect: %s", u->u_name,
+		    up->up_s->us_server, strerror(saved));
+		stats_upstream(px->px_ss, up->up_s->us_stat_id,
+		    STATS_UP_CONNECT_ERROR, 0);
+		*why = "the upstream could not be reached";
+		if (proxy_local_errno(saved))
+			return (NULL);	/* ours, not the server's */
+		proxy_mark_failed(up);
+		if ((u->u_retry_on & RETRY_ERROR) == 0 ||
+		    tries++ >= u->u_retries)
+			return (NULL);
 	}
+	uc->uc_tried = tried;
+	uc->uc_tries = tries;
 	out = uc->uc_io.io_out;
-	proxy_request_head(pq, px->px_conf, u, out);
-	if (uc->uc_reused && proxy_retryable(pq) &&
+	proxy_request_head(pq, px->px_conf, u, up->up_s, out);
+	/*
+	 * Kept to go out again: on a stale pooled one (idempotent), or to
+	 * another server (idempotent, or any request without a body whose
+	 * connect fails: nothing of it was sent then).
+	 */
+	uc->uc_idem = proxy_retryable(pq);
+	if (((uc->uc_reused && uc->uc_idem) || (u->u_nservers > 1 &&
+	    u->u_retries > 0 && u->u_retry_on != 0 &&
+	    pq->pq_body == HTTP_BODY_NONE)) &&
 	    (uc->uc_retry = evbuffer_new()) != NULL) {
 		len = evbuffer_get_length(out);
 		evbuffer_add(uc->uc_retry, evbuffer_pullup(out, -1), len);
 	}
 	uc->uc_mbit = pq->pq_msg->hm_mbit;
 	uc->uc_req_done = pq->pq_body == HTTP_BODY_NONE;
+	upconn_active(uc, 1);
 	if (proxy_attach(pq, uc) == -1) {
 		upconn_log(uc, "failed");
 		proxy_count(uc, STATS_UP_ERROR);
 		upconn_free(uc);
-		errno = EPIPE;
+		*why = "the upstream could not be reached";
 		return (NULL);
 	}
 	return (uc);
@@ -802,10 +1074,12 @@ proxy_done(struct upconn *uc)
 			evbuffer_free(uc->uc_retry);
 			uc->uc_retry = NULL;
 		}
+		upconn_active(uc, 0);
 		uc->uc_state = UC_IDLE;
 		uc->uc_blocked = 0;
 		uc->uc_got = 0;
-		evtimer_del(uc->uc_timer);
+		evtimer_add(uc->uc_timer, up->up_proxy->px_idle_tv[
+		    up->up_u->u_index]);
 		io_reading(&uc->uc_io, 1);
 		TAILQ_INSERT_HEAD(&up->up_idle, uc, uc_entry);
 		up->up_nidle++;
@@ -832,6 +1106,46 @@ proxy_codings_ok(const struct http_msg *m)
 			return (0);
 	}
 	return (1);
+}
+
+/*
+ * A 502, 503 or 504 that retry_on names: a failure of the server, and the
+ * request goes to another one if it can (the response is dropped with its
+ * connection).  1 if it went.
+ */
+static int
+proxy_status_failover(struct upconn *uc)
+{
+	struct upool	*was;
+	int		 why;
+
+	switch (uc->uc_msg.hm_status) {
+	case 502:
+		why = RETRY_502;
+		break;
+	case 503:
+		why = RETRY_503;
+		break;
+	case 504:
+		why = RETRY_504;
+		break;
+	default:
+		return (0);
+	}
+	if ((uc->uc_pool->up_u->u_retry_on & why) == 0)
+		return (0);
+	/*
+	 * A failure only if the request moves on: the last server's answer
+	 * is the client's, as a response (nginx does the same).
+	 */
+	was = uc->uc_pool;
+	uc->uc_got = 0;		/* nothing of it went to the client */
+	if (proxy_failover(uc, why)) {
+		proxy_mark_failed(was);
+		return (1);
+	}
+	uc->uc_got = 1;
+	return (0);
 }
 
 /*
@@ -874,6 +1188,9 @@ proxy_head(struct upconn *uc)
 			continue;
 		}
 		proxy_count(uc, STATS_UP_OK);
+		if (proxy_status_failover(uc))
+			return (-1);
+		proxy_mark_ok(uc->uc_pool);
 		proxy_response_head(uc);
 		evbuffer_drain(in, uc->uc_msg.hm_hdrlen);
 		uc->uc_state = UC_BODY;
@@ -904,29 +1221,75 @@ proxy_advance(struct upconn *uc)
 }
 
 /*
- * Send a request again on a new connection, in place of uc's stale one
- * (the client keeps its upconn); 0, or -1 if that cannot be done (uc is
- * unchanged) or failed at once (then the client has its answer).
+ * Send the request again (its head kept in uc_retry) on a new connection
+ * to the server of pool to, in place of uc's (the client keeps its
+ * upconn).  0 once it is on its way; -1 with errno set if the connect
+ * failed at once, uc then unchanged (its old connection, pool and state
+ * back) for the caller to deal with.
  */
 static int
-proxy_retry(struct upconn *uc)
+proxy_resend(struct upconn *uc, struct upool *to)
 {
 	struct proxy_request	 pq = uc->uc_req;
 	struct io		 old = uc->uc_io;
+	struct upool		*from = uc->uc_pool;
+	enum uc_state		 state = uc->uc_state;
 
+	upconn_active(uc, 0);
+	uc->uc_pool = to;
 	if (upconn_connect(uc) == -1) {
+		uc->uc_pool = from;
 		uc->uc_io = old;
+		uc->uc_state = state;
+		upconn_active(uc, 1);
 		return (-1);
 	}
 	io_free(&old);
-	evbuffer_add_buffer(uc->uc_io.io_out, uc->uc_retry);
-	evbuffer_free(uc->uc_retry);
-	uc->uc_retry = NULL;
+	evbuffer_add(uc->uc_io.io_out, evbuffer_pullup(uc->uc_retry, -1),
+	    evbuffer_get_length(uc->uc_retry));
 	uc->uc_reused = 0;
-	if (proxy_attach(&pq, uc) == -1) {
-		upconn_log(uc, "failed");
-		proxy_fail(uc, 502, "upstream_unavailable",
-		    "the connection to the upstream failed");
+	uc->uc_stale = 0;
+	uc->uc_got = 0;
+	upconn_active(uc, 1);
+	/* Connecting: proxy_attach() only arms the write event and timer. */
+	(void)proxy_attach(&pq, uc);
+	return (0);
+}
+
+/*
+ * The attempt failed (why: RETRY_*) before any response byte: send the
+ * request to another server if it may go out again, retry_on names the
+ * failure and retries are left.  1 if it went (or that attempt's outcome
+ * has been dealt with), 0 to answer the client with this failure.
+ */
+static int
+proxy_failover(struct upconn *uc, int why)
+{
+	const struct upstream	*u = uc->uc_pool->up_u;
+	struct proxy		*px = uc->uc_pool->up_proxy;
+	struct upool		*next;
+	int			 saved;
+
+	if (!uc->uc_busy || uc->uc_retry == NULL || uc->uc_state == UC_BODY ||
+	    (u->u_retry_on & why) == 0 ||
+	    (!uc->uc_idem && uc->uc_state != UC_CONNECTING))
+		return (0);
+	while (uc->uc_tries < u->u_retries &&
+	    (next = proxy_pick(px, u, uc->uc_tried)) != NULL) {
+		uc->uc_tries++;
+		uc->uc_tried |= UINT64_C(1) << next->up_k;
+		log_info("upstream %s: %s failed; trying %s", u->u_name,
+		    uc->uc_pool->up_s->us_server, next->up_s->us_server);
+		if (proxy_resend(uc, next) == 0)
+			return (1);
+		saved = errno;
+		log_warnx("upstream %s: %s: connect: %s", u->u_name,
+		    next->up_s->us_server, strerror(saved));
+		stats_upstream(px->px_ss, next->up_s->us_stat_id,
+		    STATS_UP_CONNECT_ERROR, 0);
+		if (proxy_local_errno(saved))
+			return (0);
+		proxy_mark_failed(next);
 	}
 	return (0);
 }
@@ -949,9 +1312,16 @@ proxy_closed(struct upconn *uc, int eof)
 		proxy_abort(uc, "connection closed");
 		return;
 	}
-	if (uc->uc_reused && !uc->uc_got && uc->uc_retry != NULL &&
-	    proxy_retry(uc) == 0)
-		return;
+	/*
+	 * A pooled connection the server closed: not the server failing,
+	 * unless a new connection to it fails too.
+	 */
+	uc->uc_stale = uc->uc_reused && !uc->uc_got;
+	if (uc->uc_stale && uc->uc_retry != NULL && uc->uc_idem) {
+		if (proxy_resend(uc, uc->uc_pool) == 0)
+			return;
+		uc->uc_stale = 0;
+	}
 	upconn_log(uc, eof ? "closed before the response" :
 	    "failed before the response");
 	proxy_fail(uc, 502, "upstream_unavailable",
@@ -1010,8 +1380,9 @@ upconn_on_write(void *arg, int timedout)
 		    &len) == -1)
 			err = errno;
 		if (err != 0) {
-			log_warnx("upstream %s: connect: %s",
-			    uc->uc_pool->up_u->u_name, strerror(err));
+			log_warnx("upstream %s: %s: connect: %s",
+			    uc->uc_pool->up_u->u_name,
+			    uc->uc_pool->up_s->us_server, strerror(err));
 			proxy_fail(uc, 502, "upstream_unavailable",
 			    "the upstream could not be reached");
 			upconn_kick(&pq, busy);
@@ -1035,7 +1406,12 @@ upconn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_warnx("upstream %s: %s timed out", uc->uc_pool->up_u->u_name,
+	if (uc->uc_state == UC_IDLE) {		/* idle_timeout */
+		upconn_free(uc);
+		return;
+	}
+	log_warnx("upstream %s: %s: %s timed out", uc->uc_pool->up_u->u_name,
+	    uc->uc_pool->up_s->us_server,
 	    uc->uc_state == UC_CONNECTING ? "connect" : "read");
 	if (uc->uc_state == UC_BODY)
 		proxy_abort(uc, "read timed out");

@@ -1015,6 +1015,7 @@ conn_forward(struct conn *c, const struct route *r)
 	struct proxy_request	 pq;
 	struct forward_policy	 fp;
 	struct forward_added	 fa;
+	const char		*why;
 
 	if (r->r_upstream->u_type == UPSTREAM_HTTP) {
 		memset(&pq, 0, sizeof(pq));
@@ -1029,9 +1030,8 @@ conn_forward(struct conn *c, const struct route *r)
 		pq.pq_ops = &conn_proxy_ops;
 		pq.pq_arg = c;
 		if ((c->c_up = proxy_start(c->c_w->w_proxy, r->r_upstream,
-		    &pq)) == NULL) {
-			conn_refuse(c, 502, "upstream_unavailable",
-			    "the upstream could not be reached");
+		    &pq, &why)) == NULL) {
+			conn_refuse(c, 502, "upstream_unavailable", why);
 			return;
 		}
 		conn_continue(c);

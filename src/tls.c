@@ -729,11 +729,11 @@ tls_is_ip(const char *s)
 	    inet_pton(AF_INET6, s, &a6) == 1);
 }
 
-/* The host of u_host ("host[:port]", "[v6][:port]") into buf. */
+/* The host of us_host ("host[:port]", "[v6][:port]") into buf. */
 static void
-tls_upstream_host(const struct upstream *u, char *buf, size_t len)
+tls_upstream_host(const struct upstream_server *us, char *buf, size_t len)
 {
-	const char	*h = u->u_host != NULL ? u->u_host : "";
+	const char	*h = us->us_host != NULL ? us->us_host : "";
 	size_t		 n;
 
 	if (*h == '[') {
@@ -846,7 +846,7 @@ tls_upstream_free(struct upstream *u)
  * without a close_notify would make u's own not resumable.
  */
 SSL *
-tls_upstream_ssl(struct upstream *u)
+tls_upstream_ssl(struct upstream *u, const struct upstream_server *us)
 {
 	SSL_SESSION	*d;
 	SSL		*ssl;
@@ -856,7 +856,7 @@ tls_upstream_ssl(struct upstream *u)
 	if (u->u_sni != NULL)
 		snprintf(host, sizeof(host), "%s", u->u_sni);
 	else
-		tls_upstream_host(u, host, sizeof(host));
+		tls_upstream_host(us, host, sizeof(host));
 	if ((ssl = SSL_new(u->u_ssl_ctx)) == NULL)
 		return (NULL);
 	SSL_set_connect_state(ssl);

@@ -454,21 +454,21 @@ test_http_upstreams(void **state)
 	    "route * ^/ auth=anonymous upstream=b\n");
 	assert_int_equal(c->c_nupstreams, 3);
 	assert_int_equal(c->c_upstreams[0].u_type, UPSTREAM_HTTP);
-	sin = (struct sockaddr_in *)&c->c_upstreams[0].u_ss;
+	sin = (struct sockaddr_in *)&c->c_upstreams[0].u_servers[0].us_ss;
 	assert_int_equal(sin->sin_family, AF_INET);
 	assert_int_equal(ntohs(sin->sin_port), 9000);
 	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
 	assert_int_equal(c->c_upstreams[0].u_max_idle, UPSTREAM_MAX_IDLE);
 	assert_int_equal(c->c_upstreams[0].u_connect_timeout, 5000);
 	assert_int_equal(c->c_upstreams[0].u_read_timeout, 60000);
-	sin6 = (struct sockaddr_in6 *)&c->c_upstreams[1].u_ss;
+	sin6 = (struct sockaddr_in6 *)&c->c_upstreams[1].u_servers[0].us_ss;
 	assert_int_equal(sin6->sin6_family, AF_INET6);
 	assert_int_equal(ntohs(sin6->sin6_port), 81);
 	assert_int_equal(c->c_upstreams[1].u_max_idle, 0);
 	assert_int_equal(c->c_upstreams[1].u_connect_timeout, 250);
 	assert_int_equal(c->c_upstreams[1].u_read_timeout, 2000);
 	assert_int_equal(c->c_upstreams[1].u_index, 1);
-	sin = (struct sockaddr_in *)&c->c_upstreams[2].u_ss;
+	sin = (struct sockaddr_in *)&c->c_upstreams[2].u_servers[0].us_ss;
 	assert_int_equal(ntohs(sin->sin_port), 80);	/* default port */
 	assert_ptr_equal(c->c_routes.rt_routes[0].r_upstream,
 	    &c->c_upstreams[1]);
@@ -612,7 +612,7 @@ static const struct {
 	{ "Workers 2\n", NAME ":1: unknown directive \"Workers\"" },
 	{ "\n# c\n\nworkers\n", NAME ":4: \"workers\" takes 1 argument" },
 	{ "workers 1 2\n", NAME ":1: \"workers\" takes 1 argument" },
-	{ "upstream a\n", NAME ":1: \"upstream\" takes 2 to 8 arguments" },
+	{ "upstream a\n", NAME ":1: \"upstream\" takes at least 2 arguments" },
 	{ "upstream a echo x\n", NAME ":1: upstream \"a\": an echo upstream "
 	    "takes no options" },
 	{ "route GET ^/\n", NAME ":1: \"route\" takes at least 3 arguments" },
@@ -629,10 +629,14 @@ static const struct {
 	{ "route GET \"^/a\\\" auth=deny\n",
 	    NAME ":1: unterminated quoted string" },
 	{ "pidfile \"/a\"b\n", NAME ":1: missing space after closing quote" },
-	{ "workers 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 "
-	    "23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 "
-	    "44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64\n",
-	    NAME ":1: too many words on one line (max 64)" },
+	{ "workers 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 "
+	    "22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 "
+	    "43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 "
+	    "64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 "
+	    "85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 "
+	    "104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 "
+	    "119 120 121 122 123 124 125 126 127 128\n",
+	    NAME ":1: too many words on one line (max 128)" },
 	{ "# x\r\nworkers 2\r\nbogus\r\n", NAME ":3: unknown directive \"bogus\"" },
 	/* listen */
 	{ "listen 127.0.0.1:8080 tls\n", NAME ":1: listen 127.0.0.1:8080 tls: "
@@ -805,6 +809,48 @@ static const struct {
 	    "upstream \"api\": duplicate option \"max_idle\"" },
 	{ "upstream api http://1.2.3.4:80 keepalive=3\n", NAME ":1: upstream "
 	    "\"api\": unknown option \"keepalive\"" },
+	{ "upstream a http://1.2.3.4 https://1.2.3.5\n", NAME ":1: upstream "
+	    "\"a\": \"https://1.2.3.5\": every URL of an upstream must have the "
+	    "same scheme" },
+	{ "upstream a http://1.2.3.4#weight=0\n", NAME ":1: upstream \"a\": "
+	    "\"http://1.2.3.4#weight=0\": expected #weight=N (1..100) after the "
+	    "URL" },
+	{ "upstream a http://1.2.3.4#w=2\n", NAME ":1: upstream \"a\": "
+	    "\"http://1.2.3.4#w=2\": expected #weight=N (1..100) after the URL" },
+	{ "upstream a http://1.2.3.4 balance=random\n", NAME ":1: upstream "
+	    "\"a\": invalid balance \"random\" (expected round_robin or "
+	    "least_conn)" },
+	{ "upstream a http://1.2.3.4 retries=64\n", NAME ":1: upstream \"a\": "
+	    "invalid retries \"64\" (expected 0..63)" },
+	{ "upstream a http://1.2.3.4 retry_on=error,http_500\n", NAME ":1: "
+	    "upstream \"a\": invalid retry_on \"http_500\" (expected off, or "
+	    "error, timeout, http_502, http_503, http_504 separated by commas)" },
+	{ "upstream a http://1.2.3.4 retry_on=off,error\n", NAME ":1: upstream "
+	    "\"a\": invalid retry_on \"off\" (expected off, or error, timeout, "
+	    "http_502, http_503, http_504 separated by commas)" },
+	{ "upstream a http://1.2.3.4 fail_timeout=0\n", NAME ":1: upstream "
+	    "\"a\": invalid fail_timeout \"0\" (expected 1ms..1h)" },
+	{ "upstream a http://1.2.3.4 max_fails=x\n", NAME ":1: upstream \"a\": "
+	    "invalid max_fails \"x\" (expected 0..1000)" },
+	{ "upstream a http://1.2.3.4 strip_prefix=/api/\n", NAME ":1: upstream "
+	    "\"a\": invalid strip_prefix \"/api/\" (expected a path such as "
+	    "/api: '/' first, not at the end, no empty, . or .. segment, no ?, "
+	    "#, %, \\ or space)" },
+	{ "upstream a http://1.2.3.4 strip_prefix=/a/../b\n", NAME ":1: "
+	    "upstream \"a\": invalid strip_prefix \"/a/../b\" (expected a "
+	    "path such as /api: '/' first, not at the end, no empty, . or .. "
+	    "segment, no ?, #, %, \\ or space)" },
+	{ "upstream a http://1.2.3.4 host=bad_name\n", NAME ":1: upstream "
+	    "\"a\": invalid host \"bad_name\" (expected a DNS name or address, "
+	    "with an optional :PORT)" },
+	{ "upstream a http://1.2.3.4 host=a.example:0\n", NAME ":1: upstream "
+	    "\"a\": invalid host \"a.example:0\" (expected a DNS name or "
+	    "address, with an optional :PORT)" },
+	{ "upstream a http://1.2.3.4:80 http://1.2.3.4/\n", NAME ":1: upstream "
+	    "\"a\": \"http://1.2.3.4/\" is the same server as "
+	    "\"http://1.2.3.4:80\" (the same address and port)" },
+	{ "upstream a http://1.2.3.4 max_idle=2 http://1.2.3.5\n", NAME ":1: "
+	    "upstream \"a\": unknown option \"http://1.2.3.5\"" },
 	{ "verify_path x\n", NAME ":1: \"verify_path\": \"x\" must start with "
 	    "'/'" },
 	{ "verify_path /a?b\n", NAME ":1: \"verify_path\": \"/a?b\" is not a "
@@ -1393,6 +1439,85 @@ test_client_addresses(void **state)
 	config_free(c);
 }
 
+/*
+ * Upstream pools: several URLs with weights, a name's addresses as
+ * servers (localhost: at least 127.0.0.1), the pool options and their
+ * defaults, servers numbered across upstreams and labelled for metrics.
+ */
+static void
+test_upstream_pools(void **state)
+{
+	struct config		*c;
+	const struct upstream	*u;
+	int			 k, v4 = 0;
+
+	(void)state;
+	c = parse_ok("upstream one http://127.0.0.1:9000\n"
+	    "upstream api http://10.0.0.1:9000 http://10.0.0.2:9000#weight=3 "
+	    "http://[::1]:9001/#weight=100 balance=least_conn max_fails=3 "
+	    "fail_timeout=30s retries=2 retry_on=error,timeout,http_503 "
+	    "max_conns=50 idle_timeout=5s strip_prefix=/api/v1 "
+	    "host=[::1]:8080\n"
+	    "upstream lh http://localhost:9002 retry_on=off\n"
+	    "upstream e echo\n");
+	u = &c->c_upstreams[0];
+	assert_int_equal(u->u_nservers, 1);
+	assert_int_equal(u->u_balance, BALANCE_ROUND_ROBIN);
+	assert_int_equal(u->u_max_fails, 1);
+	assert_int_equal(u->u_fail_timeout, UPSTREAM_FAIL_TIMEOUT);
+	assert_int_equal(u->u_retries, 1);
+	assert_int_equal(u->u_retry_on, RETRY_ERROR | RETRY_TIMEOUT);
+	assert_int_equal(u->u_max_conns, 0);
+	assert_int_equal(u->u_idle_timeout, UPSTREAM_IDLE_TIMEOUT);
+	assert_string_equal(u->u_servers[0].us_server, "127.0.0.1:9000");
+	assert_int_equal(u->u_servers[0].us_weight, 1);
+	assert_int_equal(u->u_servers[0].us_index, 0);
+
+	u = &c->c_upstreams[1];
+	assert_int_equal(u->u_nservers, 3);
+	assert_string_equal(u->u_servers[0].us_url, "http://10.0.0.1:9000");
+	assert_string_equal(u->u_servers[1].us_url, "http://10.0.0.2:9000");
+	assert_string_equal(u->u_servers[1].us_host, "10.0.0.2:9000");
+	assert_string_equal(u->u_servers[2].us_host, "[::1]:9001");
+	assert_string_equal(u->u_servers[2].us_server, "[::1]:9001");
+	assert_int_equal(u->u_servers[0].us_weight, 1);
+	assert_int_equal(u->u_servers[1].us_weight, 3);
+	assert_int_equal(u->u_servers[2].us_weight, 100);
+	assert_int_equal(u->u_servers[2].us_index, 3);
+	assert_int_equal(u->u_balance, BALANCE_LEAST_CONN);
+	assert_int_equal(u->u_max_fails, 3);
+	assert_int_equal(u->u_fail_timeout, 30000);
+	assert_int_equal(u->u_retries, 2);
+	assert_int_equal(u->u_retry_on, RETRY_ERROR | RETRY_TIMEOUT |
+	    RETRY_503);
+	assert_int_equal(u->u_max_conns, 50);
+	assert_int_equal(u->u_idle_timeout, 5000);
+	assert_string_equal(u->u_strip_prefix, "/api/v1");
+	assert_int_equal(u->u_strip_len, 7);
+	assert_string_equal(u->u_host_header, "[::1]:8080");
+	assert_null(c->c_upstreams[0].u_strip_prefix);
+	assert_null(c->c_upstreams[0].u_host_header);
+
+	u = &c->c_upstreams[2];
+	assert_true(u->u_nservers >= 1);
+	assert_int_equal(u->u_retry_on, 0);
+	for (k = 0; k < u->u_nservers; k++) {
+		assert_string_equal(u->u_servers[k].us_host, "localhost:9002");
+		if (u->u_servers[k].us_ss.ss_family == AF_INET)
+			v4++;
+	}
+	assert_true(v4 >= 1);
+	/* Several addresses of one name: labelled by address. */
+	if (u->u_nservers > 1)
+		assert_non_null(strstr(u->u_servers[0].us_server, ":9002"));
+	else
+		assert_string_equal(u->u_servers[0].us_server,
+		    "localhost:9002");
+	assert_int_equal(c->c_nservers, 4 + u->u_nservers);
+	assert_int_equal(c->c_upstreams[3].u_nservers, 0);
+	config_free(c);
+}
+
 /* Keys and admin settings: defaults, values, the token read and digested. */
 static void
 test_keys_admin(void **state)
@@ -1641,14 +1766,14 @@ test_https_upstreams(void **state)
 	c = parse_ok(text);
 	assert_int_equal(chdir(cwd), 0);
 	assert_true(c->c_upstreams[0].u_tls);
-	assert_string_equal(c->c_upstreams[0].u_host, "127.0.0.1");
-	memcpy(&sin, &c->c_upstreams[0].u_ss, sizeof(sin));
+	assert_string_equal(c->c_upstreams[0].u_servers[0].us_host, "127.0.0.1");
+	memcpy(&sin, &c->c_upstreams[0].u_servers[0].us_ss, sizeof(sin));
 	assert_int_equal(ntohs(sin.sin_port), 443);
 	assert_int_equal(c->c_upstreams[0].u_verify, 1);
 	assert_null(c->c_upstreams[0].u_ca);
 	assert_null(c->c_upstreams[0].u_sni);
 	assert_non_null(c->c_upstreams[0].u_ssl_ctx);
-	assert_string_equal(c->c_upstreams[1].u_host, "localhost:8443");
+	assert_string_equal(c->c_upstreams[1].u_servers[0].us_host, "localhost:8443");
 	snprintf(want, sizeof(want), "%s/c.pem", f.dir);
 	assert_string_equal(c->c_upstreams[1].u_ca, want);
 	assert_int_equal(c->c_upstreams[1].u_verify, 0);
@@ -1656,12 +1781,12 @@ test_https_upstreams(void **state)
 	assert_int_equal(c->c_upstreams[1].u_max_idle, 3);
 	assert_non_null(c->c_upstreams[1].u_ssl_ctx);
 	assert_false(c->c_upstreams[2].u_tls);
-	assert_string_equal(c->c_upstreams[2].u_host, "127.0.0.1:9000");
+	assert_string_equal(c->c_upstreams[2].u_servers[0].us_host, "127.0.0.1:9000");
 	assert_null(c->c_upstreams[2].u_ssl_ctx);
-	assert_string_equal(c->c_upstreams[3].u_host, "[::1]");
-	memcpy(&sin6, &c->c_upstreams[3].u_ss, sizeof(sin6));
+	assert_string_equal(c->c_upstreams[3].u_servers[0].us_host, "[::1]");
+	memcpy(&sin6, &c->c_upstreams[3].u_servers[0].us_ss, sizeof(sin6));
 	assert_int_equal(ntohs(sin6.sin6_port), 80);
-	assert_string_equal(c->c_upstreams[4].u_host, "[::1]:9443");
+	assert_string_equal(c->c_upstreams[4].u_servers[0].us_host, "[::1]:9443");
 	assert_int_equal(c->c_upstreams[4].u_verify, 1);
 	config_free(c);
 
@@ -2281,6 +2406,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_keys_admin),
 		cmocka_unit_test(test_client_addresses),
+		cmocka_unit_test(test_upstream_pools),
 		cmocka_unit_test(test_rate_defaults),
 		cmocka_unit_test(test_rate_forms),
 		cmocka_unit_test(test_route_rate),

@@ -1071,7 +1071,7 @@ test_tls_resumed(void **state)
 	(void)state;
 	assert_non_null(base = event_base_new());
 	for (i = 0; i < 2; i++) {
-		tls_pair(base, &sv, &cl, tls_upstream_ssl(u), 0);
+		tls_pair(base, &sv, &cl, tls_upstream_ssl(u, &u->u_servers[0]), 0);
 		exchange(base, &sv, &cl, 100);
 		assert_int_equal(io_tls_resumed(&sv.io), i == 1);
 		assert_int_equal(io_tls_resumed(&cl.io), i == 1);
@@ -1094,7 +1094,8 @@ test_tls_verify_failure(void **state)
 
 	(void)state;
 	assert_non_null(base = event_base_new());
-	tls_pair(base, &sv, &cl, tls_upstream_ssl(&t.cl->c_upstreams[1]), 0);
+	tls_pair(base, &sv, &cl, tls_upstream_ssl(&t.cl->c_upstreams[1],
+	    &t.cl->c_upstreams[1].u_servers[0]), 0);
 	cl.total = 100;
 	fill(&cl);
 	run_until(base, done_failed, &sv, &cl);

@@ -612,7 +612,7 @@ up_shake(struct upstream *u, struct config *sc, long *vr, int *reused)
 	SSL	*cl, *sv;
 	int	 ok;
 
-	assert_non_null(cl = tls_upstream_ssl(u));
+	assert_non_null(cl = tls_upstream_ssl(u, &u->u_servers[0]));
 	assert_non_null(sv = tls_server_ssl(sc->c_tls));
 	ok = tlst_handshake(cl, sv);
 	*vr = SSL_get_verify_result(cl);
