@@ -123,27 +123,6 @@ fuzz_path(const char *p, size_t len, int flags)
 	FUZZ_ASSERT(n1 == n2 && memcmp(d1, d2, n1) == 0);
 }
 
-/* Do name and lower spell the same header, reading '_' as '-'? */
-static int
-fuzz_same_name(const char *name, size_t len, const char *lower)
-{
-	size_t	 i;
-	int	 a;
-
-	if (len != strlen(lower))
-		return (0);
-	for (i = 0; i < len; i++) {
-		a = (unsigned char)name[i];
-		if (a >= 'A' && a <= 'Z')
-			a += 'a' - 'A';
-		if (a == '_')
-			a = '-';
-		if (a != lower[i])
-			return (0);
-	}
-	return (1);
-}
-
 /* The header policy on a parsed request, underscores allowed or not. */
 static void
 fuzz_headers(const struct http_msg *m, int underscores)
@@ -160,10 +139,10 @@ fuzz_headers(const struct http_msg *m, int underscores)
 			FUZZ_ASSERT(memchr(h->h_name, '_', h->h_namelen) ==
 			    NULL);
 		for (k = 0; fuzz_protected[k] != NULL; k++)
-			FUZZ_ASSERT(!fuzz_same_name(h->h_name, h->h_namelen,
-			    fuzz_protected[k]));
+			FUZZ_ASSERT(!fuzz_header_is(h->h_name, h->h_namelen,
+			    fuzz_protected[k], 1));
 		FUZZ_ASSERT(h->h_namelen <= 6 ||
-		    !fuzz_same_name(h->h_name, 6, "proxy-"));
+		    !fuzz_header_is(h->h_name, 6, "proxy-", 1));
 	}
 }
 

@@ -166,25 +166,6 @@ fuzz_cidr(const char *s, size_t len, struct cidr *c)
 	return (0);
 }
 
-/* Is name[0..len) lower (all lower case) without case? */
-static int
-fuzz_named(const char *name, size_t len, const char *lower)
-{
-	size_t	 i;
-	int	 a;
-
-	if (len != strlen(lower))
-		return (0);
-	for (i = 0; i < len; i++) {
-		a = (unsigned char)name[i];
-		if (a >= 'A' && a <= 'Z')
-			a += 'a' - 'A';
-		if (a != lower[i])
-			return (0);
-	}
-	return (1);
-}
-
 /* One comma-separated entry of a header value. */
 struct fuzz_entry {
 	const char	*p;
@@ -208,7 +189,7 @@ fuzz_find(const struct cidr *set, size_t nset, const struct http_msg *m,
 
 	for (i = 0; i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
-		if (!fuzz_named(h->h_name, h->h_namelen, name))
+		if (!fuzz_header_is(h->h_name, h->h_namelen, name, 0))
 			continue;
 		p = h->h_value;
 		end = h->h_value + h->h_valuelen;

@@ -30,9 +30,7 @@ so it never reaches the pool and the round robin starts fresh.
 import collections
 import os
 import re
-import select
 import socket
-import subprocess
 import sys
 import time
 
@@ -162,61 +160,6 @@ def even(counts, names, n, what):
         kg.check(abs(counts[name] - share) <= 1,
                  "%s: %s got %d of %d requests, expected %.1f +- 1 (%r)" %
                  (what, name, counts[name], n, share, counts))
-
-
-# The test upstream always takes a port the kernel picks; to bring a
-# stopped one back on its own port, its main() is run with listen_sockets
-# replaced by one binding that port.
-SAME_PORT = r"""
-import socket, sys
-sys.path.insert(0, sys.argv.pop(1))
-import upstream as U
-port = int(sys.argv.pop(1))
-
-def listen_sockets(ipv6):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
-    s.listen(128)
-    return port, [s]
-
-U.listen_sockets = listen_sockets
-U.main(sys.argv)
-"""
-
-
-class SamePortUpstream(U.Upstream):
-    """upstream.py started again on port (stopped like any Upstream)."""
-
-    def __init__(self, name, port, timeout=10.0):
-        self.name = name
-        self.tls = None
-        here = os.path.dirname(os.path.abspath(U.__file__))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SAME_PORT, here, str(port), "--serve",
-             "--name", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            start_new_session=True)
-        with U._lock:
-            U._running.append(self)
-        deadline = time.monotonic() + timeout
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("upstream.py did not start on port %d" %
-                                   port)
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                b = os.read(self.proc.stdout.fileno(), 1)
-                if not b:
-                    self.stop()
-                    raise RuntimeError("upstream.py exited at start (port "
-                                       "%d taken?)" % port)
-                line += b
-        self.port = int(line.split()[1])
-        kg.eq(self.port, port, "port of the restarted upstream")
-        self.url = "http://127.0.0.1:%d" % port
 
 
 # --- metrics -----------------------------------------------------------------
@@ -493,7 +436,8 @@ def test_recovery_after_fail_timeout():
           "(one: out again at once)")
     kg.eq(count(d, out_re("pool", addr(b), 3, 1000)), 1,
           "'3 failures, out for 1000 ms' lines")
-    b2 = SamePortUpstream("b2", port_b)
+    b2 = U.Upstream("b2", port=port_b)
+    kg.eq(b2.port, port_b, "port of the restarted upstream")
     kg.eq(sequence(d, 4), ["a"] * 4, "b back but still out")
     kg.check(time.monotonic() - t_out < 0.9, "too slow to check that b "
              "stayed out (%.2f s)" % (time.monotonic() - t_out))

@@ -3,8 +3,9 @@ upstream: a test upstream HTTP/1.1 server for keygate's proxy tests
 (Python 3 standard library only).
 
 Run as a program it listens on 127.0.0.1 (and, with --ipv6, on [::1] with
-the same port) on a port the kernel picks (with --tls CERT KEY it speaks
-HTTPS with that certificate instead of HTTP), prints "PORT n" on stdout and
+the same port) on a port the kernel picks, or on --port P (with --tls CERT
+KEY it speaks HTTPS with that certificate instead of HTTP), prints "PORT n"
+on stdout and
 serves until stdin reaches EOF (so it dies with the test that started it,
 even if that test is killed) or it is killed.  Tests use the Upstream class
 below, which starts it as a subprocess and always kills it.
@@ -531,8 +532,15 @@ def accept_loop(ls):
                          args=(s,), daemon=True).start()
 
 
-def listen_sockets(ipv6):
-    """A listener on 127.0.0.1 (and [::1] on the same port if ipv6)."""
+def listen_sockets(ipv6, fixed=0):
+    """A listener on 127.0.0.1 (and [::1] on the same port if ipv6), on
+    port fixed if not 0 (an upstream brought back on its old port)."""
+    if fixed:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", fixed))
+        s.listen(128)
+        return fixed, [s]
     for _ in range(20):
         s4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -565,7 +573,8 @@ def main(argv):
         i = argv.index("--tls")
         TLS_CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         TLS_CTX.load_cert_chain(argv[i + 1], argv[i + 2])
-    port, socks = listen_sockets(ipv6)
+    fixed = int(argv[argv.index("--port") + 1]) if "--port" in argv else 0
+    port, socks = listen_sockets(ipv6, fixed)
     for s in socks:
         threading.Thread(target=accept_loop, args=(s,), daemon=True).start()
     sys.stdout.write("PORT %d\n" % port)
@@ -588,12 +597,17 @@ _lock = threading.Lock()
 class Upstream:
     """An upstream.py subprocess; killed by stop(), stop_all() or at exit."""
 
-    def __init__(self, name="up", ipv6=False, timeout=10.0, tls=None):
-        """tls: (CERT, KEY) paths to serve HTTPS with."""
+    def __init__(self, name="up", ipv6=False, timeout=10.0, tls=None,
+                 port=0):
+        """tls: (CERT, KEY) paths to serve HTTPS with; port: listen on
+        that port of 127.0.0.1 (not with ipv6) instead of one the kernel
+        picks."""
         args = [sys.executable, os.path.abspath(__file__), "--serve",
                 "--name", name]
         if ipv6:
             args.append("--ipv6")
+        if port:
+            args += ["--port", str(port)]
         if tls is not None:
             args += ["--tls", tls[0], tls[1]]
         self.name = name
@@ -698,5 +712,5 @@ if __name__ == "__main__":
     if "--serve" in sys.argv:
         main(sys.argv)
     else:
-        sys.stderr.write("usage: upstream.py --serve [--name N] [--ipv6]\n")
+        sys.stderr.write("usage: upstream.py --serve [--name N] [--ipv6] [--port P]\n")
         sys.exit(2)
