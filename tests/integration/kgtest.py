@@ -736,8 +736,12 @@ class StartError(Exception):
 class Daemon:
     """One keygated instance in its own temporary directory."""
 
-    def __init__(self, template, foreground=True, nports=1, shared=False):
+    def __init__(self, template, foreground=True, nports=1, shared=False,
+                 launcher=()):
         self.template = template
+        # Words run before keygated's command line, which they must exec
+        # (the master's pid stays the process's): see private_hosts().
+        self.launcher = list(launcher)
         self.foreground = foreground
         self.nports = nports
         self.shared = shared
@@ -790,7 +794,7 @@ class Daemon:
             self.host = m.group(2) or m.group(1)
 
     def _launch(self):
-        args = [binary()]
+        args = self.launcher + [binary()]
         if self.foreground:
             args.append("-f")
         args += ["-c", self.conf_path]
@@ -1013,11 +1017,27 @@ class Daemon:
                 _daemons.remove(self)
 
 
-def start(template, foreground=True, nports=1, shared=False):
+def start(template, foreground=True, nports=1, shared=False, launcher=()):
     """Start a daemon from a config template (see config()); it serves."""
-    d = Daemon(template, foreground=foreground, nports=nports, shared=shared)
+    d = Daemon(template, foreground=foreground, nports=nports, shared=shared,
+               launcher=launcher)
     use(d)
     return d.start()
+
+
+def private_hosts(text):
+    """A launcher (start(launcher=...)) that runs keygated with /etc/hosts
+    replaced by text in a mount namespace of its own (unshare -m), so that
+    a test can make a name resolve as it needs without touching the
+    machine's file.  Skips unless root with unshare(1)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        skip("a private /etc/hosts needs root and unshare(1) (util-linux)")
+    path = os.path.join(tempdir(), "hosts")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /etc/hosts && exec "$@"', path]
 
 
 _shared = {}
