@@ -113,7 +113,7 @@ static int	 dir_access_log(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_upstream(struct parser *, const struct directive *,
 		    char **, int);
-static int	 dir_verify_path(struct parser *, const struct directive *,
+static int	 dir_plain_path(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_route(struct parser *, const struct directive *, char **,
 		    int);
@@ -125,11 +125,9 @@ static int	 dir_admin_listen(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_admin_token_file(struct parser *, const struct directive *,
 		    char **, int);
-static int	 dir_api_key_header(struct parser *, const struct directive *,
+static int	 dir_header_name(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_real_ip_from(struct parser *, const struct directive *,
-		    char **, int);
-static int	 dir_real_ip_header(struct parser *, const struct directive *,
 		    char **, int);
 static int	 route_from(struct parser *, struct route *, const char *);
 static int	 valid_dns_name(const char *);
@@ -170,6 +168,9 @@ static const struct unit int_units[] = {
 #define M(m)	offsetof(struct config, m), sizeof(((struct config *)0)->m)
 #define FUNC(name, min, max, fn, lo, hi, def, fl)			\
 	{ name, min, max, DK_FUNC, fn, 0, 0, lo, hi, NULL, def, fl }
+/* One word that fn checks and keeps in member m (a char *). */
+#define MFUNC(name, fn, m, def)						\
+	{ name, 1, 1, DK_FUNC, fn, M(m), 0, 0, NULL, def, 0 }
 #define PATH(name, m, def)						\
 	{ name, 1, 1, DK_PATH, NULL, M(m), 0, 0, NULL, def, 0 }
 #define NUM(name, kind, m, lo, hi, def)					\
@@ -217,18 +218,18 @@ static const struct directive directives[] = {
 	NUM("max_keys", DK_INT, c_max_keys, 1, CONFIG_MAX_KEYS, "1000000"),
 	NUM("max_active_keys", DK_INT, c_max_active_keys, 0, CONFIG_MAX_KEYS,
 	    "0"),
-	FUNC("api_key_header", 1, 1, dir_api_key_header, 0, 0, "X-API-KEY", 0),
+	MFUNC("api_key_header", dir_header_name, c_api_key_header, "X-API-KEY"),
 	RATE("rate_limit", c_rate, RATE_DEFAULT),
 	RATE("anonymous_rate_limit", c_anon_rate, "off"),
 	FUNC("admin_listen", 1, 2, dir_admin_listen, 0, 0, "127.0.0.1:8081", 0),
 	FUNC("metrics_listen", 1, 2, dir_metrics_listen, 0, 0, NULL, 0),
 	FUNC("admin_token_file", 1, 1, dir_admin_token_file, 0, 0, NULL, 0),
-	FUNC("verify_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
-	FUNC("health_path", 1, 1, dir_verify_path, 0, 0, NULL, 0),
+	MFUNC("verify_path", dir_plain_path, c_verify_path, NULL),
+	MFUNC("health_path", dir_plain_path, c_health_path, NULL),
 	NUM("shutdown_delay", DK_DURATION, c_shutdown_delay, 0, HOUR, "0s"),
 	FUNC("real_ip_from", 1, -1, dir_real_ip_from, 0, 0, NULL, D_REPEAT),
-	FUNC("real_ip_header", 1, 1, dir_real_ip_header, 0, 0,
-	    "X-Forwarded-For", 0),
+	MFUNC("real_ip_header", dir_header_name, c_real_ip_header,
+	    "X-Forwarded-For"),
 	FUNC("jwt_provider", 1, -1, dir_jwt_provider, 0, 0, NULL, D_REPEAT),
 	FUNC("upstream", 2, -1, dir_upstream, 0, 0, NULL, D_REPEAT),
 	FUNC("route", 3, -1, dir_route, 0, 0, NULL, D_REPEAT),
@@ -1325,12 +1326,11 @@ route_option(struct parser *p, struct route *r, const char *opt)
  * "health_path /PATH" (a load balancer's health check).
  */
 static int
-dir_verify_path(struct parser *p, const struct directive *d, char **argv,
+dir_plain_path(struct parser *p, const struct directive *d, char **argv,
     int argc)
 {
 	size_t	 i;
-	char	**dst = strcmp(d->d_name, "health_path") == 0 ?
-		    &p->p_conf->c_health_path : &p->p_conf->c_verify_path;
+	char	**dst = (char **)(void *)((char *)p->p_conf + d->d_off);
 
 	(void)argc;
 	if (argv[0][0] != '/')
@@ -1414,36 +1414,31 @@ dir_admin_token_file(struct parser *p, const struct directive *d,
 }
 
 /*
- * A header field name given to directive what (1 to 64 token characters)
- * into *dst, in lower case, replacing what it held.
+ * "api_key_header NAME" (the header carrying API keys) and
+ * "real_ip_header NAME": 1 to 64 token characters, kept in lower case.
  */
 static int
-header_name(struct parser *p, const char *what, const char *name, char **dst)
+dir_header_name(struct parser *p, const struct directive *d, char **argv,
+    int argc)
 {
-	size_t	 i, len = strlen(name);
+	char		**dst = (char **)(void *)((char *)p->p_conf + d->d_off);
+	const char	*name = argv[0];
+	size_t		 i, len = strlen(name);
 
+	(void)argc;
 	if (len == 0 || len > 64)
-		return (perr(p, "\"%s\": \"%s\" is not a header name", what,
-		    name));
+		return (perr(p, "\"%s\": \"%s\" is not a header name",
+		    d->d_name, name));
 	for (i = 0; i < len; i++)
 		if (!http_is_tchar((unsigned char)name[i]))
 			return (perr(p, "\"%s\": \"%s\" is not a header name",
-			    what, name));
+			    d->d_name, name));
 	free(*dst);
 	if ((*dst = strdup(name)) == NULL)
 		return (perr(p, "out of memory"));
 	for (i = 0; i < len; i++)
 		(*dst)[i] = (char)tolower((unsigned char)name[i]);
 	return (0);
-}
-
-/* "api_key_header NAME": the header carrying API keys, kept lower case. */
-static int
-dir_api_key_header(struct parser *p, const struct directive *d, char **argv,
-    int argc)
-{
-	(void)argc;
-	return (header_name(p, d->d_name, argv[0], &p->p_conf->c_api_key_header));
 }
 
 /* A scope name: 1 to 64 letters, digits or any of "._:/-*". */
@@ -1518,16 +1513,6 @@ dir_real_ip_from(struct parser *p, const struct directive *d, char **argv,
 		    &c->c_nreal_ip_from, argv[i], strlen(argv[i])) == -1)
 			return (-1);
 	return (0);
-}
-
-/* "real_ip_header NAME": kept in lower case. */
-static int
-dir_real_ip_header(struct parser *p, const struct directive *d, char **argv,
-    int argc)
-{
-	(void)argc;
-	return (header_name(p, d->d_name, argv[0],
-	    &p->p_conf->c_real_ip_header));
 }
 
 /* "scope=a,b": scopes a key must all have to use the route. */

@@ -472,11 +472,12 @@ proxy_pick(struct proxy *px, const struct upstream *u, uint64_t tried)
 		    up->up_active < u->u_max_conns) ? up : NULL);
 	}
 	now = util_mono_ms();
-	start = px->px_lc_next[u->u_index]++;
+	/* least_conn's ties go round; round robin needs no start. */
+	start = u->u_balance == BALANCE_LEAST_CONN ?
+	    px->px_lc_next[u->u_index]++ : 0;
 	for (n = 0; n < u->u_nservers; n++) {
-		k = u->u_balance == BALANCE_LEAST_CONN ?
-		    (int)((start + (unsigned int)n) % (unsigned int)u->u_nservers) :
-		    n;
+		k = (int)((start + (unsigned int)n) %
+		    (unsigned int)u->u_nservers);
 		up = &px->px_pools[u->u_servers[k].us_index];
 		if ((tried & (UINT64_C(1) << k)) || !proxy_usable(up, now))
 			continue;
@@ -1139,13 +1140,10 @@ proxy_status_failover(struct upconn *uc)
 	 * is the client's, as a response (nginx does the same).
 	 */
 	was = uc->uc_pool;
-	uc->uc_got = 0;		/* nothing of it went to the client */
-	if (proxy_failover(uc, why)) {
-		proxy_mark_failed(was);
-		return (1);
-	}
-	uc->uc_got = 1;
-	return (0);
+	if (!proxy_failover(uc, why))
+		return (0);
+	proxy_mark_failed(was);
+	return (1);
 }
 
 /*

@@ -90,14 +90,27 @@ realip_addr(const char *s, size_t len, uint8_t out[16])
 	return (realip_pton(s, len, out));
 }
 
+/* The mask of byte i of an address with a prefix of bits bits. */
+static uint8_t
+cidr_mask(unsigned int bits, size_t i)
+{
+	if (i * 8 >= bits)
+		return (0);
+	if (i * 8 + 8 <= bits)
+		return (0xff);
+	return ((uint8_t)(0xff << (8 - (bits - i * 8))));
+}
+
 int
 cidr_parse(const char *s, size_t len, struct cidr *c, char *err,
     size_t errlen)
 {
 	const char	*slash;
-	size_t		 alen, i, max;
-	unsigned int	 bits = 0;
-	uint8_t		 mask;
+	char		 net[REALIP_CIDR_MAX];
+	uint8_t		 given[16];
+	size_t		 alen, i;
+	unsigned int	 bits = 0, max;
+	int		 shown = len > 64 ? 64 : (int)len, mapped;
 
 	memset(c, 0, sizeof(*c));
 	slash = memchr(s, '/', len);
@@ -105,63 +118,45 @@ cidr_parse(const char *s, size_t len, struct cidr *c, char *err,
 	if (alen == 0 || s[0] == ' ' || s[alen - 1] == ' ' ||
 	    (c->ci_len = (uint8_t)realip_pton(s, alen, c->ci_addr)) == 0) {
 		snprintf(err, errlen, "\"%.*s\" is not an IPv4 or IPv6 address",
-		    (int)(len > 64 ? 64 : len), s);
+		    shown, s);
 		return (-1);
 	}
-	max = c->ci_len * 8;
-	if (slash == NULL)
-		bits = (unsigned int)max;
-	else {
+	/* ::ffff:a.b.c.d/N: the IPv4 prefix of N - 96 bits. */
+	mapped = c->ci_len == 4 && memchr(s, ':', alen) != NULL;
+	max = mapped ? 128 : c->ci_len * 8u;
+	bits = max;
+	if (slash != NULL) {
 		if (!realip_port(slash + 1, len - alen - 1) ||
 		    len - alen - 1 > 3) {
 			snprintf(err, errlen, "\"%.*s\": the prefix length after "
-			    "'/' must be a number", (int)(len > 64 ? 64 : len),
-			    s);
+			    "'/' must be a number", shown, s);
 			return (-1);
 		}
-		for (i = alen + 1; i < len; i++)
+		for (bits = 0, i = alen + 1; i < len; i++)
 			bits = bits * 10 + (unsigned int)(s[i] - '0');
-		/* ::ffff:a.b.c.d/N: the IPv4 prefix of N - 96 bits. */
-		if (c->ci_len == 4 && memchr(s, ':', alen) != NULL) {
-			if (bits > 128) {
-				snprintf(err, errlen, "\"%.*s\": the prefix "
-				    "length is at most 128", (int)(len > 64 ?
-				    64 : len), s);
-				return (-1);
-			}
-			if (bits < 96) {
-				snprintf(err, errlen, "\"%.*s\": an IPv4-mapped "
-				    "prefix needs at least 96 bits", (int)
-				    (len > 64 ? 64 : len), s);
-				return (-1);
-			}
-			bits -= 96;
-		}
-		if (bits > max) {
-			snprintf(err, errlen, "\"%.*s\": the prefix length is at "
-			    "most %zu", (int)(len > 64 ? 64 : len), s, max);
+	}
+	if (bits > max) {
+		snprintf(err, errlen, "\"%.*s\": the prefix length is at most %u",
+		    shown, s, max);
+		return (-1);
+	}
+	if (mapped) {
+		if (bits < 96) {
+			snprintf(err, errlen, "\"%.*s\": an IPv4-mapped prefix "
+			    "needs at least 96 bits", shown, s);
 			return (-1);
 		}
+		bits -= 96;
 	}
 	c->ci_bits = (uint8_t)bits;
-	for (i = 0; i < c->ci_len; i++) {
-		mask = i * 8 >= bits ? 0 : i * 8 + 8 <= bits ? 0xff :
-		    (uint8_t)(0xff << (8 - (bits - i * 8)));
-		if ((c->ci_addr[i] & ~mask) != 0) {
-			char	 net[REALIP_CIDR_MAX];
-			size_t	 j;
-
-			for (j = i; j < c->ci_len; j++) {
-				mask = j * 8 >= bits ? 0 : j * 8 + 8 <= bits ?
-				    0xff : (uint8_t)(0xff << (8 - (bits - j * 8)));
-				c->ci_addr[j] &= mask;
-			}
-			cidr_format(c, net, sizeof(net));
-			snprintf(err, errlen, "\"%.*s\" has bits set past its "
-			    "prefix length: did you mean %s?",
-			    (int)(len > 64 ? 64 : len), s, net);
-			return (-1);
-		}
+	memcpy(given, c->ci_addr, sizeof(given));
+	for (i = 0; i < c->ci_len; i++)
+		c->ci_addr[i] &= cidr_mask(bits, i);
+	if (memcmp(given, c->ci_addr, c->ci_len) != 0) {
+		cidr_format(c, net, sizeof(net));
+		snprintf(err, errlen, "\"%.*s\" has bits set past its prefix "
+		    "length: did you mean %s?", shown, s, net);
+		return (-1);
 	}
 	return (0);
 }

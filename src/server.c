@@ -1555,7 +1555,8 @@ conn_start_request(struct conn *c)
 
 	conn_remember(c);
 	/* The admin API and the metrics listener keep the peer. */
-	conn_real_client(c, c->c_admin || c->c_metrics ? NULL : m);
+	if (!c->c_admin && !c->c_metrics)
+		conn_real_client(c, m);
 	c->c_health = 0;
 	c->c_minor = m->hm_minor;
 	c->c_head = m->hm_mbit == HTTP_M_HEAD;
@@ -2428,9 +2429,10 @@ server_reuse(struct worker *w)
 }
 
 /*
- * The request's real client (c_rclient, c_rip): the peer, unless m is a
- * request from a trusted peer (real_ip_from) naming one in
- * real_ip_header.  m NULL: the peer (a new connection).  With
+ * The request's real client (c_rclient, c_rip).  m NULL: back to the
+ * peer, at accept and after each request, so that a request refused
+ * before its header is read is the peer's.  Else the address a trusted
+ * peer (real_ip_from) names in m's real_ip_header, if it does.  With
  * real_ip_from set, an untrusted peer's X-Forwarded-For is not forwarded.
  */
 static void
@@ -2440,11 +2442,14 @@ conn_real_client(struct conn *c, const struct http_msg *m)
 	uint8_t			 ip[16];
 	size_t			 n;
 
-	memcpy(c->c_rclient, c->c_client, sizeof(c->c_rclient));
-	memcpy(c->c_rip, c->c_ip, sizeof(c->c_rip));
-	c->c_riplen = c->c_iplen;
-	c->c_xff_keep = 1;
-	if (conf->c_nreal_ip_from == 0 || m == NULL)
+	if (m == NULL) {
+		memcpy(c->c_rclient, c->c_client, sizeof(c->c_rclient));
+		memcpy(c->c_rip, c->c_ip, sizeof(c->c_rip));
+		c->c_riplen = c->c_iplen;
+		c->c_xff_keep = 1;
+		return;
+	}
+	if (conf->c_nreal_ip_from == 0)
 		return;
 	if (c->c_iplen == 0 || !cidr_match(conf->c_real_ip_from,
 	    conf->c_nreal_ip_from, c->c_ip, c->c_iplen)) {

@@ -591,6 +591,14 @@ def tempdir():
     return d
 
 
+def write_file(dir, name, text):
+    """Write text to dir/name; its path."""
+    path = os.path.join(dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def binary():
     if not KEYGATED or not os.access(KEYGATED, os.X_OK):
         raise Skip("KEYGATED (%r) is not an executable" % KEYGATED)

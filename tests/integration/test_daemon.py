@@ -22,20 +22,13 @@ ECHO = "route * ^/echo(/|$) auth=anonymous"
 
 # --- the command line --------------------------------------------------------------
 
-def write(dir, name, text):
-    path = os.path.join(dir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 def good_conf_text(dir):
     return kg.fill(kg.config(ECHO), dir, [kg.free_port()])
 
 
 def test_check_good_config():
     dir = kg.tempdir()
-    path = write(dir, "good.conf", good_conf_text(dir))
+    path = kg.write_file(dir, "good.conf", good_conf_text(dir))
     p = kg.keygated("-t", "-c", path)
     kg.eq(p.returncode, 0, "exit status of -t on a good file (stderr %r)" %
           p.stderr)
@@ -64,7 +57,7 @@ def make_bad_config_test(name, line, message):
         dir = kg.tempdir()
         text = good_conf_text(dir) + "# a comment\n\n" + line + "\n"
         lineno = text.count("\n")
-        path = write(dir, name + ".conf", text)
+        path = kg.write_file(dir, name + ".conf", text)
         p = kg.keygated("-t", "-c", path)
         kg.eq(p.returncode, 1, "exit status of -t (stdout %r, stderr %r)" %
               (p.stdout, p.stderr))
@@ -105,11 +98,11 @@ def test_check_finds_startup_failures():
     for name in ("error_log", "access_log"):
         text = re.sub(r"^%s %s/" % (name, re.escape(dir)),
                       "%s %s/no-%s/" % (name, dir, name), text, flags=re.M)
-    write(dir, "afile", "")
+    kg.write_file(dir, "afile", "")
     text = text.replace("pidfile %s/" % dir, "pidfile %s/afile/" % dir)
     text = text.replace("state_dir %s/state" % dir,
                         "state_dir %s/afile/state" % dir)
-    path = write(dir, "paths.conf", text)
+    path = kg.write_file(dir, "paths.conf", text)
     p = kg.keygated("-t", "-c", path)
     kg.eq(p.returncode, 1, "exit status of -t (stdout %r, stderr %r)" %
           (p.stdout, p.stderr))
@@ -131,7 +124,7 @@ def test_check_finds_startup_failures():
     for name in ("error_log", "access_log"):
         os.mkdir(os.path.join(dir, "no-" + name))
     pidfile = os.path.join(dir, "run", "keygate", "keygated.pid")
-    path = write(dir, "paths.conf", text.replace(
+    path = kg.write_file(dir, "paths.conf", text.replace(
         "%s/afile/state" % dir, "%s/new/state" % dir).replace(
         "pidfile %s/afile/keygated.pid" % dir, "pidfile " + pidfile))
     p = kg.keygated("-t", "-c", path)
@@ -167,7 +160,7 @@ def test_check_worker_user_paths():
     os.chmod(dir, 0o755)
     os.mkdir(os.path.join(dir, "private"), 0o700)
     text = kg.fill(kg.config(ECHO, user="nobody"), dir, [kg.free_port()])
-    path = write(dir, "user.conf", text.replace(
+    path = kg.write_file(dir, "user.conf", text.replace(
         "access_log %s/access.log" % dir,
         "access_log %s/private/access.log" % dir))
     p = kg.keygated("-t", "-c", path)
@@ -184,13 +177,14 @@ def test_check_worker_user_paths():
 
 def test_check_warns_without_routes():
     dir = kg.tempdir()
-    path = write(dir, "noroute.conf", kg.fill(kg.config(), dir,
-                                              [kg.free_port()]))
+    path = kg.write_file(dir, "noroute.conf",
+                         kg.fill(kg.config(), dir, [kg.free_port()]))
     p = kg.keygated("-t", "-c", path)
     kg.eq(p.returncode, 0, "exit status of -t (stderr %r)" % p.stderr)
     kg.check("warning: no route is configured" in p.stderr,
              "no warning about the missing routes: %r" % p.stderr)
-    p = kg.keygated("-t", "-c", write(dir, "route.conf", good_conf_text(dir)))
+    p = kg.keygated("-t", "-c", kg.write_file(dir, "route.conf",
+                                             good_conf_text(dir)))
     kg.check("no route" not in p.stderr, "warned with a route: %r" %
              p.stderr)
 
@@ -207,7 +201,7 @@ def test_help_and_long_options():
     kg.eq(p.returncode, 0, "exit status of --version")
     kg.eq(p.stdout, kg.keygated("-v").stdout, "--version output")
     dir = kg.tempdir()
-    path = write(dir, "good.conf", good_conf_text(dir))
+    path = kg.write_file(dir, "good.conf", good_conf_text(dir))
     p = kg.keygated("--test", "--config", path)
     kg.eq(p.returncode, 0, "exit status of --test --config (stderr %r)" %
           p.stderr)
@@ -244,7 +238,7 @@ def test_process_titles():
 def test_bad_config_refuses_to_start():
     dir = kg.tempdir()
     text = good_conf_text(dir) + "workers many\n"
-    path = write(dir, "bad.conf", text)
+    path = kg.write_file(dir, "bad.conf", text)
     p = kg.keygated("-c", path)
     kg.eq(p.returncode, 1, "exit status when starting on a bad file")
     kg.check(p.stderr.startswith("keygated: %s:%d: " % (path,
@@ -261,7 +255,8 @@ def test_port_in_use_refuses_to_start():
         s.listen(1)
         port = s.getsockname()[1]
         dir = kg.tempdir()
-        path = write(dir, "k.conf", kg.fill(kg.config(ECHO), dir, [port]))
+        path = kg.write_file(dir, "k.conf",
+                             kg.fill(kg.config(ECHO), dir, [port]))
         pidfile = os.path.join(dir, "keygated.pid")
         # In the foreground and daemonizing: no pidfile is left behind
         # (issue 10, item 20: an empty one was).
@@ -309,8 +304,9 @@ def current_umask():
 
 def start_as_nobody_fails(dir, why):
     """Start keygated -f with user nobody in dir; it must exit 1."""
-    path = write(dir, "k.conf", kg.fill(kg.config(ECHO, user="nobody"), dir,
-                                        [kg.free_port()]))
+    path = kg.write_file(dir, "k.conf",
+                         kg.fill(kg.config(ECHO, user="nobody"), dir,
+                                 [kg.free_port()]))
     try:
         p = kg.keygated("-f", "-c", path)
     finally:
@@ -395,7 +391,8 @@ def test_daemonize_pidfile_single_instance():
     kg.check(locked, "the pidfile is not locked")
     # A second instance with the same pidfile refuses to start.
     port2 = kg.free_port()
-    conf2 = write(d.dir, "second.conf", kg.fill(d.template, d.dir, [port2]))
+    conf2 = kg.write_file(d.dir, "second.conf",
+                          kg.fill(d.template, d.dir, [port2]))
     for args in (("-c", conf2), ("-f", "-c", conf2)):
         p = kg.keygated(*args)
         kg.eq(p.returncode, 1, "exit status of a second instance %s" %

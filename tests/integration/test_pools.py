@@ -29,7 +29,6 @@ so it never reaches the pool and the round robin starts fresh.
 """
 
 import collections
-import os
 import re
 import sys
 import time
@@ -796,13 +795,6 @@ def test_max_conns():
 
 # === configuration ===========================================================
 
-def write(dir, name, text):
-    path = os.path.join(dir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 def base_conf(dir):
     return kg.fill(kg.config("upstream pool http://127.0.0.1:9000 "
                              "http://127.0.0.1:9001", ROUTE,
@@ -851,7 +843,7 @@ def test_config_errors():
     for line, message in CONFIG_ERRORS:
         text = good + line + "\n"
         lineno = text.count("\n")
-        path = write(dir, "bad.conf", text)
+        path = kg.write_file(dir, "bad.conf", text)
         p = kg.keygated("-t", "-c", path)
         short = line if len(line) < 120 else line[:100] + "..."
         kg.eq(p.returncode, 1, "%r: exit status of -t (stdout %r, stderr "
@@ -885,7 +877,8 @@ def test_config_good():
                                     for i in range(62)),
         "upstream one http://127.0.0.1:9200 max_fails=3 fail_timeout=1s",
     ]
-    path = write(dir, "good.conf", base_conf(dir) + "\n".join(lines) + "\n")
+    path = kg.write_file(dir, "good.conf",
+                         base_conf(dir) + "\n".join(lines) + "\n")
     p = kg.keygated("-t", "-c", path)
     kg.eq(p.returncode, 0, "exit status of -t (stderr %r)" % p.stderr)
     kg.check("configuration is valid" in p.stdout,
@@ -900,7 +893,8 @@ def test_strip_prefix_and_host():
     retried request too (the dead first server makes the GET move on)."""
     a, = start_ups("a")
     dead = kg.free_port()
-    d = pool([url(dead), url(a)], "strip_prefix=/api host=internal.example:8080")
+    d = pool([url(dead), url(a)],
+             "strip_prefix=/api host=internal.example:8080")
     seen_targets = []
     for target in ("/api/v1/x?q=1", "/api", "/api/", "/apix/y", "/other"):
         r = call(d, target)

@@ -125,13 +125,6 @@ def wait_draining(d, timeout=1.0):
     return kg.wait_for(probe, timeout, "health_path to answer 503")
 
 
-def write(dir, name, text):
-    path = os.path.join(dir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 # --- which address is the client ---------------------------------------------
 
 def test_untrusted_peer_xff_ignored():
@@ -485,7 +478,7 @@ def test_config_errors():
     for lines, message in CONFIG_ERRORS:
         text = good + lines + "\n"
         lineno = text.count("\n")	# the last line is the faulty one
-        path = write(dir, "bad.conf", text)
+        path = kg.write_file(dir, "bad.conf", text)
         p = kg.keygated("-t", "-c", path)
         kg.eq(p.returncode, 1, "%r: exit status of -t (stdout %r, stderr %r)"
               % (lines, p.stdout, p.stderr))
@@ -510,7 +503,7 @@ def test_config_good():
         real_ip_header="X-Real-IP", health_path="/healthz",
         verify_path="/_keygate/verify", shutdown_delay="1500ms") +
         "real_ip_from 192.0.2.0/24\n", dir, [kg.free_port()])
-    path = write(dir, "good.conf", text)
+    path = kg.write_file(dir, "good.conf", text)
     p = kg.keygated("-t", "-c", path)
     kg.eq(p.returncode, 0, "exit status of -t (stderr %r)" % p.stderr)
     kg.check("configuration is valid" in p.stdout,
