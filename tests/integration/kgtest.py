@@ -100,15 +100,36 @@ def wait_for(pred, timeout, what, interval=0.02):
 
 # --- ports -----------------------------------------------------------------
 
+# Every port handed out in this process, so that a later call never
+# returns one again: a test's "dead" port must not become a listen address
+# of the daemon it starts next, and two listeners must not share one.
+_given = set()
+
+
+def free_ports(n, host="127.0.0.1"):
+    """n distinct ports the kernel considers free right now, none handed
+    out before by this process.  The sockets stay bound until all are
+    chosen, so the kernel cannot return the same port twice."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            if port not in _given:
+                ports.append(port)
+        _given.update(ports)
+        return ports
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port(host="127.0.0.1"):
     """A port the kernel considers free right now (bound to 0, closed)."""
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    try:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+    return free_ports(1, host)[0]
 
 
 def have_ipv6():
@@ -829,7 +850,7 @@ class Daemon:
     def start(self):
         """Start on fresh ports; retry if one of them was taken meanwhile."""
         for attempt in range(BIND_RETRIES):
-            self.write_conf(ports=[free_port() for _ in range(self.nports)])
+            self.write_conf(ports=free_ports(self.nports))
             self.port = self.ports[0] if self.ports else None
             mark = len(self.errlog_text())
             try:

@@ -266,7 +266,7 @@ def conf_file(tmpl):
     (path, number of its last line), for keygated -t.
     """
     dir = kg.tempdir()
-    text = kg.fill(tmpl, dir, [kg.free_port(), kg.free_port()])
+    text = kg.fill(tmpl, dir, kg.free_ports(2))
     path = os.path.join(dir, "jwt.conf")
     with open(path, "w") as f:
         f.write(text)

@@ -1173,7 +1173,7 @@ def test_master_killed_orphan_writes():
                               "state_dir " + state_dir(d))
     d2 = kg.Daemon(t, nports=2)
     kg.use(d2)
-    d2.write_conf(ports=[kg.free_port(), kg.free_port()])
+    d2.write_conf(ports=kg.free_ports(2))
     d2.port = d2.ports[0]
     d2._launch()
     d2.kt_template = t

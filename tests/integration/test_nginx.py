@@ -237,7 +237,7 @@ def up_headers(j, name):
 # --- tests ---------------------------------------------------------------------
 
 def test_example_site_passes_nginx_t():
-    n = Nginx(kg.free_port(), kg.free_port(), kg.free_port())
+    n = Nginx(*kg.free_ports(3))
     rc, out = n.check_config()
     kg.eq(rc, 0, "nginx -t on contrib/nginx/keygate.conf (output %r)" % out)
 
