@@ -52,6 +52,13 @@ struct upstream_server {
 	/* Metrics (stats.h): the server label and its id, set by the master. */
 	char			 us_server[STATS_NAME_MAX];	/* HOST:PORT */
 	uint32_t		 us_stat_id;
+	/*
+	 * Active health checks (health.h), set by the master: the shared
+	 * word the checker writes and the id it writes there (0: this
+	 * server is not checked).
+	 */
+	uint32_t		 us_health_slot;
+	uint32_t		 us_health_id;
 };
 
 enum upstream_balance {
@@ -88,6 +95,12 @@ struct upstream {
 	char			*u_strip_prefix;	/* strip_prefix=, or NULL */
 	size_t			 u_strip_len;
 	char			*u_host_header;	/* host=: the Host sent, or NULL */
+	/* health=: active checks by the master (health.h); NULL: none. */
+	char			*u_health;	/* the path (and query) asked */
+	int			 u_health_interval;	/* ms, and each one's */
+							/* timeout */
+	int			 u_health_fails;	/* failed in a row: out */
+	int			 u_health_passes;	/* passed in a row: in */
 	/* https:// (tls.h): verification, SNI, the client context. */
 	int			 u_tls;
 	char			*u_ca;		/* ca= (absolute), NULL: system */
@@ -103,6 +116,9 @@ struct upstream {
 #define UPSTREAM_FAIL_TIMEOUT		10000
 #define UPSTREAM_CONNECT_TIMEOUT	5000
 #define UPSTREAM_READ_TIMEOUT		60000
+#define UPSTREAM_HEALTH_INTERVAL	5000
+#define UPSTREAM_HEALTH_MIN_INTERVAL	100
+#define CONFIG_MAX_HEALTH_CHECKS	1024	/* checked servers, in all */
 
 enum log_level {
 	LOGLEVEL_ERROR = 0,
@@ -179,6 +195,7 @@ struct config {
 	struct upstream		*c_upstreams;
 	size_t			 c_nupstreams;
 	int			 c_nservers;	/* servers of all upstreams */
+	int			 c_nchecked;	/* of them, with health= */
 
 	struct jwt_provider	*c_jwt;		/* jwt_provider, in file order */
 	size_t			 c_njwt;

@@ -89,11 +89,14 @@ struct http_msg {
 	int		 hm_flags;
 #define HTTP_F_KEEPALIVE	0x01	/* connection may be reused afterwards */
 #define HTTP_F_EXPECT100	0x02	/* request has Expect: 100-continue */
-#define HTTP_F_UPGRADE		0x04	/* Upgrade header present */
+#define HTTP_F_UPGRADE		0x04	/* HTTP/1.1, Upgrade and Connection: */
+					/* upgrade: hm_upgrade is the protocol */
 #define HTTP_F_CONN_CLOSE	0x08	/* Connection: close present */
 	const char	*hm_host;	/* Host header value, or the authority of */
 					/* an absolute-form target (RFC 9112 3.2.2) */
 	size_t		 hm_hostlen;
+	const char	*hm_upgrade;	/* the first non-empty Upgrade value */
+	size_t		 hm_upgradelen;
 
 	/* Set when a parse function returns -1. */
 	int		 hm_error;	/* status to answer with: 400, 414, 417, 431,

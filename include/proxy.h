@@ -52,6 +52,11 @@ struct proxy_client_ops {
 	void	(*pc_done)(void *, int, uint64_t);
 	/* The client's state may have changed: serve, write, free if done. */
 	void	(*pc_kick)(void *);
+	/*
+	 * The 101 head is queued: from now on the client's bytes go to
+	 * proxy_tunnel_send(), until pc_done.
+	 */
+	void	(*pc_tunnel)(void *);
 };
 
 /*
@@ -66,6 +71,8 @@ struct proxy_request {
 	struct forward_added	 pq_fwd;	/* the headers keygate adds */
 	const char		*pq_extra;	/* response headers (RateLimit-*) */
 	size_t			 pq_extralen;
+	int			 pq_upgrade;	/* HTTP_F_UPGRADE, no body: ask */
+						/* for hm_upgrade */
 	int			 pq_rate;	/* a limit decided: the */
 						/* upstream's RateLimit-* go */
 	struct evbuffer		*pq_out;	/* the client's output */
@@ -73,14 +80,30 @@ struct proxy_request {
 	void			*pq_arg;
 };
 
+struct stats_slot;
+struct upstream_server;
+
+/*
+ * A non-blocking socket (TCP_NODELAY) with a connect() to us under way or
+ * done; -1 with errno set.  The proxy's and the health checker's.
+ */
+int		 proxy_socket(const struct upstream_server *);
+
+/*
+ * Did a connect fail for a reason of this process's (memory, descriptors,
+ * local ports), which says nothing about the server?
+ */
+int		 proxy_local_errno(int);
+
 /*
  * The worker's upstream side for conf's upstreams in base; scanmax and
  * limits bound a response head as they bound a request's.  Attempts are
- * counted in ss (keygate_upstream_*).  NULL if out of memory.
+ * counted in ss (keygate_upstream_*); health is the shared segment's
+ * health check words (health.h).  NULL if out of memory.
  */
-struct stats_slot;
 struct proxy	*proxy_new(struct event_base *, const struct config *,
-		    const struct http_limits *, size_t, struct stats_slot *);
+		    const struct http_limits *, size_t, struct stats_slot *,
+		    const uint64_t *);
 void		 proxy_free(struct proxy *);
 
 /* The worker is stopping: connections are no longer pooled. */
@@ -111,6 +134,12 @@ void		 proxy_body_done(struct upconn *);
  * if that queued more output for the client.
  */
 int		 proxy_client_drained(struct upconn *);
+
+/* A tunnel (after pc_tunnel): move the client's bytes in to the upstream. */
+void		 proxy_tunnel_send(struct upconn *, struct evbuffer *);
+
+/* A tunnel: the client sent EOF; shut the upstream's write side. */
+void		 proxy_tunnel_eof(struct upconn *);
 
 /* Has the upstream's response begun to go to the client? */
 int		 proxy_response_started(const struct upconn *);

@@ -38,11 +38,12 @@
 #include "stats.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	12
+#define SHM_VERSION	13
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
 #define SHM_SLOTS	STATS_WORKERS	/* worker slots: two generations */
+#define SHM_HEALTH_SLOTS 1024	/* checked upstream servers (health.h) */
 					/* during reload */
 
 struct shm_worker {
@@ -111,6 +112,15 @@ struct shm_header {
 	uint32_t	 sh_pad;
 	struct shm_tickets sh_tickets;
 	struct shm_worker sh_workers[SHM_SLOTS];
+	/*
+	 * Active health checks (health.h): one word per checked server,
+	 * written by the master only, read by the workers (relaxed; a
+	 * word is read whole): the check's id in the high 32 bits, 1 in
+	 * the low bit while the server is out.  A worker whose server's
+	 * us_health_id is not the word's (a slot given to another check
+	 * since its configuration was loaded) takes the server as in.
+	 */
+	uint64_t	 sh_health[SHM_HEALTH_SLOTS];
 };
 
 struct keystore;

@@ -196,7 +196,16 @@ struct stats_master {
 	uint32_t	 sm_nsample;		/* next entry of sm_samples */
 	struct stats_proc sm_proc[2];		/* STATS_PROC_* */
 	struct stats_sample sm_samples[STATS_SAMPLES];
+	/*
+	 * Outside sm_seq: each byte stored whole by the master's health
+	 * checker (health.c): STATS_HEALTH_* of the upstream server with
+	 * that id, for keygate_upstream_server_healthy.
+	 */
+	uint8_t		 sm_health[STATS_UPSTREAMS];
 };
+#define STATS_HEALTH_NONE	0	/* not checked */
+#define STATS_HEALTH_UP		1
+#define STATS_HEALTH_DOWN	2
 
 struct stats_region {
 	struct stats_master	 sr_master;

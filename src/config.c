@@ -862,6 +862,30 @@ bad:
 	    val));
 }
 
+/*
+ * "health=/PATH[?QUERY]": what the master's checks ask each server
+ * (health.h).  Printable ASCII without space or '#', '/' first.
+ */
+static int
+upstream_health(struct parser *p, struct upstream *u, const char *val)
+{
+	size_t	 i, len = strlen(val);
+
+	if (len == 0 || val[0] != '/' || len > 1024)
+		goto bad;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)val[i] <= ' ' || val[i] == 0x7f ||
+		    val[i] == '#')
+			goto bad;
+	if ((u->u_health = strdup(val)) == NULL)
+		return (perr(p, "out of memory"));
+	return (0);
+bad:
+	return (perr(p, "upstream \"%s\": invalid health \"%s\" (expected a "
+	    "path such as /healthz: '/' first, an optional ?query, no space "
+	    "or #)", u->u_name, val));
+}
+
 /* "host=NAME[:PORT]": the Host header sent, instead of the client's. */
 static int
 upstream_host_header(struct parser *p, struct upstream *u, const char *val)
@@ -957,6 +981,23 @@ upstream_option(struct parser *p, struct upstream *u, const char *opt)
 		return (upstream_strip_prefix(p, u, val));
 	if (word_is(opt, klen, "host"))
 		return (upstream_host_header(p, u, val));
+	if (word_is(opt, klen, "health"))
+		return (upstream_health(p, u, val));
+	if (word_is(opt, klen, "health_fails"))
+		return (upstream_int(p, u, "health_fails", val, 1, 100,
+		    &u->u_health_fails));
+	if (word_is(opt, klen, "health_passes"))
+		return (upstream_int(p, u, "health_passes", val, 1, 100,
+		    &u->u_health_passes));
+	if (word_is(opt, klen, "health_interval")) {
+		if (config_parse_duration_ms(val, &ms) == -1 ||
+		    ms < UPSTREAM_HEALTH_MIN_INTERVAL || (uint64_t)ms > HOUR)
+			return (perr(p, "upstream \"%s\": invalid "
+			    "health_interval \"%s\" (expected 100ms..1h)",
+			    u->u_name, val));
+		u->u_health_interval = ms;
+		return (0);
+	}
 	if (word_is(opt, klen, "balance")) {
 		if (strcmp(val, "round_robin") == 0)
 			u->u_balance = BALANCE_ROUND_ROBIN;
@@ -1034,6 +1075,9 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 	u->u_retry_on = RETRY_ERROR | RETRY_TIMEOUT;	/* nginx's default */
 	u->u_tls = tls;
 	u->u_verify = 1;
+	u->u_health_interval = UPSTREAM_HEALTH_INTERVAL;
+	u->u_health_fails = 1;
+	u->u_health_passes = 1;
 	for (urls = 1; t == UPSTREAM_HTTP && urls < argc &&
 	    (strncmp(argv[urls], "http://", 7) == 0 ||
 	    strncmp(argv[urls], "https://", 8) == 0); urls++)
@@ -1050,6 +1094,17 @@ dir_upstream(struct parser *p, const struct directive *d, char **argv,
 				    (int)strcspn(argv[i], "="), argv[i]));
 		if (upstream_option(p, u, argv[i]) == -1)
 			return (-1);
+	}
+	for (i = urls; u->u_health == NULL && i < argc; i++)
+		if (strncmp(argv[i], "health_", 7) == 0)
+			return (perr(p, "upstream \"%s\": %.*s without health=",
+			    u->u_name, (int)strcspn(argv[i], "="), argv[i]));
+	if (u->u_health != NULL) {
+		c->c_nchecked += u->u_nservers;
+		if (c->c_nchecked > CONFIG_MAX_HEALTH_CHECKS)
+			return (perr(p, "upstream \"%s\": more than %d servers "
+			    "with health checks in all", u->u_name,
+			    CONFIG_MAX_HEALTH_CHECKS));
 	}
 	return (0);
 }
@@ -3002,6 +3057,7 @@ config_free(struct config *c)
 		free(c->c_upstreams[i].u_servers);
 		free(c->c_upstreams[i].u_strip_prefix);
 		free(c->c_upstreams[i].u_host_header);
+		free(c->c_upstreams[i].u_health);
 		free(c->c_upstreams[i].u_ca);
 		free(c->c_upstreams[i].u_sni);
 		tls_upstream_free(&c->c_upstreams[i]);

@@ -145,6 +145,7 @@ struct http_frame {
 	int		 hf_hosts;	/* Host fields seen */
 	int		 hf_close;	/* Connection: close */
 	int		 hf_keepalive;	/* Connection: keep-alive */
+	int		 hf_upgrade;	/* Connection: upgrade */
 	int		 hf_expect;	/* Expect: 100-continue */
 	int		 hf_expectbad;	/* any other expectation */
 };
@@ -710,6 +711,8 @@ http_field_conn(struct http_frame *f, const char *v, size_t n)
 			f->hf_close = 1;
 		else if (http_strcaseeq(e, elen, "keep-alive"))
 			f->hf_keepalive = 1;
+		else if (http_strcaseeq(e, elen, "upgrade"))
+			f->hf_upgrade = 1;
 	} while (p != NULL);
 }
 
@@ -757,8 +760,11 @@ http_fields(struct http_msg *m, struct http_frame *f, int isresp)
 			}
 			break;
 		case 7:
-			if (http_strcaseeq(h->h_name, 7, "upgrade"))
-				m->hm_flags |= HTTP_F_UPGRADE;
+			if (http_strcaseeq(h->h_name, 7, "upgrade") &&
+			    m->hm_upgrade == NULL && h->h_valuelen > 0) {
+				m->hm_upgrade = h->h_value;
+				m->hm_upgradelen = h->h_valuelen;
+			}
 			break;
 		case 10:
 			if (http_strcaseeq(h->h_name, 10, "connection"))
@@ -777,6 +783,13 @@ http_fields(struct http_msg *m, struct http_frame *f, int isresp)
 	}
 	if (f->hf_close)
 		m->hm_flags |= HTTP_F_CONN_CLOSE;
+	/*
+	 * An upgrade is asked for (or, in a 101, agreed to) only in
+	 * HTTP/1.1, with Upgrade named in Connection (RFC 9110 7.8); an
+	 * Upgrade header alone is hop-by-hop noise and is dropped.
+	 */
+	if (m->hm_upgrade != NULL && f->hf_upgrade && m->hm_minor == 1)
+		m->hm_flags |= HTTP_F_UPGRADE;
 	return (0);
 }
 

@@ -42,6 +42,7 @@
 #include "server.h"
 #include "idem.h"
 #include "journal.h"
+#include "health.h"
 #include "jwks.h"
 #include "keystore.h"
 #include "shm.h"
@@ -89,6 +90,7 @@ struct master {
 	struct keystore		 m_ks;
 	struct journal		 m_journal;
 	struct jwks		*m_jwks;	/* JWKS fetching (jwks.c) */
+	struct health		*m_health;	/* upstream checks (health.c) */
 	struct usage		*m_usage;	/* per-key history (usage.c) */
 	int64_t			 m_usage_ms;	/* usage last saved */
 	uint64_t		 m_usage_requests;	/* requests served then */
@@ -712,6 +714,7 @@ master_child_detach(struct master *m, const int *fds, size_t nfds)
 	master_close_unshared(&m->m_prev_lsn, &m->m_lsn);
 	master_close_except(&m->m_lsn, fds, nfds);
 	jwks_child_detach(m->m_jwks);
+	health_child_detach(m->m_health);
 	/*
 	 * Until the worker installs its own handlers, a SIGUSR1 the master
 	 * forwards (log reopening) must not kill it, and SIGHUP/SIGINT are
@@ -1174,6 +1177,7 @@ master_commit(struct master *m)
 	deadline = util_mono_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
 	master_signal_children(m, SIGTERM, MASTER_OLD, deadline);
 	jwks_child_detach(m->m_jwks);
+	health_retain(m->m_health, m->m_conf);
 	config_free(old);
 	m->m_prev_conf = NULL;
 	master_reloaded(m, 1);
@@ -1221,6 +1225,7 @@ master_rollback(struct master *m, const char *why)
 		log_warnx("jwt providers: %s", why_jwks);
 		conf = NULL;
 	}
+	health_retain(m->m_health, m->m_conf);
 	m->m_gen = m->m_prev_gen;
 	m->m_backoff_ms = 0;
 	m->m_spawn_after_ms = 0;
@@ -1255,6 +1260,17 @@ master_confirm_cb(evutil_socket_t fd, short what, void *arg)
 	else
 		evtimer_add(m->m_confirm, &tv);
 	master_settled(m);
+}
+
+/* Check conf's upstream servers (health.h); -1 when out of memory. */
+static int
+master_health(struct master *m, struct config *conf, char *err,
+    size_t errlen)
+{
+	if (health_configure(m->m_health, conf) == 0)
+		return (0);
+	snprintf(err, errlen, "health checks: out of memory");
+	return (-1);
 }
 
 /* Load the configuration file, resolving relative paths from the start. */
@@ -1356,18 +1372,20 @@ master_reload(struct master *m)
 	 * slots are assigned now; the old configuration's providers stay
 	 * published for the old workers (jwks_reconfigure).
 	 */
+	master_stats_names(m, conf);	/* the checks' metrics use them */
 	if (master_prepare_logs(conf, err, sizeof(err)) == -1 ||
 	    master_keep_store(m, conf, err, sizeof(err)) == -1 ||
+	    master_health(m, conf, err, sizeof(err)) == -1 ||
 	    jwks_reconfigure(m->m_jwks, conf, err, sizeof(err)) == -1) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", err);
+		health_retain(m->m_health, m->m_conf);
 		master_close_unshared(&lsn, &m->m_lsn);
 		config_free(conf);
 		master_reloaded(m, 0);
 		return;
 	}
 	master_nofile(conf);
-	master_stats_names(m, conf);
 	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
 	m->m_prev_conf = m->m_conf;
@@ -1526,12 +1544,16 @@ master_run(struct master_opts *opts, struct config *conf,
 	    sizeof(err))) == NULL)
 		fatalx("jwt providers: %s", err);
 	master_stats_names(&m, conf);
+	if ((m.m_health = health_new(m.m_base, shm)) == NULL ||
+	    master_health(&m, conf, err, sizeof(err)) == -1)
+		fatalx("health checks: out of memory");
 	m.m_gen = m.m_gencount = 1;
 	master_pending(&m);
 	master_spawn(&m);
 	event_base_dispatch(m.m_base);
 
 	jwks_free(m.m_jwks);
+	health_free(m.m_health);
 	for (i = 0; i < MASTER_NSIGS; i++)
 		event_free(m.m_sigs[i]);
 	event_free(m.m_tick);

@@ -256,6 +256,20 @@ metrics_upstreams(struct mbuf *b, const struct stats_region *r,
 		mb_hist(b, "keygate_upstream_duration_seconds", "upstream",
 		    stats_upstream_name(r, i), &h);
 	}
+	/* The servers with health checks (health.h): the master's verdict. */
+	mb_family(b, "keygate_upstream_server_healthy", "gauge",
+	    "1 while the server passes its health checks, 0 while it is out.");
+	for (i = 0; i < t->st_nupstreams; i++) {
+		k = __atomic_load_n(&r->sr_master.sm_health[i],
+		    __ATOMIC_RELAXED);
+		if (i == STATS_UPSTREAM_OTHER || k == STATS_HEALTH_NONE)
+			continue;
+		mb_head(b, "keygate_upstream_server_healthy", "upstream",
+		    stats_upstream_name(r, i));
+		mb_printf(b, ",server=\"");
+		mb_label(b, stats_server_name(r, i));
+		mb_printf(b, "\"} %d\n", k == STATS_HEALTH_UP);
+	}
 }
 
 static void

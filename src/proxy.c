@@ -30,6 +30,15 @@
  * elsewhere only when its connect fails inside proxy_start(), before the
  * body is read.
  *
+ * An Upgrade (WebSocket) request goes out with Connection: upgrade; a 101
+ * agreeing to it turns the exchange into a tunnel (uc_tunnel): the 101
+ * head goes to the client, which switches to tunnelling (pc_tunnel), and
+ * from then on the upstream's bytes are a body that ends with the
+ * connection, the client's go out as they come (proxy_tunnel_send()), each
+ * side paused while the other's output is over IO_MAX_OUTPUT, and the
+ * whole closes after idle_timeout without a byte either way.  The tunnel
+ * is one request: the client logs it, status 101, when it ends.
+ *
  * https:// upstreams use the same code: the connection's io (io.h) does
  * TLS, the handshake happening with the first write; a failed
  * verification is a failed connection (502), its reason logged.
@@ -52,6 +61,7 @@
 
 #include "config.h"
 #include "forward.h"
+#include "health.h"
 #include "http.h"
 #include "io.h"
 #include "log.h"
@@ -90,6 +100,10 @@ struct upconn {
 	int			 uc_idem;	/* may go out again once sent */
 	uint64_t		 uc_tried;	/* by position in u_servers */
 	int			 uc_req_done;	/* the whole request is in uc_out */
+	int			 uc_upgrade;	/* the request asked for an Upgrade */
+	int			 uc_tunnel;	/* 101 passed on: bytes both ways */
+	int			 uc_shut;	/* tunnel: the client sent EOF; */
+						/* shut the write side once sent */
 	int64_t			 uc_sent_us;	/* monotonic: the request went */
 						/* out (attached to this client) */
 	struct evbuffer		*uc_retry;	/* request head, if retryable */
@@ -125,6 +139,7 @@ struct proxy {
 	size_t			 px_scanmax;
 	int			 px_stopping;
 	struct stats_slot	*px_ss;
+	const uint64_t		*px_health;	/* shm.h sh_health */
 	const struct timeval	**px_idle_tv;	/* per upstream: common */
 						/* timeout of idle_timeout */
 	unsigned int		*px_lc_next;	/* per upstream: least_conn */
@@ -146,7 +161,8 @@ static const struct io_ops upconn_io_ops = { upconn_on_read, upconn_on_write };
 /* One pool per upstream server of the worker's configuration. */
 struct proxy *
 proxy_new(struct event_base *base, const struct config *conf,
-    const struct http_limits *limits, size_t scanmax, struct stats_slot *ss)
+    const struct http_limits *limits, size_t scanmax, struct stats_slot *ss,
+    const uint64_t *health)
 {
 	struct proxy	*px;
 	struct upstream	*u;
@@ -164,6 +180,7 @@ proxy_new(struct event_base *base, const struct config *conf,
 	px->px_limits = limits;
 	px->px_scanmax = scanmax;
 	px->px_ss = ss;
+	px->px_health = health;
 	px->px_npools = (size_t)conf->c_nservers;
 	px->px_idle_tv = calloc(conf->c_nupstreams + 1,
 	    sizeof(*px->px_idle_tv));
@@ -242,9 +259,9 @@ proxy_stopping(struct proxy *px)
 		px->px_stopping = 1;
 }
 
-/* A connected socket to us, non-blocking; -1 with errno set. */
-static int
-upconn_socket(const struct upstream_server *us)
+/* A socket connecting to us; see proxy.h. */
+int
+proxy_socket(const struct upstream_server *us)
 {
 	int	 fd, one = 1, saved;
 
@@ -275,7 +292,7 @@ upconn_connect(struct upconn *uc)
 	SSL		*ssl = NULL;
 	int		 fd;
 
-	if ((fd = upconn_socket(uc->uc_pool->up_s)) == -1)
+	if ((fd = proxy_socket(uc->uc_pool->up_s)) == -1)
 		return (-1);
 	if (u->u_tls && ((ssl = tls_upstream_ssl(u, uc->uc_pool->up_s)) ==
 	    NULL ||
@@ -327,6 +344,14 @@ upconn_timer(struct upconn *uc, int ms)
 	evtimer_add(uc->uc_timer, &tv);
 }
 
+/* The time allowed between reads: idle_timeout for a tunnel. */
+static int
+upconn_read_ms(const struct upconn *uc)
+{
+	return (uc->uc_tunnel ? uc->uc_pool->up_u->u_idle_timeout :
+	    uc->uc_pool->up_u->u_read_timeout);
+}
+
 /*
  * Time the upstream's answer: read_timeout runs once the whole request is
  * on its way (until then the client's body_timeout rules, as nginx's
@@ -336,7 +361,7 @@ static void
 upconn_wait(struct upconn *uc)
 {
 	if (uc->uc_req_done || uc->uc_got)
-		upconn_timer(uc, uc->uc_pool->up_u->u_read_timeout);
+		upconn_timer(uc, upconn_read_ms(uc));
 	else
 		evtimer_del(uc->uc_timer);
 }
@@ -355,6 +380,10 @@ upconn_flush(struct upconn *uc)
 		return (0);	/* the write event says when */
 	if ((rc = io_flush(&uc->uc_io)) == -1)
 		return (-1);
+	if (rc == 1 && uc->uc_shut == 1) {
+		uc->uc_shut = 2;	/* once */
+		io_shutdown(&uc->uc_io);
+	}
 	if (rc == 1 && uc->uc_busy && uc->uc_upwait) {
 		uc->uc_upwait = 0;
 		uc->uc_req.pq_ops->pc_reading(uc->uc_req.pq_arg, 1);
@@ -443,12 +472,19 @@ proxy_mark_ok(struct upool *up)
 	}
 }
 
+/* Is up's server out after failing its health checks (health.h)? */
+static int
+proxy_unhealthy(const struct upool *up)
+{
+	return (health_down(up->up_proxy->px_health, up->up_s));
+}
+
 /* Is up's server one a request may go to now? */
 static int
 proxy_usable(const struct upool *up, int64_t now)
 {
 	return (up->up_down_until <= now && (up->up_u->u_max_conns == 0 ||
-	    up->up_active < up->up_u->u_max_conns));
+	    up->up_active < up->up_u->u_max_conns) && !proxy_unhealthy(up));
 }
 
 /*
@@ -466,10 +502,11 @@ proxy_pick(struct proxy *px, const struct upstream *u, uint64_t tried)
 	unsigned int	 start;
 	int		 k, n, total = 0;
 
-	if (u->u_nservers == 1) {	/* never out: no clock read */
+	if (u->u_nservers == 1) {	/* never marked: no clock read */
 		up = &px->px_pools[u->u_servers[0].us_index];
 		return (tried == 0 && (u->u_max_conns == 0 ||
-		    up->up_active < u->u_max_conns) ? up : NULL);
+		    up->up_active < u->u_max_conns) && !proxy_unhealthy(up) ?
+		    up : NULL);
 	}
 	now = util_mono_ms();
 	/* least_conn's ties go round; round robin needs no start. */
@@ -499,6 +536,24 @@ proxy_pick(struct proxy *px, const struct upstream *u, uint64_t tried)
 }
 
 /*
+ * Why no server of u can be had: every one failed its health checks, or
+ * some are out after failures (or at max_conns).
+ */
+static const char *
+proxy_out_why(const struct proxy *px, const struct upstream *u)
+{
+	int	 k;
+
+	for (k = 0; k < u->u_nservers; k++)
+		if (!health_down(px->px_health, &u->u_servers[k]))
+			return (u->u_max_conns > 0 ? "every server of the "
+			    "upstream is out after failures or at max_conns" :
+			    "every server of the upstream is out after "
+			    "failures");
+	return ("every server of the upstream failed its health check");
+}
+
+/*
  * Every server of u is out (or at max_conns): said at most once a second
  * per upstream, since every request in that time gets the same answer.
  */
@@ -510,16 +565,12 @@ proxy_log_out(struct proxy *px, const struct upstream *u)
 	if (now - px->px_out_log[u->u_index] < 1000)
 		return;
 	px->px_out_log[u->u_index] = now;
-	log_warnx("upstream %s: no server to send to: all %d are out after "
-	    "failures%s; answering 502", u->u_name, u->u_nservers,
-	    u->u_max_conns > 0 ? " or at max_conns" : "");
+	log_warnx("upstream %s: no server to send to: %s (%d servers); "
+	    "answering 502", u->u_name, proxy_out_why(px, u), u->u_nservers);
 }
 
-/*
- * A connect that failed for a reason of this worker's (memory,
- * descriptors, local ports), which says nothing about the server.
- */
-static int
+/* A failure of this process's own; see proxy.h. */
+int
 proxy_local_errno(int e)
 {
 	return (e == ENOMEM || e == EMFILE || e == ENFILE ||
@@ -708,6 +759,10 @@ proxy_request_head(const struct proxy_request *pq, const struct config *conf,
 		proxy_field(out, "Content-Length", 14, num, n);
 	}
 	proxy_forwarded(m, &pq->pq_fwd, out);
+	if (pq->pq_upgrade) {
+		evbuffer_add(out, "Connection: upgrade\r\n", 21);
+		proxy_field(out, "Upgrade", 7, m->hm_upgrade, m->hm_upgradelen);
+	}
 	if (pq->pq_body == HTTP_BODY_CHUNKED)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 	evbuffer_add(out, "\r\n", 2);
@@ -781,10 +836,7 @@ proxy_start(struct proxy *px, struct upstream *u,
 		if ((up = proxy_pick(px, u, tried)) == NULL) {
 			if (tried == 0) {
 				proxy_log_out(px, u);
-				*why = u->u_max_conns > 0 ? "every server of the "
-				    "upstream is out after failures or at "
-				    "max_conns" : "every server of the upstream is "
-				    "out after failures";
+				*why = proxy_out_why(px, u);
 			} else
 				*why = "the upstream could not be reached";
 			return (NULL);
@@ -824,6 +876,7 @@ proxy_start(struct proxy *px, struct upstream *u,
 	}
 	uc->uc_mbit = pq->pq_msg->hm_mbit;
 	uc->uc_req_done = pq->pq_body == HTTP_BODY_NONE;
+	uc->uc_upgrade = pq->pq_upgrade;
 	upconn_active(uc, 1);
 	if (proxy_attach(pq, uc) == -1) {
 		upconn_log(uc, "failed");
@@ -937,12 +990,12 @@ proxy_response_head(struct upconn *uc)
 	int				 reqid = 0, keep;
 
 	uc->uc_status = m->hm_status;
-	uc->uc_body = m->hm_body;
+	uc->uc_body = uc->uc_tunnel ? HTTP_BODY_EOF : m->hm_body;
 	uc->uc_left = m->hm_content_length;
 	uc->uc_dechunk = m->hm_body == HTTP_BODY_CHUNKED && pq->pq_minor == 0;
 	http_chunked_init(&uc->uc_chunked);
 	/* The connection will close: say so (framing, unread body). */
-	keep = pq->pq_ops->pc_keepalive(pq->pq_arg, m->hm_body ==
+	keep = pq->pq_ops->pc_keepalive(pq->pq_arg, uc->uc_body ==
 	    HTTP_BODY_EOF || uc->uc_dechunk || !uc->uc_req_done);
 	proxy_status_line(m, out);
 	for (i = 0; i < m->hm_nheaders; i++) {
@@ -970,7 +1023,10 @@ proxy_response_head(struct upconn *uc)
 	}
 	if (m->hm_body == HTTP_BODY_CHUNKED && !uc->uc_dechunk)
 		evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-	if (!keep)
+	if (uc->uc_tunnel) {	/* the connection is the tunnel's now */
+		evbuffer_add(out, "Connection: upgrade\r\n", 21);
+		proxy_field(out, "Upgrade", 7, m->hm_upgrade, m->hm_upgradelen);
+	} else if (!keep)
 		evbuffer_add(out, "Connection: close\r\n", 19);
 	else if (pq->pq_minor == 0)
 		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
@@ -1172,15 +1228,20 @@ proxy_head(struct upconn *uc)
 			return (0);
 		if (rc > 0 && !proxy_codings_ok(&uc->uc_msg))
 			rc = -2;
-		if (rc < 0 || uc->uc_msg.hm_status == 101) {
+		/* A 101 only agrees to the upgrade the request asked for. */
+		uc->uc_tunnel = rc > 0 && uc->uc_msg.hm_status == 101 &&
+		    uc->uc_upgrade && (uc->uc_msg.hm_flags & HTTP_F_UPGRADE);
+		if (rc < 0 || (uc->uc_msg.hm_status == 101 && !uc->uc_tunnel)) {
 			log_warnx("upstream %s: %s", uc->uc_pool->up_u->u_name,
 			    rc == -2 ? "unsupported transfer coding" : rc < 0 ?
-			    uc->uc_msg.hm_cause : "unexpected 101");
+			    uc->uc_msg.hm_cause : uc->uc_upgrade ? "101 without "
+			    "Upgrade and Connection: upgrade" : "unexpected 101");
 			proxy_fail(uc, 502, "upstream_unavailable",
 			    "the upstream sent a malformed response");
 			return (-1);
 		}
-		if (uc->uc_msg.hm_status < 200) {	/* interim: skip it */
+		if (uc->uc_msg.hm_status < 200 && !uc->uc_tunnel) {
+			/* interim: skip it */
 			evbuffer_drain(in, uc->uc_msg.hm_hdrlen);
 			http_msg_init(&uc->uc_msg);
 			continue;
@@ -1192,6 +1253,10 @@ proxy_head(struct upconn *uc)
 		proxy_response_head(uc);
 		evbuffer_drain(in, uc->uc_msg.hm_hdrlen);
 		uc->uc_state = UC_BODY;
+		if (uc->uc_tunnel) {
+			upconn_timer(uc, upconn_read_ms(uc));
+			uc->uc_req.pq_ops->pc_tunnel(uc->uc_req.pq_arg);
+		}
 	}
 	return (1);
 }
@@ -1302,7 +1367,9 @@ proxy_failover(struct upconn *uc, int why)
 static void
 proxy_closed(struct upconn *uc, int eof)
 {
-	if (uc->uc_state == UC_BODY && uc->uc_body == HTTP_BODY_EOF && eof) {
+	/* A tunnel ends when either side closes, a reset included. */
+	if (uc->uc_state == UC_BODY && uc->uc_body == HTTP_BODY_EOF &&
+	    (eof || uc->uc_tunnel)) {
 		proxy_done(uc);
 		return;
 	}
@@ -1354,7 +1421,7 @@ upconn_on_read(void *arg)
 		proxy_closed(uc, 0);	/* a TLS write waited for this read */
 	else if (n > 0) {
 		uc->uc_got = 1;
-		upconn_timer(uc, uc->uc_pool->up_u->u_read_timeout);
+		upconn_timer(uc, upconn_read_ms(uc));
 		proxy_advance(uc);
 	} else if (n == 0 || errno != EAGAIN)
 		proxy_closed(uc, n == 0);
@@ -1408,6 +1475,14 @@ upconn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		upconn_free(uc);
 		return;
 	}
+	if (uc->uc_tunnel) {
+		log_debug("upstream %s: %s: tunnel idle for %d ms; closing",
+		    uc->uc_pool->up_u->u_name, uc->uc_pool->up_s->us_server,
+		    uc->uc_pool->up_u->u_idle_timeout);
+		proxy_done(uc);
+		upconn_kick(&pq, busy);
+		return;
+	}
 	log_warnx("upstream %s: %s: %s timed out", uc->uc_pool->up_u->u_name,
 	    uc->uc_pool->up_s->us_server,
 	    uc->uc_state == UC_CONNECTING ? "connect" : "read");
@@ -1431,9 +1506,30 @@ proxy_client_drained(struct upconn *uc)
 		return (0);
 	uc->uc_blocked = 0;
 	io_reading(&uc->uc_io, 1);
-	upconn_timer(uc, uc->uc_pool->up_u->u_read_timeout);
+	upconn_timer(uc, upconn_read_ms(uc));
 	proxy_advance(uc);
 	return (evbuffer_get_length(out) > before);
+}
+
+/* Tunnel: the client's bytes go to the upstream as they come. */
+void
+proxy_tunnel_send(struct upconn *uc, struct evbuffer *in)
+{
+	if (uc->uc_shut)
+		return;
+	upconn_timer(uc, upconn_read_ms(uc));	/* traffic: not idle */
+	evbuffer_add_buffer(uc->uc_io.io_out, in);
+	proxy_body_flush(uc);
+}
+
+/* Tunnel: the client shut its write side; the upstream's follows. */
+void
+proxy_tunnel_eof(struct upconn *uc)
+{
+	if (uc->uc_shut)
+		return;
+	uc->uc_shut = 1;
+	(void)upconn_flush(uc);
 }
 
 /* Has the response begun to go to the client? */

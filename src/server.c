@@ -115,6 +115,7 @@ enum conn_state {
 	CONN_AUTHWAIT,	/* header read; a JWT waits for its provider's keys */
 	CONN_ADMINWAIT,	/* an admin write runs on an admin thread (adminq) */
 	CONN_PROXY,	/* request read; the upstream's answer is on its way */
+	CONN_TUNNEL,	/* upgraded (101): bytes both ways, proxy.c */
 	CONN_CLOSING,	/* writing the last response, then close */
 	CONN_LINGER,	/* write side shut, draining input until EOF */
 	CONN_DEAD	/* to be freed at the end of the callback */
@@ -679,6 +680,7 @@ conn_set_state(struct conn *c, enum conn_state s)
 		[CONN_AUTHWAIT] = STATS_CONN_WRITING,
 		[CONN_ADMINWAIT] = STATS_CONN_WRITING,
 		[CONN_PROXY] = STATS_CONN_WRITING,
+		[CONN_TUNNEL] = STATS_CONN_WRITING,
 		[CONN_CLOSING] = STATS_CONN_WRITING,
 		[CONN_LINGER] = STATS_CONN_WRITING,
 		[CONN_DEAD] = -1
@@ -984,11 +986,28 @@ conn_pc_done(void *arg, int status, uint64_t bytes)
 	conn_finish(c, status, bytes);
 }
 
+/*
+ * The upstream agreed to the upgrade: what the client sends from now on
+ * (and whatever it sent after the request, held back until now) goes to
+ * the upstream as it comes.
+ */
+static void
+conn_pc_tunnel(void *arg)
+{
+	struct conn	*c = arg;
+
+	conn_set_state(c, CONN_TUNNEL);
+	if (c->c_pipewait) {
+		c->c_pipewait = 0;
+		conn_reading(c, 1);
+	}
+}
+
 static void	 conn_kick(void *);
 
 static const struct proxy_client_ops conn_proxy_ops = {
 	conn_pc_reading, conn_pc_keepalive, conn_pc_refuse, conn_pc_done,
-	conn_kick
+	conn_kick, conn_pc_tunnel
 };
 
 /* The headers keygate adds to c's request when forwarding it. */
@@ -1026,6 +1045,9 @@ conn_forward(struct conn *c, const struct route *r)
 		pq.pq_extra = c->c_rq->rq_extra;
 		pq.pq_extralen = c->c_rq->rq_extralen;
 		pq.pq_rate = c->c_rate_ms != 0;
+		/* A request with a body is passed on, but not upgraded. */
+		pq.pq_upgrade = (c->c_rq->rq_msg.hm_flags & HTTP_F_UPGRADE) &&
+		    c->c_body == HTTP_BODY_NONE;
 		pq.pq_out = c->c_out;
 		pq.pq_ops = &conn_proxy_ops;
 		pq.pq_arg = c;
@@ -2042,6 +2064,10 @@ conn_process(struct conn *c)
 			return;		/* conn_hold_check() goes on */
 		case CONN_ADMINWAIT:
 			return;		/* conn_admin_done() goes on */
+		case CONN_TUNNEL:
+			if (evbuffer_get_length(in) > 0)
+				proxy_tunnel_send(c->c_up, in);
+			return;
 		case CONN_PROXY:
 			/*
 			 * Pipelined requests wait their turn, but only so
@@ -2156,6 +2182,10 @@ conn_eof(struct conn *c)
 	case CONN_ADMINWAIT:
 		/* A half-closed client still gets its answer, then the end. */
 		c->c_keepalive = 0;
+		break;
+	case CONN_TUNNEL:
+		/* Half-closed both ways: the upstream's close ends it. */
+		proxy_tunnel_eof(c->c_up);
 		break;
 	case CONN_IDLE:
 	case CONN_HEADERS:
@@ -2280,6 +2310,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_flush(c);
 		break;
 	case CONN_PROXY:
+	case CONN_TUNNEL:
 		break;		/* the upstream's timers rule */
 	case CONN_ADMINWAIT:
 		break;		/* the job's own bounds rule (admin.h) */
@@ -2794,7 +2825,7 @@ server_setup(struct worker *w)
 	    w->w_accept_timer == NULL)
 		return (-1);
 	if ((w->w_proxy = proxy_new(w->w_base, conf, &w->w_limits,
-	    w->w_scanmax, w->w_ss)) == NULL)
+	    w->w_scanmax, w->w_ss, w->w_env->se_shm->sh_health)) == NULL)
 		return (-1);
 	if (server_keys_setup(w) == -1)
 		return (-1);

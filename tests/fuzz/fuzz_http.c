@@ -82,6 +82,12 @@ fuzz_check_ok(const struct http_msg *m, const char *buf, size_t len,
 		FUZZ_ASSERT(!(m->hm_flags & HTTP_F_KEEPALIVE));
 	if (m->hm_flags & HTTP_F_CONN_CLOSE)
 		FUZZ_ASSERT(!(m->hm_flags & HTTP_F_KEEPALIVE));
+	/* An upgrade: HTTP/1.1, with its protocol inside the head. */
+	if (m->hm_upgrade != NULL)
+		FUZZ_ASSERT(m->hm_upgradelen > 0 &&
+		    fuzz_inside(m->hm_upgrade, m->hm_upgradelen, buf, hl));
+	if (m->hm_flags & HTTP_F_UPGRADE)
+		FUZZ_ASSERT(m->hm_upgrade != NULL && m->hm_minor == 1);
 	if (isresp) {
 		FUZZ_ASSERT(m->hm_status >= 100 && m->hm_status <= 599);
 		FUZZ_ASSERT(fuzz_inside(m->hm_reason, m->hm_reasonlen, buf,
@@ -149,6 +155,8 @@ fuzz_same(int rv1, const struct http_msg *a, int rv2,
 	FUZZ_ASSERT(a->hm_path == b->hm_path && a->hm_query == b->hm_query);
 	FUZZ_ASSERT(a->hm_pathlen == b->hm_pathlen);
 	FUZZ_ASSERT(a->hm_host == b->hm_host);
+	FUZZ_ASSERT(a->hm_upgrade == b->hm_upgrade &&
+	    a->hm_upgradelen == b->hm_upgradelen);
 	for (i = 0; i < a->hm_nheaders; i++)
 		FUZZ_ASSERT(a->hm_headers[i].h_value ==
 		    b->hm_headers[i].h_value &&

@@ -515,7 +515,7 @@ def test_all_servers_out():
     reached") and marks them out; then every request is refused 502
     "every server of the upstream is out after failures" at once, with no
     connect, and "no server to send to" is logged at most once a second."""
-    dead1, dead2 = kg.free_port(), kg.free_port()
+    dead1, dead2 = kg.free_ports(2)
     d = pool([url(dead1), url(dead2)])
     r = call(d, "/r")
     j = kg.check_refusal(r, 502, "upstream_unavailable", "first GET")
@@ -782,8 +782,9 @@ def test_max_conns():
                              "both at max_conns")
         kg.eq(j["message"], OUT_MSG + " or at max_conns", "message")
         kg.check(dt < 0.05, "the 502 took %.1f ms" % (dt * 1000))
-        kg.eq(count(d, r"upstream pool: no server to send to: all 2 are "
-                    r"out after failures or at max_conns"), 1,
+        kg.eq(count(d, r"upstream pool: no server to send to: every "
+                    r"server of the upstream is out after failures or at "
+                    r"max_conns \(2 servers\)"), 1,
               "'no server to send to' lines")
     finally:
         if c2 is not None:

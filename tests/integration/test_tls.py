@@ -330,7 +330,7 @@ def write_conf(*lines, listen=PLAIN_AND_TLS):
     """A config file (not started); returns (path, its text)."""
     dir = kg.tempdir()
     text = kg.fill(kg.config(*lines, ROUTE, listen=listen), dir,
-                   [kg.free_port(), kg.free_port()])
+                   kg.free_ports(2))
     path = os.path.join(dir, "keygate.conf")
     with open(path, "w") as f:
         f.write(text)
@@ -762,6 +762,41 @@ def test_https_upstream_wrong_ca_and_verify_off():
         up.stop()
 
 
+def test_https_upstream_health_checks():
+    """health= on https upstreams: the master's checks go over TLS with the
+    upstream's CA and name, so a server whose certificate verifies passes
+    (and serves), and one checked against the wrong CA is taken out with
+    the TLS reason logged, and refused 502 at once."""
+    p = pki()
+    up = U.Upstream(name="tlsup", tls=p["local"])
+    try:
+        d = https_daemon(
+            "upstream ok %s ca=%s health=/status/200 health_interval=200ms" %
+            (up.url, p["ca"].pem),
+            "upstream bad %s ca=%s health=/status/200 health_interval=200ms"
+            % (up.url, p["other"].pem),
+            routes=("route * ^/bad(/|$) auth=anonymous upstream=bad",
+                    ROUTE))
+        kg.wait_for(lambda: re.search(
+            r"upstream bad: [^ ]+: health check failed \(TLS: [^)]*"
+            r"(?i:verify|certificate)[^)]*\); out", d.errlog_text()), 5.0,
+            "the bad upstream out after a TLS failure")
+        # Checks of "ok" have passed meanwhile: it was never taken out.
+        kg.wait_for(lambda: up.stats()["requests"] >= 2, 5.0,
+                    "two health checks of the ok upstream")
+        kg.check(not re.search(r"upstream ok: .*; out", d.errlog_text()),
+                 "the ok upstream was taken out:\n%s" % d.errlog_text())
+        r = kg.request(d.port, "GET", "/ok/1")
+        kg.eq(r.status, 200, "through the checked https upstream (body "
+              "%r)" % r.body[:200])
+        r = kg.request(d.port, "GET", "/bad")
+        j = kg.check_refusal(r, 502, "upstream_unavailable", "bad CA, out")
+        kg.eq(j["message"], "every server of the upstream failed its "
+              "health check", "message")
+    finally:
+        up.stop()
+
+
 # === big bodies, bounded memory ==============================================
 
 def big_daemon(up, **settings):
@@ -942,6 +977,7 @@ if __name__ == "__main__":
         test_reload_broken_certificate_keeps_old,
         test_https_upstream_verified_and_kept_alive,
         test_https_upstream_wrong_ca_and_verify_off,
+        test_https_upstream_health_checks,
         test_big_upload_100m_over_tls,
         test_big_download_100m_over_tls,
         test_half_client_hello_closed_after_header_timeout,

@@ -840,6 +840,24 @@ static const struct {
 	    "upstream \"a\": invalid strip_prefix \"/a/../b\" (expected a "
 	    "path such as /api: '/' first, not at the end, no empty, . or .. "
 	    "segment, no ?, #, %, \\ or space)" },
+	{ "upstream a http://1.2.3.4 health=healthz\n", NAME ":1: upstream "
+	    "\"a\": invalid health \"healthz\" (expected a path such as "
+	    "/healthz: '/' first, an optional ?query, no space or #)" },
+	{ "upstream a http://1.2.3.4 health=/h#x\n", NAME ":1: upstream "
+	    "\"a\": invalid health \"/h#x\" (expected a path such as "
+	    "/healthz: '/' first, an optional ?query, no space or #)" },
+	{ "upstream a http://1.2.3.4 health=/h health_interval=50ms\n", NAME
+	    ":1: upstream \"a\": invalid health_interval \"50ms\" (expected "
+	    "100ms..1h)" },
+	{ "upstream a http://1.2.3.4 health=/h health_fails=0\n", NAME ":1: "
+	    "upstream \"a\": invalid health_fails \"0\" (expected 1..100)" },
+	{ "upstream a http://1.2.3.4 health=/h health_passes=101\n", NAME
+	    ":1: upstream \"a\": invalid health_passes \"101\" (expected "
+	    "1..100)" },
+	{ "upstream a http://1.2.3.4 health_interval=1s\n", NAME ":1: "
+	    "upstream \"a\": health_interval without health=" },
+	{ "upstream a echo health=/h\n", NAME ":1: upstream \"a\": an echo "
+	    "upstream takes no options" },
 	{ "upstream a http://1.2.3.4 host=bad_name\n", NAME ":1: upstream "
 	    "\"a\": invalid host \"bad_name\" (expected a DNS name or address, "
 	    "with an optional :PORT)" },
@@ -1457,7 +1475,8 @@ test_upstream_pools(void **state)
 	    "http://[::1]:9001/#weight=100 balance=least_conn max_fails=3 "
 	    "fail_timeout=30s retries=2 retry_on=error,timeout,http_503 "
 	    "max_conns=50 idle_timeout=5s strip_prefix=/api/v1 "
-	    "host=[::1]:8080\n"
+	    "host=[::1]:8080 health=/healthz?deep=1 health_interval=2s "
+	    "health_fails=3 health_passes=2\n"
 	    "upstream lh http://localhost:9002 retry_on=off\n"
 	    "upstream e echo\n");
 	u = &c->c_upstreams[0];
@@ -1469,6 +1488,10 @@ test_upstream_pools(void **state)
 	assert_int_equal(u->u_retry_on, RETRY_ERROR | RETRY_TIMEOUT);
 	assert_int_equal(u->u_max_conns, 0);
 	assert_int_equal(u->u_idle_timeout, UPSTREAM_IDLE_TIMEOUT);
+	assert_null(u->u_health);
+	assert_int_equal(u->u_health_interval, UPSTREAM_HEALTH_INTERVAL);
+	assert_int_equal(u->u_health_fails, 1);
+	assert_int_equal(u->u_health_passes, 1);
 	assert_string_equal(u->u_servers[0].us_server, "127.0.0.1:9000");
 	assert_int_equal(u->u_servers[0].us_weight, 1);
 	assert_int_equal(u->u_servers[0].us_index, 0);
@@ -1495,6 +1518,11 @@ test_upstream_pools(void **state)
 	assert_string_equal(u->u_strip_prefix, "/api/v1");
 	assert_int_equal(u->u_strip_len, 7);
 	assert_string_equal(u->u_host_header, "[::1]:8080");
+	assert_string_equal(u->u_health, "/healthz?deep=1");
+	assert_int_equal(u->u_health_interval, 2000);
+	assert_int_equal(u->u_health_fails, 3);
+	assert_int_equal(u->u_health_passes, 2);
+	assert_int_equal(c->c_nchecked, 3);
 	assert_null(c->c_upstreams[0].u_strip_prefix);
 	assert_null(c->c_upstreams[0].u_host_header);
 
