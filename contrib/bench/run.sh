@@ -895,7 +895,9 @@ check_keygated() {
 	mkdir -p "$d/state"
 	port_keygated=${port_keygated:-1}
 	port_upstream=${port_upstream:-1}
-	port_upstream2=${port_upstream2:-1}
+	port_upstream2=${port_upstream2:-4}	# not port_upstream's: two
+						# URLs of one address and port
+						# are an error
 	keygated_admin_port=${keygated_admin_port:-2}
 	keygated_metrics_port=${keygated_metrics_port:-3}
 	keygated_conf "$1" >"$d/keygated.conf"
