@@ -99,19 +99,26 @@ health_new(struct event_base *base, struct shm_header *shm)
 	return (h);
 }
 
-/* The verdict, for the workers and for the metrics. */
+/* keygate_upstream_server_healthy of hc's server: STATS_HEALTH_*. */
 static void
-hc_publish(const struct hcheck *hc)
+hc_stats(const struct hcheck *hc, uint8_t v)
 {
 	struct stats_region	*sr = shm_stats(hc->hc_h->h_shm);
 	uint32_t		 id = hc->hc_us->us_stat_id;
 
+	if (id != STATS_UPSTREAM_OTHER && id < STATS_UPSTREAMS)
+		__atomic_store_n(&sr->sr_master.sm_health[id], v,
+		    __ATOMIC_RELAXED);
+}
+
+/* The verdict, for the workers and for the metrics. */
+static void
+hc_publish(const struct hcheck *hc)
+{
 	__atomic_store_n(&hc->hc_h->h_shm->sh_health[hc->hc_slot],
 	    (uint64_t)hc->hc_id << 32 | (uint64_t)hc->hc_down,
 	    __ATOMIC_RELAXED);
-	if (id != STATS_UPSTREAM_OTHER && id < STATS_UPSTREAMS)
-		__atomic_store_n(&sr->sr_master.sm_health[id], hc->hc_down ?
-		    STATS_HEALTH_DOWN : STATS_HEALTH_UP, __ATOMIC_RELAXED);
+	hc_stats(hc, hc->hc_down ? STATS_HEALTH_DOWN : STATS_HEALTH_UP);
 }
 
 /* End the attempt under way, if any, with nothing concluded. */
@@ -398,8 +405,13 @@ hc_new(struct health *h, struct upstream *u, struct upstream_server *us)
 	return (hc);
 }
 
-int
-health_configure(struct health *h, struct config *conf)
+/*
+ * Every checked server of conf gets its check (kept by health_retain()),
+ * pointed at conf; with add, a new one if it has none.  -1 when out of
+ * memory.
+ */
+static int
+hc_walk(struct health *h, struct config *conf, int add)
 {
 	struct upstream		*u;
 	struct upstream_server	*us;
@@ -413,50 +425,38 @@ health_configure(struct health *h, struct config *conf)
 			continue;
 		for (k = 0; k < u->u_nservers; k++) {
 			us = &u->u_servers[k];
-			if ((hc = hc_find(h, u, us)) != NULL)
-				hc_point(hc, u, us);
-			else if (hc_new(h, u, us) == NULL)
+			if ((hc = hc_find(h, u, us)) == NULL && add &&
+			    (hc = hc_new(h, u, us)) == NULL)
 				return (-1);
+			if (hc == NULL)
+				continue;
+			hc->hc_keep = 1;
+			hc_point(hc, u, us);
 		}
 	}
 	return (0);
 }
 
+int
+health_configure(struct health *h, struct config *conf)
+{
+	return (hc_walk(h, conf, 1));
+}
+
 void
 health_retain(struct health *h, struct config *conf)
 {
-	struct upstream		*u;
-	struct upstream_server	*us;
 	struct hcheck		*hc, *next;
-	struct stats_region	*sr = shm_stats(h->h_shm);
-	uint32_t		 id;
-	size_t			 i;
-	int			 k;
 
 	LIST_FOREACH(hc, &h->h_checks, hc_entry)
 		hc->hc_keep = 0;
-	for (i = 0; i < conf->c_nupstreams; i++) {
-		u = &conf->c_upstreams[i];
-		if (u->u_type != UPSTREAM_HTTP || u->u_health == NULL)
-			continue;
-		for (k = 0; k < u->u_nservers; k++) {
-			us = &u->u_servers[k];
-			if (us->us_health_id != 0 &&
-			    (hc = hc_find(h, u, us)) != NULL) {
-				hc->hc_keep = 1;
-				hc_point(hc, u, us);
-			}
-		}
-	}
+	(void)hc_walk(h, conf, 0);
 	/* The dropped ones' servers are no longer checked... */
 	for (hc = LIST_FIRST(&h->h_checks); hc != NULL; hc = next) {
 		next = LIST_NEXT(hc, hc_entry);
 		if (hc->hc_keep)
 			continue;
-		id = hc->hc_us->us_stat_id;
-		if (id != STATS_UPSTREAM_OTHER && id < STATS_UPSTREAMS)
-			__atomic_store_n(&sr->sr_master.sm_health[id],
-			    STATS_HEALTH_NONE, __ATOMIC_RELAXED);
+		hc_stats(hc, STATS_HEALTH_NONE);
 		h->h_used[hc->hc_slot] = 0;
 		LIST_REMOVE(hc, hc_entry);
 		hc_free(hc);

@@ -42,15 +42,15 @@ import threading
 import time
 
 import kgtest as kg
+import upstream as U
 import wsupstream as W
+from wsupstream import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG,
+                        OP_TEXT)
 
-with_upstreams = W.with_upstreams
+with_upstreams = U.with_upstreams
 
 MiB = 1 << 20
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 OP_NAMES = {0: "continuation", 1: "text", 2: "binary", 8: "close",
             9: "ping", 10: "pong"}
 
@@ -64,23 +64,11 @@ ROUTES = ("route GET ^/ws(/|$) auth=api-key upstream=ws name=ws",
 
 # --- RFC 6455, client side --------------------------------------------------
 
-def accept_of(key):
-    """The Sec-WebSocket-Accept that answers key (RFC 6455 4.2.2)."""
-    return base64.b64encode(hashlib.sha1(
-        (key + WS_GUID).encode("ascii")).digest()).decode("ascii")
+accept_of = W.accept_value
 
 
 def new_key():
     return base64.b64encode(os.urandom(16)).decode("ascii")
-
-
-def xor_mask(data, mask):
-    n = len(data)
-    if n == 0:
-        return b""
-    m = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^
-            int.from_bytes(m, "big")).to_bytes(n, "big")
 
 
 def client_frame(opcode, payload=b"", fin=True, mask=None):
@@ -88,16 +76,8 @@ def client_frame(opcode, payload=b"", fin=True, mask=None):
     by default)."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
-    mask = os.urandom(4) if mask is None else mask
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        head = struct.pack(">BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack(">BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack(">BBQ", b0, 0x80 | 127, n)
-    return head + mask + xor_mask(payload, mask)
+    return W.frame(opcode, payload, fin, os.urandom(4) if mask is None
+                   else mask)
 
 
 def parse_server_frame(buf):
@@ -421,10 +401,8 @@ def test_selfcheck_framing_and_upstream():
     direct handshake with the right accept value and the first
     subprotocol offered, sends its hello, echoes text and binary, echoes
     a close and closes."""
-    kg.eq(accept_of("dGhlIHNhbXBsZSBub25jZQ=="),
-          "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "RFC 6455 1.3 accept value")
     kg.eq(W.accept_value("dGhlIHNhbXBsZSBub25jZQ=="),
-          "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "wsupstream's accept value")
+          "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "RFC 6455 1.3 accept value")
     kg.eq(client_frame(OP_TEXT, b"Hello", mask=bytes.fromhex("37fa213d")),
           bytes.fromhex("818537fa213d7f9f4d5158"), "5.7 masked Hello")
     kg.eq(W.server_frame(OP_TEXT, b"Hello"), bytes.fromhex("810548656c6c6f"),

@@ -176,10 +176,10 @@ class Reader:
         self.sock = sock
         self.buf = bytearray()
 
-    def fill(self):
+    def fill(self, want=262144):
         try:
-            d = self.sock.recv(262144)
-        except ConnectionResetError:
+            d = self.sock.recv(max(want, 65536))
+        except (ConnectionResetError, ConnectionAbortedError):
             d = b""
         if not d:
             raise EOFError()
@@ -199,6 +199,13 @@ class Reader:
     def read_some(self, n):
         if not self.buf:
             self.fill()
+        d = bytes(self.buf[:n])
+        del self.buf[:n]
+        return d
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self.fill(n - len(self.buf))
         d = bytes(self.buf[:n])
         del self.buf[:n]
         return d
@@ -594,25 +601,19 @@ _running = []
 _lock = threading.Lock()
 
 
-class Upstream:
-    """An upstream.py subprocess; killed by stop(), stop_all() or at exit."""
+class ServerProcess:
+    """A test server subprocess, "SCRIPT --serve --name NAME ARGS...", that
+    prints "PORT n" once it listens on 127.0.0.1 and serves /_stats and
+    /_reset (upstream.py, wsupstream.py); killed by stop(), stop_all() or
+    at exit."""
 
-    def __init__(self, name="up", ipv6=False, timeout=10.0, tls=None,
-                 port=0):
-        """tls: (CERT, KEY) paths to serve HTTPS with; port: listen on
-        that port of 127.0.0.1 (not with ipv6) instead of one the kernel
-        picks."""
-        args = [sys.executable, os.path.abspath(__file__), "--serve",
-                "--name", name]
-        if ipv6:
-            args.append("--ipv6")
-        if port:
-            args += ["--port", str(port)]
-        if tls is not None:
-            args += ["--tls", tls[0], tls[1]]
+    def __init__(self, script, args=(), name="up", tls=None, timeout=10.0):
+        what = os.path.basename(script)
+        argv = [sys.executable, os.path.abspath(script), "--serve",
+                "--name", name] + list(args)
         self.name = name
         self.tls = tls
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
                                      start_new_session=True)
         with _lock:
@@ -623,13 +624,13 @@ class Upstream:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
                 self.stop()
-                raise RuntimeError("upstream.py did not start")
+                raise RuntimeError("%s did not start" % what)
             ready, _, _ = select.select([self.proc.stdout], [], [], left)
             if ready:
                 b = os.read(self.proc.stdout.fileno(), 1)
                 if not b:
                     self.stop()
-                    raise RuntimeError("upstream.py exited at start")
+                    raise RuntimeError("%s exited at start" % what)
                 line += b
         self.port = int(line.split()[1])
         self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http",
@@ -685,6 +686,24 @@ class Upstream:
         with _lock:
             if self in _running:
                 _running.remove(self)
+
+
+class Upstream(ServerProcess):
+    """An upstream.py subprocess."""
+
+    def __init__(self, name="up", ipv6=False, timeout=10.0, tls=None,
+                 port=0):
+        """tls: (CERT, KEY) paths to serve HTTPS with; port: listen on
+        that port of 127.0.0.1 (not with ipv6) instead of one the kernel
+        picks."""
+        args = []
+        if ipv6:
+            args.append("--ipv6")
+        if port:
+            args += ["--port", str(port)]
+        if tls is not None:
+            args += ["--tls", tls[0], tls[1]]
+        ServerProcess.__init__(self, __file__, args, name, tls, timeout)
 
 
 def stop_all():

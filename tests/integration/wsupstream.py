@@ -50,20 +50,16 @@ close frame is echoed with the same payload, then the connection is
 closed.  EOF without a close frame ends the tunnel too ("tunnels_eof").
 """
 
-import atexit
 import base64
-import functools
 import hashlib
 import json
 import os
-import select
 import socket
 import struct
-import subprocess
 import sys
 import threading
-import time
-import urllib.parse
+
+from upstream import Reader, ServerProcess, hdr, read_request
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_MESSAGE = 64 << 20		# a bigger message is a protocol error
@@ -88,17 +84,26 @@ def unmask(data, key):
             int.from_bytes(k, "big")).to_bytes(n, "big")
 
 
-def server_frame(opcode, payload, fin=True):
-    """An unmasked frame, as a server sends it."""
+def frame(opcode, payload, fin=True, mask=None):
+    """A frame: unmasked, as a server sends it, or masked with the 4-byte
+    mask, as a client must (RFC 6455 5.2)."""
     n = len(payload)
     b0 = (0x80 if fin else 0) | opcode
+    m = 0 if mask is None else 0x80
     if n < 126:
-        head = struct.pack(">BB", b0, n)
+        head = struct.pack(">BB", b0, m | n)
     elif n < 65536:
-        head = struct.pack(">BBH", b0, 126, n)
+        head = struct.pack(">BBH", b0, m | 126, n)
     else:
-        head = struct.pack(">BBQ", b0, 127, n)
-    return head + payload
+        head = struct.pack(">BBQ", b0, m | 127, n)
+    if mask is None:
+        return head + payload
+    return head + mask + unmask(payload, mask)
+
+
+def server_frame(opcode, payload, fin=True):
+    """An unmasked frame, as a server sends it."""
+    return frame(opcode, payload, fin)
 
 
 # --- counters ---------------------------------------------------------------
@@ -157,77 +162,6 @@ _conn_seq = [0]
 
 
 # --- reading ----------------------------------------------------------------
-
-class Reader:
-    """Buffered reads from a blocking socket; EOFError at EOF."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = bytearray()
-
-    def fill(self, want=262144):
-        try:
-            d = self.sock.recv(max(want, 65536))
-        except (ConnectionResetError, ConnectionAbortedError):
-            d = b""
-        if not d:
-            raise EOFError()
-        self.buf += d
-
-    def readline(self, limit=65536):
-        while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self.buf[:i + 1])
-                del self.buf[:i + 1]
-                return line
-            if len(self.buf) > limit:
-                raise ValueError("line too long")
-            self.fill()
-
-    def read_exact(self, n):
-        while len(self.buf) < n:
-            self.fill(n - len(self.buf))
-        d = bytes(self.buf[:n])
-        del self.buf[:n]
-        return d
-
-
-class Request:
-    pass
-
-
-def read_request(rd):
-    """The next request head, None at a clean EOF between requests."""
-    try:
-        line = rd.readline()
-        while line in (b"\r\n", b"\n"):
-            line = rd.readline()
-    except EOFError:
-        return None
-    parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-    if len(parts) != 3:
-        raise ValueError("bad request line %r" % line)
-    r = Request()
-    r.method, r.target, r.version = parts
-    r.headers = []
-    while True:
-        line = rd.readline().decode("latin-1").rstrip("\r\n")
-        if line == "":
-            break
-        n, _, v = line.partition(":")
-        r.headers.append([n, v.strip()])
-    u = urllib.parse.urlsplit(r.target)
-    r.path = r.target.split("?", 1)[0]
-    r.query = urllib.parse.parse_qs(u.query, keep_blank_values=True)
-    return r
-
-
-def hdr(r, name):
-    name = name.lower()
-    vals = [v for n, v in r.headers if n.lower() == name]
-    return ", ".join(vals) if vals else None
-
 
 def tokens(value):
     return [t.strip().lower() for t in (value or "").split(",") if t.strip()]
@@ -537,103 +471,12 @@ def main(argv):
 
 # --- the client side: start, query and stop ----------------------------------
 
-_running = []
-_lock = threading.Lock()
-
-
-class WsUpstream:
-    """A wsupstream.py subprocess; killed by stop(), stop_all() or at exit."""
+class WsUpstream(ServerProcess):
+    """A wsupstream.py subprocess (upstream.py's ServerProcess: stopped by
+    stop(), stop_all() or at exit)."""
 
     def __init__(self, name="ws", timeout=10.0):
-        args = [sys.executable, os.path.abspath(__file__), "--serve",
-                "--name", name]
-        self.name = name
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE,
-                                     start_new_session=True)
-        with _lock:
-            _running.append(self)
-        deadline = time.monotonic() + timeout
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("wsupstream.py did not start")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                b = os.read(self.proc.stdout.fileno(), 1)
-                if not b:
-                    self.stop()
-                    raise RuntimeError("wsupstream.py exited at start")
-                line += b
-        self.port = int(line.split()[1])
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def _get(self, path):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        try:
-            s.sendall(("GET %s HTTP/1.1\r\nHost: up\r\nConnection: close"
-                       "\r\n\r\n" % path).encode())
-            data = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
-        finally:
-            s.close()
-        return data.partition(b"\r\n\r\n")[2]
-
-    def stats(self):
-        """The counters (see Stats); this query itself is not counted."""
-        return json.loads(self._get("/_stats").decode())
-
-    def reset(self):
-        self._get("/_reset")
-
-    def stop(self):
-        p = self.proc
-        if p is None:
-            return
-        self.proc = None
-        try:
-            p.kill()		# by pid: our own child
-        except OSError:
-            pass
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        for f in (p.stdin, p.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
-        with _lock:
-            if self in _running:
-                _running.remove(self)
-
-
-def stop_all():
-    with _lock:
-        us = list(_running)
-    for u in us:
-        u.stop()
-
-
-atexit.register(stop_all)
-
-
-def with_upstreams(fn):
-    """Decorate a test: whatever happens, stop the upstreams it started."""
-    @functools.wraps(fn)
-    def t():
-        try:
-            fn()
-        finally:
-            stop_all()
-    return t
+        ServerProcess.__init__(self, __file__, (), name, None, timeout)
 
 
 if __name__ == "__main__":
