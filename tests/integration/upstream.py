@@ -584,9 +584,15 @@ def main(argv):
     port, socks = listen_sockets(ipv6, fixed)
     for s in socks:
         threading.Thread(target=accept_loop, args=(s,), daemon=True).start()
+    announce_and_serve(port)
+
+
+def announce_and_serve(port):
+    """Say "PORT n" (ServerProcess waits for it), then serve (the threads
+    already started do) as long as whoever started us holds our stdin
+    open."""
     sys.stdout.write("PORT %d\n" % port)
     sys.stdout.flush()
-    # Live as long as whoever started us holds our stdin open.
     try:
         while sys.stdin.buffer.read(4096):
             pass

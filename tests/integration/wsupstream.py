@@ -53,13 +53,13 @@ closed.  EOF without a close frame ends the tunnel too ("tunnels_eof").
 import base64
 import hashlib
 import json
-import os
 import socket
 import struct
 import sys
 import threading
 
-from upstream import Reader, ServerProcess, hdr, read_request
+from upstream import (Reader, ServerProcess, announce_and_serve, hdr,
+                      read_request)
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_MESSAGE = 64 << 20		# a bigger message is a protocol error
@@ -458,15 +458,7 @@ def main(argv):
     ls.bind(("127.0.0.1", 0))
     ls.listen(128)
     threading.Thread(target=accept_loop, args=(ls,), daemon=True).start()
-    sys.stdout.write("PORT %d\n" % ls.getsockname()[1])
-    sys.stdout.flush()
-    # Live as long as whoever started us holds our stdin open.
-    try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    except (OSError, KeyboardInterrupt):
-        pass
-    os._exit(0)
+    announce_and_serve(ls.getsockname()[1])
 
 
 # --- the client side: start, query and stop ----------------------------------
