@@ -1176,7 +1176,6 @@ master_commit(struct master *m)
 	m->m_prev_lsn.ml_n = 0;	/* closed: the numbers may be reused */
 	deadline = util_mono_ms() + old->c_shutdown_timeout + MASTER_KILL_GRACE_MS;
 	master_signal_children(m, SIGTERM, MASTER_OLD, deadline);
-	jwks_child_detach(m->m_jwks);
 	health_retain(m->m_health, m->m_conf);
 	config_free(old);
 	m->m_prev_conf = NULL;
@@ -1413,7 +1412,6 @@ master_stop(struct master *m, int fast)
 		evtimer_del(m->m_drain);
 	log_info("%s stop", fast ? "fast" : "graceful");
 	master_close_unshared(&m->m_prev_lsn, &m->m_lsn);
-	jwks_child_detach(m->m_jwks);
 	m->m_prev_lsn.ml_n = 0;
 	master_close_all(&m->m_lsn);
 	deadline = util_mono_ms() + (fast ? 0 : m->m_conf->c_shutdown_timeout) +

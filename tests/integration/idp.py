@@ -267,9 +267,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            # The client went away before its answer: count("cut").
+            self.server.idp._count("cut", self.path)
+            raise
 
     def do_GET(self):
         idp = self.server.idp
@@ -311,7 +316,7 @@ class IdP:
         self.dir = tempfile.mkdtemp(prefix="kgtest-idp-") if dir is None \
             else dir
         self.lock = threading.Lock()
-        self.counts = {"discovery": 0, "jwks": 0, "other": 0}
+        self.counts = {"discovery": 0, "jwks": 0, "other": 0, "cut": 0}
         self.paths = []			# every path asked for, in order
         self.realms = {DEFAULT_REALM: list(keys) if keys is not None else
                        [Key("k1")]}
@@ -439,7 +444,8 @@ class IdP:
     # -- counters --
 
     def count(self, kind, realm=None):
-        """Fetches of kind ("discovery", "jwks"), of one realm or all."""
+        """Fetches of kind ("discovery", "jwks"), of one realm or all;
+        "cut": answers the client closed its connection before."""
         with self.lock:
             if realm is None:
                 return self.counts[kind]

@@ -737,6 +737,38 @@ def test_refetch_hold_does_not_stall():
                     "k2 accepted once the slow fetch ended")
 
 
+def test_reload_during_fetch():
+    """
+    A reload while the master fetches a JWKS does not break the fetch:
+    the new key arrives once the slow answer does, and no "no keys from"
+    line is logged.  (The master used to close its own fetch sockets when
+    a reload was committed, as if it were a freshly forked worker.)
+    """
+    need_jwt()
+    with I.IdP(dir=kg.tempdir()) as idp:
+        d = start(idp, entra_line(idp), workers=1)
+        tok1, _ = idp.token()
+        wait_keys(d, tok1, "/apps")
+        k2 = idp.add_key(I.Key("k2", "ES256"))
+        tok2, c2 = idp.token(key=k2)
+        idp.delay(2.5)
+        mark = len(d.errlog_text())
+        # An unknown kid starts an early re-fetch; the IdP sits on it.
+        call(d, "/apps/held", bearer(tok2))
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"configuration reloaded", timeout=10)
+        idp.delay(0)
+        kg.wait_for(lambda: call(d, "/apps", bearer(tok2)).status == 200, 6,
+                    "k2 accepted once the slow fetch under the reload ended")
+        check_jwt_identity(call(d, "/apps", bearer(tok2)), c2, "k2 token",
+                           tenant_header=False)
+        log = d.errlog_text()[mark:]
+        kg.check(not re.search(r"no keys from", log),
+                 "a fetch failed across the reload:\n%s" % log)
+        kg.eq(idp.count("cut"), 0, "IdP answers whose connection keygated "
+              "closed first")
+
+
 def test_idp_down_at_start_then_cache():
     need_jwt()
     with I.IdP(dir=kg.tempdir()) as idp:
@@ -1012,6 +1044,7 @@ TESTS = [
     test_rotation_zero_401,
     test_removed_key_drops_cached_tokens,
     test_refetch_hold_does_not_stall,
+    test_reload_during_fetch,
     test_idp_down_at_start_then_cache,
     test_jwks_file_and_algorithms,
     test_providers_sharing_an_issuer,
