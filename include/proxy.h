@@ -29,6 +29,12 @@ struct evbuffer;
 struct upstream;
 
 struct proxy;		/* a worker's upstream side: a pool per upstream */
+
+/*
+ * The longest Upgrade value that is passed on (proxy_upgradable()); a
+ * longer one is not an upgrade.
+ */
+#define PROXY_UPGRADE_MAX	128
 struct upconn;		/* one exchange with an upstream */
 
 /*
@@ -134,6 +140,16 @@ void		 proxy_body_done(struct upconn *);
  * if that queued more output for the client.
  */
 int		 proxy_client_drained(struct upconn *);
+
+/*
+ * May this request (HTTP_F_UPGRADE) be upgraded?  Not to h2c (RFC 9113
+ * 3.1 dropped it; a tunnel of h2c streams would carry requests no route
+ * checked), and not with an Upgrade value longer than PROXY_UPGRADE_MAX.
+ */
+int		 proxy_upgradable(const struct http_msg *);
+
+/* Bytes queued for the client so far. */
+uint64_t	 proxy_sent(const struct upconn *);
 
 /* A tunnel (after pc_tunnel): move the client's bytes in to the upstream. */
 void		 proxy_tunnel_send(struct upconn *, struct evbuffer *);

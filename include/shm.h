@@ -43,7 +43,8 @@
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
 #define SHM_SLOTS	STATS_WORKERS	/* worker slots: two generations */
-#define SHM_HEALTH_SLOTS 1024	/* checked upstream servers (health.h) */
+#define SHM_HEALTH_SLOTS 2048	/* checked upstream servers (health.h): */
+					/* two configurations' during a reload */
 					/* during reload */
 
 struct shm_worker {

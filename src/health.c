@@ -40,7 +40,8 @@
 #include "tls.h"
 #include "util.h"
 
-_Static_assert(CONFIG_MAX_HEALTH_CHECKS <= SHM_HEALTH_SLOTS,
+/* While a reload is pending, both configurations' checks hold words. */
+_Static_assert(2 * CONFIG_MAX_HEALTH_CHECKS <= SHM_HEALTH_SLOTS,
     "more checked servers allowed than the segment has words for");
 
 #define HEALTH_MAX_HEAD	16384	/* a status line and headers, at most */
@@ -59,6 +60,7 @@ struct hcheck {
 	uint32_t		 hc_slot;
 	uint32_t		 hc_id;
 	int			 hc_keep;	/* health_retain(): seen */
+	uint32_t		 hc_gen;	/* h_gen when last pointed */
 	int			 hc_down;
 	int			 hc_fails;	/* in a row, while in */
 	int			 hc_passes;	/* in a row, while out */
@@ -74,6 +76,7 @@ struct health {
 	struct shm_header	*h_shm;
 	LIST_HEAD(, hcheck)	 h_checks;
 	uint32_t		 h_next_id;
+	uint32_t		 h_gen;		/* configure()s and retain()s */
 	uint8_t			 h_used[SHM_HEALTH_SLOTS];
 };
 
@@ -99,16 +102,27 @@ health_new(struct event_base *base, struct shm_header *shm)
 	return (h);
 }
 
-/* keygate_upstream_server_healthy of hc's server: STATS_HEALTH_*. */
+/* keygate_upstream_server_healthy of server id: STATS_HEALTH_*. */
 static void
-hc_stats(const struct hcheck *hc, uint8_t v)
+health_stats(struct health *h, uint32_t id, uint8_t v)
 {
-	struct stats_region	*sr = shm_stats(hc->hc_h->h_shm);
-	uint32_t		 id = hc->hc_us->us_stat_id;
+	struct stats_region	*sr = shm_stats(h->h_shm);
 
 	if (id != STATS_UPSTREAM_OTHER && id < STATS_UPSTREAMS)
 		__atomic_store_n(&sr->sr_master.sm_health[id], v,
 		    __ATOMIC_RELAXED);
+}
+
+/*
+ * The same for hc's server.  While a reload is pending, a check the new
+ * configuration dropped may share its labels with one it added (health=
+ * changed): only the newest configuration's checks speak for them.
+ */
+static void
+hc_stats(const struct hcheck *hc, uint8_t v)
+{
+	if (hc->hc_gen == hc->hc_h->h_gen)
+		health_stats(hc->hc_h, hc->hc_us->us_stat_id, v);
 }
 
 /* The verdict, for the workers and for the metrics. */
@@ -328,6 +342,7 @@ hc_point(struct hcheck *hc, struct upstream *u, struct upstream_server *us)
 
 	us->us_health_slot = hc->hc_slot;
 	us->us_health_id = hc->hc_id;
+	hc->hc_gen = hc->hc_h->h_gen;
 	if (hc->hc_u == u && hc->hc_us == us)
 		return;
 	hc->hc_u = u;
@@ -419,6 +434,7 @@ hc_walk(struct health *h, struct config *conf, int add)
 	size_t			 i;
 	int			 k;
 
+	h->h_gen++;
 	for (i = 0; i < conf->c_nupstreams; i++) {
 		u = &conf->c_upstreams[i];
 		if (u->u_type != UPSTREAM_HTTP || u->u_health == NULL)
@@ -456,7 +472,7 @@ health_retain(struct health *h, struct config *conf)
 		next = LIST_NEXT(hc, hc_entry);
 		if (hc->hc_keep)
 			continue;
-		hc_stats(hc, STATS_HEALTH_NONE);
+		health_stats(h, hc->hc_us->us_stat_id, STATS_HEALTH_NONE);
 		h->h_used[hc->hc_slot] = 0;
 		LIST_REMOVE(hc, hc_entry);
 		hc_free(hc);

@@ -1026,7 +1026,6 @@ master_stats_names(struct master *m, struct config *conf)
 				    STATS_UPSTREAMS - 1, us->us_server);
 		}
 	}
-	stats_workers(sr, (uint32_t)conf->c_workers);
 }
 
 /* A reload applied (ok) or refused: keygate_config_reloads_total. */
@@ -1225,6 +1224,7 @@ master_rollback(struct master *m, const char *why)
 		conf = NULL;
 	}
 	health_retain(m->m_health, m->m_conf);
+	stats_workers(shm_stats(m->m_shm), (uint32_t)m->m_conf->c_workers);
 	m->m_gen = m->m_prev_gen;
 	m->m_backoff_ms = 0;
 	m->m_spawn_after_ms = 0;
@@ -1385,6 +1385,7 @@ master_reload(struct master *m)
 		return;
 	}
 	master_nofile(conf);
+	stats_workers(shm_stats(m->m_shm), (uint32_t)conf->c_workers);
 	if (strcmp(m->m_conf->c_pidfile, conf->c_pidfile) != 0)
 		log_warnx("pidfile changes take effect at the next restart");
 	m->m_prev_conf = m->m_conf;
@@ -1542,6 +1543,7 @@ master_run(struct master_opts *opts, struct config *conf,
 	    sizeof(err))) == NULL)
 		fatalx("jwt providers: %s", err);
 	master_stats_names(&m, conf);
+	stats_workers(shm_stats(shm), (uint32_t)conf->c_workers);
 	if ((m.m_health = health_new(m.m_base, shm)) == NULL ||
 	    master_health(&m, conf, err, sizeof(err)) == -1)
 		fatalx("health checks: out of memory");

@@ -101,6 +101,7 @@ struct upconn {
 	uint64_t		 uc_tried;	/* by position in u_servers */
 	int			 uc_req_done;	/* the whole request is in uc_out */
 	int			 uc_upgrade;	/* the request asked for an Upgrade */
+	char			 uc_offered[PROXY_UPGRADE_MAX];	/* of these */
 	int			 uc_tunnel;	/* 101 passed on: bytes both ways */
 	int			 uc_shut;	/* tunnel: the client sent EOF; */
 						/* shut the write side once sent */
@@ -569,6 +570,56 @@ proxy_log_out(struct proxy *px, const struct upstream *u)
 	    "answering 502", u->u_name, proxy_out_why(px, u), u->u_nservers);
 }
 
+/*
+ * Is the protocol a 101 switched to (len bytes at p) one of the
+ * comma-separated list the request offered?  Compared whole, case
+ * insensitively ("websocket" is "WebSocket"; "foo/2" is not "foo").
+ */
+static int
+proxy_offered(const char *offered, const char *p, size_t len)
+{
+	const char	*t = offered;
+	size_t		 n;
+
+	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+		len--;
+	for (;;) {
+		t += strspn(t, " \t,");
+		if (*t == '\0')
+			return (0);
+		n = strcspn(t, ",");
+		while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+			n--;
+		if (n == len && strncasecmp(t, p, len) == 0)
+			return (1);
+		t += strcspn(t, ",");
+	}
+}
+
+/* See proxy.h. */
+int
+proxy_upgradable(const struct http_msg *m)
+{
+	const char	*p = m->hm_upgrade, *e = p + m->hm_upgradelen;
+	size_t		 n;
+
+	if (m->hm_upgradelen >= PROXY_UPGRADE_MAX)
+		return (0);
+	while (p < e) {
+		while (p < e && (*p == ' ' || *p == '\t' || *p == ','))
+			p++;
+		for (n = 0; p + n < e && p[n] != ','; n++)
+			;
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == 3 && strncasecmp(p, "h2c", 3) == 0)
+			return (0);
+		while (p < e && *p != ',')
+			p++;
+	}
+	return (1);
+}
+
 /* A failure of this process's own; see proxy.h. */
 int
 proxy_local_errno(int e)
@@ -877,6 +928,11 @@ proxy_start(struct proxy *px, struct upstream *u,
 	uc->uc_mbit = pq->pq_msg->hm_mbit;
 	uc->uc_req_done = pq->pq_body == HTTP_BODY_NONE;
 	uc->uc_upgrade = pq->pq_upgrade;
+	if (uc->uc_upgrade) {	/* it fits: proxy_upgradable() */
+		memcpy(uc->uc_offered, pq->pq_msg->hm_upgrade,
+		    pq->pq_msg->hm_upgradelen);
+		uc->uc_offered[pq->pq_msg->hm_upgradelen] = '\0';
+	}
 	upconn_active(uc, 1);
 	if (proxy_attach(pq, uc) == -1) {
 		upconn_log(uc, "failed");
@@ -1000,8 +1056,9 @@ proxy_response_head(struct upconn *uc)
 	proxy_status_line(m, out);
 	for (i = 0; i < m->hm_nheaders; i++) {
 		h = &m->hm_headers[i];
+		/* No Content-Length with a 101 (RFC 9110 8.6): no body. */
 		if (!forward_keep_response_header(m, h) ||
-		    (m->hm_body != HTTP_BODY_NONE &&
+		    ((m->hm_body != HTTP_BODY_NONE || uc->uc_tunnel) &&
 		    http_strcaseeq(h->h_name, h->h_namelen, "content-length")))
 			continue;
 		/* Ours win: two sets of RateLimit-* would contradict. */
@@ -1228,14 +1285,17 @@ proxy_head(struct upconn *uc)
 			return (0);
 		if (rc > 0 && !proxy_codings_ok(&uc->uc_msg))
 			rc = -2;
-		/* A 101 only agrees to the upgrade the request asked for. */
+		/* A 101 only agrees to an upgrade the request asked for. */
 		uc->uc_tunnel = rc > 0 && uc->uc_msg.hm_status == 101 &&
-		    uc->uc_upgrade && (uc->uc_msg.hm_flags & HTTP_F_UPGRADE);
+		    uc->uc_upgrade && (uc->uc_msg.hm_flags & HTTP_F_UPGRADE) &&
+		    proxy_offered(uc->uc_offered, uc->uc_msg.hm_upgrade,
+		    uc->uc_msg.hm_upgradelen);
 		if (rc < 0 || (uc->uc_msg.hm_status == 101 && !uc->uc_tunnel)) {
 			log_warnx("upstream %s: %s", uc->uc_pool->up_u->u_name,
 			    rc == -2 ? "unsupported transfer coding" : rc < 0 ?
 			    uc->uc_msg.hm_cause : uc->uc_upgrade ? "101 without "
-			    "Upgrade and Connection: upgrade" : "unexpected 101");
+			    "Connection: upgrade and an Upgrade the request "
+			    "offered" : "unexpected 101");
 			proxy_fail(uc, 502, "upstream_unavailable",
 			    "the upstream sent a malformed response");
 			return (-1);
@@ -1515,9 +1575,12 @@ proxy_client_drained(struct upconn *uc)
 void
 proxy_tunnel_send(struct upconn *uc, struct evbuffer *in)
 {
-	if (uc->uc_shut)
-		return;
-	upconn_timer(uc, upconn_read_ms(uc));	/* traffic: not idle */
+	/*
+	 * Traffic: not idle; but while the client does not take what the
+	 * upstream sent (uc_blocked), its send_timeout rules instead.
+	 */
+	if (!uc->uc_blocked)
+		upconn_timer(uc, upconn_read_ms(uc));
 	evbuffer_add_buffer(uc->uc_io.io_out, in);
 	proxy_body_flush(uc);
 }
@@ -1530,6 +1593,13 @@ proxy_tunnel_eof(struct upconn *uc)
 		return;
 	uc->uc_shut = 1;
 	(void)upconn_flush(uc);
+}
+
+/* Bytes queued for the client so far (a cut tunnel's, for the log). */
+uint64_t
+proxy_sent(const struct upconn *uc)
+{
+	return (uc->uc_bytes);
 }
 
 /* Has the response begun to go to the client? */

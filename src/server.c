@@ -181,6 +181,8 @@ struct conn {
 	int			 c_xff_keep;	/* forward the incoming */
 						/* X-Forwarded-For */
 	int			 c_health;	/* a health_path request */
+	int			 c_tunnel;	/* CONN_TUNNEL was entered: the */
+						/* request is logged even if cut */
 
 	struct conn_req		*c_rq;		/* the request; NULL when idle */
 	int			 c_admin;	/* accepted on the admin listener */
@@ -997,10 +999,24 @@ conn_pc_tunnel(void *arg)
 	struct conn	*c = arg;
 
 	conn_set_state(c, CONN_TUNNEL);
+	c->c_tunnel = 1;
 	if (c->c_pipewait) {
 		c->c_pipewait = 0;
 		conn_reading(c, 1);
 	}
+}
+
+/*
+ * A tunnel's input: what the client sent goes to the upstream, and its
+ * EOF (even one seen before the 101) after the last of it.
+ */
+static void
+conn_tunnel_input(struct conn *c)
+{
+	if (evbuffer_get_length(c->c_in) > 0)
+		proxy_tunnel_send(c->c_up, c->c_in);
+	if (c->c_eof)
+		proxy_tunnel_eof(c->c_up);
 }
 
 static void	 conn_kick(void *);
@@ -1047,7 +1063,8 @@ conn_forward(struct conn *c, const struct route *r)
 		pq.pq_rate = c->c_rate_ms != 0;
 		/* A request with a body is passed on, but not upgraded. */
 		pq.pq_upgrade = (c->c_rq->rq_msg.hm_flags & HTTP_F_UPGRADE) &&
-		    c->c_body == HTTP_BODY_NONE;
+		    c->c_body == HTTP_BODY_NONE &&
+		    proxy_upgradable(&c->c_rq->rq_msg);
 		pq.pq_out = c->c_out;
 		pq.pq_ops = &conn_proxy_ops;
 		pq.pq_arg = c;
@@ -2027,6 +2044,7 @@ conn_begin(struct conn *c)
 	rq->rq_keyid[0] = '\0';
 	rq->rq_ident_log[0] = '\0';
 	c->c_scheme = NULL;
+	c->c_tunnel = 0;
 	c->c_hold_until = 0;
 	c->c_hold_final = 0;
 	http_msg_init(&rq->rq_msg);
@@ -2065,8 +2083,7 @@ conn_process(struct conn *c)
 		case CONN_ADMINWAIT:
 			return;		/* conn_admin_done() goes on */
 		case CONN_TUNNEL:
-			if (evbuffer_get_length(in) > 0)
-				proxy_tunnel_send(c->c_up, in);
+			conn_tunnel_input(c);
 			return;
 		case CONN_PROXY:
 			/*
@@ -2185,7 +2202,7 @@ conn_eof(struct conn *c)
 		break;
 	case CONN_TUNNEL:
 		/* Half-closed both ways: the upstream's close ends it. */
-		proxy_tunnel_eof(c->c_up);
+		conn_tunnel_input(c);
 		break;
 	case CONN_IDLE:
 	case CONN_HEADERS:
@@ -2332,8 +2349,12 @@ conn_free(struct conn *c)
 {
 	struct worker	*w = c->c_w;
 
-	if (c->c_up != NULL)
+	if (c->c_up != NULL) {
+		/* A tunnel cut (reset, send_timeout, stop) is still logged. */
+		if (c->c_tunnel)
+			conn_log(c, 101, proxy_sent(c->c_up));
 		proxy_detach(c->c_up);
+	}
 	conn_tls_count(c, 1);
 	conn_idle_remove(c);
 	TAILQ_REMOVE(&w->w_conns, c, c_entry);

@@ -848,7 +848,16 @@ def test_plain_request():
     with kg.Conn(d.port) as c:
         for what, extra in (("plain GET", []),
                             ("GET with Upgrade alone",
-                             [("Upgrade", "websocket")])):
+                             [("Upgrade", "websocket")]),
+                            # h2c is never upgraded: its streams would be
+                            # requests no route checked (h2c smuggling).
+                            ("GET with Upgrade: h2c",
+                             [("Connection", "Upgrade, HTTP2-Settings"),
+                              ("Upgrade", "h2c"),
+                              ("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA")]),
+                            ("GET with Upgrade: websocket, h2c",
+                             [("Connection", "Upgrade"),
+                              ("Upgrade", "websocket, h2c")])):
             c.send(kg.raw_request("GET", "/ws/plain", host="127.0.0.1",
                                   headers=[("X-API-KEY", secret)] + extra))
             r = c.read_response()
@@ -871,7 +880,7 @@ def test_plain_request():
                   what)
             kg.eq(up_headers(h, "x-api-key"), [], "%s: X-API-KEY" % what)
     st = no_protocol_errors(up, "plain")
-    kg.eq((st["upgrades"], st["requests"]), (0, 2), "upgrades and plain "
+    kg.eq((st["upgrades"], st["requests"]), (0, 4), "upgrades and plain "
           "requests at the upstream")
 
 
@@ -911,6 +920,74 @@ def test_close():
           "close frames, EOFs and open tunnels at the upstream")
 
 
+@with_upstreams
+def test_half_close_before_101():
+    """A client that sends its upgrade request, bytes for the tunnel and
+    then shuts its write side, all before the 101: the bytes reach the
+    upstream, and so does the EOF, right after the 101 (not when
+    idle_timeout runs out), and the tunnel ends."""
+    up = start_up()
+    d = gateway(up, opts="read_timeout=5s idle_timeout=10s")
+    _, secret = kg.create_key(d, "early")
+    key = new_key()
+    with kg.Conn(d.port) as c:
+        c.send(kg.raw_request("GET", "/ws/early?ms=400", host="127.0.0.1",
+                              headers=upgrade_headers(key, secret)) +
+               client_frame(OP_TEXT, "early"))
+        c.sock.shutdown(socket.SHUT_WR)
+        t0 = time.monotonic()
+        kg.wait_for(lambda: up.stats()["tunnels_eof"] == 1, 3.0,
+                    "the upstream to see the client's EOF after the 101")
+        took = time.monotonic() - t0
+        kg.check(took < 2.0, "the EOF reached the upstream %.1f s after "
+                 "the request (idle_timeout is 10 s)" % took)
+        r = c.read_response()
+        kg.eq(r.status, 101, "status")
+    st = no_protocol_errors(up, "half-close before the 101")
+    kg.eq((st["messages"], st["tunnels_open"]), (1, 0),
+          "messages echoed and tunnels open at the upstream")
+
+
+@with_upstreams
+def test_101_checked():
+    """A 101 must switch to a protocol the request offered, and carries no
+    Content-Length to the client: Upgrade: foo in answer to websocket is
+    a 502; the upstream's Content-Length: 0 on a 101 is dropped."""
+    up = start_up()
+    d = gateway(up)
+    _, secret = kg.create_key(d, "checked")
+    c, r, _ = handshake(d.port, "/ws/other?upgrade=foo", secret)
+    c.close()
+    kg.check_refusal(r, 502, "upstream_unavailable", "a 101 to Upgrade: foo")
+    d.wait_log(r"101 without Connection: upgrade and an Upgrade the "
+               r"request offered", 3.0)
+    c, r, _ = handshake(d.port, "/ws/cl?cl=1", secret)
+    try:
+        kg.eq(r.status, 101, "status of a 101 with Content-Length")
+        kg.eq(r.header("content-length"), None, "Content-Length on the 101")
+    finally:
+        c.close()
+
+
+@with_upstreams
+def test_cut_tunnel_logged():
+    """A tunnel the client cuts with a reset is still one access log
+    line, status 101, when it ends."""
+    up = start_up()
+    d = gateway(up)
+    _, secret = kg.create_key(d, "cut")
+    ws = open_ws(d, "/ws/cut", secret)
+    ws.echo(OP_TEXT, "before the reset", "message before the reset")
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                       struct.pack("ii", 1, 0))
+    ws.close()
+
+    def lines():
+        return [e for e in d.access_lines() if e.get("path") == "/ws/cut"]
+    kg.wait_for(lines, 3.0, "an access log line for the cut tunnel")
+    kg.eq([e.get("status") for e in lines()], [101], "statuses logged")
+
+
 TESTS = [
     test_selfcheck_framing_and_upstream,
     test_selfcheck_ping_close_refuse,
@@ -925,6 +1002,9 @@ TESTS = [
     test_upstream_refuses_upgrade,
     test_plain_request,
     test_close,
+    test_half_close_before_101,
+    test_101_checked,
+    test_cut_tunnel_logged,
 ]
 
 

@@ -32,7 +32,9 @@ according to its path and headers:
                      X-Upstream-Name, and Sec-WebSocket-Protocol: the
                      first protocol the client offered, if any.  With
                      hello=1 in the query, a text message "hello" follows
-                     the 101 head in the same write.
+                     the 101 head in the same write; with ms=M, the 101
+                     waits M ms; upgrade=P answers Upgrade: P instead of
+                     websocket, and cl=1 adds Content-Length: 0.
   anything else  an echo of the request as JSON with Content-Length:
                  {"method", "target", "version", "headers" ([name, value]
                  in order), "body_bytes", "conn", "conn_request",
@@ -57,6 +59,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 from upstream import (Reader, ServerProcess, announce_and_serve, hdr,
                       read_request)
@@ -256,12 +259,16 @@ def handle_upgrade(sock, rd, r, cid):
                       ("bad handshake: %s\n" % why).encode(), cid,
                       close=True)
         return False
+    if q(r, "ms") is not None:
+        time.sleep(int(q(r, "ms")) / 1000.0)
     lines = ["HTTP/1.1 101 Switching Protocols",
-             "Upgrade: websocket",
+             "Upgrade: %s" % (q(r, "upgrade") or "websocket"),
              "Connection: Upgrade",
              "Sec-WebSocket-Accept: %s" %
              accept_value(hdr(r, "sec-websocket-key")),
              "X-Upstream-Name: %s" % NAME]
+    if q(r, "cl") == "1":
+        lines.append("Content-Length: 0")
     offered = tokens(hdr(r, "sec-websocket-protocol"))
     if offered:
         # Tokens are case-sensitive: answer the first as it was written.
