@@ -131,6 +131,13 @@ int	 http_parse_request(struct http_msg *, const char *, size_t,
 int	 http_parse_response(struct http_msg *, const char *, size_t,
 	    const struct http_limits *, int req_mbit);
 
+/*
+ * Is the token tok (toklen bytes) one of the elements of the
+ * comma-separated list of n bytes at v (OWS around them ignored), case
+ * insensitively?
+ */
+int	 http_list_has(const char *, size_t, const char *, size_t);
+
 /* First header named name (case-insensitive), or NULL. */
 const struct http_header *http_header_find(const struct http_msg *,
 	    const char *);

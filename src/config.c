@@ -945,6 +945,21 @@ upstream_int(struct parser *p, struct upstream *u, const char *what,
 	return (0);
 }
 
+/* A duration option of an upstream, min_ms..1h, into *dst; what names it. */
+static int
+upstream_duration(struct parser *p, struct upstream *u, const char *what,
+    const char *val, int min_ms, int *dst)
+{
+	int	 ms;
+
+	if (config_parse_duration_ms(val, &ms) == -1 || ms < min_ms ||
+	    (uint64_t)ms > HOUR)
+		return (perr(p, "upstream \"%s\": invalid %s \"%s\" (expected "
+		    "%dms..1h)", u->u_name, what, val, min_ms));
+	*dst = ms;
+	return (0);
+}
+
 /*
  * "max_idle=N", "connect_timeout=DUR", "read_timeout=DUR",
  * "idle_timeout=DUR", "balance=round_robin|least_conn", "max_fails=N",
@@ -955,7 +970,6 @@ upstream_option(struct parser *p, struct upstream *u, const char *opt)
 {
 	size_t		 klen = strcspn(opt, "=");
 	const char	*val = opt[klen] == '=' ? opt + klen + 1 : "";
-	int		 ms;
 
 	if (u->u_type != UPSTREAM_HTTP)
 		return (perr(p, "upstream \"%s\": an echo upstream takes no "
@@ -989,15 +1003,21 @@ upstream_option(struct parser *p, struct upstream *u, const char *opt)
 	if (word_is(opt, klen, "health_passes"))
 		return (upstream_int(p, u, "health_passes", val, 1, 100,
 		    &u->u_health_passes));
-	if (word_is(opt, klen, "health_interval")) {
-		if (config_parse_duration_ms(val, &ms) == -1 ||
-		    ms < UPSTREAM_HEALTH_MIN_INTERVAL || (uint64_t)ms > HOUR)
-			return (perr(p, "upstream \"%s\": invalid "
-			    "health_interval \"%s\" (expected 100ms..1h)",
-			    u->u_name, val));
-		u->u_health_interval = ms;
-		return (0);
-	}
+	if (word_is(opt, klen, "health_interval"))
+		return (upstream_duration(p, u, "health_interval", val,
+		    UPSTREAM_HEALTH_MIN_INTERVAL, &u->u_health_interval));
+	if (word_is(opt, klen, "connect_timeout"))
+		return (upstream_duration(p, u, "connect_timeout", val, 1,
+		    &u->u_connect_timeout));
+	if (word_is(opt, klen, "read_timeout"))
+		return (upstream_duration(p, u, "read_timeout", val, 1,
+		    &u->u_read_timeout));
+	if (word_is(opt, klen, "idle_timeout"))
+		return (upstream_duration(p, u, "idle_timeout", val, 1,
+		    &u->u_idle_timeout));
+	if (word_is(opt, klen, "fail_timeout"))
+		return (upstream_duration(p, u, "fail_timeout", val, 1,
+		    &u->u_fail_timeout));
 	if (word_is(opt, klen, "balance")) {
 		if (strcmp(val, "round_robin") == 0)
 			u->u_balance = BALANCE_ROUND_ROBIN;
@@ -1009,25 +1029,8 @@ upstream_option(struct parser *p, struct upstream *u, const char *opt)
 			    u->u_name, val));
 		return (0);
 	}
-	if (!word_is(opt, klen, "connect_timeout") &&
-	    !word_is(opt, klen, "read_timeout") &&
-	    !word_is(opt, klen, "idle_timeout") &&
-	    !word_is(opt, klen, "fail_timeout"))
-		return (perr(p, "upstream \"%s\": unknown option \"%.*s\"",
-		    u->u_name, (int)klen, opt));
-	if (config_parse_duration_ms(val, &ms) == -1 || ms < 1 ||
-	    (uint64_t)ms > HOUR)
-		return (perr(p, "upstream \"%s\": invalid %.*s \"%s\" "
-		    "(expected 1ms..1h)", u->u_name, (int)klen, opt, val));
-	if (opt[0] == 'c')
-		u->u_connect_timeout = ms;
-	else if (opt[0] == 'r')
-		u->u_read_timeout = ms;
-	else if (opt[0] == 'i')
-		u->u_idle_timeout = ms;
-	else
-		u->u_fail_timeout = ms;
-	return (0);
+	return (perr(p, "upstream \"%s\": unknown option \"%.*s\"",
+	    u->u_name, (int)klen, opt));
 }
 
 /* "upstream NAME TYPE". */

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -639,6 +640,21 @@ http_list_next(const char *p, const char *end, const char **ep,
 	*ep = p;
 	*elen = q - p;
 	return (comma != NULL ? comma + 1 : NULL);
+}
+
+/* Is tok (toklen bytes) an element of the list v (n bytes)?  See http.h. */
+int
+http_list_has(const char *v, size_t n, const char *tok, size_t toklen)
+{
+	const char	*p = v, *e;
+	size_t		 elen;
+
+	do {
+		p = http_list_next(p, v + n, &e, &elen);
+		if (elen == toklen && strncasecmp(e, tok, toklen) == 0)
+			return (1);
+	} while (p != NULL);
+	return (0);
 }
 
 /* Account for the codings of one Transfer-Encoding field. */

@@ -570,54 +570,12 @@ proxy_log_out(struct proxy *px, const struct upstream *u)
 	    "answering 502", u->u_name, proxy_out_why(px, u), u->u_nservers);
 }
 
-/*
- * Is the protocol a 101 switched to (len bytes at p) one of the
- * comma-separated list the request offered?  Compared whole, case
- * insensitively ("websocket" is "WebSocket"; "foo/2" is not "foo").
- */
-static int
-proxy_offered(const char *offered, const char *p, size_t len)
-{
-	const char	*t = offered;
-	size_t		 n;
-
-	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-		len--;
-	for (;;) {
-		t += strspn(t, " \t,");
-		if (*t == '\0')
-			return (0);
-		n = strcspn(t, ",");
-		while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
-			n--;
-		if (n == len && strncasecmp(t, p, len) == 0)
-			return (1);
-		t += strcspn(t, ",");
-	}
-}
-
 /* See proxy.h. */
 int
 proxy_upgradable(const struct http_msg *m)
 {
-	const char	*p = m->hm_upgrade, *e = p + m->hm_upgradelen;
-	size_t		 n;
-
-	if (m->hm_upgradelen >= PROXY_UPGRADE_MAX)
-		return (0);
-	while (p < e) {
-		while (p < e && (*p == ' ' || *p == '\t' || *p == ','))
-			p++;
-		for (n = 0; p + n < e && p[n] != ','; n++)
-			;
-		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
-		if (n == 3 && strncasecmp(p, "h2c", 3) == 0)
-			return (0);
-		while (p < e && *p != ',')
-			p++;
-	}
-	return (1);
+	return (m->hm_upgradelen < PROXY_UPGRADE_MAX &&
+	    !http_list_has(m->hm_upgrade, m->hm_upgradelen, "h2c", 3));
 }
 
 /* A failure of this process's own; see proxy.h. */
@@ -1288,8 +1246,8 @@ proxy_head(struct upconn *uc)
 		/* A 101 only agrees to an upgrade the request asked for. */
 		uc->uc_tunnel = rc > 0 && uc->uc_msg.hm_status == 101 &&
 		    uc->uc_upgrade && (uc->uc_msg.hm_flags & HTTP_F_UPGRADE) &&
-		    proxy_offered(uc->uc_offered, uc->uc_msg.hm_upgrade,
-		    uc->uc_msg.hm_upgradelen);
+		    http_list_has(uc->uc_offered, strlen(uc->uc_offered),
+		    uc->uc_msg.hm_upgrade, uc->uc_msg.hm_upgradelen);
 		if (rc < 0 || (uc->uc_msg.hm_status == 101 && !uc->uc_tunnel)) {
 			log_warnx("upstream %s: %s", uc->uc_pool->up_u->u_name,
 			    rc == -2 ? "unsupported transfer coding" : rc < 0 ?

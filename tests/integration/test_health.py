@@ -159,35 +159,18 @@ class HealthServer:
         return h
 
     def _serve(self, s, cid, peer):
-        buf = b""
+        rd = U.Reader(s)
         k = 0
         try:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    d = s.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                    if len(buf) > 1 << 20:
-                        return
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                lines = head.decode("latin-1").split("\r\n")
-                parts = lines[0].split(" ")
-                if len(parts) != 3:
+                h = U.read_request(rd)	# upstream.py's head parser
+                if h is None:
                     return
-                headers = []
-                for line in lines[1:]:
-                    n, _, v = line.partition(":")
-                    headers.append((n, v.strip()))
                 k += 1
-                r = Req(cid, k, peer, parts[0], parts[1], parts[2], headers)
-                clen = int((r.header_all("content-length") or ["0"])[0])
-                while len(buf) < clen:
-                    d = s.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                buf = buf[clen:]
+                r = Req(cid, k, peer, h.method, h.target, h.version,
+                        [tuple(x) for x in h.headers])
+                rd.read_exact(int((r.header_all("content-length") or
+                                   ["0"])[0]))
                 conn_hdr = ",".join(r.header_all("connection")).lower()
                 close = "close" in conn_hdr or r.version == "HTTP/1.0"
                 with self.lock:
@@ -214,7 +197,7 @@ class HealthServer:
                           + body)
                 if close:
                     return
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             pass
         finally:
             with self.lock:

@@ -528,15 +528,14 @@ def serve_tls(sock):
     serve_conn(tls)
 
 
-def accept_loop(ls):
+def accept_loop(ls, handler):
     while True:
         try:
             s, _ = ls.accept()
         except OSError:
             continue
         s.setblocking(True)
-        threading.Thread(target=serve_tls if TLS_CTX else serve_conn,
-                         args=(s,), daemon=True).start()
+        threading.Thread(target=handler, args=(s,), daemon=True).start()
 
 
 def listen_sockets(ipv6, fixed=0):
@@ -582,15 +581,16 @@ def main(argv):
         TLS_CTX.load_cert_chain(argv[i + 1], argv[i + 2])
     fixed = int(argv[argv.index("--port") + 1]) if "--port" in argv else 0
     port, socks = listen_sockets(ipv6, fixed)
+    serve_forever(port, socks, serve_tls if TLS_CTX else serve_conn)
+
+
+def serve_forever(port, socks, handler):
+    """Accept on socks, each connection served by handler in a thread of
+    its own; say "PORT n" (ServerProcess waits for it), then go on as long
+    as whoever started us holds our stdin open."""
     for s in socks:
-        threading.Thread(target=accept_loop, args=(s,), daemon=True).start()
-    announce_and_serve(port)
-
-
-def announce_and_serve(port):
-    """Say "PORT n" (ServerProcess waits for it), then serve (the threads
-    already started do) as long as whoever started us holds our stdin
-    open."""
+        threading.Thread(target=accept_loop, args=(s, handler),
+                         daemon=True).start()
     sys.stdout.write("PORT %d\n" % port)
     sys.stdout.flush()
     try:

@@ -55,14 +55,13 @@ closed.  EOF without a close frame ends the tunnel too ("tunnels_eof").
 import base64
 import hashlib
 import json
-import socket
 import struct
 import sys
 import threading
 import time
 
-from upstream import (Reader, ServerProcess, announce_and_serve, hdr,
-                      read_request)
+from upstream import (Reader, ServerProcess, hdr, listen_sockets,
+                      read_request, serve_forever)
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_MESSAGE = 64 << 20		# a bigger message is a protocol error
@@ -446,26 +445,12 @@ def serve_conn(sock):
             pass
 
 
-def accept_loop(ls):
-    while True:
-        try:
-            s, _ = ls.accept()
-        except OSError:
-            continue
-        s.setblocking(True)
-        threading.Thread(target=serve_conn, args=(s,), daemon=True).start()
-
-
 def main(argv):
     global NAME
     if "--name" in argv:
         NAME = argv[argv.index("--name") + 1]
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(128)
-    threading.Thread(target=accept_loop, args=(ls,), daemon=True).start()
-    announce_and_serve(ls.getsockname()[1])
+    port, socks = listen_sockets(False)
+    serve_forever(port, socks, serve_conn)
 
 
 # --- the client side: start, query and stop ----------------------------------

@@ -1260,6 +1260,21 @@ test_strcaseeq_runtime(void **state)
 	assert_false(http_strcaseeq("\x20", 1, name));
 }
 
+/* http_list_has(): whole elements, case and OWS aside. */
+static void
+test_list_has(void **state)
+{
+	static const char	 v[] = "websocket , H2C,foo/2,,";
+
+	(void)state;
+	assert_true(http_list_has(v, strlen(v), "h2c", 3));
+	assert_true(http_list_has(v, strlen(v), "WebSocket", 9));
+	assert_true(http_list_has(v, strlen(v), "foo/2", 5));
+	assert_false(http_list_has(v, strlen(v), "foo", 3));
+	assert_false(http_list_has(v, strlen(v), "h2", 2));
+	assert_false(http_list_has("", 0, "h2c", 3));
+}
+
 int
 main(void)
 {
@@ -1279,6 +1294,7 @@ main(void)
 		cmocka_unit_test(test_tchar),
 		cmocka_unit_test(test_strcaseeq),
 		cmocka_unit_test(test_strcaseeq_runtime),
+		cmocka_unit_test(test_list_has),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
