@@ -59,6 +59,8 @@ struct stats_region;
 struct jwks_slot;
 struct idem_entry;
 
+struct cluster_client;
+
 struct admin_env {
 	struct keystore		*ae_ks;
 	struct journal		*ae_journal;
@@ -81,6 +83,9 @@ struct admin_env {
 	struct idem_entry	*ae_idem;		/* Idempotency-Key table */
 							/* (idem.h), NULL: the */
 							/* header is ignored */
+	struct cluster_client	*ae_cluster;		/* writes through the */
+							/* master (cluster.h), */
+							/* NULL: not a cluster */
 };
 
 struct admin_request {

@@ -80,8 +80,9 @@ void		 adminq_push(struct adminq *, struct adminq_job *);
  * a job to be answered, and a write cut by the exit is like a worker
  * killed: a line not yet synced was not acknowledged, and a thread
  * holding the key store lock dies with its process, whose pid the master
- * then finds in the lock and repairs (keystore.h).
+ * then finds in the lock and repairs (keystore.h).  Returns the number
+ * of threads still stuck (0: all gone, what they used may be freed).
  */
-void		 adminq_stop(struct adminq *, int);
+int		 adminq_stop(struct adminq *, int);
 
 #endif /* KEYGATE_ADMINQ_H */

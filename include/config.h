@@ -209,6 +209,22 @@ struct config {
 	char			*c_tls_ciphers;
 	char			*c_tls_ciphersuites;
 	int			 c_tls_tickets;		/* tls_session_tickets */
+
+	/*
+	 * The cluster (cluster.h): set by cluster_redis.  The password
+	 * (password_file=, or the URL's) is wiped when the configuration is
+	 * freed and appears in no message; c_cluster_url is the address as
+	 * shown in logs and /v1/cluster, without it.
+	 */
+	int			 c_cluster;
+	char			*c_cluster_url;
+	char			*c_cluster_host;	/* TCP, or NULL */
+	int			 c_cluster_port;
+	char			*c_cluster_unix;	/* or a socket path */
+	int			 c_cluster_db;
+	char			*c_cluster_user;	/* ACL user, or NULL */
+	char			*c_cluster_pass;	/* or NULL */
+	char			*c_cluster_name;	/* cluster_name */
 	struct tls_server	*c_tls;
 };
 
@@ -240,6 +256,9 @@ void		 config_free(struct config *);
  * never contains the file's contents.
  */
 int		 config_read_token(const char *, char *, size_t, char *, size_t);
+/* The same with a minimum length of min characters (1 for a password). */
+int		 config_read_secret(const char *, char *, size_t, size_t, char *,
+		    size_t);
 
 #define CONFIG_TOKEN_MAX	1024
 

@@ -246,4 +246,17 @@ int	 journal_write_put_extra(struct journal *, uint64_t,
 void	 journal_set_put_hook(void (*)(void *, const struct json_t *,
 	    const struct ks_key *), void *);
 
+/*
+ * The cluster (cluster.c) carries key records in the journal's KEY form:
+ * journal_key_json is k as that object, checked first as every record
+ * written (NULL with "WHAT: reason" in err); journal_key_parse is the
+ * reverse, every field checked as in a journal line (0, or -1 with the
+ * reason).  A record survives the round trip unchanged, so the compact
+ * dump of the object is a record's identity.
+ */
+struct json_t *journal_key_json(const struct ks_key *, const char *, char *,
+	    size_t);
+int	 journal_key_parse(struct json_t *, const char *, struct ks_key *,
+	    char *, size_t);
+
 #endif /* KEYGATE_JOURNAL_H */

@@ -25,6 +25,8 @@ struct server_env {
 	struct shm_header	*se_shm;
 	int			 se_slot;	/* statistics slot, -1 for none */
 	pid_t			 se_master;	/* exit when this parent is gone */
+	const int		*se_clfds;	/* channels to the cluster, */
+	int			 se_nclfds;	/* 0: not in a cluster */
 };
 
 /* Serve until stopped; returns the process exit status. */

@@ -202,6 +202,15 @@ struct stats_master {
 	 * that id, for keygate_upstream_server_healthy.
 	 */
 	uint8_t		 sm_health[STATS_UPSTREAMS];
+	/*
+	 * Outside sm_seq, each word stored whole by the master's cluster
+	 * (cluster.c): configured, Redis reachable, changes applied from
+	 * the stream, and how far behind the stream's last entry (ms).
+	 */
+	uint32_t	 sm_cluster;
+	uint32_t	 sm_cluster_up;
+	uint64_t	 sm_cluster_applied;
+	int64_t		 sm_cluster_lag_ms;
 };
 #define STATS_HEALTH_NONE	0	/* not checked */
 #define STATS_HEALTH_UP		1

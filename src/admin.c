@@ -26,6 +26,7 @@
 #include <openssl/crypto.h>
 
 #include "admin.h"
+#include "cluster.h"
 #include "auth.h"
 #include "http.h"
 #include "idem.h"
@@ -46,6 +47,7 @@
 #define ADMIN_MSGLEN		256
 #define ADMIN_FIELDLEN		96
 #define ADMIN_TRIES		8	/* fresh ids/secrets drawn on a clash */
+#define ADMIN_CLUSTER_TRIES	3	/* a write the cluster found stale */
 #define ADMIN_GRACE_MAX		2592000	/* s: 30 days */
 #define ADMIN_RATE_MAX		RL_MAXLIMIT	/* what the limiter enforces */
 #define ADMIN_SCOPES_N		32
@@ -63,7 +65,8 @@ enum admin_ep {
 	EP_REGENERATE,
 	EP_USAGE,
 	EP_VERIFY,
-	EP_METRICS
+	EP_METRICS,
+	EP_CLUSTER
 };
 
 /* Methods each endpoint answers, as bits and as an Allow header. */
@@ -82,6 +85,7 @@ static const struct {
 	[EP_USAGE] =		{ HTTP_M_GET, "GET" },
 	[EP_VERIFY] =		{ HTTP_M_POST, "POST" },
 	[EP_METRICS] =		{ HTTP_M_GET, "GET" },
+	[EP_CLUSTER] =		{ HTTP_M_GET, "GET" },
 };
 
 /* One request being answered. */
@@ -94,6 +98,10 @@ struct admin_ctx {
 	char				 c_id[KS_ID_LEN + 1];	/* {id} */
 	int				 c_idok;	/* {id} fits c_id */
 	uint64_t			 c_sync;	/* seq to make durable */
+	json_t				*c_cl_req;	/* a change for the */
+							/* cluster (cluster.h) */
+	int				 c_cl_retry;	/* the cluster had a */
+							/* newer copy: again */
 };
 
 /* Body fields of a key: which operation may set them, and how. */
@@ -1033,6 +1041,96 @@ admin_test_stall(const char *var, const char *what)
 #endif
 
 /*
+ * In a cluster (ae_cluster set) a write is not stored here.  Under the
+ * lock, admin_cluster_stage() only prepares the change: op ("put" with
+ * the new record k, or "del" of id), the record as read now (the master
+ * commits only if Redis still holds exactly that one), and for a create
+ * with an Idempotency-Key its entry.  admin_unlock() then sends it with
+ * admin_cluster_commit(): the master commits it to Redis and answers once
+ * its stream reader has applied it here, so what the client is told is
+ * in Redis and already in effect on this node.  If the cluster had a
+ * newer copy (another node changed the key, took its secret or the
+ * Idempotency-Key), this node has caught up by then and c_cl_retry asks
+ * admin_dispatch() to run the request again against it.
+ */
+static int
+admin_cluster_stage(struct admin_ctx *c, const char *op,
+    const struct ks_key *k, const char *id, struct idem_entry *ie)
+{
+	struct ks_key	 cur;
+	uint32_t	 slot;
+	char		 err[256], *rec = NULL;
+	json_t		*o, *v;
+	int		 rc;
+
+	rc = keystore_find_id(c->c_ks, id, &cur, &slot);
+	if (rc == KS_BUSY)
+		return (admin_error(c, 503, "key_store_busy",
+		    "the key store is being repaired; retry"));
+	if (rc == KS_OK && (rec = clmsg_record(&cur, err, sizeof(err))) ==
+	    NULL) {
+		OPENSSL_cleanse(&cur, sizeof(cur));
+		return (admin_error(c, 500, "internal_error", "%s", err));
+	}
+	OPENSSL_cleanse(&cur, sizeof(cur));
+	o = json_pack("{s:s,s:s?}", "op", op, "expect", rec);
+	free(rec);
+	if (o == NULL)
+		return (admin_oom(c->c_rs));
+	if (k != NULL)
+		v = journal_key_json(k, "key", err, sizeof(err));
+	else
+		v = json_string(id);
+	if (v == NULL || json_object_set_new(o, k != NULL ? "key" : "id",
+	    v) == -1 || (ie != NULL && json_object_set_new(o, "idem",
+	    idem_to_json(ie)) == -1)) {
+		json_decref(o);
+		return (admin_error(c, 500, "internal_error", "the change "
+		    "cannot be encoded"));
+	}
+	json_decref(c->c_cl_req);
+	c->c_cl_req = o;
+	return (0);
+}
+
+/* Send the staged change to the master; 0, or -1 with the answer set. */
+static int
+admin_cluster_commit(struct admin_ctx *c, char *err, size_t errlen)
+{
+	json_t		*req = c->c_cl_req, *ans, *v;
+	const char	*what, *msg;
+	int		 rc;
+
+	c->c_cl_req = NULL;
+	ans = cluster_call(c->c_env->ae_cluster, req, err, errlen);
+	json_decref(req);
+	if (ans == NULL) {
+		log_warnx("cluster: %s", err);
+		return (admin_error(c, 503, "cluster_unavailable", "the change "
+		    "could not be made: %s", err));
+	}
+	if (json_is_true(json_object_get(ans, "ok"))) {
+		json_decref(ans);
+		return (0);
+	}
+	what = json_string_value(json_object_get(ans, "error"));
+	msg = (v = json_object_get(ans, "message")) != NULL &&
+	    json_is_string(v) ? json_string_value(v) : "no reason given";
+	if (what != NULL && strcmp(what, "retry") == 0) {
+		c->c_cl_retry = 1;
+		rc = admin_error(c, 409, "conflict", "the key was changed on "
+		    "another node at the same time; retry");
+	} else if (what != NULL && strcmp(what, "refused") == 0)
+		rc = admin_error(c, 500, "internal_error", "the master "
+		    "refused the change: %s", msg);
+	else
+		rc = admin_error(c, 503, "cluster_unavailable", "the cluster "
+		    "cannot take changes now: %s", msg);
+	json_decref(ans);
+	return (rc);
+}
+
+/*
  * Release the writer lock, then wait until the line written under it (if
  * any) is durable: the group commit of journal_sync() lets the writers
  * that came meanwhile share the fdatasync().  0, or -1 with 503 if the
@@ -1048,6 +1146,8 @@ admin_unlock(struct admin_ctx *c)
 	keystore_unlock(c->c_ks, c->c_env->ae_pid);
 	pthread_mutex_unlock(&admin_writer);
 	c->c_sync = 0;
+	if (c->c_cl_req != NULL)
+		return (admin_cluster_commit(c, err, sizeof(err)));
 	if (seq == 0)
 		return (0);
 #ifdef KEYGATE_DEBUG
@@ -1075,6 +1175,8 @@ admin_store_idem(struct admin_ctx *c, const struct ks_key *k,
 	uint64_t	 seq;
 	int		 rc;
 
+	if (c->c_env->ae_cluster != NULL)
+		return (admin_cluster_stage(c, "put", k, k->k_id, ie));
 	seq = c->c_ks->ks_hdr->kh_applied + 1;
 	if ((ie != NULL ? journal_write_put_extra(c->c_env->ae_journal, seq,
 	    k, idem_to_json(ie), err, sizeof(err)) :
@@ -1594,6 +1696,48 @@ busy:
 }
 
 /*
+ * In a cluster, after the lock: the import's new keys committed one by
+ * one through the master (each as a create: no record may have its id,
+ * nor another key its secret); a key the cluster refused is that line's
+ * error, the others stand.
+ */
+static void
+admin_import_cluster(struct admin_ctx *c, struct admin_imp *items, size_t n)
+{
+	struct admin_response	 lrs;
+	struct admin_ctx	 lc;
+	char			 err[256];
+	size_t			 i;
+	json_t			*key;
+
+	if (c->c_env->ae_cluster == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		if (!items[i].i_new)
+			continue;
+		memset(&lrs, 0, sizeof(lrs));
+		lc = *c;
+		lc.c_rs = &lrs;
+		lc.c_cl_req = json_pack("{s:s,s:n}", "op", "put", "expect");
+		key = journal_key_json(&items[i].i_k, "key", err, sizeof(err));
+		if (lc.c_cl_req == NULL || key == NULL ||
+		    json_object_set_new(lc.c_cl_req, "key", key) == -1) {
+			if (lc.c_cl_req == NULL)
+				json_decref(key);
+			admin_error(&lc, 500, "internal_error", "the key "
+			    "cannot be encoded");
+		}
+		else if (admin_cluster_commit(&lc, err, sizeof(err)) == 0)
+			continue;
+		json_decref(lc.c_cl_req);
+		items[i].i_new = 0;
+		items[i].i_status = "error";
+		items[i].i_err = admin_line_error(&lrs);
+		admin_response_free(&lrs);
+	}
+}
+
+/*
  * Under the lock: write the new keys of the import, one journal write
  * and one fdatasync for all of them (journal_put_many), then put them in
  * memory.  A journal failure makes every one of them an error and leaves
@@ -1610,6 +1754,8 @@ admin_import_store(struct admin_ctx *c, struct admin_imp *items, size_t n)
 	size_t			 i, nnew = 0;
 	int			 rc;
 
+	if (c->c_env->ae_cluster != NULL)
+		return;		/* admin_import_cluster, after the lock */
 	if ((keys = calloc(n, sizeof(*keys))) == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
@@ -1818,6 +1964,7 @@ admin_import(struct admin_ctx *c)
 				    admin_import_decide, items);
 		admin_import_store(c, items, n);
 		admin_unlock(c);
+		admin_import_cluster(c, items, n);
 	}
 	rc = admin_import_answer(items, n, &out, counts);
 	admin_import_free(items, n);
@@ -2115,7 +2262,10 @@ admin_delete(struct admin_ctx *c)
 
 	if (admin_lock(c) == -1)
 		return (-1);
-	if ((rc = admin_find(c, &k, &slot)) == 0) {
+	if ((rc = admin_find(c, &k, &slot)) == 0 && c->c_env->ae_cluster !=
+	    NULL)
+		rc = admin_cluster_stage(c, "del", NULL, k.k_id, NULL);
+	else if (rc == 0) {
 		seq = c->c_ks->ks_hdr->kh_applied + 1;
 		if (journal_write_del(c->c_env->ae_journal, seq, k.k_id, err,
 		    sizeof(err)) == -1) {
@@ -2761,6 +2911,7 @@ admin_route(struct admin_ctx *c, const char *path, size_t len)
 		{ "/v1/keys/import", EP_IMPORT },
 		{ "/v1/verify", EP_VERIFY },
 		{ "/metrics", EP_METRICS },
+		{ "/v1/cluster", EP_CLUSTER },
 	};
 	const char	*id, *slash;
 	size_t		 i, idlen, rest;
@@ -2915,8 +3066,38 @@ admin_auth(struct admin_ctx *c)
 }
 
 /* Run the handler of the endpoint and method (both checked). */
+/*
+ * GET /v1/cluster: the master's view (cluster.h); {"enabled":false}
+ * outside a cluster.
+ */
+static int
+admin_cluster(struct admin_ctx *c)
+{
+	json_t	*req, *ans, *st;
+	char	 err[256];
+
+	if (c->c_env->ae_cluster == NULL)
+		return (admin_reply(c->c_rs, 200, json_pack("{s:b}", "enabled",
+		    0)));
+	if ((req = json_pack("{s:s}", "op", "status")) == NULL)
+		return (admin_oom(c->c_rs));
+	ans = cluster_call(c->c_env->ae_cluster, req, err, sizeof(err));
+	json_decref(req);
+	if (ans == NULL)
+		return (admin_error(c, 503, "cluster_unavailable", "the "
+		    "master did not answer: %s", err));
+	st = json_incref(json_object_get(ans, "cluster"));
+	json_decref(ans);
+	if (!json_is_object(st)) {
+		json_decref(st);
+		return (admin_error(c, 503, "cluster_unavailable", "the "
+		    "master gave no cluster state"));
+	}
+	return (admin_reply(c->c_rs, 200, st));
+}
+
 static void
-admin_dispatch(struct admin_ctx *c)
+admin_dispatch_once(struct admin_ctx *c)
 {
 	int	 m = c->c_rq->aq_mbit;
 
@@ -2959,7 +3140,33 @@ admin_dispatch(struct admin_ctx *c)
 	case EP_METRICS:
 		admin_metrics(c);
 		break;
+	case EP_CLUSTER:
+		admin_cluster(c);
+		break;
 	}
+}
+
+/*
+ * A write the cluster found stale (c_cl_retry: another node changed the
+ * key meanwhile, and this node has applied that since) runs again from
+ * the start, reading the key anew, up to ADMIN_CLUSTER_TRIES times; the
+ * last refusal is answered (409 conflict).
+ */
+static void
+admin_dispatch(struct admin_ctx *c)
+{
+	int	 try;
+
+	for (try = 1; ; try++) {
+		admin_dispatch_once(c);
+		if (!c->c_cl_retry || try == ADMIN_CLUSTER_TRIES)
+			break;
+		c->c_cl_retry = 0;
+		admin_response_free(c->c_rs);
+		memset(c->c_rs, 0, sizeof(*c->c_rs));
+	}
+	json_decref(c->c_cl_req);
+	c->c_cl_req = NULL;
 }
 
 /*

@@ -249,7 +249,7 @@ adminq_push(struct adminq *q, struct adminq_job *j)
 }
 
 /* Stop the threads, waiting up to wait_ms for them: see adminq.h. */
-void
+int
 adminq_stop(struct adminq *q, int wait_ms)
 {
 	struct adminq_jobs	 todo;
@@ -258,7 +258,7 @@ adminq_stop(struct adminq *q, int wait_ms)
 	int			 i, stuck = 0;
 
 	if (q == NULL)
-		return;
+		return (0);
 	/* Jobs not started yet: their connections are gone, skip them. */
 	TAILQ_INIT(&todo);
 	pthread_mutex_lock(&q->q_mtx);
@@ -280,7 +280,7 @@ adminq_stop(struct adminq *q, int wait_ms)
 		/* Still using q: leave it to the process's exit. */
 		log_warnx("%d admin thread(s) still busy after %d ms; exiting "
 		    "without them", stuck, wait_ms);
-		return;
+		return (stuck);
 	}
 	while ((j = TAILQ_FIRST(&q->q_done)) != NULL) {
 		TAILQ_REMOVE(&q->q_done, j, aj_entry);
@@ -290,4 +290,5 @@ adminq_stop(struct adminq *q, int wait_ms)
 	pthread_cond_destroy(&q->q_cv);
 	pthread_mutex_destroy(&q->q_mtx);
 	free(q);
+	return (0);
 }

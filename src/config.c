@@ -137,6 +137,10 @@ static int	 dir_jwt_provider(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_tls_certificate(struct parser *, const struct directive *,
 		    char **, int);
+static int	 dir_cluster_redis(struct parser *, const struct directive *,
+		    char **, int);
+static int	 dir_cluster_name(struct parser *, const struct directive *,
+		    char **, int);
 static int	 dir_tls_protocols(struct parser *, const struct directive *,
 		    char **, int);
 static int	 dir_tls_ciphers(struct parser *, const struct directive *,
@@ -242,6 +246,8 @@ static const struct directive directives[] = {
 	FUNC("tls_ciphersuites", 1, 1, dir_tls_ciphers, 0, 0,
 	    TLS_CIPHERSUITES_DEFAULT, 0),
 	ENUM("tls_session_tickets", c_tls_tickets, off_on, "on"),
+	FUNC("cluster_redis", 1, 2, dir_cluster_redis, 0, 0, NULL, 0),
+	MFUNC("cluster_name", dir_cluster_name, c_cluster_name, "default"),
 };
 
 /* Names a route refers to, resolved once the whole file is read. */
@@ -1497,6 +1503,161 @@ dir_header_name(struct parser *p, const struct directive *d, char **argv,
 	for (i = 0; i < len; i++)
 		(*dst)[i] = (char)tolower((unsigned char)name[i]);
 	return (0);
+}
+
+/* Free *dst and make it a copy of s[0..len); 0 or -1. */
+static int
+set_strn(char **dst, const char *s, size_t len)
+{
+	free(*dst);
+	*dst = strndup(s, len);
+	return (*dst == NULL ? -1 : 0);
+}
+
+/*
+ * "cluster_redis redis://[USER[:PASSWORD]@]HOST[:PORT][/DB] |
+ * unix:PATH [password_file=PATH]".  A password (the URL's, or the file's
+ * first line) never appears in a message: c_cluster_url is the address
+ * without it.  "sentinel://" and "rediss://" are refused with the reason
+ * (keygate.conf(5) has the stunnel setup for TLS).
+ */
+static int
+dir_cluster_redis(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	struct config	*c = p->p_conf;
+	const char	*u = argv[0], *at, *host, *end, *colon;
+	char		 pass[CONFIG_TOKEN_MAX + 1], why[CONFIG_ERRLEN];
+	char		*path = NULL, *ep;
+	unsigned long	 v;
+	size_t		 hl;
+
+	(void)d;
+	if (argc == 2) {
+		if (strncmp(argv[1], "password_file=", 14) != 0)
+			return (perr(p, "\"cluster_redis\": unknown option "
+			    "\"%.64s\" (password_file=PATH)", argv[1]));
+		if (set_path(p, "cluster_redis password_file", &path,
+		    argv[1] + 14) == -1)
+			return (-1);
+		if (config_read_secret(path, pass, sizeof(pass), 1, why,
+		    sizeof(why)) == -1) {
+			free(path);
+			return (perr(p, "\"cluster_redis\": %s", why));
+		}
+		free(path);
+		if (set_strn(&c->c_cluster_pass, pass, strlen(pass)) == -1) {
+			explicit_bzero(pass, sizeof(pass));
+			return (perr(p, "out of memory"));
+		}
+		explicit_bzero(pass, sizeof(pass));
+	}
+	c->c_cluster = 1;
+	c->c_cluster_db = 0;
+	c->c_cluster_port = 6379;
+	if (strncmp(u, "unix:", 5) == 0) {
+		if (u[5] != '/')
+			return (perr(p, "\"cluster_redis\": unix:PATH needs an "
+			    "absolute path"));
+		if (set_strn(&c->c_cluster_unix, u + 5, strlen(u + 5)) == -1 ||
+		    set_strn(&c->c_cluster_url, u, strlen(u)) == -1)
+			return (perr(p, "out of memory"));
+		return (0);
+	}
+	if (strncmp(u, "sentinel://", 11) == 0)
+		return (perr(p, "\"cluster_redis\": Redis Sentinel "
+		    "(sentinel://) is not supported yet; name the primary "
+		    "with redis://"));
+	if (strncmp(u, "rediss://", 9) == 0)
+		return (perr(p, "\"cluster_redis\": rediss:// (TLS) is not "
+		    "available with hiredis 0.14; use redis:// to a local "
+		    "stunnel (keygate.conf(5))"));
+	if (strncmp(u, "redis://", 8) != 0)
+		return (perr(p, "\"cluster_redis\": the address must be "
+		    "redis://HOST[:PORT][/DB] or unix:PATH"));
+	host = u + 8;
+	end = host + strcspn(host, "/");
+	/* USER:PASSWORD@ (the last '@' before the path ends it). */
+	for (at = NULL, colon = host; colon < end; colon++)
+		if (*colon == '@')
+			at = colon;
+	if (at != NULL) {
+		colon = memchr(host, ':', (size_t)(at - host));
+		hl = (size_t)((colon != NULL ? colon : at) - host);
+		if (hl > 0 && set_strn(&c->c_cluster_user, host, hl) == -1)
+			return (perr(p, "out of memory"));
+		if (colon != NULL && argc == 2)
+			return (perr(p, "\"cluster_redis\": a password both in "
+			    "the URL and in password_file="));
+		if (colon != NULL && set_strn(&c->c_cluster_pass, colon + 1,
+		    (size_t)(at - colon - 1)) == -1)
+			return (perr(p, "out of memory"));
+		host = at + 1;
+	}
+	/* HOST, [V6]:PORT or HOST:PORT. */
+	if (*host == '[') {
+		if ((colon = memchr(host, ']', (size_t)(end - host))) == NULL)
+			return (perr(p, "\"cluster_redis\": unclosed '['"));
+		hl = (size_t)(colon - host - 1);
+		if (set_strn(&c->c_cluster_host, host + 1, hl) == -1)
+			return (perr(p, "out of memory"));
+		colon++;
+	} else {
+		colon = memchr(host, ':', (size_t)(end - host));
+		hl = (size_t)((colon != NULL ? colon : end) - host);
+		if (set_strn(&c->c_cluster_host, host, hl) == -1)
+			return (perr(p, "out of memory"));
+	}
+	if (hl == 0 || hl > 255)
+		return (perr(p, "\"cluster_redis\": no host"));
+	if (colon != NULL && colon < end) {
+		if (*colon != ':' || colon[1] < '0' || colon[1] > '9' ||
+		    (v = strtoul(colon + 1, &ep, 10)) < 1 || v > 65535 ||
+		    ep != end)
+			return (perr(p, "\"cluster_redis\": the port must be "
+			    "1 to 65535"));
+		c->c_cluster_port = (int)v;
+	}
+	if (*end == '/' && end[1] != '\0') {
+		if (end[1] < '0' || end[1] > '9' ||
+		    (v = strtoul(end + 1, &ep, 10)) > 15 || *ep != '\0')
+			return (perr(p, "\"cluster_redis\": the database must "
+			    "be a number from 0 to 15"));
+		c->c_cluster_db = (int)v;
+	}
+	free(c->c_cluster_url);
+	if (asprintf(&c->c_cluster_url, "redis://%s%s%s%s%s:%d/%d",
+	    c->c_cluster_user != NULL ? c->c_cluster_user : "",
+	    c->c_cluster_user != NULL ? "@" : "",
+	    strchr(c->c_cluster_host, ':') != NULL ? "[" : "",
+	    c->c_cluster_host,
+	    strchr(c->c_cluster_host, ':') != NULL ? "]" : "",
+	    c->c_cluster_port, c->c_cluster_db) == -1) {
+		c->c_cluster_url = NULL;
+		return (perr(p, "out of memory"));
+	}
+	return (0);
+}
+
+/* "cluster_name NAME": 1 to 64 of [A-Za-z0-9_.-], a Redis key prefix. */
+static int
+dir_cluster_name(struct parser *p, const struct directive *d, char **argv,
+    int argc)
+{
+	char		**dst = (char **)(void *)((char *)p->p_conf + d->d_off);
+	size_t		 i, len = strlen(argv[0]);
+
+	(void)argc;
+	if (len == 0 || len > 64)
+		return (perr(p, "\"cluster_name\" must be 1 to 64 "
+		    "characters"));
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)argv[0][i]) &&
+		    strchr("_.-", argv[0][i]) == NULL)
+			return (perr(p, "\"cluster_name\" may hold letters, "
+			    "digits, '_', '.' and '-' only"));
+	return (set_strn(dst, argv[0], len) == -1 ? perr(p, "out of memory") :
+	    0);
 }
 
 /* A scope name: 1 to 64 letters, digits or any of "._:/-*". */
@@ -3051,6 +3212,15 @@ config_free(struct config *c)
 	free(c->c_state_dir);
 	free(c->c_error_log);
 	free(c->c_access_log);
+	free(c->c_cluster_url);
+	free(c->c_cluster_host);
+	free(c->c_cluster_unix);
+	free(c->c_cluster_user);
+	if (c->c_cluster_pass != NULL) {
+		explicit_bzero(c->c_cluster_pass, strlen(c->c_cluster_pass));
+		free(c->c_cluster_pass);
+	}
+	free(c->c_cluster_name);
 	for (i = 0; i < c->c_nupstreams; i++) {
 		free(c->c_upstreams[i].u_name);
 		for (j = 0; j < c->c_upstreams[i].u_nservers; j++) {
@@ -3164,12 +3334,13 @@ config_jwt_provider(const struct config *c, const char *name)
 }
 
 /*
- * Read an admin token: the file's first line, 16 to CONFIG_TOKEN_MAX visible
- * ASCII characters.  Messages describe the file, never its contents.
+ * Read a secret from a file: its first line, min to CONFIG_TOKEN_MAX
+ * visible ASCII characters.  Messages describe the file, never its
+ * contents.
  */
 int
-config_read_token(const char *path, char *buf, size_t buflen, char *err,
-    size_t errlen)
+config_read_secret(const char *path, char *buf, size_t buflen, size_t min,
+    char *err, size_t errlen)
 {
 	ssize_t	 n;
 	size_t	 len, i;
@@ -3190,24 +3361,32 @@ config_read_token(const char *path, char *buf, size_t buflen, char *err,
 	buf[n] = '\0';
 	len = strcspn(buf, "\r\n");
 	if (len == (size_t)n && (size_t)n == buflen - 1) {
-		snprintf(err, errlen, "%s: the token is longer than %d "
+		snprintf(err, errlen, "%s: the secret is longer than %d "
 		    "characters", path, CONFIG_TOKEN_MAX);
 		goto fail;
 	}
 	buf[len] = '\0';
 	for (i = 0; i < len; i++)
 		if (buf[i] <= ' ' || buf[i] >= 0x7f) {
-			snprintf(err, errlen, "%s: the token must be one line "
+			snprintf(err, errlen, "%s: the secret must be one line "
 			    "of visible ASCII characters", path);
 			goto fail;
 		}
-	if (len < 16) {
-		snprintf(err, errlen, "%s: the token is shorter than 16 "
-		    "characters", path);
+	if (len < min) {
+		snprintf(err, errlen, "%s: the secret is shorter than %zu "
+		    "characters", path, min);
 		goto fail;
 	}
 	return (0);
 fail:
 	explicit_bzero(buf, buflen);
 	return (-1);
+}
+
+/* An admin token: a secret of at least 16 characters. */
+int
+config_read_token(const char *path, char *buf, size_t buflen, char *err,
+    size_t errlen)
+{
+	return (config_read_secret(path, buf, buflen, 16, err, errlen));
 }

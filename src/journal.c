@@ -2448,3 +2448,29 @@ fail:
 	free(buf);
 	return (-1);
 }
+
+/* The key record k as checked JSON, for the cluster (journal.h). */
+json_t *
+journal_key_json(const struct ks_key *k, const char *what, char *err,
+    size_t errlen)
+{
+	return (key_encode(k, what, err, errlen));
+}
+
+/* A key record from JSON o, checked as a journal line's (journal.h). */
+int
+journal_key_parse(json_t *o, const char *what, struct ks_key *k, char *err,
+    size_t errlen)
+{
+	struct jreader	 r;
+
+	memset(&r, 0, sizeof(r));
+	r.r_name = what;
+	r.r_err = err;
+	r.r_errlen = errlen;
+	if (!json_is_object(o)) {
+		rd_error(&r, "the key is not an object");
+		return (-1);
+	}
+	return (key_from_json(&r, o, k));
+}

@@ -34,6 +34,7 @@
 
 #include <event2/event.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
@@ -91,6 +92,7 @@ struct master {
 	struct journal		 m_journal;
 	struct jwks		*m_jwks;	/* JWKS fetching (jwks.c) */
 	struct health		*m_health;	/* upstream checks (health.c) */
+	struct cluster		*m_cluster;	/* cluster_redis, or NULL */
 	struct usage		*m_usage;	/* per-key history (usage.c) */
 	int64_t			 m_usage_ms;	/* usage last saved */
 	uint64_t		 m_usage_requests;	/* requests served then */
@@ -138,6 +140,7 @@ static void	 master_close_unshared(const struct master_listeners *,
 static void	 master_rollback(struct master *, const char *);
 static void	 master_stop(struct master *, int);
 static void	 master_reload(struct master *);
+static void	 master_keep_cluster(const struct config *, struct config *);
 static void	 master_settled(struct master *);
 static int	 master_gen_ready(struct master *);
 
@@ -715,6 +718,7 @@ master_child_detach(struct master *m, const int *fds, size_t nfds)
 	master_close_except(&m->m_lsn, fds, nfds);
 	jwks_child_detach(m->m_jwks);
 	health_child_detach(m->m_health);
+	cluster_child_detach(m->m_cluster, -1);
 	/*
 	 * Until the worker installs its own handlers, a SIGUSR1 the master
 	 * forwards (log reopening) must not kill it, and SIGHUP/SIGINT are
@@ -740,19 +744,31 @@ master_fork(struct master *m, struct child *ch, int index)
 	struct server_env	 env;
 	sigset_t		 all, old;
 	pid_t			 pid, master = getpid();
-	int			 slot, fds[MASTER_MAX_LISTEN];
+	int			 slot, fds[MASTER_MAX_LISTEN], clfds[CL_CHANS];
+	int			 ncl = 0;
 	size_t			 i;
 
 	/* Shown in the stats: wall-clock time. */
 	slot = shm_worker_attach(m->m_shm, m->m_gen, util_now_ms() / 1000);
 	if (slot != -1)
 		stats_attach(shm_stats(m->m_shm), slot);
+	/* Its channels to the cluster (admin writes go through them). */
+	if (m->m_cluster != NULL && slot != -1) {
+		if (cluster_chan_open(m->m_cluster, slot, clfds) == -1) {
+			shm_worker_release(m->m_shm, slot);
+			return (-1);
+		}
+		ncl = CL_CHANS;
+	}
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
 	if ((pid = fork()) == -1) {
 		log_warn("fork");
 		if (slot != -1)
 			shm_worker_release(m->m_shm, slot);
+		for (i = 0; i < (size_t)ncl; i++)
+			close(clfds[i]);
+		cluster_chan_close(m->m_cluster, slot);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		return (-1);
 	}
@@ -776,8 +792,12 @@ master_fork(struct master *m, struct child *ch, int index)
 		env.se_slot = slot;
 		/* Not getppid(): the master may already be gone. */
 		env.se_master = master;
+		env.se_clfds = clfds;
+		env.se_nclfds = ncl;
 		exit(server_run(&env));
 	}
+	for (i = 0; i < (size_t)ncl; i++)
+		close(clfds[i]);
 	shm_worker_setpid(m->m_shm, slot, pid);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	memset(ch, 0, sizeof(*ch));
@@ -890,6 +910,7 @@ master_reaped(struct master *m, struct child *ch, int status, uint64_t cpu_us)
 		ready = SHM_LOAD(&m->m_shm->sh_workers[ch->ch_slot].sw_ready);
 		/* Its counts live on in the totals: they never go back. */
 		stats_fold(shm_stats(m->m_shm), ch->ch_slot, cpu_us);
+		cluster_chan_close(m->m_cluster, ch->ch_slot);
 	}
 	shm_worker_detach(m->m_shm, ch->ch_pid);
 	master_report(m, ch, status, requests);
@@ -1313,6 +1334,12 @@ master_keep_store(struct master *m, struct config *conf, char *err,
 		free(conf->c_state_dir);
 		conf->c_state_dir = dir;
 	}
+	if (m->m_cluster != NULL ? !cluster_same(m->m_cluster, conf) :
+	    conf->c_cluster) {
+		log_warnx("cluster_redis and cluster_name changes are ignored "
+		    "until the next restart");
+		master_keep_cluster(m->m_conf, conf);
+	}
 	if (shm_max_keys(m->m_shm) != conf->c_max_keys) {
 		log_warnx("max_keys %u ignored until the next restart: the key "
 		    "store keeps %u slots", conf->c_max_keys,
@@ -1326,6 +1353,33 @@ master_keep_store(struct master *m, struct config *conf, char *err,
 		conf->c_max_active_keys = shm_max_active(m->m_shm);
 	}
 	return (0);
+}
+
+/* The running cluster settings into conf (a reload cannot change them). */
+static void
+master_keep_cluster(const struct config *run, struct config *conf)
+{
+	char	**dst[] = {
+		&conf->c_cluster_url, &conf->c_cluster_host,
+		&conf->c_cluster_unix, &conf->c_cluster_user,
+		&conf->c_cluster_pass, &conf->c_cluster_name
+	};
+	char	*const src[] = {
+		run->c_cluster_url, run->c_cluster_host, run->c_cluster_unix,
+		run->c_cluster_user, run->c_cluster_pass, run->c_cluster_name
+	};
+	size_t	 i;
+
+	for (i = 0; i < sizeof(dst) / sizeof(dst[0]); i++) {
+		if (*dst[i] != NULL) {
+			explicit_bzero(*dst[i], strlen(*dst[i]));
+			free(*dst[i]);
+		}
+		*dst[i] = src[i] != NULL ? strdup(src[i]) : NULL;
+	}
+	conf->c_cluster = run->c_cluster;
+	conf->c_cluster_port = run->c_cluster_port;
+	conf->c_cluster_db = run->c_cluster_db;
 }
 
 /*
@@ -1547,6 +1601,11 @@ master_run(struct master_opts *opts, struct config *conf,
 	if ((m.m_health = health_new(m.m_base, shm)) == NULL ||
 	    master_health(&m, conf, err, sizeof(err)) == -1)
 		fatalx("health checks: out of memory");
+	/* Before any worker: each gets its channels at its fork. */
+	if (conf->c_cluster && (m.m_cluster = cluster_new(m.m_base, conf,
+	    &m.m_ks, &m.m_journal, shm_idem(shm),
+	    &shm_stats(shm)->sr_master, getpid(), err, sizeof(err))) == NULL)
+		fatalx("cluster: %s", err);
 	m.m_gen = m.m_gencount = 1;
 	master_pending(&m);
 	master_spawn(&m);
@@ -1554,6 +1613,7 @@ master_run(struct master_opts *opts, struct config *conf,
 
 	jwks_free(m.m_jwks);
 	health_free(m.m_health);
+	cluster_free(m.m_cluster);
 	for (i = 0; i < MASTER_NSIGS; i++)
 		event_free(m.m_sigs[i]);
 	event_free(m.m_tick);

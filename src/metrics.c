@@ -272,6 +272,28 @@ metrics_upstreams(struct mbuf *b, const struct stats_region *r,
 	}
 }
 
+/* The cluster (cluster.h), when cluster_redis is set. */
+static void
+metrics_cluster(struct mbuf *b, const struct stats_master *sm)
+{
+	if (__atomic_load_n(&sm->sm_cluster, __ATOMIC_RELAXED) == 0)
+		return;
+	mb_family(b, "keygate_cluster_redis_up", "gauge",
+	    "1 while the master is connected to the cluster's Redis.");
+	mb_printf(b, "keygate_cluster_redis_up %u\n",
+	    __atomic_load_n(&sm->sm_cluster_up, __ATOMIC_RELAXED));
+	mb_family(b, "keygate_cluster_lag_seconds", "gauge",
+	    "How far this node's copy of the key store is behind the "
+	    "cluster's change stream, in seconds of the stream's time.");
+	mb_printf(b, "keygate_cluster_lag_seconds %.3f\n", (double)
+	    __atomic_load_n(&sm->sm_cluster_lag_ms, __ATOMIC_RELAXED) / 1000.0);
+	mb_family(b, "keygate_cluster_applied_total", "counter",
+	    "Changes from the cluster's stream (or a resynchronisation) "
+	    "applied to this node's key store.");
+	mb_printf(b, "keygate_cluster_applied_total %" PRIu64 "\n",
+	    __atomic_load_n(&sm->sm_cluster_applied, __ATOMIC_RELAXED));
+}
+
 static void
 metrics_refusals(struct mbuf *b, const struct stats_total *t)
 {
@@ -479,6 +501,7 @@ metrics_render(const struct metrics_src *src, size_t *len)
 	metrics_conns(&b, t);
 	metrics_daemon(&b, src, t);
 	metrics_jwks(&b, src->ms_jwks);
+	metrics_cluster(&b, &src->ms_stats->sr_master);
 	metrics_process(&b, t);
 	free(t);
 	if (b.mb_fail || b.mb_buf == NULL) {

@@ -71,6 +71,7 @@
 #include "admin.h"
 #include "adminq.h"
 #include "auth.h"
+#include "cluster.h"
 #include "config.h"
 #include "echo.h"
 #include "forward.h"
@@ -1315,8 +1316,14 @@ conn_admin_threaded(struct conn *c, const struct conn_admin *ca)
 	const int	 writes = HTTP_M_POST | HTTP_M_PUT | HTTP_M_PATCH |
 			    HTTP_M_DELETE;
 
+	if (c->c_w->w_adminq == NULL)
+		return (0);
+	/* GET /v1/cluster asks the master (cluster.h). */
+	if (strncmp(ca->ca_target, "/v1/cluster", 11) == 0 &&
+	    strchr("/?", ca->ca_target[11]) != NULL)
+		return (1);
 	/* strchr() finds the NUL too: "/v1/keys" itself. */
-	return (c->c_w->w_adminq != NULL && (ca->ca_mbit & writes) != 0 &&
+	return ((ca->ca_mbit & writes) != 0 &&
 	    strncmp(ca->ca_target, "/v1/keys", 8) == 0 &&
 	    strchr("/?", ca->ca_target[8]) != NULL);
 }
@@ -2802,6 +2809,10 @@ server_keys_setup(struct worker *w)
 	ae->ae_stats = shm_stats(w->w_env->se_shm);
 	ae->ae_jwks = shm_jwks(w->w_env->se_shm);
 	ae->ae_idem = shm_idem(w->w_env->se_shm);
+	/* In a cluster, writes go to the master (cluster.h). */
+	if (w->w_env->se_nclfds > 0 && (ae->ae_cluster = cluster_client_new(
+	    w->w_env->se_clfds, w->w_env->se_nclfds)) == NULL)
+		return (-1);
 	secret_json_wipe();	/* admin bodies may hold secrets */
 	return (0);
 }
@@ -2894,13 +2905,14 @@ server_teardown(struct worker *w)
 	struct conn	*c;
 	uint64_t	 lines, syncs;
 	size_t		 i;
+	int		 stuck;
 
 	while ((c = TAILQ_FIRST(&w->w_conns)) != NULL) {
 		w->w_stopping = 1;	/* no loopexit bookkeeping needed */
 		conn_free(c);
 	}
 	/* Writes in progress end (acknowledged or not) before the exit. */
-	adminq_stop(w->w_adminq, ADMINQ_STOP_MS);
+	stuck = adminq_stop(w->w_adminq, ADMINQ_STOP_MS);
 	w->w_adminq = NULL;
 	for (i = 0; i < w->w_nlisteners; i++)
 		evconnlistener_free(w->w_listeners[i].sl_lev);
@@ -2925,6 +2937,11 @@ server_teardown(struct worker *w)
 			    (unsigned long long)syncs);
 	}
 	journal_close(&w->w_journal);
+	/* A thread stuck in cluster_call() still uses it: left to the exit. */
+	if (stuck == 0) {
+		cluster_client_free(w->w_admin.ae_cluster);
+		w->w_admin.ae_cluster = NULL;
+	}
 	accesslog_close(w->w_alog);
 	if (w->w_base != NULL)
 		event_base_free(w->w_base);

@@ -1,0 +1,1735 @@
+/*
+ * The master's side of the cluster (cluster.h): two Redis connections on
+ * the master's event loop (hiredis 0.14 with its libevent adapter), one
+ * for commands and one for the stream reader's XREAD BLOCK, the workers'
+ * channels, and applying the stream to the store.
+ *
+ * hiredis 0.14 has no timeout for asynchronous commands, so every
+ * connection counts its commands without an answer and a 100 ms timer
+ * drops a connection whose oldest one waited longer than CL_TIMEOUT_MS
+ * (the reader's XREAD is allowed its BLOCK time on top); a dropped
+ * connection fails what it had pending and reconnects after a back-off of
+ * 100 ms doubling to 5 s.
+ *
+ * Namespace ("keygate:{NAME}:" + ...): "keys" (hash: id -> the record's
+ * compact JSON), "digests" (hash: hex digest -> id, for uniqueness across
+ * the cluster), "stream" (the changes), "epoch" (a random word naming this
+ * incarnation of the namespace: a Redis that lost its data comes back
+ * without it), "nodes" and "node:ID" (heartbeats, expiring), "idem:HASH"
+ * (Idempotency-Key entries, 24 h).
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "cluster.h"
+#include "config.h"
+#include "idem.h"
+#include "journal.h"
+#include "keystore.h"
+#include "log.h"
+#include "shm.h"
+#include "stats.h"
+#include "util.h"
+
+#define nitems(a)		(sizeof(a) / sizeof((a)[0]))
+#define CL_TIMEOUT_MS		3000	/* a command's answer, at most */
+#define CL_BLOCK_MS		2000	/* XREAD BLOCK */
+#define CL_BATCH		256	/* XREAD COUNT */
+#define CL_BACKOFF_MIN_MS	100
+#define CL_BACKOFF_MAX_MS	5000
+#define CL_TICK_MS		100
+#define CL_BEAT_MS		1000	/* heartbeat and checks */
+#define CL_NODE_TTL_MS		5000	/* a node unseen this long is gone */
+#define CL_WAIT_MS		5000	/* a commit waits for the reader */
+#define CL_STREAM_MAX		"100000"	/* XADD MAXLEN ~ */
+#define CL_MAX_NODES		64	/* shown in /v1/cluster */
+#define CL_IDEM_TTL		"86400000"	/* ms, idem.h's IDEM_TTL */
+#define CL_STR(x)		#x
+#define CL_XSTR(x)		CL_STR(x)
+#define XSTR_TTL		CL_XSTR(CL_NODE_TTL_MS)
+#define XSTR_BATCH		CL_XSTR(CL_BATCH)
+#define XSTR_BLOCK		CL_XSTR(CL_BLOCK_MS)
+
+/* Scripts.  KEYS name the namespace's keys; every check precedes every
+ * write, so a script that fails (a bad record) changes nothing. */
+
+#define CL_LUA_LAST							\
+	"local function last(s)\n"					\
+	"  local e = redis.call('XREVRANGE', s, '+', '-', 'COUNT', 1)\n" \
+	"  if #e == 0 then return '0-0' end\n"				\
+	"  return e[1][1]\n"						\
+	"end\n"
+
+#define CL_LUA_DIGESTS							\
+	"local function digests(rec)\n"					\
+	"  local t = {}\n"						\
+	"  if rec == '' then return t end\n"				\
+	"  local o = cjson.decode(rec)\n"				\
+	"  if type(o.digest) == 'string' then t[#t+1] = o.digest end\n"	\
+	"  if type(o.old_digest) == 'string' then\n"			\
+	"    t[#t+1] = o.old_digest end\n"				\
+	"  return t\n"							\
+	"end\n"
+
+/*
+ * A write.  KEYS: keys, digests, stream, epoch.  ARGV: op (put|del), id,
+ * expect ("" = no record), record ("" for a del), idem key ("" = none),
+ * idem JSON, node.  The record must still be the one the worker read
+ * (expect), its digests must be no other key's, and an Idempotency-Key
+ * must be new; else "retry" with the stream's last id, which the caller
+ * applies before the worker looks again.
+ */
+static const char cl_lua_write[] =
+	CL_LUA_LAST CL_LUA_DIGESTS
+	"if redis.call('EXISTS', KEYS[4]) == 0 then return {'unseeded'} end\n"
+	"local cur = redis.call('HGET', KEYS[1], ARGV[2])\n"
+	"if not cur then cur = '' end\n"
+	"if cur ~= ARGV[3] then return {'retry', last(KEYS[3])} end\n"
+	"local new = digests(ARGV[4])\n"
+	"for _, d in ipairs(new) do\n"
+	"  local owner = redis.call('HGET', KEYS[2], d)\n"
+	"  if owner and owner ~= ARGV[2] then\n"
+	"    local orec = redis.call('HGET', KEYS[1], owner)\n"
+	"    if orec then\n"
+	"      for _, od in ipairs(digests(orec)) do\n"
+	"        if od == d then return {'retry', last(KEYS[3])} end\n"
+	"      end\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"if ARGV[5] ~= '' then\n"
+	"  if not redis.call('SET', ARGV[5], ARGV[6], 'NX', 'PX', "
+	CL_IDEM_TTL ") then\n"
+	"    return {'retry', last(KEYS[3])}\n"
+	"  end\n"
+	"end\n"
+	"for _, d in ipairs(digests(cur)) do\n"
+	"  if redis.call('HGET', KEYS[2], d) == ARGV[2] then\n"
+	"    redis.call('HDEL', KEYS[2], d) end\n"
+	"end\n"
+	"local pos\n"
+	"if ARGV[1] == 'put' then\n"
+	"  redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])\n"
+	"  for _, d in ipairs(new) do redis.call('HSET', KEYS[2], d, ARGV[2]) end\n"
+	"  if ARGV[5] ~= '' then\n"
+	"    pos = redis.call('XADD', KEYS[3], 'MAXLEN', '~', " CL_STREAM_MAX
+	", '*', 'op', 'put', 'id', ARGV[2], 'key', ARGV[4], 'node', ARGV[7], "
+	"'idem', ARGV[6])\n"
+	"  else\n"
+	"    pos = redis.call('XADD', KEYS[3], 'MAXLEN', '~', " CL_STREAM_MAX
+	", '*', 'op', 'put', 'id', ARGV[2], 'key', ARGV[4], 'node', ARGV[7])\n"
+	"  end\n"
+	"else\n"
+	"  redis.call('HDEL', KEYS[1], ARGV[2])\n"
+	"  pos = redis.call('XADD', KEYS[3], 'MAXLEN', '~', " CL_STREAM_MAX
+	", '*', 'op', 'del', 'id', ARGV[2], 'node', ARGV[7])\n"
+	"end\n"
+	"return {'ok', pos}\n";
+
+/*
+ * Seed an empty namespace with a node's keys.  KEYS: keys, digests,
+ * stream, epoch.  ARGV: new epoch, node, then id and record pairs.
+ */
+static const char cl_lua_seed[] =
+	CL_LUA_DIGESTS
+	"if redis.call('EXISTS', KEYS[4]) == 1 then return {'exists'} end\n"
+	"redis.call('DEL', KEYS[1], KEYS[2])\n"
+	"for i = 3, #ARGV, 2 do\n"
+	"  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+	"  for _, d in ipairs(digests(ARGV[i + 1])) do\n"
+	"    redis.call('HSET', KEYS[2], d, ARGV[i]) end\n"
+	"end\n"
+	"redis.call('SET', KEYS[4], ARGV[1])\n"
+	"local pos = redis.call('XADD', KEYS[3], 'MAXLEN', '~', " CL_STREAM_MAX
+	", '*', 'op', 'seed', 'epoch', ARGV[1], 'node', ARGV[2])\n"
+	"return {'ok', pos}\n";
+
+/* The whole namespace at one position.  KEYS: keys, stream, epoch. */
+static const char cl_lua_dump[] =
+	CL_LUA_LAST
+	"local out = {redis.call('GET', KEYS[3]) or '', last(KEYS[2])}\n"
+	"local all = redis.call('HGETALL', KEYS[1])\n"
+	"for i = 1, #all do out[#out + 1] = all[i] end\n"
+	"return out\n";
+
+/*
+ * The heartbeat, and what the node needs to know.  KEYS: nodes, stream,
+ * epoch.  ARGV: node, its JSON, TTL ms, the node key prefix.  Answers
+ * epoch, the stream's last id, its max-deleted-entry-id (trimmed up to
+ * there), then each live node's JSON.
+ */
+static const char cl_lua_beat[] =
+	CL_LUA_LAST
+	"redis.call('SADD', KEYS[1], ARGV[1])\n"
+	"redis.call('SET', ARGV[4] .. ARGV[1], ARGV[2], 'PX', ARGV[3])\n"
+	"local md = '0-0'\n"
+	"if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+	"  local info = redis.call('XINFO', 'STREAM', KEYS[2])\n"
+	"  for i = 1, #info, 2 do\n"
+	"    if info[i] == 'max-deleted-entry-id' then md = info[i + 1] end\n"
+	"  end\n"
+	"end\n"
+	"local out = {redis.call('GET', KEYS[3]) or '', last(KEYS[2]), md}\n"
+	"for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+	"  local v = redis.call('GET', ARGV[4] .. n)\n"
+	"  if v then out[#out + 1] = v else redis.call('SREM', KEYS[1], n) end\n"
+	"end\n"
+	"return out\n";
+
+struct cluster;
+
+/* One Redis connection. */
+struct cl_conn {
+	struct cluster		*cc_cl;
+	const char		*cc_what;	/* "commands", "stream" */
+	redisAsyncContext	*cc_ac;		/* NULL: none */
+	int			 cc_up;		/* AUTH and SELECT answered */
+	int			 cc_pending;	/* commands not answered */
+	int64_t			 cc_since_ms;	/* the last answer or first send */
+	int64_t			 cc_limit_ms;	/* pending this long: dropped */
+	int			 cc_backoff_ms;
+	int64_t			 cc_retry_ms;	/* reconnect not before */
+	int			 cc_warned;	/* the failure was logged */
+};
+
+/* The master end of one worker channel. */
+struct cl_chan {
+	struct cluster		*ch_cl;
+	int			 ch_fd;		/* -1: unused */
+	int			 ch_slot;
+	struct event		*ch_ev;
+};
+
+/* A worker's request in progress. */
+struct cl_task {
+	struct cl_task		*op_next;
+	struct cluster		*op_cl;
+	struct cl_chan		*op_chan;	/* NULL: the worker is gone */
+	uint64_t		 op_rid;
+	int			 op_waiting;	/* for the reader to reach */
+	struct cl_pos		 op_pos;	/* ... this position */
+	const char		*op_result;	/* then answer "ok"/"retry" */
+	int64_t			 op_deadline;
+};
+
+struct cluster {
+	struct event_base	*cl_base;
+	struct keystore		*cl_ks;
+	struct journal		*cl_j;
+	struct idem_entry	*cl_idem;
+	struct stats_master	*cl_sm;
+	pid_t			 cl_pid;
+
+	char			*cl_url;	/* as shown */
+	char			*cl_host;
+	int			 cl_port;
+	char			*cl_unix;
+	int			 cl_db;
+	char			*cl_user;
+	char			*cl_pass;
+	char			*cl_name;
+	char			*cl_prefix;	/* "keygate:{NAME}:" */
+	char			*cl_k[7];	/* the namespace's keys, CK_* */
+#define CK_KEYS		0
+#define CK_DIGESTS	1
+#define CK_STREAM	2
+#define CK_EPOCH	3
+#define CK_NODES	4
+#define CK_NODE		5	/* prefix of node:ID */
+#define CK_IDEM		6	/* prefix of idem:HASH */
+
+	struct cl_conn		 cl_cmd;
+	struct cl_conn		 cl_rd;
+	struct event		*cl_tick;
+	int64_t			 cl_beat_ms;	/* next heartbeat */
+
+	struct cl_state		 cl_state;	/* epoch, position, node */
+	struct cl_pos		 cl_saved;	/* in cluster.state on disk */
+	struct cl_pos		 cl_durable;	/* the journal holds up to here */
+	int			 cl_cache_failed;	/* a journal write failed */
+	int			 cl_joined;	/* reader may run */
+	int			 cl_joining;	/* a join is in progress */
+	int			 cl_reading;	/* an XREAD is pending */
+	char			 cl_refused[512];	/* why it will not join */
+	struct cl_pos		 cl_last;	/* stream's last id, last beat */
+	int64_t			 cl_last_seen;	/* when it was learnt (ms) */
+	json_t			*cl_nodes;	/* last heartbeat's nodes */
+	uint64_t		 cl_applied;	/* changes applied (metric) */
+	char			 cl_hostname[256];
+
+	struct cl_chan		 cl_chans[SHM_SLOTS][CL_CHANS];
+	struct cl_task		*cl_ops;
+};
+
+static void	 cl_connect(struct cl_conn *);
+static void	 cl_join(struct cluster *);
+static void	 cl_read(struct cluster *);
+static void	 cl_op_answer(struct cl_task *, const char *, const char *);
+
+/* --- connections ------------------------------------------------------- */
+
+static int
+cl_send(struct cl_conn *cc, redisCallbackFn *fn, void *arg, int argc,
+    const char **argv, const size_t *argvlen)
+{
+	if (cc->cc_ac == NULL || redisAsyncCommandArgv(cc->cc_ac, fn, arg,
+	    argc, argv, argvlen) != REDIS_OK)
+		return (-1);
+	if (cc->cc_pending++ == 0)
+		cc->cc_since_ms = util_mono_ms();
+	return (0);
+}
+
+/* An answer came (or was failed) for a command of cc. */
+static void
+cl_answered(struct cl_conn *cc)
+{
+	if (cc->cc_pending > 0)
+		cc->cc_pending--;
+	cc->cc_since_ms = util_mono_ms();
+}
+
+/* Note that cc is gone: state reset, reconnect scheduled. */
+static void
+cl_conn_lost(struct cl_conn *cc, const char *why)
+{
+	struct cluster	*cl = cc->cc_cl;
+	int		 was = cc->cc_up;
+
+	cc->cc_ac = NULL;
+	cc->cc_up = 0;
+	cc->cc_pending = 0;
+	if (cc == &cl->cl_rd)
+		cl->cl_reading = 0;
+	if (cc == &cl->cl_cmd)
+		cl->cl_joining = 0;
+	if (cc->cc_backoff_ms == 0)
+		cc->cc_backoff_ms = CL_BACKOFF_MIN_MS;
+	cc->cc_retry_ms = util_mono_ms() + cc->cc_backoff_ms;
+	if (was || !cc->cc_warned)
+		log_warnx("cluster: Redis %s (%s connection): %s; retrying "
+		    "in %d ms", cl->cl_url, cc->cc_what, why,
+		    cc->cc_backoff_ms);
+	cc->cc_warned = 1;
+	cc->cc_backoff_ms = cc->cc_backoff_ms * 2 > CL_BACKOFF_MAX_MS ?
+	    CL_BACKOFF_MAX_MS : cc->cc_backoff_ms * 2;
+	if (cc == &cl->cl_cmd && cl->cl_sm != NULL)
+		__atomic_store_n(&cl->cl_sm->sm_cluster_up, 0,
+		    __ATOMIC_RELAXED);
+}
+
+/* Drop cc now (a timeout, a protocol error); its callbacks get NULL. */
+static void
+cl_drop(struct cl_conn *cc, const char *why)
+{
+	redisAsyncContext	*ac = cc->cc_ac;
+
+	if (ac == NULL)
+		return;
+	cc->cc_ac = NULL;	/* callbacks run by the free see it gone */
+	redisAsyncFree(ac);
+	cl_conn_lost(cc, why);
+}
+
+static void
+cl_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	struct cl_conn	*cc = ac->data;
+
+	if (cc == NULL || cc->cc_ac != ac)
+		return;
+	cl_conn_lost(cc, status == REDIS_OK ? "closed" : ac->errstr[0] !=
+	    '\0' ? ac->errstr : "connection lost");
+}
+
+/* The answer to the last setup command: the connection is usable. */
+static void
+cl_setup_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cl_conn	*cc = arg;
+	struct cluster	*cl = cc->cc_cl;
+	redisReply	*reply = r;
+
+	if (cc->cc_ac != ac)
+		return;
+	cl_answered(cc);
+	if (reply == NULL)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		/* AUTH's words say nothing of the password itself. */
+		char	 why[300];
+
+		snprintf(why, sizeof(why), "%.200s", reply->str);
+		cl_drop(cc, why);
+		return;
+	}
+	if (cc->cc_up || cc->cc_pending > 0)
+		return;		/* AUTH answered, SELECT still to come */
+	cc->cc_up = 1;
+	cc->cc_backoff_ms = 0;
+	if (cc->cc_warned || cc == &cl->cl_cmd)
+		log_info("cluster: connected to Redis %s (%s connection)",
+		    cl->cl_url, cc->cc_what);
+	cc->cc_warned = 0;
+	if (cc == &cl->cl_cmd && cl->cl_sm != NULL)
+		__atomic_store_n(&cl->cl_sm->sm_cluster_up, 1,
+		    __ATOMIC_RELAXED);
+	/* Every (re)connection goes through a join: it decides where the
+	 * reader starts, and whether it must resynchronise first. */
+	cl->cl_joined = 0;
+	cl_join(cl);
+}
+
+static void
+cl_connect_cb(const redisAsyncContext *ac, int status)
+{
+	struct cl_conn	*cc = ac->data;
+	const char	*argv[3];
+	size_t		 argvlen[3];
+	char		 db[16];
+	int		 n = 0;
+
+	if (cc == NULL || cc->cc_ac != ac)
+		return;
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this callback. */
+		cl_conn_lost(cc, ac->errstr[0] != '\0' ? ac->errstr :
+		    "cannot connect");
+		return;
+	}
+	/* AUTH [user] password, SELECT db, then usable (cl_setup_cb). */
+	if (cc->cc_cl->cl_pass != NULL) {
+		argv[n] = "AUTH";
+		argvlen[n++] = 4;
+		if (cc->cc_cl->cl_user != NULL) {
+			argv[n] = cc->cc_cl->cl_user;
+			argvlen[n] = strlen(argv[n]);
+			n++;
+		}
+		argv[n] = cc->cc_cl->cl_pass;
+		argvlen[n] = strlen(argv[n]);
+		n++;
+		if (cl_send(cc, cl_setup_cb, cc, n, argv, argvlen) == -1)
+			goto fail;
+	}
+	snprintf(db, sizeof(db), "%d", cc->cc_cl->cl_db);
+	argv[0] = "SELECT";
+	argvlen[0] = 6;
+	argv[1] = db;
+	argvlen[1] = strlen(db);
+	if (cl_send(cc, cl_setup_cb, cc, 2, argv, argvlen) == -1)
+		goto fail;
+	return;
+fail:
+	cl_drop(cc, "cannot send");
+}
+
+static void
+cl_connect(struct cl_conn *cc)
+{
+	struct cluster		*cl = cc->cc_cl;
+	redisAsyncContext	*ac;
+
+	ac = cl->cl_unix != NULL ? redisAsyncConnectUnix(cl->cl_unix) :
+	    redisAsyncConnect(cl->cl_host, cl->cl_port);
+	if (ac == NULL) {
+		cl_conn_lost(cc, "out of memory");
+		return;
+	}
+	if (ac->err != 0) {
+		char	 why[256];
+
+		snprintf(why, sizeof(why), "%s", ac->errstr);
+		redisAsyncFree(ac);
+		cl_conn_lost(cc, why);
+		return;
+	}
+	ac->data = cc;
+	cc->cc_ac = ac;
+	cc->cc_pending = 0;
+	cc->cc_since_ms = util_mono_ms();
+	if (redisLibeventAttach(ac, cl->cl_base) != REDIS_OK ||
+	    redisAsyncSetConnectCallback(ac, cl_connect_cb) != REDIS_OK ||
+	    redisAsyncSetDisconnectCallback(ac, cl_disconnect_cb) !=
+	    REDIS_OK) {
+		cc->cc_ac = NULL;
+		redisAsyncFree(ac);
+		cl_conn_lost(cc, "cannot attach to the event loop");
+	}
+}
+
+/* The connection's state for the 100 ms tick: time out, reconnect. */
+static void
+cl_conn_tick(struct cl_conn *cc, int64_t now)
+{
+	if (cc->cc_ac == NULL) {
+		if (now >= cc->cc_retry_ms)
+			cl_connect(cc);
+		return;
+	}
+	/* Connecting counts as a command waiting. */
+	if ((cc->cc_pending > 0 || !cc->cc_up) &&
+	    now - cc->cc_since_ms > cc->cc_limit_ms)
+		cl_drop(cc, "timed out");
+}
+
+/* --- positions, state ------------------------------------------------- */
+
+/* Parse a reply string as a position; 0 or -1. */
+static int
+cl_reply_pos(const redisReply *r, struct cl_pos *p)
+{
+	if (r == NULL || r->type != REDIS_REPLY_STRING)
+		return (-1);
+	return (clpos_parse(r->str, r->len, p));
+}
+
+static void
+cl_state_save(struct cluster *cl)
+{
+	struct cl_state	 s = cl->cl_state;
+	char		 err[256], *text;
+
+	s.s_pos = cl->cl_durable;
+	if (clpos_cmp(&s.s_pos, &cl->cl_saved) == 0 &&
+	    cl->cl_saved.p_ms != 0)
+		return;
+	if ((text = clmsg_format_state(&s)) == NULL)
+		return;
+	if (journal_file_replace(cl->cl_j, CL_STATE_FILE, text, strlen(text),
+	    err, sizeof(err)) == -1)
+		log_warnx("cluster: %s", err);
+	else
+		cl->cl_saved = s.s_pos;
+	free(text);
+}
+
+/* cluster.state into cl_state, or a new node id; 0 or -1 with err. */
+static int
+cl_state_load(struct cluster *cl, char *err, size_t errlen)
+{
+	char		 buf[4097], why[256];
+	unsigned char	 rnd[CL_NODE_LEN / 2];
+	ssize_t		 n;
+	size_t		 i;
+	int		 fd;
+
+	memset(&cl->cl_state, 0, sizeof(cl->cl_state));
+	if ((fd = journal_file_open(cl->cl_j, CL_STATE_FILE, why,
+	    sizeof(why))) == -1 && errno != ENOENT) {
+		snprintf(err, errlen, "%s", why);
+		return (-1);
+	}
+	if (fd != -1) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n < 0 || clmsg_parse_state(buf, (size_t)n, &cl->cl_state,
+		    why, sizeof(why)) == -1) {
+			snprintf(err, errlen, "%s: %s", CL_STATE_FILE,
+			    n < 0 ? strerror(errno) : why);
+			return (-1);
+		}
+		/* Another cluster's position means nothing here. */
+		if (strcmp(cl->cl_state.s_name, cl->cl_name) != 0) {
+			log_info("cluster: %s was for cluster \"%s\", not "
+			    "\"%s\": joining as a new node", CL_STATE_FILE,
+			    cl->cl_state.s_name, cl->cl_name);
+			cl->cl_state.s_epoch[0] = '\0';
+			memset(&cl->cl_state.s_pos, 0, sizeof(struct cl_pos));
+		}
+	}
+	if (cl->cl_state.s_node[0] == '\0') {
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			snprintf(err, errlen, "no random bytes for a node id");
+			return (-1);
+		}
+		for (i = 0; i < sizeof(rnd); i++)
+			snprintf(cl->cl_state.s_node + 2 * i, 3, "%02x",
+			    rnd[i]);
+	}
+	snprintf(cl->cl_state.s_name, sizeof(cl->cl_state.s_name), "%s",
+	    cl->cl_name);
+	cl->cl_durable = cl->cl_saved = cl->cl_state.s_pos;
+	return (0);
+}
+
+/* --- applying changes -------------------------------------------------- */
+
+static int
+cl_lock(struct cluster *cl)
+{
+	if (keystore_lock(cl->cl_ks, cl->cl_pid, 2000) == KS_OK)
+		return (0);
+	log_warnx("cluster: the key store lock is held; applying later");
+	return (-1);
+}
+
+/*
+ * Under the lock: k into the journal (the cache) and the store.  A
+ * journal failure does not keep the change out of memory (Redis holds
+ * it; a revocation must take effect), but freezes the position
+ * cluster.state may name, so a restart reads the change again.
+ */
+static void
+cl_apply_put(struct cluster *cl, const struct ks_key *k, json_t *idem,
+    uint64_t *sync)
+{
+	char		 err[256];
+	uint64_t	 seq = cl->cl_ks->ks_hdr->kh_applied + 1;
+	int		 rc;
+
+	rc = idem != NULL ? journal_write_put_extra(cl->cl_j, seq, k,
+	    json_incref(idem), err, sizeof(err)) : journal_write_put(cl->cl_j,
+	    seq, k, err, sizeof(err));
+	if (rc == -1) {
+		if (!cl->cl_cache_failed)
+			log_warnx("cluster: key %s: %s (the change is in "
+			    "memory; cluster.state stays behind)", k->k_id,
+			    err);
+		cl->cl_cache_failed = 1;
+	} else
+		*sync = seq;
+	if ((rc = keystore_put(cl->cl_ks, k, seq)) != KS_OK) {
+		log_warnx("cluster: key %s cannot be stored here (%s)",
+		    k->k_id, rc == KS_FULL ? "the key store is full: raise "
+		    "max_keys" : "refused");
+		return;
+	}
+	if (idem != NULL && cl->cl_idem != NULL)
+		idem_replay(cl->cl_idem, idem, k);
+}
+
+static void
+cl_apply_del(struct cluster *cl, const char *id, uint64_t *sync)
+{
+	struct ks_key	 k;
+	char		 err[256];
+	uint32_t	 slot;
+	uint64_t	 seq = cl->cl_ks->ks_hdr->kh_applied + 1;
+
+	if (keystore_find_id(cl->cl_ks, id, &k, &slot) != KS_OK)
+		return;
+	if (journal_write_del(cl->cl_j, seq, id, err, sizeof(err)) == -1) {
+		if (!cl->cl_cache_failed)
+			log_warnx("cluster: key %s: %s (the change is in "
+			    "memory; cluster.state stays behind)", id, err);
+		cl->cl_cache_failed = 1;
+	} else
+		*sync = seq;
+	keystore_del(cl->cl_ks, id, seq);
+	OPENSSL_cleanse(&k, sizeof(k));
+}
+
+/* After a batch: unlock, make the lines durable, move the position. */
+static void
+cl_applied(struct cluster *cl, uint64_t sync, const struct cl_pos *pos)
+{
+	char	 err[256];
+
+	keystore_unlock(cl->cl_ks, cl->cl_pid);
+	if (sync != 0 && journal_sync(cl->cl_j, sync, err, sizeof(err)) ==
+	    -1) {
+		log_warnx("cluster: %s", err);
+		cl->cl_cache_failed = 1;
+	}
+	cl->cl_state.s_pos = *pos;
+	if (!cl->cl_cache_failed)
+		cl->cl_durable = *pos;
+	if (cl->cl_sm != NULL) {
+		__atomic_store_n(&cl->cl_sm->sm_cluster_applied, cl->cl_applied,
+		    __ATOMIC_RELAXED);
+		__atomic_store_n(&cl->cl_sm->sm_cluster_lag_ms,
+		    clpos_cmp(pos, &cl->cl_last) >= 0 ? 0 :
+		    (int64_t)(cl->cl_last.p_ms - pos->p_ms), __ATOMIC_RELAXED);
+	}
+}
+
+/* The ops waiting for the reader: answer those it has reached. */
+static void
+cl_ops_reached(struct cluster *cl)
+{
+	struct cl_task	**opp = &cl->cl_ops, *op;
+	int64_t		 now = util_mono_ms();
+
+	while ((op = *opp) != NULL) {
+		if (op->op_waiting && (clpos_cmp(&op->op_pos,
+		    &cl->cl_state.s_pos) <= 0 || now >= op->op_deadline)) {
+			*opp = op->op_next;
+			if (clpos_cmp(&op->op_pos, &cl->cl_state.s_pos) <= 0)
+				cl_op_answer(op, op->op_result, NULL);
+			else
+				cl_op_answer(op, "unavailable", "the change "
+				    "was committed to Redis but not yet "
+				    "applied on this node");
+			free(op);
+			continue;
+		}
+		opp = &op->op_next;
+	}
+}
+
+/*
+ * The namespace's records (id, record pairs from element first on) as
+ * the whole store: keys it lacks are deleted first (none of them is valid
+ * any more), then every record that differs is put, so no valid key is
+ * ever missing.  With check, nothing is changed: 0 if every local key is
+ * in the namespace as it is here, else -1 naming one in why.
+ */
+static int
+cl_apply_dump(struct cluster *cl, const redisReply *r, size_t first,
+    int check, char *why, size_t whylen)
+{
+	struct cl_change ch;
+	struct ks_key	 k;
+	json_t		*seen;
+	char		 err[256], *rec;
+	const char	*f[4];
+	size_t		 flen[4], i;
+	uint64_t	 sync = 0;
+	uint32_t	 it = 0, slot;
+	int		 rc = 0;
+
+	if ((seen = json_object()) == NULL)
+		return (-1);
+	for (i = first; i + 1 < r->elements; i += 2) {
+		if (r->element[i]->type != REDIS_REPLY_STRING ||
+		    r->element[i + 1]->type != REDIS_REPLY_STRING)
+			continue;
+		f[0] = "op";
+		flen[0] = 2;
+		f[1] = "put";
+		flen[1] = 3;
+		f[2] = "key";
+		flen[2] = 3;
+		f[3] = r->element[i + 1]->str;
+		flen[3] = r->element[i + 1]->len;
+		if (clmsg_parse_change(f, flen, 4, &ch, err, sizeof(err)) ==
+		    -1) {
+			log_warnx("cluster: a record in Redis is refused: %s",
+			    err);
+			continue;
+		}
+		json_object_set_new(seen, ch.ch_id, json_stringn(f[3],
+		    flen[3]));
+		clmsg_change_free(&ch);
+	}
+	if (!check && cl_lock(cl) == -1) {
+		json_decref(seen);
+		return (-1);
+	}
+	/* Local keys the namespace lacks (or holds otherwise). */
+	while (keystore_next(cl->cl_ks, &it, &k, &slot) == KS_OK) {
+		json_t	*v = json_object_get(seen, k.k_id);
+
+		if (check) {
+			rec = clmsg_record(&k, err, sizeof(err));
+			if (v == NULL || rec == NULL ||
+			    strcmp(rec, json_string_value(v)) != 0) {
+				snprintf(why, whylen, "key %s %s", k.k_id,
+				    v == NULL ? "is not in the cluster" :
+				    "differs from the cluster's");
+				rc = -1;
+			}
+			free(rec);
+			if (rc == -1)
+				break;
+			continue;
+		}
+		if (v == NULL)
+			cl_apply_del(cl, k.k_id, &sync);
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	if (check) {
+		json_decref(seen);
+		return (rc);
+	}
+	for (i = first; i + 1 < r->elements; i += 2) {
+		const char	*id;
+		json_t		*v;
+
+		if (r->element[i]->type != REDIS_REPLY_STRING)
+			continue;
+		id = r->element[i]->str;
+		if ((v = json_object_get(seen, id)) == NULL)
+			continue;
+		f[0] = "op";
+		flen[0] = 2;
+		f[1] = "put";
+		flen[1] = 3;
+		f[2] = "key";
+		flen[2] = 3;
+		f[3] = json_string_value(v);
+		flen[3] = json_string_length(v);
+		if (clmsg_parse_change(f, flen, 4, &ch, err, sizeof(err)) ==
+		    -1)
+			continue;
+		/* Unchanged records are left alone. */
+		if (keystore_find_id(cl->cl_ks, ch.ch_id, &k, &slot) == KS_OK &&
+		    (rec = clmsg_record(&k, err, sizeof(err))) != NULL) {
+			int same = strcmp(rec, f[3]) == 0;
+
+			free(rec);
+			if (same) {
+				clmsg_change_free(&ch);
+				continue;
+			}
+		}
+		cl_apply_put(cl, &ch.ch_key, NULL, &sync);
+		cl->cl_applied++;
+		clmsg_change_free(&ch);
+		OPENSSL_cleanse(&ch, sizeof(ch));
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	json_decref(seen);
+	return (0);
+}
+
+/* --- join, seed, resync ------------------------------------------------ */
+
+static void
+cl_joined(struct cluster *cl, const char *how)
+{
+	char	 pos[48];
+
+	cl->cl_joining = 0;
+	cl->cl_joined = 1;
+	cl->cl_refused[0] = '\0';
+	clpos_format(&cl->cl_state.s_pos, pos, sizeof(pos));
+	log_info("cluster \"%s\": node %s %s at stream position %s",
+	    cl->cl_name, cl->cl_state.s_node, how, pos);
+	cl_state_save(cl);
+	cl_read(cl);
+	cl_ops_reached(cl);
+}
+
+static void
+cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r;
+	struct cl_pos	 last;
+	char		 why[256];
+	uint64_t	 sync = 0;
+
+	if (cl->cl_cmd.cc_ac != ac)
+		return;
+	cl_answered(&cl->cl_cmd);
+	if (reply == NULL)
+		return;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    reply->element[0]->len == 0 || reply->element[0]->len >= 40 ||
+	    cl_reply_pos(reply->element[1], &last) == -1) {
+		log_warnx("cluster: a bad answer to the dump");
+		cl->cl_joining = 0;
+		return;
+	}
+	/* Never joined, with keys of its own: only if they are the cluster's. */
+	if (cl->cl_state.s_epoch[0] == '\0' &&
+	    keystore_count(cl->cl_ks) > 0 &&
+	    cl_apply_dump(cl, reply, 2, 1, why, sizeof(why)) == -1) {
+		snprintf(cl->cl_refused, sizeof(cl->cl_refused), "this node's "
+		    "keys are not the cluster's (%s): it keeps serving them "
+		    "but does not join; empty its state_dir or use another "
+		    "cluster_name", why);
+		log_warnx("cluster \"%s\": %s", cl->cl_name, cl->cl_refused);
+		cl->cl_joining = 0;
+		return;
+	}
+	if (cl_apply_dump(cl, reply, 2, 0, why, sizeof(why)) == -1) {
+		cl->cl_joining = 0;	/* the lock was busy: the next beat */
+		return;
+	}
+	memcpy(cl->cl_state.s_epoch, reply->element[0]->str,
+	    reply->element[0]->len);
+	cl->cl_state.s_epoch[reply->element[0]->len] = '\0';
+	cl_applied(cl, sync, &last);
+	cl_joined(cl, "resynchronised in full");
+}
+
+static void
+cl_resync(struct cluster *cl)
+{
+	const char	*argv[6];
+	size_t		 argvlen[6];
+	int		 i;
+
+	cl->cl_joined = 0;
+	cl->cl_joining = 1;
+	argv[0] = "EVAL";
+	argv[1] = cl_lua_dump;
+	argv[2] = "3";
+	argv[3] = cl->cl_k[CK_KEYS];
+	argv[4] = cl->cl_k[CK_STREAM];
+	argv[5] = cl->cl_k[CK_EPOCH];
+	for (i = 0; i < 6; i++)
+		argvlen[i] = strlen(argv[i]);
+	if (cl_send(&cl->cl_cmd, cl_dump_cb, cl, 6, argv, argvlen) == -1)
+		cl->cl_joining = 0;
+}
+
+static void
+cl_seed_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r;
+	struct cl_pos	 pos;
+
+	if (cl->cl_cmd.cc_ac != ac)
+		return;
+	cl_answered(&cl->cl_cmd);
+	if (reply == NULL)
+		return;
+	cl->cl_joining = 0;
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+	    reply->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(reply->element[0]->str, "exists") == 0) {
+		cl_join(cl);	/* another node seeded it meanwhile */
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    cl_reply_pos(reply->element[1], &pos) == -1) {
+		log_warnx("cluster: seeding failed: %s",
+		    reply->type == REDIS_REPLY_ERROR ? reply->str :
+		    "a bad answer");
+		return;
+	}
+	cl->cl_state.s_pos = cl->cl_durable = pos;
+	cl_joined(cl, "seeded the namespace");
+}
+
+/*
+ * The namespace has no epoch (new, or Redis lost its data): seed it with
+ * this node's keys under a new epoch, in one script.
+ */
+static void
+cl_seed(struct cluster *cl)
+{
+	const char	**argv = NULL;
+	size_t		 *argvlen = NULL, n, i, cap;
+	char		**recs = NULL, err[256];
+	unsigned char	 rnd[16];
+	struct ks_key	 k;
+	uint32_t	 it = 0, slot;
+
+	cap = 8 + 2 * (size_t)keystore_count(cl->cl_ks);
+	if ((argv = calloc(cap, sizeof(*argv))) == NULL ||
+	    (argvlen = calloc(cap, sizeof(*argvlen))) == NULL ||
+	    (recs = calloc(cap, sizeof(*recs))) == NULL ||
+	    RAND_bytes(rnd, sizeof(rnd)) != 1)
+		goto done;
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(cl->cl_state.s_epoch + 2 * i, 3, "%02x", rnd[i]);
+	argv[0] = "EVAL";
+	argv[1] = cl_lua_seed;
+	argv[2] = "4";
+	argv[3] = cl->cl_k[CK_KEYS];
+	argv[4] = cl->cl_k[CK_DIGESTS];
+	argv[5] = cl->cl_k[CK_STREAM];
+	argv[6] = cl->cl_k[CK_EPOCH];
+	argv[7] = cl->cl_state.s_epoch;
+	argv[8] = cl->cl_state.s_node;
+	n = 9;
+	while (n + 2 <= cap && keystore_next(cl->cl_ks, &it, &k, &slot) ==
+	    KS_OK) {
+		if ((recs[n] = clmsg_record(&k, err, sizeof(err))) == NULL) {
+			log_warnx("cluster: key %s not seeded: %s", k.k_id,
+			    err);
+			continue;
+		}
+		argv[n + 1] = recs[n];
+		if ((recs[n + 1] = strdup(k.k_id)) == NULL) {
+			free(recs[n]);
+			recs[n] = NULL;
+			continue;
+		}
+		argv[n] = recs[n + 1];
+		n += 2;
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	for (i = 0; i < n; i++)
+		argvlen[i] = strlen(argv[i]);
+	cl->cl_joining = 1;
+	log_info("cluster \"%s\": the namespace is empty; seeding it with "
+	    "this node's %zu key(s)", cl->cl_name, (n - 9) / 2);
+	if (cl_send(&cl->cl_cmd, cl_seed_cb, cl, (int)n, argv, argvlen) == -1)
+		cl->cl_joining = 0;
+done:
+	if (recs != NULL)
+		for (i = 0; i < cap; i++)
+			free(recs[i]);
+	free(recs);
+	free(argv);
+	free(argvlen);
+}
+
+/* Nodes, lag and the namespace's state from a heartbeat's answer. */
+static void
+cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r;
+	struct cl_pos	 last, maxdel;
+	json_t		*nodes, *o;
+	json_error_t	 je;
+	char		 epoch[40];
+	size_t		 i;
+	int		 join = cl->cl_joining == 2;
+
+	if (cl->cl_cmd.cc_ac != ac)
+		return;
+	cl_answered(&cl->cl_cmd);
+	if (reply == NULL)
+		return;
+	if (join)
+		cl->cl_joining = 0;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    reply->element[0]->len >= sizeof(epoch) ||
+	    cl_reply_pos(reply->element[1], &last) == -1 ||
+	    cl_reply_pos(reply->element[2], &maxdel) == -1) {
+		log_warnx("cluster: a bad answer to the heartbeat%s%s",
+		    reply->type == REDIS_REPLY_ERROR ? ": " : "",
+		    reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+		return;
+	}
+	memcpy(epoch, reply->element[0]->str, reply->element[0]->len);
+	epoch[reply->element[0]->len] = '\0';
+	cl->cl_last = last;
+	cl->cl_last_seen = util_now_ms();
+	if ((nodes = json_array()) != NULL) {
+		for (i = 3; i < reply->elements && i < 3 + CL_MAX_NODES; i++) {
+			if (reply->element[i]->type != REDIS_REPLY_STRING)
+				continue;
+			o = json_loadb(reply->element[i]->str,
+			    reply->element[i]->len, 0, &je);
+			if (o != NULL && json_is_object(o))
+				json_array_append(nodes, o);
+			json_decref(o);
+		}
+		json_decref(cl->cl_nodes);
+		cl->cl_nodes = nodes;
+	}
+	if (cl->cl_sm != NULL)
+		__atomic_store_n(&cl->cl_sm->sm_cluster_lag_ms,
+		    clpos_cmp(&cl->cl_state.s_pos, &last) >= 0 ? 0 :
+		    (int64_t)(last.p_ms - cl->cl_state.s_pos.p_ms),
+		    __ATOMIC_RELAXED);
+	if (cl->cl_refused[0] != '\0' || cl->cl_joining)
+		return;
+	if (epoch[0] == '\0') {
+		if (cl->cl_joined)
+			log_warnx("cluster \"%s\": the namespace is gone from "
+			    "Redis (it lost its data?); seeding it again "
+			    "from this node's keys", cl->cl_name);
+		cl->cl_joined = 0;
+		cl_seed(cl);
+	} else if (strcmp(epoch, cl->cl_state.s_epoch) != 0) {
+		if (cl->cl_state.s_epoch[0] != '\0')
+			log_warnx("cluster \"%s\": the namespace was "
+			    "recreated (epoch %s, this node had %s); "
+			    "resynchronising", cl->cl_name, epoch,
+			    cl->cl_state.s_epoch);
+		cl_resync(cl);
+	} else if (clpos_cmp(&maxdel, &cl->cl_state.s_pos) > 0) {
+		char	 a[48], b[48];
+
+		clpos_format(&maxdel, a, sizeof(a));
+		clpos_format(&cl->cl_state.s_pos, b, sizeof(b));
+		log_warnx("cluster \"%s\": the stream was trimmed past this "
+		    "node's position (%s > %s); resynchronising",
+		    cl->cl_name, a, b);
+		cl_resync(cl);
+	} else if (!cl->cl_joined)
+		cl_joined(cl, "resumed");
+}
+
+static void
+cl_beat(struct cluster *cl, int join)
+{
+	const char	*argv[10];
+	size_t		 argvlen[10];
+	char		 pos[48], *info;
+	json_t		*o;
+	int		 i;
+
+	if (!cl->cl_cmd.cc_up || (join && cl->cl_joining))
+		return;
+	clpos_format(&cl->cl_state.s_pos, pos, sizeof(pos));
+	if ((o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:I}", "node",
+	    cl->cl_state.s_node, "host", cl->cl_hostname, "pid",
+	    (json_int_t)cl->cl_pid, "position", pos, "version",
+	    PACKAGE_VERSION, "seen", (json_int_t)util_now_ms())) == NULL)
+		return;
+	info = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (info == NULL)
+		return;
+	argv[0] = "EVAL";
+	argv[1] = cl_lua_beat;
+	argv[2] = "3";
+	argv[3] = cl->cl_k[CK_NODES];
+	argv[4] = cl->cl_k[CK_STREAM];
+	argv[5] = cl->cl_k[CK_EPOCH];
+	argv[6] = cl->cl_state.s_node;
+	argv[7] = info;
+	argv[8] = XSTR_TTL;
+	argv[9] = cl->cl_k[CK_NODE];
+	for (i = 0; i < 10; i++)
+		argvlen[i] = strlen(argv[i]);
+	if (cl_send(&cl->cl_cmd, cl_beat_cb, cl, 10, argv, argvlen) == 0 &&
+	    join)
+		cl->cl_joining = 2;
+	free(info);
+}
+
+/* After a (re)connection: learn the namespace's state, then decide. */
+static void
+cl_join(struct cluster *cl)
+{
+	if (!cl->cl_cmd.cc_up || !cl->cl_rd.cc_up || cl->cl_refused[0] != '\0')
+		return;
+	cl_beat(cl, 1);
+}
+
+/* --- the stream reader ------------------------------------------------- */
+
+static void
+cl_read_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r, *entries, *e, *fv;
+	struct cl_change ch;
+	struct cl_pos	 pos, at = cl->cl_state.s_pos;
+	const char	*f[16];
+	size_t		 flen[16], i, j;
+	uint64_t	 sync = 0;
+	char		 err[256], ps[48];
+	int		 locked = 0, resync = 0;
+
+	if (cl->cl_rd.cc_ac != ac)
+		return;
+	cl_answered(&cl->cl_rd);
+	cl->cl_reading = 0;
+	if (reply == NULL)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		log_warnx("cluster: XREAD: %.200s", reply->str);
+		cl_drop(&cl->cl_rd, "XREAD failed");
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+	    reply->element[0]->type == REDIS_REPLY_ARRAY &&
+	    reply->element[0]->elements == 2 &&
+	    (entries = reply->element[0]->element[1])->type ==
+	    REDIS_REPLY_ARRAY) {
+		for (i = 0; i < entries->elements; i++) {
+			e = entries->element[i];
+			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+			    cl_reply_pos(e->element[0], &pos) == -1 ||
+			    (fv = e->element[1])->type != REDIS_REPLY_ARRAY)
+				continue;
+			if (clpos_cmp(&pos, &at) <= 0)
+				continue;	/* a resync covered it */
+			for (j = 0; j < fv->elements && j < 16; j++) {
+				if (fv->element[j]->type != REDIS_REPLY_STRING)
+					break;
+				f[j] = fv->element[j]->str;
+				flen[j] = fv->element[j]->len;
+			}
+			clpos_format(&pos, ps, sizeof(ps));
+			if (j != fv->elements || clmsg_parse_change(f, flen,
+			    j, &ch, err, sizeof(err)) == -1) {
+				log_warnx("cluster: stream entry %s skipped: "
+				    "%s", ps, j != fv->elements ? "not "
+				    "strings" : err);
+				at = pos;
+				continue;
+			}
+			if (ch.ch_kind == CL_CH_SEED) {
+				if (strcmp(ch.ch_epoch,
+				    cl->cl_state.s_epoch) != 0)
+					resync = 1;
+				at = pos;
+				if (resync)
+					break;
+				continue;
+			}
+			if (!locked) {
+				if (cl_lock(cl) == -1) {
+					clmsg_change_free(&ch);
+					break;
+				}
+				locked = 1;
+			}
+			if (ch.ch_kind == CL_CH_PUT)
+				cl_apply_put(cl, &ch.ch_key, ch.ch_idem, &sync);
+			else
+				cl_apply_del(cl, ch.ch_id, &sync);
+			cl->cl_applied++;
+			clmsg_change_free(&ch);
+			OPENSSL_cleanse(&ch, sizeof(ch));
+			at = pos;
+		}
+	}
+	if (locked)
+		cl_applied(cl, sync, &at);
+	else if (clpos_cmp(&at, &cl->cl_state.s_pos) > 0) {
+		cl->cl_state.s_pos = at;
+		if (!cl->cl_cache_failed)
+			cl->cl_durable = at;
+	}
+	cl_ops_reached(cl);
+	if (resync) {
+		log_warnx("cluster \"%s\": the namespace was seeded anew; "
+		    "resynchronising", cl->cl_name);
+		cl_resync(cl);
+		return;
+	}
+	cl_read(cl);
+}
+
+static void
+cl_read(struct cluster *cl)
+{
+	const char	*argv[7];
+	size_t		 argvlen[7];
+	char		 pos[48];
+	int		 i;
+
+	if (!cl->cl_joined || cl->cl_reading || !cl->cl_rd.cc_up)
+		return;
+	clpos_format(&cl->cl_state.s_pos, pos, sizeof(pos));
+	argv[0] = "XREAD";
+	argv[1] = "COUNT";
+	argv[2] = XSTR_BATCH;
+	argv[3] = "BLOCK";
+	argv[4] = XSTR_BLOCK;
+	argv[5] = "STREAMS";
+	argv[6] = cl->cl_k[CK_STREAM];
+	for (i = 0; i < 7; i++)
+		argvlen[i] = strlen(argv[i]);
+	{
+		const char	*av[8];
+		size_t		 al[8];
+
+		memcpy(av, argv, sizeof(argv));
+		memcpy(al, argvlen, sizeof(argvlen));
+		av[7] = pos;
+		al[7] = strlen(pos);
+		if (cl_send(&cl->cl_rd, cl_read_cb, cl, 8, av, al) == 0)
+			cl->cl_reading = 1;
+	}
+}
+
+/* --- the workers' channels --------------------------------------------- */
+
+/* Answer op's worker: result "ok", "retry", "unavailable" (why). */
+static void
+cl_op_answer(struct cl_task *op, const char *result, const char *why)
+{
+	json_t	*o;
+	char	*s;
+
+	if (op->op_chan == NULL || op->op_chan->ch_fd == -1)
+		return;
+	if (strcmp(result, "ok") == 0)
+		o = json_pack("{s:I,s:b}", "rid", (json_int_t)op->op_rid,
+		    "ok", 1);
+	else
+		o = json_pack("{s:I,s:s,s:s}", "rid", (json_int_t)op->op_rid,
+		    "error", result, "message", why != NULL ? why : result);
+	if (o == NULL || (s = json_dumps(o, JSON_COMPACT)) == NULL) {
+		json_decref(o);
+		return;
+	}
+	json_decref(o);
+	if (send(op->op_chan->ch_fd, s, strlen(s), MSG_NOSIGNAL |
+	    MSG_DONTWAIT) == -1)
+		log_debug("cluster: answer to a worker: %s", strerror(errno));
+	free(s);
+}
+
+static void
+cl_op_link(struct cluster *cl, struct cl_task *op)
+{
+	op->op_next = cl->cl_ops;
+	cl->cl_ops = op;
+}
+
+static void
+cl_op_unlink(struct cluster *cl, struct cl_task *op)
+{
+	struct cl_task	**opp;
+
+	for (opp = &cl->cl_ops; *opp != NULL; opp = &(*opp)->op_next)
+		if (*opp == op) {
+			*opp = op->op_next;
+			return;
+		}
+}
+
+static void
+cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cl_task	*op = arg;
+	struct cluster	*cl = op->op_cl;
+	redisReply	*reply = r;
+	struct cl_pos	 pos;
+	const char	*what;
+
+	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
+		cl_answered(&cl->cl_cmd);
+	if (reply == NULL) {
+		cl_op_unlink(cl, op);
+		cl_op_answer(op, "unavailable", "the connection to Redis was "
+		    "lost; the change may or may not have been made");
+		free(op);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING) {
+		log_warnx("cluster: a write failed: %.200s",
+		    reply->type == REDIS_REPLY_ERROR ? reply->str :
+		    "a bad answer");
+		cl_op_unlink(cl, op);
+		cl_op_answer(op, "unavailable", "Redis refused the change");
+		free(op);
+		return;
+	}
+	what = reply->element[0]->str;
+	if (strcmp(what, "unseeded") == 0) {
+		cl_op_unlink(cl, op);
+		cl_op_answer(op, "unavailable", "the cluster's namespace is "
+		    "being seeded; retry");
+		free(op);
+		cl->cl_joined = 0;
+		cl_join(cl);
+		return;
+	}
+	if (reply->elements != 2 || cl_reply_pos(reply->element[1], &pos) ==
+	    -1 || (strcmp(what, "ok") != 0 && strcmp(what, "retry") != 0)) {
+		cl_op_unlink(cl, op);
+		cl_op_answer(op, "unavailable", "a bad answer from Redis");
+		free(op);
+		return;
+	}
+	/* Answered once this node's reader has applied pos. */
+	op->op_waiting = 1;
+	op->op_pos = pos;
+	op->op_result = strcmp(what, "ok") == 0 ? "ok" : "retry";
+	op->op_deadline = util_mono_ms() + CL_WAIT_MS;
+	cl_ops_reached(cl);
+}
+
+/* The cluster's state as /v1/cluster shows it. */
+static json_t *
+cl_status(struct cluster *cl)
+{
+	json_t		*o, *nodes, *n, *v;
+	struct cl_pos	 p;
+	char		 pos[48], last[48];
+	size_t		 i;
+	int64_t		 now = util_now_ms();
+
+	clpos_format(&cl->cl_state.s_pos, pos, sizeof(pos));
+	clpos_format(&cl->cl_last, last, sizeof(last));
+	if ((nodes = json_array()) == NULL)
+		return (NULL);
+	json_array_foreach(cl->cl_nodes, i, v) {
+		if ((n = json_deep_copy(v)) == NULL)
+			continue;
+		if ((v = json_object_get(n, "position")) != NULL &&
+		    json_is_string(v) && clpos_parse(json_string_value(v),
+		    json_string_length(v), &p) == 0)
+			json_object_set_new(n, "lag_seconds", json_real(
+			    clpos_cmp(&p, &cl->cl_last) >= 0 ? 0.0 :
+			    (double)(cl->cl_last.p_ms - p.p_ms) / 1000.0));
+		json_object_set_new(n, "self", json_boolean(strcmp(
+		    json_string_value(json_object_get(n, "node")) != NULL ?
+		    json_string_value(json_object_get(n, "node")) : "",
+		    cl->cl_state.s_node) == 0));
+		json_array_append_new(nodes, n);
+	}
+	o = json_pack("{s:b,s:s,s:s,s:b,s:s,s:s,s:s,s:s,s:f,s:I,s:o}",
+	    "enabled", 1, "name", cl->cl_name, "redis", cl->cl_url,
+	    "redis_up", cl->cl_cmd.cc_up && cl->cl_rd.cc_up,
+	    "state", cl->cl_refused[0] != '\0' ? "refused" : cl->cl_joined ?
+	    "joined" : cl->cl_cmd.cc_up ? "joining" : "disconnected",
+	    "node", cl->cl_state.s_node, "epoch", cl->cl_state.s_epoch,
+	    "position", pos, "lag_seconds",
+	    clpos_cmp(&cl->cl_state.s_pos, &cl->cl_last) >= 0 ? 0.0 :
+	    (double)(cl->cl_last.p_ms - cl->cl_state.s_pos.p_ms) / 1000.0,
+	    "applied_total", (json_int_t)cl->cl_applied, "nodes", nodes);
+	if (o == NULL)
+		return (NULL);
+	json_object_set_new(o, "stream_last", json_string(last));
+	if (cl->cl_last_seen != 0)
+		json_object_set_new(o, "checked_ms_ago",
+		    json_integer(now - cl->cl_last_seen));
+	if (cl->cl_refused[0] != '\0')
+		json_object_set_new(o, "refused", json_string(cl->cl_refused));
+	if (cl->cl_cache_failed)
+		json_object_set_new(o, "cache", json_string("a journal write "
+		    "failed: state_dir holds an older copy"));
+	return (o);
+}
+
+/* One request from a worker. */
+static void
+cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
+{
+	struct cluster		*cl = ch->ch_cl;
+	struct cl_request	 rq;
+	struct cl_task		*op;
+	const char		*argv[14];
+	size_t			 argvlen[14];
+	char			 err[256], idem[256], hex[65];
+	json_t			*o, *st;
+	char			*s;
+	int			 i;
+
+	if (clmsg_parse_request(buf, len, &rq, err, sizeof(err)) == -1) {
+		struct cl_task	 bad = { .op_chan = ch, .op_rid = rq.r_rid };
+
+		log_warnx("cluster: a worker's request refused: %s", err);
+		if (rq.r_rid != 0)
+			cl_op_answer(&bad, "refused", err);
+		return;
+	}
+	if ((op = calloc(1, sizeof(*op))) == NULL)
+		goto done;
+	op->op_cl = cl;
+	op->op_chan = ch;
+	op->op_rid = rq.r_rid;
+	if (rq.r_op == CL_OP_STATUS) {
+		st = cl_status(cl);
+		o = json_pack("{s:I,s:b,s:o*}", "rid", (json_int_t)rq.r_rid,
+		    "ok", 1, "cluster", st);
+		if (o != NULL && (s = json_dumps(o, JSON_COMPACT)) != NULL) {
+			if (strlen(s) <= CL_REPLY_MAX)
+				(void)send(ch->ch_fd, s, strlen(s),
+				    MSG_NOSIGNAL | MSG_DONTWAIT);
+			free(s);
+		}
+		json_decref(o);
+		free(op);
+		goto done;
+	}
+	if (cl->cl_refused[0] != '\0' || !cl->cl_joined ||
+	    !cl->cl_cmd.cc_up) {
+		cl_op_answer(op, "unavailable", cl->cl_refused[0] != '\0' ?
+		    cl->cl_refused : !cl->cl_cmd.cc_up ? "Redis is "
+		    "unreachable" : "this node has not joined the cluster "
+		    "yet");
+		free(op);
+		goto done;
+	}
+	idem[0] = '\0';
+	if (rq.r_idem != NULL) {
+		for (i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", rq.r_idem_hash[i]);
+		snprintf(idem, sizeof(idem), "%s%s", cl->cl_k[CK_IDEM], hex);
+	}
+	argv[0] = "EVAL";
+	argv[1] = cl_lua_write;
+	argv[2] = "4";
+	argv[3] = cl->cl_k[CK_KEYS];
+	argv[4] = cl->cl_k[CK_DIGESTS];
+	argv[5] = cl->cl_k[CK_STREAM];
+	argv[6] = cl->cl_k[CK_EPOCH];
+	argv[7] = rq.r_op == CL_OP_PUT ? "put" : "del";
+	argv[8] = rq.r_id;
+	argv[9] = rq.r_expect != NULL ? rq.r_expect : "";
+	argv[10] = rq.r_record != NULL ? rq.r_record : "";
+	argv[11] = idem;
+	argv[12] = rq.r_idem != NULL ? rq.r_idem : "";
+	argv[13] = cl->cl_state.s_node;
+	for (i = 0; i < 14; i++)
+		argvlen[i] = strlen(argv[i]);
+	cl_op_link(cl, op);
+	if (cl_send(&cl->cl_cmd, cl_write_cb, op, 14, argv, argvlen) == -1) {
+		cl_op_unlink(cl, op);
+		cl_op_answer(op, "unavailable", "Redis is unreachable");
+		free(op);
+	}
+done:
+	OPENSSL_cleanse(&rq.r_key, sizeof(rq.r_key));
+	clmsg_request_free(&rq);
+}
+
+static void
+cl_chan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cl_chan	*ch = arg;
+	char		*buf;
+	ssize_t		 n;
+
+	if ((buf = malloc(CL_MSG_MAX + 1)) == NULL)
+		return;
+	n = recv(fd, buf, CL_MSG_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
+	if (n == 0) {
+		/* The worker closed its end: it is gone. */
+		event_del(ch->ch_ev);
+	} else if (n > CL_MSG_MAX)
+		log_warnx("cluster: a worker's request of %zd bytes refused "
+		    "(at most %d)", n, CL_MSG_MAX);
+	else if (n > 0)
+		cl_chan_request(ch, buf, (size_t)n);
+	free(buf);
+}
+
+int
+cluster_chan_open(struct cluster *cl, int slot, int *fds)
+{
+	struct cl_chan	*ch;
+	int		 i, sv[2];
+
+	if (slot < 0 || slot >= SHM_SLOTS)
+		return (-1);
+	cluster_chan_close(cl, slot);
+	for (i = 0; i < CL_CHANS; i++) {
+		ch = &cl->cl_chans[slot][i];
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+		    sv) == -1) {
+			log_warn("cluster: socketpair");
+			goto fail;
+		}
+		ch->ch_cl = cl;
+		ch->ch_fd = sv[0];
+		ch->ch_slot = slot;
+		fds[i] = sv[1];
+		if ((ch->ch_ev = event_new(cl->cl_base, sv[0],
+		    EV_READ | EV_PERSIST, cl_chan_cb, ch)) == NULL ||
+		    event_add(ch->ch_ev, NULL) == -1) {
+			close(sv[1]);
+			goto fail;
+		}
+	}
+	return (0);
+fail:
+	while (i-- > 0)
+		close(fds[i]);
+	cluster_chan_close(cl, slot);
+	return (-1);
+}
+
+/* The worker's ends, after the fork: the master keeps only its own. */
+void
+cluster_chan_close(struct cluster *cl, int slot)
+{
+	struct cl_chan	*ch;
+	struct cl_task	*op;
+	int		 i;
+
+	if (cl == NULL || slot < 0 || slot >= SHM_SLOTS)
+		return;
+	for (i = 0; i < CL_CHANS; i++) {
+		ch = &cl->cl_chans[slot][i];
+		for (op = cl->cl_ops; op != NULL; op = op->op_next)
+			if (op->op_chan == ch)
+				op->op_chan = NULL;
+		if (ch->ch_ev != NULL)
+			event_free(ch->ch_ev);
+		ch->ch_ev = NULL;
+		if (ch->ch_fd != -1 && ch->ch_cl != NULL)
+			close(ch->ch_fd);
+		ch->ch_fd = -1;
+	}
+}
+
+void
+cluster_child_detach(struct cluster *cl, int slot)
+{
+	int	 s, i;
+
+	if (cl == NULL)
+		return;
+	for (s = 0; s < SHM_SLOTS; s++)
+		for (i = 0; i < CL_CHANS; i++)
+			if (cl->cl_chans[s][i].ch_fd != -1)
+				close(cl->cl_chans[s][i].ch_fd);
+	if (cl->cl_cmd.cc_ac != NULL)
+		close(cl->cl_cmd.cc_ac->c.fd);
+	if (cl->cl_rd.cc_ac != NULL)
+		close(cl->cl_rd.cc_ac->c.fd);
+	(void)slot;
+}
+
+/* --- the tick ---------------------------------------------------------- */
+
+static void
+cl_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster	*cl = arg;
+	int64_t		 now = util_mono_ms();
+
+	cl_conn_tick(&cl->cl_cmd, now);
+	cl_conn_tick(&cl->cl_rd, now);
+	cl_ops_reached(cl);
+	if (now >= cl->cl_beat_ms) {
+		cl->cl_beat_ms = now + CL_BEAT_MS;
+		if (cl->cl_joined || cl->cl_joining == 0)
+			cl_beat(cl, !cl->cl_joined);
+		cl_state_save(cl);
+	}
+}
+
+/* --- set-up ------------------------------------------------------------ */
+
+static char *
+cl_key(const char *prefix, const char *name)
+{
+	char	*s;
+
+	return (asprintf(&s, "%s%s", prefix, name) == -1 ? NULL : s);
+}
+
+struct cluster *
+cluster_new(struct event_base *base, const struct config *conf,
+    struct keystore *ks, struct journal *j, struct idem_entry *idem,
+    struct stats_master *sm, pid_t pid, char *err, size_t errlen)
+{
+	static const char *const names[] = {
+		"keys", "digests", "stream", "epoch", "nodes", "node:",
+		"idem:"
+	};
+	struct cluster	*cl;
+	struct timeval	 tv = { 0, CL_TICK_MS * 1000 };
+	size_t		 i;
+	int		 s, c;
+
+	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return (NULL);
+	}
+	for (s = 0; s < SHM_SLOTS; s++)
+		for (c = 0; c < CL_CHANS; c++)
+			cl->cl_chans[s][c].ch_fd = -1;
+	cl->cl_base = base;
+	cl->cl_ks = ks;
+	cl->cl_j = j;
+	cl->cl_idem = idem;
+	cl->cl_sm = sm;
+	cl->cl_pid = pid;
+	cl->cl_port = conf->c_cluster_port;
+	cl->cl_db = conf->c_cluster_db;
+	if ((cl->cl_url = strdup(conf->c_cluster_url)) == NULL ||
+	    (cl->cl_name = strdup(conf->c_cluster_name)) == NULL ||
+	    (conf->c_cluster_host != NULL &&
+	    (cl->cl_host = strdup(conf->c_cluster_host)) == NULL) ||
+	    (conf->c_cluster_unix != NULL &&
+	    (cl->cl_unix = strdup(conf->c_cluster_unix)) == NULL) ||
+	    (conf->c_cluster_user != NULL &&
+	    (cl->cl_user = strdup(conf->c_cluster_user)) == NULL) ||
+	    (conf->c_cluster_pass != NULL &&
+	    (cl->cl_pass = strdup(conf->c_cluster_pass)) == NULL) ||
+	    asprintf(&cl->cl_prefix, "keygate:{%s}:", conf->c_cluster_name) ==
+	    -1) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < nitems(names); i++)
+		if ((cl->cl_k[i] = cl_key(cl->cl_prefix, names[i])) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	if (gethostname(cl->cl_hostname, sizeof(cl->cl_hostname) - 1) == -1)
+		snprintf(cl->cl_hostname, sizeof(cl->cl_hostname), "unknown");
+	if (cl_state_load(cl, err, errlen) == -1)
+		goto fail;
+	cl->cl_cmd.cc_cl = cl->cl_rd.cc_cl = cl;
+	cl->cl_cmd.cc_what = "commands";
+	cl->cl_rd.cc_what = "stream";
+	cl->cl_cmd.cc_limit_ms = CL_TIMEOUT_MS;
+	cl->cl_rd.cc_limit_ms = CL_TIMEOUT_MS + CL_BLOCK_MS;
+	if ((cl->cl_tick = event_new(base, -1, EV_PERSIST, cl_tick_cb,
+	    cl)) == NULL || event_add(cl->cl_tick, &tv) == -1) {
+		snprintf(err, errlen, "cannot start the cluster's timer");
+		goto fail;
+	}
+	if (sm != NULL) {
+		__atomic_store_n(&sm->sm_cluster, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&sm->sm_cluster_applied, 0, __ATOMIC_RELAXED);
+	}
+	/* The node's own state file names the node from now on. */
+	cl->cl_saved.p_ms = 0;
+	cl_state_save(cl);
+	cl_connect(&cl->cl_cmd);
+	cl_connect(&cl->cl_rd);
+	return (cl);
+fail:
+	cluster_free(cl);
+	return (NULL);
+}
+
+void
+cluster_free(struct cluster *cl)
+{
+	struct cl_task	*op;
+	size_t		 i;
+	int		 s;
+
+	if (cl == NULL)
+		return;
+	if (cl->cl_tick != NULL)
+		event_free(cl->cl_tick);
+	cl->cl_tick = NULL;
+	cl_drop(&cl->cl_cmd, "stopping");
+	cl_drop(&cl->cl_rd, "stopping");
+	if (cl->cl_j != NULL && cl->cl_state.s_node[0] != '\0')
+		cl_state_save(cl);
+	for (s = 0; s < SHM_SLOTS; s++)
+		cluster_chan_close(cl, s);
+	while ((op = cl->cl_ops) != NULL) {
+		cl->cl_ops = op->op_next;
+		free(op);
+	}
+	json_decref(cl->cl_nodes);
+	for (i = 0; i < nitems(cl->cl_k); i++)
+		free(cl->cl_k[i]);
+	free(cl->cl_prefix);
+	free(cl->cl_url);
+	free(cl->cl_name);
+	free(cl->cl_host);
+	free(cl->cl_unix);
+	free(cl->cl_user);
+	if (cl->cl_pass != NULL) {
+		OPENSSL_cleanse(cl->cl_pass, strlen(cl->cl_pass));
+		free(cl->cl_pass);
+	}
+	free(cl);
+}
+
+static int
+cl_streq(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return (a == b);
+	return (strcmp(a, b) == 0);
+}
+
+int
+cluster_same(const struct cluster *cl, const struct config *conf)
+{
+	return (conf->c_cluster && cl_streq(cl->cl_url, conf->c_cluster_url) &&
+	    cl_streq(cl->cl_name, conf->c_cluster_name) &&
+	    cl_streq(cl->cl_pass, conf->c_cluster_pass));
+}
