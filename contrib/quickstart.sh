@@ -33,12 +33,13 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # also checks that the unit's /bin/kill (package procps) exists, and the
 # openssl command line, which makes the TLS tests' certificates, and
 # promtool (package prometheus), which checks the /metrics output and the
-# example alert rules.
+# example alert rules; the cluster tests start redis-server themselves
+# (libhiredis-dev is the master's Redis client).
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
 libpcre2-dev libjansson-dev libssl-dev libcurl4-openssl-dev libyaml-dev \
-curl python3-jwt python3-cryptography"
+libhiredis-dev curl python3-jwt python3-cryptography"
 TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps \
-openssl prometheus"
+openssl prometheus redis-server"
 # Any of these serves the nginx test; nginx-light is installed if none is.
 NGINX_PACKAGES="nginx nginx-light nginx-core nginx-full nginx-extras"
 

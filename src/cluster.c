@@ -1331,6 +1331,24 @@ cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
 		free(op);
 		return;
 	}
+#ifdef KEYGATE_DEBUG
+	/*
+	 * Fault injection for the integration tests (debug builds): if the
+	 * file named by KEYGATE_TEST_STALL_CLUSTER exists, the first commit
+	 * to get here removes it, says so and stops the master: the change
+	 * is in Redis, and nobody was answered.
+	 */
+	{
+		const char	*path = getenv("KEYGATE_TEST_STALL_CLUSTER");
+
+		if (path != NULL && strcmp(what, "ok") == 0 &&
+		    unlink(path) == 0) {
+			log_warnx("test: stalled after a cluster commit");
+			for (;;)
+				pause();
+		}
+	}
+#endif
 	/* Answered once this node's reader has applied pos. */
 	op->op_waiting = 1;
 	op->op_pos = pos;

@@ -22,10 +22,10 @@ SCRIPT = os.path.join(kg.SRCDIR, "contrib", "quickstart.sh")
 
 DEMO_ONLY = {"build-essential", "autoconf", "automake", "pkg-config",
              "libevent-dev", "libpcre2-dev", "libjansson-dev", "libssl-dev",
-             "libcurl4-openssl-dev", "libyaml-dev", "curl", "python3-jwt",
-             "python3-cryptography"}
+             "libcurl4-openssl-dev", "libyaml-dev", "libhiredis-dev", "curl",
+             "python3-jwt", "python3-cryptography"}
 TEST_ADDS = {"libcmocka-dev", "python3", "clang", "libclang-rt-dev",
-             "systemd", "procps", "openssl", "prometheus"}
+             "systemd", "procps", "openssl", "prometheus", "redis-server"}
 LOCK = "-o DPkg::Lock::Timeout=600"
 
 STUBS = {
