@@ -277,6 +277,8 @@ clmsg_parse_request(const char *buf, size_t len, struct cl_request *r,
 oom:
 	snprintf(err, errlen, "out of memory");
 bad:
+	if (err[0] == '\0')
+		snprintf(err, errlen, "not a request object");
 	json_decref(o);
 	clmsg_request_free(r);
 	return (-1);	/* r_rid stays, to answer the refusal */
