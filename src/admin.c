@@ -130,6 +130,9 @@ static int	admin_set_disabled(struct admin_ctx *, json_t *,
 		    struct ks_key *);
 static int	admin_set_rate(struct admin_ctx *, json_t *, struct ks_key *);
 static int	admin_import(struct admin_ctx *);
+static const char *admin_cluster_usage(struct admin_ctx *, const char *,
+		    uint64_t *, uint64_t *, uint64_t *, int64_t *, char *,
+		    size_t);
 static int	admin_store_idem(struct admin_ctx *, const struct ks_key *,
 		    struct idem_entry *);
 
@@ -2503,7 +2506,8 @@ static int
 admin_usage(struct admin_ctx *c)
 {
 	struct ks_key	 k;
-	char		 lu[32];
+	char		 lu[32], why[256];
+	const char	*scope;
 	uint32_t	 slot;
 	uint64_t	 allowed, refused, n[KS_NCOUNTS];
 	int64_t		 last;
@@ -2516,12 +2520,16 @@ admin_usage(struct admin_ctx *c)
 		return (admin_usage_history(c, &k, slot, kind));
 	keystore_usage(c->c_ks, slot, &allowed, &refused, &last);
 	keystore_counts(c->c_ks, slot, n);
+	scope = admin_cluster_usage(c, k.k_id, &allowed, &refused, n, &last,
+	    why, sizeof(why));
 	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:I, s:I, s:I, "
-	    "s:s?, s:o}", "id", k.k_id, "requests_allowed", (json_int_t)allowed,
+	    "s:s?, s:o, s:s, s:s?}", "id", k.k_id,
+	    "requests_allowed", (json_int_t)allowed,
 	    "requests_refused", (json_int_t)refused,
 	    "requests_rate_limited", (json_int_t)n[KS_C_LIMITED],
 	    "last_used_at", admin_time(lu, last),
-	    "windows", admin_windows_json(c, &k, slot))));
+	    "windows", admin_windows_json(c, &k, slot),
+	    "scope", scope, "cluster_error", why[0] != '\0' ? why : NULL)));
 }
 
 /*
@@ -3066,6 +3074,49 @@ admin_auth(struct admin_ctx *c)
 }
 
 /* Run the handler of the endpoint and method (both checked). */
+/*
+ * In a cluster, a key's usage for the whole cluster (what every node has
+ * pushed to Redis, plus what this one counted since: cluster.c) in place
+ * of this node's: "cluster".  Outside one, or when Redis cannot be
+ * asked, the node's own counts stay, with the reason in why: "node".
+ */
+static const char *
+admin_cluster_usage(struct admin_ctx *c, const char *id, uint64_t *allowed,
+    uint64_t *refused, uint64_t *n, int64_t *last, char *why, size_t len)
+{
+	json_t		*req, *ans, *u;
+	json_int_t	 a, l, r, t;
+
+	why[0] = '\0';
+	if (c->c_env->ae_cluster == NULL)
+		return ("node");
+	if ((req = json_pack("{s:s,s:s}", "op", "usage", "id", id)) == NULL) {
+		snprintf(why, len, "out of memory");
+		return ("node");
+	}
+	ans = cluster_call(c->c_env->ae_cluster, req, why, len);
+	json_decref(req);
+	if (ans == NULL)
+		return ("node");
+	if (json_unpack(ans, "{s:{s:I,s:I,s:I,s:I}}", "usage", "allowed", &a,
+	    "limited", &l, "refused", &r, "last_used", &t) == -1 || a < 0 ||
+	    l < 0 || r < 0) {
+		u = json_object_get(ans, "message");
+		snprintf(why, len, "%s", json_is_string(u) ?
+		    json_string_value(u) : "no cluster totals");
+		json_decref(ans);
+		return ("node");
+	}
+	json_decref(ans);
+	*allowed = (uint64_t)a;
+	n[KS_C_ALLOWED] = (uint64_t)a;
+	n[KS_C_LIMITED] = (uint64_t)l;
+	n[KS_C_REFUSED] = (uint64_t)r;
+	*refused = (uint64_t)l + (uint64_t)r;
+	*last = t;
+	return ("cluster");
+}
+
 /*
  * GET /v1/cluster: the master's view (cluster.h); {"enabled":false}
  * outside a cluster.

@@ -224,6 +224,18 @@ clmsg_parse_request(const char *buf, size_t len, struct cl_request *r,
 		json_decref(o);
 		return (0);
 	}
+	if (strcmp(op, "usage") == 0) {
+		if ((v = json_object_get(o, "id")) == NULL ||
+		    !json_is_string(v) || !clmsg_id(json_string_value(v),
+		    json_string_length(v))) {
+			snprintf(err, errlen, "a usage query needs a key id");
+			goto bad;
+		}
+		r->r_op = CL_OP_USAGE;
+		memcpy(r->r_id, json_string_value(v), KS_ID_LEN);
+		json_decref(o);
+		return (0);
+	}
 	if (strcmp(op, "put") == 0)
 		r->r_op = CL_OP_PUT;
 	else if (strcmp(op, "del") == 0)

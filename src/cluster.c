@@ -60,6 +60,8 @@
 #define CL_WAIT_MS		5000	/* a commit waits for the reader */
 #define CL_STREAM_MAX		"100000"	/* XADD MAXLEN ~ */
 #define CL_MAX_NODES		64	/* shown in /v1/cluster */
+#define CL_USAGE_MS		5000	/* usage deltas pushed this often */
+#define CL_USAGE_BATCH		1000	/* keys per push */
 #define CL_IDEM_TTL		"86400000"	/* ms, idem.h's IDEM_TTL */
 #define CL_STR(x)		#x
 #define CL_XSTR(x)		CL_STR(x)
@@ -89,7 +91,8 @@
 	"end\n"
 
 /*
- * A write.  KEYS: keys, digests, stream, epoch.  ARGV: op (put|del), id,
+ * A write.  KEYS: keys, digests, stream, epoch, and the prefix of the
+ * usage hashes (a del drops the key's).  ARGV: op (put|del), id,
  * expect ("" = no record), record ("" for a del), idem key ("" = none),
  * idem JSON, node.  The record must still be the one the worker read
  * (expect), its digests must be no other key's, and an Idempotency-Key
@@ -138,6 +141,7 @@ static const char cl_lua_write[] =
 	"  end\n"
 	"else\n"
 	"  redis.call('HDEL', KEYS[1], ARGV[2])\n"
+	"  redis.call('DEL', KEYS[5] .. ARGV[2])\n"
 	"  pos = redis.call('XADD', KEYS[3], 'MAXLEN', '~', " CL_STREAM_MAX
 	", '*', 'op', 'del', 'id', ARGV[2], 'node', ARGV[7])\n"
 	"end\n"
@@ -160,6 +164,23 @@ static const char cl_lua_seed[] =
 	"local pos = redis.call('XADD', KEYS[3], 'MAXLEN', '~', " CL_STREAM_MAX
 	", '*', 'op', 'seed', 'epoch', ARGV[1], 'node', ARGV[2])\n"
 	"return {'ok', pos}\n";
+
+/*
+ * Usage deltas of one node: ARGV: the usage hashes' prefix, then for each
+ * key its id, admitted, rate-limited and other refused requests since the
+ * node's last push, and its last use (ms; the hash keeps the latest).
+ */
+static const char cl_lua_usage[] =
+	"for i = 2, #ARGV, 5 do\n"
+	"  local k = ARGV[1] .. ARGV[i]\n"
+	"  redis.call('HINCRBY', k, 'a', ARGV[i + 1])\n"
+	"  redis.call('HINCRBY', k, 'l', ARGV[i + 2])\n"
+	"  redis.call('HINCRBY', k, 'r', ARGV[i + 3])\n"
+	"  local t = tonumber(redis.call('HGET', k, 't') or '0')\n"
+	"  if tonumber(ARGV[i + 4]) > t then\n"
+	"    redis.call('HSET', k, 't', ARGV[i + 4]) end\n"
+	"end\n"
+	"return 'ok'\n";
 
 /* The whole namespace at one position.  KEYS: keys, stream, epoch. */
 static const char cl_lua_dump[] =
@@ -227,6 +248,18 @@ struct cl_task {
 	struct cl_pos		 op_pos;	/* ... this position */
 	const char		*op_result;	/* then answer "ok"/"retry" */
 	int64_t			 op_deadline;
+	char			 op_id[KS_ID_LEN + 4];	/* a usage query's key */
+	uint64_t		 op_base[KS_NCOUNTS];	/* its counts in Redis */
+	int64_t			 op_last;	/* its last use here */
+	uint64_t		 op_live[KS_NCOUNTS];	/* its counts here */
+};
+
+/* A usage push in flight: which slots (and keys) it carried. */
+struct cl_push {
+	struct cluster		*p_cl;
+	size_t			 p_n;
+	uint32_t		 p_slot[CL_USAGE_BATCH];
+	char			 p_id[CL_USAGE_BATCH][KS_ID_LEN + 1];
 };
 
 struct cluster {
@@ -246,7 +279,7 @@ struct cluster {
 	char			*cl_pass;
 	char			*cl_name;
 	char			*cl_prefix;	/* "keygate:{NAME}:" */
-	char			*cl_k[7];	/* the namespace's keys, CK_* */
+	char			*cl_k[8];	/* the namespace's keys, CK_* */
 #define CK_KEYS		0
 #define CK_DIGESTS	1
 #define CK_STREAM	2
@@ -254,6 +287,23 @@ struct cluster {
 #define CK_NODES	4
 #define CK_NODE		5	/* prefix of node:ID */
 #define CK_IDEM		6	/* prefix of idem:HASH */
+#define CK_USAGE	7	/* prefix of usage:ID */
+
+	/*
+	 * Usage merged across nodes: per slot, the counts this node has
+	 * sent to Redis (ub_sent) and those Redis confirmed (ub_done), for
+	 * the key ub_id (a slot given to another key starts from zero).
+	 */
+	struct cl_ubase {
+		char		 ub_id[KS_ID_LEN + 1];
+		uint64_t	 ub_sent[KS_NCOUNTS];
+		uint64_t	 ub_done[KS_NCOUNTS];
+		int64_t		 ub_last;
+	}			*cl_ubase;
+	uint32_t		 cl_nubase;
+	int64_t			 cl_usage_ms;	/* next push */
+	uint32_t		 cl_usage_cursor;	/* where the next starts */
+	int			 cl_pushing;
 
 	struct cl_conn		 cl_cmd;
 	struct cl_conn		 cl_rd;
@@ -282,6 +332,8 @@ static void	 cl_connect(struct cl_conn *);
 static void	 cl_join(struct cluster *);
 static void	 cl_read(struct cluster *);
 static void	 cl_op_answer(struct cl_task *, const char *, const char *);
+static void	 cl_op_link(struct cluster *, struct cl_task *);
+static void	 cl_op_unlink(struct cluster *, struct cl_task *);
 
 /* --- connections ------------------------------------------------------- */
 
@@ -652,6 +704,9 @@ cl_applied(struct cluster *cl, uint64_t sync, const struct cl_pos *pos)
 	cl->cl_state.s_pos = *pos;
 	if (!cl->cl_cache_failed)
 		cl->cl_durable = *pos;
+	/* The stream is at least where this node read it. */
+	if (clpos_cmp(pos, &cl->cl_last) > 0)
+		cl->cl_last = *pos;
 	if (cl->cl_sm != NULL) {
 		__atomic_store_n(&cl->cl_sm->sm_cluster_applied, cl->cl_applied,
 		    __ATOMIC_RELAXED);
@@ -1239,6 +1294,275 @@ cl_read(struct cluster *cl)
 	}
 }
 
+/* --- usage merged across nodes ---------------------------------------- */
+
+/*
+ * Every CL_USAGE_MS the master adds each key's requests since its last
+ * push to the key's hash in Redis (usage:ID: a, l, r, and t the latest
+ * use), so that GET /v1/keys/{id}/usage shows the whole cluster: what
+ * Redis holds plus what this node counted since.  Counts a node restored
+ * from keys.usage at its start count as pushed (they were, before it
+ * stopped); a push whose answer is lost is sent again (at least once).
+ */
+static struct cl_ubase *
+cl_ubase_of(struct cluster *cl, uint32_t slot, const char *id)
+{
+	struct cl_ubase	*b;
+
+	if (cl->cl_ubase == NULL || slot >= cl->cl_nubase)
+		return (NULL);
+	b = &cl->cl_ubase[slot];
+	if (strcmp(b->ub_id, id) != 0) {
+		/* A key new in this slot: nothing of it was pushed. */
+		memset(b, 0, sizeof(*b));
+		snprintf(b->ub_id, sizeof(b->ub_id), "%s", id);
+	}
+	return (b);
+}
+
+/* At start: the counts restored so far are the cluster's already. */
+static void
+cl_usage_start(struct cluster *cl)
+{
+	struct cl_ubase	*b;
+	struct ks_key	 k;
+	uint64_t	 allowed, refused;
+	uint32_t	 it = 0, slot;
+
+	cl->cl_nubase = cl->cl_ks->ks_hdr->kh_max_keys;
+	if ((cl->cl_ubase = calloc(cl->cl_nubase, sizeof(*cl->cl_ubase))) ==
+	    NULL) {
+		log_warnx("cluster: no memory for usage baselines; usage is "
+		    "shown per node");
+		cl->cl_nubase = 0;
+		return;
+	}
+	while (keystore_next(cl->cl_ks, &it, &k, &slot) == KS_OK) {
+		if ((b = cl_ubase_of(cl, slot, k.k_id)) == NULL)
+			continue;
+		keystore_counts(cl->cl_ks, slot, b->ub_sent);
+		memcpy(b->ub_done, b->ub_sent, sizeof(b->ub_done));
+		keystore_usage(cl->cl_ks, slot, &allowed, &refused,
+		    &b->ub_last);
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+}
+
+static void
+cl_usage_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cl_push	*p = arg;
+	struct cluster	*cl = p->p_cl;
+	redisReply	*reply = r;
+	struct cl_ubase	*b;
+	size_t		 i;
+	int		 ok;
+
+	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
+		cl_answered(&cl->cl_cmd);
+	/* A Lua string comes back as a bulk string. */
+	ok = reply != NULL && (reply->type == REDIS_REPLY_STATUS ||
+	    reply->type == REDIS_REPLY_STRING) && strcmp(reply->str, "ok") == 0;
+	if (reply != NULL && !ok)
+		log_warnx("cluster: usage push failed: %.200s",
+		    reply->type == REDIS_REPLY_ERROR ? reply->str :
+		    "a bad answer");
+	for (i = 0; i < p->p_n; i++) {
+		b = &cl->cl_ubase[p->p_slot[i]];
+		if (strcmp(b->ub_id, p->p_id[i]) != 0)
+			continue;
+		/* Confirmed; or sent again with the next push. */
+		if (ok)
+			memcpy(b->ub_done, b->ub_sent, sizeof(b->ub_done));
+		else
+			memcpy(b->ub_sent, b->ub_done, sizeof(b->ub_sent));
+	}
+	cl->cl_pushing = 0;
+	free(p);
+}
+
+static void
+cl_usage_push(struct cluster *cl)
+{
+	struct cl_push	*p;
+	struct cl_ubase	*b;
+	struct ks_key	 k;
+	const char	**argv = NULL;
+	size_t		 *argvlen = NULL, n, i, j;
+	char		 (*num)[24] = NULL;
+	uint64_t	 c[KS_NCOUNTS], allowed, refused, d;
+	int64_t		 last;
+	uint32_t	 slot;
+	int		 rc;
+	static const int order[] = { KS_C_ALLOWED, KS_C_LIMITED,
+	    KS_C_REFUSED };
+
+	if (cl->cl_pushing || !cl->cl_joined || !cl->cl_cmd.cc_up ||
+	    cl->cl_ubase == NULL)
+		return;
+	n = 3 + 5 * (size_t)CL_USAGE_BATCH;
+	if ((p = calloc(1, sizeof(*p))) == NULL ||
+	    (argv = calloc(n, sizeof(*argv))) == NULL ||
+	    (argvlen = calloc(n, sizeof(*argvlen))) == NULL ||
+	    (num = calloc(4 * (size_t)CL_USAGE_BATCH, sizeof(*num))) == NULL)
+		goto done;
+	p->p_cl = cl;
+	argv[0] = "EVAL";
+	argv[1] = cl_lua_usage;
+	argv[2] = "0";
+	argv[3] = cl->cl_k[CK_USAGE];
+	n = 4;
+	while (p->p_n < CL_USAGE_BATCH && (rc = keystore_next(cl->cl_ks,
+	    &cl->cl_usage_cursor, &k, &slot)) == KS_OK) {
+		if ((b = cl_ubase_of(cl, slot, k.k_id)) == NULL)
+			continue;
+		keystore_counts(cl->cl_ks, slot, c);
+		keystore_usage(cl->cl_ks, slot, &allowed, &refused, &last);
+		if (memcmp(c, b->ub_sent, sizeof(c)) == 0 &&
+		    last <= b->ub_last)
+			continue;
+		argv[n++] = b->ub_id;
+		for (j = 0; j < 3; j++) {
+			d = c[order[j]] >= b->ub_sent[order[j]] ?
+			    c[order[j]] - b->ub_sent[order[j]] : 0;
+			snprintf(num[4 * p->p_n + j], sizeof(num[0]), "%" PRIu64,
+			    d);
+			argv[n++] = num[4 * p->p_n + j];
+		}
+		snprintf(num[4 * p->p_n + 3], sizeof(num[0]), "%" PRId64,
+		    last > b->ub_last ? last : b->ub_last);
+		argv[n++] = num[4 * p->p_n + 3];
+		memcpy(b->ub_sent, c, sizeof(c));
+		if (last > b->ub_last)
+			b->ub_last = last;
+		p->p_slot[p->p_n] = slot;
+		memcpy(p->p_id[p->p_n], b->ub_id, sizeof(p->p_id[0]));
+		p->p_n++;
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	/* The whole store seen: the next push starts from the first slot;
+	 * a batch cut short goes on at the next tick. */
+	if (p->p_n < CL_USAGE_BATCH)
+		cl->cl_usage_cursor = 0;
+	else
+		cl->cl_usage_ms = util_mono_ms();
+	if (p->p_n == 0)
+		goto done;
+	for (i = 0; i < n; i++)
+		argvlen[i] = strlen(argv[i]);
+	if (cl_send(&cl->cl_cmd, cl_usage_cb, p, (int)n, argv, argvlen) ==
+	    0) {
+		cl->cl_pushing = 1;
+		p = NULL;
+	} else
+		for (i = 0; i < p->p_n; i++)
+			memcpy(cl->cl_ubase[p->p_slot[i]].ub_sent,
+			    cl->cl_ubase[p->p_slot[i]].ub_done,
+			    sizeof(cl->cl_ubase[0].ub_sent));
+done:
+	free(p);
+	free(argv);
+	free(argvlen);
+	free(num);
+}
+
+/* Redis's counts of a key, plus what this node counted since it pushed. */
+static void
+cl_usage_query_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cl_task	*op = arg;
+	struct cluster	*cl = op->op_cl;
+	redisReply	*reply = r;
+	uint64_t	 v[4] = { 0, 0, 0, 0 };
+	json_t		*o;
+	char		*s;
+	size_t		 i;
+	int64_t		 last;
+
+	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
+		cl_answered(&cl->cl_cmd);
+	cl_op_unlink(cl, op);
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements != 4) {
+		cl_op_answer(op, "unavailable", "Redis did not answer");
+		free(op);
+		return;
+	}
+	/* a, l, r, t; a missing field (no push yet) is 0. */
+	for (i = 0; i < 4; i++) {
+		redisReply	*e = reply->element[i];
+		char		*end;
+
+		if (e->type == REDIS_REPLY_STRING && e->len > 0 && e->len < 21) {
+			v[i] = strtoull(e->str, &end, 10);
+			if (*end != '\0')
+				v[i] = 0;
+		}
+	}
+	last = (int64_t)v[3] > op->op_last ? (int64_t)v[3] : op->op_last;
+	o = json_pack("{s:I,s:b,s:{s:I,s:I,s:I,s:I}}", "rid",
+	    (json_int_t)op->op_rid, "ok", 1, "usage",
+	    "allowed", (json_int_t)(v[0] + op->op_live[KS_C_ALLOWED] -
+	    op->op_base[KS_C_ALLOWED]),
+	    "limited", (json_int_t)(v[1] + op->op_live[KS_C_LIMITED] -
+	    op->op_base[KS_C_LIMITED]),
+	    "refused", (json_int_t)(v[2] + op->op_live[KS_C_REFUSED] -
+	    op->op_base[KS_C_REFUSED]),
+	    "last_used", (json_int_t)last);
+	if (o != NULL && (s = json_dumps(o, JSON_COMPACT)) != NULL) {
+		if (op->op_chan != NULL && op->op_chan->ch_fd != -1)
+			(void)send(op->op_chan->ch_fd, s, strlen(s),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+		free(s);
+	}
+	json_decref(o);
+	free(op);
+}
+
+static void
+cl_usage_query(struct cluster *cl, struct cl_task *op, const char *id)
+{
+	struct cl_ubase	*b;
+	struct ks_key	 k;
+	const char	*argv[6];
+	size_t		 argvlen[6];
+	uint64_t	 allowed, refused;
+	uint32_t	 slot;
+	char		 key[256];
+	int		 i;
+
+	if (keystore_find_id(cl->cl_ks, id, &k, &slot) != KS_OK) {
+		cl_op_answer(op, "unavailable", "no such key here");
+		free(op);
+		return;
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	/* What Redis will have counted when it answers: sent so far. */
+	keystore_counts(cl->cl_ks, slot, op->op_live);
+	keystore_usage(cl->cl_ks, slot, &allowed, &refused, &op->op_last);
+	if ((b = cl_ubase_of(cl, slot, id)) != NULL)
+		memcpy(op->op_base, b->ub_sent, sizeof(op->op_base));
+	for (i = 0; i < KS_NCOUNTS; i++)
+		if (op->op_live[i] < op->op_base[i])
+			op->op_live[i] = op->op_base[i];
+	snprintf(key, sizeof(key), "%s%s", cl->cl_k[CK_USAGE], id);
+	argv[0] = "HMGET";
+	argv[1] = key;
+	argv[2] = "a";
+	argv[3] = "l";
+	argv[4] = "r";
+	argv[5] = "t";
+	for (i = 0; i < 6; i++)
+		argvlen[i] = strlen(argv[i]);
+	cl_op_link(cl, op);
+	if (cl_send(&cl->cl_cmd, cl_usage_query_cb, op, 6, argv, argvlen) ==
+	    -1) {
+		cl_op_unlink(cl, op);
+		cl_op_answer(op, "unavailable", "Redis is unreachable");
+		free(op);
+	}
+}
+
 /* --- the workers' channels --------------------------------------------- */
 
 /* Answer op's worker: result "ok", "retry", "unavailable" (why). */
@@ -1417,8 +1741,8 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 	struct cluster		*cl = ch->ch_cl;
 	struct cl_request	 rq;
 	struct cl_task		*op;
-	const char		*argv[14];
-	size_t			 argvlen[14];
+	const char		*argv[15];
+	size_t			 argvlen[15];
 	char			 err[256], idem[256], hex[65];
 	json_t			*o, *st;
 	char			*s;
@@ -1451,6 +1775,11 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 		free(op);
 		goto done;
 	}
+	if (rq.r_op == CL_OP_USAGE && cl->cl_cmd.cc_up &&
+	    cl->cl_refused[0] == '\0') {
+		cl_usage_query(cl, op, rq.r_id);
+		goto done;
+	}
 	if (cl->cl_refused[0] != '\0' || !cl->cl_joined ||
 	    !cl->cl_cmd.cc_up) {
 		cl_op_answer(op, "unavailable", cl->cl_refused[0] != '\0' ?
@@ -1468,22 +1797,23 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 	}
 	argv[0] = "EVAL";
 	argv[1] = cl_lua_write;
-	argv[2] = "4";
+	argv[2] = "5";
 	argv[3] = cl->cl_k[CK_KEYS];
 	argv[4] = cl->cl_k[CK_DIGESTS];
 	argv[5] = cl->cl_k[CK_STREAM];
 	argv[6] = cl->cl_k[CK_EPOCH];
-	argv[7] = rq.r_op == CL_OP_PUT ? "put" : "del";
-	argv[8] = rq.r_id;
-	argv[9] = rq.r_expect != NULL ? rq.r_expect : "";
-	argv[10] = rq.r_record != NULL ? rq.r_record : "";
-	argv[11] = idem;
-	argv[12] = rq.r_idem != NULL ? rq.r_idem : "";
-	argv[13] = cl->cl_state.s_node;
-	for (i = 0; i < 14; i++)
+	argv[7] = cl->cl_k[CK_USAGE];
+	argv[8] = rq.r_op == CL_OP_PUT ? "put" : "del";
+	argv[9] = rq.r_id;
+	argv[10] = rq.r_expect != NULL ? rq.r_expect : "";
+	argv[11] = rq.r_record != NULL ? rq.r_record : "";
+	argv[12] = idem;
+	argv[13] = rq.r_idem != NULL ? rq.r_idem : "";
+	argv[14] = cl->cl_state.s_node;
+	for (i = 0; i < 15; i++)
 		argvlen[i] = strlen(argv[i]);
 	cl_op_link(cl, op);
-	if (cl_send(&cl->cl_cmd, cl_write_cb, op, 14, argv, argvlen) == -1) {
+	if (cl_send(&cl->cl_cmd, cl_write_cb, op, 15, argv, argvlen) == -1) {
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "Redis is unreachable");
 		free(op);
@@ -1608,6 +1938,10 @@ cl_tick_cb(evutil_socket_t fd, short what, void *arg)
 			cl_beat(cl, !cl->cl_joined);
 		cl_state_save(cl);
 	}
+	if (now >= cl->cl_usage_ms) {
+		cl->cl_usage_ms = now + CL_USAGE_MS;
+		cl_usage_push(cl);
+	}
 }
 
 /* --- set-up ------------------------------------------------------------ */
@@ -1627,7 +1961,7 @@ cluster_new(struct event_base *base, const struct config *conf,
 {
 	static const char *const names[] = {
 		"keys", "digests", "stream", "epoch", "nodes", "node:",
-		"idem:"
+		"idem:", "usage:"
 	};
 	struct cluster	*cl;
 	struct timeval	 tv = { 0, CL_TICK_MS * 1000 };
@@ -1687,6 +2021,8 @@ cluster_new(struct event_base *base, const struct config *conf,
 		__atomic_store_n(&sm->sm_cluster, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&sm->sm_cluster_applied, 0, __ATOMIC_RELAXED);
 	}
+	cl_usage_start(cl);
+	cl->cl_usage_ms = util_mono_ms() + CL_USAGE_MS;
 	/* The node's own state file names the node from now on. */
 	cl->cl_saved.p_ms = 0;
 	cl_state_save(cl);
@@ -1721,6 +2057,7 @@ cluster_free(struct cluster *cl)
 		free(op);
 	}
 	json_decref(cl->cl_nodes);
+	free(cl->cl_ubase);
 	for (i = 0; i < nitems(cl->cl_k); i++)
 		free(cl->cl_k[i]);
 	free(cl->cl_prefix);

@@ -1315,12 +1315,21 @@ conn_admin_threaded(struct conn *c, const struct conn_admin *ca)
 {
 	const int	 writes = HTTP_M_POST | HTTP_M_PUT | HTTP_M_PATCH |
 			    HTTP_M_DELETE;
+	const char	*p;
 
 	if (c->c_w->w_adminq == NULL)
 		return (0);
-	/* GET /v1/cluster asks the master (cluster.h). */
+	/*
+	 * GET /v1/cluster asks the master (cluster.h), and so does a key's
+	 * usage in a cluster (its totals are in Redis).
+	 */
 	if (strncmp(ca->ca_target, "/v1/cluster", 11) == 0 &&
 	    strchr("/?", ca->ca_target[11]) != NULL)
+		return (1);
+	if (c->c_w->w_admin.ae_cluster != NULL &&
+	    strncmp(ca->ca_target, "/v1/keys/", 9) == 0 &&
+	    (p = strstr(ca->ca_target, "/usage")) != NULL &&
+	    strchr("?", p[6]) != NULL)
 		return (1);
 	/* strchr() finds the NUL too: "/v1/keys" itself. */
 	return ((ca->ca_mbit & writes) != 0 &&
