@@ -146,6 +146,7 @@ static int	 cmd_verify(struct ctl *, int, char **);
 static int	 cmd_status(struct ctl *, int, char **);
 static int	 cmd_top(struct ctl *, int, char **);
 static int	 cmd_import(struct ctl *, int, char **);
+static int	 cmd_cluster(struct ctl *, int, char **);
 
 /* The rate limit windows, as --rate names them and as the API does. */
 static const char *const rate_windows[] = { "1s", "10s", "60s" };
@@ -210,6 +211,12 @@ static const struct command commands[] = {
 	    "interrupted\nor N times; on a terminal the screen is redrawn, "
 	    "otherwise frames follow\neach other.  With --json, one JSON "
 	    "object per line." },
+	{ "cluster", cmd_cluster, "cluster",
+	    "Print the state of the cluster the daemon belongs to "
+	    "(cluster_redis): whether\nit has joined and reaches Redis, how "
+	    "far this node has applied the change\nstream, and the nodes "
+	    "whose heartbeats it sees.  Exits 0 whatever the\nstate, as "
+	    "status does: scripts read \"state\" in --json." },
 	{ NULL, NULL, NULL, NULL }
 };
 
@@ -3211,6 +3218,205 @@ cmd_top(struct ctl *ctl, int argc, char **argv)
 	if (ev[1] != NULL)
 		event_free(ev[1]);
 	return (rc);
+}
+
+/* --- cluster ------------------------------------------------------------- */
+
+#define CLUSTER_NCOL	6	/* columns of the node table */
+#define CLUSTER_AGO_MAX	1e14	/* ms; "seen" further off is nonsense */
+#define CLUSTER_SECS_MAX	1e9	/* s; printed with %g from there */
+
+/* One line, formatted; control characters print as '?'. */
+static void __attribute__((format(printf, 1, 2)))
+print_line(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n == -1) {
+		warnmsg("out of memory");
+		return;
+	}
+	put_clean(stdout, s);
+	putchar('\n');
+	free(s);
+}
+
+/*
+ * A number member as seconds, "0.250" then unit ("1e+300" when that would
+ * be too long); "?" if it is not a number.
+ */
+static char *
+key_secs(const json_t *o, const char *name, const char *unit, char *buf,
+    size_t len)
+{
+	const json_t	*v = json_object_get(o, name);
+	double		 s = json_number_value(v);
+
+	if (!json_is_number(v))
+		snprintf(buf, len, "?");
+	else if (s > -CLUSTER_SECS_MAX && s < CLUSTER_SECS_MAX)
+		snprintf(buf, len, "%.3f%s", s, unit);
+	else
+		snprintf(buf, len, "%g%s", s, unit);
+	return (buf);
+}
+
+/*
+ * How long before now (ms since the epoch) the time v (the same) was:
+ * "0.4s ago", "3m 5s ago", "2h 3m ago" or "1d 2h ago"; "1.5s ahead" for a
+ * time after now (the other host's clock is ahead); "?" if v is not a
+ * number or is absurdly far off.
+ */
+static void
+fmt_ago(const json_t *v, int64_t now, char *buf, size_t len)
+{
+	double		 ms;
+	long long	 s;
+
+	ms = (double)now - json_number_value(v);
+	if (!json_is_number(v) || ms > CLUSTER_AGO_MAX ||
+	    ms < -CLUSTER_AGO_MAX)
+		snprintf(buf, len, "?");
+	else if (ms < 0)
+		snprintf(buf, len, "%.1fs ahead", -ms / 1000.0);
+	else if (ms < 60000)
+		snprintf(buf, len, "%.1fs ago", ms / 1000.0);
+	else if ((s = (long long)(ms / 1000.0)) < 3600)
+		snprintf(buf, len, "%lldm %llds ago", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%lldh %lldm ago", s / 3600, s % 3600 / 60);
+	else
+		snprintf(buf, len, "%lldd %lldh ago", s / 86400,
+		    s % 86400 / 3600);
+}
+
+/*
+ * The node table: this node first, then the others as the API lists
+ * them.  Anything but an object in the list is a row of "?".
+ */
+static void
+print_node_table(const json_t *nodes, int64_t now)
+{
+	static const char *const	 head[CLUSTER_NCOL] = { "NODE", "HOST",
+		"PID", "POSITION", "LAG", "SEEN" };
+	const json_t			*n;
+	size_t				 nrow, i, r = 1;
+	char				**cells, **row, num[64], ago[64];
+	char				 seen[96];
+	int				 pass, self;
+
+	nrow = json_array_size(nodes) + 1;
+	if ((cells = table_new(head, CLUSTER_NCOL, nrow)) == NULL)
+		return;
+	for (pass = 0; pass < 2; pass++)
+		json_array_foreach(nodes, i, n) {
+			self = json_is_true(json_object_get(n, "self"));
+			if (self != (pass == 0))
+				continue;
+			row = cells + r++ * CLUSTER_NCOL;
+			row[0] = strdup(key_str(n, "node", "?"));
+			row[1] = strdup(key_str(n, "host", "?"));
+			row[2] = strdup(key_num(n, "pid", num, sizeof(num)));
+			row[3] = strdup(key_str(n, "position", "?"));
+			row[4] = strdup(key_secs(n, "lag_seconds", "s", num,
+			    sizeof(num)));
+			fmt_ago(json_object_get(n, "seen"), now, ago,
+			    sizeof(ago));
+			snprintf(seen, sizeof(seen), "%s%s", ago, self ?
+			    " (this node)" : "");
+			row[5] = strdup(seen);
+		}
+	print_table(cells, nrow, CLUSTER_NCOL);
+}
+
+/*
+ * The answer of GET /v1/cluster for people: a line on the cluster and
+ * Redis, the refusal and the cache warning if any, this node's progress,
+ * the change stream, then the node table.  Members missing or of the
+ * wrong type print as "?".
+ */
+static void
+print_cluster(const json_t *cl)
+{
+	const json_t	*up = json_object_get(cl, "redis_up");
+	const json_t	*nodes = json_object_get(cl, "nodes");
+	const json_t	*v;
+	char		 lag[64], num[24], ago[64];
+
+	if (json_is_false(json_object_get(cl, "enabled"))) {
+		printf("cluster: not enabled (no cluster_redis in the "
+		    "configuration)\n");
+		return;
+	}
+	print_line("cluster %s: %s, Redis %s %s", key_str(cl, "name", "?"),
+	    key_str(cl, "state", "?"), key_str(cl, "redis", "?"),
+	    json_is_true(up) ? "reachable" : json_is_false(up) ?
+	    "unreachable" : "?");
+	if (json_object_get(cl, "refused") != NULL)
+		print_line("refused: %s", key_str(cl, "refused", "?"));
+	if (json_object_get(cl, "cache") != NULL)
+		print_line("warning: %s", key_str(cl, "cache", "?"));
+	v = json_object_get(cl, "applied_total");
+	print_line("this node: %s at %s, lag %s, %s change%s applied",
+	    key_str(cl, "node", "?"), key_str(cl, "position", "?"),
+	    key_secs(cl, "lag_seconds", " s", lag, sizeof(lag)),
+	    key_num(cl, "applied_total", num, sizeof(num)),
+	    json_is_integer(v) && json_integer_value(v) == 1 ? "" : "s");
+	v = json_object_get(cl, "checked_ms_ago");
+	if (v == NULL)
+		snprintf(ago, sizeof(ago), "not checked yet");
+	else if (json_is_number(v))
+		snprintf(ago, sizeof(ago), "checked %.3f s ago",
+		    json_number_value(v) / 1000.0);
+	else
+		snprintf(ago, sizeof(ago), "checked ? s ago");
+	print_line("stream: last %s, epoch %s, %s", key_str(cl,
+	    "stream_last", "?"), key_str(cl, "epoch", "?"), ago);
+	if (!json_is_array(nodes)) {
+		print_field("nodes", "?");
+		return;
+	}
+	if (json_array_size(nodes) == 0) {
+		print_field("nodes", "none");
+		return;
+	}
+	putchar('\n');
+	print_node_table(nodes, util_now_ms());
+}
+
+/*
+ * cluster: GET /v1/cluster, as lines and a table or as JSON.  Like
+ * status, it exits 0 whenever the daemon answered, whatever the state.
+ */
+static int
+cmd_cluster(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option	 lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t				*cl;
+	int				 ch, rc;
+
+	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1)
+		if ((rc = opt_common(ctl, ch, argv)) != 0)
+			return (rc);
+	if (optind < argc)
+		return (usage_error(ctl, "unexpected argument \"%s\"",
+		    argv[optind]));
+	if (run_call(ctl, EVHTTP_REQ_GET, "/v1/cluster", NULL, 200, &cl) == -1)
+		return (EXIT_FAIL);
+	if (ctl->c_json)
+		print_json(cl);
+	else
+		print_cluster(cl);
+	json_decref(cl);
+	return (0);
 }
 
 /* Global options; the index of the command in argv, or -1 with *rc set. */

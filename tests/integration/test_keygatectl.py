@@ -4,6 +4,9 @@ list, show, update, delete, regenerate, usage, verify) in its table / list
 form and with --json, where the admin URL and token come from (-u, -t, -T,
 the environment, the configuration file), and the failures a user meets
 (wrong token, daemon not running, bad options), with their exit statuses.
+keygatectl cluster also runs against a scripted admin API (FakeAdmin), for
+cluster states and malformed answers a real daemon does not give, and
+against a daemon in a cluster of one (a redis-server of the test's own).
 
 Every run of keygatectl goes through ctl(), which also checks that the
 admin token never appears in its output, and that no sanitizer reported
@@ -12,13 +15,16 @@ anything.  keygatectl is found next to $KEYGATED.
 
 import calendar
 import datetime
+import http.server
 import json
 import os
 import re
 import secrets
+import threading
 import time
 
 import kgtest as kg
+import rediskit
 import test_tls as T
 
 TOKEN = secrets.token_hex(16)		# 32 characters
@@ -909,7 +915,8 @@ def test_help_and_version():
     out = ok(p, "-h")
     kg.check(out.startswith("usage: keygatectl "), "-h output %r" % out[:80])
     for cmd in ("create", "list", "show", "update", "delete", "regenerate",
-                "usage", "verify", "import", "status", "top"):
+                "usage", "verify", "import", "status", "top",
+                "cluster"):
         kg.check(re.search(r"^\t%s\b" % cmd, out, re.M),
                  "-h does not describe %s" % cmd)
     p = ctl()
@@ -938,7 +945,8 @@ def test_help_commands():
         if m:
             synopsis[m.group(1)] = line.strip()
     for cmd in ("create", "list", "show", "update", "delete", "regenerate",
-                "usage", "verify", "import", "status", "top"):
+                "usage", "verify", "import", "status", "top",
+                "cluster"):
         first = synopsis[cmd].split("\n")[0]
         for args in (("help", cmd), (cmd, "--help"), (cmd, "-h"),
                      (cmd, "x", "--help"), ("--json", cmd, "--help")):
@@ -1122,6 +1130,344 @@ def test_token_never_printed():
         pass
 
 
+# --- cluster ----------------------------------------------------------------
+
+class FakeAdmin:
+    """
+    A scripted admin API on a free loopback port.  GET PATH answers
+    answers[PATH]: (status, body), or a function returning it, body being
+    JSON-encoded unless it is bytes; a request without "Bearer TOKEN" gets
+    401.  Every request is kept in requests as (method, path, auth), the
+    last body sent in last.
+    """
+
+    def __init__(self, answers):
+        fake = self
+        self.answers = answers
+        self.requests = []
+        self.last = None
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                auth = self.headers.get("Authorization")
+                fake.requests.append((self.command, self.path, auth))
+                if auth != "Bearer " + TOKEN:
+                    status, body = 401, {"error": "unauthorized",
+                                         "message": "wrong token"}
+                elif self.path not in fake.answers:
+                    status, body = 404, b"no such page"
+                else:
+                    a = fake.answers[self.path]
+                    status, body = a() if callable(a) else a
+                fake.last = body
+                data = body if isinstance(body, bytes) else \
+                    json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                      Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self):
+        return "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def ctl(self, *args):
+        """keygatectl ARGS against this server, with TOKEN."""
+        return kg.ctl_run(args, kg.ctl_env(self.url(), TOKEN), secret=TOKEN)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def fake_cluster(answer):
+    """A FakeAdmin whose GET /v1/cluster answers 200 with answer (a dict,
+    or a function of the time in ms returning one), or (status, body)."""
+    def serve():
+        if isinstance(answer, tuple):
+            return answer
+        return 200, answer(int(time.time() * 1000)) if callable(answer) \
+            else answer
+    return FakeAdmin({"/v1/cluster": serve})
+
+
+CLUSTER_HEAD = ["NODE", "HOST", "PID", "POSITION", "LAG", "SEEN"]
+NOT_ENABLED = "cluster: not enabled (no cluster_redis in the configuration)\n"
+
+
+def cluster_joined(now):
+    """GET /v1/cluster of a joined node with three peers: one 2.5 s behind,
+    one not seen for 2 hours, one whose clock is a minute ahead.  This node
+    is not first in the list."""
+    return {
+        "enabled": True, "name": "t1", "redis": "redis://127.0.0.1:43333/0",
+        "redis_up": True, "state": "joined", "node": "2c5b53fc9dcf03f0",
+        "epoch": "f67a90c15068bee7d39c0cbb28e16ea6",
+        "position": "1796321716000-0", "lag_seconds": 0.0,
+        "applied_total": 3,
+        "nodes": [
+            {"node": "c9b9c1db80277fc3", "host": "vm", "pid": 27304,
+             "position": "1796321713500-0", "version": "0.11.0",
+             "seen": now - 1000, "lag_seconds": 2.5, "self": False},
+            {"node": "2c5b53fc9dcf03f0", "host": "vm", "pid": 27294,
+             "position": "1796321716000-0", "version": "0.11.0",
+             "seen": now - 400, "lag_seconds": 0.0, "self": True},
+            {"node": "0a1b2c3d4e5f6071", "host": "gw-other", "pid": 1,
+             "position": "1796321716000-0", "version": "0.11.0",
+             "seen": now - 7265000, "lag_seconds": 0.0, "self": False},
+            {"node": "ffeeddccbbaa9988", "host": "gw3", "pid": 4242,
+             "position": "1796321716000-0", "version": "0.11.0",
+             "seen": now + 60000, "lag_seconds": 0.0, "self": False}],
+        "stream_last": "1796321716000-0", "checked_ms_ago": 434}
+
+
+def cluster_output(text):
+    """keygatectl cluster's output: (the lines before the table, the
+    table's rows); rows is None when there is no table."""
+    head, sep, rest = text.partition("\n\n")
+    return head.splitlines(), table(rest, CLUSTER_HEAD) if sep else None
+
+
+def test_cluster_not_enabled():
+    """A daemon without cluster_redis: one line, exit 0; --json is the
+    API's {"enabled": false}."""
+    d = daemon()
+    p = ctl("cluster", d=d)
+    kg.eq(ok(p, "cluster"), NOT_ENABLED, "cluster without a cluster")
+    kg.eq(p.stderr, "", "stderr")
+    j = json.loads(ok(ctl("cluster", "--json", d=d), "cluster --json"))
+    kg.eq(j, {"enabled": False}, "cluster --json without a cluster")
+    kg.eq(api(d, "GET", "/v1/cluster"), (200, j), "--json vs the API")
+    fails(ctl("cluster", "extra", d=d), 2, r'cluster: unexpected argument '
+          r'"extra"', "cluster with an argument")
+    fails(ctl("-t", "not-the-token-0123456789", "cluster", d=d), 1,
+          r"^keygatectl: unauthorized: ", "cluster with a wrong token")
+
+
+def test_cluster_output():
+    """A joined node and its peers, from a scripted API: the summary lines
+    and the node table, this node first; --json as served."""
+    fake = fake_cluster(cluster_joined)
+    try:
+        p = fake.ctl("cluster")
+        lines, rows = cluster_output(ok(p, "cluster"))
+        kg.eq(p.stderr, "", "stderr")
+        kg.eq(fake.requests[-1], ("GET", "/v1/cluster", "Bearer " + TOKEN),
+              "the request")
+        kg.eq(lines, [
+            "cluster t1: joined, Redis redis://127.0.0.1:43333/0 reachable",
+            "this node: 2c5b53fc9dcf03f0 at 1796321716000-0, lag 0.000 s, "
+            "3 changes applied",
+            "stream: last 1796321716000-0, epoch "
+            "f67a90c15068bee7d39c0cbb28e16ea6, checked 0.434 s ago"],
+            "summary lines")
+        kg.eq([(r["NODE"], r["HOST"], r["PID"], r["POSITION"], r["LAG"])
+               for r in rows],
+              [("2c5b53fc9dcf03f0", "vm", "27294", "1796321716000-0",
+                "0.000s"),
+               ("c9b9c1db80277fc3", "vm", "27304", "1796321713500-0",
+                "2.500s"),
+               ("0a1b2c3d4e5f6071", "gw-other", "1", "1796321716000-0",
+                "0.000s"),
+               ("ffeeddccbbaa9988", "gw3", "4242", "1796321716000-0",
+                "0.000s")], "node table")
+        # SEEN is from keygatectl's clock, a little after the answer.
+        seen = [r["SEEN"] for r in rows]
+        m = re.match(r"^(\d+\.\d)s ago \(this node\)$", seen[0])
+        kg.check(m and 0.4 <= float(m.group(1)) < 5, "SEEN of this node: "
+                 "%r" % seen[0])
+        m = re.match(r"^(\d+\.\d)s ago$", seen[1])
+        kg.check(m and 1.0 <= float(m.group(1)) < 6, "SEEN: %r" % seen[1])
+        kg.check(re.match(r"^2h 1m ago$", seen[2]), "SEEN: %r" % seen[2])
+        m = re.match(r"^(\d+\.\d)s ahead$", seen[3])
+        kg.check(m and 55 < float(m.group(1)) <= 60, "SEEN: %r" % seen[3])
+        j = json.loads(ok(fake.ctl("--json", "cluster"), "--json cluster"))
+        kg.eq(j, fake.last, "--json cluster vs the answer")
+        # One change: no plural.
+        one = cluster_joined(0)
+        one["applied_total"] = 1
+        fake.answers["/v1/cluster"] = (200, one)
+        lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
+        kg.check(lines[1].endswith(", 1 change applied"), "applied_total "
+                 "1: %r" % lines[1])
+    finally:
+        fake.close()
+
+
+def test_cluster_states_exit_0():
+    """Refused, disconnected and not enabled, from a scripted API: the
+    refusal and the cache warning lines, "nodes: none", and exit 0 in every
+    state (as status, whatever the upstreams)."""
+    refused = {
+        "enabled": True, "name": "t1", "redis": "redis://10.0.0.9:6379/2",
+        "redis_up": True, "state": "refused",
+        "refused": "the cluster has max_keys 100, this node 5000",
+        "cache": "a journal write failed: state_dir holds an older copy",
+        "node": "2c5b53fc9dcf03f0", "epoch": "f67a90c15068bee7d39c0cbb28e1",
+        "position": "0-0", "lag_seconds": 12.25, "applied_total": 0,
+        "nodes": [], "stream_last": "1796321716000-0"}
+    fake = fake_cluster((200, refused))
+    try:
+        lines, rows = cluster_output(ok(fake.ctl("cluster"), "refused"))
+        kg.eq(lines, [
+            "cluster t1: refused, Redis redis://10.0.0.9:6379/2 reachable",
+            "refused: the cluster has max_keys 100, this node 5000",
+            "warning: a journal write failed: state_dir holds an older copy",
+            "this node: 2c5b53fc9dcf03f0 at 0-0, lag 12.250 s, 0 changes "
+            "applied",
+            "stream: last 1796321716000-0, epoch "
+            "f67a90c15068bee7d39c0cbb28e1, not checked yet",
+            "nodes:            none"], "refused")
+        kg.eq(rows, None, "no table without nodes")
+        down = dict(refused, state="disconnected", redis_up=False,
+                    checked_ms_ago=61500)
+        del down["refused"], down["cache"]
+        fake.answers["/v1/cluster"] = (200, down)
+        lines, _ = cluster_output(ok(fake.ctl("cluster"), "disconnected"))
+        kg.eq(lines[0], "cluster t1: disconnected, Redis "
+              "redis://10.0.0.9:6379/2 unreachable", "disconnected")
+        kg.eq(lines[2], "stream: last 1796321716000-0, epoch "
+              "f67a90c15068bee7d39c0cbb28e1, checked 61.500 s ago",
+              "checked_ms_ago")
+        kg.eq(len(lines), 4, "no refused or warning line: %r" % lines)
+        fake.answers["/v1/cluster"] = (200, dict(down, state="joining",
+                                                 redis_up=True))
+        lines, _ = cluster_output(ok(fake.ctl("cluster"), "joining"))
+        kg.check(lines[0].startswith("cluster t1: joining, "), lines[0])
+        fake.answers["/v1/cluster"] = (200, {"enabled": False})
+        kg.eq(ok(fake.ctl("cluster"), "not enabled"), NOT_ENABLED,
+              "not enabled")
+    finally:
+        fake.close()
+
+
+def test_cluster_malformed_answers():
+    """Members missing or of the wrong type print as "?" and control
+    characters as "?", never a crash; an answer that is not a JSON object
+    or not a 200 fails with one line, exit 1."""
+    garbage = [
+        ({}, ["cluster ?: ?, Redis ? ?",
+              "this node: ? at ?, lag ?, ? changes applied",
+              "stream: last ?, epoch ?, not checked yet",
+              "nodes:            ?"]),
+        ({"enabled": "yes", "name": 7, "state": None, "redis": ["x"],
+          "redis_up": "yes", "node": {}, "position": 1, "lag_seconds": "0",
+          "applied_total": 1.5, "checked_ms_ago": "x", "stream_last": False,
+          "epoch": "", "refused": 3, "cache": None, "nodes": {"a": 1}},
+         ["cluster ?: ?, Redis ? ?", "refused: ?", "warning: ?",
+          "this node: ? at ?, lag ?, ? changes applied",
+          "stream: last ?, epoch ?, checked ? s ago",
+          "nodes:            ?"]),
+        ({"enabled": True, "name": "t\n1\x1b[2J", "state": "joined\r",
+          "redis": "redis://h:1/0", "redis_up": True, "node": "n",
+          "position": "1-0", "lag_seconds": 1e300, "applied_total": -2,
+          "checked_ms_ago": -5, "stream_last": "1-0", "epoch": "e",
+          "refused": "bad\tname", "nodes": []},
+         ["cluster t?1?[2J: joined?, Redis redis://h:1/0 reachable",
+          "refused: bad?name",
+          "this node: n at 1-0, lag 1e+300 s, -2 changes applied",
+          "stream: last 1-0, epoch e, checked -0.005 s ago",
+          "nodes:            none"]),
+    ]
+    nodes = [1, "a", None, [], {"self": "yes", "seen": "x", "pid": "p",
+                                "lag_seconds": "z", "node": 5},
+             {"self": True, "seen": 1e300, "pid": -1, "node": "n\x1b[31m",
+              "host": "", "position": "1-0", "lag_seconds": 0.25}]
+    fake = fake_cluster((200, {}))
+    try:
+        for body, want in garbage:
+            fake.answers["/v1/cluster"] = (200, body)
+            p = fake.ctl("cluster")
+            lines, rows = cluster_output(ok(p, "cluster %r" % body))
+            kg.eq(lines, want, "output for %r" % body)
+            kg.eq(rows, None, "no table for %r" % body)
+            kg.eq(p.stderr, "", "stderr for %r" % body)
+        fake.answers["/v1/cluster"] = (200, {"enabled": True, "nodes": nodes})
+        lines, rows = cluster_output(ok(fake.ctl("cluster"), "bad nodes"))
+        unknown = {h: "?" for h in CLUSTER_HEAD}
+        kg.eq(rows, [{"NODE": "n?[31m", "HOST": "?", "PID": "-1",
+                      "POSITION": "1-0", "LAG": "0.250s",
+                      "SEEN": "? (this node)"}] + [unknown] * 5,
+              "rows of malformed nodes")
+        # Answers that are no cluster state at all.
+        for answer, pattern in (
+                ((200, []), r"answered with invalid JSON"),
+                ((200, b"not json"), r"answered with invalid JSON"),
+                ((200, b""), r"answered with invalid JSON"),
+                ((503, {"error": "cluster_unavailable", "message":
+                        "the master did not answer: timeout"}),
+                 r"^keygatectl: cluster_unavailable: the master did not "
+                 r"answer: timeout$"),
+                ((404, b"no such page"), r"unexpected answer from the admin "
+                 r"API at http://127\.0\.0\.1:\d+: HTTP 404$")):
+            fake.answers["/v1/cluster"] = answer
+            p = fake.ctl("cluster")
+            first = fails(p, 1, pattern, "answer %r" % (answer,))
+            kg.eq(p.stderr, first + "\n", "one stderr line")
+            kg.eq(p.stdout, "", "stdout of a failed cluster")
+    finally:
+        fake.close()
+
+
+def test_cluster_of_one_daemon():
+    """A daemon in a cluster of one (a redis-server of the test's own):
+    joined, Redis reachable, one row for this node (the master's pid)."""
+    rediskit.need_redis()
+    r = rediskit.Server()
+    d = None
+    try:
+        d = kg.start(template(cluster_redis="redis://127.0.0.1:%d" % r.port,
+                              cluster_name="t"), nports=2)
+
+        def joined():
+            p = ctl("--json", "cluster", d=d)
+            if p.returncode != 0:
+                return None
+            j = json.loads(p.stdout)
+            return j if j.get("state") == "joined" and \
+                any(n.get("self") for n in j.get("nodes", [])) else None
+        j = kg.wait_for(joined, 15, "the daemon to join the cluster",
+                        interval=0.1)
+        kg.check(re.match(r"^redis://127\.0\.0\.1:%d(/0)?$" % r.port,
+                          j["redis"]), "redis %r" % j["redis"])
+        p = ctl("cluster", d=d)
+        lines, rows = cluster_output(ok(p, "cluster"))
+        kg.eq(p.stderr, "", "stderr")
+        kg.eq(lines[0], "cluster t: joined, Redis %s reachable" % j["redis"],
+              "first line")
+        kg.check(re.match(r"^this node: %s at \S+, lag \d+\.\d{3} s, \d+ "
+                          r"changes? applied$" % re.escape(j["node"]),
+                          lines[1]), "this node: %r" % lines[1])
+        kg.check(re.match(r"^stream: last \S+, epoch %s, (checked \d+\.\d{3} "
+                          r"s ago|not checked yet)$" % re.escape(j["epoch"]),
+                          lines[2]), "stream: %r" % lines[2])
+        kg.eq(len(lines), 3, "summary lines: %r" % lines)
+        kg.eq(len(rows), 1, "rows: %r" % rows)
+        row = rows[0]
+        kg.eq((row["NODE"], row["PID"]), (j["node"], str(d.master_pid)),
+              "the node's row")
+        kg.check(re.match(r"^\d+\.\d{3}s$", row["LAG"]), "LAG %r" %
+                 row["LAG"])
+        kg.check(re.match(r"^\d+\.\ds ago \(this node\)$", row["SEEN"]),
+                 "SEEN %r" % row["SEEN"])
+    finally:
+        if d is not None:
+            d.kill()
+        r.stop()
+
+
 TESTS = [
     test_create_prints_key_and_secret_once,
     test_create_json_has_secret,
@@ -1149,6 +1495,11 @@ TESTS = [
     test_expires_checked_locally,
     test_json_matches_api,
     test_token_never_printed,
+    test_cluster_not_enabled,
+    test_cluster_output,
+    test_cluster_states_exit_0,
+    test_cluster_malformed_answers,
+    test_cluster_of_one_daemon,
 ]
 
 if __name__ == "__main__":
