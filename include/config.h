@@ -127,6 +127,8 @@ enum log_level {
 	LOGLEVEL_DEBUG
 };
 
+#define CONFIG_MAX_SENTINELS	8
+
 struct config {
 	char			*c_path;	/* file it was read from */
 
@@ -225,6 +227,16 @@ struct config {
 	char			*c_cluster_user;	/* ACL user, or NULL */
 	char			*c_cluster_pass;	/* or NULL */
 	char			*c_cluster_name;	/* cluster_name */
+	/*
+	 * sentinel://HOST:PORT[,HOST:PORT...]/MASTER: the sentinels asked
+	 * for the primary (c_cluster_host is then NULL), and their password
+	 * (sentinel_password_file=), if they have one.
+	 */
+	int			 c_cluster_nsentinels;
+	char			*c_cluster_sentinel_host[CONFIG_MAX_SENTINELS];
+	int			 c_cluster_sentinel_port[CONFIG_MAX_SENTINELS];
+	char			*c_cluster_master;
+	char			*c_cluster_sentinel_pass;
 	struct tls_server	*c_tls;
 };
 

@@ -68,6 +68,8 @@
 #define XSTR_TTL		CL_XSTR(CL_NODE_TTL_MS)
 #define XSTR_BATCH		CL_XSTR(CL_BATCH)
 #define XSTR_BLOCK		CL_XSTR(CL_BLOCK_MS)
+#define CL_WAIT_REPL_MS		500	/* WAIT for a replica, at most */
+#define XSTR_WAIT_REPL		CL_XSTR(CL_WAIT_REPL_MS)
 
 /* Scripts.  KEYS name the namespace's keys; every check precedes every
  * write, so a script that fails (a bad record) changes nothing. */
@@ -192,9 +194,11 @@ static const char cl_lua_dump[] =
 
 /*
  * The heartbeat, and what the node needs to know.  KEYS: nodes, stream,
- * epoch.  ARGV: node, its JSON, TTL ms, the node key prefix.  Answers
- * epoch, the stream's last id, its max-deleted-entry-id (trimmed up to
- * there), then each live node's JSON.
+ * epoch.  ARGV: node, its JSON, TTL ms, the node key prefix, the node's
+ * position.  Answers epoch, the stream's last id, its
+ * max-deleted-entry-id (trimmed up to there), 1 if the entry at the
+ * node's position is still there (0: Redis lost it), then each live
+ * node's JSON.
  */
 static const char cl_lua_beat[] =
 	CL_LUA_LAST
@@ -207,7 +211,11 @@ static const char cl_lua_beat[] =
 	"    if info[i] == 'max-deleted-entry-id' then md = info[i + 1] end\n"
 	"  end\n"
 	"end\n"
-	"local out = {redis.call('GET', KEYS[3]) or '', last(KEYS[2]), md}\n"
+	"local has = 1\n"
+	"if ARGV[5] ~= '0-0' and #redis.call('XRANGE', KEYS[2], ARGV[5], "
+	"ARGV[5]) == 0 then has = 0 end\n"
+	"local out = {redis.call('GET', KEYS[3]) or '', last(KEYS[2]), md, "
+	"has}\n"
 	"for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
 	"  local v = redis.call('GET', ARGV[4] .. n)\n"
 	"  if v then out[#out + 1] = v else redis.call('SREM', KEYS[1], n) end\n"
@@ -252,6 +260,24 @@ struct cl_task {
 	uint64_t		 op_base[KS_NCOUNTS];	/* its counts in Redis */
 	int64_t			 op_last;	/* its last use here */
 	uint64_t		 op_live[KS_NCOUNTS];	/* its counts here */
+	int			 op_del;	/* a write: a del, else a put */
+	char			*op_expect;	/* its record read, or NULL */
+	char			*op_record;	/* a put's record */
+};
+
+/*
+ * This node's recent writes, kept to be checked again when Redis lost
+ * changes (cl_recheck): where each went in the stream, and what it was.
+ */
+#define CL_MINE			1024
+#define CL_MINE_MS		(10 * 60 * 1000)	/* checked if younger */
+struct cl_mine {
+	struct cl_pos		 m_pos;
+	int64_t			 m_at;		/* CLOCK_MONOTONIC ms */
+	int			 m_del;
+	char			 m_id[KS_ID_LEN + 4];
+	char			*m_expect;
+	char			*m_record;
 };
 
 /* A usage push in flight: which slots (and keys) it carried. */
@@ -307,6 +333,21 @@ struct cluster {
 
 	struct cl_conn		 cl_cmd;
 	struct cl_conn		 cl_rd;
+
+	/*
+	 * Sentinel (cl_nsen > 0): the sentinels are asked for the primary
+	 * on cl_sen, which then stays subscribed to +switch-master; cl_host
+	 * and cl_port are the primary they named (NULL: not known yet).
+	 */
+	struct cl_conn		 cl_sen;
+	int			 cl_nsen;
+	int			 cl_sen_next;	/* the one to try next */
+	int			 cl_sen_cur;	/* the one cl_sen is on */
+	char			*cl_sen_host[CONFIG_MAX_SENTINELS];
+	int			 cl_sen_port[CONFIG_MAX_SENTINELS];
+	char			*cl_master;
+	char			*cl_sen_pass;
+	int			 cl_failovers;	/* primaries followed */
 	struct event		*cl_tick;
 	int64_t			 cl_beat_ms;	/* next heartbeat */
 
@@ -319,6 +360,8 @@ struct cluster {
 	int			 cl_reading;	/* an XREAD is pending */
 	char			 cl_refused[512];	/* why it will not join */
 	struct cl_pos		 cl_last;	/* stream's last id, last beat */
+	struct cl_pos		 cl_beatq[8];	/* position when each beat */
+	int			 cl_nbeatq;	/* in flight was sent */
 	int64_t			 cl_last_seen;	/* when it was learnt (ms) */
 	json_t			*cl_nodes;	/* last heartbeat's nodes */
 	uint64_t		 cl_applied;	/* changes applied (metric) */
@@ -326,13 +369,23 @@ struct cluster {
 
 	struct cl_chan		 cl_chans[SHM_SLOTS][CL_CHANS];
 	struct cl_task		*cl_ops;
+	struct cl_mine		 cl_mine[CL_MINE];
+	size_t			 cl_nmine;	/* written so far (ring) */
 };
 
 static void	 cl_connect(struct cl_conn *);
+static void	 cl_conn_up(struct cl_conn *);
+static void	 cl_sen_ask(struct cluster *);
+static void	 cl_sen_forget(struct cluster *);
 static void	 cl_join(struct cluster *);
 static void	 cl_read(struct cluster *);
 static void	 cl_op_answer(struct cl_task *, const char *, const char *);
 static void	 cl_op_link(struct cluster *, struct cl_task *);
+static void	 cl_task_free(struct cl_task *);
+static void	 cl_recheck(struct cluster *);
+static void	 cl_repl_cb(redisAsyncContext *, void *, void *);
+static void	 cl_mine_add(struct cluster *, const struct cl_pos *,
+		    const char *, const struct ks_key *);
 static void	 cl_op_unlink(struct cluster *, struct cl_task *);
 
 /* --- connections ------------------------------------------------------- */
@@ -370,8 +423,10 @@ cl_conn_lost(struct cl_conn *cc, const char *why)
 	cc->cc_pending = 0;
 	if (cc == &cl->cl_rd)
 		cl->cl_reading = 0;
-	if (cc == &cl->cl_cmd)
+	if (cc == &cl->cl_cmd) {
 		cl->cl_joining = 0;
+		cl->cl_nbeatq = 0;
+	}
 	if (cc->cc_backoff_ms == 0)
 		cc->cc_backoff_ms = CL_BACKOFF_MIN_MS;
 	cc->cc_retry_ms = util_mono_ms() + cc->cc_backoff_ms;
@@ -432,17 +487,43 @@ cl_setup_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl_drop(cc, why);
 		return;
 	}
+	if (reply->type == REDIS_REPLY_ARRAY && (reply->elements < 1 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    strcmp(reply->element[0]->str, "master") != 0)) {
+		/* ROLE: the sentinels' answer is stale; ask them again. */
+		cl_drop(cc, "not the primary (a replica): asking the "
+		    "sentinels again");
+		cl_sen_forget(cl);
+		return;
+	}
 	if (cc->cc_up || cc->cc_pending > 0)
 		return;		/* AUTH answered, SELECT still to come */
+	cl_conn_up(cc);
+}
+
+/* cc is connected and set up. */
+static void
+cl_conn_up(struct cl_conn *cc)
+{
+	struct cluster	*cl = cc->cc_cl;
+
 	cc->cc_up = 1;
 	cc->cc_backoff_ms = 0;
 	if (cc->cc_warned || cc == &cl->cl_cmd)
-		log_info("cluster: connected to Redis %s (%s connection)",
-		    cl->cl_url, cc->cc_what);
+		log_info("cluster: connected to %s %s:%d (%s connection)",
+		    cc == &cl->cl_sen ? "the sentinel" : "Redis",
+		    cc == &cl->cl_sen ? cl->cl_sen_host[cl->cl_sen_cur] :
+		    cl->cl_unix != NULL ? cl->cl_unix : cl->cl_host,
+		    cc == &cl->cl_sen ? cl->cl_sen_port[cl->cl_sen_cur] :
+		    cl->cl_port, cc->cc_what);
 	cc->cc_warned = 0;
 	if (cc == &cl->cl_cmd && cl->cl_sm != NULL)
 		__atomic_store_n(&cl->cl_sm->sm_cluster_up, 1,
 		    __ATOMIC_RELAXED);
+	if (cc == &cl->cl_sen) {
+		cl_sen_ask(cl);
+		return;
+	}
 	/* Every (re)connection goes through a join: it decides where the
 	 * reader starts, and whether it must resynchronise first. */
 	cl->cl_joined = 0;
@@ -464,6 +545,20 @@ cl_connect_cb(const redisAsyncContext *ac, int status)
 		/* hiredis frees the context after this callback. */
 		cl_conn_lost(cc, ac->errstr[0] != '\0' ? ac->errstr :
 		    "cannot connect");
+		return;
+	}
+	/* A sentinel: AUTH if it has a password, then usable. */
+	if (cc == &cc->cc_cl->cl_sen) {
+		if (cc->cc_cl->cl_sen_pass == NULL) {
+			cl_conn_up(cc);
+			return;
+		}
+		argv[0] = "AUTH";
+		argvlen[0] = 4;
+		argv[1] = cc->cc_cl->cl_sen_pass;
+		argvlen[1] = strlen(argv[1]);
+		if (cl_send(cc, cl_setup_cb, cc, 2, argv, argvlen) == -1)
+			goto fail;
 		return;
 	}
 	/* AUTH [user] password, SELECT db, then usable (cl_setup_cb). */
@@ -488,6 +583,13 @@ cl_connect_cb(const redisAsyncContext *ac, int status)
 	argvlen[1] = strlen(db);
 	if (cl_send(cc, cl_setup_cb, cc, 2, argv, argvlen) == -1)
 		goto fail;
+	/* What the sentinels named must still be the primary. */
+	if (cc->cc_cl->cl_nsen > 0) {
+		argv[0] = "ROLE";
+		argvlen[0] = 4;
+		if (cl_send(cc, cl_setup_cb, cc, 1, argv, argvlen) == -1)
+			goto fail;
+	}
 	return;
 fail:
 	cl_drop(cc, "cannot send");
@@ -499,8 +601,18 @@ cl_connect(struct cl_conn *cc)
 	struct cluster		*cl = cc->cc_cl;
 	redisAsyncContext	*ac;
 
-	ac = cl->cl_unix != NULL ? redisAsyncConnectUnix(cl->cl_unix) :
-	    redisAsyncConnect(cl->cl_host, cl->cl_port);
+	if (cc == &cl->cl_sen) {
+		cl->cl_sen_cur = cl->cl_sen_next;
+		cl->cl_sen_next = (cl->cl_sen_next + 1) % cl->cl_nsen;
+		ac = redisAsyncConnect(cl->cl_sen_host[cl->cl_sen_cur],
+		    cl->cl_sen_port[cl->cl_sen_cur]);
+	} else if (cl->cl_nsen > 0 && cl->cl_host == NULL) {
+		/* The sentinels have not named the primary yet. */
+		cc->cc_retry_ms = util_mono_ms() + CL_BACKOFF_MIN_MS;
+		return;
+	} else
+		ac = cl->cl_unix != NULL ? redisAsyncConnectUnix(cl->cl_unix) :
+		    redisAsyncConnect(cl->cl_host, cl->cl_port);
 	if (ac == NULL) {
 		cl_conn_lost(cc, "out of memory");
 		return;
@@ -525,6 +637,139 @@ cl_connect(struct cl_conn *cc)
 		redisAsyncFree(ac);
 		cl_conn_lost(cc, "cannot attach to the event loop");
 	}
+}
+
+/* --- Sentinel ---------------------------------------------------------- */
+
+/*
+ * The primary at host:port (named by the sentinels): if it is another
+ * one, both connections are dropped and reconnect to it, and the join
+ * that follows checks the stream (a failover may have lost the last
+ * changes: cl_beat_cb).
+ */
+static void
+cl_sen_primary(struct cluster *cl, const char *host, size_t hostlen,
+    int port, const char *how)
+{
+	char	*h;
+
+	if (cl->cl_host != NULL && strlen(cl->cl_host) == hostlen &&
+	    memcmp(cl->cl_host, host, hostlen) == 0 && cl->cl_port == port)
+		return;
+	if ((h = strndup(host, hostlen)) == NULL)
+		return;
+	log_warnx("cluster \"%s\": the primary %s is %s:%d (%s)%s",
+	    cl->cl_name, cl->cl_master, h, port, how,
+	    cl->cl_host != NULL ? "; reconnecting" : "");
+	if (cl->cl_host != NULL)
+		cl->cl_failovers++;
+	free(cl->cl_host);
+	cl->cl_host = h;
+	cl->cl_port = port;
+	cl_drop(&cl->cl_cmd, "the primary changed");
+	cl_drop(&cl->cl_rd, "the primary changed");
+	cl->cl_cmd.cc_retry_ms = cl->cl_rd.cc_retry_ms = 0;
+	cl->cl_cmd.cc_backoff_ms = cl->cl_rd.cc_backoff_ms = 0;
+}
+
+/* The primary named is not one (or gone): ask the sentinels again. */
+static void
+cl_sen_forget(struct cluster *cl)
+{
+	if (cl->cl_nsen == 0)
+		return;
+	cl_drop(&cl->cl_sen, "asking the next sentinel");
+	cl->cl_sen.cc_retry_ms = 0;
+}
+
+/* +switch-master: "NAME OLDIP OLDPORT NEWIP NEWPORT". */
+static void
+cl_sen_msg_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r, *m;
+	const char	*w[5];
+	size_t		 wl[5], n = 0;
+	const char	*p, *end;
+	char		*ep;
+	long		 port;
+
+	if (cl->cl_sen.cc_ac != ac || reply == NULL ||
+	    reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    strcmp(reply->element[0]->str, "message") != 0)
+		return;
+	m = reply->element[2];
+	if (m->type != REDIS_REPLY_STRING)
+		return;
+	for (p = m->str, end = m->str + m->len; p < end && n < 5; n++) {
+		w[n] = p;
+		while (p < end && *p != ' ')
+			p++;
+		wl[n] = (size_t)(p - w[n]);
+		while (p < end && *p == ' ')
+			p++;
+	}
+	if (n != 5 || wl[0] != strlen(cl->cl_master) ||
+	    memcmp(w[0], cl->cl_master, wl[0]) != 0 || wl[4] > 5)
+		return;
+	port = strtol(w[4], &ep, 10);
+	if (ep != w[4] + wl[4] || port < 1 || port > 65535 || wl[3] > 255)
+		return;
+	cl_sen_primary(cl, w[3], wl[3], (int)port, "+switch-master");
+}
+
+static void
+cl_sen_addr_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r;
+	const char	*argv[2];
+	size_t		 argvlen[2];
+	char		*ep;
+	long		 port;
+
+	if (cl->cl_sen.cc_ac != ac)
+		return;
+	cl_answered(&cl->cl_sen);
+	if (reply == NULL)
+		return;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    reply->element[1]->type != REDIS_REPLY_STRING ||
+	    reply->element[0]->len == 0 || reply->element[0]->len > 255 ||
+	    (port = strtol(reply->element[1]->str, &ep, 10)) < 1 ||
+	    port > 65535 || *ep != '\0') {
+		cl_drop(&cl->cl_sen, reply->type == REDIS_REPLY_ERROR ?
+		    reply->str : "it does not know the primary");
+		return;
+	}
+	cl_sen_primary(cl, reply->element[0]->str, reply->element[0]->len,
+	    (int)port, "asked");
+	/* Then it tells of every failover; not counted as pending. */
+	argv[0] = "SUBSCRIBE";
+	argvlen[0] = 9;
+	argv[1] = "+switch-master";
+	argvlen[1] = 14;
+	if (redisAsyncCommandArgv(ac, cl_sen_msg_cb, cl, 2, argv, argvlen) !=
+	    REDIS_OK)
+		cl_drop(&cl->cl_sen, "cannot subscribe");
+}
+
+static void
+cl_sen_ask(struct cluster *cl)
+{
+	const char	*argv[3];
+	size_t		 argvlen[3];
+	int		 i;
+
+	argv[0] = "SENTINEL";
+	argv[1] = "get-master-addr-by-name";
+	argv[2] = cl->cl_master;
+	for (i = 0; i < 3; i++)
+		argvlen[i] = strlen(argv[i]);
+	if (cl_send(&cl->cl_sen, cl_sen_addr_cb, cl, 3, argv, argvlen) == -1)
+		cl_drop(&cl->cl_sen, "cannot send");
 }
 
 /* The connection's state for the 100 ms tick: time out, reconnect. */
@@ -733,7 +978,7 @@ cl_ops_reached(struct cluster *cl)
 				cl_op_answer(op, "unavailable", "the change "
 				    "was committed to Redis but not yet "
 				    "applied on this node");
-			free(op);
+			cl_task_free(op);
 			continue;
 		}
 		opp = &op->op_next;
@@ -1041,7 +1286,7 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 {
 	struct cluster	*cl = arg;
 	redisReply	*reply = r;
-	struct cl_pos	 last, maxdel;
+	struct cl_pos	 last, maxdel, sent;
 	json_t		*nodes, *o;
 	json_error_t	 je;
 	char		 epoch[40];
@@ -1053,13 +1298,19 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 	cl_answered(&cl->cl_cmd);
 	if (reply == NULL)
 		return;
+	/* Where this node was when it sent the beat: the stream had that. */
+	sent = cl->cl_beatq[0];
+	if (cl->cl_nbeatq > 0)
+		memmove(cl->cl_beatq, cl->cl_beatq + 1,
+		    --cl->cl_nbeatq * sizeof(cl->cl_beatq[0]));
 	if (join)
 		cl->cl_joining = 0;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 4 ||
 	    reply->element[0]->type != REDIS_REPLY_STRING ||
 	    reply->element[0]->len >= sizeof(epoch) ||
 	    cl_reply_pos(reply->element[1], &last) == -1 ||
-	    cl_reply_pos(reply->element[2], &maxdel) == -1) {
+	    cl_reply_pos(reply->element[2], &maxdel) == -1 ||
+	    reply->element[3]->type != REDIS_REPLY_INTEGER) {
 		log_warnx("cluster: a bad answer to the heartbeat%s%s",
 		    reply->type == REDIS_REPLY_ERROR ? ": " : "",
 		    reply->type == REDIS_REPLY_ERROR ? reply->str : "");
@@ -1070,7 +1321,7 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 	cl->cl_last = last;
 	cl->cl_last_seen = util_now_ms();
 	if ((nodes = json_array()) != NULL) {
-		for (i = 3; i < reply->elements && i < 3 + CL_MAX_NODES; i++) {
+		for (i = 4; i < reply->elements && i < 4 + CL_MAX_NODES; i++) {
 			if (reply->element[i]->type != REDIS_REPLY_STRING)
 				continue;
 			o = json_loadb(reply->element[i]->str,
@@ -1112,6 +1363,26 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 		    "node's position (%s > %s); resynchronising",
 		    cl->cl_name, a, b);
 		cl_resync(cl);
+	} else if (clpos_cmp(&sent, &last) > 0 ||
+	    (reply->element[3]->integer == 0 &&
+	    clpos_cmp(&sent, &cl->cl_state.s_pos) == 0)) {
+		char	 a[48], b[48];
+
+		/*
+		 * The stream ends before what this node read from it, or
+		 * lacks the entry this node read last: Redis lost changes (a failover to a replica that had
+		 * not received them, a restart from an older snapshot).
+		 * New entries could get ids below this node's position, so
+		 * the reader cannot go on from there: Redis's state is taken
+		 * whole, and the writes this node made are checked again
+		 * (cl_recheck).
+		 */
+		clpos_format(&last, a, sizeof(a));
+		clpos_format(&sent, b, sizeof(b));
+		log_warnx("cluster \"%s\": the stream (last entry %s) lacks "
+		    "this node's position %s: Redis lost changes; "
+		    "resynchronising", cl->cl_name, a, b);
+		cl_recheck(cl);
 	} else if (!cl->cl_joined)
 		cl_joined(cl, "resumed");
 }
@@ -1119,13 +1390,14 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 static void
 cl_beat(struct cluster *cl, int join)
 {
-	const char	*argv[10];
-	size_t		 argvlen[10];
+	const char	*argv[11];
+	size_t		 argvlen[11];
 	char		 pos[48], *info;
 	json_t		*o;
 	int		 i;
 
-	if (!cl->cl_cmd.cc_up || (join && cl->cl_joining))
+	if (!cl->cl_cmd.cc_up || (join && cl->cl_joining) ||
+	    cl->cl_nbeatq >= (int)nitems(cl->cl_beatq))
 		return;
 	clpos_format(&cl->cl_state.s_pos, pos, sizeof(pos));
 	if ((o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:I}", "node",
@@ -1147,11 +1419,14 @@ cl_beat(struct cluster *cl, int join)
 	argv[7] = info;
 	argv[8] = XSTR_TTL;
 	argv[9] = cl->cl_k[CK_NODE];
-	for (i = 0; i < 10; i++)
+	argv[10] = pos;
+	for (i = 0; i < 11; i++)
 		argvlen[i] = strlen(argv[i]);
-	if (cl_send(&cl->cl_cmd, cl_beat_cb, cl, 10, argv, argvlen) == 0 &&
-	    join)
-		cl->cl_joining = 2;
+	if (cl_send(&cl->cl_cmd, cl_beat_cb, cl, 11, argv, argvlen) == 0) {
+		cl->cl_beatq[cl->cl_nbeatq++] = cl->cl_state.s_pos;
+		if (join)
+			cl->cl_joining = 2;
+	}
 	free(info);
 }
 
@@ -1234,6 +1509,8 @@ cl_read_cb(redisAsyncContext *ac, void *r, void *arg)
 				}
 				locked = 1;
 			}
+			cl_mine_add(cl, &pos, ch.ch_id, ch.ch_kind == CL_CH_PUT ?
+			    &ch.ch_key : NULL);
 			if (ch.ch_kind == CL_CH_PUT)
 				cl_apply_put(cl, &ch.ch_key, ch.ch_idem, &sync);
 			else
@@ -1485,7 +1762,7 @@ cl_usage_query_cb(redisAsyncContext *ac, void *r, void *arg)
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 	    reply->elements != 4) {
 		cl_op_answer(op, "unavailable", "Redis did not answer");
-		free(op);
+		cl_task_free(op);
 		return;
 	}
 	/* a, l, r, t; a missing field (no push yet) is 0. */
@@ -1516,7 +1793,7 @@ cl_usage_query_cb(redisAsyncContext *ac, void *r, void *arg)
 		free(s);
 	}
 	json_decref(o);
-	free(op);
+	cl_task_free(op);
 }
 
 static void
@@ -1533,7 +1810,7 @@ cl_usage_query(struct cluster *cl, struct cl_task *op, const char *id)
 
 	if (keystore_find_id(cl->cl_ks, id, &k, &slot) != KS_OK) {
 		cl_op_answer(op, "unavailable", "no such key here");
-		free(op);
+		cl_task_free(op);
 		return;
 	}
 	OPENSSL_cleanse(&k, sizeof(k));
@@ -1559,7 +1836,7 @@ cl_usage_query(struct cluster *cl, struct cl_task *op, const char *id)
 	    -1) {
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "Redis is unreachable");
-		free(op);
+		cl_task_free(op);
 	}
 }
 
@@ -1589,6 +1866,16 @@ cl_op_answer(struct cl_task *op, const char *result, const char *why)
 	    MSG_DONTWAIT) == -1)
 		log_debug("cluster: answer to a worker: %s", strerror(errno));
 	free(s);
+}
+
+static void
+cl_task_free(struct cl_task *op)
+{
+	if (op == NULL)
+		return;
+	free(op->op_expect);
+	free(op->op_record);
+	free(op);
 }
 
 static void
@@ -1625,7 +1912,7 @@ cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "the connection to Redis was "
 		    "lost; the change may or may not have been made");
-		free(op);
+		cl_task_free(op);
 		return;
 	}
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
@@ -1635,7 +1922,7 @@ cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
 		    "a bad answer");
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "Redis refused the change");
-		free(op);
+		cl_task_free(op);
 		return;
 	}
 	what = reply->element[0]->str;
@@ -1643,7 +1930,7 @@ cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "the cluster's namespace is "
 		    "being seeded; retry");
-		free(op);
+		cl_task_free(op);
 		cl->cl_joined = 0;
 		cl_join(cl);
 		return;
@@ -1652,7 +1939,7 @@ cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
 	    -1 || (strcmp(what, "ok") != 0 && strcmp(what, "retry") != 0)) {
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "a bad answer from Redis");
-		free(op);
+		cl_task_free(op);
 		return;
 	}
 #ifdef KEYGATE_DEBUG
@@ -1674,11 +1961,255 @@ cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
 	}
 #endif
 	/* Answered once this node's reader has applied pos. */
-	op->op_waiting = 1;
 	op->op_pos = pos;
 	op->op_result = strcmp(what, "ok") == 0 ? "ok" : "retry";
 	op->op_deadline = util_mono_ms() + CL_WAIT_MS;
+	/*
+	 * With a replica (Sentinel), a change is acknowledged once a replica
+	 * has it too, or CL_WAIT_REPL_MS passed: what a failover can still
+	 * lose is then what no replica received in that time (cl_recheck).
+	 */
+	if (cl->cl_nsen > 0 && strcmp(what, "ok") == 0) {
+		const char	*argv[3] = { "WAIT", "1", XSTR_WAIT_REPL };
+		size_t		 argvlen[3] = { 4, 1, strlen(XSTR_WAIT_REPL) };
+
+		if (cl_send(&cl->cl_cmd, cl_repl_cb, op, 3, argv, argvlen) == 0)
+			return;
+	}
+	op->op_waiting = 1;
 	cl_ops_reached(cl);
+}
+
+/* WAIT answered (or the connection lost: the change is in Redis). */
+static void
+cl_repl_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cl_task	*op = arg;
+	struct cluster	*cl = op->op_cl;
+	redisReply	*reply = r;
+
+	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
+		cl_answered(&cl->cl_cmd);
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+	    reply->integer < 1)
+		log_debug("cluster: no replica has the change at %llu-%llu "
+		    "yet", (unsigned long long)op->op_pos.p_ms,
+		    (unsigned long long)op->op_pos.p_seq);
+	op->op_waiting = 1;
+	cl_ops_reached(cl);
+}
+
+/*
+ * A change applied from the stream at pos (id; record NULL for a del),
+ * with the record it replaced (NULL: none): kept for cl_recheck.
+ */
+static void
+cl_mine_add(struct cluster *cl, const struct cl_pos *pos, const char *id,
+    const struct ks_key *k)
+{
+	struct cl_mine	*m = &cl->cl_mine[cl->cl_nmine++ % CL_MINE];
+	struct ks_key	 cur;
+	uint32_t	 slot;
+	char		 err[256];
+
+	free(m->m_expect);
+	free(m->m_record);
+	m->m_expect = m->m_record = NULL;
+	m->m_pos = *pos;
+	m->m_at = util_mono_ms();
+	m->m_del = k == NULL;
+	snprintf(m->m_id, sizeof(m->m_id), "%s", id);
+	if (keystore_find_id(cl->cl_ks, id, &cur, &slot) == KS_OK)
+		m->m_expect = clmsg_record(&cur, err, sizeof(err));
+	if (k != NULL)
+		m->m_record = clmsg_record(k, err, sizeof(err));
+	OPENSSL_cleanse(&cur, sizeof(cur));
+}
+
+/*
+ * Which of this node's recent writes the stream still has.  KEYS: stream,
+ * keys.  ARGV: position and id pairs.  For each: 1 if the entry is there,
+ * else the key's record now ("" for none).
+ */
+static const char cl_lua_recheck[] =
+	"local out = {}\n"
+	"for i = 1, #ARGV, 2 do\n"
+	"  local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i], 'COUNT', 1)\n"
+	"  if #e == 1 then out[#out + 1] = 1\n"
+	"  else out[#out + 1] = redis.call('HGET', KEYS[2], ARGV[i + 1]) or ''"
+	" end\n"
+	"end\n"
+	"return out\n";
+
+struct cl_rechk {
+	struct cluster	*rc_cl;
+	size_t		 rc_n;
+	struct cl_mine	*rc_m[CL_MINE];
+};
+
+static void
+cl_restore_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r;
+
+	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
+		cl_answered(&cl->cl_cmd);
+	if (reply != NULL && (reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements != 2 || reply->element[0]->type !=
+	    REDIS_REPLY_STRING || strcmp(reply->element[0]->str, "ok") != 0))
+		log_warnx("cluster: a lost change could not be restored");
+}
+
+/*
+ * Redis lost changes (a failover to a replica that had not received them,
+ * a restart from an older snapshot): every change this node applied (the
+ * last CL_MINE, up to CL_MINE_MS old) whose entry the stream no longer
+ * has is committed again if the key is still as that change found it
+ * (Redis went back to before it); a key changed since is left as the
+ * cluster has it, and logged.  Every node does this for what it applied,
+ * so a change is restored while any node that saw it lives; the first to
+ * commit it wins, the others find the key changed.  Only then is Redis's
+ * state taken whole (the dump follows the commits on the connection):
+ * taken first, it would bring back, for a moment, a key whose deletion
+ * was lost.
+ */
+static void
+cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cl_rechk	*rc = arg;
+	struct cluster	*cl = rc->rc_cl;
+	redisReply	*reply = r, *e;
+	struct cl_mine	*m;
+	const char	*argv[15], *cur;
+	size_t		 argvlen[15], i, j;
+	unsigned	 restored = 0, kept = 0;
+	json_t		*virt;
+
+	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
+		cl_answered(&cl->cl_cmd);
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements != rc->rc_n) {
+		if (reply != NULL)
+			log_warnx("cluster: the check of this node's recent "
+			    "changes failed");
+		cl->cl_joining = 0;	/* the next beat tries again */
+		free(rc);
+		return;
+	}
+	if ((virt = json_object()) == NULL) {
+		cl->cl_joining = 0;
+		free(rc);
+		return;
+	}
+	for (i = 0; i < rc->rc_n; i++) {
+		e = reply->element[i];
+		m = rc->rc_m[i];
+		if (e->type != REDIS_REPLY_STRING)
+			continue;	/* 1: the stream has it */
+		/* The key as Redis will hold it once the commits before. */
+		cur = json_string_value(json_object_get(virt, m->m_id));
+		if (cur == NULL)
+			cur = e->str;
+		if (strcmp(cur, m->m_expect != NULL ? m->m_expect : "") != 0) {
+			log_warnx("cluster: a change of key %s was lost by "
+			    "Redis, and the key has changed since: the "
+			    "cluster's copy stands", m->m_id);
+			kept++;
+			continue;
+		}
+		argv[0] = "EVAL";
+		argv[1] = cl_lua_write;
+		argv[2] = "5";
+		argv[3] = cl->cl_k[CK_KEYS];
+		argv[4] = cl->cl_k[CK_DIGESTS];
+		argv[5] = cl->cl_k[CK_STREAM];
+		argv[6] = cl->cl_k[CK_EPOCH];
+		argv[7] = cl->cl_k[CK_USAGE];
+		argv[8] = m->m_del ? "del" : "put";
+		argv[9] = m->m_id;
+		argv[10] = m->m_expect != NULL ? m->m_expect : "";
+		argv[11] = m->m_record != NULL ? m->m_record : "";
+		argv[12] = "";
+		argv[13] = "";
+		argv[14] = cl->cl_state.s_node;
+		for (j = 0; j < 15; j++)
+			argvlen[j] = strlen(argv[j]);
+		if (cl_send(&cl->cl_cmd, cl_restore_cb, cl, 15, argv,
+		    argvlen) == 0) {
+			log_warnx("cluster: a change of key %s was lost by "
+			    "Redis; committing it again", m->m_id);
+			json_object_set_new(virt, m->m_id, json_string(
+			    m->m_record != NULL ? m->m_record : ""));
+			restored++;
+		}
+	}
+	json_decref(virt);
+	if (restored + kept > 0)
+		log_warnx("cluster \"%s\": %u lost change(s) committed "
+		    "again, %u left as the cluster has them", cl->cl_name,
+		    restored, kept);
+	free(rc);
+	cl_resync(cl);
+}
+
+static void
+cl_recheck(struct cluster *cl)
+{
+	struct cl_rechk	*rc;
+	struct cl_mine	*m;
+	const char	**argv;
+	size_t		 *argvlen, n = 0, i;
+	char		 (*pos)[48];
+	int64_t		 now = util_mono_ms();
+
+	cl->cl_joined = 0;
+	cl->cl_joining = 1;
+	if ((rc = calloc(1, sizeof(*rc))) == NULL) {
+		cl->cl_joining = 0;
+		return;
+	}
+	argv = calloc(5 + 2 * CL_MINE, sizeof(*argv));
+	argvlen = calloc(5 + 2 * CL_MINE, sizeof(*argvlen));
+	pos = calloc(CL_MINE, sizeof(*pos));
+	if (argv == NULL || argvlen == NULL || pos == NULL)
+		goto done;
+	rc->rc_cl = cl;
+	argv[0] = "EVAL";
+	argv[1] = cl_lua_recheck;
+	argv[2] = "2";
+	argv[3] = cl->cl_k[CK_STREAM];
+	argv[4] = cl->cl_k[CK_KEYS];
+	n = 5;
+	/* Oldest first: a key's changes are committed again in order. */
+	for (i = cl->cl_nmine > CL_MINE ? cl->cl_nmine - CL_MINE : 0;
+	    i < cl->cl_nmine; i++) {
+		m = &cl->cl_mine[i % CL_MINE];
+		if (now - m->m_at > CL_MINE_MS)
+			continue;
+		clpos_format(&m->m_pos, pos[rc->rc_n], sizeof(pos[0]));
+		argv[n++] = pos[rc->rc_n];
+		argv[n++] = m->m_id;
+		rc->rc_m[rc->rc_n++] = m;
+	}
+	if (rc->rc_n == 0) {
+		cl_resync(cl);
+		goto done;
+	}
+	for (i = 0; i < n; i++)
+		argvlen[i] = strlen(argv[i]);
+	log_info("cluster \"%s\": checking the %zu change(s) this node "
+	    "applied lately against the stream", cl->cl_name, rc->rc_n);
+	if (cl_send(&cl->cl_cmd, cl_recheck_cb, rc, (int)n, argv, argvlen) ==
+	    0)
+		rc = NULL;
+	else
+		cl->cl_joining = 0;
+done:
+	free(rc);
+	free(argv);
+	free(argvlen);
+	free(pos);
 }
 
 /* The cluster's state as /v1/cluster shows it. */
@@ -1772,7 +2303,7 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 			free(s);
 		}
 		json_decref(o);
-		free(op);
+		cl_task_free(op);
 		goto done;
 	}
 	if (rq.r_op == CL_OP_USAGE && cl->cl_cmd.cc_up &&
@@ -1786,7 +2317,7 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 		    cl->cl_refused : !cl->cl_cmd.cc_up ? "Redis is "
 		    "unreachable" : "this node has not joined the cluster "
 		    "yet");
-		free(op);
+		cl_task_free(op);
 		goto done;
 	}
 	idem[0] = '\0';
@@ -1813,10 +2344,17 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 	for (i = 0; i < 15; i++)
 		argvlen[i] = strlen(argv[i]);
 	cl_op_link(cl, op);
-	if (cl_send(&cl->cl_cmd, cl_write_cb, op, 15, argv, argvlen) == -1) {
+	if (cl_send(&cl->cl_cmd, cl_write_cb, op, 15, argv, argvlen) == 0) {
+		/* Kept for cl_recheck once committed. */
+		op->op_del = rq.r_op == CL_OP_DEL;
+		memcpy(op->op_id, rq.r_id, sizeof(op->op_id));
+		op->op_expect = rq.r_expect;
+		op->op_record = rq.r_record;
+		rq.r_expect = rq.r_record = NULL;
+	} else {
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "Redis is unreachable");
-		free(op);
+		cl_task_free(op);
 	}
 done:
 	OPENSSL_cleanse(&rq.r_key, sizeof(rq.r_key));
@@ -1918,6 +2456,8 @@ cluster_child_detach(struct cluster *cl, int slot)
 		close(cl->cl_cmd.cc_ac->c.fd);
 	if (cl->cl_rd.cc_ac != NULL)
 		close(cl->cl_rd.cc_ac->c.fd);
+	if (cl->cl_sen.cc_ac != NULL)
+		close(cl->cl_sen.cc_ac->c.fd);
 	(void)slot;
 }
 
@@ -1929,6 +2469,8 @@ cl_tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct cluster	*cl = arg;
 	int64_t		 now = util_mono_ms();
 
+	if (cl->cl_nsen > 0)
+		cl_conn_tick(&cl->cl_sen, now);
 	cl_conn_tick(&cl->cl_cmd, now);
 	cl_conn_tick(&cl->cl_rd, now);
 	cl_ops_reached(cl);
@@ -2007,9 +2549,27 @@ cluster_new(struct event_base *base, const struct config *conf,
 		snprintf(cl->cl_hostname, sizeof(cl->cl_hostname), "unknown");
 	if (cl_state_load(cl, err, errlen) == -1)
 		goto fail;
-	cl->cl_cmd.cc_cl = cl->cl_rd.cc_cl = cl;
+	for (s = 0; s < conf->c_cluster_nsentinels; s++) {
+		if ((cl->cl_sen_host[s] = strdup(
+		    conf->c_cluster_sentinel_host[s])) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		cl->cl_sen_port[s] = conf->c_cluster_sentinel_port[s];
+		cl->cl_nsen = s + 1;
+	}
+	if (cl->cl_nsen > 0 && ((cl->cl_master = strdup(
+	    conf->c_cluster_master)) == NULL ||
+	    (conf->c_cluster_sentinel_pass != NULL && (cl->cl_sen_pass =
+	    strdup(conf->c_cluster_sentinel_pass)) == NULL))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	cl->cl_cmd.cc_cl = cl->cl_rd.cc_cl = cl->cl_sen.cc_cl = cl;
 	cl->cl_cmd.cc_what = "commands";
 	cl->cl_rd.cc_what = "stream";
+	cl->cl_sen.cc_what = "sentinel";
+	cl->cl_sen.cc_limit_ms = CL_TIMEOUT_MS;
 	cl->cl_cmd.cc_limit_ms = CL_TIMEOUT_MS;
 	cl->cl_rd.cc_limit_ms = CL_TIMEOUT_MS + CL_BLOCK_MS;
 	if ((cl->cl_tick = event_new(base, -1, EV_PERSIST, cl_tick_cb,
@@ -2026,6 +2586,8 @@ cluster_new(struct event_base *base, const struct config *conf,
 	/* The node's own state file names the node from now on. */
 	cl->cl_saved.p_ms = 0;
 	cl_state_save(cl);
+	if (cl->cl_nsen > 0)
+		cl_connect(&cl->cl_sen);
 	cl_connect(&cl->cl_cmd);
 	cl_connect(&cl->cl_rd);
 	return (cl);
@@ -2046,6 +2608,7 @@ cluster_free(struct cluster *cl)
 	if (cl->cl_tick != NULL)
 		event_free(cl->cl_tick);
 	cl->cl_tick = NULL;
+	cl_drop(&cl->cl_sen, "stopping");
 	cl_drop(&cl->cl_cmd, "stopping");
 	cl_drop(&cl->cl_rd, "stopping");
 	if (cl->cl_j != NULL && cl->cl_state.s_node[0] != '\0')
@@ -2054,10 +2617,14 @@ cluster_free(struct cluster *cl)
 		cluster_chan_close(cl, s);
 	while ((op = cl->cl_ops) != NULL) {
 		cl->cl_ops = op->op_next;
-		free(op);
+		cl_task_free(op);
 	}
 	json_decref(cl->cl_nodes);
 	free(cl->cl_ubase);
+	for (i = 0; i < CL_MINE; i++) {
+		free(cl->cl_mine[i].m_expect);
+		free(cl->cl_mine[i].m_record);
+	}
 	for (i = 0; i < nitems(cl->cl_k); i++)
 		free(cl->cl_k[i]);
 	free(cl->cl_prefix);
@@ -2066,6 +2633,13 @@ cluster_free(struct cluster *cl)
 	free(cl->cl_host);
 	free(cl->cl_unix);
 	free(cl->cl_user);
+	for (s = 0; s < cl->cl_nsen; s++)
+		free(cl->cl_sen_host[s]);
+	free(cl->cl_master);
+	if (cl->cl_sen_pass != NULL) {
+		OPENSSL_cleanse(cl->cl_sen_pass, strlen(cl->cl_sen_pass));
+		free(cl->cl_sen_pass);
+	}
 	if (cl->cl_pass != NULL) {
 		OPENSSL_cleanse(cl->cl_pass, strlen(cl->cl_pass));
 		free(cl->cl_pass);

@@ -246,7 +246,7 @@ static const struct directive directives[] = {
 	FUNC("tls_ciphersuites", 1, 1, dir_tls_ciphers, 0, 0,
 	    TLS_CIPHERSUITES_DEFAULT, 0),
 	ENUM("tls_session_tickets", c_tls_tickets, off_on, "on"),
-	FUNC("cluster_redis", 1, 2, dir_cluster_redis, 0, 0, NULL, 0),
+	FUNC("cluster_redis", 1, 3, dir_cluster_redis, 0, 0, NULL, 0),
 	MFUNC("cluster_name", dir_cluster_name, c_cluster_name, "default"),
 };
 
@@ -1515,6 +1515,60 @@ set_strn(char **dst, const char *s, size_t len)
 }
 
 /*
+ * sentinel://HOST:PORT[,HOST:PORT...]/MASTER (cluster_redis): up to
+ * CONFIG_MAX_SENTINELS sentinels (port 26379 by default) and the name
+ * they monitor the primary under.
+ */
+static int
+cluster_sentinels(struct parser *p, const char *u)
+{
+	struct config	*c = p->p_conf;
+	const char	*s = u + 11, *end, *colon, *slash;
+	char		*ep;
+	unsigned long	 v;
+	size_t		 len;
+
+	if ((slash = strchr(s, '/')) == NULL || slash[1] == '\0')
+		return (perr(p, "\"cluster_redis\": sentinel:// needs the "
+		    "primary's name: sentinel://HOST:PORT[,HOST:PORT...]/NAME"));
+	if (strlen(slash + 1) > 64 || strspn(slash + 1, "abcdefghijklmnopq"
+	    "rstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+	    strlen(slash + 1))
+		return (perr(p, "\"cluster_redis\": the primary's name may "
+		    "hold letters, digits, '_', '.' and '-' only"));
+	while (s < slash) {
+		end = memchr(s, ',', (size_t)(slash - s));
+		if (end == NULL)
+			end = slash;
+		if (c->c_cluster_nsentinels == CONFIG_MAX_SENTINELS)
+			return (perr(p, "\"cluster_redis\": more than %d "
+			    "sentinels", CONFIG_MAX_SENTINELS));
+		colon = memchr(s, ':', (size_t)(end - s));
+		len = (size_t)((colon != NULL ? colon : end) - s);
+		if (len == 0 || len > 255 || memchr(s, '@', len) != NULL)
+			return (perr(p, "\"cluster_redis\": a sentinel "
+			    "without a host"));
+		v = 26379;
+		if (colon != NULL && (colon[1] < '0' || colon[1] > '9' ||
+		    (v = strtoul(colon + 1, &ep, 10)) < 1 || v > 65535 ||
+		    ep != end))
+			return (perr(p, "\"cluster_redis\": a sentinel's "
+			    "port must be 1 to 65535"));
+		if ((c->c_cluster_sentinel_host[c->c_cluster_nsentinels] =
+		    strndup(s, len)) == NULL)
+			return (perr(p, "out of memory"));
+		c->c_cluster_sentinel_port[c->c_cluster_nsentinels++] = (int)v;
+		s = end < slash ? end + 1 : slash;
+	}
+	if (c->c_cluster_nsentinels == 0)
+		return (perr(p, "\"cluster_redis\": no sentinel"));
+	if (set_strn(&c->c_cluster_master, slash + 1, strlen(slash + 1)) ==
+	    -1 || set_strn(&c->c_cluster_url, u, strlen(u)) == -1)
+		return (perr(p, "out of memory"));
+	return (0);
+}
+
+/*
  * "cluster_redis redis://[USER[:PASSWORD]@]HOST[:PORT][/DB] |
  * unix:PATH [password_file=PATH]".  A password (the URL's, or the file's
  * first line) never appears in a message: c_cluster_url is the address
@@ -1528,17 +1582,23 @@ dir_cluster_redis(struct parser *p, const struct directive *d, char **argv,
 	struct config	*c = p->p_conf;
 	const char	*u = argv[0], *at, *host, *end, *colon;
 	char		 pass[CONFIG_TOKEN_MAX + 1], why[CONFIG_ERRLEN];
-	char		*path = NULL, *ep;
+	char		*path = NULL, *ep, **dst;
 	unsigned long	 v;
 	size_t		 hl;
+	int		 i;
 
 	(void)d;
-	if (argc == 2) {
-		if (strncmp(argv[1], "password_file=", 14) != 0)
+	for (i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "password_file=", 14) == 0)
+			dst = &c->c_cluster_pass;
+		else if (strncmp(argv[i], "sentinel_password_file=", 23) == 0)
+			dst = &c->c_cluster_sentinel_pass;
+		else
 			return (perr(p, "\"cluster_redis\": unknown option "
-			    "\"%.64s\" (password_file=PATH)", argv[1]));
-		if (set_path(p, "cluster_redis password_file", &path,
-		    argv[1] + 14) == -1)
+			    "\"%.64s\" (password_file=PATH, "
+			    "sentinel_password_file=PATH)", argv[i]));
+		if (set_path(p, "cluster_redis password file", &path,
+		    strchr(argv[i], '=') + 1) == -1)
 			return (-1);
 		if (config_read_secret(path, pass, sizeof(pass), 1, why,
 		    sizeof(why)) == -1) {
@@ -1546,7 +1606,8 @@ dir_cluster_redis(struct parser *p, const struct directive *d, char **argv,
 			return (perr(p, "\"cluster_redis\": %s", why));
 		}
 		free(path);
-		if (set_strn(&c->c_cluster_pass, pass, strlen(pass)) == -1) {
+		path = NULL;
+		if (set_strn(dst, pass, strlen(pass)) == -1) {
 			explicit_bzero(pass, sizeof(pass));
 			return (perr(p, "out of memory"));
 		}
@@ -1565,9 +1626,10 @@ dir_cluster_redis(struct parser *p, const struct directive *d, char **argv,
 		return (0);
 	}
 	if (strncmp(u, "sentinel://", 11) == 0)
-		return (perr(p, "\"cluster_redis\": Redis Sentinel "
-		    "(sentinel://) is not supported yet; name the primary "
-		    "with redis://"));
+		return (cluster_sentinels(p, u));
+	if (c->c_cluster_sentinel_pass != NULL)
+		return (perr(p, "\"cluster_redis\": sentinel_password_file= "
+		    "is for a sentinel:// address"));
 	if (strncmp(u, "rediss://", 9) == 0)
 		return (perr(p, "\"cluster_redis\": rediss:// (TLS) is not "
 		    "available with hiredis 0.14; use redis:// to a local "
@@ -3221,6 +3283,14 @@ config_free(struct config *c)
 		free(c->c_cluster_pass);
 	}
 	free(c->c_cluster_name);
+	free(c->c_cluster_master);
+	for (j = 0; j < c->c_cluster_nsentinels; j++)
+		free(c->c_cluster_sentinel_host[j]);
+	if (c->c_cluster_sentinel_pass != NULL) {
+		explicit_bzero(c->c_cluster_sentinel_pass,
+		    strlen(c->c_cluster_sentinel_pass));
+		free(c->c_cluster_sentinel_pass);
+	}
 	for (i = 0; i < c->c_nupstreams; i++) {
 		free(c->c_upstreams[i].u_name);
 		for (j = 0; j < c->c_upstreams[i].u_nservers; j++) {
