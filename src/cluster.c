@@ -2227,18 +2227,26 @@ cl_status(struct cluster *cl)
 	if ((nodes = json_array()) == NULL)
 		return (NULL);
 	json_array_foreach(cl->cl_nodes, i, v) {
+		int	 self;
+
 		if ((n = json_deep_copy(v)) == NULL)
 			continue;
+		self = json_is_string(json_object_get(n, "node")) &&
+		    strcmp(json_string_value(json_object_get(n, "node")),
+		    cl->cl_state.s_node) == 0;
+		/* This node's own entry is as of now, not its last beat. */
+		if (self)
+			json_object_set_new(n, "position", json_string(pos));
+		/* A node that has not joined yet (0-0) has no lag. */
 		if ((v = json_object_get(n, "position")) != NULL &&
 		    json_is_string(v) && clpos_parse(json_string_value(v),
-		    json_string_length(v), &p) == 0)
+		    json_string_length(v), &p) == 0 && p.p_ms != 0)
 			json_object_set_new(n, "lag_seconds", json_real(
 			    clpos_cmp(&p, &cl->cl_last) >= 0 ? 0.0 :
 			    (double)(cl->cl_last.p_ms - p.p_ms) / 1000.0));
-		json_object_set_new(n, "self", json_boolean(strcmp(
-		    json_string_value(json_object_get(n, "node")) != NULL ?
-		    json_string_value(json_object_get(n, "node")) : "",
-		    cl->cl_state.s_node) == 0));
+		else
+			json_object_set_new(n, "lag_seconds", json_null());
+		json_object_set_new(n, "self", json_boolean(self));
 		json_array_append_new(nodes, n);
 	}
 	o = json_pack("{s:b,s:s,s:s,s:b,s:s,s:s,s:s,s:s,s:f,s:I,s:o}",
