@@ -49,13 +49,15 @@ void	 clpos_format(const struct cl_pos *, char *, size_t);
 int	 clpos_cmp(const struct cl_pos *, const struct cl_pos *);
 
 /* A worker's request to its master. */
-enum cl_op { CL_OP_PUT = 1, CL_OP_DEL, CL_OP_STATUS, CL_OP_USAGE };
+enum cl_op { CL_OP_PUT = 1, CL_OP_DEL, CL_OP_STATUS, CL_OP_USAGE,
+	CL_OP_HISTORY };
 
 struct cl_request {
 	uint64_t	 r_rid;		/* echoed in the answer */
 	enum cl_op	 r_op;
 	struct ks_key	 r_key;		/* PUT: the new record */
-	char		 r_id[KS_ID_LEN + 4];	/* PUT, DEL, USAGE */
+	char		 r_id[KS_ID_LEN + 4];	/* PUT, DEL, USAGE, HISTORY */
+	int		 r_kind;	/* HISTORY: USAGE_H1, _H24, _D30 */
 	char		*r_record;	/* PUT: its compact JSON (malloc'd) */
 	char		*r_expect;	/* the record read, or NULL: none */
 	char		*r_idem;	/* PUT: the "idem" JSON, or NULL */

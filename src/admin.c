@@ -130,6 +130,8 @@ static int	admin_set_disabled(struct admin_ctx *, json_t *,
 		    struct ks_key *);
 static int	admin_set_rate(struct admin_ctx *, json_t *, struct ks_key *);
 static int	admin_import(struct admin_ctx *);
+static const char *admin_cluster_history(struct admin_ctx *, const char *,
+		    int, struct usage_point *, size_t *, char *, size_t);
 static const char *admin_cluster_usage(struct admin_ctx *, const char *,
 		    uint64_t *, uint64_t *, uint64_t *, int64_t *, char *,
 		    size_t);
@@ -2467,7 +2469,8 @@ admin_usage_history(struct admin_ctx *c, const struct ks_key *k,
 	const struct journal	*j = c->c_env->ae_journal;
 	struct usage_point	*pts;
 	json_t			*a;
-	char			 t[32];
+	char			 t[32], why[256];
+	const char		*scope;
 	size_t			 i, n;
 
 	if (j == NULL)
@@ -2478,8 +2481,11 @@ admin_usage_history(struct admin_ctx *c, const struct ks_key *k,
 		free(pts);
 		return (admin_oom(c->c_rs));
 	}
-	n = usage_history(j->j_dir, j->j_uid, j->j_gid, c->c_ks, slot,
-	    k->k_id, kind, c->c_rq->aq_now, pts);
+	scope = admin_cluster_history(c, k->k_id, kind, pts, &n, why,
+	    sizeof(why));
+	if (strcmp(scope, "node") == 0)
+		n = usage_history(j->j_dir, j->j_uid, j->j_gid, c->c_ks, slot,
+		    k->k_id, kind, c->c_rq->aq_now, pts);
 	for (i = 0; i < n; i++) {
 		util_rfc3339_ms(t, sizeof(t), pts[i].up_t);
 		if (json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}",
@@ -2492,9 +2498,10 @@ admin_usage_history(struct admin_ctx *c, const struct ks_key *k,
 		}
 	}
 	free(pts);
-	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:s, s:s, s:o}",
-	    "id", k->k_id, "history", names[kind], "resolution",
-	    kind == USAGE_D30 ? "1h" : "1m", "points", a)));
+	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:s, s:s, s:o, "
+	    "s:s, s:s?}", "id", k->k_id, "history", names[kind], "resolution",
+	    kind == USAGE_D30 ? "1h" : "1m", "points", a, "scope", scope,
+	    "cluster_error", why[0] != '\0' ? why : NULL)));
 }
 
 /*
@@ -3114,6 +3121,60 @@ admin_cluster_usage(struct admin_ctx *c, const char *id, uint64_t *allowed,
 	n[KS_C_REFUSED] = (uint64_t)r;
 	*refused = (uint64_t)l + (uint64_t)r;
 	*last = t;
+	return ("cluster");
+}
+
+/*
+ * In a cluster, a key's history for the whole cluster (cluster.c's
+ * history hashes, plus this node's counts since its last push) into pts
+ * and *n: "cluster".  Outside one, or when Redis cannot be asked:
+ * "node", the reason in why, and the caller reads this node's files.
+ */
+static const char *
+admin_cluster_history(struct admin_ctx *c, const char *id, int kind,
+    struct usage_point *pts, size_t *n, char *why, size_t len)
+{
+	json_t		*req, *ans, *p, *v;
+	json_int_t	 first, step, count, idx, x[3];
+	size_t		 i;
+
+	why[0] = '\0';
+	*n = 0;
+	if (c->c_env->ae_cluster == NULL)
+		return ("node");
+	if ((req = json_pack("{s:s,s:s,s:i}", "op", "history", "id", id,
+	    "kind", kind)) == NULL) {
+		snprintf(why, len, "out of memory");
+		return ("node");
+	}
+	ans = cluster_call(c->c_env->ae_cluster, req, why, len);
+	json_decref(req);
+	if (ans == NULL)
+		return ("node");
+	if (json_unpack(ans, "{s:I,s:I,s:I,s:o}", "first", &first, "step",
+	    &step, "n", &count, "points", &p) == -1 || count < 1 ||
+	    count > USAGE_POINTS_MAX || step <= 0 || !json_is_array(p)) {
+		v = json_object_get(ans, "message");
+		snprintf(why, len, "%s", json_is_string(v) ?
+		    json_string_value(v) : "no cluster history");
+		json_decref(ans);
+		return ("node");
+	}
+	for (i = 0; i < (size_t)count; i++) {
+		pts[i].up_t = first + (int64_t)i * step;
+		memset(pts[i].up_c, 0, sizeof(pts[i].up_c));
+	}
+	json_array_foreach(p, i, v) {
+		if (json_unpack(v, "[I,I,I,I]", &idx, &x[0], &x[1], &x[2]) ==
+		    -1 || idx < 0 || idx >= count || x[0] < 0 || x[1] < 0 ||
+		    x[2] < 0)
+			continue;
+		pts[idx].up_c[USAGE_ADMITTED] = (uint64_t)x[0];
+		pts[idx].up_c[USAGE_LIMITED] = (uint64_t)x[1];
+		pts[idx].up_c[USAGE_REFUSED] = (uint64_t)x[2];
+	}
+	json_decref(ans);
+	*n = (size_t)count;
 	return ("cluster");
 }
 

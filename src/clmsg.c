@@ -189,7 +189,7 @@ clmsg_parse_request(const char *buf, size_t len, struct cl_request *r,
     char *err, size_t errlen)
 {
 	static const char *const names[] = {
-		"rid", "op", "key", "id", "expect", "idem", NULL
+		"rid", "op", "key", "id", "expect", "idem", "kind", NULL
 	};
 	json_error_t	 je;
 	json_t		*o, *v;
@@ -224,7 +224,7 @@ clmsg_parse_request(const char *buf, size_t len, struct cl_request *r,
 		json_decref(o);
 		return (0);
 	}
-	if (strcmp(op, "usage") == 0) {
+	if (strcmp(op, "usage") == 0 || strcmp(op, "history") == 0) {
 		if ((v = json_object_get(o, "id")) == NULL ||
 		    !json_is_string(v) || !clmsg_id(json_string_value(v),
 		    json_string_length(v))) {
@@ -232,6 +232,19 @@ clmsg_parse_request(const char *buf, size_t len, struct cl_request *r,
 			goto bad;
 		}
 		r->r_op = CL_OP_USAGE;
+		if (strcmp(op, "history") == 0) {
+			json_t	*kd = json_object_get(o, "kind");
+
+			if (kd == NULL || !json_is_integer(kd) ||
+			    json_integer_value(kd) < 0 ||
+			    json_integer_value(kd) > 2) {
+				snprintf(err, errlen, "a history query needs "
+				    "its kind");
+				goto bad;
+			}
+			r->r_op = CL_OP_HISTORY;
+			r->r_kind = (int)json_integer_value(kd);
+		}
 		memcpy(r->r_id, json_string_value(v), KS_ID_LEN);
 		json_decref(o);
 		return (0);

@@ -46,6 +46,7 @@
 #include "log.h"
 #include "shm.h"
 #include "stats.h"
+#include "usage.h"
 #include "util.h"
 
 #define nitems(a)		(sizeof(a) / sizeof((a)[0]))
@@ -168,21 +169,44 @@ static const char cl_lua_seed[] =
 	"return {'ok', pos}\n";
 
 /*
- * Usage deltas of one node: ARGV: the usage hashes' prefix, then for each
- * key its id, admitted, rate-limited and other refused requests since the
- * node's last push, and its last use (ms; the hash keeps the latest).
+ * Usage deltas of one node: ARGV: the usage hashes' prefix, the history
+ * hashes' prefix, the minute (since the epoch) they are counted in, then
+ * for each key its id, admitted, rate-limited and other refused requests
+ * since the node's last push, and its last use (ms; the hash keeps the
+ * latest).  The history: per key and UTC hour, a hash of its minutes
+ * ("M" + a|l|r, kept 26 hours), and per key and UTC day, one of its
+ * hours (kept 32 days).
  */
 static const char cl_lua_usage[] =
-	"for i = 2, #ARGV, 5 do\n"
+	"local min = tonumber(ARGV[3])\n"
+	"local hour, day = math.floor(min / 60), math.floor(min / 1440)\n"
+	"local m, h = tostring(min % 60), tostring(hour % 24)\n"
+	"local kinds = {'a', 'l', 'r'}\n"
+	"for i = 4, #ARGV, 5 do\n"
 	"  local k = ARGV[1] .. ARGV[i]\n"
-	"  redis.call('HINCRBY', k, 'a', ARGV[i + 1])\n"
-	"  redis.call('HINCRBY', k, 'l', ARGV[i + 2])\n"
-	"  redis.call('HINCRBY', k, 'r', ARGV[i + 3])\n"
+	"  local hm = ARGV[2] .. ARGV[i] .. ':m' .. hour\n"
+	"  local hh = ARGV[2] .. ARGV[i] .. ':h' .. day\n"
+	"  for j = 1, 3 do\n"
+	"    local d = ARGV[i + j]\n"
+	"    if d ~= '0' then\n"
+	"      redis.call('HINCRBY', k, kinds[j], d)\n"
+	"      redis.call('HINCRBY', hm, m .. kinds[j], d)\n"
+	"      redis.call('HINCRBY', hh, h .. kinds[j], d)\n"
+	"    end\n"
+	"  end\n"
+	"  redis.call('EXPIRE', hm, 93600)\n"
+	"  redis.call('EXPIRE', hh, 2764800)\n"
 	"  local t = tonumber(redis.call('HGET', k, 't') or '0')\n"
 	"  if tonumber(ARGV[i + 4]) > t then\n"
 	"    redis.call('HSET', k, 't', ARGV[i + 4]) end\n"
 	"end\n"
 	"return 'ok'\n";
+
+/* Every hash named in ARGV, whole (HGETALL each). */
+static const char cl_lua_hashes[] =
+	"local out = {}\n"
+	"for i = 1, #ARGV do out[i] = redis.call('HGETALL', ARGV[i]) end\n"
+	"return out\n";
 
 /* The whole namespace at one position.  KEYS: keys, stream, epoch. */
 static const char cl_lua_dump[] =
@@ -260,6 +284,9 @@ struct cl_task {
 	uint64_t		 op_base[KS_NCOUNTS];	/* its counts in Redis */
 	int64_t			 op_last;	/* its last use here */
 	uint64_t		 op_live[KS_NCOUNTS];	/* its counts here */
+	int64_t			 op_first;	/* history: first point (ms) */
+	int64_t			 op_step;	/* a point's length (ms) */
+	size_t			 op_n;		/* points */
 	int			 op_del;	/* a write: a del, else a put */
 	char			*op_expect;	/* its record read, or NULL */
 	char			*op_record;	/* a put's record */
@@ -305,7 +332,7 @@ struct cluster {
 	char			*cl_pass;
 	char			*cl_name;
 	char			*cl_prefix;	/* "keygate:{NAME}:" */
-	char			*cl_k[8];	/* the namespace's keys, CK_* */
+	char			*cl_k[9];	/* the namespace's keys, CK_* */
 #define CK_KEYS		0
 #define CK_DIGESTS	1
 #define CK_STREAM	2
@@ -314,6 +341,7 @@ struct cluster {
 #define CK_NODE		5	/* prefix of node:ID */
 #define CK_IDEM		6	/* prefix of idem:HASH */
 #define CK_USAGE	7	/* prefix of usage:ID */
+#define CK_HIST		8	/* prefix of hist:ID:mHOUR, hist:ID:hDAY */
 
 	/*
 	 * Usage merged across nodes: per slot, the counts this node has
@@ -1666,7 +1694,7 @@ cl_usage_push(struct cluster *cl)
 	struct ks_key	 k;
 	const char	**argv = NULL;
 	size_t		 *argvlen = NULL, n, i, j;
-	char		 (*num)[24] = NULL;
+	char		 (*num)[24] = NULL, minute[24];
 	uint64_t	 c[KS_NCOUNTS], allowed, refused, d;
 	int64_t		 last;
 	uint32_t	 slot;
@@ -1677,7 +1705,7 @@ cl_usage_push(struct cluster *cl)
 	if (cl->cl_pushing || !cl->cl_joined || !cl->cl_cmd.cc_up ||
 	    cl->cl_ubase == NULL)
 		return;
-	n = 3 + 5 * (size_t)CL_USAGE_BATCH;
+	n = 6 + 5 * (size_t)CL_USAGE_BATCH;
 	if ((p = calloc(1, sizeof(*p))) == NULL ||
 	    (argv = calloc(n, sizeof(*argv))) == NULL ||
 	    (argvlen = calloc(n, sizeof(*argvlen))) == NULL ||
@@ -1688,7 +1716,10 @@ cl_usage_push(struct cluster *cl)
 	argv[1] = cl_lua_usage;
 	argv[2] = "0";
 	argv[3] = cl->cl_k[CK_USAGE];
-	n = 4;
+	argv[4] = cl->cl_k[CK_HIST];
+	snprintf(minute, sizeof(minute), "%" PRId64, util_now_ms() / 60000);
+	argv[5] = minute;
+	n = 6;
 	while (p->p_n < CL_USAGE_BATCH && (rc = keystore_next(cl->cl_ks,
 	    &cl->cl_usage_cursor, &k, &slot)) == KS_OK) {
 		if ((b = cl_ubase_of(cl, slot, k.k_id)) == NULL)
@@ -1794,6 +1825,155 @@ cl_usage_query_cb(redisAsyncContext *ac, void *r, void *arg)
 	}
 	json_decref(o);
 	cl_task_free(op);
+}
+
+/*
+ * A key's history for the whole cluster: the minute (or hour) hashes the
+ * nodes' pushes filled, plus what this node counted since its last push
+ * in the current point.  Answered as the points with traffic,
+ * [index, admitted, rate-limited, refused], from "first" by "step".
+ */
+static void
+cl_history_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cl_task	*op = arg;
+	struct cluster	*cl = op->op_cl;
+	redisReply	*reply = r, *h, *f, *v;
+	uint64_t	(*pts)[KS_NCOUNTS] = NULL;
+	int64_t		 base, abs, idx, per;
+	json_t		*o = NULL, *a;
+	char		*s, *end;
+	size_t		 i, j, k;
+	long long	 n;
+
+	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
+		cl_answered(&cl->cl_cmd);
+	cl_op_unlink(cl, op);
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    (pts = calloc(op->op_n, sizeof(*pts))) == NULL) {
+		cl_op_answer(op, "unavailable", "Redis did not answer");
+		goto done;
+	}
+	/* Element i is the hash of period (first period) + i. */
+	per = op->op_step == USAGE_HOUR_MS ? 24 : 60;
+	base = op->op_first / op->op_step / per;
+	for (i = 0; i < reply->elements; i++) {
+		h = reply->element[i];
+		if (h->type != REDIS_REPLY_ARRAY)
+			continue;
+		for (j = 0; j + 1 < h->elements; j += 2) {
+			f = h->element[j];
+			v = h->element[j + 1];
+			if (f->type != REDIS_REPLY_STRING || f->len < 2 ||
+			    f->len > 3 || v->type != REDIS_REPLY_STRING)
+				continue;
+			idx = strtol(f->str, &end, 10);
+			if (end != f->str + f->len - 1 || idx < 0 || idx >= per)
+				continue;
+			k = *end == 'a' ? KS_C_ALLOWED : *end == 'l' ?
+			    KS_C_LIMITED : *end == 'r' ? KS_C_REFUSED : 3;
+			n = strtoll(v->str, &end, 10);
+			if (k == 3 || *end != '\0' || n <= 0)
+				continue;
+			abs = ((base + (int64_t)i) * per + idx) -
+			    op->op_first / op->op_step;
+			if (abs >= 0 && abs < (int64_t)op->op_n)
+				pts[abs][k] += (uint64_t)n;
+		}
+	}
+	for (k = 0; k < KS_NCOUNTS; k++)
+		pts[op->op_n - 1][k] += op->op_live[k] - op->op_base[k];
+	if ((o = json_pack("{s:I,s:b,s:I,s:I,s:I,s:[]}", "rid",
+	    (json_int_t)op->op_rid, "ok", 1, "first", (json_int_t)op->op_first,
+	    "step", (json_int_t)op->op_step, "n", (json_int_t)op->op_n,
+	    "points")) == NULL)
+		goto done;
+	a = json_object_get(o, "points");
+	for (i = 0; i < op->op_n; i++)
+		if (pts[i][0] != 0 || pts[i][1] != 0 || pts[i][2] != 0)
+			json_array_append_new(a, json_pack("[I,I,I,I]",
+			    (json_int_t)i, (json_int_t)pts[i][KS_C_ALLOWED],
+			    (json_int_t)pts[i][KS_C_LIMITED],
+			    (json_int_t)pts[i][KS_C_REFUSED]));
+	if ((s = json_dumps(o, JSON_COMPACT)) != NULL) {
+		if (strlen(s) > CL_REPLY_MAX)
+			cl_op_answer(op, "unavailable", "the history is too "
+			    "long for one answer");
+		else if (op->op_chan != NULL && op->op_chan->ch_fd != -1)
+			(void)send(op->op_chan->ch_fd, s, strlen(s),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+		free(s);
+	}
+done:
+	json_decref(o);
+	free(pts);
+	cl_task_free(op);
+}
+
+static void
+cl_history_query(struct cluster *cl, struct cl_task *op, const char *id,
+    int kind)
+{
+	struct cl_ubase	*b;
+	struct ks_key	 k;
+	const char	**argv = NULL;
+	size_t		 *argvlen = NULL, n = 0, i;
+	char		 (*names)[160] = NULL;
+	uint64_t	 allowed, refused;
+	int64_t		 now = util_now_ms(), p, p0, p1, per;
+	uint32_t	 slot;
+
+	if (keystore_find_id(cl->cl_ks, id, &k, &slot) != KS_OK) {
+		cl_op_answer(op, "unavailable", "no such key here");
+		cl_task_free(op);
+		return;
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	keystore_counts(cl->cl_ks, slot, op->op_live);
+	keystore_usage(cl->cl_ks, slot, &allowed, &refused, &op->op_last);
+	if ((b = cl_ubase_of(cl, slot, id)) != NULL)
+		memcpy(op->op_base, b->ub_sent, sizeof(op->op_base));
+	for (i = 0; i < KS_NCOUNTS; i++)
+		if (op->op_live[i] < op->op_base[i])
+			op->op_live[i] = op->op_base[i];
+	/* The points usage_history() answers on one node. */
+	op->op_step = kind == USAGE_D30 ? USAGE_HOUR_MS : USAGE_MINUTE_MS;
+	op->op_n = kind == USAGE_H1 ? 60 : kind == USAGE_H24 ? 1440 : 720;
+	op->op_first = (now / op->op_step - (int64_t)op->op_n + 1) *
+	    op->op_step;
+	per = kind == USAGE_D30 ? 24 : 60;
+	p0 = op->op_first / op->op_step / per;
+	p1 = (now / op->op_step) / per;
+	if ((argv = calloc((size_t)(p1 - p0 + 4), sizeof(*argv))) == NULL ||
+	    (argvlen = calloc((size_t)(p1 - p0 + 4), sizeof(*argvlen))) ==
+	    NULL || (names = calloc((size_t)(p1 - p0 + 1), sizeof(*names))) ==
+	    NULL) {
+		cl_op_answer(op, "unavailable", "out of memory");
+		cl_task_free(op);
+		goto done;
+	}
+	argv[n++] = "EVAL";
+	argv[n++] = cl_lua_hashes;
+	argv[n++] = "0";
+	for (p = p0; p <= p1; p++) {
+		snprintf(names[p - p0], sizeof(names[0]), "%s%s:%c%lld",
+		    cl->cl_k[CK_HIST], id, kind == USAGE_D30 ? 'h' : 'm',
+		    (long long)p);
+		argv[n++] = names[p - p0];
+	}
+	for (i = 0; i < n; i++)
+		argvlen[i] = strlen(argv[i]);
+	cl_op_link(cl, op);
+	if (cl_send(&cl->cl_cmd, cl_history_cb, op, (int)n, argv, argvlen) ==
+	    -1) {
+		cl_op_unlink(cl, op);
+		cl_op_answer(op, "unavailable", "Redis is unreachable");
+		cl_task_free(op);
+	}
+done:
+	free(argv);
+	free(argvlen);
+	free(names);
 }
 
 static void
@@ -2314,9 +2494,12 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 		cl_task_free(op);
 		goto done;
 	}
-	if (rq.r_op == CL_OP_USAGE && cl->cl_cmd.cc_up &&
-	    cl->cl_refused[0] == '\0') {
-		cl_usage_query(cl, op, rq.r_id);
+	if ((rq.r_op == CL_OP_USAGE || rq.r_op == CL_OP_HISTORY) &&
+	    cl->cl_cmd.cc_up && cl->cl_refused[0] == '\0') {
+		if (rq.r_op == CL_OP_USAGE)
+			cl_usage_query(cl, op, rq.r_id);
+		else
+			cl_history_query(cl, op, rq.r_id, rq.r_kind);
 		goto done;
 	}
 	if (cl->cl_refused[0] != '\0' || !cl->cl_joined ||
@@ -2511,7 +2694,7 @@ cluster_new(struct event_base *base, const struct config *conf,
 {
 	static const char *const names[] = {
 		"keys", "digests", "stream", "epoch", "nodes", "node:",
-		"idem:", "usage:"
+		"idem:", "usage:", "hist:"
 	};
 	struct cluster	*cl;
 	struct timeval	 tv = { 0, CL_TICK_MS * 1000 };
