@@ -151,12 +151,15 @@ static const char cl_lua_write[] =
 	"return {'ok', pos}\n";
 
 /*
- * Seed an empty namespace with a node's keys.  KEYS: keys, digests,
- * stream, epoch.  ARGV: new epoch, node, then id and record pairs.
+ * Seed an empty namespace (no epoch, or no key) with a node's keys, under
+ * a new epoch (the nodes already in it find the seed entry and take the
+ * namespace whole).  KEYS: keys, digests, stream, epoch.  ARGV: new epoch,
+ * node, then id and record pairs.
  */
 static const char cl_lua_seed[] =
 	CL_LUA_DIGESTS
-	"if redis.call('EXISTS', KEYS[4]) == 1 then return {'exists'} end\n"
+	"if redis.call('EXISTS', KEYS[4]) == 1 and\n"
+	"    redis.call('HLEN', KEYS[1]) > 0 then return {'exists'} end\n"
 	"redis.call('DEL', KEYS[1], KEYS[2])\n"
 	"for i = 3, #ARGV, 2 do\n"
 	"  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])\n"
@@ -406,6 +409,7 @@ static void	 cl_conn_up(struct cl_conn *);
 static void	 cl_sen_ask(struct cluster *);
 static void	 cl_sen_forget(struct cluster *);
 static void	 cl_join(struct cluster *);
+static void	 cl_seed(struct cluster *);
 static void	 cl_read(struct cluster *);
 static void	 cl_op_answer(struct cl_task *, const char *, const char *);
 static void	 cl_op_link(struct cluster *, struct cl_task *);
@@ -1169,7 +1173,16 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl->cl_joining = 0;
 		return;
 	}
-	/* Never joined, with keys of its own: only if they are the cluster's. */
+	/*
+	 * Never joined, with keys of its own: a namespace without keys takes
+	 * them (a seed, as into a new one); else they must be the cluster's.
+	 */
+	if (cl->cl_state.s_epoch[0] == '\0' &&
+	    keystore_count(cl->cl_ks) > 0 && reply->elements == 2) {
+		cl->cl_joining = 0;
+		cl_seed(cl);
+		return;
+	}
 	if (cl->cl_state.s_epoch[0] == '\0' &&
 	    keystore_count(cl->cl_ks) > 0 &&
 	    cl_apply_dump(cl, reply, 2, 1, why, sizeof(why)) == -1) {
@@ -1257,7 +1270,7 @@ cl_seed(struct cluster *cl)
 	struct ks_key	 k;
 	uint32_t	 it = 0, slot;
 
-	cap = 8 + 2 * (size_t)keystore_count(cl->cl_ks);
+	cap = 9 + 2 * (size_t)keystore_count(cl->cl_ks);
 	if ((argv = calloc(cap, sizeof(*argv))) == NULL ||
 	    (argvlen = calloc(cap, sizeof(*argvlen))) == NULL ||
 	    (recs = calloc(cap, sizeof(*recs))) == NULL ||
