@@ -2,16 +2,27 @@
 A redis-server of the test's own (a free loopback port, a temporary
 directory, no persistence unless asked) and a small RESP client, for the
 cluster tests.  Nothing here needs python3-redis.
+
+Every Server started is remembered until it is stopped: stop_all() (which
+a test calls in a finally block, see cleaned()) and, as a last resort,
+the exit of the test file stop whatever still runs, so that no
+redis-server outlives its test, even a paused one.
 """
 
+import atexit
+import functools
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import kgtest as kg
+
+_lock = threading.Lock()
+_servers = []		# every Server whose process may still run
 
 
 def need_redis():
@@ -111,6 +122,9 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
+        with _lock:
+            if self not in _servers:
+                _servers.append(self)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -140,6 +154,9 @@ class Server:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         self.proc = None
+        with _lock:
+            if self in _servers:
+                _servers.remove(self)
 
     def pause(self):
         self.proc.send_signal(signal.SIGSTOP)
@@ -147,5 +164,57 @@ class Server:
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
 
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def url(self, user=None, db=None):
+        """redis://[USER@]127.0.0.1:PORT[/DB] (never with a password)."""
+        return "redis://%s127.0.0.1:%d%s" % (
+            user + "@" if user else "", self.port,
+            "/%d" % db if db is not None else "")
+
+    # -- the cluster's namespace ("keygate:{NAME}:...") --
+
+    def ns(self, name, what):
+        return "keygate:{%s}:%s" % (name, what)
+
+    def hlen(self, name):
+        """Records in the namespace's "keys" hash."""
+        return self.call("HLEN", self.ns(name, "keys"))
+
+    def key_ids(self, name):
+        """The ids in the namespace's "keys" hash."""
+        return {k.decode() for k in self.call("HKEYS",
+                                              self.ns(name, "keys"))}
+
+    def trim(self, name):
+        """XTRIM the change stream to nothing; the entries removed."""
+        return self.call("XTRIM", self.ns(name, "stream"), "MAXLEN", "0")
+
+
+def stop_all():
+    """Stop every Server still running (resumed first if paused)."""
+    with _lock:
+        servers = list(_servers)
+    for s in servers:
+        try:
+            if s.proc is not None and s.proc.poll() is None:
+                s.proc.send_signal(signal.SIGCONT)
+            s.stop()
+        except Exception:
+            pass
+
+
+def cleaned(fn):
+    """A test function that stops every Server it started, however it
+    ends (its daemons are kgtest's to kill)."""
+    @functools.wraps(fn)
+    def run():
+        try:
+            return fn()
+        finally:
+            stop_all()
+    return run
+
+
+atexit.register(stop_all)
