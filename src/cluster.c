@@ -94,10 +94,11 @@
 	"end\n"
 
 /*
- * A write.  KEYS: keys, digests, stream, epoch, and the prefix of the
- * usage hashes (a del drops the key's).  ARGV: op (put|del), id,
- * expect ("" = no record), record ("" for a del), idem key ("" = none),
- * idem JSON, node.  The record must still be the one the worker read
+ * A write.  KEYS: keys, digests, stream, epoch, the prefix of the usage
+ * hashes (a del drops the key's), the set of Idempotency-Key entries (by
+ * time, for a resync's dump).  ARGV: op (put|del), id, expect ("" = no
+ * record), record ("" for a del), idem key ("" = none), idem JSON (for
+ * the stream), node, the entry kept under the idem key ({"id","idem"}).  The record must still be the one the worker read
  * (expect), its digests must be no other key's, and an Idempotency-Key
  * must be new; else "retry" with the stream's last id, which the caller
  * applies before the worker looks again.
@@ -121,10 +122,15 @@ static const char cl_lua_write[] =
 	"  end\n"
 	"end\n"
 	"if ARGV[5] ~= '' then\n"
-	"  if not redis.call('SET', ARGV[5], ARGV[6], 'NX', 'PX', "
+	"  if not redis.call('SET', ARGV[5], ARGV[8], 'NX', 'PX', "
 	CL_IDEM_TTL ") then\n"
 	"    return {'retry', last(KEYS[3])}\n"
 	"  end\n"
+	"  local t = redis.call('TIME')\n"
+	"  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"  redis.call('ZADD', KEYS[6], now, ARGV[5])\n"
+	"  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - "
+	CL_IDEM_TTL ")\n"
 	"end\n"
 	"for _, d in ipairs(digests(cur)) do\n"
 	"  if redis.call('HGET', KEYS[2], d) == ARGV[2] then\n"
@@ -211,38 +217,50 @@ static const char cl_lua_hashes[] =
 	"for i = 1, #ARGV do out[i] = redis.call('HGETALL', ARGV[i]) end\n"
 	"return out\n";
 
-/* The whole namespace at one position.  KEYS: keys, stream, epoch. */
+/*
+ * The whole namespace at one position.  KEYS: keys, stream, epoch, the
+ * Idempotency-Key set.  Answers the epoch, the stream's last entry, the
+ * number of records, the id and record pairs, then the live
+ * Idempotency-Key entries ({"id","idem"}).
+ */
 static const char cl_lua_dump[] =
 	CL_LUA_LAST
-	"local out = {redis.call('GET', KEYS[3]) or '', last(KEYS[2])}\n"
 	"local all = redis.call('HGETALL', KEYS[1])\n"
+	"local out = {redis.call('GET', KEYS[3]) or '', last(KEYS[2]), #all / 2}\n"
 	"for i = 1, #all do out[#out + 1] = all[i] end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"for _, h in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], now - "
+	CL_IDEM_TTL ", '+inf')) do\n"
+	"  local v = redis.call('GET', h)\n"
+	"  if v then out[#out + 1] = v end\n"
+	"end\n"
 	"return out\n";
 
 /*
  * The heartbeat, and what the node needs to know.  KEYS: nodes, stream,
  * epoch.  ARGV: node, its JSON, TTL ms, the node key prefix, the node's
- * position.  Answers epoch, the stream's last id, its
- * max-deleted-entry-id (trimmed up to there), 1 if the entry at the
- * node's position is still there (0: Redis lost it), then each live
- * node's JSON.
+ * position.  Answers the epoch, the stream's last-generated-id (which
+ * trimming leaves, and only a Redis that lost data can take back), its
+ * first entry ("" if none), 1 if the entry at the node's position is
+ * still there, then each live node's JSON.
  */
 static const char cl_lua_beat[] =
-	CL_LUA_LAST
 	"redis.call('SADD', KEYS[1], ARGV[1])\n"
 	"redis.call('SET', ARGV[4] .. ARGV[1], ARGV[2], 'PX', ARGV[3])\n"
-	"local md = '0-0'\n"
+	"local lg, first = '0-0', ''\n"
 	"if redis.call('EXISTS', KEYS[2]) == 1 then\n"
 	"  local info = redis.call('XINFO', 'STREAM', KEYS[2])\n"
 	"  for i = 1, #info, 2 do\n"
-	"    if info[i] == 'max-deleted-entry-id' then md = info[i + 1] end\n"
+	"    if info[i] == 'last-generated-id' then lg = info[i + 1] end\n"
 	"  end\n"
+	"  local f = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
+	"  if #f == 1 then first = f[1][1] end\n"
 	"end\n"
 	"local has = 1\n"
 	"if ARGV[5] ~= '0-0' and #redis.call('XRANGE', KEYS[2], ARGV[5], "
 	"ARGV[5]) == 0 then has = 0 end\n"
-	"local out = {redis.call('GET', KEYS[3]) or '', last(KEYS[2]), md, "
-	"has}\n"
+	"local out = {redis.call('GET', KEYS[3]) or '', lg, first, has}\n"
 	"for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
 	"  local v = redis.call('GET', ARGV[4] .. n)\n"
 	"  if v then out[#out + 1] = v else redis.call('SREM', KEYS[1], n) end\n"
@@ -335,7 +353,7 @@ struct cluster {
 	char			*cl_pass;
 	char			*cl_name;
 	char			*cl_prefix;	/* "keygate:{NAME}:" */
-	char			*cl_k[9];	/* the namespace's keys, CK_* */
+	char			*cl_k[10];	/* the namespace's keys, CK_* */
 #define CK_KEYS		0
 #define CK_DIGESTS	1
 #define CK_STREAM	2
@@ -345,6 +363,7 @@ struct cluster {
 #define CK_IDEM		6	/* prefix of idem:HASH */
 #define CK_USAGE	7	/* prefix of usage:ID */
 #define CK_HIST		8	/* prefix of hist:ID:mHOUR, hist:ID:hDAY */
+#define CK_IDEMS	9	/* the idem:HASH keys, by time */
 
 	/*
 	 * Usage merged across nodes: per slot, the counts this node has
@@ -411,6 +430,7 @@ static void	 cl_sen_forget(struct cluster *);
 static void	 cl_join(struct cluster *);
 static void	 cl_seed(struct cluster *);
 static void	 cl_read(struct cluster *);
+static void	 cl_read_next(struct cluster *, int);
 static void	 cl_op_answer(struct cl_task *, const char *, const char *);
 static void	 cl_op_link(struct cluster *, struct cl_task *);
 static void	 cl_task_free(struct cl_task *);
@@ -1026,7 +1046,7 @@ cl_ops_reached(struct cluster *cl)
  */
 static int
 cl_apply_dump(struct cluster *cl, const redisReply *r, size_t first,
-    int check, char *why, size_t whylen)
+    size_t end, int check, char *why, size_t whylen)
 {
 	struct cl_change ch;
 	struct ks_key	 k;
@@ -1040,7 +1060,7 @@ cl_apply_dump(struct cluster *cl, const redisReply *r, size_t first,
 
 	if ((seen = json_object()) == NULL)
 		return (-1);
-	for (i = first; i + 1 < r->elements; i += 2) {
+	for (i = first; i + 1 < end; i += 2) {
 		if (r->element[i]->type != REDIS_REPLY_STRING ||
 		    r->element[i + 1]->type != REDIS_REPLY_STRING)
 			continue;
@@ -1092,7 +1112,7 @@ cl_apply_dump(struct cluster *cl, const redisReply *r, size_t first,
 		json_decref(seen);
 		return (rc);
 	}
-	for (i = first; i + 1 < r->elements; i += 2) {
+	for (i = first; i + 1 < end; i += 2) {
 		const char	*id;
 		json_t		*v;
 
@@ -1128,6 +1148,23 @@ cl_apply_dump(struct cluster *cl, const redisReply *r, size_t first,
 		clmsg_change_free(&ch);
 		OPENSSL_cleanse(&ch, sizeof(ch));
 	}
+	/* The live Idempotency-Key entries, with the keys they made. */
+	for (i = end; i < r->elements; i++) {
+		json_t		*o, *idem;
+		json_error_t	 je;
+		const char	*id;
+
+		if (r->element[i]->type != REDIS_REPLY_STRING ||
+		    r->element[i]->len > 2 * CL_IDEM_MAX)
+			continue;
+		o = json_loadb(r->element[i]->str, r->element[i]->len, 0, &je);
+		id = json_string_value(json_object_get(o, "id"));
+		idem = json_object_get(o, "idem");
+		if (id != NULL && json_is_object(idem) && cl->cl_idem != NULL &&
+		    keystore_find_id(cl->cl_ks, id, &k, &slot) == KS_OK)
+			idem_replay(cl->cl_idem, idem, &k);
+		json_decref(o);
+	}
 	OPENSSL_cleanse(&k, sizeof(k));
 	json_decref(seen);
 	return (0);
@@ -1159,33 +1196,38 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cl_pos	 last;
 	char		 why[256];
 	uint64_t	 sync = 0;
+	size_t		 end;
 
 	if (cl->cl_cmd.cc_ac != ac)
 		return;
 	cl_answered(&cl->cl_cmd);
 	if (reply == NULL)
 		return;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
 	    reply->element[0]->type != REDIS_REPLY_STRING ||
 	    reply->element[0]->len == 0 || reply->element[0]->len >= 40 ||
-	    cl_reply_pos(reply->element[1], &last) == -1) {
+	    cl_reply_pos(reply->element[1], &last) == -1 ||
+	    reply->element[2]->type != REDIS_REPLY_INTEGER ||
+	    reply->element[2]->integer < 0 ||
+	    (size_t)reply->element[2]->integer > (reply->elements - 3) / 2) {
 		log_warnx("cluster: a bad answer to the dump");
 		cl->cl_joining = 0;
 		return;
 	}
+	end = 3 + 2 * (size_t)reply->element[2]->integer;
 	/*
 	 * Never joined, with keys of its own: a namespace without keys takes
 	 * them (a seed, as into a new one); else they must be the cluster's.
 	 */
 	if (cl->cl_state.s_epoch[0] == '\0' &&
-	    keystore_count(cl->cl_ks) > 0 && reply->elements == 2) {
+	    keystore_count(cl->cl_ks) > 0 && end == 3) {
 		cl->cl_joining = 0;
 		cl_seed(cl);
 		return;
 	}
 	if (cl->cl_state.s_epoch[0] == '\0' &&
 	    keystore_count(cl->cl_ks) > 0 &&
-	    cl_apply_dump(cl, reply, 2, 1, why, sizeof(why)) == -1) {
+	    cl_apply_dump(cl, reply, 3, end, 1, why, sizeof(why)) == -1) {
 		snprintf(cl->cl_refused, sizeof(cl->cl_refused), "this node's "
 		    "keys are not the cluster's (%s): it keeps serving them "
 		    "but does not join; empty its state_dir or use another "
@@ -1194,7 +1236,7 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl->cl_joining = 0;
 		return;
 	}
-	if (cl_apply_dump(cl, reply, 2, 0, why, sizeof(why)) == -1) {
+	if (cl_apply_dump(cl, reply, 3, end, 0, why, sizeof(why)) == -1) {
 		cl->cl_joining = 0;	/* the lock was busy: the next beat */
 		return;
 	}
@@ -1208,21 +1250,24 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 static void
 cl_resync(struct cluster *cl)
 {
-	const char	*argv[6];
-	size_t		 argvlen[6];
+	const char	*argv[7];
+	size_t		 argvlen[7];
 	int		 i;
 
+	if (cl->cl_joining == 1)
+		return;		/* one is on its way */
 	cl->cl_joined = 0;
 	cl->cl_joining = 1;
 	argv[0] = "EVAL";
 	argv[1] = cl_lua_dump;
-	argv[2] = "3";
+	argv[2] = "4";
 	argv[3] = cl->cl_k[CK_KEYS];
 	argv[4] = cl->cl_k[CK_STREAM];
 	argv[5] = cl->cl_k[CK_EPOCH];
-	for (i = 0; i < 6; i++)
+	argv[6] = cl->cl_k[CK_IDEMS];
+	for (i = 0; i < 7; i++)
 		argvlen[i] = strlen(argv[i]);
-	if (cl_send(&cl->cl_cmd, cl_dump_cb, cl, 6, argv, argvlen) == -1)
+	if (cl_send(&cl->cl_cmd, cl_dump_cb, cl, 7, argv, argvlen) == -1)
 		cl->cl_joining = 0;
 }
 
@@ -1327,12 +1372,12 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 {
 	struct cluster	*cl = arg;
 	redisReply	*reply = r;
-	struct cl_pos	 last, maxdel, sent;
+	struct cl_pos	 last, first, sent;
 	json_t		*nodes, *o;
 	json_error_t	 je;
-	char		 epoch[40];
+	char		 epoch[40], a[48], b[48];
 	size_t		 i;
-	int		 join = cl->cl_joining == 2;
+	int		 join = cl->cl_joining == 2, has, lost;
 
 	if (cl->cl_cmd.cc_ac != ac)
 		return;
@@ -1346,11 +1391,14 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 		    --cl->cl_nbeatq * sizeof(cl->cl_beatq[0]));
 	if (join)
 		cl->cl_joining = 0;
+	memset(&first, 0, sizeof(first));
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 4 ||
 	    reply->element[0]->type != REDIS_REPLY_STRING ||
 	    reply->element[0]->len >= sizeof(epoch) ||
 	    cl_reply_pos(reply->element[1], &last) == -1 ||
-	    cl_reply_pos(reply->element[2], &maxdel) == -1 ||
+	    reply->element[2]->type != REDIS_REPLY_STRING ||
+	    (reply->element[2]->len > 0 &&
+	    cl_reply_pos(reply->element[2], &first) == -1) ||
 	    reply->element[3]->type != REDIS_REPLY_INTEGER) {
 		log_warnx("cluster: a bad answer to the heartbeat%s%s",
 		    reply->type == REDIS_REPLY_ERROR ? ": " : "",
@@ -1359,6 +1407,7 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 	}
 	memcpy(epoch, reply->element[0]->str, reply->element[0]->len);
 	epoch[reply->element[0]->len] = '\0';
+	has = reply->element[3]->integer != 0;
 	cl->cl_last = last;
 	cl->cl_last_seen = util_now_ms();
 	if ((nodes = json_array()) != NULL) {
@@ -1381,8 +1430,21 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 		    __ATOMIC_RELAXED);
 	if (cl->cl_refused[0] != '\0' || cl->cl_joining)
 		return;
+	/*
+	 * Redis lost changes (a failover to a replica that had not received
+	 * them, a restart from an older snapshot) when the stream's
+	 * last-generated-id, which trimming leaves, is below what this node
+	 * read, or when the entry it read last is gone but not by trimming
+	 * (trimming removes the oldest entries: a later one is still there).
+	 * The node's position is only compared if it has not moved since the
+	 * beat was sent.
+	 */
+	lost = clpos_cmp(&sent, &cl->cl_state.s_pos) == 0 &&
+	    (sent.p_ms != 0 || sent.p_seq != 0) &&
+	    (clpos_cmp(&last, &sent) < 0 || (!has && (first.p_ms != 0 ||
+	    first.p_seq != 0) && clpos_cmp(&sent, &first) > 0));
 	if (epoch[0] == '\0') {
-		if (cl->cl_joined)
+		if (cl->cl_state.s_epoch[0] != '\0')
 			log_warnx("cluster \"%s\": the namespace is gone from "
 			    "Redis (it lost its data?); seeding it again "
 			    "from this node's keys", cl->cl_name);
@@ -1395,35 +1457,27 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 			    "resynchronising", cl->cl_name, epoch,
 			    cl->cl_state.s_epoch);
 		cl_resync(cl);
-	} else if (clpos_cmp(&maxdel, &cl->cl_state.s_pos) > 0) {
-		char	 a[48], b[48];
-
-		clpos_format(&maxdel, a, sizeof(a));
-		clpos_format(&cl->cl_state.s_pos, b, sizeof(b));
-		log_warnx("cluster \"%s\": the stream was trimmed past this "
-		    "node's position (%s > %s); resynchronising",
-		    cl->cl_name, a, b);
-		cl_resync(cl);
-	} else if (clpos_cmp(&sent, &last) > 0 ||
-	    (reply->element[3]->integer == 0 &&
-	    clpos_cmp(&sent, &cl->cl_state.s_pos) == 0)) {
-		char	 a[48], b[48];
-
+	} else if (lost) {
 		/*
-		 * The stream ends before what this node read from it, or
-		 * lacks the entry this node read last: Redis lost changes (a failover to a replica that had
-		 * not received them, a restart from an older snapshot).
 		 * New entries could get ids below this node's position, so
-		 * the reader cannot go on from there: Redis's state is taken
-		 * whole, and the writes this node made are checked again
-		 * (cl_recheck).
+		 * the reader cannot go on from there: the changes this node
+		 * applied that the stream lacks are committed again first
+		 * (cl_recheck), then Redis's state is taken whole.
 		 */
 		clpos_format(&last, a, sizeof(a));
 		clpos_format(&sent, b, sizeof(b));
-		log_warnx("cluster \"%s\": the stream (last entry %s) lacks "
+		log_warnx("cluster \"%s\": the stream (last id %s) lacks "
 		    "this node's position %s: Redis lost changes; "
 		    "resynchronising", cl->cl_name, a, b);
 		cl_recheck(cl);
+	} else if (!has && clpos_cmp(&sent, &cl->cl_state.s_pos) == 0) {
+		clpos_format(&first, a, sizeof(a));
+		clpos_format(&sent, b, sizeof(b));
+		log_warnx("cluster \"%s\": the stream was trimmed past this "
+		    "node's position (first entry %s, position %s); "
+		    "resynchronising", cl->cl_name,
+		    reply->element[2]->len > 0 ? a : "none", b);
+		cl_resync(cl);
 	} else if (!cl->cl_joined)
 		cl_joined(cl, "resumed");
 }
@@ -1482,11 +1536,14 @@ cl_join(struct cluster *cl)
 
 /* --- the stream reader ------------------------------------------------- */
 
-static void
-cl_read_cb(redisAsyncContext *ac, void *r, void *arg)
+/*
+ * Apply the entries of an XREAD answer (the stream's entries array).
+ * 1 if a seed entry of another epoch asks for a resync, else 0.
+ */
+static int
+cl_read_apply(struct cluster *cl, const redisReply *entries, size_t *count)
 {
-	struct cluster	*cl = arg;
-	redisReply	*reply = r, *entries, *e, *fv;
+	redisReply	*e, *fv;
 	struct cl_change ch;
 	struct cl_pos	 pos, at = cl->cl_state.s_pos;
 	const char	*f[16];
@@ -1494,6 +1551,142 @@ cl_read_cb(redisAsyncContext *ac, void *r, void *arg)
 	uint64_t	 sync = 0;
 	char		 err[256], ps[48];
 	int		 locked = 0, resync = 0;
+
+	*count = entries->elements;
+	for (i = 0; i < entries->elements; i++) {
+		e = entries->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    cl_reply_pos(e->element[0], &pos) == -1 ||
+		    (fv = e->element[1])->type != REDIS_REPLY_ARRAY)
+			continue;
+		if (clpos_cmp(&pos, &at) <= 0)
+			continue;	/* a resync covered it */
+		for (j = 0; j < fv->elements && j < 16; j++) {
+			if (fv->element[j]->type != REDIS_REPLY_STRING)
+				break;
+			f[j] = fv->element[j]->str;
+			flen[j] = fv->element[j]->len;
+		}
+		clpos_format(&pos, ps, sizeof(ps));
+		if (j != fv->elements || clmsg_parse_change(f, flen, j, &ch, err,
+		    sizeof(err)) == -1) {
+			log_warnx("cluster: stream entry %s skipped: %s", ps,
+			    j != fv->elements ? "not strings" : err);
+			at = pos;
+			continue;
+		}
+		if (ch.ch_kind == CL_CH_SEED) {
+			if (strcmp(ch.ch_epoch, cl->cl_state.s_epoch) != 0)
+				resync = 1;
+			at = pos;
+			if (resync)
+				break;
+			continue;
+		}
+		if (!locked) {
+			if (cl_lock(cl) == -1) {
+				clmsg_change_free(&ch);
+				break;
+			}
+			locked = 1;
+		}
+		cl_mine_add(cl, &pos, ch.ch_id, ch.ch_kind == CL_CH_PUT ?
+		    &ch.ch_key : NULL);
+		if (ch.ch_kind == CL_CH_PUT)
+			cl_apply_put(cl, &ch.ch_key, ch.ch_idem, &sync);
+		else
+			cl_apply_del(cl, ch.ch_id, &sync);
+		cl->cl_applied++;
+		clmsg_change_free(&ch);
+		OPENSSL_cleanse(&ch, sizeof(ch));
+		at = pos;
+	}
+	if (locked)
+		cl_applied(cl, sync, &at);
+	else if (clpos_cmp(&at, &cl->cl_state.s_pos) > 0) {
+		cl->cl_state.s_pos = at;
+		if (!cl->cl_cache_failed)
+			cl->cl_durable = at;
+	}
+	cl_ops_reached(cl);
+	return (resync);
+}
+
+/* The entries array of an XREAD answer, or NULL (none: a timeout). */
+static const redisReply *
+cl_read_entries(const redisReply *r)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
+	    r->element[0]->type != REDIS_REPLY_ARRAY ||
+	    r->element[0]->elements != 2 ||
+	    r->element[0]->element[1]->type != REDIS_REPLY_ARRAY)
+		return (NULL);
+	return (r->element[0]->element[1]);
+}
+
+/*
+ * The reader's two steps.  Behind the stream's end, it reads with
+ * MULTI [XRANGE P P, XREAD COUNT n P] EXEC: trimming removes the oldest
+ * entries, so while the entry at P (the last one applied) is still there
+ * no entry after it can be gone, and both answers are of one moment.  If
+ * P is gone, entries after it may be too: the node resynchronises.  At
+ * the end (nothing after P), it waits with XREAD BLOCK: an entry added
+ * wakes it before any trim could remove that entry (the write script
+ * trims in the same step as it adds, never the entry it adds).
+ */
+static void
+cl_read_done(struct cluster *cl, const redisReply *entries, int blocking)
+{
+	size_t	 n = 0;
+
+	if (entries != NULL && cl_read_apply(cl, entries, &n) == 1) {
+		log_warnx("cluster \"%s\": the namespace was seeded anew; "
+		    "resynchronising", cl->cl_name);
+		cl_resync(cl);
+		return;
+	}
+	/* A full batch: more may wait; an empty checked read: the end. */
+	cl_read_next(cl, n == 0 && !blocking);
+}
+
+static void
+cl_read_exec_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r;
+	char		 ps[48];
+
+	if (cl->cl_rd.cc_ac != ac)
+		return;
+	cl_answered(&cl->cl_rd);
+	cl->cl_reading = 0;
+	if (reply == NULL)
+		return;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    reply->element[0]->type != REDIS_REPLY_ARRAY) {
+		log_warnx("cluster: the stream read failed: %.200s",
+		    reply->type == REDIS_REPLY_ERROR ? reply->str :
+		    reply->type == REDIS_REPLY_NIL ? "aborted" : "a bad answer");
+		cl_drop(&cl->cl_rd, "the stream read failed");
+		return;
+	}
+	if (reply->element[0]->elements == 0 &&
+	    (cl->cl_state.s_pos.p_ms != 0 || cl->cl_state.s_pos.p_seq != 0)) {
+		clpos_format(&cl->cl_state.s_pos, ps, sizeof(ps));
+		log_warnx("cluster \"%s\": the stream no longer holds this "
+		    "node's position %s (trimmed); resynchronising",
+		    cl->cl_name, ps);
+		cl_resync(cl);
+		return;
+	}
+	cl_read_done(cl, cl_read_entries(reply->element[1]), 0);
+}
+
+static void
+cl_read_block_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cluster	*cl = arg;
+	redisReply	*reply = r;
 
 	if (cl->cl_rd.cc_ac != ac)
 		return;
@@ -1506,110 +1699,79 @@ cl_read_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl_drop(&cl->cl_rd, "XREAD failed");
 		return;
 	}
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
-	    reply->element[0]->type == REDIS_REPLY_ARRAY &&
-	    reply->element[0]->elements == 2 &&
-	    (entries = reply->element[0]->element[1])->type ==
-	    REDIS_REPLY_ARRAY) {
-		for (i = 0; i < entries->elements; i++) {
-			e = entries->element[i];
-			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-			    cl_reply_pos(e->element[0], &pos) == -1 ||
-			    (fv = e->element[1])->type != REDIS_REPLY_ARRAY)
-				continue;
-			if (clpos_cmp(&pos, &at) <= 0)
-				continue;	/* a resync covered it */
-			for (j = 0; j < fv->elements && j < 16; j++) {
-				if (fv->element[j]->type != REDIS_REPLY_STRING)
-					break;
-				f[j] = fv->element[j]->str;
-				flen[j] = fv->element[j]->len;
-			}
-			clpos_format(&pos, ps, sizeof(ps));
-			if (j != fv->elements || clmsg_parse_change(f, flen,
-			    j, &ch, err, sizeof(err)) == -1) {
-				log_warnx("cluster: stream entry %s skipped: "
-				    "%s", ps, j != fv->elements ? "not "
-				    "strings" : err);
-				at = pos;
-				continue;
-			}
-			if (ch.ch_kind == CL_CH_SEED) {
-				if (strcmp(ch.ch_epoch,
-				    cl->cl_state.s_epoch) != 0)
-					resync = 1;
-				at = pos;
-				if (resync)
-					break;
-				continue;
-			}
-			if (!locked) {
-				if (cl_lock(cl) == -1) {
-					clmsg_change_free(&ch);
-					break;
-				}
-				locked = 1;
-			}
-			cl_mine_add(cl, &pos, ch.ch_id, ch.ch_kind == CL_CH_PUT ?
-			    &ch.ch_key : NULL);
-			if (ch.ch_kind == CL_CH_PUT)
-				cl_apply_put(cl, &ch.ch_key, ch.ch_idem, &sync);
-			else
-				cl_apply_del(cl, ch.ch_id, &sync);
-			cl->cl_applied++;
-			clmsg_change_free(&ch);
-			OPENSSL_cleanse(&ch, sizeof(ch));
-			at = pos;
-		}
-	}
-	if (locked)
-		cl_applied(cl, sync, &at);
-	else if (clpos_cmp(&at, &cl->cl_state.s_pos) > 0) {
-		cl->cl_state.s_pos = at;
-		if (!cl->cl_cache_failed)
-			cl->cl_durable = at;
-	}
-	cl_ops_reached(cl);
-	if (resync) {
-		log_warnx("cluster \"%s\": the namespace was seeded anew; "
-		    "resynchronising", cl->cl_name);
-		cl_resync(cl);
-		return;
-	}
-	cl_read(cl);
+	cl_read_done(cl, cl_read_entries(reply), 1);
 }
 
+/* The next read: checked (behind), or blocking (at the end). */
 static void
-cl_read(struct cluster *cl)
+cl_read_next(struct cluster *cl, int block)
 {
-	const char	*argv[7];
-	size_t		 argvlen[7];
+	const char	*argv[8];
+	size_t		 argvlen[8];
 	char		 pos[48];
 	int		 i;
 
-	if (!cl->cl_joined || cl->cl_reading || !cl->cl_rd.cc_up)
+	if (!cl->cl_joined || cl->cl_reading || !cl->cl_rd.cc_up ||
+	    cl->cl_rd.cc_ac == NULL)
 		return;
 	clpos_format(&cl->cl_state.s_pos, pos, sizeof(pos));
+	if (block) {
+		argv[0] = "XREAD";
+		argv[1] = "COUNT";
+		argv[2] = XSTR_BATCH;
+		argv[3] = "BLOCK";
+		argv[4] = XSTR_BLOCK;
+		argv[5] = "STREAMS";
+		argv[6] = cl->cl_k[CK_STREAM];
+		argv[7] = pos;
+		for (i = 0; i < 8; i++)
+			argvlen[i] = strlen(argv[i]);
+		if (cl_send(&cl->cl_rd, cl_read_block_cb, cl, 8, argv,
+		    argvlen) == 0)
+			cl->cl_reading = 1;
+		return;
+	}
+	/* MULTI, XRANGE, XREAD are answered within EXEC's answer. */
+	argv[0] = "MULTI";
+	argvlen[0] = 5;
+	if (redisAsyncCommandArgv(cl->cl_rd.cc_ac, NULL, NULL, 1, argv,
+	    argvlen) != REDIS_OK)
+		goto fail;
+	argv[0] = "XRANGE";
+	argv[1] = cl->cl_k[CK_STREAM];
+	argv[2] = pos;
+	argv[3] = pos;
+	for (i = 0; i < 4; i++)
+		argvlen[i] = strlen(argv[i]);
+	if (redisAsyncCommandArgv(cl->cl_rd.cc_ac, NULL, NULL, 4, argv,
+	    argvlen) != REDIS_OK)
+		goto fail;
 	argv[0] = "XREAD";
 	argv[1] = "COUNT";
 	argv[2] = XSTR_BATCH;
-	argv[3] = "BLOCK";
-	argv[4] = XSTR_BLOCK;
-	argv[5] = "STREAMS";
-	argv[6] = cl->cl_k[CK_STREAM];
-	for (i = 0; i < 7; i++)
+	argv[3] = "STREAMS";
+	argv[4] = cl->cl_k[CK_STREAM];
+	argv[5] = pos;
+	for (i = 0; i < 6; i++)
 		argvlen[i] = strlen(argv[i]);
-	{
-		const char	*av[8];
-		size_t		 al[8];
-
-		memcpy(av, argv, sizeof(argv));
-		memcpy(al, argvlen, sizeof(argvlen));
-		av[7] = pos;
-		al[7] = strlen(pos);
-		if (cl_send(&cl->cl_rd, cl_read_cb, cl, 8, av, al) == 0)
-			cl->cl_reading = 1;
+	if (redisAsyncCommandArgv(cl->cl_rd.cc_ac, NULL, NULL, 6, argv,
+	    argvlen) != REDIS_OK)
+		goto fail;
+	argv[0] = "EXEC";
+	argvlen[0] = 4;
+	if (cl_send(&cl->cl_rd, cl_read_exec_cb, cl, 1, argv, argvlen) == 0) {
+		cl->cl_reading = 1;
+		return;
 	}
+fail:
+	cl_drop(&cl->cl_rd, "cannot send");
+}
+
+/* Start reading (after a join): a checked read first. */
+static void
+cl_read(struct cluster *cl)
+{
+	cl_read_next(cl, 0);
 }
 
 /* --- usage merged across nodes ---------------------------------------- */
@@ -2273,75 +2435,93 @@ cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cl_rechk	*rc = arg;
 	struct cluster	*cl = rc->rc_cl;
 	redisReply	*reply = r, *e;
-	struct cl_mine	*m;
-	const char	*argv[15], *cur;
-	size_t		 argvlen[15], i, j;
+	struct cl_mine	*m, *lastm;
+	const char	*argv[17], *cur, *before, *after, *id;
+	size_t		 argvlen[17], i, j;
 	unsigned	 restored = 0, kept = 0;
-	json_t		*virt;
+	json_t		*keys, *v;
 
 	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
 		cl_answered(&cl->cl_cmd);
+	cl->cl_joining = 0;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-	    reply->elements != rc->rc_n) {
+	    reply->elements != rc->rc_n || (keys = json_object()) == NULL) {
 		if (reply != NULL)
 			log_warnx("cluster: the check of this node's recent "
 			    "changes failed");
-		cl->cl_joining = 0;	/* the next beat tries again */
 		free(rc);
-		return;
+		return;		/* the next beat tries again */
 	}
-	if ((virt = json_object()) == NULL) {
-		cl->cl_joining = 0;
-		free(rc);
-		return;
-	}
+	/*
+	 * Per key, what the lost changes did in all: from the record the
+	 * first one found to what the last one left.  Only that net change
+	 * is committed again, and only if Redis holds the key as the first
+	 * found it: committing each change on its own could bring back, for
+	 * a moment, a key a later lost change deleted.
+	 */
 	for (i = 0; i < rc->rc_n; i++) {
 		e = reply->element[i];
 		m = rc->rc_m[i];
 		if (e->type != REDIS_REPLY_STRING)
 			continue;	/* 1: the stream has it */
-		/* The key as Redis will hold it once the commits before. */
-		cur = json_string_value(json_object_get(virt, m->m_id));
-		if (cur == NULL)
-			cur = e->str;
-		if (strcmp(cur, m->m_expect != NULL ? m->m_expect : "") != 0) {
-			log_warnx("cluster: a change of key %s was lost by "
+		if ((v = json_object_get(keys, m->m_id)) == NULL) {
+			v = json_pack("{s:I,s:I,s:s}", "first", (json_int_t)i,
+			    "last", (json_int_t)i, "cur", e->str);
+			if (v == NULL || json_object_set_new(keys, m->m_id,
+			    v) == -1)
+				continue;
+		} else
+			json_object_set_new(v, "last", json_integer(
+			    (json_int_t)i));
+	}
+	json_object_foreach(keys, id, v) {
+		m = rc->rc_m[json_integer_value(json_object_get(v, "first"))];
+		lastm = rc->rc_m[json_integer_value(json_object_get(v,
+		    "last"))];
+		cur = json_string_value(json_object_get(v, "cur"));
+		before = m->m_expect != NULL ? m->m_expect : "";
+		after = lastm->m_del || lastm->m_record == NULL ? "" :
+		    lastm->m_record;
+		if (strcmp(before, after) == 0)
+			continue;	/* nothing in all */
+		if (cur == NULL || strcmp(cur, before) != 0) {
+			log_warnx("cluster: changes of key %s were lost by "
 			    "Redis, and the key has changed since: the "
-			    "cluster's copy stands", m->m_id);
+			    "cluster's copy stands", id);
 			kept++;
 			continue;
 		}
 		argv[0] = "EVAL";
 		argv[1] = cl_lua_write;
-		argv[2] = "5";
+		argv[2] = "6";
 		argv[3] = cl->cl_k[CK_KEYS];
 		argv[4] = cl->cl_k[CK_DIGESTS];
 		argv[5] = cl->cl_k[CK_STREAM];
 		argv[6] = cl->cl_k[CK_EPOCH];
 		argv[7] = cl->cl_k[CK_USAGE];
-		argv[8] = m->m_del ? "del" : "put";
-		argv[9] = m->m_id;
-		argv[10] = m->m_expect != NULL ? m->m_expect : "";
-		argv[11] = m->m_record != NULL ? m->m_record : "";
-		argv[12] = "";
+		argv[8] = cl->cl_k[CK_IDEMS];
+		argv[9] = after[0] == '\0' ? "del" : "put";
+		argv[10] = id;
+		argv[11] = before;
+		argv[12] = after;
 		argv[13] = "";
-		argv[14] = cl->cl_state.s_node;
-		for (j = 0; j < 15; j++)
+		argv[14] = "";
+		argv[15] = cl->cl_state.s_node;
+		argv[16] = "";
+		for (j = 0; j < 17; j++)
 			argvlen[j] = strlen(argv[j]);
-		if (cl_send(&cl->cl_cmd, cl_restore_cb, cl, 15, argv,
+		if (cl_send(&cl->cl_cmd, cl_restore_cb, cl, 17, argv,
 		    argvlen) == 0) {
-			log_warnx("cluster: a change of key %s was lost by "
-			    "Redis; committing it again", m->m_id);
-			json_object_set_new(virt, m->m_id, json_string(
-			    m->m_record != NULL ? m->m_record : ""));
+			log_warnx("cluster: changes of key %s were lost by "
+			    "Redis; committing them again", id);
 			restored++;
 		}
 	}
-	json_decref(virt);
+	json_decref(keys);
 	if (restored + kept > 0)
-		log_warnx("cluster \"%s\": %u lost change(s) committed "
-		    "again, %u left as the cluster has them", cl->cl_name,
-		    restored, kept);
+		log_warnx("cluster \"%s\": %u key(s) whose changes were lost "
+		    "committed again, %u left as the cluster has them",
+		    cl->cl_name, restored, kept);
 	free(rc);
 	cl_resync(cl);
 }
@@ -2386,6 +2566,7 @@ cl_recheck(struct cluster *cl)
 		rc->rc_m[rc->rc_n++] = m;
 	}
 	if (rc->rc_n == 0) {
+		cl->cl_joining = 0;
 		cl_resync(cl);
 		goto done;
 	}
@@ -2445,8 +2626,9 @@ cl_status(struct cluster *cl)
 	o = json_pack("{s:b,s:s,s:s,s:b,s:s,s:s,s:s,s:s,s:f,s:I,s:o}",
 	    "enabled", 1, "name", cl->cl_name, "redis", cl->cl_url,
 	    "redis_up", cl->cl_cmd.cc_up && cl->cl_rd.cc_up,
-	    "state", cl->cl_refused[0] != '\0' ? "refused" : cl->cl_joined ?
-	    "joined" : cl->cl_cmd.cc_up ? "joining" : "disconnected",
+	    "state", cl->cl_refused[0] != '\0' ? "refused" :
+	    !cl->cl_cmd.cc_up || !cl->cl_rd.cc_up ? "disconnected" :
+	    cl->cl_joined ? "joined" : "joining",
 	    "node", cl->cl_state.s_node, "epoch", cl->cl_state.s_epoch,
 	    "position", pos, "lag_seconds",
 	    clpos_cmp(&cl->cl_state.s_pos, &cl->cl_last) >= 0 ? 0.0 :
@@ -2473,9 +2655,10 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 	struct cluster		*cl = ch->ch_cl;
 	struct cl_request	 rq;
 	struct cl_task		*op;
-	const char		*argv[15];
-	size_t			 argvlen[15];
-	char			 err[256], idem[256], hex[65];
+	const char		*argv[17];
+	size_t			 argvlen[17];
+	char			 err[256], idem[256], hex[65], *entry;
+	int			 rc;
 	json_t			*o, *st;
 	char			*s;
 	int			 i;
@@ -2530,25 +2713,33 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 			snprintf(hex + 2 * i, 3, "%02x", rq.r_idem_hash[i]);
 		snprintf(idem, sizeof(idem), "%s%s", cl->cl_k[CK_IDEM], hex);
 	}
+	entry = NULL;
+	if (rq.r_idem != NULL && asprintf(&entry, "{\"id\":\"%s\",\"idem\":%s}",
+	    rq.r_id, rq.r_idem) == -1)
+		entry = NULL;
 	argv[0] = "EVAL";
 	argv[1] = cl_lua_write;
-	argv[2] = "5";
+	argv[2] = "6";
 	argv[3] = cl->cl_k[CK_KEYS];
 	argv[4] = cl->cl_k[CK_DIGESTS];
 	argv[5] = cl->cl_k[CK_STREAM];
 	argv[6] = cl->cl_k[CK_EPOCH];
 	argv[7] = cl->cl_k[CK_USAGE];
-	argv[8] = rq.r_op == CL_OP_PUT ? "put" : "del";
-	argv[9] = rq.r_id;
-	argv[10] = rq.r_expect != NULL ? rq.r_expect : "";
-	argv[11] = rq.r_record != NULL ? rq.r_record : "";
-	argv[12] = idem;
-	argv[13] = rq.r_idem != NULL ? rq.r_idem : "";
-	argv[14] = cl->cl_state.s_node;
-	for (i = 0; i < 15; i++)
+	argv[8] = cl->cl_k[CK_IDEMS];
+	argv[9] = rq.r_op == CL_OP_PUT ? "put" : "del";
+	argv[10] = rq.r_id;
+	argv[11] = rq.r_expect != NULL ? rq.r_expect : "";
+	argv[12] = rq.r_record != NULL ? rq.r_record : "";
+	argv[13] = entry != NULL ? idem : "";
+	argv[14] = rq.r_idem != NULL ? rq.r_idem : "";
+	argv[15] = cl->cl_state.s_node;
+	argv[16] = entry != NULL ? entry : "";
+	for (i = 0; i < 17; i++)
 		argvlen[i] = strlen(argv[i]);
 	cl_op_link(cl, op);
-	if (cl_send(&cl->cl_cmd, cl_write_cb, op, 15, argv, argvlen) == 0) {
+	rc = cl_send(&cl->cl_cmd, cl_write_cb, op, 17, argv, argvlen);
+	free(entry);
+	if (rc == 0) {
 		/* Kept for cl_recheck once committed. */
 		op->op_del = rq.r_op == CL_OP_DEL;
 		memcpy(op->op_id, rq.r_id, sizeof(op->op_id));
@@ -2707,7 +2898,7 @@ cluster_new(struct event_base *base, const struct config *conf,
 {
 	static const char *const names[] = {
 		"keys", "digests", "stream", "epoch", "nodes", "node:",
-		"idem:", "usage:", "hist:"
+		"idem:", "usage:", "hist:", "idems"
 	};
 	struct cluster	*cl;
 	struct timeval	 tv = { 0, CL_TICK_MS * 1000 };
