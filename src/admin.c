@@ -130,6 +130,8 @@ static int	admin_set_disabled(struct admin_ctx *, json_t *,
 		    struct ks_key *);
 static int	admin_set_rate(struct admin_ctx *, json_t *, struct ks_key *);
 static int	admin_import(struct admin_ctx *);
+static json_t	*admin_scoped(struct admin_ctx *, json_t *, const char *,
+		    const char *);
 static const char *admin_cluster_history(struct admin_ctx *, const char *,
 		    int, struct usage_point *, size_t *, char *, size_t);
 static const char *admin_cluster_usage(struct admin_ctx *, const char *,
@@ -2498,10 +2500,10 @@ admin_usage_history(struct admin_ctx *c, const struct ks_key *k,
 		}
 	}
 	free(pts);
-	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:s, s:s, s:o, "
-	    "s:s, s:s?}", "id", k->k_id, "history", names[kind], "resolution",
-	    kind == USAGE_D30 ? "1h" : "1m", "points", a, "scope", scope,
-	    "cluster_error", why[0] != '\0' ? why : NULL)));
+	return (admin_reply(c->c_rs, 200, admin_scoped(c, json_pack("{s:s, "
+	    "s:s, s:s, s:o}", "id", k->k_id, "history", names[kind],
+	    "resolution", kind == USAGE_D30 ? "1h" : "1m", "points", a), scope,
+	    why)));
 }
 
 /*
@@ -2529,14 +2531,33 @@ admin_usage(struct admin_ctx *c)
 	keystore_counts(c->c_ks, slot, n);
 	scope = admin_cluster_usage(c, k.k_id, &allowed, &refused, n, &last,
 	    why, sizeof(why));
-	return (admin_reply(c->c_rs, 200, json_pack("{s:s, s:I, s:I, s:I, "
-	    "s:s?, s:o, s:s, s:s?}", "id", k.k_id,
+	return (admin_reply(c->c_rs, 200, admin_scoped(c, json_pack("{s:s, "
+	    "s:I, s:I, s:I, s:s?, s:o}", "id", k.k_id,
 	    "requests_allowed", (json_int_t)allowed,
 	    "requests_refused", (json_int_t)refused,
 	    "requests_rate_limited", (json_int_t)n[KS_C_LIMITED],
 	    "last_used_at", admin_time(lu, last),
-	    "windows", admin_windows_json(c, &k, slot),
-	    "scope", scope, "cluster_error", why[0] != '\0' ? why : NULL)));
+	    "windows", admin_windows_json(c, &k, slot)), scope, why)));
+}
+
+/*
+ * In a cluster, a usage answer o says whose counts it holds ("scope") and,
+ * for the node's own, why (cluster_error); outside one it is left as it
+ * always was.  o (taken) or NULL.
+ */
+static json_t *
+admin_scoped(struct admin_ctx *c, json_t *o, const char *scope,
+    const char *why)
+{
+	if (o == NULL || c->c_env->ae_cluster == NULL)
+		return (o);
+	if (json_object_set_new(o, "scope", json_string(scope)) == -1 ||
+	    json_object_set_new(o, "cluster_error", why[0] != '\0' ?
+	    json_string(why) : json_null()) == -1) {
+		json_decref(o);
+		return (NULL);
+	}
+	return (o);
 }
 
 /*

@@ -259,6 +259,7 @@ W_CREATE=0
 W_ACCURACY=0
 W_MAX_KEYS=0
 W_SCRAPE=0
+W_REDIS=0
 W_SERVERS=1
 port_upstream=
 port_upstream2=
@@ -357,6 +358,7 @@ workload_info() {
 	W_ACCURACY=0
 	W_MAX_KEYS=$KEYS
 	W_SCRAPE=0
+	W_REDIS=0
 	W_SERVERS=1
 	case $1 in
 	proxy)
@@ -431,6 +433,14 @@ workload_info() {
 		W_PATH=/bench
 		W_UPSTREAM=1
 		W_KEYS=1
+		;;
+	keys-proxy-cluster)
+		W_DESC="keys-proxy with the key store shared through Redis (cluster_redis to a redis-server of the run): keygated in a cluster vs keygated_local alone, same keys (target >= 0.98x)"
+		W_SYSTEMS="keygated keygated_local"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_KEYS=1
+		W_REDIS=1
 		;;
 	keys-create)
 		W_DESC="admin API: $CREATES x POST /v1/keys, one keep-alive connection, $KEYS keys loaded"
@@ -513,7 +523,7 @@ workload_info() {
 		W_SCRAPE=1
 		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy proxy-pool verify echo keys-verify keys-proxy keys-create rate rate-verify rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
+		die "unknown workload \"$1\" (known: proxy proxy-pool verify echo keys-verify keys-proxy keys-proxy-cluster keys-create rate rate-verify rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
 		;;
 	esac
 }
@@ -533,7 +543,8 @@ scheme() {
 workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
-	echo:* | proxy:* | proxy-pool:* | keys-proxy:* | rate:* | rate-accuracy:* | jwt*:* | \
+	echo:* | proxy:* | proxy-pool:* | keys-proxy:* | keys-proxy-cluster:* | \
+	    rate:* | rate-accuracy:* | jwt*:* | \
 	    https-*:* | tls-idle-memory:* | metrics-scrape:*)
 		say '{"ok":true}' ;;
 	*) say "HTTP/1.1 $W_STATUS" ;;
@@ -754,7 +765,7 @@ EOF
 		say "verify_path		/_keygate/verify"
 		say "route GET ^/bench\$	auth=api-key"
 		;;
-	keys-proxy | rate | rate-accuracy)
+	keys-proxy | keys-proxy-cluster | rate | rate-accuracy)
 		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
 		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
 		say "route GET ^/bench\$	auth=api-key upstream=up"
@@ -817,6 +828,13 @@ EOF
 		say "rate_limit		$RATE_HIGH/1s $RATE_HIGH/10s $RATE_HIGH/60s"
 		;;
 	rate:keygated_off | rate-verify:keygated_off) say "rate_limit		off" ;;
+	keys-proxy-cluster:keygated)
+		# Each start (the empty one of the memory figures too) in a
+		# namespace of its own: a node with keys seeds an empty one.
+		kg_cluster=$((${kg_cluster:-0} + 1))
+		say "cluster_redis		redis://127.0.0.1:$port_redis"
+		say "cluster_name		bench$kg_cluster"
+		;;
 	rate-accuracy:*)
 		say "rate_limit		$RATE_LOW/1s"
 		# Its own admit times (rate_time), besides the upstream's.
@@ -950,6 +968,30 @@ start_keygated_off() { start_keygated "$1" keygated_off; }
 
 # start_keygated_key WORKLOAD: jwt-vs-key's keygated with auth=api-key.
 start_keygated_key() { start_keygated "$1" keygated_key; }
+
+# start_keygated_local WORKLOAD: keys-proxy-cluster's keygated on its own.
+start_keygated_local() { start_keygated "$1" keygated_local; }
+
+# start_redis WORKLOAD: the redis-server keys-proxy-cluster's keygated
+# shares its keys through (no persistence), on $port_redis.
+start_redis() {
+	command -v redis-server >/dev/null 2>&1 ||
+	    { warn "redis-server is not installed"; return 2; }
+	d=$wdir/redis
+	mkdir -p "$d"
+	free_port
+	port_redis=$PORT
+	launch_ms=$(now_ms)
+	redis-server --port "$PORT" --bind 127.0.0.1 --save '' \
+	    --appendonly no --dir "$d" --logfile "$d/redis.log" &
+	SYSTEM_PID=$!
+	n=0
+	until redis-cli -p "$PORT" ping 2>/dev/null | grep -q PONG; do
+		n=$((n + 1))
+		[ $n -gt 100 ] && { stop_pid "$SYSTEM_PID"; return 1; }
+		sleep 0.05
+	done
+}
 
 # start_keygated_calm WORKLOAD: jwks-refresh's keygated without re-fetches.
 start_keygated_calm() { start_keygated "$1" keygated_calm; }
@@ -1999,7 +2041,7 @@ check_keys() {
 			return 1
 		done
 		case $w in
-		keys-proxy | rate | rate-accuracy | jwt-vs-key)
+		keys-proxy | keys-proxy-cluster | rate | rate-accuracy | jwt-vs-key)
 			want="x-upstream-consumer: $owner
 x-upstream-saw-key: no"
 			;;
@@ -2627,10 +2669,12 @@ run_workload() {
 	[ "$W_REFRESH" = 1 ] && systems="jwks $systems"
 	[ "$W_SERVERS" = 2 ] && systems="upstream2 $systems"
 	[ "$W_UPSTREAM" = 1 ] && systems="upstream $systems"
+	[ "$W_REDIS" = 1 ] && systems="redis $systems"
 	for s in $systems; do
 		if [ "$W_KEYS" = 1 ] && [ "$W_CREATE" = 0 ] &&
 		    [ "$W_ACCURACY" = 0 ] && [ -z "$W_JWT" ] &&
-		    [ "$s" != upstream ] && ! mem_empty "$s"; then
+		    [ "$s" != upstream ] && [ "$s" != redis ] &&
+		    ! mem_empty "$s"; then
 			fail "$w" "skipped: $s would not start without keys" \
 			    "$(ls -t "$wdir"/empty.*/"$s".start.log | head -n 1)"
 			stop_systems
@@ -2649,7 +2693,8 @@ run_workload() {
 			return 0
 		fi
 		if [ "$W_KEYS" = 1 ] && [ "$W_ACCURACY" = 0 ] &&
-		    [ -z "$W_JWT" ] && [ "$s" != upstream ]; then
+		    [ -z "$W_JWT" ] && [ "$s" != upstream ] &&
+		    [ "$s" != redis ]; then
 			sleep 1
 			say "$(mem_now "$(system_pid "$s")") $(cat \
 			    "$wdir/$s.startms")" >"$wdir/$s.mem1"
