@@ -832,7 +832,7 @@ EOF
 		# Each start (the empty one of the memory figures too) in a
 		# namespace of its own: a node with keys seeds an empty one.
 		kg_cluster=$((${kg_cluster:-0} + 1))
-		say "cluster_redis		redis://127.0.0.1:$port_redis"
+		say "cluster_redis		redis://127.0.0.1:${port_redis:-1}"
 		say "cluster_name		bench$kg_cluster"
 		;;
 	rate-accuracy:*)
