@@ -1,0 +1,299 @@
+/*
+ * libFuzzer target for what the master makes of Redis's answers
+ * (src/cluster.c, compiled into the target so that its static callbacks
+ * can be called): the input's first byte picks a callback, the rest is
+ * RESP, parsed by hiredis's own reader into the reply the callback gets,
+ * as on a connection.  A hostile or broken Redis must not crash the
+ * master, nor put into the key store a record the journal would refuse.
+ *
+ * The callbacks run against a cluster of the target's own: a key store in
+ * memory (fzstore.h) with a few keys, a journal in a temporary directory,
+ * connections that look up (a context the callbacks compare against) but
+ * send nothing: every command fails to be sent (redisAsyncCommandArgv is
+ * replaced), so each callback's error paths run too and nothing is left
+ * pending.  Checked after each call: every key in the store passes the
+ * journal's checks (clmsg_record), the heartbeat queue stays in bounds,
+ * no task is left linked that should have been answered.
+ */
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int	 fuzz_cmd(redisAsyncContext *, redisCallbackFn *, void *, int,
+		    const char **, const size_t *);
+static void	 fuzz_free(redisAsyncContext *);
+
+#define redisAsyncCommandArgv	fuzz_cmd
+#define redisAsyncFree		fuzz_free
+
+#include "fuzz.h"
+#include "fzstore.h"
+#include "../../src/cluster.c"
+
+#define FZ_MAX		64
+
+static int
+fuzz_cmd(redisAsyncContext *ac, redisCallbackFn *fn, void *arg, int argc,
+    const char **argv, const size_t *argvlen)
+{
+	(void)ac;
+	(void)fn;
+	(void)arg;
+	(void)argc;
+	(void)argv;
+	(void)argvlen;
+	return (REDIS_ERR);
+}
+
+static void
+fuzz_free(redisAsyncContext *ac)
+{
+	(void)ac;
+}
+
+static redisAsyncContext	 fz_ac[3];
+static struct keystore		 fz_ks;
+static struct journal		 fz_j;
+static struct cluster		*fz_cl;
+static char			 fz_dir[64];
+static char			 fz_master[] = "kgprimary";
+
+/* A key for the store: id key_AAAA...N, digest from n. */
+static void
+fz_key(struct ks_key *k, int n)
+{
+	memset(k, 0, sizeof(*k));
+	snprintf(k->k_id, sizeof(k->k_id), "key_AAAAAAAAAAAAAAA%c",
+	    'A' + n);
+	memset(k->k_digest, n + 1, sizeof(k->k_digest));
+	snprintf(k->k_prefix, sizeof(k->k_prefix), "live");
+	snprintf(k->k_hint, sizeof(k->k_hint), "live_...%04d", n);
+	snprintf(k->k_owner, sizeof(k->k_owner), "owner%d", n);
+	k->k_created = k->k_updated = 1796000000000LL;
+}
+
+/* A fresh cluster over a store of three keys, joined at 5-0. */
+static void
+fz_cluster(void)
+{
+	static const char *const names[] = {
+		"keys", "digests", "stream", "epoch", "nodes", "node:",
+		"idem:", "usage:", "hist:", "idems"
+	};
+	struct ks_key	 k;
+	size_t		 i;
+	int		 s, c;
+
+	FUZZ_ASSERT((fz_cl = calloc(1, sizeof(*fz_cl))) != NULL);
+	for (s = 0; s < SHM_SLOTS; s++)
+		for (c = 0; c < CL_CHANS; c++)
+			fz_cl->cl_chans[s][c].ch_fd = -1;
+	fz_store(&fz_ks, 0, FZ_MAX);
+	for (i = 0; i < 3; i++) {
+		fz_key(&k, (int)i);
+		FUZZ_ASSERT(keystore_put(&fz_ks, &k, i + 1) == KS_OK);
+	}
+	keystore_unlock(&fz_ks, getpid());
+	fz_cl->cl_ks = &fz_ks;
+	fz_cl->cl_j = &fz_j;
+	fz_cl->cl_pid = getpid();
+	FUZZ_ASSERT((fz_cl->cl_name = strdup("fz")) != NULL);
+	FUZZ_ASSERT((fz_cl->cl_url = strdup("redis://127.0.0.1:1/0")) != NULL);
+	FUZZ_ASSERT((fz_cl->cl_host = strdup("127.0.0.1")) != NULL);
+	fz_cl->cl_port = 1;
+	fz_cl->cl_master = fz_master;
+	fz_cl->cl_nsen = 1;
+	for (i = 0; i < nitems(names); i++)
+		FUZZ_ASSERT(asprintf(&fz_cl->cl_k[i], "keygate:{fz}:%s",
+		    names[i]) != -1);
+	snprintf(fz_cl->cl_state.s_epoch, sizeof(fz_cl->cl_state.s_epoch),
+	    "e1");
+	snprintf(fz_cl->cl_state.s_node, sizeof(fz_cl->cl_state.s_node),
+	    "0123456789abcdef");
+	snprintf(fz_cl->cl_state.s_name, sizeof(fz_cl->cl_state.s_name),
+	    "fz");
+	fz_cl->cl_state.s_pos.p_ms = 5;
+	fz_cl->cl_durable = fz_cl->cl_saved = fz_cl->cl_state.s_pos;
+	fz_cl->cl_joined = 1;
+	fz_cl->cl_cmd.cc_cl = fz_cl->cl_rd.cc_cl = fz_cl->cl_sen.cc_cl = fz_cl;
+	fz_cl->cl_cmd.cc_what = "commands";
+	fz_cl->cl_rd.cc_what = "stream";
+	fz_cl->cl_sen.cc_what = "sentinel";
+	fz_cl->cl_cmd.cc_ac = &fz_ac[0];
+	fz_cl->cl_rd.cc_ac = &fz_ac[1];
+	fz_cl->cl_sen.cc_ac = &fz_ac[2];
+	fz_cl->cl_cmd.cc_up = fz_cl->cl_rd.cc_up = fz_cl->cl_sen.cc_up = 1;
+	fz_cl->cl_cmd.cc_pending = fz_cl->cl_rd.cc_pending = 1;
+	fz_cl->cl_sen.cc_pending = 1;
+	fz_cl->cl_nubase = FZ_MAX;
+	FUZZ_ASSERT((fz_cl->cl_ubase = calloc(FZ_MAX,
+	    sizeof(*fz_cl->cl_ubase))) != NULL);
+	/* Two changes it applied, for a recheck to look at. */
+	for (i = 0; i < 2; i++) {
+		fz_key(&k, (int)i);
+		cl_mine_add(fz_cl, &(struct cl_pos){ 4, i }, k.k_id,
+		    i == 0 ? &k : NULL);
+	}
+}
+
+/* A task as a worker's request would leave it. */
+static struct cl_task *
+fz_task(void)
+{
+	struct cl_task	*op;
+
+	FUZZ_ASSERT((op = calloc(1, sizeof(*op))) != NULL);
+	op->op_cl = fz_cl;
+	op->op_rid = 1;
+	op->op_n = 60;
+	op->op_step = USAGE_MINUTE_MS;
+	op->op_first = 1796000000000LL - 59 * USAGE_MINUTE_MS;
+	snprintf(op->op_id, sizeof(op->op_id), "key_AAAAAAAAAAAAAAAA");
+	cl_op_link(fz_cl, op);
+	return (op);
+}
+
+static void
+fz_cluster_free(void)
+{
+	struct cl_task	*op;
+	size_t		 i;
+
+	while ((op = fz_cl->cl_ops) != NULL) {
+		fz_cl->cl_ops = op->op_next;
+		cl_task_free(op);
+	}
+	for (i = 0; i < CL_MINE; i++) {
+		free(fz_cl->cl_mine[i].m_expect);
+		free(fz_cl->cl_mine[i].m_record);
+	}
+	for (i = 0; i < nitems(fz_cl->cl_k); i++)
+		free(fz_cl->cl_k[i]);
+	json_decref(fz_cl->cl_nodes);
+	free(fz_cl->cl_ubase);
+	free(fz_cl->cl_name);
+	free(fz_cl->cl_url);
+	free(fz_cl->cl_host);
+	free(fz_cl);
+	fz_cl = NULL;
+}
+
+/* Every key in the store is one the journal would write and read back. */
+static void
+fz_check(void)
+{
+	struct ks_key	 k;
+	uint32_t	 it = 0, slot;
+	char		 err[256], *rec;
+
+	while (keystore_next(&fz_ks, &it, &k, &slot) == KS_OK) {
+		rec = clmsg_record(&k, err, sizeof(err));
+		FUZZ_ASSERT(rec != NULL);
+		free(rec);
+	}
+	FUZZ_ASSERT(fz_cl->cl_nbeatq >= 0 &&
+	    fz_cl->cl_nbeatq <= (int)nitems(fz_cl->cl_beatq));
+	FUZZ_ASSERT(keystore_count(&fz_ks) <= FZ_MAX);
+}
+
+/* The journal's directory goes with the process. */
+static void
+fz_cleanup(void)
+{
+	journal_close(&fz_j);
+	fz_rmdir(fz_dir);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static int	 init;
+	char		 err[256];
+	redisReader	*rd;
+	void		*reply = NULL;
+	struct cl_rechk	*rc;
+
+	if (!init) {
+		fz_store_setup(1, FZ_MAX);
+		snprintf(fz_dir, sizeof(fz_dir), "%s/fuzz-redis-XXXXXX",
+		    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+		FUZZ_ASSERT(mkdtemp(fz_dir) != NULL);
+		FUZZ_ASSERT(journal_init(&fz_j, fz_dir, (uid_t)-1,
+		    (gid_t)-1) == 0);
+		atexit(fz_cleanup);
+		FUZZ_ASSERT(log_init(LOG_TO_STDERR, LOGLEVEL_ERROR,
+		    "fuzz_redis", err, sizeof(err)) == 0);
+		init = 1;
+	}
+	if (size < 1)
+		return (0);
+	if ((rd = redisReaderCreate()) == NULL)
+		return (0);
+	if (redisReaderFeed(rd, (const char *)data + 1, size - 1) !=
+	    REDIS_OK || redisReaderGetReply(rd, &reply) != REDIS_OK ||
+	    reply == NULL) {
+		redisReaderFree(rd);
+		return (0);
+	}
+	fz_cluster();
+	switch (data[0] % 12) {
+	case 0:
+		fz_cl->cl_beatq[fz_cl->cl_nbeatq++] = fz_cl->cl_state.s_pos;
+		cl_beat_cb(&fz_ac[0], reply, fz_cl);
+		break;
+	case 1:
+		fz_cl->cl_joining = 1;
+		cl_dump_cb(&fz_ac[0], reply, fz_cl);
+		break;
+	case 2:
+		fz_cl->cl_reading = 1;
+		cl_read_exec_cb(&fz_ac[1], reply, fz_cl);
+		break;
+	case 3:
+		fz_cl->cl_reading = 1;
+		cl_read_block_cb(&fz_ac[1], reply, fz_cl);
+		break;
+	case 4:
+		cl_write_cb(&fz_ac[0], reply, fz_task());
+		break;
+	case 5:
+		cl_usage_query_cb(&fz_ac[0], reply, fz_task());
+		break;
+	case 6:
+		cl_history_cb(&fz_ac[0], reply, fz_task());
+		break;
+	case 7:
+		cl_sen_addr_cb(&fz_ac[2], reply, fz_cl);
+		break;
+	case 8:
+		cl_sen_msg_cb(&fz_ac[2], reply, fz_cl);
+		break;
+	case 9:
+		FUZZ_ASSERT((rc = calloc(1, sizeof(*rc))) != NULL);
+		rc->rc_cl = fz_cl;
+		rc->rc_n = 2;
+		rc->rc_m[0] = &fz_cl->cl_mine[0];
+		rc->rc_m[1] = &fz_cl->cl_mine[1];
+		fz_cl->cl_joining = 1;
+		cl_recheck_cb(&fz_ac[0], reply, rc);
+		break;
+	case 10:
+		fz_cl->cl_cmd.cc_up = 0;
+		cl_setup_cb(&fz_ac[0], reply, &fz_cl->cl_cmd);
+		break;
+	case 11:
+		fz_cl->cl_joining = 1;
+		cl_seed_cb(&fz_ac[0], reply, fz_cl);
+		break;
+	}
+	fz_check();
+	fz_cluster_free();
+	freeReplyObject(reply);
+	redisReaderFree(rd);
+	return (0);
+}
