@@ -261,6 +261,8 @@ struct config	*config_load_flags(const char *, int, char *, size_t);
 struct config	*config_parse(const char *, const char *, char *, size_t);
 
 void		 config_free(struct config *);
+/* Wipe and drop c's cluster passwords (in a forked worker). */
+void		 config_forget_cluster_secrets(struct config *);
 
 /*
  * Read an admin token file: one line of 16 to 1024 visible ASCII

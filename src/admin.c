@@ -1114,7 +1114,8 @@ admin_cluster_commit(struct admin_ctx *c, char *err, size_t errlen)
 	if (ans == NULL) {
 		log_warnx("cluster: %s", err);
 		return (admin_error(c, 503, "cluster_unavailable", "the change "
-		    "could not be made: %s", err));
+		    "may or may not have been made (%s): look, or retry with "
+		    "the same Idempotency-Key", err));
 	}
 	if (json_is_true(json_object_get(ans, "ok"))) {
 		json_decref(ans);
@@ -3103,6 +3104,35 @@ admin_auth(struct admin_ctx *c)
 
 /* Run the handler of the endpoint and method (both checked). */
 /*
+ * Ask the master req (taken; NULL: out of memory): its answer, or NULL
+ * with the reason in why.
+ */
+static json_t *
+admin_cluster_ask(struct admin_ctx *c, json_t *req, char *why, size_t len)
+{
+	json_t	*ans;
+
+	if (req == NULL) {
+		snprintf(why, len, "out of memory");
+		return (NULL);
+	}
+	ans = cluster_call(c->c_env->ae_cluster, req, why, len);
+	json_decref(req);
+	return (ans);
+}
+
+/* The master's reason in a refusal ans (freed) into why, or fallback. */
+static void
+admin_cluster_why(json_t *ans, const char *fallback, char *why, size_t len)
+{
+	json_t	*v = json_object_get(ans, "message");
+
+	snprintf(why, len, "%s", json_is_string(v) ? json_string_value(v) :
+	    fallback);
+	json_decref(ans);
+}
+
+/*
  * In a cluster, a key's usage for the whole cluster (what every node has
  * pushed to Redis, plus what this one counted since: cluster.c) in place
  * of this node's: "cluster".  Outside one, or when Redis cannot be
@@ -3112,27 +3142,18 @@ static const char *
 admin_cluster_usage(struct admin_ctx *c, const char *id, uint64_t *allowed,
     uint64_t *refused, uint64_t *n, int64_t *last, char *why, size_t len)
 {
-	json_t		*req, *ans, *u;
+	json_t		*ans;
 	json_int_t	 a, l, r, t;
 
 	why[0] = '\0';
-	if (c->c_env->ae_cluster == NULL)
-		return ("node");
-	if ((req = json_pack("{s:s,s:s}", "op", "usage", "id", id)) == NULL) {
-		snprintf(why, len, "out of memory");
-		return ("node");
-	}
-	ans = cluster_call(c->c_env->ae_cluster, req, why, len);
-	json_decref(req);
-	if (ans == NULL)
+	if (c->c_env->ae_cluster == NULL || (ans = admin_cluster_ask(c,
+	    json_pack("{s:s,s:s}", "op", "usage", "id", id), why, len)) ==
+	    NULL)
 		return ("node");
 	if (json_unpack(ans, "{s:{s:I,s:I,s:I,s:I}}", "usage", "allowed", &a,
 	    "limited", &l, "refused", &r, "last_used", &t) == -1 || a < 0 ||
 	    l < 0 || r < 0) {
-		u = json_object_get(ans, "message");
-		snprintf(why, len, "%s", json_is_string(u) ?
-		    json_string_value(u) : "no cluster totals");
-		json_decref(ans);
+		admin_cluster_why(ans, "no cluster totals", why, len);
 		return ("node");
 	}
 	json_decref(ans);
@@ -3155,30 +3176,20 @@ static const char *
 admin_cluster_history(struct admin_ctx *c, const char *id, int kind,
     struct usage_point *pts, size_t *n, char *why, size_t len)
 {
-	json_t		*req, *ans, *p, *v;
+	json_t		*ans, *p, *v;
 	json_int_t	 first, step, count, idx, x[3];
 	size_t		 i;
 
 	why[0] = '\0';
 	*n = 0;
-	if (c->c_env->ae_cluster == NULL)
-		return ("node");
-	if ((req = json_pack("{s:s,s:s,s:i}", "op", "history", "id", id,
-	    "kind", kind)) == NULL) {
-		snprintf(why, len, "out of memory");
-		return ("node");
-	}
-	ans = cluster_call(c->c_env->ae_cluster, req, why, len);
-	json_decref(req);
-	if (ans == NULL)
+	if (c->c_env->ae_cluster == NULL || (ans = admin_cluster_ask(c,
+	    json_pack("{s:s,s:s,s:i}", "op", "history", "id", id, "kind",
+	    kind), why, len)) == NULL)
 		return ("node");
 	if (json_unpack(ans, "{s:I,s:I,s:I,s:o}", "first", &first, "step",
 	    &step, "n", &count, "points", &p) == -1 || count < 1 ||
 	    count > USAGE_POINTS_MAX || step <= 0 || !json_is_array(p)) {
-		v = json_object_get(ans, "message");
-		snprintf(why, len, "%s", json_is_string(v) ?
-		    json_string_value(v) : "no cluster history");
-		json_decref(ans);
+		admin_cluster_why(ans, "no cluster history", why, len);
 		return ("node");
 	}
 	for (i = 0; i < (size_t)count; i++) {
@@ -3206,17 +3217,14 @@ admin_cluster_history(struct admin_ctx *c, const char *id, int kind,
 static int
 admin_cluster(struct admin_ctx *c)
 {
-	json_t	*req, *ans, *st;
+	json_t	*ans, *st;
 	char	 err[256];
 
 	if (c->c_env->ae_cluster == NULL)
 		return (admin_reply(c->c_rs, 200, json_pack("{s:b}", "enabled",
 		    0)));
-	if ((req = json_pack("{s:s}", "op", "status")) == NULL)
-		return (admin_oom(c->c_rs));
-	ans = cluster_call(c->c_env->ae_cluster, req, err, sizeof(err));
-	json_decref(req);
-	if (ans == NULL)
+	if ((ans = admin_cluster_ask(c, json_pack("{s:s}", "op", "status"),
+	    err, sizeof(err))) == NULL)
 		return (admin_error(c, 503, "cluster_unavailable", "the "
 		    "master did not answer: %s", err));
 	st = json_incref(json_object_get(ans, "cluster"));

@@ -21,6 +21,7 @@
 
 #include "cluster.h"
 #include "journal.h"
+#include "secret.h"
 #include "util.h"
 
 /* Digits into *v (no sign, no overflow); the bytes used, or 0. */
@@ -104,22 +105,6 @@ clmsg_known(json_t *o, const char *const *names, char *err, size_t errlen)
 		}
 	}
 	return (0);
-}
-
-/* A key id: "key_" and 16 of [A-Za-z0-9]. */
-static int
-clmsg_id(const char *s, size_t len)
-{
-	size_t	 i;
-
-	if (len != KS_ID_LEN || strncmp(s, "key_", 4) != 0)
-		return (0);
-	for (i = 4; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= 'A' && s[i] <= 'Z')))
-			return (0);
-	return (1);
 }
 
 /* 64 hex digits into d[32]; 0 or -1. */
@@ -226,7 +211,7 @@ clmsg_parse_request(const char *buf, size_t len, struct cl_request *r,
 	}
 	if (strcmp(op, "usage") == 0 || strcmp(op, "history") == 0) {
 		if ((v = json_object_get(o, "id")) == NULL ||
-		    !json_is_string(v) || !clmsg_id(json_string_value(v),
+		    !json_is_string(v) || !secret_valid_id(json_string_value(v),
 		    json_string_length(v))) {
 			snprintf(err, errlen, "a usage query needs a key id");
 			goto bad;
@@ -275,7 +260,7 @@ clmsg_parse_request(const char *buf, size_t len, struct cl_request *r,
 	}
 	if (r->r_op == CL_OP_DEL) {
 		if ((v = json_object_get(o, "id")) == NULL ||
-		    !json_is_string(v) || !clmsg_id(json_string_value(v),
+		    !json_is_string(v) || !secret_valid_id(json_string_value(v),
 		    json_string_length(v)) || r->r_expect == NULL) {
 			snprintf(err, errlen, "a del needs a key id and the "
 			    "record read");
@@ -372,7 +357,7 @@ clmsg_parse_change(const char *const *f, const size_t *flen, size_t n,
 		return (0);
 	}
 	if (op != NULL && clmsg_is(op, oplen, "del")) {
-		if (id == NULL || !clmsg_id(id, idlen)) {
+		if (id == NULL || !secret_valid_id(id, idlen)) {
 			snprintf(err, errlen, "a del without a key id");
 			return (-1);
 		}

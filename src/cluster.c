@@ -44,6 +44,7 @@
 #include "journal.h"
 #include "keystore.h"
 #include "log.h"
+#include "secret.h"
 #include "shm.h"
 #include "stats.h"
 #include "usage.h"
@@ -281,6 +282,8 @@ struct cl_conn {
 	int			 cc_backoff_ms;
 	int64_t			 cc_retry_ms;	/* reconnect not before */
 	int			 cc_warned;	/* the failure was logged */
+	int			 cc_kill;	/* drop at the next tick */
+	int			 cc_fails;	/* connects failed in a row */
 };
 
 /* The master end of one worker channel. */
@@ -288,6 +291,7 @@ struct cl_chan {
 	struct cluster		*ch_cl;
 	int			 ch_fd;		/* -1: unused */
 	int			 ch_slot;
+	int			 ch_busy;	/* its requests in progress */
 	struct event		*ch_ev;
 };
 
@@ -407,6 +411,7 @@ struct cluster {
 	int			 cl_cache_failed;	/* a journal write failed */
 	int			 cl_joined;	/* reader may run */
 	int			 cl_joining;	/* a join is in progress */
+	char			 cl_seeding[40];	/* a seed's new epoch */
 	int			 cl_reading;	/* an XREAD is pending */
 	char			 cl_refused[512];	/* why it will not join */
 	struct cl_pos		 cl_last;	/* stream's last id, last beat */
@@ -435,6 +440,8 @@ static void	 cl_op_answer(struct cl_task *, const char *, const char *);
 static void	 cl_op_link(struct cluster *, struct cl_task *);
 static void	 cl_task_free(struct cl_task *);
 static void	 cl_recheck(struct cluster *);
+static void	 cl_apply_del(struct cluster *, const char *, uint64_t *);
+static void	 cl_mine_clear(struct cluster *);
 static void	 cl_repl_cb(redisAsyncContext *, void *, void *);
 static void	 cl_mine_add(struct cluster *, const struct cl_pos *,
 		    const char *, const struct ks_key *);
@@ -492,6 +499,17 @@ cl_conn_lost(struct cl_conn *cc, const char *why)
 	if (cc == &cl->cl_cmd && cl->cl_sm != NULL)
 		__atomic_store_n(&cl->cl_sm->sm_cluster_up, 0,
 		    __ATOMIC_RELAXED);
+	/*
+	 * With Sentinel, a primary that keeps failing may have been replaced
+	 * while this node missed the news (its sentinel gone silent): after
+	 * three failures in a row the sentinels are asked again.
+	 */
+	if (cc != &cl->cl_sen && !was && cl->cl_nsen > 0 &&
+	    ++cc->cc_fails >= 3) {
+		cc->cc_fails = 0;
+		if (cl->cl_sen.cc_ac != NULL)
+			cl->cl_sen.cc_kill = 1;
+	}
 }
 
 /* Drop cc now (a timeout, a protocol error); its callbacks get NULL. */
@@ -561,6 +579,7 @@ cl_conn_up(struct cl_conn *cc)
 
 	cc->cc_up = 1;
 	cc->cc_backoff_ms = 0;
+	cc->cc_fails = 0;
 	if (cc->cc_warned || cc == &cl->cl_cmd)
 		log_info("cluster: connected to %s %s:%d (%s connection)",
 		    cc == &cl->cl_sen ? "the sentinel" : "Redis",
@@ -644,7 +663,11 @@ cl_connect_cb(const redisAsyncContext *ac, int status)
 	}
 	return;
 fail:
-	cl_drop(cc, "cannot send");
+	/*
+	 * Not cl_drop(): hiredis 0.14 would free the context under its own
+	 * connect handler.  The tick drops it (cc_kill).
+	 */
+	cc->cc_kill = 1;
 }
 
 static void
@@ -680,6 +703,13 @@ cl_connect(struct cl_conn *cc)
 	ac->data = cc;
 	cc->cc_ac = ac;
 	cc->cc_pending = 0;
+	cc->cc_kill = 0;
+	/*
+	 * A peer gone without a word (power lost) is found out too (TCP
+	 * only: on a Unix socket hiredis would mark the context failed).
+	 */
+	if (cc == &cl->cl_sen || cl->cl_unix == NULL)
+		(void)redisEnableKeepAlive(&ac->c);
 	cc->cc_since_ms = util_mono_ms();
 	if (redisLibeventAttach(ac, cl->cl_base) != REDIS_OK ||
 	    redisAsyncSetConnectCallback(ac, cl_connect_cb) != REDIS_OK ||
@@ -821,7 +851,7 @@ cl_sen_ask(struct cluster *cl)
 	for (i = 0; i < 3; i++)
 		argvlen[i] = strlen(argv[i]);
 	if (cl_send(&cl->cl_sen, cl_sen_addr_cb, cl, 3, argv, argvlen) == -1)
-		cl_drop(&cl->cl_sen, "cannot send");
+		cl->cl_sen.cc_kill = 1;	/* maybe in the connect callback */
 }
 
 /* The connection's state for the 100 ms tick: time out, reconnect. */
@@ -833,6 +863,11 @@ cl_conn_tick(struct cl_conn *cc, int64_t now)
 			cl_connect(cc);
 		return;
 	}
+	if (cc->cc_kill) {
+		cc->cc_kill = 0;
+		cl_drop(cc, "cannot send");
+		return;
+	}
 	/* Connecting counts as a command waiting. */
 	if ((cc->cc_pending > 0 || !cc->cc_up) &&
 	    now - cc->cc_since_ms > cc->cc_limit_ms)
@@ -840,6 +875,30 @@ cl_conn_tick(struct cl_conn *cc, int64_t now)
 }
 
 /* --- positions, state ------------------------------------------------- */
+
+/*
+ * A reply string as an epoch (the words this node makes: 1 to 32 of
+ * [A-Za-z0-9_.-], as cluster.state takes them) into out[40], or "" for an
+ * empty one when empty is allowed; 0 or -1.
+ */
+static int
+cl_reply_epoch(const redisReply *r, char *out, int empty)
+{
+	size_t	 i;
+
+	if (r == NULL || r->type != REDIS_REPLY_STRING || r->len > 32 ||
+	    (r->len == 0 && !empty))
+		return (-1);
+	for (i = 0; i < r->len; i++)
+		if (!((r->str[i] >= '0' && r->str[i] <= '9') ||
+		    (r->str[i] >= 'a' && r->str[i] <= 'z') ||
+		    (r->str[i] >= 'A' && r->str[i] <= 'Z') ||
+		    strchr("_.-", r->str[i]) != NULL) || r->str[i] == '\0')
+			return (-1);
+	memcpy(out, r->str, r->len);
+	out[r->len] = '\0';
+	return (0);
+}
 
 /* Parse a reply string as a position; 0 or -1. */
 static int
@@ -956,9 +1015,15 @@ cl_apply_put(struct cluster *cl, const struct ks_key *k, json_t *idem,
 	} else
 		*sync = seq;
 	if ((rc = keystore_put(cl->cl_ks, k, seq)) != KS_OK) {
-		log_warnx("cluster: key %s cannot be stored here (%s)",
-		    k->k_id, rc == KS_FULL ? "the key store is full: raise "
-		    "max_keys" : "refused");
+		/*
+		 * Fail closed: the key's older record (a secret the change
+		 * replaced, a key it disabled) must not stay in effect here.
+		 */
+		log_warnx("cluster: key %s cannot be stored here (%s); it is "
+		    "removed from this node until it can be", k->k_id,
+		    rc == KS_FULL ? "the key store is full: raise max_keys" :
+		    "refused");
+		cl_apply_del(cl, k->k_id, sync);
 		return;
 	}
 	if (idem != NULL && cl->cl_idem != NULL)
@@ -1026,10 +1091,15 @@ cl_ops_reached(struct cluster *cl)
 			*opp = op->op_next;
 			if (clpos_cmp(&op->op_pos, &cl->cl_state.s_pos) <= 0)
 				cl_op_answer(op, op->op_result, NULL);
-			else
+			else if (strcmp(op->op_result, "ok") == 0)
 				cl_op_answer(op, "unavailable", "the change "
 				    "was committed to Redis but not yet "
 				    "applied on this node");
+			else
+				cl_op_answer(op, "unavailable", "the key "
+				    "changed on another node, and this node "
+				    "has not caught up yet; nothing was "
+				    "changed");
 			cl_task_free(op);
 			continue;
 		}
@@ -1194,7 +1264,7 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cluster	*cl = arg;
 	redisReply	*reply = r;
 	struct cl_pos	 last;
-	char		 why[256];
+	char		 why[256], epoch[40];
 	uint64_t	 sync = 0;
 	size_t		 end;
 
@@ -1204,8 +1274,7 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 	if (reply == NULL)
 		return;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-	    reply->element[0]->type != REDIS_REPLY_STRING ||
-	    reply->element[0]->len == 0 || reply->element[0]->len >= 40 ||
+	    cl_reply_epoch(reply->element[0], epoch, 0) == -1 ||
 	    cl_reply_pos(reply->element[1], &last) == -1 ||
 	    reply->element[2]->type != REDIS_REPLY_INTEGER ||
 	    reply->element[2]->integer < 0 ||
@@ -1240,10 +1309,15 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl->cl_joining = 0;	/* the lock was busy: the next beat */
 		return;
 	}
-	memcpy(cl->cl_state.s_epoch, reply->element[0]->str,
-	    reply->element[0]->len);
-	cl->cl_state.s_epoch[reply->element[0]->len] = '\0';
+	memcpy(cl->cl_state.s_epoch, epoch, sizeof(epoch));
 	cl_applied(cl, sync, &last);
+	/*
+	 * What the node applied before is Redis's state now, or was undone
+	 * by it: none of it is to be committed again after a later loss
+	 * (the deletions the dump made are not in the ring, and a create
+	 * left there alone would come back).
+	 */
+	cl_mine_clear(cl);
 	cl_joined(cl, "resynchronised in full");
 }
 
@@ -1297,7 +1371,10 @@ cl_seed_cb(redisAsyncContext *ac, void *r, void *arg)
 		    "a bad answer");
 		return;
 	}
+	/* The epoch is the node's only now that the namespace has it. */
+	memcpy(cl->cl_state.s_epoch, cl->cl_seeding, sizeof(cl->cl_seeding));
 	cl->cl_state.s_pos = cl->cl_durable = pos;
+	cl_mine_clear(cl);	/* all of it is in the seed */
 	cl_joined(cl, "seeded the namespace");
 }
 
@@ -1322,7 +1399,7 @@ cl_seed(struct cluster *cl)
 	    RAND_bytes(rnd, sizeof(rnd)) != 1)
 		goto done;
 	for (i = 0; i < sizeof(rnd); i++)
-		snprintf(cl->cl_state.s_epoch + 2 * i, 3, "%02x", rnd[i]);
+		snprintf(cl->cl_seeding + 2 * i, 3, "%02x", rnd[i]);
 	argv[0] = "EVAL";
 	argv[1] = cl_lua_seed;
 	argv[2] = "4";
@@ -1330,7 +1407,7 @@ cl_seed(struct cluster *cl)
 	argv[4] = cl->cl_k[CK_DIGESTS];
 	argv[5] = cl->cl_k[CK_STREAM];
 	argv[6] = cl->cl_k[CK_EPOCH];
-	argv[7] = cl->cl_state.s_epoch;
+	argv[7] = cl->cl_seeding;
 	argv[8] = cl->cl_state.s_node;
 	n = 9;
 	while (n + 2 <= cap && keystore_next(cl->cl_ks, &it, &k, &slot) ==
@@ -1393,8 +1470,7 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl->cl_joining = 0;
 	memset(&first, 0, sizeof(first));
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 4 ||
-	    reply->element[0]->type != REDIS_REPLY_STRING ||
-	    reply->element[0]->len >= sizeof(epoch) ||
+	    cl_reply_epoch(reply->element[0], epoch, 1) == -1 ||
 	    cl_reply_pos(reply->element[1], &last) == -1 ||
 	    reply->element[2]->type != REDIS_REPLY_STRING ||
 	    (reply->element[2]->len > 0 &&
@@ -1405,8 +1481,6 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 		    reply->type == REDIS_REPLY_ERROR ? reply->str : "");
 		return;
 	}
-	memcpy(epoch, reply->element[0]->str, reply->element[0]->len);
-	epoch[reply->element[0]->len] = '\0';
 	has = reply->element[3]->integer != 0;
 	cl->cl_last = last;
 	cl->cl_last_seen = util_now_ms();
@@ -1451,12 +1525,19 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 		cl->cl_joined = 0;
 		cl_seed(cl);
 	} else if (strcmp(epoch, cl->cl_state.s_epoch) != 0) {
-		if (cl->cl_state.s_epoch[0] != '\0')
-			log_warnx("cluster \"%s\": the namespace was "
-			    "recreated (epoch %s, this node had %s); "
-			    "resynchronising", cl->cl_name, epoch,
-			    cl->cl_state.s_epoch);
-		cl_resync(cl);
+		if (cl->cl_state.s_epoch[0] == '\0') {
+			cl_resync(cl);
+			return;
+		}
+		/*
+		 * Recreated (Redis lost everything, another node seeded it
+		 * from its copy): what this node applied that the seed
+		 * lacks is committed again first, as after a loss.
+		 */
+		log_warnx("cluster \"%s\": the namespace was recreated (epoch "
+		    "%s, this node had %s); resynchronising", cl->cl_name,
+		    epoch, cl->cl_state.s_epoch);
+		cl_recheck(cl);
 	} else if (lost) {
 		/*
 		 * New entries could get ids below this node's position, so
@@ -1536,6 +1617,22 @@ cl_join(struct cluster *cl)
 
 /* --- the stream reader ------------------------------------------------- */
 
+/* The well-formed key id of an entry's "id" field into id; 1, or 0. */
+static int
+cl_entry_id(const char *const *f, const size_t *flen, size_t n, char *id)
+{
+	size_t	 i;
+
+	for (i = 0; i + 1 < n; i += 2)
+		if (flen[i] == 2 && memcmp(f[i], "id", 2) == 0 &&
+		    secret_valid_id(f[i + 1], flen[i + 1])) {
+			memcpy(id, f[i + 1], flen[i + 1]);
+			id[flen[i + 1]] = '\0';
+			return (1);
+		}
+	return (0);
+}
+
 /*
  * Apply the entries of an XREAD answer (the stream's entries array).
  * 1 if a seed entry of another epoch asks for a resync, else 0.
@@ -1549,7 +1646,7 @@ cl_read_apply(struct cluster *cl, const redisReply *entries, size_t *count)
 	const char	*f[16];
 	size_t		 flen[16], i, j;
 	uint64_t	 sync = 0;
-	char		 err[256], ps[48];
+	char		 err[256], ps[48], id[KS_ID_LEN + 4];
 	int		 locked = 0, resync = 0;
 
 	*count = entries->elements;
@@ -1572,6 +1669,12 @@ cl_read_apply(struct cluster *cl, const redisReply *entries, size_t *count)
 		    sizeof(err)) == -1) {
 			log_warnx("cluster: stream entry %s skipped: %s", ps,
 			    j != fv->elements ? "not strings" : err);
+			/* Fail closed: a key it names is not kept as it was. */
+			if (j == fv->elements && cl_entry_id(f, flen, j, id) &&
+			    (locked || cl_lock(cl) == 0)) {
+				locked = 1;
+				cl_apply_del(cl, id, &sync);
+			}
 			at = pos;
 			continue;
 		}
@@ -1642,7 +1745,7 @@ cl_read_done(struct cluster *cl, const redisReply *entries, int blocking)
 	if (entries != NULL && cl_read_apply(cl, entries, &n) == 1) {
 		log_warnx("cluster \"%s\": the namespace was seeded anew; "
 		    "resynchronising", cl->cl_name);
-		cl_resync(cl);
+		cl_recheck(cl);
 		return;
 	}
 	/* A full batch: more may wait; an empty checked read: the end. */
@@ -1660,7 +1763,8 @@ cl_read_exec_cb(redisAsyncContext *ac, void *r, void *arg)
 		return;
 	cl_answered(&cl->cl_rd);
 	cl->cl_reading = 0;
-	if (reply == NULL)
+	/* A recheck or resync began meanwhile: it decides what comes. */
+	if (reply == NULL || !cl->cl_joined)
 		return;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 	    reply->element[0]->type != REDIS_REPLY_ARRAY) {
@@ -1692,7 +1796,8 @@ cl_read_block_cb(redisAsyncContext *ac, void *r, void *arg)
 		return;
 	cl_answered(&cl->cl_rd);
 	cl->cl_reading = 0;
-	if (reply == NULL)
+	/* A recheck or resync began meanwhile: it decides what comes. */
+	if (reply == NULL || !cl->cl_joined)
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) {
 		log_warnx("cluster: XREAD: %.200s", reply->str);
@@ -2003,6 +2108,37 @@ cl_usage_query_cb(redisAsyncContext *ac, void *r, void *arg)
 }
 
 /*
+ * A usage or history query of key id: its counts here (op_live, op_last)
+ * and what of them this node has sent to Redis (op_base: the commands go
+ * in order on one connection, so Redis will have counted that much when
+ * it answers).  0, or -1 with op answered and freed.
+ */
+static int
+cl_query_counts(struct cluster *cl, struct cl_task *op, const char *id)
+{
+	struct cl_ubase	*b;
+	struct ks_key	 k;
+	uint64_t	 allowed, refused;
+	uint32_t	 slot;
+	int		 i;
+
+	if (keystore_find_id(cl->cl_ks, id, &k, &slot) != KS_OK) {
+		cl_op_answer(op, "unavailable", "no such key here");
+		cl_task_free(op);
+		return (-1);
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	keystore_counts(cl->cl_ks, slot, op->op_live);
+	keystore_usage(cl->cl_ks, slot, &allowed, &refused, &op->op_last);
+	if ((b = cl_ubase_of(cl, slot, id)) != NULL)
+		memcpy(op->op_base, b->ub_sent, sizeof(op->op_base));
+	for (i = 0; i < KS_NCOUNTS; i++)
+		if (op->op_live[i] < op->op_base[i])
+			op->op_live[i] = op->op_base[i];
+	return (0);
+}
+
+/*
  * A key's history for the whole cluster: the minute (or hour) hashes the
  * nodes' pushes filled, plus what this node counted since its last push
  * in the current point.  Answered as the points with traffic,
@@ -2089,28 +2225,13 @@ static void
 cl_history_query(struct cluster *cl, struct cl_task *op, const char *id,
     int kind)
 {
-	struct cl_ubase	*b;
-	struct ks_key	 k;
 	const char	**argv = NULL;
 	size_t		 *argvlen = NULL, n = 0, i;
 	char		 (*names)[160] = NULL;
-	uint64_t	 allowed, refused;
 	int64_t		 now = util_now_ms(), p, p0, p1, per;
-	uint32_t	 slot;
 
-	if (keystore_find_id(cl->cl_ks, id, &k, &slot) != KS_OK) {
-		cl_op_answer(op, "unavailable", "no such key here");
-		cl_task_free(op);
+	if (cl_query_counts(cl, op, id) == -1)
 		return;
-	}
-	OPENSSL_cleanse(&k, sizeof(k));
-	keystore_counts(cl->cl_ks, slot, op->op_live);
-	keystore_usage(cl->cl_ks, slot, &allowed, &refused, &op->op_last);
-	if ((b = cl_ubase_of(cl, slot, id)) != NULL)
-		memcpy(op->op_base, b->ub_sent, sizeof(op->op_base));
-	for (i = 0; i < KS_NCOUNTS; i++)
-		if (op->op_live[i] < op->op_base[i])
-			op->op_live[i] = op->op_base[i];
 	/* The points usage_history() answers on one node. */
 	op->op_step = kind == USAGE_D30 ? USAGE_HOUR_MS : USAGE_MINUTE_MS;
 	op->op_n = kind == USAGE_H1 ? 60 : kind == USAGE_H24 ? 1440 : 720;
@@ -2154,29 +2275,13 @@ done:
 static void
 cl_usage_query(struct cluster *cl, struct cl_task *op, const char *id)
 {
-	struct cl_ubase	*b;
-	struct ks_key	 k;
 	const char	*argv[6];
 	size_t		 argvlen[6];
-	uint64_t	 allowed, refused;
-	uint32_t	 slot;
 	char		 key[256];
 	int		 i;
 
-	if (keystore_find_id(cl->cl_ks, id, &k, &slot) != KS_OK) {
-		cl_op_answer(op, "unavailable", "no such key here");
-		cl_task_free(op);
+	if (cl_query_counts(cl, op, id) == -1)
 		return;
-	}
-	OPENSSL_cleanse(&k, sizeof(k));
-	/* What Redis will have counted when it answers: sent so far. */
-	keystore_counts(cl->cl_ks, slot, op->op_live);
-	keystore_usage(cl->cl_ks, slot, &allowed, &refused, &op->op_last);
-	if ((b = cl_ubase_of(cl, slot, id)) != NULL)
-		memcpy(op->op_base, b->ub_sent, sizeof(op->op_base));
-	for (i = 0; i < KS_NCOUNTS; i++)
-		if (op->op_live[i] < op->op_base[i])
-			op->op_live[i] = op->op_base[i];
 	snprintf(key, sizeof(key), "%s%s", cl->cl_k[CK_USAGE], id);
 	argv[0] = "HMGET";
 	argv[1] = key;
@@ -2228,6 +2333,8 @@ cl_task_free(struct cl_task *op)
 {
 	if (op == NULL)
 		return;
+	if (op->op_chan != NULL && op->op_chan->ch_busy > 0)
+		op->op_chan->ch_busy--;
 	free(op->op_expect);
 	free(op->op_record);
 	free(op);
@@ -2354,6 +2461,20 @@ cl_repl_cb(redisAsyncContext *ac, void *r, void *arg)
 	cl_ops_reached(cl);
 }
 
+/* Forget every change kept for cl_recheck. */
+static void
+cl_mine_clear(struct cluster *cl)
+{
+	size_t	 i;
+
+	for (i = 0; i < CL_MINE; i++) {
+		free(cl->cl_mine[i].m_expect);
+		free(cl->cl_mine[i].m_record);
+		memset(&cl->cl_mine[i], 0, sizeof(cl->cl_mine[i]));
+	}
+	cl->cl_nmine = 0;
+}
+
 /*
  * A change applied from the stream at pos (id; record NULL for a del),
  * with the record it replaced (NULL: none): kept for cl_recheck.
@@ -2399,8 +2520,22 @@ static const char cl_lua_recheck[] =
 struct cl_rechk {
 	struct cluster	*rc_cl;
 	size_t		 rc_n;
-	struct cl_mine	*rc_m[CL_MINE];
+	struct cl_mine	 rc_m[CL_MINE];	/* copies: the ring goes on */
 };
+
+static void
+cl_rechk_free(struct cl_rechk *rc)
+{
+	size_t	 i;
+
+	if (rc == NULL)
+		return;
+	for (i = 0; i < rc->rc_n; i++) {
+		free(rc->rc_m[i].m_expect);
+		free(rc->rc_m[i].m_record);
+	}
+	free(rc);
+}
 
 static void
 cl_restore_cb(redisAsyncContext *ac, void *r, void *arg)
@@ -2449,7 +2584,7 @@ cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
 		if (reply != NULL)
 			log_warnx("cluster: the check of this node's recent "
 			    "changes failed");
-		free(rc);
+		cl_rechk_free(rc);
 		return;		/* the next beat tries again */
 	}
 	/*
@@ -2461,7 +2596,7 @@ cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
 	 */
 	for (i = 0; i < rc->rc_n; i++) {
 		e = reply->element[i];
-		m = rc->rc_m[i];
+		m = &rc->rc_m[i];
 		if (e->type != REDIS_REPLY_STRING)
 			continue;	/* 1: the stream has it */
 		if ((v = json_object_get(keys, m->m_id)) == NULL) {
@@ -2475,8 +2610,8 @@ cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
 			    (json_int_t)i));
 	}
 	json_object_foreach(keys, id, v) {
-		m = rc->rc_m[json_integer_value(json_object_get(v, "first"))];
-		lastm = rc->rc_m[json_integer_value(json_object_get(v,
+		m = &rc->rc_m[json_integer_value(json_object_get(v, "first"))];
+		lastm = &rc->rc_m[json_integer_value(json_object_get(v,
 		    "last"))];
 		cur = json_string_value(json_object_get(v, "cur"));
 		before = m->m_expect != NULL ? m->m_expect : "";
@@ -2522,7 +2657,7 @@ cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
 		log_warnx("cluster \"%s\": %u key(s) whose changes were lost "
 		    "committed again, %u left as the cluster has them",
 		    cl->cl_name, restored, kept);
-	free(rc);
+	cl_rechk_free(rc);
 	cl_resync(cl);
 }
 
@@ -2545,8 +2680,10 @@ cl_recheck(struct cluster *cl)
 	argv = calloc(5 + 2 * CL_MINE, sizeof(*argv));
 	argvlen = calloc(5 + 2 * CL_MINE, sizeof(*argvlen));
 	pos = calloc(CL_MINE, sizeof(*pos));
-	if (argv == NULL || argvlen == NULL || pos == NULL)
+	if (argv == NULL || argvlen == NULL || pos == NULL) {
+		cl->cl_joining = 0;	/* the next beat tries again */
 		goto done;
+	}
 	rc->rc_cl = cl;
 	argv[0] = "EVAL";
 	argv[1] = cl_lua_recheck;
@@ -2560,10 +2697,23 @@ cl_recheck(struct cluster *cl)
 		m = &cl->cl_mine[i % CL_MINE];
 		if (now - m->m_at > CL_MINE_MS)
 			continue;
+		rc->rc_m[rc->rc_n] = *m;
+		rc->rc_m[rc->rc_n].m_expect = m->m_expect != NULL ?
+		    strdup(m->m_expect) : NULL;
+		rc->rc_m[rc->rc_n].m_record = m->m_record != NULL ?
+		    strdup(m->m_record) : NULL;
+		if ((m->m_expect != NULL &&
+		    rc->rc_m[rc->rc_n].m_expect == NULL) ||
+		    (m->m_record != NULL &&
+		    rc->rc_m[rc->rc_n].m_record == NULL)) {
+			rc->rc_n++;
+			cl->cl_joining = 0;
+			goto done;	/* out of memory: the next beat */
+		}
 		clpos_format(&m->m_pos, pos[rc->rc_n], sizeof(pos[0]));
 		argv[n++] = pos[rc->rc_n];
-		argv[n++] = m->m_id;
-		rc->rc_m[rc->rc_n++] = m;
+		argv[n++] = rc->rc_m[rc->rc_n].m_id;
+		rc->rc_n++;
 	}
 	if (rc->rc_n == 0) {
 		cl->cl_joining = 0;
@@ -2580,7 +2730,7 @@ cl_recheck(struct cluster *cl)
 	else
 		cl->cl_joining = 0;
 done:
-	free(rc);
+	cl_rechk_free(rc);
 	free(argv);
 	free(argvlen);
 	free(pos);
@@ -2671,11 +2821,24 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 			cl_op_answer(&bad, "refused", err);
 		return;
 	}
+	/*
+	 * A worker's thread waits for each answer, so a channel has one
+	 * request in progress (two, just after the worker gave up on one):
+	 * more is a worker misbehaving, refused.
+	 */
+	if (ch->ch_busy >= 2) {
+		struct cl_task	 busy = { .op_chan = ch, .op_rid = rq.r_rid };
+
+		cl_op_answer(&busy, "refused", "a request is in progress on "
+		    "this channel");
+		goto done;
+	}
 	if ((op = calloc(1, sizeof(*op))) == NULL)
 		goto done;
 	op->op_cl = cl;
 	op->op_chan = ch;
 	op->op_rid = rq.r_rid;
+	ch->ch_busy++;
 	if (rq.r_op == CL_OP_STATUS) {
 		st = cl_status(cl);
 		o = json_pack("{s:I,s:b,s:o*}", "rid", (json_int_t)rq.r_rid,
@@ -2827,6 +2990,7 @@ cluster_chan_close(struct cluster *cl, int slot)
 		for (op = cl->cl_ops; op != NULL; op = op->op_next)
 			if (op->op_chan == ch)
 				op->op_chan = NULL;
+		ch->ch_busy = 0;
 		if (ch->ch_ev != NULL)
 			event_free(ch->ch_ev);
 		ch->ch_ev = NULL;
@@ -2853,6 +3017,11 @@ cluster_child_detach(struct cluster *cl, int slot)
 		close(cl->cl_rd.cc_ac->c.fd);
 	if (cl->cl_sen.cc_ac != NULL)
 		close(cl->cl_sen.cc_ac->c.fd);
+	/* The Redis passwords are the master's alone. */
+	if (cl->cl_pass != NULL)
+		OPENSSL_cleanse(cl->cl_pass, strlen(cl->cl_pass));
+	if (cl->cl_sen_pass != NULL)
+		OPENSSL_cleanse(cl->cl_sen_pass, strlen(cl->cl_sen_pass));
 	(void)slot;
 }
 

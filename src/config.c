@@ -3126,10 +3126,13 @@ parse_text(const char *text, const char *name, int flags, char *err,
 	    config_finish(&p) == -1)
 		goto fail;
 	parser_free(&p);
+	explicit_bzero(buf, strlen(buf));
 	free(buf);
 	return (c);
 fail:
 	parser_free(&p);
+	if (buf != NULL)
+		explicit_bzero(buf, strlen(buf));
 	free(buf);
 	config_free(c);
 	return (NULL);
@@ -3225,12 +3228,32 @@ config_load_flags(const char *path, int flags, char *err, size_t errlen)
 	}
 	free(c->c_path);
 	c->c_path = abs;
+	/* A cluster_redis URL may hold a password. */
+	explicit_bzero(buf, len);
 	free(buf);
 	return (c);
 fail:
 	config_free(c);
+	explicit_bzero(buf, len);
 	free(buf);
 	return (NULL);
+}
+
+/* Wipe and drop the cluster's passwords of c (a worker never needs them). */
+void
+config_forget_cluster_secrets(struct config *c)
+{
+	char	**pp[] = { &c->c_cluster_pass, &c->c_cluster_sentinel_pass };
+	size_t	 i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < sizeof(pp) / sizeof(pp[0]); i++)
+		if (*pp[i] != NULL) {
+			explicit_bzero(*pp[i], strlen(*pp[i]));
+			free(*pp[i]);
+			*pp[i] = NULL;
+		}
 }
 
 /* Free what the provider jp owns (not jp itself). */

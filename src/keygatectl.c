@@ -3000,15 +3000,19 @@ print_status(const json_t *st)
 	print_upstream_table(ups);
 }
 
-/* status: GET /v1/status, as a list and a table or as JSON. */
+/*
+ * A command that only GETs path: no argument but --json, the answer
+ * printed by print (or as JSON).
+ */
 static int
-cmd_status(struct ctl *ctl, int argc, char **argv)
+cmd_get_print(struct ctl *ctl, int argc, char **argv, const char *path,
+    void (*print)(const json_t *))
 {
 	static const struct option	 lo[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
-	json_t				*st;
+	json_t				*o;
 	int				 ch, rc;
 
 	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1)
@@ -3017,14 +3021,21 @@ cmd_status(struct ctl *ctl, int argc, char **argv)
 	if (optind < argc)
 		return (usage_error(ctl, "unexpected argument \"%s\"",
 		    argv[optind]));
-	if (run_call(ctl, EVHTTP_REQ_GET, "/v1/status", NULL, 200, &st) == -1)
+	if (run_call(ctl, EVHTTP_REQ_GET, path, NULL, 200, &o) == -1)
 		return (EXIT_FAIL);
 	if (ctl->c_json)
-		print_json(st);
+		print_json(o);
 	else
-		print_status(st);
-	json_decref(st);
+		print(o);
+	json_decref(o);
 	return (0);
+}
+
+/* status: GET /v1/status, as a list and a table or as JSON. */
+static int
+cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	return (cmd_get_print(ctl, argc, argv, "/v1/status", print_status));
 }
 
 /* What top needs between its frames and in its signal callback. */
@@ -3396,27 +3407,7 @@ print_cluster(const json_t *cl)
 static int
 cmd_cluster(struct ctl *ctl, int argc, char **argv)
 {
-	static const struct option	 lo[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 }
-	};
-	json_t				*cl;
-	int				 ch, rc;
-
-	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1)
-		if ((rc = opt_common(ctl, ch, argv)) != 0)
-			return (rc);
-	if (optind < argc)
-		return (usage_error(ctl, "unexpected argument \"%s\"",
-		    argv[optind]));
-	if (run_call(ctl, EVHTTP_REQ_GET, "/v1/cluster", NULL, 200, &cl) == -1)
-		return (EXIT_FAIL);
-	if (ctl->c_json)
-		print_json(cl);
-	else
-		print_cluster(cl);
-	json_decref(cl);
-	return (0);
+	return (cmd_get_print(ctl, argc, argv, "/v1/cluster", print_cluster));
 }
 
 /* Global options; the index of the command in argv, or -1 with *rc set. */

@@ -719,6 +719,9 @@ master_child_detach(struct master *m, const int *fds, size_t nfds)
 	jwks_child_detach(m->m_jwks);
 	health_child_detach(m->m_health);
 	cluster_child_detach(m->m_cluster, -1);
+	/* The Redis passwords are the master's alone. */
+	config_forget_cluster_secrets(m->m_conf);
+	config_forget_cluster_secrets(m->m_prev_conf);
 	/*
 	 * Until the worker installs its own handlers, a SIGUSR1 the master
 	 * forwards (log reopening) must not kill it, and SIGHUP/SIGINT are
@@ -752,8 +755,17 @@ master_fork(struct master *m, struct child *ch, int index)
 	slot = shm_worker_attach(m->m_shm, m->m_gen, util_now_ms() / 1000);
 	if (slot != -1)
 		stats_attach(shm_stats(m->m_shm), slot);
-	/* Its channels to the cluster (admin writes go through them). */
-	if (m->m_cluster != NULL && slot != -1) {
+	/*
+	 * Its channels to the cluster (admin writes go through them): a
+	 * worker without a slot would have none and write its node alone,
+	 * so in a cluster it is not started (the master tries again).
+	 */
+	if (m->m_cluster != NULL) {
+		if (slot == -1) {
+			log_warnx("no shared-memory slot for a new worker: "
+			    "not started (a cluster's workers need one)");
+			return (-1);
+		}
 		if (cluster_chan_open(m->m_cluster, slot, clfds) == -1) {
 			shm_worker_release(m->m_shm, slot);
 			return (-1);

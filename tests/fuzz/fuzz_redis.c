@@ -276,9 +276,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 9:
 		FUZZ_ASSERT((rc = calloc(1, sizeof(*rc))) != NULL);
 		rc->rc_cl = fz_cl;
-		rc->rc_n = 2;
-		rc->rc_m[0] = &fz_cl->cl_mine[0];
-		rc->rc_m[1] = &fz_cl->cl_mine[1];
+		for (rc->rc_n = 0; rc->rc_n < 2; rc->rc_n++) {
+			struct cl_mine	*m = &rc->rc_m[rc->rc_n];
+
+			*m = fz_cl->cl_mine[rc->rc_n];
+			m->m_expect = m->m_expect != NULL ?
+			    strdup(m->m_expect) : NULL;
+			m->m_record = m->m_record != NULL ?
+			    strdup(m->m_record) : NULL;
+		}
 		fz_cl->cl_joining = 1;
 		cl_recheck_cb(&fz_ac[0], reply, rc);
 		break;

@@ -491,6 +491,21 @@ def admin(d, method, path, body=None, token=ADMIN_TOKEN, headers=None,
                    timeout=timeout)
 
 
+def in_thread(fn):
+    """Run fn() in a daemon thread; (thread, [its result, or the OSError
+    or HTTPException it raised])."""
+    out = []
+
+    def run():
+        try:
+            out.append(fn())
+        except (OSError, http.client.HTTPException) as e:
+            out.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
 def create_key(d, owner="acme", **fields):
     """Create a key through the admin API; returns (key object, secret)."""
     fields["owner"] = owner

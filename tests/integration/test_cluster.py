@@ -350,20 +350,6 @@ def redis_records(srv, name=NAME):
             for i in range(0, len(flat), 2)}
 
 
-def in_thread(fn):
-    """Run fn() in a thread; (thread, [its result or exception])."""
-    out = []
-
-    def run():
-        try:
-            out.append(fn())
-        except (OSError, http.client.HTTPException) as e:
-            out.append(e)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
-
-
 class Hammer:
     """A thread sending gateway requests to d with each secret in turn
     until stopped; every answer that is not 200 is recorded."""
@@ -1181,7 +1167,7 @@ def test_killed_after_commit():
     open(stall, "w").close()
     idem = "c1a2b3d4-0000-4000-8000-000000000001"
     body = {"owner": "stalled", "scopes": ["read"], "rate_limit": BIG_RATE}
-    t, answers = in_thread(lambda: kg.admin(
+    t, answers = kg.in_thread(lambda: kg.admin(
         a, "POST", "/v1/keys", body, headers={"Idempotency-Key": idem},
         timeout=15))
     try:

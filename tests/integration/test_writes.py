@@ -87,20 +87,6 @@ def ids(d):
     raise AssertionError("the key list does not end")
 
 
-def in_thread(fn):
-    """Run fn() in a thread; (thread, answers) with its result or error."""
-    out = []
-
-    def run():
-        try:
-            out.append(fn())
-        except (OSError, http.client.HTTPException) as e:
-            out.append(e)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
-
-
 def start_stalling(var, deaths=True, **settings):
     """A daemon whose writers stop at the debug hook var once its file
     exists; the daemon and that file's path (created by the caller)."""
@@ -163,7 +149,7 @@ def test_no_ack_before_durable():
     kg.eq(r.status, 201, "create before the stall")
     before = r.json()["id"]
     open(stall, "w").close()
-    t, answers = in_thread(lambda: create(d, "stalled"))
+    t, answers = kg.in_thread(lambda: create(d, "stalled"))
     stalled(d, "line not yet durable")
     time.sleep(0.3)
     kg.check(not answers, "answered before its line was synced: %r" %
@@ -273,10 +259,10 @@ def test_data_plane_not_blocked():
     kg.eq(r.status, 201, "create")
     secret = r.json()["secret"]
     open(stall, "w").close()
-    t1, a1 = in_thread(lambda: create(d, "stalled"))
+    t1, a1 = kg.in_thread(lambda: create(d, "stalled"))
     victim = stalled(d, "lock held")
     # It is answered after ADMIN_LOCK_TIMEOUT (5 s): wait longer than that.
-    t2, a2 = in_thread(lambda: create(d, "waiting", timeout=15))
+    t2, a2 = kg.in_thread(lambda: create(d, "waiting", timeout=15))
     worst = 0.0
     n = 0
     t0 = time.monotonic()
@@ -325,7 +311,7 @@ def test_stop_with_a_write_running():
     kg.eq(r.status, 201, "create before the stall")
     before = r.json()["id"]
     open(stall, "w").close()
-    t, answers = in_thread(lambda: create(d, "stalled"))
+    t, answers = kg.in_thread(lambda: create(d, "stalled"))
     stalled(d, "line not yet durable")
     t0 = time.monotonic()
     kg.eq(d.stop(timeout=20), 0, "exit status of the stop")

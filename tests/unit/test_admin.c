@@ -718,6 +718,7 @@ test_openapi_document(void **state)
 	} eps[] = {
 		{ "/v1/health", { "get" } },
 		{ "/v1/status", { "get" } },
+		{ "/v1/cluster", { "get" } },
 		{ "/v1/openapi.json", { "get" } },
 		{ "/v1/keys", { "get", "post" } },
 		{ "/v1/keys/import", { "post" } },
