@@ -25,6 +25,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#ifdef HAVE_MALLOC_H
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +65,7 @@
 #define CL_WAIT_MS		5000	/* a commit waits for the reader */
 #define CL_STREAM_MAX		"100000"	/* XADD MAXLEN ~ */
 #define CL_MAX_NODES		64	/* shown in /v1/cluster */
-#define CL_USAGE_MS		5000	/* usage deltas pushed this often */
+#define CL_USAGE_MS		10000	/* usage deltas pushed this often */
 #define CL_USAGE_BATCH		1000	/* keys per push */
 #define CL_IDEM_TTL		"86400000"	/* ms, idem.h's IDEM_TTL */
 #define CL_STR(x)		#x
@@ -185,7 +188,8 @@ static const char cl_lua_seed[] =
  * since the node's last push, and its last use (ms; the hash keeps the
  * latest).  The history: per key and UTC hour, a hash of its minutes
  * ("M" + a|l|r, kept 26 hours), and per key and UTC day, one of its
- * hours (kept 32 days).
+ * hours (kept 32 days); the expiry is set when a field is new (the first
+ * push of its minute or hour), not at every push.
  */
 static const char cl_lua_usage[] =
 	"local min = tonumber(ARGV[3])\n"
@@ -200,12 +204,12 @@ static const char cl_lua_usage[] =
 	"    local d = ARGV[i + j]\n"
 	"    if d ~= '0' then\n"
 	"      redis.call('HINCRBY', k, kinds[j], d)\n"
-	"      redis.call('HINCRBY', hm, m .. kinds[j], d)\n"
-	"      redis.call('HINCRBY', hh, h .. kinds[j], d)\n"
+	"      if redis.call('HINCRBY', hm, m .. kinds[j], d) == tonumber(d) then\n"
+	"        redis.call('EXPIRE', hm, 93600) end\n"
+	"      if redis.call('HINCRBY', hh, h .. kinds[j], d) == tonumber(d) then\n"
+	"        redis.call('EXPIRE', hh, 2764800) end\n"
 	"    end\n"
 	"  end\n"
-	"  redis.call('EXPIRE', hm, 93600)\n"
-	"  redis.call('EXPIRE', hh, 2764800)\n"
 	"  local t = tonumber(redis.call('HGET', k, 't') or '0')\n"
 	"  if tonumber(ARGV[i + 4]) > t then\n"
 	"    redis.call('HSET', k, 't', ARGV[i + 4]) end\n"
@@ -442,6 +446,7 @@ static void	 cl_task_free(struct cl_task *);
 static void	 cl_recheck(struct cluster *);
 static void	 cl_apply_del(struct cluster *, const char *, uint64_t *);
 static void	 cl_mine_clear(struct cluster *);
+static void	 cl_trim(void);
 static void	 cl_repl_cb(redisAsyncContext *, void *, void *);
 static void	 cl_mine_add(struct cluster *, const struct cl_pos *,
 		    const char *, const struct ks_key *);
@@ -1318,6 +1323,7 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 	 * left there alone would come back).
 	 */
 	cl_mine_clear(cl);
+	cl_trim();
 	cl_joined(cl, "resynchronised in full");
 }
 
@@ -1375,6 +1381,7 @@ cl_seed_cb(redisAsyncContext *ac, void *r, void *arg)
 	memcpy(cl->cl_state.s_epoch, cl->cl_seeding, sizeof(cl->cl_seeding));
 	cl->cl_state.s_pos = cl->cl_durable = pos;
 	cl_mine_clear(cl);	/* all of it is in the seed */
+	cl_trim();
 	cl_joined(cl, "seeded the namespace");
 }
 
@@ -2459,6 +2466,19 @@ cl_repl_cb(redisAsyncContext *ac, void *r, void *arg)
 		    (unsigned long long)op->op_pos.p_seq);
 	op->op_waiting = 1;
 	cl_ops_reached(cl);
+}
+
+/*
+ * After a seed or a dump (the whole store as JSON, once), give the memory
+ * back: glibc would keep it in the master's heap, and every worker forked
+ * later would share it.
+ */
+static void
+cl_trim(void)
+{
+#if defined(HAVE_MALLOC_H) && defined(__GLIBC__)
+	(void)malloc_trim(0);
+#endif
 }
 
 /* Forget every change kept for cl_recheck. */
