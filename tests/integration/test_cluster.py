@@ -1083,7 +1083,7 @@ def test_concurrent_writes():
     a, b = node(srv), node(srv)
     k, s = mk(a, "contended")
     kid = k["id"]
-    wait_gw([b], s, 200, "key on B")
+    wait_gw([b], s, 200, "key on B")	# one admitted request on B
     codes, overlapped = {}, 0
     for rnd in range(30):
         name, scope = "name-%d" % rnd, "scope:%d" % rnd
@@ -1653,6 +1653,68 @@ def test_config_sentinel():
     later.done()
 
 
+# === usage merged across nodes ================================================
+
+@R.cleaned
+def test_usage_merged():
+    """
+    Requests with one key through two nodes (and a refusal on each: a
+    path the key's scopes do not allow): after a usage push (every 10 s),
+    GET /v1/keys/{id}/usage on either node counts all of them ("scope":
+    "cluster"), last_used_at is the later use, and ?history=1h, 24h and
+    30d hold them in the current point.  Before the push, a node shows its
+    own counts at once (what it counted since its last push is added).
+    With Redis gone, the answer is the node's own ("scope": "node",
+    cluster_error says why).  Without a cluster the answer has no scope.
+    """
+    srv = R.Server()
+    a, b = node(srv), node(srv)
+    k, s = mk(a, "usage", scopes=["read"])
+    kid = k["id"]
+    wait_gw([b], s, 200, "key on B")
+    for d, n in ((a, 3), (b, 5)):	# 9 admitted in all
+        for _ in range(n):
+            kg.eq(gw(d, s), 200, "a request")
+    kg.eq(gw(a, s, path="/scoped/x"), 403, "a refused request on A")
+    kg.eq(gw(b, s, path="/scoped/x"), 403, "a refused request on B")
+    u = adm(a, "GET", "/v1/keys/%s/usage" % kid)
+    kg.eq(u["scope"], "cluster", "scope")
+    kg.check(u["requests_allowed"] >= 3, "A counts its own at once: %r" % u)
+
+    def merged(d):
+        j = adm(d, "GET", "/v1/keys/%s/usage" % kid)
+        return j["requests_allowed"] == 9 and j["requests_refused"] == 2
+    for d in (a, b):
+        kg.wait_for(lambda: merged(d), 25, "node %s to count the cluster's "
+                    "9 admitted and 2 refused requests" % d.dir,
+                    interval=0.5)
+    ua = adm(a, "GET", "/v1/keys/%s/usage" % kid)
+    ub = adm(b, "GET", "/v1/keys/%s/usage" % kid)
+    kg.eq(ua["last_used_at"], ub["last_used_at"], "last_used_at on A and B")
+    kg.eq(ua["cluster_error"], None, "cluster_error")
+    for h in ("1h", "24h", "30d"):
+        for d in (a, b):
+            j = adm(d, "GET", "/v1/keys/%s/usage?history=%s" % (kid, h))
+            kg.eq(j["scope"], "cluster", "history %s scope" % h)
+            tot = [sum(p[c] for p in j["points"])
+                   for c in ("admitted", "refused")]
+            kg.eq(tot, [9, 2], "history %s on %s: admitted, refused" %
+                  (h, d.dir))
+    srv.stop()
+    kg.wait_for(lambda: adm(a, "GET", "/v1/cluster")["redis_up"] is False,
+                10, "A to see Redis gone")
+    j = adm(a, "GET", "/v1/keys/%s/usage" % kid)
+    kg.eq(j["scope"], "node", "scope without Redis")
+    kg.check(j["cluster_error"], "no cluster_error without Redis: %r" % j)
+    kg.eq(j["requests_allowed"], 3, "A's own admitted requests")
+    # Outside a cluster: the answer as it always was.
+    plain = kg.start(kg.config(*ROUTES, admin="{port2}"), nports=2)
+    pk, _ = kg.create_key(plain)
+    j = kg.admin(plain, "GET", "/v1/keys/%s/usage" % pk["id"]).json()
+    kg.check("scope" not in j and "cluster_error" not in j,
+             "a usage answer outside a cluster has a scope: %r" % j)
+
+
 TESTS = [
     test_changes_propagate,
     test_revocation_latency,
@@ -1669,6 +1731,7 @@ TESTS = [
     test_killed_after_commit,
     test_seeding_and_refusal,
     test_status_and_metrics,
+    test_usage_merged,
     test_passwords,
     test_unix_socket_db_and_names,
     test_config_errors,
