@@ -1653,6 +1653,34 @@ def test_config_sentinel():
     later.done()
 
 
+@R.cleaned
+def test_start_without_redis():
+    """
+    A node started while Redis is down serves the keys its state_dir has
+    (gateway and admin reads), refuses writes (503 cluster_unavailable,
+    state "disconnected"), and once Redis is back (empty: it lost its
+    data) seeds it with them and takes writes again.
+    """
+    srv = R.Server()
+    a = node(srv)
+    made = [mk(a, "kept-%d" % i) for i in range(3)]
+    kg.eq(a.stop(), 0, "A's stop")
+    srv.stop()
+    b = reopen(a, join=False)
+    wait_state(b, "disconnected")
+    for k, s in made:
+        kg.eq(gw(b, s), 200, "a key of the node's copy, Redis down")
+    kg.eq(sorted(keys(b)), sorted(k["id"] for k, _ in made),
+          "the node's keys, Redis down")
+    unavailable(create(b, "no"), "a create with Redis down at start")
+    srv.start()
+    wait_state(b, "joined", timeout=15)
+    kg.eq(sorted(srv.key_ids(NAME)), sorted(k["id"] for k, _ in made),
+          "the namespace seeded from the node's copy")
+    k, s = mk(b, "after")
+    kg.eq(gw(b, s), 200, "a key made once Redis is back")
+
+
 # === usage merged across nodes ================================================
 
 @R.cleaned
@@ -1722,6 +1750,7 @@ TESTS = [
     test_worker_respawned_writes,
     test_redis_lost,
     test_redis_paused,
+    test_start_without_redis,
     test_trimmed_while_down,
     test_trimmed_then_changed_while_down,
     test_trim_never_revives_a_revoked_key,
