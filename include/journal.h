@@ -258,5 +258,7 @@ struct json_t *journal_key_json(const struct ks_key *, const char *, char *,
 	    size_t);
 int	 journal_key_parse(struct json_t *, const char *, struct ks_key *,
 	    char *, size_t);
+/* The first member of an object not in names (NULL-ended), or NULL. */
+const char *journal_unknown_member(struct json_t *, const char *const *);
 
 #endif /* KEYGATE_JOURNAL_H */

@@ -92,19 +92,11 @@ static int
 clmsg_known(json_t *o, const char *const *names, char *err, size_t errlen)
 {
 	const char	*name;
-	json_t		*v;
-	size_t		 i;
 
-	json_object_foreach(o, name, v) {
-		for (i = 0; names[i] != NULL; i++)
-			if (strcmp(names[i], name) == 0)
-				break;
-		if (names[i] == NULL) {
-			snprintf(err, errlen, "unknown member \"%.32s\"", name);
-			return (-1);
-		}
-	}
-	return (0);
+	if ((name = journal_unknown_member(o, names)) == NULL)
+		return (0);
+	snprintf(err, errlen, "unknown member \"%.32s\"", name);
+	return (-1);
 }
 
 /* 64 hex digits into d[32]; 0 or -1. */

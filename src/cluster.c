@@ -475,6 +475,30 @@ cl_answered(struct cl_conn *cc)
 	cc->cc_since_ms = util_mono_ms();
 }
 
+/*
+ * A task's answer came on ac: counted if ac is (or was) cc's; a task's
+ * callback runs whether or not the connection lived on.
+ */
+static void
+cl_answered_on(struct cl_conn *cc, const redisAsyncContext *ac)
+{
+	if (cc->cc_ac == ac || cc->cc_ac == NULL)
+		cl_answered(cc);
+}
+
+/*
+ * A connection-state answer r came on ac: 1 if it is to be acted on (ac is
+ * still cc's, and r is an answer, not the NULL of a dropped connection).
+ */
+static int
+cl_reply_on(struct cl_conn *cc, const redisAsyncContext *ac, const void *r)
+{
+	if (cc->cc_ac != ac)
+		return (0);
+	cl_answered(cc);
+	return (r != NULL);
+}
+
 /* Note that cc is gone: state reset, reconnect scheduled. */
 static void
 cl_conn_lost(struct cl_conn *cc, const char *why)
@@ -549,10 +573,7 @@ cl_setup_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cluster	*cl = cc->cc_cl;
 	redisReply	*reply = r;
 
-	if (cc->cc_ac != ac)
-		return;
-	cl_answered(cc);
-	if (reply == NULL)
+	if (!cl_reply_on(cc, ac, reply))
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) {
 		/* AUTH's words say nothing of the password itself. */
@@ -816,10 +837,7 @@ cl_sen_addr_cb(redisAsyncContext *ac, void *r, void *arg)
 	char		*ep;
 	long		 port;
 
-	if (cl->cl_sen.cc_ac != ac)
-		return;
-	cl_answered(&cl->cl_sen);
-	if (reply == NULL)
+	if (!cl_reply_on(&cl->cl_sen, ac, reply))
 		return;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 	    reply->element[0]->type != REDIS_REPLY_STRING ||
@@ -1273,10 +1291,7 @@ cl_dump_cb(redisAsyncContext *ac, void *r, void *arg)
 	uint64_t	 sync = 0;
 	size_t		 end;
 
-	if (cl->cl_cmd.cc_ac != ac)
-		return;
-	cl_answered(&cl->cl_cmd);
-	if (reply == NULL)
+	if (!cl_reply_on(&cl->cl_cmd, ac, reply))
 		return;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
 	    cl_reply_epoch(reply->element[0], epoch, 0) == -1 ||
@@ -1358,10 +1373,7 @@ cl_seed_cb(redisAsyncContext *ac, void *r, void *arg)
 	redisReply	*reply = r;
 	struct cl_pos	 pos;
 
-	if (cl->cl_cmd.cc_ac != ac)
-		return;
-	cl_answered(&cl->cl_cmd);
-	if (reply == NULL)
+	if (!cl_reply_on(&cl->cl_cmd, ac, reply))
 		return;
 	cl->cl_joining = 0;
 	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
@@ -1463,10 +1475,7 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 	size_t		 i;
 	int		 join = cl->cl_joining == 2, has, lost;
 
-	if (cl->cl_cmd.cc_ac != ac)
-		return;
-	cl_answered(&cl->cl_cmd);
-	if (reply == NULL)
+	if (!cl_reply_on(&cl->cl_cmd, ac, reply))
 		return;
 	/* Where this node was when it sent the beat: the stream had that. */
 	sent = cl->cl_beatq[0];
@@ -1735,6 +1744,22 @@ cl_read_entries(const redisReply *r)
 }
 
 /*
+ * A reader's answer r on ac: 1 if it is to be applied.  Not if the
+ * connection is another one now, nor if r is the NULL of a dropped one,
+ * nor while a recheck or resync is on (it decides what comes next).
+ */
+static int
+cl_read_reply(struct cluster *cl, const redisAsyncContext *ac,
+    const void *r)
+{
+	if (cl->cl_rd.cc_ac != ac)
+		return (0);
+	cl_answered(&cl->cl_rd);
+	cl->cl_reading = 0;
+	return (r != NULL && cl->cl_joined);
+}
+
+/*
  * The reader's two steps.  Behind the stream's end, it reads with
  * MULTI [XRANGE P P, XREAD COUNT n P] EXEC: trimming removes the oldest
  * entries, so while the entry at P (the last one applied) is still there
@@ -1766,12 +1791,7 @@ cl_read_exec_cb(redisAsyncContext *ac, void *r, void *arg)
 	redisReply	*reply = r;
 	char		 ps[48];
 
-	if (cl->cl_rd.cc_ac != ac)
-		return;
-	cl_answered(&cl->cl_rd);
-	cl->cl_reading = 0;
-	/* A recheck or resync began meanwhile: it decides what comes. */
-	if (reply == NULL || !cl->cl_joined)
+	if (!cl_read_reply(cl, ac, reply))
 		return;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 	    reply->element[0]->type != REDIS_REPLY_ARRAY) {
@@ -1799,12 +1819,7 @@ cl_read_block_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cluster	*cl = arg;
 	redisReply	*reply = r;
 
-	if (cl->cl_rd.cc_ac != ac)
-		return;
-	cl_answered(&cl->cl_rd);
-	cl->cl_reading = 0;
-	/* A recheck or resync began meanwhile: it decides what comes. */
-	if (reply == NULL || !cl->cl_joined)
+	if (!cl_read_reply(cl, ac, reply))
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) {
 		log_warnx("cluster: XREAD: %.200s", reply->str);
@@ -1950,8 +1965,7 @@ cl_usage_cb(redisAsyncContext *ac, void *r, void *arg)
 	size_t		 i;
 	int		 ok;
 
-	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
-		cl_answered(&cl->cl_cmd);
+	cl_answered_on(&cl->cl_cmd, ac);
 	/* A Lua string comes back as a bulk string. */
 	ok = reply != NULL && (reply->type == REDIS_REPLY_STATUS ||
 	    reply->type == REDIS_REPLY_STRING) && strcmp(reply->str, "ok") == 0;
@@ -2074,8 +2088,7 @@ cl_usage_query_cb(redisAsyncContext *ac, void *r, void *arg)
 	size_t		 i;
 	int64_t		 last;
 
-	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
-		cl_answered(&cl->cl_cmd);
+	cl_answered_on(&cl->cl_cmd, ac);
 	cl_op_unlink(cl, op);
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 	    reply->elements != 4) {
@@ -2164,8 +2177,7 @@ cl_history_cb(redisAsyncContext *ac, void *r, void *arg)
 	size_t		 i, j, k;
 	long long	 n;
 
-	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
-		cl_answered(&cl->cl_cmd);
+	cl_answered_on(&cl->cl_cmd, ac);
 	cl_op_unlink(cl, op);
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 	    (pts = calloc(op->op_n, sizeof(*pts))) == NULL) {
@@ -2375,8 +2387,7 @@ cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cl_pos	 pos;
 	const char	*what;
 
-	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
-		cl_answered(&cl->cl_cmd);
+	cl_answered_on(&cl->cl_cmd, ac);
 	if (reply == NULL) {
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "the connection to Redis was "
@@ -2457,8 +2468,7 @@ cl_repl_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cluster	*cl = op->op_cl;
 	redisReply	*reply = r;
 
-	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
-		cl_answered(&cl->cl_cmd);
+	cl_answered_on(&cl->cl_cmd, ac);
 	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
 	    reply->integer < 1)
 		log_debug("cluster: no replica has the change at %llu-%llu "
@@ -2563,8 +2573,7 @@ cl_restore_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cluster	*cl = arg;
 	redisReply	*reply = r;
 
-	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
-		cl_answered(&cl->cl_cmd);
+	cl_answered_on(&cl->cl_cmd, ac);
 	if (reply != NULL && (reply->type != REDIS_REPLY_ARRAY ||
 	    reply->elements != 2 || reply->element[0]->type !=
 	    REDIS_REPLY_STRING || strcmp(reply->element[0]->str, "ok") != 0))
@@ -2596,8 +2605,7 @@ cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
 	unsigned	 restored = 0, kept = 0;
 	json_t		*keys, *v;
 
-	if (cl->cl_cmd.cc_ac == ac || cl->cl_cmd.cc_ac == NULL)
-		cl_answered(&cl->cl_cmd);
+	cl_answered_on(&cl->cl_cmd, ac);
 	cl->cl_joining = 0;
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
 	    reply->elements != rc->rc_n || (keys = json_object()) == NULL) {

@@ -432,9 +432,9 @@ key_check(const struct ks_key *k, char *why, size_t whylen)
 	return (0);
 }
 
-/* Check that o has only the members in names; 0, or -1 naming another. */
-static int
-fields_known(struct jreader *r, json_t *o, const char *const *names)
+/* The first member of o not in names (NULL-ended), or NULL: all known. */
+const char *
+journal_unknown_member(json_t *o, const char *const *names)
 {
 	const char	*name;
 	json_t		*v;
@@ -444,12 +444,22 @@ fields_known(struct jreader *r, json_t *o, const char *const *names)
 		for (i = 0; names[i] != NULL; i++)
 			if (strcmp(names[i], name) == 0)
 				break;
-		if (names[i] == NULL) {
-			rd_error(r, "unknown field \"%.64s\"", name);
-			return (-1);
-		}
+		if (names[i] == NULL)
+			return (name);
 	}
-	return (0);
+	return (NULL);
+}
+
+/* Check that o has only the members in names; 0, or -1 naming another. */
+static int
+fields_known(struct jreader *r, json_t *o, const char *const *names)
+{
+	const char	*name;
+
+	if ((name = journal_unknown_member(o, names)) == NULL)
+		return (0);
+	rd_error(r, "unknown field \"%.64s\"", name);
+	return (-1);
 }
 
 /*
