@@ -3243,11 +3243,13 @@ fail:
 void
 config_forget_cluster_secrets(struct config *c)
 {
-	char	**pp[] = { &c->c_cluster_pass, &c->c_cluster_sentinel_pass };
+	char	**pp[2];
 	size_t	 i;
 
 	if (c == NULL)
 		return;
+	pp[0] = &c->c_cluster_pass;
+	pp[1] = &c->c_cluster_sentinel_pass;
 	for (i = 0; i < sizeof(pp) / sizeof(pp[0]); i++)
 		if (*pp[i] != NULL) {
 			explicit_bzero(*pp[i], strlen(*pp[i]));
