@@ -456,10 +456,11 @@ static void	 cl_op_unlink(struct cluster *, struct cl_task *);
 
 static int
 cl_send(struct cl_conn *cc, redisCallbackFn *fn, void *arg, int argc,
-    const char **argv, const size_t *argvlen)
+    const char **argv)
 {
+	/* Every argument is a C string: hiredis takes their lengths. */
 	if (cc->cc_ac == NULL || redisAsyncCommandArgv(cc->cc_ac, fn, arg,
-	    argc, argv, argvlen) != REDIS_OK)
+	    argc, argv, NULL) != REDIS_OK)
 		return (-1);
 	if (cc->cc_pending++ == 0)
 		cc->cc_since_ms = util_mono_ms();
@@ -632,7 +633,6 @@ cl_connect_cb(const redisAsyncContext *ac, int status)
 {
 	struct cl_conn	*cc = ac->data;
 	const char	*argv[3];
-	size_t		 argvlen[3];
 	char		 db[16];
 	int		 n = 0;
 
@@ -651,40 +651,33 @@ cl_connect_cb(const redisAsyncContext *ac, int status)
 			return;
 		}
 		argv[0] = "AUTH";
-		argvlen[0] = 4;
 		argv[1] = cc->cc_cl->cl_sen_pass;
-		argvlen[1] = strlen(argv[1]);
-		if (cl_send(cc, cl_setup_cb, cc, 2, argv, argvlen) == -1)
+		if (cl_send(cc, cl_setup_cb, cc, 2, argv) == -1)
 			goto fail;
 		return;
 	}
 	/* AUTH [user] password, SELECT db, then usable (cl_setup_cb). */
 	if (cc->cc_cl->cl_pass != NULL) {
 		argv[n] = "AUTH";
-		argvlen[n++] = 4;
+		n++;
 		if (cc->cc_cl->cl_user != NULL) {
 			argv[n] = cc->cc_cl->cl_user;
-			argvlen[n] = strlen(argv[n]);
 			n++;
 		}
 		argv[n] = cc->cc_cl->cl_pass;
-		argvlen[n] = strlen(argv[n]);
 		n++;
-		if (cl_send(cc, cl_setup_cb, cc, n, argv, argvlen) == -1)
+		if (cl_send(cc, cl_setup_cb, cc, n, argv) == -1)
 			goto fail;
 	}
 	snprintf(db, sizeof(db), "%d", cc->cc_cl->cl_db);
 	argv[0] = "SELECT";
-	argvlen[0] = 6;
 	argv[1] = db;
-	argvlen[1] = strlen(db);
-	if (cl_send(cc, cl_setup_cb, cc, 2, argv, argvlen) == -1)
+	if (cl_send(cc, cl_setup_cb, cc, 2, argv) == -1)
 		goto fail;
 	/* What the sentinels named must still be the primary. */
 	if (cc->cc_cl->cl_nsen > 0) {
 		argv[0] = "ROLE";
-		argvlen[0] = 4;
-		if (cl_send(cc, cl_setup_cb, cc, 1, argv, argvlen) == -1)
+		if (cl_send(cc, cl_setup_cb, cc, 1, argv) == -1)
 			goto fail;
 	}
 	return;
@@ -833,7 +826,6 @@ cl_sen_addr_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cluster	*cl = arg;
 	redisReply	*reply = r;
 	const char	*argv[2];
-	size_t		 argvlen[2];
 	char		*ep;
 	long		 port;
 
@@ -853,10 +845,8 @@ cl_sen_addr_cb(redisAsyncContext *ac, void *r, void *arg)
 	    (int)port, "asked");
 	/* Then it tells of every failover; not counted as pending. */
 	argv[0] = "SUBSCRIBE";
-	argvlen[0] = 9;
 	argv[1] = "+switch-master";
-	argvlen[1] = 14;
-	if (redisAsyncCommandArgv(ac, cl_sen_msg_cb, cl, 2, argv, argvlen) !=
+	if (redisAsyncCommandArgv(ac, cl_sen_msg_cb, cl, 2, argv, NULL) !=
 	    REDIS_OK)
 		cl_drop(&cl->cl_sen, "cannot subscribe");
 }
@@ -865,15 +855,11 @@ static void
 cl_sen_ask(struct cluster *cl)
 {
 	const char	*argv[3];
-	size_t		 argvlen[3];
-	int		 i;
 
 	argv[0] = "SENTINEL";
 	argv[1] = "get-master-addr-by-name";
 	argv[2] = cl->cl_master;
-	for (i = 0; i < 3; i++)
-		argvlen[i] = strlen(argv[i]);
-	if (cl_send(&cl->cl_sen, cl_sen_addr_cb, cl, 3, argv, argvlen) == -1)
+	if (cl_send(&cl->cl_sen, cl_sen_addr_cb, cl, 3, argv) == -1)
 		cl->cl_sen.cc_kill = 1;	/* maybe in the connect callback */
 }
 
@@ -1099,6 +1085,30 @@ cl_applied(struct cluster *cl, uint64_t sync, const struct cl_pos *pos)
 		    clpos_cmp(pos, &cl->cl_last) >= 0 ? 0 :
 		    (int64_t)(cl->cl_last.p_ms - pos->p_ms), __ATOMIC_RELAXED);
 	}
+}
+
+/*
+ * The write script (cl_lua_write) for op ("put" or "del") of key id:
+ * expect, the record read (NULL: none), record (NULL for a del), and for
+ * a create with an Idempotency-Key its Redis key, the "idem" JSON for the
+ * stream and the entry kept under the key (else NULL).  0, or -1 if it
+ * could not be sent.
+ */
+static int
+cl_send_write(struct cluster *cl, redisCallbackFn *fn, void *arg,
+    const char *op, const char *id, const char *expect, const char *record,
+    const char *idemkey, const char *idem, const char *entry)
+{
+	const char	*argv[17] = {
+		"EVAL", cl_lua_write, "6", cl->cl_k[CK_KEYS],
+		cl->cl_k[CK_DIGESTS], cl->cl_k[CK_STREAM], cl->cl_k[CK_EPOCH],
+		cl->cl_k[CK_USAGE], cl->cl_k[CK_IDEMS], op, id,
+		expect != NULL ? expect : "", record != NULL ? record : "",
+		idemkey != NULL ? idemkey : "", idem != NULL ? idem : "",
+		cl->cl_state.s_node, entry != NULL ? entry : ""
+	};
+
+	return (cl_send(&cl->cl_cmd, fn, arg, 17, argv));
 }
 
 /* The ops waiting for the reader: answer those it has reached. */
@@ -1346,8 +1356,6 @@ static void
 cl_resync(struct cluster *cl)
 {
 	const char	*argv[7];
-	size_t		 argvlen[7];
-	int		 i;
 
 	if (cl->cl_joining == 1)
 		return;		/* one is on its way */
@@ -1360,9 +1368,7 @@ cl_resync(struct cluster *cl)
 	argv[4] = cl->cl_k[CK_STREAM];
 	argv[5] = cl->cl_k[CK_EPOCH];
 	argv[6] = cl->cl_k[CK_IDEMS];
-	for (i = 0; i < 7; i++)
-		argvlen[i] = strlen(argv[i]);
-	if (cl_send(&cl->cl_cmd, cl_dump_cb, cl, 7, argv, argvlen) == -1)
+	if (cl_send(&cl->cl_cmd, cl_dump_cb, cl, 7, argv) == -1)
 		cl->cl_joining = 0;
 }
 
@@ -1405,7 +1411,7 @@ static void
 cl_seed(struct cluster *cl)
 {
 	const char	**argv = NULL;
-	size_t		 *argvlen = NULL, n, i, cap;
+	size_t		 n, i, cap;
 	char		**recs = NULL, err[256];
 	unsigned char	 rnd[16];
 	struct ks_key	 k;
@@ -1413,7 +1419,6 @@ cl_seed(struct cluster *cl)
 
 	cap = 9 + 2 * (size_t)keystore_count(cl->cl_ks);
 	if ((argv = calloc(cap, sizeof(*argv))) == NULL ||
-	    (argvlen = calloc(cap, sizeof(*argvlen))) == NULL ||
 	    (recs = calloc(cap, sizeof(*recs))) == NULL ||
 	    RAND_bytes(rnd, sizeof(rnd)) != 1)
 		goto done;
@@ -1446,12 +1451,10 @@ cl_seed(struct cluster *cl)
 		n += 2;
 	}
 	OPENSSL_cleanse(&k, sizeof(k));
-	for (i = 0; i < n; i++)
-		argvlen[i] = strlen(argv[i]);
 	cl->cl_joining = 1;
 	log_info("cluster \"%s\": the namespace is empty; seeding it with "
 	    "this node's %zu key(s)", cl->cl_name, (n - 9) / 2);
-	if (cl_send(&cl->cl_cmd, cl_seed_cb, cl, (int)n, argv, argvlen) == -1)
+	if (cl_send(&cl->cl_cmd, cl_seed_cb, cl, (int)n, argv) == -1)
 		cl->cl_joining = 0;
 done:
 	if (recs != NULL)
@@ -1459,7 +1462,6 @@ done:
 			free(recs[i]);
 	free(recs);
 	free(argv);
-	free(argvlen);
 }
 
 /* Nodes, lag and the namespace's state from a heartbeat's answer. */
@@ -1583,10 +1585,8 @@ static void
 cl_beat(struct cluster *cl, int join)
 {
 	const char	*argv[11];
-	size_t		 argvlen[11];
 	char		 pos[48], *info;
 	json_t		*o;
-	int		 i;
 
 	if (!cl->cl_cmd.cc_up || (join && cl->cl_joining) ||
 	    cl->cl_nbeatq >= (int)nitems(cl->cl_beatq))
@@ -1612,9 +1612,7 @@ cl_beat(struct cluster *cl, int join)
 	argv[8] = XSTR_TTL;
 	argv[9] = cl->cl_k[CK_NODE];
 	argv[10] = pos;
-	for (i = 0; i < 11; i++)
-		argvlen[i] = strlen(argv[i]);
-	if (cl_send(&cl->cl_cmd, cl_beat_cb, cl, 11, argv, argvlen) == 0) {
+	if (cl_send(&cl->cl_cmd, cl_beat_cb, cl, 11, argv) == 0) {
 		cl->cl_beatq[cl->cl_nbeatq++] = cl->cl_state.s_pos;
 		if (join)
 			cl->cl_joining = 2;
@@ -1834,9 +1832,7 @@ static void
 cl_read_next(struct cluster *cl, int block)
 {
 	const char	*argv[8];
-	size_t		 argvlen[8];
 	char		 pos[48];
-	int		 i;
 
 	if (!cl->cl_joined || cl->cl_reading || !cl->cl_rd.cc_up ||
 	    cl->cl_rd.cc_ac == NULL)
@@ -1851,27 +1847,21 @@ cl_read_next(struct cluster *cl, int block)
 		argv[5] = "STREAMS";
 		argv[6] = cl->cl_k[CK_STREAM];
 		argv[7] = pos;
-		for (i = 0; i < 8; i++)
-			argvlen[i] = strlen(argv[i]);
-		if (cl_send(&cl->cl_rd, cl_read_block_cb, cl, 8, argv,
-		    argvlen) == 0)
+		if (cl_send(&cl->cl_rd, cl_read_block_cb, cl, 8, argv) == 0)
 			cl->cl_reading = 1;
 		return;
 	}
 	/* MULTI, XRANGE, XREAD are answered within EXEC's answer. */
 	argv[0] = "MULTI";
-	argvlen[0] = 5;
 	if (redisAsyncCommandArgv(cl->cl_rd.cc_ac, NULL, NULL, 1, argv,
-	    argvlen) != REDIS_OK)
+	    NULL) != REDIS_OK)
 		goto fail;
 	argv[0] = "XRANGE";
 	argv[1] = cl->cl_k[CK_STREAM];
 	argv[2] = pos;
 	argv[3] = pos;
-	for (i = 0; i < 4; i++)
-		argvlen[i] = strlen(argv[i]);
 	if (redisAsyncCommandArgv(cl->cl_rd.cc_ac, NULL, NULL, 4, argv,
-	    argvlen) != REDIS_OK)
+	    NULL) != REDIS_OK)
 		goto fail;
 	argv[0] = "XREAD";
 	argv[1] = "COUNT";
@@ -1879,14 +1869,11 @@ cl_read_next(struct cluster *cl, int block)
 	argv[3] = "STREAMS";
 	argv[4] = cl->cl_k[CK_STREAM];
 	argv[5] = pos;
-	for (i = 0; i < 6; i++)
-		argvlen[i] = strlen(argv[i]);
 	if (redisAsyncCommandArgv(cl->cl_rd.cc_ac, NULL, NULL, 6, argv,
-	    argvlen) != REDIS_OK)
+	    NULL) != REDIS_OK)
 		goto fail;
 	argv[0] = "EXEC";
-	argvlen[0] = 4;
-	if (cl_send(&cl->cl_rd, cl_read_exec_cb, cl, 1, argv, argvlen) == 0) {
+	if (cl_send(&cl->cl_rd, cl_read_exec_cb, cl, 1, argv) == 0) {
 		cl->cl_reading = 1;
 		return;
 	}
@@ -1994,7 +1981,7 @@ cl_usage_push(struct cluster *cl)
 	struct cl_ubase	*b;
 	struct ks_key	 k;
 	const char	**argv = NULL;
-	size_t		 *argvlen = NULL, n, i, j;
+	size_t		 n, i, j;
 	char		 (*num)[24] = NULL, minute[24];
 	uint64_t	 c[KS_NCOUNTS], allowed, refused, d;
 	int64_t		 last;
@@ -2009,7 +1996,6 @@ cl_usage_push(struct cluster *cl)
 	n = 6 + 5 * (size_t)CL_USAGE_BATCH;
 	if ((p = calloc(1, sizeof(*p))) == NULL ||
 	    (argv = calloc(n, sizeof(*argv))) == NULL ||
-	    (argvlen = calloc(n, sizeof(*argvlen))) == NULL ||
 	    (num = calloc(4 * (size_t)CL_USAGE_BATCH, sizeof(*num))) == NULL)
 		goto done;
 	p->p_cl = cl;
@@ -2057,9 +2043,7 @@ cl_usage_push(struct cluster *cl)
 		cl->cl_usage_ms = util_mono_ms();
 	if (p->p_n == 0)
 		goto done;
-	for (i = 0; i < n; i++)
-		argvlen[i] = strlen(argv[i]);
-	if (cl_send(&cl->cl_cmd, cl_usage_cb, p, (int)n, argv, argvlen) ==
+	if (cl_send(&cl->cl_cmd, cl_usage_cb, p, (int)n, argv) ==
 	    0) {
 		cl->cl_pushing = 1;
 		p = NULL;
@@ -2071,7 +2055,6 @@ cl_usage_push(struct cluster *cl)
 done:
 	free(p);
 	free(argv);
-	free(argvlen);
 	free(num);
 }
 
@@ -2245,7 +2228,7 @@ cl_history_query(struct cluster *cl, struct cl_task *op, const char *id,
     int kind)
 {
 	const char	**argv = NULL;
-	size_t		 *argvlen = NULL, n = 0, i;
+	size_t		 n = 0;
 	char		 (*names)[160] = NULL;
 	int64_t		 now = util_now_ms(), p, p0, p1, per;
 
@@ -2260,9 +2243,7 @@ cl_history_query(struct cluster *cl, struct cl_task *op, const char *id,
 	p0 = op->op_first / op->op_step / per;
 	p1 = (now / op->op_step) / per;
 	if ((argv = calloc((size_t)(p1 - p0 + 4), sizeof(*argv))) == NULL ||
-	    (argvlen = calloc((size_t)(p1 - p0 + 4), sizeof(*argvlen))) ==
-	    NULL || (names = calloc((size_t)(p1 - p0 + 1), sizeof(*names))) ==
-	    NULL) {
+	    (names = calloc((size_t)(p1 - p0 + 1), sizeof(*names))) == NULL) {
 		cl_op_answer(op, "unavailable", "out of memory");
 		cl_task_free(op);
 		goto done;
@@ -2276,10 +2257,8 @@ cl_history_query(struct cluster *cl, struct cl_task *op, const char *id,
 		    (long long)p);
 		argv[n++] = names[p - p0];
 	}
-	for (i = 0; i < n; i++)
-		argvlen[i] = strlen(argv[i]);
 	cl_op_link(cl, op);
-	if (cl_send(&cl->cl_cmd, cl_history_cb, op, (int)n, argv, argvlen) ==
+	if (cl_send(&cl->cl_cmd, cl_history_cb, op, (int)n, argv) ==
 	    -1) {
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "Redis is unreachable");
@@ -2287,7 +2266,6 @@ cl_history_query(struct cluster *cl, struct cl_task *op, const char *id,
 	}
 done:
 	free(argv);
-	free(argvlen);
 	free(names);
 }
 
@@ -2295,9 +2273,7 @@ static void
 cl_usage_query(struct cluster *cl, struct cl_task *op, const char *id)
 {
 	const char	*argv[6];
-	size_t		 argvlen[6];
 	char		 key[256];
-	int		 i;
 
 	if (cl_query_counts(cl, op, id) == -1)
 		return;
@@ -2308,10 +2284,8 @@ cl_usage_query(struct cluster *cl, struct cl_task *op, const char *id)
 	argv[3] = "l";
 	argv[4] = "r";
 	argv[5] = "t";
-	for (i = 0; i < 6; i++)
-		argvlen[i] = strlen(argv[i]);
 	cl_op_link(cl, op);
-	if (cl_send(&cl->cl_cmd, cl_usage_query_cb, op, 6, argv, argvlen) ==
+	if (cl_send(&cl->cl_cmd, cl_usage_query_cb, op, 6, argv) ==
 	    -1) {
 		cl_op_unlink(cl, op);
 		cl_op_answer(op, "unavailable", "Redis is unreachable");
@@ -2451,9 +2425,8 @@ cl_write_cb(redisAsyncContext *ac, void *r, void *arg)
 	 */
 	if (cl->cl_nsen > 0 && strcmp(what, "ok") == 0) {
 		const char	*argv[3] = { "WAIT", "1", XSTR_WAIT_REPL };
-		size_t		 argvlen[3] = { 4, 1, strlen(XSTR_WAIT_REPL) };
 
-		if (cl_send(&cl->cl_cmd, cl_repl_cb, op, 3, argv, argvlen) == 0)
+		if (cl_send(&cl->cl_cmd, cl_repl_cb, op, 3, argv) == 0)
 			return;
 	}
 	op->op_waiting = 1;
@@ -2600,8 +2573,8 @@ cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
 	struct cluster	*cl = rc->rc_cl;
 	redisReply	*reply = r, *e;
 	struct cl_mine	*m, *lastm;
-	const char	*argv[17], *cur, *before, *after, *id;
-	size_t		 argvlen[17], i, j;
+	const char	*cur, *before, *after, *id;
+	size_t		 i;
 	unsigned	 restored = 0, kept = 0;
 	json_t		*keys, *v;
 
@@ -2654,27 +2627,8 @@ cl_recheck_cb(redisAsyncContext *ac, void *r, void *arg)
 			kept++;
 			continue;
 		}
-		argv[0] = "EVAL";
-		argv[1] = cl_lua_write;
-		argv[2] = "6";
-		argv[3] = cl->cl_k[CK_KEYS];
-		argv[4] = cl->cl_k[CK_DIGESTS];
-		argv[5] = cl->cl_k[CK_STREAM];
-		argv[6] = cl->cl_k[CK_EPOCH];
-		argv[7] = cl->cl_k[CK_USAGE];
-		argv[8] = cl->cl_k[CK_IDEMS];
-		argv[9] = after[0] == '\0' ? "del" : "put";
-		argv[10] = id;
-		argv[11] = before;
-		argv[12] = after;
-		argv[13] = "";
-		argv[14] = "";
-		argv[15] = cl->cl_state.s_node;
-		argv[16] = "";
-		for (j = 0; j < 17; j++)
-			argvlen[j] = strlen(argv[j]);
-		if (cl_send(&cl->cl_cmd, cl_restore_cb, cl, 17, argv,
-		    argvlen) == 0) {
+		if (cl_send_write(cl, cl_restore_cb, cl, after[0] == '\0' ?
+		    "del" : "put", id, before, after, NULL, NULL, NULL) == 0) {
 			log_warnx("cluster: changes of key %s were lost by "
 			    "Redis; committing them again", id);
 			restored++;
@@ -2695,7 +2649,7 @@ cl_recheck(struct cluster *cl)
 	struct cl_rechk	*rc;
 	struct cl_mine	*m;
 	const char	**argv;
-	size_t		 *argvlen, n = 0, i;
+	size_t		 n = 0, i;
 	char		 (*pos)[48];
 	int64_t		 now = util_mono_ms();
 
@@ -2706,9 +2660,8 @@ cl_recheck(struct cluster *cl)
 		return;
 	}
 	argv = calloc(5 + 2 * CL_MINE, sizeof(*argv));
-	argvlen = calloc(5 + 2 * CL_MINE, sizeof(*argvlen));
 	pos = calloc(CL_MINE, sizeof(*pos));
-	if (argv == NULL || argvlen == NULL || pos == NULL) {
+	if (argv == NULL || pos == NULL) {
 		cl->cl_joining = 0;	/* the next beat tries again */
 		goto done;
 	}
@@ -2748,11 +2701,9 @@ cl_recheck(struct cluster *cl)
 		cl_resync(cl);
 		goto done;
 	}
-	for (i = 0; i < n; i++)
-		argvlen[i] = strlen(argv[i]);
 	log_info("cluster \"%s\": checking the %zu change(s) this node "
 	    "applied lately against the stream", cl->cl_name, rc->rc_n);
-	if (cl_send(&cl->cl_cmd, cl_recheck_cb, rc, (int)n, argv, argvlen) ==
+	if (cl_send(&cl->cl_cmd, cl_recheck_cb, rc, (int)n, argv) ==
 	    0)
 		rc = NULL;
 	else
@@ -2760,7 +2711,6 @@ cl_recheck(struct cluster *cl)
 done:
 	cl_rechk_free(rc);
 	free(argv);
-	free(argvlen);
 	free(pos);
 }
 
@@ -2833,8 +2783,6 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 	struct cluster		*cl = ch->ch_cl;
 	struct cl_request	 rq;
 	struct cl_task		*op;
-	const char		*argv[17];
-	size_t			 argvlen[17];
 	char			 err[256], idem[256], hex[65], *entry;
 	int			 rc;
 	json_t			*o, *st;
@@ -2908,27 +2856,10 @@ cl_chan_request(struct cl_chan *ch, const char *buf, size_t len)
 	if (rq.r_idem != NULL && asprintf(&entry, "{\"id\":\"%s\",\"idem\":%s}",
 	    rq.r_id, rq.r_idem) == -1)
 		entry = NULL;
-	argv[0] = "EVAL";
-	argv[1] = cl_lua_write;
-	argv[2] = "6";
-	argv[3] = cl->cl_k[CK_KEYS];
-	argv[4] = cl->cl_k[CK_DIGESTS];
-	argv[5] = cl->cl_k[CK_STREAM];
-	argv[6] = cl->cl_k[CK_EPOCH];
-	argv[7] = cl->cl_k[CK_USAGE];
-	argv[8] = cl->cl_k[CK_IDEMS];
-	argv[9] = rq.r_op == CL_OP_PUT ? "put" : "del";
-	argv[10] = rq.r_id;
-	argv[11] = rq.r_expect != NULL ? rq.r_expect : "";
-	argv[12] = rq.r_record != NULL ? rq.r_record : "";
-	argv[13] = entry != NULL ? idem : "";
-	argv[14] = rq.r_idem != NULL ? rq.r_idem : "";
-	argv[15] = cl->cl_state.s_node;
-	argv[16] = entry != NULL ? entry : "";
-	for (i = 0; i < 17; i++)
-		argvlen[i] = strlen(argv[i]);
 	cl_op_link(cl, op);
-	rc = cl_send(&cl->cl_cmd, cl_write_cb, op, 17, argv, argvlen);
+	rc = cl_send_write(cl, cl_write_cb, op, rq.r_op == CL_OP_PUT ? "put" :
+	    "del", rq.r_id, rq.r_expect, rq.r_record, entry != NULL ? idem :
+	    NULL, rq.r_idem, entry);
 	free(entry);
 	if (rc == 0) {
 		/* Kept for cl_recheck once committed. */
