@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "keystore.h"
+#include "lease.h"
 #include "ratelimit.h"
 #include "route.h"
 
@@ -73,6 +74,17 @@ struct auth_rate {
 	const void		*ra_ip;		/* client address, 4 or 16 bytes */
 	size_t			 ra_iplen;
 	int64_t			 ra_now;	/* ms, CLOCK_MONOTONIC, read now */
+	/*
+	 * Cluster limits (lease.h): the lease table, or NULL (not a
+	 * cluster); the pipe demands go to; whether the request already
+	 * waited for a unit, and whether its wait is over (the fallback
+	 * decides then); decisions counted by STATS_LEASE_*, or NULL.
+	 */
+	struct ls_table		*ra_leases;
+	int			 ra_leasefd;
+	int			 ra_waited;
+	int			 ra_final;
+	uint64_t		*ra_lease_stats;
 };
 
 /*
@@ -89,7 +101,9 @@ struct auth_result {
 	/*
 	 * Outcome: status 0 = allowed; else 401, 403, 429 or 503; or
 	 * AUTH_PENDING: hold the request until jwtauth_wait_over() for
-	 * provider ar_wait, then ask again.
+	 * provider ar_wait, then ask again; with ar_wait -1 (from
+	 * auth_limit()), until a unit of the cluster's quota came, at most
+	 * LS_WAIT_MS (then ask again with ra_final set).
 	 */
 	int		 ar_status;
 	const char	*ar_code;	/* refusal code, NULL when allowed */

@@ -130,14 +130,18 @@ struct event_base;
 struct journal;
 struct idem_entry;
 struct stats_master;
+struct ls_table;
 
 /*
  * The master's cluster for conf (c_cluster set): reads cluster.state and
- * starts connecting (nothing blocks).  NULL with the reason in err.
+ * starts connecting (nothing blocks); rate limits are leased into lt
+ * (lease.h; NULL: none).  NULL with the reason in err.
  */
 struct cluster *cluster_new(struct event_base *, const struct config *,
 	    struct keystore *, struct journal *, struct idem_entry *,
-	    struct stats_master *, pid_t, char *, size_t);
+	    struct stats_master *, struct ls_table *, pid_t, char *, size_t);
+/* The demand pipe's write end, for the workers (-1: none). */
+int	 cluster_demand_fd(const struct cluster *);
 void	 cluster_free(struct cluster *);
 
 /* Does conf name the same Redis and cluster as c runs with? */

@@ -227,6 +227,7 @@ struct config {
 	char			*c_cluster_user;	/* ACL user, or NULL */
 	char			*c_cluster_pass;	/* or NULL */
 	char			*c_cluster_name;	/* cluster_name */
+	int			 c_cluster_fallback;	/* 0 local, 1 deny */
 	/*
 	 * sentinel://HOST:PORT[,HOST:PORT...]/MASTER: the sentinels asked
 	 * for the primary (c_cluster_host is then NULL), and their password

@@ -27,6 +27,7 @@ struct server_env {
 	pid_t			 se_master;	/* exit when this parent is gone */
 	const int		*se_clfds;	/* channels to the cluster, */
 	int			 se_nclfds;	/* 0: not in a cluster */
+	int			 se_leasefd;	/* cluster limits' demands, or -1 */
 };
 
 /* Serve until stopped; returns the process exit status. */

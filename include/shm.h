@@ -14,7 +14,8 @@
  * JWT_MAX_PROVIDERS JWKS slots (jwks.h) at sh_jwks_off, then the metrics
  * counters (stats.h) at sh_stats_off (version 8: key slots grew a rate-limited
  * counter and the usage history's baselines, usage.h), then (version 9)
- * the Idempotency-Key table (idem.h) at sh_idem_off; sh_size covers
+ * the Idempotency-Key table (idem.h) at sh_idem_off, then (version 15)
+ * the cluster's lease table (lease.h) at sh_lease_off; sh_size covers
  * the whole segment.  These layout fields are for reading only: workers
  * can write the header, so the offsets and sizes the code uses come from a
  * private copy (shm.c), never from here.  The mapping
@@ -38,7 +39,7 @@
 #include "stats.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	14
+#define SHM_VERSION	15
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
@@ -98,6 +99,7 @@ struct shm_header {
 	uint64_t	 sh_jwks_off;	/* JWKS slots */
 	uint64_t	 sh_stats_off;	/* metrics counters */
 	uint64_t	 sh_idem_off;	/* Idempotency-Key table (idem.h) */
+	uint64_t	 sh_lease_off;	/* lease table (lease.h) */
 	/*
 	 * Wall-clock minus CLOCK_MONOTONIC ms, fixed at creation: the
 	 * limiter's times shown as wall-clock times in the access log, the
@@ -148,6 +150,10 @@ struct rl_failtable *shm_failtable(struct shm_header *);
 /* The metrics counters (stats.h): per-worker slots, names, sums. */
 struct stats_region;
 struct stats_region *shm_stats(const struct shm_header *);
+
+/* The cluster's lease table (lease.h). */
+struct ls_table;
+struct ls_table *shm_leases(const struct shm_header *);
 
 /* The Idempotency-Key table (idem.h), IDEM_ENTRIES entries. */
 struct idem_entry;

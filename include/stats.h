@@ -94,6 +94,14 @@ enum stats_tls {
 
 /* Subjects of keygate_ratelimit_refusals_total, as auth_rate's ra_refused. */
 #define STATS_NSUBJECTS		3	/* key, address, jwt */
+/* How cluster limits decided a request (keygate_cluster_limit_*). */
+#define STATS_LEASE_LEASE	0	/* a unit of this node's lease */
+#define STATS_LEASE_WAITED	1	/* ... after waiting for one */
+#define STATS_LEASE_FULL	2	/* refused: the cluster is full */
+#define STATS_LEASE_LOCAL	3	/* Redis lost: limit / nodes here */
+#define STATS_LEASE_DENY	4	/* Redis lost: 503 */
+#define STATS_LEASE_TIMEOUT	5	/* no unit in LS_WAIT_MS: 503 */
+#define STATS_NLEASE		6
 
 extern const char *const stats_conn_name[STATS_NCONN];
 extern const char *const stats_upresult_name[STATS_NUPRESULTS];
@@ -101,6 +109,7 @@ extern const char *const stats_reason_name[STATS_NREASONS];
 extern const char *const stats_scheme_name[STATS_NSCHEMES];
 extern const char *const stats_tls_name[STATS_NTLS];
 extern const char *const stats_subject_name[STATS_NSUBJECTS];
+extern const char *const stats_lease_name[STATS_NLEASE];
 /* Upper bounds of the histogram buckets, microseconds: 0.0005 s ... 10 s. */
 extern const uint32_t stats_bucket_us[STATS_BUCKETS];
 
@@ -144,6 +153,8 @@ struct stats_slot {
 	uint64_t	 ss_auth[STATS_NSCHEMES][STATS_NREASONS];
 	/* 429s by subject and window: auth_rate's ra_refused points here. */
 	uint64_t	 ss_rate[STATS_NSUBJECTS][RL_WINDOWS];
+	/* Cluster limits' decisions, STATS_LEASE_*: auth_rate's ra_lease. */
+	uint64_t	 ss_lease[STATS_NLEASE];
 	struct stats_route ss_routes[STATS_ROUTES];
 	struct stats_upstream ss_upstreams[STATS_UPSTREAMS];
 } __attribute__((aligned(64)));
@@ -211,6 +222,18 @@ struct stats_master {
 	uint32_t	 sm_cluster_up;
 	uint64_t	 sm_cluster_applied;
 	int64_t		 sm_cluster_lag_ms;
+	/*
+	 * The same for the rate limits' leases (cllimit.h): the mode
+	 * (lease.h's enum ls_mode), lease calls sent and failed, units
+	 * granted and handed back, calls that found the cluster full.
+	 */
+	uint32_t	 sm_lim_mode;
+	uint32_t	 sm_lim_pad;
+	uint64_t	 sm_lim_calls;
+	uint64_t	 sm_lim_failed;
+	uint64_t	 sm_lim_granted;
+	uint64_t	 sm_lim_returned;
+	uint64_t	 sm_lim_full;
 };
 #define STATS_HEALTH_NONE	0	/* not checked */
 #define STATS_HEALTH_UP		1
@@ -242,6 +265,7 @@ struct stats_total {
 	uint64_t	 st_tls[STATS_NTLS];
 	uint64_t	 st_auth[STATS_NSCHEMES][STATS_NREASONS];
 	uint64_t	 st_rate[STATS_NSUBJECTS][RL_WINDOWS];
+	uint64_t	 st_lease[STATS_NLEASE];
 	struct stats_route_total st_routes[STATS_ROUTES];
 	struct stats_upstream st_upstreams[STATS_UPSTREAMS];
 	int64_t		 st_started;

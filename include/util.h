@@ -21,6 +21,7 @@ int	 util_ncpus(void);
  * Wall clock (for timestamps stored or shown) and monotonic clock (for
  * intervals and deadlines) in milliseconds / microseconds.
  */
+void	 util_clock_init(void);	/* the test hook of util.c */
 int64_t	 util_now_ms(void);
 int64_t	 util_mono_ms(void);
 int64_t	 util_mono_us(void);

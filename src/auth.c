@@ -21,7 +21,9 @@
 #include "http.h"
 #include "jwtauth.h"
 #include "keystore.h"
+#include "lease.h"
 #include "route.h"
+#include "stats.h"
 #include "secret.h"
 #include "util.h"
 
@@ -648,6 +650,119 @@ auth_limits(const struct route *r, const struct auth_rate *ra,
 	return (on != 0);
 }
 
+/* A 429 naming ar_rate's window, counted in ra_refused. */
+static void
+auth_rate_refuse(const struct auth_rate *ra, int kind, struct auth_result *ar)
+{
+	int	 w;
+
+	if ((w = ar->ar_rate.rr_window) < 0)	/* cannot be: some window */
+		w = 0;				/* is enforced */
+	if (ra->ra_refused != NULL)
+		__atomic_fetch_add(&ra->ra_refused[kind * RL_WINDOWS + w], 1,
+		    __ATOMIC_RELAXED);
+	auth_refuse(ar, 429, "rate_limited", "rate limit of %u requests per "
+	    "%s reached; retry in %u s", ar->ar_rate.rr_limit,
+	    ratelimit_window_name[w], ar->ar_rate.rr_retry_after);
+}
+
+static void
+auth_lease_count(const struct auth_rate *ra, int how)
+{
+	if (ra->ra_lease_stats != NULL)
+		__atomic_fetch_add(&ra->ra_lease_stats[how], 1,
+		    __ATOMIC_RELAXED);
+}
+
+/*
+ * The cluster's limit (lease.h), before the node's own: 0 to go on with
+ * the node's limiter (tk holding the unit taken, if one was; lim divided
+ * by the live nodes under cluster_fallback local), else 1 with ar_status
+ * set: 429 (the cluster is full), 503 (cluster_fallback deny) or
+ * AUTH_PENDING (wait for a unit).
+ */
+static int
+auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
+    uint32_t lim[RL_WINDOWS], struct ls_took *tk)
+{
+	struct ls_subject	 s;
+	const void		*id;
+	size_t			 len;
+	uint32_t		 mode, n;
+	int64_t			 secs;
+	int			 w;
+
+	tk->lt_e = NULL;
+	mode = __atomic_load_n(&ra->ra_leases->lt_mode, __ATOMIC_RELAXED);
+	if (mode == LS_MODE_LEASE) {
+		if (kind == AUTH_RL_KEY) {
+			id = ar->ar_key.k_id;
+			len = strnlen(ar->ar_key.k_id, sizeof(ar->ar_key.k_id));
+		} else if (kind == AUTH_RL_JWT) {
+			id = ar->ar_jwt.ji_ratekey;
+			len = sizeof(ar->ar_jwt.ji_ratekey);
+		} else {
+			id = ra->ra_ip;
+			len = ra->ra_iplen;
+		}
+		lease_subject(&s, kind == AUTH_RL_KEY ? LS_KIND_KEY :
+		    kind == AUTH_RL_JWT ? LS_KIND_JWT : LS_KIND_ADDR, id, len,
+		    lim);
+		switch (lease_take(ra->ra_leases, ra->ra_leasefd, &s,
+		    ra->ra_now, tk)) {
+		case LS_TAKEN:
+			auth_lease_count(ra, ra->ra_waited ?
+			    STATS_LEASE_WAITED : STATS_LEASE_LEASE);
+			return (0);
+		case LS_FULL:
+			auth_lease_count(ra, STATS_LEASE_FULL);
+			w = tk->lt_window;
+			secs = (tk->lt_until - ra->ra_now + 999) / 1000;
+			if (secs < 1)
+				secs = 1;
+			memset(&ar->ar_rate, 0, sizeof(ar->ar_rate));
+			ar->ar_rate.rr_window = w;
+			ar->ar_rate.rr_limit = lim[w];
+			ar->ar_rate.rr_reset = (uint32_t)secs;
+			ar->ar_rate.rr_retry_after = (uint32_t)secs;
+			auth_rate_refuse(ra, kind, ar);
+			return (1);
+		default:
+			break;
+		}
+		if (!ra->ra_final) {
+			ar->ar_status = AUTH_PENDING;
+			ar->ar_wait = -1;
+			return (1);
+		}
+		/*
+		 * No unit came in LS_WAIT_MS, Redis reachable but slow: the
+		 * other nodes may be spending the rest of the window, so
+		 * admitting by the fallback could overshoot.  Refused.
+		 */
+		auth_lease_count(ra, STATS_LEASE_TIMEOUT);
+		ar->ar_limited = 0;
+		auth_refuse(ar, 503, "cluster_unavailable", "the cluster did "
+		    "not grant a share of this rate limit in time; retry "
+		    "shortly");
+		return (1);
+	}
+	if (mode == LS_MODE_DENY) {
+		auth_lease_count(ra, STATS_LEASE_DENY);
+		auth_refuse(ar, 503, "cluster_unavailable", "the cluster's "
+		    "rate limits cannot be checked now; retry shortly");
+		return (1);
+	}
+	if (mode == LS_MODE_LOCAL) {
+		auth_lease_count(ra, STATS_LEASE_LOCAL);
+		n = __atomic_load_n(&ra->ra_leases->lt_nodes, __ATOMIC_RELAXED);
+		for (w = 0; n > 1 && w < RL_WINDOWS; w++)
+			if (lim[w] != 0)
+				lim[w] = lim[w] / n > 0 ? lim[w] / n : 1;
+	}
+	return (0);
+}
+
 /*
  * The rate limit for a request that passed every other check (see auth.h
  * for whose limits apply).  Refused: 429 naming the window that frees
@@ -658,8 +773,9 @@ auth_rate_admit(const struct route *r, const struct auth_rate *ra,
     struct keystore *ks, const struct auth_jwt *jwt, struct auth_result *ar)
 {
 	struct rl_state	*st;
+	struct ls_took	 tk;
 	uint32_t	 lim[RL_WINDOWS];
-	int		 kind, w, ok;
+	int		 kind, ok;
 
 	if (r->r_rate_off)
 		return;
@@ -680,6 +796,12 @@ auth_rate_admit(const struct route *r, const struct auth_rate *ra,
 		return;
 	ratelimit_set(&ar->ar_limits, lim);
 	ar->ar_limited = 1;
+	tk.lt_e = NULL;
+	if (ra->ra_leases != NULL) {
+		if (auth_lease(ra, kind, ar, lim, &tk))
+			return;
+		ratelimit_set(&ar->ar_limits, lim);	/* the fallback's */
+	}
 	if (kind == AUTH_RL_ADDRESS)
 		ok = ratelimit_iptable_admit(ra->ra_ips, ra->ra_ip,
 		    ra->ra_iplen, &ar->ar_limits, ra->ra_now, &ar->ar_rate);
@@ -701,16 +823,18 @@ auth_rate_admit(const struct route *r, const struct auth_rate *ra,
 		    "in use at once (max_active_keys); retry shortly");
 		return;
 	}
-	if (ok)
+	if (ok) {
+		/* What is left is the cluster's, as far as this node knows. */
+		if (tk.lt_e != NULL && tk.lt_free < ar->ar_rate.rr_remaining)
+			ar->ar_rate.rr_remaining = tk.lt_free;
 		return;
-	if ((w = ar->ar_rate.rr_window) < 0)	/* cannot be: some window */
-		w = 0;				/* is enforced */
-	if (ra->ra_refused != NULL)
-		__atomic_fetch_add(&ra->ra_refused[kind * RL_WINDOWS + w], 1,
-		    __ATOMIC_RELAXED);
-	auth_refuse(ar, 429, "rate_limited", "rate limit of %u requests per "
-	    "%s reached; retry in %u s", ar->ar_rate.rr_limit,
-	    ratelimit_window_name[w], ar->ar_rate.rr_retry_after);
+	}
+	/*
+	 * A unit taken is not given back: the master may have reported it
+	 * spent already (lease.h).  The node's limiter refuses only when
+	 * this node alone used the window, so the cluster's is used up too.
+	 */
+	auth_rate_refuse(ra, kind, ar);
 }
 
 /* Append "Name: n\r\n" at p; returns the end. */
@@ -847,6 +971,8 @@ auth_limit(const struct route *r, const struct auth_rate *rate,
 		return (ar->ar_status);
 	if (rate != NULL)
 		auth_rate_admit(r, rate, ks, jwt, ar);
+	if (ar->ar_status == AUTH_PENDING)	/* counted when decided */
+		return (ar->ar_status);
 	if (ar->ar_found && ks != NULL)
 		keystore_count_use(ks, ar->ar_slot, ar->ar_status == 0 ?
 		    KS_USE_ALLOWED : ar->ar_status == 429 ? KS_USE_LIMITED :

@@ -41,11 +41,13 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "cllimit.h"
 #include "cluster.h"
 #include "config.h"
 #include "idem.h"
 #include "journal.h"
 #include "keystore.h"
+#include "lease.h"
 #include "log.h"
 #include "secret.h"
 #include "shm.h"
@@ -430,6 +432,8 @@ struct cluster {
 	struct cl_task		*cl_ops;
 	struct cl_mine		 cl_mine[CL_MINE];
 	size_t			 cl_nmine;	/* written so far (ring) */
+	struct cllimit		*cl_lim;	/* rate limits' leases */
+	int			 cl_fallback;	/* LS_MODE_LOCAL or _DENY */
 };
 
 static void	 cl_connect(struct cl_conn *);
@@ -451,6 +455,7 @@ static void	 cl_repl_cb(redisAsyncContext *, void *, void *);
 static void	 cl_mine_add(struct cluster *, const struct cl_pos *,
 		    const char *, const struct ks_key *);
 static void	 cl_op_unlink(struct cluster *, struct cl_task *);
+static void	 cl_lim_publish(struct cluster *);
 
 /* --- connections ------------------------------------------------------- */
 
@@ -529,6 +534,8 @@ cl_conn_lost(struct cl_conn *cc, const char *why)
 	if (cc == &cl->cl_cmd && cl->cl_sm != NULL)
 		__atomic_store_n(&cl->cl_sm->sm_cluster_up, 0,
 		    __ATOMIC_RELAXED);
+	if (cc == &cl->cl_cmd)
+		cllimit_redis(cl->cl_lim, 0);
 	/*
 	 * With Sentinel, a primary that keeps failing may have been replaced
 	 * while this node missed the news (its sentinel gone silent): after
@@ -618,6 +625,8 @@ cl_conn_up(struct cl_conn *cc)
 	if (cc == &cl->cl_cmd && cl->cl_sm != NULL)
 		__atomic_store_n(&cl->cl_sm->sm_cluster_up, 1,
 		    __ATOMIC_RELAXED);
+	if (cc == &cl->cl_cmd)
+		cllimit_redis(cl->cl_lim, 1);
 	if (cc == &cl->cl_sen) {
 		cl_sen_ask(cl);
 		return;
@@ -1514,6 +1523,7 @@ cl_beat_cb(redisAsyncContext *ac, void *r, void *arg)
 		}
 		json_decref(cl->cl_nodes);
 		cl->cl_nodes = nodes;
+		cllimit_nodes(cl->cl_lim, (uint32_t)json_array_size(nodes));
 	}
 	if (cl->cl_sm != NULL)
 		__atomic_store_n(&cl->cl_sm->sm_cluster_lag_ms,
@@ -2714,6 +2724,24 @@ done:
 	free(pos);
 }
 
+/* The rate limits' side of /v1/cluster. */
+static json_t *
+cl_lim_status(struct cluster *cl)
+{
+	struct cll_stats	 cs;
+	int			 mode = cllimit_mode(cl->cl_lim);
+
+	cllimit_stats(cl->cl_lim, &cs);
+	return (json_pack("{s:s,s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I}",
+	    "mode", cllimit_mode_name(mode), "fallback",
+	    cllimit_mode_name(cl->cl_fallback), "nodes",
+	    (int)cllimit_nodes_seen(cl->cl_lim), "subjects",
+	    (json_int_t)cs.cs_subjects, "lease_calls", (json_int_t)cs.cs_calls,
+	    "lease_calls_failed", (json_int_t)cs.cs_failed, "units_granted",
+	    (json_int_t)cs.cs_granted, "units_returned",
+	    (json_int_t)cs.cs_returned, "full", (json_int_t)cs.cs_full));
+}
+
 /* The cluster's state as /v1/cluster shows it. */
 static json_t *
 cl_status(struct cluster *cl)
@@ -2773,6 +2801,7 @@ cl_status(struct cluster *cl)
 	if (cl->cl_cache_failed)
 		json_object_set_new(o, "cache", json_string("a journal write "
 		    "failed: state_dir holds an older copy"));
+	json_object_set_new(o, "limits", cl_lim_status(cl));
 	return (o);
 }
 
@@ -2981,6 +3010,7 @@ cluster_child_detach(struct cluster *cl, int slot)
 		OPENSSL_cleanse(cl->cl_pass, strlen(cl->cl_pass));
 	if (cl->cl_sen_pass != NULL)
 		OPENSSL_cleanse(cl->cl_sen_pass, strlen(cl->cl_sen_pass));
+	cllimit_child_detach(cl->cl_lim);
 	(void)slot;
 }
 
@@ -2997,6 +3027,7 @@ cl_tick_cb(evutil_socket_t fd, short what, void *arg)
 	cl_conn_tick(&cl->cl_cmd, now);
 	cl_conn_tick(&cl->cl_rd, now);
 	cl_ops_reached(cl);
+	cl_lim_publish(cl);
 	if (now >= cl->cl_beat_ms) {
 		cl->cl_beat_ms = now + CL_BEAT_MS;
 		if (cl->cl_joined || cl->cl_joining == 0)
@@ -3007,6 +3038,54 @@ cl_tick_cb(evutil_socket_t fd, short what, void *arg)
 		cl->cl_usage_ms = now + CL_USAGE_MS;
 		cl_usage_push(cl);
 	}
+}
+
+/* --- rate limits (cllimit.c) ------------------------------------------ */
+
+static void
+cl_lim_cb(redisAsyncContext *ac, void *r, void *arg)
+{
+	struct cl_conn	*cc = ac->data;
+
+	if (cc != NULL)
+		cl_answered_on(cc, ac);
+	cllimit_answer(arg, r);
+}
+
+/* cllimit's calls go on the command connection, once it is up. */
+static int
+cl_lim_send(struct cluster *cl, void *arg, int argc, const char **argv)
+{
+	if (!cl->cl_cmd.cc_up)
+		return (-1);
+	return (cl_send(&cl->cl_cmd, cl_lim_cb, arg, argc, argv));
+}
+
+/* The rate limits' figures for /metrics (stats_master, outside sm_seq). */
+static void
+cl_lim_publish(struct cluster *cl)
+{
+	struct stats_master	*sm = cl->cl_sm;
+	struct cll_stats	 cs;
+
+	if (sm == NULL)
+		return;
+	cllimit_stats(cl->cl_lim, &cs);
+	__atomic_store_n(&sm->sm_lim_mode, (uint32_t)cllimit_mode(cl->cl_lim),
+	    __ATOMIC_RELAXED);
+	__atomic_store_n(&sm->sm_lim_calls, cs.cs_calls, __ATOMIC_RELAXED);
+	__atomic_store_n(&sm->sm_lim_failed, cs.cs_failed, __ATOMIC_RELAXED);
+	__atomic_store_n(&sm->sm_lim_granted, cs.cs_granted,
+	    __ATOMIC_RELAXED);
+	__atomic_store_n(&sm->sm_lim_returned, cs.cs_returned,
+	    __ATOMIC_RELAXED);
+	__atomic_store_n(&sm->sm_lim_full, cs.cs_full, __ATOMIC_RELAXED);
+}
+
+int
+cluster_demand_fd(const struct cluster *cl)
+{
+	return (cl != NULL ? cllimit_demand_fd(cl->cl_lim) : -1);
 }
 
 /* --- set-up ------------------------------------------------------------ */
@@ -3022,7 +3101,8 @@ cl_key(const char *prefix, const char *name)
 struct cluster *
 cluster_new(struct event_base *base, const struct config *conf,
     struct keystore *ks, struct journal *j, struct idem_entry *idem,
-    struct stats_master *sm, pid_t pid, char *err, size_t errlen)
+    struct stats_master *sm, struct ls_table *lt, pid_t pid, char *err,
+    size_t errlen)
 {
 	static const char *const names[] = {
 		"keys", "digests", "stream", "epoch", "nodes", "node:",
@@ -3072,6 +3152,14 @@ cluster_new(struct event_base *base, const struct config *conf,
 		snprintf(cl->cl_hostname, sizeof(cl->cl_hostname), "unknown");
 	if (cl_state_load(cl, err, errlen) == -1)
 		goto fail;
+	cl->cl_fallback = conf->c_cluster_fallback ? LS_MODE_DENY :
+	    LS_MODE_LOCAL;
+	if (lt != NULL && (cl->cl_lim = cllimit_new(base, lt, cl, cl_lim_send,
+	    cl->cl_prefix, cl->cl_state.s_node, cl->cl_fallback)) == NULL) {
+		snprintf(err, errlen, "cannot start the rate limits' leases: "
+		    "%s", strerror(errno));
+		goto fail;
+	}
 	for (s = 0; s < conf->c_cluster_nsentinels; s++) {
 		if ((cl->cl_sen_host[s] = strdup(
 		    conf->c_cluster_sentinel_host[s])) == NULL) {
@@ -3134,6 +3222,8 @@ cluster_free(struct cluster *cl)
 	cl_drop(&cl->cl_sen, "stopping");
 	cl_drop(&cl->cl_cmd, "stopping");
 	cl_drop(&cl->cl_rd, "stopping");
+	/* After the connections: their callbacks may still name a lease. */
+	cllimit_free(cl->cl_lim);
 	if (cl->cl_j != NULL && cl->cl_state.s_node[0] != '\0')
 		cl_state_save(cl);
 	for (s = 0; s < SHM_SLOTS; s++)
@@ -3183,5 +3273,7 @@ cluster_same(const struct cluster *cl, const struct config *conf)
 {
 	return (conf->c_cluster && cl_streq(cl->cl_url, conf->c_cluster_url) &&
 	    cl_streq(cl->cl_name, conf->c_cluster_name) &&
+	    cl->cl_fallback == (conf->c_cluster_fallback ? LS_MODE_DENY :
+	    LS_MODE_LOCAL) &&
 	    cl_streq(cl->cl_pass, conf->c_cluster_pass));
 }

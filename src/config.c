@@ -151,6 +151,7 @@ static int	 perr(struct parser *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
 static const char *const off_on[] = { "off", "on", NULL };
+static const char *const local_deny[] = { "local", "deny", NULL };
 
 static const char *const log_levels[] = {
 	"error", "warn", "info", "debug", NULL
@@ -248,6 +249,7 @@ static const struct directive directives[] = {
 	ENUM("tls_session_tickets", c_tls_tickets, off_on, "on"),
 	FUNC("cluster_redis", 1, 3, dir_cluster_redis, 0, 0, NULL, 0),
 	MFUNC("cluster_name", dir_cluster_name, c_cluster_name, "default"),
+	ENUM("cluster_fallback", c_cluster_fallback, local_deny, "local"),
 };
 
 /* Names a route refers to, resolved once the whole file is read. */

@@ -265,6 +265,7 @@ main(int argc, char *argv[])
 
 	/* Before anything reads argv[]: titles are written over it. */
 	util_proctitle_init(argc, argv);
+	util_clock_init();
 	while ((ch = getopt_long(argc, argv, "c:fhtv", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':

@@ -806,6 +806,7 @@ master_fork(struct master *m, struct child *ch, int index)
 		env.se_master = master;
 		env.se_clfds = clfds;
 		env.se_nclfds = ncl;
+		env.se_leasefd = cluster_demand_fd(m->m_cluster);
 		exit(server_run(&env));
 	}
 	for (i = 0; i < (size_t)ncl; i++)
@@ -1348,8 +1349,8 @@ master_keep_store(struct master *m, struct config *conf, char *err,
 	}
 	if (m->m_cluster != NULL ? !cluster_same(m->m_cluster, conf) :
 	    conf->c_cluster) {
-		log_warnx("cluster_redis and cluster_name changes are ignored "
-		    "until the next restart");
+		log_warnx("cluster_redis, cluster_name and cluster_fallback "
+		    "changes are ignored until the next restart");
 		master_keep_cluster(m->m_conf, conf);
 	}
 	if (shm_max_keys(m->m_shm) != conf->c_max_keys) {
@@ -1392,6 +1393,7 @@ master_keep_cluster(const struct config *run, struct config *conf)
 	conf->c_cluster = run->c_cluster;
 	conf->c_cluster_port = run->c_cluster_port;
 	conf->c_cluster_db = run->c_cluster_db;
+	conf->c_cluster_fallback = run->c_cluster_fallback;
 }
 
 /*
@@ -1616,7 +1618,8 @@ master_run(struct master_opts *opts, struct config *conf,
 	/* Before any worker: each gets its channels at its fork. */
 	if (conf->c_cluster && (m.m_cluster = cluster_new(m.m_base, conf,
 	    &m.m_ks, &m.m_journal, shm_idem(shm),
-	    &shm_stats(shm)->sr_master, getpid(), err, sizeof(err))) == NULL)
+	    &shm_stats(shm)->sr_master, shm_leases(shm), getpid(), err,
+	    sizeof(err))) == NULL)
 		fatalx("cluster: %s", err);
 	m.m_gen = m.m_gencount = 1;
 	master_pending(&m);

@@ -272,9 +272,50 @@ metrics_upstreams(struct mbuf *b, const struct stats_region *r,
 	}
 }
 
+/* Cluster-wide rate limits (cllimit.h). */
+static void
+metrics_cluster_limits(struct mbuf *b, const struct stats_master *sm,
+    const struct stats_total *t)
+{
+	static const char *const mode[] = { "off", "lease", "local", "deny" };
+	uint32_t	 m = __atomic_load_n(&sm->sm_lim_mode, __ATOMIC_RELAXED);
+	int		 i;
+
+	mb_family(b, "keygate_cluster_limit_mode", "gauge",
+	    "1 for how rate limits are enforced now: leased from Redis, or "
+	    "the cluster_fallback while Redis cannot be asked (local, deny).");
+	for (i = 1; i < 4; i++)
+		mb_printf(b, "keygate_cluster_limit_mode{mode=\"%s\"} %d\n",
+		    mode[i], m == (uint32_t)i);
+	mb_family(b, "keygate_cluster_limit_decisions_total", "counter",
+	    "Rate-limited requests by how the cluster's limit decided them: a "
+	    "unit of this node's lease, one waited for, refused as the "
+	    "cluster was full, or by the fallback.");
+	for (i = 0; i < STATS_NLEASE; i++)
+		mb_printf(b, "keygate_cluster_limit_decisions_total{how=\"%s\"} "
+		    "%" PRIu64 "\n", stats_lease_name[i], t->st_lease[i]);
+	mb_family(b, "keygate_cluster_lease_calls_total", "counter",
+	    "Lease calls this node's master made to Redis, by outcome.");
+	mb_printf(b, "keygate_cluster_lease_calls_total{result=\"ok\"} %"
+	    PRIu64 "\n", __atomic_load_n(&sm->sm_lim_calls, __ATOMIC_RELAXED) -
+	    __atomic_load_n(&sm->sm_lim_failed, __ATOMIC_RELAXED));
+	mb_printf(b, "keygate_cluster_lease_calls_total{result=\"failed\"} %"
+	    PRIu64 "\n", __atomic_load_n(&sm->sm_lim_failed,
+	    __ATOMIC_RELAXED));
+	mb_family(b, "keygate_cluster_lease_units_total", "counter",
+	    "Units of quota granted to this node, and handed back unused.");
+	mb_printf(b, "keygate_cluster_lease_units_total{what=\"granted\"} %"
+	    PRIu64 "\n", __atomic_load_n(&sm->sm_lim_granted,
+	    __ATOMIC_RELAXED));
+	mb_printf(b, "keygate_cluster_lease_units_total{what=\"returned\"} %"
+	    PRIu64 "\n", __atomic_load_n(&sm->sm_lim_returned,
+	    __ATOMIC_RELAXED));
+}
+
 /* The cluster (cluster.h), when cluster_redis is set. */
 static void
-metrics_cluster(struct mbuf *b, const struct stats_master *sm)
+metrics_cluster(struct mbuf *b, const struct stats_master *sm,
+    const struct stats_total *t)
 {
 	if (__atomic_load_n(&sm->sm_cluster, __ATOMIC_RELAXED) == 0)
 		return;
@@ -292,6 +333,7 @@ metrics_cluster(struct mbuf *b, const struct stats_master *sm)
 	    "applied to this node's key store.");
 	mb_printf(b, "keygate_cluster_applied_total %" PRIu64 "\n",
 	    __atomic_load_n(&sm->sm_cluster_applied, __ATOMIC_RELAXED));
+	metrics_cluster_limits(b, sm, t);
 }
 
 static void
@@ -501,7 +543,7 @@ metrics_render(const struct metrics_src *src, size_t *len)
 	metrics_conns(&b, t);
 	metrics_daemon(&b, src, t);
 	metrics_jwks(&b, src->ms_jwks);
-	metrics_cluster(&b, &src->ms_stats->sr_master);
+	metrics_cluster(&b, &src->ms_stats->sr_master, t);
 	metrics_process(&b, t);
 	free(t);
 	if (b.mb_fail || b.mb_buf == NULL) {

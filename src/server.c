@@ -79,6 +79,7 @@
 #include "io.h"
 #include "journal.h"
 #include "jwks.h"
+#include "lease.h"
 #include "jwtauth.h"
 #include "keystore.h"
 #include "log.h"
@@ -107,6 +108,7 @@
 #define CONN_IDENT_MAX		2304	/* identity header bytes (a JWT's */
 					/* scopes and headers= included) */
 #define CONN_HOLD_POLL_MS	10	/* a held request looks this often */
+#define CONN_LEASE_POLL_US	1000	/* ... for a unit of cluster quota */
 
 enum conn_state {
 	CONN_IDLE,	/* between requests */
@@ -224,6 +226,9 @@ struct conn {
 	int			 c_hold_final;	/* the next decision is the last */
 	int64_t			 c_hold_asked;
 	int64_t			 c_hold_until;	/* 0: not held */
+	int64_t			 c_lease_until;	/* a unit of the cluster's */
+						/* quota (provider -1): 0 */
+						/* when not waiting for one */
 	char			*c_hold_cred;
 	size_t			 c_hold_credlen;
 };
@@ -1107,7 +1112,11 @@ conn_hold(struct conn *c, const struct route *r, int verify, int p,
 {
 	struct timeval	 tv = { 0, CONN_HOLD_POLL_MS * 1000 };
 
-	if (c->c_hold_until == 0) {
+	if (p == -1) {		/* a unit of the cluster's quota */
+		if (c->c_lease_until == 0)
+			c->c_lease_until = now + LS_WAIT_MS;
+		tv.tv_usec = CONN_LEASE_POLL_US;
+	} else if (c->c_hold_until == 0) {
 		c->c_hold_asked = now;
 		c->c_hold_until = now + JWKS_HOLD_MS;
 	}
@@ -1193,12 +1202,14 @@ conn_authenticate(struct conn *c, const struct route *r, int verify,
 /*
  * The rate limit for the caller ar identified on route r (auth_limit()):
  * 1 if admitted, its identity headers for the upstream kept in c_ident;
- * else 0 with the 429 (or a 500) queued and finished.  The RateLimit-*
- * headers go into every answer once a limit decided.  now: monotonic ms;
- * aj as for conn_authenticate().
+ * else 0 with the 429 (or a 500, or the cluster's 503) queued and
+ * finished, or held (CONN_AUTHWAIT) while a unit of the cluster's quota
+ * is asked for (verify as for conn_hold()).  The RateLimit-* headers go
+ * into every answer once a limit decided.  now: monotonic ms; aj as for
+ * conn_authenticate().
  */
 static int
-conn_limit(struct conn *c, const struct route *r, int64_t now,
+conn_limit(struct conn *c, const struct route *r, int verify, int64_t now,
     const struct auth_jwt *aj, struct auth_result *ar)
 {
 	struct worker		*w = c->c_w;
@@ -1208,7 +1219,14 @@ conn_limit(struct conn *c, const struct route *r, int64_t now,
 	ra.ra_ip = c->c_riplen > 0 ? c->c_rip : NULL;
 	ra.ra_iplen = c->c_riplen;
 	ra.ra_now = now;
+	ra.ra_waited = c->c_lease_until != 0;
+	ra.ra_final = c->c_hold_final || (c->c_lease_until != 0 &&
+	    now >= c->c_lease_until);
 	auth_limit(r, &ra, &w->w_ks, aj, c->c_start_ms, ar);
+	if (ar->ar_status == AUTH_PENDING) {	/* wait for the cluster */
+		conn_hold(c, r, verify, -1, now);
+		return (0);
+	}
 	if (ar->ar_limited) {
 		/* The limiter's own time, for the access log. */
 		c->c_rate_ms = now + w->w_env->se_shm->sh_mono_to_wall;
@@ -1722,7 +1740,7 @@ conn_decide(struct conn *c, const struct route *r, int verify)
 		return;
 	}
 	if (!conn_authenticate(c, r, verify, now, ajp, &ar) ||
-	    !conn_limit(c, r, now, ajp, &ar))
+	    !conn_limit(c, r, verify, now, ajp, &ar))
 		return;
 	if (verify)
 		conn_verified(c);
@@ -1796,7 +1814,8 @@ conn_hold_check(struct conn *c)
 {
 	struct timeval	 tv = { 0, CONN_HOLD_POLL_MS * 1000 };
 
-	if (util_mono_ms() < c->c_hold_until &&
+	/* A unit of quota: tried again at every poll (conn_limit()). */
+	if (c->c_hold_provider != -1 && util_mono_ms() < c->c_hold_until &&
 	    !jwtauth_wait_over(c->c_w->w_jwt, c->c_hold_provider,
 	    c->c_hold_asked)) {
 		evtimer_add(c->c_timer, &tv);
@@ -2062,6 +2081,7 @@ conn_begin(struct conn *c)
 	c->c_scheme = NULL;
 	c->c_tunnel = 0;
 	c->c_hold_until = 0;
+	c->c_lease_until = 0;
 	c->c_hold_final = 0;
 	http_msg_init(&rq->rq_msg);
 	conn_timer(c, c->c_w->w_tv_header);
@@ -2813,6 +2833,12 @@ server_keys_setup(struct worker *w)
 		return (-1);
 	ae->ae_jwt = w->w_jwt;
 	w->w_rate.ra_refused = &w->w_ss->ss_rate[0][0];
+	w->w_rate.ra_leasefd = -1;
+	if (w->w_env->se_nclfds > 0) {	/* cluster limits (lease.h) */
+		w->w_rate.ra_leases = shm_leases(w->w_env->se_shm);
+		w->w_rate.ra_leasefd = w->w_env->se_leasefd;
+		w->w_rate.ra_lease_stats = &w->w_ss->ss_lease[0];
+	}
 	ae->ae_version = PACKAGE_VERSION;
 	ae->ae_fails = shm_failtable(w->w_env->se_shm);
 	ae->ae_stats = shm_stats(w->w_env->se_shm);

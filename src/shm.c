@@ -19,6 +19,7 @@
 #include "idem.h"
 #include "jwks.h"
 #include "keystore.h"
+#include "lease.h"
 #include "ratelimit.h"
 #include "shm.h"
 #include "stats.h"
@@ -41,6 +42,7 @@ struct shm_private {
 	size_t		 sp_jwks_off;
 	size_t		 sp_stats_off;
 	size_t		 sp_idem_off;
+	size_t		 sp_lease_off;
 	uint32_t	 sp_max_keys;
 	uint32_t	 sp_max_active;
 };
@@ -68,7 +70,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	struct keystore		 ks;
 	struct timespec		 wall, mono;
 	size_t			 off, ipoff, failoff, jwtoff, jwksoff, statsoff;
-	size_t			 idemoff;
+	size_t			 idemoff, leaseoff;
 	size_t			 size;
 	size_t			 page;
 	uint64_t		 seed;
@@ -89,7 +91,8 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	    63) & ~(size_t)63);
 	idemoff = statsoff + ((sizeof(struct stats_region) + 63) &
 	    ~(size_t)63);
-	size = idemoff + IDEM_TABLE_SIZE;
+	leaseoff = idemoff + ((IDEM_TABLE_SIZE + 63) & ~(size_t)63);
+	size = leaseoff + lease_table_size();
 	base = mmap(NULL, page + size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
@@ -112,6 +115,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	sp->sp_jwks_off = jwksoff;
 	sp->sp_stats_off = statsoff;
 	sp->sp_idem_off = idemoff;
+	sp->sp_lease_off = leaseoff;
 	sp->sp_max_keys = max_keys;
 	sp->sp_max_active = max_active;
 	(void)mprotect(base, page, PROT_READ);
@@ -129,6 +133,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	sh->sh_jwks_off = jwksoff;
 	sh->sh_stats_off = statsoff;
 	sh->sh_idem_off = idemoff;
+	sh->sh_lease_off = leaseoff;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
@@ -141,7 +146,17 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	    seed * 0xbf58476d1ce4e5b9ULL + 3);
 	ratelimit_iptable_init((char *)sh + jwtoff, SHM_JWT_ENTRIES,
 	    seed * 0x94d049bb133111ebULL + 5);
+	lease_table_init((char *)sh + leaseoff, seed * 0xd6e8feb86659fd93ULL +
+	    7);
 	return (sh);
+}
+
+/* The lease table (lease.h). */
+struct ls_table *
+shm_leases(const struct shm_header *sh)
+{
+	return ((struct ls_table *)((char *)(uintptr_t)sh +
+	    shm_private(sh)->sp_lease_off));
 }
 
 /* The Idempotency-Key table (idem.h). */

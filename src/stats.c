@@ -36,6 +36,11 @@ const char *const stats_subject_name[STATS_NSUBJECTS] = {
 	"key", "address", "jwt"
 };
 
+const char *const stats_lease_name[STATS_NLEASE] = {
+	"lease", "waited", "full", "fallback_local", "fallback_deny",
+	"timeout"
+};
+
 /* 0.0005 s to 10 s, the usual 1-2.5-5 steps. */
 const uint32_t stats_bucket_us[STATS_BUCKETS] = {
 	500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
@@ -232,6 +237,8 @@ stats_slot_add(struct stats_slot *to, const struct stats_slot *from)
 	for (i = 0; i < STATS_NSUBJECTS; i++)
 		for (j = 0; j < RL_WINDOWS; j++)
 			to->ss_rate[i][j] += from->ss_rate[i][j];
+	for (i = 0; i < STATS_NLEASE; i++)
+		to->ss_lease[i] += from->ss_lease[i];
 	for (i = 0; i < STATS_ROUTES; i++) {
 		fr = &from->ss_routes[i];
 		tr = &to->ss_routes[i];
@@ -340,6 +347,9 @@ stats_slot_sum(struct stats_total *t, const struct stats_slot *s, int gauges)
 		for (k = 0; k < RL_WINDOWS; k++)
 			t->st_rate[j][k] += __atomic_load_n(&s->ss_rate[j][k],
 			    __ATOMIC_RELAXED);
+	for (j = 0; j < STATS_NLEASE; j++)
+		t->st_lease[j] += __atomic_load_n(&s->ss_lease[j],
+		    __ATOMIC_RELAXED);
 	for (i = 0; i < t->st_nroutes; i++)
 		stats_route_sum(&t->st_routes[i], &s->ss_routes[i]);
 	for (i = 0; i < t->st_nupstreams; i++) {

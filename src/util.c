@@ -52,6 +52,24 @@ util_ncpus(void)
 	return ((int)n);
 }
 
+/*
+ * Test hook (debug builds): KEYGATE_TEST_CLOCK_SKEW_MS moves every clock
+ * this process reads through util_*_ms/us by that many ms, as a node whose
+ * clock is off would see them (the cluster's limits must not care).
+ */
+static int64_t	 util_skew_ms;
+
+void
+util_clock_init(void)
+{
+#ifdef KEYGATE_DEBUG
+	const char	*s = getenv("KEYGATE_TEST_CLOCK_SKEW_MS");
+
+	if (s != NULL)
+		util_skew_ms = strtoll(s, NULL, 10);
+#endif
+}
+
 /* Wall-clock time in milliseconds since the epoch. */
 int64_t
 util_now_ms(void)
@@ -59,7 +77,8 @@ util_now_ms(void)
 	struct timespec	 ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+	    util_skew_ms);
 }
 
 /*
@@ -72,7 +91,8 @@ util_mono_ms(void)
 	struct timespec	 ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+	    util_skew_ms);
 }
 
 /* Monotonic time in microseconds. */
@@ -82,7 +102,8 @@ util_mono_us(void)
 	struct timespec	 ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	return ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 +
+	    util_skew_ms * 1000);
 }
 
 

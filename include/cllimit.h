@@ -1,0 +1,76 @@
+/*
+ * The master's side of cluster-wide rate limits (lease.h has the workers'
+ * side, cllimit.c the arithmetic and why it holds): it reads the workers'
+ * demands from a pipe, obtains and renews leases from Redis in one Lua
+ * script per call, installs them in the lease table, hands back what is
+ * not used, and says what workers do while Redis cannot be asked.
+ */
+#ifndef KEYGATE_CLLIMIT_H
+#define KEYGATE_CLLIMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lease.h"
+
+struct event_base;
+struct cluster;
+struct cllimit;
+
+/*
+ * A send function: argv on the master's command connection (cluster.c),
+ * whose answer goes to cllimit_answer(call, reply); -1 when it is not up.
+ */
+typedef int	(*cllimit_send_fn)(struct cluster *, void *, int,
+		    const char **);
+/* The answer to a call sent (a hiredis redisReply; NULL: none came). */
+void		 cllimit_answer(void *, const void *);
+
+/* What one lease call answered (cllimit_parse_reply). */
+struct cll_reply {
+	uint32_t	 cr_grant;	/* units granted now */
+	uint32_t	 cr_hold;	/* units Redis counts as this node's */
+	int64_t		 cr_valid;	/* ms the units may be spent from now */
+	int64_t		 cr_retry;	/* full: ms until one unit fits */
+	int		 cr_window;	/* full: the window (0 .. 2) */
+	uint32_t	 cr_free;	/* units left unleased, tightest window */
+};
+
+/* Counters for /metrics and /v1/cluster (the master's own). */
+struct cll_stats {
+	uint64_t	 cs_calls;	/* lease calls sent */
+	uint64_t	 cs_failed;	/* ... answered with an error or none */
+	uint64_t	 cs_granted;	/* units granted */
+	uint64_t	 cs_returned;	/* units handed back unused */
+	uint64_t	 cs_full;	/* calls that found the cluster full */
+	uint32_t	 cs_subjects;	/* entries in use now */
+};
+
+/*
+ * Start: t is the lease table, prefix the namespace ("keygate:{NAME}:"),
+ * node this node's id, fallback LS_MODE_LOCAL or LS_MODE_DENY.  Makes the
+ * demand pipe (cllimit_demand_fd() is its write end, for the workers).
+ * NULL with errno set.
+ */
+struct cllimit	*cllimit_new(struct event_base *, struct ls_table *,
+		    struct cluster *, cllimit_send_fn, const char *,
+		    const char *, int);
+void		 cllimit_free(struct cllimit *);
+int		 cllimit_demand_fd(const struct cllimit *);
+/* In a worker after fork: close the master's end. */
+void		 cllimit_child_detach(struct cllimit *);
+/* Redis reachable (1) or not (0): workers lease, or fall back. */
+void		 cllimit_redis(struct cllimit *, int);
+/* Live nodes last seen (the fallback's divisor), at least 1. */
+void		 cllimit_nodes(struct cllimit *, uint32_t);
+/* Live nodes as last seen. */
+uint32_t	 cllimit_nodes_seen(const struct cllimit *);
+/* The mode workers are in now (enum ls_mode) and the counters. */
+int		 cllimit_mode(const struct cllimit *);
+void		 cllimit_stats(const struct cllimit *, struct cll_stats *);
+const char	*cllimit_mode_name(int);
+
+/* Parse a lease call's answer (a hiredis redisReply); 0 or -1. */
+int		 cllimit_parse_reply(const void *, struct cll_reply *);
+
+#endif /* KEYGATE_CLLIMIT_H */

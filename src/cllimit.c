@@ -1,0 +1,729 @@
+/*
+ * Cluster-wide rate limits: the master's lease manager (cllimit.h) and the
+ * Lua script that does the arithmetic in Redis.
+ *
+ * The model.  Redis keeps, per subject ("rl:" + the subject in hex, a
+ * hash), what the nodes may have admitted and until when it counts:
+ *   - "n:NODE:L1/L10/L60" -> "H B": NODE holds H units of a lease granted
+ *     against those limits, which it may spend until B (Redis ms);
+ *   - "sW:E" -> N: N units were spent at or before E (for window W, E
+ *     rounded up to a 32nd of the window).
+ * A unit held until B counts in window W until B + W; a unit spent at or
+ * before E counts until E + W.  Every unit a node spends was, from the
+ * moment it was granted until W after it was spent, counted in one of
+ * these two forms: it is held until the node reports it spent, and the
+ * report (made later than the spend, at Redis's now, or at B for a lease
+ * that expired) turns it into a spent record ending no earlier.
+ *
+ * Why no interval of a window's length admits more than the limit, all
+ * nodes counted.  Call a unit's span the time from its grant to the end
+ * of its counting.  Take any interval [T, T + W) and the admitted requests
+ * in it: each spent a unit at some s in it, whose span covers
+ * [s, s + W), hence the instant just before T + W.  So it is enough that
+ * at every instant at most L spans are open.  Spans open only when the
+ * script grants (every span starts at a grant, at Redis's now), so after a
+ * grant the number open can only fall: the script grants n only if the
+ * spans open at its now, plus n, are at most L in every window it
+ * enforces.  Reports only shorten or keep spans, except the rounding of E
+ * and the extension of held units to the new B, which lengthen spans
+ * already open at now: they are counted at now, so the check still sees
+ * them.  A route that overrides the limits leases against its own limits
+ * but counts every unit of the subject, as on one node.
+ *
+ * Clocks.  Redis's TIME is the only clock the arithmetic uses.  A node
+ * turns "valid for V ms" into an expiry on its own monotonic clock counted
+ * from when it sent the call (before Redis's now), minus 1 ms + V / 1000
+ * for the rates of the two clocks: its workers stop spending before B
+ * whatever its wall clock says.  Clock skew between nodes therefore
+ * changes nothing (the test hook KEYGATE_TEST_CLOCK_SKEW_MS moves a
+ * node's wall clock to show it); the bound is on clock rates, 0.1 %.
+ *
+ * A node that dies with a lease loses its units until B + W; a node that
+ * cannot reach Redis spends what it holds until B, then falls back
+ * (cluster_fallback).  A Redis that loses its data forgets what was spent
+ * in the last window: the limits may be exceeded once, by at most what
+ * was lost.
+ *
+ * Lease sizes.  With T a 40th of the shortest window enforced, a lease
+ * aims at 2 T of the subject's recent demand on this node (at least 1,
+ * at most half the limit) and is valid for 4 T; the workers ask for more
+ * once it is down to T / 2 of demand, so spends are reported about every
+ * 1.5 T.  What the other nodes cannot use meanwhile (held and not yet
+ * reported units) is about rate x 3.5 T per node: under 10 % of a 1 s
+ * window's limit for two nodes.  A subject unused for a while hands its
+ * lease back.
+ */
+
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+
+#include "cllimit.h"
+#include "log.h"
+#include "util.h"
+
+#define CLL_TICK_MS	10
+#define CLL_RELEASE_MS	60000	/* an entry unused this long is freed */
+#define CLL_BATCH	64	/* demands read at once */
+
+/*
+ * KEYS[1]: the subject's hash.  ARGV: the node's field, units it still
+ * holds (refill) or has taken back (drain), units wanted, validity (ms),
+ * the three limits, the three windows (ms), "1" for a drain.  Answers
+ * {granted, held, valid ms, retry ms, full window (0-based), free}.
+ */
+static const char cll_lua[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local key, f = KEYS[1], ARGV[1]\n"
+	"local left, want, v = tonumber(ARGV[2]), tonumber(ARGV[3]), "
+	"tonumber(ARGV[4])\n"
+	"local drain = ARGV[11] == '1'\n"
+	"local lim, win, maxw = {}, {}, 0\n"
+	"for w = 1, 3 do\n"
+	"  lim[w], win[w] = tonumber(ARGV[4 + w]), tonumber(ARGV[7 + w])\n"
+	"  if win[w] > maxw then maxw = win[w] end\n"
+	"end\n"
+	"local occ, ends = {0, 0, 0}, {{}, {}, {}}\n"
+	"local hold, hb = 0, 0\n"
+	"local all = redis.call('HGETALL', key)\n"
+	"for i = 1, #all, 2 do\n"
+	"  local k, val = all[i], all[i + 1]\n"
+	"  if string.sub(k, 1, 2) == 'n:' then\n"
+	"    local a, b = string.match(val, '^(%d+) (%d+)$')\n"
+	"    a, b = tonumber(a) or 0, tonumber(b) or 0\n"
+	"    if k == f then hold, hb = a, b else\n"
+	"      local live = false\n"
+	"      for w = 1, 3 do\n"
+	"        if b + win[w] > now then\n"
+	"          occ[w] = occ[w] + a; ends[w][#ends[w] + 1] = {b + win[w], a}\n"
+	"          live = true\n"
+	"        end\n"
+	"      end\n"
+	"      if not live then redis.call('HDEL', key, k) end\n"
+	"    end\n"
+	"  else\n"
+	"    local w, e = string.match(k, '^s(%d):(%d+)$')\n"
+	"    w, e = tonumber(w), tonumber(e)\n"
+	"    local n = tonumber(val) or 0\n"
+	"    if w and w >= 1 and w <= 3 and e + win[w] > now then\n"
+	"      occ[w] = occ[w] + n; ends[w][#ends[w] + 1] = {e + win[w], n}\n"
+	"    else redis.call('HDEL', key, k) end\n"
+	"  end\n"
+	"end\n"
+	"local function spend(x, n)\n"
+	"  if n <= 0 then return end\n"
+	"  for w = 1, 3 do\n"
+	"    local g = math.ceil(win[w] / 32)\n"
+	"    local e = math.ceil(x / g) * g\n"
+	"    if e + win[w] > now then\n"
+	"      redis.call('HINCRBY', key, 's' .. w .. ':' .. e, n)\n"
+	"      occ[w] = occ[w] + n; ends[w][#ends[w] + 1] = {e + win[w], n}\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"if left > hold then left = hold end\n"
+	"local keep = 0\n"
+	"if hb > now then\n"
+	"  spend(now, hold - left)\n"
+	"  if not drain then keep = left end\n"
+	"elseif drain then spend(hb, hold - left)\n"
+	"else spend(hb, hold) end\n"
+	"local grant, free = want, -1\n"
+	"for w = 1, 3 do\n"
+	"  if lim[w] > 0 then\n"
+	"    local room = lim[w] - occ[w] - keep\n"
+	"    if room < grant then grant = room end\n"
+	"    if free < 0 or room < free then free = room end\n"
+	"  end\n"
+	"end\n"
+	"if grant < 0 then grant = 0 end\n"
+	"free = free - grant\n"
+	"if free < 0 then free = 0 end\n"
+	"local h = keep + grant\n"
+	"if h > 0 then redis.call('HSET', key, f, h .. ' ' .. (now + v))\n"
+	"else redis.call('HDEL', key, f) end\n"
+	"redis.call('PEXPIRE', key, maxw + v + 1000)\n"
+	"local retry, fw = 0, 0\n"
+	"if h == 0 and want > 0 then\n"
+	"  for w = 1, 3 do\n"
+	"    if lim[w] > 0 and occ[w] >= lim[w] then\n"
+	"      table.sort(ends[w], function(a, b) return a[1] < b[1] end)\n"
+	"      local c, at = occ[w], now\n"
+	"      for _, p in ipairs(ends[w]) do\n"
+	"        c = c - p[2]\n"
+	"        if c <= lim[w] - 1 then at = p[1]; break end\n"
+	"      end\n"
+	"      if at - now > retry then retry, fw = at - now, w - 1 end\n"
+	"    end\n"
+	"  end\n"
+	"  if retry < 1 then retry = 1 end\n"
+	"end\n"
+	"return {grant, h, v, retry, fw, free}\n";
+
+/* The master's own state of each lease-table entry. */
+struct cll_ent {
+	int		 ce_active;	/* claimed for a subject */
+	int		 ce_busy;	/* a call is in flight */
+	int		 ce_drain;	/* ... and it hands everything back */
+	uint32_t	 ce_hold;	/* units Redis counts as ours */
+	uint32_t	 ce_seen;	/* units left at the last look */
+	int64_t		 ce_last_use;	/* ms a unit was last spent */
+	int64_t		 ce_sent;	/* ms the call in flight was sent */
+	int64_t		 ce_rate_at;	/* ms of the last rate update */
+	uint32_t	 ce_spent;	/* units spent since */
+	double		 ce_rate;	/* units/s spent, smoothed */
+	int64_t		 ce_t;		/* T of the entry's limits, ms */
+};
+
+struct cll_call {
+	struct cllimit	*cc_cll;
+	size_t		 cc_index;
+	uint32_t	 cc_want;
+};
+
+struct cllimit {
+	struct event_base	*cll_base;
+	struct ls_table		*cll_t;
+	struct cluster		*cll_cl;
+	cllimit_send_fn		 cll_send;
+	char			*cll_prefix;
+	char			 cll_node[40];
+	int			 cll_fallback;
+	int			 cll_up;
+	int			 cll_fd[2];	/* the demand pipe */
+	struct event		*cll_ev;
+	struct event		*cll_tick;
+	char			 cll_sha[2 * SHA_DIGEST_LENGTH + 1];
+	int			 cll_eval;	/* send the script itself */
+	int			 cll_sync;	/* one unit at a time (bench) */
+	struct cll_ent		*cll_ent;	/* LS_ENTRIES */
+	int64_t			*cll_freed;	/* LS_ENTRIES: ms, 0: never */
+	struct cll_stats	 cll_stats;
+};
+
+static void	 cll_call(struct cllimit *, size_t, int64_t, int);
+
+/* The shortest window l enforces, /40 (T above), at least 1 ms. */
+static int64_t
+cll_t_of(const uint32_t lim[RL_WINDOWS])
+{
+	int64_t		 t = 0;
+	int		 w;
+
+	for (w = 0; w < RL_WINDOWS; w++)
+		if (lim[w] != 0 && (t == 0 || ratelimit_window_ms[w] < t))
+			t = ratelimit_window_ms[w];
+	t /= 40;
+	return (t < 1 ? 1 : t);
+}
+
+/* The smallest limit l enforces. */
+static uint32_t
+cll_min_limit(const uint32_t lim[RL_WINDOWS])
+{
+	uint32_t	 m = 0;
+	int		 w;
+
+	for (w = 0; w < RL_WINDOWS; w++)
+		if (lim[w] != 0 && (m == 0 || lim[w] < m))
+			m = lim[w];
+	return (m);
+}
+
+static void
+cll_set_mode(struct cllimit *cll)
+{
+	__atomic_store_n(&cll->cll_t->lt_mode, cll->cll_up ? LS_MODE_LEASE :
+	    (uint32_t)cll->cll_fallback, __ATOMIC_SEQ_CST);
+}
+
+int
+cllimit_parse_reply(const void *rv, struct cll_reply *cr)
+{
+	const redisReply	*r = rv;
+	long long		 v[6];
+	size_t			 i;
+
+	memset(cr, 0, sizeof(*cr));
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 6)
+		return (-1);
+	for (i = 0; i < 6; i++) {
+		if (r->element[i] == NULL ||
+		    r->element[i]->type != REDIS_REPLY_INTEGER)
+			return (-1);
+		v[i] = r->element[i]->integer;
+	}
+	if (v[0] < 0 || v[0] > RL_MAXLIMIT || v[1] < 0 || v[1] > RL_MAXLIMIT ||
+	    v[0] > v[1] || v[2] < 0 || v[2] > 3600000 || v[3] < 0 ||
+	    v[3] > 3600000 || v[4] < 0 || v[4] >= RL_WINDOWS || v[5] < 0 ||
+	    v[5] > RL_MAXLIMIT)
+		return (-1);
+	cr->cr_grant = (uint32_t)v[0];
+	cr->cr_hold = (uint32_t)v[1];
+	cr->cr_valid = v[2];
+	cr->cr_retry = v[3];
+	cr->cr_window = (int)v[4];
+	cr->cr_free = (uint32_t)v[5];
+	return (0);
+}
+
+/* A lease call's answer: install what was granted. */
+void
+cllimit_answer(void *arg, const void *rv)
+{
+	struct cll_call		*c = arg;
+	struct cllimit		*cll = c->cc_cll;
+	struct cll_ent		*ce = &cll->cll_ent[c->cc_index];
+	struct ls_entry		*e = &cll->cll_t->lt_entry[c->cc_index];
+	const redisReply	*r = rv;
+	struct cll_reply	 cr;
+	int64_t			 now = util_mono_ms(), x;
+	uint32_t		 low, want = c->cc_want;
+
+	ce->ce_busy = 0;
+	if (cllimit_parse_reply(r, &cr) == -1) {
+		cll->cll_stats.cs_failed++;
+		if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+		    strncmp(r->str, "NOSCRIPT", 8) == 0)
+			cll->cll_eval = 1;
+		else if (r != NULL)
+			log_warnx("cluster: a lease call failed: %.200s",
+			    r->type == REDIS_REPLY_ERROR ? r->str :
+			    "a bad answer");
+		/*
+		 * Unknown outcome: what Redis counts as held stays counted
+		 * there until it expires; here the lease runs out as it is.
+		 */
+		free(c);
+		return;
+	}
+	free(c);
+	/* The script is in Redis's cache from now on. */
+	cll->cll_eval = 0;
+	ce->ce_hold = cr.cr_hold;
+	ce->ce_drain = 0;
+	if (cr.cr_hold == 0) {
+		/* Nothing is ours: no unit may stay in the table. */
+		(void)lease_drain(e);
+		ce->ce_seen = 0;
+	} else {
+		/*
+		 * Counted from the send, which Redis's now follows, less
+		 * the clocks' rate difference: spent before B in real time.
+		 */
+		x = ce->ce_sent + cr.cr_valid - 1 - cr.cr_valid / 1000;
+		ce->ce_seen = lease_install(e, x > 0 ? (uint64_t)x : 0,
+		    cr.cr_grant, cr.cr_hold);
+	}
+	cll->cll_stats.cs_granted += cr.cr_grant;
+	low = cll->cll_sync ? 0 : (uint32_t)ceil(ce->ce_rate *
+	    (double)ce->ce_t / 2000.0);
+	__atomic_store_n(&e->le_low, low, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&e->le_free, cr.cr_free, __ATOMIC_SEQ_CST);
+	if (cr.cr_hold == 0 && want > 0) {
+		cll->cll_stats.cs_full++;
+		__atomic_store_n(&e->le_deny_window, (uint32_t)cr.cr_window,
+		    __ATOMIC_SEQ_CST);
+		__atomic_store_n(&e->le_deny, now + cr.cr_retry,
+		    __ATOMIC_SEQ_CST);
+	} else
+		__atomic_store_n(&e->le_deny, 0, __ATOMIC_SEQ_CST);
+	/* A worker asked again meanwhile. */
+	if (__atomic_load_n(&e->le_want, __ATOMIC_SEQ_CST) != 0 &&
+	    cr.cr_hold > 0)
+		cll_call(cll, (size_t)(e - cll->cll_t->lt_entry), now, 0);
+}
+
+/* Hex of n bytes of p into out (2n + 1 bytes). */
+static void
+cll_hex(const uint8_t *p, size_t n, char *out)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	size_t			 i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hex[p[i] >> 4];
+		out[2 * i + 1] = hex[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/*
+ * Ask Redis about entry i at now: renew it (and take more if workers need
+ * it), or, with drain, hand everything back.
+ */
+static void
+cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
+{
+	struct cll_ent		*ce = &cll->cll_ent[i];
+	struct ls_entry		*e = &cll->cll_t->lt_entry[i];
+	const struct ls_subject	*s = &e->le_subj;
+	struct cll_call		*c;
+	char			 key[512], field[128], hex[2 * LS_SUBJ_MAX + 1];
+	char			 a_left[16], a_want[16], a_v[24], lim[3][16];
+	char			 win[3][16];
+	const char		*argv[15];
+	uint64_t		 x;
+	uint32_t		 left, want, target, cap;
+	int			 w, n = 0;
+
+	if (ce->ce_busy || !cll->cll_up)
+		return;
+	__atomic_store_n(&e->le_want, 0, __ATOMIC_SEQ_CST);
+	if (drain)
+		left = lease_drain(e);
+	else
+		left = lease_left(e, now, &x);
+	target = 0;
+	if (!drain) {
+		target = (uint32_t)ceil(ce->ce_rate * 2.0 *
+		    (double)ce->ce_t / 1000.0) + 1;
+		cap = cll_min_limit(s->lsu_limit) / 2;
+		if (target > cap || cll->cll_sync)
+			target = cap;
+		if (target < 1 || cll->cll_sync)
+			target = 1;
+	}
+	want = target > left ? target - left : 0;
+	cll_hex(s->lsu_bytes, s->lsu_len, hex);
+	snprintf(key, sizeof(key), "%srl:%s", cll->cll_prefix, hex);
+	snprintf(field, sizeof(field), "n:%s:%u/%u/%u", cll->cll_node,
+	    s->lsu_limit[0], s->lsu_limit[1], s->lsu_limit[2]);
+	snprintf(a_left, sizeof(a_left), "%u", left);
+	snprintf(a_want, sizeof(a_want), "%u", want);
+	snprintf(a_v, sizeof(a_v), "%lld", (long long)(4 * ce->ce_t));
+	for (w = 0; w < RL_WINDOWS; w++) {
+		snprintf(lim[w], sizeof(lim[w]), "%u", s->lsu_limit[w]);
+		snprintf(win[w], sizeof(win[w]), "%u",
+		    ratelimit_window_ms[w]);
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return;
+	c->cc_cll = cll;
+	c->cc_index = i;
+	c->cc_want = want;
+	argv[n++] = cll->cll_eval ? "EVAL" : "EVALSHA";
+	argv[n++] = cll->cll_eval ? cll_lua : cll->cll_sha;
+	argv[n++] = "1";
+	argv[n++] = key;
+	argv[n++] = field;
+	argv[n++] = a_left;
+	argv[n++] = a_want;
+	argv[n++] = a_v;
+	for (w = 0; w < RL_WINDOWS; w++)
+		argv[n++] = lim[w];
+	for (w = 0; w < RL_WINDOWS; w++)
+		argv[n++] = win[w];
+	argv[n++] = drain ? "1" : "0";
+	ce->ce_sent = now;
+	ce->ce_seen = left;
+	if (cll->cll_send(cll->cll_cl, c, n, argv) == -1) {
+		free(c);
+		if (drain)	/* Redis still counts them: not spendable */
+			ce->ce_drain = 1;
+		return;
+	}
+	ce->ce_busy = 1;
+	ce->ce_drain = drain;
+	cll->cll_stats.cs_calls++;
+	if (drain)
+		cll->cll_stats.cs_returned += left;
+}
+
+/* Units spent from entry i since the last look; the rate kept up. */
+static void
+cll_observe(struct cllimit *cll, size_t i, int64_t now, uint32_t left)
+{
+	struct cll_ent	*ce = &cll->cll_ent[i];
+	uint32_t	 spent = ce->ce_seen > left ? ce->ce_seen - left : 0;
+	double		 dt;
+
+	ce->ce_seen = left;
+	if (spent > 0) {
+		ce->ce_last_use = now;
+		ce->ce_spent += spent;
+	}
+	if ((dt = (double)(now - ce->ce_rate_at)) >= (double)ce->ce_t) {
+		ce->ce_rate = ce->ce_rate * 0.5 +
+		    (double)ce->ce_spent * 1000.0 / dt * 0.5;
+		if (ce->ce_rate < 0.01)
+			ce->ce_rate = 0;
+		ce->ce_spent = 0;
+		ce->ce_rate_at = now;
+	}
+}
+
+/* Look at entry i: renew, hand back or free it. */
+static void
+cll_look(struct cllimit *cll, size_t i, int64_t now)
+{
+	struct cll_ent	*ce = &cll->cll_ent[i];
+	struct ls_entry	*e = &cll->cll_t->lt_entry[i];
+	uint64_t	 x;
+	uint32_t	 left;
+	int64_t		 idle;
+
+	if (!ce->ce_active || ce->ce_busy)
+		return;
+	left = lease_left(e, now, &x);
+	cll_observe(cll, i, now, left);
+	idle = ce->ce_rate > 0 ? (int64_t)(3000.0 / ce->ce_rate) : 0;
+	if (idle < 4 * ce->ce_t)
+		idle = 4 * ce->ce_t;
+	if (idle > 40 * ce->ce_t)
+		idle = 40 * ce->ce_t;
+	if (__atomic_load_n(&e->le_want, __ATOMIC_SEQ_CST) != 0) {
+		cll_call(cll, i, now, 0);
+		return;
+	}
+	if (ce->ce_hold > 0 || ce->ce_drain) {
+		if (now - ce->ce_last_use >= idle)
+			cll_call(cll, i, now, 1);
+		else if ((int64_t)x - now <= ce->ce_t ||
+		    left <= __atomic_load_n(&e->le_low, __ATOMIC_SEQ_CST))
+			cll_call(cll, i, now, 0);
+		return;
+	}
+	if (now - ce->ce_last_use >= CLL_RELEASE_MS &&
+	    __atomic_load_n(&e->le_deny, __ATOMIC_SEQ_CST) <= now) {
+		lease_release(e);
+		ce->ce_active = 0;
+		cll->cll_freed[i] = (int64_t)x > now ? (int64_t)x : now;
+		cll->cll_stats.cs_subjects--;
+	}
+}
+
+static void
+cll_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cllimit	*cll = arg;
+	int64_t		 now = util_mono_ms();
+	size_t		 i;
+
+	(void)fd;
+	(void)what;
+	if (cll->cll_stats.cs_subjects == 0)
+		return;
+	for (i = 0; i < LS_ENTRIES; i++)
+		if (cll->cll_ent[i].ce_active)
+			cll_look(cll, i, now);
+}
+
+/* A demand from a worker: checked (a worker is not trusted), then acted on. */
+static void
+cll_demand(struct cllimit *cll, const struct ls_demand *d, int64_t now)
+{
+	const struct ls_subject	*s = &d->ld_subj;
+	struct ls_entry		*e;
+	struct cll_ent		*ce;
+	size_t			 i;
+	int			 fresh, w, on = 0;
+
+	if (s->lsu_len < 2 || s->lsu_len > LS_SUBJ_MAX ||
+	    (s->lsu_bytes[0] != LS_KIND_KEY && s->lsu_bytes[0] !=
+	    LS_KIND_JWT && s->lsu_bytes[0] != LS_KIND_ADDR))
+		return;
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (s->lsu_limit[w] > RL_MAXLIMIT)
+			return;
+		on |= s->lsu_limit[w] != 0;
+	}
+	if (!on || (e = lease_claim(cll->cll_t, s, now, cll->cll_freed,
+	    &fresh)) == NULL)
+		return;
+	i = lease_index(cll->cll_t, e);
+	ce = &cll->cll_ent[i];
+	if (fresh) {
+		memset(ce, 0, sizeof(*ce));
+		ce->ce_active = 1;
+		ce->ce_t = cll_t_of(s->lsu_limit);
+		ce->ce_rate_at = now;
+		ce->ce_last_use = now;
+		cll->cll_stats.cs_subjects++;
+	}
+	if (!ce->ce_active)	/* cannot be: the table is the master's */
+		return;
+	cll_call(cll, i, now, 0);
+}
+
+static void
+cll_pipe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cllimit		*cll = arg;
+	struct ls_demand	 d[CLL_BATCH];
+	ssize_t			 n;
+	size_t			 i;
+	int64_t			 now = util_mono_ms();
+
+	(void)what;
+	for (;;) {
+		n = read(fd, d, sizeof(d));
+		if (n <= 0)
+			return;
+		for (i = 0; i < (size_t)n / sizeof(d[0]); i++)
+			cll_demand(cll, &d[i], now);
+		if ((size_t)n < sizeof(d))
+			return;
+	}
+}
+
+struct cllimit *
+cllimit_new(struct event_base *base, struct ls_table *t, struct cluster *cl,
+    cllimit_send_fn send, const char *prefix, const char *node, int fallback)
+{
+	struct cllimit	*cll;
+	struct timeval	 tv = { 0, CLL_TICK_MS * 1000 };
+	unsigned char	 md[SHA_DIGEST_LENGTH];
+	int		 i, saved;
+
+	if ((cll = calloc(1, sizeof(*cll))) == NULL)
+		return (NULL);
+	cll->cll_fd[0] = cll->cll_fd[1] = -1;
+	cll->cll_base = base;
+	cll->cll_t = t;
+	cll->cll_cl = cl;
+	cll->cll_send = send;
+	cll->cll_fallback = fallback == LS_MODE_DENY ? LS_MODE_DENY :
+	    LS_MODE_LOCAL;
+	snprintf(cll->cll_node, sizeof(cll->cll_node), "%s", node);
+	/*
+	 * The benchmarks' stand-in for a Redis call per request
+	 * (contrib/bench): leases of one unit, asked for when it is spent.
+	 */
+	cll->cll_sync = getenv("KEYGATE_BENCH_LEASE_SYNC") != NULL;
+	SHA1((const unsigned char *)cll_lua, strlen(cll_lua), md);
+	cll_hex(md, sizeof(md), cll->cll_sha);
+	if ((cll->cll_prefix = strdup(prefix)) == NULL ||
+	    (cll->cll_ent = calloc(LS_ENTRIES, sizeof(*cll->cll_ent))) ==
+	    NULL || (cll->cll_freed = calloc(LS_ENTRIES,
+	    sizeof(*cll->cll_freed))) == NULL || pipe(cll->cll_fd) == -1)
+		goto fail;
+	for (i = 0; i < 2; i++)
+		if (fcntl(cll->cll_fd[i], F_SETFL, O_NONBLOCK) == -1 ||
+		    fcntl(cll->cll_fd[i], F_SETFD, FD_CLOEXEC) == -1)
+			goto fail;
+	if ((cll->cll_ev = event_new(base, cll->cll_fd[0], EV_READ |
+	    EV_PERSIST, cll_pipe_cb, cll)) == NULL ||
+	    event_add(cll->cll_ev, NULL) == -1 ||
+	    (cll->cll_tick = event_new(base, -1, EV_PERSIST, cll_tick_cb,
+	    cll)) == NULL || event_add(cll->cll_tick, &tv) == -1)
+		goto fail;
+	__atomic_store_n(&t->lt_fallback, (uint32_t)cll->cll_fallback,
+	    __ATOMIC_SEQ_CST);
+	cll_set_mode(cll);
+	return (cll);
+fail:
+	saved = errno;
+	cllimit_free(cll);
+	errno = saved;
+	return (NULL);
+}
+
+void
+cllimit_free(struct cllimit *cll)
+{
+	if (cll == NULL)
+		return;
+	if (cll->cll_ev != NULL)
+		event_free(cll->cll_ev);
+	if (cll->cll_tick != NULL)
+		event_free(cll->cll_tick);
+	if (cll->cll_fd[0] != -1)
+		close(cll->cll_fd[0]);
+	if (cll->cll_fd[1] != -1)
+		close(cll->cll_fd[1]);
+	free(cll->cll_prefix);
+	free(cll->cll_ent);
+	free(cll->cll_freed);
+	free(cll);
+}
+
+int
+cllimit_demand_fd(const struct cllimit *cll)
+{
+	return (cll != NULL ? cll->cll_fd[1] : -1);
+}
+
+void
+cllimit_child_detach(struct cllimit *cll)
+{
+	if (cll == NULL)
+		return;
+	/* The event belongs to the master's base, reinitialised: drop it. */
+	if (cll->cll_fd[0] != -1)
+		close(cll->cll_fd[0]);
+	cll->cll_fd[0] = -1;
+}
+
+void
+cllimit_redis(struct cllimit *cll, int up)
+{
+	if (cll == NULL || cll->cll_up == (up != 0))
+		return;
+	cll->cll_up = up != 0;
+	cll_set_mode(cll);
+	if (up)
+		log_info("cluster: rate limits are leased from Redis again");
+	else
+		log_warnx("cluster: Redis cannot be asked for rate limits: %s",
+		    cll->cll_fallback == LS_MODE_DENY ? "requests are refused "
+		    "(cluster_fallback deny)" : "each node enforces limit / "
+		    "nodes (cluster_fallback local)");
+}
+
+void
+cllimit_nodes(struct cllimit *cll, uint32_t n)
+{
+	if (cll != NULL)
+		__atomic_store_n(&cll->cll_t->lt_nodes, n < 1 ? 1 : n,
+		    __ATOMIC_SEQ_CST);
+}
+
+uint32_t
+cllimit_nodes_seen(const struct cllimit *cll)
+{
+	return (cll == NULL ? 1 : __atomic_load_n(&cll->cll_t->lt_nodes,
+	    __ATOMIC_SEQ_CST));
+}
+
+int
+cllimit_mode(const struct cllimit *cll)
+{
+	return (cll == NULL ? LS_MODE_OFF : (int)__atomic_load_n(
+	    &cll->cll_t->lt_mode, __ATOMIC_SEQ_CST));
+}
+
+void
+cllimit_stats(const struct cllimit *cll, struct cll_stats *cs)
+{
+	if (cll == NULL)
+		memset(cs, 0, sizeof(*cs));
+	else
+		*cs = cll->cll_stats;
+}
+
+const char *
+cllimit_mode_name(int mode)
+{
+	switch (mode) {
+	case LS_MODE_LEASE:
+		return ("lease");
+	case LS_MODE_LOCAL:
+		return ("local");
+	case LS_MODE_DENY:
+		return ("deny");
+	default:
+		return ("off");
+	}
+}
