@@ -142,9 +142,10 @@ uint32_t	 lease_drain(struct ls_entry *);
 /*
  * Master: after a grant of n units valid until expiry, when Redis counts
  * cap units as held by this node: left becomes min(left + n, cap).
- * Returns the new left.
+ * Returns the new left; *was (if not NULL) the left it replaced.
  */
-uint32_t	 lease_install(struct ls_entry *, uint64_t, uint32_t, uint32_t);
+uint32_t	 lease_install(struct ls_entry *, uint64_t, uint32_t, uint32_t,
+		    uint32_t *);
 /* Master: let e go (its lease drained and expired). */
 void		 lease_release(struct ls_entry *);
 /* Index of e in t (the master's own per-entry state). */

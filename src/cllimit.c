@@ -180,6 +180,7 @@ struct cll_ent {
 	uint32_t	 ce_seen;	/* units left at the last look */
 	int64_t		 ce_last_use;	/* ms a unit was last spent */
 	int64_t		 ce_sent;	/* ms the call in flight was sent */
+	uint32_t	 ce_sent_left;	/* ... and the units left then */
 	int64_t		 ce_rate_at;	/* ms of the last rate update */
 	uint32_t	 ce_spent;	/* units spent since */
 	double		 ce_rate;	/* units/s spent, smoothed */
@@ -289,7 +290,7 @@ cllimit_answer(void *arg, const void *rv)
 	const redisReply	*r = rv;
 	struct cll_reply	 cr;
 	int64_t			 now = util_mono_ms(), x;
-	uint32_t		 low, want = c->cc_want;
+	uint32_t		 low, was, want = c->cc_want;
 
 	ce->ce_busy = 0;
 	if (cllimit_parse_reply(r, &cr) == -1) {
@@ -324,7 +325,12 @@ cllimit_answer(void *arg, const void *rv)
 		 */
 		x = ce->ce_sent + cr.cr_valid - 1 - cr.cr_valid / 1000;
 		ce->ce_seen = lease_install(e, x > 0 ? (uint64_t)x : 0,
-		    cr.cr_grant, cr.cr_hold);
+		    cr.cr_grant, cr.cr_hold, &was);
+		/* Spent while the call was out: the demand goes on. */
+		if (was < ce->ce_sent_left) {
+			ce->ce_spent += ce->ce_sent_left - was;
+			ce->ce_last_use = now;
+		}
 	}
 	cll->cll_stats.cs_granted += cr.cr_grant;
 	low = cll->cll_sync ? 0 : (uint32_t)ceil(ce->ce_rate *
@@ -427,7 +433,7 @@ cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
 		argv[n++] = win[w];
 	argv[n++] = drain ? "1" : "0";
 	ce->ce_sent = now;
-	ce->ce_seen = left;
+	ce->ce_seen = ce->ce_sent_left = left;
 	if (cll->cll_send(cll->cll_cl, c, n, argv) == -1) {
 		free(c);
 		if (drain)	/* Redis still counts them: not spendable */

@@ -237,7 +237,8 @@ lease_drain(struct ls_entry *e)
 }
 
 uint32_t
-lease_install(struct ls_entry *e, uint64_t expiry, uint32_t n, uint32_t cap)
+lease_install(struct ls_entry *e, uint64_t expiry, uint32_t n, uint32_t cap,
+    uint32_t *was)
 {
 	uint64_t	 old = LS_LOAD(&e->le_word), x, left;
 
@@ -250,8 +251,11 @@ lease_install(struct ls_entry *e, uint64_t expiry, uint32_t n, uint32_t cap)
 		left = (old & LS_LEFT_MASK) + n;
 		if (left > cap)
 			left = cap;
-		if (LS_CAS(&e->le_word, &old, (x << LS_LEFT_BITS) | left))
+		if (LS_CAS(&e->le_word, &old, (x << LS_LEFT_BITS) | left)) {
+			if (was != NULL)
+				*was = (uint32_t)(old & LS_LEFT_MASK);
 			return ((uint32_t)left);
+		}
 	}
 }
 
