@@ -1,0 +1,252 @@
+"""
+The lease arithmetic of cluster-wide rate limits, checked on the real
+thing: the Lua script of src/cllimit.c (read from the source, so the test
+runs exactly what keygated sends) in a redis-server of the test's own,
+driven by simulated nodes that do what a node's master and workers do,
+in random interleavings (seeded, so a failure reproduces).
+
+A simulated node holds a lease (units left, and an expiry on its own
+clock: the send time plus the validity Redis answered, less 1 ms and a
+1,000th, as cllimit.c does); at each step one node, picked at random,
+spends some of its units (only before its expiry), renews its lease
+(reporting the units it still holds, asking for some more), hands
+everything back (drain), dies (forgets its lease: its units must simply
+be lost until they age out), or the clock just runs.  The windows and
+the validity are arguments of the script, so the test shortens them
+(250 ms and 1.2 s windows) to see many windows in a few seconds.
+
+Checked, against the model of the guarantee (cllimit.c):
+- by the spend times recorded (CLOCK_MONOTONIC, the machine's one clock,
+  which Redis's TIME follows), no interval of a window's length holds more
+  than that window's limit, all nodes counted;
+- a lease is never answered with more units held than granted plus kept,
+  nor with a grant above what was asked;
+- the limit is used: greedy nodes spend at least 80 % of what the
+  shortest window allows over the run (with the validity a 10th of it);
+- two limit sets on one subject (a route's override): no interval holds
+  more than the larger limit, nor more units of the smaller set's leases
+  than the smaller limit;
+- a node whose lease expired in Redis (it stalled longer than the
+  validity) gets nothing back from its old units when it renews.
+"""
+
+import os
+import random
+import re
+import sys
+import time
+
+import kgtest as kg
+import rediskit as R
+
+SRC = os.environ.get("KEYGATE_SRCDIR", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def lua_script():
+    """The script's text, from the C string literal cll_lua[]."""
+    with open(os.path.join(SRC, "src", "cllimit.c")) as f:
+        text = f.read()
+    m = re.search(r"static const char cll_lua\[\] =\n(.*?);\n", text, re.S)
+    kg.check(m is not None, "cll_lua[] not found in src/cllimit.c")
+    parts = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))
+    return "".join(parts).encode().decode("unicode_escape")
+
+
+class Node:
+    def __init__(self, sim, name, limits):
+        self.sim = sim
+        self.field = "n:%s:%d/%d/%d" % ((name,) + tuple(limits))
+        self.limits = limits
+        self.left = 0
+        self.expiry = 0.0	# monotonic s
+        self.spent = []
+
+    def call(self, want, drain=False):
+        s = self.sim
+        sent = time.monotonic()
+        left = self.left
+        if drain:
+            self.left = 0
+        r = s.redis.call("EVAL", s.script, "1", s.key, self.field,
+                         str(left), str(want), str(s.valid),
+                         *([str(x) for x in self.limits] +
+                           [str(w) for w in s.windows] +
+                           ["1" if drain else "0"]))
+        grant, hold, valid, retry, fw, free = r
+        kg.check(0 <= grant <= want, "grant %d of %d wanted" % (grant, want))
+        kg.check(hold <= left + grant, "held %d > kept %d + granted %d" %
+                 (hold, left, grant))
+        if drain:
+            kg.eq(hold, 0, "held after a drain")
+        kg.check(hold > 0 or want == 0 or retry >= 1,
+                 "refused without a retry time")
+        s.calls += 1
+        if hold == 0:
+            self.left = 0
+            return grant
+        self.left = min(self.left + grant, hold)
+        self.expiry = sent + (valid - 1 - valid // 1000) / 1000.0
+        return grant
+
+    def spend(self, n):
+        now = time.monotonic()
+        k = 0
+        while k < n and self.left > 0 and time.monotonic() < self.expiry:
+            self.left -= 1
+            self.spent.append(time.monotonic())
+            k += 1
+        return k
+
+
+class Sim:
+    def __init__(self, srv, seed, windows, valid):
+        self.redis = srv.client()
+        self.script = lua_script()
+        self.key = "keygate:{lt}:rl:%d" % seed
+        self.windows = windows
+        self.valid = valid
+        self.calls = 0
+        self.rng = random.Random(seed)
+
+
+def max_in(times, w):
+    """Most times in any half-open interval of w seconds."""
+    times = sorted(times)
+    best = j = 0
+    for i in range(len(times)):
+        while times[i] - times[j] >= w:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def run_sim(srv, seed, nodes_limits, seconds, windows=(250, 1200, 0),
+            valid=25, greedy=True, die=True):
+    sim = Sim(srv, seed, windows, valid)
+    rng = sim.rng
+    nodes = [Node(sim, "n%d" % i, lim) for i, lim in enumerate(nodes_limits)]
+    dead = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        n = rng.choice(nodes)
+        a = rng.random()
+        if a < 0.45:
+            if n.spend(rng.randint(1, 4)) == 0 and greedy:
+                n.call(rng.randint(1, 6))
+        elif a < 0.75:
+            n.call(rng.randint(0, 6))
+        elif a < 0.82:
+            n.call(0, drain=True)
+        elif a < 0.84 and die:
+            # Dies with its lease: a new node takes its place.
+            dead.append(n)
+            i = nodes.index(n)
+            nodes[i] = Node(sim, "n%d-%d" % (i, len(dead)), n.limits)
+        else:
+            time.sleep(rng.random() * 0.004)
+    return sim, nodes + dead
+
+
+@R.cleaned
+def test_single_limit_set():
+    """Three nodes, 6 per 250 ms and 20 per 1.2 s, random interleavings
+    of spends, renewals, drains and deaths under four seeds."""
+    R.need_redis()
+    srv = R.Server()
+    for seed in (1, 2, 3, 4):
+        sim, nodes = run_sim(srv, seed, [(6, 20, 0)] * 3, 2.5)
+        spent = [t for n in nodes for t in n.spent]
+        m0, m1 = max_in(spent, 0.250 - 0.002), max_in(spent, 1.2 - 0.002)
+        print("# seed %d: %d spent, %d calls; most in 250 ms %d (limit "
+              "6), in 1.2 s %d (limit 20)" % (seed, len(spent), sim.calls,
+                                               m0, m1))
+        kg.check(m0 <= 6, "seed %d: %d units in 250 ms, limit 6" %
+                 (seed, m0))
+        kg.check(m1 <= 20, "seed %d: %d units in 1.2 s, limit 20" %
+                 (seed, m1))
+
+
+@R.cleaned
+def test_limit_used():
+    """Greedy nodes without deaths or drains use most of the limit: over
+    4 s of 10 per 250 ms (the only window), at least 80 % of what the
+    window allows (16 windows x 10)."""
+    R.need_redis()
+    srv = R.Server()
+    sim = Sim(srv, 11, (250, 0, 0), 25)
+    nodes = [Node(sim, "n%d" % i, (10, 0, 0)) for i in range(2)]
+    t0 = time.monotonic()
+    end = t0 + 4.0
+    while time.monotonic() < end:
+        for n in nodes:
+            if n.spend(1) == 0:
+                n.call(3)
+    spent = sorted(t for n in nodes for t in n.spent)
+    allowed = 4.0 / 0.250 * 10
+    print("# %d spent of %d allowed (%.0f %%), %d calls, %.1f calls per "
+          "1,000 units" % (len(spent), allowed, 100.0 * len(spent) / allowed,
+                            sim.calls, 1000.0 * sim.calls / max(1, len(spent))))
+    kg.check(max_in(spent, 0.248) <= 10, "over the limit: %d in 250 ms" %
+             max_in(spent, 0.248))
+    kg.check(len(spent) >= 0.8 * allowed, "only %d of %d allowed used" %
+             (len(spent), allowed))
+
+
+@R.cleaned
+def test_two_limit_sets():
+    """One subject leased under two limit sets (a route overriding the
+    key's limits): 4 per 250 ms and 12 per 250 ms, two nodes each."""
+    R.need_redis()
+    srv = R.Server()
+    for seed in (21, 22, 23):
+        sim, nodes = run_sim(srv, seed, [(4, 0, 0), (4, 0, 0),
+                                         (12, 0, 0), (12, 0, 0)], 2.0,
+                             windows=(250, 0, 0))
+        small = [t for n in nodes if n.limits[0] == 4 for t in n.spent]
+        every = [t for n in nodes for t in n.spent]
+        ms, me = max_in(small, 0.248), max_in(every, 0.248)
+        print("# seed %d: %d spent (%d under the smaller limit); most in "
+              "250 ms: %d (limit 12), %d of the smaller set's (limit 4)" %
+              (seed, len(every), len(small), me, ms))
+        kg.check(me <= 12, "seed %d: %d units in 250 ms, limit 12" %
+                 (seed, me))
+        kg.check(ms <= 4, "seed %d: %d units of the 4/250 ms leases in "
+                 "250 ms" % (seed, ms))
+
+
+@R.cleaned
+def test_stalled_node():
+    """A node that renews after its lease expired in Redis keeps none of
+    its old units: the answer holds only what was granted now; and
+    while the window is full it gets a retry time, not units."""
+    R.need_redis()
+    srv = R.Server()
+    sim = Sim(srv, 31, (1000, 0, 0), 50)
+    a, b = Node(sim, "a", (5, 0, 0)), Node(sim, "b", (5, 0, 0))
+    kg.eq(a.call(5), 5, "first grant")
+    time.sleep(0.08)		# a's lease expired (50 ms), unspent
+    r = sim.redis.call("EVAL", sim.script, "1", sim.key, a.field, "5", "0",
+                       "50", "5", "0", "0", "1000", "0", "0", "0")
+    kg.eq(r[1], 0, "units a holds after renewing an expired lease with "
+          "nothing asked")
+    # The expired units count until expiry + window: b gets nothing yet.
+    kg.eq(b.call(3), 0, "b's grant while a's expired units still count")
+    r = sim.redis.call("EVAL", sim.script, "1", sim.key, b.field, "0", "1",
+                       "50", "5", "0", "0", "1000", "0", "0", "0")
+    kg.eq(r[0], 0, "b's grant")
+    kg.check(800 <= r[3] <= 1000, "retry %d ms, expected about 950" % r[3])
+
+
+TESTS = [
+    test_single_limit_set,
+    test_limit_used,
+    test_two_limit_sets,
+    test_stalled_node,
+]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        TESTS = [t for t in TESTS if t.__name__ in sys.argv[1:]]
+    kg.run(TESTS)
