@@ -26,7 +26,7 @@
 
 #include "ratelimit.h"
 
-#define LS_ENTRIES	16384	/* subjects with a lease at once */
+#define LS_ENTRIES	65536	/* subjects with a lease at once */
 #define LS_WAYS		8	/* entries per set */
 #define LS_SUBJ_MAX	40	/* kind byte + identity */
 #define LS_LEFT_BITS	20	/* units in a word (RL_MAXLIMIT fits) */

@@ -73,7 +73,8 @@
 #include "util.h"
 
 #define CLL_TICK_MS	10
-#define CLL_RELEASE_MS	60000	/* an entry unused this long is freed */
+#define CLL_RELEASE_MS	5000	/* an entry idle this long is freed */
+#define CLL_FULL_LOG_MS	60000	/* "lease table full", at most this often */
 #define CLL_BATCH	64	/* demands read at once */
 
 /*
@@ -174,6 +175,7 @@ static const char cll_lua[] =
 /* The master's own state of each lease-table entry. */
 struct cll_ent {
 	int		 ce_active;	/* claimed for a subject */
+	uint32_t	 ce_pos;	/* its place in cll_active */
 	int		 ce_busy;	/* a call is in flight */
 	int		 ce_drain;	/* ... and it hands everything back */
 	uint32_t	 ce_hold;	/* units Redis counts as ours */
@@ -209,6 +211,9 @@ struct cllimit {
 	int			 cll_eval;	/* send the script itself */
 	int			 cll_sync;	/* one unit at a time (bench) */
 	struct cll_ent		*cll_ent;	/* LS_ENTRIES */
+	uint32_t		*cll_active;	/* the entries claimed, */
+						/* cs_subjects of them */
+	int64_t			 cll_full_log;	/* last "table full" line */
 	int64_t			*cll_freed;	/* LS_ENTRIES: ms, 0: never */
 	struct cll_stats	 cll_stats;
 };
@@ -506,7 +511,10 @@ cll_look(struct cllimit *cll, size_t i, int64_t now)
 		lease_release(e);
 		ce->ce_active = 0;
 		cll->cll_freed[i] = (int64_t)x > now ? (int64_t)x : now;
-		cll->cll_stats.cs_subjects--;
+		/* Out of the active list: the last one takes its place. */
+		cll->cll_active[ce->ce_pos] =
+		    cll->cll_active[--cll->cll_stats.cs_subjects];
+		cll->cll_ent[cll->cll_active[ce->ce_pos]].ce_pos = ce->ce_pos;
 	}
 }
 
@@ -519,11 +527,9 @@ cll_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (cll->cll_stats.cs_subjects == 0)
-		return;
-	for (i = 0; i < LS_ENTRIES; i++)
-		if (cll->cll_ent[i].ce_active)
-			cll_look(cll, i, now);
+	/* Backwards: a release moves the last entry into its place. */
+	for (i = cll->cll_stats.cs_subjects; i > 0; i--)
+		cll_look(cll, cll->cll_active[i - 1], now);
 }
 
 /* A demand from a worker: checked (a worker is not trusted), then acted on. */
@@ -545,14 +551,27 @@ cll_demand(struct cllimit *cll, const struct ls_demand *d, int64_t now)
 			return;
 		on |= s->lsu_limit[w] != 0;
 	}
-	if (!on || (e = lease_claim(cll->cll_t, s, now, cll->cll_freed,
-	    &fresh)) == NULL)
+	if (!on)
 		return;
+	if ((e = lease_claim(cll->cll_t, s, now, cll->cll_freed,
+	    &fresh)) == NULL) {
+		/* The worker's request waits its 5 ms, then is refused. */
+		if (now - cll->cll_full_log >= CLL_FULL_LOG_MS) {
+			cll->cll_full_log = now;
+			log_warnx("cluster: the lease table is full (%u "
+			    "subjects in use in one of its sets): requests of "
+			    "a new key, identity or address are refused 503 "
+			    "until one is freed", LS_WAYS);
+		}
+		return;
+	}
 	i = lease_index(cll->cll_t, e);
 	ce = &cll->cll_ent[i];
 	if (fresh) {
 		memset(ce, 0, sizeof(*ce));
 		ce->ce_active = 1;
+		ce->ce_pos = cll->cll_stats.cs_subjects;
+		cll->cll_active[ce->ce_pos] = (uint32_t)i;
 		ce->ce_t = cll_t_of(s->lsu_limit);
 		ce->ce_rate_at = now;
 		ce->ce_last_use = now;
@@ -612,7 +631,9 @@ cllimit_new(struct event_base *base, struct ls_table *t, struct cluster *cl,
 	cll_hex(md, sizeof(md), cll->cll_sha);
 	if ((cll->cll_prefix = strdup(prefix)) == NULL ||
 	    (cll->cll_ent = calloc(LS_ENTRIES, sizeof(*cll->cll_ent))) ==
-	    NULL || (cll->cll_freed = calloc(LS_ENTRIES,
+	    NULL || (cll->cll_active = calloc(LS_ENTRIES,
+	    sizeof(*cll->cll_active))) == NULL ||
+	    (cll->cll_freed = calloc(LS_ENTRIES,
 	    sizeof(*cll->cll_freed))) == NULL || pipe(cll->cll_fd) == -1)
 		goto fail;
 	for (i = 0; i < 2; i++)
@@ -651,6 +672,7 @@ cllimit_free(struct cllimit *cll)
 		close(cll->cll_fd[1]);
 	free(cll->cll_prefix);
 	free(cll->cll_ent);
+	free(cll->cll_active);
 	free(cll->cll_freed);
 	free(cll);
 }
