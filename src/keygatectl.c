@@ -3346,6 +3346,30 @@ print_node_table(const json_t *nodes, int64_t now)
 }
 
 /*
+ * The "limits" line of the cluster's answer (a daemon before 0.13 has
+ * none: then nothing is printed).
+ */
+static void
+print_cluster_limits(const json_t *l)
+{
+	char	 nodes[24], subj[24], calls[24], failed[24], granted[24];
+	char	 returned[24], full[24];
+
+	if (!json_is_object(l))
+		return;
+	print_line("limits: %s (fallback %s, %s nodes), %s subjects, %s lease "
+	    "calls (%s failed), %s units granted, %s returned, %s full",
+	    key_str(l, "mode", "?"), key_str(l, "fallback", "?"),
+	    key_num(l, "nodes", nodes, sizeof(nodes)),
+	    key_num(l, "subjects", subj, sizeof(subj)),
+	    key_num(l, "lease_calls", calls, sizeof(calls)),
+	    key_num(l, "lease_calls_failed", failed, sizeof(failed)),
+	    key_num(l, "units_granted", granted, sizeof(granted)),
+	    key_num(l, "units_returned", returned, sizeof(returned)),
+	    key_num(l, "full", full, sizeof(full)));
+}
+
+/*
  * The answer of GET /v1/cluster for people: a line on the cluster and
  * Redis, the refusal and the cache warning if any, this node's progress,
  * the change stream, then the node table.  Members missing or of the
@@ -3388,6 +3412,7 @@ print_cluster(const json_t *cl)
 		snprintf(ago, sizeof(ago), "checked ? s ago");
 	print_line("stream: last %s, epoch %s, %s", key_str(cl,
 	    "stream_last", "?"), key_str(cl, "epoch", "?"), ago);
+	print_cluster_limits(json_object_get(cl, "limits"));
 	if (!json_is_array(nodes)) {
 		print_field("nodes", "?");
 		return;

@@ -1302,6 +1302,21 @@ def test_cluster_output():
         lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
         kg.check(lines[1].endswith(", 1 change applied"), "applied_total "
                  "1: %r" % lines[1])
+        # The rate limits' line (0.13), after the stream's.
+        lim = dict(one, limits={
+            "mode": "local", "fallback": "local", "nodes": 3,
+            "subjects": 12, "lease_calls": 4567, "lease_calls_failed": 2,
+            "units_granted": 120000, "units_returned": 310, "full": 7})
+        fake.answers["/v1/cluster"] = (200, lim)
+        lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
+        kg.eq(lines[3], "limits: local (fallback local, 3 nodes), 12 "
+              "subjects, 4567 lease calls (2 failed), 120000 units granted, "
+              "310 returned, 7 full", "the limits line")
+        lim["limits"] = {"mode": 1}
+        lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
+        kg.eq(lines[3], "limits: ? (fallback ?, ? nodes), ? subjects, ? "
+              "lease calls (? failed), ? units granted, ? returned, ? full",
+              "a limits object of the wrong types")
     finally:
         fake.close()
 
@@ -1453,7 +1468,11 @@ def test_cluster_of_one_daemon():
         kg.check(re.match(r"^stream: last \S+, epoch %s, (checked \d+\.\d{3} "
                           r"s ago|not checked yet)$" % re.escape(j["epoch"]),
                           lines[2]), "stream: %r" % lines[2])
-        kg.eq(len(lines), 3, "summary lines: %r" % lines)
+        kg.check(re.match(r"^limits: lease \(fallback local, 1 nodes\), "
+                          r"\d+ subjects, \d+ lease calls \(\d+ failed\), "
+                          r"\d+ units granted, \d+ returned, \d+ full$",
+                          lines[3]), "limits: %r" % lines[3])
+        kg.eq(len(lines), 4, "summary lines: %r" % lines)
         kg.eq(len(rows), 1, "rows: %r" % rows)
         row = rows[0]
         kg.eq((row["NODE"], row["PID"]), (j["node"], str(d.master_pid)),
