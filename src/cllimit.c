@@ -700,6 +700,9 @@ cllimit_redis(struct cllimit *cll, int up)
 	if (cll == NULL || cll->cll_up == (up != 0))
 		return;
 	cll->cll_up = up != 0;
+	/* A Redis restarted since has an empty script cache. */
+	if (up)
+		cll->cll_eval = 1;
 	cll_set_mode(cll);
 	if (up)
 		log_info("cluster: rate limits are leased from Redis again");
