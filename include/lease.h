@@ -123,8 +123,8 @@ struct ls_took {
 
 /*
  * Worker: take one unit of s's lease at now; fd is the demand pipe (a
- * demand is written when the entry is missing, empty or low, and nobody
- * asked yet).  Never blocks.
+ * demand is written when the entry is missing or empty, and when the
+ * units left fall to le_low and nobody asked yet).  Never blocks.
  */
 int		 lease_take(struct ls_table *, int, const struct ls_subject *,
 		    int64_t, struct ls_took *);

@@ -46,7 +46,7 @@
  *
  * Lease sizes.  With T a 40th of the shortest window enforced, a lease
  * aims at 2 T of the subject's recent demand on this node (at least 1,
- * at most half the limit) and is valid for 4 T; the workers ask for more
+ * at most half the limit) and is valid for 10 T; the workers ask for more
  * once it is down to T / 2 of demand, so spends are reported about every
  * 1.5 T.  What the other nodes cannot use meanwhile (held and not yet
  * reported units) is about rate x 3.5 T per node: under 10 % of a 1 s
@@ -76,6 +76,7 @@
 #define CLL_RELEASE_MS	5000	/* an entry idle this long is freed */
 #define CLL_FULL_LOG_MS	60000	/* "lease table full", at most this often */
 #define CLL_BATCH	64	/* demands read at once */
+#define CLL_VALID_T	10	/* a lease is valid this many T */
 
 /*
  * KEYS[1]: the subject's hash.  ARGV: the node's field, units it still
@@ -186,6 +187,7 @@ struct cll_ent {
 	int64_t		 ce_rate_at;	/* ms of the last rate update */
 	uint32_t	 ce_spent;	/* units spent since */
 	double		 ce_rate;	/* units/s spent, smoothed */
+	double		 ce_gap;	/* ms between units, smoothed */
 	int64_t		 ce_t;		/* T of the entry's limits, ms */
 };
 
@@ -219,6 +221,10 @@ struct cllimit {
 };
 
 static void	 cll_call(struct cllimit *, size_t, int64_t, int);
+static void	 cll_spent(struct cll_ent *, uint32_t, int64_t);
+static void	 cll_observe(struct cllimit *, size_t, int64_t, uint32_t);
+static uint32_t	 cll_target(const struct cllimit *, const struct cll_ent *,
+		    const struct ls_subject *);
 
 /* The shortest window l enforces, /40 (T above), at least 1 ms. */
 static int64_t
@@ -332,14 +338,14 @@ cllimit_answer(void *arg, const void *rv)
 		ce->ce_seen = lease_install(e, x > 0 ? (uint64_t)x : 0,
 		    cr.cr_grant, cr.cr_hold, &was);
 		/* Spent while the call was out: the demand goes on. */
-		if (was < ce->ce_sent_left) {
-			ce->ce_spent += ce->ce_sent_left - was;
-			ce->ce_last_use = now;
-		}
+		if (was < ce->ce_sent_left)
+			cll_spent(ce, ce->ce_sent_left - was, now);
 	}
 	cll->cll_stats.cs_granted += cr.cr_grant;
-	low = cll->cll_sync ? 0 : (uint32_t)ceil(ce->ce_rate *
-	    (double)ce->ce_t / 2000.0);
+	/* Asked for more at T / 2 of demand, below the size aimed at. */
+	low = (uint32_t)ceil(ce->ce_rate * (double)ce->ce_t / 2000.0);
+	if (low >= cll_target(cll, ce, &e->le_subj))
+		low = cll_target(cll, ce, &e->le_subj) - 1;
 	__atomic_store_n(&e->le_low, low, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&e->le_free, cr.cr_free, __ATOMIC_SEQ_CST);
 	if (cr.cr_hold == 0 && want > 0) {
@@ -350,10 +356,30 @@ cllimit_answer(void *arg, const void *rv)
 		    __ATOMIC_SEQ_CST);
 	} else
 		__atomic_store_n(&e->le_deny, 0, __ATOMIC_SEQ_CST);
-	/* A worker asked again meanwhile. */
+	/* A worker asked again meanwhile (unless the cluster is full). */
 	if (__atomic_load_n(&e->le_want, __ATOMIC_SEQ_CST) != 0 &&
-	    cr.cr_hold > 0)
+	    (cr.cr_hold > 0 || want == 0))
 		cll_call(cll, (size_t)(e - cll->cll_t->lt_entry), now, 0);
+}
+
+/*
+ * The units a lease of ce aims at: 2 T of its demand, at least 1, at most
+ * half the smallest limit (1 at a time for the benchmarks' stand-in).
+ */
+static uint32_t
+cll_target(const struct cllimit *cll, const struct cll_ent *ce,
+    const struct ls_subject *s)
+{
+	uint32_t	 target, cap;
+
+	if (cll->cll_sync)
+		return (1);
+	target = (uint32_t)ceil(ce->ce_rate * 2.0 * (double)ce->ce_t /
+	    1000.0);
+	cap = cll_min_limit(s->lsu_limit) / 2;
+	if (target > cap)
+		target = cap;
+	return (target < 1 ? 1 : target);
 }
 
 /* Hex of n bytes of p into out (2n + 1 bytes). */
@@ -386,7 +412,7 @@ cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
 	char			 win[3][16];
 	const char		*argv[15];
 	uint64_t		 x;
-	uint32_t		 left, want, target, cap;
+	uint32_t		 left, want, target;
 	int			 w, n = 0;
 
 	if (ce->ce_busy || !cll->cll_up)
@@ -396,16 +422,8 @@ cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
 		left = lease_drain(e);
 	else
 		left = lease_left(e, now, &x);
-	target = 0;
-	if (!drain) {
-		target = (uint32_t)ceil(ce->ce_rate * 2.0 *
-		    (double)ce->ce_t / 1000.0) + 1;
-		cap = cll_min_limit(s->lsu_limit) / 2;
-		if (target > cap || cll->cll_sync)
-			target = cap;
-		if (target < 1 || cll->cll_sync)
-			target = 1;
-	}
+	cll_observe(cll, i, now, left);	/* what was spent since the last look */
+	target = drain ? 0 : cll_target(cll, ce, s);
 	want = target > left ? target - left : 0;
 	cll_hex(s->lsu_bytes, s->lsu_len, hex);
 	snprintf(key, sizeof(key), "%srl:%s", cll->cll_prefix, hex);
@@ -413,7 +431,8 @@ cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
 	    s->lsu_limit[0], s->lsu_limit[1], s->lsu_limit[2]);
 	snprintf(a_left, sizeof(a_left), "%u", left);
 	snprintf(a_want, sizeof(a_want), "%u", want);
-	snprintf(a_v, sizeof(a_v), "%lld", (long long)(4 * ce->ce_t));
+	snprintf(a_v, sizeof(a_v), "%lld", (long long)(CLL_VALID_T *
+	    ce->ce_t));
 	for (w = 0; w < RL_WINDOWS; w++) {
 		snprintf(lim[w], sizeof(lim[w]), "%u", s->lsu_limit[w]);
 		snprintf(win[w], sizeof(win[w]), "%u",
@@ -452,22 +471,33 @@ cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
 		cll->cll_stats.cs_returned += left;
 }
 
+/* n units were spent (seen at now): the demand and the gaps kept up. */
+static void
+cll_spent(struct cll_ent *ce, uint32_t n, int64_t now)
+{
+	double	 gap = (double)(now - ce->ce_last_use) / n;
+
+	ce->ce_gap = ce->ce_gap == 0 ? gap : ce->ce_gap * 0.75 + gap * 0.25;
+	ce->ce_last_use = now;
+	ce->ce_spent += n;
+}
+
 /* Units spent from entry i since the last look; the rate kept up. */
 static void
 cll_observe(struct cllimit *cll, size_t i, int64_t now, uint32_t left)
 {
 	struct cll_ent	*ce = &cll->cll_ent[i];
 	uint32_t	 spent = ce->ce_seen > left ? ce->ce_seen - left : 0;
-	double		 dt;
+	double		 dt, a;
 
 	ce->ce_seen = left;
-	if (spent > 0) {
-		ce->ce_last_use = now;
-		ce->ce_spent += spent;
-	}
+	if (spent > 0)
+		cll_spent(ce, spent, now);
+	/* Smoothed over about 10 T (a quarter of the window). */
 	if ((dt = (double)(now - ce->ce_rate_at)) >= (double)ce->ce_t) {
-		ce->ce_rate = ce->ce_rate * 0.5 +
-		    (double)ce->ce_spent * 1000.0 / dt * 0.5;
+		a = dt / (dt + 10.0 * (double)ce->ce_t);
+		ce->ce_rate = ce->ce_rate * (1 - a) +
+		    (double)ce->ce_spent * 1000.0 / dt * a;
 		if (ce->ce_rate < 0.01)
 			ce->ce_rate = 0;
 		ce->ce_spent = 0;
@@ -489,7 +519,8 @@ cll_look(struct cllimit *cll, size_t i, int64_t now)
 		return;
 	left = lease_left(e, now, &x);
 	cll_observe(cll, i, now, left);
-	idle = ce->ce_rate > 0 ? (int64_t)(3000.0 / ce->ce_rate) : 0;
+	/* Idle: no unit spent for 3 of the usual gaps, within [4 T, 40 T]. */
+	idle = (int64_t)(3.0 * ce->ce_gap);
 	if (idle < 4 * ce->ce_t)
 		idle = 4 * ce->ce_t;
 	if (idle > 40 * ce->ce_t)

@@ -177,7 +177,13 @@ lease_take(struct ls_table *t, int fd, const struct ls_subject *s,
 			tk->lt_window = 0;
 		return (LS_FULL);
 	}
-	lease_want(e, fd, s);
+	/*
+	 * Nothing left: asked whatever the flag says (the flag may be up
+	 * from a demand the master could not act on yet, and a request
+	 * waits only LS_WAIT_MS); the master acts on one call at a time.
+	 */
+	LS_STORE(&e->le_want, 1);
+	lease_ask(fd, s);
 	return (LS_WAIT);
 }
 
