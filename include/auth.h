@@ -84,6 +84,7 @@ struct auth_rate {
 	int			 ra_leasefd;
 	int			 ra_waited;
 	int			 ra_final;
+	int64_t			 ra_held_ms;	/* waited so far (ms) */
 	uint64_t		*ra_lease_stats;
 };
 

@@ -31,7 +31,11 @@
 #define LS_SUBJ_MAX	40	/* kind byte + identity */
 #define LS_LEFT_BITS	20	/* units in a word (RL_MAXLIMIT fits) */
 #define LS_LEFT_MASK	((UINT64_C(1) << LS_LEFT_BITS) - 1)
-#define LS_WAIT_MS	5	/* a request waits this for a unit, at most */
+#define LS_WAIT_MS	5	/* a request waits this for a unit, and */
+				/* until the master was seen alive this */
+				/* long after the wait began, */
+#define LS_STALL_MS	100	/* ... or silent this long: then the */
+				/* fallback decides */
 #define LS_GRACE_MS	10000	/* a freed entry is not reused sooner */
 
 /* Subject kinds: the first byte of ls_subject's bytes. */
@@ -87,6 +91,7 @@ struct ls_table {
 	uint32_t	 lt_nodes;	/* live nodes last seen (>= 1) */
 	uint32_t	 lt_fallback;	/* cluster_fallback: LS_MODE_LOCAL */
 					/* or LS_MODE_DENY */
+	int64_t		 lt_alive;	/* the master's last pass (ms) */
 	struct ls_entry	 lt_entry[];
 } __attribute__((aligned(64)));
 

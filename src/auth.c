@@ -689,7 +689,7 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 	const void		*id;
 	size_t			 len;
 	uint32_t		 mode, n;
-	int64_t			 secs;
+	int64_t			 secs, alive;
 	int			 w;
 
 	tk->lt_e = NULL;
@@ -730,22 +730,37 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 		default:
 			break;
 		}
-		if (!ra->ra_final) {
+		alive = __atomic_load_n(&ra->ra_leases->lt_alive,
+		    __ATOMIC_RELAXED);
+		/*
+		 * No unit: wait LS_WAIT_MS, and on until the master has shown
+		 * it is alive LS_WAIT_MS after the wait began (it had the time
+		 * to answer: refused), or has been silent LS_STALL_MS (busy
+		 * or stopped: it counts as lost, the fallback decides).
+		 */
+		if (ra->ra_now - alive <= LS_STALL_MS && (!ra->ra_final ||
+		    alive < ra->ra_now - ra->ra_held_ms + LS_WAIT_MS)) {
 			ar->ar_status = AUTH_PENDING;
 			ar->ar_wait = -1;
 			return (1);
 		}
-		/*
-		 * No unit came in LS_WAIT_MS, Redis reachable but slow: the
-		 * other nodes may be spending the rest of the window, so
-		 * admitting by the fallback could overshoot.  Refused.
-		 */
-		auth_lease_count(ra, STATS_LEASE_TIMEOUT);
-		ar->ar_limited = 0;
-		auth_refuse(ar, 503, "cluster_unavailable", "the cluster did "
-		    "not grant a share of this rate limit in time; retry "
-		    "shortly");
-		return (1);
+		if (ra->ra_now - alive <= LS_STALL_MS) {
+			/*
+			 * The master is there, Redis answers (else the mode
+			 * would say so), but no unit came: the other nodes
+			 * may be spending the rest of the window, so the
+			 * fallback could overshoot.  Refused.
+			 */
+			auth_lease_count(ra, STATS_LEASE_TIMEOUT);
+			ar->ar_limited = 0;
+			auth_refuse(ar, 503, "cluster_unavailable", "the "
+			    "cluster did not grant a share of this rate limit "
+			    "in time; retry shortly");
+			return (1);
+		}
+		/* The master is lost: nobody renews the mode word. */
+		mode = __atomic_load_n(&ra->ra_leases->lt_fallback,
+		    __ATOMIC_RELAXED);
 	}
 	if (mode == LS_MODE_DENY) {
 		auth_lease_count(ra, STATS_LEASE_DENY);

@@ -77,6 +77,7 @@
 #define CLL_FULL_LOG_MS	60000	/* "lease table full", at most this often */
 #define CLL_BATCH	64	/* demands read at once */
 #define CLL_VALID_T	10	/* a lease is valid this many T */
+#define CLL_SLOW_MS	100	/* a call out this long: Redis is slow */
 
 /*
  * KEYS[1]: the subject's hash.  ARGV: the node's field, units it still
@@ -206,6 +207,7 @@ struct cllimit {
 	char			 cll_node[40];
 	int			 cll_fallback;
 	int			 cll_up;
+	int			 cll_slow;	/* a call out > CLL_SLOW_MS */
 	int			 cll_fd[2];	/* the demand pipe */
 	struct event		*cll_ev;
 	struct event		*cll_tick;
@@ -253,11 +255,12 @@ cll_min_limit(const uint32_t lim[RL_WINDOWS])
 	return (m);
 }
 
+/* Lease while Redis is up and answers in time, else the fallback. */
 static void
 cll_set_mode(struct cllimit *cll)
 {
-	__atomic_store_n(&cll->cll_t->lt_mode, cll->cll_up ? LS_MODE_LEASE :
-	    (uint32_t)cll->cll_fallback, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&cll->cll_t->lt_mode, cll->cll_up && !cll->cll_slow ?
+	    LS_MODE_LEASE : (uint32_t)cll->cll_fallback, __ATOMIC_SEQ_CST);
 }
 
 int
@@ -558,9 +561,34 @@ cll_tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	struct cll_ent	*ce;
+	int		 slow = 0;
+
+	/* Workers know the master is alive (lease.h, LS_STALL_MS). */
+	__atomic_store_n(&cll->cll_t->lt_alive, now, __ATOMIC_SEQ_CST);
 	/* Backwards: a release moves the last entry into its place. */
-	for (i = cll->cll_stats.cs_subjects; i > 0; i--)
+	for (i = cll->cll_stats.cs_subjects; i > 0; i--) {
+		ce = &cll->cll_ent[cll->cll_active[i - 1]];
+		if (ce->ce_busy && now - ce->ce_sent > CLL_SLOW_MS)
+			slow = 1;
 		cll_look(cll, cll->cll_active[i - 1], now);
+	}
+	/*
+	 * Redis connected but not answering (paused, overloaded): as if
+	 * unreachable until the calls are answered.
+	 */
+	if (slow != cll->cll_slow) {
+		cll->cll_slow = slow;
+		cll_set_mode(cll);
+		if (slow)
+			log_warnx("cluster: Redis answers no lease call within "
+			    "%d ms: %s until it does", CLL_SLOW_MS,
+			    cll->cll_fallback == LS_MODE_DENY ? "rate-limited "
+			    "requests are refused" : "each node enforces limit "
+			    "/ nodes");
+		else
+			log_info("cluster: Redis answers lease calls again");
+	}
 }
 
 /* A demand from a worker: checked (a worker is not trusted), then acted on. */
@@ -679,6 +707,7 @@ cllimit_new(struct event_base *base, struct ls_table *t, struct cluster *cl,
 		goto fail;
 	__atomic_store_n(&t->lt_fallback, (uint32_t)cll->cll_fallback,
 	    __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->lt_alive, util_mono_ms(), __ATOMIC_SEQ_CST);
 	cll_set_mode(cll);
 	return (cll);
 fail:
