@@ -694,20 +694,33 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 
 	tk->lt_e = NULL;
 	mode = __atomic_load_n(&ra->ra_leases->lt_mode, __ATOMIC_RELAXED);
-	if (mode == LS_MODE_LEASE) {
-		if (kind == AUTH_RL_KEY) {
-			id = ar->ar_key.k_id;
-			len = strnlen(ar->ar_key.k_id, sizeof(ar->ar_key.k_id));
-		} else if (kind == AUTH_RL_JWT) {
-			id = ar->ar_jwt.ji_ratekey;
-			len = sizeof(ar->ar_jwt.ji_ratekey);
-		} else {
-			id = ra->ra_ip;
-			len = ra->ra_iplen;
+	if (mode == LS_MODE_OFF)
+		return (0);
+	if (kind == AUTH_RL_KEY) {
+		id = ar->ar_key.k_id;
+		len = strnlen(ar->ar_key.k_id, sizeof(ar->ar_key.k_id));
+	} else if (kind == AUTH_RL_JWT) {
+		id = ar->ar_jwt.ji_ratekey;
+		len = sizeof(ar->ar_jwt.ji_ratekey);
+	} else {
+		id = ra->ra_ip;
+		len = ra->ra_iplen;
+	}
+	lease_subject(&s, kind == AUTH_RL_KEY ? LS_KIND_KEY : kind ==
+	    AUTH_RL_JWT ? LS_KIND_JWT : LS_KIND_ADDR, id, len, lim);
+	/*
+	 * Redis lost: units leased before are still the cluster's to
+	 * spend, until they expire (nothing is asked of the master).
+	 */
+	if (mode != LS_MODE_LEASE) {
+		if (lease_take(ra->ra_leases, -1, &s, ra->ra_now, tk) ==
+		    LS_TAKEN) {
+			auth_lease_count(ra, STATS_LEASE_LEASE);
+			return (0);
 		}
-		lease_subject(&s, kind == AUTH_RL_KEY ? LS_KIND_KEY :
-		    kind == AUTH_RL_JWT ? LS_KIND_JWT : LS_KIND_ADDR, id, len,
-		    lim);
+		tk->lt_e = NULL;
+	}
+	if (mode == LS_MODE_LEASE) {
 		switch (lease_take(ra->ra_leases, ra->ra_leasefd, &s,
 		    ra->ra_now, tk)) {
 		case LS_TAKEN:
