@@ -61,6 +61,9 @@ int		 cllimit_demand_fd(const struct cllimit *);
 void		 cllimit_child_detach(struct cllimit *);
 /* Redis reachable (1) or not (0): workers lease, or fall back. */
 void		 cllimit_redis(struct cllimit *, int);
+/* Redis connected but silent CLL_SLOW_MS (1), or answering again (0). */
+void		 cllimit_redis_slow(struct cllimit *, int);
+#define CLL_SLOW_MS	100
 /* Live nodes last seen (the fallback's divisor), at least 1. */
 void		 cllimit_nodes(struct cllimit *, uint32_t);
 /* Live nodes as last seen. */

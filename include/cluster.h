@@ -140,6 +140,11 @@ struct ls_table;
 struct cluster *cluster_new(struct event_base *, const struct config *,
 	    struct keystore *, struct journal *, struct idem_entry *,
 	    struct stats_master *, struct ls_table *, pid_t, char *, size_t);
+/*
+ * ms the command connection has had commands out and no answer (0: none
+ * out, or not connected): Redis is slow (cllimit.c).
+ */
+int64_t	 cluster_cmd_silent_ms(const struct cluster *, int64_t);
 /* The demand pipe's write end, for the workers (-1: none). */
 int	 cluster_demand_fd(const struct cluster *);
 void	 cluster_free(struct cluster *);

@@ -32,10 +32,9 @@
 #define LS_LEFT_BITS	20	/* units in a word (RL_MAXLIMIT fits) */
 #define LS_LEFT_MASK	((UINT64_C(1) << LS_LEFT_BITS) - 1)
 #define LS_WAIT_MS	5	/* a request waits this for a unit, and */
-				/* until the master was seen alive this */
-				/* long after the wait began, */
-#define LS_STALL_MS	100	/* ... or silent this long: then the */
-				/* fallback decides */
+				/* on while the master is alive, up to */
+#define LS_STALL_MS	100	/* this; a master silent this long is */
+				/* lost: the fallback decides */
 #define LS_GRACE_MS	10000	/* a freed entry is not reused sooner */
 
 /* Subject kinds: the first byte of ls_subject's bytes. */
@@ -81,6 +80,7 @@ struct ls_entry {
 	uint32_t	 le_low;	/* ask for more at this many left */
 	uint32_t	 le_free;	/* units not leased anywhere at the */
 					/* last grant (tightest window) */
+	int64_t		 le_renew;	/* ask for a renewal from (ms) */
 	struct ls_subject le_subj;
 } __attribute__((aligned(64)));
 

@@ -746,13 +746,13 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 		alive = __atomic_load_n(&ra->ra_leases->lt_alive,
 		    __ATOMIC_RELAXED);
 		/*
-		 * No unit: wait LS_WAIT_MS, and on until the master has shown
-		 * it is alive LS_WAIT_MS after the wait began (it had the time
-		 * to answer: refused), or has been silent LS_STALL_MS (busy
-		 * or stopped: it counts as lost, the fallback decides).
+		 * No unit: wait LS_WAIT_MS, and on while the master is alive
+		 * (busy: the request is late rather than overshooting), up
+		 * to LS_STALL_MS in all (then refused); a master silent for
+		 * LS_STALL_MS (stopped) counts as lost: the fallback decides.
 		 */
 		if (ra->ra_now - alive <= LS_STALL_MS && (!ra->ra_final ||
-		    alive < ra->ra_now - ra->ra_held_ms + LS_WAIT_MS)) {
+		    ra->ra_held_ms < LS_STALL_MS)) {
 			ar->ar_status = AUTH_PENDING;
 			ar->ar_wait = -1;
 			return (1);

@@ -69,6 +69,7 @@
 #include <openssl/sha.h>
 
 #include "cllimit.h"
+#include "cluster.h"
 #include "log.h"
 #include "util.h"
 
@@ -77,7 +78,11 @@
 #define CLL_FULL_LOG_MS	60000	/* "lease table full", at most this often */
 #define CLL_BATCH	64	/* demands read at once */
 #define CLL_VALID_T	10	/* a lease is valid this many T */
-#define CLL_SLOW_MS	100	/* a call out this long: Redis is slow */
+#define CLL_ROOMY	8	/* free / held by all at 2 T: roomy */
+#define CLL_ROOMY_MIN	4	/* units of a roomy lease, at least */
+#define CLL_ROOMY_VALID_MS 10000	/* a roomy lease is valid this long */
+#define CLL_SLICES	50	/* the pass looks at 1/50 of the entries */
+#define CLL_SLICE_MIN	64	/* ... and at least this many */
 
 /*
  * KEYS[1]: the subject's hash.  ARGV: the node's field, units it still
@@ -189,6 +194,7 @@ struct cll_ent {
 	uint32_t	 ce_spent;	/* units spent since */
 	double		 ce_rate;	/* units/s spent, smoothed */
 	double		 ce_gap;	/* ms between units, smoothed */
+	uint32_t	 ce_free;	/* cluster-wide free units, last answer */
 	int64_t		 ce_t;		/* T of the entry's limits, ms */
 };
 
@@ -207,7 +213,8 @@ struct cllimit {
 	char			 cll_node[40];
 	int			 cll_fallback;
 	int			 cll_up;
-	int			 cll_slow;	/* a call out > CLL_SLOW_MS */
+	int			 cll_slow;	/* Redis silent > CLL_SLOW_MS */
+	uint32_t		 cll_cursor;	/* the pass's place in cll_active */
 	int			 cll_fd[2];	/* the demand pipe */
 	struct event		*cll_ev;
 	struct event		*cll_tick;
@@ -345,6 +352,11 @@ cllimit_answer(void *arg, const void *rv)
 			cll_spent(ce, ce->ce_sent_left - was, now);
 	}
 	cll->cll_stats.cs_granted += cr.cr_grant;
+	ce->ce_free = cr.cr_free;
+	/* Workers ask for a renewal T before the expiry. */
+	if (cr.cr_hold > 0)
+		__atomic_store_n(&e->le_renew, ce->ce_sent + cr.cr_valid -
+		    ce->ce_t, __ATOMIC_SEQ_CST);
 	/* Asked for more at T / 2 of demand, below the size aimed at. */
 	low = (uint32_t)ceil(ce->ce_rate * (double)ce->ce_t / 2000.0);
 	if (low >= cll_target(cll, ce, &e->le_subj))
@@ -366,23 +378,63 @@ cllimit_answer(void *arg, const void *rv)
 }
 
 /*
+ * Far from the limit ("roomy"): the units nobody holds at the last answer
+ * are at least CLL_ROOMY times what every node would hold with leases of
+ * 2 T of demand.  Leases may then be larger and last longer: what they
+ * keep from the other nodes is a small part of what is free.
+ */
+static int
+cll_roomy(const struct cllimit *cll, const struct cll_ent *ce)
+{
+	double	 small = ceil(ce->ce_rate * 2.0 * (double)ce->ce_t / 1000.0);
+	uint32_t n = __atomic_load_n(&cll->cll_t->lt_nodes, __ATOMIC_RELAXED);
+
+	if (small < 1)
+		small = 1;
+	return (!cll->cll_sync && (double)ce->ce_free >= CLL_ROOMY * small *
+	    (n < 1 ? 1 : n));
+}
+
+/*
  * The units a lease of ce aims at: 2 T of its demand, at least 1, at most
- * half the smallest limit (1 at a time for the benchmarks' stand-in).
+ * half the smallest limit (1 at a time for the benchmarks' stand-in); when
+ * roomy, 40 T of demand (at least CLL_ROOMY_MIN), at most a quarter of
+ * the free units' share of one node.
  */
 static uint32_t
 cll_target(const struct cllimit *cll, const struct cll_ent *ce,
     const struct ls_subject *s)
 {
-	uint32_t	 target, cap;
+	uint32_t	 target, cap, n;
 
 	if (cll->cll_sync)
 		return (1);
 	target = (uint32_t)ceil(ce->ce_rate * 2.0 * (double)ce->ce_t /
 	    1000.0);
 	cap = cll_min_limit(s->lsu_limit) / 2;
+	if (cll_roomy(cll, ce)) {
+		n = __atomic_load_n(&cll->cll_t->lt_nodes, __ATOMIC_RELAXED);
+		target = (uint32_t)ceil(ce->ce_rate * 40.0 *
+		    (double)ce->ce_t / 1000.0);
+		if (target < CLL_ROOMY_MIN)
+			target = CLL_ROOMY_MIN;
+		if (target > ce->ce_free / (4 * (n < 1 ? 1 : n)))
+			target = ce->ce_free / (4 * (n < 1 ? 1 : n));
+	}
 	if (target > cap)
 		target = cap;
 	return (target < 1 ? 1 : target);
+}
+
+/* How long a lease of ce is valid (ms): 10 T, or when roomy 10 s. */
+static int64_t
+cll_valid(const struct cllimit *cll, const struct cll_ent *ce)
+{
+	int64_t	 v = CLL_VALID_T * ce->ce_t;
+
+	if (cll_roomy(cll, ce) && v < CLL_ROOMY_VALID_MS)
+		v = CLL_ROOMY_VALID_MS;
+	return (v);
 }
 
 /* Hex of n bytes of p into out (2n + 1 bytes). */
@@ -434,8 +486,7 @@ cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
 	    s->lsu_limit[0], s->lsu_limit[1], s->lsu_limit[2]);
 	snprintf(a_left, sizeof(a_left), "%u", left);
 	snprintf(a_want, sizeof(a_want), "%u", want);
-	snprintf(a_v, sizeof(a_v), "%lld", (long long)(CLL_VALID_T *
-	    ce->ce_t));
+	snprintf(a_v, sizeof(a_v), "%lld", (long long)cll_valid(cll, ce));
 	for (w = 0; w < RL_WINDOWS; w++) {
 		snprintf(lim[w], sizeof(lim[w]), "%u", s->lsu_limit[w]);
 		snprintf(win[w], sizeof(win[w]), "%u",
@@ -508,8 +559,8 @@ cll_observe(struct cllimit *cll, size_t i, int64_t now, uint32_t left)
 	}
 }
 
-/* Look at entry i: renew, hand back or free it. */
-static void
+/* Look at entry i: renew, hand back or free it; 1 if freed. */
+static int
 cll_look(struct cllimit *cll, size_t i, int64_t now)
 {
 	struct cll_ent	*ce = &cll->cll_ent[i];
@@ -519,7 +570,7 @@ cll_look(struct cllimit *cll, size_t i, int64_t now)
 	int64_t		 idle;
 
 	if (!ce->ce_active || ce->ce_busy)
-		return;
+		return (0);
 	left = lease_left(e, now, &x);
 	cll_observe(cll, i, now, left);
 	/* Idle: no unit spent for 3 of the usual gaps, within [4 T, 40 T]. */
@@ -530,65 +581,79 @@ cll_look(struct cllimit *cll, size_t i, int64_t now)
 		idle = 40 * ce->ce_t;
 	if (__atomic_load_n(&e->le_want, __ATOMIC_SEQ_CST) != 0) {
 		cll_call(cll, i, now, 0);
-		return;
+		return (0);
 	}
-	if (ce->ce_hold > 0 || ce->ce_drain) {
-		if (now - ce->ce_last_use >= idle)
-			cll_call(cll, i, now, 1);
-		else if ((int64_t)x - now <= ce->ce_t ||
-		    left <= __atomic_load_n(&e->le_low, __ATOMIC_SEQ_CST))
-			cll_call(cll, i, now, 0);
-		return;
+	/*
+	 * An idle subject hands its units back, unless roomy: then they
+	 * just expire (nobody is short of them).
+	 */
+	if ((ce->ce_hold > 0 && !cll_roomy(cll, ce) && (int64_t)x > now &&
+	    now - ce->ce_last_use >= idle) || ce->ce_drain) {
+		cll_call(cll, i, now, 1);
+		return (0);
 	}
-	if (now - ce->ce_last_use >= CLL_RELEASE_MS &&
+	if ((int64_t)x <= now && now - ce->ce_last_use >= CLL_RELEASE_MS &&
 	    __atomic_load_n(&e->le_deny, __ATOMIC_SEQ_CST) <= now) {
 		lease_release(e);
 		ce->ce_active = 0;
-		cll->cll_freed[i] = (int64_t)x > now ? (int64_t)x : now;
+		cll->cll_freed[i] = now;
 		/* Out of the active list: the last one takes its place. */
 		cll->cll_active[ce->ce_pos] =
 		    cll->cll_active[--cll->cll_stats.cs_subjects];
 		cll->cll_ent[cll->cll_active[ce->ce_pos]].ce_pos = ce->ce_pos;
+		return (1);
 	}
+	return (0);
 }
 
+/*
+ * Every 10 ms: tell the workers the master is alive, and look at a slice
+ * of the entries (each within CLL_SLICES passes): hand back what idle
+ * subjects hold, free idle entries.  Renewals and refills need no pass:
+ * workers ask for them (le_low, le_renew).
+ */
 static void
 cll_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cllimit	*cll = arg;
 	int64_t		 now = util_mono_ms();
-	size_t		 i;
+	uint32_t	 k;
 
 	(void)fd;
 	(void)what;
-	struct cll_ent	*ce;
-	int		 slow = 0;
-
-	/* Workers know the master is alive (lease.h, LS_STALL_MS). */
 	__atomic_store_n(&cll->cll_t->lt_alive, now, __ATOMIC_SEQ_CST);
-	/* Backwards: a release moves the last entry into its place. */
-	for (i = cll->cll_stats.cs_subjects; i > 0; i--) {
-		ce = &cll->cll_ent[cll->cll_active[i - 1]];
-		if (ce->ce_busy && now - ce->ce_sent > CLL_SLOW_MS)
-			slow = 1;
-		cll_look(cll, cll->cll_active[i - 1], now);
+	if (cll->cll_cl != NULL)
+		cllimit_redis_slow(cll, cluster_cmd_silent_ms(cll->cll_cl, now) >
+		    CLL_SLOW_MS);
+	k = cll->cll_stats.cs_subjects / CLL_SLICES + CLL_SLICE_MIN;
+	while (k-- > 0 && cll->cll_stats.cs_subjects > 0) {
+		if (cll->cll_cursor >= cll->cll_stats.cs_subjects)
+			cll->cll_cursor = 0;
+		/* A release moves the last entry into this place. */
+		if (!cll_look(cll, cll->cll_active[cll->cll_cursor], now))
+			cll->cll_cursor++;
 	}
+}
+
+void
+cllimit_redis_slow(struct cllimit *cll, int slow)
+{
 	/*
 	 * Redis connected but not answering (paused, overloaded): as if
-	 * unreachable until the calls are answered.
+	 * unreachable until it answers.
 	 */
-	if (slow != cll->cll_slow) {
-		cll->cll_slow = slow;
-		cll_set_mode(cll);
-		if (slow)
-			log_warnx("cluster: Redis answers no lease call within "
-			    "%d ms: %s until it does", CLL_SLOW_MS,
-			    cll->cll_fallback == LS_MODE_DENY ? "rate-limited "
-			    "requests are refused" : "each node enforces limit "
-			    "/ nodes");
-		else
-			log_info("cluster: Redis answers lease calls again");
-	}
+	if (cll == NULL || slow == cll->cll_slow)
+		return;
+	cll->cll_slow = slow;
+	cll_set_mode(cll);
+	if (slow)
+		log_warnx("cluster: Redis has answered nothing for %d ms: %s "
+		    "until it does", CLL_SLOW_MS, cll->cll_fallback ==
+		    LS_MODE_DENY ? "rate-limited requests are refused" :
+		    "each node enforces limit / nodes");
+	else
+		log_info("cluster: Redis answers again: rate limits are "
+		    "leased");
 }
 
 /* A demand from a worker: checked (a worker is not trusted), then acted on. */

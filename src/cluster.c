@@ -3082,6 +3082,14 @@ cl_lim_publish(struct cluster *cl)
 	__atomic_store_n(&sm->sm_lim_full, cs.cs_full, __ATOMIC_RELAXED);
 }
 
+int64_t
+cluster_cmd_silent_ms(const struct cluster *cl, int64_t now)
+{
+	const struct cl_conn	*cc = &cl->cl_cmd;
+
+	return (cc->cc_up && cc->cc_pending > 0 ? now - cc->cc_since_ms : 0);
+}
+
 int
 cluster_demand_fd(const struct cluster *cl)
 {

@@ -166,7 +166,8 @@ lease_take(struct ls_table *t, int fd, const struct ls_subject *s,
 			return (LS_WAIT);
 		tk->lt_e = e;
 		tk->lt_free = (uint32_t)(left - 1) + LS_LOAD(&e->le_free);
-		if (left - 1 <= LS_LOAD(&e->le_low))
+		if (left - 1 <= LS_LOAD(&e->le_low) ||
+		    now >= LS_LOAD(&e->le_renew))
 			lease_want(e, fd, s);
 		return (LS_TAKEN);
 	}
@@ -213,6 +214,7 @@ lease_claim(struct ls_table *t, const struct ls_subject *s, int64_t now,
 		LS_STORE(&e->le_want, 0);
 		LS_STORE(&e->le_low, 0);
 		LS_STORE(&e->le_free, 0);
+		LS_STORE(&e->le_renew, 0);
 		memcpy(&e->le_subj, s, sizeof(e->le_subj));
 		LS_STORE(&e->le_tag, tag);
 		*fresh = 1;
