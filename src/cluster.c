@@ -434,6 +434,7 @@ struct cluster {
 	size_t			 cl_nmine;	/* written so far (ring) */
 	struct cllimit		*cl_lim;	/* rate limits' leases */
 	int			 cl_fallback;	/* LS_MODE_LOCAL or _DENY */
+	int			 cl_limits;	/* cluster_limits on */
 };
 
 static void	 cl_connect(struct cl_conn *);
@@ -3162,8 +3163,10 @@ cluster_new(struct event_base *base, const struct config *conf,
 		goto fail;
 	cl->cl_fallback = conf->c_cluster_fallback ? LS_MODE_DENY :
 	    LS_MODE_LOCAL;
-	if (lt != NULL && (cl->cl_lim = cllimit_new(base, lt, cl, cl_lim_send,
-	    cl->cl_prefix, cl->cl_state.s_node, cl->cl_fallback)) == NULL) {
+	cl->cl_limits = conf->c_cluster_limits;
+	if (lt != NULL && cl->cl_limits && (cl->cl_lim = cllimit_new(base,
+	    lt, cl, cl_lim_send, cl->cl_prefix, cl->cl_state.s_node,
+	    cl->cl_fallback)) == NULL) {
 		snprintf(err, errlen, "cannot start the rate limits' leases: "
 		    "%s", strerror(errno));
 		goto fail;
@@ -3282,6 +3285,6 @@ cluster_same(const struct cluster *cl, const struct config *conf)
 	return (conf->c_cluster && cl_streq(cl->cl_url, conf->c_cluster_url) &&
 	    cl_streq(cl->cl_name, conf->c_cluster_name) &&
 	    cl->cl_fallback == (conf->c_cluster_fallback ? LS_MODE_DENY :
-	    LS_MODE_LOCAL) &&
+	    LS_MODE_LOCAL) && cl->cl_limits == conf->c_cluster_limits &&
 	    cl_streq(cl->cl_pass, conf->c_cluster_pass));
 }

@@ -250,6 +250,7 @@ static const struct directive directives[] = {
 	FUNC("cluster_redis", 1, 3, dir_cluster_redis, 0, 0, NULL, 0),
 	MFUNC("cluster_name", dir_cluster_name, c_cluster_name, "default"),
 	ENUM("cluster_fallback", c_cluster_fallback, local_deny, "local"),
+	ENUM("cluster_limits", c_cluster_limits, off_on, "on"),
 };
 
 /* Names a route refers to, resolved once the whole file is read. */

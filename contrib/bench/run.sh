@@ -123,6 +123,23 @@
 #           (scrape.py time): median, p90 and p99 in ms, the body's size;
 #           PROFILE=1: the servers' CPU time per scrape (perf stat).
 #           nginx has no comparable exporter (stub_status: 7 numbers).
+#   cluster-limits  keygated against itself, two nodes per system, keyed
+#           proxy on $HOT_KEYS hot keys with limits too high to refuse
+#           anything ($CLUSTER_LIMITS): "keygated", two nodes with
+#           cluster_redis to a redis-server of the run (one cluster_name),
+#           the limits leased from Redis; "keygated_local", the same two
+#           nodes without cluster_redis (each with its own copy of the
+#           keys: limits per node); "keygated_sync", the cluster again with
+#           KEYGATE_BENCH_LEASE_SYNC=1 (one unit per lease, asked for when
+#           spent: a Redis round trip per request, the anchor's approach).
+#           Each round runs two wrk at once, one per node, -c$CONNS/2
+#           each, over the $HOT_KEYS first keys.  Prints req/s (sum of the
+#           two), 2xx/s, Redis CPU (/proc/PID/stat) per round and per
+#           1,000 requests, lease calls per 1,000 requests (both nodes'
+#           /v1/cluster), and the share of decisions taken without waiting
+#           (/metrics keygate_cluster_limit_decisions_total); ratios
+#           keygated/keygated_local (target >= 0.95x) and
+#           keygated/keygated_sync (target >= 2x).
 # The keys (secrets, keygated's keys.snapshot, nginx and HAProxy map files)
 # are made once per run by keys.py; the JWT keys, JWKS, PEM public keys and
 # tokens once per run by tokens.py (run with $JWT_PYTHON).  For keys-verify
@@ -186,6 +203,13 @@
 #              metrics-scrape [100]
 #   SCRAPE_WORKERS  workers (HAProxy: threads) in metrics-scrape [4]
 #   SCRAPE_CONNS    connections of metrics-scrape's traffic, at least [16]
+#   HOT_KEYS   keys wrk sends in cluster-limits (the first ones of the run's
+#              keys, a random one per request) [10]
+#   CLUSTER_LIMITS  rate_limit of every node in cluster-limits
+#              [1000000/1s 1000000/10s 1000000/60s]
+#   ROUND_WARMUP  cluster-limits: seconds of untimed load on a system right
+#              before each of its rounds (its leases were handed back in
+#              the other systems' turns; 0: measure from cold) [1]
 #
 # Adding a workload: give it a case in workload_info() (description,
 # systems with the compared one first, path, extra request headers,
@@ -223,6 +247,8 @@ SCRAPES=${SCRAPES:-300}
 SCRAPE_ROUTES=${SCRAPE_ROUTES:-100}
 SCRAPE_WORKERS=${SCRAPE_WORKERS:-4}
 SCRAPE_CONNS=${SCRAPE_CONNS:-16}
+HOT_KEYS=${HOT_KEYS:-10}
+ROUND_WARMUP=${ROUND_WARMUP:-1}
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -234,7 +260,8 @@ die() { warn "$*"; exit 1; }
 val=
 for v in ROUNDS DURATION CONNS THREADS WORKERS UPSTREAM_WORKERS POOL WARMUP \
     PROFILE_DURATION KEYS CREATES ACCURACY_CONNS NGINX_BURST JWT_TOKENS \
-    IDLE_CONNS IDLE_HOLD SCRAPES SCRAPE_ROUTES SCRAPE_WORKERS SCRAPE_CONNS; do
+    IDLE_CONNS IDLE_HOLD SCRAPES SCRAPE_ROUTES SCRAPE_WORKERS SCRAPE_CONNS \
+    HOT_KEYS ROUND_WARMUP; do
 	eval "val=\$$v"
 	case $val in
 	'' | *[!0-9]*) die "$v must be a whole number, not \"$val\"" ;;
@@ -247,8 +274,8 @@ done
     [ "$JWT_TOKENS" -ge 1 ] && [ "$IDLE_CONNS" -ge 1 ] &&
     [ "$IDLE_HOLD" -ge 1 ] && [ "$SCRAPES" -ge 1 ] &&
     [ "$SCRAPE_ROUTES" -ge 1 ] && [ "$SCRAPE_WORKERS" -ge 1 ] &&
-    [ "$SCRAPE_CONNS" -ge 1 ] ||
-    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES, ACCURACY_CONNS, JWT_TOKENS, IDLE_CONNS, IDLE_HOLD and the SCRAPE* variables must be at least 1"
+    [ "$SCRAPE_CONNS" -ge 1 ] && [ "$HOT_KEYS" -ge 1 ] ||
+    die "ROUNDS, DURATION, CONNS, THREADS, WORKERS, UPSTREAM_WORKERS, POOL, KEYS, CREATES, ACCURACY_CONNS, JWT_TOKENS, IDLE_CONNS, IDLE_HOLD, HOT_KEYS and the SCRAPE* variables must be at least 1"
 W_KEYS=0
 W_TLS=0
 W_CLIENT=wrk
@@ -260,6 +287,7 @@ W_ACCURACY=0
 W_MAX_KEYS=0
 W_SCRAPE=0
 W_REDIS=0
+W_CLIMIT=0
 W_SERVERS=1
 port_upstream=
 port_upstream2=
@@ -268,6 +296,7 @@ port_upstream2=
 # nothing is refused; rate-accuracy, 20 requests per second.
 RATE_HIGH=1000000
 RATE_LOW=20
+CLUSTER_LIMITS=${CLUSTER_LIMITS:-$RATE_HIGH/1s $RATE_HIGH/10s $RATE_HIGH/60s}
 
 # The JWT workloads: the issuer and audience of every token (tokens.py),
 # and jwks-refresh's providers, p1 ... pREFRESH_PROVIDERS (keygated takes
@@ -320,6 +349,9 @@ SCRAPE_KEYROUTES=4
 #               $IDLE_CONNS connections open while the memory is read;
 #   W_SCRAPE    1 for metrics-scrape: no wrk rounds; scrape.py's traffic,
 #               then rounds of timed GET /metrics (run_scrape).
+#   W_REDIS     1 if the workload needs a redis-server of its own (start_redis);
+#   W_CLIMIT    1 for cluster-limits: each system is two keygated nodes
+#               (climit_nodes), loaded by two wrk at once (run_climit).
 # print_ratios WHAT NAME: "ratio a/b: WHAT Nx, p99 Nx" for the first system
 # of W_SYSTEMS against each other one, from the files $wdir/NAME.SYSTEM.median
 # ("figure p99" each).
@@ -359,6 +391,7 @@ workload_info() {
 	W_MAX_KEYS=$KEYS
 	W_SCRAPE=0
 	W_REDIS=0
+	W_CLIMIT=0
 	W_SERVERS=1
 	case $1 in
 	proxy)
@@ -435,12 +468,21 @@ workload_info() {
 		W_KEYS=1
 		;;
 	keys-proxy-cluster)
-		W_DESC="keys-proxy with the key store shared through Redis (cluster_redis to a redis-server of the run): keygated in a cluster vs keygated_local alone, same keys (target >= 0.98x)"
+		W_DESC="keys-proxy with the key store shared through Redis (cluster_redis to a redis-server of the run): keygated in a cluster (cluster_limits ${KPC_LIMITS:-off}) vs keygated_local alone, same keys (target >= 0.98x)"
 		W_SYSTEMS="keygated keygated_local"
 		W_PATH=/bench
 		W_UPSTREAM=1
 		W_KEYS=1
 		W_REDIS=1
+		;;
+	cluster-limits)
+		W_DESC="2 nodes, keyed proxy on $HOT_KEYS hot key(s), rate_limit $CLUSTER_LIMITS: keygated limits leased from Redis vs keygated_local limits per node vs keygated_sync a Redis call per request (targets >= 0.95x, >= 2x)"
+		W_SYSTEMS="keygated keygated_local keygated_sync"
+		W_PATH=/bench
+		W_UPSTREAM=1
+		W_KEYS=1
+		W_REDIS=1
+		W_CLIMIT=1
 		;;
 	keys-create)
 		W_DESC="admin API: $CREATES x POST /v1/keys, one keep-alive connection, $KEYS keys loaded"
@@ -523,7 +565,7 @@ workload_info() {
 		W_SCRAPE=1
 		;;
 	*)
-		die "unknown workload \"$1\" (known: proxy proxy-pool verify echo keys-verify keys-proxy keys-proxy-cluster keys-create rate rate-verify rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
+		die "unknown workload \"$1\" (known: proxy proxy-pool verify echo keys-verify keys-proxy keys-proxy-cluster cluster-limits keys-create rate rate-verify rate-accuracy jwt-cached jwt-fresh jwt-fresh-es256 jwt-vs-key jwks-refresh https-proxy https-handshake https-resume tls-idle-memory metrics-scrape)"
 		;;
 	esac
 }
@@ -544,6 +586,7 @@ workload_expect() {
 	case $1:$2 in
 	echo:keygated) say '"path":"/bench"' ;;
 	echo:* | proxy:* | proxy-pool:* | keys-proxy:* | keys-proxy-cluster:* | \
+	    cluster-limits:* | \
 	    rate:* | rate-accuracy:* | jwt*:* | \
 	    https-*:* | tls-idle-memory:* | metrics-scrape:*)
 		say '{"ok":true}' ;;
@@ -770,6 +813,16 @@ EOF
 		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
 		say "route GET ^/bench\$	auth=api-key upstream=up"
 		;;
+	cluster-limits)
+		# keys-proxy's, with the limits of the workload and the admin
+		# API (/v1/cluster, /metrics) for the counters, in every node.
+		say "max_keys		${KG_MAX_KEYS:-$W_MAX_KEYS}"
+		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
+		say "route GET ^/bench\$	auth=api-key upstream=up"
+		say "rate_limit		$CLUSTER_LIMITS"
+		say "admin_listen		127.0.0.1:$keygated_admin_port"
+		say "admin_token_file	$keysdir/admin.token"
+		;;
 	jwt-cached | jwt-fresh | jwt-fresh-es256)
 		say "upstream		up http://127.0.0.1:$port_upstream max_idle=$POOL"
 		say "jwt_provider		bench issuer=$JWT_ISSUER audience=$JWT_AUDIENCE jwks=$jwtdir/jwks.json rate=off"
@@ -834,6 +887,18 @@ EOF
 		kg_cluster=$((${kg_cluster:-0} + 1))
 		say "cluster_redis		redis://127.0.0.1:${port_redis:-1}"
 		say "cluster_name		bench$kg_cluster"
+		# The key store's sharing, not the limits' (cluster-limits
+		# measures those): 100,000 keys picked at random are each new
+		# to a node every few seconds, a Redis call per request with
+		# exact limits (KPC_LIMITS=on to see it).
+		say "cluster_limits		${KPC_LIMITS:-off}"
+		;;
+	cluster-limits:keygated_local*) ;;	# the same nodes, no cluster
+	cluster-limits:*)
+		# keygated (and keygated_a/_b) in one cluster, keygated_sync_a/_b
+		# in another: the two never share a quota.
+		say "cluster_redis		redis://127.0.0.1:${port_redis:-1}"
+		say "cluster_name		limits_${kg_sys%_[ab]}"
 		;;
 	rate-accuracy:*)
 		say "rate_limit		$RATE_LOW/1s"
@@ -846,7 +911,8 @@ EOF
 	n=0
 	keygated_optional | while IFS= read -r line; do
 		n=$((n + 1))
-		[ "$1" = keys-create ] && [ $n -eq 1 ] && continue
+		[ "$1" = keys-create ] || [ "$1" = cluster-limits ] &&
+		    [ $n -eq 1 ] && continue
 		case " $kg_ok " in *" $n "*) say "$line" ;; esac
 	done
 }
@@ -953,8 +1019,16 @@ start_keygated() {
 	    [ ! -e "$d/state/keys.journal" ]; then
 		cp "$keys_src/keys.snapshot" "$d/state/keys.snapshot"
 	fi
+	eval "admin_$kg_sys=\$keygated_admin_port"
 	launch_ms=$(now_ms)
-	"$kg_bin" -f -c "$d/keygated.conf" >"$d/stderr.log" 2>&1 &
+	case $1:$kg_sys in
+	cluster-limits:keygated_sync*)
+		# The anchor's stand-in: one unit per lease (cllimit.c).
+		KEYGATE_BENCH_LEASE_SYNC=1 "$kg_bin" -f -c "$d/keygated.conf" \
+		    >"$d/stderr.log" 2>&1 &
+		;;
+	*)	"$kg_bin" -f -c "$d/keygated.conf" >"$d/stderr.log" 2>&1 & ;;
+	esac
 	SYSTEM_PID=$!
 	wait_ready "$SYSTEM_PID" "$(scheme)://127.0.0.1:$kg_port/" || {
 		stop_pid "$SYSTEM_PID"
@@ -2041,7 +2115,8 @@ check_keys() {
 			return 1
 		done
 		case $w in
-		keys-proxy | keys-proxy-cluster | rate | rate-accuracy | jwt-vs-key)
+		keys-proxy | keys-proxy-cluster | cluster-limits | rate | \
+		    rate-accuracy | jwt-vs-key)
 			want="x-upstream-consumer: $owner
 x-upstream-saw-key: no"
 			;;
@@ -2633,6 +2708,435 @@ tls_drop_keygated() {
 	say "$W_SYSTEMS" >"$wdir/systems"
 }
 
+# --------------------------------------------------------- cluster-limits
+#
+# Each system of cluster-limits is two keygated nodes, SYSTEM_a and
+# SYSTEM_b, started from the same keys.snapshot, each in $wdir/NODE with a
+# state_dir, port ($port_NODE) and admin port ($admin_NODE) of its own;
+# keygated's and keygated_sync's pairs share the run's redis-server, each
+# pair under its own cluster_name (keygated_conf).
+
+# climit_nodes SYSTEM...: the nodes of each system, in order.
+climit_nodes() {
+	for cn_s in "$@"; do printf '%s_a %s_b ' "$cn_s" "$cn_s"; done
+}
+
+start_keygated_a() { start_keygated "$1" keygated_a; }
+start_keygated_b() { start_keygated "$1" keygated_b; }
+start_keygated_local_a() { start_keygated "$1" keygated_local_a; }
+start_keygated_local_b() { start_keygated "$1" keygated_local_b; }
+start_keygated_sync_a() { start_keygated "$1" keygated_sync_a; }
+start_keygated_sync_b() { start_keygated "$1" keygated_sync_b; }
+
+# climit_admin NODE PATH: GET PATH from NODE's admin API (the run's admin
+# token, read from a file: it stays off the command line).
+climit_admin() {
+	eval "ca_port=\$admin_$1"
+	curl -s --max-time 5 -H "@$keysdir/admin.hdr" \
+	    "http://127.0.0.1:$ca_port$2" || true
+}
+
+# climit_limits NODE: the "limits" object of NODE's GET /v1/cluster.
+climit_limits() {
+	climit_admin "$1" /v1/cluster | tr -d ' \n' |
+	    sed -n 's/.*"limits":{\([^}]*\)}.*/\1/p'
+}
+
+# climit_joined NODE: wait until NODE has joined its cluster (the first
+# node of a pair seeds the namespace with the run's keys, the second checks
+# its own against them), 60 s at most.
+climit_joined() {
+	cj_end=$(($(now_ms) + 60000))
+	until climit_admin "$1" /v1/cluster | tr -d ' \n' |
+	    grep -q '"state":"joined"'; do
+		[ "$(now_ms)" -lt "$cj_end" ] || return 1
+		alive "$(system_pid "$1")" || return 1
+		sleep 0.1
+	done
+}
+
+# proc_ticks PID: utime + stime of PID, in clock ticks (0 if it is gone).
+# The fields are counted from the end of the command name, which may hold
+# spaces.
+proc_ticks() {
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" \
+	    2>/dev/null || say 0
+}
+
+# climit_snap SYSTEM: one line of counters now: "MS REDIS_TICKS
+# NODES_TICKS LEASE_CALLS LEASE WAITED FULL LOCAL DENY TIMEOUT": the
+# redis-server's CPU, every process of both nodes', and the lease calls
+# (GET /v1/cluster, limits.lease_calls) and cluster limit decisions by how
+# (/metrics keygate_cluster_limit_decisions_total) of both nodes (0 for
+# nodes without a cluster).
+climit_snap() {
+	cs_nodes=$(climit_nodes "$1")
+	cs_calls=0
+	cs_dec="0 0 0 0 0 0"
+	for n in $cs_nodes; do
+		c=$(climit_limits "$n" |
+		    sed -n 's/.*"lease_calls":\([0-9][0-9]*\).*/\1/p')
+		cs_calls=$((cs_calls + ${c:-0}))
+		cs_dec=$(climit_admin "$n" /metrics | awk -v prev="$cs_dec" '
+		    BEGIN {
+			split(prev, v, " ")
+			split("lease waited full fallback_local fallback_deny timeout", k, " ")
+			for (i = 1; i <= 6; i++) idx[k[i]] = i
+		    }
+		    /^keygate_cluster_limit_decisions_total\{how="/ {
+			h = $1; sub(/^[^"]*"/, "", h); sub(/".*/, "", h)
+			if (h in idx) v[idx[h]] += $2
+		    }
+		    END { printf "%d %d %d %d %d %d", v[1], v[2], v[3], v[4], v[5], v[6] }')
+	done
+	cs_ms=$(now_ms)
+	cs_r=$(proc_ticks "$(system_pid redis)")
+	cs_n=0
+	for n in $cs_nodes; do
+		for p in $(tree "$(system_pid "$n")"); do
+			cs_n=$((cs_n + $(proc_ticks "$p")))
+		done
+	done
+	say "$cs_ms $cs_r $cs_n $cs_calls $cs_dec"
+}
+
+# climit_wrk OUT SECONDS SYSTEM: two wrk at once, one per node of SYSTEM,
+# each with half of $CONNS connections and keys.lua over the hot keys;
+# their outputs in OUT.a and OUT.b.  Non-zero if either failed.
+climit_wrk() {
+	cw_c=$((CONNS / 2))
+	[ "$cw_c" -ge 1 ] || cw_c=1
+	eval "cw_pa=\$port_${3}_a; cw_pb=\$port_${3}_b"
+	env KEYS_FILE="$wdir/hot.secrets" KEYS_HEADER=X-API-KEY \
+	    wrk -s "$here/keys.lua" -t"$THREADS" -c"$cw_c" -d"${2}s" \
+	    --latency "http://127.0.0.1:$cw_pa$W_PATH" >"$1.a" 2>&1 &
+	wrk_pid=$!
+	env KEYS_FILE="$wdir/hot.secrets" KEYS_HEADER=X-API-KEY \
+	    wrk -s "$here/keys.lua" -t"$THREADS" -c"$cw_c" -d"${2}s" \
+	    --latency "http://127.0.0.1:$cw_pb$W_PATH" >"$1.b" 2>&1 &
+	wrk2_pid=$!
+	cw_rc=0
+	wait "$wrk_pid" || cw_rc=$?
+	wait "$wrk2_pid" || cw_rc=$?
+	wrk_pid=
+	wrk2_pid=
+	return $cw_rc
+}
+wrk2_pid=
+
+# climit_result OUT: one result line from a round's two wrk outputs and
+# the counters before and after (OUT.snap0, OUT.snap1): "REQ/S 2XX/S P50
+# P99 NON2XX SOCKET_ERRORS REQUESTS SECONDS REDIS_TICKS NODES_TICKS CALLS
+# LEASE WAITED FULL LOCAL DENY TIMEOUT": req/s and 2xx/s summed over the
+# two wrk, p50 and p99 (us) the higher of the two, the counters' deltas.
+climit_result() {
+	{
+		parse_wrk "$1.a"
+		parse_wrk "$1.b"
+		cat "$1.snap0" "$1.snap1"
+	} | awk '
+	    NR <= 2 {
+		rps += $1; ok += $6 ? $1 * ($6 - $4) / $6 : 0
+		if ($2 > p50) p50 = $2
+		if ($3 > p99) p99 = $3
+		bad += $4; err += $5; req += $6
+		next
+	    }
+	    NR == 3 { for (i = 1; i <= NF; i++) a[i] = $i; next }
+	    NR == 4 {
+		printf "%.1f %.1f %d %d %d %d %d %.3f", rps, ok, p50, p99, bad,
+		    err, req, ($1 - a[1]) / 1000
+		for (i = 2; i <= NF; i++) printf " %d", $i - a[i]
+		printf "\n"
+	    }'
+}
+
+# climit_check: before the rounds, each node must answer the first key's
+# request with 200, the owner as the upstream saw it and a
+# RateLimit-Policy header (its limits on), and refuse no key and an
+# unknown key (check_keys); the nodes of keygated and keygated_sync must be
+# in lease mode with 2 nodes seen (GET /v1/cluster, limits), and
+# keygated_local's must have no cluster.  (The environment cannot be read
+# back: keygated's process titles overwrite /proc/PID/environ;
+# climit_check_sync looks at what the leases did instead.)
+climit_check() {
+	for n in $(climit_nodes $W_SYSTEMS); do
+		url=$(workload_url "$w" "$n")
+		resp=$(curl_key -s -i --max-time 5 "$url" || true)
+		say "$resp" >"$wdir/$n.check"
+		case $resp in
+		"HTTP/1.1 200"*'{"ok":true}'*) ;;
+		*)
+			fail "$w" "$n: GET $url answered \"$(say "$resp" |
+			    head -n 1 | tr -d '\r')\", not 200 {\"ok\":true}" \
+			    "$wdir/$n.check"
+			return 1
+			;;
+		esac
+		if ! grep -qi '^ratelimit-policy:' "$wdir/$n.check"; then
+			fail "$w" "$n: no RateLimit-Policy: its limits are off" \
+			    "$wdir/$n.check"
+			return 1
+		fi
+		case $n in
+		keygated_local_*)
+			if ! climit_admin "$n" /v1/cluster | tr -d ' \n' |
+			    grep -q '"enabled":false'; then
+				fail "$w" "$n: GET /v1/cluster does not say enabled:false"
+				return 1
+			fi
+			continue
+			;;
+		esac
+		# The nodes see each other after a heartbeat (1 s).
+		cc_end=$(($(now_ms) + 10000))
+		until climit_limits "$n" >"$wdir/$n.limits" &&
+		    grep -q '"mode":"lease"' "$wdir/$n.limits" &&
+		    grep -Eq '"nodes":2(,|$)' "$wdir/$n.limits"; do
+			if [ "$(now_ms)" -ge "$cc_end" ]; then
+				fail "$w" "$n: GET /v1/cluster limits not in lease mode with 2 nodes after 10 s: $(cat "$wdir/$n.limits")"
+				return 1
+			fi
+			sleep 0.2
+		done
+	done
+	check_keys $(climit_nodes $W_SYSTEMS) || return 1
+	say "keygated and keygated_sync: each node in lease mode and seeing 2 nodes (/v1/cluster limits); keygated_local's without a cluster (/v1/cluster enabled:false); every node answers with RateLimit-Policy" \
+	    >>"$wdir/notes"
+}
+
+# climit_check_sync: after the checks and the warm-up, the units each
+# cluster node was granted per lease call so far (/v1/cluster limits):
+# KEYGATE_BENCH_LEASE_SYNC=1 grants one unit per call at most, so a
+# keygated_sync node granted more did not get the environment, and the
+# workload is given up.  keygated's nodes are granted more when their
+# subjects are hot (a few keys); with many keys, each used now and then,
+# their leases are as small, which the notes say.
+climit_check_sync() {
+	ccs_line=
+	ccs_small=
+	for n in $(climit_nodes keygated keygated_sync); do
+		ccs=$(climit_limits "$n" | awk -F'[:,]' '{
+		    for (i = 1; i < NF; i++) {
+			if ($i == "\"lease_calls\"") c = $(i + 1)
+			if ($i == "\"units_granted\"") g = $(i + 1)
+		    }
+		    printf "%d %d", c, g }')
+		ccs_calls=${ccs% *}
+		ccs_units=${ccs#* }
+		ccs_line="$ccs_line${ccs_line:+, }$n $ccs_units/$ccs_calls"
+		case $n in
+		keygated_sync_*)
+			[ "$ccs_units" -le "$ccs_calls" ] && continue
+			fail "$w" "$n: $ccs_units units granted in $ccs_calls lease calls by the end of the warm-up, more than one per call: it does not run with KEYGATE_BENCH_LEASE_SYNC=1"
+			return 1
+			;;
+		*)
+			[ "$ccs_units" -le "$ccs_calls" ] &&
+			    ccs_small="$ccs_small${ccs_small:+, }$n"
+			;;
+		esac
+	done
+	say "units granted/lease calls by the end of the warm-up: $ccs_line (keygated_sync's one unit per call at most: KEYGATE_BENCH_LEASE_SYNC=1)" \
+	    >>"$wdir/notes"
+	[ -z "$ccs_small" ] ||
+	    say "NOTE: $ccs_small: one unit per lease call at most, as keygated_sync's: its leases are no larger than the stand-in's with this load" \
+	    >>"$wdir/notes"
+	return 0
+}
+
+# run_climit: cluster-limits: the redis-server, the upstream and the six
+# nodes (each cluster node joined before the next starts: the first of a
+# pair seeds the namespace), the checks, $WARMUP s of load per system,
+# then $ROUNDS rounds in which each system in turn gets $ROUND_WARMUP s of
+# untimed load, then two wrk at once, one per node, with the counters read
+# before and after (climit_snap);
+# results in $wdir/res.SYSTEM (climit_result lines).
+run_climit() {
+	if [ "$HOT_KEYS" -gt "$KEYS" ]; then
+		fail "$w" "HOT_KEYS ($HOT_KEYS) is more than KEYS ($KEYS)"
+		return 0
+	fi
+	(umask 077; head -n "$HOT_KEYS" "$keysdir/secrets.txt" \
+	    >"$wdir/hot.secrets")
+	for s in redis upstream $(climit_nodes $W_SYSTEMS); do
+		if ! start_system "$s"; then
+			fail "$w" "skipped: $s would not start" \
+			    "$wdir/$s.start.log"
+			return 0
+		fi
+		case $s in
+		redis | upstream | keygated_local_*) continue ;;
+		esac
+		if ! climit_joined "$s"; then
+			fail "$w" "$s did not join its cluster in 60 s" \
+			    "$wdir/$s/stderr.log"
+			return 0
+		fi
+	done
+	climit_check || return 0
+	for s in $wsystems; do
+		log_lines "$s" >"$wdir/$s.loglines"
+	done
+	if [ "$WARMUP" -gt 0 ]; then
+		for s in $W_SYSTEMS; do
+			climit_wrk "$wdir/out/$s.warmup" "$WARMUP" "$s" || {
+				fail "$w" "wrk failed (warm-up, $s)" \
+				    "$wdir/out/$s.warmup.a"
+				return 0
+			}
+		done
+	fi
+	climit_check_sync || return 0
+	for s in $W_SYSTEMS; do : >"$wdir/res.$s"; done
+	r=0
+	while [ $r -lt "$ROUNDS" ]; do
+		r=$((r + 1))
+		for s in $W_SYSTEMS; do
+			out=$wdir/out/$s.$r
+			# Back from $((2 * DURATION)) s of rest, in which its
+			# leases were handed back: warm again, untimed.
+			if [ "$ROUND_WARMUP" -gt 0 ] &&
+			    ! climit_wrk "$out.pre" "$ROUND_WARMUP" "$s"; then
+				fail "$w" "wrk failed (round $r warm-up, $s)" \
+				    "$out.pre.a"
+				return 0
+			fi
+			climit_snap "$s" >"$out.snap0"
+			if ! climit_wrk "$out" "$DURATION" "$s"; then
+				fail "$w" "wrk failed (round $r, $s)" "$out.a"
+				return 0
+			fi
+			climit_snap "$s" >"$out.snap1"
+			climit_result "$out" >>"$wdir/res.$s"
+			warn "$w round $r/$ROUNDS $s: $(tail -n 1 "$wdir/res.$s" |
+			    awk -v hz="$clk_tck" '{
+				printf "%.0f req/s, %.0f 2xx/s, p99 %.3fms, Redis %.1f%% of a core, %.1f lease calls/1k req",
+				    $1, $2, $4 / 1000, $8 ? 100 * $9 / hz / $8 : 0,
+				    $7 ? 1000 * $11 / $7 : 0
+				if ($5 || $6) printf ", %d non-2xx, %d socket errors", $5, $6 }')"
+			for t in $wsystems; do
+				alive "$(system_pid "$t")" && continue
+				say "$t DIED during round $r; last lines of its log:" \
+				    >"$wdir/died"
+				tail -q -n 8 $(system_logs "$t") 2>/dev/null |
+				    sed 's/^/    /' >>"$wdir/died"
+				fail "$w" "$(cat "$wdir/died")"
+				return 0
+			done
+		done
+	done
+	for s in $wsystems; do
+		case $s in redis | upstream) continue ;; esac
+		n0=$(cat "$wdir/$s.loglines")
+		n1=$(log_lines "$s")
+		if [ "$n1" -gt "$n0" ]; then
+			say "NOTE: $s logged $((n1 - n0)) lines during the warm-up and rounds; the last ones:"
+			cat $(system_logs "$s") 2>/dev/null | tail -n +"$((n0 + 1))" |
+			    tail -n 5 | sed 's/^/    /'
+		fi >>"$wdir/notes"
+	done
+}
+
+# print_climit: the cluster-limits results, from $wdir/res.SYSTEM: medians
+# over the rounds, the ratios, each round's figures.
+print_climit() {
+	sw=$(name_width)
+	printf "%-${sw}s %8s %8s %9s %9s  %s\n" system req/s 2xx/s p50 p99 \
+	    "non-2xx (all rounds)"
+	for s in $W_SYSTEMS; do
+		f=$wdir/res.$s
+		[ -s "$f" ] || continue
+		rps=$(field "$f" 1 | median)
+		ok=$(field "$f" 2 | median)
+		p50=$(field "$f" 3 | median)
+		p99=$(field "$f" 4 | median)
+		say "$rps $p99 $ok" >"$f.median"
+		awk -v s="$s" -v sw="$sw" -v rps="$rps" -v ok="$ok" -v p50="$p50" \
+		    -v p99="$p99" '{ bad += $5; err += $6; req += $7 }
+		    END { printf "%-*s %8.0f %8.0f %7.3fms %7.3fms  %d of %d%s\n",
+			sw, s, rps, ok, p50 / 1000, p99 / 1000, bad, req,
+			err ? sprintf(", %d socket errors", err) : "" }' "$f"
+	done
+	set -- $W_SYSTEMS
+	a=$1
+	shift
+	for b in "$@"; do
+		[ -s "$wdir/res.$a.median" ] && [ -s "$wdir/res.$b.median" ] ||
+		    continue
+		tgt=
+		case $b in
+		keygated_local) tgt=" (target >= 0.95x)" ;;
+		keygated_sync) tgt=" (target >= 2x)" ;;
+		esac
+		awk -v a="$a" -v b="$b" -v tgt="$tgt" '
+		    NR == FNR { ar = $1; ap = $2; ao = $3; next }
+		    { printf "ratio %s/%s: req/s %.2fx%s, 2xx/s %.2fx, p99 %.2fx\n",
+			a, b, $1 ? ar / $1 : 0, tgt, $3 ? ao / $3 : 0,
+			$2 ? ap / $2 : 0 }' \
+		    "$wdir/res.$a.median" "$wdir/res.$b.median"
+		# Each round's pair ran back to back: their ratio shares most
+		# of the round's noise.
+		paste -d' ' "$wdir/res.$a" "$wdir/res.$b" | awk -v a="$a" -v b="$b" '
+		    { n = NF / 2; r[NR] = $(n + 1) ? $1 / $(n + 1) : 0
+		      line = line sprintf(" %.3f", r[NR]) }
+		    END {
+			for (i = 2; i <= NR; i++)
+				for (j = i; j > 1 && r[j - 1] > r[j]; j--) {
+					x = r[j]; r[j] = r[j - 1]; r[j - 1] = x
+				}
+			m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+			printf "ratio %s/%s per round, req/s:%s (median %.3f)\n", a, b, line, m
+		    }'
+	done
+	say
+	say "cost (medians over the rounds; per 1k req: per 1,000 requests wrk completed, both nodes):"
+	printf "%-${sw}s %11s %13s %13s %13s %9s\n" system "Redis CPU" \
+	    "Redis CPU" "nodes' CPU" "lease calls" "no wait"
+	printf "%-${sw}s %11s %13s %13s %13s %9s\n" "" "% of a core" \
+	    "ms/1k req" "ms/1k req" "per 1k req" "share"
+	for s in $W_SYSTEMS; do
+		f=$wdir/res.$s
+		[ -s "$f" ] || continue
+		core=$(awk -v hz="$clk_tck" '{ print $8 ? 100 * $9 / hz / $8 : 0 }' "$f" | median)
+		rms=$(awk -v hz="$clk_tck" '{ print $7 ? 1e6 * $9 / hz / $7 : 0 }' "$f" | median)
+		nms=$(awk -v hz="$clk_tck" '{ print $7 ? 1e6 * $10 / hz / $7 : 0 }' "$f" | median)
+		calls=$(awk '{ print $7 ? 1000 * $11 / $7 : 0 }' "$f" | median)
+		awk -v s="$s" -v sw="$sw" -v core="$core" -v rms="$rms" \
+		    -v nms="$nms" -v calls="$calls" '
+		    { for (i = 12; i <= 17; i++) d += $i; l += $12 }
+		    END { printf "%-*s %10.1f%% %13.2f %13.1f %13s %9s\n", sw, s,
+			core, rms, nms, d ? sprintf("%.2f", calls) : "-",
+			d ? sprintf("%.2f%%", 100 * l / d) : "-" }' "$f"
+	done
+	say "Redis CPU: utime+stime of the redis-server (/proc/PID/stat) over the round, which also serves the idle pairs' heartbeats (keygated_local's figure: that background); nodes' CPU: every process of both nodes (masters and workers); lease calls: limits.lease_calls of both nodes' GET /v1/cluster; no wait: decisions how=\"lease\" / all decisions (both nodes' /metrics keygate_cluster_limit_decisions_total) over all the rounds"
+	for s in $W_SYSTEMS; do
+		f=$wdir/res.$s
+		[ -s "$f" ] || continue
+		awk -v s="$s" '{ for (i = 12; i <= 17; i++) d[i] += $i }
+		    END { t = 0; for (i = 12; i <= 17; i++) t += d[i]
+			if (t) printf "decisions, %s (all rounds, both nodes): lease %d, waited %d, full %d, fallback_local %d, fallback_deny %d, timeout (503) %d\n",
+			    s, d[12], d[13], d[14], d[15], d[16], d[17] }' "$f"
+	done
+	for s in $W_SYSTEMS; do
+		f=$wdir/res.$s
+		[ -s "$f" ] || continue
+		printf 'per round, %s: req/s' "$s"
+		awk '{ printf " %.0f", $1 }' "$f"
+		printf '; 2xx/s'
+		awk '{ printf " %.0f", $2 }' "$f"
+		printf '; Redis %% of a core'
+		awk -v hz="$clk_tck" '{ printf " %.1f", $8 ? 100 * $9 / hz / $8 : 0 }' "$f"
+		printf '; lease calls/1k req'
+		awk '{ printf " %.1f", $7 ? 1000 * $11 / $7 : 0 }' "$f"
+		say
+		awk -v s="$s" '$5 || $6 { printf "WARNING: %s round %d: %d non-2xx responses, %d socket errors\n", s, NR, $5, $6 }' "$f"
+	done
+	say "limits: rate_limit $CLUSTER_LIMITS in every node; wrk: the first $HOT_KEYS of the run's keys, a random one per request, $((CONNS / 2 > 0 ? CONNS / 2 : 1)) connections to each node, ${ROUND_WARMUP}s untimed right before each round; req/s and 2xx/s: the two wrk summed; p50, p99: the higher of the two"
+	cat "$wdir/notes"
+}
+clk_tck=$(getconf CLK_TCK 2>/dev/null || say 100)
+
 # run_workload NAME: start the workload's systems, check them, warm them
 # up, run the rounds, record peak RSS, profile (PROFILE=1), stop them.
 # Results in $tmp/NAME; $tmp/NAME/failed says why there are none.
@@ -2664,6 +3168,11 @@ run_workload() {
 		} >>"$wdir/notes"
 		W_SYSTEMS=$peers
 		say "$W_SYSTEMS" >"$wdir/systems"
+	fi
+	if [ "$W_CLIMIT" = 1 ]; then
+		run_climit
+		stop_systems
+		return 0
 	fi
 	systems=$W_SYSTEMS
 	[ "$W_REFRESH" = 1 ] && systems="jwks $systems"
@@ -2945,6 +3454,8 @@ print_table() {
 		say "workload: $w ($W_DESC), $ROUNDS rounds"
 	elif [ "$W_IDLE" = 1 ]; then
 		say "workload: $w ($W_DESC), 1 run per system, held ${IDLE_HOLD}s"
+	elif [ "$W_CLIMIT" = 1 ]; then
+		say "workload: $w ($W_DESC), 2 x wrk -t$THREADS -c$((CONNS / 2 > 0 ? CONNS / 2 : 1)) at once (one per node), $ROUNDS x ${DURATION}s"
 	elif [ "$W_CLIENT" != wrk ]; then
 		say "workload: $w ($W_DESC), tlsload -m $W_CLIENT -c$CONNS, $ROUNDS x ${DURATION}s"
 	elif [ "$W_ACCURACY" = 1 ]; then
@@ -2970,6 +3481,10 @@ print_table() {
 	fi
 	if [ "$W_SCRAPE" = 1 ]; then
 		print_scrape
+		return 0
+	fi
+	if [ "$W_CLIMIT" = 1 ]; then
+		print_climit
 		return 0
 	fi
 	sw=$(name_width)
@@ -3346,6 +3861,7 @@ cleanup() {
 	st=$?
 	trap - EXIT INT TERM
 	[ -n "$wrk_pid" ] && alive "$wrk_pid" && kill -TERM "$wrk_pid"
+	[ -n "$wrk2_pid" ] && alive "$wrk2_pid" && kill -TERM "$wrk2_pid"
 	[ -n "$strace_pid" ] && alive "$strace_pid" && kill -INT "$strace_pid"
 	for p in $started; do
 		stop_pid "$p"
@@ -3453,6 +3969,8 @@ if [ "$any_keys" = 1 ]; then
 		sed -n '2,101p' "$keysdir/secrets.txt" >"$keysdir/warm.secrets"
 		od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$keysdir/admin.token"
 		say >>"$keysdir/admin.token"
+		printf 'Authorization: Bearer %s\n' "$(cat "$keysdir/admin.token")" \
+		    >"$keysdir/admin.hdr"
 	)
 	KEYS_FILE=$keysdir/secrets.txt
 	export KEYS_FILE

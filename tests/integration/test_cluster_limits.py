@@ -54,6 +54,8 @@ admits too much.
   10/1s) and two JWT identities (the demo provider of contrib/demo,
   rate=8/1s) hammered through two nodes: each subject within its limit
   cluster-wide and using it.
+- test_cluster_limits_off: cluster_limits off: each node counts alone
+  (20 per node per second, 40 cluster-wide), no lease call.
 - test_route_override: a route's rate=5/1s is enforced cluster-wide for
   a key whose other route allows 12/1s, and the overriding route's units
   count against the key's 12 (one set of counts per key).
@@ -1418,11 +1420,53 @@ def test_fallback_config():
     later.eq(limits_of(d)["fallback"], "local", "the default fallback")
     d.write_conf(d.template + "cluster_fallback deny\n")
     d.signal(signal.SIGHUP)
-    d.wait_log(r"cluster_redis, cluster_name and cluster_fallback changes "
-               r"are ignored until the next restart", timeout=5,
+    d.wait_log(r"cluster_redis, cluster_name, cluster_fallback and "
+               r"cluster_limits changes are ignored until the next restart",
+               timeout=5,
                what="the ignored cluster_fallback change logged")
     later.eq(limits_of(d)["fallback"], "local", "the fallback after a "
              "reload that changed it")
+    later.done()
+
+
+@R.cleaned
+def test_cluster_limits_off():
+    """
+    cluster_limits off: each node counts alone, as in a cluster before
+    0.13 (and as a node alone does): two nodes hammered on one key 20/1s
+    each admit 20 per second, 40 cluster-wide; limits.mode "off", no
+    lease call, no lease entry in Redis; keygated -t refuses another word
+    naming FILE:LINE.
+    """
+    later = C.Later()
+    dir, good = C.config_dir()
+    path = kg.write_file(dir, "cl.conf", good + "cluster_limits maybe\n")
+    p = kg.keygated("-t", "-c", path)
+    later.check(p.returncode == 1 and "%s:%d:" % (path, (good +
+                "x\n").count("\n")) in p.stderr and "cluster_limits" in
+                p.stderr, "keygated -t with 'cluster_limits maybe': rc %d, "
+                "stderr %r" % (p.returncode, p.stderr[-300:]))
+    srv = R.Server()
+    a = start_node(srv, "A", cluster_limits="off")
+    b = start_node(srv, "B", cluster_limits="off")
+    nodes = [a, b]
+    k, s = key_on(nodes, "per-node", rate(20, BIG, BIG))
+    kid = k["id"]
+    load = hammer(nodes, "/echo/1", xkey(s)).run(2.0)
+    settle(load, nodes)
+    adm = admits(nodes, lambda e: e.get("key_id") == kid)
+    for d in nodes:
+        times = [x.ms for x in adm if x.node == d.label]
+        check_limit(later, times, 1000, 20, "node %s alone" % d.label)
+        later.check(len(times) >= 36, "node %s admitted %d in 2 s, not its "
+                    "own 20 per second" % (d.label, len(times)))
+        lim = limits_of(d)
+        later.eq(lim["mode"], "off", "limits.mode of node %s" % d.label)
+        later.eq(lim["lease_calls"], 0, "lease calls of node %s" % d.label)
+    later.check(max_in([x.ms for x in adm], 1000)[0] > 20, "the cluster "
+                "admitted at most 20 in a second with per-node limits")
+    later.eq(srv.call("EXISTS", subject_hash(kid)), 0, "a lease hash in "
+             "Redis with cluster_limits off")
     later.done()
 
 
@@ -1487,6 +1531,7 @@ TESTS = [
     test_status_and_metrics,
     test_no_failed_calls_when_healthy,
     test_fallback_config,
+    test_cluster_limits_off,
 ]
 
 
