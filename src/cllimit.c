@@ -47,11 +47,16 @@
  * Lease sizes.  With T a 40th of the shortest window enforced, a lease
  * aims at 2 T of the subject's recent demand on this node (at least 1,
  * at most half the limit) and is valid for 10 T; the workers ask for more
- * once it is down to T / 2 of demand, so spends are reported about every
- * 1.5 T.  What the other nodes cannot use meanwhile (held and not yet
- * reported units) is about rate x 3.5 T per node: under 10 % of a 1 s
- * window's limit for two nodes.  A subject unused for a while hands its
- * lease back.
+ * once it is down to T / 2 of demand, or T before it expires, so spends
+ * are reported about every 1.5 T.  What the other nodes cannot use
+ * meanwhile (held and not yet reported units) is about rate x 3.5 T per
+ * node: under 10 % of a 1 s window's limit for two nodes.  Far from the
+ * limit (the units nobody holds at least 8 times what all nodes would
+ * hold so), a lease aims at 40 T of demand, at most a quarter of one
+ * node's share of those units, and is valid 10 s: few calls, and what it
+ * keeps from the others is a small part of what is free.  A subject
+ * unused for a while hands its lease back (far from the limit, lets it
+ * expire).
  */
 
 #include <sys/types.h>
