@@ -85,6 +85,7 @@ struct auth_rate {
 	int			 ra_waited;
 	int			 ra_final;
 	int64_t			 ra_held_ms;	/* waited so far (ms) */
+	int			 ra_no_wait;	/* decide now: cannot be held */
 	uint64_t		*ra_lease_stats;
 };
 

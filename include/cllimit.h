@@ -1,7 +1,7 @@
 /*
  * The master's side of cluster-wide rate limits (lease.h has the workers'
  * side, cllimit.c the arithmetic and why it holds): it reads the workers'
- * demands from a pipe, obtains and renews leases from Redis in one Lua
+ * demands from a socket, obtains and renews leases from Redis in one Lua
  * script per call, installs them in the lease table, hands back what is
  * not used, and says what workers do while Redis cannot be asked.
  */
@@ -49,7 +49,7 @@ struct cll_stats {
 /*
  * Start: t is the lease table, prefix the namespace ("keygate:{NAME}:"),
  * node this node's id, fallback LS_MODE_LOCAL or LS_MODE_DENY.  Makes the
- * demand pipe (cllimit_demand_fd() is its write end, for the workers).
+ * demand socket pair (cllimit_demand_fd() is the workers' end).
  * NULL with errno set.
  */
 struct cllimit	*cllimit_new(struct event_base *, struct ls_table *,

@@ -9,7 +9,7 @@
  * identity or a client address, with the limits of the route the request
  * came by), valid for a short time; the workers spend it from the lease
  * table in the shared segment, one compare-and-swap per request, and ask
- * the master for more through a pipe before it runs out.  A request that
+ * the master for more through a socket before it runs out.  A request that
  * finds no unit waits for one (LS_WAIT_MS at most), so low limits and the
  * last units of a window are decided by Redis one by one rather than
  * overshot.  Why the cluster never admits more than a limit is in
@@ -95,7 +95,7 @@ struct ls_table {
 	struct ls_entry	 lt_entry[];
 } __attribute__((aligned(64)));
 
-/* A demand, worker to master through the pipe (atomic: < PIPE_BUF). */
+/* A demand, worker to master: one datagram of a SOCK_SEQPACKET pair. */
 struct ls_demand {
 	struct ls_subject ld_subj;
 };
@@ -120,6 +120,7 @@ struct ls_entry	*lease_find(struct ls_table *, const struct ls_subject *);
 /* What lease_take() took, or why it refused. */
 struct ls_took {
 	struct ls_entry	*lt_e;
+	uint64_t	 lt_expiry;	/* LS_TAKEN: the unit's, ms */
 	int64_t		 lt_until;	/* LS_FULL: full until (ms) */
 	int		 lt_window;	/* LS_FULL: the full window */
 	uint32_t	 lt_free;	/* LS_TAKEN: units left, cluster-wide */
@@ -127,7 +128,7 @@ struct ls_took {
 };
 
 /*
- * Worker: take one unit of s's lease at now; fd is the demand pipe (a
+ * Worker: take one unit of s's lease at now; fd is the demand socket (a
  * demand is written when the entry is missing or empty, and when the
  * units left fall to le_low and nobody asked yet).  Never blocks.
  */

@@ -714,7 +714,7 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 	 */
 	if (mode != LS_MODE_LEASE) {
 		if (lease_take(ra->ra_leases, -1, &s, ra->ra_now, tk) ==
-		    LS_TAKEN) {
+		    LS_TAKEN && util_mono_ms() < (int64_t)tk->lt_expiry) {
 			auth_lease_count(ra, STATS_LEASE_LEASE);
 			return (0);
 		}
@@ -724,9 +724,18 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 		switch (lease_take(ra->ra_leases, ra->ra_leasefd, &s,
 		    ra->ra_now, tk)) {
 		case LS_TAKEN:
-			auth_lease_count(ra, ra->ra_waited ?
-			    STATS_LEASE_WAITED : STATS_LEASE_LEASE);
-			return (0);
+			/*
+			 * now was read before authentication: a worker
+			 * preempted since must not spend a unit past the
+			 * lease's expiry (the unit is then lost).
+			 */
+			if (util_mono_ms() < (int64_t)tk->lt_expiry) {
+				auth_lease_count(ra, ra->ra_waited ?
+				    STATS_LEASE_WAITED : STATS_LEASE_LEASE);
+				return (0);
+			}
+			tk->lt_e = NULL;
+			break;
 		case LS_FULL:
 			auth_lease_count(ra, STATS_LEASE_FULL);
 			w = tk->lt_window;
@@ -751,8 +760,8 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 		 * to LS_STALL_MS in all (then refused); a master silent for
 		 * LS_STALL_MS (stopped) counts as lost: the fallback decides.
 		 */
-		if (ra->ra_now - alive <= LS_STALL_MS && (!ra->ra_final ||
-		    ra->ra_held_ms < LS_STALL_MS)) {
+		if (ra->ra_now - alive <= LS_STALL_MS && !ra->ra_no_wait &&
+		    (!ra->ra_final || ra->ra_held_ms < LS_STALL_MS)) {
 			ar->ar_status = AUTH_PENDING;
 			ar->ar_wait = -1;
 			return (1);
@@ -777,6 +786,7 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 	}
 	if (mode == LS_MODE_DENY) {
 		auth_lease_count(ra, STATS_LEASE_DENY);
+		ar->ar_limited = 0;	/* no limit decided: no headers */
 		auth_refuse(ar, 503, "cluster_unavailable", "the cluster's "
 		    "rate limits cannot be checked now; retry shortly");
 		return (1);

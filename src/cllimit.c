@@ -60,6 +60,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -108,13 +109,14 @@ static const char cll_lua[] =
 	"  if win[w] > maxw then maxw = win[w] end\n"
 	"end\n"
 	"local occ, ends = {0, 0, 0}, {{}, {}, {}}\n"
-	"local hold, hb = 0, 0\n"
+	"local hold, hb, last = 0, 0, now + v + maxw\n"
 	"local all = redis.call('HGETALL', key)\n"
 	"for i = 1, #all, 2 do\n"
 	"  local k, val = all[i], all[i + 1]\n"
 	"  if string.sub(k, 1, 2) == 'n:' then\n"
 	"    local a, b = string.match(val, '^(%d+) (%d+)$')\n"
 	"    a, b = tonumber(a) or 0, tonumber(b) or 0\n"
+	"    if b + maxw > last then last = b + maxw end\n"
 	"    if k == f then hold, hb = a, b else\n"
 	"      local live = false\n"
 	"      for w = 1, 3 do\n"
@@ -131,6 +133,7 @@ static const char cll_lua[] =
 	"    local n = tonumber(val) or 0\n"
 	"    if w and w >= 1 and w <= 3 and e + win[w] > now then\n"
 	"      occ[w] = occ[w] + n; ends[w][#ends[w] + 1] = {e + win[w], n}\n"
+	"      if e + win[w] > last then last = e + win[w] end\n"
 	"    else redis.call('HDEL', key, k) end\n"
 	"  end\n"
 	"end\n"
@@ -141,6 +144,7 @@ static const char cll_lua[] =
 	"    local e = math.ceil(x / g) * g\n"
 	"    if e + win[w] > now then\n"
 	"      redis.call('HINCRBY', key, 's' .. w .. ':' .. e, n)\n"
+	"      if e + win[w] > last then last = e + win[w] end\n"
 	"      occ[w] = occ[w] + n; ends[w][#ends[w] + 1] = {e + win[w], n}\n"
 	"    end\n"
 	"  end\n"
@@ -148,7 +152,7 @@ static const char cll_lua[] =
 	"if left > hold then left = hold end\n"
 	"local keep = 0\n"
 	"if hb > now then\n"
-	"  spend(now, hold - left)\n"
+	"  spend(now + 1, hold - left)\n"
 	"  if not drain then keep = left end\n"
 	"elseif drain then spend(hb, hold - left)\n"
 	"else spend(hb, hold) end\n"
@@ -166,7 +170,7 @@ static const char cll_lua[] =
 	"local h = keep + grant\n"
 	"if h > 0 then redis.call('HSET', key, f, h .. ' ' .. (now + v))\n"
 	"else redis.call('HDEL', key, f) end\n"
-	"redis.call('PEXPIRE', key, maxw + v + 1000)\n"
+	"redis.call('PEXPIRE', key, last - now + 1000)\n"
 	"local retry, fw = 0, 0\n"
 	"if h == 0 and want > 0 then\n"
 	"  for w = 1, 3 do\n"
@@ -200,6 +204,11 @@ struct cll_ent {
 	double		 ce_rate;	/* units/s spent, smoothed */
 	double		 ce_gap;	/* ms between units, smoothed */
 	uint32_t	 ce_free;	/* cluster-wide free units, last answer */
+	/*
+	 * The subject as the master checked it (cll_demand): the copy in
+	 * the shared segment is for the workers' eyes, who can write it.
+	 */
+	struct ls_subject ce_subj;
 	int64_t		 ce_t;		/* T of the entry's limits, ms */
 };
 
@@ -220,7 +229,7 @@ struct cllimit {
 	int			 cll_up;
 	int			 cll_slow;	/* Redis silent > CLL_SLOW_MS */
 	uint32_t		 cll_cursor;	/* the pass's place in cll_active */
-	int			 cll_fd[2];	/* the demand pipe */
+	int			 cll_fd[2];	/* the demand socket pair */
 	struct event		*cll_ev;
 	struct event		*cll_tick;
 	char			 cll_sha[2 * SHA_DIGEST_LENGTH + 1];
@@ -349,7 +358,7 @@ cllimit_answer(void *arg, const void *rv)
 		 * Counted from the send, which Redis's now follows, less
 		 * the clocks' rate difference: spent before B in real time.
 		 */
-		x = ce->ce_sent + cr.cr_valid - 1 - cr.cr_valid / 1000;
+		x = ce->ce_sent + cr.cr_valid - 1 - (cr.cr_valid + 999) / 1000;
 		ce->ce_seen = lease_install(e, x > 0 ? (uint64_t)x : 0,
 		    cr.cr_grant, cr.cr_hold, &was);
 		/* Spent while the call was out: the demand goes on. */
@@ -364,12 +373,14 @@ cllimit_answer(void *arg, const void *rv)
 		    ce->ce_t, __ATOMIC_SEQ_CST);
 	/* Asked for more at T / 2 of demand, below the size aimed at. */
 	low = (uint32_t)ceil(ce->ce_rate * (double)ce->ce_t / 2000.0);
-	if (low >= cll_target(cll, ce, &e->le_subj))
-		low = cll_target(cll, ce, &e->le_subj) - 1;
+	if (low >= cll_target(cll, ce, &ce->ce_subj))
+		low = cll_target(cll, ce, &ce->ce_subj) - 1;
 	__atomic_store_n(&e->le_low, low, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&e->le_free, cr.cr_free, __ATOMIC_SEQ_CST);
 	if (cr.cr_hold == 0 && want > 0) {
 		cll->cll_stats.cs_full++;
+		/* Refused until then: workers ask again after it. */
+		__atomic_store_n(&e->le_want, 0, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&e->le_deny_window, (uint32_t)cr.cr_window,
 		    __ATOMIC_SEQ_CST);
 		__atomic_store_n(&e->le_deny, now + cr.cr_retry,
@@ -465,7 +476,7 @@ cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
 {
 	struct cll_ent		*ce = &cll->cll_ent[i];
 	struct ls_entry		*e = &cll->cll_t->lt_entry[i];
-	const struct ls_subject	*s = &e->le_subj;
+	const struct ls_subject	*s = &ce->ce_subj;
 	struct cll_call		*c;
 	char			 key[512], field[128], hex[2 * LS_SUBJ_MAX + 1];
 	char			 a_left[16], a_want[16], a_v[24], lim[3][16];
@@ -698,6 +709,7 @@ cll_demand(struct cllimit *cll, const struct ls_demand *d, int64_t now)
 	ce = &cll->cll_ent[i];
 	if (fresh) {
 		memset(ce, 0, sizeof(*ce));
+		memcpy(&ce->ce_subj, s, sizeof(ce->ce_subj));
 		ce->ce_active = 1;
 		ce->ce_pos = cll->cll_stats.cs_subjects;
 		cll->cll_active[ce->ce_pos] = (uint32_t)i;
@@ -711,24 +723,28 @@ cll_demand(struct cllimit *cll, const struct ls_demand *d, int64_t now)
 	cll_call(cll, i, now, 0);
 }
 
+/*
+ * The workers' demands: one datagram each (SOCK_SEQPACKET: a short or
+ * long one is dropped whole, never misread as the start of the next), at
+ * most CLL_BATCH per wake-up, so that a flood cannot keep the master from
+ * its timers and Redis's answers.
+ */
 static void
 cll_pipe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct cllimit		*cll = arg;
-	struct ls_demand	 d[CLL_BATCH];
+	struct ls_demand	 d;
 	ssize_t			 n;
-	size_t			 i;
 	int64_t			 now = util_mono_ms();
+	int			 i;
 
 	(void)what;
-	for (;;) {
-		n = read(fd, d, sizeof(d));
-		if (n <= 0)
+	for (i = 0; i < CLL_BATCH; i++) {
+		n = recv(fd, &d, sizeof(d), MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0)
 			return;
-		for (i = 0; i < (size_t)n / sizeof(d[0]); i++)
-			cll_demand(cll, &d[i], now);
-		if ((size_t)n < sizeof(d))
-			return;
+		if (n == (ssize_t)sizeof(d))
+			cll_demand(cll, &d, now);
 	}
 }
 
@@ -763,7 +779,8 @@ cllimit_new(struct event_base *base, struct ls_table *t, struct cluster *cl,
 	    NULL || (cll->cll_active = calloc(LS_ENTRIES,
 	    sizeof(*cll->cll_active))) == NULL ||
 	    (cll->cll_freed = calloc(LS_ENTRIES,
-	    sizeof(*cll->cll_freed))) == NULL || pipe(cll->cll_fd) == -1)
+	    sizeof(*cll->cll_freed))) == NULL || socketpair(AF_UNIX,
+	    SOCK_SEQPACKET, 0, cll->cll_fd) == -1)
 		goto fail;
 	for (i = 0; i < 2; i++)
 		if (fcntl(cll->cll_fd[i], F_SETFL, O_NONBLOCK) == -1 ||
@@ -827,12 +844,18 @@ cllimit_child_detach(struct cllimit *cll)
 void
 cllimit_redis(struct cllimit *cll, int up)
 {
+	uint32_t	 k;
+
 	if (cll == NULL || cll->cll_up == (up != 0))
 		return;
 	cll->cll_up = up != 0;
 	/* A Redis restarted since has an empty script cache. */
 	if (up)
 		cll->cll_eval = 1;
+	/* Demands made meanwhile were dropped: workers will ask again. */
+	for (k = 0; up && k < cll->cll_stats.cs_subjects; k++)
+		__atomic_store_n(&cll->cll_t->lt_entry[cll->cll_active[k]].le_want,
+		    0, __ATOMIC_SEQ_CST);
 	cll_set_mode(cll);
 	if (up)
 		log_info("cluster: rate limits are leased from Redis again");

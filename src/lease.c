@@ -24,6 +24,9 @@
  * clocks.
  */
 
+#include <sys/types.h>
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -116,7 +119,7 @@ lease_find(struct ls_table *t, const struct ls_subject *s)
 	return (lease_find_tag(t, lease_hash(t, s)));
 }
 
-/* Tell the master s needs units (nonblocking; a full pipe drops it). */
+/* Tell the master s needs units (nonblocking; a full queue drops it). */
 static void
 lease_ask(int fd, const struct ls_subject *s)
 {
@@ -126,8 +129,9 @@ lease_ask(int fd, const struct ls_subject *s)
 	if (fd == -1)
 		return;
 	memcpy(&d.ld_subj, s, sizeof(d.ld_subj));
+	/* One datagram of the master's SOCK_SEQPACKET pair: never torn. */
 	do
-		n = write(fd, &d, sizeof(d));
+		n = send(fd, &d, sizeof(d), MSG_DONTWAIT | MSG_NOSIGNAL);
 	while (n == -1 && errno == EINTR);
 }
 
@@ -165,6 +169,7 @@ lease_take(struct ls_table *t, int fd, const struct ls_subject *s,
 		if (LS_LOAD(&e->le_tag) != tag)	/* reclaimed: see above */
 			return (LS_WAIT);
 		tk->lt_e = e;
+		tk->lt_expiry = x;
 		tk->lt_free = (uint32_t)(left - 1) + LS_LOAD(&e->le_free);
 		if (left - 1 <= LS_LOAD(&e->le_low) ||
 		    now >= LS_LOAD(&e->le_renew))
@@ -179,12 +184,10 @@ lease_take(struct ls_table *t, int fd, const struct ls_subject *s,
 		return (LS_FULL);
 	}
 	/*
-	 * Nothing left: asked whatever the flag says (the flag may be up
-	 * from a demand the master could not act on yet, and a request
-	 * waits only LS_WAIT_MS); the master acts on one call at a time.
+	 * Nothing left: the master is told once (the flag); it looks at
+	 * the flag again when a call comes back and when Redis returns.
 	 */
-	LS_STORE(&e->le_want, 1);
-	lease_ask(fd, s);
+	lease_want(e, fd, s);
 	return (LS_WAIT);
 }
 

@@ -290,7 +290,8 @@ metrics_cluster_limits(struct mbuf *b, const struct stats_master *sm,
 	mb_family(b, "keygate_cluster_limit_decisions_total", "counter",
 	    "Rate-limited requests by how the cluster's limit decided them: a "
 	    "unit of this node's lease, one waited for, refused as the "
-	    "cluster was full, or by the fallback.");
+	    "cluster was full, by the fallback, or refused after waiting "
+	    "100 ms for a unit (timeout).");
 	for (i = 0; i < STATS_NLEASE; i++)
 		mb_printf(b, "keygate_cluster_limit_decisions_total{how=\"%s\"} "
 		    "%" PRIu64 "\n", stats_lease_name[i], t->st_lease[i]);

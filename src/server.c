@@ -1222,6 +1222,8 @@ conn_limit(struct conn *c, const struct route *r, int verify, int64_t now,
 	ra.ra_waited = c->c_lease_until != 0;
 	ra.ra_held_ms = c->c_lease_until != 0 ? now - (c->c_lease_until -
 	    LS_WAIT_MS) : 0;
+	/* No memory to keep the credentials of a held request. */
+	ra.ra_no_wait = c->c_hold_final;
 	ra.ra_final = c->c_hold_final || (c->c_lease_until != 0 &&
 	    now >= c->c_lease_until);
 	auth_limit(r, &ra, &w->w_ks, aj, c->c_start_ms, ar);

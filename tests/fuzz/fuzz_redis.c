@@ -262,6 +262,17 @@ fz_lease(const redisReply *reply)
 		FUZZ_ASSERT((e->le_word & LS_LEFT_MASK) <= cr.cr_hold);
 	/* Renewed with every input: nothing in flight is left. */
 	FUZZ_ASSERT(!fz_cll->cll_ent[lease_index(fz_lt, e)].ce_busy);
+	/*
+	 * A worker can write the entry's subject in the segment: the master
+	 * goes by its own copy (this overflowed its stack once).
+	 */
+	memset(&e->le_subj, 0xff, sizeof(e->le_subj));
+	__atomic_store_n(&e->le_want, 1, __ATOMIC_SEQ_CST);
+	fz_call = NULL;
+	(void)cll_look(fz_cll, lease_index(fz_lt, e), util_mono_ms());
+	if (fz_call != NULL)
+		cllimit_answer(fz_call, NULL);
+	memcpy(&e->le_subj, &d.ld_subj, sizeof(e->le_subj));
 }
 
 /* The journal's directory goes with the process. */

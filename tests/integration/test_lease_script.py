@@ -27,7 +27,8 @@ Checked, against the model of the guarantee (cllimit.c):
   more than the larger limit, nor more units of the smaller set's leases
   than the smaller limit;
 - a node whose lease expired in Redis (it stalled longer than the
-  validity) gets nothing back from its old units when it renews.
+  validity) gets nothing back from its old units when it renews;
+- the subject's hash lives as long as any unit in it counts.
 """
 
 import os
@@ -238,8 +239,30 @@ def test_stalled_node():
     kg.check(800 <= r[3] <= 1000, "retry %d ms, expected about 950" % r[3])
 
 
+@R.cleaned
+def test_ttl_covers_every_lease():
+    """The subject's hash lives as long as anything in it counts: a lease
+    valid 3 s under a per-6-s limit set, then a call of another limit set
+    valid 50 ms: the hash's time to live still covers the first lease's
+    units to their expiry plus the longest window (it was once set from
+    the last caller's validity only, and the hash vanished while those
+    units counted)."""
+    R.need_redis()
+    srv = R.Server()
+    sim = Sim(srv, 41, (1000, 2000, 6000), 3000)
+    a = Node(sim, "a", (0, 0, 30))
+    kg.eq(a.call(15), 15, "a's grant")
+    sim.valid = 50
+    b = Node(sim, "b", (0, 20, 30))
+    kg.eq(b.call(1), 1, "b's grant")
+    ttl = sim.redis.call("PTTL", sim.key)
+    kg.check(ttl >= 3000 + 6000 - 200, "the hash expires in %d ms, before "
+             "a's units (valid 3 s, a 6 s window) stop counting" % ttl)
+
+
 TESTS = [
     test_single_limit_set,
+    test_ttl_covers_every_lease,
     test_limit_used,
     test_two_limit_sets,
     test_stalled_node,
