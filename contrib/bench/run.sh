@@ -1711,6 +1711,35 @@ log_lines() {
 	cat $(system_logs "$1") 2>/dev/null | wc -l | tr -d ' '
 }
 
+# system_died WORKLOAD ROUND SYSTEM...: if one of the systems is gone,
+# the workload fails with the last lines of its log, and this succeeds.
+system_died() {
+	sd_w=$1 sd_r=$2
+	shift 2
+	for t in "$@"; do
+		alive "$(system_pid "$t")" && continue
+		say "$t DIED during round $sd_r; last lines of its log:" \
+		    >"$wdir/died"
+		tail -q -n 8 $(system_logs "$t") 2>/dev/null |
+		    sed 's/^/    /' >>"$wdir/died"
+		fail "$sd_w" "$(cat "$wdir/died")"
+		return 0
+	done
+	return 1
+}
+
+# note_new_log_lines NAME WHEN: into the notes, the last of the lines NAME
+# logged since $wdir/NAME.loglines was taken (WHEN names that span).
+note_new_log_lines() {
+	n0=$(cat "$wdir/$1.loglines")
+	n1=$(log_lines "$1")
+	if [ "$n1" -gt "$n0" ]; then
+		say "NOTE: $1 logged $((n1 - n0)) lines during $2; the last ones:"
+		cat $(system_logs "$1") 2>/dev/null | tail -n +"$((n0 + 1))" |
+		    tail -n 5 | sed 's/^/    /'
+	fi >>"$wdir/notes"
+}
+
 # start_system NAME: start it for workload $w (three tries, in case another
 # program takes the port first; none if its config is rejected), remember
 # its pid in $wdir/NAME.pid and the milliseconds from its launch to its
@@ -3015,26 +3044,14 @@ run_climit() {
 				    $1, $2, $4 / 1000, $8 ? 100 * $9 / hz / $8 : 0,
 				    $7 ? 1000 * $11 / $7 : 0
 				if ($5 || $6) printf ", %d non-2xx, %d socket errors", $5, $6 }')"
-			for t in $wsystems; do
-				alive "$(system_pid "$t")" && continue
-				say "$t DIED during round $r; last lines of its log:" \
-				    >"$wdir/died"
-				tail -q -n 8 $(system_logs "$t") 2>/dev/null |
-				    sed 's/^/    /' >>"$wdir/died"
-				fail "$w" "$(cat "$wdir/died")"
+			if system_died "$w" "$r" $wsystems; then
 				return 0
-			done
+			fi
 		done
 	done
 	for s in $wsystems; do
 		case $s in redis | upstream) continue ;; esac
-		n0=$(cat "$wdir/$s.loglines")
-		n1=$(log_lines "$s")
-		if [ "$n1" -gt "$n0" ]; then
-			say "NOTE: $s logged $((n1 - n0)) lines during the warm-up and rounds; the last ones:"
-			cat $(system_logs "$s") 2>/dev/null | tail -n +"$((n0 + 1))" |
-			    tail -n 5 | sed 's/^/    /'
-		fi >>"$wdir/notes"
+		note_new_log_lines "$s" "the warm-up and rounds"
 	done
 }
 
@@ -3293,16 +3310,10 @@ run_workload() {
 			    "$wdir/res.$s" | awk '{ printf "%.0f req/s, p99 %.3fms", $1, $3 / 1000;
 			    if ($4 || $5) printf ", %d non-2xx, %d socket errors", $4, $5 }')$(
 			    [ -s "$out.split" ] && printf ', connections per worker %s' "$(cat "$out.split")")"
-			for t in $wsystems; do
-				alive "$(system_pid "$t")" && continue
-				say "$t DIED during round $r; last lines of its log:" \
-				    >"$wdir/died"
-				tail -q -n 8 $(system_logs "$t") 2>/dev/null |
-				    sed 's/^/    /' >>"$wdir/died"
-				fail "$w" "$(cat "$wdir/died")"
+			if system_died "$w" "$r" $wsystems; then
 				stop_systems
 				return 0
-			done
+			fi
 		done
 	done
 	: >"$wdir/rss"
@@ -3313,13 +3324,7 @@ run_workload() {
 		children "$p" | sort >"$wdir/$s.kids.after"
 		cmp -s "$wdir/$s.kids" "$wdir/$s.kids.after" ||
 		    say "WARNING: $s: worker processes changed during the rounds (died and respawned?): before $(tr '\n' ' ' <"$wdir/$s.kids")/ after $(tr '\n' ' ' <"$wdir/$s.kids.after")" >>"$wdir/notes"
-		n0=$(cat "$wdir/$s.loglines")
-		n1=$(log_lines "$s")
-		if [ "$n1" -gt "$n0" ]; then
-			say "NOTE: $s logged $((n1 - n0)) lines during the rounds; the last ones:"
-			cat $(system_logs "$s") 2>/dev/null | tail -n +"$((n0 + 1))" |
-			    tail -n 5 | sed 's/^/    /'
-		fi >>"$wdir/notes"
+		note_new_log_lines "$s" "the rounds"
 	done
 	if [ "$PROFILE" = 1 ] && [ "$W_CREATE" = 0 ]; then
 		for s in $W_SYSTEMS; do

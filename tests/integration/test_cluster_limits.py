@@ -486,32 +486,30 @@ def figures(what, nodes, before, after, load, times, w_ms, limit):
     return {"requests": reqs, "calls": calls, "decisions": dec}
 
 
+def each_sample(later, samples, check):
+    """check(r) on each sample, until the first that fails (a problem)."""
+    for r in samples:
+        try:
+            check(r)
+        except AssertionError as e:
+            later.check(False, str(e))
+            return
+
+
 def check_refusals(later, load, limit, window, what):
     """Every 429 sample: rate_limited with Retry-After and RateLimit-*;
     every 503 sample: cluster_unavailable."""
     import test_ratelimit as RL
-    for r in load.samples(429)[:60]:
-        try:
-            ra, h = RL.limited(r, what + ": a 429", limit, window)
-            w_s = int(window[:-1])
-            if not later.check(1 <= ra <= w_s + 1, "%s: Retry-After %d for "
-                               "a %s window" % (what, ra, window)):
-                break
-        except AssertionError as e:
-            later.check(False, str(e))
-            break
-    for r in load.samples(503)[:60]:
-        try:
-            C.unavailable(r, what + ": a 503")
-        except AssertionError as e:
-            later.check(False, str(e))
-            break
-    for r in load.samples(200)[:10]:
-        try:
-            RL.ok(r, what + ": a 200")
-        except AssertionError as e:
-            later.check(False, str(e))
-            break
+
+    def limited(r):
+        ra, h = RL.limited(r, what + ": a 429", limit, window)
+        kg.check(1 <= ra <= int(window[:-1]) + 1, "%s: Retry-After %d "
+                 "for a %s window" % (what, ra, window))
+    each_sample(later, load.samples(429)[:60], limited)
+    each_sample(later, load.samples(503)[:60],
+                lambda r: C.unavailable(r, what + ": a 503"))
+    each_sample(later, load.samples(200)[:10],
+                lambda r: RL.ok(r, what + ": a 200"))
     odd = sorted(set(st for _, st, _ in load.recs()) - {200, 429, 503})
     later.eq(odd, [], "%s: statuses other than 200, 429, 503" % what)
 
