@@ -64,7 +64,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +248,15 @@ static void	 cll_observe(struct cllimit *, size_t, int64_t, uint32_t);
 static uint32_t	 cll_target(const struct cllimit *, const struct cll_ent *,
 		    const struct ls_subject *);
 
+/* x rounded up, x >= 0 (no libm: the fuzz builds link without it). */
+static double
+cll_ceil(double x)
+{
+	double	 i = (double)(uint64_t)x;
+
+	return (i < x ? i + 1 : i);
+}
+
 /* The shortest window l enforces, /40 (T above), at least 1 ms. */
 static int64_t
 cll_t_of(const uint32_t lim[RL_WINDOWS])
@@ -372,7 +380,7 @@ cllimit_answer(void *arg, const void *rv)
 		__atomic_store_n(&e->le_renew, ce->ce_sent + cr.cr_valid -
 		    ce->ce_t, __ATOMIC_SEQ_CST);
 	/* Asked for more at T / 2 of demand, below the size aimed at. */
-	low = (uint32_t)ceil(ce->ce_rate * (double)ce->ce_t / 2000.0);
+	low = (uint32_t)cll_ceil(ce->ce_rate * (double)ce->ce_t / 2000.0);
 	if (low >= cll_target(cll, ce, &ce->ce_subj))
 		low = cll_target(cll, ce, &ce->ce_subj) - 1;
 	__atomic_store_n(&e->le_low, low, __ATOMIC_SEQ_CST);
@@ -402,7 +410,7 @@ cllimit_answer(void *arg, const void *rv)
 static int
 cll_roomy(const struct cllimit *cll, const struct cll_ent *ce)
 {
-	double	 small = ceil(ce->ce_rate * 2.0 * (double)ce->ce_t / 1000.0);
+	double	 small = cll_ceil(ce->ce_rate * 2.0 * (double)ce->ce_t / 1000.0);
 	uint32_t n = __atomic_load_n(&cll->cll_t->lt_nodes, __ATOMIC_RELAXED);
 
 	if (small < 1)
@@ -425,12 +433,12 @@ cll_target(const struct cllimit *cll, const struct cll_ent *ce,
 
 	if (cll->cll_sync)
 		return (1);
-	target = (uint32_t)ceil(ce->ce_rate * 2.0 * (double)ce->ce_t /
+	target = (uint32_t)cll_ceil(ce->ce_rate * 2.0 * (double)ce->ce_t /
 	    1000.0);
 	cap = cll_min_limit(s->lsu_limit) / 2;
 	if (cll_roomy(cll, ce)) {
 		n = __atomic_load_n(&cll->cll_t->lt_nodes, __ATOMIC_RELAXED);
-		target = (uint32_t)ceil(ce->ce_rate * 40.0 *
+		target = (uint32_t)cll_ceil(ce->ce_rate * 40.0 *
 		    (double)ce->ce_t / 1000.0);
 		if (target < CLL_ROOMY_MIN)
 			target = CLL_ROOMY_MIN;
