@@ -22,6 +22,7 @@ int	 util_ncpus(void);
  * intervals and deadlines) in milliseconds / microseconds.
  */
 void	 util_clock_init(void);	/* the test hook of util.c */
+int64_t	 util_clock_skew(void);
 int64_t	 util_now_ms(void);
 int64_t	 util_mono_ms(void);
 int64_t	 util_mono_us(void);

@@ -333,6 +333,9 @@ main(int argc, char *argv[])
 		goto fail;
 	if (conf->c_user == NULL && geteuid() == 0)
 		log_warnx("no \"user\" is configured: workers run as root");
+	if (util_clock_skew() != 0)
+		log_warnx("test: clocks moved by %lld ms "
+		    "(KEYGATE_TEST_CLOCK_SKEW_MS)", (long long)util_clock_skew());
 	master_nofile(conf);
 
 	/* Reloads read the file again after chdir("/"). */

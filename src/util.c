@@ -70,6 +70,13 @@ util_clock_init(void)
 #endif
 }
 
+/* The test hook's skew (0: none, or not a debug build). */
+int64_t
+util_clock_skew(void)
+{
+	return (util_skew_ms);
+}
+
 /* Wall-clock time in milliseconds since the epoch. */
 int64_t
 util_now_ms(void)

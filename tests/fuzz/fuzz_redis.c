@@ -275,6 +275,31 @@ fz_lease(const redisReply *reply)
 	memcpy(&e->le_subj, &d.ld_subj, sizeof(e->le_subj));
 }
 
+/*
+ * An array header ("*N") over FZ_MAX_ELEMENTS: hiredis 0.14's reader
+ * allocates N pointers at once, before any element came (hiredis 1.0 has
+ * maxelements; 0.14 has none).  The master trusts its Redis that far; the
+ * fuzzer's memory limit would only find that allocation, again and again.
+ */
+#define FZ_MAX_ELEMENTS	100000
+static int
+fz_huge(const uint8_t *p, size_t n)
+{
+	size_t		 i, j;
+	uint64_t	 v;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] != '*')
+			continue;
+		for (v = 0, j = i + 1; j < n && p[j] >= '0' && p[j] <= '9' &&
+		    v <= FZ_MAX_ELEMENTS; j++)
+			v = v * 10 + (uint64_t)(p[j] - '0');
+		if (v > FZ_MAX_ELEMENTS)
+			return (1);
+	}
+	return (0);
+}
+
 /* The journal's directory goes with the process. */
 static void
 fz_cleanup(void)
@@ -304,7 +329,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    "fuzz_redis", err, sizeof(err)) == 0);
 		init = 1;
 	}
-	if (size < 1)
+	if (size < 1 || fz_huge(data + 1, size - 1))
 		return (0);
 	if ((rd = redisReaderCreate()) == NULL)
 		return (0);
