@@ -675,6 +675,27 @@ auth_lease_count(const struct auth_rate *ra, int how)
 }
 
 /*
+ * lease_take() for s (fd: where to ask for more, -1: nowhere), with the
+ * clock read again after a unit was taken: ra_now was read before
+ * authentication, and a worker preempted since must not spend a unit past
+ * its lease's expiry (the unit is then lost: LS_WAIT).
+ */
+static int
+auth_lease_take(const struct auth_rate *ra, int fd,
+    const struct ls_subject *s, struct ls_took *tk)
+{
+	int	 r = lease_take(ra->ra_leases, fd, s, ra->ra_now, tk);
+
+	if (r == LS_TAKEN && util_mono_ms() >= (int64_t)tk->lt_expiry) {
+		tk->lt_e = NULL;
+		return (LS_WAIT);
+	}
+	if (r != LS_TAKEN)
+		tk->lt_e = NULL;
+	return (r);
+}
+
+/*
  * The cluster's limit (lease.h), before the node's own: 0 to go on with
  * the node's limiter (tk holding the unit taken, if one was; lim divided
  * by the live nodes under cluster_fallback local), else 1 with ar_status
@@ -708,34 +729,22 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 	}
 	lease_subject(&s, kind == AUTH_RL_KEY ? LS_KIND_KEY : kind ==
 	    AUTH_RL_JWT ? LS_KIND_JWT : LS_KIND_ADDR, id, len, lim);
-	/*
-	 * Redis lost: units leased before are still the cluster's to
-	 * spend, until they expire (nothing is asked of the master).
-	 */
 	if (mode != LS_MODE_LEASE) {
-		if (lease_take(ra->ra_leases, -1, &s, ra->ra_now, tk) ==
-		    LS_TAKEN && util_mono_ms() < (int64_t)tk->lt_expiry) {
+		/*
+		 * Redis lost: units leased before are still the cluster's
+		 * to spend, until they expire (nothing is asked of the
+		 * master).
+		 */
+		if (auth_lease_take(ra, -1, &s, tk) == LS_TAKEN) {
 			auth_lease_count(ra, STATS_LEASE_LEASE);
 			return (0);
 		}
-		tk->lt_e = NULL;
-	}
-	if (mode == LS_MODE_LEASE) {
-		switch (lease_take(ra->ra_leases, ra->ra_leasefd, &s,
-		    ra->ra_now, tk)) {
+	} else {
+		switch (auth_lease_take(ra, ra->ra_leasefd, &s, tk)) {
 		case LS_TAKEN:
-			/*
-			 * now was read before authentication: a worker
-			 * preempted since must not spend a unit past the
-			 * lease's expiry (the unit is then lost).
-			 */
-			if (util_mono_ms() < (int64_t)tk->lt_expiry) {
-				auth_lease_count(ra, ra->ra_waited ?
-				    STATS_LEASE_WAITED : STATS_LEASE_LEASE);
-				return (0);
-			}
-			tk->lt_e = NULL;
-			break;
+			auth_lease_count(ra, ra->ra_waited ?
+			    STATS_LEASE_WAITED : STATS_LEASE_LEASE);
+			return (0);
 		case LS_FULL:
 			auth_lease_count(ra, STATS_LEASE_FULL);
 			w = tk->lt_window;

@@ -535,7 +535,7 @@ cll_call(struct cllimit *cll, size_t i, int64_t now, int drain)
 		argv[n++] = win[w];
 	argv[n++] = drain ? "1" : "0";
 	ce->ce_sent = now;
-	ce->ce_seen = ce->ce_sent_left = left;
+	ce->ce_sent_left = left;	/* ce_seen too (cll_observe) */
 	if (cll->cll_send(cll->cll_cl, c, n, argv) == -1) {
 		free(c);
 		if (drain)	/* Redis still counts them: not spendable */
