@@ -36,6 +36,20 @@ struct cll_reply {
 	uint32_t	 cr_free;	/* units left unleased, tightest window */
 };
 
+/* What a registration of the standing allowance answered. */
+struct cll_reg_reply {
+	int		 rr_ok;		/* registered (0: too many stand) */
+	int64_t		 rr_valid;	/* ms it may be spent from now */
+	int64_t		 rr_delay;	/* ms until it may be */
+	int		 rr_fresh;	/* registered now, not renewed */
+};
+
+/* The standing allowance's state (cs_stand). */
+#define CLL_STAND_OFF		0	/* cluster_standing_share 0 */
+#define CLL_STAND_WAIT		1	/* not registered yet */
+#define CLL_STAND_ON		2	/* registered: see from, until */
+#define CLL_STAND_REFUSED	3	/* others stand on the most allowed */
+
 /* Counters for /metrics and /v1/cluster (the master's own). */
 struct cll_stats {
 	uint64_t	 cs_calls;	/* lease calls sent */
@@ -44,17 +58,22 @@ struct cll_stats {
 	uint64_t	 cs_returned;	/* units handed back unused */
 	uint64_t	 cs_full;	/* calls that found the cluster full */
 	uint32_t	 cs_subjects;	/* entries in use now */
+	int		 cs_stand;	/* CLL_STAND_* */
+	uint32_t	 cs_stand_pm;	/* the share, per mille */
+	int64_t		 cs_stand_from;	/* usable from (ms, monotonic) */
+	int64_t		 cs_stand_until;	/* ... until */
 };
 
 /*
  * Start: t is the lease table, prefix the namespace ("keygate:{NAME}:"),
- * node this node's id, fallback LS_MODE_LOCAL or LS_MODE_DENY.  Makes the
- * demand socket pair (cllimit_demand_fd() is the workers' end).
+ * node this node's id, fallback LS_MODE_LOCAL or LS_MODE_DENY, standing
+ * the share of every key's limit this node stands on (percent, 0: none).
+ * Makes the demand socket pair (cllimit_demand_fd() is the workers' end).
  * NULL with errno set.
  */
 struct cllimit	*cllimit_new(struct event_base *, struct ls_table *,
 		    struct cluster *, cllimit_send_fn, const char *,
-		    const char *, int);
+		    const char *, int, int);
 void		 cllimit_free(struct cllimit *);
 int		 cllimit_demand_fd(const struct cllimit *);
 /* In a worker after fork: close the master's end. */
@@ -75,5 +94,7 @@ const char	*cllimit_mode_name(int);
 
 /* Parse a lease call's answer (a hiredis redisReply); 0 or -1. */
 int		 cllimit_parse_reply(const void *, struct cll_reply *);
+/* Parse a registration's answer; 0 or -1. */
+int		 cllimit_parse_reg(const void *, struct cll_reg_reply *);
 
 #endif /* KEYGATE_CLLIMIT_H */

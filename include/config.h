@@ -229,6 +229,7 @@ struct config {
 	char			*c_cluster_name;	/* cluster_name */
 	int			 c_cluster_fallback;	/* 0 local, 1 deny */
 	int			 c_cluster_limits;	/* cluster_limits on */
+	int			 c_cluster_standing;	/* percent */
 	/*
 	 * sentinel://HOST:PORT[,HOST:PORT...]/MASTER: the sentinels asked
 	 * for the primary (c_cluster_host is then NULL), and their password

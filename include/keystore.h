@@ -13,6 +13,8 @@
  *	uint32_t	 iindex[2][niindex]	id -> slot, two areas
  *	uint64_t	 aword[max_active]	active rate table: owner, last use
  *	struct rl_state	 astate[max_active]	its rate states, 768 B each
+ *	struct rl_standing sstate[max_active]	a cluster node's standing
+ *						allowance of each, 24 B
  *	chunks of class 0 .. KS_NCLASS-1	(max_keys + 2) records each
  *
  * Why this shape (issue 14: at most 256 B of memory per stored key).  A
@@ -274,6 +276,8 @@ struct keystore {
 	uint32_t		*ks_iindex;	/* 2 * ks_niindex entries */
 	uint64_t		*ks_aword;	/* ks_max_active entries */
 	struct rl_state		*ks_astate;	/* ks_max_active entries */
+	struct rl_standing	*ks_sstate;	/* ... and their standing */
+						/* allowances' counters */
 	char			*ks_chunks[KS_NCLASS];	/* ks_nchunks each */
 	uint32_t		 ks_max_keys;
 	uint32_t		 ks_max_active;
@@ -381,6 +385,10 @@ int	 keystore_repair(struct keystore *, pid_t, pid_t);
  * the slot's chunk.  Any worker, no lock.
  */
 struct rl_state *keystore_rate(struct keystore *, uint32_t, int64_t, int);
+/* The standing allowance's counter (cllimit.c) of a state keystore_rate()
+ * gave: as long-lived, zeroed with it when another key takes it. */
+struct rl_standing *keystore_standing(struct keystore *,
+	    const struct rl_state *);
 const struct rl_state *keystore_rate_peek(const struct keystore *, uint32_t);
 void	 keystore_rate_prefetch(const struct keystore *, uint32_t);
 

@@ -92,6 +92,16 @@ struct ls_table {
 	uint32_t	 lt_fallback;	/* cluster_fallback: LS_MODE_LOCAL */
 					/* or LS_MODE_DENY */
 	int64_t		 lt_alive;	/* the master's last pass (ms) */
+	/*
+	 * The node's standing allowance (cllimit.c): units of every key's
+	 * limits, lt_stand_pm per mille of each, that this node may admit
+	 * without a lease from lt_stand_from until lt_stand_until (ms).
+	 * Master-written: from before until, so that a worker that reads
+	 * until then from never pairs a new until with an older from.
+	 */
+	uint32_t	 lt_stand_pm;
+	int64_t		 lt_stand_from;
+	int64_t		 lt_stand_until;
 	struct ls_entry	 lt_entry[];
 } __attribute__((aligned(64)));
 
@@ -112,6 +122,16 @@ void		 lease_subject(struct ls_subject *, int, const void *, size_t,
 /* The entry of s, or NULL. */
 struct ls_entry	*lease_find(struct ls_table *, const struct ls_subject *);
 
+/*
+ * Worker: the caps of the standing allowance for limits lim at now into
+ * cap (per mille of each enforced window, rounded down); 0 when it does
+ * not apply (none, not yet, expired, or below one unit in some window).
+ */
+int		 lease_standing(const struct ls_table *, const uint32_t[RL_WINDOWS],
+		    int64_t, uint32_t[RL_WINDOWS]);
+/* The standing allowance of limit l at pm per mille (cllimit.c's too). */
+#define LS_STAND_UNITS(l, pm)	((uint32_t)((uint64_t)(l) * (pm) / 1000))
+
 /* lease_take() outcomes. */
 #define LS_TAKEN	0	/* one unit taken */
 #define LS_WAIT		1	/* none here: the master was asked */
@@ -127,13 +147,17 @@ struct ls_took {
 					/* at least as far as this node knows */
 };
 
+/* lease_take() flags. */
+#define LS_ASK_EMPTY	1	/* ask when there is no unit to take */
+
 /*
  * Worker: take one unit of s's lease at now; fd is the demand socket (a
- * demand is written when the entry is missing or empty, and when the
- * units left fall to le_low and nobody asked yet).  Never blocks.
+ * demand is written when the units left fall to le_low or the lease
+ * nears its renewal and nobody asked yet, and, with LS_ASK_EMPTY, when
+ * there is no unit: the entry is missing or empty).  Never blocks.
  */
 int		 lease_take(struct ls_table *, int, const struct ls_subject *,
-		    int64_t, struct ls_took *);
+		    int64_t, int, struct ls_took *);
 
 /*
  * Master: the entry of s, claimed for it if it has none (an entry free

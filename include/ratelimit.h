@@ -90,6 +90,20 @@ void	 ratelimit_set(struct rl_limits *, const uint32_t[RL_WINDOWS]);
  */
 int	 ratelimit_admit(struct rl_state *, const struct rl_limits *, int64_t,
 	    struct rl_result *);
+/*
+ * A cluster node's standing allowance for one key (cllimit.c): a unit is
+ * taken only while, in every enforced window of l, no interval of the
+ * window's length would hold more than cap[w] units (counted in fifths
+ * of the window, looking back 1.25 windows; caps above 4,095 count as
+ * 4,095).  Three words, updated by compare-and-swap only (a refusal
+ * takes its units back); zeroed memory is empty.  1 taken, 0 refused (a
+ * cap of 0 in an enforced window refuses).
+ */
+struct rl_standing {
+	uint64_t	 rs_word[RL_WINDOWS];
+};
+int	 ratelimit_standing_admit(struct rl_standing *,
+	    const struct rl_limits *, const uint32_t[RL_WINDOWS], int64_t);
 
 /*
  * Start loading st into the cache (the request path calls it early): every

@@ -101,7 +101,8 @@ enum stats_tls {
 #define STATS_LEASE_LOCAL	3	/* Redis lost: limit / nodes here */
 #define STATS_LEASE_DENY	4	/* Redis lost: 503 */
 #define STATS_LEASE_TIMEOUT	5	/* no unit in LS_WAIT_MS: 503 */
-#define STATS_NLEASE		6
+#define STATS_LEASE_STANDING	6	/* the node's standing allowance */
+#define STATS_NLEASE		7
 
 extern const char *const stats_conn_name[STATS_NCONN];
 extern const char *const stats_upresult_name[STATS_NUPRESULTS];

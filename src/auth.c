@@ -682,9 +682,9 @@ auth_lease_count(const struct auth_rate *ra, int how)
  */
 static int
 auth_lease_take(const struct auth_rate *ra, int fd,
-    const struct ls_subject *s, struct ls_took *tk)
+    const struct ls_subject *s, int flags, struct ls_took *tk)
 {
-	int	 r = lease_take(ra->ra_leases, fd, s, ra->ra_now, tk);
+	int	 r = lease_take(ra->ra_leases, fd, s, ra->ra_now, flags, tk);
 
 	if (r == LS_TAKEN && util_mono_ms() >= (int64_t)tk->lt_expiry) {
 		tk->lt_e = NULL;
@@ -696,22 +696,44 @@ auth_lease_take(const struct auth_rate *ra, int fd,
 }
 
 /*
+ * The node's standing allowance (cllimit.c) for a key (its counter rs): a
+ * share of each limit that Redis counts as this node's in every lease it
+ * grants.  The clock is read afresh for the counter's windows, and again
+ * after a unit was taken: a worker preempted past the allowance's end
+ * must not use it (the unit is then lost, which only makes the counter
+ * stricter, and the request goes on to a lease).
+ */
+static int
+auth_standing(const struct auth_rate *ra, const uint32_t lim[RL_WINDOWS],
+    struct rl_standing *rs, const uint32_t cap[RL_WINDOWS])
+{
+	struct rl_limits	 l;
+	uint32_t		 again[RL_WINDOWS];
+
+	ratelimit_set(&l, lim);
+	if (!ratelimit_standing_admit(rs, &l, cap, util_mono_ms()))
+		return (0);
+	return (lease_standing(ra->ra_leases, lim, util_mono_ms(), again));
+}
+
+/*
  * The cluster's limit (lease.h), before the node's own: 0 to go on with
- * the node's limiter (tk holding the unit taken, if one was; lim divided
- * by the live nodes under cluster_fallback local), else 1 with ar_status
- * set: 429 (the cluster is full), 503 (cluster_fallback deny) or
- * AUTH_PENDING (wait for a unit).
+ * the node's limiter (tk holding the unit taken, if one was, or a unit
+ * of a key's standing allowance, counted in rs; lim divided by the live
+ * nodes under cluster_fallback local), else 1 with ar_status set: 429
+ * (the cluster is full), 503 (cluster_fallback deny) or AUTH_PENDING
+ * (wait for a unit).
  */
 static int
 auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
-    uint32_t lim[RL_WINDOWS], struct ls_took *tk)
+    uint32_t lim[RL_WINDOWS], struct rl_standing *rs, struct ls_took *tk)
 {
 	struct ls_subject	 s;
 	const void		*id;
 	size_t			 len;
-	uint32_t		 mode, n;
+	uint32_t		 mode, n, cap[RL_WINDOWS];
 	int64_t			 secs, alive;
-	int			 w;
+	int			 w, r, stand;
 
 	tk->lt_e = NULL;
 	mode = __atomic_load_n(&ra->ra_leases->lt_mode, __ATOMIC_RELAXED);
@@ -729,18 +751,46 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 	}
 	lease_subject(&s, kind == AUTH_RL_KEY ? LS_KIND_KEY : kind ==
 	    AUTH_RL_JWT ? LS_KIND_JWT : LS_KIND_ADDR, id, len, lim);
+	/*
+	 * Only keys stand on the allowance: their rate state is never
+	 * given to another key within a minute of its last use, while the
+	 * tables of identities and addresses evict (what they counted
+	 * would be forgotten).
+	 */
+	stand = rs != NULL && lease_standing(ra->ra_leases, lim, ra->ra_now,
+	    cap);
 	if (mode != LS_MODE_LEASE) {
 		/*
 		 * Redis lost: units leased before are still the cluster's
-		 * to spend, until they expire (nothing is asked of the
-		 * master).
+		 * to spend until they expire (nothing is asked of the
+		 * master), and under cluster_fallback deny the standing
+		 * allowance too (local divides the limits instead).
 		 */
-		if (auth_lease_take(ra, -1, &s, tk) == LS_TAKEN) {
+		if (auth_lease_take(ra, -1, &s, 0, tk) == LS_TAKEN) {
 			auth_lease_count(ra, STATS_LEASE_LEASE);
 			return (0);
 		}
+		if (stand && mode == LS_MODE_DENY &&
+		    auth_standing(ra, lim, rs, cap)) {
+			auth_lease_count(ra, STATS_LEASE_STANDING);
+			return (0);
+		}
 	} else {
-		switch (auth_lease_take(ra, ra->ra_leasefd, &s, tk)) {
+		/*
+		 * A key this node holds no lease of tries the allowance
+		 * first: asked for only when that is used up.
+		 */
+		r = auth_lease_take(ra, ra->ra_leasefd, &s, stand ? 0 :
+		    LS_ASK_EMPTY, tk);
+		if (r != LS_TAKEN && stand) {
+			if (auth_standing(ra, lim, rs, cap)) {
+				auth_lease_count(ra, STATS_LEASE_STANDING);
+				return (0);
+			}
+			r = auth_lease_take(ra, ra->ra_leasefd, &s,
+			    LS_ASK_EMPTY, tk);
+		}
+		switch (r) {
 		case LS_TAKEN:
 			auth_lease_count(ra, ra->ra_waited ?
 			    STATS_LEASE_WAITED : STATS_LEASE_LEASE);
@@ -844,8 +894,21 @@ auth_rate_admit(const struct route *r, const struct auth_rate *ra,
 	ratelimit_set(&ar->ar_limits, lim);
 	ar->ar_limited = 1;
 	tk.lt_e = NULL;
+	st = NULL;
+	if (kind == AUTH_RL_KEY &&
+	    (st = keystore_rate(ks, ar->ar_slot, ra->ra_now, 1)) == NULL) {
+		/*
+		 * Every rate state is in use by a key used within the last
+		 * minute: refuse rather than let this key go unlimited.
+		 */
+		ar->ar_limited = 0;
+		auth_refuse(ar, 503, "rate_table_full", "too many keys are "
+		    "in use at once (max_active_keys); retry shortly");
+		return;
+	}
 	if (ra->ra_leases != NULL) {
-		if (auth_lease(ra, kind, ar, lim, &tk))
+		if (auth_lease(ra, kind, ar, lim, st != NULL ?
+		    keystore_standing(ks, st) : NULL, &tk))
 			return;
 		ratelimit_set(&ar->ar_limits, lim);	/* the fallback's */
 	}
@@ -856,20 +919,9 @@ auth_rate_admit(const struct route *r, const struct auth_rate *ra,
 		ok = ratelimit_iptable_admit(ra->ra_jwts, ar->ar_jwt.ji_ratekey,
 		    sizeof(ar->ar_jwt.ji_ratekey), &ar->ar_limits, ra->ra_now,
 		    &ar->ar_rate);
-	else if ((st = keystore_rate(ks, ar->ar_slot, ra->ra_now, 1)) !=
-	    NULL)
+	else
 		ok = ratelimit_admit(st, &ar->ar_limits, ra->ra_now,
 		    &ar->ar_rate);
-	else {
-		/*
-		 * Every rate state is in use by a key used within the last
-		 * minute: refuse rather than let this key go unlimited.
-		 */
-		ar->ar_limited = 0;
-		auth_refuse(ar, 503, "rate_table_full", "too many keys are "
-		    "in use at once (max_active_keys); retry shortly");
-		return;
-	}
 	if (ok) {
 		/* What is left is the cluster's, as far as this node knows. */
 		if (tk.lt_e != NULL && tk.lt_free < ar->ar_rate.rr_remaining)

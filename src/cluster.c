@@ -435,6 +435,7 @@ struct cluster {
 	struct cllimit		*cl_lim;	/* rate limits' leases */
 	int			 cl_fallback;	/* LS_MODE_LOCAL or _DENY */
 	int			 cl_limits;	/* cluster_limits on */
+	int			 cl_standing;	/* cluster_standing_share */
 };
 
 static void	 cl_connect(struct cl_conn *);
@@ -2725,6 +2726,43 @@ done:
 	free(pos);
 }
 
+/*
+ * The standing allowance in /v1/cluster: its share, and whether it is
+ * "off", "registering", "waiting" (for leases granted before it to age
+ * out: usable_in_ms), "on", "expired" (not renewed: Redis lost) or
+ * "refused" (the other nodes stand on as much as is allowed).
+ */
+static json_t *
+cl_stand_status(const struct cll_stats *cs)
+{
+	int64_t		 now = util_mono_ms(), in = 0;
+	const char	*state;
+
+	switch (cs->cs_stand) {
+	case CLL_STAND_OFF:
+		state = "off";
+		break;
+	case CLL_STAND_WAIT:
+		state = "registering";
+		break;
+	case CLL_STAND_REFUSED:
+		state = "refused";
+		break;
+	default:
+		if (now >= cs->cs_stand_until)
+			state = "expired";
+		else if (now < cs->cs_stand_from) {
+			state = "waiting";
+			in = cs->cs_stand_from - now;
+		} else
+			state = "on";
+		break;
+	}
+	return (json_pack("{s:i,s:s,s:I}", "share_percent",
+	    (int)(cs->cs_stand_pm / 10), "state", state, "usable_in_ms",
+	    (json_int_t)in));
+}
+
 /* The rate limits' side of /v1/cluster. */
 static json_t *
 cl_lim_status(struct cluster *cl)
@@ -2733,14 +2771,15 @@ cl_lim_status(struct cluster *cl)
 	int			 mode = cllimit_mode(cl->cl_lim);
 
 	cllimit_stats(cl->cl_lim, &cs);
-	return (json_pack("{s:s,s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I}",
+	return (json_pack("{s:s,s:s,s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:o}",
 	    "mode", cllimit_mode_name(mode), "fallback",
 	    cllimit_mode_name(cl->cl_fallback), "nodes",
 	    (int)cllimit_nodes_seen(cl->cl_lim), "subjects",
 	    (json_int_t)cs.cs_subjects, "lease_calls", (json_int_t)cs.cs_calls,
 	    "lease_calls_failed", (json_int_t)cs.cs_failed, "units_granted",
 	    (json_int_t)cs.cs_granted, "units_returned",
-	    (json_int_t)cs.cs_returned, "full", (json_int_t)cs.cs_full));
+	    (json_int_t)cs.cs_returned, "full", (json_int_t)cs.cs_full,
+	    "standing", cl_stand_status(&cs)));
 }
 
 /* The cluster's state as /v1/cluster shows it. */
@@ -3164,9 +3203,10 @@ cluster_new(struct event_base *base, const struct config *conf,
 	cl->cl_fallback = conf->c_cluster_fallback ? LS_MODE_DENY :
 	    LS_MODE_LOCAL;
 	cl->cl_limits = conf->c_cluster_limits;
+	cl->cl_standing = conf->c_cluster_standing;
 	if (lt != NULL && cl->cl_limits && (cl->cl_lim = cllimit_new(base,
 	    lt, cl, cl_lim_send, cl->cl_prefix, cl->cl_state.s_node,
-	    cl->cl_fallback)) == NULL) {
+	    cl->cl_fallback, cl->cl_standing)) == NULL) {
 		snprintf(err, errlen, "cannot start the rate limits' leases: "
 		    "%s", strerror(errno));
 		goto fail;
@@ -3286,5 +3326,6 @@ cluster_same(const struct cluster *cl, const struct config *conf)
 	    cl_streq(cl->cl_name, conf->c_cluster_name) &&
 	    cl->cl_fallback == (conf->c_cluster_fallback ? LS_MODE_DENY :
 	    LS_MODE_LOCAL) && cl->cl_limits == conf->c_cluster_limits &&
+	    cl->cl_standing == conf->c_cluster_standing &&
 	    cl_streq(cl->cl_pass, conf->c_cluster_pass));
 }

@@ -3346,6 +3346,28 @@ print_node_table(const json_t *nodes, int64_t now)
 }
 
 /*
+ * The standing allowance's line (a daemon before 0.14 has none: then
+ * nothing is printed), e.g. "standing allowance: 10% of each key's
+ * limits, waiting (usable in 63 s)".
+ */
+static void
+print_cluster_standing(const json_t *st)
+{
+	char		 share[24], in[48] = "";
+	const json_t	*ms;
+
+	if (!json_is_object(st))
+		return;
+	ms = json_object_get(st, "usable_in_ms");
+	if (json_is_integer(ms) && json_integer_value(ms) > 0)
+		snprintf(in, sizeof(in), " (usable in %lld s)",
+		    (long long)((json_integer_value(ms) + 999) / 1000));
+	print_line("standing allowance: %s%% of each key's limits, %s%s",
+	    key_num(st, "share_percent", share, sizeof(share)),
+	    key_str(st, "state", "?"), in);
+}
+
+/*
  * The "limits" line of the cluster's answer (a daemon before 0.13 has
  * none: then nothing is printed).
  */
@@ -3367,6 +3389,7 @@ print_cluster_limits(const json_t *l)
 	    key_num(l, "units_granted", granted, sizeof(granted)),
 	    key_num(l, "units_returned", returned, sizeof(returned)),
 	    key_num(l, "full", full, sizeof(full)));
+	print_cluster_standing(json_object_get(l, "standing"));
 }
 
 /*

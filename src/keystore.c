@@ -50,6 +50,7 @@ struct ks_layout {
 	size_t	 l_iindex;
 	size_t	 l_aword;
 	size_t	 l_astate;
+	size_t	 l_sstate;
 	size_t	 l_chunks[KS_NCLASS];
 	size_t	 l_size;
 };
@@ -117,8 +118,10 @@ ks_layout(uint32_t max_keys, uint32_t max_active, struct ks_layout *l)
 	    niindex_for(max_keys) * sizeof(uint32_t));
 	l->l_astate = l->l_aword + align64((size_t)max_active *
 	    sizeof(uint64_t));
-	off = l->l_astate + align64((size_t)max_active *
+	l->l_sstate = l->l_astate + align64((size_t)max_active *
 	    sizeof(struct rl_state));
+	off = l->l_sstate + align64((size_t)max_active *
+	    sizeof(struct rl_standing));
 	for (c = 0; c < KS_NCLASS; c++) {
 		l->l_chunks[c] = off;
 		off += align64(nchunks * ks_class_size[c]);
@@ -174,6 +177,7 @@ keystore_attach(struct keystore *ks, void *region, uint32_t max_keys,
 	ks->ks_iindex = (uint32_t *)(base + l.l_iindex);
 	ks->ks_aword = (uint64_t *)(base + l.l_aword);
 	ks->ks_astate = (struct rl_state *)(base + l.l_astate);
+	ks->ks_sstate = (struct rl_standing *)(base + l.l_sstate);
 	for (c = 0; c < KS_NCLASS; c++)
 		ks->ks_chunks[c] = base + l.l_chunks[c];
 }
@@ -1352,10 +1356,13 @@ rate_claim(struct keystore *ks, uint32_t slot, uint32_t sec)
 claimed:
 	/* Its windows were empty (idle > 60 s) or never used: start at 0. */
 	st = &ks->ks_astate[e];
-	for (wi = 0; wi < RL_WINDOWS; wi++)
+	for (wi = 0; wi < RL_WINDOWS; wi++) {
 		for (j = 0; j < RL_SLOTS; j++)
 			__atomic_store_n(&st->rl_slot[wi][j], 0,
 			    __ATOMIC_RELAXED);
+		__atomic_store_n(&ks->ks_sstate[e].rs_word[wi], 0,
+		    __ATOMIC_RELAXED);
+	}
 	return (e);
 }
 
@@ -1384,6 +1391,12 @@ rate_giveback(struct keystore *ks, uint32_t e)
 }
 
 /* The rate state of slot at now (ms), made if create; see keystore.h. */
+struct rl_standing *
+keystore_standing(struct keystore *ks, const struct rl_state *st)
+{
+	return (&ks->ks_sstate[st - ks->ks_astate]);
+}
+
 struct rl_state *
 keystore_rate(struct keystore *ks, uint32_t slot, int64_t now, int create)
 {

@@ -147,7 +147,7 @@ lease_want(struct ls_entry *e, int fd, const struct ls_subject *s)
 
 int
 lease_take(struct ls_table *t, int fd, const struct ls_subject *s,
-    int64_t now, struct ls_took *tk)
+    int64_t now, int flags, struct ls_took *tk)
 {
 	struct ls_entry	*e;
 	uint64_t	 tag = lease_hash(t, s), old, x, left;
@@ -155,7 +155,8 @@ lease_take(struct ls_table *t, int fd, const struct ls_subject *s,
 
 	memset(tk, 0, sizeof(*tk));
 	if ((e = lease_find_tag(t, tag)) == NULL) {
-		lease_ask(fd, s);
+		if (flags & LS_ASK_EMPTY)
+			lease_ask(fd, s);
 		return (LS_WAIT);
 	}
 	old = LS_LOAD(&e->le_word);
@@ -187,8 +188,30 @@ lease_take(struct ls_table *t, int fd, const struct ls_subject *s,
 	 * Nothing left: the master is told once (the flag); it looks at
 	 * the flag again when a call comes back and when Redis returns.
 	 */
-	lease_want(e, fd, s);
+	if (flags & LS_ASK_EMPTY)
+		lease_want(e, fd, s);
 	return (LS_WAIT);
+}
+
+int
+lease_standing(const struct ls_table *t, const uint32_t lim[RL_WINDOWS],
+    int64_t now, uint32_t cap[RL_WINDOWS])
+{
+	int64_t		 until, from;
+	uint32_t	 pm;
+	int		 w;
+
+	until = LS_LOAD(&t->lt_stand_until);
+	from = LS_LOAD(&t->lt_stand_from);
+	pm = LS_LOAD(&t->lt_stand_pm);
+	if (pm == 0 || now < from || now >= until)
+		return (0);
+	for (w = 0; w < RL_WINDOWS; w++) {
+		cap[w] = LS_STAND_UNITS(lim[w], pm);
+		if (lim[w] != 0 && cap[w] == 0)
+			return (0);
+	}
+	return (1);
 }
 
 struct ls_entry *

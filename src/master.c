@@ -1349,9 +1349,9 @@ master_keep_store(struct master *m, struct config *conf, char *err,
 	}
 	if (m->m_cluster != NULL ? !cluster_same(m->m_cluster, conf) :
 	    conf->c_cluster) {
-		log_warnx("cluster_redis, cluster_name, cluster_fallback and "
-		    "cluster_limits changes are ignored until the next "
-		    "restart");
+		log_warnx("cluster_redis, cluster_name, cluster_fallback, "
+		    "cluster_limits and cluster_standing_share changes are "
+		    "ignored until the next restart");
 		master_keep_cluster(m->m_conf, conf);
 	}
 	if (shm_max_keys(m->m_shm) != conf->c_max_keys) {
@@ -1396,6 +1396,7 @@ master_keep_cluster(const struct config *run, struct config *conf)
 	conf->c_cluster_db = run->c_cluster_db;
 	conf->c_cluster_fallback = run->c_cluster_fallback;
 	conf->c_cluster_limits = run->c_cluster_limits;
+	conf->c_cluster_standing = run->c_cluster_standing;
 }
 
 /*

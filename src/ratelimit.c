@@ -478,6 +478,105 @@ ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
 	return (0);
 }
 
+/*
+ * The standing allowance's counter (ratelimit.h): per window W one word,
+ * the counts of the last RS_K + 1 buckets of ceil(W / RS_K) ms (12 bits
+ * each, the current one lowest) and the current bucket's number mod 16.
+ * Any interval of length W meets at most RS_K + 1 consecutive buckets,
+ * and a unit is taken only while the current bucket and the RS_K before
+ * it hold fewer than the cap: no interval of length W holds more than
+ * the cap.  A steady client gets about RS_K / (RS_K + 1) of it.
+ *
+ * The bucket number is kept mod 16, so a word left alone for 16 buckets
+ * or more reads as younger than it is: its units count longer, which
+ * only refuses more.  A word one bucket ahead of now (another worker
+ * read the clock a moment later) is counted as it is: the unit goes in
+ * its bucket, and so counts a little longer too.
+ */
+#define RS_K		4
+#define RS_CBITS	12
+#define RS_CMASK	((UINT64_C(1) << RS_CBITS) - 1)
+#define RS_COUNTS	((UINT64_C(1) << (RS_CBITS * (RS_K + 1))) - 1)
+#define RS_ESHIFT	60
+
+/* The word brought to bucket e (mod 16), or left in its own if ahead. */
+static uint64_t
+rs_shift(uint64_t word, uint64_t e)
+{
+	uint64_t	 d = (e - (word >> RS_ESHIFT)) & 15;
+
+	if (d == 0 || d == 15)
+		return (word);
+	if (d > RS_K)
+		return (e << RS_ESHIFT);
+	return (e << RS_ESHIFT | ((word & RS_COUNTS) << (RS_CBITS * d) &
+	    RS_COUNTS));
+}
+
+/* Units in the buckets of word. */
+static uint64_t
+rs_total(uint64_t word)
+{
+	uint64_t	 n = 0;
+	int		 i;
+
+	for (i = 0; i <= RS_K; i++)
+		n += word >> (RS_CBITS * i) & RS_CMASK;
+	return (n);
+}
+
+int
+ratelimit_standing_admit(struct rl_standing *rs, const struct rl_limits *l,
+    const uint32_t cap[RL_WINDOWS], int64_t now)
+{
+	uint64_t	 old, cur, e, in[RL_WINDOWS], g;
+	int		 w, held[RL_WINDOWS] = { 0 }, ok = 1;
+
+	for (w = 0; ok && w < RL_WINDOWS; w++) {
+		if (l->rl_limit[w] == 0 || l->rl_window_ms[w] == 0)
+			continue;
+		if (cap[w] == 0 || now < 0) {
+			ok = 0;
+			break;
+		}
+		g = (l->rl_window_ms[w] + RS_K - 1) / RS_K;
+		e = ((uint64_t)now / g) & 15;
+		old = __atomic_load_n(&rs->rs_word[w], __ATOMIC_ACQUIRE);
+		for (;;) {
+			cur = rs_shift(old, e);
+			if (rs_total(cur) >= (cap[w] < RS_CMASK ? cap[w] :
+			    RS_CMASK)) {
+				ok = 0;
+				break;
+			}
+			if (__atomic_compare_exchange_n(&rs->rs_word[w], &old,
+			    cur + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				held[w] = 1;
+				in[w] = cur >> RS_ESHIFT;
+				break;
+			}
+		}
+	}
+	if (ok)
+		return (1);
+	/* Refused: each unit taken back from its bucket, if still kept. */
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (!held[w])
+			continue;
+		old = __atomic_load_n(&rs->rs_word[w], __ATOMIC_ACQUIRE);
+		for (;;) {
+			e = ((old >> RS_ESHIFT) - in[w]) & 15;
+			if (e > RS_K || (old >> (RS_CBITS * e) & RS_CMASK) == 0)
+				break;		/* counted no more */
+			cur = old - (UINT64_C(1) << (RS_CBITS * e));
+			if (__atomic_compare_exchange_n(&rs->rs_word[w], &old,
+			    cur, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				break;
+		}
+	}
+	return (0);
+}
+
 /* Usage of every window at now, without changing anything. */
 void
 ratelimit_usage(const struct rl_state *st, const struct rl_limits *l,

@@ -38,7 +38,7 @@ const char *const stats_subject_name[STATS_NSUBJECTS] = {
 
 const char *const stats_lease_name[STATS_NLEASE] = {
 	"lease", "waited", "full", "fallback_local", "fallback_deny",
-	"timeout"
+	"timeout", "standing"
 };
 
 /* 0.0005 s to 10 s, the usual 1-2.5-5 steps. */

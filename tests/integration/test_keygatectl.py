@@ -1312,6 +1312,17 @@ def test_cluster_output():
         kg.eq(lines[3], "limits: local (fallback local, 3 nodes), 12 "
               "subjects, 4567 lease calls (2 failed), 120000 units granted, "
               "310 returned, 7 full", "the limits line")
+        # The standing allowance's line (0.14), after it.
+        lim["limits"]["standing"] = {"share_percent": 10, "state": "waiting",
+                                     "usable_in_ms": 62100}
+        lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
+        kg.eq(lines[4], "standing allowance: 10% of each key's limits, "
+              "waiting (usable in 63 s)", "the standing allowance's line")
+        lim["limits"]["standing"] = {"share_percent": 0, "state": "off",
+                                     "usable_in_ms": 0}
+        lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
+        kg.eq(lines[4], "standing allowance: 0% of each key's limits, off",
+              "the standing allowance's line, off")
         lim["limits"] = {"mode": 1}
         lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
         kg.eq(lines[3], "limits: ? (fallback ?, ? nodes), ? subjects, ? "
@@ -1472,7 +1483,10 @@ def test_cluster_of_one_daemon():
                           r"\d+ subjects, \d+ lease calls \(\d+ failed\), "
                           r"\d+ units granted, \d+ returned, \d+ full$",
                           lines[3]), "limits: %r" % lines[3])
-        kg.eq(len(lines), 4, "summary lines: %r" % lines)
+        kg.check(re.match(r"^standing allowance: 10% of each key's limits, "
+                          r"(registering|on)$", lines[4]),
+                 "standing: %r" % lines[4])
+        kg.eq(len(lines), 5, "summary lines: %r" % lines)
         kg.eq(len(rows), 1, "rows: %r" % rows)
         row = rows[0]
         kg.eq((row["NODE"], row["PID"]), (j["node"], str(d.master_pid)),

@@ -44,12 +44,13 @@ SRC = os.environ.get("KEYGATE_SRCDIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
-def lua_script():
-    """The script's text, from the C string literal cll_lua[]."""
+def lua_script(name="cll_lua"):
+    """A script's text, from its C string literal in src/cllimit.c."""
     with open(os.path.join(SRC, "src", "cllimit.c")) as f:
         text = f.read()
-    m = re.search(r"static const char cll_lua\[\] =\n(.*?);\n", text, re.S)
-    kg.check(m is not None, "cll_lua[] not found in src/cllimit.c")
+    m = re.search(r"static const char %s\[\] =\n(.*?);\n" % name, text,
+                  re.S)
+    kg.check(m is not None, "%s[] not found in src/cllimit.c" % name)
     parts = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))
     return "".join(parts).encode().decode("unicode_escape")
 
@@ -69,11 +70,12 @@ class Node:
         left = self.left
         if drain:
             self.left = 0
-        r = s.redis.call("EVAL", s.script, "1", s.key, self.field,
+        r = s.redis.call("EVAL", s.script, "3", s.key, s.span, s.nodes,
+                         self.field,
                          str(left), str(want), str(s.valid),
                          *([str(x) for x in self.limits] +
                            [str(w) for w in s.windows] +
-                           ["1" if drain else "0"]))
+                           ["1" if drain else "0", "1"]))
         grant, hold, valid, retry, fw, free = r
         kg.check(0 <= grant <= want, "grant %d of %d wanted" % (grant, want))
         kg.check(hold <= left + grant, "held %d > kept %d + granted %d" %
@@ -100,11 +102,61 @@ class Node:
         return k
 
 
+class StandingNode(Node):
+    """A node that also stands on an allowance: a share (per mille) of
+    every limit, registered with the registration script and spent
+    between "from" and "until" on its clock, never more than the share's
+    units in any interval of a window's length (what keygated's counter
+    guarantees; the model lets the node spend up to that bound)."""
+
+    def __init__(self, sim, name, limits, pm):
+        Node.__init__(self, sim, name, limits)
+        self.reg_field = "%s:%08x" % (name, sim.rng.getrandbits(32))
+        self.pm = pm
+        self.start = self.until = 0.0
+        self.standing = []	# units taken from the allowance
+
+    def register(self, valid, cap=500):
+        s = self.sim
+        sent = time.monotonic()
+        ok, v, d, fresh = s.redis.call(
+            "EVAL", s.reg, "2", s.nodes, s.span, self.reg_field,
+            str(self.pm), str(valid), str(max(s.windows)), str(cap))
+        now = time.monotonic()
+        if not ok:
+            return False
+        if fresh:
+            self.start = now + (d + (d + 999) // 1000) / 1000.0
+        self.until = sent + (v - 1 - (v + 999) // 1000) / 1000.0
+        return True
+
+    def stand(self):
+        t = time.monotonic()
+        if not self.start <= t < self.until:
+            return False
+        local = self.standing
+        for lim, win in zip(self.limits, self.sim.windows):
+            if lim == 0:
+                continue
+            cap = lim * self.pm // 1000
+            if cap == 0 or sum(1 for x in local if x > t - win / 1000.0) \
+                    >= cap:
+                return False
+        self.standing.append(t)
+        if time.monotonic() >= self.until:
+            return False		# taken, but too late: lost
+        self.spent.append(t)
+        return True
+
+
 class Sim:
     def __init__(self, srv, seed, windows, valid):
         self.redis = srv.client()
         self.script = lua_script()
+        self.reg = lua_script("cll_reg_lua")
         self.key = "keygate:{lt}:rl:%d" % seed
+        self.span = "keygate:{lt}:rlspan:%d" % seed
+        self.nodes = "keygate:{lt}:rlnodes:%d" % seed
         self.windows = windows
         self.valid = valid
         self.calls = 0
@@ -227,13 +279,15 @@ def test_stalled_node():
     a, b = Node(sim, "a", (5, 0, 0)), Node(sim, "b", (5, 0, 0))
     kg.eq(a.call(5), 5, "first grant")
     time.sleep(0.08)		# a's lease expired (50 ms), unspent
-    r = sim.redis.call("EVAL", sim.script, "1", sim.key, a.field, "5", "0",
+    r = sim.redis.call("EVAL", sim.script, "3", sim.key, sim.span,
+                       sim.nodes, a.field, "5", "0",
                        "50", "5", "0", "0", "1000", "0", "0", "0")
     kg.eq(r[1], 0, "units a holds after renewing an expired lease with "
           "nothing asked")
     # The expired units count until expiry + window: b gets nothing yet.
     kg.eq(b.call(3), 0, "b's grant while a's expired units still count")
-    r = sim.redis.call("EVAL", sim.script, "1", sim.key, b.field, "0", "1",
+    r = sim.redis.call("EVAL", sim.script, "3", sim.key, sim.span,
+                       sim.nodes, b.field, "0", "1",
                        "50", "5", "0", "0", "1000", "0", "0", "0")
     kg.eq(r[0], 0, "b's grant")
     kg.check(800 <= r[3] <= 1000, "retry %d ms, expected about 950" % r[3])
@@ -260,7 +314,125 @@ def test_ttl_covers_every_lease():
              "a's units (valid 3 s, a 6 s window) stop counting" % ttl)
 
 
+def run_standing(srv, seed, seconds, limits=(20, 60, 0), pm=100,
+                 windows=(250, 1200, 0)):
+    """Three nodes standing on pm per mille each, and leasing the rest,
+    spending, renewing, draining and dying at random; a fourth joins
+    half-way.  Registrations are renewed every 60 ms, valid 150 ms."""
+    sim = Sim(srv, seed, windows, 25)
+    rng = sim.rng
+    nodes = [StandingNode(sim, "n%d" % i, limits, pm) for i in range(3)]
+    dead = []
+    t0 = time.monotonic()
+    end = t0 + seconds
+    joined = False
+    last_reg = {}
+    used = 0
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if not joined and now >= t0 + seconds / 2:
+            nodes.append(StandingNode(sim, "late", limits, pm))
+            joined = True
+        for n in nodes:
+            if now - last_reg.get(n.reg_field, 0) >= 0.060:
+                last_reg[n.reg_field] = now
+                n.register(150)
+        n = rng.choice(nodes)
+        a = rng.random()
+        if a < 0.5:
+            if n.stand():
+                used += 1
+            elif n.spend(1) == 0:
+                n.call(rng.randint(1, 4))
+        elif a < 0.7:
+            n.call(rng.randint(0, 4))
+        elif a < 0.75:
+            n.call(0, drain=True)
+        elif a < 0.77:
+            # Dies: its allowance and lease are lost with it; a new
+            # run of the node registers afresh.
+            dead.append(n)
+            i = nodes.index(n)
+            nodes[i] = StandingNode(sim, n.field.split(":")[1], limits, pm)
+        else:
+            time.sleep(rng.random() * 0.003)
+    return sim, nodes + dead, used
+
+
+@R.cleaned
+def test_standing_allowance():
+    """Nodes that admit part of every limit without asking (the standing
+    allowance), with leases for the rest, deaths and a late joiner, under
+    three seeds: no interval of a window's length holds more than the
+    limit, all nodes and both ways counted."""
+    R.need_redis()
+    srv = R.Server()
+    for seed in (51, 52, 53):
+        sim, nodes, used = run_standing(srv, seed, 3.0)
+        spent = [t for n in nodes for t in n.spent]
+        m0, m1 = max_in(spent, 0.250 - 0.002), max_in(spent, 1.2 - 0.002)
+        print("# seed %d: %d spent (%d standing), %d lease calls; most in "
+              "250 ms %d (limit 20), in 1.2 s %d (limit 60)" %
+              (seed, len(spent), used, sim.calls, m0, m1))
+        kg.check(used > 0, "seed %d: nothing spent standing" % seed)
+        kg.check(m0 <= 20, "seed %d: %d units in 250 ms, limit 20" %
+                 (seed, m0))
+        kg.check(m1 <= 60, "seed %d: %d units in 1.2 s, limit 60" %
+                 (seed, m1))
+
+
+@R.cleaned
+def test_standing_registration():
+    """The registration: usable at once in a namespace where nothing was
+    leased; renewed without moving its start; a node registering after
+    leases were granted waits until they no longer count (validity +
+    the longest window); the nodes' shares together stay within the cap;
+    a registration that lapsed starts afresh; and leases are granted
+    only what the allowances leave."""
+    R.need_redis()
+    srv = R.Server()
+    sim = Sim(srv, 61, (250, 1200, 0), 25)
+
+    def reg(field, pm=250, valid=5000):
+        return sim.redis.call("EVAL", sim.reg, "2", sim.nodes, sim.span,
+                              field, str(pm), str(valid), "1200", "500")
+
+    ok, v, d, fresh = reg("a:1")
+    kg.eq((ok, v, d, fresh), (1, 5000, 0, 1), "a's first registration")
+    ok, v, d, fresh = reg("a:1")
+    kg.eq((ok, d, fresh), (1, 0, 0), "a's renewal")
+    b = Node(sim, "b", (20, 0, 0))
+    # a stands on 250 per mille of 20: 5 units; b may lease 15 at most.
+    kg.eq(b.call(20), 15, "b's grant beside a's allowance")
+    ok, v, d, fresh = reg("c:1")
+    kg.eq((ok, fresh), (1, 1), "c's registration")
+    kg.check(1200 + 25 - 50 <= d <= 1200 + 25 + 40 + 2,
+             "c usable in %d ms; b's lease counts for 25 + 1200 ms" % d)
+    ok, v, d, fresh = reg("d:1")
+    kg.eq(ok, 0, "a third share of 250 per mille (cap 500)")
+    kg.eq(sim.redis.call("HEXISTS", sim.nodes, "d:1"), 0,
+          "a refused node is not counted")
+    # An address or JWT identity stands on nothing: all is leased.
+    r = sim.redis.call("EVAL", sim.script, "3", sim.key + ":addr", sim.span,
+                       sim.nodes, "n:x:20/0/0", "0", "20", "25", "20", "0",
+                       "0", "250", "1200", "0", "0", "0")
+    kg.eq(r[0], 20, "a grant for a subject that is not a key")
+    # b renews: a and c stand on 5 each now.
+    kg.eq(b.call(20), 0, "b's grant beside a's and c's allowances")
+    kg.eq(b.left, 10, "b keeps what it held up to what is left")
+    # a lapses (valid 30 ms), then registers again: afresh, and waits.
+    reg("a:1", valid=30)
+    time.sleep(0.06)
+    b.call(1)
+    ok, v, d, fresh = reg("a:1")
+    kg.eq((ok, fresh), (1, 1), "a's registration after it lapsed")
+    kg.check(d >= 1000, "a usable again in %d ms, after b's last lease "
+             "stops counting" % d)
+
+
 TESTS = [
+    test_standing_registration,
+    test_standing_allowance,
     test_single_limit_set,
     test_ttl_covers_every_lease,
     test_limit_used,

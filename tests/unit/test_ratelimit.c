@@ -1032,11 +1032,72 @@ test_failtable_processes(void **state)
 	munmap(mem, size);
 }
 
+/*
+ * The standing allowance's counter (ratelimit_standing_admit): at random
+ * times, no interval of a window's length holds more than its cap; a
+ * refusal by one window takes back the unit another window took; a
+ * window ahead of now (a later clock read) keeps its count; and a steady
+ * client gets at least half its cap.
+ */
+static void
+test_standing(void **state)
+{
+	struct rl_standing	 rs;
+	struct rl_limits	 l;
+	const uint32_t		 cap[RL_WINDOWS] = { 2, 5, 0 };
+	const uint32_t		 cap4[RL_WINDOWS] = { 4, 0, 0 };
+	int64_t			 t[4000], now = 0;
+	size_t			 n = 0;
+	unsigned int		 seed = 7;
+	int			 i;
+
+	(void)state;
+	memset(&rs, 0, sizeof(rs));
+	set_limits(&l, 20, 1000, 50, 10000, 0, 0);
+	for (i = 0; i < 4000; i++) {
+		now += rand_r(&seed) % 400;
+		if (ratelimit_standing_admit(&rs, &l, cap, now))
+			t[n++] = now;
+	}
+	print_message("# standing: %zu of 4000 taken over %lld ms\n", n,
+	    (long long)now);
+	assert_true(n > 100);
+	assert_true(max_in_window(t, n, 1000) <= 2);
+	assert_true(max_in_window(t, n, 10000) <= 5);
+	/* Out of the 10 s cap: the 1 s window's unit is given back. */
+	memset(&rs, 0, sizeof(rs));
+	for (i = 0; i < 5; i++)
+		assert_true(ratelimit_standing_admit(&rs, &l, cap,
+		    20000 + i * 1500));
+	assert_false(ratelimit_standing_admit(&rs, &l, cap, 27600));
+	assert_int_equal(rs.rs_word[0] & ((UINT64_C(1) << 60) - 1), 0);
+	/* A later reader moved the 1 s word on: an earlier one counts there. */
+	memset(&rs, 0, sizeof(rs));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, 40999));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, 41000));
+	assert_false(ratelimit_standing_admit(&rs, &l, cap, 40999));
+	/* Left alone 16 buckets or more: counted longer, never less. */
+	assert_false(ratelimit_standing_admit(&rs, &l, cap, 41000 + 16 * 250));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, 41000 + 21 * 250));
+	/* A cap of 0 in an enforced window: nothing. */
+	memset(&rs, 0, sizeof(rs));
+	set_limits(&l, 20, 1000, 0, 0, 9, 60000);
+	assert_false(ratelimit_standing_admit(&rs, &l, cap, 1000));
+	/* Steady, 10 per s against a cap of 4 per s: 3.2 per s. */
+	memset(&rs, 0, sizeof(rs));
+	set_limits(&l, 20, 1000, 0, 0, 0, 0);
+	for (n = 0, now = 0; now < 100000; now += 100)
+		n += (size_t)ratelimit_standing_admit(&rs, &l, cap4, now);
+	print_message("# standing: a steady client took %zu of 400\n", n);
+	assert_true(n >= 300);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_zeroed),
+		cmocka_unit_test(test_standing),
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_window_boundaries),
 		cmocka_unit_test(test_middle_window),
