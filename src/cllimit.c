@@ -30,6 +30,37 @@
  * them.  A route that overrides the limits leases against its own limits
  * but counts every unit of the subject, as on one node.
  *
+ * Renewals.  A renewal keeps the units still held only as far as they
+ * fit beside what counts at its now (the rest are recorded spent at
+ * their old expiry, which they may have been by then): extending a span
+ * is a grant like any other.
+ *
+ * The standing allowance.  A key a node has no lease of would cost a
+ * call before its first request there; so each node also registers
+ * (cll_reg_lua, renewed every second, valid CLL_REG_VALID_MS) a share p
+ * of every key's limits, cluster_standing_share, in the hash "rlnodes":
+ * NODE:RUN -> "p R X U" (registered at R, valid until X, usable from U).
+ * The lease script counts, for a key, floor(L_w * p) units in window w
+ * for every registration while X + W > now (nothing for limits where
+ * some window's share is below one unit: the node takes none there
+ * either), exactly as if each registration were a lease of those units
+ * held until X.  The node takes a unit of it only before X (its clock,
+ * as for a lease) and after U, and never more than floor(L_w * p) in
+ * any interval of length W (ratelimit_standing_admit(), per key, beside
+ * the key's rate state).  Every grant made after R counted the
+ * registration; so spans open at an instant when the node spends its
+ * allowance are within the limit if they all come from grants after R.
+ * A span from a grant before R ends by that grant's now + V + W_max +
+ * a bucket, which the lease script keeps as the key "rlspan" (the
+ * latest such end); U is rlspan as R saw it (or R): the node waits for
+ * those spans to close, about a minute after leases for per-minute
+ * limits.  A registration that lapsed (X passed) registers afresh, with
+ * a new R and U; a node that restarts has forgotten what it spent, so
+ * each run registers under a field of its own.  All registrations
+ * counted together stand on at most CLL_REG_CAP_PM of every limit.
+ * Keys only: the node's tables of JWT identities and addresses evict,
+ * and would forget what they counted.
+ *
  * Clocks.  Redis's TIME is the only clock the arithmetic uses.  A node
  * turns "valid for V ms" into an expiry on its own monotonic clock counted
  * from when it sent the call (before Redis's now), minus 1 ms + V / 1000

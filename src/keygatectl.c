@@ -3346,7 +3346,7 @@ print_node_table(const json_t *nodes, int64_t now)
 }
 
 /*
- * The standing allowance's line (a daemon before 0.14 has none: then
+ * The standing allowance's line (a daemon before 0.13.1 has none: then
  * nothing is printed), e.g. "standing allowance: 10% of each key's
  * limits, waiting (usable in 63 s)".
  */

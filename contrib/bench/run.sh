@@ -887,11 +887,13 @@ EOF
 		kg_cluster=$((${kg_cluster:-0} + 1))
 		say "cluster_redis		redis://127.0.0.1:${port_redis:-1}"
 		say "cluster_name		bench$kg_cluster"
-		# The key store's sharing, not the limits' (cluster-limits
-		# measures those): 100,000 keys picked at random are each new
-		# to a node every few seconds, a Redis call per request with
-		# exact limits (KPC_LIMITS=on to see it).
+		# The key store's sharing, and with KPC_LIMITS=on exact
+		# limits too: 100,000 keys picked at random are each new to a
+		# node every few seconds, decided by the node's standing
+		# allowance (KPC_STANDING, cluster_standing_share) without a
+		# Redis call while it lasts.
 		say "cluster_limits		${KPC_LIMITS:-off}"
+		say "cluster_standing_share	${KPC_STANDING:-10}"
 		;;
 	cluster-limits:keygated_local*) ;;	# the same nodes, no cluster
 	cluster-limits:*)
@@ -2811,6 +2813,7 @@ climit_snap() {
 			split(prev, v, " ")
 			split("lease waited full fallback_local fallback_deny timeout", k, " ")
 			for (i = 1; i <= 6; i++) idx[k[i]] = i
+			idx["standing"] = 1	# decided here too, without a wait
 		    }
 		    /^keygate_cluster_limit_decisions_total\{how="/ {
 			h = $1; sub(/^[^"]*"/, "", h); sub(/".*/, "", h)
@@ -3132,7 +3135,7 @@ print_climit() {
 		[ -s "$f" ] || continue
 		awk -v s="$s" '{ for (i = 12; i <= 17; i++) d[i] += $i }
 		    END { t = 0; for (i = 12; i <= 17; i++) t += d[i]
-			if (t) printf "decisions, %s (all rounds, both nodes): lease %d, waited %d, full %d, fallback_local %d, fallback_deny %d, timeout (503) %d\n",
+			if (t) printf "decisions, %s (all rounds, both nodes): lease or standing allowance %d, waited %d, full %d, fallback_local %d, fallback_deny %d, timeout (503) %d\n",
 			    s, d[12], d[13], d[14], d[15], d[16], d[17] }' "$f"
 	done
 	for s in $W_SYSTEMS; do

@@ -14,7 +14,8 @@
  * pending.  Checked after each call: every key in the store passes the
  * journal's checks (clmsg_record), the heartbeat queue stays in bounds,
  * no task is left linked that should have been answered.  The lease
- * calls' answers (cllimit.c) are fuzzed the same way (fz_lease).
+ * calls' answers (cllimit.c) are fuzzed the same way (fz_lease), and the
+ * standing allowance's registrations (fz_standing).
  */
 
 #include <hiredis/hiredis.h>
@@ -243,7 +244,7 @@ fz_lease(const redisReply *reply)
 		fz_lt = lease_table_init(region, 7);
 		FUZZ_ASSERT((fz_cll = cllimit_new(base, fz_lt, NULL,
 		    fz_lim_send, "keygate:{fz}:", "0123456789abcdef",
-		    LS_MODE_LOCAL)) != NULL);
+		    LS_MODE_LOCAL, 10)) != NULL);
 		cllimit_redis(fz_cll, 1);
 	}
 	memset(&d, 0, sizeof(d));
@@ -273,6 +274,45 @@ fz_lease(const redisReply *reply)
 	if (fz_call != NULL)
 		cllimit_answer(fz_call, NULL);
 	memcpy(&e->le_subj, &d.ld_subj, sizeof(e->le_subj));
+}
+
+/*
+ * The standing allowance's registration (cll_reg_answer): a call sent,
+ * answered with the input.  Checked: the allowance is never usable past
+ * the send time plus the validity answered, nor, registered afresh,
+ * before the delay answered; nothing is left in flight.
+ */
+static void
+fz_standing(const redisReply *reply)
+{
+	struct cll_reg_reply	 rr;
+	int64_t			 sent, until0, from0, now;
+
+	if (fz_cll == NULL)
+		fz_lease(NULL);		/* set up, one call answered with none */
+	fz_cll->cll_reg_next = 0;
+	fz_call = NULL;
+	sent = util_mono_ms();
+	cll_reg_call(fz_cll, sent);
+	if (fz_call == NULL)
+		return;
+	until0 = fz_lt->lt_stand_until;
+	from0 = fz_lt->lt_stand_from;
+	cllimit_answer(fz_call, reply);
+	now = util_mono_ms();
+	FUZZ_ASSERT(!fz_cll->cll_reg_busy);
+	if (cllimit_parse_reg(reply, &rr) == 0 && rr.rr_ok) {
+		FUZZ_ASSERT(fz_lt->lt_stand_until <= fz_cll->cll_reg_sent +
+		    rr.rr_valid);
+		if (rr.rr_fresh)
+			FUZZ_ASSERT(fz_lt->lt_stand_from >= sent + rr.rr_delay);
+		else
+			FUZZ_ASSERT(fz_lt->lt_stand_from == from0);
+	} else {
+		FUZZ_ASSERT(fz_lt->lt_stand_until == until0);
+		FUZZ_ASSERT(fz_lt->lt_stand_from == from0);
+	}
+	(void)now;
 }
 
 /*
@@ -340,7 +380,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return (0);
 	}
 	fz_cluster();
-	switch (data[0] % 13) {
+	switch (data[0] % 14) {
 	case 0:
 		fz_cl->cl_beatq[fz_cl->cl_nbeatq++] = fz_cl->cl_state.s_pos;
 		cl_beat_cb(&fz_ac[0], reply, fz_cl);
@@ -397,6 +437,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 12:
 		fz_lease(reply);
+		break;
+	case 13:
+		fz_standing(reply);
 		break;
 	}
 	fz_check();

@@ -1312,7 +1312,7 @@ def test_cluster_output():
         kg.eq(lines[3], "limits: local (fallback local, 3 nodes), 12 "
               "subjects, 4567 lease calls (2 failed), 120000 units granted, "
               "310 returned, 7 full", "the limits line")
-        # The standing allowance's line (0.14), after it.
+        # The standing allowance's line (0.13.1), after it.
         lim["limits"]["standing"] = {"share_percent": 10, "state": "waiting",
                                      "usable_in_ms": 62100}
         lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
