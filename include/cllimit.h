@@ -42,13 +42,14 @@ struct cll_reg_reply {
 	int64_t		 rr_valid;	/* ms it may be spent from now */
 	int64_t		 rr_delay;	/* ms until it may be */
 	int		 rr_fresh;	/* registered now, not renewed */
+	uint32_t	 rr_pm;		/* the share, per mille */
 };
 
 /* The standing allowance's state (cs_stand). */
 #define CLL_STAND_OFF		0	/* cluster_standing_share 0 */
 #define CLL_STAND_WAIT		1	/* not registered yet */
 #define CLL_STAND_ON		2	/* registered: see from, until */
-#define CLL_STAND_REFUSED	3	/* others stand on the most allowed */
+#define CLL_STAND_REFUSED	3	/* too many nodes for a share */
 
 /* Counters for /metrics and /v1/cluster (the master's own). */
 struct cll_stats {
@@ -59,6 +60,7 @@ struct cll_stats {
 	uint64_t	 cs_full;	/* calls that found the cluster full */
 	uint32_t	 cs_subjects;	/* entries in use now */
 	int		 cs_stand;	/* CLL_STAND_* */
+	uint32_t	 cs_stand_max;	/* the most it may be, per mille */
 	uint32_t	 cs_stand_pm;	/* the share, per mille */
 	int64_t		 cs_stand_from;	/* usable from (ms, monotonic) */
 	int64_t		 cs_stand_until;	/* ... until */
@@ -67,7 +69,8 @@ struct cll_stats {
 /*
  * Start: t is the lease table, prefix the namespace ("keygate:{NAME}:"),
  * node this node's id, fallback LS_MODE_LOCAL or LS_MODE_DENY, standing
- * the share of every key's limit this node stands on (percent, 0: none).
+ * the most this node stands on of every key's limits (percent, 0: none;
+ * the nodes share CLL_REG_POOL_PM equally).
  * Makes the demand socket pair (cllimit_demand_fd() is the workers' end).
  * NULL with errno set.
  */

@@ -94,14 +94,16 @@ struct ls_table {
 	int64_t		 lt_alive;	/* the master's last pass (ms) */
 	/*
 	 * The node's standing allowance (cllimit.c): units of every key's
-	 * limits, lt_stand_pm per mille of each, that this node may admit
-	 * without a lease from lt_stand_from until lt_stand_until (ms).
-	 * Master-written: from before until, so that a worker that reads
-	 * until then from never pairs a new until with an older from.
+	 * limits, a share per mille of each, that this node may admit
+	 * without a lease, from lt_stand_from until the expiry (ms): both
+	 * in one word, LS_STAND_WORD(share, until), so that a share that
+	 * shrank is never used with the later expiry of the smaller one.
+	 * Master-written: from before the word (and the word cleared first
+	 * when from moves), so that a worker that reads the word, then
+	 * from, never pairs a new expiry with an older from.
 	 */
-	uint32_t	 lt_stand_pm;
+	uint64_t	 lt_stand;
 	int64_t		 lt_stand_from;
-	int64_t		 lt_stand_until;
 	struct ls_entry	 lt_entry[];
 } __attribute__((aligned(64)));
 
@@ -124,13 +126,19 @@ struct ls_entry	*lease_find(struct ls_table *, const struct ls_subject *);
 
 /*
  * Worker: the caps of the standing allowance for limits lim at now into
- * cap (per mille of each enforced window, rounded down); 0 when it does
- * not apply (none, not yet, expired, or below one unit in some window).
+ * cap (per mille of each enforced window, rounded down) and its share
+ * (per mille); 0 when it does not apply (none, not yet, expired, or
+ * below one unit in some window).
  */
 int		 lease_standing(const struct ls_table *, const uint32_t[RL_WINDOWS],
 		    int64_t, uint32_t[RL_WINDOWS]);
 /* The standing allowance of limit l at pm per mille (cllimit.c's too). */
 #define LS_STAND_UNITS(l, pm)	((uint32_t)((uint64_t)(l) * (pm) / 1000))
+/* lt_stand: the share (per mille, 10 bits) and the expiry (ms). */
+#define LS_STAND_WORD(pm, until) \
+	((uint64_t)(pm) << 54 | ((uint64_t)(until) & ((UINT64_C(1) << 54) - 1)))
+#define LS_STAND_PM(word)	((uint32_t)((word) >> 54))
+#define LS_STAND_UNTIL(word)	((int64_t)((word) & ((UINT64_C(1) << 54) - 1)))
 
 /* lease_take() outcomes. */
 #define LS_TAKEN	0	/* one unit taken */

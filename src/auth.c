@@ -705,7 +705,7 @@ auth_lease_take(const struct auth_rate *ra, int fd,
  */
 static int
 auth_standing(const struct auth_rate *ra, const uint32_t lim[RL_WINDOWS],
-    struct rl_standing *rs, const uint32_t cap[RL_WINDOWS])
+    struct rl_standing *rs, int pm, const uint32_t cap[RL_WINDOWS])
 {
 	struct rl_limits	 l;
 	uint32_t		 again[RL_WINDOWS];
@@ -713,7 +713,13 @@ auth_standing(const struct auth_rate *ra, const uint32_t lim[RL_WINDOWS],
 	ratelimit_set(&l, lim);
 	if (!ratelimit_standing_admit(rs, &l, cap, util_mono_ms()))
 		return (0);
-	return (lease_standing(ra->ra_leases, lim, util_mono_ms(), again));
+	/*
+	 * The share must not have changed meanwhile either: a node that
+	 * took a smaller one tells Redis, which then stops counting the
+	 * larger (cllimit.c).
+	 */
+	return (lease_standing(ra->ra_leases, lim, util_mono_ms(), again) ==
+	    pm);
 }
 
 /*
@@ -757,8 +763,8 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 	 * tables of identities and addresses evict (what they counted
 	 * would be forgotten).
 	 */
-	stand = rs != NULL && lease_standing(ra->ra_leases, lim, ra->ra_now,
-	    cap);
+	stand = rs != NULL ? lease_standing(ra->ra_leases, lim, ra->ra_now,
+	    cap) : 0;
 	if (mode != LS_MODE_LEASE) {
 		/*
 		 * Redis lost: units leased before are still the cluster's
@@ -771,7 +777,7 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 			return (0);
 		}
 		if (stand && mode == LS_MODE_DENY &&
-		    auth_standing(ra, lim, rs, cap)) {
+		    auth_standing(ra, lim, rs, stand, cap)) {
 			auth_lease_count(ra, STATS_LEASE_STANDING);
 			return (0);
 		}
@@ -783,7 +789,7 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 		r = auth_lease_take(ra, ra->ra_leasefd, &s, stand ? 0 :
 		    LS_ASK_EMPTY, tk);
 		if (r != LS_TAKEN && stand) {
-			if (auth_standing(ra, lim, rs, cap)) {
+			if (auth_standing(ra, lim, rs, stand, cap)) {
 				auth_lease_count(ra, STATS_LEASE_STANDING);
 				return (0);
 			}

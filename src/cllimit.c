@@ -38,28 +38,33 @@
  * The standing allowance.  A key a node has no lease of would cost a
  * call before its first request there; so each node also registers
  * (cll_reg_lua, renewed every second, valid CLL_REG_VALID_MS) a share p
- * of every key's limits, cluster_standing_share, in the hash "rlnodes":
- * NODE:RUN -> "p R X U" (registered at R, valid until X, usable from U).
- * The lease script counts, for a key, floor(L_w * p) units in window w
- * for every registration while X + W > now (nothing for limits where
- * some window's share is below one unit: the node takes none there
- * either), exactly as if each registration were a lease of those units
- * held until X.  The node takes a unit of it only before X (its clock,
- * as for a lease) and after U, and never more than floor(L_w * p) in
- * any interval of length W (ratelimit_standing_admit(), per key, beside
- * the key's rate state).  Every grant made after R counted the
- * registration; so spans open at an instant when the node spends its
- * allowance are within the limit if they all come from grants after R.
- * A span from a grant before R ends by that grant's now + V + W_max +
- * a bucket, which the lease script keeps as the key "rlspan" (the
- * latest such end); U is rlspan as R saw it (or R): the node waits for
- * those spans to close, about a minute after leases for per-minute
- * limits.  A registration that lapsed (X passed) registers afresh, with
- * a new R and U; a node that restarts has forgotten what it spent, so
- * each run registers under a field of its own.  All registrations
- * counted together stand on at most CLL_REG_CAP_PM of every limit.
- * Keys only: the node's tables of JWT identities and addresses evict,
- * and would forget what they counted.
+ * of every key's limits in the hash "rlnodes": NODE:RUN -> "p R X U q y"
+ * (registered at R, valid until X, usable from U; the share q it had
+ * before may be spent until y).  The nodes alive share CLL_REG_POOL_PM
+ * equally, each at most cluster_standing_share; a share is fixed at
+ * registration and only shrinks while renewed (when a node joins).
+ * The lease script counts, for a key, max(floor(L_w * p) while X + W >
+ * now, floor(L_w * q) while y + W > now) units in window w for every
+ * registration (nothing for a share below one unit in some window: the
+ * node takes none there either), exactly as if each registration were
+ * a lease of those units held until X (or y).  The node takes a unit
+ * only before its share's expiry (its clock, as for a lease; the share
+ * and the expiry are one word, so a share that shrank is not used with
+ * the smaller one's later expiry) and after U, and never more than
+ * floor(L_w * p) of the share it uses in any interval of length W
+ * (ratelimit_standing_admit(), per key, beside the key's rate state:
+ * with a share that shrank, never more than the larger).  Every grant
+ * made after R counted the registration; so spans open at an instant
+ * when the node spends its allowance are within the limit if they all
+ * come from grants after R.  A span from a grant before R ends by that
+ * grant's now + V + W_max + a bucket, which the lease script keeps as
+ * the key "rlspan" (the latest such end); U is rlspan as R saw it (or
+ * R): the node waits for those spans to close, about a minute after
+ * leases for per-minute limits.  A registration that lapsed (X passed)
+ * registers afresh, with a new R and U (and the share it had as q); a
+ * node that restarts has forgotten what it spent, so each run registers
+ * under a field of its own.  Keys only: the node's tables of JWT
+ * identities and addresses evict, and would forget what they counted.
  *
  * Clocks.  Redis's TIME is the only clock the arithmetic uses.  A node
  * turns "valid for V ms" into an expiry on its own monotonic clock counted
@@ -120,9 +125,9 @@
 #define CLL_ROOMY_VALID_MS 10000	/* a roomy lease is valid this long */
 #define CLL_SLICES	50	/* the pass looks at 1/50 of the entries */
 #define CLL_SLICE_MIN	64	/* ... and at least this many */
-#define CLL_REG_MS	1000	/* the standing allowance is renewed */
-#define CLL_REG_VALID_MS 5000	/* ... this often, valid this long */
-#define CLL_REG_CAP_PM	500	/* all nodes stand on half at most */
+#define CLL_REG_MS	500	/* the standing allowance is renewed */
+#define CLL_REG_VALID_MS 2000	/* ... this often, valid this long */
+#define CLL_REG_POOL_PM	400	/* all nodes' shares together */
 
 /*
  * KEYS[1]: the subject's hash, KEYS[2]: "rlspan", KEYS[3]: "rlnodes".
@@ -175,18 +180,25 @@ static const char cll_lua[] =
 	"end\n"
 	"local reg = {}\n"
 	"if ARGV[12] == '1' then reg = redis.call('HGETALL', KEYS[3]) end\n"
-	"for i = 2, #reg, 2 do\n"
-	"  local p, x = string.match(reg[i], '^(%d+) %d+ (%d+) %d+$')\n"
-	"  p, x = tonumber(p) or 0, tonumber(x) or 0\n"
-	"  local a, ok = {0, 0, 0}, p > 0\n"
+	"local function share(p, x)\n"
+	"  local a = {0, 0, 0}\n"
 	"  for w = 1, 3 do\n"
 	"    if lim[w] > 0 then\n"
 	"      a[w] = math.floor(lim[w] * p / 1000)\n"
-	"      if a[w] < 1 then ok = false end\n"
+	"      if a[w] < 1 then return {0, 0, 0} end\n"
+	"      if x + win[w] <= now then a[w] = 0 end\n"
 	"    end\n"
 	"  end\n"
+	"  return a\n"
+	"end\n"
+	"for i = 2, #reg, 2 do\n"
+	"  local e = {string.match(reg[i], "
+	"'^(%d+) %d+ (%d+) %d+ (%d+) (%d+) (%d+) %d+$')}\n"
+	"  for j = 1, 5 do e[j] = tonumber(e[j]) or 0 end\n"
+	"  local a, b, c = share(e[1], e[2]), share(e[3], e[4]), "
+	"share(e[5], e[2])\n"
 	"  for w = 1, 3 do\n"
-	"    if ok and x + win[w] > now then occ[w] = occ[w] + a[w] end\n"
+	"    occ[w] = occ[w] + math.max(a[w], b[w], c[w])\n"
 	"  end\n"
 	"end\n"
 	"local function spend(x, n)\n"
@@ -231,9 +243,17 @@ static const char cll_lua[] =
 	"if h > 0 then redis.call('HSET', key, f, h .. ' ' .. (now + v))\n"
 	"else redis.call('HDEL', key, f) end\n"
 	"redis.call('PEXPIRE', key, last - now + 1000)\n"
-	"local sp = now + v + math.ceil(maxw / 32) + maxw + 1\n"
-	"if sp > (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) then\n"
-	"  redis.call('SET', KEYS[2], sp, 'PX', sp - now + 1000)\n"
+	"local old, upd, top = redis.call('HMGET', KEYS[2], '1', '2', '3'), "
+	"{}, 0\n"
+	"for w = 1, 3 do\n"
+	"  local e, o = now + v + math.ceil(win[w] / 32) + win[w] + 1, "
+	"tonumber(old[w]) or 0\n"
+	"  if e > o then upd[#upd + 1], upd[#upd + 2], o = tostring(w), e, e end\n"
+	"  if o > top then top = o end\n"
+	"end\n"
+	"if #upd > 0 then\n"
+	"  redis.call('HSET', KEYS[2], unpack(upd))\n"
+	"  redis.call('PEXPIRE', KEYS[2], top - now + 1000)\n"
 	"end\n"
 	"local retry, fw = 0, 0\n"
 	"if h == 0 and want > 0 then\n"
@@ -254,43 +274,80 @@ static const char cll_lua[] =
 
 /*
  * The standing allowance's registration.  KEYS[1]: "rlnodes", KEYS[2]:
- * "rlspan".  ARGV: the node's field (its id and a random instance), its
- * share (per mille), validity (ms), the longest window (ms), the most
- * all nodes may stand on (per mille).  Answers {accepted, valid ms, ms
- * until usable, fresh}; fresh: a registration, not a renewal.
+ * "rlspan".  ARGV: the node's field (its id and a random instance), the
+ * most it stands on (per mille), validity (ms), the longest window (ms),
+ * what all nodes stand on together (per mille), shared equally among
+ * the registrations alive, the share the node uses now (per mille: it
+ * installed it before this call, so the one before is no longer spent,
+ * and Q need count only until now).  A registration's value is
+ * "P R X U Q Y G V":
+ * it stands on P until X, usable from U, registered at R; the share Q it
+ * had before may still be spent until Y; G, if not 0, is a larger share
+ * it may use from V (registered now, counted from now on, usable once
+ * the leases granted before stop counting, as a registration is).  A
+ * share shrinks at once when a node joins (the larger one counting
+ * until its expiry), and grows through G.  One that lapsed registers
+ * afresh, with a new R and U.  Answers {accepted, valid ms, ms until
+ * usable, fresh, share usable now}.
  */
 static const char cll_reg_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local f, p, v = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-	"local maxw, cap = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-	"local sum, mine, last = 0, nil, now + v + maxw\n"
+	"local f, pmax, v = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"local win = {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])}\n"
+	"local maxw = math.max(win[1], win[2], win[3])\n"
+	"local pool, using = tonumber(ARGV[7]), tonumber(ARGV[8]) or -1\n"
+	"local n, mine, last = 1, nil, now + v + maxw\n"
 	"local all = redis.call('HGETALL', KEYS[1])\n"
 	"for i = 1, #all, 2 do\n"
-	"  local q, r, x, u = string.match(all[i + 1], "
-	"'^(%d+) (%d+) (%d+) (%d+)$')\n"
-	"  q, r, x, u = tonumber(q) or 0, tonumber(r) or 0, tonumber(x) or 0, "
-	"tonumber(u) or 0\n"
-	"  if x + maxw <= now then redis.call('HDEL', KEYS[1], all[i])\n"
-	"  elseif all[i] == f then\n"
-	"    if x > now and q == p then mine = {r, u} end\n"
+	"  local e = {string.match(all[i + 1], "
+	"'^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')}\n"
+	"  for j = 1, 8 do e[j] = tonumber(e[j]) or 0 end\n"
+	"  if e[3] + maxw <= now and e[6] + maxw <= now then\n"
+	"    redis.call('HDEL', KEYS[1], all[i])\n"
 	"  else\n"
-	"    sum = sum + q\n"
-	"    if x + maxw > last then last = x + maxw end\n"
+	"    if e[3] + maxw > last then last = e[3] + maxw end\n"
+	"    if e[6] + maxw > last then last = e[6] + maxw end\n"
+	"    if all[i] == f then mine = e elseif e[3] > now then n = n + 1 end\n"
 	"  end\n"
 	"end\n"
-	"if not mine and sum + p > cap then return {0, 0, 0, 0} end\n"
-	"local r, u, fresh = now, now, 1\n"
-	"if mine then r, u, fresh = mine[1], mine[2], 0 else\n"
-	"  local sp = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
-	"  if sp > u then u = sp end\n"
+	"local target = math.min(pmax, math.floor(pool / n))\n"
+	"if target < 1 then return {0, 0, 0, 0, 0} end\n"
+	"local spans = redis.call('HMGET', KEYS[2], '1', '2', '3')\n"
+	"local function gate(x)\n"
+	"  local u = now\n"
+	"  for w = 1, 3 do\n"
+	"    local sp = tonumber(spans[w]) or 0\n"
+	"    if x + win[w] <= now and sp > u then u = sp end\n"
+	"  end\n"
+	"  return u\n"
+	"end\n"
+	"local p, r, u, fresh, q, y, g, gv = target, now, gate(0), 1, 0, 0, 0, "
+	"0\n"
+	"if mine then\n"
+	"  q, y = mine[1], mine[3]\n"
+	"  if mine[6] + maxw > now and mine[5] > q then q = mine[5] end\n"
+	"  if mine[7] > q then q = mine[7] end\n"
+	"  if mine[3] > now then\n"
+	"    r, u, fresh = mine[2], mine[4], 0\n"
+	"    if target >= mine[1] then\n"
+	"      p, q, y, g, gv = mine[1], mine[5], mine[6], mine[7], mine[8]\n"
+	"      if using == p and y > now then y = now end\n"
+	"      if g > 0 and gv <= now then p, g, gv = g, 0, 0 end\n"
+	"      if target > p and target ~= g then g, gv = target, gate(0) end\n"
+	"      if target == p then g, gv = 0, 0 end\n"
+	"    end\n"
+	"  else\n"
+	"    p, u = math.min(target, mine[1]), gate(mine[3])\n"
+	"    if target > p then g, gv = target, gate(0) end\n"
+	"  end\n"
 	"end\n"
 	"redis.call('HSET', KEYS[1], f, p .. ' ' .. r .. ' ' .. (now + v) .. "
-	"' ' .. u)\n"
+	"' ' .. u .. ' ' .. q .. ' ' .. y .. ' ' .. g .. ' ' .. gv)\n"
 	"redis.call('PEXPIRE', KEYS[1], last - now + 1000)\n"
 	"local d = u - now\n"
 	"if d < 0 then d = 0 end\n"
-	"return {1, v, d, fresh}\n";
+	"return {1, v, d, fresh, p}\n";
 
 /* The master's own state of each lease-table entry. */
 struct cll_ent {
@@ -340,7 +397,7 @@ struct cllimit {
 	char			 cll_sha[2 * SHA_DIGEST_LENGTH + 1];
 	int			 cll_eval;	/* send the script itself */
 	/* The standing allowance (cll_reg_lua). */
-	uint32_t		 cll_stand_pm;	/* per mille, 0: none */
+	uint32_t		 cll_stand_max;	/* per mille, 0: none */
 	char			 cll_reg_field[64];	/* node:instance */
 	char			 cll_reg_sha[2 * SHA_DIGEST_LENGTH + 1];
 	int			 cll_reg_eval;
@@ -408,22 +465,31 @@ cll_set_mode(struct cllimit *cll)
 	    LS_MODE_LEASE : (uint32_t)cll->cll_fallback, __ATOMIC_SEQ_CST);
 }
 
-int
-cllimit_parse_reply(const void *rv, struct cll_reply *cr)
+/* An answer of n integers into v; -1 if it is anything else. */
+static int
+cll_integers(const redisReply *r, long long *v, size_t n)
 {
-	const redisReply	*r = rv;
-	long long		 v[6];
-	size_t			 i;
+	size_t	 i;
 
-	memset(cr, 0, sizeof(*cr));
-	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 6)
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != n)
 		return (-1);
-	for (i = 0; i < 6; i++) {
+	for (i = 0; i < n; i++) {
 		if (r->element[i] == NULL ||
 		    r->element[i]->type != REDIS_REPLY_INTEGER)
 			return (-1);
 		v[i] = r->element[i]->integer;
 	}
+	return (0);
+}
+
+int
+cllimit_parse_reply(const void *rv, struct cll_reply *cr)
+{
+	long long	 v[6];
+
+	memset(cr, 0, sizeof(*cr));
+	if (cll_integers(rv, v, 6) == -1)
+		return (-1);
 	if (v[0] < 0 || v[0] > RL_MAXLIMIT || v[1] < 0 || v[1] > RL_MAXLIMIT ||
 	    v[0] > v[1] || v[2] < 0 || v[2] > 3600000 || v[3] < 0 ||
 	    v[3] > 3600000 || v[4] < 0 || v[4] >= RL_WINDOWS || v[5] < 0 ||
@@ -441,26 +507,19 @@ cllimit_parse_reply(const void *rv, struct cll_reply *cr)
 int
 cllimit_parse_reg(const void *rv, struct cll_reg_reply *rr)
 {
-	const redisReply	*r = rv;
-	long long		 v[4];
-	size_t			 i;
+	long long	 v[5];
 
 	memset(rr, 0, sizeof(*rr));
-	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+	if (cll_integers(rv, v, 5) == -1)
 		return (-1);
-	for (i = 0; i < 4; i++) {
-		if (r->element[i] == NULL ||
-		    r->element[i]->type != REDIS_REPLY_INTEGER)
-			return (-1);
-		v[i] = r->element[i]->integer;
-	}
 	if (v[0] < 0 || v[0] > 1 || v[1] < 0 || v[1] > 3600000 || v[2] < 0 ||
-	    v[2] > 3600000 || v[3] < 0 || v[3] > 1)
+	    v[2] > 3600000 || v[3] < 0 || v[3] > 1 || v[4] < 0 || v[4] > 1000)
 		return (-1);
 	rr->rr_ok = (int)v[0];
 	rr->rr_valid = v[1];
 	rr->rr_delay = v[2];
 	rr->rr_fresh = (int)v[3];
+	rr->rr_pm = (uint32_t)v[4];
 	return (0);
 }
 
@@ -493,29 +552,39 @@ cll_reg_answer(struct cllimit *cll, const void *rv)
 		return;
 	}
 	cll->cll_reg_eval = 0;
-	if (!rr.rr_ok) {
+	if (!rr.rr_ok || rr.rr_pm > cll->cll_stand_max) {
 		if (!cll->cll_reg_refused)
 			log_warnx("cluster: no standing allowance for this "
-			    "node: the other nodes stand on %d%% of every "
-			    "limit already (every unit is leased)",
-			    CLL_REG_CAP_PM / 10);
+			    "node: %s (every unit is leased)", rr.rr_ok ?
+			    "Redis answered a share above the most configured" :
+			    "too many nodes share it");
 		cll->cll_reg_refused = 1;
 		cll->cll_stats.cs_stand = CLL_STAND_REFUSED;
 		return;
 	}
 	if (cll->cll_reg_refused)
-		log_info("cluster: a standing allowance of %u%% of every "
-		    "limit is registered", cll->cll_stand_pm / 10);
+		log_info("cluster: a standing allowance is registered");
 	cll->cll_reg_refused = 0;
 	until = cll->cll_reg_sent + rr.rr_valid - 1 - (rr.rr_valid + 999) /
 	    1000;
+	if (until < 0)
+		until = 0;
 	if (rr.rr_fresh) {
 		from = now + rr.rr_delay + (rr.rr_delay + 999) / 1000;
-		__atomic_store_n(&t->lt_stand_until, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&t->lt_stand, 0, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&t->lt_stand_from, from, __ATOMIC_SEQ_CST);
 		cll->cll_stats.cs_stand_from = from;
 	}
-	__atomic_store_n(&t->lt_stand_until, until, __ATOMIC_SEQ_CST);
+	/*
+	 * One word: a share that shrank (another node joined) is not spent
+	 * past the expiry its larger self had, which Redis still counts.
+	 */
+	__atomic_store_n(&t->lt_stand, LS_STAND_WORD(rr.rr_pm, until),
+	    __ATOMIC_SEQ_CST);
+	if (rr.rr_pm != cll->cll_stats.cs_stand_pm && !rr.rr_fresh)
+		log_info("cluster: this node's standing allowance is now "
+		    "%u.%u%% of every limit", rr.rr_pm / 10, rr.rr_pm % 10);
+	cll->cll_stats.cs_stand_pm = rr.rr_pm;
 	cll->cll_stats.cs_stand_until = until;
 	cll->cll_stats.cs_stand = CLL_STAND_ON;
 }
@@ -525,20 +594,24 @@ static void
 cll_reg_call(struct cllimit *cll, int64_t now)
 {
 	struct cll_call	*c;
-	char		 key[512], span[512], pm[16], v[16], maxw[16], cap[16];
-	const char	*argv[10];
-	int		 n = 0;
+	char		 key[512], span[512], pm[16], v[16], win[3][16], cap[16];
+	char		 using[16];
+	const char	*argv[13];
+	int		 n = 0, w;
 
-	if (cll->cll_stand_pm == 0 || cll->cll_reg_busy || !cll->cll_up ||
+	if (cll->cll_stand_max == 0 || cll->cll_reg_busy || !cll->cll_up ||
 	    now < cll->cll_reg_next)
 		return;
 	cll->cll_reg_next = now + CLL_REG_MS;
 	snprintf(key, sizeof(key), "%srlnodes", cll->cll_prefix);
 	snprintf(span, sizeof(span), "%srlspan", cll->cll_prefix);
-	snprintf(pm, sizeof(pm), "%u", cll->cll_stand_pm);
+	snprintf(pm, sizeof(pm), "%u", cll->cll_stand_max);
 	snprintf(v, sizeof(v), "%d", CLL_REG_VALID_MS);
-	snprintf(maxw, sizeof(maxw), "%u", ratelimit_window_ms[RL_WINDOWS - 1]);
-	snprintf(cap, sizeof(cap), "%d", CLL_REG_CAP_PM);
+	for (w = 0; w < RL_WINDOWS; w++)
+		snprintf(win[w], sizeof(win[w]), "%u", ratelimit_window_ms[w]);
+	snprintf(cap, sizeof(cap), "%d", CLL_REG_POOL_PM);
+	snprintf(using, sizeof(using), "%u", LS_STAND_PM(__atomic_load_n(
+	    &cll->cll_t->lt_stand, __ATOMIC_SEQ_CST)));
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return;
 	c->cc_cll = cll;
@@ -551,8 +624,10 @@ cll_reg_call(struct cllimit *cll, int64_t now)
 	argv[n++] = cll->cll_reg_field;
 	argv[n++] = pm;
 	argv[n++] = v;
-	argv[n++] = maxw;
+	for (w = 0; w < RL_WINDOWS; w++)
+		argv[n++] = win[w];
 	argv[n++] = cap;
+	argv[n++] = using;
 	cll->cll_reg_sent = now;
 	if (cll->cll_send(cll->cll_cl, c, n, argv) == -1) {
 		free(c);
@@ -1051,12 +1126,12 @@ cllimit_new(struct event_base *base, struct ls_table *t, struct cluster *cl,
 		cll_hex(inst, sizeof(inst), hex);
 		snprintf(cll->cll_reg_field, sizeof(cll->cll_reg_field),
 		    "%.40s:%s", node, hex);
-		cll->cll_stand_pm = (uint32_t)standing * 10;
+		cll->cll_stand_max = (uint32_t)standing * 10;
 	}
-	cll->cll_stats.cs_stand_pm = cll->cll_stand_pm;
-	cll->cll_stats.cs_stand = cll->cll_stand_pm > 0 ? CLL_STAND_WAIT :
+	cll->cll_stats.cs_stand_max = cll->cll_stand_max;
+	cll->cll_stats.cs_stand = cll->cll_stand_max > 0 ? CLL_STAND_WAIT :
 	    CLL_STAND_OFF;
-	__atomic_store_n(&t->lt_stand_pm, cll->cll_stand_pm, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->lt_stand, 0, __ATOMIC_SEQ_CST);
 	if ((cll->cll_prefix = strdup(prefix)) == NULL ||
 	    (cll->cll_ent = calloc(LS_ENTRIES, sizeof(*cll->cll_ent))) ==
 	    NULL || (cll->cll_active = calloc(LS_ENTRIES,

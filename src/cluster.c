@@ -2727,10 +2727,10 @@ done:
 }
 
 /*
- * The standing allowance in /v1/cluster: its share, and whether it is
- * "off", "registering", "waiting" (for leases granted before it to age
- * out: usable_in_ms), "on", "expired" (not renewed: Redis lost) or
- * "refused" (the other nodes stand on as much as is allowed).
+ * The standing allowance in /v1/cluster: its share and the most it may
+ * be, and whether it is "off", "registering", "waiting" (for leases
+ * granted before it to age out: usable_in_ms), "on", "expired" (not
+ * renewed: Redis lost) or "refused" (too many nodes to share it).
  */
 static json_t *
 cl_stand_status(const struct cll_stats *cs)
@@ -2758,9 +2758,10 @@ cl_stand_status(const struct cll_stats *cs)
 			state = "on";
 		break;
 	}
-	return (json_pack("{s:i,s:s,s:I}", "share_percent",
-	    (int)(cs->cs_stand_pm / 10), "state", state, "usable_in_ms",
-	    (json_int_t)in));
+	return (json_pack("{s:i,s:i,s:s,s:I}", "share_permille",
+	    cs->cs_stand == CLL_STAND_ON ? (int)cs->cs_stand_pm : 0,
+	    "max_permille", (int)cs->cs_stand_max, "state", state,
+	    "usable_in_ms", (json_int_t)in));
 }
 
 /* The rate limits' side of /v1/cluster. */

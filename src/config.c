@@ -251,7 +251,7 @@ static const struct directive directives[] = {
 	MFUNC("cluster_name", dir_cluster_name, c_cluster_name, "default"),
 	ENUM("cluster_fallback", c_cluster_fallback, local_deny, "local"),
 	ENUM("cluster_limits", c_cluster_limits, off_on, "on"),
-	NUM("cluster_standing_share", DK_INT, c_cluster_standing, 0, 25, "10"),
+	NUM("cluster_standing_share", DK_INT, c_cluster_standing, 0, 40, "20"),
 };
 
 /* Names a route refers to, resolved once the whole file is read. */

@@ -3345,15 +3345,29 @@ print_node_table(const json_t *nodes, int64_t now)
 	print_table(cells, nrow, CLUSTER_NCOL);
 }
 
+/* A per-mille member of o as a percentage ("13.3%"), or "?". */
+static const char *
+key_permille(const json_t *o, const char *name, char *buf, size_t len)
+{
+	const json_t	*v = json_object_get(o, name);
+	json_int_t	 n;
+
+	if (!json_is_integer(v) || (n = json_integer_value(v)) < 0)
+		return ("?");
+	snprintf(buf, len, "%lld.%lld%%", (long long)(n / 10),
+	    (long long)(n % 10));
+	return (buf);
+}
+
 /*
  * The standing allowance's line (a daemon before 0.13.1 has none: then
- * nothing is printed), e.g. "standing allowance: 10% of each key's
- * limits, waiting (usable in 63 s)".
+ * nothing is printed), e.g. "standing allowance: 13.3% of each key's
+ * limits (at most 20.0%), waiting (usable in 63 s)".
  */
 static void
 print_cluster_standing(const json_t *st)
 {
-	char		 share[24], in[48] = "";
+	char		 share[24], max[24], in[48] = "";
 	const json_t	*ms;
 
 	if (!json_is_object(st))
@@ -3362,8 +3376,9 @@ print_cluster_standing(const json_t *st)
 	if (json_is_integer(ms) && json_integer_value(ms) > 0)
 		snprintf(in, sizeof(in), " (usable in %lld s)",
 		    (long long)((json_integer_value(ms) + 999) / 1000));
-	print_line("standing allowance: %s%% of each key's limits, %s%s",
-	    key_num(st, "share_percent", share, sizeof(share)),
+	print_line("standing allowance: %s of each key's limits (at most %s), "
+	    "%s%s", key_permille(st, "share_permille", share, sizeof(share)),
+	    key_permille(st, "max_permille", max, sizeof(max)),
 	    key_str(st, "state", "?"), in);
 }
 

@@ -197,21 +197,22 @@ int
 lease_standing(const struct ls_table *t, const uint32_t lim[RL_WINDOWS],
     int64_t now, uint32_t cap[RL_WINDOWS])
 {
-	int64_t		 until, from;
+	uint64_t	 word;
+	int64_t		 from;
 	uint32_t	 pm;
 	int		 w;
 
-	until = LS_LOAD(&t->lt_stand_until);
+	word = LS_LOAD(&t->lt_stand);
 	from = LS_LOAD(&t->lt_stand_from);
-	pm = LS_LOAD(&t->lt_stand_pm);
-	if (pm == 0 || now < from || now >= until)
+	pm = LS_STAND_PM(word);
+	if (pm == 0 || now < from || now >= LS_STAND_UNTIL(word))
 		return (0);
 	for (w = 0; w < RL_WINDOWS; w++) {
 		cap[w] = LS_STAND_UNITS(lim[w], pm);
 		if (lim[w] != 0 && cap[w] == 0)
 			return (0);
 	}
-	return (1);
+	return ((int)pm);
 }
 
 struct ls_entry *

@@ -296,20 +296,22 @@ fz_standing(const redisReply *reply)
 	cll_reg_call(fz_cll, sent);
 	if (fz_call == NULL)
 		return;
-	until0 = fz_lt->lt_stand_until;
+	until0 = LS_STAND_UNTIL(fz_lt->lt_stand);
 	from0 = fz_lt->lt_stand_from;
 	cllimit_answer(fz_call, reply);
 	now = util_mono_ms();
 	FUZZ_ASSERT(!fz_cll->cll_reg_busy);
-	if (cllimit_parse_reg(reply, &rr) == 0 && rr.rr_ok) {
-		FUZZ_ASSERT(fz_lt->lt_stand_until <= fz_cll->cll_reg_sent +
-		    rr.rr_valid);
+	if (cllimit_parse_reg(reply, &rr) == 0 && rr.rr_ok &&
+	    rr.rr_pm <= fz_cll->cll_stand_max) {
+		FUZZ_ASSERT(LS_STAND_UNTIL(fz_lt->lt_stand) <=
+		    fz_cll->cll_reg_sent + rr.rr_valid);
+		FUZZ_ASSERT(LS_STAND_PM(fz_lt->lt_stand) == rr.rr_pm);
 		if (rr.rr_fresh)
 			FUZZ_ASSERT(fz_lt->lt_stand_from >= sent + rr.rr_delay);
 		else
 			FUZZ_ASSERT(fz_lt->lt_stand_from == from0);
 	} else {
-		FUZZ_ASSERT(fz_lt->lt_stand_until == until0);
+		FUZZ_ASSERT(LS_STAND_UNTIL(fz_lt->lt_stand) == until0);
 		FUZZ_ASSERT(fz_lt->lt_stand_from == from0);
 	}
 	(void)now;

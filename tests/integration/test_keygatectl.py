@@ -1313,16 +1313,18 @@ def test_cluster_output():
               "subjects, 4567 lease calls (2 failed), 120000 units granted, "
               "310 returned, 7 full", "the limits line")
         # The standing allowance's line (0.13.1), after it.
-        lim["limits"]["standing"] = {"share_percent": 10, "state": "waiting",
+        lim["limits"]["standing"] = {"share_permille": 133,
+                                     "max_permille": 200, "state": "waiting",
                                      "usable_in_ms": 62100}
         lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
-        kg.eq(lines[4], "standing allowance: 10% of each key's limits, "
-              "waiting (usable in 63 s)", "the standing allowance's line")
-        lim["limits"]["standing"] = {"share_percent": 0, "state": "off",
-                                     "usable_in_ms": 0}
+        kg.eq(lines[4], "standing allowance: 13.3% of each key's limits (at "
+              "most 20.0%), waiting (usable in 63 s)", "the standing "
+              "allowance's line")
+        lim["limits"]["standing"] = {"share_permille": 0, "max_permille": 0,
+                                     "state": "off", "usable_in_ms": 0}
         lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
-        kg.eq(lines[4], "standing allowance: 0% of each key's limits, off",
-              "the standing allowance's line, off")
+        kg.eq(lines[4], "standing allowance: 0.0% of each key's limits (at "
+              "most 0.0%), off", "the standing allowance's line, off")
         lim["limits"] = {"mode": 1}
         lines, _ = cluster_output(ok(fake.ctl("cluster"), "cluster"))
         kg.eq(lines[3], "limits: ? (fallback ?, ? nodes), ? subjects, ? "
@@ -1483,8 +1485,9 @@ def test_cluster_of_one_daemon():
                           r"\d+ subjects, \d+ lease calls \(\d+ failed\), "
                           r"\d+ units granted, \d+ returned, \d+ full$",
                           lines[3]), "limits: %r" % lines[3])
-        kg.check(re.match(r"^standing allowance: 10% of each key's limits, "
-                          r"(registering|on)$", lines[4]),
+        kg.check(re.match(r"^standing allowance: (0\.0|20\.0)% of each key's "
+                          r"limits \(at most 20\.0%\), (registering|on)$",
+                          lines[4]),
                  "standing: %r" % lines[4])
         kg.eq(len(lines), 5, "summary lines: %r" % lines)
         kg.eq(len(rows), 1, "rows: %r" % rows)

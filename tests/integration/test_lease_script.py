@@ -104,29 +104,42 @@ class Node:
 
 class StandingNode(Node):
     """A node that also stands on an allowance: a share (per mille) of
-    every limit, registered with the registration script and spent
-    between "from" and "until" on its clock, never more than the share's
-    units in any interval of a window's length (what keygated's counter
-    guarantees; the model lets the node spend up to that bound)."""
+    every limit, at most pmax, registered with the registration script
+    (the nodes share a pool; a share shrinks when one joins) and spent
+    between "from" and "until" on its clock, never more than the current
+    share's units in any interval of a window's length (what keygated's
+    counter guarantees; the model lets the node spend up to that
+    bound)."""
 
-    def __init__(self, sim, name, limits, pm):
+    def __init__(self, sim, name, limits, pmax, pool=400):
         Node.__init__(self, sim, name, limits)
         self.reg_field = "%s:%08x" % (name, sim.rng.getrandbits(32))
-        self.pm = pm
+        self.pmax = pmax
+        self.pool = pool
+        self.pm = 0
         self.start = self.until = 0.0
         self.standing = []	# units taken from the allowance
+        self.shares = set()
 
-    def register(self, valid, cap=500):
+    def register(self, valid):
         s = self.sim
         sent = time.monotonic()
-        ok, v, d, fresh = s.redis.call(
+        ok, v, d, fresh, pm = s.redis.call(
             "EVAL", s.reg, "2", s.nodes, s.span, self.reg_field,
-            str(self.pm), str(valid), str(max(s.windows)), str(cap))
+            str(self.pmax), str(valid), *([str(w) for w in s.windows] +
+                                          [str(self.pool), str(self.pm)]))
         now = time.monotonic()
         if not ok:
             return False
+        kg.check(0 < pm <= self.pmax, "share %d of at most %d" %
+                 (pm, self.pmax))
+        kg.check(fresh or pm <= self.pm, "a renewal's share grew: %d to %d"
+                 % (self.pm, pm))
         if fresh:
+            self.until = 0.0
             self.start = now + (d + (d + 999) // 1000) / 1000.0
+        self.pm = pm
+        self.shares.add(pm)
         self.until = sent + (v - 1 - (v + 999) // 1000) / 1000.0
         return True
 
@@ -201,6 +214,20 @@ def run_sim(srv, seed, nodes_limits, seconds, windows=(250, 1200, 0),
     return sim, nodes + dead
 
 
+def check_windows(seed, sim, nodes, lim0, lim1):
+    """No interval of 250 ms holds more than lim0 of the nodes' spends, nor
+    one of 1.2 s more than lim1."""
+    spent = [t for n in nodes for t in n.spent]
+    m0, m1 = max_in(spent, 0.250 - 0.002), max_in(spent, 1.2 - 0.002)
+    print("# seed %d: %d spent, %d calls; most in 250 ms %d (limit %d), in "
+          "1.2 s %d (limit %d)" % (seed, len(spent), sim.calls, m0, lim0, m1,
+                                   lim1))
+    kg.check(m0 <= lim0, "seed %d: %d units in 250 ms, limit %d" %
+             (seed, m0, lim0))
+    kg.check(m1 <= lim1, "seed %d: %d units in 1.2 s, limit %d" %
+             (seed, m1, lim1))
+
+
 @R.cleaned
 def test_single_limit_set():
     """Three nodes, 6 per 250 ms and 20 per 1.2 s, random interleavings
@@ -209,15 +236,7 @@ def test_single_limit_set():
     srv = R.Server()
     for seed in (1, 2, 3, 4):
         sim, nodes = run_sim(srv, seed, [(6, 20, 0)] * 3, 2.5)
-        spent = [t for n in nodes for t in n.spent]
-        m0, m1 = max_in(spent, 0.250 - 0.002), max_in(spent, 1.2 - 0.002)
-        print("# seed %d: %d spent, %d calls; most in 250 ms %d (limit "
-              "6), in 1.2 s %d (limit 20)" % (seed, len(spent), sim.calls,
-                                               m0, m1))
-        kg.check(m0 <= 6, "seed %d: %d units in 250 ms, limit 6" %
-                 (seed, m0))
-        kg.check(m1 <= 20, "seed %d: %d units in 1.2 s, limit 20" %
-                 (seed, m1))
+        check_windows(seed, sim, nodes, 6, 20)
 
 
 @R.cleaned
@@ -314,11 +333,12 @@ def test_ttl_covers_every_lease():
              "a's units (valid 3 s, a 6 s window) stop counting" % ttl)
 
 
-def run_standing(srv, seed, seconds, limits=(20, 60, 0), pm=100,
+def run_standing(srv, seed, seconds, limits=(20, 60, 0), pm=250,
                  windows=(250, 1200, 0)):
-    """Three nodes standing on pm per mille each, and leasing the rest,
-    spending, renewing, draining and dying at random; a fourth joins
-    half-way.  Registrations are renewed every 60 ms, valid 150 ms."""
+    """Three nodes standing on a share of a pool of 400 per mille (each
+    at most pm), and leasing the rest, spending, renewing, draining and
+    dying at random; a fourth joins half-way (the others' shares
+    shrink).  Registrations are renewed every 60 ms, valid 150 ms."""
     sim = Sim(srv, seed, windows, 25)
     rng = sim.rng
     nodes = [StandingNode(sim, "n%d" % i, limits, pm) for i in range(3)]
@@ -348,7 +368,7 @@ def run_standing(srv, seed, seconds, limits=(20, 60, 0), pm=100,
             n.call(rng.randint(0, 4))
         elif a < 0.75:
             n.call(0, drain=True)
-        elif a < 0.77:
+        elif a < 0.752:
             # Dies: its allowance and lease are lost with it; a new
             # run of the node registers afresh.
             dead.append(n)
@@ -369,16 +389,13 @@ def test_standing_allowance():
     srv = R.Server()
     for seed in (51, 52, 53):
         sim, nodes, used = run_standing(srv, seed, 3.0)
-        spent = [t for n in nodes for t in n.spent]
-        m0, m1 = max_in(spent, 0.250 - 0.002), max_in(spent, 1.2 - 0.002)
-        print("# seed %d: %d spent (%d standing), %d lease calls; most in "
-              "250 ms %d (limit 20), in 1.2 s %d (limit 60)" %
-              (seed, len(spent), used, sim.calls, m0, m1))
+        shares = sorted(set().union(*[n.shares for n in nodes]))
+        print("# seed %d: shares seen %r" % (seed, shares))
+        kg.check(len(shares) >= 2, "seed %d: no share shrank: %r" %
+                 (seed, shares))
+        print("# seed %d: %d spent standing" % (seed, used))
         kg.check(used > 0, "seed %d: nothing spent standing" % seed)
-        kg.check(m0 <= 20, "seed %d: %d units in 250 ms, limit 20" %
-                 (seed, m0))
-        kg.check(m1 <= 60, "seed %d: %d units in 1.2 s, limit 60" %
-                 (seed, m1))
+        check_windows(seed, sim, nodes, 20, 60)
 
 
 @R.cleaned
@@ -386,30 +403,35 @@ def test_standing_registration():
     """The registration: usable at once in a namespace where nothing was
     leased; renewed without moving its start; a node registering after
     leases were granted waits until they no longer count (validity +
-    the longest window); the nodes' shares together stay within the cap;
-    a registration that lapsed starts afresh; and leases are granted
-    only what the allowances leave."""
+    the longest window); the pool is shared equally, a share shrinking
+    when a node joins, while the larger share still counts until its
+    expiry; too many nodes for a unit of the pool are refused; a
+    registration that lapsed starts afresh; leases are granted only what
+    the allowances leave; subjects other than keys stand on nothing."""
     R.need_redis()
     srv = R.Server()
     sim = Sim(srv, 61, (250, 1200, 0), 25)
 
-    def reg(field, pm=250, valid=5000):
+    def reg(field, pm=250, valid=5000, pool=400):
         return sim.redis.call("EVAL", sim.reg, "2", sim.nodes, sim.span,
-                              field, str(pm), str(valid), "1200", "500")
+                              field, str(pm), str(valid), "250", "1200", "0",
+                              str(pool))
 
-    ok, v, d, fresh = reg("a:1")
-    kg.eq((ok, v, d, fresh), (1, 5000, 0, 1), "a's first registration")
-    ok, v, d, fresh = reg("a:1")
-    kg.eq((ok, d, fresh), (1, 0, 0), "a's renewal")
+    kg.eq(reg("a:1"), [1, 5000, 0, 1, 250], "a's first registration")
+    kg.eq(reg("a:1"), [1, 5000, 0, 0, 250], "a's renewal")
     b = Node(sim, "b", (20, 0, 0))
     # a stands on 250 per mille of 20: 5 units; b may lease 15 at most.
     kg.eq(b.call(20), 15, "b's grant beside a's allowance")
-    ok, v, d, fresh = reg("c:1")
-    kg.eq((ok, fresh), (1, 1), "c's registration")
+    ok, v, d, fresh, pm = reg("c:1")
+    kg.eq((ok, fresh, pm), (1, 1, 200), "c's registration (400 / 2)")
     kg.check(1200 + 25 - 50 <= d <= 1200 + 25 + 40 + 2,
              "c usable in %d ms; b's lease counts for 25 + 1200 ms" % d)
-    ok, v, d, fresh = reg("d:1")
-    kg.eq(ok, 0, "a third share of 250 per mille (cap 500)")
+    kg.eq(reg("a:1")[4], 200, "a's share once c joined")
+    # b renews: a counts 5 (its larger share until its old expiry), c 4.
+    kg.eq(b.call(20), 0, "b's grant beside a's and c's allowances")
+    kg.eq(b.left, 11, "b keeps what it held up to what is left")
+    kg.eq(reg("d:1", pool=2)[0], 0, "a third node, with a pool of 2 per "
+          "mille: below one each")
     kg.eq(sim.redis.call("HEXISTS", sim.nodes, "d:1"), 0,
           "a refused node is not counted")
     # An address or JWT identity stands on nothing: all is leased.
@@ -417,17 +439,37 @@ def test_standing_registration():
                        sim.nodes, "n:x:20/0/0", "0", "20", "25", "20", "0",
                        "0", "250", "1200", "0", "0", "0")
     kg.eq(r[0], 20, "a grant for a subject that is not a key")
-    # b renews: a and c stand on 5 each now.
-    kg.eq(b.call(20), 0, "b's grant beside a's and c's allowances")
-    kg.eq(b.left, 10, "b keeps what it held up to what is left")
-    # a lapses (valid 30 ms), then registers again: afresh, and waits.
+    # c goes (valid 30 ms): a's share grows back, once the leases
+    # granted before the growth stop counting.
+    reg("c:1", valid=30)
+    time.sleep(0.06)
+    kg.eq(reg("a:1")[4], 200, "a's share right after c went")
+    g = sim.redis.call("HGET", sim.nodes, "a:1").decode().split()
+    kg.eq(g[6], "250", "a's larger share, pending: %r" % g)
+    wait = (int(g[7]) - int(g[3])) / 1000.0
+    kg.check(wait > 1.0, "a's growth usable %.3f s after its first usable "
+             "time; b's lease counts 1.2 s" % wait)
+    kg.wait_for(lambda: reg("a:1")[4] == 250, 3.0, "a's share to grow to "
+                "250", interval=0.05)
+    # a lapses (valid 30 ms) for less than any window: Redis counted
+    # its share all along, so it registers afresh but may use it at once.
     reg("a:1", valid=30)
     time.sleep(0.06)
     b.call(1)
-    ok, v, d, fresh = reg("a:1")
-    kg.eq((ok, fresh), (1, 1), "a's registration after it lapsed")
-    kg.check(d >= 1000, "a usable again in %d ms, after b's last lease "
-             "stops counting" % d)
+    ok, v, d, fresh, pm = reg("a:1")
+    kg.eq((ok, fresh, pm), (1, 1, 250), "a's registration after a short "
+          "lapse")
+    kg.check(d <= 30, "a usable in %d ms after a lapse shorter than every "
+             "window" % d)
+    # Longer than the 250 ms window: a waits until what was granted in
+    # that window meanwhile stops counting there.
+    reg("a:1", valid=30)
+    time.sleep(0.3)
+    b.call(1)
+    ok, v, d, fresh, pm = reg("a:1")
+    kg.eq((ok, fresh), (1, 1), "a's registration after a lapse")
+    kg.check(250 <= d <= 250 + 25 + 8 + 20, "a usable again in %d ms, "
+             "once b's last lease stops counting in the 250 ms window" % d)
 
 
 TESTS = [

@@ -438,9 +438,8 @@ test_standing(void **state)
 
 	/* None registered, then 10 %: from 500 until 900. */
 	assert_false(lease_standing(t, lim20, 600, cap));
-	t->lt_stand_pm = 100;
 	t->lt_stand_from = 500;
-	t->lt_stand_until = 900;
+	t->lt_stand = LS_STAND_WORD(100, 900);
 	assert_false(lease_standing(t, lim20, 499, cap));
 	assert_true(lease_standing(t, lim20, 500, cap));
 	assert_int_equal(cap[0], 2);
