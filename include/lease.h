@@ -157,12 +157,15 @@ struct ls_took {
 
 /* lease_take() flags. */
 #define LS_ASK_EMPTY	1	/* ask when there is no unit to take */
+#define LS_ASK_MORE	2	/* ask when running low or near expiry */
+#define LS_ASK_ALL	(LS_ASK_EMPTY | LS_ASK_MORE)
 
 /*
  * Worker: take one unit of s's lease at now; fd is the demand socket (a
- * demand is written when the units left fall to le_low or the lease
- * nears its renewal and nobody asked yet, and, with LS_ASK_EMPTY, when
- * there is no unit: the entry is missing or empty).  Never blocks.
+ * demand is written, if nobody asked yet, with LS_ASK_MORE when the
+ * units left fall to le_low or the lease nears its renewal, and with
+ * LS_ASK_EMPTY when there is no unit: the entry is missing or empty).
+ * Never blocks.
  */
 int		 lease_take(struct ls_table *, int, const struct ls_subject *,
 		    int64_t, int, struct ls_took *);

@@ -104,6 +104,9 @@ struct rl_standing {
 };
 int	 ratelimit_standing_admit(struct rl_standing *,
 	    const struct rl_limits *, const uint32_t[RL_WINDOWS], int64_t);
+/* Whether a unit could be taken now (changes nothing). */
+int	 ratelimit_standing_room(const struct rl_standing *,
+	    const struct rl_limits *, const uint32_t[RL_WINDOWS], int64_t);
 
 /*
  * Start loading st into the cache (the request path calls it early): every

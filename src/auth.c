@@ -735,6 +735,7 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
     uint32_t lim[RL_WINDOWS], struct rl_standing *rs, struct ls_took *tk)
 {
 	struct ls_subject	 s;
+	struct rl_limits	 l;
 	const void		*id;
 	size_t			 len;
 	uint32_t		 mode, n, cap[RL_WINDOWS];
@@ -783,18 +784,24 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 		}
 	} else {
 		/*
-		 * A key this node holds no lease of tries the allowance
-		 * first: asked for only when that is used up.
+		 * A lease first, then the allowance: it covers the gaps
+		 * while a lease is renewed.  But a key with room in its
+		 * allowance does not have its lease renewed or refilled:
+		 * one that is used less goes back to the allowance alone
+		 * (its lease idles and is freed), asking for a lease only
+		 * once the allowance is used up.
 		 */
-		r = auth_lease_take(ra, ra->ra_leasefd, &s, stand ? 0 :
-		    LS_ASK_EMPTY, tk);
+		ratelimit_set(&l, lim);
+		r = auth_lease_take(ra, ra->ra_leasefd, &s, !stand ? LS_ASK_ALL :
+		    ratelimit_standing_room(rs, &l, cap, ra->ra_now) ? 0 :
+		    LS_ASK_MORE, tk);
 		if (r != LS_TAKEN && stand) {
 			if (auth_standing(ra, lim, rs, stand, cap)) {
 				auth_lease_count(ra, STATS_LEASE_STANDING);
 				return (0);
 			}
-			r = auth_lease_take(ra, ra->ra_leasefd, &s,
-			    LS_ASK_EMPTY, tk);
+			r = auth_lease_take(ra, ra->ra_leasefd, &s, LS_ASK_ALL,
+			    tk);
 		}
 		switch (r) {
 		case LS_TAKEN:

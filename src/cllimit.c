@@ -37,34 +37,43 @@
  *
  * The standing allowance.  A key a node has no lease of would cost a
  * call before its first request there; so each node also registers
- * (cll_reg_lua, renewed every second, valid CLL_REG_VALID_MS) a share p
- * of every key's limits in the hash "rlnodes": NODE:RUN -> "p R X U q y"
- * (registered at R, valid until X, usable from U; the share q it had
- * before may be spent until y).  The nodes alive share CLL_REG_POOL_PM
- * equally, each at most cluster_standing_share; a share is fixed at
- * registration and only shrinks while renewed (when a node joins).
- * The lease script counts, for a key, max(floor(L_w * p) while X + W >
- * now, floor(L_w * q) while y + W > now) units in window w for every
+ * (cll_reg_lua, renewed every CLL_REG_MS, valid CLL_REG_VALID_MS) a share
+ * p of every key's limits in the hash "rlnodes": NODE:RUN -> "p R X U q
+ * y g v" (registered at R, valid until X, usable from U; the share q it
+ * had before may be spent until y; a larger share g is pending, usable
+ * from v).  The nodes alive share CLL_REG_POOL_PM equally, each at most
+ * cluster_standing_share.  The lease script counts, for a key, in window
+ * w, the largest of floor(L_w * p) while X + W > now, floor(L_w * q)
+ * while y + W > now and floor(L_w * g) while X + W > now, for every
  * registration (nothing for a share below one unit in some window: the
- * node takes none there either), exactly as if each registration were
- * a lease of those units held until X (or y).  The node takes a unit
- * only before its share's expiry (its clock, as for a lease; the share
- * and the expiry are one word, so a share that shrank is not used with
- * the smaller one's later expiry) and after U, and never more than
- * floor(L_w * p) of the share it uses in any interval of length W
- * (ratelimit_standing_admit(), per key, beside the key's rate state:
- * with a share that shrank, never more than the larger).  Every grant
- * made after R counted the registration; so spans open at an instant
- * when the node spends its allowance are within the limit if they all
- * come from grants after R.  A span from a grant before R ends by that
- * grant's now + V + W_max + a bucket, which the lease script keeps as
- * the key "rlspan" (the latest such end); U is rlspan as R saw it (or
- * R): the node waits for those spans to close, about a minute after
- * leases for per-minute limits.  A registration that lapsed (X passed)
- * registers afresh, with a new R and U (and the share it had as q); a
- * node that restarts has forgotten what it spent, so each run registers
- * under a field of its own.  Keys only: the node's tables of JWT
- * identities and addresses evict, and would forget what they counted.
+ * node takes none there either), exactly as if each registration were a
+ * lease of those units held until X (or y).  The node takes a unit only
+ * before its share's expiry (its clock, as for a lease; the share and
+ * the expiry are one word, so a share that shrank is not used with the
+ * smaller one's later expiry), from U, never more than floor(L_w * p) of
+ * the share it uses in any interval of length W (ratelimit_standing_
+ * admit(), per key, beside the key's rate state; with a share that
+ * shrank, never more than the larger), and keeps a unit only if the
+ * share did not change while it took it.
+ *
+ * Why that holds.  Every grant made after R counted the registration; so
+ * spans open at an instant when the node spends its allowance are within
+ * the limit if they all come from grants after R.  A span from a grant
+ * before R ends, in window w, by that grant's now + V + W + a bucket,
+ * which the lease script keeps per window in the hash "rlspan" (the
+ * latest such ends); U is the latest of those at R for the windows in
+ * which the node's share was not counted all along: all of them for a
+ * new registration (about a minute after leases for per-minute limits),
+ * those a lapse (X passed) outlasted for a registration made afresh.  A
+ * share shrinks at once when a node joins (the script answers the
+ * smaller, and the larger counts as q until the old expiry y, or until
+ * the node reports, with its next renewal, that it took the smaller:
+ * then it spends the larger no more); a larger share is registered as
+ * g, counted from then on, and answered as the share only from v, which
+ * is gated as U is.  A node that restarts has forgotten what it spent,
+ * so each run registers under a field of its own.  Keys only: the
+ * node's tables of JWT identities and addresses evict, and would forget
+ * what they counted.
  *
  * Clocks.  Redis's TIME is the only clock the arithmetic uses.  A node
  * turns "valid for V ms" into an expiry on its own monotonic clock counted
@@ -416,6 +425,7 @@ struct cllimit {
 
 static void	 cll_call(struct cllimit *, size_t, int64_t, int);
 static void	 cll_reg_answer(struct cllimit *, const void *);
+static void	 cll_reg_call(struct cllimit *, int64_t);
 static void	 cll_spent(struct cll_ent *, uint32_t, int64_t);
 static void	 cll_observe(struct cllimit *, size_t, int64_t, uint32_t);
 static uint32_t	 cll_target(const struct cllimit *, const struct cll_ent *,
@@ -1215,6 +1225,15 @@ cllimit_redis(struct cllimit *cll, int up)
 		__atomic_store_n(&cll->cll_t->lt_entry[cll->cll_active[k]].le_want,
 		    0, __ATOMIC_SEQ_CST);
 	cll_set_mode(cll);
+	/*
+	 * The allowance is registered before any lease call can go: in a
+	 * Redis that lost its data, one lease granted first would make the
+	 * registration wait for it to stop counting (a minute).
+	 */
+	if (up) {
+		cll->cll_reg_next = 0;
+		cll_reg_call(cll, util_mono_ms());
+	}
 	if (up)
 		log_info("cluster: rate limits are leased from Redis again");
 	else

@@ -172,8 +172,8 @@ lease_take(struct ls_table *t, int fd, const struct ls_subject *s,
 		tk->lt_e = e;
 		tk->lt_expiry = x;
 		tk->lt_free = (uint32_t)(left - 1) + LS_LOAD(&e->le_free);
-		if (left - 1 <= LS_LOAD(&e->le_low) ||
-		    now >= LS_LOAD(&e->le_renew))
+		if ((flags & LS_ASK_MORE) && (left - 1 <=
+		    LS_LOAD(&e->le_low) || now >= LS_LOAD(&e->le_renew)))
 			lease_want(e, fd, s);
 		return (LS_TAKEN);
 	}

@@ -526,6 +526,28 @@ rs_total(uint64_t word)
 }
 
 int
+ratelimit_standing_room(const struct rl_standing *rs,
+    const struct rl_limits *l, const uint32_t cap[RL_WINDOWS], int64_t now)
+{
+	uint64_t	 cur, e, g;
+	int		 w;
+
+	for (w = 0; w < RL_WINDOWS; w++) {
+		if (l->rl_limit[w] == 0 || l->rl_window_ms[w] == 0)
+			continue;
+		if (cap[w] == 0 || now < 0)
+			return (0);
+		g = (l->rl_window_ms[w] + RS_K - 1) / RS_K;
+		e = ((uint64_t)now / g) & 15;
+		cur = rs_shift(__atomic_load_n(&rs->rs_word[w],
+		    __ATOMIC_RELAXED), e);
+		if (rs_total(cur) >= (cap[w] < RS_CMASK ? cap[w] : RS_CMASK))
+			return (0);
+	}
+	return (1);
+}
+
+int
 ratelimit_standing_admit(struct rl_standing *rs, const struct rl_limits *l,
     const uint32_t cap[RL_WINDOWS], int64_t now)
 {

@@ -893,7 +893,8 @@ EOF
 		# allowance (KPC_STANDING, cluster_standing_share) without a
 		# Redis call while it lasts.
 		say "cluster_limits		${KPC_LIMITS:-off}"
-		say "cluster_standing_share	${KPC_STANDING:-10}"
+		[ -z "${KPC_STANDING:-}" ] ||
+			say "cluster_standing_share	$KPC_STANDING"
 		;;
 	cluster-limits:keygated_local*) ;;	# the same nodes, no cluster
 	cluster-limits:*)

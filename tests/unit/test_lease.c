@@ -85,7 +85,7 @@ test_take(void **state)
 	(void)state;
 	mkpipe(fd);
 	subj(&s, "key_AAAAAAAAAAAAAAAA");
-	assert_int_equal(lease_take(t, fd[1], &s, 100, LS_ASK_EMPTY, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, fd[1], &s, 100, LS_ASK_ALL, &tk), LS_WAIT);
 	assert_int_equal(demands(fd[0], &got), 1);
 	assert_memory_equal(&got, &s, sizeof(s));
 	e = lease_claim(t, &s, 100, never, &fresh);
@@ -95,19 +95,19 @@ test_take(void **state)
 	assert_false(fresh);
 	assert_ptr_equal(lease_find(t, &s), e);
 	/* Claimed, nothing granted: WAIT, flag raised, one demand. */
-	assert_int_equal(lease_take(t, fd[1], &s, 100, LS_ASK_EMPTY, &tk), LS_WAIT);
-	assert_int_equal(lease_take(t, fd[1], &s, 100, LS_ASK_EMPTY, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, fd[1], &s, 100, LS_ASK_ALL, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, fd[1], &s, 100, LS_ASK_ALL, &tk), LS_WAIT);
 	assert_int_equal(demands(fd[0], NULL), 1);
 	assert_int_equal(e->le_want, 1);
 	e->le_want = 0;
 	e->le_low = 1;
 	assert_int_equal(lease_install(e, 1000, 3, 3, NULL), 3);
 	for (i = 0; i < 3; i++)
-		assert_int_equal(lease_take(t, fd[1], &s, 200, LS_ASK_EMPTY, &tk), LS_TAKEN);
+		assert_int_equal(lease_take(t, fd[1], &s, 200, LS_ASK_ALL, &tk), LS_TAKEN);
 	assert_ptr_equal(tk.lt_e, e);
 	/* Down to le_low (1) after the second: one demand, not two. */
 	assert_int_equal(demands(fd[0], NULL), 1);
-	assert_int_equal(lease_take(t, fd[1], &s, 200, LS_ASK_EMPTY, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, fd[1], &s, 200, LS_ASK_ALL, &tk), LS_WAIT);
 	/* Other limits are another lease. */
 	lease_subject(&got, LS_KIND_KEY, "key_AAAAAAAAAAAAAAAA", 20,
 	    (const uint32_t[RL_WINDOWS]){ 5, 0, 0 });
@@ -132,14 +132,14 @@ test_expiry(void **state)
 	subj(&s, "key_BBBBBBBBBBBBBBBB");
 	e = lease_claim(t, &s, 0, never, &fresh);
 	assert_int_equal(lease_install(e, 500, 10, 10, NULL), 10);
-	assert_int_equal(lease_take(t, -1, &s, 499, LS_ASK_EMPTY, &tk), LS_TAKEN);
-	assert_int_equal(lease_take(t, -1, &s, 500, LS_ASK_EMPTY, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, -1, &s, 499, LS_ASK_ALL, &tk), LS_TAKEN);
+	assert_int_equal(lease_take(t, -1, &s, 500, LS_ASK_ALL, &tk), LS_WAIT);
 	assert_int_equal(lease_left(e, 499, &x), 9);
 	assert_int_equal(x, 500);
 	assert_int_equal(lease_left(e, 500, &x), 0);
 	/* A renewal extends the units left; an expiry never goes down. */
 	assert_int_equal(lease_install(e, 900, 0, 9, NULL), 9);
-	assert_int_equal(lease_take(t, -1, &s, 600, LS_ASK_EMPTY, &tk), LS_TAKEN);
+	assert_int_equal(lease_take(t, -1, &s, 600, LS_ASK_ALL, &tk), LS_TAKEN);
 	assert_int_equal(lease_install(e, 700, 1, 100, NULL), 9);
 	assert_int_equal(lease_left(e, 800, &x), 9);
 	assert_int_equal(x, 900);
@@ -147,7 +147,7 @@ test_expiry(void **state)
 	assert_int_equal(lease_install(e, 1000, 5, 4, NULL), 4);
 	assert_int_equal(lease_drain(e), 4);
 	assert_int_equal(lease_left(e, 800, &x), 0);
-	assert_int_equal(lease_take(t, -1, &s, 800, LS_ASK_EMPTY, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, -1, &s, 800, LS_ASK_ALL, &tk), LS_WAIT);
 	free(t);
 }
 
@@ -167,15 +167,15 @@ test_deny(void **state)
 	e = lease_claim(t, &s, 0, never, &fresh);
 	e->le_deny_window = 1;
 	e->le_deny = 2500;
-	assert_int_equal(lease_take(t, fd[1], &s, 1000, LS_ASK_EMPTY, &tk), LS_FULL);
+	assert_int_equal(lease_take(t, fd[1], &s, 1000, LS_ASK_ALL, &tk), LS_FULL);
 	assert_int_equal(tk.lt_until, 2500);
 	assert_int_equal(tk.lt_window, 1);
 	/* Refused without asking the master. */
 	assert_int_equal(demands(fd[0], NULL), 0);
 	e->le_deny_window = 7;		/* out of range: a safe window */
-	assert_int_equal(lease_take(t, fd[1], &s, 1000, LS_ASK_EMPTY, &tk), LS_FULL);
+	assert_int_equal(lease_take(t, fd[1], &s, 1000, LS_ASK_ALL, &tk), LS_FULL);
 	assert_int_equal(tk.lt_window, 0);
-	assert_int_equal(lease_take(t, fd[1], &s, 2500, LS_ASK_EMPTY, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, fd[1], &s, 2500, LS_ASK_ALL, &tk), LS_WAIT);
 	assert_int_equal(demands(fd[0], NULL), 1);
 	close(fd[0]);
 	close(fd[1]);
@@ -246,7 +246,7 @@ test_reclaim(void **state)
 	i9 = lease_index(t, e[3]);
 	freed[i9] = 5000;
 	assert_null(lease_find(t, &s[3]));
-	assert_int_equal(lease_take(t, -1, &s[3], 10, LS_ASK_EMPTY, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, -1, &s[3], 10, LS_ASK_ALL, &tk), LS_WAIT);
 	assert_null(lease_claim(t, &s[LS_WAYS], 5000 + LS_GRACE_MS - 1,
 	    freed, &fresh));
 	e[LS_WAYS] = lease_claim(t, &s[LS_WAYS], 5000 + LS_GRACE_MS, freed,
@@ -255,7 +255,7 @@ test_reclaim(void **state)
 	assert_true(fresh);
 	assert_int_equal(lease_left(e[LS_WAYS], 0, &x), 0);
 	assert_int_equal(x, 5000);
-	assert_int_equal(lease_take(t, -1, &s[LS_WAYS], 10, LS_ASK_EMPTY, &tk), LS_WAIT);
+	assert_int_equal(lease_take(t, -1, &s[LS_WAYS], 10, LS_ASK_ALL, &tk), LS_WAIT);
 	free(freed);
 	free(t);
 }
@@ -305,7 +305,7 @@ prop_worker(void *arg)
 
 	while (!__atomic_load_n(&p->stop, __ATOMIC_SEQ_CST)) {
 		now = __atomic_load_n(&p->clock, __ATOMIC_SEQ_CST);
-		if (lease_take(p->t, -1, &p->s, now, LS_ASK_EMPTY, &tk) == LS_TAKEN) {
+		if (lease_take(p->t, -1, &p->s, now, LS_ASK_ALL, &tk) == LS_TAKEN) {
 			__atomic_fetch_add(&p->taken[w->i], 1,
 			    __ATOMIC_RELAXED);
 			/* Expiries only grow: one at or before now is stale. */
@@ -403,8 +403,8 @@ test_property(void **state)
 
 /*
  * Without LS_ASK_EMPTY nothing is asked for a subject with no unit (a key
- * the standing allowance may admit), while a lease running low is still
- * renewed; lease_standing()'s window of time and its caps.
+ * the standing allowance may admit), without LS_ASK_MORE nothing for a
+ * lease running low; lease_standing()'s window of time and its caps.
  */
 static void
 test_standing(void **state)
@@ -426,15 +426,22 @@ test_standing(void **state)
 	assert_non_null(e);
 	assert_int_equal(lease_take(t, fd[1], &s, 100, 0, &tk), LS_WAIT);
 	assert_int_equal(demands(fd[0], NULL), 0);
-	assert_int_equal(lease_take(t, fd[1], &s, 100, LS_ASK_EMPTY, &tk),
+	assert_int_equal(lease_take(t, fd[1], &s, 100, LS_ASK_ALL, &tk),
 	    LS_WAIT);
 	assert_int_equal(demands(fd[0], NULL), 1);
 	__atomic_store_n(&e->le_want, 0, __ATOMIC_SEQ_CST);
 	e->le_low = 1;
 	e->le_renew = 10000;
-	lease_install(e, 1000, 2, 2, NULL);
-	assert_int_equal(lease_take(t, fd[1], &s, 200, 0, &tk), LS_TAKEN);
-	assert_int_equal(demands(fd[0], NULL), 1);	/* down to le_low */
+	lease_install(e, 1000, 3, 3, NULL);
+	/* Down to le_low: asked for with LS_ASK_MORE only. */
+	assert_int_equal(lease_take(t, fd[1], &s, 200, LS_ASK_EMPTY, &tk),
+	    LS_TAKEN);
+	assert_int_equal(lease_take(t, fd[1], &s, 200, LS_ASK_EMPTY, &tk),
+	    LS_TAKEN);
+	assert_int_equal(demands(fd[0], NULL), 0);
+	assert_int_equal(lease_take(t, fd[1], &s, 200, LS_ASK_MORE, &tk),
+	    LS_TAKEN);
+	assert_int_equal(demands(fd[0], NULL), 1);
 
 	/* None registered, then 10 %: from 500 until 900. */
 	assert_false(lease_standing(t, lim20, 600, cap));

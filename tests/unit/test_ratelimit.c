@@ -1079,6 +1079,16 @@ test_standing(void **state)
 	/* Left alone 16 buckets or more: counted longer, never less. */
 	assert_false(ratelimit_standing_admit(&rs, &l, cap, 41000 + 16 * 250));
 	assert_true(ratelimit_standing_admit(&rs, &l, cap, 41000 + 21 * 250));
+	/* Room is what a take would find, and looking changes nothing. */
+	memset(&rs, 0, sizeof(rs));
+	set_limits(&l, 20, 1000, 50, 10000, 0, 0);
+	assert_true(ratelimit_standing_room(&rs, &l, cap, 50000));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, 50000));
+	assert_true(ratelimit_standing_room(&rs, &l, cap, 50000));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, 50000));
+	assert_false(ratelimit_standing_room(&rs, &l, cap, 50000));
+	assert_false(ratelimit_standing_room(&rs, &l, cap, 50000));
+	assert_true(ratelimit_standing_room(&rs, &l, cap, 51250));
 	/* A cap of 0 in an enforced window: nothing. */
 	memset(&rs, 0, sizeof(rs));
 	set_limits(&l, 20, 1000, 0, 0, 9, 60000);
