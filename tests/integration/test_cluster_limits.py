@@ -1653,6 +1653,18 @@ def test_standing_cold_keys():
     later.done()
 
 
+def one_request(later, d, secret):
+    """One request with the key secret on node d: the decisions it made
+    (by how) and the lease calls it cost."""
+    lim0, m0 = snap([d])[d.label]
+    later.eq(kg.get(d.port, "/echo/one", headers=dict(xkey(secret))).status,
+             200, "node %s's request" % d.label)
+    time.sleep(0.3)
+    lim, m = snap([d])[d.label]
+    return ({h: decisions(m, h) - decisions(m0, h) for h in HOWS},
+            lim["lease_calls"] - lim0["lease_calls"])
+
+
 @R.cleaned
 def test_standing_join_waits():
     """
@@ -1682,15 +1694,10 @@ def test_standing_join_waits():
                 % st["usable_in_ms"])
     later.eq(limits_of(a)["standing"]["state"], "on", "node A's allowance")
     k2, sec2 = key_on([a, b], "join-2", rate(20, 200, 1000))
-    lim0, m0 = snap([b])[b.label]
-    later.eq(kg.get(b.port, "/echo/j", headers=dict(xkey(sec2))).status, 200,
-             "node B's request")
-    time.sleep(0.3)
-    lim, m = snap([b])[b.label]
-    later.eq(decisions(m, "standing") - decisions(m0, "standing"), 0.0,
-             "node B's requests decided by its allowance while waiting")
-    later.eq(decisions(m, "waited") - decisions(m0, "waited"), 1.0,
-             "node B's request waited for a lease")
+    dec, calls = one_request(later, b, sec2)
+    later.eq(dec["standing"], 0.0, "node B's requests decided by its "
+             "allowance while waiting")
+    later.eq(dec["waited"], 1.0, "node B's request waited for a lease")
     later.done()
 
 
@@ -1720,15 +1727,11 @@ def test_standing_share_config():
     regs = srv.call("HGETALL", "keygate:{%s}:rlnodes" % NAME) or []
     later.eq(len(regs), 2, "registrations (node B's only): %r" % regs)
     k, sec = key_on([a, b], "share-0", rate(20, 200, 1000))
-    lim0, m0 = snap([a])[a.label]
-    later.eq(kg.get(a.port, "/echo/s", headers=dict(xkey(sec))).status, 200,
-             "node A's request")
-    time.sleep(0.3)
-    lim, m = snap([a])[a.label]
-    later.eq(decisions(m, "standing") - decisions(m0, "standing"), 0.0,
-             "node A (share 0): decided by an allowance")
-    later.check(lim["lease_calls"] > lim0["lease_calls"], "node A (share "
-                "0): no lease call for a key's first request")
+    dec, calls = one_request(later, a, sec)
+    later.eq(dec["standing"], 0.0, "node A (share 0): decided by an "
+             "allowance")
+    later.check(calls > 0, "node A (share 0): no lease call for a key's "
+                "first request")
     c = start_node(srv, "C")
     kg.wait_for(lambda: limits_of(b)["standing"]["share_permille"] == 200,
                 5.0, "node B's share to shrink to 200 per mille",
