@@ -49,7 +49,7 @@ struct cll_reg_reply {
 #define CLL_STAND_OFF		0	/* cluster_standing_share 0 */
 #define CLL_STAND_WAIT		1	/* not registered yet */
 #define CLL_STAND_ON		2	/* registered: see from, until */
-#define CLL_STAND_REFUSED	3	/* too many nodes for a share */
+#define CLL_STAND_REFUSED	3	/* a share above the most answered */
 
 /* Counters for /metrics and /v1/cluster (the master's own). */
 struct cll_stats {

@@ -286,7 +286,10 @@ static const char cll_lua[] =
  * "rlspan".  ARGV: the node's field (its id and a random instance), the
  * most it stands on (per mille), validity (ms), the longest window (ms),
  * what all nodes stand on together (per mille), shared equally among
- * the registrations alive, the share the node uses now (per mille: it
+ * the registrations alive (and all shares Redis counts, of nodes alive
+ * or not, old and pending ones too, never more than the whole limit:
+ * the shares alone must not admit more than it), the share the node
+ * uses now (per mille: it
  * installed it before this call, so the one before is no longer spent,
  * and Q need count only until now).  A registration's value is
  * "P R X U Q Y G V":
@@ -296,8 +299,10 @@ static const char cll_lua[] =
  * the leases granted before stop counting, as a registration is).  A
  * share shrinks at once when a node joins (the larger one counting
  * until its expiry), and grows through G.  One that lapsed registers
- * afresh, with a new R and U.  Answers {accepted, valid ms, ms until
- * usable, fresh, share usable now}.
+ * afresh, with a new R and U.  A node that finds the whole limit taken
+ * registers a share of 0: counted among the nodes, it makes the others'
+ * shrink, and grows once they have.  Answers {accepted, valid ms, ms
+ * until usable, fresh, share usable now}.
  */
 static const char cll_reg_lua[] =
 	"local t = redis.call('TIME')\n"
@@ -306,7 +311,7 @@ static const char cll_reg_lua[] =
 	"local win = {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])}\n"
 	"local maxw = math.max(win[1], win[2], win[3])\n"
 	"local pool, using = tonumber(ARGV[7]), tonumber(ARGV[8]) or -1\n"
-	"local n, mine, last = 1, nil, now + v + maxw\n"
+	"local n, mine, last, others = 1, nil, now + v + maxw, 0\n"
 	"local all = redis.call('HGETALL', KEYS[1])\n"
 	"for i = 1, #all, 2 do\n"
 	"  local e = {string.match(all[i + 1], "
@@ -317,11 +322,17 @@ static const char cll_reg_lua[] =
 	"  else\n"
 	"    if e[3] + maxw > last then last = e[3] + maxw end\n"
 	"    if e[6] + maxw > last then last = e[6] + maxw end\n"
-	"    if all[i] == f then mine = e elseif e[3] > now then n = n + 1 end\n"
+	"    if all[i] == f then mine = e else\n"
+	"      if e[3] > now then n = n + 1 end\n"
+	"      local c = 0\n"
+	"      if e[3] + maxw > now then c = math.max(e[1], e[7]) end\n"
+	"      if e[6] + maxw > now and e[5] > c then c = e[5] end\n"
+	"      others = others + c\n"
+	"    end\n"
 	"  end\n"
 	"end\n"
-	"local target = math.min(pmax, math.floor(pool / n))\n"
-	"if target < 1 then return {0, 0, 0, 0, 0} end\n"
+	"local target = math.min(pmax, math.floor(pool / n), 1000 - others)\n"
+	"if target < 0 then target = 0 end\n"
 	"local spans = redis.call('HMGET', KEYS[2], '1', '2', '3')\n"
 	"local function gate(x)\n"
 	"  local u = now\n"
@@ -342,7 +353,9 @@ static const char cll_reg_lua[] =
 	"    if target >= mine[1] then\n"
 	"      p, q, y, g, gv = mine[1], mine[5], mine[6], mine[7], mine[8]\n"
 	"      if using == p and y > now then y = now end\n"
-	"      if g > 0 and gv <= now then p, g, gv = g, 0, 0 end\n"
+	"      if g > 0 and gv <= now then\n"
+	"        p, g, gv = math.max(p, math.min(g, target)), 0, 0\n"
+	"      end\n"
 	"      if target > p and target ~= g then g, gv = target, gate(0) end\n"
 	"      if target == p then g, gv = 0, 0 end\n"
 	"    end\n"
@@ -567,7 +580,7 @@ cll_reg_answer(struct cllimit *cll, const void *rv)
 			log_warnx("cluster: no standing allowance for this "
 			    "node: %s (every unit is leased)", rr.rr_ok ?
 			    "Redis answered a share above the most configured" :
-			    "too many nodes share it");
+			    "Redis refused it");
 		cll->cll_reg_refused = 1;
 		cll->cll_stats.cs_stand = CLL_STAND_REFUSED;
 		return;
@@ -579,8 +592,14 @@ cll_reg_answer(struct cllimit *cll, const void *rv)
 	    1000;
 	if (until < 0)
 		until = 0;
-	if (rr.rr_fresh) {
-		from = now + rr.rr_delay + (rr.rr_delay + 999) / 1000;
+	/*
+	 * Usable from Redis's "not before": on a fresh registration, and on
+	 * any answer that says it is not usable yet (the fresh one's answer
+	 * may have been lost).
+	 */
+	from = now + rr.rr_delay + (rr.rr_delay + 999) / 1000;
+	if (rr.rr_fresh || (rr.rr_delay > 0 && from > __atomic_load_n(
+	    &t->lt_stand_from, __ATOMIC_SEQ_CST))) {
 		__atomic_store_n(&t->lt_stand, 0, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&t->lt_stand_from, from, __ATOMIC_SEQ_CST);
 		cll->cll_stats.cs_stand_from = from;

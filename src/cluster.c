@@ -2730,7 +2730,8 @@ done:
  * The standing allowance in /v1/cluster: its share and the most it may
  * be, and whether it is "off", "registering", "waiting" (for leases
  * granted before it to age out: usable_in_ms), "on", "expired" (not
- * renewed: Redis lost) or "refused" (too many nodes to share it).
+ * renewed: Redis lost) or "refused" (Redis answered a share above the
+ * most configured).
  */
 static json_t *
 cl_stand_status(const struct cll_stats *cs)

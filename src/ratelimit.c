@@ -480,32 +480,37 @@ ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
 
 /*
  * The standing allowance's counter (ratelimit.h): per window W one word,
- * the counts of the last RS_K + 1 buckets of ceil(W / RS_K) ms (12 bits
- * each, the current one lowest) and the current bucket's number mod 16.
+ * the counts of the last RS_K + 1 buckets of ceil(W / RS_K) ms (11 bits
+ * each, the current one lowest) and the current bucket's number mod 512.
  * Any interval of length W meets at most RS_K + 1 consecutive buckets,
  * and a unit is taken only while the current bucket and the RS_K before
  * it hold fewer than the cap: no interval of length W holds more than
  * the cap.  A steady client gets about RS_K / (RS_K + 1) of it.
  *
- * The bucket number is kept mod 16, so a word left alone for 16 buckets
- * or more reads as younger than it is: its units count longer, which
- * only refuses more.  A word one bucket ahead of now (another worker
- * read the clock a moment later) is counted as it is: the unit goes in
- * its bucket, and so counts a little longer too.
+ * A word up to RS_AHEAD buckets ahead of the caller's now (another
+ * worker read the clock later, or this one was preempted between its
+ * clock read and its compare-and-swap) is counted as it is: the unit
+ * goes in the word's bucket, and so counts a little longer; it must not
+ * be taken for a word left alone, whose counts would be forgotten.  The
+ * bucket number is kept mod 512, so a word left alone for 512 buckets
+ * or more may read as younger, or ahead: its units count longer, which
+ * only refuses more.
  */
 #define RS_K		4
-#define RS_CBITS	12
+#define RS_CBITS	11
 #define RS_CMASK	((UINT64_C(1) << RS_CBITS) - 1)
 #define RS_COUNTS	((UINT64_C(1) << (RS_CBITS * (RS_K + 1))) - 1)
-#define RS_ESHIFT	60
+#define RS_ESHIFT	(RS_CBITS * (RS_K + 1))
+#define RS_EMASK	((UINT64_C(1) << (64 - RS_ESHIFT)) - 1)
+#define RS_AHEAD	64	/* buckets: 16 s for a 1 s window */
 
 /* The word brought to bucket e (mod 16), or left in its own if ahead. */
 static uint64_t
 rs_shift(uint64_t word, uint64_t e)
 {
-	uint64_t	 d = (e - (word >> RS_ESHIFT)) & 15;
+	uint64_t	 d = (e - (word >> RS_ESHIFT)) & RS_EMASK;
 
-	if (d == 0 || d == 15)
+	if (d == 0 || d > RS_EMASK - RS_AHEAD)
 		return (word);
 	if (d > RS_K)
 		return (e << RS_ESHIFT);
@@ -538,7 +543,7 @@ ratelimit_standing_room(const struct rl_standing *rs,
 		if (cap[w] == 0 || now < 0)
 			return (0);
 		g = (l->rl_window_ms[w] + RS_K - 1) / RS_K;
-		e = ((uint64_t)now / g) & 15;
+		e = ((uint64_t)now / g) & RS_EMASK;
 		cur = rs_shift(__atomic_load_n(&rs->rs_word[w],
 		    __ATOMIC_RELAXED), e);
 		if (rs_total(cur) >= (cap[w] < RS_CMASK ? cap[w] : RS_CMASK))
@@ -562,7 +567,7 @@ ratelimit_standing_admit(struct rl_standing *rs, const struct rl_limits *l,
 			break;
 		}
 		g = (l->rl_window_ms[w] + RS_K - 1) / RS_K;
-		e = ((uint64_t)now / g) & 15;
+		e = ((uint64_t)now / g) & RS_EMASK;
 		old = __atomic_load_n(&rs->rs_word[w], __ATOMIC_ACQUIRE);
 		for (;;) {
 			cur = rs_shift(old, e);
@@ -587,7 +592,7 @@ ratelimit_standing_admit(struct rl_standing *rs, const struct rl_limits *l,
 			continue;
 		old = __atomic_load_n(&rs->rs_word[w], __ATOMIC_ACQUIRE);
 		for (;;) {
-			e = ((old >> RS_ESHIFT) - in[w]) & 15;
+			e = ((old >> RS_ESHIFT) - in[w]) & RS_EMASK;
 			if (e > RS_K || (old >> (RS_CBITS * e) & RS_CMASK) == 0)
 				break;		/* counted no more */
 			cur = old - (UINT64_C(1) << (RS_CBITS * e));

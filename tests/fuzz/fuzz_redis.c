@@ -306,9 +306,9 @@ fz_standing(const redisReply *reply)
 		FUZZ_ASSERT(LS_STAND_UNTIL(fz_lt->lt_stand) <=
 		    fz_cll->cll_reg_sent + rr.rr_valid);
 		FUZZ_ASSERT(LS_STAND_PM(fz_lt->lt_stand) == rr.rr_pm);
-		if (rr.rr_fresh)
-			FUZZ_ASSERT(fz_lt->lt_stand_from >= sent + rr.rr_delay);
-		else
+		/* Never usable before Redis's "not before". */
+		FUZZ_ASSERT(fz_lt->lt_stand_from >= sent + rr.rr_delay);
+		if (!rr.rr_fresh && rr.rr_delay == 0)
 			FUZZ_ASSERT(fz_lt->lt_stand_from == from0);
 	} else {
 		FUZZ_ASSERT(LS_STAND_UNTIL(fz_lt->lt_stand) == until0);

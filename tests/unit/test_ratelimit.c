@@ -1070,15 +1070,23 @@ test_standing(void **state)
 		assert_true(ratelimit_standing_admit(&rs, &l, cap,
 		    20000 + i * 1500));
 	assert_false(ratelimit_standing_admit(&rs, &l, cap, 27600));
-	assert_int_equal(rs.rs_word[0] & ((UINT64_C(1) << 60) - 1), 0);
+	assert_int_equal(rs.rs_word[0] & ((UINT64_C(1) << 55) - 1), 0);
 	/* A later reader moved the 1 s word on: an earlier one counts there. */
 	memset(&rs, 0, sizeof(rs));
 	assert_true(ratelimit_standing_admit(&rs, &l, cap, 40999));
 	assert_true(ratelimit_standing_admit(&rs, &l, cap, 41000));
 	assert_false(ratelimit_standing_admit(&rs, &l, cap, 40999));
-	/* Left alone 16 buckets or more: counted longer, never less. */
-	assert_false(ratelimit_standing_admit(&rs, &l, cap, 41000 + 16 * 250));
+	/*
+	 * A caller whose clock read is 2 s older than the word (preempted
+	 * before its compare-and-swap) must not take the word for one left
+	 * alone and forget its units (it once did, with 4 bits of bucket).
+	 */
+	assert_false(ratelimit_standing_admit(&rs, &l, cap, 39000));
+	/* Left alone 21 buckets: forgotten; 509 buckets: read as ahead. */
 	assert_true(ratelimit_standing_admit(&rs, &l, cap, 41000 + 21 * 250));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, 41000 + 21 * 250));
+	assert_false(ratelimit_standing_admit(&rs, &l, cap,
+	    41000 + (21 + 509) * 250));
 	/* Room is what a take would find, and looking changes nothing. */
 	memset(&rs, 0, sizeof(rs));
 	set_limits(&l, 20, 1000, 50, 10000, 0, 0);
