@@ -704,14 +704,13 @@ auth_lease_take(const struct auth_rate *ra, int fd,
  * stricter, and the request goes on to a lease).
  */
 static int
-auth_standing(const struct auth_rate *ra, const uint32_t lim[RL_WINDOWS],
-    struct rl_standing *rs, int pm, const uint32_t cap[RL_WINDOWS])
+auth_standing(const struct auth_rate *ra, const struct auth_result *ar,
+    const uint32_t lim[RL_WINDOWS], struct rl_standing *rs, int pm,
+    const uint32_t cap[RL_WINDOWS])
 {
-	struct rl_limits	 l;
-	uint32_t		 again[RL_WINDOWS];
+	uint32_t	 again[RL_WINDOWS];
 
-	ratelimit_set(&l, lim);
-	if (!ratelimit_standing_admit(rs, &l, cap, util_mono_ms()))
+	if (!ratelimit_standing_admit(rs, &ar->ar_limits, cap, util_mono_ms()))
 		return (0);
 	/*
 	 * The share must not have changed meanwhile either: a node that
@@ -728,14 +727,13 @@ auth_standing(const struct auth_rate *ra, const uint32_t lim[RL_WINDOWS],
  * of a key's standing allowance, counted in rs; lim divided by the live
  * nodes under cluster_fallback local), else 1 with ar_status set: 429
  * (the cluster is full), 503 (cluster_fallback deny) or AUTH_PENDING
- * (wait for a unit).
+ * (wait for a unit).  ar_limits holds lim when called.
  */
 static int
 auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
     uint32_t lim[RL_WINDOWS], struct rl_standing *rs, struct ls_took *tk)
 {
 	struct ls_subject	 s;
-	struct rl_limits	 l;
 	const void		*id;
 	size_t			 len;
 	uint32_t		 mode, n, cap[RL_WINDOWS];
@@ -778,7 +776,7 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 			return (0);
 		}
 		if (stand && mode == LS_MODE_DENY &&
-		    auth_standing(ra, lim, rs, stand, cap)) {
+		    auth_standing(ra, ar, lim, rs, stand, cap)) {
 			auth_lease_count(ra, STATS_LEASE_STANDING);
 			return (0);
 		}
@@ -791,12 +789,11 @@ auth_lease(const struct auth_rate *ra, int kind, struct auth_result *ar,
 		 * (its lease idles and is freed), asking for a lease only
 		 * once the allowance is used up.
 		 */
-		ratelimit_set(&l, lim);
 		r = auth_lease_take(ra, ra->ra_leasefd, &s, !stand ? LS_ASK_ALL :
-		    ratelimit_standing_room(rs, &l, cap, ra->ra_now) ? 0 :
-		    LS_ASK_MORE, tk);
+		    ratelimit_standing_room(rs, &ar->ar_limits, cap,
+		    ra->ra_now) ? 0 : LS_ASK_MORE, tk);
 		if (r != LS_TAKEN && stand) {
-			if (auth_standing(ra, lim, rs, stand, cap)) {
+			if (auth_standing(ra, ar, lim, rs, stand, cap)) {
 				auth_lease_count(ra, STATS_LEASE_STANDING);
 				return (0);
 			}

@@ -671,9 +671,8 @@ cllimit_answer(void *arg, const void *rv)
 {
 	struct cll_call		*c = arg;
 	struct cllimit		*cll = c->cc_cll;
-	struct cll_ent		*ce = &cll->cll_ent[c->cc_reg ? 0 : c->cc_index];
-	struct ls_entry		*e = &cll->cll_t->lt_entry[c->cc_reg ? 0 :
-				    c->cc_index];
+	struct cll_ent		*ce = &cll->cll_ent[c->cc_index];
+	struct ls_entry		*e = &cll->cll_t->lt_entry[c->cc_index];
 	const redisReply	*r = rv;
 	struct cll_reply	 cr;
 	int64_t			 now = util_mono_ms(), x;
@@ -1252,9 +1251,8 @@ cllimit_redis(struct cllimit *cll, int up)
 	if (up) {
 		cll->cll_reg_next = 0;
 		cll_reg_call(cll, util_mono_ms());
-	}
-	if (up)
 		log_info("cluster: rate limits are leased from Redis again");
+	}
 	else
 		log_warnx("cluster: Redis cannot be asked for rate limits: %s",
 		    cll->cll_fallback == LS_MODE_DENY ? "requests are refused "
