@@ -94,8 +94,8 @@ int	 ratelimit_admit(struct rl_state *, const struct rl_limits *, int64_t,
  * A cluster node's standing allowance for one key (cllimit.c): a unit is
  * taken only while, in every enforced window of l, no interval of the
  * window's length would hold more than cap[w] units (counted in fifths
- * of the window, looking back 1.25 windows; caps above 2,047 count as
- * 2,047).  Three words, updated by compare-and-swap only (a refusal
+ * of the window, looking back 1.25 windows; caps above 1,023 count as
+ * 1,023).  Three words, updated by compare-and-swap only (a refusal
  * takes its units back); zeroed memory is empty.  1 taken, 0 refused (a
  * cap of 0 in an enforced window refuses).
  */

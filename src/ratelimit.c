@@ -480,37 +480,52 @@ ratelimit_admit(struct rl_state *st, const struct rl_limits *l, int64_t now,
 
 /*
  * The standing allowance's counter (ratelimit.h): per window W one word,
- * the counts of the last RS_K + 1 buckets of ceil(W / RS_K) ms (11 bits
- * each, the current one lowest) and the current bucket's number mod 512.
- * Any interval of length W meets at most RS_K + 1 consecutive buckets,
- * and a unit is taken only while the current bucket and the RS_K before
- * it hold fewer than the cap: no interval of length W holds more than
- * the cap.  A steady client gets about RS_K / (RS_K + 1) of it.
+ * the counts of the last RS_K + 1 buckets of ceil(W / RS_K) ms (10 bits
+ * each, the current one lowest) and the current bucket's number mod
+ * 2^14.  Any interval of length W meets at most RS_K + 1 consecutive
+ * buckets, and a unit is taken only while the current bucket and the
+ * RS_K before it hold fewer than the cap: no interval of length W holds
+ * more than the cap.  A steady client gets about RS_K / (RS_K + 1) of it.
  *
- * A word up to RS_AHEAD buckets ahead of the caller's now (another
- * worker read the clock later, or this one was preempted between its
- * clock read and its compare-and-swap) is counted as it is: the unit
- * goes in the word's bucket, and so counts a little longer; it must not
- * be taken for a word left alone, whose counts would be forgotten.  The
- * bucket number is kept mod 512, so a word left alone for 512 buckets
- * or more may read as younger, or ahead: its units count longer, which
- * only refuses more.
+ * A word up to RS_AHEAD_MS ahead of the caller's now (another worker read
+ * the clock later, or this one was preempted between its clock read and
+ * its compare-and-swap) is counted as it is: the unit goes in the word's
+ * bucket, and so counts a little longer; it must not be taken for a word
+ * left alone, whose counts would be forgotten.  The tolerance is in time,
+ * not buckets: a word left alone for about 2^14 buckets (68 minutes for a
+ * 1 s window) reads as ahead, and keeps its counts, for at most
+ * RS_AHEAD_MS and 1.25 windows.  (It once was 64 buckets of 9 bits: a key's first use, or
+ * its first after a while, found its counts kept for up to 16 s one time
+ * in eight, and the allowance of a busy key refused all along.)  A word
+ * with no counts is empty whatever its bucket.
  */
 #define RS_K		4
-#define RS_CBITS	11
+#define RS_CBITS	10
 #define RS_CMASK	((UINT64_C(1) << RS_CBITS) - 1)
 #define RS_COUNTS	((UINT64_C(1) << (RS_CBITS * (RS_K + 1))) - 1)
 #define RS_ESHIFT	(RS_CBITS * (RS_K + 1))
 #define RS_EMASK	((UINT64_C(1) << (64 - RS_ESHIFT)) - 1)
-#define RS_AHEAD	64	/* buckets: 16 s for a 1 s window */
+#define RS_AHEAD_MS	2000
 
-/* The word brought to bucket e (mod 16), or left in its own if ahead. */
+/* Buckets of g ms for window_ms, and the bucket number of now in them. */
 static uint64_t
-rs_shift(uint64_t word, uint64_t e)
+rs_bucket(uint32_t window_ms, int64_t now, uint64_t *ahead)
+{
+	uint64_t	 g = (window_ms + RS_K - 1) / RS_K;
+
+	*ahead = (RS_AHEAD_MS + g - 1) / g;
+	return (((uint64_t)now / g) & RS_EMASK);
+}
+
+/* The word brought to bucket e, or left in its own if ahead. */
+static uint64_t
+rs_shift(uint64_t word, uint64_t e, uint64_t ahead)
 {
 	uint64_t	 d = (e - (word >> RS_ESHIFT)) & RS_EMASK;
 
-	if (d == 0 || d > RS_EMASK - RS_AHEAD)
+	if ((word & RS_COUNTS) == 0)
+		return (e << RS_ESHIFT);
+	if (d == 0 || d > RS_EMASK - ahead)
 		return (word);
 	if (d > RS_K)
 		return (e << RS_ESHIFT);
@@ -534,7 +549,7 @@ int
 ratelimit_standing_room(const struct rl_standing *rs,
     const struct rl_limits *l, const uint32_t cap[RL_WINDOWS], int64_t now)
 {
-	uint64_t	 cur, e, g;
+	uint64_t	 cur, e, ahead;
 	int		 w;
 
 	for (w = 0; w < RL_WINDOWS; w++) {
@@ -542,10 +557,9 @@ ratelimit_standing_room(const struct rl_standing *rs,
 			continue;
 		if (cap[w] == 0 || now < 0)
 			return (0);
-		g = (l->rl_window_ms[w] + RS_K - 1) / RS_K;
-		e = ((uint64_t)now / g) & RS_EMASK;
+		e = rs_bucket(l->rl_window_ms[w], now, &ahead);
 		cur = rs_shift(__atomic_load_n(&rs->rs_word[w],
-		    __ATOMIC_RELAXED), e);
+		    __ATOMIC_RELAXED), e, ahead);
 		if (rs_total(cur) >= (cap[w] < RS_CMASK ? cap[w] : RS_CMASK))
 			return (0);
 	}
@@ -556,7 +570,7 @@ int
 ratelimit_standing_admit(struct rl_standing *rs, const struct rl_limits *l,
     const uint32_t cap[RL_WINDOWS], int64_t now)
 {
-	uint64_t	 old, cur, e, in[RL_WINDOWS], g;
+	uint64_t	 old, cur, e, in[RL_WINDOWS], ahead;
 	int		 w, held[RL_WINDOWS] = { 0 }, ok = 1;
 
 	for (w = 0; ok && w < RL_WINDOWS; w++) {
@@ -566,11 +580,10 @@ ratelimit_standing_admit(struct rl_standing *rs, const struct rl_limits *l,
 			ok = 0;
 			break;
 		}
-		g = (l->rl_window_ms[w] + RS_K - 1) / RS_K;
-		e = ((uint64_t)now / g) & RS_EMASK;
+		e = rs_bucket(l->rl_window_ms[w], now, &ahead);
 		old = __atomic_load_n(&rs->rs_word[w], __ATOMIC_ACQUIRE);
 		for (;;) {
-			cur = rs_shift(old, e);
+			cur = rs_shift(old, e, ahead);
 			if (rs_total(cur) >= (cap[w] < RS_CMASK ? cap[w] :
 			    RS_CMASK)) {
 				ok = 0;

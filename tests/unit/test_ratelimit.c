@@ -1070,7 +1070,7 @@ test_standing(void **state)
 		assert_true(ratelimit_standing_admit(&rs, &l, cap,
 		    20000 + i * 1500));
 	assert_false(ratelimit_standing_admit(&rs, &l, cap, 27600));
-	assert_int_equal(rs.rs_word[0] & ((UINT64_C(1) << 55) - 1), 0);
+	assert_int_equal(rs.rs_word[0] & ((UINT64_C(1) << 50) - 1), 0);
 	/* A later reader moved the 1 s word on: an earlier one counts there. */
 	memset(&rs, 0, sizeof(rs));
 	assert_true(ratelimit_standing_admit(&rs, &l, cap, 40999));
@@ -1082,11 +1082,34 @@ test_standing(void **state)
 	 * alone and forget its units (it once did, with 4 bits of bucket).
 	 */
 	assert_false(ratelimit_standing_admit(&rs, &l, cap, 39000));
-	/* Left alone 21 buckets: forgotten; 509 buckets: read as ahead. */
+	/*
+	 * Left alone 21 buckets: forgotten.  Left alone 509 buckets: forgotten
+	 * too (it once read as ahead, 3 buckets of 9 bits, and refused for
+	 * 16 s); only 2^14 buckets less up to 2 s reads as ahead (and
+	 * keeps its counts 1.25 windows more).
+	 */
 	assert_true(ratelimit_standing_admit(&rs, &l, cap, 41000 + 21 * 250));
 	assert_true(ratelimit_standing_admit(&rs, &l, cap, 41000 + 21 * 250));
-	assert_false(ratelimit_standing_admit(&rs, &l, cap,
+	assert_true(ratelimit_standing_admit(&rs, &l, cap,
 	    41000 + (21 + 509) * 250));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap,
+	    41000 + (21 + 509) * 250));
+	now = 41000 + (21 + 509 + 16384 - 8) * 250;
+	assert_false(ratelimit_standing_admit(&rs, &l, cap, now));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, now + 13 * 250));
+	/*
+	 * A key's first use, its bucket number near the end of the range:
+	 * an empty word is empty, whatever its bucket (it once read as ahead,
+	 * kept what it counted for up to 16 s, one key in eight).
+	 */
+	memset(&rs, 0, sizeof(rs));
+	set_limits(&l, 20, 1000, 0, 0, 0, 0);
+	now = (int64_t)(16384 - 3) * 250;
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, now));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, now));
+	assert_false(ratelimit_standing_admit(&rs, &l, cap, now + 1000));
+	assert_true(ratelimit_standing_admit(&rs, &l, cap, now + 1250));
+	set_limits(&l, 20, 1000, 50, 10000, 0, 0);
 	/* Room is what a take would find, and looking changes nothing. */
 	memset(&rs, 0, sizeof(rs));
 	set_limits(&l, 20, 1000, 50, 10000, 0, 0);
