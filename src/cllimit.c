@@ -963,10 +963,15 @@ cll_look(struct cllimit *cll, size_t i, int64_t now)
 	}
 	/*
 	 * An idle subject hands its units back, unless roomy: then they
-	 * just expire (nobody is short of them).
+	 * just expire (nobody is short of them).  So does one whose lease
+	 * is spent and not asked to be refilled (a key back on its standing
+	 * allowance): Redis counts spent units from when they are reported,
+	 * held ones until their expiry and a window more, so a lease
+	 * reported late keeps its units from the other nodes for up to its
+	 * validity longer (a client at 80 % over two nodes was refused).
 	 */
 	if ((ce->ce_hold > 0 && !cll_roomy(cll, ce) && (int64_t)x > now &&
-	    now - ce->ce_last_use >= idle) || ce->ce_drain) {
+	    (now - ce->ce_last_use >= idle || left == 0)) || ce->ce_drain) {
 		cll_call(cll, i, now, 1);
 		return (0);
 	}
