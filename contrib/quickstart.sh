@@ -177,7 +177,9 @@ test)
 	    status=1
 	echo "== make distcheck"
 	(cd _build && make -j"$jobs" distcheck) || status=1
-	for log in _build/test-suite.log _build-asan/test-suite.log; do
+	# distcheck leaves its build tree behind when its tests fail
+	for log in _build/test-suite.log _build-asan/test-suite.log \
+	    _build/keygate-*/_build/sub/test-suite.log; do
 		if grep -q '^# \(FAIL\|ERROR\): *[1-9]' "$log" 2>/dev/null; then
 			echo "== failures in $log"
 			cat "$log"

@@ -540,11 +540,14 @@ def test_two_nodes_1s():
     streams = [Stream(d, "/echo/1", xkey(s), conn=c)
                for d in nodes for c in worker_conns(d, 1)]
     before = snap(nodes)
+    stand0 = {d.label: limits_of(d)["standing"] for d in nodes}
     load = Load(streams).run(3.0)
+    stand1 = {d.label: limits_of(d)["standing"] for d in nodes}
     settle(load, nodes)
     after = snap(nodes)
     adm = admits(nodes, lambda e: e.get("key_id") == kid)
     times = [x.ms for x in adm]
+    print("# standing allowance before: %s; after: %s" % (stand0, stand1))
     figures("two nodes, 20/1s", nodes, before, after, load, adm, 1000, 20)
     later.eq(load.count(200), len(adm), "200s the client got vs admits "
              "logged")
