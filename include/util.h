@@ -12,6 +12,11 @@
 #include <time.h>
 
 /* Absolute version of path (against the current directory); malloc'ed. */
+/* Elements of an array (as BSD's <sys/param.h> has it). */
+#ifndef nitems
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+
 char	*util_abspath(const char *);
 
 /* Number of online CPUs, at least 1. */

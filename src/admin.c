@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -187,16 +188,43 @@ static const char *const admin_windows[KS_NWINDOWS] = {
 };
 
 /* Query parameters of GET /v1/keys. */
-enum admin_qp { QP_OWNER, QP_APP, QP_LIMIT, QP_CURSOR, QP_N };
+enum admin_qp {
+	QP_OWNER, QP_APP, QP_LIMIT, QP_CURSOR, QP_TEXT, QP_STATE, QP_OLDER,
+	QP_UNUSED, QP_SORT, QP_OFFSET, QP_N
+};
 static const char *const admin_qparams[QP_N] = {
-	"owner", "app_id", "limit", "cursor"
+	"owner", "app_id", "limit", "cursor", "q", "state", "older_than",
+	"unused", "sort", "offset"
+};
+
+/* state= of GET /v1/keys. */
+enum admin_qstate { QS_ANY, QS_ACTIVE, QS_DISABLED, QS_EXPIRED, QS_EXPIRING };
+static const char *const admin_qstates[] = {
+	"", "active", "disabled", "expired", "expiring"
+};
+#define ADMIN_EXPIRING_MS	(7 * 86400000LL)	/* state=expiring */
+#define ADMIN_AGE_MAX_MS	(3650 * 86400000LL)	/* older_than, unused */
+#define ADMIN_TEXT_MAX		64			/* q= */
+
+/* sort= of GET /v1/keys ("-" first: descending). */
+enum admin_qsort { QO_NONE, QO_CREATED, QO_LAST_USED, QO_EXPIRES, QO_NAME };
+static const char *const admin_qsorts[] = {
+	"", "created", "last_used", "expires", "name"
 };
 
 struct admin_query {
 	char		 q_owner[KS_OWNER_MAX + 1];	/* "": any */
 	char		 q_app[KS_APP_MAX + 1];		/* "": any */
+	char		 q_text[ADMIN_TEXT_MAX + 1];	/* "": any */
+	int		 q_state;			/* QS_* */
+	int64_t		 q_older_ms;	/* created that long ago, 0: any */
+	int64_t		 q_unused_ms;	/* not used for that long, 0: any */
+	int		 q_sort;	/* QO_*; QO_NONE: slot order */
+	int		 q_desc;
 	uint32_t	 q_limit;
 	uint32_t	 q_cursor;	/* first slot to look at */
+	uint32_t	 q_offset;	/* sorted: matches skipped */
+	int		 q_seen;	/* parameters given, 1 << QP_* */
 };
 
 /* Cut s at its first byte that does not start a valid UTF-8 sequence. */
@@ -2042,6 +2070,53 @@ admin_decimal(const char *s, uint32_t max, uint32_t *v)
 	return (0);
 }
 
+/* The index of val in words[0..n-1], or -1. */
+static int
+admin_word(const char *val, const char *const *words, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(val, words[i]) == 0)
+			return ((int)i);
+	return (-1);
+}
+
+/*
+ * An age of keys: digits and a unit (s, m, h or d; bare: seconds), more
+ * than 0 and at most ADMIN_AGE_MAX_MS, into ms; 0 or -1.
+ */
+static int
+admin_age(const char *s, int64_t *ms)
+{
+	static const struct { char u; int64_t ms; } units[] = {
+		{ 's', 1000 }, { 'm', 60000 }, { 'h', 3600000 },
+		{ 'd', 86400000 }
+	};
+	int64_t		 n = 0, mult = 1000;
+	size_t		 i, len = strlen(s);
+
+	if (len > 0 && (s[len - 1] < '0' || s[len - 1] > '9')) {
+		for (i = 0; i < nitems(units) && units[i].u != s[len - 1]; i++)
+			;
+		if (i == nitems(units))
+			return (-1);
+		mult = units[i].ms;
+		len--;
+	}
+	if (len < 1 || len > 10)
+		return (-1);
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return (-1);
+		n = n * 10 + (s[i] - '0');
+	}
+	if (n == 0 || n > ADMIN_AGE_MAX_MS / mult)
+		return (-1);
+	*ms = n * mult;
+	return (0);
+}
+
 /* Store the decoded value val of parameter p into q; 0 or -1 with 422. */
 static int
 admin_query_set(struct admin_ctx *c, struct admin_query *q, int p,
@@ -2065,6 +2140,42 @@ admin_query_set(struct admin_ctx *c, struct admin_query *q, int p,
 			return (admin_invalid(c, name, "limit must be an "
 			    "integer from 1 to %d", ADMIN_LIST_MAX));
 		return (0);
+	case QP_TEXT:
+		if ((len = strlen(val)) > ADMIN_TEXT_MAX)
+			return (admin_invalid(c, name, "q must be at most %d "
+			    "characters long", ADMIN_TEXT_MAX));
+		for (len = 0; val[len] != '\0'; len++)	/* admin_contains() */
+			q->q_text[len] = (char)tolower((unsigned char)val[len]);
+		q->q_text[len] = '\0';
+		return (0);
+	case QP_STATE:
+		if ((q->q_state = admin_word(val, admin_qstates,
+		    nitems(admin_qstates))) <= 0)
+			return (admin_invalid(c, name, "state must be active, "
+			    "disabled, expired or expiring"));
+		return (0);
+	case QP_OLDER:
+	case QP_UNUSED:
+		if (admin_age(val, p == QP_OLDER ? &q->q_older_ms :
+		    &q->q_unused_ms) == -1)
+			return (admin_invalid(c, name, "%s must be a duration "
+			    "such as 90d, 12h, 30m or 45s, up to 3650 days",
+			    name));
+		return (0);
+	case QP_SORT:
+		q->q_desc = val[0] == '-';
+		if ((q->q_sort = admin_word(val + q->q_desc, admin_qsorts,
+		    nitems(admin_qsorts))) <= 0)
+			return (admin_invalid(c, name, "sort must be created, "
+			    "last_used, expires or name, \"-\" first for "
+			    "descending"));
+		return (0);
+	case QP_OFFSET:
+		if (admin_decimal(val, c->c_ks->ks_hdr->kh_max_keys,
+		    &q->q_offset) == -1)
+			return (admin_invalid(c, name, "offset must be an "
+			    "integer from 0 to max_keys"));
+		return (0);
 	default:
 		if (val[0] != '\0' && admin_decimal(val,
 		    c->c_ks->ks_hdr->kh_max_keys, &q->q_cursor) == -1)
@@ -2077,7 +2188,7 @@ admin_query_set(struct admin_ctx *c, struct admin_query *q, int p,
 /* One "name=value" of the query (len bytes at s) into q; 0 or -1. */
 static int
 admin_query_param(struct admin_ctx *c, struct admin_query *q,
-    const char *s, size_t len, int *seen)
+    const char *s, size_t len)
 {
 	char		 name[32], val[ADMIN_QVAL_MAX + 1];
 	const char	*eq;
@@ -2100,10 +2211,10 @@ admin_query_param(struct admin_ctx *c, struct admin_query *q,
 		return (admin_invalid(c, name, "unknown query parameter "
 		    "\"%s\"", name));
 	}
-	if (*seen & (1 << p))
+	if (q->q_seen & (1 << p))
 		return (admin_invalid(c, admin_qparams[p], "query parameter "
 		    "\"%s\" is given twice", admin_qparams[p]));
-	*seen |= 1 << p;
+	q->q_seen |= 1 << p;
 	rc = eq != NULL ? admin_pct_decode(eq + 1, len - nlen - 1, val,
 	    sizeof(val)) : admin_pct_decode("", 0, val, sizeof(val));
 	if (rc != 0)
@@ -2118,7 +2229,6 @@ static int
 admin_query(struct admin_ctx *c, struct admin_query *q)
 {
 	const char	*p, *end, *amp;
-	int		 seen = 0;
 
 	memset(q, 0, sizeof(*q));
 	q->q_limit = ADMIN_LIST_DEFAULT;
@@ -2129,55 +2239,230 @@ admin_query(struct admin_ctx *c, struct admin_query *q)
 	while (p < end) {
 		if ((amp = memchr(p, '&', (size_t)(end - p))) == NULL)
 			amp = end;
-		if (amp > p && admin_query_param(c, q, p, (size_t)(amp - p),
-		    &seen) == -1)
+		if (amp > p && admin_query_param(c, q, p, (size_t)(amp - p)) ==
+		    -1)
 			return (-1);
 		if (amp == end)
 			break;
 		p = amp + 1;
 	}
+	if (q->q_sort == QO_NONE && (q->q_seen & 1 << QP_OFFSET))
+		return (admin_invalid(c, "offset", "offset needs sort"));
+	if (q->q_sort != QO_NONE && (q->q_seen & 1 << QP_CURSOR))
+		return (admin_invalid(c, "cursor", "a sorted list is paged "
+		    "with offset, not cursor"));
+	return (0);
+}
+
+/* Does needle (lower case ASCII, not empty) occur in s, ignoring case? */
+static int
+admin_contains(const char *s, const char *needle)
+{
+	size_t	 i;
+
+	for (; *s != '\0'; s++) {
+		for (i = 0; needle[i] != '\0' && s[i] != '\0' &&
+		    tolower((unsigned char)s[i]) == needle[i]; i++)
+			;
+		if (needle[i] == '\0')
+			return (1);
+	}
+	return (0);
+}
+
+/* Does k (last used at last, 0: never) pass the filters of q at now? */
+static int
+admin_query_match(const struct admin_query *q, const struct ks_key *k,
+    int64_t last, int64_t now)
+{
+	int	 expired = k->k_expires != 0 && k->k_expires <= now;
+	int	 disabled = (k->k_flags & KS_F_DISABLED) != 0;
+
+	if ((q->q_owner[0] != '\0' && strcmp(q->q_owner, k->k_owner)) ||
+	    (q->q_app[0] != '\0' && strcmp(q->q_app, k->k_app)))
+		return (0);
+	switch (q->q_state) {
+	case QS_ACTIVE:
+		if (disabled || expired)
+			return (0);
+		break;
+	case QS_DISABLED:
+		if (!disabled)
+			return (0);
+		break;
+	case QS_EXPIRED:
+		if (!expired)
+			return (0);
+		break;
+	case QS_EXPIRING:
+		if (disabled || expired || k->k_expires == 0 ||
+		    k->k_expires > now + ADMIN_EXPIRING_MS)
+			return (0);
+		break;
+	}
+	/* A key never used counts as unused since it was made. */
+	if ((q->q_older_ms != 0 && k->k_created > now - q->q_older_ms) ||
+	    (q->q_unused_ms != 0 && (last != 0 ? last : k->k_created) >
+	    now - q->q_unused_ms))
+		return (0);
+	return (q->q_text[0] == '\0' || admin_contains(k->k_id, q->q_text) ||
+	    admin_contains(k->k_name, q->q_text) ||
+	    admin_contains(k->k_owner, q->q_text) ||
+	    admin_contains(k->k_app, q->q_text) ||
+	    admin_contains(k->k_hint, q->q_text));
+}
+
+/* A key that matched a sorted listing: what it sorts by. */
+struct admin_match {
+	int64_t		 m_v;		/* created, last used or expiry */
+	char		*m_name;	/* sort=name, else NULL */
+	uint32_t	 m_slot;
+	char		 m_id[KS_ID_LEN + 4];
+};
+
+static int
+admin_match_cmp(const void *pa, const void *pb)
+{
+	const struct admin_match *a = pa, *b = pb;
+	int			 r;
+
+	if (a->m_name != NULL)
+		r = strcasecmp(a->m_name, b->m_name);
+	else
+		r = a->m_v < b->m_v ? -1 : a->m_v > b->m_v;
+	return (r != 0 ? r : strcmp(a->m_id, b->m_id));
+}
+
+static void
+admin_matches_free(struct admin_match *m, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		free(m[i].m_name);
+	free(m);
+}
+
+/*
+ * The keys of q in slot order from the cursor's slot on, into keys; the
+ * cursor handed out is the slot of the first match not returned, so the
+ * next page starts exactly there: while the store does not change,
+ * walking the pages returns every matching key exactly once.  A key
+ * created meanwhile in a slot already passed is not seen.
+ */
+static int
+admin_list_slots(struct admin_ctx *c, const struct admin_query *q,
+    json_t *keys, char next[16])
+{
+	struct ks_key	 k;
+	uint32_t	 cur, slot, n = 0;
+	int64_t		 last, now = c->c_rq->aq_now;
+
+	for (cur = q->q_cursor; keystore_next(c->c_ks, &cur, &k, &slot) ==
+	    KS_OK;) {
+		last = admin_last_used(c, slot);
+		if (!admin_query_match(q, &k, last, now))
+			continue;
+		if (n == q->q_limit) {
+			next[util_u64toa(next, slot)] = '\0';
+			break;
+		}
+		if (json_array_append_new(keys, admin_key_json(&k, last,
+		    now)) == -1)
+			return (-1);
+		n++;
+	}
 	return (0);
 }
 
 /*
- * GET /v1/keys: the keys matching the filters, in slot order, from the
- * cursor's slot on.  The cursor handed out is the slot of the first match
- * not returned, so the next page starts exactly there: while the store does
- * not change, walking the pages returns every matching key exactly once.
- * A key created meanwhile in a slot already passed is not seen.
+ * The keys of q sorted (ties by id), from offset on, into keys; every
+ * match is counted into *total.  Every page looks at every key: the admin
+ * threads answer these (server.c).  A key changed between the look and
+ * the answer is answered as it is then, one gone is left out.
+ */
+static int
+admin_list_sorted(struct admin_ctx *c, const struct admin_query *q,
+    json_t *keys, uint32_t *total)
+{
+	struct admin_match	*m = NULL, *t;
+	struct ks_key		 k;
+	size_t			 n = 0, cap = 0, i;
+	uint32_t		 cur, slot, at;
+	int64_t			 last, now = c->c_rq->aq_now;
+
+	for (cur = 0; keystore_next(c->c_ks, &cur, &k, &slot) == KS_OK;) {
+		last = admin_last_used(c, slot);
+		if (!admin_query_match(q, &k, last, now))
+			continue;
+		if (n == cap) {
+			cap = cap == 0 ? 256 : cap * 2;
+			if ((t = reallocarray(m, cap, sizeof(*m))) == NULL)
+				goto oom;
+			m = t;
+		}
+		memset(&m[n], 0, sizeof(m[n]));
+		m[n].m_slot = slot;
+		memcpy(m[n].m_id, k.k_id, sizeof(m[n].m_id));
+		m[n].m_v = q->q_sort == QO_CREATED ? k.k_created :
+		    q->q_sort == QO_LAST_USED ? last : k.k_expires != 0 ?
+		    k.k_expires : INT64_MAX;	/* never expires: last */
+		if (q->q_sort == QO_NAME && (m[n].m_name =
+		    strdup(k.k_name)) == NULL)
+			goto oom;
+		n++;
+	}
+	if (n > 1)	/* ascending; read backwards for descending */
+		qsort(m, n, sizeof(*m), admin_match_cmp);
+	*total = (uint32_t)n;
+	for (i = q->q_offset; i < n && json_array_size(keys) < q->q_limit;
+	    i++) {
+		t = &m[q->q_desc ? n - 1 - i : i];
+		cur = t->m_slot;
+		if (keystore_next(c->c_ks, &cur, &k, &at) != KS_OK ||
+		    at != t->m_slot || strcmp(k.k_id, t->m_id) != 0)
+			continue;
+		if (json_array_append_new(keys, admin_key_json(&k,
+		    admin_last_used(c, at), now)) == -1)
+			goto oom;
+	}
+	admin_matches_free(m, n);
+	return (0);
+oom:
+	admin_matches_free(m, n);
+	return (-1);
+}
+
+/*
+ * GET /v1/keys: the keys passing the filters, in slot order (paged with
+ * cursor) or sorted (paged with offset, with the total).
  */
 static int
 admin_list(struct admin_ctx *c)
 {
 	struct admin_query	 q;
-	struct ks_key		 k;
-	uint32_t		 cur, slot, n = 0;
+	uint32_t		 total = 0;
 	char			 next[16];
 	json_t			*keys, *o;
+	int			 rc;
 
 	if (admin_query(c, &q) == -1)
 		return (-1);
 	if ((keys = json_array()) == NULL)
 		return (admin_oom(c->c_rs));
 	next[0] = '\0';
-	for (cur = q.q_cursor; keystore_next(c->c_ks, &cur, &k, &slot) ==
-	    KS_OK;) {
-		if ((q.q_owner[0] != '\0' && strcmp(q.q_owner, k.k_owner)) ||
-		    (q.q_app[0] != '\0' && strcmp(q.q_app, k.k_app)))
-			continue;
-		if (n == q.q_limit) {
-			next[util_u64toa(next, slot)] = '\0';
-			break;
-		}
-		if (json_array_append_new(keys, admin_key_json(&k,
-		    admin_last_used(c, slot), c->c_rq->aq_now)) == -1) {
-			json_decref(keys);
-			return (admin_oom(c->c_rs));
-		}
-		n++;
+	rc = q.q_sort == QO_NONE ? admin_list_slots(c, &q, keys, next) :
+	    admin_list_sorted(c, &q, keys, &total);
+	if (rc == -1) {
+		json_decref(keys);
+		return (admin_oom(c->c_rs));
 	}
-	o = json_pack("{s:o, s:s?}", "keys", keys, "next_cursor",
-	    next[0] != '\0' ? next : NULL);
+	if (q.q_sort != QO_NONE)
+		o = json_pack("{s:o, s:I, s:I}", "keys", keys, "total",
+		    (json_int_t)total, "offset", (json_int_t)q.q_offset);
+	else
+		o = json_pack("{s:o, s:s?}", "keys", keys, "next_cursor",
+		    next[0] != '\0' ? next : NULL);
 	return (admin_reply(c->c_rs, 200, o));
 }
 

@@ -55,7 +55,6 @@
 #include "usage.h"
 #include "util.h"
 
-#define nitems(a)		(sizeof(a) / sizeof((a)[0]))
 #define CL_TIMEOUT_MS		3000	/* a command's answer, at most */
 #define CL_BLOCK_MS		2000	/* XREAD BLOCK */
 #define CL_BATCH		256	/* XREAD COUNT */

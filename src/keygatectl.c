@@ -166,9 +166,15 @@ static const struct command commands[] = {
 	    "TIME is an RFC 3339 time (2030-01-31T12:00:00Z, or with an "
 	    "offset),\n+N followed by s, m, h or d (from now), or never." },
 	{ "list", cmd_list,
-	    "list [--owner O] [--app ID] [--limit N] [--cursor C]",
+	    "list [--owner O] [--app ID] [--search TEXT] "
+	    "[--state active|disabled|expired|expiring]\n"
+	    "\t\t[--older-than AGE] [--unused AGE] [--limit N] [--cursor C]",
 	    "List keys, all of them or one page of --limit keys (at most "
-	    "1000)." },
+	    "1000).\n--search matches the id, name, owner, app or hint "
+	    "(case ignored); expiring: within\n7 days.  AGE is N followed by "
+	    "s, m, h or d: --older-than 90d lists keys due for\nrotation, "
+	    "--unused 30d those not used for 30 days (or never, made that "
+	    "long ago)." },
 	{ "show", cmd_show, "show ID", "Print one key." },
 	{ "update", cmd_update,
 	    "update ID [--name N] [--scope S]... [--no-scopes] "
@@ -1615,20 +1621,34 @@ done:
 	return (rc);
 }
 
+/* list's filters: the query parameters of GET /v1/keys, by LF_*. */
+enum { LF_OWNER, LF_APP, LF_TEXT, LF_STATE, LF_OLDER, LF_UNUSED, LF_N };
+static const char *const list_filters[LF_N] = {
+	"owner", "app_id", "q", "state", "older_than", "unused"
+};
+
 /*
  * Fetch one page of GET /v1/keys into *page.  cursor may be NULL (the
- * start); owner and app are exact filters or NULL.
+ * start); filt[LF_*] are the filters, NULL: none.
  */
 static int
-list_page(struct ctl *ctl, const char *owner, const char *app,
-    const char *limit, const char *cursor, json_t **page)
+list_page(struct ctl *ctl, const char *const filt[LF_N], const char *limit,
+    const char *cursor, json_t **page)
 {
 	struct evbuffer	*b;
-	const char	*names[] = { "owner", "app_id", "limit", "cursor" };
-	const char	*values[] = { owner, app, limit, cursor };
+	const char	*names[LF_N + 2], *values[LF_N + 2];
 	char		*enc, *uri = NULL;
 	size_t		 i;
 	int		 rc, sep = '?';
+
+	for (i = 0; i < LF_N; i++) {
+		names[i] = list_filters[i];
+		values[i] = filt[i];
+	}
+	names[LF_N] = "limit";
+	values[LF_N] = limit;
+	names[LF_N + 1] = "cursor";
+	values[LF_N + 1] = cursor;
 
 	*page = NULL;
 	if ((b = evbuffer_new()) == NULL) {
@@ -1636,7 +1656,7 @@ list_page(struct ctl *ctl, const char *owner, const char *app,
 		return (-1);
 	}
 	evbuffer_add_printf(b, "/v1/keys");
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < nitems(names); i++) {
 		if (values[i] == NULL)
 			continue;
 		if ((enc = evhttp_uriencode(values[i], -1, 0)) == NULL)
@@ -1760,8 +1780,8 @@ print_key_table(const json_t *keys, int64_t now)
  * it is an error.
  */
 static int
-list_all(struct ctl *ctl, const char *owner, const char *app,
-    const char *cursor, json_t *all)
+list_all(struct ctl *ctl, const char *const filt[LF_N], const char *cursor,
+    json_t *all)
 {
 	json_t		*page = NULL;
 	const char	*next;
@@ -1771,7 +1791,7 @@ list_all(struct ctl *ctl, const char *owner, const char *app,
 
 	snprintf(max, sizeof(max), "%d", ADMIN_LIST_MAX);
 	for (;;) {
-		if (list_page(ctl, owner, app, max, cur, &page) == -1)
+		if (list_page(ctl, filt, max, cur, &page) == -1)
 			break;
 		json_array_extend(all, json_object_get(page, "keys"));
 		next = json_string_value(json_object_get(page, "next_cursor"));
@@ -1823,22 +1843,25 @@ cmd_list(struct ctl *ctl, int argc, char **argv)
 	static const struct option	 lo[] = {
 		{ "owner", required_argument, NULL, 'o' },
 		{ "app", required_argument, NULL, 'a' },
+		{ "search", required_argument, NULL, 's' },
+		{ "state", required_argument, NULL, 'S' },
+		{ "older-than", required_argument, NULL, 'O' },
+		{ "unused", required_argument, NULL, 'U' },
 		{ "limit", required_argument, NULL, 'l' },
 		{ "cursor", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char			*owner = NULL, *app = NULL;
-	const char			*limit = NULL, *cursor = NULL;
+	static const char		 flt[LF_N] = "oasSOU";
+	const char			*filt[LF_N] = { NULL };
+	const char			*limit = NULL, *cursor = NULL, *f;
 	json_t				*page = NULL;
 	uint64_t			 n;
 	int				 ch, rc;
 
 	while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
-		if (ch == 'o')
-			owner = optarg;
-		else if (ch == 'a')
-			app = optarg;
+		if (ch != 0 && (f = memchr(flt, ch, LF_N)) != NULL)
+			filt[f - flt] = optarg;	/* the API checks them */
 		else if (ch == 'l') {
 			if (parse_uint(optarg, ADMIN_LIST_MAX, &n) == -1 ||
 			    n == 0)
@@ -1855,11 +1878,10 @@ cmd_list(struct ctl *ctl, int argc, char **argv)
 		return (usage_error(ctl, "unexpected argument \"%s\"",
 		    argv[optind]));
 	if (limit != NULL)
-		rc = list_page(ctl, owner, app, limit, cursor, &page);
+		rc = list_page(ctl, filt, limit, cursor, &page);
 	else {
 		page = json_pack("{s:[],s:n}", "keys", "next_cursor");
-		rc = list_all(ctl, owner, app, cursor,
-		    json_object_get(page, "keys"));
+		rc = list_all(ctl, filt, cursor, json_object_get(page, "keys"));
 	}
 	if (rc == 0)
 		list_print(ctl, page);

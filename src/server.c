@@ -1353,6 +1353,12 @@ conn_admin_threaded(struct conn *c, const struct conn_admin *ca)
 	    (p = strstr(ca->ca_target, "/usage")) != NULL &&
 	    strchr("?", p[6]) != NULL)
 		return (1);
+	/* A sorted list of the keys looks at every key (admin.c). */
+	if (ca->ca_mbit == HTTP_M_GET &&
+	    strncmp(ca->ca_target, "/v1/keys?", 9) == 0 &&
+	    (strncmp(ca->ca_target + 9, "sort=", 5) == 0 ||
+	    strstr(ca->ca_target + 9, "&sort=") != NULL))
+		return (1);
 	/* strchr() finds the NUL too: "/v1/keys" itself. */
 	return ((ca->ca_mbit & writes) != 0 &&
 	    strncmp(ca->ca_target, "/v1/keys", 8) == 0 &&

@@ -301,6 +301,41 @@ def test_list_table_filters_and_states():
           "expired", "show: state of an expired key")
 
 
+def test_list_hygiene_filters():
+    """
+    --search, --state, --older-than and --unused (the admin API's q,
+    state, older_than and unused): a key never used counts as unused since
+    it was made; a bad duration is refused by the API, named.
+    """
+    d = daemon()
+    o = owner()
+    k1 = create(d, "--owner", o, "--name", "Rotate me")
+    k2 = create(d, "--owner", o, "--name", "busy")
+    k3 = create(d, "--owner", o, "--disabled")
+    time.sleep(1.2)
+    kg.eq(echo(d, k2["secret"], 1), [200], "a request with key 2")
+
+    def ids(*args):
+        rows = table(ok(ctl("list", "--owner", o, *args, d=d),
+                        "list %s" % " ".join(args)))
+        return sorted(r["ID"] for r in rows)
+    kg.eq(ids("--older-than", "1s"), sorted([k1["id"], k2["id"], k3["id"]]),
+          "--older-than 1s")
+    kg.eq(ids("--older-than", "1h"), [], "--older-than 1h")
+    kg.eq(ids("--unused", "1s"), sorted([k1["id"], k3["id"]]),
+          "--unused 1s (key 2 was just used)")
+    kg.eq(ids("--unused", "1s", "--state", "active"), [k1["id"]],
+          "--unused 1s --state active")
+    kg.eq(ids("--state", "disabled"), [k3["id"]], "--state disabled")
+    kg.eq(ids("--search", "ROTATE"), [k1["id"]], "--search ROTATE")
+    j = json.loads(ok(ctl("--json", "list", "--owner", o, "--search", "bus",
+                          "--limit", "5", d=d), "--json list --search"))
+    kg.eq([k["id"] for k in j["keys"]], [k2["id"]], "--json --search bus")
+    p = ctl("list", "--older-than", "90 days", d=d)
+    fails(p, 1, r"^keygatectl: invalid_field: .*older_than",
+          "a bad --older-than")
+
+
 def test_list_pagination():
     d = daemon()
     o = owner()

@@ -153,6 +153,24 @@ def list_all(d, limit=1000, **filters):
     raise AssertionError("listing did not end")
 
 
+def list_sorted(d, sort, limit=1000, **filters):
+    """Every key listed sorted, paged by offset (bounded): ([key], total)."""
+    out, total = [], None
+    for _ in range(100000 // limit + 2):
+        q = ["sort=%s" % sort, "limit=%d" % limit, "offset=%d" % len(out)]
+        q += ["%s=%s" % kv for kv in filters.items()]
+        j = adm(d, "GET", "/v1/keys?" + "&".join(q), what="sorted list")
+        kg.check("next_cursor" not in j, "a sorted page with next_cursor")
+        kg.eq(j["offset"], len(out), "offset of a sorted page")
+        kg.check(total is None or j["total"] == total, "total changed "
+                 "between pages: %r, then %r" % (total, j["total"]))
+        total = j["total"]
+        out += j["keys"]
+        if not j["keys"] or len(out) >= total:
+            return out, total
+    raise AssertionError("sorted listing did not end")
+
+
 def list_ids(d, **kw):
     ids = [k["id"] for k in list_all(d, **kw)]
     kg.eq(len(ids), len(set(ids)), "keys listed twice")
@@ -787,6 +805,13 @@ def check_store(d, expect, gone, what, graced=()):
     keys = list_all(d, limit=97)
     by_id = {x["id"]: x for x in keys}
     kg.eq(len(keys), len(by_id), "%s: keys listed twice" % what)
+    # Sorted (the admin threads answer it), paged by offset: the same keys.
+    srt, total = list_sorted(d, "-created", limit=97)
+    kg.eq((total, sorted(x["id"] for x in srt)), (len(keys), sorted(by_id)),
+          "%s: the keys sorted by -created, and their total" % what)
+    order = [(x["created_at"], x["id"]) for x in srt]
+    kg.check(order == sorted(order, reverse=True), "%s: sort=-created is "
+             "not by created_at then id, descending" % what)
     missing = set(expect) - set(by_id)
     extra = set(by_id) - set(expect)
     kg.check(not missing and not extra, "%s: listed keys differ: %d missing "

@@ -2290,6 +2290,119 @@ test_list(void **state)
 	assert_int_equal(json_array_size(json_object_get(o, "keys")), 0);
 }
 
+/* The ids of a list answer o, in order, as one "a b c" string. */
+static const char *
+list_ids(json_t *o, char ids[][KS_ID_LEN + 1], int n, char *buf,
+    size_t len)
+{
+	json_t	*k;
+	size_t	 i, off = 0;
+
+	buf[0] = '\0';
+	json_array_foreach(json_object_get(o, "keys"), i, k) {
+		int at = find_id(ids, n, str(k, "id"));
+
+		off += (size_t)snprintf(buf + off, len - off, "%s%d",
+		    off > 0 ? " " : "", at);
+		assert_true(off < len);
+	}
+	return (buf);
+}
+
+/*
+ * Search, state, age and use filters, in slot order and sorted; sorted
+ * pages by offset with the total.  Keys (index: created days ago, what):
+ * 0: 100 days, "Billing prod", used 40 days ago; 1: 95 days, disabled;
+ * 2: 10 days, expires in 3 days; 3: 5 days, expired yesterday; 4: 1 day,
+ * "billing test", used an hour ago; 5: 200 days, never used.
+ */
+static void
+test_list_filters(void **state)
+{
+	static const struct {
+		int64_t		 days;
+		const char	*body;
+	} mk[] = {
+		{ 100, "{\"owner\":\"acme\",\"name\":\"Billing prod\"}" },
+		{ 95, "{\"owner\":\"acme\",\"disabled\":true}" },
+		{ 10, "{\"owner\":\"Zeta\",\"expires_at\":"
+		    "\"2026-11-21T11:06:40Z\"}" },
+		{ 5, "{\"owner\":\"zeta\",\"expires_at\":"
+		    "\"2026-11-17T11:06:40Z\",\"name\":\"old\"}" },
+		{ 1, "{\"owner\":\"o\",\"name\":\"billing test\","
+		    "\"app_id\":\"app-BILL\"}" },
+		{ 200, "{\"owner\":\"o\",\"name\":\"Archive\"}" },
+	};
+	static const struct {
+		const char	*query, *want;
+	} cases[] = {
+		{ "q=BILL", "0 4" },		/* name, app_id; any case */
+		{ "q=zeta", "2 3" },		/* owner */
+		{ "q=nothing", "" },
+		{ "state=active", "0 2 4 5" },
+		{ "state=disabled", "1" },
+		{ "state=expired", "3" },
+		{ "state=expiring", "2" },
+		{ "older_than=90d", "0 1 5" },
+		{ "older_than=2160h", "0 1 5" },
+		{ "older_than=101d", "5" },
+		{ "unused=30d", "0 1 5" },	/* never used: since made */
+		{ "unused=30d&state=active", "0 5" },
+		{ "unused=3601", "0 1 2 3 5" },
+		{ "unused=3600", "0 1 2 3 4 5" },	/* used 1 h ago: 1 h */
+		{ "sort=created", "5 0 1 2 3 4" },
+		{ "sort=-created", "4 3 2 1 0 5" },
+		{ "sort=name&owner=o", "5 4" },
+		{ "sort=-last_used&q=bill", "4 0" },
+		{ "sort=expires&limit=2", "3 2" },	/* never: last */
+		{ "sort=-expires&offset=4", "2 3" },
+		{ "sort=created&limit=2&offset=1", "0 1" },
+		{ "sort=created&offset=6", "" },
+	};
+	struct fx	*f = *state;
+	char		 ids[6][KS_ID_LEN + 1], t[256], got[64];
+	struct ks_key	 k;
+	uint32_t	 slot;
+	json_t		*o;
+	size_t		 i;
+
+	for (i = 0; i < nitems(mk); i++) {
+		o = req_at(f, HTTP_M_POST, "/v1/keys", mk[i].body, T_NOW -
+		    mk[i].days * 86400000LL);
+		if (f->rs.as_status != 201)
+			fail_msg("%s: %d", mk[i].body, f->rs.as_status);
+		snprintf(ids[i], KS_ID_LEN + 1, "%s", str(o, "id"));
+	}
+	assert_int_equal(keystore_find_id(&f->ks, ids[0], &k, &slot), KS_OK);
+	keystore_count_use(&f->ks, slot, KS_USE_ALLOWED, T_NOW -
+	    40 * 86400000LL);
+	assert_int_equal(keystore_find_id(&f->ks, ids[4], &k, &slot), KS_OK);
+	keystore_count_use(&f->ks, slot, KS_USE_ALLOWED, T_NOW - 3600000);
+	for (i = 0; i < nitems(cases); i++) {
+		snprintf(t, sizeof(t), "/v1/keys?%s", cases[i].query);
+		o = req(f, HTTP_M_GET, t, NULL);
+		if (f->rs.as_status != 200)
+			fail_msg("%s: %d", t, f->rs.as_status);
+		list_ids(o, ids, 6, got, sizeof(got));
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("%s: \"%s\", not \"%s\"", t, got,
+			    cases[i].want);
+		if (strstr(t, "sort=") != NULL) {
+			assert_non_null(json_object_get(o, "total"));
+			assert_null(json_object_get(o, "next_cursor"));
+		} else
+			assert_null(json_object_get(o, "total"));
+	}
+	o = req(f, HTTP_M_GET, "/v1/keys?sort=name&limit=1&offset=1&q=bill",
+	    NULL);
+	assert_int_equal(json_integer_value(json_object_get(o, "total")), 2);
+	assert_int_equal(json_integer_value(json_object_get(o, "offset")), 1);
+	assert_string_equal(list_ids(o, ids, 6, got, sizeof(got)), "4");
+	/* Filters page with the cursor too: 4 active keys, 1 a page. */
+	assert_int_equal(walk(f, "state=active", 1, ids, 6,
+	    (int [6]){ 0 }), 4);
+}
+
 /* Bad query parameters: 422 naming the parameter. */
 static void
 test_list_invalid(void **state)
@@ -2312,6 +2425,20 @@ test_list_invalid(void **state)
 		{ "app_id=%", "app_id" },
 		{ "foo=1", "foo" }, { "limit=5&Owner=x", "Owner" },
 		{ "own%65r=x&bar", "bar" },
+		{ "q=x2345678901234567890123456789012345678901234567890123"
+		    "4567890123456", "q" },
+		{ "state=", "state" }, { "state=gone", "state" },
+		{ "state=Active", "state" },
+		{ "older_than=0d", "older_than" }, { "older_than=", "older_than" },
+		{ "older_than=d", "older_than" }, { "older_than=5w", "older_than" },
+		{ "older_than=3651d", "older_than" },
+		{ "unused=-1d", "unused" }, { "unused=1.5d", "unused" },
+		{ "sort=size", "sort" }, { "sort=-", "sort" }, { "sort=", "sort" },
+		{ "sort=--name", "sort" },
+		{ "offset=1", "offset" },
+		{ "sort=name&offset=x", "offset" },
+		{ "sort=name&offset=65", "offset" },
+		{ "sort=name&cursor=3", "cursor" },
 	};
 	struct fx	*f = *state;
 	char		 t[256];
@@ -3166,6 +3293,7 @@ main(void)
 		T(test_bad_json),
 		T(test_times),
 		T(test_list),
+		T(test_list_filters),
 		T(test_list_invalid),
 		T(test_patch),
 		T(test_patch_invalid),
