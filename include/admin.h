@@ -60,6 +60,7 @@ struct jwks_slot;
 struct idem_entry;
 
 struct cluster_client;
+struct ui_table;
 
 struct admin_env {
 	struct keystore		*ae_ks;
@@ -86,6 +87,12 @@ struct admin_env {
 	struct cluster_client	*ae_cluster;		/* writes through the */
 							/* master (cluster.h), */
 							/* NULL: not a cluster */
+	struct ui_table		*ae_ui;			/* the web console's */
+							/* sessions (ui.h), */
+							/* NULL: admin_ui off */
+	int64_t			 ae_ui_idle_ms;		/* a session lives idle */
+	int			 ae_ui_rotate_days;	/* the console's badges */
+	int			 ae_ui_unused_days;
 };
 
 struct admin_request {
@@ -98,6 +105,13 @@ struct admin_request {
 	size_t			 aq_authlen;
 	const char		*aq_idem;	/* Idempotency-Key, or NULL */
 	size_t			 aq_idemlen;
+	const char		*aq_cookie;	/* Cookie, or NULL */
+	size_t			 aq_cookielen;
+	const char		*aq_csrf;	/* X-CSRF-Token, or NULL */
+	size_t			 aq_csrflen;
+	const char		*aq_inm;	/* If-None-Match, or NULL */
+	size_t			 aq_inmlen;
+	int			 aq_tls;	/* came over TLS */
 	const char		*aq_body;
 	size_t			 aq_bodylen;
 	int64_t			 aq_now;	/* ms, wall clock */
@@ -116,7 +130,15 @@ struct admin_response {
 	const char		*as_challenge;	/* WWW-Authenticate (401), or NULL */
 	const char		*as_code;	/* error code for the access log, or NULL */
 	uint32_t		 as_retry_after; /* s, Retry-After (429), 0: none */
+	const char		*as_static;	/* a body not to free, or NULL */
+	const char		*as_etag;	/* ETag, static, or NULL */
+	int			 as_ui;		/* the console's headers */
+	char			 as_cookie[160]; /* Set-Cookie, "": none */
 };
+
+/* The web console's Content-Security-Policy: nothing inline, no frames. */
+#define ADMIN_UI_CSP	"default-src 'self'; frame-ancestors 'none'; " \
+			"base-uri 'none'; form-action 'self'"
 
 /*
  * The answer of GET /metrics from env's counters into rs, without the

@@ -37,8 +37,9 @@ struct adminq_job {
 	struct admin_request	 aj_rq;		/* points into the copies */
 	struct admin_response	 aj_rs;		/* the answer, once done */
 	char			*aj_target;	/* path and query */
-	char			*aj_auth;	/* Authorization, or NULL */
-	char			*aj_idem;	/* Idempotency-Key, or NULL */
+	char			*aj_h[5];	/* Authorization, Idempotency- */
+						/* Key, Cookie, X-CSRF-Token, */
+						/* If-None-Match, or NULLs */
 	char			*aj_body;	/* NULL for none */
 	size_t			 aj_bodylen;
 	uint8_t			 aj_ip[16];
@@ -57,14 +58,11 @@ struct adminq	*adminq_start(struct event_base *, const struct admin_env *,
 		    const char **);
 
 /*
- * A job for a request: copies of target (path and query), auth and idem
- * (the Authorization and Idempotency-Key values, NULL for none; wiped when
- * freed), body[0..bodylen) and the client's address (ip[0..iplen), client
- * as text), with the times taken now.  NULL if out of memory.
+ * A job for the request rq: copies of what it points to (the header
+ * values wiped when freed), with the times taken now.  NULL if out of
+ * memory.
  */
-struct adminq_job *adminq_job_new(int, const char *, const char *,
-		    const char *, const void *, size_t, const void *, size_t,
-		    const char *);
+struct adminq_job *adminq_job_new(const struct admin_request *);
 
 /* Queue job (now the queue's until done is called with it). */
 void		 adminq_push(struct adminq *, struct adminq_job *);

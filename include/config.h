@@ -177,6 +177,10 @@ struct config {
 	struct listen_addr	 c_admin_listen;
 	char			*c_admin_token_file;	/* absolute, or NULL */
 	uint8_t			 c_admin_token_digest[32];	/* SHA-256 */
+	int			 c_admin_ui;		/* the web console on */
+	int			 c_admin_ui_idle;	/* ms a session lives idle */
+	int			 c_admin_ui_rotate_days; /* keys older: badge */
+	int			 c_admin_ui_unused_days; /* keys unused: badge */
 
 	int			 c_forward_credentials;	/* pass X-API-KEY, Authorization */
 	int			 c_underscores_in_headers; /* forward "X_Foo" */

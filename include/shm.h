@@ -15,7 +15,8 @@
  * counters (stats.h) at sh_stats_off (version 8: key slots grew a rate-limited
  * counter and the usage history's baselines, usage.h), then (version 9)
  * the Idempotency-Key table (idem.h) at sh_idem_off, then (version 15)
- * the cluster's lease table (lease.h) at sh_lease_off; sh_size covers
+ * the cluster's lease table (lease.h) at sh_lease_off, then (version 17)
+ * the web console's sessions (ui.h) at sh_ui_off; sh_size covers
  * the whole segment.  These layout fields are for reading only: workers
  * can write the header, so the offsets and sizes the code uses come from a
  * private copy (shm.c), never from here.  The mapping
@@ -39,7 +40,7 @@
 #include "stats.h"
 
 #define SHM_MAGIC	0x314b47594b47454bULL	/* "KEGKYGK1" */
-#define SHM_VERSION	16
+#define SHM_VERSION	17
 #define SHM_IP_ENTRIES	65536	/* anonymous_rate_limit: client addresses */
 #define SHM_FAIL_ENTRIES 4096	/* admin token failures: client addresses */
 #define SHM_JWT_ENTRIES	65536	/* JWT identities (issuer + subject) */
@@ -100,6 +101,7 @@ struct shm_header {
 	uint64_t	 sh_stats_off;	/* metrics counters */
 	uint64_t	 sh_idem_off;	/* Idempotency-Key table (idem.h) */
 	uint64_t	 sh_lease_off;	/* lease table (lease.h) */
+	uint64_t	 sh_ui_off;	/* console sessions (ui.h) */
 	/*
 	 * Wall-clock minus CLOCK_MONOTONIC ms, fixed at creation: the
 	 * limiter's times shown as wall-clock times in the access log, the
@@ -158,6 +160,9 @@ struct ls_table *shm_leases(const struct shm_header *);
 /* The Idempotency-Key table (idem.h), IDEM_ENTRIES entries. */
 struct idem_entry;
 struct idem_entry *shm_idem(const struct shm_header *);
+/* The web console's sessions (ui.h). */
+struct ui_table;
+struct ui_table *shm_ui(const struct shm_header *);
 
 /* max_keys the segment was made for (not the header's sh_max_keys). */
 uint32_t	 shm_max_keys(const struct shm_header *);

@@ -39,6 +39,7 @@
 #include "ratelimit.h"
 #include "secret.h"
 #include "stats.h"
+#include "ui.h"
 #include "usage.h"
 #include "util.h"
 
@@ -3339,12 +3340,69 @@ admin_failed(struct admin_ctx *c, const char *why)
 }
 
 /*
- * Check "Authorization: Bearer TOKEN" against the configured token.  The
- * SHA-256 of what was presented is compared with CRYPTO_memcmp, so the
- * time taken says nothing about the token, not even its length.  A client
- * still waiting after wrong tokens is refused first (admin_throttled); a
- * credential presented and wrong counts against its address, a missing
- * one does not.  0, or -1 with 401 and a challenge (or 429).
+ * Is the token p[0..n) the admin token?  The SHA-256 of what was presented
+ * is compared with CRYPTO_memcmp, so the time taken says nothing about the
+ * token, not even its length.  A right one clears the address's failures.
+ */
+static int
+admin_token_ok(struct admin_ctx *c, const char *p, size_t n)
+{
+	const struct admin_request	*rq = c->c_rq;
+	uint8_t				 d[KS_DIGEST_LEN];
+	int				 ok;
+
+	secret_digest(p, n, d);
+	ok = n > 0 && CRYPTO_memcmp(d, c->c_env->ae_token_digest,
+	    KS_DIGEST_LEN) == 0;
+	OPENSSL_cleanse(d, sizeof(d));
+	if (ok && c->c_env->ae_fails != NULL && admin_client_key(rq) > 0)
+		ratelimit_fail_reset(c->c_env->ae_fails, rq->aq_ip,
+		    admin_client_key(rq));
+	return (ok);
+}
+
+/*
+ * A request of the web console: its session's slot (and state into *st,
+ * its CSRF token into csrf if not NULL), or -1 (no session, or one that
+ * ended).
+ */
+static int
+admin_session(struct admin_ctx *c, uint64_t *st, char *csrf)
+{
+	const struct admin_request	*rq = c->c_rq;
+
+	if (c->c_env->ae_ui == NULL || rq->aq_cookie == NULL)
+		return (-1);
+	return (ui_session_find(c->c_env->ae_ui, rq->aq_cookie,
+	    rq->aq_cookielen, rq->aq_now, c->c_env->ae_ui_idle_ms, st, csrf));
+}
+
+/*
+ * A console request that changes something must carry its session's CSRF
+ * token in X-CSRF-Token: a page of another site cannot read it.  0, or -1
+ * with 403.
+ */
+static int
+admin_csrf(struct admin_ctx *c, const char *csrf)
+{
+	const struct admin_request	*rq = c->c_rq;
+
+	if (rq->aq_mbit & (HTTP_M_GET | HTTP_M_HEAD))
+		return (0);
+	if (ui_csrf_ok(rq->aq_csrf, rq->aq_csrflen, csrf))
+		return (0);
+	return (admin_error(c, 403, "csrf_failed", "a change made with a "
+	    "console session needs the session's X-CSRF-Token header"));
+}
+
+/*
+ * Check "Authorization: Bearer TOKEN" against the configured token, or,
+ * without Authorization, the web console's session cookie (and, for a
+ * change, its CSRF token).  A client still waiting after wrong tokens is
+ * refused first (admin_throttled); a token presented and wrong counts
+ * against its address, a missing one does not, nor does a session that
+ * ended (its id is not guessable).  0, or -1 with 401 and a challenge
+ * (or 403, 429).
  */
 static int
 admin_auth(struct admin_ctx *c)
@@ -3352,13 +3410,21 @@ admin_auth(struct admin_ctx *c)
 	const struct admin_request	*rq = c->c_rq;
 	const char			*p = rq->aq_auth, *why;
 	size_t				 n = rq->aq_authlen;
-	uint8_t				 d[KS_DIGEST_LEN];
-	int				 ok;
+	char				 csrf[UI_TOKEN_LEN + 1];
+	uint64_t			 st;
+	int				 rc;
 
 	if (c->c_env->ae_token_digest == NULL)
 		why = "the admin API has no token configured";
 	else if (admin_throttled(c) == -1)
 		return (-1);
+	else if (p == NULL && admin_session(c, &st, csrf) != -1) {
+		rc = admin_csrf(c, csrf);
+		OPENSSL_cleanse(csrf, sizeof(csrf));
+		return (rc);
+	} else if (p == NULL && rq->aq_cookie != NULL &&
+	    c->c_env->ae_ui != NULL)
+		why = "the console's session has ended; log in again";
 	else if (p == NULL || n < 7 || !http_strcaseeq(p, 6, "bearer") ||
 	    p[6] != ' ') {
 		why = "this request needs \"Authorization: Bearer\" with the "
@@ -3368,23 +3434,168 @@ admin_auth(struct admin_ctx *c)
 	} else {
 		for (p += 7, n -= 7; n > 0 && *p == ' '; p++, n--)
 			;
-		secret_digest(p, n, d);
-		ok = CRYPTO_memcmp(d, c->c_env->ae_token_digest,
-		    KS_DIGEST_LEN) == 0;
-		OPENSSL_cleanse(d, sizeof(d));
-		if (ok && n > 0) {
-			if (c->c_env->ae_fails != NULL &&
-			    admin_client_key(rq) > 0)
-				ratelimit_fail_reset(c->c_env->ae_fails,
-				    rq->aq_ip, admin_client_key(rq));
+		if (admin_token_ok(c, p, n))
 			return (0);
-		}
 		why = "the admin token is not valid";
 		admin_failed(c, "wrong token");
 	}
 	admin_error(c, 401, "unauthorized", "%s", why);
 	c->c_rs->as_challenge = ADMIN_CHALLENGE;
 	return (-1);
+}
+
+/* Set-Cookie for the session id (NULL: clear it), Secure over TLS. */
+static void
+admin_ui_cookie(struct admin_ctx *c, const char *id)
+{
+	snprintf(c->c_rs->as_cookie, sizeof(c->c_rs->as_cookie), "%s=%s; "
+	    "Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s", UI_COOKIE,
+	    id != NULL ? id : "", id != NULL ? UI_SESSION_MAX_MS / 1000 : 0LL,
+	    c->c_rq->aq_tls ? "; Secure" : "");
+}
+
+/* What the console's page needs of a session: its token and settings. */
+static int
+admin_ui_session_reply(struct admin_ctx *c, int status, const char *csrf)
+{
+	const struct admin_env	*env = c->c_env;
+
+	return (admin_reply(c->c_rs, status, json_pack("{s:s, s:I, s:I, s:i, "
+	    "s:i, s:s}", "csrf_token", csrf, "idle_timeout_seconds",
+	    (json_int_t)(env->ae_ui_idle_ms / 1000), "max_age_seconds",
+	    (json_int_t)(UI_SESSION_MAX_MS / 1000), "rotate_days",
+	    env->ae_ui_rotate_days, "unused_days", env->ae_ui_unused_days,
+	    "version", env->ae_version != NULL ? env->ae_version : "")));
+}
+
+/*
+ * POST /ui/api/login {"token": "..."}: the admin token for a session (a
+ * cookie, and the CSRF token in the answer).  Wrong tokens are slowed
+ * down as the admin API's are.
+ */
+static int
+admin_ui_login(struct admin_ctx *c)
+{
+	char		 id[UI_TOKEN_LEN + 1], csrf[UI_TOKEN_LEN + 1];
+	json_t		*body, *tok;
+	const char	*t;
+	size_t		 n;
+	int		 ok, rc;
+
+	if (c->c_env->ae_token_digest == NULL) {
+		admin_error(c, 401, "unauthorized", "the admin API has no "
+		    "token configured");
+		c->c_rs->as_challenge = ADMIN_CHALLENGE;
+		return (-1);
+	}
+	if (admin_throttled(c) == -1 || admin_body(c, &body) == -1)
+		return (-1);
+	tok = json_object_get(body, "token");
+	if (!json_is_string(tok) || json_object_size(body) != 1) {
+		json_decref(body);
+		return (admin_invalid(c, "token", "the body must be "
+		    "{\"token\": the admin token}"));
+	}
+	t = json_string_value(tok);
+	n = json_string_length(tok);
+	ok = admin_token_ok(c, t, n);
+	OPENSSL_cleanse((char *)(uintptr_t)t, n);
+	json_decref(body);
+	if (!ok) {
+		admin_failed(c, "wrong token at the console's login");
+		admin_error(c, 401, "unauthorized", "the admin token is not "
+		    "valid");
+		c->c_rs->as_challenge = ADMIN_CHALLENGE;
+		return (-1);
+	}
+	if (ui_session_new(c->c_env->ae_ui, c->c_rq->aq_now,
+	    c->c_env->ae_ui_idle_ms, id, csrf) == -1)
+		return (admin_error(c, 500, "internal_error", "no session can "
+		    "be made now; retry shortly"));
+	admin_ui_cookie(c, id);
+	log_info("admin: console login from %s", admin_client(c->c_rq));
+	rc = admin_ui_session_reply(c, 200, csrf);
+	OPENSSL_cleanse(id, sizeof(id));
+	OPENSSL_cleanse(csrf, sizeof(csrf));
+	return (rc);
+}
+
+/*
+ * /ui/...: the web console, without the admin token.  Its files (GET,
+ * with ETag and 304), and its session: POST /ui/api/login, GET
+ * /ui/api/session, POST /ui/api/logout.  The console's security headers
+ * go with every answer (server.c).
+ */
+static void
+admin_ui(struct admin_ctx *c)
+{
+	const struct admin_request	*rq = c->c_rq;
+	const struct ui_asset		*a;
+	const char			*p = rq->aq_path + 3;
+	size_t				 n = rq->aq_pathlen - 3;
+	char				 csrf[UI_TOKEN_LEN + 1];
+	uint64_t			 st = 0;
+	int				 slot, api, want;
+
+	c->c_rs->as_ui = 1;
+	if (c->c_env->ae_ui == NULL) {
+		admin_error(c, 404, "not_found", "the web console is off "
+		    "(admin_ui off)");
+		return;
+	}
+	if (n > 0) {		/* "/ui/...", not "/ui" */
+		p++;
+		n--;
+	}
+	api = n >= 4 && memcmp(p, "api/", 4) == 0;
+	want = !api ? HTTP_M_GET : n == 9 && memcmp(p, "api/login", 9) == 0 ?
+	    HTTP_M_POST : n == 10 && memcmp(p, "api/logout", 10) == 0 ?
+	    HTTP_M_POST : n == 11 && memcmp(p, "api/session", 11) == 0 ?
+	    HTTP_M_GET : 0;
+	a = api ? NULL : ui_asset_find(p, n);
+	if (want == 0 || (!api && a == NULL)) {
+		admin_error(c, 404, "not_found", "the web console has no such "
+		    "page");
+		return;
+	}
+	if ((rq->aq_mbit & want) == 0) {
+		admin_error(c, 405, "method_not_allowed", "this endpoint "
+		    "allows %s", want == HTTP_M_GET ? "GET" : "POST");
+		c->c_rs->as_allow = want == HTTP_M_GET ? "GET" : "POST";
+		return;
+	}
+	if (a != NULL) {
+		c->c_rs->as_etag = a->ua_etag;
+		if (rq->aq_inm != NULL && ui_etag_match(rq->aq_inm,
+		    rq->aq_inmlen, a->ua_etag)) {
+			c->c_rs->as_status = 304;
+			return;
+		}
+		c->c_rs->as_status = 200;
+		c->c_rs->as_type = a->ua_type;
+		c->c_rs->as_static = a->ua_data;
+		c->c_rs->as_bodylen = a->ua_len;
+		return;
+	}
+	if (want == HTTP_M_POST && n == 9) {
+		(void)admin_ui_login(c);
+		return;
+	}
+	slot = admin_session(c, &st, csrf);
+	if (want == HTTP_M_GET) {
+		if (slot == -1) {
+			admin_error(c, 401, "unauthorized", "no console "
+			    "session; log in with the admin token");
+			c->c_rs->as_challenge = ADMIN_CHALLENGE;
+		} else
+			(void)admin_ui_session_reply(c, 200, csrf);
+	} else if (slot == -1 || admin_csrf(c, csrf) == 0) {
+		/* Logged out, or was already: the cookie goes either way. */
+		ui_session_end(c->c_env->ae_ui, slot, st);
+		admin_ui_cookie(c, NULL);
+		c->c_rs->as_status = 204;
+	}
+	OPENSSL_cleanse(csrf, sizeof(csrf));
 }
 
 /* Run the handler of the endpoint and method (both checked). */
@@ -3613,6 +3824,12 @@ admin_handle(const struct admin_env *env, const struct admin_request *rq,
 	c.c_rq = rq;
 	c.c_rs = rs;
 	c.c_ks = env->ae_ks;
+	if (rq->aq_path != NULL && rq->aq_pathlen >= 3 &&
+	    memcmp(rq->aq_path, "/ui", 3) == 0 && (rq->aq_pathlen == 3 ||
+	    rq->aq_path[3] == '/')) {
+		admin_ui(&c);
+		return;
+	}
 	found = rq->aq_path != NULL &&
 	    admin_route(&c, rq->aq_path, rq->aq_pathlen) == 0;
 	if ((!found || c.c_ep != EP_HEALTH) && admin_auth(&c) == -1)

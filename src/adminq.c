@@ -65,60 +65,90 @@ struct adminq {
 static void
 adminq_job_free(struct adminq_job *j)
 {
+	size_t	 i;
+
 	if (j == NULL)
 		return;
 	admin_response_free(&j->aj_rs);
 	free(j->aj_target);
-	secret_strfree(j->aj_auth);
-	secret_strfree(j->aj_idem);	/* it decrypts a secret (idem.h) */
+	/* The admin token, a session, what decrypts a secret (idem.h). */
+	for (i = 0; i < nitems(j->aj_h); i++)
+		secret_strfree(j->aj_h[i]);
 	secret_free(j->aj_body, j->aj_bodylen);
 	free(j);
 }
 
+/* A copy of s[0..len) into *out, and its length; NULL s: none.  0 or -1. */
+static int
+adminq_dup(const char *s, size_t len, char **out, const char **p,
+    size_t *plen)
+{
+	if (s == NULL)
+		return (0);
+	if ((*out = strndup(s, len)) == NULL)
+		return (-1);
+	*p = *out;
+	*plen = strlen(*out);
+	return (0);
+}
+
 /* A job for a request: see adminq.h. */
 struct adminq_job *
-adminq_job_new(int mbit, const char *target, const char *auth,
-    const char *idem, const void *body, size_t bodylen, const void *ip,
-    size_t iplen, const char *client)
+adminq_job_new(const struct admin_request *rq)
 {
 	struct adminq_job	*j;
 	struct admin_request	*aq;
-	const char		*q;
+	size_t			 iplen = rq->aq_iplen;
 
-	if ((j = calloc(1, sizeof(*j))) == NULL ||
-	    (j->aj_target = strdup(target)) == NULL ||
-	    (auth != NULL && (j->aj_auth = strdup(auth)) == NULL) ||
-	    (idem != NULL && (j->aj_idem = strdup(idem)) == NULL) ||
-	    (bodylen > 0 && (j->aj_body = malloc(bodylen)) == NULL)) {
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return (NULL);
+	aq = &j->aj_rq;
+	aq->aq_mbit = rq->aq_mbit;
+	aq->aq_tls = rq->aq_tls;
+	if ((j->aj_target = malloc(rq->aq_pathlen + 1 + rq->aq_querylen +
+	    1)) == NULL ||
+	    adminq_dup(rq->aq_auth, rq->aq_authlen, &j->aj_h[0],
+	    &aq->aq_auth, &aq->aq_authlen) == -1 ||
+	    adminq_dup(rq->aq_idem, rq->aq_idemlen, &j->aj_h[1],
+	    &aq->aq_idem, &aq->aq_idemlen) == -1 ||
+	    adminq_dup(rq->aq_cookie, rq->aq_cookielen, &j->aj_h[2],
+	    &aq->aq_cookie, &aq->aq_cookielen) == -1 ||
+	    adminq_dup(rq->aq_csrf, rq->aq_csrflen, &j->aj_h[3],
+	    &aq->aq_csrf, &aq->aq_csrflen) == -1 ||
+	    adminq_dup(rq->aq_inm, rq->aq_inmlen, &j->aj_h[4],
+	    &aq->aq_inm, &aq->aq_inmlen) == -1 ||
+	    (rq->aq_bodylen > 0 && (j->aj_body = malloc(rq->aq_bodylen)) ==
+	    NULL)) {
 		adminq_job_free(j);
 		return (NULL);
 	}
-	if (bodylen > 0)
-		memcpy(j->aj_body, body, bodylen);
-	j->aj_bodylen = bodylen;
-	if (iplen > sizeof(j->aj_ip))
-		iplen = 0;
-	memcpy(j->aj_ip, ip, iplen);
-	snprintf(j->aj_client, sizeof(j->aj_client), "%s", client);
-	aq = &j->aj_rq;
-	aq->aq_mbit = mbit;
+	memcpy(j->aj_target, rq->aq_path, rq->aq_pathlen);
+	j->aj_target[rq->aq_pathlen] = '\0';
 	aq->aq_path = j->aj_target;
-	aq->aq_pathlen = strcspn(j->aj_target, "?");
-	if ((q = strchr(j->aj_target, '?')) != NULL) {
-		aq->aq_query = q + 1;
-		aq->aq_querylen = strlen(q + 1);
+	aq->aq_pathlen = rq->aq_pathlen;
+	if (rq->aq_query != NULL) {
+		memcpy(j->aj_target + rq->aq_pathlen + 1, rq->aq_query,
+		    rq->aq_querylen);
+		j->aj_target[rq->aq_pathlen + 1 + rq->aq_querylen] = '\0';
+		aq->aq_query = j->aj_target + rq->aq_pathlen + 1;
+		aq->aq_querylen = rq->aq_querylen;
 	}
-	aq->aq_auth = j->aj_auth;
-	aq->aq_authlen = j->aj_auth != NULL ? strlen(j->aj_auth) : 0;
-	aq->aq_idem = j->aj_idem;
-	aq->aq_idemlen = j->aj_idem != NULL ? strlen(j->aj_idem) : 0;
+	if (rq->aq_bodylen > 0)
+		memcpy(j->aj_body, rq->aq_body, rq->aq_bodylen);
+	j->aj_bodylen = rq->aq_bodylen;
 	aq->aq_body = j->aj_body != NULL ? j->aj_body : "";
-	aq->aq_bodylen = bodylen;
-	aq->aq_now = util_now_ms();
-	aq->aq_mono = util_mono_us() / 1000;
+	aq->aq_bodylen = rq->aq_bodylen;
+	if (rq->aq_ip == NULL || iplen > sizeof(j->aj_ip))
+		iplen = 0;
+	if (iplen > 0)
+		memcpy(j->aj_ip, rq->aq_ip, iplen);
 	aq->aq_ip = j->aj_ip;
 	aq->aq_iplen = iplen;
+	snprintf(j->aj_client, sizeof(j->aj_client), "%s",
+	    rq->aq_client != NULL ? rq->aq_client : "");
 	aq->aq_client = j->aj_client;
+	aq->aq_now = util_now_ms();
+	aq->aq_mono = util_mono_us() / 1000;
 	return (j);
 }
 

@@ -302,8 +302,13 @@ static struct stats_slot	 server_nostats;
 struct conn_admin {
 	int	 ca_mbit;
 	char	*ca_target;	/* path and query */
-	char	*ca_auth;	/* Authorization value, or NULL */
-	char	*ca_idem;	/* Idempotency-Key value, or NULL */
+	char	*ca_h[5];	/* values of conn_admin_headers[], or NULL */
+};
+
+/* The headers admin_handle() reads, as conn_admin and admin_request keep them. */
+static const char *const conn_admin_headers[5] = {
+	"authorization", "idempotency-key", "cookie", "x-csrf-token",
+	"if-none-match"
 };
 
 static void	 server_stop(struct worker *);
@@ -604,7 +609,7 @@ conn_head_type(struct conn *c, int status, uint64_t clen, const char *type)
 	p += 2;
 	memcpy(p, w->w_common, w->w_commonlen);
 	p += w->w_commonlen;
-	if (status != 204) {		/* which has neither */
+	if (status != 204 && status != 304) {	/* which have neither */
 		memcpy(p, "Content-Type: ", 14);
 		p += 14;
 		memcpy(p, type, tlen);
@@ -1254,11 +1259,14 @@ conn_limit(struct conn *c, const struct route *r, int verify, int64_t now,
 static void
 conn_admin_free(struct conn *c)
 {
+	size_t	 i;
+
 	if (c->c_adm == NULL)
 		return;
 	free(c->c_adm->ca_target);
-	secret_strfree(c->c_adm->ca_auth);	/* the admin token */
-	secret_strfree(c->c_adm->ca_idem);	/* decrypts a secret */
+	/* The admin token, a session, what decrypts a secret (idem.h). */
+	for (i = 0; i < nitems(c->c_adm->ca_h); i++)
+		secret_strfree(c->c_adm->ca_h[i]);
 	free(c->c_adm);
 	c->c_adm = NULL;
 }
@@ -1270,7 +1278,7 @@ conn_admin_begin(struct conn *c)
 	const struct http_msg		*m = &c->c_rq->rq_msg;
 	const struct http_header	*h;
 	struct conn_admin		*ca;
-	size_t				 len;
+	size_t				 len, i;
 
 	if ((ca = c->c_adm = calloc(1, sizeof(*ca))) == NULL)
 		return (-1);
@@ -1285,13 +1293,47 @@ conn_admin_begin(struct conn *c)
 		    m->hm_querylen);
 	}
 	ca->ca_target[len] = '\0';
-	if ((h = http_header_find(m, "authorization")) != NULL &&
-	    (ca->ca_auth = strndup(h->h_value, h->h_valuelen)) == NULL)
-		return (-1);
-	if ((h = http_header_find(m, "idempotency-key")) != NULL &&
-	    (ca->ca_idem = strndup(h->h_value, h->h_valuelen)) == NULL)
-		return (-1);
+	for (i = 0; i < nitems(ca->ca_h); i++)
+		if ((h = http_header_find(m, conn_admin_headers[i])) != NULL &&
+		    (ca->ca_h[i] = strndup(h->h_value, h->h_valuelen)) == NULL)
+			return (-1);
 	return (0);
+}
+
+/* The admin request of c as admin_handle() takes it (pointing into c). */
+static void
+conn_admin_request(struct conn *c, struct admin_request *aq)
+{
+	struct conn_admin	*ca = c->c_adm;
+	const char		*q;
+
+	memset(aq, 0, sizeof(*aq));
+	aq->aq_mbit = ca->ca_mbit;
+	aq->aq_path = ca->ca_target;
+	aq->aq_pathlen = strcspn(ca->ca_target, "?");
+	if ((q = strchr(ca->ca_target, '?')) != NULL) {
+		aq->aq_query = q + 1;
+		aq->aq_querylen = strlen(q + 1);
+	}
+#define CA_H(i, p, l)	do {						\
+	p = ca->ca_h[i];						\
+	l = ca->ca_h[i] != NULL ? strlen(ca->ca_h[i]) : 0;		\
+} while (0)
+	CA_H(0, aq->aq_auth, aq->aq_authlen);
+	CA_H(1, aq->aq_idem, aq->aq_idemlen);
+	CA_H(2, aq->aq_cookie, aq->aq_cookielen);
+	CA_H(3, aq->aq_csrf, aq->aq_csrflen);
+	CA_H(4, aq->aq_inm, aq->aq_inmlen);
+#undef CA_H
+	aq->aq_bodylen = evbuffer_get_length(c->c_pending);
+	aq->aq_body = aq->aq_bodylen == 0 ? "" :
+	    (const char *)conn_pullup(c->c_pending, aq->aq_bodylen);
+	aq->aq_now = util_now_ms();
+	aq->aq_mono = util_mono_us() / 1000;
+	aq->aq_ip = c->c_ip;
+	aq->aq_iplen = c->c_iplen;
+	aq->aq_client = c->c_client;
+	aq->aq_tls = c->c_tls;
 }
 
 
@@ -1310,10 +1352,25 @@ conn_admin_answer(struct conn *c, struct admin_response *as)
 		snprintf(ra, sizeof(ra), "%u", as->as_retry_after);
 		conn_extra(c, "Retry-After", ra);
 	}
+	if (as->as_ui) {	/* the web console's (admin.c) */
+		conn_extra(c, "Content-Security-Policy", ADMIN_UI_CSP);
+		conn_extra(c, "X-Frame-Options", "DENY");
+		conn_extra(c, "Referrer-Policy", "no-referrer");
+		conn_extra(c, "X-Content-Type-Options", "nosniff");
+		conn_extra(c, "Cache-Control", as->as_etag != NULL ?
+		    "no-cache" : "no-store");
+	}
+	if (as->as_etag != NULL)
+		conn_extra(c, "ETag", as->as_etag);
+	if (as->as_cookie[0] != '\0')
+		conn_extra(c, "Set-Cookie", as->as_cookie);
 	conn_head_type(c, as->as_status, as->as_bodylen, as->as_type != NULL ?
 	    as->as_type : "application/json");
+	if (!c->c_head && as->as_static != NULL)
+		evbuffer_add_reference(c->c_out, as->as_static, as->as_bodylen,
+		    NULL, NULL);
 	/* The body may carry a new secret: wiped once written. */
-	if (!c->c_head && as->as_body != NULL) {
+	else if (!c->c_head && as->as_body != NULL) {
 		if (evbuffer_add_reference(c->c_out, as->as_body,
 		    as->as_bodylen, conn_wipe_ref, NULL) == 0)
 			as->as_body = NULL;
@@ -1374,17 +1431,13 @@ conn_admin_threaded(struct conn *c, const struct conn_admin *ca)
 static int
 conn_admin_queue(struct conn *c)
 {
-	struct conn_admin	*ca = c->c_adm;
+	struct admin_request	 aq;
 	struct adminq_job	*j;
-	size_t			 len = evbuffer_get_length(c->c_pending);
-	const void		*body;
 
-	body = len == 0 ? (const void *)"" :
-	    (const void *)conn_pullup(c->c_pending, len);
-	if ((j = adminq_job_new(ca->ca_mbit, ca->ca_target, ca->ca_auth,
-	    ca->ca_idem, body, len, c->c_ip, c->c_iplen, c->c_client)) == NULL)
+	conn_admin_request(c, &aq);
+	if ((j = adminq_job_new(&aq)) == NULL)
 		return (-1);
-	conn_wipe_drain(c->c_pending, len);
+	conn_wipe_drain(c->c_pending, aq.aq_bodylen);
 	conn_admin_free(c);
 	j->aj_conn = c;
 	c->c_job = j;
@@ -1428,33 +1481,12 @@ conn_admin_done(struct adminq_job *j, void *arg)
 static void
 conn_admin_respond(struct conn *c)
 {
-	struct conn_admin	*ca = c->c_adm;
 	struct admin_request	 aq;
 	struct admin_response	 as;
-	const char		*q;
 
-	if (conn_admin_threaded(c, ca) && conn_admin_queue(c) == 0)
+	if (conn_admin_threaded(c, c->c_adm) && conn_admin_queue(c) == 0)
 		return;
-	memset(&aq, 0, sizeof(aq));
-	aq.aq_mbit = ca->ca_mbit;
-	aq.aq_path = ca->ca_target;
-	aq.aq_pathlen = strcspn(ca->ca_target, "?");
-	if ((q = strchr(ca->ca_target, '?')) != NULL) {
-		aq.aq_query = q + 1;
-		aq.aq_querylen = strlen(q + 1);
-	}
-	aq.aq_auth = ca->ca_auth;
-	aq.aq_authlen = ca->ca_auth != NULL ? strlen(ca->ca_auth) : 0;
-	aq.aq_idem = ca->ca_idem;
-	aq.aq_idemlen = ca->ca_idem != NULL ? strlen(ca->ca_idem) : 0;
-	aq.aq_bodylen = evbuffer_get_length(c->c_pending);
-	aq.aq_body = aq.aq_bodylen == 0 ? "" :
-	    (const char *)conn_pullup(c->c_pending, aq.aq_bodylen);
-	aq.aq_now = util_now_ms();
-	aq.aq_mono = util_mono_us() / 1000;
-	aq.aq_ip = c->c_ip;
-	aq.aq_iplen = c->c_iplen;
-	aq.aq_client = c->c_client;
+	conn_admin_request(c, &aq);
 	admin_handle(&c->c_w->w_admin, &aq, &as);
 	conn_admin_answer(c, &as);
 	conn_wipe_drain(c->c_pending, evbuffer_get_length(c->c_pending));
@@ -2854,6 +2886,11 @@ server_keys_setup(struct worker *w)
 	ae->ae_stats = shm_stats(w->w_env->se_shm);
 	ae->ae_jwks = shm_jwks(w->w_env->se_shm);
 	ae->ae_idem = shm_idem(w->w_env->se_shm);
+	ae->ae_ui = conf->c_admin && conf->c_admin_ui ?
+	    shm_ui(w->w_env->se_shm) : NULL;
+	ae->ae_ui_idle_ms = conf->c_admin_ui_idle;
+	ae->ae_ui_rotate_days = conf->c_admin_ui_rotate_days;
+	ae->ae_ui_unused_days = conf->c_admin_ui_unused_days;
 	/* In a cluster, writes go to the master (cluster.h). */
 	if (w->w_env->se_nclfds > 0 && (ae->ae_cluster = cluster_client_new(
 	    w->w_env->se_clfds, w->w_env->se_nclfds)) == NULL)

@@ -23,6 +23,7 @@
 #include "ratelimit.h"
 #include "shm.h"
 #include "stats.h"
+#include "ui.h"
 
 /*
  * The layout of a segment, kept in a private page mapped just below it.
@@ -42,6 +43,7 @@ struct shm_private {
 	size_t		 sp_jwks_off;
 	size_t		 sp_stats_off;
 	size_t		 sp_idem_off;
+	size_t		 sp_ui_off;
 	size_t		 sp_lease_off;
 	uint32_t	 sp_max_keys;
 	uint32_t	 sp_max_active;
@@ -70,7 +72,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	struct keystore		 ks;
 	struct timespec		 wall, mono;
 	size_t			 off, ipoff, failoff, jwtoff, jwksoff, statsoff;
-	size_t			 idemoff, leaseoff;
+	size_t			 idemoff, leaseoff, uioff;
 	size_t			 size;
 	size_t			 page;
 	uint64_t		 seed;
@@ -92,7 +94,8 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	idemoff = statsoff + ((sizeof(struct stats_region) + 63) &
 	    ~(size_t)63);
 	leaseoff = idemoff + ((IDEM_TABLE_SIZE + 63) & ~(size_t)63);
-	size = leaseoff + lease_table_size();
+	uioff = leaseoff + ((lease_table_size() + 63) & ~(size_t)63);
+	size = uioff + sizeof(struct ui_table);
 	base = mmap(NULL, page + size, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
@@ -116,6 +119,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	sp->sp_stats_off = statsoff;
 	sp->sp_idem_off = idemoff;
 	sp->sp_lease_off = leaseoff;
+	sp->sp_ui_off = uioff;
 	sp->sp_max_keys = max_keys;
 	sp->sp_max_active = max_active;
 	(void)mprotect(base, page, PROT_READ);
@@ -134,6 +138,7 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	sh->sh_stats_off = statsoff;
 	sh->sh_idem_off = idemoff;
 	sh->sh_lease_off = leaseoff;
+	sh->sh_ui_off = uioff;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	sh->sh_mono_to_wall = ((int64_t)wall.tv_sec - mono.tv_sec) * 1000 +
@@ -148,6 +153,13 @@ shm_create(uint32_t max_keys, uint32_t max_active)
 	    seed * 0x94d049bb133111ebULL + 5);
 	lease_table_init((char *)sh + leaseoff, seed * 0xd6e8feb86659fd93ULL +
 	    7);
+	/* The console's CSRF tokens are keyed with it (ui.h). */
+	if (RAND_bytes(((struct ui_table *)((char *)sh + uioff))->ut_secret,
+	    sizeof(((struct ui_table *)NULL)->ut_secret)) != 1) {
+		munmap(base, page + size);
+		errno = EIO;
+		return (NULL);
+	}
 	return (sh);
 }
 
@@ -157,6 +169,14 @@ shm_leases(const struct shm_header *sh)
 {
 	return ((struct ls_table *)((char *)(uintptr_t)sh +
 	    shm_private(sh)->sp_lease_off));
+}
+
+/* The web console's sessions (ui.h). */
+struct ui_table *
+shm_ui(const struct shm_header *sh)
+{
+	return ((struct ui_table *)((char *)(uintptr_t)sh +
+	    shm_private(sh)->sp_ui_off));
 }
 
 /* The Idempotency-Key table (idem.h). */

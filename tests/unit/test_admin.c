@@ -33,6 +33,7 @@
 #include "slurp.h"
 
 #include "admin.h"
+#include "ui.h"
 #include "auth.h"
 #include "config.h"
 #include "http.h"
@@ -75,6 +76,11 @@ struct fx {
 	const char		*idem;		/* Idempotency-Key, NULL: none */
 	int			 replay;	/* a known secret may come back */
 	struct idem_entry	*itable;	/* env.ae_idem */
+	struct ui_table		 ui;		/* env.ae_ui, when set */
+	const char		*cookie;	/* Cookie, NULL: none */
+	const char		*csrf;		/* X-CSRF-Token, NULL: none */
+	const char		*inm;		/* If-None-Match, NULL: none */
+	int			 tls;		/* aq_tls */
 };
 
 static json_t	*doc;	/* admin_openapi_json, parsed */
@@ -547,6 +553,13 @@ req_at(struct fx *f, int mbit, const char *target, const char *body,
 	rq.aq_authlen = f->auth != NULL ? strlen(f->auth) : 0;
 	rq.aq_idem = f->idem;
 	rq.aq_idemlen = f->idem != NULL ? strlen(f->idem) : 0;
+	rq.aq_cookie = f->cookie;
+	rq.aq_cookielen = f->cookie != NULL ? strlen(f->cookie) : 0;
+	rq.aq_csrf = f->csrf;
+	rq.aq_csrflen = f->csrf != NULL ? strlen(f->csrf) : 0;
+	rq.aq_inm = f->inm;
+	rq.aq_inmlen = f->inm != NULL ? strlen(f->inm) : 0;
+	rq.aq_tls = f->tls;
 	rq.aq_body = body;
 	rq.aq_bodylen = body != NULL ? strlen(body) : 0;
 	rq.aq_now = now;
@@ -727,6 +740,9 @@ test_openapi_document(void **state)
 		{ "/v1/keys/{id}/usage", { "get" } },
 		{ "/v1/verify", { "post" } },
 		{ "/metrics", { "get" } },
+		{ "/ui/api/login", { "post" } },
+		{ "/ui/api/session", { "get" } },
+		{ "/ui/api/logout", { "post" } },
 	};
 	struct fx	*f = *state;
 	json_t		*paths, *item, *v;
@@ -2403,6 +2419,158 @@ test_list_filters(void **state)
 	    (int [6]){ 0 }), 4);
 }
 
+/* GET target of the console: the answer as is (not JSON for files). */
+static struct admin_response *
+ui_get(struct fx *f, const char *target)
+{
+	struct admin_request	 rq;
+
+	admin_response_free(&f->rs);
+	memset(&rq, 0, sizeof(rq));
+	rq.aq_mbit = HTTP_M_GET;
+	rq.aq_path = target;
+	rq.aq_pathlen = strlen(target);
+	rq.aq_inm = f->inm;
+	rq.aq_inmlen = f->inm != NULL ? strlen(f->inm) : 0;
+	rq.aq_now = T_NOW;
+	rq.aq_mono = f->mono;
+	admin_handle(&f->env, &rq, &f->rs);
+	return (&f->rs);
+}
+
+/*
+ * The web console: its files (no token; types, ETag and 304, 404, 405),
+ * login (wrong tokens counted; the cookie's attributes, Secure over TLS),
+ * the session in place of the token (and CSRF for changes), idle expiry,
+ * logout; admin_ui off.
+ */
+static void
+test_ui(void **state)
+{
+	struct fx		*f = *state;
+	struct admin_response	*rs;
+	char			 cookie[128], csrf[64], etag[64], id[KS_ID_LEN + 1];
+	const char		*v;
+	json_t			*o;
+
+	f->env.ae_ui = &f->ui;
+	f->env.ae_ui_idle_ms = 60000;
+	f->env.ae_ui_rotate_days = 90;
+	f->env.ae_ui_unused_days = 30;
+	f->auth = NULL;
+	/* Files: no token needed. */
+	rs = ui_get(f, "/ui/");
+	assert_int_equal(rs->as_status, 200);
+	assert_int_equal(rs->as_ui, 1);
+	assert_string_equal(rs->as_type, "text/html; charset=utf-8");
+	assert_ptr_equal(rs->as_static, ui_asset_find("index.html", 10)->ua_data);
+	assert_non_null(rs->as_etag);
+	assert_int_equal(ui_get(f, "/ui")->as_status, 200);
+	rs = ui_get(f, "/ui/app.js");
+	assert_int_equal(rs->as_status, 200);
+	assert_string_equal(rs->as_type, "text/javascript; charset=utf-8");
+	assert_int_equal(rs->as_bodylen, ui_asset_find("app.js", 6)->ua_len);
+	snprintf(etag, sizeof(etag), "%s", rs->as_etag);
+	assert_int_equal(ui_get(f, "/ui/app.css")->as_status, 200);
+	assert_int_equal(ui_get(f, "/ui/nope.js")->as_status, 404);
+	assert_int_equal(ui_get(f, "/ui/../v1/keys")->as_status, 404);
+	assert_int_equal(ui_get(f, "/ui/api/nothing")->as_status, 404);
+	assert_int_equal(ui_get(f, "/ui/nope.js")->as_ui, 1);
+	assert_int_equal(ui_get(f, "/uix")->as_status, 401);	/* not ours */
+	assert_int_equal(f->rs.as_ui, 0);
+	/* Revalidation. */
+	f->inm = etag;
+	rs = ui_get(f, "/ui/app.js");
+	assert_int_equal(rs->as_status, 304);
+	assert_null(rs->as_static);
+	assert_null(rs->as_body);
+	f->inm = "\"x\", W/\"y\"";
+	assert_int_equal(ui_get(f, "/ui/app.js")->as_status, 200);
+	f->inm = "*";
+	assert_int_equal(ui_get(f, "/ui/app.js")->as_status, 304);
+	f->inm = NULL;
+	req(f, HTTP_M_POST, "/ui/", "{}");
+	assert_int_equal(f->rs.as_status, 405);
+	assert_string_equal(f->rs.as_allow, "GET");
+	/* Login. */
+	req(f, HTTP_M_GET, "/ui/api/login", NULL);
+	assert_int_equal(f->rs.as_status, 405);
+	req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":");
+	expect_error(f, 400, "bad_json", NULL);
+	req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":1}");
+	expect_error(f, 422, "invalid_field", "token");
+	req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"x\",\"a\":1}");
+	expect_error(f, 422, "invalid_field", "token");
+	req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"wrong\"}");
+	expect_error(f, 401, "unauthorized", NULL);
+	assert_string_equal(f->rs.as_cookie, "");
+	req(f, HTTP_M_GET, "/ui/api/session", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	o = req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"" T_TOKEN "\"}");
+	assert_int_equal(f->rs.as_status, 200);
+	assert_int_equal(strlen(str(o, "csrf_token")), UI_TOKEN_LEN);
+	snprintf(csrf, sizeof(csrf), "%s", str(o, "csrf_token"));
+	assert_int_equal(json_integer_value(json_object_get(o,
+	    "idle_timeout_seconds")), 60);
+	assert_int_equal(json_integer_value(json_object_get(o,
+	    "rotate_days")), 90);
+	v = f->rs.as_cookie;
+	assert_int_equal(strncmp(v, UI_COOKIE "=", strlen(UI_COOKIE) + 1), 0);
+	assert_string_equal(v + strlen(UI_COOKIE) + 1 + UI_TOKEN_LEN,
+	    "; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200");
+	snprintf(cookie, sizeof(cookie), "other=1; %.*s; x=y",
+	    (int)(strlen(UI_COOKIE) + 1 + UI_TOKEN_LEN), v);
+	f->tls = 1;
+	req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"" T_TOKEN "\"}");
+	assert_non_null(strstr(f->rs.as_cookie, "; Secure"));
+	f->tls = 0;
+	/* The session in place of the token. */
+	f->cookie = cookie;
+	o = req(f, HTTP_M_GET, "/ui/api/session", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_string_equal(str(o, "csrf_token"), csrf);
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"ui\"}");
+	expect_error(f, 403, "csrf_failed", NULL);
+	f->csrf = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"ui\"}");
+	expect_error(f, 403, "csrf_failed", NULL);
+	f->csrf = csrf;
+	create(f, "{\"owner\":\"ui\"}", id, NULL);
+	/* Idle for the timeout: ended, and found no more after. */
+	req_at(f, HTTP_M_GET, "/v1/keys", NULL, T_NOW + 59999);
+	assert_int_equal(f->rs.as_status, 200);
+	req_at(f, HTTP_M_GET, "/v1/keys", NULL, T_NOW + 59999 + 60000);
+	expect_error(f, 401, "unauthorized", NULL);
+	assert_non_null(strstr(str(f->body, "message"), "ended"));
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	/* Logout: CSRF needed; the cookie cleared; the session gone. */
+	o = req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"" T_TOKEN "\"}");
+	snprintf(cookie, sizeof(cookie), "%.*s",
+	    (int)(strlen(UI_COOKIE) + 1 + UI_TOKEN_LEN), f->rs.as_cookie);
+	snprintf(csrf, sizeof(csrf), "%s", str(o, "csrf_token"));
+	f->csrf = NULL;
+	req(f, HTTP_M_POST, "/ui/api/logout", NULL);
+	expect_error(f, 403, "csrf_failed", NULL);
+	f->csrf = csrf;
+	req(f, HTTP_M_POST, "/ui/api/logout", NULL);
+	assert_int_equal(f->rs.as_status, 204);
+	assert_string_equal(f->rs.as_cookie, UI_COOKIE "=; Path=/; HttpOnly; "
+	    "SameSite=Strict; Max-Age=0");
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	req(f, HTTP_M_POST, "/ui/api/logout", NULL);	/* again: fine */
+	assert_int_equal(f->rs.as_status, 204);
+	/* Off: no console, and a cookie is no credential. */
+	f->env.ae_ui = NULL;
+	assert_int_equal(ui_get(f, "/ui/")->as_status, 404);
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	f->cookie = f->csrf = NULL;
+}
+
 /* Bad query parameters: 422 naming the parameter. */
 static void
 test_list_invalid(void **state)
@@ -3294,6 +3462,7 @@ main(void)
 		T(test_times),
 		T(test_list),
 		T(test_list_filters),
+		T(test_ui),
 		T(test_list_invalid),
 		T(test_patch),
 		T(test_patch_invalid),

@@ -106,15 +106,23 @@ health_job(intptr_t tag)
 {
 	struct adminq_job	*j;
 
-	assert_non_null(j = adminq_job_new(HTTP_M_GET, "/v1/health", NULL,
-	    NULL, NULL, 0, "\x7f\0\0\x01", 4, "127.0.0.1"));
+	struct admin_request	 rq;
+
+	memset(&rq, 0, sizeof(rq));
+	rq.aq_mbit = HTTP_M_GET;
+	rq.aq_path = "/v1/health";
+	rq.aq_pathlen = 10;
+	rq.aq_ip = "\x7f\0\0\x01";
+	rq.aq_iplen = 4;
+	rq.aq_client = "127.0.0.1";
+	assert_non_null(j = adminq_job_new(&rq));
 	j->aj_conn = (void *)tag;
 	return (j);
 }
 
 /*
- * A job holds copies: target split at '?', auth, the Idempotency-Key,
- * body, address.
+ * A job holds copies: path and query, every header value, body, address;
+ * the TLS flag.
  */
 static void
 test_job_copies(void **state)
@@ -123,22 +131,51 @@ test_job_copies(void **state)
 	char			 target[] = "/v1/keys?limit=5";
 	char			 auth[] = "Bearer token";
 	char			 idem[] = "3f0c-retry-key";
+	char			 cookie[] = "a=b; keygate_session=xyz";
+	char			 csrf[] = "csrf-token";
+	char			 inm[] = "\"e1\"";
 	char			 body[] = "{\"owner\":\"x\"}";
 	char			 client[] = "10.0.0.1";
 	uint8_t			 ip[4] = { 10, 0, 0, 1 };
+	struct admin_request	 rq;
 	struct adminq		*q;
 	struct fix		*f = *state;
 	const char		*cause = NULL;
 
-	j = adminq_job_new(HTTP_M_POST, target, auth, idem, body, strlen(body),
-	    ip, sizeof(ip), client);
-	assert_non_null(j);
+	memset(&rq, 0, sizeof(rq));
+	rq.aq_mbit = HTTP_M_POST;
+	rq.aq_path = target;
+	rq.aq_pathlen = 8;
+	rq.aq_query = target + 9;
+	rq.aq_querylen = 7;
+#define SET(p, l, v)	do { p = v; l = strlen(v); } while (0)
+	SET(rq.aq_auth, rq.aq_authlen, auth);
+	SET(rq.aq_idem, rq.aq_idemlen, idem);
+	SET(rq.aq_cookie, rq.aq_cookielen, cookie);
+	SET(rq.aq_csrf, rq.aq_csrflen, csrf);
+	SET(rq.aq_inm, rq.aq_inmlen, inm);
+	SET(rq.aq_body, rq.aq_bodylen, body);
+#undef SET
+	rq.aq_ip = ip;
+	rq.aq_iplen = sizeof(ip);
+	rq.aq_client = client;
+	rq.aq_tls = 1;
+	assert_non_null(j = adminq_job_new(&rq));
 	memset(target, 'x', sizeof(target) - 1);
 	memset(auth, 'x', sizeof(auth) - 1);
 	memset(idem, 'x', sizeof(idem) - 1);
+	memset(cookie, 'x', sizeof(cookie) - 1);
+	memset(csrf, 'x', sizeof(csrf) - 1);
+	memset(inm, 'x', sizeof(inm) - 1);
 	memset(body, 'x', sizeof(body) - 1);
 	memset(client, 'x', sizeof(client) - 1);
 	memset(ip, 0, sizeof(ip));
+	assert_string_equal(j->aj_rq.aq_cookie, "a=b; keygate_session=xyz");
+	assert_int_equal(j->aj_rq.aq_cookielen, 24);
+	assert_string_equal(j->aj_rq.aq_csrf, "csrf-token");
+	assert_int_equal(j->aj_rq.aq_csrflen, 10);
+	assert_string_equal(j->aj_rq.aq_inm, "\"e1\"");
+	assert_int_equal(j->aj_rq.aq_tls, 1);
 	assert_int_equal(j->aj_rq.aq_mbit, HTTP_M_POST);
 	assert_int_equal(j->aj_rq.aq_pathlen, 8);
 	assert_memory_equal(j->aj_rq.aq_path, "/v1/keys", 8);

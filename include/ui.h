@@ -1,0 +1,89 @@
+/*
+ * The web console (admin_ui): its files, compiled in (contrib/embed.sh from
+ * ui/), and its sessions, in the shared segment so that any worker's admin
+ * threads can check them.
+ *
+ * A session is 32 random bytes, base64url in the cookie UI_COOKIE; the
+ * table keeps only their SHA-256.  Its CSRF token is derived from it (an
+ * HMAC under the table's secret, drawn when the segment is made): nothing
+ * more to keep, and a page that lost it gets it again from the session.
+ * A session ends idle_ms after its last request, UI_SESSION_MAX_MS after
+ * it began, or at logout; when all UI_SESSIONS are in use, a new one
+ * takes the place of the one idle longest.
+ *
+ * Slots change by compare-and-swap of their state word only: a writer
+ * claims a slot (UI_ST_WRITING and its pid), fills it, then publishes it
+ * (UI_ST_LIVE and a generation); a slot whose writer died is claimed
+ * again.  Readers check the state before and after they read.
+ */
+#ifndef KEYGATE_UI_H
+#define KEYGATE_UI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UI_COOKIE		"keygate_session"
+#define UI_SESSIONS		64
+#define UI_SESSION_MAX_MS	(12 * 3600 * 1000LL)	/* whatever the use */
+#define UI_ID_LEN		32	/* random bytes */
+#define UI_TOKEN_LEN		43	/* base64url of 32 bytes, unpadded */
+
+/* A file of the console. */
+struct ui_asset {
+	const char	*ua_name;	/* "index.html" */
+	const char	*ua_type;	/* Content-Type */
+	const char	*ua_etag;	/* quoted */
+	const char	*ua_data;
+	size_t		 ua_len;
+};
+
+extern const struct ui_asset	 ui_assets[];
+
+/* The file served at path (after "/ui/"; "" is index.html), or NULL. */
+const struct ui_asset *ui_asset_find(const char *, size_t);
+
+/* Does the If-None-Match value (len bytes) name etag? */
+int	 ui_etag_match(const char *, size_t, const char *);
+
+struct ui_session {
+	uint64_t	 us_state;	/* UI_ST_* | pid or generation << 32 */
+#define UI_ST_FREE	0
+#define UI_ST_WRITING	1
+#define UI_ST_LIVE	2
+	uint8_t		 us_digest[32];	/* SHA-256 of the session id */
+	int64_t		 us_created;	/* ms, wall clock */
+	int64_t		 us_seen;	/* ms, the last request's */
+};
+
+/* Zeroed, with a fresh secret, by shm_create(). */
+struct ui_table {
+	uint8_t			 ut_secret[32];	/* CSRF tokens' HMAC key */
+	uint64_t		 ut_gen;
+	struct ui_session	 ut_s[UI_SESSIONS];
+};
+
+/*
+ * A new session at now (ms): its cookie value and CSRF token into the
+ * buffers (UI_TOKEN_LEN + 1 bytes each); 0, or -1 (no randomness).
+ */
+int	 ui_session_new(struct ui_table *, int64_t, int64_t, char *, char *);
+
+/*
+ * The session named in a Cookie header value (len bytes) at now, idle
+ * for less than idle_ms: its slot (its last use set to now, its state
+ * word into *st) and, if csrf is not NULL, its CSRF token (UI_TOKEN_LEN
+ * + 1 bytes); -1 if none.
+ */
+int	 ui_session_find(struct ui_table *, const char *, size_t, int64_t,
+	    int64_t, uint64_t *, char *);
+
+/* Does the X-CSRF-Token value (len bytes) match the token? Constant time. */
+int	 ui_csrf_ok(const char *, size_t, const char *);
+
+/* End the session in slot, if it is still the one found in state st. */
+void	 ui_session_end(struct ui_table *, int, uint64_t);
+
+/* Live sessions at now (for /v1/status and the tests). */
+int	 ui_session_count(struct ui_table *, int64_t, int64_t);
+
+#endif /* KEYGATE_UI_H */
