@@ -93,6 +93,8 @@ struct admin_env {
 	int64_t			 ae_ui_idle_ms;		/* a session lives idle */
 	int			 ae_ui_rotate_days;	/* the console's badges */
 	int			 ae_ui_unused_days;
+	const char		*ae_ui_scopes;		/* the routes' scopes, */
+							/* "a b", or NULL */
 };
 
 struct admin_request {

@@ -3454,18 +3454,28 @@ admin_ui_cookie(struct admin_ctx *c, const char *id)
 	    c->c_rq->aq_tls ? "; Secure" : "");
 }
 
-/* What the console's page needs of a session: its token and settings. */
+/*
+ * What the console's page needs of a session (csrf: its token; NULL: none):
+ * the token, the settings, the scopes the routes require.
+ */
 static int
-admin_ui_session_reply(struct admin_ctx *c, int status, const char *csrf)
+admin_ui_session_reply(struct admin_ctx *c, const char *csrf)
 {
 	const struct admin_env	*env = c->c_env;
+	json_t			*o;
 
-	return (admin_reply(c->c_rs, status, json_pack("{s:s, s:I, s:I, s:i, "
-	    "s:i, s:s}", "csrf_token", csrf, "idle_timeout_seconds",
+	if (csrf == NULL)
+		return (admin_reply(c->c_rs, 200, json_pack("{s:b}",
+		    "logged_in", 0)));
+	o = json_pack("{s:b, s:s, s:I, s:I, s:i, s:i, s:s, s:o}", "logged_in",
+	    1, "csrf_token", csrf, "idle_timeout_seconds",
 	    (json_int_t)(env->ae_ui_idle_ms / 1000), "max_age_seconds",
 	    (json_int_t)(UI_SESSION_MAX_MS / 1000), "rotate_days",
 	    env->ae_ui_rotate_days, "unused_days", env->ae_ui_unused_days,
-	    "version", env->ae_version != NULL ? env->ae_version : "")));
+	    "version", env->ae_version != NULL ? env->ae_version : "",
+	    "scopes", admin_scopes_json(env->ae_ui_scopes != NULL ?
+	    env->ae_ui_scopes : ""));
+	return (admin_reply(c->c_rs, 200, o));
 }
 
 /*
@@ -3514,7 +3524,7 @@ admin_ui_login(struct admin_ctx *c)
 		    "be made now; retry shortly"));
 	admin_ui_cookie(c, id);
 	log_info("admin: console login from %s", admin_client(c->c_rq));
-	rc = admin_ui_session_reply(c, 200, csrf);
+	rc = admin_ui_session_reply(c, csrf);
 	OPENSSL_cleanse(id, sizeof(id));
 	OPENSSL_cleanse(csrf, sizeof(csrf));
 	return (rc);
@@ -3582,14 +3592,9 @@ admin_ui(struct admin_ctx *c)
 		return;
 	}
 	slot = admin_session(c, &st, csrf);
-	if (want == HTTP_M_GET) {
-		if (slot == -1) {
-			admin_error(c, 401, "unauthorized", "no console "
-			    "session; log in with the admin token");
-			c->c_rs->as_challenge = ADMIN_CHALLENGE;
-		} else
-			(void)admin_ui_session_reply(c, 200, csrf);
-	} else if (slot == -1 || admin_csrf(c, csrf) == 0) {
+	if (want == HTTP_M_GET)		/* not an error: the page asks */
+		(void)admin_ui_session_reply(c, slot != -1 ? csrf : NULL);
+	else if (slot == -1 || admin_csrf(c, csrf) == 0) {
 		/* Logged out, or was already: the cookie goes either way. */
 		ui_session_end(c->c_env->ae_ui, slot, st);
 		admin_ui_cookie(c, NULL);

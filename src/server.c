@@ -256,6 +256,7 @@ struct worker {
 	struct adminq		*w_adminq;	/* admin threads; NULL: none */
 	struct auth_rate	 w_rate;	/* per request: ra_ip, ra_now */
 	struct jwtauth		*w_jwt;		/* NULL: no jwt_provider */
+	char			*w_ui_scopes;	/* the routes' scopes (admin.h) */
 	int			 w_accepting;
 	struct accesslog	*w_alog;
 	struct shm_worker	*w_stats;
@@ -312,6 +313,7 @@ static const char *const conn_admin_headers[5] = {
 };
 
 static void	 server_stop(struct worker *);
+static char	*server_scopes(const struct config *);
 static void	 server_listen_update(struct worker *);
 static void	 conn_admin_free(struct conn *);
 static void	 conn_decide(struct conn *, const struct route *, int);
@@ -2891,12 +2893,51 @@ server_keys_setup(struct worker *w)
 	ae->ae_ui_idle_ms = conf->c_admin_ui_idle;
 	ae->ae_ui_rotate_days = conf->c_admin_ui_rotate_days;
 	ae->ae_ui_unused_days = conf->c_admin_ui_unused_days;
+	if ((ae->ae_ui_scopes = w->w_ui_scopes = server_scopes(conf)) == NULL)
+		return (-1);
 	/* In a cluster, writes go to the master (cluster.h). */
 	if (w->w_env->se_nclfds > 0 && (ae->ae_cluster = cluster_client_new(
 	    w->w_env->se_clfds, w->w_env->se_nclfds)) == NULL)
 		return (-1);
 	secret_json_wipe();	/* admin bodies may hold secrets */
 	return (0);
+}
+
+/*
+ * The scopes the routes require, each once, space-separated (for the web
+ * console to offer when a key is made); NULL if out of memory.
+ */
+static char *
+server_scopes(const struct config *conf)
+{
+	const struct route	*r;
+	size_t			 i, len = 1, n;
+	char			*out, *p;
+	int			 j;
+
+	for (i = 0; i < conf->c_routes.rt_nroutes; i++)
+		for (r = &conf->c_routes.rt_routes[i], j = 0; j < r->r_nscopes;
+		    j++)
+			len += strlen(r->r_scopes[j]) + 1;
+	if ((out = calloc(1, len)) == NULL)
+		return (NULL);
+	for (i = 0; i < conf->c_routes.rt_nroutes; i++)
+		for (r = &conf->c_routes.rt_routes[i], j = 0; j < r->r_nscopes;
+		    j++) {
+			n = strlen(r->r_scopes[j]);
+			/* Already there: a whole word of out. */
+			for (p = strstr(out, r->r_scopes[j]); p != NULL;
+			    p = strstr(p + 1, r->r_scopes[j]))
+				if ((p == out || p[-1] == ' ') &&
+				    (p[n] == ' ' || p[n] == '\0'))
+					break;
+			if (p != NULL)
+				continue;
+			if (out[0] != '\0')
+				strcat(out, " ");
+			strcat(out, r->r_scopes[j]);
+		}
+	return (out);
 }
 
 /* Create the loop, timers, signals and listeners. */
@@ -3011,6 +3052,8 @@ server_teardown(struct worker *w)
 	w->w_proxy = NULL;
 	jwtauth_free(w->w_jwt);		/* wipes the cached identities */
 	w->w_jwt = NULL;
+	free(w->w_ui_scopes);
+	w->w_ui_scopes = NULL;
 	if (w->w_journal.j_dir != NULL) {
 		journal_sync_stats(&w->w_journal, &lines, &syncs);
 		if (lines > 0)

@@ -25,7 +25,8 @@ DEMO_ONLY = {"build-essential", "autoconf", "automake", "pkg-config",
              "libcurl4-openssl-dev", "libyaml-dev", "libhiredis-dev", "curl",
              "python3-jwt", "python3-cryptography"}
 TEST_ADDS = {"libcmocka-dev", "python3", "clang", "libclang-rt-dev",
-             "systemd", "procps", "openssl", "prometheus", "redis-server"}
+             "systemd", "procps", "openssl", "prometheus", "redis-server",
+             "chromium", "chromium-driver", "python3-selenium"}
 LOCK = "-o DPkg::Lock::Timeout=600"
 
 STUBS = {

@@ -25,7 +25,11 @@ FILES = (("/ui/", "text/html; charset=utf-8"),
 
 
 def daemon(**settings):
-    return kg.start(kg.config("route GET ^/echo(/|$) auth=api-key "
+    return kg.start(kg.config("route GET ^/echo/r auth=api-key "
+                              "scope=reports:read upstream=echo",
+                              "route GET ^/echo/b auth=api-key "
+                              "scope=billing,reports:read upstream=echo",
+                              "route GET ^/echo(/|$) auth=api-key "
                               "upstream=echo", "route * .* auth=deny",
                               admin="{port2}", **settings), nports=2)
 
@@ -117,8 +121,12 @@ def test_session():
     j = r.json()
     kg.eq((j["idle_timeout_seconds"], j["rotate_days"], j["unused_days"]),
           (1800, 90, 30), "login: the console's settings")
-    kg.eq(ui(d, "GET", "/ui/api/session", cookie=cookie).json()["csrf_token"],
-          csrf, "the session's CSRF token, asked again")
+    j = ui(d, "GET", "/ui/api/session", cookie=cookie).json()
+    kg.eq((j["logged_in"], j["csrf_token"], j["scopes"]),
+          (True, csrf, ["reports:read", "billing"]),
+          "the session asked again: its CSRF token, the routes' scopes")
+    kg.eq(ui(d, "GET", "/ui/api/session").json(), {"logged_in": False},
+          "GET /ui/api/session without a session")
     r = ui(d, "GET", "/v1/keys", cookie=cookie)
     kg.eq(r.status, 200, "GET /v1/keys with the session")
     r = ui(d, "POST", "/v1/keys", {"owner": "ui"}, cookie=cookie)
@@ -149,8 +157,8 @@ def test_session():
           "SameSite=Strict; Max-Age=0", "logout's Set-Cookie")
     r = ui(d, "GET", "/v1/keys", cookie=cookie)
     kg.check_refusal(r, 401, "unauthorized", "the session after a logout")
-    kg.eq(ui(d, "GET", "/ui/api/session", cookie=cookie).status, 401,
-          "GET /ui/api/session after a logout")
+    kg.eq(ui(d, "GET", "/ui/api/session", cookie=cookie).json(),
+          {"logged_in": False}, "GET /ui/api/session after a logout")
     kg.eq(kg.admin(d, "GET", "/v1/keys").status, 200, "the bearer token")
     # Nothing of a session in the logs.
     logs = d.errlog_text() + json.dumps(d.access_lines())

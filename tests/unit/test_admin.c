@@ -2457,6 +2457,7 @@ test_ui(void **state)
 	f->env.ae_ui_idle_ms = 60000;
 	f->env.ae_ui_rotate_days = 90;
 	f->env.ae_ui_unused_days = 30;
+	f->env.ae_ui_scopes = "read write";
 	f->auth = NULL;
 	/* Files: no token needed. */
 	rs = ui_get(f, "/ui/");
@@ -2504,8 +2505,10 @@ test_ui(void **state)
 	req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"wrong\"}");
 	expect_error(f, 401, "unauthorized", NULL);
 	assert_string_equal(f->rs.as_cookie, "");
-	req(f, HTTP_M_GET, "/ui/api/session", NULL);
-	expect_error(f, 401, "unauthorized", NULL);
+	o = req(f, HTTP_M_GET, "/ui/api/session", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_true(json_is_false(json_object_get(o, "logged_in")));
+	assert_null(json_object_get(o, "csrf_token"));
 	o = req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"" T_TOKEN "\"}");
 	assert_int_equal(f->rs.as_status, 200);
 	assert_int_equal(strlen(str(o, "csrf_token")), UI_TOKEN_LEN);
@@ -2528,7 +2531,9 @@ test_ui(void **state)
 	f->cookie = cookie;
 	o = req(f, HTTP_M_GET, "/ui/api/session", NULL);
 	assert_int_equal(f->rs.as_status, 200);
+	assert_true(json_is_true(json_object_get(o, "logged_in")));
 	assert_string_equal(str(o, "csrf_token"), csrf);
+	assert_int_equal(json_array_size(json_object_get(o, "scopes")), 2);
 	req(f, HTTP_M_GET, "/v1/keys", NULL);
 	assert_int_equal(f->rs.as_status, 200);
 	req(f, HTTP_M_POST, "/v1/keys", "{\"owner\":\"ui\"}");
