@@ -177,11 +177,16 @@ ui_session_new(struct ui_table *t, int64_t now, int64_t idle_ms,
 	return (0);
 }
 
-/* The value of cookie name in a Cookie header value (RFC 6265 5.4). */
+/*
+ * The next value of cookie name in a Cookie header value (RFC 6265 5.4)
+ * from *pos on, or NULL: a browser may send several of one name (their
+ * paths differ), and any of them may be the live one.
+ */
 static const char *
-ui_cookie(const char *v, size_t len, const char *name, size_t *vlen)
+ui_cookie(const char *v, size_t len, size_t *pos, const char *name,
+    size_t *vlen)
 {
-	size_t	 nlen = strlen(name), i = 0, s;
+	size_t	 nlen = strlen(name), i = *pos, s;
 
 	while (i < len) {
 		while (i < len && (v[i] == ' ' || v[i] == ';'))
@@ -191,31 +196,26 @@ ui_cookie(const char *v, size_t len, const char *name, size_t *vlen)
 			i++;
 		if (i - s > nlen && memcmp(v + s, name, nlen) == 0 &&
 		    v[s + nlen] == '=') {
+			*pos = i;
 			*vlen = i - s - nlen - 1;
 			return (v + s + nlen + 1);
 		}
 	}
+	*pos = len;
 	return (NULL);
 }
 
-int
-ui_session_find(struct ui_table *t, const char *hdr, size_t len,
-    int64_t now, int64_t idle_ms, uint64_t *st, char *csrf)
+/* The slot of the live session whose id is val (UI_TOKEN_LEN), or -1. */
+static int
+ui_session_lookup(struct ui_table *t, const char *val, int64_t now,
+    int64_t idle_ms, uint64_t *st)
 {
 	struct ui_session	*s;
-	const char		*id;
-	char			 val[UI_TOKEN_LEN + 1];
 	uint8_t			 d[32];
 	uint64_t		 w;
 	int64_t			 created, seen;
-	size_t			 vlen;
 	int			 i, ok, found = -1;
 
-	if (t == NULL || hdr == NULL || (id = ui_cookie(hdr, len, UI_COOKIE,
-	    &vlen)) == NULL || vlen != UI_TOKEN_LEN)
-		return (-1);
-	memcpy(val, id, UI_TOKEN_LEN);
-	val[UI_TOKEN_LEN] = '\0';
 	SHA256((const unsigned char *)val, UI_TOKEN_LEN, d);
 	for (i = 0; i < UI_SESSIONS && found == -1; i++) {
 		s = &t->ut_s[i];
@@ -236,14 +236,38 @@ ui_session_find(struct ui_table *t, const char *hdr, size_t len,
 		}
 		if (now > seen)
 			__atomic_store_n(&s->us_seen, now, __ATOMIC_RELAXED);
-		if (st != NULL)
-			*st = w;
+		*st = w;
 		found = i;
 	}
+	OPENSSL_cleanse(d, sizeof(d));
+	return (found);
+}
+
+int
+ui_session_find(struct ui_table *t, const char *hdr, size_t len,
+    int64_t now, int64_t idle_ms, uint64_t *st, char *csrf)
+{
+	const char	*id;
+	char		 val[UI_TOKEN_LEN + 1];
+	uint64_t	 w = 0;
+	size_t		 vlen, pos = 0;
+	int		 found = -1;
+
+	if (t == NULL || hdr == NULL)
+		return (-1);
+	while (found == -1 && (id = ui_cookie(hdr, len, &pos, UI_COOKIE,
+	    &vlen)) != NULL) {
+		if (vlen != UI_TOKEN_LEN)
+			continue;
+		memcpy(val, id, UI_TOKEN_LEN);
+		val[UI_TOKEN_LEN] = '\0';
+		found = ui_session_lookup(t, val, now, idle_ms, &w);
+	}
+	if (found != -1 && st != NULL)
+		*st = w;
 	if (found != -1 && csrf != NULL)
 		ui_csrf(t, val, csrf);
 	OPENSSL_cleanse(val, sizeof(val));
-	OPENSSL_cleanse(d, sizeof(d));
 	return (found);
 }
 

@@ -71,6 +71,11 @@ test_sessions(void **state)
 	assert_false(ui_csrf_ok(csrf, UI_TOKEN_LEN - 1, got));
 	assert_false(ui_csrf_ok(csrf2, UI_TOKEN_LEN, got));
 	assert_false(ui_csrf_ok(NULL, 0, got));
+	/* Any of several cookies of the name (found by fuzz_ui). */
+	snprintf(c, sizeof(c), "%s=; %s=x; %s=%s", UI_COOKIE, UI_COOKIE,
+	    UI_COOKIE, id);
+	assert_int_equal(ui_session_find(t, c, strlen(c), T0 + 1, IDLE, NULL,
+	    NULL), s);
 	/* Not a cookie of ours, or a wrong or cut one. */
 	snprintf(c, sizeof(c), "x%s=%s", UI_COOKIE, id);
 	assert_int_equal(ui_session_find(t, c, strlen(c), T0, IDLE, NULL,
