@@ -45,6 +45,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #define ADMIN_MAX_BODY		(64 * 1024)
 #define ADMIN_LOCK_TIMEOUT	5000	/* ms to wait for the key store lock */
 #define ADMIN_LIST_DEFAULT	100
@@ -95,6 +97,9 @@ struct admin_env {
 	int			 ae_ui_unused_days;
 	const char		*ae_ui_scopes;		/* the routes' scopes, */
 							/* "a b", or NULL */
+	const json_t		*ae_gateway;		/* the configuration */
+							/* GET /v1/gateway shows */
+							/* (server.c), NULL: 503 */
 };
 
 struct admin_request {

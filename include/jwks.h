@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "jwk.h"
 #include "jwt.h"
@@ -65,6 +66,35 @@ struct jwks_slot {
 	int64_t		 js_refetch_last;	/* CLOCK_MONOTONIC ms, 0: never */
 	struct jwk_set	 js_set;
 } __attribute__((aligned(64)));
+
+/*
+ * A slot's figures read under its seqlock (metrics, /v1/gateway): its
+ * name (namelen bytes with the NUL), state, last good set (unix s) and
+ * key count; 0, or -1 if unused or never steady.
+ */
+static inline int
+jwks_slot_peek(const struct jwks_slot *js, char *name, size_t namelen,
+    uint32_t *state, int64_t *updated, uint32_t *nkeys)
+{
+	uint32_t	 s1, s2;
+	int		 tries;
+
+	for (tries = 0; tries < 1000; tries++) {
+		s1 = __atomic_load_n(&js->js_seq, __ATOMIC_ACQUIRE);
+		if (!__atomic_load_n(&js->js_used, __ATOMIC_RELAXED))
+			return (-1);
+		memcpy(name, js->js_name, namelen - 1);
+		name[namelen - 1] = '\0';
+		*state = js->js_state;
+		*updated = js->js_updated;
+		*nkeys = js->js_set.s_nkeys;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		s2 = __atomic_load_n(&js->js_seq, __ATOMIC_RELAXED);
+		if ((s1 & 1) == 0 && s1 == s2)
+			return (0);
+	}
+	return (-1);
+}
 
 struct shm_header;
 struct event_base;

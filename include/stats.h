@@ -187,6 +187,17 @@ struct stats_sample {
 };
 #define STATS_SAMPLES		61
 
+/*
+ * The master's sample once a minute, for the last hour's refusals in
+ * /v1/status: a ring of STATS_HOUR_SAMPLES, so the oldest is an hour old.
+ */
+struct stats_hour_sample {
+	int64_t		 sh_time;	/* unix s; 0: not taken yet */
+	uint64_t	 sh_refused[STATS_NREASONS];	/* by reason, any scheme */
+	uint64_t	 sh_limited;	/* refused by a rate limit (429) */
+};
+#define STATS_HOUR_SAMPLES	61
+
 /* Written by the master only. */
 struct stats_master {
 	uint32_t	 sm_seq;		/* seqlock: folds and every */
@@ -208,6 +219,9 @@ struct stats_master {
 	uint32_t	 sm_nsample;		/* next entry of sm_samples */
 	struct stats_proc sm_proc[2];		/* STATS_PROC_* */
 	struct stats_sample sm_samples[STATS_SAMPLES];
+	uint32_t	 sm_nhour;		/* next entry of sm_hour */
+	uint32_t	 sm_pad2;
+	struct stats_hour_sample sm_hour[STATS_HOUR_SAMPLES];
 	/*
 	 * Outside sm_seq: each byte stored whole by the master's health
 	 * checker (health.c): STATS_HEALTH_* of the upstream server with
@@ -284,6 +298,9 @@ struct stats_total {
 	 */
 	int64_t		 st_minute_s;
 	struct stats_sample st_minute;
+	/* The last hour, the same way from the minutes' ring (st_hour_s). */
+	int64_t		 st_hour_s;
+	struct stats_hour_sample st_hour;
 };
 
 /*

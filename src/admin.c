@@ -32,6 +32,7 @@
 #include "http.h"
 #include "idem.h"
 #include "journal.h"
+#include "jwks.h"
 #include "jwtauth.h"
 #include "keystore.h"
 #include "log.h"
@@ -68,7 +69,8 @@ enum admin_ep {
 	EP_USAGE,
 	EP_VERIFY,
 	EP_METRICS,
-	EP_CLUSTER
+	EP_CLUSTER,
+	EP_GATEWAY
 };
 
 /* Methods each endpoint answers, as bits and as an Allow header. */
@@ -88,6 +90,7 @@ static const struct {
 	[EP_VERIFY] =		{ HTTP_M_POST, "POST" },
 	[EP_METRICS] =		{ HTTP_M_GET, "GET" },
 	[EP_CLUSTER] =		{ HTTP_M_GET, "GET" },
+	[EP_GATEWAY] =		{ HTTP_M_GET, "GET" },
 };
 
 /* One request being answered. */
@@ -3038,6 +3041,30 @@ admin_minute_json(const struct stats_total *t)
 }
 
 /*
+ * last_hour of /v1/status: refusals by reason and 429s, NULL if out of
+ * memory.
+ */
+static json_t *
+admin_hour_json(const struct stats_total *t)
+{
+	json_t	*by;
+	int	 i;
+
+	if ((by = json_object()) == NULL)
+		return (NULL);
+	for (i = 0; i < STATS_NREASONS; i++)
+		if (json_object_set_new(by, stats_reason_name[i],
+		    json_integer(admin_count(t->st_hour.sh_refused[i]))) ==
+		    -1) {
+			json_decref(by);
+			return (NULL);
+		}
+	return (json_pack("{s:I, s:o, s:I}", "seconds",
+	    (json_int_t)t->st_hour_s, "refused", by, "rate_limited",
+	    admin_count(t->st_hour.sh_limited)));
+}
+
+/*
  * One upstream server (id) of the sum: its names (copied and cut at the
  * first byte that is not UTF-8, since jansson refuses such a string and a
  * worker could have scribbled on them), state, last minute and totals.
@@ -3113,7 +3140,7 @@ admin_status_json(struct admin_ctx *c, const struct stats_total *t,
 
 	util_rfc3339_ms(started, sizeof(started), t->st_started * 1000);
 	return (json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I}, s:{s:I, s:I}, "
-	    "s:{s:I, s:I, s:I, s:I}, s:o, s:{s:I, s:I, s:s?}, s:o}",
+	    "s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:{s:I, s:I, s:s?}, s:o}",
 	    "version", v != NULL ? v : PACKAGE_VERSION,
 	    "started_at", started,
 	    "uptime_seconds", (json_int_t)(up > 0 ? up : 0),
@@ -3130,12 +3157,71 @@ admin_status_json(struct admin_ctx *c, const struct stats_total *t,
 	    "idle", admin_count(t->st_conn[STATS_CONN_IDLE]),
 	    "accepted", admin_count(t->st_accepted),
 	    "last_minute", admin_minute_json(t),
+	    "last_hour", admin_hour_json(t),
 	    "reloads",
 	    "succeeded", admin_count(t->st_reloads[1]),
 	    "failed", admin_count(t->st_reloads[0]),
 	    "last_success_at", t->st_reload_ok_at != 0 ?
 	    admin_time(reload, t->st_reload_ok_at * 1000) : NULL,
 	    "upstreams", admin_upstreams_json(c->c_env->ae_stats, t)));
+}
+
+/*
+ * GET /v1/gateway: the configuration's routes, upstreams and JWT providers
+ * (server.c made them), with what changes: each checked server's health
+ * (the master's checker), each provider's key set (its JWKS slot).
+ */
+static int
+admin_gateway(struct admin_ctx *c)
+{
+	static const char *const health[] = { "unchecked", "up", "down" };
+	const struct admin_env	*env = c->c_env;
+	const struct stats_region *sr = env->ae_stats;
+	json_t			*o, *u, *v, *p;
+	char			 name[JWT_NAME_MAX + 1], at[32];
+	uint32_t		 state, nkeys;
+	int64_t			 updated, now = c->c_rq->aq_now / 1000;
+	size_t			 i, k;
+	uint8_t			 h;
+	int			 j;
+
+	if (env->ae_gateway == NULL || (o = json_deep_copy(env->ae_gateway)) ==
+	    NULL)
+		return (admin_error(c, 503, "status_unavailable", "this server "
+		    "keeps no description of its configuration"));
+	json_array_foreach(json_object_get(o, "upstreams"), i, u)
+		json_array_foreach(json_object_get(u, "servers"), k, v) {
+			j = (int)json_integer_value(json_object_get(v, "_stat"));
+			h = sr != NULL && j >= 0 && j < STATS_UPSTREAMS ?
+			    __atomic_load_n(&sr->sr_master.sm_health[j],
+			    __ATOMIC_RELAXED) : STATS_HEALTH_NONE;
+			json_object_del(v, "_stat");
+			json_object_set_new(v, "health", json_string(
+			    health[h <= STATS_HEALTH_DOWN ? h : 0]));
+		}
+	json_array_foreach(json_object_get(o, "jwt_providers"), i, p) {
+		state = JWKS_NONE;
+		nkeys = 0;
+		updated = 0;
+		for (j = 0; env->ae_jwks != NULL && j < JWT_MAX_PROVIDERS; j++)
+			if (jwks_slot_peek(&env->ae_jwks[j], name, sizeof(name),
+			    &state, &updated, &nkeys) == 0 && strcmp(name,
+			    json_string_value(json_object_get(p, "name"))) == 0)
+				break;
+		if (env->ae_jwks == NULL || j == JWT_MAX_PROVIDERS) {
+			state = JWKS_NONE;
+			nkeys = 0;
+			updated = 0;
+		}
+		json_object_set_new(p, "keys", json_integer(nkeys));
+		json_object_set_new(p, "up", json_boolean(state == JWKS_OK));
+		json_object_set_new(p, "updated_at", updated != 0 ?
+		    json_string(admin_time(at, updated * 1000)) : json_null());
+		json_object_set_new(p, "age_seconds", updated != 0 ?
+		    json_integer(now > updated ? now - updated : 0) :
+		    json_null());
+	}
+	return (admin_reply(c->c_rs, 200, o));
 }
 
 /*
@@ -3235,6 +3321,7 @@ admin_route(struct admin_ctx *c, const char *path, size_t len)
 		{ "/v1/verify", EP_VERIFY },
 		{ "/metrics", EP_METRICS },
 		{ "/v1/cluster", EP_CLUSTER },
+		{ "/v1/gateway", EP_GATEWAY },
 	};
 	const char	*id, *slash;
 	size_t		 i, idlen, rest;
@@ -3784,6 +3871,9 @@ admin_dispatch_once(struct admin_ctx *c)
 		break;
 	case EP_CLUSTER:
 		admin_cluster(c);
+		break;
+	case EP_GATEWAY:
+		admin_gateway(c);
 		break;
 	}
 }

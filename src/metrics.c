@@ -431,31 +431,6 @@ metrics_daemon(struct mbuf *b, const struct metrics_src *src,
 	mb_printf(b, "\"} 1\n");
 }
 
-/* A JWKS slot's figures, read under its seqlock. */
-static int
-metrics_jwks_read(const struct jwks_slot *js, char *name, size_t namelen,
-    uint32_t *state, int64_t *updated, uint32_t *nkeys)
-{
-	uint32_t	 s1, s2;
-	int		 tries;
-
-	for (tries = 0; tries < 1000; tries++) {
-		s1 = __atomic_load_n(&js->js_seq, __ATOMIC_ACQUIRE);
-		if (!__atomic_load_n(&js->js_used, __ATOMIC_RELAXED))
-			return (-1);
-		memcpy(name, js->js_name, namelen - 1);
-		name[namelen - 1] = '\0';
-		*state = js->js_state;
-		*updated = js->js_updated;
-		*nkeys = js->js_set.s_nkeys;
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		s2 = __atomic_load_n(&js->js_seq, __ATOMIC_RELAXED);
-		if ((s1 & 1) == 0 && s1 == s2)
-			return (0);
-	}
-	return (-1);
-}
-
 static void
 metrics_jwks(struct mbuf *b, const struct jwks_slot *slots)
 {
@@ -476,7 +451,7 @@ metrics_jwks(struct mbuf *b, const struct jwks_slot *slots)
 	for (f = 0; f < 3; f++) {
 		mb_family(b, fam[f][0], fam[f][1], fam[f][2]);
 		for (i = 0; slots != NULL && i < JWT_MAX_PROVIDERS; i++) {
-			if (metrics_jwks_read(&slots[i], name, sizeof(name),
+			if (jwks_slot_peek(&slots[i], name, sizeof(name),
 			    &state, &updated, &nkeys) == -1)
 				continue;
 			mb_head(b, fam[f][0], "provider", name);

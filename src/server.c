@@ -64,6 +64,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -79,6 +80,7 @@
 #include "io.h"
 #include "journal.h"
 #include "jwks.h"
+#include "jwt.h"
 #include "lease.h"
 #include "jwtauth.h"
 #include "keystore.h"
@@ -257,6 +259,7 @@ struct worker {
 	struct auth_rate	 w_rate;	/* per request: ra_ip, ra_now */
 	struct jwtauth		*w_jwt;		/* NULL: no jwt_provider */
 	char			*w_ui_scopes;	/* the routes' scopes (admin.h) */
+	json_t			*w_gateway;	/* GET /v1/gateway's (admin.h) */
 	int			 w_accepting;
 	struct accesslog	*w_alog;
 	struct shm_worker	*w_stats;
@@ -314,6 +317,7 @@ static const char *const conn_admin_headers[5] = {
 
 static void	 server_stop(struct worker *);
 static char	*server_scopes(const struct config *);
+static json_t	*server_gateway_json(const struct config *);
 static void	 server_listen_update(struct worker *);
 static void	 conn_admin_free(struct conn *);
 static void	 conn_decide(struct conn *, const struct route *, int);
@@ -2893,7 +2897,8 @@ server_keys_setup(struct worker *w)
 	ae->ae_ui_idle_ms = conf->c_admin_ui_idle;
 	ae->ae_ui_rotate_days = conf->c_admin_ui_rotate_days;
 	ae->ae_ui_unused_days = conf->c_admin_ui_unused_days;
-	if ((ae->ae_ui_scopes = w->w_ui_scopes = server_scopes(conf)) == NULL)
+	if ((ae->ae_ui_scopes = w->w_ui_scopes = server_scopes(conf)) == NULL ||
+	    (ae->ae_gateway = w->w_gateway = server_gateway_json(conf)) == NULL)
 		return (-1);
 	/* In a cluster, writes go to the master (cluster.h). */
 	if (w->w_env->se_nclfds > 0 && (ae->ae_cluster = cluster_client_new(
@@ -2901,6 +2906,91 @@ server_keys_setup(struct worker *w)
 		return (-1);
 	secret_json_wipe();	/* admin bodies may hold secrets */
 	return (0);
+}
+
+/*
+ * What GET /v1/gateway shows of the configuration (admin.c adds what
+ * changes: health, key sets): routes, upstreams and their servers (each
+ * with its metrics id as "_stat"), JWT providers.  NULL if out of memory.
+ */
+static json_t *
+server_gateway_json(const struct config *conf)
+{
+	static const char *const methods[] = { "GET", "HEAD", "POST", "PUT",
+	    "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT" };
+	const struct route	*r;
+	const struct upstream	*u;
+	const struct jwt_provider *jp;
+	json_t			*o, *routes, *ups, *jwts, *a, *m, *sc, *sv;
+	size_t			 i, k;
+	int			 j;
+
+	routes = json_array();
+	ups = json_array();
+	jwts = json_array();
+	o = json_pack("{s:o, s:o, s:o}", "routes", routes, "upstreams", ups,
+	    "jwt_providers", jwts);
+	if (o == NULL)
+		return (NULL);
+	for (i = 0; i < conf->c_routes.rt_nroutes; i++) {
+		r = &conf->c_routes.rt_routes[i];
+		m = json_array();
+		for (k = 0; k < nitems(methods); k++)
+			if (r->r_methods & (1 << k))
+				json_array_append_new(m, json_string(methods[k]));
+		if ((r->r_methods & HTTP_M_ANY) == HTTP_M_ANY) {
+			json_array_clear(m);
+			json_array_append_new(m, json_string("*"));
+		}
+		a = json_array();
+		for (j = 0; j < r->r_nauth; j++)
+			json_array_append_new(a, r->r_auth[j] == ROUTE_AUTH_JWT &&
+			    r->r_jwt[j] >= 0 && (size_t)r->r_jwt[j] <
+			    conf->c_njwt ? json_sprintf("jwt:%s",
+			    conf->c_jwt[r->r_jwt[j]].jp_name) :
+			    json_string(route_auth_name(r->r_auth[j])));
+		sc = json_array();
+		for (j = 0; j < r->r_nscopes; j++)
+			json_array_append_new(sc, json_string(r->r_scopes[j]));
+		json_array_append_new(routes, json_pack("{s:s, s:o, s:s, s:o, "
+		    "s:o, s:o, s:s?}", "name", r->r_name, "methods", m,
+		    "pattern", r->r_pattern, "auth", a, "scopes", sc,
+		    "rate_limit", r->r_rate_off ? json_string("off") :
+		    json_pack("{s:o, s:o, s:o}",
+		    "per_1s", r->r_rate[0] ? json_integer(r->r_rate[0]) :
+		    json_null(),
+		    "per_10s", r->r_rate[1] ? json_integer(r->r_rate[1]) :
+		    json_null(),
+		    "per_60s", r->r_rate[2] ? json_integer(r->r_rate[2]) :
+		    json_null()),
+		    "upstream", r->r_upstream != NULL ?
+		    r->r_upstream->u_name : NULL));
+	}
+	for (i = 0; i < conf->c_nupstreams; i++) {
+		u = &conf->c_upstreams[i];
+		sv = json_array();
+		for (j = 0; u->u_type == UPSTREAM_HTTP && j < u->u_nservers; j++)
+			json_array_append_new(sv, json_pack("{s:s, s:s, s:i, "
+			    "s:I}", "url", u->u_servers[j].us_url, "server",
+			    u->u_servers[j].us_server, "weight",
+			    u->u_servers[j].us_weight, "_stat",
+			    (json_int_t)u->u_servers[j].us_stat_id));
+		json_array_append_new(ups, json_pack("{s:s, s:s, s:o, s:s?}",
+		    "name", u->u_name, "type", u->u_type == UPSTREAM_ECHO ?
+		    "echo" : "http", "servers", sv, "health_check",
+		    u->u_health));
+	}
+	for (i = 0; i < conf->c_njwt; i++) {
+		jp = &conf->c_jwt[i];
+		a = json_array();
+		for (j = 0; j < jp->jp_nissuers; j++)
+			json_array_append_new(a, json_string(jp->jp_issuers[j]));
+		json_array_append_new(jwts, json_pack("{s:s, s:o, s:s}", "name",
+		    jp->jp_name, "issuers", a, "jwks", jp->jp_jwks_url != NULL ?
+		    jp->jp_jwks_url : jp->jp_jwks_path != NULL ?
+		    jp->jp_jwks_path : "discovery"));
+	}
+	return (o);
 }
 
 /*
@@ -3054,6 +3144,8 @@ server_teardown(struct worker *w)
 	w->w_jwt = NULL;
 	free(w->w_ui_scopes);
 	w->w_ui_scopes = NULL;
+	json_decref(w->w_gateway);
+	w->w_gateway = NULL;
 	if (w->w_journal.j_dir != NULL) {
 		journal_sync_stats(&w->w_journal, &lines, &syncs);
 		if (lines > 0)

@@ -399,6 +399,40 @@ stats_minute(const struct stats_master *m, struct stats_total *t)
 #undef STATS_DIFF
 }
 
+/*
+ * The last hour from the minutes' ring: newest minus the oldest sample at
+ * most 3600 s older.
+ */
+static void
+stats_hour(const struct stats_master *m, struct stats_total *t)
+{
+	const struct stats_hour_sample	*new, *old = NULL, *sh;
+	uint32_t			 pos = m->sm_nhour % STATS_HOUR_SAMPLES;
+	int				 i;
+
+	new = &m->sm_hour[(pos + STATS_HOUR_SAMPLES - 1) % STATS_HOUR_SAMPLES];
+	if (new->sh_time == 0)
+		return;
+	for (i = 0; i < STATS_HOUR_SAMPLES; i++) {
+		sh = &m->sm_hour[(pos + (uint32_t)i) % STATS_HOUR_SAMPLES];
+		if (sh->sh_time != 0 && sh->sh_time < new->sh_time &&
+		    new->sh_time - sh->sh_time <= 3600) {
+			old = sh;
+			break;
+		}
+	}
+	if (old == NULL)
+		return;
+	t->st_hour_s = new->sh_time - old->sh_time;
+	t->st_hour.sh_time = new->sh_time;
+	for (i = 0; i < STATS_NREASONS; i++)
+		t->st_hour.sh_refused[i] = new->sh_refused[i] >=
+		    old->sh_refused[i] ? new->sh_refused[i] -
+		    old->sh_refused[i] : 0;
+	t->st_hour.sh_limited = new->sh_limited >= old->sh_limited ?
+	    new->sh_limited - old->sh_limited : 0;
+}
+
 /* One attempt at a sum; the master's fields copied as they are. */
 static void
 stats_sum_once(const struct stats_region *r, struct stats_total *t)
@@ -425,6 +459,7 @@ stats_sum_once(const struct stats_region *r, struct stats_total *t)
 	t->st_workers_conf = m->sm_workers_conf;
 	memcpy(t->st_proc, m->sm_proc, sizeof(t->st_proc));
 	stats_minute(m, t);
+	stats_hour(m, t);
 }
 
 /*
@@ -498,6 +533,34 @@ stats_proc_set(struct stats_region *r, int which, const struct stats_proc *p)
 }
 
 /*
+ * Inside stats_sample()'s write: the minute's sample of t at now, if the
+ * minute changed since the last one (the first one at once).
+ */
+static void
+stats_hour_sample(struct stats_master *m, const struct stats_total *t,
+    int64_t now)
+{
+	struct stats_hour_sample	*sh, *last;
+	uint32_t			 pos = m->sm_nhour % STATS_HOUR_SAMPLES;
+	int				 j, k;
+
+	last = &m->sm_hour[(pos + STATS_HOUR_SAMPLES - 1) %
+	    STATS_HOUR_SAMPLES];
+	if (last->sh_time != 0 && last->sh_time / 60 == now / 60)
+		return;
+	sh = &m->sm_hour[pos];
+	memset(sh, 0, sizeof(*sh));
+	sh->sh_time = now;
+	for (j = 0; j < STATS_NSCHEMES; j++)
+		for (k = 0; k < STATS_NREASONS; k++)
+			sh->sh_refused[k] += t->st_auth[j][k];
+	for (j = 0; j < STATS_NSUBJECTS; j++)
+		for (k = 0; k < RL_WINDOWS; k++)
+			sh->sh_limited += t->st_rate[j][k];
+	m->sm_nhour = (pos + 1) % STATS_HOUR_SAMPLES;
+}
+
+/*
  * Master, once a second: the totals behind the last minute.  A second
  * sample in the same second replaces the first.
  */
@@ -542,5 +605,6 @@ stats_sample(struct stats_region *r, struct stats_total *t, int64_t now)
 	}
 	if (sa == &m->sm_samples[pos])
 		m->sm_nsample = (pos + 1) % STATS_SAMPLES;
+	stats_hour_sample(m, t, now);
 	stats_write_end(m);
 }

@@ -502,39 +502,90 @@
 
   /* --- gateway ---------------------------------------------------------- */
 
+  function table(heads, rows) {
+    return el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) =>
+        el("td", {}, typeof c === "string" || typeof c === "number" ? String(c) : c)))))));
+  }
+
+  function badge(cls, text) {
+    return el("span", { class: "badge " + cls, text });
+  }
+
+  function card(title, ...body) {
+    return el("section", { class: "card" }, el("h2", { text: title }), ...body);
+  }
+
+  /* Horizontal bars of named counts, as SVG. */
+  function hbars(pairs) {
+    const max = Math.max(1, ...pairs.map(([, v]) => v)), H = 22, W = 720, L = 180;
+    const s = svg("svg", { viewBox: "0 0 " + W + " " + pairs.length * H, role: "img",
+      "aria-label": pairs.map(([k, v]) => k + " " + v).join(", ") });
+    pairs.forEach(([k, v], i) => {
+      const t = svg("text", { class: "axis", x: L - 6, y: i * H + 15, "text-anchor": "end" });
+      t.textContent = k;
+      const r = svg("rect", { class: k === "rate limited (429)" ? "limited" : "refused",
+        x: L, y: i * H + 4, height: H - 8, width: Math.max((W - L - 60) * v / max, v > 0 ? 2 : 0) });
+      const n = svg("text", { class: "axis", x: L + (W - L - 60) * v / max + 6, y: i * H + 15 });
+      n.textContent = String(v);
+      s.append(t, r, n);
+    });
+    return el("div", { class: "chart" }, s);
+  }
+
   async function gatewayPage(view) {
     view.append(fromTemplate("t-gateway"));
     const body = $("[data-role=body]", view);
-    let st, cl;
+    let st, cl, gw;
     try {
-      [st, cl] = await Promise.all([api("GET", "/v1/status"), api("GET", "/v1/cluster")]);
+      [st, cl, gw] = await Promise.all([api("GET", "/v1/status"), api("GET", "/v1/cluster"),
+        api("GET", "/v1/gateway")]);
     } catch (e) {
       if (e.status !== 401) body.append(el("p", { class: "error", text: errorText(e) }));
       return;
     }
-    const lm = st.last_minute || {};
-    body.append(el("section", { class: "card" }, el("h2", { text: "This node" }),
+    const lm = st.last_minute, lh = st.last_hour;
+    body.append(card("This node",
       ...[["Version", st.version], ["Up since", fmtTime(st.started_at)],
-        ["Keys", st.keys ? st.keys.count + " of " + st.keys.max : "—"],
-        ["Requests, last minute", lm.requests !== undefined ? lm.requests : "—"]].map(([t, v]) =>
+        ["Workers", st.workers.running + " of " + st.workers.configured],
+        ["Keys", st.keys.count + " of " + st.keys.max],
+        ["Requests per second", lm.requests_per_second.toFixed(1)],
+        ["Connections open", st.connections.reading + st.connections.writing + st.connections.idle]].map(([t, v]) =>
         el("span", { class: "stat" }, el("b", { text: String(v) }), t))));
-    const ups = st.upstreams || [];
-    body.append(el("section", { class: "card" }, el("h2", { text: "Upstream servers" }),
-      ups.length === 0 ? el("p", { class: "muted", text: "None (the built-in echo upstream only)." }) :
-        el("div", { class: "table-wrap" }, el("table", {},
-          el("thead", {}, el("tr", {}, ...["Upstream", "Server", "State", "Requests", "Failures"].map((h) =>
-            el("th", { scope: "col", text: h })))),
-          el("tbody", {}, ...ups.map((u) => el("tr", {}, el("td", { text: u.name }),
-            el("td", { text: u.server }), el("td", {}, el("span", { class: "badge " +
-              (u.state === "up" ? "active" : u.state === "down" ? "disabled" : "expiring"), text: u.state })),
-            el("td", { text: String(u.requests) }), el("td", { text: String(u.failures) }))))))));
+    const minutes = Math.round(lh.seconds / 60);
+    const pairs = Object.entries(lh.refused).map(([k, v]) => [k, v]);
+    pairs.push(["rate limited (429)", lh.rate_limited]);
+    body.append(card("Refusals, last " + (lh.seconds ? (minutes >= 60 ? "hour" : minutes + " min") : "hour"),
+      lh.seconds ? hbars(pairs) : el("p", { class: "muted", text: "Counted from the first whole minute after start-up." })));
+    body.append(card("Routes", el("p", { class: "muted", text: "Tried in this order; the first match decides." }),
+      table(["Name", "Methods", "Pattern", "Auth", "Scopes", "Rate limit", "Upstream"],
+        gw.routes.map((r) => [r.name, r.methods.join(" "), el("code", { text: r.pattern }), r.auth.join(", "),
+          r.scopes.join(" ") || "—",
+          r.rate_limit === "off" ? "off" : ["per_1s", "per_10s", "per_60s"].filter((w) => r.rate_limit[w] !== null)
+            .map((w) => r.rate_limit[w] + "/" + w.slice(4)).join(" ") || "default",
+          r.upstream || "—"]))));
+    const states = new Map((st.upstreams || []).map((u) => [u.name + " " + u.server, u]));
+    body.append(card("Upstreams",
+      table(["Upstream", "Server", "Weight", "Health check", "Last minute", "Requests", "Failures"],
+        gw.upstreams.flatMap((u) => (u.type === "echo" ? [[u.name, "built-in echo", "—", "—", "—", "—", "—"]] :
+          u.servers.map((v) => {
+            const s2 = states.get(u.name + " " + v.server);
+            return [u.name, v.server, v.weight,
+              badge(v.health === "up" ? "active" : v.health === "down" ? "disabled" : "", v.health),
+              s2 ? s2.state : "—", s2 ? s2.requests : 0, s2 ? s2.failures : 0];
+          }))))));
+    body.append(card("JWT providers", gw.jwt_providers.length === 0 ?
+      el("p", { class: "muted", text: "None configured." }) :
+      table(["Provider", "Issuers", "Key set", "Keys", "State", "Fetched"],
+        gw.jwt_providers.map((p) => [p.name, p.issuers.join(" "), p.jwks, p.keys,
+          badge(p.up ? "active" : "disabled", p.up ? "up" : "down"),
+          p.updated_at ? ago(p.updated_at) : "never"]))));
     const nodes = cl && cl.enabled ? cl.nodes || [] : [];
-    body.append(el("section", { class: "card" }, el("h2", { text: "Cluster" }),
-      !cl || !cl.enabled ? el("p", { class: "muted", text: "Not in a cluster." }) :
-        el("div", { class: "table-wrap" }, el("table", {},
-          el("thead", {}, el("tr", {}, ...["Node", "State", "Lag (s)"].map((h) => el("th", { scope: "col", text: h })))),
-          el("tbody", {}, ...nodes.map((n) => el("tr", {}, el("td", { text: n.node + (n.self ? " (this one)" : "") }),
-            el("td", { text: n.state || "" }), el("td", { text: String(n.lag_seconds) }))))))));
+    body.append(card("Cluster", !cl || !cl.enabled ? el("p", { class: "muted", text: "Not in a cluster." }) :
+      table(["Node", "Host", "Version", "Last seen", "Lag (s)"], nodes.map((n) => [
+        n.node + (n.self ? " (this one)" : ""), n.host || "", n.version || "",
+        n.seen ? ago(new Date(n.seen).toISOString()) : "", n.lag_seconds === null ? "—" : n.lag_seconds]))));
   }
 
   /* --- API explorer ---------------------------------------------------- */

@@ -191,6 +191,10 @@ def run(d, p, origin):
     kg.eq(kg.admin(d, "GET", "/v1/keys/" + kid).status, 404,
           "the deleted key")
     kg.eq(gateway(d, new), 401, "the gateway with the deleted key")
+    # The gateway page: the routes, the refusals of the last hour.
+    p.click("#nav a[data-nav=gateway]")
+    p.text("#view", "^/echo/b")
+    p.text("#view", "Refusals, last")
     # The explorer: GET /v1/health.
     p.click("#nav a[data-nav=explorer]")
     op = p.find("#op-health")

@@ -243,6 +243,58 @@ def test_ui_off():
     kg.check_refusal(r, 401, "unauthorized", "a session, admin_ui off")
 
 
+def test_gateway():
+    """
+    GET /v1/gateway on a real daemon: the routes in order (methods, pattern,
+    auth, scopes, rate limit, upstream), the upstreams with their servers'
+    health from the master's checks (a closed port: down; no check:
+    unchecked), a JWT provider's key set read from its file; /v1/status's
+    last_hour.
+    """
+    port = kg.free_port()
+    jwks = os.path.join(os.environ.get("KEYGATE_SRCDIR", "."), "contrib",
+                        "demo", "jwks.json")
+    d = kg.start(kg.config(
+        "upstream api http://127.0.0.1:%d health=/hc "
+        "health_interval=200ms health_fails=1" % port,
+        "upstream plain http://127.0.0.1:%d" % port,
+        "jwt_provider demo issuer=https://idp.test audience=api jwks=%s" %
+        jwks,
+        "route GET,POST ^/api/ auth=api-key,jwt:demo scope=billing "
+        "rate=5/1s upstream=api",
+        "route * ^/open auth=anonymous rate=off upstream=plain",
+        "route * .* auth=deny", admin="{port2}"), nports=2)
+    def upstreams():
+        return {u["name"]: u for u in
+                kg.admin(d, "GET", "/v1/gateway").json()["upstreams"]}
+    kg.wait_for(lambda: upstreams()["api"]["servers"][0]["health"] ==
+                "down", 5.0, "the closed server checked down")
+    g = kg.admin(d, "GET", "/v1/gateway").json()
+    kg.eq([(r["methods"], r["pattern"], r["auth"], r["scopes"],
+            r["rate_limit"], r["upstream"]) for r in g["routes"]],
+          [(["GET", "POST"], "^/api/", ["api-key", "jwt:demo"], ["billing"],
+            {"per_1s": 5, "per_10s": None, "per_60s": None}, "api"),
+           (["*"], "^/open", ["anonymous"], [], "off", "plain"),
+           (["*"], ".*", ["deny"], [], {"per_1s": None, "per_10s": None,
+                                        "per_60s": None}, None)],
+          "the routes")
+    ups = {u["name"]: u for u in g["upstreams"]}
+    kg.eq((ups["api"]["health_check"], ups["plain"]["health_check"],
+           ups["echo"]["type"]), ("/hc", None, "echo"), "the upstreams")
+    kg.eq([(v["server"], v["health"]) for v in ups["plain"]["servers"]],
+          [("127.0.0.1:%d" % port, "unchecked")], "an unchecked server")
+    p = g["jwt_providers"][0]
+    kg.eq((p["name"], p["issuers"], p["jwks"], p["up"]),
+          ("demo", ["https://idp.test"], jwks, True), "the provider")
+    kg.check(p["keys"] >= 1 and 0 <= p["age_seconds"] < 60,
+             "the provider's key set: %r" % p)
+    st = kg.admin(d, "GET", "/v1/status").json()
+    kg.eq(sorted(st["last_hour"]["refused"]), sorted([
+        "missing_credentials", "malformed_credentials", "invalid_credentials",
+        "expired_credentials", "disabled_key", "insufficient_scope",
+        "forbidden", "auth_unavailable"]), "last_hour's reasons")
+
+
 TESTS = [
     test_files,
     test_session,
@@ -250,6 +302,7 @@ TESTS = [
     test_login_rate_limited,
     test_secure_over_tls,
     test_ui_off,
+    test_gateway,
 ]
 
 

@@ -39,6 +39,7 @@
 #include "http.h"
 #include "idem.h"
 #include "journal.h"
+#include "jwks.h"
 #include "keystore.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -732,6 +733,7 @@ test_openapi_document(void **state)
 		{ "/v1/health", { "get" } },
 		{ "/v1/status", { "get" } },
 		{ "/v1/cluster", { "get" } },
+		{ "/v1/gateway", { "get" } },
 		{ "/v1/openapi.json", { "get" } },
 		{ "/v1/keys", { "get", "post" } },
 		{ "/v1/keys/import", { "post" } },
@@ -893,6 +895,11 @@ test_status_empty(void **state)
 	    "\"rate_limited\":0,\"errors\":0,\"requests_per_second\":0.0,"
 	    "\"refused_per_second\":0.0,\"rate_limited_per_second\":0.0,"
 	    "\"errors_per_second\":0.0},"
+	    "\"last_hour\":{\"seconds\":0,\"rate_limited\":0,\"refused\":{"
+	    "\"missing_credentials\":0,\"malformed_credentials\":0,"
+	    "\"invalid_credentials\":0,\"expired_credentials\":0,"
+	    "\"disabled_key\":0,\"insufficient_scope\":0,\"forbidden\":0,"
+	    "\"auth_unavailable\":0}},"
 	    "\"reloads\":{\"succeeded\":0,\"failed\":0,"
 	    "\"last_success_at\":\"2026-11-18T09:06:40.000Z\"},"
 	    "\"upstreams\":[]}");
@@ -957,7 +964,10 @@ test_status(void **state)
 	stats_upstream(s1, api, STATS_UP_OK, 100);
 	stats_request(s0, route, 200, 100);
 	stats_sample(r, scratch, now - 30);
-	/* The last minute: 16 requests, 3 refused, 1 limited, 2 errors. */
+	/*
+	 * The last minute: 16 requests, 3 refused, 1 limited, 2 errors (the
+	 * last hour has one sample yet, in the same minute: test_stats).
+	 */
 	for (i = 0; i < 10; i++)
 		stats_request(i % 2 ? s0 : s1, route, 200, 100);
 	stats_request(s0, route, 502, 100);
@@ -988,6 +998,11 @@ test_status(void **state)
 	    "\"rate_limited\":1,\"errors\":2,\"requests_per_second\":0.8,"
 	    "\"refused_per_second\":0.15,\"rate_limited_per_second\":0.05,"
 	    "\"errors_per_second\":0.1},"
+	    "\"last_hour\":{\"seconds\":0,\"rate_limited\":0,\"refused\":{"
+	    "\"missing_credentials\":0,\"malformed_credentials\":0,"
+	    "\"invalid_credentials\":0,\"expired_credentials\":0,"
+	    "\"disabled_key\":0,\"insufficient_scope\":0,\"forbidden\":0,"
+	    "\"auth_unavailable\":0}},"
 	    "\"reloads\":{\"succeeded\":2,\"failed\":1,"
 	    "\"last_success_at\":\"2026-11-18T10:56:40.000Z\"},"
 	    "\"upstreams\":["
@@ -2419,6 +2434,73 @@ test_list_filters(void **state)
 	    (int [6]){ 0 }), 4);
 }
 
+/*
+ * GET /v1/gateway: the configuration server.c describes, with each
+ * server's health from the master's checker and each provider's key set
+ * from its JWKS slot; 503 without a description.
+ */
+static void
+test_gateway(void **state)
+{
+	struct fx		*f = *state;
+	struct stats_region	*r = status_region();
+	struct jwks_slot	*js = calloc(JWT_MAX_PROVIDERS, sizeof(*js));
+	json_t			*g, *o, *sv, *p;
+
+	assert_non_null(js);
+	req(f, HTTP_M_GET, "/v1/gateway", NULL);
+	expect_error(f, 503, "status_unavailable", NULL);
+	g = json_loads("{\"routes\":[{\"name\":\"r1\",\"methods\":[\"GET\"],"
+	    "\"pattern\":\"^/a\",\"auth\":[\"api-key\"],\"scopes\":[\"s\"],"
+	    "\"rate_limit\":\"off\",\"upstream\":\"u\"}],"
+	    "\"upstreams\":[{\"name\":\"u\",\"type\":\"http\","
+	    "\"health_check\":null,\"servers\":["
+	    "{\"url\":\"http://a\",\"server\":\"a:80\",\"weight\":1,\"_stat\":3},"
+	    "{\"url\":\"http://b\",\"server\":\"b:80\",\"weight\":2,\"_stat\":4},"
+	    "{\"url\":\"http://c\",\"server\":\"c:80\",\"weight\":1,"
+	    "\"_stat\":5}]}],\"jwt_providers\":[{\"name\":\"p\",\"issuers\":"
+	    "[\"https://i\"],\"jwks\":\"/k.json\"},{\"name\":\"q\",\"issuers\":"
+	    "[\"https://j\"],\"jwks\":\"discovery\"}]}", 0, NULL);
+	assert_non_null(g);
+	f->env.ae_gateway = g;
+	f->env.ae_stats = r;
+	f->env.ae_jwks = js;
+	r->sr_master.sm_health[3] = STATS_HEALTH_UP;
+	r->sr_master.sm_health[4] = STATS_HEALTH_DOWN;
+	js[1].js_used = 1;
+	snprintf(js[1].js_name, sizeof(js[1].js_name), "p");
+	js[1].js_state = JWKS_OK;
+	js[1].js_updated = T_NOW / 1000 - 100;
+	js[1].js_set.s_nkeys = 2;
+	o = req(f, HTTP_M_GET, "/v1/gateway", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	sv = json_object_get(json_array_get(json_object_get(o, "upstreams"),
+	    0), "servers");
+	assert_string_equal(str(json_array_get(sv, 0), "health"), "up");
+	assert_string_equal(str(json_array_get(sv, 1), "health"), "down");
+	assert_string_equal(str(json_array_get(sv, 2), "health"), "unchecked");
+	assert_null(json_object_get(json_array_get(sv, 0), "_stat"));
+	p = json_array_get(json_object_get(o, "jwt_providers"), 0);
+	assert_int_equal(json_integer_value(json_object_get(p, "keys")), 2);
+	assert_true(json_is_true(json_object_get(p, "up")));
+	assert_int_equal(json_integer_value(json_object_get(p,
+	    "age_seconds")), 100);
+	assert_string_equal(str(p, "updated_at"), "2026-11-18T11:05:00.000Z");
+	p = json_array_get(json_object_get(o, "jwt_providers"), 1);
+	assert_true(json_is_false(json_object_get(p, "up")));
+	assert_true(json_is_null(json_object_get(p, "updated_at")));
+	/* The description itself is not changed by an answer. */
+	assert_non_null(json_object_get(json_array_get(json_object_get(
+	    json_array_get(json_object_get(g, "upstreams"), 0), "servers"), 0),
+	    "_stat"));
+	f->env.ae_gateway = NULL;
+	f->env.ae_stats = NULL;
+	f->env.ae_jwks = NULL;
+	json_decref(g);
+	free(js);
+	free(r);
+}
+
 /* GET target of the console: the answer as is (not JSON for files). */
 static struct admin_response *
 ui_get(struct fx *f, const char *target)
@@ -3468,6 +3550,7 @@ main(void)
 		T(test_list),
 		T(test_list_filters),
 		T(test_ui),
+		T(test_gateway),
 		T(test_list_invalid),
 		T(test_patch),
 		T(test_patch_invalid),

@@ -285,6 +285,52 @@ test_minute(void **state)
 	free(r);
 }
 
+/*
+ * The last hour: a sample a minute (the first at once, later ones when the
+ * minute changes), refusals by reason and 429s over the newest and the
+ * oldest at most 3600 s older.
+ */
+static void
+test_hour(void **state)
+{
+	struct stats_region	*r = region();
+	struct stats_total	*scratch = malloc(sizeof(*scratch)), *t;
+	uint32_t		 up = stats_upstream_id(r, "api", "h:1");
+	int64_t			 base = 1794999960, now = base + 20, k;
+
+	(void)state;
+	assert_non_null(scratch);
+	stats_attach(r, 0);
+	traffic(r, up);
+	stats_sample(r, scratch, now);
+	assert_int_equal(r->sr_master.sm_nhour, 1);
+	/* Within the minute: no new hour sample. */
+	traffic(r, up);
+	stats_sample(r, scratch, now + 30);
+	assert_int_equal(r->sr_master.sm_nhour, 1);
+	t = total(r);
+	assert_int_equal(t->st_hour_s, 0);
+	free(t);
+	/*
+	 * A sample at the start of each of 90 minutes, after a second of
+	 * traffic: up to an hour back to the first (20 s into its minute),
+	 * then the hour of the last 60.
+	 */
+	for (k = 1; k <= 90; k++) {
+		traffic(r, up);
+		stats_sample(r, scratch, base + k * 60);
+		t = total(r);
+		assert_int_equal(t->st_hour_s, k <= 60 ? k * 60 - 20 : 3600);
+		assert_int_equal(t->st_hour.sh_refused[STATS_R_INVALID],
+		    k <= 60 ? k + 1 : 60);
+		assert_int_equal(t->st_hour.sh_limited, k <= 60 ? k + 1 : 60);
+		assert_int_equal(t->st_hour.sh_refused[STATS_R_MISSING], 0);
+		free(t);
+	}
+	free(scratch);
+	free(r);
+}
+
 /* The segment carries a formatted region. */
 static void
 test_segment(void **state)
@@ -308,6 +354,7 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_requests),
 		cmocka_unit_test(test_minute),
+		cmocka_unit_test(test_hour),
 		cmocka_unit_test(test_codes_full),
 		cmocka_unit_test(test_fold),
 		cmocka_unit_test(test_bounds),
