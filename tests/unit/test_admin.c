@@ -530,16 +530,15 @@ check_answer(struct fx *f, int mbit, const char *path)
 }
 
 /*
- * Send method mbit to target ("/path?query") with body (NULL: none) at
- * time now; the parsed answer (NULL for 204), valid until the next call.
+ * Send method mbit to target with body at now, with the fixture's headers
+ * and address; the answer in f->rs, unchecked.
  */
-static json_t *
-req_at(struct fx *f, int mbit, const char *target, const char *body,
+static void
+send_at(struct fx *f, int mbit, const char *target, const char *body,
     int64_t now)
 {
 	struct admin_request	 rq;
 	const char		*q = strchr(target, '?');
-	char			 path[256];
 
 	admin_response_free(&f->rs);
 	json_decref(f->body);
@@ -550,28 +549,37 @@ req_at(struct fx *f, int mbit, const char *target, const char *body,
 	rq.aq_pathlen = q != NULL ? (size_t)(q - target) : strlen(target);
 	rq.aq_query = q != NULL ? q + 1 : NULL;
 	rq.aq_querylen = q != NULL ? strlen(q + 1) : 0;
-	rq.aq_auth = f->auth;
-	rq.aq_authlen = f->auth != NULL ? strlen(f->auth) : 0;
-	rq.aq_idem = f->idem;
-	rq.aq_idemlen = f->idem != NULL ? strlen(f->idem) : 0;
-	rq.aq_cookie = f->cookie;
-	rq.aq_cookielen = f->cookie != NULL ? strlen(f->cookie) : 0;
-	rq.aq_csrf = f->csrf;
-	rq.aq_csrflen = f->csrf != NULL ? strlen(f->csrf) : 0;
-	rq.aq_inm = f->inm;
-	rq.aq_inmlen = f->inm != NULL ? strlen(f->inm) : 0;
+#define FX_H(p, l, v)	do { p = v; l = v != NULL ? strlen(v) : 0; } while (0)
+	FX_H(rq.aq_auth, rq.aq_authlen, f->auth);
+	FX_H(rq.aq_idem, rq.aq_idemlen, f->idem);
+	FX_H(rq.aq_cookie, rq.aq_cookielen, f->cookie);
+	FX_H(rq.aq_csrf, rq.aq_csrflen, f->csrf);
+	FX_H(rq.aq_inm, rq.aq_inmlen, f->inm);
+	FX_H(rq.aq_body, rq.aq_bodylen, body);
+#undef FX_H
 	rq.aq_tls = f->tls;
-	rq.aq_body = body;
-	rq.aq_bodylen = body != NULL ? strlen(body) : 0;
 	rq.aq_now = now;
 	rq.aq_mono = f->mono;
 	rq.aq_ip = f->iplen > 0 ? f->ip : NULL;
 	rq.aq_iplen = f->iplen;
 	rq.aq_client = f->client;
+	admin_handle(&f->env, &rq, &f->rs);
+}
+
+/*
+ * Send method mbit to target ("/path?query") with body (NULL: none) at
+ * time now; the parsed answer (NULL for 204), valid until the next call.
+ */
+static json_t *
+req_at(struct fx *f, int mbit, const char *target, const char *body,
+    int64_t now)
+{
+	char	 path[256];
+
 	f->byo = body != NULL && (strstr(body, "\"secret\"") != NULL ||
 	    strstr(body, "\"secret_sha256\"") != NULL);
-	admin_handle(&f->env, &rq, &f->rs);
-	snprintf(path, sizeof(path), "%.*s", (int)rq.aq_pathlen, target);
+	send_at(f, mbit, target, body, now);
+	snprintf(path, sizeof(path), "%.*s", (int)strcspn(target, "?"), target);
 	check_answer(f, mbit, path);
 	return (f->body);
 }
@@ -2505,18 +2513,7 @@ test_gateway(void **state)
 static struct admin_response *
 ui_get(struct fx *f, const char *target)
 {
-	struct admin_request	 rq;
-
-	admin_response_free(&f->rs);
-	memset(&rq, 0, sizeof(rq));
-	rq.aq_mbit = HTTP_M_GET;
-	rq.aq_path = target;
-	rq.aq_pathlen = strlen(target);
-	rq.aq_inm = f->inm;
-	rq.aq_inmlen = f->inm != NULL ? strlen(f->inm) : 0;
-	rq.aq_now = T_NOW;
-	rq.aq_mono = f->mono;
-	admin_handle(&f->env, &rq, &f->rs);
+	send_at(f, HTTP_M_GET, target, NULL, T_NOW);
 	return (&f->rs);
 }
 
