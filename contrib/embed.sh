@@ -66,7 +66,17 @@ assets)
 		*.json)	type="application/json" ;;
 		*)	echo "embed.sh: no type for $f" >&2; exit 1 ;;
 		esac
-		etag=$(tr -d '\r' < "$f" | sha256sum | cut -c1-32)
+		etag=$(tr -d '\r' < "$f" | { sha256sum 2>/dev/null ||
+		    openssl dgst -sha256 -r; } | cut -c1-32)
+		case $etag in
+		*[!0-9a-f]*|"")
+			echo "embed.sh: no SHA-256 of $f (sha256sum or" \
+			    "openssl)" >&2
+			exit 1
+			;;
+		esac
+		[ ${#etag} -eq 32 ] || { echo "embed.sh: bad SHA-256 of $f" >&2;
+		    exit 1; }
 		printf '\t{ "%s", "%s", "\\"%s\\"",\n\t    ui_asset%d, sizeof(ui_asset%d) - 1 },\n' \
 		    "$(basename "$f")" "$type" "$etag" $n $n
 		n=$((n + 1))

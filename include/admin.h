@@ -92,14 +92,14 @@ struct admin_env {
 	struct ui_table		*ae_ui;			/* the web console's */
 							/* sessions (ui.h), */
 							/* NULL: admin_ui off */
-	int64_t			 ae_ui_idle_ms;		/* a session lives idle */
-	int			 ae_ui_rotate_days;	/* the console's badges */
+	int64_t			 ae_ui_idle_ms;		/* session's idle end */
+	int			 ae_ui_rotate_days;	/* console's badges */
 	int			 ae_ui_unused_days;
-	const char		*ae_ui_scopes;		/* the routes' scopes, */
+	const char		*ae_ui_scopes;		/* routes' scopes, */
 							/* "a b", or NULL */
 	const json_t		*ae_gateway;		/* the configuration */
-							/* GET /v1/gateway shows */
-							/* (server.c), NULL: 503 */
+							/* /v1/gateway shows */
+							/* (server.c) or NULL */
 };
 
 struct admin_request {
@@ -137,7 +137,7 @@ struct admin_response {
 	const char		*as_challenge;	/* WWW-Authenticate (401), or NULL */
 	const char		*as_code;	/* error code for the access log, or NULL */
 	uint32_t		 as_retry_after; /* s, Retry-After (429), 0: none */
-	const char		*as_static;	/* a body not to free, or NULL */
+	const char		*as_static;	/* body not freed, or NULL */
 	const char		*as_etag;	/* ETag, static, or NULL */
 	int			 as_ui;		/* the console's headers */
 	char			 as_cookie[160]; /* Set-Cookie, "": none */

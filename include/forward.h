@@ -25,6 +25,8 @@
 #ifndef KEYGATE_FORWARD_H
 #define KEYGATE_FORWARD_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 
 #include "http.h"
@@ -111,5 +113,11 @@ int	 forward_normalize_path(const char *, size_t, char *, size_t *, int,
 
 /* Value of the incoming X-Forwarded-For (NULL if none). */
 const struct http_header *forward_xff(const struct http_msg *);
+
+/*
+ * A Cookie value without the web console's session cookie, into out (2 *
+ * len bytes): its length (0: nothing left), or -1 if it held none.
+ */
+ssize_t	 forward_cookie_strip(const char *, size_t, char *);
 
 #endif /* KEYGATE_FORWARD_H */

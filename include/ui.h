@@ -4,7 +4,8 @@
  * threads can check them.
  *
  * A session is 32 random bytes, base64url in the cookie UI_COOKIE; the
- * table keeps only their SHA-256.  Its CSRF token is derived from it (an
+ * table keeps only a SHA-256 of them and of the admin token's digest.
+ * Its CSRF token is derived from it (an
  * HMAC under the table's secret, drawn when the segment is made): nothing
  * more to keep, and a page that lost it gets it again from the session.
  * A session ends idle_ms after its last request, UI_SESSION_MAX_MS after
@@ -50,8 +51,8 @@ struct ui_session {
 #define UI_ST_FREE	0
 #define UI_ST_WRITING	1
 #define UI_ST_LIVE	2
-	uint8_t		 us_digest[32];	/* SHA-256 of the session id */
-	int64_t		 us_created;	/* ms, wall clock */
+	uint8_t		 us_digest[32];	/* SHA-256 of token digest, id */
+	int64_t		 us_created;	/* ms, CLOCK_MONOTONIC */
 	int64_t		 us_seen;	/* ms, the last request's */
 };
 
@@ -63,19 +64,22 @@ struct ui_table {
 };
 
 /*
- * A new session at now (ms): its cookie value and CSRF token into the
- * buffers (UI_TOKEN_LEN + 1 bytes each); 0, or -1 (no randomness).
+ * A new session at now (ms, CLOCK_MONOTONIC), made with the admin token
+ * whose SHA-256 is bind: its cookie value and CSRF token into the buffers
+ * (UI_TOKEN_LEN + 1 bytes each); 0, or -1 (no randomness).
  */
-int	 ui_session_new(struct ui_table *, int64_t, int64_t, char *, char *);
+int	 ui_session_new(struct ui_table *, const uint8_t[32], int64_t, int64_t,
+	    char *, char *);
 
 /*
- * The session named in a Cookie header value (len bytes) at now, idle
- * for less than idle_ms: its slot (its last use set to now, its state
- * word into *st) and, if csrf is not NULL, its CSRF token (UI_TOKEN_LEN
- * + 1 bytes); -1 if none.
+ * The session named in a Cookie header value (len bytes) at now, made
+ * with the admin token bind (a session of another token is not found),
+ * idle for less than idle_ms: its slot (its last use set to now, its
+ * state word into *st) and, if csrf is not NULL, its CSRF token
+ * (UI_TOKEN_LEN + 1 bytes); -1 if none.
  */
-int	 ui_session_find(struct ui_table *, const char *, size_t, int64_t,
-	    int64_t, uint64_t *, char *);
+int	 ui_session_find(struct ui_table *, const uint8_t[32], const char *,
+	    size_t, int64_t, int64_t, uint64_t *, char *);
 
 /* Does the X-CSRF-Token value (len bytes) match the token? Constant time. */
 int	 ui_csrf_ok(const char *, size_t, const char *);

@@ -3191,7 +3191,8 @@ admin_gateway(struct admin_ctx *c)
 		    "keeps no description of its configuration"));
 	json_array_foreach(json_object_get(o, "upstreams"), i, u)
 		json_array_foreach(json_object_get(u, "servers"), k, v) {
-			j = (int)json_integer_value(json_object_get(v, "_stat"));
+			j = (int)json_integer_value(json_object_get(v,
+			    "_stat"));
 			h = sr != NULL && j >= 0 && j < STATS_UPSTREAMS ?
 			    __atomic_load_n(&sr->sr_master.sm_health[j],
 			    __ATOMIC_RELAXED) : STATS_HEALTH_NONE;
@@ -3460,8 +3461,11 @@ admin_session(struct admin_ctx *c, uint64_t *st, char *csrf)
 
 	if (c->c_env->ae_ui == NULL || rq->aq_cookie == NULL)
 		return (-1);
-	return (ui_session_find(c->c_env->ae_ui, rq->aq_cookie,
-	    rq->aq_cookielen, rq->aq_now, c->c_env->ae_ui_idle_ms, st, csrf));
+	if (c->c_env->ae_token_digest == NULL)
+		return (-1);
+	return (ui_session_find(c->c_env->ae_ui, c->c_env->ae_token_digest,
+	    rq->aq_cookie, rq->aq_cookielen, rq->aq_mono,
+	    c->c_env->ae_ui_idle_ms, st, csrf));
 }
 
 /*
@@ -3605,8 +3609,8 @@ admin_ui_login(struct admin_ctx *c)
 		c->c_rs->as_challenge = ADMIN_CHALLENGE;
 		return (-1);
 	}
-	if (ui_session_new(c->c_env->ae_ui, c->c_rq->aq_now,
-	    c->c_env->ae_ui_idle_ms, id, csrf) == -1)
+	if (ui_session_new(c->c_env->ae_ui, c->c_env->ae_token_digest,
+	    c->c_rq->aq_mono, c->c_env->ae_ui_idle_ms, id, csrf) == -1)
 		return (admin_error(c, 500, "internal_error", "no session can "
 		    "be made now; retry shortly"));
 	admin_ui_cookie(c, id);
@@ -3655,10 +3659,13 @@ admin_ui(struct admin_ctx *c)
 		    "page");
 		return;
 	}
+	if (a != NULL)			/* a file: HEAD too */
+		want |= HTTP_M_HEAD;
 	if ((rq->aq_mbit & want) == 0) {
+		c->c_rs->as_allow = a != NULL ? "GET, HEAD" :
+		    want == HTTP_M_GET ? "GET" : "POST";
 		admin_error(c, 405, "method_not_allowed", "this endpoint "
-		    "allows %s", want == HTTP_M_GET ? "GET" : "POST");
-		c->c_rs->as_allow = want == HTTP_M_GET ? "GET" : "POST";
+		    "allows %s", c->c_rs->as_allow);
 		return;
 	}
 	if (a != NULL) {

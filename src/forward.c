@@ -7,6 +7,7 @@
 #include "config.h"
 #include "forward.h"
 #include "http.h"
+#include "ui.h"
 #include "util.h"
 
 /* Hop-by-hop headers (RFC 9110 7.6.1), both directions; Proxy-* too. */
@@ -170,6 +171,45 @@ forward_keep_header(const struct http_msg *msg, const struct http_header *h,
 	return (fp->fp_keyhdr == NULL ||
 	    (!forward_name_is(h, "authorization") &&
 	    !forward_name_is(h, fp->fp_keyhdr)));
+}
+
+/*
+ * A Cookie value v[0..len) without the web console's session cookie
+ * (ui.h): browsers send a host's cookies to all its ports, so a gateway
+ * and an admin listener on one host name share them, and an upstream
+ * must not receive a console session.  Into out (2 * len bytes at least);
+ * its length, 0 when nothing is left; -1 if v holds no session cookie
+ * (forward v as it is).
+ */
+ssize_t
+forward_cookie_strip(const char *v, size_t len, char *out)
+{
+	size_t	 nl = strlen(UI_COOKIE), i = 0, s, e, n = 0;
+	int	 found = 0;
+
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == ';'))
+			i++;
+		s = i;
+		while (i < len && v[i] != ';')
+			i++;
+		for (e = i; e > s && v[e - 1] == ' '; e--)
+			;
+		if (e == s)
+			continue;
+		if (e - s > nl && memcmp(v + s, UI_COOKIE, nl) == 0 &&
+		    v[s + nl] == '=') {
+			found = 1;
+			continue;
+		}
+		if (n > 0) {
+			out[n++] = ';';
+			out[n++] = ' ';
+		}
+		memcpy(out + n, v + s, e - s);
+		n += e - s;
+	}
+	return (found ? (ssize_t)n : -1);
 }
 
 /* Should response header h be passed to the client as it is? */

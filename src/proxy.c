@@ -661,6 +661,24 @@ proxy_field(struct evbuffer *out, const char *name, size_t namelen,
 }
 
 /*
+ * A Cookie header that holds the web console's session: sent without it
+ * (or not at all); 1 if done here, 0 to send h as it is.
+ */
+static int
+proxy_cookie(struct evbuffer *out, const struct http_header *h)
+{
+	char	*buf;
+	ssize_t	 n;
+
+	if ((buf = malloc(2 * h->h_valuelen + 1)) == NULL)
+		return (1);	/* dropped rather than sent with it */
+	if ((n = forward_cookie_strip(h->h_value, h->h_valuelen, buf)) > 0)
+		proxy_field(out, h->h_name, h->h_namelen, buf, (size_t)n);
+	free(buf);
+	return (n != -1);
+}
+
+/*
  * The request line, the query as sent, the path as routed (server.c),
  * less the upstream's strip_prefix when it starts with it at a segment
  * boundary ("/api/v1" -> "/v1", "/api" -> "/"; "/apix" is kept).
@@ -749,6 +767,9 @@ proxy_request_head(const struct proxy_request *pq, const struct config *conf,
 				continue;
 			host = 1;
 		}
+		if (http_strcaseeq(h->h_name, h->h_namelen, "cookie") &&
+		    proxy_cookie(out, h))
+			continue;
 		proxy_field(out, h->h_name, h->h_namelen, h->h_value,
 		    h->h_valuelen);
 	}

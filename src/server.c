@@ -258,8 +258,8 @@ struct worker {
 	struct adminq		*w_adminq;	/* admin threads; NULL: none */
 	struct auth_rate	 w_rate;	/* per request: ra_ip, ra_now */
 	struct jwtauth		*w_jwt;		/* NULL: no jwt_provider */
-	char			*w_ui_scopes;	/* the routes' scopes (admin.h) */
-	json_t			*w_gateway;	/* GET /v1/gateway's (admin.h) */
+	char			*w_ui_scopes;	/* the routes' scopes */
+	json_t			*w_gateway;	/* for GET /v1/gateway */
 	int			 w_accepting;
 	struct accesslog	*w_alog;
 	struct shm_worker	*w_stats;
@@ -309,7 +309,7 @@ struct conn_admin {
 	char	*ca_h[5];	/* values of conn_admin_headers[], or NULL */
 };
 
-/* The headers admin_handle() reads, as conn_admin and admin_request keep them. */
+/* The headers admin_handle() reads, in conn_admin's order. */
 static const char *const conn_admin_headers[5] = {
 	"authorization", "idempotency-key", "cookie", "x-csrf-token",
 	"if-none-match"
@@ -1365,16 +1365,19 @@ conn_admin_answer(struct conn *c, struct admin_response *as)
 		conn_extra(c, "X-Content-Type-Options", "nosniff");
 		conn_extra(c, "Cache-Control", as->as_etag != NULL ?
 		    "no-cache" : "no-store");
-	}
+	} else	/* a key's secret, the store's state: not to be cached */
+		conn_extra(c, "Cache-Control", "no-store");
 	if (as->as_etag != NULL)
 		conn_extra(c, "ETag", as->as_etag);
 	if (as->as_cookie[0] != '\0')
 		conn_extra(c, "Set-Cookie", as->as_cookie);
 	conn_head_type(c, as->as_status, as->as_bodylen, as->as_type != NULL ?
 	    as->as_type : "application/json");
-	if (!c->c_head && as->as_static != NULL)
-		evbuffer_add_reference(c->c_out, as->as_static, as->as_bodylen,
-		    NULL, NULL);
+	if (!c->c_head && as->as_static != NULL) {
+		if (evbuffer_add_reference(c->c_out, as->as_static,
+		    as->as_bodylen, NULL, NULL) != 0)
+			evbuffer_add(c->c_out, as->as_static, as->as_bodylen);
+	}
 	/* The body may carry a new secret: wiped once written. */
 	else if (!c->c_head && as->as_body != NULL) {
 		if (evbuffer_add_reference(c->c_out, as->as_body,
@@ -2932,27 +2935,32 @@ server_gateway_json(const struct config *conf)
 	    "jwt_providers", jwts);
 	if (o == NULL)
 		return (NULL);
+	/* Any failure (memory): no description, and the worker stops. */
+#define ADD(a, v)	do {						\
+	if (json_array_append_new((a), (v)) == -1)			\
+		goto fail;						\
+} while (0)
 	for (i = 0; i < conf->c_routes.rt_nroutes; i++) {
 		r = &conf->c_routes.rt_routes[i];
 		m = json_array();
 		for (k = 0; k < nitems(methods); k++)
 			if (r->r_methods & (1 << k))
-				json_array_append_new(m, json_string(methods[k]));
+				ADD(m, json_string(methods[k]));
 		if ((r->r_methods & HTTP_M_ANY) == HTTP_M_ANY) {
 			json_array_clear(m);
-			json_array_append_new(m, json_string("*"));
+			ADD(m, json_string("*"));
 		}
 		a = json_array();
 		for (j = 0; j < r->r_nauth; j++)
-			json_array_append_new(a, r->r_auth[j] == ROUTE_AUTH_JWT &&
+			ADD(a, r->r_auth[j] == ROUTE_AUTH_JWT &&
 			    r->r_jwt[j] >= 0 && (size_t)r->r_jwt[j] <
 			    conf->c_njwt ? json_sprintf("jwt:%s",
 			    conf->c_jwt[r->r_jwt[j]].jp_name) :
 			    json_string(route_auth_name(r->r_auth[j])));
 		sc = json_array();
 		for (j = 0; j < r->r_nscopes; j++)
-			json_array_append_new(sc, json_string(r->r_scopes[j]));
-		json_array_append_new(routes, json_pack("{s:s, s:o, s:s, s:o, "
+			ADD(sc, json_string(r->r_scopes[j]));
+		ADD(routes, json_pack("{s:s, s:o, s:s, s:o, "
 		    "s:o, s:o, s:s?}", "name", r->r_name, "methods", m,
 		    "pattern", r->r_pattern, "auth", a, "scopes", sc,
 		    "rate_limit", r->r_rate_off ? json_string("off") :
@@ -2969,13 +2977,14 @@ server_gateway_json(const struct config *conf)
 	for (i = 0; i < conf->c_nupstreams; i++) {
 		u = &conf->c_upstreams[i];
 		sv = json_array();
-		for (j = 0; u->u_type == UPSTREAM_HTTP && j < u->u_nservers; j++)
-			json_array_append_new(sv, json_pack("{s:s, s:s, s:i, "
+		for (j = 0; u->u_type == UPSTREAM_HTTP && j < u->u_nservers;
+		    j++)
+			ADD(sv, json_pack("{s:s, s:s, s:i, "
 			    "s:I}", "url", u->u_servers[j].us_url, "server",
 			    u->u_servers[j].us_server, "weight",
 			    u->u_servers[j].us_weight, "_stat",
 			    (json_int_t)u->u_servers[j].us_stat_id));
-		json_array_append_new(ups, json_pack("{s:s, s:s, s:o, s:s?}",
+		ADD(ups, json_pack("{s:s, s:s, s:o, s:s?}",
 		    "name", u->u_name, "type", u->u_type == UPSTREAM_ECHO ?
 		    "echo" : "http", "servers", sv, "health_check",
 		    u->u_health));
@@ -2984,13 +2993,17 @@ server_gateway_json(const struct config *conf)
 		jp = &conf->c_jwt[i];
 		a = json_array();
 		for (j = 0; j < jp->jp_nissuers; j++)
-			json_array_append_new(a, json_string(jp->jp_issuers[j]));
-		json_array_append_new(jwts, json_pack("{s:s, s:o, s:s}", "name",
+			ADD(a, json_string(jp->jp_issuers[j]));
+		ADD(jwts, json_pack("{s:s, s:o, s:s}", "name",
 		    jp->jp_name, "issuers", a, "jwks", jp->jp_jwks_url != NULL ?
 		    jp->jp_jwks_url : jp->jp_jwks_path != NULL ?
 		    jp->jp_jwks_path : "discovery"));
 	}
 	return (o);
+fail:
+	json_decref(o);
+	return (NULL);
+#undef ADD
 }
 
 /*

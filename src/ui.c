@@ -73,7 +73,8 @@ ui_b64url(const uint8_t in[32], char *out)
 	int			 i, o = 0;
 
 	for (i = 0; i < 30; i += 3) {
-		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+		    in[i + 2];
 		out[o++] = b64[v >> 18];
 		out[o++] = b64[v >> 12 & 63];
 		out[o++] = b64[v >> 6 & 63];
@@ -84,6 +85,22 @@ ui_b64url(const uint8_t in[32], char *out)
 	out[o++] = b64[v >> 12 & 63];
 	out[o++] = b64[v >> 6 & 63];
 	out[o] = '\0';
+}
+
+/*
+ * What a slot keeps of session id: SHA-256 of the admin token's digest
+ * (bind) and the id, so that a session made with a token is no longer
+ * found once the token changed (a reload read a new admin_token_file).
+ */
+static void
+ui_digest(const uint8_t bind[32], const char *id, uint8_t d[32])
+{
+	uint8_t	 buf[32 + UI_TOKEN_LEN];
+
+	memcpy(buf, bind, 32);
+	memcpy(buf + 32, id, UI_TOKEN_LEN);
+	SHA256(buf, sizeof(buf), d);
+	OPENSSL_cleanse(buf, sizeof(buf));
 }
 
 /* The CSRF token of session id (its cookie value). */
@@ -112,13 +129,14 @@ static int
 ui_claim(struct ui_table *t, int64_t now, int64_t idle_ms)
 {
 	struct ui_session	*s;
-	uint64_t		 w, mine = UI_ST_WRITING |
+	uint64_t		 w, pickw = 0, mine = UI_ST_WRITING |
 				    (uint64_t)(uint32_t)getpid() << 32;
-	int64_t			 oldest = INT64_MAX;
+	int64_t			 oldest, seen;
 	int			 i, pass, pick;
 
 	for (pass = 0; pass < 4; pass++) {
 		pick = -1;
+		oldest = INT64_MAX;
 		for (i = 0; i < UI_SESSIONS; i++) {
 			s = &t->ut_s[i];
 			w = __atomic_load_n(&s->us_state, __ATOMIC_ACQUIRE);
@@ -134,17 +152,16 @@ ui_claim(struct ui_table *t, int64_t now, int64_t idle_ms)
 					return (i);
 				continue;
 			}
-			if (UI_ST(w) == UI_ST_LIVE && s->us_seen < oldest) {
-				oldest = s->us_seen;
+			seen = __atomic_load_n(&s->us_seen, __ATOMIC_RELAXED);
+			if (UI_ST(w) == UI_ST_LIVE && seen < oldest) {
+				oldest = seen;
 				pick = i;
+				pickw = w;
 			}
 		}
-		if (pick == -1)
-			continue;
-		s = &t->ut_s[pick];
-		w = __atomic_load_n(&s->us_state, __ATOMIC_ACQUIRE);
-		if (UI_ST(w) == UI_ST_LIVE && __atomic_compare_exchange_n(
-		    &s->us_state, &w, mine, 0, __ATOMIC_ACQ_REL,
+		/* From the state seen: not a session that came meanwhile. */
+		if (pick != -1 && __atomic_compare_exchange_n(
+		    &t->ut_s[pick].us_state, &pickw, mine, 0, __ATOMIC_ACQ_REL,
 		    __ATOMIC_RELAXED))
 			return (pick);
 	}
@@ -152,8 +169,8 @@ ui_claim(struct ui_table *t, int64_t now, int64_t idle_ms)
 }
 
 int
-ui_session_new(struct ui_table *t, int64_t now, int64_t idle_ms,
-    char *cookie, char *csrf)
+ui_session_new(struct ui_table *t, const uint8_t bind[32], int64_t now,
+    int64_t idle_ms, char *cookie, char *csrf)
 {
 	struct ui_session	*s;
 	uint8_t			 id[UI_ID_LEN];
@@ -168,7 +185,7 @@ ui_session_new(struct ui_table *t, int64_t now, int64_t idle_ms,
 	if ((i = ui_claim(t, now, idle_ms)) == -1)
 		return (-1);
 	s = &t->ut_s[i];
-	SHA256((const unsigned char *)cookie, UI_TOKEN_LEN, s->us_digest);
+	ui_digest(bind, cookie, s->us_digest);
 	s->us_created = now;
 	__atomic_store_n(&s->us_seen, now, __ATOMIC_RELAXED);
 	gen = __atomic_add_fetch(&t->ut_gen, 1, __ATOMIC_RELAXED);
@@ -207,8 +224,8 @@ ui_cookie(const char *v, size_t len, size_t *pos, const char *name,
 
 /* The slot of the live session whose id is val (UI_TOKEN_LEN), or -1. */
 static int
-ui_session_lookup(struct ui_table *t, const char *val, int64_t now,
-    int64_t idle_ms, uint64_t *st)
+ui_session_lookup(struct ui_table *t, const uint8_t bind[32], const char *val,
+    int64_t now, int64_t idle_ms, uint64_t *st)
 {
 	struct ui_session	*s;
 	uint8_t			 d[32];
@@ -216,7 +233,7 @@ ui_session_lookup(struct ui_table *t, const char *val, int64_t now,
 	int64_t			 created, seen;
 	int			 i, ok, found = -1;
 
-	SHA256((const unsigned char *)val, UI_TOKEN_LEN, d);
+	ui_digest(bind, val, d);
 	for (i = 0; i < UI_SESSIONS && found == -1; i++) {
 		s = &t->ut_s[i];
 		w = __atomic_load_n(&s->us_state, __ATOMIC_ACQUIRE);
@@ -244,8 +261,8 @@ ui_session_lookup(struct ui_table *t, const char *val, int64_t now,
 }
 
 int
-ui_session_find(struct ui_table *t, const char *hdr, size_t len,
-    int64_t now, int64_t idle_ms, uint64_t *st, char *csrf)
+ui_session_find(struct ui_table *t, const uint8_t bind[32], const char *hdr,
+    size_t len, int64_t now, int64_t idle_ms, uint64_t *st, char *csrf)
 {
 	const char	*id;
 	char		 val[UI_TOKEN_LEN + 1];
@@ -261,7 +278,7 @@ ui_session_find(struct ui_table *t, const char *hdr, size_t len,
 			continue;
 		memcpy(val, id, UI_TOKEN_LEN);
 		val[UI_TOKEN_LEN] = '\0';
-		found = ui_session_lookup(t, val, now, idle_ms, &w);
+		found = ui_session_lookup(t, bind, val, now, idle_ms, &w);
 	}
 	if (found != -1 && st != NULL)
 		*st = w;

@@ -92,7 +92,7 @@
     }
   }
 
-  async function api(method, path, body) {
+  async function api(method, path, body, retried) {
     const h = { Accept: "application/json" };
     if (body !== undefined) h["Content-Type"] = "application/json";
     if (method !== "GET" && S.csrf) h["X-CSRF-Token"] = S.csrf;
@@ -107,6 +107,14 @@
     if (r.status === 401 && path !== "/ui/api/login") {
       showLogin("Your session has ended; log in again.");
       throw new ApiError(401, j);
+    }
+    /* A login in another tab made a new session: take its token, once. */
+    if (r.status === 403 && j && j.error === "csrf_failed" && !retried) {
+      const s = await api("GET", "/ui/api/session");
+      if (s.logged_in) {
+        setSession(s);
+        return api(method, path, body, true);
+      }
     }
     if (!r.ok) throw new ApiError(r.status, j);
     return j;
@@ -132,6 +140,7 @@
 
   function showLogin(msg) {
     S.csrf = null;
+    for (const d of document.querySelectorAll("dialog")) d.close();
     $("#nav").hidden = true;
     $("#logout").hidden = true;
     $("#view").hidden = true;
@@ -163,12 +172,17 @@
 
   /* --- routing ----------------------------------------------------------- */
 
+  /*
+   * Each navigation draws into a container of its own: a page still
+   * loading when the next one opens draws into one no longer shown.
+   */
   function route() {
     if (!S.csrf) return;
     const h = location.hash || "#/keys";
-    const view = $("#view");
-    view.hidden = false;
-    view.replaceChildren();
+    const outer = $("#view");
+    const view = el("div");
+    outer.hidden = false;
+    outer.replaceChildren(view);
     let m, name;
     if ((m = h.match(/^#\/keys\/([^/]+)$/))) {
       name = "keys";
@@ -186,6 +200,10 @@
     for (const a of document.querySelectorAll("#nav a"))
       if (a.dataset.nav === name) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
+    document.title = { keys: "Keys", gateway: "Gateway", explorer: "API Explorer" }[name] +
+      " · keygate console";
+    if (route.seen) $("#main").focus();	/* not on the first page */
+    route.seen = true;
   }
 
   /* --- keys ----------------------------------------------------------- */
@@ -245,7 +263,7 @@
         return;
       }
       rows.replaceChildren(...j.keys.map((k) => el("tr", {},
-        el("td", {}, el("a", { href: "#/keys/" + encodeURIComponent(k.id), text: k.name || "(no name)" })),
+        el("td", {}, el("a", { href: "#/keys/" + encodeURIComponent(k.id), text: k.name || k.id })),
         el("td", {}, el("code", { text: k.hint })),
         el("td", { text: k.owner }),
         el("td", { text: k.app_id || "" }),
@@ -273,8 +291,31 @@
     load();
   }
 
-  function fillScopes(list) {
-    list.replaceChildren(...S.scopes.map((s) => el("option", { value: s })));
+  /*
+   * A checkbox per scope the routes require, under the scopes field: each
+   * adds or removes its word; the field takes any others typed.
+   */
+  function scopePicker(box, input) {
+    if (S.scopes.length === 0) return;
+    box.hidden = false;
+    const boxes = S.scopes.map((sc, i) => {
+      const id = input.id + "-pick-" + i;
+      const cb = el("input", { type: "checkbox", id, value: sc });
+      cb.addEventListener("change", () => {
+        const words = splitScopes(input.value).filter((w) => w !== sc);
+        if (cb.checked) words.push(sc);
+        input.value = words.join(" ");
+      });
+      box.append(el("span", { class: "pick" }, cb, el("label", { for: id, text: sc })));
+      return cb;
+    });
+    const sync = () => {
+      const words = splitScopes(input.value);
+      for (const cb of boxes) cb.checked = words.includes(cb.value);
+    };
+    input.addEventListener("input", sync);
+    sync();
+    return sync;
   }
 
   function openDialog(tpl) {
@@ -289,7 +330,7 @@
   function createDialog(done) {
     const dlg = openDialog("t-create");
     const form = $("[data-role=form]", dlg);
-    fillScopes($("#c-scopes-list", dlg));
+    scopePicker($("[data-role=picks]", dlg), $("#c-scopes", dlg));
     $("[data-act=cancel]", dlg).addEventListener("click", () => dlg.close());
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
@@ -323,14 +364,17 @@
     if (graceUntil)
       $("[data-role=grace]", dlg).textContent = "The previous secret works until " + fmtTime(graceUntil) + ".";
     $("[data-act=copy]", dlg).addEventListener("click", async () => {
+      let ok = true;
       try {
         await navigator.clipboard.writeText(input.value);
       } catch (e) {
         input.select();
-        document.execCommand("copy");
+        ok = document.execCommand("copy");
       }
-      toast("Secret copied");
+      toast(ok ? "Secret copied" : "Could not copy: select it and copy it by hand");
     });
+    /* Escape must not lose it before it was stored: only the button. */
+    dlg.addEventListener("cancel", (ev) => ev.preventDefault());
     $("[data-act=done]", dlg).addEventListener("click", () => dlg.close());
     dlg.addEventListener("close", () => { input.value = ""; });
     input.focus();
@@ -372,7 +416,7 @@
       f.r60.value = rl.per_60s || "";
     };
     render();
-    fillScopes($("#e-scopes-list", view));
+    const syncPicks = scopePicker($("[data-role=picks]", view), $("#e-scopes", view));
     const path = "/v1/keys/" + encodeURIComponent(k.id);
     $("[data-role=edit]", view).addEventListener("submit", async (ev) => {
       ev.preventDefault();
@@ -383,6 +427,7 @@
         k = await api("PATCH", path, body);
         $("[data-role=error]", view).textContent = "";
         render();
+        if (syncPicks) syncPicks();
         toast("Saved");
       } catch (e) {
         $("[data-role=error]", view).textContent = errorText(e);
@@ -537,12 +582,14 @@
   async function gatewayPage(view) {
     view.append(fromTemplate("t-gateway"));
     const body = $("[data-role=body]", view);
-    let st, cl, gw;
-    try {
-      [st, cl, gw] = await Promise.all([api("GET", "/v1/status"), api("GET", "/v1/cluster"),
-        api("GET", "/v1/gateway")]);
-    } catch (e) {
-      if (e.status !== 401) body.append(el("p", { class: "error", text: errorText(e) }));
+    /* Each card on its own: Redis away must not blank the page. */
+    const got = await Promise.allSettled([api("GET", "/v1/status"), api("GET", "/v1/cluster"),
+      api("GET", "/v1/gateway")]);
+    if (got.some((g) => g.status === "rejected" && g.reason.status === 401)) return;
+    const [st, cl, gw] = got.map((g) => (g.status === "fulfilled" ? g.value : null));
+    const failed = (i, title) => card(title, el("p", { class: "error", text: errorText(got[i].reason) }));
+    if (!st || !gw) {
+      body.append(failed(st ? 2 : 0, "Gateway"));
       return;
     }
     const lm = st.last_minute, lh = st.last_hour;
@@ -582,7 +629,11 @@
           badge(p.up ? "active" : "disabled", p.up ? "up" : "down"),
           p.updated_at ? ago(p.updated_at) : "never"]))));
     const nodes = cl && cl.enabled ? cl.nodes || [] : [];
-    body.append(card("Cluster", !cl || !cl.enabled ? el("p", { class: "muted", text: "Not in a cluster." }) :
+    if (!cl) {
+      body.append(failed(1, "Cluster"));
+      return;
+    }
+    body.append(card("Cluster", !cl.enabled ? el("p", { class: "muted", text: "Not in a cluster." }) :
       table(["Node", "Host", "Version", "Last seen", "Lag (s)"], nodes.map((n) => [
         n.node + (n.self ? " (this one)" : ""), n.host || "", n.version || "",
         n.seen ? ago(new Date(n.seen).toISOString()) : "", n.lag_seconds === null ? "—" : n.lag_seconds]))));
@@ -709,8 +760,17 @@
       out.replaceChildren(el("p", { class: "error", text: String(e) }));
       return;
     }
-    let shown = body;
-    try { shown = JSON.stringify(JSON.parse(body), null, 2); } catch (e) { /* as is */ }
+    /* A new secret is shown once, in its dialog, never left in a page. */
+    let shown = body, fresh = null;
+    try {
+      const j = JSON.parse(body);
+      if (j && typeof j === "object" && typeof j.secret === "string") {
+        fresh = { id: j.id, secret: j.secret };
+        j.secret = "(shown once, in its own dialog)";
+      }
+      shown = JSON.stringify(j, null, 2);
+    } catch (e) { /* as is */ }
+    body = null;
     const hdrs = [...r.headers.entries()].map(([k, v]) => k + ": " + v).join("\n");
     out.replaceChildren(
       el("p", {}, el("strong", { text: r.status + " " + r.statusText }),
@@ -718,6 +778,8 @@
           Math.round(performance.now() - t0) + " ms" })),
       el("h3", { text: "Headers" }), el("pre", { "data-role": "headers", text: hdrs }),
       el("h3", { text: "Body" }), el("pre", { "data-role": "body", text: shown }));
+    if (fresh) secretDialog(fresh, null);
+    if (r.status === 401) showLogin("Your session has ended; log in again.");
   }
 
   /* --- start ----------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #include "ui.h"
 
 static struct ui_table	 fz_t;
+static const uint8_t	 fz_bind[32] = { 9 };
 static char		 fz_id[UI_TOKEN_LEN + 1], fz_csrf[UI_TOKEN_LEN + 1];
 
 /* Is there a cookie "keygate_session=ID" in v[0..len), by RFC 6265's split? */
@@ -62,7 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int			 slot;
 
 	if (fz_id[0] == '\0')
-		FUZZ_ASSERT(ui_session_new(&fz_t, 1000, 60000, fz_id,
+		FUZZ_ASSERT(ui_session_new(&fz_t, fz_bind, 1000, 60000, fz_id,
 		    fz_csrf) == 0);
 	z = memchr(p, '\0', size);
 	clen = z != NULL ? (size_t)(z - p) : size;
@@ -73,7 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	xlen = (size_t)(e - csrf);
 
 	/* The session, if the value names it (then with its token). */
-	slot = ui_session_find(&fz_t, p, clen, 1001, 60000, &st, got);
+	slot = ui_session_find(&fz_t, fz_bind, p, clen, 1001, 60000, &st, got);
 	FUZZ_ASSERT((slot != -1) == fz_names_session(p, clen));
 	if (slot != -1)
 		FUZZ_ASSERT(strcmp(got, fz_csrf) == 0);

@@ -91,6 +91,14 @@ class Page:
         return e
 
     def click(self, css):
+        """Click css; again if the page drew it anew meanwhile."""
+        from selenium.common.exceptions import StaleElementReferenceException
+        for _ in range(5):
+            try:
+                self.find(css).click()
+                return
+            except StaleElementReferenceException:
+                time.sleep(0.1)
         self.find(css).click()
 
 
@@ -133,7 +141,9 @@ def run(d, p, origin):
     p.click("[data-act=create]")
     p.type("#c-name", "Browser key")
     p.type("#c-owner", "browser-team")
-    p.type("#c-scopes", "billing")
+    p.click("#c-scopes-pick-0")	# the scope the routes require
+    kg.eq(p.find("#c-scopes").get_attribute("value"), "billing",
+          "the scope picked")
     p.type("#c-r1", "50")
     p.click("dialog [type=submit]")
     secret = p.find("[data-role=secret]").get_attribute("value")
@@ -147,9 +157,10 @@ def run(d, p, origin):
              "page once its dialog is closed")
     # The list shows it; open it.
     p.type("#f-q", "Browser")
-    row = p.find("table.keys tbody a")
-    kg.eq(row.text, "Browser key", "the key in the list")
-    row.click()
+    p.text("[data-role=count]", "of 1 keys")	# the search's answer drawn
+    kg.eq(p.find("table.keys tbody a").text, "Browser key",
+          "the key in the list")
+    p.click("table.keys tbody a")
     p.text("[data-role=title]", "Browser key")
     kg.check(secret not in drv.page_source, "the secret in the key's page")
     # Edit its name.

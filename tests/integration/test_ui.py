@@ -16,6 +16,7 @@ import time
 
 import kgtest as kg
 import test_tls as T
+import upstream as U
 
 CSP = ("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
        "form-action 'self'")
@@ -100,7 +101,10 @@ def test_files():
         kg.eq(r.status, 404, "GET %s" % path)
         console_headers(r, path)
     r = ui(d, "POST", "/ui/", {})
-    kg.eq((r.status, r.header("allow")), (405, "GET"), "POST /ui/")
+    kg.eq((r.status, r.header("allow")), (405, "GET, HEAD"), "POST /ui/")
+    r = ui(d, "HEAD", "/ui/app.js")
+    kg.eq((r.status, r.body, int(r.header("content-length"))),
+          (200, b"", len(ui(d, "GET", "/ui/app.js").body)), "HEAD /ui/app.js")
 
 
 def test_session():
@@ -295,6 +299,29 @@ def test_gateway():
         "forbidden", "auth_unavailable"]), "last_hour's reasons")
 
 
+@U.with_upstreams
+def test_session_cookie_not_forwarded():
+    """
+    A request to the gateway carrying the console's session cookie (a
+    browser sends a host's cookies to all its ports): the upstream gets
+    the other cookies, never the session's.
+    """
+    up = U.Upstream()
+    d = kg.start(kg.config("upstream app http://127.0.0.1:%d" % up.port,
+                           "route * ^/app auth=anonymous upstream=app",
+                           "route * .* auth=deny", admin="{port2}"),
+                 nports=2)
+    cookie, _, _ = login(d)
+    for sent, want in ((cookie, None),
+                       ("a=1; " + cookie + "; b=2", "a=1; b=2"),
+                       ("a=1", "a=1")):
+        r = kg.get(d.port, "/app/x", headers={"Cookie": sent})
+        kg.eq(r.status, 200, "the gateway, Cookie %r" % sent[:20])
+        got = [v for n, v in r.json()["headers"] if n.lower() == "cookie"]
+        kg.eq(got, [want] if want is not None else [],
+              "what the upstream got of Cookie %r" % sent[:20])
+
+
 TESTS = [
     test_files,
     test_session,
@@ -303,6 +330,7 @@ TESTS = [
     test_secure_over_tls,
     test_ui_off,
     test_gateway,
+    test_session_cookie_not_forwarded,
 ]
 
 

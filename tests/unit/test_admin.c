@@ -2463,8 +2463,10 @@ test_gateway(void **state)
 	    "\"rate_limit\":\"off\",\"upstream\":\"u\"}],"
 	    "\"upstreams\":[{\"name\":\"u\",\"type\":\"http\","
 	    "\"health_check\":null,\"servers\":["
-	    "{\"url\":\"http://a\",\"server\":\"a:80\",\"weight\":1,\"_stat\":3},"
-	    "{\"url\":\"http://b\",\"server\":\"b:80\",\"weight\":2,\"_stat\":4},"
+	    "{\"url\":\"http://a\",\"server\":\"a:80\",\"weight\":1,"
+	    "\"_stat\":3},"
+	    "{\"url\":\"http://b\",\"server\":\"b:80\",\"weight\":2,"
+	    "\"_stat\":4},"
 	    "{\"url\":\"http://c\",\"server\":\"c:80\",\"weight\":1,"
 	    "\"_stat\":5}]}],\"jwt_providers\":[{\"name\":\"p\",\"issuers\":"
 	    "[\"https://i\"],\"jwks\":\"/k.json\"},{\"name\":\"q\",\"issuers\":"
@@ -2528,7 +2530,9 @@ test_ui(void **state)
 {
 	struct fx		*f = *state;
 	struct admin_response	*rs;
-	char			 cookie[128], csrf[64], etag[64], id[KS_ID_LEN + 1];
+	char			 cookie[128], csrf[64], etag[64];
+	char			 id[KS_ID_LEN + 1];
+	uint8_t			 other[KS_DIGEST_LEN];
 	const char		*v;
 	json_t			*o;
 
@@ -2543,7 +2547,8 @@ test_ui(void **state)
 	assert_int_equal(rs->as_status, 200);
 	assert_int_equal(rs->as_ui, 1);
 	assert_string_equal(rs->as_type, "text/html; charset=utf-8");
-	assert_ptr_equal(rs->as_static, ui_asset_find("index.html", 10)->ua_data);
+	assert_ptr_equal(rs->as_static,
+	    ui_asset_find("index.html", 10)->ua_data);
 	assert_non_null(rs->as_etag);
 	assert_int_equal(ui_get(f, "/ui")->as_status, 200);
 	rs = ui_get(f, "/ui/app.js");
@@ -2571,7 +2576,10 @@ test_ui(void **state)
 	f->inm = NULL;
 	req(f, HTTP_M_POST, "/ui/", "{}");
 	assert_int_equal(f->rs.as_status, 405);
-	assert_string_equal(f->rs.as_allow, "GET");
+	assert_string_equal(f->rs.as_allow, "GET, HEAD");
+	send_at(f, HTTP_M_HEAD, "/ui/app.css", NULL, T_NOW);
+	assert_int_equal(f->rs.as_status, 200);
+	assert_int_equal(f->rs.as_bodylen, ui_asset_find("app.css", 7)->ua_len);
 	/* Login. */
 	req(f, HTTP_M_GET, "/ui/api/login", NULL);
 	assert_int_equal(f->rs.as_status, 405);
@@ -2622,14 +2630,31 @@ test_ui(void **state)
 	expect_error(f, 403, "csrf_failed", NULL);
 	f->csrf = csrf;
 	create(f, "{\"owner\":\"ui\"}", id, NULL);
-	/* Idle for the timeout: ended, and found no more after. */
-	req_at(f, HTTP_M_GET, "/v1/keys", NULL, T_NOW + 59999);
+	/*
+	 * Idle for the timeout (on the monotonic clock): ended, and found no
+	 * more after.
+	 */
+	f->mono = T_MONO + 59999;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
 	assert_int_equal(f->rs.as_status, 200);
-	req_at(f, HTTP_M_GET, "/v1/keys", NULL, T_NOW + 59999 + 60000);
-	expect_error(f, 401, "unauthorized", NULL);
-	assert_non_null(strstr(str(f->body, "message"), "ended"));
+	f->mono = T_MONO + 59999 + 60000;
 	req(f, HTTP_M_GET, "/v1/keys", NULL);
 	expect_error(f, 401, "unauthorized", NULL);
+	assert_non_null(strstr(str(f->body, "message"), "ended"));
+	f->mono = T_MONO;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	/* A new admin token (a reload): the sessions of the old one end. */
+	o = req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"" T_TOKEN "\"}");
+	snprintf(cookie, sizeof(cookie), "%.*s",
+	    (int)(strlen(UI_COOKIE) + 1 + UI_TOKEN_LEN), f->rs.as_cookie);
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	assert_int_equal(f->rs.as_status, 200);
+	secret_digest("another-admin-token", 19, other);
+	f->env.ae_token_digest = other;
+	req(f, HTTP_M_GET, "/v1/keys", NULL);
+	expect_error(f, 401, "unauthorized", NULL);
+	f->env.ae_token_digest = f->token;
 	/* Logout: CSRF needed; the cookie cleared; the session gone. */
 	o = req(f, HTTP_M_POST, "/ui/api/login", "{\"token\":\"" T_TOKEN "\"}");
 	snprintf(cookie, sizeof(cookie), "%.*s",
@@ -2681,11 +2706,14 @@ test_list_invalid(void **state)
 		    "4567890123456", "q" },
 		{ "state=", "state" }, { "state=gone", "state" },
 		{ "state=Active", "state" },
-		{ "older_than=0d", "older_than" }, { "older_than=", "older_than" },
-		{ "older_than=d", "older_than" }, { "older_than=5w", "older_than" },
+		{ "older_than=0d", "older_than" },
+		{ "older_than=", "older_than" },
+		{ "older_than=d", "older_than" },
+		{ "older_than=5w", "older_than" },
 		{ "older_than=3651d", "older_than" },
 		{ "unused=-1d", "unused" }, { "unused=1.5d", "unused" },
-		{ "sort=size", "sort" }, { "sort=-", "sort" }, { "sort=", "sort" },
+		{ "sort=size", "sort" }, { "sort=-", "sort" },
+		{ "sort=", "sort" },
 		{ "sort=--name", "sort" },
 		{ "offset=1", "offset" },
 		{ "sort=name&offset=x", "offset" },

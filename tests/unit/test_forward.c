@@ -369,6 +369,38 @@ test_client_reqid(void **state)
 	assert_int_equal(forward_client_reqid(&m, &id, &len), 0);
 }
 
+/* The console's session cookie never goes upstream; others do, as sent. */
+static void
+test_cookie_strip(void **state)
+{
+	static const struct {
+		const char	*in, *out;	/* out NULL: as it is */
+	} cases[] = {
+		{ "a=1; b=2", NULL },
+		{ "keygate_sessionx=1", NULL },
+		{ "keygate_session=abc", "" },
+		{ "a=1; keygate_session=abc; b=2", "a=1; b=2" },
+		{ "keygate_session=x;a=1", "a=1" },
+		{ "a=1 ;  keygate_session=;b=2 ", "a=1; b=2" },
+		{ "a=1;keygate_session=1;keygate_session=2", "a=1" },
+	};
+	char	 out[128];
+	ssize_t	 n;
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		n = forward_cookie_strip(cases[i].in, strlen(cases[i].in), out);
+		if (cases[i].out == NULL) {
+			assert_int_equal(n, -1);
+			continue;
+		}
+		assert_true(n >= 0);
+		out[n] = '\0';
+		assert_string_equal(out, cases[i].out);
+	}
+}
+
 int
 main(void)
 {
@@ -382,6 +414,7 @@ main(void)
 		cmocka_unit_test(test_dot_segments),
 		cmocka_unit_test(test_normalize_path),
 		cmocka_unit_test(test_client_reqid),
+		cmocka_unit_test(test_cookie_strip),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -22,6 +22,8 @@
 #define T0	1795000000000LL
 #define IDLE	60000
 
+static const uint8_t	 B[32] = { 1, 2, 3 };	/* the admin token's digest */
+
 static struct ui_table *
 table(void)
 {
@@ -56,15 +58,15 @@ test_sessions(void **state)
 	int		 s;
 
 	(void)state;
-	assert_int_equal(ui_session_new(t, T0, IDLE, id, csrf), 0);
+	assert_int_equal(ui_session_new(t, B, T0, IDLE, id, csrf), 0);
 	assert_int_equal(strlen(id), UI_TOKEN_LEN);
 	assert_int_equal(strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn"
 	    "opqrstuvwxyz0123456789-_"), UI_TOKEN_LEN);
-	assert_int_equal(ui_session_new(t, T0, IDLE, id2, csrf2), 0);
+	assert_int_equal(ui_session_new(t, B, T0, IDLE, id2, csrf2), 0);
 	assert_string_not_equal(id, id2);
 	assert_string_not_equal(csrf, csrf2);
 	snprintf(c, sizeof(c), "a=1; %s=%s;b=2", UI_COOKIE, id);
-	assert_true((s = ui_session_find(t, c, strlen(c), T0 + 1, IDLE, &st,
+	assert_true((s = ui_session_find(t, B, c, strlen(c), T0 + 1, IDLE, &st,
 	    got)) >= 0);
 	assert_string_equal(got, csrf);
 	assert_true(ui_csrf_ok(csrf, UI_TOKEN_LEN, got));
@@ -74,47 +76,47 @@ test_sessions(void **state)
 	/* Any of several cookies of the name (found by fuzz_ui). */
 	snprintf(c, sizeof(c), "%s=; %s=x; %s=%s", UI_COOKIE, UI_COOKIE,
 	    UI_COOKIE, id);
-	assert_int_equal(ui_session_find(t, c, strlen(c), T0 + 1, IDLE, NULL,
+	assert_int_equal(ui_session_find(t, B, c, strlen(c), T0 + 1, IDLE, NULL,
 	    NULL), s);
 	/* Not a cookie of ours, or a wrong or cut one. */
 	snprintf(c, sizeof(c), "x%s=%s", UI_COOKIE, id);
-	assert_int_equal(ui_session_find(t, c, strlen(c), T0, IDLE, NULL,
+	assert_int_equal(ui_session_find(t, B, c, strlen(c), T0, IDLE, NULL,
 	    NULL), -1);
 	cookie_of(c, sizeof(c), id);
-	assert_int_equal(ui_session_find(t, c, strlen(c) - 1, T0, IDLE, NULL,
+	assert_int_equal(ui_session_find(t, B, c, strlen(c) - 1, T0, IDLE, NULL,
 	    NULL), -1);
 	c[strlen(c) - 1] ^= 1;
-	assert_int_equal(ui_session_find(t, c, strlen(c), T0, IDLE, NULL,
+	assert_int_equal(ui_session_find(t, B, c, strlen(c), T0, IDLE, NULL,
 	    NULL), -1);
 	/* Kept alive by use; ended idle, and stays ended. */
 	cookie_of(c, sizeof(c), id);
-	assert_true(ui_session_find(t, c, strlen(c), T0 + IDLE - 1, IDLE,
+	assert_true(ui_session_find(t, B, c, strlen(c), T0 + IDLE - 1, IDLE,
 	    NULL, NULL) >= 0);
-	assert_true(ui_session_find(t, c, strlen(c), T0 + 2 * IDLE - 2, IDLE,
+	assert_true(ui_session_find(t, B, c, strlen(c), T0 + 2 * IDLE - 2, IDLE,
 	    NULL, NULL) >= 0);
 	assert_int_equal(ui_session_count(t, T0 + 2 * IDLE - 2, IDLE), 1);
-	assert_int_equal(ui_session_find(t, c, strlen(c), T0 + 3 * IDLE - 2,
+	assert_int_equal(ui_session_find(t, B, c, strlen(c), T0 + 3 * IDLE - 2,
 	    IDLE, NULL, NULL), -1);
-	assert_int_equal(ui_session_find(t, c, strlen(c), T0, IDLE, NULL,
+	assert_int_equal(ui_session_find(t, B, c, strlen(c), T0, IDLE, NULL,
 	    NULL), -1);
 	/* The maximum age, whatever the use. */
-	assert_int_equal(ui_session_new(t, T0, UI_SESSION_MAX_MS, id, csrf),
+	assert_int_equal(ui_session_new(t, B, T0, UI_SESSION_MAX_MS, id, csrf),
 	    0);
 	cookie_of(c, sizeof(c), id);
-	assert_true(ui_session_find(t, c, strlen(c), T0 + UI_SESSION_MAX_MS -
+	assert_true(ui_session_find(t, B, c, strlen(c), T0 + UI_SESSION_MAX_MS -
 	    1, UI_SESSION_MAX_MS, NULL, NULL) >= 0);
-	assert_int_equal(ui_session_find(t, c, strlen(c), T0 +
+	assert_int_equal(ui_session_find(t, B, c, strlen(c), T0 +
 	    UI_SESSION_MAX_MS, UI_SESSION_MAX_MS, NULL, NULL), -1);
 	/* Logout, and a stale state ends nothing. */
-	assert_int_equal(ui_session_new(t, T0, IDLE, id, csrf), 0);
+	assert_int_equal(ui_session_new(t, B, T0, IDLE, id, csrf), 0);
 	cookie_of(c, sizeof(c), id);
-	assert_true((s = ui_session_find(t, c, strlen(c), T0, IDLE, &st,
+	assert_true((s = ui_session_find(t, B, c, strlen(c), T0, IDLE, &st,
 	    NULL)) >= 0);
 	ui_session_end(t, s, st + (1ULL << 32));
-	assert_true(ui_session_find(t, c, strlen(c), T0, IDLE, NULL, NULL) >=
+	assert_true(ui_session_find(t, B, c, strlen(c), T0, IDLE, NULL, NULL) >=
 	    0);
 	ui_session_end(t, s, st);
-	assert_int_equal(ui_session_find(t, c, strlen(c), T0, IDLE, NULL,
+	assert_int_equal(ui_session_find(t, B, c, strlen(c), T0, IDLE, NULL,
 	    NULL), -1);
 	free(t);
 }
@@ -135,19 +137,19 @@ test_full(void **state)
 
 	(void)state;
 	for (i = 0; i < UI_SESSIONS; i++)
-		assert_int_equal(ui_session_new(t, T0 + i, IDLE, ids[i], csrf),
-		    0);
+		assert_int_equal(ui_session_new(t, B, T0 + i, IDLE, ids[i],
+		    csrf), 0);
 	/* Session 0 used last: 1 is the one idle longest. */
 	cookie_of(c, sizeof(c), ids[0]);
-	assert_true(ui_session_find(t, c, strlen(c), T0 + 100, IDLE, NULL,
+	assert_true(ui_session_find(t, B, c, strlen(c), T0 + 100, IDLE, NULL,
 	    NULL) >= 0);
-	assert_int_equal(ui_session_new(t, T0 + 101, IDLE, id, csrf), 0);
+	assert_int_equal(ui_session_new(t, B, T0 + 101, IDLE, id, csrf), 0);
 	cookie_of(c, sizeof(c), ids[1]);
-	assert_int_equal(ui_session_find(t, c, strlen(c), T0 + 102, IDLE,
+	assert_int_equal(ui_session_find(t, B, c, strlen(c), T0 + 102, IDLE,
 	    NULL, NULL), -1);
 	for (i = 0; i < UI_SESSIONS; i++) {
 		cookie_of(c, sizeof(c), ids[i]);
-		assert_int_equal(ui_session_find(t, c, strlen(c), T0 + 102,
+		assert_int_equal(ui_session_find(t, B, c, strlen(c), T0 + 102,
 		    IDLE, NULL, NULL) >= 0, i != 1);
 	}
 	assert_int_equal(ui_session_count(t, T0 + 102, IDLE), UI_SESSIONS);
@@ -159,15 +161,15 @@ test_full(void **state)
 	assert_int_equal(waitpid(pid, NULL, 0), pid);
 	for (i = 0; i < UI_SESSIONS; i++)
 		t->ut_s[i].us_state = UI_ST_WRITING | (uint64_t)pid << 32;
-	assert_int_equal(ui_session_new(t, T0, IDLE, id, csrf), 0);
+	assert_int_equal(ui_session_new(t, B, T0, IDLE, id, csrf), 0);
 	cookie_of(c, sizeof(c), id);
-	assert_true(ui_session_find(t, c, strlen(c), T0, IDLE, NULL, NULL) >=
+	assert_true(ui_session_find(t, B, c, strlen(c), T0, IDLE, NULL, NULL) >=
 	    0);
 	/* ... but not while the writer lives. */
 	for (i = 0; i < UI_SESSIONS; i++)
 		t->ut_s[i].us_state = UI_ST_WRITING |
 		    (uint64_t)getpid() << 32;
-	assert_int_equal(ui_session_new(t, T0, IDLE, id, csrf), -1);
+	assert_int_equal(ui_session_new(t, B, T0, IDLE, id, csrf), -1);
 	free(t);
 }
 
