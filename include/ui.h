@@ -22,12 +22,50 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define UI_COOKIE		"keygate_session"
 #define UI_SESSIONS		64
 #define UI_SESSION_MAX_MS	(12 * 3600 * 1000LL)	/* whatever the use */
 #define UI_ID_LEN		32	/* random bytes */
 #define UI_TOKEN_LEN		43	/* base64url of 32 bytes, unpadded */
+
+/*
+ * The next cookie of a Cookie header value v[0..len) from *pos on (RFC
+ * 6265 5.4: pairs separated by ";", blanks around them ignored): its
+ * bytes [*s, *e), and 1; 0 at the end.  Shared by the session lookup and
+ * the proxy, which keeps the session cookie from upstreams (forward.c).
+ */
+static inline int
+ui_cookie_next(const char *v, size_t len, size_t *pos, size_t *s,
+    size_t *e)
+{
+	size_t	 i = *pos;
+
+	while (i < len && (v[i] == ' ' || v[i] == ';'))
+		i++;
+	if (i >= len) {
+		*pos = len;
+		return (0);
+	}
+	*s = i;
+	while (i < len && v[i] != ';')
+		i++;
+	*pos = i;
+	for (*e = i; *e > *s && v[*e - 1] == ' '; (*e)--)
+		;
+	return (1);
+}
+
+/* Is the cookie v[s..e) a session's ("keygate_session=...")? */
+static inline int
+ui_cookie_is_session(const char *v, size_t s, size_t e)
+{
+	size_t	 nl = sizeof(UI_COOKIE) - 1;
+
+	return (e - s > nl && memcmp(v + s, UI_COOKIE, nl) == 0 &&
+	    v[s + nl] == '=');
+}
 
 /* A file of the console. */
 struct ui_asset {

@@ -184,21 +184,11 @@ forward_keep_header(const struct http_msg *msg, const struct http_header *h,
 ssize_t
 forward_cookie_strip(const char *v, size_t len, char *out)
 {
-	size_t	 nl = strlen(UI_COOKIE), i = 0, s, e, n = 0;
+	size_t	 pos = 0, s, e, n = 0;
 	int	 found = 0;
 
-	while (i < len) {
-		while (i < len && (v[i] == ' ' || v[i] == ';'))
-			i++;
-		s = i;
-		while (i < len && v[i] != ';')
-			i++;
-		for (e = i; e > s && v[e - 1] == ' '; e--)
-			;
-		if (e == s)
-			continue;
-		if (e - s > nl && memcmp(v + s, UI_COOKIE, nl) == 0 &&
-		    v[s + nl] == '=') {
+	while (ui_cookie_next(v, len, &pos, &s, &e)) {
+		if (ui_cookie_is_session(v, s, e)) {
 			found = 1;
 			continue;
 		}

@@ -194,34 +194,6 @@ ui_session_new(struct ui_table *t, const uint8_t bind[32], int64_t now,
 	return (0);
 }
 
-/*
- * The next value of cookie name in a Cookie header value (RFC 6265 5.4)
- * from *pos on, or NULL: a browser may send several of one name (their
- * paths differ), and any of them may be the live one.
- */
-static const char *
-ui_cookie(const char *v, size_t len, size_t *pos, const char *name,
-    size_t *vlen)
-{
-	size_t	 nlen = strlen(name), i = *pos, s;
-
-	while (i < len) {
-		while (i < len && (v[i] == ' ' || v[i] == ';'))
-			i++;
-		s = i;
-		while (i < len && v[i] != ';')
-			i++;
-		if (i - s > nlen && memcmp(v + s, name, nlen) == 0 &&
-		    v[s + nlen] == '=') {
-			*pos = i;
-			*vlen = i - s - nlen - 1;
-			return (v + s + nlen + 1);
-		}
-	}
-	*pos = len;
-	return (NULL);
-}
-
 /* The slot of the live session whose id is val (UI_TOKEN_LEN), or -1. */
 static int
 ui_session_lookup(struct ui_table *t, const uint8_t bind[32], const char *val,
@@ -267,15 +239,17 @@ ui_session_find(struct ui_table *t, const uint8_t bind[32], const char *hdr,
 	const char	*id;
 	char		 val[UI_TOKEN_LEN + 1];
 	uint64_t	 w = 0;
-	size_t		 vlen, pos = 0;
+	size_t		 pos = 0, cs, ce;
 	int		 found = -1;
 
 	if (t == NULL || hdr == NULL)
 		return (-1);
-	while (found == -1 && (id = ui_cookie(hdr, len, &pos, UI_COOKIE,
-	    &vlen)) != NULL) {
-		if (vlen != UI_TOKEN_LEN)
+	/* Any of them: a browser may send several (their paths differ). */
+	while (found == -1 && ui_cookie_next(hdr, len, &pos, &cs, &ce)) {
+		if (!ui_cookie_is_session(hdr, cs, ce) || ce - cs !=
+		    sizeof(UI_COOKIE) + UI_TOKEN_LEN)
 			continue;
+		id = hdr + cs + sizeof(UI_COOKIE);
 		memcpy(val, id, UI_TOKEN_LEN);
 		val[UI_TOKEN_LEN] = '\0';
 		found = ui_session_lookup(t, bind, val, now, idle_ms, &w);

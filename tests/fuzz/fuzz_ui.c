@@ -24,7 +24,7 @@ static int
 fz_names_session(const char *v, size_t len)
 {
 	const char	*want = UI_COOKIE "=";
-	size_t		 wl = strlen(want), i = 0, s;
+	size_t		 wl = strlen(want), i = 0, s, e;
 
 	while (i < len) {
 		while (i < len && (v[i] == ' ' || v[i] == ';'))
@@ -32,7 +32,9 @@ fz_names_session(const char *v, size_t len)
 		s = i;
 		while (i < len && v[i] != ';')
 			i++;
-		if (i - s == wl + UI_TOKEN_LEN && memcmp(v + s, want, wl) ==
+		for (e = i; e > s && v[e - 1] == ' '; e--)
+			;		/* blanks after a pair: not its own */
+		if (e - s == wl + UI_TOKEN_LEN && memcmp(v + s, want, wl) ==
 		    0 && memcmp(v + s + wl, fz_id, UI_TOKEN_LEN) == 0)
 			return (1);
 	}
