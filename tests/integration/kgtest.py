@@ -66,6 +66,39 @@ class ProtocolError(Exception):
     """The daemon sent something that is not a well-formed response."""
 
 
+def python_with(modules, env_name, package):
+    """
+    None if every module in modules imports here; else, if the Debian
+    python3 ($env_name, default /usr/bin/python3) has them, re-exec this
+    test with it (the first python3 on PATH may be one of its own, without
+    Debian's python3-* packages); else the reason to skip.
+    """
+    try:
+        for m in modules:
+            __import__(m)
+        return None
+    except ImportError as e:
+        missing = str(e)
+    py = os.environ.get(env_name, "/usr/bin/python3")
+    flag = "KGTEST_REEXEC_" + env_name
+    if os.environ.get(flag) is None and os.access(py, os.X_OK) and \
+            os.path.realpath(py) != os.path.realpath(sys.executable):
+        try:
+            ok = subprocess.run([py, "-c", "import " + ", ".join(modules)],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                                timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            os.environ[flag] = "1"
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(py, [py] + sys.argv)
+    return ("%s missing for %s (%s) and %s has not got them: install %s" %
+            (", ".join(modules), sys.executable, missing, py, package))
+
+
 def skip(reason):
     raise Skip(reason)
 

@@ -30,14 +30,17 @@ def first(paths):
     return None
 
 
+# Debian's python3-selenium: re-exec with /usr/bin/python3 if need be.
+SELENIUM_MISSING = kg.python_with(("selenium",), "KEYGATE_SELENIUM_PYTHON",
+                                  "python3-selenium")
+
+
 def browser(tmp):
     """A headless Chromium with its console and network logs kept."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        kg.skip("python3-selenium is not installed (apt-get install "
-                "python3-selenium)")
+    if SELENIUM_MISSING is not None:
+        kg.skip(SELENIUM_MISSING)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
     binary, driver = first(CHROMIUM), first(DRIVER)
     if binary is None or driver is None:
         kg.skip("chromium or chromium-driver is not installed (apt-get "

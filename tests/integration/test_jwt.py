@@ -39,38 +39,10 @@ import time
 import uuid
 
 
-def _pyjwt():
-    """None if jwt and cryptography import here (re-exec'ing if need be)."""
-    try:
-        import jwt				# noqa: F401
-        import cryptography			# noqa: F401
-        return None
-    except ImportError as e:
-        missing = str(e)
-    py = os.environ.get("KEYGATE_JWT_PYTHON", "/usr/bin/python3")
-    if os.environ.get("KGTEST_JWT_REEXEC") is None and \
-            os.access(py, os.X_OK) and \
-            os.path.realpath(py) != os.path.realpath(sys.executable):
-        try:
-            ok = subprocess.run([py, "-c", "import jwt, cryptography"],
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL,
-                                timeout=30).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        if ok:
-            os.environ["KGTEST_JWT_REEXEC"] = "1"
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.execv(py, [py] + sys.argv)
-    return ("PyJWT/cryptography missing for %s (%s) and %s has not got "
-            "them: install python3-jwt and python3-cryptography" %
-            (sys.executable, missing, py))
-
-
-JWT_MISSING = _pyjwt()
-
 import kgtest as kg				# noqa: E402
+
+JWT_MISSING = kg.python_with(("jwt", "cryptography"), "KEYGATE_JWT_PYTHON",
+                             "python3-jwt and python3-cryptography")
 
 if JWT_MISSING is None:
     import idp as I				# noqa: E402
