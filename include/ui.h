@@ -125,7 +125,7 @@ int	 ui_csrf_ok(const char *, size_t, const char *);
 /* End the session in slot, if it is still the one found in state st. */
 void	 ui_session_end(struct ui_table *, int, uint64_t);
 
-/* Live sessions at now (for /v1/status and the tests). */
+/* Live sessions at now (the tests count them). */
 int	 ui_session_count(struct ui_table *, int64_t, int64_t);
 
 #endif /* KEYGATE_UI_H */
