@@ -114,6 +114,7 @@ static struct {
 	uint8_t			 f_token[KS_DIGEST_LEN];
 	struct admin_env	 f_env;
 	struct stats_region	*f_stats;
+	json_t			*f_gateway;	/* GET /v1/gateway's base */
 	int64_t			 f_now;
 	unsigned long		 f_runs;
 	char			 f_secrets[FZ_NSECRETS][SECRET_MAX + 1];
@@ -157,6 +158,7 @@ fz_cleanup(void)
 	journal_close(&fz.f_j);
 	fz_rmdir_any(fz.f_dir);
 	free(fz.f_stats);
+	json_decref(fz.f_gateway);
 }
 
 /* The counters /v1/status reads: named upstreams, traffic, two samples. */
@@ -546,6 +548,32 @@ fz_trim(void)
 	}
 }
 
+/*
+ * A description of the configuration as server.c makes it, so that
+ * GET /v1/gateway fills in health and key sets (with no key sets here):
+ * one server with a metrics id in range, one out of range.
+ */
+static json_t *
+fz_gateway(void)
+{
+	json_t	*o;
+
+	o = json_pack("{s:[{s:s, s:[s], s:s, s:[s], s:[], s:s, s:s}], "
+	    "s:[{s:s, s:s, s:[{s:s, s:s, s:i, s:i}, {s:s, s:s, s:i, s:i}], "
+	    "s:s}], s:[{s:s, s:[s], s:s}]}",
+	    "routes", "name", "api", "methods", "*", "pattern", "^/",
+	    "auth", "api_key", "scopes", "rate_limit", "off", "upstream", "app",
+	    "upstreams", "name", "app", "type", "http", "servers",
+	    "url", "http://127.0.0.1:1/", "server", "127.0.0.1:1", "weight", 1,
+	    "_stat", 0,
+	    "url", "http://127.0.0.1:2/", "server", "127.0.0.1:2", "weight", 1,
+	    "_stat", 1 << 20, "health_check", "/healthz",
+	    "jwt_providers", "name", "idp", "issuers", "https://idp.test/",
+	    "jwks", "discovery");
+	FUZZ_ASSERT(o != NULL);
+	return (o);
+}
+
 /* Once: the store, the journal, the token, the log level. */
 static void
 fz_setup(void)
@@ -579,6 +607,7 @@ fz_setup(void)
 	fz.f_env.ae_version = PACKAGE_VERSION;
 	fz_stats();
 	fz.f_env.ae_stats = fz.f_stats;
+	fz.f_env.ae_gateway = fz.f_gateway = fz_gateway();
 	fz.f_now = FZ_NOW0;
 	fz.f_init = 1;
 }
@@ -721,6 +750,21 @@ fz_check_answer(uint8_t sel, json_t *o,
 	}
 }
 
+/* A gateway description: every server has a health, no metrics id. */
+static void
+fz_check_gateway(json_t *o)
+{
+	json_t	*u, *v;
+	size_t	 i, k;
+
+	json_array_foreach(json_object_get(o, "upstreams"), i, u)
+		json_array_foreach(json_object_get(u, "servers"), k, v) {
+			FUZZ_ASSERT(json_object_get(v, "_stat") == NULL);
+			FUZZ_ASSERT(json_is_string(json_object_get(v,
+			    "health")));
+		}
+}
+
 /* One input: one request, then every check. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -762,6 +806,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		o = fz_check(&rs, allowed);
 		fz_check_answer(data[0], o, &rs, applied, jsize);
+		fz_check_gateway(o);
 		json_decref(o);
 	}
 	admin_response_free(&rs);
