@@ -34,14 +34,15 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # openssl command line, which makes the TLS tests' certificates, and
 # promtool (package prometheus), which checks the /metrics output and the
 # example alert rules; the cluster tests start redis-server themselves;
-# the web console's test drives headless chromium through chromium-driver
-# and python3-selenium
+# the web console's tests drive headless chromium through chromium-driver
+# and python3-selenium, and headless firefox-esr
 # (libhiredis-dev is the master's Redis client).
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev \
 libpcre2-dev libjansson-dev libssl-dev libcurl4-openssl-dev libyaml-dev \
 libhiredis-dev curl python3-jwt python3-cryptography"
 TEST_PACKAGES="libcmocka-dev python3 clang libclang-rt-dev systemd procps \
-openssl prometheus redis-server chromium chromium-driver python3-selenium"
+openssl prometheus redis-server chromium chromium-driver python3-selenium \
+firefox-esr"
 # Any of these serves the nginx test; nginx-light is installed if none is.
 NGINX_PACKAGES="nginx nginx-light nginx-core nginx-full nginx-extras"
 

@@ -26,7 +26,8 @@ DEMO_ONLY = {"build-essential", "autoconf", "automake", "pkg-config",
              "python3-jwt", "python3-cryptography"}
 TEST_ADDS = {"libcmocka-dev", "python3", "clang", "libclang-rt-dev",
              "systemd", "procps", "openssl", "prometheus", "redis-server",
-             "chromium", "chromium-driver", "python3-selenium"}
+             "chromium", "chromium-driver", "python3-selenium",
+             "firefox-esr"}
 LOCK = "-o DPkg::Lock::Timeout=600"
 
 STUBS = {
