@@ -16,6 +16,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
+import browsertest as bt                # noqa: E402
 import kgtest as kg                     # noqa: E402
 import test_browser as B                # noqa: E402
 
@@ -46,11 +47,14 @@ def main():
             time.sleep(0.01)
         for scheme in ("light", "dark"):
             drv = B.browser(kg.tempdir())	# a profile of its own
+            from selenium.webdriver.common.by import By
+            from selenium.common.exceptions import \
+                StaleElementReferenceException as Stale
             try:
                 drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {
                     "features": [{"name": "prefers-color-scheme",
                                   "value": scheme}]})
-                shots(drv, B.Page(drv), d, keys, out, scheme)
+                shots(drv, bt.Page(drv, By, Stale), d, keys, out, scheme)
             finally:
                 drv.quit()
     finally:
