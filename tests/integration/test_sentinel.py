@@ -178,6 +178,11 @@ def test_lost_changes_restored():
         kg.eq(r.call("SAVE"), "OK", "SAVE")
         made = [kg.create_key(a, owner="x"), kg.create_key(b, owner="y")]
         k3, s3 = kg.create_key(a, owner="z")
+        # b changes keys a made: it must have them first (the stream
+        # brings them within milliseconds, later on a loaded machine).
+        for k in (k0, k3):
+            kg.wait_for(lambda: kg.admin(b, "GET", "/v1/keys/" + k["id"])
+                        .status == 200, 5, "key %s on b" % k["id"])
         r3 = kg.admin(b, "PATCH", "/v1/keys/" + k3["id"], {"name": "n3"})
         kg.eq(r3.status, 200, "patch")
         kg.eq(kg.admin(b, "DELETE", "/v1/keys/" + k0["id"]).status, 204,
