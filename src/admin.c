@@ -3459,9 +3459,8 @@ admin_session(struct admin_ctx *c, uint64_t *st, char *csrf)
 {
 	const struct admin_request	*rq = c->c_rq;
 
-	if (c->c_env->ae_ui == NULL || rq->aq_cookie == NULL)
-		return (-1);
-	if (c->c_env->ae_token_digest == NULL)
+	if (c->c_env->ae_ui == NULL || rq->aq_cookie == NULL ||
+	    c->c_env->ae_token_digest == NULL)
 		return (-1);
 	return (ui_session_find(c->c_env->ae_ui, c->c_env->ae_token_digest,
 	    rq->aq_cookie, rq->aq_cookielen, rq->aq_mono,

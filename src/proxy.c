@@ -662,19 +662,22 @@ proxy_field(struct evbuffer *out, const char *name, size_t namelen,
 
 /*
  * A Cookie header that holds the web console's session: sent without it
- * (or not at all); 1 if done here, 0 to send h as it is.
+ * (or not at all); 1 if done here, 0 to send h as it is.  The usual
+ * Cookie fits the stack buffer: no allocation per request.
  */
 static int
 proxy_cookie(struct evbuffer *out, const struct http_header *h)
 {
-	char	*buf;
+	char	 small[1024], *buf = small;
 	ssize_t	 n;
 
-	if ((buf = malloc(2 * h->h_valuelen + 1)) == NULL)
+	if (2 * h->h_valuelen > sizeof(small) &&
+	    (buf = malloc(2 * h->h_valuelen)) == NULL)
 		return (1);	/* dropped rather than sent with it */
 	if ((n = forward_cookie_strip(h->h_value, h->h_valuelen, buf)) > 0)
 		proxy_field(out, h->h_name, h->h_namelen, buf, (size_t)n);
-	free(buf);
+	if (buf != small)
+		free(buf);
 	return (n != -1);
 }
 
